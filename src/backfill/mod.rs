@@ -1,0 +1,1 @@
+//! The backfill: keyset chunks, per-chunk checkpoints, adaptive size, health throttle, workers.

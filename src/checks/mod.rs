@@ -1,0 +1,1 @@
+//! Verification: parity by partition, expression parity, checksums, exact diff, drift, invariants.

@@ -1,0 +1,125 @@
+//! The headless command line. Each area contributes its own subcommands (flattened here), so
+//! every action the TUI offers has a scriptable twin.
+//!
+//! Exit codes: 0 success, 1 error, 2 blocked (a gate or validation failed), 3 refused
+//! (not allowed: wrong role, irreversible phase, read-only).
+
+mod backfill;
+mod bench;
+mod check;
+mod engine;
+mod evidence;
+mod foundation;
+mod tui;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_postgres::Client;
+
+use crate::db::{self, DbConfig, SessionSettings};
+
+/// Documented exit codes.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// An error (bad input, database failure).
+    pub const ERROR: u8 = 1;
+    /// A gate or validation blocked the action.
+    pub const BLOCKED: u8 = 2;
+    /// The action was refused (role, irreversible phase, read-only).
+    pub const REFUSED: u8 = 3;
+}
+
+/// Cutover — zero-downtime PostgreSQL migrations: expand → dual_write → backfill → read_switch → contract.
+#[derive(Debug, Parser)]
+#[command(name = "cutover", version, about, long_about = None)]
+#[command(
+    after_help = "Connection: --database-url, DATABASE_URL, or PGHOST/PGPORT/PGUSER/PGDATABASE/PGPASSWORD/PGSSLMODE.\n\
+Exit codes: 0 ok, 1 error, 2 blocked (gate or validation), 3 refused."
+)]
+pub struct Cli {
+    /// PostgreSQL connection URL (postgres://user:password@host:port/db); the password is never printed.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// All subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Plan validation and control-schema setup.
+    #[command(flatten)]
+    Foundation(foundation::Command),
+    /// Phase engine: status, advance, sign-off, rollback, rehearsal, flags, notes, reports, audit.
+    #[command(flatten)]
+    Engine(engine::Command),
+    /// Backfill controls.
+    #[command(flatten)]
+    Backfill(backfill::Command),
+    /// Data checks.
+    #[command(flatten)]
+    Check(check::Command),
+    /// Readiness evidence: lint, runbook, metrics.
+    #[command(flatten)]
+    Evidence(evidence::Command),
+    /// The full-screen command center and the demo.
+    #[command(flatten)]
+    Tui(tui::Command),
+    /// Benchmarks.
+    #[command(flatten)]
+    Bench(bench::Command),
+}
+
+impl Command {
+    /// True for commands that take over the terminal (they set up their own logging).
+    pub fn is_fullscreen(&self) -> bool {
+        matches!(self, Command::Tui(_))
+    }
+}
+
+/// What every command gets: global options and ways to reach the database.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// `--database-url` / `DATABASE_URL`.
+    pub database_url: Option<String>,
+}
+
+impl Context {
+    /// The configured server, or an error saying how to configure one.
+    pub fn db_config(&self) -> anyhow::Result<DbConfig> {
+        Ok(DbConfig::require(self.database_url.as_deref())?)
+    }
+
+    /// The configured server, if any.
+    pub fn db_config_opt(&self) -> anyhow::Result<Option<DbConfig>> {
+        Ok(DbConfig::resolve(self.database_url.as_deref())?)
+    }
+
+    /// Connects for `purpose` and makes sure the control schema is up to date.
+    pub async fn connect(&self, purpose: &str) -> anyhow::Result<Client> {
+        let cfg = self.db_config()?;
+        let mut client = db::connect(&cfg, &SessionSettings::new(purpose)).await?;
+        db::schema::bootstrap(&mut client).await?;
+        Ok(client)
+    }
+}
+
+/// Parses the command line and runs it.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context {
+        database_url: cli.database_url,
+    };
+    match cli.command {
+        Command::Foundation(c) => foundation::run(c, &ctx).await,
+        Command::Engine(c) => engine::run(c, &ctx).await,
+        Command::Backfill(c) => backfill::run(c, &ctx).await,
+        Command::Check(c) => check::run(c, &ctx).await,
+        Command::Evidence(c) => evidence::run(c, &ctx).await,
+        Command::Tui(c) => tui::run(c, &ctx).await,
+        Command::Bench(c) => bench::run(c, &ctx).await,
+    }
+}

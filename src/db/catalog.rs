@@ -1,0 +1,279 @@
+//! Live-catalog validation of a plan: do its tables, columns, keys, expressions and flag exist
+//! on the server? Runs the plan's expand SQL first inside a transaction that is rolled back, so
+//! columns the plan itself adds are seen — and an expand that fails on the live schema is reported.
+
+use tokio_postgres::{Client, Transaction};
+
+use crate::plan::diagnostic::{Problem, Seg};
+use crate::plan::{CheckKind, Phase, Plan};
+use crate::sql::split_statements;
+
+use super::{describe_error, quote_ident, quote_qualified, DbError};
+
+/// Checks `plan` against the live catalog; returns the problems found (empty when all is well).
+/// Nothing is changed: the work happens in a transaction that is rolled back.
+pub async fn check_plan(client: &mut Client, plan: &Plan) -> Result<Vec<Problem>, DbError> {
+    let expand_applied = phase_applied(client, plan.id(), Phase::Expand).await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '30s'")
+        .await?;
+    let mut out = Vec::new();
+    if !expand_applied {
+        simulate(&tx, plan, Phase::Expand, &mut out).await?;
+        simulate(&tx, plan, Phase::DualWrite, &mut out).await?;
+    }
+    backfill(&tx, plan, &mut out).await?;
+    checks(&tx, plan, &mut out).await?;
+    flag(&tx, plan, &mut out).await?;
+    tx.rollback().await?;
+    Ok(out)
+}
+
+async fn phase_applied(client: &Client, plan_id: &str, phase: Phase) -> Result<bool, DbError> {
+    let row = client
+        .query_one("SELECT to_regclass('cutover.phases') IS NOT NULL", &[])
+        .await?;
+    if !row.get::<_, bool>(0) {
+        return Ok(false);
+    }
+    let row = client
+        .query_opt(
+            "SELECT state FROM cutover.phases WHERE plan_id = $1 AND phase = $2",
+            &[&plan_id, &phase.as_str()],
+        )
+        .await?;
+    Ok(row.is_some_and(|r| r.get::<_, String>(0) == "applied"))
+}
+
+async fn simulate(
+    tx: &Transaction<'_>,
+    plan: &Plan,
+    phase: Phase,
+    out: &mut Vec<Problem>,
+) -> Result<(), DbError> {
+    for stmt in split_statements(&plan.phase(phase).apply) {
+        if stmt.needs_own_transaction() {
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT cutover_sim").await?;
+        if let Err(e) = tx.batch_execute(&stmt.text).await {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT cutover_sim")
+                .await?;
+            out.push(problem(
+                &["phases", phase.as_str(), "apply"],
+                format!(
+                    "`{phase}` SQL fails on the live schema: {} (statement: {})",
+                    describe_error(&e),
+                    first_line(&stmt.text)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.len() > 80 {
+        format!("{}…", line.chars().take(80).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+fn problem(path: &[&str], message: String) -> Problem {
+    Problem {
+        path: path.iter().map(|s| Seg::from(*s)).collect(),
+        message,
+        hint: None,
+    }
+}
+
+async fn relation_exists(tx: &Transaction<'_>, name: &str) -> Result<bool, DbError> {
+    let row = tx
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&quote_qualified(name)],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+async fn missing_columns(
+    tx: &Transaction<'_>,
+    table: &str,
+    columns: &[String],
+) -> Result<Vec<String>, DbError> {
+    let rows = tx
+        .query(
+            "SELECT attname::text FROM pg_attribute
+              WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+            &[&quote_qualified(table)],
+        )
+        .await?;
+    let have: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    Ok(columns
+        .iter()
+        .filter(|c| !have.contains(c))
+        .cloned()
+        .collect())
+}
+
+/// True when `key` is exactly covered by a unique index and every column is NOT NULL.
+async fn key_is_unique_not_null(
+    tx: &Transaction<'_>,
+    table: &str,
+    key: &[String],
+) -> Result<bool, DbError> {
+    let row = tx
+        .query_one(
+            "SELECT EXISTS (
+                 SELECT 1 FROM pg_index i
+                  WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indisvalid
+                    AND i.indpred IS NULL AND i.indexprs IS NULL
+                    AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
+                           FROM pg_attribute a
+                          WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey))
+                        = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) k))
+             AND NOT EXISTS (
+                 SELECT 1 FROM pg_attribute a
+                  WHERE a.attrelid = to_regclass($1) AND a.attname = ANY ($2) AND NOT a.attnotnull)",
+            &[&quote_qualified(table), &key],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+async fn compiles(tx: &Transaction<'_>, sql: &str) -> Result<Option<String>, DbError> {
+    tx.batch_execute("SAVEPOINT cutover_expr").await?;
+    match tx.batch_execute(&format!("EXPLAIN {sql}")).await {
+        Ok(()) => Ok(None),
+        Err(e) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT cutover_expr")
+                .await?;
+            Ok(Some(describe_error(&e)))
+        }
+    }
+}
+
+async fn backfill(
+    tx: &Transaction<'_>,
+    plan: &Plan,
+    out: &mut Vec<Problem>,
+) -> Result<(), DbError> {
+    let Some(b) = &plan.spec.backfill else {
+        return Ok(());
+    };
+    if !relation_exists(tx, &b.table).await? {
+        out.push(problem(
+            &["backfill", "table"],
+            format!("table `{}` does not exist", b.table),
+        ));
+        return Ok(());
+    }
+    let missing = missing_columns(tx, &b.table, &b.key).await?;
+    if !missing.is_empty() {
+        out.push(problem(
+            &["backfill", "key"],
+            format!(
+                "key column(s) {} not found in `{}`",
+                missing.join(", "),
+                b.table
+            ),
+        ));
+    } else if !key_is_unique_not_null(tx, &b.table, &b.key).await? {
+        out.push(Problem {
+            path: vec!["backfill".into(), "key".into()],
+            message: format!(
+                "key ({}) of `{}` is not unique and NOT NULL",
+                b.key.join(", "),
+                b.table
+            ),
+            hint: Some(
+                "keyset chunking needs a primary key or a unique index on NOT NULL columns".into(),
+            ),
+        });
+    }
+    let targets: Vec<String> = b.set.keys().cloned().collect();
+    for col in missing_columns(tx, &b.table, &targets).await? {
+        out.push(problem(
+            &["backfill", "set", &col],
+            format!(
+                "column `{col}` does not exist in `{}` (even after expand)",
+                b.table
+            ),
+        ));
+    }
+    let table = quote_qualified(&b.table);
+    if let Some(err) = compiles(tx, &format!("SELECT 1 FROM {table} WHERE {}", b.pending)).await? {
+        out.push(problem(
+            &["backfill", "pending"],
+            format!("`pending` does not compile: {err}"),
+        ));
+    }
+    for (col, expr) in &b.set {
+        let sql = format!("SELECT ({expr}) AS {} FROM {table}", quote_ident(col));
+        if let Some(err) = compiles(tx, &sql).await? {
+            out.push(problem(
+                &["backfill", "set", col],
+                format!("expression for `{col}` does not compile: {err}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn checks(tx: &Transaction<'_>, plan: &Plan, out: &mut Vec<Problem>) -> Result<(), DbError> {
+    for (i, check) in plan.spec.checks.iter().enumerate() {
+        let relations: Vec<(&str, &String)> = match &check.kind {
+            CheckKind::RowCountParity { source, target, .. }
+            | CheckKind::SampledChecksum { source, target, .. }
+            | CheckKind::FullDiff { source, target, .. } => {
+                vec![("source", source), ("target", target)]
+            }
+            CheckKind::ExpressionParity { table, .. } | CheckKind::NullDrift { table, .. } => {
+                vec![("table", table)]
+            }
+            CheckKind::GoldenQuery { .. } | CheckKind::Invariant { .. } => vec![],
+        };
+        for (key, rel) in relations {
+            if !relation_exists(tx, rel).await? {
+                out.push(Problem {
+                    path: vec!["checks".into(), Seg::Index(i), key.into()],
+                    message: format!("check `{}`: relation `{rel}` does not exist", check.name),
+                    hint: None,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn flag(tx: &Transaction<'_>, plan: &Plan, out: &mut Vec<Problem>) -> Result<(), DbError> {
+    let Some(rs) = &plan.spec.read_switch else {
+        return Ok(());
+    };
+    if !relation_exists(tx, "cutover.flags").await? {
+        return Ok(());
+    }
+    let row = tx
+        .query_opt("SELECT 1 FROM cutover.flags WHERE name = $1", &[&rs.flag])
+        .await?;
+    let registered = tx
+        .query_opt(
+            "SELECT 1 FROM cutover.migrations WHERE plan_id = $1",
+            &[&plan.id()],
+        )
+        .await?;
+    if row.is_none() && registered.is_some() {
+        out.push(Problem {
+            path: vec!["read_switch".into(), "flag".into()],
+            message: format!("feature flag `{}` does not exist in cutover.flags", rs.flag),
+            hint: Some(format!(
+                "create it off with `cutover flag set {} off`",
+                rs.flag
+            )),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! Cutover: a terminal command center for zero-downtime PostgreSQL schema migrations.
+//!
+//! The architecture, one module per concept:
+//! - [`plan`] — the TOML plan: model, validation with `file:line:col` diagnostics;
+//! - [`db`] — connections, the `cutover` control schema, live-catalog checks, throwaway clusters;
+//! - [`sql`] — splitting plan SQL into statements;
+//! - [`audit`] — the hash-chained, append-only audit log;
+//! - [`engine`] — the phase state machine, gates, sign-offs, lock-safe DDL, rollback, rehearsal;
+//! - [`backfill`] — keyset-chunked, throttled, checkpointed, resumable backfill;
+//! - [`checks`] — parity, checksum, diff, drift, golden-query and invariant checks;
+//! - [`evidence`] — readiness probes (lint, compatibility, error budget, hidden readers, …);
+//! - [`worker`] — the async task that owns connections and feeds the TUI;
+//! - [`tui`] — the full-screen command center (one file per pane);
+//! - [`cli`] — the headless commands; every TUI action has one.
+
+pub mod audit;
+pub mod backfill;
+pub mod bench;
+pub mod checks;
+pub mod cli;
+pub mod db;
+pub mod engine;
+pub mod evidence;
+pub mod outcome;
+pub mod plan;
+pub mod sql;
+pub mod tui;
+pub mod worker;
+
+pub use outcome::Outcome;

@@ -1,0 +1,236 @@
+//! Plan errors with their place: `file:line:col: message` plus a hint.
+
+use std::fmt;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+/// Everything that can go wrong loading a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The file could not be read.
+    #[error("{path}: cannot read plan: {message}")]
+    Io {
+        /// The path given.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The plan is malformed or inconsistent; every problem found is listed.
+    #[error("{}", render(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+fn render(diags: &[Diagnostic]) -> String {
+    diags
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One problem in a plan, with its position (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The plan file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub col: usize,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One step of a path into the TOML document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    /// A table key.
+    Key(String),
+    /// An array index.
+    Index(usize),
+}
+
+impl From<&str> for Seg {
+    fn from(s: &str) -> Self {
+        Seg::Key(s.to_string())
+    }
+}
+
+impl From<usize> for Seg {
+    fn from(i: usize) -> Self {
+        Seg::Index(i)
+    }
+}
+
+/// A semantic problem found by validation, located by its path in the document.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// Where: the deepest existing prefix of this path is reported.
+    pub path: Vec<Seg>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+/// Builds a [`Problem`] at a path written as a list of keys/indexes.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! problem_at {
+    ([$($seg:expr),* $(,)?], $msg:expr) => {
+        $crate::plan::diagnostic::Problem { path: vec![$($crate::plan::diagnostic::Seg::from($seg)),*], message: $msg.into(), hint: None }
+    };
+    ([$($seg:expr),* $(,)?], $msg:expr, $hint:expr) => {
+        $crate::plan::diagnostic::Problem { path: vec![$($crate::plan::diagnostic::Seg::from($seg)),*], message: $msg.into(), hint: Some($hint.into()) }
+    };
+}
+
+/// Converts a byte offset into a 1-based (line, column).
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = source.get(..offset).unwrap_or(source);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, col)
+}
+
+/// Turns a TOML parse/deserialize error into a located diagnostic.
+pub fn from_toml_error(file: &str, source: &str, err: &toml::de::Error) -> Diagnostic {
+    let message = err.message().trim().to_string();
+    let mut offset = err.span().map(|s| s.start).unwrap_or(0);
+    let key = unknown_field(&message).or_else(|| {
+        message
+            .contains("unknown variant")
+            .then(|| "kind".to_string())
+    });
+    if let (Some(span), Some(key)) = (err.span(), key) {
+        offset = find_key_in(source, span, &key).unwrap_or(offset);
+    }
+    let (line, col) = line_col(source, offset);
+    Diagnostic {
+        file: file.to_string(),
+        line,
+        col,
+        hint: hint_for(&message),
+        message,
+    }
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    rest.split('`').next().map(str::to_string)
+}
+
+/// Finds `key =` at the start of a line within the table that starts at `span`
+/// (up to the next table header after the span).
+fn find_key_in(source: &str, span: std::ops::Range<usize>, key: &str) -> Option<usize> {
+    let region = source.get(span.start..)?;
+    let mut pos = 0;
+    for line in region.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if span.start + pos >= span.end && pos > 0 && trimmed.starts_with('[') {
+            return None;
+        }
+        if let Some(after) = trimmed.strip_prefix(key) {
+            if after.trim_start().starts_with('=') {
+                return Some(span.start + pos + indent);
+            }
+        }
+        pos += line.len();
+    }
+    None
+}
+
+fn hint_for(message: &str) -> Option<String> {
+    let hint = if message.contains("unknown field") {
+        "remove the key or fix its spelling; the README's plan reference lists every key"
+    } else if message.contains("missing field") {
+        "add the required key (see the README's plan reference)"
+    } else if message.contains("invalid type") {
+        "check the value's type: strings need quotes, lists use [ ]"
+    } else if message.contains("invalid duration") {
+        "durations are strings such as \"300ms\", \"2s\", \"10m\""
+    } else if message.contains("unknown variant") {
+        "use one of the listed values"
+    } else {
+        return None;
+    };
+    Some(hint.to_string())
+}
+
+/// Every TOML syntax error of `source` (the parser recovers and goes on), located.
+pub fn syntax_errors(file: &str, source: &str) -> Vec<Diagnostic> {
+    let (_, errors) = DeTable::parse_recoverable(source);
+    errors
+        .iter()
+        .map(|e| from_toml_error(file, source, e))
+        .collect()
+}
+
+/// Locates a semantic problem: the span of the deepest existing node on its path.
+pub fn locate(file: &str, source: &str, problem: Problem) -> Diagnostic {
+    let offset = DeTable::parse(source)
+        .ok()
+        .map(|root| deepest_offset(&root, &problem.path))
+        .unwrap_or(0);
+    let (line, col) = line_col(source, offset);
+    Diagnostic {
+        file: file.to_string(),
+        line,
+        col,
+        message: problem.message,
+        hint: problem.hint,
+    }
+}
+
+fn deepest_offset(root: &Spanned<DeTable<'_>>, path: &[Seg]) -> usize {
+    let mut best = root.span().start;
+    let mut table: Option<&DeTable<'_>> = Some(root.get_ref());
+    let mut array: Option<&[Spanned<DeValue<'_>>]> = None;
+    for seg in path {
+        let next: Option<&Spanned<DeValue<'_>>> = match seg {
+            Seg::Key(k) => table.and_then(|t| {
+                t.iter()
+                    .find(|(key, _)| key.get_ref().as_ref() == k.as_str())
+                    .map(|(key, v)| {
+                        best = key.span().start;
+                        v
+                    })
+            }),
+            Seg::Index(i) => array.and_then(|a| a.get(*i)),
+        };
+        let Some(node) = next else { break };
+        if matches!(seg, Seg::Index(_)) {
+            best = node.span().start;
+        }
+        table = None;
+        array = None;
+        match node.get_ref() {
+            DeValue::Table(t) => table = Some(t),
+            DeValue::Array(a) => array = Some(a.as_ref()),
+            _ => {
+                best = node.span().start;
+            }
+        }
+    }
+    best
+}

@@ -1,0 +1,802 @@
+//! The migration plan: a TOML file that says, per phase, what to apply, how to roll it back,
+//! which checks, probes and sign-offs gate it, and who holds which role.
+//!
+//! [`Plan::load`] parses and validates a file; every problem is reported with its
+//! `file:line:col` (see [`diagnostic`]).
+
+pub mod diagnostic;
+mod duration;
+mod validate;
+pub mod windows;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use diagnostic::{Diagnostic, PlanError};
+pub use duration::Duration;
+
+/// The five phases of an expand/contract migration, in order.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Phase {
+    /// Additive schema changes (new columns, tables, indexes).
+    Expand,
+    /// The app (or a trigger) writes both the old and the new shape.
+    DualWrite,
+    /// Existing rows are copied/transformed in throttled chunks.
+    Backfill,
+    /// Reads move to the new shape (a feature flag).
+    ReadSwitch,
+    /// The old shape is removed; usually irreversible.
+    Contract,
+}
+
+impl Phase {
+    /// All phases in execution order.
+    pub const ALL: [Phase; 5] = [
+        Phase::Expand,
+        Phase::DualWrite,
+        Phase::Backfill,
+        Phase::ReadSwitch,
+        Phase::Contract,
+    ];
+
+    /// The snake_case name used in plans, the database and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Expand => "expand",
+            Phase::DualWrite => "dual_write",
+            Phase::Backfill => "backfill",
+            Phase::ReadSwitch => "read_switch",
+            Phase::Contract => "contract",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(s: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Position in [`Phase::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The phase after this one, if any.
+    pub fn next(self) -> Option<Phase> {
+        Phase::ALL.get(self.index() + 1).copied()
+    }
+
+    /// The phase before this one, if any.
+    pub fn prev(self) -> Option<Phase> {
+        self.index().checked_sub(1).map(|i| Phase::ALL[i])
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name from the roster (`lead`, `app_owner`, `data_owner`, `sre`, or any other).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Role(pub String);
+
+impl Role {
+    /// The migration lead: decision owner, may break-glass override a gate.
+    pub const LEAD: &'static str = "lead";
+    /// The application owner: read/write path flags.
+    pub const APP_OWNER: &'static str = "app_owner";
+    /// The data owner: backfill and parity.
+    pub const DATA_OWNER: &'static str = "data_owner";
+    /// Site reliability: service health and rollback execution.
+    pub const SRE: &'static str = "sre";
+
+    /// The role's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A parsed and validated plan, with the bytes it came from.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Where the plan was read from (for messages).
+    pub path: String,
+    /// The exact file contents; sign-offs bind to their sha256.
+    pub source: String,
+    /// The plan's content.
+    pub spec: PlanSpec,
+}
+
+impl Plan {
+    /// Reads, parses and validates a plan file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Plan, PlanError> {
+        let path = path.as_ref();
+        let source = std::fs::read_to_string(path).map_err(|e| PlanError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Plan::parse(&path.display().to_string(), &source)
+    }
+
+    /// Parses and validates plan text; `path` is only used in messages.
+    pub fn parse(path: &str, source: &str) -> Result<Plan, PlanError> {
+        let spec: PlanSpec = match toml::from_str(source) {
+            Ok(spec) => spec,
+            Err(e) => {
+                let mut diags = diagnostic::syntax_errors(path, source);
+                if diags.is_empty() {
+                    diags.push(diagnostic::from_toml_error(path, source, &e));
+                }
+                return Err(PlanError::Invalid(diags));
+            }
+        };
+        let problems = validate::validate(&spec);
+        if !problems.is_empty() {
+            let diags = problems
+                .into_iter()
+                .map(|p| diagnostic::locate(path, source, p))
+                .collect();
+            return Err(PlanError::Invalid(diags));
+        }
+        Ok(Plan {
+            path: path.to_string(),
+            source: source.to_string(),
+            spec,
+        })
+    }
+
+    /// Hex sha256 of the plan file's bytes.
+    pub fn sha256(&self) -> String {
+        hex::encode(Sha256::digest(self.source.as_bytes()))
+    }
+
+    /// The plan id.
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    /// The spec of one phase.
+    pub fn phase(&self, phase: Phase) -> &PhaseSpec {
+        self.spec.phases.get(phase)
+    }
+
+    /// The gate guarding `phase`, or an empty gate.
+    pub fn gate(&self, phase: Phase) -> GateSpec {
+        self.spec.gates.get(&phase).cloned().unwrap_or_default()
+    }
+
+    /// Roles held by a PostgreSQL login.
+    pub fn roles_of(&self, login: &str) -> Vec<Role> {
+        self.spec
+            .roster
+            .iter()
+            .filter(|(_, logins)| logins.iter().any(|l| l == login))
+            .map(|(role, _)| role.clone())
+            .collect()
+    }
+
+    /// A check by name.
+    pub fn check(&self, name: &str) -> Option<&CheckSpec> {
+        self.spec.checks.iter().find(|c| c.name == name)
+    }
+}
+
+/// The TOML document of a plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSpec {
+    /// Stable identifier of the migration (one row in `cutover.migrations`).
+    pub id: String,
+    /// One-line title.
+    pub title: String,
+    /// Why this migration exists.
+    pub rationale: String,
+    /// Who wrote the plan.
+    pub author: String,
+    /// Link to the ticket / change request.
+    pub ticket: String,
+    /// Environment banner shown in the TUI (`production` is shown in red).
+    #[serde(default = "default_environment")]
+    pub environment: String,
+    /// Timeouts and retry bounds for every statement Cutover runs.
+    #[serde(default)]
+    pub settings: Settings,
+    /// Role → PostgreSQL login names allowed to act in that role.
+    pub roster: BTreeMap<Role, Vec<String>>,
+    /// When heavy work (backfill, checks) may run.
+    #[serde(default)]
+    pub windows: Windows,
+    /// The five phases.
+    pub phases: Phases,
+    /// How the backfill phase transforms existing rows.
+    pub backfill: Option<BackfillSpec>,
+    /// The feature flag that the read-switch phase turns on.
+    pub read_switch: Option<ReadSwitchSpec>,
+    /// Data-quality checks referenced by gates.
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+    /// Gate per phase: what must hold before that phase is applied.
+    #[serde(default)]
+    pub gates: BTreeMap<Phase, GateSpec>,
+    /// Configuration of the readiness probes that gates may list.
+    #[serde(default)]
+    pub probes: ProbesSpec,
+}
+
+fn default_environment() -> String {
+    "unspecified".to_string()
+}
+
+/// Statement and lock timeouts, and how long the lock-safe DDL runner retries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `lock_timeout` for each DDL statement attempt.
+    pub lock_timeout: Duration,
+    /// `statement_timeout` for each statement.
+    pub statement_timeout: Duration,
+    /// Maximum attempts of one statement that keeps hitting its lock timeout.
+    pub ddl_max_attempts: u32,
+    /// Maximum total time spent retrying one statement.
+    pub ddl_max_wait: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lock_timeout: Duration::from_millis(2_000),
+            statement_timeout: Duration::from_millis(60_000),
+            ddl_max_attempts: 8,
+            ddl_max_wait: Duration::from_millis(120_000),
+        }
+    }
+}
+
+/// Allowed windows for heavy work and freeze periods.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Windows {
+    /// Daily windows `HH:MM-HH:MM` (UTC) in which the backfill and heavy checks may run;
+    /// empty means any time. A window may wrap midnight (`22:00-06:00`).
+    #[serde(default)]
+    pub heavy_work: Vec<String>,
+    /// Periods in which no phase may be applied and heavy work pauses.
+    #[serde(default)]
+    pub freeze: Vec<Freeze>,
+}
+
+/// A freeze period.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Freeze {
+    /// Start, RFC 3339 (e.g. `2026-12-20T00:00:00Z`).
+    pub from: String,
+    /// End, RFC 3339.
+    pub to: String,
+    /// Why (shown as the throttle/blocked reason).
+    pub reason: String,
+}
+
+/// The five phase specs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phases {
+    /// Additive DDL.
+    pub expand: PhaseSpec,
+    /// Dual-write path (trigger or app flag).
+    pub dual_write: PhaseSpec,
+    /// SQL around the backfill (the backfill itself is `[backfill]`).
+    pub backfill: PhaseSpec,
+    /// SQL around the read switch (the flag itself is `[read_switch]`).
+    pub read_switch: PhaseSpec,
+    /// Removal of the old shape.
+    pub contract: PhaseSpec,
+}
+
+impl Phases {
+    /// The spec of one phase.
+    pub fn get(&self, phase: Phase) -> &PhaseSpec {
+        match phase {
+            Phase::Expand => &self.expand,
+            Phase::DualWrite => &self.dual_write,
+            Phase::Backfill => &self.backfill,
+            Phase::ReadSwitch => &self.read_switch,
+            Phase::Contract => &self.contract,
+        }
+    }
+}
+
+/// What one phase applies and how it is undone.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    /// SQL script applied by the phase (may be empty).
+    #[serde(default)]
+    pub apply: String,
+    /// SQL script that undoes `apply`. Required unless `irreversible`; `""` means nothing to undo.
+    pub rollback: Option<String>,
+    /// The phase cannot be rolled back (e.g. contract drops data).
+    #[serde(default)]
+    pub irreversible: bool,
+    /// Human description shown in the timeline and runbook.
+    #[serde(default)]
+    pub description: String,
+}
+
+impl PhaseSpec {
+    /// True when the phase can be rolled back.
+    pub fn reversible(&self) -> bool {
+        !self.irreversible && self.rollback.is_some()
+    }
+}
+
+/// How existing rows are brought to the new shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillSpec {
+    /// Table to update (`schema.table` or `table`).
+    pub table: String,
+    /// Key column(s) used for keyset chunking; must be unique and not null.
+    pub key: Vec<String>,
+    /// Column → SQL expression assignments applied to pending rows.
+    pub set: BTreeMap<String, String>,
+    /// SQL predicate true for rows that still need work.
+    pub pending: String,
+    /// Target duration of one chunk (adaptive sizing aims for it).
+    #[serde(default = "default_chunk_time")]
+    pub target_chunk_time: Duration,
+    /// First chunk size in rows.
+    #[serde(default = "default_initial_rows")]
+    pub initial_chunk_rows: u32,
+    /// Smallest chunk in rows.
+    #[serde(default = "default_min_rows")]
+    pub min_chunk_rows: u32,
+    /// Largest chunk in rows.
+    #[serde(default = "default_max_rows")]
+    pub max_chunk_rows: u32,
+    /// Rate cap in rows per second (0 = none).
+    #[serde(default)]
+    pub max_rows_per_second: u32,
+    /// Parallel workers claiming disjoint key ranges.
+    #[serde(default = "default_workers")]
+    pub workers: u32,
+    /// Health signals that pause the backfill.
+    #[serde(default)]
+    pub throttle: ThrottleSpec,
+}
+
+fn default_chunk_time() -> Duration {
+    Duration::from_millis(300)
+}
+fn default_initial_rows() -> u32 {
+    1_000
+}
+fn default_min_rows() -> u32 {
+    50
+}
+fn default_max_rows() -> u32 {
+    100_000
+}
+fn default_workers() -> u32 {
+    1
+}
+
+/// Throttle limits evaluated between chunks; a signal above its limit pauses the backfill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleSpec {
+    /// Maximum replication replay lag of any standby.
+    pub max_replay_lag: Duration,
+    /// Maximum active backends in the database (excluding Cutover's own).
+    pub max_active_backends: u32,
+    /// Maximum sessions waiting on a lock.
+    pub max_lock_waiters: u32,
+    /// Pause while (auto)vacuum runs on the table.
+    pub pause_on_vacuum: bool,
+    /// Maximum WAL generation rate in MiB/s (0 = no limit).
+    pub max_wal_mib_per_second: f64,
+    /// Custom SQL returning one number; above `custom_limit` throttles.
+    pub custom_query: Option<String>,
+    /// Limit for `custom_query`.
+    pub custom_limit: f64,
+    /// A signal unreadable for this long pauses the backfill (fail closed).
+    pub fail_closed_after: Duration,
+}
+
+impl Default for ThrottleSpec {
+    fn default() -> Self {
+        ThrottleSpec {
+            max_replay_lag: Duration::from_millis(5_000),
+            max_active_backends: 64,
+            max_lock_waiters: 8,
+            pause_on_vacuum: true,
+            max_wal_mib_per_second: 0.0,
+            custom_query: None,
+            custom_limit: 0.0,
+            fail_closed_after: Duration::from_millis(15_000),
+        }
+    }
+}
+
+/// The read switch: a feature flag in `cutover.flags` that the app reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadSwitchSpec {
+    /// Flag name (e.g. `accounts.read_balance_cents`).
+    pub flag: String,
+}
+
+/// A data-quality check: common fields plus its kind-specific parameters, all in one TOML table.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckSpec {
+    /// Unique name, referenced by gates.
+    pub name: String,
+    /// Free text shown beside results.
+    pub description: String,
+    /// Statement timeout for each query of the check.
+    pub timeout: Option<Duration>,
+    /// What the check does.
+    #[serde(flatten)]
+    pub kind: CheckKind,
+}
+
+impl<'de> Deserialize<'de> for CheckSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let name = match table.remove("name") {
+            Some(toml::Value::String(s)) => s,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "invalid type: {}, expected a string for `name`",
+                    other.type_str()
+                )))
+            }
+            None => return Err(D::Error::missing_field("name")),
+        };
+        let description = match table.remove("description") {
+            Some(v) => String::deserialize(v).map_err(D::Error::custom)?,
+            None => String::new(),
+        };
+        let timeout = match table.remove("timeout") {
+            Some(v) => Some(Duration::deserialize(v).map_err(D::Error::custom)?),
+            None => None,
+        };
+        let kind = CheckKind::deserialize(toml::Value::Table(table))
+            .map_err(|e| D::Error::custom(format!("check `{name}`: {}", e.message())))?;
+        Ok(CheckSpec {
+            name,
+            description,
+            timeout,
+            kind,
+        })
+    }
+}
+
+/// The kinds of checks, with their parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CheckKind {
+    /// Row counts of source vs target per partition.
+    RowCountParity {
+        /// Source relation.
+        source: String,
+        /// Target relation.
+        target: String,
+        /// Partition expression evaluated on both sides (e.g. `date_trunc('month', created_at)`).
+        partition_by: Option<String>,
+        /// Key column for key-range partitions when `partition_by` is absent.
+        key: Option<String>,
+        /// Number of key-range partitions.
+        #[serde(default = "default_partitions")]
+        partitions: u32,
+    },
+    /// New column vs the expression computed from the old, NULL-safe, inside one table.
+    ExpressionParity {
+        /// Table.
+        table: String,
+        /// Key column(s).
+        key: Vec<String>,
+        /// New column.
+        column: String,
+        /// Expression over the old columns that the new column must equal.
+        expression: String,
+        /// Optional filter.
+        filter: Option<String>,
+    },
+    /// A seeded sample of keys hashed on both sides.
+    SampledChecksum {
+        /// Source relation.
+        source: String,
+        /// Target relation.
+        target: String,
+        /// Key column(s).
+        key: Vec<String>,
+        /// Target-side key column(s), when they differ from `key`.
+        #[serde(default)]
+        target_key: Vec<String>,
+        /// Compared column expressions (same on both sides unless `target_columns`).
+        columns: Vec<String>,
+        /// Target-side column expressions, when they differ.
+        #[serde(default)]
+        target_columns: Vec<String>,
+        /// Sample size in rows.
+        #[serde(default = "default_sample")]
+        sample_size: u32,
+        /// Seed for a reproducible sample.
+        #[serde(default)]
+        seed: u64,
+    },
+    /// Exact diff of two relations on a key (hash segments and bisection).
+    FullDiff {
+        /// Source relation.
+        source: String,
+        /// Target relation.
+        target: String,
+        /// Key column(s).
+        key: Vec<String>,
+        /// Target-side key column(s), when they differ from `key`.
+        #[serde(default)]
+        target_key: Vec<String>,
+        /// Compared column expressions (same on both sides unless `target_columns`).
+        columns: Vec<String>,
+        /// Target-side column expressions, when they differ.
+        #[serde(default)]
+        target_columns: Vec<String>,
+    },
+    /// NULL/default share and distribution of a new column vs the old one.
+    NullDrift {
+        /// Table.
+        table: String,
+        /// Old column or expression.
+        old: String,
+        /// New column or expression (compared on the same scale).
+        new: String,
+        /// Partition expression.
+        partition_by: Option<String>,
+        /// Value treated like a default (its share is compared too).
+        default_value: Option<String>,
+        /// Maximum allowed increase of the NULL/default share, in percentage points.
+        #[serde(default = "default_drift_pp")]
+        max_share_increase_pp: f64,
+        /// Maximum allowed relative difference of mean/min/max/quantiles.
+        #[serde(default = "default_drift_rel")]
+        max_relative_drift: f64,
+    },
+    /// A query snapshotted before the migration and compared after.
+    GoldenQuery {
+        /// The query.
+        query: String,
+    },
+    /// SQL returning one number compared to an expectation.
+    Invariant {
+        /// The query (returns one row, one numeric column).
+        sql: String,
+        /// Exact expected value (default 0: count of violations).
+        expect: Option<f64>,
+        /// Upper bound instead of an exact value.
+        max: Option<f64>,
+        /// Lower bound instead of an exact value.
+        min: Option<f64>,
+    },
+}
+
+fn default_partitions() -> u32 {
+    16
+}
+fn default_sample() -> u32 {
+    1_000
+}
+fn default_drift_pp() -> f64 {
+    0.1
+}
+fn default_drift_rel() -> f64 {
+    0.001
+}
+
+impl CheckKind {
+    /// snake_case kind name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::RowCountParity { .. } => "row_count_parity",
+            CheckKind::ExpressionParity { .. } => "expression_parity",
+            CheckKind::SampledChecksum { .. } => "sampled_checksum",
+            CheckKind::FullDiff { .. } => "full_diff",
+            CheckKind::NullDrift { .. } => "null_drift",
+            CheckKind::GoldenQuery { .. } => "golden_query",
+            CheckKind::Invariant { .. } => "invariant",
+        }
+    }
+}
+
+/// What must hold before a phase is applied.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSpec {
+    /// Names of checks whose latest result must be Pass.
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// Roles that must each sign off.
+    #[serde(default)]
+    pub signoffs: Vec<Role>,
+    /// Readiness probes that must Pass.
+    #[serde(default)]
+    pub probes: Vec<ProbeKind>,
+    /// Minimum time since the previous phase was applied.
+    pub observe: Option<Duration>,
+}
+
+/// Built-in readiness probes a gate may require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// Breaking-DDL lint of expand/dual_write SQL.
+    Lint,
+    /// The old app version's queries still run.
+    Compatibility,
+    /// Error budget stable since the read switch.
+    ErrorBudget,
+    /// No readers of the legacy columns.
+    HiddenReaders,
+    /// New columns grant no broader access than the old.
+    PrivilegeParity,
+    /// The backfill finished and its final sweep is empty.
+    BackfillComplete,
+}
+
+impl ProbeKind {
+    /// snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Lint => "lint",
+            ProbeKind::Compatibility => "compatibility",
+            ProbeKind::ErrorBudget => "error_budget",
+            ProbeKind::HiddenReaders => "hidden_readers",
+            ProbeKind::PrivilegeParity => "privilege_parity",
+            ProbeKind::BackfillComplete => "backfill_complete",
+        }
+    }
+}
+
+impl fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Configuration of the readiness probes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbesSpec {
+    /// Lint acknowledgements.
+    #[serde(default)]
+    pub lint: LintSpec,
+    /// The old app version's queries.
+    #[serde(default)]
+    pub compatibility: CompatibilitySpec,
+    /// Error-budget thresholds for the read switch.
+    #[serde(default)]
+    pub error_budget: ErrorBudgetSpec,
+    /// Legacy columns that must have no readers before contract.
+    #[serde(default)]
+    pub hidden_readers: HiddenReadersSpec,
+    /// Old/new column pairs whose privileges must match.
+    #[serde(default)]
+    pub privilege_parity: PrivilegeParitySpec,
+}
+
+/// Lint acknowledgements.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintSpec {
+    /// Findings accepted on purpose.
+    #[serde(default)]
+    pub acknowledge: Vec<LintAck>,
+}
+
+/// One acknowledged lint finding.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintAck {
+    /// Rule code (as the linter names it).
+    pub rule: String,
+    /// Phase whose SQL the finding is in.
+    pub phase: Phase,
+    /// Why it is safe.
+    pub reason: String,
+}
+
+/// The old app version's queries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompatibilitySpec {
+    /// Queries run inside a rolled-back transaction.
+    #[serde(default)]
+    pub queries: Vec<CompatQuery>,
+}
+
+/// One query of the old app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompatQuery {
+    /// Label.
+    pub name: String,
+    /// SQL with `$1…` placeholders.
+    pub sql: String,
+    /// Sample parameters, as text.
+    #[serde(default)]
+    pub params: Vec<String>,
+}
+
+/// Error-budget thresholds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErrorBudgetSpec {
+    /// Mean latency of statements on the migrated table may be at most this × baseline.
+    pub max_latency_ratio: f64,
+    /// Rollback ratio may rise at most this many percentage points.
+    pub max_rollback_increase_pp: f64,
+    /// Maximum new deadlocks during the window.
+    pub max_deadlocks: u64,
+    /// SQL returning an application metric (e.g. p95 ms).
+    pub metric_query: Option<String>,
+    /// Upper bound for `metric_query`.
+    pub metric_max: Option<f64>,
+}
+
+impl Default for ErrorBudgetSpec {
+    fn default() -> Self {
+        ErrorBudgetSpec {
+            max_latency_ratio: 1.2,
+            max_rollback_increase_pp: 0.5,
+            max_deadlocks: 0,
+            metric_query: None,
+            metric_max: None,
+        }
+    }
+}
+
+/// Legacy columns checked by the hidden-reader census.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HiddenReadersSpec {
+    /// `schema.table.column` or `table.column`.
+    #[serde(default)]
+    pub columns: Vec<String>,
+}
+
+/// Old/new pairs for privilege parity.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivilegeParitySpec {
+    /// Pairs of `[old, new]`, each `table.column` or a table.
+    #[serde(default)]
+    pub pairs: Vec<[String; 2]>,
+}

@@ -1,0 +1,96 @@
+//! Allowed time windows for heavy work and freeze periods.
+
+use chrono::{DateTime, NaiveTime, Utc};
+
+use super::Windows;
+
+/// A daily window `HH:MM-HH:MM` in UTC; it may wrap midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyWindow {
+    /// Start (inclusive).
+    pub start: NaiveTime,
+    /// End (exclusive).
+    pub end: NaiveTime,
+}
+
+impl DailyWindow {
+    /// Parses `HH:MM-HH:MM`.
+    pub fn parse(text: &str) -> Result<DailyWindow, String> {
+        let (a, b) = text
+            .split_once('-')
+            .ok_or_else(|| format!("invalid window `{text}`: expected `HH:MM-HH:MM`"))?;
+        let time = |t: &str| {
+            NaiveTime::parse_from_str(t.trim(), "%H:%M")
+                .map_err(|e| format!("invalid time `{}` in window `{text}`: {e}", t.trim()))
+        };
+        Ok(DailyWindow {
+            start: time(a)?,
+            end: time(b)?,
+        })
+    }
+
+    /// True when `t` is inside the window.
+    pub fn contains(&self, t: NaiveTime) -> bool {
+        if self.start <= self.end {
+            t >= self.start && t < self.end
+        } else {
+            t >= self.start || t < self.end
+        }
+    }
+}
+
+/// Parses an RFC 3339 timestamp of a freeze period.
+pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("invalid timestamp `{text}`: {e} (write e.g. 2026-12-20T00:00:00Z)"))
+}
+
+impl Windows {
+    /// Why heavy work may not run at `now`, or `None` when it may.
+    pub fn blocked_reason(&self, now: DateTime<Utc>) -> Option<String> {
+        if let Some(reason) = self.frozen_reason(now) {
+            return Some(reason);
+        }
+        if self.heavy_work.is_empty() {
+            return None;
+        }
+        let windows: Vec<DailyWindow> = self
+            .heavy_work
+            .iter()
+            .filter_map(|w| DailyWindow::parse(w).ok())
+            .collect();
+        if windows.iter().any(|w| w.contains(now.time())) {
+            None
+        } else {
+            Some(format!(
+                "outside the allowed heavy-work windows ({} UTC)",
+                self.heavy_work.join(", ")
+            ))
+        }
+    }
+
+    /// The reason of the freeze period covering `now`, if any.
+    pub fn frozen_reason(&self, now: DateTime<Utc>) -> Option<String> {
+        self.freeze.iter().find_map(|f| {
+            let from = parse_instant(&f.from).ok()?;
+            let to = parse_instant(&f.to).ok()?;
+            (from <= now && now < to).then(|| format!("freeze period until {}: {}", f.to, f.reason))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_wraps_midnight() {
+        let w = DailyWindow::parse("22:00-06:00").unwrap();
+        let t = |s| NaiveTime::parse_from_str(s, "%H:%M").unwrap();
+        assert!(w.contains(t("23:00")));
+        assert!(w.contains(t("05:59")));
+        assert!(!w.contains(t("06:00")));
+        assert!(!w.contains(t("12:00")));
+    }
+}

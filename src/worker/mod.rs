@@ -1,0 +1,1 @@
+//! The worker: owns the database connections, runs actions, and publishes snapshots to the UI.

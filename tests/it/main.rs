@@ -1,0 +1,3 @@
+//! Integration tests against a real PostgreSQL (DATABASE_URL or a throwaway cluster).
+
+mod plan;
