@@ -43,6 +43,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9187) while the command runs.
+    #[arg(long, global = true, env = "CUTOVER_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -86,6 +90,8 @@ impl Command {
 pub struct Context {
     /// `--database-url` / `DATABASE_URL`.
     pub database_url: Option<String>,
+    /// `--metrics-addr`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Context {
@@ -108,10 +114,22 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Starts the metrics endpoint for `plan` when `--metrics-addr` was given.
+    /// Long-running commands (backfill, tui, demo) call this.
+    pub fn spawn_metrics(&self, plan: &crate::plan::Plan) -> anyhow::Result<()> {
+        match self.metrics_addr {
+            Some(addr) => crate::evidence::metrics::spawn(addr, self.db_config()?, plan.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Parses the command line and runs it.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context {
         database_url: cli.database_url,
+        metrics_addr: cli.metrics_addr,
     };
     match cli.command {
         Command::Foundation(c) => foundation::run(c, &ctx).await,
