@@ -88,3 +88,9 @@ pub async fn observability(_client: &Client, _plan: &Plan) -> ProbeResult {
         "the metrics endpoint has never been scraped",
     )
 }
+
+/// Called by the engine just before `phase` is applied (e.g. to take the error-budget baseline
+/// before the read switch). Failing here blocks the phase.
+pub async fn before_phase(_client: &Client, _plan: &Plan, _phase: Phase) -> anyhow::Result<()> {
+    Ok(())
+}
