@@ -51,8 +51,14 @@ impl Range {
 }
 
 enum Mode {
-    Int { next_lo: i128, max: i128, first: bool },
-    Keyset { last: Option<Bound> },
+    Int {
+        next_lo: i128,
+        max: i128,
+        first: bool,
+    },
+    Keyset {
+        last: Option<Bound>,
+    },
     Done,
 }
 

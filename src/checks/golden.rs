@@ -56,9 +56,9 @@ pub async fn snapshot_golden(
                 continue;
             }
         }
-        let (rows, checksum) = measure(client, query).await.map_err(|e| {
-            CheckError::Db(format!("golden query `{}`: {e}", spec.name))
-        })?;
+        let (rows, checksum) = measure(client, query)
+            .await
+            .map_err(|e| CheckError::Db(format!("golden query `{}`: {e}", spec.name)))?;
         let row = client
             .query_one(
                 "INSERT INTO cutover.golden_snapshots \
@@ -103,9 +103,15 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     };
     let same = base.row_count == rows && base.checksum == checksum;
     let summary = if same {
-        format!("same result as the baseline of {} ({rows} rows)", base.taken_at.format("%Y-%m-%d %H:%M:%S UTC"))
+        format!(
+            "same result as the baseline of {} ({rows} rows)",
+            base.taken_at.format("%Y-%m-%d %H:%M:%S UTC")
+        )
     } else if base.row_count != rows {
-        format!("result changed: {rows} rows now vs {} at the baseline", base.row_count)
+        format!(
+            "result changed: {rows} rows now vs {} at the baseline",
+            base.row_count
+        )
     } else {
         format!("result changed: same {rows} rows but different content (checksum)")
     };

@@ -45,7 +45,10 @@ pub(crate) fn judge(
 ) -> (bool, String) {
     if min.is_none() && max.is_none() {
         let e = expect.unwrap_or(0.0);
-        return ((value - e).abs() <= f64::EPSILON * e.abs().max(1.0), format!("= {}", fmt_num(e)));
+        return (
+            (value - e).abs() <= f64::EPSILON * e.abs().max(1.0),
+            format!("= {}", fmt_num(e)),
+        );
     }
     let mut ok = true;
     let mut words = Vec::new();

@@ -114,12 +114,10 @@ pub(crate) async fn types_of(
     exprs: &[String],
 ) -> Result<Vec<String>, CheckError> {
     let sql = format!("SELECT {} FROM {table} LIMIT 0", exprs.join(", "));
-    let stmt = client.prepare(&sql).await.map_err(|e| {
-        CheckError::Db(format!(
-            "on {table}: {}",
-            crate::db::describe_error(&e)
-        ))
-    })?;
+    let stmt = client
+        .prepare(&sql)
+        .await
+        .map_err(|e| CheckError::Db(format!("on {table}: {}", crate::db::describe_error(&e))))?;
     Ok(stmt.columns().iter().map(|c| type_sql(c.type_())).collect())
 }
 
@@ -134,17 +132,4 @@ pub(crate) fn type_sql(ty: &Type) -> String {
             crate::db::quote_ident(ty.name())
         )
     }
-}
-
-/// True for types whose mean and quantiles make sense.
-pub(crate) fn is_numeric_type(ty: &str) -> bool {
-    matches!(
-        ty,
-        "int2" | "int4" | "int8" | "float4" | "float8" | "numeric" | "oid"
-    )
-}
-
-/// True for date/time types (their statistics are compared as epoch seconds).
-pub(crate) fn is_temporal_type(ty: &str) -> bool {
-    matches!(ty, "date" | "timestamp" | "timestamptz")
 }

@@ -228,12 +228,7 @@ fn select<'p>(plan: &'p Plan, filter: Option<&str>) -> Result<Vec<&'p CheckSpec>
 }
 
 /// Runs one check without storing it; errors become Inconclusive.
-async fn run_one(
-    client: &Client,
-    plan: &Plan,
-    spec: &CheckSpec,
-    options: &RunOptions,
-) -> Verdict {
+async fn run_one(client: &Client, plan: &Plan, spec: &CheckSpec, options: &RunOptions) -> Verdict {
     let timeout = spec.timeout.unwrap_or(plan.spec.settings.statement_timeout);
     let previous = match set_timeout(client, timeout.std()).await {
         Ok(previous) => previous,

@@ -92,17 +92,18 @@ async fn count_groups(
         "SELECT ({expr})::text, count(*)::int8 FROM {table} WHERE {predicate} GROUP BY 1",
         expr = column_sql(expr)
     );
-    let rows = ctx
-        .client
-        .query(&sql, &[])
-        .await
-        .map_err(|e| CheckError::Db(format!("on {table}: {}", crate::db::describe_error(&e))))?;
+    let rows =
+        ctx.client.query(&sql, &[]).await.map_err(|e| {
+            CheckError::Db(format!("on {table}: {}", crate::db::describe_error(&e)))
+        })?;
     let mut total = 0;
     for row in rows {
         let label: Option<String> = row.get(0);
         let n: i64 = row.get(1);
         total += n;
-        let entry = counts.entry(label.unwrap_or_else(|| "NULL".into())).or_default();
+        let entry = counts
+            .entry(label.unwrap_or_else(|| "NULL".into()))
+            .or_default();
         if source_side {
             entry.0 += n;
         } else {

@@ -117,11 +117,9 @@ fn cap_arrays(value: Value) -> Value {
         Value::Array(items) => {
             Value::Array(items.into_iter().take(MAX_LISTED).map(cap_arrays).collect())
         }
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k, cap_arrays(v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, cap_arrays(v))).collect())
+        }
         other => other,
     }
 }

@@ -110,7 +110,12 @@ fn print(records: &[CheckRecord], json: bool) -> anyhow::Result<()> {
         println!("no check results");
         return Ok(());
     }
-    let width = records.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let width = records
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     for r in records {
         println!(
             "{:<12} {:<width$}  {:<17} {:>8}  {:>10} rows  {}  {}",
