@@ -324,8 +324,25 @@ async fn note(client: &mut Client, plan: &Plan, actor: &Actor, text: &str) -> Ac
     Ok("note added to the audit log".to_string())
 }
 
-async fn run_checks(_client: &mut Client, _plan: &Plan) -> ActionResult {
-    Err("running checks is not available in this build yet".to_string())
+async fn run_checks(client: &mut Client, plan: &Plan) -> ActionResult {
+    let cancel = crate::checks::Cancel::new();
+    let records = crate::checks::run(client, plan, None, &cancel)
+        .await
+        .map_err(|e| e.to_string())?;
+    let failed: Vec<&str> = records
+        .iter()
+        .filter(|r| r.outcome != crate::outcome::Outcome::Pass)
+        .map(|r| r.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(format!("{} checks passed", records.len()))
+    } else {
+        Ok(format!(
+            "{} checks ran; not passing: {}",
+            records.len(),
+            failed.join(", ")
+        ))
+    }
 }
 
 async fn advance(_client: &mut Client, _plan: &Plan) -> ActionResult {

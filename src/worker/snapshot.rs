@@ -337,29 +337,20 @@ pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
             signed_at: r.get(6),
         })
         .collect();
-    let checks = client
-        .query(
-            "SELECT DISTINCT ON (check_name) check_name, kind, outcome, summary, started_at,
-                    duration_ms, rows_scanned, details, plan_sha256
-               FROM cutover.check_results WHERE plan_id = $1
-              ORDER BY check_name, id DESC",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            let details: Value = r.get(7);
-            CheckRow {
-                name: r.get(0),
-                kind: r.get(1),
-                outcome: Outcome::parse(r.get(2)),
-                summary: r.get(3),
-                started_at: r.get(4),
-                duration_ms: r.get(5),
-                rows_scanned: r.get(6),
-                mismatches: details.get("mismatches").and_then(Value::as_i64),
-                plan_sha256: r.get(8),
-            }
+    let checks = crate::checks::latest(client, id)
+        .await
+        .map_err(|e| DbError::Query(e.to_string()))?
+        .into_iter()
+        .map(|r| CheckRow {
+            mismatches: r.details.get("mismatches").and_then(Value::as_i64),
+            name: r.name,
+            kind: r.kind,
+            outcome: r.outcome,
+            summary: r.summary,
+            started_at: r.started_at,
+            duration_ms: r.duration_ms,
+            rows_scanned: r.rows_scanned,
+            plan_sha256: r.plan_sha256,
         })
         .collect();
     let backfill = client
