@@ -150,11 +150,7 @@ pub async fn resume(client: &mut Client, plan: &Plan, actor: &Actor) -> Result<(
     tx.execute(
         "UPDATE cutover.backfill SET state = $2, reason = $3, paused_by = NULL, \
          finished_at = NULL, updated_at = clock_timestamp() WHERE plan_id = $1",
-        &[
-            &plan.id(),
-            &next.as_str(),
-            &format!("resumed by {actor}"),
-        ],
+        &[&plan.id(), &next.as_str(), &format!("resumed by {actor}")],
     )
     .await?;
     record(

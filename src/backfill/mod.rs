@@ -156,7 +156,9 @@ pub enum BackfillError {
         state: String,
     },
     /// The backfill was stopped; `run` refuses until it is resumed (refusal).
-    #[error("the backfill of `{plan}` was stopped{by}: run `cutover backfill resume` to allow it again")]
+    #[error(
+        "the backfill of `{plan}` was stopped{by}: run `cutover backfill resume` to allow it again"
+    )]
     Stopped {
         /// Plan id.
         plan: String,

@@ -114,10 +114,7 @@ impl Progress {
     pub fn summary_line(&self) -> String {
         let mut s = format!(
             "{}: {:.1}% ({}/{} rows)",
-            self.state,
-            self.percent,
-            self.rows_done,
-            self.rows_total
+            self.state, self.percent, self.rows_done, self.rows_total
         );
         if let Some(rate) = self.rate_rows_per_sec {
             s.push_str(&format!(", {rate:.0} rows/s"));
@@ -234,14 +231,12 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         .collect();
     let rate = window_rate(&samples);
     let band: Vec<f64> = samples.chunks(10).filter_map(window_rate).collect();
-    let (fast, slow) = band
-        .iter()
-        .fold((None::<f64>, None::<f64>), |(hi, lo), r| {
-            (
-                Some(hi.map_or(*r, |h| h.max(*r))),
-                Some(lo.map_or(*r, |l| l.min(*r))),
-            )
-        });
+    let (fast, slow) = band.iter().fold((None::<f64>, None::<f64>), |(hi, lo), r| {
+        (
+            Some(hi.map_or(*r, |h| h.max(*r))),
+            Some(lo.map_or(*r, |l| l.min(*r))),
+        )
+    });
     let eta = |r: Option<f64>| {
         r.filter(|r| *r > 0.0 && state != State::Done)
             .map(|r| remaining as f64 / r)
@@ -307,7 +302,10 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
 fn window_rate(samples: &[(f64, f64, f64)]) -> Option<f64> {
     let rows: f64 = samples.iter().map(|s| s.0).sum();
     let start = samples.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);
-    let end = samples.iter().map(|s| s.2).fold(f64::NEG_INFINITY, f64::max);
+    let end = samples
+        .iter()
+        .map(|s| s.2)
+        .fold(f64::NEG_INFINITY, f64::max);
     let span = end - start;
     (samples.len() >= 2 && span > 0.0 && rows > 0.0).then(|| rows / span)
 }

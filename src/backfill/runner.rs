@@ -83,7 +83,22 @@ pub async fn run(
     )
     .await?;
 
-    let (verdict_tx, verdict_rx) = watch::channel(Verdict::Clear);
+    if opts.no_wait {
+        let holders = ranges::live_holders(&client, plan.id()).await?;
+        if holders.len() >= workers.max(1) as usize {
+            return Err(BackfillError::Leased {
+                plan: plan.id().to_string(),
+                holders: holders
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    // No chunk runs before the health signals have been read once.
+    let (verdict_tx, verdict_rx) =
+        watch::channel(Verdict::Throttled("reading the health signals".to_string()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let throttle = tokio::spawn(throttle_loop(
         cfg.clone(),
@@ -278,8 +293,12 @@ async fn throttle_loop(
                 match record_verdict(c, plan.id(), &now, unflushed).await {
                     Ok(()) => {
                         match &now {
-                            Verdict::Throttled(r) => tracing::warn!(plan = plan.id(), "backfill throttled: {r}"),
-                            Verdict::Clear => tracing::info!(plan = plan.id(), "backfill throttle cleared"),
+                            Verdict::Throttled(r) => {
+                                tracing::warn!(plan = plan.id(), "backfill throttled: {r}")
+                            }
+                            Verdict::Clear => {
+                                tracing::info!(plan = plan.id(), "backfill throttle cleared")
+                            }
                         }
                         recorded = now;
                         unflushed = 0.0;

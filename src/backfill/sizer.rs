@@ -61,7 +61,9 @@ impl Sizer {
         self.rows = DECAY * self.rows + rows as f64;
         self.secs = DECAY * self.secs + t;
         let ideal = self.rows / self.secs * target;
-        self.size = ideal.min(self.size * MAX_GROWTH).clamp(self.floor, self.ceiling);
+        self.size = ideal
+            .min(self.size * MAX_GROWTH)
+            .clamp(self.floor, self.ceiling);
     }
 
     /// A chunk hit its time cap and was rolled back: retry at a quarter of the size.

@@ -59,7 +59,8 @@ pub struct Evaluator {
     spec: ThrottleSpec,
     table: String,
     windows: crate::plan::Windows,
-    last_ok: Vec<(Signal, Instant)>,
+    /// Per signal: when it was last read, and its last value.
+    last_ok: Vec<(Signal, Instant, Option<f64>)>,
     wal: Option<(Instant, f64)>,
 }
 
@@ -73,7 +74,7 @@ impl Evaluator {
         let now = Instant::now();
         let last_ok = Self::signals_of(&spec)
             .into_iter()
-            .map(|s| (s, now))
+            .map(|s| (s, now, None))
             .collect();
         Evaluator {
             spec,
@@ -108,7 +109,7 @@ impl Evaluator {
         if let Some(reason) = self.windows.blocked_reason(Utc::now()) {
             return Verdict::Throttled(reason);
         }
-        let signals: Vec<Signal> = self.last_ok.iter().map(|(s, _)| *s).collect();
+        let signals: Vec<Signal> = self.last_ok.iter().map(|(s, _, _)| *s).collect();
         let mut first_reason = None;
         for signal in signals {
             let reading = match client {
@@ -117,11 +118,11 @@ impl Evaluator {
             };
             let reason = match reading {
                 Ok(Some(value)) => {
-                    self.mark_ok(signal);
+                    self.mark_ok(signal, Some(value));
                     self.over_limit(signal, value)
                 }
                 Ok(None) => {
-                    self.mark_ok(signal);
+                    self.mark_ok(signal, None);
                     None
                 }
                 Err(err) => self.unreadable(signal, &err),
@@ -136,18 +137,21 @@ impl Evaluator {
         }
     }
 
-    fn mark_ok(&mut self, signal: Signal) {
-        if let Some(e) = self.last_ok.iter_mut().find(|(s, _)| *s == signal) {
+    fn mark_ok(&mut self, signal: Signal, value: Option<f64>) {
+        if let Some(e) = self.last_ok.iter_mut().find(|(s, _, _)| *s == signal) {
             e.1 = Instant::now();
+            e.2 = value;
         }
     }
 
+    /// A signal could not be read: within `fail_closed_after` its last value still counts;
+    /// beyond, it holds the backfill back.
     fn unreadable(&self, signal: Signal, err: &str) -> Option<String> {
-        let since = self
+        let (since, last) = self
             .last_ok
             .iter()
-            .find(|(s, _)| *s == signal)
-            .map(|(_, t)| t.elapsed())
+            .find(|(s, _, _)| *s == signal)
+            .map(|(_, t, v)| (t.elapsed(), *v))
             .unwrap_or_default();
         let limit = self.spec.fail_closed_after.std();
         if since >= limit {
@@ -159,7 +163,7 @@ impl Evaluator {
             ))
         } else {
             tracing::warn!(signal = signal.label(), "throttle signal unreadable: {err}");
-            None
+            last.and_then(|v| self.over_limit(signal, v))
         }
     }
 
@@ -204,13 +208,8 @@ impl Evaluator {
                     s.max_wal_mib_per_second
                 )
             }),
-            Signal::Custom => (value > s.custom_limit).then(|| {
-                format!(
-                    "{} = {value} > limit {}",
-                    signal.label(),
-                    s.custom_limit
-                )
-            }),
+            Signal::Custom => (value > s.custom_limit)
+                .then(|| format!("{} = {value} > limit {}", signal.label(), s.custom_limit)),
         }
     }
 

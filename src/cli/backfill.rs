@@ -229,7 +229,10 @@ async fn run_backfill(
     let mut last_line = String::new();
     let mut tick = tokio::time::interval(Duration::from_secs(report_every.max(1)));
     tick.tick().await;
-    eprintln!("backfill of {}: running (Ctrl-C stops at the checkpoint)", plan.id());
+    eprintln!(
+        "backfill of {}: running (Ctrl-C stops at the checkpoint)",
+        plan.id()
+    );
     let result = loop {
         tokio::select! {
             r = &mut task => break r,
@@ -316,8 +319,7 @@ fn print_status(p: &backfill::Progress) {
         "  throttled:  {}   sweeps: {}   checkpoint age: {}",
         fmt_secs(p.throttled_seconds),
         p.sweep_passes,
-        p.checkpoint_age_seconds
-            .map_or("-".to_string(), |a| fmt_secs(a))
+        p.checkpoint_age_seconds.map_or("-".to_string(), fmt_secs)
     );
     if matches!(
         p.state,
