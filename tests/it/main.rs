@@ -1,3 +1,6 @@
 //! Integration tests against a real PostgreSQL (DATABASE_URL or a throwaway cluster).
 
+mod common;
+mod foundation;
 mod plan;
+mod throwaway;
