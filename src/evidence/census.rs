@@ -160,7 +160,7 @@ async fn one_column(
         return Ok(c);
     };
     let oid: u32 = found.get(0);
-    let attnum: i16 = found.get(1);
+    let attnum = i32::from(found.get::<_, i16>(1));
     let schema: String = found.get(2);
     let relname: String = found.get(3);
 
@@ -216,7 +216,7 @@ fn trigger_name(description: &str) -> String {
 async fn dependents(
     client: &Client,
     table: u32,
-    attnum: i16,
+    attnum: i32,
 ) -> Result<Vec<(String, String, Option<String>)>, tokio_postgres::Error> {
     let rows = client
         .query(

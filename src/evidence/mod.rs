@@ -201,8 +201,30 @@ pub async fn observability(_client: &Client, _plan: &Plan) -> ProbeResult {
     )
 }
 
-/// Called by the engine just before `phase` is applied (e.g. to take the error-budget baseline
-/// before the read switch). Failing here blocks the phase.
-pub async fn before_phase(_client: &Client, _plan: &Plan, _phase: Phase) -> anyhow::Result<()> {
-    Ok(())
+/// Called by the engine just before `phase` is applied. Before the read switch it stores the
+/// error-budget baseline (database counters, statement statistics, index scans) that the error
+/// budget and the hidden-reader census compare against. Failing here blocks the phase.
+pub async fn before_phase(client: &Client, plan: &Plan, phase: Phase) -> anyhow::Result<()> {
+    if phase != Phase::ReadSwitch {
+        return Ok(());
+    }
+    let scope = scratch::Scope::enter(client).await?;
+    let stored = async {
+        let snap = snapshot::capture(client, plan).await?;
+        snapshot::store(client, plan, phase, &snap).await
+    }
+    .await;
+    match stored {
+        Ok(()) => {
+            scope.commit(client).await?;
+            Ok(())
+        }
+        Err(e) => {
+            scope.rollback(client).await?;
+            anyhow::bail!(
+                "could not take the error-budget baseline before {phase}: {}",
+                crate::db::describe_error(&e)
+            )
+        }
+    }
 }

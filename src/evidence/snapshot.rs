@@ -162,8 +162,10 @@ async fn statements(
             describe_error(&e)
         )
     })?;
+    let own = own_shapes(plan);
     Ok(rows
         .iter()
+        .filter(|r| is_app_statement(r.get(3), &own))
         .map(|r| {
             (
                 r.get::<_, String>(0),
@@ -175,6 +177,98 @@ async fn statements(
             )
         })
         .collect())
+}
+
+/// Normalized shapes of the SQL Cutover itself runs for this plan (backfill assignments and
+/// predicate, check expressions and queries), so its own statements are not mistaken for the
+/// app's. Shapes shorter than 8 characters are too generic to tell anything apart.
+fn own_shapes(plan: &Plan) -> Vec<String> {
+    use crate::plan::CheckKind;
+    let mut texts: Vec<&str> = Vec::new();
+    if let Some(b) = &plan.spec.backfill {
+        texts.push(&b.pending);
+        texts.extend(b.set.values().map(String::as_str));
+    }
+    for c in &plan.spec.checks {
+        match &c.kind {
+            CheckKind::ExpressionParity { expression, .. } => texts.push(expression),
+            CheckKind::NullDrift { old, new, .. } => {
+                texts.push(old);
+                texts.push(new);
+            }
+            CheckKind::Invariant { sql, .. } => texts.push(sql),
+            CheckKind::GoldenQuery { query } => texts.push(query),
+            CheckKind::RowCountParity { .. }
+            | CheckKind::SampledChecksum { .. }
+            | CheckKind::FullDiff { .. } => {}
+        }
+    }
+    texts
+        .into_iter()
+        .map(shape)
+        .filter(|s| s.len() >= 8)
+        .collect()
+}
+
+/// Lower case, no whitespace, every literal and `$n` placeholder replaced by `?` (the way
+/// `pg_stat_statements` normalizes constants, so a plan expression matches its recorded text).
+pub fn shape(sql: &str) -> String {
+    let mut out = String::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() {
+            continue;
+        }
+        if c == '\'' {
+            for n in chars.by_ref() {
+                if n == '\'' {
+                    break;
+                }
+            }
+            out.push('?');
+        } else if c == '$'
+            || c.is_ascii_digit() && !out.ends_with(|p: char| p.is_alphanumeric() || p == '_')
+        {
+            while chars
+                .peek()
+                .is_some_and(|n| n.is_ascii_digit() || *n == '.')
+            {
+                chars.next();
+            }
+            out.push('?');
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// True for the app's data statements (not DDL, not Cutover's own).
+fn is_app_statement(query: &str, own: &[String]) -> bool {
+    let first = strip_comments(query)
+        .split(|c: char| !c.is_alphanumeric())
+        .find(|w| !w.is_empty())
+        .unwrap_or("")
+        .to_uppercase();
+    let dml = matches!(
+        first.as_str(),
+        "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "WITH" | "MERGE" | "COPY" | "TABLE" | "VALUES"
+    );
+    let shaped = shape(query);
+    dml && !own.iter().any(|o| shaped.contains(o.as_str()))
+}
+
+fn strip_comments(sql: &str) -> &str {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else {
+            return rest;
+        }
+    }
 }
 
 /// A PostgreSQL regular expression matching `word` as a whole word, case-insensitively.
@@ -249,4 +343,26 @@ pub async fn applied_at(
         )
         .await?;
     Ok(row.and_then(|r| r.get(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_match_normalized_statements() {
+        let own = vec![shape("round(balance * 100)::bigint")];
+        assert!(!is_app_statement(
+            "SELECT count(*) FROM public.accounts WHERE balance_cents IS DISTINCT FROM round(balance * $1)::bigint",
+            &own
+        ));
+        assert!(is_app_statement(
+            "/* app */ SELECT balance FROM public.accounts WHERE id = $1",
+            &own
+        ));
+        assert!(!is_app_statement(
+            "CREATE INDEX i ON public.accounts (balance)",
+            &own
+        ));
+    }
 }

@@ -1,6 +1,7 @@
 //! Integration tests against a real PostgreSQL (DATABASE_URL or a throwaway cluster).
 
 mod common;
+mod evidence;
 mod foundation;
 mod plan;
 mod throwaway;
