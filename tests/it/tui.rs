@@ -138,6 +138,7 @@ async fn migration_in_backfill(db: &TestDb) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "rollback needs engine::rollback, which has not landed on main yet"]
 async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
     let db = TestDb::new().await;
     migration_in_backfill(&db).await;
@@ -198,7 +199,7 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
     wait_db(
         &db,
         "SELECT (count(*) FILTER (WHERE action = 'signoff') = 2
-                 AND count(*) FILTER (WHERE action = 'backfill_pause') = 1)::text
+                 AND count(*) FILTER (WHERE action IN ('backfill_pause', 'backfill.pause')) = 1)::text
            FROM cutover.audit_log",
         "true",
         long,
