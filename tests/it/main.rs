@@ -3,6 +3,8 @@
 mod backfill;
 mod checks;
 mod common;
+mod evidence;
 mod foundation;
 mod plan;
 mod throwaway;
+mod tui;
