@@ -24,11 +24,18 @@ pub struct Migration {
 const BOOTSTRAP_LOCK: i64 = 0x0063_7574_6f76_6572;
 
 /// The control schema's migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "core",
-    sql: CORE,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core",
+        sql: CORE,
+    },
+    Migration {
+        version: 10,
+        name: "engine",
+        sql: crate::engine::SCHEMA,
+    },
+];
 
 const CORE: &str = r#"
 CREATE TABLE cutover.migrations (
