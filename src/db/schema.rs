@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "engine",
         sql: crate::engine::SCHEMA,
     },
+    Migration {
+        version: 30,
+        name: "checks_golden_snapshots",
+        sql: crate::checks::GOLDEN_SCHEMA_SQL,
+    },
 ];
 
 const CORE: &str = r#"

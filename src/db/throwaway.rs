@@ -1,1 +1,886 @@
+//! Throwaway PostgreSQL clusters: a private server in a temp dir, for tests
+//! and demos, that never outlives the process that started it.
+//!
+//! [`ThrowawayCluster::start`] runs `initdb` into a fresh temp dir, appends
+//! fast-but-unsafe settings to its `postgresql.conf` (`fsync=off`, …), starts
+//! the server with `pg_ctl` on a free port of 127.0.0.1 (and a private unix
+//! socket dir), and waits until it accepts connections.
+//!
+//! # Running as root
+//!
+//! `initdb`, `pg_ctl` and `postgres` refuse to run as root. When the effective
+//! uid is 0, every PostgreSQL command (and the watchdog below) runs as the
+//! `postgres` OS user, and the temp dir is chowned to that user. Without such
+//! a user, [`ThrowawayError::NoPostgresUser`] is returned.
+//!
+//! # Exit guard (the watchdog)
+//!
+//! `Drop` stops the server and removes the temp dir, but `Drop` does not run
+//! when the owning process is killed (SIGKILL, a crash, `panic=abort`) or
+//! exits through `std::process::exit` while the cluster lives in a static.
+//! So, before anything is created in the temp dir, `start` spawns a watchdog:
+//! a tiny `/bin/sh` script, in its own process group (so a Ctrl-C sent to the
+//! terminal's foreground group does not kill it before it has cleaned up),
+//! ignoring SIGINT/SIGHUP/SIGTERM/SIGQUIT, whose stdin is a pipe whose only
+//! write end is held by this process (std opens pipes `O_CLOEXEC`, so no
+//! other child inherits it). The script blocks in `read`:
+//!
+//! * when this process ends, however it ends, the kernel closes the write
+//!   end, `read` hits EOF, and the script runs `pg_ctl stop -m immediate`
+//!   and `rm -rf` on the temp dir;
+//! * when the cluster is stopped normally ([`ThrowawayCluster::stop`] or
+//!   `Drop`) and the cleanup succeeded, this process writes `disarm` into
+//!   the pipe and reaps the watchdog, which exits without doing anything.
+//!   If our own cleanup failed, the pipe is closed instead, so the watchdog
+//!   makes a second attempt.
+//!
+//! A pipe was chosen over polling the parent pid because it reacts at once,
+//! cannot be fooled by pid reuse, and works across the uid switch (the
+//! watchdog, running as `postgres`, could not `kill -0` a root parent).
+//! Only SIGKILL of the watchdog itself defeats it.
 
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::unistd::{Gid, Uid, User};
+
+/// Environment variable that, when set, names the directory holding
+/// `initdb`, `pg_ctl` and `postgres`; it is searched before anything else.
+pub const BINDIR_ENV: &str = "CUTOVER_PG_BINDIR";
+
+/// How long to wait for the server to accept connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many ports to try when the chosen one is taken in the meantime.
+const PORT_ATTEMPTS: usize = 5;
+/// How much of the server log to quote in errors.
+const LOG_TAIL_BYTES: u64 = 4096;
+/// `sun_path` is 108 bytes on Linux, including the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+/// The server binaries a usable bindir must contain.
+const SERVER_BINARIES: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+/// Environment variables that could redirect PostgreSQL tools elsewhere.
+const PG_ENV_VARS: [&str; 9] = [
+    "PGDATA",
+    "PGPORT",
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGOPTIONS",
+    "PGUSER",
+    "PGDATABASE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+];
+
+/// The watchdog script; `$1` = pg_ctl, `$2` = data dir, `$3` = temp dir.
+const WATCHDOG_SCRIPT: &str = r#"trap '' INT HUP TERM QUIT PIPE
+IFS= read -r cmd || cmd=
+[ "$cmd" = disarm ] && exit 0
+"$1" stop -D "$2" -m immediate -w -t 30 -s >/dev/null 2>&1
+rm -rf -- "$3"
+"#;
+
+/// Settings appended to the cluster's `postgresql.conf` (the port is given
+/// on the command line, the socket dir is added separately).
+const SETTINGS: &str = "
+# --- added by cutover's throwaway cluster ---
+listen_addresses = '127.0.0.1'
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 200
+wal_level = replica
+timezone = 'UTC'
+logging_collector = off
+log_destination = 'stderr'
+";
+
+/// Why a throwaway cluster could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ThrowawayError {
+    /// No directory with `initdb`, `pg_ctl` and `postgres` was found.
+    #[error(
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; searched: {}. \
+         Install the PostgreSQL server: on Debian/Ubuntu `apt install postgresql`; \
+         on Fedora/RHEL `dnf install postgresql-server postgresql-contrib`; \
+         on Arch `pacman -S postgresql`; on macOS `brew install postgresql`; \
+         or set {BINDIR_ENV} to the directory that holds them",
+        .searched.join(", ")
+    )]
+    NoBinaries {
+        /// The places that were looked at, in order.
+        searched: Vec<String>,
+    },
+    /// Running as root, and there is no `postgres` OS user to run as.
+    #[error(
+        "running as root, but there is no `postgres` OS user: initdb and postgres refuse \
+         to run as root, so cutover runs them as `postgres`; create that user \
+         (e.g. `useradd --system --home-dir /var/lib/postgresql postgres`) or run as a \
+         non-root user"
+    )]
+    NoPostgresUser,
+    /// `initdb` failed.
+    #[error("initdb failed ({status}):\n{output}")]
+    Initdb {
+        /// Its exit status.
+        status: String,
+        /// What it printed (stderr, then stdout).
+        output: String,
+    },
+    /// The server did not start or did not accept connections in time.
+    #[error("PostgreSQL did not start: {reason}\n--- server log (tail) ---\n{log_tail}")]
+    Start {
+        /// What went wrong.
+        reason: String,
+        /// The end of the server's log file.
+        log_tail: String,
+    },
+    /// `pg_ctl stop` failed.
+    #[error("pg_ctl stop failed ({status}): {stderr}")]
+    Stop {
+        /// Its exit status.
+        status: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// An I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ThrowawayError {
+    fn io(context: impl Into<String>, source: io::Error) -> Self {
+        ThrowawayError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// The OS user PostgreSQL commands run as, when it differs from ours.
+#[derive(Debug, Clone, Copy)]
+struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+/// How to shut the server down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shutdown {
+    Fast,
+    Immediate,
+}
+
+impl Shutdown {
+    fn as_str(self) -> &'static str {
+        match self {
+            Shutdown::Fast => "fast",
+            Shutdown::Immediate => "immediate",
+        }
+    }
+}
+
+/// The exit guard: see the module docs.
+#[derive(Debug)]
+struct Watchdog {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Watchdog {
+    fn spawn(
+        pg_ctl: &Path,
+        data_dir: &Path,
+        root: &Path,
+        run_as: Option<RunAs>,
+    ) -> Result<Self, ThrowawayError> {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(WATCHDOG_SCRIPT)
+            .arg("cutover-pg-watchdog")
+            .arg(pg_ctl)
+            .arg(data_dir)
+            .arg(root)
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        scrub_env(&mut cmd);
+        if let Some(r) = run_as {
+            cmd.uid(r.uid).gid(r.gid);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ThrowawayError::io("spawning the cluster watchdog (/bin/sh)", e))?;
+        let stdin = child.stdin.take();
+        Ok(Watchdog { child, stdin })
+    }
+
+    /// Tell the watchdog that cleanup is done, and reap it.
+    fn disarm(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            // If it is already gone, the write fails with EPIPE: fine.
+            let _ = stdin.write_all(b"disarm\n");
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Close the pipe so that the watchdog cleans up now, without waiting
+    /// for it (it may take a few seconds).
+    fn trigger(mut self) {
+        drop(self.stdin.take());
+        // Reap it if it is already done; otherwise it is reaped by init
+        // once this process exits.
+        let _ = self.child.try_wait();
+    }
+}
+
+/// A private PostgreSQL cluster in a temp dir, stopped and removed on drop.
+///
+/// The server listens on 127.0.0.1 at a free port and on a unix socket in
+/// [`socket_dir`](Self::socket_dir); authentication is `trust` for the
+/// superuser `postgres`. It has `pg_stat_statements` preloaded
+/// (`track = all`), `max_connections = 200`, `timezone = 'UTC'`, and
+/// durability switched off (`fsync`, `synchronous_commit`,
+/// `full_page_writes`), so never keep anything valuable in it.
+///
+/// A watchdog process stops the server and removes the temp dir even if
+/// this process dies without running `Drop` (see the module docs).
+///
+/// `stop` and `Drop` block the calling thread while `pg_ctl stop` runs
+/// (usually well under a second).
+#[derive(Debug)]
+pub struct ThrowawayCluster {
+    bindir: PathBuf,
+    root: PathBuf,
+    data_dir: PathBuf,
+    socket_dir: PathBuf,
+    log_file: PathBuf,
+    port: u16,
+    run_as: Option<RunAs>,
+    watchdog: Option<Watchdog>,
+    cleaned_up: bool,
+}
+
+impl ThrowawayCluster {
+    /// Create, start and wait for a new cluster.
+    ///
+    /// Runs `initdb -A trust -U postgres --no-sync -E UTF8 --locale=C`, then
+    /// `pg_ctl start`, retrying with another port if the chosen one was taken
+    /// meanwhile, then waits (up to 30 s) until a connection succeeds.
+    /// Anything created so far is removed again when this fails.
+    ///
+    /// Must be awaited inside a tokio runtime with I/O and time enabled
+    /// (`#[tokio::main]`, `#[tokio::test]`). The returned value holds no
+    /// runtime resources, so it may outlive that runtime.
+    pub async fn start() -> Result<Self, ThrowawayError> {
+        let bindir = find_bindir()?;
+        let run_as = run_as_user()?;
+        let base = temp_base(run_as.is_some());
+        let root = tempfile::Builder::new()
+            .prefix("cutover-pg-")
+            .tempdir_in(&base)
+            .map_err(|e| {
+                ThrowawayError::io(format!("creating a temp dir in {}", base.display()), e)
+            })?
+            .keep();
+        // From here on, `Drop` of `cluster` cleans up whatever exists.
+        let mut cluster = ThrowawayCluster {
+            data_dir: root.join("data"),
+            socket_dir: root.join("sock"),
+            log_file: root.join("postgres.log"),
+            root,
+            bindir,
+            port: 0,
+            run_as,
+            watchdog: None,
+            cleaned_up: false,
+        };
+        cluster.chown(&cluster.root)?;
+        cluster.watchdog = Some(Watchdog::spawn(
+            &cluster.bindir.join("pg_ctl"),
+            &cluster.data_dir,
+            &cluster.root,
+            run_as,
+        )?);
+        cluster.check_socket_path()?;
+        fs::create_dir(&cluster.socket_dir).map_err(|e| {
+            ThrowawayError::io(format!("creating {}", cluster.socket_dir.display()), e)
+        })?;
+        cluster.chown(&cluster.socket_dir)?;
+        cluster.initdb().await?;
+        cluster.write_settings()?;
+        cluster.start_server().await?;
+        cluster.wait_ready().await?;
+        tracing::debug!(
+            port = cluster.port,
+            dir = %cluster.root.display(),
+            "throwaway PostgreSQL cluster started"
+        );
+        Ok(cluster)
+    }
+
+    /// Connection URL of the `postgres` database as the `postgres`
+    /// superuser over TCP: `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The same as [`url`](Self::url), but over the unix socket, in
+    /// key=value form (`host='<socket dir>' port=… user=postgres dbname=postgres`).
+    pub fn socket_url(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            quote_conninfo(&self.socket_dir.to_string_lossy()),
+            self.port
+        )
+    }
+
+    /// The TCP port the server listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory holding the server's unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// The cluster's data directory (inside the temp dir).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The server's log file (inside the temp dir).
+    pub fn log_file(&self) -> &Path {
+        &self.log_file
+    }
+
+    /// The directory of the PostgreSQL binaries in use (`psql`, `pgbench`,
+    /// … of the same version usually live there too).
+    pub fn bindir(&self) -> &Path {
+        &self.bindir
+    }
+
+    /// Stop the server gracefully (fast shutdown: sessions are disconnected,
+    /// then a checkpoint), then remove the temp dir.
+    ///
+    /// If the graceful stop fails, an immediate shutdown is tried; the first
+    /// error is returned.
+    pub fn stop(mut self) -> Result<(), ThrowawayError> {
+        self.shutdown(Shutdown::Fast)
+    }
+
+    fn shutdown(&mut self, mode: Shutdown) -> Result<(), ThrowawayError> {
+        if self.cleaned_up {
+            return Ok(());
+        }
+        self.cleaned_up = true;
+        let mut result = self.pg_ctl_stop(mode);
+        if result.is_err() && mode == Shutdown::Fast {
+            if let Err(e) = self.pg_ctl_stop(Shutdown::Immediate) {
+                tracing::warn!("immediate shutdown of throwaway cluster failed too: {e}");
+            }
+        }
+        let removed = match fs::remove_dir_all(&self.root) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ThrowawayError::io(
+                format!("removing {}", self.root.display()),
+                e,
+            )),
+        };
+        if result.is_ok() {
+            result = removed;
+        }
+        if let Some(watchdog) = self.watchdog.take() {
+            if result.is_ok() {
+                watchdog.disarm();
+            } else {
+                watchdog.trigger();
+            }
+        }
+        result
+    }
+
+    fn pg_ctl_stop(&self, mode: Shutdown) -> Result<(), ThrowawayError> {
+        if !self.data_dir.join("postmaster.pid").exists() {
+            return Ok(()); // not running (or never started)
+        }
+        let mut cmd = self.command("pg_ctl");
+        cmd.arg("stop").arg("-D").arg(&self.data_dir).args([
+            "-m",
+            mode.as_str(),
+            "-w",
+            "-t",
+            "30",
+            "-s",
+        ]);
+        let out = cmd
+            .output()
+            .map_err(|e| ThrowawayError::io("running pg_ctl stop", e))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(ThrowawayError::Stop {
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    /// A command for one of the server binaries, as the right user, with
+    /// the temp dir as working directory and PG* variables removed.
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bindir.join(program));
+        cmd.current_dir(&self.root).stdin(Stdio::null());
+        scrub_env(&mut cmd);
+        if let Some(r) = self.run_as {
+            cmd.uid(r.uid).gid(r.gid);
+        }
+        cmd
+    }
+
+    fn chown(&self, path: &Path) -> Result<(), ThrowawayError> {
+        let Some(r) = self.run_as else {
+            return Ok(());
+        };
+        nix::unistd::chown(path, Some(Uid::from_raw(r.uid)), Some(Gid::from_raw(r.gid))).map_err(
+            |e| {
+                ThrowawayError::io(
+                    format!("chown {} to the postgres user", path.display()),
+                    e.into(),
+                )
+            },
+        )
+    }
+
+    fn check_socket_path(&self) -> Result<(), ThrowawayError> {
+        let longest = self.socket_dir.join(".s.PGSQL.65535.lock");
+        if longest.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(ThrowawayError::Start {
+                reason: format!(
+                    "the unix socket path under {} would be too long; \
+                     set TMPDIR to a shorter directory",
+                    self.root.display()
+                ),
+                log_tail: String::new(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn initdb(&self) -> Result<(), ThrowawayError> {
+        let mut cmd = self.command("initdb");
+        cmd.arg("-D").arg(&self.data_dir).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
+        let out = run(cmd, "running initdb").await?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let mut output = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !stdout.trim().is_empty() {
+            output.push('\n');
+            output.push_str(stdout.trim());
+        }
+        Err(ThrowawayError::Initdb {
+            status: out.status.to_string(),
+            output,
+        })
+    }
+
+    fn write_settings(&self) -> Result<(), ThrowawayError> {
+        let conf = self.data_dir.join("postgresql.conf");
+        let text = format!(
+            "{SETTINGS}unix_socket_directories = {}\n",
+            quote_conf(&self.socket_dir.to_string_lossy())
+        );
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| ThrowawayError::io(format!("appending to {}", conf.display()), e))
+    }
+
+    async fn start_server(&mut self) -> Result<(), ThrowawayError> {
+        for attempt in 1..=PORT_ATTEMPTS {
+            let port = free_port()?;
+            let log_offset = fs::metadata(&self.log_file).map(|m| m.len()).unwrap_or(0);
+            let mut cmd = self.command("pg_ctl");
+            cmd.arg("start")
+                .arg("-D")
+                .arg(&self.data_dir)
+                .arg("-l")
+                .arg(&self.log_file)
+                .args(["-w", "-t", "30", "-s", "-o"])
+                .arg(format!("-p {port}"))
+                // Keep the server out of our process group: a Ctrl-C on the
+                // terminal then reaches us, and the watchdog shuts it down.
+                .process_group(0);
+            let out = run(cmd, "running pg_ctl start").await?;
+            if out.status.success() {
+                self.port = port;
+                return Ok(());
+            }
+            let new_log = self.read_log(log_offset);
+            let clash = new_log.contains("Address already in use")
+                || new_log.contains("could not bind IPv4 address")
+                || new_log.contains("could not create any TCP/IP sockets");
+            if clash && attempt < PORT_ATTEMPTS {
+                tracing::debug!(port, "port taken, retrying with another one");
+                continue;
+            }
+            return Err(ThrowawayError::Start {
+                reason: format!(
+                    "pg_ctl start exited with {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                log_tail: self.log_tail(),
+            });
+        }
+        Err(ThrowawayError::Start {
+            reason: format!("no free port found in {PORT_ATTEMPTS} attempts"),
+            log_tail: self.log_tail(),
+        })
+    }
+
+    async fn wait_ready(&self) -> Result<(), ThrowawayError> {
+        let config: tokio_postgres::Config =
+            self.url().parse().map_err(|e| ThrowawayError::Start {
+                reason: format!("bad connection URL {}: {e}", self.url()),
+                log_tail: String::new(),
+            })?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(5),
+                config.connect(tokio_postgres::NoTls),
+            )
+            .await;
+            let error = match attempt {
+                Ok(Ok((client, connection))) => {
+                    // Dropping the client makes the connection say goodbye.
+                    drop(client);
+                    let _ = connection.await;
+                    return Ok(());
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "connection attempt timed out".to_owned(),
+            };
+            if Instant::now() >= deadline {
+                return Err(ThrowawayError::Start {
+                    reason: format!(
+                        "not accepting connections on port {} after {}s: {error}",
+                        self.port,
+                        READY_TIMEOUT.as_secs()
+                    ),
+                    log_tail: self.log_tail(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The log from byte `offset` on (lossy, for matching).
+    fn read_log(&self, offset: u64) -> String {
+        let mut buf = Vec::new();
+        let read = fs::File::open(&self.log_file).and_then(|mut f| {
+            f.seek(SeekFrom::Start(offset))?;
+            f.read_to_end(&mut buf)
+        });
+        match read {
+            Ok(_) => String::from_utf8_lossy(&buf).into_owned(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// The last few KiB of the server log.
+    fn log_tail(&self) -> String {
+        let len = match fs::metadata(&self.log_file) {
+            Ok(m) => m.len(),
+            Err(e) => return format!("(no log at {}: {e})", self.log_file.display()),
+        };
+        let tail = self.read_log(len.saturating_sub(LOG_TAIL_BYTES));
+        if len > LOG_TAIL_BYTES {
+            // Drop the (probably partial) first line.
+            match tail.split_once('\n') {
+                Some((_, rest)) => rest.to_owned(),
+                None => tail,
+            }
+        } else {
+            tail
+        }
+    }
+}
+
+impl Drop for ThrowawayCluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown(Shutdown::Immediate) {
+            tracing::warn!(
+                dir = %self.root.display(),
+                "cleaning up throwaway PostgreSQL cluster failed (its watchdog retries): {e}"
+            );
+        }
+    }
+}
+
+/// Find the directory holding the PostgreSQL server binaries (`initdb`,
+/// `pg_ctl`, `postgres`).
+///
+/// Looks, in order, at `$CUTOVER_PG_BINDIR`, `pg_config --bindir`,
+/// `/usr/lib/postgresql/<version>/bin` (newest version first),
+/// `/usr/pgsql-<version>/bin`, `/usr/local/pgsql/bin`, and the directories of
+/// `PATH` (resolving symlinks, so `/usr/local/bin/initdb ->
+/// /usr/lib/postgresql/15/bin/initdb` yields the latter).
+pub fn find_bindir() -> Result<PathBuf, ThrowawayError> {
+    fn check(dir: PathBuf, searched: &mut Vec<String>) -> Option<PathBuf> {
+        let shown = dir.display().to_string();
+        if !searched.contains(&shown) {
+            searched.push(shown);
+        }
+        has_server_binaries(&dir).then_some(dir)
+    }
+    let mut searched: Vec<String> = Vec::new();
+
+    if let Some(dir) = std::env::var_os(BINDIR_ENV).filter(|v| !v.is_empty()) {
+        if let Some(found) = check(PathBuf::from(dir), &mut searched) {
+            return Ok(found);
+        }
+    }
+
+    match Command::new("pg_config")
+        .arg("--bindir")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if !dir.is_empty() {
+                if let Some(found) = check(PathBuf::from(dir), &mut searched) {
+                    return Ok(found);
+                }
+            }
+        }
+        Ok(_) => searched.push("pg_config --bindir (failed)".to_owned()),
+        Err(_) => searched.push("pg_config --bindir (no pg_config on PATH)".to_owned()),
+    }
+
+    for (parent, prefix, suffix) in [
+        ("/usr/lib/postgresql", "", "bin"),
+        ("/usr", "pgsql-", "bin"),
+    ] {
+        for dir in versioned_dirs(Path::new(parent), prefix, suffix) {
+            if let Some(found) = check(dir, &mut searched) {
+                return Ok(found);
+            }
+        }
+    }
+    if let Some(found) = check(PathBuf::from("/usr/local/pgsql/bin"), &mut searched) {
+        return Ok(found);
+    }
+
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if !has_server_binaries(&dir) {
+                check(dir, &mut searched);
+                continue;
+            }
+            // Prefer the real bindir behind symlinks, when it is complete.
+            if let Some(real) = fs::canonicalize(dir.join("initdb"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+            {
+                if let Some(found) = check(real, &mut searched) {
+                    return Ok(found);
+                }
+            }
+            if let Some(found) = check(dir, &mut searched) {
+                return Ok(found);
+            }
+        }
+    }
+    Err(ThrowawayError::NoBinaries { searched })
+}
+
+/// `<parent>/<prefix><version>/<suffix>` for every version found, newest first.
+fn versioned_dirs(parent: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(Vec<u64>, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let version = name.to_str()?.strip_prefix(prefix)?;
+            let key = version
+                .split('.')
+                .map(|part| part.parse::<u64>().ok())
+                .collect::<Option<Vec<u64>>>()?;
+            Some((key, entry.path().join(suffix)))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.into_iter().map(|(_, dir)| dir).collect()
+}
+
+fn has_server_binaries(dir: &Path) -> bool {
+    SERVER_BINARIES
+        .iter()
+        .all(|name| is_executable(&dir.join(name)))
+}
+
+fn is_executable(path: &Path) -> bool {
+    fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Who PostgreSQL commands must run as: `None` for "as we are".
+fn run_as_user() -> Result<Option<RunAs>, ThrowawayError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    match User::from_name("postgres") {
+        Ok(Some(user)) if !user.uid.is_root() => Ok(Some(RunAs {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        })),
+        Ok(_) => Err(ThrowawayError::NoPostgresUser),
+        Err(e) => Err(ThrowawayError::io(
+            "looking up the `postgres` OS user",
+            e.into(),
+        )),
+    }
+}
+
+/// Where to create the temp dir: the usual temp dir, unless we switch users
+/// and that user could not reach it (e.g. `TMPDIR=/root/tmp`); then `/tmp`.
+fn temp_base(switching_user: bool) -> PathBuf {
+    let dir = std::env::temp_dir();
+    if !switching_user {
+        return dir;
+    }
+    let traversable = fs::canonicalize(&dir)
+        .map(|real| {
+            real.ancestors().all(|p| {
+                fs::metadata(p)
+                    .map(|m| m.permissions().mode() & 0o001 != 0)
+                    .unwrap_or(false)
+            })
+        })
+        .unwrap_or(false);
+    if traversable {
+        dir
+    } else {
+        PathBuf::from("/tmp")
+    }
+}
+
+/// Ask the kernel for a free port on 127.0.0.1.
+fn free_port() -> Result<u16, ThrowawayError> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|e| ThrowawayError::io("finding a free port on 127.0.0.1", e))
+}
+
+fn scrub_env(cmd: &mut Command) {
+    for var in PG_ENV_VARS {
+        cmd.env_remove(var);
+    }
+    // Untranslated messages, so that log matching works.
+    cmd.env("LC_ALL", "C").env("LANG", "C");
+}
+
+/// Run a command to completion without blocking the async runtime.
+async fn run(cmd: Command, what: &str) -> Result<Output, ThrowawayError> {
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    cmd.output()
+        .await
+        .map_err(|e| ThrowawayError::io(what.to_owned(), e))
+}
+
+/// Quote a value for `postgresql.conf`.
+fn quote_conf(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// Quote a value for a libpq-style key=value connection string.
+fn quote_conninfo(value: &str) -> String {
+    let escaped = value.replace('\\', "\\\\").replace('\'', "\\'");
+    format!("'{escaped}'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_conf("/tmp/a'b"), "'/tmp/a''b'");
+        assert_eq!(quote_conninfo(r"/tmp/a'b\c"), r"'/tmp/a\'b\\c'");
+    }
+
+    #[test]
+    fn versioned_dirs_sort_newest_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        for v in ["9.6", "15", "10", "notaversion", "16"] {
+            fs::create_dir(tmp.path().join(v)).unwrap();
+        }
+        let dirs: Vec<_> = versioned_dirs(tmp.path(), "", "bin")
+            .into_iter()
+            .map(|d| {
+                d.parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(dirs, ["16", "15", "10", "9.6"]);
+    }
+
+    #[test]
+    fn no_binaries_error_names_the_package() {
+        let e = ThrowawayError::NoBinaries {
+            searched: vec!["/a".into(), "/b".into()],
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("/a, /b"), "{msg}");
+        assert!(msg.contains("apt install postgresql"), "{msg}");
+    }
+
+    #[test]
+    fn socket_url_parses() {
+        let url = format!(
+            "host={} port=5432 user=postgres dbname=postgres",
+            quote_conninfo("/tmp/x y")
+        );
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        assert_eq!(config.get_ports(), [5432]);
+    }
+}

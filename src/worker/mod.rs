@@ -1,1 +1,415 @@
 //! The worker: owns the database connections, runs actions, and publishes snapshots to the UI.
+//!
+//! One monitoring connection (`cutover/tui`, short statement timeout) LISTENs on
+//! [`NOTIFY_CHANNEL`](crate::db::schema::NOTIFY_CHANNEL) and re-reads a [`Snapshot`] when anything
+//! changes, with a polling fallback every second. Actions run on their own connection
+//! (`cutover/tui-action`) in their own task, so the view stays live while an action waits on a
+//! lock. When the server is slow or gone, the worker says so and reconnects by itself with
+//! backoff; actions asked for meanwhile are refused with the reason.
+
+pub mod command;
+pub mod snapshot;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+use crate::db::{self, DbConfig, SessionSettings};
+use crate::evidence::{self, ProbeContext, ProbeResult};
+use crate::plan::Plan;
+
+pub use command::{ActionResult, Command};
+pub use snapshot::Snapshot;
+
+/// How long a snapshot may take before the server counts as too slow.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Polling fallback (also refreshes `pg_stat_activity`, which does not notify).
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Minimum gap between two snapshots when notifications arrive in bursts.
+const MIN_REFRESH_GAP: Duration = Duration::from_millis(150);
+/// Probes are re-evaluated this often (and after every action).
+const PROBE_EVERY: Duration = Duration::from_secs(30);
+/// Samples kept for the rows/s sparkline.
+const RATE_SAMPLES: usize = 120;
+
+/// The worker's connection to the server, as the header shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    /// Connecting (attempt number, from 1).
+    Connecting {
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// Connected and live.
+    Connected,
+    /// Lost or unreachable; retrying after a pause.
+    Retrying {
+        /// What went wrong.
+        error: String,
+        /// Seconds until the next attempt.
+        retry_in: u64,
+    },
+}
+
+impl ConnState {
+    /// True when actions can reach the database.
+    pub fn is_connected(&self) -> bool {
+        matches!(self, ConnState::Connected)
+    }
+}
+
+/// What the worker tells the UI.
+#[derive(Debug, Clone)]
+pub enum WorkerEvent {
+    /// The connection state changed.
+    Conn(ConnState),
+    /// A fresh snapshot.
+    Snapshot(Box<Snapshot>),
+    /// An action finished.
+    Action {
+        /// What was asked.
+        command: Command,
+        /// What happened.
+        result: ActionResult,
+    },
+}
+
+/// How to start a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The server.
+    pub db: DbConfig,
+    /// The plan in force.
+    pub plan: Plan,
+    /// Refuse every change.
+    pub read_only: bool,
+}
+
+/// The UI's side of a running worker.
+pub struct WorkerHandle {
+    /// Send actions here.
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// Receive snapshots and results here.
+    pub events: mpsc::UnboundedReceiver<WorkerEvent>,
+    /// The task (abort or await it on shutdown).
+    pub task: JoinHandle<()>,
+}
+
+/// Starts the worker task.
+pub fn spawn(opts: WorkerOptions) -> WorkerHandle {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(run(opts, cmd_rx, ev_tx));
+    WorkerHandle {
+        commands: cmd_tx,
+        events: ev_rx,
+        task,
+    }
+}
+
+/// The gate's probe results plus the Observability evidence.
+type ProbeBatch = (Vec<ProbeResult>, ProbeResult);
+
+/// Mutable state the worker keeps across snapshots and reconnects.
+struct State {
+    opts: WorkerOptions,
+    sha: String,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+    rates: VecDeque<u64>,
+    last_rows: Option<(i64, Instant)>,
+    probes: Vec<ProbeResult>,
+    observability: Option<ProbeResult>,
+    probe_results: (
+        mpsc::UnboundedSender<ProbeBatch>,
+        mpsc::UnboundedReceiver<ProbeBatch>,
+    ),
+    probing: bool,
+    last_probe: Option<Instant>,
+}
+
+async fn run(
+    opts: WorkerOptions,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+) {
+    let mut state = State {
+        sha: opts.plan.sha256(),
+        opts,
+        events,
+        rates: VecDeque::new(),
+        last_rows: None,
+        probes: Vec::new(),
+        observability: None,
+        probe_results: mpsc::unbounded_channel(),
+        probing: false,
+        last_probe: None,
+    };
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        state.send(WorkerEvent::Conn(ConnState::Connecting { attempt }));
+        let error = match connect_monitor(&state.opts.db).await {
+            Ok((client, notes)) => {
+                attempt = 0;
+                state.send(WorkerEvent::Conn(ConnState::Connected));
+                match connected(&mut state, &client, notes, &mut commands).await {
+                    Ok(()) => return,
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        let wait = backoff(attempt);
+        tracing::warn!(target: "worker", "database unavailable: {error}; retrying in {}s", wait.as_secs());
+        state.send(WorkerEvent::Conn(ConnState::Retrying {
+            error,
+            retry_in: wait.as_secs().max(1),
+        }));
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                cmd = commands.recv() => match cmd {
+                    None => return,
+                    Some(command) => state.send(WorkerEvent::Action {
+                        command,
+                        result: Err("the database is unreachable (reconnecting); nothing was done".to_string()),
+                    }),
+                },
+            }
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let ms = 250u64.saturating_mul(1 << attempt.min(5));
+    Duration::from_millis(ms.min(5_000))
+}
+
+impl State {
+    fn send(&self, ev: WorkerEvent) {
+        // The UI may already be gone on shutdown; nothing to do then.
+        let _ = self.events.send(ev);
+    }
+
+    fn sample_rate(&mut self, rows: i64) {
+        let now = Instant::now();
+        match self.last_rows {
+            Some((prev, at)) if now.duration_since(at) >= Duration::from_millis(900) => {
+                let secs = now.duration_since(at).as_secs_f64();
+                let rate = ((rows - prev).max(0) as f64 / secs).round() as u64;
+                self.rates.push_back(rate);
+                while self.rates.len() > RATE_SAMPLES {
+                    self.rates.pop_front();
+                }
+                self.last_rows = Some((rows, now));
+            }
+            Some(_) => {}
+            None => self.last_rows = Some((rows, now)),
+        }
+    }
+}
+
+/// Connects the monitoring session and forwards its notifications.
+async fn connect_monitor(
+    cfg: &DbConfig,
+) -> Result<(Client, mpsc::UnboundedReceiver<String>), String> {
+    let mut config = cfg.config().clone();
+    config.application_name("cutover/tui");
+    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| {
+        format!(
+            "cannot connect to {}: {}",
+            cfg.display(),
+            db::describe_error(&e)
+        )
+    })?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(msg) = messages.next().await {
+            match msg {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_string()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(target: "worker", "monitor connection ended: {e}");
+                    break;
+                }
+            }
+        }
+    });
+    let timeout_ms = SNAPSHOT_TIMEOUT.as_millis();
+    let setup = format!(
+        "SET statement_timeout = {timeout_ms}; LISTEN {}",
+        crate::db::schema::NOTIFY_CHANNEL
+    );
+    client
+        .batch_execute(&setup)
+        .await
+        .map_err(|e| db::describe_error(&e))?;
+    Ok((client, rx))
+}
+
+/// Serves one connected session; returns Ok when the UI went away, Err when the connection did.
+async fn connected(
+    state: &mut State,
+    client: &Client,
+    mut notes: mpsc::UnboundedReceiver<String>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) -> Result<(), String> {
+    let mut poll = tokio::time::interval(POLL_EVERY);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dirty = true;
+    let mut last_refresh: Option<Instant> = None;
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Command, ActionResult)>();
+    loop {
+        if dirty {
+            let wait = last_refresh
+                .map(|t| MIN_REFRESH_GAP.saturating_sub(t.elapsed()))
+                .unwrap_or_default();
+            if wait.is_zero() {
+                refresh(state, client).await?;
+                last_refresh = Some(Instant::now());
+                dirty = false;
+            }
+        }
+        let gap = tokio::time::sleep(if dirty {
+            MIN_REFRESH_GAP
+        } else {
+            Duration::from_secs(3600)
+        });
+        tokio::select! {
+            _ = gap => {}
+            _ = poll.tick() => dirty = true,
+            note = notes.recv() => match note {
+                Some(table) => {
+                    tracing::trace!(target: "worker", "change notified: {table}");
+                    dirty = true;
+                }
+                None => return Err("the connection to the database was lost".to_string()),
+            },
+            result = state.probe_results.1.recv() => {
+                if let Some((probes, obs)) = result {
+                    state.probes = probes;
+                    state.observability = Some(obs);
+                    state.probing = false;
+                    dirty = true;
+                }
+            }
+            done = done_rx.recv() => {
+                if let Some((command, result)) = done {
+                    state.send(WorkerEvent::Action { command, result });
+                    state.last_probe = None;
+                    dirty = true;
+                }
+            }
+            cmd = commands.recv() => match cmd {
+                None => return Ok(()),
+                Some(command) => {
+                    if state.opts.read_only && command.is_change() {
+                        state.send(WorkerEvent::Action {
+                            command,
+                            result: Err("read-only mode: changes are blocked".to_string()),
+                        });
+                        continue;
+                    }
+                    let cfg = state.opts.db.clone();
+                    let plan = state.opts.plan.clone();
+                    let done = done_tx.clone();
+                    tokio::spawn(async move {
+                        let result = match db::connect(&cfg, &SessionSettings::new("tui-action")).await {
+                            Ok(mut c) => command::execute(&mut c, &plan, &command).await,
+                            Err(e) => Err(e.to_string()),
+                        };
+                        let _ = done.send((command, result));
+                    });
+                }
+            },
+        }
+    }
+}
+
+/// Reads a snapshot, evaluates the gate, and publishes it. Starts probes when they are due.
+async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
+    let mut snap = match tokio::time::timeout(
+        SNAPSHOT_TIMEOUT,
+        snapshot::load(client, &state.opts.plan),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            if client.is_closed() {
+                return Err(format!("the connection to the database was lost: {e}"));
+            }
+            return Err(format!("reading the control schema failed: {e}"));
+        }
+        Err(_) => {
+            return Err(format!(
+                "the database did not answer within {}s",
+                SNAPSHOT_TIMEOUT.as_secs()
+            ))
+        }
+    };
+    if let Ok(actor) = crate::audit::Actor::current(client).await {
+        snap.actor = Some(actor);
+    }
+    if let Some(b) = &snap.backfill {
+        state.sample_rate(b.rows_done);
+    }
+    snap.rate_history = state.rates.iter().copied().collect();
+    snap.probes = state.probes.clone();
+    snap.observability = state.observability.clone();
+    snap.gate = snapshot::evaluate_gate(&snap, &state.opts.plan, &state.sha);
+    let due = state
+        .last_probe
+        .map(|t| t.elapsed() >= PROBE_EVERY)
+        .unwrap_or(true);
+    if due && !state.probing {
+        if let Some(gate) = snap.next_phase() {
+            state.probing = true;
+            state.last_probe = Some(Instant::now());
+            spawn_probes(state, gate);
+        }
+    }
+    state.send(WorkerEvent::Snapshot(Box::new(snap)));
+    Ok(())
+}
+
+fn spawn_probes(state: &State, gate: crate::plan::Phase) {
+    let cfg = state.opts.db.clone();
+    let plan = state.opts.plan.clone();
+    let tx = state.probe_results.0.clone();
+    tokio::spawn(async move {
+        let client = match db::connect(&cfg, &SessionSettings::new("tui-probes")).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(target: "worker", "probes skipped: {e}");
+                let _ = tx.send((
+                    Vec::new(),
+                    ProbeResult::inconclusive("observability", e.to_string()),
+                ));
+                return;
+            }
+        };
+        let ctx = ProbeContext {
+            client: &client,
+            plan: &plan,
+            gate,
+        };
+        let mut results = Vec::new();
+        for kind in plan.gate(gate).probes {
+            results.push(evidence::probe(kind).evaluate(&ctx).await);
+        }
+        let obs = evidence::observability(&client, &plan).await;
+        let _ = tx.send((results, obs));
+    });
+}

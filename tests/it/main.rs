@@ -1,3 +1,7 @@
 //! Integration tests against a real PostgreSQL (DATABASE_URL or a throwaway cluster).
 
+mod checks;
+mod common;
+mod foundation;
 mod plan;
+mod throwaway;

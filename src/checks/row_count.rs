@@ -1,0 +1,232 @@
+//! Row-count parity by partition: counts of a source and a target relation per partition — an
+//! expression's value (e.g. `date_trunc('month', created_at)`) or a key range.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::chunk::{Range, Walker};
+use super::keys::{column_sql, relation_sql, Key};
+use super::{CheckError, Ctx, Verdict};
+use crate::plan::CheckKind;
+use crate::Outcome;
+
+/// Counts per partition label: (source, target).
+type Counts = BTreeMap<String, (i64, i64)>;
+
+/// Partitions in display order: (label, source, target).
+type Listed = Vec<(String, i64, i64)>;
+
+pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
+    let CheckKind::RowCountParity {
+        source,
+        target,
+        partition_by,
+        key,
+        partitions,
+    } = &ctx.spec.kind
+    else {
+        return Err(CheckError::Invalid("not a row-count check".into()));
+    };
+    let (src, tgt) = (relation_sql(source), relation_sql(target));
+    ctx.pacer.check()?;
+    let counts: Listed = match (partition_by, key) {
+        (Some(expr), key) => by_expression(ctx, &src, &tgt, expr, key.as_deref())
+            .await?
+            .into_iter()
+            .map(|(label, (s, t))| (label, s, t))
+            .collect(),
+        (None, Some(key)) => by_key_range(ctx, &src, &tgt, key, *partitions).await?,
+        (None, None) => {
+            return Err(CheckError::Invalid(
+                "row-count parity needs `partition_by` or `key`".into(),
+            ))
+        }
+    };
+    Ok(verdict(source, target, &counts))
+}
+
+async fn by_expression(
+    ctx: &mut Ctx<'_>,
+    src: &str,
+    tgt: &str,
+    expr: &str,
+    key: Option<&str>,
+) -> Result<Counts, CheckError> {
+    let mut counts = Counts::new();
+    let Some(key) = key else {
+        let all = Range::all();
+        count_groups(ctx, src, expr, &all, None, &mut counts, true).await?;
+        count_groups(ctx, tgt, expr, &all, None, &mut counts, false).await?;
+        return Ok(counts);
+    };
+    let skey = Key::resolve(ctx.client, src, &[key.to_string()]).await?;
+    let tkey = Key::resolve(ctx.client, tgt, &[key.to_string()]).await?;
+    let mut walker = Walker::start(ctx.client, src, &skey, ctx.chunk_time, 200_000).await?;
+    while let Some(range) = walker.next(ctx.client).await? {
+        let clock = Instant::now();
+        let n = count_groups(ctx, src, expr, &range, Some(&skey), &mut counts, true).await?;
+        count_groups(ctx, tgt, expr, &range, Some(&tkey), &mut counts, false).await?;
+        walker.record(n, clock.elapsed());
+        ctx.pacer.after_chunk(ctx.client, clock.elapsed()).await?;
+    }
+    Ok(counts)
+}
+
+/// Adds `GROUP BY expr` counts of one side within `range`; returns the rows counted.
+async fn count_groups(
+    ctx: &Ctx<'_>,
+    table: &str,
+    expr: &str,
+    range: &Range,
+    key: Option<&Key>,
+    counts: &mut Counts,
+    source_side: bool,
+) -> Result<i64, CheckError> {
+    let predicate = match key {
+        Some(k) => range.predicate(k),
+        None => "TRUE".to_string(),
+    };
+    let sql = format!(
+        "SELECT ({expr})::text, count(*)::int8 FROM {table} WHERE {predicate} GROUP BY 1",
+        expr = column_sql(expr)
+    );
+    let rows =
+        ctx.client.query(&sql, &[]).await.map_err(|e| {
+            CheckError::Db(format!("on {table}: {}", crate::db::describe_error(&e)))
+        })?;
+    let mut total = 0;
+    for row in rows {
+        let label: Option<String> = row.get(0);
+        let n: i64 = row.get(1);
+        total += n;
+        let entry = counts
+            .entry(label.unwrap_or_else(|| "NULL".into()))
+            .or_default();
+        if source_side {
+            entry.0 += n;
+        } else {
+            entry.1 += n;
+        }
+    }
+    Ok(total)
+}
+
+async fn by_key_range(
+    ctx: &mut Ctx<'_>,
+    src: &str,
+    tgt: &str,
+    key: &str,
+    partitions: u32,
+) -> Result<Listed, CheckError> {
+    let skey = Key::resolve(ctx.client, src, &[key.to_string()]).await?;
+    let tkey = Key::resolve(ctx.client, tgt, &[key.to_string()]).await?;
+    let estimate: f64 = ctx
+        .client
+        .query_one(
+            &format!(
+                "SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = {}::regclass",
+                crate::db::quote_literal(src)
+            ),
+            &[],
+        )
+        .await?
+        .get(0);
+    let estimate = if estimate > 0.0 {
+        estimate
+    } else {
+        let n: i64 = ctx
+            .client
+            .query_one(&format!("SELECT count(*) FROM {src}"), &[])
+            .await?
+            .get(0);
+        n as f64
+    };
+    let per = (estimate / f64::from(partitions.max(1))).ceil().max(1.0);
+    let mut walker = Walker::start(ctx.client, src, &skey, ctx.chunk_time, u32::MAX).await?;
+    walker.fix_rows(per);
+    let mut counts = Listed::new();
+    while let Some(range) = walker.next(ctx.client).await? {
+        let clock = Instant::now();
+        let s = count_range(ctx, src, &skey, &range).await?;
+        let t = count_range(ctx, tgt, &tkey, &range).await?;
+        counts.push((range.label(), s, t));
+        ctx.pacer.after_chunk(ctx.client, clock.elapsed()).await?;
+    }
+    Ok(counts)
+}
+
+async fn count_range(
+    ctx: &Ctx<'_>,
+    table: &str,
+    key: &Key,
+    range: &Range,
+) -> Result<i64, CheckError> {
+    let sql = format!(
+        "SELECT count(*)::int8 FROM {table} WHERE {}",
+        range.predicate(key)
+    );
+    Ok(ctx.client.query_one(&sql, &[]).await?.get(0))
+}
+
+fn verdict(source: &str, target: &str, counts: &Listed) -> Verdict {
+    let (mut s_total, mut t_total) = (0i64, 0i64);
+    let mut bad = Vec::new();
+    let mut good = Vec::new();
+    for (label, s, t) in counts {
+        s_total += s;
+        t_total += t;
+        let entry = json!({ "partition": label, "source": s, "target": t, "diff": t - s });
+        if s == t {
+            good.push(entry);
+        } else {
+            bad.push(entry);
+        }
+    }
+    let mismatched = bad.len();
+    let names: Vec<String> = bad
+        .iter()
+        .take(5)
+        .map(|e| {
+            format!(
+                "{} ({} vs {})",
+                e["partition"].as_str().unwrap_or(""),
+                e["source"],
+                e["target"]
+            )
+        })
+        .collect();
+    let outcome = if mismatched == 0 {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    };
+    let summary = if mismatched == 0 {
+        format!(
+            "{} partitions match: {s_total} rows in {source} and {target}",
+            counts.len()
+        )
+    } else {
+        format!(
+            "{mismatched} of {} partitions differ ({source} {s_total} rows, {target} {t_total}): {}{}",
+            counts.len(),
+            names.join("; "),
+            if mismatched > 5 { "; …" } else { "" }
+        )
+    };
+    let mut partitions = bad;
+    partitions.extend(good);
+    Verdict {
+        outcome,
+        summary,
+        rows_scanned: s_total + t_total,
+        details: json!({
+            "source_rows": s_total,
+            "target_rows": t_total,
+            "partitions_total": counts.len(),
+            "partitions_mismatched": mismatched,
+            "partitions": partitions,
+        }),
+    }
+}

@@ -1,0 +1,1 @@
+//! The synthetic application workload of the demo.

@@ -1,0 +1,407 @@
+//! Verification toolkit: every check kind passes on equal data and fails, naming the right
+//! keys/partitions, on planted differences; errors are Inconclusive.
+
+use std::process::Command;
+
+use cutover::checks::{self, Cancel, CheckRecord};
+use cutover::db::{self, schema, DbConfig, SessionSettings};
+use cutover::plan::Plan;
+use cutover::Outcome;
+use serde_json::Value;
+
+use crate::common::{cutover_bin, TestDb};
+
+const PLAN_HEAD: &str = r#"
+id = "checks-test"
+title = "t"
+rationale = "r"
+author = "a"
+ticket = "T-1"
+[roster]
+lead = ["postgres"]
+[phases.expand]
+rollback = ""
+[phases.dual_write]
+rollback = ""
+[phases.backfill]
+rollback = ""
+[phases.read_switch]
+rollback = ""
+[phases.contract]
+irreversible = true
+[read_switch]
+flag = "checks_test.flag"
+"#;
+
+fn plan(checks_toml: &str) -> Plan {
+    Plan::parse("test.toml", &format!("{PLAN_HEAD}\n{checks_toml}")).unwrap()
+}
+
+async fn connect(db: &TestDb) -> tokio_postgres::Client {
+    let cfg = DbConfig::from_url(&db.url).unwrap();
+    let mut client = db::connect(&cfg, &SessionSettings::new("test"))
+        .await
+        .unwrap();
+    schema::bootstrap(&mut client).await.unwrap();
+    client
+}
+
+/// Runs the one check of `plan` named `name`.
+async fn run(client: &tokio_postgres::Client, plan: &Plan, name: &str) -> CheckRecord {
+    let mut records = checks::run(client, plan, Some(name), &Cancel::new())
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    records.remove(0)
+}
+
+fn listed(details: &Value, field: &str, inner: &str) -> Vec<String> {
+    details[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `{field}` in {details}"))
+        .iter()
+        .map(|v| match &v[inner] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn invariant_counts_violations_and_bounds() {
+    let db = TestDb::new().await;
+    db.exec("CREATE TABLE acc (id int PRIMARY KEY, bal int); INSERT INTO acc SELECT g, g FROM generate_series(1, 100) g;").await;
+    let client = connect(&db).await;
+    let p = plan(
+        r#"
+[[checks]]
+name = "no-negative"
+kind = "invariant"
+sql = "SELECT count(*) FROM acc WHERE bal < 0;"
+[[checks]]
+name = "total-range"
+kind = "invariant"
+sql = "SELECT sum(bal) FROM acc"
+min = 5045
+max = 5050
+"#,
+    );
+    assert_eq!(run(&client, &p, "no-negative").await.outcome, Outcome::Pass);
+    assert_eq!(run(&client, &p, "total-range").await.outcome, Outcome::Pass);
+    db.exec("UPDATE acc SET bal = -1 WHERE id IN (3, 4)").await;
+    let r = run(&client, &p, "no-negative").await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+    assert_eq!(r.details["value"], 2.0);
+    let r = run(&client, &p, "total-range").await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+}
+
+#[tokio::test]
+async fn errors_and_missing_tables_are_inconclusive_with_the_error() {
+    let db = TestDb::new().await;
+    db.exec("CREATE TABLE t (id int PRIMARY KEY, v int)").await;
+    let client = connect(&db).await;
+    let p = plan(
+        r#"
+[[checks]]
+name = "bad-sql"
+kind = "invariant"
+sql = "SELEC count(*) FROM t"
+[[checks]]
+name = "missing-table"
+kind = "expression_parity"
+table = "public.nope"
+key = ["id"]
+column = "v"
+expression = "v"
+[[checks]]
+name = "missing-target"
+kind = "full_diff"
+source = "t"
+target = "t_missing"
+key = ["id"]
+columns = ["v"]
+[[checks]]
+name = "missing-count"
+kind = "row_count_parity"
+source = "t"
+target = "t_missing"
+key = "id"
+[[checks]]
+name = "timeout"
+kind = "invariant"
+timeout = "50ms"
+sql = "SELECT count(*) FROM pg_sleep(2)"
+"#,
+    );
+    for (name, needle) in [
+        ("bad-sql", "syntax error"),
+        ("missing-table", "does not exist"),
+        ("missing-count", "does not exist"),
+        ("timeout", "statement timeout"),
+    ] {
+        let r = run(&client, &p, name).await;
+        assert_eq!(r.outcome, Outcome::Inconclusive, "{name}: {}", r.summary);
+        assert!(r.summary.contains(needle), "{name}: {}", r.summary);
+        assert!(r.details["error"].as_str().unwrap().contains(needle));
+    }
+    // The statement timeout was restored for later work on the same connection.
+    let t: String = client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(t, "30s");
+}
+
+#[tokio::test]
+async fn expression_parity_names_keys_null_safely() {
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE TABLE acc (id bigint PRIMARY KEY, balance numeric(14,2), balance_cents bigint);
+         INSERT INTO acc SELECT g, g * 1.25, round(g * 125) FROM generate_series(1, 3000) g;
+         INSERT INTO acc VALUES (3001, NULL, NULL);",
+    )
+    .await;
+    let client = connect(&db).await;
+    let p = plan(
+        r#"
+[[checks]]
+name = "cents"
+kind = "expression_parity"
+table = "acc"
+key = ["id"]
+column = "balance_cents"
+expression = "round(balance * 100)::bigint"
+"#,
+    );
+    let r = run(&client, &p, "cents").await;
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.summary);
+    assert_eq!(r.rows_scanned, 3001);
+    // value → NULL, NULL → value, value → other value
+    db.exec(
+        "UPDATE acc SET balance_cents = NULL WHERE id = 17;
+         UPDATE acc SET balance_cents = 5 WHERE id = 3001;
+         UPDATE acc SET balance_cents = balance_cents + 1 WHERE id = 2500;",
+    )
+    .await;
+    let r = run(&client, &p, "cents").await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+    assert_eq!(r.details["mismatches"], 3);
+    let mut keys = listed(&r.details, "samples", "key");
+    keys.sort();
+    assert_eq!(keys, ["17", "2500", "3001"]);
+    assert!(r.summary.contains("3 of 3001"), "{}", r.summary);
+    // history keeps both runs, latest returns the newest
+    let latest = checks::latest(&client, "checks-test").await.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].id, r.id);
+    let hist = checks::history(&client, "checks-test", Some("cents"), 10)
+        .await
+        .unwrap();
+    assert_eq!(hist.len(), 2);
+}
+
+#[tokio::test]
+async fn expression_parity_with_text_keys_and_filter() {
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE TABLE cust (code text PRIMARY KEY, full_name text, display_name text);
+         INSERT INTO cust SELECT 'c-' || g, 'Name ' || g, 'Name ' || g FROM generate_series(1, 1500) g;
+         UPDATE cust SET display_name = NULL WHERE code = 'c-77';
+         UPDATE cust SET full_name = NULL WHERE code = 'c-1200';",
+    )
+    .await;
+    let client = connect(&db).await;
+    let p = plan(
+        r#"
+[[checks]]
+name = "names"
+kind = "expression_parity"
+table = "public.cust"
+key = ["code"]
+column = "display_name"
+expression = "full_name"
+[[checks]]
+name = "names-filtered"
+kind = "expression_parity"
+table = "public.cust"
+key = ["code"]
+column = "display_name"
+expression = "full_name"
+filter = "code NOT IN ('c-77', 'c-1200')"
+"#,
+    );
+    let r = run(&client, &p, "names").await;
+    assert_eq!(r.outcome, Outcome::Fail);
+    let mut keys = listed(&r.details, "samples", "key");
+    keys.sort();
+    assert_eq!(keys, ["c-1200", "c-77"]);
+    let r = run(&client, &p, "names-filtered").await;
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.summary);
+}
+
+#[tokio::test]
+async fn row_count_parity_by_expression_and_by_key_range() {
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE TABLE o1 (id bigint PRIMARY KEY, created_at timestamptz NOT NULL);
+         INSERT INTO o1 SELECT g, timestamptz '2025-01-01 00:00+00' + (g % 90) * interval '1 day' FROM generate_series(1, 9000) g;
+         CREATE TABLE o2 AS SELECT * FROM o1; ALTER TABLE o2 ADD PRIMARY KEY (id);
+         ANALYZE o1; ANALYZE o2;",
+    )
+    .await;
+    let client = connect(&db).await;
+    let p = plan(
+        r#"
+[[checks]]
+name = "by-month"
+kind = "row_count_parity"
+source = "o1"
+target = "o2"
+partition_by = "date_trunc('month', created_at AT TIME ZONE 'UTC')"
+[[checks]]
+name = "by-month-chunked"
+kind = "row_count_parity"
+source = "o1"
+target = "o2"
+key = "id"
+partition_by = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM')"
+[[checks]]
+name = "by-range"
+kind = "row_count_parity"
+source = "o1"
+target = "o2"
+key = "id"
+partitions = 9
+"#,
+    );
+    for name in ["by-month", "by-month-chunked", "by-range"] {
+        let r = run(&client, &p, name).await;
+        assert_eq!(r.outcome, Outcome::Pass, "{name}: {}", r.summary);
+        assert_eq!(r.rows_scanned, 18_000, "{name}");
+    }
+    let r = run(&client, &p, "by-range").await;
+    assert_eq!(r.details["partitions_total"], 9, "{}", r.details);
+    // A missing February row and an extra row beyond the source's key span.
+    db.exec(
+        "DELETE FROM o2 WHERE id = (SELECT min(id) FROM o2 WHERE created_at >= '2025-02-01' AND created_at < '2025-03-01');
+         INSERT INTO o2 VALUES (20000, '2025-03-15 00:00+00');",
+    )
+    .await;
+    let r = run(&client, &p, "by-month-chunked").await;
+    assert_eq!(r.outcome, Outcome::Fail);
+    let mut parts = listed(&r.details, "partitions", "partition");
+    parts.truncate(r.details["partitions_mismatched"].as_u64().unwrap() as usize);
+    parts.sort();
+    assert_eq!(parts, ["2025-02", "2025-03"], "{}", r.summary);
+    let r = run(&client, &p, "by-range").await;
+    assert_eq!(r.outcome, Outcome::Fail);
+    assert_eq!(r.details["partitions_mismatched"], 2, "{}", r.details);
+    assert_eq!(r.details["target_rows"], 9000);
+    let last = &r.details["partitions"][1];
+    assert!(
+        last["partition"].as_str().unwrap().ends_with("+∞]"),
+        "{last}"
+    );
+    assert_eq!(last["diff"], 1);
+}
+
+#[tokio::test]
+async fn golden_query_needs_a_baseline_then_detects_changes() {
+    let db = TestDb::new().await;
+    db.exec("CREATE TABLE acc (id int PRIMARY KEY, owner text, created_at date); INSERT INTO acc SELECT g, 'o' || g, date '2025-01-01' + g FROM generate_series(1, 500) g;").await;
+    let client = connect(&db).await;
+    let p = plan(
+        r#"
+[[checks]]
+name = "old-accounts"
+kind = "golden_query"
+query = "SELECT id, owner FROM acc WHERE created_at < '2026-01-01'"
+"#,
+    );
+    let r = run(&client, &p, "old-accounts").await;
+    assert_eq!(r.outcome, Outcome::Inconclusive);
+    assert!(r.summary.contains("no baseline"), "{}", r.summary);
+    checks::before_phase(&client, &p, cutover::plan::Phase::Expand)
+        .await
+        .unwrap();
+    assert_eq!(
+        run(&client, &p, "old-accounts").await.outcome,
+        Outcome::Pass
+    );
+    // New rows outside the query's range do not matter; an edited row does.
+    db.exec("INSERT INTO acc VALUES (1000, 'new', '2026-06-01')")
+        .await;
+    assert_eq!(
+        run(&client, &p, "old-accounts").await.outcome,
+        Outcome::Pass
+    );
+    db.exec("UPDATE acc SET owner = 'changed' WHERE id = 10")
+        .await;
+    let r = run(&client, &p, "old-accounts").await;
+    assert_eq!(r.outcome, Outcome::Fail);
+    assert!(r.summary.contains("different content"), "{}", r.summary);
+    // A second before_phase keeps the original baseline.
+    checks::before_phase(&client, &p, cutover::plan::Phase::Expand)
+        .await
+        .unwrap();
+    assert_eq!(
+        run(&client, &p, "old-accounts").await.outcome,
+        Outcome::Fail
+    );
+}
+
+#[tokio::test]
+async fn cli_runs_exports_and_exits_by_outcome() {
+    let db = TestDb::new().await;
+    db.exec("CREATE TABLE acc (id int PRIMARY KEY, bal int); INSERT INTO acc SELECT g, g FROM generate_series(1, 10) g;").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{PLAN_HEAD}\n{}",
+            r#"
+[[checks]]
+name = "ok"
+kind = "invariant"
+sql = "SELECT count(*) FROM acc WHERE bal < 0"
+[[checks]]
+name = "bad"
+kind = "invariant"
+sql = "SELECT count(*) FROM acc WHERE bal > 5"
+"#
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(cutover_bin())
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap()
+    };
+    let p = path.to_str().unwrap();
+    let out = cli(&["check", p, "--name", "ok"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PASS"));
+    let out = cli(&["check", p, "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let records: Vec<CheckRecord> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1].name, "bad");
+    assert_eq!(records[1].outcome, Outcome::Fail);
+    let out = cli(&["check", p, "--history", "--json", "--name", "ok"]);
+    assert_eq!(out.status.code(), Some(0));
+    let records: Vec<CheckRecord> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(records.len(), 2, "two runs of `ok` are in the history");
+    let out = cli(&["check", p, "--name", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no check named `nope`"));
+}

@@ -1,0 +1,250 @@
+//! Shared integration-test harness.
+//!
+//! * [`server_url`]: the PostgreSQL server the tests use: `DATABASE_URL` if
+//!   set, else one [`ThrowawayCluster`] shared by the whole test process.
+//! * [`TestDb`]: a fresh database per test, dropped afterwards.
+//! * [`cutover_bin`]: the `cutover` binary under test.
+//!
+//! The shared cluster is started once, lazily, by whichever test asks first.
+//! libtest ends the process with `std::process::exit` (or by returning from
+//! `main`), so a static's `Drop` never runs: the cluster is stopped by a
+//! `libc::atexit` hook, and if even that does not run (SIGKILL, abort), by
+//! the cluster's own watchdog.
+#![allow(dead_code)] // not every test module uses every helper
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cutover::db::throwaway::ThrowawayCluster;
+use tokio::sync::OnceCell;
+
+/// The shared cluster's URL, or why it could not be started (cached, so
+/// that every test fails fast with the same message).
+static SHARED_URL: OnceCell<Result<String, String>> = OnceCell::const_new();
+/// The shared cluster itself, taken and dropped by the atexit hook.
+static SHARED_CLUSTER: Mutex<Option<ThrowawayCluster>> = Mutex::new(None);
+
+/// How long creating or dropping a test database may take.
+const DB_OP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Server URL for tests: `DATABASE_URL` if set (and not empty), else one
+/// throwaway cluster shared by the whole test process (started once,
+/// lazily; stopped at process exit).
+///
+/// Panics if the throwaway cluster cannot be started.
+pub async fn server_url() -> String {
+    if let Some(url) = database_url_env() {
+        return url;
+    }
+    let shared = SHARED_URL
+        .get_or_init(|| async {
+            match ThrowawayCluster::start().await {
+                Ok(cluster) => {
+                    let url = cluster.url();
+                    *SHARED_CLUSTER.lock().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
+                    // SAFETY: registers a plain `extern "C" fn()` that never
+                    // unwinds; this runs once (inside the OnceCell).
+                    if unsafe { libc::atexit(stop_shared_cluster) } != 0 {
+                        eprintln!(
+                            "warning: atexit registration failed; the shared test cluster \
+                             will be cleaned up by its watchdog"
+                        );
+                    }
+                    Ok(url)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+    match shared {
+        Ok(url) => url.clone(),
+        Err(e) => panic!(
+            "DATABASE_URL is not set and the throwaway PostgreSQL cluster for tests \
+             could not be started:\n{e}"
+        ),
+    }
+}
+
+/// `DATABASE_URL`, unless unset or blank.
+fn database_url_env() -> Option<String> {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+extern "C" fn stop_shared_cluster() {
+    let cluster = match SHARED_CLUSTER.lock() {
+        Ok(mut guard) => guard.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    // Drop stops the server and removes its directory; it never panics.
+    drop(cluster);
+}
+
+/// Connect to `url`, spawn the connection task on the current runtime, and
+/// return the client. Panics (with the URL and the error) on failure.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {}", describe(&e)));
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("test connection error: {e}");
+        }
+    });
+    client
+}
+
+/// A fresh database `cutover_t_<random>` on the [`server_url`] server,
+/// dropped (`WITH (FORCE)`) when the `TestDb` is dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    /// Connection URL of this database.
+    pub url: String,
+    /// The database's name.
+    pub name: String,
+    /// The server's own URL (its maintenance database), used to drop it.
+    server_url: String,
+}
+
+impl TestDb {
+    /// Create a new, empty database. Panics on failure.
+    pub async fn new() -> TestDb {
+        let server_url = server_url().await;
+        let name = format!("cutover_t_{:016x}", rand::random::<u64>());
+        let admin = connect(&server_url).await;
+        let create = format!("CREATE DATABASE {}", quote_ident(&name));
+        match tokio::time::timeout(DB_OP_TIMEOUT, admin.batch_execute(&create)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("{create} failed: {}", describe(&e)),
+            Err(_) => panic!("{create} timed out after {DB_OP_TIMEOUT:?}"),
+        }
+        let url = url_with_dbname(&server_url, &name);
+        TestDb {
+            url,
+            name,
+            server_url,
+        }
+    }
+
+    /// A new connection to this database (its connection task spawned on
+    /// the current runtime).
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+
+    /// Run `sql` (any number of statements) in a new session; panics with
+    /// the SQL error and the SQL on failure.
+    pub async fn exec(&self, sql: &str) {
+        let client = self.client().await;
+        if let Err(e) = client.batch_execute(sql).await {
+            panic!("SQL failed: {}\n--- SQL ---\n{sql}", describe(&e));
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // We may be inside a runtime (the test's) or after it is gone, and
+        // must not block_on in either: use a thread with its own runtime.
+        let server_url = self.server_url.clone();
+        let name = self.name.clone();
+        let outcome = std::thread::Builder::new()
+            .name(format!("drop-{name}"))
+            .spawn(move || drop_database(&server_url, &name))
+            .map_err(|e| format!("spawning a thread: {e}"))
+            .and_then(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err("the drop thread panicked".to_owned()))
+            });
+        if let Err(e) = outcome {
+            // Never panic in Drop (it may run during unwinding).
+            eprintln!("warning: could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+fn drop_database(server_url: &str, name: &str) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("building a runtime: {e}"))?;
+    runtime.block_on(async {
+        let work = async {
+            let (client, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("connecting to {server_url}: {}", describe(&e)))?;
+            let connection = tokio::spawn(connection);
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
+            let result = client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| format!("{sql}: {}", describe(&e)));
+            drop(client);
+            let _ = connection.await;
+            result
+        };
+        tokio::time::timeout(DB_OP_TIMEOUT, work)
+            .await
+            .unwrap_or_else(|_| Err(format!("timed out after {DB_OP_TIMEOUT:?}")))
+    })
+}
+
+/// `url` with its database replaced by `dbname`; handles both URL
+/// (`postgres://…/db`) and key=value (`host=… dbname=…`) forms.
+pub fn url_with_dbname(url: &str, dbname: &str) -> String {
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if is_url {
+        if let Ok(mut parsed) = url::Url::parse(url) {
+            parsed.set_path(&format!("/{dbname}"));
+            let query: Vec<(String, String)> = parsed
+                .query_pairs()
+                .filter(|(k, _)| k != "dbname")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if query.is_empty() {
+                parsed.set_query(None);
+            } else {
+                parsed.query_pairs_mut().clear().extend_pairs(query);
+            }
+            return parsed.into();
+        }
+    }
+    // key=value: a later dbname overrides an earlier one.
+    format!("{url} dbname={dbname}")
+}
+
+/// Quote an SQL identifier.
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// A tokio-postgres error with the server's message, detail and hint.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return format!("{e:?}");
+    };
+    let mut out = format!(
+        "{}: {} (SQLSTATE {})",
+        db.severity(),
+        db.message(),
+        db.code().code()
+    );
+    if let Some(detail) = db.detail() {
+        out.push_str(&format!("\nDETAIL: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        out.push_str(&format!("\nHINT: {hint}"));
+    }
+    if let Some(position) = db.position() {
+        out.push_str(&format!("\nPOSITION: {position:?}"));
+    }
+    out
+}
+
+/// The `cutover` binary built for these tests.
+pub fn cutover_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cutover"))
+}

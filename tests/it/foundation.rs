@@ -1,0 +1,179 @@
+//! Foundation: control-schema bootstrap, live-catalog validation, connection hygiene.
+
+use std::process::Command;
+
+use cutover::db::{self, schema, DbConfig, SessionSettings};
+
+use crate::common::{cutover_bin, TestDb};
+
+async fn demo_db() -> TestDb {
+    let db = TestDb::new().await;
+    db.exec(include_str!("../../assets/demo/schema.sql")).await;
+    db.exec("SELECT cutover_demo_seed(200, 50, 100)").await;
+    db
+}
+
+#[tokio::test]
+async fn bootstrap_is_idempotent() {
+    let db = TestDb::new().await;
+    let cfg = DbConfig::from_url(&db.url).unwrap();
+    let mut client = db::connect(&cfg, &SessionSettings::new("test"))
+        .await
+        .unwrap();
+    let first = schema::bootstrap(&mut client).await.unwrap();
+    assert_eq!(first.len(), schema::MIGRATIONS.len());
+    let second = schema::bootstrap(&mut client).await.unwrap();
+    assert!(second.is_empty(), "second bootstrap applied {second:?}");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM cutover.schema_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n as usize, schema::MIGRATIONS.len());
+}
+
+#[tokio::test]
+async fn concurrent_bootstraps_are_safe() {
+    let db = TestDb::new().await;
+    let cfg = DbConfig::from_url(&db.url).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let cfg = cfg.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = db::connect(&cfg, &SessionSettings::new(&format!("race{i}")))
+                .await
+                .unwrap();
+            schema::bootstrap(&mut c).await.unwrap()
+        }));
+    }
+    let mut applied = Vec::new();
+    for t in tasks {
+        applied.extend(t.await.unwrap());
+    }
+    applied.sort();
+    let expected: Vec<i32> = schema::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(applied, expected, "every migration applied exactly once");
+}
+
+#[tokio::test]
+async fn audit_log_rejects_update_delete_and_truncate() {
+    let db = TestDb::new().await;
+    let cfg = DbConfig::from_url(&db.url).unwrap();
+    let mut client = db::connect(&cfg, &SessionSettings::new("test"))
+        .await
+        .unwrap();
+    schema::bootstrap(&mut client).await.unwrap();
+    let actor = cutover::audit::Actor::current(&client).await.unwrap();
+    for i in 0..3 {
+        cutover::audit::append(
+            &client,
+            cutover::audit::NewEntry {
+                actor: &actor,
+                plan_id: "p",
+                plan_sha256: "sha",
+                action: "note",
+                phase: None,
+                details: serde_json::json!({ "i": i, "text": "héllo" }),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    for sql in [
+        "UPDATE cutover.audit_log SET action = 'x'",
+        "DELETE FROM cutover.audit_log",
+        "TRUNCATE cutover.audit_log",
+    ] {
+        let err = client.batch_execute(sql).await.expect_err(sql);
+        assert!(
+            db::describe_error(&err).contains("append-only"),
+            "{sql}: {err}"
+        );
+    }
+    assert!(matches!(
+        cutover::audit::verify(&client).await.unwrap(),
+        cutover::audit::Verification::Intact { entries: 3, .. }
+    ));
+}
+
+#[tokio::test]
+async fn validate_checks_the_live_catalog() {
+    let db = demo_db().await;
+    let ok = Command::new(cutover_bin())
+        .args([
+            "validate",
+            "plans/accounts-balance-cents.toml",
+            "plans/orders-rekey-uuid.toml",
+        ])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("catalog checked"));
+
+    let src = std::fs::read_to_string("plans/accounts-balance-cents.toml").unwrap();
+    let broken = src
+        .replace(
+            "table = \"public.accounts\"\nkey = [\"id\"]",
+            "table = \"public.accounts\"\nkey = [\"owner\"]",
+        )
+        .replace(
+            "pending = \"balance_cents IS NULL\"",
+            "pending = \"balance_centz IS NULL\"",
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, broken).unwrap();
+    let out = Command::new(cutover_bin())
+        .args(["validate", path.to_str().unwrap()])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not unique and NOT NULL"), "{stderr}");
+    assert!(stderr.contains("`pending` does not compile"), "{stderr}");
+    assert!(stderr.contains("broken.toml:"), "{stderr}");
+}
+
+#[test]
+fn unreachable_database_is_a_clear_error_without_the_password() {
+    let out = Command::new(cutover_bin())
+        .args([
+            "bootstrap",
+            "--database-url",
+            "postgres://bob:hunter2@127.0.0.1:1/app",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("cannot connect to postgres://bob:***@127.0.0.1:1/app"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[tokio::test]
+async fn connections_announce_themselves_and_carry_a_statement_timeout() {
+    let db = TestDb::new().await;
+    let cfg = DbConfig::from_url(&db.url).unwrap();
+    let client = db::connect(&cfg, &SessionSettings::new("probe"))
+        .await
+        .unwrap();
+    let row = client
+        .query_one(
+            "SELECT current_setting('application_name'), current_setting('statement_timeout')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "cutover/probe");
+    assert_eq!(row.get::<_, String>(1), "30s");
+}
