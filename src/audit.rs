@@ -272,7 +272,10 @@ pub async fn export(
             return Ok(count);
         };
         after = last.seq;
-        for e in page.iter().filter(|e| plan_id.is_none_or(|p| e.plan_id == p)) {
+        for e in page
+            .iter()
+            .filter(|e| plan_id.is_none_or(|p| e.plan_id == p))
+        {
             sink(e).map_err(|err| DbError::Query(format!("cannot write the export: {err}")))?;
             count += 1;
         }

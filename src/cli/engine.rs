@@ -249,8 +249,15 @@ pub fn render_status(st: &engine::Status) -> String {
         out.push_str(&s);
         out.push('\n');
     };
-    line(format!("{} — {}  [{}]", st.plan_id, st.title, st.environment));
-    line(format!("plan {} sha256 {}", st.plan_path, &st.plan_sha256[..12.min(st.plan_sha256.len())]));
+    line(format!(
+        "{} — {}  [{}]",
+        st.plan_id, st.title, st.environment
+    ));
+    line(format!(
+        "plan {} sha256 {}",
+        st.plan_path,
+        &st.plan_sha256[..12.min(st.plan_sha256.len())]
+    ));
     if st.plan_changed {
         line(format!(
             "  ! plan changed since it was last acted on (was {}): earlier sign-offs are void",
@@ -263,10 +270,21 @@ pub fn render_status(st: &engine::Status) -> String {
             .finished_at
             .map(|t| format!(" {}", t.format("%Y-%m-%d %H:%M:%SZ")))
             .unwrap_or_default();
-        let dur = p.duration_ms.map(|d| format!(" ({d} ms)")).unwrap_or_default();
-        let err = p.error.as_ref().map(|e| format!("  error: {e}")).unwrap_or_default();
+        let dur = p
+            .duration_ms
+            .map(|d| format!(" ({d} ms)"))
+            .unwrap_or_default();
+        let err = p
+            .error
+            .as_ref()
+            .map(|e| format!("  error: {e}"))
+            .unwrap_or_default();
         let irr = if p.reversible { "" } else { "  (irreversible)" };
-        line(format!("  {:<12} {:<12}{when}{dur}{irr}{err}", p.phase.as_str(), p.state.as_str()));
+        line(format!(
+            "  {:<12} {:<12}{when}{dur}{irr}{err}",
+            p.phase.as_str(),
+            p.state.as_str()
+        ));
     }
     match &st.gate {
         Some(g) => {
@@ -277,31 +295,61 @@ pub fn render_status(st: &engine::Status) -> String {
             };
             line(format!("next: {} — gate {verdict}", g.phase));
             for i in &g.items {
-                line(format!("  {} {} {}: {}", mark(i.outcome), i.kind.as_str(), i.name, i.detail));
+                line(format!(
+                    "  {} {} {}: {}",
+                    mark(i.outcome),
+                    i.kind.as_str(),
+                    i.name,
+                    i.detail
+                ));
                 for e in &i.evidence {
                     line(format!("      {e}"));
                 }
             }
             if let Some(o) = &g.overridden {
-                line(format!("  ! override by {} at {}: {}", o.login, o.at.format("%Y-%m-%d %H:%M:%SZ"), o.reason));
+                line(format!(
+                    "  ! override by {} at {}: {}",
+                    o.login,
+                    o.at.format("%Y-%m-%d %H:%M:%SZ"),
+                    o.reason
+                ));
             }
         }
         None => line("next: nothing — all phases applied".into()),
     }
     line(format!(
         "scorecard: {}",
-        if st.scorecard.ready { "READY" } else { "not ready" }
+        if st.scorecard.ready {
+            "READY"
+        } else {
+            "not ready"
+        }
     ));
     for c in &st.scorecard.categories {
-        line(format!("  {} {} ({}): {}", mark(c.outcome), c.name, c.owner, c.outcome));
+        line(format!(
+            "  {} {} ({}): {}",
+            mark(c.outcome),
+            c.name,
+            c.owner,
+            c.outcome
+        ));
         for e in c.evidence.iter().chain([&c.signoff]) {
-            line(format!("      {} {}: {}", mark(e.outcome), e.name, e.detail));
+            line(format!(
+                "      {} {}: {}",
+                mark(e.outcome),
+                e.name,
+                e.detail
+            ));
         }
     }
     if !st.signoffs.is_empty() {
         line("sign-offs:".into());
         for s in &st.signoffs {
-            let void = s.note.as_ref().map(|n| format!("  [{n}]")).unwrap_or_default();
+            let void = s
+                .note
+                .as_ref()
+                .map(|n| format!("  [{n}]"))
+                .unwrap_or_default();
             line(format!(
                 "  {} / {} by {} ({}@{}) at {}{void}",
                 s.gate,
@@ -316,7 +364,11 @@ pub fn render_status(st: &engine::Status) -> String {
     if !st.overrides.is_empty() {
         line("overrides (break-glass):".into());
         for o in &st.overrides {
-            let old = if o.current_plan { "" } else { "  [older plan version]" };
+            let old = if o.current_plan {
+                ""
+            } else {
+                "  [older plan version]"
+            };
             line(format!(
                 "  OVERRIDE {} by {} at {}: {}{old}",
                 o.gate,
@@ -336,22 +388,40 @@ pub fn render_status(st: &engine::Status) -> String {
         ));
     }
     if let Some(b) = &st.backfill {
-        let est = b.rows_estimate.map(|e| format!(" of ~{e}")).unwrap_or_default();
-        let why = if b.reason.is_empty() { String::new() } else { format!(" — {}", b.reason) };
+        let est = b
+            .rows_estimate
+            .map(|e| format!(" of ~{e}"))
+            .unwrap_or_default();
+        let why = if b.reason.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", b.reason)
+        };
         line(format!(
             "backfill: {} {} rows{est}, throttled {:.1}s{why}",
             b.state, b.rows_done, b.throttled_seconds
         ));
     }
     match &st.rollback {
-        Some(r) if r.possible => line(format!("fastest safe rollback ({}): {} — `{}`", r.phase, r.description, r.command)),
-        Some(r) => line(format!("rollback of {}: impossible — {}", r.phase, r.description)),
+        Some(r) if r.possible => line(format!(
+            "fastest safe rollback ({}): {} — `{}`",
+            r.phase, r.description, r.command
+        )),
+        Some(r) => line(format!(
+            "rollback of {}: impossible — {}",
+            r.phase, r.description
+        )),
         None => line("rollback: nothing applied".into()),
     }
     out
 }
 
-async fn advance(ctx: &Context, path: &Path, phase: Option<Phase>, json: bool) -> anyhow::Result<ExitCode> {
+async fn advance(
+    ctx: &Context,
+    path: &Path,
+    phase: Option<Phase>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let plan = load(path)?;
     let mut client = ctx.connect("advance").await?;
     let actor = Actor::current(&client).await?;
@@ -379,11 +449,26 @@ async fn advance(ctx: &Context, path: &Path, phase: Option<Phase>, json: bool) -
     }
 }
 
-async fn signoff(ctx: &Context, path: &Path, gate: Phase, role: String, comment: &str) -> anyhow::Result<ExitCode> {
+async fn signoff(
+    ctx: &Context,
+    path: &Path,
+    gate: Phase,
+    role: String,
+    comment: &str,
+) -> anyhow::Result<ExitCode> {
     let plan = load(path)?;
     let mut client = ctx.connect("signoff").await?;
     let actor = Actor::current(&client).await?;
-    match engine::signoff(&mut client, &plan, &actor, gate, &Role(role.clone()), comment).await {
+    match engine::signoff(
+        &mut client,
+        &plan,
+        &actor,
+        gate,
+        &Role(role.clone()),
+        comment,
+    )
+    .await
+    {
         Ok(engine::SignoffOutcome::Recorded { audit_seq }) => {
             println!(
                 "signed gate {gate} as {role}: {actor}, plan sha256 {} (audit #{audit_seq})",
@@ -402,7 +487,12 @@ async fn signoff(ctx: &Context, path: &Path, gate: Phase, role: String, comment:
     }
 }
 
-async fn override_gate(ctx: &Context, path: &Path, gate: Phase, reason: &str) -> anyhow::Result<ExitCode> {
+async fn override_gate(
+    ctx: &Context,
+    path: &Path,
+    gate: Phase,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
     let plan = load(path)?;
     let mut client = ctx.connect("override").await?;
     let actor = Actor::current(&client).await?;
@@ -422,7 +512,12 @@ async fn override_gate(ctx: &Context, path: &Path, gate: Phase, reason: &str) ->
     }
 }
 
-async fn rollback(ctx: &Context, path: &Path, phase: Option<Phase>, yes: bool) -> anyhow::Result<ExitCode> {
+async fn rollback(
+    ctx: &Context,
+    path: &Path,
+    phase: Option<Phase>,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
     let plan = load(path)?;
     if !yes {
         eprintln!("refused: rollback changes the schema; re-run with --yes to confirm");
@@ -480,7 +575,10 @@ async fn flag(ctx: &Context, action: FlagAction) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(exit::OK))
                 }
                 Ok(_) => {
-                    println!("flag {name} is already {}; nothing changed", if on { "on" } else { "off" });
+                    println!(
+                        "flag {name} is already {}; nothing changed",
+                        if on { "on" } else { "off" }
+                    );
                     Ok(ExitCode::from(exit::OK))
                 }
                 Err(e) => engine_failure(e),
@@ -525,9 +623,10 @@ async fn audit_cmd(ctx: &Context, action: AuditAction) -> anyhow::Result<ExitCod
             output,
         } => {
             let mut writer: Box<dyn Write> = match &output {
-                Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-                    |e| anyhow::anyhow!("cannot create {}: {e}", p.display()),
-                )?)),
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))?,
+                )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             let n = audit::export(&client, plan_id.as_deref(), |e| {
@@ -541,7 +640,11 @@ async fn audit_cmd(ctx: &Context, action: AuditAction) -> anyhow::Result<ExitCod
             }
             Ok(ExitCode::from(exit::OK))
         }
-        AuditAction::Tail { lines, follow, json } => {
+        AuditAction::Tail {
+            lines,
+            follow,
+            json,
+        } => {
             let print = |e: &audit::Entry| {
                 if json {
                     println!("{}", serde_json::to_string(e).unwrap_or_default());
@@ -563,10 +666,15 @@ async fn audit_cmd(ctx: &Context, action: AuditAction) -> anyhow::Result<ExitCod
                     .unwrap_or(0);
             }
             if follow {
-                audit::follow(&ctx.db_config()?, after, std::time::Duration::from_secs(2), |e| {
-                    print(e);
-                    true
-                })
+                audit::follow(
+                    &ctx.db_config()?,
+                    after,
+                    std::time::Duration::from_secs(2),
+                    |e| {
+                        print(e);
+                        true
+                    },
+                )
                 .await?;
             }
             Ok(ExitCode::from(exit::OK))

@@ -53,7 +53,10 @@ pub async fn advance(
         None => Ok(Applied {
             phase: None,
             changed: false,
-            message: format!("nothing to do: all five phases of `{}` are applied", plan.id()),
+            message: format!(
+                "nothing to do: all five phases of `{}` are applied",
+                plan.id()
+            ),
             audit_seq: None,
             attempts: 0,
             blockers: Vec::new(),
@@ -75,10 +78,7 @@ pub async fn apply_phase(
     let st = state::load(client, plan.id()).await?;
     let row = st.phase(phase);
     if row.state == PhaseState::Applied {
-        let at = row
-            .finished_at
-            .map(|t| t.to_rfc3339())
-            .unwrap_or_default();
+        let at = row.finished_at.map(|t| t.to_rfc3339()).unwrap_or_default();
         return Ok(Applied {
             phase: Some(phase),
             changed: false,
@@ -553,7 +553,10 @@ async fn complete(tx: &Transaction<'_>, c: &Completion<'_>) -> Result<i64, Engin
             )
             .await?;
         if n > 0 {
-            details.insert("backfill".into(), json!({ "state": "stopped", "reason": reason }));
+            details.insert(
+                "backfill".into(),
+                json!({ "state": "stopped", "reason": reason }),
+            );
         }
     }
     state::record(

@@ -139,7 +139,10 @@ pub(crate) enum AttemptError {
     /// SQLSTATE 55P03: retry.
     LockTimeout { index: usize },
     /// Anything from the statement itself: give up.
-    Statement { index: usize, error: tokio_postgres::Error },
+    Statement {
+        index: usize,
+        error: tokio_postgres::Error,
+    },
     /// Cutover's own bookkeeping failed.
     Engine(EngineError),
 }
@@ -224,8 +227,6 @@ pub(crate) struct Runner<'o> {
     pub(crate) blockers: Vec<Blocker>,
 }
 
-const POLL: Duration = Duration::from_millis(200);
-
 impl<'o> Runner<'o> {
     /// A runner for `client`'s session; opens the monitoring connection when configured.
     pub(crate) async fn new(
@@ -241,13 +242,15 @@ impl<'o> Runner<'o> {
             .await?
             .get(0);
         let monitor = match &opts.monitor {
-            Some(cfg) => match db::connect(cfg, &SessionSettings::new("engine-monitor")).await {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::warn!("cannot open the lock monitor connection ({e}); blockers will not be named");
-                    None
+            Some(cfg) => {
+                match db::connect(cfg, &SessionSettings::new("engine-monitor")).await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!("cannot open the lock monitor connection ({e}); blockers will not be named");
+                        None
+                    }
                 }
-            },
+            }
             None => None,
         };
         Ok(Runner {
@@ -301,7 +304,9 @@ impl<'o> Runner<'o> {
         );
         let exec = client.batch_execute(&stmt.text);
         tokio::pin!(exec);
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
+        let poll = (self.policy.lock_timeout / 3)
+            .clamp(Duration::from_millis(20), Duration::from_millis(200));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + poll, poll);
         let mut last_seen: Vec<i32> = Vec::new();
         let result = loop {
             tokio::select! {
@@ -502,7 +507,10 @@ pub fn concurrent_index_target(stmt: &str) -> Option<(String, String)> {
 
 /// Drops an INVALID index left by an interrupted `CREATE INDEX CONCURRENTLY`. Returns
 /// `Some(true)` when a valid index of that name already exists (the build had completed).
-pub(crate) async fn clean_invalid_index(client: &Client, stmt: &str) -> Result<Option<bool>, DbError> {
+pub(crate) async fn clean_invalid_index(
+    client: &Client,
+    stmt: &str,
+) -> Result<Option<bool>, DbError> {
     let Some((name, table)) = concurrent_index_target(stmt) else {
         return Ok(None);
     };
@@ -574,6 +582,10 @@ mod tests {
         };
         let mut b = Backoff::new(tight);
         b.start_attempt();
-        assert_eq!(b.next_delay(), None, "the next attempt would not fit in max_wait");
+        assert_eq!(
+            b.next_delay(),
+            None,
+            "the next attempt would not fit in max_wait"
+        );
     }
 }

@@ -40,7 +40,10 @@ pub struct FlagChange {
 }
 
 /// Reads a flag (`None` when it does not exist).
-pub async fn get_flag(client: &impl GenericClient, name: &str) -> Result<Option<Flag>, EngineError> {
+pub async fn get_flag(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<Flag>, EngineError> {
     let row = client
         .query_opt(
             "SELECT name, enabled, updated_by, updated_at, plan_id FROM cutover.flags WHERE name = $1",

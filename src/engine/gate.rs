@@ -104,13 +104,33 @@ pub async fn evaluate_gate(
     if let Some(prev) = phase.prev() {
         let row = st.phase(prev);
         items.push(match row.state {
-            PhaseState::Applied => item(ItemKind::Order, prev.as_str(), Outcome::Pass, format!("{prev} is applied")),
-            s => item(ItemKind::Order, prev.as_str(), Outcome::Fail, format!("{prev} must be applied first (it is {s})")),
+            PhaseState::Applied => item(
+                ItemKind::Order,
+                prev.as_str(),
+                Outcome::Pass,
+                format!("{prev} is applied"),
+            ),
+            s => item(
+                ItemKind::Order,
+                prev.as_str(),
+                Outcome::Fail,
+                format!("{prev} must be applied first (it is {s})"),
+            ),
         });
     }
     items.push(match plan.spec.windows.frozen_reason(now) {
-        Some(reason) => item(ItemKind::Freeze, "freeze", Outcome::Fail, format!("freeze in force: {reason}")),
-        None => item(ItemKind::Freeze, "freeze", Outcome::Pass, "no freeze in force".into()),
+        Some(reason) => item(
+            ItemKind::Freeze,
+            "freeze",
+            Outcome::Fail,
+            format!("freeze in force: {reason}"),
+        ),
+        None => item(
+            ItemKind::Freeze,
+            "freeze",
+            Outcome::Pass,
+            "no freeze in force".into(),
+        ),
     });
     for name in &spec.checks {
         items.push(check_item(client, plan, name, prev_applied, phase).await?);
@@ -193,7 +213,15 @@ pub async fn evaluate_gate(
     let blockers: Vec<String> = items
         .iter()
         .filter(|i| i.outcome != Outcome::Pass)
-        .map(|i| format!("{} {}: {} — {}", i.kind.as_str(), i.name, i.outcome, i.detail))
+        .map(|i| {
+            format!(
+                "{} {}: {} — {}",
+                i.kind.as_str(),
+                i.name,
+                i.outcome,
+                i.detail
+            )
+        })
         .collect();
     let overridden = latest_override(client, plan, phase).await?;
     let order_ok = items
@@ -235,13 +263,21 @@ async fn check_item(
         )
         .await?;
     let Some(r) = row else {
-        return Ok(item(ItemKind::Check, name, Outcome::Inconclusive, "never run (run `cutover check`)".into()));
+        return Ok(item(
+            ItemKind::Check,
+            name,
+            Outcome::Inconclusive,
+            "never run (run `cutover check`)".into(),
+        ));
     };
     let outcome = Outcome::parse(r.get(0));
     let summary: String = r.get(1);
     let started: DateTime<Utc> = r.get(2);
     if let Some(prev) = prev_applied.filter(|p| started < *p) {
-        let prev_phase = phase.prev().map(|p| p.as_str()).unwrap_or("the previous phase");
+        let prev_phase = phase
+            .prev()
+            .map(|p| p.as_str())
+            .unwrap_or("the previous phase");
         return Ok(item(
             ItemKind::Check,
             name,
@@ -253,7 +289,12 @@ async fn check_item(
             ),
         ));
     }
-    Ok(item(ItemKind::Check, name, outcome, format!("{summary} (at {})", fmt_time(started))))
+    Ok(item(
+        ItemKind::Check,
+        name,
+        outcome,
+        format!("{summary} (at {})", fmt_time(started)),
+    ))
 }
 
 async fn latest_override(

@@ -16,6 +16,7 @@
 //! Functions that change state take a [`RunOptions`]: a monitor connection configuration (so the
 //! DDL runner can name who blocks it) and an optional event channel for live progress.
 
+mod apply;
 pub mod ddl;
 pub mod flags;
 pub mod gate;
@@ -24,7 +25,6 @@ pub mod rollback;
 pub mod scorecard;
 pub mod signoff;
 pub mod state;
-mod apply;
 mod status;
 
 use serde::Serialize;

@@ -37,8 +37,11 @@ pub async fn note(
     }
     state::ensure_registered(client, plan, actor).await?;
     let tx = client.transaction().await?;
-    tx.query_one("SELECT pg_advisory_xact_lock(hashtext('cutover:note'))", &[])
-        .await?;
+    tx.query_one(
+        "SELECT pg_advisory_xact_lock(hashtext('cutover:note'))",
+        &[],
+    )
+    .await?;
     let last = tx
         .query_opt(
             "SELECT seq, details->>'text' FROM cutover.audit_log

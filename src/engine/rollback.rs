@@ -65,7 +65,11 @@ pub fn rollback_targets(st: &MigrationState, phase: Option<Phase>) -> Result<Vec
     let undoable = |s: PhaseState| matches!(s, PhaseState::Applied | PhaseState::RollingBack);
     match phase {
         None => {
-            if let Some(p) = st.phases.iter().find(|p| p.state == PhaseState::RollingBack) {
+            if let Some(p) = st
+                .phases
+                .iter()
+                .find(|p| p.state == PhaseState::RollingBack)
+            {
                 return Ok(vec![p.phase]);
             }
             st.last_applied()
@@ -99,6 +103,9 @@ pub async fn rollback(
     phase: Option<Phase>,
     opts: &RunOptions,
 ) -> Result<RollbackOutcome, EngineError> {
+    if let Some(reason) = phase.and_then(|p| irreversible_reason(plan, p)) {
+        return Err(EngineError::Refused(reason));
+    }
     state::ensure_registered(client, plan, actor).await?;
     let st = state::load(client, plan.id()).await?;
     let targets = match rollback_targets(&st, phase) {

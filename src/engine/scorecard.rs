@@ -57,7 +57,11 @@ pub struct Scorecard {
 }
 
 /// Builds the scorecard; `gate` is the phase whose gate is next (probes are evaluated for it).
-pub async fn scorecard(client: &Client, plan: &Plan, gate: Phase) -> Result<Scorecard, EngineError> {
+pub async fn scorecard(
+    client: &Client,
+    plan: &Plan,
+    gate: Phase,
+) -> Result<Scorecard, EngineError> {
     let probe = |kind: ProbeKind| async move {
         let ctx = ProbeContext { client, plan, gate };
         let r = evidence::probe(kind).evaluate(&ctx).await;
@@ -67,7 +71,10 @@ pub async fn scorecard(client: &Client, plan: &Plan, gate: Phase) -> Result<Scor
             detail: r.summary,
         }
     };
-    let compatibility = vec![probe(ProbeKind::Lint).await, probe(ProbeKind::Compatibility).await];
+    let compatibility = vec![
+        probe(ProbeKind::Lint).await,
+        probe(ProbeKind::Compatibility).await,
+    ];
     let data_quality = check_evidence(client, plan).await?;
     let obs = evidence::observability(client, plan).await;
     let observability = vec![Evidence {
@@ -134,7 +141,10 @@ async fn check_evidence(client: &Client, plan: &Plan) -> Result<Vec<Evidence>, E
     Ok(out)
 }
 
-async fn reversibility_evidence(client: &Client, plan: &Plan) -> Result<Vec<Evidence>, EngineError> {
+async fn reversibility_evidence(
+    client: &Client,
+    plan: &Plan,
+) -> Result<Vec<Evidence>, EngineError> {
     let missing: Vec<&str> = Phase::ALL
         .iter()
         .filter(|p| **p != Phase::Contract && !plan.phase(**p).reversible())
@@ -209,7 +219,10 @@ fn roster_evidence(plan: &Plan) -> Evidence {
         Evidence {
             name: "roster".into(),
             outcome: Outcome::Pass,
-            detail: format!("{} roles staffed for every gate sign-off", plan.spec.roster.len()),
+            detail: format!(
+                "{} roles staffed for every gate sign-off",
+                plan.spec.roster.len()
+            ),
         }
     } else {
         Evidence {
@@ -220,7 +233,11 @@ fn roster_evidence(plan: &Plan) -> Evidence {
     }
 }
 
-async fn owner_signoff(client: &Client, plan: &Plan, owner: &Role) -> Result<Evidence, EngineError> {
+async fn owner_signoff(
+    client: &Client,
+    plan: &Plan,
+    owner: &Role,
+) -> Result<Evidence, EngineError> {
     let name = format!("sign-off by {owner}");
     if !plan.spec.roster.contains_key(owner) {
         return Ok(Evidence {
