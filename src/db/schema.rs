@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "checks_golden_snapshots",
         sql: crate::checks::GOLDEN_SCHEMA_SQL,
     },
+    Migration {
+        version: 40,
+        name: "evidence",
+        sql: crate::evidence::SCHEMA_V40,
+    },
 ];
 
 const CORE: &str = r#"

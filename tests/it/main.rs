@@ -3,6 +3,8 @@
 mod checks;
 mod common;
 mod engine;
+mod evidence;
 mod foundation;
 mod plan;
 mod throwaway;
+mod tui;
