@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: CORE,
     },
     Migration {
+        version: 10,
+        name: "engine",
+        sql: crate::engine::SCHEMA,
+    },
+    Migration {
         version: 20,
         name: "backfill",
         sql: crate::backfill::SCHEMA,

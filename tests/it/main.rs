@@ -3,6 +3,7 @@
 mod backfill;
 mod checks;
 mod common;
+mod engine;
 mod evidence;
 mod foundation;
 mod plan;
