@@ -71,6 +71,22 @@ impl Key {
         }
     }
 
+    /// A bound as statement parameters starting at `$first`: `$1::text::t` or
+    /// `($1::text::t1, $2::text::t2)`.
+    pub fn param_tuple(&self, first: usize) -> String {
+        let parts: Vec<String> = self
+            .types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("${}::text::{t}", first + i))
+            .collect();
+        if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            format!("({})", parts.join(", "))
+        }
+    }
+
     /// True for a single integer column (chunked by arithmetic ranges).
     pub fn is_integer(&self) -> bool {
         self.types.len() == 1 && matches!(self.types[0].as_str(), "int2" | "int4" | "int8")
