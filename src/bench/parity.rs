@@ -21,7 +21,7 @@ pub const ROWS: i64 = 1_000_000;
 /// Ratio the exact diff must stay within, against the single full scan.
 pub const TARGET_RATIO: f64 = 1.5;
 /// Timed rounds (the median is reported).
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// The compared columns of the generated tables (besides the key `id`).
 pub const COLUMNS: [&str; 6] = ["a", "b", "maybe", "label", "amount", "at"];
@@ -64,7 +64,11 @@ impl Planted {
         let mut got_changed: Vec<(String, String)> = report
             .changed
             .iter()
-            .flat_map(|c| c.columns.iter().map(|col| (c.key.clone(), col.column.clone())))
+            .flat_map(|c| {
+                c.columns
+                    .iter()
+                    .map(|col| (c.key.clone(), col.column.clone()))
+            })
             .collect();
         got_changed.sort();
         sorted(&self.missing) == sorted(&report.missing)
@@ -139,7 +143,11 @@ pub async fn create_tables(
         (key_at(0.34, true), "maybe", "maybe = 42"),
         (key_at(0.42, false), "label", "label = label || ' '"),
         (key_at(0.55, false), "amount", "amount = amount + 0.01"),
-        (key_at(0.63, false), "at", "at = at + interval '1 microsecond'"),
+        (
+            key_at(0.63, false),
+            "at",
+            "at = at + interval '1 microsecond'",
+        ),
     ];
     let mut planted = Planted::default();
     let mut sql = String::new();
@@ -151,7 +159,11 @@ pub async fn create_tables(
         sql.push_str(&format!("DELETE FROM {t} WHERE id = {id};\n"));
         planted.missing.push(id.to_string());
     }
-    for id in [key_at(0.27, false) + 1, key_at(0.81, false) + 2, 3 * rows + 100] {
+    for id in [
+        key_at(0.27, false) + 1,
+        key_at(0.81, false) + 2,
+        3 * rows + 100,
+    ] {
         sql.push_str(&format!(
             "INSERT INTO {t} VALUES ({id}, 1, 2, NULL, 'extra', 3.00, '2026-01-01 00:00+00');\n"
         ));

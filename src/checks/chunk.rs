@@ -78,9 +78,18 @@ pub(crate) struct Shape {
 impl Shape {
     /// All four shapes.
     pub const ALL: [Shape; 4] = [
-        Shape { lo: false, hi: false },
-        Shape { lo: true, hi: false },
-        Shape { lo: false, hi: true },
+        Shape {
+            lo: false,
+            hi: false,
+        },
+        Shape {
+            lo: true,
+            hi: false,
+        },
+        Shape {
+            lo: false,
+            hi: true,
+        },
         Shape { lo: true, hi: true },
     ];
 

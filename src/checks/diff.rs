@@ -31,9 +31,9 @@ use crate::Outcome;
 /// A differing range is split into at most this many sub-ranges.
 pub const FANOUT: i64 = 16;
 /// A differing range with at most this many rows per side is fetched and compared row by row.
-pub const LEAF_ROWS: i64 = 1_024;
+pub const LEAF_ROWS: i64 = 256;
 /// Largest first-pass chunk, in rows: bounds the re-scan a single difference costs.
-const MAX_CHUNK_ROWS: u32 = 16_000;
+const MAX_CHUNK_ROWS: u32 = 10_000;
 /// Bisection depth limit (a key repeated more than `LEAF_ROWS` times cannot be split).
 const MAX_DEPTH: u32 = 8;
 /// First-pass chunks sent to the server at once.
@@ -159,14 +159,14 @@ pub async fn compare(
 }
 
 /// One side of the comparison, as SQL.
-struct Side {
-    rel: String,
-    key: Key,
+pub(crate) struct Side {
+    pub rel: String,
+    pub key: Key,
     /// Row hash over key and columns (cast to the source's types).
-    hash: String,
+    pub hash: String,
     /// Per-column hash and text expressions.
-    col_hashes: Vec<String>,
-    col_texts: Vec<String>,
+    pub col_hashes: Vec<String>,
+    pub col_texts: Vec<String>,
     /// Column names as written in the plan (source side).
     labels: Vec<String>,
     /// The aggregate statement, prepared once per range shape.
@@ -179,15 +179,17 @@ struct Agg {
     sum: String,
 }
 
-struct RowData {
+pub(crate) struct RowData {
     hash: i64,
     col_hashes: Vec<i64>,
     col_texts: Vec<Option<String>>,
 }
 
-async fn sides(client: &Client, spec: &DiffSpec) -> Result<(Side, Side), CheckError> {
+pub(crate) async fn sides(client: &Client, spec: &DiffSpec) -> Result<(Side, Side), CheckError> {
     if spec.key.is_empty() || spec.columns.is_empty() {
-        return Err(CheckError::Invalid("full_diff needs `key` and `columns`".into()));
+        return Err(CheckError::Invalid(
+            "full_diff needs `key` and `columns`".into(),
+        ));
     }
     let tkey_cols = if spec.target_key.is_empty() {
         &spec.key
@@ -302,19 +304,23 @@ impl Side {
         range: &Range,
         step: i64,
     ) -> Result<Vec<Bound>, CheckError> {
+        if let Some(points) = self.arithmetic_split(range) {
+            return Ok(points);
+        }
         let names: Vec<String> = (0..self.key.exprs.len()).map(|i| format!("b{i}")).collect();
-        let texts: Vec<String> = self
+        let inner: Vec<String> = self
             .key
             .exprs
             .iter()
             .zip(&names)
-            .map(|(e, n)| format!("({e})::text AS {n}"))
+            .map(|(e, n)| format!("{e} AS {n}"))
             .collect();
+        let outer: Vec<String> = names.iter().map(|n| format!("{n}::text")).collect();
         let sql = format!(
-            "SELECT {names} FROM (SELECT {texts}, row_number() OVER (ORDER BY {order}) AS rn \
+            "SELECT {outer} FROM (SELECT {inner}, row_number() OVER (ORDER BY {order}) AS rn \
              FROM {rel} WHERE {pred}) AS s WHERE rn % {step} = 0 ORDER BY rn LIMIT {limit}",
-            names = names.join(", "),
-            texts = texts.join(", "),
+            outer = outer.join(", "),
+            inner = inner.join(", "),
             order = self.key.order_by(),
             rel = self.rel,
             pred = range.predicate(&self.key),
@@ -327,18 +333,36 @@ impl Side {
             .collect())
     }
 
-    async fn rows(
+    /// Splits a closed integer range into `FANOUT` equal parts without a query.
+    fn arithmetic_split(&self, range: &Range) -> Option<Vec<Bound>> {
+        if !self.key.is_integer() {
+            return None;
+        }
+        let lo: i128 = range.lo.as_ref()?.first()?.parse().ok()?;
+        let hi: i128 = range.hi.as_ref()?.first()?.parse().ok()?;
+        let parts = i128::from(FANOUT);
+        if hi - lo < parts {
+            return None;
+        }
+        Some(
+            (1..parts)
+                .map(|i| vec![(lo + (hi - lo) * i / parts).to_string()])
+                .collect(),
+        )
+    }
+
+    /// Canonical key text, row hash and key bound of the rows in `range`.
+    async fn light_rows(
         &self,
         client: &Client,
         range: &Range,
-    ) -> Result<Vec<(String, RowData)>, CheckError> {
-        let n = self.col_hashes.len();
+    ) -> Result<Vec<(String, i64, Bound)>, CheckError> {
+        let width = self.key.exprs.len();
         let sql = format!(
-            "SELECT {}, {}, {}, {} FROM {} WHERE {}",
+            "SELECT {}, {}, {} FROM {} WHERE {}",
             self.key.text(),
             self.hash,
-            self.col_hashes.join(", "),
-            self.col_texts.join(", "),
+            self.key.select_texts(),
             self.rel,
             range.predicate(&self.key)
         );
@@ -346,15 +370,69 @@ impl Side {
         Ok(rows
             .iter()
             .map(|r| {
-                let key: String = r.get(0);
-                let data = RowData {
-                    hash: r.get(1),
-                    col_hashes: (0..n).map(|i| r.get::<_, i64>(2 + i)).collect(),
-                    col_texts: (0..n).map(|i| r.get::<_, Option<String>>(2 + n + i)).collect(),
-                };
-                (key, data)
+                let bound = (0..width).map(|i| r.get::<_, String>(2 + i)).collect();
+                (r.get(0), r.get(1), bound)
             })
             .collect())
+    }
+
+    /// The full rows (hashes and texts) of the given keys, by canonical key text.
+    pub async fn rows_for_keys(
+        &self,
+        client: &Client,
+        keys: &[Bound],
+    ) -> Result<HashMap<String, RowData>, CheckError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = if self.key.exprs.len() == 1 {
+            let values: Vec<String> = keys.iter().map(|b| b[0].clone()).collect();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} = ANY($1::text[]::{}[])",
+                self.row_select(),
+                self.rel,
+                self.key.exprs[0],
+                self.key.types[0]
+            );
+            client.query(&sql, &[&values]).await
+        } else {
+            let list: Vec<String> = keys.iter().map(|b| self.key.literal(b)).collect();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} IN ({})",
+                self.row_select(),
+                self.rel,
+                self.key.tuple(),
+                list.join(", ")
+            );
+            client.query(&sql, &[]).await
+        }
+        .map_err(|e| self.error(e))?;
+        Ok(rows.iter().map(|r| self.row_data(r)).collect())
+    }
+
+    /// `SELECT` list reading a row: canonical key text, row hash, column hashes, column texts.
+    pub fn row_select(&self) -> String {
+        format!(
+            "{}, {}, {}, {}",
+            self.key.text(),
+            self.hash,
+            self.col_hashes.join(", "),
+            self.col_texts.join(", ")
+        )
+    }
+
+    /// Decodes a row read with [`Side::row_select`] (starting at column 0).
+    pub fn row_data(&self, r: &tokio_postgres::Row) -> (String, RowData) {
+        let n = self.col_hashes.len();
+        let key: String = r.get(0);
+        let data = RowData {
+            hash: r.get(1),
+            col_hashes: (0..n).map(|i| r.get::<_, i64>(2 + i)).collect(),
+            col_texts: (0..n)
+                .map(|i| r.get::<_, Option<String>>(2 + n + i))
+                .collect(),
+        };
+        (key, data)
     }
 
     async fn null_keys(&self, client: &Client) -> Result<i64, CheckError> {
@@ -376,8 +454,12 @@ impl Side {
             .get(0))
     }
 
-    fn error(&self, e: tokio_postgres::Error) -> CheckError {
-        CheckError::Db(format!("on {}: {}", self.rel, crate::db::describe_error(&e)))
+    pub fn error(&self, e: tokio_postgres::Error) -> CheckError {
+        CheckError::Db(format!(
+            "on {}: {}",
+            self.rel,
+            crate::db::describe_error(&e)
+        ))
     }
 }
 
@@ -494,43 +576,69 @@ async fn compare_rows(
     range: &Range,
     report: &mut DiffReport,
 ) -> Result<(), CheckError> {
-    let (srows, trows) = tokio::try_join!(src.rows(client, range), tgt.rows(client, range))?;
+    // Keys and row hashes first; full rows only for keys on both sides whose hashes differ.
+    let (srows, trows) =
+        tokio::try_join!(src.light_rows(client, range), tgt.light_rows(client, range))?;
     report.rows_fetched += (srows.len() + trows.len()) as i64;
-    let mut source: HashMap<String, RowData> = HashMap::with_capacity(srows.len());
-    for (key, data) in srows {
-        if source.contains_key(&key) {
-            report.duplicate_keys.push(format!("source:{key}"));
-        } else {
-            source.insert(key, data);
+    let mut source: HashMap<String, (i64, Bound)> = HashMap::with_capacity(srows.len());
+    for (key, hash, bound) in srows {
+        match source.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                report.duplicate_keys.push(format!("source:{}", e.key()));
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((hash, bound));
+            }
         }
     }
     let mut seen: HashMap<String, ()> = HashMap::with_capacity(trows.len());
-    for (key, t) in trows {
+    let mut suspects: Vec<Bound> = Vec::new();
+    for (key, hash, _) in trows {
         if seen.insert(key.clone(), ()).is_some() {
             report.duplicate_keys.push(format!("target:{key}"));
             continue;
         }
         match source.remove(&key) {
             None => report.extra.push(key),
-            Some(s) if s.hash != t.hash || s.col_hashes != t.col_hashes => {
-                let columns = (0..s.col_hashes.len())
-                    .filter(|&i| {
-                        s.col_hashes[i] != t.col_hashes[i]
-                            || s.col_texts[i].is_none() != t.col_texts[i].is_none()
-                    })
-                    .map(|i| ColumnChange {
-                        column: src.labels[i].clone(),
-                        source: s.col_texts[i].clone(),
-                        target: t.col_texts[i].clone(),
-                    })
-                    .collect();
-                report.changed.push(ChangedRow { key, columns });
-            }
+            Some((h, bound)) if h != hash => suspects.push(bound),
             Some(_) => {}
         }
     }
     report.missing.extend(source.into_keys());
+    if suspects.is_empty() {
+        return Ok(());
+    }
+    let (full_s, full_t) = tokio::try_join!(
+        src.rows_for_keys(client, &suspects),
+        tgt.rows_for_keys(client, &suspects)
+    )?;
+    let mut keys: Vec<&String> = full_s.keys().collect();
+    keys.sort();
+    for key in keys {
+        if let (Some(s), Some(t)) = (full_s.get(key), full_t.get(key)) {
+            report.changed.extend(row_change(src, key.clone(), s, t));
+        }
+    }
     Ok(())
+}
+
+/// How the rows of one key differ, if they do.
+pub(crate) fn row_change(src: &Side, key: String, s: &RowData, t: &RowData) -> Option<ChangedRow> {
+    if s.hash == t.hash && s.col_hashes == t.col_hashes {
+        return None;
+    }
+    let columns = (0..s.col_hashes.len())
+        .filter(|&i| {
+            s.col_hashes[i] != t.col_hashes[i]
+                || s.col_texts[i].is_none() != t.col_texts[i].is_none()
+        })
+        .map(|i| ColumnChange {
+            column: src.labels[i].clone(),
+            source: s.col_texts[i].clone(),
+            target: t.col_texts[i].clone(),
+        })
+        .collect();
+    Some(ChangedRow { key, columns })
 }
 
 fn verdict(spec: &DiffSpec, r: &DiffReport) -> Verdict {

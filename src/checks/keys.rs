@@ -149,3 +149,16 @@ pub(crate) fn type_sql(ty: &Type) -> String {
         )
     }
 }
+
+/// True for types whose mean and quantiles make sense.
+pub(crate) fn is_numeric_type(ty: &str) -> bool {
+    matches!(
+        ty,
+        "int2" | "int4" | "int8" | "float4" | "float8" | "numeric"
+    )
+}
+
+/// True for date/time types (their statistics are compared as epoch seconds).
+pub(crate) fn is_temporal_type(ty: &str) -> bool {
+    matches!(ty, "date" | "timestamp" | "timestamptz")
+}

@@ -421,8 +421,13 @@ async fn exact_diff_finds_exactly_the_benchmark_plants() {
         ..Default::default()
     };
     let spec = parity::spec("bench_src", "bench_tgt");
-    let report = checks::diff::compare(&client, &spec, &options).await.unwrap();
-    assert!(planted.matches(&report), "planted {planted:?}\nfound {report:?}");
+    let report = checks::diff::compare(&client, &spec, &options)
+        .await
+        .unwrap();
+    assert!(
+        planted.matches(&report),
+        "planted {planted:?}\nfound {report:?}"
+    );
     assert!(report.chunks > 1, "the diff was chunked");
     // Only the differing ranges were fetched row by row.
     assert!(report.rows_fetched < 20_000, "{report:?}");
@@ -434,8 +439,12 @@ async fn exact_diff_finds_exactly_the_benchmark_plants() {
         .filter(|c| c.column == "maybe")
         .collect();
     assert_eq!(maybe.len(), 2);
-    assert!(maybe.iter().any(|c| c.source.is_some() && c.target.is_none()));
-    assert!(maybe.iter().any(|c| c.source.is_none() && c.target.as_deref() == Some("42")));
+    assert!(maybe
+        .iter()
+        .any(|c| c.source.is_some() && c.target.is_none()));
+    assert!(maybe
+        .iter()
+        .any(|c| c.source.is_none() && c.target.as_deref() == Some("42")));
     // The same tables through a plan check: Fail, keys in the stored details.
     let p = plan(
         r#"
@@ -464,9 +473,12 @@ columns = ["a", "b", "maybe", "label", "amount", "at"]
     want.sort();
     assert_eq!(missing, want);
     // Equal tables pass.
-    db.exec("CREATE TABLE bench_copy AS SELECT * FROM bench_src").await;
+    db.exec("CREATE TABLE bench_copy AS SELECT * FROM bench_src")
+        .await;
     let same = parity::spec("bench_src", "bench_copy");
-    let report = checks::diff::compare(&client, &same, &options).await.unwrap();
+    let report = checks::diff::compare(&client, &same, &options)
+        .await
+        .unwrap();
     assert!(report.is_equal(), "{report:?}");
     assert_eq!(report.source_rows, 30_000);
     assert_eq!(report.rows_fetched, 0);
@@ -564,4 +576,134 @@ target_columns = ["v_int"]
     db.exec("UPDATE t_uuid SET v_int = 77 WHERE new_id = md5('77')::uuid; INSERT INTO t_uuid VALUES (md5('3000')::uuid, 3000);").await;
     let r = run(&client, &p, "uuid-keys").await;
     assert_eq!(r.outcome, Outcome::Pass, "{}", r.summary);
+}
+
+#[tokio::test]
+async fn sampled_checksum_is_seeded_and_names_sampled_keys() {
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE TABLE s (code text PRIMARY KEY, v int, note text);
+         INSERT INTO s SELECT 'c' || g, g, 'n' || g FROM generate_series(1, 3000) g;
+         CREATE TABLE t AS SELECT * FROM s; ALTER TABLE t ADD PRIMARY KEY (code);",
+    )
+    .await;
+    let client = connect(&db).await;
+    let p = plan(
+        r#"
+[[checks]]
+name = "sample"
+kind = "sampled_checksum"
+source = "s"
+target = "t"
+key = ["code"]
+columns = ["v", "note"]
+sample_size = 100
+seed = 7
+"#,
+    );
+    let r = run(&client, &p, "sample").await;
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.summary);
+    assert_eq!(r.details["sampled"], 100);
+    // The sample is the keys with the smallest seeded hash: reproducible.
+    let ranked: Vec<String> = client
+        .query(
+            "SELECT code FROM s ORDER BY hashtextextended(code::text, 7)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (first, second, outside) = (&ranked[0], &ranked[1], &ranked[2999]);
+    db.exec(&format!(
+        "UPDATE t SET note = NULL WHERE code = '{first}';
+         DELETE FROM t WHERE code = '{second}';
+         UPDATE t SET v = -1 WHERE code = '{outside}';"
+    ))
+    .await;
+    let r = run(&client, &p, "sample").await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+    assert_eq!(r.details["missing"], serde_json::json!([second]));
+    assert_eq!(r.details["changed"][0]["key"], first.as_str());
+    assert_eq!(r.details["changed"][0]["columns"][0]["column"], "note");
+    assert_eq!(r.details["changed"][0]["columns"][0]["target"], Value::Null);
+    assert_eq!(
+        r.details["changed_count"], 1,
+        "the key outside the sample is not seen"
+    );
+    // An empty source has nothing to sample: Inconclusive, not Pass.
+    db.exec("TRUNCATE s").await;
+    let r = run(&client, &p, "sample").await;
+    assert_eq!(r.outcome, Outcome::Inconclusive, "{}", r.summary);
+}
+
+#[tokio::test]
+async fn null_drift_names_drifting_partitions() {
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE TABLE acc (id int PRIMARY KEY, balance numeric(14,2), balance_cents bigint, status text, status_v2 text, created_at date);
+         INSERT INTO acc SELECT g, (g % 5000) * 1.37, round((g % 5000) * 137), 's' || (g % 9), 's' || (g % 9),
+                date '2025-01-01' + (g % 90)
+           FROM generate_series(1, 9000) g;",
+    )
+    .await;
+    let client = connect(&db).await;
+    let p = plan(
+        r#"
+[[checks]]
+name = "cents"
+kind = "null_drift"
+table = "acc"
+old = "balance * 100"
+new = "balance_cents"
+partition_by = "to_char(created_at, 'YYYY-MM')"
+[[checks]]
+name = "status"
+kind = "null_drift"
+table = "acc"
+old = "status"
+new = "status_v2"
+default_value = "'unknown'"
+max_share_increase_pp = 1.0
+"#,
+    );
+    for name in ["cents", "status"] {
+        let r = run(&client, &p, name).await;
+        assert_eq!(r.outcome, Outcome::Pass, "{name}: {}", r.summary);
+    }
+    // January: NULLs appear; March: values rounded to whole dollars (counts unchanged).
+    db.exec(
+        "UPDATE acc SET balance_cents = NULL WHERE created_at < '2025-02-01' AND id % 10 = 0;
+         UPDATE acc SET balance_cents = round(balance) * 100 WHERE created_at >= '2025-03-01';
+         UPDATE acc SET status_v2 = 'unknown' WHERE id % 50 = 0;",
+    )
+    .await;
+    let r = run(&client, &p, "cents").await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+    assert_eq!(r.details["partitions_drifting"], 2, "{}", r.summary);
+    let jan = &r.details["partitions"][0];
+    assert_eq!(jan["partition"], "2025-01");
+    assert!(
+        jan["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("NULL share +"),
+        "{jan}"
+    );
+    let mar = &r.details["partitions"][1];
+    assert_eq!(mar["partition"], "2025-03");
+    assert!(!mar["problems"].as_array().unwrap().is_empty());
+    assert_eq!(r.details["partitions"][2]["partition"], "2025-02");
+    assert_eq!(
+        r.details["partitions"][2]["problems"],
+        serde_json::json!([])
+    );
+    let r = run(&client, &p, "status").await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+    assert!(
+        r.summary.contains("default share +2.00 pp"),
+        "{}",
+        r.summary
+    );
 }
