@@ -80,7 +80,7 @@ async fn measure(
 /// Judges the window between `before` and `now`.
 pub fn judge(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot) -> ProbeResult {
     let window = (now.taken_at - before.taken_at).num_milliseconds() as f64 / 1000.0;
-    let parts = vec![
+    let parts = [
         rollbacks(spec, before, now),
         deadlocks(spec, before, now),
         latency(spec, before, now),

@@ -125,24 +125,30 @@ async fn resolve(
     client: &Client,
     name: &str,
 ) -> Result<Result<Object, String>, tokio_postgres::Error> {
-    let row = client
-        .query_one(
-            "SELECT to_regclass($1)::oid, to_regclass($1)::text",
-            &[&quote_qualified(name)],
-        )
-        .await?;
-    if let Some(oid) = row.get::<_, Option<u32>>(0) {
-        return Ok(Ok(Object::Table {
-            oid,
-            name: row.get::<_, Option<String>>(1).unwrap_or_default(),
-        }));
+    if name.split('.').count() < 3 {
+        let row = client
+            .query_opt(
+                "SELECT c.oid, format('%I.%I', n.nspname, c.relname)
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = to_regclass($1)",
+                &[&quote_qualified(name)],
+            )
+            .await?;
+        if let Some(row) = row {
+            return Ok(Ok(Object::Table {
+                oid: row.get(0),
+                name: row.get(1),
+            }));
+        }
     }
     let Some((table, column)) = name.rsplit_once('.') else {
         return Ok(Err(format!("`{name}` does not exist")));
     };
     let row = client
         .query_one(
-            "SELECT c.oid, c.oid::regclass::text,
+            "SELECT c.oid,
+                    (SELECT format('%I.%I', n.nspname, k.relname) FROM pg_class k
+                       JOIN pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = c.oid),
                     EXISTS (SELECT 1 FROM pg_attribute a
                              WHERE a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped
                                AND a.attnum > 0)

@@ -155,7 +155,7 @@ pub fn render(plan: &Plan, live: Option<&LiveState>) -> String {
 }
 
 fn fmt_secs(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         format!("{} ms", ms)
