@@ -11,6 +11,9 @@ pub mod panes;
 pub mod theme;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event, EventStream};

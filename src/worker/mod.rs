@@ -129,6 +129,7 @@ struct State {
     ),
     probing: bool,
     last_probe: Option<Instant>,
+    actor: Option<crate::audit::Actor>,
 }
 
 async fn run(
@@ -147,6 +148,7 @@ async fn run(
         probe_results: mpsc::unbounded_channel(),
         probing: false,
         last_probe: None,
+        actor: None,
     };
     let mut attempt: u32 = 0;
     loop {
@@ -359,9 +361,10 @@ async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
             ))
         }
     };
-    if let Ok(actor) = crate::audit::Actor::current(client).await {
-        snap.actor = Some(actor);
+    if state.actor.is_none() {
+        state.actor = crate::audit::Actor::current(client).await.ok();
     }
+    snap.actor = state.actor.clone();
     if let Some(b) = &snap.backfill {
         state.sample_rate(b.rows_done);
     }

@@ -14,12 +14,12 @@ pub const KEYS: &[(&str, &str)] = &[
     ("a", "advance"),
     ("R", "rollback"),
     ("␣", "pause"),
+    ("?", "help"),
+    ("q", "quit"),
     ("+/-", "chunk"),
     ("c", "checks"),
     (":", "cmd"),
     ("/", "search"),
-    ("?", "help"),
-    ("q", "quit"),
 ];
 
 /// Renders the footer into `area` (1 line: status or keys; 2 lines: both).

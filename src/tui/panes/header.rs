@@ -22,11 +22,11 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let mut first = vec![
         Span::styled(" CUTOVER ", theme.accent.add_modifier(Modifier::REVERSED)),
         Span::raw(" "),
+        Span::styled(format!(" {} ", h.environment.to_uppercase()), env_style),
+        Span::raw(" "),
         Span::styled(h.plan_id.clone(), theme.accent),
         Span::raw(" — "),
         Span::raw(h.title.clone()),
-        Span::raw("  "),
-        Span::styled(format!(" {} ", h.environment.to_uppercase()), env_style),
     ];
     if h.read_only {
         first.push(Span::raw(" "));

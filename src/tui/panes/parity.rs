@@ -6,7 +6,8 @@ use ratatui::widgets::{Cell, Row, Table};
 use ratatui::Frame;
 
 use super::{block, thousands, title};
-use crate::tui::theme::{outcome_symbol, Theme};
+use crate::outcome::Outcome;
+use crate::tui::theme::Theme;
 use crate::tui::view::{Focus, ViewModel};
 
 /// Renders the parity pane.
@@ -19,8 +20,10 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         .skip(if focused { vm.ui.scroll as usize } else { 0 })
         .map(|c| {
             let (sym, outcome, style) = match c.outcome {
-                Some(o) => (outcome_symbol(o), o.to_string(), theme.outcome(o)),
-                None => ("·", "NEVER RUN".to_string(), theme.dim),
+                Some(Outcome::Pass) => ("✓", "pass", theme.pass),
+                Some(Outcome::Fail) => ("✗", "FAIL", theme.fail),
+                Some(Outcome::Inconclusive) => ("?", "incon.", theme.warn),
+                None => ("·", "never", theme.dim),
             };
             let mut cells = vec![
                 Cell::from(Span::styled(format!("{sym} {outcome}"), style)),
@@ -42,13 +45,14 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         })
         .collect();
     let mut widths = vec![
-        Constraint::Length(15),
-        Constraint::Length(20),
-        Constraint::Length(9),
-        Constraint::Length(17),
+        Constraint::Length(8),
+        Constraint::Min(12),
+        Constraint::Length(8),
+        Constraint::Length(if wide { 20 } else { 8 }),
     ];
-    let mut header = vec!["outcome", "check", "mismatch", "last run"];
+    let mut header = vec!["result", "check", "mismatch", "last run"];
     if wide {
+        widths[1] = Constraint::Length(20);
         widths.push(Constraint::Min(10));
         header.push("summary");
     }
