@@ -393,7 +393,7 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
     let _ = writeln!(md, "### Apply\n");
     let _ = writeln!(
         md,
-        "`cutover advance {f} --phase {phase}` — expect exit 0 and the phase's result message; exit 2 prints each blocker (`✗ …`) and changes nothing."
+        "`cutover advance {f} --phase {phase}` — expect exit 0 and `{phase} applied`; exit 2 prints each blocker (`✗ …`) and changes nothing."
     );
     if phase == Phase::Backfill {
         let _ = writeln!(md, "\nThen `cutover backfill run {f}` until it reports done; watch `cutover backfill status {f}` (state, reason, progress, ETA).");
