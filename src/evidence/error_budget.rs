@@ -15,7 +15,7 @@ use super::snapshot::{self, Snapshot, StatementStat};
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
 use crate::db::describe_error;
 use crate::outcome::Outcome;
-use crate::plan::{ErrorBudgetSpec, Phase, Plan};
+use crate::plan::{ErrorBudgetSpec, Phase, Plan, ThrottleSpec};
 
 /// One judged part of the budget.
 #[derive(Debug, Clone)]
@@ -44,7 +44,12 @@ impl Probe for ErrorBudgetProbe {
     fn evaluate<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
         Box::pin(async move {
             match measure(ctx.client, ctx.plan).await {
-                Ok(Some((before, now))) => judge(&ctx.plan.spec.probes.error_budget, &before, &now),
+                Ok(Some((before, now))) => judge(
+                    &ctx.plan.spec.probes.error_budget,
+                    ctx.plan.spec.backfill.as_ref().map(|b| &b.throttle),
+                    &before,
+                    &now,
+                ),
                 Ok(None) => ProbeResult::inconclusive(
                     "error_budget",
                     "no baseline: the read switch was not applied through Cutover (the baseline is taken just before it), so there is nothing to compare with",
@@ -77,15 +82,24 @@ async fn measure(
     Ok(out)
 }
 
-/// Judges the window between `before` and `now`.
-pub fn judge(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot) -> ProbeResult {
+/// Judges the window between `before` and `now`; lock waiters and replay lag are held to the
+/// plan's health limits (`[backfill.throttle]`) when it has them.
+pub fn judge(
+    spec: &ErrorBudgetSpec,
+    health: Option<&ThrottleSpec>,
+    before: &Snapshot,
+    now: &Snapshot,
+) -> ProbeResult {
     let window = (now.taken_at - before.taken_at).num_milliseconds() as f64 / 1000.0;
-    let parts = [
+    let mut parts = vec![
         rollbacks(spec, before, now),
         deadlocks(spec, before, now),
         latency(spec, before, now),
         metric(spec, now),
     ];
+    if let Some(h) = health {
+        parts.push(health_limits(h, now));
+    }
     let outcome = Outcome::all(parts.iter().map(|p| p.outcome));
     let mut evidence: Vec<String> = parts
         .iter()
@@ -246,6 +260,31 @@ fn window_deltas(
             (calls > 0).then(|| (id.clone(), (calls, (s.total_exec_ms - t).max(0.0))))
         })
         .collect()
+}
+
+fn health_limits(h: &ThrottleSpec, now: &Snapshot) -> Part {
+    let max_lag = h.max_replay_lag.as_millis() as f64 / 1000.0;
+    let mut over = Vec::new();
+    if now.lock_waiters > i64::from(h.max_lock_waiters) {
+        over.push(format!(
+            "{} sessions wait on locks (limit {})",
+            now.lock_waiters, h.max_lock_waiters
+        ));
+    }
+    if let Some(lag) = now.replay_lag_s.filter(|l| *l > max_lag) {
+        over.push(format!("replay lag {lag:.1} s (limit {max_lag} s)"));
+    }
+    if over.is_empty() {
+        part(
+            Outcome::Pass,
+            format!(
+                "health now: lock waiters ≤ {}, replay lag ≤ {max_lag} s",
+                h.max_lock_waiters
+            ),
+        )
+    } else {
+        part(Outcome::Fail, format!("health now: {}", over.join(", ")))
+    }
 }
 
 fn metric(spec: &ErrorBudgetSpec, now: &Snapshot) -> Part {
