@@ -293,9 +293,10 @@ pub fn rollback_of(plan: &Plan, phase: Phase) -> Option<RollbackView> {
     let script = spec.rollback.clone().unwrap_or_default();
     let (summary, sql) = match phase {
         Phase::Backfill => (
-            "pause the backfill (filled values stay; reads are unaffected)".to_string(),
+            "stop the backfill at its checkpoint (filled values stay; reads are unaffected)"
+                .to_string(),
             format!(
-                "UPDATE cutover.backfill SET state = 'paused' WHERE plan_id = '{}';{}",
+                "UPDATE cutover.backfill SET state = 'stopped' WHERE plan_id = '{}';{}",
                 plan.id(),
                 if script.trim().is_empty() {
                     String::new()

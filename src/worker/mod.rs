@@ -130,6 +130,9 @@ struct State {
     probing: bool,
     last_probe: Option<Instant>,
     actor: Option<crate::audit::Actor>,
+    last_audit_seq: Option<i64>,
+    last_phases: Option<Vec<(crate::plan::Phase, String)>>,
+    last_backfill: Option<(String, String)>,
 }
 
 async fn run(
@@ -149,6 +152,9 @@ async fn run(
         probing: false,
         last_probe: None,
         actor: None,
+        last_audit_seq: None,
+        last_phases: None,
+        last_backfill: None,
     };
     let mut attempt: u32 = 0;
     loop {
@@ -197,6 +203,60 @@ impl State {
     fn send(&self, ev: WorkerEvent) {
         // The UI may already be gone on shutdown; nothing to do then.
         let _ = self.events.send(ev);
+    }
+
+    /// Logs what changed since the previous snapshot: new audit entries (from any process),
+    /// phase transitions, and backfill state/throttle changes.
+    fn log_changes(&mut self, snap: &Snapshot) {
+        let newest = snap.audit.first().map(|a| a.seq).unwrap_or(0);
+        if let Some(seen) = self.last_audit_seq {
+            for a in snap.audit.iter().rev().filter(|a| a.seq > seen) {
+                tracing::info!(
+                    target: "audit",
+                    "#{} {} {}{}",
+                    a.seq,
+                    a.login,
+                    a.action,
+                    a.phase.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+                );
+            }
+        }
+        self.last_audit_seq = Some(newest.max(self.last_audit_seq.unwrap_or(0)));
+        let phases: Vec<(crate::plan::Phase, String)> = snap
+            .phases
+            .iter()
+            .map(|p| (p.phase, p.state.clone()))
+            .collect();
+        if let Some(prev) = &self.last_phases {
+            for (phase, st) in &phases {
+                let before = prev
+                    .iter()
+                    .find(|(p, _)| p == phase)
+                    .map(|(_, s)| s.as_str());
+                if before != Some(st.as_str()) {
+                    tracing::info!(target: "phase", "{phase}: {} → {st}", before.unwrap_or("pending"));
+                }
+            }
+        }
+        self.last_phases = Some(phases);
+        let bf = snap
+            .backfill
+            .as_ref()
+            .map(|b| (b.state.clone(), b.reason.clone()));
+        if bf != self.last_backfill && self.last_backfill.is_some() {
+            if let Some((st, reason)) = &bf {
+                let why = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reason}")
+                };
+                match st.as_str() {
+                    "throttled" | "failed" => tracing::warn!(target: "backfill", "{st}{why}"),
+                    _ => tracing::info!(target: "backfill", "{st}{why}"),
+                }
+            }
+        }
+        self.last_backfill = bf;
     }
 
     fn sample_rate(&mut self, rows: i64) {
@@ -368,6 +428,7 @@ async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
     if let Some(b) = &snap.backfill {
         state.sample_rate(b.rows_done);
     }
+    state.log_changes(&snap);
     snap.rate_history = state.rates.iter().copied().collect();
     snap.probes = state.probes.clone();
     snap.observability = state.observability.clone();
