@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: CORE,
     },
     Migration {
+        version: 10,
+        name: "engine",
+        sql: crate::engine::SCHEMA,
+    },
+    Migration {
         version: 30,
         name: "checks_golden_snapshots",
         sql: crate::checks::GOLDEN_SCHEMA_SQL,

@@ -2,6 +2,7 @@
 
 mod checks;
 mod common;
+mod engine;
 mod evidence;
 mod foundation;
 mod plan;
