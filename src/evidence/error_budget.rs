@@ -313,3 +313,68 @@ fn one_line(s: &str) -> String {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, Utc};
+
+    fn snap(commit: i64, rollback: i64, stmts: &[(&str, i64, f64)]) -> Snapshot {
+        Snapshot {
+            taken_at: Utc::now(),
+            xact_commit: commit,
+            xact_rollback: rollback,
+            deadlocks: 0,
+            statements: Ok(stmts
+                .iter()
+                .map(|(id, calls, ms)| {
+                    (
+                        id.to_string(),
+                        StatementStat {
+                            calls: *calls,
+                            total_exec_ms: *ms,
+                            query: format!("SELECT {id}"),
+                        },
+                    )
+                })
+                .collect()),
+            lock_waiters: 0,
+            replay_lag_s: None,
+            index_scans: BTreeMap::new(),
+            metric: None,
+        }
+    }
+
+    #[test]
+    fn judges_latency_and_rollbacks_against_the_baseline() {
+        let spec = ErrorBudgetSpec::default();
+        let before = snap(1000, 10, &[("a", 100, 100.0), ("b", 10, 50.0)]);
+        let mut steady = snap(1100, 11, &[("a", 200, 205.0), ("b", 20, 100.0)]);
+        steady.taken_at = before.taken_at + Duration::seconds(60);
+        let r = judge(&spec, None, &before, &steady);
+        assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
+
+        // "a" becomes 3× slower: 100 calls took 300 ms instead of 100 ms.
+        let slow = snap(1100, 11, &[("a", 200, 400.0), ("b", 20, 100.0)]);
+        let r = judge(&spec, None, &before, &slow);
+        assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
+        assert!(r.summary.contains("latency"), "{r:?}");
+
+        // 10 rollbacks out of 110 transactions vs ~1 % before.
+        let rolling = snap(1100, 20, &[("a", 200, 200.0)]);
+        let r = judge(&spec, None, &before, &rolling);
+        assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
+        assert!(r.summary.contains("rollback ratio"), "{r:?}");
+    }
+
+    #[test]
+    fn without_statement_statistics_latency_is_inconclusive() {
+        let spec = ErrorBudgetSpec::default();
+        let mut before = snap(1000, 10, &[]);
+        before.statements = Err("pg_stat_statements is not available".into());
+        let mut now = snap(1100, 11, &[]);
+        now.statements = before.statements.clone();
+        let r = judge(&spec, None, &before, &now);
+        assert_eq!(r.outcome, Outcome::Inconclusive, "{r:?}");
+    }
+}
