@@ -257,3 +257,121 @@ pub async fn verify(client: &impl GenericClient) -> Result<Verification, DbError
         }
     }
 }
+
+/// Every entry (optionally only those of one plan), oldest first, streamed page by page to `sink`.
+pub async fn export(
+    client: &impl GenericClient,
+    plan_id: Option<&str>,
+    mut sink: impl FnMut(&Entry) -> std::io::Result<()>,
+) -> Result<i64, DbError> {
+    let mut after = 0;
+    let mut count = 0;
+    loop {
+        let page = entries_after(client, after, 5_000).await?;
+        let Some(last) = page.last() else {
+            return Ok(count);
+        };
+        after = last.seq;
+        for e in page
+            .iter()
+            .filter(|e| plan_id.is_none_or(|p| e.plan_id == p))
+        {
+            sink(e).map_err(|err| DbError::Query(format!("cannot write the export: {err}")))?;
+            count += 1;
+        }
+    }
+}
+
+/// The last `n` entries, oldest first.
+pub async fn last_entries(client: &impl GenericClient, n: i64) -> Result<Vec<Entry>, DbError> {
+    let rows = client
+        .query(
+            "SELECT * FROM (SELECT * FROM cutover.audit_log ORDER BY seq DESC LIMIT $1) t ORDER BY seq",
+            &[&n],
+        )
+        .await?;
+    Ok(rows.iter().map(Entry::from_row).collect())
+}
+
+/// Follows the log: calls `sink` for every entry after `after` as it is appended, until `sink`
+/// returns false. Wakes on `LISTEN cutover_events` and also polls every `poll` (the fallback
+/// when notifications are lost or LISTEN is unavailable, e.g. behind a transaction pooler).
+pub async fn follow(
+    cfg: &crate::db::DbConfig,
+    mut after: i64,
+    poll: std::time::Duration,
+    mut sink: impl FnMut(&Entry) -> bool,
+) -> Result<(), DbError> {
+    use futures::StreamExt;
+    let mut config = cfg.config().clone();
+    config.application_name("cutover/audit-tail");
+    let (client, mut connection) =
+        config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| DbError::Connect {
+                target: cfg.display(),
+                message: crate::db::describe_error(&e),
+            })?;
+    let (wake_tx, mut wake) = tokio::sync::mpsc::unbounded_channel::<()>();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(msg) = messages.next().await {
+            match msg {
+                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                    let _ = wake_tx.send(());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!("audit tail connection closed: {e}");
+                    break;
+                }
+            }
+        }
+    });
+    if let Err(e) = client
+        .batch_execute(&format!("LISTEN {}", crate::db::schema::NOTIFY_CHANNEL))
+        .await
+    {
+        tracing::warn!(
+            "LISTEN unavailable ({}); polling every {} ms",
+            crate::db::describe_error(&e),
+            poll.as_millis()
+        );
+    }
+    loop {
+        for e in entries_after(&client, after, 1_000).await? {
+            after = e.seq;
+            if !sink(&e) {
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            Some(()) = wake.recv() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+impl Entry {
+    /// One line for people: `#seq at login (os@host) action [phase] details`.
+    pub fn line(&self) -> String {
+        let phase = self
+            .phase
+            .as_deref()
+            .map(|p| format!(" [{p}]"))
+            .unwrap_or_default();
+        format!(
+            "#{} {} {} ({}@{}) {} {}{} {}",
+            self.seq,
+            self.at,
+            self.login,
+            self.os_user,
+            self.host,
+            self.plan_id,
+            self.action,
+            phase,
+            self.details
+        )
+    }
+}

@@ -11,6 +11,7 @@
 //! - [`evidence`] — readiness probes (lint, compatibility, error budget, hidden readers, …);
 //! - [`worker`] — the async task that owns connections and feeds the TUI;
 //! - [`tui`] — the full-screen command center (one file per pane);
+//! - [`demo`] — `cutover demo`: throwaway cluster, seeded schema, workload, TUI;
 //! - [`cli`] — the headless commands; every TUI action has one.
 
 pub mod audit;
@@ -19,6 +20,7 @@ pub mod bench;
 pub mod checks;
 pub mod cli;
 pub mod db;
+pub mod demo;
 pub mod engine;
 pub mod evidence;
 pub mod outcome;

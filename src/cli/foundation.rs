@@ -65,6 +65,14 @@ async fn validate(paths: &[PathBuf], offline: bool, ctx: &Context) -> anyhow::Re
                 continue;
             }
         };
+        let lint = crate::evidence::lint::validate_report(&plan);
+        for line in &lint.lines {
+            eprintln!("{line}");
+        }
+        if lint.blocking > 0 {
+            failed += 1;
+            continue;
+        }
         if let Some(client) = client.as_mut() {
             let problems = catalog::check_plan(client, &plan).await?;
             if !problems.is_empty() {

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::Context;
+use super::{exit, Context};
+use crate::plan::Plan;
 
 /// Full-screen commands.
 #[derive(Debug, Subcommand)]
@@ -19,12 +20,47 @@ pub enum Command {
         read_only: bool,
     },
     /// Start a throwaway PostgreSQL with a seeded demo database and a live workload, and open the TUI.
-    Demo,
+    Demo {
+        /// Accounts to seed.
+        #[arg(long, default_value_t = 1_000_000)]
+        accounts: i32,
+        /// Synthetic application writes per second.
+        #[arg(long, default_value_t = 50)]
+        writes_per_sec: u32,
+    },
 }
 
 /// Runs a full-screen command.
-pub async fn run(cmd: Command, _ctx: &Context) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Tui { .. } | Command::Demo => anyhow::bail!("the TUI is not implemented yet"),
+        Command::Tui { plan, read_only } => {
+            let plan = Plan::load(&plan)?;
+            let db = ctx.db_config()?;
+            // Make sure the control schema exists before the worker starts reading it.
+            ctx.connect("tui-setup").await?;
+            ctx.spawn_metrics(&plan)?;
+            crate::tui::run(crate::tui::Options {
+                plan,
+                db,
+                read_only,
+                hint: None,
+            })
+            .await?;
+            Ok(ExitCode::from(exit::OK))
+        }
+        Command::Demo {
+            accounts,
+            writes_per_sec,
+        } => {
+            crate::demo::run(
+                ctx,
+                crate::demo::DemoOptions {
+                    accounts,
+                    writes_per_sec,
+                },
+            )
+            .await?;
+            Ok(ExitCode::from(exit::OK))
+        }
     }
 }

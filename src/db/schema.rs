@@ -31,9 +31,24 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: CORE,
     },
     Migration {
+        version: 10,
+        name: "engine",
+        sql: crate::engine::SCHEMA,
+    },
+    Migration {
+        version: 20,
+        name: "backfill",
+        sql: crate::backfill::SCHEMA,
+    },
+    Migration {
         version: 30,
         name: "checks_golden_snapshots",
         sql: crate::checks::GOLDEN_SCHEMA_SQL,
+    },
+    Migration {
+        version: 40,
+        name: "evidence",
+        sql: crate::evidence::SCHEMA_V40,
     },
 ];
 

@@ -1,1 +1,186 @@
 //! The phase engine: state machine, gates, sign-offs, lock-safe DDL, rollback, rehearsal.
+//!
+//! A migration moves through [`Phase::ALL`]; each phase has a [`PhaseState`] persisted in
+//! `cutover.phases`, and every transition commits in one transaction together with its audit
+//! entry. The library API below is shared by the headless CLI and the TUI worker:
+//!
+//! - [`status`] — everything an operator needs to decide: phases, the current gate with every
+//!   blocker spelled out, the readiness scorecard, sign-offs (void ones marked), overrides and the
+//!   fastest safe rollback;
+//! - [`advance`] — apply the next phase if its gate passes (or [`apply_phase`] for an explicit one);
+//! - [`signoff`], [`override_gate`] — approvals and break-glass;
+//! - [`rollback`] — undo the current phase, or several in reverse order;
+//! - [`rehearse`] — apply and roll back every phase in a transaction that is thrown away;
+//! - [`set_flag`], [`get_flag`], [`note`], [`report`].
+//!
+//! Functions that change state take a [`RunOptions`]: a monitor connection configuration (so the
+//! DDL runner can name who blocks it) and an optional event channel for live progress.
+
+mod apply;
+pub mod ddl;
+pub mod flags;
+pub mod gate;
+pub mod notes;
+pub mod rollback;
+pub mod scorecard;
+pub mod signoff;
+pub mod state;
+mod status;
+
+use serde::Serialize;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::db::{DbConfig, DbError};
+use crate::plan::Phase;
+
+pub use apply::{advance, apply_phase, Applied};
+pub use ddl::{Blocker, DdlError, LockPolicy};
+pub use flags::{get_flag, set_flag, Flag, FlagChange};
+pub use gate::{evaluate_gate, GateEvaluation, GateItem, ItemKind};
+pub use notes::{note, NoteOutcome};
+pub use rollback::{rollback, RollbackOutcome};
+pub use scorecard::{Category, Scorecard};
+pub use signoff::{override_gate, signoff, OverrideOutcome, SignoffOutcome};
+pub use state::{MigrationState, PhaseState};
+pub use status::{status, RollbackAdvice, Status};
+
+/// The engine's control-schema additions (version 10 of [`crate::db::schema::MIGRATIONS`]).
+pub const SCHEMA: &str = r#"
+ALTER TABLE cutover.flags ADD COLUMN plan_id text;
+
+CREATE TABLE cutover.statement_progress (
+    plan_id     text NOT NULL,
+    phase       text NOT NULL,
+    direction   text NOT NULL CHECK (direction IN ('apply','rollback')),
+    idx         integer NOT NULL,
+    statement   text NOT NULL,
+    state       text NOT NULL CHECK (state IN ('running','done')),
+    attempts    integer NOT NULL DEFAULT 0,
+    started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    PRIMARY KEY (plan_id, phase, direction, idx)
+);
+
+CREATE TABLE cutover.rehearsals (
+    id          bigserial PRIMARY KEY,
+    plan_id     text NOT NULL,
+    plan_sha256 text NOT NULL,
+    login       text NOT NULL,
+    ok          boolean NOT NULL,
+    total_ms    double precision NOT NULL,
+    results     jsonb NOT NULL,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX rehearsals_latest ON cutover.rehearsals (plan_id, id DESC);
+
+CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON cutover.overrides
+    FOR EACH STATEMENT EXECUTE FUNCTION cutover.notify_change();
+CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON cutover.rehearsals
+    FOR EACH STATEMENT EXECUTE FUNCTION cutover.notify_change();
+"#;
+
+/// Errors of engine actions. [`EngineError::exit_code`] maps them to the CLI's exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A database operation failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A DDL statement failed or could not get its locks.
+    #[error(transparent)]
+    Ddl(#[from] DdlError),
+    /// The action is not allowed (wrong role, irreversible phase, another process busy, …).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The gate of the phase did not pass.
+    #[error("gate {} blocked:\n{}", .0.phase, .0.blockers.join("\n"))]
+    Blocked(Box<GateEvaluation>),
+    /// A hook of another area (checks, evidence) failed before a phase.
+    #[error("before {phase}: {message}")]
+    Hook {
+        /// The phase about to be applied.
+        phase: Phase,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl From<tokio_postgres::Error> for EngineError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        EngineError::Db(DbError::from(e))
+    }
+}
+
+impl EngineError {
+    /// The CLI exit code: 2 blocked, 3 refused, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            EngineError::Blocked(_) => crate::cli::exit::BLOCKED,
+            EngineError::Refused(_) => crate::cli::exit::REFUSED,
+            _ => crate::cli::exit::ERROR,
+        }
+    }
+}
+
+/// Live progress of an engine action, for the TUI (the CLI logs the same through `tracing`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EngineEvent {
+    /// A statement starts (attempt numbers start at 1).
+    Statement {
+        /// Phase.
+        phase: Phase,
+        /// `apply` or `rollback`.
+        direction: String,
+        /// 0-based index in the script.
+        index: usize,
+        /// First line of the statement.
+        summary: String,
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// The statement waits for a lock held by these sessions.
+    Blocked {
+        /// Who blocks.
+        blockers: Vec<Blocker>,
+    },
+    /// The lock timeout fired; the runner backs off and retries.
+    Retry {
+        /// Attempt that timed out.
+        attempt: u32,
+        /// Back-off before the next attempt, ms.
+        backoff_ms: u64,
+    },
+    /// A phase changed state.
+    Transition {
+        /// Phase.
+        phase: Phase,
+        /// New state.
+        state: PhaseState,
+    },
+}
+
+/// How state-changing actions run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Where to open a second, monitoring connection that reports who blocks a waiting statement
+    /// (`pg_blocking_pids`). Without it the runner still retries but cannot name blockers.
+    pub monitor: Option<DbConfig>,
+    /// Receives live progress.
+    pub events: Option<UnboundedSender<EngineEvent>>,
+}
+
+impl RunOptions {
+    /// Options with a monitoring connection to `cfg`.
+    pub fn with_monitor(cfg: DbConfig) -> RunOptions {
+        RunOptions {
+            monitor: Some(cfg),
+            events: None,
+        }
+    }
+
+    pub(crate) fn emit(&self, event: EngineEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+}

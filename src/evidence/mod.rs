@@ -5,10 +5,20 @@
 //! A probe is one small unit implementing [`Probe`]; [`probe`] maps a plan's [`ProbeKind`] to it.
 //! A probe that cannot measure returns Inconclusive, never Pass.
 
+pub mod backfill_complete;
+pub mod census;
+pub mod compat;
+pub mod error_budget;
+pub mod lint;
 pub mod metrics;
+pub mod privileges;
+pub mod runbook;
+pub mod scratch;
+pub mod snapshot;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio_postgres::Client;
@@ -16,9 +26,48 @@ use tokio_postgres::Client;
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, ProbeKind};
 
+/// Control-schema tables of the evidence area (migration 40): error-budget baselines,
+/// metrics scrapes and every probe evaluation.
+pub const SCHEMA_V40: &str = r#"
+CREATE TABLE cutover.evidence_baselines (
+    id       bigserial PRIMARY KEY,
+    plan_id  text NOT NULL,
+    phase    text NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    snapshot jsonb NOT NULL
+);
+CREATE INDEX evidence_baselines_latest ON cutover.evidence_baselines (plan_id, phase, id DESC);
+
+CREATE TABLE cutover.metrics_scrapes (
+    id      bigserial PRIMARY KEY,
+    plan_id text NOT NULL,
+    at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    peer    text NOT NULL,
+    bytes   integer NOT NULL
+);
+CREATE INDEX metrics_scrapes_latest ON cutover.metrics_scrapes (plan_id, at DESC);
+
+CREATE TABLE cutover.probe_results (
+    id          bigserial PRIMARY KEY,
+    plan_id     text NOT NULL,
+    gate        text NOT NULL,
+    probe       text NOT NULL,
+    outcome     text NOT NULL CHECK (outcome IN ('pass','fail','inconclusive')),
+    summary     text NOT NULL,
+    evidence    jsonb NOT NULL DEFAULT '[]',
+    plan_sha256 text NOT NULL,
+    duration_ms bigint NOT NULL,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX probe_results_latest ON cutover.probe_results (plan_id, gate, probe, id DESC);
+CREATE TRIGGER notify AFTER INSERT ON cutover.probe_results
+    FOR EACH STATEMENT EXECUTE FUNCTION cutover.notify_change();
+"#;
+
 /// What a probe may look at.
 pub struct ProbeContext<'a> {
-    /// A connection owned by the caller (the worker or a CLI command).
+    /// A connection owned by the caller (the worker or a CLI command). It may be inside the
+    /// caller's transaction: probes then work in savepoints and never end or abort it.
     pub client: &'a Client,
     /// The plan in force.
     pub plan: &'a Plan,
@@ -62,35 +111,173 @@ pub trait Probe: Send + Sync {
     fn evaluate<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a>;
 }
 
-/// The probe implementing a plan's probe kind.
+/// The probe implementing a plan's probe kind. Every evaluation is recorded in
+/// `cutover.probe_results` (for the runbook, the metrics and the TUI).
 pub fn probe(kind: ProbeKind) -> Box<dyn Probe> {
-    Box::new(NotYetAvailable(kind))
+    let inner: Box<dyn Probe> = match kind {
+        ProbeKind::Lint => Box::new(lint::LintProbe),
+        ProbeKind::Compatibility => Box::new(compat::CompatibilityProbe),
+        ProbeKind::HiddenReaders => Box::new(census::HiddenReadersProbe),
+        ProbeKind::BackfillComplete => Box::new(backfill_complete::BackfillCompleteProbe),
+        ProbeKind::ErrorBudget => Box::new(error_budget::ErrorBudgetProbe),
+        ProbeKind::PrivilegeParity => Box::new(privileges::PrivilegeParityProbe),
+    };
+    Box::new(Recorded(inner))
 }
 
-struct NotYetAvailable(ProbeKind);
+/// Runs a probe and records its result.
+struct Recorded(Box<dyn Probe>);
 
-impl Probe for NotYetAvailable {
+impl Probe for Recorded {
     fn name(&self) -> &'static str {
-        self.0.as_str()
+        self.0.name()
     }
 
-    fn evaluate<'a>(&'a self, _ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
+    fn evaluate<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
         Box::pin(async move {
-            ProbeResult::inconclusive(self.0.as_str(), "this probe is not available in this build")
+            let started = Instant::now();
+            let result = self.0.evaluate(ctx).await;
+            let millis = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+            if let Err(e) = record(ctx, &result, millis).await {
+                tracing::warn!(
+                    probe = result.name,
+                    "could not record the probe result: {}",
+                    crate::db::describe_error(&e)
+                );
+            }
+            result
         })
     }
 }
 
-/// The Observability category's automated evidence: was the metrics endpoint scraped recently?
-pub async fn observability(_client: &Client, _plan: &Plan) -> ProbeResult {
-    ProbeResult::inconclusive(
-        "observability",
-        "the metrics endpoint has never been scraped",
-    )
+async fn record(
+    ctx: &ProbeContext<'_>,
+    result: &ProbeResult,
+    millis: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let scope = scratch::Scope::enter(ctx.client).await?;
+    let inserted = ctx
+        .client
+        .execute(
+            "INSERT INTO cutover.probe_results
+                 (plan_id, gate, probe, outcome, summary, evidence, plan_sha256, duration_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &ctx.plan.id(),
+                &ctx.gate.as_str(),
+                &result.name,
+                &result.outcome.as_str(),
+                &result.summary,
+                &serde_json::json!(result.evidence),
+                &ctx.plan.sha256(),
+                &millis,
+            ],
+        )
+        .await;
+    match inserted {
+        Ok(_) => scope.commit(ctx.client).await,
+        Err(e) => {
+            scope.rollback(ctx.client).await?;
+            Err(e)
+        }
+    }
 }
 
-/// Called by the engine just before `phase` is applied (e.g. to take the error-budget baseline
-/// before the read switch). Failing here blocks the phase.
-pub async fn before_phase(_client: &Client, _plan: &Plan, _phase: Phase) -> anyhow::Result<()> {
-    Ok(())
+/// How recent the last scrape must be for the Observability evidence to hold.
+pub const SCRAPE_FRESHNESS_SECONDS: i64 = 300;
+
+/// The Observability category's automated evidence: was the metrics endpoint (`--metrics-addr`)
+/// scraped for this plan within the last [`SCRAPE_FRESHNESS_SECONDS`]? Never scraped is
+/// Inconclusive, a stale last scrape fails.
+pub async fn observability(client: &Client, plan: &Plan) -> ProbeResult {
+    let read = async {
+        let scope = scratch::Scope::enter(client).await?;
+        let rows = scratch::optional_query(
+            client,
+            "SELECT count(*), max(at)::text,
+                    extract(epoch FROM clock_timestamp() - max(at))::float8,
+                    (SELECT peer FROM cutover.metrics_scrapes
+                      WHERE plan_id = $1 ORDER BY id DESC LIMIT 1)
+               FROM cutover.metrics_scrapes WHERE plan_id = $1",
+            &[&plan.id()],
+        )
+        .await;
+        scope.rollback(client).await?;
+        rows
+    };
+    let row = match read.await.map(|rows| rows.into_iter().next()) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return ProbeResult::inconclusive("observability", "the scrape log returned no row")
+        }
+        Err(e) => {
+            return ProbeResult::inconclusive(
+                "observability",
+                format!(
+                    "could not read the scrape log: {}",
+                    crate::db::describe_error(&e)
+                ),
+            )
+        }
+    };
+    let count: i64 = row.get(0);
+    let (Some(last), Some(age), Some(peer)) = (
+        row.get::<_, Option<String>>(1),
+        row.get::<_, Option<f64>>(2),
+        row.get::<_, Option<String>>(3),
+    ) else {
+        return ProbeResult::inconclusive(
+            "observability",
+            "the metrics endpoint has never been scraped: run Cutover with --metrics-addr and point Prometheus at it",
+        );
+    };
+    let evidence = vec![
+        format!("{count} scrape(s) recorded; last at {last} by {peer}"),
+        format!("freshness required: within {SCRAPE_FRESHNESS_SECONDS} s"),
+    ];
+    let (outcome, summary) = if age <= SCRAPE_FRESHNESS_SECONDS as f64 {
+        (
+            Outcome::Pass,
+            format!("metrics endpoint scraped {age:.0} s ago by {peer}"),
+        )
+    } else {
+        (
+            Outcome::Fail,
+            format!("the last metrics scrape was {age:.0} s ago: is Prometheus still scraping?"),
+        )
+    };
+    ProbeResult {
+        name: "observability".to_string(),
+        outcome,
+        summary,
+        evidence,
+    }
+}
+
+/// Called by the engine just before `phase` is applied. Before the read switch it stores the
+/// error-budget baseline (database counters, statement statistics, index scans) that the error
+/// budget and the hidden-reader census compare against. Failing here blocks the phase.
+pub async fn before_phase(client: &Client, plan: &Plan, phase: Phase) -> anyhow::Result<()> {
+    if phase != Phase::ReadSwitch {
+        return Ok(());
+    }
+    let scope = scratch::Scope::enter(client).await?;
+    let stored = async {
+        let snap = snapshot::capture(client, plan).await?;
+        snapshot::store(client, plan, phase, &snap).await
+    }
+    .await;
+    match stored {
+        Ok(()) => {
+            scope.commit(client).await?;
+            Ok(())
+        }
+        Err(e) => {
+            scope.rollback(client).await?;
+            anyhow::bail!(
+                "could not take the error-budget baseline before {phase}: {}",
+                crate::db::describe_error(&e)
+            )
+        }
+    }
 }

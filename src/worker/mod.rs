@@ -1,1 +1,504 @@
 //! The worker: owns the database connections, runs actions, and publishes snapshots to the UI.
+//!
+//! One monitoring connection (`cutover/tui`, short statement timeout) LISTENs on
+//! [`NOTIFY_CHANNEL`](crate::db::schema::NOTIFY_CHANNEL) and re-reads a [`Snapshot`] when anything
+//! changes, with a polling fallback every second. Actions run on their own connection
+//! (`cutover/tui-action`) in their own task, so the view stays live while an action waits on a
+//! lock. When the server is slow or gone, the worker says so and reconnects by itself with
+//! backoff; actions asked for meanwhile are refused with the reason.
+
+pub mod command;
+pub mod snapshot;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+use crate::db::{self, DbConfig, SessionSettings};
+use crate::plan::Plan;
+
+pub use command::{ActionResult, Command};
+pub use snapshot::Snapshot;
+
+/// How long a snapshot may take before the server counts as too slow.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Polling fallback (also refreshes `pg_stat_activity`, which does not notify).
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Minimum gap between two snapshots when notifications arrive in bursts.
+const MIN_REFRESH_GAP: Duration = Duration::from_millis(150);
+/// The engine re-evaluates the gate and scorecard this often …
+const EVAL_EVERY: Duration = Duration::from_secs(15);
+/// … and after gate-relevant changes, at most this often.
+const EVAL_MIN_GAP: Duration = Duration::from_secs(1);
+/// Samples kept for the rows/s sparkline.
+const RATE_SAMPLES: usize = 120;
+
+/// The worker's connection to the server, as the header shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    /// Connecting (attempt number, from 1).
+    Connecting {
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// Connected and live.
+    Connected,
+    /// Lost or unreachable; retrying after a pause.
+    Retrying {
+        /// What went wrong.
+        error: String,
+        /// Seconds until the next attempt.
+        retry_in: u64,
+    },
+}
+
+impl ConnState {
+    /// True when actions can reach the database.
+    pub fn is_connected(&self) -> bool {
+        matches!(self, ConnState::Connected)
+    }
+}
+
+/// What the worker tells the UI.
+#[derive(Debug, Clone)]
+pub enum WorkerEvent {
+    /// The connection state changed.
+    Conn(ConnState),
+    /// A fresh snapshot.
+    Snapshot(Box<Snapshot>),
+    /// An action finished.
+    Action {
+        /// What was asked.
+        command: Command,
+        /// What happened.
+        result: ActionResult,
+    },
+}
+
+/// How to start a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The server.
+    pub db: DbConfig,
+    /// The plan in force.
+    pub plan: Plan,
+    /// Refuse every change.
+    pub read_only: bool,
+}
+
+/// The UI's side of a running worker.
+pub struct WorkerHandle {
+    /// Send actions here.
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// Receive snapshots and results here.
+    pub events: mpsc::UnboundedReceiver<WorkerEvent>,
+    /// The task (abort or await it on shutdown).
+    pub task: JoinHandle<()>,
+}
+
+/// Starts the worker task.
+pub fn spawn(opts: WorkerOptions) -> WorkerHandle {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(run(opts, cmd_rx, ev_tx));
+    WorkerHandle {
+        commands: cmd_tx,
+        events: ev_rx,
+        task,
+    }
+}
+
+/// The engine's evaluation of the next gate and its scorecard.
+type Evaluation = (
+    Option<crate::engine::GateEvaluation>,
+    Option<crate::engine::Scorecard>,
+);
+
+/// Mutable state the worker keeps across snapshots and reconnects.
+struct State {
+    opts: WorkerOptions,
+    sha: String,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+    rates: VecDeque<u64>,
+    last_rows: Option<(i64, Instant)>,
+    evaluation: Evaluation,
+    evaluations: (
+        mpsc::UnboundedSender<Evaluation>,
+        mpsc::UnboundedReceiver<Evaluation>,
+    ),
+    evaluating: bool,
+    last_eval: Option<Instant>,
+    eval_wanted: bool,
+    actor: Option<crate::audit::Actor>,
+    last_audit_seq: Option<i64>,
+    last_phases: Option<Vec<(crate::plan::Phase, String)>>,
+    last_backfill: Option<(String, String)>,
+}
+
+async fn run(
+    opts: WorkerOptions,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+) {
+    let mut state = State {
+        sha: opts.plan.sha256(),
+        opts,
+        events,
+        rates: VecDeque::new(),
+        last_rows: None,
+        evaluation: (None, None),
+        evaluations: mpsc::unbounded_channel(),
+        evaluating: false,
+        last_eval: None,
+        eval_wanted: true,
+        actor: None,
+        last_audit_seq: None,
+        last_phases: None,
+        last_backfill: None,
+    };
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        state.send(WorkerEvent::Conn(ConnState::Connecting { attempt }));
+        let error = match connect_monitor(&state.opts.db).await {
+            Ok((client, notes)) => {
+                attempt = 0;
+                state.send(WorkerEvent::Conn(ConnState::Connected));
+                match connected(&mut state, &client, notes, &mut commands).await {
+                    Ok(()) => return,
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        let wait = backoff(attempt);
+        tracing::warn!(target: "worker", "database unavailable: {error}; retrying in {}s", wait.as_secs());
+        state.send(WorkerEvent::Conn(ConnState::Retrying {
+            error,
+            retry_in: wait.as_secs().max(1),
+        }));
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                cmd = commands.recv() => match cmd {
+                    None => return,
+                    Some(command) => state.send(WorkerEvent::Action {
+                        command,
+                        result: Err("the database is unreachable (reconnecting); nothing was done".to_string()),
+                    }),
+                },
+            }
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let ms = 250u64.saturating_mul(1 << attempt.min(5));
+    Duration::from_millis(ms.min(5_000))
+}
+
+impl State {
+    fn send(&self, ev: WorkerEvent) {
+        // The UI may already be gone on shutdown; nothing to do then.
+        let _ = self.events.send(ev);
+    }
+
+    /// Logs what changed since the previous snapshot: new audit entries (from any process),
+    /// phase transitions, and backfill state/throttle changes.
+    fn log_changes(&mut self, snap: &Snapshot) {
+        let newest = snap.audit.first().map(|a| a.seq).unwrap_or(0);
+        if let Some(seen) = self.last_audit_seq {
+            for a in snap.audit.iter().rev().filter(|a| a.seq > seen) {
+                tracing::info!(
+                    target: "audit",
+                    "#{} {} {}{}",
+                    a.seq,
+                    a.login,
+                    a.action,
+                    a.phase.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+                );
+            }
+        }
+        self.last_audit_seq = Some(newest.max(self.last_audit_seq.unwrap_or(0)));
+        let phases: Vec<(crate::plan::Phase, String)> = snap
+            .phases
+            .iter()
+            .map(|p| (p.phase, p.state.clone()))
+            .collect();
+        if let Some(prev) = &self.last_phases {
+            for (phase, st) in &phases {
+                let before = prev
+                    .iter()
+                    .find(|(p, _)| p == phase)
+                    .map(|(_, s)| s.as_str());
+                if before != Some(st.as_str()) {
+                    tracing::info!(target: "phase", "{phase}: {} → {st}", before.unwrap_or("pending"));
+                }
+            }
+        }
+        self.last_phases = Some(phases);
+        let bf = snap
+            .backfill
+            .as_ref()
+            .map(|b| (b.state.clone(), b.reason.clone()));
+        if bf != self.last_backfill && self.last_backfill.is_some() {
+            if let Some((st, reason)) = &bf {
+                let why = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reason}")
+                };
+                match st.as_str() {
+                    "throttled" | "failed" => tracing::warn!(target: "backfill", "{st}{why}"),
+                    _ => tracing::info!(target: "backfill", "{st}{why}"),
+                }
+            }
+        }
+        self.last_backfill = bf;
+    }
+
+    fn sample_rate(&mut self, rows: i64) {
+        let now = Instant::now();
+        match self.last_rows {
+            Some((prev, at)) if now.duration_since(at) >= Duration::from_millis(900) => {
+                let secs = now.duration_since(at).as_secs_f64();
+                let rate = ((rows - prev).max(0) as f64 / secs).round() as u64;
+                self.rates.push_back(rate);
+                while self.rates.len() > RATE_SAMPLES {
+                    self.rates.pop_front();
+                }
+                self.last_rows = Some((rows, now));
+            }
+            Some(_) => {}
+            None => self.last_rows = Some((rows, now)),
+        }
+    }
+}
+
+/// Connects the monitoring session and forwards its notifications.
+async fn connect_monitor(
+    cfg: &DbConfig,
+) -> Result<(Client, mpsc::UnboundedReceiver<String>), String> {
+    let mut config = cfg.config().clone();
+    config.application_name("cutover/tui");
+    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| {
+        format!(
+            "cannot connect to {}: {}",
+            cfg.display(),
+            db::describe_error(&e)
+        )
+    })?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(msg) = messages.next().await {
+            match msg {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_string()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(target: "worker", "monitor connection ended: {e}");
+                    break;
+                }
+            }
+        }
+    });
+    let timeout_ms = SNAPSHOT_TIMEOUT.as_millis();
+    let setup = format!(
+        "SET statement_timeout = {timeout_ms}; LISTEN {}",
+        crate::db::schema::NOTIFY_CHANNEL
+    );
+    client
+        .batch_execute(&setup)
+        .await
+        .map_err(|e| db::describe_error(&e))?;
+    Ok((client, rx))
+}
+
+/// Serves one connected session; returns Ok when the UI went away, Err when the connection did.
+async fn connected(
+    state: &mut State,
+    client: &Client,
+    mut notes: mpsc::UnboundedReceiver<String>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) -> Result<(), String> {
+    let mut poll = tokio::time::interval(POLL_EVERY);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dirty = true;
+    let mut last_refresh: Option<Instant> = None;
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Command, ActionResult)>();
+    loop {
+        if dirty {
+            let wait = last_refresh
+                .map(|t| MIN_REFRESH_GAP.saturating_sub(t.elapsed()))
+                .unwrap_or_default();
+            if wait.is_zero() {
+                refresh(state, client).await?;
+                last_refresh = Some(Instant::now());
+                dirty = false;
+            }
+        }
+        let gap = tokio::time::sleep(if dirty {
+            MIN_REFRESH_GAP
+        } else {
+            Duration::from_secs(3600)
+        });
+        tokio::select! {
+            _ = gap => {}
+            _ = poll.tick() => dirty = true,
+            note = notes.recv() => match note {
+                Some(table) => {
+                    tracing::trace!(target: "worker", "change notified: {table}");
+                    if matches!(
+                        table.as_str(),
+                        "signoffs" | "check_results" | "phases" | "migrations" | "flags"
+                    ) {
+                        state.eval_wanted = true;
+                    }
+                    dirty = true;
+                }
+                None => return Err("the connection to the database was lost".to_string()),
+            },
+            result = state.evaluations.1.recv() => {
+                if let Some(evaluation) = result {
+                    state.evaluation = evaluation;
+                    state.evaluating = false;
+                    dirty = true;
+                }
+            }
+            done = done_rx.recv() => {
+                if let Some((command, result)) = done {
+                    state.send(WorkerEvent::Action { command, result });
+                    state.eval_wanted = true;
+                    dirty = true;
+                }
+            }
+            cmd = commands.recv() => match cmd {
+                None => return Ok(()),
+                Some(command) => {
+                    if state.opts.read_only && command.is_change() {
+                        state.send(WorkerEvent::Action {
+                            command,
+                            result: Err("read-only mode: changes are blocked".to_string()),
+                        });
+                        continue;
+                    }
+                    let cfg = state.opts.db.clone();
+                    let plan = state.opts.plan.clone();
+                    let done = done_tx.clone();
+                    tokio::spawn(async move {
+                        let result = match db::connect(&cfg, &SessionSettings::new("tui-action")).await {
+                            Ok(mut c) => command::execute(&mut c, &cfg, &plan, &command).await,
+                            Err(e) => Err(e.to_string()),
+                        };
+                        let _ = done.send((command, result));
+                    });
+                }
+            },
+        }
+    }
+}
+
+/// Reads a snapshot, evaluates the gate, and publishes it. Starts an engine evaluation of the gate
+/// and scorecard when one is due (something gate-relevant changed, or every [`EVAL_EVERY`]).
+async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
+    let mut snap = match tokio::time::timeout(
+        SNAPSHOT_TIMEOUT,
+        snapshot::load(client, &state.opts.plan),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            if client.is_closed() {
+                return Err(format!("the connection to the database was lost: {e}"));
+            }
+            return Err(format!("reading the control schema failed: {e}"));
+        }
+        Err(_) => {
+            return Err(format!(
+                "the database did not answer within {}s",
+                SNAPSHOT_TIMEOUT.as_secs()
+            ))
+        }
+    };
+    if state.actor.is_none() {
+        state.actor = crate::audit::Actor::current(client).await.ok();
+    }
+    snap.actor = state.actor.clone();
+    if let Some(b) = &snap.backfill {
+        state.sample_rate(b.rows_done);
+    }
+    state.log_changes(&snap);
+    snap.rate_history = state.rates.iter().copied().collect();
+    snap.engine_gate = state.evaluation.0.clone();
+    snap.scorecard = state.evaluation.1.clone();
+    snap.gate = snapshot::evaluate_gate(&snap, &state.opts.plan, &state.sha);
+    let since = state.last_eval.map(|t| t.elapsed());
+    let due = match since {
+        None => true,
+        Some(e) => e >= EVAL_EVERY || (state.eval_wanted && e >= EVAL_MIN_GAP),
+    };
+    if due && !state.evaluating && snap.migration.is_some() {
+        state.evaluating = true;
+        state.eval_wanted = false;
+        state.last_eval = Some(Instant::now());
+        spawn_evaluation(state);
+    }
+    state.send(WorkerEvent::Snapshot(Box::new(snap)));
+    Ok(())
+}
+
+fn spawn_evaluation(state: &State) {
+    let cfg = state.opts.db.clone();
+    let plan = state.opts.plan.clone();
+    let tx = state.evaluations.0.clone();
+    tokio::spawn(async move {
+        let _ = tx.send(evaluate(&cfg, &plan).await);
+    });
+}
+
+/// The engine's view of the next gate and the scorecard, read without changing anything.
+async fn evaluate(cfg: &DbConfig, plan: &Plan) -> Evaluation {
+    let client = match db::connect(cfg, &SessionSettings::new("tui-gate")).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(target: "worker", "gate evaluation skipped: {e}");
+            return (None, None);
+        }
+    };
+    let st = match crate::engine::state::load(&client, plan.id()).await {
+        Ok(st) => st,
+        Err(e) => {
+            tracing::debug!(target: "worker", "gate evaluation skipped: {e}");
+            return (None, None);
+        }
+    };
+    let Some(next) = st.next_phase() else {
+        return (None, None);
+    };
+    let gate = match crate::engine::evaluate_gate(&client, plan, &st, next).await {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!(target: "worker", "evaluating the {next} gate failed: {e}");
+            None
+        }
+    };
+    let scorecard = match crate::engine::scorecard::scorecard(&client, plan, next).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(target: "worker", "the scorecard failed: {e}");
+            None
+        }
+    };
+    (gate, scorecard)
+}

@@ -1,7 +1,11 @@
 //! Integration tests against a real PostgreSQL (DATABASE_URL or a throwaway cluster).
 
+mod backfill;
 mod checks;
 mod common;
+mod engine;
+mod evidence;
 mod foundation;
 mod plan;
 mod throwaway;
+mod tui;

@@ -1,0 +1,576 @@
+//! Applying a phase, and the script executor shared with rollback: transactional segments commit
+//! together with the phase's state change; statements that need their own transaction are tracked
+//! one by one so an interrupted phase resumes correctly.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio_postgres::{Client, Transaction};
+
+use super::ddl::{self, AttemptError, Backoff, Blocker, Direction, LockPolicy, Runner};
+use super::gate::{evaluate_gate, GateEvaluation};
+use super::state::{self, PhaseState, PlanLock, Transition};
+use super::{EngineError, EngineEvent, RunOptions};
+use crate::audit::Actor;
+use crate::plan::{Phase, Plan};
+use crate::sql::{self, Statement};
+
+/// The result of [`advance`] / [`apply_phase`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    /// The phase concerned (`None` when every phase was already applied).
+    pub phase: Option<Phase>,
+    /// False for a no-op (already applied).
+    pub changed: bool,
+    /// One line for the operator.
+    pub message: String,
+    /// The audit entry of the transition.
+    pub audit_seq: Option<i64>,
+    /// Attempts of the last transaction (more than 1 after lock timeouts).
+    pub attempts: u32,
+    /// Sessions seen blocking a statement.
+    pub blockers: Vec<Blocker>,
+    /// Wall time of the apply, ms.
+    pub duration_ms: u64,
+    /// The gate evaluation that allowed it.
+    pub gate: Option<GateEvaluation>,
+}
+
+/// Applies the next phase if its gate passes. Every phase applied already is a reported no-op;
+/// a blocked gate is [`EngineError::Blocked`] with every blocker listed.
+pub async fn advance(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    opts: &RunOptions,
+) -> Result<Applied, EngineError> {
+    state::ensure_registered(client, plan, actor).await?;
+    let st = state::load(client, plan.id()).await?;
+    match st.next_phase() {
+        Some(next) => apply_phase(client, plan, actor, next, opts).await,
+        None => Ok(Applied {
+            phase: None,
+            changed: false,
+            message: format!(
+                "nothing to do: all five phases of `{}` are applied",
+                plan.id()
+            ),
+            audit_seq: None,
+            attempts: 0,
+            blockers: Vec::new(),
+            duration_ms: 0,
+            gate: None,
+        }),
+    }
+}
+
+/// Applies `phase` (which must be the next one) if its gate passes; a no-op when it is applied.
+pub async fn apply_phase(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    phase: Phase,
+    opts: &RunOptions,
+) -> Result<Applied, EngineError> {
+    state::ensure_registered(client, plan, actor).await?;
+    let st = state::load(client, plan.id()).await?;
+    let row = st.phase(phase);
+    if row.state == PhaseState::Applied {
+        let at = row.finished_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+        return Ok(Applied {
+            phase: Some(phase),
+            changed: false,
+            message: format!("{phase} is already applied (since {at}); nothing changed"),
+            audit_seq: None,
+            attempts: 0,
+            blockers: Vec::new(),
+            duration_ms: 0,
+            gate: None,
+        });
+    }
+    if let Some(next) = st.next_phase().filter(|n| *n != phase) {
+        return Err(EngineError::Refused(format!(
+            "cannot apply {phase}: phases are applied in order and {next} is not applied yet"
+        )));
+    }
+    let gate = evaluate_gate(client, plan, &st, phase).await?;
+    if !gate.passed {
+        return Err(EngineError::Blocked(Box::new(gate)));
+    }
+    let lock = PlanLock::acquire(client, plan.id()).await?;
+    let result = apply_locked(client, plan, actor, phase, opts).await;
+    lock.release(client).await?;
+    let (seq, run) = result?;
+    Ok(Applied {
+        phase: Some(phase),
+        changed: true,
+        message: format!(
+            "{phase} applied in {} ms ({} attempt{})",
+            run.duration_ms,
+            run.attempts,
+            if run.attempts == 1 { "" } else { "s" }
+        ),
+        audit_seq: Some(seq),
+        attempts: run.attempts,
+        blockers: run.blockers,
+        duration_ms: run.duration_ms,
+        gate: Some(gate),
+    })
+}
+
+async fn apply_locked(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    phase: Phase,
+    opts: &RunOptions,
+) -> Result<(i64, ScriptRun), EngineError> {
+    crate::checks::before_phase(client, plan, phase)
+        .await
+        .map_err(|e| EngineError::Hook {
+            phase,
+            message: format!("{e:#}"),
+        })?;
+    crate::evidence::before_phase(client, plan, phase)
+        .await
+        .map_err(|e| EngineError::Hook {
+            phase,
+            message: format!("{e:#}"),
+        })?;
+    let resume = start(client, plan, actor, phase, Direction::Apply).await?;
+    opts.emit(EngineEvent::Transition {
+        phase,
+        state: PhaseState::Applying,
+    });
+    let script = &plan.phase(phase).apply;
+    let completion = Completion {
+        plan,
+        actor,
+        phase,
+        from: PhaseState::Applying,
+        to: PhaseState::Applied,
+        action: "phase.apply",
+        flag: (phase == Phase::ReadSwitch).then_some(true),
+        stop_backfill: None,
+    };
+    let mut runner = Runner::new(
+        client,
+        plan,
+        LockPolicy::from_plan(plan),
+        opts,
+        phase,
+        Direction::Apply,
+    )
+    .await?;
+    match run_script(client, &mut runner, script, &completion, resume).await {
+        Ok(run) => {
+            opts.emit(EngineEvent::Transition {
+                phase,
+                state: PhaseState::Applied,
+            });
+            Ok((run.seq, run))
+        }
+        Err(e) => {
+            record_failure(client, plan, actor, phase, Direction::Apply, script, &e).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Moves the phase into `applying` / `rolling_back` (audited) and tells whether an interrupted
+/// run of the same direction is being resumed.
+pub(crate) async fn start(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    phase: Phase,
+    direction: Direction,
+) -> Result<bool, EngineError> {
+    let tx = client.transaction().await?;
+    let from = state::lock_phase(&tx, plan.id(), phase).await?;
+    let (to, action, resume) = match direction {
+        Direction::Apply => (
+            PhaseState::Applying,
+            "phase.apply.start",
+            matches!(from, PhaseState::Applying | PhaseState::Failed),
+        ),
+        Direction::Rollback => (
+            PhaseState::RollingBack,
+            "phase.rollback.start",
+            from == PhaseState::RollingBack,
+        ),
+    };
+    if !resume {
+        tx.execute(
+            "DELETE FROM cutover.statement_progress WHERE plan_id = $1 AND phase = $2 AND direction = $3",
+            &[&plan.id(), &phase.as_str(), &direction.as_str()],
+        )
+        .await?;
+    }
+    state::record(
+        &tx,
+        Transition {
+            plan,
+            actor,
+            phase,
+            from,
+            to,
+            action,
+            error: None,
+            details: json!({ "resume": resume }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(resume)
+}
+
+/// Records a failed apply or rollback. A transactional script that failed changed nothing, so a
+/// failed rollback leaves the phase `applied`; a script with tracked statements is `failed`.
+pub(crate) async fn record_failure(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    phase: Phase,
+    direction: Direction,
+    script: &str,
+    error: &EngineError,
+) -> Result<(), EngineError> {
+    let tracked = segments(script)
+        .iter()
+        .any(|s| matches!(s, Segment::Own(..)));
+    let (from, to, action) = match direction {
+        Direction::Apply => (
+            PhaseState::Applying,
+            PhaseState::Failed,
+            "phase.apply.failed",
+        ),
+        Direction::Rollback => (
+            PhaseState::RollingBack,
+            if tracked {
+                PhaseState::Failed
+            } else {
+                PhaseState::Applied
+            },
+            "phase.rollback.failed",
+        ),
+    };
+    let tx = client.transaction().await?;
+    state::record(
+        &tx,
+        Transition {
+            plan,
+            actor,
+            phase,
+            from,
+            to,
+            action,
+            error: Some(error.to_string()),
+            details: json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A run of consecutive transactional statements, or one statement that needs its own.
+#[derive(Debug, Clone)]
+pub(crate) enum Segment {
+    /// Run together in one transaction.
+    Tx(Vec<(usize, Statement)>),
+    /// `CREATE INDEX CONCURRENTLY` and friends.
+    Own(usize, Statement),
+}
+
+/// Splits a script into segments, keeping statement indexes.
+pub(crate) fn segments(script: &str) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::new();
+    for (i, stmt) in sql::split_statements(script).into_iter().enumerate() {
+        if stmt.needs_own_transaction() {
+            out.push(Segment::Own(i, stmt));
+        } else if let Some(Segment::Tx(run)) = out.last_mut() {
+            run.push((i, stmt));
+        } else {
+            out.push(Segment::Tx(vec![(i, stmt)]));
+        }
+    }
+    out
+}
+
+/// What to record in the last transaction of a script.
+pub(crate) struct Completion<'a> {
+    pub(crate) plan: &'a Plan,
+    pub(crate) actor: &'a Actor,
+    pub(crate) phase: Phase,
+    pub(crate) from: PhaseState,
+    pub(crate) to: PhaseState,
+    pub(crate) action: &'a str,
+    /// Set the plan's read-switch flag to this value.
+    pub(crate) flag: Option<bool>,
+    /// Stop the backfill with this reason.
+    pub(crate) stop_backfill: Option<String>,
+}
+
+/// Timings of a script run.
+#[derive(Debug, Clone)]
+pub(crate) struct ScriptRun {
+    pub(crate) seq: i64,
+    pub(crate) attempts: u32,
+    pub(crate) blockers: Vec<Blocker>,
+    pub(crate) duration_ms: u64,
+}
+
+/// Runs a script and records the completion in its last transaction.
+pub(crate) async fn run_script(
+    client: &mut Client,
+    runner: &mut Runner<'_>,
+    script: &str,
+    completion: &Completion<'_>,
+    resume: bool,
+) -> Result<ScriptRun, EngineError> {
+    let started = Instant::now();
+    let segs = segments(script);
+    let tracked = segs.iter().any(|s| matches!(s, Segment::Own(..)));
+    let progress = if tracked && resume {
+        load_progress(client, completion, runner.direction).await?
+    } else {
+        Progress::default()
+    };
+    let mut attempts = 0;
+    let mut seq = None;
+    let last = segs.len().checked_sub(1);
+    for (k, seg) in segs.iter().enumerate() {
+        match seg {
+            Segment::Tx(stmts) => {
+                let pending: Vec<(usize, Statement)> = stmts
+                    .iter()
+                    .filter(|(i, s)| !progress.is_done(*i, s))
+                    .cloned()
+                    .collect();
+                let is_last = Some(k) == last;
+                if pending.is_empty() && !is_last {
+                    continue;
+                }
+                let finish = is_last.then_some(completion);
+                let (s, a) = run_tx(client, runner, &pending, finish, tracked).await?;
+                seq = s.or(seq);
+                attempts = a;
+            }
+            Segment::Own(i, stmt) => {
+                if progress.is_done(*i, stmt) {
+                    continue;
+                }
+                let was_running = progress.running.contains(i);
+                attempts = run_own(client, runner, *i, stmt, completion, was_running).await?;
+            }
+        }
+    }
+    if !matches!(segs.last(), Some(Segment::Tx(_))) {
+        let (s, a) = run_tx(client, runner, &[], Some(completion), tracked).await?;
+        seq = s;
+        attempts = attempts.max(a);
+    }
+    let seq = seq.ok_or_else(|| {
+        EngineError::Db(crate::db::DbError::Query(
+            "internal: the phase transition was not recorded".into(),
+        ))
+    })?;
+    Ok(ScriptRun {
+        seq,
+        attempts,
+        blockers: runner.blockers.clone(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+async fn run_tx(
+    client: &mut Client,
+    runner: &mut Runner<'_>,
+    stmts: &[(usize, Statement)],
+    finish: Option<&Completion<'_>>,
+    tracked: bool,
+) -> Result<(Option<i64>, u32), EngineError> {
+    let mut backoff = Backoff::new(runner.policy);
+    loop {
+        let attempt = backoff.start_attempt();
+        let result: Result<Option<i64>, AttemptError> = async {
+            let tx = runner.begin(client).await?;
+            for (i, stmt) in stmts {
+                runner.exec(&tx, *i, stmt, attempt).await?;
+                if tracked {
+                    mark(&tx, runner, *i, stmt, "done", attempt).await?;
+                }
+            }
+            let seq = match finish {
+                Some(c) => Some(complete(&tx, c).await?),
+                None => None,
+            };
+            tx.commit().await?;
+            Ok(seq)
+        }
+        .await;
+        match result {
+            Ok(seq) => return Ok((seq, attempt)),
+            Err(AttemptError::LockTimeout { .. }) if runner.back_off(&backoff).await => continue,
+            Err(e) => return Err(runner.fail(e, stmts, &backoff)),
+        }
+    }
+}
+
+async fn run_own(
+    client: &mut Client,
+    runner: &mut Runner<'_>,
+    index: usize,
+    stmt: &Statement,
+    completion: &Completion<'_>,
+    was_running: bool,
+) -> Result<u32, EngineError> {
+    let mut backoff = Backoff::new(runner.policy);
+    let one = [(index, stmt.clone())];
+    loop {
+        let attempt = backoff.start_attempt();
+        mark(&*client, runner, index, stmt, "running", attempt).await?;
+        let result: Result<(), AttemptError> = async {
+            let exists = ddl::clean_invalid_index(client, &stmt.text)
+                .await
+                .map_err(EngineError::from)?;
+            if exists == Some(true) && (was_running || attempt > 1) {
+                tracing::info!(
+                    phase = %completion.phase,
+                    "statement {} had completed before the interruption: {}",
+                    index + 1,
+                    ddl::summary(&stmt.text)
+                );
+                return Ok(());
+            }
+            runner.exec_own(client, index, stmt, attempt).await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                mark(&*client, runner, index, stmt, "done", attempt).await?;
+                return Ok(attempt);
+            }
+            Err(AttemptError::LockTimeout { .. }) if runner.back_off(&backoff).await => continue,
+            Err(e) => return Err(runner.fail(e, &one, &backoff)),
+        }
+    }
+}
+
+async fn mark(
+    client: &impl tokio_postgres::GenericClient,
+    runner: &Runner<'_>,
+    index: usize,
+    stmt: &Statement,
+    state: &str,
+    attempt: u32,
+) -> Result<(), EngineError> {
+    let plan_id = &runner.plan_id;
+    let idx = i32::try_from(index).unwrap_or(i32::MAX);
+    let attempts = i32::try_from(attempt).unwrap_or(i32::MAX);
+    client
+        .execute(
+            "INSERT INTO cutover.statement_progress (plan_id, phase, direction, idx, statement, state, attempts, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6 = 'done' THEN clock_timestamp() END)
+             ON CONFLICT (plan_id, phase, direction, idx) DO UPDATE
+                SET statement = EXCLUDED.statement, state = EXCLUDED.state,
+                    attempts = EXCLUDED.attempts, finished_at = EXCLUDED.finished_at",
+            &[
+                &plan_id,
+                &runner.phase.as_str(),
+                &runner.direction.as_str(),
+                &idx,
+                &stmt.text,
+                &state,
+                &attempts,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct Progress {
+    done: HashSet<(usize, String)>,
+    running: HashSet<usize>,
+}
+
+impl Progress {
+    fn is_done(&self, index: usize, stmt: &Statement) -> bool {
+        self.done.contains(&(index, stmt.text.clone()))
+    }
+}
+
+async fn load_progress(
+    client: &Client,
+    c: &Completion<'_>,
+    direction: Direction,
+) -> Result<Progress, EngineError> {
+    let rows = client
+        .query(
+            "SELECT idx, statement, state FROM cutover.statement_progress
+              WHERE plan_id = $1 AND phase = $2 AND direction = $3",
+            &[&c.plan.id(), &c.phase.as_str(), &direction.as_str()],
+        )
+        .await?;
+    let mut p = Progress::default();
+    for r in rows {
+        let idx = usize::try_from(r.get::<_, i32>(0)).unwrap_or(usize::MAX);
+        let state: String = r.get(2);
+        if state == "done" {
+            p.done.insert((idx, r.get(1)));
+        } else {
+            p.running.insert(idx);
+        }
+    }
+    Ok(p)
+}
+
+/// Records the end of the script: flag, backfill stop, state transition with audit.
+async fn complete(tx: &Transaction<'_>, c: &Completion<'_>) -> Result<i64, EngineError> {
+    let mut details = serde_json::Map::new();
+    if let (Some(on), Some(rs)) = (c.flag, c.plan.spec.read_switch.as_ref()) {
+        tx.execute(
+            "INSERT INTO cutover.flags (name, enabled, plan_id, updated_by, updated_at)
+             VALUES ($1, $2, $3, session_user, clock_timestamp())
+             ON CONFLICT (name) DO UPDATE SET enabled = EXCLUDED.enabled,
+                 updated_by = session_user, updated_at = clock_timestamp()",
+            &[&rs.flag, &on, &c.plan.id()],
+        )
+        .await?;
+        details.insert("flag".into(), json!({ "name": rs.flag, "enabled": on }));
+    }
+    if let Some(reason) = &c.stop_backfill {
+        let n = tx
+            .execute(
+                "UPDATE cutover.backfill SET state = 'stopped', reason = $2, paused_by = $3,
+                        updated_at = clock_timestamp()
+                  WHERE plan_id = $1",
+                &[&c.plan.id(), reason, &c.actor.login],
+            )
+            .await?;
+        if n > 0 {
+            details.insert(
+                "backfill".into(),
+                json!({ "state": "stopped", "reason": reason }),
+            );
+        }
+    }
+    state::record(
+        tx,
+        Transition {
+            plan: c.plan,
+            actor: c.actor,
+            phase: c.phase,
+            from: c.from,
+            to: c.to,
+            action: c.action,
+            error: None,
+            details: Value::Object(details),
+        },
+    )
+    .await
+}

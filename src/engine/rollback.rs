@@ -1,0 +1,240 @@
+//! Rolling back: the current phase, or several applied phases in reverse order. Each phase's
+//! rollback script runs through the same lock-safe runner and commits with its state change and
+//! audit entry. The read switch flips its flag OFF first, in its own transaction, so reads move
+//! back at once; rolling back the backfill phase stops the backfill. Irreversible phases refuse.
+
+use serde::Serialize;
+use serde_json::json;
+use tokio_postgres::Client;
+
+use super::apply::{record_failure, run_script, start, Completion};
+use super::ddl::{Blocker, Direction, LockPolicy, Runner};
+use super::state::{self, MigrationState, PhaseState, PlanLock};
+use super::{EngineError, EngineEvent, RunOptions};
+use crate::audit::{self, Actor, NewEntry};
+use crate::plan::{Phase, Plan};
+
+/// One phase rolled back.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseRolledBack {
+    /// Which.
+    pub phase: Phase,
+    /// Audit entry of the transition.
+    pub audit_seq: i64,
+    /// Wall time, ms.
+    pub duration_ms: u64,
+    /// Attempts of the last transaction.
+    pub attempts: u32,
+    /// Sessions seen blocking.
+    pub blockers: Vec<Blocker>,
+}
+
+/// The result of [`rollback`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackOutcome {
+    /// Phases rolled back, in the order it happened.
+    pub rolled_back: Vec<PhaseRolledBack>,
+    /// False for a no-op.
+    pub changed: bool,
+    /// One line for the operator.
+    pub message: String,
+}
+
+/// Why a phase cannot be rolled back, if it cannot.
+pub fn irreversible_reason(plan: &Plan, phase: Phase) -> Option<String> {
+    let spec = plan.phase(phase);
+    if spec.irreversible {
+        let what = if spec.description.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", spec.description.trim_end_matches('.'))
+        };
+        return Some(format!(
+            "{phase} is marked irreversible in the plan{what}: it removes the old shape and its data, \
+             so there is nothing to roll back to — recovery means restoring from a backup"
+        ));
+    }
+    if spec.rollback.is_none() {
+        return Some(format!("{phase} has no rollback script in the plan"));
+    }
+    None
+}
+
+/// The phases a rollback would undo, in order, or a no-op message.
+pub fn rollback_targets(st: &MigrationState, phase: Option<Phase>) -> Result<Vec<Phase>, String> {
+    let undoable = |s: PhaseState| matches!(s, PhaseState::Applied | PhaseState::RollingBack);
+    match phase {
+        None => {
+            if let Some(p) = st
+                .phases
+                .iter()
+                .find(|p| p.state == PhaseState::RollingBack)
+            {
+                return Ok(vec![p.phase]);
+            }
+            st.last_applied()
+                .map(|p| vec![p])
+                .ok_or_else(|| "nothing to roll back: no phase is applied".to_string())
+        }
+        Some(p) => {
+            if !undoable(st.phase(p).state) {
+                return Err(format!(
+                    "nothing to roll back: {p} is {} (not applied)",
+                    st.phase(p).state
+                ));
+            }
+            Ok(st
+                .phases
+                .iter()
+                .rev()
+                .filter(|r| r.phase >= p && undoable(r.state))
+                .map(|r| r.phase)
+                .collect())
+        }
+    }
+}
+
+/// Rolls back the current phase (`phase = None`) or every applied phase from the last down to
+/// `phase`. Refuses, before touching anything, when one of them is irreversible.
+pub async fn rollback(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    phase: Option<Phase>,
+    opts: &RunOptions,
+) -> Result<RollbackOutcome, EngineError> {
+    if let Some(reason) = phase.and_then(|p| irreversible_reason(plan, p)) {
+        return Err(EngineError::Refused(reason));
+    }
+    state::ensure_registered(client, plan, actor).await?;
+    let st = state::load(client, plan.id()).await?;
+    let targets = match rollback_targets(&st, phase) {
+        Ok(t) => t,
+        Err(message) => {
+            return Ok(RollbackOutcome {
+                rolled_back: Vec::new(),
+                changed: false,
+                message,
+            })
+        }
+    };
+    if let Some(reason) = targets.iter().find_map(|p| irreversible_reason(plan, *p)) {
+        return Err(EngineError::Refused(reason));
+    }
+    let lock = PlanLock::acquire(client, plan.id()).await?;
+    let mut done = Vec::new();
+    let mut failure = None;
+    for target in &targets {
+        match rollback_one(client, plan, actor, *target, opts).await {
+            Ok(r) => done.push(r),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    lock.release(client).await?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let names: Vec<&str> = done.iter().map(|d| d.phase.as_str()).collect();
+    Ok(RollbackOutcome {
+        message: format!("rolled back {}", names.join(", then ")),
+        rolled_back: done,
+        changed: true,
+    })
+}
+
+async fn rollback_one(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    phase: Phase,
+    opts: &RunOptions,
+) -> Result<PhaseRolledBack, EngineError> {
+    if phase == Phase::ReadSwitch {
+        flip_read_switch_off(client, plan, actor).await?;
+    }
+    let resume = start(client, plan, actor, phase, Direction::Rollback).await?;
+    opts.emit(EngineEvent::Transition {
+        phase,
+        state: PhaseState::RollingBack,
+    });
+    let script = plan.phase(phase).rollback.clone().unwrap_or_default();
+    let completion = Completion {
+        plan,
+        actor,
+        phase,
+        from: PhaseState::RollingBack,
+        to: PhaseState::RolledBack,
+        action: "phase.rollback",
+        flag: (phase == Phase::ReadSwitch).then_some(false),
+        stop_backfill: (phase == Phase::Backfill)
+            .then(|| format!("backfill phase rolled back by {}", actor.login)),
+    };
+    let mut runner = Runner::new(
+        client,
+        plan,
+        LockPolicy::from_plan(plan),
+        opts,
+        phase,
+        Direction::Rollback,
+    )
+    .await?;
+    match run_script(client, &mut runner, &script, &completion, resume).await {
+        Ok(run) => {
+            opts.emit(EngineEvent::Transition {
+                phase,
+                state: PhaseState::RolledBack,
+            });
+            Ok(PhaseRolledBack {
+                phase,
+                audit_seq: run.seq,
+                duration_ms: run.duration_ms,
+                attempts: run.attempts,
+                blockers: run.blockers,
+            })
+        }
+        Err(e) => {
+            record_failure(client, plan, actor, phase, Direction::Rollback, &script, &e).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Turns the read-switch flag OFF at once, before any DDL may wait for locks.
+async fn flip_read_switch_off(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+) -> Result<(), EngineError> {
+    let Some(rs) = &plan.spec.read_switch else {
+        return Ok(());
+    };
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL lock_timeout = 5000").await?;
+    let changed = tx
+        .execute(
+            "UPDATE cutover.flags SET enabled = false, updated_by = session_user,
+                    updated_at = clock_timestamp()
+              WHERE name = $1 AND enabled",
+            &[&rs.flag],
+        )
+        .await?;
+    if changed > 0 {
+        audit::append(
+            &tx,
+            NewEntry {
+                actor,
+                plan_id: plan.id(),
+                plan_sha256: &plan.sha256(),
+                action: "flag.set",
+                phase: Some(Phase::ReadSwitch),
+                details: json!({ "flag": rs.flag, "enabled": false, "was": true, "reason": "read_switch rollback" }),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! Sign-offs and break-glass overrides. Identity is the `session_user` of the operator's
+//! connection, checked against the plan's roster; OS user and host are recorded too. A sign-off
+//! binds to the plan's sha256: when the file changes, earlier sign-offs stop counting.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use tokio_postgres::Client;
+
+use super::gate::fmt_time;
+use super::{state, EngineError};
+use crate::audit::{self, Actor, NewEntry};
+use crate::plan::{Phase, Plan, Role};
+
+/// The result of [`signoff`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum SignoffOutcome {
+    /// Recorded now.
+    Recorded {
+        /// Audit entry.
+        audit_seq: i64,
+    },
+    /// The same login already signed this gate for this role and this plan version: no-op.
+    AlreadySigned {
+        /// Who signed.
+        login: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+/// Records `actor`'s sign-off of `gate` in `role`. Refused when the login does not hold the role
+/// in the roster, or the gate does not ask for that role.
+pub async fn signoff(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    gate: Phase,
+    role: &Role,
+    comment: &str,
+) -> Result<SignoffOutcome, EngineError> {
+    if let Err(refusal) = may_sign(plan, actor, gate, role) {
+        record_refusal(client, plan, actor, gate, role, &refusal).await;
+        return Err(EngineError::Refused(refusal));
+    }
+    state::ensure_registered(client, plan, actor).await?;
+    let sha = plan.sha256();
+    let tx = client.transaction().await?;
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO cutover.signoffs (plan_id, gate, role, login, os_user, host, plan_sha256, comment)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (plan_id, gate, role, plan_sha256) DO NOTHING
+             RETURNING id",
+            &[
+                &plan.id(),
+                &gate.as_str(),
+                &role.as_str(),
+                &actor.login,
+                &actor.os_user,
+                &actor.host,
+                &sha,
+                &comment,
+            ],
+        )
+        .await?;
+    if inserted.is_none() {
+        let r = tx
+            .query_one(
+                "SELECT login, signed_at FROM cutover.signoffs
+                  WHERE plan_id = $1 AND gate = $2 AND role = $3 AND plan_sha256 = $4",
+                &[&plan.id(), &gate.as_str(), &role.as_str(), &sha],
+            )
+            .await?;
+        return Ok(SignoffOutcome::AlreadySigned {
+            login: r.get(0),
+            at: r.get(1),
+        });
+    }
+    let entry = audit::append(
+        &tx,
+        NewEntry {
+            actor,
+            plan_id: plan.id(),
+            plan_sha256: &sha,
+            action: "signoff",
+            phase: Some(gate),
+            details: json!({ "gate": gate.as_str(), "role": role.as_str(), "comment": comment }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(SignoffOutcome::Recorded {
+        audit_seq: entry.seq,
+    })
+}
+
+fn may_sign(plan: &Plan, actor: &Actor, gate: Phase, role: &Role) -> Result<(), String> {
+    let Some(logins) = plan.spec.roster.get(role) else {
+        return Err(format!(
+            "role `{role}` is not in the roster of plan `{}`",
+            plan.id()
+        ));
+    };
+    if !logins.iter().any(|l| l == &actor.login) {
+        let held = plan.roles_of(&actor.login);
+        let held = if held.is_empty() {
+            "no role".to_string()
+        } else {
+            held.iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(format!(
+            "login `{}` does not hold role `{role}` (holders: {}; `{}` holds {held}); nobody signs for a role they do not hold",
+            actor.login,
+            logins.join(", "),
+            actor.login
+        ));
+    }
+    if !plan.gate(gate).signoffs.contains(role) {
+        return Err(format!(
+            "gate {gate} does not ask for a sign-off by `{role}` (it asks for: {})",
+            plan.gate(gate)
+                .signoffs
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Best effort: a refused sign-off is worth an audit entry, but an outsider may lack the
+/// privileges to write one; the refusal stands either way.
+async fn record_refusal(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    gate: Phase,
+    role: &Role,
+    reason: &str,
+) {
+    let result: Result<(), EngineError> = async {
+        state::ensure_registered(client, plan, actor).await?;
+        let tx = client.transaction().await?;
+        audit::append(
+            &tx,
+            NewEntry {
+                actor,
+                plan_id: plan.id(),
+                plan_sha256: &plan.sha256(),
+                action: "signoff.refused",
+                phase: Some(gate),
+                details: json!({ "gate": gate.as_str(), "role": role.as_str(), "reason": reason }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!("the refused sign-off could not be audited: {e}");
+    }
+}
+
+/// The result of [`override_gate`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum OverrideOutcome {
+    /// Recorded now.
+    Recorded {
+        /// Audit entry.
+        audit_seq: i64,
+    },
+    /// The same override (gate, plan version, reason) exists: no-op.
+    AlreadyOverridden {
+        /// When it was recorded.
+        at: DateTime<Utc>,
+    },
+}
+
+/// Break-glass: a lead lets `gate` through despite its blockers, with a written reason. Audited
+/// with the blockers at that moment, and shown as an override from then on.
+pub async fn override_gate(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    gate: Phase,
+    reason: &str,
+) -> Result<OverrideOutcome, EngineError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(EngineError::Refused(
+            "an override needs a written reason (--reason \"…\")".into(),
+        ));
+    }
+    let lead = Role(Role::LEAD.to_string());
+    if !plan.roles_of(&actor.login).contains(&lead) {
+        return Err(EngineError::Refused(format!(
+            "only a lead may override a gate; login `{}` is not a lead (leads: {})",
+            actor.login,
+            plan.spec
+                .roster
+                .get(&lead)
+                .map(|l| l.join(", "))
+                .unwrap_or_default()
+        )));
+    }
+    state::ensure_registered(client, plan, actor).await?;
+    let sha = plan.sha256();
+    if let Some(r) = client
+        .query_opt(
+            "SELECT at FROM cutover.overrides
+              WHERE plan_id = $1 AND gate = $2 AND plan_sha256 = $3 AND reason = $4",
+            &[&plan.id(), &gate.as_str(), &sha, &reason],
+        )
+        .await?
+    {
+        return Ok(OverrideOutcome::AlreadyOverridden { at: r.get(0) });
+    }
+    let st = state::load(client, plan.id()).await?;
+    let eval = super::gate::evaluate_gate(client, plan, &st, gate).await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO cutover.overrides (plan_id, gate, login, reason, plan_sha256)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[&plan.id(), &gate.as_str(), &actor.login, &reason, &sha],
+    )
+    .await?;
+    let entry = audit::append(
+        &tx,
+        NewEntry {
+            actor,
+            plan_id: plan.id(),
+            plan_sha256: &sha,
+            action: "gate.override",
+            phase: Some(gate),
+            details: json!({
+                "gate": gate.as_str(),
+                "reason": reason,
+                "outcome_at_override": eval.outcome,
+                "blockers_at_override": eval.blockers,
+            }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::warn!(
+        "gate {gate} overridden by {} at {}: {reason}",
+        actor.login,
+        fmt_time(Utc::now())
+    );
+    Ok(OverrideOutcome::Recorded {
+        audit_seq: entry.seq,
+    })
+}

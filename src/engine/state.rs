@@ -1,0 +1,397 @@
+//! The persisted state machine: one row per migration in `cutover.migrations`, one per phase in
+//! `cutover.phases`, every transition in `cutover.phase_history` and the audit log — all in the
+//! caller's transaction.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio_postgres::{Client, GenericClient, Transaction};
+
+use super::EngineError;
+use crate::audit::{self, Actor, NewEntry};
+use crate::db::DbError;
+use crate::plan::{Phase, Plan};
+
+/// The state of one phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseState {
+    /// Not applied yet.
+    Pending,
+    /// Being applied (or interrupted while being applied).
+    Applying,
+    /// Applied.
+    Applied,
+    /// Being rolled back (or interrupted while rolling back).
+    RollingBack,
+    /// Rolled back; may be applied again.
+    RolledBack,
+    /// The last attempt failed; see the error.
+    Failed,
+}
+
+impl PhaseState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseState::Pending => "pending",
+            PhaseState::Applying => "applying",
+            PhaseState::Applied => "applied",
+            PhaseState::RollingBack => "rolling_back",
+            PhaseState::RolledBack => "rolled_back",
+            PhaseState::Failed => "failed",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<PhaseState> {
+        [
+            PhaseState::Pending,
+            PhaseState::Applying,
+            PhaseState::Applied,
+            PhaseState::RollingBack,
+            PhaseState::RolledBack,
+            PhaseState::Failed,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for PhaseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One phase row.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseRow {
+    /// Which phase.
+    pub phase: Phase,
+    /// Its state.
+    pub state: PhaseState,
+    /// Plan sha256 of the last transition.
+    pub plan_sha256: Option<String>,
+    /// When the last transition started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the last transition finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Error of the last failed attempt.
+    pub error: Option<String>,
+}
+
+/// A registered migration and its phases.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationState {
+    /// Plan id.
+    pub plan_id: String,
+    /// The sha256 the migration was registered or last acted with.
+    pub plan_sha256: String,
+    /// The last applied phase.
+    pub current_phase: Option<Phase>,
+    /// The five phases in order.
+    pub phases: Vec<PhaseRow>,
+    /// When the migration was registered.
+    pub created_at: DateTime<Utc>,
+}
+
+impl MigrationState {
+    /// The row of `phase`.
+    pub fn phase(&self, phase: Phase) -> &PhaseRow {
+        &self.phases[phase.index()]
+    }
+
+    /// The first phase that is not applied, in order (`None` when all are applied).
+    pub fn next_phase(&self) -> Option<Phase> {
+        self.phases
+            .iter()
+            .find(|p| p.state != PhaseState::Applied)
+            .map(|p| p.phase)
+    }
+
+    /// The last applied phase (the one a plain rollback undoes).
+    pub fn last_applied(&self) -> Option<Phase> {
+        self.phases
+            .iter()
+            .rev()
+            .find(|p| matches!(p.state, PhaseState::Applied))
+            .map(|p| p.phase)
+    }
+
+    /// When the phase before `phase` was applied (`None` for expand or when it is not applied).
+    pub fn previous_applied_at(&self, phase: Phase) -> Option<DateTime<Utc>> {
+        let prev = self.phase(phase.prev()?);
+        (prev.state == PhaseState::Applied)
+            .then_some(prev.finished_at)
+            .flatten()
+    }
+}
+
+/// Registers the migration on first use: its row, five phase rows, its read-switch flag (OFF)
+/// and a `plan.register` audit entry, in one transaction. Returns true when it was new.
+pub async fn ensure_registered(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+) -> Result<bool, EngineError> {
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM cutover.migrations WHERE plan_id = $1",
+            &[&plan.id()],
+        )
+        .await?;
+    if exists.is_some() {
+        return Ok(false);
+    }
+    let tx = client.transaction().await?;
+    let sha = plan.sha256();
+    let inserted = tx
+        .execute(
+            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (plan_id) DO NOTHING",
+            &[&plan.id(), &plan.spec.title, &sha, &plan.source, &plan.path],
+        )
+        .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    for phase in Phase::ALL {
+        tx.execute(
+            "INSERT INTO cutover.phases (plan_id, phase) VALUES ($1, $2)",
+            &[&plan.id(), &phase.as_str()],
+        )
+        .await?;
+    }
+    let flag = plan.spec.read_switch.as_ref().map(|r| r.flag.clone());
+    if let Some(flag) = &flag {
+        tx.execute(
+            "INSERT INTO cutover.flags (name, enabled, plan_id) VALUES ($1, false, $2)
+             ON CONFLICT (name) DO UPDATE SET plan_id = EXCLUDED.plan_id
+             WHERE cutover.flags.plan_id IS NULL",
+            &[flag, &plan.id()],
+        )
+        .await?;
+    }
+    audit::append(
+        &tx,
+        NewEntry {
+            actor,
+            plan_id: plan.id(),
+            plan_sha256: &sha,
+            action: "plan.register",
+            phase: None,
+            details: json!({ "title": plan.spec.title, "path": plan.path, "flag": flag }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Loads the migration's state (it must be registered).
+pub async fn load(client: &impl GenericClient, plan_id: &str) -> Result<MigrationState, DbError> {
+    let m = client
+        .query_opt(
+            "SELECT plan_sha256, current_phase, created_at FROM cutover.migrations WHERE plan_id = $1",
+            &[&plan_id],
+        )
+        .await?
+        .ok_or_else(|| DbError::Query(format!("migration `{plan_id}` is not registered")))?;
+    let rows = client
+        .query(
+            "SELECT phase, state, plan_sha256, started_at, finished_at, error
+               FROM cutover.phases WHERE plan_id = $1",
+            &[&plan_id],
+        )
+        .await?;
+    let mut phases: Vec<PhaseRow> = Phase::ALL
+        .iter()
+        .map(|&phase| PhaseRow {
+            phase,
+            state: PhaseState::Pending,
+            plan_sha256: None,
+            started_at: None,
+            finished_at: None,
+            error: None,
+        })
+        .collect();
+    for r in rows {
+        let Some(phase) = Phase::parse(r.get(0)) else {
+            continue;
+        };
+        let state: String = r.get(1);
+        phases[phase.index()] = PhaseRow {
+            phase,
+            state: PhaseState::parse(&state).unwrap_or(PhaseState::Failed),
+            plan_sha256: r.get(2),
+            started_at: r.get(3),
+            finished_at: r.get(4),
+            error: r.get(5),
+        };
+    }
+    let current: Option<String> = m.get(1);
+    Ok(MigrationState {
+        plan_id: plan_id.to_string(),
+        plan_sha256: m.get(0),
+        current_phase: current.as_deref().and_then(Phase::parse),
+        phases,
+        created_at: m.get(2),
+    })
+}
+
+/// Locks the phase row for this transaction and returns its state.
+pub async fn lock_phase(
+    tx: &Transaction<'_>,
+    plan_id: &str,
+    phase: Phase,
+) -> Result<PhaseState, EngineError> {
+    let row = tx
+        .query_one(
+            "SELECT state FROM cutover.phases WHERE plan_id = $1 AND phase = $2 FOR UPDATE",
+            &[&plan_id, &phase.as_str()],
+        )
+        .await?;
+    let s: String = row.get(0);
+    Ok(PhaseState::parse(&s).unwrap_or(PhaseState::Failed))
+}
+
+/// One state change to record.
+pub struct Transition<'a> {
+    /// The plan in force.
+    pub plan: &'a Plan,
+    /// Who.
+    pub actor: &'a Actor,
+    /// Which phase.
+    pub phase: Phase,
+    /// State before.
+    pub from: PhaseState,
+    /// State after.
+    pub to: PhaseState,
+    /// Audit verb (`phase.apply`, `phase.rollback.start`, …).
+    pub action: &'a str,
+    /// Error text for failed transitions.
+    pub error: Option<String>,
+    /// Anything else worth keeping (timings, attempts, blockers).
+    pub details: Value,
+}
+
+/// Records a transition in the caller's transaction: phase row, migration row, history, audit.
+pub async fn record(tx: &Transaction<'_>, t: Transition<'_>) -> Result<i64, EngineError> {
+    let sha = t.plan.sha256();
+    let starting = matches!(t.to, PhaseState::Applying | PhaseState::RollingBack);
+    tx.execute(
+        "UPDATE cutover.phases
+            SET state = $3, plan_sha256 = $4, error = $5,
+                started_at = CASE WHEN $6 THEN clock_timestamp() ELSE started_at END,
+                finished_at = CASE WHEN $6 THEN NULL ELSE clock_timestamp() END
+          WHERE plan_id = $1 AND phase = $2",
+        &[
+            &t.plan.id(),
+            &t.phase.as_str(),
+            &t.to.as_str(),
+            &sha,
+            &t.error,
+            &starting,
+        ],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE cutover.migrations m
+            SET current_phase = (SELECT p.phase FROM cutover.phases p
+                                  WHERE p.plan_id = m.plan_id AND p.state = 'applied'
+                                  ORDER BY array_position(
+                                      ARRAY['expand','dual_write','backfill','read_switch','contract'],
+                                      p.phase) DESC
+                                  LIMIT 1),
+                state = $2, plan_sha256 = $3, plan_source = $4, plan_path = $5, updated_at = now()
+          WHERE plan_id = $1",
+        &[&t.plan.id(), &t.to.as_str(), &sha, &t.plan.source, &t.plan.path],
+    )
+    .await?;
+    let mut details = t.details;
+    if let (Some(err), Value::Object(map)) = (&t.error, &mut details) {
+        map.insert("error".into(), Value::String(err.clone()));
+    }
+    tx.execute(
+        "INSERT INTO cutover.phase_history (plan_id, phase, from_state, to_state, actor, details)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &t.plan.id(),
+            &t.phase.as_str(),
+            &t.from.as_str(),
+            &t.to.as_str(),
+            &t.actor.login,
+            &details,
+        ],
+    )
+    .await?;
+    let mut audit_details = json!({ "from": t.from.as_str(), "to": t.to.as_str() });
+    if let (Value::Object(a), Value::Object(d)) = (&mut audit_details, details) {
+        a.extend(d);
+    }
+    let entry = audit::append(
+        tx,
+        NewEntry {
+            actor: t.actor,
+            plan_id: t.plan.id(),
+            plan_sha256: &sha,
+            action: t.action,
+            phase: Some(t.phase),
+            details: audit_details,
+        },
+    )
+    .await?;
+    Ok(entry.seq)
+}
+
+/// A session-level advisory lock that serializes state-changing actions on one plan, so two
+/// operators cannot apply or roll back at once. Released by [`PlanLock::release`] (or when the
+/// connection closes, e.g. after a crash).
+pub struct PlanLock {
+    key: String,
+}
+
+impl PlanLock {
+    /// Takes the lock or refuses, naming the session that holds it.
+    pub async fn acquire(client: &Client, plan_id: &str) -> Result<PlanLock, EngineError> {
+        let key = format!("cutover:{plan_id}");
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
+            .await?
+            .get(0);
+        if got {
+            return Ok(PlanLock { key });
+        }
+        let holder = client
+            .query_opt(
+                "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, '')
+                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                  WHERE l.locktype = 'advisory' AND l.granted
+                    AND l.objid = (hashtext($1)::bigint & 4294967295)::oid
+                  LIMIT 1",
+                &[&key],
+            )
+            .await?
+            .map(|r| {
+                format!(
+                    "pid {} ({}, login {})",
+                    r.get::<_, i32>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2)
+                )
+            })
+            .unwrap_or_else(|| "another session".into());
+        Err(EngineError::Refused(format!(
+            "{holder} is applying or rolling back plan `{plan_id}` right now; wait for it to finish"
+        )))
+    }
+
+    /// Releases the lock.
+    pub async fn release(self, client: &Client) -> Result<(), EngineError> {
+        client
+            .query_one("SELECT pg_advisory_unlock(hashtext($1))", &[&self.key])
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! Backfill completion: the backfill says it is done AND a fresh count of rows matching the
+//! plan's `pending` predicate is zero (rows written since the last sweep count too).
+
+use tokio_postgres::Client;
+
+use super::scratch::Scope;
+use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
+use crate::db::{describe_error, quote_qualified};
+use crate::outcome::Outcome;
+use crate::plan::{BackfillSpec, Plan};
+
+/// The backfill-complete probe.
+pub struct BackfillCompleteProbe;
+
+impl Probe for BackfillCompleteProbe {
+    fn name(&self) -> &'static str {
+        "backfill_complete"
+    }
+
+    fn evaluate<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
+        Box::pin(async move {
+            let Some(spec) = &ctx.plan.spec.backfill else {
+                return ProbeResult::inconclusive(
+                    "backfill_complete",
+                    "the plan has no [backfill] section: nothing to measure",
+                );
+            };
+            match measure(ctx.client, ctx.plan, spec).await {
+                Ok((state, rows_done, pending)) => judge(spec, state, rows_done, pending),
+                Err(e) => ProbeResult::inconclusive(
+                    "backfill_complete",
+                    format!("could not measure the backfill: {}", describe_error(&e)),
+                ),
+            }
+        })
+    }
+}
+
+async fn measure(
+    client: &Client,
+    plan: &Plan,
+    spec: &BackfillSpec,
+) -> Result<(Option<String>, i64, i64), tokio_postgres::Error> {
+    let scope = Scope::enter(client).await?;
+    let result = async {
+        client
+            .batch_execute(&format!(
+                "SET LOCAL statement_timeout = {}",
+                plan.spec.settings.statement_timeout.as_millis()
+            ))
+            .await?;
+        let row = client
+            .query_opt(
+                "SELECT state, rows_done FROM cutover.backfill WHERE plan_id = $1",
+                &[&plan.id()],
+            )
+            .await?;
+        let (state, done) = match row {
+            Some(r) => (Some(r.get::<_, String>(0)), r.get::<_, i64>(1)),
+            None => (None, 0),
+        };
+        let pending = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE {}",
+                    quote_qualified(&spec.table),
+                    spec.pending
+                ),
+                &[],
+            )
+            .await?
+            .get::<_, i64>(0);
+        Ok((state, done, pending))
+    }
+    .await;
+    let end = scope.rollback(client).await;
+    let out = result?;
+    end?;
+    Ok(out)
+}
+
+fn judge(spec: &BackfillSpec, state: Option<String>, rows_done: i64, pending: i64) -> ProbeResult {
+    let state_text = state.clone().unwrap_or_else(|| "never started".to_string());
+    let evidence = vec![
+        format!("backfill state: {state_text}; rows done: {rows_done}"),
+        format!(
+            "fresh count of rows in {} matching `{}`: {pending}",
+            spec.table, spec.pending
+        ),
+    ];
+    let done = state.as_deref() == Some("done");
+    let (outcome, summary) = match (done, pending) {
+        (true, 0) => (
+            Outcome::Pass,
+            format!("backfill done ({rows_done} rows) and no row is pending"),
+        ),
+        (true, n) => (
+            Outcome::Fail,
+            format!("backfill says done but {n} row(s) still match `pending`"),
+        ),
+        (false, n) => (
+            Outcome::Fail,
+            format!("backfill is {state_text}, not done; {n} row(s) pending"),
+        ),
+    };
+    ProbeResult {
+        name: "backfill_complete".to_string(),
+        outcome,
+        summary,
+        evidence,
+    }
+}

@@ -1,0 +1,368 @@
+//! Health snapshots of the database: transaction and deadlock counters, statement statistics
+//! for the migrated tables, lock waiters, replication lag, index scans. One is stored as the
+//! baseline just before the read switch; the error budget and the hidden-reader census compare
+//! the present against it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+use super::scratch;
+use crate::db::{describe_error, quote_qualified};
+use crate::plan::{Phase, Plan};
+
+/// Cumulative statistics of one normalized statement (`pg_stat_statements`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatementStat {
+    /// Calls so far.
+    pub calls: i64,
+    /// Total execution time so far, in ms.
+    pub total_exec_ms: f64,
+    /// The statement text (truncated).
+    pub query: String,
+}
+
+/// A point-in-time reading of the database's health counters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    /// When it was taken (server clock).
+    pub taken_at: DateTime<Utc>,
+    /// `pg_stat_database.xact_commit` of the current database.
+    pub xact_commit: i64,
+    /// `pg_stat_database.xact_rollback`.
+    pub xact_rollback: i64,
+    /// `pg_stat_database.deadlocks`.
+    pub deadlocks: i64,
+    /// Statements touching the plan's tables, by queryid; `Err` says why they are unavailable.
+    pub statements: Result<BTreeMap<String, StatementStat>, String>,
+    /// Sessions waiting on a lock in this database.
+    pub lock_waiters: i64,
+    /// Maximum replay lag of any standby in seconds (`None`: no standby).
+    pub replay_lag_s: Option<f64>,
+    /// `idx_scan` of each index on the plan's tables, by qualified index name.
+    pub index_scans: BTreeMap<String, i64>,
+    /// The plan's `metric_query` value, if configured and readable.
+    pub metric: Option<f64>,
+}
+
+/// How to make `pg_stat_statements` available.
+pub const ENABLE_PG_STAT_STATEMENTS: &str = "add pg_stat_statements to shared_preload_libraries in postgresql.conf, restart the server, then run CREATE EXTENSION pg_stat_statements in this database";
+
+/// Tables the plan migrates: the backfill table and the tables of legacy and parity columns.
+pub fn plan_tables(plan: &Plan) -> Vec<String> {
+    let mut tables: Vec<String> = Vec::new();
+    if let Some(b) = &plan.spec.backfill {
+        tables.push(b.table.clone());
+    }
+    for c in &plan.spec.probes.hidden_readers.columns {
+        if let Some((t, _)) = c.rsplit_once('.') {
+            tables.push(t.to_string());
+        }
+    }
+    tables.sort();
+    tables.dedup();
+    tables
+}
+
+/// The unqualified name of a possibly qualified table.
+pub fn bare(table: &str) -> &str {
+    table.rsplit('.').next().unwrap_or(table)
+}
+
+/// Reads a snapshot. Must be called inside a [`scratch::Scope`] (optional parts use savepoints).
+pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_postgres::Error> {
+    client
+        .batch_execute("SELECT pg_stat_clear_snapshot()")
+        .await?;
+    let db = client
+        .query_one(
+            "SELECT clock_timestamp(), xact_commit, xact_rollback, deadlocks
+               FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await?;
+    let waiters = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await?;
+    let lag = scratch::optional_query(
+        client,
+        "SELECT max(extract(epoch FROM replay_lag))::float8 FROM pg_stat_replication",
+        &[],
+    )
+    .await
+    .ok()
+    .and_then(|rows| rows.first().and_then(|r| r.get::<_, Option<f64>>(0)));
+    let tables = plan_tables(plan);
+    let qualified: Vec<String> = tables.iter().map(|t| quote_qualified(t)).collect();
+    let index_scans = scratch::optional_query(
+        client,
+        "SELECT s.indexrelid::regclass::text, s.idx_scan
+           FROM pg_stat_user_indexes s
+          WHERE s.relid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t)",
+        &[&qualified],
+    )
+    .await
+    .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    .unwrap_or_default();
+    let statements = statements(client, plan, &tables).await;
+    let metric = match &plan.spec.probes.error_budget.metric_query {
+        Some(sql) => metric_value(client, sql).await.ok(),
+        None => None,
+    };
+    Ok(Snapshot {
+        taken_at: db.get(0),
+        xact_commit: db.get(1),
+        xact_rollback: db.get(2),
+        deadlocks: db.get(3),
+        statements,
+        lock_waiters: waiters.get(0),
+        replay_lag_s: lag,
+        index_scans,
+        metric,
+    })
+}
+
+/// Statements mentioning the plan's tables or legacy columns (Cutover's own, whose text
+/// mentions `cutover`, are left out).
+async fn statements(
+    client: &Client,
+    plan: &Plan,
+    tables: &[String],
+) -> Result<BTreeMap<String, StatementStat>, String> {
+    let mut words: Vec<String> = tables.iter().map(|t| bare(t).to_string()).collect();
+    for c in &plan.spec.probes.hidden_readers.columns {
+        words.push(bare(c).to_string());
+    }
+    let pattern = words
+        .iter()
+        .map(|w| word_regex(w))
+        .collect::<Vec<_>>()
+        .join("|");
+    if pattern.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let rows = scratch::optional_query(
+        client,
+        "SELECT queryid::text, calls, total_exec_time, left(query, 300)
+           FROM pg_stat_statements
+          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND query ~* $1 AND query !~* 'cutover'",
+        &[&pattern],
+    )
+    .await
+    .map_err(|e| {
+        format!(
+            "pg_stat_statements is not available ({}); to enable it: {ENABLE_PG_STAT_STATEMENTS}",
+            describe_error(&e)
+        )
+    })?;
+    let own = own_shapes(plan);
+    Ok(rows
+        .iter()
+        .filter(|r| is_app_statement(r.get(3), &own))
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                StatementStat {
+                    calls: r.get(1),
+                    total_exec_ms: r.get(2),
+                    query: r.get(3),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Normalized shapes of the SQL Cutover itself runs for this plan (backfill assignments and
+/// predicate, check expressions and queries), so its own statements are not mistaken for the
+/// app's. Shapes shorter than 8 characters are too generic to tell anything apart.
+fn own_shapes(plan: &Plan) -> Vec<String> {
+    use crate::plan::CheckKind;
+    let mut texts: Vec<&str> = Vec::new();
+    if let Some(b) = &plan.spec.backfill {
+        texts.push(&b.pending);
+        texts.extend(b.set.values().map(String::as_str));
+    }
+    for c in &plan.spec.checks {
+        match &c.kind {
+            CheckKind::ExpressionParity { expression, .. } => texts.push(expression),
+            CheckKind::NullDrift { old, new, .. } => {
+                texts.push(old);
+                texts.push(new);
+            }
+            CheckKind::Invariant { sql, .. } => texts.push(sql),
+            CheckKind::GoldenQuery { query } => texts.push(query),
+            CheckKind::RowCountParity { .. }
+            | CheckKind::SampledChecksum { .. }
+            | CheckKind::FullDiff { .. } => {}
+        }
+    }
+    texts
+        .into_iter()
+        .map(shape)
+        .filter(|s| s.len() >= 8)
+        .collect()
+}
+
+/// Lower case, no whitespace, every literal and `$n` placeholder replaced by `?` (the way
+/// `pg_stat_statements` normalizes constants, so a plan expression matches its recorded text).
+pub fn shape(sql: &str) -> String {
+    let mut out = String::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() {
+            continue;
+        }
+        if c == '\'' {
+            for n in chars.by_ref() {
+                if n == '\'' {
+                    break;
+                }
+            }
+            out.push('?');
+        } else if c == '$'
+            || c.is_ascii_digit() && !out.ends_with(|p: char| p.is_alphanumeric() || p == '_')
+        {
+            while chars
+                .peek()
+                .is_some_and(|n| n.is_ascii_digit() || *n == '.')
+            {
+                chars.next();
+            }
+            out.push('?');
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// True for the app's data statements (not DDL, not Cutover's own).
+fn is_app_statement(query: &str, own: &[String]) -> bool {
+    let first = strip_comments(query)
+        .split(|c: char| !c.is_alphanumeric())
+        .find(|w| !w.is_empty())
+        .unwrap_or("")
+        .to_uppercase();
+    let dml = matches!(
+        first.as_str(),
+        "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "WITH" | "MERGE" | "COPY" | "TABLE" | "VALUES"
+    );
+    let shaped = shape(query);
+    dml && !own.iter().any(|o| shaped.contains(o.as_str()))
+}
+
+fn strip_comments(sql: &str) -> &str {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else {
+            return rest;
+        }
+    }
+}
+
+/// A PostgreSQL regular expression matching `word` as a whole word, case-insensitively.
+pub fn word_regex(word: &str) -> String {
+    let escaped: String = word
+        .chars()
+        .flat_map(|c| {
+            if c.is_alphanumeric() || c == '_' {
+                vec![c]
+            } else {
+                vec!['\\', c]
+            }
+        })
+        .collect();
+    format!("\\m{escaped}\\M")
+}
+
+/// Runs the plan's metric query (one row, one numeric column).
+pub async fn metric_value(client: &Client, sql: &str) -> Result<f64, String> {
+    let rows = scratch::optional_query(client, &format!("SELECT ({sql})::float8"), &[])
+        .await
+        .map_err(|e| describe_error(&e))?;
+    rows.first()
+        .and_then(|r| r.get::<_, Option<f64>>(0))
+        .ok_or_else(|| "the metric query returned no value".to_string())
+}
+
+/// Stores `snap` as the baseline taken before `phase`.
+pub async fn store(
+    client: &Client,
+    plan: &Plan,
+    phase: Phase,
+    snap: &Snapshot,
+) -> Result<(), tokio_postgres::Error> {
+    let json = serde_json::to_value(snap).unwrap_or_default();
+    client
+        .execute(
+            "INSERT INTO cutover.evidence_baselines (plan_id, phase, snapshot) VALUES ($1, $2, $3)",
+            &[&plan.id(), &phase.as_str(), &json],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The latest baseline taken before `phase`, if any.
+pub async fn latest(
+    client: &Client,
+    plan_id: &str,
+    phase: Phase,
+) -> Result<Option<Snapshot>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT snapshot FROM cutover.evidence_baselines
+              WHERE plan_id = $1 AND phase = $2 ORDER BY id DESC LIMIT 1",
+            &[&plan_id, &phase.as_str()],
+        )
+        .await?;
+    Ok(row.and_then(|r| serde_json::from_value(r.get::<_, serde_json::Value>(0)).ok()))
+}
+
+/// When `phase` was applied (its latest successful application), if it is applied now.
+pub async fn applied_at(
+    client: &Client,
+    plan_id: &str,
+    phase: Phase,
+) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT finished_at FROM cutover.phases
+              WHERE plan_id = $1 AND phase = $2 AND state = 'applied'",
+            &[&plan_id, &phase.as_str()],
+        )
+        .await?;
+    Ok(row.and_then(|r| r.get(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_match_normalized_statements() {
+        let own = vec![shape("round(balance * 100)::bigint")];
+        assert!(!is_app_statement(
+            "SELECT count(*) FROM public.accounts WHERE balance_cents IS DISTINCT FROM round(balance * $1)::bigint",
+            &own
+        ));
+        assert!(is_app_statement(
+            "/* app */ SELECT balance FROM public.accounts WHERE id = $1",
+            &own
+        ));
+        assert!(!is_app_statement(
+            "CREATE INDEX i ON public.accounts (balance)",
+            &own
+        ));
+    }
+}

@@ -1,0 +1,75 @@
+//! The header: plan, environment (production in red), database (password masked), connection
+//! state, and who I am.
+
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use crate::tui::theme::Theme;
+use crate::tui::view::ViewModel;
+use crate::worker::ConnState;
+
+/// Renders the two header lines.
+pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+    let h = &vm.header;
+    let env_style = if h.is_production() {
+        theme.production
+    } else {
+        theme.accent.add_modifier(Modifier::REVERSED)
+    };
+    let mut first = vec![
+        Span::styled(" CUTOVER ", theme.accent.add_modifier(Modifier::REVERSED)),
+        Span::raw(" "),
+        Span::styled(format!(" {} ", h.environment.to_uppercase()), env_style),
+        Span::raw(" "),
+        Span::styled(h.plan_id.clone(), theme.accent),
+        Span::raw(" — "),
+        Span::raw(h.title.clone()),
+    ];
+    if h.read_only {
+        first.push(Span::raw(" "));
+        first.push(Span::styled(
+            " READ-ONLY ",
+            theme.warn.add_modifier(Modifier::REVERSED),
+        ));
+    }
+    let (conn_text, conn_style) = match &h.conn {
+        None | Some(ConnState::Connecting { attempt: 0 | 1 }) => {
+            ("◌ connecting…".to_string(), theme.warn)
+        }
+        Some(ConnState::Connecting { attempt }) => {
+            (format!("◌ reconnecting (attempt {attempt})…"), theme.warn)
+        }
+        Some(ConnState::Connected) => ("● live".to_string(), theme.pass),
+        Some(ConnState::Retrying { error, retry_in }) => (
+            format!("✗ DISCONNECTED, retry in {retry_in}s: {error}"),
+            theme.fail,
+        ),
+    };
+    let mut second = vec![
+        Span::styled(" db ", theme.dim),
+        Span::raw(h.database.clone()),
+        Span::styled("  │  ", theme.dim),
+        Span::styled(conn_text, conn_style),
+        Span::styled("  │  ", theme.dim),
+    ];
+    match &h.whoami {
+        Some(me) => {
+            second.push(Span::styled("me ", theme.dim));
+            second.push(Span::raw(me.clone()));
+            let roles = if h.roles.is_empty() {
+                "no role in this plan".to_string()
+            } else {
+                h.roles.join(", ")
+            };
+            second.push(Span::styled(format!(" [{roles}]"), Style::new()));
+        }
+        None => second.push(Span::styled("me: unknown until connected", theme.dim)),
+    }
+    frame.render_widget(
+        Paragraph::new(vec![Line::from(first), Line::from(second)]),
+        area,
+    );
+}

@@ -1,0 +1,76 @@
+//! The `?` overlay: every key and command.
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph};
+use ratatui::Frame;
+
+use super::{block, centered, title};
+use crate::tui::theme::Theme;
+
+const KEYS: &[(&str, &str)] = &[
+    ("s", "sign off the next gate for my role(s)"),
+    (
+        "a",
+        "advance: apply the next phase when its gate passes (else show blockers)",
+    ),
+    (
+        "R",
+        "roll back the current phase (red confirmation, then Y)",
+    ),
+    ("Space", "pause / resume the backfill"),
+    ("+ / -", "raise / lower the target chunk time"),
+    ("c", "run checks and probes now"),
+    ("Tab / ← →", "move focus between panes"),
+    ("↑ ↓ PgUp PgDn", "scroll the focused pane"),
+    ("l", "log: cycle the level filter"),
+    ("/", "log: search (Enter keeps, Esc clears)"),
+    (":", "command line (below)"),
+    ("Esc", "close an overlay / cancel"),
+    ("q", "quit (Ctrl-C asks first)"),
+];
+
+const COMMANDS: &[(&str, &str)] = &[
+    (":signoff [comment]", "sign off, with a comment"),
+    (":rollback", "open the rollback confirmation"),
+    (":advance", "apply the next phase"),
+    (":flag NAME on|off", "set a feature flag"),
+    (":note TEXT", "write a note to the audit log"),
+    (":pause  :resume", "the backfill"),
+    (":tune MS", "set the target chunk time"),
+    (":checks", "run checks now"),
+    (":level LEVEL", "log filter: error warn info debug trace"),
+    (":q", "quit"),
+];
+
+/// Renders the help overlay.
+pub fn render(frame: &mut Frame, area: Rect, read_only: bool, theme: &Theme) {
+    let mut lines = Vec::new();
+    for (k, what) in KEYS {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{k:>14}  "), theme.key),
+            Span::raw(*what),
+        ]));
+    }
+    lines.push(Line::default());
+    for (k, what) in COMMANDS {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{k:<20}  "), theme.key),
+            Span::raw(*what),
+        ]));
+    }
+    if read_only {
+        lines.push(Line::default());
+        lines.push(Line::from(Span::styled(
+            "READ-ONLY: every change is refused.",
+            theme.warn,
+        )));
+    }
+    let h = lines.len() as u16 + 2;
+    let r = centered(area, 78, h);
+    frame.render_widget(Clear, r);
+    frame.render_widget(
+        Paragraph::new(lines).block(block(title("Keys — Esc closes", theme), true, theme)),
+        r,
+    );
+}

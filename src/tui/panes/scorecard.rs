@@ -1,0 +1,96 @@
+//! The readiness scorecard: the five categories with their evidence, and the gate of the next
+//! phase with each blocker spelled out.
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::{block, title, truncate};
+use crate::outcome::Outcome;
+use crate::tui::theme::{outcome_symbol, Theme};
+use crate::tui::view::{Focus, ViewModel};
+
+/// Renders the scorecard pane.
+pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+    let inner_h = area.height.saturating_sub(2) as usize;
+    let blockers = vm.gate.as_ref().map(|g| g.blockers()).unwrap_or_default();
+    let evidence_lines: usize = vm.scorecard.iter().map(|c| c.evidence.len()).sum();
+    let expanded = inner_h > vm.scorecard.len() + evidence_lines + blockers.len();
+    let mut lines = Vec::new();
+    for c in &vm.scorecard {
+        let first_issue = c
+            .evidence
+            .iter()
+            .find(|e| e.0 != Outcome::Pass)
+            .or(c.evidence.first())
+            .map(|e| e.1.clone())
+            .unwrap_or_default();
+        let mut spans = vec![
+            Span::styled(
+                format!("{} ", outcome_symbol(c.outcome)),
+                theme.outcome(c.outcome),
+            ),
+            Span::styled(format!("{:<22}", c.name), theme.outcome(c.outcome)),
+        ];
+        if !expanded {
+            let room = (area.width as usize).saturating_sub(2 + 2 + 22);
+            spans.push(Span::styled(truncate(&first_issue, room), theme.dim));
+        }
+        lines.push(Line::from(spans));
+        if expanded {
+            for (o, text) in &c.evidence {
+                lines.push(Line::from(vec![
+                    Span::raw("    "),
+                    Span::styled(format!("{} ", outcome_symbol(*o)), theme.outcome(*o)),
+                    Span::styled(text.clone(), theme.dim),
+                ]));
+            }
+        }
+    }
+    match &vm.gate {
+        Some(g) => {
+            lines.push(Line::from(vec![
+                Span::raw(format!("Gate {}: ", g.phase)),
+                Span::styled(g.outcome.to_string(), theme.outcome(g.outcome)),
+                Span::styled(
+                    if blockers.is_empty() {
+                        "  ready — press a to advance".to_string()
+                    } else {
+                        format!("  {} blocker(s):", blockers.len())
+                    },
+                    theme.dim,
+                ),
+            ]));
+            for b in &blockers {
+                lines.push(Line::from(vec![
+                    Span::styled(" • ", theme.fail),
+                    Span::raw(b.clone()),
+                ]));
+            }
+        }
+        None => lines.push(Line::from(Span::styled(
+            "Gate: waiting for the first snapshot",
+            theme.dim,
+        ))),
+    }
+    let focused = vm.ui.focus == Focus::Scorecard;
+    let heading = match &vm.gate {
+        Some(g) => Line::from(vec![
+            title("Readiness", theme),
+            Span::raw("gate "),
+            Span::raw(g.phase.to_string()),
+            Span::raw(" "),
+            Span::styled(format!("{} ", g.outcome), theme.outcome(g.outcome)),
+        ]),
+        None => Line::from(title("Readiness", theme)),
+    };
+    let scroll = if focused { vm.ui.scroll } else { 0 };
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0))
+            .block(block(heading, focused, theme)),
+        area,
+    );
+}

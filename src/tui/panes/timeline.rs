@@ -1,0 +1,129 @@
+//! The phase timeline: where we are, what is next, which step is irreversible, and the fastest
+//! safe rollback of the current phase.
+
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::{block, title};
+use crate::outcome::Outcome;
+use crate::tui::theme::Theme;
+use crate::tui::view::{Focus, ViewModel};
+
+fn symbol(state: &str) -> &'static str {
+    match state {
+        "applied" => "✓",
+        "applying" => "⟳",
+        "rolling_back" => "⟲",
+        "rolled_back" => "↺",
+        "failed" => "✗",
+        _ => "·",
+    }
+}
+
+/// Renders the timeline pane.
+pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+    let t = &vm.timeline;
+    let mut chain = Vec::new();
+    for (i, p) in t.phases.iter().enumerate() {
+        if i > 0 {
+            chain.push(Span::styled(" → ", theme.dim));
+        }
+        let mut style = match p.state.as_str() {
+            "applied" => theme.pass,
+            "failed" => theme.fail,
+            "applying" | "rolling_back" => theme.warn,
+            _ => ratatui::style::Style::new(),
+        };
+        if Some(p.phase) == t.current {
+            style = style.add_modifier(Modifier::REVERSED | Modifier::BOLD);
+        } else if Some(p.phase) == t.next {
+            style = style.add_modifier(Modifier::UNDERLINED);
+        }
+        chain.push(Span::styled(
+            format!("{} {}", symbol(&p.state), p.phase),
+            style,
+        ));
+        if p.irreversible {
+            chain.push(Span::styled(" ⚠", theme.fail));
+        }
+    }
+    let now = match t.current {
+        Some(p) => {
+            let state = t
+                .phases
+                .iter()
+                .find(|x| x.phase == p)
+                .map(|x| x.state.as_str())
+                .unwrap_or("pending");
+            format!("{p} ({state})")
+        }
+        None => "not started".to_string(),
+    };
+    let mut status = vec![Span::styled("Now ", theme.dim), Span::raw(now)];
+    match (t.next, &vm.gate) {
+        (Some(next), gate) => {
+            status.push(Span::styled("   Next ", theme.dim));
+            status.push(Span::raw(next.to_string()));
+            if let Some(g) = gate.as_ref().filter(|g| g.phase == next) {
+                let n = g
+                    .items
+                    .iter()
+                    .filter(|i| i.outcome != Outcome::Pass)
+                    .count();
+                status.push(Span::raw(" — gate "));
+                status.push(Span::styled(
+                    g.outcome.to_string(),
+                    theme.outcome(g.outcome),
+                ));
+                if n > 0 {
+                    status.push(Span::raw(format!(
+                        " ({n} blocker{})",
+                        if n == 1 { "" } else { "s" }
+                    )));
+                }
+            }
+            if t.phases.iter().any(|p| p.phase == next && p.irreversible) {
+                status.push(Span::styled("  ⚠ IRREVERSIBLE", theme.fail));
+            }
+        }
+        (None, _) if t.current.is_some() => {
+            status.push(Span::styled("   all phases applied", theme.pass));
+        }
+        _ => {}
+    }
+    let rollback = match &t.rollback {
+        Some(r) => vec![
+            Span::styled("Rollback ", theme.dim),
+            Span::raw(format!("{}: {}", r.phase, r.summary)),
+            Span::styled("  [R]", theme.key),
+        ],
+        None => match t.current {
+            Some(p) => vec![Span::styled(
+                format!("Rollback: none — {p} is irreversible"),
+                theme.fail,
+            )],
+            None => vec![Span::styled("Rollback: nothing applied yet", theme.dim)],
+        },
+    };
+    let irreversible: Vec<String> = t
+        .phases
+        .iter()
+        .filter(|p| p.irreversible)
+        .map(|p| p.phase.to_string())
+        .collect();
+    let mut lines = vec![Line::from(chain), Line::from(status), Line::from(rollback)];
+    if area.height > 5 && !irreversible.is_empty() {
+        lines.push(Line::from(Span::styled(
+            format!("Point of no return: {}", irreversible.join(", ")),
+            theme.dim,
+        )));
+    }
+    let focused = vm.ui.focus == Focus::Timeline;
+    frame.render_widget(
+        Paragraph::new(lines).block(block(title("Phases", theme), focused, theme)),
+        area,
+    );
+}

@@ -1,0 +1,521 @@
+//! Snapshot tests of each pane and the whole screen in key states, rendered with `TestBackend`
+//! from hand-built snapshots (no database, no global log buffer).
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::layout::Rect;
+use ratatui::Terminal;
+
+use super::app::{Action, App, CONFIRM_ARMING};
+use super::panes::log::LogSource;
+use super::theme::Theme;
+use super::view::{self, Focus, Overlay, ViewModel};
+use crate::audit::Actor;
+use crate::engine::scorecard::{Category, Evidence, Scorecard};
+use crate::outcome::Outcome;
+use crate::plan::{Phase, Plan, Role};
+use crate::worker::snapshot::{
+    evaluate_gate, AuditRow, BackfillRow, CheckRow, PhaseRow, RangeRow, SessionRow, SignoffRow,
+    Snapshot,
+};
+use crate::worker::{Command, ConnState, WorkerEvent};
+
+fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, h, m, s)
+        .single()
+        .unwrap()
+}
+
+fn plan() -> Plan {
+    Plan::parse(
+        "plans/accounts-balance-cents.toml",
+        include_str!("../../plans/accounts-balance-cents.toml"),
+    )
+    .unwrap()
+}
+
+const DB: &str = "postgres://postgres:***@db.example.com:5432/bank";
+
+fn applied(phase: Phase, finished: DateTime<Utc>) -> PhaseRow {
+    PhaseRow {
+        phase,
+        state: "applied".into(),
+        started_at: Some(finished - chrono::Duration::seconds(2)),
+        finished_at: Some(finished),
+        error: None,
+    }
+}
+
+fn signoff(gate: &str, role: &str, t: DateTime<Utc>, sha: &str) -> SignoffRow {
+    SignoffRow {
+        gate: gate.into(),
+        role: role.into(),
+        login: "postgres".into(),
+        os_user: "dana".into(),
+        host: "ops-1".into(),
+        plan_sha256: sha.into(),
+        signed_at: t,
+    }
+}
+
+fn check(name: &str, kind: &str, outcome: Outcome, summary: &str, sha: &str) -> CheckRow {
+    CheckRow {
+        name: name.into(),
+        kind: kind.into(),
+        outcome,
+        summary: summary.into(),
+        started_at: at(5, 10, 0),
+        duration_ms: 840,
+        rows_scanned: 1_000_000,
+        mismatches: if kind == "expression_parity" {
+            Some(if outcome == Outcome::Pass { 0 } else { 412_000 })
+        } else {
+            None
+        },
+        plan_sha256: sha.into(),
+    }
+}
+
+fn evidence(name: &str, outcome: Outcome, detail: &str) -> Evidence {
+    Evidence {
+        name: name.into(),
+        outcome,
+        detail: detail.into(),
+    }
+}
+
+/// The engine's scorecard as the worker would receive it.
+fn scorecard() -> Scorecard {
+    let cat = |name: &str, owner: &str, ev: Vec<Evidence>| Category {
+        name: name.into(),
+        owner: Role(owner.into()),
+        outcome: Outcome::all(ev.iter().map(|e| e.outcome)),
+        evidence: ev,
+        signoff: evidence("sign-off", Outcome::Fail, "awaiting"),
+    };
+    Scorecard {
+        categories: vec![
+            cat(
+                "Compatibility",
+                "app_owner",
+                vec![
+                    evidence("probe lint", Outcome::Pass, "no breaking DDL"),
+                    evidence(
+                        "probe compatibility",
+                        Outcome::Pass,
+                        "3 old-app queries ran",
+                    ),
+                ],
+            ),
+            cat(
+                "Data quality",
+                "data_owner",
+                vec![evidence(
+                    "checks",
+                    Outcome::Fail,
+                    "balance-parity: 412,000 rows differ",
+                )],
+            ),
+            cat(
+                "Observability",
+                "sre",
+                vec![evidence(
+                    "observability",
+                    Outcome::Inconclusive,
+                    "the metrics endpoint has never been scraped",
+                )],
+            ),
+            cat(
+                "Reversibility",
+                "sre",
+                vec![
+                    evidence(
+                        "rollback scripts",
+                        Outcome::Pass,
+                        "every reversible phase has one",
+                    ),
+                    evidence("rehearsal", Outcome::Inconclusive, "not rehearsed yet"),
+                ],
+            ),
+            cat(
+                "Stakeholder alignment",
+                "lead",
+                vec![evidence(
+                    "roster",
+                    Outcome::Pass,
+                    "every gate role is staffed",
+                )],
+            ),
+        ],
+        ready: false,
+    }
+}
+
+/// Nothing applied yet: the expand gate waits for the lead's sign-off.
+fn fresh() -> Snapshot {
+    let plan = plan();
+    let mut s = Snapshot {
+        taken_at: Some(at(5, 12, 0)),
+        actor: Some(Actor {
+            login: "postgres".into(),
+            os_user: "dana".into(),
+            host: "ops-1".into(),
+        }),
+        sessions: vec![SessionRow {
+            pid: 4242,
+            application_name: "cutover/tui".into(),
+            login: "postgres".into(),
+            client: "10.0.0.7".into(),
+            state: "idle".into(),
+        }],
+        scorecard: Some(scorecard()),
+        ..Snapshot::default()
+    };
+    s.gate = evaluate_gate(&s, &plan, &plan.sha256());
+    s
+}
+
+/// Expand, dual-write and backfill applied; the backfill is running with a worker range.
+fn backfill_running() -> Snapshot {
+    let plan = plan();
+    let sha = plan.sha256();
+    let mut s = fresh();
+    s.phases = vec![
+        applied(Phase::Expand, at(5, 0, 0)),
+        applied(Phase::DualWrite, at(5, 2, 0)),
+        applied(Phase::Backfill, at(5, 3, 0)),
+    ];
+    s.signoffs = vec![
+        signoff("expand", "lead", at(4, 59, 0), &sha),
+        signoff("dual_write", "app_owner", at(5, 1, 0), &sha),
+        signoff("backfill", "data_owner", at(5, 2, 30), &sha),
+    ];
+    s.backfill = Some(BackfillRow {
+        state: "running".into(),
+        reason: String::new(),
+        paused_by: None,
+        target_chunk_ms: 300,
+        rows_done: 412_000,
+        rows_estimate: Some(1_000_000),
+        throttled_seconds: 12.0,
+        workers: 1,
+        chunk_rows: Some(9_500),
+        chunk_ms: Some(281),
+        started_at: Some(at(5, 3, 0)),
+        finished_at: None,
+        updated_at: Some(at(5, 11, 59)),
+    });
+    s.ranges = vec![RangeRow {
+        range_id: 0,
+        lo: "1".into(),
+        hi: "1000000".into(),
+        rows_done: 412_000,
+        done: false,
+        lease: Some("ops-1/4242".into()),
+        updated_at: Some(at(5, 11, 59)),
+    }];
+    s.rate_history = (0..60).map(|i| 30_000 + (i % 7) * 1_500).collect();
+    s.checks = vec![
+        check(
+            "balance-parity",
+            "expression_parity",
+            Outcome::Fail,
+            "412,000 rows differ",
+            &sha,
+        ),
+        check(
+            "no-negative-balance",
+            "invariant",
+            Outcome::Pass,
+            "0 = 0",
+            &sha,
+        ),
+    ];
+    s.audit = vec![AuditRow {
+        seq: 7,
+        at: "2026-11-22T05:03:00.000000Z".into(),
+        login: "postgres".into(),
+        action: "advance".into(),
+        phase: Some("backfill".into()),
+    }];
+    s.gate = evaluate_gate(&s, &plan, &sha);
+    s
+}
+
+fn throttled() -> Snapshot {
+    let mut s = backfill_running();
+    if let Some(b) = s.backfill.as_mut() {
+        b.state = "throttled".into();
+        b.reason = "replay lag 6.2s > max 5s on replica r1".into();
+    }
+    s.rate_history.extend([0, 0, 0]);
+    s
+}
+
+fn app_with(s: Snapshot) -> App {
+    let mut app = App::new(plan(), DB.into(), false);
+    app.on_worker(WorkerEvent::Conn(ConnState::Connected));
+    app.on_worker(WorkerEvent::Snapshot(Box::new(s)));
+    app
+}
+
+const LOG: &[&str] = &[
+    "05:11:58 I worker: change notified: backfill",
+    "05:11:59 I audit: signoff by postgres",
+    "05:12:00 W backfill: throttled: replay lag 6.2s",
+];
+
+fn screen(vm: &ViewModel, w: u16, h: u16) -> String {
+    let lines: Vec<String> = LOG.iter().map(|s| s.to_string()).collect();
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| super::draw(f, vm, &Theme::mono(), LogSource::Lines(&lines)))
+        .unwrap();
+    format!("{}", t.backend())
+}
+
+fn pane(
+    vm: &ViewModel,
+    w: u16,
+    h: u16,
+    f: fn(&mut ratatui::Frame, Rect, &ViewModel, &Theme),
+) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|fr| f(fr, fr.area(), vm, &Theme::mono())).unwrap();
+    format!("{}", t.backend())
+}
+
+fn key(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+}
+
+#[test]
+fn whole_screen_gate_blocked_80x24() {
+    insta::assert_snapshot!(screen(&app_with(fresh()).view(), 80, 24));
+}
+
+#[test]
+fn whole_screen_backfill_running_140x42() {
+    insta::assert_snapshot!(screen(&app_with(backfill_running()).view(), 140, 42));
+}
+
+#[test]
+fn whole_screen_throttled_100x30() {
+    insta::assert_snapshot!(screen(&app_with(throttled()).view(), 100, 30));
+}
+
+#[test]
+fn rollback_confirmation_shows_the_sql_and_needs_capital_y() {
+    let mut app = app_with(backfill_running());
+    let t0 = Instant::now();
+    assert_eq!(app.on_key(key('R'), t0), Action::None);
+    insta::assert_snapshot!(screen(&app.view(), 100, 30));
+    // Keys during the arming delay are ignored; afterwards any other key cancels.
+    assert_eq!(
+        app.on_key(key('Y'), t0 + Duration::from_millis(10)),
+        Action::None
+    );
+    assert!(matches!(
+        app.view().ui.overlay,
+        Some(Overlay::ConfirmRollback(_))
+    ));
+    assert_eq!(app.on_key(key('y'), t0 + CONFIRM_ARMING), Action::None);
+    assert!(app.view().ui.overlay.is_none());
+    // Open again and confirm deliberately.
+    let t1 = t0 + Duration::from_secs(2);
+    app.on_key(key('R'), t1);
+    assert_eq!(
+        app.on_key(key('Y'), t1 + CONFIRM_ARMING),
+        Action::Send(Command::Rollback {
+            phase: Phase::Backfill
+        })
+    );
+}
+
+#[test]
+fn advance_with_a_blocked_gate_shows_blockers() {
+    let mut app = app_with(backfill_running());
+    assert_eq!(app.on_key(key('a'), Instant::now()), Action::None);
+    let vm = app.view();
+    let Some(Overlay::Blockers { phase, lines }) = &vm.ui.overlay else {
+        panic!("expected the blockers overlay, got {:?}", vm.ui.overlay);
+    };
+    assert_eq!(*phase, Phase::ReadSwitch);
+    assert!(
+        lines.iter().any(|l| l.contains("balance-parity")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("sign-off lead")),
+        "{lines:?}"
+    );
+    insta::assert_snapshot!(screen(&vm, 100, 30));
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = app_with(fresh());
+    app.on_key(key('?'), Instant::now());
+    insta::assert_snapshot!(screen(&app.view(), 100, 34));
+}
+
+#[test]
+fn disconnected_header_and_refused_keys() {
+    let mut app = app_with(backfill_running());
+    app.on_worker(WorkerEvent::Conn(ConnState::Retrying {
+        error: "the database did not answer within 5s".into(),
+        retry_in: 2,
+    }));
+    assert_eq!(app.on_key(key(' '), Instant::now()), Action::None);
+    let vm = app.view();
+    let (status, is_error) = vm.ui.status.clone().unwrap();
+    assert!(is_error && status.contains("unreachable"), "{status}");
+    insta::assert_snapshot!(pane(&vm, 120, 2, super::panes::header::render));
+}
+
+#[test]
+fn production_and_read_only_header() {
+    let mut p = plan();
+    p.spec.environment = "production".into();
+    let mut app = App::new(p, DB.into(), true);
+    app.on_worker(WorkerEvent::Conn(ConnState::Connected));
+    app.on_worker(WorkerEvent::Snapshot(Box::new(fresh())));
+    assert_eq!(app.on_key(key('s'), Instant::now()), Action::None);
+    let vm = app.view();
+    assert!(vm.header.is_production());
+    assert!(vm.ui.status.as_ref().unwrap().0.contains("read-only"));
+    insta::assert_snapshot!(pane(&vm, 120, 2, super::panes::header::render));
+}
+
+#[test]
+fn panes_backfill_running() {
+    let vm = app_with(backfill_running()).view();
+    insta::assert_snapshot!(
+        "timeline",
+        pane(&vm, 100, 6, super::panes::timeline::render)
+    );
+    insta::assert_snapshot!(
+        "scorecard",
+        pane(&vm, 70, 22, super::panes::scorecard::render)
+    );
+    insta::assert_snapshot!(
+        "backfill",
+        pane(&vm, 70, 12, super::panes::backfill::render)
+    );
+    insta::assert_snapshot!("parity", pane(&vm, 100, 7, super::panes::parity::render));
+    insta::assert_snapshot!("roster", pane(&vm, 70, 12, super::panes::roster::render));
+}
+
+#[test]
+fn pane_backfill_throttled() {
+    let vm = app_with(throttled()).view();
+    insta::assert_snapshot!(pane(&vm, 70, 10, super::panes::backfill::render));
+}
+
+#[test]
+fn signoff_key_signs_only_my_open_roles() {
+    let mut app = app_with(backfill_running());
+    let action = app.on_key(key('s'), Instant::now());
+    assert_eq!(
+        action,
+        Action::Send(Command::Signoff {
+            gate: Phase::ReadSwitch,
+            roles: vec![Role("data_owner".into()), Role("lead".into())],
+            comment: String::new(),
+        })
+    );
+}
+
+#[test]
+fn space_pauses_and_plus_retunes() {
+    let mut app = app_with(backfill_running());
+    assert_eq!(
+        app.on_key(key(' '), Instant::now()),
+        Action::Send(Command::Pause)
+    );
+    assert_eq!(
+        app.on_key(key('+'), Instant::now()),
+        Action::Send(Command::Tune {
+            target_chunk_ms: 375
+        })
+    );
+    assert_eq!(
+        app.on_key(key('-'), Instant::now()),
+        Action::Send(Command::Tune {
+            target_chunk_ms: 240
+        })
+    );
+}
+
+#[test]
+fn ctrl_c_asks_and_q_quits() {
+    let mut app = app_with(fresh());
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(app.on_key(ctrl_c, Instant::now()), Action::None);
+    assert_eq!(app.view().ui.overlay, Some(Overlay::ConfirmQuit));
+    assert_eq!(app.on_key(key('n'), Instant::now()), Action::None);
+    assert_eq!(app.view().ui.overlay, None);
+    assert_eq!(app.on_key(key('q'), Instant::now()), Action::Quit);
+}
+
+#[test]
+fn command_line_parses_commands() {
+    let mut app = app_with(fresh());
+    let now = Instant::now();
+    assert_eq!(
+        app.run_command_line("flag accounts.read_balance_cents off", now),
+        Action::Send(Command::Flag {
+            name: "accounts.read_balance_cents".into(),
+            enabled: false
+        })
+    );
+    assert_eq!(
+        app.run_command_line("note paused for the batch job", now),
+        Action::Send(Command::Note {
+            text: "paused for the batch job".into()
+        })
+    );
+    assert_eq!(app.run_command_line("flag x maybe", now), Action::None);
+    assert!(app.view().ui.status.unwrap().1);
+    assert_eq!(app.run_command_line("q", now), Action::Quit);
+    for c in ":note hi".chars() {
+        app.on_key(key(c), now);
+    }
+    assert_eq!(app.view().ui.command_line.as_deref(), Some("note hi"));
+    let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+    assert_eq!(
+        app.on_key(enter, now),
+        Action::Send(Command::Note { text: "hi".into() })
+    );
+}
+
+#[test]
+fn search_highlights_and_tab_moves_focus() {
+    let mut app = app_with(fresh());
+    let now = Instant::now();
+    for c in "/throttled".chars() {
+        app.on_key(key(c), now);
+    }
+    app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE), now);
+    let vm = app.view();
+    assert_eq!(vm.ui.search, "throttled");
+    assert_eq!(vm.ui.focus, Focus::Log);
+    app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE), now);
+    assert_eq!(app.view().ui.focus, Focus::Timeline);
+}
+
+#[test]
+fn rollback_of_each_phase_names_its_sql() {
+    let plan = plan();
+    let expand = view::rollback_of(&plan, Phase::Expand).unwrap();
+    assert!(
+        expand.sql.contains("DROP COLUMN balance_cents"),
+        "{}",
+        expand.sql
+    );
+    let rs = view::rollback_of(&plan, Phase::ReadSwitch).unwrap();
+    assert!(rs.sql.contains("accounts.read_balance_cents"), "{}", rs.sql);
+    assert!(view::rollback_of(&plan, Phase::Contract).is_none());
+}

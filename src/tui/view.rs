@@ -1,0 +1,677 @@
+//! The view model: everything the screen shows, as plain data. Built from the worker's latest
+//! [`Snapshot`] plus the UI's own state; the panes render it and nothing else, so rendering is a
+//! pure function of this struct (and tests build it by hand).
+
+use crate::outcome::Outcome;
+use crate::plan::{Phase, Plan};
+use crate::worker::snapshot::{GateEval, GateItemKind, Snapshot};
+use crate::worker::ConnState;
+
+/// The whole screen.
+#[derive(Debug, Clone)]
+pub struct ViewModel {
+    /// Top line(s).
+    pub header: HeaderView,
+    /// Phase timeline.
+    pub timeline: TimelineView,
+    /// The gate of the next phase, if known.
+    pub gate: Option<GateEval>,
+    /// The five readiness categories.
+    pub scorecard: Vec<CategoryView>,
+    /// Backfill progress.
+    pub backfill: BackfillView,
+    /// Latest check results.
+    pub parity: Vec<CheckView>,
+    /// Roles, sign-offs, connected sessions.
+    pub roster: RosterView,
+    /// UI state: focus, overlays, status line.
+    pub ui: UiView,
+}
+
+/// The header.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderView {
+    /// Plan id.
+    pub plan_id: String,
+    /// Plan title.
+    pub title: String,
+    /// The server, password masked.
+    pub database: String,
+    /// The plan's environment (`production` shows in red).
+    pub environment: String,
+    /// Connection state.
+    pub conn: Option<ConnState>,
+    /// Who I am (`login (os_user@host)`), once connected.
+    pub whoami: Option<String>,
+    /// My roles in this plan.
+    pub roles: Vec<String>,
+    /// `--read-only`.
+    pub read_only: bool,
+}
+
+impl HeaderView {
+    /// True for production environments.
+    pub fn is_production(&self) -> bool {
+        let e = self.environment.to_ascii_lowercase();
+        e == "production" || e == "prod"
+    }
+}
+
+/// One phase on the timeline.
+#[derive(Debug, Clone)]
+pub struct PhaseView {
+    /// Which.
+    pub phase: Phase,
+    /// Stored state (`pending`, `applied`, …).
+    pub state: String,
+    /// Cannot be rolled back.
+    pub irreversible: bool,
+}
+
+/// The phase timeline.
+#[derive(Debug, Clone, Default)]
+pub struct TimelineView {
+    /// All five phases, in order.
+    pub phases: Vec<PhaseView>,
+    /// Where we are.
+    pub current: Option<Phase>,
+    /// What comes next.
+    pub next: Option<Phase>,
+    /// The fastest safe rollback of the current phase.
+    pub rollback: Option<RollbackView>,
+}
+
+/// How the current phase is rolled back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackView {
+    /// The phase rolled back.
+    pub phase: Phase,
+    /// In words.
+    pub summary: String,
+    /// Exactly what will run.
+    pub sql: String,
+}
+
+/// One readiness category.
+#[derive(Debug, Clone)]
+pub struct CategoryView {
+    /// Compatibility, Data quality, …
+    pub name: &'static str,
+    /// Combined outcome.
+    pub outcome: Outcome,
+    /// Evidence lines (each starts with its own outcome).
+    pub evidence: Vec<(Outcome, String)>,
+}
+
+/// The backfill pane.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillView {
+    /// The plan has a backfill at all.
+    pub configured: bool,
+    /// idle / running / throttled / paused / done / failed (empty: not started).
+    pub state: String,
+    /// Throttle or pause reason.
+    pub reason: String,
+    /// Rows written.
+    pub rows_done: i64,
+    /// Rows in total (estimate).
+    pub rows_total: Option<i64>,
+    /// Rows/s history, oldest first.
+    pub rates: Vec<u64>,
+    /// ETA band in seconds (fast, slow), from the recent rates.
+    pub eta: Option<(u64, u64)>,
+    /// Last chunk rows.
+    pub chunk_rows: Option<i64>,
+    /// Last chunk time.
+    pub chunk_ms: Option<i64>,
+    /// Target chunk time.
+    pub target_ms: i64,
+    /// Seconds spent throttled.
+    pub throttled_seconds: f64,
+    /// Worker ranges.
+    pub ranges: Vec<RangeView>,
+    /// Seconds since the newest checkpoint.
+    pub checkpoint_age: Option<i64>,
+}
+
+/// One worker range.
+#[derive(Debug, Clone)]
+pub struct RangeView {
+    /// Range number.
+    pub id: i64,
+    /// `lo..hi`.
+    pub bounds: String,
+    /// Rows done.
+    pub rows: i64,
+    /// Finished.
+    pub done: bool,
+    /// Lease holder.
+    pub lease: Option<String>,
+}
+
+/// One check's latest result.
+#[derive(Debug, Clone)]
+pub struct CheckView {
+    /// Check name.
+    pub name: String,
+    /// Kind.
+    pub kind: String,
+    /// Outcome, if it ever ran.
+    pub outcome: Option<Outcome>,
+    /// Mismatching rows.
+    pub mismatches: Option<i64>,
+    /// Summary.
+    pub summary: String,
+    /// `HH:MM:SS (age)` of the last run.
+    pub last_run: Option<String>,
+}
+
+/// The roster pane.
+#[derive(Debug, Clone, Default)]
+pub struct RosterView {
+    /// One line per role.
+    pub roles: Vec<RoleView>,
+    /// Connected Cutover sessions (`app login@client state`).
+    pub connected: Vec<String>,
+    /// Recent audit entries, newest first (`HH:MM:SS login action phase`).
+    pub activity: Vec<String>,
+}
+
+/// One role.
+#[derive(Debug, Clone)]
+pub struct RoleView {
+    /// Role name.
+    pub role: String,
+    /// Logins holding it.
+    pub holders: Vec<String>,
+    /// What it signed (`gate by login at HH:MM:SS`).
+    pub signed: Vec<String>,
+}
+
+/// Which pane has focus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Focus {
+    /// Readiness scorecard.
+    #[default]
+    Scorecard,
+    /// Phase timeline.
+    Timeline,
+    /// Backfill.
+    Backfill,
+    /// Parity.
+    Parity,
+    /// Roster.
+    Roster,
+    /// Log.
+    Log,
+}
+
+impl Focus {
+    /// Tab order.
+    pub const ORDER: [Focus; 6] = [
+        Focus::Timeline,
+        Focus::Scorecard,
+        Focus::Backfill,
+        Focus::Parity,
+        Focus::Roster,
+        Focus::Log,
+    ];
+
+    /// The next pane in tab order (`forward`) or the previous one.
+    pub fn step(self, forward: bool) -> Focus {
+        let i = Focus::ORDER.iter().position(|f| *f == self).unwrap_or(0);
+        let n = Focus::ORDER.len();
+        Focus::ORDER[if forward {
+            (i + 1) % n
+        } else {
+            (i + n - 1) % n
+        }]
+    }
+}
+
+/// An overlay over the panes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    /// The key help.
+    Help,
+    /// Red rollback confirmation.
+    ConfirmRollback(RollbackView),
+    /// Confirmation before applying an irreversible phase.
+    ConfirmAdvance {
+        /// The phase to apply.
+        phase: Phase,
+    },
+    /// Why the gate blocks.
+    Blockers {
+        /// The gate.
+        phase: Phase,
+        /// One line each.
+        lines: Vec<String>,
+    },
+    /// Ctrl-C: really quit?
+    ConfirmQuit,
+}
+
+/// The UI's own state, as rendered.
+#[derive(Debug, Clone, Default)]
+pub struct UiView {
+    /// Focused pane.
+    pub focus: Focus,
+    /// Open overlay.
+    pub overlay: Option<Overlay>,
+    /// `:` command line being typed.
+    pub command_line: Option<String>,
+    /// `/` search being typed (Some while typing).
+    pub search_input: Option<String>,
+    /// Active search term for the log.
+    pub search: String,
+    /// Log level filter name.
+    pub log_level: String,
+    /// Last status message and whether it is an error.
+    pub status: Option<(String, bool)>,
+    /// Actions in flight.
+    pub pending: Vec<String>,
+    /// Scroll offset of the focused list pane.
+    pub scroll: u16,
+}
+
+/// The five readiness categories, in scorecard order.
+pub const CATEGORIES: [&str; 5] = [
+    "Compatibility",
+    "Data quality",
+    "Observability",
+    "Reversibility",
+    "Stakeholder alignment",
+];
+
+/// What the fastest safe rollback of `phase` is, and the SQL it runs.
+pub fn rollback_of(plan: &Plan, phase: Phase) -> Option<RollbackView> {
+    let spec = plan.phase(phase);
+    if !spec.reversible() {
+        return None;
+    }
+    let script = spec.rollback.clone().unwrap_or_default();
+    let (summary, sql) = match phase {
+        Phase::Backfill => (
+            "stop the backfill at its checkpoint (filled values stay; reads are unaffected)"
+                .to_string(),
+            format!(
+                "UPDATE cutover.backfill SET state = 'stopped' WHERE plan_id = '{}';{}",
+                plan.id(),
+                if script.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!("\n{}", script.trim())
+                }
+            ),
+        ),
+        Phase::ReadSwitch => match &plan.spec.read_switch {
+            Some(rs) => (
+                format!("flip reads back: flag {} off", rs.flag),
+                format!(
+                    "UPDATE cutover.flags SET enabled = false WHERE name = '{}';{}",
+                    rs.flag,
+                    if script.trim().is_empty() {
+                        String::new()
+                    } else {
+                        format!("\n{}", script.trim())
+                    }
+                ),
+            ),
+            None => (
+                format!("run the {phase} rollback"),
+                script.trim().to_string(),
+            ),
+        },
+        Phase::DualWrite => (
+            "stop writing the new shape (drop the dual-write path)".to_string(),
+            script.trim().to_string(),
+        ),
+        Phase::Expand => (
+            "remove the additive schema".to_string(),
+            script.trim().to_string(),
+        ),
+        Phase::Contract => (
+            format!("run the {phase} rollback"),
+            script.trim().to_string(),
+        ),
+    };
+    Some(RollbackView {
+        phase,
+        summary,
+        sql: if sql.is_empty() {
+            "-- nothing to run: the phase has no rollback SQL".to_string()
+        } else {
+            sql
+        },
+    })
+}
+
+/// Builds the data part of the view model (the UI part is filled by the app).
+pub fn build(
+    plan: &Plan,
+    database: &str,
+    read_only: bool,
+    conn: Option<&ConnState>,
+    snap: Option<&Snapshot>,
+) -> ViewModel {
+    let empty = Snapshot::default();
+    let s = snap.unwrap_or(&empty);
+    let login = s.actor.as_ref().map(|a| a.login.clone());
+    let header = HeaderView {
+        plan_id: plan.id().to_string(),
+        title: plan.spec.title.clone(),
+        database: database.to_string(),
+        environment: plan.spec.environment.clone(),
+        conn: conn.cloned(),
+        whoami: s.actor.as_ref().map(|a| a.to_string()),
+        roles: login
+            .as_deref()
+            .map(|l| {
+                plan.roles_of(l)
+                    .iter()
+                    .map(|r| r.as_str().to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        read_only,
+    };
+    let current = s.current_phase();
+    let timeline = TimelineView {
+        phases: Phase::ALL
+            .iter()
+            .map(|p| PhaseView {
+                phase: *p,
+                state: s.phase_state(*p).to_string(),
+                irreversible: !plan.phase(*p).reversible(),
+            })
+            .collect(),
+        current,
+        next: if snap.is_some() { s.next_phase() } else { None },
+        rollback: current
+            .filter(|p| s.phase_state(*p) != "rolled_back")
+            .and_then(|p| rollback_of(plan, p)),
+    };
+    ViewModel {
+        scorecard: scorecard(plan, s),
+        backfill: backfill(plan, s),
+        parity: parity(plan, s),
+        roster: roster(plan, s),
+        gate: s.gate.clone(),
+        header,
+        timeline,
+        ui: UiView::default(),
+    }
+}
+
+fn category(name: &'static str, evidence: Vec<(Outcome, String)>) -> CategoryView {
+    let outcome = if evidence.is_empty() {
+        Outcome::Inconclusive
+    } else {
+        Outcome::all(evidence.iter().map(|e| e.0))
+    };
+    CategoryView {
+        name,
+        outcome,
+        evidence,
+    }
+}
+
+/// The owner's sign-off of a category, fresh from the snapshot: any sign-off of the plan
+/// version in force by that role.
+fn owner_signoff(plan: &Plan, s: &Snapshot, owner: &str) -> (Outcome, String) {
+    let sha = plan.sha256();
+    match s
+        .signoffs
+        .iter()
+        .rev()
+        .find(|x| x.role == owner && x.plan_sha256 == sha)
+    {
+        Some(x) => (
+            Outcome::Pass,
+            format!(
+                "sign-off {owner}: {} ({} gate, {})",
+                x.login,
+                x.gate,
+                x.signed_at.format("%H:%M:%S")
+            ),
+        ),
+        None => (Outcome::Fail, format!("sign-off {owner}: awaiting")),
+    }
+}
+
+fn scorecard(plan: &Plan, s: &Snapshot) -> Vec<CategoryView> {
+    if let Some(card) = &s.scorecard {
+        return CATEGORIES
+            .iter()
+            .map(|name| {
+                let Some(c) = card.categories.iter().find(|c| c.name == *name) else {
+                    return category(name, Vec::new());
+                };
+                let mut evidence: Vec<(Outcome, String)> = c
+                    .evidence
+                    .iter()
+                    .map(|e| (e.outcome, format!("{}: {}", e.name, e.detail)))
+                    .collect();
+                evidence.push(owner_signoff(plan, s, c.owner.as_str()));
+                category(name, evidence)
+            })
+            .collect();
+    }
+    let pending = || vec![(Outcome::Inconclusive, "evaluating…".to_string())];
+    let quality: Vec<_> = plan
+        .spec
+        .checks
+        .iter()
+        .map(|c| match s.checks.iter().find(|r| r.name == c.name) {
+            Some(r) => (r.outcome, format!("{}: {}", r.name, r.summary)),
+            None => (Outcome::Inconclusive, format!("{}: never run", c.name)),
+        })
+        .collect();
+    let mut reversibility = Vec::new();
+    if let Some(cur) = s.current_phase() {
+        reversibility.push(match rollback_of(plan, cur) {
+            Some(r) => (
+                Outcome::Pass,
+                format!("{cur}: rollback ready — {}", r.summary),
+            ),
+            None => (Outcome::Fail, format!("{cur}: cannot be rolled back")),
+        });
+    }
+    if let Some(n) = s.next_phase() {
+        if !plan.phase(n).reversible() {
+            reversibility.push((
+                Outcome::Inconclusive,
+                format!("{n}: IRREVERSIBLE — point of no return"),
+            ));
+        }
+    }
+    if reversibility.is_empty() {
+        reversibility = pending();
+    }
+    let mut alignment = Vec::new();
+    if let Some(gate) = &s.gate {
+        for item in gate
+            .items
+            .iter()
+            .filter(|i| i.kind == GateItemKind::Signoff)
+        {
+            alignment.push((item.outcome, format!("{}: {}", item.name, item.detail)));
+        }
+    }
+    if alignment.is_empty() {
+        alignment = pending();
+    }
+    vec![
+        category(CATEGORIES[0], pending()),
+        category(CATEGORIES[1], quality),
+        category(CATEGORIES[2], pending()),
+        category(CATEGORIES[3], reversibility),
+        category(CATEGORIES[4], alignment),
+    ]
+}
+
+fn short_time(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.format("%H:%M:%S").to_string())
+        .unwrap_or_else(|_| rfc3339.to_string())
+}
+
+fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
+    let configured = plan.spec.backfill.is_some();
+    let target = plan
+        .spec
+        .backfill
+        .as_ref()
+        .map(|b| b.target_chunk_time.as_millis() as i64)
+        .unwrap_or(0);
+    let Some(b) = &s.backfill else {
+        return BackfillView {
+            configured,
+            target_ms: target,
+            ..BackfillView::default()
+        };
+    };
+    let remaining = b.rows_estimate.map(|t| (t - b.rows_done).max(0));
+    let recent: Vec<u64> = s.rate_history.iter().rev().take(30).copied().collect();
+    let eta = match (remaining, recent.is_empty()) {
+        (Some(0), _) => Some((0, 0)),
+        (Some(r), false) => {
+            let avg = recent.iter().sum::<u64>() as f64 / recent.len() as f64;
+            let mut sorted = recent.clone();
+            sorted.sort_unstable();
+            let slow = sorted[sorted.len() / 4].max(1) as f64;
+            let fast = sorted[(sorted.len() * 3) / 4].max(1) as f64;
+            if avg <= 0.0 {
+                None
+            } else {
+                Some(((r as f64 / fast) as u64, (r as f64 / slow) as u64))
+            }
+        }
+        _ => None,
+    };
+    let newest = s.ranges.iter().filter_map(|r| r.updated_at).max();
+    BackfillView {
+        configured,
+        state: b.state.clone(),
+        reason: b.reason.clone(),
+        rows_done: b.rows_done,
+        rows_total: b.rows_estimate,
+        rates: s.rate_history.clone(),
+        eta,
+        chunk_rows: b.chunk_rows,
+        chunk_ms: b.chunk_ms,
+        target_ms: b.target_chunk_ms,
+        throttled_seconds: b.throttled_seconds,
+        ranges: s
+            .ranges
+            .iter()
+            .map(|r| RangeView {
+                id: r.range_id,
+                bounds: format!("{}..{}", r.lo, r.hi),
+                rows: r.rows_done,
+                done: r.done,
+                lease: r.lease.clone(),
+            })
+            .collect(),
+        checkpoint_age: match (newest, s.taken_at) {
+            (Some(t), Some(now)) => Some((now - t).num_seconds().max(0)),
+            _ => None,
+        },
+    }
+}
+
+fn parity(plan: &Plan, s: &Snapshot) -> Vec<CheckView> {
+    plan.spec
+        .checks
+        .iter()
+        .map(|c| {
+            let r = s.checks.iter().find(|r| r.name == c.name);
+            CheckView {
+                name: c.name.clone(),
+                kind: c.kind.name().to_string(),
+                outcome: r.map(|r| r.outcome),
+                mismatches: r.and_then(|r| r.mismatches),
+                summary: r.map(|r| r.summary.clone()).unwrap_or_default(),
+                last_run: r.map(|r| {
+                    let age = s
+                        .taken_at
+                        .map(|now| {
+                            format!(" ({} ago)", human_secs((now - r.started_at).num_seconds()))
+                        })
+                        .unwrap_or_default();
+                    format!("{}{age}", r.started_at.format("%H:%M:%S"))
+                }),
+            }
+        })
+        .collect()
+}
+
+/// `42s`, `3m05s`, `2h07m`.
+pub fn human_secs(secs: i64) -> String {
+    let secs = secs.max(0);
+    if secs < 60 {
+        format!("{secs}s")
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    }
+}
+
+fn roster(plan: &Plan, s: &Snapshot) -> RosterView {
+    RosterView {
+        roles: plan
+            .spec
+            .roster
+            .iter()
+            .map(|(role, logins)| RoleView {
+                role: role.as_str().to_string(),
+                holders: logins.clone(),
+                signed: s
+                    .signoffs
+                    .iter()
+                    .filter(|x| x.role == role.as_str())
+                    .map(|x| {
+                        format!(
+                            "{} by {} at {}",
+                            x.gate,
+                            x.login,
+                            x.signed_at.format("%H:%M:%S")
+                        )
+                    })
+                    .collect(),
+            })
+            .collect(),
+        connected: s
+            .sessions
+            .iter()
+            .map(|x| {
+                format!(
+                    "{} {}@{} {}",
+                    x.application_name.trim_start_matches("cutover/"),
+                    x.login,
+                    x.client,
+                    x.state
+                )
+            })
+            .collect(),
+        activity: s
+            .audit
+            .iter()
+            .take(20)
+            .map(|a| {
+                format!(
+                    "{} {} {}{}",
+                    short_time(&a.at),
+                    a.login,
+                    a.action,
+                    a.phase
+                        .as_deref()
+                        .map(|p| format!(" {p}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect(),
+    }
+}

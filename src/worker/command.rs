@@ -1,0 +1,312 @@
+//! Actions the UI asks the worker to perform. Each runs on its own connection (purpose
+//! `tui-action`) so a slow action never stalls the live view, and each change is recorded in the
+//! audit log in the same transaction as the change.
+
+use std::fmt;
+
+use serde_json::json;
+use tokio_postgres::Client;
+
+use crate::audit::{self, Actor, NewEntry};
+use crate::db::DbConfig;
+use crate::engine;
+use crate::plan::{Phase, Plan, Role};
+
+/// One action requested from the UI (or the `:` command line).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Sign off the gate of `gate` for each of `roles`.
+    Signoff {
+        /// The gate (entry gate of this phase).
+        gate: Phase,
+        /// Roles to sign for.
+        roles: Vec<Role>,
+        /// Free text.
+        comment: String,
+    },
+    /// Pause the backfill.
+    Pause,
+    /// Resume the backfill.
+    Resume,
+    /// Set the backfill's target chunk time.
+    Tune {
+        /// New target in milliseconds.
+        target_chunk_ms: u32,
+    },
+    /// Run the plan's checks and the gate's probes now.
+    RunChecks,
+    /// Apply the next phase (the engine evaluates the gate again).
+    Advance,
+    /// Roll back a phase.
+    Rollback {
+        /// The phase to roll back.
+        phase: Phase,
+    },
+    /// Set a feature flag.
+    Flag {
+        /// Flag name.
+        name: String,
+        /// On or off.
+        enabled: bool,
+    },
+    /// Append a note to the audit log.
+    Note {
+        /// The note.
+        text: String,
+    },
+}
+
+impl Command {
+    /// True when the action changes state (refused in `--read-only`).
+    pub fn is_change(&self) -> bool {
+        !matches!(self, Command::RunChecks)
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Signoff { gate, roles, .. } => {
+                let roles: Vec<&str> = roles.iter().map(Role::as_str).collect();
+                write!(f, "sign off {gate} as {}", roles.join(", "))
+            }
+            Command::Pause => f.write_str("pause backfill"),
+            Command::Resume => f.write_str("resume backfill"),
+            Command::Tune { target_chunk_ms } => write!(f, "set chunk target {target_chunk_ms} ms"),
+            Command::RunChecks => f.write_str("run checks"),
+            Command::Advance => f.write_str("advance"),
+            Command::Rollback { phase } => write!(f, "roll back {phase}"),
+            Command::Flag { name, enabled } => {
+                write!(f, "flag {name} {}", if *enabled { "on" } else { "off" })
+            }
+            Command::Note { .. } => f.write_str("note"),
+        }
+    }
+}
+
+/// The result of an action, in words for the status line.
+pub type ActionResult = Result<String, String>;
+
+/// Runs `cmd` on `client` for `plan`; `cfg` is the server (the engine opens a monitoring
+/// connection there to name whoever blocks its DDL).
+pub async fn execute(
+    client: &mut Client,
+    cfg: &DbConfig,
+    plan: &Plan,
+    cmd: &Command,
+) -> ActionResult {
+    let actor = Actor::current(&*client).await.map_err(|e| e.to_string())?;
+    let result = match cmd {
+        Command::Signoff {
+            gate,
+            roles,
+            comment,
+        } => signoff(client, plan, &actor, *gate, roles, comment).await,
+        Command::Pause => set_backfill_paused(client, plan, &actor, true).await,
+        Command::Resume => set_backfill_paused(client, plan, &actor, false).await,
+        Command::Tune { target_chunk_ms } => tune(client, plan, &actor, *target_chunk_ms).await,
+        Command::RunChecks => run_checks(client, plan).await,
+        Command::Advance => advance(client, cfg, plan, &actor).await,
+        Command::Rollback { phase } => rollback(client, cfg, plan, &actor, *phase).await,
+        Command::Flag { name, enabled } => flag(client, &actor, name, *enabled).await,
+        Command::Note { text } => note(client, plan, &actor, text).await,
+    };
+    match &result {
+        Ok(msg) => tracing::info!(target: "action", "{cmd}: {msg}"),
+        Err(msg) => tracing::warn!(target: "action", "{cmd} refused: {msg}"),
+    }
+    result
+}
+
+fn db_err(e: impl fmt::Display) -> String {
+    e.to_string()
+}
+
+fn pg_err(e: tokio_postgres::Error) -> String {
+    crate::db::describe_error(&e)
+}
+
+async fn signoff(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    gate: Phase,
+    roles: &[Role],
+    comment: &str,
+) -> ActionResult {
+    let mut signed = Vec::new();
+    let mut already = Vec::new();
+    for role in roles {
+        match engine::signoff(client, plan, actor, gate, role, comment).await {
+            Ok(engine::SignoffOutcome::Recorded { .. }) => signed.push(role.as_str()),
+            Ok(engine::SignoffOutcome::AlreadySigned { login, .. }) => {
+                already.push(format!("{} (by {login})", role.as_str()))
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    match (signed.is_empty(), already.is_empty()) {
+        (false, _) => Ok(format!("signed the {gate} gate as {}", signed.join(", "))),
+        (true, false) => Ok(format!(
+            "the {gate} gate was already signed: {}",
+            already.join(", ")
+        )),
+        (true, true) => Err(format!("nothing to sign on the {gate} gate")),
+    }
+}
+
+async fn set_backfill_paused(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    pause: bool,
+) -> ActionResult {
+    let sha = plan.sha256();
+    let tx = client.transaction().await.map_err(pg_err)?;
+    let (from, to, action) = if pause {
+        (
+            vec!["running", "throttled", "idle"],
+            "paused",
+            "backfill_pause",
+        )
+    } else {
+        (vec!["paused", "stopped"], "running", "backfill_resume")
+    };
+    let n = tx
+        .execute(
+            "UPDATE cutover.backfill
+                SET state = $2, paused_by = CASE WHEN $2 = 'paused' THEN $3 ELSE NULL END,
+                    reason = CASE WHEN $2 = 'paused' THEN 'paused by ' || $3 ELSE '' END,
+                    updated_at = clock_timestamp()
+              WHERE plan_id = $1 AND state = ANY($4)",
+            &[&plan.id(), &to, &actor.login, &from],
+        )
+        .await
+        .map_err(pg_err)?;
+    if n == 0 {
+        return Err(if pause {
+            "the backfill is not running".to_string()
+        } else {
+            "the backfill is not paused".to_string()
+        });
+    }
+    audit::append(
+        &tx,
+        NewEntry {
+            actor,
+            plan_id: plan.id(),
+            plan_sha256: &sha,
+            action,
+            phase: Some(Phase::Backfill),
+            details: json!({}),
+        },
+    )
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(pg_err)?;
+    Ok(format!("backfill {to}"))
+}
+
+async fn tune(client: &mut Client, plan: &Plan, actor: &Actor, target_ms: u32) -> ActionResult {
+    let sha = plan.sha256();
+    let ms = i32::try_from(target_ms.clamp(10, 60_000)).unwrap_or(60_000);
+    let tx = client.transaction().await.map_err(pg_err)?;
+    let n = tx
+        .execute(
+            "UPDATE cutover.backfill SET target_chunk_ms = $2, updated_at = clock_timestamp()
+              WHERE plan_id = $1",
+            &[&plan.id(), &ms],
+        )
+        .await
+        .map_err(pg_err)?;
+    if n == 0 {
+        return Err("the backfill has not started".to_string());
+    }
+    audit::append(
+        &tx,
+        NewEntry {
+            actor,
+            plan_id: plan.id(),
+            plan_sha256: &sha,
+            action: "backfill_tune",
+            phase: Some(Phase::Backfill),
+            details: json!({"target_chunk_ms": ms}),
+        },
+    )
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(pg_err)?;
+    Ok(format!("chunk target {ms} ms"))
+}
+
+async fn flag(client: &mut Client, actor: &Actor, name: &str, enabled: bool) -> ActionResult {
+    let change = engine::set_flag(client, actor, name, enabled)
+        .await
+        .map_err(|e| e.to_string())?;
+    let state = if enabled { "on" } else { "off" };
+    Ok(if change.changed {
+        format!("flag {name} {state}")
+    } else {
+        format!("flag {name} was already {state}")
+    })
+}
+
+async fn note(client: &mut Client, plan: &Plan, actor: &Actor, text: &str) -> ActionResult {
+    match engine::note(client, plan, actor, text).await {
+        Ok(engine::NoteOutcome::Recorded { audit_seq }) => {
+            Ok(format!("note added to the audit log (#{audit_seq})"))
+        }
+        Ok(engine::NoteOutcome::Duplicate { audit_seq }) => Ok(format!(
+            "the same note is already in the audit log (#{audit_seq})"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn run_checks(client: &mut Client, plan: &Plan) -> ActionResult {
+    let cancel = crate::checks::Cancel::new();
+    let records = crate::checks::run(client, plan, None, &cancel)
+        .await
+        .map_err(|e| e.to_string())?;
+    let failed: Vec<&str> = records
+        .iter()
+        .filter(|r| r.outcome != crate::outcome::Outcome::Pass)
+        .map(|r| r.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(format!("{} checks passed", records.len()))
+    } else {
+        Ok(format!(
+            "{} checks ran; not passing: {}",
+            records.len(),
+            failed.join(", ")
+        ))
+    }
+}
+
+async fn advance(client: &mut Client, cfg: &DbConfig, plan: &Plan, actor: &Actor) -> ActionResult {
+    let opts = engine::RunOptions::with_monitor(cfg.clone());
+    match engine::advance(client, plan, actor, &opts).await {
+        Ok(applied) => Ok(applied.message),
+        Err(engine::EngineError::Blocked(g)) => Err(format!(
+            "the {} gate blocks: {}",
+            g.phase,
+            g.blockers.join("; ")
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn rollback(
+    client: &mut Client,
+    cfg: &DbConfig,
+    plan: &Plan,
+    actor: &Actor,
+    phase: Phase,
+) -> ActionResult {
+    let opts = engine::RunOptions::with_monitor(cfg.clone());
+    engine::rollback(client, plan, actor, Some(phase), &opts)
+        .await
+        .map(|o| o.message)
+        .map_err(|e| e.to_string())
+}

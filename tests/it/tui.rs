@@ -1,0 +1,222 @@
+//! End to end: the real `cutover tui` in tmux against a real database. Keys go in through
+//! `tmux send-keys`; the test asserts on the captured screen and on the database afterwards.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{cutover_bin, TestDb};
+
+const PLAN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/plans/accounts-balance-cents.toml"
+);
+const SCHEMA: &str = include_str!("../../assets/demo/schema.sql");
+
+/// A tmux session running one command; killed on drop.
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str, width: u16, height: u16) -> Tmux {
+        let name = format!("cutover-it-{:08x}", rand::random::<u32>());
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &name])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .arg(cmd)
+            .status()
+            .expect("tmux must be installed for the TUI end-to-end test");
+        assert!(status.success(), "tmux new-session failed");
+        Tmux { name }
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux send-keys failed");
+    }
+
+    fn capture(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["has-session", "-t", &self.name])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Waits until the screen contains every needle; panics with the screen otherwise.
+    fn wait_for(&self, needles: &[&str], within: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.capture();
+            if needles.iter().all(|n| screen.contains(n)) {
+                return screen;
+            }
+            if start.elapsed() > within {
+                panic!("screen never showed {needles:?} within {within:?}:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+    }
+}
+
+async fn wait_db(db: &TestDb, sql: &str, want: &str, within: Duration) {
+    let client = db.client().await;
+    let start = Instant::now();
+    loop {
+        let got: Option<String> = client
+            .query_opt(sql, &[])
+            .await
+            .unwrap()
+            .and_then(|r| r.get(0));
+        if got.as_deref() == Some(want) {
+            return;
+        }
+        if start.elapsed() > within {
+            panic!("`{sql}` returned {got:?}, wanted {want:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A migration whose expand, dual-write and backfill phases are applied, with the backfill
+/// running and the read-switch gate waiting on sign-offs and checks.
+async fn migration_in_backfill(db: &TestDb) {
+    db.exec(SCHEMA).await;
+    db.exec("SELECT cutover_demo_seed(2000, 100, 200)").await;
+    let mut client = db.client().await;
+    cutover::db::schema::bootstrap(&mut client).await.unwrap();
+    let plan = cutover::plan::Plan::load(PLAN).unwrap();
+    let apply = |p: cutover::plan::Phase| plan.phase(p).apply.clone();
+    db.exec(&apply(cutover::plan::Phase::Expand)).await;
+    db.exec(&apply(cutover::plan::Phase::DualWrite)).await;
+    client
+        .execute(
+            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path, current_phase, state)
+             VALUES ($1, $2, $3, $4, $5, 'backfill', 'applied')",
+            &[&plan.id(), &plan.spec.title, &plan.sha256(), &plan.source, &PLAN],
+        )
+        .await
+        .unwrap();
+    for phase in ["expand", "dual_write", "backfill"] {
+        client
+            .execute(
+                "INSERT INTO cutover.phases (plan_id, phase, state, plan_sha256, started_at, finished_at)
+                 VALUES ($1, $2, 'applied', $3, now(), now())",
+                &[&plan.id(), &phase, &plan.sha256()],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .execute(
+            "INSERT INTO cutover.backfill (plan_id, state, target_chunk_ms, rows_done, rows_estimate, started_at)
+             VALUES ($1, 'running', 300, 500, 2000, now())",
+            &[&plan.id()],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
+    let db = TestDb::new().await;
+    migration_in_backfill(&db).await;
+    let cmd = format!(
+        "env DATABASE_URL='{}' NO_COLOR=1 {} tui {PLAN}",
+        db.url,
+        cutover_bin().display()
+    );
+    let tmux = Tmux::start(&cmd, 120, 40);
+    let long = Duration::from_secs(15);
+    tmux.wait_for(&["● live", "Backfill running", "Next read_switch"], long);
+
+    // s: sign off the read-switch gate for every role I hold that it needs.
+    tmux.send(&["s"]);
+    wait_db(
+        &db,
+        "SELECT string_agg(role, ',' ORDER BY role) FROM cutover.signoffs WHERE gate = 'read_switch'",
+        "data_owner,lead",
+        long,
+    )
+    .await;
+    tmux.wait_for(&["signed the read_switch gate"], long);
+
+    // Space: pause the backfill; the header of its pane follows the database.
+    tmux.send(&["Space"]);
+    wait_db(&db, "SELECT state FROM cutover.backfill", "paused", long).await;
+    tmux.wait_for(&["Backfill paused"], long);
+
+    // R opens the red confirmation with the SQL; a stray key cancels it.
+    tmux.send(&["R"]);
+    tmux.wait_for(&["ROLL BACK BACKFILL", "This SQL will run:"], long);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    tmux.send(&["x"]);
+    tmux.wait_for(&["rollback cancelled"], long);
+    wait_db(
+        &db,
+        "SELECT state FROM cutover.phases WHERE phase = 'backfill'",
+        "applied",
+        long,
+    )
+    .await;
+
+    // R then a deliberate Y rolls back the backfill phase.
+    tmux.send(&["R"]);
+    tmux.wait_for(&["ROLL BACK BACKFILL"], long);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    tmux.send(&["Y"]);
+    wait_db(
+        &db,
+        "SELECT state FROM cutover.phases WHERE phase = 'backfill'",
+        "rolled_back",
+        long,
+    )
+    .await;
+    tmux.wait_for(&["↺ backfill"], long);
+
+    // Every action is in the audit log.
+    wait_db(
+        &db,
+        "SELECT (count(*) FILTER (WHERE action = 'signoff') = 2
+                 AND count(*) FILTER (WHERE action IN ('backfill_pause', 'backfill.pause')) = 1)::text
+           FROM cutover.audit_log",
+        "true",
+        long,
+    )
+    .await;
+
+    // q quits and gives the terminal back.
+    tmux.send(&["q"]);
+    let start = Instant::now();
+    while tmux.alive() && start.elapsed() < long {
+        let screen = tmux.capture();
+        if !screen.contains("CUTOVER") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !tmux.capture().contains("CUTOVER"),
+        "the TUI did not leave the screen"
+    );
+}
