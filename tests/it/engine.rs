@@ -95,7 +95,7 @@ async fn fingerprint(client: &Client) -> String {
                UNION ALL
                SELECT 'rel ' || relname || ' ' || relkind::text FROM pg_class WHERE relnamespace = 'public'::regnamespace
                UNION ALL
-               SELECT 'trigger ' || tgname || ' on ' || tgrelid::regclass::text FROM pg_trigger WHERE NOT tgisinternal
+               SELECT 'trigger ' || tgname || ' on ' || tgrelid::regclass::text FROM pg_trigger WHERE NOT tgisinternal AND tgrelid::regclass::text NOT LIKE 'cutover.%'
                UNION ALL
                SELECT 'function ' || proname || ' ' || md5(prosrc) FROM pg_proc WHERE pronamespace = 'public'::regnamespace
                UNION ALL
@@ -194,6 +194,44 @@ async fn demo_plan_lifecycle_through_the_cli() {
     let url = db.url.as_str();
     let client = db.client().await;
 
+    // Rehearsal first: every phase applied and rolled back in a transaction that is thrown away.
+    let pristine = fingerprint(&client).await;
+    let o = cutover(url, &["rehearse", DEMO_PLAN]).await;
+    let out = ok(&o);
+    assert!(
+        out.contains("takes public.accounts AccessExclusiveLock"),
+        "{out}"
+    );
+    assert!(
+        out.contains("catalog restored") && !out.contains("NOT RESTORED"),
+        "{out}"
+    );
+    assert!(out.contains("contract is irreversible"), "{out}");
+    assert_eq!(
+        fingerprint(&client).await,
+        pristine,
+        "a rehearsal must leave nothing behind"
+    );
+    let st = status_json(url, DEMO_PLAN).await;
+    let reversibility = st["scorecard"]["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Reversibility")
+        .unwrap()
+        .clone();
+    let rehearsal = reversibility["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "rehearsal")
+        .unwrap();
+    assert_eq!(rehearsal["outcome"], "pass", "{rehearsal}");
+    assert!(rehearsal["detail"]
+        .as_str()
+        .unwrap()
+        .contains("rollback tested and timed"));
+
     // Nothing signed yet: advance is blocked, says why, and changes nothing.
     let o = cutover(url, &["advance", DEMO_PLAN]).await;
     assert_eq!(code(&o), 2, "{}", text(&o));
@@ -247,6 +285,39 @@ async fn demo_plan_lifecycle_through_the_cli() {
     ok(&cutover(url, &["note", DEMO_PLAN, "cutover complete"]).await);
     let o = cutover(url, &["audit", "verify"]).await;
     assert!(ok(&o).contains("intact"), "{}", text(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    ok(&cutover(
+        url,
+        &["report", DEMO_PLAN, "--out", dir.path().to_str().unwrap()],
+    )
+    .await);
+    let md = std::fs::read_to_string(dir.path().join("accounts-balance-cents-report.md")).unwrap();
+    for needle in [
+        "## Phases",
+        "## Timeline",
+        "## Sign-offs and overrides",
+        "## Check history",
+        "## Notes",
+        "cutover complete",
+        "signed as lead by postgres",
+        "throttle",
+    ] {
+        assert!(md.contains(needle), "report lacks `{needle}`:\n{md}");
+    }
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("accounts-balance-cents-report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["phases"].as_array().unwrap().len(), 5);
+    assert!(json["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["state"] == "applied" && p["apply_ms"].is_i64()));
+    assert!(json["timeline"].as_array().unwrap().len() >= 10);
+    assert_eq!(json["rehearsals"][0]["ok"], true);
+    assert!(json["audit"].as_str().unwrap().starts_with("intact"));
     eprintln!("lifecycle through the CLI took {:?}", started.elapsed());
 }
 
@@ -900,4 +971,37 @@ async fn an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
         .map(|r| r.get(0))
         .collect();
     assert_eq!(progress, vec!["0:done", "1:done"]);
+}
+
+#[tokio::test]
+async fn audit_tail_follow_prints_new_entries_as_they_are_appended() {
+    let db = demo_db().await;
+    let url = db.url.as_str();
+    ok(&cutover(url, &["note", DEMO_PLAN, "before the tail"]).await);
+    let mut child = tokio::process::Command::new(common::cutover_bin())
+        .args(["audit", "tail", "-n", "1", "--follow"])
+        .env("DATABASE_URL", url)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.contains("before the tail"), "{first}");
+    ok(&cutover(url, &["note", DEMO_PLAN, "while tailing"]).await);
+    let next = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the appended entry did not show up within 10 s")
+        .unwrap()
+        .unwrap();
+    assert!(
+        next.contains("while tailing") && next.contains(" note "),
+        "{next}"
+    );
+    child.kill().await.unwrap();
 }
