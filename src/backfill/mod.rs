@@ -1,1 +1,278 @@
 //! The backfill: keyset chunks, per-chunk checkpoints, adaptive size, health throttle, workers.
+//!
+//! How it works:
+//! - The plan's key range is split into ranges (`cutover.backfill_ranges`). Workers — tasks in
+//!   one process or in several processes on several machines — claim ranges with
+//!   `FOR UPDATE SKIP LOCKED` and hold a lease that every chunk renews; an expired lease (or one
+//!   held by a process of this host that no longer runs) is reclaimed.
+//! - A chunk is ONE transaction: it locks its range row (the lease fence), finds the chunk's upper
+//!   key by keyset, applies the plan's SET assignments to the rows of `(checkpoint, upper]` that
+//!   satisfy `pending` (walking the key index, so row locks are taken in key order, under a
+//!   `statement_timeout` cap), and writes the checkpoint and the chunk's stats. A crash at any
+//!   instant therefore neither loses nor repeats a chunk, even for a non-idempotent transform.
+//! - Chunk size adapts toward the target chunk time ([`sizer`]); health signals are evaluated
+//!   continuously and consulted before every chunk ([`throttle`]); operator controls in
+//!   `cutover.backfill` take effect before the next chunk ([`control`]).
+//! - When every range is covered, a final sweep counts `pending`; rows still pending are swept
+//!   again by keyset up to the largest key that existed when the sweep started, until the count
+//!   is 0 (new rows are written right by dual-write, so this terminates under inserts).
+//!
+//! Tables (control schema, read by the TUI and `cutover status`):
+//! - `cutover.backfill` — one row per plan: `state`
+//!   (idle/running/throttled/paused/stopped/done/failed), `reason` (why throttled/paused/failed),
+//!   `paused_by` (actor of the last pause/stop), live settings (`target_chunk_ms`,
+//!   `max_rows_per_sec`, `workers` = the maximum number of concurrent leases across all
+//!   processes), `rows_done` (keys covered by the range pass + rows fixed by sweeps),
+//!   `rows_updated`, `rows_estimate`, `throttled_seconds`, `chunk_rows`/`last_chunk_ms` (latest
+//!   chunk), `sweep_passes`, `key_columns`/`key_types`.
+//! - `cutover.backfill_ranges` — one row per key range (`kind` range or sweep): `lo` (exclusive)
+//!   and `hi` (inclusive) as JSON arrays of the key's text values, `checkpoint` (last key done),
+//!   `rows_done`, `rows_updated`, `rows_estimate`, `chunks`, `done`, and the lease
+//!   (`lease_owner`, `lease_host`, `lease_pid`, `lease_since`, `lease_until`).
+//! - `cutover.backfill_chunks` — one row per committed chunk (written in the chunk's
+//!   transaction): duration, size limit, rows scanned/updated, target: percentiles, rates,
+//!   sparklines.
+
+pub mod control;
+mod keys;
+pub mod progress;
+mod ranges;
+mod runner;
+pub mod sizer;
+pub mod throttle;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use control::{pause, resume, stop, tune, Tuning};
+pub use progress::{progress, Progress, RangeProgress};
+pub use runner::run;
+
+/// Control-schema migration 20: columns and tables the backfill adds to version 1.
+pub const SCHEMA: &str = r#"
+ALTER TABLE cutover.backfill
+    ADD COLUMN key_columns   text[],
+    ADD COLUMN key_types     text[],
+    ADD COLUMN rows_updated  bigint NOT NULL DEFAULT 0,
+    ADD COLUMN chunk_rows    integer,
+    ADD COLUMN last_chunk_ms double precision,
+    ADD COLUMN sweep_passes  integer NOT NULL DEFAULT 0;
+
+ALTER TABLE cutover.backfill_ranges
+    ADD COLUMN kind          text NOT NULL DEFAULT 'range' CHECK (kind IN ('range','sweep')),
+    ADD COLUMN rows_estimate bigint,
+    ADD COLUMN rows_updated  bigint NOT NULL DEFAULT 0;
+
+CREATE TABLE cutover.backfill_chunks (
+    id           bigserial PRIMARY KEY,
+    plan_id      text NOT NULL,
+    range_id     integer NOT NULL,
+    worker       text NOT NULL,
+    started_at   timestamptz NOT NULL,
+    finished_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    duration_ms  double precision NOT NULL,
+    chunk_limit  integer NOT NULL,
+    rows_scanned bigint NOT NULL,
+    rows_updated bigint NOT NULL,
+    target_ms    integer NOT NULL,
+    lo           jsonb,
+    hi           jsonb
+);
+CREATE INDEX backfill_chunks_latest ON cutover.backfill_chunks (plan_id, id DESC);
+
+CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON cutover.backfill_ranges
+    FOR EACH STATEMENT EXECUTE FUNCTION cutover.notify_change();
+"#;
+
+/// The state of a plan's backfill (`cutover.backfill.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Not started, or no worker is running.
+    Idle,
+    /// Workers are applying chunks.
+    Running,
+    /// A health signal (or a time window) holds the chunks back; see the reason.
+    Throttled,
+    /// An operator paused it; see `paused_by`.
+    Paused,
+    /// An operator (or a rollback of the backfill phase) stopped it; `run` refuses until resumed.
+    Stopped,
+    /// Every range is covered and the final sweep found no pending row.
+    Done,
+    /// A chunk failed with a non-retryable error; see the reason.
+    Failed,
+}
+
+impl State {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Running => "running",
+            State::Throttled => "throttled",
+            State::Paused => "paused",
+            State::Stopped => "stopped",
+            State::Done => "done",
+            State::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<State> {
+        [
+            State::Idle,
+            State::Running,
+            State::Throttled,
+            State::Paused,
+            State::Stopped,
+            State::Done,
+            State::Failed,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Errors of the backfill API.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    /// The plan has no `[backfill]` section.
+    #[error("plan `{0}` has no [backfill] section: nothing to backfill")]
+    NoBackfill(String),
+    /// The engine has not applied the backfill phase (refusal).
+    #[error("the backfill phase of `{plan}` is {state}, not applied: run `cutover advance` through dual_write and backfill first")]
+    PhaseNotApplied {
+        /// Plan id.
+        plan: String,
+        /// The phase's state (`missing` when the migration is not registered).
+        state: String,
+    },
+    /// The backfill was stopped; `run` refuses until it is resumed (refusal).
+    #[error(
+        "the backfill of `{plan}` was stopped{by}: run `cutover backfill resume` to allow it again"
+    )]
+    Stopped {
+        /// Plan id.
+        plan: String,
+        /// ` by <actor>` or empty.
+        by: String,
+    },
+    /// A control action does not apply in the current state (refusal).
+    #[error("cannot {action} the backfill of `{plan}`: it is {state}")]
+    NotApplicable {
+        /// What was attempted.
+        action: &'static str,
+        /// Plan id.
+        plan: String,
+        /// The current state.
+        state: State,
+    },
+    /// A worker hit a non-retryable error.
+    #[error("backfill of `{plan}` failed: {message}")]
+    Failed {
+        /// Plan id.
+        plan: String,
+        /// What went wrong, with the key range.
+        message: String,
+    },
+    /// Another process holds the work and the caller asked not to wait (blocked).
+    #[error("the backfill of `{plan}` is leased by {holders}")]
+    Leased {
+        /// Plan id.
+        plan: String,
+        /// `owner on host pid N since T`, comma-separated.
+        holders: String,
+    },
+    /// An invalid setting (e.g. a tuning value out of range).
+    #[error("{0}")]
+    Invalid(String),
+    /// A database error.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
+impl From<tokio_postgres::Error> for BackfillError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        BackfillError::Db(e.into())
+    }
+}
+
+impl BackfillError {
+    /// True for refusals (exit code 3): the phase is not applied, the backfill is stopped, or the
+    /// action does not apply.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            BackfillError::PhaseNotApplied { .. }
+                | BackfillError::Stopped { .. }
+                | BackfillError::NotApplicable { .. }
+                | BackfillError::NoBackfill(_)
+        )
+    }
+}
+
+/// Options of [`run`].
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Worker tasks in this process; `None` follows `cutover.backfill.workers` (live-tunable).
+    pub local_workers: Option<u32>,
+    /// How long a range lease lasts without renewal.
+    pub lease: Duration,
+    /// Number of key ranges to plan on first start; `None` chooses from the table size.
+    pub ranges: Option<u32>,
+    /// Return [`BackfillError::Leased`] instead of waiting when other processes hold all the
+    /// work this process could take.
+    pub no_wait: bool,
+    /// How often idle/paused/throttled workers poll the control row.
+    pub poll: Duration,
+    /// How often the health signals are evaluated.
+    pub throttle_interval: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            local_workers: None,
+            lease: Duration::from_secs(30),
+            ranges: None,
+            no_wait: false,
+            poll: Duration::from_millis(200),
+            throttle_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// How a [`run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// The backfill is done (possibly by other processes).
+    Done,
+    /// Stopped by an operator or a rollback; the checkpoint is kept.
+    Stopped,
+    /// The caller's shutdown signal fired; the checkpoint is kept and a new run resumes.
+    Shutdown,
+}
+
+/// What a [`run`] did in this process.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// Chunks committed by this process.
+    pub chunks: u64,
+    /// Keys covered by this process's chunks.
+    pub rows_scanned: u64,
+    /// Rows this process changed.
+    pub rows_updated: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}

@@ -43,6 +43,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
                 plan,
                 db,
                 read_only,
+                hint: None,
             })
             .await?;
             Ok(ExitCode::from(exit::OK))

@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: crate::engine::SCHEMA,
     },
     Migration {
+        version: 20,
+        name: "backfill",
+        sql: crate::backfill::SCHEMA,
+    },
+    Migration {
         version: 30,
         name: "checks_golden_snapshots",
         sql: crate::checks::GOLDEN_SCHEMA_SQL,

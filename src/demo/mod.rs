@@ -124,6 +124,7 @@ async fn run_on(
         plan: plan.clone(),
         db: db.clone(),
         read_only: false,
+        hint: Some("demo: s signs off the gate, a advances, ? lists every key".to_string()),
     })
     .await;
     workload.stop().await;

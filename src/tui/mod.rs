@@ -41,6 +41,8 @@ pub struct Options {
     pub db: DbConfig,
     /// Block every change.
     pub read_only: bool,
+    /// A first status line (e.g. the demo's "press s to sign off").
+    pub hint: Option<String>,
 }
 
 /// Sends tracing events to the log pane. Safe to call more than once.
@@ -69,7 +71,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         plan: opts.plan.clone(),
         read_only: opts.read_only,
     });
-    let app = App::new(opts.plan.clone(), opts.db.display(), opts.read_only);
+    let mut app = App::new(opts.plan.clone(), opts.db.display(), opts.read_only);
+    if let Some(hint) = &opts.hint {
+        app.hint(hint);
+    }
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, app, handle).await;
     ratatui::restore();

@@ -8,6 +8,8 @@ use serde_json::json;
 use tokio_postgres::Client;
 
 use crate::audit::{self, Actor, NewEntry};
+use crate::db::DbConfig;
+use crate::engine;
 use crate::plan::{Phase, Plan, Role};
 
 /// One action requested from the UI (or the `:` command line).
@@ -85,8 +87,14 @@ impl fmt::Display for Command {
 /// The result of an action, in words for the status line.
 pub type ActionResult = Result<String, String>;
 
-/// Runs `cmd` on `client` for `plan`.
-pub async fn execute(client: &mut Client, plan: &Plan, cmd: &Command) -> ActionResult {
+/// Runs `cmd` on `client` for `plan`; `cfg` is the server (the engine opens a monitoring
+/// connection there to name whoever blocks its DDL).
+pub async fn execute(
+    client: &mut Client,
+    cfg: &DbConfig,
+    plan: &Plan,
+    cmd: &Command,
+) -> ActionResult {
     let actor = Actor::current(&*client).await.map_err(|e| e.to_string())?;
     let result = match cmd {
         Command::Signoff {
@@ -98,9 +106,9 @@ pub async fn execute(client: &mut Client, plan: &Plan, cmd: &Command) -> ActionR
         Command::Resume => set_backfill_paused(client, plan, &actor, false).await,
         Command::Tune { target_chunk_ms } => tune(client, plan, &actor, *target_chunk_ms).await,
         Command::RunChecks => run_checks(client, plan).await,
-        Command::Advance => advance(client, plan).await,
-        Command::Rollback { phase } => rollback(client, plan, *phase).await,
-        Command::Flag { name, enabled } => flag(client, plan, &actor, name, *enabled).await,
+        Command::Advance => advance(client, cfg, plan, &actor).await,
+        Command::Rollback { phase } => rollback(client, cfg, plan, &actor, *phase).await,
+        Command::Flag { name, enabled } => flag(client, &actor, name, *enabled).await,
         Command::Note { text } => note(client, plan, &actor, text).await,
     };
     match &result {
@@ -126,58 +134,24 @@ async fn signoff(
     roles: &[Role],
     comment: &str,
 ) -> ActionResult {
-    let held = plan.roles_of(&actor.login);
-    let required = plan.gate(gate).signoffs;
-    let mine: Vec<&Role> = roles
-        .iter()
-        .filter(|r| held.contains(r) && required.contains(r))
-        .collect();
-    if mine.is_empty() {
-        return Err(format!(
-            "{} holds none of the roles the {gate} gate needs ({})",
-            actor.login,
-            required
-                .iter()
-                .map(Role::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    let sha = plan.sha256();
-    let tx = client.transaction().await.map_err(pg_err)?;
     let mut signed = Vec::new();
-    for role in mine {
-        let n = tx
-            .execute(
-                "INSERT INTO cutover.signoffs (plan_id, gate, role, login, os_user, host, plan_sha256, comment)
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING",
-                &[&plan.id(), &gate.as_str(), &role.as_str(), &actor.login, &actor.os_user,
-                  &actor.host, &sha, &comment],
-            )
-            .await
-            .map_err(pg_err)?;
-        if n > 0 {
-            audit::append(
-                &tx,
-                NewEntry {
-                    actor,
-                    plan_id: plan.id(),
-                    plan_sha256: &sha,
-                    action: "signoff",
-                    phase: Some(gate),
-                    details: json!({"role": role.as_str(), "comment": comment}),
-                },
-            )
-            .await
-            .map_err(db_err)?;
-            signed.push(role.as_str());
+    let mut already = Vec::new();
+    for role in roles {
+        match engine::signoff(client, plan, actor, gate, role, comment).await {
+            Ok(engine::SignoffOutcome::Recorded { .. }) => signed.push(role.as_str()),
+            Ok(engine::SignoffOutcome::AlreadySigned { login, .. }) => {
+                already.push(format!("{} (by {login})", role.as_str()))
+            }
+            Err(e) => return Err(e.to_string()),
         }
     }
-    tx.commit().await.map_err(pg_err)?;
-    if signed.is_empty() {
-        Ok(format!("{gate} gate already signed for your roles"))
-    } else {
-        Ok(format!("signed the {gate} gate as {}", signed.join(", ")))
+    match (signed.is_empty(), already.is_empty()) {
+        (false, _) => Ok(format!("signed the {gate} gate as {}", signed.join(", "))),
+        (true, false) => Ok(format!(
+            "the {gate} gate was already signed: {}",
+            already.join(", ")
+        )),
+        (true, true) => Err(format!("nothing to sign on the {gate} gate")),
     }
 }
 
@@ -265,63 +239,28 @@ async fn tune(client: &mut Client, plan: &Plan, actor: &Actor, target_ms: u32) -
     Ok(format!("chunk target {ms} ms"))
 }
 
-async fn flag(
-    client: &mut Client,
-    plan: &Plan,
-    actor: &Actor,
-    name: &str,
-    enabled: bool,
-) -> ActionResult {
-    let sha = plan.sha256();
-    let tx = client.transaction().await.map_err(pg_err)?;
-    tx.execute(
-        "INSERT INTO cutover.flags (name, enabled, updated_by) VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE SET enabled = $2, updated_by = $3, updated_at = clock_timestamp()",
-        &[&name, &enabled, &actor.login],
-    )
-    .await
-    .map_err(pg_err)?;
-    audit::append(
-        &tx,
-        NewEntry {
-            actor,
-            plan_id: plan.id(),
-            plan_sha256: &sha,
-            action: "flag",
-            phase: None,
-            details: json!({"flag": name, "enabled": enabled}),
-        },
-    )
-    .await
-    .map_err(db_err)?;
-    tx.commit().await.map_err(pg_err)?;
-    Ok(format!(
-        "flag {name} {}",
-        if enabled { "on" } else { "off" }
-    ))
+async fn flag(client: &mut Client, actor: &Actor, name: &str, enabled: bool) -> ActionResult {
+    let change = engine::set_flag(client, actor, name, enabled)
+        .await
+        .map_err(|e| e.to_string())?;
+    let state = if enabled { "on" } else { "off" };
+    Ok(if change.changed {
+        format!("flag {name} {state}")
+    } else {
+        format!("flag {name} was already {state}")
+    })
 }
 
 async fn note(client: &mut Client, plan: &Plan, actor: &Actor, text: &str) -> ActionResult {
-    if text.trim().is_empty() {
-        return Err("a note needs text: :note <text>".to_string());
+    match engine::note(client, plan, actor, text).await {
+        Ok(engine::NoteOutcome::Recorded { audit_seq }) => {
+            Ok(format!("note added to the audit log (#{audit_seq})"))
+        }
+        Ok(engine::NoteOutcome::Duplicate { audit_seq }) => Ok(format!(
+            "the same note is already in the audit log (#{audit_seq})"
+        )),
+        Err(e) => Err(e.to_string()),
     }
-    let sha = plan.sha256();
-    let tx = client.transaction().await.map_err(pg_err)?;
-    audit::append(
-        &tx,
-        NewEntry {
-            actor,
-            plan_id: plan.id(),
-            plan_sha256: &sha,
-            action: "note",
-            phase: None,
-            details: json!({"text": text}),
-        },
-    )
-    .await
-    .map_err(db_err)?;
-    tx.commit().await.map_err(pg_err)?;
-    Ok("note added to the audit log".to_string())
 }
 
 async fn run_checks(client: &mut Client, plan: &Plan) -> ActionResult {
@@ -345,10 +284,29 @@ async fn run_checks(client: &mut Client, plan: &Plan) -> ActionResult {
     }
 }
 
-async fn advance(_client: &mut Client, _plan: &Plan) -> ActionResult {
-    Err("advancing is not available in this build yet".to_string())
+async fn advance(client: &mut Client, cfg: &DbConfig, plan: &Plan, actor: &Actor) -> ActionResult {
+    let opts = engine::RunOptions::with_monitor(cfg.clone());
+    match engine::advance(client, plan, actor, &opts).await {
+        Ok(applied) => Ok(applied.message),
+        Err(engine::EngineError::Blocked(g)) => Err(format!(
+            "the {} gate blocks: {}",
+            g.phase,
+            g.blockers.join("; ")
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
-async fn rollback(_client: &mut Client, _plan: &Plan, _phase: Phase) -> ActionResult {
-    Err("rollback is not available in this build yet".to_string())
+async fn rollback(
+    client: &mut Client,
+    cfg: &DbConfig,
+    plan: &Plan,
+    actor: &Actor,
+    phase: Phase,
+) -> ActionResult {
+    let opts = engine::RunOptions::with_monitor(cfg.clone());
+    engine::rollback(client, plan, actor, Some(phase), &opts)
+        .await
+        .map(|o| o.message)
+        .map_err(|e| e.to_string())
 }

@@ -40,10 +40,10 @@ pub struct Snapshot {
     pub audit: Vec<AuditRow>,
     /// The gate of the next phase, evaluated.
     pub gate: Option<GateEval>,
-    /// The latest readiness-probe results (run by the worker on demand).
-    pub probes: Vec<crate::evidence::ProbeResult>,
-    /// The Observability evidence.
-    pub observability: Option<crate::evidence::ProbeResult>,
+    /// The engine's latest evaluation of the next gate (checks, probes, order, freeze, …).
+    pub engine_gate: Option<crate::engine::GateEvaluation>,
+    /// The engine's readiness scorecard for the next gate.
+    pub scorecard: Option<crate::engine::Scorecard>,
     /// Rows per second between recent snapshots, oldest first (the worker keeps the history).
     pub rate_history: Vec<u64>,
 }
@@ -221,6 +221,10 @@ impl GateEval {
 /// What a gate requirement is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GateItemKind {
+    /// The previous phase must be applied.
+    Order,
+    /// No freeze window in force.
+    Freeze,
     /// A data check.
     Check,
     /// A readiness probe.
@@ -235,6 +239,8 @@ impl GateItemKind {
     /// Short label.
     pub fn label(self) -> &'static str {
         match self {
+            GateItemKind::Order => "order",
+            GateItemKind::Freeze => "freeze",
             GateItemKind::Check => "check",
             GateItemKind::Probe => "probe",
             GateItemKind::Signoff => "sign-off",
@@ -482,14 +488,87 @@ fn range_from_json(v: &Value) -> RangeRow {
     }
 }
 
-/// Evaluates the entry gate of the next phase from the snapshot's own rows (sign-offs of the
-/// plan version in force, latest check results, probe results, the observation window).
+/// The entry gate of the next phase: the engine's latest evaluation (checks, probes, order,
+/// freeze, observation window), with sign-offs brought up to date from this snapshot so a
+/// sign-off made anywhere shows at once. Before the engine has evaluated it, sign-offs, checks and
+/// the observation window are judged from the snapshot and probes show as not evaluated yet.
 pub fn evaluate_gate(snap: &Snapshot, plan: &Plan, sha: &str) -> Option<GateEval> {
     let phase = snap.next_phase()?;
+    let mut items = match snap.engine_gate.as_ref().filter(|g| g.phase == phase) {
+        Some(g) => g
+            .items
+            .iter()
+            .map(|i| GateItem {
+                kind: match i.kind {
+                    crate::engine::ItemKind::Order => GateItemKind::Order,
+                    crate::engine::ItemKind::Freeze => GateItemKind::Freeze,
+                    crate::engine::ItemKind::Check => GateItemKind::Check,
+                    crate::engine::ItemKind::Probe => GateItemKind::Probe,
+                    crate::engine::ItemKind::Signoff => GateItemKind::Signoff,
+                    crate::engine::ItemKind::Observe => GateItemKind::Observe,
+                },
+                name: i.name.clone(),
+                outcome: i.outcome,
+                detail: i.detail.clone(),
+            })
+            .filter(|i| i.kind != GateItemKind::Signoff)
+            .collect(),
+        None => local_items(snap, plan, sha, phase),
+    };
+    items.extend(signoff_items(snap, plan, sha, phase));
+    let overridden = snap
+        .engine_gate
+        .as_ref()
+        .filter(|g| g.phase == phase)
+        .is_some_and(|g| g.overridden.is_some());
+    let outcome = if overridden {
+        Outcome::Pass
+    } else {
+        Outcome::all(items.iter().map(|i| i.outcome))
+    };
+    Some(GateEval {
+        phase,
+        outcome,
+        items,
+    })
+}
+
+fn signoff_items(snap: &Snapshot, plan: &Plan, sha: &str, phase: Phase) -> Vec<GateItem> {
+    plan.gate(phase)
+        .signoffs
+        .iter()
+        .map(|role| {
+            let signed = snap.signoffs.iter().find(|s| {
+                s.gate == phase.as_str() && s.role == role.as_str() && s.plan_sha256 == sha
+            });
+            GateItem {
+                kind: GateItemKind::Signoff,
+                name: role.as_str().to_string(),
+                outcome: if signed.is_some() {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail
+                },
+                detail: match signed {
+                    Some(s) => {
+                        format!(
+                            "signed by {} at {}",
+                            s.login,
+                            s.signed_at.format("%H:%M:%S")
+                        )
+                    }
+                    None => "awaiting sign-off".to_string(),
+                },
+            }
+        })
+        .collect()
+}
+
+fn local_items(snap: &Snapshot, plan: &Plan, sha: &str, phase: Phase) -> Vec<GateItem> {
     let spec = plan.gate(phase);
     let mut items = Vec::new();
     for name in &spec.checks {
-        let item = match snap.checks.iter().find(|c| &c.name == name) {
+        let (outcome, detail) = match snap.checks.iter().find(|c| &c.name == name) {
             None => (Outcome::Inconclusive, "never run".to_string()),
             Some(c) if c.plan_sha256 != sha => (
                 Outcome::Inconclusive,
@@ -500,43 +579,16 @@ pub fn evaluate_gate(snap: &Snapshot, plan: &Plan, sha: &str) -> Option<GateEval
         items.push(GateItem {
             kind: GateItemKind::Check,
             name: name.clone(),
-            outcome: item.0,
-            detail: item.1,
-        });
-    }
-    for kind in &spec.probes {
-        let (outcome, detail) = match snap.probes.iter().find(|p| p.name == kind.as_str()) {
-            Some(p) => (p.outcome, p.summary.clone()),
-            None => (Outcome::Inconclusive, "not evaluated yet".to_string()),
-        };
-        items.push(GateItem {
-            kind: GateItemKind::Probe,
-            name: kind.as_str().to_string(),
             outcome,
             detail,
         });
     }
-    for role in &spec.signoffs {
-        let signed = snap
-            .signoffs
-            .iter()
-            .find(|s| s.gate == phase.as_str() && s.role == role.as_str() && s.plan_sha256 == sha);
+    for kind in &spec.probes {
         items.push(GateItem {
-            kind: GateItemKind::Signoff,
-            name: role.as_str().to_string(),
-            outcome: if signed.is_some() {
-                Outcome::Pass
-            } else {
-                Outcome::Fail
-            },
-            detail: match signed {
-                Some(s) => format!(
-                    "signed by {} at {}",
-                    s.login,
-                    s.signed_at.format("%H:%M:%S")
-                ),
-                None => "awaiting sign-off".to_string(),
-            },
+            kind: GateItemKind::Probe,
+            name: kind.as_str().to_string(),
+            outcome: Outcome::Inconclusive,
+            detail: "not evaluated yet".to_string(),
         });
     }
     if let Some(observe) = spec.observe {
@@ -572,9 +624,5 @@ pub fn evaluate_gate(snap: &Snapshot, plan: &Plan, sha: &str) -> Option<GateEval
             detail,
         });
     }
-    Some(GateEval {
-        phase,
-        outcome: Outcome::all(items.iter().map(|i| i.outcome)),
-        items,
-    })
+    items
 }

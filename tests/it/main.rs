@@ -1,5 +1,6 @@
 //! Integration tests against a real PostgreSQL (DATABASE_URL or a throwaway cluster).
 
+mod backfill;
 mod checks;
 mod common;
 mod engine;

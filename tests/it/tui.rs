@@ -138,7 +138,6 @@ async fn migration_in_backfill(db: &TestDb) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rollback needs engine::rollback, which has not landed on main yet"]
 async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
     let db = TestDb::new().await;
     migration_in_backfill(&db).await;

@@ -1,0 +1,274 @@
+//! The plan's key: column names and types from the catalog, key values, and the SQL of a chunk.
+//!
+//! Key values travel as text (one string per key column) and are cast back to the column's
+//! type in SQL, so bigint, text, uuid, timestamp and composite keys all work the same way;
+//! comparisons use row constructors, which the key's btree index serves in key order.
+
+use tokio_postgres::GenericClient;
+
+use super::BackfillError;
+use crate::db::{quote_ident, quote_literal, quote_qualified};
+use crate::plan::BackfillSpec;
+
+/// A key value: the text form of each key column.
+pub type Key = Vec<String>;
+
+/// The key columns of the backfilled table and the SQL built from them.
+#[derive(Debug, Clone)]
+pub struct KeySpec {
+    /// The quoted table name.
+    pub table: String,
+    /// Key column names (unquoted).
+    pub columns: Vec<String>,
+    /// Their SQL types (`format_type`).
+    pub types: Vec<String>,
+    set: String,
+    pending: String,
+}
+
+impl KeySpec {
+    /// Reads the key columns' types from the catalog; fails naming the table or column.
+    pub async fn load(
+        client: &impl GenericClient,
+        spec: &BackfillSpec,
+    ) -> Result<KeySpec, BackfillError> {
+        let rel = client
+            .query_one("SELECT to_regclass($1)::oid", &[&spec.table])
+            .await
+            .map_err(|e| {
+                BackfillError::Invalid(format!(
+                    "backfill table `{}`: {}",
+                    spec.table,
+                    crate::db::describe_error(&e)
+                ))
+            })?;
+        let oid: Option<u32> = rel.get(0);
+        let Some(oid) = oid else {
+            return Err(BackfillError::Invalid(format!(
+                "backfill table `{}` does not exist",
+                spec.table
+            )));
+        };
+        let mut types = Vec::new();
+        for col in &spec.key {
+            let row = client
+                .query_opt(
+                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                     WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+                    &[&oid, col],
+                )
+                .await?;
+            match row {
+                Some(r) => types.push(r.get::<_, String>(0)),
+                None => {
+                    return Err(BackfillError::Invalid(format!(
+                        "backfill key column `{col}` does not exist in `{}`",
+                        spec.table
+                    )))
+                }
+            }
+        }
+        if spec.key.is_empty() {
+            return Err(BackfillError::Invalid(format!(
+                "backfill of `{}` has an empty key",
+                spec.table
+            )));
+        }
+        let set = spec
+            .set
+            .iter()
+            .map(|(col, expr)| format!("{} = ({expr})", quote_ident(col)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(KeySpec {
+            table: quote_qualified(&spec.table),
+            columns: spec.key.clone(),
+            types,
+            set,
+            pending: spec.pending.trim().trim_end_matches(';').to_string(),
+        })
+    }
+
+    /// `"a", "b"`.
+    pub fn cols(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `"a"::text AS cutover_k0, …` — selects a key as text (aliased, so that `ORDER BY "a"`
+    /// still sorts by the column and not by its text).
+    pub fn text_cols(&self) -> String {
+        self.columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{}::text AS cutover_k{i}", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `('1'::bigint, 'x'::text)` — a key as an SQL row literal.
+    pub fn literal(&self, key: &Key) -> String {
+        let parts = key
+            .iter()
+            .zip(&self.types)
+            .map(|(v, t)| format!("{}::{t}", quote_literal(v)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("({parts})")
+    }
+
+    /// `WHERE`-ready condition `key > lo AND key <= hi` (either side optional; `TRUE` if none).
+    pub fn between(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
+        let mut conds = Vec::new();
+        if let Some(lo) = lo {
+            conds.push(format!("({}) > {}", self.cols(), self.literal(lo)));
+        }
+        if let Some(hi) = hi {
+            conds.push(format!("({}) <= {}", self.cols(), self.literal(hi)));
+        }
+        if conds.is_empty() {
+            "TRUE".to_string()
+        } else {
+            conds.join(" AND ")
+        }
+    }
+
+    /// The key `offset` rows after `lo` (exclusive) and at most `hi`, in key order.
+    pub fn bound_sql(&self, lo: Option<&Key>, hi: Option<&Key>, offset: i64) -> String {
+        format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {} OFFSET {offset} LIMIT 1",
+            self.text_cols(),
+            self.table,
+            self.between(lo, hi),
+            self.cols()
+        )
+    }
+
+    /// Counts the keys in `(lo, hi]`.
+    pub fn count_sql(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
+        format!(
+            "SELECT count(*) FROM {} WHERE {}",
+            self.table,
+            self.between(lo, hi)
+        )
+    }
+
+    /// The chunk's UPDATE: the SET assignments on the pending rows of `(lo, hi]`.
+    pub fn update_sql(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
+        format!(
+            "UPDATE {} SET {} WHERE {} AND ({})",
+            self.table,
+            self.set,
+            self.between(lo, hi),
+            self.pending
+        )
+    }
+
+    /// The largest key, as text.
+    pub fn max_key_sql(&self) -> String {
+        let desc = self
+            .columns
+            .iter()
+            .map(|c| format!("{} DESC", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT {} FROM {} ORDER BY {desc} LIMIT 1",
+            self.text_cols(),
+            self.table
+        )
+    }
+
+    /// Counts the pending rows (optionally only keys up to `hi`).
+    pub fn pending_count_sql(&self, hi: Option<&Key>) -> String {
+        format!(
+            "SELECT count(*) FROM {} WHERE {} AND ({})",
+            self.table,
+            self.between(None, hi),
+            self.pending
+        )
+    }
+
+    /// Evenly spaced boundary keys from a block sample of about `percent` % of the table.
+    pub fn boundaries_sql(&self, parts: u32, percent: f64) -> String {
+        let sample = if percent >= 100.0 {
+            String::new()
+        } else {
+            format!(" TABLESAMPLE SYSTEM ({percent:.6})")
+        };
+        format!(
+            "SELECT {text} FROM (SELECT {cols}, row_number() OVER (ORDER BY {cols}) AS cutover_rn, \
+             count(*) OVER () AS cutover_n FROM {table}{sample}) s \
+             WHERE cutover_rn % greatest(1, cutover_n / {parts}) = 0 AND cutover_rn < cutover_n \
+             ORDER BY cutover_rn LIMIT {limit}",
+            text = self.text_cols(),
+            cols = self.cols(),
+            table = self.table,
+            limit = parts.saturating_sub(1)
+        )
+    }
+}
+
+/// Reads a key from a row of text columns; `None` when any column is NULL.
+pub fn key_from_row(row: &tokio_postgres::Row) -> Option<Key> {
+    (0..row.len())
+        .map(|i| row.get::<_, Option<String>>(i))
+        .collect()
+}
+
+/// A key as JSON (an array of strings).
+pub fn to_json(key: &Key) -> serde_json::Value {
+    serde_json::Value::Array(
+        key.iter()
+            .map(|s| serde_json::Value::String(s.clone()))
+            .collect(),
+    )
+}
+
+/// A key from JSON; `None` for JSON null or anything that is not an array of strings.
+pub fn from_json(value: Option<&serde_json::Value>) -> Option<Key> {
+    value?
+        .as_array()?
+        .iter()
+        .map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> KeySpec {
+        KeySpec {
+            table: "\"public\".\"t\"".into(),
+            columns: vec!["a".into(), "b".into()],
+            types: vec!["bigint".into(), "text".into()],
+            set: "\"n\" = (n + 1)".into(),
+            pending: "todo".into(),
+        }
+    }
+
+    #[test]
+    fn builds_row_comparisons() {
+        let k = spec();
+        let lo = vec!["1".to_string(), "o'k".to_string()];
+        assert_eq!(
+            k.between(Some(&lo), None),
+            "(\"a\", \"b\") > ('1'::bigint, 'o''k'::text)"
+        );
+        assert_eq!(k.between(None, None), "TRUE");
+        assert!(k
+            .update_sql(None, Some(&lo))
+            .ends_with("<= ('1'::bigint, 'o''k'::text) AND (todo)"));
+    }
+
+    #[test]
+    fn keys_round_trip_through_json() {
+        let key = vec!["7".to_string(), "x".to_string()];
+        assert_eq!(from_json(Some(&to_json(&key))), Some(key));
+        assert_eq!(from_json(Some(&serde_json::Value::Null)), None);
+    }
+}

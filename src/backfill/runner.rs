@@ -1,0 +1,890 @@
+//! The runner: a supervisor that spawns worker tasks, a throttle task, and the chunk loop.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_postgres::Client;
+
+use super::keys::{self, Key, KeySpec};
+use super::ranges::{self, Claim, Claimed, Finish, Identity};
+use super::sizer::Sizer;
+use super::throttle::{Evaluator, Verdict, SIGNAL_TIMEOUT};
+use super::{control, BackfillError, RunOptions, RunOutcome, RunSummary, State};
+use crate::db::{self, describe_error, DbConfig, SessionSettings};
+use crate::plan::{BackfillSpec, Plan};
+
+/// Consecutive retryable failures of one worker before the backfill fails.
+const MAX_RETRIES: u32 = 30;
+
+/// Runs (or resumes) the backfill of `plan` in this process until it is done, stopped, or
+/// `shutdown` turns true. Requires the engine to have applied the backfill phase.
+///
+/// Safe to call from several processes at once: they share the work through
+/// `cutover.backfill_ranges`, up to the `workers` setting in total.
+pub async fn run(
+    cfg: DbConfig,
+    plan: Plan,
+    opts: RunOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<RunSummary, BackfillError> {
+    let started = Instant::now();
+    let spec = control::spec(&plan)?.clone();
+    let mut client = db::connect(&cfg, &SessionSettings::new("backfill")).await?;
+    db::schema::bootstrap(&mut client).await?;
+    check_phase(&client, &plan).await?;
+    control::ensure_row(&client, &plan).await?;
+    let row = client
+        .query_one(
+            "SELECT state, reason, paused_by, workers FROM cutover.backfill WHERE plan_id = $1",
+            &[&plan.id()],
+        )
+        .await?;
+    let state = State::parse(row.get(0)).unwrap_or(State::Idle);
+    let workers: i32 = row.get(3);
+    match state {
+        State::Stopped => {
+            let by: Option<String> = row.get(2);
+            return Err(BackfillError::Stopped {
+                plan: plan.id().to_string(),
+                by: by.map(|b| format!(" by {b}")).unwrap_or_default(),
+            });
+        }
+        State::Failed => {
+            let reason: String = row.get(1);
+            return Err(BackfillError::Failed {
+                plan: plan.id().to_string(),
+                message: format!(
+                    "{reason} (fix the cause, then `cutover backfill resume` and run again)"
+                ),
+            });
+        }
+        State::Done => {
+            return Ok(RunSummary {
+                outcome: RunOutcome::Done,
+                chunks: 0,
+                rows_scanned: 0,
+                rows_updated: 0,
+                elapsed: started.elapsed(),
+            })
+        }
+        _ => {}
+    }
+    let keys = KeySpec::load(&client, &spec).await?;
+    ranges::plan_ranges(
+        &mut client,
+        &plan,
+        &keys,
+        workers.max(1) as u32,
+        opts.ranges,
+    )
+    .await?;
+
+    if opts.no_wait {
+        let holders = ranges::live_holders(&client, plan.id()).await?;
+        if holders.len() >= workers.max(1) as usize {
+            return Err(BackfillError::Leased {
+                plan: plan.id().to_string(),
+                holders: holders
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    // No chunk runs before the health signals have been read once.
+    let (verdict_tx, verdict_rx) =
+        watch::channel(Verdict::Throttled("reading the health signals".to_string()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let throttle = tokio::spawn(throttle_loop(
+        cfg.clone(),
+        plan.clone(),
+        opts.throttle_interval,
+        verdict_tx,
+        stop_rx.clone(),
+    ));
+    let shared = Arc::new(Shared {
+        cfg,
+        plan,
+        spec,
+        keys,
+        opts,
+        verdict: verdict_rx,
+        shutdown,
+        totals: Totals::default(),
+    });
+    let result = supervise(&shared, &mut client).await;
+    let _ = stop_tx.send(true);
+    let _ = throttle.await;
+    if let Ok(RunOutcome::Shutdown) = &result {
+        mark_idle_if_unattended(&client, &shared.plan).await;
+    }
+    let outcome = result?;
+    Ok(RunSummary {
+        outcome,
+        chunks: shared.totals.chunks.load(Ordering::Relaxed),
+        rows_scanned: shared.totals.scanned.load(Ordering::Relaxed),
+        rows_updated: shared.totals.updated.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Refuses unless the engine applied the backfill phase.
+async fn check_phase(client: &Client, plan: &Plan) -> Result<(), BackfillError> {
+    let row = client
+        .query_opt(
+            "SELECT state FROM cutover.phases WHERE plan_id = $1 AND phase = 'backfill'",
+            &[&plan.id()],
+        )
+        .await?;
+    let state: String = row
+        .map(|r| r.get(0))
+        .unwrap_or_else(|| "missing".to_string());
+    if state == "applied" {
+        Ok(())
+    } else {
+        Err(BackfillError::PhaseNotApplied {
+            plan: plan.id().to_string(),
+            state,
+        })
+    }
+}
+
+/// After a shutdown, says so in the state when no worker anywhere still holds a lease.
+async fn mark_idle_if_unattended(client: &Client, plan: &Plan) {
+    let holders = ranges::live_holders(client, plan.id())
+        .await
+        .unwrap_or_default();
+    if holders.is_empty() {
+        let reason = format!(
+            "no worker running: {} (pid {}) shut down at its checkpoint; run again to resume",
+            crate::db::host_name(),
+            std::process::id()
+        );
+        let _ = client
+            .execute(
+                "UPDATE cutover.backfill SET state = 'idle', reason = $2, \
+                 updated_at = clock_timestamp() \
+                 WHERE plan_id = $1 AND state IN ('running','throttled')",
+                &[&plan.id(), &reason],
+            )
+            .await;
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    chunks: AtomicU64,
+    scanned: AtomicU64,
+    updated: AtomicU64,
+}
+
+struct Shared {
+    cfg: DbConfig,
+    plan: Plan,
+    spec: BackfillSpec,
+    keys: KeySpec,
+    opts: RunOptions,
+    verdict: watch::Receiver<Verdict>,
+    shutdown: watch::Receiver<bool>,
+    totals: Totals,
+}
+
+/// Keeps the local worker count at the target and collects their exits.
+async fn supervise(shared: &Arc<Shared>, client: &mut Client) -> Result<RunOutcome, BackfillError> {
+    let mut set: JoinSet<Result<RunOutcome, BackfillError>> = JoinSet::new();
+    let mut spawned = 0usize;
+    let mut outcome: Option<RunOutcome> = None;
+    let mut error: Option<BackfillError> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        if outcome.is_none() && error.is_none() {
+            let target = match shared.opts.local_workers {
+                Some(n) => n.max(1) as usize,
+                None => client
+                    .query_one(
+                        "SELECT workers FROM cutover.backfill WHERE plan_id = $1",
+                        &[&shared.plan.id()],
+                    )
+                    .await
+                    .map(|r| r.get::<_, i32>(0).max(1) as usize)
+                    .unwrap_or(spawned.max(1)),
+            };
+            while set.len() < target && spawned < 256 {
+                let worker = Worker::new(shared.clone(), spawned);
+                set.spawn(worker.run());
+                spawned += 1;
+            }
+        }
+        tokio::select! {
+            joined = set.join_next() => {
+                match joined {
+                    None => break,
+                    Some(Ok(Ok(o))) => {
+                        outcome.get_or_insert(o);
+                    }
+                    Some(Ok(Err(e))) => {
+                        error.get_or_insert(e);
+                    }
+                    Some(Err(join)) => {
+                        error.get_or_insert(BackfillError::Failed {
+                            plan: shared.plan.id().to_string(),
+                            message: format!("a worker task ended abnormally: {join}"),
+                        });
+                    }
+                }
+                if outcome.is_some() || error.is_some() {
+                    // Remaining local workers see the same state (done/stopped) or the shutdown;
+                    // on an error they are told to stop after their current chunk.
+                    if error.is_some() {
+                        set.abort_all();
+                    }
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        if (outcome.is_some() || error.is_some()) && set.is_empty() {
+            break;
+        }
+    }
+    match (error, outcome) {
+        (Some(e), _) => Err(e),
+        (None, Some(o)) => Ok(o),
+        (None, None) => Ok(RunOutcome::Shutdown),
+    }
+}
+
+/// Evaluates the health signals and publishes the verdict; records state changes and the time
+/// spent throttled in `cutover.backfill`.
+async fn throttle_loop(
+    cfg: DbConfig,
+    plan: Plan,
+    interval: Duration,
+    verdict: watch::Sender<Verdict>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut evaluator = Evaluator::new(&plan);
+    let mut client: Option<Client> = None;
+    let mut recorded = Verdict::Clear;
+    let mut last_tick = Instant::now();
+    let mut unflushed = 0.0f64;
+    let mut last_flush = Instant::now();
+    let session = SessionSettings {
+        purpose: "backfill/throttle".to_string(),
+        statement_timeout: SIGNAL_TIMEOUT,
+    };
+    loop {
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            client = db::connect(&cfg, &session).await.ok();
+        }
+        let now = evaluator.evaluate(client.as_ref()).await;
+        let dt = last_tick.elapsed().as_secs_f64();
+        last_tick = Instant::now();
+        if matches!(recorded, Verdict::Throttled(_)) {
+            unflushed += dt;
+        }
+        verdict.send_replace(now.clone());
+        if let Some(c) = client.as_ref() {
+            if now != recorded {
+                match record_verdict(c, plan.id(), &now, unflushed).await {
+                    Ok(()) => {
+                        match &now {
+                            Verdict::Throttled(r) => {
+                                tracing::warn!(plan = plan.id(), "backfill throttled: {r}")
+                            }
+                            Verdict::Clear => {
+                                tracing::info!(plan = plan.id(), "backfill throttle cleared")
+                            }
+                        }
+                        recorded = now;
+                        unflushed = 0.0;
+                        last_flush = Instant::now();
+                    }
+                    Err(e) => tracing::warn!("cannot record the throttle state: {e}"),
+                }
+            } else if unflushed > 0.0 && last_flush.elapsed() >= Duration::from_secs(1) {
+                if add_throttled(c, plan.id(), unflushed).await.is_ok() {
+                    unflushed = 0.0;
+                }
+                last_flush = Instant::now();
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    if let Some(c) = client.as_ref() {
+        if unflushed > 0.0 {
+            let _ = add_throttled(c, plan.id(), unflushed).await;
+        }
+        if matches!(recorded, Verdict::Throttled(_)) {
+            let _ = c
+                .execute(
+                    "UPDATE cutover.backfill SET state = 'running', reason = '' \
+                     WHERE plan_id = $1 AND state = 'throttled'",
+                    &[&plan.id()],
+                )
+                .await;
+        }
+    }
+}
+
+async fn record_verdict(
+    client: &Client,
+    plan_id: &str,
+    verdict: &Verdict,
+    throttled: f64,
+) -> Result<(), tokio_postgres::Error> {
+    match verdict {
+        Verdict::Throttled(reason) => {
+            client
+                .execute(
+                    "UPDATE cutover.backfill SET state = 'throttled', reason = $2, \
+                     throttled_seconds = throttled_seconds + $3, updated_at = clock_timestamp() \
+                     WHERE plan_id = $1 AND state IN ('idle','running','throttled')",
+                    &[&plan_id, reason, &throttled],
+                )
+                .await?
+        }
+        Verdict::Clear => {
+            client
+                .execute(
+                    "UPDATE cutover.backfill SET state = 'running', reason = '', \
+                     throttled_seconds = throttled_seconds + $2, updated_at = clock_timestamp() \
+                     WHERE plan_id = $1 AND state = 'throttled'",
+                    &[&plan_id, &throttled],
+                )
+                .await?
+        }
+    };
+    Ok(())
+}
+
+async fn add_throttled(
+    client: &Client,
+    plan_id: &str,
+    secs: f64,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE cutover.backfill SET throttled_seconds = throttled_seconds + $2 \
+             WHERE plan_id = $1",
+            &[&plan_id, &secs],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The control row as a worker sees it before a chunk.
+struct ControlRow {
+    state: State,
+    target: Duration,
+    max_rows_per_sec: u32,
+    workers: i64,
+    phase_state: String,
+    live: i64,
+    newest: Option<String>,
+}
+
+/// What one step of the worker loop decided.
+enum Step {
+    /// A chunk ran; go on.
+    Chunk,
+    /// Nothing to do right now; sleep one poll interval.
+    Wait,
+    /// Leave the loop.
+    Exit(RunOutcome),
+}
+
+/// Why a step failed.
+enum StepError {
+    /// The connection broke: reconnect and go on from the checkpoint.
+    Connection(String),
+    /// The chunk hit its time cap or a lock conflict: retry smaller.
+    Retry(String),
+    /// Not retryable.
+    Fatal(BackfillError),
+}
+
+impl From<tokio_postgres::Error> for StepError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        classify(&e)
+    }
+}
+
+impl From<BackfillError> for StepError {
+    fn from(e: BackfillError) -> Self {
+        match e {
+            BackfillError::Db(crate::db::DbError::Query(m)) if looks_like_connection(&m) => {
+                StepError::Connection(m)
+            }
+            other => StepError::Fatal(other),
+        }
+    }
+}
+
+fn looks_like_connection(message: &str) -> bool {
+    let m = message.to_lowercase();
+    m.contains("connection closed")
+        || m.contains("error communicating")
+        || m.contains("sqlstate 57p0")
+        || m.contains("sqlstate 08")
+}
+
+fn classify(e: &tokio_postgres::Error) -> StepError {
+    let text = describe_error(e);
+    match e.as_db_error().map(|d| d.code().code()) {
+        None => StepError::Connection(text),
+        Some(c) if c.starts_with("08") || c.starts_with("57P") => StepError::Connection(text),
+        Some("57014" | "55P03" | "40P01" | "40001") => StepError::Retry(text),
+        Some(_) => StepError::Fatal(BackfillError::Db(crate::db::DbError::Query(text))),
+    }
+}
+
+/// The result of one committed chunk.
+struct ChunkDone {
+    scanned: u64,
+    updated: u64,
+    upper: Option<Key>,
+    range_done: bool,
+    elapsed: Duration,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    me: Identity,
+    client: Option<Client>,
+    sizer: Sizer,
+    range: Option<Claimed>,
+    waiting_on: String,
+    retries: u32,
+}
+
+impl Worker {
+    fn new(shared: Arc<Shared>, index: usize) -> Worker {
+        let s = &shared.spec;
+        let sizer = Sizer::new(s.initial_chunk_rows, s.min_chunk_rows, s.max_chunk_rows);
+        Worker {
+            shared,
+            me: Identity::new(index),
+            client: None,
+            sizer,
+            range: None,
+            waiting_on: String::new(),
+            retries: 0,
+        }
+    }
+
+    async fn run(mut self) -> Result<RunOutcome, BackfillError> {
+        let mut backoff = Duration::from_millis(200);
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            if *shutdown.borrow() {
+                self.release().await;
+                return Ok(RunOutcome::Shutdown);
+            }
+            let wait = match self.step().await {
+                Ok(Step::Chunk) => {
+                    backoff = Duration::from_millis(200);
+                    continue;
+                }
+                Ok(Step::Wait) => self.shared.opts.poll,
+                Ok(Step::Exit(o)) => {
+                    self.release().await;
+                    return Ok(o);
+                }
+                Err(StepError::Connection(m)) => {
+                    tracing::warn!(worker = %self.me.owner, "connection lost ({m}); reconnecting in {backoff:?}");
+                    self.client = None;
+                    let w = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    w
+                }
+                Err(StepError::Retry(m)) => {
+                    self.retries += 1;
+                    self.sizer.timed_out();
+                    tracing::warn!(worker = %self.me.owner, "chunk rolled back, retrying with {} rows: {m}", self.sizer.size());
+                    if self.retries >= MAX_RETRIES && self.sizer.at_floor() {
+                        let e = BackfillError::Failed {
+                            plan: self.shared.plan.id().to_string(),
+                            message: format!(
+                                "a chunk of {} rows keeps failing after {} attempts: {m}",
+                                self.sizer.size(),
+                                self.retries
+                            ),
+                        };
+                        self.fail(&e).await;
+                        return Err(e);
+                    }
+                    Duration::from_millis(50 * u64::from(self.retries.min(20)))
+                }
+                Err(StepError::Fatal(e)) => {
+                    self.fail(&e).await;
+                    return Err(e);
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Records a failure in the state row (best effort) and releases the lease.
+    async fn fail(&mut self, e: &BackfillError) {
+        tracing::error!(worker = %self.me.owner, "backfill failed: {e}");
+        if let Some(c) = self.client.as_ref() {
+            let _ = c
+                .execute(
+                    "UPDATE cutover.backfill SET state = 'failed', reason = $2, \
+                     updated_at = clock_timestamp() WHERE plan_id = $1 AND state <> 'done'",
+                    &[&self.shared.plan.id(), &e.to_string()],
+                )
+                .await;
+        }
+        self.release().await;
+    }
+
+    async fn release(&mut self) {
+        if let Some(c) = self.client.as_ref() {
+            let _ = ranges::release(c, self.shared.plan.id(), &self.me).await;
+        }
+        self.range = None;
+    }
+
+    async fn connect(&mut self) -> Result<(), StepError> {
+        if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(());
+        }
+        let session = SessionSettings {
+            purpose: format!("backfill/{}", self.me.owner),
+            statement_timeout: self.shared.plan.spec.settings.statement_timeout.std(),
+        };
+        match db::connect(&self.shared.cfg, &session).await {
+            Ok(c) => {
+                self.client = Some(c);
+                Ok(())
+            }
+            Err(e) => Err(StepError::Connection(e.to_string())),
+        }
+    }
+
+    fn client(&mut self) -> Result<&mut Client, StepError> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| StepError::Connection("not connected".to_string()))
+    }
+
+    async fn read_control(&mut self) -> Result<ControlRow, StepError> {
+        let plan_id = self.shared.plan.id().to_string();
+        let row = self
+            .client()?
+            .query_one(
+                "SELECT b.state, b.target_chunk_ms, b.max_rows_per_sec, b.workers, \
+                 COALESCE((SELECT p.state FROM cutover.phases p \
+                           WHERE p.plan_id = b.plan_id AND p.phase = 'backfill'), 'missing'), \
+                 (SELECT count(*) FROM cutover.backfill_ranges r WHERE r.plan_id = b.plan_id \
+                  AND NOT r.done AND r.lease_owner IS NOT NULL \
+                  AND r.lease_until >= clock_timestamp()), \
+                 (SELECT r.lease_owner FROM cutover.backfill_ranges r WHERE r.plan_id = b.plan_id \
+                  AND NOT r.done AND r.lease_owner IS NOT NULL \
+                  AND r.lease_until >= clock_timestamp() \
+                  ORDER BY r.lease_since DESC, r.lease_owner DESC LIMIT 1) \
+                 FROM cutover.backfill b WHERE b.plan_id = $1",
+                &[&plan_id],
+            )
+            .await?;
+        Ok(ControlRow {
+            state: State::parse(row.get(0)).unwrap_or(State::Idle),
+            target: Duration::from_millis(row.get::<_, i32>(1).max(1) as u64),
+            max_rows_per_sec: row.get::<_, i32>(2).max(0) as u32,
+            workers: i64::from(row.get::<_, i32>(3).max(1)),
+            phase_state: row.get(4),
+            live: row.get(5),
+            newest: row.get(6),
+        })
+    }
+
+    async fn heartbeat(&mut self) -> Result<(), StepError> {
+        if self.range.is_none() {
+            return Ok(());
+        }
+        let plan_id = self.shared.plan.id().to_string();
+        let lease = self.shared.opts.lease;
+        let me = self.me.clone();
+        let held = ranges::heartbeat(self.client()?, &plan_id, &me, lease).await?;
+        if held == 0 {
+            tracing::warn!(worker = %self.me.owner, "lease lost; the range will be claimed again");
+            self.range = None;
+        }
+        Ok(())
+    }
+
+    async fn step(&mut self) -> Result<Step, StepError> {
+        self.connect().await?;
+        let ctl = self.read_control().await?;
+        match ctl.state {
+            State::Stopped => return Ok(Step::Exit(RunOutcome::Stopped)),
+            State::Done => return Ok(Step::Exit(RunOutcome::Done)),
+            State::Failed => {
+                return Err(StepError::Fatal(BackfillError::Failed {
+                    plan: self.shared.plan.id().to_string(),
+                    message: "another worker failed; see `cutover backfill status`".to_string(),
+                }))
+            }
+            State::Paused => {
+                self.heartbeat().await?;
+                return Ok(Step::Wait);
+            }
+            _ => {}
+        }
+        if ctl.phase_state != "applied" {
+            let reason = format!(
+                "the backfill phase is {} (rolled back?): stopped",
+                ctl.phase_state
+            );
+            let plan_id = self.shared.plan.id().to_string();
+            self.client()?
+                .execute(
+                    "UPDATE cutover.backfill SET state = 'stopped', reason = $2, \
+                     updated_at = clock_timestamp() WHERE plan_id = $1 AND state <> 'done'",
+                    &[&plan_id, &reason],
+                )
+                .await?;
+            return Ok(Step::Exit(RunOutcome::Stopped));
+        }
+        if self.range.is_some()
+            && ctl.live > ctl.workers
+            && ctl.newest.as_deref() == Some(self.me.owner.as_str())
+        {
+            tracing::info!(worker = %self.me.owner, "workers tuned down to {}: releasing my range", ctl.workers);
+            let plan_id = self.shared.plan.id().to_string();
+            let me = self.me.clone();
+            ranges::release(self.client()?, &plan_id, &me).await?;
+            self.range = None;
+            return Ok(Step::Wait);
+        }
+        // The throttle task records the reason; keep the lease alive meanwhile.
+        if matches!(&*self.shared.verdict.borrow(), Verdict::Throttled(_)) {
+            self.heartbeat().await?;
+            return Ok(Step::Wait);
+        }
+        if self.range.is_none() && !self.acquire(&ctl).await? {
+            return Ok(Step::Wait);
+        }
+        let Some(range) = self.range.clone() else {
+            return Ok(Step::Wait);
+        };
+        let limit = self.sizer.size();
+        let done = match self.chunk(&range, limit, ctl.target).await {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                tracing::warn!(worker = %self.me.owner, range = range.range_id, "lease lost before the chunk; claiming again");
+                self.range = None;
+                return Ok(Step::Wait);
+            }
+            Err(e) => return Err(e),
+        };
+        self.retries = 0;
+        self.sizer.observe(done.scanned, done.elapsed, ctl.target);
+        let t = &self.shared.totals;
+        t.chunks.fetch_add(1, Ordering::Relaxed);
+        t.scanned.fetch_add(done.scanned, Ordering::Relaxed);
+        t.updated.fetch_add(done.updated, Ordering::Relaxed);
+        if done.range_done {
+            self.range = None;
+        } else if let Some(r) = self.range.as_mut() {
+            r.checkpoint = done.upper;
+        }
+        if ctl.max_rows_per_sec > 0 {
+            let share = f64::from(ctl.max_rows_per_sec) / ctl.workers.max(1) as f64;
+            let min = Duration::from_secs_f64(done.scanned as f64 / share.max(1.0));
+            if min > done.elapsed {
+                let mut shutdown = self.shared.shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(min - done.elapsed) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        Ok(Step::Chunk)
+    }
+
+    /// Claims a range (or runs the final step). Returns false when there is nothing to take now.
+    async fn acquire(&mut self, ctl: &ControlRow) -> Result<bool, StepError> {
+        let plan_id = self.shared.plan.id().to_string();
+        let me = self.me.clone();
+        let lease = self.shared.opts.lease;
+        let claim = ranges::claim(self.client()?, &plan_id, &me, lease, ctl.workers).await?;
+        match claim {
+            Claim::Got(r) => {
+                tracing::info!(worker = %self.me.owner, range = r.range_id, "claimed range");
+                self.waiting_on.clear();
+                self.range = Some(r);
+                Ok(true)
+            }
+            Claim::Busy(holders) => {
+                let text = holders
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if self.shared.opts.no_wait {
+                    return Err(StepError::Fatal(BackfillError::Leased {
+                        plan: plan_id,
+                        holders: text,
+                    }));
+                }
+                if text != self.waiting_on {
+                    tracing::info!(worker = %self.me.owner, "waiting: the backfill is leased by {text}");
+                    self.waiting_on = text;
+                }
+                Ok(false)
+            }
+            Claim::AllDone => {
+                let plan = self.shared.plan.clone();
+                let keys = self.shared.keys.clone();
+                let finish = ranges::finish(self.client()?, &plan, &keys, &me, lease).await?;
+                match finish {
+                    Finish::Done => Ok(false),
+                    Finish::Busy => Ok(false),
+                    Finish::Sweep(r) => {
+                        self.range = Some(r);
+                        Ok(true)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one chunk transaction. `Ok(None)` when the lease was lost.
+    async fn chunk(
+        &mut self,
+        range: &Claimed,
+        limit: u32,
+        target: Duration,
+    ) -> Result<Option<ChunkDone>, StepError> {
+        let settings = &self.shared.plan.spec.settings;
+        let cap = (target * 5)
+            .max(Duration::from_secs(1))
+            .min(settings.statement_timeout.std().max(Duration::from_secs(1)));
+        let lock = settings.lock_timeout.std().min(cap);
+        let keys = self.shared.keys.clone();
+        let plan_id = self.shared.plan.id().to_string();
+        let owner = self.me.owner.clone();
+        let lease_ms = self.shared.opts.lease.as_millis() as f64;
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let client = self.client()?;
+        let tx = client.transaction().await?;
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
+             SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off",
+            cap.as_millis(),
+            lock.as_millis()
+        ))
+        .await?;
+        let fence = tx
+            .query_opt(
+                "SELECT checkpoint FROM cutover.backfill_ranges \
+                 WHERE plan_id = $1 AND range_id = $2 AND lease_owner = $3 AND NOT done FOR UPDATE",
+                &[&plan_id, &range.range_id, &owner],
+            )
+            .await?;
+        let Some(fence) = fence else {
+            return Ok(None);
+        };
+        let checkpoint = keys::from_json(fence.get::<_, Option<serde_json::Value>>(0).as_ref());
+        let lo = checkpoint.as_ref();
+        let hi = range.hi.as_ref();
+        let bound = tx
+            .query_opt(
+                keys.bound_sql(lo, hi, i64::from(limit.max(1)) - 1).as_str(),
+                &[],
+            )
+            .await?
+            .and_then(|r| keys::key_from_row(&r));
+        let (upper, scanned, range_done) = match bound {
+            Some(k) => {
+                let last = Some(&k) == hi;
+                (Some(k), u64::from(limit.max(1)), last)
+            }
+            None => {
+                let n: i64 = tx
+                    .query_one(keys.count_sql(lo, hi).as_str(), &[])
+                    .await?
+                    .get(0);
+                (range.hi.clone(), n.max(0) as u64, true)
+            }
+        };
+        let updated = if scanned > 0 {
+            tx.execute(keys.update_sql(lo, upper.as_ref()).as_str(), &[])
+                .await?
+        } else {
+            0
+        };
+        let elapsed = started.elapsed();
+        let scanned_i = scanned as i64;
+        let updated_i = updated as i64;
+        let progress = if range.sweep { updated_i } else { scanned_i };
+        let upper_json = upper.as_ref().map(keys::to_json);
+        let lo_json = lo.map(keys::to_json);
+        let target_ms = target.as_millis() as i32;
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+        tx.execute(
+            "WITH r AS (
+                UPDATE cutover.backfill_ranges SET checkpoint = COALESCE($3, checkpoint),
+                    rows_done = rows_done + $4, rows_updated = rows_updated + $5,
+                    chunks = chunks + 1, done = $6,
+                    lease_owner = CASE WHEN $6 THEN NULL ELSE lease_owner END,
+                    lease_host = CASE WHEN $6 THEN NULL ELSE lease_host END,
+                    lease_pid = CASE WHEN $6 THEN NULL ELSE lease_pid END,
+                    lease_since = CASE WHEN $6 THEN NULL ELSE lease_since END,
+                    lease_until = CASE WHEN $6 THEN NULL
+                                  ELSE clock_timestamp() + $7 * interval '1 millisecond' END,
+                    updated_at = clock_timestamp()
+                WHERE plan_id = $1 AND range_id = $2 RETURNING 1),
+             c AS (
+                INSERT INTO cutover.backfill_chunks (plan_id, range_id, worker, started_at,
+                    duration_ms, chunk_limit, rows_scanned, rows_updated, target_ms, lo, hi)
+                VALUES ($1, $2, $8, $9, $10, $11, $4, $5, $12, $13, $3))
+             UPDATE cutover.backfill SET rows_done = rows_done + $14,
+                 rows_updated = rows_updated + $5, chunk_rows = $11, last_chunk_ms = $10,
+                 state = CASE WHEN state = 'idle' THEN 'running' ELSE state END,
+                 reason = CASE WHEN state = 'idle' THEN '' ELSE reason END,
+                 started_at = COALESCE(started_at, clock_timestamp()),
+                 updated_at = clock_timestamp()
+             WHERE plan_id = $1",
+            &[
+                &plan_id,
+                &range.range_id,
+                &upper_json,
+                &scanned_i,
+                &updated_i,
+                &range_done,
+                &lease_ms,
+                &owner,
+                &started_at,
+                &elapsed_ms,
+                &(limit as i32),
+                &target_ms,
+                &lo_json,
+                &progress,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(ChunkDone {
+            scanned,
+            updated,
+            upper,
+            range_done,
+            elapsed: started.elapsed(),
+        }))
+    }
+}

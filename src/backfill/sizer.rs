@@ -1,0 +1,122 @@
+//! Adaptive chunk size: aims each chunk at the target chunk time.
+//!
+//! The throughput estimate is a decayed ratio of rows to seconds over recent chunks
+//! (`rows ← 0.75·rows + n`, `secs ← 0.75·secs + t`), so one odd chunk moves it only a little.
+//! The next size is `throughput × target`, growing at most 1.5× per chunk, within
+//! `[floor, ceiling]`. A chunk that ran more than [`FAR_OVER`]× the target cuts the size to a
+//! tenth at once, and a chunk that hit its time cap (statement timeout, lock timeout) is retried
+//! at a quarter of its size.
+
+use std::time::Duration;
+
+/// Decay of the smoothed rows/seconds sums per chunk.
+const DECAY: f64 = 0.75;
+/// Largest growth factor from one chunk to the next.
+const MAX_GROWTH: f64 = 1.5;
+/// A chunk slower than this multiple of the target cuts the size at once.
+pub const FAR_OVER: f64 = 4.0;
+
+/// The adaptive chunk sizer of one worker.
+#[derive(Debug, Clone)]
+pub struct Sizer {
+    size: f64,
+    floor: f64,
+    ceiling: f64,
+    rows: f64,
+    secs: f64,
+}
+
+impl Sizer {
+    /// A sizer starting at `initial` rows, kept within `[floor, ceiling]`.
+    pub fn new(initial: u32, floor: u32, ceiling: u32) -> Sizer {
+        let floor = f64::from(floor.max(1));
+        let ceiling = f64::from(ceiling).max(floor);
+        Sizer {
+            size: f64::from(initial).clamp(floor, ceiling),
+            floor,
+            ceiling,
+            rows: 0.0,
+            secs: 0.0,
+        }
+    }
+
+    /// The next chunk's size in rows.
+    pub fn size(&self) -> u32 {
+        self.size.round() as u32
+    }
+
+    /// Feeds one committed chunk: `rows` keys covered in `elapsed`, aiming at `target`.
+    pub fn observe(&mut self, rows: u64, elapsed: Duration, target: Duration) {
+        let t = elapsed.as_secs_f64().max(1e-4);
+        let target = target.as_secs_f64().max(1e-3);
+        if rows == 0 {
+            return;
+        }
+        if t > FAR_OVER * target {
+            self.size = (self.size / 10.0).clamp(self.floor, self.ceiling);
+            self.rows = 0.0;
+            self.secs = 0.0;
+            return;
+        }
+        self.rows = DECAY * self.rows + rows as f64;
+        self.secs = DECAY * self.secs + t;
+        let ideal = self.rows / self.secs * target;
+        self.size = ideal
+            .min(self.size * MAX_GROWTH)
+            .clamp(self.floor, self.ceiling);
+    }
+
+    /// A chunk hit its time cap and was rolled back: retry at a quarter of the size.
+    pub fn timed_out(&mut self) {
+        self.size = (self.size / 4.0).clamp(self.floor, self.ceiling);
+        self.rows = 0.0;
+        self.secs = 0.0;
+    }
+
+    /// True when the size is at its floor.
+    pub fn at_floor(&self) -> bool {
+        self.size <= self.floor
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn converges_toward_the_target_with_bounded_growth() {
+        let mut s = Sizer::new(1000, 50, 100_000);
+        // 10 000 rows/s: the ideal at 300 ms is 3000 rows.
+        s.observe(1000, MS(100), MS(300));
+        assert_eq!(s.size(), 1500, "growth is capped at 1.5x");
+        for _ in 0..20 {
+            let n = s.size() as u64;
+            s.observe(n, Duration::from_secs_f64(n as f64 / 10_000.0), MS(300));
+        }
+        assert!((2900..=3100).contains(&s.size()), "{}", s.size());
+    }
+
+    #[test]
+    fn shrinks_when_slow_and_cuts_when_far_over() {
+        let mut s = Sizer::new(4000, 50, 100_000);
+        s.observe(4000, MS(600), MS(300));
+        assert_eq!(s.size(), 2000);
+        s.observe(2000, MS(2000), MS(300));
+        assert_eq!(s.size(), 200, "far over target: a tenth at once");
+        s.timed_out();
+        assert_eq!(s.size(), 50);
+        assert!(s.at_floor());
+    }
+
+    #[test]
+    fn respects_floor_and_ceiling() {
+        let mut s = Sizer::new(10, 50, 100);
+        assert_eq!(s.size(), 50);
+        for _ in 0..10 {
+            s.observe(100, MS(1), MS(300));
+        }
+        assert_eq!(s.size(), 100);
+    }
+}

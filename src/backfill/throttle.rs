@@ -1,0 +1,271 @@
+//! Health throttle: signals with plan thresholds (`[backfill.throttle]`), evaluated on their own
+//! connection and consulted by every worker before each chunk.
+//!
+//! Signals: replication replay lag, active backends, lock waiters, (auto)vacuum on the table, WAL
+//! rate, a custom query, and the plan's time windows / freeze periods. The first signal over its
+//! limit is the reason shown. Fail closed: a signal that cannot be read for `fail_closed_after`
+//! holds the backfill back until it can be read again.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio_postgres::Client;
+
+use crate::db::describe_error;
+use crate::plan::{Plan, ThrottleSpec};
+
+/// What the throttle says about the next chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Chunks may run.
+    Clear,
+    /// Chunks must wait, for this reason (e.g. `replica replay lag 7.1s > limit 5s`).
+    Throttled(String),
+}
+
+/// The health signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// `pg_stat_replication.replay_lag`, the largest of all standbys (seconds).
+    ReplayLag,
+    /// Active client backends in this database, Cutover's own excluded.
+    ActiveBackends,
+    /// Sessions of this database waiting on a lock.
+    LockWaiters,
+    /// A (auto)vacuum running on the backfilled table.
+    Vacuum,
+    /// WAL generated per second (MiB/s), from `pg_current_wal_lsn()` deltas.
+    WalRate,
+    /// The plan's custom throttle query.
+    Custom,
+}
+
+impl Signal {
+    /// Human name used in reasons.
+    pub fn label(self) -> &'static str {
+        match self {
+            Signal::ReplayLag => "replica replay lag",
+            Signal::ActiveBackends => "active backends",
+            Signal::LockWaiters => "lock waiters",
+            Signal::Vacuum => "vacuum running on the table",
+            Signal::WalRate => "WAL rate",
+            Signal::Custom => "custom throttle query",
+        }
+    }
+}
+
+/// Evaluates the signals of one plan; keeps the state fail-closed and WAL-rate need.
+pub struct Evaluator {
+    spec: ThrottleSpec,
+    table: String,
+    windows: crate::plan::Windows,
+    /// Per signal: when it was last read, and its last value.
+    last_ok: Vec<(Signal, Instant, Option<f64>)>,
+    wal: Option<(Instant, f64)>,
+}
+
+impl Evaluator {
+    /// An evaluator for `plan`'s throttle settings.
+    pub fn new(plan: &Plan) -> Evaluator {
+        let (spec, table) = match &plan.spec.backfill {
+            Some(b) => (b.throttle.clone(), b.table.clone()),
+            None => (ThrottleSpec::default(), String::new()),
+        };
+        let now = Instant::now();
+        let last_ok = Self::signals_of(&spec)
+            .into_iter()
+            .map(|s| (s, now, None))
+            .collect();
+        Evaluator {
+            spec,
+            table,
+            windows: plan.spec.windows.clone(),
+            last_ok,
+            wal: None,
+        }
+    }
+
+    fn signals_of(spec: &ThrottleSpec) -> Vec<Signal> {
+        let mut v = vec![
+            Signal::ReplayLag,
+            Signal::ActiveBackends,
+            Signal::LockWaiters,
+        ];
+        if spec.pause_on_vacuum {
+            v.push(Signal::Vacuum);
+        }
+        if spec.max_wal_mib_per_second > 0.0 {
+            v.push(Signal::WalRate);
+        }
+        if spec.custom_query.is_some() {
+            v.push(Signal::Custom);
+        }
+        v
+    }
+
+    /// Evaluates every signal once. `client` may be `None` when the monitoring connection is
+    /// down: every database signal then counts as unreadable.
+    pub async fn evaluate(&mut self, client: Option<&Client>) -> Verdict {
+        if let Some(reason) = self.windows.blocked_reason(Utc::now()) {
+            return Verdict::Throttled(reason);
+        }
+        let signals: Vec<Signal> = self.last_ok.iter().map(|(s, _, _)| *s).collect();
+        let mut first_reason = None;
+        for signal in signals {
+            let reading = match client {
+                Some(c) => self.read(c, signal).await,
+                None => Err("no monitoring connection".to_string()),
+            };
+            let reason = match reading {
+                Ok(Some(value)) => {
+                    self.mark_ok(signal, Some(value));
+                    self.over_limit(signal, value)
+                }
+                Ok(None) => {
+                    self.mark_ok(signal, None);
+                    None
+                }
+                Err(err) => self.unreadable(signal, &err),
+            };
+            if first_reason.is_none() {
+                first_reason = reason;
+            }
+        }
+        match first_reason {
+            Some(r) => Verdict::Throttled(r),
+            None => Verdict::Clear,
+        }
+    }
+
+    fn mark_ok(&mut self, signal: Signal, value: Option<f64>) {
+        if let Some(e) = self.last_ok.iter_mut().find(|(s, _, _)| *s == signal) {
+            e.1 = Instant::now();
+            e.2 = value;
+        }
+    }
+
+    /// A signal could not be read: within `fail_closed_after` its last value still counts;
+    /// beyond, it holds the backfill back.
+    fn unreadable(&self, signal: Signal, err: &str) -> Option<String> {
+        let (since, last) = self
+            .last_ok
+            .iter()
+            .find(|(s, _, _)| *s == signal)
+            .map(|(_, t, v)| (t.elapsed(), *v))
+            .unwrap_or_default();
+        let limit = self.spec.fail_closed_after.std();
+        if since >= limit {
+            Some(format!(
+                "fail-closed: {} unreadable for {:.0}s (limit {}): {err}",
+                signal.label(),
+                since.as_secs_f64(),
+                self.spec.fail_closed_after
+            ))
+        } else {
+            tracing::warn!(signal = signal.label(), "throttle signal unreadable: {err}");
+            last.and_then(|v| self.over_limit(signal, v))
+        }
+    }
+
+    fn over_limit(&self, signal: Signal, value: f64) -> Option<String> {
+        let s = &self.spec;
+        match signal {
+            Signal::ReplayLag => {
+                let limit = s.max_replay_lag.std().as_secs_f64();
+                (value > limit).then(|| {
+                    format!(
+                        "{} {value:.1}s > limit {}",
+                        signal.label(),
+                        s.max_replay_lag
+                    )
+                })
+            }
+            Signal::ActiveBackends => (value > f64::from(s.max_active_backends)).then(|| {
+                format!(
+                    "{} {value:.0} > limit {}",
+                    signal.label(),
+                    s.max_active_backends
+                )
+            }),
+            Signal::LockWaiters => (value > f64::from(s.max_lock_waiters)).then(|| {
+                format!(
+                    "{} {value:.0} > limit {}",
+                    signal.label(),
+                    s.max_lock_waiters
+                )
+            }),
+            Signal::Vacuum => (value > 0.0).then(|| {
+                format!(
+                    "{} `{}` (pause_on_vacuum = true)",
+                    signal.label(),
+                    self.table
+                )
+            }),
+            Signal::WalRate => (value > s.max_wal_mib_per_second).then(|| {
+                format!(
+                    "{} {value:.1} MiB/s > limit {} MiB/s",
+                    signal.label(),
+                    s.max_wal_mib_per_second
+                )
+            }),
+            Signal::Custom => (value > s.custom_limit)
+                .then(|| format!("{} = {value} > limit {}", signal.label(), s.custom_limit)),
+        }
+    }
+
+    /// Reads one signal: `Ok(None)` when it has no value yet (first WAL reading).
+    async fn read(&mut self, client: &Client, signal: Signal) -> Result<Option<f64>, String> {
+        let sql = match signal {
+            Signal::ReplayLag => {
+                "SELECT COALESCE(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication"
+                    .to_string()
+            }
+            Signal::ActiveBackends => "SELECT count(*)::float8 FROM pg_stat_activity \
+                 WHERE state = 'active' AND datname = current_database() \
+                 AND backend_type = 'client backend' AND pid <> pg_backend_pid() \
+                 AND application_name NOT LIKE 'cutover/%'"
+                .to_string(),
+            Signal::LockWaiters => "SELECT count(*)::float8 FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                .to_string(),
+            Signal::Vacuum => "SELECT count(*)::float8 FROM pg_stat_progress_vacuum \
+                 WHERE relid = to_regclass($1)"
+                .to_string(),
+            Signal::WalRate => {
+                "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::float8".to_string()
+            }
+            Signal::Custom => {
+                let q = self.spec.custom_query.clone().unwrap_or_default();
+                format!(
+                    "SELECT (({}))::float8",
+                    q.trim().trim_end_matches(';')
+                )
+            }
+        };
+        let result = if signal == Signal::Vacuum {
+            client.query_one(sql.as_str(), &[&self.table]).await
+        } else {
+            client.query_one(sql.as_str(), &[]).await
+        };
+        let value: Option<f64> = result
+            .map_err(|e| describe_error(&e))?
+            .try_get(0)
+            .map_err(|e| e.to_string())?;
+        let value = match (signal, value) {
+            (Signal::Custom, None) => return Err("the query returned NULL".to_string()),
+            (_, v) => v.unwrap_or(0.0),
+        };
+        if signal == Signal::WalRate {
+            let now = Instant::now();
+            let prev = self.wal.replace((now, value));
+            return Ok(prev.and_then(|(t, bytes)| {
+                let secs = now.duration_since(t).as_secs_f64();
+                (secs > 0.0).then(|| (value - bytes).max(0.0) / secs / 1_048_576.0)
+            }));
+        }
+        Ok(Some(value))
+    }
+}
+
+/// How long a monitoring statement may run.
+pub const SIGNAL_TIMEOUT: Duration = Duration::from_secs(2);

@@ -1,0 +1,595 @@
+//! Backfill engine against a real PostgreSQL: exactly-once under concurrent writes (including a
+//! non-idempotent transform), SIGKILL of the real binary, pause/resume/retune, throttle reasons
+//! and fail-closed, two workers sharing a table, refusals.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cutover::audit::Actor;
+use cutover::backfill::{self, BackfillError, RunOptions, RunOutcome, RunSummary, State, Tuning};
+use cutover::db::{self, schema, DbConfig, SessionSettings};
+use cutover::plan::Plan;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+
+use crate::common::{cutover_bin, TestDb};
+
+const PLAN_ID: &str = "bf-test";
+
+/// A plan backfilling `public.items`: `n = n + 1` (not idempotent) for rows flagged `todo`.
+fn plan_toml(backfill_extra: &str, throttle: &str) -> String {
+    format!(
+        r#"
+id = "{PLAN_ID}"
+title = "t"
+rationale = "r"
+author = "a"
+ticket = "T-1"
+[roster]
+lead = ["postgres"]
+data_owner = ["postgres"]
+[phases.expand]
+rollback = ""
+[phases.dual_write]
+rollback = ""
+[phases.backfill]
+rollback = ""
+[phases.read_switch]
+rollback = ""
+[phases.contract]
+irreversible = true
+[read_switch]
+flag = "bf_test.flag"
+[backfill]
+table = "public.items"
+key = ["id"]
+set = {{ n = "n + 1", todo = "false" }}
+pending = "todo"
+target_chunk_time = "20ms"
+initial_chunk_rows = 50
+min_chunk_rows = 10
+max_chunk_rows = 400
+{backfill_extra}
+[backfill.throttle]
+{throttle}
+"#
+    )
+}
+
+fn plan(backfill_extra: &str, throttle: &str) -> Plan {
+    Plan::parse("bf-test.toml", &plan_toml(backfill_extra, throttle)).unwrap()
+}
+
+/// Creates `items` with `rows` old-shape rows, the control schema, and the engine's record
+/// that the backfill phase is applied.
+async fn setup(db: &TestDb, rows: i64) -> Client {
+    db.exec(&format!(
+        "CREATE TABLE public.items (id bigserial PRIMARY KEY, n integer NOT NULL DEFAULT 0, \
+         todo boolean NOT NULL DEFAULT true, v integer NOT NULL DEFAULT 0);
+         INSERT INTO public.items (n, todo) SELECT 0, true FROM generate_series(1, {rows});
+         ANALYZE public.items;"
+    ))
+    .await;
+    let client = control(db).await;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)
+             VALUES ('{PLAN_ID}', 't', 'x', 'x', 'x');
+             INSERT INTO cutover.phases (plan_id, phase, state) VALUES ('{PLAN_ID}', 'backfill', 'applied');"
+        ))
+        .await
+        .unwrap();
+    client
+}
+
+async fn control(db: &TestDb) -> Client {
+    let cfg = DbConfig::from_url(&db.url).unwrap();
+    let mut client = db::connect(&cfg, &SessionSettings::new("test"))
+        .await
+        .unwrap();
+    schema::bootstrap(&mut client).await.unwrap();
+    client
+}
+
+fn spawn_run(
+    db: &TestDb,
+    plan: &Plan,
+    opts: RunOptions,
+) -> (
+    watch::Sender<bool>,
+    JoinHandle<Result<RunSummary, BackfillError>>,
+) {
+    let cfg = DbConfig::from_url(&db.url).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let handle = tokio::spawn(backfill::run(cfg, plan.clone(), opts, rx));
+    (tx, handle)
+}
+
+async fn scalar_i64(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Polls `probe` every 50 ms until it returns true; panics after `secs` seconds.
+async fn wait_for<F, Fut>(what: &str, secs: u64, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !probe().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn chunks(client: &Client) -> i64 {
+    scalar_i64(
+        client,
+        &format!("SELECT count(*) FROM cutover.backfill_chunks WHERE plan_id = '{PLAN_ID}'"),
+    )
+    .await
+}
+
+async fn state(client: &Client) -> (String, String) {
+    let row = client
+        .query_opt(
+            "SELECT state, reason FROM cutover.backfill WHERE plan_id = $1",
+            &[&PLAN_ID],
+        )
+        .await
+        .unwrap();
+    row.map_or(("none".into(), String::new()), |r| (r.get(0), r.get(1)))
+}
+
+/// Every row was transformed exactly once: n = 1 and nothing pending.
+async fn assert_exactly_once(client: &Client) {
+    let row = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE n = 1 AND NOT todo), \
+             count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE todo) FROM public.items",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (total, right, twice, pending): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert!(total > 0);
+    assert_eq!(twice, 0, "rows transformed more than once");
+    assert_eq!(pending, 0, "rows never transformed");
+    assert_eq!(right, total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_row_once_under_concurrent_inserts_and_updates() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 4000).await;
+    let plan = plan("", "");
+    let (_stop, handle) = spawn_run(&db, &plan, RunOptions::default());
+
+    // The app: updates existing rows (row-lock conflicts with chunks) and inserts new rows
+    // written right by dual-write; early on a few old-shape rows too, for the final sweep.
+    let app = db.client().await;
+    let writer = tokio::spawn(async move {
+        for i in 0..400 {
+            app.execute(
+                "UPDATE public.items SET v = v + 1 WHERE id = (random() * 3999)::bigint + 1",
+                &[],
+            )
+            .await
+            .unwrap();
+            let todo = i < 40;
+            app.execute(
+                "INSERT INTO public.items (n, todo) VALUES (CASE WHEN $1 THEN 0 ELSE 1 END, $1)",
+                &[&todo],
+            )
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let summary = tokio::time::timeout(Duration::from_secs(90), handle)
+        .await
+        .expect("backfill did not finish")
+        .unwrap()
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Done);
+    assert!(
+        summary.chunks >= 10,
+        "expected many chunks, got {}",
+        summary.chunks
+    );
+    assert_exactly_once(&client).await;
+    assert_eq!(state(&client).await.0, "done");
+    let p = backfill::progress(&client, &plan).await.unwrap();
+    assert_eq!(p.state, State::Done);
+    assert_eq!(p.percent, 100.0);
+    assert!(p.rows_done >= 4000, "{}", p.rows_done);
+    assert!(p.p99_chunk_ms.is_some());
+    let updated = scalar_i64(
+        &client,
+        &format!(
+            "SELECT sum(rows_updated)::bigint FROM cutover.backfill_chunks WHERE plan_id = '{PLAN_ID}'"
+        ),
+    )
+    .await;
+    // 4000 initial rows plus the old-shape inserts that the final sweep (or a late range) fixed.
+    let old_shape = 4000 + 40;
+    assert!(
+        updated <= old_shape && updated >= 4000,
+        "chunks report {updated} updates"
+    );
+    let done_entries = scalar_i64(
+        &client,
+        "SELECT count(*) FROM cutover.audit_log WHERE action = 'backfill.done'",
+    )
+    .await;
+    assert_eq!(done_entries, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_text_and_uuid_keys() {
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE TABLE public.items (tenant text NOT NULL, id uuid NOT NULL DEFAULT gen_random_uuid(),
+             n integer NOT NULL DEFAULT 0, todo boolean NOT NULL DEFAULT true,
+             PRIMARY KEY (tenant, id));
+         INSERT INTO public.items (tenant) SELECT 'tenant-' || (g % 7) || ' ''q''' FROM generate_series(1, 3000) g;",
+    )
+    .await;
+    let client = control(&db).await;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)
+             VALUES ('{PLAN_ID}', 't', 'x', 'x', 'x');
+             INSERT INTO cutover.phases (plan_id, phase, state) VALUES ('{PLAN_ID}', 'backfill', 'applied');"
+        ))
+        .await
+        .unwrap();
+    let toml = plan_toml("", "").replace(r#"key = ["id"]"#, r#"key = ["tenant", "id"]"#);
+    let plan = Plan::parse("t.toml", &toml).unwrap();
+    let opts = RunOptions {
+        ranges: Some(3),
+        ..RunOptions::default()
+    };
+    let (_stop, handle) = spawn_run(&db, &plan, opts);
+    let summary = handle.await.unwrap().unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Done);
+    assert_eq!(summary.rows_updated, 3000);
+    assert_exactly_once(&client).await;
+    let ranges = scalar_i64(
+        &client,
+        "SELECT count(*) FROM cutover.backfill_ranges WHERE kind = 'range'",
+    )
+    .await;
+    assert!(ranges >= 2, "expected the key space split, got {ranges}");
+}
+
+fn spawn_binary(db: &TestDb, plan_path: &std::path::Path, extra: &[&str]) -> Child {
+    Command::new(cutover_bin())
+        .args(["backfill", "run"])
+        .arg(plan_path)
+        .args(["--lease", "2s", "--report-every", "0"])
+        .args(extra)
+        .env("DATABASE_URL", &db.url)
+        .env("CUTOVER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sigkill(child: &mut Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_and_repeats_nothing() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 12_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, plan_toml("max_rows_per_second = 6000", "")).unwrap();
+    let mut kills = 0;
+    for _ in 0..5 {
+        let before = chunks(&client).await;
+        let mut child = spawn_binary(&db, &path, &[]);
+        // Wait until this process commits chunks, then kill it at a random moment.
+        wait_for("the restarted binary to commit chunks", 30, || async {
+            chunks(&client).await > before
+        })
+        .await;
+        let delay = 20 + rand::random::<u64>() % 300;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        if state(&client).await.0 == "done" {
+            child.wait().unwrap();
+            break;
+        }
+        sigkill(&mut child);
+        kills += 1;
+    }
+    assert!(
+        kills >= 3,
+        "the backfill finished too early: only {kills} kills"
+    );
+    let resumed_from: i64 =
+        scalar_i64(&client, "SELECT count(*) FROM public.items WHERE NOT todo").await;
+    assert!(resumed_from > 0 && resumed_from < 12_000);
+    let child = spawn_binary(&db, &path, &[]);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "final run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exactly_once(&client).await;
+    let updated = scalar_i64(
+        &client,
+        "SELECT sum(rows_updated)::bigint FROM cutover.backfill_chunks",
+    )
+    .await;
+    assert_eq!(
+        updated, 12_000,
+        "chunk records must account for every row once"
+    );
+    assert_eq!(state(&client).await.0, "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_retune_and_stop_take_effect_before_the_next_chunk() {
+    let db = TestDb::new().await;
+    let mut client = setup(&db, 20_000).await;
+    let plan = plan("max_rows_per_second = 2000", "");
+    let (_stop, handle) = spawn_run(&db, &plan, RunOptions::default());
+    wait_for("first chunks", 30, || async { chunks(&client).await >= 2 }).await;
+    let actor = Actor::current(&client).await.unwrap();
+
+    backfill::pause(&mut client, &plan, &actor, "checking replicas")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await; // a chunk in flight may commit
+    let c1 = chunks(&client).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(chunks(&client).await, c1, "a chunk started while paused");
+    let p = backfill::progress(&client, &plan).await.unwrap();
+    assert_eq!(p.state, State::Paused);
+    assert!(p.reason.contains("checking replicas"), "{}", p.reason);
+    assert!(p.paused_by.as_deref().unwrap_or("").contains("postgres"));
+
+    // A second process finds the work leased and says by whom.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, plan_toml("max_rows_per_second = 2000", "")).unwrap();
+    let out = spawn_binary(&db, &path, &["--no-wait"])
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("leased by") && stderr.contains("pid") && stderr.contains("since"),
+        "{stderr}"
+    );
+
+    backfill::resume(&mut client, &plan, &actor).await.unwrap();
+    wait_for("chunks after resume", 30, || async {
+        chunks(&client).await > c1
+    })
+    .await;
+
+    let tuning = Tuning {
+        target_chunk_time: Some(Duration::from_millis(150)),
+        ..Tuning::default()
+    };
+    backfill::tune(&mut client, &plan, &actor, &tuning)
+        .await
+        .unwrap();
+    let tuned_at: i64 = scalar_i64(&client, "SELECT max(id) FROM cutover.backfill_chunks").await;
+    wait_for("chunks after the retune", 30, || async {
+        scalar_i64(
+            &client,
+            &format!("SELECT count(*) FROM cutover.backfill_chunks WHERE id > {tuned_at} + 1"),
+        )
+        .await
+            >= 2
+    })
+    .await;
+    let off_target = scalar_i64(
+        &client,
+        &format!(
+            "SELECT count(*) FROM cutover.backfill_chunks WHERE id > {tuned_at} + 1 AND target_ms <> 150"
+        ),
+    )
+    .await;
+    assert_eq!(
+        off_target, 0,
+        "chunks after the retune must follow the new target"
+    );
+
+    backfill::stop(&mut client, &plan, &actor, "")
+        .await
+        .unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(30), handle)
+        .await
+        .expect("the runner did not stop")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Stopped);
+    let leases = scalar_i64(
+        &client,
+        "SELECT count(*) FROM cutover.backfill_ranges WHERE lease_owner IS NOT NULL",
+    )
+    .await;
+    assert_eq!(leases, 0, "a stopped runner releases its ranges");
+    let (_s, again) = spawn_run(&db, &plan, RunOptions::default());
+    let refused = again.await.unwrap().unwrap_err();
+    assert!(refused.is_refusal(), "{refused}");
+
+    let actions: Vec<String> = client
+        .query("SELECT action FROM cutover.audit_log ORDER BY seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "backfill.pause",
+            "backfill.resume",
+            "backfill.tune",
+            "backfill.stop"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_throttle_reports_its_reason_and_unreadable_signal_fails_closed() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 2000).await;
+    db.exec("CREATE TABLE public.knob (value integer); INSERT INTO public.knob VALUES (3);")
+        .await;
+    let plan = plan(
+        "",
+        "custom_query = \"SELECT value FROM public.knob\"\ncustom_limit = 1\nfail_closed_after = \"1s\"",
+    );
+    let opts = RunOptions {
+        throttle_interval: Duration::from_millis(100),
+        ..RunOptions::default()
+    };
+    let (_stop, handle) = spawn_run(&db, &plan, opts);
+    wait_for("the custom throttle", 30, || async {
+        state(&client).await.0 == "throttled"
+    })
+    .await;
+    let (_, reason) = state(&client).await;
+    assert!(
+        reason.contains("custom throttle query = 3 > limit 1"),
+        "{reason}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(chunks(&client).await, 0, "no chunk while throttled");
+    let p = backfill::progress(&client, &plan).await.unwrap();
+    assert_eq!(p.state, State::Throttled);
+    assert!(p.throttled_seconds >= 1.0, "{}", p.throttled_seconds);
+
+    // The signal becomes unreadable: still held back, and the reason says fail-closed.
+    db.exec("DROP TABLE public.knob").await;
+    wait_for("fail-closed", 30, || async {
+        state(&client).await.1.contains("fail-closed")
+    })
+    .await;
+    let (st, reason) = state(&client).await;
+    assert_eq!(st, "throttled");
+    assert!(
+        reason.contains("custom throttle query unreadable"),
+        "{reason}"
+    );
+    assert_eq!(chunks(&client).await, 0);
+
+    // Readable and under the limit again: it runs to the end.
+    db.exec("CREATE TABLE public.knob (value integer); INSERT INTO public.knob VALUES (0);")
+        .await;
+    let summary = tokio::time::timeout(Duration::from_secs(60), handle)
+        .await
+        .expect("backfill did not finish")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Done);
+    assert_exactly_once(&client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_a_table_and_a_killed_ones_range_is_finished() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 12_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(
+        &path,
+        plan_toml("workers = 2\nmax_rows_per_second = 6000", ""),
+    )
+    .unwrap();
+    let args = ["--local-workers", "1", "--ranges", "6"];
+    let mut a = spawn_binary(&db, &path, &args);
+    let b = spawn_binary(&db, &path, &args);
+    let a_pid = a.id() as i32;
+    wait_for(
+        "both processes to hold a range and commit chunks",
+        30,
+        || async {
+            scalar_i64(
+                &client,
+                "SELECT count(DISTINCT split_part(worker, ':', 2)) FROM cutover.backfill_chunks",
+            )
+            .await
+                == 2
+        },
+    )
+    .await;
+    let held_by_a = scalar_i64(
+        &client,
+        &format!(
+            "SELECT count(*) FROM cutover.backfill_ranges WHERE lease_pid = {a_pid} AND NOT done"
+        ),
+    )
+    .await;
+    sigkill(&mut a);
+    let out = tokio::task::spawn_blocking(move || b.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the surviving worker failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exactly_once(&client).await;
+    assert_eq!(state(&client).await.0, "done");
+    // No two chunks ever covered overlapping key intervals.
+    let overlaps = scalar_i64(
+        &client,
+        "SELECT count(*) FROM cutover.backfill_chunks x JOIN cutover.backfill_chunks y ON x.id < y.id
+          WHERE (x.hi->>0)::bigint > COALESCE((y.lo->>0)::bigint, 0)
+            AND (y.hi->>0)::bigint > COALESCE((x.lo->>0)::bigint, 0)",
+    )
+    .await;
+    assert_eq!(overlaps, 0, "chunks of the two workers overlapped");
+    let updated = scalar_i64(
+        &client,
+        "SELECT sum(rows_updated)::bigint FROM cutover.backfill_chunks",
+    )
+    .await;
+    assert_eq!(updated, 12_000);
+    assert!(held_by_a <= 1, "one lease per worker, got {held_by_a}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_until_the_backfill_phase_is_applied() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 10).await;
+    client
+        .execute(
+            "UPDATE cutover.phases SET state = 'pending' WHERE plan_id = $1",
+            &[&PLAN_ID],
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, plan_toml("", "")).unwrap();
+    let out = spawn_binary(&db, &path, &[]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("pending, not applied"), "{stderr}");
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM public.items WHERE NOT todo").await,
+        0
+    );
+}
