@@ -15,7 +15,7 @@ use super::snapshot::{self, Snapshot, StatementStat};
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
 use crate::db::describe_error;
 use crate::outcome::Outcome;
-use crate::plan::{ErrorBudgetSpec, Phase, Plan};
+use crate::plan::{ErrorBudgetSpec, Phase, Plan, ThrottleSpec};
 
 /// One judged part of the budget.
 #[derive(Debug, Clone)]
@@ -44,7 +44,12 @@ impl Probe for ErrorBudgetProbe {
     fn evaluate<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
         Box::pin(async move {
             match measure(ctx.client, ctx.plan).await {
-                Ok(Some((before, now))) => judge(&ctx.plan.spec.probes.error_budget, &before, &now),
+                Ok(Some((before, now))) => judge(
+                    &ctx.plan.spec.probes.error_budget,
+                    ctx.plan.spec.backfill.as_ref().map(|b| &b.throttle),
+                    &before,
+                    &now,
+                ),
                 Ok(None) => ProbeResult::inconclusive(
                     "error_budget",
                     "no baseline: the read switch was not applied through Cutover (the baseline is taken just before it), so there is nothing to compare with",
@@ -77,15 +82,24 @@ async fn measure(
     Ok(out)
 }
 
-/// Judges the window between `before` and `now`.
-pub fn judge(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot) -> ProbeResult {
+/// Judges the window between `before` and `now`; lock waiters and replay lag are held to the
+/// plan's health limits (`[backfill.throttle]`) when it has them.
+pub fn judge(
+    spec: &ErrorBudgetSpec,
+    health: Option<&ThrottleSpec>,
+    before: &Snapshot,
+    now: &Snapshot,
+) -> ProbeResult {
     let window = (now.taken_at - before.taken_at).num_milliseconds() as f64 / 1000.0;
-    let parts = [
+    let mut parts = vec![
         rollbacks(spec, before, now),
         deadlocks(spec, before, now),
         latency(spec, before, now),
         metric(spec, now),
     ];
+    if let Some(h) = health {
+        parts.push(health_limits(h, now));
+    }
     let outcome = Outcome::all(parts.iter().map(|p| p.outcome));
     let mut evidence: Vec<String> = parts
         .iter()
@@ -248,6 +262,31 @@ fn window_deltas(
         .collect()
 }
 
+fn health_limits(h: &ThrottleSpec, now: &Snapshot) -> Part {
+    let max_lag = h.max_replay_lag.as_millis() as f64 / 1000.0;
+    let mut over = Vec::new();
+    if now.lock_waiters > i64::from(h.max_lock_waiters) {
+        over.push(format!(
+            "{} sessions wait on locks (limit {})",
+            now.lock_waiters, h.max_lock_waiters
+        ));
+    }
+    if let Some(lag) = now.replay_lag_s.filter(|l| *l > max_lag) {
+        over.push(format!("replay lag {lag:.1} s (limit {max_lag} s)"));
+    }
+    if over.is_empty() {
+        part(
+            Outcome::Pass,
+            format!(
+                "health now: lock waiters ≤ {}, replay lag ≤ {max_lag} s",
+                h.max_lock_waiters
+            ),
+        )
+    } else {
+        part(Outcome::Fail, format!("health now: {}", over.join(", ")))
+    }
+}
+
 fn metric(spec: &ErrorBudgetSpec, now: &Snapshot) -> Part {
     match (&spec.metric_query, spec.metric_max) {
         (None, _) => part(Outcome::Pass, "app metric: none configured (metric_query)"),
@@ -272,5 +311,70 @@ fn one_line(s: &str) -> String {
         format!("{}…", s.chars().take(100).collect::<String>())
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, Utc};
+
+    fn snap(commit: i64, rollback: i64, stmts: &[(&str, i64, f64)]) -> Snapshot {
+        Snapshot {
+            taken_at: Utc::now(),
+            xact_commit: commit,
+            xact_rollback: rollback,
+            deadlocks: 0,
+            statements: Ok(stmts
+                .iter()
+                .map(|(id, calls, ms)| {
+                    (
+                        id.to_string(),
+                        StatementStat {
+                            calls: *calls,
+                            total_exec_ms: *ms,
+                            query: format!("SELECT {id}"),
+                        },
+                    )
+                })
+                .collect()),
+            lock_waiters: 0,
+            replay_lag_s: None,
+            index_scans: BTreeMap::new(),
+            metric: None,
+        }
+    }
+
+    #[test]
+    fn judges_latency_and_rollbacks_against_the_baseline() {
+        let spec = ErrorBudgetSpec::default();
+        let before = snap(1000, 10, &[("a", 100, 100.0), ("b", 10, 50.0)]);
+        let mut steady = snap(1100, 11, &[("a", 200, 205.0), ("b", 20, 100.0)]);
+        steady.taken_at = before.taken_at + Duration::seconds(60);
+        let r = judge(&spec, None, &before, &steady);
+        assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
+
+        // "a" becomes 3× slower: 100 calls took 300 ms instead of 100 ms.
+        let slow = snap(1100, 11, &[("a", 200, 400.0), ("b", 20, 100.0)]);
+        let r = judge(&spec, None, &before, &slow);
+        assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
+        assert!(r.summary.contains("latency"), "{r:?}");
+
+        // 10 rollbacks out of 110 transactions vs ~1 % before.
+        let rolling = snap(1100, 20, &[("a", 200, 200.0)]);
+        let r = judge(&spec, None, &before, &rolling);
+        assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
+        assert!(r.summary.contains("rollback ratio"), "{r:?}");
+    }
+
+    #[test]
+    fn without_statement_statistics_latency_is_inconclusive() {
+        let spec = ErrorBudgetSpec::default();
+        let mut before = snap(1000, 10, &[]);
+        before.statements = Err("pg_stat_statements is not available".into());
+        let mut now = snap(1100, 11, &[]);
+        now.statements = before.statements.clone();
+        let r = judge(&spec, None, &before, &now);
+        assert_eq!(r.outcome, Outcome::Inconclusive, "{r:?}");
     }
 }

@@ -364,22 +364,25 @@ async fn backfill(
         "Backfill rate over the last minute of chunks",
         gauge(rate),
     );
-    let buckets: Vec<String> = CHUNK_BUCKETS.iter().map(|b| b.to_string()).collect();
-    let hist = scratch::optional_query(
+    let bounds: Vec<f64> = CHUNK_BUCKETS.to_vec();
+    let groups = scratch::optional_query(
         client,
-        "SELECT coalesce(sum(duration_ms), 0)::float8 / 1000.0, count(*),
-                array(SELECT count(*) FILTER (WHERE c.duration_ms / 1000.0 <= b::float8)
-                        FROM unnest($2::text[]) b)
-           FROM cutover.backfill_chunks c WHERE plan_id = $1",
-        &[&plan.id(), &buckets],
+        "SELECT (SELECT min(u.i) FROM unnest($2::float8[]) WITH ORDINALITY u(b, i)
+                  WHERE c.duration_ms / 1000.0 <= u.b)::int4,
+                count(*), sum(c.duration_ms)::float8 / 1000.0
+           FROM cutover.backfill_chunks c WHERE c.plan_id = $1 GROUP BY 1",
+        &[&plan.id(), &bounds],
     )
     .await;
-    let histogram = match hist.as_deref() {
-        Ok([r]) => {
-            let cumulative: Vec<i64> = r.get(2);
-            PrecomputedHistogram::from_cumulative(r.get(0), r.get(1), &cumulative)
-        }
-        _ => PrecomputedHistogram::from_cumulative(0.0, 0, &[0; CHUNK_BUCKETS.len()]),
+    let histogram = match groups {
+        Ok(rows) => PrecomputedHistogram::from_groups(rows.iter().map(|r| {
+            (
+                r.get::<_, Option<i32>>(0),
+                r.get::<_, i64>(1),
+                r.get::<_, f64>(2),
+            )
+        })),
+        Err(_) => PrecomputedHistogram::from_groups(std::iter::empty()),
     };
     registry.register(
         "backfill_chunk_duration_seconds",
@@ -451,19 +454,27 @@ struct PrecomputedHistogram {
 }
 
 impl PrecomputedHistogram {
-    fn from_cumulative(sum: f64, count: i64, cumulative: &[i64]) -> Self {
-        let count = u64::try_from(count).unwrap_or(0);
-        let mut buckets = Vec::new();
-        let mut previous = 0u64;
-        for (bound, c) in CHUNK_BUCKETS.iter().zip(cumulative) {
-            let c = u64::try_from(*c).unwrap_or(0);
-            buckets.push((*bound, c.saturating_sub(previous)));
-            previous = c;
+    /// From (1-based bucket index or `None` for +Inf, chunks, seconds) groups.
+    fn from_groups(groups: impl Iterator<Item = (Option<i32>, i64, f64)>) -> Self {
+        let mut counts = vec![0u64; CHUNK_BUCKETS.len() + 1];
+        let mut sum = 0.0;
+        for (index, n, seconds) in groups {
+            let slot = index
+                .and_then(|i| usize::try_from(i - 1).ok())
+                .filter(|i| *i < CHUNK_BUCKETS.len())
+                .unwrap_or(CHUNK_BUCKETS.len());
+            counts[slot] += u64::try_from(n).unwrap_or(0);
+            sum += seconds;
         }
-        buckets.push((f64::MAX, count.saturating_sub(previous)));
+        let buckets = CHUNK_BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(counts.iter().copied())
+            .collect();
         PrecomputedHistogram {
             sum,
-            count,
+            count: counts.iter().sum(),
             buckets,
         }
     }

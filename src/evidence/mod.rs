@@ -190,8 +190,10 @@ pub const SCRAPE_FRESHNESS_SECONDS: i64 = 300;
 /// scraped for this plan within the last [`SCRAPE_FRESHNESS_SECONDS`]? Never scraped is
 /// Inconclusive, a stale last scrape fails.
 pub async fn observability(client: &Client, plan: &Plan) -> ProbeResult {
-    let row = client
-        .query_one(
+    let read = async {
+        let scope = scratch::Scope::enter(client).await?;
+        let rows = scratch::optional_query(
+            client,
             "SELECT count(*), max(at)::text,
                     extract(epoch FROM clock_timestamp() - max(at))::float8,
                     (SELECT peer FROM cutover.metrics_scrapes
@@ -200,8 +202,14 @@ pub async fn observability(client: &Client, plan: &Plan) -> ProbeResult {
             &[&plan.id()],
         )
         .await;
-    let row = match row {
-        Ok(r) => r,
+        scope.rollback(client).await?;
+        rows
+    };
+    let row = match read.await.map(|rows| rows.into_iter().next()) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return ProbeResult::inconclusive("observability", "the scrape log returned no row")
+        }
         Err(e) => {
             return ProbeResult::inconclusive(
                 "observability",

@@ -28,6 +28,8 @@ pub struct LiveState {
     pub checks: Vec<(String, String, String)>,
     /// Sign-offs for this plan version: (gate, role, login).
     pub signoffs: Vec<(String, String, String)>,
+    /// Break-glass overrides for this plan version: (gate, login, reason).
+    pub overrides: Vec<(String, String, String)>,
 }
 
 /// Reads the live state of `plan` (the control schema must exist).
@@ -96,7 +98,18 @@ pub async fn live_state(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
+    let overrides = client
+        .query(
+            "SELECT gate, login, reason FROM cutover.overrides
+              WHERE plan_id = $1 AND plan_sha256 = $2 ORDER BY at",
+            &[&id, &plan.sha256()],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     Ok(LiveState {
+        overrides,
         source,
         phases,
         backfill,
@@ -213,6 +226,9 @@ fn current_state(md: &mut String, plan: &Plan, l: &LiveState) {
             estimate.map_or(String::new(), |e| format!(" of ~{e}"))
         );
     }
+    for (gate, login, reason) in &l.overrides {
+        let _ = writeln!(md, "- **OVERRIDE** of the {gate} gate by {login}: {reason}");
+    }
     if let Some(rs) = &plan.spec.read_switch {
         let _ = writeln!(
             md,
@@ -231,7 +247,7 @@ fn current_state(md: &mut String, plan: &Plan, l: &LiveState) {
 fn preflight(md: &mut String, plan: &Plan) {
     let f = &plan.path;
     let _ = writeln!(md, "## Before you start\n");
-    let _ = writeln!(md, "1. `cutover validate {f}` — expect `{f}: ok — plan `{}`, sha256 …` and exit 0 (exit 2 lists each problem as `file:line:col`, lint findings included).", plan.id());
+    let _ = writeln!(md, "1. `cutover validate {f}` — expect ``{f}: ok — plan `{}`, sha256 …`` and exit 0 (exit 2 lists each problem as `file:line:col`, lint findings included).", plan.id());
     let _ = writeln!(md, "2. `cutover rehearse {f}` — every phase's apply and rollback run in a transaction that is rolled back, timed; expect exit 0.");
     let _ = writeln!(md, "3. `cutover --metrics-addr 127.0.0.1:9187 tui {f}` (or any long-running command with `--metrics-addr`) and point Prometheus at `/metrics` — the Observability evidence is a recent scrape.");
     let _ = writeln!(md, "4. `cutover status {f}` — phases, the next gate with every blocker, the scorecard, sign-offs and the fastest rollback.");
@@ -393,7 +409,7 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
     let _ = writeln!(md, "### Apply\n");
     let _ = writeln!(
         md,
-        "`cutover advance {f} --phase {phase}` — expect exit 0 and the phase's result message; exit 2 prints each blocker (`✗ …`) and changes nothing."
+        "`cutover advance {f} --phase {phase}` — expect exit 0 and `{phase} applied`; exit 2 prints each blocker (`✗ …`) and changes nothing."
     );
     if phase == Phase::Backfill {
         let _ = writeln!(md, "\nThen `cutover backfill run {f}` until it reports done; watch `cutover backfill status {f}` (state, reason, progress, ETA).");

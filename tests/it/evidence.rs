@@ -517,6 +517,17 @@ async fn metrics_scrape_serves_backfill_series_and_flips_observability() {
         )
         .await
         .unwrap();
+    client
+        .execute(
+            "INSERT INTO cutover.backfill_chunks (plan_id, range_id, worker, started_at, finished_at,
+                                                  duration_ms, chunk_limit, rows_scanned,
+                                                  rows_updated, target_ms)
+             SELECT $1, 0, 'w1', now() - (d || ' ms')::interval, now(), d, 50, 50, 50, 300
+               FROM unnest(ARRAY[20.0, 120.0, 700.0]::float8[]) d",
+            &[&plan.id()],
+        )
+        .await
+        .unwrap();
     let cfg = DbConfig::from_url(&_db.url).unwrap();
     let addr = evidence::metrics::serve("127.0.0.1:0".parse().unwrap(), cfg, plan.clone()).unwrap();
     let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
@@ -530,7 +541,12 @@ async fn metrics_scrape_serves_backfill_series_and_flips_observability() {
         "cutover_backfill_throttled_seconds_total{plan=\"accounts-balance-cents\"} 12.5",
         "cutover_backfill_throttled{plan=\"accounts-balance-cents\",reason=\"replay lag 7 s > 5 s\"} 1.0",
         "cutover_backfill_state{plan=\"accounts-balance-cents\",state=\"throttled\"} 1.0",
-        "cutover_backfill_chunk_duration_seconds_bucket{plan=\"accounts-balance-cents\",le=\"+Inf\"}",
+        "cutover_backfill_chunk_duration_seconds_bucket{plan=\"accounts-balance-cents\",le=\"0.025\"} 1\n",
+        "cutover_backfill_chunk_duration_seconds_bucket{plan=\"accounts-balance-cents\",le=\"0.25\"} 2\n",
+        "cutover_backfill_chunk_duration_seconds_bucket{plan=\"accounts-balance-cents\",le=\"1.0\"} 3\n",
+        "cutover_backfill_chunk_duration_seconds_bucket{plan=\"accounts-balance-cents\",le=\"+Inf\"} 3\n",
+        "cutover_backfill_chunk_duration_seconds_count{plan=\"accounts-balance-cents\"} 3\n",
+        "cutover_backfill_chunk_duration_seconds_sum{plan=\"accounts-balance-cents\"} 0.84",
         "cutover_phase_state{plan=\"accounts-balance-cents\",phase=\"expand\",state=\"pending\"} 1.0",
         "cutover_database_up{plan=\"accounts-balance-cents\"} 1.0",
     ] {
