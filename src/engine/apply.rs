@@ -219,7 +219,11 @@ pub(crate) async fn start(
             to,
             action,
             error: None,
-            details: json!({ "resume": resume }),
+            details: if resume {
+                json!({ "resume": true })
+            } else {
+                json!({})
+            },
         },
     )
     .await?;

@@ -51,6 +51,7 @@ pub async fn note(
         .await?;
     if let Some(r) = last {
         if r.get::<_, Option<String>>(1).as_deref() == Some(text) {
+            tx.commit().await?;
             return Ok(NoteOutcome::Duplicate {
                 audit_seq: r.get(0),
             });

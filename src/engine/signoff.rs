@@ -73,6 +73,7 @@ pub async fn signoff(
                 &[&plan.id(), &gate.as_str(), &role.as_str(), &sha],
             )
             .await?;
+        tx.commit().await?;
         return Ok(SignoffOutcome::AlreadySigned {
             login: r.get(0),
             at: r.get(1),

@@ -154,6 +154,7 @@ pub async fn ensure_registered(
         )
         .await?;
     if inserted == 0 {
+        tx.commit().await?;
         return Ok(false);
     }
     for phase in Phase::ALL {

@@ -45,8 +45,12 @@ impl Probe for CompatibilityProbe {
                     "the plan lists no old-app queries ([[probes.compatibility.queries]] name/sql/params): nothing proves the old version still works",
                 );
             }
-            let timeout = ctx.plan.spec.settings.statement_timeout.as_millis();
-            match run_queries(ctx.client, queries, timeout).await {
+            let settings = &ctx.plan.spec.settings;
+            let timeouts = (
+                settings.statement_timeout.as_millis(),
+                settings.lock_timeout.as_millis(),
+            );
+            match run_queries(ctx.client, queries, timeouts).await {
                 Ok(outcomes) => judge(&outcomes),
                 Err(e) => ProbeResult::inconclusive(
                     "compatibility",
@@ -57,14 +61,15 @@ impl Probe for CompatibilityProbe {
     }
 }
 
-/// Runs every query in its own savepoint of one transaction that is rolled back at the end.
+/// Runs every query in its own savepoint of one transaction that is rolled back at the end,
+/// under (statement_timeout, lock_timeout) in milliseconds.
 pub async fn run_queries(
     client: &tokio_postgres::Client,
     queries: &[CompatQuery],
-    statement_timeout_ms: u64,
+    timeouts_ms: (u64, u64),
 ) -> Result<Vec<QueryOutcome>, tokio_postgres::Error> {
     let scope = Scope::enter(client).await?;
-    let result = run_in_scope(client, queries, statement_timeout_ms).await;
+    let result = run_in_scope(client, queries, timeouts_ms).await;
     let end = scope.rollback(client).await;
     let outcomes = result?;
     end?;
@@ -74,11 +79,11 @@ pub async fn run_queries(
 async fn run_in_scope(
     client: &tokio_postgres::Client,
     queries: &[CompatQuery],
-    statement_timeout_ms: u64,
+    (statement_ms, lock_ms): (u64, u64),
 ) -> Result<Vec<QueryOutcome>, tokio_postgres::Error> {
     client
         .batch_execute(&format!(
-            "SET LOCAL statement_timeout = {statement_timeout_ms}; SET LOCAL lock_timeout = 2000"
+            "SET LOCAL statement_timeout = {statement_ms}; SET LOCAL lock_timeout = {lock_ms}"
         ))
         .await?;
     let mut out = Vec::new();

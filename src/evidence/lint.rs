@@ -312,6 +312,12 @@ pub fn lock_level(statement: &str) -> Option<&'static str> {
             && !up.contains(" DROP ")
         {
             "SHARE ROW EXCLUSIVE (on both tables)"
+        } else if (up.contains(" ADD COLUMN ") || up.contains(" DROP COLUMN "))
+            && !up.contains(" DEFAULT ")
+            && !up.contains(" GENERATED ")
+            && !up.contains(" TYPE ")
+        {
+            "ACCESS EXCLUSIVE (held briefly: a catalog-only change, no table rewrite)"
         } else {
             "ACCESS EXCLUSIVE (blocks reads and writes)"
         }

@@ -1,11 +1,508 @@
-//! Prometheus metrics endpoint (`--metrics-addr`).
+//! Prometheus metrics endpoint (`--metrics-addr`): phase and state, gate probe outcomes,
+//! backfill progress (rows, rate, chunk-time histogram, throttle state and seconds), check
+//! outcomes and durations — all read from the control schema at scrape time, so every Cutover
+//! process (TUI, CLI, worker) serves the same truth.
+//!
+//! Each scrape is recorded in `cutover.metrics_scrapes`: the Observability evidence is that the
+//! endpoint was actually scraped recently.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 
-use crate::db::DbConfig;
-use crate::plan::Plan;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use tokio_postgres::Client;
+
+use super::scratch::{self, Scope};
+use crate::db::{self, DbConfig, SessionSettings};
+use crate::plan::{Phase, Plan};
+
+/// Content type of the OpenMetrics text exposition (Prometheus accepts it).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds (seconds) of the chunk-time histogram's buckets.
+const CHUNK_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+type Labels = Vec<(String, String)>;
+type GaugeF = Gauge<f64, AtomicU64>;
+type CounterF = Counter<f64, AtomicU64>;
 
 /// Starts serving metrics for `plan` on `addr` in the background.
-pub fn spawn(addr: SocketAddr, _db: DbConfig, _plan: Plan) -> anyhow::Result<()> {
-    anyhow::bail!("the metrics endpoint ({addr}) is not available in this build")
+pub fn spawn(addr: SocketAddr, db: DbConfig, plan: Plan) -> anyhow::Result<()> {
+    let bound = serve(addr, db, plan)?;
+    tracing::info!("metrics endpoint on http://{bound}/metrics");
+    Ok(())
+}
+
+/// Binds `addr` (port 0 picks a free port), serves `/metrics` on a background thread with its
+/// own runtime and connection, and returns the bound address.
+pub fn serve(addr: SocketAddr, db: DbConfig, plan: Plan) -> anyhow::Result<SocketAddr> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| anyhow::anyhow!("metrics endpoint {addr} is not an IP address"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("cutover-metrics".to_string())
+        .spawn(move || {
+            let mut client: Option<Client> = None;
+            for request in server.incoming_requests() {
+                let path = request.url().split('?').next().unwrap_or("").to_string();
+                let peer = request
+                    .remote_addr()
+                    .map_or_else(|| "unknown".to_string(), ToString::to_string);
+                let response = if path == "/metrics" || path == "/" {
+                    let body = runtime.block_on(scrape(&mut client, &db, &plan, &peer));
+                    let header = tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE).ok();
+                    let mut r = tiny_http::Response::from_string(body);
+                    if let Some(h) = header {
+                        r = r.with_header(h);
+                    }
+                    r
+                } else {
+                    tiny_http::Response::from_string("not found: try /metrics\n")
+                        .with_status_code(404)
+                };
+                if let Err(e) = request.respond(response) {
+                    tracing::debug!("metrics response failed: {e}");
+                }
+            }
+        })?;
+    Ok(bound)
+}
+
+/// Renders the metrics and records the scrape; reconnects when the connection was lost.
+async fn scrape(client: &mut Option<Client>, db: &DbConfig, plan: &Plan, peer: &str) -> String {
+    if client.as_ref().is_none_or(Client::is_closed) {
+        *client = db::connect(db, &SessionSettings::new("metrics")).await.ok();
+    }
+    let Some(c) = client.as_ref() else {
+        return render_unreachable(plan);
+    };
+    match render(c, plan).await {
+        Ok(body) => {
+            let bytes = i32::try_from(body.len()).unwrap_or(i32::MAX);
+            if let Err(e) = c
+                .execute(
+                    "INSERT INTO cutover.metrics_scrapes (plan_id, peer, bytes) VALUES ($1, $2, $3)",
+                    &[&plan.id(), &peer, &bytes],
+                )
+                .await
+            {
+                tracing::warn!(
+                    "could not record the metrics scrape: {}",
+                    db::describe_error(&e)
+                );
+            }
+            body
+        }
+        Err(e) => {
+            tracing::warn!("metrics scrape failed: {}", db::describe_error(&e));
+            *client = None;
+            render_unreachable(plan)
+        }
+    }
+}
+
+fn render_unreachable(plan: &Plan) -> String {
+    let mut registry = plan_registry(plan);
+    let up = GaugeF::default();
+    up.set(0.0);
+    registry.register(
+        "database_up",
+        "1 when the control schema could be read for this scrape",
+        up,
+    );
+    encode(&registry)
+}
+
+fn plan_registry(plan: &Plan) -> Registry {
+    Registry::with_prefix_and_labels(
+        "cutover",
+        [(Cow::Borrowed("plan"), Cow::Owned(escape_label(plan.id())))].into_iter(),
+    )
+}
+
+fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out = "# EOF\n".to_string();
+    }
+    out
+}
+
+/// Label pairs; values are escaped here because the text encoder writes them verbatim.
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), escape_label(v)))
+        .collect()
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Reads the control schema and renders every series.
+pub async fn render(client: &Client, plan: &Plan) -> Result<String, tokio_postgres::Error> {
+    let scope = Scope::enter(client).await?;
+    let result = collect(client, plan).await;
+    let end = scope.rollback(client).await;
+    let registry = result?;
+    end?;
+    Ok(encode(&registry))
+}
+
+async fn collect(client: &Client, plan: &Plan) -> Result<Registry, tokio_postgres::Error> {
+    let mut registry = plan_registry(plan);
+    let up = GaugeF::default();
+    up.set(1.0);
+    registry.register(
+        "database_up",
+        "1 when the control schema could be read for this scrape",
+        up,
+    );
+    phases(client, plan, &mut registry).await?;
+    probes(client, plan, &mut registry).await?;
+    backfill(client, plan, &mut registry).await?;
+    checks(client, plan, &mut registry).await?;
+    Ok(registry)
+}
+
+async fn phases(
+    client: &Client,
+    plan: &Plan,
+    registry: &mut Registry,
+) -> Result<(), tokio_postgres::Error> {
+    let states = Family::<Labels, GaugeF>::default();
+    let rows = client
+        .query(
+            "SELECT phase, state FROM cutover.phases WHERE plan_id = $1",
+            &[&plan.id()],
+        )
+        .await?;
+    for phase in Phase::ALL {
+        let state = rows
+            .iter()
+            .find(|r| r.get::<_, String>(0) == phase.as_str())
+            .map_or_else(|| "pending".to_string(), |r| r.get(1));
+        states
+            .get_or_create(&labels(&[("phase", phase.as_str()), ("state", &state)]))
+            .set(1.0);
+    }
+    registry.register(
+        "phase_state",
+        "1 for each phase's current state (pending, applying, applied, rolling_back, rolled_back, failed)",
+        states,
+    );
+    let current = Family::<Labels, GaugeF>::default();
+    if let Some(r) = client
+        .query_opt(
+            "SELECT coalesce(current_phase, 'none'), state FROM cutover.migrations WHERE plan_id = $1",
+            &[&plan.id()],
+        )
+        .await?
+    {
+        let phase: String = r.get(0);
+        let state: String = r.get(1);
+        current
+            .get_or_create(&labels(&[("phase", &phase), ("state", &state)]))
+            .set(1.0);
+    }
+    registry.register(
+        "current_phase",
+        "1 for the migration's current phase and state",
+        current,
+    );
+    Ok(())
+}
+
+async fn probes(
+    client: &Client,
+    plan: &Plan,
+    registry: &mut Registry,
+) -> Result<(), tokio_postgres::Error> {
+    let latest = Family::<Labels, GaugeF>::default();
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (gate, probe) gate, probe, outcome
+               FROM cutover.probe_results WHERE plan_id = $1
+              ORDER BY gate, probe, id DESC",
+            &[&plan.id()],
+        )
+        .await?;
+    for r in &rows {
+        let (gate, probe, outcome): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        latest
+            .get_or_create(&labels(&[
+                ("gate", &gate),
+                ("probe", &probe),
+                ("outcome", &outcome),
+            ]))
+            .set(1.0);
+    }
+    registry.register(
+        "gate_probe_outcome",
+        "1 for the latest outcome of each gate's readiness probe",
+        latest,
+    );
+    let totals = Family::<Labels, CounterF>::default();
+    let rows = client
+        .query(
+            "SELECT probe, outcome, count(*)::float8 FROM cutover.probe_results
+              WHERE plan_id = $1 GROUP BY 1, 2",
+            &[&plan.id()],
+        )
+        .await?;
+    for r in &rows {
+        let (probe, outcome): (String, String) = (r.get(0), r.get(1));
+        totals
+            .get_or_create(&labels(&[("probe", &probe), ("outcome", &outcome)]))
+            .inc_by(r.get(2));
+    }
+    registry.register(
+        "probe_evaluations",
+        "Readiness probe evaluations by outcome",
+        totals,
+    );
+    Ok(())
+}
+
+async fn backfill(
+    client: &Client,
+    plan: &Plan,
+    registry: &mut Registry,
+) -> Result<(), tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT state, reason, rows_done, coalesce(rows_estimate, 0), throttled_seconds,
+                    extract(epoch FROM coalesce(finished_at, clock_timestamp()) - started_at)::float8
+               FROM cutover.backfill WHERE plan_id = $1",
+            &[&plan.id()],
+        )
+        .await?;
+    let (state, reason, done, estimate, throttled_s, elapsed) = match &row {
+        Some(r) => (
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+            r.get::<_, i64>(2),
+            r.get::<_, i64>(3),
+            r.get::<_, f64>(4),
+            r.get::<_, Option<f64>>(5),
+        ),
+        None => ("idle".to_string(), String::new(), 0, 0, 0.0, None),
+    };
+    let gauge = |v: f64| {
+        let g = GaugeF::default();
+        g.set(v);
+        g
+    };
+    registry.register(
+        "backfill_rows_done",
+        "Rows the backfill has brought to the new shape",
+        gauge(done as f64),
+    );
+    registry.register(
+        "backfill_rows_estimate",
+        "Estimated rows to backfill (0 when unknown)",
+        gauge(estimate as f64),
+    );
+    let state_family = Family::<Labels, GaugeF>::default();
+    state_family
+        .get_or_create(&labels(&[("state", &state)]))
+        .set(1.0);
+    registry.register(
+        "backfill_state",
+        "1 for the backfill's current state",
+        state_family,
+    );
+    let throttled = Family::<Labels, GaugeF>::default();
+    let is_throttled = state == "throttled";
+    throttled
+        .get_or_create(&labels(&[(
+            "reason",
+            if is_throttled { reason.as_str() } else { "" },
+        )]))
+        .set(if is_throttled { 1.0 } else { 0.0 });
+    registry.register(
+        "backfill_throttled",
+        "1 while a health signal or window holds the backfill back (the reason is a label)",
+        throttled,
+    );
+    let throttled_total = CounterF::default();
+    throttled_total.inc_by(throttled_s);
+    registry.register(
+        "backfill_throttled_seconds",
+        "Time the backfill spent throttled",
+        throttled_total,
+    );
+    let recent = scratch::optional_query(
+        client,
+        "SELECT coalesce(sum(rows_updated), 0)::float8,
+                extract(epoch FROM max(finished_at) - min(started_at))::float8
+           FROM cutover.backfill_chunks
+          WHERE plan_id = $1 AND finished_at > clock_timestamp() - interval '60 seconds'",
+        &[&plan.id()],
+    )
+    .await;
+    let rate = match recent.as_deref() {
+        Ok([r]) => match (r.get::<_, f64>(0), r.get::<_, Option<f64>>(1)) {
+            (rows, Some(span)) if span > 0.0 => rows / span,
+            _ => 0.0,
+        },
+        _ => match elapsed {
+            Some(s) if s > 0.0 && state == "running" => done as f64 / s,
+            _ => 0.0,
+        },
+    };
+    registry.register(
+        "backfill_rows_per_second",
+        "Backfill rate over the last minute of chunks",
+        gauge(rate),
+    );
+    let bounds: Vec<f64> = CHUNK_BUCKETS.to_vec();
+    let groups = scratch::optional_query(
+        client,
+        "SELECT (SELECT min(u.i) FROM unnest($2::float8[]) WITH ORDINALITY u(b, i)
+                  WHERE c.duration_ms / 1000.0 <= u.b)::int4,
+                count(*), sum(c.duration_ms)::float8 / 1000.0
+           FROM cutover.backfill_chunks c WHERE c.plan_id = $1 GROUP BY 1",
+        &[&plan.id(), &bounds],
+    )
+    .await;
+    let histogram = match groups {
+        Ok(rows) => PrecomputedHistogram::from_groups(rows.iter().map(|r| {
+            (
+                r.get::<_, Option<i32>>(0),
+                r.get::<_, i64>(1),
+                r.get::<_, f64>(2),
+            )
+        })),
+        Err(_) => PrecomputedHistogram::from_groups(std::iter::empty()),
+    };
+    registry.register(
+        "backfill_chunk_duration_seconds",
+        "Duration of backfill chunks",
+        histogram,
+    );
+    Ok(())
+}
+
+async fn checks(
+    client: &Client,
+    plan: &Plan,
+    registry: &mut Registry,
+) -> Result<(), tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (check_name) check_name, outcome, duration_ms::float8 / 1000.0
+               FROM cutover.check_results WHERE plan_id = $1
+              ORDER BY check_name, id DESC",
+            &[&plan.id()],
+        )
+        .await?;
+    let outcome = Family::<Labels, GaugeF>::default();
+    let duration = Family::<Labels, GaugeF>::default();
+    for r in &rows {
+        let (name, result): (String, String) = (r.get(0), r.get(1));
+        outcome
+            .get_or_create(&labels(&[("check", &name), ("outcome", &result)]))
+            .set(1.0);
+        duration
+            .get_or_create(&labels(&[("check", &name)]))
+            .set(r.get(2));
+    }
+    registry.register(
+        "check_outcome",
+        "1 for the latest outcome of each data check",
+        outcome,
+    );
+    registry.register(
+        "check_duration_seconds",
+        "Duration of each data check's latest run",
+        duration,
+    );
+    let totals = Family::<Labels, CounterF>::default();
+    let rows = client
+        .query(
+            "SELECT check_name, outcome, count(*)::float8 FROM cutover.check_results
+              WHERE plan_id = $1 GROUP BY 1, 2",
+            &[&plan.id()],
+        )
+        .await?;
+    for r in &rows {
+        let (name, result): (String, String) = (r.get(0), r.get(1));
+        totals
+            .get_or_create(&labels(&[("check", &name), ("outcome", &result)]))
+            .inc_by(r.get(2));
+    }
+    registry.register("check_runs", "Data check runs by outcome", totals);
+    Ok(())
+}
+
+/// A histogram whose buckets were counted in SQL at scrape time.
+#[derive(Debug)]
+struct PrecomputedHistogram {
+    sum: f64,
+    count: u64,
+    /// (upper bound, count in this bucket only); the last bound is +Inf.
+    buckets: Vec<(f64, u64)>,
+}
+
+impl PrecomputedHistogram {
+    /// From (1-based bucket index or `None` for +Inf, chunks, seconds) groups.
+    fn from_groups(groups: impl Iterator<Item = (Option<i32>, i64, f64)>) -> Self {
+        let mut counts = vec![0u64; CHUNK_BUCKETS.len() + 1];
+        let mut sum = 0.0;
+        for (index, n, seconds) in groups {
+            let slot = index
+                .and_then(|i| usize::try_from(i - 1).ok())
+                .filter(|i| *i < CHUNK_BUCKETS.len())
+                .unwrap_or(CHUNK_BUCKETS.len());
+            counts[slot] += u64::try_from(n).unwrap_or(0);
+            sum += seconds;
+        }
+        let buckets = CHUNK_BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(counts.iter().copied())
+            .collect();
+        PrecomputedHistogram {
+            sum,
+            count: counts.iter().sum(),
+            buckets,
+        }
+    }
+}
+
+impl EncodeMetric for PrecomputedHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a \"b\"\\c\nd"), "a \\\"b\\\"\\\\c\\nd");
+    }
 }

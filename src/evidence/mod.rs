@@ -8,8 +8,11 @@
 pub mod backfill_complete;
 pub mod census;
 pub mod compat;
+pub mod error_budget;
 pub mod lint;
 pub mod metrics;
+pub mod privileges;
+pub mod runbook;
 pub mod scratch;
 pub mod snapshot;
 
@@ -116,7 +119,8 @@ pub fn probe(kind: ProbeKind) -> Box<dyn Probe> {
         ProbeKind::Compatibility => Box::new(compat::CompatibilityProbe),
         ProbeKind::HiddenReaders => Box::new(census::HiddenReadersProbe),
         ProbeKind::BackfillComplete => Box::new(backfill_complete::BackfillCompleteProbe),
-        ProbeKind::ErrorBudget | ProbeKind::PrivilegeParity => Box::new(NotYetAvailable(kind)),
+        ProbeKind::ErrorBudget => Box::new(error_budget::ErrorBudgetProbe),
+        ProbeKind::PrivilegeParity => Box::new(privileges::PrivilegeParityProbe),
     };
     Box::new(Recorded(inner))
 }
@@ -179,26 +183,75 @@ async fn record(
     }
 }
 
-struct NotYetAvailable(ProbeKind);
+/// How recent the last scrape must be for the Observability evidence to hold.
+pub const SCRAPE_FRESHNESS_SECONDS: i64 = 300;
 
-impl Probe for NotYetAvailable {
-    fn name(&self) -> &'static str {
-        self.0.as_str()
+/// The Observability category's automated evidence: was the metrics endpoint (`--metrics-addr`)
+/// scraped for this plan within the last [`SCRAPE_FRESHNESS_SECONDS`]? Never scraped is
+/// Inconclusive, a stale last scrape fails.
+pub async fn observability(client: &Client, plan: &Plan) -> ProbeResult {
+    let read = async {
+        let scope = scratch::Scope::enter(client).await?;
+        let rows = scratch::optional_query(
+            client,
+            "SELECT count(*), max(at)::text,
+                    extract(epoch FROM clock_timestamp() - max(at))::float8,
+                    (SELECT peer FROM cutover.metrics_scrapes
+                      WHERE plan_id = $1 ORDER BY id DESC LIMIT 1)
+               FROM cutover.metrics_scrapes WHERE plan_id = $1",
+            &[&plan.id()],
+        )
+        .await;
+        scope.rollback(client).await?;
+        rows
+    };
+    let row = match read.await.map(|rows| rows.into_iter().next()) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return ProbeResult::inconclusive("observability", "the scrape log returned no row")
+        }
+        Err(e) => {
+            return ProbeResult::inconclusive(
+                "observability",
+                format!(
+                    "could not read the scrape log: {}",
+                    crate::db::describe_error(&e)
+                ),
+            )
+        }
+    };
+    let count: i64 = row.get(0);
+    let (Some(last), Some(age), Some(peer)) = (
+        row.get::<_, Option<String>>(1),
+        row.get::<_, Option<f64>>(2),
+        row.get::<_, Option<String>>(3),
+    ) else {
+        return ProbeResult::inconclusive(
+            "observability",
+            "the metrics endpoint has never been scraped: run Cutover with --metrics-addr and point Prometheus at it",
+        );
+    };
+    let evidence = vec![
+        format!("{count} scrape(s) recorded; last at {last} by {peer}"),
+        format!("freshness required: within {SCRAPE_FRESHNESS_SECONDS} s"),
+    ];
+    let (outcome, summary) = if age <= SCRAPE_FRESHNESS_SECONDS as f64 {
+        (
+            Outcome::Pass,
+            format!("metrics endpoint scraped {age:.0} s ago by {peer}"),
+        )
+    } else {
+        (
+            Outcome::Fail,
+            format!("the last metrics scrape was {age:.0} s ago: is Prometheus still scraping?"),
+        )
+    };
+    ProbeResult {
+        name: "observability".to_string(),
+        outcome,
+        summary,
+        evidence,
     }
-
-    fn evaluate<'a>(&'a self, _ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
-        Box::pin(async move {
-            ProbeResult::inconclusive(self.0.as_str(), "this probe is not available in this build")
-        })
-    }
-}
-
-/// The Observability category's automated evidence: was the metrics endpoint scraped recently?
-pub async fn observability(_client: &Client, _plan: &Plan) -> ProbeResult {
-    ProbeResult::inconclusive(
-        "observability",
-        "the metrics endpoint has never been scraped",
-    )
 }
 
 /// Called by the engine just before `phase` is applied. Before the read switch it stores the

@@ -2,8 +2,8 @@
 //! transaction block: probes run on a connection they do not own (the engine may be in the middle
 //! of its own transaction), so they must never abort or end it.
 //!
-//! [`Scope::enter`] opens a savepoint when a transaction is in progress and a transaction
-//! otherwise; [`Scope::rollback`] undoes everything done inside, [`Scope::commit`] keeps it.
+//! [`Scope::enter`] opens a savepoint (inside a new transaction when none is in progress);
+//! [`Scope::rollback`] undoes everything done inside, [`Scope::commit`] keeps it.
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -15,47 +15,56 @@ const OPTIONAL: &str = "cutover_evidence_optional";
 /// An open scope on a borrowed connection.
 #[must_use = "a scope must be ended with rollback() or commit()"]
 pub struct Scope {
-    nested: bool,
+    /// True when the scope opened its own transaction (the caller was idle).
+    own_transaction: bool,
 }
 
 impl Scope {
-    /// Opens a savepoint (caller in a transaction) or a transaction (caller idle).
+    /// Opens a savepoint; when the caller is not in a transaction, first a transaction.
     pub async fn enter(client: &Client) -> Result<Scope, tokio_postgres::Error> {
         match client
             .batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
             .await
         {
-            Ok(()) => Ok(Scope { nested: true }),
+            Ok(()) => Ok(Scope {
+                own_transaction: false,
+            }),
             Err(e) if e.code() == Some(&SqlState::NO_ACTIVE_SQL_TRANSACTION) => {
-                client.batch_execute("BEGIN").await?;
-                Ok(Scope { nested: false })
+                client
+                    .batch_execute(&format!("BEGIN; SAVEPOINT {SAVEPOINT}"))
+                    .await?;
+                Ok(Scope {
+                    own_transaction: true,
+                })
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Undoes everything done in the scope.
+    /// Undoes everything done in the scope. An own transaction is then committed empty, so
+    /// probes do not count as rolled-back transactions in `pg_stat_database` (which the error
+    /// budget watches).
     pub async fn rollback(self, client: &Client) -> Result<(), tokio_postgres::Error> {
-        if self.nested {
-            client
-                .batch_execute(&format!(
-                    "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
-                ))
-                .await
-        } else {
-            client.batch_execute("ROLLBACK").await
-        }
+        let end = if self.own_transaction { "; COMMIT" } else { "" };
+        let sql = format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}{end}");
+        self.finish(client, &sql).await
     }
 
     /// Keeps what was done in the scope (it commits with the caller's transaction when nested).
     pub async fn commit(self, client: &Client) -> Result<(), tokio_postgres::Error> {
-        if self.nested {
-            client
-                .batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}"))
-                .await
-        } else {
-            client.batch_execute("COMMIT").await
+        let end = if self.own_transaction { "; COMMIT" } else { "" };
+        let sql = format!("RELEASE SAVEPOINT {SAVEPOINT}{end}");
+        self.finish(client, &sql).await
+    }
+
+    /// Runs the closing statements; if they fail in an own transaction, never leaves the
+    /// connection inside it.
+    async fn finish(self, client: &Client, sql: &str) -> Result<(), tokio_postgres::Error> {
+        let result = client.batch_execute(sql).await;
+        if result.is_err() && self.own_transaction {
+            let _ = client.batch_execute("ROLLBACK").await;
         }
+        result
     }
 }
 

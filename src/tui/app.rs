@@ -101,6 +101,11 @@ impl App {
         }
     }
 
+    /// Shows a hint in the status line (it expires like any status).
+    pub fn hint(&mut self, text: &str) {
+        self.status(text, false);
+    }
+
     fn status(&mut self, text: impl Into<String>, error: bool) {
         self.ui.status = Some((text.into(), error));
         self.status_at = Some(Instant::now());

@@ -14,7 +14,7 @@ use super::panes::log::LogSource;
 use super::theme::Theme;
 use super::view::{self, Focus, Overlay, ViewModel};
 use crate::audit::Actor;
-use crate::evidence::ProbeResult;
+use crate::engine::scorecard::{Category, Evidence, Scorecard};
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, Role};
 use crate::worker::snapshot::{
@@ -79,6 +79,81 @@ fn check(name: &str, kind: &str, outcome: Outcome, summary: &str, sha: &str) -> 
     }
 }
 
+fn evidence(name: &str, outcome: Outcome, detail: &str) -> Evidence {
+    Evidence {
+        name: name.into(),
+        outcome,
+        detail: detail.into(),
+    }
+}
+
+/// The engine's scorecard as the worker would receive it.
+fn scorecard() -> Scorecard {
+    let cat = |name: &str, owner: &str, ev: Vec<Evidence>| Category {
+        name: name.into(),
+        owner: Role(owner.into()),
+        outcome: Outcome::all(ev.iter().map(|e| e.outcome)),
+        evidence: ev,
+        signoff: evidence("sign-off", Outcome::Fail, "awaiting"),
+    };
+    Scorecard {
+        categories: vec![
+            cat(
+                "Compatibility",
+                "app_owner",
+                vec![
+                    evidence("probe lint", Outcome::Pass, "no breaking DDL"),
+                    evidence(
+                        "probe compatibility",
+                        Outcome::Pass,
+                        "3 old-app queries ran",
+                    ),
+                ],
+            ),
+            cat(
+                "Data quality",
+                "data_owner",
+                vec![evidence(
+                    "checks",
+                    Outcome::Fail,
+                    "balance-parity: 412,000 rows differ",
+                )],
+            ),
+            cat(
+                "Observability",
+                "sre",
+                vec![evidence(
+                    "observability",
+                    Outcome::Inconclusive,
+                    "the metrics endpoint has never been scraped",
+                )],
+            ),
+            cat(
+                "Reversibility",
+                "sre",
+                vec![
+                    evidence(
+                        "rollback scripts",
+                        Outcome::Pass,
+                        "every reversible phase has one",
+                    ),
+                    evidence("rehearsal", Outcome::Inconclusive, "not rehearsed yet"),
+                ],
+            ),
+            cat(
+                "Stakeholder alignment",
+                "lead",
+                vec![evidence(
+                    "roster",
+                    Outcome::Pass,
+                    "every gate role is staffed",
+                )],
+            ),
+        ],
+        ready: false,
+    }
+}
+
 /// Nothing applied yet: the expand gate waits for the lead's sign-off.
 fn fresh() -> Snapshot {
     let plan = plan();
@@ -96,16 +171,7 @@ fn fresh() -> Snapshot {
             client: "10.0.0.7".into(),
             state: "idle".into(),
         }],
-        probes: vec![ProbeResult {
-            name: "lint".into(),
-            outcome: Outcome::Pass,
-            summary: "no breaking DDL".into(),
-            evidence: vec![],
-        }],
-        observability: Some(ProbeResult::inconclusive(
-            "observability",
-            "the metrics endpoint has never been scraped",
-        )),
+        scorecard: Some(scorecard()),
         ..Snapshot::default()
     };
     s.gate = evaluate_gate(&s, &plan, &plan.sha256());
@@ -141,6 +207,11 @@ fn backfill_running() -> Snapshot {
         started_at: Some(at(5, 3, 0)),
         finished_at: None,
         updated_at: Some(at(5, 11, 59)),
+        rate: Some(34_500.0),
+        eta: Some((15.0, 19.0)),
+        checkpoint_age: Some(1.0),
+        live_workers: 1,
+        max_rows_per_sec: 0,
     });
     s.ranges = vec![RangeRow {
         range_id: 0,

@@ -132,6 +132,12 @@ pub struct BackfillView {
     pub ranges: Vec<RangeView>,
     /// Seconds since the newest checkpoint.
     pub checkpoint_age: Option<i64>,
+    /// Workers holding a live lease now.
+    pub live_workers: i64,
+    /// Maximum concurrent workers.
+    pub max_workers: i64,
+    /// Rate cap in rows/s (0 = none).
+    pub rate_cap: i64,
 }
 
 /// One worker range.
@@ -293,9 +299,10 @@ pub fn rollback_of(plan: &Plan, phase: Phase) -> Option<RollbackView> {
     let script = spec.rollback.clone().unwrap_or_default();
     let (summary, sql) = match phase {
         Phase::Backfill => (
-            "pause the backfill (filled values stay; reads are unaffected)".to_string(),
+            "stop the backfill at its checkpoint (filled values stay; reads are unaffected)"
+                .to_string(),
             format!(
-                "UPDATE cutover.backfill SET state = 'paused' WHERE plan_id = '{}';{}",
+                "UPDATE cutover.backfill SET state = 'stopped' WHERE plan_id = '{}';{}",
                 plan.id(),
                 if script.trim().is_empty() {
                     String::new()
@@ -403,13 +410,6 @@ pub fn build(
     }
 }
 
-fn probe_line(s: &Snapshot, name: &str) -> Option<(Outcome, String)> {
-    s.probes
-        .iter()
-        .find(|p| p.name == name)
-        .map(|p| (p.outcome, format!("{}: {}", p.name, p.summary)))
-}
-
 fn category(name: &'static str, evidence: Vec<(Outcome, String)>) -> CategoryView {
     let outcome = if evidence.is_empty() {
         Outcome::Inconclusive
@@ -423,18 +423,49 @@ fn category(name: &'static str, evidence: Vec<(Outcome, String)>) -> CategoryVie
     }
 }
 
-fn scorecard(plan: &Plan, s: &Snapshot) -> Vec<CategoryView> {
-    let mut compat: Vec<_> = ["lint", "compatibility", "privilege_parity"]
+/// The owner's sign-off of a category, fresh from the snapshot: any sign-off of the plan
+/// version in force by that role.
+fn owner_signoff(plan: &Plan, s: &Snapshot, owner: &str) -> (Outcome, String) {
+    let sha = plan.sha256();
+    match s
+        .signoffs
         .iter()
-        .filter_map(|n| probe_line(s, n))
-        .collect();
-    if compat.is_empty() {
-        compat.push((
-            Outcome::Inconclusive,
-            "no compatibility probe has run for this gate".to_string(),
-        ));
+        .rev()
+        .find(|x| x.role == owner && x.plan_sha256 == sha)
+    {
+        Some(x) => (
+            Outcome::Pass,
+            format!(
+                "sign-off {owner}: {} ({} gate, {})",
+                x.login,
+                x.gate,
+                x.signed_at.format("%H:%M:%S")
+            ),
+        ),
+        None => (Outcome::Fail, format!("sign-off {owner}: awaiting")),
     }
-    let mut quality: Vec<_> = plan
+}
+
+fn scorecard(plan: &Plan, s: &Snapshot) -> Vec<CategoryView> {
+    if let Some(card) = &s.scorecard {
+        return CATEGORIES
+            .iter()
+            .map(|name| {
+                let Some(c) = card.categories.iter().find(|c| c.name == *name) else {
+                    return category(name, Vec::new());
+                };
+                let mut evidence: Vec<(Outcome, String)> = c
+                    .evidence
+                    .iter()
+                    .map(|e| (e.outcome, format!("{}: {}", e.name, e.detail)))
+                    .collect();
+                evidence.push(owner_signoff(plan, s, c.owner.as_str()));
+                category(name, evidence)
+            })
+            .collect();
+    }
+    let pending = || vec![(Outcome::Inconclusive, "evaluating…".to_string())];
+    let quality: Vec<_> = plan
         .spec
         .checks
         .iter()
@@ -443,18 +474,6 @@ fn scorecard(plan: &Plan, s: &Snapshot) -> Vec<CategoryView> {
             None => (Outcome::Inconclusive, format!("{}: never run", c.name)),
         })
         .collect();
-    quality.extend(probe_line(s, "backfill_complete"));
-    let mut observability: Vec<_> = s
-        .observability
-        .iter()
-        .map(|p| (p.outcome, p.summary.clone()))
-        .collect();
-    observability.extend(probe_line(s, "error_budget"));
-    observability.extend(probe_line(s, "hidden_readers"));
-    if observability.is_empty() {
-        observability.push((Outcome::Inconclusive, "not evaluated yet".to_string()));
-    }
-    let next = s.next_phase();
     let mut reversibility = Vec::new();
     if let Some(cur) = s.current_phase() {
         reversibility.push(match rollback_of(plan, cur) {
@@ -465,27 +484,17 @@ fn scorecard(plan: &Plan, s: &Snapshot) -> Vec<CategoryView> {
             None => (Outcome::Fail, format!("{cur}: cannot be rolled back")),
         });
     }
-    if let Some(n) = next {
-        if plan.phase(n).reversible() {
-            reversibility.push((Outcome::Pass, format!("{n}: has a rollback")));
-        } else {
+    if let Some(n) = s.next_phase() {
+        if !plan.phase(n).reversible() {
             reversibility.push((
                 Outcome::Inconclusive,
                 format!("{n}: IRREVERSIBLE — point of no return"),
             ));
         }
     }
-    let rehearsed = s.audit.iter().find(|a| a.action.contains("rehears"));
-    reversibility.push(match rehearsed {
-        Some(a) => (
-            Outcome::Pass,
-            format!("rehearsed by {} at {}", a.login, short_time(&a.at)),
-        ),
-        None => (
-            Outcome::Inconclusive,
-            "rollback not rehearsed yet".to_string(),
-        ),
-    });
+    if reversibility.is_empty() {
+        reversibility = pending();
+    }
     let mut alignment = Vec::new();
     if let Some(gate) = &s.gate {
         for item in gate
@@ -495,17 +504,14 @@ fn scorecard(plan: &Plan, s: &Snapshot) -> Vec<CategoryView> {
         {
             alignment.push((item.outcome, format!("{}: {}", item.name, item.detail)));
         }
-        if alignment.is_empty() {
-            alignment.push((
-                Outcome::Pass,
-                format!("the {} gate needs no sign-off", gate.phase),
-            ));
-        }
+    }
+    if alignment.is_empty() {
+        alignment = pending();
     }
     vec![
-        category(CATEGORIES[0], compat),
+        category(CATEGORIES[0], pending()),
         category(CATEGORIES[1], quality),
-        category(CATEGORIES[2], observability),
+        category(CATEGORIES[2], pending()),
         category(CATEGORIES[3], reversibility),
         category(CATEGORIES[4], alignment),
     ]
@@ -534,7 +540,12 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
     };
     let remaining = b.rows_estimate.map(|t| (t - b.rows_done).max(0));
     let recent: Vec<u64> = s.rate_history.iter().rev().take(30).copied().collect();
-    let eta = match (remaining, recent.is_empty()) {
+    let eta = match b.eta {
+        Some((lo, hi)) if b.state != "done" => Some((lo.round() as u64, hi.round() as u64)),
+        _ if b.state == "done" => Some((0, 0)),
+        _ => None,
+    }
+    .or(match (remaining, recent.is_empty()) {
         (Some(0), _) => Some((0, 0)),
         (Some(r), false) => {
             let avg = recent.iter().sum::<u64>() as f64 / recent.len() as f64;
@@ -549,7 +560,7 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
             }
         }
         _ => None,
-    };
+    });
     let newest = s.ranges.iter().filter_map(|r| r.updated_at).max();
     BackfillView {
         configured,
@@ -568,14 +579,18 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
             .iter()
             .map(|r| RangeView {
                 id: r.range_id,
-                bounds: format!("{}..{}", r.lo, r.hi),
+                bounds: format!("({}, {}]", r.lo, r.hi),
                 rows: r.rows_done,
                 done: r.done,
                 lease: r.lease.clone(),
             })
             .collect(),
-        checkpoint_age: match (newest, s.taken_at) {
-            (Some(t), Some(now)) => Some((now - t).num_seconds().max(0)),
+        live_workers: b.live_workers,
+        max_workers: b.workers,
+        rate_cap: b.max_rows_per_sec,
+        checkpoint_age: match (b.checkpoint_age, newest, s.taken_at) {
+            (Some(age), _, _) => Some(age.round() as i64),
+            (None, Some(t), Some(now)) => Some((now - t).num_seconds().max(0)),
             _ => None,
         },
     }

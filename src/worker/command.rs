@@ -4,10 +4,11 @@
 
 use std::fmt;
 
-use serde_json::json;
 use tokio_postgres::Client;
 
-use crate::audit::{self, Actor, NewEntry};
+use crate::audit::Actor;
+use crate::db::DbConfig;
+use crate::engine;
 use crate::plan::{Phase, Plan, Role};
 
 /// One action requested from the UI (or the `:` command line).
@@ -85,8 +86,14 @@ impl fmt::Display for Command {
 /// The result of an action, in words for the status line.
 pub type ActionResult = Result<String, String>;
 
-/// Runs `cmd` on `client` for `plan`.
-pub async fn execute(client: &mut Client, plan: &Plan, cmd: &Command) -> ActionResult {
+/// Runs `cmd` on `client` for `plan`; `cfg` is the server (the engine opens a monitoring
+/// connection there to name whoever blocks its DDL).
+pub async fn execute(
+    client: &mut Client,
+    cfg: &DbConfig,
+    plan: &Plan,
+    cmd: &Command,
+) -> ActionResult {
     let actor = Actor::current(&*client).await.map_err(|e| e.to_string())?;
     let result = match cmd {
         Command::Signoff {
@@ -98,9 +105,9 @@ pub async fn execute(client: &mut Client, plan: &Plan, cmd: &Command) -> ActionR
         Command::Resume => set_backfill_paused(client, plan, &actor, false).await,
         Command::Tune { target_chunk_ms } => tune(client, plan, &actor, *target_chunk_ms).await,
         Command::RunChecks => run_checks(client, plan).await,
-        Command::Advance => advance(client, plan).await,
-        Command::Rollback { phase } => rollback(client, plan, *phase).await,
-        Command::Flag { name, enabled } => flag(client, plan, &actor, name, *enabled).await,
+        Command::Advance => advance(client, cfg, plan, &actor).await,
+        Command::Rollback { phase } => rollback(client, cfg, plan, &actor, *phase).await,
+        Command::Flag { name, enabled } => flag(client, &actor, name, *enabled).await,
         Command::Note { text } => note(client, plan, &actor, text).await,
     };
     match &result {
@@ -108,14 +115,6 @@ pub async fn execute(client: &mut Client, plan: &Plan, cmd: &Command) -> ActionR
         Err(msg) => tracing::warn!(target: "action", "{cmd} refused: {msg}"),
     }
     result
-}
-
-fn db_err(e: impl fmt::Display) -> String {
-    e.to_string()
-}
-
-fn pg_err(e: tokio_postgres::Error) -> String {
-    crate::db::describe_error(&e)
 }
 
 async fn signoff(
@@ -126,58 +125,24 @@ async fn signoff(
     roles: &[Role],
     comment: &str,
 ) -> ActionResult {
-    let held = plan.roles_of(&actor.login);
-    let required = plan.gate(gate).signoffs;
-    let mine: Vec<&Role> = roles
-        .iter()
-        .filter(|r| held.contains(r) && required.contains(r))
-        .collect();
-    if mine.is_empty() {
-        return Err(format!(
-            "{} holds none of the roles the {gate} gate needs ({})",
-            actor.login,
-            required
-                .iter()
-                .map(Role::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    let sha = plan.sha256();
-    let tx = client.transaction().await.map_err(pg_err)?;
     let mut signed = Vec::new();
-    for role in mine {
-        let n = tx
-            .execute(
-                "INSERT INTO cutover.signoffs (plan_id, gate, role, login, os_user, host, plan_sha256, comment)
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING",
-                &[&plan.id(), &gate.as_str(), &role.as_str(), &actor.login, &actor.os_user,
-                  &actor.host, &sha, &comment],
-            )
-            .await
-            .map_err(pg_err)?;
-        if n > 0 {
-            audit::append(
-                &tx,
-                NewEntry {
-                    actor,
-                    plan_id: plan.id(),
-                    plan_sha256: &sha,
-                    action: "signoff",
-                    phase: Some(gate),
-                    details: json!({"role": role.as_str(), "comment": comment}),
-                },
-            )
-            .await
-            .map_err(db_err)?;
-            signed.push(role.as_str());
+    let mut already = Vec::new();
+    for role in roles {
+        match engine::signoff(client, plan, actor, gate, role, comment).await {
+            Ok(engine::SignoffOutcome::Recorded { .. }) => signed.push(role.as_str()),
+            Ok(engine::SignoffOutcome::AlreadySigned { login, .. }) => {
+                already.push(format!("{} (by {login})", role.as_str()))
+            }
+            Err(e) => return Err(e.to_string()),
         }
     }
-    tx.commit().await.map_err(pg_err)?;
-    if signed.is_empty() {
-        Ok(format!("{gate} gate already signed for your roles"))
-    } else {
-        Ok(format!("signed the {gate} gate as {}", signed.join(", ")))
+    match (signed.is_empty(), already.is_empty()) {
+        (false, _) => Ok(format!("signed the {gate} gate as {}", signed.join(", "))),
+        (true, false) => Ok(format!(
+            "the {gate} gate was already signed: {}",
+            already.join(", ")
+        )),
+        (true, true) => Err(format!("nothing to sign on the {gate} gate")),
     }
 }
 
@@ -187,141 +152,51 @@ async fn set_backfill_paused(
     actor: &Actor,
     pause: bool,
 ) -> ActionResult {
-    let sha = plan.sha256();
-    let tx = client.transaction().await.map_err(pg_err)?;
-    let (from, to, action) = if pause {
-        (
-            vec!["running", "throttled", "idle"],
-            "paused",
-            "backfill_pause",
-        )
+    if pause {
+        crate::backfill::pause(client, plan, actor, "")
+            .await
+            .map(|()| "backfill paused".to_string())
     } else {
-        (vec!["paused", "stopped"], "running", "backfill_resume")
-    };
-    let n = tx
-        .execute(
-            "UPDATE cutover.backfill
-                SET state = $2, paused_by = CASE WHEN $2 = 'paused' THEN $3 ELSE NULL END,
-                    reason = CASE WHEN $2 = 'paused' THEN 'paused by ' || $3 ELSE '' END,
-                    updated_at = clock_timestamp()
-              WHERE plan_id = $1 AND state = ANY($4)",
-            &[&plan.id(), &to, &actor.login, &from],
-        )
-        .await
-        .map_err(pg_err)?;
-    if n == 0 {
-        return Err(if pause {
-            "the backfill is not running".to_string()
-        } else {
-            "the backfill is not paused".to_string()
-        });
+        crate::backfill::resume(client, plan, actor)
+            .await
+            .map(|()| "backfill resumed".to_string())
     }
-    audit::append(
-        &tx,
-        NewEntry {
-            actor,
-            plan_id: plan.id(),
-            plan_sha256: &sha,
-            action,
-            phase: Some(Phase::Backfill),
-            details: json!({}),
-        },
-    )
-    .await
-    .map_err(db_err)?;
-    tx.commit().await.map_err(pg_err)?;
-    Ok(format!("backfill {to}"))
+    .map_err(|e| e.to_string())
 }
 
 async fn tune(client: &mut Client, plan: &Plan, actor: &Actor, target_ms: u32) -> ActionResult {
-    let sha = plan.sha256();
-    let ms = i32::try_from(target_ms.clamp(10, 60_000)).unwrap_or(60_000);
-    let tx = client.transaction().await.map_err(pg_err)?;
-    let n = tx
-        .execute(
-            "UPDATE cutover.backfill SET target_chunk_ms = $2, updated_at = clock_timestamp()
-              WHERE plan_id = $1",
-            &[&plan.id(), &ms],
-        )
+    let tuning = crate::backfill::Tuning {
+        target_chunk_time: Some(std::time::Duration::from_millis(u64::from(target_ms))),
+        ..crate::backfill::Tuning::default()
+    };
+    crate::backfill::tune(client, plan, actor, &tuning)
         .await
-        .map_err(pg_err)?;
-    if n == 0 {
-        return Err("the backfill has not started".to_string());
-    }
-    audit::append(
-        &tx,
-        NewEntry {
-            actor,
-            plan_id: plan.id(),
-            plan_sha256: &sha,
-            action: "backfill_tune",
-            phase: Some(Phase::Backfill),
-            details: json!({"target_chunk_ms": ms}),
-        },
-    )
-    .await
-    .map_err(db_err)?;
-    tx.commit().await.map_err(pg_err)?;
-    Ok(format!("chunk target {ms} ms"))
+        .map(|()| format!("chunk target {target_ms} ms"))
+        .map_err(|e| e.to_string())
 }
 
-async fn flag(
-    client: &mut Client,
-    plan: &Plan,
-    actor: &Actor,
-    name: &str,
-    enabled: bool,
-) -> ActionResult {
-    let sha = plan.sha256();
-    let tx = client.transaction().await.map_err(pg_err)?;
-    tx.execute(
-        "INSERT INTO cutover.flags (name, enabled, updated_by) VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE SET enabled = $2, updated_by = $3, updated_at = clock_timestamp()",
-        &[&name, &enabled, &actor.login],
-    )
-    .await
-    .map_err(pg_err)?;
-    audit::append(
-        &tx,
-        NewEntry {
-            actor,
-            plan_id: plan.id(),
-            plan_sha256: &sha,
-            action: "flag",
-            phase: None,
-            details: json!({"flag": name, "enabled": enabled}),
-        },
-    )
-    .await
-    .map_err(db_err)?;
-    tx.commit().await.map_err(pg_err)?;
-    Ok(format!(
-        "flag {name} {}",
-        if enabled { "on" } else { "off" }
-    ))
+async fn flag(client: &mut Client, actor: &Actor, name: &str, enabled: bool) -> ActionResult {
+    let change = engine::set_flag(client, actor, name, enabled)
+        .await
+        .map_err(|e| e.to_string())?;
+    let state = if enabled { "on" } else { "off" };
+    Ok(if change.changed {
+        format!("flag {name} {state}")
+    } else {
+        format!("flag {name} was already {state}")
+    })
 }
 
 async fn note(client: &mut Client, plan: &Plan, actor: &Actor, text: &str) -> ActionResult {
-    if text.trim().is_empty() {
-        return Err("a note needs text: :note <text>".to_string());
+    match engine::note(client, plan, actor, text).await {
+        Ok(engine::NoteOutcome::Recorded { audit_seq }) => {
+            Ok(format!("note added to the audit log (#{audit_seq})"))
+        }
+        Ok(engine::NoteOutcome::Duplicate { audit_seq }) => Ok(format!(
+            "the same note is already in the audit log (#{audit_seq})"
+        )),
+        Err(e) => Err(e.to_string()),
     }
-    let sha = plan.sha256();
-    let tx = client.transaction().await.map_err(pg_err)?;
-    audit::append(
-        &tx,
-        NewEntry {
-            actor,
-            plan_id: plan.id(),
-            plan_sha256: &sha,
-            action: "note",
-            phase: None,
-            details: json!({"text": text}),
-        },
-    )
-    .await
-    .map_err(db_err)?;
-    tx.commit().await.map_err(pg_err)?;
-    Ok("note added to the audit log".to_string())
 }
 
 async fn run_checks(client: &mut Client, plan: &Plan) -> ActionResult {
@@ -345,10 +220,29 @@ async fn run_checks(client: &mut Client, plan: &Plan) -> ActionResult {
     }
 }
 
-async fn advance(_client: &mut Client, _plan: &Plan) -> ActionResult {
-    Err("advancing is not available in this build yet".to_string())
+async fn advance(client: &mut Client, cfg: &DbConfig, plan: &Plan, actor: &Actor) -> ActionResult {
+    let opts = engine::RunOptions::with_monitor(cfg.clone());
+    match engine::advance(client, plan, actor, &opts).await {
+        Ok(applied) => Ok(applied.message),
+        Err(engine::EngineError::Blocked(g)) => Err(format!(
+            "the {} gate blocks: {}",
+            g.phase,
+            g.blockers.join("; ")
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
-async fn rollback(_client: &mut Client, _plan: &Plan, _phase: Phase) -> ActionResult {
-    Err("rollback is not available in this build yet".to_string())
+async fn rollback(
+    client: &mut Client,
+    cfg: &DbConfig,
+    plan: &Plan,
+    actor: &Actor,
+    phase: Phase,
+) -> ActionResult {
+    let opts = engine::RunOptions::with_monitor(cfg.clone());
+    engine::rollback(client, plan, actor, Some(phase), &opts)
+        .await
+        .map(|o| o.message)
+        .map_err(|e| e.to_string())
 }

@@ -19,7 +19,6 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::db::{self, DbConfig, SessionSettings};
-use crate::evidence::{self, ProbeContext, ProbeResult};
 use crate::plan::Plan;
 
 pub use command::{ActionResult, Command};
@@ -31,8 +30,16 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Minimum gap between two snapshots when notifications arrive in bursts.
 const MIN_REFRESH_GAP: Duration = Duration::from_millis(150);
-/// Probes are re-evaluated this often (and after every action).
-const PROBE_EVERY: Duration = Duration::from_secs(30);
+/// The engine re-evaluates the gate and scorecard this often …
+const EVAL_EVERY: Duration = Duration::from_secs(15);
+/// … and after gate-relevant changes, at most this often.
+const EVAL_MIN_GAP: Duration = Duration::from_secs(1);
+/// How long quitting waits for an in-process backfill to reach its checkpoint.
+const RUNNER_STOP_WAIT: Duration = Duration::from_secs(10);
+/// How often a viewer tries to take over the backfill lease.
+const RUNNER_RETRY: Duration = Duration::from_secs(5);
+/// The rows/s samples average over this window.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// Samples kept for the rows/s sparkline.
 const RATE_SAMPLES: usize = 120;
 
@@ -111,8 +118,11 @@ pub fn spawn(opts: WorkerOptions) -> WorkerHandle {
     }
 }
 
-/// The gate's probe results plus the Observability evidence.
-type ProbeBatch = (Vec<ProbeResult>, ProbeResult);
+/// The engine's evaluation of the next gate and its scorecard.
+type Evaluation = (
+    Option<crate::engine::GateEvaluation>,
+    Option<crate::engine::Scorecard>,
+);
 
 /// Mutable state the worker keeps across snapshots and reconnects.
 struct State {
@@ -120,16 +130,22 @@ struct State {
     sha: String,
     events: mpsc::UnboundedSender<WorkerEvent>,
     rates: VecDeque<u64>,
-    last_rows: Option<(i64, Instant)>,
-    probes: Vec<ProbeResult>,
-    observability: Option<ProbeResult>,
-    probe_results: (
-        mpsc::UnboundedSender<ProbeBatch>,
-        mpsc::UnboundedReceiver<ProbeBatch>,
+    rate_points: VecDeque<(Instant, i64)>,
+    evaluation: Evaluation,
+    evaluations: (
+        mpsc::UnboundedSender<Evaluation>,
+        mpsc::UnboundedReceiver<Evaluation>,
     ),
-    probing: bool,
-    last_probe: Option<Instant>,
+    evaluating: bool,
+    last_eval: Option<Instant>,
+    eval_wanted: bool,
     actor: Option<crate::audit::Actor>,
+    last_audit_seq: Option<i64>,
+    last_phases: Option<Vec<(crate::plan::Phase, String)>>,
+    last_backfill: Option<(String, String)>,
+    runner: Option<JoinHandle<()>>,
+    runner_stop: tokio::sync::watch::Sender<bool>,
+    runner_tried: Option<Instant>,
 }
 
 async fn run(
@@ -142,13 +158,19 @@ async fn run(
         opts,
         events,
         rates: VecDeque::new(),
-        last_rows: None,
-        probes: Vec::new(),
-        observability: None,
-        probe_results: mpsc::unbounded_channel(),
-        probing: false,
-        last_probe: None,
+        rate_points: VecDeque::new(),
+        evaluation: (None, None),
+        evaluations: mpsc::unbounded_channel(),
+        evaluating: false,
+        last_eval: None,
+        eval_wanted: true,
         actor: None,
+        last_audit_seq: None,
+        last_phases: None,
+        last_backfill: None,
+        runner: None,
+        runner_stop: tokio::sync::watch::channel(false).0,
+        runner_tried: None,
     };
     let mut attempt: u32 = 0;
     loop {
@@ -159,7 +181,7 @@ async fn run(
                 attempt = 0;
                 state.send(WorkerEvent::Conn(ConnState::Connected));
                 match connected(&mut state, &client, notes, &mut commands).await {
-                    Ok(()) => return,
+                    Ok(()) => return state.shutdown().await,
                     Err(e) => e,
                 }
             }
@@ -177,7 +199,7 @@ async fn run(
             tokio::select! {
                 _ = &mut deadline => break,
                 cmd = commands.recv() => match cmd {
-                    None => return,
+                    None => return state.shutdown().await,
                     Some(command) => state.send(WorkerEvent::Action {
                         command,
                         result: Err("the database is unreachable (reconnecting); nothing was done".to_string()),
@@ -194,25 +216,164 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 impl State {
+    /// Stops an in-process backfill at its checkpoint (waits up to [`RUNNER_STOP_WAIT`]).
+    async fn shutdown(mut self) {
+        let Some(runner) = self.runner.take() else {
+            return;
+        };
+        let _ = self.runner_stop.send(true);
+        if tokio::time::timeout(RUNNER_STOP_WAIT, runner)
+            .await
+            .is_err()
+        {
+            tracing::warn!(target: "backfill", "the backfill did not stop within {}s", RUNNER_STOP_WAIT.as_secs());
+        }
+    }
+
+    /// Runs the backfill in this process once its phase is applied, unless it is finished,
+    /// stopped or failed, or this is a viewer. Another process holding the lease makes this one
+    /// a viewer until the lease frees up (retried every [`RUNNER_RETRY`]).
+    fn maybe_run_backfill(&mut self, snap: &Snapshot) {
+        if self.opts.read_only || self.opts.plan.spec.backfill.is_none() {
+            return;
+        }
+        if snap.phase_state(crate::plan::Phase::Backfill) != "applied" {
+            return;
+        }
+        let state = snap
+            .backfill
+            .as_ref()
+            .map(|b| b.state.as_str())
+            .unwrap_or("idle");
+        if matches!(state, "done" | "stopped" | "failed") {
+            return;
+        }
+        if self.runner.as_ref().is_some_and(|r| !r.is_finished()) {
+            return;
+        }
+        if self
+            .runner_tried
+            .is_some_and(|t| t.elapsed() < RUNNER_RETRY)
+        {
+            return;
+        }
+        self.runner_tried = Some(Instant::now());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        self.runner_stop = stop_tx;
+        let cfg = self.opts.db.clone();
+        let plan = self.opts.plan.clone();
+        self.runner = Some(tokio::spawn(async move {
+            let opts = crate::backfill::RunOptions {
+                no_wait: true,
+                ..crate::backfill::RunOptions::default()
+            };
+            match crate::backfill::run(cfg, plan, opts, stop_rx).await {
+                Ok(summary) => tracing::info!(
+                    target: "backfill",
+                    "in-process run ended ({:?}): {} chunks, {} rows updated",
+                    summary.outcome,
+                    summary.chunks,
+                    summary.rows_updated
+                ),
+                Err(crate::backfill::BackfillError::Leased { .. }) => tracing::debug!(
+                    target: "backfill",
+                    "another process holds the backfill lease: viewing only"
+                ),
+                Err(e) => tracing::warn!(target: "backfill", "in-process run stopped: {e}"),
+            }
+        }));
+        tracing::info!(target: "backfill", "running the backfill in this process");
+    }
+
     fn send(&self, ev: WorkerEvent) {
         // The UI may already be gone on shutdown; nothing to do then.
         let _ = self.events.send(ev);
     }
 
+    /// Logs what changed since the previous snapshot: new audit entries (from any process),
+    /// phase transitions, and backfill state/throttle changes.
+    fn log_changes(&mut self, snap: &Snapshot) {
+        let newest = snap.audit.first().map(|a| a.seq).unwrap_or(0);
+        if let Some(seen) = self.last_audit_seq {
+            for a in snap.audit.iter().rev().filter(|a| a.seq > seen) {
+                tracing::info!(
+                    target: "audit_log",
+                    "#{} {} {}{}",
+                    a.seq,
+                    a.login,
+                    a.action,
+                    a.phase.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+                );
+            }
+        }
+        self.last_audit_seq = Some(newest.max(self.last_audit_seq.unwrap_or(0)));
+        let phases: Vec<(crate::plan::Phase, String)> = snap
+            .phases
+            .iter()
+            .map(|p| (p.phase, p.state.clone()))
+            .collect();
+        if let Some(prev) = &self.last_phases {
+            for (phase, st) in &phases {
+                let before = prev
+                    .iter()
+                    .find(|(p, _)| p == phase)
+                    .map(|(_, s)| s.as_str());
+                if before != Some(st.as_str()) {
+                    tracing::info!(target: "phase", "{phase}: {} → {st}", before.unwrap_or("pending"));
+                }
+            }
+        }
+        self.last_phases = Some(phases);
+        let bf = snap
+            .backfill
+            .as_ref()
+            .map(|b| (b.state.clone(), b.reason.clone()));
+        if bf != self.last_backfill && self.last_backfill.is_some() {
+            if let Some((st, reason)) = &bf {
+                let why = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reason}")
+                };
+                match st.as_str() {
+                    "throttled" | "failed" => tracing::warn!(target: "backfill", "{st}{why}"),
+                    _ => tracing::info!(target: "backfill", "{st}{why}"),
+                }
+            }
+        }
+        self.last_backfill = bf;
+    }
+
+    /// Samples rows/s once a second, averaged over the last [`RATE_WINDOW`] so a rate-capped or
+    /// bursty backfill draws a readable sparkline.
     fn sample_rate(&mut self, rows: i64) {
         let now = Instant::now();
-        match self.last_rows {
-            Some((prev, at)) if now.duration_since(at) >= Duration::from_millis(900) => {
-                let secs = now.duration_since(at).as_secs_f64();
-                let rate = ((rows - prev).max(0) as f64 / secs).round() as u64;
-                self.rates.push_back(rate);
+        if self
+            .rate_points
+            .back()
+            .is_some_and(|(t, _)| now.duration_since(*t) < Duration::from_millis(900))
+        {
+            return;
+        }
+        self.rate_points.push_back((now, rows));
+        while self
+            .rate_points
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            self.rate_points.pop_front();
+        }
+        if let (Some((t0, r0)), Some((t1, r1))) =
+            (self.rate_points.front(), self.rate_points.back())
+        {
+            let secs = t1.duration_since(*t0).as_secs_f64();
+            if secs > 0.5 {
+                self.rates
+                    .push_back(((r1 - r0).max(0) as f64 / secs).round() as u64);
                 while self.rates.len() > RATE_SAMPLES {
                     self.rates.pop_front();
                 }
-                self.last_rows = Some((rows, now));
             }
-            Some(_) => {}
-            None => self.last_rows = Some((rows, now)),
         }
     }
 }
@@ -272,6 +433,9 @@ async fn connected(
     let mut dirty = true;
     let mut last_refresh: Option<Instant> = None;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Command, ActionResult)>();
+    if !state.opts.read_only {
+        register(&state.opts.db, &state.opts.plan).await;
+    }
     loop {
         if dirty {
             let wait = last_refresh
@@ -294,22 +458,27 @@ async fn connected(
             note = notes.recv() => match note {
                 Some(table) => {
                     tracing::trace!(target: "worker", "change notified: {table}");
+                    if matches!(
+                        table.as_str(),
+                        "signoffs" | "check_results" | "phases" | "migrations" | "flags"
+                    ) {
+                        state.eval_wanted = true;
+                    }
                     dirty = true;
                 }
                 None => return Err("the connection to the database was lost".to_string()),
             },
-            result = state.probe_results.1.recv() => {
-                if let Some((probes, obs)) = result {
-                    state.probes = probes;
-                    state.observability = Some(obs);
-                    state.probing = false;
+            result = state.evaluations.1.recv() => {
+                if let Some(evaluation) = result {
+                    state.evaluation = evaluation;
+                    state.evaluating = false;
                     dirty = true;
                 }
             }
             done = done_rx.recv() => {
                 if let Some((command, result)) = done {
                     state.send(WorkerEvent::Action { command, result });
-                    state.last_probe = None;
+                    state.eval_wanted = true;
                     dirty = true;
                 }
             }
@@ -328,7 +497,7 @@ async fn connected(
                     let done = done_tx.clone();
                     tokio::spawn(async move {
                         let result = match db::connect(&cfg, &SessionSettings::new("tui-action")).await {
-                            Ok(mut c) => command::execute(&mut c, &plan, &command).await,
+                            Ok(mut c) => command::execute(&mut c, &cfg, &plan, &command).await,
                             Err(e) => Err(e.to_string()),
                         };
                         let _ = done.send((command, result));
@@ -339,7 +508,28 @@ async fn connected(
     }
 }
 
-/// Reads a snapshot, evaluates the gate, and publishes it. Starts probes when they are due.
+/// Registers the migration with the engine (a no-op when it already is), so the gate and the
+/// scorecard can be evaluated from the start. Viewers (`--read-only`) never write.
+async fn register(cfg: &DbConfig, plan: &Plan) {
+    let result = async {
+        let mut client = db::connect(cfg, &SessionSettings::new("tui-setup")).await?;
+        let actor = crate::audit::Actor::current(&client).await?;
+        crate::engine::state::ensure_registered(&mut client, plan, &actor)
+            .await
+            .map_err(|e| crate::db::DbError::Query(e.to_string()))
+    }
+    .await;
+    match result {
+        Ok(true) => tracing::info!(target: "worker", "registered migration {}", plan.id()),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(target: "worker", "registering migration {} failed: {e}", plan.id())
+        }
+    }
+}
+
+/// Reads a snapshot, evaluates the gate, and publishes it. Starts an engine evaluation of the gate
+/// and scorecard when one is due (something gate-relevant changed, or every [`EVAL_EVERY`]).
 async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
     let mut snap = match tokio::time::timeout(
         SNAPSHOT_TIMEOUT,
@@ -368,51 +558,68 @@ async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
     if let Some(b) = &snap.backfill {
         state.sample_rate(b.rows_done);
     }
+    state.log_changes(&snap);
+    state.maybe_run_backfill(&snap);
     snap.rate_history = state.rates.iter().copied().collect();
-    snap.probes = state.probes.clone();
-    snap.observability = state.observability.clone();
+    snap.engine_gate = state.evaluation.0.clone();
+    snap.scorecard = state.evaluation.1.clone();
     snap.gate = snapshot::evaluate_gate(&snap, &state.opts.plan, &state.sha);
-    let due = state
-        .last_probe
-        .map(|t| t.elapsed() >= PROBE_EVERY)
-        .unwrap_or(true);
-    if due && !state.probing {
-        if let Some(gate) = snap.next_phase() {
-            state.probing = true;
-            state.last_probe = Some(Instant::now());
-            spawn_probes(state, gate);
-        }
+    let since = state.last_eval.map(|t| t.elapsed());
+    let due = match since {
+        None => true,
+        Some(e) => e >= EVAL_EVERY || (state.eval_wanted && e >= EVAL_MIN_GAP),
+    };
+    if due && !state.evaluating && snap.migration.is_some() {
+        state.evaluating = true;
+        state.eval_wanted = false;
+        state.last_eval = Some(Instant::now());
+        spawn_evaluation(state);
     }
     state.send(WorkerEvent::Snapshot(Box::new(snap)));
     Ok(())
 }
 
-fn spawn_probes(state: &State, gate: crate::plan::Phase) {
+fn spawn_evaluation(state: &State) {
     let cfg = state.opts.db.clone();
     let plan = state.opts.plan.clone();
-    let tx = state.probe_results.0.clone();
+    let tx = state.evaluations.0.clone();
     tokio::spawn(async move {
-        let client = match db::connect(&cfg, &SessionSettings::new("tui-probes")).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(target: "worker", "probes skipped: {e}");
-                let _ = tx.send((
-                    Vec::new(),
-                    ProbeResult::inconclusive("observability", e.to_string()),
-                ));
-                return;
-            }
-        };
-        let ctx = ProbeContext {
-            client: &client,
-            plan: &plan,
-            gate,
-        };
-        let mut results = Vec::new();
-        for kind in plan.gate(gate).probes {
-            results.push(evidence::probe(kind).evaluate(&ctx).await);
-        }
-        let obs = evidence::observability(&client, &plan).await;
-        let _ = tx.send((results, obs));
+        let _ = tx.send(evaluate(&cfg, &plan).await);
     });
+}
+
+/// The engine's view of the next gate and the scorecard, read without changing anything.
+async fn evaluate(cfg: &DbConfig, plan: &Plan) -> Evaluation {
+    let client = match db::connect(cfg, &SessionSettings::new("tui-gate")).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(target: "worker", "gate evaluation skipped: {e}");
+            return (None, None);
+        }
+    };
+    let st = match crate::engine::state::load(&client, plan.id()).await {
+        Ok(st) => st,
+        Err(e) => {
+            tracing::debug!(target: "worker", "gate evaluation skipped: {e}");
+            return (None, None);
+        }
+    };
+    let Some(next) = st.next_phase() else {
+        return (None, None);
+    };
+    let gate = match crate::engine::evaluate_gate(&client, plan, &st, next).await {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!(target: "worker", "evaluating the {next} gate failed: {e}");
+            None
+        }
+    };
+    let scorecard = match crate::engine::scorecard::scorecard(&client, plan, next).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(target: "worker", "the scorecard failed: {e}");
+            None
+        }
+    };
+    (gate, scorecard)
 }

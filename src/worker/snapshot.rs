@@ -40,10 +40,10 @@ pub struct Snapshot {
     pub audit: Vec<AuditRow>,
     /// The gate of the next phase, evaluated.
     pub gate: Option<GateEval>,
-    /// The latest readiness-probe results (run by the worker on demand).
-    pub probes: Vec<crate::evidence::ProbeResult>,
-    /// The Observability evidence.
-    pub observability: Option<crate::evidence::ProbeResult>,
+    /// The engine's latest evaluation of the next gate (checks, probes, order, freeze, …).
+    pub engine_gate: Option<crate::engine::GateEvaluation>,
+    /// The engine's readiness scorecard for the next gate.
+    pub scorecard: Option<crate::engine::Scorecard>,
     /// Rows per second between recent snapshots, oldest first (the worker keeps the history).
     pub rate_history: Vec<u64>,
 }
@@ -145,6 +145,16 @@ pub struct BackfillRow {
     pub finished_at: Option<DateTime<Utc>>,
     /// Last update.
     pub updated_at: Option<DateTime<Utc>>,
+    /// Throughput over the latest chunks (rows/s), as the backfill measures it.
+    pub rate: Option<f64>,
+    /// ETA band in seconds (optimistic, pessimistic).
+    pub eta: Option<(f64, f64)>,
+    /// Seconds since the newest checkpoint.
+    pub checkpoint_age: Option<f64>,
+    /// Workers holding a live lease.
+    pub live_workers: i64,
+    /// Rate cap (rows/s, 0 = none).
+    pub max_rows_per_sec: i64,
 }
 
 /// `cutover.backfill_ranges`.
@@ -221,6 +231,10 @@ impl GateEval {
 /// What a gate requirement is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GateItemKind {
+    /// The previous phase must be applied.
+    Order,
+    /// No freeze window in force.
+    Freeze,
     /// A data check.
     Check,
     /// A readiness probe.
@@ -235,6 +249,8 @@ impl GateItemKind {
     /// Short label.
     pub fn label(self) -> &'static str {
         match self {
+            GateItemKind::Order => "order",
+            GateItemKind::Freeze => "freeze",
             GateItemKind::Check => "check",
             GateItemKind::Probe => "probe",
             GateItemKind::Signoff => "sign-off",
@@ -353,22 +369,17 @@ pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
             plan_sha256: r.plan_sha256,
         })
         .collect();
-    let backfill = client
-        .query_opt(
-            "SELECT to_jsonb(b) FROM cutover.backfill b WHERE plan_id = $1",
-            &[&id],
-        )
-        .await?
-        .map(|r| backfill_from_json(&r.get::<_, Value>(0)));
-    let ranges = client
-        .query(
-            "SELECT to_jsonb(r) FROM cutover.backfill_ranges r WHERE plan_id = $1 ORDER BY range_id",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| range_from_json(&r.get::<_, Value>(0)))
-        .collect();
+    let (backfill, ranges) = match plan.spec.backfill {
+        Some(_) => {
+            let p = crate::backfill::progress(client, plan)
+                .await
+                .map_err(|e| DbError::Query(e.to_string()))?;
+            let started = p.started_at.is_some() || p.state != crate::backfill::State::Idle;
+            let ranges = p.ranges.iter().map(range_from_progress).collect();
+            (started.then(|| backfill_from_progress(&p)), ranges)
+        }
+        None => (None, Vec::new()),
+    };
     let sessions = client
         .query(
             "SELECT pid, application_name, coalesce(usename::text, ''),
@@ -425,71 +436,136 @@ pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
     })
 }
 
-fn ts(v: &Value, key: &str) -> Option<DateTime<Utc>> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
-
-fn int(v: &Value, key: &str) -> Option<i64> {
-    v.get(key).and_then(Value::as_i64)
-}
-
-fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
-fn backfill_from_json(v: &Value) -> BackfillRow {
+fn backfill_from_progress(p: &crate::backfill::Progress) -> BackfillRow {
     BackfillRow {
-        state: text(v, "state").unwrap_or_default(),
-        reason: text(v, "reason").unwrap_or_default(),
-        paused_by: text(v, "paused_by"),
-        target_chunk_ms: int(v, "target_chunk_ms").unwrap_or(0),
-        rows_done: int(v, "rows_done").unwrap_or(0),
-        rows_estimate: int(v, "rows_estimate"),
-        throttled_seconds: v
-            .get("throttled_seconds")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0),
-        workers: int(v, "workers").unwrap_or(1),
-        chunk_rows: int(v, "chunk_rows").or_else(|| int(v, "last_chunk_rows")),
-        chunk_ms: int(v, "chunk_ms").or_else(|| int(v, "last_chunk_ms")),
-        started_at: ts(v, "started_at"),
-        finished_at: ts(v, "finished_at"),
-        updated_at: ts(v, "updated_at"),
+        state: p.state.as_str().to_string(),
+        reason: p.reason.clone(),
+        paused_by: p.paused_by.clone(),
+        target_chunk_ms: i64::from(p.target_chunk_ms),
+        rows_done: p.rows_done,
+        rows_estimate: Some(p.rows_total),
+        throttled_seconds: p.throttled_seconds,
+        workers: i64::from(p.workers),
+        chunk_rows: p.chunk_rows.map(i64::from),
+        chunk_ms: p.last_chunk_ms.map(|ms| ms.round() as i64),
+        started_at: p.started_at,
+        finished_at: p.finished_at,
+        updated_at: None,
+        rate: p.rate_rows_per_sec,
+        eta: match (p.eta_low_seconds, p.eta_high_seconds) {
+            (Some(lo), Some(hi)) => Some((lo, hi)),
+            _ => p.eta_seconds.map(|e| (e, e)),
+        },
+        checkpoint_age: p.checkpoint_age_seconds,
+        live_workers: p.live_workers,
+        max_rows_per_sec: i64::from(p.max_rows_per_sec),
     }
 }
 
-fn range_from_json(v: &Value) -> RangeRow {
-    let bound = |k: &str| match v.get(k) {
-        None | Some(Value::Null) => "…".to_string(),
-        Some(Value::Array(a)) if a.len() == 1 => a[0].to_string(),
-        Some(other) => other.to_string(),
-    };
-    let lease = match (text(v, "lease_host"), int(v, "lease_pid")) {
-        (Some(h), Some(p)) => Some(format!("{h}/{p}")),
-        _ => text(v, "lease_owner"),
+fn range_from_progress(r: &crate::backfill::RangeProgress) -> RangeRow {
+    let bound = |b: &Option<Vec<String>>| match b {
+        None => "…".to_string(),
+        Some(parts) => parts.join(","),
     };
     RangeRow {
-        range_id: int(v, "range_id").unwrap_or(0),
-        lo: bound("lo"),
-        hi: bound("hi"),
-        rows_done: int(v, "rows_done").unwrap_or(0),
-        done: v.get("done").and_then(Value::as_bool).unwrap_or(false),
-        lease,
-        updated_at: ts(v, "updated_at"),
+        range_id: i64::from(r.range_id),
+        lo: bound(&r.lo),
+        hi: bound(&r.hi),
+        rows_done: r.rows_done,
+        done: r.done,
+        lease: if r.lease_live {
+            match (&r.lease_host, r.lease_pid) {
+                (Some(h), Some(p)) => Some(format!("{h}/{p}")),
+                _ => r.lease_owner.clone(),
+            }
+        } else {
+            None
+        },
+        updated_at: None,
     }
 }
 
-/// Evaluates the entry gate of the next phase from the snapshot's own rows (sign-offs of the
-/// plan version in force, latest check results, probe results, the observation window).
+/// The entry gate of the next phase: the engine's latest evaluation (checks, probes, order,
+/// freeze, observation window), with sign-offs brought up to date from this snapshot so a
+/// sign-off made anywhere shows at once. Before the engine has evaluated it, sign-offs, checks and
+/// the observation window are judged from the snapshot and probes show as not evaluated yet.
 pub fn evaluate_gate(snap: &Snapshot, plan: &Plan, sha: &str) -> Option<GateEval> {
     let phase = snap.next_phase()?;
+    let mut items = match snap.engine_gate.as_ref().filter(|g| g.phase == phase) {
+        Some(g) => g
+            .items
+            .iter()
+            .map(|i| GateItem {
+                kind: match i.kind {
+                    crate::engine::ItemKind::Order => GateItemKind::Order,
+                    crate::engine::ItemKind::Freeze => GateItemKind::Freeze,
+                    crate::engine::ItemKind::Check => GateItemKind::Check,
+                    crate::engine::ItemKind::Probe => GateItemKind::Probe,
+                    crate::engine::ItemKind::Signoff => GateItemKind::Signoff,
+                    crate::engine::ItemKind::Observe => GateItemKind::Observe,
+                },
+                name: i.name.clone(),
+                outcome: i.outcome,
+                detail: i.detail.clone(),
+            })
+            .filter(|i| i.kind != GateItemKind::Signoff)
+            .collect(),
+        None => local_items(snap, plan, sha, phase),
+    };
+    items.extend(signoff_items(snap, plan, sha, phase));
+    let overridden = snap
+        .engine_gate
+        .as_ref()
+        .filter(|g| g.phase == phase)
+        .is_some_and(|g| g.overridden.is_some());
+    let outcome = if overridden {
+        Outcome::Pass
+    } else {
+        Outcome::all(items.iter().map(|i| i.outcome))
+    };
+    Some(GateEval {
+        phase,
+        outcome,
+        items,
+    })
+}
+
+fn signoff_items(snap: &Snapshot, plan: &Plan, sha: &str, phase: Phase) -> Vec<GateItem> {
+    plan.gate(phase)
+        .signoffs
+        .iter()
+        .map(|role| {
+            let signed = snap.signoffs.iter().find(|s| {
+                s.gate == phase.as_str() && s.role == role.as_str() && s.plan_sha256 == sha
+            });
+            GateItem {
+                kind: GateItemKind::Signoff,
+                name: role.as_str().to_string(),
+                outcome: if signed.is_some() {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail
+                },
+                detail: match signed {
+                    Some(s) => {
+                        format!(
+                            "signed by {} at {}",
+                            s.login,
+                            s.signed_at.format("%H:%M:%S")
+                        )
+                    }
+                    None => "awaiting sign-off".to_string(),
+                },
+            }
+        })
+        .collect()
+}
+
+fn local_items(snap: &Snapshot, plan: &Plan, sha: &str, phase: Phase) -> Vec<GateItem> {
     let spec = plan.gate(phase);
     let mut items = Vec::new();
     for name in &spec.checks {
-        let item = match snap.checks.iter().find(|c| &c.name == name) {
+        let (outcome, detail) = match snap.checks.iter().find(|c| &c.name == name) {
             None => (Outcome::Inconclusive, "never run".to_string()),
             Some(c) if c.plan_sha256 != sha => (
                 Outcome::Inconclusive,
@@ -500,43 +576,16 @@ pub fn evaluate_gate(snap: &Snapshot, plan: &Plan, sha: &str) -> Option<GateEval
         items.push(GateItem {
             kind: GateItemKind::Check,
             name: name.clone(),
-            outcome: item.0,
-            detail: item.1,
-        });
-    }
-    for kind in &spec.probes {
-        let (outcome, detail) = match snap.probes.iter().find(|p| p.name == kind.as_str()) {
-            Some(p) => (p.outcome, p.summary.clone()),
-            None => (Outcome::Inconclusive, "not evaluated yet".to_string()),
-        };
-        items.push(GateItem {
-            kind: GateItemKind::Probe,
-            name: kind.as_str().to_string(),
             outcome,
             detail,
         });
     }
-    for role in &spec.signoffs {
-        let signed = snap
-            .signoffs
-            .iter()
-            .find(|s| s.gate == phase.as_str() && s.role == role.as_str() && s.plan_sha256 == sha);
+    for kind in &spec.probes {
         items.push(GateItem {
-            kind: GateItemKind::Signoff,
-            name: role.as_str().to_string(),
-            outcome: if signed.is_some() {
-                Outcome::Pass
-            } else {
-                Outcome::Fail
-            },
-            detail: match signed {
-                Some(s) => format!(
-                    "signed by {} at {}",
-                    s.login,
-                    s.signed_at.format("%H:%M:%S")
-                ),
-                None => "awaiting sign-off".to_string(),
-            },
+            kind: GateItemKind::Probe,
+            name: kind.as_str().to_string(),
+            outcome: Outcome::Inconclusive,
+            detail: "not evaluated yet".to_string(),
         });
     }
     if let Some(observe) = spec.observe {
@@ -572,9 +621,5 @@ pub fn evaluate_gate(snap: &Snapshot, plan: &Plan, sha: &str) -> Option<GateEval
             detail,
         });
     }
-    Some(GateEval {
-        phase,
-        outcome: Outcome::all(items.iter().map(|i| i.outcome)),
-        items,
-    })
+    items
 }

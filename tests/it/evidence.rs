@@ -344,3 +344,282 @@ async fn backfill_complete_needs_done_state_and_zero_pending() {
     .await;
     assert_eq!(r.outcome, Outcome::Pass, "{}", text(&r));
 }
+
+/// Makes the statistics of `app`'s session visible to other sessions now.
+async fn flush_stats(app: &Client) {
+    app.batch_execute("SELECT pg_stat_force_next_flush()")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn error_budget_fails_on_induced_rollbacks_and_slow_queries() {
+    let (db, client) = demo_db().await;
+    let plan = demo_plan();
+    let app = db.client().await;
+    let query = "SELECT count(*) FROM public.accounts WHERE id <= 20 AND pg_sleep($1)::text = ''";
+    for _ in 0..5 {
+        app.query(query, &[&0.0f64]).await.unwrap();
+    }
+    let r = run(&client, &plan, ProbeKind::ErrorBudget, Phase::Contract).await;
+    assert_eq!(
+        r.outcome,
+        Outcome::Inconclusive,
+        "no baseline yet: {}",
+        text(&r)
+    );
+
+    evidence::before_phase(&client, &plan, Phase::ReadSwitch)
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        app.query(query, &[&0.0f64]).await.unwrap();
+    }
+    flush_stats(&app).await;
+    let r = run(&client, &plan, ProbeKind::ErrorBudget, Phase::Contract).await;
+    let t = text(&r);
+    assert!(t.contains("PASS: rollback ratio"), "{t}");
+    assert!(t.contains("PASS: deadlocks: 0"), "{t}");
+
+    for _ in 0..30 {
+        app.batch_execute("BEGIN; SELECT 1; ROLLBACK")
+            .await
+            .unwrap();
+    }
+    flush_stats(&app).await;
+    let r = run(&client, &plan, ProbeKind::ErrorBudget, Phase::Contract).await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", text(&r));
+    assert!(r.summary.contains("rollback ratio"), "{}", text(&r));
+
+    if has_pg_stat_statements(&client).await {
+        // A fresh baseline (as if the switch were re-applied), then the same query turns slow.
+        evidence::before_phase(&client, &plan, Phase::ReadSwitch)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            app.query(query, &[&0.002f64]).await.unwrap();
+        }
+        flush_stats(&app).await;
+        let r = run(&client, &plan, ProbeKind::ErrorBudget, Phase::Contract).await;
+        assert_eq!(r.outcome, Outcome::Fail, "{}", text(&r));
+        assert!(r.summary.contains("mean statement latency"), "{}", text(&r));
+    } else {
+        let t = text(&r);
+        assert!(
+            t.contains("INCONCLUSIVE: latency: pg_stat_statements is not available")
+                && t.contains("shared_preload_libraries"),
+            "{t}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn privilege_parity_flags_a_new_column_readable_by_a_new_role() {
+    let (db, client) = demo_db().await;
+    let plan = demo_plan();
+    db.exec(&plan.phase(Phase::Expand).apply).await;
+    let role = format!("cutover_t_analyst_{:08x}", rand::random::<u32>());
+    db.exec(&format!(
+        "CREATE ROLE {role} NOLOGIN; GRANT SELECT (id, owner) ON public.accounts TO {role};"
+    ))
+    .await;
+    let r = run(
+        &client,
+        &plan,
+        ProbeKind::PrivilegeParity,
+        Phase::ReadSwitch,
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Pass, "{}", text(&r));
+
+    db.exec(&format!(
+        "GRANT SELECT (balance_cents) ON public.accounts TO {role}"
+    ))
+    .await;
+    let r = run(
+        &client,
+        &plan,
+        ProbeKind::PrivilegeParity,
+        Phase::ReadSwitch,
+    )
+    .await;
+    let t = text(&r);
+    db.exec(&format!(
+        "REVOKE ALL ON public.accounts FROM {role}; DROP ROLE {role}"
+    ))
+    .await;
+    assert_eq!(r.outcome, Outcome::Fail, "{t}");
+    assert!(
+        t.contains(&format!(
+            "BLOCKER role {role} has SELECT on the new column public.accounts.balance_cents but not on the old column public.accounts.balance"
+        )),
+        "{t}"
+    );
+}
+
+/// Fetches `path` from `addr` with a bare HTTP/1.0 request; returns (status line, body).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// Every sample line is `name{labels} value`, every comment `# HELP|TYPE|UNIT|EOF`.
+fn assert_valid_exposition(body: &str) {
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    for line in body.lines() {
+        if let Some(comment) = line.strip_prefix("# ") {
+            assert!(
+                ["HELP ", "TYPE ", "UNIT ", "EOF"]
+                    .iter()
+                    .any(|p| comment.starts_with(p)),
+                "bad comment line: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        assert!(
+            value.parse::<f64>().is_ok() || value == "+Inf",
+            "bad value in: {line}"
+        );
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in: {line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "bad labels in: {line}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn metrics_scrape_serves_backfill_series_and_flips_observability() {
+    let (_db, client) = demo_db().await;
+    let plan = demo_plan();
+    let obs = evidence::observability(&client, &plan).await;
+    assert_eq!(obs.outcome, Outcome::Inconclusive, "{}", text(&obs));
+
+    client
+        .execute(
+            "INSERT INTO cutover.backfill (plan_id, state, reason, target_chunk_ms, rows_done,
+                                           rows_estimate, throttled_seconds, started_at)
+             VALUES ($1, 'throttled', 'replay lag 7 s > 5 s', 300, 150, 200, 12.5, now())",
+            &[&plan.id()],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO cutover.backfill_chunks (plan_id, range_id, worker, started_at, finished_at,
+                                                  duration_ms, chunk_limit, rows_scanned,
+                                                  rows_updated, target_ms)
+             SELECT $1, 0, 'w1', now() - (d || ' ms')::interval, now(), d, 50, 50, 50, 300
+               FROM unnest(ARRAY[20.0, 120.0, 700.0]::float8[]) d",
+            &[&plan.id()],
+        )
+        .await
+        .unwrap();
+    let cfg = DbConfig::from_url(&_db.url).unwrap();
+    let addr = evidence::metrics::serve("127.0.0.1:0".parse().unwrap(), cfg, plan.clone()).unwrap();
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
+        .await
+        .unwrap();
+    assert!(status.contains("200"), "{status}");
+    assert_valid_exposition(&body);
+    for series in [
+        "cutover_backfill_rows_done{plan=\"accounts-balance-cents\"} 150.0",
+        "cutover_backfill_rows_estimate{plan=\"accounts-balance-cents\"} 200.0",
+        "cutover_backfill_throttled_seconds_total{plan=\"accounts-balance-cents\"} 12.5",
+        "cutover_backfill_throttled{plan=\"accounts-balance-cents\",reason=\"replay lag 7 s > 5 s\"} 1.0",
+        "cutover_backfill_state{plan=\"accounts-balance-cents\",state=\"throttled\"} 1.0",
+        "cutover_backfill_chunk_duration_seconds_bucket{plan=\"accounts-balance-cents\",le=\"0.025\"} 1\n",
+        "cutover_backfill_chunk_duration_seconds_bucket{plan=\"accounts-balance-cents\",le=\"0.25\"} 2\n",
+        "cutover_backfill_chunk_duration_seconds_bucket{plan=\"accounts-balance-cents\",le=\"1.0\"} 3\n",
+        "cutover_backfill_chunk_duration_seconds_bucket{plan=\"accounts-balance-cents\",le=\"+Inf\"} 3\n",
+        "cutover_backfill_chunk_duration_seconds_count{plan=\"accounts-balance-cents\"} 3\n",
+        "cutover_backfill_chunk_duration_seconds_sum{plan=\"accounts-balance-cents\"} 0.84",
+        "cutover_phase_state{plan=\"accounts-balance-cents\",phase=\"expand\",state=\"pending\"} 1.0",
+        "cutover_database_up{plan=\"accounts-balance-cents\"} 1.0",
+    ] {
+        assert!(body.contains(series), "{series} missing:\n{body}");
+    }
+    let obs = evidence::observability(&client, &plan).await;
+    assert_eq!(obs.outcome, Outcome::Pass, "{}", text(&obs));
+    assert!(obs.summary.contains("127.0.0.1"), "{}", text(&obs));
+}
+
+#[tokio::test]
+async fn runbook_and_probe_commands() {
+    let (db, _client) = demo_db().await;
+    let out = Command::new(cutover_bin())
+        .args(["runbook", DEMO_PLAN])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(md.contains("## Current state"), "{md}");
+    assert!(md.contains("## Role roster"), "{md}");
+    let plan = demo_plan();
+    for (i, phase) in Phase::ALL.iter().enumerate() {
+        let start = md
+            .find(&format!("## {}. {phase}", i + 1))
+            .unwrap_or_else(|| panic!("{phase} missing:\n{md}"));
+        let section = &md[start..];
+        let end = section[3..].find("\n## ").map_or(section.len(), |e| e + 3);
+        let section = &section[..end];
+        assert!(
+            section.contains("### Stop conditions and rollback"),
+            "{section}"
+        );
+        assert!(section.contains("### Gate"), "{section}");
+        if let Some(rollback) = plan
+            .phase(*phase)
+            .rollback
+            .as_deref()
+            .filter(|r| !r.trim().is_empty())
+        {
+            assert!(
+                section.contains(rollback.trim()),
+                "{phase} rollback SQL:\n{section}"
+            );
+        }
+        for check in &plan.gate(*phase).checks {
+            assert!(
+                section.contains(&format!("cutover check {DEMO_PLAN} --name {check}")),
+                "{section}"
+            );
+        }
+    }
+    assert!(md.contains("## 5. contract — POINT OF NO RETURN"), "{md}");
+    assert!(
+        md.contains("cutover flag set accounts.read_balance_cents off"),
+        "{md}"
+    );
+
+    let out = Command::new(cutover_bin())
+        .args(["probe", DEMO_PLAN, "--gate", "expand"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("PASS") && stdout.contains("lint"),
+        "{stdout}"
+    );
+}

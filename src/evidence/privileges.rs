@@ -1,0 +1,280 @@
+//! Privilege parity: a new column or table must grant no broader access than the one it
+//! replaces, so a migration never widens who can read a sensitive field.
+//!
+//! For each `[old, new]` pair of `[probes.privilege_parity] pairs`, every role's effective
+//! privileges (table and column ACLs, role membership, PUBLIC — via `has_*_privilege`) are
+//! compared; for tables, also row-level security and ownership. Anything the new object allows
+//! that the old one did not is a blocker, named by role and privilege.
+
+use tokio_postgres::Client;
+
+use super::scratch::Scope;
+use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
+use crate::db::{describe_error, quote_literal, quote_qualified};
+use crate::outcome::Outcome;
+
+const COLUMN_PRIVILEGES: [&str; 4] = ["SELECT", "INSERT", "UPDATE", "REFERENCES"];
+const TABLE_PRIVILEGES: [&str; 7] = [
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+];
+
+/// A resolved side of a pair.
+#[derive(Debug, Clone)]
+enum Object {
+    Table {
+        oid: u32,
+        name: String,
+    },
+    Column {
+        oid: u32,
+        table: String,
+        column: String,
+    },
+}
+
+impl Object {
+    fn oid(&self) -> u32 {
+        match self {
+            Object::Table { oid, .. } | Object::Column { oid, .. } => *oid,
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Object::Table { name, .. } => format!("table {name}"),
+            Object::Column { table, column, .. } => format!("column {table}.{column}"),
+        }
+    }
+}
+
+/// The privilege-parity probe.
+pub struct PrivilegeParityProbe;
+
+impl Probe for PrivilegeParityProbe {
+    fn name(&self) -> &'static str {
+        "privilege_parity"
+    }
+
+    fn evaluate<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
+        Box::pin(async move {
+            let pairs = &ctx.plan.spec.probes.privilege_parity.pairs;
+            if pairs.is_empty() {
+                return ProbeResult::inconclusive(
+                    "privilege_parity",
+                    "the plan lists no old/new pairs ([probes.privilege_parity] pairs)",
+                );
+            }
+            let scope = match Scope::enter(ctx.client).await {
+                Ok(s) => s,
+                Err(e) => return ProbeResult::inconclusive("privilege_parity", describe_error(&e)),
+            };
+            let mut blockers = Vec::new();
+            let mut evidence = Vec::new();
+            let mut unresolved = Vec::new();
+            for [old, new] in pairs {
+                match compare(ctx.client, old, new).await {
+                    Ok(Ok(found)) => {
+                        if found.is_empty() {
+                            evidence.push(format!("{old} → {new}: no access widened"));
+                        }
+                        blockers.extend(found);
+                    }
+                    Ok(Err(reason)) => unresolved.push(reason),
+                    Err(e) => unresolved.push(format!("{old} → {new}: {}", describe_error(&e))),
+                }
+            }
+            let _ = scope.rollback(ctx.client).await;
+            let (outcome, summary) = if !blockers.is_empty() {
+                (
+                    Outcome::Fail,
+                    format!("{} privilege difference(s) widen access", blockers.len()),
+                )
+            } else if !unresolved.is_empty() {
+                (
+                    Outcome::Inconclusive,
+                    format!("could not compare: {}", unresolved.join("; ")),
+                )
+            } else {
+                (
+                    Outcome::Pass,
+                    "new objects grant no broader access than the ones they replace".to_string(),
+                )
+            };
+            let mut all: Vec<String> = blockers.iter().map(|b| format!("BLOCKER {b}")).collect();
+            all.extend(unresolved);
+            all.extend(evidence);
+            ProbeResult {
+                name: "privilege_parity".to_string(),
+                outcome,
+                summary,
+                evidence: all,
+            }
+        })
+    }
+}
+
+/// `schema.table`, `table`, `schema.table.column` or `table.column`: a relation if the whole
+/// name resolves to one, otherwise the last part is a column.
+async fn resolve(
+    client: &Client,
+    name: &str,
+) -> Result<Result<Object, String>, tokio_postgres::Error> {
+    if name.split('.').count() < 3 {
+        let row = client
+            .query_opt(
+                "SELECT c.oid, format('%I.%I', n.nspname, c.relname)
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = to_regclass($1)",
+                &[&quote_qualified(name)],
+            )
+            .await?;
+        if let Some(row) = row {
+            return Ok(Ok(Object::Table {
+                oid: row.get(0),
+                name: row.get(1),
+            }));
+        }
+    }
+    let Some((table, column)) = name.rsplit_once('.') else {
+        return Ok(Err(format!("`{name}` does not exist")));
+    };
+    let row = client
+        .query_one(
+            "SELECT c.oid,
+                    (SELECT format('%I.%I', n.nspname, k.relname) FROM pg_class k
+                       JOIN pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = c.oid),
+                    EXISTS (SELECT 1 FROM pg_attribute a
+                             WHERE a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped
+                               AND a.attnum > 0)
+               FROM (SELECT to_regclass($1)::oid AS oid) c",
+            &[&quote_qualified(table), &column],
+        )
+        .await?;
+    match (row.get::<_, Option<u32>>(0), row.get::<_, Option<bool>>(2)) {
+        (Some(oid), Some(true)) => Ok(Ok(Object::Column {
+            oid,
+            table: row.get::<_, Option<String>>(1).unwrap_or_default(),
+            column: column.to_string(),
+        })),
+        (Some(_), _) => Ok(Err(format!("column `{name}` does not exist"))),
+        (None, _) => Ok(Err(format!("`{name}` does not exist"))),
+    }
+}
+
+async fn compare(
+    client: &Client,
+    old: &str,
+    new: &str,
+) -> Result<Result<Vec<String>, String>, tokio_postgres::Error> {
+    let old = match resolve(client, old).await? {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(e)),
+    };
+    let new = match resolve(client, new).await? {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut out = widened_privileges(client, &old, &new).await?;
+    if old.oid() != new.oid() {
+        out.extend(table_differences(client, &old, &new).await?);
+    }
+    Ok(Ok(out))
+}
+
+/// Role × privilege combinations the new object allows and the old one does not.
+/// Superusers are left out (they bypass every check on both).
+async fn widened_privileges(
+    client: &Client,
+    old: &Object,
+    new: &Object,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let privileges: Vec<&str> = match (old, new) {
+        (Object::Table { .. }, Object::Table { .. }) => TABLE_PRIVILEGES.to_vec(),
+        _ => COLUMN_PRIVILEGES.to_vec(),
+    };
+    let sql = format!(
+        "SELECT r.rolname::text, p
+           FROM pg_roles r CROSS JOIN unnest($1::text[]) p
+          WHERE NOT r.rolsuper AND {} AND NOT {}
+          ORDER BY 1, 2",
+        privilege_test(new),
+        privilege_test(old),
+    );
+    let privs: Vec<String> = privileges.iter().map(|p| p.to_string()).collect();
+    let rows = client.query(&sql, &[&privs]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let role: String = r.get(0);
+            let privilege: String = r.get(1);
+            format!(
+                "role {role} has {privilege} on the new {} but not on the old {}",
+                new.label(),
+                old.label()
+            )
+        })
+        .collect())
+}
+
+/// The SQL test "role `r` has privilege `p` on `o`" (oids are numbers, the column a literal).
+fn privilege_test(o: &Object) -> String {
+    match o {
+        Object::Table { oid, .. } => format!("has_table_privilege(r.oid, {oid}::oid, p)"),
+        Object::Column { oid, column, .. } => format!(
+            "has_column_privilege(r.oid, {oid}::oid, {}, p)",
+            quote_literal(column)
+        ),
+    }
+}
+
+/// Row-level security and ownership of two different tables.
+async fn table_differences(
+    client: &Client,
+    old: &Object,
+    new: &Object,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT o.relrowsecurity, o.relforcerowsecurity, pg_get_userbyid(o.relowner)::text,
+                    (SELECT count(*) FROM pg_policy WHERE polrelid = o.oid),
+                    n.relrowsecurity, n.relforcerowsecurity, pg_get_userbyid(n.relowner)::text,
+                    (SELECT count(*) FROM pg_policy WHERE polrelid = n.oid),
+                    o.oid::regclass::text, n.oid::regclass::text
+               FROM pg_class o, pg_class n WHERE o.oid = $1 AND n.oid = $2",
+            &[&old.oid(), &new.oid()],
+        )
+        .await?;
+    let (o_rls, o_force, o_owner, o_pol): (bool, bool, String, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (n_rls, n_force, n_owner, n_pol): (bool, bool, String, i64) =
+        (row.get(4), row.get(5), row.get(6), row.get(7));
+    let (o_name, n_name): (String, String) = (row.get(8), row.get(9));
+    let mut out = Vec::new();
+    if o_rls && !n_rls {
+        out.push(format!(
+            "row-level security is enabled on {o_name} but not on {n_name}: every row becomes visible to whoever can read it"
+        ));
+    }
+    if o_force && !n_force {
+        out.push(format!(
+            "FORCE ROW LEVEL SECURITY is set on {o_name} but not on {n_name}: its owner bypasses the policies"
+        ));
+    }
+    if o_rls && n_rls && n_pol != o_pol {
+        out.push(format!(
+            "{o_name} has {o_pol} row-level policies, {n_name} has {n_pol}: review that they restrict the same rows"
+        ));
+    }
+    if o_owner != n_owner {
+        out.push(format!(
+            "{n_name} is owned by {n_owner}, {o_name} by {o_owner}: the owner bypasses grants (and RLS unless forced)"
+        ));
+    }
+    Ok(out)
+}
