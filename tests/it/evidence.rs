@@ -286,6 +286,23 @@ async fn census_names_view_function_and_index_then_passes() {
     } else {
         assert!(text(&r).contains("query log not measured"), "{}", text(&r));
     }
+
+    // A connected session whose last statement read the column (no extension needed).
+    let app = db.client().await;
+    app.query(
+        "SELECT owner, balance FROM public.accounts WHERE id = $1",
+        &[&1i64],
+    )
+    .await
+    .unwrap();
+    let r = run(&client, &plan, ProbeKind::HiddenReaders, Phase::Contract).await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", text(&r));
+    assert!(
+        text(&r).contains("last ran")
+            && text(&r).contains("SELECT owner, balance FROM public.accounts"),
+        "{}",
+        text(&r)
+    );
 }
 
 async fn has_pg_stat_statements(client: &Client) -> bool {
