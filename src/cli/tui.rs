@@ -27,6 +27,9 @@ pub enum Command {
         /// Synthetic application writes per second.
         #[arg(long, default_value_t = 50)]
         writes_per_sec: u32,
+        /// Backfill rate cap in rows/s, so the backfill lasts long enough to watch (0 = none).
+        #[arg(long, default_value_t = 20_000)]
+        backfill_rate: u32,
     },
 }
 
@@ -51,12 +54,14 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Demo {
             accounts,
             writes_per_sec,
+            backfill_rate,
         } => {
             crate::demo::run(
                 ctx,
                 crate::demo::DemoOptions {
                     accounts,
                     writes_per_sec,
+                    backfill_rate,
                 },
             )
             .await?;

@@ -24,6 +24,8 @@ pub struct DemoOptions {
     pub accounts: i32,
     /// Synthetic writes per second.
     pub writes_per_sec: u32,
+    /// Backfill rate cap (rows/s, 0 = none).
+    pub backfill_rate: u32,
 }
 
 /// The demo plan: the repository's file when run from the checkout, else the built-in copy.
@@ -115,6 +117,14 @@ async fn run_on(
             .map_err(|e| anyhow::anyhow!("seeding the demo data: {}", db::describe_error(&e)))?;
     }
     db::schema::bootstrap(&mut client).await?;
+    if opts.backfill_rate > 0 {
+        let actor = crate::audit::Actor::current(&client).await?;
+        let tuning = crate::backfill::Tuning {
+            max_rows_per_second: Some(opts.backfill_rate),
+            ..crate::backfill::Tuning::default()
+        };
+        crate::backfill::tune(&mut client, plan, &actor, &tuning).await?;
+    }
     drop(client);
     let workload = workload::Workload::start(db.clone(), opts.writes_per_sec);
     if let Some(addr) = ctx.metrics_addr {

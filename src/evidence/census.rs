@@ -198,7 +198,7 @@ async fn one_column(
         c.blockers.push(format!("function {proc_name} ({how})"));
     }
     index_scans(&indexes, baseline, now, &mut c);
-    statement_readers(column, baseline, now, &mut c);
+    statement_readers(column, &relname, baseline, now, &mut c);
     Ok(c)
 }
 
@@ -333,13 +333,17 @@ fn index_scans(
     }
 }
 
+/// Statements that name both the table and the column and ran since the baseline.
 fn statement_readers(
     column: &str,
+    table: &str,
     baseline: Option<&Snapshot>,
     now: &Snapshot,
     c: &mut ColumnCensus,
 ) {
-    let pattern = regex_words(column);
+    let names_column = regex_words(column);
+    let names_table = regex_words(table);
+    let pattern = |q: &str| names_column(q) && names_table(q);
     match &now.statements {
         Err(reason) => c.notes.push(format!("query log not measured: {reason}")),
         Ok(stats) => {

@@ -128,7 +128,7 @@ fn render_unreachable(plan: &Plan) -> String {
 fn plan_registry(plan: &Plan) -> Registry {
     Registry::with_prefix_and_labels(
         "cutover",
-        [(Cow::Borrowed("plan"), Cow::Owned(plan.id().to_string()))].into_iter(),
+        [(Cow::Borrowed("plan"), Cow::Owned(escape_label(plan.id())))].into_iter(),
     )
 }
 
@@ -140,11 +140,18 @@ fn encode(registry: &Registry) -> String {
     out
 }
 
+/// Label pairs; values are escaped here because the text encoder writes them verbatim.
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (k.to_string(), escape_label(v)))
         .collect()
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Reads the control schema and renders every series.
@@ -487,5 +494,15 @@ impl EncodeMetric for PrecomputedHistogram {
 
     fn metric_type(&self) -> MetricType {
         MetricType::Histogram
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a \"b\"\\c\nd"), "a \\\"b\\\"\\\\c\\nd");
     }
 }

@@ -50,7 +50,11 @@ pub fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
+        // `audit` events of this process are left out: the worker logs every audit entry of
+        // every process from the database (target `audit_log`), once.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn,audit=warn")
+        });
     let installed = tracing_subscriber::registry()
         .with(tui_logger::TuiTracingSubscriberLayer)
         .with(filter)
@@ -146,8 +150,16 @@ async fn event_loop(
         }
     };
     tracing::info!(target: "tui", "command center stopped");
+    // Closing the command channel tells the worker to stop (an in-process backfill stops at
+    // its checkpoint); give it a bounded time.
     drop(handle.commands);
-    handle.task.abort();
+    if !handle.task.is_finished()
+        && tokio::time::timeout(Duration::from_secs(12), &mut handle.task)
+            .await
+            .is_err()
+    {
+        handle.task.abort();
+    }
     outcome
 }
 

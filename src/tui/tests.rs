@@ -207,6 +207,11 @@ fn backfill_running() -> Snapshot {
         started_at: Some(at(5, 3, 0)),
         finished_at: None,
         updated_at: Some(at(5, 11, 59)),
+        rate: Some(34_500.0),
+        eta: Some((15.0, 19.0)),
+        checkpoint_age: Some(1.0),
+        live_workers: 1,
+        max_rows_per_sec: 0,
     });
     s.ranges = vec![RangeRow {
         range_id: 0,

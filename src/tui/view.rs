@@ -132,6 +132,12 @@ pub struct BackfillView {
     pub ranges: Vec<RangeView>,
     /// Seconds since the newest checkpoint.
     pub checkpoint_age: Option<i64>,
+    /// Workers holding a live lease now.
+    pub live_workers: i64,
+    /// Maximum concurrent workers.
+    pub max_workers: i64,
+    /// Rate cap in rows/s (0 = none).
+    pub rate_cap: i64,
 }
 
 /// One worker range.
@@ -534,7 +540,12 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
     };
     let remaining = b.rows_estimate.map(|t| (t - b.rows_done).max(0));
     let recent: Vec<u64> = s.rate_history.iter().rev().take(30).copied().collect();
-    let eta = match (remaining, recent.is_empty()) {
+    let eta = match b.eta {
+        Some((lo, hi)) if b.state != "done" => Some((lo.round() as u64, hi.round() as u64)),
+        _ if b.state == "done" => Some((0, 0)),
+        _ => None,
+    }
+    .or(match (remaining, recent.is_empty()) {
         (Some(0), _) => Some((0, 0)),
         (Some(r), false) => {
             let avg = recent.iter().sum::<u64>() as f64 / recent.len() as f64;
@@ -549,7 +560,7 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
             }
         }
         _ => None,
-    };
+    });
     let newest = s.ranges.iter().filter_map(|r| r.updated_at).max();
     BackfillView {
         configured,
@@ -568,14 +579,18 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
             .iter()
             .map(|r| RangeView {
                 id: r.range_id,
-                bounds: format!("{}..{}", r.lo, r.hi),
+                bounds: format!("({}, {}]", r.lo, r.hi),
                 rows: r.rows_done,
                 done: r.done,
                 lease: r.lease.clone(),
             })
             .collect(),
-        checkpoint_age: match (newest, s.taken_at) {
-            (Some(t), Some(now)) => Some((now - t).num_seconds().max(0)),
+        live_workers: b.live_workers,
+        max_workers: b.workers,
+        rate_cap: b.max_rows_per_sec,
+        checkpoint_age: match (b.checkpoint_age, newest, s.taken_at) {
+            (Some(age), _, _) => Some(age.round() as i64),
+            (None, Some(t), Some(now)) => Some((now - t).num_seconds().max(0)),
             _ => None,
         },
     }

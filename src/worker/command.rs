@@ -4,10 +4,9 @@
 
 use std::fmt;
 
-use serde_json::json;
 use tokio_postgres::Client;
 
-use crate::audit::{self, Actor, NewEntry};
+use crate::audit::Actor;
 use crate::db::DbConfig;
 use crate::engine;
 use crate::plan::{Phase, Plan, Role};
@@ -118,14 +117,6 @@ pub async fn execute(
     result
 }
 
-fn db_err(e: impl fmt::Display) -> String {
-    e.to_string()
-}
-
-fn pg_err(e: tokio_postgres::Error) -> String {
-    crate::db::describe_error(&e)
-}
-
 async fn signoff(
     client: &mut Client,
     plan: &Plan,
@@ -161,82 +152,27 @@ async fn set_backfill_paused(
     actor: &Actor,
     pause: bool,
 ) -> ActionResult {
-    let sha = plan.sha256();
-    let tx = client.transaction().await.map_err(pg_err)?;
-    let (from, to, action) = if pause {
-        (
-            vec!["running", "throttled", "idle"],
-            "paused",
-            "backfill_pause",
-        )
+    if pause {
+        crate::backfill::pause(client, plan, actor, "")
+            .await
+            .map(|()| "backfill paused".to_string())
     } else {
-        (vec!["paused", "stopped"], "running", "backfill_resume")
-    };
-    let n = tx
-        .execute(
-            "UPDATE cutover.backfill
-                SET state = $2, paused_by = CASE WHEN $2 = 'paused' THEN $3 ELSE NULL END,
-                    reason = CASE WHEN $2 = 'paused' THEN 'paused by ' || $3 ELSE '' END,
-                    updated_at = clock_timestamp()
-              WHERE plan_id = $1 AND state = ANY($4)",
-            &[&plan.id(), &to, &actor.login, &from],
-        )
-        .await
-        .map_err(pg_err)?;
-    if n == 0 {
-        return Err(if pause {
-            "the backfill is not running".to_string()
-        } else {
-            "the backfill is not paused".to_string()
-        });
+        crate::backfill::resume(client, plan, actor)
+            .await
+            .map(|()| "backfill resumed".to_string())
     }
-    audit::append(
-        &tx,
-        NewEntry {
-            actor,
-            plan_id: plan.id(),
-            plan_sha256: &sha,
-            action,
-            phase: Some(Phase::Backfill),
-            details: json!({}),
-        },
-    )
-    .await
-    .map_err(db_err)?;
-    tx.commit().await.map_err(pg_err)?;
-    Ok(format!("backfill {to}"))
+    .map_err(|e| e.to_string())
 }
 
 async fn tune(client: &mut Client, plan: &Plan, actor: &Actor, target_ms: u32) -> ActionResult {
-    let sha = plan.sha256();
-    let ms = i32::try_from(target_ms.clamp(10, 60_000)).unwrap_or(60_000);
-    let tx = client.transaction().await.map_err(pg_err)?;
-    let n = tx
-        .execute(
-            "UPDATE cutover.backfill SET target_chunk_ms = $2, updated_at = clock_timestamp()
-              WHERE plan_id = $1",
-            &[&plan.id(), &ms],
-        )
+    let tuning = crate::backfill::Tuning {
+        target_chunk_time: Some(std::time::Duration::from_millis(u64::from(target_ms))),
+        ..crate::backfill::Tuning::default()
+    };
+    crate::backfill::tune(client, plan, actor, &tuning)
         .await
-        .map_err(pg_err)?;
-    if n == 0 {
-        return Err("the backfill has not started".to_string());
-    }
-    audit::append(
-        &tx,
-        NewEntry {
-            actor,
-            plan_id: plan.id(),
-            plan_sha256: &sha,
-            action: "backfill_tune",
-            phase: Some(Phase::Backfill),
-            details: json!({"target_chunk_ms": ms}),
-        },
-    )
-    .await
-    .map_err(db_err)?;
-    tx.commit().await.map_err(pg_err)?;
-    Ok(format!("chunk target {ms} ms"))
+        .map(|()| format!("chunk target {target_ms} ms"))
+        .map_err(|e| e.to_string())
 }
 
 async fn flag(client: &mut Client, actor: &Actor, name: &str, enabled: bool) -> ActionResult {

@@ -34,6 +34,12 @@ const MIN_REFRESH_GAP: Duration = Duration::from_millis(150);
 const EVAL_EVERY: Duration = Duration::from_secs(15);
 /// … and after gate-relevant changes, at most this often.
 const EVAL_MIN_GAP: Duration = Duration::from_secs(1);
+/// How long quitting waits for an in-process backfill to reach its checkpoint.
+const RUNNER_STOP_WAIT: Duration = Duration::from_secs(10);
+/// How often a viewer tries to take over the backfill lease.
+const RUNNER_RETRY: Duration = Duration::from_secs(5);
+/// The rows/s samples average over this window.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// Samples kept for the rows/s sparkline.
 const RATE_SAMPLES: usize = 120;
 
@@ -124,7 +130,7 @@ struct State {
     sha: String,
     events: mpsc::UnboundedSender<WorkerEvent>,
     rates: VecDeque<u64>,
-    last_rows: Option<(i64, Instant)>,
+    rate_points: VecDeque<(Instant, i64)>,
     evaluation: Evaluation,
     evaluations: (
         mpsc::UnboundedSender<Evaluation>,
@@ -137,6 +143,9 @@ struct State {
     last_audit_seq: Option<i64>,
     last_phases: Option<Vec<(crate::plan::Phase, String)>>,
     last_backfill: Option<(String, String)>,
+    runner: Option<JoinHandle<()>>,
+    runner_stop: tokio::sync::watch::Sender<bool>,
+    runner_tried: Option<Instant>,
 }
 
 async fn run(
@@ -149,7 +158,7 @@ async fn run(
         opts,
         events,
         rates: VecDeque::new(),
-        last_rows: None,
+        rate_points: VecDeque::new(),
         evaluation: (None, None),
         evaluations: mpsc::unbounded_channel(),
         evaluating: false,
@@ -159,6 +168,9 @@ async fn run(
         last_audit_seq: None,
         last_phases: None,
         last_backfill: None,
+        runner: None,
+        runner_stop: tokio::sync::watch::channel(false).0,
+        runner_tried: None,
     };
     let mut attempt: u32 = 0;
     loop {
@@ -169,7 +181,7 @@ async fn run(
                 attempt = 0;
                 state.send(WorkerEvent::Conn(ConnState::Connected));
                 match connected(&mut state, &client, notes, &mut commands).await {
-                    Ok(()) => return,
+                    Ok(()) => return state.shutdown().await,
                     Err(e) => e,
                 }
             }
@@ -187,7 +199,7 @@ async fn run(
             tokio::select! {
                 _ = &mut deadline => break,
                 cmd = commands.recv() => match cmd {
-                    None => return,
+                    None => return state.shutdown().await,
                     Some(command) => state.send(WorkerEvent::Action {
                         command,
                         result: Err("the database is unreachable (reconnecting); nothing was done".to_string()),
@@ -204,6 +216,75 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 impl State {
+    /// Stops an in-process backfill at its checkpoint (waits up to [`RUNNER_STOP_WAIT`]).
+    async fn shutdown(mut self) {
+        let Some(runner) = self.runner.take() else {
+            return;
+        };
+        let _ = self.runner_stop.send(true);
+        if tokio::time::timeout(RUNNER_STOP_WAIT, runner)
+            .await
+            .is_err()
+        {
+            tracing::warn!(target: "backfill", "the backfill did not stop within {}s", RUNNER_STOP_WAIT.as_secs());
+        }
+    }
+
+    /// Runs the backfill in this process once its phase is applied, unless it is finished,
+    /// stopped or failed, or this is a viewer. Another process holding the lease makes this one
+    /// a viewer until the lease frees up (retried every [`RUNNER_RETRY`]).
+    fn maybe_run_backfill(&mut self, snap: &Snapshot) {
+        if self.opts.read_only || self.opts.plan.spec.backfill.is_none() {
+            return;
+        }
+        if snap.phase_state(crate::plan::Phase::Backfill) != "applied" {
+            return;
+        }
+        let state = snap
+            .backfill
+            .as_ref()
+            .map(|b| b.state.as_str())
+            .unwrap_or("idle");
+        if matches!(state, "done" | "stopped" | "failed") {
+            return;
+        }
+        if self.runner.as_ref().is_some_and(|r| !r.is_finished()) {
+            return;
+        }
+        if self
+            .runner_tried
+            .is_some_and(|t| t.elapsed() < RUNNER_RETRY)
+        {
+            return;
+        }
+        self.runner_tried = Some(Instant::now());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        self.runner_stop = stop_tx;
+        let cfg = self.opts.db.clone();
+        let plan = self.opts.plan.clone();
+        self.runner = Some(tokio::spawn(async move {
+            let opts = crate::backfill::RunOptions {
+                no_wait: true,
+                ..crate::backfill::RunOptions::default()
+            };
+            match crate::backfill::run(cfg, plan, opts, stop_rx).await {
+                Ok(summary) => tracing::info!(
+                    target: "backfill",
+                    "in-process run ended ({:?}): {} chunks, {} rows updated",
+                    summary.outcome,
+                    summary.chunks,
+                    summary.rows_updated
+                ),
+                Err(crate::backfill::BackfillError::Leased { .. }) => tracing::debug!(
+                    target: "backfill",
+                    "another process holds the backfill lease: viewing only"
+                ),
+                Err(e) => tracing::warn!(target: "backfill", "in-process run stopped: {e}"),
+            }
+        }));
+        tracing::info!(target: "backfill", "running the backfill in this process");
+    }
+
     fn send(&self, ev: WorkerEvent) {
         // The UI may already be gone on shutdown; nothing to do then.
         let _ = self.events.send(ev);
@@ -216,7 +297,7 @@ impl State {
         if let Some(seen) = self.last_audit_seq {
             for a in snap.audit.iter().rev().filter(|a| a.seq > seen) {
                 tracing::info!(
-                    target: "audit",
+                    target: "audit_log",
                     "#{} {} {}{}",
                     a.seq,
                     a.login,
@@ -263,20 +344,36 @@ impl State {
         self.last_backfill = bf;
     }
 
+    /// Samples rows/s once a second, averaged over the last [`RATE_WINDOW`] so a rate-capped or
+    /// bursty backfill draws a readable sparkline.
     fn sample_rate(&mut self, rows: i64) {
         let now = Instant::now();
-        match self.last_rows {
-            Some((prev, at)) if now.duration_since(at) >= Duration::from_millis(900) => {
-                let secs = now.duration_since(at).as_secs_f64();
-                let rate = ((rows - prev).max(0) as f64 / secs).round() as u64;
-                self.rates.push_back(rate);
+        if self
+            .rate_points
+            .back()
+            .is_some_and(|(t, _)| now.duration_since(*t) < Duration::from_millis(900))
+        {
+            return;
+        }
+        self.rate_points.push_back((now, rows));
+        while self
+            .rate_points
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            self.rate_points.pop_front();
+        }
+        if let (Some((t0, r0)), Some((t1, r1))) =
+            (self.rate_points.front(), self.rate_points.back())
+        {
+            let secs = t1.duration_since(*t0).as_secs_f64();
+            if secs > 0.5 {
+                self.rates
+                    .push_back(((r1 - r0).max(0) as f64 / secs).round() as u64);
                 while self.rates.len() > RATE_SAMPLES {
                     self.rates.pop_front();
                 }
-                self.last_rows = Some((rows, now));
             }
-            Some(_) => {}
-            None => self.last_rows = Some((rows, now)),
         }
     }
 }
@@ -336,6 +433,9 @@ async fn connected(
     let mut dirty = true;
     let mut last_refresh: Option<Instant> = None;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Command, ActionResult)>();
+    if !state.opts.read_only {
+        register(&state.opts.db, &state.opts.plan).await;
+    }
     loop {
         if dirty {
             let wait = last_refresh
@@ -408,6 +508,26 @@ async fn connected(
     }
 }
 
+/// Registers the migration with the engine (a no-op when it already is), so the gate and the
+/// scorecard can be evaluated from the start. Viewers (`--read-only`) never write.
+async fn register(cfg: &DbConfig, plan: &Plan) {
+    let result = async {
+        let mut client = db::connect(cfg, &SessionSettings::new("tui-setup")).await?;
+        let actor = crate::audit::Actor::current(&client).await?;
+        crate::engine::state::ensure_registered(&mut client, plan, &actor)
+            .await
+            .map_err(|e| crate::db::DbError::Query(e.to_string()))
+    }
+    .await;
+    match result {
+        Ok(true) => tracing::info!(target: "worker", "registered migration {}", plan.id()),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(target: "worker", "registering migration {} failed: {e}", plan.id())
+        }
+    }
+}
+
 /// Reads a snapshot, evaluates the gate, and publishes it. Starts an engine evaluation of the gate
 /// and scorecard when one is due (something gate-relevant changed, or every [`EVAL_EVERY`]).
 async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
@@ -439,6 +559,7 @@ async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
         state.sample_rate(b.rows_done);
     }
     state.log_changes(&snap);
+    state.maybe_run_backfill(&snap);
     snap.rate_history = state.rates.iter().copied().collect();
     snap.engine_gate = state.evaluation.0.clone();
     snap.scorecard = state.evaluation.1.clone();

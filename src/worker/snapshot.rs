@@ -145,6 +145,16 @@ pub struct BackfillRow {
     pub finished_at: Option<DateTime<Utc>>,
     /// Last update.
     pub updated_at: Option<DateTime<Utc>>,
+    /// Throughput over the latest chunks (rows/s), as the backfill measures it.
+    pub rate: Option<f64>,
+    /// ETA band in seconds (optimistic, pessimistic).
+    pub eta: Option<(f64, f64)>,
+    /// Seconds since the newest checkpoint.
+    pub checkpoint_age: Option<f64>,
+    /// Workers holding a live lease.
+    pub live_workers: i64,
+    /// Rate cap (rows/s, 0 = none).
+    pub max_rows_per_sec: i64,
 }
 
 /// `cutover.backfill_ranges`.
@@ -359,22 +369,17 @@ pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
             plan_sha256: r.plan_sha256,
         })
         .collect();
-    let backfill = client
-        .query_opt(
-            "SELECT to_jsonb(b) FROM cutover.backfill b WHERE plan_id = $1",
-            &[&id],
-        )
-        .await?
-        .map(|r| backfill_from_json(&r.get::<_, Value>(0)));
-    let ranges = client
-        .query(
-            "SELECT to_jsonb(r) FROM cutover.backfill_ranges r WHERE plan_id = $1 ORDER BY range_id",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| range_from_json(&r.get::<_, Value>(0)))
-        .collect();
+    let (backfill, ranges) = match plan.spec.backfill {
+        Some(_) => {
+            let p = crate::backfill::progress(client, plan)
+                .await
+                .map_err(|e| DbError::Query(e.to_string()))?;
+            let started = p.started_at.is_some() || p.state != crate::backfill::State::Idle;
+            let ranges = p.ranges.iter().map(range_from_progress).collect();
+            (started.then(|| backfill_from_progress(&p)), ranges)
+        }
+        None => (None, Vec::new()),
+    };
     let sessions = client
         .query(
             "SELECT pid, application_name, coalesce(usename::text, ''),
@@ -431,60 +436,52 @@ pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
     })
 }
 
-fn ts(v: &Value, key: &str) -> Option<DateTime<Utc>> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
-
-fn int(v: &Value, key: &str) -> Option<i64> {
-    v.get(key).and_then(Value::as_i64)
-}
-
-fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
-fn backfill_from_json(v: &Value) -> BackfillRow {
+fn backfill_from_progress(p: &crate::backfill::Progress) -> BackfillRow {
     BackfillRow {
-        state: text(v, "state").unwrap_or_default(),
-        reason: text(v, "reason").unwrap_or_default(),
-        paused_by: text(v, "paused_by"),
-        target_chunk_ms: int(v, "target_chunk_ms").unwrap_or(0),
-        rows_done: int(v, "rows_done").unwrap_or(0),
-        rows_estimate: int(v, "rows_estimate"),
-        throttled_seconds: v
-            .get("throttled_seconds")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0),
-        workers: int(v, "workers").unwrap_or(1),
-        chunk_rows: int(v, "chunk_rows").or_else(|| int(v, "last_chunk_rows")),
-        chunk_ms: int(v, "chunk_ms").or_else(|| int(v, "last_chunk_ms")),
-        started_at: ts(v, "started_at"),
-        finished_at: ts(v, "finished_at"),
-        updated_at: ts(v, "updated_at"),
+        state: p.state.as_str().to_string(),
+        reason: p.reason.clone(),
+        paused_by: p.paused_by.clone(),
+        target_chunk_ms: i64::from(p.target_chunk_ms),
+        rows_done: p.rows_done,
+        rows_estimate: Some(p.rows_total),
+        throttled_seconds: p.throttled_seconds,
+        workers: i64::from(p.workers),
+        chunk_rows: p.chunk_rows.map(i64::from),
+        chunk_ms: p.last_chunk_ms.map(|ms| ms.round() as i64),
+        started_at: p.started_at,
+        finished_at: p.finished_at,
+        updated_at: None,
+        rate: p.rate_rows_per_sec,
+        eta: match (p.eta_low_seconds, p.eta_high_seconds) {
+            (Some(lo), Some(hi)) => Some((lo, hi)),
+            _ => p.eta_seconds.map(|e| (e, e)),
+        },
+        checkpoint_age: p.checkpoint_age_seconds,
+        live_workers: p.live_workers,
+        max_rows_per_sec: i64::from(p.max_rows_per_sec),
     }
 }
 
-fn range_from_json(v: &Value) -> RangeRow {
-    let bound = |k: &str| match v.get(k) {
-        None | Some(Value::Null) => "…".to_string(),
-        Some(Value::Array(a)) if a.len() == 1 => a[0].to_string(),
-        Some(other) => other.to_string(),
-    };
-    let lease = match (text(v, "lease_host"), int(v, "lease_pid")) {
-        (Some(h), Some(p)) => Some(format!("{h}/{p}")),
-        _ => text(v, "lease_owner"),
+fn range_from_progress(r: &crate::backfill::RangeProgress) -> RangeRow {
+    let bound = |b: &Option<Vec<String>>| match b {
+        None => "…".to_string(),
+        Some(parts) => parts.join(","),
     };
     RangeRow {
-        range_id: int(v, "range_id").unwrap_or(0),
-        lo: bound("lo"),
-        hi: bound("hi"),
-        rows_done: int(v, "rows_done").unwrap_or(0),
-        done: v.get("done").and_then(Value::as_bool).unwrap_or(false),
-        lease,
-        updated_at: ts(v, "updated_at"),
+        range_id: i64::from(r.range_id),
+        lo: bound(&r.lo),
+        hi: bound(&r.hi),
+        rows_done: r.rows_done,
+        done: r.done,
+        lease: if r.lease_live {
+            match (&r.lease_host, r.lease_pid) {
+                (Some(h), Some(p)) => Some(format!("{h}/{p}")),
+                _ => r.lease_owner.clone(),
+            }
+        } else {
+            None
+        },
+        updated_at: None,
     }
 }
 

@@ -98,11 +98,12 @@ async fn wait_db(db: &TestDb, sql: &str, want: &str, within: Duration) {
     }
 }
 
-/// A migration whose expand, dual-write and backfill phases are applied, with the backfill
-/// running and the read-switch gate waiting on sign-offs and checks.
+/// A migration whose expand, dual-write and backfill phases are applied, with a backfill capped
+/// at 400 rows/s (20,000 rows: it outlasts the test) that the TUI runs in-process, and the
+/// read-switch gate waiting on sign-offs and checks.
 async fn migration_in_backfill(db: &TestDb) {
     db.exec(SCHEMA).await;
-    db.exec("SELECT cutover_demo_seed(2000, 100, 200)").await;
+    db.exec("SELECT cutover_demo_seed(20000, 100, 200)").await;
     let mut client = db.client().await;
     cutover::db::schema::bootstrap(&mut client).await.unwrap();
     let plan = cutover::plan::Plan::load(PLAN).unwrap();
@@ -129,8 +130,8 @@ async fn migration_in_backfill(db: &TestDb) {
     }
     client
         .execute(
-            "INSERT INTO cutover.backfill (plan_id, state, target_chunk_ms, rows_done, rows_estimate, started_at)
-             VALUES ($1, 'running', 300, 500, 2000, now())",
+            "INSERT INTO cutover.backfill (plan_id, target_chunk_ms, max_rows_per_sec, workers)
+             VALUES ($1, 300, 400, 1)",
             &[&plan.id()],
         )
         .await
@@ -160,6 +161,15 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
     )
     .await;
     tmux.wait_for(&["signed the read_switch gate"], long);
+
+    // The TUI runs the backfill itself (it holds the lease).
+    wait_db(
+        &db,
+        "SELECT (count(*) > 0)::text FROM cutover.backfill_ranges WHERE lease_pid IS NOT NULL",
+        "true",
+        long,
+    )
+    .await;
 
     // Space: pause the backfill; the header of its pane follows the database.
     tmux.send(&["Space"]);
@@ -192,6 +202,7 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
         long,
     )
     .await;
+    wait_db(&db, "SELECT state FROM cutover.backfill", "stopped", long).await;
     tmux.wait_for(&["↺ backfill"], long);
 
     // Every action is in the audit log.

@@ -129,6 +129,12 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         }),
         Span::styled(format!(" / target {} ms", b.target_ms), theme.dim),
     ]));
+    if b.rate_cap > 0 {
+        lines.push(Line::from(Span::styled(
+            format!("rate cap {} rows/s", thousands(b.rate_cap)),
+            theme.dim,
+        )));
+    }
     let reason = if b.reason.is_empty() {
         match b.state.as_str() {
             "running" => "healthy: no throttle".to_string(),
@@ -161,7 +167,15 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
             Some(a) => format!("{} ago", human_secs(a)),
             None => "none yet".to_string(),
         }),
-        Span::styled(format!("   workers {}", b.ranges.len()), theme.dim),
+        Span::styled(
+            format!(
+                "   workers {} live / {} max · {} ranges",
+                b.live_workers,
+                b.max_workers,
+                b.ranges.len()
+            ),
+            theme.dim,
+        ),
     ]));
     for r in &b.ranges {
         lines.push(Line::from(vec![
