@@ -173,7 +173,17 @@ async fn apply_locked(
             Ok((run.seq, run))
         }
         Err(e) => {
-            record_failure(client, plan, actor, phase, Direction::Apply, script, &e).await?;
+            record_failure(
+                client,
+                plan,
+                actor,
+                phase,
+                Direction::Apply,
+                script,
+                PhaseState::Failed,
+                &e,
+            )
+            .await?;
             Err(e)
         }
     }
@@ -232,7 +242,9 @@ pub(crate) async fn start(
 }
 
 /// Records a failed apply or rollback. A transactional script that failed changed nothing, so a
-/// failed rollback leaves the phase `applied`; a script with tracked statements is `failed`.
+/// failed rollback leaves the phase as it was (`applied`, or `failed` for a partly applied
+/// phase); a script with tracked statements may have done part of its work: `failed`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn record_failure(
     client: &mut Client,
     plan: &Plan,
@@ -240,6 +252,7 @@ pub(crate) async fn record_failure(
     phase: Phase,
     direction: Direction,
     script: &str,
+    previous: PhaseState,
     error: &EngineError,
 ) -> Result<(), EngineError> {
     let tracked = segments(script)
@@ -253,7 +266,7 @@ pub(crate) async fn record_failure(
         ),
         Direction::Rollback => (
             PhaseState::RollingBack,
-            if tracked {
+            if tracked || previous == PhaseState::Failed {
                 PhaseState::Failed
             } else {
                 PhaseState::Applied

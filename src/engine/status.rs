@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 
 use super::flags::{get_flag, Flag};
 use super::gate::{evaluate_gate, GateEvaluation};
-use super::rollback::{irreversible_reason, rollback_targets};
+use super::rollback::{irreversible_reason, partially_applied, rollback_targets};
 use super::scorecard::{scorecard, Scorecard};
 use super::state::{self, PhaseState};
 use super::EngineError;
@@ -32,6 +32,8 @@ pub struct PhaseStatus {
     pub duration_ms: Option<i64>,
     /// Error of the last failed attempt.
     pub error: Option<String>,
+    /// For `applying` / `rolling_back`: what is going on (in progress elsewhere, or interrupted).
+    pub note: Option<String>,
 }
 
 /// A sign-off, valid or void.
@@ -151,10 +153,20 @@ pub async fn status(client: &mut Client, plan: &Plan) -> Result<Status, EngineEr
         Some(p) => Some(evaluate_gate(client, plan, &st, p).await?),
         None => None,
     };
+    let in_flight = st
+        .phases
+        .iter()
+        .any(|r| matches!(r.state, PhaseState::Applying | PhaseState::RollingBack));
+    let holder = if in_flight {
+        state::lock_holder(client, plan.id()).await?
+    } else {
+        None
+    };
     let phases = st
         .phases
         .iter()
         .map(|r| PhaseStatus {
+            note: in_flight_note(r.state, holder.as_deref()),
             phase: r.phase,
             state: r.state,
             reversible: plan.phase(r.phase).reversible(),
@@ -208,7 +220,8 @@ pub async fn status(client: &mut Client, plan: &Plan) -> Result<Status, EngineEr
             current_plan: r.get::<_, String>(4) == sha,
         })
         .collect();
-    let rollback = rollback_targets(&st, None)
+    let partial = partially_applied(client, &st).await?;
+    let rollback = rollback_targets(&st, None, partial)
         .ok()
         .and_then(|t| t.first().copied())
         .map(|p| advice(plan, p));
@@ -249,6 +262,20 @@ pub async fn status(client: &mut Client, plan: &Plan) -> Result<Status, EngineEr
         rollback,
         flag,
         backfill,
+    })
+}
+
+fn in_flight_note(state: PhaseState, holder: Option<&str>) -> Option<String> {
+    let verb = match state {
+        PhaseState::Applying => "advance",
+        PhaseState::RollingBack => "rollback",
+        _ => return None,
+    };
+    Some(match holder {
+        Some(h) => format!("in progress: {h} is running it"),
+        None => format!(
+            "interrupted: no process is running it; its transactional statements did not commit — re-run `{verb}` to resume"
+        ),
     })
 }
 

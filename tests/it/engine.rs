@@ -989,14 +989,30 @@ async fn an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
     let path = plan_variant(
         dir.path(),
         "cic.toml",
-        &[(
-            "apply = \"ALTER TABLE public.accounts ADD COLUMN balance_cents bigint;\"",
-            "apply = \"ALTER TABLE public.accounts ADD COLUMN balance_cents bigint; CREATE UNIQUE INDEX CONCURRENTLY accounts_owner_uq ON public.accounts (owner);\"",
-        )],
+        &[
+            (
+                "apply = \"ALTER TABLE public.accounts ADD COLUMN balance_cents bigint;\"",
+                "apply = \"ALTER TABLE public.accounts ADD COLUMN balance_cents bigint; CREATE UNIQUE INDEX CONCURRENTLY accounts_owner_uq ON public.accounts (owner);\"",
+            ),
+            (
+                "rollback = \"ALTER TABLE public.accounts DROP COLUMN balance_cents;\"",
+                "rollback = \"DROP INDEX CONCURRENTLY IF EXISTS public.accounts_owner_uq; ALTER TABLE public.accounts DROP COLUMN balance_cents;\"",
+            ),
+        ],
     );
     let plan = Plan::load(path).unwrap();
     let mut c = engine_client(&db.url).await;
     let actor = Actor::current(&c).await.unwrap();
+    let pristine = fingerprint(&c).await;
+    let r = engine::rehearse(&mut c, &plan, &actor).await.unwrap();
+    let expand = &r.phases[0];
+    assert_eq!(expand.not_rehearsable.len(), 2, "{expand:?}");
+    assert!(expand.not_rehearsable[0].contains("CREATE UNIQUE INDEX CONCURRENTLY"));
+    assert_eq!(
+        expand.restored, None,
+        "a partly rehearsed phase cannot claim its rollback restores the catalog"
+    );
+    assert_eq!(fingerprint(&c).await, pristine);
     engine::override_gate(
         &mut c,
         &plan,
@@ -1026,6 +1042,21 @@ async fn an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
         "the failed build should have left an INVALID index"
     );
 
+    // The partly applied phase (its ALTER committed) can be rolled back to the pristine catalog.
+    let r = engine::rollback(&mut c, &plan, &actor, None, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        r.rolled_back.iter().map(|p| p.phase).collect::<Vec<_>>(),
+        vec![Phase::Expand]
+    );
+    assert_eq!(fingerprint(&c).await, pristine);
+    assert!(
+        engine::advance(&mut c, &plan, &actor, &RunOptions::default())
+            .await
+            .is_err()
+    );
+
     // Fix the data; re-running resumes: the ALTER (done) is skipped, the index is rebuilt.
     c.batch_execute("DELETE FROM public.accounts WHERE id = (SELECT max(id) FROM public.accounts)")
         .await
@@ -1041,13 +1072,23 @@ async fn an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
         .get(0);
     assert!(valid);
     let progress: Vec<String> = c
-        .query("SELECT idx || ':' || state FROM cutover.statement_progress WHERE phase = 'expand' ORDER BY idx", &[])
+        .query("SELECT idx || ':' || state FROM cutover.statement_progress WHERE phase = 'expand' AND direction = 'apply' ORDER BY idx", &[])
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
     assert_eq!(progress, vec!["0:done", "1:done"]);
+    engine::rollback(
+        &mut c,
+        &plan,
+        &actor,
+        Some(Phase::Expand),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fingerprint(&c).await, pristine);
 }
 
 #[tokio::test]
@@ -1081,4 +1122,103 @@ async fn audit_tail_follow_prints_new_entries_as_they_are_appended() {
         "{next}"
     );
     child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_crash_mid_apply_leaves_the_phase_unapplied_and_advance_resumes() {
+    let db = demo_db().await;
+    let url = db.url.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_variant(
+        dir.path(),
+        "crash.toml",
+        &[
+            ("lock_timeout = \"2s\"", "lock_timeout = \"300ms\""),
+            ("ddl_max_attempts = 8", "ddl_max_attempts = 100"),
+        ],
+    );
+    let plan = plan.to_str().unwrap();
+    ok(&cutover(
+        url,
+        &[
+            "override",
+            plan,
+            "--gate",
+            "expand",
+            "--reason",
+            "test: crash",
+        ],
+    )
+    .await);
+    let c = db.client().await;
+    let before = fingerprint(&c).await;
+    let (blocker, _) = hold_lock(url).await;
+    let mut child = tokio::process::Command::new(common::cutover_bin())
+        .args(["advance", plan])
+        .env("DATABASE_URL", url)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Wait until it is applying and retrying its lock, then kill it (SIGKILL: no clean-up).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let state: String = c
+            .query_one(
+                "SELECT state FROM cutover.phases WHERE phase = 'expand'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if state == "applying" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "advance never started applying");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    child.kill().await.unwrap();
+    // Its backend notices the dead client at its next lock timeout and goes away.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cutover/advance'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed advance's backend lingers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fingerprint(&c).await,
+        before,
+        "a crash must not leave a half-applied phase"
+    );
+    let st = status_json(url, plan).await;
+    assert_eq!(st["phases"][0]["state"], "applying");
+    assert!(
+        st["phases"][0]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted"),
+        "{}",
+        st["phases"][0]
+    );
+
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    let o = cutover(url, &["advance", plan]).await;
+    assert!(ok(&o).contains("expand applied"), "{}", text(&o));
+    assert_ne!(fingerprint(&c).await, before);
+    let o = cutover(url, &["audit", "verify"]).await;
+    assert!(ok(&o).contains("intact"));
 }
