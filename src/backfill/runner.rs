@@ -483,6 +483,9 @@ impl Worker {
     async fn run(mut self) -> Result<RunOutcome, BackfillError> {
         let mut backoff = Duration::from_millis(200);
         let mut shutdown = self.shared.shutdown.clone();
+        let mut verdict = self.shared.verdict.clone();
+        // A dropped sender makes `changed()` return at once: stop selecting on it then.
+        let (mut shutdown_open, mut verdict_open) = (true, true);
         loop {
             if *shutdown.borrow() {
                 self.release().await;
@@ -531,7 +534,8 @@ impl Worker {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
+                r = shutdown.changed(), if shutdown_open => shutdown_open = r.is_ok(),
+                r = verdict.changed(), if verdict_open => verdict_open = r.is_ok(),
             }
         }
     }
@@ -735,9 +739,14 @@ impl Worker {
             let min = Duration::from_secs_f64(done.scanned as f64 / share.max(1.0));
             if min > done.elapsed {
                 let mut shutdown = self.shared.shutdown.clone();
+                let interrupted = async {
+                    if shutdown.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
                 tokio::select! {
                     _ = tokio::time::sleep(min - done.elapsed) => {}
-                    _ = shutdown.changed() => {}
+                    _ = interrupted => {}
                 }
             }
         }
