@@ -439,6 +439,26 @@ async fn rollback_of_each_reversible_phase_restores_the_catalog() {
         }
         if phase == Phase::ReadSwitch {
             assert!(engine::get_flag(&c, flag).await.unwrap().unwrap().enabled);
+            // Another process holds the plan (say, an advance stuck on a lock): the rollback is
+            // refused, but the read switch flips OFF at once anyway.
+            let other = db.client().await;
+            let key = format!("cutover:{}", plan.id());
+            other
+                .query_one("SELECT pg_advisory_lock(hashtext($1))", &[&key])
+                .await
+                .unwrap();
+            let err = engine::rollback(&mut c, &plan, &actor, None, &RunOptions::default())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, EngineError::Refused(_)), "{err}");
+            assert!(
+                !engine::get_flag(&c, flag).await.unwrap().unwrap().enabled,
+                "the read switch must flip OFF even while the plan is busy"
+            );
+            other
+                .query_one("SELECT pg_advisory_unlock(hashtext($1))", &[&key])
+                .await
+                .unwrap();
         }
         let r = engine::rollback(&mut c, &plan, &actor, None, &RunOptions::default())
             .await
