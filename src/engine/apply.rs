@@ -422,7 +422,7 @@ async fn run_tx(
                 }
             }
             let seq = match finish {
-                Some(c) => Some(complete(&tx, c).await?),
+                Some(c) => Some(complete(&tx, c, attempt, &runner.blockers).await?),
                 None => None,
             };
             tx.commit().await?;
@@ -547,8 +547,20 @@ async fn load_progress(
 }
 
 /// Records the end of the script: flag, backfill stop, state transition with audit.
-async fn complete(tx: &Transaction<'_>, c: &Completion<'_>) -> Result<i64, EngineError> {
+async fn complete(
+    tx: &Transaction<'_>,
+    c: &Completion<'_>,
+    attempt: u32,
+    blockers: &[Blocker],
+) -> Result<i64, EngineError> {
     let mut details = serde_json::Map::new();
+    if attempt > 1 {
+        details.insert("attempts".into(), json!(attempt));
+    }
+    if !blockers.is_empty() {
+        let seen: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
+        details.insert("blocked_by".into(), json!(seen));
+    }
     if let (Some(on), Some(rs)) = (c.flag, c.plan.spec.read_switch.as_ref()) {
         tx.execute(
             "INSERT INTO cutover.flags (name, enabled, plan_id, updated_by, updated_at)

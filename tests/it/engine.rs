@@ -622,6 +622,18 @@ async fn lock_timeout_retries_name_the_blocker_and_succeed_once_released() {
         .unwrap()
         .get(0);
     assert!(has);
+    let audited: String = check
+        .query_one(
+            "SELECT details::text FROM cutover.audit_log WHERE action = 'phase.apply'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        audited.contains("lock-holder-test") && audited.contains("\"attempts\""),
+        "{audited}"
+    );
 }
 
 #[tokio::test]
