@@ -30,7 +30,7 @@ use theme::Theme;
 use view::{Focus, Overlay, ViewModel};
 
 /// Redraw at least this often (log lines, ages, status expiry).
-const TICK: Duration = Duration::from_millis(500);
+const TICK: Duration = Duration::from_secs(1);
 
 /// How `cutover tui` / `cutover demo` start the command center.
 #[derive(Debug, Clone)]
