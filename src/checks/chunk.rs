@@ -39,6 +39,24 @@ impl Range {
         }
     }
 
+    /// Which bounds are present: selects one of the four prepared forms of a statement.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            lo: self.lo.is_some(),
+            hi: self.hi.is_some(),
+        }
+    }
+
+    /// The bound values as statement parameters, in the order of [`Shape::predicate`].
+    pub fn params(&self) -> Vec<&str> {
+        self.lo
+            .iter()
+            .chain(self.hi.iter())
+            .flatten()
+            .map(String::as_str)
+            .collect()
+    }
+
     /// Human label, e.g. `(100, 200]`.
     pub fn label(&self) -> String {
         let show = |b: &Option<Bound>, open: &str| match b {
@@ -47,6 +65,50 @@ impl Range {
             None => open.to_string(),
         };
         format!("({}, {}]", show(&self.lo, "-∞"), show(&self.hi, "+∞"))
+    }
+}
+
+/// Which bounds a range has; a prepared statement exists per shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Shape {
+    pub lo: bool,
+    pub hi: bool,
+}
+
+impl Shape {
+    /// All four shapes.
+    pub const ALL: [Shape; 4] = [
+        Shape {
+            lo: false,
+            hi: false,
+        },
+        Shape {
+            lo: true,
+            hi: false,
+        },
+        Shape {
+            lo: false,
+            hi: true,
+        },
+        Shape { lo: true, hi: true },
+    ];
+
+    /// The range predicate with `$n` placeholders for the bounds.
+    pub fn predicate(&self, key: &Key) -> String {
+        let mut parts = Vec::new();
+        let mut next = 1;
+        if self.lo {
+            parts.push(format!("{} > {}", key.tuple(), key.param_tuple(next)));
+            next += key.exprs.len();
+        }
+        if self.hi {
+            parts.push(format!("{} <= {}", key.tuple(), key.param_tuple(next)));
+        }
+        if parts.is_empty() {
+            "TRUE".to_string()
+        } else {
+            parts.join(" AND ")
+        }
     }
 }
 

@@ -1,6 +1,712 @@
-//! TODO
-use super::{CheckError, Ctx, Verdict};
+//! The exact diff of two relations on a key.
+//!
+//! One pass per side computes, for each key range of a chunked walk, the row count and the sum
+//! of 64-bit row hashes (`hash_record_extended` over key and compared columns, pushed down to
+//! SQL; both sides' chunk statements are pipelined). Only ranges whose aggregates differ are
+//! bisected: split into up to [`FANOUT`] sub-ranges (boundaries read from the key index), whose
+//! aggregates are compared again, until a differing range holds at most [`LEAF_ROWS`] rows; those
+//! rows are fetched from both sides (key, row hash, per-column hashes and text) and compared
+//! exactly: keys only in the source are *missing*, keys only in the target *extra*, keys on both
+//! sides with different hashes *changed*, with the columns that differ.
+//!
+//! Values are compared by type (`1.50 = 1.5` for numerics, NULL is distinct from every value);
+//! when a target column's type differs from the source's it is cast to the source's type.
 
-pub(crate) async fn run(_ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
-    Err(CheckError::Invalid("not implemented yet".into()))
+use std::collections::HashMap;
+use std::time::Instant;
+
+use futures::future::try_join_all;
+use serde::Serialize;
+use serde_json::json;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
+
+use super::chunk::{Range, Shape, Walker};
+use super::keys::{column_sql, relation_sql, types_of, Bound, Key};
+use super::pace::Pacer;
+use super::{CheckError, Ctx, RunOptions, Verdict, MAX_LISTED};
+use crate::plan::CheckKind;
+use crate::Outcome;
+
+/// A differing range is split into at most this many sub-ranges.
+pub const FANOUT: i64 = 16;
+/// A differing range with at most this many rows per side is fetched and compared row by row.
+pub const LEAF_ROWS: i64 = 256;
+/// Largest first-pass chunk, in rows: bounds the re-scan a single difference costs.
+const MAX_CHUNK_ROWS: u32 = 10_000;
+/// Bisection depth limit (a key repeated more than `LEAF_ROWS` times cannot be split).
+const MAX_DEPTH: u32 = 8;
+/// First-pass chunks sent to the server at once.
+const WINDOW: usize = 4;
+/// Hash seed of row hashes.
+const SEED: i64 = 0x6375_746f;
+
+/// What to compare: the fields of a `full_diff` check.
+#[derive(Debug, Clone)]
+pub struct DiffSpec {
+    /// Source relation.
+    pub source: String,
+    /// Target relation.
+    pub target: String,
+    /// Source key columns.
+    pub key: Vec<String>,
+    /// Target key columns (empty: same as `key`).
+    pub target_key: Vec<String>,
+    /// Source column expressions.
+    pub columns: Vec<String>,
+    /// Target column expressions (empty: same as `columns`).
+    pub target_columns: Vec<String>,
+}
+
+impl DiffSpec {
+    /// The diff described by a `full_diff` check kind.
+    pub fn from_kind(kind: &CheckKind) -> Option<DiffSpec> {
+        match kind {
+            CheckKind::FullDiff {
+                source,
+                target,
+                key,
+                target_key,
+                columns,
+                target_columns,
+            } => Some(DiffSpec {
+                source: source.clone(),
+                target: target.clone(),
+                key: key.clone(),
+                target_key: target_key.clone(),
+                columns: columns.clone(),
+                target_columns: target_columns.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// One column that differs for a key present on both sides.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ColumnChange {
+    /// The source-side column expression.
+    pub column: String,
+    /// Source value as text (`None` = NULL).
+    pub source: Option<String>,
+    /// Target value as text (`None` = NULL).
+    pub target: Option<String>,
+}
+
+/// A key present on both sides whose rows differ.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ChangedRow {
+    /// Canonical key text.
+    pub key: String,
+    /// The differing columns.
+    pub columns: Vec<ColumnChange>,
+}
+
+/// Everything the exact diff found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiffReport {
+    /// Rows in the source (first pass).
+    pub source_rows: i64,
+    /// Rows in the target (first pass).
+    pub target_rows: i64,
+    /// Keys in the source but not in the target.
+    pub missing: Vec<String>,
+    /// Keys in the target but not in the source.
+    pub extra: Vec<String>,
+    /// Keys on both sides with different values.
+    pub changed: Vec<ChangedRow>,
+    /// Keys appearing more than once on one side (`source:` / `target:` prefixed).
+    pub duplicate_keys: Vec<String>,
+    /// Rows whose key is NULL (source, target): invisible to key ranges, so they fail the diff.
+    pub null_keys: (i64, i64),
+    /// First-pass chunks.
+    pub chunks: u64,
+    /// Ranges whose aggregates differed (all levels).
+    pub ranges_differing: u64,
+    /// Rows fetched row by row (both sides).
+    pub rows_fetched: i64,
+    /// Milliseconds spent bisecting differing ranges (after the first pass found them).
+    pub bisect_ms: f64,
+}
+
+impl DiffReport {
+    /// True when both relations hold exactly the same rows.
+    pub fn is_equal(&self) -> bool {
+        self.missing.is_empty()
+            && self.extra.is_empty()
+            && self.changed.is_empty()
+            && self.duplicate_keys.is_empty()
+            && self.null_keys == (0, 0)
+    }
+}
+
+pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
+    let spec = DiffSpec::from_kind(&ctx.spec.kind)
+        .ok_or_else(|| CheckError::Invalid("not a full_diff check".into()))?;
+    let report = diff(ctx.client, &spec, &mut ctx.pacer, ctx.chunk_time).await?;
+    Ok(verdict(&spec, &report))
+}
+
+/// Runs the exact diff outside of any plan (no windows or load throttle; cancellation and
+/// chunk timing from `options`). Used by the benchmark.
+pub async fn compare(
+    client: &Client,
+    spec: &DiffSpec,
+    options: &RunOptions,
+) -> Result<DiffReport, CheckError> {
+    let mut pacer = Pacer::unthrottled(options);
+    diff(client, spec, &mut pacer, options.chunk_time).await
+}
+
+/// One side of the comparison, as SQL.
+pub(crate) struct Side {
+    pub rel: String,
+    pub key: Key,
+    /// Row hash over key and columns (cast to the source's types).
+    pub hash: String,
+    /// Per-column hash and text expressions.
+    pub col_hashes: Vec<String>,
+    pub col_texts: Vec<String>,
+    /// Column names as written in the plan (source side).
+    labels: Vec<String>,
+    /// The aggregate statement, prepared once per range shape.
+    agg_stmts: HashMap<Shape, Statement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Agg {
+    rows: i64,
+    sum: String,
+}
+
+pub(crate) struct RowData {
+    hash: i64,
+    col_hashes: Vec<i64>,
+    col_texts: Vec<Option<String>>,
+}
+
+pub(crate) async fn sides(client: &Client, spec: &DiffSpec) -> Result<(Side, Side), CheckError> {
+    if spec.key.is_empty() || spec.columns.is_empty() {
+        return Err(CheckError::Invalid(
+            "full_diff needs `key` and `columns`".into(),
+        ));
+    }
+    let tkey_cols = if spec.target_key.is_empty() {
+        &spec.key
+    } else {
+        &spec.target_key
+    };
+    let tcols = if spec.target_columns.is_empty() {
+        &spec.columns
+    } else {
+        &spec.target_columns
+    };
+    if tkey_cols.len() != spec.key.len() || tcols.len() != spec.columns.len() {
+        return Err(CheckError::Invalid(
+            "source and target need as many key columns and columns".into(),
+        ));
+    }
+    let (srel, trel) = (relation_sql(&spec.source), relation_sql(&spec.target));
+    let skey = Key::resolve(client, &srel, &spec.key).await?;
+    let tkey = Key::resolve(client, &trel, tkey_cols).await?;
+    let scols: Vec<String> = spec.columns.iter().map(|c| column_sql(c)).collect();
+    let tcols: Vec<String> = tcols.iter().map(|c| column_sql(c)).collect();
+    let stypes = types_of(client, &srel, &scols).await?;
+    let ttypes = types_of(client, &trel, &tcols).await?;
+    let cast = |exprs: &[String], types: &[String], to: &[String]| -> Vec<String> {
+        exprs
+            .iter()
+            .zip(types.iter().zip(to))
+            .map(|(e, (t, want))| {
+                if t == want {
+                    hashable(e, t)
+                } else {
+                    hashable(&format!("({e})::{want}"), want)
+                }
+            })
+            .collect()
+    };
+    let s_key_h = cast(&skey.exprs, &skey.types, &skey.types);
+    let t_key_h = cast(&tkey.exprs, &tkey.types, &skey.types);
+    let s_cols_h = cast(&scols, &stypes, &stypes);
+    let t_cols_h = cast(&tcols, &ttypes, &stypes);
+    let side = |rel: String, key: Key, key_h: Vec<String>, cols_h: Vec<String>| {
+        let all: Vec<String> = key_h.iter().chain(&cols_h).cloned().collect();
+        Side {
+            rel,
+            key,
+            hash: format!("hash_record_extended(ROW({}), {SEED})", all.join(", ")),
+            col_hashes: cols_h
+                .iter()
+                .map(|c| format!("hash_record_extended(ROW({c}), {SEED})"))
+                .collect(),
+            col_texts: cols_h.iter().map(|c| format!("({c})::text")).collect(),
+            labels: spec.columns.clone(),
+            agg_stmts: HashMap::new(),
+        }
+    };
+    let mut src = side(srel, skey, s_key_h, s_cols_h);
+    let mut tgt = side(trel, tkey, t_key_h, t_cols_h);
+    src.prepare(client).await?;
+    tgt.prepare(client).await?;
+    Ok((src, tgt))
+}
+
+/// Types without a hash function are compared by their text.
+fn hashable(expr: &str, ty: &str) -> String {
+    if matches!(
+        ty,
+        "json" | "xml" | "point" | "line" | "lseg" | "box" | "path" | "polygon" | "circle"
+    ) {
+        format!("({expr})::text")
+    } else {
+        expr.to_string()
+    }
+}
+
+impl Side {
+    async fn prepare(&mut self, client: &Client) -> Result<(), CheckError> {
+        for shape in Shape::ALL {
+            let sql = format!(
+                "SELECT count(*)::int8, coalesce(sum({}), 0)::text FROM {} WHERE {}",
+                self.hash,
+                self.rel,
+                shape.predicate(&self.key)
+            );
+            let stmt = client.prepare(&sql).await.map_err(|e| self.error(e))?;
+            self.agg_stmts.insert(shape, stmt);
+        }
+        Ok(())
+    }
+
+    async fn agg(&self, client: &Client, range: &Range) -> Result<Agg, CheckError> {
+        let stmt = self
+            .agg_stmts
+            .get(&range.shape())
+            .ok_or_else(|| CheckError::Invalid("aggregate statement not prepared".into()))?;
+        let values = range.params();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let row = client
+            .query_one(stmt, &params)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(Agg {
+            rows: row.get(0),
+            sum: row.get(1),
+        })
+    }
+
+    /// Up to `FANOUT - 1` key values splitting `range` into parts of about `step` rows.
+    async fn split_points(
+        &self,
+        client: &Client,
+        range: &Range,
+        step: i64,
+    ) -> Result<Vec<Bound>, CheckError> {
+        if let Some(points) = self.arithmetic_split(range) {
+            return Ok(points);
+        }
+        let names: Vec<String> = (0..self.key.exprs.len()).map(|i| format!("b{i}")).collect();
+        let inner: Vec<String> = self
+            .key
+            .exprs
+            .iter()
+            .zip(&names)
+            .map(|(e, n)| format!("{e} AS {n}"))
+            .collect();
+        let outer: Vec<String> = names.iter().map(|n| format!("{n}::text")).collect();
+        let sql = format!(
+            "SELECT {outer} FROM (SELECT {inner}, row_number() OVER (ORDER BY {order}) AS rn \
+             FROM {rel} WHERE {pred}) AS s WHERE rn % {step} = 0 ORDER BY rn LIMIT {limit}",
+            outer = outer.join(", "),
+            inner = inner.join(", "),
+            order = self.key.order_by(),
+            rel = self.rel,
+            pred = range.predicate(&self.key),
+            limit = FANOUT - 1,
+        );
+        let rows = client.query(&sql, &[]).await.map_err(|e| self.error(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| (0..names.len()).map(|i| r.get::<_, String>(i)).collect())
+            .collect())
+    }
+
+    /// Splits a closed integer range into `FANOUT` equal parts without a query.
+    fn arithmetic_split(&self, range: &Range) -> Option<Vec<Bound>> {
+        if !self.key.is_integer() {
+            return None;
+        }
+        let lo: i128 = range.lo.as_ref()?.first()?.parse().ok()?;
+        let hi: i128 = range.hi.as_ref()?.first()?.parse().ok()?;
+        let parts = i128::from(FANOUT);
+        if hi - lo < parts {
+            return None;
+        }
+        Some(
+            (1..parts)
+                .map(|i| vec![(lo + (hi - lo) * i / parts).to_string()])
+                .collect(),
+        )
+    }
+
+    /// Canonical key text, row hash and key bound of the rows in `range`.
+    async fn light_rows(
+        &self,
+        client: &Client,
+        range: &Range,
+    ) -> Result<Vec<(String, i64, Bound)>, CheckError> {
+        let width = self.key.exprs.len();
+        let sql = format!(
+            "SELECT {}, {}, {} FROM {} WHERE {}",
+            self.key.text(),
+            self.hash,
+            self.key.select_texts(),
+            self.rel,
+            range.predicate(&self.key)
+        );
+        let rows = client.query(&sql, &[]).await.map_err(|e| self.error(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let bound = (0..width).map(|i| r.get::<_, String>(2 + i)).collect();
+                (r.get(0), r.get(1), bound)
+            })
+            .collect())
+    }
+
+    /// The full rows (hashes and texts) of the given keys, by canonical key text.
+    pub async fn rows_for_keys(
+        &self,
+        client: &Client,
+        keys: &[Bound],
+    ) -> Result<HashMap<String, RowData>, CheckError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = if self.key.exprs.len() == 1 {
+            let values: Vec<String> = keys.iter().map(|b| b[0].clone()).collect();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} = ANY($1::text[]::{}[])",
+                self.row_select(),
+                self.rel,
+                self.key.exprs[0],
+                self.key.types[0]
+            );
+            client.query(&sql, &[&values]).await
+        } else {
+            let list: Vec<String> = keys.iter().map(|b| self.key.literal(b)).collect();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} IN ({})",
+                self.row_select(),
+                self.rel,
+                self.key.tuple(),
+                list.join(", ")
+            );
+            client.query(&sql, &[]).await
+        }
+        .map_err(|e| self.error(e))?;
+        Ok(rows.iter().map(|r| self.row_data(r)).collect())
+    }
+
+    /// `SELECT` list reading a row: canonical key text, row hash, column hashes, column texts.
+    pub fn row_select(&self) -> String {
+        format!(
+            "{}, {}, {}, {}",
+            self.key.text(),
+            self.hash,
+            self.col_hashes.join(", "),
+            self.col_texts.join(", ")
+        )
+    }
+
+    /// Decodes a row read with [`Side::row_select`] (starting at column 0).
+    pub fn row_data(&self, r: &tokio_postgres::Row) -> (String, RowData) {
+        let n = self.col_hashes.len();
+        let key: String = r.get(0);
+        let data = RowData {
+            hash: r.get(1),
+            col_hashes: (0..n).map(|i| r.get::<_, i64>(2 + i)).collect(),
+            col_texts: (0..n)
+                .map(|i| r.get::<_, Option<String>>(2 + n + i))
+                .collect(),
+        };
+        (key, data)
+    }
+
+    async fn null_keys(&self, client: &Client) -> Result<i64, CheckError> {
+        let cond: Vec<String> = self
+            .key
+            .exprs
+            .iter()
+            .map(|e| format!("({e}) IS NULL"))
+            .collect();
+        let sql = format!(
+            "SELECT count(*)::int8 FROM {} WHERE {}",
+            self.rel,
+            cond.join(" OR ")
+        );
+        Ok(client
+            .query_one(&sql, &[])
+            .await
+            .map_err(|e| self.error(e))?
+            .get(0))
+    }
+
+    pub fn error(&self, e: tokio_postgres::Error) -> CheckError {
+        CheckError::Db(format!(
+            "on {}: {}",
+            self.rel,
+            crate::db::describe_error(&e)
+        ))
+    }
+}
+
+async fn diff(
+    client: &Client,
+    spec: &DiffSpec,
+    pacer: &mut Pacer<'_>,
+    chunk_time: std::time::Duration,
+) -> Result<DiffReport, CheckError> {
+    pacer.check()?;
+    let (src, tgt) = sides(client, spec).await?;
+    let mut report = DiffReport::default();
+    let max_rows = std::env::var("CUTOVER_DIFF_CHUNK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MAX_CHUNK_ROWS);
+    let mut walker = Walker::start(client, &src.rel, &src.key, chunk_time, max_rows).await?;
+    let mut done = false;
+    while !done {
+        // A window of chunks is sent at once (pipelined on the connection), so the server never
+        // waits for a round trip between two chunk statements.
+        let mut ranges = Vec::with_capacity(WINDOW);
+        while ranges.len() < WINDOW {
+            match walker.next(client).await? {
+                Some(r) => ranges.push(r),
+                None => {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        if ranges.is_empty() {
+            break;
+        }
+        let clock = Instant::now();
+        let (src, tgt) = (&src, &tgt);
+        let aggs = try_join_all(ranges.iter().map(|range| async move {
+            tokio::try_join!(src.agg(client, range), tgt.agg(client, range))
+        }))
+        .await?;
+        let elapsed = clock.elapsed();
+        let rows: i64 = aggs.iter().map(|(a, b)| a.rows.max(b.rows)).sum();
+        walker.record(rows / ranges.len() as i64, elapsed / ranges.len() as u32);
+        for (range, (a, b)) in ranges.into_iter().zip(aggs) {
+            report.chunks += 1;
+            report.source_rows += a.rows;
+            report.target_rows += b.rows;
+            if a != b {
+                let t = Instant::now();
+                narrow(client, src, tgt, range, a, b, &mut report).await?;
+                report.bisect_ms += t.elapsed().as_secs_f64() * 1000.0;
+            }
+        }
+        pacer.after_chunk(client, elapsed).await?;
+    }
+    let (sn, tn) = tokio::try_join!(src.null_keys(client), tgt.null_keys(client))?;
+    report.null_keys = (sn, tn);
+    Ok(report)
+}
+
+/// Bisects a differing range down to rows and records the differences.
+async fn narrow(
+    client: &Client,
+    src: &Side,
+    tgt: &Side,
+    range: Range,
+    a: Agg,
+    b: Agg,
+    report: &mut DiffReport,
+) -> Result<(), CheckError> {
+    let mut stack = vec![(range, a, b, 0u32)];
+    while let Some((range, a, b, depth)) = stack.pop() {
+        report.ranges_differing += 1;
+        let rows = a.rows.max(b.rows);
+        if rows <= LEAF_ROWS || depth >= MAX_DEPTH {
+            compare_rows(client, src, tgt, &range, report).await?;
+            continue;
+        }
+        let step = (rows + FANOUT - 1) / FANOUT;
+        let bigger = if a.rows >= b.rows { src } else { tgt };
+        let points = bigger.split_points(client, &range, step).await?;
+        let mut parts = Vec::with_capacity(points.len() + 1);
+        let mut lo = range.lo.clone();
+        for p in points {
+            parts.push(Range {
+                lo: lo.clone(),
+                hi: Some(p.clone()),
+            });
+            lo = Some(p);
+        }
+        parts.push(Range {
+            lo,
+            hi: range.hi.clone(),
+        });
+        let aggs = try_join_all(
+            parts
+                .iter()
+                .map(|r| async move { tokio::try_join!(src.agg(client, r), tgt.agg(client, r)) }),
+        )
+        .await?;
+        for (part, (pa, pb)) in parts.into_iter().zip(aggs) {
+            if pa != pb {
+                stack.push((part, pa, pb, depth + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn compare_rows(
+    client: &Client,
+    src: &Side,
+    tgt: &Side,
+    range: &Range,
+    report: &mut DiffReport,
+) -> Result<(), CheckError> {
+    // Keys and row hashes first; full rows only for keys on both sides whose hashes differ.
+    let (srows, trows) =
+        tokio::try_join!(src.light_rows(client, range), tgt.light_rows(client, range))?;
+    report.rows_fetched += (srows.len() + trows.len()) as i64;
+    let mut source: HashMap<String, (i64, Bound)> = HashMap::with_capacity(srows.len());
+    for (key, hash, bound) in srows {
+        match source.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                report.duplicate_keys.push(format!("source:{}", e.key()));
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((hash, bound));
+            }
+        }
+    }
+    let mut seen: HashMap<String, ()> = HashMap::with_capacity(trows.len());
+    let mut suspects: Vec<Bound> = Vec::new();
+    for (key, hash, _) in trows {
+        if seen.insert(key.clone(), ()).is_some() {
+            report.duplicate_keys.push(format!("target:{key}"));
+            continue;
+        }
+        match source.remove(&key) {
+            None => report.extra.push(key),
+            Some((h, bound)) if h != hash => suspects.push(bound),
+            Some(_) => {}
+        }
+    }
+    report.missing.extend(source.into_keys());
+    if suspects.is_empty() {
+        return Ok(());
+    }
+    let (full_s, full_t) = tokio::try_join!(
+        src.rows_for_keys(client, &suspects),
+        tgt.rows_for_keys(client, &suspects)
+    )?;
+    let mut keys: Vec<&String> = full_s.keys().collect();
+    keys.sort();
+    for key in keys {
+        if let (Some(s), Some(t)) = (full_s.get(key), full_t.get(key)) {
+            report.changed.extend(row_change(src, key.clone(), s, t));
+        }
+    }
+    Ok(())
+}
+
+/// How the rows of one key differ, if they do.
+pub(crate) fn row_change(src: &Side, key: String, s: &RowData, t: &RowData) -> Option<ChangedRow> {
+    if s.hash == t.hash && s.col_hashes == t.col_hashes {
+        return None;
+    }
+    let columns = (0..s.col_hashes.len())
+        .filter(|&i| {
+            s.col_hashes[i] != t.col_hashes[i]
+                || s.col_texts[i].is_none() != t.col_texts[i].is_none()
+        })
+        .map(|i| ColumnChange {
+            column: src.labels[i].clone(),
+            source: s.col_texts[i].clone(),
+            target: t.col_texts[i].clone(),
+        })
+        .collect();
+    Some(ChangedRow { key, columns })
+}
+
+fn verdict(spec: &DiffSpec, r: &DiffReport) -> Verdict {
+    let mut missing = r.missing.clone();
+    let mut extra = r.extra.clone();
+    let mut changed = r.changed.clone();
+    missing.sort();
+    extra.sort();
+    changed.sort_by(|x, y| x.key.cmp(&y.key));
+    let equal = r.is_equal();
+    let summary = if equal {
+        format!(
+            "{} and {} are identical: {} rows",
+            spec.source, spec.target, r.source_rows
+        )
+    } else {
+        let mut parts = Vec::new();
+        let show = |keys: &[String]| {
+            let head: Vec<&str> = keys.iter().take(5).map(String::as_str).collect();
+            let more = if keys.len() > 5 { ", …" } else { "" };
+            format!("{}{more}", head.join(", "))
+        };
+        if !missing.is_empty() {
+            parts.push(format!("{} missing ({})", missing.len(), show(&missing)));
+        }
+        if !extra.is_empty() {
+            parts.push(format!("{} extra ({})", extra.len(), show(&extra)));
+        }
+        if !changed.is_empty() {
+            let keys: Vec<String> = changed.iter().map(|c| c.key.clone()).collect();
+            parts.push(format!("{} changed ({})", changed.len(), show(&keys)));
+        }
+        if !r.duplicate_keys.is_empty() {
+            parts.push(format!("{} duplicate keys", r.duplicate_keys.len()));
+        }
+        if r.null_keys != (0, 0) {
+            parts.push(format!(
+                "NULL keys: {} in source, {} in target",
+                r.null_keys.0, r.null_keys.1
+            ));
+        }
+        format!(
+            "{} vs {}: {} ({} vs {} rows)",
+            spec.source,
+            spec.target,
+            parts.join("; "),
+            r.source_rows,
+            r.target_rows
+        )
+    };
+    Verdict {
+        outcome: if equal { Outcome::Pass } else { Outcome::Fail },
+        summary,
+        rows_scanned: r.source_rows + r.target_rows,
+        details: json!({
+            "source_rows": r.source_rows,
+            "target_rows": r.target_rows,
+            "missing_count": missing.len(),
+            "extra_count": extra.len(),
+            "changed_count": changed.len(),
+            "missing": missing.iter().take(MAX_LISTED).collect::<Vec<_>>(),
+            "extra": extra.iter().take(MAX_LISTED).collect::<Vec<_>>(),
+            "changed": changed.iter().take(MAX_LISTED).collect::<Vec<_>>(),
+            "duplicate_keys": r.duplicate_keys.iter().take(MAX_LISTED).collect::<Vec<_>>(),
+            "null_keys": { "source": r.null_keys.0, "target": r.null_keys.1 },
+            "chunks": r.chunks,
+            "ranges_differing": r.ranges_differing,
+            "rows_fetched": r.rows_fetched,
+        }),
+    }
 }

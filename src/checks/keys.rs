@@ -71,6 +71,22 @@ impl Key {
         }
     }
 
+    /// A bound as statement parameters starting at `$first`: `$1::text::t` or
+    /// `($1::text::t1, $2::text::t2)`.
+    pub fn param_tuple(&self, first: usize) -> String {
+        let parts: Vec<String> = self
+            .types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("${}::text::{t}", first + i))
+            .collect();
+        if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            format!("({})", parts.join(", "))
+        }
+    }
+
     /// True for a single integer column (chunked by arithmetic ranges).
     pub fn is_integer(&self) -> bool {
         self.types.len() == 1 && matches!(self.types[0].as_str(), "int2" | "int4" | "int8")
@@ -132,4 +148,17 @@ pub(crate) fn type_sql(ty: &Type) -> String {
             crate::db::quote_ident(ty.name())
         )
     }
+}
+
+/// True for types whose mean and quantiles make sense.
+pub(crate) fn is_numeric_type(ty: &str) -> bool {
+    matches!(
+        ty,
+        "int2" | "int4" | "int8" | "float4" | "float8" | "numeric"
+    )
+}
+
+/// True for date/time types (their statistics are compared as epoch seconds).
+pub(crate) fn is_temporal_type(ty: &str) -> bool {
+    matches!(ty, "date" | "timestamp" | "timestamptz")
 }

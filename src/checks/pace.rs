@@ -16,7 +16,7 @@ const RETRY_EVERY: Duration = Duration::from_millis(500);
 /// Decides, between two chunk statements, whether to go on, wait or stop.
 pub(crate) struct Pacer<'a> {
     cancel: &'a super::Cancel,
-    windows: &'a Windows,
+    windows: Option<&'a Windows>,
     nice_ratio: f64,
     max_active: Option<u32>,
     give_up_after: Duration,
@@ -29,7 +29,7 @@ impl<'a> Pacer<'a> {
         let throttle = plan.spec.backfill.as_ref().map(|b| &b.throttle);
         Pacer {
             cancel: &options.cancel,
-            windows: &plan.spec.windows,
+            windows: Some(&plan.spec.windows),
             nice_ratio: options.nice_ratio.max(0.0),
             max_active: throttle.map(|t| t.max_active_backends),
             give_up_after: throttle
@@ -39,12 +39,27 @@ impl<'a> Pacer<'a> {
         }
     }
 
+    /// A pacer that only honours cancellation and the nice ratio (no plan).
+    pub fn unthrottled(options: &'a RunOptions) -> Pacer<'a> {
+        Pacer {
+            cancel: &options.cancel,
+            windows: None,
+            nice_ratio: options.nice_ratio.max(0.0),
+            max_active: None,
+            give_up_after: Duration::from_secs(15),
+            last_load_check: None,
+        }
+    }
+
     /// Fails fast when cancelled or outside the heavy-work window.
     pub fn check(&self) -> Result<(), CheckError> {
         if self.cancel.is_cancelled() {
             return Err(CheckError::Cancelled);
         }
-        if let Some(reason) = self.windows.blocked_reason(chrono::Utc::now()) {
+        if let Some(reason) = self
+            .windows
+            .and_then(|w| w.blocked_reason(chrono::Utc::now()))
+        {
             return Err(CheckError::Blocked(reason));
         }
         Ok(())

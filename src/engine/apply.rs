@@ -173,7 +173,17 @@ async fn apply_locked(
             Ok((run.seq, run))
         }
         Err(e) => {
-            record_failure(client, plan, actor, phase, Direction::Apply, script, &e).await?;
+            record_failure(
+                client,
+                plan,
+                actor,
+                phase,
+                Direction::Apply,
+                script,
+                PhaseState::Failed,
+                &e,
+            )
+            .await?;
             Err(e)
         }
     }
@@ -232,7 +242,9 @@ pub(crate) async fn start(
 }
 
 /// Records a failed apply or rollback. A transactional script that failed changed nothing, so a
-/// failed rollback leaves the phase `applied`; a script with tracked statements is `failed`.
+/// failed rollback leaves the phase as it was (`applied`, or `failed` for a partly applied
+/// phase); a script with tracked statements may have done part of its work: `failed`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn record_failure(
     client: &mut Client,
     plan: &Plan,
@@ -240,6 +252,7 @@ pub(crate) async fn record_failure(
     phase: Phase,
     direction: Direction,
     script: &str,
+    previous: PhaseState,
     error: &EngineError,
 ) -> Result<(), EngineError> {
     let tracked = segments(script)
@@ -253,7 +266,7 @@ pub(crate) async fn record_failure(
         ),
         Direction::Rollback => (
             PhaseState::RollingBack,
-            if tracked {
+            if tracked || previous == PhaseState::Failed {
                 PhaseState::Failed
             } else {
                 PhaseState::Applied
@@ -409,7 +422,7 @@ async fn run_tx(
                 }
             }
             let seq = match finish {
-                Some(c) => Some(complete(&tx, c).await?),
+                Some(c) => Some(complete(&tx, c, attempt, &runner.blockers).await?),
                 None => None,
             };
             tx.commit().await?;
@@ -534,8 +547,20 @@ async fn load_progress(
 }
 
 /// Records the end of the script: flag, backfill stop, state transition with audit.
-async fn complete(tx: &Transaction<'_>, c: &Completion<'_>) -> Result<i64, EngineError> {
+async fn complete(
+    tx: &Transaction<'_>,
+    c: &Completion<'_>,
+    attempt: u32,
+    blockers: &[Blocker],
+) -> Result<i64, EngineError> {
     let mut details = serde_json::Map::new();
+    if attempt > 1 {
+        details.insert("attempts".into(), json!(attempt));
+    }
+    if !blockers.is_empty() {
+        let seen: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
+        details.insert("blocked_by".into(), json!(seen));
+    }
     if let (Some(on), Some(rs)) = (c.flag, c.plan.spec.read_switch.as_ref()) {
         tx.execute(
             "INSERT INTO cutover.flags (name, enabled, plan_id, updated_by, updated_at)

@@ -128,17 +128,13 @@ pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_pos
     })
 }
 
-/// Statements mentioning the plan's tables or legacy columns (Cutover's own, whose text
-/// mentions `cutover`, are left out).
+/// The app's data statements mentioning the plan's tables (Cutover's own are left out).
 async fn statements(
     client: &Client,
     plan: &Plan,
     tables: &[String],
 ) -> Result<BTreeMap<String, StatementStat>, String> {
-    let mut words: Vec<String> = tables.iter().map(|t| bare(t).to_string()).collect();
-    for c in &plan.spec.probes.hidden_readers.columns {
-        words.push(bare(c).to_string());
-    }
+    let words: Vec<String> = tables.iter().map(|t| bare(t).to_string()).collect();
     let pattern = words
         .iter()
         .map(|w| word_regex(w))
@@ -181,8 +177,9 @@ async fn statements(
 
 /// Normalized shapes of the SQL Cutover itself runs for this plan (backfill assignments and
 /// predicate, check expressions and queries), so its own statements are not mistaken for the
-/// app's. Shapes shorter than 8 characters are too generic to tell anything apart.
-fn own_shapes(plan: &Plan) -> Vec<String> {
+/// app's. Shapes shorter than 16 characters (e.g. `balance*?`) are too generic: excluding them
+/// could hide a real reader, and a missed reader is worse than a false alarm.
+pub fn own_shapes(plan: &Plan) -> Vec<String> {
     use crate::plan::CheckKind;
     let mut texts: Vec<&str> = Vec::new();
     if let Some(b) = &plan.spec.backfill {
@@ -206,7 +203,7 @@ fn own_shapes(plan: &Plan) -> Vec<String> {
     texts
         .into_iter()
         .map(shape)
-        .filter(|s| s.len() >= 8)
+        .filter(|s| s.len() >= 16)
         .collect()
 }
 
@@ -244,7 +241,7 @@ pub fn shape(sql: &str) -> String {
 }
 
 /// True for the app's data statements (not DDL, not Cutover's own).
-fn is_app_statement(query: &str, own: &[String]) -> bool {
+pub fn is_app_statement(query: &str, own: &[String]) -> bool {
     let first = strip_comments(query)
         .split(|c: char| !c.is_alphanumeric())
         .find(|w| !w.is_empty())

@@ -137,6 +137,7 @@ sql = "SELECT count(*) FROM pg_sleep(2)"
     for (name, needle) in [
         ("bad-sql", "syntax error"),
         ("missing-table", "does not exist"),
+        ("missing-target", "does not exist"),
         ("missing-count", "does not exist"),
         ("timeout", "statement timeout"),
     ] {
@@ -404,4 +405,305 @@ sql = "SELECT count(*) FROM acc WHERE bal > 5"
     let out = cli(&["check", p, "--name", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no check named `nope`"));
+}
+
+#[tokio::test]
+async fn exact_diff_finds_exactly_the_benchmark_plants() {
+    use cutover::bench::parity;
+    let db = TestDb::new().await;
+    let client = connect(&db).await;
+    let planted = parity::create_tables(&client, "bench_src", "bench_tgt", 30_000)
+        .await
+        .unwrap();
+    assert_eq!(planted.len(), 13);
+    let options = checks::RunOptions {
+        chunk_time: std::time::Duration::from_millis(20),
+        ..Default::default()
+    };
+    let spec = parity::spec("bench_src", "bench_tgt");
+    let report = checks::diff::compare(&client, &spec, &options)
+        .await
+        .unwrap();
+    assert!(
+        planted.matches(&report),
+        "planted {planted:?}\nfound {report:?}"
+    );
+    assert!(report.chunks > 1, "the diff was chunked");
+    // Only the differing ranges were fetched row by row.
+    assert!(report.rows_fetched < 20_000, "{report:?}");
+    // value → NULL and NULL → value are both reported with the NULL side as null.
+    let maybe: Vec<_> = report
+        .changed
+        .iter()
+        .flat_map(|c| c.columns.iter())
+        .filter(|c| c.column == "maybe")
+        .collect();
+    assert_eq!(maybe.len(), 2);
+    assert!(maybe
+        .iter()
+        .any(|c| c.source.is_some() && c.target.is_none()));
+    assert!(maybe
+        .iter()
+        .any(|c| c.source.is_none() && c.target.as_deref() == Some("42")));
+    // The same tables through a plan check: Fail, keys in the stored details.
+    let p = plan(
+        r#"
+[[checks]]
+name = "exact"
+kind = "full_diff"
+source = "bench_src"
+target = "bench_tgt"
+key = ["id"]
+columns = ["a", "b", "maybe", "label", "amount", "at"]
+"#,
+    );
+    let r = run(&client, &p, "exact").await;
+    assert_eq!(r.outcome, Outcome::Fail);
+    assert_eq!(r.details["missing_count"], 3);
+    assert_eq!(r.details["extra_count"], 3);
+    assert_eq!(r.details["changed_count"], 7);
+    let mut missing: Vec<String> = r.details["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    missing.sort();
+    let mut want = planted.missing.clone();
+    want.sort();
+    assert_eq!(missing, want);
+    // Equal tables pass.
+    db.exec("CREATE TABLE bench_copy AS SELECT * FROM bench_src")
+        .await;
+    let same = parity::spec("bench_src", "bench_copy");
+    let report = checks::diff::compare(&client, &same, &options)
+        .await
+        .unwrap();
+    assert!(report.is_equal(), "{report:?}");
+    assert_eq!(report.source_rows, 30_000);
+    assert_eq!(report.rows_fetched, 0);
+}
+
+#[tokio::test]
+async fn exact_diff_with_text_and_uuid_keys_and_mapped_columns() {
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE TABLE s_text (code text PRIMARY KEY, v int, note text, amount numeric, at timestamptz);
+         INSERT INTO s_text SELECT 'k' || lpad(g::text, 5, '0'), g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'n' || g END,
+                g * 1.5, timestamptz '2025-03-01 00:00+00' + g * interval '1 hour'
+           FROM generate_series(1, 5000) g;
+         CREATE TABLE t_text AS SELECT * FROM s_text; ALTER TABLE t_text ADD PRIMARY KEY (code);
+         -- numerically equal values with another scale are not differences
+         UPDATE t_text SET amount = amount::numeric(20,4) WHERE code = 'k00010';
+         UPDATE t_text SET note = NULL WHERE code = 'k00100';      -- value → NULL
+         UPDATE t_text SET note = 'x' WHERE code = 'k00007';       -- NULL → value
+         UPDATE t_text SET note = '' WHERE code = 'k00200';        -- value → empty string
+         UPDATE t_text SET at = at + interval '1 second' WHERE code = 'k04000';
+         DELETE FROM t_text WHERE code = 'k02500';
+         INSERT INTO t_text VALUES ('k02500a', 1, 'new', 1, now());
+         CREATE TABLE s_uuid (id uuid PRIMARY KEY, v bigint);
+         INSERT INTO s_uuid SELECT md5(g::text)::uuid, g FROM generate_series(1, 4000) g;
+         CREATE TABLE t_uuid (new_id uuid PRIMARY KEY, v_int integer);
+         INSERT INTO t_uuid SELECT id, v FROM s_uuid;
+         UPDATE t_uuid SET v_int = NULL WHERE new_id = md5('77')::uuid;
+         DELETE FROM t_uuid WHERE new_id = md5('3000')::uuid;",
+    )
+    .await;
+    let client = connect(&db).await;
+    let p = plan(
+        r#"
+[[checks]]
+name = "text-keys"
+kind = "full_diff"
+source = "s_text"
+target = "t_text"
+key = ["code"]
+columns = ["v", "note", "amount", "at"]
+[[checks]]
+name = "uuid-keys"
+kind = "full_diff"
+source = "s_uuid"
+target = "t_uuid"
+key = ["id"]
+target_key = ["new_id"]
+columns = ["v"]
+target_columns = ["v_int"]
+"#,
+    );
+    let r = run(&client, &p, "text-keys").await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+    assert_eq!(r.details["missing"], serde_json::json!(["k02500"]));
+    assert_eq!(r.details["extra"], serde_json::json!(["k02500a"]));
+    let changed: Vec<(String, String)> = r.details["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| {
+            let key = c["key"].as_str().unwrap().to_string();
+            c["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |col| (key.clone(), col["column"].as_str().unwrap().to_string()))
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            ("k00007".to_string(), "note".to_string()),
+            ("k00100".into(), "note".into()),
+            ("k00200".into(), "note".into()),
+            ("k04000".into(), "at".into())
+        ]
+    );
+    let r = run(&client, &p, "uuid-keys").await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+    let gone: String = client
+        .query_one("SELECT md5('3000')::uuid::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let nulled: String = client
+        .query_one("SELECT md5('77')::uuid::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(r.details["missing"], serde_json::json!([gone]));
+    assert_eq!(r.details["changed"][0]["key"], nulled.as_str());
+    assert_eq!(r.details["changed"][0]["columns"][0]["target"], Value::Null);
+    assert_eq!(r.details["changed_count"], 1);
+    // Equal content passes, even across int4/int8 and different key names.
+    db.exec("UPDATE t_uuid SET v_int = 77 WHERE new_id = md5('77')::uuid; INSERT INTO t_uuid VALUES (md5('3000')::uuid, 3000);").await;
+    let r = run(&client, &p, "uuid-keys").await;
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.summary);
+}
+
+#[tokio::test]
+async fn sampled_checksum_is_seeded_and_names_sampled_keys() {
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE TABLE s (code text PRIMARY KEY, v int, note text);
+         INSERT INTO s SELECT 'c' || g, g, 'n' || g FROM generate_series(1, 3000) g;
+         CREATE TABLE t AS SELECT * FROM s; ALTER TABLE t ADD PRIMARY KEY (code);",
+    )
+    .await;
+    let client = connect(&db).await;
+    let p = plan(
+        r#"
+[[checks]]
+name = "sample"
+kind = "sampled_checksum"
+source = "s"
+target = "t"
+key = ["code"]
+columns = ["v", "note"]
+sample_size = 100
+seed = 7
+"#,
+    );
+    let r = run(&client, &p, "sample").await;
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.summary);
+    assert_eq!(r.details["sampled"], 100);
+    // The sample is the keys with the smallest seeded hash: reproducible.
+    let ranked: Vec<String> = client
+        .query(
+            "SELECT code FROM s ORDER BY hashtextextended(code::text, 7)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (first, second, outside) = (&ranked[0], &ranked[1], &ranked[2999]);
+    db.exec(&format!(
+        "UPDATE t SET note = NULL WHERE code = '{first}';
+         DELETE FROM t WHERE code = '{second}';
+         UPDATE t SET v = -1 WHERE code = '{outside}';"
+    ))
+    .await;
+    let r = run(&client, &p, "sample").await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+    assert_eq!(r.details["missing"], serde_json::json!([second]));
+    assert_eq!(r.details["changed"][0]["key"], first.as_str());
+    assert_eq!(r.details["changed"][0]["columns"][0]["column"], "note");
+    assert_eq!(r.details["changed"][0]["columns"][0]["target"], Value::Null);
+    assert_eq!(
+        r.details["changed_count"], 1,
+        "the key outside the sample is not seen"
+    );
+    // An empty source has nothing to sample: Inconclusive, not Pass.
+    db.exec("TRUNCATE s").await;
+    let r = run(&client, &p, "sample").await;
+    assert_eq!(r.outcome, Outcome::Inconclusive, "{}", r.summary);
+}
+
+#[tokio::test]
+async fn null_drift_names_drifting_partitions() {
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE TABLE acc (id int PRIMARY KEY, balance numeric(14,2), balance_cents bigint, status text, status_v2 text, created_at date);
+         INSERT INTO acc SELECT g, (g % 5000) * 1.37, round((g % 5000) * 137), 's' || (g % 9), 's' || (g % 9),
+                date '2025-01-01' + (g % 90)
+           FROM generate_series(1, 9000) g;",
+    )
+    .await;
+    let client = connect(&db).await;
+    let p = plan(
+        r#"
+[[checks]]
+name = "cents"
+kind = "null_drift"
+table = "acc"
+old = "balance * 100"
+new = "balance_cents"
+partition_by = "to_char(created_at, 'YYYY-MM')"
+[[checks]]
+name = "status"
+kind = "null_drift"
+table = "acc"
+old = "status"
+new = "status_v2"
+default_value = "'unknown'"
+max_share_increase_pp = 1.0
+"#,
+    );
+    for name in ["cents", "status"] {
+        let r = run(&client, &p, name).await;
+        assert_eq!(r.outcome, Outcome::Pass, "{name}: {}", r.summary);
+    }
+    // January: NULLs appear; March: values rounded to whole dollars (counts unchanged).
+    db.exec(
+        "UPDATE acc SET balance_cents = NULL WHERE created_at < '2025-02-01' AND id % 10 = 0;
+         UPDATE acc SET balance_cents = round(balance) * 100 WHERE created_at >= '2025-03-01';
+         UPDATE acc SET status_v2 = 'unknown' WHERE id % 50 = 0;",
+    )
+    .await;
+    let r = run(&client, &p, "cents").await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+    assert_eq!(r.details["partitions_drifting"], 2, "{}", r.summary);
+    let jan = &r.details["partitions"][0];
+    assert_eq!(jan["partition"], "2025-01");
+    assert!(
+        jan["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("NULL share +"),
+        "{jan}"
+    );
+    let mar = &r.details["partitions"][1];
+    assert_eq!(mar["partition"], "2025-03");
+    assert!(!mar["problems"].as_array().unwrap().is_empty());
+    assert_eq!(r.details["partitions"][2]["partition"], "2025-02");
+    assert_eq!(
+        r.details["partitions"][2]["problems"],
+        serde_json::json!([])
+    );
+    let r = run(&client, &p, "status").await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+    assert!(
+        r.summary.contains("default share +2.00 pp"),
+        "{}",
+        r.summary
+    );
 }
