@@ -200,6 +200,27 @@ pub(crate) async fn start(
 ) -> Result<bool, EngineError> {
     let tx = client.transaction().await?;
     let from = state::lock_phase(&tx, plan.id(), phase).await?;
+    // Re-check under the row lock: another operator may have acted since the gate was read.
+    let startable = match direction {
+        Direction::Apply => !matches!(from, PhaseState::Applied | PhaseState::RollingBack),
+        Direction::Rollback => matches!(
+            from,
+            PhaseState::Applied | PhaseState::RollingBack | PhaseState::Failed
+        ),
+    };
+    if !startable {
+        return Err(EngineError::Refused(format!(
+            "{phase} changed meanwhile: it is now {from}; look at `cutover status` and try again"
+        )));
+    }
+    if let (Direction::Apply, Some(prev)) = (direction, phase.prev()) {
+        let prev_state = state::lock_phase(&tx, plan.id(), prev).await?;
+        if prev_state != PhaseState::Applied {
+            return Err(EngineError::Refused(format!(
+                "{prev} changed meanwhile (it is now {prev_state}); {phase} needs it applied"
+            )));
+        }
+    }
     let (to, action, resume) = match direction {
         Direction::Apply => (
             PhaseState::Applying,

@@ -1336,3 +1336,48 @@ async fn a_check_run_before_the_previous_phase_does_not_count_and_a_freeze_block
         text(&o)
     );
 }
+
+#[tokio::test]
+async fn two_operators_advancing_at_once_apply_the_phase_once() {
+    let db = demo_db().await;
+    let url = db.url.as_str();
+    ok(&cutover(
+        url,
+        &[
+            "override",
+            DEMO_PLAN,
+            "--gate",
+            "expand",
+            "--reason",
+            "test: race",
+        ],
+    )
+    .await);
+    let (a, b) = tokio::join!(
+        cutover(url, &["advance", DEMO_PLAN, "--phase", "expand"]),
+        cutover(url, &["advance", DEMO_PLAN, "--phase", "expand"])
+    );
+    let outcomes = [(code(&a), text(&a)), (code(&b), text(&b))];
+    let applied = outcomes
+        .iter()
+        .filter(|(c, t)| *c == 0 && t.contains("expand applied"))
+        .count();
+    assert_eq!(applied, 1, "{outcomes:?}");
+    for (c, t) in &outcomes {
+        assert!(
+            (*c == 0 && (t.contains("expand applied") || t.contains("already applied")))
+                || (*c == 3 && (t.contains("right now") || t.contains("changed meanwhile"))),
+            "{outcomes:?}"
+        );
+    }
+    let client = db.client().await;
+    let applies: i64 = client
+        .query_one(
+            "SELECT count(*) FROM cutover.audit_log WHERE action = 'phase.apply'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(applies, 1);
+}
