@@ -24,7 +24,8 @@
 //!   `max_rows_per_sec`, `workers` = the maximum number of concurrent leases across all
 //!   processes), `rows_done` (keys covered by the range pass + rows fixed by sweeps),
 //!   `rows_updated`, `rows_estimate`, `throttled_seconds`, `chunk_rows`/`last_chunk_ms` (latest
-//!   chunk), `sweep_passes`, `key_columns`/`key_types`.
+//!   chunk), `chunk_retries` (chunks rolled back by their time cap or a lock conflict and retried
+//!   smaller), `sweep_passes`, `key_columns`/`key_types`.
 //! - `cutover.backfill_ranges` — one row per key range (`kind` range or sweep): `lo` (exclusive)
 //!   and `hi` (inclusive) as JSON arrays of the key's text values, `checkpoint` (last key done),
 //!   `rows_done`, `rows_updated`, `rows_estimate`, `chunks`, `done`, and the lease
@@ -83,6 +84,12 @@ CREATE INDEX backfill_chunks_latest ON cutover.backfill_chunks (plan_id, id DESC
 
 CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON cutover.backfill_ranges
     FOR EACH STATEMENT EXECUTE FUNCTION cutover.notify_change();
+"#;
+
+/// Control-schema migration 21: counts chunks rolled back by their time cap or a lock conflict
+/// and retried smaller.
+pub const SCHEMA_RETRIES: &str = r#"
+ALTER TABLE cutover.backfill ADD COLUMN chunk_retries bigint NOT NULL DEFAULT 0;
 "#;
 
 /// The state of a plan's backfill (`cutover.backfill.state`).

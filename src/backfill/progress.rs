@@ -56,6 +56,8 @@ pub struct Progress {
     pub p99_chunk_ms: Option<f64>,
     /// Chunks committed.
     pub chunks: i64,
+    /// Chunks rolled back by their time cap or a lock conflict and retried smaller.
+    pub chunk_retries: i64,
     /// Seconds spent throttled.
     pub throttled_seconds: f64,
     /// Final-sweep passes started.
@@ -150,7 +152,7 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         .query_opt(
             "SELECT state, reason, paused_by, target_chunk_ms, max_rows_per_sec, workers, \
              rows_done, rows_updated, rows_estimate, throttled_seconds, chunk_rows, last_chunk_ms, \
-             sweep_passes, started_at, finished_at, key_types \
+             sweep_passes, started_at, finished_at, key_types, chunk_retries \
              FROM cutover.backfill WHERE plan_id = $1",
             &[&plan.id()],
         )
@@ -179,6 +181,7 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
             p50_chunk_ms: None,
             p99_chunk_ms: None,
             chunks: 0,
+            chunk_retries: 0,
             throttled_seconds: 0.0,
             sweep_passes: 0,
             checkpoint_age_seconds: None,
@@ -288,6 +291,7 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         p50_chunk_ms: stats.get(0),
         p99_chunk_ms: stats.get(1),
         chunks: ranges.iter().map(|r| r.chunks).sum(),
+        chunk_retries: row.get(16),
         throttled_seconds: row.get(9),
         sweep_passes: row.get(12),
         checkpoint_age_seconds: age,

@@ -508,6 +508,7 @@ impl Worker {
                 Err(StepError::Retry(m)) => {
                     self.retries += 1;
                     self.sizer.timed_out();
+                    self.count_retry().await;
                     tracing::warn!(worker = %self.me.owner, "chunk rolled back, retrying with {} rows: {m}", self.sizer.size());
                     if self.retries >= MAX_RETRIES && self.sizer.at_floor() {
                         let e = BackfillError::Failed {
@@ -548,6 +549,19 @@ impl Worker {
                 .await;
         }
         self.release().await;
+    }
+
+    /// Counts a rolled-back chunk in the state row (best effort).
+    async fn count_retry(&mut self) {
+        if let Some(c) = self.client.as_ref() {
+            let _ = c
+                .execute(
+                    "UPDATE cutover.backfill SET chunk_retries = chunk_retries + 1 \
+                     WHERE plan_id = $1",
+                    &[&self.shared.plan.id()],
+                )
+                .await;
+        }
     }
 
     async fn release(&mut self) {
@@ -687,6 +701,21 @@ impl Worker {
                 tracing::warn!(worker = %self.me.owner, range = range.range_id, "lease lost before the chunk; claiming again");
                 self.range = None;
                 return Ok(Step::Wait);
+            }
+            Err(StepError::Fatal(e)) => {
+                let after = range
+                    .checkpoint
+                    .as_ref()
+                    .map_or("the start".to_string(), |k| {
+                        format!("key ({})", k.join(", "))
+                    });
+                return Err(StepError::Fatal(BackfillError::Failed {
+                    plan: self.shared.plan.id().to_string(),
+                    message: format!(
+                        "chunk of up to {limit} rows after {after} in {} (range {}): {e}",
+                        self.shared.keys.table, range.range_id
+                    ),
+                }));
             }
             Err(e) => return Err(e),
         };

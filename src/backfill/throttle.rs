@@ -269,3 +269,68 @@ impl Evaluator {
 
 /// How long a monitoring statement may run.
 pub const SIGNAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(extra: &str) -> Plan {
+        let toml = format!(
+            r#"
+id = "p"
+title = "t"
+rationale = "r"
+author = "a"
+ticket = "T"
+[roster]
+lead = ["postgres"]
+{extra}
+[phases.expand]
+rollback = ""
+[phases.dual_write]
+rollback = ""
+[phases.backfill]
+rollback = ""
+[phases.read_switch]
+rollback = ""
+[phases.contract]
+irreversible = true
+[read_switch]
+flag = "f"
+[backfill]
+table = "t"
+key = ["id"]
+set = {{ a = "b" }}
+pending = "a IS NULL"
+[backfill.throttle]
+fail_closed_after = "1h"
+"#
+        );
+        Plan::parse("p.toml", &toml).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_freeze_period_throttles_with_its_reason() {
+        let mut ev = Evaluator::new(&plan(
+            "[[windows.freeze]]\nfrom = \"2000-01-01T00:00:00Z\"\nto = \"2999-01-01T00:00:00Z\"\nreason = \"year-end close\"",
+        ));
+        match ev.evaluate(None).await {
+            Verdict::Throttled(r) => assert!(r.contains("year-end close"), "{r}"),
+            Verdict::Clear => panic!("a freeze must throttle"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_signal_counts_only_after_fail_closed_after() {
+        let mut ev = Evaluator::new(&plan(""));
+        assert_eq!(ev.evaluate(None).await, Verdict::Clear);
+        ev.spec.fail_closed_after = crate::plan::Duration::from_millis(0);
+        match ev.evaluate(None).await {
+            Verdict::Throttled(r) => assert!(
+                r.starts_with("fail-closed: replica replay lag unreadable"),
+                "{r}"
+            ),
+            Verdict::Clear => panic!("must fail closed"),
+        }
+    }
+}

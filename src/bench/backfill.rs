@@ -1,6 +1,469 @@
-//! `cutover bench backfill`.
+//! `cutover bench backfill`: the backfill measured side by side with the alternatives, in one run.
+//!
+//! On a throwaway cluster (or in a fresh database on `DATABASE_URL`), builds a 2 M-row
+//! `pgbench_accounts` (pgbench scale 20) and two identical copies, then prints:
+//! (a) the unthrottled backfill's throughput vs one set-based `UPDATE` of the same rows (each on
+//! its own identical copy); (b) the p50/p99 chunk time vs the 300 ms target; (c) pgbench's p95
+//! latency at a fixed rate (`-R`) without a backfill and during a backfill with the default
+//! throttle on the table pgbench writes to.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use tokio::process::{Child, Command};
+use tokio_postgres::Client;
+
+use crate::backfill::{self, RunOptions};
+use crate::cli::{exit, Context};
+use crate::db::throwaway::{self, ThrowawayCluster};
+use crate::db::{self, DbConfig, SessionSettings};
+use crate::plan::Plan;
+
+/// pgbench scale: 100 000 accounts per unit.
+const SCALE: u32 = 20;
+/// Fixed transaction rate of the concurrent load (transactions per second).
+const RATE: u32 = 200;
+/// pgbench clients.
+const CLIENTS: u32 = 4;
+/// Length of the baseline pgbench run.
+const BASELINE: Duration = Duration::from_secs(20);
+/// Target chunk time of every backfill here (the plan default).
+const TARGET_MS: f64 = 300.0;
 
 /// Runs the backfill benchmark.
-pub async fn run(_ctx: &crate::cli::Context) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("the backfill benchmark is not implemented yet")
+pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let (cluster, server) = match ctx.db_config_opt()? {
+        Some(cfg) => (None, cfg),
+        None => {
+            eprintln!("starting a throwaway PostgreSQL cluster…");
+            let cluster = ThrowawayCluster::start().await?;
+            let cfg = DbConfig::from_url(&cluster.url())?;
+            (Some(cluster), cfg)
+        }
+    };
+    let name = format!("cutover_bench_{:08x}", rand::random::<u32>());
+    let admin = db::connect(&server, &SessionSettings::new("bench")).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {}", db::quote_ident(&name)))
+        .await?;
+    let cfg = server.with_dbname(&name);
+    let result = bench(&cfg).await;
+    let _ = admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            db::quote_ident(&name)
+        ))
+        .await;
+    drop(admin);
+    if let Some(c) = cluster {
+        let _ = tokio::task::spawn_blocking(move || c.stop()).await;
+    }
+    result?;
+    Ok(ExitCode::from(exit::OK))
+}
+
+async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
+    let rows = u64::from(SCALE) * 100_000;
+    let pgbench = pgbench_path();
+    let logs = tempfile::tempdir()?;
+    eprintln!(
+        "preparing {rows} rows on {} (pgbench -i -s {SCALE}, two copies)…",
+        cfg.display()
+    );
+    let status = pgbench_cmd(&pgbench, cfg)
+        .args(["-i", "-q", "-I", "dtGvp", "-s", &SCALE.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .with_context(|| format!("running {}", pgbench.display()))?;
+    if !status.success() {
+        bail!("pgbench -i failed ({status})");
+    }
+    let mut client = connect(cfg).await?;
+    client
+        .batch_execute(
+            "SET statement_timeout = 0;
+             CREATE TABLE bench_update AS SELECT aid, bid, abalance, filler FROM pgbench_accounts;
+             CREATE TABLE bench_backfill AS SELECT aid, bid, abalance, filler FROM pgbench_accounts;
+             ALTER TABLE bench_update ADD PRIMARY KEY (aid), ADD COLUMN abalance_cents bigint;
+             ALTER TABLE bench_backfill ADD PRIMARY KEY (aid), ADD COLUMN abalance_cents bigint;
+             ALTER TABLE pgbench_accounts ADD COLUMN abalance_cents bigint;
+             CREATE FUNCTION bench_dual_write() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN NEW.abalance_cents := NEW.abalance::bigint * 100; RETURN NEW; END $$;
+             CREATE TRIGGER bench_dual_write BEFORE INSERT OR UPDATE OF abalance
+                 ON pgbench_accounts FOR EACH ROW EXECUTE FUNCTION bench_dual_write();",
+        )
+        .await?;
+    // VACUUM refuses a transaction block: one statement per call. Then warm both copies alike.
+    for sql in [
+        "VACUUM ANALYZE bench_update",
+        "VACUUM ANALYZE bench_backfill",
+        "VACUUM ANALYZE pgbench_accounts",
+        "SELECT count(*) FROM bench_update",
+        "SELECT count(*) FROM bench_backfill",
+    ] {
+        client.batch_execute(sql).await?;
+    }
+    db::schema::bootstrap(&mut client).await?;
+
+    // (a) one set-based UPDATE vs the unthrottled backfill, each on an identical copy.
+    eprintln!("(a) single UPDATE…");
+    let t = Instant::now();
+    let updated = client
+        .execute(
+            "UPDATE bench_update SET abalance_cents = abalance::bigint * 100 \
+             WHERE abalance_cents IS NULL",
+            &[],
+        )
+        .await?;
+    let single = t.elapsed();
+    eprintln!("(a) backfill…");
+    let plan_a = bench_plan(&client, "bench-unthrottled", "bench_backfill").await?;
+    let t = Instant::now();
+    let summary_a = run_backfill(cfg, &plan_a).await?;
+    let chunked = t.elapsed();
+    let stats_a = chunk_stats(&client, plan_a.id()).await?;
+
+    // (c) pgbench at a fixed rate, without and then during a backfill (default throttle).
+    eprintln!(
+        "(c) pgbench baseline, {}s at {RATE} tps…",
+        BASELINE.as_secs()
+    );
+    let base_prefix = logs.path().join("base");
+    let mut base = spawn_load(&pgbench, cfg, &base_prefix, BASELINE)?;
+    let status = base.wait().await?;
+    if !status.success() {
+        bail!("pgbench (baseline) failed ({status})");
+    }
+    let base_lat = latencies(logs.path(), "base", None)?;
+    eprintln!("(c) pgbench during the backfill…");
+    let conc_prefix = logs.path().join("conc");
+    let mut load = spawn_load(&pgbench, cfg, &conc_prefix, Duration::from_secs(900))?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let plan_c = bench_plan(&client, "bench-under-load", "pgbench_accounts").await?;
+    let from = epoch_now();
+    let t = Instant::now();
+    let summary_c = run_backfill(cfg, &plan_c).await;
+    let loaded = t.elapsed();
+    let to = epoch_now();
+    stop(&mut load).await;
+    let summary_c = summary_c?;
+    let conc_lat = latencies(logs.path(), "conc", Some((from, to)))?;
+    let stats_c = chunk_stats(&client, plan_c.id()).await?;
+    let progress_c = backfill::progress(&client, &plan_c).await?;
+    let wrong: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pgbench_accounts \
+             WHERE abalance_cents IS DISTINCT FROM abalance::bigint * 100",
+            &[],
+        )
+        .await?
+        .get(0);
+
+    let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
+    let ratio_a = single.as_secs_f64() / chunked.as_secs_f64();
+    let base_p95 = percentile(&base_lat, 0.95);
+    let conc_p95 = percentile(&conc_lat, 0.95);
+    let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
+    println!();
+    println!(
+        "cutover bench backfill — {rows} rows (pgbench_accounts, scale {SCALE}); target chunk time {TARGET_MS:.0} ms"
+    );
+    println!("(a) throughput, each on an identical copy of the table");
+    println!(
+        "    single set-based UPDATE          {:>7.2} s  {:>9.0} rows/s  ({updated} rows)",
+        single.as_secs_f64(),
+        rate(updated, single)
+    );
+    println!(
+        "    cutover backfill, unthrottled    {:>7.2} s  {:>9.0} rows/s  ({} rows, {} chunks)",
+        chunked.as_secs_f64(),
+        rate(summary_a.rows_updated, chunked),
+        summary_a.rows_updated,
+        summary_a.chunks
+    );
+    println!(
+        "    backfill / single UPDATE throughput = {ratio_a:.2}×   (target ≥ 0.90×: {})",
+        verdict(ratio_a >= 0.9)
+    );
+    println!("(b) chunk time, unthrottled run (all chunks)");
+    println!(
+        "    p50 {:.0} ms   p99 {:.0} ms   max {:.0} ms   target {TARGET_MS:.0} ms   p99/target = {:.2}×   (target ≤ 2×: {})",
+        stats_a.p50,
+        stats_a.p99,
+        stats_a.max,
+        stats_a.p99 / TARGET_MS,
+        verdict(stats_a.p99 <= 2.0 * TARGET_MS)
+    );
+    println!(
+        "(c) pgbench -N -R {RATE} -c {CLIENTS} on pgbench_accounts (dual-write trigger on), p95 latency"
+    );
+    println!(
+        "    without backfill                 {:>7.2} ms  ({} transactions, {}s)",
+        base_p95,
+        base_lat.len(),
+        BASELINE.as_secs()
+    );
+    println!(
+        "    during backfill (default throttle) {:>5.2} ms  ({} transactions, {:.1}s)",
+        conc_p95,
+        conc_lat.len(),
+        loaded.as_secs_f64()
+    );
+    let ratio_c = conc_p95 / base_p95.max(1e-9);
+    println!(
+        "    p95 during / without = {ratio_c:.2}×   (target ≤ 1.5×: {})",
+        verdict(ratio_c <= 1.5)
+    );
+    println!(
+        "    the backfill under load: {} rows in {:.2} s ({:.0} rows/s), {} chunks, p50 {:.0} ms, p99 {:.0} ms, throttled {:.1} s",
+        summary_c.rows_updated,
+        loaded.as_secs_f64(),
+        rate(summary_c.rows_scanned, loaded),
+        summary_c.chunks,
+        stats_c.p50,
+        stats_c.p99,
+        progress_c.throttled_seconds
+    );
+    println!("    rows not equal to abalance × 100 afterwards: {wrong}");
+    if wrong != 0 {
+        bail!("{wrong} rows of pgbench_accounts are wrong after the backfill");
+    }
+    Ok(())
+}
+
+async fn connect(cfg: &DbConfig) -> anyhow::Result<Client> {
+    let session = SessionSettings {
+        purpose: "bench".to_string(),
+        statement_timeout: Duration::from_secs(3600),
+    };
+    Ok(db::connect(cfg, &session).await?)
+}
+
+/// A plan backfilling `abalance_cents` of `table`, registered with its backfill phase applied.
+async fn bench_plan(client: &Client, id: &str, table: &str) -> anyhow::Result<Plan> {
+    let toml = format!(
+        r#"
+id = "{id}"
+title = "bench"
+rationale = "benchmark"
+author = "cutover bench"
+ticket = "BENCH"
+[roster]
+lead = ["postgres"]
+[phases.expand]
+rollback = ""
+[phases.dual_write]
+rollback = ""
+[phases.backfill]
+rollback = ""
+[phases.read_switch]
+rollback = ""
+[phases.contract]
+irreversible = true
+[read_switch]
+flag = "bench.flag"
+[backfill]
+table = "public.{table}"
+key = ["aid"]
+set = {{ abalance_cents = "abalance::bigint * 100" }}
+pending = "abalance_cents IS NULL"
+"#
+    );
+    let plan = Plan::parse(&format!("{id}.toml"), &toml)?;
+    client
+        .execute(
+            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path) \
+             VALUES ($1, 'bench', $2, $3, 'bench')",
+            &[&plan.id(), &plan.sha256(), &plan.source],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO cutover.phases (plan_id, phase, state) VALUES ($1, 'backfill', 'applied')",
+            &[&plan.id()],
+        )
+        .await?;
+    Ok(plan)
+}
+
+async fn run_backfill(cfg: &DbConfig, plan: &Plan) -> anyhow::Result<backfill::RunSummary> {
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let summary = backfill::run(cfg.clone(), plan.clone(), RunOptions::default(), rx).await?;
+    if summary.outcome != backfill::RunOutcome::Done {
+        bail!("the backfill of {} ended {:?}", plan.id(), summary.outcome);
+    }
+    Ok(summary)
+}
+
+struct ChunkStats {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+async fn chunk_stats(client: &Client, plan_id: &str) -> anyhow::Result<ChunkStats> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms), 0),
+                    COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms), 0),
+                    COALESCE(max(duration_ms), 0)
+               FROM cutover.backfill_chunks WHERE plan_id = $1",
+            &[&plan_id],
+        )
+        .await?;
+    Ok(ChunkStats {
+        p50: row.get(0),
+        p99: row.get(1),
+        max: row.get(2),
+    })
+}
+
+/// `pgbench` from the PostgreSQL binaries in use, else from `PATH`.
+fn pgbench_path() -> PathBuf {
+    throwaway::find_bindir()
+        .map(|d| d.join("pgbench"))
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("pgbench"))
+}
+
+/// A pgbench command connected through the libpq environment (the password never appears in
+/// the process list).
+fn pgbench_cmd(pgbench: &Path, cfg: &DbConfig) -> Command {
+    let c = cfg.config();
+    let mut cmd = Command::new(pgbench);
+    cmd.env("PGDATABASE", cfg.dbname());
+    if let Some(user) = c.get_user() {
+        cmd.env("PGUSER", user);
+    }
+    if let Some(pw) = c.get_password() {
+        cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).to_string());
+    }
+    match c.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => {
+            cmd.env("PGHOST", h);
+        }
+        Some(tokio_postgres::config::Host::Unix(p)) => {
+            cmd.env("PGHOST", p);
+        }
+        None => {}
+    }
+    if let Some(port) = c.get_ports().first() {
+        cmd.env("PGPORT", port.to_string());
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn spawn_load(
+    pgbench: &Path,
+    cfg: &DbConfig,
+    prefix: &Path,
+    length: Duration,
+) -> anyhow::Result<Child> {
+    let mut cmd = pgbench_cmd(pgbench, cfg);
+    cmd.args([
+        "-n",
+        "-N",
+        "-R",
+        &RATE.to_string(),
+        "-c",
+        &CLIENTS.to_string(),
+        "-j",
+        "2",
+        "-T",
+        &length.as_secs().to_string(),
+        "-l",
+    ])
+    .arg(format!("--log-prefix={}", prefix.display()))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
+    Ok(cmd.spawn()?)
+}
+
+/// Ends a long pgbench run (its per-transaction logs are read afterwards).
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+    }
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+fn epoch_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// Transaction latencies (ms) from pgbench's per-transaction logs
+/// (`client txn time_us script epoch_s epoch_us [lag_us]`), optionally only those that ended
+/// inside `window` (epoch seconds).
+fn latencies(dir: &Path, prefix: &str, window: Option<(f64, f64)>) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path())?;
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 6 {
+                continue;
+            }
+            let (Ok(us), Ok(s), Ok(sus)) = (
+                f[2].parse::<f64>(),
+                f[4].parse::<f64>(),
+                f[5].parse::<f64>(),
+            ) else {
+                continue;
+            };
+            let end = s + sus / 1e6;
+            if window.is_none_or(|(a, b)| end >= a && end <= b) {
+                out.push(us / 1000.0);
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("pgbench logged no transactions under {}", dir.display());
+    }
+    Ok(out)
+}
+
+/// The `q` quantile (nearest rank).
+fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentile() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.95), 95.0);
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&[3.0], 0.99), 3.0);
+    }
 }

@@ -311,6 +311,12 @@ fn print_status(p: &backfill::Progress) {
         ms(p.p99_chunk_ms),
         p.target_chunk_ms
     );
+    if p.chunk_retries > 0 {
+        println!(
+            "  retries:    {} chunks rolled back (time cap or lock conflict) and retried smaller",
+            p.chunk_retries
+        );
+    }
     println!(
         "  settings:   max {} rows/s (0 = none), workers {} ({} live)",
         p.max_rows_per_sec, p.workers, p.live_workers

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: crate::backfill::SCHEMA,
     },
     Migration {
+        version: 21,
+        name: "backfill_retries",
+        sql: crate::backfill::SCHEMA_RETRIES,
+    },
+    Migration {
         version: 30,
         name: "checks_golden_snapshots",
         sql: crate::checks::GOLDEN_SCHEMA_SQL,

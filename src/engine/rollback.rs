@@ -60,8 +60,13 @@ pub fn irreversible_reason(plan: &Plan, phase: Phase) -> Option<String> {
     None
 }
 
-/// The phases a rollback would undo, in order, or a no-op message.
-pub fn rollback_targets(st: &MigrationState, phase: Option<Phase>) -> Result<Vec<Phase>, String> {
+/// The phases a rollback would undo, in order, or a no-op message. `partial` is a failed phase
+/// whose apply committed some statements (see [`partially_applied`]): it is undone first.
+pub fn rollback_targets(
+    st: &MigrationState,
+    phase: Option<Phase>,
+    partial: Option<Phase>,
+) -> Result<Vec<Phase>, String> {
     let undoable = |s: PhaseState| matches!(s, PhaseState::Applied | PhaseState::RollingBack);
     match phase {
         None => {
@@ -72,12 +77,13 @@ pub fn rollback_targets(st: &MigrationState, phase: Option<Phase>) -> Result<Vec
             {
                 return Ok(vec![p.phase]);
             }
-            st.last_applied()
+            partial
+                .or(st.last_applied())
                 .map(|p| vec![p])
                 .ok_or_else(|| "nothing to roll back: no phase is applied".to_string())
         }
         Some(p) => {
-            if !undoable(st.phase(p).state) {
+            if !undoable(st.phase(p).state) && partial != Some(p) {
                 return Err(format!(
                     "nothing to roll back: {p} is {} (not applied)",
                     st.phase(p).state
@@ -87,11 +93,35 @@ pub fn rollback_targets(st: &MigrationState, phase: Option<Phase>) -> Result<Vec
                 .phases
                 .iter()
                 .rev()
-                .filter(|r| r.phase >= p && undoable(r.state))
+                .filter(|r| r.phase >= p && (undoable(r.state) || partial == Some(r.phase)))
                 .map(|r| r.phase)
                 .collect())
         }
     }
+}
+
+/// The failed phase whose apply committed some of its statements (only possible with
+/// statements that run outside a transaction), if any.
+pub async fn partially_applied(
+    client: &Client,
+    st: &MigrationState,
+) -> Result<Option<Phase>, EngineError> {
+    let Some(failed) = st
+        .phases
+        .iter()
+        .find(|p| p.state == PhaseState::Failed)
+        .map(|p| p.phase)
+    else {
+        return Ok(None);
+    };
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM cutover.statement_progress
+              WHERE plan_id = $1 AND phase = $2 AND direction = 'apply' AND state = 'done' LIMIT 1",
+            &[&st.plan_id, &failed.as_str()],
+        )
+        .await?;
+    Ok(row.map(|_| failed))
 }
 
 /// Rolls back the current phase (`phase = None`) or every applied phase from the last down to
@@ -108,7 +138,8 @@ pub async fn rollback(
     }
     state::ensure_registered(client, plan, actor).await?;
     let st = state::load(client, plan.id()).await?;
-    let targets = match rollback_targets(&st, phase) {
+    let partial = partially_applied(client, &st).await?;
+    let targets = match rollback_targets(&st, phase, partial) {
         Ok(t) => t,
         Err(message) => {
             return Ok(RollbackOutcome {
@@ -121,11 +152,16 @@ pub async fn rollback(
     if let Some(reason) = targets.iter().find_map(|p| irreversible_reason(plan, *p)) {
         return Err(EngineError::Refused(reason));
     }
+    if targets.contains(&Phase::ReadSwitch) {
+        // Reads go back at once, even if another process holds the plan's action lock.
+        flip_read_switch_off(client, plan, actor).await?;
+    }
     let lock = PlanLock::acquire(client, plan.id()).await?;
     let mut done = Vec::new();
     let mut failure = None;
     for target in &targets {
-        match rollback_one(client, plan, actor, *target, opts).await {
+        let previous = st.phase(*target).state;
+        match rollback_one(client, plan, actor, *target, previous, opts).await {
             Ok(r) => done.push(r),
             Err(e) => {
                 failure = Some(e);
@@ -150,11 +186,9 @@ async fn rollback_one(
     plan: &Plan,
     actor: &Actor,
     phase: Phase,
+    previous: PhaseState,
     opts: &RunOptions,
 ) -> Result<PhaseRolledBack, EngineError> {
-    if phase == Phase::ReadSwitch {
-        flip_read_switch_off(client, plan, actor).await?;
-    }
     let resume = start(client, plan, actor, phase, Direction::Rollback).await?;
     opts.emit(EngineEvent::Transition {
         phase,
@@ -196,7 +230,17 @@ async fn rollback_one(
             })
         }
         Err(e) => {
-            record_failure(client, plan, actor, phase, Direction::Rollback, &script, &e).await?;
+            record_failure(
+                client,
+                plan,
+                actor,
+                phase,
+                Direction::Rollback,
+                &script,
+                previous,
+                &e,
+            )
+            .await?;
             Err(e)
         }
     }

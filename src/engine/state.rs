@@ -364,24 +364,8 @@ impl PlanLock {
         if got {
             return Ok(PlanLock { key });
         }
-        let holder = client
-            .query_opt(
-                "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, '')
-                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                  WHERE l.locktype = 'advisory' AND l.granted
-                    AND l.objid = (hashtext($1)::bigint & 4294967295)::oid
-                  LIMIT 1",
-                &[&key],
-            )
+        let holder = lock_holder(client, plan_id)
             .await?
-            .map(|r| {
-                format!(
-                    "pid {} ({}, login {})",
-                    r.get::<_, i32>(0),
-                    r.get::<_, String>(1),
-                    r.get::<_, String>(2)
-                )
-            })
             .unwrap_or_else(|| "another session".into());
         Err(EngineError::Refused(format!(
             "{holder} is applying or rolling back plan `{plan_id}` right now; wait for it to finish"
@@ -395,4 +379,29 @@ impl PlanLock {
             .await?;
         Ok(())
     }
+}
+
+/// The session holding the plan's action lock (`pid N (application, login L)`), if any.
+pub async fn lock_holder(client: &Client, plan_id: &str) -> Result<Option<String>, EngineError> {
+    let key = format!("cutover:{plan_id}");
+    let row = client
+        .query_opt(
+            "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, '')
+               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND l.objid = (hashtext($1)::bigint & 4294967295)::oid
+                AND l.classid = ((hashtext($1)::bigint >> 32) & 4294967295)::oid
+              LIMIT 1",
+            &[&key],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        format!(
+            "pid {} ({}, login {})",
+            r.get::<_, i32>(0),
+            r.get::<_, String>(1),
+            r.get::<_, String>(2)
+        )
+    }))
 }

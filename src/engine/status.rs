@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 
 use super::flags::{get_flag, Flag};
 use super::gate::{evaluate_gate, GateEvaluation};
-use super::rollback::{irreversible_reason, rollback_targets};
+use super::rollback::{irreversible_reason, partially_applied, rollback_targets};
 use super::scorecard::{scorecard, Scorecard};
 use super::state::{self, PhaseState};
 use super::EngineError;
@@ -32,6 +32,8 @@ pub struct PhaseStatus {
     pub duration_ms: Option<i64>,
     /// Error of the last failed attempt.
     pub error: Option<String>,
+    /// For `applying` / `rolling_back`: what is going on (in progress elsewhere, or interrupted).
+    pub note: Option<String>,
 }
 
 /// A sign-off, valid or void.
@@ -68,8 +70,10 @@ pub struct OverrideView {
     pub reason: String,
     /// When.
     pub at: DateTime<Utc>,
-    /// True when it was given for the current plan version (and so still counts).
+    /// True when it was given for the current plan version.
     pub current_plan: bool,
+    /// True when it still lets its gate through (current plan version, not used by an apply yet).
+    pub in_force: bool,
 }
 
 /// The fastest safe way back from where the migration stands.
@@ -151,10 +155,20 @@ pub async fn status(client: &mut Client, plan: &Plan) -> Result<Status, EngineEr
         Some(p) => Some(evaluate_gate(client, plan, &st, p).await?),
         None => None,
     };
+    let in_flight = st
+        .phases
+        .iter()
+        .any(|r| matches!(r.state, PhaseState::Applying | PhaseState::RollingBack));
+    let holder = if in_flight {
+        state::lock_holder(client, plan.id()).await?
+    } else {
+        None
+    };
     let phases = st
         .phases
         .iter()
         .map(|r| PhaseStatus {
+            note: in_flight_note(r.state, holder.as_deref()),
             phase: r.phase,
             state: r.state,
             reversible: plan.phase(r.phase).reversible(),
@@ -194,8 +208,11 @@ pub async fn status(client: &mut Client, plan: &Plan) -> Result<Status, EngineEr
         .collect();
     let overrides = client
         .query(
-            "SELECT gate, login, reason, at, plan_sha256 FROM cutover.overrides
-              WHERE plan_id = $1 ORDER BY at",
+            &format!(
+                "SELECT gate, login, reason, at, plan_sha256, {} FROM cutover.overrides o
+                  WHERE plan_id = $1 ORDER BY at",
+                super::gate::UNCONSUMED
+            ),
             &[&plan.id()],
         )
         .await?
@@ -206,9 +223,11 @@ pub async fn status(client: &mut Client, plan: &Plan) -> Result<Status, EngineEr
             reason: r.get(2),
             at: r.get(3),
             current_plan: r.get::<_, String>(4) == sha,
+            in_force: r.get::<_, String>(4) == sha && r.get::<_, bool>(5),
         })
         .collect();
-    let rollback = rollback_targets(&st, None)
+    let partial = partially_applied(client, &st).await?;
+    let rollback = rollback_targets(&st, None, partial)
         .ok()
         .and_then(|t| t.first().copied())
         .map(|p| advice(plan, p));
@@ -249,6 +268,20 @@ pub async fn status(client: &mut Client, plan: &Plan) -> Result<Status, EngineEr
         rollback,
         flag,
         backfill,
+    })
+}
+
+fn in_flight_note(state: PhaseState, holder: Option<&str>) -> Option<String> {
+    let verb = match state {
+        PhaseState::Applying => "advance",
+        PhaseState::RollingBack => "rollback",
+        _ => return None,
+    };
+    Some(match holder {
+        Some(h) => format!("in progress: {h} is running it"),
+        None => format!(
+            "interrupted: no process is running it; its transactional statements did not commit — re-run `{verb}` to resume"
+        ),
     })
 }
 

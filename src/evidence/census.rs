@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
 use super::scratch::{self, Scope};
@@ -110,6 +110,7 @@ async fn census(
     plan: &Plan,
 ) -> Result<(Vec<ColumnCensus>, String), tokio_postgres::Error> {
     let owned = plan_owned(plan);
+    let own_sql = snapshot::own_shapes(plan);
     let baseline = snapshot::latest(client, plan.id(), Phase::ReadSwitch).await?;
     let switched = snapshot::applied_at(client, plan.id(), Phase::ReadSwitch).await?;
     let window = match switched {
@@ -123,18 +124,32 @@ async fn census(
     let now = snapshot::capture(client, plan).await?;
     let mut out = Vec::new();
     for column in &plan.spec.probes.hidden_readers.columns {
-        out.push(one_column(client, column, &owned, baseline.as_ref(), &now).await?);
+        let seen = Seen {
+            baseline: baseline.as_ref(),
+            now: &now,
+            switched,
+            own_sql: &own_sql,
+        };
+        out.push(one_column(client, column, &owned, &seen).await?);
     }
     Ok((out, window))
+}
+
+/// What the census compares against.
+struct Seen<'a> {
+    baseline: Option<&'a Snapshot>,
+    now: &'a Snapshot,
+    switched: Option<DateTime<Utc>>,
+    own_sql: &'a [String],
 }
 
 async fn one_column(
     client: &Client,
     spec: &str,
     owned: &[String],
-    baseline: Option<&Snapshot>,
-    now: &Snapshot,
+    seen: &Seen<'_>,
 ) -> Result<ColumnCensus, tokio_postgres::Error> {
+    let (baseline, now) = (seen.baseline, seen.now);
     let mut c = ColumnCensus {
         column: spec.to_string(),
         ..Default::default()
@@ -199,7 +214,74 @@ async fn one_column(
     }
     index_scans(&indexes, baseline, now, &mut c);
     statement_readers(column, &relname, baseline, now, &mut c);
+    session_readers(
+        client,
+        column,
+        &relname,
+        seen.own_sql,
+        seen.switched,
+        &mut c,
+    )
+    .await?;
     Ok(c)
+}
+
+/// Sessions (other than Cutover's) whose current or most recent statement names the table and
+/// the column, since the read switch when it is known — a signal that needs no extension.
+async fn session_readers(
+    client: &Client,
+    column: &str,
+    table: &str,
+    own: &[String],
+    since: Option<DateTime<Utc>>,
+    c: &mut ColumnCensus,
+) -> Result<(), tokio_postgres::Error> {
+    let rows = scratch::optional_query(
+        client,
+        "SELECT pid, coalesce(application_name, ''), coalesce(usename::text, ''), state,
+                to_char(state_change AT TIME ZONE 'UTC', 'HH24:MI:SS'), query
+           FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()
+            AND backend_type = 'client backend'
+            AND application_name NOT LIKE 'cutover/%'
+            AND query ~* $1 AND query ~* $2
+            AND ($3::timestamptz IS NULL OR state_change >= $3)",
+        &[
+            &snapshot::word_regex(column),
+            &snapshot::word_regex(table),
+            &since,
+        ],
+    )
+    .await?;
+    let mut found = 0;
+    for r in &rows {
+        let query: String = r.get(5);
+        if !snapshot::is_app_statement(&query, own) {
+            continue;
+        }
+        found += 1;
+        let (pid, app, user, state, at): (i32, String, String, String, Option<String>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        c.blockers.push(format!(
+            "session pid {pid} ({user}{}) {} at {}: {}",
+            if app.is_empty() {
+                String::new()
+            } else {
+                format!(", {app}")
+            },
+            if state == "active" {
+                "is running"
+            } else {
+                "last ran"
+            },
+            at.unwrap_or_default(),
+            one_line(&query)
+        ));
+    }
+    c.notes.push(format!(
+        "pg_stat_activity: {found} session(s) reading `{column}` now or as their last statement"
+    ));
+    Ok(())
 }
 
 fn trigger_name(description: &str) -> String {

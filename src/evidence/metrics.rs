@@ -175,6 +175,7 @@ async fn collect(client: &Client, plan: &Plan) -> Result<Registry, tokio_postgre
     );
     phases(client, plan, &mut registry).await?;
     probes(client, plan, &mut registry).await?;
+    gates(client, plan, &mut registry).await?;
     backfill(client, plan, &mut registry).await?;
     checks(client, plan, &mut registry).await?;
     Ok(registry)
@@ -275,6 +276,78 @@ async fn probes(
         "probe_evaluations",
         "Readiness probe evaluations by outcome",
         totals,
+    );
+    Ok(())
+}
+
+/// Per gate, the combined outcome of its latest recorded evidence: listed checks, probes (as
+/// last evaluated for that gate) and sign-offs for this plan version. Phase order, freezes and
+/// observation windows are the engine's to judge and are not included.
+async fn gates(
+    client: &Client,
+    plan: &Plan,
+    registry: &mut Registry,
+) -> Result<(), tokio_postgres::Error> {
+    use crate::outcome::Outcome;
+    let probes = client
+        .query(
+            "SELECT DISTINCT ON (gate, probe) gate, probe, outcome
+               FROM cutover.probe_results WHERE plan_id = $1 AND plan_sha256 = $2
+              ORDER BY gate, probe, id DESC",
+            &[&plan.id(), &plan.sha256()],
+        )
+        .await?;
+    let checks = client
+        .query(
+            "SELECT DISTINCT ON (check_name) check_name, outcome
+               FROM cutover.check_results WHERE plan_id = $1 ORDER BY check_name, id DESC",
+            &[&plan.id()],
+        )
+        .await?;
+    let signoffs = client
+        .query(
+            "SELECT gate, role FROM cutover.signoffs WHERE plan_id = $1 AND plan_sha256 = $2",
+            &[&plan.id(), &plan.sha256()],
+        )
+        .await?;
+    let family = Family::<Labels, GaugeF>::default();
+    for phase in Phase::ALL {
+        let gate = plan.gate(phase);
+        let probe_outcomes = gate.probes.iter().map(|p| {
+            probes
+                .iter()
+                .find(|r| {
+                    r.get::<_, &str>(0) == phase.as_str() && r.get::<_, &str>(1) == p.as_str()
+                })
+                .map_or(Outcome::Inconclusive, |r| Outcome::parse(r.get(2)))
+        });
+        let check_outcomes = gate.checks.iter().map(|c| {
+            checks
+                .iter()
+                .find(|r| r.get::<_, &str>(0) == c.as_str())
+                .map_or(Outcome::Inconclusive, |r| Outcome::parse(r.get(1)))
+        });
+        let signoff_outcomes = gate.signoffs.iter().map(|role| {
+            if signoffs.iter().any(|r| {
+                r.get::<_, &str>(0) == phase.as_str() && r.get::<_, &str>(1) == role.as_str()
+            }) {
+                Outcome::Pass
+            } else {
+                Outcome::Fail
+            }
+        });
+        let outcome = Outcome::all(probe_outcomes.chain(check_outcomes).chain(signoff_outcomes));
+        family
+            .get_or_create(&labels(&[
+                ("gate", phase.as_str()),
+                ("outcome", outcome.as_str()),
+            ]))
+            .set(1.0);
+    }
+    registry.register(
+        "gate_evidence_outcome",
+        "1 for each gate's combined outcome of its latest checks, probes and sign-offs (order, freeze and observation window excluded)",
+        family,
     );
     Ok(())
 }

@@ -179,7 +179,7 @@ async fn statements(
 /// predicate, check expressions and queries), so its own statements are not mistaken for the
 /// app's. Shapes shorter than 16 characters (e.g. `balance*?`) are too generic: excluding them
 /// could hide a real reader, and a missed reader is worse than a false alarm.
-fn own_shapes(plan: &Plan) -> Vec<String> {
+pub fn own_shapes(plan: &Plan) -> Vec<String> {
     use crate::plan::CheckKind;
     let mut texts: Vec<&str> = Vec::new();
     if let Some(b) = &plan.spec.backfill {
@@ -241,7 +241,7 @@ pub fn shape(sql: &str) -> String {
 }
 
 /// True for the app's data statements (not DDL, not Cutover's own).
-fn is_app_statement(query: &str, own: &[String]) -> bool {
+pub fn is_app_statement(query: &str, own: &[String]) -> bool {
     let first = strip_comments(query)
         .split(|c: char| !c.is_alphanumeric())
         .find(|w| !w.is_empty())

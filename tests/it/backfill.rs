@@ -593,3 +593,82 @@ async fn run_refuses_until_the_backfill_phase_is_applied() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_blocked_by_a_row_lock_is_rolled_back_and_retried_smaller() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 3000).await;
+    // The app holds a row lock in the middle of the table for 1.5 s.
+    let app = db.client().await;
+    app.batch_execute("BEGIN; SELECT * FROM public.items WHERE id = 60 FOR UPDATE;")
+        .await
+        .unwrap();
+    let toml =
+        plan_toml("", "").replace("[roster]", "[settings]\nlock_timeout = \"100ms\"\n[roster]");
+    let plan = Plan::parse("t.toml", &toml).unwrap();
+    let (_stop, handle) = spawn_run(&db, &plan, RunOptions::default());
+    wait_for("a rolled-back chunk", 30, || async {
+        scalar_i64(
+            &client,
+            "SELECT COALESCE((SELECT chunk_retries FROM cutover.backfill), 0)",
+        )
+        .await
+            >= 2
+    })
+    .await;
+    let stuck = scalar_i64(
+        &client,
+        "SELECT count(*) FROM public.items WHERE id = 60 AND todo",
+    )
+    .await;
+    assert_eq!(stuck, 1, "the locked row cannot have been updated yet");
+    app.batch_execute("COMMIT").await.unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(60), handle)
+        .await
+        .expect("backfill did not finish")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Done);
+    assert_exactly_once(&client).await;
+    // The chunk that finally covered the locked row was smaller than the first chunk.
+    let limit_at_60 = scalar_i64(
+        &client,
+        "SELECT chunk_limit::bigint FROM cutover.backfill_chunks
+          WHERE COALESCE((lo->>0)::bigint, 0) < 60 AND (hi->>0)::bigint >= 60",
+    )
+    .await;
+    assert!(limit_at_60 < 50, "retried at {limit_at_60} rows");
+    let p = backfill::progress(&client, &plan).await.unwrap();
+    assert!(p.chunk_retries >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_transform_fails_naming_the_chunk_and_keeps_earlier_work() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 500).await;
+    let toml = plan_toml("", "").replace(r#"n = "n + 1""#, r#"n = "n + 1 / (id - 300)""#);
+    let plan = Plan::parse("t.toml", &toml).unwrap();
+    let (_stop, handle) = spawn_run(&db, &plan, RunOptions::default());
+    let err = tokio::time::timeout(Duration::from_secs(30), handle)
+        .await
+        .expect("the runner did not stop")
+        .unwrap()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("division by zero"), "{text}");
+    assert!(text.contains("\"public\".\"items\""), "{text}");
+    let (st, reason) = state(&client).await;
+    assert_eq!(st, "failed");
+    assert!(reason.contains("division by zero"), "{reason}");
+    let done = scalar_i64(&client, "SELECT count(*) FROM public.items WHERE NOT todo").await;
+    assert!(
+        done > 0 && done < 300,
+        "earlier chunks stay committed: {done}"
+    );
+    // `run` refuses a failed backfill until it is resumed.
+    let (_s, again) = spawn_run(&db, &plan, RunOptions::default());
+    assert!(matches!(
+        again.await.unwrap(),
+        Err(BackfillError::Failed { .. })
+    ));
+}

@@ -439,6 +439,26 @@ async fn rollback_of_each_reversible_phase_restores_the_catalog() {
         }
         if phase == Phase::ReadSwitch {
             assert!(engine::get_flag(&c, flag).await.unwrap().unwrap().enabled);
+            // Another process holds the plan (say, an advance stuck on a lock): the rollback is
+            // refused, but the read switch flips OFF at once anyway.
+            let other = db.client().await;
+            let key = format!("cutover:{}", plan.id());
+            other
+                .query_one("SELECT pg_advisory_lock(hashtext($1))", &[&key])
+                .await
+                .unwrap();
+            let err = engine::rollback(&mut c, &plan, &actor, None, &RunOptions::default())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, EngineError::Refused(_)), "{err}");
+            assert!(
+                !engine::get_flag(&c, flag).await.unwrap().unwrap().enabled,
+                "the read switch must flip OFF even while the plan is busy"
+            );
+            other
+                .query_one("SELECT pg_advisory_unlock(hashtext($1))", &[&key])
+                .await
+                .unwrap();
         }
         let r = engine::rollback(&mut c, &plan, &actor, None, &RunOptions::default())
             .await
@@ -458,11 +478,12 @@ async fn rollback_of_each_reversible_phase_restores_the_catalog() {
                 "read switch rollback leaves the flag on"
             );
         }
-        // Re-apply (the same override still holds) and move on.
-        let again = engine::apply_phase(&mut c, &plan, &actor, phase, &RunOptions::default())
+        // The override was used by the apply: re-applying is blocked until a new one is given.
+        let err = engine::apply_phase(&mut c, &plan, &actor, phase, &RunOptions::default())
             .await
-            .unwrap();
-        assert!(again.changed);
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Blocked(_)), "{phase}: {err}");
+        force_apply(&mut c, &plan, &actor, phase).await;
     }
 
     // Several phases at once, in reverse order, back to the pristine catalog.
@@ -602,6 +623,18 @@ async fn lock_timeout_retries_name_the_blocker_and_succeed_once_released() {
         .unwrap()
         .get(0);
     assert!(has);
+    let audited: String = check
+        .query_one(
+            "SELECT details::text FROM cutover.audit_log WHERE action = 'phase.apply'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        audited.contains("lock-holder-test") && audited.contains("\"attempts\""),
+        "{audited}"
+    );
 }
 
 #[tokio::test]
@@ -989,14 +1022,30 @@ async fn an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
     let path = plan_variant(
         dir.path(),
         "cic.toml",
-        &[(
-            "apply = \"ALTER TABLE public.accounts ADD COLUMN balance_cents bigint;\"",
-            "apply = \"ALTER TABLE public.accounts ADD COLUMN balance_cents bigint; CREATE UNIQUE INDEX CONCURRENTLY accounts_owner_uq ON public.accounts (owner);\"",
-        )],
+        &[
+            (
+                "apply = \"ALTER TABLE public.accounts ADD COLUMN balance_cents bigint;\"",
+                "apply = \"ALTER TABLE public.accounts ADD COLUMN balance_cents bigint; CREATE UNIQUE INDEX CONCURRENTLY accounts_owner_uq ON public.accounts (owner);\"",
+            ),
+            (
+                "rollback = \"ALTER TABLE public.accounts DROP COLUMN balance_cents;\"",
+                "rollback = \"DROP INDEX CONCURRENTLY IF EXISTS public.accounts_owner_uq; ALTER TABLE public.accounts DROP COLUMN balance_cents;\"",
+            ),
+        ],
     );
     let plan = Plan::load(path).unwrap();
     let mut c = engine_client(&db.url).await;
     let actor = Actor::current(&c).await.unwrap();
+    let pristine = fingerprint(&c).await;
+    let r = engine::rehearse(&mut c, &plan, &actor).await.unwrap();
+    let expand = &r.phases[0];
+    assert_eq!(expand.not_rehearsable.len(), 2, "{expand:?}");
+    assert!(expand.not_rehearsable[0].contains("CREATE UNIQUE INDEX CONCURRENTLY"));
+    assert_eq!(
+        expand.restored, None,
+        "a partly rehearsed phase cannot claim its rollback restores the catalog"
+    );
+    assert_eq!(fingerprint(&c).await, pristine);
     engine::override_gate(
         &mut c,
         &plan,
@@ -1026,6 +1075,21 @@ async fn an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
         "the failed build should have left an INVALID index"
     );
 
+    // The partly applied phase (its ALTER committed) can be rolled back to the pristine catalog.
+    let r = engine::rollback(&mut c, &plan, &actor, None, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        r.rolled_back.iter().map(|p| p.phase).collect::<Vec<_>>(),
+        vec![Phase::Expand]
+    );
+    assert_eq!(fingerprint(&c).await, pristine);
+    assert!(
+        engine::advance(&mut c, &plan, &actor, &RunOptions::default())
+            .await
+            .is_err()
+    );
+
     // Fix the data; re-running resumes: the ALTER (done) is skipped, the index is rebuilt.
     c.batch_execute("DELETE FROM public.accounts WHERE id = (SELECT max(id) FROM public.accounts)")
         .await
@@ -1041,13 +1105,23 @@ async fn an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
         .get(0);
     assert!(valid);
     let progress: Vec<String> = c
-        .query("SELECT idx || ':' || state FROM cutover.statement_progress WHERE phase = 'expand' ORDER BY idx", &[])
+        .query("SELECT idx || ':' || state FROM cutover.statement_progress WHERE phase = 'expand' AND direction = 'apply' ORDER BY idx", &[])
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
     assert_eq!(progress, vec!["0:done", "1:done"]);
+    engine::rollback(
+        &mut c,
+        &plan,
+        &actor,
+        Some(Phase::Expand),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fingerprint(&c).await, pristine);
 }
 
 #[tokio::test]
@@ -1081,4 +1155,232 @@ async fn audit_tail_follow_prints_new_entries_as_they_are_appended() {
         "{next}"
     );
     child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_crash_mid_apply_leaves_the_phase_unapplied_and_advance_resumes() {
+    let db = demo_db().await;
+    let url = db.url.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_variant(
+        dir.path(),
+        "crash.toml",
+        &[
+            ("lock_timeout = \"2s\"", "lock_timeout = \"300ms\""),
+            ("ddl_max_attempts = 8", "ddl_max_attempts = 100"),
+        ],
+    );
+    let plan = plan.to_str().unwrap();
+    ok(&cutover(
+        url,
+        &[
+            "override",
+            plan,
+            "--gate",
+            "expand",
+            "--reason",
+            "test: crash",
+        ],
+    )
+    .await);
+    let c = db.client().await;
+    let before = fingerprint(&c).await;
+    let (blocker, _) = hold_lock(url).await;
+    let mut child = tokio::process::Command::new(common::cutover_bin())
+        .args(["advance", plan])
+        .env("DATABASE_URL", url)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Wait until it is applying and retrying its lock, then kill it (SIGKILL: no clean-up).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let state: String = c
+            .query_one(
+                "SELECT state FROM cutover.phases WHERE phase = 'expand'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if state == "applying" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "advance never started applying");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    child.kill().await.unwrap();
+    // Its backend notices the dead client at its next lock timeout and goes away.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cutover/advance'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed advance's backend lingers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fingerprint(&c).await,
+        before,
+        "a crash must not leave a half-applied phase"
+    );
+    let st = status_json(url, plan).await;
+    assert_eq!(st["phases"][0]["state"], "applying");
+    assert!(
+        st["phases"][0]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted"),
+        "{}",
+        st["phases"][0]
+    );
+
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    let o = cutover(url, &["advance", plan]).await;
+    assert!(ok(&o).contains("expand applied"), "{}", text(&o));
+    assert_ne!(fingerprint(&c).await, before);
+    let o = cutover(url, &["audit", "verify"]).await;
+    assert!(ok(&o).contains("intact"));
+}
+
+#[tokio::test]
+async fn a_check_run_before_the_previous_phase_does_not_count_and_a_freeze_blocks() {
+    let db = demo_db().await;
+    let url = db.url.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = std::fs::read_to_string(DEMO_PLAN).unwrap();
+    source = source.replacen(
+        "[gates.dual_write]\n",
+        "[gates.dual_write]\nchecks = [\"no-phantom-accounts\"]\n",
+        1,
+    );
+    source.push_str(
+        "\n[[checks]]\nname = \"no-phantom-accounts\"\nkind = \"invariant\"\nsql = \"SELECT count(*) FROM public.accounts WHERE id < 0\"\nexpect = 0\n",
+    );
+    let path = dir.path().join("stale.toml");
+    std::fs::write(&path, &source).unwrap();
+    let plan = path.to_str().unwrap();
+
+    // Run the check before expand is applied: it passes, but it is stale for dual_write's gate.
+    ok(&cutover(url, &["check", plan, "--name", "no-phantom-accounts"]).await);
+    ok(&cutover(
+        url,
+        &[
+            "override",
+            plan,
+            "--gate",
+            "expand",
+            "--reason",
+            "test: not under test",
+        ],
+    )
+    .await);
+    ok(&cutover(url, &["advance", plan, "--phase", "expand"]).await);
+    let st = status_json(url, plan).await;
+    let item = st["gate"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "check")
+        .unwrap()
+        .clone();
+    assert_eq!(item["outcome"], "inconclusive", "{item}");
+    assert!(
+        item["detail"].as_str().unwrap().starts_with("stale"),
+        "{item}"
+    );
+    ok(&cutover(url, &["check", plan, "--name", "no-phantom-accounts"]).await);
+    let st = status_json(url, plan).await;
+    let item = st["gate"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "check")
+        .unwrap()
+        .clone();
+    assert_eq!(item["outcome"], "pass", "{item}");
+
+    // A freeze in force blocks every phase, and an override does not lift the order rule.
+    let frozen = source.replacen(
+        "heavy_work = []",
+        "heavy_work = []\nfreeze = [{ from = \"2000-01-01T00:00:00Z\", to = \"2999-01-01T00:00:00Z\", reason = \"year-end close\" }]",
+        1,
+    );
+    let frozen_path = dir.path().join("frozen.toml");
+    std::fs::write(&frozen_path, frozen).unwrap();
+    let o = cutover(url, &["advance", frozen_path.to_str().unwrap()]).await;
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        text(&o).contains("freeze in force: ") && text(&o).contains("year-end close"),
+        "{}",
+        text(&o)
+    );
+    let o = cutover(url, &["advance", plan, "--phase", "backfill"]).await;
+    assert_eq!(code(&o), 3, "{}", text(&o));
+    assert!(
+        text(&o).contains("dual_write is not applied yet"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[tokio::test]
+async fn two_operators_advancing_at_once_apply_the_phase_once() {
+    let db = demo_db().await;
+    let url = db.url.as_str();
+    ok(&cutover(
+        url,
+        &[
+            "override",
+            DEMO_PLAN,
+            "--gate",
+            "expand",
+            "--reason",
+            "test: race",
+        ],
+    )
+    .await);
+    let (a, b) = tokio::join!(
+        cutover(url, &["advance", DEMO_PLAN, "--phase", "expand"]),
+        cutover(url, &["advance", DEMO_PLAN, "--phase", "expand"])
+    );
+    let outcomes = [(code(&a), text(&a)), (code(&b), text(&b))];
+    let applied = outcomes
+        .iter()
+        .filter(|(c, t)| *c == 0 && t.contains("expand applied"))
+        .count();
+    assert_eq!(applied, 1, "{outcomes:?}");
+    for (c, t) in &outcomes {
+        assert!(
+            (*c == 0
+                && (t.contains("expand applied")
+                    || t.contains("already applied")
+                    || t.contains("just applied by another session")))
+                || (*c == 3 && (t.contains("right now") || t.contains("changed meanwhile"))),
+            "{outcomes:?}"
+        );
+    }
+    let client = db.client().await;
+    let applies: i64 = client
+        .query_one(
+            "SELECT count(*) FROM cutover.audit_log WHERE action = 'phase.apply'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(applies, 1);
 }

@@ -286,6 +286,23 @@ async fn census_names_view_function_and_index_then_passes() {
     } else {
         assert!(text(&r).contains("query log not measured"), "{}", text(&r));
     }
+
+    // A connected session whose last statement read the column (no extension needed).
+    let app = db.client().await;
+    app.query(
+        "SELECT owner, balance FROM public.accounts WHERE id = $1",
+        &[&1i64],
+    )
+    .await
+    .unwrap();
+    let r = run(&client, &plan, ProbeKind::HiddenReaders, Phase::Contract).await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", text(&r));
+    assert!(
+        text(&r).contains("last ran")
+            && text(&r).contains("SELECT owner, balance FROM public.accounts"),
+        "{}",
+        text(&r)
+    );
 }
 
 async fn has_pg_stat_statements(client: &Client) -> bool {
@@ -549,6 +566,8 @@ async fn metrics_scrape_serves_backfill_series_and_flips_observability() {
         "cutover_backfill_chunk_duration_seconds_sum{plan=\"accounts-balance-cents\"} 0.84",
         "cutover_phase_state{plan=\"accounts-balance-cents\",phase=\"expand\",state=\"pending\"} 1.0",
         "cutover_database_up{plan=\"accounts-balance-cents\"} 1.0",
+        // Nothing signed yet: every gate that needs a sign-off fails.
+        "cutover_gate_evidence_outcome{plan=\"accounts-balance-cents\",gate=\"expand\",outcome=\"fail\"} 1.0",
     ] {
         assert!(body.contains(series), "{series} missing:\n{body}");
     }
