@@ -174,6 +174,10 @@ pub(crate) struct Ctx<'a> {
 
 /// Runs the plan's checks (or only the one named `filter`), stores each result in
 /// `cutover.check_results` and returns them in plan order.
+///
+/// Uses `client`'s session: each check sets its `statement_timeout` there and restores the
+/// previous value afterwards, so give it a connection nothing else uses meanwhile. Errors only
+/// when the run itself cannot proceed (unknown check name, results cannot be stored).
 pub async fn run(
     client: &Client,
     plan: &Plan,

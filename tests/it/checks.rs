@@ -807,3 +807,55 @@ expression = "id"
     assert!(r.summary.contains("heavy-work"), "{}", r.summary);
     assert_eq!(run(&client, &p, "same").await.outcome, Outcome::Pass);
 }
+
+#[tokio::test]
+async fn composite_keys_work_for_the_exact_diff_and_expression_parity() {
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE TABLE c1 (region text, n int, v int, w int, PRIMARY KEY (region, n));
+         INSERT INTO c1 SELECT r, g, g, g FROM unnest(ARRAY['eu', 'us', 'ap']) r, generate_series(1, 3000) g;
+         CREATE TABLE c2 AS SELECT * FROM c1; ALTER TABLE c2 ADD PRIMARY KEY (region, n);
+         UPDATE c2 SET v = 0 WHERE region = 'us' AND n = 1234;
+         DELETE FROM c2 WHERE region = 'ap' AND n = 7;
+         UPDATE c1 SET w = NULL WHERE region = 'eu' AND n = 2999;",
+    )
+    .await;
+    let client = connect(&db).await;
+    let p = plan(
+        r#"
+[[checks]]
+name = "diff"
+kind = "full_diff"
+source = "c1"
+target = "c2"
+key = ["region", "n"]
+columns = ["v"]
+[[checks]]
+name = "w"
+kind = "expression_parity"
+table = "c1"
+key = ["region", "n"]
+column = "w"
+expression = "v"
+"#,
+    );
+    let options = checks::RunOptions {
+        chunk_time: std::time::Duration::from_millis(5),
+        ..Default::default()
+    };
+    let r = checks::run_with(&client, &p, Some("diff"), &options)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+    assert_eq!(r.details["missing"], serde_json::json!(["(ap,7)"]));
+    assert_eq!(r.details["changed"][0]["key"], "(us,1234)");
+    assert_eq!(r.details["extra_count"], 0);
+    let r = checks::run_with(&client, &p, Some("w"), &options)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.summary);
+    assert_eq!(r.details["samples"][0]["key"], "(eu,2999)");
+    assert_eq!(r.rows_scanned, 9000);
+}
