@@ -97,6 +97,20 @@ pub async fn apply_phase(
     }
     let gate = evaluate_gate(client, plan, &st, phase).await?;
     if !gate.passed {
+        // Another operator may have applied it meanwhile (and used the override).
+        let now = state::load(client, plan.id()).await?;
+        if now.phase(phase).state == PhaseState::Applied {
+            return Ok(Applied {
+                phase: Some(phase),
+                changed: false,
+                message: format!("{phase} was just applied by another session; nothing changed"),
+                audit_seq: None,
+                attempts: 0,
+                blockers: Vec::new(),
+                duration_ms: 0,
+                gate: None,
+            });
+        }
         return Err(EngineError::Blocked(Box::new(gate)));
     }
     let lock = PlanLock::acquire(client, plan.id()).await?;
