@@ -199,6 +199,19 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
     )
     .await;
 
+    // The monitoring connection dies: the TUI says so and reconnects by itself.
+    let admin = db.client().await;
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name = 'cutover/tui' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap();
+    tmux.wait_for(&["lost the database"], long);
+    tmux.wait_for(&["● live"], long);
+
     // Space: pause the backfill; the header of its pane follows the database.
     tmux.send(&["Space"]);
     wait_db(&db, "SELECT state FROM cutover.backfill", "paused", long).await;
