@@ -51,7 +51,7 @@ pub fn init_logging() {
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
         // `audit` events of this process are left out: the worker logs every audit entry of
-        // every process from the database (target `audit_log`), once.
+        // every process from the database (target `trail`), once.
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn,audit=warn")
         });

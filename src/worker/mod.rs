@@ -297,7 +297,7 @@ impl State {
         if let Some(seen) = self.last_audit_seq {
             for a in snap.audit.iter().rev().filter(|a| a.seq > seen) {
                 tracing::info!(
-                    target: "audit_log",
+                    target: "trail",
                     "#{} {} {}{}",
                     a.seq,
                     a.login,
