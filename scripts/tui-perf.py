@@ -14,7 +14,7 @@ import time
 import urllib.parse
 
 BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/release/cutover")
-ACCOUNTS = int(sys.argv[2]) if len(sys.argv) > 2 else 3_000_000
+ACCOUNTS = int(sys.argv[2]) if len(sys.argv) > 2 else 2_000_000
 PLAN = os.path.abspath("plans/accounts-balance-cents.toml")
 SERVER = os.environ["DATABASE_URL"]
 DB = f"cutover_perf_{os.getpid()}"
@@ -89,7 +89,10 @@ def run():
     wait_for("perf-a", "● live")
     b = start("perf-b", f"{BIN} tui --read-only {PLAN}")
     wait_for("perf-b", "● live")
-    # Drive the migration to the backfill from the CLI (the same commands an operator has).
+    # Cap the backfill so it outlasts the measurement, then drive the migration to the backfill
+    # from the CLI (the same commands an operator has).
+    subprocess.run([BIN, "--database-url", URL, "backfill", "tune", PLAN, "--max-rows-per-second", "20000"],
+                   check=True, capture_output=True)
     for gate, roles in (("expand", ["lead"]), ("dual_write", ["app_owner"]), ("backfill", ["data_owner"])):
         for role in roles:
             subprocess.run([BIN, "--database-url", URL, "signoff", PLAN, "--gate", gate, "--role", role],

@@ -25,19 +25,20 @@ use super::chunk::{Range, Shape, Walker};
 use super::keys::{column_sql, relation_sql, types_of, Bound, Key};
 use super::pace::Pacer;
 use super::{CheckError, Ctx, RunOptions, Verdict, MAX_LISTED};
+use crate::db::{DbConfig, SessionSettings};
 use crate::plan::CheckKind;
 use crate::Outcome;
 
 /// A differing range is split into at most this many sub-ranges.
-pub const FANOUT: i64 = 16;
+pub const FANOUT: i64 = 8;
 /// A differing range with at most this many rows per side is fetched and compared row by row.
-pub const LEAF_ROWS: i64 = 256;
+pub const LEAF_ROWS: i64 = 2_048;
 /// Largest first-pass chunk, in rows: bounds the re-scan a single difference costs.
 const MAX_CHUNK_ROWS: u32 = 10_000;
 /// Bisection depth limit (a key repeated more than `LEAF_ROWS` times cannot be split).
 const MAX_DEPTH: u32 = 8;
 /// First-pass chunks sent to the server at once.
-const WINDOW: usize = 4;
+const WINDOW: usize = 16;
 /// Hash seed of row hashes.
 const SEED: i64 = 0x6375_746f;
 
@@ -143,7 +144,14 @@ impl DiffReport {
 pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     let spec = DiffSpec::from_kind(&ctx.spec.kind)
         .ok_or_else(|| CheckError::Invalid("not a full_diff check".into()))?;
-    let report = diff(ctx.client, &spec, &mut ctx.pacer, ctx.chunk_time).await?;
+    let report = diff(
+        ctx.client,
+        ctx.second_connection,
+        &spec,
+        &mut ctx.pacer,
+        ctx.chunk_time,
+    )
+    .await?;
     Ok(verdict(&spec, &report))
 }
 
@@ -155,11 +163,20 @@ pub async fn compare(
     options: &RunOptions,
 ) -> Result<DiffReport, CheckError> {
     let mut pacer = Pacer::unthrottled(options);
-    diff(client, spec, &mut pacer, options.chunk_time).await
+    diff(
+        client,
+        options.second_connection.as_ref(),
+        spec,
+        &mut pacer,
+        options.chunk_time,
+    )
+    .await
 }
 
 /// One side of the comparison, as SQL.
-pub(crate) struct Side {
+pub(crate) struct Side<'c> {
+    /// The connection this side's statements run on (prepared there).
+    pub client: &'c Client,
     pub rel: String,
     pub key: Key,
     /// Row hash over key and columns (cast to the source's types).
@@ -185,7 +202,11 @@ pub(crate) struct RowData {
     col_texts: Vec<Option<String>>,
 }
 
-pub(crate) async fn sides(client: &Client, spec: &DiffSpec) -> Result<(Side, Side), CheckError> {
+pub(crate) async fn sides<'c>(
+    sclient: &'c Client,
+    tclient: &'c Client,
+    spec: &DiffSpec,
+) -> Result<(Side<'c>, Side<'c>), CheckError> {
     if spec.key.is_empty() || spec.columns.is_empty() {
         return Err(CheckError::Invalid(
             "full_diff needs `key` and `columns`".into(),
@@ -207,12 +228,12 @@ pub(crate) async fn sides(client: &Client, spec: &DiffSpec) -> Result<(Side, Sid
         ));
     }
     let (srel, trel) = (relation_sql(&spec.source), relation_sql(&spec.target));
-    let skey = Key::resolve(client, &srel, &spec.key).await?;
-    let tkey = Key::resolve(client, &trel, tkey_cols).await?;
+    let skey = Key::resolve(sclient, &srel, &spec.key).await?;
+    let tkey = Key::resolve(tclient, &trel, tkey_cols).await?;
     let scols: Vec<String> = spec.columns.iter().map(|c| column_sql(c)).collect();
     let tcols: Vec<String> = tcols.iter().map(|c| column_sql(c)).collect();
-    let stypes = types_of(client, &srel, &scols).await?;
-    let ttypes = types_of(client, &trel, &tcols).await?;
+    let stypes = types_of(sclient, &srel, &scols).await?;
+    let ttypes = types_of(tclient, &trel, &tcols).await?;
     let cast = |exprs: &[String], types: &[String], to: &[String]| -> Vec<String> {
         exprs
             .iter()
@@ -230,25 +251,27 @@ pub(crate) async fn sides(client: &Client, spec: &DiffSpec) -> Result<(Side, Sid
     let t_key_h = cast(&tkey.exprs, &tkey.types, &skey.types);
     let s_cols_h = cast(&scols, &stypes, &stypes);
     let t_cols_h = cast(&tcols, &ttypes, &stypes);
-    let side = |rel: String, key: Key, key_h: Vec<String>, cols_h: Vec<String>| {
-        let all: Vec<String> = key_h.iter().chain(&cols_h).cloned().collect();
-        Side {
-            rel,
-            key,
-            hash: format!("hash_record_extended(ROW({}), {SEED})", all.join(", ")),
-            col_hashes: cols_h
-                .iter()
-                .map(|c| format!("hash_record_extended(ROW({c}), {SEED})"))
-                .collect(),
-            col_texts: cols_h.iter().map(|c| format!("({c})::text")).collect(),
-            labels: spec.columns.clone(),
-            agg_stmts: HashMap::new(),
-        }
-    };
-    let mut src = side(srel, skey, s_key_h, s_cols_h);
-    let mut tgt = side(trel, tkey, t_key_h, t_cols_h);
-    src.prepare(client).await?;
-    tgt.prepare(client).await?;
+    let side =
+        |client: &'c Client, rel: String, key: Key, key_h: Vec<String>, cols_h: Vec<String>| {
+            let all: Vec<String> = key_h.iter().chain(&cols_h).cloned().collect();
+            Side {
+                client,
+                rel,
+                key,
+                hash: format!("hash_record_extended(ROW({}), {SEED})", all.join(", ")),
+                col_hashes: cols_h
+                    .iter()
+                    .map(|c| format!("hash_record_extended(ROW({c}), {SEED})"))
+                    .collect(),
+                col_texts: cols_h.iter().map(|c| format!("({c})::text")).collect(),
+                labels: spec.columns.clone(),
+                agg_stmts: HashMap::new(),
+            }
+        };
+    let mut src = side(sclient, srel, skey, s_key_h, s_cols_h);
+    let mut tgt = side(tclient, trel, tkey, t_key_h, t_cols_h);
+    src.prepare().await?;
+    tgt.prepare().await?;
     Ok((src, tgt))
 }
 
@@ -264,8 +287,8 @@ fn hashable(expr: &str, ty: &str) -> String {
     }
 }
 
-impl Side {
-    async fn prepare(&mut self, client: &Client) -> Result<(), CheckError> {
+impl Side<'_> {
+    async fn prepare(&mut self) -> Result<(), CheckError> {
         for shape in Shape::ALL {
             let sql = format!(
                 "SELECT count(*)::int8, coalesce(sum({}), 0)::text FROM {} WHERE {}",
@@ -273,13 +296,13 @@ impl Side {
                 self.rel,
                 shape.predicate(&self.key)
             );
-            let stmt = client.prepare(&sql).await.map_err(|e| self.error(e))?;
+            let stmt = self.client.prepare(&sql).await.map_err(|e| self.error(e))?;
             self.agg_stmts.insert(shape, stmt);
         }
         Ok(())
     }
 
-    async fn agg(&self, client: &Client, range: &Range) -> Result<Agg, CheckError> {
+    async fn agg(&self, range: &Range) -> Result<Agg, CheckError> {
         let stmt = self
             .agg_stmts
             .get(&range.shape())
@@ -287,7 +310,8 @@ impl Side {
         let values = range.params();
         let params: Vec<&(dyn ToSql + Sync)> =
             values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let row = client
+        let row = self
+            .client
             .query_one(stmt, &params)
             .await
             .map_err(|e| self.error(e))?;
@@ -298,12 +322,7 @@ impl Side {
     }
 
     /// Up to `FANOUT - 1` key values splitting `range` into parts of about `step` rows.
-    async fn split_points(
-        &self,
-        client: &Client,
-        range: &Range,
-        step: i64,
-    ) -> Result<Vec<Bound>, CheckError> {
+    async fn split_points(&self, range: &Range, step: i64) -> Result<Vec<Bound>, CheckError> {
         if let Some(points) = self.arithmetic_split(range) {
             return Ok(points);
         }
@@ -326,7 +345,11 @@ impl Side {
             pred = range.predicate(&self.key),
             limit = FANOUT - 1,
         );
-        let rows = client.query(&sql, &[]).await.map_err(|e| self.error(e))?;
+        let rows = self
+            .client
+            .query(&sql, &[])
+            .await
+            .map_err(|e| self.error(e))?;
         Ok(rows
             .iter()
             .map(|r| (0..names.len()).map(|i| r.get::<_, String>(i)).collect())
@@ -352,26 +375,36 @@ impl Side {
     }
 
     /// Canonical key text, row hash and key bound of the rows in `range`.
-    async fn light_rows(
-        &self,
-        client: &Client,
-        range: &Range,
-    ) -> Result<Vec<(String, i64, Bound)>, CheckError> {
+    async fn light_rows(&self, range: &Range) -> Result<Vec<(String, i64, Bound)>, CheckError> {
         let width = self.key.exprs.len();
+        // A single-column key's canonical text is its bound; composite keys read both.
+        let bound_texts = if width == 1 {
+            String::new()
+        } else {
+            format!(", {}", self.key.select_texts())
+        };
         let sql = format!(
-            "SELECT {}, {}, {} FROM {} WHERE {}",
+            "SELECT {}, {}{bound_texts} FROM {} WHERE {}",
             self.key.text(),
             self.hash,
-            self.key.select_texts(),
             self.rel,
             range.predicate(&self.key)
         );
-        let rows = client.query(&sql, &[]).await.map_err(|e| self.error(e))?;
+        let rows = self
+            .client
+            .query(&sql, &[])
+            .await
+            .map_err(|e| self.error(e))?;
         Ok(rows
             .iter()
             .map(|r| {
-                let bound = (0..width).map(|i| r.get::<_, String>(2 + i)).collect();
-                (r.get(0), r.get(1), bound)
+                let key: String = r.get(0);
+                let bound = if width == 1 {
+                    vec![key.clone()]
+                } else {
+                    (0..width).map(|i| r.get::<_, String>(2 + i)).collect()
+                };
+                (key, r.get(1), bound)
             })
             .collect())
     }
@@ -379,7 +412,6 @@ impl Side {
     /// The full rows (hashes and texts) of the given keys, by canonical key text.
     pub async fn rows_for_keys(
         &self,
-        client: &Client,
         keys: &[Bound],
     ) -> Result<HashMap<String, RowData>, CheckError> {
         if keys.is_empty() {
@@ -394,7 +426,7 @@ impl Side {
                 self.key.exprs[0],
                 self.key.types[0]
             );
-            client.query(&sql, &[&values]).await
+            self.client.query(&sql, &[&values]).await
         } else {
             let list: Vec<String> = keys.iter().map(|b| self.key.literal(b)).collect();
             let sql = format!(
@@ -404,7 +436,7 @@ impl Side {
                 self.key.tuple(),
                 list.join(", ")
             );
-            client.query(&sql, &[]).await
+            self.client.query(&sql, &[]).await
         }
         .map_err(|e| self.error(e))?;
         Ok(rows.iter().map(|r| self.row_data(r)).collect())
@@ -435,7 +467,7 @@ impl Side {
         (key, data)
     }
 
-    async fn null_keys(&self, client: &Client) -> Result<i64, CheckError> {
+    async fn null_keys(&self) -> Result<i64, CheckError> {
         let cond: Vec<String> = self
             .key
             .exprs
@@ -447,7 +479,8 @@ impl Side {
             self.rel,
             cond.join(" OR ")
         );
-        Ok(client
+        Ok(self
+            .client
             .query_one(&sql, &[])
             .await
             .map_err(|e| self.error(e))?
@@ -465,18 +498,19 @@ impl Side {
 
 async fn diff(
     client: &Client,
+    second_connection: Option<&DbConfig>,
     spec: &DiffSpec,
     pacer: &mut Pacer<'_>,
     chunk_time: std::time::Duration,
 ) -> Result<DiffReport, CheckError> {
     pacer.check()?;
-    let (src, tgt) = sides(client, spec).await?;
+    let second = match second_connection {
+        Some(cfg) => Some(open_second(client, cfg).await?),
+        None => None,
+    };
+    let (src, tgt) = sides(client, second.as_ref().unwrap_or(client), spec).await?;
     let mut report = DiffReport::default();
-    let max_rows = std::env::var("CUTOVER_DIFF_CHUNK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(MAX_CHUNK_ROWS);
-    let mut walker = Walker::start(client, &src.rel, &src.key, chunk_time, max_rows).await?;
+    let mut walker = Walker::start(client, &src.rel, &src.key, chunk_time, MAX_CHUNK_ROWS).await?;
     let mut done = false;
     while !done {
         // A window of chunks is sent at once (pipelined on the connection), so the server never
@@ -496,9 +530,11 @@ async fn diff(
         }
         let clock = Instant::now();
         let (src, tgt) = (&src, &tgt);
-        let aggs = try_join_all(ranges.iter().map(|range| async move {
-            tokio::try_join!(src.agg(client, range), tgt.agg(client, range))
-        }))
+        let aggs = try_join_all(
+            ranges
+                .iter()
+                .map(|range| async move { tokio::try_join!(src.agg(range), tgt.agg(range)) }),
+        )
         .await?;
         let elapsed = clock.elapsed();
         let rows: i64 = aggs.iter().map(|(a, b)| a.rows.max(b.rows)).sum();
@@ -509,22 +545,39 @@ async fn diff(
             report.target_rows += b.rows;
             if a != b {
                 let t = Instant::now();
-                narrow(client, src, tgt, range, a, b, &mut report).await?;
+                narrow(src, tgt, range, a, b, &mut report).await?;
                 report.bisect_ms += t.elapsed().as_secs_f64() * 1000.0;
             }
         }
         pacer.after_chunk(client, elapsed).await?;
     }
-    let (sn, tn) = tokio::try_join!(src.null_keys(client), tgt.null_keys(client))?;
+    let (sn, tn) = tokio::try_join!(src.null_keys(), tgt.null_keys())?;
     report.null_keys = (sn, tn);
     Ok(report)
 }
 
+/// A second connection for the target side, with the same statement timeout as `client`.
+async fn open_second(client: &Client, cfg: &DbConfig) -> Result<Client, CheckError> {
+    let timeout: String = client
+        .query_one("SHOW statement_timeout", &[])
+        .await?
+        .get(0);
+    let second = crate::db::connect(cfg, &SessionSettings::new("check-diff-target"))
+        .await
+        .map_err(|e| CheckError::Db(e.to_string()))?;
+    second
+        .batch_execute(&format!(
+            "SET statement_timeout = {}",
+            crate::db::quote_literal(&timeout)
+        ))
+        .await?;
+    Ok(second)
+}
+
 /// Bisects a differing range down to rows and records the differences.
 async fn narrow(
-    client: &Client,
-    src: &Side,
-    tgt: &Side,
+    src: &Side<'_>,
+    tgt: &Side<'_>,
     range: Range,
     a: Agg,
     b: Agg,
@@ -535,12 +588,12 @@ async fn narrow(
         report.ranges_differing += 1;
         let rows = a.rows.max(b.rows);
         if rows <= LEAF_ROWS || depth >= MAX_DEPTH {
-            compare_rows(client, src, tgt, &range, report).await?;
+            compare_rows(src, tgt, &range, report).await?;
             continue;
         }
         let step = (rows + FANOUT - 1) / FANOUT;
         let bigger = if a.rows >= b.rows { src } else { tgt };
-        let points = bigger.split_points(client, &range, step).await?;
+        let points = bigger.split_points(&range, step).await?;
         let mut parts = Vec::with_capacity(points.len() + 1);
         let mut lo = range.lo.clone();
         for p in points {
@@ -557,7 +610,7 @@ async fn narrow(
         let aggs = try_join_all(
             parts
                 .iter()
-                .map(|r| async move { tokio::try_join!(src.agg(client, r), tgt.agg(client, r)) }),
+                .map(|r| async move { tokio::try_join!(src.agg(r), tgt.agg(r)) }),
         )
         .await?;
         for (part, (pa, pb)) in parts.into_iter().zip(aggs) {
@@ -570,15 +623,13 @@ async fn narrow(
 }
 
 async fn compare_rows(
-    client: &Client,
-    src: &Side,
-    tgt: &Side,
+    src: &Side<'_>,
+    tgt: &Side<'_>,
     range: &Range,
     report: &mut DiffReport,
 ) -> Result<(), CheckError> {
     // Keys and row hashes first; full rows only for keys on both sides whose hashes differ.
-    let (srows, trows) =
-        tokio::try_join!(src.light_rows(client, range), tgt.light_rows(client, range))?;
+    let (srows, trows) = tokio::try_join!(src.light_rows(range), tgt.light_rows(range))?;
     report.rows_fetched += (srows.len() + trows.len()) as i64;
     let mut source: HashMap<String, (i64, Bound)> = HashMap::with_capacity(srows.len());
     for (key, hash, bound) in srows {
@@ -608,10 +659,8 @@ async fn compare_rows(
     if suspects.is_empty() {
         return Ok(());
     }
-    let (full_s, full_t) = tokio::try_join!(
-        src.rows_for_keys(client, &suspects),
-        tgt.rows_for_keys(client, &suspects)
-    )?;
+    let (full_s, full_t) =
+        tokio::try_join!(src.rows_for_keys(&suspects), tgt.rows_for_keys(&suspects))?;
     let mut keys: Vec<&String> = full_s.keys().collect();
     keys.sort();
     for key in keys {
@@ -623,7 +672,12 @@ async fn compare_rows(
 }
 
 /// How the rows of one key differ, if they do.
-pub(crate) fn row_change(src: &Side, key: String, s: &RowData, t: &RowData) -> Option<ChangedRow> {
+pub(crate) fn row_change(
+    src: &Side<'_>,
+    key: String,
+    s: &RowData,
+    t: &RowData,
+) -> Option<ChangedRow> {
     if s.hash == t.hash && s.col_hashes == t.col_hashes {
         return None;
     }

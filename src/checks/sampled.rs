@@ -40,7 +40,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
         columns: columns.clone(),
         target_columns: target_columns.clone(),
     };
-    let (src, tgt) = sides(ctx.client, &spec).await?;
+    let (src, tgt) = sides(ctx.client, ctx.client, &spec).await?;
     let n = i64::from(*sample_size).max(1);
     let sample = sample(ctx, &src, n, *seed).await?;
     if sample.is_empty() {
@@ -56,7 +56,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     for batch in sample.chunks(LOOKUP_BATCH) {
         let clock = std::time::Instant::now();
         let bounds: Vec<Bound> = batch.iter().map(|(b, _)| b.clone()).collect();
-        let found = tgt.rows_for_keys(ctx.client, &bounds).await?;
+        let found = tgt.rows_for_keys(&bounds).await?;
         for (_, (key_text, s)) in batch {
             match found.get(key_text) {
                 None => missing.push(key_text.clone()),
@@ -102,7 +102,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
 /// The sampled source rows with their key bounds.
 async fn sample(
     ctx: &Ctx<'_>,
-    src: &Side,
+    src: &Side<'_>,
     n: i64,
     seed: u64,
 ) -> Result<Vec<(Bound, (String, RowData))>, CheckError> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::{exit, Context};
-use crate::checks::{self, Cancel, CheckRecord};
+use crate::checks::{self, Cancel, CheckRecord, RunOptions};
 use crate::plan::Plan;
 use crate::Outcome;
 
@@ -91,7 +91,12 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             on_interrupt.cancel();
         }
     });
-    let records = checks::run(&client, &plan, name.as_deref(), &cancel).await?;
+    let options = RunOptions {
+        cancel,
+        second_connection: Some(ctx.db_config()?),
+        ..RunOptions::default()
+    };
+    let records = checks::run_with(&client, &plan, name.as_deref(), &options).await?;
     print(&records, json)?;
     let all = Outcome::all(records.iter().map(|r| r.outcome));
     Ok(ExitCode::from(if all == Outcome::Pass {

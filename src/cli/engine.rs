@@ -215,6 +215,10 @@ fn engine_failure(e: EngineError) -> anyhow::Result<ExitCode> {
             eprintln!("{e}");
             Ok(ExitCode::from(exit::REFUSED))
         }
+        EngineError::Hook { .. } => {
+            eprintln!("blocked: {e} — nothing was applied");
+            Ok(ExitCode::from(exit::BLOCKED))
+        }
         _ => Err(e.into()),
     }
 }

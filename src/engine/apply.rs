@@ -97,6 +97,20 @@ pub async fn apply_phase(
     }
     let gate = evaluate_gate(client, plan, &st, phase).await?;
     if !gate.passed {
+        // Another operator may have applied it meanwhile (and used the override).
+        let now = state::load(client, plan.id()).await?;
+        if now.phase(phase).state == PhaseState::Applied {
+            return Ok(Applied {
+                phase: Some(phase),
+                changed: false,
+                message: format!("{phase} was just applied by another session; nothing changed"),
+                audit_seq: None,
+                attempts: 0,
+                blockers: Vec::new(),
+                duration_ms: 0,
+                gate: None,
+            });
+        }
         return Err(EngineError::Blocked(Box::new(gate)));
     }
     let lock = PlanLock::acquire(client, plan.id()).await?;
@@ -200,6 +214,27 @@ pub(crate) async fn start(
 ) -> Result<bool, EngineError> {
     let tx = client.transaction().await?;
     let from = state::lock_phase(&tx, plan.id(), phase).await?;
+    // Re-check under the row lock: another operator may have acted since the gate was read.
+    let startable = match direction {
+        Direction::Apply => !matches!(from, PhaseState::Applied | PhaseState::RollingBack),
+        Direction::Rollback => matches!(
+            from,
+            PhaseState::Applied | PhaseState::RollingBack | PhaseState::Failed
+        ),
+    };
+    if !startable {
+        return Err(EngineError::Refused(format!(
+            "{phase} changed meanwhile: it is now {from}; look at `cutover status` and try again"
+        )));
+    }
+    if let (Direction::Apply, Some(prev)) = (direction, phase.prev()) {
+        let prev_state = state::lock_phase(&tx, plan.id(), prev).await?;
+        if prev_state != PhaseState::Applied {
+            return Err(EngineError::Refused(format!(
+                "{prev} changed meanwhile (it is now {prev_state}); {phase} needs it applied"
+            )));
+        }
+    }
     let (to, action, resume) = match direction {
         Direction::Apply => (
             PhaseState::Applying,
@@ -422,7 +457,7 @@ async fn run_tx(
                 }
             }
             let seq = match finish {
-                Some(c) => Some(complete(&tx, c).await?),
+                Some(c) => Some(complete(&tx, c, attempt, &runner.blockers).await?),
                 None => None,
             };
             tx.commit().await?;
@@ -547,8 +582,20 @@ async fn load_progress(
 }
 
 /// Records the end of the script: flag, backfill stop, state transition with audit.
-async fn complete(tx: &Transaction<'_>, c: &Completion<'_>) -> Result<i64, EngineError> {
+async fn complete(
+    tx: &Transaction<'_>,
+    c: &Completion<'_>,
+    attempt: u32,
+    blockers: &[Blocker],
+) -> Result<i64, EngineError> {
     let mut details = serde_json::Map::new();
+    if attempt > 1 {
+        details.insert("attempts".into(), json!(attempt));
+    }
+    if !blockers.is_empty() {
+        let seen: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
+        details.insert("blocked_by".into(), json!(seen));
+    }
     if let (Some(on), Some(rs)) = (c.flag, c.plan.spec.read_switch.as_ref()) {
         tx.execute(
             "INSERT INTO cutover.flags (name, enabled, plan_id, updated_by, updated_at)

@@ -297,6 +297,12 @@ async fn check_item(
     ))
 }
 
+/// SQL condition on `cutover.overrides o`: the override has not been used yet — it was given
+/// after the last time its phase was applied. An override lets one apply through; after a
+/// rollback, re-applying needs a new one.
+pub(crate) const UNCONSUMED: &str = "o.at > coalesce((SELECT max(h.at) FROM cutover.phase_history h
+      WHERE h.plan_id = o.plan_id AND h.phase = o.gate AND h.to_state = 'applied'), '-infinity')";
+
 async fn latest_override(
     client: &Client,
     plan: &Plan,
@@ -304,8 +310,11 @@ async fn latest_override(
 ) -> Result<Option<OverrideInfo>, EngineError> {
     let row = client
         .query_opt(
-            "SELECT login, reason, at FROM cutover.overrides
-              WHERE plan_id = $1 AND gate = $2 AND plan_sha256 = $3 ORDER BY id DESC LIMIT 1",
+            &format!(
+                "SELECT login, reason, at FROM cutover.overrides o
+                  WHERE plan_id = $1 AND gate = $2 AND plan_sha256 = $3 AND {UNCONSUMED}
+                  ORDER BY id DESC LIMIT 1"
+            ),
             &[&plan.id(), &phase.as_str(), &plan.sha256()],
         )
         .await?;

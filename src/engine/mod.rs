@@ -115,10 +115,10 @@ impl From<tokio_postgres::Error> for EngineError {
 }
 
 impl EngineError {
-    /// The CLI exit code: 2 blocked, 3 refused, 1 otherwise.
+    /// The CLI exit code: 2 blocked (gate or a failing before-phase hook), 3 refused, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            EngineError::Blocked(_) => crate::cli::exit::BLOCKED,
+            EngineError::Blocked(_) | EngineError::Hook { .. } => crate::cli::exit::BLOCKED,
             EngineError::Refused(_) => crate::cli::exit::REFUSED,
             _ => crate::cli::exit::ERROR,
         }

@@ -152,6 +152,10 @@ pub async fn rollback(
     if let Some(reason) = targets.iter().find_map(|p| irreversible_reason(plan, *p)) {
         return Err(EngineError::Refused(reason));
     }
+    if targets.contains(&Phase::ReadSwitch) {
+        // Reads go back at once, even if another process holds the plan's action lock.
+        flip_read_switch_off(client, plan, actor).await?;
+    }
     let lock = PlanLock::acquire(client, plan.id()).await?;
     let mut done = Vec::new();
     let mut failure = None;
@@ -185,9 +189,6 @@ async fn rollback_one(
     previous: PhaseState,
     opts: &RunOptions,
 ) -> Result<PhaseRolledBack, EngineError> {
-    if phase == Phase::ReadSwitch {
-        flip_read_switch_off(client, plan, actor).await?;
-    }
     let resume = start(client, plan, actor, phase, Direction::Rollback).await?;
     opts.emit(EngineEvent::Transition {
         phase,

@@ -178,7 +178,7 @@ pub enum OverrideOutcome {
         /// Audit entry.
         audit_seq: i64,
     },
-    /// The same override (gate, plan version, reason) exists: no-op.
+    /// The same override (gate, plan version, reason) exists and is not used yet: no-op.
     AlreadyOverridden {
         /// When it was recorded.
         at: DateTime<Utc>,
@@ -186,7 +186,8 @@ pub enum OverrideOutcome {
 }
 
 /// Break-glass: a lead lets `gate` through despite its blockers, with a written reason. Audited
-/// with the blockers at that moment, and shown as an override from then on.
+/// with the blockers at that moment, and shown as an override from then on. It lets one apply of
+/// the phase through (for this plan version); after a rollback, re-applying needs a new one.
 pub async fn override_gate(
     client: &mut Client,
     plan: &Plan,
@@ -216,8 +217,12 @@ pub async fn override_gate(
     let sha = plan.sha256();
     if let Some(r) = client
         .query_opt(
-            "SELECT at FROM cutover.overrides
-              WHERE plan_id = $1 AND gate = $2 AND plan_sha256 = $3 AND reason = $4",
+            &format!(
+                "SELECT at FROM cutover.overrides o
+                  WHERE plan_id = $1 AND gate = $2 AND plan_sha256 = $3 AND reason = $4
+                    AND {}",
+                super::gate::UNCONSUMED
+            ),
             &[&plan.id(), &gate.as_str(), &sha, &reason],
         )
         .await?

@@ -70,8 +70,10 @@ pub struct OverrideView {
     pub reason: String,
     /// When.
     pub at: DateTime<Utc>,
-    /// True when it was given for the current plan version (and so still counts).
+    /// True when it was given for the current plan version.
     pub current_plan: bool,
+    /// True when it still lets its gate through (current plan version, not used by an apply yet).
+    pub in_force: bool,
 }
 
 /// The fastest safe way back from where the migration stands.
@@ -206,8 +208,11 @@ pub async fn status(client: &mut Client, plan: &Plan) -> Result<Status, EngineEr
         .collect();
     let overrides = client
         .query(
-            "SELECT gate, login, reason, at, plan_sha256 FROM cutover.overrides
-              WHERE plan_id = $1 ORDER BY at",
+            &format!(
+                "SELECT gate, login, reason, at, plan_sha256, {} FROM cutover.overrides o
+                  WHERE plan_id = $1 ORDER BY at",
+                super::gate::UNCONSUMED
+            ),
             &[&plan.id()],
         )
         .await?
@@ -218,6 +223,7 @@ pub async fn status(client: &mut Client, plan: &Plan) -> Result<Status, EngineEr
             reason: r.get(2),
             at: r.get(3),
             current_plan: r.get::<_, String>(4) == sha,
+            in_force: r.get::<_, String>(4) == sha && r.get::<_, bool>(5),
         })
         .collect();
     let partial = partially_applied(client, &st).await?;

@@ -30,7 +30,7 @@ use theme::Theme;
 use view::{Focus, Overlay, ViewModel};
 
 /// Redraw at least this often (log lines, ages, status expiry).
-const TICK: Duration = Duration::from_millis(500);
+const TICK: Duration = Duration::from_secs(1);
 
 /// How `cutover tui` / `cutover demo` start the command center.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ pub fn init_logging() {
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
         // `audit` events of this process are left out: the worker logs every audit entry of
-        // every process from the database (target `audit_log`), once.
+        // every process from the database (target `trail`), once.
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn,audit=warn")
         });
@@ -61,8 +61,9 @@ pub fn init_logging() {
         .try_init()
         .is_ok();
     if installed {
-        // Only fails when the logger is already set up, which is fine.
-        let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);
+        // No `init_logger`: its mover thread wakes 100 times a second. The event loop moves
+        // new events into the pane's buffer before each redraw instead.
+        tui_logger::set_default_level(tui_logger::LevelFilter::Trace);
     }
 }
 
@@ -100,6 +101,7 @@ async fn event_loop(
     let mut int = signal(SignalKind::interrupt())?;
     tracing::info!(target: "tui", "command center started");
     let outcome = loop {
+        tui_logger::move_events();
         terminal.draw(|f| draw(f, &app.view(), &theme, LogSource::Live(&app.log_state)))?;
         tokio::select! {
             ev = keys.next() => match ev {

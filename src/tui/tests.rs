@@ -367,6 +367,15 @@ fn help_overlay() {
 }
 
 #[test]
+fn help_overlay_fits_80x24() {
+    let mut app = app_with(fresh());
+    app.on_key(key('?'), Instant::now());
+    let screen = screen(&app.view(), 80, 24);
+    assert!(screen.contains(":note TEXT"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
 fn disconnected_header_and_refused_keys() {
     let mut app = app_with(backfill_running());
     app.on_worker(WorkerEvent::Conn(ConnState::Retrying {

@@ -109,3 +109,31 @@ pub fn outcome_symbol(o: Outcome) -> &'static str {
         Outcome::Inconclusive => "?",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_color_turns_every_colour_off() {
+        std::env::set_var("NO_COLOR", "1");
+        let theme = Theme::from_env();
+        std::env::remove_var("NO_COLOR");
+        assert_eq!(theme, Theme::mono());
+        for style in [
+            theme.pass,
+            theme.fail,
+            theme.warn,
+            theme.accent,
+            theme.production,
+        ] {
+            assert_eq!(style.fg, None);
+            assert_eq!(style.bg, None);
+        }
+        assert_ne!(
+            Theme::dark().production.bg,
+            None,
+            "production is red when colour is on"
+        );
+    }
+}

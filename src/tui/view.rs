@@ -464,7 +464,12 @@ fn scorecard(plan: &Plan, s: &Snapshot) -> Vec<CategoryView> {
             })
             .collect();
     }
-    let pending = || vec![(Outcome::Inconclusive, "evaluating…".to_string())];
+    let waiting = if s.migration.is_some() {
+        "evaluating…"
+    } else {
+        "not registered yet (`cutover status PLAN` registers it)"
+    };
+    let pending = || vec![(Outcome::Inconclusive, waiting.to_string())];
     let quality: Vec<_> = plan
         .spec
         .checks

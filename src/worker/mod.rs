@@ -29,9 +29,9 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Polling fallback (also refreshes `pg_stat_activity`, which does not notify).
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Minimum gap between two snapshots when notifications arrive in bursts.
-const MIN_REFRESH_GAP: Duration = Duration::from_millis(150);
+const MIN_REFRESH_GAP: Duration = Duration::from_millis(250);
 /// The engine re-evaluates the gate and scorecard this often …
-const EVAL_EVERY: Duration = Duration::from_secs(15);
+const EVAL_EVERY: Duration = Duration::from_secs(30);
 /// … and after gate-relevant changes, at most this often.
 const EVAL_MIN_GAP: Duration = Duration::from_secs(1);
 /// How long quitting waits for an in-process backfill to reach its checkpoint.
@@ -297,7 +297,7 @@ impl State {
         if let Some(seen) = self.last_audit_seq {
             for a in snap.audit.iter().rev().filter(|a| a.seq > seen) {
                 tracing::info!(
-                    target: "audit_log",
+                    target: "trail",
                     "#{} {} {}{}",
                     a.seq,
                     a.login,

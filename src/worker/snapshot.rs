@@ -623,3 +623,85 @@ fn local_items(snap: &Snapshot, plan: &Plan, sha: &str, phase: Phase) -> Vec<Gat
     }
     items
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{GateEvaluation, GateItem as EngineItem, ItemKind};
+
+    fn plan() -> Plan {
+        Plan::parse(
+            "plans/accounts-balance-cents.toml",
+            include_str!("../../plans/accounts-balance-cents.toml"),
+        )
+        .unwrap()
+    }
+
+    fn applied(phase: Phase) -> PhaseRow {
+        PhaseRow {
+            phase,
+            state: "applied".into(),
+            started_at: None,
+            finished_at: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_signoff_made_elsewhere_passes_its_gate_item_before_the_engine_reevaluates() {
+        let plan = plan();
+        let sha = plan.sha256();
+        let item = |kind, name: &str, outcome| EngineItem {
+            kind,
+            name: name.into(),
+            outcome,
+            detail: "from the engine".into(),
+            evidence: vec![],
+        };
+        let mut snap = Snapshot {
+            phases: vec![applied(Phase::Expand)],
+            engine_gate: Some(GateEvaluation {
+                phase: Phase::DualWrite,
+                outcome: Outcome::Fail,
+                passed: false,
+                overridden: None,
+                items: vec![
+                    item(ItemKind::Probe, "compatibility", Outcome::Pass),
+                    item(ItemKind::Signoff, "app_owner", Outcome::Fail),
+                ],
+                blockers: vec!["sign-off app_owner".into()],
+            }),
+            ..Snapshot::default()
+        };
+        let gate = evaluate_gate(&snap, &plan, &sha).unwrap();
+        assert_eq!(gate.phase, Phase::DualWrite);
+        assert_eq!(gate.outcome, Outcome::Fail);
+        snap.signoffs.push(SignoffRow {
+            gate: "dual_write".into(),
+            role: "app_owner".into(),
+            login: "postgres".into(),
+            os_user: "dana".into(),
+            host: "ops-1".into(),
+            plan_sha256: sha.clone(),
+            signed_at: chrono::Utc::now(),
+        });
+        let gate = evaluate_gate(&snap, &plan, &sha).unwrap();
+        assert_eq!(gate.outcome, Outcome::Pass, "{:?}", gate.items);
+        // A sign-off of another plan version does not count.
+        snap.signoffs[0].plan_sha256 = "0".repeat(64);
+        assert_eq!(
+            evaluate_gate(&snap, &plan, &sha).unwrap().outcome,
+            Outcome::Fail
+        );
+    }
+
+    #[test]
+    fn without_an_engine_evaluation_probes_are_not_evaluated_yet() {
+        let plan = plan();
+        let gate = evaluate_gate(&Snapshot::default(), &plan, &plan.sha256()).unwrap();
+        assert_eq!(gate.phase, Phase::Expand);
+        let lint = gate.items.iter().find(|i| i.name == "lint").unwrap();
+        assert_eq!(lint.outcome, Outcome::Inconclusive);
+        assert_eq!(gate.outcome, Outcome::Fail, "the lead has not signed");
+    }
+}

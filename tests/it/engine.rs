@@ -439,6 +439,26 @@ async fn rollback_of_each_reversible_phase_restores_the_catalog() {
         }
         if phase == Phase::ReadSwitch {
             assert!(engine::get_flag(&c, flag).await.unwrap().unwrap().enabled);
+            // Another process holds the plan (say, an advance stuck on a lock): the rollback is
+            // refused, but the read switch flips OFF at once anyway.
+            let other = db.client().await;
+            let key = format!("cutover:{}", plan.id());
+            other
+                .query_one("SELECT pg_advisory_lock(hashtext($1))", &[&key])
+                .await
+                .unwrap();
+            let err = engine::rollback(&mut c, &plan, &actor, None, &RunOptions::default())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, EngineError::Refused(_)), "{err}");
+            assert!(
+                !engine::get_flag(&c, flag).await.unwrap().unwrap().enabled,
+                "the read switch must flip OFF even while the plan is busy"
+            );
+            other
+                .query_one("SELECT pg_advisory_unlock(hashtext($1))", &[&key])
+                .await
+                .unwrap();
         }
         let r = engine::rollback(&mut c, &plan, &actor, None, &RunOptions::default())
             .await
@@ -458,11 +478,12 @@ async fn rollback_of_each_reversible_phase_restores_the_catalog() {
                 "read switch rollback leaves the flag on"
             );
         }
-        // Re-apply (the same override still holds) and move on.
-        let again = engine::apply_phase(&mut c, &plan, &actor, phase, &RunOptions::default())
+        // The override was used by the apply: re-applying is blocked until a new one is given.
+        let err = engine::apply_phase(&mut c, &plan, &actor, phase, &RunOptions::default())
             .await
-            .unwrap();
-        assert!(again.changed);
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Blocked(_)), "{phase}: {err}");
+        force_apply(&mut c, &plan, &actor, phase).await;
     }
 
     // Several phases at once, in reverse order, back to the pristine catalog.
@@ -602,6 +623,18 @@ async fn lock_timeout_retries_name_the_blocker_and_succeed_once_released() {
         .unwrap()
         .get(0);
     assert!(has);
+    let audited: String = check
+        .query_one(
+            "SELECT details::text FROM cutover.audit_log WHERE action = 'phase.apply'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        audited.contains("lock-holder-test") && audited.contains("\"attempts\""),
+        "{audited}"
+    );
 }
 
 #[tokio::test]
@@ -1221,4 +1254,133 @@ async fn a_crash_mid_apply_leaves_the_phase_unapplied_and_advance_resumes() {
     assert_ne!(fingerprint(&c).await, before);
     let o = cutover(url, &["audit", "verify"]).await;
     assert!(ok(&o).contains("intact"));
+}
+
+#[tokio::test]
+async fn a_check_run_before_the_previous_phase_does_not_count_and_a_freeze_blocks() {
+    let db = demo_db().await;
+    let url = db.url.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = std::fs::read_to_string(DEMO_PLAN).unwrap();
+    source = source.replacen(
+        "[gates.dual_write]\n",
+        "[gates.dual_write]\nchecks = [\"no-phantom-accounts\"]\n",
+        1,
+    );
+    source.push_str(
+        "\n[[checks]]\nname = \"no-phantom-accounts\"\nkind = \"invariant\"\nsql = \"SELECT count(*) FROM public.accounts WHERE id < 0\"\nexpect = 0\n",
+    );
+    let path = dir.path().join("stale.toml");
+    std::fs::write(&path, &source).unwrap();
+    let plan = path.to_str().unwrap();
+
+    // Run the check before expand is applied: it passes, but it is stale for dual_write's gate.
+    ok(&cutover(url, &["check", plan, "--name", "no-phantom-accounts"]).await);
+    ok(&cutover(
+        url,
+        &[
+            "override",
+            plan,
+            "--gate",
+            "expand",
+            "--reason",
+            "test: not under test",
+        ],
+    )
+    .await);
+    ok(&cutover(url, &["advance", plan, "--phase", "expand"]).await);
+    let st = status_json(url, plan).await;
+    let item = st["gate"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "check")
+        .unwrap()
+        .clone();
+    assert_eq!(item["outcome"], "inconclusive", "{item}");
+    assert!(
+        item["detail"].as_str().unwrap().starts_with("stale"),
+        "{item}"
+    );
+    ok(&cutover(url, &["check", plan, "--name", "no-phantom-accounts"]).await);
+    let st = status_json(url, plan).await;
+    let item = st["gate"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "check")
+        .unwrap()
+        .clone();
+    assert_eq!(item["outcome"], "pass", "{item}");
+
+    // A freeze in force blocks every phase, and an override does not lift the order rule.
+    let frozen = source.replacen(
+        "heavy_work = []",
+        "heavy_work = []\nfreeze = [{ from = \"2000-01-01T00:00:00Z\", to = \"2999-01-01T00:00:00Z\", reason = \"year-end close\" }]",
+        1,
+    );
+    let frozen_path = dir.path().join("frozen.toml");
+    std::fs::write(&frozen_path, frozen).unwrap();
+    let o = cutover(url, &["advance", frozen_path.to_str().unwrap()]).await;
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        text(&o).contains("freeze in force: ") && text(&o).contains("year-end close"),
+        "{}",
+        text(&o)
+    );
+    let o = cutover(url, &["advance", plan, "--phase", "backfill"]).await;
+    assert_eq!(code(&o), 3, "{}", text(&o));
+    assert!(
+        text(&o).contains("dual_write is not applied yet"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[tokio::test]
+async fn two_operators_advancing_at_once_apply_the_phase_once() {
+    let db = demo_db().await;
+    let url = db.url.as_str();
+    ok(&cutover(
+        url,
+        &[
+            "override",
+            DEMO_PLAN,
+            "--gate",
+            "expand",
+            "--reason",
+            "test: race",
+        ],
+    )
+    .await);
+    let (a, b) = tokio::join!(
+        cutover(url, &["advance", DEMO_PLAN, "--phase", "expand"]),
+        cutover(url, &["advance", DEMO_PLAN, "--phase", "expand"])
+    );
+    let outcomes = [(code(&a), text(&a)), (code(&b), text(&b))];
+    let applied = outcomes
+        .iter()
+        .filter(|(c, t)| *c == 0 && t.contains("expand applied"))
+        .count();
+    assert_eq!(applied, 1, "{outcomes:?}");
+    for (c, t) in &outcomes {
+        assert!(
+            (*c == 0
+                && (t.contains("expand applied")
+                    || t.contains("already applied")
+                    || t.contains("just applied by another session")))
+                || (*c == 3 && (t.contains("right now") || t.contains("changed meanwhile"))),
+            "{outcomes:?}"
+        );
+    }
+    let client = db.client().await;
+    let applies: i64 = client
+        .query_one(
+            "SELECT count(*) FROM cutover.audit_log WHERE action = 'phase.apply'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(applies, 1);
 }

@@ -150,6 +150,9 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
     let tmux = Tmux::start(&cmd, 120, 40);
     let long = Duration::from_secs(15);
     tmux.wait_for(&["● live", "Backfill running", "Next read_switch"], long);
+    // A second terminal: a read-only viewer at 80×24.
+    let viewer = Tmux::start(&format!("{} --read-only", cmd), 80, 24);
+    viewer.wait_for(&["● live", "READ-ONLY", "Backfill running"], long);
 
     // s: sign off the read-switch gate for every role I hold that it needs.
     tmux.send(&["s"]);
@@ -161,6 +164,31 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
     )
     .await;
     tmux.wait_for(&["signed the read_switch gate"], long);
+    // The viewer sees the sign-off; its own keys are refused and change nothing.
+    // (At 80×24 the roster shares its slot with parity: Tab to it.)
+    viewer.send(&["Tab", "Tab", "Tab"]);
+    viewer.wait_for(&["Roster", "data_owner postgres  signed read_switc"], long);
+    viewer.send(&["Space"]);
+    viewer.wait_for(&["read-only mode"], long);
+    wait_db(&db, "SELECT state FROM cutover.backfill", "running", long).await;
+
+    // A CLI command in a third "terminal" shows up in the TUI's log (audit entry from the database).
+    let out = Command::new(cutover_bin())
+        .args([
+            "--database-url",
+            &db.url,
+            "note",
+            PLAN,
+            "cli-note-from-elsewhere",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_for(&["postgres note"], long);
 
     // The TUI runs the backfill itself (it holds the lease).
     wait_db(
@@ -171,10 +199,24 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
     )
     .await;
 
+    // The monitoring connection dies: the TUI says so and reconnects by itself.
+    let admin = db.client().await;
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name = 'cutover/tui' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap();
+    tmux.wait_for(&["lost the database"], long);
+    tmux.wait_for(&["● live"], long);
+
     // Space: pause the backfill; the header of its pane follows the database.
     tmux.send(&["Space"]);
     wait_db(&db, "SELECT state FROM cutover.backfill", "paused", long).await;
     tmux.wait_for(&["Backfill paused"], long);
+    viewer.wait_for(&["Backfill paused"], long);
 
     // R opens the red confirmation with the SQL; a stray key cancels it.
     tmux.send(&["R"]);

@@ -24,17 +24,19 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         Span::raw(" "),
         Span::styled(format!(" {} ", h.environment.to_uppercase()), env_style),
         Span::raw(" "),
-        Span::styled(h.plan_id.clone(), theme.accent),
-        Span::raw(" — "),
-        Span::raw(h.title.clone()),
     ];
     if h.read_only {
-        first.push(Span::raw(" "));
         first.push(Span::styled(
             " READ-ONLY ",
             theme.warn.add_modifier(Modifier::REVERSED),
         ));
+        first.push(Span::raw(" "));
     }
+    first.extend([
+        Span::styled(h.plan_id.clone(), theme.accent),
+        Span::raw(" — "),
+        Span::raw(h.title.clone()),
+    ]);
     let (conn_text, conn_style) = match &h.conn {
         None | Some(ConnState::Connecting { attempt: 0 | 1 }) => {
             ("◌ connecting…".to_string(), theme.warn)

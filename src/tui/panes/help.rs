@@ -53,11 +53,24 @@ pub fn render(frame: &mut Frame, area: Rect, read_only: bool, theme: &Theme) {
         ]));
     }
     lines.push(Line::default());
-    for (k, what) in COMMANDS {
-        lines.push(Line::from(vec![
-            Span::styled(format!("{k:<20}  "), theme.key),
-            Span::raw(*what),
-        ]));
+    let room = area.height.saturating_sub(2) as usize;
+    if lines.len() + COMMANDS.len() + 2 <= room {
+        for (k, what) in COMMANDS {
+            lines.push(Line::from(vec![
+                Span::styled(format!("{k:<20}  "), theme.key),
+                Span::raw(*what),
+            ]));
+        }
+    } else {
+        // Small screens: the commands on two lines.
+        lines.push(Line::from(vec![Span::styled(
+            ":signoff [comment]  :rollback  :advance  :flag NAME on|off",
+            theme.key,
+        )]));
+        lines.push(Line::from(vec![Span::styled(
+            ":note TEXT  :pause  :resume  :tune MS  :checks  :level L  :q",
+            theme.key,
+        )]));
     }
     if read_only {
         lines.push(Line::default());
