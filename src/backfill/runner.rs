@@ -446,6 +446,16 @@ fn classify(e: &tokio_postgres::Error) -> StepError {
     }
 }
 
+/// What [`Worker::acquire`] found.
+enum Acquired {
+    /// A range to work on.
+    Range,
+    /// Nothing to take now.
+    Nothing,
+    /// The backfill is done.
+    Done,
+}
+
 /// The result of one committed chunk.
 struct ChunkDone {
     scanned: u64,
@@ -483,6 +493,9 @@ impl Worker {
     async fn run(mut self) -> Result<RunOutcome, BackfillError> {
         let mut backoff = Duration::from_millis(200);
         let mut shutdown = self.shared.shutdown.clone();
+        let mut verdict = self.shared.verdict.clone();
+        // A dropped sender makes `changed()` return at once: stop selecting on it then.
+        let (mut shutdown_open, mut verdict_open) = (true, true);
         loop {
             if *shutdown.borrow() {
                 self.release().await;
@@ -531,7 +544,8 @@ impl Worker {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
+                r = shutdown.changed(), if shutdown_open => shutdown_open = r.is_ok(),
+                r = verdict.changed(), if verdict_open => verdict_open = r.is_ok(),
             }
         }
     }
@@ -688,8 +702,12 @@ impl Worker {
             self.heartbeat().await?;
             return Ok(Step::Wait);
         }
-        if self.range.is_none() && !self.acquire(&ctl).await? {
-            return Ok(Step::Wait);
+        if self.range.is_none() {
+            match self.acquire(&ctl).await? {
+                Acquired::Range => {}
+                Acquired::Nothing => return Ok(Step::Wait),
+                Acquired::Done => return Ok(Step::Exit(RunOutcome::Done)),
+            }
         }
         let Some(range) = self.range.clone() else {
             return Ok(Step::Wait);
@@ -735,17 +753,22 @@ impl Worker {
             let min = Duration::from_secs_f64(done.scanned as f64 / share.max(1.0));
             if min > done.elapsed {
                 let mut shutdown = self.shared.shutdown.clone();
+                let interrupted = async {
+                    if shutdown.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
                 tokio::select! {
                     _ = tokio::time::sleep(min - done.elapsed) => {}
-                    _ = shutdown.changed() => {}
+                    _ = interrupted => {}
                 }
             }
         }
         Ok(Step::Chunk)
     }
 
-    /// Claims a range (or runs the final step). Returns false when there is nothing to take now.
-    async fn acquire(&mut self, ctl: &ControlRow) -> Result<bool, StepError> {
+    /// Claims a range (or runs the final step).
+    async fn acquire(&mut self, ctl: &ControlRow) -> Result<Acquired, StepError> {
         let plan_id = self.shared.plan.id().to_string();
         let me = self.me.clone();
         let lease = self.shared.opts.lease;
@@ -755,7 +778,7 @@ impl Worker {
                 tracing::info!(worker = %self.me.owner, range = r.range_id, "claimed range");
                 self.waiting_on.clear();
                 self.range = Some(r);
-                Ok(true)
+                Ok(Acquired::Range)
             }
             Claim::Busy(holders) => {
                 let text = holders
@@ -773,18 +796,18 @@ impl Worker {
                     tracing::info!(worker = %self.me.owner, "waiting: the backfill is leased by {text}");
                     self.waiting_on = text;
                 }
-                Ok(false)
+                Ok(Acquired::Nothing)
             }
             Claim::AllDone => {
                 let plan = self.shared.plan.clone();
                 let keys = self.shared.keys.clone();
                 let finish = ranges::finish(self.client()?, &plan, &keys, &me, lease).await?;
                 match finish {
-                    Finish::Done => Ok(false),
-                    Finish::Busy => Ok(false),
+                    Finish::Done => Ok(Acquired::Done),
+                    Finish::Busy => Ok(Acquired::Nothing),
                     Finish::Sweep(r) => {
                         self.range = Some(r);
-                        Ok(true)
+                        Ok(Acquired::Range)
                     }
                 }
             }
@@ -807,44 +830,92 @@ impl Worker {
         let plan_id = self.shared.plan.id().to_string();
         let owner = self.me.owner.clone();
         let lease_ms = self.shared.opts.lease.as_millis() as f64;
+        let client = self.client()?;
+        let job = ChunkJob {
+            keys: &keys,
+            plan_id: &plan_id,
+            owner: &owner,
+            range,
+            limit,
+            target,
+            cap,
+            lock,
+            lease_ms,
+        };
+        let result = job.run(client).await;
+        if !matches!(result, Ok(Some(_))) && !client.is_closed() {
+            // Leave no transaction open (lease lost, or a failed statement).
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        Ok(result?)
+    }
+}
+
+/// One chunk transaction, pipelined into three round trips: {BEGIN + session limits, lease
+/// fence, upper bound}, the UPDATE, {checkpoint + stats, COMMIT}.
+struct ChunkJob<'a> {
+    keys: &'a KeySpec,
+    plan_id: &'a str,
+    owner: &'a str,
+    range: &'a Claimed,
+    limit: u32,
+    target: Duration,
+    cap: Duration,
+    lock: Duration,
+    lease_ms: f64,
+}
+
+impl ChunkJob<'_> {
+    /// Runs the chunk; `Ok(None)` when the lease was lost (the caller rolls back).
+    async fn run(&self, client: &Client) -> Result<Option<ChunkDone>, tokio_postgres::Error> {
+        let keys = self.keys;
+        let range = self.range;
+        let limit = self.limit.max(1);
         let started_at = Utc::now();
         let started = Instant::now();
-        let client = self.client()?;
-        let tx = client.transaction().await?;
-        tx.batch_execute(&format!(
-            "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
+        let lo = range.checkpoint.as_ref();
+        let hi = range.hi.as_ref();
+        let begin = format!(
+            "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
              SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off",
-            cap.as_millis(),
-            lock.as_millis()
-        ))
-        .await?;
-        let fence = tx
-            .query_opt(
+            self.cap.as_millis(),
+            self.lock.as_millis()
+        );
+        let bound_sql = keys.bound_sql(lo, hi, i64::from(limit) - 1);
+        // The fence locks the range row (a reclaimer skips it) and proves the lease and the
+        // checkpoint this worker holds are still the stored ones.
+        let fence_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&self.plan_id, &range.range_id, &self.owner];
+        let (began, fence, bound) = futures::join!(
+            client.batch_execute(&begin),
+            client.query_opt(
                 "SELECT checkpoint FROM cutover.backfill_ranges \
-                 WHERE plan_id = $1 AND range_id = $2 AND lease_owner = $3 AND NOT done FOR UPDATE",
-                &[&plan_id, &range.range_id, &owner],
-            )
-            .await?;
-        let Some(fence) = fence else {
+                 WHERE plan_id = $1 AND range_id = $2 AND lease_owner = $3 AND NOT done \
+                 FOR UPDATE",
+                &fence_params,
+            ),
+            client.query_opt(bound_sql.as_str(), &[]),
+        );
+        began?;
+        let Some(fence) = fence? else {
             return Ok(None);
         };
-        let checkpoint = keys::from_json(fence.get::<_, Option<serde_json::Value>>(0).as_ref());
-        let lo = checkpoint.as_ref();
-        let hi = range.hi.as_ref();
-        let bound = tx
-            .query_opt(
-                keys.bound_sql(lo, hi, i64::from(limit.max(1)) - 1).as_str(),
-                &[],
-            )
-            .await?
-            .and_then(|r| keys::key_from_row(&r));
+        let stored = keys::from_json(fence.get::<_, Option<serde_json::Value>>(0).as_ref());
+        if stored.as_ref() != lo {
+            tracing::warn!(
+                range = range.range_id,
+                "the stored checkpoint moved under this worker: dropping the range"
+            );
+            return Ok(None);
+        }
+        let bound = bound?.and_then(|r| keys::key_from_row(&r));
         let (upper, scanned, range_done) = match bound {
             Some(k) => {
                 let last = Some(&k) == hi;
-                (Some(k), u64::from(limit.max(1)), last)
+                (Some(k), u64::from(limit), last)
             }
             None => {
-                let n: i64 = tx
+                let n: i64 = client
                     .query_one(keys.count_sql(lo, hi).as_str(), &[])
                     .await?
                     .get(0);
@@ -852,7 +923,8 @@ impl Worker {
             }
         };
         let updated = if scanned > 0 {
-            tx.execute(keys.update_sql(lo, upper.as_ref()).as_str(), &[])
+            client
+                .execute(keys.update_sql(lo, upper.as_ref()).as_str(), &[])
                 .await?
         } else {
             0
@@ -863,10 +935,44 @@ impl Worker {
         let progress = if range.sweep { updated_i } else { scanned_i };
         let upper_json = upper.as_ref().map(keys::to_json);
         let lo_json = lo.map(keys::to_json);
-        let target_ms = target.as_millis() as i32;
+        let target_ms = self.target.as_millis() as i32;
         let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
-        tx.execute(
-            "WITH r AS (
+        let limit_i = limit as i32;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
+            &self.plan_id,
+            &range.range_id,
+            &upper_json,
+            &scanned_i,
+            &updated_i,
+            &range_done,
+            &self.lease_ms,
+            &self.owner,
+            &started_at,
+            &elapsed_ms,
+            &limit_i,
+            &target_ms,
+            &lo_json,
+            &progress,
+        ];
+        let (checkpointed, committed) = futures::join!(
+            client.execute(CHECKPOINT_SQL, &params),
+            client.batch_execute("COMMIT"),
+        );
+        // A failed checkpoint aborts the transaction, and COMMIT then rolls it back.
+        checkpointed?;
+        committed?;
+        Ok(Some(ChunkDone {
+            scanned,
+            updated,
+            upper,
+            range_done,
+            elapsed: started.elapsed(),
+        }))
+    }
+}
+
+/// Writes the checkpoint, the counters and the chunk's stats (inside the chunk's transaction).
+const CHECKPOINT_SQL: &str = "WITH r AS (
                 UPDATE cutover.backfill_ranges SET checkpoint = COALESCE($3, checkpoint),
                     rows_done = rows_done + $4, rows_updated = rows_updated + $5,
                     chunks = chunks + 1, done = $6,
@@ -888,32 +994,4 @@ impl Worker {
                  reason = CASE WHEN state = 'idle' THEN '' ELSE reason END,
                  started_at = COALESCE(started_at, clock_timestamp()),
                  updated_at = clock_timestamp()
-             WHERE plan_id = $1",
-            &[
-                &plan_id,
-                &range.range_id,
-                &upper_json,
-                &scanned_i,
-                &updated_i,
-                &range_done,
-                &lease_ms,
-                &owner,
-                &started_at,
-                &elapsed_ms,
-                &(limit as i32),
-                &target_ms,
-                &lo_json,
-                &progress,
-            ],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(ChunkDone {
-            scanned,
-            updated,
-            upper,
-            range_done,
-            elapsed: started.elapsed(),
-        }))
-    }
-}
+             WHERE plan_id = $1";

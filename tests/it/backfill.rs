@@ -672,3 +672,59 @@ async fn a_failing_transform_fails_naming_the_chunk_and_keeps_earlier_work() {
         Err(BackfillError::Failed { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_retuned_live_and_killed_connections_are_survived() {
+    let db = TestDb::new().await;
+    let mut client = setup(&db, 12_000).await;
+    let plan = plan("max_rows_per_second = 4000", "");
+    let opts = RunOptions {
+        ranges: Some(6),
+        ..RunOptions::default()
+    };
+    let (_stop, handle) = spawn_run(&db, &plan, opts);
+    wait_for("first chunks", 30, || async { chunks(&client).await >= 2 }).await;
+    let p = backfill::progress(&client, &plan).await.unwrap();
+    assert_eq!(p.live_workers, 1);
+    let actor = Actor::current(&client).await.unwrap();
+    let tuning = Tuning {
+        workers: Some(2),
+        ..Tuning::default()
+    };
+    backfill::tune(&mut client, &plan, &actor, &tuning)
+        .await
+        .unwrap();
+    wait_for("a second worker", 30, || async {
+        backfill::progress(&client, &plan)
+            .await
+            .unwrap()
+            .live_workers
+            == 2
+    })
+    .await;
+
+    // Every backfill connection is terminated (as a failover or restart would): the workers
+    // reconnect and go on from their checkpoints.
+    let before = chunks(&client).await;
+    let killed = scalar_i64(
+        &client,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE application_name LIKE 'cutover/backfill%' AND datname = current_database()",
+    )
+    .await;
+    assert!(killed >= 2, "terminated {killed} connections");
+    let summary = tokio::time::timeout(Duration::from_secs(60), handle)
+        .await
+        .expect("backfill did not finish")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Done);
+    assert!(chunks(&client).await > before);
+    assert_exactly_once(&client).await;
+    let workers = scalar_i64(
+        &client,
+        "SELECT count(DISTINCT worker) FROM cutover.backfill_chunks",
+    )
+    .await;
+    assert!(workers >= 2, "chunks by {workers} workers");
+}
