@@ -39,6 +39,8 @@ const MAX_CHUNK_ROWS: u32 = 10_000;
 const MAX_DEPTH: u32 = 8;
 /// First-pass chunks sent to the server at once.
 const WINDOW: usize = 16;
+/// Differing keys kept in memory per kind (counts go on beyond it).
+pub const MAX_KEPT: usize = 10_000;
 /// Hash seed of row hashes.
 const SEED: i64 = 0x6375_746f;
 
@@ -110,14 +112,22 @@ pub struct DiffReport {
     pub source_rows: i64,
     /// Rows in the target (first pass).
     pub target_rows: i64,
-    /// Keys in the source but not in the target.
+    /// Keys in the source but not in the target (the first [`MAX_KEPT`]).
     pub missing: Vec<String>,
-    /// Keys in the target but not in the source.
+    /// Keys in the target but not in the source (the first [`MAX_KEPT`]).
     pub extra: Vec<String>,
-    /// Keys on both sides with different values.
+    /// Keys on both sides with different values (the first [`MAX_KEPT`]).
     pub changed: Vec<ChangedRow>,
-    /// Keys appearing more than once on one side (`source:` / `target:` prefixed).
+    /// Keys appearing more than once on one side (`source:` / `target:` prefixed; capped).
     pub duplicate_keys: Vec<String>,
+    /// How many keys are missing (all of them, also beyond the list).
+    pub missing_count: u64,
+    /// How many keys are extra.
+    pub extra_count: u64,
+    /// How many keys changed.
+    pub changed_count: u64,
+    /// How many duplicate keys were seen.
+    pub duplicate_count: u64,
     /// Rows whose key is NULL (source, target): invisible to key ranges, so they fail the diff.
     pub null_keys: (i64, i64),
     /// First-pass chunks.
@@ -133,11 +143,19 @@ pub struct DiffReport {
 impl DiffReport {
     /// True when both relations hold exactly the same rows.
     pub fn is_equal(&self) -> bool {
-        self.missing.is_empty()
-            && self.extra.is_empty()
-            && self.changed.is_empty()
-            && self.duplicate_keys.is_empty()
+        self.missing_count == 0
+            && self.extra_count == 0
+            && self.changed_count == 0
+            && self.duplicate_count == 0
             && self.null_keys == (0, 0)
+    }
+}
+
+/// Pushes onto a capped list and counts.
+fn keep<T>(list: &mut Vec<T>, count: &mut u64, item: T) {
+    *count += 1;
+    if list.len() < MAX_KEPT {
+        list.push(item);
     }
 }
 
@@ -635,7 +653,11 @@ async fn compare_rows(
     for (key, hash, bound) in srows {
         match source.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => {
-                report.duplicate_keys.push(format!("source:{}", e.key()));
+                keep(
+                    &mut report.duplicate_keys,
+                    &mut report.duplicate_count,
+                    format!("source:{}", e.key()),
+                );
             }
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert((hash, bound));
@@ -646,16 +668,22 @@ async fn compare_rows(
     let mut suspects: Vec<Bound> = Vec::new();
     for (key, hash, _) in trows {
         if seen.insert(key.clone(), ()).is_some() {
-            report.duplicate_keys.push(format!("target:{key}"));
+            keep(
+                &mut report.duplicate_keys,
+                &mut report.duplicate_count,
+                format!("target:{key}"),
+            );
             continue;
         }
         match source.remove(&key) {
-            None => report.extra.push(key),
+            None => keep(&mut report.extra, &mut report.extra_count, key),
             Some((h, bound)) if h != hash => suspects.push(bound),
             Some(_) => {}
         }
     }
-    report.missing.extend(source.into_keys());
+    for key in source.into_keys() {
+        keep(&mut report.missing, &mut report.missing_count, key);
+    }
     if suspects.is_empty() {
         return Ok(());
     }
@@ -665,7 +693,9 @@ async fn compare_rows(
     keys.sort();
     for key in keys {
         if let (Some(s), Some(t)) = (full_s.get(key), full_t.get(key)) {
-            report.changed.extend(row_change(src, key.clone(), s, t));
+            if let Some(change) = row_change(src, key.clone(), s, t) {
+                keep(&mut report.changed, &mut report.changed_count, change);
+            }
         }
     }
     Ok(())
@@ -716,17 +746,17 @@ fn verdict(spec: &DiffSpec, r: &DiffReport) -> Verdict {
             format!("{}{more}", head.join(", "))
         };
         if !missing.is_empty() {
-            parts.push(format!("{} missing ({})", missing.len(), show(&missing)));
+            parts.push(format!("{} missing ({})", r.missing_count, show(&missing)));
         }
         if !extra.is_empty() {
-            parts.push(format!("{} extra ({})", extra.len(), show(&extra)));
+            parts.push(format!("{} extra ({})", r.extra_count, show(&extra)));
         }
         if !changed.is_empty() {
             let keys: Vec<String> = changed.iter().map(|c| c.key.clone()).collect();
-            parts.push(format!("{} changed ({})", changed.len(), show(&keys)));
+            parts.push(format!("{} changed ({})", r.changed_count, show(&keys)));
         }
-        if !r.duplicate_keys.is_empty() {
-            parts.push(format!("{} duplicate keys", r.duplicate_keys.len()));
+        if r.duplicate_count > 0 {
+            parts.push(format!("{} duplicate keys", r.duplicate_count));
         }
         if r.null_keys != (0, 0) {
             parts.push(format!(
@@ -750,9 +780,10 @@ fn verdict(spec: &DiffSpec, r: &DiffReport) -> Verdict {
         details: json!({
             "source_rows": r.source_rows,
             "target_rows": r.target_rows,
-            "missing_count": missing.len(),
-            "extra_count": extra.len(),
-            "changed_count": changed.len(),
+            "missing_count": r.missing_count,
+            "extra_count": r.extra_count,
+            "changed_count": r.changed_count,
+            "duplicate_count": r.duplicate_count,
             "missing": missing.iter().take(MAX_LISTED).collect::<Vec<_>>(),
             "extra": extra.iter().take(MAX_LISTED).collect::<Vec<_>>(),
             "changed": changed.iter().take(MAX_LISTED).collect::<Vec<_>>(),

@@ -12,6 +12,9 @@ use super::{CheckError, Ctx, Verdict};
 use crate::plan::CheckKind;
 use crate::Outcome;
 
+/// Largest count statement, in rows: bigger key-range partitions are counted in chunks.
+const MAX_COUNT_ROWS: u32 = 200_000;
+
 /// Counts per partition label: (source, target).
 type Counts = BTreeMap<String, (i64, i64)>;
 
@@ -144,15 +147,40 @@ async fn by_key_range(
         n as f64
     };
     let per = (estimate / f64::from(partitions.max(1))).ceil().max(1.0);
-    let mut walker = Walker::start(ctx.client, src, &skey, ctx.chunk_time, u32::MAX).await?;
-    walker.fix_rows(per);
+    let mut walker = Walker::start(ctx.client, src, &skey, ctx.chunk_time, MAX_COUNT_ROWS).await?;
+    if per <= f64::from(MAX_COUNT_ROWS) {
+        // One statement per partition and side is short enough.
+        walker.fix_rows(per);
+    }
+    // Chunks (sized toward the chunk time when partitions are large) are grouped into
+    // consecutive partitions of about `per` source rows.
     let mut counts = Listed::new();
+    let mut open: Option<(Range, i64, i64)> = None;
     while let Some(range) = walker.next(ctx.client).await? {
         let clock = Instant::now();
         let s = count_range(ctx, src, &skey, &range).await?;
         let t = count_range(ctx, tgt, &tkey, &range).await?;
-        counts.push((range.label(), s, t));
+        walker.record(s.max(t), clock.elapsed());
+        let (part, ps, pt) = match open.take() {
+            Some((part, ps, pt)) => (
+                Range {
+                    lo: part.lo,
+                    hi: range.hi.clone(),
+                },
+                ps + s,
+                pt + t,
+            ),
+            None => (range.clone(), s, t),
+        };
+        if ps as f64 >= per || part.hi.is_none() {
+            counts.push((part.label(), ps, pt));
+        } else {
+            open = Some((part, ps, pt));
+        }
         ctx.pacer.after_chunk(ctx.client, clock.elapsed()).await?;
+    }
+    if let Some((part, ps, pt)) = open {
+        counts.push((part.label(), ps, pt));
     }
     Ok(counts)
 }

@@ -587,6 +587,22 @@ target_columns = ["v_int"]
     assert_eq!(r.details["changed"][0]["key"], nulled.as_str());
     assert_eq!(r.details["changed"][0]["columns"][0]["target"], Value::Null);
     assert_eq!(r.details["changed_count"], 1);
+    // Against an empty target every key is missing: counted in full, listed up to the cap.
+    db.exec("CREATE TABLE t_empty (LIKE t_uuid)").await;
+    let spec = checks::diff::DiffSpec {
+        source: "s_uuid".into(),
+        target: "t_empty".into(),
+        key: vec!["id".into()],
+        target_key: vec!["new_id".into()],
+        columns: vec!["v".into()],
+        target_columns: vec!["v_int".into()],
+    };
+    let report = checks::diff::compare(&client, &spec, &checks::RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.missing_count, 4000);
+    assert_eq!(report.missing.len(), 4000);
+    assert_eq!(report.target_rows, 0);
     // Equal content passes, even across int4/int8 and different key names.
     db.exec("UPDATE t_uuid SET v_int = 77 WHERE new_id = md5('77')::uuid; INSERT INTO t_uuid VALUES (md5('3000')::uuid, 3000);").await;
     let r = run(&client, &p, "uuid-keys").await;
