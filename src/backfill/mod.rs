@@ -10,7 +10,10 @@
 //!   satisfy `pending` (walking the key index, so row locks are taken in key order, under a
 //!   `statement_timeout` cap), and writes the checkpoint and the chunk's stats. A crash at any
 //!   instant therefore neither loses nor repeats a chunk, even for a non-idempotent transform.
-//! - Chunk size adapts toward the target chunk time ([`sizer`]); health signals are evaluated
+//! - Chunk size adapts toward the target chunk time ([`sizer`]). Just before committing, a chunk
+//!   counts the sessions waiting on its row locks; while chunks keep blocking the application,
+//!   the worker halves its effective target (down to 15 %, at least 50 ms) so locks are held
+//!   for less time, and lets it grow back by 20 % per unblocking chunk. Health signals are evaluated
 //!   continuously and consulted before every chunk ([`throttle`]); operator controls in
 //!   `cutover.backfill` take effect before the next chunk ([`control`]).
 //! - When every range is covered, a final sweep counts `pending`; rows still pending are swept
@@ -90,6 +93,14 @@ CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON cutover.backfill_range
 /// and retried smaller.
 pub const SCHEMA_RETRIES: &str = r#"
 ALTER TABLE cutover.backfill ADD COLUMN chunk_retries bigint NOT NULL DEFAULT 0;
+"#;
+
+/// Control-schema migration 22: per chunk, how many sessions were waiting on its row locks when
+/// it was about to commit, and the effective (contention-reduced) target it aimed at.
+pub const SCHEMA_CONTENTION: &str = r#"
+ALTER TABLE cutover.backfill_chunks
+    ADD COLUMN blocked      integer NOT NULL DEFAULT 0,
+    ADD COLUMN effective_ms integer;
 "#;
 
 /// The state of a plan's backfill (`cutover.backfill.state`).

@@ -58,6 +58,10 @@ pub struct Progress {
     pub chunks: i64,
     /// Chunks rolled back by their time cap or a lock conflict and retried smaller.
     pub chunk_retries: i64,
+    /// Sessions that were waiting on the latest chunk's row locks when it committed.
+    pub blocked_sessions: i32,
+    /// Target the latest chunk aimed at: below `target_chunk_ms` while chunks block sessions.
+    pub effective_target_ms: Option<i32>,
     /// Seconds spent throttled.
     pub throttled_seconds: f64,
     /// Final-sweep passes started.
@@ -182,6 +186,8 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
             p99_chunk_ms: None,
             chunks: 0,
             chunk_retries: 0,
+            blocked_sessions: 0,
+            effective_target_ms: None,
             throttled_seconds: 0.0,
             sweep_passes: 0,
             checkpoint_age_seconds: None,
@@ -211,6 +217,15 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
     } else {
         0.0
     };
+    let latest = client
+        .query_opt(
+            "SELECT blocked, effective_ms FROM cutover.backfill_chunks WHERE plan_id = $1 \
+             ORDER BY id DESC LIMIT 1",
+            &[&plan.id()],
+        )
+        .await?;
+    let (blocked_sessions, effective_target_ms) =
+        latest.map_or((0, None), |r| (r.get(0), r.get(1)));
     let stats = client
         .query_one(
             "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms), \
@@ -292,6 +307,8 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         p99_chunk_ms: stats.get(1),
         chunks: ranges.iter().map(|r| r.chunks).sum(),
         chunk_retries: row.get(16),
+        blocked_sessions,
+        effective_target_ms,
         throttled_seconds: row.get(9),
         sweep_passes: row.get(12),
         checkpoint_age_seconds: age,

@@ -19,6 +19,10 @@ use crate::plan::{BackfillSpec, Plan};
 
 /// Consecutive retryable failures of one worker before the backfill fails.
 const MAX_RETRIES: u32 = 30;
+/// Smallest share of the target chunk time a worker aims at while its chunks block sessions.
+const MIN_CONTENTION_FACTOR: f64 = 0.15;
+/// Shortest effective target chunk time under contention.
+const MIN_EFFECTIVE_TARGET: Duration = Duration::from_millis(50);
 
 /// Runs (or resumes) the backfill of `plan` in this process until it is done, stopped, or
 /// `shutdown` turns true. Requires the engine to have applied the backfill phase.
@@ -458,6 +462,8 @@ enum Acquired {
 
 /// The result of one committed chunk.
 struct ChunkDone {
+    /// Sessions that were waiting on this chunk's locks just before it committed.
+    blocked: i32,
     scanned: u64,
     updated: u64,
     upper: Option<Key>,
@@ -473,6 +479,18 @@ struct Worker {
     range: Option<Claimed>,
     waiting_on: String,
     retries: u32,
+    /// Share of the target chunk time aimed at (below 1 while chunks block other sessions).
+    contention: f64,
+    /// Statements prepared on the current connection.
+    prepared: Option<Prepared>,
+}
+
+/// The chunk's fixed statements, prepared once per connection: a prepared statement is sent
+/// in the first poll of its future, so pipelining keeps the order BEGIN … checkpoint, COMMIT.
+/// (An unprepared one would first wait for its Parse round trip, and COMMIT would overtake it.)
+struct Prepared {
+    fence: tokio_postgres::Statement,
+    checkpoint: tokio_postgres::Statement,
 }
 
 impl Worker {
@@ -487,6 +505,8 @@ impl Worker {
             range: None,
             waiting_on: String::new(),
             retries: 0,
+            contention: 1.0,
+            prepared: None,
         }
     }
 
@@ -593,13 +613,15 @@ impl Worker {
             purpose: format!("backfill/{}", self.me.owner),
             statement_timeout: self.shared.plan.spec.settings.statement_timeout.std(),
         };
-        match db::connect(&self.shared.cfg, &session).await {
-            Ok(c) => {
-                self.client = Some(c);
-                Ok(())
-            }
-            Err(e) => Err(StepError::Connection(e.to_string())),
-        }
+        let client = match db::connect(&self.shared.cfg, &session).await {
+            Ok(c) => c,
+            Err(e) => return Err(StepError::Connection(e.to_string())),
+        };
+        let fence = client.prepare(FENCE_SQL).await?;
+        let checkpoint = client.prepare(CHECKPOINT_SQL).await?;
+        self.prepared = Some(Prepared { fence, checkpoint });
+        self.client = Some(client);
+        Ok(())
     }
 
     fn client(&mut self) -> Result<&mut Client, StepError> {
@@ -713,7 +735,12 @@ impl Worker {
             return Ok(Step::Wait);
         };
         let limit = self.sizer.size();
-        let done = match self.chunk(&range, limit, ctl.target).await {
+        let effective = ctl
+            .target
+            .mul_f64(self.contention)
+            .max(MIN_EFFECTIVE_TARGET)
+            .min(ctl.target);
+        let done = match self.chunk(&range, limit, ctl.target, effective).await {
             Ok(Some(d)) => d,
             Ok(None) => {
                 tracing::warn!(worker = %self.me.owner, range = range.range_id, "lease lost before the chunk; claiming again");
@@ -738,7 +765,12 @@ impl Worker {
             Err(e) => return Err(e),
         };
         self.retries = 0;
-        self.sizer.observe(done.scanned, done.elapsed, ctl.target);
+        self.contention = if done.blocked > 0 {
+            (self.contention * 0.5).max(MIN_CONTENTION_FACTOR)
+        } else {
+            (self.contention * 1.2).min(1.0)
+        };
+        self.sizer.observe(done.scanned, done.elapsed, effective);
         let t = &self.shared.totals;
         t.chunks.fetch_add(1, Ordering::Relaxed);
         t.scanned.fetch_add(done.scanned, Ordering::Relaxed);
@@ -820,6 +852,7 @@ impl Worker {
         range: &Claimed,
         limit: u32,
         target: Duration,
+        effective: Duration,
     ) -> Result<Option<ChunkDone>, StepError> {
         let settings = &self.shared.plan.spec.settings;
         let cap = (target * 5)
@@ -830,14 +863,21 @@ impl Worker {
         let plan_id = self.shared.plan.id().to_string();
         let owner = self.me.owner.clone();
         let lease_ms = self.shared.opts.lease.as_millis() as f64;
-        let client = self.client()?;
+        let Some(prepared) = self.prepared.as_ref() else {
+            return Err(StepError::Connection("not connected".to_string()));
+        };
+        let Some(client) = self.client.as_ref() else {
+            return Err(StepError::Connection("not connected".to_string()));
+        };
         let job = ChunkJob {
+            prepared,
             keys: &keys,
             plan_id: &plan_id,
             owner: &owner,
             range,
             limit,
             target,
+            effective,
             cap,
             lock,
             lease_ms,
@@ -854,12 +894,14 @@ impl Worker {
 /// One chunk transaction, pipelined into three round trips: {BEGIN + session limits, lease
 /// fence, upper bound}, the UPDATE, {checkpoint + stats, COMMIT}.
 struct ChunkJob<'a> {
+    prepared: &'a Prepared,
     keys: &'a KeySpec,
     plan_id: &'a str,
     owner: &'a str,
     range: &'a Claimed,
     limit: u32,
     target: Duration,
+    effective: Duration,
     cap: Duration,
     lock: Duration,
     lease_ms: f64,
@@ -888,12 +930,7 @@ impl ChunkJob<'_> {
             [&self.plan_id, &range.range_id, &self.owner];
         let (began, fence, bound) = futures::join!(
             client.batch_execute(&begin),
-            client.query_opt(
-                "SELECT checkpoint FROM cutover.backfill_ranges \
-                 WHERE plan_id = $1 AND range_id = $2 AND lease_owner = $3 AND NOT done \
-                 FOR UPDATE",
-                &fence_params,
-            ),
+            client.query_opt(&self.prepared.fence, &fence_params),
             client.query_opt(bound_sql.as_str(), &[]),
         );
         began?;
@@ -938,7 +975,8 @@ impl ChunkJob<'_> {
         let target_ms = self.target.as_millis() as i32;
         let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
         let limit_i = limit as i32;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
+        let effective_ms = self.effective.as_millis() as i32;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 15] = [
             &self.plan_id,
             &range.range_id,
             &upper_json,
@@ -953,15 +991,17 @@ impl ChunkJob<'_> {
             &target_ms,
             &lo_json,
             &progress,
+            &effective_ms,
         ];
         let (checkpointed, committed) = futures::join!(
-            client.execute(CHECKPOINT_SQL, &params),
+            client.query_one(&self.prepared.checkpoint, &params),
             client.batch_execute("COMMIT"),
         );
         // A failed checkpoint aborts the transaction, and COMMIT then rolls it back.
-        checkpointed?;
+        let blocked: i32 = checkpointed?.get(0);
         committed?;
         Ok(Some(ChunkDone {
+            blocked,
             scanned,
             updated,
             upper,
@@ -971,8 +1011,16 @@ impl ChunkJob<'_> {
     }
 }
 
+/// Locks the range row if this worker still holds its lease; returns the stored checkpoint.
+const FENCE_SQL: &str = "SELECT checkpoint FROM cutover.backfill_ranges \
+     WHERE plan_id = $1 AND range_id = $2 AND lease_owner = $3 AND NOT done FOR UPDATE";
+
 /// Writes the checkpoint, the counters and the chunk's stats (inside the chunk's transaction).
-const CHECKPOINT_SQL: &str = "WITH r AS (
+const CHECKPOINT_SQL: &str = "WITH w AS (
+                SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE CASE WHEN wait_event_type = 'Lock'
+                           THEN pg_backend_pid() = ANY (pg_blocking_pids(pid)) ELSE false END),
+             r AS (
                 UPDATE cutover.backfill_ranges SET checkpoint = COALESCE($3, checkpoint),
                     rows_done = rows_done + $4, rows_updated = rows_updated + $5,
                     chunks = chunks + 1, done = $6,
@@ -986,12 +1034,15 @@ const CHECKPOINT_SQL: &str = "WITH r AS (
                 WHERE plan_id = $1 AND range_id = $2 RETURNING 1),
              c AS (
                 INSERT INTO cutover.backfill_chunks (plan_id, range_id, worker, started_at,
-                    duration_ms, chunk_limit, rows_scanned, rows_updated, target_ms, lo, hi)
-                VALUES ($1, $2, $8, $9, $10, $11, $4, $5, $12, $13, $3))
-             UPDATE cutover.backfill SET rows_done = rows_done + $14,
-                 rows_updated = rows_updated + $5, chunk_rows = $11, last_chunk_ms = $10,
-                 state = CASE WHEN state = 'idle' THEN 'running' ELSE state END,
-                 reason = CASE WHEN state = 'idle' THEN '' ELSE reason END,
-                 started_at = COALESCE(started_at, clock_timestamp()),
-                 updated_at = clock_timestamp()
-             WHERE plan_id = $1";
+                    duration_ms, chunk_limit, rows_scanned, rows_updated, target_ms, lo, hi,
+                    blocked, effective_ms)
+                VALUES ($1, $2, $8, $9, $10, $11, $4, $5, $12, $13, $3, (SELECT n FROM w), $15)),
+             b AS (
+                UPDATE cutover.backfill SET rows_done = rows_done + $14,
+                    rows_updated = rows_updated + $5, chunk_rows = $11, last_chunk_ms = $10,
+                    state = CASE WHEN state = 'idle' THEN 'running' ELSE state END,
+                    reason = CASE WHEN state = 'idle' THEN '' ELSE reason END,
+                    started_at = COALESCE(started_at, clock_timestamp()),
+                    updated_at = clock_timestamp()
+                WHERE plan_id = $1)
+             SELECT n FROM w";

@@ -311,6 +311,12 @@ fn print_status(p: &backfill::Progress) {
         ms(p.p99_chunk_ms),
         p.target_chunk_ms
     );
+    if let Some(eff) = p.effective_target_ms.filter(|e| *e < p.target_chunk_ms) {
+        println!(
+            "  yielding:   the latest chunk blocked {} session(s); chunks aim at {eff} ms instead of {} ms",
+            p.blocked_sessions, p.target_chunk_ms
+        );
+    }
     if p.chunk_retries > 0 {
         println!(
             "  retries:    {} chunks rolled back (time cap or lock conflict) and retried smaller",

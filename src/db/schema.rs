@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: crate::backfill::SCHEMA_RETRIES,
     },
     Migration {
+        version: 22,
+        name: "backfill_contention",
+        sql: crate::backfill::SCHEMA_CONTENTION,
+    },
+    Migration {
         version: 30,
         name: "checks_golden_snapshots",
         sql: crate::checks::GOLDEN_SCHEMA_SQL,

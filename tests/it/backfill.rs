@@ -728,3 +728,67 @@ async fn workers_retuned_live_and_killed_connections_are_survived() {
     .await;
     assert!(workers >= 2, "chunks by {workers} workers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_that_block_the_app_aim_shorter() {
+    // Also proves the checkpoint runs inside the chunk's transaction: the waiter it counts
+    // exists only until that transaction commits.
+    let db = TestDb::new().await;
+    let client = setup(&db, 2000).await;
+    // The first chunk (ids 1..50) sleeps at id 20 while holding the locks of ids 1..19.
+    let toml = plan_toml("", "")
+        .replace(
+            r#"n = "n + 1""#,
+            r#"n = "n + 1 + CASE WHEN id = 20 THEN (SELECT 0 FROM pg_sleep(0.8)) ELSE 0 END""#,
+        )
+        .replace(
+            r#"target_chunk_time = "20ms""#,
+            r#"target_chunk_time = "400ms""#,
+        );
+    let plan = Plan::parse("t.toml", &toml).unwrap();
+    let (_stop, handle) = spawn_run(&db, &plan, RunOptions::default());
+    wait_for("the first chunk to sleep", 30, || async {
+        scalar_i64(
+            &client,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' \
+             AND application_name LIKE 'cutover/backfill%'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    let app = db.client().await;
+    // Waits on the chunk's row lock until the chunk commits.
+    let blocked_update = tokio::spawn(async move {
+        app.execute("UPDATE public.items SET v = v + 1 WHERE id = 5", &[])
+            .await
+            .unwrap()
+    });
+    blocked_update.await.unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(60), handle)
+        .await
+        .expect("backfill did not finish")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Done);
+    assert_exactly_once(&client).await;
+    let rows = client
+        .query(
+            "SELECT blocked, effective_ms FROM cutover.backfill_chunks ORDER BY id LIMIT 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    let first: (i32, Option<i32>) = (rows[0].get(0), rows[0].get(1));
+    let second: (i32, Option<i32>) = (rows[1].get(0), rows[1].get(1));
+    assert_eq!(
+        first,
+        (1, Some(400)),
+        "the first chunk blocked the app's update"
+    );
+    assert_eq!(
+        second.1,
+        Some(200),
+        "the next chunk aims at half the target"
+    );
+}
