@@ -2,7 +2,8 @@
 //!
 //! One pass per side computes, for each key range of a chunked walk, the row count and the sum
 //! of 64-bit row hashes (`hash_record_extended` over key and compared columns, pushed down to
-//! SQL; both sides' chunk statements are pipelined). Only ranges whose aggregates differ are
+//! SQL; a window of chunks is aggregated by one `LATERAL` statement per side, the two sides
+//! pipelined or, with [`RunOptions::second_connection`], run concurrently). Only ranges whose aggregates differ are
 //! bisected: split into up to [`FANOUT`] sub-ranges (boundaries read from the key index), whose
 //! aggregates are compared again, until a differing range holds at most [`LEAF_ROWS`] rows; those
 //! rows are fetched from both sides (key, row hash, per-column hashes and text) and compared
