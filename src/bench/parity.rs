@@ -1,7 +1,7 @@
 //! `cutover bench parity`: the exact diff vs one full-scan hash query over both tables.
 //!
 //! Two tables of `ROWS` rows (a key, ints, a nullable int, text, numeric, timestamp) identical
-//! but for [`plant`]ed differences; the benchmark times, alternately in one run, the exact diff
+//! but for planted differences; the benchmark times, alternately in one run, the exact diff
 //! ([`crate::checks::diff::compare`]) and the single query hashing every row of both tables (the
 //! least any verification must read), and checks that exactly the planted keys were found.
 

@@ -2,7 +2,8 @@
 //!
 //! One pass per side computes, for each key range of a chunked walk, the row count and the sum
 //! of 64-bit row hashes (`hash_record_extended` over key and compared columns, pushed down to
-//! SQL; both sides' chunk statements are pipelined). Only ranges whose aggregates differ are
+//! SQL; a window of chunks is aggregated by one `LATERAL` statement per side, the two sides
+//! pipelined or, with [`RunOptions::second_connection`], run concurrently). Only ranges whose aggregates differ are
 //! bisected: split into up to [`FANOUT`] sub-ranges (boundaries read from the key index), whose
 //! aggregates are compared again, until a differing range holds at most [`LEAF_ROWS`] rows; those
 //! rows are fetched from both sides (key, row hash, per-column hashes and text) and compared
@@ -15,7 +16,6 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use futures::future::try_join_all;
 use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::types::ToSql;
@@ -206,6 +206,8 @@ pub(crate) struct Side<'c> {
     labels: Vec<String>,
     /// The aggregate statement, prepared once per range shape.
     agg_stmts: HashMap<Shape, Statement>,
+    /// Aggregates of many closed ranges in one statement (arrays of bounds, `LATERAL`).
+    batch_stmt: Option<Statement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,6 +286,7 @@ pub(crate) async fn sides<'c>(
                 col_texts: cols_h.iter().map(|c| format!("({c})::text")).collect(),
                 labels: spec.columns.clone(),
                 agg_stmts: HashMap::new(),
+                batch_stmt: None,
             }
         };
     let mut src = side(sclient, srel, skey, s_key_h, s_cols_h);
@@ -317,7 +320,90 @@ impl Side<'_> {
             let stmt = self.client.prepare(&sql).await.map_err(|e| self.error(e))?;
             self.agg_stmts.insert(shape, stmt);
         }
+        let w = self.key.exprs.len();
+        let cols: Vec<String> = (0..w)
+            .map(|i| format!("lo{i}"))
+            .chain((0..w).map(|i| format!("hi{i}")))
+            .collect();
+        let arrays: Vec<String> = (1..=2 * w).map(|i| format!("${i}::text[]")).collect();
+        let bound = |prefix: &str| {
+            let parts: Vec<String> = self
+                .key
+                .types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("cutover_bounds.{prefix}{i}::{t}"))
+                .collect();
+            if w == 1 {
+                parts[0].clone()
+            } else {
+                format!("({})", parts.join(", "))
+            }
+        };
+        let sql = format!(
+            "SELECT agg.c, agg.h FROM unnest({arrays}) WITH ORDINALITY AS cutover_bounds({cols}, ord) \
+             CROSS JOIN LATERAL (SELECT count(*)::int8 AS c, coalesce(sum({hash}), 0)::text AS h \
+                                 FROM {rel} WHERE {k} > {lo} AND {k} <= {hi}) AS agg \
+             ORDER BY cutover_bounds.ord",
+            arrays = arrays.join(", "),
+            cols = cols.join(", "),
+            hash = self.hash,
+            rel = self.rel,
+            k = self.key.tuple(),
+            lo = bound("lo"),
+            hi = bound("hi"),
+        );
+        self.batch_stmt = Some(self.client.prepare(&sql).await.map_err(|e| self.error(e))?);
         Ok(())
+    }
+
+    /// Aggregates of `ranges`, in order: closed ranges in one statement, open ones alone.
+    async fn agg_many(&self, ranges: &[Range]) -> Result<Vec<Agg>, CheckError> {
+        let closed: Vec<&Range> = ranges
+            .iter()
+            .filter(|r| r.lo.is_some() && r.hi.is_some())
+            .collect();
+        let mut batch = Vec::new();
+        if let (Some(stmt), false) = (&self.batch_stmt, closed.is_empty()) {
+            let w = self.key.exprs.len();
+            let mut arrays: Vec<Vec<String>> = vec![Vec::with_capacity(closed.len()); 2 * w];
+            for r in &closed {
+                for (i, v) in
+                    r.lo.iter()
+                        .flatten()
+                        .chain(r.hi.iter().flatten())
+                        .enumerate()
+                {
+                    arrays[i].push(v.clone());
+                }
+            }
+            let params: Vec<&(dyn ToSql + Sync)> =
+                arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+            let rows = self
+                .client
+                .query(stmt, &params)
+                .await
+                .map_err(|e| self.error(e))?;
+            batch = rows
+                .iter()
+                .map(|r| Agg {
+                    rows: r.get(0),
+                    sum: r.get(1),
+                })
+                .collect();
+        }
+        let mut batch = batch.into_iter();
+        let mut out = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            if r.lo.is_some() && r.hi.is_some() {
+                out.push(batch.next().ok_or_else(|| {
+                    CheckError::Invalid("batched aggregate returned too few rows".into())
+                })?);
+            } else {
+                out.push(self.agg(r).await?);
+            }
+        }
+        Ok(out)
     }
 
     async fn agg(&self, range: &Range) -> Result<Agg, CheckError> {
@@ -548,12 +634,8 @@ async fn diff(
         }
         let clock = Instant::now();
         let (src, tgt) = (&src, &tgt);
-        let aggs = try_join_all(
-            ranges
-                .iter()
-                .map(|range| async move { tokio::try_join!(src.agg(range), tgt.agg(range)) }),
-        )
-        .await?;
+        let (sa, ta) = tokio::try_join!(src.agg_many(&ranges), tgt.agg_many(&ranges))?;
+        let aggs: Vec<(Agg, Agg)> = sa.into_iter().zip(ta).collect();
         let elapsed = clock.elapsed();
         let rows: i64 = aggs.iter().map(|(a, b)| a.rows.max(b.rows)).sum();
         walker.record(rows / ranges.len() as i64, elapsed / ranges.len() as u32);
@@ -625,12 +707,8 @@ async fn narrow(
             lo,
             hi: range.hi.clone(),
         });
-        let aggs = try_join_all(
-            parts
-                .iter()
-                .map(|r| async move { tokio::try_join!(src.agg(r), tgt.agg(r)) }),
-        )
-        .await?;
+        let (sa, ta) = tokio::try_join!(src.agg_many(&parts), tgt.agg_many(&parts))?;
+        let aggs: Vec<(Agg, Agg)> = sa.into_iter().zip(ta).collect();
         for (part, (pa, pb)) in parts.into_iter().zip(aggs) {
             if pa != pb {
                 stack.push((part, pa, pb, depth + 1));
