@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Renders a tmux pane (captured with `tmux capture-pane -e -p`) as an SVG screenshot.
 
-Usage: tmux capture-pane -e -p -t SESSION | scripts/tui-screenshot.py > assets/tui.svg
+Usage: tmux capture-pane -e -p -t SESSION | tests/tools/tui-screenshot.py > assets/tui.svg
 Then optionally: convert assets/tui.svg assets/tui.png
 """
 import html

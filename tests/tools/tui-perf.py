@@ -2,7 +2,7 @@
 """Measures the command center: idle CPU and RSS of a viewing TUI while the backfill runs, key
 latency (keypress → screen), and cross-terminal latency (action in TUI A → visible in TUI B).
 
-Usage: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/tui-perf.py [BIN] [ACCOUNTS]
+Usage: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres tests/tools/tui-perf.py [BIN] [ACCOUNTS]
 BIN defaults to target/release/cutover. Creates and drops its own database `cutover_perf_<pid>`.
 Needs tmux and psql.
 """
