@@ -116,6 +116,17 @@ async fn run_on(
             .await
             .map_err(|e| anyhow::anyhow!("seeding the demo data: {}", db::describe_error(&e)))?;
     }
+    // The seed function is a one-off; left in place, the hidden-reader census would rightly
+    // count it as a reader of `accounts.balance` and block the contract gate.
+    client
+        .batch_execute("DROP FUNCTION IF EXISTS cutover_demo_seed(integer, integer, integer)")
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "dropping the demo seed function: {}",
+                db::describe_error(&e)
+            )
+        })?;
     db::schema::bootstrap(&mut client).await?;
     if opts.backfill_rate > 0 {
         let actor = crate::audit::Actor::current(&client).await?;
