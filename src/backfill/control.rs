@@ -89,36 +89,15 @@ pub async fn pause(
     actor: &Actor,
     reason: &str,
 ) -> Result<(), BackfillError> {
-    let tx = client.transaction().await?;
-    let (state, _) = lock_state(&tx, plan).await?;
-    if matches!(state, State::Done | State::Stopped | State::Failed) {
-        return Err(BackfillError::NotApplicable {
-            action: "pause",
-            plan: plan.id().to_string(),
-            state,
-        });
-    }
-    let text = if reason.trim().is_empty() {
-        format!("paused by {actor}")
-    } else {
-        format!("paused by {actor}: {}", reason.trim())
-    };
-    tx.execute(
-        "UPDATE cutover.backfill SET state = 'paused', reason = $2, paused_by = $3, \
-         updated_at = clock_timestamp() WHERE plan_id = $1",
-        &[&plan.id(), &text, &actor.to_string()],
-    )
-    .await?;
-    record(
-        &tx,
+    halt(
+        client,
         plan,
         actor,
-        "backfill.pause",
-        json!({ "from": state.as_str(), "reason": reason }),
+        reason,
+        State::Paused,
+        &[State::Done, State::Stopped, State::Failed],
     )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    .await
 }
 
 /// Resumes a paused or stopped backfill. A running worker continues at once; after a stop, a
@@ -173,31 +152,56 @@ pub async fn stop(
     actor: &Actor,
     reason: &str,
 ) -> Result<(), BackfillError> {
+    halt(
+        client,
+        plan,
+        actor,
+        reason,
+        State::Stopped,
+        &[State::Done, State::Stopped],
+    )
+    .await
+}
+
+/// Moves the backfill to `target` (paused or stopped) with the actor and reason, audited in the
+/// same transaction; refused from any state in `refused_from`.
+async fn halt(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    reason: &str,
+    target: State,
+    refused_from: &[State],
+) -> Result<(), BackfillError> {
+    let (action, verb) = match target {
+        State::Stopped => ("stop", "stopped"),
+        _ => ("pause", "paused"),
+    };
     let tx = client.transaction().await?;
     let (state, _) = lock_state(&tx, plan).await?;
-    if matches!(state, State::Done | State::Stopped) {
+    if refused_from.contains(&state) {
         return Err(BackfillError::NotApplicable {
-            action: "stop",
+            action,
             plan: plan.id().to_string(),
             state,
         });
     }
     let text = if reason.trim().is_empty() {
-        format!("stopped by {actor}")
+        format!("{verb} by {actor}")
     } else {
-        format!("stopped by {actor}: {}", reason.trim())
+        format!("{verb} by {actor}: {}", reason.trim())
     };
     tx.execute(
-        "UPDATE cutover.backfill SET state = 'stopped', reason = $2, paused_by = $3, \
+        "UPDATE cutover.backfill SET state = $4, reason = $2, paused_by = $3, \
          updated_at = clock_timestamp() WHERE plan_id = $1",
-        &[&plan.id(), &text, &actor.to_string()],
+        &[&plan.id(), &text, &actor.to_string(), &target.as_str()],
     )
     .await?;
     record(
         &tx,
         plan,
         actor,
-        "backfill.stop",
+        &format!("backfill.{action}"),
         json!({ "from": state.as_str(), "reason": reason }),
     )
     .await?;
