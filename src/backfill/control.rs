@@ -5,8 +5,9 @@
 use serde_json::json;
 use tokio_postgres::{Client, GenericClient};
 
-use super::{BackfillError, State};
-use crate::audit::{self, Actor, NewEntry};
+use super::BackfillError;
+use crate::control::backfill::State;
+use crate::control::audit::{self, Actor, NewEntry};
 use crate::plan::{BackfillSpec, Phase, Plan};
 
 /// Live settings to change; `None` leaves a setting as it is.

@@ -13,7 +13,8 @@ use super::keys::{self, Key, KeySpec};
 use super::ranges::{self, Claim, Claimed, Finish, Identity};
 use super::sizer::Sizer;
 use super::throttle::{Evaluator, Verdict, SIGNAL_TIMEOUT};
-use super::{control, BackfillError, RunOptions, RunOutcome, RunSummary, State};
+use super::{control, BackfillError, RunOptions, RunOutcome, RunSummary};
+use crate::control::backfill::State;
 use crate::db::{self, describe_error, DbConfig, SessionSettings};
 use crate::plan::{BackfillSpec, Plan};
 
@@ -38,7 +39,7 @@ pub async fn run(
     let started = Instant::now();
     let spec = control::spec(&plan)?.clone();
     let mut client = db::connect(&cfg, &SessionSettings::new("backfill")).await?;
-    db::schema::bootstrap(&mut client).await?;
+    crate::control::schema::bootstrap(&mut client).await?;
     check_phase(&client, &plan).await?;
     control::ensure_row(&client, &plan).await?;
     let row = client

@@ -122,7 +122,7 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     client
         .batch_execute("VACUUM ANALYZE pgbench_accounts")
         .await?;
-    db::schema::bootstrap(&mut client).await?;
+    crate::control::schema::bootstrap(&mut client).await?;
 
     // (a) one set-based UPDATE vs the unthrottled backfill, each twice on identical copies.
     let mut single = (Duration::ZERO, 0u64);

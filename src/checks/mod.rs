@@ -37,7 +37,7 @@ use crate::db::describe_error;
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan};
 use crate::Outcome;
 
-pub use golden::{snapshot_golden, GoldenSnapshot, SCHEMA_SQL as GOLDEN_SCHEMA_SQL};
+pub use golden::{snapshot_golden, GoldenSnapshot};
 pub use store::{history, latest};
 
 /// How many differing keys, partitions or samples a result lists in its details.

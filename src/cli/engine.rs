@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 
 use super::{exit, Context};
-use crate::audit::{self, Actor, Verification};
+use crate::control::audit::{self, Actor, Verification};
 use crate::engine::{self, EngineError, RunOptions};
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, Role};
@@ -225,8 +225,8 @@ fn engine_failure(e: EngineError) -> anyhow::Result<ExitCode> {
 
 async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let plan = load(path)?;
-    let mut client = ctx.connect("status").await?;
-    let st = match engine::status(&mut client, &plan).await {
+    let client = ctx.connect_viewer("status").await?;
+    let st = match engine::status(&client, &plan).await {
         Ok(s) => s,
         Err(e) => return engine_failure(e),
     };
@@ -723,7 +723,7 @@ async fn note(ctx: &Context, path: &Path, text: &str) -> anyhow::Result<ExitCode
 }
 
 async fn audit_cmd(ctx: &Context, action: AuditAction) -> anyhow::Result<ExitCode> {
-    let client = ctx.connect("audit").await?;
+    let client = ctx.connect_viewer("audit").await?;
     match action {
         AuditAction::Verify => match audit::verify(&client).await? {
             Verification::Intact { entries, head } => {

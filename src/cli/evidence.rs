@@ -76,7 +76,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             let plan = Plan::load(&plan)?;
             let live = match ctx.db_config_opt()? {
                 Some(cfg) => {
-                    let client = ctx.connect("runbook").await?;
+                    let client = ctx.connect_viewer("runbook").await?;
                     Some(runbook::live_state(&client, &plan, cfg.display()).await?)
                 }
                 None => None,

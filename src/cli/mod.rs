@@ -109,7 +109,20 @@ impl Context {
     pub async fn connect(&self, purpose: &str) -> anyhow::Result<Client> {
         let cfg = self.db_config()?;
         let mut client = db::connect(&cfg, &SessionSettings::new(purpose)).await?;
-        db::schema::bootstrap(&mut client).await?;
+        crate::control::schema::bootstrap(&mut client).await?;
+        Ok(client)
+    }
+
+    /// Connects a viewer for `purpose`: the session is read-only (`default_transaction_read_only`)
+    /// and the control schema is read, never created or upgraded.
+    pub async fn connect_viewer(&self, purpose: &str) -> anyhow::Result<Client> {
+        let cfg = self.db_config()?;
+        let client = db::connect(&cfg, &SessionSettings::new(purpose)).await?;
+        client
+            .batch_execute("SET default_transaction_read_only = on")
+            .await
+            .map_err(db::DbError::from)?;
+        crate::control::schema::require_readable(&client).await?;
         Ok(client)
     }
 }

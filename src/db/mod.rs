@@ -2,7 +2,7 @@
 //! password masking, and the per-connection session settings every Cutover connection uses.
 
 pub mod catalog;
-pub mod schema;
+
 pub mod throwaway;
 
 use std::fmt;

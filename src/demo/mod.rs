@@ -127,9 +127,9 @@ async fn run_on(
                 db::describe_error(&e)
             )
         })?;
-    db::schema::bootstrap(&mut client).await?;
+    crate::control::schema::bootstrap(&mut client).await?;
     if opts.backfill_rate > 0 {
-        let actor = crate::audit::Actor::current(&client).await?;
+        let actor = crate::control::audit::Actor::current(&client).await?;
         let tuning = crate::backfill::Tuning {
             max_rows_per_second: Some(opts.backfill_rate),
             ..crate::backfill::Tuning::default()

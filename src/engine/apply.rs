@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 use tokio_postgres::{Client, Transaction};
 
 use super::ddl::{self, AttemptError, Backoff, Blocker, Direction, LockPolicy, Runner};
-use super::gate::{evaluate_gate, GateEvaluation};
-use super::state::{self, PhaseState, PlanLock, Transition};
+use super::gate::evaluate_gate;
+use crate::rules::GateEvaluation;
+use crate::control::phases::{self as state, PhaseState, PlanLock, Transition};
 use super::{EngineError, EngineEvent, RunOptions};
-use crate::audit::Actor;
+use crate::control::audit::Actor;
 use crate::plan::{Phase, Plan};
 use crate::sql::{self, Statement};
 
@@ -95,7 +96,7 @@ pub async fn apply_phase(
             "cannot apply {phase}: phases are applied in order and {next} is not applied yet"
         )));
     }
-    let gate = evaluate_gate(client, plan, &st, phase).await?;
+    let gate = evaluate_gate(client, plan, phase).await?;
     if !gate.passed {
         // Another operator may have applied it meanwhile (and used the override).
         let now = state::load(client, plan.id()).await?;
@@ -637,4 +638,5 @@ async fn complete(
         },
     )
     .await
+    .map_err(Into::into)
 }

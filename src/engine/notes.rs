@@ -4,8 +4,9 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::Client;
 
-use super::{state, EngineError};
-use crate::audit::{self, Actor, NewEntry};
+use super::EngineError;
+use crate::control::phases as state;
+use crate::control::audit::{self, Actor, NewEntry};
 use crate::plan::Plan;
 
 /// The result of [`note`].

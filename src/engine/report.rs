@@ -8,10 +8,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use super::gate::{fmt_time, short};
-use super::state::{self, PhaseState};
+use crate::rules::{fmt_time, short};
+use crate::control::phases::{self as state, PhaseState};
 use super::EngineError;
-use crate::audit::{self, Actor, Verification};
+use crate::control::audit::{self, Actor, Verification};
 use crate::plan::{Phase, Plan};
 
 /// One state change.

@@ -7,9 +7,11 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::Client;
 
-use super::gate::fmt_time;
-use super::{state, EngineError};
-use crate::audit::{self, Actor, NewEntry};
+use crate::control::facts::Facts;
+use crate::rules::{self, fmt_time};
+use super::EngineError;
+use crate::control::phases as state;
+use crate::control::audit::{self, Actor, NewEntry};
 use crate::plan::{Phase, Plan, Role};
 
 /// The result of [`signoff`].
@@ -215,22 +217,16 @@ pub async fn override_gate(
     }
     state::ensure_registered(client, plan, actor).await?;
     let sha = plan.sha256();
-    if let Some(r) = client
-        .query_opt(
-            &format!(
-                "SELECT at FROM cutover.overrides o
-                  WHERE plan_id = $1 AND gate = $2 AND plan_sha256 = $3 AND reason = $4
-                    AND {}",
-                super::gate::UNCONSUMED
-            ),
-            &[&plan.id(), &gate.as_str(), &sha, &reason],
-        )
-        .await?
-    {
-        return Ok(OverrideOutcome::AlreadyOverridden { at: r.get(0) });
+    let facts = Facts::load(&*client, plan.id()).await?;
+    if let Some(o) = facts.overrides.iter().find(|o| {
+        o.gate == gate
+            && o.plan_sha256 == sha
+            && o.reason == reason
+            && rules::gate::override_unconsumed(&facts, gate, o.at)
+    }) {
+        return Ok(OverrideOutcome::AlreadyOverridden { at: o.at });
     }
-    let st = state::load(client, plan.id()).await?;
-    let eval = super::gate::evaluate_gate(client, plan, &st, gate).await?;
+    let eval = super::gate::evaluate_gate(client, plan, gate).await?;
     let tx = client.transaction().await?;
     tx.execute(
         "INSERT INTO cutover.overrides (plan_id, gate, login, reason, plan_sha256)

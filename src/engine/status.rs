@@ -2,16 +2,16 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio_postgres::Client;
+use tokio_postgres::GenericClient;
 
-use super::flags::{get_flag, Flag};
-use super::gate::{evaluate_gate, GateEvaluation};
-use super::rollback::{irreversible_reason, partially_applied, rollback_targets};
-use super::scorecard::{scorecard, Scorecard};
-use super::state::{self, PhaseState};
+use super::ddl::summary;
+use super::flags::Flag;
 use super::EngineError;
-use crate::audit::Actor;
+use crate::control::backfill::State as BackfillState;
+use crate::control::facts::Facts;
+use crate::control::phases::PhaseState;
 use crate::plan::{Phase, Plan};
+use crate::rules::{self, fmt_time, GateEvaluation, RollbackAdvice, Scorecard};
 
 /// One phase in the status.
 #[derive(Debug, Clone, Serialize)]
@@ -76,24 +76,11 @@ pub struct OverrideView {
     pub in_force: bool,
 }
 
-/// The fastest safe way back from where the migration stands.
-#[derive(Debug, Clone, Serialize)]
-pub struct RollbackAdvice {
-    /// The phase a plain `rollback` undoes.
-    pub phase: Phase,
-    /// False for an irreversible phase.
-    pub possible: bool,
-    /// What it does (or why it is impossible).
-    pub description: String,
-    /// The command.
-    pub command: String,
-}
-
 /// Backfill progress as the backfill runner records it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackfillView {
-    /// `idle`, `running`, `throttled`, `paused`, `stopped`, `done`, `failed`.
-    pub state: String,
+    /// The backfill's state.
+    pub state: BackfillState,
     /// Why (throttle or pause reason).
     pub reason: String,
     /// Rows written.
@@ -117,8 +104,10 @@ pub struct Status {
     pub plan_path: String,
     /// sha256 of the plan file now.
     pub plan_sha256: String,
-    /// sha256 the migration was registered or last acted with.
+    /// sha256 the migration was registered or last acted with (empty when not registered).
     pub recorded_sha256: String,
+    /// The migration is registered (an operator's first action registers it).
+    pub registered: bool,
     /// The file differs from the last acted-on version.
     pub plan_changed: bool,
     /// The five phases.
@@ -127,7 +116,7 @@ pub struct Status {
     pub current_phase: Option<Phase>,
     /// The phase `advance` would apply.
     pub next_phase: Option<Phase>,
-    /// The gate of the next phase, evaluated now.
+    /// The gate of the next phase, judged from the recorded facts.
     pub gate: Option<GateEvaluation>,
     /// Readiness scorecard.
     pub scorecard: Scorecard,
@@ -143,32 +132,24 @@ pub struct Status {
     pub backfill: Option<BackfillView>,
 }
 
-/// Gathers the status of `plan` (registering the migration on first use).
-pub async fn status(client: &mut Client, plan: &Plan) -> Result<Status, EngineError> {
-    let actor = Actor::current(&*client).await?;
-    state::ensure_registered(client, plan, &actor).await?;
-    let client: &Client = client;
-    let st = state::load(client, plan.id()).await?;
+/// Reads the status of `plan`: one consistent read of the control schema, judged by the rules.
+/// It writes nothing and runs no probe (probe results are the latest recorded, marked stale
+/// when facts changed since).
+pub async fn status(client: &impl GenericClient, plan: &Plan) -> Result<Status, EngineError> {
+    let facts = Facts::load(client, plan.id()).await?;
+    Ok(build(plan, &facts))
+}
+
+/// The status of `plan` as the rules judge `facts`; the TUI shows the same value.
+pub fn build(plan: &Plan, facts: &Facts) -> Status {
     let sha = plan.sha256();
-    let next_phase = st.next_phase();
-    let gate = match next_phase {
-        Some(p) => Some(evaluate_gate(client, plan, &st, p).await?),
-        None => None,
-    };
-    let in_flight = st
-        .phases
-        .iter()
-        .any(|r| matches!(r.state, PhaseState::Applying | PhaseState::RollingBack));
-    let holder = if in_flight {
-        state::lock_holder(client, plan.id()).await?
-    } else {
-        None
-    };
-    let phases = st
+    let next_phase = facts.next_phase();
+    let gate = next_phase.map(|p| rules::gate::evaluate(plan, facts, p));
+    let phases = facts
         .phases
         .iter()
         .map(|r| PhaseStatus {
-            note: in_flight_note(r.state, holder.as_deref()),
+            note: in_flight_note(facts, r.phase, r.state),
             phase: r.phase,
             state: r.state,
             reversible: plan.phase(r.phase).reversible(),
@@ -182,133 +163,104 @@ pub async fn status(client: &mut Client, plan: &Plan) -> Result<Status, EngineEr
             error: r.error.clone(),
         })
         .collect();
-    let signoffs = client
-        .query(
-            "SELECT gate, role, login, os_user, host, signed_at, plan_sha256
-               FROM cutover.signoffs WHERE plan_id = $1 ORDER BY signed_at",
-            &[&plan.id()],
-        )
-        .await?
+    let signoffs = facts
+        .signoffs
         .iter()
-        .map(|r| {
-            let s: String = r.get(6);
-            let valid = s == sha;
+        .map(|s| {
+            let rolled_back = facts
+                .entered(s.gate, PhaseState::RolledBack)
+                .filter(|rb| *rb > s.signed_at);
+            let note = if s.plan_sha256 != sha {
+                Some("void: plan changed since sign-off".to_string())
+            } else {
+                rolled_back.map(|rb| {
+                    format!("void: {} was rolled back at {} after it", s.gate, fmt_time(rb))
+                })
+            };
             SignoffView {
-                gate: r.get(0),
-                role: r.get(1),
-                login: r.get(2),
-                os_user: r.get(3),
-                host: r.get(4),
-                signed_at: r.get(5),
-                plan_sha256: s,
-                valid,
-                note: (!valid).then(|| "void: plan changed since sign-off".to_string()),
+                gate: s.gate.as_str().to_string(),
+                role: s.role.clone(),
+                login: s.login.clone(),
+                os_user: s.os_user.clone(),
+                host: s.host.clone(),
+                signed_at: s.signed_at,
+                plan_sha256: s.plan_sha256.clone(),
+                valid: note.is_none(),
+                note,
             }
         })
         .collect();
-    let overrides = client
-        .query(
-            &format!(
-                "SELECT gate, login, reason, at, plan_sha256, {} FROM cutover.overrides o
-                  WHERE plan_id = $1 ORDER BY at",
-                super::gate::UNCONSUMED
-            ),
-            &[&plan.id()],
-        )
-        .await?
+    let overrides = facts
+        .overrides
         .iter()
-        .map(|r| OverrideView {
-            gate: r.get(0),
-            login: r.get(1),
-            reason: r.get(2),
-            at: r.get(3),
-            current_plan: r.get::<_, String>(4) == sha,
-            in_force: r.get::<_, String>(4) == sha && r.get::<_, bool>(5),
+        .map(|o| OverrideView {
+            gate: o.gate.as_str().to_string(),
+            login: o.login.clone(),
+            reason: o.reason.clone(),
+            at: o.at,
+            current_plan: o.plan_sha256 == sha,
+            in_force: o.plan_sha256 == sha
+                && rules::gate::override_unconsumed(facts, o.gate, o.at),
         })
         .collect();
-    let partial = partially_applied(client, &st).await?;
-    let rollback = rollback_targets(&st, None, partial)
-        .ok()
-        .and_then(|t| t.first().copied())
-        .map(|p| advice(plan, p));
-    let flag = match &plan.spec.read_switch {
-        Some(rs) => get_flag(client, &rs.flag).await?,
-        None => None,
-    };
-    let backfill = client
-        .query_opt(
-            "SELECT state, reason, rows_done, rows_estimate, throttled_seconds
-               FROM cutover.backfill WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?
-        .map(|r| BackfillView {
-            state: r.get(0),
-            reason: r.get(1),
-            rows_done: r.get(2),
-            rows_estimate: r.get(3),
-            throttled_seconds: r.get(4),
+    let flag = plan
+        .spec
+        .read_switch
+        .as_ref()
+        .and_then(|rs| facts.flag(&rs.flag))
+        .map(|f| Flag {
+            name: f.name.clone(),
+            enabled: f.enabled,
+            updated_by: f.updated_by.clone(),
+            updated_at: f.updated_at,
+            plan_id: f.plan_id.clone(),
         });
-    let scorecard = scorecard(client, plan, next_phase.unwrap_or(Phase::Contract)).await?;
-    Ok(Status {
+    let backfill = facts.backfill.as_ref().map(|b| BackfillView {
+        state: b.state,
+        reason: b.reason.clone(),
+        rows_done: b.rows_done,
+        rows_estimate: b.rows_estimate,
+        throttled_seconds: b.throttled_seconds,
+    });
+    let recorded = facts.registration.as_ref().map(|r| r.plan_sha256.clone());
+    Status {
         plan_id: plan.id().to_string(),
         title: plan.spec.title.clone(),
         environment: plan.spec.environment.clone(),
         plan_path: plan.path.clone(),
-        plan_changed: st.plan_sha256 != sha,
+        registered: facts.registration.is_some(),
+        plan_changed: recorded.as_ref().is_some_and(|r| *r != sha),
         plan_sha256: sha,
-        recorded_sha256: st.plan_sha256.clone(),
+        recorded_sha256: recorded.unwrap_or_default(),
         phases,
-        current_phase: st.last_applied(),
+        current_phase: facts.last_applied(),
         next_phase,
         gate,
-        scorecard,
+        scorecard: rules::scorecard(plan, facts),
         signoffs,
         overrides,
-        rollback,
+        rollback: rules::rollback_advice(plan, facts),
         flag,
         backfill,
-    })
+    }
 }
 
-fn in_flight_note(state: PhaseState, holder: Option<&str>) -> Option<String> {
-    let verb = match state {
-        PhaseState::Applying => "advance",
-        PhaseState::RollingBack => "rollback",
+fn in_flight_note(facts: &Facts, phase: Phase, state: PhaseState) -> Option<String> {
+    let (verb, direction) = match state {
+        PhaseState::Applying => ("advance", "apply"),
+        PhaseState::RollingBack => ("rollback", "rollback"),
         _ => return None,
     };
-    Some(match holder {
-        Some(h) => format!("in progress: {h} is running it"),
-        None => format!(
-            "interrupted: no process is running it; its transactional statements did not commit — re-run `{verb}` to resume"
-        ),
-    })
-}
-
-fn advice(plan: &Plan, phase: Phase) -> RollbackAdvice {
-    let command = format!("cutover rollback {} --phase {phase} --yes", plan.path);
-    if let Some(reason) = irreversible_reason(plan, phase) {
-        return RollbackAdvice {
-            phase,
-            possible: false,
-            description: reason,
-            command: String::new(),
-        };
+    if let Some(h) = &facts.lock_holder {
+        return Some(format!("in progress: {h} is running it"));
     }
-    let description = match phase {
-        Phase::Expand => "run expand's rollback script (removes what expand added); the old app never depended on it".to_string(),
-        Phase::DualWrite => "run dual_write's rollback script: writes go to the old shape only".to_string(),
-        Phase::Backfill => "stop the backfill and run backfill's rollback script; values already filled stay harmless while reads use the old shape".to_string(),
-        Phase::ReadSwitch => match &plan.spec.read_switch {
-            Some(rs) => format!("flip flag `{}` OFF (immediate: reads go back to the old shape), then run read_switch's rollback script", rs.flag),
-            None => "run read_switch's rollback script".to_string(),
-        },
-        Phase::Contract => String::new(),
-    };
-    RollbackAdvice {
-        phase,
-        possible: true,
-        description,
-        command,
-    }
+    let after = facts
+        .statements
+        .iter()
+        .find(|s| s.phase == phase && s.direction == direction)
+        .map(|s| format!(" after statement {} (`{}`)", s.idx + 1, summary(&s.statement)))
+        .unwrap_or_else(|| " before its first statement completed".to_string());
+    Some(format!(
+        "interrupted{after}: no process is running it; its transactional statements did not commit — re-run `{verb}` to resume"
+    ))
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use cutover::audit::Actor;
+use cutover::control::audit::Actor;
 use cutover::db::{self, DbConfig, SessionSettings};
 use cutover::engine::{self, DdlError, EngineError, EngineEvent, PhaseState, RunOptions};
 use cutover::plan::{Phase, Plan, Role};
@@ -66,7 +66,7 @@ async fn engine_client(url: &str) -> Client {
     let mut c = db::connect(&cfg, &SessionSettings::new("test"))
         .await
         .unwrap();
-    db::schema::bootstrap(&mut c).await.unwrap();
+    cutover::control::schema::bootstrap(&mut c).await.unwrap();
     c
 }
 
@@ -470,7 +470,7 @@ async fn rollback_of_each_reversible_phase_restores_the_catalog() {
             before,
             "rollback of {phase} did not restore the catalog"
         );
-        let st = engine::state::load(&c, plan.id()).await.unwrap();
+        let st = cutover::control::phases::load(&c, plan.id()).await.unwrap();
         assert_eq!(st.phase(phase).state, PhaseState::RolledBack);
         if phase == Phase::ReadSwitch {
             assert!(
@@ -521,12 +521,12 @@ async fn rollback_of_each_reversible_phase_restores_the_catalog() {
         "rolling back the backfill phase stops the backfill"
     );
     assert_eq!(
-        cutover::audit::verify(&c).await.unwrap(),
-        cutover::audit::verify(&c).await.unwrap()
+        cutover::control::audit::verify(&c).await.unwrap(),
+        cutover::control::audit::verify(&c).await.unwrap()
     );
     assert!(matches!(
-        cutover::audit::verify(&c).await.unwrap(),
-        cutover::audit::Verification::Intact { .. }
+        cutover::control::audit::verify(&c).await.unwrap(),
+        cutover::control::audit::Verification::Intact { .. }
     ));
 }
 
@@ -678,7 +678,7 @@ async fn lock_timeout_that_never_clears_fails_cleanly_within_bounds() {
         before,
         "a failed phase must leave nothing behind"
     );
-    let st = engine::state::load(&c, plan.id()).await.unwrap();
+    let st = cutover::control::phases::load(&c, plan.id()).await.unwrap();
     assert_eq!(st.phase(Phase::Expand).state, PhaseState::Failed);
     assert!(st
         .phase(Phase::Expand)
@@ -1063,7 +1063,7 @@ async fn an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
         .await
         .unwrap_err();
     assert!(err.to_string().contains("accounts_owner_uq"), "{err}");
-    let st = engine::state::load(&c, plan.id()).await.unwrap();
+    let st = cutover::control::phases::load(&c, plan.id()).await.unwrap();
     assert_eq!(st.phase(Phase::Expand).state, PhaseState::Failed);
     let invalid: bool = c
         .query_one("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = 'public.accounts_owner_uq'::regclass", &[])

@@ -282,6 +282,21 @@ pub async fn export(
     }
 }
 
+/// The last `n` entries of one plan, newest first.
+pub async fn recent(
+    client: &impl GenericClient,
+    plan_id: &str,
+    n: i64,
+) -> Result<Vec<Entry>, DbError> {
+    let rows = client
+        .query(
+            "SELECT * FROM cutover.audit_log WHERE plan_id = $1 ORDER BY seq DESC LIMIT $2",
+            &[&plan_id, &n],
+        )
+        .await?;
+    Ok(rows.iter().map(Entry::from_row).collect())
+}
+
 /// The last `n` entries, oldest first.
 pub async fn last_entries(client: &impl GenericClient, n: i64) -> Result<Vec<Entry>, DbError> {
     let rows = client
@@ -330,7 +345,7 @@ pub async fn follow(
         }
     });
     if let Err(e) = client
-        .batch_execute(&format!("LISTEN {}", crate::db::schema::NOTIFY_CHANNEL))
+        .batch_execute(&format!("LISTEN {}", crate::control::schema::NOTIFY_CHANNEL))
         .await
     {
         tracing::warn!(
