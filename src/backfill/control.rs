@@ -6,8 +6,8 @@ use serde_json::json;
 use tokio_postgres::{Client, GenericClient};
 
 use super::BackfillError;
-use crate::control::backfill::State;
 use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::backfill::State;
 use crate::plan::{BackfillSpec, Phase, Plan};
 
 /// Live settings to change; `None` leaves a setting as it is.

@@ -49,13 +49,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::control::backfill::State;
 pub use control::{pause, resume, stop, tune, Tuning};
 pub use progress::{progress, Progress, RangeProgress};
-pub use crate::control::backfill::State;
 pub use runner::run;
-
-
-
 
 /// Errors of the backfill API.
 #[derive(Debug, thiserror::Error)]

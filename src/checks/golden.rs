@@ -11,7 +11,6 @@ use super::{CheckError, Ctx, Verdict};
 use crate::plan::{CheckKind, Plan};
 use crate::Outcome;
 
-
 /// A stored baseline of one golden query.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct GoldenSnapshot {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use super::{exit, Context};
-use crate::control::audit::Actor;
 use crate::backfill::{self, progress::fmt_secs, BackfillError, RunOptions, RunOutcome, Tuning};
+use crate::control::audit::Actor;
 use crate::plan::Plan;
 
 /// Backfill commands.

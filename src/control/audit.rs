@@ -345,7 +345,10 @@ pub async fn follow(
         }
     });
     if let Err(e) = client
-        .batch_execute(&format!("LISTEN {}", crate::control::schema::NOTIFY_CHANNEL))
+        .batch_execute(&format!(
+            "LISTEN {}",
+            crate::control::schema::NOTIFY_CHANNEL
+        ))
         .await
     {
         tracing::warn!(

@@ -58,4 +58,3 @@ impl std::fmt::Display for State {
         f.write_str(self.as_str())
     }
 }
-

@@ -11,11 +11,11 @@ use tokio_postgres::{Client, Transaction};
 
 use super::ddl::{self, AttemptError, Backoff, Blocker, Direction, LockPolicy, Runner};
 use super::gate::evaluate_gate;
-use crate::rules::GateEvaluation;
-use crate::control::phases::{self as state, PhaseState, PlanLock, Transition};
 use super::{EngineError, EngineEvent, RunOptions};
 use crate::control::audit::Actor;
+use crate::control::phases::{self as state, PhaseState, PlanLock, Transition};
 use crate::plan::{Phase, Plan};
+use crate::rules::GateEvaluation;
 use crate::sql::{self, Statement};
 
 /// The result of [`advance`] / [`apply_phase`].

@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::{Client, GenericClient};
 
-use crate::control::phases::{self as state, PhaseState};
 use super::EngineError;
 use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::phases::{self as state, PhaseState};
 use crate::plan::Phase;
 
 /// A flag's current value.

@@ -50,9 +50,9 @@ pub async fn run_probes(client: &Client, plan: &Plan, phase: Phase) -> Vec<Probe
 /// may have failed, and they are the newest facts there are).
 fn overlay(facts: &mut Facts, live: Vec<ProbeFact>) {
     for p in live {
-        facts
-            .probes
-            .retain(|f| !(f.gate == p.gate && f.probe == p.probe && f.plan_sha256 == p.plan_sha256));
+        facts.probes.retain(|f| {
+            !(f.gate == p.gate && f.probe == p.probe && f.plan_sha256 == p.plan_sha256)
+        });
         facts.probes.push(ProbeFact { at: facts.now, ..p });
     }
 }

@@ -34,6 +34,7 @@ use crate::control::ControlError;
 use crate::db::{DbConfig, DbError};
 use crate::plan::Phase;
 
+pub use crate::control::phases::{MigrationState, PhaseState};
 pub use apply::{advance, apply_phase, Applied};
 pub use ddl::{Blocker, DdlError, LockPolicy};
 pub use flags::{get_flag, set_flag, Flag, FlagChange};
@@ -43,7 +44,6 @@ pub use rehearse::{catalog_fingerprint, rehearse, Rehearsal};
 pub use report::{report, Report};
 pub use rollback::{rollback, RollbackOutcome};
 pub use signoff::{override_gate, signoff, OverrideOutcome, SignoffOutcome};
-pub use crate::control::phases::{MigrationState, PhaseState};
 pub use status::{status, Status};
 
 impl From<ControlError> for EngineError {

@@ -5,8 +5,8 @@ use serde_json::json;
 use tokio_postgres::Client;
 
 use super::EngineError;
-use crate::control::phases as state;
 use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::phases as state;
 use crate::plan::Plan;
 
 /// The result of [`note`].

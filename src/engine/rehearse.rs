@@ -12,9 +12,9 @@ use serde_json::json;
 use tokio_postgres::{Client, Transaction};
 
 use super::ddl::{summary, LockPolicy};
-use crate::control::phases::{self as state, PhaseState, PlanLock};
 use super::EngineError;
 use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::phases::{self as state, PhaseState, PlanLock};
 use crate::db;
 use crate::plan::{Phase, Plan};
 use crate::sql::{self, Statement};

@@ -9,11 +9,11 @@ use tokio_postgres::Client;
 
 use super::apply::{record_failure, run_script, start, Completion};
 use super::ddl::{Blocker, Direction, LockPolicy, Runner};
-use crate::control::phases::{self as state, PhaseState, PlanLock};
 use super::{EngineError, EngineEvent, RunOptions};
 use crate::control::audit::{self, Actor, NewEntry};
-use crate::plan::{Phase, Plan};
 use crate::control::facts::Facts;
+use crate::control::phases::{self as state, PhaseState, PlanLock};
+use crate::plan::{Phase, Plan};
 use crate::rules::{irreversible_reason, rollback_targets};
 
 /// One phase rolled back.

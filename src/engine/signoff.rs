@@ -7,12 +7,12 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::Client;
 
-use crate::control::facts::Facts;
-use crate::rules::{self, fmt_time};
 use super::EngineError;
-use crate::control::phases as state;
 use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::facts::Facts;
+use crate::control::phases as state;
 use crate::plan::{Phase, Plan, Role};
+use crate::rules::{self, fmt_time};
 
 /// The result of [`signoff`].
 #[derive(Debug, Clone, Serialize)]

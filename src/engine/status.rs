@@ -174,7 +174,11 @@ pub fn build(plan: &Plan, facts: &Facts) -> Status {
                 Some("void: plan changed since sign-off".to_string())
             } else {
                 rolled_back.map(|rb| {
-                    format!("void: {} was rolled back at {} after it", s.gate, fmt_time(rb))
+                    format!(
+                        "void: {} was rolled back at {} after it",
+                        s.gate,
+                        fmt_time(rb)
+                    )
                 })
             };
             SignoffView {
@@ -199,8 +203,7 @@ pub fn build(plan: &Plan, facts: &Facts) -> Status {
             reason: o.reason.clone(),
             at: o.at,
             current_plan: o.plan_sha256 == sha,
-            in_force: o.plan_sha256 == sha
-                && rules::gate::override_unconsumed(facts, o.gate, o.at),
+            in_force: o.plan_sha256 == sha && rules::gate::override_unconsumed(facts, o.gate, o.at),
         })
         .collect();
     let flag = plan
@@ -258,7 +261,13 @@ fn in_flight_note(facts: &Facts, phase: Phase, state: PhaseState) -> Option<Stri
         .statements
         .iter()
         .find(|s| s.phase == phase && s.direction == direction)
-        .map(|s| format!(" after statement {} (`{}`)", s.idx + 1, summary(&s.statement)))
+        .map(|s| {
+            format!(
+                " after statement {} (`{}`)",
+                s.idx + 1,
+                summary(&s.statement)
+            )
+        })
         .unwrap_or_else(|| " before its first statement completed".to_string());
     Some(format!(
         "interrupted{after}: no process is running it; its transactional statements did not commit — re-run `{verb}` to resume"

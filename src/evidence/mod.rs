@@ -26,7 +26,6 @@ use tokio_postgres::Client;
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, ProbeKind};
 
-
 /// What a probe may look at.
 pub struct ProbeContext<'a> {
     /// A connection owned by the caller (the worker or a CLI command). It may be inside the

@@ -125,10 +125,7 @@ pub fn rollback_targets(
     let undoable = |s: PhaseState| matches!(s, PhaseState::Applied | PhaseState::RollingBack);
     match phase {
         None => {
-            if let Some(p) = phases
-                .iter()
-                .find(|p| p.state == PhaseState::RollingBack)
-            {
+            if let Some(p) = phases.iter().find(|p| p.state == PhaseState::RollingBack) {
                 return Ok(vec![p.phase]);
             }
             partial
@@ -146,7 +143,9 @@ pub fn rollback_targets(
                 .find(|r| r.phase == p)
                 .map_or(PhaseState::Pending, |r| r.state);
             if !undoable(state) && partial != Some(p) {
-                return Err(format!("nothing to roll back: {p} is {state} (not applied)"));
+                return Err(format!(
+                    "nothing to roll back: {p} is {state} (not applied)"
+                ));
             }
             Ok(phases
                 .iter()
@@ -157,4 +156,3 @@ pub fn rollback_targets(
         }
     }
 }
-

@@ -10,9 +10,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use super::{age, fmt_time, human, short};
+use crate::control::backfill::State as BackfillState;
 use crate::control::facts::{Facts, ProbeFact};
 use crate::control::phases::PhaseState;
-use crate::control::backfill::State as BackfillState;
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, ProbeKind};
 
@@ -145,9 +145,12 @@ pub fn evaluate(plan: &Plan, facts: &Facts, phase: Phase) -> GateEvaluation {
     let rolled_back = facts.entered(phase, PhaseState::RolledBack);
     for role in &spec.signoffs {
         let ours = |s: &&crate::control::facts::SignoffFact| s.gate == phase && s.role == role.0;
-        let valid = facts.signoffs.iter().rev().filter(ours).find(|s| {
-            s.plan_sha256 == sha && rolled_back.is_none_or(|rb| s.signed_at > rb)
-        });
+        let valid = facts
+            .signoffs
+            .iter()
+            .rev()
+            .filter(ours)
+            .find(|s| s.plan_sha256 == sha && rolled_back.is_none_or(|rb| s.signed_at > rb));
         let latest = facts.signoffs.iter().rev().find(ours);
         let it = match (valid, latest) {
             (Some(s), _) => item(
@@ -269,9 +272,7 @@ fn override_in_force(facts: &Facts, sha: &str, phase: Phase) -> Option<OverrideI
         .overrides
         .iter()
         .rev()
-        .find(|o| {
-            o.gate == phase && o.plan_sha256 == sha && consumed_at.is_none_or(|c| o.at > c)
-        })
+        .find(|o| o.gate == phase && o.plan_sha256 == sha && consumed_at.is_none_or(|c| o.at > c))
         .map(|o| OverrideInfo {
             login: o.login.clone(),
             reason: o.reason.clone(),
@@ -377,16 +378,15 @@ pub fn stale_reason(facts: &Facts, probe: &ProbeFact) -> Option<String> {
                     BackfillState::Done => "done".to_string(),
                     s => s.as_str().to_string(),
                 };
-                return Some(format!("the backfill became {now} at {} after it", fmt_time(t)));
+                return Some(format!(
+                    "the backfill became {now} at {} after it",
+                    fmt_time(t)
+                ));
             }
         }
     }
-    (facts.now - probe.at > PROBE_MAX_AGE).then(|| {
-        format!(
-            "older than {} min",
-            PROBE_MAX_AGE.num_minutes()
-        )
-    })
+    (facts.now - probe.at > PROBE_MAX_AGE)
+        .then(|| format!("older than {} min", PROBE_MAX_AGE.num_minutes()))
 }
 
 fn probe_item(facts: &Facts, sha: &str, phase: Phase, kind: ProbeKind) -> GateItem {

@@ -37,3 +37,6 @@ pub fn age(from: DateTime<Utc>, now: DateTime<Utc>) -> String {
         _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -126,8 +126,7 @@ pub fn scorecard(plan: &Plan, facts: &Facts) -> Scorecard {
             };
             let owner = Role(kind.owner().to_string());
             let signoff = owner_signoff(plan, facts, &owner);
-            let outcome =
-                Outcome::all(evidence.iter().map(|e| e.outcome).chain([signoff.outcome]));
+            let outcome = Outcome::all(evidence.iter().map(|e| e.outcome).chain([signoff.outcome]));
             Category {
                 kind,
                 name: kind.title().to_string(),

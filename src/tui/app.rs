@@ -7,9 +7,9 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tui_logger::{LevelFilter, TuiWidgetEvent, TuiWidgetState};
 
 use super::view::{self, Focus, Overlay, ViewModel};
+use crate::control::backfill::State as BackfillState;
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, Role};
-use crate::control::backfill::State as BackfillState;
 use crate::rules::ItemKind;
 use crate::worker::{ActionResult, Command, ConnState, Snapshot, WorkerEvent};
 

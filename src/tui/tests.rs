@@ -108,7 +108,13 @@ fn fresh() -> Snapshot {
         created_at: at(4, 50, 0),
     });
     facts.probes = vec![
-        probe(Phase::Expand, "lint", Outcome::Pass, "no breaking DDL", at(5, 11, 50)),
+        probe(
+            Phase::Expand,
+            "lint",
+            Outcome::Pass,
+            "no breaking DDL",
+            at(5, 11, 50),
+        ),
         probe(
             Phase::Expand,
             "compatibility",

@@ -286,10 +286,7 @@ pub fn build(
     let s = match snap {
         Some(s) => s,
         None => {
-            empty = Snapshot::from_facts(
-                plan,
-                Facts::unregistered(plan.id(), chrono::Utc::now()),
-            );
+            empty = Snapshot::from_facts(plan, Facts::unregistered(plan.id(), chrono::Utc::now()));
             &empty
         }
     };
@@ -330,7 +327,11 @@ pub fn build(
         backfill: backfill(plan, s),
         parity: parity(plan, s),
         roster: roster(plan, s),
-        gate: if snap.is_some() { s.gate().cloned() } else { None },
+        gate: if snap.is_some() {
+            s.gate().cloned()
+        } else {
+            None
+        },
         header,
         timeline,
         ui: UiView::default(),
@@ -351,11 +352,18 @@ fn scorecard(s: &Snapshot, loaded: bool) -> Vec<CategoryView> {
                     .map(|e| (e.outcome, format!("{}: {}", e.name, e.detail)))
                     .collect()
             } else {
-                vec![(Outcome::Inconclusive, "waiting for the first snapshot".to_string())]
+                vec![(
+                    Outcome::Inconclusive,
+                    "waiting for the first snapshot".to_string(),
+                )]
             };
             CategoryView {
                 name: c.kind.title(),
-                outcome: if loaded { c.outcome } else { Outcome::Inconclusive },
+                outcome: if loaded {
+                    c.outcome
+                } else {
+                    Outcome::Inconclusive
+                },
                 evidence,
             }
         })

@@ -318,10 +318,7 @@ impl State {
             }
         }
         self.last_phases = Some(phases);
-        let bf = snap
-            .backfill
-            .as_ref()
-            .map(|b| (b.state, b.reason.clone()));
+        let bf = snap.backfill.as_ref().map(|b| (b.state, b.reason.clone()));
         if bf != self.last_backfill && self.last_backfill.is_some() {
             if let Some((st, reason)) = &bf {
                 let why = if reason.is_empty() {
@@ -589,11 +586,8 @@ fn spawn_evaluation(state: &State) {
 
 /// A probe result of the next gate is shown as stale: it is worth re-running.
 fn has_stale_probe(snap: &Snapshot) -> bool {
-    snap.gate().is_some_and(|g| {
-        g.items
-            .iter()
-            .any(|i| i.kind == ItemKind::Probe && i.stale)
-    })
+    snap.gate()
+        .is_some_and(|g| g.items.iter().any(|i| i.kind == ItemKind::Probe && i.stale))
 }
 
 /// Runs (and records) the probes of the next gate, so every view judges fresh results. Only

@@ -5,8 +5,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cutover::control::audit::Actor;
 use cutover::backfill::{self, BackfillError, RunOptions, RunOutcome, RunSummary, State, Tuning};
+use cutover::control::audit::Actor;
 use cutover::control::schema;
 use cutover::db::{self, DbConfig, SessionSettings};
 use cutover::plan::Plan;

@@ -169,6 +169,8 @@ async fn pass_gate(url: &str, plan: &str, phase: Phase) {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut overridden_budget = false;
     loop {
+        // `status` judges recorded probe results; `probe` (an operator) records fresh ones.
+        cutover(url, &["probe", plan]).await;
         let st = status_json(url, plan).await;
         let g = &st["gate"];
         assert_eq!(g["phase"], phase.as_str());

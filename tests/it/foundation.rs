@@ -64,7 +64,9 @@ async fn audit_log_rejects_update_delete_and_truncate() {
         .await
         .unwrap();
     schema::bootstrap(&mut client).await.unwrap();
-    let actor = cutover::control::audit::Actor::current(&client).await.unwrap();
+    let actor = cutover::control::audit::Actor::current(&client)
+        .await
+        .unwrap();
     for i in 0..3 {
         cutover::control::audit::append(
             &client,

@@ -27,10 +27,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let heading = Line::from(vec![
         title("Backfill", theme),
         Span::styled(
-            format!(
-                "{} ",
-                b.state.map_or("not started", State::as_str)
-            ),
+            format!("{} ", b.state.map_or("not started", State::as_str)),
             state_style(b, theme),
         ),
     ]);

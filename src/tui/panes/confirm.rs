@@ -10,8 +10,8 @@ use ratatui::Frame;
 
 use super::centered;
 use crate::plan::Phase;
-use crate::tui::theme::Theme;
 use crate::rules::RollbackAdvice;
+use crate::tui::theme::Theme;
 
 fn red_box<'a>(title: String, theme: &Theme) -> Block<'a> {
     Block::bordered()
