@@ -23,6 +23,7 @@ pub mod db;
 pub mod demo;
 pub mod engine;
 pub mod evidence;
+pub mod exit;
 pub mod outcome;
 pub mod plan;
 pub mod rules;

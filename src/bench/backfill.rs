@@ -17,9 +17,9 @@ use tokio::process::{Child, Command};
 use tokio_postgres::Client;
 
 use crate::backfill::{self, RunOptions};
-use crate::cli::{exit, Context};
 use crate::db::throwaway::{self, ThrowawayCluster};
 use crate::db::{self, DbConfig, SessionSettings};
+use crate::exit;
 use crate::plan::Plan;
 
 /// pgbench scale: 100 000 accounts per unit.
@@ -34,8 +34,8 @@ const BASELINE: Duration = Duration::from_secs(12);
 const TARGET_MS: f64 = 300.0;
 
 /// Runs the backfill benchmark.
-pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let (cluster, server) = match ctx.db_config_opt()? {
+pub async fn run(server: Option<DbConfig>) -> anyhow::Result<ExitCode> {
+    let (cluster, server) = match server {
         Some(cfg) => (None, cfg),
         None => {
             eprintln!("starting a throwaway PostgreSQL cluster…");

@@ -19,17 +19,7 @@ use tokio_postgres::Client;
 
 use crate::db::{self, DbConfig, SessionSettings};
 
-/// Documented exit codes.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// An error (bad input, database failure).
-    pub const ERROR: u8 = 1;
-    /// A gate or validation blocked the action.
-    pub const BLOCKED: u8 = 2;
-    /// The action was refused (role, irreversible phase, read-only).
-    pub const REFUSED: u8 = 3;
-}
+pub use crate::exit;
 
 /// Cutover — zero-downtime PostgreSQL migrations: expand → dual_write → backfill → read_switch → contract.
 #[derive(Debug, Parser)]

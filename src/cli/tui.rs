@@ -62,11 +62,12 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             backfill_rate,
         } => {
             crate::demo::run(
-                ctx,
+                ctx.db_config_opt()?,
                 crate::demo::DemoOptions {
                     accounts,
                     writes_per_sec,
                     backfill_rate,
+                    metrics_addr: ctx.metrics_addr,
                 },
             )
             .await?;

@@ -1,6 +1,6 @@
 //! [`Facts`]: everything the gate, scorecard and rollback rules judge, loaded by ONE statement
 //! (so it is one consistent snapshot of the control schema, inside or outside a transaction, and
-//! on a read-only connection). The rules in [`crate::rules`] are pure functions of this value.
+//! on a read-only connection). The rules (the `rules` module) are pure functions of this value.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

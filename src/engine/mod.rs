@@ -90,9 +90,9 @@ impl EngineError {
     /// The CLI exit code: 2 blocked (gate or a failing before-phase hook), 3 refused, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            EngineError::Blocked(_) | EngineError::Hook { .. } => crate::cli::exit::BLOCKED,
-            EngineError::Refused(_) => crate::cli::exit::REFUSED,
-            _ => crate::cli::exit::ERROR,
+            EngineError::Blocked(_) | EngineError::Hook { .. } => crate::exit::BLOCKED,
+            EngineError::Refused(_) => crate::exit::REFUSED,
+            _ => crate::exit::ERROR,
         }
     }
 }
