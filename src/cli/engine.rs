@@ -262,6 +262,9 @@ pub fn render_status(st: &engine::Status) -> String {
         st.plan_path,
         &st.plan_sha256[..12.min(st.plan_sha256.len())]
     ));
+    if !st.registered {
+        line("  not registered yet: an operator's first command (advance, signoff, probe) registers it".into());
+    }
     if st.plan_changed {
         line(format!(
             "  ! plan changed since it was last acted on (was {}): earlier sign-offs are void",
@@ -289,6 +292,9 @@ pub fn render_status(st: &engine::Status) -> String {
             p.phase.as_str(),
             p.state.as_str()
         ));
+        if let Some(note) = &p.note {
+            line(format!("               {note}"));
+        }
     }
     match &st.gate {
         Some(g) => {

@@ -1386,3 +1386,133 @@ async fn two_operators_advancing_at_once_apply_the_phase_once() {
         .get(0);
     assert_eq!(applies, 1);
 }
+
+/// The verdicts `cutover status --json` prints and the TUI worker's snapshot carries, reduced to
+/// what an operator acts on; digits in blockers are blanked (ages and elapsed times tick between
+/// the two reads).
+fn verdicts(status: &Value) -> Value {
+    let blank = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect::<String>()
+    };
+    let gate = &status["gate"];
+    serde_json::json!({
+        "next": status["next_phase"],
+        "gate": gate["phase"],
+        "outcome": gate["outcome"],
+        "passed": gate["passed"],
+        "items": gate["items"].as_array().map(|items| items
+            .iter()
+            .map(|i| serde_json::json!([i["kind"], i["name"], i["outcome"]]))
+            .collect::<Vec<_>>()),
+        "blockers": gate["blockers"].as_array().map(|b| b
+            .iter()
+            .map(|x| blank(x.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()),
+        "scorecard": status["scorecard"]["categories"].as_array().map(|c| c
+            .iter()
+            .map(|c| serde_json::json!([c["kind"], c["outcome"]]))
+            .collect::<Vec<_>>()),
+        "ready": status["scorecard"]["ready"],
+        "rollback": status["rollback"],
+    })
+}
+
+#[tokio::test]
+async fn status_json_and_the_tui_snapshot_give_the_same_verdicts() {
+    let db = demo_db().await;
+    let url = db.url.as_str();
+    let plan = Plan::load(DEMO_PLAN).unwrap();
+    let client = engine_client(url).await;
+    let mut states = 0;
+    let compare = |label: &'static str| {
+        let client = &client;
+        let plan = &plan;
+        async move {
+            let cli = status_json(url, DEMO_PLAN).await;
+            let snap = cutover::worker::snapshot::load(client, plan).await.unwrap();
+            let tui = serde_json::to_value(&snap.status).unwrap();
+            assert_eq!(verdicts(&cli), verdicts(&tui), "state `{label}`");
+            cli
+        }
+    };
+
+    // 1. Registered by a blocked advance: nothing applied, nothing signed.
+    assert_eq!(code(&cutover(url, &["advance", DEMO_PLAN]).await), 2);
+    let st = compare("registered").await;
+    states += 1;
+    assert_eq!(st["gate"]["passed"], false);
+
+    // 2. The lead signed, the lint probe recorded: the expand gate passes.
+    ok(&cutover(
+        url,
+        &["signoff", DEMO_PLAN, "--gate", "expand", "--role", "lead"],
+    )
+    .await);
+    cutover(url, &["probe", DEMO_PLAN]).await;
+    let st = compare("expand ready").await;
+    states += 1;
+    assert_eq!(st["gate"]["passed"], true, "{}", st["gate"]);
+
+    // 3. Expand applied: the dual_write gate has not been probed since.
+    ok(&cutover(url, &["advance", DEMO_PLAN]).await);
+    let st = compare("expand applied").await;
+    states += 1;
+    assert_eq!(st["next_phase"], "dual_write");
+    assert_eq!(st["rollback"]["phase"], "expand");
+
+    // 4. A probe result recorded, then the phase it judged changed: stale in both.
+    cutover(url, &["probe", DEMO_PLAN]).await;
+    ok(&cutover(url, &["rollback", DEMO_PLAN, "--yes"]).await);
+    let st = compare("expand rolled back").await;
+    states += 1;
+    assert_eq!(st["next_phase"], "expand");
+    let lead = st["gate"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "signoff")
+        .unwrap();
+    assert!(
+        lead["detail"].as_str().unwrap().contains("was rolled back"),
+        "a rollback voids the sign-offs of the gate it reverses: {lead}"
+    );
+
+    // 5. A break-glass override in force.
+    ok(&cutover(
+        url,
+        &[
+            "override",
+            DEMO_PLAN,
+            "--gate",
+            "expand",
+            "--reason",
+            "verdict test",
+        ],
+    )
+    .await);
+    let st = compare("overridden").await;
+    states += 1;
+    assert_eq!(st["gate"]["passed"], true);
+    assert!(st["gate"]["overridden"].is_object());
+
+    // 6. A phase left `applying` by a killed process: interrupted in both.
+    client
+        .execute(
+            "UPDATE cutover.phases SET state = 'applying' WHERE plan_id = $1 AND phase = 'expand'",
+            &[&plan.id()],
+        )
+        .await
+        .unwrap();
+    let st = compare("interrupted").await;
+    states += 1;
+    let expand = &st["phases"][0];
+    assert!(
+        expand["note"].as_str().unwrap().starts_with("interrupted"),
+        "{expand}"
+    );
+    let text = text(&cutover(url, &["status", DEMO_PLAN]).await);
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(states >= 5);
+}
