@@ -107,9 +107,21 @@ pub enum BackfillError {
     /// An invalid setting (e.g. a tuning value out of range).
     #[error("{0}")]
     Invalid(String),
+    /// The login may not do this (authorization matrix, anchored roster).
+    #[error("refused: {0}")]
+    Refused(String),
     /// A database error.
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
+}
+
+impl From<crate::control::ControlError> for BackfillError {
+    fn from(e: crate::control::ControlError) -> Self {
+        match e {
+            crate::control::ControlError::Db(e) => BackfillError::Db(e),
+            crate::control::ControlError::Refused(why) => BackfillError::Refused(why),
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for BackfillError {
@@ -125,6 +137,7 @@ impl BackfillError {
         matches!(
             self,
             BackfillError::PhaseNotApplied { .. }
+                | BackfillError::Refused(_)
                 | BackfillError::Stopped { .. }
                 | BackfillError::NotApplicable { .. }
                 | BackfillError::NoBackfill(_)

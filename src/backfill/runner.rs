@@ -40,6 +40,9 @@ pub async fn run(
     let spec = control::spec(&plan)?.clone();
     let mut client = db::connect(&cfg, &SessionSettings::new("backfill")).await?;
     crate::control::schema::bootstrap(&mut client).await?;
+    let actor = crate::control::audit::Actor::current(&client).await?;
+    crate::control::anchors::authorize(&client, &plan, &actor, crate::plan::Action::BackfillRun)
+        .await?;
     check_phase(&client, &plan).await?;
     control::ensure_row(&client, &plan).await?;
     let row = client

@@ -5,6 +5,7 @@
 //! - [`phases`] — migrations, phases and their history: the phase state machine;
 //! - [`facts`] — everything the rules judge, loaded in one consistent read.
 
+pub mod anchors;
 pub mod audit;
 pub mod backfill;
 pub mod facts;

@@ -164,6 +164,7 @@ pub async fn ensure_registered(
         )
         .await?;
     }
+    super::anchors::anchor(&tx, plan, &actor.login).await?;
     let flag = plan.spec.read_switch.as_ref().map(|r| r.flag.clone());
     if let Some(flag) = &flag {
         tx.execute(

@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "backfill_state_changed_at",
         sql: include_str!("migrations/v050_backfill_state_changed_at.sql"),
     },
+    Migration {
+        version: 60,
+        name: "plan_anchors",
+        sql: include_str!("migrations/v060_plan_anchors.sql"),
+    },
 ];
 
 /// The channel on which every change of the control schema is announced (`LISTEN cutover_events`).

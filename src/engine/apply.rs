@@ -75,6 +75,7 @@ pub async fn apply_phase(
     phase: Phase,
     opts: &RunOptions,
 ) -> Result<Applied, EngineError> {
+    crate::control::anchors::authorize(&*client, plan, actor, crate::plan::Action::Advance).await?;
     state::ensure_registered(client, plan, actor).await?;
     let st = state::load(client, plan.id()).await?;
     let row = st.phase(phase);

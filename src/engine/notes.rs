@@ -33,6 +33,7 @@ pub async fn note(
     text: &str,
 ) -> Result<NoteOutcome, EngineError> {
     let text = text.trim();
+    crate::control::anchors::authorize(&*client, plan, actor, crate::plan::Action::Note).await?;
     if text.is_empty() {
         return Err(EngineError::Refused("a note needs some text".into()));
     }

@@ -88,6 +88,8 @@ pub async fn rehearse(
     plan: &Plan,
     actor: &Actor,
 ) -> Result<Rehearsal, EngineError> {
+    crate::control::anchors::authorize(&*client, plan, actor, crate::plan::Action::Rehearse)
+        .await?;
     state::ensure_registered(client, plan, actor).await?;
     let st = state::load(client, plan.id()).await?;
     let lock = PlanLock::acquire(client, plan.id()).await?;

@@ -51,6 +51,8 @@ pub async fn rollback(
     phase: Option<Phase>,
     opts: &RunOptions,
 ) -> Result<RollbackOutcome, EngineError> {
+    crate::control::anchors::authorize(&*client, plan, actor, crate::plan::Action::Rollback)
+        .await?;
     if let Some(reason) = phase.and_then(|p| irreversible_reason(plan, p)) {
         return Err(EngineError::Refused(reason));
     }

@@ -607,7 +607,18 @@ async fn run_next_probes(cfg: &DbConfig, plan: &Plan) {
             return;
         }
     };
-    if let Some(next) = next {
-        crate::engine::gate::run_probes(&client, plan, next).await;
+    let allowed = match crate::control::audit::Actor::current(&client).await {
+        Ok(actor) => {
+            crate::control::anchors::authorize(&client, plan, &actor, crate::plan::Action::Probe)
+                .await
+        }
+        Err(e) => Err(e.into()),
+    };
+    match (allowed, next) {
+        (Ok(_), Some(next)) => {
+            crate::engine::gate::run_probes(&client, plan, next).await;
+        }
+        (Err(e), _) => tracing::warn!(target: "worker", "gate probes not run: {e}"),
+        (Ok(_), None) => {}
     }
 }

@@ -805,10 +805,14 @@ async fn signoff_is_refused_outside_the_roster_and_accepted_for_the_holder() {
         .get(0);
     assert_eq!(refused, 1, "the refusal is on the audit trail");
 
-    // One person may hold several roles: postgres is lead and sre in the demo plan.
+    // One person may hold several roles: postgres is lead and sre in the demo plan — once the
+    // lead of the anchored roster (postgres) approves the demo plan's roster.
     let mut c = engine_client(&db.url).await;
     let demo = Plan::load(DEMO_PLAN).unwrap();
     let actor = Actor::current(&c).await.unwrap();
+    cutover::control::anchors::approve(&mut c, &demo, &actor)
+        .await
+        .unwrap();
     for role in ["lead", "sre"] {
         engine::signoff(
             &mut c,
@@ -1515,4 +1519,65 @@ async fn status_json_and_the_tui_snapshot_give_the_same_verdicts() {
     let text = text(&cutover(url, &["status", DEMO_PLAN]).await);
     assert!(text.contains("interrupted"), "{text}");
     assert!(states >= 5);
+}
+
+#[tokio::test]
+async fn audit_verify_cross_checks_the_control_state_and_kept_heads() {
+    let db = demo_db().await;
+    let url = db.url.as_str();
+    ok(&cutover(
+        url,
+        &["signoff", DEMO_PLAN, "--gate", "expand", "--role", "lead"],
+    )
+    .await);
+    cutover(url, &["probe", DEMO_PLAN]).await;
+    ok(&cutover(url, &["advance", DEMO_PLAN]).await);
+    let dir = tempfile::tempdir().unwrap();
+    let heads = dir.path().join("heads.txt");
+    let heads_arg = heads.to_string_lossy().into_owned();
+    let out = ok(&cutover(url, &["audit", "verify", "--head-file", &heads_arg]).await);
+    assert!(out.contains("control state cross-checked"), "{out}");
+    let kept = std::fs::read_to_string(&heads).unwrap();
+    assert_eq!(kept.lines().count(), 1, "the head is kept: {kept}");
+
+    // Someone with table rights removes the newest entries behind the triggers' back: the rest
+    // of the chain still links, but the kept head and the applied phase give it away.
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "ALTER TABLE cutover.audit_log DISABLE TRIGGER USER;
+             DELETE FROM cutover.audit_log WHERE seq > 1;
+             ALTER TABLE cutover.audit_log ENABLE TRIGGER USER;",
+        )
+        .await
+        .unwrap();
+    let o = cutover(url, &["audit", "verify", "--head-file", &heads_arg]).await;
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("is not in the chain"), "{out}");
+    assert!(
+        out.contains("phase expand of accounts-balance-cents is applied but no audit entry"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sign-off of accounts-balance-cents gate expand"),
+        "{out}"
+    );
+
+    // Truncated entirely: "intact: 0 entries" is never the answer while phases are applied.
+    client
+        .batch_execute(
+            "ALTER TABLE cutover.audit_log DISABLE TRIGGER USER;
+             TRUNCATE cutover.audit_log;
+             ALTER TABLE cutover.audit_log ENABLE TRIGGER USER;",
+        )
+        .await
+        .unwrap();
+    let o = cutover(url, &["audit", "verify"]).await;
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        text(&o).contains("has no plan.register entry"),
+        "{}",
+        text(&o)
+    );
 }

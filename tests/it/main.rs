@@ -1,5 +1,6 @@
 //! Integration tests against a real PostgreSQL (DATABASE_URL or a throwaway cluster).
 
+mod authz;
 mod backfill;
 mod checks;
 mod common;
@@ -7,5 +8,6 @@ mod engine;
 mod evidence;
 mod foundation;
 mod plan;
+mod readonly;
 mod throwaway;
 mod tui;

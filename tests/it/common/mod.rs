@@ -106,6 +106,8 @@ pub struct TestDb {
     pub name: String,
     /// The server's own URL (its maintenance database), used to drop it.
     server_url: String,
+    /// Login roles made for this test ([`TestDb::login`]), dropped with the database.
+    roles: Mutex<Vec<String>>,
 }
 
 impl TestDb {
@@ -125,7 +127,43 @@ impl TestDb {
             url,
             name,
             server_url,
+            roles: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A new login role `<prefix>_<n>` on the server (dropped with this database) that may use
+    /// this database and the `cutover` schema like any operator whom a DBA gave access — but
+    /// holds no role in any plan's roster. Returns its name and a URL connecting as it.
+    pub async fn login(&self, prefix: &str) -> (String, String) {
+        let role = format!("{prefix}_{:08x}", rand::random::<u32>());
+        let admin = connect(&self.server_url).await;
+        admin
+            .batch_execute(&format!("CREATE ROLE {} LOGIN", quote_ident(&role)))
+            .await
+            .unwrap_or_else(|e| panic!("creating role {role}: {}", describe(&e)));
+        self.roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(role.clone());
+        let db = self.client().await;
+        db.batch_execute(&format!(
+            "GRANT ALL ON DATABASE {db} TO {r};
+             GRANT ALL ON SCHEMA public TO {r};
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO {r};
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {r};
+             DO $$ BEGIN
+               IF to_regnamespace('cutover') IS NOT NULL THEN
+                 EXECUTE 'GRANT ALL ON SCHEMA cutover TO {r}';
+                 EXECUTE 'GRANT ALL ON ALL TABLES IN SCHEMA cutover TO {r}';
+                 EXECUTE 'GRANT ALL ON ALL SEQUENCES IN SCHEMA cutover TO {r}';
+               END IF;
+             END $$;",
+            db = quote_ident(&self.name),
+            r = quote_ident(&role)
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("granting to {role}: {}", describe(&e)));
+        (role.clone(), url_with_user(&self.url, &role))
     }
 
     /// A new connection to this database (its connection task spawned on
@@ -150,9 +188,10 @@ impl Drop for TestDb {
         // must not block_on in either: use a thread with its own runtime.
         let server_url = self.server_url.clone();
         let name = self.name.clone();
+        let roles = std::mem::take(&mut *self.roles.lock().unwrap_or_else(|e| e.into_inner()));
         let outcome = std::thread::Builder::new()
             .name(format!("drop-{name}"))
-            .spawn(move || drop_database(&server_url, &name))
+            .spawn(move || drop_database(&server_url, &name, &roles))
             .map_err(|e| format!("spawning a thread: {e}"))
             .and_then(|handle| {
                 handle
@@ -166,7 +205,7 @@ impl Drop for TestDb {
     }
 }
 
-fn drop_database(server_url: &str, name: &str) -> Result<(), String> {
+fn drop_database(server_url: &str, name: &str, roles: &[String]) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -177,11 +216,22 @@ fn drop_database(server_url: &str, name: &str) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("connecting to {server_url}: {}", describe(&e)))?;
             let connection = tokio::spawn(connection);
-            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
-            let result = client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| format!("{sql}: {}", describe(&e)));
+            let mut statements = vec![format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(name)
+            )];
+            statements.extend(
+                roles
+                    .iter()
+                    .map(|r| format!("DROP ROLE IF EXISTS {}", quote_ident(r))),
+            );
+            let mut result = Ok(());
+            for sql in &statements {
+                if let Err(e) = client.batch_execute(sql).await {
+                    result = Err(format!("{sql}: {}", describe(&e)));
+                    break;
+                }
+            }
             drop(client);
             let _ = connection.await;
             result
@@ -190,6 +240,19 @@ fn drop_database(server_url: &str, name: &str) -> Result<(), String> {
             .await
             .unwrap_or_else(|_| Err(format!("timed out after {DB_OP_TIMEOUT:?}")))
     })
+}
+
+/// `url` connecting as `user` instead (no password: the test servers trust local logins).
+pub fn url_with_user(url: &str, user: &str) -> String {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if let Ok(mut parsed) = url::Url::parse(url) {
+            if parsed.set_username(user).is_ok() {
+                let _ = parsed.set_password(None);
+                return parsed.into();
+            }
+        }
+    }
+    format!("{url} user={user}")
 }
 
 /// `url` with its database replaced by `dbname`; handles both URL
