@@ -25,7 +25,6 @@ pub mod rehearse;
 pub mod report;
 pub mod rollback;
 pub mod signoff;
-pub mod status;
 
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
@@ -35,6 +34,7 @@ use crate::db::{DbConfig, DbError};
 use crate::plan::Phase;
 
 pub use crate::control::phases::{MigrationState, PhaseState};
+pub use crate::rules::Status;
 pub use apply::{advance, apply_phase, Applied};
 pub use ddl::{Blocker, DdlError, LockPolicy};
 pub use flags::{get_flag, set_flag, Flag, FlagChange};
@@ -44,7 +44,6 @@ pub use rehearse::{catalog_fingerprint, rehearse, Rehearsal};
 pub use report::{report, Report};
 pub use rollback::{rollback, RollbackOutcome};
 pub use signoff::{override_gate, signoff, OverrideOutcome, SignoffOutcome};
-pub use status::{status, Status};
 
 impl From<ControlError> for EngineError {
     fn from(e: ControlError) -> Self {
@@ -53,6 +52,17 @@ impl From<ControlError> for EngineError {
             ControlError::Refused(why) => EngineError::Refused(why),
         }
     }
+}
+
+/// Reads the status of `plan`: one consistent read of the control schema, judged by the rules.
+/// It writes nothing and runs no probe (probe results are the latest recorded, marked stale
+/// when facts changed since).
+pub async fn status(
+    client: &impl tokio_postgres::GenericClient,
+    plan: &crate::plan::Plan,
+) -> Result<Status, EngineError> {
+    let facts = crate::control::facts::Facts::load(client, plan.id()).await?;
+    Ok(crate::rules::status::build(plan, &facts))
 }
 
 /// Errors of engine actions. [`EngineError::exit_code`] maps them to the CLI's exit codes.

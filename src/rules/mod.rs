@@ -6,12 +6,14 @@
 pub mod advice;
 pub mod gate;
 pub mod scorecard;
+pub mod status;
 
 use chrono::{DateTime, Utc};
 
 pub use advice::{irreversible_reason, rollback_advice, rollback_targets, RollbackAdvice};
 pub use gate::{evaluate, GateEvaluation, GateItem, ItemKind, OverrideInfo};
 pub use scorecard::{scorecard, Category, CategoryKind, Evidence, Scorecard};
+pub use status::Status;
 
 /// `2026-11-22 05:01:02Z`.
 pub fn fmt_time(t: DateTime<Utc>) -> String {

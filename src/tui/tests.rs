@@ -95,7 +95,7 @@ fn probe(gate: Phase, name: &str, outcome: Outcome, summary: &str, t: DateTime<U
 
 /// Re-judges the snapshot's facts, as the worker does on every read.
 fn judged(mut s: Snapshot) -> Snapshot {
-    s.status = crate::engine::status::build(&plan(), &s.facts);
+    s.status = crate::rules::status::build(&plan(), &s.facts);
     s
 }
 

@@ -130,7 +130,7 @@ impl Snapshot {
     pub fn from_facts(plan: &Plan, facts: Facts) -> Snapshot {
         Snapshot {
             actor: None,
-            status: crate::engine::status::build(plan, &facts),
+            status: crate::rules::status::build(plan, &facts),
             facts,
             backfill: None,
             ranges: Vec::new(),

@@ -1,17 +1,14 @@
-//! `status`: everything an operator needs to decide the next step, in one serializable value.
+//! The status: everything an operator needs to decide the next step, in one serializable value,
+//! judged from the facts. `cutover status`, the TUI and the runbook show this same value.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use tokio_postgres::GenericClient;
-
-use super::ddl::summary;
-use super::flags::Flag;
-use super::EngineError;
 use crate::control::backfill::State as BackfillState;
 use crate::control::facts::Facts;
+use crate::control::facts::FlagFact;
 use crate::control::phases::PhaseState;
 use crate::plan::{Phase, Plan};
 use crate::rules::{self, fmt_time, GateEvaluation, RollbackAdvice, Scorecard};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 /// One phase in the status.
 #[derive(Debug, Clone, Serialize)]
@@ -127,17 +124,9 @@ pub struct Status {
     /// Fastest safe rollback for the current phase.
     pub rollback: Option<RollbackAdvice>,
     /// The read-switch flag.
-    pub flag: Option<Flag>,
+    pub flag: Option<FlagFact>,
     /// Backfill progress.
     pub backfill: Option<BackfillView>,
-}
-
-/// Reads the status of `plan`: one consistent read of the control schema, judged by the rules.
-/// It writes nothing and runs no probe (probe results are the latest recorded, marked stale
-/// when facts changed since).
-pub async fn status(client: &impl GenericClient, plan: &Plan) -> Result<Status, EngineError> {
-    let facts = Facts::load(client, plan.id()).await?;
-    Ok(build(plan, &facts))
 }
 
 /// The status of `plan` as the rules judge `facts`; the TUI shows the same value.
@@ -211,13 +200,7 @@ pub fn build(plan: &Plan, facts: &Facts) -> Status {
         .read_switch
         .as_ref()
         .and_then(|rs| facts.flag(&rs.flag))
-        .map(|f| Flag {
-            name: f.name.clone(),
-            enabled: f.enabled,
-            updated_by: f.updated_by.clone(),
-            updated_at: f.updated_at,
-            plan_id: f.plan_id.clone(),
-        });
+        .cloned();
     let backfill = facts.backfill.as_ref().map(|b| BackfillView {
         state: b.state,
         reason: b.reason.clone(),
@@ -265,11 +248,21 @@ fn in_flight_note(facts: &Facts, phase: Phase, state: PhaseState) -> Option<Stri
             format!(
                 " after statement {} (`{}`)",
                 s.idx + 1,
-                summary(&s.statement)
+                first_line(&s.statement)
             )
         })
         .unwrap_or_else(|| " before its first statement completed".to_string());
     Some(format!(
         "interrupted{after}: no process is running it; its transactional statements did not commit — re-run `{verb}` to resume"
     ))
+}
+
+/// The first line of a statement, at most 80 characters.
+fn first_line(stmt: &str) -> String {
+    let line = stmt.lines().next().unwrap_or("").trim();
+    if line.chars().count() > 80 {
+        format!("{}…", line.chars().take(79).collect::<String>())
+    } else {
+        line.to_string()
+    }
 }
