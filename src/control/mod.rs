@@ -9,6 +9,7 @@ pub mod anchors;
 pub mod audit;
 pub mod backfill;
 pub mod facts;
+pub mod grants;
 pub mod phases;
 pub mod schema;
 
