@@ -225,15 +225,20 @@ fn engine_failure(e: EngineError) -> anyhow::Result<ExitCode> {
 
 async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let plan = load(path)?;
-    let mut client = ctx.connect("status").await?;
+    let (mut client, security) = ctx.connect_with_security("status").await?;
     let st = match engine::status(&mut client, &plan).await {
         Ok(s) => s,
         Err(e) => return engine_failure(e),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        let mut value = serde_json::to_value(&st)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("connection".into(), serde_json::to_value(&security)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", render_status(&st));
+        println!("connection: {} — {}", security.server, security.summary());
     }
     Ok(ExitCode::from(exit::OK))
 }

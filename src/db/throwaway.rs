@@ -568,27 +568,22 @@ impl ThrowawayCluster {
     }
 
     async fn wait_ready(&self) -> Result<(), ThrowawayError> {
-        let config: tokio_postgres::Config =
-            self.url().parse().map_err(|e| ThrowawayError::Start {
-                reason: format!("bad connection URL {}: {e}", self.url()),
+        // Over the unix socket (always `trust`, whatever the TCP rules), and without the
+        // caller's PG* environment.
+        let cfg = super::DbConfig::parse_with(&self.socket_url(), &super::Env::Fixed(Vec::new()))
+            .map_err(|e| ThrowawayError::Start {
+                reason: format!("bad connection string {}: {e}", self.socket_url()),
                 log_tail: String::new(),
-            })?;
+            })?
+            .with_connect_timeout(Some(Duration::from_secs(5)));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let attempt = tokio::time::timeout(
-                Duration::from_secs(5),
-                config.connect(tokio_postgres::NoTls),
-            )
-            .await;
-            let error = match attempt {
-                Ok(Ok((client, connection))) => {
-                    // Dropping the client makes the connection say goodbye.
+            let error = match super::connect_app(&cfg, "cutover/throwaway-ready").await {
+                Ok(client) => {
                     drop(client);
-                    let _ = connection.await;
                     return Ok(());
                 }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "connection attempt timed out".to_owned(),
+                Err(e) => e.to_string(),
             };
             if Instant::now() >= deadline {
                 return Err(ThrowawayError::Start {

@@ -13,10 +13,9 @@ pub mod snapshot;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{Client, Notification};
 
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::Plan;
@@ -381,51 +380,26 @@ impl State {
 /// Connects the monitoring session and forwards its notifications.
 async fn connect_monitor(
     cfg: &DbConfig,
-) -> Result<(Client, mpsc::UnboundedReceiver<String>), String> {
-    let mut config = cfg.config().clone();
-    config.application_name("cutover/tui");
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| {
-        format!(
-            "cannot connect to {}: {}",
-            cfg.display(),
-            db::describe_error(&e)
-        )
-    })?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(msg) = messages.next().await {
-            match msg {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if tx.send(n.payload().to_string()).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(target: "worker", "monitor connection ended: {e}");
-                    break;
-                }
-            }
-        }
-    });
-    let timeout_ms = SNAPSHOT_TIMEOUT.as_millis();
-    let setup = format!(
-        "SET statement_timeout = {timeout_ms}; LISTEN {}",
-        crate::db::schema::NOTIFY_CHANNEL
-    );
+) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), String> {
+    let session = SessionSettings {
+        purpose: "tui".to_string(),
+        statement_timeout: SNAPSHOT_TIMEOUT,
+    };
+    let (client, notes, _) = db::connect_listening(cfg, &session)
+        .await
+        .map_err(|e| e.to_string())?;
     client
-        .batch_execute(&setup)
+        .batch_execute(&format!("LISTEN {}", crate::db::schema::NOTIFY_CHANNEL))
         .await
         .map_err(|e| db::describe_error(&e))?;
-    Ok((client, rx))
+    Ok((client, notes))
 }
 
 /// Serves one connected session; returns Ok when the UI went away, Err when the connection did.
 async fn connected(
     state: &mut State,
     client: &Client,
-    mut notes: mpsc::UnboundedReceiver<String>,
+    mut notes: mpsc::UnboundedReceiver<Notification>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
 ) -> Result<(), String> {
     let mut poll = tokio::time::interval(POLL_EVERY);
@@ -456,10 +430,11 @@ async fn connected(
             _ = gap => {}
             _ = poll.tick() => dirty = true,
             note = notes.recv() => match note {
-                Some(table) => {
+                Some(note) => {
+                    let table = note.payload();
                     tracing::trace!(target: "worker", "change notified: {table}");
                     if matches!(
-                        table.as_str(),
+                        table,
                         "signoffs" | "check_results" | "phases" | "migrations" | "flags"
                     ) {
                         state.eval_wanted = true;
