@@ -40,7 +40,8 @@ pub mod exit {
 Exit codes: 0 ok, 1 error, 2 blocked (gate or validation), 3 refused."
 )]
 pub struct Cli {
-    /// PostgreSQL connection URL (postgres://user:password@host:port/db); the password is never printed.
+    /// PostgreSQL connection URL (postgres://user:password@host:port/db?sslmode=…) or libpq
+    /// key=value string (host=… sslmode=verify-full service=…); the password is never printed.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 

@@ -309,6 +309,11 @@ async fn startup(
                         "the server does not offer TLS, and sslmode={} requires it",
                         cfg.tls.mode
                     )),
+                    (DbError::Query(_), Stage::Authentication) if password.is_none() => {
+                        DbError::Query(
+                            "the server asks for a password, and none is configured".into(),
+                        )
+                    }
                     _ => err,
                 }
             }
@@ -413,14 +418,14 @@ async fn open_socket(
         return UnixStream::connect(&path)
             .await
             .map(|s| (RawSocket::Unix(s), None))
-            .map_err(|e| DbError::Closed(format!("unix socket {}: {e}", path.display())));
+            .map_err(|e| DbError::Network(format!("unix socket {}: {e}", path.display())));
     }
     let addrs: Vec<SocketAddr> = match (target.hostaddr, &target.host) {
         (Some(ip), _) => vec![SocketAddr::new(ip, target.port)],
         (None, HostKind::Tcp(h)) => tokio::net::lookup_host((h.as_str(), target.port))
             .await
             .map_err(|e| {
-                DbError::Closed(format!(
+                DbError::Network(format!(
                     "could not translate host name `{h}` to an address: {e}"
                 ))
             })?
@@ -437,7 +442,7 @@ async fn open_socket(
             Err(e) => last = Some(format!("{addr}: {e}")),
         }
     }
-    Err(DbError::Closed(last.unwrap_or_else(|| {
+    Err(DbError::Network(last.unwrap_or_else(|| {
         "the host name has no address".to_string()
     })))
 }
@@ -495,7 +500,6 @@ async fn check_session_attrs(client: &Client, attrs: SessionAttrs) -> Result<(),
 /// Runs `--password-command` (`sh -c`), returning its standard output without the trailing
 /// newline. Neither its output nor its error stream is ever shown.
 pub(crate) async fn run_password_command(command: &str) -> Result<String, DbError> {
-    const WHAT: &str = "the password command (--password-command / CUTOVER_PASSWORD_COMMAND)";
     let output = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
@@ -505,15 +509,15 @@ pub(crate) async fn run_password_command(command: &str) -> Result<String, DbErro
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|e| DbError::PasswordCommand(format!("cannot run {WHAT}: {e}")))?;
+        .map_err(|e| DbError::PasswordCommand(format!("cannot run /bin/sh: {e}")))?;
     if !output.status.success() {
         return Err(DbError::PasswordCommand(format!(
-            "{WHAT} failed ({}); its output is not shown: run it by hand to see its messages",
+            "{} (its output is not shown: run it by hand to see its messages)",
             output.status
         )));
     }
     let mut text = String::from_utf8(output.stdout)
-        .map_err(|_| DbError::PasswordCommand(format!("{WHAT} printed text that is not UTF-8")))?;
+        .map_err(|_| DbError::PasswordCommand("it printed text that is not UTF-8".into()))?;
     if text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {
@@ -521,7 +525,7 @@ pub(crate) async fn run_password_command(command: &str) -> Result<String, DbErro
         }
     }
     if text.is_empty() {
-        return Err(DbError::PasswordCommand(format!("{WHAT} printed nothing")));
+        return Err(DbError::PasswordCommand("it printed nothing".into()));
     }
     Ok(text)
 }

@@ -328,10 +328,12 @@ fn parse_key_value(text: &str) -> Result<Params, String> {
             i += 1;
             loop {
                 match chars.get(i) {
-                    None => return Err(format!(
+                    None => {
+                        return Err(format!(
                         "unterminated quoted value of `{key}` (the quote opens at character {})",
                         open + 1
-                    )),
+                    ))
+                    }
                     Some('\\') => {
                         if let Some(c) = chars.get(i + 1) {
                             value.push(*c);

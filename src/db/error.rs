@@ -61,7 +61,9 @@ impl Stage {
     /// What to check when this stage hangs.
     fn timeout_hint(self) -> &'static str {
         match self {
-            Stage::PasswordCommand => "the password command did not finish",
+            Stage::PasswordCommand => {
+                "--password-command / CUTOVER_PASSWORD_COMMAND did not finish"
+            }
             Stage::Tcp => "check host, port and firewalls",
             Stage::TlsNegotiation => {
                 "the server accepted the TCP connection but did not answer the SSL request: \
@@ -141,6 +143,9 @@ pub enum DbError {
     /// The connection is closed or broke (I/O error).
     #[error("connection lost: {0}")]
     Closed(String),
+    /// The server could not be reached (name resolution, refused or unreachable socket).
+    #[error("{0}")]
+    Network(String),
     /// Any other failure (client-side conversion errors, unexpected results, …).
     #[error("{0}")]
     Query(String),
@@ -188,7 +193,10 @@ fn connect_hint(stage: Stage, cause: &DbError) -> &'static str {
                 " (check the user and password: the URL, PGPASSWORD, .pgpass, the service file \
                  or --password-command)"
             }
-            "28000" => " (pg_hba.conf has no entry for this host, user, database and encryption)",
+            "28000" => {
+                " (the server refused this role, database, address or encryption: check the role \
+                 and pg_hba.conf)"
+            }
             "3D000" => " (create the database first, or pick another with PGDATABASE / the URL)",
             "57P03" => " (the server is starting up or shutting down; retry in a moment)",
             "53300" => " (the server has no free connection slots)",
@@ -196,9 +204,13 @@ fn connect_hint(stage: Stage, cause: &DbError) -> &'static str {
         };
     }
     match (stage, cause) {
-        (Stage::Tcp, DbError::Closed(_)) => {
-            " (is PostgreSQL running there? start it, or unset DATABASE_URL to let Cutover use a \
-             throwaway cluster)"
+        (Stage::Authentication, DbError::Query(_)) => {
+            " (give the password in the URL, PGPASSWORD, ~/.pgpass, a service file or \
+             --password-command)"
+        }
+        (Stage::Tcp, DbError::Network(_)) => {
+            " (check the host and port, and that PostgreSQL runs there; or unset DATABASE_URL to \
+             let Cutover use a throwaway cluster)"
         }
         _ => "",
     }
@@ -220,7 +232,7 @@ impl DbError {
     /// False for a refused login (wrong password, no such database) and bad settings.
     pub fn is_connection_lost(&self) -> bool {
         match self {
-            DbError::Closed(_) | DbError::Timeout { .. } => true,
+            DbError::Closed(_) | DbError::Network(_) | DbError::Timeout { .. } => true,
             DbError::Server { code, .. } => {
                 let c = code.code();
                 c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "57P05")

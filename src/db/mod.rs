@@ -160,7 +160,12 @@ pub(crate) struct Settings {
 
 impl fmt::Debug for DbConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DbConfig({}, sslmode={})", self.display(), self.s.tls.mode)
+        write!(
+            f,
+            "DbConfig({}, sslmode={})",
+            self.display(),
+            self.s.tls.mode
+        )
     }
 }
 
@@ -299,7 +304,6 @@ impl DbConfig {
 }
 
 impl Settings {
-
     fn display(&self) -> String {
         let servers = self
             .targets
@@ -769,81 +773,6 @@ pub fn host_name() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// Masks the password of a connection string for display: in a URL everything between the
-/// user name and the last `@` (so an unencoded `@`, `/` or `?` in the password is masked
-/// too), and the value of every `password=`.
-pub fn mask_url(url: &str) -> String {
-    let t = url.trim_start();
-    if let Some((scheme, rest)) = t.split_once("://") {
-        let query_at = rest.find('?').unwrap_or(rest.len());
-        let (before_query, query) = rest.split_at(query_at);
-        let masked_query = mask_kv(query);
-        if let Some(at) = before_query.rfind('@') {
-            let userinfo = &before_query[..at];
-            let hostpart = &before_query[at + 1..];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let user = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_string()
-            };
-            return format!("{scheme}://{user}@{hostpart}{masked_query}");
-        }
-        return format!("{scheme}://{before_query}{masked_query}");
-    }
-    mask_kv(t)
-}
-
-fn mask_kv(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("password") {
-        let (head, tail) = rest.split_at(i + "password".len());
-        out.push_str(head);
-        let trimmed = tail.trim_start();
-        let Some(value) = trimmed.strip_prefix('=') else {
-            rest = tail;
-            continue;
-        };
-        out.push_str("=***");
-        let value = value.trim_start();
-        let end = if let Some(quoted) = value.strip_prefix('\'') {
-            let mut escaped = false;
-            let mut end = value.len();
-            for (j, c) in quoted.char_indices() {
-                match c {
-                    _ if escaped => escaped = false,
-                    '\\' => escaped = true,
-                    '\'' => {
-                        end = j + 2;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            end
-        } else {
-            let mut escaped = false;
-            let mut end = value.len();
-            for (j, c) in value.char_indices() {
-                match c {
-                    _ if escaped => escaped = false,
-                    '\\' => escaped = true,
-                    ' ' | '&' => {
-                        end = j;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            end
-        };
-        rest = &value[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Session settings applied to every connection Cutover opens.

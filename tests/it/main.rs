@@ -3,6 +3,7 @@
 mod backfill;
 mod checks;
 mod common;
+mod connect;
 mod engine;
 mod evidence;
 mod foundation;
