@@ -110,7 +110,7 @@ impl AsyncWrite for Socket {
 }
 
 /// A connection's driver, as returned by tokio-postgres for our socket and TLS types.
-pub type Connection = tokio_postgres::Connection<Socket, tls::TlsStream<Socket>>;
+pub(crate) type Connection = tokio_postgres::Connection<Socket, tls::TlsStream<Socket>>;
 
 /// How a connection is protected: shown by `cutover status` and the TUI header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::config::ChannelBinding;
 use tokio_postgres::{Client, Notification};
 
-pub use connect::{ConnSecurity, Connection};
+pub use connect::ConnSecurity;
 pub use error::{describe_error, DbError, Stage};
 pub use tls::{RootCert, SslMode, TlsSettings, Verification};
 

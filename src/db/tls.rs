@@ -149,18 +149,6 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// Settings without any TLS.
-    pub fn disabled() -> TlsSettings {
-        TlsSettings {
-            mode: SslMode::Disable,
-            rootcert: None,
-            cert: None,
-            key: None,
-            crl: None,
-            sni: true,
-        }
-    }
-
     /// What will be checked about the server's certificate, once encrypted.
     pub fn verification(&self) -> Verification {
         match self.mode {
@@ -690,8 +678,14 @@ mod tests {
 
     #[test]
     fn verification_follows_libpq() {
-        let mut s = TlsSettings::disabled();
-        s.mode = SslMode::Require;
+        let mut s = TlsSettings {
+            mode: SslMode::Require,
+            rootcert: None,
+            cert: None,
+            key: None,
+            crl: None,
+            sni: true,
+        };
         assert_eq!(s.verification(), Verification::None);
         s.rootcert = Some(RootCert::File("/ca.pem".into()));
         assert_eq!(s.verification(), Verification::Ca);
