@@ -15,7 +15,7 @@ use super::sizer::Sizer;
 use super::throttle::{Evaluator, Verdict, SIGNAL_TIMEOUT};
 use super::{control, BackfillError, RunOptions, RunOutcome, RunSummary};
 use crate::control::backfill::State;
-use crate::db::{self, describe_error, DbConfig, SessionSettings};
+use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::{BackfillSpec, Plan};
 
 /// Consecutive retryable failures of one worker before the backfill fails.
@@ -421,36 +421,23 @@ enum StepError {
 
 impl From<tokio_postgres::Error> for StepError {
     fn from(e: tokio_postgres::Error) -> Self {
-        classify(&e)
+        let e = crate::db::DbError::from(e);
+        if e.is_connection_lost() {
+            StepError::Connection(e.to_string())
+        } else if e.is_statement_timeout() || e.is_lock_timeout() || e.is_serialization() {
+            StepError::Retry(e.to_string())
+        } else {
+            StepError::Fatal(BackfillError::Db(e))
+        }
     }
 }
 
 impl From<BackfillError> for StepError {
     fn from(e: BackfillError) -> Self {
         match e {
-            BackfillError::Db(crate::db::DbError::Query(m)) if looks_like_connection(&m) => {
-                StepError::Connection(m)
-            }
+            BackfillError::Db(e) if e.is_connection_lost() => StepError::Connection(e.to_string()),
             other => StepError::Fatal(other),
         }
-    }
-}
-
-fn looks_like_connection(message: &str) -> bool {
-    let m = message.to_lowercase();
-    m.contains("connection closed")
-        || m.contains("error communicating")
-        || m.contains("sqlstate 57p0")
-        || m.contains("sqlstate 08")
-}
-
-fn classify(e: &tokio_postgres::Error) -> StepError {
-    let text = describe_error(e);
-    match e.as_db_error().map(|d| d.code().code()) {
-        None => StepError::Connection(text),
-        Some(c) if c.starts_with("08") || c.starts_with("57P") => StepError::Connection(text),
-        Some("57014" | "55P03" | "40P01" | "40001") => StepError::Retry(text),
-        Some(_) => StepError::Fatal(BackfillError::Db(crate::db::DbError::Query(text))),
     }
 }
 

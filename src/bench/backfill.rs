@@ -388,27 +388,8 @@ fn pgbench_path() -> PathBuf {
 /// A pgbench command connected through the libpq environment (the password never appears in
 /// the process list).
 fn pgbench_cmd(pgbench: &Path, cfg: &DbConfig) -> Command {
-    let c = cfg.config();
     let mut cmd = Command::new(pgbench);
-    cmd.env("PGDATABASE", cfg.dbname());
-    if let Some(user) = c.get_user() {
-        cmd.env("PGUSER", user);
-    }
-    if let Some(pw) = c.get_password() {
-        cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).to_string());
-    }
-    match c.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => {
-            cmd.env("PGHOST", h);
-        }
-        Some(tokio_postgres::config::Host::Unix(p)) => {
-            cmd.env("PGHOST", p);
-        }
-        None => {}
-    }
-    if let Some(port) = c.get_ports().first() {
-        cmd.env("PGPORT", port.to_string());
-    }
+    cmd.envs(cfg.libpq_env());
     cmd.stdin(Stdio::null());
     cmd
 }

@@ -1,5 +1,5 @@
 //! Phase-engine commands: status, advance, signoff, override, rollback, rehearse, flag, note,
-//! report, audit. Each is a thin shell around `crate::engine` / `crate::audit`, the same code the
+//! report, audit. Each is a thin shell around `crate::engine` / `crate::control::audit`, the same code the
 //! TUI calls.
 
 use std::io::Write;
@@ -241,15 +241,20 @@ fn engine_failure(e: EngineError) -> anyhow::Result<ExitCode> {
 
 async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let plan = load(path)?;
-    let client = ctx.connect_viewer("status").await?;
+    let (client, security) = ctx.connect_viewer_with_security("status").await?;
     let st = match engine::status(&client, &plan).await {
         Ok(s) => s,
         Err(e) => return engine_failure(e),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        let mut value = serde_json::to_value(&st)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("connection".into(), serde_json::to_value(&security)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", render_status(&st));
+        println!("connection: {} — {}", security.server, security.summary());
     }
     Ok(ExitCode::from(exit::OK))
 }

@@ -25,13 +25,25 @@ pub use crate::exit;
 #[derive(Debug, Parser)]
 #[command(name = "cutover", version, about, long_about = None)]
 #[command(
-    after_help = "Connection: --database-url, DATABASE_URL, or PGHOST/PGPORT/PGUSER/PGDATABASE/PGPASSWORD/PGSSLMODE.\n\
+    after_help = "Connection: --database-url / DATABASE_URL (URL or key=value string), else the libpq environment \
+(PGHOST, PGPORT, PGUSER, PGDATABASE, PGSERVICE, PGSSLMODE, PGSSLROOTCERT, …), with ~/.pgpass and pg_service.conf.\n\
 Exit codes: 0 ok, 1 error, 2 blocked (gate or validation), 3 refused."
 )]
 pub struct Cli {
-    /// PostgreSQL connection URL (postgres://user:password@host:port/db); the password is never printed.
+    /// PostgreSQL connection URL (postgres://user:password@host:port/db?sslmode=…) or libpq
+    /// key=value string (host=… sslmode=verify-full service=…); the password is never printed.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// Shell command that prints the password, run for every new connection (e.g. to fetch a
+    /// short-lived token); its output is never shown. Takes precedence over other passwords.
+    #[arg(
+        long,
+        global = true,
+        env = "CUTOVER_PASSWORD_COMMAND",
+        hide_env_values = true
+    )]
+    pub password_command: Option<String>,
 
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9187) while the command runs.
     #[arg(long, global = true, env = "CUTOVER_METRICS_ADDR")]
@@ -82,38 +94,60 @@ pub struct Context {
     pub database_url: Option<String>,
     /// `--metrics-addr`.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `--password-command` / `CUTOVER_PASSWORD_COMMAND`.
+    pub password_command: Option<String>,
 }
 
 impl Context {
     /// The configured server, or an error saying how to configure one.
     pub fn db_config(&self) -> anyhow::Result<DbConfig> {
-        Ok(DbConfig::require(self.database_url.as_deref())?)
+        Ok(DbConfig::require(self.database_url.as_deref())?
+            .with_password_command(self.password_command.clone()))
     }
 
     /// The configured server, if any.
     pub fn db_config_opt(&self) -> anyhow::Result<Option<DbConfig>> {
-        Ok(DbConfig::resolve(self.database_url.as_deref())?)
+        Ok(DbConfig::resolve(self.database_url.as_deref())?
+            .map(|c| c.with_password_command(self.password_command.clone())))
     }
 
     /// Connects for `purpose` and makes sure the control schema is up to date.
     pub async fn connect(&self, purpose: &str) -> anyhow::Result<Client> {
+        Ok(self.connect_with_security(purpose).await?.0)
+    }
+
+    /// Like [`Context::connect`], also telling how the connection is protected.
+    pub async fn connect_with_security(
+        &self,
+        purpose: &str,
+    ) -> anyhow::Result<(Client, db::ConnSecurity)> {
         let cfg = self.db_config()?;
-        let mut client = db::connect(&cfg, &SessionSettings::new(purpose)).await?;
+        let (mut client, security) =
+            db::connect_with_security(&cfg, &SessionSettings::new(purpose)).await?;
         crate::control::schema::bootstrap(&mut client).await?;
-        Ok(client)
+        Ok((client, security))
     }
 
     /// Connects a viewer for `purpose`: the session is read-only (`default_transaction_read_only`)
     /// and the control schema is read, never created or upgraded.
     pub async fn connect_viewer(&self, purpose: &str) -> anyhow::Result<Client> {
+        Ok(self.connect_viewer_with_security(purpose).await?.0)
+    }
+
+    /// Like [`Context::connect_viewer`], also telling how the connection is protected.
+    pub async fn connect_viewer_with_security(
+        &self,
+        purpose: &str,
+    ) -> anyhow::Result<(Client, db::ConnSecurity)> {
         let cfg = self.db_config()?;
-        let client = db::connect(&cfg, &SessionSettings::new(purpose)).await?;
+        let (client, security) =
+            db::connect_with_security(&cfg, &SessionSettings::new(purpose)).await?;
         client
             .batch_execute("SET default_transaction_read_only = on")
             .await
             .map_err(db::DbError::from)?;
         crate::control::schema::require_readable(&client).await?;
-        Ok(client)
+        Ok((client, security))
     }
 }
 
@@ -133,6 +167,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context {
         database_url: cli.database_url,
         metrics_addr: cli.metrics_addr,
+        password_command: cli.password_command,
     };
     match cli.command {
         Command::Foundation(c) => foundation::run(c, &ctx).await,

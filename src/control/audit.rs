@@ -363,33 +363,8 @@ pub async fn follow(
     poll: std::time::Duration,
     mut sink: impl FnMut(&Entry) -> bool,
 ) -> Result<(), DbError> {
-    use futures::StreamExt;
-    let mut config = cfg.config().clone();
-    config.application_name("cutover/audit-tail");
-    let (client, mut connection) =
-        config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| DbError::Connect {
-                target: cfg.display(),
-                message: crate::db::describe_error(&e),
-            })?;
-    let (wake_tx, mut wake) = tokio::sync::mpsc::unbounded_channel::<()>();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(msg) = messages.next().await {
-            match msg {
-                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
-                    let _ = wake_tx.send(());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!("audit tail connection closed: {e}");
-                    break;
-                }
-            }
-        }
-    });
+    let (client, mut notes, _) =
+        crate::db::connect_listening(cfg, &crate::db::SessionSettings::new("audit-tail")).await?;
     if let Err(e) = client
         .batch_execute(&format!(
             "LISTEN {}",
@@ -411,7 +386,7 @@ pub async fn follow(
             }
         }
         tokio::select! {
-            Some(()) = wake.recv() => {}
+            Some(_) = notes.recv() => {}
             _ = tokio::time::sleep(poll) => {}
         }
     }

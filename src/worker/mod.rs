@@ -13,10 +13,9 @@ pub mod snapshot;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{Client, Notification};
 
 use crate::control::backfill::State as BackfillState;
 use crate::control::facts::Facts;
@@ -375,39 +374,15 @@ impl State {
 async fn connect_monitor(
     cfg: &DbConfig,
     read_only: bool,
-) -> Result<(Client, mpsc::UnboundedReceiver<String>), String> {
-    let mut config = cfg.config().clone();
-    config.application_name("cutover/tui");
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| {
-        format!(
-            "cannot connect to {}: {}",
-            cfg.display(),
-            db::describe_error(&e)
-        )
-    })?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(msg) = messages.next().await {
-            match msg {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if tx.send(n.payload().to_string()).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(target: "worker", "monitor connection ended: {e}");
-                    break;
-                }
-            }
-        }
-    });
-    let timeout_ms = SNAPSHOT_TIMEOUT.as_millis();
-    let mut setup = format!(
-        "SET statement_timeout = {timeout_ms}; LISTEN {}",
-        crate::control::schema::NOTIFY_CHANNEL
-    );
+) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), String> {
+    let session = SessionSettings {
+        purpose: "tui".to_string(),
+        statement_timeout: SNAPSHOT_TIMEOUT,
+    };
+    let (client, notes, _) = db::connect_listening(cfg, &session)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut setup = format!("LISTEN {}", crate::control::schema::NOTIFY_CHANNEL);
     if read_only {
         setup.push_str("; SET default_transaction_read_only = on");
     }
@@ -415,14 +390,14 @@ async fn connect_monitor(
         .batch_execute(&setup)
         .await
         .map_err(|e| db::describe_error(&e))?;
-    Ok((client, rx))
+    Ok((client, notes))
 }
 
 /// Serves one connected session; returns Ok when the UI went away, Err when the connection did.
 async fn connected(
     state: &mut State,
     client: &Client,
-    mut notes: mpsc::UnboundedReceiver<String>,
+    mut notes: mpsc::UnboundedReceiver<Notification>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
 ) -> Result<(), String> {
     let mut poll = tokio::time::interval(POLL_EVERY);
@@ -453,10 +428,11 @@ async fn connected(
             _ = gap => {}
             _ = poll.tick() => dirty = true,
             note = notes.recv() => match note {
-                Some(table) => {
+                Some(note) => {
+                    let table = note.payload();
                     tracing::trace!(target: "worker", "change notified: {table}");
                     if matches!(
-                        table.as_str(),
+                        table,
                         "signoffs" | "check_results" | "phases" | "migrations" | "flags"
                     ) {
                         state.eval_wanted = true;

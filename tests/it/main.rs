@@ -4,6 +4,7 @@ mod authz;
 mod backfill;
 mod checks;
 mod common;
+mod connect;
 mod engine;
 mod evidence;
 mod foundation;

@@ -85,15 +85,10 @@ extern "C" fn stop_shared_cluster() {
 /// Connect to `url`, spawn the connection task on the current runtime, and
 /// return the client. Panics (with the URL and the error) on failure.
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let cfg = cutover::db::DbConfig::from_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    cutover::db::connect_app(&cfg, "cutover-tests")
         .await
-        .unwrap_or_else(|e| panic!("connecting to {url}: {}", describe(&e)));
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            eprintln!("test connection error: {e}");
-        }
-    });
-    client
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
 }
 
 /// A fresh database `cutover_t_<random>` on the [`server_url`] server,
@@ -212,10 +207,10 @@ fn drop_database(server_url: &str, name: &str, roles: &[String]) -> Result<(), S
         .map_err(|e| format!("building a runtime: {e}"))?;
     runtime.block_on(async {
         let work = async {
-            let (client, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
+            let cfg = cutover::db::DbConfig::from_url(server_url).map_err(|e| e.to_string())?;
+            let client = cutover::db::connect_app(&cfg, "cutover-tests")
                 .await
-                .map_err(|e| format!("connecting to {server_url}: {}", describe(&e)))?;
-            let connection = tokio::spawn(connection);
+                .map_err(|e| format!("connecting to {server_url}: {e}"))?;
             let mut statements = vec![format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 quote_ident(name)
@@ -225,16 +220,13 @@ fn drop_database(server_url: &str, name: &str, roles: &[String]) -> Result<(), S
                     .iter()
                     .map(|r| format!("DROP ROLE IF EXISTS {}", quote_ident(r))),
             );
-            let mut result = Ok(());
             for sql in &statements {
-                if let Err(e) = client.batch_execute(sql).await {
-                    result = Err(format!("{sql}: {}", describe(&e)));
-                    break;
-                }
+                client
+                    .batch_execute(sql)
+                    .await
+                    .map_err(|e| format!("{sql}: {}", describe(&e)))?;
             }
-            drop(client);
-            let _ = connection.await;
-            result
+            Ok(())
         };
         tokio::time::timeout(DB_OP_TIMEOUT, work)
             .await
