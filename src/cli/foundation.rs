@@ -1,4 +1,4 @@
-//! `cutover validate` and `cutover bootstrap`.
+//! `cutover validate`, `cutover bootstrap` and `cutover grants`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,14 +24,58 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// Create or upgrade the `cutover` control schema (idempotent; every command does it too).
+    /// Create or upgrade the `cutover` control schema (idempotent; every operator command does
+    /// it too, viewers never do).
     Bootstrap,
+    /// Print the least-privilege GRANT script for an operator and a viewer login (run it as the
+    /// database owner after the control schema exists).
+    Grants {
+        /// Plan file.
+        plan: PathBuf,
+        /// The login that runs phases and backfills.
+        #[arg(long)]
+        operator: String,
+        /// The login that only looks (status, audit, runbook, TUI --read-only).
+        #[arg(long)]
+        viewer: String,
+        /// The database (default: the configured connection's).
+        #[arg(long)]
+        database: Option<String>,
+    },
 }
 
 /// Runs a foundation command.
 pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Validate { plans, offline } => validate(&plans, offline, ctx).await,
+        Command::Grants {
+            plan,
+            operator,
+            viewer,
+            database,
+        } => {
+            let plan = match Plan::load(&plan) {
+                Ok(p) => p,
+                Err(e) => {
+                    report(&e);
+                    return Ok(ExitCode::from(exit::BLOCKED));
+                }
+            };
+            let database = match database {
+                Some(d) => d,
+                None => match ctx.db_config_opt()? {
+                    Some(cfg) => cfg.dbname(),
+                    None => anyhow::bail!(
+                        "which database? pass --database NAME or configure a connection"
+                    ),
+                },
+            };
+            print!(
+                "{}",
+                crate::control::grants::script(&plan, &database, &operator, &viewer)
+            );
+            Ok(ExitCode::from(exit::OK))
+        }
         Command::Bootstrap => {
             let cfg = ctx.db_config()?;
             let mut client = db::connect(&cfg, &SessionSettings::new("bootstrap")).await?;

@@ -20,11 +20,6 @@ fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// `schema.table` (or `table`) quoted part by part.
-fn quote_qualified(name: &str) -> String {
-    name.split('.').map(quote).collect::<Vec<_>>().join(".")
-}
-
 /// `name` as an SQL string literal.
 fn literal(name: &str) -> String {
     format!("'{}'", name.replace('\'', "''"))
@@ -47,7 +42,9 @@ pub fn script(plan: &Plan, database: &str, operator: &str, viewer: &str) -> Stri
     line("-- Run as the database owner or a superuser, after the operator's first command");
     line("-- (or `cutover bootstrap`) created the control schema `cutover`.");
     line("");
-    line(&format!("-- Operator `{operator}`: runs phases, backfills, checks and probes."));
+    line(&format!(
+        "-- Operator `{operator}`: runs phases, backfills, checks and probes."
+    ));
     line(&format!(
         "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {op};  -- connect; temporary tables of the exact diff"
     ));
@@ -68,15 +65,21 @@ pub fn script(plan: &Plan, database: &str, operator: &str, viewer: &str) -> Stri
     ));
     for t in plan_tables(plan) {
         line(&format!(
-            "DO $$ BEGIN EXECUTE format('GRANT %I TO {}', (SELECT tableowner FROM pg_tables WHERE format('%I.%I', schemaname, tablename) = {} OR tablename = {})); END $$;  -- DDL and backfill on {t} need its owner's rights",
-            operator.replace('\'', "''"),
-            literal(&quote_qualified(&t).replace('"', "")),
-            literal(&t)
+            "DO $$ DECLARE owner name := (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = {}::regclass); \
+             BEGIN IF owner <> {} THEN EXECUTE format('GRANT %I TO %I', owner, {}); END IF; END $$;  \
+             -- DDL and the backfill on {t} need its owner's rights",
+            literal(&t),
+            literal(operator),
+            literal(operator)
         ));
     }
     line("");
-    line(&format!("-- Viewer `{viewer}`: status, audit, runbook, backfill status, TUI --read-only."));
-    line(&format!("GRANT CONNECT ON DATABASE {db} TO {vw};  -- connect"));
+    line(&format!(
+        "-- Viewer `{viewer}`: status, audit, runbook, backfill status, TUI --read-only."
+    ));
+    line(&format!(
+        "GRANT CONNECT ON DATABASE {db} TO {vw};  -- connect"
+    ));
     line(&format!(
         "GRANT USAGE ON SCHEMA cutover TO {vw};  -- see the control schema"
     ));
@@ -104,7 +107,10 @@ mod tests {
         )
         .expect("demo plan");
         let s = script(&plan, "bank", "ops\"x", "sre");
-        for l in s.lines().filter(|l| l.starts_with("GRANT") || l.starts_with("ALTER")) {
+        for l in s
+            .lines()
+            .filter(|l| l.starts_with("GRANT") || l.starts_with("ALTER"))
+        {
             assert!(l.contains("  -- "), "uncommented grant: {l}");
         }
         assert!(s.contains("TO \"ops\"\"x\""), "{s}");

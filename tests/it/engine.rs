@@ -1581,3 +1581,136 @@ async fn audit_verify_cross_checks_the_control_state_and_kept_heads() {
         text(&o)
     );
 }
+
+/// Every row of every `cutover` table, hashed per table.
+async fn control_fingerprint(client: &Client) -> Vec<(String, String)> {
+    let tables: Vec<String> = client
+        .query(
+            "SELECT format('cutover.%I', tablename) FROM pg_tables WHERE schemaname = 'cutover' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for t in tables {
+        let sql = format!(
+            "SELECT coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM {t} x"
+        );
+        out.push((t, client.query_one(&sql, &[]).await.unwrap().get(0)));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_non_superuser_owner_runs_the_lifecycle_and_a_viewer_with_the_printed_grants_sees_it() {
+    let db = demo_db().await;
+    let (owner, as_owner) = db.bare_login("cutover_owner").await;
+    let (viewer, as_viewer) = db.bare_login("cutover_viewer").await;
+    let admin = db.client().await;
+    // The application's objects belong to a non-superuser, who also owns the database.
+    admin
+        .batch_execute(&format!(
+            "DO $$ DECLARE r record; BEGIN
+               FOR r IN SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables
+                         WHERE schemaname = 'public' LOOP
+                 EXECUTE format('ALTER TABLE %s OWNER TO {owner}', r.t);
+               END LOOP;
+               FOR r IN SELECT p.oid::regprocedure::text AS f FROM pg_proc p
+                         WHERE p.pronamespace = 'public'::regnamespace
+                           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') LOOP
+                 EXECUTE format('ALTER FUNCTION %s OWNER TO {owner}', r.f);
+               END LOOP;
+             END $$;
+             ALTER DATABASE {db} OWNER TO {owner};
+             ALTER SCHEMA public OWNER TO {owner};",
+            db = common::quote_ident(&db.name)
+        ))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_variant(
+        dir.path(),
+        "owner.toml",
+        &[
+            ("lead = [\"postgres\"]", &format!("lead = [\"{owner}\"]")),
+            (
+                "app_owner = [\"postgres\"]",
+                &format!("app_owner = [\"{owner}\"]"),
+            ),
+            (
+                "data_owner = [\"postgres\"]",
+                &format!("data_owner = [\"{owner}\"]"),
+            ),
+            ("sre = [\"postgres\"]", &format!("sre = [\"{owner}\"]")),
+        ],
+    );
+    let plan = plan.to_str().unwrap();
+
+    // The operator creates the control schema; the DBA runs the printed grants.
+    ok(&cutover(&as_owner, &["bootstrap"]).await);
+    let script = ok(&cutover(
+        &db.url,
+        &[
+            "grants",
+            plan,
+            "--operator",
+            &owner,
+            "--viewer",
+            &viewer,
+            "--database",
+            &db.name,
+        ],
+    )
+    .await);
+    admin.batch_execute(&script).await.unwrap();
+
+    // A viewer with exactly those grants sees an unregistered plan and changes nothing.
+    let o = cutover(&as_viewer, &["status", plan]).await;
+    assert!(ok(&o).contains("not registered yet"), "{}", text(&o));
+
+    for phase in Phase::ALL {
+        if phase == Phase::Contract {
+            admin
+                .batch_execute("DROP FUNCTION public.cutover_demo_seed(integer, integer, integer)")
+                .await
+                .unwrap();
+        }
+        pass_gate(&as_owner, plan, phase).await;
+        let o = cutover(&as_owner, &["advance", plan]).await;
+        assert!(ok(&o).contains(&format!("{phase} applied")), "{}", text(&o));
+        if phase == Phase::Backfill {
+            ok(&cutover(&as_owner, &["backfill", "run", plan, "--report-every", "0"]).await);
+        }
+        if phase == Phase::ReadSwitch {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    let before = control_fingerprint(&admin).await;
+    for args in [
+        vec!["status", plan],
+        vec!["status", plan, "--json"],
+        vec!["audit", "verify"],
+        vec!["audit", "tail", "-n", "5"],
+        vec!["audit", "export", "--format", "jsonl"],
+        vec!["runbook", plan],
+        vec!["backfill", "status", plan],
+        vec!["check", plan, "--history"],
+    ] {
+        let o = cutover(&as_viewer, &args).await;
+        assert_eq!(code(&o), 0, "viewer `{}`: {}", args.join(" "), text(&o));
+    }
+    let st = status_json(&as_viewer, plan).await;
+    assert_eq!(st["phases"][4]["state"], "applied", "{}", st["phases"]);
+    // A viewer may not act, and the refusal does not need write access to be a refusal.
+    let o = cutover(&as_viewer, &["note", plan, "hello"]).await;
+    assert_ne!(code(&o), 0, "{}", text(&o));
+    assert_eq!(
+        before,
+        control_fingerprint(&admin).await,
+        "a viewer changed the control schema"
+    );
+}

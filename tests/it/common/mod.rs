@@ -130,16 +130,7 @@ impl TestDb {
     /// this database and the `cutover` schema like any operator whom a DBA gave access — but
     /// holds no role in any plan's roster. Returns its name and a URL connecting as it.
     pub async fn login(&self, prefix: &str) -> (String, String) {
-        let role = format!("{prefix}_{:08x}", rand::random::<u32>());
-        let admin = connect(&self.server_url).await;
-        admin
-            .batch_execute(&format!("CREATE ROLE {} LOGIN", quote_ident(&role)))
-            .await
-            .unwrap_or_else(|e| panic!("creating role {role}: {}", describe(&e)));
-        self.roles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(role.clone());
+        let (role, url) = self.bare_login(prefix).await;
         let db = self.client().await;
         db.batch_execute(&format!(
             "GRANT ALL ON DATABASE {db} TO {r};
@@ -158,7 +149,24 @@ impl TestDb {
         ))
         .await
         .unwrap_or_else(|e| panic!("granting to {role}: {}", describe(&e)));
-        (role.clone(), url_with_user(&self.url, &role))
+        (role, url)
+    }
+
+    /// A new login role `<prefix>_<n>` with no privilege at all (dropped with this database).
+    /// Returns its name and a URL connecting as it to this database.
+    pub async fn bare_login(&self, prefix: &str) -> (String, String) {
+        let role = format!("{prefix}_{:08x}", rand::random::<u32>());
+        let admin = connect(&self.server_url).await;
+        admin
+            .batch_execute(&format!("CREATE ROLE {} LOGIN", quote_ident(&role)))
+            .await
+            .unwrap_or_else(|e| panic!("creating role {role}: {}", describe(&e)));
+        self.roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(role.clone());
+        let url = url_with_user(&self.url, &role);
+        (role, url)
     }
 
     /// A new connection to this database (its connection task spawned on
