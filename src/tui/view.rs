@@ -51,6 +51,8 @@ pub struct HeaderView {
     pub roles: Vec<String>,
     /// `--read-only`.
     pub read_only: bool,
+    /// Encrypted?, and how (`TLSv1.3 (…), certificate verified for db.example`).
+    pub security: Option<(bool, String)>,
 }
 
 impl HeaderView {
@@ -308,6 +310,7 @@ pub fn build(
             })
             .unwrap_or_default(),
         read_only,
+        security: s.security.as_ref().map(|c| (c.encrypted(), c.summary())),
     };
     let timeline = TimelineView {
         phases: Phase::ALL

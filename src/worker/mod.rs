@@ -138,6 +138,7 @@ struct State {
     runner: Option<JoinHandle<()>>,
     runner_stop: tokio::sync::watch::Sender<bool>,
     runner_tried: Option<Instant>,
+    security: Option<db::ConnSecurity>,
 }
 
 async fn run(
@@ -161,14 +162,16 @@ async fn run(
         runner: None,
         runner_stop: tokio::sync::watch::channel(false).0,
         runner_tried: None,
+        security: None,
     };
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
         state.send(WorkerEvent::Conn(ConnState::Connecting { attempt }));
         let error = match connect_monitor(&state.opts.db, state.opts.read_only).await {
-            Ok((client, notes)) => {
+            Ok((client, notes, security)) => {
                 attempt = 0;
+                state.security = Some(security);
                 state.send(WorkerEvent::Conn(ConnState::Connected));
                 match connected(&mut state, &client, notes, &mut commands).await {
                     Ok(()) => return state.shutdown().await,
@@ -374,12 +377,19 @@ impl State {
 async fn connect_monitor(
     cfg: &DbConfig,
     read_only: bool,
-) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), String> {
+) -> Result<
+    (
+        Client,
+        mpsc::UnboundedReceiver<Notification>,
+        db::ConnSecurity,
+    ),
+    String,
+> {
     let session = SessionSettings {
         purpose: "tui".to_string(),
         statement_timeout: SNAPSHOT_TIMEOUT,
     };
-    let (client, notes, _) = db::connect_listening(cfg, &session)
+    let (client, notes, security) = db::connect_listening(cfg, &session)
         .await
         .map_err(|e| e.to_string())?;
     let mut setup = format!("LISTEN {}", crate::control::schema::NOTIFY_CHANNEL);
@@ -390,7 +400,7 @@ async fn connect_monitor(
         .batch_execute(&setup)
         .await
         .map_err(|e| db::describe_error(&e))?;
-    Ok((client, notes))
+    Ok((client, notes, security))
 }
 
 /// Serves one connected session; returns Ok when the UI went away, Err when the connection did.
@@ -531,6 +541,7 @@ async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
     state.log_changes(&snap);
     state.maybe_run_backfill(&snap);
     snap.rate_history = state.rates.iter().copied().collect();
+    snap.security = state.security.clone();
     if has_stale_probe(&snap) {
         state.eval_wanted = true;
     }

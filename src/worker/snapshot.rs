@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub audit: Vec<AuditRow>,
     /// Rows per second between recent snapshots, oldest first (the worker keeps the history).
     pub rate_history: Vec<u64>,
+    /// How the worker's connection is protected (TLS version, what was verified).
+    pub security: Option<crate::db::ConnSecurity>,
 }
 
 /// `cutover.backfill`, with the columns later versions may add read when present.
@@ -137,6 +139,7 @@ impl Snapshot {
             sessions: Vec::new(),
             audit: Vec::new(),
             rate_history: Vec::new(),
+            security: None,
         }
     }
 

@@ -55,8 +55,16 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         Span::raw(h.database.clone()),
         Span::styled("  │  ", theme.dim),
         Span::styled(conn_text, conn_style),
-        Span::styled("  │  ", theme.dim),
     ];
+    if let Some((encrypted, how)) = &h.security {
+        second.push(Span::styled("  │  ", theme.dim));
+        second.push(if *encrypted {
+            Span::styled(format!("encrypted {how}"), theme.pass)
+        } else {
+            Span::styled(how.clone(), theme.warn)
+        });
+    }
+    second.push(Span::styled("  │  ", theme.dim));
     match &h.whoami {
         Some(me) => {
             second.push(Span::styled("me ", theme.dim));
