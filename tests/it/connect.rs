@@ -512,6 +512,20 @@ async fn password_command_supplies_the_password_and_is_never_shown() {
         "/plans/accounts-balance-cents.toml"
     );
     let command = format!("cat {}", pw_file.display());
+    // `status` is a viewer command: an operator bootstraps the control schema first.
+    let boot = cutover(
+        &[
+            "bootstrap",
+            "--database-url",
+            &url,
+            "--password-command",
+            &command,
+        ],
+        home.path(),
+        &[],
+    )
+    .await;
+    assert_eq!(boot.status.code(), Some(0), "{}", text(&boot));
     let out = cutover(
         &[
             "status",
