@@ -84,21 +84,27 @@ pub fn probe(kind: ProbeKind) -> Box<dyn Probe> {
         ProbeKind::ErrorBudget => Box::new(error_budget::ErrorBudgetProbe),
         ProbeKind::PrivilegeParity => Box::new(privileges::PrivilegeParityProbe),
     };
-    Box::new(Recorded(inner))
+    Box::new(Recorded(kind, inner))
 }
 
 /// Runs a probe and records its result.
-struct Recorded(Box<dyn Probe>);
+struct Recorded(ProbeKind, Box<dyn Probe>);
 
 impl Probe for Recorded {
     fn name(&self) -> &'static str {
-        self.0.name()
+        self.1.name()
     }
 
     fn evaluate<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
         Box::pin(async move {
             let started = Instant::now();
-            let result = self.0.evaluate(ctx).await;
+            let result = match missing_privilege(ctx, self.0).await {
+                Some(grant) => ProbeResult::inconclusive(
+                    self.1.name(),
+                    format!("this login lacks a privilege the probe needs (it would see too little to judge): {grant}"),
+                ),
+                None => self.1.evaluate(ctx).await,
+            };
             let millis = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
             if let Err(e) = record(ctx, &result, millis).await {
                 tracing::warn!(
@@ -110,6 +116,37 @@ impl Probe for Recorded {
             result
         })
     }
+}
+
+/// The GRANT a probe needs and the login lacks, if any. A probe that cannot see what it judges
+/// (other logins' statements, the migrated table) must not pass on what it cannot see.
+async fn missing_privilege(ctx: &ProbeContext<'_>, kind: ProbeKind) -> Option<String> {
+    let (check, grant): (String, String) = match kind {
+        ProbeKind::HiddenReaders | ProbeKind::ErrorBudget => (
+            "SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')".into(),
+            "GRANT pg_read_all_stats TO {login};  -- other logins' statements in pg_stat_statements"
+                .into(),
+        ),
+        ProbeKind::BackfillComplete => {
+            let table = ctx.plan.spec.backfill.as_ref()?.table.clone();
+            (
+                format!(
+                    "SELECT has_table_privilege(current_user, {}, 'SELECT')",
+                    crate::db::quote_literal(&table)
+                ),
+                format!("GRANT SELECT ON {table} TO {{login}};  -- count the rows still pending"),
+            )
+        }
+        ProbeKind::Lint | ProbeKind::Compatibility | ProbeKind::PrivilegeParity => return None,
+    };
+    let row = ctx
+        .client
+        .query_one(&format!("SELECT ({check}), current_user::text"), &[])
+        .await
+        .ok()?;
+    let allowed: bool = row.get(0);
+    let login: String = row.get(1);
+    (!allowed).then(|| grant.replace("{login}", &crate::db::quote_ident(&login)))
 }
 
 async fn record(

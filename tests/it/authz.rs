@@ -229,3 +229,35 @@ async fn the_matrix_decides_per_action_and_the_plan_can_change_it() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_probe_lacking_a_privilege_is_inconclusive_and_names_the_grant() {
+    let db = demo_db().await;
+    ok(&cutover(&db.url, &["bootstrap"]).await);
+    let (dora, as_dora) = db.login("dora").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = hijacked(dir.path(), &dora);
+    let o = cutover(
+        &as_dora,
+        &[
+            "probe",
+            &plan,
+            "--gate",
+            "contract",
+            "--probe",
+            "hidden_readers",
+            "--json",
+        ],
+    )
+    .await;
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let results: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    let r = &results[0];
+    assert_eq!(r["outcome"], "inconclusive", "{r}");
+    let summary = r["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains(&format!("GRANT pg_read_all_stats TO \"{dora}\"")),
+        "{summary}"
+    );
+}
