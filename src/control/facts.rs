@@ -333,27 +333,17 @@ impl Facts {
 
     /// The first phase that is not applied, in order (`None` when all are applied).
     pub fn next_phase(&self) -> Option<Phase> {
-        self.phases
-            .iter()
-            .find(|p| p.state != PhaseState::Applied)
-            .map(|p| p.phase)
+        super::phases::next_phase(&self.phases)
     }
 
     /// The last applied phase (the one a plain rollback undoes).
     pub fn last_applied(&self) -> Option<Phase> {
-        self.phases
-            .iter()
-            .rev()
-            .find(|p| p.state == PhaseState::Applied)
-            .map(|p| p.phase)
+        super::phases::last_applied(&self.phases)
     }
 
     /// When the phase before `phase` was applied (`None` for expand or when it is not applied).
     pub fn previous_applied_at(&self, phase: Phase) -> Option<DateTime<Utc>> {
-        let prev = self.phase(phase.prev()?);
-        (prev.state == PhaseState::Applied)
-            .then_some(prev.finished_at)
-            .flatten()
+        super::phases::previous_applied_at(&self.phases, phase)
     }
 
     /// A phase is being applied or rolled back (or was interrupted doing so).

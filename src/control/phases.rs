@@ -102,30 +102,43 @@ impl MigrationState {
         &self.phases[phase.index()]
     }
 
-    /// The first phase that is not applied, in order (`None` when all are applied).
+    /// See [`next_phase`].
     pub fn next_phase(&self) -> Option<Phase> {
-        self.phases
-            .iter()
-            .find(|p| p.state != PhaseState::Applied)
-            .map(|p| p.phase)
+        next_phase(&self.phases)
     }
 
-    /// The last applied phase (the one a plain rollback undoes).
+    /// See [`last_applied`].
     pub fn last_applied(&self) -> Option<Phase> {
-        self.phases
-            .iter()
-            .rev()
-            .find(|p| matches!(p.state, PhaseState::Applied))
-            .map(|p| p.phase)
+        last_applied(&self.phases)
     }
 
-    /// When the phase before `phase` was applied (`None` for expand or when it is not applied).
+    /// See [`previous_applied_at`].
     pub fn previous_applied_at(&self, phase: Phase) -> Option<DateTime<Utc>> {
-        let prev = self.phase(phase.prev()?);
-        (prev.state == PhaseState::Applied)
-            .then_some(prev.finished_at)
-            .flatten()
+        previous_applied_at(&self.phases, phase)
     }
+}
+
+/// The first phase that is not applied, in order (`None` when all are applied).
+pub fn next_phase(rows: &[PhaseRow]) -> Option<Phase> {
+    rows.iter()
+        .find(|p| p.state != PhaseState::Applied)
+        .map(|p| p.phase)
+}
+
+/// The last applied phase (the one a plain rollback undoes).
+pub fn last_applied(rows: &[PhaseRow]) -> Option<Phase> {
+    rows.iter()
+        .rev()
+        .find(|p| p.state == PhaseState::Applied)
+        .map(|p| p.phase)
+}
+
+/// When the phase before `phase` was applied (`None` for expand or when it is not applied).
+pub fn previous_applied_at(rows: &[PhaseRow], phase: Phase) -> Option<DateTime<Utc>> {
+    let prev = rows.iter().find(|r| Some(r.phase) == phase.prev())?;
+    (prev.state == PhaseState::Applied)
+        .then_some(prev.finished_at)
+        .flatten()
 }
 
 /// Registers the migration on first use: its row, five phase rows, its read-switch flag (OFF)

@@ -4,27 +4,9 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::common::{self, TestDb};
+use crate::common::{cutover, text, TestDb};
 
 const DEMO_PLAN: &str = "plans/accounts-balance-cents.toml";
-
-async fn cutover(url: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(common::cutover_bin())
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("CUTOVER_LOG", "warn")
-        .output()
-        .await
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[track_caller]
 fn refused(o: &Output, needle: &str) {

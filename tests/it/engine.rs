@@ -13,7 +13,7 @@ use cutover::plan::{Phase, Plan, Role};
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use crate::common::{self, TestDb};
+use crate::common::{self, cutover, text, TestDb};
 
 const DEMO_PLAN: &str = "plans/accounts-balance-cents.toml";
 
@@ -25,27 +25,8 @@ async fn demo_db() -> TestDb {
     db
 }
 
-/// Runs the binary against `url`.
-async fn cutover(url: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(common::cutover_bin())
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("CUTOVER_LOG", "warn")
-        .output()
-        .await
-        .unwrap()
-}
-
 fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[track_caller]

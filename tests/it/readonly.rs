@@ -1,26 +1,15 @@
 //! Read-only is read-only: viewer commands and a `--read-only` worker write nothing — no control
 //! row, no probe result, no sequence step — and refuse every action with the reason.
 
-use std::process::Output;
 use std::time::Duration;
 
 use cutover::db::DbConfig;
 use cutover::plan::Plan;
 use cutover::worker::{self, ActionError, Command, WorkerEvent, WorkerOptions};
 
-use crate::common::{self, TestDb};
+use crate::common::{cutover, TestDb};
 
 const DEMO_PLAN: &str = "plans/accounts-balance-cents.toml";
-
-async fn cutover(url: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(common::cutover_bin())
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("CUTOVER_LOG", "warn")
-        .output()
-        .await
-        .expect("the binary runs")
-}
 
 /// Every row of every `cutover` table and every sequence's position, hashed per table.
 async fn fingerprint(db: &TestDb) -> Vec<(String, String)> {

@@ -311,3 +311,23 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 pub fn cutover_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cutover"))
 }
+
+/// Runs the `cutover` binary against `url` (quiet logging) and returns its output.
+pub async fn cutover(url: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(cutover_bin())
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("CUTOVER_LOG", "warn")
+        .output()
+        .await
+        .expect("the cutover binary runs")
+}
+
+/// A command's stdout and stderr, for messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
