@@ -82,11 +82,7 @@ fn first_line(s: &str) -> String {
 }
 
 fn problem(path: &[&str], message: String) -> Problem {
-    Problem {
-        path: path.iter().map(|s| Seg::from(*s)).collect(),
-        message,
-        hint: None,
-    }
+    Problem::new(path.iter().map(|s| Seg::from(*s)).collect(), message, None)
 }
 
 async fn relation_exists(tx: &Transaction<'_>, name: &str) -> Result<bool, DbError> {
@@ -182,17 +178,17 @@ async fn backfill(
             ),
         ));
     } else if !key_is_unique_not_null(tx, &b.table, &b.key).await? {
-        out.push(Problem {
-            path: vec!["backfill".into(), "key".into()],
-            message: format!(
+        out.push(Problem::new(
+            vec!["backfill".into(), "key".into()],
+            format!(
                 "key ({}) of `{}` is not unique and NOT NULL",
                 b.key.join(", "),
                 b.table
             ),
-            hint: Some(
+            Some(
                 "keyset chunking needs a primary key or a unique index on NOT NULL columns".into(),
             ),
-        });
+        ));
     }
     let targets: Vec<String> = b.set.keys().cloned().collect();
     for col in missing_columns(tx, &b.table, &targets).await? {
@@ -238,11 +234,11 @@ async fn checks(tx: &Transaction<'_>, plan: &Plan, out: &mut Vec<Problem>) -> Re
         };
         for (key, rel) in relations {
             if !relation_exists(tx, rel).await? {
-                out.push(Problem {
-                    path: vec!["checks".into(), Seg::Index(i), key.into()],
-                    message: format!("check `{}`: relation `{rel}` does not exist", check.name),
-                    hint: None,
-                });
+                out.push(Problem::new(
+                    vec!["checks".into(), Seg::Index(i), key.into()],
+                    format!("check `{}`: relation `{rel}` does not exist", check.name),
+                    None,
+                ));
             }
         }
     }
@@ -266,14 +262,14 @@ async fn flag(tx: &Transaction<'_>, plan: &Plan, out: &mut Vec<Problem>) -> Resu
         )
         .await?;
     if row.is_none() && registered.is_some() {
-        out.push(Problem {
-            path: vec!["read_switch".into(), "flag".into()],
-            message: format!("feature flag `{}` does not exist in cutover.flags", rs.flag),
-            hint: Some(format!(
+        out.push(Problem::new(
+            vec!["read_switch".into(), "flag".into()],
+            format!("feature flag `{}` does not exist in cutover.flags", rs.flag),
+            Some(format!(
                 "create it off with `cutover flag set {} off`",
                 rs.flag
             )),
-        });
+        ));
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use toml::Spanned;
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// The file could not be read.
-    #[error("{path}: cannot read plan: {message}")]
+    #[error("{path}:1:1: error: cannot read plan: {message}")]
     Io {
         /// The path given.
         path: String,
@@ -48,7 +48,7 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}:{}:{}: {}",
+            "{}:{}:{}: error: {}",
             self.file, self.line, self.col, self.message
         )?;
         if let Some(hint) = &self.hint {
@@ -84,10 +84,30 @@ impl From<usize> for Seg {
 pub struct Problem {
     /// Where: the deepest existing prefix of this path is reported.
     pub path: Vec<Seg>,
+    /// Byte offset inside the (decoded) string value at `path`, when the problem is inside it.
+    pub at: Option<usize>,
     /// What is wrong.
     pub message: String,
     /// How to fix it.
     pub hint: Option<String>,
+}
+
+impl Problem {
+    /// A problem at `path`.
+    pub fn new(path: Vec<Seg>, message: impl Into<String>, hint: Option<String>) -> Problem {
+        Problem {
+            path,
+            at: None,
+            message: message.into(),
+            hint,
+        }
+    }
+
+    /// The same problem, located at byte `offset` of the string value at its path.
+    pub fn inside(mut self, offset: usize) -> Problem {
+        self.at = Some(offset);
+        self
+    }
 }
 
 /// Builds a [`Problem`] at a path written as a list of keys/indexes.
@@ -95,10 +115,10 @@ pub struct Problem {
 #[doc(hidden)]
 macro_rules! problem_at {
     ([$($seg:expr),* $(,)?], $msg:expr) => {
-        $crate::plan::diagnostic::Problem { path: vec![$($crate::plan::diagnostic::Seg::from($seg)),*], message: $msg.into(), hint: None }
+        $crate::plan::diagnostic::Problem::new(vec![$($crate::plan::diagnostic::Seg::from($seg)),*], $msg, None)
     };
     ([$($seg:expr),* $(,)?], $msg:expr, $hint:expr) => {
-        $crate::plan::diagnostic::Problem { path: vec![$($crate::plan::diagnostic::Seg::from($seg)),*], message: $msg.into(), hint: Some($hint.into()) }
+        $crate::plan::diagnostic::Problem::new(vec![$($crate::plan::diagnostic::Seg::from($seg)),*], $msg, Some($hint.into()))
     };
 }
 
@@ -160,7 +180,7 @@ fn find_key_in(source: &str, span: std::ops::Range<usize>, key: &str) -> Option<
     None
 }
 
-fn hint_for(message: &str) -> Option<String> {
+pub(crate) fn hint_for(message: &str) -> Option<String> {
     let hint = if message.contains("unknown field") {
         "remove the key or fix its spelling; the README's plan reference lists every key"
     } else if message.contains("missing field") {
@@ -171,6 +191,8 @@ fn hint_for(message: &str) -> Option<String> {
         "durations are strings such as \"300ms\", \"2s\", \"10m\""
     } else if message.contains("unknown variant") {
         "use one of the listed values"
+    } else if message.contains("invalid value") {
+        "check the value's range: counts are non-negative integers"
     } else {
         return None;
     };
@@ -186,41 +208,88 @@ pub fn syntax_errors(file: &str, source: &str) -> Vec<Diagnostic> {
         .collect()
 }
 
-/// Locates a semantic problem: the span of the deepest existing node on its path.
+/// Locates a semantic problem: the span of the deepest existing node on its path, or the exact
+/// place inside its string value.
 pub fn locate(file: &str, source: &str, problem: Problem) -> Diagnostic {
-    let offset = DeTable::parse(source)
-        .ok()
-        .map(|root| deepest_offset(&root, &problem.path))
-        .unwrap_or(0);
-    let (line, col) = line_col(source, offset);
-    Diagnostic {
-        file: file.to_string(),
-        line,
-        col,
-        message: problem.message,
-        hint: problem.hint,
+    locate_all(file, source, vec![problem])
+        .pop()
+        .unwrap_or_else(|| Diagnostic {
+            file: file.to_string(),
+            line: 1,
+            col: 1,
+            message: String::new(),
+            hint: None,
+        })
+}
+
+/// Locates every problem, parsing the document once.
+pub fn locate_all(file: &str, source: &str, problems: Vec<Problem>) -> Vec<Diagnostic> {
+    let root = DeTable::parse(source).ok();
+    problems
+        .into_iter()
+        .map(|problem| {
+            let offset = root
+                .as_ref()
+                .map(|root| offset_of(source, root, &problem.path, problem.at))
+                .unwrap_or(0);
+            let (line, col) = line_col(source, offset);
+            Diagnostic {
+                file: file.to_string(),
+                line,
+                col,
+                message: problem.message,
+                hint: problem.hint,
+            }
+        })
+        .collect()
+}
+
+/// Byte offset in `source` of the node at `path` (the deepest that exists), or of byte `at` of
+/// its string value.
+pub fn offset_of(
+    source: &str,
+    root: &Spanned<DeTable<'_>>,
+    path: &[Seg],
+    at: Option<usize>,
+) -> usize {
+    let (best, leaf) = deepest(root, path);
+    match (leaf, at) {
+        (Some(node), Some(at)) => match node.get_ref() {
+            DeValue::String(decoded) => source
+                .get(node.span())
+                .and_then(|raw| super::strings::raw_offset(raw, decoded, at))
+                .map_or(best, |o| node.span().start + o),
+            _ => best,
+        },
+        _ => best,
     }
 }
 
-fn deepest_offset(root: &Spanned<DeTable<'_>>, path: &[Seg]) -> usize {
+/// The offset of the deepest existing node on `path`, and that node when the whole path exists.
+fn deepest<'a, 'i>(
+    root: &'a Spanned<DeTable<'i>>,
+    path: &[Seg],
+) -> (usize, Option<&'a Spanned<DeValue<'i>>>) {
     let mut best = root.span().start;
     let mut table: Option<&DeTable<'_>> = Some(root.get_ref());
     let mut array: Option<&[Spanned<DeValue<'_>>]> = None;
-    for seg in path {
+    let mut leaf = None;
+    for (depth, seg) in path.iter().enumerate() {
         let next: Option<&Spanned<DeValue<'_>>> = match seg {
             Seg::Key(k) => table.and_then(|t| {
-                t.iter()
-                    .find(|(key, _)| key.get_ref().as_ref() == k.as_str())
-                    .map(|(key, v)| {
-                        best = key.span().start;
-                        v
-                    })
+                t.get_key_value(k.as_str()).map(|(key, v)| {
+                    best = key.span().start;
+                    v
+                })
             }),
             Seg::Index(i) => array.and_then(|a| a.get(*i)),
         };
         let Some(node) = next else { break };
         if matches!(seg, Seg::Index(_)) {
             best = node.span().start;
+        }
+        if depth + 1 == path.len() {
+            leaf = Some(node);
         }
         table = None;
         array = None;
@@ -232,5 +301,5 @@ fn deepest_offset(root: &Spanned<DeTable<'_>>, path: &[Seg]) -> usize {
             }
         }
     }
-    best
+    (best, leaf)
 }

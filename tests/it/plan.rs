@@ -54,7 +54,7 @@ const BROKEN: &[(&str, &str, &str)] = &[
     ),
     (
         "unknown_check_kind.toml",
-        "91:1",
+        "109:1",
         "unknown variant `invariants`",
     ),
     ("bad_window.toml", "27:15", "invalid time `25:00`"),
