@@ -517,6 +517,13 @@ pub fn check_expression(expr: &str) -> Vec<SqlIssue> {
     if expr.contains('\0') {
         return vec![nul(expr)];
     }
+    if let Some(at) = first_unbalanced_close(expr) {
+        return vec![SqlIssue::new(
+            at,
+            "not a single SQL expression: this `)` closes a parenthesis the expression did not open",
+            Some("write one SQL expression; a `)` may not close what Cutover wraps it in"),
+        )];
+    }
     let wrapped = format!("{PREFIX}{expr}\n)");
     let Some((root, errors)) = parse(&wrapped) else {
         return vec![too_deep()];
@@ -556,9 +563,8 @@ pub fn check_expression(expr: &str) -> Vec<SqlIssue> {
         && stmts[0].kind() == SyntaxKind::SELECT
         && single_target_spans(&stmts[0], PREFIX.len() - 1, wrapped.len());
     if !whole {
-        let at = first_unbalanced_close(expr).unwrap_or(0);
         return vec![SqlIssue::new(
-            at,
+            0,
             "not a single SQL expression: its parentheses or quotes do not balance, or it continues past the expression",
             Some("write one SQL expression; a `)` or comment may not close what Cutover wraps it in"),
         )];
@@ -595,18 +601,21 @@ fn single_target_spans(select: &SyntaxNode, start: usize, end: usize) -> bool {
         && usize::from(range.end()) == end
 }
 
-/// The offset of the first `)` in `text` that closes nothing (outside quotes), if any.
+/// The offset of the first `)` token of `text` that closes nothing (parentheses inside strings,
+/// quoted names and comments are not tokens), if any.
 fn first_unbalanced_close(text: &str) -> Option<usize> {
-    let mut depth = 0i64;
-    let mut quote: Option<char> = None;
-    for (i, c) in text.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '(') => depth += 1,
-            (None, ')') if depth == 0 => return Some(i),
-            (None, ')') => depth -= 1,
+    let (root, _) = parse(text)?;
+    let mut depth = 0usize;
+    for token in root
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+    {
+        match token.kind() {
+            SyntaxKind::L_PAREN => depth += 1,
+            SyntaxKind::R_PAREN if depth == 0 => {
+                return Some(usize::from(token.text_range().start()))
+            }
+            SyntaxKind::R_PAREN => depth -= 1,
             _ => {}
         }
     }
@@ -811,6 +820,8 @@ mod tests {
             "x -- trailing comment",
             "'it''s )'",
             "(a)",
+            "x -- a comment with a ) in it\n",
+            "$q$)$q$",
         ] {
             assert_eq!(check_expression(ok), Vec::new(), "{ok}");
         }
@@ -821,6 +832,7 @@ mod tests {
             "1) FROM t WHERE (1",
             "x /*",
             "a, b",
+            "round(balance * 100)::bigint) FROM x; --",
             "",
             "   ",
             "x IS NULL;",

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod schema;
 pub mod throwaway;
+pub mod txmark;
 
 use std::fmt;
 use std::str::FromStr;
