@@ -393,3 +393,194 @@ fn unreadable_plan_files_are_refused_promptly() {
         "{stderr}"
     );
 }
+
+/// A database with the demo schema and a `canary` table that no plan may touch.
+async fn canary_db() -> crate::common::TestDb {
+    let db = crate::common::TestDb::new().await;
+    let schema = std::fs::read_to_string("assets/demo/schema.sql").expect("demo schema");
+    db.exec(&schema).await;
+    db.exec("SELECT cutover_demo_seed(50, 5, 5); CREATE TABLE canary (id int); INSERT INTO canary VALUES (1);")
+        .await;
+    db
+}
+
+/// The canary is still there with its row, and `column` was never added to the accounts.
+async fn assert_untouched(client: &tokio_postgres::Client, column: &str) {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('public.canary') IS NOT NULL,
+                    (SELECT count(*) FROM pg_attribute
+                      WHERE attrelid = 'public.accounts'::regclass AND attname = $1 AND NOT attisdropped)",
+            &[&column],
+        )
+        .await
+        .expect("catalog query");
+    assert!(row.get::<_, bool>(0), "the canary table was dropped");
+    assert_eq!(row.get::<_, i64>(1), 0, "column `{column}` was committed");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM canary", &[])
+        .await
+        .expect("canary")
+        .get(0);
+    assert_eq!(n, 1, "the canary lost its row");
+}
+
+/// The demo plan without gates and checks, so a phase can be applied directly.
+fn ungated_demo() -> Plan {
+    let mut plan = Plan::load(DEMO_PLAN).expect("demo plan");
+    plan.spec.gates.clear();
+    plan.spec.checks.clear();
+    plan
+}
+
+const ESCAPE: &str =
+    "ALTER TABLE public.accounts ADD COLUMN escaped int; COMMIT; DROP TABLE canary;";
+
+/// Every escape is refused by `cutover validate` with a database configured, and nothing it
+/// names reaches the server: the canary survives and no DDL is committed.
+#[tokio::test]
+async fn validation_with_a_database_refuses_every_escape_and_changes_nothing() {
+    let db = canary_db().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: [(&str, &str); 5] = [
+        (
+            "apply = \"ALTER TABLE public.accounts ADD COLUMN balance_cents bigint;\"",
+            "apply = \"ALTER TABLE public.accounts ADD COLUMN escaped int; COMMIT; DROP TABLE canary;\"",
+        ),
+        (
+            "pending = \"balance_cents IS NULL\"",
+            "pending = \"balance_cents IS NULL; COMMIT; DROP TABLE canary; --\"",
+        ),
+        (
+            "set = { balance_cents = \"round(balance * 100)::bigint\" }",
+            "set = { balance_cents = \"1); COMMIT; DROP TABLE canary; --\" }",
+        ),
+        (
+            "sql = \"SELECT id, owner, balance FROM public.accounts WHERE id = $1\"",
+            "sql = \"SELECT 1; COMMIT; DROP TABLE canary\"",
+        ),
+        (
+            "query = \"SELECT count(*) FROM public.accounts WHERE created_at < '2026-01-01'\"",
+            "query = \"SELECT 1) AS golden; COMMIT; DROP TABLE canary; --\"",
+        ),
+    ];
+    for (i, (from, to)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("escape-{i}.toml"));
+        std::fs::write(&path, demo_with(&[(from, to)])).expect("write plan");
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .arg("validate")
+            .arg(&path)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .await
+            .expect("run cutover");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{to}: {stderr}");
+        assert!(stderr.contains(": error: "), "{stderr}");
+    }
+    assert_untouched(&db.client().await, "escaped").await;
+}
+
+/// With validation bypassed (the plan's SQL edited after loading), the apply runner, the
+/// rehearsal, the live-catalog check and the compatibility probe still send nothing that ends
+/// their transaction, and the phase is failed with the reason.
+#[tokio::test]
+async fn runtime_guards_hold_when_validation_is_bypassed() {
+    use cutover::audit::Actor;
+    use cutover::db::{self, DbConfig, SessionSettings};
+    use cutover::engine::{self, EngineError, RunOptions};
+
+    let db = canary_db().await;
+    let cfg = DbConfig::from_url(&db.url).expect("url");
+    let mut c = db::connect(&cfg, &SessionSettings::new("test"))
+        .await
+        .expect("connect");
+    db::schema::bootstrap(&mut c).await.expect("bootstrap");
+    let actor = Actor::current(&c).await.expect("actor");
+
+    let mut plan = ungated_demo();
+    plan.spec.phases.expand.apply = ESCAPE.to_string();
+    let err = engine::apply_phase(&mut c, &plan, &actor, Phase::Expand, &RunOptions::default())
+        .await
+        .expect_err("the escape must fail the phase");
+    assert!(matches!(err, EngineError::Ddl(_)), "{err}");
+    assert!(err.to_string().contains("transaction control"), "{err}");
+    let state: String = c
+        .query_one(
+            "SELECT state FROM cutover.phases WHERE plan_id = $1 AND phase = 'expand'",
+            &[&plan.id()],
+        )
+        .await
+        .expect("phase row")
+        .get(0);
+    assert_eq!(state, "failed");
+    assert_untouched(&c, "escaped").await;
+
+    let mut plan = ungated_demo();
+    plan.spec.phases.dual_write.apply = ESCAPE.to_string();
+    let r = engine::rehearse(&mut c, &plan, &actor)
+        .await
+        .expect("rehearsal runs");
+    assert!(!r.ok);
+    let step = r.phases[1].apply.as_ref().expect("dual_write rehearsed");
+    assert!(
+        step.error.as_deref().is_some_and(|e| e.contains("refused")),
+        "{step:?}"
+    );
+    assert_untouched(&c, "escaped").await;
+
+    let mut plan = ungated_demo();
+    if let Some(b) = plan.spec.backfill.as_mut() {
+        b.pending = "balance_cents IS NULL; COMMIT; DROP TABLE canary; --".into();
+    }
+    plan.spec.phases.dual_write.apply = "SELECT 1; COMMIT".into();
+    let problems = db::catalog::check_plan(&mut c, &plan)
+        .await
+        .expect("catalog check runs");
+    assert!(
+        problems.iter().any(|p| p.message.contains("pending")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.message.contains("refused")),
+        "{problems:?}"
+    );
+    assert_untouched(&c, "escaped").await;
+
+    let hostile = cutover::plan::CompatQuery {
+        name: "escape".into(),
+        sql: "SELECT 1; COMMIT; DROP TABLE canary".into(),
+        params: Vec::new(),
+    };
+    let outcomes = cutover::evidence::compat::run_queries(&c, &[hostile], (5_000, 1_000))
+        .await
+        .expect("probe runs");
+    assert!(outcomes[0].result.is_err(), "{:?}", outcomes[0].result);
+    assert_untouched(&c, "escaped").await;
+}
+
+/// The transaction mark the runners use tells a statement that ended the transaction from
+/// one that stayed inside it (savepoints included).
+#[tokio::test]
+async fn a_transaction_mark_sees_a_commit() {
+    use cutover::db::txmark::TxMark;
+
+    let db = crate::common::TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute("BEGIN").await.expect("begin");
+    let mark = TxMark::take(&client).await.expect("mark");
+    client
+        .batch_execute("SAVEPOINT a; CREATE TABLE t (x int); ROLLBACK TO SAVEPOINT a")
+        .await
+        .expect("savepoint");
+    assert_eq!(mark.verify(&client).await.expect("verify"), Ok(()));
+    client.batch_execute("COMMIT; BEGIN").await.expect("commit");
+    let moved = mark.verify(&client).await.expect("verify");
+    assert!(moved.is_err(), "a commit went unnoticed");
+    client.batch_execute("COMMIT").await.expect("commit");
+    let mark = TxMark::take(&client).await.expect("mark outside a block");
+    assert!(
+        mark.verify(&client).await.expect("verify").is_err(),
+        "autocommit statements are separate transactions"
+    );
+}
