@@ -132,6 +132,42 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Line starts of a text, for converting many offsets to (line, column) cheaply.
+pub struct LineIndex<'s> {
+    source: &'s str,
+    starts: Vec<usize>,
+}
+
+impl<'s> LineIndex<'s> {
+    /// Indexes `source`.
+    pub fn new(source: &'s str) -> LineIndex<'s> {
+        let starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { source, starts }
+    }
+
+    /// The 1-based (line, column in characters) of byte `offset`, like [`line_col`].
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.source.len());
+        while !self.source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self
+            .starts
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or(0);
+        let col = self
+            .source
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count())
+            + 1;
+        (line.max(1), col)
+    }
+}
+
 /// Turns a TOML parse/deserialize error into a located diagnostic.
 pub fn from_toml_error(file: &str, source: &str, err: &toml::de::Error) -> Diagnostic {
     let message = err.message().trim().to_string();
@@ -204,6 +240,7 @@ pub fn syntax_errors(file: &str, source: &str) -> Vec<Diagnostic> {
     let (_, errors) = DeTable::parse_recoverable(source);
     errors
         .iter()
+        .take(crate::plan::MAX_DIAGNOSTICS + 1)
         .map(|e| from_toml_error(file, source, e))
         .collect()
 }
@@ -225,6 +262,7 @@ pub fn locate(file: &str, source: &str, problem: Problem) -> Diagnostic {
 /// Locates every problem, parsing the document once.
 pub fn locate_all(file: &str, source: &str, problems: Vec<Problem>) -> Vec<Diagnostic> {
     let root = DeTable::parse(source).ok();
+    let lines = LineIndex::new(source);
     problems
         .into_iter()
         .map(|problem| {
@@ -232,7 +270,7 @@ pub fn locate_all(file: &str, source: &str, problems: Vec<Problem>) -> Vec<Diagn
                 .as_ref()
                 .map(|root| offset_of(source, root, &problem.path, problem.at))
                 .unwrap_or(0);
-            let (line, col) = line_col(source, offset);
+            let (line, col) = lines.line_col(offset);
             Diagnostic {
                 file: file.to_string(),
                 line,
@@ -302,4 +340,20 @@ fn deepest<'a, 'i>(
         }
     }
     (best, leaf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_index_agrees_with_line_col() {
+        let text = "a = 1\nbé = \"x\"\n\n[t]\nlast";
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() + 2 {
+            if text.is_char_boundary(offset.min(text.len())) {
+                assert_eq!(index.line_col(offset), line_col(text, offset), "{offset}");
+            }
+        }
+    }
 }

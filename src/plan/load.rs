@@ -14,7 +14,7 @@ use serde::Deserialize;
 use toml::de::{DeArray, DeTable, DeValue};
 use toml::Spanned;
 
-use super::diagnostic::{hint_for, line_col, Diagnostic, Seg};
+use super::diagnostic::{hint_for, Diagnostic, LineIndex, Seg};
 use super::PlanSpec;
 
 /// How many errors one load reports at most (and how often it re-runs deserialization).
@@ -46,12 +46,13 @@ pub fn structure(file: &str, source: &str) -> Structure {
         diagnostics: Vec::new(),
         repaired: Vec::new(),
     };
+    let lines = LineIndex::new(source);
     let root = match DeTable::parse(source) {
         Ok(root) => root,
         Err(e) => {
             out.diagnostics.push(diagnostic(
                 file,
-                source,
+                &lines,
                 e.span().map_or(0, |s| s.start),
                 e.message().trim(),
             ));
@@ -63,6 +64,7 @@ pub fn structure(file: &str, source: &str) -> Structure {
     let mut repairs = Repairs {
         file,
         source,
+        lines: LineIndex::new(source),
         next_sentinel: source.len() + 1,
         stand_ins: Vec::new(),
         silenced: Vec::new(),
@@ -78,6 +80,9 @@ pub fn structure(file: &str, source: &str) -> Structure {
             }
             Err(e) => e,
         };
+        if out.diagnostics.len() > super::MAX_DIAGNOSTICS {
+            break;
+        }
         if !repairs.repair(&mut doc, &root_span, &err, &names, &mut out) {
             break;
         }
@@ -85,13 +90,13 @@ pub fn structure(file: &str, source: &str) -> Structure {
     out.spec = None;
     if out.diagnostics.is_empty() {
         out.diagnostics
-            .push(diagnostic(file, source, 0, "the plan could not be read"));
+            .push(diagnostic(file, &lines, 0, "the plan could not be read"));
     }
     out
 }
 
-fn diagnostic(file: &str, source: &str, offset: usize, message: &str) -> Diagnostic {
-    let (line, col) = line_col(source, offset);
+fn diagnostic(file: &str, lines: &LineIndex<'_>, offset: usize, message: &str) -> Diagnostic {
+    let (line, col) = lines.line_col(offset);
     Diagnostic {
         file: file.to_string(),
         line,
@@ -155,7 +160,7 @@ fn reshape_checks(
             None => {
                 out.diagnostics.push(Diagnostic {
                     hint: Some("add `kind = \"…\"`: row_count_parity, expression_parity, sampled_checksum, full_diff, null_drift, golden_query or invariant".into()),
-                    ..diagnostic(repairs.file, repairs.source, span.start, &format!("{prefix}missing field `kind`"))
+                    ..diagnostic(repairs.file, &repairs.lines, span.start, &format!("{prefix}missing field `kind`"))
                 });
                 None
             }
@@ -164,7 +169,7 @@ fn reshape_checks(
                 other => {
                     out.diagnostics.push(diagnostic(
                         repairs.file,
-                        repairs.source,
+                        &repairs.lines,
                         value.span().start,
                         &format!(
                             "{prefix}invalid type: {}, expected a string for `kind`",
@@ -230,6 +235,7 @@ enum Hit {
 struct Repairs<'s> {
     file: &'s str,
     source: &'s str,
+    lines: LineIndex<'s>,
     next_sentinel: usize,
     /// (sentinel span start, table path, key, stand-in index)
     stand_ins: Vec<(usize, Vec<Seg>, String, usize)>,
@@ -257,7 +263,7 @@ impl Repairs<'_> {
         let message = normalize(err.message().trim());
         let Some(span) = err.span() else {
             out.diagnostics
-                .push(diagnostic(self.file, self.source, 0, &message));
+                .push(diagnostic(self.file, &self.lines, 0, &message));
             return false;
         };
         if span.start > self.source.len() {
@@ -279,7 +285,7 @@ impl Repairs<'_> {
         };
         let Some(path) = path else {
             out.diagnostics
-                .push(diagnostic(self.file, self.source, span.start, &message));
+                .push(diagnostic(self.file, &self.lines, span.start, &message));
             return false;
         };
         let prefix = match (path.first(), path.get(1)) {
@@ -292,7 +298,7 @@ impl Repairs<'_> {
             if !self.silenced.contains(&(path.clone(), field.clone())) {
                 out.diagnostics.push(diagnostic(
                     self.file,
-                    self.source,
+                    &self.lines,
                     span.start,
                     &format!("{prefix}{message}"),
                 ));
@@ -302,9 +308,14 @@ impl Repairs<'_> {
             out.repaired.push(full);
             return self.put_stand_in(doc, path, field, 0);
         }
+        if want == Hit::Key {
+            if let Some(allowed) = expected_keys(&message) {
+                return self.remove_unknown(doc, &path, &allowed, &prefix, out);
+            }
+        }
         out.diagnostics.push(diagnostic(
             self.file,
-            self.source,
+            &self.lines,
             span.start,
             &format!("{prefix}{message}"),
         ));
@@ -324,6 +335,51 @@ impl Repairs<'_> {
             }
         }
         self.remove(doc, &path)
+    }
+
+    /// Reports and removes every key of the table holding `path` that is not in `allowed`, in
+    /// one go (a table with many unknown keys costs one run, not one per key).
+    fn remove_unknown(
+        &mut self,
+        doc: &mut DeTable<'_>,
+        path: &[Seg],
+        allowed: &[String],
+        prefix: &str,
+        out: &mut Structure,
+    ) -> bool {
+        let Some((_, parent)) = path.split_last() else {
+            return false;
+        };
+        let Some(table) = table_at(doc, parent) else {
+            return false;
+        };
+        let expected = allowed
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let unknown: Vec<(String, usize)> = table
+            .iter()
+            .filter(|(k, _)| !allowed.iter().any(|a| a == k.get_ref().as_ref()))
+            .map(|(k, _)| (k.get_ref().to_string(), k.span().start))
+            .collect();
+        if unknown.is_empty() {
+            return false;
+        }
+        for (key, at) in unknown {
+            table.remove(key.as_str());
+            out.diagnostics.push(diagnostic(
+                self.file,
+                &self.lines,
+                at,
+                &format!("{prefix}unknown field `{key}`, expected one of {expected}"),
+            ));
+            let mut full = original(parent);
+            full.push(Seg::Key(key.clone()));
+            out.repaired.push(full);
+            self.silenced.push((parent.to_vec(), key));
+        }
+        true
     }
 
     /// Removes the entry or array element at `path`.
@@ -396,6 +452,17 @@ impl Repairs<'_> {
         let (_, table, key, index) = self.stand_ins.remove(pos);
         self.put_stand_in(doc, table, key, index + 1)
     }
+}
+
+/// The keys an "unknown field" message lists as expected.
+fn expected_keys(message: &str) -> Option<Vec<String>> {
+    let list = message.split_once(", expected one of ")?.1;
+    let keys: Vec<String> = list
+        .split(", ")
+        .map(|k| k.trim().trim_matches('`').to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    (!keys.is_empty()).then_some(keys)
 }
 
 /// Words toml's enum tables use for unknown keys, in the form every other table uses.

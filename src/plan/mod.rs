@@ -178,6 +178,18 @@ impl Plan {
             _ => {
                 diags.sort_by_key(|d| (d.line, d.col));
                 diags.dedup();
+                if diags.len() > MAX_DIAGNOSTICS {
+                    let more = diags.len() - MAX_DIAGNOSTICS;
+                    diags.truncate(MAX_DIAGNOSTICS);
+                    let last = diags.last().map_or((1, 1), |d| (d.line, d.col));
+                    diags.push(Diagnostic {
+                        file: path.to_string(),
+                        line: last.0,
+                        col: last.1,
+                        message: format!("{more} more problems are not shown"),
+                        hint: Some("fix the ones above and validate again".into()),
+                    });
+                }
                 Err(PlanError::Invalid(diags))
             }
         }
@@ -218,6 +230,9 @@ impl Plan {
         self.spec.checks.iter().find(|c| c.name == name)
     }
 }
+
+/// At most this many problems are listed for one plan.
+pub const MAX_DIAGNOSTICS: usize = 500;
 
 /// True when one path is a prefix of the other.
 fn related(a: &[diagnostic::Seg], b: &[diagnostic::Seg]) -> bool {
