@@ -14,6 +14,9 @@ use squawk_syntax::{SourceFile, SyntaxKind, SyntaxNode};
 /// Deeper bracket nesting than this is refused before parsing (it bounds the parser's stack).
 pub const MAX_NESTING: usize = 128;
 
+/// Syntax errors kept per parse (the first ones, in text order).
+const MAX_ERRORS: usize = 50;
+
 /// One statement of a script, with its byte range in the script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
@@ -214,6 +217,7 @@ fn parse(text: &str) -> Option<(SyntaxNode, Vec<(usize, String)>)> {
         let errors = parse
             .errors()
             .iter()
+            .take(MAX_ERRORS)
             .map(|e| (usize::from(e.range().start()), e.message().to_string()))
             .collect();
         (parse.syntax_node(), errors)

@@ -49,12 +49,34 @@ impl fmt::Display for Diagnostic {
         write!(
             f,
             "{}:{}:{}: error: {}",
-            self.file, self.line, self.col, self.message
+            printable(&self.file),
+            self.line,
+            self.col,
+            printable(&self.message)
         )?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
+            write!(f, "\n  hint: {}", printable(hint))?;
         }
         Ok(())
+    }
+}
+
+/// `text` with control characters escaped, so a message quoting plan content cannot drive
+/// the terminal.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
     }
 }
 
@@ -132,11 +154,16 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Line starts of a text, for converting many offsets to (line, column) cheaply.
+/// Line starts of a text, for converting many offsets to (line, column) cheaply, even on a
+/// single very long line.
 pub struct LineIndex<'s> {
     source: &'s str,
     starts: Vec<usize>,
+    /// Characters before each 1 KiB block of the text.
+    blocks: Vec<usize>,
 }
+
+const BLOCK: usize = 1024;
 
 impl<'s> LineIndex<'s> {
     /// Indexes `source`.
@@ -144,7 +171,25 @@ impl<'s> LineIndex<'s> {
         let starts = std::iter::once(0)
             .chain(source.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        LineIndex { source, starts }
+        let mut blocks = vec![0];
+        for chunk in source.as_bytes().chunks(BLOCK) {
+            let last = blocks.last().copied().unwrap_or(0);
+            blocks.push(last + chunk.iter().filter(|b| (**b & 0xC0) != 0x80).count());
+        }
+        LineIndex {
+            source,
+            starts,
+            blocks,
+        }
+    }
+
+    /// Characters in the text before byte `offset`.
+    fn chars_before(&self, offset: usize) -> usize {
+        let block = offset / BLOCK;
+        let from = block * BLOCK;
+        let tail = self.source.as_bytes().get(from..offset).unwrap_or(&[]);
+        self.blocks.get(block).copied().unwrap_or(0)
+            + tail.iter().filter(|b| (**b & 0xC0) != 0x80).count()
     }
 
     /// The 1-based (line, column in characters) of byte `offset`, like [`line_col`].
@@ -153,23 +198,26 @@ impl<'s> LineIndex<'s> {
         while !self.source.is_char_boundary(offset) {
             offset -= 1;
         }
-        let line = self.starts.partition_point(|&s| s <= offset);
-        let start = self
-            .starts
-            .get(line.saturating_sub(1))
-            .copied()
-            .unwrap_or(0);
-        let col = self
-            .source
-            .get(start..offset)
-            .map_or(0, |s| s.chars().count())
-            + 1;
-        (line.max(1), col)
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.starts.get(line - 1).copied().unwrap_or(0);
+        (
+            line,
+            self.chars_before(offset) - self.chars_before(start) + 1,
+        )
     }
 }
 
 /// Turns a TOML parse/deserialize error into a located diagnostic.
 pub fn from_toml_error(file: &str, source: &str, err: &toml::de::Error) -> Diagnostic {
+    located_toml_error(file, source, &LineIndex::new(source), err)
+}
+
+fn located_toml_error(
+    file: &str,
+    source: &str,
+    lines: &LineIndex<'_>,
+    err: &toml::de::Error,
+) -> Diagnostic {
     let message = err.message().trim().to_string();
     let mut offset = err.span().map(|s| s.start).unwrap_or(0);
     let key = unknown_field(&message).or_else(|| {
@@ -180,7 +228,7 @@ pub fn from_toml_error(file: &str, source: &str, err: &toml::de::Error) -> Diagn
     if let (Some(span), Some(key)) = (err.span(), key) {
         offset = find_key_in(source, span, &key).unwrap_or(offset);
     }
-    let (line, col) = line_col(source, offset);
+    let (line, col) = lines.line_col(offset);
     Diagnostic {
         file: file.to_string(),
         line,
@@ -238,10 +286,11 @@ pub(crate) fn hint_for(message: &str) -> Option<String> {
 /// Every TOML syntax error of `source` (the parser recovers and goes on), located.
 pub fn syntax_errors(file: &str, source: &str) -> Vec<Diagnostic> {
     let (_, errors) = DeTable::parse_recoverable(source);
+    let lines = LineIndex::new(source);
     errors
         .iter()
         .take(crate::plan::MAX_DIAGNOSTICS + 1)
-        .map(|e| from_toml_error(file, source, e))
+        .map(|e| located_toml_error(file, source, &lines, e))
         .collect()
 }
 
@@ -348,12 +397,28 @@ mod tests {
 
     #[test]
     fn the_line_index_agrees_with_line_col() {
-        let text = "a = 1\nbé = \"x\"\n\n[t]\nlast";
+        let long = "é".repeat(3000);
+        let text = format!("a = 1\nbé = \"x\"\n\n[t]\n{long}x\nlast");
+        let text = text.as_str();
         let index = LineIndex::new(text);
         for offset in 0..=text.len() + 2 {
             if text.is_char_boundary(offset.min(text.len())) {
                 assert_eq!(index.line_col(offset), line_col(text, offset), "{offset}");
             }
         }
+    }
+
+    #[test]
+    fn messages_never_carry_control_characters() {
+        let d = Diagnostic {
+            file: "p.toml".into(),
+            line: 1,
+            col: 1,
+            message: "unknown field `\u{1b}[2J`".into(),
+            hint: None,
+        };
+        let shown = d.to_string();
+        assert!(!shown.contains('\u{1b}'), "{shown}");
+        assert!(shown.contains("\\u{1b}"), "{shown}");
     }
 }

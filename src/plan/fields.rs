@@ -10,6 +10,9 @@ use crate::sql::{self, QueryKind, SqlIssue};
 /// The largest timeout PostgreSQL accepts, in milliseconds (`INT_MAX`).
 pub const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
 
+/// At most this many SQL problems are reported per field.
+const MAX_SQL_ISSUES: usize = 20;
+
 /// A path written as segments.
 macro_rules! path {
     ($($seg:expr),* $(,)?) => { vec![$(Seg::from($seg)),*] };
@@ -35,7 +38,7 @@ impl Out<'_> {
     }
 
     fn sql(&mut self, path: Vec<Seg>, what: &str, issues: Vec<SqlIssue>) {
-        for issue in issues {
+        for issue in issues.into_iter().take(MAX_SQL_ISSUES) {
             self.0.push(
                 Problem::new(
                     path.clone(),
