@@ -72,11 +72,14 @@ async fn simulate(
         }
         tx.batch_execute("SAVEPOINT cutover_sim").await?;
         let result = tx.execute(stmt.text.as_str(), &[]).await;
-        if let Err(ids) = mark.verify(tx).await? {
-            return Err(DbError::Query(format!(
+        // A statement that failed ended nothing; one that succeeded must have stayed inside.
+        if result.is_ok() {
+            if let Err(ids) = mark.verify(tx).await? {
+                return Err(DbError::Query(format!(
                 "validation aborted: `{phase}` statement `{}` ended the validation transaction ({ids})",
                 first_line(&stmt.text)
             )));
+            }
         }
         if let Err(e) = result {
             tx.batch_execute("ROLLBACK TO SAVEPOINT cutover_sim")

@@ -288,12 +288,15 @@ async fn step(
             break;
         }
         let result = tx.execute(s.text.as_str(), &[]).await;
-        if let Err(ids) = mark.verify(tx).await? {
-            return Err(EngineError::Refused(format!(
-                "rehearsal aborted: statement {} (`{}`) ended the rehearsal's transaction ({ids})",
-                i + 1,
-                summary(&s.text)
-            )));
+        // A statement that failed ended nothing; one that succeeded must have stayed inside.
+        if result.is_ok() {
+            if let Err(ids) = mark.verify(tx).await? {
+                return Err(EngineError::Refused(format!(
+                    "rehearsal aborted: statement {} (`{}`) ended the rehearsal's transaction ({ids})",
+                    i + 1,
+                    summary(&s.text)
+                )));
+            }
         }
         if let Err(e) = result {
             error = Some(format!(

@@ -533,7 +533,8 @@ async fn runtime_guards_hold_when_validation_is_bypassed() {
     if let Some(b) = plan.spec.backfill.as_mut() {
         b.pending = "balance_cents IS NULL; COMMIT; DROP TABLE canary; --".into();
     }
-    plan.spec.phases.dual_write.apply = "SELECT 1; COMMIT".into();
+    plan.spec.phases.dual_write.apply =
+        "ALTER TABLE public.nowhere ADD COLUMN x int; SELECT 1; COMMIT".into();
     let problems = db::catalog::check_plan(&mut c, &plan)
         .await
         .expect("catalog check runs");
