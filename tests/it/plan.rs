@@ -58,6 +58,18 @@ const BROKEN: &[(&str, &str, &str)] = &[
         "unknown variant `invariants`",
     ),
     ("bad_window.toml", "27:15", "invalid time `25:00`"),
+    (
+        "pending_injection.toml",
+        "76:33",
+        "`pending`: an expression may not contain `;`",
+    ),
+    ("commit_in_script.toml", "69:5", "transaction control"),
+    ("timeout_too_long.toml", "16:21", "`statement_timeout` is too long"),
+    (
+        "third_check_wrong_type.toml",
+        "112:10",
+        "check `no-negative-balance`: invalid type: string \"none\"",
+    ),
 ];
 
 #[test]
