@@ -489,13 +489,7 @@ pub fn check_query(sql: &str, kind: QueryKind) -> Vec<SqlIssue> {
             ));
         }
     }
-    if let Some(at) = trailing_line_comment(&root, sql) {
-        out.push(SqlIssue::new(
-            at,
-            "the SQL ends inside a `--` comment, which would swallow what Cutover appends",
-            Some("end the field with a newline or use /* … */"),
-        ));
-    }
+    out.extend(trailing_comment_issue(sql));
     out
 }
 
@@ -573,7 +567,21 @@ pub fn check_expression(expr: &str) -> Vec<SqlIssue> {
             Some("write one SQL expression; a `)` or comment may not close what Cutover wraps it in"),
         )];
     }
-    Vec::new()
+    trailing_comment_issue(expr)
+}
+
+/// A `--` comment at the very end of a field would swallow the SQL Cutover writes after it.
+fn trailing_comment_issue(text: &str) -> Vec<SqlIssue> {
+    parse(text)
+        .and_then(|(root, _)| trailing_line_comment(&root, text))
+        .map(|at| {
+            vec![SqlIssue::new(
+                at,
+                "the SQL ends inside a `--` comment, which would swallow what Cutover appends",
+                Some("end the field with a newline or use /* … */"),
+            )]
+        })
+        .unwrap_or_default()
 }
 
 /// True when the select's only clause is a target list with one target spanning `start..end`.
@@ -671,7 +679,7 @@ pub fn check_relation(rel: &str) -> Vec<SqlIssue> {
             Some("write `schema.table` or `table`"),
         )];
     }
-    Vec::new()
+    trailing_comment_issue(rel)
 }
 
 /// Refuses, at run time, a statement that must never reach the server from a plan: more than
@@ -821,7 +829,7 @@ mod tests {
             "balance_cents IS NULL",
             "NOT EXISTS (SELECT 1 FROM public.orders_v2 v WHERE v.legacy_id = orders.id)",
             "date_trunc('month', created_at)",
-            "x -- trailing comment",
+            "x -- trailing comment\n",
             "'it''s )'",
             "(a)",
             "x -- a comment with a ) in it\n",
@@ -836,6 +844,7 @@ mod tests {
             "1) FROM t WHERE (1",
             "x /*",
             "a, b",
+            "x -- swallows the closing parenthesis",
             "round(balance * 100)::bigint) FROM x; --",
             "",
             "   ",
