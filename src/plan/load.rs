@@ -266,13 +266,17 @@ impl Repairs<'_> {
                 .push(diagnostic(self.file, &self.lines, 0, &message));
             return false;
         };
-        if span.start > self.source.len() {
-            return self.next_stand_in(doc, span.start);
-        }
         let missing = message
             .strip_prefix("missing field `")
             .and_then(|m| m.split('`').next())
             .map(str::to_string);
+        if span.start > self.source.len() {
+            // An error inside a stand-in: fill it silently, or try the next kind of stand-in.
+            return match missing {
+                Some(field) => self.fill_stand_in(doc, span.start, field),
+                None => self.next_stand_in(doc, span.start),
+            };
+        }
         let want = if message.starts_with("unknown field") {
             Hit::Key
         } else {
@@ -442,6 +446,16 @@ impl Repairs<'_> {
         );
         self.stand_ins.push((sentinel.start, table, key, index));
         true
+    }
+
+    /// The stand-in table at `sentinel` misses `field`: give it a stand-in too.
+    fn fill_stand_in(&mut self, doc: &mut DeTable<'_>, sentinel: usize, field: String) -> bool {
+        let Some((_, table, key, _)) = self.stand_ins.iter().find(|s| s.0 == sentinel) else {
+            return false;
+        };
+        let mut path = table.clone();
+        path.push(Seg::Key(key.clone()));
+        self.put_stand_in(doc, path, field, 0)
     }
 
     /// The stand-in at `sentinel` has the wrong type: try the next one.

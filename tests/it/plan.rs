@@ -64,7 +64,11 @@ const BROKEN: &[(&str, &str, &str)] = &[
         "`pending`: an expression may not contain `;`",
     ),
     ("commit_in_script.toml", "69:5", "transaction control"),
-    ("timeout_too_long.toml", "16:21", "`statement_timeout` is too long"),
+    (
+        "timeout_too_long.toml",
+        "16:21",
+        "`statement_timeout` is too long",
+    ),
     (
         "third_check_wrong_type.toml",
         "112:10",
@@ -755,4 +759,24 @@ mod fuzz {
             }
         }
     }
+}
+
+/// A plan missing whole tables still has its other tables checked in the same run.
+#[test]
+fn missing_tables_do_not_hide_errors_elsewhere() {
+    let source = "id = \"x\"\nzzz = 1\n[settings]\nlock_timeout = 5\n[windows]\nheavy = 1\n";
+    let diags = diagnostics(source);
+    for fragment in [
+        "missing field `title`",
+        "missing field `roster`",
+        "missing field `phases`",
+        "unknown field `zzz`",
+        "unknown field `heavy`",
+    ] {
+        assert!(
+            diags.iter().any(|d| d.message.contains(fragment)),
+            "{fragment}: {diags:#?}"
+        );
+    }
+    points_at(source, &diags, "5\n", "invalid type: integer `5`");
 }
