@@ -379,10 +379,21 @@ pub fn check_script(script: &str) -> Vec<SqlIssue> {
             .and_then(|s| s.find('\n'))
             .map_or(script.len(), |n| at + n)
     };
+    // One syntax error per statement: the parser's follow-on errors only repeat the first.
+    let semicolons: Vec<usize> = root
+        .descendants_with_tokens()
+        .filter(|e| e.kind() == SyntaxKind::SEMICOLON)
+        .map(|e| usize::from(e.text_range().start()))
+        .collect();
+    let mut last: Option<usize> = None;
     for (at, message) in errors {
         if metas.iter().any(|&m| at >= m && at <= line_end(m)) {
             continue;
         }
+        if last.is_some_and(|prev| !semicolons.iter().any(|&s| s >= prev && s < at)) {
+            continue;
+        }
+        last = Some(at);
         out.push(syntax_issue(at, &message));
     }
     for stmt in root.children().filter(is_statement) {
@@ -815,6 +826,8 @@ mod tests {
         let script = "ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t ADD COLUM;";
         let issues = check_script(script);
         assert!(!issues.is_empty());
+        let two = check_script("SELEC count(*) FROM t;\nSELEC 1;");
+        assert_eq!(two.len(), 2, "one error per statement: {two:?}");
         assert!(
             issues[0].offset > script.find('\n').unwrap_or(0),
             "{issues:?}"
