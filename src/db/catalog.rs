@@ -8,6 +8,7 @@ use crate::plan::diagnostic::{Problem, Seg};
 use crate::plan::{CheckKind, Phase, Plan};
 use crate::sql::split_statements;
 
+use super::txmark::TxMark;
 use super::{describe_error, quote_ident, quote_qualified, DbError};
 
 /// Checks `plan` against the live catalog; returns the problems found (empty when all is well).
@@ -17,10 +18,11 @@ pub async fn check_plan(client: &mut Client, plan: &Plan) -> Result<Vec<Problem>
     let tx = client.transaction().await?;
     tx.batch_execute("SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '30s'")
         .await?;
+    let mark = TxMark::take(&tx).await?;
     let mut out = Vec::new();
     if !expand_applied {
-        simulate(&tx, plan, Phase::Expand, &mut out).await?;
-        simulate(&tx, plan, Phase::DualWrite, &mut out).await?;
+        simulate(&tx, &mark, plan, Phase::Expand, &mut out).await?;
+        simulate(&tx, &mark, plan, Phase::DualWrite, &mut out).await?;
     }
     backfill(&tx, plan, &mut out).await?;
     checks(&tx, plan, &mut out).await?;
@@ -45,8 +47,11 @@ async fn phase_applied(client: &Client, plan_id: &str, phase: Phase) -> Result<b
     Ok(row.is_some_and(|r| r.get::<_, String>(0) == "applied"))
 }
 
+/// Runs the phase's transactional statements, one at a time and each checked before it is
+/// sent; a statement that ended the transaction (see [`TxMark`]) aborts the check.
 async fn simulate(
     tx: &Transaction<'_>,
+    mark: &TxMark,
     plan: &Plan,
     phase: Phase,
     out: &mut Vec<Problem>,
@@ -55,8 +60,28 @@ async fn simulate(
         if stmt.needs_own_transaction() {
             continue;
         }
+        if let Err(why) = crate::sql::guard(&stmt.text) {
+            out.push(problem(
+                &["phases", phase.as_str(), "apply"],
+                format!(
+                    "`{phase}` SQL: {why} (statement: {})",
+                    first_line(&stmt.text)
+                ),
+            ));
+            continue;
+        }
         tx.batch_execute("SAVEPOINT cutover_sim").await?;
-        if let Err(e) = tx.batch_execute(&stmt.text).await {
+        let result = tx.execute(stmt.text.as_str(), &[]).await;
+        // A statement that failed ended nothing; one that succeeded must have stayed inside.
+        if result.is_ok() {
+            if let Err(ids) = mark.verify(tx).await? {
+                return Err(DbError::Query(format!(
+                "validation aborted: `{phase}` statement `{}` ended the validation transaction ({ids})",
+                first_line(&stmt.text)
+            )));
+            }
+        }
+        if let Err(e) = result {
             tx.batch_execute("ROLLBACK TO SAVEPOINT cutover_sim")
                 .await?;
             out.push(problem(
@@ -82,11 +107,7 @@ fn first_line(s: &str) -> String {
 }
 
 fn problem(path: &[&str], message: String) -> Problem {
-    Problem {
-        path: path.iter().map(|s| Seg::from(*s)).collect(),
-        message,
-        hint: None,
-    }
+    Problem::new(path.iter().map(|s| Seg::from(*s)).collect(), message, None)
 }
 
 async fn relation_exists(tx: &Transaction<'_>, name: &str) -> Result<bool, DbError> {
@@ -146,8 +167,9 @@ async fn key_is_unique_not_null(
 
 async fn compiles(tx: &Transaction<'_>, sql: &str) -> Result<Option<String>, DbError> {
     tx.batch_execute("SAVEPOINT cutover_expr").await?;
-    match tx.batch_execute(&format!("EXPLAIN {sql}")).await {
-        Ok(()) => Ok(None),
+    // The extended protocol refuses a second statement smuggled into the expression.
+    match tx.execute(format!("EXPLAIN {sql}").as_str(), &[]).await {
+        Ok(_) => Ok(None),
         Err(e) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT cutover_expr")
                 .await?;
@@ -182,17 +204,17 @@ async fn backfill(
             ),
         ));
     } else if !key_is_unique_not_null(tx, &b.table, &b.key).await? {
-        out.push(Problem {
-            path: vec!["backfill".into(), "key".into()],
-            message: format!(
+        out.push(Problem::new(
+            vec!["backfill".into(), "key".into()],
+            format!(
                 "key ({}) of `{}` is not unique and NOT NULL",
                 b.key.join(", "),
                 b.table
             ),
-            hint: Some(
+            Some(
                 "keyset chunking needs a primary key or a unique index on NOT NULL columns".into(),
             ),
-        });
+        ));
     }
     let targets: Vec<String> = b.set.keys().cloned().collect();
     for col in missing_columns(tx, &b.table, &targets).await? {
@@ -238,11 +260,11 @@ async fn checks(tx: &Transaction<'_>, plan: &Plan, out: &mut Vec<Problem>) -> Re
         };
         for (key, rel) in relations {
             if !relation_exists(tx, rel).await? {
-                out.push(Problem {
-                    path: vec!["checks".into(), Seg::Index(i), key.into()],
-                    message: format!("check `{}`: relation `{rel}` does not exist", check.name),
-                    hint: None,
-                });
+                out.push(Problem::new(
+                    vec!["checks".into(), Seg::Index(i), key.into()],
+                    format!("check `{}`: relation `{rel}` does not exist", check.name),
+                    None,
+                ));
             }
         }
     }
@@ -266,14 +288,14 @@ async fn flag(tx: &Transaction<'_>, plan: &Plan, out: &mut Vec<Problem>) -> Resu
         )
         .await?;
     if row.is_none() && registered.is_some() {
-        out.push(Problem {
-            path: vec!["read_switch".into(), "flag".into()],
-            message: format!("feature flag `{}` does not exist in cutover.flags", rs.flag),
-            hint: Some(format!(
+        out.push(Problem::new(
+            vec!["read_switch".into(), "flag".into()],
+            format!("feature flag `{}` does not exist in cutover.flags", rs.flag),
+            Some(format!(
                 "create it off with `cutover flag set {} off`",
                 rs.flag
             )),
-        });
+        ));
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod pgpass;
 mod service;
 pub mod throwaway;
 pub mod tls;
+pub mod txmark;
 
 use std::fmt;
 use std::net::IpAddr;

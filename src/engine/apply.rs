@@ -14,6 +14,7 @@ use super::gate::evaluate_gate;
 use super::{EngineError, EngineEvent, RunOptions};
 use crate::control::audit::Actor;
 use crate::control::phases::{self as state, PhaseState, PlanLock, Transition};
+use crate::db::txmark::TxMark;
 use crate::plan::{Phase, Plan};
 use crate::rules::GateEvaluation;
 use crate::sql::{self, Statement};
@@ -452,8 +453,10 @@ async fn run_tx(
         let attempt = backoff.start_attempt();
         let result: Result<Option<i64>, AttemptError> = async {
             let tx = runner.begin(client).await?;
+            let own = TxMark::take(&tx).await?;
             for (i, stmt) in stmts {
                 runner.exec(&tx, *i, stmt, attempt).await?;
+                runner.verify_transaction(&tx, &own, *i, stmt).await?;
                 if tracked {
                     mark(&tx, runner, *i, stmt, "done", attempt).await?;
                 }

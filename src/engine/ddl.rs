@@ -18,6 +18,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::{EngineError, EngineEvent, RunOptions};
+use crate::db::txmark::TxMark;
 use crate::db::{self, DbError, SessionSettings};
 use crate::plan::{Phase, Plan};
 use crate::sql::Statement;
@@ -302,7 +303,11 @@ impl<'o> Runner<'o> {
             index + 1,
             summary(&stmt.text)
         );
-        let exec = client.batch_execute(&stmt.text);
+        if let Err(why) = crate::sql::guard(&stmt.text) {
+            return Err(AttemptError::Engine(self.refusal(index, stmt, why)));
+        }
+        // The extended protocol runs exactly one statement: nothing can be appended to it.
+        let exec = client.execute(stmt.text.as_str(), &[]);
         tokio::pin!(exec);
         let poll = (self.policy.lock_timeout / 3)
             .clamp(Duration::from_millis(20), Duration::from_millis(200));
@@ -333,11 +338,43 @@ impl<'o> Runner<'o> {
             }
         };
         match result {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
                 Err(AttemptError::LockTimeout { index })
             }
             Err(error) => Err(AttemptError::Statement { index, error }),
+        }
+    }
+
+    /// The error for a statement that was not sent, or that left its transaction.
+    fn refusal(&self, index: usize, stmt: &Statement, message: String) -> EngineError {
+        EngineError::Ddl(DdlError::Statement {
+            phase: self.phase,
+            direction: self.direction,
+            index,
+            summary: summary(&stmt.text),
+            message,
+        })
+    }
+
+    /// Fails when statement `index` ended the transaction marked by `mark`: the phase must
+    /// not go on.
+    pub(crate) async fn verify_transaction(
+        &self,
+        client: &impl GenericClient,
+        mark: &TxMark,
+        index: usize,
+        stmt: &Statement,
+    ) -> Result<(), AttemptError> {
+        match mark.verify(client).await? {
+            Ok(()) => Ok(()),
+            Err(ids) => Err(AttemptError::Engine(self.refusal(
+                index,
+                stmt,
+                format!(
+                    "the statement ended the phase's transaction ({ids}); nothing after it ran, and the phase is failed"
+                ),
+            ))),
         }
     }
 

@@ -16,6 +16,7 @@ use super::EngineError;
 use crate::control::audit::{self, Actor, NewEntry};
 use crate::control::phases::{self as state, PhaseState, PlanLock};
 use crate::db;
+use crate::db::txmark::TxMark;
 use crate::plan::{Phase, Plan};
 use crate::sql::{self, Statement};
 
@@ -178,6 +179,7 @@ async fn run(
         policy.statement_timeout.as_millis()
     ))
     .await?;
+    let mark = TxMark::take(&tx).await?;
     let mut out = Vec::new();
     let mut broken: Option<Phase> = None;
     for phase in Phase::ALL {
@@ -207,6 +209,7 @@ async fn run(
         let locks_before = locks(&tx).await?;
         let apply = step(
             &tx,
+            &mark,
             &apply_stmts,
             &locks_before,
             &format!("apply_{}", phase.as_str()),
@@ -226,7 +229,7 @@ async fn run(
                 let held = locks(&tx).await?;
                 tx.batch_execute("SAVEPOINT cutover_rehearse_rollback")
                     .await?;
-                let rb = step(&tx, &rb_stmts, &held, "rollback").await?;
+                let rb = step(&tx, &mark, &rb_stmts, &held, "rollback").await?;
                 if rb.error.is_none() && r.not_rehearsable.is_empty() {
                     r.restored = Some(catalog_fingerprint(&tx).await? == before);
                 }
@@ -263,9 +266,12 @@ fn split(script: &str) -> (Vec<Statement>, Vec<String>) {
     )
 }
 
-/// Runs statements under a savepoint; on error rolls back to it and reports the error.
+/// Runs statements under a savepoint; on error rolls back to it and reports the error. Each
+/// statement is checked before it is sent ([`sql::guard`]) and sent alone; after it, the
+/// transaction must still be the rehearsal's (`mark`), or the rehearsal is aborted.
 async fn step(
     tx: &Transaction<'_>,
+    mark: &TxMark,
     stmts: &[Statement],
     held_before: &BTreeSet<LockTaken>,
     savepoint: &str,
@@ -275,7 +281,26 @@ async fn step(
     let started = Instant::now();
     let mut error = None;
     for (i, s) in stmts.iter().enumerate() {
-        if let Err(e) = tx.batch_execute(&s.text).await {
+        if let Err(why) = sql::guard(&s.text) {
+            error = Some(format!(
+                "statement {} (`{}`): {why}",
+                i + 1,
+                summary(&s.text)
+            ));
+            break;
+        }
+        let result = tx.execute(s.text.as_str(), &[]).await;
+        // A statement that failed ended nothing; one that succeeded must have stayed inside.
+        if result.is_ok() {
+            if let Err(ids) = mark.verify(tx).await? {
+                return Err(EngineError::Refused(format!(
+                    "rehearsal aborted: statement {} (`{}`) ended the rehearsal's transaction ({ids})",
+                    i + 1,
+                    summary(&s.text)
+                )));
+            }
+        }
+        if let Err(e) = result {
             error = Some(format!(
                 "statement {} (`{}`): {}",
                 i + 1,

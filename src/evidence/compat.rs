@@ -103,7 +103,7 @@ async fn run_in_scope(
         }
         out.push(QueryOutcome {
             name: q.name.clone(),
-            result: result.map_err(|e| describe_error(&e)),
+            result,
             millis,
         });
     }
@@ -111,16 +111,18 @@ async fn run_in_scope(
 }
 
 /// Prepares and executes one query; returns whether a prepared statement was left behind.
-async fn execute(
-    client: &tokio_postgres::Client,
-    q: &CompatQuery,
-) -> (bool, Result<u64, tokio_postgres::Error>) {
+async fn execute(client: &tokio_postgres::Client, q: &CompatQuery) -> (bool, Result<u64, String>) {
     let sql = q.sql.trim().trim_end_matches(';');
+    if let Err(why) = crate::sql::guard(sql) {
+        // Never sent; reported as the query's failure.
+        return (false, Err(why));
+    }
+    // The extended protocol runs exactly one statement: nothing can follow the PREPARE.
     if let Err(e) = client
-        .batch_execute(&format!("PREPARE {STATEMENT} AS {sql}"))
+        .execute(format!("PREPARE {STATEMENT} AS {sql}").as_str(), &[])
         .await
     {
-        return (false, Err(e));
+        return (false, Err(describe_error(&e)));
     }
     let args = if q.params.is_empty() {
         String::new()
@@ -130,7 +132,8 @@ async fn execute(
     };
     let result = client
         .execute(&format!("EXECUTE {STATEMENT}{args}"), &[])
-        .await;
+        .await
+        .map_err(|e| describe_error(&e));
     (true, result)
 }
 

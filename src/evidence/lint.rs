@@ -12,14 +12,14 @@ use serde_json::json;
 use squawk_linter::{Linter, Rule, Version};
 use squawk_syntax::SourceFile;
 use tokio_postgres::Client;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
 use super::scratch::{self, Scope};
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
 use crate::control::audit::{self, Actor, NewEntry};
 use crate::db::quote_qualified;
 use crate::outcome::Outcome;
-use crate::plan::diagnostic::line_col;
+use crate::plan::diagnostic::{line_col, offset_of, Seg};
 use crate::plan::{Phase, Plan};
 use crate::sql::split_statements;
 
@@ -241,50 +241,21 @@ pub fn unused_acks(plan: &Plan, findings: &[Finding]) -> Vec<String> {
         .collect()
 }
 
-/// Maps an offset in a phase's SQL to (line, col) in the plan file; falls back to the line of
-/// the `apply` key when the TOML string has escapes that shift offsets.
+/// Maps an offset in a phase's SQL to (line, col) in the plan file, through the TOML string's
+/// quoting and escapes.
 pub fn position_in_plan(plan: &Plan, phase: Phase, offset: usize) -> (usize, usize) {
-    match sql_start_in_plan(plan, phase) {
-        Some((start, exact)) if exact => line_col(&plan.source, start + offset),
-        Some((start, _)) => line_col(&plan.source, start),
-        None => (1, 1),
-    }
-}
-
-/// Byte offset where the phase's `apply` string content starts in the plan file, and whether
-/// the file holds it verbatim (so SQL offsets map one to one).
-fn sql_start_in_plan(plan: &Plan, phase: Phase) -> Option<(usize, bool)> {
-    let root = DeTable::parse(&plan.source).ok()?;
-    let phases = lookup_table(root.get_ref(), "phases")?;
-    let spec = lookup_table(phases, phase.as_str())?;
-    let (_, value) = spec.iter().find(|(k, _)| k.get_ref().as_ref() == "apply")?;
-    let span = value.span();
-    let raw = plan.source.get(span.clone())?;
-    let mut start = span.start;
-    if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
-        start += 3;
-        let rest = plan.source.get(start..)?;
-        if rest.starts_with("\r\n") {
-            start += 2;
-        } else if rest.starts_with('\n') {
-            start += 1;
-        }
-    } else if raw.starts_with('"') || raw.starts_with('\'') {
-        start += 1;
-    }
-    let sql = &plan.phase(phase).apply;
-    let exact = plan.source.get(start..start + sql.len()) == Some(sql.as_str());
-    Some((start, exact))
-}
-
-fn lookup_table<'a>(table: &'a DeTable<'a>, key: &str) -> Option<&'a DeTable<'a>> {
-    table
-        .iter()
-        .find(|(k, _)| k.get_ref().as_ref() == key)
-        .and_then(|(_, v)| match v.get_ref() {
-            DeValue::Table(t) => Some(t),
-            _ => None,
-        })
+    let Ok(root) = DeTable::parse(&plan.source) else {
+        return (1, 1);
+    };
+    let path = [
+        Seg::from("phases"),
+        Seg::from(phase.as_str()),
+        Seg::from("apply"),
+    ];
+    line_col(
+        &plan.source,
+        offset_of(&plan.source, &root, &path, Some(offset)),
+    )
 }
 
 /// The lock a statement takes on the table it names, from PostgreSQL's documented lock levels.

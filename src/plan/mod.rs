@@ -7,6 +7,10 @@
 pub mod authorization;
 pub mod diagnostic;
 mod duration;
+mod fields;
+mod load;
+mod source;
+mod strings;
 mod validate;
 pub mod windows;
 
@@ -20,6 +24,7 @@ use sha2::{Digest, Sha256};
 pub use authorization::{Action, Authorization, Governance};
 pub use diagnostic::{Diagnostic, PlanError};
 pub use duration::Duration;
+pub use source::MAX_PLAN_BYTES;
 
 /// The five phases of an expand/contract migration, in order.
 #[derive(
@@ -137,41 +142,59 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Reads, parses and validates a plan file.
+    /// Reads, parses and validates a plan file. Only regular files of at most
+    /// [`MAX_PLAN_BYTES`] are read (checked before reading, and the read is bounded).
     pub fn load(path: impl AsRef<Path>) -> Result<Plan, PlanError> {
         let path = path.as_ref();
-        let source = std::fs::read_to_string(path).map_err(|e| PlanError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Plan::parse(&path.display().to_string(), &source)
+        let shown = path.display().to_string();
+        let source = source::read(path, &shown)?;
+        Plan::parse(&shown, &source)
     }
 
-    /// Parses and validates plan text; `path` is only used in messages.
+    /// Parses and validates plan text; `path` is only used in messages. Every problem is
+    /// reported: all TOML syntax errors, or else every structural error (unknown keys, wrong
+    /// types, missing keys) together with every semantic one found outside them.
     pub fn parse(path: &str, source: &str) -> Result<Plan, PlanError> {
-        let spec: PlanSpec = match toml::from_str(source) {
-            Ok(spec) => spec,
-            Err(e) => {
-                let mut diags = diagnostic::syntax_errors(path, source);
-                if diags.is_empty() {
-                    diags.push(diagnostic::from_toml_error(path, source, &e));
-                }
-                return Err(PlanError::Invalid(diags));
-            }
-        };
-        let problems = validate::validate(&spec);
-        if !problems.is_empty() {
-            let diags = problems
-                .into_iter()
-                .map(|p| diagnostic::locate(path, source, p))
-                .collect();
-            return Err(PlanError::Invalid(diags));
+        if source.len() as u64 > MAX_PLAN_BYTES {
+            return Err(PlanError::Invalid(vec![source::too_large(path)]));
         }
-        Ok(Plan {
-            path: path.to_string(),
-            source: source.to_string(),
-            spec,
-        })
+        let syntax = diagnostic::syntax_errors(path, source);
+        if !syntax.is_empty() {
+            return Err(PlanError::Invalid(syntax));
+        }
+        let structure = load::structure(path, source);
+        let mut diags = structure.diagnostics;
+        if let Some(spec) = &structure.spec {
+            let problems: Vec<diagnostic::Problem> = validate::validate(spec)
+                .into_iter()
+                .filter(|p| !structure.repaired.iter().any(|r| related(r, &p.path)))
+                .collect();
+            diags.extend(diagnostic::locate_all(path, source, problems));
+        }
+        match structure.spec {
+            Some(spec) if diags.is_empty() => Ok(Plan {
+                path: path.to_string(),
+                source: source.to_string(),
+                spec,
+            }),
+            _ => {
+                diags.sort_by_key(|d| (d.line, d.col));
+                diags.dedup();
+                if diags.len() > MAX_DIAGNOSTICS {
+                    let more = diags.len() - MAX_DIAGNOSTICS;
+                    diags.truncate(MAX_DIAGNOSTICS);
+                    let last = diags.last().map_or((1, 1), |d| (d.line, d.col));
+                    diags.push(Diagnostic {
+                        file: path.to_string(),
+                        line: last.0,
+                        col: last.1,
+                        message: format!("{more} more problems are not shown"),
+                        hint: Some("fix the ones above and validate again".into()),
+                    });
+                }
+                Err(PlanError::Invalid(diags))
+            }
+        }
     }
 
     /// Hex sha256 of the plan file's bytes.
@@ -217,6 +240,15 @@ impl Plan {
     pub fn check(&self, name: &str) -> Option<&CheckSpec> {
         self.spec.checks.iter().find(|c| c.name == name)
     }
+}
+
+/// At most this many problems are listed for one plan.
+pub const MAX_DIAGNOSTICS: usize = 500;
+
+/// True when one path is a prefix of the other.
+fn related(a: &[diagnostic::Seg], b: &[diagnostic::Seg]) -> bool {
+    let n = a.len().min(b.len());
+    a[..n] == b[..n]
 }
 
 /// The TOML document of a plan.
@@ -467,56 +499,52 @@ pub struct ReadSwitchSpec {
     pub flag: String,
 }
 
-/// A data-quality check: common fields plus its kind-specific parameters, all in one TOML table.
-#[derive(Debug, Clone, Serialize)]
+/// A data-quality check: common fields plus its kind-specific parameters, all in one TOML table
+/// (`kind = "…"` selects the kind). The loader reshapes the table to
+/// `{ name, description, timeout, kind = { <kind> = { … } } }` before deserializing, so that every
+/// key keeps its position (see `load`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CheckSpec {
     /// Unique name, referenced by gates.
     pub name: String,
     /// Free text shown beside results.
+    #[serde(default)]
     pub description: String,
     /// Statement timeout for each query of the check.
     pub timeout: Option<Duration>,
     /// What the check does.
-    #[serde(flatten)]
     pub kind: CheckKind,
 }
 
-impl<'de> Deserialize<'de> for CheckSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let mut table = toml::Table::deserialize(d)?;
-        let name = match table.remove("name") {
-            Some(toml::Value::String(s)) => s,
-            Some(other) => {
-                return Err(D::Error::custom(format!(
-                    "invalid type: {}, expected a string for `name`",
-                    other.type_str()
-                )))
+impl Serialize for CheckSpec {
+    /// Serialized flat, as written in plans: `name`, `description`, `timeout`, `kind` and the
+    /// kind's parameters.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let mut map = serde_json::Map::new();
+        map.insert("name".into(), self.name.clone().into());
+        map.insert("description".into(), self.description.clone().into());
+        if let Some(t) = self.timeout {
+            map.insert("timeout".into(), t.to_string().into());
+        }
+        map.insert("kind".into(), self.kind.name().into());
+        if let serde_json::Value::Object(outer) =
+            serde_json::to_value(&self.kind).map_err(S::Error::custom)?
+        {
+            for (_, params) in outer {
+                if let serde_json::Value::Object(params) = params {
+                    map.extend(params);
+                }
             }
-            None => return Err(D::Error::missing_field("name")),
-        };
-        let description = match table.remove("description") {
-            Some(v) => String::deserialize(v).map_err(D::Error::custom)?,
-            None => String::new(),
-        };
-        let timeout = match table.remove("timeout") {
-            Some(v) => Some(Duration::deserialize(v).map_err(D::Error::custom)?),
-            None => None,
-        };
-        let kind = CheckKind::deserialize(toml::Value::Table(table))
-            .map_err(|e| D::Error::custom(format!("check `{name}`: {}", e.message())))?;
-        Ok(CheckSpec {
-            name,
-            description,
-            timeout,
-            kind,
-        })
+        }
+        map.serialize(s)
     }
 }
 
 /// The kinds of checks, with their parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum CheckKind {
     /// Row counts of source vs target per partition.
     RowCountParity {

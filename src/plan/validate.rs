@@ -20,6 +20,7 @@ pub fn validate(spec: &PlanSpec) -> Vec<Problem> {
     checks(spec, &mut out);
     gates(spec, &mut out);
     probes(spec, &mut out);
+    super::fields::check(spec, &mut out);
     out
 }
 

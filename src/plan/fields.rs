@@ -1,0 +1,635 @@
+//! Field-level validation: the SQL in every SQL field (scripts, queries, expressions,
+//! relations), names and free text (no NUL or control characters), durations within
+//! PostgreSQL's limits, and numbers that are finite and in range. Problems inside a string are
+//! located at the offending character.
+
+use super::diagnostic::{Problem, Seg};
+use super::{CheckKind, Duration, Phase, PlanSpec};
+use crate::sql::{self, QueryKind, SqlIssue};
+
+/// The largest timeout PostgreSQL accepts, in milliseconds (`INT_MAX`).
+pub const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
+
+/// At most this many SQL problems are reported per field.
+const MAX_SQL_ISSUES: usize = 20;
+
+/// A path written as segments.
+macro_rules! path {
+    ($($seg:expr),* $(,)?) => { vec![$(Seg::from($seg)),*] };
+}
+
+struct Out<'a>(&'a mut Vec<Problem>);
+
+impl Out<'_> {
+    fn push(&mut self, path: Vec<Seg>, message: impl Into<String>, hint: Option<&str>) {
+        self.0
+            .push(Problem::new(path, message, hint.map(str::to_string)));
+    }
+
+    fn push_at(
+        &mut self,
+        path: Vec<Seg>,
+        at: usize,
+        message: impl Into<String>,
+        hint: Option<&str>,
+    ) {
+        self.0
+            .push(Problem::new(path, message, hint.map(str::to_string)).inside(at));
+    }
+
+    fn sql(&mut self, path: Vec<Seg>, what: &str, issues: Vec<SqlIssue>) {
+        for issue in issues.into_iter().take(MAX_SQL_ISSUES) {
+            self.0.push(
+                Problem::new(
+                    path.clone(),
+                    format!("{what}: {}", issue.message),
+                    issue.hint,
+                )
+                .inside(issue.offset),
+            );
+        }
+    }
+
+    fn script(&mut self, path: Vec<Seg>, what: &str, script: &str) {
+        self.sql(path, what, sql::check_script(script));
+    }
+
+    fn query(&mut self, path: Vec<Seg>, what: &str, text: &str, kind: QueryKind) {
+        self.sql(path, what, sql::check_query(text, kind));
+    }
+
+    fn expr(&mut self, path: Vec<Seg>, what: &str, text: &str) {
+        self.sql(path, what, sql::check_expression(text));
+    }
+
+    fn relation(&mut self, path: Vec<Seg>, what: &str, text: &str) {
+        self.sql(path, what, sql::check_relation(text));
+    }
+
+    /// A name: not blank, no control characters.
+    fn name(&mut self, path: Vec<Seg>, what: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.push(path, format!("{what} must not be empty"), None);
+            return;
+        }
+        if let Some((at, c)) = value.char_indices().find(|(_, c)| c.is_control()) {
+            self.push_at(
+                path,
+                at,
+                format!(
+                    "{what} contains the control character U+{:04X}",
+                    u32::from(c)
+                ),
+                Some("names may not contain NUL, newlines, tabs or other control characters"),
+            );
+        }
+    }
+
+    /// A dotted name with `min..=max` non-empty parts.
+    fn dotted(
+        &mut self,
+        path: Vec<Seg>,
+        what: &str,
+        value: &str,
+        parts: std::ops::RangeInclusive<usize>,
+    ) {
+        let before = self.0.len();
+        self.name(path.clone(), what, value);
+        if self.0.len() > before {
+            return;
+        }
+        let split: Vec<&str> = value.split('.').collect();
+        if !parts.contains(&split.len()) || split.iter().any(|p| p.trim().is_empty()) {
+            self.push(
+                path,
+                format!(
+                    "{what} `{value}` must have {}–{} non-empty dot-separated parts",
+                    parts.start(),
+                    parts.end()
+                ),
+                None,
+            );
+        }
+    }
+
+    /// Free text: no NUL, and no control characters but tab and line breaks (when `lines`).
+    fn text(&mut self, path: Vec<Seg>, what: &str, value: &str, lines: bool) {
+        let bad = value
+            .char_indices()
+            .find(|(_, c)| c.is_control() && !(*c == '\t' || (lines && matches!(c, '\n' | '\r'))));
+        if let Some((at, c)) = bad {
+            self.push_at(
+                path,
+                at,
+                format!(
+                    "{what} contains the control character U+{:04X}",
+                    u32::from(c)
+                ),
+                Some("remove it: control characters corrupt terminals, logs and the audit trail"),
+            );
+        }
+    }
+
+    /// A duration PostgreSQL (or a timer) can take: at most `INT_MAX` milliseconds.
+    fn duration(&mut self, path: Vec<Seg>, what: &str, d: Duration) {
+        if d.as_millis() > MAX_TIMEOUT_MS {
+            self.push(
+                path,
+                format!(
+                    "{what} is too long: {} ms, at most {MAX_TIMEOUT_MS} ms (about 24.8 days) is allowed",
+                    d.as_millis()
+                ),
+                Some("PostgreSQL's statement_timeout and lock_timeout take at most 2147483647 ms; use a shorter duration"),
+            );
+        }
+    }
+
+    /// A finite number within `lo..=hi`.
+    fn number(&mut self, path: Vec<Seg>, what: &str, v: f64, lo: f64, hi: f64) {
+        if !v.is_finite() {
+            self.push(
+                path,
+                format!("{what} must be a finite number, not {v}"),
+                Some("nan and inf are not allowed"),
+            );
+        } else if v < lo || v > hi {
+            let range = if hi == f64::MAX {
+                format!("at least {lo}")
+            } else {
+                format!("between {lo} and {hi}")
+            };
+            self.push(path, format!("{what} is {v}; it must be {range}"), None);
+        }
+    }
+}
+
+/// Appends every field-level problem of `spec`.
+pub fn check(spec: &PlanSpec, out: &mut Vec<Problem>) {
+    let mut o = Out(out);
+    header(spec, &mut o);
+    phases(spec, &mut o);
+    settings(spec, &mut o);
+    backfill(spec, &mut o);
+    checks(spec, &mut o);
+    gates(spec, &mut o);
+    probes(spec, &mut o);
+}
+
+fn header(spec: &PlanSpec, o: &mut Out<'_>) {
+    o.text(path!["title"], "`title`", &spec.title, false);
+    o.text(path!["rationale"], "`rationale`", &spec.rationale, true);
+    o.text(path!["author"], "`author`", &spec.author, false);
+    o.text(path!["ticket"], "`ticket`", &spec.ticket, false);
+    o.name(path!["environment"], "`environment`", &spec.environment);
+    for (role, logins) in &spec.roster {
+        o.name(
+            path!["roster", role.as_str()],
+            "a roster role",
+            role.as_str(),
+        );
+        for (i, login) in logins.iter().enumerate() {
+            o.name(
+                path!["roster", role.as_str(), i],
+                "a PostgreSQL login",
+                login,
+            );
+        }
+    }
+    for (i, f) in spec.windows.freeze.iter().enumerate() {
+        o.text(
+            path!["windows", "freeze", i, "reason"],
+            "a freeze reason",
+            &f.reason,
+            true,
+        );
+    }
+}
+
+fn phases(spec: &PlanSpec, o: &mut Out<'_>) {
+    for phase in Phase::ALL {
+        let p = spec.phases.get(phase);
+        let at = phase.as_str();
+        o.script(
+            path!["phases", at, "apply"],
+            &format!("`{phase}` apply"),
+            &p.apply,
+        );
+        if let Some(rb) = &p.rollback {
+            o.script(
+                path!["phases", at, "rollback"],
+                &format!("`{phase}` rollback"),
+                rb,
+            );
+        }
+        o.text(
+            path!["phases", at, "description"],
+            "a description",
+            &p.description,
+            true,
+        );
+    }
+}
+
+fn settings(spec: &PlanSpec, o: &mut Out<'_>) {
+    let s = &spec.settings;
+    o.duration(
+        path!["settings", "lock_timeout"],
+        "`lock_timeout`",
+        s.lock_timeout,
+    );
+    o.duration(
+        path!["settings", "statement_timeout"],
+        "`statement_timeout`",
+        s.statement_timeout,
+    );
+    o.duration(
+        path!["settings", "ddl_max_wait"],
+        "`ddl_max_wait`",
+        s.ddl_max_wait,
+    );
+    if s.ddl_max_attempts > 1000 {
+        o.push(
+            path!["settings", "ddl_max_attempts"],
+            "`ddl_max_attempts` must be at most 1000",
+            None,
+        );
+    }
+}
+
+fn backfill(spec: &PlanSpec, o: &mut Out<'_>) {
+    if let Some(rs) = &spec.read_switch {
+        o.name(
+            path!["read_switch", "flag"],
+            "the feature flag name",
+            &rs.flag,
+        );
+    }
+    let Some(b) = &spec.backfill else { return };
+    o.dotted(
+        path!["backfill", "table"],
+        "the backfill table",
+        &b.table,
+        1..=2,
+    );
+    for (i, k) in b.key.iter().enumerate() {
+        o.name(path!["backfill", "key", i], "a key column", k);
+    }
+    for (col, expr) in &b.set {
+        o.name(path!["backfill", "set", col.as_str()], "a column name", col);
+        o.expr(
+            path!["backfill", "set", col.as_str()],
+            &format!("the expression for `{col}`"),
+            expr,
+        );
+    }
+    if !b.pending.trim().is_empty() {
+        o.expr(path!["backfill", "pending"], "`pending`", &b.pending);
+    }
+    o.duration(
+        path!["backfill", "target_chunk_time"],
+        "`target_chunk_time`",
+        b.target_chunk_time,
+    );
+    let t = &b.throttle;
+    let at = |k: &str| path!["backfill", "throttle", k];
+    o.duration(at("max_replay_lag"), "`max_replay_lag`", t.max_replay_lag);
+    o.duration(
+        at("fail_closed_after"),
+        "`fail_closed_after`",
+        t.fail_closed_after,
+    );
+    o.number(
+        at("max_wal_mib_per_second"),
+        "`max_wal_mib_per_second`",
+        t.max_wal_mib_per_second,
+        0.0,
+        f64::MAX,
+    );
+    o.number(
+        at("custom_limit"),
+        "`custom_limit`",
+        t.custom_limit,
+        f64::MIN,
+        f64::MAX,
+    );
+    if t.max_active_backends == 0 {
+        o.push(
+            at("max_active_backends"),
+            "`max_active_backends` must be at least 1",
+            Some("0 would pause the backfill for ever"),
+        );
+    }
+    if let Some(q) = t.custom_query.as_deref().filter(|q| !q.trim().is_empty()) {
+        o.query(at("custom_query"), "`custom_query`", q, QueryKind::ReadOnly);
+    }
+}
+
+fn checks(spec: &PlanSpec, o: &mut Out<'_>) {
+    for (i, c) in spec.checks.iter().enumerate() {
+        let at = |k: &str| path!["checks", i, k];
+        let what = |k: &str| format!("check `{}`: `{k}`", c.name);
+        o.name(at("name"), "a check name", &c.name);
+        o.text(at("description"), "a description", &c.description, true);
+        if let Some(t) = c.timeout {
+            o.duration(at("timeout"), &what("timeout"), t);
+            if t.as_millis() == 0 {
+                o.push(
+                    at("timeout"),
+                    format!("{} must be greater than zero", what("timeout")),
+                    Some("0 would disable the statement timeout"),
+                );
+            }
+        }
+        let list = |o: &mut Out<'_>, k: &str, items: &[String]| {
+            for (j, e) in items.iter().enumerate() {
+                o.expr(path!["checks", i, k, j], &what(k), e);
+            }
+        };
+        match &c.kind {
+            CheckKind::RowCountParity {
+                source,
+                target,
+                partition_by,
+                key,
+                partitions,
+            } => {
+                o.relation(at("source"), &what("source"), source);
+                o.relation(at("target"), &what("target"), target);
+                if let Some(p) = partition_by {
+                    o.expr(at("partition_by"), &what("partition_by"), p);
+                }
+                if let Some(k) = key {
+                    o.expr(at("key"), &what("key"), k);
+                }
+                if !(1..=10_000).contains(partitions) {
+                    o.push(
+                        at("partitions"),
+                        format!("{} must be between 1 and 10000", what("partitions")),
+                        None,
+                    );
+                }
+            }
+            CheckKind::ExpressionParity {
+                table,
+                key,
+                column,
+                expression,
+                filter,
+            } => {
+                o.relation(at("table"), &what("table"), table);
+                list(o, "key", key);
+                o.expr(at("column"), &what("column"), column);
+                o.expr(at("expression"), &what("expression"), expression);
+                if let Some(f) = filter {
+                    o.expr(at("filter"), &what("filter"), f);
+                }
+            }
+            CheckKind::SampledChecksum {
+                source,
+                target,
+                key,
+                target_key,
+                columns,
+                target_columns,
+                sample_size,
+                ..
+            } => {
+                o.relation(at("source"), &what("source"), source);
+                o.relation(at("target"), &what("target"), target);
+                list(o, "key", key);
+                list(o, "target_key", target_key);
+                list(o, "columns", columns);
+                list(o, "target_columns", target_columns);
+                if *sample_size == 0 {
+                    o.push(
+                        at("sample_size"),
+                        format!("{} must be at least 1", what("sample_size")),
+                        None,
+                    );
+                }
+                if !target_key.is_empty() && target_key.len() != key.len() {
+                    o.push(
+                        at("target_key"),
+                        format!("{} must have as many entries as `key`", what("target_key")),
+                        None,
+                    );
+                }
+            }
+            CheckKind::FullDiff {
+                source,
+                target,
+                key,
+                target_key,
+                columns,
+                target_columns,
+            } => {
+                o.relation(at("source"), &what("source"), source);
+                o.relation(at("target"), &what("target"), target);
+                list(o, "key", key);
+                list(o, "target_key", target_key);
+                list(o, "columns", columns);
+                list(o, "target_columns", target_columns);
+                if !target_key.is_empty() && target_key.len() != key.len() {
+                    o.push(
+                        at("target_key"),
+                        format!("{} must have as many entries as `key`", what("target_key")),
+                        None,
+                    );
+                }
+            }
+            CheckKind::NullDrift {
+                table,
+                old,
+                new,
+                partition_by,
+                default_value,
+                max_share_increase_pp,
+                max_relative_drift,
+            } => {
+                o.relation(at("table"), &what("table"), table);
+                o.expr(at("old"), &what("old"), old);
+                o.expr(at("new"), &what("new"), new);
+                if let Some(p) = partition_by {
+                    o.expr(at("partition_by"), &what("partition_by"), p);
+                }
+                if let Some(d) = default_value {
+                    o.expr(at("default_value"), &what("default_value"), d);
+                }
+                o.number(
+                    at("max_share_increase_pp"),
+                    &what("max_share_increase_pp"),
+                    *max_share_increase_pp,
+                    0.0,
+                    100.0,
+                );
+                o.number(
+                    at("max_relative_drift"),
+                    &what("max_relative_drift"),
+                    *max_relative_drift,
+                    0.0,
+                    1.0,
+                );
+            }
+            CheckKind::GoldenQuery { query } => {
+                o.query(at("query"), &what("query"), query, QueryKind::ReadOnly);
+            }
+            CheckKind::Invariant {
+                sql,
+                expect,
+                max,
+                min,
+            } => {
+                o.query(at("sql"), &what("sql"), sql, QueryKind::ReadOnly);
+                for (k, v) in [("expect", expect), ("min", min), ("max", max)] {
+                    if let Some(v) = v {
+                        o.number(at(k), &what(k), *v, f64::MIN, f64::MAX);
+                    }
+                }
+                if let (Some(lo), Some(hi)) = (min, max) {
+                    if lo > hi {
+                        o.push(
+                            at("min"),
+                            format!(
+                                "check `{}`: `min` ({lo}) is greater than `max` ({hi})",
+                                c.name
+                            ),
+                            None,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn gates(spec: &PlanSpec, o: &mut Out<'_>) {
+    for (phase, gate) in &spec.gates {
+        if let Some(d) = gate.observe {
+            o.duration(path!["gates", phase.as_str(), "observe"], "`observe`", d);
+        }
+    }
+}
+
+fn probes(spec: &PlanSpec, o: &mut Out<'_>) {
+    let p = &spec.probes;
+    for (i, a) in p.lint.acknowledge.iter().enumerate() {
+        o.name(
+            path!["probes", "lint", "acknowledge", i, "rule"],
+            "a lint rule",
+            &a.rule,
+        );
+        o.text(
+            path!["probes", "lint", "acknowledge", i, "reason"],
+            "a reason",
+            &a.reason,
+            true,
+        );
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, q) in p.compatibility.queries.iter().enumerate() {
+        let at = |k: &str| path!["probes", "compatibility", "queries", i, k];
+        o.name(at("name"), "a compatibility query name", &q.name);
+        if !q.name.trim().is_empty() && !names.insert(q.name.as_str()) {
+            o.push(
+                at("name"),
+                format!("duplicate compatibility query name `{}`", q.name),
+                None,
+            );
+        }
+        o.query(
+            at("sql"),
+            &format!("compatibility query `{}`", q.name),
+            &q.sql,
+            QueryKind::Preparable,
+        );
+        for (j, param) in q.params.iter().enumerate() {
+            if let Some(n) = param.find('\0') {
+                o.push_at(
+                    path!["probes", "compatibility", "queries", i, "params", j],
+                    n,
+                    "a parameter contains a NUL character, which PostgreSQL cannot accept",
+                    None,
+                );
+            }
+        }
+    }
+    let eb = &p.error_budget;
+    let at = |k: &str| path!["probes", "error_budget", k];
+    o.number(
+        at("max_latency_ratio"),
+        "`max_latency_ratio`",
+        eb.max_latency_ratio,
+        f64::MIN_POSITIVE,
+        f64::MAX,
+    );
+    o.number(
+        at("max_rollback_increase_pp"),
+        "`max_rollback_increase_pp`",
+        eb.max_rollback_increase_pp,
+        0.0,
+        100.0,
+    );
+    if let Some(m) = eb.metric_max {
+        o.number(at("metric_max"), "`metric_max`", m, f64::MIN, f64::MAX);
+    }
+    if let Some(q) = &eb.metric_query {
+        o.query(at("metric_query"), "`metric_query`", q, QueryKind::ReadOnly);
+    }
+    for (i, c) in p.hidden_readers.columns.iter().enumerate() {
+        o.dotted(
+            path!["probes", "hidden_readers", "columns", i],
+            "a legacy column",
+            c,
+            2..=3,
+        );
+    }
+    for (i, pair) in p.privilege_parity.pairs.iter().enumerate() {
+        for (j, name) in pair.iter().enumerate() {
+            o.dotted(
+                path!["probes", "privilege_parity", "pairs", i, j],
+                "a privilege-parity name",
+                name,
+                1..=3,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_must_be_finite_and_in_range() {
+        let mut v = Vec::new();
+        let mut o = Out(&mut v);
+        o.number(path!["x"], "x", f64::NAN, 0.0, 1.0);
+        o.number(path!["x"], "x", f64::INFINITY, 0.0, f64::MAX);
+        o.number(path!["x"], "x", -1.0, 0.0, f64::MAX);
+        o.number(path!["x"], "x", 2.0, 0.0, 1.0);
+        o.number(path!["x"], "x", 0.5, 0.0, 1.0);
+        assert_eq!(v.len(), 4, "{v:?}");
+    }
+
+    #[test]
+    fn durations_stay_within_int_max_milliseconds() {
+        let mut v = Vec::new();
+        let mut o = Out(&mut v);
+        o.duration(path!["d"], "d", Duration::from_millis(MAX_TIMEOUT_MS));
+        assert!(v.is_empty());
+        let mut o = Out(&mut v);
+        o.duration(path!["d"], "d", Duration::from_millis(MAX_TIMEOUT_MS + 1));
+        assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn names_refuse_control_characters_at_their_place() {
+        let mut v = Vec::new();
+        let mut o = Out(&mut v);
+        o.name(path!["n"], "n", "ab\u{1b}[2J");
+        o.name(path!["n"], "n", "  ");
+        o.name(path!["n"], "n", "fine.name");
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert_eq!(v[0].at, Some(2));
+    }
+}
