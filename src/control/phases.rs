@@ -190,6 +190,35 @@ pub async fn ensure_registered(
     Ok(true)
 }
 
+/// Registers `plan` with only `phase`, marked applied, and nothing audited: a shortcut for
+/// benchmarks that exercise one phase's machinery on a throwaway cluster.
+pub async fn seed_applied(
+    client: &impl GenericClient,
+    plan: &Plan,
+    phase: Phase,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &plan.id(),
+                &plan.spec.title,
+                &plan.sha256(),
+                &plan.source,
+                &plan.path,
+            ],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO cutover.phases (plan_id, phase, state) VALUES ($1, $2, $3)",
+            &[&plan.id(), &phase.as_str(), &PhaseState::Applied.as_str()],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Five `pending` rows, one per phase in order.
 pub fn pending_rows() -> Vec<PhaseRow> {
     Phase::ALL
@@ -249,6 +278,21 @@ pub async fn load(client: &impl GenericClient, plan_id: &str) -> Result<Migratio
         phases,
         created_at: m.get(2),
     })
+}
+
+/// The state of one phase (`None` when the migration is not registered).
+pub async fn state_of(
+    client: &impl GenericClient,
+    plan_id: &str,
+    phase: Phase,
+) -> Result<Option<PhaseState>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT state FROM cutover.phases WHERE plan_id = $1 AND phase = $2",
+            &[&plan_id, &phase.as_str()],
+        )
+        .await?;
+    Ok(row.map(|r| PhaseState::parse(r.get(0)).unwrap_or(PhaseState::Failed)))
 }
 
 /// Locks the phase row for this transaction and returns its state.

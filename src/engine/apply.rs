@@ -609,15 +609,10 @@ async fn complete(
         details.insert("flag".into(), json!({ "name": rs.flag, "enabled": on }));
     }
     if let Some(reason) = &c.stop_backfill {
-        let n = tx
-            .execute(
-                "UPDATE cutover.backfill SET state = 'stopped', reason = $2, paused_by = $3,
-                        updated_at = clock_timestamp()
-                  WHERE plan_id = $1",
-                &[&c.plan.id(), reason, &c.actor.login],
-            )
-            .await?;
-        if n > 0 {
+        let stopped =
+            crate::control::backfill::stop_for_rollback(tx, c.plan.id(), reason, &c.actor.login)
+                .await?;
+        if stopped {
             details.insert(
                 "backfill".into(),
                 json!({ "state": "stopped", "reason": reason }),

@@ -9,7 +9,9 @@ use serde_json::Value;
 use tokio_postgres::Client;
 
 use super::EngineError;
+use crate::control;
 use crate::control::audit::{self, Actor, Verification};
+use crate::control::backfill::State as BackfillState;
 use crate::control::phases::{self as state, PhaseState};
 use crate::plan::{Phase, Plan};
 use crate::rules::{fmt_time, short};
@@ -54,7 +56,7 @@ pub struct PhaseSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct BackfillSummary {
     /// Final state.
-    pub state: String,
+    pub state: BackfillState,
     /// Rows written.
     pub rows_done: i64,
     /// Time spent throttled, s.
@@ -212,19 +214,14 @@ pub async fn report(
         (Some(a), Some(b)) => Some((b - a).num_milliseconds()),
         _ => None,
     };
-    let backfill = client
-        .query_opt(
-            "SELECT state, rows_done, throttled_seconds, started_at, finished_at
-               FROM cutover.backfill WHERE plan_id = $1",
-            &[&id],
-        )
+    let backfill = control::backfill::load(client, id)
         .await?
-        .map(|r| BackfillSummary {
-            state: r.get(0),
-            rows_done: r.get(1),
-            throttled_seconds: r.get(2),
-            started_at: r.get(3),
-            finished_at: r.get(4),
+        .map(|b| BackfillSummary {
+            state: b.state,
+            rows_done: b.rows_done,
+            throttled_seconds: b.throttled_seconds,
+            started_at: b.started_at,
+            finished_at: b.finished_at,
         });
     let sha = plan.sha256();
     let mut approvals: Vec<Approval> = client

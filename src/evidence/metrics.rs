@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 use tokio_postgres::Client;
 
 use super::scratch::{self, Scope};
+use crate::control::{self, backfill::State as BackfillState};
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::{Phase, Plan};
 
@@ -357,25 +358,18 @@ async fn backfill(
     plan: &Plan,
     registry: &mut Registry,
 ) -> Result<(), tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            "SELECT state, reason, rows_done, coalesce(rows_estimate, 0), throttled_seconds,
-                    extract(epoch FROM coalesce(finished_at, clock_timestamp()) - started_at)::float8
-               FROM cutover.backfill WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?;
-    let (state, reason, done, estimate, throttled_s, elapsed) = match &row {
-        Some(r) => (
-            r.get::<_, String>(0),
-            r.get::<_, String>(1),
-            r.get::<_, i64>(2),
-            r.get::<_, i64>(3),
-            r.get::<_, f64>(4),
-            r.get::<_, Option<f64>>(5),
-        ),
-        None => ("idle".to_string(), String::new(), 0, 0, 0.0, None),
-    };
+    let (state, reason, done, estimate, throttled_s, elapsed) =
+        match control::backfill::load(client, plan.id()).await? {
+            Some(r) => (
+                r.state,
+                r.reason,
+                r.rows_done,
+                r.rows_estimate.unwrap_or(0),
+                r.throttled_seconds,
+                r.elapsed_seconds,
+            ),
+            None => (BackfillState::Idle, String::new(), 0, 0, 0.0, None),
+        };
     let gauge = |v: f64| {
         let g = GaugeF::default();
         g.set(v);
@@ -393,7 +387,7 @@ async fn backfill(
     );
     let state_family = Family::<Labels, GaugeF>::default();
     state_family
-        .get_or_create(&labels(&[("state", &state)]))
+        .get_or_create(&labels(&[("state", state.as_str())]))
         .set(1.0);
     registry.register(
         "backfill_state",
@@ -401,7 +395,7 @@ async fn backfill(
         state_family,
     );
     let throttled = Family::<Labels, GaugeF>::default();
-    let is_throttled = state == "throttled";
+    let is_throttled = state == BackfillState::Throttled;
     throttled
         .get_or_create(&labels(&[(
             "reason",
@@ -420,22 +414,12 @@ async fn backfill(
         "Time the backfill spent throttled",
         throttled_total,
     );
-    let recent = scratch::optional_query(
-        client,
-        "SELECT coalesce(sum(rows_updated), 0)::float8,
-                extract(epoch FROM max(finished_at) - min(started_at))::float8
-           FROM cutover.backfill_chunks
-          WHERE plan_id = $1 AND finished_at > clock_timestamp() - interval '60 seconds'",
-        &[&plan.id()],
-    )
-    .await;
-    let rate = match recent.as_deref() {
-        Ok([r]) => match (r.get::<_, f64>(0), r.get::<_, Option<f64>>(1)) {
-            (rows, Some(span)) if span > 0.0 => rows / span,
-            _ => 0.0,
-        },
-        _ => match elapsed {
-            Some(s) if s > 0.0 && state == "running" => done as f64 / s,
+    let recent = scratch::optional(client, control::backfill::last_minute(client, plan.id())).await;
+    let rate = match recent {
+        Ok((rows, Some(span))) if span > 0.0 => rows / span,
+        Ok(_) => 0.0,
+        Err(_) => match elapsed {
+            Some(s) if s > 0.0 && state == BackfillState::Running => done as f64 / s,
             _ => 0.0,
         },
     };
@@ -445,23 +429,13 @@ async fn backfill(
         gauge(rate),
     );
     let bounds: Vec<f64> = CHUNK_BUCKETS.to_vec();
-    let groups = scratch::optional_query(
+    let groups = scratch::optional(
         client,
-        "SELECT (SELECT min(u.i) FROM unnest($2::float8[]) WITH ORDINALITY u(b, i)
-                  WHERE c.duration_ms / 1000.0 <= u.b)::int4,
-                count(*), sum(c.duration_ms)::float8 / 1000.0
-           FROM cutover.backfill_chunks c WHERE c.plan_id = $1 GROUP BY 1",
-        &[&plan.id(), &bounds],
+        control::backfill::duration_buckets(client, plan.id(), &bounds),
     )
     .await;
     let histogram = match groups {
-        Ok(rows) => PrecomputedHistogram::from_groups(rows.iter().map(|r| {
-            (
-                r.get::<_, Option<i32>>(0),
-                r.get::<_, i64>(1),
-                r.get::<_, f64>(2),
-            )
-        })),
+        Ok(groups) => PrecomputedHistogram::from_groups(groups.into_iter()),
         Err(_) => PrecomputedHistogram::from_groups(std::iter::empty()),
     };
     registry.register(

@@ -8,6 +8,7 @@ use chrono::Utc;
 use tokio_postgres::Client;
 
 use super::lint;
+use crate::control::backfill;
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan, ProbeKind, Role};
 use crate::sql::split_statements;
 
@@ -18,8 +19,8 @@ pub struct LiveState {
     pub source: String,
     /// (phase, state, finished_at) for phases with a row.
     pub phases: Vec<(String, String, Option<String>)>,
-    /// Backfill state, reason, rows done, rows estimate.
-    pub backfill: Option<(String, String, i64, Option<i64>)>,
+    /// The backfill's state row.
+    pub backfill: Option<backfill::Row>,
     /// The read-switch flag: on/off, if it exists.
     pub flag: Option<bool>,
     /// Latest probe results: (gate, probe, outcome, summary).
@@ -49,13 +50,7 @@ pub async fn live_state(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    let backfill = client
-        .query_opt(
-            "SELECT state, reason, rows_done, rows_estimate FROM cutover.backfill WHERE plan_id = $1",
-            &[&id],
-        )
-        .await?
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)));
+    let backfill = backfill::load(client, id).await?;
     let flag = match &plan.spec.read_switch {
         Some(rs) => client
             .query_opt(
@@ -214,16 +209,19 @@ fn current_state(md: &mut String, plan: &Plan, l: &LiveState) {
         );
     }
     let _ = writeln!(md);
-    if let Some((state, reason, done, estimate)) = &l.backfill {
+    if let Some(b) = &l.backfill {
         let _ = writeln!(
             md,
-            "- Backfill: **{state}**{} — {done} rows done{}",
-            if reason.is_empty() {
+            "- Backfill: **{}**{} — {} rows done{}",
+            b.state,
+            if b.reason.is_empty() {
                 String::new()
             } else {
-                format!(" ({reason})")
+                format!(" ({})", b.reason)
             },
-            estimate.map_or(String::new(), |e| format!(" of ~{e}"))
+            b.rows_done,
+            b.rows_estimate
+                .map_or(String::new(), |e| format!(" of ~{e}"))
         );
     }
     for (gate, login, reason) in &l.overrides {
