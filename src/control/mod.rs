@@ -3,10 +3,13 @@
 //! - [`schema`] — the versioned bootstrap and its migrations (`migrations/*.sql`);
 //! - [`audit`] — the hash-chained, append-only audit log;
 //! - [`phases`] — migrations, phases and their history: the phase state machine;
+//! - [`backfill`] — the backfill's state row and transitions, ranges, leases, chunk statistics;
+//! - [`checks`] — check results and golden-query baselines;
 //! - [`facts`] — everything the rules judge, loaded in one consistent read.
 
 pub mod audit;
 pub mod backfill;
+pub mod checks;
 pub mod facts;
 pub mod phases;
 pub mod schema;

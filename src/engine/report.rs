@@ -12,6 +12,7 @@ use super::EngineError;
 use crate::control;
 use crate::control::audit::{self, Actor, Verification};
 use crate::control::backfill::State as BackfillState;
+use crate::control::checks::CheckRun;
 use crate::control::phases::{self as state, PhaseState};
 use crate::plan::{Phase, Plan};
 use crate::rules::{fmt_time, short};
@@ -84,23 +85,6 @@ pub struct Approval {
     pub text: String,
     /// Given for the plan version of this report.
     pub current_plan: bool,
-}
-
-/// One stored check result.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckRun {
-    /// Check name.
-    pub name: String,
-    /// Kind.
-    pub kind: String,
-    /// pass / fail / inconclusive.
-    pub outcome: String,
-    /// One line.
-    pub summary: String,
-    /// Started.
-    pub started_at: DateTime<Utc>,
-    /// Duration, ms.
-    pub duration_ms: i64,
 }
 
 /// An operator note.
@@ -260,23 +244,7 @@ pub async fn report(
             }),
     );
     approvals.sort_by_key(|a| a.at);
-    let checks = client
-        .query(
-            "SELECT check_name, kind, outcome, summary, started_at, duration_ms
-               FROM cutover.check_results WHERE plan_id = $1 ORDER BY id",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| CheckRun {
-            name: r.get(0),
-            kind: r.get(1),
-            outcome: r.get(2),
-            summary: r.get(3),
-            started_at: r.get(4),
-            duration_ms: r.get(5),
-        })
-        .collect();
+    let checks = control::checks::runs(client, id).await?;
     let rehearsals = client
         .query(
             "SELECT at, login, ok, total_ms, plan_sha256 FROM cutover.rehearsals WHERE plan_id = $1 ORDER BY id",
@@ -513,7 +481,7 @@ impl Report {
                     fmt_time(c.started_at),
                     c.name,
                     c.kind,
-                    c.outcome,
+                    c.outcome.as_str(),
                     human_ms(c.duration_ms),
                     c.summary.replace('|', "\\|")
                 );

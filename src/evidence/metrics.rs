@@ -298,13 +298,7 @@ async fn gates(
             &[&plan.id(), &plan.sha256()],
         )
         .await?;
-    let checks = client
-        .query(
-            "SELECT DISTINCT ON (check_name) check_name, outcome
-               FROM cutover.check_results WHERE plan_id = $1 ORDER BY check_name, id DESC",
-            &[&plan.id()],
-        )
-        .await?;
+    let checks = control::checks::latest_runs(client, plan.id()).await?;
     let signoffs = client
         .query(
             "SELECT gate, role FROM cutover.signoffs WHERE plan_id = $1 AND plan_sha256 = $2",
@@ -325,8 +319,8 @@ async fn gates(
         let check_outcomes = gate.checks.iter().map(|c| {
             checks
                 .iter()
-                .find(|r| r.get::<_, &str>(0) == c.as_str())
-                .map_or(Outcome::Inconclusive, |r| Outcome::parse(r.get(1)))
+                .find(|r| r.name == c.as_str())
+                .map_or(Outcome::Inconclusive, |r| r.outcome)
         });
         let signoff_outcomes = gate.signoffs.iter().map(|role| {
             if signoffs.iter().any(|r| {
@@ -451,24 +445,19 @@ async fn checks(
     plan: &Plan,
     registry: &mut Registry,
 ) -> Result<(), tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT DISTINCT ON (check_name) check_name, outcome, duration_ms::float8 / 1000.0
-               FROM cutover.check_results WHERE plan_id = $1
-              ORDER BY check_name, id DESC",
-            &[&plan.id()],
-        )
-        .await?;
+    let runs = control::checks::latest_runs(client, plan.id()).await?;
     let outcome = Family::<Labels, GaugeF>::default();
     let duration = Family::<Labels, GaugeF>::default();
-    for r in &rows {
-        let (name, result): (String, String) = (r.get(0), r.get(1));
+    for r in &runs {
         outcome
-            .get_or_create(&labels(&[("check", &name), ("outcome", &result)]))
+            .get_or_create(&labels(&[
+                ("check", &r.name),
+                ("outcome", r.outcome.as_str()),
+            ]))
             .set(1.0);
         duration
-            .get_or_create(&labels(&[("check", &name)]))
-            .set(r.get(2));
+            .get_or_create(&labels(&[("check", &r.name)]))
+            .set(r.duration_ms as f64 / 1000.0);
     }
     registry.register(
         "check_outcome",
@@ -481,18 +470,10 @@ async fn checks(
         duration,
     );
     let totals = Family::<Labels, CounterF>::default();
-    let rows = client
-        .query(
-            "SELECT check_name, outcome, count(*)::float8 FROM cutover.check_results
-              WHERE plan_id = $1 GROUP BY 1, 2",
-            &[&plan.id()],
-        )
-        .await?;
-    for r in &rows {
-        let (name, result): (String, String) = (r.get(0), r.get(1));
+    for (name, result, runs) in control::checks::outcome_counts(client, plan.id()).await? {
         totals
-            .get_or_create(&labels(&[("check", &name), ("outcome", &result)]))
-            .inc_by(r.get(2));
+            .get_or_create(&labels(&[("check", &name), ("outcome", result.as_str())]))
+            .inc_by(runs);
     }
     registry.register("check_runs", "Data check runs by outcome", totals);
     Ok(())

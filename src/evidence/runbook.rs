@@ -9,6 +9,7 @@ use tokio_postgres::Client;
 
 use super::lint;
 use crate::control::backfill;
+use crate::control::checks::{self, CheckRun};
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan, ProbeKind, Role};
 use crate::sql::split_statements;
 
@@ -25,8 +26,8 @@ pub struct LiveState {
     pub flag: Option<bool>,
     /// Latest probe results: (gate, probe, outcome, summary).
     pub probes: Vec<(String, String, String, String)>,
-    /// Latest check results: (check, outcome, summary).
-    pub checks: Vec<(String, String, String)>,
+    /// The latest run of each check.
+    pub checks: Vec<CheckRun>,
     /// Sign-offs for this plan version: (gate, role, login).
     pub signoffs: Vec<(String, String, String)>,
     /// Break-glass overrides for this plan version: (gate, login, reason).
@@ -72,17 +73,7 @@ pub async fn live_state(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
-    let checks = client
-        .query(
-            "SELECT DISTINCT ON (check_name) check_name, outcome, summary
-               FROM cutover.check_results WHERE plan_id = $1
-              ORDER BY check_name, id DESC",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let checks = checks::latest_runs(client, id).await?;
     let signoffs = client
         .query(
             "SELECT gate, role, login FROM cutover.signoffs
@@ -361,8 +352,10 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
         any = true;
         let desc = plan.check(c).map_or("", |c| c.description.as_str());
         let live_result = live
-            .and_then(|l| l.checks.iter().find(|r| &r.0 == c))
-            .map_or(String::new(), |r| format!(" — last: **{}** {}", r.1, r.2));
+            .and_then(|l| l.checks.iter().find(|r| &r.name == c))
+            .map_or(String::new(), |r| {
+                format!(" — last: **{}** {}", r.outcome.as_str(), r.summary)
+            });
         let _ = writeln!(
             md,
             "- Check `{c}`: {desc} — `cutover check {f} --name {c}` (expect PASS, exit 0){live_result}"
