@@ -5,6 +5,7 @@
 //! - [`phases`] — migrations, phases and their history: the phase state machine;
 //! - [`backfill`] — the backfill's state row and transitions, ranges, leases, chunk statistics;
 //! - [`checks`] — check results and golden-query baselines;
+//! - [`probes`] — readiness-probe evaluations and metrics scrapes;
 //! - [`facts`] — everything the rules judge, loaded in one consistent read.
 
 pub mod audit;
@@ -12,6 +13,7 @@ pub mod backfill;
 pub mod checks;
 pub mod facts;
 pub mod phases;
+pub mod probes;
 pub mod schema;
 
 use crate::db::DbError;

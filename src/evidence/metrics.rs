@@ -92,13 +92,7 @@ async fn scrape(client: &mut Option<Client>, db: &DbConfig, plan: &Plan, peer: &
     match render(c, plan).await {
         Ok(body) => {
             let bytes = i32::try_from(body.len()).unwrap_or(i32::MAX);
-            if let Err(e) = c
-                .execute(
-                    "INSERT INTO cutover.metrics_scrapes (plan_id, peer, bytes) VALUES ($1, $2, $3)",
-                    &[&plan.id(), &peer, &bytes],
-                )
-                .await
-            {
+            if let Err(e) = control::probes::record_scrape(c, plan.id(), peer, bytes).await {
                 tracing::warn!(
                     "could not record the metrics scrape: {}",
                     db::describe_error(&e)
@@ -236,21 +230,12 @@ async fn probes(
     registry: &mut Registry,
 ) -> Result<(), tokio_postgres::Error> {
     let latest = Family::<Labels, GaugeF>::default();
-    let rows = client
-        .query(
-            "SELECT DISTINCT ON (gate, probe) gate, probe, outcome
-               FROM cutover.probe_results WHERE plan_id = $1
-              ORDER BY gate, probe, id DESC",
-            &[&plan.id()],
-        )
-        .await?;
-    for r in &rows {
-        let (gate, probe, outcome): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+    for p in control::probes::latest(client, plan.id(), None).await? {
         latest
             .get_or_create(&labels(&[
-                ("gate", &gate),
-                ("probe", &probe),
-                ("outcome", &outcome),
+                ("gate", p.gate.as_str()),
+                ("probe", &p.probe),
+                ("outcome", p.outcome.as_str()),
             ]))
             .set(1.0);
     }
@@ -260,18 +245,10 @@ async fn probes(
         latest,
     );
     let totals = Family::<Labels, CounterF>::default();
-    let rows = client
-        .query(
-            "SELECT probe, outcome, count(*)::float8 FROM cutover.probe_results
-              WHERE plan_id = $1 GROUP BY 1, 2",
-            &[&plan.id()],
-        )
-        .await?;
-    for r in &rows {
-        let (probe, outcome): (String, String) = (r.get(0), r.get(1));
+    for (probe, outcome, n) in control::probes::outcome_counts(client, plan.id()).await? {
         totals
-            .get_or_create(&labels(&[("probe", &probe), ("outcome", &outcome)]))
-            .inc_by(r.get(2));
+            .get_or_create(&labels(&[("probe", &probe), ("outcome", outcome.as_str())]))
+            .inc_by(n);
     }
     registry.register(
         "probe_evaluations",
@@ -290,14 +267,8 @@ async fn gates(
     registry: &mut Registry,
 ) -> Result<(), tokio_postgres::Error> {
     use crate::outcome::Outcome;
-    let probes = client
-        .query(
-            "SELECT DISTINCT ON (gate, probe) gate, probe, outcome
-               FROM cutover.probe_results WHERE plan_id = $1 AND plan_sha256 = $2
-              ORDER BY gate, probe, id DESC",
-            &[&plan.id(), &plan.sha256()],
-        )
-        .await?;
+    let sha = plan.sha256();
+    let probes = control::probes::latest(client, plan.id(), Some(&sha)).await?;
     let checks = control::checks::latest_runs(client, plan.id()).await?;
     let signoffs = client
         .query(
@@ -311,10 +282,8 @@ async fn gates(
         let probe_outcomes = gate.probes.iter().map(|p| {
             probes
                 .iter()
-                .find(|r| {
-                    r.get::<_, &str>(0) == phase.as_str() && r.get::<_, &str>(1) == p.as_str()
-                })
-                .map_or(Outcome::Inconclusive, |r| Outcome::parse(r.get(2)))
+                .find(|r| r.gate == phase && r.probe == p.as_str())
+                .map_or(Outcome::Inconclusive, |r| r.outcome)
         });
         let check_outcomes = gate.checks.iter().map(|c| {
             checks

@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 use super::lint;
 use crate::control::backfill;
 use crate::control::checks::{self, CheckRun};
+use crate::control::probes::{self, LatestProbe};
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan, ProbeKind, Role};
 use crate::sql::split_statements;
 
@@ -24,8 +25,8 @@ pub struct LiveState {
     pub backfill: Option<backfill::Row>,
     /// The read-switch flag: on/off, if it exists.
     pub flag: Option<bool>,
-    /// Latest probe results: (gate, probe, outcome, summary).
-    pub probes: Vec<(String, String, String, String)>,
+    /// The latest evaluation of each probe at each gate, for this plan version.
+    pub probes: Vec<LatestProbe>,
     /// The latest run of each check.
     pub checks: Vec<CheckRun>,
     /// Sign-offs for this plan version: (gate, role, login).
@@ -62,17 +63,7 @@ pub async fn live_state(
             .map(|r| r.get(0)),
         None => None,
     };
-    let probes = client
-        .query(
-            "SELECT DISTINCT ON (gate, probe) gate, probe, outcome, summary
-               FROM cutover.probe_results WHERE plan_id = $1 AND plan_sha256 = $2
-              ORDER BY gate, probe, id DESC",
-            &[&id, &plan.sha256()],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
+    let probes = probes::latest(client, id, Some(&plan.sha256())).await?;
     let checks = checks::latest_runs(client, id).await?;
     let signoffs = client
         .query(
@@ -367,9 +358,11 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
             .and_then(|l| {
                 l.probes
                     .iter()
-                    .find(|r| r.0 == phase.as_str() && r.1 == p.as_str())
+                    .find(|r| r.gate == phase && r.probe == p.as_str())
             })
-            .map_or(String::new(), |r| format!(" — last: **{}** {}", r.2, r.3));
+            .map_or(String::new(), |r| {
+                format!(" — last: **{}** {}", r.outcome.as_str(), r.summary)
+            });
         let _ = writeln!(md, "- Probe `{p}`: {}{live_result}", probe_meaning(*p));
     }
     for role in &gate.signoffs {
