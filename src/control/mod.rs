@@ -6,6 +6,7 @@
 //! - [`backfill`] — the backfill's state row and transitions, ranges, leases, chunk statistics;
 //! - [`checks`] — check results and golden-query baselines;
 //! - [`probes`] — readiness-probe evaluations and metrics scrapes;
+//! - [`signoffs`] — sign-offs and break-glass overrides;
 //! - [`facts`] — everything the rules judge, loaded in one consistent read.
 
 pub mod audit;
@@ -15,6 +16,7 @@ pub mod facts;
 pub mod phases;
 pub mod probes;
 pub mod schema;
+pub mod signoffs;
 
 use crate::db::DbError;
 

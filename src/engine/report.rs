@@ -68,13 +68,23 @@ pub struct BackfillSummary {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// Which kind of approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalKind {
+    /// A role's sign-off.
+    Signoff,
+    /// A lead's break-glass override.
+    Override,
+}
+
 /// A sign-off or an override as it stands in the record.
 #[derive(Debug, Clone, Serialize)]
 pub struct Approval {
-    /// `signoff` or `override`.
-    pub kind: String,
+    /// Sign-off or override.
+    pub kind: ApprovalKind,
     /// Gate.
-    pub gate: String,
+    pub gate: Phase,
     /// Role (sign-offs).
     pub role: Option<String>,
     /// Login.
@@ -208,39 +218,31 @@ pub async fn report(
             finished_at: b.finished_at,
         });
     let sha = plan.sha256();
-    let mut approvals: Vec<Approval> = client
-        .query(
-            "SELECT gate, role, login, signed_at, comment, plan_sha256 FROM cutover.signoffs WHERE plan_id = $1",
-            &[&id],
-        )
+    let mut approvals: Vec<Approval> = control::signoffs::signoffs(client, id, None)
         .await?
-        .iter()
-        .map(|r| Approval {
-            kind: "signoff".into(),
-            gate: r.get(0),
-            role: Some(r.get(1)),
-            login: r.get(2),
-            at: r.get(3),
-            text: r.get(4),
-            current_plan: r.get::<_, String>(5) == sha,
+        .into_iter()
+        .map(|s| Approval {
+            kind: ApprovalKind::Signoff,
+            gate: s.gate,
+            role: Some(s.role),
+            login: s.login,
+            at: s.signed_at,
+            text: s.comment,
+            current_plan: s.plan_sha256 == sha,
         })
         .collect();
     approvals.extend(
-        client
-            .query(
-                "SELECT gate, login, at, reason, plan_sha256 FROM cutover.overrides WHERE plan_id = $1",
-                &[&id],
-            )
+        control::signoffs::overrides(client, id, None)
             .await?
-            .iter()
-            .map(|r| Approval {
-                kind: "override".into(),
-                gate: r.get(0),
+            .into_iter()
+            .map(|o| Approval {
+                kind: ApprovalKind::Override,
+                gate: o.gate,
                 role: None,
-                login: r.get(1),
-                at: r.get(2),
-                text: r.get(3),
-                current_plan: r.get::<_, String>(4) == sha,
+                login: o.login,
+                at: o.at,
+                text: o.reason,
+                current_plan: o.plan_sha256 == sha,
             }),
     );
     approvals.sort_by_key(|a| a.at);
@@ -440,8 +442,8 @@ impl Report {
             } else {
                 " (given for an earlier plan version)"
             };
-            match a.kind.as_str() {
-                "override" => {
+            match a.kind {
+                ApprovalKind::Override => {
                     let _ = writeln!(
                         md,
                         "- **OVERRIDE** of gate {} by {} at {}: {}{version}",
@@ -451,7 +453,7 @@ impl Report {
                         a.text
                     );
                 }
-                _ => {
+                ApprovalKind::Signoff => {
                     let _ = writeln!(
                         md,
                         "- gate {} signed as {} by {} at {}{}{version}",

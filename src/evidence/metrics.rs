@@ -270,12 +270,7 @@ async fn gates(
     let sha = plan.sha256();
     let probes = control::probes::latest(client, plan.id(), Some(&sha)).await?;
     let checks = control::checks::latest_runs(client, plan.id()).await?;
-    let signoffs = client
-        .query(
-            "SELECT gate, role FROM cutover.signoffs WHERE plan_id = $1 AND plan_sha256 = $2",
-            &[&plan.id(), &plan.sha256()],
-        )
-        .await?;
+    let signoffs = control::signoffs::signoffs(client, plan.id(), Some(&sha)).await?;
     let family = Family::<Labels, GaugeF>::default();
     for phase in Phase::ALL {
         let gate = plan.gate(phase);
@@ -292,9 +287,10 @@ async fn gates(
                 .map_or(Outcome::Inconclusive, |r| r.outcome)
         });
         let signoff_outcomes = gate.signoffs.iter().map(|role| {
-            if signoffs.iter().any(|r| {
-                r.get::<_, &str>(0) == phase.as_str() && r.get::<_, &str>(1) == role.as_str()
-            }) {
+            if signoffs
+                .iter()
+                .any(|s| s.gate == phase && s.role == role.as_str())
+            {
                 Outcome::Pass
             } else {
                 Outcome::Fail

@@ -11,6 +11,7 @@ use super::lint;
 use crate::control::backfill;
 use crate::control::checks::{self, CheckRun};
 use crate::control::probes::{self, LatestProbe};
+use crate::control::signoffs::{self, OverrideRow, SignoffRow};
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan, ProbeKind, Role};
 use crate::sql::split_statements;
 
@@ -29,10 +30,10 @@ pub struct LiveState {
     pub probes: Vec<LatestProbe>,
     /// The latest run of each check.
     pub checks: Vec<CheckRun>,
-    /// Sign-offs for this plan version: (gate, role, login).
-    pub signoffs: Vec<(String, String, String)>,
-    /// Break-glass overrides for this plan version: (gate, login, reason).
-    pub overrides: Vec<(String, String, String)>,
+    /// Sign-offs for this plan version.
+    pub signoffs: Vec<SignoffRow>,
+    /// Break-glass overrides for this plan version.
+    pub overrides: Vec<OverrideRow>,
 }
 
 /// Reads the live state of `plan` (the control schema must exist).
@@ -65,26 +66,8 @@ pub async fn live_state(
     };
     let probes = probes::latest(client, id, Some(&plan.sha256())).await?;
     let checks = checks::latest_runs(client, id).await?;
-    let signoffs = client
-        .query(
-            "SELECT gate, role, login FROM cutover.signoffs
-              WHERE plan_id = $1 AND plan_sha256 = $2 ORDER BY signed_at",
-            &[&id, &plan.sha256()],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    let overrides = client
-        .query(
-            "SELECT gate, login, reason FROM cutover.overrides
-              WHERE plan_id = $1 AND plan_sha256 = $2 ORDER BY at",
-            &[&id, &plan.sha256()],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let signoffs = signoffs::signoffs(client, id, Some(&plan.sha256())).await?;
+    let overrides = signoffs::overrides(client, id, Some(&plan.sha256())).await?;
     Ok(LiveState {
         overrides,
         source,
@@ -206,8 +189,12 @@ fn current_state(md: &mut String, plan: &Plan, l: &LiveState) {
                 .map_or(String::new(), |e| format!(" of ~{e}"))
         );
     }
-    for (gate, login, reason) in &l.overrides {
-        let _ = writeln!(md, "- **OVERRIDE** of the {gate} gate by {login}: {reason}");
+    for o in &l.overrides {
+        let _ = writeln!(
+            md,
+            "- **OVERRIDE** of the {} gate by {}: {}",
+            o.gate, o.login, o.reason
+        );
     }
     if let Some(rs) = &plan.spec.read_switch {
         let _ = writeln!(
@@ -371,9 +358,9 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
             .and_then(|l| {
                 l.signoffs
                     .iter()
-                    .find(|s| s.0 == phase.as_str() && s.1 == role.as_str())
+                    .find(|s| s.gate == phase && s.role == role.as_str())
             })
-            .map_or(String::new(), |s| format!(" — signed by {}", s.2));
+            .map_or(String::new(), |s| format!(" — signed by {}", s.login));
         let _ = writeln!(
             md,
             "- Sign-off by **{role}**: `cutover signoff {f} --gate {phase} --role {role}`{signed}"
