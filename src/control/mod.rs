@@ -5,6 +5,7 @@
 //! - [`phases`] — migrations, phases and their history: the phase state machine;
 //! - [`backfill`] — the backfill's state row and transitions, ranges, leases, chunk statistics;
 //! - [`checks`] — check results and golden-query baselines;
+//! - [`flags`] — feature flags (a plan's read switch is one);
 //! - [`probes`] — readiness-probe evaluations and metrics scrapes;
 //! - [`signoffs`] — sign-offs and break-glass overrides;
 //! - [`facts`] — everything the rules judge, loaded in one consistent read.
@@ -13,6 +14,7 @@ pub mod audit;
 pub mod backfill;
 pub mod checks;
 pub mod facts;
+pub mod flags;
 pub mod phases;
 pub mod probes;
 pub mod schema;

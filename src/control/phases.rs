@@ -166,13 +166,7 @@ pub async fn ensure_registered(
     }
     let flag = plan.spec.read_switch.as_ref().map(|r| r.flag.clone());
     if let Some(flag) = &flag {
-        tx.execute(
-            "INSERT INTO cutover.flags (name, enabled, plan_id) VALUES ($1, false, $2)
-             ON CONFLICT (name) DO UPDATE SET plan_id = EXCLUDED.plan_id
-             WHERE cutover.flags.plan_id IS NULL",
-            &[flag, &plan.id()],
-        )
-        .await?;
+        super::flags::register_read_switch(&tx, flag, plan.id()).await?;
     }
     audit::append(
         &tx,

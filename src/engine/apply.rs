@@ -598,14 +598,7 @@ async fn complete(
         details.insert("blocked_by".into(), json!(seen));
     }
     if let (Some(on), Some(rs)) = (c.flag, c.plan.spec.read_switch.as_ref()) {
-        tx.execute(
-            "INSERT INTO cutover.flags (name, enabled, plan_id, updated_by, updated_at)
-             VALUES ($1, $2, $3, session_user, clock_timestamp())
-             ON CONFLICT (name) DO UPDATE SET enabled = EXCLUDED.enabled,
-                 updated_by = session_user, updated_at = clock_timestamp()",
-            &[&rs.flag, &on, &c.plan.id()],
-        )
-        .await?;
+        crate::control::flags::set_read_switch(tx, &rs.flag, on, c.plan.id()).await?;
         details.insert("flag".into(), json!({ "name": rs.flag, "enabled": on }));
     }
     if let Some(reason) = &c.stop_backfill {

@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 use super::lint;
 use crate::control::backfill;
 use crate::control::checks::{self, CheckRun};
+use crate::control::flags;
 use crate::control::probes::{self, LatestProbe};
 use crate::control::signoffs::{self, OverrideRow, SignoffRow};
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan, ProbeKind, Role};
@@ -55,13 +56,7 @@ pub async fn live_state(
         .collect();
     let backfill = backfill::load(client, id).await?;
     let flag = match &plan.spec.read_switch {
-        Some(rs) => client
-            .query_opt(
-                "SELECT enabled FROM cutover.flags WHERE name = $1",
-                &[&rs.flag],
-            )
-            .await?
-            .map(|r| r.get(0)),
+        Some(rs) => flags::get(client, &rs.flag).await?.map(|f| f.enabled),
         None => None,
     };
     let probes = probes::latest(client, id, Some(&plan.sha256())).await?;
