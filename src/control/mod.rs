@@ -7,7 +7,9 @@
 //! - [`checks`] — check results and golden-query baselines;
 //! - [`flags`] — feature flags (a plan's read switch is one);
 //! - [`probes`] — readiness-probe evaluations and metrics scrapes;
+//! - [`rehearsals`] — rehearsals of a plan's phases and their timings;
 //! - [`signoffs`] — sign-offs and break-glass overrides;
+//! - [`statements`] — per-statement progress of apply and rollback scripts;
 //! - [`facts`] — everything the rules judge, loaded in one consistent read.
 
 pub mod audit;
@@ -17,8 +19,10 @@ pub mod facts;
 pub mod flags;
 pub mod phases;
 pub mod probes;
+pub mod rehearsals;
 pub mod schema;
 pub mod signoffs;
+pub mod statements;
 
 use crate::db::DbError;
 

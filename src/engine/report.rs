@@ -14,6 +14,7 @@ use crate::control::audit::{self, Actor, Verification};
 use crate::control::backfill::State as BackfillState;
 use crate::control::checks::CheckRun;
 use crate::control::phases::{self as state, PhaseState};
+pub use crate::control::rehearsals::RehearsalRow as RehearsalSummary;
 use crate::plan::{Phase, Plan};
 use crate::rules::{fmt_time, short};
 
@@ -108,21 +109,6 @@ pub struct Note {
     pub login: String,
     /// Text.
     pub text: String,
-}
-
-/// A stored rehearsal.
-#[derive(Debug, Clone, Serialize)]
-pub struct RehearsalSummary {
-    /// When.
-    pub at: DateTime<Utc>,
-    /// By.
-    pub login: String,
-    /// Passed?
-    pub ok: bool,
-    /// Total ms.
-    pub total_ms: f64,
-    /// Plan version.
-    pub plan_sha256: String,
 }
 
 /// The post-migration record.
@@ -247,21 +233,7 @@ pub async fn report(
     );
     approvals.sort_by_key(|a| a.at);
     let checks = control::checks::runs(client, id).await?;
-    let rehearsals = client
-        .query(
-            "SELECT at, login, ok, total_ms, plan_sha256 FROM cutover.rehearsals WHERE plan_id = $1 ORDER BY id",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| RehearsalSummary {
-            at: r.get(0),
-            login: r.get(1),
-            ok: r.get(2),
-            total_ms: r.get(3),
-            plan_sha256: r.get(4),
-        })
-        .collect();
+    let rehearsals = control::rehearsals::all(client, id).await?;
     let notes = client
         .query(
             "SELECT seq, at, login, details->>'text' FROM cutover.audit_log
