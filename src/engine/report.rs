@@ -10,11 +10,11 @@ use tokio_postgres::Client;
 
 use super::EngineError;
 use crate::control;
-use crate::control::audit::{self, Actor, Verification};
+use crate::control::audit::{self, Actor, Note, Verification};
 use crate::control::backfill::State as BackfillState;
 use crate::control::checks::CheckRun;
 use crate::control::phases::{self as state, PhaseState};
-pub use crate::control::rehearsals::RehearsalRow as RehearsalSummary;
+use crate::control::rehearsals::RehearsalRow;
 use crate::plan::{Phase, Plan};
 use crate::rules::{fmt_time, short};
 
@@ -98,19 +98,6 @@ pub struct Approval {
     pub current_plan: bool,
 }
 
-/// An operator note.
-#[derive(Debug, Clone, Serialize)]
-pub struct Note {
-    /// Audit sequence number.
-    pub seq: i64,
-    /// When (RFC 3339).
-    pub at: String,
-    /// Login.
-    pub login: String,
-    /// Text.
-    pub text: String,
-}
-
 /// The post-migration record.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -143,7 +130,7 @@ pub struct Report {
     /// Every stored check result, oldest first.
     pub checks: Vec<CheckRun>,
     /// Rehearsals.
-    pub rehearsals: Vec<RehearsalSummary>,
+    pub rehearsals: Vec<RehearsalRow>,
     /// Operator notes.
     pub notes: Vec<Note>,
     /// Audit chain state when the report was written.
@@ -234,21 +221,7 @@ pub async fn report(
     approvals.sort_by_key(|a| a.at);
     let checks = control::checks::runs(client, id).await?;
     let rehearsals = control::rehearsals::all(client, id).await?;
-    let notes = client
-        .query(
-            "SELECT seq, at, login, details->>'text' FROM cutover.audit_log
-              WHERE plan_id = $1 AND action = 'note' ORDER BY seq",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| Note {
-            seq: r.get(0),
-            at: r.get(1),
-            login: r.get(2),
-            text: r.get::<_, Option<String>>(3).unwrap_or_default(),
-        })
-        .collect();
+    let notes = audit::notes(client, id).await?;
     let audit = match audit::verify(client).await? {
         Verification::Intact { entries, head } => {
             format!("intact: {entries} entries, head hash {head}")
