@@ -13,27 +13,10 @@ use crate::control;
 use crate::control::audit::{self, Actor, Note, Verification};
 use crate::control::backfill::State as BackfillState;
 use crate::control::checks::CheckRun;
-use crate::control::phases::{self as state, PhaseState};
+use crate::control::phases::{self as state, HistoryRow, PhaseState};
 use crate::control::rehearsals::RehearsalRow;
 use crate::plan::{Phase, Plan};
 use crate::rules::{fmt_time, short};
-
-/// One state change.
-#[derive(Debug, Clone, Serialize)]
-pub struct TimelineEntry {
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Phase.
-    pub phase: String,
-    /// State before.
-    pub from: String,
-    /// State after.
-    pub to: String,
-    /// Login.
-    pub actor: String,
-    /// Details (errors, flags, resume).
-    pub details: Value,
-}
 
 /// A phase's summary.
 #[derive(Debug, Clone, Serialize)]
@@ -120,7 +103,7 @@ pub struct Report {
     /// Per phase.
     pub phases: Vec<PhaseSummary>,
     /// Every state change.
-    pub timeline: Vec<TimelineEntry>,
+    pub timeline: Vec<HistoryRow>,
     /// From the first apply to the last applied phase, ms.
     pub total_ms: Option<i64>,
     /// Backfill figures.
@@ -147,35 +130,19 @@ pub async fn report(
     let client: &Client = client;
     let st = state::load(client, plan.id()).await?;
     let id = plan.id();
-    let timeline: Vec<TimelineEntry> = client
-        .query(
-            "SELECT at, phase, from_state, to_state, actor, details FROM cutover.phase_history
-              WHERE plan_id = $1 ORDER BY id",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| TimelineEntry {
-            at: r.get(0),
-            phase: r.get(1),
-            from: r.get(2),
-            to: r.get(3),
-            actor: r.get(4),
-            details: r.get(5),
-        })
-        .collect();
+    let timeline = state::history(client, id).await?;
     let phases = Phase::ALL
         .iter()
         .map(|&p| summarize(p, st.phase(p).state, &timeline))
         .collect::<Vec<_>>();
     let first_start = timeline
         .iter()
-        .find(|t| t.to == PhaseState::Applying.as_str())
+        .find(|t| t.to == PhaseState::Applying)
         .map(|t| t.at);
     let last_applied = timeline
         .iter()
         .rev()
-        .find(|t| t.to == PhaseState::Applied.as_str())
+        .find(|t| t.to == PhaseState::Applied)
         .map(|t| t.at);
     let total_ms = match (first_start, last_applied) {
         (Some(a), Some(b)) => Some((b - a).num_milliseconds()),
@@ -249,19 +216,16 @@ pub async fn report(
     })
 }
 
-fn summarize(phase: Phase, state: PhaseState, timeline: &[TimelineEntry]) -> PhaseSummary {
-    let mine: Vec<&TimelineEntry> = timeline
-        .iter()
-        .filter(|t| t.phase == phase.as_str())
-        .collect();
-    let count = |to: PhaseState| mine.iter().filter(|t| t.to == to.as_str()).count();
+fn summarize(phase: Phase, state: PhaseState, timeline: &[HistoryRow]) -> PhaseSummary {
+    let mine: Vec<&HistoryRow> = timeline.iter().filter(|t| t.phase == phase).collect();
+    let count = |to: PhaseState| mine.iter().filter(|t| t.to == to).count();
     let mut applied_at = None;
     let mut apply_ms = None;
     let mut started: Option<DateTime<Utc>> = None;
     for t in &mine {
-        if t.to == PhaseState::Applying.as_str() {
+        if t.to == PhaseState::Applying {
             started = Some(t.at);
-        } else if t.to == PhaseState::Applied.as_str() && t.from == PhaseState::Applying.as_str() {
+        } else if t.to == PhaseState::Applied && t.from == PhaseState::Applying {
             applied_at = Some(t.at);
             apply_ms = started.map(|s| (t.at - s).num_milliseconds());
         }
@@ -273,18 +237,13 @@ fn summarize(phase: Phase, state: PhaseState, timeline: &[TimelineEntry]) -> Pha
         apply_ms,
         applies: mine
             .iter()
-            .filter(|t| {
-                t.to == PhaseState::Applied.as_str() && t.from == PhaseState::Applying.as_str()
-            })
+            .filter(|t| t.to == PhaseState::Applied && t.from == PhaseState::Applying)
             .count(),
         rollbacks: count(PhaseState::RolledBack),
         failures: count(PhaseState::Failed)
             + mine
                 .iter()
-                .filter(|t| {
-                    t.from == PhaseState::RollingBack.as_str()
-                        && t.to == PhaseState::Applied.as_str()
-                })
+                .filter(|t| t.from == PhaseState::RollingBack && t.to == PhaseState::Applied)
                 .count(),
     }
 }

@@ -182,19 +182,12 @@ async fn phases(
     registry: &mut Registry,
 ) -> Result<(), tokio_postgres::Error> {
     let states = Family::<Labels, GaugeF>::default();
-    let rows = client
-        .query(
-            "SELECT phase, state FROM cutover.phases WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?;
-    for phase in Phase::ALL {
-        let state = rows
-            .iter()
-            .find(|r| r.get::<_, String>(0) == phase.as_str())
-            .map_or_else(|| "pending".to_string(), |r| r.get(1));
+    for row in control::phases::rows(client, plan.id()).await? {
         states
-            .get_or_create(&labels(&[("phase", phase.as_str()), ("state", &state)]))
+            .get_or_create(&labels(&[
+                ("phase", row.phase.as_str()),
+                ("state", row.state.as_str()),
+            ]))
             .set(1.0);
     }
     registry.register(
@@ -203,17 +196,10 @@ async fn phases(
         states,
     );
     let current = Family::<Labels, GaugeF>::default();
-    if let Some(r) = client
-        .query_opt(
-            "SELECT coalesce(current_phase, 'none'), state FROM cutover.migrations WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?
-    {
-        let phase: String = r.get(0);
-        let state: String = r.get(1);
+    if let Some((phase, state)) = control::phases::current(client, plan.id()).await? {
+        let phase = phase.map_or("none", Phase::as_str);
         current
-            .get_or_create(&labels(&[("phase", &phase), ("state", &state)]))
+            .get_or_create(&labels(&[("phase", phase), ("state", state.as_str())]))
             .set(1.0);
     }
     registry.register(

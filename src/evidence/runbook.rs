@@ -11,6 +11,7 @@ use super::lint;
 use crate::control::backfill;
 use crate::control::checks::{self, CheckRun};
 use crate::control::flags;
+use crate::control::phases::{self, PhaseRow};
 use crate::control::probes::{self, LatestProbe};
 use crate::control::signoffs::{self, OverrideRow, SignoffRow};
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan, ProbeKind, Role};
@@ -21,8 +22,8 @@ use crate::sql::split_statements;
 pub struct LiveState {
     /// Where it was read from (masked).
     pub source: String,
-    /// (phase, state, finished_at) for phases with a row.
-    pub phases: Vec<(String, String, Option<String>)>,
+    /// The phases that have a row (none before the plan is registered), in order.
+    pub phases: Vec<PhaseRow>,
     /// The backfill's state row.
     pub backfill: Option<backfill::Row>,
     /// The read-switch flag: on/off, if it exists.
@@ -44,16 +45,7 @@ pub async fn live_state(
     source: String,
 ) -> Result<LiveState, tokio_postgres::Error> {
     let id = plan.id();
-    let phases = client
-        .query(
-            "SELECT phase, state, to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
-               FROM cutover.phases WHERE plan_id = $1",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let phases = phases::stored(client, id).await?;
     let backfill = backfill::load(client, id).await?;
     let flag = match &plan.spec.read_switch {
         Some(rs) => flags::get(client, &rs.flag).await?.map(|f| f.enabled),
@@ -160,12 +152,15 @@ fn current_state(md: &mut String, plan: &Plan, l: &LiveState) {
     let _ = writeln!(md, "| Phase | State | Applied at (UTC) |");
     let _ = writeln!(md, "|---|---|---|");
     for phase in Phase::ALL {
-        let row = l.phases.iter().find(|p| p.0 == phase.as_str());
+        let row = l.phases.iter().find(|p| p.phase == phase);
         let _ = writeln!(
             md,
             "| {phase} | {} | {} |",
-            row.map_or("pending", |r| r.1.as_str()),
-            row.and_then(|r| r.2.as_deref()).unwrap_or("—")
+            row.map_or("pending", |r| r.state.as_str()),
+            row.and_then(|r| r.finished_at)
+                .map_or("—".to_string(), |t| t
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string())
         );
     }
     let _ = writeln!(md);
@@ -301,8 +296,8 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
     if !spec.description.is_empty() {
         let _ = writeln!(md, "{}\n", spec.description.trim());
     }
-    if let Some(state) = live.and_then(|l| l.phases.iter().find(|p| p.0 == phase.as_str())) {
-        let _ = writeln!(md, "Live: **{}**\n", state.1);
+    if let Some(row) = live.and_then(|l| l.phases.iter().find(|p| p.phase == phase)) {
+        let _ = writeln!(md, "Live: **{}**\n", row.state);
     }
 
     let _ = writeln!(md, "### Gate (must hold before applying)\n");
