@@ -144,16 +144,11 @@ pub async fn run(
 async fn check_phase(client: &Client, plan: &Plan) -> Result<(), BackfillError> {
     match phases::state_of(client, plan.id(), Phase::Backfill).await? {
         Some(PhaseState::Applied) => Ok(()),
-        other => Err(BackfillError::PhaseNotApplied {
+        state => Err(BackfillError::PhaseNotApplied {
             plan: plan.id().to_string(),
-            state: phase_name(other).to_string(),
+            state,
         }),
     }
-}
-
-/// The stored name of a phase state, `missing` when the migration is not registered.
-fn phase_name(state: Option<PhaseState>) -> &'static str {
-    state.map_or("missing", PhaseState::as_str)
 }
 
 /// After a shutdown, says so in the state when no worker anywhere still holds a lease.
@@ -616,7 +611,7 @@ impl Worker {
         if ctl.phase != Some(PhaseState::Applied) {
             let reason = format!(
                 "the backfill phase is {} (rolled back?): stopped",
-                phase_name(ctl.phase)
+                super::phase_name(ctl.phase)
             );
             let plan_id = self.shared.plan.id().to_string();
             state::stop_unapplied(&*self.client()?, &plan_id, &reason).await?;
