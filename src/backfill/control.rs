@@ -1,16 +1,14 @@
-//! Operator controls: pause, resume, stop and live retuning. Each writes `cutover.backfill` and
-//! its audit entry in one transaction; running workers (in any process) pick the change up
-//! before their next chunk.
+//! Operator controls: pause, resume, stop and live retuning. Each is one guarded transition of
+//! [`crate::control::backfill`] and its audit entry in one transaction; running workers (in any
+//! process) pick the change up before their next chunk.
 
-use serde_json::json;
 use tokio_postgres::{Client, GenericClient};
 
 use super::BackfillError;
 use crate::control::anchors::authorize;
-use crate::control::audit::{self, Actor, NewEntry};
-use crate::control::backfill::State;
-use crate::plan::Action;
-use crate::plan::{BackfillSpec, Phase, Plan};
+use crate::control::audit::Actor;
+use crate::control::backfill::{self as state, TransitionError};
+use crate::plan::{Action, BackfillSpec, Plan};
 
 /// Live settings to change; `None` leaves a setting as it is.
 #[derive(Debug, Clone, Default)]
@@ -33,59 +31,24 @@ pub fn spec(plan: &Plan) -> Result<&BackfillSpec, BackfillError> {
 
 /// Creates the plan's `cutover.backfill` row from the plan's settings if it does not exist.
 pub async fn ensure_row(client: &impl GenericClient, plan: &Plan) -> Result<(), BackfillError> {
-    let b = spec(plan)?;
-    let target = i32::try_from(b.target_chunk_time.as_millis()).unwrap_or(i32::MAX);
-    let rate = i32::try_from(b.max_rows_per_second).unwrap_or(i32::MAX);
-    let workers = i32::try_from(b.workers.max(1)).unwrap_or(i32::MAX);
-    client
-        .execute(
-            "INSERT INTO cutover.backfill (plan_id, target_chunk_ms, max_rows_per_sec, workers) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (plan_id) DO NOTHING",
-            &[&plan.id(), &target, &rate, &workers],
-        )
-        .await?;
+    state::ensure_row(client, plan.id(), spec(plan)?).await?;
     Ok(())
 }
 
-/// The stored state of the plan's backfill, locking the row for the caller's transaction.
-async fn lock_state(
-    client: &impl GenericClient,
-    plan: &Plan,
-) -> Result<(State, Option<String>), BackfillError> {
-    ensure_row(client, plan).await?;
-    let row = client
-        .query_one(
-            "SELECT state, paused_by FROM cutover.backfill WHERE plan_id = $1 FOR UPDATE",
-            &[&plan.id()],
-        )
-        .await?;
-    let state: String = row.get(0);
-    Ok((State::parse(&state).unwrap_or(State::Idle), row.get(1)))
-}
-
-async fn record(
-    tx: &impl GenericClient,
-    plan: &Plan,
-    actor: &Actor,
-    action: &str,
-    details: serde_json::Value,
-) -> Result<(), BackfillError> {
-    audit::append(
-        tx,
-        NewEntry {
-            actor,
-            plan_id: plan.id(),
-            plan_sha256: &plan.sha256(),
+/// The refusal of `action` when the backfill is in a state the transition may not leave.
+fn refusal(action: &'static str, plan: &Plan) -> impl FnOnce(TransitionError) -> BackfillError {
+    let plan = plan.id().to_string();
+    move |e| match e {
+        TransitionError::Refused(state) => BackfillError::NotApplicable {
             action,
-            phase: Some(Phase::Backfill),
-            details,
+            plan,
+            state,
         },
-    )
-    .await?;
-    Ok(())
+        TransitionError::Db(e) => BackfillError::Db(e),
+    }
 }
 
-/// Pauses the backfill: no chunk starts until [`resume`]. Refused when done or stopped.
+/// Pauses the backfill: no chunk starts until [`resume`]. Refused when done, stopped or failed.
 pub async fn pause(
     client: &mut Client,
     plan: &Plan,
@@ -93,15 +56,13 @@ pub async fn pause(
     reason: &str,
 ) -> Result<(), BackfillError> {
     authorize(&*client, plan, actor, Action::Pause).await?;
-    halt(
-        client,
-        plan,
-        actor,
-        reason,
-        State::Paused,
-        &[State::Done, State::Stopped, State::Failed],
-    )
-    .await
+    let spec = spec(plan)?;
+    let tx = client.transaction().await?;
+    state::pause(&tx, plan, spec, actor, reason)
+        .await
+        .map_err(refusal("pause", plan))?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Resumes a paused or stopped backfill. A running worker continues at once; after a stop, a
@@ -109,48 +70,17 @@ pub async fn pause(
 /// once its cause is fixed.
 pub async fn resume(client: &mut Client, plan: &Plan, actor: &Actor) -> Result<(), BackfillError> {
     authorize(&*client, plan, actor, Action::Resume).await?;
+    let spec = spec(plan)?;
     let tx = client.transaction().await?;
-    let (state, _) = lock_state(&tx, plan).await?;
-    if !matches!(state, State::Paused | State::Stopped | State::Failed) {
-        return Err(BackfillError::NotApplicable {
-            action: "resume",
-            plan: plan.id().to_string(),
-            state,
-        });
-    }
-    let live: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM cutover.backfill_ranges WHERE plan_id = $1 AND NOT done \
-             AND lease_owner IS NOT NULL AND lease_until >= clock_timestamp()",
-            &[&plan.id()],
-        )
-        .await?
-        .get(0);
-    let next = if live > 0 && state == State::Paused {
-        State::Running
-    } else {
-        State::Idle
-    };
-    tx.execute(
-        "UPDATE cutover.backfill SET state = $2, reason = $3, paused_by = NULL, \
-         finished_at = NULL, updated_at = clock_timestamp() WHERE plan_id = $1",
-        &[&plan.id(), &next.as_str(), &format!("resumed by {actor}")],
-    )
-    .await?;
-    record(
-        &tx,
-        plan,
-        actor,
-        "backfill.resume",
-        json!({ "from": state.as_str() }),
-    )
-    .await?;
+    state::resume(&tx, plan, spec, actor)
+        .await
+        .map_err(refusal("resume", plan))?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Stops the backfill: workers finish their current chunk, release their ranges and exit. The
-/// checkpoint is kept; `run` refuses until [`resume`].
+/// checkpoint is kept; `run` refuses until [`resume`]. Refused when done or stopped.
 pub async fn stop(
     client: &mut Client,
     plan: &Plan,
@@ -158,59 +88,11 @@ pub async fn stop(
     reason: &str,
 ) -> Result<(), BackfillError> {
     authorize(&*client, plan, actor, Action::Stop).await?;
-    halt(
-        client,
-        plan,
-        actor,
-        reason,
-        State::Stopped,
-        &[State::Done, State::Stopped],
-    )
-    .await
-}
-
-/// Moves the backfill to `target` (paused or stopped) with the actor and reason, audited in the
-/// same transaction; refused from any state in `refused_from`.
-async fn halt(
-    client: &mut Client,
-    plan: &Plan,
-    actor: &Actor,
-    reason: &str,
-    target: State,
-    refused_from: &[State],
-) -> Result<(), BackfillError> {
-    let (action, verb) = match target {
-        State::Stopped => ("stop", "stopped"),
-        _ => ("pause", "paused"),
-    };
+    let spec = spec(plan)?;
     let tx = client.transaction().await?;
-    let (state, _) = lock_state(&tx, plan).await?;
-    if refused_from.contains(&state) {
-        return Err(BackfillError::NotApplicable {
-            action,
-            plan: plan.id().to_string(),
-            state,
-        });
-    }
-    let text = if reason.trim().is_empty() {
-        format!("{verb} by {actor}")
-    } else {
-        format!("{verb} by {actor}: {}", reason.trim())
-    };
-    tx.execute(
-        "UPDATE cutover.backfill SET state = $4, reason = $2, paused_by = $3, \
-         updated_at = clock_timestamp() WHERE plan_id = $1",
-        &[&plan.id(), &text, &actor.to_string(), &target.as_str()],
-    )
-    .await?;
-    record(
-        &tx,
-        plan,
-        actor,
-        &format!("backfill.{action}"),
-        json!({ "from": state.as_str(), "reason": reason }),
-    )
-    .await?;
+    state::stop(&tx, plan, spec, actor, reason)
+        .await
+        .map_err(refusal("stop", plan))?;
     tx.commit().await?;
     Ok(())
 }
@@ -255,38 +137,12 @@ pub async fn tune(
         ));
     }
     let tx = client.transaction().await?;
-    lock_state(&tx, plan).await?;
-    let before = tx
-        .query_one(
-            "SELECT target_chunk_ms, max_rows_per_sec, workers FROM cutover.backfill \
-             WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?;
-    let old = (
-        before.get::<_, i32>(0),
-        before.get::<_, i32>(1),
-        before.get::<_, i32>(2),
-    );
-    tx.execute(
-        "UPDATE cutover.backfill SET target_chunk_ms = COALESCE($2, target_chunk_ms), \
-         max_rows_per_sec = COALESCE($3, max_rows_per_sec), workers = COALESCE($4, workers), \
-         updated_at = clock_timestamp() WHERE plan_id = $1",
-        &[&plan.id(), &target, &rate, &workers],
-    )
-    .await?;
-    record(
-        &tx,
-        plan,
-        actor,
-        "backfill.tune",
-        json!({
-            "target_chunk_ms": { "from": old.0, "to": target.unwrap_or(old.0) },
-            "max_rows_per_sec": { "from": old.1, "to": rate.unwrap_or(old.1) },
-            "workers": { "from": old.2, "to": workers.unwrap_or(old.2) },
-        }),
-    )
-    .await?;
+    let settings = state::Settings {
+        target_chunk_ms: target,
+        max_rows_per_sec: rate,
+        workers,
+    };
+    state::tune(&tx, plan, spec(plan)?, actor, settings).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -10,8 +10,7 @@ use super::BackfillError;
 use crate::db::{quote_ident, quote_literal, quote_qualified};
 use crate::plan::BackfillSpec;
 
-/// A key value: the text form of each key column.
-pub type Key = Vec<String>;
+pub use crate::control::backfill::Key;
 
 /// The key columns of the backfilled table and the SQL built from them.
 #[derive(Debug, Clone)]
@@ -219,24 +218,6 @@ pub fn key_from_row(row: &tokio_postgres::Row) -> Option<Key> {
         .collect()
 }
 
-/// A key as JSON (an array of strings).
-pub fn to_json(key: &Key) -> serde_json::Value {
-    serde_json::Value::Array(
-        key.iter()
-            .map(|s| serde_json::Value::String(s.clone()))
-            .collect(),
-    )
-}
-
-/// A key from JSON; `None` for JSON null or anything that is not an array of strings.
-pub fn from_json(value: Option<&serde_json::Value>) -> Option<Key> {
-    value?
-        .as_array()?
-        .iter()
-        .map(|v| v.as_str().map(str::to_string))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,12 +244,5 @@ mod tests {
         assert!(k
             .update_sql(None, Some(&lo))
             .ends_with("<= ('1'::bigint, 'o''k'::text) AND (todo)"));
-    }
-
-    #[test]
-    fn keys_round_trip_through_json() {
-        let key = vec!["7".to_string(), "x".to_string()];
-        assert_eq!(from_json(Some(&to_json(&key))), Some(key));
-        assert_eq!(from_json(Some(&serde_json::Value::Null)), None);
     }
 }

@@ -50,6 +50,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use crate::control::backfill::State;
+use crate::control::phases::PhaseState;
 pub use control::{pause, resume, stop, tune, Tuning};
 pub use progress::{progress, Progress, RangeProgress};
 pub use runner::run;
@@ -61,12 +62,12 @@ pub enum BackfillError {
     #[error("plan `{0}` has no [backfill] section: nothing to backfill")]
     NoBackfill(String),
     /// The engine has not applied the backfill phase (refusal).
-    #[error("the backfill phase of `{plan}` is {state}, not applied: run `cutover advance` through dual_write and backfill first")]
+    #[error("the backfill phase of `{plan}` is {}, not applied: run `cutover advance` through dual_write and backfill first", phase_name(*.state))]
     PhaseNotApplied {
         /// Plan id.
         plan: String,
-        /// The phase's state (`missing` when the migration is not registered).
-        state: String,
+        /// The phase's state (`None` when the migration is not registered).
+        state: Option<PhaseState>,
     },
     /// The backfill was stopped; `run` refuses until it is resumed (refusal).
     #[error(
@@ -128,6 +129,11 @@ impl From<tokio_postgres::Error> for BackfillError {
     fn from(e: tokio_postgres::Error) -> Self {
         BackfillError::Db(e.into())
     }
+}
+
+/// The stored name of a phase state, `missing` when the migration is not registered.
+fn phase_name(state: Option<PhaseState>) -> &'static str {
+    state.map_or("missing", PhaseState::as_str)
 }
 
 impl BackfillError {

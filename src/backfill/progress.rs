@@ -6,9 +6,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
-use super::{control, keys, BackfillError};
-use crate::control::backfill::State;
+use super::{control, BackfillError};
+use crate::control::backfill::{self as state, RangeKind, State};
 use crate::plan::Plan;
+
+pub use crate::control::backfill::RangeRow as RangeProgress;
 
 /// The backfill of one plan as the CLI, the TUI and the metrics see it.
 #[derive(Debug, Clone, Serialize)]
@@ -79,43 +81,6 @@ pub struct Progress {
     pub ranges: Vec<RangeProgress>,
 }
 
-/// One key range.
-#[derive(Debug, Clone, Serialize)]
-pub struct RangeProgress {
-    /// Range id.
-    pub range_id: i32,
-    /// `range` or `sweep`.
-    pub kind: String,
-    /// Covered completely.
-    pub done: bool,
-    /// Keys covered.
-    pub rows_done: i64,
-    /// Rows changed.
-    pub rows_updated: i64,
-    /// Estimated keys in the range.
-    pub rows_estimate: Option<i64>,
-    /// Chunks committed.
-    pub chunks: i64,
-    /// Last key done.
-    pub checkpoint: Option<Vec<String>>,
-    /// Lower bound (exclusive; `None` for the first range).
-    pub lo: Option<Vec<String>>,
-    /// Upper bound (inclusive).
-    pub hi: Option<Vec<String>>,
-    /// Lease holder.
-    pub lease_owner: Option<String>,
-    /// Lease holder's host.
-    pub lease_host: Option<String>,
-    /// Lease holder's pid.
-    pub lease_pid: Option<i32>,
-    /// Held since.
-    pub lease_since: Option<DateTime<Utc>>,
-    /// Lease valid until.
-    pub lease_until: Option<DateTime<Utc>>,
-    /// The lease is currently valid.
-    pub lease_live: bool,
-}
-
 impl Progress {
     /// A human one-liner: state, percent, rows, rate, ETA.
     pub fn summary_line(&self) -> String {
@@ -153,15 +118,7 @@ pub fn fmt_secs(secs: f64) -> String {
 /// Reads the progress of `plan`'s backfill (read-only; a never-started backfill shows idle).
 pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progress, BackfillError> {
     let spec = control::spec(plan)?;
-    let row = client
-        .query_opt(
-            "SELECT state, reason, paused_by, target_chunk_ms, max_rows_per_sec, workers, \
-             rows_done, rows_updated, rows_estimate, throttled_seconds, chunk_rows, last_chunk_ms, \
-             sweep_passes, started_at, finished_at, key_types, chunk_retries \
-             FROM cutover.backfill WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?;
+    let row = state::load(client, plan.id()).await?;
     let Some(row) = row else {
         return Ok(Progress {
             plan_id: plan.id().to_string(),
@@ -198,18 +155,17 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
             ranges: Vec::new(),
         });
     };
-    let state = State::parse(row.get(0)).unwrap_or(State::Idle);
-    let key_types: Option<Vec<String>> = row.get(15);
-    let integer_key = key_types.as_ref().is_some_and(|t| {
+    let state = row.state;
+    let integer_key = row.key_types.as_ref().is_some_and(|t| {
         t.len() == 1 && matches!(t[0].as_str(), "bigint" | "integer" | "smallint")
     });
-    let ranges = read_ranges(client, plan.id()).await?;
+    let ranges = state::ranges(client, plan.id()).await?;
     let remaining: i64 = ranges
         .iter()
         .filter(|r| !r.done)
         .map(|r| remaining_of(r, integer_key))
         .sum();
-    let rows_done: i64 = row.get(6);
+    let rows_done = row.rows_done;
     let total = rows_done + remaining;
     let percent = if state == State::Done {
         100.0
@@ -218,36 +174,11 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
     } else {
         0.0
     };
-    let latest = client
-        .query_opt(
-            "SELECT blocked, effective_ms FROM cutover.backfill_chunks WHERE plan_id = $1 \
-             ORDER BY id DESC LIMIT 1",
-            &[&plan.id()],
-        )
-        .await?;
+    let latest = state::latest_contention(client, plan.id()).await?;
     let (blocked_sessions, effective_target_ms) =
-        latest.map_or((0, None), |r| (r.get(0), r.get(1)));
-    let stats = client
-        .query_one(
-            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms), \
-             percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms) \
-             FROM (SELECT duration_ms FROM cutover.backfill_chunks WHERE plan_id = $1 \
-                   ORDER BY id DESC LIMIT 500) s",
-            &[&plan.id()],
-        )
-        .await?;
-    let recent = client
-        .query(
-            "SELECT rows_scanned, extract(epoch FROM started_at)::float8, \
-             extract(epoch FROM finished_at)::float8 FROM cutover.backfill_chunks \
-             WHERE plan_id = $1 ORDER BY id DESC LIMIT 60",
-            &[&plan.id()],
-        )
-        .await?;
-    let samples: Vec<(f64, f64, f64)> = recent
-        .iter()
-        .map(|r| (r.get::<_, i64>(0) as f64, r.get(1), r.get(2)))
-        .collect();
+        latest.map_or((0, None), |c| (c.blocked, c.effective_ms));
+    let (p50_chunk_ms, p99_chunk_ms) = state::chunk_percentiles(client, plan.id()).await?;
+    let samples = state::recent_chunks(client, plan.id()).await?;
     let rate = window_rate(&samples);
     let band: Vec<f64> = samples.chunks(10).filter_map(window_rate).collect();
     let (fast, slow) = band.iter().fold((None::<f64>, None::<f64>), |(hi, lo), r| {
@@ -260,61 +191,45 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         r.filter(|r| *r > 0.0 && state != State::Done)
             .map(|r| remaining as f64 / r)
     };
-    let buckets = client
-        .query(
-            "SELECT floor(extract(epoch FROM clock_timestamp() - finished_at) / 5)::int, \
-             sum(rows_scanned)::float8 FROM cutover.backfill_chunks \
-             WHERE plan_id = $1 AND finished_at > clock_timestamp() - interval '120 seconds' \
-             GROUP BY 1",
-            &[&plan.id()],
-        )
-        .await?;
+    let buckets = state::rate_buckets(client, plan.id()).await?;
     let mut recent_rates = vec![0.0; 24];
-    for b in buckets {
-        let i: i32 = b.get(0);
+    for (i, rows) in buckets {
         if (0..24).contains(&i) {
-            recent_rates[23 - i as usize] = b.get::<_, f64>(1) / 5.0;
+            recent_rates[23 - i as usize] = rows / 5.0;
         }
     }
-    let age: Option<f64> = client
-        .query_one(
-            "SELECT extract(epoch FROM clock_timestamp() - max(updated_at))::float8 \
-             FROM cutover.backfill_ranges WHERE plan_id = $1 AND chunks > 0",
-            &[&plan.id()],
-        )
-        .await?
-        .get(0);
+    let age = state::checkpoint_age(client, plan.id()).await?;
     Ok(Progress {
         plan_id: plan.id().to_string(),
         state,
-        reason: row.get(1),
-        paused_by: row.get(2),
+        reason: row.reason,
+        paused_by: row.paused_by,
         rows_done,
         rows_total: total,
         rows_remaining: remaining,
-        rows_updated: row.get(7),
+        rows_updated: row.rows_updated,
         percent,
         rate_rows_per_sec: rate,
         eta_seconds: eta(rate),
         eta_low_seconds: eta(fast),
         eta_high_seconds: eta(slow),
-        target_chunk_ms: row.get(3),
-        max_rows_per_sec: row.get(4),
-        workers: row.get(5),
+        target_chunk_ms: row.target_chunk_ms,
+        max_rows_per_sec: row.max_rows_per_sec,
+        workers: row.workers,
         live_workers: ranges.iter().filter(|r| r.lease_live).count() as i64,
-        chunk_rows: row.get(10),
-        last_chunk_ms: row.get(11),
-        p50_chunk_ms: stats.get(0),
-        p99_chunk_ms: stats.get(1),
+        chunk_rows: row.chunk_rows,
+        last_chunk_ms: row.last_chunk_ms,
+        p50_chunk_ms,
+        p99_chunk_ms,
         chunks: ranges.iter().map(|r| r.chunks).sum(),
-        chunk_retries: row.get(16),
+        chunk_retries: row.chunk_retries,
         blocked_sessions,
         effective_target_ms,
-        throttled_seconds: row.get(9),
-        sweep_passes: row.get(12),
+        throttled_seconds: row.throttled_seconds,
+        sweep_passes: row.sweep_passes,
         checkpoint_age_seconds: age,
-        started_at: row.get(13),
-        finished_at: row.get(14),
+        started_at: row.started_at,
+        finished_at: row.finished_at,
         recent_rates,
         ranges,
     })
@@ -337,7 +252,7 @@ fn window_rate(samples: &[(f64, f64, f64)]) -> Option<f64> {
 /// estimate minus what is done (at least 1 while unfinished).
 fn remaining_of(r: &RangeProgress, integer_key: bool) -> i64 {
     let estimate = r.rows_estimate.unwrap_or(0);
-    if r.kind == "sweep" {
+    if r.kind == RangeKind::Sweep {
         return (estimate - r.rows_updated).max(1);
     }
     let num = |k: &Option<Vec<String>>| {
@@ -354,42 +269,6 @@ fn remaining_of(r: &RangeProgress, integer_key: bool) -> i64 {
         }
     }
     (estimate - r.rows_done).max(1)
-}
-
-async fn read_ranges(
-    client: &impl GenericClient,
-    plan_id: &str,
-) -> Result<Vec<RangeProgress>, BackfillError> {
-    let rows = client
-        .query(
-            "SELECT range_id, kind, done, rows_done, rows_updated, rows_estimate, chunks, \
-             checkpoint, hi, lease_owner, lease_host, lease_pid, lease_since, lease_until, \
-             COALESCE(lease_owner IS NOT NULL AND lease_until >= clock_timestamp(), false), lo \
-             FROM cutover.backfill_ranges WHERE plan_id = $1 ORDER BY range_id",
-            &[&plan_id],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| RangeProgress {
-            range_id: r.get(0),
-            kind: r.get(1),
-            done: r.get(2),
-            rows_done: r.get(3),
-            rows_updated: r.get(4),
-            rows_estimate: r.get(5),
-            chunks: r.get(6),
-            checkpoint: keys::from_json(r.get::<_, Option<serde_json::Value>>(7).as_ref()),
-            hi: keys::from_json(r.get::<_, Option<serde_json::Value>>(8).as_ref()),
-            lease_owner: r.get(9),
-            lease_host: r.get(10),
-            lease_pid: r.get(11),
-            lease_since: r.get(12),
-            lease_until: r.get(13),
-            lease_live: r.get(14),
-            lo: keys::from_json(r.get::<_, Option<serde_json::Value>>(15).as_ref()),
-        })
-        .collect())
 }
 
 #[cfg(test)]

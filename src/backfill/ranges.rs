@@ -8,41 +8,17 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use tokio_postgres::{Client, GenericClient};
 
 use super::keys::{self, Key, KeySpec};
 use super::BackfillError;
-use crate::control::audit::{self, Actor, NewEntry};
-use crate::plan::{Phase, Plan};
+use crate::control::backfill::{self as state, RangeKind, State};
+use crate::plan::Plan;
+
+pub use crate::control::backfill::Identity;
 
 /// At most this many sweep passes before the backfill fails (rows keep appearing pending).
 pub const MAX_SWEEPS: i32 = 10;
-
-/// Which process and task holds a lease.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// Unique owner id: `host:pid:wN:random`.
-    pub owner: String,
-    /// Host name.
-    pub host: String,
-    /// Process id.
-    pub pid: i32,
-}
-
-impl Identity {
-    /// A fresh identity for local worker `index`.
-    pub fn new(index: usize) -> Identity {
-        let host = crate::db::host_name();
-        let pid = std::process::id() as i32;
-        let nonce = uuid::Uuid::new_v4().simple().to_string();
-        Identity {
-            owner: format!("{host}:{pid}:w{index}:{}", &nonce[..8]),
-            host,
-            pid,
-        }
-    }
-}
 
 /// A range this worker holds.
 #[derive(Debug, Clone)]
@@ -102,15 +78,6 @@ pub enum Finish {
     Busy,
 }
 
-async fn lock_plan(tx: &impl GenericClient, plan_id: &str) -> Result<(), BackfillError> {
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('cutover.backfill:' || $1, 0))",
-        &[&plan_id],
-    )
-    .await?;
-    Ok(())
-}
-
 /// True when `holder` runs on this host under a pid that no longer exists.
 fn is_dead_local(host: Option<&str>, pid: Option<i32>) -> bool {
     match (host, pid) {
@@ -131,14 +98,8 @@ pub async fn plan_ranges(
     parts: Option<u32>,
 ) -> Result<(), BackfillError> {
     let tx = client.transaction().await?;
-    lock_plan(&tx, plan.id()).await?;
-    let existing: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM cutover.backfill_ranges WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?
-        .get(0);
+    state::lock_ranges(&tx, plan.id()).await?;
+    let existing = state::range_count(&tx, plan.id()).await?;
     if existing > 0 {
         tx.commit().await?;
         return Ok(());
@@ -186,28 +147,10 @@ pub async fn plan_ranges(
     let per_range = estimate / (bounds.len().max(1) as i64);
     let mut lo: Option<Key> = None;
     for (i, hi) in bounds.iter().enumerate() {
-        let lo_json = lo.as_ref().map(keys::to_json);
-        tx.execute(
-            "INSERT INTO cutover.backfill_ranges (plan_id, range_id, lo, hi, checkpoint, rows_estimate) \
-             VALUES ($1, $2, $3, $4, $3, $5)",
-            &[
-                &plan.id(),
-                &(i as i32 + 1),
-                &lo_json,
-                &keys::to_json(hi),
-                &per_range,
-            ],
-        )
-        .await?;
+        state::insert_range(&tx, plan.id(), i as i32 + 1, lo.as_ref(), hi, per_range).await?;
         lo = Some(hi.clone());
     }
-    tx.execute(
-        "UPDATE cutover.backfill SET rows_estimate = $2, key_columns = $3, key_types = $4, \
-         started_at = COALESCE(started_at, clock_timestamp()), updated_at = clock_timestamp() \
-         WHERE plan_id = $1",
-        &[&plan.id(), &estimate, &keys.columns, &keys.types],
-    )
-    .await?;
+    state::record_planned(&tx, plan.id(), estimate, &keys.columns, &keys.types).await?;
     tx.commit().await?;
     tracing::info!(
         plan = plan.id(),
@@ -232,22 +175,15 @@ pub async fn live_holders(
     client: &impl GenericClient,
     plan_id: &str,
 ) -> Result<Vec<Holder>, BackfillError> {
-    let rows = client
-        .query(
-            "SELECT lease_owner, lease_host, lease_pid, lease_since FROM cutover.backfill_ranges \
-             WHERE plan_id = $1 AND NOT done AND lease_owner IS NOT NULL \
-             AND lease_until >= clock_timestamp() ORDER BY range_id",
-            &[&plan_id],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .filter(|r| !is_dead_local(r.get(1), r.get(2)))
-        .map(|r| Holder {
-            owner: r.get(0),
-            host: r.get::<_, Option<String>>(1).unwrap_or_default(),
-            pid: r.get::<_, Option<i32>>(2).unwrap_or_default(),
-            since: r.get(3),
+    Ok(state::live_leases(client, plan_id)
+        .await?
+        .into_iter()
+        .filter(|l| !is_dead_local(l.host.as_deref(), l.pid))
+        .map(|l| Holder {
+            owner: l.owner,
+            host: l.host.unwrap_or_default(),
+            pid: l.pid.unwrap_or_default(),
+            since: l.since,
         })
         .collect())
 }
@@ -261,28 +197,14 @@ pub async fn claim(
     workers: i64,
 ) -> Result<Claim, BackfillError> {
     let tx = client.transaction().await?;
-    lock_plan(&tx, plan_id).await?;
+    state::lock_ranges(&tx, plan_id).await?;
     let holders: Vec<Holder> = live_holders(&tx, plan_id)
         .await?
         .into_iter()
         .filter(|h| h.owner != me.owner)
         .collect();
-    let rows = tx
-        .query(
-            "SELECT range_id, kind, hi, checkpoint, lease_owner, lease_host, lease_pid, \
-             lease_until >= clock_timestamp() AS live \
-             FROM cutover.backfill_ranges WHERE plan_id = $1 AND NOT done \
-             ORDER BY range_id FOR UPDATE SKIP LOCKED",
-            &[&plan_id],
-        )
-        .await?;
-    let open: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM cutover.backfill_ranges WHERE plan_id = $1 AND NOT done",
-            &[&plan_id],
-        )
-        .await?
-        .get(0);
+    let rows = state::lock_open_ranges(&tx, plan_id).await?;
+    let open = state::open_count(&tx, plan_id).await?;
     if open == 0 {
         tx.commit().await?;
         return Ok(Claim::AllDone);
@@ -291,44 +213,33 @@ pub async fn claim(
         tx.commit().await?;
         return Ok(Claim::Busy(holders));
     }
-    let free = rows.iter().find(|r| {
-        let owner: Option<String> = r.get(4);
-        let live: Option<bool> = r.get(7);
-        match owner {
-            None => true,
-            Some(o) if o == me.owner => true,
-            Some(_) => !live.unwrap_or(false) || is_dead_local(r.get(5), r.get(6)),
+    let free = rows.into_iter().find(|r| match &r.lease_owner {
+        None => true,
+        Some(o) if *o == me.owner => true,
+        Some(_) => {
+            !r.lease_live.unwrap_or(false) || is_dead_local(r.lease_host.as_deref(), r.lease_pid)
         }
     });
     let Some(row) = free else {
         tx.commit().await?;
         return Ok(Claim::Busy(holders));
     };
-    let range_id: i32 = row.get(0);
-    if let Some(prev) = row.get::<_, Option<String>>(4) {
-        if prev != me.owner {
+    let range_id = row.range_id;
+    if let Some(prev) = &row.lease_owner {
+        if *prev != me.owner {
             tracing::warn!(
                 range = range_id,
                 "reclaimed range {range_id} from {prev} (lease expired or process gone)"
             );
         }
     }
-    let lease_ms = lease.as_millis() as f64;
-    tx.execute(
-        "UPDATE cutover.backfill_ranges SET lease_owner = $3, lease_host = $4, lease_pid = $5, \
-         lease_since = clock_timestamp(), \
-         lease_until = clock_timestamp() + $6 * interval '1 millisecond', \
-         updated_at = clock_timestamp() WHERE plan_id = $1 AND range_id = $2",
-        &[&plan_id, &range_id, &me.owner, &me.host, &me.pid, &lease_ms],
-    )
-    .await?;
+    state::take_lease(&tx, plan_id, range_id, me, lease).await?;
     tx.commit().await?;
-    let kind: String = row.get(1);
     Ok(Claim::Got(Claimed {
         range_id,
-        sweep: kind == "sweep",
-        hi: keys::from_json(row.get::<_, Option<serde_json::Value>>(2).as_ref()),
-        checkpoint: keys::from_json(row.get::<_, Option<serde_json::Value>>(3).as_ref()),
+        sweep: row.kind == RangeKind::Sweep,
+        hi: row.hi,
+        checkpoint: row.checkpoint,
     }))
 }
 
@@ -339,15 +250,7 @@ pub async fn heartbeat(
     me: &Identity,
     lease: Duration,
 ) -> Result<u64, BackfillError> {
-    let lease_ms = lease.as_millis() as f64;
-    Ok(client
-        .execute(
-            "UPDATE cutover.backfill_ranges \
-             SET lease_until = clock_timestamp() + $3 * interval '1 millisecond' \
-             WHERE plan_id = $1 AND lease_owner = $2 AND NOT done",
-            &[&plan_id, &me.owner, &lease_ms],
-        )
-        .await?)
+    Ok(state::renew_leases(client, plan_id, &me.owner, lease).await?)
 }
 
 /// Releases `me`'s leases (the checkpoints stay).
@@ -356,14 +259,7 @@ pub async fn release(
     plan_id: &str,
     me: &Identity,
 ) -> Result<(), BackfillError> {
-    client
-        .execute(
-            "UPDATE cutover.backfill_ranges SET lease_owner = NULL, lease_host = NULL, \
-             lease_pid = NULL, lease_since = NULL, lease_until = NULL, \
-             updated_at = clock_timestamp() WHERE plan_id = $1 AND lease_owner = $2",
-            &[&plan_id, &me.owner],
-        )
-        .await?;
+    state::release_leases(client, plan_id, &me.owner).await?;
     Ok(())
 }
 
@@ -377,27 +273,14 @@ pub async fn finish(
     lease: Duration,
 ) -> Result<Finish, BackfillError> {
     let tx = client.transaction().await?;
-    lock_plan(&tx, plan.id()).await?;
-    let open: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM cutover.backfill_ranges WHERE plan_id = $1 AND NOT done",
-            &[&plan.id()],
-        )
-        .await?
-        .get(0);
+    state::lock_ranges(&tx, plan.id()).await?;
+    let open = state::open_count(&tx, plan.id()).await?;
     if open > 0 {
         tx.commit().await?;
         return Ok(Finish::Busy);
     }
-    let row = tx
-        .query_one(
-            "SELECT state, sweep_passes FROM cutover.backfill WHERE plan_id = $1 FOR UPDATE",
-            &[&plan.id()],
-        )
-        .await?;
-    let state: String = row.get(0);
-    let passes: i32 = row.get(1);
-    if state == "done" {
+    let (current, passes) = state::lock_for_finish(&tx, plan.id()).await?;
+    if current == State::Done {
         tx.commit().await?;
         return Ok(Finish::Done);
     }
@@ -409,38 +292,7 @@ pub async fn finish(
         .await?
         .get(0);
     if pending == 0 {
-        tx.execute(
-            "UPDATE cutover.backfill SET state = 'done', reason = '', \
-             finished_at = clock_timestamp(), updated_at = clock_timestamp() \
-             WHERE plan_id = $1 AND state IN ('idle','running','throttled')",
-            &[&plan.id()],
-        )
-        .await?;
-        let totals = tx
-            .query_one(
-                "SELECT rows_done, rows_updated, sweep_passes, throttled_seconds \
-                 FROM cutover.backfill WHERE plan_id = $1",
-                &[&plan.id()],
-            )
-            .await?;
-        let actor = Actor::current(&tx).await?;
-        audit::append(
-            &tx,
-            NewEntry {
-                actor: &actor,
-                plan_id: plan.id(),
-                plan_sha256: &plan.sha256(),
-                action: "backfill.done",
-                phase: Some(Phase::Backfill),
-                details: json!({
-                    "rows_done": totals.get::<_, i64>(0),
-                    "rows_updated": totals.get::<_, i64>(1),
-                    "sweep_passes": totals.get::<_, i32>(2),
-                    "throttled_seconds": totals.get::<_, f64>(3),
-                }),
-            },
-        )
-        .await?;
+        state::complete(&tx, plan).await?;
         tx.commit().await?;
         return Ok(Finish::Done);
     }
@@ -449,12 +301,7 @@ pub async fn finish(
             "{pending} rows are still pending after {passes} sweep passes: rows keep arriving in \
              the old shape — is the dual-write path (phase dual_write) active?"
         );
-        tx.execute(
-            "UPDATE cutover.backfill SET state = 'failed', reason = $2, \
-             updated_at = clock_timestamp() WHERE plan_id = $1",
-            &[&plan.id(), &message],
-        )
-        .await?;
+        state::fail(&tx, plan.id(), &message).await?;
         tx.commit().await?;
         return Err(BackfillError::Failed {
             plan: plan.id().to_string(),
@@ -465,38 +312,7 @@ pub async fn finish(
         .query_opt(keys.max_key_sql().as_str(), &[])
         .await?
         .and_then(|r| keys::key_from_row(&r));
-    let range_id: i32 = tx
-        .query_one(
-            "SELECT COALESCE(max(range_id), 0) + 1 FROM cutover.backfill_ranges WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?
-        .get(0);
-    let lease_ms = lease.as_millis() as f64;
-    tx.execute(
-        "INSERT INTO cutover.backfill_ranges (plan_id, range_id, kind, lo, hi, checkpoint, \
-         rows_estimate, lease_owner, lease_host, lease_pid, lease_since, lease_until) \
-         VALUES ($1, $2, 'sweep', NULL, $3, NULL, $4, $5, $6, $7, clock_timestamp(), \
-         clock_timestamp() + $8 * interval '1 millisecond')",
-        &[
-            &plan.id(),
-            &range_id,
-            &max.as_ref().map(keys::to_json),
-            &pending,
-            &me.owner,
-            &me.host,
-            &me.pid,
-            &lease_ms,
-        ],
-    )
-    .await?;
-    tx.execute(
-        "UPDATE cutover.backfill SET sweep_passes = sweep_passes + 1, \
-         rows_estimate = COALESCE(rows_estimate, 0) + $2, updated_at = clock_timestamp() \
-         WHERE plan_id = $1",
-        &[&plan.id(), &pending],
-    )
-    .await?;
+    let range_id = state::start_sweep(&tx, plan.id(), max.as_ref(), pending, me, lease).await?;
     tx.commit().await?;
     tracing::info!(
         plan = plan.id(),

@@ -14,9 +14,10 @@ use super::ranges::{self, Claim, Claimed, Finish, Identity};
 use super::sizer::Sizer;
 use super::throttle::{Evaluator, Verdict, SIGNAL_TIMEOUT};
 use super::{control, BackfillError, RunOptions, RunOutcome, RunSummary};
-use crate::control::backfill::State;
+use crate::control::backfill::{self as state, State, CHECKPOINT_SQL, FENCE_SQL};
+use crate::control::phases::{self, PhaseState};
 use crate::db::{self, DbConfig, SessionSettings};
-use crate::plan::{BackfillSpec, Plan};
+use crate::plan::{BackfillSpec, Phase, Plan};
 
 /// Consecutive retryable failures of one worker before the backfill fails.
 const MAX_RETRIES: u32 = 30;
@@ -45,28 +46,29 @@ pub async fn run(
         .await?;
     check_phase(&client, &plan).await?;
     control::ensure_row(&client, &plan).await?;
-    let row = client
-        .query_one(
-            "SELECT state, reason, paused_by, workers FROM cutover.backfill WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?;
-    let state = State::parse(row.get(0)).unwrap_or(State::Idle);
-    let workers: i32 = row.get(3);
-    match state {
+    let row = state::load(&client, plan.id()).await?.ok_or_else(|| {
+        BackfillError::Db(db::DbError::Query(format!(
+            "the backfill row of `{}` vanished",
+            plan.id()
+        )))
+    })?;
+    let workers = row.workers;
+    match row.state {
         State::Stopped => {
-            let by: Option<String> = row.get(2);
             return Err(BackfillError::Stopped {
                 plan: plan.id().to_string(),
-                by: by.map(|b| format!(" by {b}")).unwrap_or_default(),
+                by: row
+                    .paused_by
+                    .map(|b| format!(" by {b}"))
+                    .unwrap_or_default(),
             });
         }
         State::Failed => {
-            let reason: String = row.get(1);
             return Err(BackfillError::Failed {
                 plan: plan.id().to_string(),
                 message: format!(
-                    "{reason} (fix the cause, then `cutover backfill resume` and run again)"
+                    "{} (fix the cause, then `cutover backfill resume` and run again)",
+                    row.reason
                 ),
             });
         }
@@ -143,22 +145,12 @@ pub async fn run(
 
 /// Refuses unless the engine applied the backfill phase.
 async fn check_phase(client: &Client, plan: &Plan) -> Result<(), BackfillError> {
-    let row = client
-        .query_opt(
-            "SELECT state FROM cutover.phases WHERE plan_id = $1 AND phase = 'backfill'",
-            &[&plan.id()],
-        )
-        .await?;
-    let state: String = row
-        .map(|r| r.get(0))
-        .unwrap_or_else(|| "missing".to_string());
-    if state == "applied" {
-        Ok(())
-    } else {
-        Err(BackfillError::PhaseNotApplied {
+    match phases::state_of(client, plan.id(), Phase::Backfill).await? {
+        Some(PhaseState::Applied) => Ok(()),
+        state => Err(BackfillError::PhaseNotApplied {
             plan: plan.id().to_string(),
             state,
-        })
+        }),
     }
 }
 
@@ -173,14 +165,7 @@ async fn mark_idle_if_unattended(client: &Client, plan: &Plan) {
             crate::db::host_name(),
             std::process::id()
         );
-        let _ = client
-            .execute(
-                "UPDATE cutover.backfill SET state = 'idle', reason = $2, \
-                 updated_at = clock_timestamp() \
-                 WHERE plan_id = $1 AND state IN ('running','throttled')",
-                &[&plan.id(), &reason],
-            )
-            .await;
+        let _ = state::mark_idle(client, plan.id(), &reason).await;
     }
 }
 
@@ -213,13 +198,9 @@ async fn supervise(shared: &Arc<Shared>, client: &mut Client) -> Result<RunOutco
         if outcome.is_none() && error.is_none() {
             let target = match shared.opts.local_workers {
                 Some(n) => n.max(1) as usize,
-                None => client
-                    .query_one(
-                        "SELECT workers FROM cutover.backfill WHERE plan_id = $1",
-                        &[&shared.plan.id()],
-                    )
+                None => state::workers(&*client, shared.plan.id())
                     .await
-                    .map(|r| r.get::<_, i32>(0).max(1) as usize)
+                    .map(|w| w.max(1) as usize)
                     .unwrap_or(spawned.max(1)),
             };
             while set.len() < target && spawned < 256 {
@@ -315,7 +296,7 @@ async fn throttle_loop(
                     Err(e) => tracing::warn!("cannot record the throttle state: {e}"),
                 }
             } else if unflushed > 0.0 && last_flush.elapsed() >= Duration::from_secs(1) {
-                if add_throttled(c, plan.id(), unflushed).await.is_ok() {
+                if state::add_throttled(c, plan.id(), unflushed).await.is_ok() {
                     unflushed = 0.0;
                 }
                 last_flush = Instant::now();
@@ -328,16 +309,10 @@ async fn throttle_loop(
     }
     if let Some(c) = client.as_ref() {
         if unflushed > 0.0 {
-            let _ = add_throttled(c, plan.id(), unflushed).await;
+            let _ = state::add_throttled(c, plan.id(), unflushed).await;
         }
         if matches!(recorded, Verdict::Throttled(_)) {
-            let _ = c
-                .execute(
-                    "UPDATE cutover.backfill SET state = 'running', reason = '' \
-                     WHERE plan_id = $1 AND state = 'throttled'",
-                    &[&plan.id()],
-                )
-                .await;
+            let _ = state::clear_throttle(c, plan.id(), 0.0).await;
         }
     }
 }
@@ -349,42 +324,9 @@ async fn record_verdict(
     throttled: f64,
 ) -> Result<(), tokio_postgres::Error> {
     match verdict {
-        Verdict::Throttled(reason) => {
-            client
-                .execute(
-                    "UPDATE cutover.backfill SET state = 'throttled', reason = $2, \
-                     throttled_seconds = throttled_seconds + $3, updated_at = clock_timestamp() \
-                     WHERE plan_id = $1 AND state IN ('idle','running','throttled')",
-                    &[&plan_id, reason, &throttled],
-                )
-                .await?
-        }
-        Verdict::Clear => {
-            client
-                .execute(
-                    "UPDATE cutover.backfill SET state = 'running', reason = '', \
-                     throttled_seconds = throttled_seconds + $2, updated_at = clock_timestamp() \
-                     WHERE plan_id = $1 AND state = 'throttled'",
-                    &[&plan_id, &throttled],
-                )
-                .await?
-        }
+        Verdict::Throttled(reason) => state::throttle(client, plan_id, reason, throttled).await?,
+        Verdict::Clear => state::clear_throttle(client, plan_id, throttled).await?,
     };
-    Ok(())
-}
-
-async fn add_throttled(
-    client: &Client,
-    plan_id: &str,
-    secs: f64,
-) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            "UPDATE cutover.backfill SET throttled_seconds = throttled_seconds + $2 \
-             WHERE plan_id = $1",
-            &[&plan_id, &secs],
-        )
-        .await?;
     Ok(())
 }
 
@@ -394,7 +336,7 @@ struct ControlRow {
     target: Duration,
     max_rows_per_sec: u32,
     workers: i64,
-    phase_state: String,
+    phase: Option<PhaseState>,
     live: i64,
     newest: Option<String>,
 }
@@ -565,13 +507,7 @@ impl Worker {
     async fn fail(&mut self, e: &BackfillError) {
         tracing::error!(worker = %self.me.owner, "backfill failed: {e}");
         if let Some(c) = self.client.as_ref() {
-            let _ = c
-                .execute(
-                    "UPDATE cutover.backfill SET state = 'failed', reason = $2, \
-                     updated_at = clock_timestamp() WHERE plan_id = $1 AND state <> 'done'",
-                    &[&self.shared.plan.id(), &e.to_string()],
-                )
-                .await;
+            let _ = state::fail(c, self.shared.plan.id(), &e.to_string()).await;
         }
         self.release().await;
     }
@@ -579,13 +515,7 @@ impl Worker {
     /// Counts a rolled-back chunk in the state row (best effort).
     async fn count_retry(&mut self) {
         if let Some(c) = self.client.as_ref() {
-            let _ = c
-                .execute(
-                    "UPDATE cutover.backfill SET chunk_retries = chunk_retries + 1 \
-                     WHERE plan_id = $1",
-                    &[&self.shared.plan.id()],
-                )
-                .await;
+            let _ = state::count_retry(c, self.shared.plan.id()).await;
         }
     }
 
@@ -623,31 +553,15 @@ impl Worker {
 
     async fn read_control(&mut self) -> Result<ControlRow, StepError> {
         let plan_id = self.shared.plan.id().to_string();
-        let row = self
-            .client()?
-            .query_one(
-                "SELECT b.state, b.target_chunk_ms, b.max_rows_per_sec, b.workers, \
-                 COALESCE((SELECT p.state FROM cutover.phases p \
-                           WHERE p.plan_id = b.plan_id AND p.phase = 'backfill'), 'missing'), \
-                 (SELECT count(*) FROM cutover.backfill_ranges r WHERE r.plan_id = b.plan_id \
-                  AND NOT r.done AND r.lease_owner IS NOT NULL \
-                  AND r.lease_until >= clock_timestamp()), \
-                 (SELECT r.lease_owner FROM cutover.backfill_ranges r WHERE r.plan_id = b.plan_id \
-                  AND NOT r.done AND r.lease_owner IS NOT NULL \
-                  AND r.lease_until >= clock_timestamp() \
-                  ORDER BY r.lease_since DESC, r.lease_owner DESC LIMIT 1) \
-                 FROM cutover.backfill b WHERE b.plan_id = $1",
-                &[&plan_id],
-            )
-            .await?;
+        let v = state::worker_view(&*self.client()?, &plan_id).await?;
         Ok(ControlRow {
-            state: State::parse(row.get(0)).unwrap_or(State::Idle),
-            target: Duration::from_millis(row.get::<_, i32>(1).max(1) as u64),
-            max_rows_per_sec: row.get::<_, i32>(2).max(0) as u32,
-            workers: i64::from(row.get::<_, i32>(3).max(1)),
-            phase_state: row.get(4),
-            live: row.get(5),
-            newest: row.get(6),
+            state: v.state,
+            target: Duration::from_millis(v.target_chunk_ms.max(1) as u64),
+            max_rows_per_sec: v.max_rows_per_sec.max(0) as u32,
+            workers: i64::from(v.workers.max(1)),
+            phase: v.phase,
+            live: v.live_leases,
+            newest: v.newest_lease,
         })
     }
 
@@ -684,19 +598,13 @@ impl Worker {
             }
             _ => {}
         }
-        if ctl.phase_state != "applied" {
+        if ctl.phase != Some(PhaseState::Applied) {
             let reason = format!(
                 "the backfill phase is {} (rolled back?): stopped",
-                ctl.phase_state
+                super::phase_name(ctl.phase)
             );
             let plan_id = self.shared.plan.id().to_string();
-            self.client()?
-                .execute(
-                    "UPDATE cutover.backfill SET state = 'stopped', reason = $2, \
-                     updated_at = clock_timestamp() WHERE plan_id = $1 AND state <> 'done'",
-                    &[&plan_id, &reason],
-                )
-                .await?;
+            state::stop_unapplied(&*self.client()?, &plan_id, &reason).await?;
             return Ok(Step::Exit(RunOutcome::Stopped));
         }
         if self.range.is_some()
@@ -928,7 +836,7 @@ impl ChunkJob<'_> {
         let Some(fence) = fence? else {
             return Ok(None);
         };
-        let stored = keys::from_json(fence.get::<_, Option<serde_json::Value>>(0).as_ref());
+        let stored = state::key_from_json(fence.get::<_, Option<serde_json::Value>>(0).as_ref());
         if stored.as_ref() != lo {
             tracing::warn!(
                 range = range.range_id,
@@ -961,8 +869,8 @@ impl ChunkJob<'_> {
         let scanned_i = scanned as i64;
         let updated_i = updated as i64;
         let progress = if range.sweep { updated_i } else { scanned_i };
-        let upper_json = upper.as_ref().map(keys::to_json);
-        let lo_json = lo.map(keys::to_json);
+        let upper_json = upper.as_ref().map(state::key_to_json);
+        let lo_json = lo.map(state::key_to_json);
         let target_ms = self.target.as_millis() as i32;
         let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
         let limit_i = limit as i32;
@@ -1001,39 +909,3 @@ impl ChunkJob<'_> {
         }))
     }
 }
-
-/// Locks the range row if this worker still holds its lease; returns the stored checkpoint.
-const FENCE_SQL: &str = "SELECT checkpoint FROM cutover.backfill_ranges \
-     WHERE plan_id = $1 AND range_id = $2 AND lease_owner = $3 AND NOT done FOR UPDATE";
-
-/// Writes the checkpoint, the counters and the chunk's stats (inside the chunk's transaction).
-const CHECKPOINT_SQL: &str = "WITH w AS (
-                SELECT count(*)::int AS n FROM pg_stat_activity
-                WHERE CASE WHEN wait_event_type = 'Lock'
-                           THEN pg_backend_pid() = ANY (pg_blocking_pids(pid)) ELSE false END),
-             r AS (
-                UPDATE cutover.backfill_ranges SET checkpoint = COALESCE($3, checkpoint),
-                    rows_done = rows_done + $4, rows_updated = rows_updated + $5,
-                    chunks = chunks + 1, done = $6,
-                    lease_owner = CASE WHEN $6 THEN NULL ELSE lease_owner END,
-                    lease_host = CASE WHEN $6 THEN NULL ELSE lease_host END,
-                    lease_pid = CASE WHEN $6 THEN NULL ELSE lease_pid END,
-                    lease_since = CASE WHEN $6 THEN NULL ELSE lease_since END,
-                    lease_until = CASE WHEN $6 THEN NULL
-                                  ELSE clock_timestamp() + $7 * interval '1 millisecond' END,
-                    updated_at = clock_timestamp()
-                WHERE plan_id = $1 AND range_id = $2 RETURNING 1),
-             c AS (
-                INSERT INTO cutover.backfill_chunks (plan_id, range_id, worker, started_at,
-                    duration_ms, chunk_limit, rows_scanned, rows_updated, target_ms, lo, hi,
-                    blocked, effective_ms)
-                VALUES ($1, $2, $8, $9, $10, $11, $4, $5, $12, $13, $3, (SELECT n FROM w), $15)),
-             b AS (
-                UPDATE cutover.backfill SET rows_done = rows_done + $14,
-                    rows_updated = rows_updated + $5, chunk_rows = $11, last_chunk_ms = $10,
-                    state = CASE WHEN state = 'idle' THEN 'running' ELSE state END,
-                    reason = CASE WHEN state = 'idle' THEN '' ELSE reason END,
-                    started_at = COALESCE(started_at, clock_timestamp()),
-                    updated_at = clock_timestamp()
-                WHERE plan_id = $1)
-             SELECT n FROM w";

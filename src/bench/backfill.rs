@@ -17,10 +17,11 @@ use tokio::process::{Child, Command};
 use tokio_postgres::Client;
 
 use crate::backfill::{self, RunOptions};
+use crate::control;
 use crate::db::throwaway::{self, ThrowawayCluster};
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::exit;
-use crate::plan::Plan;
+use crate::plan::{Phase, Plan};
 
 /// pgbench scale: 100 000 accounts per unit.
 const SCALE: u32 = 20;
@@ -155,7 +156,7 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
             single.1 += n;
         }
     }
-    let stats_a = chunk_stats(&client, &plans_a).await?;
+    let stats_a = control::backfill::chunk_summary(&client, &plans_a).await?;
 
     // (c) pgbench at a fixed rate: without a backfill (before and after), and during one with
     // the default throttle on the table pgbench writes to.
@@ -183,7 +184,7 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     run_load(&pgbench, cfg, &logs.path().join("base2"), BASELINE).await?;
     let base_lat = latencies(logs.path(), "base", None)?;
     let conc_lat = latencies(logs.path(), "conc", Some((from, to)))?;
-    let stats_c = chunk_stats(&client, &[plan_c.id().to_string()]).await?;
+    let stats_c = control::backfill::chunk_summary(&client, &[plan_c.id().to_string()]).await?;
     let progress_c = backfill::progress(&client, &plan_c).await?;
     let wrong: i64 = client
         .query_one(
@@ -219,9 +220,9 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     );
     println!(
         "    backfill time: {:.2} s inside chunks, {:.2} s between chunks, {:.2} s before the first and after the last (planning, final pending count)",
-        stats_a.work,
-        stats_a.span - stats_a.work,
-        chunked.0.as_secs_f64() - stats_a.span
+        stats_a.work_seconds,
+        stats_a.span_seconds - stats_a.work_seconds,
+        chunked.0.as_secs_f64() - stats_a.span_seconds
     );
     println!(
         "    backfill / single UPDATE throughput = {ratio_a:.2}×   (target ≥ 0.90×: {})",
@@ -229,15 +230,15 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     );
     println!(
         "(b) chunk time, unthrottled runs (all {} chunks)",
-        stats_a.n
+        stats_a.chunks
     );
     println!(
         "    p50 {:.0} ms   p99 {:.0} ms   max {:.0} ms   target {TARGET_MS:.0} ms   p99/target = {:.2}×   (target ≤ 2×: {})",
-        stats_a.p50,
-        stats_a.p99,
-        stats_a.max,
-        stats_a.p99 / TARGET_MS,
-        verdict(stats_a.p99 <= 2.0 * TARGET_MS)
+        stats_a.p50_ms,
+        stats_a.p99_ms,
+        stats_a.max_ms,
+        stats_a.p99_ms / TARGET_MS,
+        verdict(stats_a.p99_ms <= 2.0 * TARGET_MS)
     );
     println!(
         "(c) pgbench -N -R {RATE} -c {CLIENTS} on pgbench_accounts (dual-write trigger on), p95 latency"
@@ -266,8 +267,8 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
         loaded.as_secs_f64(),
         rate(summary_c.rows_scanned, loaded),
         summary_c.chunks,
-        stats_c.p50,
-        stats_c.p99,
+        stats_c.p50_ms,
+        stats_c.p99_ms,
         progress_c.throttled_seconds
     );
     println!("    rows not equal to abalance × 100 afterwards: {wrong}");
@@ -316,19 +317,7 @@ pending = "abalance_cents IS NULL"
 "#
     );
     let plan = Plan::parse(&format!("{id}.toml"), &toml)?;
-    client
-        .execute(
-            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path) \
-             VALUES ($1, 'bench', $2, $3, 'bench')",
-            &[&plan.id(), &plan.sha256(), &plan.source],
-        )
-        .await?;
-    client
-        .execute(
-            "INSERT INTO cutover.phases (plan_id, phase, state) VALUES ($1, 'backfill', 'applied')",
-            &[&plan.id()],
-        )
-        .await?;
+    control::phases::seed_applied(client, &plan, Phase::Backfill).await?;
     Ok(plan)
 }
 
@@ -339,41 +328,6 @@ async fn run_backfill(cfg: &DbConfig, plan: &Plan) -> anyhow::Result<backfill::R
         bail!("the backfill of {} ended {:?}", plan.id(), summary.outcome);
     }
     Ok(summary)
-}
-
-struct ChunkStats {
-    n: i64,
-    /// Sum of the chunks' own durations (s).
-    work: f64,
-    /// Sum over runs of last chunk end − first chunk start (s).
-    span: f64,
-    p50: f64,
-    p99: f64,
-    max: f64,
-}
-
-async fn chunk_stats(client: &Client, plan_ids: &[String]) -> anyhow::Result<ChunkStats> {
-    let row = client
-        .query_one(
-            "SELECT COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms), 0),
-                    COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms), 0),
-                    COALESCE(max(duration_ms), 0), count(*),
-                    COALESCE(sum(duration_ms), 0) / 1000,
-                    (SELECT COALESCE(sum(extract(epoch FROM e - b)), 0)::float8 FROM
-                       (SELECT min(started_at) b, max(finished_at) e FROM cutover.backfill_chunks
-                         WHERE plan_id = ANY($1) GROUP BY plan_id) s)
-               FROM cutover.backfill_chunks WHERE plan_id = ANY($1)",
-            &[&plan_ids],
-        )
-        .await?;
-    Ok(ChunkStats {
-        work: row.get(4),
-        span: row.get(5),
-        p50: row.get(0),
-        p99: row.get(1),
-        max: row.get(2),
-        n: row.get(3),
-    })
 }
 
 /// `pgbench` from the PostgreSQL binaries in use, else from `PATH`.

@@ -1,28 +1,14 @@
 //! Golden queries: a query's result is snapshotted (row count + an order-insensitive checksum)
 //! before expand and compared after, proving historical queries still return what they did.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use super::{CheckError, Ctx, Verdict};
+use super::{CheckError, Ctx, GoldenSnapshot, Verdict};
+use crate::control::checks;
 use crate::plan::{CheckKind, Plan};
 use crate::Outcome;
-
-/// A stored baseline of one golden query.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct GoldenSnapshot {
-    /// Check name.
-    pub check_name: String,
-    /// Rows the query returned.
-    pub row_count: i64,
-    /// Sum of the rows' 64-bit hashes (order-insensitive), as text.
-    pub checksum: String,
-    /// When it was taken.
-    pub taken_at: DateTime<Utc>,
-}
 
 /// Takes the baseline of every golden query of `plan` that has none yet for its current text
 /// (or of all of them when `retake`), and returns the baselines now stored.
@@ -46,25 +32,10 @@ pub async fn snapshot_golden(
         let (rows, checksum) = measure(client, query)
             .await
             .map_err(|e| CheckError::Db(format!("golden query `{}`: {e}", spec.name)))?;
-        let row = client
-            .query_one(
-                "INSERT INTO cutover.golden_snapshots \
-                 (plan_id, check_name, query_sha256, row_count, checksum) \
-                 VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (plan_id, check_name, query_sha256) DO UPDATE \
-                 SET row_count = EXCLUDED.row_count, checksum = EXCLUDED.checksum, \
-                     taken_at = clock_timestamp() \
-                 RETURNING taken_at",
-                &[&plan.id(), &spec.name, &sha, &rows, &checksum],
-            )
-            .await?;
+        let taken =
+            checks::store_golden(client, plan.id(), &spec.name, &sha, rows, &checksum).await?;
         tracing::info!(check = %spec.name, rows, "golden query baseline taken");
-        out.push(GoldenSnapshot {
-            check_name: spec.name.clone(),
-            row_count: rows,
-            checksum,
-            taken_at: row.get(0),
-        });
+        out.push(taken);
     }
     Ok(out)
 }
@@ -123,19 +94,7 @@ async fn stored(
     name: &str,
     sha: &str,
 ) -> Result<Option<GoldenSnapshot>, CheckError> {
-    let row = client
-        .query_opt(
-            "SELECT row_count, checksum, taken_at FROM cutover.golden_snapshots \
-             WHERE plan_id = $1 AND check_name = $2 AND query_sha256 = $3",
-            &[&plan_id, &name, &sha],
-        )
-        .await?;
-    Ok(row.map(|r| GoldenSnapshot {
-        check_name: name.to_string(),
-        row_count: r.get(0),
-        checksum: r.get(1),
-        taken_at: r.get(2),
-    }))
+    Ok(checks::golden(client, plan_id, name, sha).await?)
 }
 
 /// Row count and order-insensitive checksum of a query's result.

@@ -28,8 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
@@ -37,7 +36,8 @@ use crate::db::describe_error;
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan};
 use crate::Outcome;
 
-pub use golden::{snapshot_golden, GoldenSnapshot};
+pub use crate::control::checks::{CheckRecord, GoldenSnapshot};
+pub use golden::snapshot_golden;
 pub use store::{history, latest};
 
 /// How many differing keys, partitions or samples a result lists in its details.
@@ -135,34 +135,6 @@ impl Default for RunOptions {
             second_connection: None,
         }
     }
-}
-
-/// One stored result of one check.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CheckRecord {
-    /// Row id in `cutover.check_results`.
-    pub id: i64,
-    /// Plan id.
-    pub plan_id: String,
-    /// Check name (from the plan).
-    pub name: String,
-    /// Kind name (`full_diff`, …).
-    pub kind: String,
-    /// Pass, Fail or Inconclusive.
-    pub outcome: Outcome,
-    /// One line for humans.
-    pub summary: String,
-    /// When the check started.
-    pub started_at: DateTime<Utc>,
-    /// How long it ran, in milliseconds.
-    pub duration_ms: i64,
-    /// Rows read on all sides.
-    pub rows_scanned: i64,
-    /// Kind-specific details: differing keys, partitions, statistics (lists capped at
-    /// [`MAX_LISTED`]); `{"error": …}` when Inconclusive because of an error.
-    pub details: Value,
-    /// sha256 of the plan file the check ran under.
-    pub plan_sha256: String,
 }
 
 /// What a check kind measured.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::{exit, Context};
+use crate::control::phases::PhaseState;
 use crate::evidence::{self, runbook, ProbeContext, ProbeResult};
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, ProbeKind};
@@ -143,17 +144,11 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
 
 /// The first phase not yet applied (its gate is the next to pass); contract when all are.
 async fn next_gate(client: &tokio_postgres::Client, plan: &Plan) -> anyhow::Result<Phase> {
-    let rows = client
-        .query(
-            "SELECT phase FROM cutover.phases WHERE plan_id = $1 AND state = 'applied'",
-            &[&plan.id()],
-        )
-        .await?;
-    let applied: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    Ok(Phase::ALL
-        .into_iter()
-        .find(|p| !applied.iter().any(|a| a == p.as_str()))
-        .unwrap_or(Phase::Contract))
+    Ok(crate::control::phases::rows(client, plan.id())
+        .await?
+        .iter()
+        .find(|r| r.state != PhaseState::Applied)
+        .map_or(Phase::Contract, |r| r.phase))
 }
 
 fn print_results(plan: &Plan, gate: Phase, results: &[ProbeResult]) {

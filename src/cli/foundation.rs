@@ -118,7 +118,8 @@ async fn validate(paths: &[PathBuf], offline: bool, ctx: &Context) -> anyhow::Re
             continue;
         }
         if let Some(client) = client.as_mut() {
-            let problems = catalog::check_plan(client, &plan).await?;
+            let control = crate::control::phases::catalog_state(&*client, &plan).await?;
+            let problems = catalog::check_plan(client, &plan, control).await?;
             if !problems.is_empty() {
                 failed += 1;
                 for p in problems {

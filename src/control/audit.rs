@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Transaction};
 
 use crate::db::DbError;
 use crate::plan::Phase;
@@ -341,6 +341,87 @@ pub async fn recent(
         )
         .await?;
     Ok(rows.iter().map(Entry::from_row).collect())
+}
+
+/// True when `plan_id` has an entry of `action` for plan version `plan_sha256` and `phase`.
+pub async fn recorded(
+    client: &impl GenericClient,
+    plan_id: &str,
+    plan_sha256: &str,
+    action: &str,
+    phase: Phase,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM cutover.audit_log
+              WHERE plan_id = $1 AND plan_sha256 = $2 AND action = $3 AND phase = $4",
+            &[&plan_id, &plan_sha256, &action, &phase.as_str()],
+        )
+        .await?
+        .is_some())
+}
+
+/// Serializes the appending of operator notes for the caller's transaction, so the same note is
+/// not recorded twice by two sessions at once.
+pub async fn lock_notes(tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+    tx.query_one(
+        "SELECT pg_advisory_xact_lock(hashtext('cutover:note'))",
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// An operator note (an audit entry of action `note`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Note {
+    /// Audit sequence number.
+    pub seq: i64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Login.
+    pub login: String,
+    /// Text.
+    pub text: String,
+}
+
+/// The latest note `login` wrote on `plan_id`: its sequence number and text.
+pub async fn last_note_by(
+    client: &impl GenericClient,
+    plan_id: &str,
+    login: &str,
+) -> Result<Option<(i64, Option<String>)>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT seq, details->>'text' FROM cutover.audit_log
+              WHERE plan_id = $1 AND action = 'note' AND login = $2 ORDER BY seq DESC LIMIT 1",
+            &[&plan_id, &login],
+        )
+        .await?
+        .map(|r| (r.get(0), r.get(1))))
+}
+
+/// Every note on `plan_id`, oldest first.
+pub async fn notes(
+    client: &impl GenericClient,
+    plan_id: &str,
+) -> Result<Vec<Note>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT seq, at, login, details->>'text' FROM cutover.audit_log
+              WHERE plan_id = $1 AND action = 'note' ORDER BY seq",
+            &[&plan_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Note {
+            seq: r.get(0),
+            at: r.get(1),
+            login: r.get(2),
+            text: r.get::<_, Option<String>>(3).unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// The last `n` entries, oldest first.

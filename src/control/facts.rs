@@ -8,6 +8,7 @@ use tokio_postgres::GenericClient;
 
 use super::backfill::State as BackfillState;
 use super::phases::{PhaseRow, PhaseState};
+use super::statements::Direction;
 use crate::db::DbError;
 use crate::outcome::Outcome;
 use crate::plan::Phase;
@@ -136,8 +137,8 @@ pub struct FlagFact {
 pub struct StatementFact {
     /// Phase.
     pub phase: Phase,
-    /// `apply` or `rollback`.
-    pub direction: String,
+    /// Apply or rollback.
+    pub direction: Direction,
     /// Position in the script, from 0.
     pub idx: i32,
     /// The statement.

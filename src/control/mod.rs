@@ -3,15 +3,28 @@
 //! - [`schema`] — the versioned bootstrap and its migrations (`migrations/*.sql`);
 //! - [`audit`] — the hash-chained, append-only audit log;
 //! - [`phases`] — migrations, phases and their history: the phase state machine;
+//! - [`backfill`] — the backfill's state row and transitions, ranges, leases, chunk statistics;
+//! - [`checks`] — check results and golden-query baselines;
+//! - [`flags`] — feature flags (a plan's read switch is one);
+//! - [`probes`] — readiness-probe evaluations and metrics scrapes;
+//! - [`rehearsals`] — rehearsals of a plan's phases and their timings;
+//! - [`signoffs`] — sign-offs and break-glass overrides;
+//! - [`statements`] — per-statement progress of apply and rollback scripts;
 //! - [`facts`] — everything the rules judge, loaded in one consistent read.
 
 pub mod anchors;
 pub mod audit;
 pub mod backfill;
+pub mod checks;
 pub mod facts;
+pub mod flags;
 pub mod grants;
 pub mod phases;
+pub mod probes;
+pub mod rehearsals;
 pub mod schema;
+pub mod signoffs;
+pub mod statements;
 
 use crate::db::DbError;
 

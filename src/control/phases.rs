@@ -9,6 +9,7 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::ControlError;
 use crate::control::audit::{self, Actor, NewEntry};
+use crate::db::catalog::ControlState;
 use crate::db::DbError;
 use crate::plan::{Phase, Plan};
 
@@ -148,13 +149,7 @@ pub async fn ensure_registered(
     plan: &Plan,
     actor: &Actor,
 ) -> Result<bool, ControlError> {
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM cutover.migrations WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?;
-    if exists.is_some() {
+    if is_registered(client, plan.id()).await? {
         return Ok(false);
     }
     let tx = client.transaction().await?;
@@ -180,13 +175,7 @@ pub async fn ensure_registered(
     super::anchors::anchor(&tx, plan, &actor.login).await?;
     let flag = plan.spec.read_switch.as_ref().map(|r| r.flag.clone());
     if let Some(flag) = &flag {
-        tx.execute(
-            "INSERT INTO cutover.flags (name, enabled, plan_id) VALUES ($1, false, $2)
-             ON CONFLICT (name) DO UPDATE SET plan_id = EXCLUDED.plan_id
-             WHERE cutover.flags.plan_id IS NULL",
-            &[flag, &plan.id()],
-        )
-        .await?;
+        super::flags::register_read_switch(&tx, flag, plan.id()).await?;
     }
     audit::append(
         &tx,
@@ -202,6 +191,35 @@ pub async fn ensure_registered(
     .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Registers `plan` with only `phase`, marked applied, and nothing audited: a shortcut for
+/// benchmarks that exercise one phase's machinery on a throwaway cluster.
+pub async fn seed_applied(
+    client: &impl GenericClient,
+    plan: &Plan,
+    phase: Phase,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &plan.id(),
+                &plan.spec.title,
+                &plan.sha256(),
+                &plan.source,
+                &plan.path,
+            ],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO cutover.phases (plan_id, phase, state) VALUES ($1, $2, $3)",
+            &[&plan.id(), &phase.as_str(), &PhaseState::Applied.as_str()],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Five `pending` rows, one per phase in order.
@@ -233,28 +251,7 @@ pub async fn load(client: &impl GenericClient, plan_id: &str) -> Result<Migratio
         )
         .await?
         .ok_or_else(|| DbError::Query(format!("migration `{plan_id}` is not registered")))?;
-    let rows = client
-        .query(
-            "SELECT phase, state, plan_sha256, started_at, finished_at, error
-               FROM cutover.phases WHERE plan_id = $1",
-            &[&plan_id],
-        )
-        .await?;
-    let mut phases = pending_rows();
-    for r in rows {
-        let Some(phase) = Phase::parse(r.get(0)) else {
-            continue;
-        };
-        let state: String = r.get(1);
-        phases[phase.index()] = PhaseRow {
-            phase,
-            state: PhaseState::parse(&state).unwrap_or(PhaseState::Failed),
-            plan_sha256: r.get(2),
-            started_at: r.get(3),
-            finished_at: r.get(4),
-            error: r.get(5),
-        };
-    }
+    let phases = rows(client, plan_id).await?;
     let current: Option<String> = m.get(1);
     Ok(MigrationState {
         plan_id: plan_id.to_string(),
@@ -263,6 +260,173 @@ pub async fn load(client: &impl GenericClient, plan_id: &str) -> Result<Migratio
         phases,
         created_at: m.get(2),
     })
+}
+
+/// The five phase rows of `plan_id` in order (`pending` for those without a row, e.g. when the
+/// migration is not registered).
+pub async fn rows(
+    client: &impl GenericClient,
+    plan_id: &str,
+) -> Result<Vec<PhaseRow>, tokio_postgres::Error> {
+    let mut phases = pending_rows();
+    for row in stored(client, plan_id).await? {
+        let i = row.phase.index();
+        phases[i] = row;
+    }
+    Ok(phases)
+}
+
+/// The phase rows of `plan_id` that exist (none before it is registered), in phase order.
+pub async fn stored(
+    client: &impl GenericClient,
+    plan_id: &str,
+) -> Result<Vec<PhaseRow>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT phase, state, plan_sha256, started_at, finished_at, error
+               FROM cutover.phases WHERE plan_id = $1",
+            &[&plan_id],
+        )
+        .await?;
+    let mut out: Vec<PhaseRow> = rows
+        .iter()
+        .filter_map(|r| {
+            Some(PhaseRow {
+                phase: Phase::parse(r.get(0))?,
+                state: PhaseState::parse(r.get(1)).unwrap_or(PhaseState::Failed),
+                plan_sha256: r.get(2),
+                started_at: r.get(3),
+                finished_at: r.get(4),
+                error: r.get(5),
+            })
+        })
+        .collect();
+    out.sort_by_key(|r| r.phase.index());
+    Ok(out)
+}
+
+/// The migration's current phase (its last applied, `None` before expand) and the state of its
+/// last transition; `None` when it is not registered.
+pub async fn current(
+    client: &impl GenericClient,
+    plan_id: &str,
+) -> Result<Option<(Option<Phase>, PhaseState)>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT current_phase, state FROM cutover.migrations WHERE plan_id = $1",
+            &[&plan_id],
+        )
+        .await?
+        .map(|r| {
+            let phase: Option<&str> = r.get(0);
+            (
+                phase.and_then(Phase::parse),
+                PhaseState::parse(r.get(1)).unwrap_or(PhaseState::Failed),
+            )
+        }))
+}
+
+/// True when the migration is registered.
+pub async fn is_registered(
+    client: &impl GenericClient,
+    plan_id: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM cutover.migrations WHERE plan_id = $1",
+            &[&plan_id],
+        )
+        .await?
+        .is_some())
+}
+
+/// One recorded transition (`cutover.phase_history`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HistoryRow {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Phase.
+    pub phase: Phase,
+    /// State before.
+    pub from: PhaseState,
+    /// State after.
+    pub to: PhaseState,
+    /// Login.
+    pub actor: String,
+    /// Details (errors, flags, resume).
+    pub details: Value,
+}
+
+/// Every transition of `plan_id`, oldest first.
+pub async fn history(
+    client: &impl GenericClient,
+    plan_id: &str,
+) -> Result<Vec<HistoryRow>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT at, phase, from_state, to_state, actor, details FROM cutover.phase_history
+              WHERE plan_id = $1 ORDER BY id",
+            &[&plan_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            Some(HistoryRow {
+                at: r.get(0),
+                phase: Phase::parse(r.get(1))?,
+                from: PhaseState::parse(r.get(2))?,
+                to: PhaseState::parse(r.get(3))?,
+                actor: r.get(4),
+                details: r.get(5),
+            })
+        })
+        .collect())
+}
+
+/// What validating a plan against the live catalog needs from the control schema, which may
+/// not exist yet: whether expand is applied, and whether the registered plan's read-switch flag
+/// is missing.
+pub async fn catalog_state(
+    client: &impl GenericClient,
+    plan: &Plan,
+) -> Result<ControlState, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('cutover.phases') IS NOT NULL, \
+                    to_regclass('cutover.flags') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    let (phases_exist, flags_exist): (bool, bool) = (row.get(0), row.get(1));
+    let expand_applied = phases_exist
+        && state_of(client, plan.id(), Phase::Expand).await? == Some(PhaseState::Applied);
+    let read_switch_flag_missing = match &plan.spec.read_switch {
+        Some(rs) if flags_exist => {
+            super::flags::get(client, &rs.flag).await?.is_none()
+                && is_registered(client, plan.id()).await?
+        }
+        _ => false,
+    };
+    Ok(ControlState {
+        expand_applied,
+        read_switch_flag_missing,
+    })
+}
+
+/// The state of one phase (`None` when the migration is not registered).
+pub async fn state_of(
+    client: &impl GenericClient,
+    plan_id: &str,
+    phase: Phase,
+) -> Result<Option<PhaseState>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT state FROM cutover.phases WHERE plan_id = $1 AND phase = $2",
+            &[&plan_id, &phase.as_str()],
+        )
+        .await?;
+    Ok(row.map(|r| PhaseState::parse(r.get(0)).unwrap_or(PhaseState::Failed)))
 }
 
 /// Locks the phase row for this transaction and returns its state.

@@ -11,40 +11,37 @@ use crate::sql::split_statements;
 use super::txmark::TxMark;
 use super::{describe_error, quote_ident, quote_qualified, DbError};
 
+/// What the control schema says about a plan, read by the caller (the control layer sits above
+/// this module): see `control::phases::catalog_state`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ControlState {
+    /// The expand phase is applied (its SQL is not simulated again).
+    pub expand_applied: bool,
+    /// The plan is registered but its read-switch flag does not exist.
+    pub read_switch_flag_missing: bool,
+}
+
 /// Checks `plan` against the live catalog; returns the problems found (empty when all is well).
 /// Nothing is changed: the work happens in a transaction that is rolled back.
-pub async fn check_plan(client: &mut Client, plan: &Plan) -> Result<Vec<Problem>, DbError> {
-    let expand_applied = phase_applied(client, plan.id(), Phase::Expand).await?;
+pub async fn check_plan(
+    client: &mut Client,
+    plan: &Plan,
+    control: ControlState,
+) -> Result<Vec<Problem>, DbError> {
     let tx = client.transaction().await?;
     tx.batch_execute("SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '30s'")
         .await?;
     let mark = TxMark::take(&tx).await?;
     let mut out = Vec::new();
-    if !expand_applied {
+    if !control.expand_applied {
         simulate(&tx, &mark, plan, Phase::Expand, &mut out).await?;
         simulate(&tx, &mark, plan, Phase::DualWrite, &mut out).await?;
     }
     backfill(&tx, plan, &mut out).await?;
     checks(&tx, plan, &mut out).await?;
-    flag(&tx, plan, &mut out).await?;
+    flag(plan, control, &mut out);
     tx.rollback().await?;
     Ok(out)
-}
-
-async fn phase_applied(client: &Client, plan_id: &str, phase: Phase) -> Result<bool, DbError> {
-    let row = client
-        .query_one("SELECT to_regclass('cutover.phases') IS NOT NULL", &[])
-        .await?;
-    if !row.get::<_, bool>(0) {
-        return Ok(false);
-    }
-    let row = client
-        .query_opt(
-            "SELECT state FROM cutover.phases WHERE plan_id = $1 AND phase = $2",
-            &[&plan_id, &phase.as_str()],
-        )
-        .await?;
-    Ok(row.is_some_and(|r| r.get::<_, String>(0) == "applied"))
 }
 
 /// Runs the phase's transactional statements, one at a time and each checked before it is
@@ -271,23 +268,11 @@ async fn checks(tx: &Transaction<'_>, plan: &Plan, out: &mut Vec<Problem>) -> Re
     Ok(())
 }
 
-async fn flag(tx: &Transaction<'_>, plan: &Plan, out: &mut Vec<Problem>) -> Result<(), DbError> {
+fn flag(plan: &Plan, control: ControlState, out: &mut Vec<Problem>) {
     let Some(rs) = &plan.spec.read_switch else {
-        return Ok(());
+        return;
     };
-    if !relation_exists(tx, "cutover.flags").await? {
-        return Ok(());
-    }
-    let row = tx
-        .query_opt("SELECT 1 FROM cutover.flags WHERE name = $1", &[&rs.flag])
-        .await?;
-    let registered = tx
-        .query_opt(
-            "SELECT 1 FROM cutover.migrations WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?;
-    if row.is_none() && registered.is_some() {
+    if control.read_switch_flag_missing {
         out.push(Problem::new(
             vec!["read_switch".into(), "flag".into()],
             format!("feature flag `{}` does not exist in cutover.flags", rs.flag),
@@ -297,5 +282,4 @@ async fn flag(tx: &Transaction<'_>, plan: &Plan, out: &mut Vec<Problem>) -> Resu
             )),
         ));
     }
-    Ok(())
 }

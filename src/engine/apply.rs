@@ -14,6 +14,7 @@ use super::gate::evaluate_gate;
 use super::{EngineError, EngineEvent, RunOptions};
 use crate::control::audit::Actor;
 use crate::control::phases::{self as state, PhaseState, PlanLock, Transition};
+use crate::control::statements::{self, StatementState};
 use crate::db::txmark::TxMark;
 use crate::plan::{Phase, Plan};
 use crate::rules::GateEvaluation;
@@ -251,11 +252,7 @@ pub(crate) async fn start(
         ),
     };
     if !resume {
-        tx.execute(
-            "DELETE FROM cutover.statement_progress WHERE plan_id = $1 AND phase = $2 AND direction = $3",
-            &[&plan.id(), &phase.as_str(), &direction.as_str()],
-        )
-        .await?;
+        statements::clear(&tx, plan.id(), phase, direction).await?;
     }
     state::record(
         &tx,
@@ -458,7 +455,7 @@ async fn run_tx(
                 runner.exec(&tx, *i, stmt, attempt).await?;
                 runner.verify_transaction(&tx, &own, *i, stmt).await?;
                 if tracked {
-                    mark(&tx, runner, *i, stmt, "done", attempt).await?;
+                    mark(&tx, runner, *i, stmt, StatementState::Done, attempt).await?;
                 }
             }
             let seq = match finish {
@@ -489,7 +486,15 @@ async fn run_own(
     let one = [(index, stmt.clone())];
     loop {
         let attempt = backoff.start_attempt();
-        mark(&*client, runner, index, stmt, "running", attempt).await?;
+        mark(
+            &*client,
+            runner,
+            index,
+            stmt,
+            StatementState::Running,
+            attempt,
+        )
+        .await?;
         let result: Result<(), AttemptError> = async {
             let exists = ddl::clean_invalid_index(client, &stmt.text)
                 .await
@@ -508,7 +513,7 @@ async fn run_own(
         .await;
         match result {
             Ok(()) => {
-                mark(&*client, runner, index, stmt, "done", attempt).await?;
+                mark(&*client, runner, index, stmt, StatementState::Done, attempt).await?;
                 return Ok(attempt);
             }
             Err(AttemptError::LockTimeout { .. }) if runner.back_off(&backoff).await => continue,
@@ -522,30 +527,18 @@ async fn mark(
     runner: &Runner<'_>,
     index: usize,
     stmt: &Statement,
-    state: &str,
+    state: StatementState,
     attempt: u32,
 ) -> Result<(), EngineError> {
-    let plan_id = &runner.plan_id;
-    let idx = i32::try_from(index).unwrap_or(i32::MAX);
+    let at = statements::At {
+        plan_id: &runner.plan_id,
+        phase: runner.phase,
+        direction: runner.direction,
+        idx: i32::try_from(index).unwrap_or(i32::MAX),
+        statement: &stmt.text,
+    };
     let attempts = i32::try_from(attempt).unwrap_or(i32::MAX);
-    client
-        .execute(
-            "INSERT INTO cutover.statement_progress (plan_id, phase, direction, idx, statement, state, attempts, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6 = 'done' THEN clock_timestamp() END)
-             ON CONFLICT (plan_id, phase, direction, idx) DO UPDATE
-                SET statement = EXCLUDED.statement, state = EXCLUDED.state,
-                    attempts = EXCLUDED.attempts, finished_at = EXCLUDED.finished_at",
-            &[
-                &plan_id,
-                &runner.phase.as_str(),
-                &runner.direction.as_str(),
-                &idx,
-                &stmt.text,
-                &state,
-                &attempts,
-            ],
-        )
-        .await?;
+    statements::mark(client, at, state, attempts).await?;
     Ok(())
 }
 
@@ -566,21 +559,16 @@ async fn load_progress(
     c: &Completion<'_>,
     direction: Direction,
 ) -> Result<Progress, EngineError> {
-    let rows = client
-        .query(
-            "SELECT idx, statement, state FROM cutover.statement_progress
-              WHERE plan_id = $1 AND phase = $2 AND direction = $3",
-            &[&c.plan.id(), &c.phase.as_str(), &direction.as_str()],
-        )
-        .await?;
     let mut p = Progress::default();
-    for r in rows {
-        let idx = usize::try_from(r.get::<_, i32>(0)).unwrap_or(usize::MAX);
-        let state: String = r.get(2);
-        if state == "done" {
-            p.done.insert((idx, r.get(1)));
-        } else {
-            p.running.insert(idx);
+    for r in statements::progress(client, c.plan.id(), c.phase, direction).await? {
+        let idx = usize::try_from(r.idx).unwrap_or(usize::MAX);
+        match r.state {
+            StatementState::Done => {
+                p.done.insert((idx, r.statement));
+            }
+            StatementState::Running => {
+                p.running.insert(idx);
+            }
         }
     }
     Ok(p)
@@ -602,26 +590,14 @@ async fn complete(
         details.insert("blocked_by".into(), json!(seen));
     }
     if let (Some(on), Some(rs)) = (c.flag, c.plan.spec.read_switch.as_ref()) {
-        tx.execute(
-            "INSERT INTO cutover.flags (name, enabled, plan_id, updated_by, updated_at)
-             VALUES ($1, $2, $3, session_user, clock_timestamp())
-             ON CONFLICT (name) DO UPDATE SET enabled = EXCLUDED.enabled,
-                 updated_by = session_user, updated_at = clock_timestamp()",
-            &[&rs.flag, &on, &c.plan.id()],
-        )
-        .await?;
+        crate::control::flags::set_read_switch(tx, &rs.flag, on, c.plan.id()).await?;
         details.insert("flag".into(), json!({ "name": rs.flag, "enabled": on }));
     }
     if let Some(reason) = &c.stop_backfill {
-        let n = tx
-            .execute(
-                "UPDATE cutover.backfill SET state = 'stopped', reason = $2, paused_by = $3,
-                        updated_at = clock_timestamp()
-                  WHERE plan_id = $1",
-                &[&c.plan.id(), reason, &c.actor.login],
-            )
-            .await?;
-        if n > 0 {
+        let stopped =
+            crate::control::backfill::stop_for_rollback(tx, c.plan.id(), reason, &c.actor.login)
+                .await?;
+        if stopped {
             details.insert(
                 "backfill".into(),
                 json!({ "state": "stopped", "reason": reason }),

@@ -74,25 +74,7 @@ impl std::fmt::Display for Blocker {
     }
 }
 
-/// Whether a script is being applied or rolled back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// The phase's `apply` script.
-    Apply,
-    /// The phase's `rollback` script.
-    Rollback,
-}
-
-impl Direction {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Apply => "apply",
-            Direction::Rollback => "rollback",
-        }
-    }
-}
+pub use crate::control::statements::Direction;
 
 /// A statement that failed for good.
 #[derive(Debug, Clone, thiserror::Error)]

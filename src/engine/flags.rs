@@ -1,32 +1,19 @@
-//! Feature flags in `cutover.flags` (the read switch is one). Every change is audited; setting a
+//! Feature flags (the read switch is one), stored through [`crate::control::flags`]. Every change is audited; setting a
 //! flag to the value it has is a reported no-op. A plan's read-switch flag may be turned ON only
 //! while its read_switch phase is applied; turning it OFF is always allowed (it is the fastest
 //! rollback there is).
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::{Client, GenericClient};
 
 use super::EngineError;
 use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::flags;
 use crate::control::phases::{self as state, PhaseState};
 use crate::plan::{Action, Phase};
 
-/// A flag's current value.
-#[derive(Debug, Clone, Serialize)]
-pub struct Flag {
-    /// Name.
-    pub name: String,
-    /// ON?
-    pub enabled: bool,
-    /// Last changed by (login).
-    pub updated_by: String,
-    /// Last changed at.
-    pub updated_at: DateTime<Utc>,
-    /// The plan whose read switch it is, if any.
-    pub plan_id: Option<String>,
-}
+pub use crate::control::flags::Flag;
 
 /// The result of [`set_flag`].
 #[derive(Debug, Clone, Serialize)]
@@ -44,19 +31,7 @@ pub async fn get_flag(
     client: &impl GenericClient,
     name: &str,
 ) -> Result<Option<Flag>, EngineError> {
-    let row = client
-        .query_opt(
-            "SELECT name, enabled, updated_by, updated_at, plan_id FROM cutover.flags WHERE name = $1",
-            &[&name],
-        )
-        .await?;
-    Ok(row.map(|r| Flag {
-        name: r.get(0),
-        enabled: r.get(1),
-        updated_by: r.get(2),
-        updated_at: r.get(3),
-        plan_id: r.get(4),
-    }))
+    Ok(flags::get(client, name).await?)
 }
 
 /// Sets a flag (creating it if needed), audited, in one transaction.
@@ -77,19 +52,7 @@ pub async fn set_flag(
         crate::control::anchors::authorize_anchored(&*client, plan_id, actor, Action::Flag).await?;
     }
     let tx = client.transaction().await?;
-    tx.execute(
-        "INSERT INTO cutover.flags (name, enabled) VALUES ($1, false) ON CONFLICT (name) DO NOTHING",
-        &[&name],
-    )
-    .await?;
-    let row = tx
-        .query_one(
-            "SELECT enabled, plan_id FROM cutover.flags WHERE name = $1 FOR UPDATE",
-            &[&name],
-        )
-        .await?;
-    let current: bool = row.get(0);
-    let plan_id: Option<String> = row.get(1);
+    let (current, plan_id) = flags::lock(&tx, name).await?;
     if current == enabled {
         let flag = get_flag(&tx, name).await?;
         tx.commit().await?;
@@ -120,12 +83,7 @@ pub async fn set_flag(
             );
         }
     }
-    tx.execute(
-        "UPDATE cutover.flags SET enabled = $2, updated_by = session_user, updated_at = clock_timestamp()
-          WHERE name = $1",
-        &[&name, &enabled],
-    )
-    .await?;
+    flags::set(&tx, name, enabled).await?;
     let entry = audit::append(
         &tx,
         NewEntry {

@@ -39,24 +39,11 @@ pub async fn note(
     }
     state::ensure_registered(client, plan, actor).await?;
     let tx = client.transaction().await?;
-    tx.query_one(
-        "SELECT pg_advisory_xact_lock(hashtext('cutover:note'))",
-        &[],
-    )
-    .await?;
-    let last = tx
-        .query_opt(
-            "SELECT seq, details->>'text' FROM cutover.audit_log
-              WHERE plan_id = $1 AND action = 'note' AND login = $2 ORDER BY seq DESC LIMIT 1",
-            &[&plan.id(), &actor.login],
-        )
-        .await?;
-    if let Some(r) = last {
-        if r.get::<_, Option<String>>(1).as_deref() == Some(text) {
+    audit::lock_notes(&tx).await?;
+    if let Some((seq, last)) = audit::last_note_by(&tx, plan.id(), &actor.login).await? {
+        if last.as_deref() == Some(text) {
             tx.commit().await?;
-            return Ok(NoteOutcome::Duplicate {
-                audit_seq: r.get(0),
-            });
+            return Ok(NoteOutcome::Duplicate { audit_seq: seq });
         }
     }
     let entry = audit::append(

@@ -118,14 +118,15 @@ pub async fn rehearse(
         )))
     })?;
     let tx = client.transaction().await?;
-    let id: i64 = tx
-        .query_one(
-            "INSERT INTO cutover.rehearsals (plan_id, plan_sha256, login, ok, total_ms, results)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            &[&plan.id(), &sha, &actor.login, &ok, &total_ms, &results],
-        )
-        .await?
-        .get(0);
+    let new = crate::control::rehearsals::NewRehearsal {
+        plan_id: plan.id(),
+        plan_sha256: &sha,
+        login: &actor.login,
+        ok,
+        total_ms,
+        results: &results,
+    };
+    let id = crate::control::rehearsals::insert(&tx, new).await?;
     let per_phase: Vec<serde_json::Value> = phases
         .iter()
         .map(|p| {

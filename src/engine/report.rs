@@ -9,27 +9,14 @@ use serde_json::Value;
 use tokio_postgres::Client;
 
 use super::EngineError;
-use crate::control::audit::{self, Actor, Verification};
-use crate::control::phases::{self as state, PhaseState};
+use crate::control;
+use crate::control::audit::{self, Actor, Note, Verification};
+use crate::control::backfill::State as BackfillState;
+use crate::control::checks::CheckRun;
+use crate::control::phases::{self as state, HistoryRow, PhaseState};
+use crate::control::rehearsals::RehearsalRow;
 use crate::plan::{Phase, Plan};
 use crate::rules::{fmt_time, short};
-
-/// One state change.
-#[derive(Debug, Clone, Serialize)]
-pub struct TimelineEntry {
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Phase.
-    pub phase: String,
-    /// State before.
-    pub from: String,
-    /// State after.
-    pub to: String,
-    /// Login.
-    pub actor: String,
-    /// Details (errors, flags, resume).
-    pub details: Value,
-}
 
 /// A phase's summary.
 #[derive(Debug, Clone, Serialize)]
@@ -54,7 +41,7 @@ pub struct PhaseSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct BackfillSummary {
     /// Final state.
-    pub state: String,
+    pub state: BackfillState,
     /// Rows written.
     pub rows_done: i64,
     /// Time spent throttled, s.
@@ -65,13 +52,23 @@ pub struct BackfillSummary {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// Which kind of approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalKind {
+    /// A role's sign-off.
+    Signoff,
+    /// A lead's break-glass override.
+    Override,
+}
+
 /// A sign-off or an override as it stands in the record.
 #[derive(Debug, Clone, Serialize)]
 pub struct Approval {
-    /// `signoff` or `override`.
-    pub kind: String,
+    /// Sign-off or override.
+    pub kind: ApprovalKind,
     /// Gate.
-    pub gate: String,
+    pub gate: Phase,
     /// Role (sign-offs).
     pub role: Option<String>,
     /// Login.
@@ -82,51 +79,6 @@ pub struct Approval {
     pub text: String,
     /// Given for the plan version of this report.
     pub current_plan: bool,
-}
-
-/// One stored check result.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckRun {
-    /// Check name.
-    pub name: String,
-    /// Kind.
-    pub kind: String,
-    /// pass / fail / inconclusive.
-    pub outcome: String,
-    /// One line.
-    pub summary: String,
-    /// Started.
-    pub started_at: DateTime<Utc>,
-    /// Duration, ms.
-    pub duration_ms: i64,
-}
-
-/// An operator note.
-#[derive(Debug, Clone, Serialize)]
-pub struct Note {
-    /// Audit sequence number.
-    pub seq: i64,
-    /// When (RFC 3339).
-    pub at: String,
-    /// Login.
-    pub login: String,
-    /// Text.
-    pub text: String,
-}
-
-/// A stored rehearsal.
-#[derive(Debug, Clone, Serialize)]
-pub struct RehearsalSummary {
-    /// When.
-    pub at: DateTime<Utc>,
-    /// By.
-    pub login: String,
-    /// Passed?
-    pub ok: bool,
-    /// Total ms.
-    pub total_ms: f64,
-    /// Plan version.
-    pub plan_sha256: String,
 }
 
 /// The post-migration record.
@@ -151,7 +103,7 @@ pub struct Report {
     /// Per phase.
     pub phases: Vec<PhaseSummary>,
     /// Every state change.
-    pub timeline: Vec<TimelineEntry>,
+    pub timeline: Vec<HistoryRow>,
     /// From the first apply to the last applied phase, ms.
     pub total_ms: Option<i64>,
     /// Backfill figures.
@@ -161,7 +113,7 @@ pub struct Report {
     /// Every stored check result, oldest first.
     pub checks: Vec<CheckRun>,
     /// Rehearsals.
-    pub rehearsals: Vec<RehearsalSummary>,
+    pub rehearsals: Vec<RehearsalRow>,
     /// Operator notes.
     pub notes: Vec<Note>,
     /// Audit chain state when the report was written.
@@ -178,138 +130,65 @@ pub async fn report(
     let client: &Client = client;
     let st = state::load(client, plan.id()).await?;
     let id = plan.id();
-    let timeline: Vec<TimelineEntry> = client
-        .query(
-            "SELECT at, phase, from_state, to_state, actor, details FROM cutover.phase_history
-              WHERE plan_id = $1 ORDER BY id",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| TimelineEntry {
-            at: r.get(0),
-            phase: r.get(1),
-            from: r.get(2),
-            to: r.get(3),
-            actor: r.get(4),
-            details: r.get(5),
-        })
-        .collect();
+    let timeline = state::history(client, id).await?;
     let phases = Phase::ALL
         .iter()
         .map(|&p| summarize(p, st.phase(p).state, &timeline))
         .collect::<Vec<_>>();
     let first_start = timeline
         .iter()
-        .find(|t| t.to == PhaseState::Applying.as_str())
+        .find(|t| t.to == PhaseState::Applying)
         .map(|t| t.at);
     let last_applied = timeline
         .iter()
         .rev()
-        .find(|t| t.to == PhaseState::Applied.as_str())
+        .find(|t| t.to == PhaseState::Applied)
         .map(|t| t.at);
     let total_ms = match (first_start, last_applied) {
         (Some(a), Some(b)) => Some((b - a).num_milliseconds()),
         _ => None,
     };
-    let backfill = client
-        .query_opt(
-            "SELECT state, rows_done, throttled_seconds, started_at, finished_at
-               FROM cutover.backfill WHERE plan_id = $1",
-            &[&id],
-        )
+    let backfill = control::backfill::load(client, id)
         .await?
-        .map(|r| BackfillSummary {
-            state: r.get(0),
-            rows_done: r.get(1),
-            throttled_seconds: r.get(2),
-            started_at: r.get(3),
-            finished_at: r.get(4),
+        .map(|b| BackfillSummary {
+            state: b.state,
+            rows_done: b.rows_done,
+            throttled_seconds: b.throttled_seconds,
+            started_at: b.started_at,
+            finished_at: b.finished_at,
         });
     let sha = plan.sha256();
-    let mut approvals: Vec<Approval> = client
-        .query(
-            "SELECT gate, role, login, signed_at, comment, plan_sha256 FROM cutover.signoffs WHERE plan_id = $1",
-            &[&id],
-        )
+    let mut approvals: Vec<Approval> = control::signoffs::signoffs(client, id, None)
         .await?
-        .iter()
-        .map(|r| Approval {
-            kind: "signoff".into(),
-            gate: r.get(0),
-            role: Some(r.get(1)),
-            login: r.get(2),
-            at: r.get(3),
-            text: r.get(4),
-            current_plan: r.get::<_, String>(5) == sha,
+        .into_iter()
+        .map(|s| Approval {
+            kind: ApprovalKind::Signoff,
+            gate: s.gate,
+            role: Some(s.role),
+            login: s.login,
+            at: s.signed_at,
+            text: s.comment,
+            current_plan: s.plan_sha256 == sha,
         })
         .collect();
     approvals.extend(
-        client
-            .query(
-                "SELECT gate, login, at, reason, plan_sha256 FROM cutover.overrides WHERE plan_id = $1",
-                &[&id],
-            )
+        control::signoffs::overrides(client, id, None)
             .await?
-            .iter()
-            .map(|r| Approval {
-                kind: "override".into(),
-                gate: r.get(0),
+            .into_iter()
+            .map(|o| Approval {
+                kind: ApprovalKind::Override,
+                gate: o.gate,
                 role: None,
-                login: r.get(1),
-                at: r.get(2),
-                text: r.get(3),
-                current_plan: r.get::<_, String>(4) == sha,
+                login: o.login,
+                at: o.at,
+                text: o.reason,
+                current_plan: o.plan_sha256 == sha,
             }),
     );
     approvals.sort_by_key(|a| a.at);
-    let checks = client
-        .query(
-            "SELECT check_name, kind, outcome, summary, started_at, duration_ms
-               FROM cutover.check_results WHERE plan_id = $1 ORDER BY id",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| CheckRun {
-            name: r.get(0),
-            kind: r.get(1),
-            outcome: r.get(2),
-            summary: r.get(3),
-            started_at: r.get(4),
-            duration_ms: r.get(5),
-        })
-        .collect();
-    let rehearsals = client
-        .query(
-            "SELECT at, login, ok, total_ms, plan_sha256 FROM cutover.rehearsals WHERE plan_id = $1 ORDER BY id",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| RehearsalSummary {
-            at: r.get(0),
-            login: r.get(1),
-            ok: r.get(2),
-            total_ms: r.get(3),
-            plan_sha256: r.get(4),
-        })
-        .collect();
-    let notes = client
-        .query(
-            "SELECT seq, at, login, details->>'text' FROM cutover.audit_log
-              WHERE plan_id = $1 AND action = 'note' ORDER BY seq",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| Note {
-            seq: r.get(0),
-            at: r.get(1),
-            login: r.get(2),
-            text: r.get::<_, Option<String>>(3).unwrap_or_default(),
-        })
-        .collect();
+    let checks = control::checks::runs(client, id).await?;
+    let rehearsals = control::rehearsals::all(client, id).await?;
+    let notes = audit::notes(client, id).await?;
     let audit = match audit::verify(client).await? {
         Verification::Intact { entries, head } => {
             format!("intact: {entries} entries, head hash {head}")
@@ -337,19 +216,16 @@ pub async fn report(
     })
 }
 
-fn summarize(phase: Phase, state: PhaseState, timeline: &[TimelineEntry]) -> PhaseSummary {
-    let mine: Vec<&TimelineEntry> = timeline
-        .iter()
-        .filter(|t| t.phase == phase.as_str())
-        .collect();
-    let count = |to: PhaseState| mine.iter().filter(|t| t.to == to.as_str()).count();
+fn summarize(phase: Phase, state: PhaseState, timeline: &[HistoryRow]) -> PhaseSummary {
+    let mine: Vec<&HistoryRow> = timeline.iter().filter(|t| t.phase == phase).collect();
+    let count = |to: PhaseState| mine.iter().filter(|t| t.to == to).count();
     let mut applied_at = None;
     let mut apply_ms = None;
     let mut started: Option<DateTime<Utc>> = None;
     for t in &mine {
-        if t.to == PhaseState::Applying.as_str() {
+        if t.to == PhaseState::Applying {
             started = Some(t.at);
-        } else if t.to == PhaseState::Applied.as_str() && t.from == PhaseState::Applying.as_str() {
+        } else if t.to == PhaseState::Applied && t.from == PhaseState::Applying {
             applied_at = Some(t.at);
             apply_ms = started.map(|s| (t.at - s).num_milliseconds());
         }
@@ -361,18 +237,13 @@ fn summarize(phase: Phase, state: PhaseState, timeline: &[TimelineEntry]) -> Pha
         apply_ms,
         applies: mine
             .iter()
-            .filter(|t| {
-                t.to == PhaseState::Applied.as_str() && t.from == PhaseState::Applying.as_str()
-            })
+            .filter(|t| t.to == PhaseState::Applied && t.from == PhaseState::Applying)
             .count(),
         rollbacks: count(PhaseState::RolledBack),
         failures: count(PhaseState::Failed)
             + mine
                 .iter()
-                .filter(|t| {
-                    t.from == PhaseState::RollingBack.as_str()
-                        && t.to == PhaseState::Applied.as_str()
-                })
+                .filter(|t| t.from == PhaseState::RollingBack && t.to == PhaseState::Applied)
                 .count(),
     }
 }
@@ -475,8 +346,8 @@ impl Report {
             } else {
                 " (given for an earlier plan version)"
             };
-            match a.kind.as_str() {
-                "override" => {
+            match a.kind {
+                ApprovalKind::Override => {
                     let _ = writeln!(
                         md,
                         "- **OVERRIDE** of gate {} by {} at {}: {}{version}",
@@ -486,7 +357,7 @@ impl Report {
                         a.text
                     );
                 }
-                _ => {
+                ApprovalKind::Signoff => {
                     let _ = writeln!(
                         md,
                         "- gate {} signed as {} by {} at {}{}{version}",
@@ -516,7 +387,7 @@ impl Report {
                     fmt_time(c.started_at),
                     c.name,
                     c.kind,
-                    c.outcome,
+                    c.outcome.as_str(),
                     human_ms(c.duration_ms),
                     c.summary.replace('|', "\\|")
                 );

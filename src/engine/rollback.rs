@@ -177,15 +177,7 @@ async fn flip_read_switch_off(
     };
     let tx = client.transaction().await?;
     tx.batch_execute("SET LOCAL lock_timeout = 5000").await?;
-    let changed = tx
-        .execute(
-            "UPDATE cutover.flags SET enabled = false, updated_by = session_user,
-                    updated_at = clock_timestamp()
-              WHERE name = $1 AND enabled",
-            &[&rs.flag],
-        )
-        .await?;
-    if changed > 0 {
+    if crate::control::flags::turn_off(&tx, &rs.flag).await? {
         audit::append(
             &tx,
             NewEntry {

@@ -12,6 +12,7 @@ use crate::control::anchors::authorize;
 use crate::control::audit::{self, Actor, NewEntry};
 use crate::control::facts::Facts;
 use crate::control::phases as state;
+use crate::control::signoffs::{self, Signed};
 use crate::plan::Action;
 use crate::plan::{Phase, Plan, Role};
 use crate::rules::{self, fmt_time};
@@ -53,37 +54,10 @@ pub async fn signoff(
     state::ensure_registered(client, plan, actor).await?;
     let sha = plan.sha256();
     let tx = client.transaction().await?;
-    let inserted = tx
-        .query_opt(
-            "INSERT INTO cutover.signoffs (plan_id, gate, role, login, os_user, host, plan_sha256, comment)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (plan_id, gate, role, plan_sha256) DO NOTHING
-             RETURNING id",
-            &[
-                &plan.id(),
-                &gate.as_str(),
-                &role.as_str(),
-                &actor.login,
-                &actor.os_user,
-                &actor.host,
-                &sha,
-                &comment,
-            ],
-        )
-        .await?;
-    if inserted.is_none() {
-        let r = tx
-            .query_one(
-                "SELECT login, signed_at FROM cutover.signoffs
-                  WHERE plan_id = $1 AND gate = $2 AND role = $3 AND plan_sha256 = $4",
-                &[&plan.id(), &gate.as_str(), &role.as_str(), &sha],
-            )
-            .await?;
+    let signed = signoffs::sign(&tx, plan.id(), gate, role.as_str(), actor, &sha, comment).await?;
+    if let Signed::Existing { login, at } = signed {
         tx.commit().await?;
-        return Ok(SignoffOutcome::AlreadySigned {
-            login: r.get(0),
-            at: r.get(1),
-        });
+        return Ok(SignoffOutcome::AlreadySigned { login, at });
     }
     let entry = audit::append(
         &tx,
@@ -221,12 +195,7 @@ pub async fn override_gate(
     }
     let eval = super::gate::evaluate_gate(client, plan, gate).await?;
     let tx = client.transaction().await?;
-    tx.execute(
-        "INSERT INTO cutover.overrides (plan_id, gate, login, reason, plan_sha256)
-         VALUES ($1, $2, $3, $4, $5)",
-        &[&plan.id(), &gate.as_str(), &actor.login, &reason, &sha],
-    )
-    .await?;
+    signoffs::record_override(&tx, plan.id(), gate, &actor.login, reason, &sha).await?;
     let entry = audit::append(
         &tx,
         NewEntry {

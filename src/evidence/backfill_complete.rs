@@ -5,6 +5,7 @@ use tokio_postgres::Client;
 
 use super::scratch::Scope;
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
+use crate::control::backfill::{self as control, State};
 use crate::db::{describe_error, quote_qualified};
 use crate::outcome::Outcome;
 use crate::plan::{BackfillSpec, Plan};
@@ -40,7 +41,7 @@ async fn measure(
     client: &Client,
     plan: &Plan,
     spec: &BackfillSpec,
-) -> Result<(Option<String>, i64, i64), tokio_postgres::Error> {
+) -> Result<(Option<State>, i64, i64), tokio_postgres::Error> {
     let scope = Scope::enter(client).await?;
     let result = async {
         client
@@ -49,14 +50,8 @@ async fn measure(
                 plan.spec.settings.statement_timeout.as_millis()
             ))
             .await?;
-        let row = client
-            .query_opt(
-                "SELECT state, rows_done FROM cutover.backfill WHERE plan_id = $1",
-                &[&plan.id()],
-            )
-            .await?;
-        let (state, done) = match row {
-            Some(r) => (Some(r.get::<_, String>(0)), r.get::<_, i64>(1)),
+        let (state, done) = match control::load(client, plan.id()).await? {
+            Some(r) => (Some(r.state), r.rows_done),
             None => (None, 0),
         };
         let pending = client
@@ -79,8 +74,8 @@ async fn measure(
     Ok(out)
 }
 
-fn judge(spec: &BackfillSpec, state: Option<String>, rows_done: i64, pending: i64) -> ProbeResult {
-    let state_text = state.clone().unwrap_or_else(|| "never started".to_string());
+fn judge(spec: &BackfillSpec, state: Option<State>, rows_done: i64, pending: i64) -> ProbeResult {
+    let state_text = state.map_or("never started", State::as_str);
     let evidence = vec![
         format!("backfill state: {state_text}; rows done: {rows_done}"),
         format!(
@@ -88,7 +83,7 @@ fn judge(spec: &BackfillSpec, state: Option<String>, rows_done: i64, pending: i6
             spec.table, spec.pending
         ),
     ];
-    let done = state.as_deref() == Some("done");
+    let done = state == Some(State::Done);
     let (outcome, summary) = match (done, pending) {
         (true, 0) => (
             Outcome::Pass,

@@ -441,14 +441,9 @@ async fn audit_acknowledged(
         return Ok(());
     }
     let scope = Scope::enter(client).await?;
-    let already = client
-        .query_opt(
-            "SELECT 1 FROM cutover.audit_log
-              WHERE plan_id = $1 AND plan_sha256 = $2 AND action = 'lint.acknowledged' AND phase = $3",
-            &[&plan.id(), &plan.sha256(), &gate.as_str()],
-        )
-        .await?;
-    if already.is_none() {
+    let already =
+        audit::recorded(client, plan.id(), &plan.sha256(), "lint.acknowledged", gate).await?;
+    if !already {
         let actor = match Actor::current(client).await {
             Ok(a) => a,
             Err(_) => {

@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 use tokio_postgres::Client;
 
 use super::scratch::{self, Scope};
+use crate::control::{self, backfill::State as BackfillState};
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::{Phase, Plan};
 
@@ -91,13 +92,7 @@ async fn scrape(client: &mut Option<Client>, db: &DbConfig, plan: &Plan, peer: &
     match render(c, plan).await {
         Ok(body) => {
             let bytes = i32::try_from(body.len()).unwrap_or(i32::MAX);
-            if let Err(e) = c
-                .execute(
-                    "INSERT INTO cutover.metrics_scrapes (plan_id, peer, bytes) VALUES ($1, $2, $3)",
-                    &[&plan.id(), &peer, &bytes],
-                )
-                .await
-            {
+            if let Err(e) = control::probes::record_scrape(c, plan.id(), peer, bytes).await {
                 tracing::warn!(
                     "could not record the metrics scrape: {}",
                     db::describe_error(&e)
@@ -187,19 +182,12 @@ async fn phases(
     registry: &mut Registry,
 ) -> Result<(), tokio_postgres::Error> {
     let states = Family::<Labels, GaugeF>::default();
-    let rows = client
-        .query(
-            "SELECT phase, state FROM cutover.phases WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?;
-    for phase in Phase::ALL {
-        let state = rows
-            .iter()
-            .find(|r| r.get::<_, String>(0) == phase.as_str())
-            .map_or_else(|| "pending".to_string(), |r| r.get(1));
+    for row in control::phases::rows(client, plan.id()).await? {
         states
-            .get_or_create(&labels(&[("phase", phase.as_str()), ("state", &state)]))
+            .get_or_create(&labels(&[
+                ("phase", row.phase.as_str()),
+                ("state", row.state.as_str()),
+            ]))
             .set(1.0);
     }
     registry.register(
@@ -208,17 +196,10 @@ async fn phases(
         states,
     );
     let current = Family::<Labels, GaugeF>::default();
-    if let Some(r) = client
-        .query_opt(
-            "SELECT coalesce(current_phase, 'none'), state FROM cutover.migrations WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?
-    {
-        let phase: String = r.get(0);
-        let state: String = r.get(1);
+    if let Some((phase, state)) = control::phases::current(client, plan.id()).await? {
+        let phase = phase.map_or("none", Phase::as_str);
         current
-            .get_or_create(&labels(&[("phase", &phase), ("state", &state)]))
+            .get_or_create(&labels(&[("phase", phase), ("state", state.as_str())]))
             .set(1.0);
     }
     registry.register(
@@ -235,21 +216,12 @@ async fn probes(
     registry: &mut Registry,
 ) -> Result<(), tokio_postgres::Error> {
     let latest = Family::<Labels, GaugeF>::default();
-    let rows = client
-        .query(
-            "SELECT DISTINCT ON (gate, probe) gate, probe, outcome
-               FROM cutover.probe_results WHERE plan_id = $1
-              ORDER BY gate, probe, id DESC",
-            &[&plan.id()],
-        )
-        .await?;
-    for r in &rows {
-        let (gate, probe, outcome): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+    for p in control::probes::latest(client, plan.id(), None).await? {
         latest
             .get_or_create(&labels(&[
-                ("gate", &gate),
-                ("probe", &probe),
-                ("outcome", &outcome),
+                ("gate", p.gate.as_str()),
+                ("probe", &p.probe),
+                ("outcome", p.outcome.as_str()),
             ]))
             .set(1.0);
     }
@@ -259,18 +231,10 @@ async fn probes(
         latest,
     );
     let totals = Family::<Labels, CounterF>::default();
-    let rows = client
-        .query(
-            "SELECT probe, outcome, count(*)::float8 FROM cutover.probe_results
-              WHERE plan_id = $1 GROUP BY 1, 2",
-            &[&plan.id()],
-        )
-        .await?;
-    for r in &rows {
-        let (probe, outcome): (String, String) = (r.get(0), r.get(1));
+    for (probe, outcome, n) in control::probes::outcome_counts(client, plan.id()).await? {
         totals
-            .get_or_create(&labels(&[("probe", &probe), ("outcome", &outcome)]))
-            .inc_by(r.get(2));
+            .get_or_create(&labels(&[("probe", &probe), ("outcome", outcome.as_str())]))
+            .inc_by(n);
     }
     registry.register(
         "probe_evaluations",
@@ -289,48 +253,30 @@ async fn gates(
     registry: &mut Registry,
 ) -> Result<(), tokio_postgres::Error> {
     use crate::outcome::Outcome;
-    let probes = client
-        .query(
-            "SELECT DISTINCT ON (gate, probe) gate, probe, outcome
-               FROM cutover.probe_results WHERE plan_id = $1 AND plan_sha256 = $2
-              ORDER BY gate, probe, id DESC",
-            &[&plan.id(), &plan.sha256()],
-        )
-        .await?;
-    let checks = client
-        .query(
-            "SELECT DISTINCT ON (check_name) check_name, outcome
-               FROM cutover.check_results WHERE plan_id = $1 ORDER BY check_name, id DESC",
-            &[&plan.id()],
-        )
-        .await?;
-    let signoffs = client
-        .query(
-            "SELECT gate, role FROM cutover.signoffs WHERE plan_id = $1 AND plan_sha256 = $2",
-            &[&plan.id(), &plan.sha256()],
-        )
-        .await?;
+    let sha = plan.sha256();
+    let probes = control::probes::latest(client, plan.id(), Some(&sha)).await?;
+    let checks = control::checks::latest_runs(client, plan.id()).await?;
+    let signoffs = control::signoffs::signoffs(client, plan.id(), Some(&sha)).await?;
     let family = Family::<Labels, GaugeF>::default();
     for phase in Phase::ALL {
         let gate = plan.gate(phase);
         let probe_outcomes = gate.probes.iter().map(|p| {
             probes
                 .iter()
-                .find(|r| {
-                    r.get::<_, &str>(0) == phase.as_str() && r.get::<_, &str>(1) == p.as_str()
-                })
-                .map_or(Outcome::Inconclusive, |r| Outcome::parse(r.get(2)))
+                .find(|r| r.gate == phase && r.probe == p.as_str())
+                .map_or(Outcome::Inconclusive, |r| r.outcome)
         });
         let check_outcomes = gate.checks.iter().map(|c| {
             checks
                 .iter()
-                .find(|r| r.get::<_, &str>(0) == c.as_str())
-                .map_or(Outcome::Inconclusive, |r| Outcome::parse(r.get(1)))
+                .find(|r| r.name == c.as_str())
+                .map_or(Outcome::Inconclusive, |r| r.outcome)
         });
         let signoff_outcomes = gate.signoffs.iter().map(|role| {
-            if signoffs.iter().any(|r| {
-                r.get::<_, &str>(0) == phase.as_str() && r.get::<_, &str>(1) == role.as_str()
-            }) {
+            if signoffs
+                .iter()
+                .any(|s| s.gate == phase && s.role == role.as_str())
+            {
                 Outcome::Pass
             } else {
                 Outcome::Fail
@@ -357,25 +303,18 @@ async fn backfill(
     plan: &Plan,
     registry: &mut Registry,
 ) -> Result<(), tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            "SELECT state, reason, rows_done, coalesce(rows_estimate, 0), throttled_seconds,
-                    extract(epoch FROM coalesce(finished_at, clock_timestamp()) - started_at)::float8
-               FROM cutover.backfill WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await?;
-    let (state, reason, done, estimate, throttled_s, elapsed) = match &row {
-        Some(r) => (
-            r.get::<_, String>(0),
-            r.get::<_, String>(1),
-            r.get::<_, i64>(2),
-            r.get::<_, i64>(3),
-            r.get::<_, f64>(4),
-            r.get::<_, Option<f64>>(5),
-        ),
-        None => ("idle".to_string(), String::new(), 0, 0, 0.0, None),
-    };
+    let (state, reason, done, estimate, throttled_s, elapsed) =
+        match control::backfill::load(client, plan.id()).await? {
+            Some(r) => (
+                r.state,
+                r.reason,
+                r.rows_done,
+                r.rows_estimate.unwrap_or(0),
+                r.throttled_seconds,
+                r.elapsed_seconds,
+            ),
+            None => (BackfillState::Idle, String::new(), 0, 0, 0.0, None),
+        };
     let gauge = |v: f64| {
         let g = GaugeF::default();
         g.set(v);
@@ -393,7 +332,7 @@ async fn backfill(
     );
     let state_family = Family::<Labels, GaugeF>::default();
     state_family
-        .get_or_create(&labels(&[("state", &state)]))
+        .get_or_create(&labels(&[("state", state.as_str())]))
         .set(1.0);
     registry.register(
         "backfill_state",
@@ -401,7 +340,7 @@ async fn backfill(
         state_family,
     );
     let throttled = Family::<Labels, GaugeF>::default();
-    let is_throttled = state == "throttled";
+    let is_throttled = state == BackfillState::Throttled;
     throttled
         .get_or_create(&labels(&[(
             "reason",
@@ -420,22 +359,12 @@ async fn backfill(
         "Time the backfill spent throttled",
         throttled_total,
     );
-    let recent = scratch::optional_query(
-        client,
-        "SELECT coalesce(sum(rows_updated), 0)::float8,
-                extract(epoch FROM max(finished_at) - min(started_at))::float8
-           FROM cutover.backfill_chunks
-          WHERE plan_id = $1 AND finished_at > clock_timestamp() - interval '60 seconds'",
-        &[&plan.id()],
-    )
-    .await;
-    let rate = match recent.as_deref() {
-        Ok([r]) => match (r.get::<_, f64>(0), r.get::<_, Option<f64>>(1)) {
-            (rows, Some(span)) if span > 0.0 => rows / span,
-            _ => 0.0,
-        },
-        _ => match elapsed {
-            Some(s) if s > 0.0 && state == "running" => done as f64 / s,
+    let recent = scratch::optional(client, control::backfill::last_minute(client, plan.id())).await;
+    let rate = match recent {
+        Ok((rows, Some(span))) if span > 0.0 => rows / span,
+        Ok(_) => 0.0,
+        Err(_) => match elapsed {
+            Some(s) if s > 0.0 && state == BackfillState::Running => done as f64 / s,
             _ => 0.0,
         },
     };
@@ -445,23 +374,13 @@ async fn backfill(
         gauge(rate),
     );
     let bounds: Vec<f64> = CHUNK_BUCKETS.to_vec();
-    let groups = scratch::optional_query(
+    let groups = scratch::optional(
         client,
-        "SELECT (SELECT min(u.i) FROM unnest($2::float8[]) WITH ORDINALITY u(b, i)
-                  WHERE c.duration_ms / 1000.0 <= u.b)::int4,
-                count(*), sum(c.duration_ms)::float8 / 1000.0
-           FROM cutover.backfill_chunks c WHERE c.plan_id = $1 GROUP BY 1",
-        &[&plan.id(), &bounds],
+        control::backfill::duration_buckets(client, plan.id(), &bounds),
     )
     .await;
     let histogram = match groups {
-        Ok(rows) => PrecomputedHistogram::from_groups(rows.iter().map(|r| {
-            (
-                r.get::<_, Option<i32>>(0),
-                r.get::<_, i64>(1),
-                r.get::<_, f64>(2),
-            )
-        })),
+        Ok(groups) => PrecomputedHistogram::from_groups(groups.into_iter()),
         Err(_) => PrecomputedHistogram::from_groups(std::iter::empty()),
     };
     registry.register(
@@ -477,24 +396,19 @@ async fn checks(
     plan: &Plan,
     registry: &mut Registry,
 ) -> Result<(), tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT DISTINCT ON (check_name) check_name, outcome, duration_ms::float8 / 1000.0
-               FROM cutover.check_results WHERE plan_id = $1
-              ORDER BY check_name, id DESC",
-            &[&plan.id()],
-        )
-        .await?;
+    let runs = control::checks::latest_runs(client, plan.id()).await?;
     let outcome = Family::<Labels, GaugeF>::default();
     let duration = Family::<Labels, GaugeF>::default();
-    for r in &rows {
-        let (name, result): (String, String) = (r.get(0), r.get(1));
+    for r in &runs {
         outcome
-            .get_or_create(&labels(&[("check", &name), ("outcome", &result)]))
+            .get_or_create(&labels(&[
+                ("check", &r.name),
+                ("outcome", r.outcome.as_str()),
+            ]))
             .set(1.0);
         duration
-            .get_or_create(&labels(&[("check", &name)]))
-            .set(r.get(2));
+            .get_or_create(&labels(&[("check", &r.name)]))
+            .set(r.duration_ms as f64 / 1000.0);
     }
     registry.register(
         "check_outcome",
@@ -507,18 +421,10 @@ async fn checks(
         duration,
     );
     let totals = Family::<Labels, CounterF>::default();
-    let rows = client
-        .query(
-            "SELECT check_name, outcome, count(*)::float8 FROM cutover.check_results
-              WHERE plan_id = $1 GROUP BY 1, 2",
-            &[&plan.id()],
-        )
-        .await?;
-    for r in &rows {
-        let (name, result): (String, String) = (r.get(0), r.get(1));
+    for (name, result, runs) in control::checks::outcome_counts(client, plan.id()).await? {
         totals
-            .get_or_create(&labels(&[("check", &name), ("outcome", &result)]))
-            .inc_by(r.get(2));
+            .get_or_create(&labels(&[("check", &name), ("outcome", result.as_str())]))
+            .inc_by(runs);
     }
     registry.register("check_runs", "Data check runs by outcome", totals);
     Ok(())

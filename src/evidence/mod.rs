@@ -23,6 +23,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::control::probes;
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, ProbeKind};
 
@@ -155,24 +156,18 @@ async fn record(
     millis: i64,
 ) -> Result<(), tokio_postgres::Error> {
     let scope = scratch::Scope::enter(ctx.client).await?;
-    let inserted = ctx
-        .client
-        .execute(
-            "INSERT INTO cutover.probe_results
-                 (plan_id, gate, probe, outcome, summary, evidence, plan_sha256, duration_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &ctx.plan.id(),
-                &ctx.gate.as_str(),
-                &result.name,
-                &result.outcome.as_str(),
-                &result.summary,
-                &serde_json::json!(result.evidence),
-                &ctx.plan.sha256(),
-                &millis,
-            ],
-        )
-        .await;
+    let sha = ctx.plan.sha256();
+    let new = probes::NewProbeResult {
+        plan_id: ctx.plan.id(),
+        gate: ctx.gate,
+        probe: &result.name,
+        outcome: result.outcome,
+        summary: &result.summary,
+        evidence: &result.evidence,
+        plan_sha256: &sha,
+        duration_ms: millis,
+    };
+    let inserted = probes::record(ctx.client, new).await;
     match inserted {
         Ok(_) => scope.commit(ctx.client).await,
         Err(e) => {
@@ -191,24 +186,12 @@ pub const SCRAPE_FRESHNESS_SECONDS: i64 = 300;
 pub async fn observability(client: &Client, plan: &Plan) -> ProbeResult {
     let read = async {
         let scope = scratch::Scope::enter(client).await?;
-        let rows = scratch::optional_query(
-            client,
-            "SELECT count(*), max(at)::text,
-                    extract(epoch FROM clock_timestamp() - max(at))::float8,
-                    (SELECT peer FROM cutover.metrics_scrapes
-                      WHERE plan_id = $1 ORDER BY id DESC LIMIT 1)
-               FROM cutover.metrics_scrapes WHERE plan_id = $1",
-            &[&plan.id()],
-        )
-        .await;
+        let scrapes = scratch::optional(client, probes::scrapes(client, plan.id())).await;
         scope.rollback(client).await?;
-        rows
+        scrapes
     };
-    let row = match read.await.map(|rows| rows.into_iter().next()) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return ProbeResult::inconclusive("observability", "the scrape log returned no row")
-        }
+    let scrapes = match read.await {
+        Ok(s) => s,
         Err(e) => {
             return ProbeResult::inconclusive(
                 "observability",
@@ -219,12 +202,9 @@ pub async fn observability(client: &Client, plan: &Plan) -> ProbeResult {
             )
         }
     };
-    let count: i64 = row.get(0);
-    let (Some(last), Some(age), Some(peer)) = (
-        row.get::<_, Option<String>>(1),
-        row.get::<_, Option<f64>>(2),
-        row.get::<_, Option<String>>(3),
-    ) else {
+    let count = scrapes.count;
+    let (Some(last), Some(age), Some(peer)) = (scrapes.last_at, scrapes.age_seconds, scrapes.peer)
+    else {
         return ProbeResult::inconclusive(
             "observability",
             "the metrics endpoint has never been scraped: run Cutover with --metrics-addr and point Prometheus at it",

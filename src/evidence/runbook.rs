@@ -8,6 +8,12 @@ use chrono::Utc;
 use tokio_postgres::Client;
 
 use super::lint;
+use crate::control::backfill;
+use crate::control::checks::{self, CheckRun};
+use crate::control::flags;
+use crate::control::phases::{self, PhaseRow};
+use crate::control::probes::{self, LatestProbe};
+use crate::control::signoffs::{self, OverrideRow, SignoffRow};
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan, ProbeKind, Role};
 use crate::sql::split_statements;
 
@@ -16,20 +22,20 @@ use crate::sql::split_statements;
 pub struct LiveState {
     /// Where it was read from (masked).
     pub source: String,
-    /// (phase, state, finished_at) for phases with a row.
-    pub phases: Vec<(String, String, Option<String>)>,
-    /// Backfill state, reason, rows done, rows estimate.
-    pub backfill: Option<(String, String, i64, Option<i64>)>,
+    /// The phases that have a row (none before the plan is registered), in order.
+    pub phases: Vec<PhaseRow>,
+    /// The backfill's state row.
+    pub backfill: Option<backfill::Row>,
     /// The read-switch flag: on/off, if it exists.
     pub flag: Option<bool>,
-    /// Latest probe results: (gate, probe, outcome, summary).
-    pub probes: Vec<(String, String, String, String)>,
-    /// Latest check results: (check, outcome, summary).
-    pub checks: Vec<(String, String, String)>,
-    /// Sign-offs for this plan version: (gate, role, login).
-    pub signoffs: Vec<(String, String, String)>,
-    /// Break-glass overrides for this plan version: (gate, login, reason).
-    pub overrides: Vec<(String, String, String)>,
+    /// The latest evaluation of each probe at each gate, for this plan version.
+    pub probes: Vec<LatestProbe>,
+    /// The latest run of each check.
+    pub checks: Vec<CheckRun>,
+    /// Sign-offs for this plan version.
+    pub signoffs: Vec<SignoffRow>,
+    /// Break-glass overrides for this plan version.
+    pub overrides: Vec<OverrideRow>,
 }
 
 /// Reads the live state of `plan` (the control schema must exist).
@@ -39,75 +45,16 @@ pub async fn live_state(
     source: String,
 ) -> Result<LiveState, tokio_postgres::Error> {
     let id = plan.id();
-    let phases = client
-        .query(
-            "SELECT phase, state, to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
-               FROM cutover.phases WHERE plan_id = $1",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    let backfill = client
-        .query_opt(
-            "SELECT state, reason, rows_done, rows_estimate FROM cutover.backfill WHERE plan_id = $1",
-            &[&id],
-        )
-        .await?
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)));
+    let phases = phases::stored(client, id).await?;
+    let backfill = backfill::load(client, id).await?;
     let flag = match &plan.spec.read_switch {
-        Some(rs) => client
-            .query_opt(
-                "SELECT enabled FROM cutover.flags WHERE name = $1",
-                &[&rs.flag],
-            )
-            .await?
-            .map(|r| r.get(0)),
+        Some(rs) => flags::get(client, &rs.flag).await?.map(|f| f.enabled),
         None => None,
     };
-    let probes = client
-        .query(
-            "SELECT DISTINCT ON (gate, probe) gate, probe, outcome, summary
-               FROM cutover.probe_results WHERE plan_id = $1 AND plan_sha256 = $2
-              ORDER BY gate, probe, id DESC",
-            &[&id, &plan.sha256()],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    let checks = client
-        .query(
-            "SELECT DISTINCT ON (check_name) check_name, outcome, summary
-               FROM cutover.check_results WHERE plan_id = $1
-              ORDER BY check_name, id DESC",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    let signoffs = client
-        .query(
-            "SELECT gate, role, login FROM cutover.signoffs
-              WHERE plan_id = $1 AND plan_sha256 = $2 ORDER BY signed_at",
-            &[&id, &plan.sha256()],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    let overrides = client
-        .query(
-            "SELECT gate, login, reason FROM cutover.overrides
-              WHERE plan_id = $1 AND plan_sha256 = $2 ORDER BY at",
-            &[&id, &plan.sha256()],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let probes = probes::latest(client, id, Some(&plan.sha256())).await?;
+    let checks = checks::latest_runs(client, id).await?;
+    let signoffs = signoffs::signoffs(client, id, Some(&plan.sha256())).await?;
+    let overrides = signoffs::overrides(client, id, Some(&plan.sha256())).await?;
     Ok(LiveState {
         overrides,
         source,
@@ -205,29 +152,39 @@ fn current_state(md: &mut String, plan: &Plan, l: &LiveState) {
     let _ = writeln!(md, "| Phase | State | Applied at (UTC) |");
     let _ = writeln!(md, "|---|---|---|");
     for phase in Phase::ALL {
-        let row = l.phases.iter().find(|p| p.0 == phase.as_str());
+        let row = l.phases.iter().find(|p| p.phase == phase);
         let _ = writeln!(
             md,
             "| {phase} | {} | {} |",
-            row.map_or("pending", |r| r.1.as_str()),
-            row.and_then(|r| r.2.as_deref()).unwrap_or("—")
+            row.map_or("pending", |r| r.state.as_str()),
+            row.and_then(|r| r.finished_at)
+                .map_or("—".to_string(), |t| t
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string())
         );
     }
     let _ = writeln!(md);
-    if let Some((state, reason, done, estimate)) = &l.backfill {
+    if let Some(b) = &l.backfill {
         let _ = writeln!(
             md,
-            "- Backfill: **{state}**{} — {done} rows done{}",
-            if reason.is_empty() {
+            "- Backfill: **{}**{} — {} rows done{}",
+            b.state,
+            if b.reason.is_empty() {
                 String::new()
             } else {
-                format!(" ({reason})")
+                format!(" ({})", b.reason)
             },
-            estimate.map_or(String::new(), |e| format!(" of ~{e}"))
+            b.rows_done,
+            b.rows_estimate
+                .map_or(String::new(), |e| format!(" of ~{e}"))
         );
     }
-    for (gate, login, reason) in &l.overrides {
-        let _ = writeln!(md, "- **OVERRIDE** of the {gate} gate by {login}: {reason}");
+    for o in &l.overrides {
+        let _ = writeln!(
+            md,
+            "- **OVERRIDE** of the {} gate by {}: {}",
+            o.gate, o.login, o.reason
+        );
     }
     if let Some(rs) = &plan.spec.read_switch {
         let _ = writeln!(
@@ -339,8 +296,8 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
     if !spec.description.is_empty() {
         let _ = writeln!(md, "{}\n", spec.description.trim());
     }
-    if let Some(state) = live.and_then(|l| l.phases.iter().find(|p| p.0 == phase.as_str())) {
-        let _ = writeln!(md, "Live: **{}**\n", state.1);
+    if let Some(row) = live.and_then(|l| l.phases.iter().find(|p| p.phase == phase)) {
+        let _ = writeln!(md, "Live: **{}**\n", row.state);
     }
 
     let _ = writeln!(md, "### Gate (must hold before applying)\n");
@@ -363,8 +320,10 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
         any = true;
         let desc = plan.check(c).map_or("", |c| c.description.as_str());
         let live_result = live
-            .and_then(|l| l.checks.iter().find(|r| &r.0 == c))
-            .map_or(String::new(), |r| format!(" — last: **{}** {}", r.1, r.2));
+            .and_then(|l| l.checks.iter().find(|r| &r.name == c))
+            .map_or(String::new(), |r| {
+                format!(" — last: **{}** {}", r.outcome.as_str(), r.summary)
+            });
         let _ = writeln!(
             md,
             "- Check `{c}`: {desc} — `cutover check {f} --name {c}` (expect PASS, exit 0){live_result}"
@@ -376,9 +335,11 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
             .and_then(|l| {
                 l.probes
                     .iter()
-                    .find(|r| r.0 == phase.as_str() && r.1 == p.as_str())
+                    .find(|r| r.gate == phase && r.probe == p.as_str())
             })
-            .map_or(String::new(), |r| format!(" — last: **{}** {}", r.2, r.3));
+            .map_or(String::new(), |r| {
+                format!(" — last: **{}** {}", r.outcome.as_str(), r.summary)
+            });
         let _ = writeln!(md, "- Probe `{p}`: {}{live_result}", probe_meaning(*p));
     }
     for role in &gate.signoffs {
@@ -387,9 +348,9 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
             .and_then(|l| {
                 l.signoffs
                     .iter()
-                    .find(|s| s.0 == phase.as_str() && s.1 == role.as_str())
+                    .find(|s| s.gate == phase && s.role == role.as_str())
             })
-            .map_or(String::new(), |s| format!(" — signed by {}", s.2));
+            .map_or(String::new(), |s| format!(" — signed by {}", s.login));
         let _ = writeln!(
             md,
             "- Sign-off by **{role}**: `cutover signoff {f} --gate {phase} --role {role}`{signed}"

@@ -76,15 +76,25 @@ pub async fn optional_query(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
+    optional(client, client.query(sql, params)).await
+}
+
+/// Runs `read` (statements that may legitimately fail) inside a savepoint, so its failure
+/// leaves the enclosing transaction usable. `read` is a future not yet polled: its statements
+/// are sent after the savepoint. Must be called inside a [`Scope`].
+pub async fn optional<T>(
+    client: &Client,
+    read: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, tokio_postgres::Error> {
     client
         .batch_execute(&format!("SAVEPOINT {OPTIONAL}"))
         .await?;
-    match client.query(sql, params).await {
-        Ok(rows) => {
+    match read.await {
+        Ok(value) => {
             client
                 .batch_execute(&format!("RELEASE SAVEPOINT {OPTIONAL}"))
                 .await?;
-            Ok(rows)
+            Ok(value)
         }
         Err(e) => {
             client

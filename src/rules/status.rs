@@ -5,6 +5,7 @@ use crate::control::backfill::State as BackfillState;
 use crate::control::facts::Facts;
 use crate::control::facts::FlagFact;
 use crate::control::phases::PhaseState;
+use crate::control::statements::Direction;
 use crate::plan::{Phase, Plan};
 use crate::rules::{self, fmt_time, GateEvaluation, RollbackAdvice, Scorecard};
 use chrono::{DateTime, Utc};
@@ -233,8 +234,8 @@ pub fn build(plan: &Plan, facts: &Facts) -> Status {
 
 fn in_flight_note(facts: &Facts, phase: Phase, state: PhaseState) -> Option<String> {
     let (verb, direction) = match state {
-        PhaseState::Applying => ("advance", "apply"),
-        PhaseState::RollingBack => ("rollback", "rollback"),
+        PhaseState::Applying => ("advance", Direction::Apply),
+        PhaseState::RollingBack => ("rollback", Direction::Rollback),
         _ => return None,
     };
     if let Some(h) = &facts.lock_holder {

@@ -1,0 +1,281 @@
+//! `cutover.check_results` (one row per check run, kept as history) and
+//! `cutover.golden_snapshots` (the baseline of each golden query).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::{Error, GenericClient, Row};
+
+use crate::outcome::Outcome;
+
+/// One stored result of one check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckRecord {
+    /// Row id in `cutover.check_results`.
+    pub id: i64,
+    /// Plan id.
+    pub plan_id: String,
+    /// Check name (from the plan).
+    pub name: String,
+    /// Kind name (`full_diff`, …).
+    pub kind: String,
+    /// Pass, Fail or Inconclusive.
+    pub outcome: Outcome,
+    /// One line for humans.
+    pub summary: String,
+    /// When the check started.
+    pub started_at: DateTime<Utc>,
+    /// How long it ran, in milliseconds.
+    pub duration_ms: i64,
+    /// Rows read on all sides.
+    pub rows_scanned: i64,
+    /// Kind-specific details: differing keys, partitions, statistics (lists capped by the
+    /// checks); `{"error": …}` when Inconclusive because of an error.
+    pub details: Value,
+    /// sha256 of the plan file the check ran under.
+    pub plan_sha256: String,
+}
+
+/// A check result to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewResult<'a> {
+    /// Plan id.
+    pub plan_id: &'a str,
+    /// Check name.
+    pub name: &'a str,
+    /// Kind name.
+    pub kind: &'a str,
+    /// Verdict.
+    pub outcome: Outcome,
+    /// One line.
+    pub summary: &'a str,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// How long it ran.
+    pub duration_ms: i64,
+    /// Rows read.
+    pub rows_scanned: i64,
+    /// Details, already capped.
+    pub details: &'a Value,
+    /// The plan version it ran under.
+    pub plan_sha256: &'a str,
+}
+
+const COLUMNS: &str = "id, plan_id, check_name, kind, outcome, summary, started_at, duration_ms, \
+                       rows_scanned, details, plan_sha256";
+
+fn record(row: &Row) -> CheckRecord {
+    CheckRecord {
+        id: row.get(0),
+        plan_id: row.get(1),
+        name: row.get(2),
+        kind: row.get(3),
+        outcome: Outcome::parse(row.get(4)),
+        summary: row.get(5),
+        started_at: row.get(6),
+        duration_ms: row.get(7),
+        rows_scanned: row.get(8),
+        details: row.get(9),
+        plan_sha256: row.get(10),
+    }
+}
+
+/// Stores a result; returns it as stored.
+pub async fn insert(c: &impl GenericClient, new: NewResult<'_>) -> Result<CheckRecord, Error> {
+    let row = c
+        .query_one(
+            &format!(
+                "INSERT INTO cutover.check_results \
+                 (plan_id, check_name, kind, outcome, summary, started_at, duration_ms, \
+                  rows_scanned, details, plan_sha256) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+            ),
+            &[
+                &new.plan_id,
+                &new.name,
+                &new.kind,
+                &new.outcome.as_str(),
+                &new.summary,
+                &new.started_at,
+                &new.duration_ms,
+                &new.rows_scanned,
+                new.details,
+                &new.plan_sha256,
+            ],
+        )
+        .await?;
+    Ok(record(&row))
+}
+
+/// The latest result of each check of `plan_id`, by check name.
+pub async fn latest(c: &impl GenericClient, plan_id: &str) -> Result<Vec<CheckRecord>, Error> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT DISTINCT ON (check_name) {COLUMNS} FROM cutover.check_results \
+                 WHERE plan_id = $1 ORDER BY check_name, id DESC"
+            ),
+            &[&plan_id],
+        )
+        .await?;
+    Ok(rows.iter().map(record).collect())
+}
+
+/// Past results of `plan_id` (only check `name` when given), newest first, at most `limit`.
+pub async fn history(
+    c: &impl GenericClient,
+    plan_id: &str,
+    name: Option<&str>,
+    limit: i64,
+) -> Result<Vec<CheckRecord>, Error> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM cutover.check_results \
+                 WHERE plan_id = $1 AND ($2::text IS NULL OR check_name = $2) \
+                 ORDER BY id DESC LIMIT $3"
+            ),
+            &[&plan_id, &name, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(record).collect())
+}
+
+/// One check run without its details.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CheckRun {
+    /// Check name.
+    pub name: String,
+    /// Kind.
+    pub kind: String,
+    /// Verdict.
+    pub outcome: Outcome,
+    /// One line.
+    pub summary: String,
+    /// Started.
+    pub started_at: DateTime<Utc>,
+    /// Duration, ms.
+    pub duration_ms: i64,
+}
+
+const RUN_COLUMNS: &str = "check_name, kind, outcome, summary, started_at, duration_ms";
+
+fn run(r: &Row) -> CheckRun {
+    CheckRun {
+        name: r.get(0),
+        kind: r.get(1),
+        outcome: Outcome::parse(r.get(2)),
+        summary: r.get(3),
+        started_at: r.get(4),
+        duration_ms: r.get(5),
+    }
+}
+
+/// Every run of `plan_id`'s checks, oldest first.
+pub async fn runs(c: &impl GenericClient, plan_id: &str) -> Result<Vec<CheckRun>, Error> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM cutover.check_results WHERE plan_id = $1 ORDER BY id"
+            ),
+            &[&plan_id],
+        )
+        .await?;
+    Ok(rows.iter().map(run).collect())
+}
+
+/// The latest run of each check of `plan_id`, by check name.
+pub async fn latest_runs(c: &impl GenericClient, plan_id: &str) -> Result<Vec<CheckRun>, Error> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT DISTINCT ON (check_name) {RUN_COLUMNS} FROM cutover.check_results \
+                 WHERE plan_id = $1 ORDER BY check_name, id DESC"
+            ),
+            &[&plan_id],
+        )
+        .await?;
+    Ok(rows.iter().map(run).collect())
+}
+
+/// How many runs of each check of `plan_id` ended with each outcome: (check, outcome, runs).
+pub async fn outcome_counts(
+    c: &impl GenericClient,
+    plan_id: &str,
+) -> Result<Vec<(String, Outcome, f64)>, Error> {
+    let rows = c
+        .query(
+            "SELECT check_name, outcome, count(*)::float8 FROM cutover.check_results
+              WHERE plan_id = $1 GROUP BY 1, 2",
+            &[&plan_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), Outcome::parse(r.get(1)), r.get(2)))
+        .collect())
+}
+
+/// A stored baseline of one golden query.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GoldenSnapshot {
+    /// Check name.
+    pub check_name: String,
+    /// Rows the query returned.
+    pub row_count: i64,
+    /// Sum of the rows' 64-bit hashes (order-insensitive), as text.
+    pub checksum: String,
+    /// When it was taken.
+    pub taken_at: DateTime<Utc>,
+}
+
+/// The baseline of check `name` for the query text whose sha256 is `query_sha256`.
+pub async fn golden(
+    c: &impl GenericClient,
+    plan_id: &str,
+    name: &str,
+    query_sha256: &str,
+) -> Result<Option<GoldenSnapshot>, Error> {
+    let row = c
+        .query_opt(
+            "SELECT row_count, checksum, taken_at FROM cutover.golden_snapshots \
+             WHERE plan_id = $1 AND check_name = $2 AND query_sha256 = $3",
+            &[&plan_id, &name, &query_sha256],
+        )
+        .await?;
+    Ok(row.map(|r| GoldenSnapshot {
+        check_name: name.to_string(),
+        row_count: r.get(0),
+        checksum: r.get(1),
+        taken_at: r.get(2),
+    }))
+}
+
+/// Stores (or retakes) the baseline of check `name` for the query text `query_sha256`.
+pub async fn store_golden(
+    c: &impl GenericClient,
+    plan_id: &str,
+    name: &str,
+    query_sha256: &str,
+    row_count: i64,
+    checksum: &str,
+) -> Result<GoldenSnapshot, Error> {
+    let row = c
+        .query_one(
+            "INSERT INTO cutover.golden_snapshots \
+             (plan_id, check_name, query_sha256, row_count, checksum) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (plan_id, check_name, query_sha256) DO UPDATE \
+             SET row_count = EXCLUDED.row_count, checksum = EXCLUDED.checksum, \
+                 taken_at = clock_timestamp() \
+             RETURNING taken_at",
+            &[&plan_id, &name, &query_sha256, &row_count, &checksum],
+        )
+        .await?;
+    Ok(GoldenSnapshot {
+        check_name: name.to_string(),
+        row_count,
+        checksum: checksum.to_string(),
+        taken_at: row.get(0),
+    })
+}
