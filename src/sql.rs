@@ -80,12 +80,22 @@ pub fn split_statements(script: &str) -> Vec<Statement> {
     out
 }
 
+/// Converts a byte offset into a 1-based (line, column).
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = source.get(..offset).unwrap_or(source);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, col)
+}
+
 /// Syntax errors of a script, as `line:col: message` relative to the script.
 pub fn syntax_errors(script: &str) -> Vec<String> {
     check_script(script)
         .iter()
         .map(|issue| {
-            let (line, col) = crate::plan::diagnostic::line_col(script, issue.offset);
+            let (line, col) = line_col(script, issue.offset);
             format!("{line}:{col}: {}", issue.message)
         })
         .collect()

@@ -41,13 +41,7 @@ pub async fn set_flag(
     name: &str,
     enabled: bool,
 ) -> Result<FlagChange, EngineError> {
-    let owner: Option<String> = client
-        .query_opt(
-            "SELECT plan_id FROM cutover.flags WHERE name = $1",
-            &[&name],
-        )
-        .await?
-        .and_then(|r| r.get(0));
+    let owner = flags::get(&*client, name).await?.and_then(|f| f.plan_id);
     if let Some(plan_id) = &owner {
         crate::control::anchors::authorize_anchored(&*client, plan_id, actor, Action::Flag).await?;
     }

@@ -144,15 +144,7 @@ macro_rules! problem_at {
     };
 }
 
-/// Converts a byte offset into a 1-based (line, column).
-pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(source.len());
-    let before = source.get(..offset).unwrap_or(source);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
-    (line, col)
-}
+pub use crate::sql::line_col;
 
 /// Line starts of a text, for converting many offsets to (line, column) cheaply, even on a
 /// single very long line.
