@@ -19,9 +19,11 @@ use prometheus_client::registry::Registry;
 use tokio_postgres::Client;
 
 use super::scratch::{self, Scope};
+use crate::control::facts::Facts;
 use crate::control::{self, backfill::State as BackfillState};
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::{Phase, Plan};
+use crate::rules;
 
 /// Content type of the OpenMetrics text exposition (Prometheus accepts it).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -170,7 +172,10 @@ async fn collect(client: &Client, plan: &Plan) -> Result<Registry, tokio_postgre
     );
     phases(client, plan, &mut registry).await?;
     probes(client, plan, &mut registry).await?;
-    gates(client, plan, &mut registry).await?;
+    match Facts::load(client, plan.id()).await {
+        Ok(facts) => gates(plan, &facts, &mut registry),
+        Err(e) => tracing::warn!("metrics: the gate verdicts are unavailable: {e}"),
+    }
     backfill(client, plan, &mut registry).await?;
     checks(client, plan, &mut registry).await?;
     Ok(registry)
@@ -244,58 +249,33 @@ async fn probes(
     Ok(())
 }
 
-/// Per gate, the combined outcome of its latest recorded evidence: listed checks, probes (as
-/// last evaluated for that gate) and sign-offs for this plan version. Phase order, freezes and
-/// observation windows are the engine's to judge and are not included.
-async fn gates(
-    client: &Client,
-    plan: &Plan,
-    registry: &mut Registry,
-) -> Result<(), tokio_postgres::Error> {
-    use crate::outcome::Outcome;
-    let sha = plan.sha256();
-    let probes = control::probes::latest(client, plan.id(), Some(&sha)).await?;
-    let checks = control::checks::latest_runs(client, plan.id()).await?;
-    let signoffs = control::signoffs::signoffs(client, plan.id(), Some(&sha)).await?;
-    let family = Family::<Labels, GaugeF>::default();
+/// Per gate, the rules' verdict on the recorded facts — the same verdict `cutover status` and
+/// the TUI show — and whether the phase may be applied now (Pass, or overridden).
+fn gates(plan: &Plan, facts: &Facts, registry: &mut Registry) {
+    let outcome = Family::<Labels, GaugeF>::default();
+    let passed = Family::<Labels, GaugeF>::default();
     for phase in Phase::ALL {
-        let gate = plan.gate(phase);
-        let probe_outcomes = gate.probes.iter().map(|p| {
-            probes
-                .iter()
-                .find(|r| r.gate == phase && r.probe == p.as_str())
-                .map_or(Outcome::Inconclusive, |r| r.outcome)
-        });
-        let check_outcomes = gate.checks.iter().map(|c| {
-            checks
-                .iter()
-                .find(|r| r.name == c.as_str())
-                .map_or(Outcome::Inconclusive, |r| r.outcome)
-        });
-        let signoff_outcomes = gate.signoffs.iter().map(|role| {
-            if signoffs
-                .iter()
-                .any(|s| s.gate == phase && s.role == role.as_str())
-            {
-                Outcome::Pass
-            } else {
-                Outcome::Fail
-            }
-        });
-        let outcome = Outcome::all(probe_outcomes.chain(check_outcomes).chain(signoff_outcomes));
-        family
+        let g = rules::gate::evaluate(plan, facts, phase);
+        outcome
             .get_or_create(&labels(&[
                 ("gate", phase.as_str()),
-                ("outcome", outcome.as_str()),
+                ("outcome", g.outcome.as_str()),
             ]))
             .set(1.0);
+        passed
+            .get_or_create(&labels(&[("gate", phase.as_str())]))
+            .set(if g.passed { 1.0 } else { 0.0 });
     }
     registry.register(
         "gate_evidence_outcome",
-        "1 for each gate's combined outcome of its latest checks, probes and sign-offs (order, freeze and observation window excluded)",
-        family,
+        "1 for each gate's verdict (the one `cutover status` shows)",
+        outcome,
     );
-    Ok(())
+    registry.register(
+        "gate_passed",
+        "1 when the gate lets its phase be applied now (pass, or a lead's override)",
+        passed,
+    );
 }
 
 async fn backfill(

@@ -23,9 +23,11 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::control::facts::Facts;
 use crate::control::probes;
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, ProbeKind};
+use crate::rules;
 
 /// What a probe may look at.
 pub struct ProbeContext<'a> {
@@ -177,59 +179,24 @@ async fn record(
     }
 }
 
-/// How recent the last scrape must be for the Observability evidence to hold.
-pub const SCRAPE_FRESHNESS_SECONDS: i64 = 300;
-
-/// The Observability category's automated evidence: was the metrics endpoint (`--metrics-addr`)
-/// scraped for this plan within the last [`SCRAPE_FRESHNESS_SECONDS`]? Never scraped is
-/// Inconclusive, a stale last scrape fails.
+/// The Observability category's automated evidence, as the scorecard judges it (see
+/// [`rules::scorecard::observability`]): was the metrics endpoint scraped for this plan
+/// recently?
 pub async fn observability(client: &Client, plan: &Plan) -> ProbeResult {
-    let read = async {
-        let scope = scratch::Scope::enter(client).await?;
-        let scrapes = scratch::optional(client, probes::scrapes(client, plan.id())).await;
-        scope.rollback(client).await?;
-        scrapes
-    };
-    let scrapes = match read.await {
-        Ok(s) => s,
-        Err(e) => {
-            return ProbeResult::inconclusive(
-                "observability",
-                format!(
-                    "could not read the scrape log: {}",
-                    crate::db::describe_error(&e)
-                ),
-            )
+    match Facts::load(client, plan.id()).await {
+        Ok(facts) => {
+            let e = rules::scorecard::observability(&facts);
+            ProbeResult {
+                name: e.name,
+                outcome: e.outcome,
+                summary: e.detail,
+                evidence: Vec::new(),
+            }
         }
-    };
-    let count = scrapes.count;
-    let (Some(last), Some(age), Some(peer)) = (scrapes.last_at, scrapes.age_seconds, scrapes.peer)
-    else {
-        return ProbeResult::inconclusive(
+        Err(e) => ProbeResult::inconclusive(
             "observability",
-            "the metrics endpoint has never been scraped: run Cutover with --metrics-addr and point Prometheus at it",
-        );
-    };
-    let evidence = vec![
-        format!("{count} scrape(s) recorded; last at {last} by {peer}"),
-        format!("freshness required: within {SCRAPE_FRESHNESS_SECONDS} s"),
-    ];
-    let (outcome, summary) = if age <= SCRAPE_FRESHNESS_SECONDS as f64 {
-        (
-            Outcome::Pass,
-            format!("metrics endpoint scraped {age:.0} s ago by {peer}"),
-        )
-    } else {
-        (
-            Outcome::Fail,
-            format!("the last metrics scrape was {age:.0} s ago: is Prometheus still scraping?"),
-        )
-    };
-    ProbeResult {
-        name: "observability".to_string(),
-        outcome,
-        summary,
-        evidence,
+            format!("could not read the scrape log: {e}"),
+        ),
     }
 }
 

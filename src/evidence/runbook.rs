@@ -8,34 +8,19 @@ use chrono::Utc;
 use tokio_postgres::Client;
 
 use super::lint;
-use crate::control::backfill;
-use crate::control::checks::{self, CheckRun};
-use crate::control::flags;
-use crate::control::phases::{self, PhaseRow};
-use crate::control::probes::{self, LatestProbe};
-use crate::control::signoffs::{self, OverrideRow, SignoffRow};
+use crate::control::facts::Facts;
+use crate::db::DbError;
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan, ProbeKind, Role};
+use crate::rules::{self, GateEvaluation, ItemKind};
 use crate::sql::split_statements;
 
 /// Live state read from the control schema (absent when no database is configured).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LiveState {
     /// Where it was read from (masked).
     pub source: String,
-    /// The phases that have a row (none before the plan is registered), in order.
-    pub phases: Vec<PhaseRow>,
-    /// The backfill's state row.
-    pub backfill: Option<backfill::Row>,
-    /// The read-switch flag: on/off, if it exists.
-    pub flag: Option<bool>,
-    /// The latest evaluation of each probe at each gate, for this plan version.
-    pub probes: Vec<LatestProbe>,
-    /// The latest run of each check.
-    pub checks: Vec<CheckRun>,
-    /// Sign-offs for this plan version.
-    pub signoffs: Vec<SignoffRow>,
-    /// Break-glass overrides for this plan version.
-    pub overrides: Vec<OverrideRow>,
+    /// The facts, judged by the same rules as `cutover status`.
+    pub facts: Facts,
 }
 
 /// Reads the live state of `plan` (the control schema must exist).
@@ -43,28 +28,19 @@ pub async fn live_state(
     client: &Client,
     plan: &Plan,
     source: String,
-) -> Result<LiveState, tokio_postgres::Error> {
-    let id = plan.id();
-    let phases = phases::stored(client, id).await?;
-    let backfill = backfill::load(client, id).await?;
-    let flag = match &plan.spec.read_switch {
-        Some(rs) => flags::get(client, &rs.flag).await?.map(|f| f.enabled),
-        None => None,
-    };
-    let probes = probes::latest(client, id, Some(&plan.sha256())).await?;
-    let checks = checks::latest_runs(client, id).await?;
-    let signoffs = signoffs::signoffs(client, id, Some(&plan.sha256())).await?;
-    let overrides = signoffs::overrides(client, id, Some(&plan.sha256())).await?;
+) -> Result<LiveState, DbError> {
     Ok(LiveState {
-        overrides,
         source,
-        phases,
-        backfill,
-        flag,
-        probes,
-        checks,
-        signoffs,
+        facts: Facts::load(client, plan.id()).await?,
     })
+}
+
+/// ` — now: **pass** …`: the rules' verdict on one gate item, when live state is known.
+fn judged(gate: Option<&GateEvaluation>, kind: ItemKind, name: &str) -> String {
+    gate.and_then(|g| g.items.iter().find(|i| i.kind == kind && i.name == name))
+        .map_or(String::new(), |i| {
+            format!(" — now: **{}** {}", i.outcome.as_str(), i.detail)
+        })
 }
 
 /// Renders the runbook.
@@ -152,19 +128,18 @@ fn current_state(md: &mut String, plan: &Plan, l: &LiveState) {
     let _ = writeln!(md, "| Phase | State | Applied at (UTC) |");
     let _ = writeln!(md, "|---|---|---|");
     for phase in Phase::ALL {
-        let row = l.phases.iter().find(|p| p.phase == phase);
+        let row = l.facts.phase(phase);
         let _ = writeln!(
             md,
             "| {phase} | {} | {} |",
-            row.map_or("pending", |r| r.state.as_str()),
-            row.and_then(|r| r.finished_at)
-                .map_or("—".to_string(), |t| t
-                    .format("%Y-%m-%d %H:%M:%S")
-                    .to_string())
+            row.state.as_str(),
+            row.finished_at.map_or("—".to_string(), |t| t
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string())
         );
     }
     let _ = writeln!(md);
-    if let Some(b) = &l.backfill {
+    if let Some(b) = &l.facts.backfill {
         let _ = writeln!(
             md,
             "- Backfill: **{}**{} — {} rows done{}",
@@ -179,7 +154,8 @@ fn current_state(md: &mut String, plan: &Plan, l: &LiveState) {
                 .map_or(String::new(), |e| format!(" of ~{e}"))
         );
     }
-    for o in &l.overrides {
+    let sha = plan.sha256();
+    for o in l.facts.overrides.iter().filter(|o| o.plan_sha256 == sha) {
         let _ = writeln!(
             md,
             "- **OVERRIDE** of the {} gate by {}: {}",
@@ -191,7 +167,7 @@ fn current_state(md: &mut String, plan: &Plan, l: &LiveState) {
             md,
             "- Read-switch flag `{}`: {}",
             rs.flag,
-            match l.flag {
+            match l.facts.flag(&rs.flag).map(|f| f.enabled) {
                 Some(true) => "**on** (reads use the new shape)",
                 Some(false) => "off",
                 None => "not created yet",
@@ -296,8 +272,9 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
     if !spec.description.is_empty() {
         let _ = writeln!(md, "{}\n", spec.description.trim());
     }
-    if let Some(row) = live.and_then(|l| l.phases.iter().find(|p| p.phase == phase)) {
-        let _ = writeln!(md, "Live: **{}**\n", row.state);
+    let verdict = live.map(|l| rules::gate::evaluate(plan, &l.facts, phase));
+    if let Some(l) = live {
+        let _ = writeln!(md, "Live: **{}**\n", l.facts.state(phase));
     }
 
     let _ = writeln!(md, "### Gate (must hold before applying)\n");
@@ -319,11 +296,7 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
     for c in &gate.checks {
         any = true;
         let desc = plan.check(c).map_or("", |c| c.description.as_str());
-        let live_result = live
-            .and_then(|l| l.checks.iter().find(|r| &r.name == c))
-            .map_or(String::new(), |r| {
-                format!(" — last: **{}** {}", r.outcome.as_str(), r.summary)
-            });
+        let live_result = judged(verdict.as_ref(), ItemKind::Check, c);
         let _ = writeln!(
             md,
             "- Check `{c}`: {desc} — `cutover check {f} --name {c}` (expect PASS, exit 0){live_result}"
@@ -331,26 +304,12 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
     }
     for p in &gate.probes {
         any = true;
-        let live_result = live
-            .and_then(|l| {
-                l.probes
-                    .iter()
-                    .find(|r| r.gate == phase && r.probe == p.as_str())
-            })
-            .map_or(String::new(), |r| {
-                format!(" — last: **{}** {}", r.outcome.as_str(), r.summary)
-            });
+        let live_result = judged(verdict.as_ref(), ItemKind::Probe, p.as_str());
         let _ = writeln!(md, "- Probe `{p}`: {}{live_result}", probe_meaning(*p));
     }
     for role in &gate.signoffs {
         any = true;
-        let signed = live
-            .and_then(|l| {
-                l.signoffs
-                    .iter()
-                    .find(|s| s.gate == phase && s.role == role.as_str())
-            })
-            .map_or(String::new(), |s| format!(" — signed by {}", s.login));
+        let signed = judged(verdict.as_ref(), ItemKind::Signoff, role.as_str());
         let _ = writeln!(
             md,
             "- Sign-off by **{role}**: `cutover signoff {f} --gate {phase} --role {role}`{signed}"

@@ -206,7 +206,9 @@ fn check_evidence(plan: &Plan, facts: &Facts) -> Vec<Evidence> {
         .collect()
 }
 
-fn observability(facts: &Facts) -> Evidence {
+/// Observability evidence: the metrics endpoint scraped within [`SCRAPE_FRESHNESS_SECONDS`]
+/// (never scraped is Inconclusive, a stale last scrape fails).
+pub fn observability(facts: &Facts) -> Evidence {
     let name = "observability".to_string();
     let Some(s) = &facts.scrapes else {
         return Evidence {

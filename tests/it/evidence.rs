@@ -567,8 +567,9 @@ async fn metrics_scrape_serves_backfill_series_and_flips_observability() {
         "cutover_backfill_chunk_duration_seconds_sum{plan=\"accounts-balance-cents\"} 0.84",
         "cutover_phase_state{plan=\"accounts-balance-cents\",phase=\"expand\",state=\"pending\"} 1.0",
         "cutover_database_up{plan=\"accounts-balance-cents\"} 1.0",
-        // Nothing signed yet: every gate that needs a sign-off fails.
-        "cutover_gate_evidence_outcome{plan=\"accounts-balance-cents\",gate=\"expand\",outcome=\"fail\"} 1.0",
+        // Nothing signed yet: the expand gate is not measured as passing (the rules' verdict).
+        "cutover_gate_evidence_outcome{plan=\"accounts-balance-cents\",gate=\"expand\",outcome=\"inconclusive\"} 1.0",
+        "cutover_gate_passed{plan=\"accounts-balance-cents\",gate=\"expand\"} 0.0",
     ] {
         assert!(body.contains(series), "{series} missing:\n{body}");
     }

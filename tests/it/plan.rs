@@ -511,7 +511,9 @@ async fn runtime_guards_hold_when_validation_is_bypassed() {
     let mut c = db::connect(&cfg, &SessionSettings::new("test"))
         .await
         .expect("connect");
-    cutover::control::schema::bootstrap(&mut c).await.expect("bootstrap");
+    cutover::control::schema::bootstrap(&mut c)
+        .await
+        .expect("bootstrap");
     let actor = Actor::current(&c).await.expect("actor");
 
     let mut plan = ungated_demo();
