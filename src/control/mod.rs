@@ -3,13 +3,15 @@
 //! - [`schema`] — the versioned bootstrap and its migrations (`migrations/*.sql`);
 //! - [`audit`] — the hash-chained, append-only audit log;
 //! - [`phases`] — migrations, phases and their history: the phase state machine;
-//! - [`facts`] — everything the rules judge, loaded in one consistent read.
+//! - [`facts`] — everything the rules judge, loaded in one consistent read;
+//! - [`outbox`] — notifications enqueued with the change that caused them, and their deliveries.
 
 pub mod anchors;
 pub mod audit;
 pub mod backfill;
 pub mod facts;
 pub mod grants;
+pub mod outbox;
 pub mod phases;
 pub mod schema;
 

@@ -7,6 +7,7 @@
 pub mod authorization;
 pub mod diagnostic;
 mod duration;
+pub mod notify;
 mod validate;
 pub mod windows;
 
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 pub use authorization::{Action, Authorization, Governance};
 pub use diagnostic::{Diagnostic, PlanError};
 pub use duration::Duration;
+pub use notify::{Event, NotifySpec};
 
 /// The five phases of an expand/contract migration, in order.
 #[derive(
@@ -262,6 +264,9 @@ pub struct PlanSpec {
     /// Who may do what (defaults in [`authorization`]).
     #[serde(default)]
     pub authorization: Authorization,
+    /// Who hears about what: webhooks and exec hooks (see [`notify`]).
+    #[serde(default)]
+    pub notify: Vec<NotifySpec>,
 }
 
 fn default_environment() -> String {

@@ -20,6 +20,7 @@ pub fn validate(spec: &PlanSpec) -> Vec<Problem> {
     checks(spec, &mut out);
     gates(spec, &mut out);
     probes(spec, &mut out);
+    super::notify::validate(&spec.notify, &mut out);
     out
 }
 
