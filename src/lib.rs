@@ -9,6 +9,7 @@
 //! - [`backfill`] — keyset-chunked, throttled, checkpointed, resumable backfill;
 //! - [`checks`] — parity, checksum, diff, drift, golden-query and invariant checks;
 //! - [`evidence`] — readiness probes (lint, compatibility, error budget, hidden readers, …);
+//! - [`notify`] — webhooks and exec hooks fed by the control schema's transactional outbox;
 //! - [`worker`] — the async task that owns connections and feeds the TUI;
 //! - [`tui`] — the full-screen command center (one file per pane);
 //! - [`demo`] — `cutover demo`: throwaway cluster, seeded schema, workload, TUI;
@@ -24,6 +25,7 @@ pub mod demo;
 pub mod engine;
 pub mod evidence;
 pub mod exit;
+pub mod notify;
 pub mod outcome;
 pub mod plan;
 pub mod rules;

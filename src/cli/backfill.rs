@@ -223,6 +223,7 @@ async fn run_backfill(
 ) -> anyhow::Result<ExitCode> {
     ctx.spawn_metrics(&plan)?;
     let cfg = ctx.db_config()?;
+    let notifier = crate::notify::spawn(cfg.clone(), plan.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut task = tokio::spawn(backfill::run(cfg, plan.clone(), opts, rx));
     let reporter = ctx.connect("backfill-report").await.ok();
@@ -253,6 +254,8 @@ async fn run_backfill(
             }
         }
     };
+    drop(notifier);
+    super::notify::deliver_now(ctx, &plan).await;
     let result = result.map_err(|e| anyhow::anyhow!("the backfill task ended abnormally: {e}"))?;
     match result {
         Ok(summary) => {

@@ -190,6 +190,28 @@ pub enum AuditAction {
 
 /// Runs an engine command.
 pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let notifies = cmd.notifying_plan().map(Path::to_path_buf);
+    let code = run_command(cmd, ctx).await;
+    if let Some(plan) = notifies {
+        super::notify::after_action(ctx, &plan).await;
+    }
+    code
+}
+
+impl Command {
+    /// The plan of a command whose change may notify (advance, sign-off, override, rollback).
+    fn notifying_plan(&self) -> Option<&Path> {
+        match self {
+            Command::Advance { plan, .. }
+            | Command::Signoff { plan, .. }
+            | Command::Override { plan, .. }
+            | Command::Rollback { plan, .. } => Some(plan),
+            _ => None,
+        }
+    }
+}
+
+async fn run_command(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Status { plan, json } => status(ctx, &plan, json).await,
         Command::Advance { plan, phase, json } => advance(ctx, &plan, phase, json).await,

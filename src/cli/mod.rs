@@ -10,6 +10,7 @@ mod check;
 mod engine;
 mod evidence;
 mod foundation;
+mod notify;
 mod tui;
 
 use std::process::ExitCode;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Readiness evidence: lint, runbook, metrics.
     #[command(flatten)]
     Evidence(evidence::Command),
+    /// Notifications: deliver, status.
+    #[command(flatten)]
+    Notify(notify::Command),
     /// The full-screen command center and the demo.
     #[command(flatten)]
     Tui(tui::Command),
@@ -175,6 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill(c) => backfill::run(c, &ctx).await,
         Command::Check(c) => check::run(c, &ctx).await,
         Command::Evidence(c) => evidence::run(c, &ctx).await,
+        Command::Notify(c) => notify::run(c, &ctx).await,
         Command::Tui(c) => tui::run(c, &ctx).await,
         Command::Bench(c) => bench::run(c, &ctx).await,
     }

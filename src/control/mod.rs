@@ -10,7 +10,8 @@
 //! - [`rehearsals`] — rehearsals of a plan's phases and their timings;
 //! - [`signoffs`] — sign-offs and break-glass overrides;
 //! - [`statements`] — per-statement progress of apply and rollback scripts;
-//! - [`facts`] — everything the rules judge, loaded in one consistent read.
+//! - [`facts`] — everything the rules judge, loaded in one consistent read;
+//! - [`outbox`] — notifications enqueued with the change that caused them, and their deliveries.
 
 pub mod anchors;
 pub mod audit;
@@ -19,6 +20,7 @@ pub mod checks;
 pub mod facts;
 pub mod flags;
 pub mod grants;
+pub mod outbox;
 pub mod phases;
 pub mod probes;
 pub mod rehearsals;

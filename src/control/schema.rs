@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "plan_anchors",
         sql: include_str!("migrations/v060_plan_anchors.sql"),
     },
+    Migration {
+        version: 70,
+        name: "notify",
+        sql: include_str!("migrations/v070_notify.sql"),
+    },
 ];
 
 /// The channel on which every change of the control schema is announced (`LISTEN cutover_events`).

@@ -11,6 +11,7 @@ mod fields;
 mod load;
 mod source;
 mod strings;
+pub mod notify;
 mod validate;
 pub mod windows;
 
@@ -25,6 +26,7 @@ pub use authorization::{Action, Authorization, Governance};
 pub use diagnostic::{Diagnostic, PlanError};
 pub use duration::Duration;
 pub use source::MAX_PLAN_BYTES;
+pub use notify::{Event, NotifySpec};
 
 /// The five phases of an expand/contract migration, in order.
 #[derive(
@@ -294,6 +296,9 @@ pub struct PlanSpec {
     /// Who may do what (defaults in [`authorization`]).
     #[serde(default)]
     pub authorization: Authorization,
+    /// Who hears about what: webhooks and exec hooks (see [`notify`]).
+    #[serde(default)]
+    pub notify: Vec<NotifySpec>,
 }
 
 fn default_environment() -> String {

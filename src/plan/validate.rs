@@ -21,6 +21,7 @@ pub fn validate(spec: &PlanSpec) -> Vec<Problem> {
     gates(spec, &mut out);
     probes(spec, &mut out);
     super::fields::check(spec, &mut out);
+    super::notify::validate(&spec.notify, &mut out);
     out
 }
 

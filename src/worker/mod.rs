@@ -146,6 +146,9 @@ async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<WorkerEvent>,
 ) {
+    // Delivers the plan's notifications while the worker runs (a viewer writes nothing).
+    let _notifier =
+        (!opts.read_only).then(|| crate::notify::spawn(opts.db.clone(), opts.plan.clone()));
     let mut state = State {
         opts,
         events,

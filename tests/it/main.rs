@@ -8,6 +8,7 @@ mod connect;
 mod engine;
 mod evidence;
 mod foundation;
+mod notify;
 mod plan;
 mod readonly;
 mod throwaway;

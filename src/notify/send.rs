@@ -1,0 +1,228 @@
+//! Sending one notification: a webhook POST (blocking `ureq` in a blocking task, one time bound
+//! for the whole exchange, redirects not followed) or an exec hook (killed at the time bound).
+//! Error texts never contain the webhook URL's user info, path or query.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::control::outbox::OutboxEvent;
+use crate::plan::notify::{mask_url, Destination};
+use crate::plan::{NotifySpec, Plan};
+
+use super::text;
+
+/// Environment variables a hook does not inherit: connection secrets of this process.
+const WITHHELD_ENV: [&str; 3] = ["DATABASE_URL", "PGPASSWORD", "CUTOVER_PASSWORD_COMMAND"];
+
+/// Delivers `ev` to `target` (attempt number `attempt`, from 1); the error says why not.
+pub async fn deliver(
+    plan: &Plan,
+    target: &NotifySpec,
+    ev: &OutboxEvent,
+    attempt: u32,
+) -> Result<(), String> {
+    let timeout = target.timeout.std();
+    let name = target.name();
+    match target.destination() {
+        Some(Destination::Webhook(url)) => {
+            let body = text::payload(plan, ev, &name, attempt).to_string();
+            post(url.expose().to_string(), body, ev.id, timeout).await
+        }
+        Some(Destination::WebhookEnv(var)) => {
+            let url = std::env::var(var)
+                .map_err(|_| format!("environment variable {var} (url_env) is not set"))?;
+            crate::plan::notify::check_url(&url).map_err(|e| format!("{var}: {e}"))?;
+            let body = text::payload(plan, ev, &name, attempt).to_string();
+            post(url, body, ev.id, timeout).await
+        }
+        Some(Destination::Exec(argv)) => exec(plan, ev, &name, argv, attempt, timeout).await,
+        None => Err("the target has no destination".to_string()),
+    }
+}
+
+/// POSTs `body` as JSON; 2xx is success.
+async fn post(url: String, body: String, event_id: i64, timeout: Duration) -> Result<(), String> {
+    let masked = mask_url(&url);
+    let scrub_url = url.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls_config())
+            .build()
+            .into();
+        agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-cutover-event-id", event_id.to_string())
+            .send(body.as_bytes())
+            .map(|r| r.status().as_u16())
+    });
+    let status = match task.await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => {
+            return Err(format!(
+                "POST {masked}: {}",
+                scrub(&describe(&e, timeout), &scrub_url)
+            ))
+        }
+        Err(e) => return Err(format!("POST {masked}: the request task failed: {e}")),
+    };
+    if (200..300).contains(&status) {
+        Ok(())
+    } else if (300..400).contains(&status) {
+        Err(format!(
+            "POST {masked}: HTTP {status} (redirects are not followed: configure the final URL)"
+        ))
+    } else {
+        Err(format!("POST {masked}: HTTP {status}"))
+    }
+}
+
+fn describe(e: &ureq::Error, timeout: Duration) -> String {
+    match e {
+        ureq::Error::Timeout(_) => {
+            format!("no answer within {}", humantime::format_duration(timeout))
+        }
+        ureq::Error::BadUri(_) => "the URL is not usable".to_string(),
+        ureq::Error::HostNotFound => "host not found".to_string(),
+        ureq::Error::ConnectionFailed => "connection failed".to_string(),
+        ureq::Error::Io(io) => format!("{io}"),
+        other => other.to_string(),
+    }
+}
+
+/// Removes the URL and its secret-bearing parts from `text`.
+fn scrub(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &mask_url(url));
+    if let Ok(u) = url::Url::parse(url) {
+        let mut secrets: Vec<String> = vec![u.username().to_string()];
+        secrets.extend(u.password().map(str::to_string));
+        secrets.extend(u.query().map(str::to_string));
+        if u.path() != "/" {
+            secrets.push(u.path().to_string());
+        }
+        for s in secrets.iter().filter(|s| s.len() >= 3) {
+            out = out.replace(s.as_str(), "…");
+        }
+    }
+    out
+}
+
+/// Roots from the system trust store (as for PostgreSQL's `sslrootcert=system`), else the
+/// bundled Mozilla roots.
+fn tls_config() -> ureq::tls::TlsConfig {
+    static ROOTS: OnceLock<ureq::tls::RootCerts> = OnceLock::new();
+    let roots = ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let certs: Vec<ureq::tls::Certificate<'static>> = found
+                .certs
+                .iter()
+                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                .collect();
+            if certs.is_empty() {
+                ureq::tls::RootCerts::WebPki
+            } else {
+                ureq::tls::RootCerts::Specific(Arc::new(certs))
+            }
+        })
+        .clone();
+    ureq::tls::TlsConfig::builder().root_certs(roots).build()
+}
+
+/// Runs the hook with the event in `CUTOVER_*` variables; exit status 0 is success.
+async fn exec(
+    plan: &Plan,
+    ev: &OutboxEvent,
+    name: &str,
+    argv: &[String],
+    attempt: u32,
+    timeout: Duration,
+) -> Result<(), String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("the hook has no program".to_string());
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for var in WITHHELD_ENV {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env(plan, ev, name, attempt) {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start hook `{program}`: {e}"))?;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => Err(format!(
+            "hook `{program}` did not finish within {} (killed)",
+            humantime::format_duration(timeout)
+        )),
+        Ok(Err(e)) => Err(format!("hook `{program}`: {e}")),
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+            let last: String = last.unwrap_or("").chars().take(200).collect();
+            Err(format!(
+                "hook `{program}` exited with {}{}",
+                out.status,
+                if last.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {last}")
+                }
+            ))
+        }
+    }
+}
+
+/// The `CUTOVER_*` variables of a hook run.
+pub fn env(
+    plan: &Plan,
+    ev: &OutboxEvent,
+    target: &str,
+    attempt: u32,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("CUTOVER_EVENT", ev.event.as_str().to_string()),
+        ("CUTOVER_EVENT_ID", ev.id.to_string()),
+        ("CUTOVER_PLAN_ID", ev.plan_id.clone()),
+        ("CUTOVER_PLAN_TITLE", plan.spec.title.clone()),
+        ("CUTOVER_ENVIRONMENT", plan.spec.environment.clone()),
+        (
+            "CUTOVER_PHASE",
+            ev.phase.map(|p| p.as_str().to_string()).unwrap_or_default(),
+        ),
+        ("CUTOVER_LOGIN", ev.login.clone()),
+        ("CUTOVER_OCCURRED_AT", ev.occurred_at.to_rfc3339()),
+        ("CUTOVER_TEXT", text::line(plan, ev)),
+        ("CUTOVER_DETAILS_JSON", ev.details.to_string()),
+        ("CUTOVER_TARGET", target.to_string()),
+        ("CUTOVER_ATTEMPT", attempt.to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubbing_removes_every_secret_part() {
+        let url = "https://bot:hunter2@hooks.example.com/services/T1/B2/tok3n?sig=abcdef";
+        let text =
+            format!("error sending to {url}: failed at /services/T1/B2/tok3n with sig=abcdef");
+        let s = scrub(&text, url);
+        for secret in ["hunter2", "tok3n", "abcdef"] {
+            assert!(!s.contains(secret), "{s}");
+        }
+        assert!(s.contains("https://hooks.example.com/…"), "{s}");
+    }
+}
