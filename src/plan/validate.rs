@@ -22,7 +22,32 @@ pub fn validate(spec: &PlanSpec) -> Vec<Problem> {
     probes(spec, &mut out);
     super::fields::check(spec, &mut out);
     super::notify::validate(&spec.notify, &mut out);
+    authorization(spec, &mut out);
     out
+}
+
+/// Every role the matrix names is in the roster (or `*`), and no action is left to nobody.
+fn authorization(spec: &PlanSpec, out: &mut Vec<Problem>) {
+    for (action, roles) in &spec.authorization.0 {
+        let at = action.as_str();
+        if roles.is_empty() {
+            out.push(problem_at!(
+                ["authorization", at],
+                format!("nobody may `{at}`: the list is empty"),
+                "name roles from the roster, or \"*\" for any of them"
+            ));
+        }
+        for (i, role) in roles.iter().enumerate() {
+            if role.as_str() != super::authorization::ANY_ROLE && !spec.roster.contains_key(role) {
+                let known: Vec<&str> = spec.roster.keys().map(Role::as_str).collect();
+                out.push(problem_at!(
+                    ["authorization", at, i],
+                    format!("`{at}` is allowed to role `{role}`, which is not in the roster"),
+                    format!("roster roles: {} (or \"*\" for any)", known.join(", "))
+                ));
+            }
+        }
+    }
 }
 
 fn header(spec: &PlanSpec, out: &mut Vec<Problem>) {

@@ -70,6 +70,11 @@ const BROKEN: &[(&str, &str, &str)] = &[
         "`statement_timeout` is too long",
     ),
     (
+        "authorization_unknown_role.toml",
+        "169:12",
+        "`advance` is allowed to role `ghost`, which is not in the roster",
+    ),
+    (
         "third_check_wrong_type.toml",
         "112:10",
         "check `no-negative-balance`: invalid type: string \"none\"",
