@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod schema;
+pub mod tally;
 pub mod throwaway;
 
 use std::fmt;
@@ -10,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 /// Errors opening or configuring a connection.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +170,18 @@ impl DbConfig {
     pub fn config(&self) -> &Config {
         &self.config
     }
+
+    /// `host:port/dbname`: which database's statistics a connection's transactions land in.
+    pub fn target_key(&self) -> String {
+        let c = &self.config;
+        let host = match c.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            Some(Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".to_string(),
+        };
+        let port = c.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}/{}", self.dbname())
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -244,18 +257,29 @@ impl SessionSettings {
     }
 }
 
-/// Opens a connection, spawns its driver task, and applies the session settings.
-pub async fn connect(cfg: &DbConfig, session: &SessionSettings) -> Result<Client, DbError> {
+/// Opens a connection tagged `application_name = cutover/<purpose>` whose transactions are
+/// counted as Cutover's own ([`tally`]); the caller drives the returned connection.
+pub async fn open(
+    cfg: &DbConfig,
+    purpose: &str,
+) -> Result<(Client, tally::TalliedConnection), DbError> {
     let mut config = cfg.config.clone();
-    let app_name: String = format!("cutover/{}", session.purpose)
-        .chars()
-        .take(63)
-        .collect();
+    let app_name: String = format!("cutover/{purpose}").chars().take(63).collect();
     config.application_name(&app_name);
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| DbError::Connect {
-        target: cfg.display(),
-        message: connect_hint(&e),
-    })?;
+    tally::connect(cfg, &config)
+        .await
+        .map_err(|e| DbError::Connect {
+            target: cfg.display(),
+            message: match &e {
+                tally::ConnectError::Postgres(pg) => connect_hint(&describe_error(pg)),
+                tally::ConnectError::Socket(io) => connect_hint(&io.to_string()),
+            },
+        })
+}
+
+/// Opens a connection ([`open`]), spawns its driver task, and applies the session settings.
+pub async fn connect(cfg: &DbConfig, session: &SessionSettings) -> Result<Client, DbError> {
+    let (client, connection) = open(cfg, &session.purpose).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("connection closed: {e}");
@@ -268,8 +292,7 @@ pub async fn connect(cfg: &DbConfig, session: &SessionSettings) -> Result<Client
     Ok(client)
 }
 
-fn connect_hint(e: &tokio_postgres::Error) -> String {
-    let text = describe_error(e);
+fn connect_hint(text: &str) -> String {
     let lower = text.to_lowercase();
     let hint = if lower.contains("refused") || lower.contains("no such file") {
         " (is PostgreSQL running there? start it, or unset DATABASE_URL to let Cutover use a throwaway cluster)"

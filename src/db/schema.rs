@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "evidence",
         sql: crate::evidence::SCHEMA_V40,
     },
+    Migration {
+        version: 41,
+        name: "evidence_own_transactions",
+        sql: crate::evidence::SCHEMA_V41,
+    },
 ];
 
 const CORE: &str = r#"

@@ -64,6 +64,21 @@ CREATE TRIGGER notify AFTER INSERT ON cutover.probe_results
     FOR EACH STATEMENT EXECUTE FUNCTION cutover.notify_change();
 "#;
 
+/// Migration 41: each Cutover process's own transaction counts per database (see
+/// [`crate::db::tally`]), so the error budget can leave them out.
+pub const SCHEMA_V41: &str = r#"
+CREATE TABLE cutover.own_transactions (
+    process    uuid PRIMARY KEY,
+    host       text NOT NULL,
+    pid        integer NOT NULL,
+    started_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    commits    bigint NOT NULL,
+    rollbacks  bigint NOT NULL,
+    deadlocks  bigint NOT NULL
+);
+"#;
+
 /// What a probe may look at.
 pub struct ProbeContext<'a> {
     /// A connection owned by the caller (the worker or a CLI command). It may be inside the
@@ -261,6 +276,7 @@ pub async fn before_phase(client: &Client, plan: &Plan, phase: Phase) -> anyhow:
     if phase != Phase::ReadSwitch {
         return Ok(());
     }
+    snapshot::publish_own_statistics(client).await?;
     let scope = scratch::Scope::enter(client).await?;
     let stored = async {
         let snap = snapshot::capture(client, plan).await?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::Plan;
@@ -382,15 +382,7 @@ impl State {
 async fn connect_monitor(
     cfg: &DbConfig,
 ) -> Result<(Client, mpsc::UnboundedReceiver<String>), String> {
-    let mut config = cfg.config().clone();
-    config.application_name("cutover/tui");
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| {
-        format!(
-            "cannot connect to {}: {}",
-            cfg.display(),
-            db::describe_error(&e)
-        )
-    })?;
+    let (client, mut connection) = db::open(cfg, "tui").await.map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -7,5 +7,6 @@ mod engine;
 mod evidence;
 mod foundation;
 mod plan;
+mod tally;
 mod throwaway;
 mod tui;
