@@ -201,7 +201,10 @@ impl Window {
     fn own_text(&self, now: &Snapshot) -> String {
         match (self.own, now.cutover) {
             (Some(o), Some(n)) => format!(
-                "left out as Cutover's own: {} commits, {} rollbacks, {} deadlocks in the window (this process's count{})",
+                "the database counted {} commits, {} rollbacks, {} deadlocks in the window; left out as Cutover's own: {} commits, {} rollbacks, {} deadlocks (this process's count{})",
+                self.all.commits,
+                self.all.rollbacks,
+                self.all.deadlocks,
                 o.commits,
                 o.rollbacks,
                 o.deadlocks,

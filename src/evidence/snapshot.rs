@@ -289,7 +289,15 @@ pub fn is_app_statement(query: &str, own: &[String]) -> bool {
         "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "WITH" | "MERGE" | "COPY" | "TABLE" | "VALUES"
     );
     let shaped = shape(query);
-    dml && !own.iter().any(|o| shaped.contains(o.as_str()))
+    dml && !reads_catalog(&shaped) && !own.iter().any(|o| shaped.contains(o.as_str()))
+}
+
+/// Statements that also read the system catalogs: Cutover's check and backfill planners size
+/// their work from `pg_class` in the same statement; an application's data statements do not.
+fn reads_catalog(shaped: &str) -> bool {
+    ["pg_class", "pg_catalog.", "reltuples", "::regclass"]
+        .iter()
+        .any(|w| shaped.contains(w))
 }
 
 fn strip_comments(sql: &str) -> &str {
@@ -396,6 +404,10 @@ mod tests {
         ));
         assert!(!is_app_statement(
             "CREATE INDEX i ON public.accounts (balance)",
+            &own
+        ));
+        assert!(!is_app_statement(
+            "SELECT min(\"id\")::int8, (SELECT greatest(reltuples, $1)::float8 FROM pg_class WHERE oid = $2::regclass) FROM public.accounts",
             &own
         ));
     }
