@@ -461,6 +461,43 @@ mod tests {
         assert!(r.summary.contains("rollback ratio"), "{r:?}");
     }
 
+    fn own(s: &mut Snapshot, commits: i64, rollbacks: i64) {
+        s.cutover = Some(snapshot::OwnShare {
+            counts: Counts {
+                commits,
+                rollbacks,
+                deadlocks: 0,
+            },
+            other_processes: 0,
+        });
+    }
+
+    #[test]
+    fn cutovers_own_transactions_are_left_out() {
+        let spec = ErrorBudgetSpec::default();
+        let mut before = snap(1000, 10, &[]);
+        own(&mut before, 300, 5);
+        // Only Cutover ran: 200 commits and 20 rollbacks, all its own.
+        let mut now = snap(1200, 30, &[("a", 50, 50.0)]);
+        own(&mut now, 500, 25);
+        let r = judge(&spec, None, &before, &now);
+        assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
+        assert!(
+            r.evidence[0].contains("no application transactions"),
+            "{r:?}"
+        );
+
+        // The application adds 100 transactions, 10 of them rolled back.
+        let mut now = snap(1290, 40, &[]);
+        own(&mut now, 500, 25);
+        let r = judge(&spec, None, &before, &now);
+        assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
+        assert!(
+            r.summary.contains("10 of 100 application transactions"),
+            "{r:?}"
+        );
+    }
+
     #[test]
     fn without_statement_statistics_latency_is_inconclusive() {
         let spec = ErrorBudgetSpec::default();
