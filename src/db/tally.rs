@@ -610,6 +610,14 @@ impl Model {
                 let batch = std::mem::take(&mut self.open);
                 self.groups.push_back(Group::Extended(batch));
             }
+            b'C' => {
+                let name = cstr(body, 1).0;
+                match body.first() {
+                    Some(b'S') => self.statements.remove(&name),
+                    Some(b'P') => self.portals.remove(&name),
+                    _ => None,
+                };
+            }
             b'F' => self.groups.push_back(Group::Simple(VecDeque::new())),
             _ => {}
         }
@@ -655,7 +663,9 @@ impl Model {
                     let t = self.target.clone();
                     self.count(&t.deadlocks);
                 }
-                if !self.ready {
+                // Before startup ends, or unasked (a FATAL to an idle session), an error ends no
+                // transaction the server counts; a block still open is rolled back at close.
+                if !self.ready || self.groups.is_empty() {
                     return;
                 }
                 self.started();

@@ -146,6 +146,20 @@ async fn wire_count_matches_the_servers_count_of_our_transactions() {
         assert!(a.is_err() != b.is_err(), "{a:?} {b:?}");
         c.batch_execute("ROLLBACK").await.unwrap();
         other.batch_execute("ROLLBACK").await.unwrap();
+        // An idle session terminated by an administrator ends no transaction.
+        let doomed = db::connect(&cfg, &SessionSettings::new("test"))
+            .await
+            .unwrap();
+        let pid: i32 = doomed
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+        assert!(doomed.batch_execute("SELECT 1").await.is_err());
         // A block left open when the connection closes is rolled back by the server.
         other.batch_execute("BEGIN; SELECT 1").await.unwrap();
     }
