@@ -269,6 +269,15 @@ fn deadlocks(spec: &ErrorBudgetSpec, w: &Window) -> Part {
 /// by their calls in the window; when none did (the read switch changed every query), the mean
 /// over all statements on the migrated tables.
 fn latency(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot, quiet: bool) -> Part {
+    if quiet {
+        // Every statement runs in a transaction: with none of the application's in the window,
+        // there is no application latency to measure, and whatever pg_stat_statements saw there
+        // was Cutover's own.
+        return part(
+            Outcome::Pass,
+            "latency: no application transaction ran in the window",
+        );
+    }
     let (b, n) = match (&before.statements, &now.statements) {
         (Ok(b), Ok(n)) => (b, n),
         (_, Err(reason)) | (Err(reason), _) => {
@@ -276,14 +285,6 @@ fn latency(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot, quiet: boo
         }
     };
     let deltas = window_deltas(b, n);
-    if quiet {
-        // Every statement runs in a transaction: with none of the application's in the window,
-        // whatever pg_stat_statements saw there was Cutover's own.
-        return part(
-            Outcome::Pass,
-            "latency: no application transaction ran in the window",
-        );
-    }
     if deltas.is_empty() {
         return part(
             Outcome::Inconclusive,
