@@ -14,17 +14,19 @@
 //! - [`demo`] — `cutover demo`: throwaway cluster, seeded schema, workload, TUI;
 //! - [`cli`] — the headless commands; every TUI action has one.
 
-pub mod audit;
 pub mod backfill;
 pub mod bench;
 pub mod checks;
 pub mod cli;
+pub mod control;
 pub mod db;
 pub mod demo;
 pub mod engine;
 pub mod evidence;
+pub mod exit;
 pub mod outcome;
 pub mod plan;
+pub mod rules;
 pub mod sql;
 pub mod tui;
 pub mod worker;

@@ -20,13 +20,7 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::exit::ERROR);
         }
     };
-    let result = runtime.block_on(async {
-        let result = cli::run(cli).await;
-        // Record this process's own transactions for the error budget of later processes.
-        cutover::db::tally::persist_dirty().await;
-        result
-    });
-    match result {
+    match runtime.block_on(cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

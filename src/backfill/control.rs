@@ -5,8 +5,11 @@
 use serde_json::json;
 use tokio_postgres::{Client, GenericClient};
 
-use super::{BackfillError, State};
-use crate::audit::{self, Actor, NewEntry};
+use super::BackfillError;
+use crate::control::anchors::authorize;
+use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::backfill::State;
+use crate::plan::Action;
 use crate::plan::{BackfillSpec, Phase, Plan};
 
 /// Live settings to change; `None` leaves a setting as it is.
@@ -89,6 +92,7 @@ pub async fn pause(
     actor: &Actor,
     reason: &str,
 ) -> Result<(), BackfillError> {
+    authorize(&*client, plan, actor, Action::Pause).await?;
     halt(
         client,
         plan,
@@ -104,6 +108,7 @@ pub async fn pause(
 /// new `cutover backfill run` continues from the checkpoint. A failed backfill may be resumed
 /// once its cause is fixed.
 pub async fn resume(client: &mut Client, plan: &Plan, actor: &Actor) -> Result<(), BackfillError> {
+    authorize(&*client, plan, actor, Action::Resume).await?;
     let tx = client.transaction().await?;
     let (state, _) = lock_state(&tx, plan).await?;
     if !matches!(state, State::Paused | State::Stopped | State::Failed) {
@@ -152,6 +157,7 @@ pub async fn stop(
     actor: &Actor,
     reason: &str,
 ) -> Result<(), BackfillError> {
+    authorize(&*client, plan, actor, Action::Stop).await?;
     halt(
         client,
         plan,
@@ -216,6 +222,7 @@ pub async fn tune(
     actor: &Actor,
     tuning: &Tuning,
 ) -> Result<(), BackfillError> {
+    authorize(&*client, plan, actor, Action::Tune).await?;
     let target = match tuning.target_chunk_time {
         Some(d) => {
             let ms = d.as_millis();

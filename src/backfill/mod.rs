@@ -47,117 +47,12 @@ pub mod throttle;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+pub use crate::control::backfill::State;
 pub use control::{pause, resume, stop, tune, Tuning};
 pub use progress::{progress, Progress, RangeProgress};
 pub use runner::run;
-
-/// Control-schema migration 20: columns and tables the backfill adds to version 1.
-pub const SCHEMA: &str = r#"
-ALTER TABLE cutover.backfill
-    ADD COLUMN key_columns   text[],
-    ADD COLUMN key_types     text[],
-    ADD COLUMN rows_updated  bigint NOT NULL DEFAULT 0,
-    ADD COLUMN chunk_rows    integer,
-    ADD COLUMN last_chunk_ms double precision,
-    ADD COLUMN sweep_passes  integer NOT NULL DEFAULT 0;
-
-ALTER TABLE cutover.backfill_ranges
-    ADD COLUMN kind          text NOT NULL DEFAULT 'range' CHECK (kind IN ('range','sweep')),
-    ADD COLUMN rows_estimate bigint,
-    ADD COLUMN rows_updated  bigint NOT NULL DEFAULT 0;
-
-CREATE TABLE cutover.backfill_chunks (
-    id           bigserial PRIMARY KEY,
-    plan_id      text NOT NULL,
-    range_id     integer NOT NULL,
-    worker       text NOT NULL,
-    started_at   timestamptz NOT NULL,
-    finished_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    duration_ms  double precision NOT NULL,
-    chunk_limit  integer NOT NULL,
-    rows_scanned bigint NOT NULL,
-    rows_updated bigint NOT NULL,
-    target_ms    integer NOT NULL,
-    lo           jsonb,
-    hi           jsonb
-);
-CREATE INDEX backfill_chunks_latest ON cutover.backfill_chunks (plan_id, id DESC);
-
-CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON cutover.backfill_ranges
-    FOR EACH STATEMENT EXECUTE FUNCTION cutover.notify_change();
-"#;
-
-/// Control-schema migration 21: counts chunks rolled back by their time cap or a lock conflict
-/// and retried smaller.
-pub const SCHEMA_RETRIES: &str = r#"
-ALTER TABLE cutover.backfill ADD COLUMN chunk_retries bigint NOT NULL DEFAULT 0;
-"#;
-
-/// Control-schema migration 22: per chunk, how many sessions were waiting on its row locks when
-/// it was about to commit, and the effective (contention-reduced) target it aimed at.
-pub const SCHEMA_CONTENTION: &str = r#"
-ALTER TABLE cutover.backfill_chunks
-    ADD COLUMN blocked      integer NOT NULL DEFAULT 0,
-    ADD COLUMN effective_ms integer;
-"#;
-
-/// The state of a plan's backfill (`cutover.backfill.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    /// Not started, or no worker is running.
-    Idle,
-    /// Workers are applying chunks.
-    Running,
-    /// A health signal (or a time window) holds the chunks back; see the reason.
-    Throttled,
-    /// An operator paused it; see `paused_by`.
-    Paused,
-    /// An operator (or a rollback of the backfill phase) stopped it; `run` refuses until resumed.
-    Stopped,
-    /// Every range is covered and the final sweep found no pending row.
-    Done,
-    /// A chunk failed with a non-retryable error; see the reason.
-    Failed,
-}
-
-impl State {
-    /// The name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Idle => "idle",
-            State::Running => "running",
-            State::Throttled => "throttled",
-            State::Paused => "paused",
-            State::Stopped => "stopped",
-            State::Done => "done",
-            State::Failed => "failed",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<State> {
-        [
-            State::Idle,
-            State::Running,
-            State::Throttled,
-            State::Paused,
-            State::Stopped,
-            State::Done,
-            State::Failed,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Errors of the backfill API.
 #[derive(Debug, thiserror::Error)]
@@ -212,9 +107,21 @@ pub enum BackfillError {
     /// An invalid setting (e.g. a tuning value out of range).
     #[error("{0}")]
     Invalid(String),
+    /// The login may not do this (authorization matrix, anchored roster).
+    #[error("refused: {0}")]
+    Refused(String),
     /// A database error.
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
+}
+
+impl From<crate::control::ControlError> for BackfillError {
+    fn from(e: crate::control::ControlError) -> Self {
+        match e {
+            crate::control::ControlError::Db(e) => BackfillError::Db(e),
+            crate::control::ControlError::Refused(why) => BackfillError::Refused(why),
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for BackfillError {
@@ -230,6 +137,7 @@ impl BackfillError {
         matches!(
             self,
             BackfillError::PhaseNotApplied { .. }
+                | BackfillError::Refused(_)
                 | BackfillError::Stopped { .. }
                 | BackfillError::NotApplicable { .. }
                 | BackfillError::NoBackfill(_)

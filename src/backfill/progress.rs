@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
-use super::{control, keys, BackfillError, State};
+use super::{control, keys, BackfillError};
+use crate::control::backfill::State;
 use crate::plan::Plan;
 
 /// The backfill of one plan as the CLI, the TUI and the metrics see it.

@@ -13,7 +13,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::keys::{self, Key, KeySpec};
 use super::BackfillError;
-use crate::audit::{self, Actor, NewEntry};
+use crate::control::audit::{self, Actor, NewEntry};
 use crate::plan::{Phase, Plan};
 
 /// At most this many sweep passes before the backfill fails (rows keep appearing pending).

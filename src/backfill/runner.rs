@@ -13,8 +13,9 @@ use super::keys::{self, Key, KeySpec};
 use super::ranges::{self, Claim, Claimed, Finish, Identity};
 use super::sizer::Sizer;
 use super::throttle::{Evaluator, Verdict, SIGNAL_TIMEOUT};
-use super::{control, BackfillError, RunOptions, RunOutcome, RunSummary, State};
-use crate::db::{self, describe_error, DbConfig, SessionSettings};
+use super::{control, BackfillError, RunOptions, RunOutcome, RunSummary};
+use crate::control::backfill::State;
+use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::{BackfillSpec, Plan};
 
 /// Consecutive retryable failures of one worker before the backfill fails.
@@ -38,7 +39,10 @@ pub async fn run(
     let started = Instant::now();
     let spec = control::spec(&plan)?.clone();
     let mut client = db::connect(&cfg, &SessionSettings::new("backfill")).await?;
-    db::schema::bootstrap(&mut client).await?;
+    crate::control::schema::bootstrap(&mut client).await?;
+    let actor = crate::control::audit::Actor::current(&client).await?;
+    crate::control::anchors::authorize(&client, &plan, &actor, crate::plan::Action::BackfillRun)
+        .await?;
     check_phase(&client, &plan).await?;
     control::ensure_row(&client, &plan).await?;
     let row = client
@@ -417,36 +421,23 @@ enum StepError {
 
 impl From<tokio_postgres::Error> for StepError {
     fn from(e: tokio_postgres::Error) -> Self {
-        classify(&e)
+        let e = crate::db::DbError::from(e);
+        if e.is_connection_lost() {
+            StepError::Connection(e.to_string())
+        } else if e.is_statement_timeout() || e.is_lock_timeout() || e.is_serialization() {
+            StepError::Retry(e.to_string())
+        } else {
+            StepError::Fatal(BackfillError::Db(e))
+        }
     }
 }
 
 impl From<BackfillError> for StepError {
     fn from(e: BackfillError) -> Self {
         match e {
-            BackfillError::Db(crate::db::DbError::Query(m)) if looks_like_connection(&m) => {
-                StepError::Connection(m)
-            }
+            BackfillError::Db(e) if e.is_connection_lost() => StepError::Connection(e.to_string()),
             other => StepError::Fatal(other),
         }
-    }
-}
-
-fn looks_like_connection(message: &str) -> bool {
-    let m = message.to_lowercase();
-    m.contains("connection closed")
-        || m.contains("error communicating")
-        || m.contains("sqlstate 57p0")
-        || m.contains("sqlstate 08")
-}
-
-fn classify(e: &tokio_postgres::Error) -> StepError {
-    let text = describe_error(e);
-    match e.as_db_error().map(|d| d.code().code()) {
-        None => StepError::Connection(text),
-        Some(c) if c.starts_with("08") || c.starts_with("57P") => StepError::Connection(text),
-        Some("57014" | "55P03" | "40P01" | "40001") => StepError::Retry(text),
-        Some(_) => StepError::Fatal(BackfillError::Db(crate::db::DbError::Query(text))),
     }
 }
 

@@ -17,9 +17,9 @@ use tokio::process::{Child, Command};
 use tokio_postgres::Client;
 
 use crate::backfill::{self, RunOptions};
-use crate::cli::{exit, Context};
 use crate::db::throwaway::{self, ThrowawayCluster};
 use crate::db::{self, DbConfig, SessionSettings};
+use crate::exit;
 use crate::plan::Plan;
 
 /// pgbench scale: 100 000 accounts per unit.
@@ -34,8 +34,8 @@ const BASELINE: Duration = Duration::from_secs(12);
 const TARGET_MS: f64 = 300.0;
 
 /// Runs the backfill benchmark.
-pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let (cluster, server) = match ctx.db_config_opt()? {
+pub async fn run(server: Option<DbConfig>) -> anyhow::Result<ExitCode> {
+    let (cluster, server) = match server {
         Some(cfg) => (None, cfg),
         None => {
             eprintln!("starting a throwaway PostgreSQL cluster…");
@@ -122,7 +122,7 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     client
         .batch_execute("VACUUM ANALYZE pgbench_accounts")
         .await?;
-    db::schema::bootstrap(&mut client).await?;
+    crate::control::schema::bootstrap(&mut client).await?;
 
     // (a) one set-based UPDATE vs the unthrottled backfill, each twice on identical copies.
     let mut single = (Duration::ZERO, 0u64);
@@ -388,27 +388,8 @@ fn pgbench_path() -> PathBuf {
 /// A pgbench command connected through the libpq environment (the password never appears in
 /// the process list).
 fn pgbench_cmd(pgbench: &Path, cfg: &DbConfig) -> Command {
-    let c = cfg.config();
     let mut cmd = Command::new(pgbench);
-    cmd.env("PGDATABASE", cfg.dbname());
-    if let Some(user) = c.get_user() {
-        cmd.env("PGUSER", user);
-    }
-    if let Some(pw) = c.get_password() {
-        cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).to_string());
-    }
-    match c.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => {
-            cmd.env("PGHOST", h);
-        }
-        Some(tokio_postgres::config::Host::Unix(p)) => {
-            cmd.env("PGHOST", p);
-        }
-        None => {}
-    }
-    if let Some(port) = c.get_ports().first() {
-        cmd.env("PGPORT", port.to_string());
-    }
+    cmd.envs(cfg.libpq_env());
     cmd.stdin(Stdio::null());
     cmd
 }

@@ -13,8 +13,8 @@ use tokio_postgres::Client;
 
 use crate::checks::diff::{self, DiffReport, DiffSpec};
 use crate::checks::RunOptions;
-use crate::cli::{exit, Context};
 use crate::db::{self, quote_ident, DbConfig, SessionSettings};
+use crate::exit;
 
 /// Rows per table in the benchmark.
 pub const ROWS: i64 = 1_000_000;
@@ -198,8 +198,8 @@ pub async fn full_scan_hash(client: &Client, source: &str, target: &str) -> anyh
 }
 
 /// Runs the parity benchmark.
-pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let (cluster, server) = match ctx.db_config_opt()? {
+pub async fn run(server: Option<DbConfig>) -> anyhow::Result<ExitCode> {
+    let (cluster, server) = match server {
         Some(cfg) => (None, cfg),
         None => {
             println!("no DATABASE_URL: starting a throwaway PostgreSQL cluster");

@@ -11,19 +11,6 @@ use super::{CheckError, Ctx, Verdict};
 use crate::plan::{CheckKind, Plan};
 use crate::Outcome;
 
-/// Control-schema migration 30: where golden-query baselines live.
-pub const SCHEMA_SQL: &str = r#"
-CREATE TABLE cutover.golden_snapshots (
-    plan_id      text NOT NULL,
-    check_name   text NOT NULL,
-    query_sha256 text NOT NULL,
-    row_count    bigint NOT NULL,
-    checksum     text NOT NULL,
-    taken_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (plan_id, check_name, query_sha256)
-);
-"#;
-
 /// A stored baseline of one golden query.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct GoldenSnapshot {

@@ -37,7 +37,7 @@ use crate::db::describe_error;
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan};
 use crate::Outcome;
 
-pub use golden::{snapshot_golden, GoldenSnapshot, SCHEMA_SQL as GOLDEN_SCHEMA_SQL};
+pub use golden::{snapshot_golden, GoldenSnapshot};
 pub use store::{history, latest};
 
 /// How many differing keys, partitions or samples a result lists in its details.
@@ -69,6 +69,18 @@ pub enum CheckError {
     /// The check's definition cannot be run as written.
     #[error("{0}")]
     Invalid(String),
+    /// The login may not run checks (authorization matrix, anchored roster).
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl From<crate::control::ControlError> for CheckError {
+    fn from(e: crate::control::ControlError) -> Self {
+        match e {
+            crate::control::ControlError::Refused(why) => CheckError::Refused(why),
+            crate::control::ControlError::Db(e) => CheckError::Db(e.to_string()),
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for CheckError {
@@ -199,6 +211,10 @@ pub async fn run_with(
     options: &RunOptions,
 ) -> Result<Vec<CheckRecord>, CheckError> {
     let specs = select(plan, filter)?;
+    let actor = crate::control::audit::Actor::current(client)
+        .await
+        .map_err(|e| CheckError::Db(e.to_string()))?;
+    crate::control::anchors::authorize(client, plan, &actor, crate::plan::Action::Checks).await?;
     let mut records = Vec::with_capacity(specs.len());
     for spec in specs {
         let started_at = Utc::now();

@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use super::{exit, Context};
-use crate::audit::Actor;
 use crate::backfill::{self, progress::fmt_secs, BackfillError, RunOptions, RunOutcome, Tuning};
+use crate::control::audit::Actor;
 use crate::plan::Plan;
 
 /// Backfill commands.
@@ -200,7 +200,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         Action::Status { plan, json } => {
             let plan = load(&plan)?;
-            let client = ctx.connect("backfill-status").await?;
+            let client = ctx.connect_viewer("backfill-status").await?;
             let p = match backfill::progress(&client, &plan).await {
                 Ok(p) => p,
                 Err(e) => return refusal(e),

@@ -29,7 +29,7 @@ pub enum BenchKind {
 pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     let Command::Bench { what } = cmd;
     match what {
-        BenchKind::Backfill => crate::bench::backfill::run(ctx).await,
-        BenchKind::Parity => crate::bench::parity::run(ctx).await,
+        BenchKind::Backfill => crate::bench::backfill::run(ctx.db_config_opt()?).await,
+        BenchKind::Parity => crate::bench::parity::run(ctx.db_config_opt()?).await,
     }
 }

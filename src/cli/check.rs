@@ -61,7 +61,11 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let client = ctx.connect("check").await?;
+    let client = if history {
+        ctx.connect_viewer("check-history").await?
+    } else {
+        ctx.connect("check").await?
+    };
     if baseline {
         let snaps = checks::snapshot_golden(&client, &plan, true).await?;
         if json {
@@ -96,7 +100,14 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         second_connection: Some(ctx.db_config()?),
         ..RunOptions::default()
     };
-    let records = checks::run_with(&client, &plan, name.as_deref(), &options).await?;
+    let records = match checks::run_with(&client, &plan, name.as_deref(), &options).await {
+        Ok(r) => r,
+        Err(e @ checks::CheckError::Refused(_)) => {
+            eprintln!("cutover check: {e}");
+            return Ok(ExitCode::from(exit::REFUSED));
+        }
+        Err(e) => return Err(e.into()),
+    };
     print(&records, json)?;
     let all = Outcome::all(records.iter().map(|r| r.outcome));
     Ok(ExitCode::from(if all == Outcome::Pass {

@@ -1,5 +1,5 @@
 //! Phase-engine commands: status, advance, signoff, override, rollback, rehearse, flag, note,
-//! report, audit. Each is a thin shell around `crate::engine` / `crate::audit`, the same code the
+//! report, audit. Each is a thin shell around `crate::engine` / `crate::control::audit`, the same code the
 //! TUI calls.
 
 use std::io::Write;
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 
 use super::{exit, Context};
-use crate::audit::{self, Actor, Verification};
+use crate::control::audit::{self, Actor, Verification};
 use crate::engine::{self, EngineError, RunOptions};
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, Role};
@@ -60,6 +60,12 @@ pub enum Command {
         /// Why (required).
         #[arg(long)]
         reason: String,
+    },
+    /// Approve a plan version that changes the roster, gates or authorization (a lead of the
+    /// anchored version; audited).
+    Approve {
+        /// Plan file.
+        plan: PathBuf,
     },
     /// Roll back the current phase, or every applied phase from the last down to --phase.
     Rollback {
@@ -145,8 +151,17 @@ pub enum ExportFormat {
 /// `audit` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditAction {
-    /// Recompute the hash chain; exit 2 naming the first broken entry.
-    Verify,
+    /// Recompute the hash chain, cross-check it against the control state and against
+    /// externally kept heads; exit 2 naming what is wrong.
+    Verify {
+        /// A head hash kept outside the database (ticket, chat): it must be in the chain.
+        #[arg(long)]
+        expect_head: Vec<String>,
+        /// A file of head hashes, one per line: each must be in the chain; the current head is
+        /// appended when it is new.
+        #[arg(long)]
+        head_file: Option<PathBuf>,
+    },
     /// Export every entry.
     Export {
         /// Format.
@@ -185,6 +200,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             comment,
         } => signoff(ctx, &plan, gate, role, &comment).await,
         Command::Override { plan, gate, reason } => override_gate(ctx, &plan, gate, &reason).await,
+        Command::Approve { plan } => approve(ctx, &plan).await,
         Command::Rollback { plan, phase, yes } => rollback(ctx, &plan, phase, yes).await,
         Command::Rehearse { plan, json } => rehearse(ctx, &plan, json).await,
         Command::Flag { action } => flag(ctx, action).await,
@@ -225,15 +241,20 @@ fn engine_failure(e: EngineError) -> anyhow::Result<ExitCode> {
 
 async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let plan = load(path)?;
-    let mut client = ctx.connect("status").await?;
-    let st = match engine::status(&mut client, &plan).await {
+    let (client, security) = ctx.connect_viewer_with_security("status").await?;
+    let st = match engine::status(&client, &plan).await {
         Ok(s) => s,
         Err(e) => return engine_failure(e),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        let mut value = serde_json::to_value(&st)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("connection".into(), serde_json::to_value(&security)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", render_status(&st));
+        println!("connection: {} — {}", security.server, security.summary());
     }
     Ok(ExitCode::from(exit::OK))
 }
@@ -262,6 +283,9 @@ pub fn render_status(st: &engine::Status) -> String {
         st.plan_path,
         &st.plan_sha256[..12.min(st.plan_sha256.len())]
     ));
+    if !st.registered {
+        line("  not registered yet: an operator's first command (advance, signoff, probe) registers it".into());
+    }
     if st.plan_changed {
         line(format!(
             "  ! plan changed since it was last acted on (was {}): earlier sign-offs are void",
@@ -289,6 +313,9 @@ pub fn render_status(st: &engine::Status) -> String {
             p.phase.as_str(),
             p.state.as_str()
         ));
+        if let Some(note) = &p.note {
+            line(format!("               {note}"));
+        }
     }
     match &st.gate {
         Some(g) => {
@@ -516,6 +543,29 @@ async fn override_gate(
     }
 }
 
+async fn approve(ctx: &Context, path: &Path) -> anyhow::Result<ExitCode> {
+    let plan = load(path)?;
+    let mut client = ctx.connect("approve").await?;
+    let actor = Actor::current(&client).await?;
+    match crate::control::anchors::approve(&mut client, &plan, &actor).await {
+        Ok(crate::control::anchors::Approval::Approved { audit_seq }) => {
+            println!(
+                "APPROVED: the roster, gates and authorization of {} are anchored now, by {actor} (audit #{audit_seq})",
+                plan.path
+            );
+            Ok(ExitCode::from(exit::OK))
+        }
+        Ok(crate::control::anchors::Approval::Unchanged) => {
+            println!(
+                "nothing to approve: {} keeps the anchored roster, gates and authorization",
+                plan.path
+            );
+            Ok(ExitCode::from(exit::OK))
+        }
+        Err(e) => engine_failure(e.into()),
+    }
+}
+
 async fn rollback(
     ctx: &Context,
     path: &Path,
@@ -722,19 +772,74 @@ async fn note(ctx: &Context, path: &Path, text: &str) -> anyhow::Result<ExitCode
     }
 }
 
+async fn audit_verify(
+    client: &tokio_postgres::Client,
+    mut expected: Vec<String>,
+    head_file: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let (entries, head) = match audit::verify(client).await? {
+        Verification::Intact { entries, head } => (entries, head),
+        Verification::Broken { seq, reason } => {
+            println!("audit log BROKEN at entry #{seq}: {reason}");
+            return Ok(ExitCode::from(exit::BLOCKED));
+        }
+    };
+    if let Some(path) = head_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => expected.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("cannot read the head file {}: {e}", path.display()),
+        }
+    }
+    let mut problems = Vec::new();
+    for h in &expected {
+        if !audit::contains_hash(client, h).await? {
+            problems.push(format!(
+                "the externally kept head {h} is not in the chain: entries were removed or rewritten"
+            ));
+        }
+    }
+    problems.extend(audit::cross_check(client).await?);
+    if !problems.is_empty() {
+        println!("audit log BROKEN: the chain ({entries} entries) verifies, but:");
+        for p in &problems {
+            println!("  ✗ {p}");
+        }
+        return Ok(ExitCode::from(exit::BLOCKED));
+    }
+    if let Some(path) = head_file {
+        if expected.last() != Some(&head) && entries > 0 {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("cannot append to {}: {e}", path.display()))?;
+            writeln!(f, "{head}")?;
+        }
+    }
+    println!(
+        "audit log intact: {entries} entries, head hash {head}; control state cross-checked{}",
+        if expected.is_empty() {
+            String::new()
+        } else {
+            format!(", {} kept head(s) found", expected.len())
+        }
+    );
+    Ok(ExitCode::from(exit::OK))
+}
+
 async fn audit_cmd(ctx: &Context, action: AuditAction) -> anyhow::Result<ExitCode> {
-    let client = ctx.connect("audit").await?;
+    let client = ctx.connect_viewer("audit").await?;
     match action {
-        AuditAction::Verify => match audit::verify(&client).await? {
-            Verification::Intact { entries, head } => {
-                println!("audit log intact: {entries} entries, head hash {head}");
-                Ok(ExitCode::from(exit::OK))
-            }
-            Verification::Broken { seq, reason } => {
-                println!("audit log BROKEN at entry #{seq}: {reason}");
-                Ok(ExitCode::from(exit::BLOCKED))
-            }
-        },
+        AuditAction::Verify {
+            expect_head,
+            head_file,
+        } => audit_verify(&client, expect_head, head_file.as_deref()).await,
         AuditAction::Export {
             format: ExportFormat::Jsonl,
             plan_id,

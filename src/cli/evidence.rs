@@ -76,7 +76,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             let plan = Plan::load(&plan)?;
             let live = match ctx.db_config_opt()? {
                 Some(cfg) => {
-                    let client = ctx.connect("runbook").await?;
+                    let client = ctx.connect_viewer("runbook").await?;
                     Some(runbook::live_state(&client, &plan, cfg.display()).await?)
                 }
                 None => None,
@@ -93,6 +93,18 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         } => {
             let plan = Plan::load(&plan)?;
             let client = ctx.connect("probe").await?;
+            let actor = crate::control::audit::Actor::current(&client).await?;
+            if let Err(e) = crate::control::anchors::authorize(
+                &client,
+                &plan,
+                &actor,
+                crate::plan::Action::Probe,
+            )
+            .await
+            {
+                eprintln!("cutover probe: {e}");
+                return Ok(ExitCode::from(exit::REFUSED));
+            }
             let gate = match gate {
                 Some(g) => g,
                 None => next_gate(&client, &plan).await?,

@@ -35,7 +35,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Bootstrap => {
             let cfg = ctx.db_config()?;
             let mut client = db::connect(&cfg, &SessionSettings::new("bootstrap")).await?;
-            let applied = db::schema::bootstrap(&mut client).await?;
+            let applied = crate::control::schema::bootstrap(&mut client).await?;
             if applied.is_empty() {
                 println!("control schema on {} is up to date", cfg.display());
             } else {

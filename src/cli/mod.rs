@@ -13,35 +13,40 @@ mod foundation;
 mod tui;
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio_postgres::Client;
 
+use crate::control::own_transactions;
 use crate::db::{self, DbConfig, SessionSettings};
 
-/// Documented exit codes.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// An error (bad input, database failure).
-    pub const ERROR: u8 = 1;
-    /// A gate or validation blocked the action.
-    pub const BLOCKED: u8 = 2;
-    /// The action was refused (role, irreversible phase, read-only).
-    pub const REFUSED: u8 = 3;
-}
+pub use crate::exit;
 
 /// Cutover — zero-downtime PostgreSQL migrations: expand → dual_write → backfill → read_switch → contract.
 #[derive(Debug, Parser)]
 #[command(name = "cutover", version, about, long_about = None)]
 #[command(
-    after_help = "Connection: --database-url, DATABASE_URL, or PGHOST/PGPORT/PGUSER/PGDATABASE/PGPASSWORD/PGSSLMODE.\n\
+    after_help = "Connection: --database-url / DATABASE_URL (URL or key=value string), else the libpq environment \
+(PGHOST, PGPORT, PGUSER, PGDATABASE, PGSERVICE, PGSSLMODE, PGSSLROOTCERT, …), with ~/.pgpass and pg_service.conf.\n\
 Exit codes: 0 ok, 1 error, 2 blocked (gate or validation), 3 refused."
 )]
 pub struct Cli {
-    /// PostgreSQL connection URL (postgres://user:password@host:port/db); the password is never printed.
+    /// PostgreSQL connection URL (postgres://user:password@host:port/db?sslmode=…) or libpq
+    /// key=value string (host=… sslmode=verify-full service=…); the password is never printed.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// Shell command that prints the password, run for every new connection (e.g. to fetch a
+    /// short-lived token); its output is never shown. Takes precedence over other passwords.
+    #[arg(
+        long,
+        global = true,
+        env = "CUTOVER_PASSWORD_COMMAND",
+        hide_env_values = true
+    )]
+    pub password_command: Option<String>,
 
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9187) while the command runs.
     #[arg(long, global = true, env = "CUTOVER_METRICS_ADDR")]
@@ -92,25 +97,64 @@ pub struct Context {
     pub database_url: Option<String>,
     /// `--metrics-addr`.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `--password-command` / `CUTOVER_PASSWORD_COMMAND`.
+    pub password_command: Option<String>,
+    /// Set once the command connects as an operator: from then on this process records its
+    /// own transaction counts (`control::own_transactions`; viewers write nothing).
+    pub records_own_transactions: Arc<AtomicBool>,
 }
 
 impl Context {
     /// The configured server, or an error saying how to configure one.
     pub fn db_config(&self) -> anyhow::Result<DbConfig> {
-        Ok(DbConfig::require(self.database_url.as_deref())?)
+        Ok(DbConfig::require(self.database_url.as_deref())?
+            .with_password_command(self.password_command.clone()))
     }
 
     /// The configured server, if any.
     pub fn db_config_opt(&self) -> anyhow::Result<Option<DbConfig>> {
-        Ok(DbConfig::resolve(self.database_url.as_deref())?)
+        Ok(DbConfig::resolve(self.database_url.as_deref())?
+            .map(|c| c.with_password_command(self.password_command.clone())))
     }
 
     /// Connects for `purpose` and makes sure the control schema is up to date.
     pub async fn connect(&self, purpose: &str) -> anyhow::Result<Client> {
+        Ok(self.connect_with_security(purpose).await?.0)
+    }
+
+    /// Like [`Context::connect`], also telling how the connection is protected.
+    pub async fn connect_with_security(
+        &self,
+        purpose: &str,
+    ) -> anyhow::Result<(Client, db::ConnSecurity)> {
         let cfg = self.db_config()?;
-        let mut client = db::connect(&cfg, &SessionSettings::new(purpose)).await?;
-        db::schema::bootstrap(&mut client).await?;
-        Ok(client)
+        let (mut client, security) =
+            db::connect_with_security(&cfg, &SessionSettings::new(purpose)).await?;
+        crate::control::schema::bootstrap(&mut client).await?;
+        self.records_own_transactions.store(true, Ordering::SeqCst);
+        Ok((client, security))
+    }
+
+    /// Connects a viewer for `purpose`: the session is read-only (`default_transaction_read_only`)
+    /// and the control schema is read, never created or upgraded.
+    pub async fn connect_viewer(&self, purpose: &str) -> anyhow::Result<Client> {
+        Ok(self.connect_viewer_with_security(purpose).await?.0)
+    }
+
+    /// Like [`Context::connect_viewer`], also telling how the connection is protected.
+    pub async fn connect_viewer_with_security(
+        &self,
+        purpose: &str,
+    ) -> anyhow::Result<(Client, db::ConnSecurity)> {
+        let cfg = self.db_config()?;
+        let (client, security) =
+            db::connect_with_security(&cfg, &SessionSettings::new(purpose)).await?;
+        client
+            .batch_execute("SET default_transaction_read_only = on")
+            .await
+            .map_err(db::DbError::from)?;
+        crate::control::schema::require_readable(&client).await?;
+        Ok((client, security))
     }
 }
 
@@ -130,8 +174,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context {
         database_url: cli.database_url,
         metrics_addr: cli.metrics_addr,
+        password_command: cli.password_command,
+        records_own_transactions: Arc::new(AtomicBool::new(false)),
     };
-    match cli.command {
+    let recorder = own_transactions::Recorder::start(ctx.records_own_transactions.clone());
+    let result = match cli.command {
         Command::Foundation(c) => foundation::run(c, &ctx).await,
         Command::Engine(c) => engine::run(c, &ctx).await,
         Command::Backfill(c) => backfill::run(c, &ctx).await,
@@ -139,5 +186,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Evidence(c) => evidence::run(c, &ctx).await,
         Command::Tui(c) => tui::run(c, &ctx).await,
         Command::Bench(c) => bench::run(c, &ctx).await,
+    };
+    drop(recorder);
+    // What this process did, for the error budget of other and later processes.
+    if ctx.records_own_transactions.load(Ordering::SeqCst) {
+        own_transactions::record_changed().await;
     }
+    result
 }

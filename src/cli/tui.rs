@@ -39,8 +39,13 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Tui { plan, read_only } => {
             let plan = Plan::load(&plan)?;
             let db = ctx.db_config()?;
-            // Make sure the control schema exists before the worker starts reading it.
-            ctx.connect("tui-setup").await?;
+            // The control schema must exist before the worker reads it: an operator's TUI
+            // creates or upgrades it, a viewer's only checks it.
+            if read_only {
+                ctx.connect_viewer("tui-setup").await?;
+            } else {
+                ctx.connect("tui-setup").await?;
+            }
             ctx.spawn_metrics(&plan)?;
             crate::tui::run(crate::tui::Options {
                 plan,
@@ -57,11 +62,12 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             backfill_rate,
         } => {
             crate::demo::run(
-                ctx,
+                ctx.db_config_opt()?,
                 crate::demo::DemoOptions {
                     accounts,
                     writes_per_sec,
                     backfill_rate,
+                    metrics_addr: ctx.metrics_addr,
                 },
             )
             .await?;

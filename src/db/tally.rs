@@ -1,40 +1,37 @@
 //! Cutover's own transactions, counted on the wire.
 //!
 //! `pg_stat_database` counts every transaction of a database, Cutover's included, and
-//! PostgreSQL 15 keeps no per-session transaction counters. So every connection [`super::connect`]
-//! opens runs over a [`Tallied`] socket that reads the protocol in both directions and counts
-//! the top-level transactions the server ends on it — commits, rollbacks, and deadlocks
+//! PostgreSQL 15 keeps no per-session transaction counters. So every connection Cutover opens
+//! for itself ([`super::connect`] and its variants; not [`super::connect_app`], which stands
+//! for an application) reads the protocol in both directions through a [`Tallied`] wrapper and
+//! counts the top-level transactions the server ends on it — commits, rollbacks, and deadlocks
 //! reported to it — by PostgreSQL's own rules: the connection's startup transaction, each
 //! simple query or Sync-terminated extended batch outside a block, explicit blocks (a
 //! `COMMIT` whose tag is `ROLLBACK` rolled back; `ROLLBACK TO SAVEPOINT` ends nothing), errors,
 //! and a block left open when the connection closes.
 //!
-//! The counts are process-wide, per database ([`Target`]). Each process records its counts in
-//! `cutover.own_transactions` (every [`PERSIST_EVERY`] while they change, and at exit through
-//! [`persist_dirty`]), so the error budget can leave out every Cutover process's transactions:
-//! its own live counts plus the last recorded counts of the others.
+//! The wrapper sits on the socket (plaintext TCP and unix sockets) and, when the connection is
+//! encrypted, on the decrypted TLS stream ([`TallyingConnector`]): the socket's wrapper stops
+//! reading once the server accepts TLS, and the one above the TLS session counts instead.
+//!
+//! The counts are process-wide, per server and database ([`Counters`]). Recording them where
+//! other Cutover processes can read them is the control layer's job
+//! (`control::own_transactions`); [`changed`] hands it the counters that changed since.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::io;
-use std::net::IpAddr;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpStream, UnixStream};
-use tokio_postgres::config::Host;
-use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{Client, Config, Connection, NoTls};
+use tokio_postgres::tls::{ChannelBinding, TlsConnect, TlsStream};
+use tokio_postgres::Client;
 
-use super::{quote_literal, DbConfig};
-
-/// How often a process records its counts while they change.
-pub const PERSIST_EVERY: Duration = Duration::from_secs(2);
+use super::DbConfig;
 
 /// Transactions ended by Cutover on one database.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -67,18 +64,30 @@ impl Counts {
     }
 }
 
+/// Whether a connection's transactions are counted as Cutover's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// Not counted: the connection stands for an application.
+    Off,
+    /// Counted; a change calls for the counts to be recorded again.
+    On,
+    /// Counted, but the connection is the one recording the counts: its own transactions do
+    /// not call for another recording (the recording includes them).
+    Recording,
+}
+
 /// The counters of one database (server and database name) in this process.
 #[derive(Debug)]
-pub struct Target {
+pub struct Counters {
     cfg: DbConfig,
     commits: AtomicI64,
     rollbacks: AtomicI64,
     deadlocks: AtomicI64,
-    /// Changed since it was last recorded.
+    /// Changed since it was last handed out by [`changed`].
     dirty: AtomicBool,
 }
 
-impl Target {
+impl Counters {
     /// The counts so far.
     pub fn counts(&self) -> Counts {
         Counts {
@@ -87,15 +96,24 @@ impl Target {
             deadlocks: self.deadlocks.load(Ordering::SeqCst),
         }
     }
+
+    /// How to reach the database these counters belong to (that one server only).
+    pub fn config(&self) -> &DbConfig {
+        &self.cfg
+    }
+
+    /// Calls for another recording (after a recording failed).
+    pub fn mark_changed(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
+    }
 }
 
 struct Process {
     id: uuid::Uuid,
     started_at: DateTime<Utc>,
-    targets: Mutex<BTreeMap<String, Arc<Target>>>,
-    /// Backend process id of each open tallied connection → its target.
-    backends: Mutex<HashMap<i32, Arc<Target>>>,
-    persister: AtomicBool,
+    counters: Mutex<BTreeMap<String, Arc<Counters>>>,
+    /// Backend process id of each open tallied connection → its counters.
+    backends: Mutex<HashMap<i32, Arc<Counters>>>,
 }
 
 fn process() -> &'static Process {
@@ -103,26 +121,28 @@ fn process() -> &'static Process {
     PROCESS.get_or_init(|| Process {
         id: uuid::Uuid::new_v4(),
         started_at: Utc::now(),
-        targets: Mutex::new(BTreeMap::new()),
+        counters: Mutex::new(BTreeMap::new()),
         backends: Mutex::new(HashMap::new()),
-        persister: AtomicBool::new(false),
     })
 }
 
-/// This process's identity in `cutover.own_transactions`.
+/// This process's identity among Cutover processes.
 pub fn process_id() -> uuid::Uuid {
     process().id
 }
 
-/// The counters for `cfg`'s database, created on first use.
-pub fn target(cfg: &DbConfig) -> Arc<Target> {
-    let key = cfg.target_key();
-    let mut targets = process().targets.lock().unwrap_or_else(|e| e.into_inner());
-    targets
-        .entry(key)
+/// When this process started counting.
+pub fn process_started_at() -> DateTime<Utc> {
+    process().started_at
+}
+
+/// The counters for `key` (`server/dbname`), created on first use with `cfg()`.
+pub(crate) fn counters_at(key: String, cfg: impl FnOnce() -> DbConfig) -> Arc<Counters> {
+    let mut all = process().counters.lock().unwrap_or_else(|e| e.into_inner());
+    all.entry(key)
         .or_insert_with(|| {
-            Arc::new(Target {
-                cfg: cfg.clone(),
+            Arc::new(Counters {
+                cfg: cfg(),
                 commits: AtomicI64::new(0),
                 rollbacks: AtomicI64::new(0),
                 deadlocks: AtomicI64::new(0),
@@ -132,8 +152,14 @@ pub fn target(cfg: &DbConfig) -> Arc<Target> {
         .clone()
 }
 
-/// The counters of the database `client` is connected to, if it is a tallied connection.
-pub async fn target_of(client: &Client) -> Result<Option<Arc<Target>>, tokio_postgres::Error> {
+/// The counters for `cfg`'s database on its first server.
+pub fn counters(cfg: &DbConfig) -> Arc<Counters> {
+    let (key, pinned) = cfg.first_server();
+    counters_at(key, || pinned)
+}
+
+/// The counters of the database `client` is connected to, if it is a counted connection.
+pub async fn counters_of(client: &Client) -> Result<Option<Arc<Counters>>, tokio_postgres::Error> {
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
         .await?
@@ -142,183 +168,86 @@ pub async fn target_of(client: &Client) -> Result<Option<Arc<Target>>, tokio_pos
     Ok(backends.get(&pid).cloned())
 }
 
-/// The connection's socket: TCP or a Unix-domain socket.
-#[derive(Debug)]
-pub enum Socket {
-    /// TCP.
-    Tcp(TcpStream),
-    /// A Unix-domain socket.
-    Unix(UnixStream),
+/// The counters that changed since the last call, each handed out once per change.
+pub fn changed() -> Vec<Arc<Counters>> {
+    process()
+        .counters
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .filter(|c| c.dirty.swap(false, Ordering::SeqCst))
+        .cloned()
+        .collect()
 }
 
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
-
-/// Why a tallied connection could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// No host could be reached.
-    #[error("{0}")]
-    Socket(io::Error),
-    /// The server refused the session.
-    #[error("{0}")]
-    Postgres(#[from] tokio_postgres::Error),
-}
-
-/// A connection whose transactions are counted.
-pub type TalliedConnection = Connection<Tallied<Socket>, NoTlsStream>;
-
-/// Opens a tallied connection to `cfg`'s server with `config`'s session parameters. Hosts are
-/// tried in order (TCP, or a Unix socket directory), each within the connect timeout.
-pub async fn connect(
-    cfg: &DbConfig,
-    config: &Config,
-) -> Result<(Client, TalliedConnection), ConnectError> {
-    connect_counted(cfg, config, true).await
-}
-
-async fn connect_counted(
-    cfg: &DbConfig,
-    config: &Config,
+/// A TLS connector whose encrypted stream is wrapped in [`Tallied`], so the decrypted protocol
+/// is counted.
+pub(crate) struct TallyingConnector<C> {
+    inner: C,
+    counters: Option<Arc<Counters>>,
     marks_dirty: bool,
-) -> Result<(Client, TalliedConnection), ConnectError> {
-    let socket = open_socket(config).await.map_err(ConnectError::Socket)?;
-    let stream = Tallied::new(socket, target(cfg), marks_dirty);
-    let (client, connection) = config.connect_raw(stream, NoTls).await?;
-    ensure_persister();
-    Ok((client, connection))
 }
 
-async fn open_socket(config: &Config) -> io::Result<Socket> {
-    let hosts = config.get_hosts();
-    if hosts.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "host missing"));
-    }
-    let ports = config.get_ports();
-    let addrs = config.get_hostaddrs();
-    let timeout = config.get_connect_timeout().copied();
-    let mut last = None;
-    for (i, host) in hosts.iter().enumerate() {
-        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        let attempt = async {
-            match host {
-                Host::Tcp(name) => {
-                    let stream = match addrs.get(i) {
-                        Some(ip) => TcpStream::connect((*ip, port)).await?,
-                        None => connect_tcp(name, port).await?,
-                    };
-                    stream.set_nodelay(true)?;
-                    if config.get_keepalives() {
-                        let keepalive =
-                            socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
-                        socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
-                    }
-                    Ok(Socket::Tcp(stream))
-                }
-                Host::Unix(dir) => {
-                    let path = Path::new(dir).join(format!(".s.PGSQL.{port}"));
-                    Ok(Socket::Unix(UnixStream::connect(path).await?))
-                }
-            }
-        };
-        let result = match timeout {
-            Some(t) => tokio::time::timeout(t, attempt).await.unwrap_or_else(|_| {
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connection timed out",
-                ))
-            }),
-            None => attempt.await,
-        };
-        match result {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
+impl<C> TallyingConnector<C> {
+    /// Wraps `inner`; `counters` is `None` for a connection that is not counted.
+    pub(crate) fn new(inner: C, counters: Option<Arc<Counters>>, counting: Counting) -> Self {
+        TallyingConnector {
+            inner,
+            counters,
+            marks_dirty: counting == Counting::On,
         }
     }
-    Err(last.unwrap_or_else(|| io::Error::other("no host to connect to")))
 }
 
-async fn connect_tcp(name: &str, port: u16) -> io::Result<TcpStream> {
-    if let Ok(ip) = name.parse::<IpAddr>() {
-        return TcpStream::connect((ip, port)).await;
+impl<S, C> TlsConnect<S> for TallyingConnector<C>
+where
+    C: TlsConnect<S>,
+    C::Future: Send + 'static,
+{
+    type Stream = Tallied<C::Stream>;
+    type Error = C::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Tallied<C::Stream>, C::Error>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        let handshake = self.inner.connect(stream);
+        let (counters, marks_dirty) = (self.counters, self.marks_dirty);
+        Box::pin(async move {
+            handshake
+                .await
+                .map(|s| Tallied::new(s, counters, marks_dirty))
+        })
     }
-    let mut last = None;
-    for addr in tokio::net::lookup_host((name, port)).await? {
-        match TcpStream::connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{name} resolves to no address"),
-        )
-    }))
 }
 
-/// A socket wrapper that counts the transactions the server ends on it (see the module docs).
+/// A stream wrapper that counts the transactions the server ends on it (see the module docs).
 /// It only observes: every byte passes through unchanged.
 #[derive(Debug)]
 pub struct Tallied<S> {
     inner: S,
     front: Frames,
     back: Frames,
-    model: Model,
+    /// `None`: not counted.
+    model: Option<Model>,
 }
 
 impl<S> Tallied<S> {
-    /// Wraps `inner`; counts go to `target`, which is marked for recording when `marks_dirty`.
-    pub fn new(inner: S, target: Arc<Target>, marks_dirty: bool) -> Tallied<S> {
+    /// Wraps `inner`; counts go to `counters` (none: not counted), which are marked changed
+    /// when `marks_dirty`.
+    pub(crate) fn new(inner: S, counters: Option<Arc<Counters>>, marks_dirty: bool) -> Tallied<S> {
         Tallied {
             inner,
             front: Frames::new(false),
             back: Frames::new(true),
-            model: Model::new(target, marks_dirty),
+            model: counters.map(|c| Model::new(c, marks_dirty)),
         }
     }
 }
 
 impl<S> Drop for Tallied<S> {
     fn drop(&mut self) {
-        self.model.closed();
+        if let Some(model) = &mut self.model {
+            model.closed();
+        }
     }
 }
 
@@ -331,8 +260,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tallied<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &poll {
-            let model = &mut this.model;
+        if let (Poll::Ready(Ok(())), Some(model)) = (&poll, &mut this.model) {
             let mut data = &buf.filled()[before..];
             if model.ssl_reply_pending && !data.is_empty() {
                 model.ssl_reply(data[0]);
@@ -357,8 +285,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tallied<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &poll {
-            let model = &mut this.model;
+        if let (Poll::Ready(Ok(n)), Some(model)) = (&poll, &mut this.model) {
             if !model.opaque {
                 this.front.feed(&buf[..*n], front_keep, |kind, body| {
                     model.frontend(kind, body)
@@ -374,6 +301,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tallied<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: TlsStream + Unpin> TlsStream for Tallied<S> {
+    fn channel_binding(&self) -> ChannelBinding {
+        self.inner.channel_binding()
     }
 }
 
@@ -501,7 +434,7 @@ enum Group {
 
 #[derive(Debug)]
 struct Model {
-    target: Arc<Target>,
+    counters: Arc<Counters>,
     marks_dirty: bool,
     /// Startup finished (the first ReadyForQuery arrived).
     ready: bool,
@@ -512,15 +445,15 @@ struct Model {
     portals: HashMap<String, Kind>,
     backend_pid: Option<i32>,
     ssl_reply_pending: bool,
-    /// Encrypted or otherwise unreadable: counting stopped.
+    /// Encrypted below this wrapper: the wrapper above the TLS session counts instead.
     opaque: bool,
     closed: bool,
 }
 
 impl Model {
-    fn new(target: Arc<Target>, marks_dirty: bool) -> Model {
+    fn new(counters: Arc<Counters>, marks_dirty: bool) -> Model {
         Model {
-            target,
+            counters,
             marks_dirty,
             ready: false,
             tx: Tx::Idle,
@@ -538,12 +471,12 @@ impl Model {
     fn count(&self, counter: &AtomicI64) {
         counter.fetch_add(1, Ordering::SeqCst);
         if self.marks_dirty {
-            self.target.dirty.store(true, Ordering::SeqCst);
+            self.counters.dirty.store(true, Ordering::SeqCst);
         }
     }
 
     fn end(&mut self, committed: bool, then: Tx) {
-        let t = self.target.clone();
+        let t = self.counters.clone();
         self.count(if committed { &t.commits } else { &t.rollbacks });
         self.tx = then;
     }
@@ -556,10 +489,8 @@ impl Model {
 
     fn ssl_reply(&mut self, byte: u8) {
         self.ssl_reply_pending = false;
+        // `S`: TLS follows; the stream above the TLS session is counted by its own wrapper.
         if byte != b'N' {
-            tracing::debug!(
-                "encrypted connection: Cutover's own transactions on it are not counted"
-            );
             self.opaque = true;
         }
     }
@@ -642,7 +573,7 @@ impl Model {
                     .backends
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(pid, self.target.clone());
+                    .insert(pid, self.counters.clone());
             }
             b'Z' => {
                 let status = body.first().copied().unwrap_or(b'I');
@@ -659,8 +590,8 @@ impl Model {
                 self.reconcile(status);
             }
             b'E' => {
-                if sqlstate(body) == Some("40P01") {
-                    let t = self.target.clone();
+                if field(body, b'C') == Some("40P01") {
+                    let t = self.counters.clone();
                     self.count(&t.deadlocks);
                 }
                 // Before startup ends, or unasked (a FATAL to an idle session), an error ends no
@@ -668,7 +599,16 @@ impl Model {
                 if !self.ready || self.groups.is_empty() {
                     return;
                 }
-                self.started();
+                // A FATAL before any answer to the pending request may have come before the
+                // server read it (a session terminated while idle): no transaction is assumed,
+                // so an application rollback is never hidden.
+                let fatal = matches!(
+                    field(body, b'V').or(field(body, b'S')),
+                    Some("FATAL" | "PANIC")
+                );
+                if !(fatal && self.tx == Tx::Idle) {
+                    self.started();
+                }
                 if self.tx == Tx::Implicit {
                     self.end(false, Tx::Idle);
                 }
@@ -736,7 +676,7 @@ impl Model {
             let mut backends = process().backends.lock().unwrap_or_else(|e| e.into_inner());
             if backends
                 .get(&pid)
-                .is_some_and(|t| Arc::ptr_eq(t, &self.target))
+                .is_some_and(|t| Arc::ptr_eq(t, &self.counters))
             {
                 backends.remove(&pid);
             }
@@ -754,14 +694,14 @@ fn cstr(body: &[u8], from: usize) -> (String, usize) {
     )
 }
 
-/// The SQLSTATE of an ErrorResponse body.
-fn sqlstate(body: &[u8]) -> Option<&str> {
+/// The field `code` of an ErrorResponse body (`C`: SQLSTATE, `V`: severity).
+fn field(body: &[u8], code: u8) -> Option<&str> {
     let mut at = 0;
     while at < body.len() && body[at] != 0 {
-        let field = body[at];
+        let kind = body[at];
         let rest = &body[at + 1..];
         let end = rest.iter().position(|b| *b == 0)?;
-        if field == b'C' {
+        if kind == code {
             return std::str::from_utf8(&rest[..end]).ok();
         }
         at += end + 2;
@@ -923,125 +863,6 @@ fn classify(words: &[String]) -> Kind {
     }
 }
 
-/// Records the counts of every database that changed since they were last recorded.
-pub async fn persist_dirty() {
-    let targets: Vec<Arc<Target>> = process()
-        .targets
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .cloned()
-        .collect();
-    for t in targets {
-        if t.dirty.swap(false, Ordering::SeqCst) {
-            if let Err(e) = persist(&t).await {
-                tracing::debug!(
-                    "could not record Cutover's own transactions on {}: {e}",
-                    t.cfg.display()
-                );
-            }
-        }
-    }
-}
-
-/// Records this process's counts for `target` in its `cutover.own_transactions` (a no-op where
-/// the control schema lacks the table). The recording is itself a transaction: the row
-/// includes it.
-pub async fn persist(target: &Target) -> Result<(), String> {
-    let mut config = target.cfg.config().clone();
-    config.application_name("cutover/tally");
-    let (client, connection) = connect_counted(&target.cfg, &config, false)
-        .await
-        .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(connection);
-    let p = process();
-    let c = target.counts();
-    let sql = format!(
-        "DO $cutover$ BEGIN
-           IF to_regclass('cutover.own_transactions') IS NOT NULL THEN
-             INSERT INTO cutover.own_transactions
-                    (process, host, pid, started_at, commits, rollbacks, deadlocks)
-             VALUES ('{id}', {host}, {pid}, {started}, {commits}, {rollbacks}, {deadlocks})
-             ON CONFLICT (process) DO UPDATE SET
-                 commits = greatest(own_transactions.commits, excluded.commits),
-                 rollbacks = greatest(own_transactions.rollbacks, excluded.rollbacks),
-                 deadlocks = greatest(own_transactions.deadlocks, excluded.deadlocks),
-                 updated_at = clock_timestamp();
-           END IF;
-         END $cutover$",
-        id = p.id,
-        host = quote_literal(&super::host_name()),
-        pid = std::process::id(),
-        started = quote_literal(&p.started_at.to_rfc3339()),
-        commits = c.commits + 1,
-        rollbacks = c.rollbacks,
-        deadlocks = c.deadlocks,
-    );
-    let result = client
-        .batch_execute(&sql)
-        .await
-        .map_err(|e| super::describe_error(&e));
-    drop(client);
-    let _ = driver.await;
-    result
-}
-
-/// Starts the task that records changed counts every [`PERSIST_EVERY`] (once per runtime).
-fn ensure_persister() {
-    let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    if process().persister.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    struct Running;
-    impl Drop for Running {
-        fn drop(&mut self) {
-            process().persister.store(false, Ordering::SeqCst);
-        }
-    }
-    handle.spawn(async {
-        let _running = Running;
-        loop {
-            tokio::time::sleep(PERSIST_EVERY).await;
-            persist_dirty().await;
-        }
-    });
-}
-
-/// Cutover's transactions on `client`'s database so far: this process's live counts plus the
-/// last recorded counts of every other Cutover process, and how many other processes those are.
-/// Must run inside a `Scope` (the table may be missing: then only this process counts).
-pub async fn all_processes(
-    client: &Client,
-    others: Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
-) -> Result<(Counts, i64), tokio_postgres::Error> {
-    let own = target_of(client)
-        .await?
-        .map(|t| t.counts())
-        .unwrap_or_default();
-    let (rest, n) = match others {
-        Ok(rows) => rows.first().map_or((Counts::default(), 0), |r| {
-            (
-                Counts {
-                    commits: r.get(0),
-                    rollbacks: r.get(1),
-                    deadlocks: r.get(2),
-                },
-                r.get(3),
-            )
-        }),
-        Err(_) => (Counts::default(), 0),
-    };
-    Ok((own.plus(&rest), n))
-}
-
-/// SQL summing the recorded counts of the other processes (`$1`: this process's id, text).
-pub const OTHERS_SQL: &str =
-    "SELECT coalesce(sum(commits), 0)::bigint, coalesce(sum(rollbacks), 0)::bigint,
-        coalesce(sum(deadlocks), 0)::bigint, count(*)
-   FROM cutover.own_transactions WHERE process::text <> $1";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1071,6 +892,32 @@ mod tests {
             ),
             vec![Plain, Plain]
         );
+    }
+
+    #[test]
+    fn a_fatal_before_any_answer_ends_no_transaction() {
+        let fatal = b"SFATAL\0VFATAL\0C57P01\0Mterminating connection\0\0";
+        let counters = counters(&DbConfig::from_url("postgres://u@h:1/unit_fatal").unwrap());
+        let before = counters.counts();
+        // Terminated while idle, the query just sent: the server never started it.
+        let mut idle = Model::new(counters.clone(), false);
+        idle.backend(b'Z', b"I");
+        idle.frontend(b'Q', b"SELECT 1\0");
+        idle.backend(b'E', fatal);
+        let seen = counters.counts().minus(&before);
+        assert_eq!((seen.commits, seen.rollbacks), (1, 0));
+        // Terminated mid-query, after its first answer: rolled back.
+        let mut busy = Model::new(counters.clone(), false);
+        busy.backend(b'Z', b"I");
+        busy.frontend(b'Q', b"SELECT pg_sleep(9)\0");
+        busy.backend(b'T', b"\0\0");
+        busy.backend(b'E', fatal);
+        let seen = counters.counts().minus(&before);
+        assert_eq!((seen.commits, seen.rollbacks), (2, 1));
+        // An ERROR before any answer still ends the implicit transaction.
+        busy.frontend(b'Q', b"SELEKT\0");
+        busy.backend(b'E', b"SERROR\0VERROR\0C42601\0\0");
+        assert_eq!(counters.counts().minus(&before).rollbacks, 2);
     }
 
     #[test]

@@ -89,8 +89,6 @@ rm -rf -- "$3"
 const SETTINGS: &str = "
 # --- added by cutover's throwaway cluster ---
 listen_addresses = '127.0.0.1'
-shared_preload_libraries = 'pg_stat_statements'
-pg_stat_statements.track = all
 fsync = off
 synchronous_commit = off
 full_page_writes = off
@@ -100,6 +98,36 @@ timezone = 'UTC'
 logging_collector = off
 log_destination = 'stderr'
 ";
+
+/// Settings that load `pg_stat_statements` (the default; see [`ClusterOptions`]).
+const STAT_STATEMENTS: &str = "shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
+";
+
+/// TLS files for a cluster: copied into its temp dir (the server insists on owning its key).
+#[derive(Debug, Clone)]
+pub struct SslFiles {
+    /// Server certificate (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA whose client certificates the server accepts (`ssl_ca_file`), if any.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// How to set a cluster up beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// Turn TLS on with these files.
+    pub ssl: Option<SslFiles>,
+    /// `pg_hba.conf` lines for TCP clients, replacing the default `host all all 127.0.0.1/32
+    /// trust`; unix-socket clients stay trusted (Cutover's readiness check uses the socket).
+    pub hba: Vec<String>,
+    /// `password_encryption` (`scram-sha-256`, `md5`).
+    pub password_encryption: Option<String>,
+    /// Do not preload `pg_stat_statements` (starts a little faster).
+    pub without_stat_statements: bool,
+}
 
 /// Why a throwaway cluster could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -252,7 +280,8 @@ impl Watchdog {
 ///
 /// The server listens on 127.0.0.1 at a free port and on a unix socket in
 /// [`socket_dir`](Self::socket_dir); authentication is `trust` for the
-/// superuser `postgres`. It has `pg_stat_statements` preloaded
+/// superuser `postgres` unless [`ClusterOptions`] say otherwise. It has
+/// `pg_stat_statements` preloaded
 /// (`track = all`), `max_connections = 200`, `timezone = 'UTC'`, and
 /// durability switched off (`fsync`, `synchronous_commit`,
 /// `full_page_writes`), so never keep anything valuable in it.
@@ -287,6 +316,12 @@ impl ThrowawayCluster {
     /// (`#[tokio::main]`, `#[tokio::test]`). The returned value holds no
     /// runtime resources, so it may outlive that runtime.
     pub async fn start() -> Result<Self, ThrowawayError> {
+        ThrowawayCluster::start_with(&ClusterOptions::default()).await
+    }
+
+    /// Like [`ThrowawayCluster::start`], with TLS, authentication rules or settings from
+    /// `options`.
+    pub async fn start_with(options: &ClusterOptions) -> Result<Self, ThrowawayError> {
         let bindir = find_bindir()?;
         let run_as = run_as_user()?;
         let base = temp_base(run_as.is_some());
@@ -322,7 +357,7 @@ impl ThrowawayCluster {
         })?;
         cluster.chown(&cluster.socket_dir)?;
         cluster.initdb().await?;
-        cluster.write_settings()?;
+        cluster.write_settings(options)?;
         cluster.start_server().await?;
         cluster.wait_ready().await?;
         tracing::debug!(
@@ -511,17 +546,59 @@ impl ThrowawayCluster {
         })
     }
 
-    fn write_settings(&self) -> Result<(), ThrowawayError> {
+    fn write_settings(&self, options: &ClusterOptions) -> Result<(), ThrowawayError> {
         let conf = self.data_dir.join("postgresql.conf");
-        let text = format!(
+        let mut text = format!(
             "{SETTINGS}unix_socket_directories = {}\n",
             quote_conf(&self.socket_dir.to_string_lossy())
         );
+        if !options.without_stat_statements {
+            text.push_str(STAT_STATEMENTS);
+        }
+        if let Some(enc) = &options.password_encryption {
+            text.push_str(&format!("password_encryption = {}\n", quote_conf(enc)));
+        }
+        if let Some(ssl) = &options.ssl {
+            let dir = self.root.join("ssl");
+            fs::create_dir(&dir)
+                .map_err(|e| ThrowawayError::io(format!("creating {}", dir.display()), e))?;
+            self.chown(&dir)?;
+            text.push_str("ssl = on\n");
+            let files = [
+                ("ssl_cert_file", Some(&ssl.cert), "server.crt"),
+                ("ssl_key_file", Some(&ssl.key), "server.key"),
+                ("ssl_ca_file", ssl.client_ca.as_ref(), "client-ca.crt"),
+            ];
+            for (setting, source, name) in files {
+                let Some(source) = source else { continue };
+                let target = dir.join(name);
+                fs::copy(source, &target)
+                    .map_err(|e| ThrowawayError::io(format!("copying {}", source.display()), e))?;
+                fs::set_permissions(&target, fs::Permissions::from_mode(0o600))
+                    .map_err(|e| ThrowawayError::io(format!("chmod {}", target.display()), e))?;
+                self.chown(&target)?;
+                text.push_str(&format!(
+                    "{setting} = {}\n",
+                    quote_conf(&target.to_string_lossy())
+                ));
+            }
+        }
         fs::OpenOptions::new()
             .append(true)
             .open(&conf)
             .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|e| ThrowawayError::io(format!("appending to {}", conf.display()), e))
+            .map_err(|e| ThrowawayError::io(format!("appending to {}", conf.display()), e))?;
+        if !options.hba.is_empty() {
+            let hba = self.data_dir.join("pg_hba.conf");
+            let mut lines = String::from("local all all trust\n");
+            for line in &options.hba {
+                lines.push_str(line);
+                lines.push('\n');
+            }
+            fs::write(&hba, lines)
+                .map_err(|e| ThrowawayError::io(format!("writing {}", hba.display()), e))?;
+        }
+        Ok(())
     }
 
     async fn start_server(&mut self) -> Result<(), ThrowawayError> {
@@ -568,27 +645,22 @@ impl ThrowawayCluster {
     }
 
     async fn wait_ready(&self) -> Result<(), ThrowawayError> {
-        let config: tokio_postgres::Config =
-            self.url().parse().map_err(|e| ThrowawayError::Start {
-                reason: format!("bad connection URL {}: {e}", self.url()),
+        // Over the unix socket (always `trust`, whatever the TCP rules), and without the
+        // caller's PG* environment.
+        let cfg = super::DbConfig::parse_with(&self.socket_url(), &super::Env::Fixed(Vec::new()))
+            .map_err(|e| ThrowawayError::Start {
+                reason: format!("bad connection string {}: {e}", self.socket_url()),
                 log_tail: String::new(),
-            })?;
+            })?
+            .with_connect_timeout(Some(Duration::from_secs(5)));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let attempt = tokio::time::timeout(
-                Duration::from_secs(5),
-                config.connect(tokio_postgres::NoTls),
-            )
-            .await;
-            let error = match attempt {
-                Ok(Ok((client, connection))) => {
-                    // Dropping the client makes the connection say goodbye.
+            let error = match super::connect_app(&cfg, "cutover/throwaway-ready").await {
+                Ok(client) => {
                     drop(client);
-                    let _ = connection.await;
                     return Ok(());
                 }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "connection attempt timed out".to_owned(),
+                Err(e) => e.to_string(),
             };
             if Instant::now() >= deadline {
                 return Err(ThrowawayError::Start {

@@ -6,7 +6,6 @@ pub mod workload;
 
 use std::path::Path;
 
-use crate::cli::Context;
 use crate::db::throwaway::ThrowawayCluster;
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::Plan;
@@ -26,6 +25,8 @@ pub struct DemoOptions {
     pub writes_per_sec: u32,
     /// Backfill rate cap (rows/s, 0 = none).
     pub backfill_rate: u32,
+    /// Serve Prometheus metrics here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The demo plan: the repository's file when run from the checkout, else the built-in copy.
@@ -46,9 +47,11 @@ enum Server {
 }
 
 /// Runs the demo until the user quits.
-pub async fn run(ctx: &Context, opts: DemoOptions) -> anyhow::Result<()> {
+/// `server` is the user's server (a fresh database is created there), or `None` for a
+/// throwaway cluster.
+pub async fn run(server: Option<DbConfig>, opts: DemoOptions) -> anyhow::Result<()> {
     let plan = plan()?;
-    let (server, db) = match ctx.db_config_opt()? {
+    let (server, db) = match server {
         None => {
             eprintln!("cutover demo: starting a throwaway PostgreSQL cluster…");
             let cluster = ThrowawayCluster::start().await?;
@@ -72,17 +75,12 @@ pub async fn run(ctx: &Context, opts: DemoOptions) -> anyhow::Result<()> {
             (Server::Database { admin, name }, db)
         }
     };
-    let result = run_on(&db, &plan, &opts, ctx).await;
+    let result = run_on(&db, &plan, &opts).await;
     cleanup(server).await;
     result
 }
 
-async fn run_on(
-    db: &DbConfig,
-    plan: &Plan,
-    opts: &DemoOptions,
-    ctx: &Context,
-) -> anyhow::Result<()> {
+async fn run_on(db: &DbConfig, plan: &Plan, opts: &DemoOptions) -> anyhow::Result<()> {
     let mut client = db::connect(db, &SessionSettings::new("demo-setup")).await?;
     client
         .batch_execute("SET statement_timeout = 0")
@@ -127,9 +125,9 @@ async fn run_on(
                 db::describe_error(&e)
             )
         })?;
-    db::schema::bootstrap(&mut client).await?;
+    crate::control::schema::bootstrap(&mut client).await?;
     if opts.backfill_rate > 0 {
-        let actor = crate::audit::Actor::current(&client).await?;
+        let actor = crate::control::audit::Actor::current(&client).await?;
         let tuning = crate::backfill::Tuning {
             max_rows_per_second: Some(opts.backfill_rate),
             ..crate::backfill::Tuning::default()
@@ -138,7 +136,7 @@ async fn run_on(
     }
     drop(client);
     let workload = workload::Workload::start(db.clone(), opts.writes_per_sec);
-    if let Some(addr) = ctx.metrics_addr {
+    if let Some(addr) = opts.metrics_addr {
         crate::evidence::metrics::spawn(addr, db.clone(), plan.clone())?;
     }
     let result = crate::tui::run(crate::tui::Options {

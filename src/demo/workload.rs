@@ -8,7 +8,6 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 
 use crate::db::DbConfig;
 
@@ -41,15 +40,8 @@ impl Workload {
 async fn run(db: DbConfig, writes_per_sec: u32, mut stopped: watch::Receiver<bool>) {
     let period = Duration::from_secs_f64(1.0 / f64::from(writes_per_sec));
     loop {
-        let mut config = db.config().clone();
-        config.application_name("demo-app");
-        let client = match config.connect(NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                client
-            }
+        let client = match crate::db::connect_app(&db, "demo-app").await {
+            Ok(client) => client,
             Err(e) => {
                 tracing::warn!(target: "demo", "workload cannot connect: {e}; retrying");
                 tokio::select! {

@@ -10,11 +10,12 @@ use serde_json::{json, Value};
 use tokio_postgres::{Client, Transaction};
 
 use super::ddl::{self, AttemptError, Backoff, Blocker, Direction, LockPolicy, Runner};
-use super::gate::{evaluate_gate, GateEvaluation};
-use super::state::{self, PhaseState, PlanLock, Transition};
+use super::gate::evaluate_gate;
 use super::{EngineError, EngineEvent, RunOptions};
-use crate::audit::Actor;
+use crate::control::audit::Actor;
+use crate::control::phases::{self as state, PhaseState, PlanLock, Transition};
 use crate::plan::{Phase, Plan};
+use crate::rules::GateEvaluation;
 use crate::sql::{self, Statement};
 
 /// The result of [`advance`] / [`apply_phase`].
@@ -74,6 +75,7 @@ pub async fn apply_phase(
     phase: Phase,
     opts: &RunOptions,
 ) -> Result<Applied, EngineError> {
+    crate::control::anchors::authorize(&*client, plan, actor, crate::plan::Action::Advance).await?;
     state::ensure_registered(client, plan, actor).await?;
     let st = state::load(client, plan.id()).await?;
     let row = st.phase(phase);
@@ -95,7 +97,7 @@ pub async fn apply_phase(
             "cannot apply {phase}: phases are applied in order and {next} is not applied yet"
         )));
     }
-    let gate = evaluate_gate(client, plan, &st, phase).await?;
+    let gate = evaluate_gate(client, plan, phase).await?;
     if !gate.passed {
         // Another operator may have applied it meanwhile (and used the override).
         let now = state::load(client, plan.id()).await?;
@@ -637,4 +639,5 @@ async fn complete(
         },
     )
     .await
+    .map_err(Into::into)
 }

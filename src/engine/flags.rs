@@ -8,10 +8,10 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::{Client, GenericClient};
 
-use super::state::{self, PhaseState};
 use super::EngineError;
-use crate::audit::{self, Actor, NewEntry};
-use crate::plan::Phase;
+use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::phases::{self as state, PhaseState};
+use crate::plan::{Action, Phase};
 
 /// A flag's current value.
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +66,16 @@ pub async fn set_flag(
     name: &str,
     enabled: bool,
 ) -> Result<FlagChange, EngineError> {
+    let owner: Option<String> = client
+        .query_opt(
+            "SELECT plan_id FROM cutover.flags WHERE name = $1",
+            &[&name],
+        )
+        .await?
+        .and_then(|r| r.get(0));
+    if let Some(plan_id) = &owner {
+        crate::control::anchors::authorize_anchored(&*client, plan_id, actor, Action::Flag).await?;
+    }
     let tx = client.transaction().await?;
     tx.execute(
         "INSERT INTO cutover.flags (name, enabled) VALUES ($1, false) ON CONFLICT (name) DO NOTHING",

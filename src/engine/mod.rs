@@ -24,64 +24,46 @@ pub mod notes;
 pub mod rehearse;
 pub mod report;
 pub mod rollback;
-pub mod scorecard;
 pub mod signoff;
-pub mod state;
-mod status;
 
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::control::ControlError;
 use crate::db::{DbConfig, DbError};
 use crate::plan::Phase;
 
+pub use crate::control::phases::{MigrationState, PhaseState};
+pub use crate::rules::Status;
 pub use apply::{advance, apply_phase, Applied};
 pub use ddl::{Blocker, DdlError, LockPolicy};
 pub use flags::{get_flag, set_flag, Flag, FlagChange};
-pub use gate::{evaluate_gate, GateEvaluation, GateItem, ItemKind};
+pub use gate::evaluate_gate;
 pub use notes::{note, NoteOutcome};
 pub use rehearse::{catalog_fingerprint, rehearse, Rehearsal};
 pub use report::{report, Report};
 pub use rollback::{rollback, RollbackOutcome};
-pub use scorecard::{Category, Scorecard};
 pub use signoff::{override_gate, signoff, OverrideOutcome, SignoffOutcome};
-pub use state::{MigrationState, PhaseState};
-pub use status::{status, RollbackAdvice, Status};
 
-/// The engine's control-schema additions (version 10 of [`crate::db::schema::MIGRATIONS`]).
-pub const SCHEMA: &str = r#"
-ALTER TABLE cutover.flags ADD COLUMN plan_id text;
+impl From<ControlError> for EngineError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::Db(e) => EngineError::Db(e),
+            ControlError::Refused(why) => EngineError::Refused(why),
+        }
+    }
+}
 
-CREATE TABLE cutover.statement_progress (
-    plan_id     text NOT NULL,
-    phase       text NOT NULL,
-    direction   text NOT NULL CHECK (direction IN ('apply','rollback')),
-    idx         integer NOT NULL,
-    statement   text NOT NULL,
-    state       text NOT NULL CHECK (state IN ('running','done')),
-    attempts    integer NOT NULL DEFAULT 0,
-    started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at timestamptz,
-    PRIMARY KEY (plan_id, phase, direction, idx)
-);
-
-CREATE TABLE cutover.rehearsals (
-    id          bigserial PRIMARY KEY,
-    plan_id     text NOT NULL,
-    plan_sha256 text NOT NULL,
-    login       text NOT NULL,
-    ok          boolean NOT NULL,
-    total_ms    double precision NOT NULL,
-    results     jsonb NOT NULL,
-    at          timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE INDEX rehearsals_latest ON cutover.rehearsals (plan_id, id DESC);
-
-CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON cutover.overrides
-    FOR EACH STATEMENT EXECUTE FUNCTION cutover.notify_change();
-CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON cutover.rehearsals
-    FOR EACH STATEMENT EXECUTE FUNCTION cutover.notify_change();
-"#;
+/// Reads the status of `plan`: one consistent read of the control schema, judged by the rules.
+/// It writes nothing and runs no probe (probe results are the latest recorded, marked stale
+/// when facts changed since).
+pub async fn status(
+    client: &impl tokio_postgres::GenericClient,
+    plan: &crate::plan::Plan,
+) -> Result<Status, EngineError> {
+    let facts = crate::control::facts::Facts::load(client, plan.id()).await?;
+    Ok(crate::rules::status::build(plan, &facts))
+}
 
 /// Errors of engine actions. [`EngineError::exit_code`] maps them to the CLI's exit codes.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +79,7 @@ pub enum EngineError {
     Refused(String),
     /// The gate of the phase did not pass.
     #[error("gate {} blocked:\n{}", .0.phase, .0.blockers.join("\n"))]
-    Blocked(Box<GateEvaluation>),
+    Blocked(Box<crate::rules::GateEvaluation>),
     /// A hook of another area (checks, evidence) failed before a phase.
     #[error("before {phase}: {message}")]
     Hook {
@@ -118,9 +100,9 @@ impl EngineError {
     /// The CLI exit code: 2 blocked (gate or a failing before-phase hook), 3 refused, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            EngineError::Blocked(_) | EngineError::Hook { .. } => crate::cli::exit::BLOCKED,
-            EngineError::Refused(_) => crate::cli::exit::REFUSED,
-            _ => crate::cli::exit::ERROR,
+            EngineError::Blocked(_) | EngineError::Hook { .. } => crate::exit::BLOCKED,
+            EngineError::Refused(_) => crate::exit::REFUSED,
+            _ => crate::exit::ERROR,
         }
     }
 }

@@ -4,8 +4,9 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::Client;
 
-use super::{state, EngineError};
-use crate::audit::{self, Actor, NewEntry};
+use super::EngineError;
+use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::phases as state;
 use crate::plan::Plan;
 
 /// The result of [`note`].
@@ -32,6 +33,7 @@ pub async fn note(
     text: &str,
 ) -> Result<NoteOutcome, EngineError> {
     let text = text.trim();
+    crate::control::anchors::authorize(&*client, plan, actor, crate::plan::Action::Note).await?;
     if text.is_empty() {
         return Err(EngineError::Refused("a note needs some text".into()));
     }

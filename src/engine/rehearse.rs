@@ -12,9 +12,9 @@ use serde_json::json;
 use tokio_postgres::{Client, Transaction};
 
 use super::ddl::{summary, LockPolicy};
-use super::state::{self, PhaseState, PlanLock};
 use super::EngineError;
-use crate::audit::{self, Actor, NewEntry};
+use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::phases::{self as state, PhaseState, PlanLock};
 use crate::db;
 use crate::plan::{Phase, Plan};
 use crate::sql::{self, Statement};
@@ -88,6 +88,8 @@ pub async fn rehearse(
     plan: &Plan,
     actor: &Actor,
 ) -> Result<Rehearsal, EngineError> {
+    crate::control::anchors::authorize(&*client, plan, actor, crate::plan::Action::Rehearse)
+        .await?;
     state::ensure_registered(client, plan, actor).await?;
     let st = state::load(client, plan.id()).await?;
     let lock = PlanLock::acquire(client, plan.id()).await?;

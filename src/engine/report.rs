@@ -8,11 +8,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use super::gate::{fmt_time, short};
-use super::state::{self, PhaseState};
 use super::EngineError;
-use crate::audit::{self, Actor, Verification};
+use crate::control::audit::{self, Actor, Verification};
+use crate::control::phases::{self as state, PhaseState};
 use crate::plan::{Phase, Plan};
+use crate::rules::{fmt_time, short};
 
 /// One state change.
 #[derive(Debug, Clone, Serialize)]

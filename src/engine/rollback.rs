@@ -9,10 +9,12 @@ use tokio_postgres::Client;
 
 use super::apply::{record_failure, run_script, start, Completion};
 use super::ddl::{Blocker, Direction, LockPolicy, Runner};
-use super::state::{self, MigrationState, PhaseState, PlanLock};
 use super::{EngineError, EngineEvent, RunOptions};
-use crate::audit::{self, Actor, NewEntry};
+use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::facts::Facts;
+use crate::control::phases::{self as state, PhaseState, PlanLock};
 use crate::plan::{Phase, Plan};
+use crate::rules::{irreversible_reason, rollback_targets};
 
 /// One phase rolled back.
 #[derive(Debug, Clone, Serialize)]
@@ -40,90 +42,6 @@ pub struct RollbackOutcome {
     pub message: String,
 }
 
-/// Why a phase cannot be rolled back, if it cannot.
-pub fn irreversible_reason(plan: &Plan, phase: Phase) -> Option<String> {
-    let spec = plan.phase(phase);
-    if spec.irreversible {
-        let what = if spec.description.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", spec.description.trim_end_matches('.'))
-        };
-        return Some(format!(
-            "{phase} is marked irreversible in the plan{what}: it removes the old shape and its data, \
-             so there is nothing to roll back to — recovery means restoring from a backup"
-        ));
-    }
-    if spec.rollback.is_none() {
-        return Some(format!("{phase} has no rollback script in the plan"));
-    }
-    None
-}
-
-/// The phases a rollback would undo, in order, or a no-op message. `partial` is a failed phase
-/// whose apply committed some statements (see [`partially_applied`]): it is undone first.
-pub fn rollback_targets(
-    st: &MigrationState,
-    phase: Option<Phase>,
-    partial: Option<Phase>,
-) -> Result<Vec<Phase>, String> {
-    let undoable = |s: PhaseState| matches!(s, PhaseState::Applied | PhaseState::RollingBack);
-    match phase {
-        None => {
-            if let Some(p) = st
-                .phases
-                .iter()
-                .find(|p| p.state == PhaseState::RollingBack)
-            {
-                return Ok(vec![p.phase]);
-            }
-            partial
-                .or(st.last_applied())
-                .map(|p| vec![p])
-                .ok_or_else(|| "nothing to roll back: no phase is applied".to_string())
-        }
-        Some(p) => {
-            if !undoable(st.phase(p).state) && partial != Some(p) {
-                return Err(format!(
-                    "nothing to roll back: {p} is {} (not applied)",
-                    st.phase(p).state
-                ));
-            }
-            Ok(st
-                .phases
-                .iter()
-                .rev()
-                .filter(|r| r.phase >= p && (undoable(r.state) || partial == Some(r.phase)))
-                .map(|r| r.phase)
-                .collect())
-        }
-    }
-}
-
-/// The failed phase whose apply committed some of its statements (only possible with
-/// statements that run outside a transaction), if any.
-pub async fn partially_applied(
-    client: &Client,
-    st: &MigrationState,
-) -> Result<Option<Phase>, EngineError> {
-    let Some(failed) = st
-        .phases
-        .iter()
-        .find(|p| p.state == PhaseState::Failed)
-        .map(|p| p.phase)
-    else {
-        return Ok(None);
-    };
-    let row = client
-        .query_opt(
-            "SELECT 1 FROM cutover.statement_progress
-              WHERE plan_id = $1 AND phase = $2 AND direction = 'apply' AND state = 'done' LIMIT 1",
-            &[&st.plan_id, &failed.as_str()],
-        )
-        .await?;
-    Ok(row.map(|_| failed))
-}
-
 /// Rolls back the current phase (`phase = None`) or every applied phase from the last down to
 /// `phase`. Refuses, before touching anything, when one of them is irreversible.
 pub async fn rollback(
@@ -133,13 +51,15 @@ pub async fn rollback(
     phase: Option<Phase>,
     opts: &RunOptions,
 ) -> Result<RollbackOutcome, EngineError> {
+    crate::control::anchors::authorize(&*client, plan, actor, crate::plan::Action::Rollback)
+        .await?;
     if let Some(reason) = phase.and_then(|p| irreversible_reason(plan, p)) {
         return Err(EngineError::Refused(reason));
     }
     state::ensure_registered(client, plan, actor).await?;
     let st = state::load(client, plan.id()).await?;
-    let partial = partially_applied(client, &st).await?;
-    let targets = match rollback_targets(&st, phase, partial) {
+    let partial = Facts::load(&*client, plan.id()).await?.partially_applied;
+    let targets = match rollback_targets(&st.phases, phase, partial) {
         Ok(t) => t,
         Err(message) => {
             return Ok(RollbackOutcome {

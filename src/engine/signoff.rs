@@ -7,10 +7,14 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::Client;
 
-use super::gate::fmt_time;
-use super::{state, EngineError};
-use crate::audit::{self, Actor, NewEntry};
+use super::EngineError;
+use crate::control::anchors::authorize;
+use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::facts::Facts;
+use crate::control::phases as state;
+use crate::plan::Action;
 use crate::plan::{Phase, Plan, Role};
+use crate::rules::{self, fmt_time};
 
 /// The result of [`signoff`].
 #[derive(Debug, Clone, Serialize)]
@@ -31,7 +35,7 @@ pub enum SignoffOutcome {
 }
 
 /// Records `actor`'s sign-off of `gate` in `role`. Refused when the login does not hold the role
-/// in the roster, or the gate does not ask for that role.
+/// in the (anchored) roster, or the gate does not ask for that role.
 pub async fn signoff(
     client: &mut Client,
     plan: &Plan,
@@ -44,6 +48,8 @@ pub async fn signoff(
         record_refusal(client, plan, actor, gate, role, &refusal).await;
         return Err(EngineError::Refused(refusal));
     }
+    // The file's roster may not be the anchored one: that one decides.
+    authorize(&*client, plan, actor, Action::Signoff).await?;
     state::ensure_registered(client, plan, actor).await?;
     let sha = plan.sha256();
     let tx = client.transaction().await?;
@@ -145,8 +151,8 @@ async fn record_refusal(
     role: &Role,
     reason: &str,
 ) {
+    // A refused action never registers (and so never anchors) a plan: it is only audited.
     let result: Result<(), EngineError> = async {
-        state::ensure_registered(client, plan, actor).await?;
         let tx = client.transaction().await?;
         audit::append(
             &tx,
@@ -201,36 +207,19 @@ pub async fn override_gate(
             "an override needs a written reason (--reason \"…\")".into(),
         ));
     }
-    let lead = Role(Role::LEAD.to_string());
-    if !plan.roles_of(&actor.login).contains(&lead) {
-        return Err(EngineError::Refused(format!(
-            "only a lead may override a gate; login `{}` is not a lead (leads: {})",
-            actor.login,
-            plan.spec
-                .roster
-                .get(&lead)
-                .map(|l| l.join(", "))
-                .unwrap_or_default()
-        )));
-    }
+    authorize(&*client, plan, actor, Action::Override).await?;
     state::ensure_registered(client, plan, actor).await?;
     let sha = plan.sha256();
-    if let Some(r) = client
-        .query_opt(
-            &format!(
-                "SELECT at FROM cutover.overrides o
-                  WHERE plan_id = $1 AND gate = $2 AND plan_sha256 = $3 AND reason = $4
-                    AND {}",
-                super::gate::UNCONSUMED
-            ),
-            &[&plan.id(), &gate.as_str(), &sha, &reason],
-        )
-        .await?
-    {
-        return Ok(OverrideOutcome::AlreadyOverridden { at: r.get(0) });
+    let facts = Facts::load(&*client, plan.id()).await?;
+    if let Some(o) = facts.overrides.iter().find(|o| {
+        o.gate == gate
+            && o.plan_sha256 == sha
+            && o.reason == reason
+            && rules::gate::override_unconsumed(&facts, gate, o.at)
+    }) {
+        return Ok(OverrideOutcome::AlreadyOverridden { at: o.at });
     }
-    let st = state::load(client, plan.id()).await?;
-    let eval = super::gate::evaluate_gate(client, plan, &st, gate).await?;
+    let eval = super::gate::evaluate_gate(client, plan, gate).await?;
     let tx = client.transaction().await?;
     tx.execute(
         "INSERT INTO cutover.overrides (plan_id, gate, login, reason, plan_sha256)

@@ -213,7 +213,7 @@ impl Window {
                     k => format!(" and the last recorded counts of {k} other Cutover process(es)"),
                 }
             ),
-            _ => "Cutover's own transactions are included: the baseline was taken before Cutover counted them".to_string(),
+            _ => "Cutover's own transactions are included: their count was unknown at the baseline or now".to_string(),
         }
     }
 }

@@ -16,7 +16,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::scratch::{self, Scope};
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
-use crate::audit::{self, Actor, NewEntry};
+use crate::control::audit::{self, Actor, NewEntry};
 use crate::db::quote_qualified;
 use crate::outcome::Outcome;
 use crate::plan::diagnostic::line_col;

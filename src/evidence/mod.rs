@@ -26,59 +26,6 @@ use tokio_postgres::Client;
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, ProbeKind};
 
-/// Control-schema tables of the evidence area (migration 40): error-budget baselines,
-/// metrics scrapes and every probe evaluation.
-pub const SCHEMA_V40: &str = r#"
-CREATE TABLE cutover.evidence_baselines (
-    id       bigserial PRIMARY KEY,
-    plan_id  text NOT NULL,
-    phase    text NOT NULL,
-    taken_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    snapshot jsonb NOT NULL
-);
-CREATE INDEX evidence_baselines_latest ON cutover.evidence_baselines (plan_id, phase, id DESC);
-
-CREATE TABLE cutover.metrics_scrapes (
-    id      bigserial PRIMARY KEY,
-    plan_id text NOT NULL,
-    at      timestamptz NOT NULL DEFAULT clock_timestamp(),
-    peer    text NOT NULL,
-    bytes   integer NOT NULL
-);
-CREATE INDEX metrics_scrapes_latest ON cutover.metrics_scrapes (plan_id, at DESC);
-
-CREATE TABLE cutover.probe_results (
-    id          bigserial PRIMARY KEY,
-    plan_id     text NOT NULL,
-    gate        text NOT NULL,
-    probe       text NOT NULL,
-    outcome     text NOT NULL CHECK (outcome IN ('pass','fail','inconclusive')),
-    summary     text NOT NULL,
-    evidence    jsonb NOT NULL DEFAULT '[]',
-    plan_sha256 text NOT NULL,
-    duration_ms bigint NOT NULL,
-    at          timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE INDEX probe_results_latest ON cutover.probe_results (plan_id, gate, probe, id DESC);
-CREATE TRIGGER notify AFTER INSERT ON cutover.probe_results
-    FOR EACH STATEMENT EXECUTE FUNCTION cutover.notify_change();
-"#;
-
-/// Migration 41: each Cutover process's own transaction counts per database (see
-/// [`crate::db::tally`]), so the error budget can leave them out.
-pub const SCHEMA_V41: &str = r#"
-CREATE TABLE cutover.own_transactions (
-    process    uuid PRIMARY KEY,
-    host       text NOT NULL,
-    pid        integer NOT NULL,
-    started_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    commits    bigint NOT NULL,
-    rollbacks  bigint NOT NULL,
-    deadlocks  bigint NOT NULL
-);
-"#;
-
 /// What a probe may look at.
 pub struct ProbeContext<'a> {
     /// A connection owned by the caller (the worker or a CLI command). It may be inside the

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use super::scratch;
-use crate::db::tally::{self, Counts};
+use crate::control::own_transactions;
+use crate::db::tally::Counts;
 use crate::db::{describe_error, quote_qualified};
 use crate::plan::{Phase, Plan};
 
@@ -109,13 +110,18 @@ pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_pos
             &[],
         )
         .await?;
-    let others = scratch::optional_query(
-        client,
-        tally::OTHERS_SQL,
-        &[&tally::process_id().to_string()],
-    )
-    .await;
-    let (counts, other_processes) = tally::all_processes(client, others).await?;
+    // The reading checks first that its table is there and readable, so only a broken
+    // connection fails it (and the next statement reports that); without it nothing is left out.
+    let cutover = match own_transactions::share(client).await {
+        Ok(s) => Some(OwnShare {
+            counts: s.counts,
+            other_processes: s.other_processes,
+        }),
+        Err(e) => {
+            tracing::warn!(target: "evidence", "Cutover's own transactions unknown: {e}");
+            None
+        }
+    };
     let waiters = client
         .query_one(
             "SELECT count(*) FROM pg_stat_activity
@@ -158,10 +164,7 @@ pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_pos
         replay_lag_s: lag,
         index_scans,
         metric,
-        cutover: Some(OwnShare {
-            counts,
-            other_processes,
-        }),
+        cutover,
     })
 }
 

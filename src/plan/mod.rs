@@ -4,6 +4,7 @@
 //! [`Plan::load`] parses and validates a file; every problem is reported with its
 //! `file:line:col` (see [`diagnostic`]).
 
+pub mod authorization;
 pub mod diagnostic;
 mod duration;
 mod validate;
@@ -16,6 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use authorization::{Action, Authorization, Governance};
 pub use diagnostic::{Diagnostic, PlanError};
 pub use duration::Duration;
 
@@ -177,6 +179,15 @@ impl Plan {
         hex::encode(Sha256::digest(self.source.as_bytes()))
     }
 
+    /// Who decides, per this file: roster, gates and the authorization matrix.
+    pub fn governance(&self) -> Governance {
+        Governance {
+            roster: self.spec.roster.clone(),
+            gates: self.spec.gates.clone(),
+            authorization: self.spec.authorization.clone(),
+        }
+    }
+
     /// The plan id.
     pub fn id(&self) -> &str {
         &self.spec.id
@@ -248,6 +259,9 @@ pub struct PlanSpec {
     /// Configuration of the readiness probes that gates may list.
     #[serde(default)]
     pub probes: ProbesSpec,
+    /// Who may do what (defaults in [`authorization`]).
+    #[serde(default)]
+    pub authorization: Authorization,
 }
 
 fn default_environment() -> String {
@@ -637,7 +651,7 @@ impl CheckKind {
 }
 
 /// What must hold before a phase is applied.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateSpec {
     /// Names of checks whose latest result must be Pass.

@@ -7,9 +7,10 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tui_logger::{LevelFilter, TuiWidgetEvent, TuiWidgetState};
 
 use super::view::{self, Focus, Overlay, ViewModel};
+use crate::control::backfill::State as BackfillState;
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, Role};
-use crate::worker::snapshot::GateItemKind;
+use crate::rules::ItemKind;
 use crate::worker::{ActionResult, Command, ConnState, Snapshot, WorkerEvent};
 
 /// A confirmation box ignores keys for this long after it opens, so a key-repeat or a paste
@@ -145,8 +146,8 @@ impl App {
 
     /// Checks that a change may be sent now; otherwise says why in the status line.
     fn send(&mut self, cmd: Command) -> Action {
-        if self.read_only && cmd.is_change() {
-            self.status(format!("read-only mode: {cmd} refused"), true);
+        if self.read_only {
+            self.status(format!("{cmd} refused: {}", cmd.read_only_refusal()), true);
             return Action::None;
         }
         match &self.conn {
@@ -447,7 +448,7 @@ impl App {
             self.status("sign-off refused: no snapshot from the database yet", true);
             return Action::None;
         };
-        let Some(gate) = &snap.gate else {
+        let Some(gate) = snap.gate() else {
             self.status("nothing to sign: every phase is applied", true);
             return Action::None;
         };
@@ -462,7 +463,7 @@ impl App {
         let open: Vec<Role> = gate
             .items
             .iter()
-            .filter(|i| i.kind == GateItemKind::Signoff && i.outcome != Outcome::Pass)
+            .filter(|i| i.kind == ItemKind::Signoff && i.outcome != Outcome::Pass)
             .map(|i| Role(i.name.clone()))
             .filter(|r| mine.contains(r))
             .collect();
@@ -505,10 +506,12 @@ impl App {
             .snapshot
             .as_ref()
             .and_then(|s| s.backfill.as_ref())
-            .map(|b| b.state.clone());
-        match state.as_deref() {
-            Some("running" | "throttled" | "idle") => self.send(Command::Pause),
-            Some("paused" | "stopped") => self.send(Command::Resume),
+            .map(|b| b.state);
+        match state {
+            Some(BackfillState::Running | BackfillState::Throttled | BackfillState::Idle) => {
+                self.send(Command::Pause)
+            }
+            Some(BackfillState::Paused | BackfillState::Stopped) => self.send(Command::Resume),
             Some(other) => {
                 self.status(
                     format!("the backfill is {other}: nothing to pause or resume"),
@@ -549,7 +552,7 @@ impl App {
     }
 
     fn advance(&mut self, now: Instant) -> Action {
-        let Some(gate) = self.snapshot.as_ref().and_then(|s| s.gate.clone()) else {
+        let Some(gate) = self.snapshot.as_ref().and_then(|s| s.gate().cloned()) else {
             self.status(
                 "nothing to advance: every phase is applied (or no snapshot yet)",
                 true,
@@ -560,7 +563,7 @@ impl App {
             self.open(
                 Overlay::Blockers {
                     phase: gate.phase,
-                    lines: gate.blockers(),
+                    lines: gate.blockers.clone(),
                 },
                 now,
             );

@@ -12,15 +12,16 @@ use ratatui::Terminal;
 use super::app::{Action, App, CONFIRM_ARMING};
 use super::panes::log::LogSource;
 use super::theme::Theme;
-use super::view::{self, Focus, Overlay, ViewModel};
-use crate::audit::Actor;
-use crate::engine::scorecard::{Category, Evidence, Scorecard};
+use super::view::{Focus, Overlay, ViewModel};
+use crate::control::audit::Actor;
+use crate::control::backfill::State as BackfillState;
+use crate::control::facts::{
+    BackfillFact, CheckFact, Facts, ProbeFact, Registration, SignoffFact, TransitionFact,
+};
+use crate::control::phases::{PhaseRow, PhaseState};
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, Role};
-use crate::worker::snapshot::{
-    evaluate_gate, AuditRow, BackfillRow, CheckRow, PhaseRow, RangeRow, SessionRow, SignoffRow,
-    Snapshot,
-};
+use crate::worker::snapshot::{AuditRow, BackfillRow, RangeRow, SessionRow, Snapshot};
 use crate::worker::{Command, ConnState, WorkerEvent};
 
 fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
@@ -42,16 +43,17 @@ const DB: &str = "postgres://postgres:***@db.example.com:5432/bank";
 fn applied(phase: Phase, finished: DateTime<Utc>) -> PhaseRow {
     PhaseRow {
         phase,
-        state: "applied".into(),
+        state: PhaseState::Applied,
+        plan_sha256: None,
         started_at: Some(finished - chrono::Duration::seconds(2)),
         finished_at: Some(finished),
         error: None,
     }
 }
 
-fn signoff(gate: &str, role: &str, t: DateTime<Utc>, sha: &str) -> SignoffRow {
-    SignoffRow {
-        gate: gate.into(),
+fn signoff(gate: Phase, role: &str, t: DateTime<Utc>, sha: &str) -> SignoffFact {
+    SignoffFact {
+        gate,
         role: role.into(),
         login: "postgres".into(),
         os_user: "dana".into(),
@@ -61,8 +63,8 @@ fn signoff(gate: &str, role: &str, t: DateTime<Utc>, sha: &str) -> SignoffRow {
     }
 }
 
-fn check(name: &str, kind: &str, outcome: Outcome, summary: &str, sha: &str) -> CheckRow {
-    CheckRow {
+fn check(name: &str, kind: &str, outcome: Outcome, summary: &str, sha: &str) -> CheckFact {
+    CheckFact {
         name: name.into(),
         kind: kind.into(),
         outcome,
@@ -79,102 +81,61 @@ fn check(name: &str, kind: &str, outcome: Outcome, summary: &str, sha: &str) -> 
     }
 }
 
-fn evidence(name: &str, outcome: Outcome, detail: &str) -> Evidence {
-    Evidence {
-        name: name.into(),
+fn probe(gate: Phase, name: &str, outcome: Outcome, summary: &str, t: DateTime<Utc>) -> ProbeFact {
+    ProbeFact {
+        gate,
+        probe: name.into(),
         outcome,
-        detail: detail.into(),
+        summary: summary.into(),
+        evidence: Vec::new(),
+        plan_sha256: plan().sha256(),
+        at: t,
     }
 }
 
-/// The engine's scorecard as the worker would receive it.
-fn scorecard() -> Scorecard {
-    let cat = |name: &str, owner: &str, ev: Vec<Evidence>| Category {
-        name: name.into(),
-        owner: Role(owner.into()),
-        outcome: Outcome::all(ev.iter().map(|e| e.outcome)),
-        evidence: ev,
-        signoff: evidence("sign-off", Outcome::Fail, "awaiting"),
-    };
-    Scorecard {
-        categories: vec![
-            cat(
-                "Compatibility",
-                "app_owner",
-                vec![
-                    evidence("probe lint", Outcome::Pass, "no breaking DDL"),
-                    evidence(
-                        "probe compatibility",
-                        Outcome::Pass,
-                        "3 old-app queries ran",
-                    ),
-                ],
-            ),
-            cat(
-                "Data quality",
-                "data_owner",
-                vec![evidence(
-                    "checks",
-                    Outcome::Fail,
-                    "balance-parity: 412,000 rows differ",
-                )],
-            ),
-            cat(
-                "Observability",
-                "sre",
-                vec![evidence(
-                    "observability",
-                    Outcome::Inconclusive,
-                    "the metrics endpoint has never been scraped",
-                )],
-            ),
-            cat(
-                "Reversibility",
-                "sre",
-                vec![
-                    evidence(
-                        "rollback scripts",
-                        Outcome::Pass,
-                        "every reversible phase has one",
-                    ),
-                    evidence("rehearsal", Outcome::Inconclusive, "not rehearsed yet"),
-                ],
-            ),
-            cat(
-                "Stakeholder alignment",
-                "lead",
-                vec![evidence(
-                    "roster",
-                    Outcome::Pass,
-                    "every gate role is staffed",
-                )],
-            ),
-        ],
-        ready: false,
-    }
+/// Re-judges the snapshot's facts, as the worker does on every read.
+fn judged(mut s: Snapshot) -> Snapshot {
+    s.status = crate::rules::status::build(&plan(), &s.facts);
+    s
 }
 
 /// Nothing applied yet: the expand gate waits for the lead's sign-off.
 fn fresh() -> Snapshot {
     let plan = plan();
-    let mut s = Snapshot {
-        taken_at: Some(at(5, 12, 0)),
-        actor: Some(Actor {
-            login: "postgres".into(),
-            os_user: "dana".into(),
-            host: "ops-1".into(),
-        }),
-        sessions: vec![SessionRow {
-            pid: 4242,
-            application_name: "cutover/tui".into(),
-            login: "postgres".into(),
-            client: "10.0.0.7".into(),
-            state: "idle".into(),
-        }],
-        scorecard: Some(scorecard()),
-        ..Snapshot::default()
-    };
-    s.gate = evaluate_gate(&s, &plan, &plan.sha256());
+    let mut facts = Facts::unregistered(plan.id(), at(5, 12, 0));
+    facts.registration = Some(Registration {
+        plan_sha256: plan.sha256(),
+        created_at: at(4, 50, 0),
+    });
+    facts.probes = vec![
+        probe(
+            Phase::Expand,
+            "lint",
+            Outcome::Pass,
+            "no breaking DDL",
+            at(5, 11, 50),
+        ),
+        probe(
+            Phase::Expand,
+            "compatibility",
+            Outcome::Pass,
+            "3 old-app queries ran",
+            at(5, 11, 50),
+        ),
+    ];
+    let mut s = Snapshot::from_facts(&plan, facts);
+    s.actor = Some(Actor {
+        login: "postgres".into(),
+        os_user: "dana".into(),
+        host: "ops-1".into(),
+    });
+    s.sessions = vec![SessionRow {
+        pid: 4242,
+        application_name: "cutover/tui".into(),
+        login: "postgres".into(),
+        client: "10.0.0.7".into(),
+        state: "idle".into(),
+    }];
     s
 }
 
@@ -183,18 +144,30 @@ fn backfill_running() -> Snapshot {
     let plan = plan();
     let sha = plan.sha256();
     let mut s = fresh();
-    s.phases = vec![
-        applied(Phase::Expand, at(5, 0, 0)),
-        applied(Phase::DualWrite, at(5, 2, 0)),
-        applied(Phase::Backfill, at(5, 3, 0)),
+    s.facts.phases[0] = applied(Phase::Expand, at(5, 0, 0));
+    s.facts.phases[1] = applied(Phase::DualWrite, at(5, 2, 0));
+    s.facts.phases[2] = applied(Phase::Backfill, at(5, 3, 0));
+    s.facts.transitions = vec![TransitionFact {
+        phase: Phase::Backfill,
+        to_state: PhaseState::Applied,
+        at: at(5, 3, 0),
+    }];
+    s.facts.signoffs = vec![
+        signoff(Phase::Expand, "lead", at(4, 59, 0), &sha),
+        signoff(Phase::DualWrite, "app_owner", at(5, 1, 0), &sha),
+        signoff(Phase::Backfill, "data_owner", at(5, 2, 30), &sha),
     ];
-    s.signoffs = vec![
-        signoff("expand", "lead", at(4, 59, 0), &sha),
-        signoff("dual_write", "app_owner", at(5, 1, 0), &sha),
-        signoff("backfill", "data_owner", at(5, 2, 30), &sha),
-    ];
+    s.facts.backfill = Some(BackfillFact {
+        state: BackfillState::Running,
+        reason: String::new(),
+        paused_by: None,
+        rows_done: 412_000,
+        rows_estimate: Some(1_000_000),
+        throttled_seconds: 12.0,
+        state_changed_at: Some(at(5, 3, 0)),
+    });
     s.backfill = Some(BackfillRow {
-        state: "running".into(),
+        state: BackfillState::Running,
         reason: String::new(),
         paused_by: None,
         target_chunk_ms: 300,
@@ -223,7 +196,7 @@ fn backfill_running() -> Snapshot {
         updated_at: Some(at(5, 11, 59)),
     }];
     s.rate_history = (0..60).map(|i| 30_000 + (i % 7) * 1_500).collect();
-    s.checks = vec![
+    s.facts.checks = vec![
         check(
             "balance-parity",
             "expression_parity",
@@ -246,14 +219,13 @@ fn backfill_running() -> Snapshot {
         action: "advance".into(),
         phase: Some("backfill".into()),
     }];
-    s.gate = evaluate_gate(&s, &plan, &sha);
-    s
+    judged(s)
 }
 
 fn throttled() -> Snapshot {
     let mut s = backfill_running();
     if let Some(b) = s.backfill.as_mut() {
-        b.state = "throttled".into();
+        b.state = BackfillState::Throttled;
         b.reason = "replay lag 6.2s > max 5s on replica r1".into();
     }
     s.rate_history.extend([0, 0, 0]);
@@ -353,7 +325,7 @@ fn advance_with_a_blocked_gate_shows_blockers() {
         "{lines:?}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("sign-off lead")),
+        lines.iter().any(|l| l.contains("signoff lead")),
         "{lines:?}"
     );
     insta::assert_snapshot!(screen(&vm, 100, 30));
@@ -518,18 +490,4 @@ fn search_highlights_and_tab_moves_focus() {
     assert_eq!(vm.ui.focus, Focus::Log);
     app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE), now);
     assert_eq!(app.view().ui.focus, Focus::Timeline);
-}
-
-#[test]
-fn rollback_of_each_phase_names_its_sql() {
-    let plan = plan();
-    let expand = view::rollback_of(&plan, Phase::Expand).unwrap();
-    assert!(
-        expand.sql.contains("DROP COLUMN balance_cents"),
-        "{}",
-        expand.sql
-    );
-    let rs = view::rollback_of(&plan, Phase::ReadSwitch).unwrap();
-    assert!(rs.sql.contains("accounts.read_balance_cents"), "{}", rs.sql);
-    assert!(view::rollback_of(&plan, Phase::Contract).is_none());
 }

@@ -2,9 +2,13 @@
 //! [`Snapshot`] plus the UI's own state; the panes render it and nothing else, so rendering is a
 //! pure function of this struct (and tests build it by hand).
 
+use crate::control::backfill::State as BackfillState;
+use crate::control::facts::Facts;
+use crate::control::phases::PhaseState;
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan};
-use crate::worker::snapshot::{GateEval, GateItemKind, Snapshot};
+use crate::rules::{GateEvaluation, RollbackAdvice};
+use crate::worker::snapshot::Snapshot;
 use crate::worker::ConnState;
 
 /// The whole screen.
@@ -14,8 +18,8 @@ pub struct ViewModel {
     pub header: HeaderView,
     /// Phase timeline.
     pub timeline: TimelineView,
-    /// The gate of the next phase, if known.
-    pub gate: Option<GateEval>,
+    /// The gate of the next phase, as the rules judge it.
+    pub gate: Option<GateEvaluation>,
     /// The five readiness categories.
     pub scorecard: Vec<CategoryView>,
     /// Backfill progress.
@@ -62,8 +66,8 @@ impl HeaderView {
 pub struct PhaseView {
     /// Which.
     pub phase: Phase,
-    /// Stored state (`pending`, `applied`, …).
-    pub state: String,
+    /// Its state.
+    pub state: PhaseState,
     /// Cannot be rolled back.
     pub irreversible: bool,
 }
@@ -77,19 +81,8 @@ pub struct TimelineView {
     pub current: Option<Phase>,
     /// What comes next.
     pub next: Option<Phase>,
-    /// The fastest safe rollback of the current phase.
-    pub rollback: Option<RollbackView>,
-}
-
-/// How the current phase is rolled back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RollbackView {
-    /// The phase rolled back.
-    pub phase: Phase,
-    /// In words.
-    pub summary: String,
-    /// Exactly what will run.
-    pub sql: String,
+    /// The fastest safe rollback from where the migration stands.
+    pub rollback: Option<RollbackAdvice>,
 }
 
 /// One readiness category.
@@ -108,8 +101,8 @@ pub struct CategoryView {
 pub struct BackfillView {
     /// The plan has a backfill at all.
     pub configured: bool,
-    /// idle / running / throttled / paused / done / failed (empty: not started).
-    pub state: String,
+    /// Its state (`None`: not started).
+    pub state: Option<BackfillState>,
     /// Throttle or pause reason.
     pub reason: String,
     /// Rows written.
@@ -241,7 +234,7 @@ pub enum Overlay {
     /// The key help.
     Help,
     /// Red rollback confirmation.
-    ConfirmRollback(RollbackView),
+    ConfirmRollback(RollbackAdvice),
     /// Confirmation before applying an irreversible phase.
     ConfirmAdvance {
         /// The phase to apply.
@@ -281,78 +274,6 @@ pub struct UiView {
     pub scroll: u16,
 }
 
-/// The five readiness categories, in scorecard order.
-pub const CATEGORIES: [&str; 5] = [
-    "Compatibility",
-    "Data quality",
-    "Observability",
-    "Reversibility",
-    "Stakeholder alignment",
-];
-
-/// What the fastest safe rollback of `phase` is, and the SQL it runs.
-pub fn rollback_of(plan: &Plan, phase: Phase) -> Option<RollbackView> {
-    let spec = plan.phase(phase);
-    if !spec.reversible() {
-        return None;
-    }
-    let script = spec.rollback.clone().unwrap_or_default();
-    let (summary, sql) = match phase {
-        Phase::Backfill => (
-            "stop the backfill at its checkpoint (filled values stay; reads are unaffected)"
-                .to_string(),
-            format!(
-                "UPDATE cutover.backfill SET state = 'stopped' WHERE plan_id = '{}';{}",
-                plan.id(),
-                if script.trim().is_empty() {
-                    String::new()
-                } else {
-                    format!("\n{}", script.trim())
-                }
-            ),
-        ),
-        Phase::ReadSwitch => match &plan.spec.read_switch {
-            Some(rs) => (
-                format!("flip reads back: flag {} off", rs.flag),
-                format!(
-                    "UPDATE cutover.flags SET enabled = false WHERE name = '{}';{}",
-                    rs.flag,
-                    if script.trim().is_empty() {
-                        String::new()
-                    } else {
-                        format!("\n{}", script.trim())
-                    }
-                ),
-            ),
-            None => (
-                format!("run the {phase} rollback"),
-                script.trim().to_string(),
-            ),
-        },
-        Phase::DualWrite => (
-            "stop writing the new shape (drop the dual-write path)".to_string(),
-            script.trim().to_string(),
-        ),
-        Phase::Expand => (
-            "remove the additive schema".to_string(),
-            script.trim().to_string(),
-        ),
-        Phase::Contract => (
-            format!("run the {phase} rollback"),
-            script.trim().to_string(),
-        ),
-    };
-    Some(RollbackView {
-        phase,
-        summary,
-        sql: if sql.is_empty() {
-            "-- nothing to run: the phase has no rollback SQL".to_string()
-        } else {
-            sql
-        },
-    })
-}
-
 /// Builds the data part of the view model (the UI part is filled by the app).
 pub fn build(
     plan: &Plan,
@@ -361,8 +282,14 @@ pub fn build(
     conn: Option<&ConnState>,
     snap: Option<&Snapshot>,
 ) -> ViewModel {
-    let empty = Snapshot::default();
-    let s = snap.unwrap_or(&empty);
+    let empty;
+    let s = match snap {
+        Some(s) => s,
+        None => {
+            empty = Snapshot::from_facts(plan, Facts::unregistered(plan.id(), chrono::Utc::now()));
+            &empty
+        }
+    };
     let login = s.actor.as_ref().map(|a| a.login.clone());
     let header = HeaderView {
         plan_id: plan.id().to_string(),
@@ -382,144 +309,65 @@ pub fn build(
             .unwrap_or_default(),
         read_only,
     };
-    let current = s.current_phase();
     let timeline = TimelineView {
         phases: Phase::ALL
             .iter()
             .map(|p| PhaseView {
                 phase: *p,
-                state: s.phase_state(*p).to_string(),
+                state: s.phase_state(*p),
                 irreversible: !plan.phase(*p).reversible(),
             })
             .collect(),
-        current,
+        current: s.current_phase(),
         next: if snap.is_some() { s.next_phase() } else { None },
-        rollback: current
-            .filter(|p| s.phase_state(*p) != "rolled_back")
-            .and_then(|p| rollback_of(plan, p)),
+        rollback: s.status.rollback.clone(),
     };
     ViewModel {
-        scorecard: scorecard(plan, s),
+        scorecard: scorecard(s, snap.is_some()),
         backfill: backfill(plan, s),
         parity: parity(plan, s),
         roster: roster(plan, s),
-        gate: s.gate.clone(),
+        gate: if snap.is_some() {
+            s.gate().cloned()
+        } else {
+            None
+        },
         header,
         timeline,
         ui: UiView::default(),
     }
 }
 
-fn category(name: &'static str, evidence: Vec<(Outcome, String)>) -> CategoryView {
-    let outcome = if evidence.is_empty() {
-        Outcome::Inconclusive
-    } else {
-        Outcome::all(evidence.iter().map(|e| e.0))
-    };
-    CategoryView {
-        name,
-        outcome,
-        evidence,
-    }
-}
-
-/// The owner's sign-off of a category, fresh from the snapshot: any sign-off of the plan
-/// version in force by that role.
-fn owner_signoff(plan: &Plan, s: &Snapshot, owner: &str) -> (Outcome, String) {
-    let sha = plan.sha256();
-    match s
-        .signoffs
+/// The rules' scorecard, one category per line group: its evidence, then its owner's sign-off.
+fn scorecard(s: &Snapshot, loaded: bool) -> Vec<CategoryView> {
+    s.status
+        .scorecard
+        .categories
         .iter()
-        .rev()
-        .find(|x| x.role == owner && x.plan_sha256 == sha)
-    {
-        Some(x) => (
-            Outcome::Pass,
-            format!(
-                "sign-off {owner}: {} ({} gate, {})",
-                x.login,
-                x.gate,
-                x.signed_at.format("%H:%M:%S")
-            ),
-        ),
-        None => (Outcome::Fail, format!("sign-off {owner}: awaiting")),
-    }
-}
-
-fn scorecard(plan: &Plan, s: &Snapshot) -> Vec<CategoryView> {
-    if let Some(card) = &s.scorecard {
-        return CATEGORIES
-            .iter()
-            .map(|name| {
-                let Some(c) = card.categories.iter().find(|c| c.name == *name) else {
-                    return category(name, Vec::new());
-                };
-                let mut evidence: Vec<(Outcome, String)> = c
-                    .evidence
+        .map(|c| {
+            let evidence = if loaded {
+                c.evidence
                     .iter()
+                    .chain([&c.signoff])
                     .map(|e| (e.outcome, format!("{}: {}", e.name, e.detail)))
-                    .collect();
-                evidence.push(owner_signoff(plan, s, c.owner.as_str()));
-                category(name, evidence)
-            })
-            .collect();
-    }
-    let waiting = if s.migration.is_some() {
-        "evaluating…"
-    } else {
-        "not registered yet (`cutover status PLAN` registers it)"
-    };
-    let pending = || vec![(Outcome::Inconclusive, waiting.to_string())];
-    let quality: Vec<_> = plan
-        .spec
-        .checks
-        .iter()
-        .map(|c| match s.checks.iter().find(|r| r.name == c.name) {
-            Some(r) => (r.outcome, format!("{}: {}", r.name, r.summary)),
-            None => (Outcome::Inconclusive, format!("{}: never run", c.name)),
+                    .collect()
+            } else {
+                vec![(
+                    Outcome::Inconclusive,
+                    "waiting for the first snapshot".to_string(),
+                )]
+            };
+            CategoryView {
+                name: c.kind.title(),
+                outcome: if loaded {
+                    c.outcome
+                } else {
+                    Outcome::Inconclusive
+                },
+                evidence,
+            }
         })
-        .collect();
-    let mut reversibility = Vec::new();
-    if let Some(cur) = s.current_phase() {
-        reversibility.push(match rollback_of(plan, cur) {
-            Some(r) => (
-                Outcome::Pass,
-                format!("{cur}: rollback ready — {}", r.summary),
-            ),
-            None => (Outcome::Fail, format!("{cur}: cannot be rolled back")),
-        });
-    }
-    if let Some(n) = s.next_phase() {
-        if !plan.phase(n).reversible() {
-            reversibility.push((
-                Outcome::Inconclusive,
-                format!("{n}: IRREVERSIBLE — point of no return"),
-            ));
-        }
-    }
-    if reversibility.is_empty() {
-        reversibility = pending();
-    }
-    let mut alignment = Vec::new();
-    if let Some(gate) = &s.gate {
-        for item in gate
-            .items
-            .iter()
-            .filter(|i| i.kind == GateItemKind::Signoff)
-        {
-            alignment.push((item.outcome, format!("{}: {}", item.name, item.detail)));
-        }
-    }
-    if alignment.is_empty() {
-        alignment = pending();
-    }
-    vec![
-        category(CATEGORIES[0], pending()),
-        category(CATEGORIES[1], quality),
-        category(CATEGORIES[2], pending()),
-        category(CATEGORIES[3], reversibility),
-        category(CATEGORIES[4], alignment),
-    ]
+        .collect()
 }
 
 fn short_time(rfc3339: &str) -> String {
@@ -546,8 +394,10 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
     let remaining = b.rows_estimate.map(|t| (t - b.rows_done).max(0));
     let recent: Vec<u64> = s.rate_history.iter().rev().take(30).copied().collect();
     let eta = match b.eta {
-        Some((lo, hi)) if b.state != "done" => Some((lo.round() as u64, hi.round() as u64)),
-        _ if b.state == "done" => Some((0, 0)),
+        Some((lo, hi)) if b.state != BackfillState::Done => {
+            Some((lo.round() as u64, hi.round() as u64))
+        }
+        _ if b.state == BackfillState::Done => Some((0, 0)),
         _ => None,
     }
     .or(match (remaining, recent.is_empty()) {
@@ -569,7 +419,7 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
     let newest = s.ranges.iter().filter_map(|r| r.updated_at).max();
     BackfillView {
         configured,
-        state: b.state.clone(),
+        state: Some(b.state),
         reason: b.reason.clone(),
         rows_done: b.rows_done,
         rows_total: b.rows_estimate,
@@ -593,9 +443,9 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
         live_workers: b.live_workers,
         max_workers: b.workers,
         rate_cap: b.max_rows_per_sec,
-        checkpoint_age: match (b.checkpoint_age, newest, s.taken_at) {
-            (Some(age), _, _) => Some(age.round() as i64),
-            (None, Some(t), Some(now)) => Some((now - t).num_seconds().max(0)),
+        checkpoint_age: match (b.checkpoint_age, newest) {
+            (Some(age), _) => Some(age.round() as i64),
+            (None, Some(t)) => Some((s.facts.now - t).num_seconds().max(0)),
             _ => None,
         },
     }
@@ -606,7 +456,7 @@ fn parity(plan: &Plan, s: &Snapshot) -> Vec<CheckView> {
         .checks
         .iter()
         .map(|c| {
-            let r = s.checks.iter().find(|r| r.name == c.name);
+            let r = s.facts.checks.iter().find(|r| r.name == c.name);
             CheckView {
                 name: c.name.clone(),
                 kind: c.kind.name().to_string(),
@@ -614,13 +464,11 @@ fn parity(plan: &Plan, s: &Snapshot) -> Vec<CheckView> {
                 mismatches: r.and_then(|r| r.mismatches),
                 summary: r.map(|r| r.summary.clone()).unwrap_or_default(),
                 last_run: r.map(|r| {
-                    let age = s
-                        .taken_at
-                        .map(|now| {
-                            format!(" ({} ago)", human_secs((now - r.started_at).num_seconds()))
-                        })
-                        .unwrap_or_default();
-                    format!("{}{age}", r.started_at.format("%H:%M:%S"))
+                    format!(
+                        "{} ({} ago)",
+                        r.started_at.format("%H:%M:%S"),
+                        human_secs((s.facts.now - r.started_at).num_seconds())
+                    )
                 }),
             }
         })
@@ -649,6 +497,7 @@ fn roster(plan: &Plan, s: &Snapshot) -> RosterView {
                 role: role.as_str().to_string(),
                 holders: logins.clone(),
                 signed: s
+                    .facts
                     .signoffs
                     .iter()
                     .filter(|x| x.role == role.as_str())

@@ -6,7 +6,7 @@ use std::fmt;
 
 use tokio_postgres::Client;
 
-use crate::audit::Actor;
+use crate::control::audit::Actor;
 use crate::db::DbConfig;
 use crate::engine;
 use crate::plan::{Phase, Plan, Role};
@@ -56,9 +56,13 @@ pub enum Command {
 }
 
 impl Command {
-    /// True when the action changes state (refused in `--read-only`).
-    pub fn is_change(&self) -> bool {
-        !matches!(self, Command::RunChecks)
+    /// Why a read-only session refuses this action: every action writes (checks store their
+    /// results, which gates read).
+    pub fn read_only_refusal(&self) -> ActionError {
+        ActionError::ReadOnly(match self {
+            Command::RunChecks => "running checks stores their results, which gates judge; an operator's TUI or `cutover check PLAN` runs them".to_string(),
+            other => format!("`{other}` changes state; a viewer changes nothing"),
+        })
     }
 }
 
@@ -83,8 +87,56 @@ impl fmt::Display for Command {
     }
 }
 
-/// The result of an action, in words for the status line.
-pub type ActionResult = Result<String, String>;
+/// The result of an action: what was done, in words for the status line, or why not.
+pub type ActionResult = Result<String, ActionError>;
+
+/// Why an action did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// This session is read-only.
+    #[error("read-only mode: {0}")]
+    ReadOnly(String),
+    /// The worker has no connection right now.
+    #[error("the database is unreachable (reconnecting); nothing was done")]
+    Unreachable,
+    /// The gate does not pass.
+    #[error("the {phase} gate blocks: {}", blockers.join("; "))]
+    Blocked {
+        /// The gate.
+        phase: Phase,
+        /// Every blocker.
+        blockers: Vec<String>,
+    },
+    /// A guard refused it (role, state, another session busy, …).
+    #[error("{0}")]
+    Refused(String),
+    /// It was tried and failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<engine::EngineError> for ActionError {
+    fn from(e: engine::EngineError) -> Self {
+        match e {
+            engine::EngineError::Blocked(g) => ActionError::Blocked {
+                phase: g.phase,
+                blockers: g.blockers,
+            },
+            engine::EngineError::Refused(why) => ActionError::Refused(why),
+            other => ActionError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::backfill::BackfillError> for ActionError {
+    fn from(e: crate::backfill::BackfillError) -> Self {
+        if e.is_refusal() {
+            ActionError::Refused(e.to_string())
+        } else {
+            ActionError::Failed(e.to_string())
+        }
+    }
+}
 
 /// Runs `cmd` on `client` for `plan`; `cfg` is the server (the engine opens a monitoring
 /// connection there to name whoever blocks its DDL).
@@ -94,7 +146,9 @@ pub async fn execute(
     plan: &Plan,
     cmd: &Command,
 ) -> ActionResult {
-    let actor = Actor::current(&*client).await.map_err(|e| e.to_string())?;
+    let actor = Actor::current(&*client)
+        .await
+        .map_err(|e| ActionError::Failed(e.to_string()))?;
     let result = match cmd {
         Command::Signoff {
             gate,
@@ -133,7 +187,7 @@ async fn signoff(
             Ok(engine::SignoffOutcome::AlreadySigned { login, .. }) => {
                 already.push(format!("{} (by {login})", role.as_str()))
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
     match (signed.is_empty(), already.is_empty()) {
@@ -142,7 +196,9 @@ async fn signoff(
             "the {gate} gate was already signed: {}",
             already.join(", ")
         )),
-        (true, true) => Err(format!("nothing to sign on the {gate} gate")),
+        (true, true) => Err(ActionError::Refused(format!(
+            "nothing to sign on the {gate} gate"
+        ))),
     }
 }
 
@@ -161,7 +217,7 @@ async fn set_backfill_paused(
             .await
             .map(|()| "backfill resumed".to_string())
     }
-    .map_err(|e| e.to_string())
+    .map_err(ActionError::from)
 }
 
 async fn tune(client: &mut Client, plan: &Plan, actor: &Actor, target_ms: u32) -> ActionResult {
@@ -172,13 +228,11 @@ async fn tune(client: &mut Client, plan: &Plan, actor: &Actor, target_ms: u32) -
     crate::backfill::tune(client, plan, actor, &tuning)
         .await
         .map(|()| format!("chunk target {target_ms} ms"))
-        .map_err(|e| e.to_string())
+        .map_err(ActionError::from)
 }
 
 async fn flag(client: &mut Client, actor: &Actor, name: &str, enabled: bool) -> ActionResult {
-    let change = engine::set_flag(client, actor, name, enabled)
-        .await
-        .map_err(|e| e.to_string())?;
+    let change = engine::set_flag(client, actor, name, enabled).await?;
     let state = if enabled { "on" } else { "off" };
     Ok(if change.changed {
         format!("flag {name} {state}")
@@ -195,7 +249,7 @@ async fn note(client: &mut Client, plan: &Plan, actor: &Actor, text: &str) -> Ac
         Ok(engine::NoteOutcome::Duplicate { audit_seq }) => Ok(format!(
             "the same note is already in the audit log (#{audit_seq})"
         )),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -203,7 +257,7 @@ async fn run_checks(client: &mut Client, plan: &Plan) -> ActionResult {
     let cancel = crate::checks::Cancel::new();
     let records = crate::checks::run(client, plan, None, &cancel)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ActionError::Failed(e.to_string()))?;
     let failed: Vec<&str> = records
         .iter()
         .filter(|r| r.outcome != crate::outcome::Outcome::Pass)
@@ -222,15 +276,7 @@ async fn run_checks(client: &mut Client, plan: &Plan) -> ActionResult {
 
 async fn advance(client: &mut Client, cfg: &DbConfig, plan: &Plan, actor: &Actor) -> ActionResult {
     let opts = engine::RunOptions::with_monitor(cfg.clone());
-    match engine::advance(client, plan, actor, &opts).await {
-        Ok(applied) => Ok(applied.message),
-        Err(engine::EngineError::Blocked(g)) => Err(format!(
-            "the {} gate blocks: {}",
-            g.phase,
-            g.blockers.join("; ")
-        )),
-        Err(e) => Err(e.to_string()),
-    }
+    Ok(engine::advance(client, plan, actor, &opts).await?.message)
 }
 
 async fn rollback(
@@ -244,5 +290,5 @@ async fn rollback(
     engine::rollback(client, plan, actor, Some(phase), &opts)
         .await
         .map(|o| o.message)
-        .map_err(|e| e.to_string())
+        .map_err(ActionError::from)
 }

@@ -1,7 +1,7 @@
 //! The worker: owns the database connections, runs actions, and publishes snapshots to the UI.
 //!
 //! One monitoring connection (`cutover/tui`, short statement timeout) LISTENs on
-//! [`NOTIFY_CHANNEL`](crate::db::schema::NOTIFY_CHANNEL) and re-reads a [`Snapshot`] when anything
+//! [`NOTIFY_CHANNEL`](crate::control::schema::NOTIFY_CHANNEL) and re-reads a [`Snapshot`] when anything
 //! changes, with a polling fallback every second. Actions run on their own connection
 //! (`cutover/tui-action`) in their own task, so the view stays live while an action waits on a
 //! lock. When the server is slow or gone, the worker says so and reconnects by itself with
@@ -13,15 +13,18 @@ pub mod snapshot;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client};
+use tokio_postgres::{Client, Notification};
 
+use crate::control::backfill::State as BackfillState;
+use crate::control::facts::Facts;
+use crate::control::phases::PhaseState;
 use crate::db::{self, DbConfig, SessionSettings};
-use crate::plan::Plan;
+use crate::plan::{Phase, Plan};
+use crate::rules::ItemKind;
 
-pub use command::{ActionResult, Command};
+pub use command::{ActionError, ActionResult, Command};
 pub use snapshot::Snapshot;
 
 /// How long a snapshot may take before the server counts as too slow.
@@ -30,7 +33,7 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Minimum gap between two snapshots when notifications arrive in bursts.
 const MIN_REFRESH_GAP: Duration = Duration::from_millis(250);
-/// The engine re-evaluates the gate and scorecard this often …
+/// A writer re-runs the next gate's probes this often …
 const EVAL_EVERY: Duration = Duration::from_secs(30);
 /// … and after gate-relevant changes, at most this often.
 const EVAL_MIN_GAP: Duration = Duration::from_secs(1);
@@ -118,31 +121,20 @@ pub fn spawn(opts: WorkerOptions) -> WorkerHandle {
     }
 }
 
-/// The engine's evaluation of the next gate and its scorecard.
-type Evaluation = (
-    Option<crate::engine::GateEvaluation>,
-    Option<crate::engine::Scorecard>,
-);
-
 /// Mutable state the worker keeps across snapshots and reconnects.
 struct State {
     opts: WorkerOptions,
-    sha: String,
     events: mpsc::UnboundedSender<WorkerEvent>,
     rates: VecDeque<u64>,
     rate_points: VecDeque<(Instant, i64)>,
-    evaluation: Evaluation,
-    evaluations: (
-        mpsc::UnboundedSender<Evaluation>,
-        mpsc::UnboundedReceiver<Evaluation>,
-    ),
+    evaluations: (mpsc::UnboundedSender<()>, mpsc::UnboundedReceiver<()>),
     evaluating: bool,
     last_eval: Option<Instant>,
     eval_wanted: bool,
-    actor: Option<crate::audit::Actor>,
+    actor: Option<crate::control::audit::Actor>,
     last_audit_seq: Option<i64>,
-    last_phases: Option<Vec<(crate::plan::Phase, String)>>,
-    last_backfill: Option<(String, String)>,
+    last_phases: Option<Vec<(Phase, PhaseState)>>,
+    last_backfill: Option<(BackfillState, String)>,
     runner: Option<JoinHandle<()>>,
     runner_stop: tokio::sync::watch::Sender<bool>,
     runner_tried: Option<Instant>,
@@ -154,12 +146,10 @@ async fn run(
     events: mpsc::UnboundedSender<WorkerEvent>,
 ) {
     let mut state = State {
-        sha: opts.plan.sha256(),
         opts,
         events,
         rates: VecDeque::new(),
         rate_points: VecDeque::new(),
-        evaluation: (None, None),
         evaluations: mpsc::unbounded_channel(),
         evaluating: false,
         last_eval: None,
@@ -176,7 +166,7 @@ async fn run(
     loop {
         attempt += 1;
         state.send(WorkerEvent::Conn(ConnState::Connecting { attempt }));
-        let error = match connect_monitor(&state.opts.db).await {
+        let error = match connect_monitor(&state.opts.db, state.opts.read_only).await {
             Ok((client, notes)) => {
                 attempt = 0;
                 state.send(WorkerEvent::Conn(ConnState::Connected));
@@ -202,7 +192,7 @@ async fn run(
                     None => return state.shutdown().await,
                     Some(command) => state.send(WorkerEvent::Action {
                         command,
-                        result: Err("the database is unreachable (reconnecting); nothing was done".to_string()),
+                        result: Err(ActionError::Unreachable),
                     }),
                 },
             }
@@ -237,15 +227,17 @@ impl State {
         if self.opts.read_only || self.opts.plan.spec.backfill.is_none() {
             return;
         }
-        if snap.phase_state(crate::plan::Phase::Backfill) != "applied" {
+        if snap.phase_state(Phase::Backfill) != PhaseState::Applied {
             return;
         }
         let state = snap
             .backfill
             .as_ref()
-            .map(|b| b.state.as_str())
-            .unwrap_or("idle");
-        if matches!(state, "done" | "stopped" | "failed") {
+            .map_or(BackfillState::Idle, |b| b.state);
+        if matches!(
+            state,
+            BackfillState::Done | BackfillState::Stopped | BackfillState::Failed
+        ) {
             return;
         }
         if self.runner.as_ref().is_some_and(|r| !r.is_finished()) {
@@ -307,27 +299,25 @@ impl State {
             }
         }
         self.last_audit_seq = Some(newest.max(self.last_audit_seq.unwrap_or(0)));
-        let phases: Vec<(crate::plan::Phase, String)> = snap
+        let phases: Vec<(Phase, PhaseState)> = snap
+            .facts
             .phases
             .iter()
-            .map(|p| (p.phase, p.state.clone()))
+            .map(|p| (p.phase, p.state))
             .collect();
         if let Some(prev) = &self.last_phases {
             for (phase, st) in &phases {
                 let before = prev
                     .iter()
                     .find(|(p, _)| p == phase)
-                    .map(|(_, s)| s.as_str());
-                if before != Some(st.as_str()) {
-                    tracing::info!(target: "phase", "{phase}: {} → {st}", before.unwrap_or("pending"));
+                    .map_or(PhaseState::Pending, |(_, s)| *s);
+                if before != *st {
+                    tracing::info!(target: "phase", "{phase}: {before} → {st}");
                 }
             }
         }
         self.last_phases = Some(phases);
-        let bf = snap
-            .backfill
-            .as_ref()
-            .map(|b| (b.state.clone(), b.reason.clone()));
+        let bf = snap.backfill.as_ref().map(|b| (b.state, b.reason.clone()));
         if bf != self.last_backfill && self.last_backfill.is_some() {
             if let Some((st, reason)) = &bf {
                 let why = if reason.is_empty() {
@@ -335,8 +325,10 @@ impl State {
                 } else {
                     format!(": {reason}")
                 };
-                match st.as_str() {
-                    "throttled" | "failed" => tracing::warn!(target: "backfill", "{st}{why}"),
+                match st {
+                    BackfillState::Throttled | BackfillState::Failed => {
+                        tracing::warn!(target: "backfill", "{st}{why}")
+                    }
                     _ => tracing::info!(target: "backfill", "{st}{why}"),
                 }
             }
@@ -381,43 +373,31 @@ impl State {
 /// Connects the monitoring session and forwards its notifications.
 async fn connect_monitor(
     cfg: &DbConfig,
-) -> Result<(Client, mpsc::UnboundedReceiver<String>), String> {
-    let (client, mut connection) = db::open(cfg, "tui").await.map_err(|e| e.to_string())?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(msg) = messages.next().await {
-            match msg {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if tx.send(n.payload().to_string()).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(target: "worker", "monitor connection ended: {e}");
-                    break;
-                }
-            }
-        }
-    });
-    let timeout_ms = SNAPSHOT_TIMEOUT.as_millis();
-    let setup = format!(
-        "SET statement_timeout = {timeout_ms}; LISTEN {}",
-        crate::db::schema::NOTIFY_CHANNEL
-    );
+    read_only: bool,
+) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), String> {
+    let session = SessionSettings {
+        purpose: "tui".to_string(),
+        statement_timeout: SNAPSHOT_TIMEOUT,
+    };
+    let (client, notes, _) = db::connect_listening(cfg, &session)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut setup = format!("LISTEN {}", crate::control::schema::NOTIFY_CHANNEL);
+    if read_only {
+        setup.push_str("; SET default_transaction_read_only = on");
+    }
     client
         .batch_execute(&setup)
         .await
         .map_err(|e| db::describe_error(&e))?;
-    Ok((client, rx))
+    Ok((client, notes))
 }
 
 /// Serves one connected session; returns Ok when the UI went away, Err when the connection did.
 async fn connected(
     state: &mut State,
     client: &Client,
-    mut notes: mpsc::UnboundedReceiver<String>,
+    mut notes: mpsc::UnboundedReceiver<Notification>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
 ) -> Result<(), String> {
     let mut poll = tokio::time::interval(POLL_EVERY);
@@ -448,10 +428,11 @@ async fn connected(
             _ = gap => {}
             _ = poll.tick() => dirty = true,
             note = notes.recv() => match note {
-                Some(table) => {
+                Some(note) => {
+                    let table = note.payload();
                     tracing::trace!(target: "worker", "change notified: {table}");
                     if matches!(
-                        table.as_str(),
+                        table,
                         "signoffs" | "check_results" | "phases" | "migrations" | "flags"
                     ) {
                         state.eval_wanted = true;
@@ -461,8 +442,7 @@ async fn connected(
                 None => return Err("the connection to the database was lost".to_string()),
             },
             result = state.evaluations.1.recv() => {
-                if let Some(evaluation) = result {
-                    state.evaluation = evaluation;
+                if result.is_some() {
                     state.evaluating = false;
                     dirty = true;
                 }
@@ -477,11 +457,9 @@ async fn connected(
             cmd = commands.recv() => match cmd {
                 None => return Ok(()),
                 Some(command) => {
-                    if state.opts.read_only && command.is_change() {
-                        state.send(WorkerEvent::Action {
-                            command,
-                            result: Err("read-only mode: changes are blocked".to_string()),
-                        });
+                    if state.opts.read_only {
+                        let result = Err(command.read_only_refusal());
+                        state.send(WorkerEvent::Action { command, result });
                         continue;
                     }
                     let cfg = state.opts.db.clone();
@@ -490,7 +468,7 @@ async fn connected(
                     tokio::spawn(async move {
                         let result = match db::connect(&cfg, &SessionSettings::new("tui-action")).await {
                             Ok(mut c) => command::execute(&mut c, &cfg, &plan, &command).await,
-                            Err(e) => Err(e.to_string()),
+                            Err(e) => Err(ActionError::Failed(e.to_string())),
                         };
                         let _ = done.send((command, result));
                     });
@@ -505,8 +483,8 @@ async fn connected(
 async fn register(cfg: &DbConfig, plan: &Plan) {
     let result = async {
         let mut client = db::connect(cfg, &SessionSettings::new("tui-setup")).await?;
-        let actor = crate::audit::Actor::current(&client).await?;
-        crate::engine::state::ensure_registered(&mut client, plan, &actor)
+        let actor = crate::control::audit::Actor::current(&client).await?;
+        crate::control::phases::ensure_registered(&mut client, plan, &actor)
             .await
             .map_err(|e| crate::db::DbError::Query(e.to_string()))
     }
@@ -544,7 +522,7 @@ async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
         }
     };
     if state.actor.is_none() {
-        state.actor = crate::audit::Actor::current(client).await.ok();
+        state.actor = crate::control::audit::Actor::current(client).await.ok();
     }
     snap.actor = state.actor.clone();
     if let Some(b) = &snap.backfill {
@@ -553,15 +531,16 @@ async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
     state.log_changes(&snap);
     state.maybe_run_backfill(&snap);
     snap.rate_history = state.rates.iter().copied().collect();
-    snap.engine_gate = state.evaluation.0.clone();
-    snap.scorecard = state.evaluation.1.clone();
-    snap.gate = snapshot::evaluate_gate(&snap, &state.opts.plan, &state.sha);
+    if has_stale_probe(&snap) {
+        state.eval_wanted = true;
+    }
     let since = state.last_eval.map(|t| t.elapsed());
     let due = match since {
         None => true,
         Some(e) => e >= EVAL_EVERY || (state.eval_wanted && e >= EVAL_MIN_GAP),
     };
-    if due && !state.evaluating && snap.migration.is_some() {
+    let writer = !state.opts.read_only;
+    if writer && due && !state.evaluating && snap.facts.registration.is_some() {
         state.evaluating = true;
         state.eval_wanted = false;
         state.last_eval = Some(Instant::now());
@@ -576,42 +555,46 @@ fn spawn_evaluation(state: &State) {
     let plan = state.opts.plan.clone();
     let tx = state.evaluations.0.clone();
     tokio::spawn(async move {
-        let _ = tx.send(evaluate(&cfg, &plan).await);
+        run_next_probes(&cfg, &plan).await;
+        let _ = tx.send(());
     });
 }
 
-/// The engine's view of the next gate and the scorecard, read without changing anything.
-async fn evaluate(cfg: &DbConfig, plan: &Plan) -> Evaluation {
+/// A probe result of the next gate is shown as stale: it is worth re-running.
+fn has_stale_probe(snap: &Snapshot) -> bool {
+    snap.gate()
+        .is_some_and(|g| g.items.iter().any(|i| i.kind == ItemKind::Probe && i.stale))
+}
+
+/// Runs (and records) the probes of the next gate, so every view judges fresh results. Only
+/// writers do this: a viewer runs no probe.
+async fn run_next_probes(cfg: &DbConfig, plan: &Plan) {
     let client = match db::connect(cfg, &SessionSettings::new("tui-gate")).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(target: "worker", "gate evaluation skipped: {e}");
-            return (None, None);
+            return;
         }
     };
-    let st = match crate::engine::state::load(&client, plan.id()).await {
-        Ok(st) => st,
+    let next = match Facts::load(&client, plan.id()).await {
+        Ok(f) => f.next_phase(),
         Err(e) => {
             tracing::debug!(target: "worker", "gate evaluation skipped: {e}");
-            return (None, None);
+            return;
         }
     };
-    let Some(next) = st.next_phase() else {
-        return (None, None);
-    };
-    let gate = match crate::engine::evaluate_gate(&client, plan, &st, next).await {
-        Ok(g) => Some(g),
-        Err(e) => {
-            tracing::warn!(target: "worker", "evaluating the {next} gate failed: {e}");
-            None
+    let allowed = match crate::control::audit::Actor::current(&client).await {
+        Ok(actor) => {
+            crate::control::anchors::authorize(&client, plan, &actor, crate::plan::Action::Probe)
+                .await
         }
+        Err(e) => Err(e.into()),
     };
-    let scorecard = match crate::engine::scorecard::scorecard(&client, plan, next).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(target: "worker", "the scorecard failed: {e}");
-            None
+    match (allowed, next) {
+        (Ok(_), Some(next)) => {
+            crate::engine::gate::run_probes(&client, plan, next).await;
         }
-    };
-    (gate, scorecard)
+        (Err(e), _) => tracing::warn!(target: "worker", "gate probes not run: {e}"),
+        (Ok(_), None) => {}
+    }
 }

@@ -5,9 +5,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cutover::audit::Actor;
 use cutover::backfill::{self, BackfillError, RunOptions, RunOutcome, RunSummary, State, Tuning};
-use cutover::db::{self, schema, DbConfig, SessionSettings};
+use cutover::control::audit::Actor;
+use cutover::control::schema;
+use cutover::db::{self, DbConfig, SessionSettings};
 use cutover::plan::Plan;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

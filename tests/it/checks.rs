@@ -4,7 +4,8 @@
 use std::process::Command;
 
 use cutover::checks::{self, Cancel, CheckRecord};
-use cutover::db::{self, schema, DbConfig, SessionSettings};
+use cutover::control::schema;
+use cutover::db::{self, DbConfig, SessionSettings};
 use cutover::plan::Plan;
 use cutover::Outcome;
 use serde_json::Value;

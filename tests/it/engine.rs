@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use cutover::audit::Actor;
+use cutover::control::audit::Actor;
 use cutover::db::{self, DbConfig, SessionSettings};
 use cutover::engine::{self, DdlError, EngineError, EngineEvent, PhaseState, RunOptions};
 use cutover::plan::{Phase, Plan, Role};
@@ -66,7 +66,7 @@ async fn engine_client(url: &str) -> Client {
     let mut c = db::connect(&cfg, &SessionSettings::new("test"))
         .await
         .unwrap();
-    db::schema::bootstrap(&mut c).await.unwrap();
+    cutover::control::schema::bootstrap(&mut c).await.unwrap();
     c
 }
 
@@ -170,6 +170,8 @@ async fn pass_gate(url: &str, plan: &str, phase: Phase) {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut overridden_budget = false;
     loop {
+        // `status` judges recorded probe results; `probe` (an operator) records fresh ones.
+        cutover(url, &["probe", plan]).await;
         let st = status_json(url, plan).await;
         let g = &st["gate"];
         assert_eq!(g["phase"], phase.as_str());
@@ -543,7 +545,7 @@ async fn rollback_of_each_reversible_phase_restores_the_catalog() {
             before,
             "rollback of {phase} did not restore the catalog"
         );
-        let st = engine::state::load(&c, plan.id()).await.unwrap();
+        let st = cutover::control::phases::load(&c, plan.id()).await.unwrap();
         assert_eq!(st.phase(phase).state, PhaseState::RolledBack);
         if phase == Phase::ReadSwitch {
             assert!(
@@ -594,12 +596,12 @@ async fn rollback_of_each_reversible_phase_restores_the_catalog() {
         "rolling back the backfill phase stops the backfill"
     );
     assert_eq!(
-        cutover::audit::verify(&c).await.unwrap(),
-        cutover::audit::verify(&c).await.unwrap()
+        cutover::control::audit::verify(&c).await.unwrap(),
+        cutover::control::audit::verify(&c).await.unwrap()
     );
     assert!(matches!(
-        cutover::audit::verify(&c).await.unwrap(),
-        cutover::audit::Verification::Intact { .. }
+        cutover::control::audit::verify(&c).await.unwrap(),
+        cutover::control::audit::Verification::Intact { .. }
     ));
 }
 
@@ -751,7 +753,7 @@ async fn lock_timeout_that_never_clears_fails_cleanly_within_bounds() {
         before,
         "a failed phase must leave nothing behind"
     );
-    let st = engine::state::load(&c, plan.id()).await.unwrap();
+    let st = cutover::control::phases::load(&c, plan.id()).await.unwrap();
     assert_eq!(st.phase(Phase::Expand).state, PhaseState::Failed);
     assert!(st
         .phase(Phase::Expand)
@@ -876,10 +878,14 @@ async fn signoff_is_refused_outside_the_roster_and_accepted_for_the_holder() {
         .get(0);
     assert_eq!(refused, 1, "the refusal is on the audit trail");
 
-    // One person may hold several roles: postgres is lead and sre in the demo plan.
+    // One person may hold several roles: postgres is lead and sre in the demo plan — once the
+    // lead of the anchored roster (postgres) approves the demo plan's roster.
     let mut c = engine_client(&db.url).await;
     let demo = Plan::load(DEMO_PLAN).unwrap();
     let actor = Actor::current(&c).await.unwrap();
+    cutover::control::anchors::approve(&mut c, &demo, &actor)
+        .await
+        .unwrap();
     for role in ["lead", "sre"] {
         engine::signoff(
             &mut c,
@@ -1136,7 +1142,7 @@ async fn an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
         .await
         .unwrap_err();
     assert!(err.to_string().contains("accounts_owner_uq"), "{err}");
-    let st = engine::state::load(&c, plan.id()).await.unwrap();
+    let st = cutover::control::phases::load(&c, plan.id()).await.unwrap();
     assert_eq!(st.phase(Phase::Expand).state, PhaseState::Failed);
     let invalid: bool = c
         .query_one("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = 'public.accounts_owner_uq'::regclass", &[])
@@ -1456,4 +1462,195 @@ async fn two_operators_advancing_at_once_apply_the_phase_once() {
         .unwrap()
         .get(0);
     assert_eq!(applies, 1);
+}
+
+/// The verdicts `cutover status --json` prints and the TUI worker's snapshot carries, reduced to
+/// what an operator acts on; digits in blockers are blanked (ages and elapsed times tick between
+/// the two reads).
+fn verdicts(status: &Value) -> Value {
+    let blank = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect::<String>()
+    };
+    let gate = &status["gate"];
+    serde_json::json!({
+        "next": status["next_phase"],
+        "gate": gate["phase"],
+        "outcome": gate["outcome"],
+        "passed": gate["passed"],
+        "items": gate["items"].as_array().map(|items| items
+            .iter()
+            .map(|i| serde_json::json!([i["kind"], i["name"], i["outcome"]]))
+            .collect::<Vec<_>>()),
+        "blockers": gate["blockers"].as_array().map(|b| b
+            .iter()
+            .map(|x| blank(x.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()),
+        "scorecard": status["scorecard"]["categories"].as_array().map(|c| c
+            .iter()
+            .map(|c| serde_json::json!([c["kind"], c["outcome"]]))
+            .collect::<Vec<_>>()),
+        "ready": status["scorecard"]["ready"],
+        "rollback": status["rollback"],
+    })
+}
+
+#[tokio::test]
+async fn status_json_and_the_tui_snapshot_give_the_same_verdicts() {
+    let db = demo_db().await;
+    let url = db.url.as_str();
+    let plan = Plan::load(DEMO_PLAN).unwrap();
+    let client = engine_client(url).await;
+    let mut states = 0;
+    let compare = |label: &'static str| {
+        let client = &client;
+        let plan = &plan;
+        async move {
+            let cli = status_json(url, DEMO_PLAN).await;
+            let snap = cutover::worker::snapshot::load(client, plan).await.unwrap();
+            let tui = serde_json::to_value(&snap.status).unwrap();
+            assert_eq!(verdicts(&cli), verdicts(&tui), "state `{label}`");
+            cli
+        }
+    };
+
+    // 1. Registered by a blocked advance: nothing applied, nothing signed.
+    assert_eq!(code(&cutover(url, &["advance", DEMO_PLAN]).await), 2);
+    let st = compare("registered").await;
+    states += 1;
+    assert_eq!(st["gate"]["passed"], false);
+
+    // 2. The lead signed, the lint probe recorded: the expand gate passes.
+    ok(&cutover(
+        url,
+        &["signoff", DEMO_PLAN, "--gate", "expand", "--role", "lead"],
+    )
+    .await);
+    cutover(url, &["probe", DEMO_PLAN]).await;
+    let st = compare("expand ready").await;
+    states += 1;
+    assert_eq!(st["gate"]["passed"], true, "{}", st["gate"]);
+
+    // 3. Expand applied: the dual_write gate has not been probed since.
+    ok(&cutover(url, &["advance", DEMO_PLAN]).await);
+    let st = compare("expand applied").await;
+    states += 1;
+    assert_eq!(st["next_phase"], "dual_write");
+    assert_eq!(st["rollback"]["phase"], "expand");
+
+    // 4. A probe result recorded, then the phase it judged changed: stale in both.
+    cutover(url, &["probe", DEMO_PLAN]).await;
+    ok(&cutover(url, &["rollback", DEMO_PLAN, "--yes"]).await);
+    let st = compare("expand rolled back").await;
+    states += 1;
+    assert_eq!(st["next_phase"], "expand");
+    let lead = st["gate"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "signoff")
+        .unwrap();
+    assert!(
+        lead["detail"].as_str().unwrap().contains("was rolled back"),
+        "a rollback voids the sign-offs of the gate it reverses: {lead}"
+    );
+
+    // 5. A break-glass override in force.
+    ok(&cutover(
+        url,
+        &[
+            "override",
+            DEMO_PLAN,
+            "--gate",
+            "expand",
+            "--reason",
+            "verdict test",
+        ],
+    )
+    .await);
+    let st = compare("overridden").await;
+    states += 1;
+    assert_eq!(st["gate"]["passed"], true);
+    assert!(st["gate"]["overridden"].is_object());
+
+    // 6. A phase left `applying` by a killed process: interrupted in both.
+    client
+        .execute(
+            "UPDATE cutover.phases SET state = 'applying' WHERE plan_id = $1 AND phase = 'expand'",
+            &[&plan.id()],
+        )
+        .await
+        .unwrap();
+    let st = compare("interrupted").await;
+    states += 1;
+    let expand = &st["phases"][0];
+    assert!(
+        expand["note"].as_str().unwrap().starts_with("interrupted"),
+        "{expand}"
+    );
+    let text = text(&cutover(url, &["status", DEMO_PLAN]).await);
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(states >= 5);
+}
+
+#[tokio::test]
+async fn audit_verify_cross_checks_the_control_state_and_kept_heads() {
+    let db = demo_db().await;
+    let url = db.url.as_str();
+    ok(&cutover(
+        url,
+        &["signoff", DEMO_PLAN, "--gate", "expand", "--role", "lead"],
+    )
+    .await);
+    cutover(url, &["probe", DEMO_PLAN]).await;
+    ok(&cutover(url, &["advance", DEMO_PLAN]).await);
+    let dir = tempfile::tempdir().unwrap();
+    let heads = dir.path().join("heads.txt");
+    let heads_arg = heads.to_string_lossy().into_owned();
+    let out = ok(&cutover(url, &["audit", "verify", "--head-file", &heads_arg]).await);
+    assert!(out.contains("control state cross-checked"), "{out}");
+    let kept = std::fs::read_to_string(&heads).unwrap();
+    assert_eq!(kept.lines().count(), 1, "the head is kept: {kept}");
+
+    // Someone with table rights removes the newest entries behind the triggers' back: the rest
+    // of the chain still links, but the kept head and the applied phase give it away.
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "ALTER TABLE cutover.audit_log DISABLE TRIGGER USER;
+             DELETE FROM cutover.audit_log WHERE seq > 1;
+             ALTER TABLE cutover.audit_log ENABLE TRIGGER USER;",
+        )
+        .await
+        .unwrap();
+    let o = cutover(url, &["audit", "verify", "--head-file", &heads_arg]).await;
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("is not in the chain"), "{out}");
+    assert!(
+        out.contains("phase expand of accounts-balance-cents is applied but no audit entry"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sign-off of accounts-balance-cents gate expand"),
+        "{out}"
+    );
+
+    // Truncated entirely: "intact: 0 entries" is never the answer while phases are applied.
+    client
+        .batch_execute(
+            "ALTER TABLE cutover.audit_log DISABLE TRIGGER USER;
+             TRUNCATE cutover.audit_log;
+             ALTER TABLE cutover.audit_log ENABLE TRIGGER USER;",
+        )
+        .await
+        .unwrap();
+    let o = cutover(url, &["audit", "verify"]).await;
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        text(&o).contains("has no plan.register entry"),
+        "{}",
+        text(&o)
+    );
 }

@@ -3,7 +3,8 @@
 
 use std::process::Command;
 
-use cutover::db::{self, schema, DbConfig, SessionSettings};
+use cutover::control::schema;
+use cutover::db::{self, DbConfig, SessionSettings};
 use cutover::evidence::{self, ProbeContext, ProbeResult};
 use cutover::plan::{Phase, Plan, ProbeKind};
 use cutover::Outcome;

@@ -2,7 +2,8 @@
 
 use std::process::Command;
 
-use cutover::db::{self, schema, DbConfig, SessionSettings};
+use cutover::control::schema;
+use cutover::db::{self, DbConfig, SessionSettings};
 
 use crate::common::{cutover_bin, TestDb};
 
@@ -63,11 +64,13 @@ async fn audit_log_rejects_update_delete_and_truncate() {
         .await
         .unwrap();
     schema::bootstrap(&mut client).await.unwrap();
-    let actor = cutover::audit::Actor::current(&client).await.unwrap();
+    let actor = cutover::control::audit::Actor::current(&client)
+        .await
+        .unwrap();
     for i in 0..3 {
-        cutover::audit::append(
+        cutover::control::audit::append(
             &client,
-            cutover::audit::NewEntry {
+            cutover::control::audit::NewEntry {
                 actor: &actor,
                 plan_id: "p",
                 plan_sha256: "sha",
@@ -91,8 +94,8 @@ async fn audit_log_rejects_update_delete_and_truncate() {
         );
     }
     assert!(matches!(
-        cutover::audit::verify(&client).await.unwrap(),
-        cutover::audit::Verification::Intact { entries: 3, .. }
+        cutover::control::audit::verify(&client).await.unwrap(),
+        cutover::control::audit::Verification::Intact { entries: 3, .. }
     ));
 }
 

@@ -1,12 +1,15 @@
 //! Integration tests against a real PostgreSQL (DATABASE_URL or a throwaway cluster).
 
+mod authz;
 mod backfill;
 mod checks;
 mod common;
+mod connect;
 mod engine;
 mod evidence;
 mod foundation;
 mod plan;
+mod readonly;
 mod tally;
 mod throwaway;
 mod tui;

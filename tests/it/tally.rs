@@ -9,7 +9,7 @@ use crate::common::{self, TestDb};
 
 /// `(xact_commit, xact_rollback, deadlocks)` of `db`, read from another database so that the
 /// reading is not counted in it.
-async fn counters(admin: &Client, db: &str) -> (i64, i64, i64) {
+async fn counters_of(admin: &Client, db: &str) -> (i64, i64, i64) {
     admin
         .batch_execute("SELECT pg_stat_clear_snapshot()")
         .await
@@ -48,13 +48,29 @@ async fn sessions_gone(admin: &Client, db: &str) {
 async fn wire_count_matches_the_servers_count_of_our_transactions() {
     let db = TestDb::new().await;
     let admin = common::connect(&common::server_url().await).await;
-    db.exec("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0), (2, 0)")
-        .await;
-    sessions_gone(&admin, &db.name).await;
-    let cfg = DbConfig::from_url(&db.url).unwrap();
-    let target = tally::target(&cfg);
-    let before_pg = counters(&admin, &db.name).await;
-    let before = target.counts();
+    db.exec(TABLE).await;
+    // Plaintext TCP (the shared test server may offer TLS: connect.rs counts that case).
+    let url = format!("{}?sslmode=disable", db.url);
+    let ours = assert_counted_exactly(&admin, &url, &db.name).await;
+    assert!(ours.commits > 20 && ours.rollbacks > 10, "{ours:?}");
+    assert_eq!(ours.deadlocks, 1, "{ours:?}");
+}
+
+/// The table [`assert_counted_exactly`] works on.
+pub const TABLE: &str =
+    "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0), (2, 0)";
+
+/// Runs about 40 transaction patterns (simple and extended protocol, blocks, savepoints,
+/// errors, a deadlock, sessions terminated while idle and mid-query, a block left open at disconnect) on Cutover
+/// connections to `url` — a database holding [`TABLE`], on which nothing else runs — and
+/// asserts that Cutover's count of them equals PostgreSQL's, read by `admin` from another
+/// database. Returns the count.
+pub async fn assert_counted_exactly(admin: &Client, url: &str, dbname: &str) -> tally::Counts {
+    sessions_gone(admin, dbname).await;
+    let cfg = DbConfig::from_url(url).unwrap();
+    let counters = tally::counters(&cfg);
+    let before_pg = counters_of(admin, dbname).await;
+    let before = counters.counts();
     {
         let mut c = db::connect(&cfg, &SessionSettings::new("test"))
             .await
@@ -160,14 +176,46 @@ async fn wire_count_matches_the_servers_count_of_our_transactions() {
             .await
             .unwrap();
         assert!(doomed.batch_execute("SELECT 1").await.is_err());
+        // A session terminated in the middle of a query: its transaction is rolled back.
+        let busy = db::connect(&cfg, &SessionSettings::new("test"))
+            .await
+            .unwrap();
+        let pid: i32 = busy
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let terminate = async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let running: bool = admin
+                    .query_one(
+                        "SELECT count(*) = 1 FROM pg_stat_activity
+                          WHERE pid = $1 AND state = 'active' AND query LIKE '%pg_sleep%'",
+                        &[&pid],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if running {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the query never started");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            admin
+                .execute("SELECT pg_terminate_backend($1)", &[&pid])
+                .await
+                .unwrap();
+        };
+        let (slept, ()) = tokio::join!(busy.batch_execute("SELECT pg_sleep(30)"), terminate);
+        assert!(slept.is_err());
         // A block left open when the connection closes is rolled back by the server.
         other.batch_execute("BEGIN; SELECT 1").await.unwrap();
     }
-    sessions_gone(&admin, &db.name).await;
-    let after_pg = counters(&admin, &db.name).await;
-    let ours = target.counts().minus(&before);
-    assert!(ours.commits > 20 && ours.rollbacks > 10, "{ours:?}");
-    assert_eq!(ours.deadlocks, 1, "{ours:?}");
+    sessions_gone(admin, dbname).await;
+    let after_pg = counters_of(admin, dbname).await;
+    let ours = counters.counts().minus(&before);
     assert_eq!(
         (ours.commits, ours.rollbacks, ours.deadlocks),
         (
@@ -175,6 +223,8 @@ async fn wire_count_matches_the_servers_count_of_our_transactions() {
             after_pg.1 - before_pg.1,
             after_pg.2 - before_pg.2
         ),
-        "Cutover's count (left) and PostgreSQL's (right) of commits, rollbacks, deadlocks"
+        "{}: Cutover's count (left) and PostgreSQL's (right) of commits, rollbacks, deadlocks",
+        cfg.display()
     );
+    ours
 }

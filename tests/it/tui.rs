@@ -105,7 +105,9 @@ async fn migration_in_backfill(db: &TestDb) {
     db.exec(SCHEMA).await;
     db.exec("SELECT cutover_demo_seed(20000, 100, 200)").await;
     let mut client = db.client().await;
-    cutover::db::schema::bootstrap(&mut client).await.unwrap();
+    cutover::control::schema::bootstrap(&mut client)
+        .await
+        .unwrap();
     let plan = cutover::plan::Plan::load(PLAN).unwrap();
     let apply = |p: cutover::plan::Phase| plan.phase(p).apply.clone();
     db.exec(&apply(cutover::plan::Phase::Expand)).await;

@@ -7,15 +7,16 @@ use ratatui::widgets::{Gauge, Paragraph, Sparkline};
 use ratatui::Frame;
 
 use super::{block, thousands, title};
+use crate::control::backfill::State;
 use crate::tui::theme::Theme;
 use crate::tui::view::{human_secs, BackfillView, Focus, ViewModel};
 
 fn state_style(b: &BackfillView, theme: &Theme) -> ratatui::style::Style {
-    match b.state.as_str() {
-        "running" | "done" => theme.pass,
-        "throttled" | "paused" | "stopped" => theme.warn,
-        "failed" => theme.fail,
-        _ => theme.dim,
+    match b.state {
+        Some(State::Running | State::Done) => theme.pass,
+        Some(State::Throttled | State::Paused | State::Stopped) => theme.warn,
+        Some(State::Failed) => theme.fail,
+        Some(State::Idle) | None => theme.dim,
     }
 }
 
@@ -26,14 +27,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let heading = Line::from(vec![
         title("Backfill", theme),
         Span::styled(
-            format!(
-                "{} ",
-                if b.state.is_empty() {
-                    "not started"
-                } else {
-                    &b.state
-                }
-            ),
+            format!("{} ", b.state.map_or("not started", State::as_str)),
             state_style(b, theme),
         ),
     ]);
@@ -47,7 +41,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         );
         return;
     }
-    if b.state.is_empty() {
+    if b.state.is_none() {
         frame.render_widget(
             Paragraph::new(vec![
                 Line::from(Span::styled(
@@ -78,7 +72,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     .areas(inner);
     let ratio = match b.rows_total {
         Some(t) if t > 0 => (b.rows_done as f64 / t as f64).clamp(0.0, 1.0),
-        _ if b.state == "done" => 1.0,
+        _ if b.state == Some(State::Done) => 1.0,
         _ => 0.0,
     };
     let label = match b.rows_total {
@@ -115,7 +109,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let eta = match b.eta {
         Some((0, 0)) => "done".to_string(),
         Some((lo, hi)) => format!("{} – {}", human_secs(lo as i64), human_secs(hi as i64)),
-        None if b.state == "paused" => "paused".to_string(),
+        None if b.state == Some(State::Paused) => "paused".to_string(),
         None => "measuring…".to_string(),
     };
     lines.push(Line::from(vec![
@@ -136,18 +130,18 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         )));
     }
     let reason = if b.reason.is_empty() {
-        match b.state.as_str() {
-            "running" => "healthy: no throttle".to_string(),
-            other => other.to_string(),
+        match b.state {
+            Some(State::Running) => "healthy: no throttle".to_string(),
+            other => other.map_or("", State::as_str).to_string(),
         }
     } else {
         b.reason.clone()
     };
     lines.push(Line::from(vec![
         Span::styled(
-            match b.state.as_str() {
-                "throttled" => "THROTTLED ",
-                "paused" => "PAUSED ",
+            match b.state {
+                Some(State::Throttled) => "THROTTLED ",
+                Some(State::Paused) => "PAUSED ",
                 _ => "",
             },
             state_style(b, theme),

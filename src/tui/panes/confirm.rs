@@ -10,8 +10,8 @@ use ratatui::Frame;
 
 use super::centered;
 use crate::plan::Phase;
+use crate::rules::RollbackAdvice;
 use crate::tui::theme::Theme;
-use crate::tui::view::RollbackView;
 
 fn red_box<'a>(title: String, theme: &Theme) -> Block<'a> {
     Block::bordered()
@@ -24,10 +24,10 @@ fn red_box<'a>(title: String, theme: &Theme) -> Block<'a> {
 }
 
 /// The rollback confirmation.
-pub fn rollback(frame: &mut Frame, area: Rect, r: &RollbackView, theme: &Theme) {
+pub fn rollback(frame: &mut Frame, area: Rect, r: &RollbackAdvice, theme: &Theme) {
     let mut lines = vec![
         Line::from(Span::styled(
-            format!("Roll back the {} phase: {}", r.phase, r.summary),
+            format!("Roll back the {} phase: {}", r.phase, r.description),
             theme.fail,
         )),
         Line::default(),

@@ -14,7 +14,11 @@ use crate::tui::view::{Focus, ViewModel};
 /// Renders the scorecard pane.
 pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let inner_h = area.height.saturating_sub(2) as usize;
-    let blockers = vm.gate.as_ref().map(|g| g.blockers()).unwrap_or_default();
+    let blockers = vm
+        .gate
+        .as_ref()
+        .map(|g| g.blockers.clone())
+        .unwrap_or_default();
     let evidence_lines: usize = vm.scorecard.iter().map(|c| c.evidence.len()).sum();
     let expanded = inner_h > vm.scorecard.len() + evidence_lines + blockers.len();
     let mut lines = Vec::new();

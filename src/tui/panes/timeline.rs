@@ -8,18 +8,19 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::{block, title};
+use crate::control::phases::PhaseState;
 use crate::outcome::Outcome;
 use crate::tui::theme::Theme;
 use crate::tui::view::{Focus, ViewModel};
 
-fn symbol(state: &str) -> &'static str {
+fn symbol(state: PhaseState) -> &'static str {
     match state {
-        "applied" => "✓",
-        "applying" => "⟳",
-        "rolling_back" => "⟲",
-        "rolled_back" => "↺",
-        "failed" => "✗",
-        _ => "·",
+        PhaseState::Applied => "✓",
+        PhaseState::Applying => "⟳",
+        PhaseState::RollingBack => "⟲",
+        PhaseState::RolledBack => "↺",
+        PhaseState::Failed => "✗",
+        PhaseState::Pending => "·",
     }
 }
 
@@ -31,11 +32,11 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         if i > 0 {
             chain.push(Span::styled(" → ", theme.dim));
         }
-        let mut style = match p.state.as_str() {
-            "applied" => theme.pass,
-            "failed" => theme.fail,
-            "applying" | "rolling_back" => theme.warn,
-            _ => ratatui::style::Style::new(),
+        let mut style = match p.state {
+            PhaseState::Applied => theme.pass,
+            PhaseState::Failed => theme.fail,
+            PhaseState::Applying | PhaseState::RollingBack => theme.warn,
+            PhaseState::Pending | PhaseState::RolledBack => ratatui::style::Style::new(),
         };
         if Some(p.phase) == t.current {
             style = style.add_modifier(Modifier::REVERSED | Modifier::BOLD);
@@ -43,7 +44,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
             style = style.add_modifier(Modifier::UNDERLINED);
         }
         chain.push(Span::styled(
-            format!("{} {}", symbol(&p.state), p.phase),
+            format!("{} {}", symbol(p.state), p.phase),
             style,
         ));
         if p.irreversible {
@@ -56,8 +57,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
                 .phases
                 .iter()
                 .find(|x| x.phase == p)
-                .map(|x| x.state.as_str())
-                .unwrap_or("pending");
+                .map_or(PhaseState::Pending, |x| x.state);
             format!("{p} ({state})")
         }
         None => "not started".to_string(),
@@ -97,7 +97,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let rollback = match &t.rollback {
         Some(r) => vec![
             Span::styled("Rollback ", theme.dim),
-            Span::raw(format!("{}: {}", r.phase, r.summary)),
+            Span::raw(format!("{}: {}", r.phase, r.description)),
             Span::styled("  [R]", theme.key),
         ],
         None => match t.current {

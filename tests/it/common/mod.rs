@@ -85,15 +85,10 @@ extern "C" fn stop_shared_cluster() {
 /// Connect to `url`, spawn the connection task on the current runtime, and
 /// return the client. Panics (with the URL and the error) on failure.
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let cfg = cutover::db::DbConfig::from_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    cutover::db::connect_app(&cfg, "cutover-tests")
         .await
-        .unwrap_or_else(|e| panic!("connecting to {url}: {}", describe(&e)));
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            eprintln!("test connection error: {e}");
-        }
-    });
-    client
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
 }
 
 /// A fresh database `cutover_t_<random>` on the [`server_url`] server,
@@ -106,6 +101,8 @@ pub struct TestDb {
     pub name: String,
     /// The server's own URL (its maintenance database), used to drop it.
     server_url: String,
+    /// Login roles made for this test ([`TestDb::login`]), dropped with the database.
+    roles: Mutex<Vec<String>>,
 }
 
 impl TestDb {
@@ -125,7 +122,43 @@ impl TestDb {
             url,
             name,
             server_url,
+            roles: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A new login role `<prefix>_<n>` on the server (dropped with this database) that may use
+    /// this database and the `cutover` schema like any operator whom a DBA gave access — but
+    /// holds no role in any plan's roster. Returns its name and a URL connecting as it.
+    pub async fn login(&self, prefix: &str) -> (String, String) {
+        let role = format!("{prefix}_{:08x}", rand::random::<u32>());
+        let admin = connect(&self.server_url).await;
+        admin
+            .batch_execute(&format!("CREATE ROLE {} LOGIN", quote_ident(&role)))
+            .await
+            .unwrap_or_else(|e| panic!("creating role {role}: {}", describe(&e)));
+        self.roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(role.clone());
+        let db = self.client().await;
+        db.batch_execute(&format!(
+            "GRANT ALL ON DATABASE {db} TO {r};
+             GRANT ALL ON SCHEMA public TO {r};
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO {r};
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {r};
+             DO $$ BEGIN
+               IF to_regnamespace('cutover') IS NOT NULL THEN
+                 EXECUTE 'GRANT ALL ON SCHEMA cutover TO {r}';
+                 EXECUTE 'GRANT ALL ON ALL TABLES IN SCHEMA cutover TO {r}';
+                 EXECUTE 'GRANT ALL ON ALL SEQUENCES IN SCHEMA cutover TO {r}';
+               END IF;
+             END $$;",
+            db = quote_ident(&self.name),
+            r = quote_ident(&role)
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("granting to {role}: {}", describe(&e)));
+        (role.clone(), url_with_user(&self.url, &role))
     }
 
     /// A new connection to this database (its connection task spawned on
@@ -150,9 +183,10 @@ impl Drop for TestDb {
         // must not block_on in either: use a thread with its own runtime.
         let server_url = self.server_url.clone();
         let name = self.name.clone();
+        let roles = std::mem::take(&mut *self.roles.lock().unwrap_or_else(|e| e.into_inner()));
         let outcome = std::thread::Builder::new()
             .name(format!("drop-{name}"))
-            .spawn(move || drop_database(&server_url, &name))
+            .spawn(move || drop_database(&server_url, &name, &roles))
             .map_err(|e| format!("spawning a thread: {e}"))
             .and_then(|handle| {
                 handle
@@ -166,30 +200,51 @@ impl Drop for TestDb {
     }
 }
 
-fn drop_database(server_url: &str, name: &str) -> Result<(), String> {
+fn drop_database(server_url: &str, name: &str, roles: &[String]) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("building a runtime: {e}"))?;
     runtime.block_on(async {
         let work = async {
-            let (client, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
+            let cfg = cutover::db::DbConfig::from_url(server_url).map_err(|e| e.to_string())?;
+            let client = cutover::db::connect_app(&cfg, "cutover-tests")
                 .await
-                .map_err(|e| format!("connecting to {server_url}: {}", describe(&e)))?;
-            let connection = tokio::spawn(connection);
-            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
-            let result = client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| format!("{sql}: {}", describe(&e)));
-            drop(client);
-            let _ = connection.await;
-            result
+                .map_err(|e| format!("connecting to {server_url}: {e}"))?;
+            let mut statements = vec![format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(name)
+            )];
+            statements.extend(
+                roles
+                    .iter()
+                    .map(|r| format!("DROP ROLE IF EXISTS {}", quote_ident(r))),
+            );
+            for sql in &statements {
+                client
+                    .batch_execute(sql)
+                    .await
+                    .map_err(|e| format!("{sql}: {}", describe(&e)))?;
+            }
+            Ok(())
         };
         tokio::time::timeout(DB_OP_TIMEOUT, work)
             .await
             .unwrap_or_else(|_| Err(format!("timed out after {DB_OP_TIMEOUT:?}")))
     })
+}
+
+/// `url` connecting as `user` instead (no password: the test servers trust local logins).
+pub fn url_with_user(url: &str, user: &str) -> String {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if let Ok(mut parsed) = url::Url::parse(url) {
+            if parsed.set_username(user).is_ok() {
+                let _ = parsed.set_password(None);
+                return parsed.into();
+            }
+        }
+    }
+    format!("{url} user={user}")
 }
 
 /// `url` with its database replaced by `dbname`; handles both URL

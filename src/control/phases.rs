@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_postgres::{Client, GenericClient, Transaction};
 
-use super::EngineError;
-use crate::audit::{self, Actor, NewEntry};
+use super::ControlError;
+use crate::control::audit::{self, Actor, NewEntry};
 use crate::db::DbError;
 use crate::plan::{Phase, Plan};
 
@@ -65,7 +65,7 @@ impl std::fmt::Display for PhaseState {
 }
 
 /// One phase row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PhaseRow {
     /// Which phase.
     pub phase: Phase,
@@ -134,7 +134,7 @@ pub async fn ensure_registered(
     client: &mut Client,
     plan: &Plan,
     actor: &Actor,
-) -> Result<bool, EngineError> {
+) -> Result<bool, ControlError> {
     let exists = client
         .query_opt(
             "SELECT 1 FROM cutover.migrations WHERE plan_id = $1",
@@ -164,6 +164,7 @@ pub async fn ensure_registered(
         )
         .await?;
     }
+    super::anchors::anchor(&tx, plan, &actor.login).await?;
     let flag = plan.spec.read_switch.as_ref().map(|r| r.flag.clone());
     if let Some(flag) = &flag {
         tx.execute(
@@ -190,6 +191,26 @@ pub async fn ensure_registered(
     Ok(true)
 }
 
+/// Five `pending` rows, one per phase in order.
+pub fn pending_rows() -> Vec<PhaseRow> {
+    Phase::ALL
+        .iter()
+        .map(|&phase| PhaseRow {
+            phase,
+            state: PhaseState::Pending,
+            plan_sha256: None,
+            started_at: None,
+            finished_at: None,
+            error: None,
+        })
+        .collect()
+}
+
+/// The text whose `hashtext` keys the plan's action lock.
+pub fn lock_key(plan_id: &str) -> String {
+    format!("cutover:{plan_id}")
+}
+
 /// Loads the migration's state (it must be registered).
 pub async fn load(client: &impl GenericClient, plan_id: &str) -> Result<MigrationState, DbError> {
     let m = client
@@ -206,17 +227,7 @@ pub async fn load(client: &impl GenericClient, plan_id: &str) -> Result<Migratio
             &[&plan_id],
         )
         .await?;
-    let mut phases: Vec<PhaseRow> = Phase::ALL
-        .iter()
-        .map(|&phase| PhaseRow {
-            phase,
-            state: PhaseState::Pending,
-            plan_sha256: None,
-            started_at: None,
-            finished_at: None,
-            error: None,
-        })
-        .collect();
+    let mut phases = pending_rows();
     for r in rows {
         let Some(phase) = Phase::parse(r.get(0)) else {
             continue;
@@ -246,7 +257,7 @@ pub async fn lock_phase(
     tx: &Transaction<'_>,
     plan_id: &str,
     phase: Phase,
-) -> Result<PhaseState, EngineError> {
+) -> Result<PhaseState, ControlError> {
     let row = tx
         .query_one(
             "SELECT state FROM cutover.phases WHERE plan_id = $1 AND phase = $2 FOR UPDATE",
@@ -278,7 +289,7 @@ pub struct Transition<'a> {
 }
 
 /// Records a transition in the caller's transaction: phase row, migration row, history, audit.
-pub async fn record(tx: &Transaction<'_>, t: Transition<'_>) -> Result<i64, EngineError> {
+pub async fn record(tx: &Transaction<'_>, t: Transition<'_>) -> Result<i64, ControlError> {
     let sha = t.plan.sha256();
     let starting = matches!(t.to, PhaseState::Applying | PhaseState::RollingBack);
     tx.execute(
@@ -355,8 +366,8 @@ pub struct PlanLock {
 
 impl PlanLock {
     /// Takes the lock or refuses, naming the session that holds it.
-    pub async fn acquire(client: &Client, plan_id: &str) -> Result<PlanLock, EngineError> {
-        let key = format!("cutover:{plan_id}");
+    pub async fn acquire(client: &Client, plan_id: &str) -> Result<PlanLock, ControlError> {
+        let key = lock_key(plan_id);
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
             .await?
@@ -367,13 +378,13 @@ impl PlanLock {
         let holder = lock_holder(client, plan_id)
             .await?
             .unwrap_or_else(|| "another session".into());
-        Err(EngineError::Refused(format!(
+        Err(ControlError::Refused(format!(
             "{holder} is applying or rolling back plan `{plan_id}` right now; wait for it to finish"
         )))
     }
 
     /// Releases the lock.
-    pub async fn release(self, client: &Client) -> Result<(), EngineError> {
+    pub async fn release(self, client: &Client) -> Result<(), ControlError> {
         client
             .query_one("SELECT pg_advisory_unlock(hashtext($1))", &[&self.key])
             .await?;
@@ -382,8 +393,8 @@ impl PlanLock {
 }
 
 /// The session holding the plan's action lock (`pid N (application, login L)`), if any.
-pub async fn lock_holder(client: &Client, plan_id: &str) -> Result<Option<String>, EngineError> {
-    let key = format!("cutover:{plan_id}");
+pub async fn lock_holder(client: &Client, plan_id: &str) -> Result<Option<String>, ControlError> {
+    let key = lock_key(plan_id);
     let row = client
         .query_opt(
             "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, '')

@@ -258,6 +258,52 @@ pub async fn verify(client: &impl GenericClient) -> Result<Verification, DbError
     }
 }
 
+/// Control state that has no audit entry: every registered migration, every phase that left
+/// `pending` (in its current state), every sign-off and every override must have theirs. A
+/// chain that verifies but misses these was cut (e.g. truncated with triggers disabled).
+pub async fn cross_check(client: &impl GenericClient) -> Result<Vec<String>, DbError> {
+    let rows = client
+        .query(
+            "SELECT format('migration %s is registered but has no plan.register entry', m.plan_id)
+               FROM cutover.migrations m
+              WHERE NOT EXISTS (SELECT 1 FROM cutover.audit_log a
+                                 WHERE a.plan_id = m.plan_id AND a.action = 'plan.register')
+             UNION ALL
+             SELECT format('phase %s of %s is %s but no audit entry records that transition',
+                           p.phase, p.plan_id, p.state)
+               FROM cutover.phases p
+              WHERE p.state <> 'pending'
+                AND NOT EXISTS (SELECT 1 FROM cutover.audit_log a
+                                 WHERE a.plan_id = p.plan_id AND a.phase = p.phase
+                                   AND a.details->>'to' = p.state)
+             UNION ALL
+             SELECT format('sign-off of %s gate %s as %s by %s has no audit entry',
+                           s.plan_id, s.gate, s.role, s.login)
+               FROM cutover.signoffs s
+              WHERE NOT EXISTS (SELECT 1 FROM cutover.audit_log a
+                                 WHERE a.plan_id = s.plan_id AND a.action = 'signoff'
+                                   AND a.details->>'gate' = s.gate AND a.details->>'role' = s.role
+                                   AND a.login = s.login)
+             UNION ALL
+             SELECT format('override of %s gate %s by %s has no audit entry', o.plan_id, o.gate, o.login)
+               FROM cutover.overrides o
+              WHERE NOT EXISTS (SELECT 1 FROM cutover.audit_log a
+                                 WHERE a.plan_id = o.plan_id AND a.action = 'gate.override'
+                                   AND a.details->>'gate' = o.gate AND a.login = o.login)",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Whether an entry with `hash` is in the chain (an externally kept head must be).
+pub async fn contains_hash(client: &impl GenericClient, hash: &str) -> Result<bool, DbError> {
+    Ok(client
+        .query_opt("SELECT 1 FROM cutover.audit_log WHERE hash = $1", &[&hash])
+        .await?
+        .is_some())
+}
+
 /// Every entry (optionally only those of one plan), oldest first, streamed page by page to `sink`.
 pub async fn export(
     client: &impl GenericClient,
@@ -282,6 +328,21 @@ pub async fn export(
     }
 }
 
+/// The last `n` entries of one plan, newest first.
+pub async fn recent(
+    client: &impl GenericClient,
+    plan_id: &str,
+    n: i64,
+) -> Result<Vec<Entry>, DbError> {
+    let rows = client
+        .query(
+            "SELECT * FROM cutover.audit_log WHERE plan_id = $1 ORDER BY seq DESC LIMIT $2",
+            &[&plan_id, &n],
+        )
+        .await?;
+    Ok(rows.iter().map(Entry::from_row).collect())
+}
+
 /// The last `n` entries, oldest first.
 pub async fn last_entries(client: &impl GenericClient, n: i64) -> Result<Vec<Entry>, DbError> {
     let rows = client
@@ -302,35 +363,13 @@ pub async fn follow(
     poll: std::time::Duration,
     mut sink: impl FnMut(&Entry) -> bool,
 ) -> Result<(), DbError> {
-    use futures::StreamExt;
-    let mut config = cfg.config().clone();
-    config.application_name("cutover/audit-tail");
-    let (client, mut connection) =
-        config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| DbError::Connect {
-                target: cfg.display(),
-                message: crate::db::describe_error(&e),
-            })?;
-    let (wake_tx, mut wake) = tokio::sync::mpsc::unbounded_channel::<()>();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(msg) = messages.next().await {
-            match msg {
-                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
-                    let _ = wake_tx.send(());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!("audit tail connection closed: {e}");
-                    break;
-                }
-            }
-        }
-    });
+    let (client, mut notes, _) =
+        crate::db::connect_listening(cfg, &crate::db::SessionSettings::new("audit-tail")).await?;
     if let Err(e) = client
-        .batch_execute(&format!("LISTEN {}", crate::db::schema::NOTIFY_CHANNEL))
+        .batch_execute(&format!(
+            "LISTEN {}",
+            crate::control::schema::NOTIFY_CHANNEL
+        ))
         .await
     {
         tracing::warn!(
@@ -347,7 +386,7 @@ pub async fn follow(
             }
         }
         tokio::select! {
-            Some(()) = wake.recv() => {}
+            Some(_) = notes.recv() => {}
             _ = tokio::time::sleep(poll) => {}
         }
     }

@@ -1,0 +1,1 @@
+ALTER TABLE cutover.backfill ADD COLUMN chunk_retries bigint NOT NULL DEFAULT 0;

@@ -1,0 +1,3 @@
+ALTER TABLE cutover.backfill_chunks
+    ADD COLUMN blocked      integer NOT NULL DEFAULT 0,
+    ADD COLUMN effective_ms integer;
