@@ -100,11 +100,8 @@ pub async fn record(counters: &Counters) -> Result<(), DbError> {
     if !present {
         return Ok(());
     }
-    // Everything this connection did so far is counted; the upsert below adds one commit.
-    let c = counters.counts();
-    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
-    client
-        .execute(
+    let upsert = client
+        .prepare(
             "INSERT INTO cutover.own_transactions
                     (process, host, pid, started_at, commits, rollbacks, deadlocks)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -113,6 +110,15 @@ pub async fn record(counters: &Counters) -> Result<(), DbError> {
                  rollbacks = greatest(own_transactions.rollbacks, excluded.rollbacks),
                  deadlocks = greatest(own_transactions.deadlocks, excluded.deadlocks),
                  updated_at = clock_timestamp()",
+        )
+        .await?;
+    // Everything this connection did so far (preparing included) is counted; executing the
+    // prepared upsert adds exactly one commit.
+    let c = counters.counts();
+    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    client
+        .execute(
+            &upsert,
             &[
                 &tally::process_id(),
                 &db::host_name(),
