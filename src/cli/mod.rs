@@ -14,10 +14,13 @@ mod notify;
 mod tui;
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio_postgres::Client;
 
+use crate::control::own_transactions;
 use crate::db::{self, DbConfig, SessionSettings};
 
 pub use crate::exit;
@@ -100,6 +103,9 @@ pub struct Context {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// `--password-command` / `CUTOVER_PASSWORD_COMMAND`.
     pub password_command: Option<String>,
+    /// Set once the command connects as an operator: from then on this process records its
+    /// own transaction counts (`control::own_transactions`; viewers write nothing).
+    pub records_own_transactions: Arc<AtomicBool>,
 }
 
 impl Context {
@@ -129,6 +135,7 @@ impl Context {
         let (mut client, security) =
             db::connect_with_security(&cfg, &SessionSettings::new(purpose)).await?;
         crate::control::schema::bootstrap(&mut client).await?;
+        self.records_own_transactions.store(true, Ordering::SeqCst);
         Ok((client, security))
     }
 
@@ -172,8 +179,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         database_url: cli.database_url,
         metrics_addr: cli.metrics_addr,
         password_command: cli.password_command,
+        records_own_transactions: Arc::new(AtomicBool::new(false)),
     };
-    match cli.command {
+    let recorder = own_transactions::Recorder::start(ctx.records_own_transactions.clone());
+    let result = match cli.command {
         Command::Foundation(c) => foundation::run(c, &ctx).await,
         Command::Engine(c) => engine::run(c, &ctx).await,
         Command::Backfill(c) => backfill::run(c, &ctx).await,
@@ -182,5 +191,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify(c) => notify::run(c, &ctx).await,
         Command::Tui(c) => tui::run(c, &ctx).await,
         Command::Bench(c) => bench::run(c, &ctx).await,
+    };
+    drop(recorder);
+    // What this process did, for the error budget of other and later processes.
+    if ctx.records_own_transactions.load(Ordering::SeqCst) {
+        own_transactions::record_changed().await;
     }
+    result
 }

@@ -11,7 +11,8 @@
 //! - [`signoffs`] — sign-offs and break-glass overrides;
 //! - [`statements`] — per-statement progress of apply and rollback scripts;
 //! - [`facts`] — everything the rules judge, loaded in one consistent read;
-//! - [`outbox`] — notifications enqueued with the change that caused them, and their deliveries.
+//! - [`outbox`] — notifications enqueued with the change that caused them, and their deliveries;
+//! - [`own_transactions`] — each Cutover process's count of its own transactions.
 
 pub mod anchors;
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod facts;
 pub mod flags;
 pub mod grants;
 pub mod outbox;
+pub mod own_transactions;
 pub mod phases;
 pub mod probes;
 pub mod rehearsals;

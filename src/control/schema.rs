@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/v040_evidence.sql"),
     },
     Migration {
+        version: 41,
+        name: "evidence_own_transactions",
+        sql: include_str!("migrations/v041_own_transactions.sql"),
+    },
+    Migration {
         version: 50,
         name: "backfill_state_changed_at",
         sql: include_str!("migrations/v050_backfill_state_changed_at.sql"),

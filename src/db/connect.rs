@@ -1,5 +1,6 @@
 //! Opening connections: every connection Cutover makes goes through [`open`], so each one gets
-//! the same TLS, credentials, keepalives and time bound.
+//! the same TLS, credentials, keepalives, time bound and count of its transactions
+//! ([`super::tally`]: on the socket, and on the decrypted stream when encrypted).
 //!
 //! Per host (libpq's multi-host lists are tried in order), the whole startup — password
 //! command, TCP connect, TLS negotiation and handshake, authentication and the first
@@ -21,6 +22,7 @@ use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::{AsyncMessage, Client, Notification};
 
 use super::error::Stage;
+use super::tally::{self, Counting, Tallied, TallyingConnector};
 use super::tls::{self, SslMode, TlsInfo, Verification};
 use super::{DbError, HostKind, SessionAttrs, Settings, Target};
 
@@ -109,8 +111,12 @@ impl AsyncWrite for Socket {
     }
 }
 
+/// The counted socket under a connection.
+type CountedSocket = Tallied<Socket>;
+
 /// A connection's driver, as returned by tokio-postgres for our socket and TLS types.
-pub(crate) type Connection = tokio_postgres::Connection<Socket, tls::TlsStream<Socket>>;
+pub(crate) type Connection =
+    tokio_postgres::Connection<CountedSocket, Tallied<tls::TlsStream<CountedSocket>>>;
 
 /// How a connection is protected: shown by `cutover status` and the TUI header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -171,12 +177,13 @@ pub(crate) enum Driver {
 }
 
 /// Opens a connection with `application_name` and, if given, runs `first` as the first
-/// statement (under the same time bound).
+/// statement (under the same time bound); its transactions are counted as `counting` says.
 pub(crate) async fn open(
     cfg: &Settings,
     application_name: &str,
     first: Option<&str>,
     driver: &Driver,
+    counting: Counting,
 ) -> Result<(Client, ConnSecurity), DbError> {
     let mut last = None;
     let count = cfg.targets.len();
@@ -188,7 +195,14 @@ pub(crate) async fn open(
             _ => &[PgSslMode::Require],
         };
         for (j, mode) in modes.iter().enumerate() {
-            match attempt(cfg, target, *mode, application_name, first, driver).await {
+            let how = Attempt {
+                mode: *mode,
+                application_name,
+                first,
+                driver,
+                counting,
+            };
+            match attempt(cfg, target, &how).await {
                 Ok(done) => return Ok(done),
                 Err(e) => {
                     // `allow`: a server that refuses plaintext (pg_hba.conf class 28) gets TLS.
@@ -208,13 +222,19 @@ pub(crate) async fn open(
     Err(last.unwrap_or(DbError::NotConfigured))
 }
 
+/// How one host is tried.
+struct Attempt<'a> {
+    mode: PgSslMode,
+    application_name: &'a str,
+    first: Option<&'a str>,
+    driver: &'a Driver,
+    counting: Counting,
+}
+
 async fn attempt(
     cfg: &Settings,
     target: &Target,
-    mode: PgSslMode,
-    application_name: &str,
-    first: Option<&str>,
-    driver: &Driver,
+    how: &Attempt<'_>,
 ) -> Result<(Client, ConnSecurity), DbError> {
     let stage = StageCell::new(if cfg.password_command.is_some() {
         Stage::PasswordCommand
@@ -222,16 +242,7 @@ async fn attempt(
         Stage::Tcp
     });
     let outcome = Arc::new(Mutex::new(tls::Outcome::default()));
-    let work = startup(
-        cfg,
-        target,
-        mode,
-        application_name,
-        first,
-        driver,
-        &stage,
-        &outcome,
-    );
+    let work = startup(cfg, target, how, &stage, &outcome);
     let result = match cfg.connect_timeout {
         Some(limit) => tokio::time::timeout(limit, work)
             .await
@@ -245,17 +256,14 @@ async fn attempt(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn startup(
     cfg: &Settings,
     target: &Target,
-    mode: PgSslMode,
-    application_name: &str,
-    first: Option<&str>,
-    driver: &Driver,
+    how: &Attempt<'_>,
     stage: &StageCell,
     outcome: &Arc<Mutex<tls::Outcome>>,
 ) -> Result<(Client, ConnSecurity), DbError> {
+    let mode = how.mode;
     let password = cfg.password_for(target).await?;
     stage.set(Stage::Tcp);
     let (raw, peer) = open_socket(cfg, target).await?;
@@ -270,10 +278,13 @@ async fn startup(
         stage: stage.clone(),
         watch_answer: mode == PgSslMode::Prefer,
     };
+    let counters = (how.counting != Counting::Off)
+        .then(|| tally::counters_at(cfg.server_key(target), || cfg.pinned(target)));
+    let socket = Tallied::new(socket, counters.clone(), how.counting == Counting::On);
     let mut pg = tokio_postgres::Config::new();
     pg.user(&cfg.user)
         .dbname(&cfg.dbname)
-        .application_name(application_name)
+        .application_name(how.application_name)
         .ssl_mode(mode)
         .channel_binding(cfg.channel_binding);
     if let Some(p) = &password {
@@ -283,7 +294,7 @@ async fn startup(
         pg.options(o);
     }
     let server_name = server_name(cfg, target, peer)?;
-    let connector = tls::Connector {
+    let tls_connector = tls::Connector {
         config: if encrypting {
             Some(cfg.tls.client_config()?)
         } else {
@@ -294,6 +305,7 @@ async fn startup(
         stage: stage.clone(),
         outcome: outcome.clone(),
     };
+    let connector = TallyingConnector::new(tls_connector, counters, how.counting);
     let (client, connection) = pg.connect_raw(socket, connector).await.map_err(|e| {
         let failure = outcome
             .lock()
@@ -320,8 +332,8 @@ async fn startup(
         }
     })?;
     stage.set(Stage::FirstQuery);
-    spawn_driver(connection, driver);
-    if let Some(sql) = first {
+    spawn_driver(connection, how.driver);
+    if let Some(sql) = how.first {
         client.batch_execute(sql).await?;
     }
     check_session_attrs(&client, cfg.target_session_attrs).await?;

@@ -9,6 +9,7 @@ mod conninfo;
 pub mod error;
 mod pgpass;
 mod service;
+pub mod tally;
 pub mod throwaway;
 pub mod tls;
 pub mod txmark;
@@ -301,6 +302,15 @@ impl DbConfig {
     pub fn application_name(&self, purpose: &str) -> String {
         self.s.application_name(purpose)
     }
+
+    /// The key of the first server's database for [`tally`] (`host:port/dbname`), and this
+    /// configuration narrowed to that server.
+    pub(crate) fn first_server(&self) -> (String, DbConfig) {
+        match self.s.targets.first() {
+            Some(t) => (self.s.server_key(t), self.s.pinned(t)),
+            None => (self.display(), self.clone()),
+        }
+    }
 }
 
 impl Settings {
@@ -325,6 +335,21 @@ impl Settings {
             ""
         };
         format!("postgres://{}{pw}@{servers}/{}", self.user, self.dbname)
+    }
+
+    /// Which database's statistics a connection to `t` lands in: `host:port/dbname`.
+    pub(crate) fn server_key(&self, t: &Target) -> String {
+        format!("{}/{}", self.display_server(t), self.dbname)
+    }
+
+    /// These settings narrowed to the one server `t`.
+    pub(crate) fn pinned(&self, t: &Target) -> DbConfig {
+        DbConfig {
+            s: Arc::new(Settings {
+                targets: vec![t.clone()],
+                ..self.clone()
+            }),
+        }
     }
 
     pub(crate) fn display_server(&self, t: &Target) -> String {
@@ -816,6 +841,7 @@ pub async fn connect_with_security(
         &cfg.application_name(&session.purpose),
         Some(&session.first_statement()),
         &connect::Driver::Plain,
+        tally::Counting::On,
     )
     .await
 }
@@ -832,6 +858,7 @@ pub async fn connect_listening(
         &cfg.application_name(&session.purpose),
         Some(&session.first_statement()),
         &connect::Driver::Listen(tx),
+        tally::Counting::On,
     )
     .await?;
     Ok((client, rx, security))
@@ -840,9 +867,32 @@ pub async fn connect_listening(
 /// Opens a connection that stands for an application (the demo's workload): exactly this
 /// `application_name`, no session settings.
 pub async fn connect_app(cfg: &DbConfig, application_name: &str) -> Result<Client, DbError> {
-    connect::open(&cfg.s, application_name, None, &connect::Driver::Plain)
-        .await
-        .map(|(c, _)| c)
+    connect::open(
+        &cfg.s,
+        application_name,
+        None,
+        &connect::Driver::Plain,
+        tally::Counting::Off,
+    )
+    .await
+    .map(|(c, _)| c)
+}
+
+/// Opens the connection that records Cutover's own transaction counts ([`tally`]): counted
+/// like any other, but its transactions do not call for another recording.
+pub async fn connect_recording(
+    cfg: &DbConfig,
+    session: &SessionSettings,
+) -> Result<Client, DbError> {
+    connect::open(
+        &cfg.s,
+        &cfg.application_name(&session.purpose),
+        Some(&session.first_statement()),
+        &connect::Driver::Plain,
+        tally::Counting::Recording,
+    )
+    .await
+    .map(|(c, _)| c)
 }
 
 /// Quotes an SQL identifier.

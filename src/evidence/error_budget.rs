@@ -3,8 +3,13 @@
 //! time of the app's statements on the migrated tables (`pg_stat_statements`), lock waiters,
 //! replication lag, and the plan's own metric query — against `[probes.error_budget]`.
 //!
-//! A part that cannot be measured (no baseline, no `pg_stat_statements`, no traffic in the
-//! window) is Inconclusive with its reason; any part over its threshold fails the probe.
+//! The transaction counters are the application's: Cutover's own transactions (rehearsal, lint
+//! simulation, compatibility probe, checks, control writes, monitoring — every connection it
+//! opens) are counted on the wire by [`crate::db::tally`] and left out. A window without any
+//! application transaction holds the budget.
+//!
+//! A part that cannot be measured (no baseline, no `pg_stat_statements`, a statistics reset)
+//! is Inconclusive with its reason; any part over its threshold fails the probe.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +19,7 @@ use super::scratch::Scope;
 use super::snapshot::{self, Snapshot, StatementStat};
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
 use crate::db::describe_error;
+use crate::db::tally::Counts;
 use crate::outcome::Outcome;
 use crate::plan::{ErrorBudgetSpec, Phase, Plan, ThrottleSpec};
 
@@ -67,6 +73,7 @@ async fn measure(
     client: &Client,
     plan: &Plan,
 ) -> Result<Option<(Snapshot, Snapshot)>, tokio_postgres::Error> {
+    snapshot::publish_own_statistics(client).await?;
     let scope = Scope::enter(client).await?;
     let result = async {
         let Some(before) = snapshot::latest(client, plan.id(), Phase::ReadSwitch).await? else {
@@ -91,10 +98,11 @@ pub fn judge(
     now: &Snapshot,
 ) -> ProbeResult {
     let window = (now.taken_at - before.taken_at).num_milliseconds() as f64 / 1000.0;
+    let w = app_window(before, now);
     let mut parts = vec![
-        rollbacks(spec, before, now),
-        deadlocks(spec, before, now),
-        latency(spec, before, now),
+        rollbacks(spec, before, &w),
+        deadlocks(spec, &w),
+        latency(spec, before, now, w.quiet()),
         metric(spec, now),
     ];
     if let Some(h) = health {
@@ -105,6 +113,7 @@ pub fn judge(
         .iter()
         .map(|p| format!("{}: {}", p.outcome, p.text))
         .collect();
+    evidence.push(w.own_text(now));
     evidence.push(format!(
         "lock waiters: {} now ({} at the baseline)",
         now.lock_waiters, before.lock_waiters
@@ -145,21 +154,94 @@ pub fn judge(
     }
 }
 
-fn rollbacks(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot) -> Part {
-    let commits = now.xact_commit - before.xact_commit;
-    let rollbacks = now.xact_rollback - before.xact_rollback;
-    if commits + rollbacks <= 0 {
+/// The application's transactions and deadlocks in the window: the database's counters minus
+/// Cutover's own (every Cutover process's, see [`crate::db::tally`]).
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    /// The database's deltas (commits, rollbacks, deadlocks); negative after a statistics reset.
+    all: Counts,
+    /// Cutover's own deltas left out (`None`: the baseline predates the count).
+    own: Option<Counts>,
+    /// The application's: `all - own`, never below zero.
+    app: Counts,
+}
+
+fn totals(s: &Snapshot) -> Counts {
+    Counts {
+        commits: s.xact_commit,
+        rollbacks: s.xact_rollback,
+        deadlocks: s.deadlocks,
+    }
+}
+
+fn app_window(before: &Snapshot, now: &Snapshot) -> Window {
+    let all = totals(now).minus(&totals(before));
+    let own = match (before.cutover, now.cutover) {
+        (Some(b), Some(n)) => Some(n.counts.minus(&b.counts)),
+        _ => None,
+    };
+    let app = all.minus(&own.unwrap_or_default());
+    Window {
+        all,
+        own,
+        app: Counts {
+            commits: app.commits.max(0),
+            rollbacks: app.rollbacks.max(0),
+            deadlocks: app.deadlocks.max(0),
+        },
+    }
+}
+
+impl Window {
+    /// No application transaction ran in the window.
+    fn quiet(&self) -> bool {
+        self.app.commits + self.app.rollbacks == 0
+    }
+
+    fn own_text(&self, now: &Snapshot) -> String {
+        match (self.own, now.cutover) {
+            (Some(o), Some(n)) => format!(
+                "the database counted {} commits, {} rollbacks, {} deadlocks in the window; left out as Cutover's own: {} commits, {} rollbacks, {} deadlocks (this process's count{})",
+                self.all.commits,
+                self.all.rollbacks,
+                self.all.deadlocks,
+                o.commits,
+                o.rollbacks,
+                o.deadlocks,
+                match n.other_processes {
+                    0 => String::new(),
+                    k => format!(" and the last recorded counts of {k} other Cutover process(es)"),
+                }
+            ),
+            _ => "Cutover's own transactions are included: their count was unknown at the baseline or now".to_string(),
+        }
+    }
+}
+
+fn rollbacks(spec: &ErrorBudgetSpec, before: &Snapshot, w: &Window) -> Part {
+    if w.all.commits < 0 || w.all.rollbacks < 0 {
         return part(
             Outcome::Inconclusive,
-            "rollback ratio: no transactions in the window (or the statistics were reset)",
+            "rollback ratio: the statistics were reset since the baseline",
         );
     }
-    let base_total = (before.xact_commit + before.xact_rollback).max(1) as f64;
-    let base_ratio = before.xact_rollback as f64 / base_total * 100.0;
+    let (commits, rollbacks) = (w.app.commits, w.app.rollbacks);
+    if commits + rollbacks == 0 {
+        return part(
+            Outcome::Pass,
+            "rollback ratio: no application transactions in the window, none rolled back",
+        );
+    }
+    // The baseline's cumulative ratio, Cutover's own left out as well.
+    let own = before.cutover.map(|c| c.counts).unwrap_or_default();
+    let base_commits = (before.xact_commit - own.commits).max(0);
+    let base_rollbacks = (before.xact_rollback - own.rollbacks).max(0);
+    let base_total = (base_commits + base_rollbacks).max(1) as f64;
+    let base_ratio = base_rollbacks as f64 / base_total * 100.0;
     let ratio = rollbacks as f64 / (commits + rollbacks) as f64 * 100.0;
     let increase = ratio - base_ratio;
     let text = format!(
-        "rollback ratio {ratio:.2} % in the window ({rollbacks} of {} transactions) vs {base_ratio:.2} % before: {increase:+.2} pp (max +{} pp)",
+        "rollback ratio {ratio:.2} % in the window ({rollbacks} of {} application transactions) vs {base_ratio:.2} % before: {increase:+.2} pp (max +{} pp)",
         commits + rollbacks,
         spec.max_rollback_increase_pp
     );
@@ -170,9 +252,12 @@ fn rollbacks(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot) -> Part 
     }
 }
 
-fn deadlocks(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot) -> Part {
-    let n = now.deadlocks - before.deadlocks;
-    let text = format!("deadlocks: {n} in the window (max {})", spec.max_deadlocks);
+fn deadlocks(spec: &ErrorBudgetSpec, w: &Window) -> Part {
+    let n = w.app.deadlocks;
+    let text = format!(
+        "deadlocks: {n} in the application's sessions in the window (max {})",
+        spec.max_deadlocks
+    );
     if n > i64::try_from(spec.max_deadlocks).unwrap_or(i64::MAX) {
         part(Outcome::Fail, text)
     } else {
@@ -183,7 +268,16 @@ fn deadlocks(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot) -> Part 
 /// Mean execution time of the statements that ran both before and during the window, weighted
 /// by their calls in the window; when none did (the read switch changed every query), the mean
 /// over all statements on the migrated tables.
-fn latency(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot) -> Part {
+fn latency(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot, quiet: bool) -> Part {
+    if quiet {
+        // Every statement runs in a transaction: with none of the application's in the window,
+        // there is no application latency to measure, and whatever pg_stat_statements saw there
+        // was Cutover's own.
+        return part(
+            Outcome::Pass,
+            "latency: no application transaction ran in the window",
+        );
+    }
     let (b, n) = match (&before.statements, &now.statements) {
         (Ok(b), Ok(n)) => (b, n),
         (_, Err(reason)) | (Err(reason), _) => {
@@ -342,6 +436,7 @@ mod tests {
             replay_lag_s: None,
             index_scans: BTreeMap::new(),
             metric: None,
+            cutover: None,
         }
     }
 
@@ -365,6 +460,43 @@ mod tests {
         let r = judge(&spec, None, &before, &rolling);
         assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
         assert!(r.summary.contains("rollback ratio"), "{r:?}");
+    }
+
+    fn own(s: &mut Snapshot, commits: i64, rollbacks: i64) {
+        s.cutover = Some(snapshot::OwnShare {
+            counts: Counts {
+                commits,
+                rollbacks,
+                deadlocks: 0,
+            },
+            other_processes: 0,
+        });
+    }
+
+    #[test]
+    fn cutovers_own_transactions_are_left_out() {
+        let spec = ErrorBudgetSpec::default();
+        let mut before = snap(1000, 10, &[]);
+        own(&mut before, 300, 5);
+        // Only Cutover ran: 200 commits and 20 rollbacks, all its own.
+        let mut now = snap(1200, 30, &[("a", 50, 50.0)]);
+        own(&mut now, 500, 25);
+        let r = judge(&spec, None, &before, &now);
+        assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
+        assert!(
+            r.evidence[0].contains("no application transactions"),
+            "{r:?}"
+        );
+
+        // The application adds 100 transactions, 10 of them rolled back.
+        let mut now = snap(1290, 40, &[]);
+        own(&mut now, 500, 25);
+        let r = judge(&spec, None, &before, &now);
+        assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
+        assert!(
+            r.summary.contains("10 of 100 application transactions"),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -207,6 +207,7 @@ pub async fn before_phase(client: &Client, plan: &Plan, phase: Phase) -> anyhow:
     if phase != Phase::ReadSwitch {
         return Ok(());
     }
+    snapshot::publish_own_statistics(client).await?;
     let scope = scratch::Scope::enter(client).await?;
     let stored = async {
         let snap = snapshot::capture(client, plan).await?;

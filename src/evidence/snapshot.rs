@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use super::scratch;
+use crate::control::own_transactions;
+use crate::db::tally::Counts;
 use crate::db::{describe_error, quote_qualified};
 use crate::plan::{Phase, Plan};
 
@@ -45,6 +47,29 @@ pub struct Snapshot {
     pub index_scans: BTreeMap<String, i64>,
     /// The plan's `metric_query` value, if configured and readable.
     pub metric: Option<f64>,
+    /// Cutover's own share of the transaction and deadlock counters at that moment (`None` in
+    /// baselines stored before Cutover counted its own transactions).
+    #[serde(default)]
+    pub cutover: Option<OwnShare>,
+}
+
+/// Cutover's own transactions in the database's counters (see [`crate::db::tally`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct OwnShare {
+    /// Every Cutover process's commits, rollbacks and deadlocks so far.
+    pub counts: Counts,
+    /// How many other Cutover processes had recorded counts.
+    pub other_processes: i64,
+}
+
+/// Makes this session's statistics visible to others before a snapshot: PostgreSQL 15
+/// publishes a session's counters when it goes idle, at most once a second and sometimes much
+/// later; `pg_stat_force_next_flush()` makes the next idle moment publish them. Without effect
+/// when the caller is inside a transaction, or before PostgreSQL 15.
+pub async fn publish_own_statistics(client: &Client) -> Result<(), tokio_postgres::Error> {
+    let scope = scratch::Scope::enter(client).await?;
+    let _ = scratch::optional_query(client, "SELECT pg_stat_force_next_flush()", &[]).await;
+    scope.rollback(client).await
 }
 
 /// How to make `pg_stat_statements` available.
@@ -71,7 +96,9 @@ pub fn bare(table: &str) -> &str {
     table.rsplit('.').next().unwrap_or(table)
 }
 
-/// Reads a snapshot. Must be called inside a [`scratch::Scope`] (optional parts use savepoints).
+/// Reads a snapshot, with Cutover's own share of the counters read at the same moment. Must be
+/// called inside a [`scratch::Scope`] (optional parts use savepoints); call
+/// [`publish_own_statistics`] before opening that scope.
 pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_postgres::Error> {
     client
         .batch_execute("SELECT pg_stat_clear_snapshot()")
@@ -83,6 +110,18 @@ pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_pos
             &[],
         )
         .await?;
+    // The reading checks first that its table is there and readable, so only a broken
+    // connection fails it (and the next statement reports that); without it nothing is left out.
+    let cutover = match own_transactions::share(client).await {
+        Ok(s) => Some(OwnShare {
+            counts: s.counts,
+            other_processes: s.other_processes,
+        }),
+        Err(e) => {
+            tracing::warn!(target: "evidence", "Cutover's own transactions unknown: {e}");
+            None
+        }
+    };
     let waiters = client
         .query_one(
             "SELECT count(*) FROM pg_stat_activity
@@ -125,6 +164,7 @@ pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_pos
         replay_lag_s: lag,
         index_scans,
         metric,
+        cutover,
     })
 }
 
@@ -252,7 +292,15 @@ pub fn is_app_statement(query: &str, own: &[String]) -> bool {
         "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "WITH" | "MERGE" | "COPY" | "TABLE" | "VALUES"
     );
     let shaped = shape(query);
-    dml && !own.iter().any(|o| shaped.contains(o.as_str()))
+    dml && !reads_catalog(&shaped) && !own.iter().any(|o| shaped.contains(o.as_str()))
+}
+
+/// Statements that also read the system catalogs: Cutover's check and backfill planners size
+/// their work from `pg_class` in the same statement; an application's data statements do not.
+fn reads_catalog(shaped: &str) -> bool {
+    ["pg_class", "pg_catalog.", "reltuples", "::regclass"]
+        .iter()
+        .any(|w| shaped.contains(w))
 }
 
 fn strip_comments(sql: &str) -> &str {
@@ -359,6 +407,10 @@ mod tests {
         ));
         assert!(!is_app_statement(
             "CREATE INDEX i ON public.accounts (balance)",
+            &own
+        ));
+        assert!(!is_app_statement(
+            "SELECT min(\"id\")::int8, (SELECT greatest(reltuples, $1)::float8 FROM pg_class WHERE oid = $2::regclass) FROM public.accounts",
             &own
         ));
     }

@@ -9,9 +9,9 @@ pub mod diagnostic;
 mod duration;
 mod fields;
 mod load;
+pub mod notify;
 mod source;
 mod strings;
-pub mod notify;
 mod validate;
 pub mod windows;
 
@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 pub use authorization::{Action, Authorization, Governance};
 pub use diagnostic::{Diagnostic, PlanError};
 pub use duration::Duration;
-pub use source::MAX_PLAN_BYTES;
 pub use notify::{Event, NotifySpec};
+pub use source::MAX_PLAN_BYTES;
 
 /// The five phases of an expand/contract migration, in order.
 #[derive(

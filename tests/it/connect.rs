@@ -1,6 +1,7 @@
 //! Connecting like libpq, against real servers: TLS modes and certificate checks, client
 //! certificates, SCRAM through `.pgpass`, a service file and `--password-command`, time-outs
-//! that name the stage, and secrets that never reach the output.
+//! that name the stage, secrets that never reach the output, and Cutover's own transactions
+//! counted on every kind of connection.
 //!
 //! Two throwaway clusters, started once (in parallel) and shared by these tests: one with TLS
 //! (certificates made at test time by a test CA) and password / certificate rules in
@@ -18,6 +19,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::sync::OnceCell;
 
 use crate::common::{self, cutover_bin};
+use crate::tally::{assert_counted_exactly, TABLE};
 
 /// The password of `scramuser` (stored as SCRAM-SHA-256).
 const SCRAM_PW: &str = "Scr4m-Pw/with?odd@chars";
@@ -35,6 +37,8 @@ struct Env {
     tls_port: u16,
     plain_port: u16,
     pki: PathBuf,
+    /// The TLS cluster's unix-socket directory.
+    tls_socket_dir: PathBuf,
 }
 
 impl Env {
@@ -66,6 +70,7 @@ async fn env() -> Env {
                 tls_port: servers._tls.port(),
                 plain_port: servers._plain.port(),
                 pki: servers.pki.clone(),
+                tls_socket_dir: servers._tls.socket_dir().to_path_buf(),
             };
             *HELD.lock().unwrap_or_else(|e| e.into_inner()) = Some(servers);
             // SAFETY: registers a plain `extern "C" fn()` that never unwinds; runs once.
@@ -177,6 +182,14 @@ fn make_certificates(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
 async fn open(url: &str) -> Result<(tokio_postgres::Client, db::ConnSecurity), DbError> {
     let cfg = DbConfig::from_url(url)?;
     db::connect_with_security(&cfg, &SessionSettings::new("test")).await
+}
+
+/// The password of `scramuser`, encoded for a URL.
+fn scram_pw_in_url() -> String {
+    SCRAM_PW
+        .replace('/', "%2F")
+        .replace('?', "%3F")
+        .replace('@', "%40")
 }
 
 fn tls_url(env: &Env, host: &str, params: &str) -> String {
@@ -373,10 +386,7 @@ async fn allow_retries_with_tls_when_plaintext_is_refused() {
 #[tokio::test]
 async fn scram_with_channel_binding_over_tls() {
     let env = env().await;
-    let pw = SCRAM_PW
-        .replace('/', "%2F")
-        .replace('?', "%3F")
-        .replace('@', "%40");
+    let pw = scram_pw_in_url();
     let url = format!(
         "postgres://scramuser:{pw}@localhost:{}/app?sslmode=verify-full&sslrootcert={}&channel_binding=require",
         env.tls_port,
@@ -392,6 +402,69 @@ async fn scram_with_channel_binding_over_tls() {
     let wrong = url.replace(&pw, "wrong");
     let e = open(&wrong).await.unwrap_err();
     assert_eq!(e.sqlstate().map(|c| c.code()), Some("28P01"), "{e}");
+}
+
+/// Cutover's count of its own transactions equals the server's on every kind of connection:
+/// TLS (also with SCRAM channel binding, which passes through the counting wrapper), the unix
+/// socket, and plaintext TCP.
+#[tokio::test]
+async fn own_transactions_are_counted_over_tls_unix_sockets_and_plaintext() {
+    let env = env().await;
+    let socket = |db: &str| {
+        format!(
+            "host={} port={} user=postgres dbname={db}",
+            env.tls_socket_dir.display(),
+            env.tls_port
+        )
+    };
+    let admin = common::connect(&socket("postgres")).await;
+    let name = format!("tally_{:08x}", rand::random::<u32>());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} OWNER scramuser"))
+        .await
+        .unwrap();
+    let setup = common::connect(&socket(&name)).await;
+    setup
+        .batch_execute(&format!("{TABLE}; ALTER TABLE t OWNER TO scramuser"))
+        .await
+        .unwrap();
+    drop(setup);
+    let ca = env.file("ca.crt");
+    let variants = [
+        (
+            tls_url(&env, "127.0.0.1", "sslmode=require").replace("/postgres?", &format!("/{name}?")),
+            true,
+        ),
+        (
+            format!(
+                "postgres://scramuser:{}@localhost:{}/{name}?sslmode=verify-full&sslrootcert={ca}&channel_binding=require",
+                scram_pw_in_url(),
+                env.tls_port
+            ),
+            true,
+        ),
+        (socket(&name), false),
+        (
+            tls_url(&env, "127.0.0.1", "sslmode=disable").replace("/postgres?", &format!("/{name}?")),
+            false,
+        ),
+    ];
+    for (url, encrypted) in variants {
+        // Shown masked: the SCRAM variant's URL holds a password.
+        let shown = DbConfig::from_url(&url).unwrap().display();
+        let (_, security) = open(&url).await.unwrap_or_else(|e| panic!("{shown}: {e}"));
+        assert_eq!(security.encrypted(), encrypted, "{shown}: {security:?}");
+        let ours = assert_counted_exactly(&admin, &url, &name).await;
+        assert!(
+            ours.commits > 20 && ours.rollbacks > 10,
+            "{shown}: {ours:?}"
+        );
+        assert_eq!(ours.deadlocks, 1, "{shown}: {ours:?}");
+    }
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
 }
 
 /// Runs the binary with a clean libpq environment and `HOME` set to `home`.

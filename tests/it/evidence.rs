@@ -644,3 +644,77 @@ async fn runbook_and_probe_commands() {
         "{stdout}"
     );
 }
+
+/// Runs pgbench against `url` for `seconds` with a client that reads an account in a
+/// transaction and rolls back `fail_pct` % of them.
+async fn app_load(url: &str, seconds: u32, fail_pct: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("app.sql");
+    std::fs::write(
+        &script,
+        "\\set id random(1, 200)\n\\set r random(1, 100)\nBEGIN;\nSELECT balance FROM public.accounts WHERE id = :id;\n\\if :r <= :fail\nROLLBACK;\n\\else\nCOMMIT;\n\\endif\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new("pgbench")
+        .args(["-n", "-c", "2", "-j", "1", "-T", &seconds.to_string()])
+        .args(["-D", &format!("fail={fail_pct}"), "-f"])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn error_budget_under_load_leaves_cutover_out_and_catches_app_rollbacks() {
+    let (db, client) = demo_db().await;
+    let plan = demo_plan();
+    app_load(&db.url, 2, 0).await;
+    evidence::before_phase(&client, &plan, Phase::ReadSwitch)
+        .await
+        .unwrap();
+
+    // After the switch the application stays healthy while Cutover rolls back transactions of
+    // its own, in this process and in others: rehearsal, lint simulation, compatibility probe.
+    let load = app_load(&db.url, 2, 0);
+    let cutover_work = async {
+        let out = Command::new(cutover_bin())
+            .args(["rehearse", DEMO_PLAN])
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for _ in 0..3 {
+            run(&client, &plan, ProbeKind::Lint, Phase::Expand).await;
+            run(&client, &plan, ProbeKind::Compatibility, Phase::DualWrite).await;
+        }
+    };
+    tokio::join!(load, cutover_work);
+    let r = run(&client, &plan, ProbeKind::ErrorBudget, Phase::Contract).await;
+    let t = text(&r);
+    assert!(t.contains("PASS: rollback ratio 0.00 %"), "{t}");
+    let own_rollbacks: i64 = t
+        .split("left out as Cutover's own: ")
+        .nth(1)
+        .and_then(|s| s.split(" rollbacks").next())
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(own_rollbacks > 0, "{t}");
+
+    // Then the application starts rolling back 5 % of its transactions.
+    app_load(&db.url, 3, 5).await;
+    let r = run(&client, &plan, ProbeKind::ErrorBudget, Phase::Contract).await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", text(&r));
+    assert!(r.summary.contains("rollback ratio"), "{}", text(&r));
+    eprintln!("{}", text(&r));
+}

@@ -11,5 +11,6 @@ mod foundation;
 mod notify;
 mod plan;
 mod readonly;
+mod tally;
 mod throwaway;
 mod tui;
