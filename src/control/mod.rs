@@ -3,6 +3,7 @@
 //! - [`schema`] — the versioned bootstrap and its migrations (`migrations/*.sql`);
 //! - [`audit`] — the hash-chained, append-only audit log;
 //! - [`phases`] — migrations, phases and their history: the phase state machine;
+//! - [`baselines`] — health snapshots taken before a phase, for the error budget;
 //! - [`backfill`] — the backfill's state row and transitions, ranges, leases, chunk statistics;
 //! - [`checks`] — check results and golden-query baselines;
 //! - [`flags`] — feature flags (a plan's read switch is one);
@@ -17,6 +18,7 @@
 pub mod anchors;
 pub mod audit;
 pub mod backfill;
+pub mod baselines;
 pub mod checks;
 pub mod facts;
 pub mod flags;

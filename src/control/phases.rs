@@ -222,6 +222,22 @@ pub async fn seed_applied(
     Ok(())
 }
 
+/// When `phase` was applied (its latest successful application), if it is applied now.
+pub async fn applied_at(
+    client: &impl GenericClient,
+    plan_id: &str,
+    phase: Phase,
+) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT finished_at FROM cutover.phases
+              WHERE plan_id = $1 AND phase = $2 AND state = 'applied'",
+            &[&plan_id, &phase.as_str()],
+        )
+        .await?;
+    Ok(row.and_then(|r| r.get(0)))
+}
+
 /// Five `pending` rows, one per phase in order.
 pub fn pending_rows() -> Vec<PhaseRow> {
     Phase::ALL

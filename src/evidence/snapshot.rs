@@ -349,13 +349,7 @@ pub async fn store(
     snap: &Snapshot,
 ) -> Result<(), tokio_postgres::Error> {
     let json = serde_json::to_value(snap).unwrap_or_default();
-    client
-        .execute(
-            "INSERT INTO cutover.evidence_baselines (plan_id, phase, snapshot) VALUES ($1, $2, $3)",
-            &[&plan.id(), &phase.as_str(), &json],
-        )
-        .await?;
-    Ok(())
+    crate::control::baselines::store(client, plan.id(), phase, &json).await
 }
 
 /// The latest baseline taken before `phase`, if any.
@@ -364,14 +358,8 @@ pub async fn latest(
     plan_id: &str,
     phase: Phase,
 ) -> Result<Option<Snapshot>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            "SELECT snapshot FROM cutover.evidence_baselines
-              WHERE plan_id = $1 AND phase = $2 ORDER BY id DESC LIMIT 1",
-            &[&plan_id, &phase.as_str()],
-        )
-        .await?;
-    Ok(row.and_then(|r| serde_json::from_value(r.get::<_, serde_json::Value>(0)).ok()))
+    let value = crate::control::baselines::latest(client, plan_id, phase).await?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 /// When `phase` was applied (its latest successful application), if it is applied now.
@@ -380,14 +368,7 @@ pub async fn applied_at(
     plan_id: &str,
     phase: Phase,
 ) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            "SELECT finished_at FROM cutover.phases
-              WHERE plan_id = $1 AND phase = $2 AND state = 'applied'",
-            &[&plan_id, &phase.as_str()],
-        )
-        .await?;
-    Ok(row.and_then(|r| r.get(0)))
+    crate::control::phases::applied_at(client, plan_id, phase).await
 }
 
 #[cfg(test)]

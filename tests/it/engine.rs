@@ -393,20 +393,7 @@ async fn demo_plan_lifecycle_through_the_cli() {
         if phase == Phase::ReadSwitch {
             let o = cutover(url, &["flag", "get", "accounts.read_balance_cents"]).await;
             assert_eq!(ok(&o).trim(), "on");
-            // The application keeps writing during the observation window (the error budget
-            // compares its transactions with the baseline taken before the switch).
-            let read = client
-                .prepare("SELECT balance_cents FROM public.accounts WHERE id = $1")
-                .await
-                .unwrap();
-            let touch = client
-                .prepare("UPDATE public.accounts SET updated_at = now() WHERE id = $1")
-                .await
-                .unwrap();
-            for id in 1..=300i64 {
-                client.query(&read, &[&id]).await.unwrap();
-                client.execute(&touch, &[&id]).await.unwrap();
-            }
+            app_traffic(&client).await;
         }
     }
 
@@ -1655,6 +1642,23 @@ async fn audit_verify_cross_checks_the_control_state_and_kept_heads() {
     );
 }
 
+/// The application keeps reading and writing during the observation window after the read
+/// switch (the error budget compares its transactions with the baseline taken before it).
+async fn app_traffic(client: &Client) {
+    let read = client
+        .prepare("SELECT balance_cents FROM public.accounts WHERE id = $1")
+        .await
+        .unwrap();
+    let touch = client
+        .prepare("UPDATE public.accounts SET updated_at = now() WHERE id = $1")
+        .await
+        .unwrap();
+    for id in 1..=300i64 {
+        client.query(&read, &[&id]).await.unwrap();
+        client.execute(&touch, &[&id]).await.unwrap();
+    }
+}
+
 /// Every row of every `cutover` table, hashed per table.
 async fn control_fingerprint(client: &Client) -> Vec<(String, String)> {
     let tables: Vec<String> = client
@@ -1758,7 +1762,7 @@ async fn a_non_superuser_owner_runs_the_lifecycle_and_a_viewer_with_the_printed_
             ok(&cutover(&as_owner, &["backfill", "run", plan, "--report-every", "0"]).await);
         }
         if phase == Phase::ReadSwitch {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            app_traffic(&admin).await;
         }
     }
 
