@@ -3,11 +3,15 @@
 //! - [`schema`] — the versioned bootstrap and its migrations (`migrations/*.sql`);
 //! - [`audit`] — the hash-chained, append-only audit log;
 //! - [`phases`] — migrations, phases and their history: the phase state machine;
-//! - [`facts`] — everything the rules judge, loaded in one consistent read.
+//! - [`facts`] — everything the rules judge, loaded in one consistent read;
+//! - [`attestations`] — scorecard categories attested by hand;
+//! - [`census`] — call counts of legacy-column readers between hidden-reader censuses.
 
 pub mod anchors;
+pub mod attestations;
 pub mod audit;
 pub mod backfill;
+pub mod census;
 pub mod facts;
 pub mod grants;
 pub mod phases;

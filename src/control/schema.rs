@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "plan_anchors",
         sql: include_str!("migrations/v060_plan_anchors.sql"),
     },
+    Migration {
+        version: 80,
+        name: "attestations_census",
+        sql: include_str!("migrations/v080_attestations_census.sql"),
+    },
 ];
 
 /// The channel on which every change of the control schema is announced (`LISTEN cutover_events`).

@@ -7,6 +7,7 @@
 //! lock. When the server is slow or gone, the worker says so and reconnects by itself with
 //! backoff; actions asked for meanwhile are refused with the reason.
 
+pub mod app;
 pub mod command;
 pub mod snapshot;
 
@@ -24,6 +25,7 @@ use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::{Phase, Plan};
 use crate::rules::ItemKind;
 
+pub use app::{AppControl, AppHandle, AppStatus, AppVersion};
 pub use command::{ActionError, ActionResult, Command};
 pub use snapshot::Snapshot;
 
@@ -97,6 +99,8 @@ pub struct WorkerOptions {
     pub plan: Plan,
     /// Refuse every change.
     pub read_only: bool,
+    /// The application `:app` rolls (the demo's), and this process's metrics endpoint.
+    pub env: command::Env,
 }
 
 /// The UI's side of a running worker.
@@ -474,10 +478,11 @@ async fn connected(
                     }
                     let cfg = state.opts.db.clone();
                     let plan = state.opts.plan.clone();
+                    let env = state.opts.env.clone();
                     let done = done_tx.clone();
                     tokio::spawn(async move {
                         let result = match db::connect(&cfg, &SessionSettings::new("tui-action")).await {
-                            Ok(mut c) => command::execute(&mut c, &cfg, &plan, &command).await,
+                            Ok(mut c) => command::execute(&mut c, &cfg, &plan, &env, &command).await,
                             Err(e) => Err(ActionError::Failed(e.to_string())),
                         };
                         let _ = done.send((command, result));
@@ -542,6 +547,7 @@ async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
     state.maybe_run_backfill(&snap);
     snap.rate_history = state.rates.iter().copied().collect();
     snap.security = state.security.clone();
+    snap.app = state.opts.env.app.as_ref().map(|a| a.0.status());
     if has_stale_probe(&snap) {
         state.eval_wanted = true;
     }
