@@ -270,7 +270,7 @@ fn observability(plan: &Plan, facts: &Facts) -> Evidence {
         ),
         (None, None) => (
             Outcome::Inconclusive,
-            "the metrics endpoint has never been scraped: run Cutover with --metrics-addr and point Prometheus at it, or attest where the dashboards are (`:attest observability URL`)".into(),
+            "never scraped: point Prometheus at --metrics-addr, or the sre attests the dashboards (`:attest observability URL`)".into(),
         ),
         (Some((secs, ..)), None) => (
             Outcome::Fail,
@@ -310,7 +310,7 @@ fn reversibility(plan: &Plan, facts: &Facts) -> Vec<Evidence> {
         None => Evidence {
             name,
             outcome: Outcome::Inconclusive,
-            detail: "never rehearsed (run `cutover rehearse`)".into(),
+            detail: "never rehearsed (`:rehearse` in the TUI, or `cutover rehearse`)".into(),
         },
         Some(r) if r.plan_sha256 != plan.sha256() => Evidence {
             name,
@@ -325,9 +325,10 @@ fn reversibility(plan: &Plan, facts: &Facts) -> Vec<Evidence> {
             name,
             outcome: Outcome::Pass,
             detail: format!(
-                "rollback tested and timed: {:.0} ms in total at {}",
+                "rollback tested and timed: {:.0} ms in total at {} ({} ago)",
                 r.total_ms,
-                fmt_time(r.at)
+                fmt_time(r.at),
+                age(r.at, facts.now)
             ),
         },
         Some(r) => Evidence {

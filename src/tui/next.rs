@@ -20,6 +20,13 @@ pub enum StepKind {
     Done,
 }
 
+/// A phase applying for less than this long is not called interrupted (its lock may not show
+/// in the snapshot yet).
+const INTERRUPTED_AFTER_SECS: i64 = 5;
+
+/// A hint longer than this is not given a "meanwhile" (it must fit an 80-column footer).
+const MAX_WIDTH: usize = 76;
+
 /// The hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NextStep {
@@ -57,8 +64,14 @@ fn step(plan: &Plan, s: &Snapshot, me: &[String]) -> NextStep {
     if !s.status.registered {
         return wait("wait: the migration is being registered (an operator's TUI does it)");
     }
+    // Just started, a run may not show its lock yet: call it interrupted only once it is old.
+    let fresh = |p: &crate::rules::status::PhaseStatus| {
+        p.started_at
+            .is_some_and(|t| s.facts.now - t < chrono::Duration::seconds(INTERRUPTED_AFTER_SECS))
+    };
     if let Some(p) = s.status.phases.iter().find(|p| {
-        matches!(p.state, PhaseState::Applying | PhaseState::RollingBack) && p.note.is_none()
+        matches!(p.state, PhaseState::Applying | PhaseState::RollingBack)
+            && (p.note.is_none() || fresh(p))
     }) {
         let verb = if p.state == PhaseState::Applying {
             "applied"
@@ -89,7 +102,7 @@ fn step(plan: &Plan, s: &Snapshot, me: &[String]) -> NextStep {
     }
     if let Some(app) = s.app {
         if app.draining.is_some() {
-            return wait(format!("wait for the app rollout ({app})"));
+            return wait(format!("wait: {app}"));
         }
         if phase == Phase::Contract && app.serving == AppVersion::V1 {
             return act("roll the app to v2, which reads balance_cents (:app v2)");
@@ -136,7 +149,10 @@ fn step(plan: &Plan, s: &Snapshot, me: &[String]) -> NextStep {
     if let Some(i) = of(ItemKind::Probe).find(|i| i.outcome == Outcome::Fail && !i.stale) {
         if i.name == ProbeKind::HiddenReaders.as_str() {
             return match s.app {
-                Some(_) => wait("wait: old readers of balance must stay silent for the observation window (c re-checks)"),
+                Some(_) => wait(format!(
+                    "wait: old readers must stay silent for {}s (c re-checks)",
+                    observe_window(plan, Phase::Contract)
+                )),
                 None => act("hidden readers use the old column: see Readiness (c re-checks)"),
             };
         }
@@ -147,14 +163,9 @@ fn step(plan: &Plan, s: &Snapshot, me: &[String]) -> NextStep {
     }
     if let Some(i) = of(ItemKind::Probe).next() {
         if i.name == ProbeKind::ErrorBudget.as_str() && !i.stale {
-            return wait(
-                "wait: the error budget needs app traffic since the read switch (c re-checks)",
-            );
+            return wait("wait: the error budget needs app traffic (c re-checks)");
         }
-        return wait(format!(
-            "wait: probe {} is being evaluated (c runs it now)",
-            i.name
-        ));
+        return wait(format!("wait for probe {} (c runs it now)", i.name));
     }
     let missing: Vec<&str> = of(ItemKind::Signoff).map(|i| i.name.as_str()).collect();
     let mine: Vec<&str> = missing
@@ -183,6 +194,11 @@ fn step(plan: &Plan, s: &Snapshot, me: &[String]) -> NextStep {
         Some(b) => act(b.clone()),
         None => wait(format!("wait: the {phase} gate is being judged")),
     }
+}
+
+/// `phase`'s observation window in whole seconds (0 without one).
+fn observe_window(plan: &Plan, phase: Phase) -> u64 {
+    plan.gate(phase).observe.map_or(0, |w| w.std().as_secs())
 }
 
 /// Seconds left of `phase`'s observation window, rounded up.
@@ -225,7 +241,7 @@ fn meanwhile(s: &Snapshot, step: NextStep) -> NextStep {
     } else {
         None
     };
-    match extra {
+    match extra.filter(|cmd| step.text.chars().count() + cmd.len() + 13 <= MAX_WIDTH) {
         Some(cmd) => NextStep {
             text: format!("{} · meanwhile {cmd}", step.text),
             ..step

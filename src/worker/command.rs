@@ -454,7 +454,8 @@ async fn scrape(
         .lines()
         .find(|l| l.starts_with("cutover_database_up"))
         .and_then(|l| l.rsplit(' ').next())
-        .is_some_and(|v| v.trim() == "1");
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .is_some_and(|v| v == 1.0);
     if !up {
         return Err(ActionError::Failed(format!(
             "{url} answered without the control schema's metrics ({series} series): the endpoint could not read the database"

@@ -39,6 +39,9 @@ const MIN_REFRESH_GAP: Duration = Duration::from_millis(250);
 const EVAL_EVERY: Duration = Duration::from_secs(30);
 /// … and after gate-relevant changes, at most this often.
 const EVAL_MIN_GAP: Duration = Duration::from_secs(1);
+/// While a probe blocks the next gate, its verdict can change with time alone (a reader goes
+/// silent, traffic fills the error-budget window): re-run the probes this often.
+const EVAL_BLOCKED_EVERY: Duration = Duration::from_secs(5);
 /// How long quitting waits for an in-process backfill to reach its checkpoint.
 const RUNNER_STOP_WAIT: Duration = Duration::from_secs(10);
 /// How often a viewer tries to take over the backfill lease.
@@ -552,9 +555,14 @@ async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
         state.eval_wanted = true;
     }
     let since = state.last_eval.map(|t| t.elapsed());
+    let every = if has_blocking_probe(&snap) {
+        EVAL_BLOCKED_EVERY
+    } else {
+        EVAL_EVERY
+    };
     let due = match since {
         None => true,
-        Some(e) => e >= EVAL_EVERY || (state.eval_wanted && e >= EVAL_MIN_GAP),
+        Some(e) => e >= every || (state.eval_wanted && e >= EVAL_MIN_GAP),
     };
     let writer = !state.opts.read_only;
     if writer && due && !state.evaluating && snap.facts.registration.is_some() {
@@ -575,6 +583,15 @@ fn spawn_evaluation(state: &State) {
         run_next_probes(&cfg, &plan).await;
         let _ = tx.send(());
     });
+}
+
+/// A probe of the next gate does not pass (time alone may change that).
+fn has_blocking_probe(snap: &Snapshot) -> bool {
+    snap.gate().is_some_and(|g| {
+        g.items
+            .iter()
+            .any(|i| i.kind == ItemKind::Probe && i.outcome != crate::outcome::Outcome::Pass)
+    })
 }
 
 /// A probe result of the next gate is shown as stale: it is worth re-running.

@@ -11,13 +11,14 @@ use crate::outcome::Outcome;
 use crate::tui::theme::{outcome_symbol, Theme};
 use crate::tui::view::{Focus, ViewModel};
 
-/// The width (borders included) at which no evidence line of the scorecard is cut.
+/// The width (borders included) at which no evidence line of the scorecard is cut, whether
+/// shown beside its category (compact) or under it (expanded).
 pub fn wanted_width(vm: &ViewModel) -> u16 {
     let evidence = vm
         .scorecard
         .iter()
         .flat_map(|c| c.evidence.iter())
-        .map(|(_, text)| 4 + 2 + text.chars().count())
+        .map(|(_, text)| 2 + 22 + text.chars().count())
         .max()
         .unwrap_or(0);
     u16::try_from(evidence + 2).unwrap_or(u16::MAX)
