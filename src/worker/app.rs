@@ -1,5 +1,5 @@
 //! The application whose schema is being migrated, as far as the command center can steer it.
-//! Only the demo has one ([`crate::demo::workload`]): its two versions and a rolling deploy
+//! Only the demo has one (its workload, `demo::workload`): two versions and a rolling deploy
 //! from one to the other. The worker runs `:app` commands through [`AppControl`] and puts the
 //! app's [`AppStatus`] in every snapshot.
 
