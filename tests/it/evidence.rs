@@ -747,3 +747,63 @@ async fn census_lets_a_silent_reader_drain_after_the_observation_window() {
         "samples older than the one compared with are forgotten ({kept} kept)"
     );
 }
+
+/// `cutover attest`: the sre's word on where the dashboards are turns Observability green for
+/// this plan version, with who and where in the evidence and an audit entry; a login outside
+/// the roster and a category with automated evidence are refused (exit 3) and change nothing.
+#[tokio::test]
+async fn attest_observability_by_its_owner_only() {
+    let (db, client) = demo_db().await;
+    let cutover = |url: &str, args: &[&str]| {
+        Command::new(cutover_bin())
+            .args(args)
+            .env("DATABASE_URL", url)
+            .output()
+            .unwrap()
+    };
+    let url = "https://grafana.example.com/d/ledger";
+    let (_, outsider) = db.login("mallory").await;
+    let o = cutover(&outsider, &["attest", DEMO_PLAN, "observability", url]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    let o = cutover(&db.url, &["attest", DEMO_PLAN, "data_quality", url]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("automated evidence only"),
+        "{o:?}"
+    );
+    let o = cutover(&db.url, &["attest", DEMO_PLAN, "observability", "grafana"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    let none: i64 = client
+        .query_one("SELECT count(*) FROM cutover.attestations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(none, 0);
+
+    let o = cutover(&db.url, &["attest", DEMO_PLAN, "observability", url]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = cutover(&db.url, &["status", DEMO_PLAN, "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let obs = st["scorecard"]["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Observability")
+        .unwrap()["evidence"][0]
+        .clone();
+    assert_eq!(obs["outcome"], "pass", "{obs}");
+    let detail = obs["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("attested by postgres (sre) at ") && detail.ends_with(url),
+        "{detail}"
+    );
+    let audited: i64 = client
+        .query_one(
+            "SELECT count(*) FROM cutover.audit_log WHERE action = 'attest' AND details->>'url' = $1",
+            &[&url],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1);
+}
