@@ -107,6 +107,23 @@ impl App {
         };
         vm.demo = self.demo;
         vm.metrics_url = self.metrics.map(|a| format!("http://{a}/metrics"));
+        if let Some(url) = &vm.metrics_url {
+            // Say where the endpoint is while nobody has scraped it.
+            if let Some(c) = vm
+                .scorecard
+                .iter_mut()
+                .find(|c| c.name == CategoryKind::Observability.title())
+                .filter(|c| c.evidence.first().is_some_and(|e| e.0 != Outcome::Pass))
+            {
+                c.evidence.insert(
+                    1,
+                    (
+                        Outcome::Inconclusive,
+                        format!("endpoint {url}: :scrape (or curl) scrapes it"),
+                    ),
+                );
+            }
+        }
         vm.ui = self.ui.clone();
         vm
     }

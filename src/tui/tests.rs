@@ -772,3 +772,60 @@ fn wide_layout_gives_readiness_the_width_of_its_evidence() {
     );
     insta::assert_snapshot!(screen);
 }
+
+#[test]
+fn observability_says_where_the_endpoint_is_until_it_is_scraped() {
+    let mut app = app_with(fresh());
+    app.set_environment(true, Some("127.0.0.1:40123".parse().unwrap()));
+    let vm = app.view();
+    let obs = vm
+        .scorecard
+        .iter()
+        .find(|c| c.name == "Observability")
+        .unwrap();
+    assert!(
+        obs.evidence
+            .iter()
+            .any(|e| e.1 == "endpoint http://127.0.0.1:40123/metrics: :scrape (or curl) scrapes it"),
+        "{obs:?}"
+    );
+    assert_eq!(
+        app.run_command_line("scrape", Instant::now()),
+        Action::Send(Command::Scrape)
+    );
+    assert_eq!(
+        app.run_command_line(
+            "attest observability https://grafana.example.com/d/1",
+            Instant::now()
+        ),
+        Action::Send(Command::Attest {
+            category: crate::rules::CategoryKind::Observability,
+            url: "https://grafana.example.com/d/1".into()
+        })
+    );
+    assert_eq!(
+        app.run_command_line("attest data_quality https://x.example", Instant::now()),
+        Action::None
+    );
+    // Before the read switch v2 cannot serve: refused locally, with the reason.
+    assert_eq!(app.run_command_line("app v2", Instant::now()), Action::None);
+    let (status, error) = app.view().ui.status.unwrap();
+    assert!(
+        error && status.contains("once the read switch is applied"),
+        "{status}"
+    );
+    let mut demo = app_with(on_v2(at_contract(30), false));
+    demo.set_environment(true, None);
+    assert_eq!(
+        demo.run_command_line("app v1", Instant::now()),
+        Action::Send(Command::App {
+            version: AppVersion::V1
+        })
+    );
+    // Outside the demo there is no app to roll.
+    let mut plain = app_with(at_contract(30));
+    assert_eq!(
+        plain.run_command_line("app v2", Instant::now()),
+        Action::None
+    );
+}
