@@ -50,6 +50,16 @@ pub enum Command {
         #[arg(long, default_value = "")]
         comment: String,
     },
+    /// Attest a scorecard category no probe can see (observability: where the dashboards and
+    /// alerts are); its owner only (sre), audited, bound to the plan version.
+    Attest {
+        /// Plan file.
+        plan: PathBuf,
+        /// The category (`observability`).
+        category: String,
+        /// Where it can be checked, an http(s) address.
+        url: String,
+    },
     /// Break-glass: a lead lets a gate through despite its blockers (audited, shown forever).
     Override {
         /// Plan file.
@@ -221,6 +231,11 @@ async fn run_command(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             role,
             comment,
         } => signoff(ctx, &plan, gate, role, &comment).await,
+        Command::Attest {
+            plan,
+            category,
+            url,
+        } => attest(ctx, &plan, &category, &url).await,
         Command::Override { plan, gate, reason } => override_gate(ctx, &plan, gate, &reason).await,
         Command::Approve { plan } => approve(ctx, &plan).await,
         Command::Rollback { plan, phase, yes } => rollback(ctx, &plan, phase, yes).await,
@@ -774,6 +789,27 @@ async fn flag(ctx: &Context, action: FlagAction) -> anyhow::Result<ExitCode> {
                 Err(e) => engine_failure(e),
             }
         }
+    }
+}
+
+async fn attest(ctx: &Context, path: &Path, category: &str, url: &str) -> anyhow::Result<ExitCode> {
+    let plan = load(path)?;
+    let Some(kind) = crate::rules::CategoryKind::from_key(&category.to_ascii_lowercase()) else {
+        eprintln!("refused: unknown category `{category}`: attest takes observability");
+        return Ok(ExitCode::from(exit::REFUSED));
+    };
+    let mut client = ctx.connect("attest").await?;
+    let actor = Actor::current(&client).await?;
+    match engine::attest(&mut client, &plan, &actor, kind, url).await {
+        Ok(engine::AttestOutcome::Recorded { audit_seq }) => {
+            println!(
+                "{} attested by {} at {url} (audit #{audit_seq})",
+                kind.title(),
+                actor.login
+            );
+            Ok(ExitCode::from(exit::OK))
+        }
+        Err(e) => engine_failure(e),
     }
 }
 

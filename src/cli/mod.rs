@@ -163,12 +163,17 @@ impl Context {
 }
 
 impl Context {
-    /// Starts the metrics endpoint for `plan` when `--metrics-addr` was given.
-    /// Long-running commands (backfill, tui, demo) call this.
-    pub fn spawn_metrics(&self, plan: &crate::plan::Plan) -> anyhow::Result<()> {
+    /// Starts the metrics endpoint for `plan` when `--metrics-addr` was given; returns the
+    /// address it listens on. Long-running commands (backfill, tui, demo) call this.
+    pub fn spawn_metrics(
+        &self,
+        plan: &crate::plan::Plan,
+    ) -> anyhow::Result<Option<std::net::SocketAddr>> {
         match self.metrics_addr {
-            Some(addr) => crate::evidence::metrics::spawn(addr, self.db_config()?, plan.clone()),
-            None => Ok(()),
+            Some(addr) => {
+                crate::evidence::metrics::spawn(addr, self.db_config()?, plan.clone()).map(Some)
+            }
+            None => Ok(None),
         }
     }
 }

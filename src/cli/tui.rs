@@ -46,12 +46,14 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             } else {
                 ctx.connect("tui-setup").await?;
             }
-            ctx.spawn_metrics(&plan)?;
+            let metrics = ctx.spawn_metrics(&plan)?;
             crate::tui::run(crate::tui::Options {
                 plan,
                 db,
                 read_only,
                 hint: None,
+                app: None,
+                metrics,
             })
             .await?;
             Ok(ExitCode::from(exit::OK))

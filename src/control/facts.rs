@@ -169,6 +169,23 @@ pub struct ScrapeFact {
     pub peer: Option<String>,
 }
 
+/// A scorecard category attested by hand (`cutover.attestations`, newest per category).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttestationFact {
+    /// Category key (`observability`).
+    pub category: String,
+    /// The role attesting.
+    pub role: String,
+    /// Who.
+    pub login: String,
+    /// Where the evidence can be seen.
+    pub url: String,
+    /// The plan version attested.
+    pub plan_sha256: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// One phase transition that matters to the rules (`cutover.phase_history`, newest per kind).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TransitionFact {
@@ -211,6 +228,9 @@ pub struct Facts {
     pub rehearsal: Option<RehearsalFact>,
     /// Metrics scrapes of this plan.
     pub scrapes: Option<ScrapeFact>,
+    /// The newest attestation of each category and role.
+    #[serde(default)]
+    pub attestations: Vec<AttestationFact>,
     /// A failed phase whose apply committed some statements (outside a transaction).
     pub partially_applied: Option<Phase>,
     /// The session holding the plan's action lock (`pid N (application, login L)`).
@@ -274,6 +294,11 @@ SELECT json_build_object(
                  'peer', (SELECT peer FROM cutover.metrics_scrapes
                            WHERE plan_id = $1 ORDER BY id DESC LIMIT 1))
                FROM cutover.metrics_scrapes WHERE plan_id = $1 HAVING count(*) > 0),
+  'attestations', coalesce((SELECT json_agg(json_build_object(
+                 'category', category, 'role', role, 'login', login, 'url', url,
+                 'plan_sha256', plan_sha256, 'at', at) ORDER BY at, id)
+               FROM (SELECT DISTINCT ON (category, role) * FROM cutover.attestations
+                      WHERE plan_id = $1 ORDER BY category, role, id DESC) a), '[]'),
   'partially_applied', (SELECT p.phase FROM cutover.phases p
                WHERE p.plan_id = $1 AND p.state = 'failed'
                  AND EXISTS (SELECT 1 FROM cutover.statement_progress s
@@ -376,6 +401,7 @@ impl Facts {
             statements: Vec::new(),
             rehearsal: None,
             scrapes: None,
+            attestations: Vec::new(),
             partially_applied: None,
             lock_holder: None,
         }

@@ -13,13 +13,17 @@
 //! - [`statements`] — per-statement progress of apply and rollback scripts;
 //! - [`facts`] — everything the rules judge, loaded in one consistent read;
 //! - [`outbox`] — notifications enqueued with the change that caused them, and their deliveries;
-//! - [`own_transactions`] — each Cutover process's count of its own transactions.
+//! - [`own_transactions`] — each Cutover process's count of its own transactions;
+//! - [`attestations`] — scorecard categories attested by hand;
+//! - [`census`] — call counts of legacy-column readers between hidden-reader censuses.
 
 pub mod anchors;
+pub mod attestations;
 pub mod audit;
 pub mod backfill;
 pub mod baselines;
 pub mod checks;
+pub mod census;
 pub mod facts;
 pub mod flags;
 pub mod grants;

@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notify",
         sql: include_str!("migrations/v070_notify.sql"),
     },
+    Migration {
+        version: 80,
+        name: "attestations_census",
+        sql: include_str!("migrations/v080_attestations_census.sql"),
+    },
 ];
 
 /// The channel on which every change of the control schema is announced (`LISTEN cutover_events`).

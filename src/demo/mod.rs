@@ -1,6 +1,7 @@
 //! `cutover demo`: a throwaway PostgreSQL (or, with `DATABASE_URL`, a fresh database on that
-//! server), the demo schema seeded, a synthetic application workload, and the command center on
-//! the demo plan. Quitting stops everything it started and removes what it created.
+//! server), the demo schema seeded, a synthetic application in two versions (it starts on v1;
+//! `:app v2` rolls it forward after the read switch), a metrics endpoint, and the command center
+//! on the demo plan. Quitting stops everything it started and removes what it created.
 
 pub mod workload;
 
@@ -9,6 +10,7 @@ use std::path::Path;
 use crate::db::throwaway::ThrowawayCluster;
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::Plan;
+use crate::worker::AppVersion;
 
 /// The demo schema (tables and the `cutover_demo_seed` function).
 pub const SCHEMA_SQL: &str = include_str!("../../assets/demo/schema.sql");
@@ -135,15 +137,24 @@ async fn run_on(db: &DbConfig, plan: &Plan, opts: &DemoOptions) -> anyhow::Resul
         crate::backfill::tune(&mut client, plan, &actor, &tuning).await?;
     }
     drop(client);
-    let workload = workload::Workload::start(db.clone(), opts.writes_per_sec);
-    if let Some(addr) = opts.metrics_addr {
-        crate::evidence::metrics::spawn(addr, db.clone(), plan.clone())?;
-    }
+    let flag = plan.spec.read_switch.as_ref().map(|r| r.flag.clone());
+    let workload = workload::Workload::start(db.clone(), opts.writes_per_sec, AppVersion::V1, flag);
+    // The demo always serves metrics (a free local port unless `--metrics-addr` says where):
+    // `:scrape` in the command center, or `curl`, scrapes it for the Observability evidence.
+    let addr = opts
+        .metrics_addr
+        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let metrics = crate::evidence::metrics::spawn(addr, db.clone(), plan.clone())?;
+    eprintln!("cutover demo: metrics on http://{metrics}/metrics");
     let result = crate::tui::run(crate::tui::Options {
         plan: plan.clone(),
         db: db.clone(),
         read_only: false,
-        hint: Some("demo: s signs off the gate, a advances, ? lists every key".to_string()),
+        hint: Some(format!(
+            "demo: follow the ▶ next hint; ? lists every key; metrics on http://{metrics}/metrics"
+        )),
+        app: Some(workload.control()),
+        metrics: Some(metrics),
     })
     .await;
     workload.stop().await;

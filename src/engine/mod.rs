@@ -8,7 +8,8 @@
 //!   blocker spelled out, the readiness scorecard, sign-offs (void ones marked), overrides and the
 //!   fastest safe rollback;
 //! - [`advance`] — apply the next phase if its gate passes (or [`apply_phase`] for an explicit one);
-//! - [`signoff`], [`override_gate`] — approvals and break-glass;
+//! - [`signoff`], [`override_gate`] — approvals and break-glass; [`attest`] — an owner's word
+//!   where no probe can look (Observability);
 //! - [`rollback`] — undo the current phase, or several in reverse order;
 //! - [`rehearse`] — apply and roll back every phase in a transaction that is thrown away;
 //! - [`set_flag`], [`get_flag`], [`note`], [`report`].
@@ -17,6 +18,7 @@
 //! DDL runner can name who blocks it) and an optional event channel for live progress.
 
 mod apply;
+pub mod attest;
 pub mod ddl;
 pub mod flags;
 pub mod gate;
@@ -36,6 +38,7 @@ use crate::plan::Phase;
 pub use crate::control::phases::{MigrationState, PhaseState};
 pub use crate::rules::Status;
 pub use apply::{advance, apply_phase, Applied};
+pub use attest::{attest, AttestOutcome};
 pub use ddl::{Blocker, DdlError, LockPolicy};
 pub use flags::{get_flag, set_flag, Flag, FlagChange};
 pub use gate::evaluate_gate;

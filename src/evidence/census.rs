@@ -5,7 +5,10 @@
 //! `information_schema.view_column_usage`), functions whose source mentions the column
 //! (`pg_proc.prosrc`), `pg_stat_statements` query texts that ran since the read switch, and the
 //! scan counters of indexes on the column. Objects the plan itself creates in expand/dual_write
-//! and drops in contract (its sync trigger and function) are not readers.
+//! and drops in contract (its sync trigger and function) are not readers. A statement that ran
+//! since the read switch but whose call count has not moved for the contract gate's
+//! observation window has drained (an old app version rolled away) and no longer blocks; each
+//! census stores the counts it saw (`cutover.census_samples`) for the next one to compare with.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +18,8 @@ use tokio_postgres::Client;
 use super::scratch::{self, Scope};
 use super::snapshot::{self, Snapshot};
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
-use crate::db::{describe_error, quote_qualified};
+use crate::control::census::Sample;
+use crate::db::{describe_error, quote_qualified, DbError};
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan};
 use crate::sql::split_statements;
@@ -57,11 +61,19 @@ impl Probe for HiddenReadersProbe {
             let result = census(ctx.client, ctx.plan).await;
             let _ = scope.rollback(ctx.client).await;
             match result {
-                Ok((found, window)) => judge(found, window),
-                Err(e) => ProbeResult::inconclusive(
-                    "hidden_readers",
-                    format!("census failed: {}", describe_error(&e)),
-                ),
+                Ok(done) => {
+                    if let Some((sample, keep_after)) = &done.sample {
+                        if let Err(e) =
+                            store_sample(ctx.client, ctx.plan, sample, *keep_after).await
+                        {
+                            tracing::warn!("could not record the census sample: {e}");
+                        }
+                    }
+                    judge(done.found, done.window)
+                }
+                Err(e) => {
+                    ProbeResult::inconclusive("hidden_readers", format!("census failed: {e}"))
+                }
             }
         })
     }
@@ -105,10 +117,32 @@ fn object_name(statement: &str, verb: &str) -> Option<String> {
     Some(name.trim_matches('"').to_lowercase())
 }
 
-async fn census(
+/// What one census found, and the call counts to remember for the next one.
+struct Census {
+    found: Vec<ColumnCensus>,
+    window: String,
+    /// The reader statements' call counts now, and the time before which older samples can go.
+    sample: Option<(Sample, DateTime<Utc>)>,
+}
+
+/// Records `sample` (its own savepoint, committed: the census itself is rolled back).
+async fn store_sample(
     client: &Client,
     plan: &Plan,
-) -> Result<(Vec<ColumnCensus>, String), tokio_postgres::Error> {
+    sample: &Sample,
+    keep_after: DateTime<Utc>,
+) -> Result<(), DbError> {
+    let scope = Scope::enter(client).await?;
+    match crate::control::census::store(client, plan.id(), sample, keep_after).await {
+        Ok(()) => Ok(scope.commit(client).await?),
+        Err(e) => {
+            scope.rollback(client).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn census(client: &Client, plan: &Plan) -> Result<Census, DbError> {
     let owned = plan_owned(plan);
     let own_sql = snapshot::own_shapes(plan);
     let baseline = snapshot::latest(client, plan.id(), Phase::ReadSwitch).await?;
@@ -122,17 +156,44 @@ async fn census(
         None => "observation window: the read switch is not applied, so no readers can be attributed to the time since it".to_string(),
     };
     let now = snapshot::capture(client, plan).await?;
+    // A reader that ran since the switch has drained once its call count has not moved for the
+    // contract gate's observation window (without a window, any call since the switch blocks).
+    let drain = plan.gate(Phase::Contract).observe.map(|d| d.std());
+    let earlier = match (drain, switched) {
+        (Some(w), Some(since)) => {
+            let w = chrono::Duration::from_std(w).unwrap_or(chrono::Duration::MAX);
+            crate::control::census::newest_before(client, plan.id(), since, now.taken_at - w)
+                .await?
+        }
+        _ => None,
+    };
     let mut out = Vec::new();
+    let mut calls = BTreeMap::new();
     for column in &plan.spec.probes.hidden_readers.columns {
         let seen = Seen {
             baseline: baseline.as_ref(),
             now: &now,
             switched,
             own_sql: &own_sql,
+            earlier: earlier.as_ref(),
         };
-        out.push(one_column(client, column, &owned, &seen).await?);
+        out.push(one_column(client, column, &owned, &seen, &mut calls).await?);
     }
-    Ok((out, window))
+    let sample = switched.map(|since| {
+        let keep_after = earlier.as_ref().map_or(since, |e| e.taken_at);
+        (
+            Sample {
+                taken_at: now.taken_at,
+                calls,
+            },
+            keep_after,
+        )
+    });
+    Ok(Census {
+        found: out,
+        window,
+        sample,
+    })
 }
 
 /// What the census compares against.
@@ -141,6 +202,8 @@ struct Seen<'a> {
     now: &'a Snapshot,
     switched: Option<DateTime<Utc>>,
     own_sql: &'a [String],
+    /// The newest earlier census at least the drain window ago.
+    earlier: Option<&'a Sample>,
 }
 
 async fn one_column(
@@ -148,6 +211,7 @@ async fn one_column(
     spec: &str,
     owned: &[String],
     seen: &Seen<'_>,
+    calls: &mut BTreeMap<String, i64>,
 ) -> Result<ColumnCensus, tokio_postgres::Error> {
     let (baseline, now) = (seen.baseline, seen.now);
     let mut c = ColumnCensus {
@@ -213,7 +277,7 @@ async fn one_column(
         c.blockers.push(format!("function {proc_name} ({how})"));
     }
     index_scans(&indexes, baseline, now, &mut c);
-    statement_readers(column, &relname, baseline, now, &mut c);
+    statement_readers(column, &relname, seen, calls, &mut c);
     session_readers(
         client,
         column,
@@ -415,40 +479,56 @@ fn index_scans(
     }
 }
 
-/// Statements that name both the table and the column and ran since the baseline.
+/// Statements that name both the table and the column and ran since the baseline; those silent
+/// since the earlier census (at least the drain window ago) are drained, not blockers. Their
+/// call counts go into `calls` for the next census.
 fn statement_readers(
     column: &str,
     table: &str,
-    baseline: Option<&Snapshot>,
-    now: &Snapshot,
+    seen: &Seen<'_>,
+    calls: &mut BTreeMap<String, i64>,
     c: &mut ColumnCensus,
 ) {
     let names_column = regex_words(column);
     let names_table = regex_words(table);
     let pattern = |q: &str| names_column(q) && names_table(q);
-    match &now.statements {
+    match &seen.now.statements {
         Err(reason) => c.notes.push(format!("query log not measured: {reason}")),
         Ok(stats) => {
-            let before: BTreeMap<String, i64> = match baseline.map(|b| &b.statements) {
+            let before: BTreeMap<String, i64> = match seen.baseline.map(|b| &b.statements) {
                 Some(Ok(b)) => b.iter().map(|(k, v)| (k.clone(), v.calls)).collect(),
                 _ => BTreeMap::new(),
             };
-            let has_baseline = matches!(baseline.map(|b| &b.statements), Some(Ok(_)));
+            let has_baseline = matches!(seen.baseline.map(|b| &b.statements), Some(Ok(_)));
             let mut readers = 0;
             for (id, stat) in stats {
                 if !pattern(&stat.query) {
                     continue;
                 }
+                calls.insert(id.clone(), stat.calls);
                 let new_calls = stat.calls - before.get(id).copied().unwrap_or(0);
                 if new_calls <= 0 {
                     continue;
                 }
-                readers += 1;
                 let when = if has_baseline {
                     "since the read switch"
                 } else {
                     "in total (no read-switch baseline)"
                 };
+                let silent_since = seen
+                    .earlier
+                    .filter(|e| has_baseline && e.calls.get(id) == Some(&stat.calls))
+                    .map(|e| e.taken_at);
+                if let Some(since) = silent_since {
+                    c.notes.push(format!(
+                        "drained: query {id} ran {new_calls} time(s) {when}, none since {} ({} s): {}",
+                        since.format("%H:%M:%S UTC"),
+                        (seen.now.taken_at - since).num_seconds().max(0),
+                        one_line(&stat.query)
+                    ));
+                    continue;
+                }
+                readers += 1;
                 c.blockers.push(format!(
                     "query {id} ran {new_calls} time(s) {when}: {}",
                     one_line(&stat.query)

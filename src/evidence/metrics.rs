@@ -35,11 +35,11 @@ type Labels = Vec<(String, String)>;
 type GaugeF = Gauge<f64, AtomicU64>;
 type CounterF = Counter<f64, AtomicU64>;
 
-/// Starts serving metrics for `plan` on `addr` in the background.
-pub fn spawn(addr: SocketAddr, db: DbConfig, plan: Plan) -> anyhow::Result<()> {
+/// Starts serving metrics for `plan` on `addr` in the background; returns the bound address.
+pub fn spawn(addr: SocketAddr, db: DbConfig, plan: Plan) -> anyhow::Result<SocketAddr> {
     let bound = serve(addr, db, plan)?;
     tracing::info!("metrics endpoint on http://{bound}/metrics");
-    Ok(())
+    Ok(bound)
 }
 
 /// Binds `addr` (port 0 picks a free port), serves `/metrics` on a background thread with its

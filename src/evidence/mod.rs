@@ -185,7 +185,7 @@ async fn record(
 pub async fn observability(client: &Client, plan: &Plan) -> ProbeResult {
     match Facts::load(client, plan.id()).await {
         Ok(facts) => {
-            let e = rules::scorecard::observability(&facts);
+            let e = rules::scorecard::observability(plan, &facts);
             ProbeResult {
                 name: e.name,
                 outcome: e.outcome,

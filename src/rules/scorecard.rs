@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | Compatibility | latest lint and old-app compatibility probe results (fresh) | app_owner |
 //! | Data quality | latest result of every check in the plan | data_owner |
-//! | Observability | the metrics endpoint (`--metrics-addr`) scraped recently | sre |
+//! | Observability | the metrics endpoint (`--metrics-addr`) scraped recently, or the owner's attestation of where dashboards and alerts are | sre |
 //! | Reversibility | every reversible phase has a rollback; a rehearsal of this plan version passed | sre |
 //! | Stakeholder alignment | every role a gate asks for is staffed in the roster | lead |
 //!
@@ -59,6 +59,28 @@ impl CategoryKind {
             CategoryKind::Reversibility => "Reversibility",
             CategoryKind::StakeholderAlignment => "Stakeholder alignment",
         }
+    }
+
+    /// The snake_case key (as stored and typed: `:attest observability URL`).
+    pub fn key(self) -> &'static str {
+        match self {
+            CategoryKind::Compatibility => "compatibility",
+            CategoryKind::DataQuality => "data_quality",
+            CategoryKind::Observability => "observability",
+            CategoryKind::Reversibility => "reversibility",
+            CategoryKind::StakeholderAlignment => "stakeholder_alignment",
+        }
+    }
+
+    /// The category whose key is `key`.
+    pub fn from_key(key: &str) -> Option<CategoryKind> {
+        CategoryKind::ALL.into_iter().find(|c| c.key() == key)
+    }
+
+    /// Whether an owner's attestation can stand in for its automated evidence (only where
+    /// no probe can see the thing itself: dashboards and alerts live outside the database).
+    pub fn attestable(self) -> bool {
+        self == CategoryKind::Observability
     }
 
     /// The role that signs it.
@@ -120,7 +142,7 @@ pub fn scorecard(plan: &Plan, facts: &Facts) -> Scorecard {
                     recorded_probe(plan, facts, ProbeKind::Compatibility),
                 ],
                 CategoryKind::DataQuality => check_evidence(plan, facts),
-                CategoryKind::Observability => vec![observability(facts)],
+                CategoryKind::Observability => vec![observability(plan, facts)],
                 CategoryKind::Reversibility => reversibility(plan, facts),
                 CategoryKind::StakeholderAlignment => vec![roster(plan)],
             };
@@ -207,35 +229,62 @@ fn check_evidence(plan: &Plan, facts: &Facts) -> Vec<Evidence> {
 }
 
 /// Observability evidence: the metrics endpoint scraped within [`SCRAPE_FRESHNESS_SECONDS`]
-/// (never scraped is Inconclusive, a stale last scrape fails).
-pub fn observability(facts: &Facts) -> Evidence {
+/// (never scraped is Inconclusive, a stale last scrape fails), or an SRE's attestation.
+pub fn observability(plan: &Plan, facts: &Facts) -> Evidence {
     let name = "observability".to_string();
-    let Some(s) = &facts.scrapes else {
-        return Evidence {
-            name,
-            outcome: Outcome::Inconclusive,
-            detail: "the metrics endpoint has never been scraped: run Cutover with --metrics-addr and point Prometheus at it".into(),
-        };
-    };
-    let secs = (facts.now - s.last_at).num_seconds();
-    let peer = s.peer.as_deref().unwrap_or("unknown");
-    if secs <= SCRAPE_FRESHNESS_SECONDS {
-        Evidence {
-            name,
-            outcome: Outcome::Pass,
-            detail: format!(
-                "metrics endpoint scraped {secs} s ago by {peer} ({} scrapes)",
-                s.count
+    let owner = CategoryKind::Observability.owner();
+    let attested = facts
+        .attestations
+        .iter()
+        .rev()
+        .find(|a| {
+            a.category == CategoryKind::Observability.key()
+                && a.role == owner
+                && a.plan_sha256 == plan.sha256()
+        })
+        .map(|a| {
+            format!(
+                "attested by {} ({owner}) at {}: {}",
+                a.login,
+                fmt_time(a.at),
+                a.url
+            )
+        });
+    let scraped = facts.scrapes.as_ref().map(|s| {
+        let secs = (facts.now - s.last_at).num_seconds();
+        let peer = s.peer.as_deref().unwrap_or("unknown");
+        (secs, peer.to_string(), s.count)
+    });
+    let (outcome, detail) = match (scraped, attested) {
+        (Some((secs, peer, count)), attested) if secs <= SCRAPE_FRESHNESS_SECONDS => (
+            Outcome::Pass,
+            format!(
+                "metrics endpoint scraped {secs} s ago by {peer} ({count} scrapes){}",
+                attested.map(|a| format!("; {a}")).unwrap_or_default()
             ),
-        }
-    } else {
-        Evidence {
-            name,
-            outcome: Outcome::Fail,
-            detail: format!(
+        ),
+        (scraped, Some(a)) => (
+            Outcome::Pass,
+            match scraped {
+                Some((secs, ..)) => format!("{a} (last scrape {secs} s ago)"),
+                None => a,
+            },
+        ),
+        (None, None) => (
+            Outcome::Inconclusive,
+            "never scraped: point Prometheus at --metrics-addr, or the sre attests the dashboards (`:attest observability URL`)".into(),
+        ),
+        (Some((secs, ..)), None) => (
+            Outcome::Fail,
+            format!(
                 "the last metrics scrape was {secs} s ago (needs {SCRAPE_FRESHNESS_SECONDS} s): is Prometheus still scraping?"
             ),
-        }
+        ),
+    };
+    Evidence {
+        name,
+        outcome,
+        detail,
     }
 }
 
@@ -263,7 +312,7 @@ fn reversibility(plan: &Plan, facts: &Facts) -> Vec<Evidence> {
         None => Evidence {
             name,
             outcome: Outcome::Inconclusive,
-            detail: "never rehearsed (run `cutover rehearse`)".into(),
+            detail: "never rehearsed (`:rehearse` in the TUI, or `cutover rehearse`)".into(),
         },
         Some(r) if r.plan_sha256 != plan.sha256() => Evidence {
             name,
@@ -278,9 +327,10 @@ fn reversibility(plan: &Plan, facts: &Facts) -> Vec<Evidence> {
             name,
             outcome: Outcome::Pass,
             detail: format!(
-                "rollback tested and timed: {:.0} ms in total at {}",
+                "rollback tested and timed: {:.0} ms in total at {} ({} ago)",
                 r.total_ms,
-                fmt_time(r.at)
+                fmt_time(r.at),
+                age(r.at, facts.now)
             ),
         },
         Some(r) => Evidence {

@@ -465,6 +465,47 @@ fn observability_needs_a_recent_scrape() {
 }
 
 #[test]
+fn observability_can_be_attested_by_its_owner_for_this_plan_version() {
+    use crate::control::facts::AttestationFact;
+    let plan = plan();
+    let mut f = facts(&plan, Phase::Expand);
+    let obs = |f: &Facts| {
+        scorecard(&plan, f).categories[CategoryKind::Observability as usize].evidence[0].clone()
+    };
+    let attestation = |role: &str, sha: String| AttestationFact {
+        category: "observability".into(),
+        role: role.into(),
+        login: "sam".into(),
+        url: "https://grafana.example.com/d/ledger".into(),
+        plan_sha256: sha,
+        at: t(40),
+    };
+    // Another role's word, or one given for another plan version, is no evidence.
+    f.attestations = vec![
+        attestation("lead", plan.sha256()),
+        attestation("sre", "0".repeat(64)),
+    ];
+    assert_eq!(obs(&f).outcome, Outcome::Inconclusive);
+    f.attestations.push(attestation("sre", plan.sha256()));
+    let e = obs(&f);
+    assert_eq!(e.outcome, Outcome::Pass, "{e:?}");
+    assert!(
+        e.detail.starts_with("attested by sam (sre) at ")
+            && e.detail.ends_with(": https://grafana.example.com/d/ledger"),
+        "{e:?}"
+    );
+    // A stale scrape does not fail what the owner attested, and says how old it is.
+    f.scrapes = Some(ScrapeFact {
+        count: 3,
+        last_at: t(50) - chrono::Duration::minutes(10),
+        peer: None,
+    });
+    let e = obs(&f);
+    assert_eq!(e.outcome, Outcome::Pass, "{e:?}");
+    assert!(e.detail.contains("last scrape"), "{e:?}");
+}
+
+#[test]
 fn reversibility_needs_a_passing_rehearsal_of_this_plan_version() {
     let plan = plan();
     let mut f = facts(&plan, Phase::Expand);

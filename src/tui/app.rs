@@ -1,17 +1,19 @@
 //! UI state and key handling. Keys become [`Action`]s (mostly worker [`Command`]s); nothing here
 //! touches the database or the terminal, so every key path is unit-testable.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tui_logger::{LevelFilter, TuiWidgetEvent, TuiWidgetState};
 
+use super::next;
 use super::view::{self, Focus, Overlay, ViewModel};
 use crate::control::backfill::State as BackfillState;
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, Role};
-use crate::rules::ItemKind;
-use crate::worker::{ActionResult, Command, ConnState, Snapshot, WorkerEvent};
+use crate::rules::{CategoryKind, ItemKind};
+use crate::worker::{ActionResult, AppVersion, Command, ConnState, Snapshot, WorkerEvent};
 
 /// A confirmation box ignores keys for this long after it opens, so a key-repeat or a paste
 /// burst cannot confirm it.
@@ -38,6 +40,8 @@ pub struct App {
     plan: Plan,
     database: String,
     read_only: bool,
+    demo: bool,
+    metrics: Option<SocketAddr>,
     conn: Option<ConnState>,
     snapshot: Option<Snapshot>,
     ui: view::UiView,
@@ -64,6 +68,8 @@ impl App {
             plan,
             database,
             read_only,
+            demo: false,
+            metrics: None,
             conn: None,
             snapshot: None,
             ui: view::UiView {
@@ -77,6 +83,13 @@ impl App {
         }
     }
 
+    /// Says what this process can steer besides the database: the demo's app (`:app`) and
+    /// its own metrics endpoint (`:scrape`).
+    pub fn set_environment(&mut self, demo: bool, metrics: Option<SocketAddr>) {
+        self.demo = demo;
+        self.metrics = metrics;
+    }
+
     /// The view model for the current state.
     pub fn view(&self) -> ViewModel {
         let mut vm = view::build(
@@ -86,6 +99,31 @@ impl App {
             self.conn.as_ref(),
             self.snapshot.as_ref(),
         );
+        let connected = self.conn.as_ref().is_some_and(ConnState::is_connected);
+        vm.next = if connected {
+            next::next_step(&self.plan, self.snapshot.as_ref(), &vm.header.roles)
+        } else {
+            None
+        };
+        vm.demo = self.demo;
+        vm.metrics_url = self.metrics.map(|a| format!("http://{a}/metrics"));
+        if let Some(url) = &vm.metrics_url {
+            // Say where the endpoint is while nobody has scraped it.
+            if let Some(c) = vm
+                .scorecard
+                .iter_mut()
+                .find(|c| c.name == CategoryKind::Observability.title())
+                .filter(|c| c.evidence.first().is_some_and(|e| e.0 != Outcome::Pass))
+            {
+                c.evidence.insert(
+                    1,
+                    (
+                        Outcome::Inconclusive,
+                        format!("endpoint {url}: :scrape (or curl) scrapes it"),
+                    ),
+                );
+            }
+        }
         vm.ui = self.ui.clone();
         vm
     }
@@ -307,6 +345,14 @@ impl App {
             "pause" => self.send(Command::Pause),
             "resume" => self.send(Command::Resume),
             "checks" | "check" => self.send(Command::RunChecks),
+            "rehearse" => self.send(Command::Rehearse),
+            "scrape" => self.send(Command::Scrape),
+            "attest" => self.attest(rest),
+            "app" => self.roll_app(rest),
+            "zoom" | "z" => {
+                self.ui.zoom = !self.ui.zoom;
+                Action::None
+            }
             "tune" => match rest.trim_end_matches("ms").parse::<u32>() {
                 Ok(ms) if ms > 0 => self.send(Command::Tune {
                     target_chunk_ms: ms,
@@ -368,6 +414,59 @@ impl App {
                 Action::None
             }
         }
+    }
+
+    fn attest(&mut self, rest: &str) -> Action {
+        let usage = ":attest needs a category and where to look, e.g. :attest observability https://grafana.example.com/d/ledger";
+        let mut parts = rest.split_whitespace();
+        let (Some(category), Some(url), None) = (parts.next(), parts.next(), parts.next()) else {
+            self.status(usage, true);
+            return Action::None;
+        };
+        match CategoryKind::from_key(&category.to_ascii_lowercase()) {
+            Some(c) if c.attestable() => self.send(Command::Attest {
+                category: c,
+                url: url.to_string(),
+            }),
+            Some(c) => {
+                self.status(
+                    format!(
+                        "{} is judged from automated evidence only; :attest takes observability",
+                        c.title()
+                    ),
+                    true,
+                );
+                Action::None
+            }
+            None => {
+                self.status(format!("unknown category `{category}`: {usage}"), true);
+                Action::None
+            }
+        }
+    }
+
+    fn roll_app(&mut self, rest: &str) -> Action {
+        if !self.demo {
+            self.status(
+                ":app rolls the demo's application; this command center steers none",
+                true,
+            );
+            return Action::None;
+        }
+        let version = match rest.parse::<AppVersion>() {
+            Ok(v) => v,
+            Err(e) => {
+                self.status(format!("{e}: :app v1 or :app v2"), true);
+                return Action::None;
+            }
+        };
+        if let Some(snap) = &self.snapshot {
+            if let Some(why) = version.refusal(|p| snap.phase_state(p)) {
+                self.status(format!(":app {version} refused: {why}"), true);
+                return Action::None;
+            }
+        }
+        self.send(Command::App { version })
     }
 
     fn set_level(&mut self, level: LevelFilter) {
@@ -439,6 +538,11 @@ impl App {
             KeyCode::Char('c') => self.send(Command::RunChecks),
             KeyCode::Char('a') => self.advance(now),
             KeyCode::Char('R') => self.ask_rollback(now),
+            KeyCode::Char('z') => {
+                self.ui.zoom = !self.ui.zoom;
+                self.ui.scroll = 0;
+                Action::None
+            }
             _ => Action::None,
         }
     }

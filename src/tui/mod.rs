@@ -7,6 +7,7 @@
 //! view model.
 
 pub mod app;
+pub mod next;
 pub mod panes;
 pub mod theme;
 pub mod view;
@@ -43,6 +44,10 @@ pub struct Options {
     pub read_only: bool,
     /// A first status line (e.g. the demo's "press s to sign off").
     pub hint: Option<String>,
+    /// The application `:app` rolls (the demo's), if any.
+    pub app: Option<worker::AppHandle>,
+    /// This process's metrics endpoint, if it serves one (`:scrape` scrapes it).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Sends tracing events to the log pane. Safe to call more than once.
@@ -75,8 +80,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         db: opts.db.clone(),
         plan: opts.plan.clone(),
         read_only: opts.read_only,
+        env: worker::command::Env {
+            app: opts.app.clone(),
+            metrics: opts.metrics,
+        },
     });
     let mut app = App::new(opts.plan.clone(), opts.db.display(), opts.read_only);
+    app.set_environment(opts.app.is_some(), opts.metrics);
     if let Some(hint) = &opts.hint {
         app.hint(hint);
     }
@@ -170,10 +180,24 @@ fn roomy(area: Rect) -> bool {
     area.height >= 34 && area.width >= 100
 }
 
+/// The backfill pane keeps at least this many columns beside the readiness pane.
+const BACKFILL_MIN_WIDTH: u16 = 44;
+
+/// Splits a row between the readiness pane and the backfill pane: half each, or as much as the
+/// readiness evidence needs when the screen is wide enough to give it.
+fn readiness_split(vm: &ViewModel, row: Rect) -> [Rect; 2] {
+    let half = row.width / 2;
+    let wanted = panes::scorecard::wanted_width(vm);
+    let width = wanted
+        .min(row.width.saturating_sub(BACKFILL_MIN_WIDTH))
+        .max(half);
+    Layout::horizontal([Constraint::Length(width), Constraint::Min(0)]).areas(row)
+}
+
 /// Draws the whole screen from the view model.
 pub fn draw(frame: &mut Frame, vm: &ViewModel, theme: &Theme, log: LogSource) {
     let area = frame.area();
-    let footer_h = if area.height >= 30 { 2 } else { 1 };
+    let footer_h = if area.height >= 24 { 2 } else { 1 };
     let timeline_h = if area.height >= 30 { 6 } else { 5 };
     let [header, timeline, body, footer] = Layout::vertical([
         Constraint::Length(2),
@@ -184,15 +208,23 @@ pub fn draw(frame: &mut Frame, vm: &ViewModel, theme: &Theme, log: LogSource) {
     .areas(area);
     panes::header::render(frame, header, vm, theme);
     panes::timeline::render(frame, timeline, vm, theme);
-    if roomy(area) {
+    let zoomed = vm.ui.zoom && vm.ui.focus != Focus::Timeline;
+    if zoomed {
+        match vm.ui.focus {
+            Focus::Scorecard | Focus::Timeline => panes::scorecard::render(frame, body, vm, theme),
+            Focus::Backfill => panes::backfill::render(frame, body, vm, theme),
+            Focus::Parity => panes::parity::render(frame, body, vm, theme),
+            Focus::Roster => panes::roster::render(frame, body, vm, theme),
+            Focus::Log => panes::log::render(frame, body, vm, theme, log),
+        }
+    } else if roomy(area) {
         let [top, mid, bottom] = Layout::vertical([
             Constraint::Percentage(42),
             Constraint::Percentage(26),
             Constraint::Percentage(32),
         ])
         .areas(body);
-        let [score, backfill] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
+        let [score, backfill] = readiness_split(vm, top);
         let [parity, roster] =
             Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(mid);
         panes::scorecard::render(frame, score, vm, theme);
@@ -203,14 +235,14 @@ pub fn draw(frame: &mut Frame, vm: &ViewModel, theme: &Theme, log: LogSource) {
     } else {
         let [top, bottom] =
             Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body);
-        let [score, backfill] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
+        let [score, backfill] = readiness_split(vm, top);
         let [left, right] =
             Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
                 .areas(bottom);
         panes::scorecard::render(frame, score, vm, theme);
         panes::backfill::render(frame, backfill, vm, theme);
-        // Small screens share the bottom-left slot: the roster when focused, else parity.
+        // Small screens share the bottom-left slot: the roster when focused, else parity
+        // (`z` zooms any pane to the whole body).
         if vm.ui.focus == Focus::Roster {
             panes::roster::render(frame, left, vm, theme);
         } else {

@@ -2,6 +2,7 @@
 //! [`Snapshot`] plus the UI's own state; the panes render it and nothing else, so rendering is a
 //! pure function of this struct (and tests build it by hand).
 
+use super::next::NextStep;
 use crate::control::backfill::State as BackfillState;
 use crate::control::facts::Facts;
 use crate::control::phases::PhaseState;
@@ -9,7 +10,7 @@ use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan};
 use crate::rules::{GateEvaluation, RollbackAdvice};
 use crate::worker::snapshot::Snapshot;
-use crate::worker::ConnState;
+use crate::worker::{AppStatus, ConnState};
 
 /// The whole screen.
 #[derive(Debug, Clone)]
@@ -28,6 +29,14 @@ pub struct ViewModel {
     pub parity: Vec<CheckView>,
     /// Roles, sign-offs, connected sessions.
     pub roster: RosterView,
+    /// What to do next, from the gate's blockers.
+    pub next: Option<NextStep>,
+    /// The demo's app versions (only in the demo).
+    pub app: Option<AppStatus>,
+    /// Running the demo (its app can be rolled with `:app`).
+    pub demo: bool,
+    /// This process's metrics endpoint, if it serves one.
+    pub metrics_url: Option<String>,
     /// UI state: focus, overlays, status line.
     pub ui: UiView,
 }
@@ -274,6 +283,8 @@ pub struct UiView {
     pub pending: Vec<String>,
     /// Scroll offset of the focused list pane.
     pub scroll: u16,
+    /// The focused pane fills the body (`z`).
+    pub zoom: bool,
 }
 
 /// Builds the data part of the view model (the UI part is filled by the app).
@@ -337,6 +348,10 @@ pub fn build(
         },
         header,
         timeline,
+        next: None,
+        app: s.app,
+        demo: false,
+        metrics_url: None,
         ui: UiView::default(),
     }
 }

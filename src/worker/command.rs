@@ -3,13 +3,17 @@
 //! audit log in the same transaction as the change.
 
 use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio_postgres::Client;
 
+use super::app::{AppHandle, AppVersion};
 use crate::control::audit::Actor;
 use crate::db::DbConfig;
 use crate::engine;
 use crate::plan::{Phase, Plan, Role};
+use crate::rules::CategoryKind;
 
 /// One action requested from the UI (or the `:` command line).
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +57,23 @@ pub enum Command {
         /// The note.
         text: String,
     },
+    /// Rehearse the phases not yet applied (the Reversibility evidence).
+    Rehearse,
+    /// Attest a scorecard category by hand: where its evidence can be seen.
+    Attest {
+        /// The category (Observability).
+        category: CategoryKind,
+        /// Where it can be checked (a dashboard, an alert rule).
+        url: String,
+    },
+    /// Scrape this process's metrics endpoint once, as Prometheus would (the endpoint records
+    /// the scrape: Observability evidence).
+    Scrape,
+    /// Roll the demo application to a version (audited as a note first).
+    App {
+        /// The version to serve.
+        version: AppVersion,
+    },
 }
 
 impl Command {
@@ -83,6 +104,10 @@ impl fmt::Display for Command {
                 write!(f, "flag {name} {}", if *enabled { "on" } else { "off" })
             }
             Command::Note { .. } => f.write_str("note"),
+            Command::Rehearse => f.write_str("rehearse"),
+            Command::Attest { category, .. } => write!(f, "attest {}", category.title()),
+            Command::Scrape => f.write_str("scrape the metrics endpoint"),
+            Command::App { version } => write!(f, "roll the app to {version}"),
         }
     }
 }
@@ -138,12 +163,25 @@ impl From<crate::backfill::BackfillError> for ActionError {
     }
 }
 
+/// What commands may reach besides the database.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// The application `:app` steers (the demo's).
+    pub app: Option<AppHandle>,
+    /// This process's metrics endpoint (`--metrics-addr`, or the demo's).
+    pub metrics: Option<SocketAddr>,
+}
+
+/// How long `:scrape` waits for the metrics endpoint.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Runs `cmd` on `client` for `plan`; `cfg` is the server (the engine opens a monitoring
 /// connection there to name whoever blocks its DDL).
 pub async fn execute(
     client: &mut Client,
     cfg: &DbConfig,
     plan: &Plan,
+    env: &Env,
     cmd: &Command,
 ) -> ActionResult {
     let actor = Actor::current(&*client)
@@ -163,6 +201,12 @@ pub async fn execute(
         Command::Rollback { phase } => rollback(client, cfg, plan, &actor, *phase).await,
         Command::Flag { name, enabled } => flag(client, &actor, name, *enabled).await,
         Command::Note { text } => note(client, plan, &actor, text).await,
+        Command::Rehearse => rehearse(client, plan, &actor).await,
+        Command::Attest { category, url } => attest(client, plan, &actor, *category, url).await,
+        Command::Scrape => scrape(client, plan, &actor, env.metrics).await,
+        Command::App { version } => {
+            roll_app(client, plan, &actor, env.app.as_ref(), *version).await
+        }
     };
     match &result {
         Ok(msg) => tracing::info!(target: "action", "{cmd}: {msg}"),
@@ -291,4 +335,134 @@ async fn rollback(
         .await
         .map(|o| o.message)
         .map_err(ActionError::from)
+}
+
+async fn rehearse(client: &mut Client, plan: &Plan, actor: &Actor) -> ActionResult {
+    let r = engine::rehearse(client, plan, actor).await?;
+    let rehearsed = r.phases.iter().filter(|p| p.skipped.is_none()).count();
+    if r.ok {
+        Ok(format!(
+            "rehearsal passed: {rehearsed} phase(s) applied and rolled back in {:.0} ms, catalog restored",
+            r.total_ms
+        ))
+    } else {
+        let failed: Vec<String> = r
+            .phases
+            .iter()
+            .filter_map(|p| {
+                let error = p
+                    .apply
+                    .iter()
+                    .chain(p.rollback.iter())
+                    .find_map(|s| s.error.clone());
+                match (error, p.restored) {
+                    (Some(e), _) => Some(format!("{}: {e}", p.phase)),
+                    (None, Some(false)) => Some(format!("{}: catalog not restored", p.phase)),
+                    _ => None,
+                }
+            })
+            .collect();
+        Err(ActionError::Failed(format!(
+            "rehearsal failed ({}); `cutover rehearse` prints every step",
+            failed.join("; ")
+        )))
+    }
+}
+
+async fn attest(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    category: CategoryKind,
+    url: &str,
+) -> ActionResult {
+    match engine::attest(client, plan, actor, category, url).await? {
+        engine::AttestOutcome::Recorded { audit_seq } => Ok(format!(
+            "{} attested by {} (audit #{audit_seq}): {url}",
+            category.title(),
+            actor.login
+        )),
+    }
+}
+
+async fn roll_app(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    app: Option<&AppHandle>,
+    version: AppVersion,
+) -> ActionResult {
+    let Some(app) = app else {
+        return Err(ActionError::Refused(
+            "there is no application to roll here: `:app` steers the demo's app only".into(),
+        ));
+    };
+    let facts = crate::control::facts::Facts::load(&*client, plan.id())
+        .await
+        .map_err(|e| ActionError::Failed(e.to_string()))?;
+    if let Some(why) = version.refusal(|p| facts.state(p)) {
+        return Err(ActionError::Refused(why));
+    }
+    let before = app.0.status();
+    if before.serving == version && before.draining.is_none() {
+        return Ok(format!("the app already runs {version}"));
+    }
+    let text = format!(
+        "demo app: rolling from {} to {version} at {}",
+        before.serving,
+        facts.now.format("%H:%M:%S")
+    );
+    engine::note(client, plan, actor, &text).await?;
+    app.0.roll(version).map_err(ActionError::Failed)
+}
+
+async fn scrape(
+    client: &mut Client,
+    plan: &Plan,
+    actor: &Actor,
+    addr: Option<SocketAddr>,
+) -> ActionResult {
+    let Some(addr) = addr else {
+        return Err(ActionError::Refused(
+            "this process serves no metrics endpoint: start it with --metrics-addr 127.0.0.1:9187"
+                .into(),
+        ));
+    };
+    crate::control::anchors::authorize(&*client, plan, actor, crate::plan::Action::Probe)
+        .await
+        .map_err(|e| ActionError::Refused(e.to_string()))?;
+    let url = format!("http://{addr}/metrics");
+    let target = url.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(SCRAPE_TIMEOUT))
+            .build()
+            .into();
+        agent
+            .get(&target)
+            .call()
+            .and_then(|mut r| r.body_mut().read_to_string())
+    })
+    .await
+    .map_err(|e| ActionError::Failed(format!("the scrape task failed: {e}")))?
+    .map_err(|e| ActionError::Failed(format!("scraping {url} failed: {e}")))?;
+    let series = body
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    let up = body
+        .lines()
+        .find(|l| l.starts_with("cutover_database_up"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .is_some_and(|v| v == 1.0);
+    if !up {
+        return Err(ActionError::Failed(format!(
+            "{url} answered without the control schema's metrics ({series} series): the endpoint could not read the database"
+        )));
+    }
+    Ok(format!(
+        "scraped {url}: {series} series, {} bytes (recorded as Observability evidence)",
+        body.len()
+    ))
 }

@@ -7,6 +7,7 @@
 //! lock. When the server is slow or gone, the worker says so and reconnects by itself with
 //! backoff; actions asked for meanwhile are refused with the reason.
 
+pub mod app;
 pub mod command;
 pub mod snapshot;
 
@@ -24,6 +25,7 @@ use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::{Phase, Plan};
 use crate::rules::ItemKind;
 
+pub use app::{AppControl, AppHandle, AppStatus, AppVersion};
 pub use command::{ActionError, ActionResult, Command};
 pub use snapshot::Snapshot;
 
@@ -37,6 +39,9 @@ const MIN_REFRESH_GAP: Duration = Duration::from_millis(250);
 const EVAL_EVERY: Duration = Duration::from_secs(30);
 /// … and after gate-relevant changes, at most this often.
 const EVAL_MIN_GAP: Duration = Duration::from_secs(1);
+/// While a probe blocks the next gate, its verdict can change with time alone (a reader goes
+/// silent, traffic fills the error-budget window): re-run the probes this often.
+const EVAL_BLOCKED_EVERY: Duration = Duration::from_secs(5);
 /// How long quitting waits for an in-process backfill to reach its checkpoint.
 const RUNNER_STOP_WAIT: Duration = Duration::from_secs(10);
 /// How often a viewer tries to take over the backfill lease.
@@ -97,6 +102,8 @@ pub struct WorkerOptions {
     pub plan: Plan,
     /// Refuse every change.
     pub read_only: bool,
+    /// The application `:app` rolls (the demo's), and this process's metrics endpoint.
+    pub env: command::Env,
 }
 
 /// The UI's side of a running worker.
@@ -477,10 +484,11 @@ async fn connected(
                     }
                     let cfg = state.opts.db.clone();
                     let plan = state.opts.plan.clone();
+                    let env = state.opts.env.clone();
                     let done = done_tx.clone();
                     tokio::spawn(async move {
                         let result = match db::connect(&cfg, &SessionSettings::new("tui-action")).await {
-                            Ok(mut c) => command::execute(&mut c, &cfg, &plan, &command).await,
+                            Ok(mut c) => command::execute(&mut c, &cfg, &plan, &env, &command).await,
                             Err(e) => Err(ActionError::Failed(e.to_string())),
                         };
                         let _ = done.send((command, result));
@@ -545,13 +553,19 @@ async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
     state.maybe_run_backfill(&snap);
     snap.rate_history = state.rates.iter().copied().collect();
     snap.security = state.security.clone();
+    snap.app = state.opts.env.app.as_ref().map(|a| a.0.status());
     if has_stale_probe(&snap) {
         state.eval_wanted = true;
     }
     let since = state.last_eval.map(|t| t.elapsed());
+    let every = if has_blocking_probe(&snap) {
+        EVAL_BLOCKED_EVERY
+    } else {
+        EVAL_EVERY
+    };
     let due = match since {
         None => true,
-        Some(e) => e >= EVAL_EVERY || (state.eval_wanted && e >= EVAL_MIN_GAP),
+        Some(e) => e >= every || (state.eval_wanted && e >= EVAL_MIN_GAP),
     };
     let writer = !state.opts.read_only;
     if writer && due && !state.evaluating && snap.facts.registration.is_some() {
@@ -572,6 +586,15 @@ fn spawn_evaluation(state: &State) {
         run_next_probes(&cfg, &plan).await;
         let _ = tx.send(());
     });
+}
+
+/// A probe of the next gate does not pass (time alone may change that).
+fn has_blocking_probe(snap: &Snapshot) -> bool {
+    snap.gate().is_some_and(|g| {
+        g.items
+            .iter()
+            .any(|i| i.kind == ItemKind::Probe && i.outcome != crate::outcome::Outcome::Pass)
+    })
 }
 
 /// A probe result of the next gate is shown as stale: it is worth re-running.

@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub rate_history: Vec<u64>,
     /// How the worker's connection is protected (TLS version, what was verified).
     pub security: Option<crate::db::ConnSecurity>,
+    /// The application's versions in service (the demo's app only).
+    pub app: Option<super::app::AppStatus>,
 }
 
 /// `cutover.backfill`, with the columns later versions may add read when present.
@@ -140,6 +142,7 @@ impl Snapshot {
             audit: Vec::new(),
             rate_history: Vec::new(),
             security: None,
+            app: None,
         }
     }
 

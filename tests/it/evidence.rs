@@ -718,3 +718,167 @@ async fn error_budget_under_load_leaves_cutover_out_and_catches_app_rollbacks() 
     assert!(r.summary.contains("rollback ratio"), "{}", text(&r));
     eprintln!("{}", text(&r));
 }
+
+/// The hidden-reader census on a server with pg_stat_statements (its own throwaway cluster):
+/// an app statement reading the legacy column after the read switch blocks; once its call count
+/// has stood still for the contract gate's observation window (the demo plan's 5 s) it has
+/// drained and no longer blocks; a new call blocks again.
+#[tokio::test]
+async fn census_lets_a_silent_reader_drain_after_the_observation_window() {
+    let cluster = cutover::db::throwaway::ThrowawayCluster::start()
+        .await
+        .expect("a throwaway cluster (with pg_stat_statements)");
+    let url = cluster.url();
+    let cfg = DbConfig::from_url(&url).unwrap();
+    let mut client = db::connect(&cfg, &SessionSettings::new("test"))
+        .await
+        .unwrap();
+    let plan = demo_plan();
+    client
+        .batch_execute(include_str!("../../assets/demo/schema.sql"))
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "SELECT cutover_demo_seed(200, 20, 20);
+             DROP FUNCTION cutover_demo_seed(integer, integer, integer);",
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(&plan.phase(Phase::Expand).apply)
+        .await
+        .unwrap();
+    client
+        .batch_execute(&plan.phase(Phase::DualWrite).apply)
+        .await
+        .unwrap();
+    schema::bootstrap(&mut client).await.unwrap();
+    // The migration stands after its read switch (the engine's bookkeeping, by hand).
+    evidence::before_phase(&client, &plan, Phase::ReadSwitch)
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path, current_phase, state)
+             VALUES ($1, $2, $3, $4, $5, 'read_switch', 'applied')",
+            &[&plan.id(), &plan.spec.title, &plan.sha256(), &plan.source, &DEMO_PLAN],
+        )
+        .await
+        .unwrap();
+    for phase in ["expand", "dual_write", "backfill", "read_switch"] {
+        client
+            .execute(
+                "INSERT INTO cutover.phases (plan_id, phase, state, plan_sha256, started_at, finished_at)
+                 VALUES ($1, $2, 'applied', $3, now(), now())",
+                &[&plan.id(), &phase, &plan.sha256()],
+            )
+            .await
+            .unwrap();
+    }
+    // The old app reads the legacy column, then goes away (rolled to a new version).
+    let old_app = || async {
+        let app = crate::common::connect(&url).await;
+        for id in 1..=3i64 {
+            app.query("SELECT balance FROM public.accounts WHERE id = $1", &[&id])
+                .await
+                .unwrap();
+        }
+    };
+    old_app().await;
+    let census = || run(&client, &plan, ProbeKind::HiddenReaders, Phase::Contract);
+    let r = census().await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", text(&r));
+    assert!(
+        r.summary
+            .contains("ran 3 time(s) since the read switch: SELECT balance FROM public.accounts"),
+        "{}",
+        text(&r)
+    );
+    // Silent, but not yet for the whole window: still a blocker.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let r = census().await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", text(&r));
+    tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
+    let r = census().await;
+    assert_eq!(r.outcome, Outcome::Pass, "{}", text(&r));
+    assert!(
+        text(&r).contains("drained: query") && text(&r).contains("ran 3 time(s)"),
+        "{}",
+        text(&r)
+    );
+    // The old app comes back: the reader blocks again at once.
+    old_app().await;
+    let r = census().await;
+    assert_eq!(r.outcome, Outcome::Fail, "{}", text(&r));
+    assert!(r.summary.contains("ran 6 time(s)"), "{}", text(&r));
+    let kept: i64 = client
+        .query_one("SELECT count(*) FROM cutover.census_samples", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        (1..=3).contains(&kept),
+        "samples older than the one compared with are forgotten ({kept} kept)"
+    );
+}
+
+/// `cutover attest`: the sre's word on where the dashboards are turns Observability green for
+/// this plan version, with who and where in the evidence and an audit entry; a login outside
+/// the roster and a category with automated evidence are refused (exit 3) and change nothing.
+#[tokio::test]
+async fn attest_observability_by_its_owner_only() {
+    let (db, client) = demo_db().await;
+    let cutover = |url: &str, args: &[&str]| {
+        Command::new(cutover_bin())
+            .args(args)
+            .env("DATABASE_URL", url)
+            .output()
+            .unwrap()
+    };
+    let url = "https://grafana.example.com/d/ledger";
+    let (_, outsider) = db.login("mallory").await;
+    let o = cutover(&outsider, &["attest", DEMO_PLAN, "observability", url]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    let o = cutover(&db.url, &["attest", DEMO_PLAN, "data_quality", url]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("automated evidence only"),
+        "{o:?}"
+    );
+    let o = cutover(&db.url, &["attest", DEMO_PLAN, "observability", "grafana"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    let none: i64 = client
+        .query_one("SELECT count(*) FROM cutover.attestations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(none, 0);
+
+    let o = cutover(&db.url, &["attest", DEMO_PLAN, "observability", url]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = cutover(&db.url, &["status", DEMO_PLAN, "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let obs = st["scorecard"]["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Observability")
+        .unwrap()["evidence"][0]
+        .clone();
+    assert_eq!(obs["outcome"], "pass", "{obs}");
+    let detail = obs["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("attested by postgres (sre) at ") && detail.ends_with(url),
+        "{detail}"
+    );
+    let audited: i64 = client
+        .query_one(
+            "SELECT count(*) FROM cutover.audit_log WHERE action = 'attest' AND details->>'url' = $1",
+            &[&url],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1);
+}

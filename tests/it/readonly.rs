@@ -84,6 +84,7 @@ async fn viewers_and_a_read_only_worker_change_nothing() {
         db: DbConfig::from_url(url).expect("config"),
         plan,
         read_only: true,
+        env: worker::command::Env::default(),
     });
     let mut snapshots = 0;
     let mut refusals = Vec::new();

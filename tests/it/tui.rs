@@ -275,3 +275,218 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
         "the TUI did not leave the screen"
     );
 }
+
+/// The hint line of a captured screen (`▶ next: …` / `▶ done: …`), without the arrow.
+fn hint_of(screen: &str) -> Option<String> {
+    screen
+        .lines()
+        .find_map(|l| l.split_once("▶ ").map(|(_, h)| h.trim().to_string()))
+}
+
+/// The database URL the header shows (`db postgres://…  │`).
+fn url_of(screen: &str) -> Option<String> {
+    let line = screen.lines().find(|l| l.trim_start().starts_with("db "))?;
+    let url = line
+        .trim_start()
+        .strip_prefix("db ")?
+        .split_whitespace()
+        .next()?;
+    Some(url.to_string())
+}
+
+/// `cutover demo` itself (its own throwaway cluster, with pg_stat_statements), driven from
+/// start to "contract applied" by nothing but the keys its next-step hint names — a newcomer's
+/// walk-through. The database must then hold all five phases applied, the old column gone, the
+/// app on v2, a rehearsal and a scrape (the scorecard's Reversibility and Observability).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_in_tmux_follows_the_hint_to_contract_applied() {
+    let started = Instant::now();
+    let cmd = format!(
+        "env -u DATABASE_URL NO_COLOR=1 {} demo --accounts 3000",
+        cutover_bin().display()
+    );
+    let tmux = Tmux::start(&cmd, 120, 40);
+    let screen = tmux.wait_for(
+        &["● live", "▶ next: sign off expand"],
+        Duration::from_secs(60),
+    );
+    let url = url_of(&screen).unwrap_or_else(|| panic!("no database URL in the header:\n{screen}"));
+    let mut done_extra: Vec<&str> = Vec::new();
+    let mut followed: Vec<String> = Vec::new();
+    let mut unfollowable: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let screen = tmux.capture();
+        let Some(hint) = hint_of(&screen) else {
+            assert!(Instant::now() < deadline, "no hint on screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
+        if hint.starts_with("done:") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hint did not lead to contract within 90 s; followed {followed:?}; now:\n{screen}"
+        );
+        // "… · meanwhile :rehearse": complete the scorecard while waiting, once each.
+        if let Some((_, extra)) = hint.split_once(" · meanwhile ") {
+            if !done_extra.contains(&extra) {
+                done_extra.push(if extra == ":rehearse" {
+                    ":rehearse"
+                } else {
+                    ":scrape"
+                });
+                tmux.send(&[":"]);
+                tmux.send(&["-l", extra.trim_start_matches(':')]);
+                tmux.send(&["Enter"]);
+                followed.push(extra.to_string());
+                std::thread::sleep(Duration::from_millis(800));
+                continue;
+            }
+        }
+        let keys: &[&str] = if hint.starts_with("next: wait") || hint.contains(" must sign off ") {
+            &[]
+        } else if hint.ends_with("(a, then Y)") {
+            &["a", "Y"]
+        } else if hint.ends_with("(:app v2)") {
+            &[":app v2"]
+        } else if hint.ends_with("(s)") {
+            &["s"]
+        } else if hint.ends_with("(a)") {
+            &["a"]
+        } else if hint.ends_with("(c)") {
+            &["c"]
+        } else {
+            // A hint no key answers: it must pass by itself within a few seconds.
+            if unfollowable.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(5) {
+                panic!("a hint the walk-through cannot follow: {hint}\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
+        unfollowable = None;
+        for k in keys {
+            if let Some(cmd) = k.strip_prefix(':') {
+                tmux.send(&[":"]);
+                tmux.send(&["-l", cmd]);
+                tmux.send(&["Enter"]);
+            } else {
+                if *k == "Y" {
+                    // The irreversible confirmation arms after 250 ms.
+                    tmux.wait_for(&["Y"], Duration::from_secs(5));
+                    std::thread::sleep(Duration::from_millis(400));
+                }
+                tmux.send(&[k]);
+            }
+        }
+        if !keys.is_empty() {
+            followed.push(hint.clone());
+        }
+        // Let the action land before reading the hint again.
+        let before = hint;
+        let settle = Instant::now();
+        while settle.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(200));
+            if hint_of(&tmux.capture()).is_some_and(|h| h != before) {
+                break;
+            }
+        }
+    }
+    let took = started.elapsed();
+    eprintln!("demo walk-through: {took:?}, followed {followed:?}");
+    for needed in [":app v2", ":rehearse", ":scrape"] {
+        assert!(
+            followed.iter().any(|f| f.contains(needed)),
+            "the hint never asked for {needed}: {followed:?}"
+        );
+    }
+
+    // The demo's database, while the demo still runs (quitting removes it).
+    let db = crate::common::connect(&url).await;
+    let phases: Vec<(String, String)> = db
+        .query(
+            "SELECT phase, state FROM cutover.phases ORDER BY array_position(
+                 ARRAY['expand','dual_write','backfill','read_switch','contract'], phase)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "expand",
+            "dual_write",
+            "backfill",
+            "read_switch",
+            "contract"
+        ]
+        .iter()
+        .map(|p| (p.to_string(), "applied".to_string()))
+        .collect::<Vec<_>>()
+    );
+    let columns: Vec<String> = db
+        .query(
+            "SELECT attname::text FROM pg_attribute
+              WHERE attrelid = 'public.accounts'::regclass AND attnum > 0 AND NOT attisdropped",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        columns.contains(&"balance_cents".to_string()) && !columns.contains(&"balance".to_string()),
+        "{columns:?}"
+    );
+    let evidence: (i64, i64, i64, i64) = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM cutover.overrides),
+                    (SELECT count(*) FROM cutover.rehearsals WHERE ok),
+                    (SELECT count(*) FROM cutover.metrics_scrapes),
+                    (SELECT count(*) FROM cutover.audit_log
+                      WHERE action = 'note' AND details->>'text' LIKE 'demo app: rolling from v1 to v2%')",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .unwrap();
+    assert_eq!(
+        evidence,
+        (0, 1, 1, 1),
+        "no override; one rehearsal, one scrape, the audited rollout"
+    );
+    // The app on v2 keeps working after contract: its writes land in balance_cents.
+    let before: i64 = db
+        .query_one("SELECT count(*) FROM public.accounts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after: i64 = db
+        .query_one("SELECT count(*) FROM public.accounts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(after > before, "v2 stopped opening accounts after contract");
+    drop(db);
+
+    tmux.send(&["q"]);
+    let quit = Instant::now();
+    while tmux.alive() && quit.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!tmux.alive(), "the demo did not exit after q");
+    let cfg = cutover::db::DbConfig::from_url(&url).unwrap();
+    assert!(
+        cutover::db::connect_app(&cfg, "cutover-tests")
+            .await
+            .is_err(),
+        "the demo left its cluster running at {url}"
+    );
+    eprintln!("demo end to end, cleanup included: {:?}", started.elapsed());
+}

@@ -1,10 +1,13 @@
-//! The footer: the status of the last action (errors in red) and the main keys.
+//! The footer: the **next step** hint, the status of the last action (errors in red) and the
+//! main keys (the demo's `:app v2` among them).
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
+use super::truncate;
+use crate::tui::next::StepKind;
 use crate::tui::theme::Theme;
 use crate::tui::view::ViewModel;
 
@@ -16,15 +19,34 @@ pub const KEYS: &[(&str, &str)] = &[
     ("␣", "pause"),
     ("?", "help"),
     ("q", "quit"),
+    ("z", "zoom"),
     ("+/-", "chunk"),
     ("c", "checks"),
     (":", "cmd"),
     ("/", "search"),
 ];
 
-/// Renders the footer into `area` (1 line: status or keys; 2 lines: both).
+/// The demo's own key, listed after `a` (only in the demo).
+pub const DEMO_KEY: (&str, &str) = (":app v2", "roll app");
+
+/// Renders the footer into `area`: with 2 lines, the next-step hint over the status (or, without
+/// one, the keys); with 1 line, the status, else the hint.
 pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let mut lines = Vec::new();
+    let hint = vm.next.as_ref().map(|n| {
+        let style = match n.kind {
+            StepKind::Act => theme.accent,
+            StepKind::Wait => theme.warn,
+            StepKind::Done => theme.pass,
+        };
+        Line::from(vec![
+            Span::styled(" ▶ ", style),
+            Span::styled(
+                truncate(&n.text, (area.width as usize).saturating_sub(3)),
+                style,
+            ),
+        ])
+    });
     let status = match (&vm.ui.status, vm.ui.pending.is_empty()) {
         (_, false) => Some(Line::from(Span::styled(
             format!(" … {}", vm.ui.pending.join(", ")),
@@ -36,12 +58,17 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         }
         (None, _) => None,
     };
-    let keys = keys_line(area.width as usize, vm.header.read_only, theme);
-    match (area.height, status) {
-        (0, _) => return,
-        (1, Some(s)) => lines.push(s),
-        (1, None) => lines.push(keys),
-        (_, s) => {
+    let keys = keys_line(area.width as usize, vm.header.read_only, vm.demo, theme);
+    match (area.height, status, hint) {
+        (0, ..) => return,
+        (1, Some(s), _) => lines.push(s),
+        (1, None, Some(h)) => lines.push(h),
+        (1, None, None) => lines.push(keys),
+        (_, s, Some(h)) => {
+            lines.push(h);
+            lines.push(s.unwrap_or(keys));
+        }
+        (_, s, None) => {
             lines.push(s.unwrap_or_default());
             lines.push(keys);
         }
@@ -49,11 +76,15 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     frame.render_widget(Paragraph::new(lines), area);
 }
 
-fn keys_line<'a>(width: usize, read_only: bool, theme: &Theme) -> Line<'a> {
+fn keys_line<'a>(width: usize, read_only: bool, demo: bool, theme: &Theme) -> Line<'a> {
     let mut spans = Vec::new();
     let mut used = 0;
-    for (key, what) in KEYS {
-        let changes = !matches!(*key, "c" | ":" | "/" | "?" | "q");
+    let mut keys: Vec<&(&str, &str)> = KEYS.iter().collect();
+    if demo {
+        keys.insert(2, &DEMO_KEY);
+    }
+    for (key, what) in keys {
+        let changes = !matches!(*key, "c" | ":" | "/" | "?" | "q" | "z");
         if read_only && changes {
             continue;
         }

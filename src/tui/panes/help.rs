@@ -22,6 +22,10 @@ const KEYS: &[(&str, &str)] = &[
     ("+ / -", "raise / lower the target chunk time"),
     ("c", "run checks and probes now"),
     ("Tab / ← →", "move focus between panes"),
+    (
+        "z",
+        "zoom: the focused pane fills the screen (z again restores)",
+    ),
     ("↑ ↓ PgUp PgDn", "scroll the focused pane"),
     ("l", "log: cycle the level filter"),
     ("/", "log: search (Enter keeps, Esc clears)"),
@@ -39,6 +43,10 @@ const COMMANDS: &[(&str, &str)] = &[
     (":pause  :resume", "the backfill"),
     (":tune MS", "set the target chunk time"),
     (":checks", "run checks now"),
+    (":rehearse", "rehearse apply + rollback of the phases ahead"),
+    (":scrape", "scrape this process's metrics endpoint once"),
+    (":attest observability URL", "sre: where the dashboards are"),
+    (":app v1|v2", "demo: roll the app to a version"),
     (":level LEVEL", "log filter: error warn info debug trace"),
     (":q", "quit"),
 ];
@@ -57,7 +65,7 @@ pub fn render(frame: &mut Frame, area: Rect, read_only: bool, theme: &Theme) {
     if lines.len() + COMMANDS.len() + 2 <= room {
         for (k, what) in COMMANDS {
             lines.push(Line::from(vec![
-                Span::styled(format!("{k:<20}  "), theme.key),
+                Span::styled(format!("{k:<26}  "), theme.key),
                 Span::raw(*what),
             ]));
         }
@@ -69,6 +77,10 @@ pub fn render(frame: &mut Frame, area: Rect, read_only: bool, theme: &Theme) {
         )]));
         lines.push(Line::from(vec![Span::styled(
             ":note TEXT  :pause  :resume  :tune MS  :checks  :level L  :q",
+            theme.key,
+        )]));
+        lines.push(Line::from(vec![Span::styled(
+            ":rehearse  :scrape  :attest observability URL  :app v1|v2 (demo)",
             theme.key,
         )]));
     }

@@ -11,6 +11,19 @@ use crate::outcome::Outcome;
 use crate::tui::theme::{outcome_symbol, Theme};
 use crate::tui::view::{Focus, ViewModel};
 
+/// The width (borders included) at which no evidence line of the scorecard is cut, whether
+/// shown beside its category (compact) or under it (expanded).
+pub fn wanted_width(vm: &ViewModel) -> u16 {
+    let evidence = vm
+        .scorecard
+        .iter()
+        .flat_map(|c| c.evidence.iter())
+        .map(|(_, text)| 2 + 22 + text.chars().count())
+        .max()
+        .unwrap_or(0);
+    u16::try_from(evidence + 2).unwrap_or(u16::MAX)
+}
+
 /// Renders the scorecard pane.
 pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let inner_h = area.height.saturating_sub(2) as usize;
