@@ -111,6 +111,12 @@ impl App {
             }),
             (true, None) => next::next_step(&self.plan, self.snapshot.as_ref(), &vm.header.roles),
         };
+        if self.read_only {
+            // A viewer sees what the operators' next step is, not a key it could press.
+            if let Some(n) = vm.next.as_mut() {
+                n.text = n.text.replacen("next: ", "next (an operator's): ", 1);
+            }
+        }
         vm.demo = self.demo;
         vm.metrics_url = self.metrics.map(|a| format!("http://{a}/metrics"));
         if let Some(url) = &vm.metrics_url {
