@@ -42,6 +42,8 @@ pub struct App {
     read_only: bool,
     demo: bool,
     metrics: Option<SocketAddr>,
+    /// Commands sent and not answered yet (the same one is not sent twice).
+    in_flight: Vec<Command>,
     conn: Option<ConnState>,
     snapshot: Option<Snapshot>,
     ui: view::UiView,
@@ -70,6 +72,7 @@ impl App {
             read_only,
             demo: false,
             metrics: None,
+            in_flight: Vec::new(),
             conn: None,
             snapshot: None,
             ui: view::UiView {
@@ -100,11 +103,20 @@ impl App {
             self.snapshot.as_ref(),
         );
         let connected = self.conn.as_ref().is_some_and(ConnState::is_connected);
-        vm.next = if connected {
-            next::next_step(&self.plan, self.snapshot.as_ref(), &vm.header.roles)
-        } else {
-            None
+        vm.next = match (connected, self.ui.pending.first()) {
+            (false, _) => None,
+            (true, Some(running)) => Some(next::NextStep {
+                kind: next::StepKind::Wait,
+                text: format!("next: wait: {running} is running"),
+            }),
+            (true, None) => next::next_step(&self.plan, self.snapshot.as_ref(), &vm.header.roles),
         };
+        if self.read_only {
+            // A viewer sees what the operators' next step is, not a key it could press.
+            if let Some(n) = vm.next.as_mut() {
+                n.text = n.text.replacen("next: ", "next (an operator's): ", 1);
+            }
+        }
         vm.demo = self.demo;
         vm.metrics_url = self.metrics.map(|a| format!("http://{a}/metrics"));
         if let Some(url) = &vm.metrics_url {
@@ -172,6 +184,9 @@ impl App {
     }
 
     fn on_result(&mut self, command: &Command, result: ActionResult) {
+        if let Some(i) = self.in_flight.iter().position(|c| c == command) {
+            self.in_flight.remove(i);
+        }
         let label = command.to_string();
         if let Some(i) = self.ui.pending.iter().position(|p| *p == label) {
             self.ui.pending.remove(i);
@@ -205,7 +220,12 @@ impl App {
                 return Action::None;
             }
         }
+        if self.in_flight.contains(&cmd) {
+            self.status(format!("{cmd} is already running"), false);
+            return Action::None;
+        }
         self.ui.pending.push(cmd.to_string());
+        self.in_flight.push(cmd.clone());
         Action::Send(cmd)
     }
 

@@ -829,3 +829,21 @@ fn observability_says_where_the_endpoint_is_until_it_is_scraped() {
         Action::None
     );
 }
+
+#[test]
+fn a_command_in_flight_is_not_sent_twice_and_the_hint_waits_for_it() {
+    let mut app = app_with(backfill_running());
+    let now = Instant::now();
+    assert_eq!(app.on_key(key('c'), now), Action::Send(Command::RunChecks));
+    assert_eq!(app.on_key(key('c'), now), Action::None);
+    let vm = app.view();
+    assert_eq!(
+        vm.next.map(|n| n.text).as_deref(),
+        Some("next: wait: run checks is running")
+    );
+    app.on_worker(WorkerEvent::Action {
+        command: Command::RunChecks,
+        result: Ok("4 checks passed".into()),
+    });
+    assert_eq!(app.on_key(key('c'), now), Action::Send(Command::RunChecks));
+}
