@@ -85,7 +85,7 @@ pub enum Advice {
 pub fn next_pause(pause: f64, ratio: f64, limit: f64) -> f64 {
     if ratio > limit {
         let over = ((ratio - limit) / (limit - 1.0).max(0.01)).clamp(0.0, 1.0);
-        (pause * (1.25 + 0.5 * over)).max(0.25).min(MAX_PAUSE)
+        (pause * (1.25 + 0.5 * over)).clamp(0.25, MAX_PAUSE)
     } else if ratio < 1.0 + (limit - 1.0) / 2.0 {
         let p = pause * 0.85;
         if p < 0.05 {
