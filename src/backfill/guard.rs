@@ -40,9 +40,11 @@ const MIN_CALLS: f64 = 20.0;
 /// Fewest sampled active backends in a window for a reading.
 const MIN_SAMPLED: f64 = 4.0;
 /// How long the first baseline may take before the backfill starts without one.
-const FIRST_BASELINE: Duration = Duration::from_millis(1500);
+const FIRST_BASELINE: Duration = Duration::from_millis(2500);
 /// Yielding at [`MAX_PAUSE`] this long forces a quiet window to re-measure the baseline.
 const REMEASURE_AFTER: Duration = Duration::from_secs(15);
+/// Gap between the first two statement samples.
+const SETTLE_GAP: Duration = Duration::from_millis(50);
 /// How often the watched query ids are looked up again.
 const REFRESH_IDS: Duration = Duration::from_secs(5);
 
@@ -126,7 +128,8 @@ pub struct Guard {
     started_chunks: bool,
     pause: f64,
     at_max_since: Option<Instant>,
-    remeasure: bool,
+    /// Why the guard waits for a quiet window to measure the baseline again.
+    remeasure: Option<String>,
 }
 
 impl Guard {
@@ -157,7 +160,7 @@ impl Guard {
             started_chunks: false,
             pause: 0.0,
             at_max_since: None,
-            remeasure: false,
+            remeasure: None,
         }
     }
 
@@ -179,13 +182,19 @@ impl Guard {
         let busy_elsewhere = self.sample_activity(client, now).await?;
         if self.statements != Some(false) {
             self.sample_statements(client, now).await;
+            if !self.started_chunks && !self.settled() {
+                // Before the first chunk: a second sample shortly after the first tells an idle
+                // application at once (nothing to protect, so no reason to wait a whole tick).
+                tokio::time::sleep(SETTLE_GAP).await;
+                self.sample_statements(client, Instant::now()).await;
+            }
         }
         let quiet_for = if busy_elsewhere {
             Duration::ZERO
         } else {
             quiet_for
         };
-        Ok(self.advise(now, quiet_for))
+        Ok(self.advise(Instant::now(), quiet_for))
     }
 
     /// The advice from the samples so far.
@@ -196,13 +205,12 @@ impl Guard {
         if quiet {
             if reading.is_none() && !self.traffic(now) {
                 // Nobody to protect.
-                self.remeasure = false;
+                self.remeasure = None;
             }
             if let Some(r) = reading {
                 self.baseline = Some(r);
                 self.started_chunks = true;
-                if self.remeasure {
-                    self.remeasure = false;
+                if self.remeasure.take().is_some() {
                     self.pause = (self.pause / 2.0).min(MAX_PAUSE / 4.0);
                     self.at_max_since = None;
                 }
@@ -213,11 +221,10 @@ impl Guard {
             // Before the first chunk: measure a baseline; with no application traffic at all
             // (nothing to hurt), start at once.
             let traffic = self.traffic(now);
-            if reading.is_some() && waited >= window.min(FIRST_BASELINE) {
+            if reading.is_some() && waited >= STATEMENTS_WINDOW {
                 self.baseline = reading;
                 self.started_chunks = true;
-            } else if (!traffic && waited >= Duration::from_millis(200)) || waited >= FIRST_BASELINE
-            {
+            } else if (!traffic && self.settled()) || waited >= FIRST_BASELINE {
                 self.started_chunks = true;
             } else {
                 return Advice::Hold(
@@ -225,21 +232,17 @@ impl Guard {
                 );
             }
         }
-        if self.remeasure && !quiet {
-            return Advice::Hold(format!(
-                "yielding: re-measuring the application's latency without the backfill \
-                 (yielded at the maximum for {}s)",
-                REMEASURE_AFTER.as_secs()
-            ));
+        if let Some(why) = self.remeasure.as_ref().filter(|_| !quiet) {
+            return Advice::Hold(why.clone());
         }
         let (Some(r), Some(base)) = (reading, self.baseline) else {
             if reading.is_some() && self.baseline.is_none() && !quiet {
                 // Traffic appeared after an idle start: measure it without the backfill.
-                self.remeasure = true;
-                return Advice::Hold(
-                    "measuring the application's latency without the backfill (traffic appeared)"
-                        .to_string(),
-                );
+                let why = "measuring the application's latency without the backfill \
+                           (application traffic appeared)"
+                    .to_string();
+                self.remeasure = Some(why.clone());
+                return Advice::Hold(why);
             }
             self.pause = next_pause(self.pause, 1.0, self.limit);
             return self.advice(None);
@@ -249,11 +252,12 @@ impl Guard {
             // A reading from the other source: compare with a baseline of the same kind.
             _ => {
                 self.baseline = None;
-                self.remeasure = true;
-                return Advice::Hold(format!(
+                let why = format!(
                     "measuring the application's latency without the backfill ({})",
                     r.source.label()
-                ));
+                );
+                self.remeasure = Some(why.clone());
+                return Advice::Hold(why);
             }
         };
         let ratio = r.ms / base_ms.max(1e-3);
@@ -263,7 +267,11 @@ impl Guard {
         if self.pause >= MAX_PAUSE {
             let since = *self.at_max_since.get_or_insert(now);
             if now.duration_since(since) >= REMEASURE_AFTER {
-                self.remeasure = true;
+                self.remeasure = Some(format!(
+                    "yielding: re-measuring the application's latency without the backfill \
+                     (yielded at the maximum for {}s)",
+                    REMEASURE_AFTER.as_secs()
+                ));
             }
         } else {
             self.at_max_since = None;
@@ -304,10 +312,26 @@ impl Guard {
         }
     }
 
+    /// True once the samples can tell whether the application runs statements: an activity
+    /// sample, and two statement samples when `pg_stat_statements` watches any statement.
+    fn settled(&self) -> bool {
+        !self.samples.is_empty()
+            && (self.statements != Some(true) || self.ids.is_empty() || self.cumulative.len() >= 2)
+    }
+
     /// True when the latest samples show application traffic.
     fn traffic(&self, now: Instant) -> bool {
-        let calls = window_delta(&self.cumulative, now, STATEMENTS_WINDOW).map_or(0.0, |d| d.0);
-        let sampled: f64 = self.samples.iter().map(|s| s.2).sum();
+        let calls = match (self.cumulative.front(), self.cumulative.back()) {
+            (Some(a), Some(b)) => b.1 - a.1,
+            _ => 0.0,
+        };
+        let horizon = now.checked_sub(ACTIVITY_WINDOW);
+        let sampled: f64 = self
+            .samples
+            .iter()
+            .filter(|s| horizon.is_none_or(|h| s.0 >= h))
+            .map(|s| s.2)
+            .sum();
         calls > 0.0 || sampled > 0.0
     }
 
@@ -571,6 +595,22 @@ mod tests {
             Advice::Clear
         );
         assert_eq!(g.baseline(), None);
+    }
+
+    #[test]
+    fn statement_traffic_alone_holds_for_the_baseline() {
+        let mut g = Guard::new("t", 1.25);
+        let t0 = g.started;
+        g.statements = Some(true);
+        g.ids = vec![1];
+        g.samples.push_back((t0, 0.0, 0.0));
+        g.cumulative.push_back((t0, 100.0, 50.0));
+        g.cumulative
+            .push_back((t0 + Duration::from_millis(50), 110.0, 55.0));
+        assert!(matches!(
+            g.advise(t0 + Duration::from_millis(50), Duration::ZERO),
+            Advice::Hold(_)
+        ));
     }
 
     #[test]

@@ -83,6 +83,20 @@ pub async fn run(
         }
         _ => {}
     }
+    // No chunk runs before the health signals have been read once; they are first read while
+    // the ranges are planned (the latency guard's baseline window overlaps the planning).
+    let (verdict_tx, verdict_rx) =
+        watch::channel(Verdict::Throttled("reading the health signals".to_string()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let activity = Arc::new(Activity::new());
+    let throttle = tokio::spawn(throttle_loop(
+        cfg.clone(),
+        plan.clone(),
+        opts.throttle_interval,
+        verdict_tx,
+        stop_rx.clone(),
+        activity.clone(),
+    ));
     let keys = KeySpec::load(&client, &spec).await?;
     ranges::plan_ranges(
         &mut client,
@@ -106,19 +120,6 @@ pub async fn run(
             });
         }
     }
-    // No chunk runs before the health signals have been read once.
-    let (verdict_tx, verdict_rx) =
-        watch::channel(Verdict::Throttled("reading the health signals".to_string()));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let activity = Arc::new(Activity::new());
-    let throttle = tokio::spawn(throttle_loop(
-        cfg.clone(),
-        plan.clone(),
-        opts.throttle_interval,
-        verdict_tx,
-        stop_rx.clone(),
-        activity.clone(),
-    ));
     let shared = Arc::new(Shared {
         cfg,
         plan,
