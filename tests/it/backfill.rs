@@ -808,7 +808,7 @@ async fn latency_guard_yields_when_the_app_slows_and_names_its_signal() {
     let monitor = db::connect(&cfg, &SessionSettings::new("backfill/throttle"))
         .await
         .expect("monitor");
-    let sleep_ms = Arc::new(AtomicU64::new(20));
+    let sleep_ms = Arc::new(AtomicU64::new(100));
     let stop = Arc::new(AtomicBool::new(false));
     let app = {
         let (sleep_ms, stop, client) = (sleep_ms.clone(), stop.clone(), db.client().await);
@@ -835,13 +835,13 @@ async fn latency_guard_yields_when_the_app_slows_and_names_its_signal() {
         tokio::time::sleep(tick).await;
     }
     let baseline = guard.baseline().expect("a baseline within 5 s");
-    assert!(baseline.ms < 200.0, "{baseline:?}");
+    assert!(baseline.ms < 400.0, "{baseline:?}");
     assert_eq!(
         guard.tick(&monitor, Duration::ZERO).await.expect("tick"),
         Advice::Clear
     );
-    // The application's statements now take 25× longer while the backfill runs.
-    sleep_ms.store(500, Ordering::Relaxed);
+    // The application's statements now take 10× longer while the backfill runs.
+    sleep_ms.store(1000, Ordering::Relaxed);
     let mut reason = None;
     for _ in 0..24 {
         tokio::time::sleep(tick).await;
@@ -856,12 +856,13 @@ async fn latency_guard_yields_when_the_app_slows_and_names_its_signal() {
         }
     }
     let reason = reason.expect("the guard must yield within 6 s");
+    assert!(guard.pause() > 0.0);
     assert!(reason.starts_with("yielding: app latency"), "{reason}");
     assert!(reason.contains("pg_stat_activity sampling"), "{reason}");
     // Fast again: the pause eases off to nothing.
-    sleep_ms.store(20, Ordering::Relaxed);
+    sleep_ms.store(100, Ordering::Relaxed);
     let mut cleared = false;
-    for _ in 0..80 {
+    for _ in 0..120 {
         tokio::time::sleep(tick).await;
         if guard.tick(&monitor, Duration::ZERO).await.expect("tick") == Advice::Clear {
             cleared = true;
