@@ -7,9 +7,10 @@
 //!   excluding Cutover's own — statements tagged `/* cutover */` and every query id seen in a
 //!   `cutover/%` session.
 //! - `pg_stat_activity` sampling: the mean age of the active application backends (not
-//!   `cutover/%`) over the last two seconds. Used when `pg_stat_statements` is not there or
-//!   saw too few calls; it also sees time outside statements on the table (commits waiting on
-//!   WAL flushes, lock waits anywhere).
+//!   `cutover/%`) over the last two seconds. It also sees time outside statements on the table
+//!   (commits waiting on WAL flushes, lock waits anywhere).
+//!
+//! Each signal is compared with its own baseline; the worse ratio counts (and is named).
 //!
 //! Baseline: measured before the first chunk, and again whenever no chunk has run for a whole
 //! window (paused, throttled, or a forced quiet window when the guard has yielded at its
@@ -38,7 +39,7 @@ const ACTIVITY_WINDOW: Duration = Duration::from_secs(2);
 /// Fewest statement calls in a window for a reading.
 const MIN_CALLS: f64 = 20.0;
 /// Fewest sampled active backends in a window for a reading.
-const MIN_SAMPLED: f64 = 4.0;
+const MIN_SAMPLED: f64 = 6.0;
 /// How long the first baseline may take before the backfill starts without one.
 const FIRST_BASELINE: Duration = Duration::from_millis(2500);
 /// Yielding at [`MAX_PAUSE`] this long forces a quiet window to re-measure the baseline.
@@ -123,7 +124,8 @@ pub struct Guard {
     cumulative: VecDeque<(Instant, f64, f64)>,
     /// Activity samples (time, summed age ms, backends).
     samples: VecDeque<(Instant, f64, f64)>,
-    baseline: Option<Reading>,
+    /// The baseline of each source measured so far.
+    baselines: Vec<Reading>,
     /// True once the first baseline window is over (with or without a baseline).
     started_chunks: bool,
     pause: f64,
@@ -156,7 +158,7 @@ impl Guard {
             ids_at: None,
             cumulative: VecDeque::new(),
             samples: VecDeque::new(),
-            baseline: None,
+            baselines: Vec::new(),
             started_chunks: false,
             pause: 0.0,
             at_max_since: None,
@@ -169,9 +171,13 @@ impl Guard {
         self.pause
     }
 
-    /// The baseline, once measured.
+    /// The baseline, once measured (`pg_stat_statements`' when there is one).
     pub fn baseline(&self) -> Option<Reading> {
-        self.baseline
+        self.baselines
+            .iter()
+            .find(|b| b.source == Source::Statements)
+            .or(self.baselines.first())
+            .copied()
     }
 
     /// Reads the signals once and advises. `quiet_for`: how long no chunk has run (in this
@@ -199,16 +205,15 @@ impl Guard {
 
     /// The advice from the samples so far.
     fn advise(&mut self, now: Instant, quiet_for: Duration) -> Advice {
-        let reading = self.reading(now);
-        let window = ACTIVITY_WINDOW;
-        let quiet = quiet_for >= window;
+        let readings = self.readings(now);
+        let quiet = quiet_for >= ACTIVITY_WINDOW;
         if quiet {
-            if reading.is_none() && !self.traffic(now) {
+            if readings.is_empty() && !self.traffic(now) {
                 // Nobody to protect.
                 self.remeasure = None;
             }
-            if let Some(r) = reading {
-                self.baseline = Some(r);
+            if !readings.is_empty() {
+                self.set_baselines(&readings);
                 self.started_chunks = true;
                 if self.remeasure.take().is_some() {
                     self.pause = (self.pause / 2.0).min(MAX_PAUSE / 4.0);
@@ -221,8 +226,8 @@ impl Guard {
             // Before the first chunk: measure a baseline; with no application traffic at all
             // (nothing to hurt), start at once.
             let traffic = self.traffic(now);
-            if reading.is_some() && waited >= STATEMENTS_WINDOW {
-                self.baseline = reading;
+            if !readings.is_empty() && waited >= STATEMENTS_WINDOW {
+                self.set_baselines(&readings);
                 self.started_chunks = true;
             } else if (!traffic && self.settled()) || waited >= FIRST_BASELINE {
                 self.started_chunks = true;
@@ -235,8 +240,16 @@ impl Guard {
         if let Some(why) = self.remeasure.as_ref().filter(|_| !quiet) {
             return Advice::Hold(why.clone());
         }
-        let (Some(r), Some(base)) = (reading, self.baseline) else {
-            if reading.is_some() && self.baseline.is_none() && !quiet {
+        // The worst of the signals that have a baseline of their own.
+        let worst = readings
+            .iter()
+            .filter_map(|r| {
+                let base = self.baselines.iter().find(|b| b.source == r.source)?.ms;
+                Some((r.ms / base.max(1e-3), *r, base))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((ratio, r, base_ms)) = worst else {
+            if !readings.is_empty() && !quiet {
                 // Traffic appeared after an idle start: measure it without the backfill.
                 let why = "measuring the application's latency without the backfill \
                            (application traffic appeared)"
@@ -247,20 +260,6 @@ impl Guard {
             self.pause = next_pause(self.pause, 1.0, self.limit);
             return self.advice(None);
         };
-        let base_ms = match (r.source, base.source) {
-            (a, b) if a == b => base.ms,
-            // A reading from the other source: compare with a baseline of the same kind.
-            _ => {
-                self.baseline = None;
-                let why = format!(
-                    "measuring the application's latency without the backfill ({})",
-                    r.source.label()
-                );
-                self.remeasure = Some(why.clone());
-                return Advice::Hold(why);
-            }
-        };
-        let ratio = r.ms / base_ms.max(1e-3);
         if !quiet {
             self.pause = next_pause(self.pause, ratio, self.limit);
         }
@@ -277,6 +276,14 @@ impl Guard {
             self.at_max_since = None;
         }
         self.advice(Some((ratio, r, base_ms)))
+    }
+
+    /// Takes `readings` as the baselines of their sources.
+    fn set_baselines(&mut self, readings: &[Reading]) {
+        for r in readings {
+            self.baselines.retain(|b| b.source != r.source);
+            self.baselines.push(*r);
+        }
     }
 
     fn advice(&self, last: Option<(f64, Reading, f64)>) -> Advice {
@@ -335,31 +342,38 @@ impl Guard {
         calls > 0.0 || sampled > 0.0
     }
 
-    /// The windowed latency: `pg_stat_statements` when it saw enough calls, else activity.
-    fn reading(&self, now: Instant) -> Option<Reading> {
+    /// The windowed latencies: `pg_stat_statements` when it saw enough calls, and the activity
+    /// sampling when it saw enough backends.
+    fn readings(&self, now: Instant) -> Vec<Reading> {
+        let mut out = Vec::new();
         if let Some((calls, ms)) = window_delta(&self.cumulative, now, STATEMENTS_WINDOW) {
             if calls >= MIN_CALLS {
-                return Some(Reading {
+                out.push(Reading {
                     ms: ms / calls,
                     source: Source::Statements,
                 });
             }
         }
-        let horizon = now.checked_sub(ACTIVITY_WINDOW)?;
+        let Some(horizon) = now.checked_sub(ACTIVITY_WINDOW) else {
+            return out;
+        };
         let (age, n) = self
             .samples
             .iter()
             .filter(|s| s.0 >= horizon)
             .fold((0.0, 0.0), |(a, n), s| (a + s.1, n + s.2));
-        (self
+        if self
             .samples
             .front()
             .is_some_and(|s| s.0 <= horizon + Duration::from_millis(300))
-            && n >= MIN_SAMPLED)
-            .then(|| Reading {
+            && n >= MIN_SAMPLED
+        {
+            out.push(Reading {
                 ms: age / n,
                 source: Source::Activity,
-            })
+            });
+        }
+        out
     }
 
     /// Samples the active application backends; returns whether a Cutover backfill session
@@ -611,6 +625,33 @@ mod tests {
             g.advise(t0 + Duration::from_millis(50), Duration::ZERO),
             Advice::Hold(_)
         ));
+    }
+
+    #[test]
+    fn the_worse_signal_counts_and_is_named() {
+        let mut g = Guard::new("t", 1.25);
+        let t0 = g.started;
+        let act = |g: &mut Guard, from: f64, secs: f64, age: f64| {
+            for i in 0..(secs * 4.0) as u64 {
+                let at = t0 + Duration::from_secs_f64(from) + Duration::from_millis(250 * i);
+                g.samples.push_back((at, age, 1.0));
+            }
+        };
+        fed(&mut g, t0, 2.0, 400.0, 0.5);
+        act(&mut g, 0.0, 2.25, 3.0);
+        let at = g.cumulative.back().unwrap().0;
+        assert_eq!(g.advise(at, Duration::from_secs(5)), Advice::Clear);
+        assert_eq!(g.baselines.len(), 2, "{:?}", g.baselines);
+        // Statements as fast as before, but backends twice as old (commits waiting).
+        fed(&mut g, t0, 2.0, 400.0, 0.5);
+        act(&mut g, 2.25, 2.0, 6.0);
+        let at = g.cumulative.back().unwrap().0;
+        match g.advise(at, Duration::ZERO) {
+            Advice::Yield { reason, .. } => {
+                assert!(reason.contains("pg_stat_activity sampling"), "{reason}")
+            }
+            other => panic!("must yield: {other:?}"),
+        }
     }
 
     #[test]
