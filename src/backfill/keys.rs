@@ -12,6 +12,10 @@ use crate::plan::BackfillSpec;
 
 pub use crate::control::backfill::Key;
 
+/// Leads every statement the backfill sends against the table, so the latency guard can tell
+/// them from the application's in `pg_stat_statements`.
+pub const TAG: &str = "/* cutover */ ";
+
 /// The key columns of the backfilled table and the SQL built from them.
 #[derive(Debug, Clone)]
 pub struct KeySpec {
@@ -138,7 +142,7 @@ impl KeySpec {
     /// The key `offset` rows after `lo` (exclusive) and at most `hi`, in key order.
     pub fn bound_sql(&self, lo: Option<&Key>, hi: Option<&Key>, offset: i64) -> String {
         format!(
-            "SELECT {} FROM {} WHERE {} ORDER BY {} OFFSET {offset} LIMIT 1",
+            "{TAG}SELECT {} FROM {} WHERE {} ORDER BY {} OFFSET {offset} LIMIT 1",
             self.text_cols(),
             self.table,
             self.between(lo, hi),
@@ -149,7 +153,7 @@ impl KeySpec {
     /// Counts the keys in `(lo, hi]`.
     pub fn count_sql(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
         format!(
-            "SELECT count(*) FROM {} WHERE {}",
+            "{TAG}SELECT count(*) FROM {} WHERE {}",
             self.table,
             self.between(lo, hi)
         )
@@ -158,7 +162,7 @@ impl KeySpec {
     /// The chunk's UPDATE: the SET assignments on the pending rows of `(lo, hi]`.
     pub fn update_sql(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
         format!(
-            "UPDATE {} SET {} WHERE {} AND ({})",
+            "{TAG}UPDATE {} SET {} WHERE {} AND ({})",
             self.table,
             self.set,
             self.between(lo, hi),
@@ -175,7 +179,7 @@ impl KeySpec {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "SELECT {} FROM {} ORDER BY {desc} LIMIT 1",
+            "{TAG}SELECT {} FROM {} ORDER BY {desc} LIMIT 1",
             self.text_cols(),
             self.table
         )
@@ -184,7 +188,7 @@ impl KeySpec {
     /// Counts the pending rows (optionally only keys up to `hi`).
     pub fn pending_count_sql(&self, hi: Option<&Key>) -> String {
         format!(
-            "SELECT count(*) FROM {} WHERE {} AND ({})",
+            "{TAG}SELECT count(*) FROM {} WHERE {} AND ({})",
             self.table,
             self.between(None, hi),
             self.pending
@@ -199,7 +203,7 @@ impl KeySpec {
             format!(" TABLESAMPLE SYSTEM ({percent:.6})")
         };
         format!(
-            "SELECT {text} FROM (SELECT {cols}, row_number() OVER (ORDER BY {cols}) AS cutover_rn, \
+            "{TAG}SELECT {text} FROM (SELECT {cols}, row_number() OVER (ORDER BY {cols}) AS cutover_rn, \
              count(*) OVER () AS cutover_n FROM {table}{sample}) s \
              WHERE cutover_rn % greatest(1, cutover_n / {parts}) = 0 AND cutover_rn < cutover_n \
              ORDER BY cutover_rn LIMIT {limit}",

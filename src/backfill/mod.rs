@@ -38,6 +38,7 @@
 //!   sparklines.
 
 pub mod control;
+pub mod guard;
 mod keys;
 pub mod progress;
 mod ranges;

@@ -33,13 +33,15 @@ pub struct Progress {
     pub rows_updated: i64,
     /// Percent done, never above 100 (and 100 only when done).
     pub percent: f64,
-    /// Throughput over the latest chunks (rows/s), including time throttled between them.
+    /// Throughput over the latest chunks (rows/s), measured start to start like the rate cap
+    /// (so the pauses between chunks count), never above the cap; it decays while no chunk runs.
     pub rate_rows_per_sec: Option<f64>,
-    /// Estimated seconds left at `rate_rows_per_sec` (shown while throttled too).
+    /// Estimated seconds left at `rate_rows_per_sec` (shown while throttled too); `None` when
+    /// done.
     pub eta_seconds: Option<f64>,
-    /// Optimistic end of the ETA band (fastest recent window).
+    /// Optimistic end of the ETA band (upper quartile of the recent sub-window rates).
     pub eta_low_seconds: Option<f64>,
-    /// Pessimistic end of the ETA band (slowest recent window).
+    /// Pessimistic end of the ETA band (lower quartile of the recent sub-window rates).
     pub eta_high_seconds: Option<f64>,
     /// Live target chunk time (ms).
     pub target_chunk_ms: i32,
@@ -67,6 +69,8 @@ pub struct Progress {
     pub effective_target_ms: Option<i32>,
     /// Seconds spent throttled.
     pub throttled_seconds: f64,
+    /// Share of the backfill's elapsed time spent throttled (0–1).
+    pub throttled_share: Option<f64>,
     /// Final-sweep passes started.
     pub sweep_passes: i32,
     /// Seconds since the latest checkpoint was written.
@@ -93,7 +97,12 @@ impl Progress {
         }
         if self.state != State::Done {
             if let (Some(lo), Some(hi)) = (self.eta_low_seconds, self.eta_high_seconds) {
-                s.push_str(&format!(", ETA {}–{}", fmt_secs(lo), fmt_secs(hi)));
+                s.push_str(&format!(", ETA {}", fmt_band(lo, hi)));
+            }
+            if self.state == State::Throttled {
+                if let Some(share) = self.throttled_share {
+                    s.push_str(&format!(", throttled {:.0}% of the time", share * 100.0));
+                }
             }
         }
         if !self.reason.is_empty() {
@@ -134,6 +143,7 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
             eta_seconds: None,
             eta_low_seconds: None,
             eta_high_seconds: None,
+            throttled_share: None,
             target_chunk_ms: spec.target_chunk_time.as_millis() as i32,
             max_rows_per_sec: spec.max_rows_per_second as i32,
             workers: spec.workers as i32,
@@ -167,30 +177,30 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         .sum();
     let rows_done = row.rows_done;
     let total = rows_done + remaining;
-    let percent = if state == State::Done {
-        100.0
-    } else if total > 0 {
-        (rows_done as f64 / total as f64 * 100.0).min(99.9)
-    } else {
-        0.0
-    };
+    let percent = percent(state, rows_done, remaining);
     let latest = state::latest_contention(client, plan.id()).await?;
     let (blocked_sessions, effective_target_ms) =
         latest.map_or((0, None), |c| (c.blocked, c.effective_ms));
     let (p50_chunk_ms, p99_chunk_ms) = state::chunk_percentiles(client, plan.id()).await?;
-    let samples = state::recent_chunks(client, plan.id()).await?;
-    let rate = window_rate(&samples);
-    let band: Vec<f64> = samples.chunks(10).filter_map(window_rate).collect();
-    let (fast, slow) = band.iter().fold((None::<f64>, None::<f64>), |(hi, lo), r| {
-        (
-            Some(hi.map_or(*r, |h| h.max(*r))),
-            Some(lo.map_or(*r, |l| l.min(*r))),
-        )
-    });
-    let eta = |r: Option<f64>| {
-        r.filter(|r| *r > 0.0 && state != State::Done)
-            .map(|r| remaining as f64 / r)
+    let mut samples: Vec<ChunkSample> = state::recent_chunks(client, plan.id())
+        .await?
+        .into_iter()
+        .map(|(rows, start, end)| ChunkSample { rows, start, end })
+        .collect();
+    samples.sort_by(|a, b| a.start.total_cmp(&b.start));
+    let now = state::db_now(client).await?;
+    let cap = (row.max_rows_per_sec > 0).then_some(f64::from(row.max_rows_per_sec));
+    let stalled = !matches!(state, State::Running | State::Throttled);
+    let rates = if state == State::Done {
+        Rates::default()
+    } else {
+        rates(&samples, now, cap, stalled)
     };
+    let band = eta_band(remaining, &rates);
+    let throttled_share = row
+        .elapsed_seconds
+        .filter(|e| *e > 0.0)
+        .map(|e| (row.throttled_seconds / e).clamp(0.0, 1.0));
     let buckets = state::rate_buckets(client, plan.id()).await?;
     let mut recent_rates = vec![0.0; 24];
     for (i, rows) in buckets {
@@ -209,10 +219,11 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         rows_remaining: remaining,
         rows_updated: row.rows_updated,
         percent,
-        rate_rows_per_sec: rate,
-        eta_seconds: eta(rate),
-        eta_low_seconds: eta(fast),
-        eta_high_seconds: eta(slow),
+        rate_rows_per_sec: rates.now,
+        eta_seconds: band.map(|b| b.1),
+        eta_low_seconds: band.map(|b| b.0),
+        eta_high_seconds: band.map(|b| b.2),
+        throttled_share,
         target_chunk_ms: row.target_chunk_ms,
         max_rows_per_sec: row.max_rows_per_sec,
         workers: row.workers,
@@ -235,16 +246,123 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
     })
 }
 
-/// Rows per second across a window of chunks `(rows, started, finished)` (epoch seconds).
-fn window_rate(samples: &[(f64, f64, f64)]) -> Option<f64> {
-    let rows: f64 = samples.iter().map(|s| s.0).sum();
-    let start = samples.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);
-    let end = samples
-        .iter()
-        .map(|s| s.2)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let span = end - start;
-    (samples.len() >= 2 && span > 0.0 && rows > 0.0).then(|| rows / span)
+/// One committed chunk: keys covered, start and end (epoch seconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChunkSample {
+    /// Keys the chunk covered.
+    pub rows: f64,
+    /// When it started.
+    pub start: f64,
+    /// When it committed.
+    pub end: f64,
+}
+
+/// Throughput readings over a window of chunks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rates {
+    /// Rows/s over the whole window.
+    pub now: Option<f64>,
+    /// Rows/s of each sub-window, oldest first.
+    pub windows: Vec<f64>,
+}
+
+/// Sub-windows the recent chunks are split into for the ETA band.
+const SUB_WINDOWS: usize = 6;
+/// A window with no chunk start for this long (and this many typical gaps) is stalled.
+const STALL_SECS: f64 = 2.0;
+
+/// Rows/s over chunks sorted by start, measured start to start — the window the rate cap
+/// enforces (a worker sleeps after a chunk so that its rows over the time to its next start
+/// stay within its share) — and clamped to `cap`. The last chunk's rows count only once the
+/// window reaches past it: while chunks run, the window ends at the last start; when no chunk
+/// started for a while (or `stalled`: nobody runs chunks), it ends at `now` and the reading
+/// decays toward 0.
+pub fn rates(samples: &[ChunkSample], now: f64, cap: Option<f64>, stalled: bool) -> Rates {
+    let n = samples.len();
+    let clamp = |r: f64| cap.map_or(r, |c| r.min(c)).max(0.0);
+    let Some((first, last)) = samples.first().zip(samples.last()) else {
+        return Rates::default();
+    };
+    let gap = if n >= 2 {
+        (last.start - first.start) / (n - 1) as f64
+    } else {
+        0.0
+    };
+    let idle = now - last.end;
+    let stalled = stalled || n < 2 || idle > STALL_SECS.max(3.0 * gap);
+    let span = |a: usize, b: usize| -> Option<f64> {
+        // Chunks a..b (b exclusive), ending at the start of chunk b or at now.
+        let end = if b < n { samples[b].start } else { now };
+        let secs = end - samples[a].start;
+        let rows: f64 = samples[a..b].iter().map(|s| s.rows).sum();
+        (secs > 0.0).then(|| clamp(rows / secs))
+    };
+    let whole = if stalled { span(0, n) } else { span(0, n - 1) };
+    let measured = if stalled { n } else { n - 1 };
+    let per = (measured / SUB_WINDOWS).max(2);
+    let mut windows = Vec::new();
+    let mut a = 0;
+    while a + per <= measured {
+        let b = if a + 2 * per > measured {
+            measured
+        } else {
+            a + per
+        };
+        windows.extend(span(a, b));
+        a = b;
+    }
+    Rates {
+        now: whole,
+        windows,
+    }
+}
+
+/// The ETA band `(optimistic, expected, pessimistic)` in seconds for `remaining` keys: the
+/// expected value at the window's rate, the ends at the upper and lower quartile of the
+/// sub-window rates (widened to include the expected one). `None` without a rate.
+pub fn eta_band(remaining: i64, rates: &Rates) -> Option<(f64, f64, f64)> {
+    let now = rates.now.filter(|r| *r > 0.0)?;
+    let mut w: Vec<f64> = rates.windows.iter().copied().filter(|r| *r > 0.0).collect();
+    w.sort_by(f64::total_cmp);
+    let (q1, q3) = if w.is_empty() {
+        (now, now)
+    } else {
+        (quantile(&w, 0.25), quantile(&w, 0.75))
+    };
+    let rem = remaining.max(0) as f64;
+    let fast = q3.max(now);
+    let slow = q1.min(now).max(f64::MIN_POSITIVE);
+    Some((rem / fast, rem / now, rem / slow))
+}
+
+/// Linear-interpolated quantile of sorted values.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Percent done from the keys covered and the keys still pending: 100 only when done, else at
+/// most 99.9 (rounded down, so it never reads 100.0 early).
+pub fn percent(state: State, done: i64, remaining: i64) -> f64 {
+    if state == State::Done {
+        return 100.0;
+    }
+    let total = done.max(0) + remaining.max(0);
+    if total == 0 {
+        return 0.0;
+    }
+    ((done.max(0) as f64 / total as f64 * 1000.0).floor() / 10.0).min(99.9)
+}
+
+/// `3m05s – 4m10s`, or `~35s` when both ends read the same.
+pub fn fmt_band(lo: f64, hi: f64) -> String {
+    let (a, b) = (fmt_secs(lo), fmt_secs(hi));
+    if a == b {
+        format!("~{a}")
+    } else {
+        format!("{a} – {b}")
+    }
 }
 
 /// Estimated keys left in an unfinished range: for an integer key, the key density seen so far
@@ -275,11 +393,100 @@ fn remaining_of(r: &RangeProgress, integer_key: bool) -> i64 {
 mod tests {
     use super::*;
 
+    /// `n` chunks of `rows` keys, each taking `work` seconds, starting every `every` seconds.
+    fn series(n: usize, rows: f64, work: f64, every: f64) -> Vec<ChunkSample> {
+        (0..n)
+            .map(|i| {
+                let start = i as f64 * every;
+                ChunkSample {
+                    rows,
+                    start,
+                    end: start + work,
+                }
+            })
+            .collect()
+    }
+
     #[test]
-    fn rate_spans_the_window() {
-        let s = [(100.0, 0.0, 1.0), (100.0, 1.0, 2.0)];
-        assert_eq!(window_rate(&s), Some(100.0));
-        assert_eq!(window_rate(&s[..1]), None);
+    fn steady_chunks_read_their_rate_and_a_narrow_band() {
+        let s = series(60, 1000.0, 0.1, 0.1);
+        let r = rates(&s, 6.0, None, false);
+        assert!((r.now.unwrap() - 10_000.0).abs() < 1e-6, "{r:?}");
+        let (lo, mid, hi) = eta_band(50_000, &r).unwrap();
+        assert!((mid - 5.0).abs() < 1e-6 && (lo - 5.0).abs() < 1e-6 && (hi - 5.0).abs() < 1e-6);
+        assert_eq!(fmt_band(lo, hi), "~5s");
+    }
+
+    #[test]
+    fn a_capped_series_never_reads_above_the_cap() {
+        // Cap 20 000 rows/s, 4 workers (share 5 000): each chunk of 1 000 rows takes 50 ms and
+        // sleeps until 200 ms after its start. Staggered starts.
+        let mut s = Vec::new();
+        for w in 0..4 {
+            for i in 0..15 {
+                let start = i as f64 * 0.2 + w as f64 * 0.013;
+                s.push(ChunkSample {
+                    rows: 1000.0,
+                    start,
+                    end: start + 0.05,
+                });
+            }
+        }
+        s.sort_by(|a, b| a.start.total_cmp(&b.start));
+        // The old reading: rows over first start to last end (it counts the last chunks'
+        // rows without their sleeps) — above the cap.
+        let naive: f64 = s.iter().map(|c| c.rows).sum::<f64>() / (s[59].end - s[0].start);
+        assert!(naive > 20_000.0, "{naive}");
+        let r = rates(&s, s[59].end, Some(20_000.0), false);
+        let now = r.now.unwrap();
+        assert!(now <= 20_000.0 && now > 18_000.0, "{now}");
+        assert!(r.windows.iter().all(|w| *w <= 20_000.0), "{r:?}");
+    }
+
+    #[test]
+    fn a_bursty_series_gives_a_real_band() {
+        // Fast stretches (10 000 rows/s) alternate with slow ones (2 500 rows/s).
+        let mut s = Vec::new();
+        let mut t = 0.0;
+        for i in 0..60 {
+            let every = if (i / 10) % 2 == 0 { 0.1 } else { 0.4 };
+            s.push(ChunkSample {
+                rows: 1000.0,
+                start: t,
+                end: t + 0.09,
+            });
+            t += every;
+        }
+        let r = rates(&s, t - 0.3, None, false);
+        let (lo, mid, hi) = eta_band(100_000, &r).unwrap();
+        assert!(lo < mid && mid < hi, "{lo} {mid} {hi}");
+        assert!(hi / lo > 1.4, "the band reflects the variation: {lo}–{hi}");
+        assert!(fmt_band(lo, hi).contains('–'));
+    }
+
+    #[test]
+    fn a_stalled_series_decays_and_done_shows_no_eta() {
+        let s = series(20, 1000.0, 0.1, 0.1);
+        let live = rates(&s, 2.0, None, false).now.unwrap();
+        let stalled = rates(&s, 60.0, None, false).now.unwrap();
+        assert!(stalled < live / 20.0, "{live} → {stalled}");
+        let paused = rates(&s, 2.0, None, true).now.unwrap();
+        assert!(paused <= 20_000.0 / 2.0 + 1e-6, "{paused}");
+        assert_eq!(rates(&[], 1.0, None, false), Rates::default());
+        assert_eq!(eta_band(10, &Rates::default()), None);
+    }
+
+    #[test]
+    fn percent_reaches_100_only_when_done() {
+        assert_eq!(percent(State::Running, 1_999_999, 1), 99.9);
+        assert_eq!(percent(State::Running, 10, 0), 99.9);
+        assert_eq!(percent(State::Running, 94, 6), 94.0);
+        assert_eq!(percent(State::Done, 10, 5), 100.0);
+        assert_eq!(percent(State::Idle, 0, 0), 0.0);
+    }
+
+    #[test]
+    fn formats_seconds() {
         assert_eq!(fmt_secs(3725.0), "1h02m");
         assert_eq!(fmt_secs(65.0), "1m05s");
     }

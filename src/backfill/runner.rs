@@ -83,6 +83,20 @@ pub async fn run(
         }
         _ => {}
     }
+    // No chunk runs before the health signals have been read once; they are first read while
+    // the ranges are planned (the latency guard's baseline window overlaps the planning).
+    let (verdict_tx, verdict_rx) =
+        watch::channel(Verdict::Throttled("reading the health signals".to_string()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let activity = Arc::new(Activity::new());
+    let throttle = tokio::spawn(throttle_loop(
+        cfg.clone(),
+        plan.clone(),
+        opts.throttle_interval,
+        verdict_tx,
+        stop_rx.clone(),
+        activity.clone(),
+    ));
     let keys = KeySpec::load(&client, &spec).await?;
     ranges::plan_ranges(
         &mut client,
@@ -106,17 +120,6 @@ pub async fn run(
             });
         }
     }
-    // No chunk runs before the health signals have been read once.
-    let (verdict_tx, verdict_rx) =
-        watch::channel(Verdict::Throttled("reading the health signals".to_string()));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let throttle = tokio::spawn(throttle_loop(
-        cfg.clone(),
-        plan.clone(),
-        opts.throttle_interval,
-        verdict_tx,
-        stop_rx.clone(),
-    ));
     let shared = Arc::new(Shared {
         cfg,
         plan,
@@ -126,6 +129,7 @@ pub async fn run(
         verdict: verdict_rx,
         shutdown,
         totals: Totals::default(),
+        activity,
     });
     let result = supervise(&shared, &mut client).await;
     let _ = stop_tx.send(true);
@@ -169,6 +173,43 @@ async fn mark_idle_if_unattended(client: &Client, plan: &Plan) {
     }
 }
 
+/// When this process last ran a chunk (the latency guard measures its baseline while quiet).
+struct Activity {
+    base: Instant,
+    in_flight: AtomicU64,
+    /// Milliseconds after `base` when the latest chunk ended.
+    last_end_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            base: Instant::now(),
+            in_flight: AtomicU64::new(0),
+            last_end_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_end_ms.fetch_max(ms, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// How long no chunk has run in this process.
+    fn quiet_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_end_ms.load(Ordering::Relaxed));
+        self.base.elapsed().saturating_sub(last)
+    }
+}
+
 #[derive(Default)]
 struct Totals {
     chunks: AtomicU64,
@@ -185,6 +226,7 @@ struct Shared {
     verdict: watch::Receiver<Verdict>,
     shutdown: watch::Receiver<bool>,
     totals: Totals,
+    activity: Arc<Activity>,
 }
 
 /// Keeps the local worker count at the target and collects their exits.
@@ -255,6 +297,7 @@ async fn throttle_loop(
     interval: Duration,
     verdict: watch::Sender<Verdict>,
     mut stop: watch::Receiver<bool>,
+    activity: Arc<Activity>,
 ) {
     let mut evaluator = Evaluator::new(&plan);
     let mut client: Option<Client> = None;
@@ -270,20 +313,35 @@ async fn throttle_loop(
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             client = db::connect(&cfg, &session).await.ok();
         }
-        let now = evaluator.evaluate(client.as_ref()).await;
+        let now = evaluator
+            .evaluate(client.as_ref(), activity.quiet_for())
+            .await;
         let dt = last_tick.elapsed().as_secs_f64();
         last_tick = Instant::now();
-        if matches!(recorded, Verdict::Throttled(_)) {
-            unflushed += dt;
+        match &recorded {
+            Verdict::Throttled(_) => unflushed += dt,
+            // Count the share of the time the guard keeps chunks from running.
+            Verdict::Yield { pause, .. } => unflushed += dt * pause / (1.0 + pause),
+            Verdict::Clear => {}
         }
         verdict.send_replace(now.clone());
         if let Some(c) = client.as_ref() {
-            if now != recorded {
+            let changed = match (&recorded, &now) {
+                // A yield's reason carries live figures: record them about once a second.
+                (Verdict::Yield { reason: a, .. }, Verdict::Yield { reason: b, .. }) => {
+                    a != b && last_flush.elapsed() >= Duration::from_secs(1)
+                }
+                (a, b) => a != b,
+            };
+            if changed {
                 match record_verdict(c, plan.id(), &now, unflushed).await {
                     Ok(()) => {
                         match &now {
                             Verdict::Throttled(r) => {
                                 tracing::warn!(plan = plan.id(), "backfill throttled: {r}")
+                            }
+                            Verdict::Yield { reason, .. } => {
+                                tracing::info!(plan = plan.id(), "backfill {reason}")
                             }
                             Verdict::Clear => {
                                 tracing::info!(plan = plan.id(), "backfill throttle cleared")
@@ -311,7 +369,7 @@ async fn throttle_loop(
         if unflushed > 0.0 {
             let _ = state::add_throttled(c, plan.id(), unflushed).await;
         }
-        if matches!(recorded, Verdict::Throttled(_)) {
+        if !matches!(recorded, Verdict::Clear) {
             let _ = state::clear_throttle(c, plan.id(), 0.0).await;
         }
     }
@@ -324,7 +382,9 @@ async fn record_verdict(
     throttled: f64,
 ) -> Result<(), tokio_postgres::Error> {
     match verdict {
-        Verdict::Throttled(reason) => state::throttle(client, plan_id, reason, throttled).await?,
+        Verdict::Throttled(reason) | Verdict::Yield { reason, .. } => {
+            state::throttle(client, plan_id, reason, throttled).await?
+        }
         Verdict::Clear => state::clear_throttle(client, plan_id, throttled).await?,
     };
     Ok(())
@@ -633,13 +693,20 @@ impl Worker {
         let Some(range) = self.range.clone() else {
             return Ok(Step::Wait);
         };
+        let pause = match &*self.shared.verdict.borrow() {
+            Verdict::Yield { pause, .. } => *pause,
+            _ => 0.0,
+        };
         let limit = self.sizer.size();
         let effective = ctl
             .target
-            .mul_f64(self.contention)
+            .mul_f64(self.contention / (1.0 + pause))
             .max(MIN_EFFECTIVE_TARGET)
             .min(ctl.target);
-        let done = match self.chunk(&range, limit, ctl.target, effective).await {
+        self.shared.activity.begin();
+        let result = self.chunk(&range, limit, ctl.target, effective).await;
+        self.shared.activity.end();
+        let done = match result {
             Ok(Some(d)) => d,
             Ok(None) => {
                 tracing::warn!(worker = %self.me.owner, range = range.range_id, "lease lost before the chunk; claiming again");
@@ -679,20 +746,25 @@ impl Worker {
         } else if let Some(r) = self.range.as_mut() {
             r.checkpoint = done.upper;
         }
-        if ctl.max_rows_per_sec > 0 {
+        // The rate cap: this worker's rows over the time to its next start stay within its
+        // share. The latency guard: pause `pause` × the chunk's time.
+        let capped = if ctl.max_rows_per_sec > 0 {
             let share = f64::from(ctl.max_rows_per_sec) / ctl.workers.max(1) as f64;
-            let min = Duration::from_secs_f64(done.scanned as f64 / share.max(1.0));
-            if min > done.elapsed {
-                let mut shutdown = self.shared.shutdown.clone();
-                let interrupted = async {
-                    if shutdown.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                };
-                tokio::select! {
-                    _ = tokio::time::sleep(min - done.elapsed) => {}
-                    _ = interrupted => {}
+            Duration::from_secs_f64(done.scanned as f64 / share.max(1.0))
+        } else {
+            Duration::ZERO
+        };
+        let min = capped.max(done.elapsed.mul_f64(1.0 + pause));
+        if min > done.elapsed {
+            let mut shutdown = self.shared.shutdown.clone();
+            let interrupted = async {
+                if shutdown.changed().await.is_err() {
+                    std::future::pending::<()>().await;
                 }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(min - done.elapsed) => {}
+                _ = interrupted => {}
             }
         }
         Ok(Step::Chunk)

@@ -2,15 +2,18 @@
 //! connection and consulted by every worker before each chunk.
 //!
 //! Signals: replication replay lag, active backends, lock waiters, (auto)vacuum on the table, WAL
-//! rate, a custom query, and the plan's time windows / freeze periods. The first signal over its
-//! limit is the reason shown. Fail closed: a signal that cannot be read for `fail_closed_after`
-//! holds the backfill back until it can be read again.
+//! rate, a custom query, the plan's time windows / freeze periods, and the application's latency
+//! against its baseline ([`super::guard`]). The first signal over its limit is the reason shown;
+//! the latency guard slows the chunks down (a duty cycle) rather than holding them back. Fail
+//! closed: a signal that cannot be read for `fail_closed_after` holds the backfill back until it
+//! can be read again.
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio_postgres::Client;
 
+use super::guard::{Advice, Guard};
 use crate::db::describe_error;
 use crate::plan::{Plan, ThrottleSpec};
 
@@ -19,6 +22,13 @@ use crate::plan::{Plan, ThrottleSpec};
 pub enum Verdict {
     /// Chunks may run.
     Clear,
+    /// Chunks may run, each followed by a pause of `pause` × its time (the latency guard).
+    Yield {
+        /// Pause factor.
+        pause: f64,
+        /// Why (e.g. `yielding: app latency 1.41× baseline > 1.25× …`).
+        reason: String,
+    },
     /// Chunks must wait, for this reason (e.g. `replica replay lag 7.1s > limit 5s`).
     Throttled(String),
 }
@@ -38,6 +48,8 @@ pub enum Signal {
     WalRate,
     /// The plan's custom throttle query.
     Custom,
+    /// The application's latency (the latency guard's samples).
+    AppLatency,
 }
 
 impl Signal {
@@ -50,6 +62,7 @@ impl Signal {
             Signal::Vacuum => "vacuum running on the table",
             Signal::WalRate => "WAL rate",
             Signal::Custom => "custom throttle query",
+            Signal::AppLatency => "application latency",
         }
     }
 }
@@ -62,6 +75,7 @@ pub struct Evaluator {
     /// Per signal: when it was last read, and its last value.
     last_ok: Vec<(Signal, Instant, Option<f64>)>,
     wal: Option<(Instant, f64)>,
+    guard: Guard,
 }
 
 impl Evaluator {
@@ -77,6 +91,7 @@ impl Evaluator {
             .map(|s| (s, now, None))
             .collect();
         Evaluator {
+            guard: Guard::new(&table, spec.max_app_latency_ratio),
             spec,
             table,
             windows: plan.spec.windows.clone(),
@@ -100,18 +115,53 @@ impl Evaluator {
         if spec.custom_query.is_some() {
             v.push(Signal::Custom);
         }
+        v.push(Signal::AppLatency);
         v
     }
 
+    /// The latency guard.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
     /// Evaluates every signal once. `client` may be `None` when the monitoring connection is
-    /// down: every database signal then counts as unreadable.
-    pub async fn evaluate(&mut self, client: Option<&Client>) -> Verdict {
+    /// down: every database signal then counts as unreadable. `quiet_for`: how long this
+    /// process has run no chunk (the latency guard refreshes its baseline in quiet windows).
+    pub async fn evaluate(&mut self, client: Option<&Client>, quiet_for: Duration) -> Verdict {
         if let Some(reason) = self.windows.blocked_reason(Utc::now()) {
             return Verdict::Throttled(reason);
         }
         let signals: Vec<Signal> = self.last_ok.iter().map(|(s, _, _)| *s).collect();
         let mut first_reason = None;
+        let mut advice = Advice::Clear;
         for signal in signals {
+            if signal == Signal::AppLatency {
+                let reading = match client {
+                    Some(c) => self.guard.tick(c, quiet_for).await,
+                    None => Err("no monitoring connection".to_string()),
+                };
+                let reason = match reading {
+                    Ok(a) => {
+                        self.mark_ok(signal, None);
+                        advice = a;
+                        None
+                    }
+                    Err(err) => {
+                        let pause = self.guard.pause();
+                        if pause > 0.0 {
+                            advice = Advice::Yield {
+                                pause,
+                                reason: format!("yielding: pausing {pause:.1}× each chunk's time (application latency unreadable)"),
+                            };
+                        }
+                        self.unreadable(signal, &err)
+                    }
+                };
+                if first_reason.is_none() {
+                    first_reason = reason;
+                }
+                continue;
+            }
             let reading = match client {
                 Some(c) => self.read(c, signal).await,
                 None => Err("no monitoring connection".to_string()),
@@ -131,9 +181,10 @@ impl Evaluator {
                 first_reason = reason;
             }
         }
-        match first_reason {
-            Some(r) => Verdict::Throttled(r),
-            None => Verdict::Clear,
+        match (first_reason, advice) {
+            (Some(r), _) | (None, Advice::Hold(r)) => Verdict::Throttled(r),
+            (None, Advice::Yield { pause, reason }) => Verdict::Yield { pause, reason },
+            (None, Advice::Clear) => Verdict::Clear,
         }
     }
 
@@ -210,6 +261,8 @@ impl Evaluator {
             }),
             Signal::Custom => (value > s.custom_limit)
                 .then(|| format!("{} = {value} > limit {}", signal.label(), s.custom_limit)),
+            // The guard advises on its own readings.
+            Signal::AppLatency => None,
         }
     }
 
@@ -234,6 +287,7 @@ impl Evaluator {
             Signal::WalRate => {
                 "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::float8".to_string()
             }
+            Signal::AppLatency => return Ok(None),
             Signal::Custom => {
                 let q = self.spec.custom_query.clone().unwrap_or_default();
                 format!(
@@ -314,23 +368,23 @@ fail_closed_after = "1h"
         let mut ev = Evaluator::new(&plan(
             "[[windows.freeze]]\nfrom = \"2000-01-01T00:00:00Z\"\nto = \"2999-01-01T00:00:00Z\"\nreason = \"year-end close\"",
         ));
-        match ev.evaluate(None).await {
+        match ev.evaluate(None, Duration::ZERO).await {
             Verdict::Throttled(r) => assert!(r.contains("year-end close"), "{r}"),
-            Verdict::Clear => panic!("a freeze must throttle"),
+            other => panic!("a freeze must throttle: {other:?}"),
         }
     }
 
     #[tokio::test]
     async fn an_unreadable_signal_counts_only_after_fail_closed_after() {
         let mut ev = Evaluator::new(&plan(""));
-        assert_eq!(ev.evaluate(None).await, Verdict::Clear);
+        assert_eq!(ev.evaluate(None, Duration::ZERO).await, Verdict::Clear);
         ev.spec.fail_closed_after = crate::plan::Duration::from_millis(0);
-        match ev.evaluate(None).await {
+        match ev.evaluate(None, Duration::ZERO).await {
             Verdict::Throttled(r) => assert!(
                 r.starts_with("fail-closed: replica replay lag unreadable"),
                 "{r}"
             ),
-            Verdict::Clear => panic!("must fail closed"),
+            other => panic!("must fail closed: {other:?}"),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! `cutover bench backfill`: the backfill measured side by side with the alternatives, in one run.
 //!
-//! On a throwaway cluster (or in a fresh database on `DATABASE_URL`), builds a 2 M-row
-//! `pgbench_accounts` (pgbench scale 20) and four identical copies, then prints:
-//! (a) the unthrottled backfill's throughput vs one set-based `UPDATE` of the same rows (each
-//! method twice, on its own identical copies, in the order U B B U); (b) the p50/p99 chunk time
-//! vs the 300 ms target; (c) pgbench's p95 latency at a fixed rate (`-R`) without a backfill
-//! (before and after) and during a backfill with the default throttle on the table pgbench
-//! writes to.
+//! On a throwaway cluster (or in a fresh database on `DATABASE_URL`), builds a 1 M-row
+//! `pgbench_accounts` (pgbench scale 10, so that one run stays under about 3 minutes on two
+//! cores) and four identical copies, then prints: (a) the unthrottled backfill's throughput vs
+//! one set-based `UPDATE` of the same rows (each method twice, on its own identical copies, in
+//! the order U B B U); (b) the p50/p99 chunk time vs the 300 ms target; (c) pgbench's p95 and
+//! p99 latency at a fixed rate (`pgbench -N -R 200 -c 4`: the built-in simple-update script; the full TPC-B-like one
+//! saturates two shared cores at 200 tps) without
+//! a backfill (before and after) and during a backfill with the default throttle (latency
+//! guard included) on the table pgbench writes to, and how long that backfill took.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -24,7 +26,7 @@ use crate::exit;
 use crate::plan::{Phase, Plan};
 
 /// pgbench scale: 100 000 accounts per unit.
-const SCALE: u32 = 20;
+const SCALE: u32 = 10;
 /// Fixed transaction rate of the concurrent load (transactions per second).
 const RATE: u32 = 200;
 /// pgbench clients.
@@ -124,6 +126,19 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
         .batch_execute("VACUUM ANALYZE pgbench_accounts")
         .await?;
     crate::control::schema::bootstrap(&mut client).await?;
+    // The latency guard reads pg_stat_statements where the server has it loaded.
+    let _ = client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await;
+    let guard_signal = if client
+        .query_one("SELECT count(*) FROM pg_stat_statements", &[])
+        .await
+        .is_ok()
+    {
+        "pg_stat_statements (pg_stat_activity sampling as a fallback)"
+    } else {
+        "pg_stat_activity sampling (pg_stat_statements not loaded)"
+    };
 
     // (a) one set-based UPDATE vs the unthrottled backfill, each twice on identical copies.
     let mut single = (Duration::ZERO, 0u64);
@@ -199,6 +214,9 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     let ratio_a = rate(chunked.1, chunked.0) / rate(single.1, single.0);
     let base_p95 = percentile(&base_lat, 0.95);
     let conc_p95 = percentile(&conc_lat, 0.95);
+    let base_p99 = percentile(&base_lat, 0.99);
+    let conc_p99 = percentile(&conc_lat, 0.99);
+    let unthrottled_one = chunked.0.as_secs_f64() / 2.0;
     let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
     println!();
     println!(
@@ -225,43 +243,50 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
         chunked.0.as_secs_f64() - stats_a.span_seconds
     );
     println!(
-        "    backfill / single UPDATE throughput = {ratio_a:.2}×   (target ≥ 0.90×: {})",
-        verdict(ratio_a >= 0.9)
+        "    backfill / single UPDATE throughput = {ratio_a:.2}×   (target ≥ 1.00×: {})",
+        verdict(ratio_a >= 1.0)
     );
     println!(
         "(b) chunk time, unthrottled runs (all {} chunks)",
         stats_a.chunks
     );
     println!(
-        "    p50 {:.0} ms   p99 {:.0} ms   max {:.0} ms   target {TARGET_MS:.0} ms   p99/target = {:.2}×   (target ≤ 2×: {})",
+        "    p50 {:.0} ms   p99 {:.0} ms   max {:.0} ms   target {TARGET_MS:.0} ms   p99/target = {:.2}×   (target ≤ 1.5×: {})",
         stats_a.p50_ms,
         stats_a.p99_ms,
         stats_a.max_ms,
         stats_a.p99_ms / TARGET_MS,
-        verdict(stats_a.p99_ms <= 2.0 * TARGET_MS)
+        verdict(stats_a.p99_ms <= 1.5 * TARGET_MS)
     );
     println!(
-        "(c) pgbench -N -R {RATE} -c {CLIENTS} on pgbench_accounts (dual-write trigger on), p95 latency"
+        "(c) pgbench -N -R {RATE} -c {CLIENTS} on pgbench_accounts (dual-write trigger on); latency guard reads {guard_signal}"
     );
     println!(
-        "    without backfill (before + after)   {:>6.2} ms  ({} transactions, 2 × {}s)",
+        "    without backfill (before + after)   p95 {:>6.2} ms  p99 {:>6.2} ms  ({} transactions, 2 × {}s)",
         base_p95,
+        base_p99,
         base_lat.len(),
         BASELINE.as_secs()
     );
     println!(
-        "    during backfill (default throttle)  {:>6.2} ms  ({} transactions, {:.1}s)",
+        "    during backfill (default throttle)  p95 {:>6.2} ms  p99 {:>6.2} ms  ({} transactions, {:.1}s)",
         conc_p95,
+        conc_p99,
         conc_lat.len(),
         loaded.as_secs_f64()
     );
-    let ratio_c = conc_p95 / base_p95.max(1e-9);
+    let ratio_95 = conc_p95 / base_p95.max(1e-9);
+    let ratio_99 = conc_p99 / base_p99.max(1e-9);
     println!(
-        "    p95 during / without = {ratio_c:.2}×   (target ≤ 1.5×: {})",
-        verdict(ratio_c <= 1.5)
+        "    p95 during / without = {ratio_95:.2}×   (target ≤ 1.25×: {})",
+        verdict(ratio_95 <= 1.25)
     );
     println!(
-        "    the backfill under load: {} rows updated, {} keys in {:.2} s ({:.0} keys/s), {} chunks, p50 {:.0} ms, p99 {:.0} ms, throttled {:.1} s",
+        "    p99 during / without = {ratio_99:.2}×   (target ≤ 1.50×: {})",
+        verdict(ratio_99 <= 1.5)
+    );
+    println!(
+        "    the backfill under load: {} rows updated, {} keys in {:.2} s ({:.0} keys/s), {} chunks, p50 {:.0} ms, p99 {:.0} ms, throttled/yielded {:.1} s",
         summary_c.rows_updated,
         summary_c.rows_scanned,
         loaded.as_secs_f64(),
@@ -270,6 +295,12 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
         stats_c.p50_ms,
         stats_c.p99_ms,
         progress_c.throttled_seconds
+    );
+    println!(
+        "    under load it took {:.2} s vs {:.2} s unthrottled on an idle server ({:.1}× as long)",
+        loaded.as_secs_f64(),
+        unthrottled_one,
+        loaded.as_secs_f64() / unthrottled_one.max(1e-9)
     );
     println!("    rows not equal to abalance × 100 afterwards: {wrong}");
     if wrong != 0 {

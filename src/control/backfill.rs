@@ -1170,6 +1170,15 @@ pub async fn recent_chunks(
         .collect())
 }
 
+/// The server's clock (epoch seconds), the time base of the chunk stats.
+pub async fn db_now(c: &impl GenericClient) -> Result<f64, Error> {
+    Ok(
+        c.query_one("SELECT extract(epoch FROM clock_timestamp())::float8", &[])
+            .await?
+            .get(0),
+    )
+}
+
 /// Rows scanned per 5-second bucket of the last 2 minutes: (buckets ago, rows).
 pub async fn rate_buckets(c: &impl GenericClient, plan_id: &str) -> Result<Vec<(i32, f64)>, Error> {
     let rows = c

@@ -283,7 +283,7 @@ async fn backfill(
     plan: &Plan,
     registry: &mut Registry,
 ) -> Result<(), tokio_postgres::Error> {
-    let (state, reason, done, estimate, throttled_s, elapsed) =
+    let (state, reason, done, estimate, throttled_s, elapsed, cap) =
         match control::backfill::load(client, plan.id()).await? {
             Some(r) => (
                 r.state,
@@ -292,8 +292,9 @@ async fn backfill(
                 r.rows_estimate.unwrap_or(0),
                 r.throttled_seconds,
                 r.elapsed_seconds,
+                r.max_rows_per_sec,
             ),
-            None => (BackfillState::Idle, String::new(), 0, 0, 0.0, None),
+            None => (BackfillState::Idle, String::new(), 0, 0, 0.0, None, 0),
         };
     let gauge = |v: f64| {
         let g = GaugeF::default();
@@ -347,6 +348,12 @@ async fn backfill(
             Some(s) if s > 0.0 && state == BackfillState::Running => done as f64 / s,
             _ => 0.0,
         },
+    };
+    // The cap holds start to start; a window ending at a chunk's commit can read above it.
+    let rate = if cap > 0 {
+        rate.min(f64::from(cap))
+    } else {
+        rate
     };
     registry.register(
         "backfill_rows_per_second",

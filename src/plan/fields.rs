@@ -312,6 +312,16 @@ fn backfill(spec: &PlanSpec, o: &mut Out<'_>) {
         f64::MIN,
         f64::MAX,
     );
+    let ratio = t.max_app_latency_ratio;
+    if !ratio.is_finite() || ratio <= 1.0 {
+        o.push(
+            at("max_app_latency_ratio"),
+            format!("`max_app_latency_ratio` is {ratio}; it must be a finite number above 1"),
+            Some(
+                "1.25 lets the application's latency rise by a quarter before the backfill yields",
+            ),
+        );
+    }
     if t.max_active_backends == 0 {
         o.push(
             at("max_active_backends"),

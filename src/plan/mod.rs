@@ -479,6 +479,9 @@ pub struct ThrottleSpec {
     pub custom_limit: f64,
     /// A signal unreadable for this long pauses the backfill (fail closed).
     pub fail_closed_after: Duration,
+    /// The latency guard: the application's statement latency may rise to this multiple of
+    /// its baseline (measured just before the backfill) before the backfill yields.
+    pub max_app_latency_ratio: f64,
 }
 
 impl Default for ThrottleSpec {
@@ -492,6 +495,7 @@ impl Default for ThrottleSpec {
             custom_query: None,
             custom_limit: 0.0,
             fail_closed_after: Duration::from_millis(15_000),
+            max_app_latency_ratio: 1.25,
         }
     }
 }

@@ -400,6 +400,41 @@ fn pane_backfill_throttled() {
     insta::assert_snapshot!(pane(&vm, 70, 10, super::panes::backfill::render));
 }
 
+/// "done" only when the state is done; never 100 % before; the rate never above the cap.
+#[test]
+fn backfill_pane_says_done_only_when_done() {
+    let mut s = backfill_running();
+    if let Some(b) = s.backfill.as_mut() {
+        b.rows_done = 999_999;
+        b.rows_estimate = Some(1_000_000);
+        b.eta = Some((0.2, 0.4));
+        b.rate = Some(22_804.0);
+        b.max_rows_per_sec = 20_000;
+    }
+    let text = pane(
+        &app_with(s.clone()).view(),
+        70,
+        10,
+        super::panes::backfill::render,
+    );
+    assert!(!text.contains("done"), "{text}");
+    assert!(text.contains("99.9%") && !text.contains("100.0%"), "{text}");
+    assert!(
+        text.contains("20,000 rows/s") && !text.contains("22,804"),
+        "{text}"
+    );
+    if let Some(b) = s.backfill.as_mut() {
+        b.state = BackfillState::Done;
+        b.rows_done = 1_000_000;
+        b.eta = None;
+    }
+    let text = pane(&app_with(s).view(), 70, 10, super::panes::backfill::render);
+    assert!(
+        text.contains("ETA done") && text.contains("100.0%"),
+        "{text}"
+    );
+}
+
 #[test]
 fn signoff_key_signs_only_my_open_roles() {
     let mut app = app_with(backfill_running());

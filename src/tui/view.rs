@@ -122,8 +122,12 @@ pub struct BackfillView {
     pub rows_total: Option<i64>,
     /// Rows/s history, oldest first.
     pub rates: Vec<u64>,
-    /// ETA band in seconds (fast, slow), from the recent rates.
+    /// ETA band in seconds (fast, slow), from the recent rates; `None` when done.
     pub eta: Option<(u64, u64)>,
+    /// Throughput as the backfill measures it (start to start, within the rate cap).
+    pub rate: Option<u64>,
+    /// Share of the elapsed time spent throttled (0–1).
+    pub throttled_share: Option<f64>,
     /// Last chunk rows.
     pub chunk_rows: Option<i64>,
     /// Last chunk time.
@@ -411,29 +415,26 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
     };
     let remaining = b.rows_estimate.map(|t| (t - b.rows_done).max(0));
     let recent: Vec<u64> = s.rate_history.iter().rev().take(30).copied().collect();
+    let done = b.state == BackfillState::Done;
     let eta = match b.eta {
-        Some((lo, hi)) if b.state != BackfillState::Done => {
-            Some((lo.round() as u64, hi.round() as u64))
-        }
-        _ if b.state == BackfillState::Done => Some((0, 0)),
+        Some((lo, hi)) if !done => Some((lo.round() as u64, hi.round() as u64)),
         _ => None,
     }
     .or(match (remaining, recent.is_empty()) {
-        (Some(0), _) => Some((0, 0)),
-        (Some(r), false) => {
-            let avg = recent.iter().sum::<u64>() as f64 / recent.len() as f64;
+        (Some(r), false) if r > 0 && !done => {
             let mut sorted = recent.clone();
             sorted.sort_unstable();
-            let slow = sorted[sorted.len() / 4].max(1) as f64;
-            let fast = sorted[(sorted.len() * 3) / 4].max(1) as f64;
-            if avg <= 0.0 {
-                None
-            } else {
-                Some(((r as f64 / fast) as u64, (r as f64 / slow) as u64))
-            }
+            let slow = sorted[sorted.len() / 4] as f64;
+            let fast = sorted[(sorted.len() * 3) / 4] as f64;
+            (slow > 0.0).then(|| ((r as f64 / fast) as u64, (r as f64 / slow) as u64))
         }
         _ => None,
     });
+    let cap = u64::try_from(b.max_rows_per_sec).unwrap_or(0);
+    let capped = |r: u64| if cap > 0 { r.min(cap) } else { r };
+    let elapsed = b
+        .started_at
+        .map(|t| (b.finished_at.unwrap_or(s.facts.now) - t).num_milliseconds() as f64 / 1000.0);
     let newest = s.ranges.iter().filter_map(|r| r.updated_at).max();
     BackfillView {
         configured,
@@ -441,8 +442,12 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
         reason: b.reason.clone(),
         rows_done: b.rows_done,
         rows_total: b.rows_estimate,
-        rates: s.rate_history.clone(),
+        rates: s.rate_history.iter().map(|r| capped(*r)).collect(),
         eta,
+        rate: b.rate.map(|r| capped(r.max(0.0).round() as u64)),
+        throttled_share: elapsed
+            .filter(|e| *e > 0.0)
+            .map(|e| (b.throttled_seconds / e).clamp(0.0, 1.0)),
         chunk_rows: b.chunk_rows,
         chunk_ms: b.chunk_ms,
         target_ms: b.target_chunk_ms,

@@ -793,3 +793,83 @@ async fn chunks_that_block_the_app_aim_shorter() {
         "the next chunk aims at half the target"
     );
 }
+
+/// The latency guard on a server without `pg_stat_statements`: it measures the application's
+/// baseline from `pg_stat_activity`, yields (naming its signal) when the application's
+/// statements take several times longer, and clears once they are fast again.
+#[tokio::test]
+async fn latency_guard_yields_when_the_app_slows_and_names_its_signal() {
+    use cutover::backfill::guard::{Advice, Guard};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let db = TestDb::new().await;
+    let cfg = DbConfig::from_url(&db.url).expect("url");
+    let monitor = db::connect(&cfg, &SessionSettings::new("backfill/throttle"))
+        .await
+        .expect("monitor");
+    let sleep_ms = Arc::new(AtomicU64::new(100));
+    let stop = Arc::new(AtomicBool::new(false));
+    let app = {
+        let (sleep_ms, stop, client) = (sleep_ms.clone(), stop.clone(), db.client().await);
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let secs = sleep_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+                client
+                    .execute("SELECT pg_sleep($1)", &[&secs])
+                    .await
+                    .expect("app statement");
+            }
+        })
+    };
+    let mut guard = Guard::new("public.items", 1.25);
+    let tick = Duration::from_millis(250);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No chunk has run (quiet): the guard measures the application's baseline.
+    let quiet = Duration::from_secs(10);
+    for _ in 0..20 {
+        guard.tick(&monitor, quiet).await.expect("tick");
+        if guard.baseline().is_some() {
+            break;
+        }
+        tokio::time::sleep(tick).await;
+    }
+    let baseline = guard.baseline().expect("a baseline within 5 s");
+    assert!(baseline.ms < 400.0, "{baseline:?}");
+    assert_eq!(
+        guard.tick(&monitor, Duration::ZERO).await.expect("tick"),
+        Advice::Clear
+    );
+    // The application's statements now take 10× longer while the backfill runs.
+    sleep_ms.store(1000, Ordering::Relaxed);
+    let mut reason = None;
+    for _ in 0..24 {
+        tokio::time::sleep(tick).await;
+        if let Advice::Yield { pause, reason: r } =
+            guard.tick(&monitor, Duration::ZERO).await.expect("tick")
+        {
+            if r.contains("baseline > 1.25×") {
+                assert!(pause > 0.0);
+                reason = Some(r);
+                break;
+            }
+        }
+    }
+    let reason = reason.expect("the guard must yield within 6 s");
+    assert!(guard.pause() > 0.0);
+    assert!(reason.starts_with("yielding: app latency"), "{reason}");
+    assert!(reason.contains("pg_stat_activity sampling"), "{reason}");
+    // Fast again: the pause eases off to nothing.
+    sleep_ms.store(100, Ordering::Relaxed);
+    let mut cleared = false;
+    for _ in 0..120 {
+        tokio::time::sleep(tick).await;
+        if guard.tick(&monitor, Duration::ZERO).await.expect("tick") == Advice::Clear {
+            cleared = true;
+            break;
+        }
+    }
+    assert!(cleared, "the guard must clear once the app is fast again");
+    stop.store(true, Ordering::Relaxed);
+    app.await.expect("app task");
+}

@@ -339,7 +339,7 @@ fn limits_numbers_and_names_are_checked_in_one_run() {
         ("expect = 0", "min = 5.0\nmax = 1.0"),
         (
             "pause_on_vacuum = true",
-            "pause_on_vacuum = true\nmax_wal_mib_per_second = inf",
+            "pause_on_vacuum = true\nmax_wal_mib_per_second = inf\nmax_app_latency_ratio = 1.00",
         ),
         (
             "flag = \"accounts.read_balance_cents\"",
@@ -358,6 +358,7 @@ fn limits_numbers_and_names_are_checked_in_one_run() {
     points_at(&source, &diags, "-0.5", "between 0 and 100");
     points_at(&source, &diags, "5.0\nmax = 1.0", "greater than `max`");
     points_at(&source, &diags, "inf", "finite");
+    points_at(&source, &diags, "1.00", "finite number above 1");
     points_at(&source, &diags, "\\u0007bell", "control character");
     points_at(&source, &diags, "\"\"]\nset", "must not be empty");
     points_at(&source, &diags, "\"0s\"", "greater than zero");

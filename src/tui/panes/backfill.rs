@@ -71,8 +71,10 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     ])
     .areas(inner);
     let ratio = match b.rows_total {
-        Some(t) if t > 0 => (b.rows_done as f64 / t as f64).clamp(0.0, 1.0),
         _ if b.state == Some(State::Done) => 1.0,
+        Some(t) if t > 0 => {
+            ((b.rows_done as f64 / t as f64 * 1000.0).floor() / 1000.0).clamp(0.0, 0.999)
+        }
         _ => 0.0,
     };
     let label = match b.rows_total {
@@ -92,7 +94,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
             .use_unicode(true),
         gauge_area,
     );
-    let now_rate = b.rates.last().copied().unwrap_or(0);
+    let now_rate = b.rate.or(b.rates.last().copied()).unwrap_or(0);
     let width = spark_area.width.saturating_sub(16) as usize;
     let tail: Vec<u64> = b.rates.iter().rev().take(width).rev().copied().collect();
     let [spark_label, spark] =
@@ -106,11 +108,18 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     );
     frame.render_widget(Sparkline::default().data(&tail).style(theme.accent), spark);
     let mut lines = Vec::new();
-    let eta = match b.eta {
-        Some((0, 0)) => "done".to_string(),
-        Some((lo, hi)) => format!("{} – {}", human_secs(lo as i64), human_secs(hi as i64)),
-        None if b.state == Some(State::Paused) => "paused".to_string(),
-        None => "measuring…".to_string(),
+    let eta = match (b.state, b.eta) {
+        (Some(State::Done), _) => "done".to_string(),
+        (_, Some((lo, hi))) => {
+            let (a, z) = (human_secs(lo as i64), human_secs(hi as i64));
+            if a == z {
+                format!("~{a}")
+            } else {
+                format!("{a} – {z}")
+            }
+        }
+        (Some(State::Paused), None) => "paused".to_string(),
+        (_, None) => "measuring…".to_string(),
     };
     lines.push(Line::from(vec![
         Span::styled("ETA ", theme.dim),
@@ -148,10 +157,17 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         ),
         Span::raw(reason),
         Span::styled(
-            format!(
-                "  (throttled {} total)",
-                human_secs(b.throttled_seconds as i64)
-            ),
+            match b.throttled_share {
+                Some(share) => format!(
+                    "  (throttled {} total, {:.0}%)",
+                    human_secs(b.throttled_seconds as i64),
+                    share * 100.0
+                ),
+                None => format!(
+                    "  (throttled {} total)",
+                    human_secs(b.throttled_seconds as i64)
+                ),
+            },
             theme.dim,
         ),
     ]));

@@ -1,0 +1,683 @@
+//! The latency guard: the backfill yields when the application's latency rises above
+//! `max_app_latency_ratio` × its baseline.
+//!
+//! Signals, read every throttle tick on the monitoring connection:
+//! - `pg_stat_statements` (when the extension is installed and loaded): the mean execution
+//!   time over the last second of this database's statements that name the backfilled table,
+//!   excluding Cutover's own — statements tagged `/* cutover */` and every query id seen in a
+//!   `cutover/%` session.
+//! - `pg_stat_activity` sampling: the mean age of the active application backends (not
+//!   `cutover/%`) over the last two seconds. It also sees time outside statements on the table
+//!   (commits waiting on WAL flushes, lock waits anywhere).
+//!
+//! Each signal is compared with its own baseline; the worse ratio counts (and is named).
+//!
+//! Baseline: measured before the first chunk, and again whenever no chunk has run for a whole
+//! window (paused, throttled, or a forced quiet window when the guard has yielded at its
+//! maximum for a while, so a baseline taken at a busy moment cannot hold the backfill back for
+//! ever).
+//!
+//! Control law (a duty cycle): after each chunk a worker pauses `pause × chunk time` and aims
+//! its chunks at `target / (1 + pause)` (shorter lock holds). Each tick with the latency over
+//! budget raises `pause` (×1.25 to ×1.75, by how far over; at least 0.25); each tick
+//! comfortably under (below half the allowed rise) lowers it by 15 %, to 0 below 0.05.
+//! `pause` is at most [`MAX_PAUSE`] (the backfill then runs about 5 % of the time).
+
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use crate::db::describe_error;
+
+/// Largest pause factor: chunks then run 1/(1+20) ≈ 5 % of the time.
+pub const MAX_PAUSE: f64 = 20.0;
+/// Window of the `pg_stat_statements` mean.
+const STATEMENTS_WINDOW: Duration = Duration::from_secs(1);
+/// Window of the activity sampling.
+const ACTIVITY_WINDOW: Duration = Duration::from_secs(2);
+/// Fewest statement calls in a window for a reading.
+const MIN_CALLS: f64 = 20.0;
+/// Fewest sampled active backends in a window for a reading.
+const MIN_SAMPLED: f64 = 6.0;
+/// How long the first baseline may take before the backfill starts without one.
+const FIRST_BASELINE: Duration = Duration::from_millis(2500);
+/// Yielding at [`MAX_PAUSE`] this long forces a quiet window to re-measure the baseline.
+const REMEASURE_AFTER: Duration = Duration::from_secs(15);
+/// Gap between the first two statement samples.
+const SETTLE_GAP: Duration = Duration::from_millis(50);
+/// How often the watched query ids are looked up again.
+const REFRESH_IDS: Duration = Duration::from_secs(5);
+
+/// Where a latency reading came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `pg_stat_statements` deltas of the application's statements on the table.
+    Statements,
+    /// Sampling of active application backends in `pg_stat_activity`.
+    Activity,
+}
+
+impl Source {
+    /// Name used in reasons.
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Statements => "pg_stat_statements",
+            Source::Activity => "pg_stat_activity sampling",
+        }
+    }
+}
+
+/// What the guard says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Advice {
+    /// Nobody is hurt: full speed.
+    Clear,
+    /// Run chunks, pausing `pause` × each chunk's time after it.
+    Yield {
+        /// Pause factor.
+        pause: f64,
+        /// Why, for the status.
+        reason: String,
+    },
+    /// Run no chunk now (measuring the baseline).
+    Hold(String),
+}
+
+/// Raises or lowers the pause factor from one reading (`ratio` = latency / baseline).
+pub fn next_pause(pause: f64, ratio: f64, limit: f64) -> f64 {
+    if ratio > limit {
+        let over = ((ratio - limit) / (limit - 1.0).max(0.01)).clamp(0.0, 1.0);
+        (pause * (1.25 + 0.5 * over)).clamp(0.25, MAX_PAUSE)
+    } else if ratio < 1.0 + (limit - 1.0) / 2.0 {
+        let p = pause * 0.85;
+        if p < 0.05 {
+            0.0
+        } else {
+            p
+        }
+    } else {
+        pause
+    }
+}
+
+/// A windowed reading: mean latency (ms) and its source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    /// Mean latency (ms).
+    pub ms: f64,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// The guard of one backfill run.
+pub struct Guard {
+    limit: f64,
+    pattern: String,
+    started: Instant,
+    /// `None` until known; false when the extension is missing or not loaded.
+    statements: Option<bool>,
+    ids: Vec<i64>,
+    excluded: HashSet<i64>,
+    ids_at: Option<Instant>,
+    /// Cumulative (time, calls, total ms) of the watched statements.
+    cumulative: VecDeque<(Instant, f64, f64)>,
+    /// Activity samples (time, summed age ms, backends).
+    samples: VecDeque<(Instant, f64, f64)>,
+    /// The baseline of each source measured so far.
+    baselines: Vec<Reading>,
+    /// True once the first baseline window is over (with or without a baseline).
+    started_chunks: bool,
+    pause: f64,
+    at_max_since: Option<Instant>,
+    /// Why the guard waits for a quiet window to measure the baseline again.
+    remeasure: Option<String>,
+}
+
+impl Guard {
+    /// A guard for `table` (as the plan names it) allowing `limit` × the baseline.
+    pub fn new(table: &str, limit: f64) -> Guard {
+        let rel = table.rsplit('.').next().unwrap_or(table).trim_matches('"');
+        let escaped: String = rel
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || c == '_' {
+                    c.to_string()
+                } else {
+                    format!("\\{c}")
+                }
+            })
+            .collect();
+        Guard {
+            limit,
+            pattern: format!("\\m{escaped}\\M"),
+            started: Instant::now(),
+            statements: None,
+            ids: Vec::new(),
+            excluded: HashSet::new(),
+            ids_at: None,
+            cumulative: VecDeque::new(),
+            samples: VecDeque::new(),
+            baselines: Vec::new(),
+            started_chunks: false,
+            pause: 0.0,
+            at_max_since: None,
+            remeasure: None,
+        }
+    }
+
+    /// The current pause factor.
+    pub fn pause(&self) -> f64 {
+        self.pause
+    }
+
+    /// The baseline, once measured (`pg_stat_statements`' when there is one).
+    pub fn baseline(&self) -> Option<Reading> {
+        self.baselines
+            .iter()
+            .find(|b| b.source == Source::Statements)
+            .or(self.baselines.first())
+            .copied()
+    }
+
+    /// Reads the signals once and advises. `quiet_for`: how long no chunk has run (in this
+    /// process and, as far as `pg_stat_activity` shows, in any). An error means the activity
+    /// sample could not be read (the caller counts it toward `fail_closed_after`).
+    pub async fn tick(&mut self, client: &Client, quiet_for: Duration) -> Result<Advice, String> {
+        let now = Instant::now();
+        let busy_elsewhere = self.sample_activity(client, now).await?;
+        if self.statements != Some(false) {
+            self.sample_statements(client, now).await;
+            if !self.started_chunks && !self.settled() {
+                // Before the first chunk: a second sample shortly after the first tells an idle
+                // application at once (nothing to protect, so no reason to wait a whole tick).
+                tokio::time::sleep(SETTLE_GAP).await;
+                self.sample_statements(client, Instant::now()).await;
+            }
+        }
+        let quiet_for = if busy_elsewhere {
+            Duration::ZERO
+        } else {
+            quiet_for
+        };
+        Ok(self.advise(Instant::now(), quiet_for))
+    }
+
+    /// The advice from the samples so far.
+    fn advise(&mut self, now: Instant, quiet_for: Duration) -> Advice {
+        let readings = self.readings(now);
+        let quiet = quiet_for >= ACTIVITY_WINDOW;
+        if quiet {
+            if readings.is_empty() && !self.traffic(now) {
+                // Nobody to protect.
+                self.remeasure = None;
+            }
+            if !readings.is_empty() {
+                self.set_baselines(&readings);
+                self.started_chunks = true;
+                if self.remeasure.take().is_some() {
+                    self.pause = (self.pause / 2.0).min(MAX_PAUSE / 4.0);
+                    self.at_max_since = None;
+                }
+            }
+        }
+        if !self.started_chunks {
+            let waited = now.duration_since(self.started);
+            // Before the first chunk: measure a baseline; with no application traffic at all
+            // (nothing to hurt), start at once.
+            let traffic = self.traffic(now);
+            if !readings.is_empty() && waited >= STATEMENTS_WINDOW {
+                self.set_baselines(&readings);
+                self.started_chunks = true;
+            } else if (!traffic && self.settled()) || waited >= FIRST_BASELINE {
+                self.started_chunks = true;
+            } else {
+                return Advice::Hold(
+                    "measuring the application's latency before the backfill starts".to_string(),
+                );
+            }
+        }
+        if let Some(why) = self.remeasure.as_ref().filter(|_| !quiet) {
+            return Advice::Hold(why.clone());
+        }
+        // The worst of the signals that have a baseline of their own.
+        let worst = readings
+            .iter()
+            .filter_map(|r| {
+                let base = self.baselines.iter().find(|b| b.source == r.source)?.ms;
+                Some((r.ms / base.max(1e-3), *r, base))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((ratio, r, base_ms)) = worst else {
+            if !readings.is_empty() && !quiet {
+                // Traffic appeared after an idle start: measure it without the backfill.
+                let why = "measuring the application's latency without the backfill \
+                           (application traffic appeared)"
+                    .to_string();
+                self.remeasure = Some(why.clone());
+                return Advice::Hold(why);
+            }
+            self.pause = next_pause(self.pause, 1.0, self.limit);
+            return self.advice(None);
+        };
+        if !quiet {
+            self.pause = next_pause(self.pause, ratio, self.limit);
+        }
+        if self.pause >= MAX_PAUSE {
+            let since = *self.at_max_since.get_or_insert(now);
+            if now.duration_since(since) >= REMEASURE_AFTER {
+                self.remeasure = Some(format!(
+                    "yielding: re-measuring the application's latency without the backfill \
+                     (yielded at the maximum for {}s)",
+                    REMEASURE_AFTER.as_secs()
+                ));
+            }
+        } else {
+            self.at_max_since = None;
+        }
+        self.advice(Some((ratio, r, base_ms)))
+    }
+
+    /// Takes `readings` as the baselines of their sources.
+    fn set_baselines(&mut self, readings: &[Reading]) {
+        for r in readings {
+            self.baselines.retain(|b| b.source != r.source);
+            self.baselines.push(*r);
+        }
+    }
+
+    fn advice(&self, last: Option<(f64, Reading, f64)>) -> Advice {
+        if self.pause <= 0.0 {
+            return Advice::Clear;
+        }
+        let reason = match last {
+            Some((ratio, r, base)) if ratio > self.limit => format!(
+                "yielding: app latency {ratio:.2}× baseline > {:.2}× ({}: {:.2} ms vs {:.2} ms); \
+                 pausing {:.1}× each chunk's time",
+                self.limit,
+                r.source.label(),
+                r.ms,
+                base,
+                self.pause
+            ),
+            Some((ratio, r, _)) => format!(
+                "yielding: app latency {ratio:.2}× baseline (limit {:.2}×, {}); easing off, \
+                 pausing {:.1}× each chunk's time",
+                self.limit,
+                r.source.label(),
+                self.pause
+            ),
+            None => format!(
+                "yielding: easing off (no application latency reading), pausing {:.1}× each \
+                 chunk's time",
+                self.pause
+            ),
+        };
+        Advice::Yield {
+            pause: self.pause,
+            reason,
+        }
+    }
+
+    /// True once the samples can tell whether the application runs statements: an activity
+    /// sample, and two statement samples when `pg_stat_statements` watches any statement.
+    fn settled(&self) -> bool {
+        !self.samples.is_empty()
+            && (self.statements != Some(true) || self.ids.is_empty() || self.cumulative.len() >= 2)
+    }
+
+    /// True when the latest samples show application traffic.
+    fn traffic(&self, now: Instant) -> bool {
+        let calls = match (self.cumulative.front(), self.cumulative.back()) {
+            (Some(a), Some(b)) => b.1 - a.1,
+            _ => 0.0,
+        };
+        let horizon = now.checked_sub(ACTIVITY_WINDOW);
+        let sampled: f64 = self
+            .samples
+            .iter()
+            .filter(|s| horizon.is_none_or(|h| s.0 >= h))
+            .map(|s| s.2)
+            .sum();
+        calls > 0.0 || sampled > 0.0
+    }
+
+    /// The windowed latencies: `pg_stat_statements` when it saw enough calls, and the activity
+    /// sampling when it saw enough backends.
+    fn readings(&self, now: Instant) -> Vec<Reading> {
+        let mut out = Vec::new();
+        if let Some((calls, ms)) = window_delta(&self.cumulative, now, STATEMENTS_WINDOW) {
+            if calls >= MIN_CALLS {
+                out.push(Reading {
+                    ms: ms / calls,
+                    source: Source::Statements,
+                });
+            }
+        }
+        let Some(horizon) = now.checked_sub(ACTIVITY_WINDOW) else {
+            return out;
+        };
+        let (age, n) = self
+            .samples
+            .iter()
+            .filter(|s| s.0 >= horizon)
+            .fold((0.0, 0.0), |(a, n), s| (a + s.1, n + s.2));
+        if self
+            .samples
+            .front()
+            .is_some_and(|s| s.0 <= horizon + Duration::from_millis(300))
+            && n >= MIN_SAMPLED
+        {
+            out.push(Reading {
+                ms: age / n,
+                source: Source::Activity,
+            });
+        }
+        out
+    }
+
+    /// Samples the active application backends; returns whether a Cutover backfill session
+    /// (of any process) is inside a chunk. Also learns the query ids of Cutover's sessions.
+    async fn sample_activity(&mut self, client: &Client, now: Instant) -> Result<bool, String> {
+        let row = client
+            .query_one(
+                "SELECT coalesce(sum(extract(epoch FROM clock_timestamp() - query_start) * 1000) \
+                   FILTER (WHERE app), 0)::float8, \
+                 count(*) FILTER (WHERE app)::float8, \
+                 count(*) FILTER (WHERE NOT app AND state <> 'idle' \
+                   AND application_name LIKE 'cutover/backfill/%')::int8, \
+                 array_remove(array_agg(DISTINCT query_id) FILTER (WHERE NOT app), NULL) \
+                 FROM (SELECT *, application_name NOT LIKE 'cutover/%' AS app \
+                       FROM pg_stat_activity WHERE datname = current_database() \
+                       AND backend_type = 'client backend' AND pid <> pg_backend_pid() \
+                       AND (state = 'active' OR application_name LIKE 'cutover/%')) a",
+                &[],
+            )
+            .await
+            .map_err(|e| describe_error(&e))?;
+        let age: f64 = row.try_get(0).map_err(|e| e.to_string())?;
+        let n: f64 = row.try_get(1).map_err(|e| e.to_string())?;
+        let chunking: i64 = row.try_get(2).map_err(|e| e.to_string())?;
+        let ids: Vec<i64> = row.try_get(3).unwrap_or_default();
+        for id in ids {
+            if self.excluded.insert(id) {
+                self.ids.retain(|i| *i != id);
+            }
+        }
+        self.samples.push_back((now, age, n));
+        trim(&mut self.samples, now, ACTIVITY_WINDOW * 2);
+        Ok(chunking > 0)
+    }
+
+    /// Samples the watched statements' cumulative calls and time. Any failure just leaves
+    /// this source out (the activity sampling still reads).
+    async fn sample_statements(&mut self, client: &Client, now: Instant) {
+        if self
+            .ids_at
+            .is_none_or(|t| now.duration_since(t) >= REFRESH_IDS)
+        {
+            self.ids_at = Some(now);
+            match self.lookup_ids(client).await {
+                Ok(Some(ids)) => {
+                    self.statements = Some(true);
+                    self.ids = ids
+                        .into_iter()
+                        .filter(|i| !self.excluded.contains(i))
+                        .collect();
+                }
+                Ok(None) => {
+                    self.statements = Some(false);
+                    tracing::info!(
+                        "latency guard: pg_stat_statements is not available; using {}",
+                        Source::Activity.label()
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("latency guard: pg_stat_statements unreadable: {e}");
+                    return;
+                }
+            }
+        }
+        if self.ids.is_empty() {
+            self.cumulative.clear();
+            return;
+        }
+        let row = client
+            .query_one(
+                "SELECT coalesce(sum(calls), 0)::float8, coalesce(sum(total_exec_time), 0)::float8 \
+                 FROM pg_stat_statements(false) \
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND queryid = ANY($1)",
+                &[&self.ids],
+            )
+            .await;
+        match row {
+            Ok(r) => {
+                let calls: f64 = r.get(0);
+                let ms: f64 = r.get(1);
+                // A reset (or a dropped entry) makes the sums fall: start over.
+                if self
+                    .cumulative
+                    .back()
+                    .is_some_and(|b| calls < b.1 || ms < b.2)
+                {
+                    self.cumulative.clear();
+                }
+                self.cumulative.push_back((now, calls, ms));
+                trim(&mut self.cumulative, now, STATEMENTS_WINDOW * 3);
+            }
+            Err(e) => tracing::warn!(
+                "latency guard: pg_stat_statements unreadable: {}",
+                describe_error(&e)
+            ),
+        }
+    }
+
+    /// The query ids of the application's statements on the table; `None` when
+    /// `pg_stat_statements` is not installed in this database or not loaded.
+    async fn lookup_ids(&self, client: &Client) -> Result<Option<Vec<i64>>, String> {
+        let installed: bool = client
+            .query_one(
+                "SELECT to_regprocedure('pg_stat_statements(boolean)') IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(|e| describe_error(&e))?
+            .get(0);
+        if !installed {
+            return Ok(None);
+        }
+        let rows = client
+            .query(
+                "SELECT DISTINCT queryid FROM pg_stat_statements \
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND queryid IS NOT NULL AND query ~* $1 AND query NOT LIKE '%/* cutover */%'",
+                &[&self.pattern],
+            )
+            .await;
+        match rows {
+            Ok(rows) => Ok(Some(rows.iter().map(|r| r.get(0)).collect())),
+            // 55000: "pg_stat_statements must be loaded via shared_preload_libraries".
+            Err(e) if e.code().is_some_and(|c| c.code() == "55000") => Ok(None),
+            Err(e) => Err(describe_error(&e)),
+        }
+    }
+}
+
+/// Drops samples older than `keep`.
+fn trim<T>(q: &mut VecDeque<(Instant, T, T)>, now: Instant, keep: Duration) {
+    while q.front().is_some_and(|s| now.duration_since(s.0) > keep) {
+        q.pop_front();
+    }
+}
+
+/// The change of cumulative (calls, ms) from the newest sample at least `window` old to the
+/// latest one.
+fn window_delta(
+    q: &VecDeque<(Instant, f64, f64)>,
+    now: Instant,
+    window: Duration,
+) -> Option<(f64, f64)> {
+    let last = q.back()?;
+    let first = q.iter().rev().find(|s| now.duration_since(s.0) >= window)?;
+    Some((last.1 - first.1, last.2 - first.2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_rises_over_budget_and_falls_back_to_zero_under_it() {
+        let mut p = 0.0;
+        p = next_pause(p, 1.5, 1.25);
+        assert_eq!(p, 0.25, "the first step over budget");
+        let q = next_pause(p, 1.3, 1.25);
+        let r = next_pause(p, 3.0, 1.25);
+        assert!(q > p && r > q, "further over, faster: {p} {q} {r}");
+        assert_eq!(next_pause(p, 1.2, 1.25), p, "inside the band: hold");
+        let mut p = 10.0;
+        for _ in 0..100 {
+            p = next_pause(p, 1.0, 1.25);
+        }
+        assert_eq!(p, 0.0);
+        let mut p = 1.0;
+        for _ in 0..100 {
+            p = next_pause(p, 5.0, 1.25);
+        }
+        assert_eq!(p, MAX_PAUSE);
+    }
+
+    fn fed(g: &mut Guard, t0: Instant, secs: f64, calls_per_s: f64, ms_each: f64) {
+        // Cumulative statement samples every 250 ms from t0 for `secs`.
+        let (mut calls, mut ms) = g.cumulative.back().map_or((0.0, 0.0), |b| (b.1, b.2));
+        let start = g.cumulative.back().map_or(t0, |b| b.0);
+        let n = (secs * 4.0) as u32;
+        for i in 1..=n {
+            calls += calls_per_s / 4.0;
+            ms += calls_per_s / 4.0 * ms_each;
+            g.cumulative
+                .push_back((start + Duration::from_millis(250 * u64::from(i)), calls, ms));
+        }
+    }
+
+    #[test]
+    fn yields_when_the_app_slows_and_clears_when_it_recovers() {
+        let mut g = Guard::new("public.pgbench_accounts", 1.25);
+        assert_eq!(g.pattern, "\\mpgbench_accounts\\M");
+        let t0 = g.started;
+        fed(&mut g, t0, 2.0, 400.0, 0.5);
+        let at = g.cumulative.back().unwrap().0;
+        assert_eq!(
+            g.advise(at, Duration::ZERO),
+            Advice::Clear,
+            "baseline taken"
+        );
+        assert_eq!(g.baseline().map(|b| b.source), Some(Source::Statements));
+        fed(&mut g, t0, 1.0, 400.0, 0.75);
+        let at = g.cumulative.back().unwrap().0;
+        match g.advise(at, Duration::ZERO) {
+            Advice::Yield { pause, reason } => {
+                assert!(pause > 0.0);
+                assert!(
+                    reason.starts_with("yielding: app latency 1.50× baseline > 1.25×"),
+                    "{reason}"
+                );
+            }
+            other => panic!("must yield: {other:?}"),
+        }
+        for _ in 0..60 {
+            fed(&mut g, t0, 0.25, 400.0, 0.5);
+            let at = g.cumulative.back().unwrap().0;
+            g.advise(at, Duration::ZERO);
+        }
+        let at = g.cumulative.back().unwrap().0;
+        assert_eq!(g.advise(at, Duration::ZERO), Advice::Clear);
+    }
+
+    #[test]
+    fn holds_for_a_baseline_and_starts_at_once_without_traffic() {
+        let mut g = Guard::new("t", 1.25);
+        let t0 = g.started;
+        assert!(matches!(g.advise(t0, Duration::ZERO), Advice::Hold(_)));
+        // Idle: no calls, no sampled backends.
+        g.samples
+            .push_back((t0 + Duration::from_millis(250), 0.0, 0.0));
+        assert_eq!(
+            g.advise(t0 + Duration::from_millis(250), Duration::ZERO),
+            Advice::Clear
+        );
+        assert_eq!(g.baseline(), None);
+    }
+
+    #[test]
+    fn statement_traffic_alone_holds_for_the_baseline() {
+        let mut g = Guard::new("t", 1.25);
+        let t0 = g.started;
+        g.statements = Some(true);
+        g.ids = vec![1];
+        g.samples.push_back((t0, 0.0, 0.0));
+        g.cumulative.push_back((t0, 100.0, 50.0));
+        g.cumulative
+            .push_back((t0 + Duration::from_millis(50), 110.0, 55.0));
+        assert!(matches!(
+            g.advise(t0 + Duration::from_millis(50), Duration::ZERO),
+            Advice::Hold(_)
+        ));
+    }
+
+    #[test]
+    fn the_worse_signal_counts_and_is_named() {
+        let mut g = Guard::new("t", 1.25);
+        let t0 = g.started;
+        let act = |g: &mut Guard, from: f64, secs: f64, age: f64| {
+            for i in 0..(secs * 4.0) as u64 {
+                let at = t0 + Duration::from_secs_f64(from) + Duration::from_millis(250 * i);
+                g.samples.push_back((at, age, 1.0));
+            }
+        };
+        fed(&mut g, t0, 2.0, 400.0, 0.5);
+        act(&mut g, 0.0, 2.25, 3.0);
+        let at = g.cumulative.back().unwrap().0;
+        assert_eq!(g.advise(at, Duration::from_secs(5)), Advice::Clear);
+        assert_eq!(g.baselines.len(), 2, "{:?}", g.baselines);
+        // Statements as fast as before, but backends twice as old (commits waiting).
+        fed(&mut g, t0, 2.0, 400.0, 0.5);
+        act(&mut g, 2.25, 2.0, 6.0);
+        let at = g.cumulative.back().unwrap().0;
+        match g.advise(at, Duration::ZERO) {
+            Advice::Yield { reason, .. } => {
+                assert!(reason.contains("pg_stat_activity sampling"), "{reason}")
+            }
+            other => panic!("must yield: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn at_the_maximum_for_long_it_remeasures_the_baseline_in_a_quiet_window() {
+        let mut g = Guard::new("t", 1.25);
+        let t0 = g.started;
+        fed(&mut g, t0, 2.0, 400.0, 0.5);
+        let at = g.cumulative.back().unwrap().0;
+        g.advise(at, Duration::ZERO);
+        // The app got slower on its own (3×) and stays so: the guard climbs to the maximum,
+        // then holds for a quiet window and takes the new baseline.
+        let mut held = false;
+        for _ in 0..200 {
+            fed(&mut g, t0, 0.25, 400.0, 1.5);
+            let at = g.cumulative.back().unwrap().0;
+            if let Advice::Hold(r) = g.advise(at, Duration::ZERO) {
+                assert!(r.contains("re-measuring"), "{r}");
+                held = true;
+                break;
+            }
+        }
+        assert!(held, "must re-measure");
+        fed(&mut g, t0, 0.25, 400.0, 1.5);
+        let at = g.cumulative.back().unwrap().0;
+        g.advise(at, Duration::from_secs(3));
+        assert!((g.baseline().unwrap().ms - 1.5).abs() < 1e-9);
+        assert!(g.pause() <= MAX_PAUSE / 4.0);
+    }
+}
