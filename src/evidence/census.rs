@@ -161,9 +161,15 @@ async fn census(client: &Client, plan: &Plan) -> Result<Census, DbError> {
     let drain = plan.gate(Phase::Contract).observe.map(|d| d.std());
     let earlier = match (drain, switched) {
         (Some(w), Some(since)) => {
-            let w = chrono::Duration::from_std(w).unwrap_or(chrono::Duration::MAX);
-            crate::control::census::newest_before(client, plan.id(), since, now.taken_at - w)
-                .await?
+            let cutoff = chrono::Duration::from_std(w)
+                .ok()
+                .and_then(|w| now.taken_at.checked_sub_signed(w));
+            match cutoff {
+                Some(at) => {
+                    crate::control::census::newest_before(client, plan.id(), since, at).await?
+                }
+                None => None,
+            }
         }
         _ => None,
     };
