@@ -251,42 +251,33 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, DbError> {
         .map_err(|e| DbError::Tls(format!("cannot read {what} {}: {e}", path.display())))
 }
 
-fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, DbError> {
+/// Every PEM object of type `T` in the file at `path` (`what` names the setting, `kind` the
+/// object, for messages); none is an error.
+fn load_pem<T: PemObject>(path: &Path, what: &str, kind: &str) -> Result<Vec<T>, DbError> {
     let bytes = read(path, what)?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
+    let items = T::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
             DbError::Tls(format!(
-                "{what} {}: not a PEM certificate file: {e}",
+                "{what} {}: not a PEM {kind} file: {e}",
                 path.display()
             ))
         })?;
-    if certs.is_empty() {
+    if items.is_empty() {
         return Err(DbError::Tls(format!(
-            "{what} {}: no PEM certificate found",
+            "{what} {}: no PEM {kind} found",
             path.display()
         )));
     }
-    Ok(certs)
+    Ok(items)
+}
+
+fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, DbError> {
+    load_pem(path, what, "certificate")
 }
 
 fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, DbError> {
-    let bytes = read(path, "sslcrl")?;
-    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            DbError::Tls(format!(
-                "sslcrl {}: not a PEM CRL file: {e}",
-                path.display()
-            ))
-        })?;
-    if crls.is_empty() {
-        return Err(DbError::Tls(format!(
-            "sslcrl {}: no PEM CRL found",
-            path.display()
-        )));
-    }
-    Ok(crls)
+    load_pem(path, "sslcrl", "CRL")
 }
 
 /// Reads the client key, refusing files others can read (libpq's rule: at most 0600 when
