@@ -23,6 +23,9 @@ use crate::plan::{BackfillSpec, Phase, Plan};
 const MAX_RETRIES: u32 = 30;
 /// Smallest share of the target chunk time a worker aims at while its chunks block sessions.
 const MIN_CONTENTION_FACTOR: f64 = 0.15;
+/// Share of the (effective) target chunk time the sizer aims at: chunk times scatter around
+/// their aim, and the headroom keeps the slow tail (p99) within about 1.5× the target.
+const AIM: f64 = 0.75;
 /// Shortest effective target chunk time under contention.
 const MIN_EFFECTIVE_TARGET: Duration = Duration::from_millis(50);
 
@@ -736,7 +739,8 @@ impl Worker {
         } else {
             (self.contention * 1.2).min(1.0)
         };
-        self.sizer.observe(done.scanned, done.elapsed, effective);
+        self.sizer
+            .observe(done.scanned, done.elapsed, effective.mul_f64(AIM));
         let t = &self.shared.totals;
         t.chunks.fetch_add(1, Ordering::Relaxed);
         t.scanned.fetch_add(done.scanned, Ordering::Relaxed);

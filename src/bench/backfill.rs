@@ -135,7 +135,7 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
         .await
         .is_ok()
     {
-        "pg_stat_statements (pg_stat_activity sampling as a fallback)"
+        "pg_stat_statements and pg_stat_activity sampling"
     } else {
         "pg_stat_activity sampling (pg_stat_statements not loaded)"
     };
