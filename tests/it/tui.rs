@@ -358,8 +358,8 @@ async fn demo_in_tmux_follows_the_hint_to_contract_applied() {
         } else if hint.ends_with("(c)") {
             &["c"]
         } else {
-            // A hint no key answers: it must pass by itself within a few seconds.
-            if unfollowable.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(5) {
+            // A hint no key answers: it must pass by itself (within 20 s on a loaded machine).
+            if unfollowable.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(20) {
                 panic!("a hint the walk-through cannot follow: {hint}\n{screen}");
             }
             std::thread::sleep(Duration::from_millis(200));
