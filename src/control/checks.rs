@@ -203,17 +203,7 @@ pub async fn outcome_counts(
     c: &impl GenericClient,
     plan_id: &str,
 ) -> Result<Vec<(String, Outcome, f64)>, Error> {
-    let rows = c
-        .query(
-            "SELECT check_name, outcome, count(*)::float8 FROM cutover.check_results
-              WHERE plan_id = $1 GROUP BY 1, 2",
-            &[&plan_id],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), Outcome::parse(r.get(1)), r.get(2)))
-        .collect())
+    super::outcome_counts(c, "SELECT check_name, outcome, count(*)::float8 FROM cutover.check_results WHERE plan_id = $1 GROUP BY 1, 2", plan_id).await
 }
 
 /// A stored baseline of one golden query.

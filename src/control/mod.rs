@@ -54,3 +54,17 @@ impl From<tokio_postgres::Error> for ControlError {
         ControlError::Db(e.into())
     }
 }
+
+/// Runs `sql` (name, outcome, count; `$1` = plan id) and types its rows: the outcome tallies of
+/// check results and probe results share this shape.
+async fn outcome_counts(
+    c: &impl tokio_postgres::GenericClient,
+    sql: &str,
+    plan_id: &str,
+) -> Result<Vec<(String, crate::outcome::Outcome, f64)>, tokio_postgres::Error> {
+    let rows = c.query(sql, &[&plan_id]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), crate::outcome::Outcome::parse(r.get(1)), r.get(2)))
+        .collect())
+}
