@@ -171,6 +171,16 @@ impl Guard {
         self.pause
     }
 
+    /// True when the samples of the last window show no application traffic at all (no
+    /// active application backend, no application statement on the table): nobody to hurt.
+    pub fn app_idle(&self) -> bool {
+        self.idle_at(Instant::now())
+    }
+
+    fn idle_at(&self, now: Instant) -> bool {
+        self.started_chunks && self.remeasure.is_none() && self.settled() && !self.traffic(now)
+    }
+
     /// The baseline, once measured (`pg_stat_statements`' when there is one).
     pub fn baseline(&self) -> Option<Reading> {
         self.baselines
@@ -609,6 +619,14 @@ mod tests {
             Advice::Clear
         );
         assert_eq!(g.baseline(), None);
+        assert!(
+            g.idle_at(t0 + Duration::from_millis(250)),
+            "idle: extra workers may run"
+        );
+        // One active application backend: no longer idle.
+        g.samples
+            .push_back((t0 + Duration::from_millis(500), 3.0, 1.0));
+        assert!(!g.idle_at(t0 + Duration::from_millis(500)));
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Progress {
     pub max_rows_per_sec: i32,
     /// Live maximum of concurrent workers.
     pub workers: i32,
+    /// Workers allowed while the application is idle (at least `workers`).
+    pub idle_workers: i32,
     /// Workers holding a live lease now.
     pub live_workers: i64,
     /// Size limit of the latest chunk (rows).
@@ -147,6 +149,7 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
             target_chunk_ms: spec.target_chunk_time.as_millis() as i32,
             max_rows_per_sec: spec.max_rows_per_second as i32,
             workers: spec.workers as i32,
+            idle_workers: spec.idle_concurrency() as i32,
             live_workers: 0,
             chunk_rows: None,
             last_chunk_ms: None,
@@ -227,6 +230,7 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         target_chunk_ms: row.target_chunk_ms,
         max_rows_per_sec: row.max_rows_per_sec,
         workers: row.workers,
+        idle_workers: row.workers.max(spec.idle_concurrency() as i32),
         live_workers: ranges.iter().filter(|r| r.lease_live).count() as i64,
         chunk_rows: row.chunk_rows,
         last_chunk_ms: row.last_chunk_ms,

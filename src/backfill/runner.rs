@@ -1,6 +1,6 @@
 //! The runner: a supervisor that spawns worker tasks, a throttle task, and the chunk loop.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -182,6 +182,9 @@ struct Activity {
     in_flight: AtomicU64,
     /// Milliseconds after `base` when the latest chunk ended.
     last_end_ms: AtomicU64,
+    /// The throttle's latest reading: chunks may run and the application is idle, so the
+    /// `idle_workers` may run too.
+    app_idle: AtomicBool,
 }
 
 impl Activity {
@@ -190,6 +193,7 @@ impl Activity {
             base: Instant::now(),
             in_flight: AtomicU64::new(0),
             last_end_ms: AtomicU64::new(0),
+            app_idle: AtomicBool::new(false),
         }
     }
 
@@ -201,6 +205,10 @@ impl Activity {
         let ms = self.base.elapsed().as_millis() as u64;
         self.last_end_ms.fetch_max(ms, Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn app_idle(&self) -> bool {
+        self.app_idle.load(Ordering::Relaxed)
     }
 
     /// How long no chunk has run in this process.
@@ -241,11 +249,13 @@ async fn supervise(shared: &Arc<Shared>, client: &mut Client) -> Result<RunOutco
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         if outcome.is_none() && error.is_none() {
+            // Enough tasks for the idle concurrency; each runs only while its index is within
+            // the limit of the moment (see `Worker::step`).
             let target = match shared.opts.local_workers {
                 Some(n) => n.max(1) as usize,
                 None => state::workers(&*client, shared.plan.id())
                     .await
-                    .map(|w| w.max(1) as usize)
+                    .map(|w| (w.max(1) as usize).max(shared.spec.idle_concurrency() as usize))
                     .unwrap_or(spawned.max(1)),
             };
             while set.len() < target && spawned < 256 {
@@ -327,6 +337,9 @@ async fn throttle_loop(
             Verdict::Yield { pause, .. } => unflushed += dt * pause / (1.0 + pause),
             Verdict::Clear => {}
         }
+        // Published before the verdict, so that workers woken by it see both.
+        let idle = matches!(now, Verdict::Clear) && evaluator.guard().app_idle();
+        activity.app_idle.store(idle, Ordering::Relaxed);
         verdict.send_replace(now.clone());
         if let Some(c) = client.as_ref() {
             let changed = match (&recorded, &now) {
@@ -469,6 +482,8 @@ struct ChunkDone {
 
 struct Worker {
     shared: Arc<Shared>,
+    /// Local task index: task `i` runs chunks only while the concurrency limit exceeds `i`.
+    index: usize,
     me: Identity,
     client: Option<Client>,
     sizer: Sizer,
@@ -495,6 +510,7 @@ impl Worker {
         let sizer = Sizer::new(s.initial_chunk_rows, s.min_chunk_rows, s.max_chunk_rows);
         Worker {
             shared,
+            index,
             me: Identity::new(index),
             client: None,
             sizer,
@@ -670,11 +686,24 @@ impl Worker {
             state::stop_unapplied(&*self.client()?, &plan_id, &reason).await?;
             return Ok(Step::Exit(RunOutcome::Stopped));
         }
+        let limit = self.concurrency(&ctl);
+        if self.index as i64 >= limit {
+            // An idle-only worker while the application is active (or a task beyond a tuned-
+            // down limit): hand the range back after the chunk it just finished.
+            if self.range.is_some() {
+                tracing::info!(worker = %self.me.owner, "{limit} worker(s) now: releasing my range");
+                let plan_id = self.shared.plan.id().to_string();
+                let me = self.me.clone();
+                ranges::release(self.client()?, &plan_id, &me).await?;
+                self.range = None;
+            }
+            return Ok(Step::Wait);
+        }
         if self.range.is_some()
-            && ctl.live > ctl.workers
+            && ctl.live > limit
             && ctl.newest.as_deref() == Some(self.me.owner.as_str())
         {
-            tracing::info!(worker = %self.me.owner, "workers tuned down to {}: releasing my range", ctl.workers);
+            tracing::info!(worker = %self.me.owner, "workers tuned down to {limit}: releasing my range");
             let plan_id = self.shared.plan.id().to_string();
             let me = self.me.clone();
             ranges::release(self.client()?, &plan_id, &me).await?;
@@ -687,7 +716,7 @@ impl Worker {
             return Ok(Step::Wait);
         }
         if self.range.is_none() {
-            match self.acquire(&ctl).await? {
+            match self.acquire(limit).await? {
                 Acquired::Range => {}
                 Acquired::Nothing => return Ok(Step::Wait),
                 Acquired::Done => return Ok(Step::Exit(RunOutcome::Done)),
@@ -700,14 +729,14 @@ impl Worker {
             Verdict::Yield { pause, .. } => *pause,
             _ => 0.0,
         };
-        let limit = self.sizer.size();
+        let rows = self.sizer.size();
         let effective = ctl
             .target
             .mul_f64(self.contention / (1.0 + pause))
             .max(MIN_EFFECTIVE_TARGET)
             .min(ctl.target);
         self.shared.activity.begin();
-        let result = self.chunk(&range, limit, ctl.target, effective).await;
+        let result = self.chunk(&range, rows, ctl.target, effective).await;
         self.shared.activity.end();
         let done = match result {
             Ok(Some(d)) => d,
@@ -726,7 +755,7 @@ impl Worker {
                 return Err(StepError::Fatal(BackfillError::Failed {
                     plan: self.shared.plan.id().to_string(),
                     message: format!(
-                        "chunk of up to {limit} rows after {after} in {} (range {}): {e}",
+                        "chunk of up to {rows} rows after {after} in {} (range {}): {e}",
                         self.shared.keys.table, range.range_id
                     ),
                 }));
@@ -753,7 +782,7 @@ impl Worker {
         // The rate cap: this worker's rows over the time to its next start stay within its
         // share. The latency guard: pause `pause` × the chunk's time.
         let capped = if ctl.max_rows_per_sec > 0 {
-            let share = f64::from(ctl.max_rows_per_sec) / ctl.workers.max(1) as f64;
+            let share = f64::from(ctl.max_rows_per_sec) / limit.max(1) as f64;
             Duration::from_secs_f64(done.scanned as f64 / share.max(1.0))
         } else {
             Duration::ZERO
@@ -774,12 +803,23 @@ impl Worker {
         Ok(Step::Chunk)
     }
 
-    /// Claims a range (or runs the final step).
-    async fn acquire(&mut self, ctl: &ControlRow) -> Result<Acquired, StepError> {
+    /// How many workers may run now, across all processes: `workers`, or the idle
+    /// concurrency while the application is idle.
+    fn concurrency(&self, ctl: &ControlRow) -> i64 {
+        if self.shared.activity.app_idle() {
+            ctl.workers
+                .max(i64::from(self.shared.spec.idle_concurrency()))
+        } else {
+            ctl.workers
+        }
+    }
+
+    /// Claims a range (or runs the final step) while fewer than `workers` leases are live.
+    async fn acquire(&mut self, workers: i64) -> Result<Acquired, StepError> {
         let plan_id = self.shared.plan.id().to_string();
         let me = self.me.clone();
         let lease = self.shared.opts.lease;
-        let claim = ranges::claim(self.client()?, &plan_id, &me, lease, ctl.workers).await?;
+        let claim = ranges::claim(self.client()?, &plan_id, &me, lease, workers).await?;
         match claim {
             Claim::Got(r) => {
                 tracing::info!(worker = %self.me.owner, range = r.range_id, "claimed range");

@@ -327,8 +327,15 @@ fn print_status(p: &backfill::Progress) {
         );
     }
     println!(
-        "  settings:   max {} rows/s (0 = none), workers {} ({} live)",
-        p.max_rows_per_sec, p.workers, p.live_workers
+        "  settings:   max {} rows/s (0 = none), workers {}{} ({} live)",
+        p.max_rows_per_sec,
+        p.workers,
+        if p.idle_workers > p.workers {
+            format!(", {} while the application is idle", p.idle_workers)
+        } else {
+            String::new()
+        },
+        p.live_workers
     );
     println!(
         "  throttled:  {}   sweeps: {}   checkpoint age: {}",

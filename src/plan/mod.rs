@@ -438,9 +438,20 @@ pub struct BackfillSpec {
     /// Parallel workers claiming disjoint key ranges.
     #[serde(default = "default_workers")]
     pub workers: u32,
+    /// Workers while the application is idle (no application traffic on the database): the
+    /// extra ones release their ranges as soon as traffic appears. At least `workers`.
+    #[serde(default = "default_idle_workers")]
+    pub idle_workers: u32,
     /// Health signals that pause the backfill.
     #[serde(default)]
     pub throttle: ThrottleSpec,
+}
+
+impl BackfillSpec {
+    /// How many workers may run while the application is idle.
+    pub fn idle_concurrency(&self) -> u32 {
+        self.idle_workers.max(self.workers)
+    }
 }
 
 fn default_chunk_time() -> Duration {
@@ -457,6 +468,9 @@ fn default_max_rows() -> u32 {
 }
 fn default_workers() -> u32 {
     1
+}
+fn default_idle_workers() -> u32 {
+    2
 }
 
 /// Throttle limits evaluated between chunks; a signal above its limit pauses the backfill.

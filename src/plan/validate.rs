@@ -231,6 +231,12 @@ fn backfill(spec: &PlanSpec, out: &mut Vec<Problem>) {
             "`workers` must be between 1 and 64"
         ));
     }
+    if b.idle_workers == 0 || b.idle_workers > 64 {
+        out.push(problem_at!(
+            ["backfill", "idle_workers"],
+            "`idle_workers` must be between 1 and 64"
+        ));
+    }
     if b.target_chunk_time.as_millis() == 0 {
         out.push(problem_at!(
             ["backfill", "target_chunk_time"],

@@ -175,6 +175,7 @@ fn backfill_running() -> Snapshot {
         rows_estimate: Some(1_000_000),
         throttled_seconds: 12.0,
         workers: 1,
+        idle_workers: 2,
         chunk_rows: Some(9_500),
         chunk_ms: Some(281),
         started_at: Some(at(5, 3, 0)),

@@ -144,6 +144,8 @@ pub struct BackfillView {
     pub live_workers: i64,
     /// Maximum concurrent workers.
     pub max_workers: i64,
+    /// Workers allowed while the application is idle.
+    pub idle_workers: i64,
     /// Rate cap in rows/s (0 = none).
     pub rate_cap: i64,
 }
@@ -465,6 +467,7 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
             .collect(),
         live_workers: b.live_workers,
         max_workers: b.workers,
+        idle_workers: b.idle_workers,
         rate_cap: b.max_rows_per_sec,
         checkpoint_age: match (b.checkpoint_age, newest) {
             (Some(age), _) => Some(age.round() as i64),

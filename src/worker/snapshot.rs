@@ -58,6 +58,8 @@ pub struct BackfillRow {
     pub throttled_seconds: f64,
     /// Configured workers.
     pub workers: i64,
+    /// Workers allowed while the application is idle.
+    pub idle_workers: i64,
     /// Last chunk's rows, when recorded.
     pub chunk_rows: Option<i64>,
     /// Last chunk's duration, when recorded.
@@ -228,6 +230,7 @@ fn backfill_from_progress(p: &crate::backfill::Progress) -> BackfillRow {
         rows_estimate: Some(p.rows_total),
         throttled_seconds: p.throttled_seconds,
         workers: i64::from(p.workers),
+        idle_workers: i64::from(p.idle_workers),
         chunk_rows: p.chunk_rows.map(i64::from),
         chunk_ms: p.last_chunk_ms.map(|ms| ms.round() as i64),
         started_at: p.started_at,

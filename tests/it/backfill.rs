@@ -678,7 +678,8 @@ async fn a_failing_transform_fails_naming_the_chunk_and_keeps_earlier_work() {
 async fn workers_retuned_live_and_killed_connections_are_survived() {
     let db = TestDb::new().await;
     let mut client = setup(&db, 12_000).await;
-    let plan = plan("max_rows_per_second = 4000", "");
+    // One worker even while the app is idle, so that the tuning alone adds the second.
+    let plan = plan("max_rows_per_second = 4000\nidle_workers = 1", "");
     let opts = RunOptions {
         ranges: Some(6),
         ..RunOptions::default()
@@ -737,7 +738,8 @@ async fn chunks_that_block_the_app_aim_shorter() {
     let db = TestDb::new().await;
     let client = setup(&db, 2000).await;
     // The first chunk (ids 1..50) sleeps at id 20 while holding the locks of ids 1..19.
-    let toml = plan_toml("", "")
+    // One worker, so that the first chunk is the one that sleeps.
+    let toml = plan_toml("idle_workers = 1", "")
         .replace(
             r#"n = "n + 1""#,
             r#"n = "n + 1 + CASE WHEN id = 20 THEN (SELECT 0 FROM pg_sleep(0.8)) ELSE 0 END""#,
@@ -792,6 +794,67 @@ async fn chunks_that_block_the_app_aim_shorter() {
         Some(200),
         "the next chunk aims at half the target"
     );
+}
+
+/// With no application traffic the backfill runs `idle_workers` (default 2) workers; when the
+/// application comes back the extra one hands its range back and one worker goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_workers_run_while_the_app_is_idle_and_step_back_when_it_returns() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let db = TestDb::new().await;
+    let client = setup(&db, 40_000).await;
+    let plan = plan("max_rows_per_second = 3000", "");
+    let opts = RunOptions {
+        ranges: Some(6),
+        ..RunOptions::default()
+    };
+    let (_stop, handle) = spawn_run(&db, &plan, opts);
+    let live = || async {
+        backfill::progress(&client, &plan)
+            .await
+            .unwrap()
+            .live_workers
+    };
+    wait_for("two workers on an idle server", 30, || async {
+        live().await == 2
+    })
+    .await;
+    // The application comes back: a session that is always inside a statement.
+    let stop = Arc::new(AtomicBool::new(false));
+    let app = {
+        let (stop, app) = (stop.clone(), db.client().await);
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                app.execute("SELECT pg_sleep(0.05)", &[])
+                    .await
+                    .expect("app statement");
+            }
+        })
+    };
+    wait_for("one worker while the app runs", 30, || async {
+        live().await == 1
+    })
+    .await;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(
+            live().await <= 1,
+            "a second worker came back while the app ran"
+        );
+    }
+    let p = backfill::progress(&client, &plan).await.unwrap();
+    assert_eq!((p.workers, p.idle_workers), (1, 2));
+    stop.store(true, Ordering::Relaxed);
+    app.await.expect("app task");
+    let summary = tokio::time::timeout(Duration::from_secs(90), handle)
+        .await
+        .expect("backfill did not finish")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Done);
+    assert_exactly_once(&client).await;
 }
 
 /// The latency guard on a server without `pg_stat_statements`: it measures the application's

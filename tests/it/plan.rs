@@ -346,6 +346,7 @@ fn limits_numbers_and_names_are_checked_in_one_run() {
             "flag = \"accounts.\\u0007bell\"",
         ),
         ("key = [\"id\"]\nset", "key = [\"\"]\nset"),
+        ("workers = 1", "workers = 1\nidle_workers = 65"),
         (
             "[[checks]]\nname = \"balance-parity\"",
             "[[checks]]\nname = \"balance-parity\"\ntimeout = \"0s\"",
@@ -362,6 +363,7 @@ fn limits_numbers_and_names_are_checked_in_one_run() {
     points_at(&source, &diags, "\\u0007bell", "control character");
     points_at(&source, &diags, "\"\"]\nset", "must not be empty");
     points_at(&source, &diags, "\"0s\"", "greater than zero");
+    points_at(&source, &diags, "65", "between 1 and 64");
 }
 
 fn validate_cli(path: &std::path::Path) -> (Option<i32>, String, std::time::Duration) {

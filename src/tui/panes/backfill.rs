@@ -179,9 +179,14 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         }),
         Span::styled(
             format!(
-                "   workers {} live / {} max · {} ranges",
+                "   workers {} live / {} max{} · {} ranges",
                 b.live_workers,
                 b.max_workers,
+                if b.idle_workers > b.max_workers {
+                    format!(" (idle: {})", b.idle_workers)
+                } else {
+                    String::new()
+                },
                 b.ranges.len()
             ),
             theme.dim,
