@@ -937,3 +937,110 @@ async fn latency_guard_yields_when_the_app_slows_and_names_its_signal() {
     stop.store(true, Ordering::Relaxed);
     app.await.expect("app task");
 }
+
+/// The latency guard with `pg_stat_statements` (its own throwaway cluster, which preloads it):
+/// the backfill's statements keep their `/* cutover */` tag in the extension's view (so the
+/// guard leaves them out), and the application's statements on the table give the baseline
+/// and make the guard yield when they slow down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_guard_reads_pg_stat_statements_and_leaves_the_backfill_out() {
+    use cutover::backfill::guard::{Advice, Guard, Source};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let cluster = cutover::db::throwaway::ThrowawayCluster::start()
+        .await
+        .expect("a throwaway cluster (with pg_stat_statements)");
+    let url = cluster.url();
+    let cfg = DbConfig::from_url(&url).expect("url");
+    let mut client = db::connect(&cfg, &SessionSettings::new("test"))
+        .await
+        .expect("connect");
+    client
+        .batch_execute(&format!(
+            "CREATE EXTENSION pg_stat_statements;
+             CREATE TABLE public.items (id bigserial PRIMARY KEY, n integer NOT NULL DEFAULT 0, \
+             todo boolean NOT NULL DEFAULT true, v integer NOT NULL DEFAULT 0);
+             INSERT INTO public.items (n, todo) SELECT 0, true FROM generate_series(1, 3000);
+             ANALYZE public.items;"
+        ))
+        .await
+        .expect("setup");
+    schema::bootstrap(&mut client).await.expect("bootstrap");
+    client
+        .batch_execute(&format!(
+            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)
+             VALUES ('{PLAN_ID}', 't', 'x', 'x', 'x');
+             INSERT INTO cutover.phases (plan_id, phase, state) VALUES ('{PLAN_ID}', 'backfill', 'applied');"
+        ))
+        .await
+        .expect("seed");
+    let plan = plan("", "");
+    let (_tx, rx) = watch::channel(false);
+    let summary = backfill::run(cfg.clone(), plan.clone(), RunOptions::default(), rx)
+        .await
+        .expect("backfill");
+    assert_eq!(summary.outcome, RunOutcome::Done);
+    let tagged = scalar_i64(
+        &client,
+        "SELECT count(*) FROM pg_stat_statements \
+         WHERE query LIKE '/* cutover */ UPDATE \"public\".\"items\"%'",
+    )
+    .await;
+    assert!(
+        tagged >= 1,
+        "the backfill's UPDATE keeps its tag in pg_stat_statements"
+    );
+
+    let monitor = db::connect(&cfg, &SessionSettings::new("backfill/throttle"))
+        .await
+        .expect("monitor");
+    let sleep_ms = Arc::new(AtomicU64::new(2));
+    let stop = Arc::new(AtomicBool::new(false));
+    let app = {
+        let (sleep_ms, stop) = (sleep_ms.clone(), stop.clone());
+        let app = crate::common::connect(&url).await;
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let secs = sleep_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+                app.execute(
+                    "SELECT pg_sleep($1) FROM public.items WHERE id = 1",
+                    &[&secs],
+                )
+                .await
+                .expect("app statement");
+            }
+        })
+    };
+    let mut guard = Guard::new("public.items", 1.25);
+    let tick = Duration::from_millis(250);
+    let quiet = Duration::from_secs(10);
+    let mut baseline = None;
+    for _ in 0..40 {
+        tokio::time::sleep(tick).await;
+        guard.tick(&monitor, quiet).await.expect("tick");
+        baseline = guard.baseline().filter(|b| b.source == Source::Statements);
+        if baseline.is_some() {
+            break;
+        }
+    }
+    let baseline = baseline.expect("a pg_stat_statements baseline within 10 s");
+    assert!(baseline.ms < 50.0, "{baseline:?}");
+    sleep_ms.store(25, Ordering::Relaxed);
+    let mut yielded = None;
+    for _ in 0..40 {
+        tokio::time::sleep(tick).await;
+        if let Advice::Yield { reason, .. } =
+            guard.tick(&monitor, Duration::ZERO).await.expect("tick")
+        {
+            if reason.contains("baseline > 1.25×") {
+                yielded = Some(reason);
+                break;
+            }
+        }
+    }
+    let reason = yielded.expect("the guard must yield within 10 s");
+    assert!(reason.starts_with("yielding: app latency"), "{reason}");
+    stop.store(true, Ordering::Relaxed);
+    app.await.expect("app task");
+}
