@@ -957,13 +957,13 @@ async fn latency_guard_reads_pg_stat_statements_and_leaves_the_backfill_out() {
         .await
         .expect("connect");
     client
-        .batch_execute(&format!(
+        .batch_execute(
             "CREATE EXTENSION pg_stat_statements;
              CREATE TABLE public.items (id bigserial PRIMARY KEY, n integer NOT NULL DEFAULT 0, \
              todo boolean NOT NULL DEFAULT true, v integer NOT NULL DEFAULT 0);
              INSERT INTO public.items (n, todo) SELECT 0, true FROM generate_series(1, 3000);
-             ANALYZE public.items;"
-        ))
+             ANALYZE public.items;",
+        )
         .await
         .expect("setup");
     schema::bootstrap(&mut client).await.expect("bootstrap");
