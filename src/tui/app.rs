@@ -229,6 +229,19 @@ impl App {
         Action::Send(cmd)
     }
 
+    /// True when no overlay, command line or search is open: the keys that switch between
+    /// migrations may act without cutting into what this one is doing.
+    pub fn idle(&self) -> bool {
+        self.ui.overlay.is_none()
+            && self.ui.command_line.is_none()
+            && self.ui.search_input.is_none()
+    }
+
+    /// The plan's id.
+    pub fn plan_id(&self) -> &str {
+        self.plan.id()
+    }
+
     /// Handles one key at time `now`.
     pub fn on_key(&mut self, key: KeyEvent, now: Instant) -> Action {
         if key.kind == KeyEventKind::Release {
