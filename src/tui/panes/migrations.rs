@@ -63,6 +63,10 @@ fn details(row: &MigrationRow, theme: &Theme) -> Vec<(String, Style)> {
     let mut out = vec![("      ".to_string(), Style::new())];
     out.push(match row.phase {
         Some((phase, state)) => (format!("{phase} {state}"), Style::new()),
+        // Without a snapshot the phases are not known yet.
+        None if matches!(row.gate, GateVerdict::Unknown(_)) => {
+            ("phase unknown".to_string(), theme.dim)
+        }
         None => ("not started".to_string(), theme.dim),
     });
     if let Some((state, pct)) = row.backfill {
