@@ -52,11 +52,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
                 load_plans(&plans)?
             };
             drop(client);
-            // The endpoint serves one plan's series: the first's.
-            let metrics = match plans.first() {
-                Some(first) => ctx.spawn_metrics(first)?,
-                None => None,
-            };
+            let metrics = ctx.spawn_metrics(&plans)?;
             crate::tui::run(crate::tui::Options {
                 plans,
                 db,

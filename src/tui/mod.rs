@@ -52,8 +52,8 @@ pub struct Options {
     pub hint: Option<String>,
     /// The application `:app` rolls (the demo's), if any; steered from the first plan.
     pub app: Option<worker::AppHandle>,
-    /// This process's metrics endpoint, if it serves one (`:scrape` scrapes it). It serves the
-    /// first plan, so only the first plan's `:scrape` uses it.
+    /// This process's metrics endpoint, if it serves one (`:scrape` scrapes it): `/metrics` with
+    /// one plan, `/metrics/PLAN_ID` for each of several.
     pub metrics: Option<std::net::SocketAddr>,
 }
 
@@ -93,20 +93,22 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut apps = Vec::new();
     let mut workers = Vec::new();
     let mut events = Vec::new();
+    let several = opts.plans.len() > 1;
     for (i, plan) in opts.plans.iter().enumerate() {
-        let env = if i == 0 {
-            worker::command::Env {
-                app: opts.app.clone(),
-                metrics: opts.metrics,
-            }
-        } else {
-            worker::command::Env {
-                app: None,
-                metrics: None,
-            }
+        let metrics = opts.metrics.map(|addr| {
+            let path = if several {
+                crate::evidence::metrics::plan_path(plan.id())
+            } else {
+                "/metrics".to_string()
+            };
+            format!("http://{addr}{path}")
+        });
+        let env = worker::command::Env {
+            app: if i == 0 { opts.app.clone() } else { None },
+            metrics,
         };
         let mut app = App::new(plan.clone(), opts.db.display(), opts.read_only);
-        app.set_environment(env.app.is_some(), env.metrics);
+        app.set_environment(env.app.is_some(), env.metrics.clone());
         if i == 0 {
             if let Some(hint) = &opts.hint {
                 app.hint(hint);

@@ -812,7 +812,7 @@ fn wide_layout_gives_readiness_the_width_of_its_evidence() {
 #[test]
 fn observability_says_where_the_endpoint_is_until_it_is_scraped() {
     let mut app = app_with(fresh());
-    app.set_environment(true, Some("127.0.0.1:40123".parse().unwrap()));
+    app.set_environment(true, Some("http://127.0.0.1:40123/metrics".into()));
     let vm = app.view();
     let obs = vm
         .scorecard

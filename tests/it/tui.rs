@@ -327,8 +327,18 @@ async fn tui_in_tmux_switches_between_two_migrations() {
     let bin = cutover_bin();
     let env = format!("env DATABASE_URL='{}' NO_COLOR=1 CUTOVER_LOG=warn", db.url);
     let long = Duration::from_secs(20);
+    // One metrics endpoint for both: each plan's `:scrape` reaches its own path.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let tmux = Tmux::start(
-        &format!("{env} {} tui {PLAN} {}", bin.display(), twin.display()),
+        &format!(
+            "{env} {} --metrics-addr 127.0.0.1:{port} tui {PLAN} {}",
+            bin.display(),
+            twin.display()
+        ),
         120,
         40,
     );
@@ -345,6 +355,22 @@ async fn tui_in_tmux_switches_between_two_migrations() {
         &["migration 2/2 (m: switch)  accounts-cents-twin — The twin migration"],
         long,
     );
+    tmux.send(&[":"]);
+    tmux.send(&["-l", "scrape"]);
+    tmux.send(&["Enter"]);
+    tmux.wait_for(
+        &[&format!(
+            "scraped http://127.0.0.1:{port}/metrics/accounts-cents-twin"
+        )],
+        long,
+    );
+    wait_db(
+        &db,
+        "SELECT string_agg(DISTINCT plan_id, ',') FROM cutover.metrics_scrapes",
+        "accounts-cents-twin",
+        long,
+    )
+    .await;
     tmux.send(&["m"]);
     tmux.wait_for(
         &[
