@@ -193,7 +193,7 @@ async fn event_loop(
                         Action::Quit => break Ok(()),
                         Action::Send(cmd) => {
                             let w = &workers[routed.index];
-                            tracing::info!(target: "tui", "requested ({}): {cmd}", w.plan_id);
+                            tracing::info!(target: "tui", plan = %w.plan_id, "requested: {cmd}");
                             if w.commands.send(cmd).is_err() {
                                 break Err(anyhow::anyhow!(
                                     "the worker of {} stopped unexpectedly",
