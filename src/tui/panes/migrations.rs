@@ -40,10 +40,10 @@ pub fn render(frame: &mut Frame, area: Rect, picker: &PickerView, theme: &Theme)
         Span::styled(" switch  ", theme.dim),
         Span::styled("1–9", theme.key),
         Span::styled(" jump  ", theme.dim),
-        Span::styled("] [", theme.key),
-        Span::styled(" next/previous (without the picker)  ", theme.dim),
         Span::styled("Esc", theme.key),
-        Span::styled(" closes", theme.dim),
+        Span::styled(" closes  ", theme.dim),
+        Span::styled("] [", theme.key),
+        Span::styled(" next / previous", theme.dim),
     ]));
     let height = lines.len() as u16 + 2;
     let r = centered(area, width, height);
