@@ -131,7 +131,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     let switcher =
         Switcher::new(apps).ok_or_else(|| anyhow::anyhow!("no plan to open in the TUI"))?;
-    let mut terminal = ratatui::try_init()?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            stop(workers).await;
+            return Err(e.into());
+        }
+    };
     let result = event_loop(&mut terminal, switcher, &mut workers, events).await;
     ratatui::restore();
     stop(workers).await;
@@ -209,9 +215,11 @@ async fn event_loop(
                 Some(Err(e)) => break Err(anyhow::anyhow!("reading the terminal failed: {e}")),
                 None => break Ok(()),
             },
-            (i, ev) = next_event(&mut events, &mut start) => match (ev, switcher.get_mut(i)) {
-                (Some(ev), Some(app)) => {
-                    app.on_worker(ev);
+            (i, ev) = next_event(&mut events, &mut start) => match ev {
+                Some(ev) => {
+                    if let Some(app) = switcher.get_mut(i) {
+                        app.on_worker(ev);
+                    }
                     // Drain whatever else is queued so a burst costs one redraw.
                     for (rx, app) in events.iter_mut().zip(switcher.apps_mut()) {
                         while let Ok(ev) = rx.try_recv() {
@@ -219,7 +227,7 @@ async fn event_loop(
                         }
                     }
                 }
-                _ => break Err(stopped(&mut workers[i]).await),
+                None => break Err(stopped(&mut workers[i]).await),
             },
             _ = tick.tick() => switcher.expire(Instant::now()),
             _ = term.recv() => break Ok(()),

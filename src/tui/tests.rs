@@ -975,6 +975,12 @@ fn a_passing_gate_and_a_finished_migration_in_the_picker() {
         "{:?}",
         vm.gate.map(|g| g.blockers)
     );
+    let mut done = signed_contract(at_contract(30));
+    done.facts.phases[4] = applied(Phase::Contract, at(5, 20, 40));
+    let row = super::switcher::row(&app_with(judged(done)).view(), true);
+    assert_eq!(row.phase, Some((Phase::Contract, PhaseState::Applied)));
+    assert_eq!(row.gate, GateVerdict::Done);
+    assert!(row.active);
 }
 
 #[test]
