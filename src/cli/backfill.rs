@@ -221,7 +221,7 @@ async fn run_backfill(
     opts: RunOptions,
     report_every: u64,
 ) -> anyhow::Result<ExitCode> {
-    ctx.spawn_metrics(&plan)?;
+    ctx.spawn_metrics(std::slice::from_ref(&plan))?;
     let cfg = ctx.db_config()?;
     let notifier = crate::notify::spawn(cfg.clone(), plan.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);

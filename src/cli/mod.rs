@@ -163,15 +163,16 @@ impl Context {
 }
 
 impl Context {
-    /// Starts the metrics endpoint for `plan` when `--metrics-addr` was given; returns the
+    /// Starts the metrics endpoint for `plans` when `--metrics-addr` was given; returns the
     /// address it listens on. Long-running commands (backfill, tui, demo) call this.
     pub fn spawn_metrics(
         &self,
-        plan: &crate::plan::Plan,
+        plans: &[crate::plan::Plan],
     ) -> anyhow::Result<Option<std::net::SocketAddr>> {
         match self.metrics_addr {
             Some(addr) => {
-                crate::evidence::metrics::spawn(addr, self.db_config()?, plan.clone()).map(Some)
+                crate::evidence::metrics::spawn_all(addr, self.db_config()?, plans.to_vec())
+                    .map(Some)
             }
             None => Ok(None),
         }

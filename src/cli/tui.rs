@@ -11,10 +11,11 @@ use crate::plan::Plan;
 /// Full-screen commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Open the command center on a plan.
+    /// Open the command center on one or more plans (`m`, `]`, `[` switch between them); with
+    /// none, on every migration registered on the database, from the plans stored there.
     Tui {
-        /// Plan file.
-        plan: PathBuf,
+        /// Plan files (none: every registered migration).
+        plans: Vec<PathBuf>,
         /// Block every change (viewer only).
         #[arg(long)]
         read_only: bool,
@@ -36,19 +37,24 @@ pub enum Command {
 /// Runs a full-screen command.
 pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Tui { plan, read_only } => {
-            let plan = Plan::load(&plan)?;
+        Command::Tui { plans, read_only } => {
             let db = ctx.db_config()?;
-            // The control schema must exist before the worker reads it: an operator's TUI
+            // The control schema must exist before the workers read it: an operator's TUI
             // creates or upgrades it, a viewer's only checks it.
-            if read_only {
-                ctx.connect_viewer("tui-setup").await?;
+            let client = if read_only {
+                ctx.connect_viewer("tui-setup").await?
             } else {
-                ctx.connect("tui-setup").await?;
-            }
-            let metrics = ctx.spawn_metrics(&plan)?;
+                ctx.connect("tui-setup").await?
+            };
+            let plans = if plans.is_empty() {
+                registered_plans(&client).await?
+            } else {
+                load_plans(&plans)?
+            };
+            drop(client);
+            let metrics = ctx.spawn_metrics(&plans)?;
             crate::tui::run(crate::tui::Options {
-                plan,
+                plans,
                 db,
                 read_only,
                 hint: None,
@@ -76,4 +82,47 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(exit::OK))
         }
     }
+}
+
+/// Loads each plan file; two files with the same plan id are an error naming both.
+fn load_plans(paths: &[PathBuf]) -> anyhow::Result<Vec<Plan>> {
+    let mut plans: Vec<Plan> = Vec::new();
+    for path in paths {
+        let plan = Plan::load(path)?;
+        if let Some(twin) = plans.iter().find(|p| p.id() == plan.id()) {
+            anyhow::bail!(
+                "{} and {} are the same migration (plan id `{}`): open each migration once",
+                twin.path,
+                plan.path,
+                plan.id()
+            );
+        }
+        plans.push(plan);
+    }
+    Ok(plans)
+}
+
+/// Every migration registered on the database, from the plan stored at registration (or at its
+/// last transition).
+async fn registered_plans(client: &tokio_postgres::Client) -> anyhow::Result<Vec<Plan>> {
+    let stored = crate::control::phases::registered(client)
+        .await
+        .map_err(crate::db::DbError::from)?;
+    if stored.is_empty() {
+        anyhow::bail!(
+            "no migration is registered on this database: give a plan file (cutover tui PLAN), \
+             which registers it"
+        );
+    }
+    stored
+        .iter()
+        .map(|r| {
+            Plan::parse(&r.plan_path, &r.plan_source).map_err(|e| {
+                anyhow::anyhow!(
+                    "the stored plan of migration `{}` does not parse: {e}",
+                    r.plan_id
+                )
+            })
+        })
+        .collect()
 }

@@ -356,6 +356,38 @@ pub async fn is_registered(
         .is_some())
 }
 
+/// A registered migration's plan as last stored (`cutover.migrations` keeps one row per plan
+/// id; every transition rewrites its source with the plan that acted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisteredPlan {
+    /// Plan id.
+    pub plan_id: String,
+    /// Where the plan file was when it was stored (for messages).
+    pub plan_path: String,
+    /// The plan text.
+    pub plan_source: String,
+}
+
+/// Every registered migration's stored plan, oldest registration first.
+pub async fn registered(
+    client: &impl GenericClient,
+) -> Result<Vec<RegisteredPlan>, tokio_postgres::Error> {
+    Ok(client
+        .query(
+            "SELECT plan_id, plan_path, plan_source FROM cutover.migrations
+              ORDER BY created_at, plan_id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| RegisteredPlan {
+            plan_id: r.get(0),
+            plan_path: r.get(1),
+            plan_source: r.get(2),
+        })
+        .collect())
+}
+
 /// One recorded transition (`cutover.phase_history`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct HistoryRow {

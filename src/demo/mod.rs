@@ -147,7 +147,7 @@ async fn run_on(db: &DbConfig, plan: &Plan, opts: &DemoOptions) -> anyhow::Resul
     let metrics = crate::evidence::metrics::spawn(addr, db.clone(), plan.clone())?;
     eprintln!("cutover demo: metrics on http://{metrics}/metrics");
     let result = crate::tui::run(crate::tui::Options {
-        plan: plan.clone(),
+        plans: vec![plan.clone()],
         db: db.clone(),
         read_only: false,
         hint: Some(format!(

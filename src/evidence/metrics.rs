@@ -35,16 +35,43 @@ type Labels = Vec<(String, String)>;
 type GaugeF = Gauge<f64, AtomicU64>;
 type CounterF = Counter<f64, AtomicU64>;
 
+/// Where the series of `plan_id` are served, whichever plans the endpoint serves (`/metrics`
+/// serves the first one's).
+pub fn plan_path(plan_id: &str) -> String {
+    format!("/metrics/{plan_id}")
+}
+
 /// Starts serving metrics for `plan` on `addr` in the background; returns the bound address.
 pub fn spawn(addr: SocketAddr, db: DbConfig, plan: Plan) -> anyhow::Result<SocketAddr> {
-    let bound = serve(addr, db, plan)?;
-    tracing::info!("metrics endpoint on http://{bound}/metrics");
+    spawn_all(addr, db, vec![plan])
+}
+
+/// Starts serving metrics for each of `plans` on `addr` in the background (see [`serve_all`]);
+/// returns the bound address.
+pub fn spawn_all(addr: SocketAddr, db: DbConfig, plans: Vec<Plan>) -> anyhow::Result<SocketAddr> {
+    let several = plans.len() > 1;
+    let bound = serve_all(addr, db, plans)?;
+    if several {
+        tracing::info!("metrics endpoint on http://{bound}/metrics/PLAN_ID (one path per plan)");
+    } else {
+        tracing::info!("metrics endpoint on http://{bound}/metrics");
+    }
     Ok(bound)
 }
 
 /// Binds `addr` (port 0 picks a free port), serves `/metrics` on a background thread with its
 /// own runtime and connection, and returns the bound address.
 pub fn serve(addr: SocketAddr, db: DbConfig, plan: Plan) -> anyhow::Result<SocketAddr> {
+    serve_all(addr, db, vec![plan])
+}
+
+/// Like [`serve`] for several plans: `/metrics/PLAN_ID` serves each plan's series ([`plan_path`])
+/// and `/metrics` the first plan's. Each plan is its own scrape target, since one exposition
+/// cannot hold two plans' families under a constant `plan` label.
+pub fn serve_all(addr: SocketAddr, db: DbConfig, plans: Vec<Plan>) -> anyhow::Result<SocketAddr> {
+    if plans.is_empty() {
+        anyhow::bail!("a metrics endpoint needs a plan to serve");
+    }
     let server = tiny_http::Server::http(addr)
         .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
     let bound = server
@@ -63,8 +90,14 @@ pub fn serve(addr: SocketAddr, db: DbConfig, plan: Plan) -> anyhow::Result<Socke
                 let peer = request
                     .remote_addr()
                     .map_or_else(|| "unknown".to_string(), ToString::to_string);
-                let response = if path == "/metrics" || path == "/" {
-                    let body = runtime.block_on(scrape(&mut client, &db, &plan, &peer));
+                let plan = match path.as_str() {
+                    "/" | "/metrics" => plans.first(),
+                    other => other
+                        .strip_prefix("/metrics/")
+                        .and_then(|id| plans.iter().find(|p| p.id() == id)),
+                };
+                let response = if let Some(plan) = plan {
+                    let body = runtime.block_on(scrape(&mut client, &db, plan, &peer));
                     let header = tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE).ok();
                     let mut r = tiny_http::Response::from_string(body);
                     if let Some(h) = header {
@@ -72,8 +105,10 @@ pub fn serve(addr: SocketAddr, db: DbConfig, plan: Plan) -> anyhow::Result<Socke
                     }
                     r
                 } else {
-                    tiny_http::Response::from_string("not found: try /metrics\n")
-                        .with_status_code(404)
+                    tiny_http::Response::from_string(
+                        "not found: try /metrics or /metrics/PLAN_ID\n",
+                    )
+                    .with_status_code(404)
                 };
                 if let Err(e) = request.respond(response) {
                     tracing::debug!("metrics response failed: {e}");

@@ -1,7 +1,6 @@
 //! UI state and key handling. Keys become [`Action`]s (mostly worker [`Command`]s); nothing here
 //! touches the database or the terminal, so every key path is unit-testable.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -41,7 +40,7 @@ pub struct App {
     database: String,
     read_only: bool,
     demo: bool,
-    metrics: Option<SocketAddr>,
+    metrics: Option<String>,
     /// Commands sent and not answered yet (the same one is not sent twice).
     in_flight: Vec<Command>,
     conn: Option<ConnState>,
@@ -88,7 +87,7 @@ impl App {
 
     /// Says what this process can steer besides the database: the demo's app (`:app`) and
     /// its own metrics endpoint (`:scrape`).
-    pub fn set_environment(&mut self, demo: bool, metrics: Option<SocketAddr>) {
+    pub fn set_environment(&mut self, demo: bool, metrics: Option<String>) {
         self.demo = demo;
         self.metrics = metrics;
     }
@@ -118,7 +117,7 @@ impl App {
             }
         }
         vm.demo = self.demo;
-        vm.metrics_url = self.metrics.map(|a| format!("http://{a}/metrics"));
+        vm.metrics_url = self.metrics.clone();
         if let Some(url) = &vm.metrics_url {
             // Say where the endpoint is while nobody has scraped it.
             if let Some(c) = vm
@@ -227,6 +226,19 @@ impl App {
         self.ui.pending.push(cmd.to_string());
         self.in_flight.push(cmd.clone());
         Action::Send(cmd)
+    }
+
+    /// True when no overlay, command line or search is open: the keys that switch between
+    /// migrations may act without cutting into what this one is doing.
+    pub fn idle(&self) -> bool {
+        self.ui.overlay.is_none()
+            && self.ui.command_line.is_none()
+            && self.ui.search_input.is_none()
+    }
+
+    /// The plan's id.
+    pub fn plan_id(&self) -> &str {
+        self.plan.id()
     }
 
     /// Handles one key at time `now`.

@@ -9,24 +9,29 @@
 pub mod app;
 pub mod next;
 pub mod panes;
+pub mod switcher;
 pub mod theme;
 pub mod view;
 
 #[cfg(test)]
 mod tests;
 
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event, EventStream};
 use futures::StreamExt;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::{DefaultTerminal, Frame};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::db::DbConfig;
 use crate::plan::Plan;
-use crate::worker::{self, WorkerOptions};
+use crate::worker::{self, WorkerEvent, WorkerOptions};
 use app::{Action, App};
 use panes::log::LogSource;
+use switcher::Switcher;
 use theme::Theme;
 use view::{Focus, Overlay, ViewModel};
 
@@ -36,17 +41,19 @@ const TICK: Duration = Duration::from_secs(1);
 /// How `cutover tui` / `cutover demo` start the command center.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The plan.
-    pub plan: Plan,
+    /// The plans, at least one; the first is on screen at the start, `m`, `]` and `[` switch
+    /// between them when there are several.
+    pub plans: Vec<Plan>,
     /// The server.
     pub db: DbConfig,
     /// Block every change.
     pub read_only: bool,
-    /// A first status line (e.g. the demo's "press s to sign off").
+    /// A first status line of the first plan (e.g. the demo's "press s to sign off").
     pub hint: Option<String>,
-    /// The application `:app` rolls (the demo's), if any.
+    /// The application `:app` rolls (the demo's), if any; steered from the first plan.
     pub app: Option<worker::AppHandle>,
-    /// This process's metrics endpoint, if it serves one (`:scrape` scrapes it).
+    /// This process's metrics endpoint, if it serves one (`:scrape` scrapes it): `/metrics` with
+    /// one plan, `/metrics/PLAN_ID` for each of several.
     pub metrics: Option<std::net::SocketAddr>,
 }
 
@@ -72,34 +79,96 @@ pub fn init_logging() {
     }
 }
 
+/// One open migration's worker, split so the event loop can wait on every event channel.
+struct Worker {
+    plan_id: String,
+    commands: mpsc::UnboundedSender<worker::Command>,
+    task: JoinHandle<()>,
+}
+
 /// Runs the command center until the user quits. Restores the terminal on every exit path
 /// (return, error, panic, SIGTERM/SIGHUP).
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     init_logging();
-    let handle = worker::spawn(WorkerOptions {
-        db: opts.db.clone(),
-        plan: opts.plan.clone(),
-        read_only: opts.read_only,
-        env: worker::command::Env {
-            app: opts.app.clone(),
-            metrics: opts.metrics,
-        },
-    });
-    let mut app = App::new(opts.plan.clone(), opts.db.display(), opts.read_only);
-    app.set_environment(opts.app.is_some(), opts.metrics);
-    if let Some(hint) = &opts.hint {
-        app.hint(hint);
+    let mut apps = Vec::new();
+    let mut workers = Vec::new();
+    let mut events = Vec::new();
+    let several = opts.plans.len() > 1;
+    for (i, plan) in opts.plans.iter().enumerate() {
+        let metrics = opts.metrics.map(|addr| {
+            let path = if several {
+                crate::evidence::metrics::plan_path(plan.id())
+            } else {
+                "/metrics".to_string()
+            };
+            format!("http://{addr}{path}")
+        });
+        let env = worker::command::Env {
+            app: if i == 0 { opts.app.clone() } else { None },
+            metrics,
+        };
+        let mut app = App::new(plan.clone(), opts.db.display(), opts.read_only);
+        app.set_environment(env.app.is_some(), env.metrics.clone());
+        if i == 0 {
+            if let Some(hint) = &opts.hint {
+                app.hint(hint);
+            }
+        }
+        // Each migration has its own worker: its own connections, snapshots and commands.
+        let handle = worker::spawn(WorkerOptions {
+            db: opts.db.clone(),
+            plan: plan.clone(),
+            read_only: opts.read_only,
+            env,
+        });
+        apps.push(app);
+        events.push(handle.events);
+        workers.push(Worker {
+            plan_id: plan.id().to_string(),
+            commands: handle.commands,
+            task: handle.task,
+        });
     }
-    let mut terminal = ratatui::try_init()?;
-    let result = event_loop(&mut terminal, app, handle).await;
+    let switcher =
+        Switcher::new(apps).ok_or_else(|| anyhow::anyhow!("no plan to open in the TUI"))?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            stop(workers).await;
+            return Err(e.into());
+        }
+    };
+    let result = event_loop(&mut terminal, switcher, &mut workers, events).await;
     ratatui::restore();
+    stop(workers).await;
     result
+}
+
+/// The next event of any worker, with the worker's index (`None`: that worker stopped). Polls
+/// from `*start` on and moves it past the worker that answered, so none starves the others.
+async fn next_event(
+    events: &mut [mpsc::UnboundedReceiver<WorkerEvent>],
+    start: &mut usize,
+) -> (usize, Option<WorkerEvent>) {
+    std::future::poll_fn(|cx| {
+        let n = events.len();
+        for k in 0..n {
+            let i = (*start + k) % n;
+            if let Poll::Ready(ev) = events[i].poll_recv(cx) {
+                *start = (i + 1) % n;
+                return Poll::Ready((i, ev));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 async fn event_loop(
     terminal: &mut DefaultTerminal,
-    mut app: App,
-    mut handle: worker::WorkerHandle,
+    mut switcher: Switcher,
+    workers: &mut [Worker],
+    mut events: Vec<mpsc::UnboundedReceiver<WorkerEvent>>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let theme = Theme::from_env();
@@ -109,19 +178,33 @@ async fn event_loop(
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut start = 0;
     tracing::info!(target: "tui", "command center started");
     let outcome = loop {
         tui_logger::move_events();
-        terminal.draw(|f| draw(f, &app.view(), &theme, LogSource::Live(&app.log_state)))?;
+        let vm = switcher.view();
+        terminal.draw(|f| {
+            draw(
+                f,
+                &vm,
+                &theme,
+                LogSource::Live(&switcher.current().log_state),
+            )
+        })?;
         tokio::select! {
             ev = keys.next() => match ev {
                 Some(Ok(Event::Key(key))) => {
-                    match app.on_key(key, Instant::now()) {
+                    let routed = switcher.on_key(key, Instant::now());
+                    match routed.action {
                         Action::Quit => break Ok(()),
                         Action::Send(cmd) => {
-                            tracing::info!(target: "tui", "requested: {cmd}");
-                            if handle.commands.send(cmd).is_err() {
-                                break Err(anyhow::anyhow!("the worker stopped unexpectedly"));
+                            let w = &workers[routed.index];
+                            tracing::info!(target: "tui", plan = %w.plan_id, "requested: {cmd}");
+                            if w.commands.send(cmd).is_err() {
+                                break Err(anyhow::anyhow!(
+                                    "the worker of {} stopped unexpectedly",
+                                    w.plan_id
+                                ));
                             }
                         }
                         Action::None => {}
@@ -132,26 +215,25 @@ async fn event_loop(
                 Some(Err(e)) => break Err(anyhow::anyhow!("reading the terminal failed: {e}")),
                 None => break Ok(()),
             },
-            ev = handle.events.recv() => match ev {
+            (i, ev) = next_event(&mut events, &mut start) => match ev {
                 Some(ev) => {
-                    app.on_worker(ev);
-                    // Drain whatever else is queued so a burst costs one redraw.
-                    while let Ok(ev) = handle.events.try_recv() {
+                    if let Some(app) = switcher.get_mut(i) {
                         app.on_worker(ev);
                     }
+                    // Drain whatever else is queued so a burst costs one redraw.
+                    for (rx, app) in events.iter_mut().zip(switcher.apps_mut()) {
+                        while let Ok(ev) = rx.try_recv() {
+                            app.on_worker(ev);
+                        }
+                    }
                 }
-                None => {
-                    break Err(match (&mut handle.task).await {
-                        Err(e) if e.is_panic() => anyhow::anyhow!("the worker panicked: {e}"),
-                        _ => anyhow::anyhow!("the worker stopped unexpectedly"),
-                    });
-                }
+                None => break Err(stopped(&mut workers[i]).await),
             },
-            _ = tick.tick() => { app.expire(Instant::now()); }
+            _ = tick.tick() => switcher.expire(Instant::now()),
             _ = term.recv() => break Ok(()),
             _ = hup.recv() => break Ok(()),
             _ = int.recv() => {
-                app.on_key(
+                switcher.on_key(
                     crossterm::event::KeyEvent::new(
                         crossterm::event::KeyCode::Char('c'),
                         crossterm::event::KeyModifiers::CONTROL,
@@ -162,17 +244,37 @@ async fn event_loop(
         }
     };
     tracing::info!(target: "tui", "command center stopped");
-    // Closing the command channel tells the worker to stop (an in-process backfill stops at
-    // its checkpoint); give it a bounded time.
-    drop(handle.commands);
-    if !handle.task.is_finished()
-        && tokio::time::timeout(Duration::from_secs(12), &mut handle.task)
-            .await
-            .is_err()
-    {
-        handle.task.abort();
-    }
     outcome
+}
+
+/// Why a worker's event channel closed.
+async fn stopped(w: &mut Worker) -> anyhow::Error {
+    match (&mut w.task).await {
+        Err(e) if e.is_panic() => anyhow::anyhow!("the worker of {} panicked: {e}", w.plan_id),
+        _ => anyhow::anyhow!("the worker of {} stopped unexpectedly", w.plan_id),
+    }
+}
+
+/// Closes every command channel, which tells each worker to stop (an in-process backfill stops
+/// at its checkpoint), and gives them all together a bounded time.
+async fn stop(workers: Vec<Worker>) {
+    let mut tasks = Vec::new();
+    for w in workers {
+        drop(w.commands);
+        // A finished task has nothing left to wait for (and may have been awaited already).
+        if !w.task.is_finished() {
+            tasks.push(w.task);
+        }
+    }
+    let waiting = futures::future::join_all(tasks.iter_mut());
+    if tokio::time::timeout(Duration::from_secs(12), waiting)
+        .await
+        .is_err()
+    {
+        for t in &tasks {
+            t.abort();
+        }
+    }
 }
 
 /// Which layout the screen size allows.
@@ -275,5 +377,8 @@ pub fn draw(frame: &mut Frame, vm: &ViewModel, theme: &Theme, log: LogSource) {
             panes::confirm::blockers(frame, area, *phase, lines, theme)
         }
         Some(Overlay::ConfirmQuit) => panes::confirm::quit(frame, area, theme),
+    }
+    if let Some(picker) = vm.switcher.as_ref().and_then(|s| s.picker.as_ref()) {
+        panes::migrations::render(frame, area, picker, theme);
     }
 }

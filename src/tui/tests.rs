@@ -11,8 +11,9 @@ use ratatui::Terminal;
 
 use super::app::{Action, App, CONFIRM_ARMING};
 use super::panes::log::LogSource;
+use super::switcher::{Routed, Switcher};
 use super::theme::Theme;
-use super::view::{Focus, Overlay, ViewModel};
+use super::view::{Focus, GateVerdict, Overlay, ViewModel};
 use crate::control::audit::Actor;
 use crate::control::backfill::State as BackfillState;
 use crate::control::facts::{
@@ -812,7 +813,7 @@ fn wide_layout_gives_readiness_the_width_of_its_evidence() {
 #[test]
 fn observability_says_where_the_endpoint_is_until_it_is_scraped() {
     let mut app = app_with(fresh());
-    app.set_environment(true, Some("127.0.0.1:40123".parse().unwrap()));
+    app.set_environment(true, Some("http://127.0.0.1:40123/metrics".into()));
     let vm = app.view();
     let obs = vm
         .scorecard
@@ -882,4 +883,208 @@ fn a_command_in_flight_is_not_sent_twice_and_the_hint_waits_for_it() {
         result: Ok("4 checks passed".into()),
     });
     assert_eq!(app.on_key(key('c'), now), Action::Send(Command::RunChecks));
+}
+
+fn other_plan(path: &str, source: &str) -> Plan {
+    Plan::parse(path, source).unwrap()
+}
+
+/// Three migrations in three states: the demo's backfill running (on screen), a second one not
+/// started (its expand gate passes: it needs no sign-off), a third whose database is unreachable.
+fn three_migrations() -> Switcher {
+    let customers = other_plan(
+        "plans/customers-rename-full-name.toml",
+        include_str!("../../plans/customers-rename-full-name.toml"),
+    );
+    let orders = other_plan(
+        "plans/orders-rekey-uuid.toml",
+        include_str!("../../plans/orders-rekey-uuid.toml"),
+    );
+    let mut second = App::new(customers.clone(), DB.into(), false);
+    second.on_worker(WorkerEvent::Conn(ConnState::Connected));
+    let mut facts = Facts::unregistered(customers.id(), at(5, 12, 0));
+    facts.registration = Some(Registration {
+        plan_sha256: customers.sha256(),
+        created_at: at(4, 55, 0),
+    });
+    let mut snap = Snapshot::from_facts(&customers, facts);
+    snap.actor = fresh().actor;
+    second.on_worker(WorkerEvent::Snapshot(Box::new(snap)));
+    let mut third = App::new(orders, DB.into(), false);
+    third.on_worker(WorkerEvent::Conn(ConnState::Retrying {
+        error: "connection refused".into(),
+        retry_in: 4,
+    }));
+    Switcher::new(vec![app_with(backfill_running()), second, third]).unwrap()
+}
+
+fn special(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+#[test]
+fn migrations_picker_lists_each_with_phase_gate_and_backfill() {
+    let mut sw = three_migrations();
+    let now = Instant::now();
+    sw.on_key(key(']'), now);
+    sw.on_key(key('m'), now);
+    let vm = sw.view();
+    let picker = vm.switcher.as_ref().and_then(|s| s.picker.clone()).unwrap();
+    let rows = &picker.rows;
+    assert_eq!(
+        picker.selected, 1,
+        "the picker opens on the migration on screen"
+    );
+    assert_eq!(
+        rows.iter().map(|r| r.active).collect::<Vec<_>>(),
+        [false, true, false]
+    );
+    assert_eq!(rows[0].phase, Some((Phase::Backfill, PhaseState::Applied)));
+    assert_eq!(rows[0].backfill, Some((BackfillState::Running, Some(41))));
+    assert!(
+        matches!(&rows[0].gate, GateVerdict::Blocked { phase: Phase::ReadSwitch, blockers, .. } if *blockers > 0),
+        "{:?}",
+        rows[0].gate
+    );
+    assert_eq!(rows[1].phase, None);
+    assert_eq!(
+        rows[1].gate,
+        GateVerdict::Pass {
+            phase: Phase::Expand,
+            overridden: false
+        }
+    );
+    assert_eq!(rows[1].backfill, None);
+    assert!(matches!(&rows[2].gate, GateVerdict::Unknown(_)));
+    let screen = screen(&vm, 100, 30);
+    assert!(screen.contains("migration 2/3 (m: switch)"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn a_passing_gate_and_a_finished_migration_in_the_picker() {
+    let vm = app_with(on_v2(signed_contract(at_contract(30)), false)).view();
+    let row = super::switcher::row(&vm, false);
+    assert_eq!(row.phase, Some((Phase::ReadSwitch, PhaseState::Applied)));
+    assert_eq!(row.backfill, None, "a finished backfill shows no progress");
+    assert_eq!(
+        row.gate,
+        GateVerdict::Pass {
+            phase: Phase::Contract,
+            overridden: false
+        },
+        "{:?}",
+        vm.gate.map(|g| g.blockers)
+    );
+    let mut done = signed_contract(at_contract(30));
+    done.facts.phases[4] = applied(Phase::Contract, at(5, 20, 40));
+    let row = super::switcher::row(&app_with(judged(done)).view(), true);
+    assert_eq!(row.phase, Some((Phase::Contract, PhaseState::Applied)));
+    assert_eq!(row.gate, GateVerdict::Done);
+    assert!(row.active);
+}
+
+#[test]
+fn switch_keys_change_the_migration_on_screen() {
+    let mut sw = three_migrations();
+    let now = Instant::now();
+    let id = |sw: &Switcher| sw.view().header.plan_id;
+    assert_eq!(id(&sw), "accounts-balance-cents");
+    assert_eq!(sw.on_key(key(']'), now).index, 1);
+    assert_eq!(id(&sw), "customers-rename-full-name");
+    sw.on_key(key(']'), now);
+    assert_eq!(sw.on_key(key(']'), now).index, 0, "] wraps around");
+    assert_eq!(sw.on_key(key('['), now).index, 2, "[ wraps around");
+    assert_eq!(id(&sw), "orders-rekey-uuid");
+    // m, ↓ (wraps to the first), Enter.
+    sw.on_key(key('m'), now);
+    sw.on_key(special(KeyCode::Down), now);
+    assert_eq!(sw.on_key(special(KeyCode::Enter), now).index, 0);
+    assert!(sw.view().switcher.unwrap().picker.is_none());
+    // m, then a digit jumps; a digit past the end does nothing; Esc closes unchanged.
+    sw.on_key(key('m'), now);
+    sw.on_key(key('9'), now);
+    assert!(sw.view().switcher.unwrap().picker.is_some());
+    sw.on_key(key('2'), now);
+    assert_eq!(sw.active(), 1);
+    sw.on_key(key('m'), now);
+    sw.on_key(special(KeyCode::Up), now);
+    sw.on_key(special(KeyCode::Esc), now);
+    assert_eq!(sw.active(), 1);
+    assert!(sw.view().switcher.unwrap().picker.is_none());
+    // Keys for the app on screen go to it, and its commands to its own worker.
+    sw.on_key(key('['), now);
+    assert_eq!(
+        sw.on_key(key('c'), now),
+        Routed {
+            index: 0,
+            action: Action::Send(Command::RunChecks)
+        }
+    );
+    // While the picker is open, q closes it rather than quitting.
+    sw.on_key(key('m'), now);
+    assert_eq!(sw.on_key(key('q'), now).action, Action::None);
+    assert_eq!(sw.on_key(key('q'), now).action, Action::Quit);
+}
+
+#[test]
+fn a_pending_confirmation_is_not_interrupted_by_a_switch() {
+    let mut sw = three_migrations();
+    let t0 = Instant::now();
+    sw.on_key(key('R'), t0);
+    assert!(matches!(
+        sw.view().ui.overlay,
+        Some(Overlay::ConfirmRollback(_))
+    ));
+    // Within the arming delay every key is ignored by the confirmation, and none switches.
+    for k in [']', '[', 'm'] {
+        assert_eq!(sw.on_key(key(k), t0).index, 0);
+    }
+    assert_eq!(sw.active(), 0);
+    assert!(matches!(
+        sw.view().ui.overlay,
+        Some(Overlay::ConfirmRollback(_))
+    ));
+    assert!(sw.view().switcher.unwrap().picker.is_none());
+    // Once armed, `]` is "any other key": it cancels the rollback, and still does not switch.
+    let armed = t0 + CONFIRM_ARMING;
+    sw.on_key(key(']'), armed);
+    assert_eq!(sw.active(), 0);
+    let vm = sw.view();
+    assert_eq!(vm.ui.overlay, None);
+    assert!(vm.ui.status.unwrap().0.contains("rollback cancelled"));
+    // A command line being typed takes `]` as text.
+    sw.on_key(key(':'), armed);
+    sw.on_key(key(']'), armed);
+    assert_eq!(sw.active(), 0);
+    assert_eq!(sw.view().ui.command_line.as_deref(), Some("]"));
+    // Ctrl-C asks once, whichever migration is on screen; y quits them all.
+    sw.on_key(special(KeyCode::Esc), armed);
+    sw.on_key(key(']'), armed);
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    sw.on_key(ctrl_c, armed);
+    assert_eq!(sw.view().ui.overlay, Some(Overlay::ConfirmQuit));
+    assert_eq!(sw.on_key(key(']'), armed).action, Action::None);
+    assert_eq!(
+        sw.active(),
+        1,
+        "the quit question is answered, not switched past"
+    );
+    sw.on_key(ctrl_c, armed);
+    assert_eq!(sw.on_key(key('y'), armed).action, Action::Quit);
+}
+
+#[test]
+fn one_migration_has_no_switcher() {
+    let mut sw = Switcher::new(vec![app_with(fresh())]).unwrap();
+    let now = Instant::now();
+    assert_eq!(sw.on_key(key(']'), now).index, 0);
+    sw.on_key(key('m'), now);
+    let vm = sw.view();
+    assert!(vm.switcher.is_none());
+    let screen = screen(&vm, 100, 30);
+    assert!(
+        !screen.contains("m: switch") && !screen.contains("m ] ["),
+        "{screen}"
+    );
 }

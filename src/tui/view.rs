@@ -39,6 +39,70 @@ pub struct ViewModel {
     pub metrics_url: Option<String>,
     /// UI state: focus, overlays, status line.
     pub ui: UiView,
+    /// Which migration this is when several are open, and the picker (`m`) if it is open.
+    pub switcher: Option<SwitcherView>,
+}
+
+/// Several migrations open at once (`cutover tui A B …`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SwitcherView {
+    /// The migration on screen, 0-based.
+    pub active: usize,
+    /// How many are open.
+    pub total: usize,
+    /// The migrations picker, when open.
+    pub picker: Option<PickerView>,
+}
+
+/// The migrations picker: one row per open migration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PickerView {
+    /// In the order they were opened.
+    pub rows: Vec<MigrationRow>,
+    /// The highlighted row (Enter switches to it).
+    pub selected: usize,
+}
+
+/// One migration in the picker, from its own view model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationRow {
+    /// Plan id.
+    pub plan_id: String,
+    /// Plan title.
+    pub title: String,
+    /// The one on screen.
+    pub active: bool,
+    /// Its latest phase that is not pending, with that phase's state (`None`: nothing started).
+    pub phase: Option<(Phase, PhaseState)>,
+    /// The next gate's verdict.
+    pub gate: GateVerdict,
+    /// Backfill progress while it runs: its state and the percentage done, if the total is known.
+    pub backfill: Option<(BackfillState, Option<u8>)>,
+}
+
+/// The next gate, as the picker sums it up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateVerdict {
+    /// No snapshot yet, or the database is unreachable.
+    Unknown(String),
+    /// Every phase is applied.
+    Done,
+    /// The gate of `phase` lets it be applied (`overridden`: by an override).
+    Pass {
+        /// The phase the gate guards.
+        phase: Phase,
+        /// Passed by an override, not on its own.
+        overridden: bool,
+    },
+    /// The gate of `phase` blocks.
+    Blocked {
+        /// The phase the gate guards.
+        phase: Phase,
+        /// How many items block.
+        blockers: usize,
+        /// The first of them.
+        first: Option<String>,
+    },
 }
 
 /// The header.
@@ -359,6 +423,7 @@ pub fn build(
         demo: false,
         metrics_url: None,
         ui: UiView::default(),
+        switcher: None,
     }
 }
 

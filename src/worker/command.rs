@@ -3,7 +3,6 @@
 //! audit log in the same transaction as the change.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio_postgres::Client;
@@ -168,8 +167,9 @@ impl From<crate::backfill::BackfillError> for ActionError {
 pub struct Env {
     /// The application `:app` steers (the demo's).
     pub app: Option<AppHandle>,
-    /// This process's metrics endpoint (`--metrics-addr`, or the demo's).
-    pub metrics: Option<SocketAddr>,
+    /// The URL of this plan's series on this process's metrics endpoint (`--metrics-addr`, or
+    /// the demo's).
+    pub metrics: Option<String>,
 }
 
 /// How long `:scrape` waits for the metrics endpoint.
@@ -203,7 +203,7 @@ pub async fn execute(
         Command::Note { text } => note(client, plan, &actor, text).await,
         Command::Rehearse => rehearse(client, plan, &actor).await,
         Command::Attest { category, url } => attest(client, plan, &actor, *category, url).await,
-        Command::Scrape => scrape(client, plan, &actor, env.metrics).await,
+        Command::Scrape => scrape(client, plan, &actor, env.metrics.as_deref()).await,
         Command::App { version } => {
             roll_app(client, plan, &actor, env.app.as_ref(), *version).await
         }
@@ -420,9 +420,9 @@ async fn scrape(
     client: &mut Client,
     plan: &Plan,
     actor: &Actor,
-    addr: Option<SocketAddr>,
+    url: Option<&str>,
 ) -> ActionResult {
-    let Some(addr) = addr else {
+    let Some(url) = url else {
         return Err(ActionError::Refused(
             "this process serves no metrics endpoint: start it with --metrics-addr 127.0.0.1:9187"
                 .into(),
@@ -431,8 +431,7 @@ async fn scrape(
     crate::control::anchors::authorize(&*client, plan, actor, crate::plan::Action::Probe)
         .await
         .map_err(|e| ActionError::Refused(e.to_string()))?;
-    let url = format!("http://{addr}/metrics");
-    let target = url.clone();
+    let target = url.to_string();
     let body = tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(SCRAPE_TIMEOUT))

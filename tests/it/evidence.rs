@@ -578,6 +578,67 @@ async fn metrics_scrape_serves_backfill_series_and_flips_observability() {
     assert!(obs.summary.contains("127.0.0.1"), "{}", text(&obs));
 }
 
+/// One endpoint for several plans (`cutover tui A B --metrics-addr …`): `/metrics/PLAN_ID` serves
+/// each plan's series, `/metrics` the first's, and each scrape is its own plan's evidence.
+#[tokio::test]
+async fn one_metrics_endpoint_serves_each_of_several_plans_on_its_own_path() {
+    let (db, client) = demo_db().await;
+    let first = demo_plan();
+    let twin = Plan::parse(
+        "twin.toml",
+        &demo_source().replace(
+            "id = \"accounts-balance-cents\"",
+            "id = \"accounts-cents-twin\"",
+        ),
+    )
+    .unwrap();
+    let cfg = DbConfig::from_url(&db.url).unwrap();
+    let addr = evidence::metrics::serve_all(
+        "127.0.0.1:0".parse().unwrap(),
+        cfg,
+        vec![first.clone(), twin.clone()],
+    )
+    .unwrap();
+    let get = |path: String| async move {
+        tokio::task::spawn_blocking(move || http_get(addr, &path))
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        evidence::observability(&client, &twin).await.outcome,
+        Outcome::Inconclusive
+    );
+    for (path, id, other) in [
+        ("/metrics".to_string(), first.id(), twin.id()),
+        (
+            evidence::metrics::plan_path(first.id()),
+            first.id(),
+            twin.id(),
+        ),
+        (
+            evidence::metrics::plan_path(twin.id()),
+            twin.id(),
+            first.id(),
+        ),
+    ] {
+        let (status, body) = get(path.clone()).await;
+        assert!(status.contains("200"), "{path}: {status}");
+        assert_valid_exposition(&body);
+        assert!(
+            body.contains(&format!("cutover_database_up{{plan=\"{id}\"}} 1.0")),
+            "{path}:\n{body}"
+        );
+        assert!(
+            !body.contains(&format!("plan=\"{other}\"")),
+            "{path}:\n{body}"
+        );
+    }
+    let (status, _) = get("/metrics/no-such-plan".to_string()).await;
+    assert!(status.contains("404"), "{status}");
+    let obs = evidence::observability(&client, &twin).await;
+    assert_eq!(obs.outcome, Outcome::Pass, "{}", text(&obs));
+}
+
 #[tokio::test]
 async fn runbook_and_probe_commands() {
     let (db, _client) = demo_db().await;

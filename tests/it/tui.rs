@@ -276,6 +276,177 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
     );
 }
 
+/// The demo plan under another id, title and read-switch flag: a second migration on the same
+/// schema, written into `dir`.
+fn twin_plan(dir: &std::path::Path) -> std::path::PathBuf {
+    let source = std::fs::read_to_string(PLAN)
+        .unwrap()
+        .replace(
+            "id = \"accounts-balance-cents\"",
+            "id = \"accounts-cents-twin\"",
+        )
+        .replace(
+            "title = \"Store account balances as integer cents\"",
+            "title = \"The twin migration\"",
+        )
+        .replace("accounts.read_balance_cents", "accounts.read_cents_twin");
+    let path = dir.join("twin.toml");
+    std::fs::write(&path, source).unwrap();
+    path
+}
+
+/// Quits with q and waits until the session is gone.
+fn quit(tmux: &Tmux, within: Duration) {
+    tmux.send(&["q"]);
+    let start = Instant::now();
+    while tmux.alive() && start.elapsed() < within {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!tmux.alive(), "the TUI did not exit after q");
+}
+
+/// Two migrations on one database: `cutover tui a b` opens both, `]` and the `m` picker switch,
+/// and `cutover tui` with no plan opens every registered migration from the stored plans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tui_in_tmux_switches_between_two_migrations() {
+    let started = Instant::now();
+    let db = TestDb::new().await;
+    migration_in_backfill(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let twin = twin_plan(dir.path());
+    {
+        let mut client = db.client().await;
+        let plan = cutover::plan::Plan::load(&twin).unwrap();
+        let actor = cutover::control::audit::Actor::current(&client)
+            .await
+            .unwrap();
+        cutover::control::phases::ensure_registered(&mut client, &plan, &actor)
+            .await
+            .unwrap();
+    }
+    let bin = cutover_bin();
+    let env = format!("env DATABASE_URL='{}' NO_COLOR=1 CUTOVER_LOG=warn", db.url);
+    let long = Duration::from_secs(20);
+    // One metrics endpoint for both: each plan's `:scrape` reaches its own path.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tmux = Tmux::start(
+        &format!(
+            "{env} {} --metrics-addr 127.0.0.1:{port} tui {PLAN} {}",
+            bin.display(),
+            twin.display()
+        ),
+        120,
+        40,
+    );
+    tmux.wait_for(
+        &[
+            "● live",
+            "migration 1/2 (m: switch)  accounts-balance-cents — ",
+            "m ] [ switch",
+        ],
+        long,
+    );
+    tmux.send(&["]"]);
+    tmux.wait_for(
+        &["migration 2/2 (m: switch)  accounts-cents-twin — The twin migration"],
+        long,
+    );
+    tmux.send(&[":"]);
+    tmux.send(&["-l", "scrape"]);
+    tmux.send(&["Enter"]);
+    tmux.wait_for(
+        &[&format!(
+            "scraped http://127.0.0.1:{port}/metrics/accounts-cents-twin"
+        )],
+        long,
+    );
+    wait_db(
+        &db,
+        "SELECT string_agg(DISTINCT plan_id, ',') FROM cutover.metrics_scrapes",
+        "accounts-cents-twin",
+        long,
+    )
+    .await;
+    tmux.send(&["m"]);
+    tmux.wait_for(
+        &[
+            "Migrations (2)",
+            "1  accounts-balance-cents — Store account balances",
+            "backfill applied",
+            "› ● 2  accounts-cents-twin — The twin migration",
+            "not started  ·  expand gate",
+        ],
+        long,
+    );
+    // Enter on the first row switches back.
+    tmux.send(&["Up"]);
+    tmux.send(&["Enter"]);
+    tmux.wait_for(
+        &["migration 1/2 (m: switch)  accounts-balance-cents — "],
+        long,
+    );
+    eprintln!(
+        "two plan files, switched both ways: {:?}",
+        started.elapsed()
+    );
+    quit(&tmux, long);
+
+    // No plan: every migration registered on the database, oldest first.
+    let all = Tmux::start(&format!("{env} {} tui", bin.display()), 120, 40);
+    all.wait_for(
+        &[
+            "● live",
+            "migration 1/2 (m: switch)  accounts-balance-cents — ",
+        ],
+        long,
+    );
+    all.send(&["m"]);
+    all.wait_for(
+        &[
+            "Migrations (2)",
+            "› ● 1  accounts-balance-cents",
+            "backfill applied",
+            "2  accounts-cents-twin — The twin migration",
+            "not started",
+        ],
+        long,
+    );
+    // Esc closes the picker (wait for it: an Esc and a q sent together read as Alt-q).
+    all.send(&["Escape"]);
+    let start = Instant::now();
+    while all.capture().contains("Migrations (2)") {
+        assert!(start.elapsed() < long, "Esc did not close the picker");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    quit(&all, long);
+    eprintln!("two migrations in tmux: {:?}", started.elapsed());
+}
+
+/// `cutover tui` refuses two files of one migration, and a database with none registered.
+#[tokio::test]
+async fn tui_refuses_a_duplicate_plan_and_an_empty_database() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.toml");
+    std::fs::copy(PLAN, &copy).unwrap();
+    let copy_s = copy.display().to_string();
+    let out = crate::common::cutover(&db.url, &["tui", PLAN, &copy_s]).await;
+    let msg = crate::common::text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(
+        msg.contains(PLAN) && msg.contains(&copy_s) && msg.contains("accounts-balance-cents"),
+        "{msg}"
+    );
+    let out = crate::common::cutover(&db.url, &["tui"]).await;
+    let msg = crate::common::text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(msg.contains("no migration is registered"), "{msg}");
+}
+
 /// The hint line of a captured screen (`▶ next: …` / `▶ done: …`), without the arrow.
 fn hint_of(screen: &str) -> Option<String> {
     screen

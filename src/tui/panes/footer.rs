@@ -1,5 +1,5 @@
 //! The footer: the **next step** hint, the status of the last action (errors in red) and the
-//! main keys (the demo's `:app v2` among them).
+//! main keys (the demo's `:app v2` and, with several migrations open, `m ] [` among them).
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -28,6 +28,9 @@ pub const KEYS: &[(&str, &str)] = &[
 
 /// The demo's own key, listed after `a` (only in the demo).
 pub const DEMO_KEY: (&str, &str) = (":app v2", "roll app");
+
+/// The switching keys, listed before `?` when several migrations are open.
+pub const SWITCH_KEY: (&str, &str) = ("m ] [", "switch");
 
 /// Renders the footer into `area`: with 2 lines, the next-step hint over the status (or, without
 /// one, the keys); with 1 line, the status, else the hint.
@@ -58,7 +61,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         }
         (None, _) => None,
     };
-    let keys = keys_line(area.width as usize, vm.header.read_only, vm.demo, theme);
+    let keys = keys_line(area.width as usize, vm, theme);
     match (area.height, status, hint) {
         (0, ..) => return,
         (1, Some(s), _) => lines.push(s),
@@ -76,16 +79,20 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     frame.render_widget(Paragraph::new(lines), area);
 }
 
-fn keys_line<'a>(width: usize, read_only: bool, demo: bool, theme: &Theme) -> Line<'a> {
+fn keys_line<'a>(width: usize, vm: &ViewModel, theme: &Theme) -> Line<'a> {
     let mut spans = Vec::new();
     let mut used = 0;
     let mut keys: Vec<&(&str, &str)> = KEYS.iter().collect();
-    if demo {
+    if vm.switcher.is_some() {
+        let help = keys.iter().position(|k| k.0 == "?").unwrap_or(keys.len());
+        keys.insert(help, &SWITCH_KEY);
+    }
+    if vm.demo {
         keys.insert(2, &DEMO_KEY);
     }
     for (key, what) in keys {
-        let changes = !matches!(*key, "c" | ":" | "/" | "?" | "q" | "z");
-        if read_only && changes {
+        let changes = !matches!(*key, "c" | ":" | "/" | "?" | "q" | "z" | "m ] [");
+        if vm.header.read_only && changes {
             continue;
         }
         let len = key.chars().count() + what.chars().count() + 3;

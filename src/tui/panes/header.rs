@@ -1,5 +1,5 @@
-//! The header: plan, environment (production in red), database (password masked), connection
-//! state, and who I am.
+//! The header: plan, environment (production in red), which migration of several is on screen,
+//! database (password masked), connection state, and who I am.
 
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
@@ -29,6 +29,13 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         first.push(Span::styled(
             " READ-ONLY ",
             theme.warn.add_modifier(Modifier::REVERSED),
+        ));
+        first.push(Span::raw(" "));
+    }
+    if let Some(sw) = &vm.switcher {
+        first.push(Span::styled(
+            format!(" migration {}/{} (m: switch) ", sw.active + 1, sw.total),
+            theme.key.add_modifier(Modifier::REVERSED),
         ));
         first.push(Span::raw(" "));
     }

@@ -30,6 +30,10 @@ const KEYS: &[(&str, &str)] = &[
     ("l", "log: cycle the level filter"),
     ("/", "log: search (Enter keeps, Esc clears)"),
     (":", "command line (below)"),
+    (
+        "m  ] [",
+        "several migrations open: the picker / next / previous",
+    ),
     ("Esc", "close an overlay / cancel"),
     ("q", "quit (Ctrl-C asks first)"),
 ];

@@ -9,6 +9,7 @@ pub mod footer;
 pub mod header;
 pub mod help;
 pub mod log;
+pub mod migrations;
 pub mod parity;
 pub mod roster;
 pub mod scorecard;
