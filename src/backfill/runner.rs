@@ -133,6 +133,7 @@ pub async fn run(
         shutdown,
         totals: Totals::default(),
         activity,
+        ended: tokio::sync::Notify::new(),
     });
     let result = supervise(&shared, &mut client).await;
     let _ = stop_tx.send(true);
@@ -238,6 +239,9 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     totals: Totals,
     activity: Arc<Activity>,
+    /// Woken when a local worker ends (done, stopped, failed): the others look at the state
+    /// row at once instead of after their poll interval.
+    ended: tokio::sync::Notify,
 }
 
 /// Keeps the local worker count at the target and collects their exits.
@@ -282,6 +286,7 @@ async fn supervise(shared: &Arc<Shared>, client: &mut Client) -> Result<RunOutco
                     }
                 }
                 if outcome.is_some() || error.is_some() {
+                    shared.ended.notify_waiters();
                     // Remaining local workers see the same state (done/stopped) or the shutdown;
                     // on an error they are told to stop after their current chunk.
                     if error.is_some() {
@@ -376,8 +381,11 @@ async fn throttle_loop(
                 last_flush = Instant::now();
             }
         }
+        // ±20 % at random, so that the latency guard's samples never fall into step with a
+        // periodic application.
+        let jittered = interval.mul_f64(0.8 + rand::random::<f64>() * 0.4);
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(jittered) => {}
             _ = stop.changed() => break,
         }
     }
@@ -578,6 +586,7 @@ impl Worker {
                 _ = tokio::time::sleep(wait) => {}
                 r = shutdown.changed(), if shutdown_open => shutdown_open = r.is_ok(),
                 r = verdict.changed(), if verdict_open => verdict_open = r.is_ok(),
+                _ = self.shared.ended.notified() => {}
             }
         }
     }

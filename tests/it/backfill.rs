@@ -873,18 +873,22 @@ async fn latency_guard_yields_when_the_app_slows_and_names_its_signal() {
         .expect("monitor");
     let sleep_ms = Arc::new(AtomicU64::new(100));
     let stop = Arc::new(AtomicBool::new(false));
-    let app = {
+    // Three application sessions whose statements last the given time ± 25 % at random, so
+    // that the guard's 250-ms samples do not fall into step with them.
+    let mut app = Vec::new();
+    for _ in 0..3 {
         let (sleep_ms, stop, client) = (sleep_ms.clone(), stop.clone(), db.client().await);
-        tokio::spawn(async move {
+        app.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let secs = sleep_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+                let jitter = 0.75 + rand::random::<f64>() / 2.0;
+                let secs = sleep_ms.load(Ordering::Relaxed) as f64 * jitter / 1000.0;
                 client
                     .execute("SELECT pg_sleep($1)", &[&secs])
                     .await
                     .expect("app statement");
             }
-        })
-    };
+        }));
+    }
     let mut guard = Guard::new("public.items", 1.25);
     let tick = Duration::from_millis(250);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -935,7 +939,9 @@ async fn latency_guard_yields_when_the_app_slows_and_names_its_signal() {
     }
     assert!(cleared, "the guard must clear once the app is fast again");
     stop.store(true, Ordering::Relaxed);
-    app.await.expect("app task");
+    for task in app {
+        task.await.expect("app task");
+    }
 }
 
 /// The latency guard with `pg_stat_statements` (its own throwaway cluster, which preloads it):
