@@ -20,7 +20,8 @@
 //! Control law (a duty cycle): after each chunk a worker pauses `pause × chunk time` and aims
 //! its chunks at `target / (1 + pause)` (shorter lock holds). Each tick with the latency over
 //! budget raises `pause` (×1.25 to ×1.75, by how far over; at least 0.25); each tick
-//! comfortably under (below half the allowed rise) lowers it by 15 %, to 0 below 0.05.
+//! comfortably under (below half the allowed rise) lowers it by 15 %, each other tick within the
+//! budget by 5 %, to 0 below 0.05.
 //! `pause` is at most [`MAX_PAUSE`] (the backfill then runs about 5 % of the time).
 
 use std::collections::{HashSet, VecDeque};
@@ -48,6 +49,9 @@ const REMEASURE_AFTER: Duration = Duration::from_secs(15);
 const SETTLE_GAP: Duration = Duration::from_millis(50);
 /// How often the watched query ids are looked up again.
 const REFRESH_IDS: Duration = Duration::from_secs(5);
+/// Once application traffic has been seen, how long it must stay away before the application
+/// counts as idle again (light traffic shows in only some samples).
+const IDLE_AFTER_TRAFFIC: Duration = Duration::from_secs(30);
 
 /// Where a latency reading came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,15 +93,19 @@ pub fn next_pause(pause: f64, ratio: f64, limit: f64) -> f64 {
     if ratio > limit {
         let over = ((ratio - limit) / (limit - 1.0).max(0.01)).clamp(0.0, 1.0);
         (pause * (1.25 + 0.5 * over)).clamp(0.25, MAX_PAUSE)
-    } else if ratio < 1.0 + (limit - 1.0) / 2.0 {
-        let p = pause * 0.85;
+    } else {
+        // Within the budget the backfill speeds up again: quickly when comfortably under, slowly
+        // near the limit (so a baseline taken at a fast moment cannot hold it back for ever).
+        let p = if ratio < 1.0 + (limit - 1.0) / 2.0 {
+            pause * 0.85
+        } else {
+            pause * 0.95
+        };
         if p < 0.05 {
             0.0
         } else {
             p
         }
-    } else {
-        pause
     }
 }
 
@@ -132,6 +140,10 @@ pub struct Guard {
     at_max_since: Option<Instant>,
     /// Why the guard waits for a quiet window to measure the baseline again.
     remeasure: Option<String>,
+    /// When the samples last showed application traffic.
+    last_traffic: Option<Instant>,
+    /// Application sessions idle inside a transaction in the latest sample.
+    in_transaction: f64,
 }
 
 impl Guard {
@@ -163,6 +175,8 @@ impl Guard {
             pause: 0.0,
             at_max_since: None,
             remeasure: None,
+            last_traffic: None,
+            in_transaction: 0.0,
         }
     }
 
@@ -171,14 +185,21 @@ impl Guard {
         self.pause
     }
 
-    /// True when the samples of the last window show no application traffic at all (no
-    /// active application backend, no application statement on the table): nobody to hurt.
+    /// True when the samples show no application traffic at all (no active application
+    /// backend, none idle inside a transaction, no application statement on the table) in the
+    /// last window — and, once traffic has been seen, for [`IDLE_AFTER_TRAFFIC`]: nobody to hurt.
     pub fn app_idle(&self) -> bool {
         self.idle_at(Instant::now())
     }
 
     fn idle_at(&self, now: Instant) -> bool {
-        self.started_chunks && self.remeasure.is_none() && self.settled() && !self.traffic(now)
+        self.started_chunks
+            && self.remeasure.is_none()
+            && self.settled()
+            && !self.traffic(now)
+            && self
+                .last_traffic
+                .is_none_or(|t| now.duration_since(t) >= IDLE_AFTER_TRAFFIC)
     }
 
     /// The baseline, once measured (`pg_stat_statements`' when there is one).
@@ -215,6 +236,9 @@ impl Guard {
 
     /// The advice from the samples so far.
     fn advise(&mut self, now: Instant, quiet_for: Duration) -> Advice {
+        if self.traffic(now) {
+            self.last_traffic = Some(now);
+        }
         let readings = self.readings(now);
         let quiet = quiet_for >= ACTIVITY_WINDOW;
         if quiet {
@@ -349,7 +373,7 @@ impl Guard {
             .filter(|s| horizon.is_none_or(|h| s.0 >= h))
             .map(|s| s.2)
             .sum();
-        calls > 0.0 || sampled > 0.0
+        calls > 0.0 || sampled > 0.0 || self.in_transaction > 0.0
     }
 
     /// The windowed latencies: `pg_stat_statements` when it saw enough calls, and the activity
@@ -392,15 +416,17 @@ impl Guard {
         let row = client
             .query_one(
                 "SELECT coalesce(sum(extract(epoch FROM clock_timestamp() - query_start) * 1000) \
-                   FILTER (WHERE app), 0)::float8, \
-                 count(*) FILTER (WHERE app)::float8, \
+                   FILTER (WHERE app AND state = 'active'), 0)::float8, \
+                 count(*) FILTER (WHERE app AND state = 'active')::float8, \
                  count(*) FILTER (WHERE NOT app AND state <> 'idle' \
                    AND application_name LIKE 'cutover/backfill/%')::int8, \
-                 array_remove(array_agg(DISTINCT query_id) FILTER (WHERE NOT app), NULL) \
+                 array_remove(array_agg(DISTINCT query_id) FILTER (WHERE NOT app), NULL), \
+                 count(*) FILTER (WHERE app AND state LIKE 'idle in transaction%')::float8 \
                  FROM (SELECT *, application_name NOT LIKE 'cutover/%' AS app \
                        FROM pg_stat_activity WHERE datname = current_database() \
                        AND backend_type = 'client backend' AND pid <> pg_backend_pid() \
-                       AND (state = 'active' OR application_name LIKE 'cutover/%')) a",
+                       AND (state = 'active' OR state LIKE 'idle in transaction%' \
+                            OR application_name LIKE 'cutover/%')) a",
                 &[],
             )
             .await
@@ -409,6 +435,7 @@ impl Guard {
         let n: f64 = row.try_get(1).map_err(|e| e.to_string())?;
         let chunking: i64 = row.try_get(2).map_err(|e| e.to_string())?;
         let ids: Vec<i64> = row.try_get(3).unwrap_or_default();
+        self.in_transaction = row.try_get(4).map_err(|e| e.to_string())?;
         for id in ids {
             if self.excluded.insert(id) {
                 self.ids.retain(|i| *i != id);
@@ -546,7 +573,11 @@ mod tests {
         let q = next_pause(p, 1.3, 1.25);
         let r = next_pause(p, 3.0, 1.25);
         assert!(q > p && r > q, "further over, faster: {p} {q} {r}");
-        assert_eq!(next_pause(p, 1.2, 1.25), p, "inside the band: hold");
+        let near = next_pause(p, 1.2, 1.25);
+        assert!(
+            near < p && near > next_pause(p, 1.0, 1.25),
+            "near the limit: ease off slowly"
+        );
         let mut p = 10.0;
         for _ in 0..100 {
             p = next_pause(p, 1.0, 1.25);
@@ -623,10 +654,20 @@ mod tests {
             g.idle_at(t0 + Duration::from_millis(250)),
             "idle: extra workers may run"
         );
-        // One active application backend: no longer idle.
-        g.samples
-            .push_back((t0 + Duration::from_millis(500), 3.0, 1.0));
-        assert!(!g.idle_at(t0 + Duration::from_millis(500)));
+        // One active application backend: no longer idle, and not again until the application
+        // has stayed away for a while.
+        let busy = t0 + Duration::from_millis(500);
+        g.samples.push_back((busy, 3.0, 1.0));
+        g.advise(busy, Duration::ZERO);
+        assert!(!g.idle_at(busy));
+        let later = busy + ACTIVITY_WINDOW * 3;
+        g.samples.push_back((later, 0.0, 0.0));
+        assert!(!g.idle_at(later), "traffic seen 6 s ago");
+        let much_later = busy + IDLE_AFTER_TRAFFIC + ACTIVITY_WINDOW * 2;
+        g.samples.clear();
+        g.samples.push_back((much_later, 0.0, 0.0));
+        g.advise(much_later, Duration::ZERO);
+        assert!(g.idle_at(much_later));
     }
 
     #[test]

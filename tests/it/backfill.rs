@@ -873,10 +873,10 @@ async fn latency_guard_yields_when_the_app_slows_and_names_its_signal() {
         .expect("monitor");
     let sleep_ms = Arc::new(AtomicU64::new(100));
     let stop = Arc::new(AtomicBool::new(false));
-    // Three application sessions whose statements last the given time ± 25 % at random, so
+    // Five application sessions whose statements last the given time ± 25 % at random, so
     // that the guard's 250-ms samples do not fall into step with them.
     let mut app = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..5 {
         let (sleep_ms, stop, client) = (sleep_ms.clone(), stop.clone(), db.client().await);
         app.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
