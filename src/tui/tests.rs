@@ -17,11 +17,13 @@ use super::view::{Focus, GateVerdict, Overlay, ViewModel};
 use crate::control::audit::Actor;
 use crate::control::backfill::State as BackfillState;
 use crate::control::facts::{
-    BackfillFact, CheckFact, Facts, ProbeFact, Registration, SignoffFact, TransitionFact,
+    BackfillFact, CheckFact, Facts, OverrideFact, ProbeFact, Registration, SignoffFact,
+    TransitionFact,
 };
 use crate::control::phases::{PhaseRow, PhaseState};
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, Role};
+use crate::rules::Verdict;
 use crate::worker::snapshot::{AuditRow, BackfillRow, RangeRow, SessionRow, Snapshot};
 use crate::worker::{AppStatus, AppVersion, Command, ConnState, WorkerEvent};
 
@@ -941,17 +943,27 @@ fn migrations_picker_lists_each_with_phase_gate_and_backfill() {
     );
     assert_eq!(rows[0].phase, Some((Phase::Backfill, PhaseState::Applied)));
     assert_eq!(rows[0].backfill, Some((BackfillState::Running, Some(41))));
-    assert!(
-        matches!(&rows[0].gate, GateVerdict::Blocked { phase: Phase::ReadSwitch, blockers, .. } if *blockers > 0),
-        "{:?}",
-        rows[0].gate
+    // The picker shows the verdict the rules computed for the panes and `status`, word for word.
+    let first = app_with(backfill_running()).view();
+    let gate = first.gate.as_ref().unwrap();
+    assert_eq!(
+        rows[0].gate,
+        GateVerdict::Gate {
+            phase: Phase::ReadSwitch,
+            verdict: gate.verdict(),
+            blockers: gate.blockers.len(),
+            first: gate.blockers.first().cloned(),
+        }
     );
+    assert!(gate.blockers.len() > 1 && gate.verdict() != Verdict::Pass);
     assert_eq!(rows[1].phase, None);
     assert_eq!(
         rows[1].gate,
-        GateVerdict::Pass {
+        GateVerdict::Gate {
             phase: Phase::Expand,
-            overridden: false
+            verdict: Verdict::Pass,
+            blockers: 0,
+            first: None,
         }
     );
     assert_eq!(rows[1].backfill, None);
@@ -969,9 +981,11 @@ fn a_passing_gate_and_a_finished_migration_in_the_picker() {
     assert_eq!(row.backfill, None, "a finished backfill shows no progress");
     assert_eq!(
         row.gate,
-        GateVerdict::Pass {
+        GateVerdict::Gate {
             phase: Phase::Contract,
-            overridden: false
+            verdict: Verdict::Pass,
+            blockers: 0,
+            first: None,
         },
         "{:?}",
         vm.gate.map(|g| g.blockers)
@@ -982,6 +996,44 @@ fn a_passing_gate_and_a_finished_migration_in_the_picker() {
     assert_eq!(row.phase, Some((Phase::Contract, PhaseState::Applied)));
     assert_eq!(row.gate, GateVerdict::Done);
     assert!(row.active);
+}
+
+#[test]
+fn an_overridden_gate_reads_overridden_in_the_panes_and_the_picker() {
+    let mut s = backfill_running();
+    s.facts.overrides.push(OverrideFact {
+        gate: Phase::ReadSwitch,
+        login: "postgres".into(),
+        reason: "lag probe flaps; checked by hand".into(),
+        plan_sha256: plan().sha256(),
+        at: at(5, 11, 0),
+    });
+    let vm = app_with(judged(s)).view();
+    let gate = vm.gate.clone().unwrap();
+    assert!(gate.passed && gate.outcome != Outcome::Pass);
+    assert_eq!(gate.verdict(), Verdict::Overridden);
+    assert_eq!(
+        super::switcher::row(&vm, true).gate,
+        GateVerdict::Gate {
+            phase: Phase::ReadSwitch,
+            verdict: Verdict::Overridden,
+            blockers: gate.blockers.len(),
+            first: gate.blockers.first().cloned(),
+        }
+    );
+    let screen = screen(&vm, 140, 42);
+    assert!(
+        screen.contains("Next read_switch — gate OVERRIDDEN"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Readiness gate read_switch OVERRIDDEN"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("gate FAIL") && !screen.contains("gate INCONCLUSIVE"),
+        "{screen}"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use crate::control::facts::Facts;
 use crate::control::phases::PhaseState;
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan};
-use crate::rules::{GateEvaluation, RollbackAdvice};
+use crate::rules::{GateEvaluation, RollbackAdvice, Verdict};
 use crate::worker::snapshot::Snapshot;
 use crate::worker::{AppStatus, ConnState};
 
@@ -87,18 +87,13 @@ pub enum GateVerdict {
     Unknown(String),
     /// Every phase is applied.
     Done,
-    /// The gate of `phase` lets it be applied (`overridden`: by an override).
-    Pass {
+    /// The gate of `phase`, judged by the rules (the same verdict the panes and `status` show).
+    Gate {
         /// The phase the gate guards.
         phase: Phase,
-        /// Passed by an override, not on its own.
-        overridden: bool,
-    },
-    /// The gate of `phase` blocks.
-    Blocked {
-        /// The phase the gate guards.
-        phase: Phase,
-        /// How many items block.
+        /// Its verdict.
+        verdict: Verdict,
+        /// How many items block (not Pass).
         blockers: usize,
         /// The first of them.
         first: Option<String>,
