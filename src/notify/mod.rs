@@ -23,6 +23,7 @@ use crate::control::ControlError;
 use crate::db::{self, DbConfig, DbError, SessionSettings};
 use crate::plan::{NotifySpec, Plan};
 
+pub use send::scrub_error;
 pub use watch::watch;
 
 /// Errors of the notification machinery (a failed delivery is not one: it is retried).

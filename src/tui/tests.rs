@@ -20,6 +20,7 @@ use crate::control::facts::{
     BackfillFact, CheckFact, Facts, OverrideFact, ProbeFact, Registration, SignoffFact,
     TransitionFact,
 };
+use crate::control::outbox::{DeliveryState, DeliverySummary, FailedDelivery};
 use crate::control::phases::{PhaseRow, PhaseState};
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, Role};
@@ -1034,6 +1035,85 @@ fn an_overridden_gate_reads_overridden_in_the_panes_and_the_picker() {
         !screen.contains("gate FAIL") && !screen.contains("gate INCONCLUSIVE"),
         "{screen}"
     );
+}
+
+/// The demo plan with two `[[notify]]` targets: a webhook whose URL carries a token, a hook.
+fn plan_with_targets() -> Plan {
+    Plan::parse(
+        "plans/accounts-balance-cents.toml",
+        &format!(
+            "{}\n[[notify]]\nname = \"slack-oncall\"\nurl = \"https://hooks.slack.com/services/T0/B0/s3cret\"\n\n[[notify]]\ncommand = [\"/usr/local/bin/page\"]\n",
+            include_str!("../../plans/accounts-balance-cents.toml")
+        ),
+    )
+    .unwrap()
+}
+
+/// 12 deliveries sent, one to slack-oncall failed three times and is due again at 05:12:40.
+fn notifying() -> Snapshot {
+    let mut s = fresh();
+    s.notify = Some(DeliverySummary {
+        delivered: 12,
+        pending: 0,
+        retrying: 1,
+        gave_up: 0,
+        unrouted: 0,
+        latest_failure: Some(FailedDelivery {
+            target: "slack-oncall".into(),
+            state: DeliveryState::Pending,
+            attempts: 3,
+            next_attempt_at: Some(at(5, 12, 40)),
+            last_error: "POST https://hooks.slack.com/…: HTTP 500".into(),
+        }),
+    });
+    s
+}
+
+#[test]
+fn roster_shows_the_notifications_of_a_plan_with_targets() {
+    let mut app = App::new(plan_with_targets(), DB.into(), false);
+    app.on_worker(WorkerEvent::Conn(ConnState::Connected));
+    app.on_worker(WorkerEvent::Snapshot(Box::new(notifying())));
+    let vm = app.view();
+    let roster = pane(&vm, 100, 10, super::panes::roster::render);
+    assert!(
+        roster.contains(
+            "notify: 12 sent · 1 retrying (slack-oncall, attempt 3, next in 40s: HTTP 500)"
+        ),
+        "{roster}"
+    );
+    assert!(!roster.contains("s3cret"), "{roster}");
+    insta::assert_snapshot!(roster);
+
+    // Given up: no next attempt, the failure under "gave up".
+    let mut s = notifying();
+    if let Some(n) = &mut s.notify {
+        n.retrying = 0;
+        n.gave_up = 1;
+        n.pending = 2;
+        if let Some(f) = &mut n.latest_failure {
+            f.state = DeliveryState::GaveUp;
+            f.attempts = 10;
+            f.next_attempt_at = None;
+        }
+    }
+    app.on_worker(WorkerEvent::Snapshot(Box::new(s)));
+    let roster = pane(&app.view(), 100, 10, super::panes::roster::render);
+    assert!(
+        roster.contains(
+            "notify: 12 sent · 2 pending · 1 gave up (slack-oncall, attempt 10: HTTP 500)"
+        ),
+        "{roster}"
+    );
+
+    // A plan without targets shows no notification line.
+    let roster = pane(
+        &app_with(notifying()).view(),
+        100,
+        10,
+        super::panes::roster::render,
+    );
+    assert!(!roster.contains("notify:"), "{roster}");
 }
 
 #[test]
