@@ -680,3 +680,49 @@ async fn the_worker_snapshot_sums_up_a_failing_receiver() {
         .unwrap();
     assert!(snap.notify.is_none());
 }
+
+#[tokio::test]
+async fn a_target_with_max_attempts_gives_up_after_that_many() {
+    let db = TestDb::new().await;
+    let mut client = control(&db).await;
+    let rx = Receiver::start(Mode::FailFirst(usize::MAX));
+    let dir = tempfile::tempdir().unwrap();
+    let (_, plan) = write_plan(
+        dir.path(),
+        &format!(
+            "[[notify]]\nname = \"oncall\"\nurl = \"{}\"\nmax_attempts = 2\n",
+            rx.url()
+        ),
+    );
+    sign(&mut client, &plan).await;
+    let start = Instant::now();
+    let mut failed = Vec::new();
+    while start.elapsed() < Duration::from_secs(10) {
+        let r = notify::deliver_due(&mut client, &plan, &fast(), None)
+            .await
+            .unwrap();
+        failed.extend(r.failed);
+        if failed.iter().any(|f| f.gave_up) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(
+        failed
+            .iter()
+            .map(|f| (f.attempts, f.gave_up))
+            .collect::<Vec<_>>(),
+        [(1, false), (2, true)],
+        "the default of 10 attempts does not apply"
+    );
+    let d = deliveries(&client).await;
+    assert_eq!((d[0].state, d[0].attempts), (DeliveryState::GaveUp, 2));
+    assert_eq!(rx.bodies().len(), 2);
+    let n = cutover::worker::snapshot::load(&client, &plan)
+        .await
+        .unwrap()
+        .notify
+        .unwrap();
+    assert_eq!((n.gave_up, n.retrying), (1, 0));
+    assert_eq!(n.latest_failure.unwrap().next_attempt_at, None);
+}
