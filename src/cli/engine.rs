@@ -356,12 +356,7 @@ pub fn render_status(st: &engine::Status) -> String {
     }
     match &st.gate {
         Some(g) => {
-            let verdict = if g.passed && g.outcome != Outcome::Pass {
-                "OVERRIDDEN".to_string()
-            } else {
-                g.outcome.to_string()
-            };
-            line(format!("next: {} — gate {verdict}", g.phase));
+            line(format!("next: {} — gate {}", g.phase, g.verdict()));
             for i in &g.items {
                 line(format!(
                     "  {} {} {}: {}",

@@ -1,11 +1,14 @@
 //! `cutover.attestations`: a scorecard category attested by hand — who looked, where, when —
 //! recorded with its audit entry in one transaction, like a sign-off.
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::json;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use super::audit::{self, Actor, NewEntry};
 use super::ControlError;
+use crate::db::DbError;
 use crate::plan::Plan;
 
 /// What is attested.
@@ -58,4 +61,48 @@ pub async fn record(
     .await?;
     tx.commit().await?;
     Ok(entry.seq)
+}
+
+/// One recorded attestation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attestation {
+    /// Category key (`observability`).
+    pub category: String,
+    /// The role attesting.
+    pub role: String,
+    /// Who (PostgreSQL login).
+    pub login: String,
+    /// The operator's OS user.
+    pub os_user: String,
+    /// The operator's host.
+    pub host: String,
+    /// Where the evidence can be seen.
+    pub url: String,
+    /// The plan version attested (an attestation counts only for it).
+    pub plan_sha256: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Every attestation recorded for `plan_id`, oldest first.
+pub async fn list(client: &impl GenericClient, plan_id: &str) -> Result<Vec<Attestation>, DbError> {
+    Ok(client
+        .query(
+            "SELECT category, role, login, os_user, host, url, plan_sha256, at
+               FROM cutover.attestations WHERE plan_id = $1 ORDER BY id",
+            &[&plan_id],
+        )
+        .await?
+        .iter()
+        .map(|r| Attestation {
+            category: r.get(0),
+            role: r.get(1),
+            login: r.get(2),
+            os_user: r.get(3),
+            host: r.get(4),
+            url: r.get(5),
+            plan_sha256: r.get(6),
+            at: r.get(7),
+        })
+        .collect())
 }

@@ -398,3 +398,82 @@ pub async fn last_chunk_at(
         .await?;
     Ok(row.map(|r| r.get(0)))
 }
+
+/// The deliveries of one plan in a few numbers, for the TUI.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DeliverySummary {
+    /// Delivered.
+    pub delivered: i64,
+    /// Waiting for their first attempt.
+    pub pending: i64,
+    /// Failed at least once, to be retried.
+    pub retrying: i64,
+    /// Failed every attempt, given up.
+    pub gave_up: i64,
+    /// Events not yet handed to targets (waiting for a process with the plan).
+    pub unrouted: i64,
+    /// The most recent failed attempt of a delivery not delivered since.
+    pub latest_failure: Option<FailedDelivery>,
+}
+
+/// A delivery whose last attempt failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedDelivery {
+    /// Target name.
+    pub target: String,
+    /// Pending (retried at `next_attempt_at`) or given up.
+    pub state: DeliveryState,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// When the next attempt is due (`None`: given up).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// What went wrong, as recorded by the sender (it never records a webhook URL's secrets).
+    pub last_error: String,
+}
+
+/// Counts the deliveries of `plan_id` by state, with the latest failure.
+pub async fn summary(
+    client: &impl GenericClient,
+    plan_id: &str,
+) -> Result<DeliverySummary, DbError> {
+    let counts = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE d.state = 'delivered'),
+                    count(*) FILTER (WHERE d.state = 'pending' AND d.attempts = 0),
+                    count(*) FILTER (WHERE d.state = 'pending' AND d.attempts > 0),
+                    count(*) FILTER (WHERE d.state = 'gave_up'),
+                    (SELECT count(*) FROM cutover.outbox
+                      WHERE plan_id = $1 AND fanned_out_at IS NULL)
+               FROM cutover.outbox_deliveries d JOIN cutover.outbox o ON o.id = d.outbox_id
+              WHERE o.plan_id = $1",
+            &[&plan_id],
+        )
+        .await?;
+    let latest = client
+        .query_opt(
+            "SELECT d.target, d.state, d.attempts, d.next_attempt_at, d.last_error
+               FROM cutover.outbox_deliveries d JOIN cutover.outbox o ON o.id = d.outbox_id
+              WHERE o.plan_id = $1 AND d.state <> 'delivered' AND d.last_error IS NOT NULL
+              ORDER BY d.last_attempt_at DESC NULLS LAST, o.id DESC, d.target
+              LIMIT 1",
+            &[&plan_id],
+        )
+        .await?;
+    Ok(DeliverySummary {
+        delivered: counts.get(0),
+        pending: counts.get(1),
+        retrying: counts.get(2),
+        gave_up: counts.get(3),
+        unrouted: counts.get(4),
+        latest_failure: latest.map(|r| {
+            let state = DeliveryState::parse(r.get(1));
+            FailedDelivery {
+                target: r.get(0),
+                state,
+                attempts: r.get(2),
+                next_attempt_at: (state == DeliveryState::Pending).then(|| r.get(3)),
+                last_error: r.get(4),
+            }
+        }),
+    })
+}

@@ -1,5 +1,6 @@
 //! The post-migration record: timeline of phases with durations, backfill throttle time, sign-offs
-//! and overrides, check history, rehearsals and operator notes — as JSON and as Markdown.
+//! and overrides, attestations, check history, rehearsals and operator notes — as JSON and as
+//! Markdown.
 
 use std::fmt::Write as _;
 
@@ -10,13 +11,14 @@ use tokio_postgres::Client;
 
 use super::EngineError;
 use crate::control;
+use crate::control::attestations::Attestation;
 use crate::control::audit::{self, Actor, Note, Verification};
 use crate::control::backfill::State as BackfillState;
 use crate::control::checks::CheckRun;
 use crate::control::phases::{self as state, HistoryRow, PhaseState};
 use crate::control::rehearsals::RehearsalRow;
 use crate::plan::{Phase, Plan};
-use crate::rules::{fmt_time, short};
+use crate::rules::{fmt_time, short, CategoryKind};
 
 /// A phase's summary.
 #[derive(Debug, Clone, Serialize)]
@@ -110,6 +112,8 @@ pub struct Report {
     pub backfill: Option<BackfillSummary>,
     /// Sign-offs and overrides.
     pub approvals: Vec<Approval>,
+    /// Hand attestations of scorecard categories (Observability), oldest first.
+    pub attestations: Vec<Attestation>,
     /// Every stored check result, oldest first.
     pub checks: Vec<CheckRun>,
     /// Rehearsals.
@@ -186,6 +190,7 @@ pub async fn report(
             }),
     );
     approvals.sort_by_key(|a| a.at);
+    let attestations = control::attestations::list(client, id).await?;
     let checks = control::checks::runs(client, id).await?;
     let rehearsals = control::rehearsals::all(client, id).await?;
     let notes = audit::notes(client, id).await?;
@@ -209,6 +214,7 @@ pub async fn report(
         total_ms,
         backfill,
         approvals,
+        attestations,
         checks,
         rehearsals,
         notes,
@@ -373,6 +379,33 @@ impl Report {
                     );
                 }
             }
+        }
+        let _ = writeln!(md, "\n## Attestations\n");
+        if self.attestations.is_empty() {
+            let _ = writeln!(
+                md,
+                "None recorded (the {} records one with `cutover attest PLAN observability URL`, \
+                 in the TUI `:attest observability URL`).",
+                CategoryKind::Observability.owner()
+            );
+        }
+        for a in &self.attestations {
+            let _ = writeln!(
+                md,
+                "- `{}` attested by {} ({}; {}@{}) at {}: {}{}",
+                a.category,
+                a.login,
+                a.role,
+                a.os_user,
+                a.host,
+                fmt_time(a.at),
+                a.url,
+                if a.plan_sha256 == self.plan_sha256 {
+                    ""
+                } else {
+                    " (given for an earlier plan version)"
+                }
+            );
         }
         let _ = writeln!(md, "\n## Check history\n");
         if self.checks.is_empty() {

@@ -8,10 +8,11 @@ use chrono::Utc;
 use tokio_postgres::Client;
 
 use super::lint;
+use crate::control::attestations::{self, Attestation};
 use crate::control::facts::Facts;
 use crate::db::DbError;
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan, ProbeKind, Role};
-use crate::rules::{self, GateEvaluation, ItemKind};
+use crate::rules::{self, scorecard, CategoryKind, GateEvaluation, ItemKind};
 use crate::sql::split_statements;
 
 /// Live state read from the control schema (absent when no database is configured).
@@ -21,6 +22,8 @@ pub struct LiveState {
     pub source: String,
     /// The facts, judged by the same rules as `cutover status`.
     pub facts: Facts,
+    /// Every attestation recorded for the plan, oldest first.
+    pub attestations: Vec<Attestation>,
 }
 
 /// Reads the live state of `plan` (the control schema must exist).
@@ -32,6 +35,7 @@ pub async fn live_state(
     Ok(LiveState {
         source,
         facts: Facts::load(client, plan.id()).await?,
+        attestations: attestations::list(client, plan.id()).await?,
     })
 }
 
@@ -80,6 +84,7 @@ pub fn render(plan: &Plan, live: Option<&LiveState>) -> String {
         current_state(&mut md, plan, l);
     }
     preflight(&mut md, plan);
+    observability(&mut md, plan, live);
     for phase in Phase::ALL {
         phase_section(&mut md, plan, phase, live);
     }
@@ -182,9 +187,63 @@ fn preflight(md: &mut String, plan: &Plan) {
     let _ = writeln!(md, "## Before you start\n");
     let _ = writeln!(md, "1. `cutover validate {f}` — expect ``{f}: ok — plan `{}`, sha256 …`` and exit 0 (exit 2 lists each problem as `file:line:col`, lint findings included).", plan.id());
     let _ = writeln!(md, "2. `cutover rehearse {f}` — every phase's apply and rollback run in a transaction that is rolled back, timed; expect exit 0.");
-    let _ = writeln!(md, "3. `cutover --metrics-addr 127.0.0.1:9187 tui {f}` (or any long-running command with `--metrics-addr`) and point Prometheus at `/metrics` — the Observability evidence is a recent scrape.");
+    let _ = writeln!(md, "3. `cutover --metrics-addr 127.0.0.1:9187 tui {f}` (or any long-running command with `--metrics-addr`) and point Prometheus at `/metrics` — the Observability evidence is a recent scrape, or the sre's attestation of where the dashboards and alerts are (see Observability evidence below).");
     let _ = writeln!(md, "4. `cutover status {f}` — phases, the next gate with every blocker, the scorecard, sign-offs and the fastest rollback.");
     let _ = writeln!(md, "5. `cutover probe {f}` — run the readiness probes of the next gate headless; exit 0 when all pass.\n");
+}
+
+/// The Observability evidence as the rules judge it now, and every recorded attestation (who
+/// attested what, where, when, for which plan version), or how to record one.
+fn observability(md: &mut String, plan: &Plan, live: Option<&LiveState>) {
+    let f = &plan.path;
+    let owner = CategoryKind::Observability.owner();
+    let how = format!(
+        "the {owner} records one with `cutover attest {f} observability URL` (in the TUI: \
+         `:attest observability URL`), URL being where the dashboards and alerts are; it counts \
+         for this plan version only."
+    );
+    let _ = writeln!(
+        md,
+        "## Observability evidence
+"
+    );
+    let Some(l) = live else {
+        let _ = writeln!(
+            md,
+            "- Evidence and attestations: unknown (no database configured).\n- To attest: {how}\n"
+        );
+        return;
+    };
+    let e = scorecard::observability(plan, &l.facts);
+    let _ = writeln!(md, "- Now: **{}** — {}", e.outcome.as_str(), e.detail);
+    if l.attestations.is_empty() {
+        let _ = writeln!(md, "- Attestations: none recorded; {how}\n");
+        return;
+    }
+    let _ = writeln!(md, "- Attestations (oldest first):");
+    let sha = plan.sha256();
+    for a in &l.attestations {
+        let _ = writeln!(
+            md,
+            "  - `{}` by **{}** ({}; {}@{}) at {}: {} — {}",
+            a.category,
+            a.login,
+            a.role,
+            a.os_user,
+            a.host,
+            rules::fmt_time(a.at),
+            a.url,
+            if a.plan_sha256 == sha {
+                "for this plan version".to_string()
+            } else {
+                format!(
+                    "for an earlier plan version (sha256 `{}`): does not count now",
+                    rules::short(&a.plan_sha256)
+                )
+            }
+        );
+    }
+    let _ = writeln!(md, "- To attest again: {how}\n");
 }
 
 fn probe_meaning(kind: ProbeKind) -> &'static str {

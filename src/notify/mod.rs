@@ -23,6 +23,7 @@ use crate::control::ControlError;
 use crate::db::{self, DbConfig, DbError, SessionSettings};
 use crate::plan::{NotifySpec, Plan};
 
+pub use send::scrub_error;
 pub use watch::watch;
 
 /// Errors of the notification machinery (a failed delivery is not one: it is retried).
@@ -55,7 +56,7 @@ pub struct Options {
     pub backoff_base: Duration,
     /// Longest pause between attempts.
     pub backoff_max: Duration,
-    /// Attempts before a delivery is given up.
+    /// Attempts before a delivery is given up, for targets without `max_attempts`.
     pub max_attempts: u32,
     /// Events older than this when first routed are not delivered (nobody ran Cutover for a
     /// day: yesterday's events would only confuse).
@@ -168,7 +169,7 @@ pub async fn deliver_due(
                 report.delivered += 1;
             }
             Err(error) => {
-                let gave_up = attempts >= opts.max_attempts;
+                let gave_up = attempts >= target.attempts_limit(opts.max_attempts);
                 let retry = (!gave_up).then(|| opts.backoff(attempts));
                 outbox::mark_failed(&tx, &claim, &error, retry).await?;
                 tx.commit().await?;

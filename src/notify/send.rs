@@ -94,6 +94,20 @@ fn describe(e: &ureq::Error, timeout: Duration) -> String {
     }
 }
 
+/// Removes every webhook URL of `plan` (and their secret-bearing parts) from `text`: a second
+/// line of defence for error texts shown outside the sender (the TUI), should one ever carry one.
+pub fn scrub_error(plan: &Plan, text: &str) -> String {
+    plan.spec
+        .notify
+        .iter()
+        .filter_map(|t| match t.destination() {
+            Some(Destination::Webhook(url)) => Some(url.expose().to_string()),
+            Some(Destination::WebhookEnv(var)) => std::env::var(var).ok(),
+            _ => None,
+        })
+        .fold(text.to_string(), |out, url| scrub(&out, &url))
+}
+
 /// Removes the URL and its secret-bearing parts from `text`.
 fn scrub(text: &str, url: &str) -> String {
     let mut out = text.replace(url, &mask_url(url));
@@ -224,5 +238,23 @@ mod tests {
             assert!(!s.contains(secret), "{s}");
         }
         assert!(s.contains("https://hooks.example.com/…"), "{s}");
+    }
+
+    #[test]
+    fn an_error_shown_elsewhere_loses_every_webhook_secret_of_the_plan() {
+        let plan = Plan::parse(
+            "plans/accounts-balance-cents.toml",
+            &format!(
+                "{}\n[[notify]]\nurl = \"https://hooks.example.com/services/T1/tok3n?sig=abcdef\"\n",
+                include_str!("../../plans/accounts-balance-cents.toml")
+            ),
+        )
+        .unwrap();
+        let s = scrub_error(
+            &plan,
+            "POST https://hooks.example.com/services/T1/tok3n?sig=abcdef: HTTP 500",
+        );
+        assert_eq!(s, "POST https://hooks.example.com/…: HTTP 500");
+        assert_eq!(scrub_error(&plan, "HTTP 502"), "HTTP 502");
     }
 }

@@ -195,6 +195,9 @@ pub struct NotifySpec {
     /// Time bound of one delivery attempt.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
+    /// Attempts before a delivery is given up (default: the delivery options', 10); a positive
+    /// integer (validated, so it is read as any integer).
+    pub max_attempts: Option<i64>,
 }
 
 fn default_blocked_after() -> Duration {
@@ -263,6 +266,12 @@ impl NotifySpec {
         self.on.as_ref().is_none_or(|on| on.contains(&event))
     }
 
+    /// Attempts before a delivery to this target is given up: `max_attempts`, else `default`.
+    pub fn attempts_limit(&self, default: u32) -> u32 {
+        self.max_attempts
+            .map_or(default, |n| u32::try_from(n.max(1)).unwrap_or(u32::MAX))
+    }
+
     /// For events that fire after a time (`gate.blocked`, `backfill.throttled`,
     /// `backfill.stalled`): this target's threshold.
     pub fn threshold(&self, event: Event) -> Option<std::time::Duration> {
@@ -307,6 +316,13 @@ pub(super) fn validate(targets: &[NotifySpec], out: &mut Vec<Problem>) {
                 ["notify", i, "timeout"],
                 format!("`timeout` is {}, at most 60s is allowed", t.timeout),
                 "a slow receiver must not hold up the other notifications"
+            ));
+        }
+        if let Some(n) = t.max_attempts.filter(|n| *n < 1) {
+            out.push(problem_at!(
+                ["notify", i, "max_attempts"],
+                format!("`max_attempts` must be a positive integer, not {n}"),
+                "e.g. `max_attempts = 5`; remove it to keep the default (10 attempts)"
             ));
         }
         if let Some(n) = &t.name {
@@ -503,6 +519,21 @@ flag = "n.flag"
                 "22:1",
                 "subscribes this target to nothing",
             ),
+            (
+                "[[notify]]\nurl = \"https://h.example/s3cret\"\nmax_attempts = 0\n",
+                "22:16",
+                "`max_attempts` must be a positive integer, not 0",
+            ),
+            (
+                "[[notify]]\ncommand = [\"/bin/true\"]\nmax_attempts = -3\n",
+                "22:16",
+                "`max_attempts` must be a positive integer, not -3",
+            ),
+            (
+                "[[notify]]\ncommand = [\"/bin/true\"]\nmax_attempts = 2.5\n",
+                "22:",
+                "invalid type: floating point `2.5`, expected i64",
+            ),
         ];
         for (notify, at, message) in cases {
             let e = first_error(notify);
@@ -532,6 +563,10 @@ flag = "n.flag"
             Some(std::time::Duration::from_secs(90))
         );
         assert_eq!(a.timeout.std(), std::time::Duration::from_secs(5));
+        assert_eq!(a.attempts_limit(10), 10, "the default stays");
+        let source = format!("{HEAD}[[notify]]\ncommand = [\"/bin/true\"]\nmax_attempts = 3\n");
+        let plan = crate::plan::Plan::parse("n.toml", &source).expect("valid");
+        assert_eq!(plan.spec.notify[0].attempts_limit(10), 3);
     }
 
     #[test]

@@ -98,6 +98,44 @@ pub struct GateEvaluation {
     pub blockers: Vec<String>,
 }
 
+/// The one word a gate's verdict is shown as, everywhere (`status`, the TUI's panes and picker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every item passes.
+    Pass,
+    /// An item fails.
+    Fail,
+    /// Nothing fails, but something could not be measured.
+    Inconclusive,
+    /// Not Pass on its own, but a lead's override lets it through.
+    Overridden,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Inconclusive => "INCONCLUSIVE",
+            Verdict::Overridden => "OVERRIDDEN",
+        })
+    }
+}
+
+impl GateEvaluation {
+    /// The verdict word: the combined outcome, or Overridden when an override lets a gate
+    /// through that does not pass on its own.
+    pub fn verdict(&self) -> Verdict {
+        match self.outcome {
+            Outcome::Pass => Verdict::Pass,
+            _ if self.passed => Verdict::Overridden,
+            Outcome::Fail => Verdict::Fail,
+            Outcome::Inconclusive => Verdict::Inconclusive,
+        }
+    }
+}
+
 /// Judges the entry gate of `phase` from `facts`.
 pub fn evaluate(plan: &Plan, facts: &Facts, phase: Phase) -> GateEvaluation {
     let spec = plan.gate(phase);

@@ -11,7 +11,7 @@ pub mod status;
 use chrono::{DateTime, Utc};
 
 pub use advice::{irreversible_reason, rollback_advice, rollback_targets, RollbackAdvice};
-pub use gate::{evaluate, GateEvaluation, GateItem, ItemKind, OverrideInfo};
+pub use gate::{evaluate, GateEvaluation, GateItem, ItemKind, OverrideInfo, Verdict};
 pub use scorecard::{scorecard, Category, CategoryKind, Evidence, Scorecard};
 pub use status::Status;
 

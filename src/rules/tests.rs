@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::advice::{advice_for, rollback_advice};
-use super::gate::{evaluate, ItemKind, PROBE_MAX_AGE};
+use super::gate::{evaluate, ItemKind, Verdict, PROBE_MAX_AGE};
 use super::scorecard::{scorecard, CategoryKind};
 use crate::control::backfill::State as BackfillState;
 use crate::control::facts::{
@@ -112,6 +112,7 @@ fn a_complete_gate_passes() {
     assert_eq!(g.outcome, Outcome::Pass, "{:?}", g.blockers);
     assert!(g.passed);
     assert!(g.blockers.is_empty());
+    assert_eq!(g.verdict(), Verdict::Pass);
 }
 
 #[test]
@@ -130,6 +131,11 @@ fn the_previous_phase_must_be_applied_and_an_override_does_not_skip_it() {
     assert_eq!(item(&g, ItemKind::Order, "expand").outcome, Outcome::Fail);
     assert!(g.overridden.is_some());
     assert!(!g.passed, "an override never skips the phase order");
+    assert_eq!(
+        g.verdict(),
+        Verdict::Fail,
+        "an override in force but unused"
+    );
 }
 
 #[test]

@@ -183,12 +183,9 @@ pub fn row(vm: &ViewModel, active: bool) -> MigrationRow {
         (Some(ConnState::Retrying { .. }), _) => {
             GateVerdict::Unknown("database unreachable, reconnecting".to_string())
         }
-        (_, Some(g)) if g.passed => GateVerdict::Pass {
+        (_, Some(g)) => GateVerdict::Gate {
             phase: g.phase,
-            overridden: g.overridden.is_some(),
-        },
-        (_, Some(g)) => GateVerdict::Blocked {
-            phase: g.phase,
+            verdict: g.verdict(),
             blockers: g.blockers.len(),
             first: g.blockers.first().cloned(),
         },

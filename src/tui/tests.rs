@@ -17,11 +17,14 @@ use super::view::{Focus, GateVerdict, Overlay, ViewModel};
 use crate::control::audit::Actor;
 use crate::control::backfill::State as BackfillState;
 use crate::control::facts::{
-    BackfillFact, CheckFact, Facts, ProbeFact, Registration, SignoffFact, TransitionFact,
+    BackfillFact, CheckFact, Facts, OverrideFact, ProbeFact, Registration, SignoffFact,
+    TransitionFact,
 };
+use crate::control::outbox::{DeliveryState, DeliverySummary, FailedDelivery};
 use crate::control::phases::{PhaseRow, PhaseState};
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, Role};
+use crate::rules::Verdict;
 use crate::worker::snapshot::{AuditRow, BackfillRow, RangeRow, SessionRow, Snapshot};
 use crate::worker::{AppStatus, AppVersion, Command, ConnState, WorkerEvent};
 
@@ -941,17 +944,27 @@ fn migrations_picker_lists_each_with_phase_gate_and_backfill() {
     );
     assert_eq!(rows[0].phase, Some((Phase::Backfill, PhaseState::Applied)));
     assert_eq!(rows[0].backfill, Some((BackfillState::Running, Some(41))));
-    assert!(
-        matches!(&rows[0].gate, GateVerdict::Blocked { phase: Phase::ReadSwitch, blockers, .. } if *blockers > 0),
-        "{:?}",
-        rows[0].gate
+    // The picker shows the verdict the rules computed for the panes and `status`, word for word.
+    let first = app_with(backfill_running()).view();
+    let gate = first.gate.as_ref().unwrap();
+    assert_eq!(
+        rows[0].gate,
+        GateVerdict::Gate {
+            phase: Phase::ReadSwitch,
+            verdict: gate.verdict(),
+            blockers: gate.blockers.len(),
+            first: gate.blockers.first().cloned(),
+        }
     );
+    assert!(gate.blockers.len() > 1 && gate.verdict() != Verdict::Pass);
     assert_eq!(rows[1].phase, None);
     assert_eq!(
         rows[1].gate,
-        GateVerdict::Pass {
+        GateVerdict::Gate {
             phase: Phase::Expand,
-            overridden: false
+            verdict: Verdict::Pass,
+            blockers: 0,
+            first: None,
         }
     );
     assert_eq!(rows[1].backfill, None);
@@ -969,9 +982,11 @@ fn a_passing_gate_and_a_finished_migration_in_the_picker() {
     assert_eq!(row.backfill, None, "a finished backfill shows no progress");
     assert_eq!(
         row.gate,
-        GateVerdict::Pass {
+        GateVerdict::Gate {
             phase: Phase::Contract,
-            overridden: false
+            verdict: Verdict::Pass,
+            blockers: 0,
+            first: None,
         },
         "{:?}",
         vm.gate.map(|g| g.blockers)
@@ -982,6 +997,123 @@ fn a_passing_gate_and_a_finished_migration_in_the_picker() {
     assert_eq!(row.phase, Some((Phase::Contract, PhaseState::Applied)));
     assert_eq!(row.gate, GateVerdict::Done);
     assert!(row.active);
+}
+
+#[test]
+fn an_overridden_gate_reads_overridden_in_the_panes_and_the_picker() {
+    let mut s = backfill_running();
+    s.facts.overrides.push(OverrideFact {
+        gate: Phase::ReadSwitch,
+        login: "postgres".into(),
+        reason: "lag probe flaps; checked by hand".into(),
+        plan_sha256: plan().sha256(),
+        at: at(5, 11, 0),
+    });
+    let vm = app_with(judged(s)).view();
+    let gate = vm.gate.clone().unwrap();
+    assert!(gate.passed && gate.outcome != Outcome::Pass);
+    assert_eq!(gate.verdict(), Verdict::Overridden);
+    assert_eq!(
+        super::switcher::row(&vm, true).gate,
+        GateVerdict::Gate {
+            phase: Phase::ReadSwitch,
+            verdict: Verdict::Overridden,
+            blockers: gate.blockers.len(),
+            first: gate.blockers.first().cloned(),
+        }
+    );
+    let screen = screen(&vm, 140, 42);
+    assert!(
+        screen.contains("Next read_switch — gate OVERRIDDEN"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Readiness gate read_switch OVERRIDDEN"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("gate FAIL") && !screen.contains("gate INCONCLUSIVE"),
+        "{screen}"
+    );
+}
+
+/// The demo plan with two `[[notify]]` targets: a webhook whose URL carries a token, a hook.
+fn plan_with_targets() -> Plan {
+    Plan::parse(
+        "plans/accounts-balance-cents.toml",
+        &format!(
+            "{}\n[[notify]]\nname = \"slack-oncall\"\nurl = \"https://hooks.slack.com/services/T0/B0/s3cret\"\n\n[[notify]]\ncommand = [\"/usr/local/bin/page\"]\n",
+            include_str!("../../plans/accounts-balance-cents.toml")
+        ),
+    )
+    .unwrap()
+}
+
+/// 12 deliveries sent, one to slack-oncall failed three times and is due again at 05:12:40.
+fn notifying() -> Snapshot {
+    let mut s = fresh();
+    s.notify = Some(DeliverySummary {
+        delivered: 12,
+        pending: 0,
+        retrying: 1,
+        gave_up: 0,
+        unrouted: 0,
+        latest_failure: Some(FailedDelivery {
+            target: "slack-oncall".into(),
+            state: DeliveryState::Pending,
+            attempts: 3,
+            next_attempt_at: Some(at(5, 12, 40)),
+            last_error: "POST https://hooks.slack.com/…: HTTP 500".into(),
+        }),
+    });
+    s
+}
+
+#[test]
+fn roster_shows_the_notifications_of_a_plan_with_targets() {
+    let mut app = App::new(plan_with_targets(), DB.into(), false);
+    app.on_worker(WorkerEvent::Conn(ConnState::Connected));
+    app.on_worker(WorkerEvent::Snapshot(Box::new(notifying())));
+    let vm = app.view();
+    let roster = pane(&vm, 100, 10, super::panes::roster::render);
+    assert!(
+        roster.contains(
+            "notify: 12 sent · 1 retrying (slack-oncall, attempt 3, next in 40s: HTTP 500)"
+        ),
+        "{roster}"
+    );
+    assert!(!roster.contains("s3cret"), "{roster}");
+    insta::assert_snapshot!(roster);
+
+    // Given up: no next attempt, the failure under "gave up".
+    let mut s = notifying();
+    if let Some(n) = &mut s.notify {
+        n.retrying = 0;
+        n.gave_up = 1;
+        n.pending = 2;
+        if let Some(f) = &mut n.latest_failure {
+            f.state = DeliveryState::GaveUp;
+            f.attempts = 10;
+            f.next_attempt_at = None;
+        }
+    }
+    app.on_worker(WorkerEvent::Snapshot(Box::new(s)));
+    let roster = pane(&app.view(), 100, 10, super::panes::roster::render);
+    assert!(
+        roster.contains(
+            "notify: 12 sent · 2 pending · 1 gave up (slack-oncall, attempt 10: HTTP 500)"
+        ),
+        "{roster}"
+    );
+
+    // A plan without targets shows no notification line.
+    let roster = pane(
+        &app_with(notifying()).view(),
+        100,
+        10,
+        super::panes::roster::render,
+    );
+    assert!(!roster.contains("notify:"), "{roster}");
 }
 
 #[test]

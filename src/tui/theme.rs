@@ -5,6 +5,7 @@
 use ratatui::style::{Color, Modifier, Style};
 
 use crate::outcome::Outcome;
+use crate::rules::Verdict;
 
 /// The styles every pane uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +98,15 @@ impl Theme {
             Outcome::Pass => self.pass,
             Outcome::Fail => self.fail,
             Outcome::Inconclusive => self.warn,
+        }
+    }
+
+    /// The style of a gate's verdict (an override warns: the gate does not pass on its own).
+    pub fn verdict(&self, v: Verdict) -> Style {
+        match v {
+            Verdict::Pass => self.pass,
+            Verdict::Fail => self.fail,
+            Verdict::Inconclusive | Verdict::Overridden => self.warn,
         }
     }
 }

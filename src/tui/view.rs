@@ -8,7 +8,7 @@ use crate::control::facts::Facts;
 use crate::control::phases::PhaseState;
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan};
-use crate::rules::{GateEvaluation, RollbackAdvice};
+use crate::rules::{GateEvaluation, RollbackAdvice, Verdict};
 use crate::worker::snapshot::Snapshot;
 use crate::worker::{AppStatus, ConnState};
 
@@ -87,18 +87,13 @@ pub enum GateVerdict {
     Unknown(String),
     /// Every phase is applied.
     Done,
-    /// The gate of `phase` lets it be applied (`overridden`: by an override).
-    Pass {
+    /// The gate of `phase`, judged by the rules (the same verdict the panes and `status` show).
+    Gate {
         /// The phase the gate guards.
         phase: Phase,
-        /// Passed by an override, not on its own.
-        overridden: bool,
-    },
-    /// The gate of `phase` blocks.
-    Blocked {
-        /// The phase the gate guards.
-        phase: Phase,
-        /// How many items block.
+        /// Its verdict.
+        verdict: Verdict,
+        /// How many items block (not Pass).
         blockers: usize,
         /// The first of them.
         first: Option<String>,
@@ -255,6 +250,39 @@ pub struct RosterView {
     pub connected: Vec<String>,
     /// Recent audit entries, newest first (`HH:MM:SS login action phase`).
     pub activity: Vec<String>,
+    /// Notification deliveries, when the plan has `[[notify]]` targets and they were read.
+    pub notify: Option<NotifyView>,
+}
+
+/// The plan's notification deliveries (delivered by any running Cutover process).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NotifyView {
+    /// Delivered.
+    pub sent: i64,
+    /// Waiting for their first attempt.
+    pub pending: i64,
+    /// Events not yet handed to targets (no process with the plan has seen them yet).
+    pub queued: i64,
+    /// Failed at least once, to be retried.
+    pub retrying: i64,
+    /// Given up after failing every attempt.
+    pub gave_up: i64,
+    /// The most recent failure of a delivery not delivered since.
+    pub failure: Option<NotifyFailureView>,
+}
+
+/// A delivery whose last attempt failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifyFailureView {
+    /// Target name.
+    pub target: String,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// Seconds until the next attempt (`None`: given up).
+    pub next_in: Option<i64>,
+    /// What went wrong, secrets removed, without the `POST scheme://host: ` prefix the target's
+    /// name makes redundant.
+    pub error: String,
 }
 
 /// One role.
@@ -578,8 +606,38 @@ pub fn human_secs(secs: i64) -> String {
     }
 }
 
+/// The deliveries' summary, only for a plan with targets.
+fn notify(plan: &Plan, s: &Snapshot) -> Option<NotifyView> {
+    if plan.spec.notify.is_empty() {
+        return None;
+    }
+    let n = s.notify.as_ref()?;
+    Some(NotifyView {
+        sent: n.delivered,
+        pending: n.pending,
+        queued: n.unrouted,
+        retrying: n.retrying,
+        gave_up: n.gave_up,
+        failure: n.latest_failure.as_ref().map(|f| NotifyFailureView {
+            target: f.target.clone(),
+            attempts: f.attempts,
+            next_in: f
+                .next_attempt_at
+                .map(|t| (t - s.facts.now).num_seconds().max(0)),
+            error: match f.last_error.strip_prefix("POST ") {
+                Some(rest) => rest
+                    .split_once(": ")
+                    .map_or(rest, |(_, why)| why)
+                    .to_string(),
+                None => f.last_error.clone(),
+            },
+        }),
+    })
+}
+
 fn roster(plan: &Plan, s: &Snapshot) -> RosterView {
     RosterView {
+        notify: notify(plan, s),
         roles: plan
             .spec
             .roster

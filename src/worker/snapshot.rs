@@ -8,6 +8,7 @@ use tokio_postgres::Client;
 use crate::control::audit::Actor;
 use crate::control::backfill::State as BackfillState;
 use crate::control::facts::Facts;
+use crate::control::outbox::DeliverySummary;
 use crate::control::phases::PhaseState;
 use crate::db::DbError;
 use crate::engine::Status;
@@ -37,6 +38,8 @@ pub struct Snapshot {
     pub security: Option<crate::db::ConnSecurity>,
     /// The application's versions in service (the demo's app only).
     pub app: Option<super::app::AppStatus>,
+    /// The plan's notification deliveries (only when it has `[[notify]]` targets).
+    pub notify: Option<DeliverySummary>,
 }
 
 /// `cutover.backfill`, with the columns later versions may add read when present.
@@ -145,6 +148,7 @@ impl Snapshot {
             rate_history: Vec::new(),
             security: None,
             app: None,
+            notify: None,
         }
     }
 
@@ -174,8 +178,8 @@ impl Snapshot {
     }
 }
 
-/// Reads a full snapshot for `plan`: the facts (judged at once), backfill progress, sessions and
-/// the recent audit entries. Read-only.
+/// Reads a full snapshot for `plan`: the facts (judged at once), backfill progress, sessions,
+/// the recent audit entries and the notification deliveries. Read-only.
 pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
     let facts = Facts::load(client, plan.id()).await?;
     let mut snap = Snapshot::from_facts(plan, facts);
@@ -217,6 +221,13 @@ pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
             phase: e.phase,
         })
         .collect();
+    if !plan.spec.notify.is_empty() {
+        let mut summary = crate::control::outbox::summary(client, plan.id()).await?;
+        if let Some(f) = &mut summary.latest_failure {
+            f.last_error = crate::notify::scrub_error(plan, &f.last_error);
+        }
+        snap.notify = Some(summary);
+    }
     Ok(snap)
 }
 

@@ -915,9 +915,66 @@ async fn attest_observability_by_its_owner_only() {
         .unwrap()
         .get(0);
     assert_eq!(none, 0);
+    let runbook = |cutover: &dyn Fn(&str, &[&str]) -> std::process::Output| {
+        let o = cutover(&db.url, &["runbook", DEMO_PLAN]);
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        let md = String::from_utf8_lossy(&o.stdout).into_owned();
+        let start = md
+            .find("## Observability evidence")
+            .unwrap_or_else(|| panic!("no Observability section:\n{md}"));
+        let end = md[start + 3..]
+            .find("\n## ")
+            .map_or(md.len(), |e| start + 3 + e);
+        md[start..end].to_string()
+    };
+    let before = runbook(&cutover);
+    assert!(
+        before.contains("- Now: **inconclusive** — never scraped"),
+        "{before}"
+    );
+    assert!(
+        before.contains(&format!(
+            "Attestations: none recorded; the sre records one with `cutover attest {DEMO_PLAN} observability URL` (in the TUI: `:attest observability URL`)"
+        )),
+        "{before}"
+    );
 
     let o = cutover(&db.url, &["attest", DEMO_PLAN, "observability", url]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let after = runbook(&cutover);
+    assert!(
+        after.contains("- Now: **pass** — attested by postgres (sre)"),
+        "{after}"
+    );
+    let line = after
+        .lines()
+        .find(|l| l.starts_with("  - `observability` by **postgres** (sre; "))
+        .unwrap_or_else(|| panic!("no attestation listed:\n{after}"));
+    assert!(
+        line.ends_with(&format!(": {url} — for this plan version")),
+        "{line}"
+    );
+    assert!(!after.contains("none recorded"), "{after}");
+    // The post-migration record lists it too, in Markdown and JSON.
+    let out = tempfile::tempdir().unwrap();
+    let o = cutover(
+        &db.url,
+        &["report", DEMO_PLAN, "--out", out.path().to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let md = std::fs::read_to_string(out.path().join("accounts-balance-cents-report.md")).unwrap();
+    let section = &md[md.find("## Attestations").expect("an Attestations section")..];
+    assert!(
+        section.contains("- `observability` attested by postgres (sre; ")
+            && section.contains(&format!(": {url}\n")),
+        "{section}"
+    );
+    let js: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("accounts-balance-cents-report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(js["attestations"][0]["url"], url, "{js}");
+    assert_eq!(js["attestations"][0]["category"], "observability", "{js}");
     let o = cutover(&db.url, &["status", DEMO_PLAN, "--json"]);
     let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let obs = st["scorecard"]["categories"]

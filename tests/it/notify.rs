@@ -607,3 +607,122 @@ on = ["backfill.throttled", "check.failed", "backfill.failed"]
         ["backfill.failed", "check.failed", "check.failed"]
     );
 }
+
+#[tokio::test]
+async fn the_worker_snapshot_sums_up_a_failing_receiver() {
+    let db = TestDb::new().await;
+    let mut client = control(&db).await;
+    let rx = Receiver::start(Mode::FailFirst(1));
+    let dir = tempfile::tempdir().unwrap();
+    let (_, plan) = write_plan(
+        dir.path(),
+        &format!("[[notify]]\nname = \"oncall\"\nurl = \"{}\"\n", rx.url()),
+    );
+    sign(&mut client, &plan).await;
+    let slow = Options {
+        backoff_base: Duration::from_secs(60),
+        ..Options::default()
+    };
+    let report = notify::deliver_due(&mut client, &plan, &slow, None)
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.failed.len()), (0, 1));
+
+    let snap = cutover::worker::snapshot::load(&client, &plan)
+        .await
+        .unwrap();
+    let n = snap
+        .notify
+        .clone()
+        .expect("a plan with targets has a summary");
+    assert_eq!(
+        (n.delivered, n.pending, n.retrying, n.gave_up, n.unrouted),
+        (0, 0, 1, 0, 0)
+    );
+    let f = n.latest_failure.expect("the failed attempt");
+    assert_eq!((f.target.as_str(), f.attempts), ("oncall", 1));
+    assert_eq!(f.state, DeliveryState::Pending);
+    let next_in = (f.next_attempt_at.unwrap() - snap.facts.now).num_seconds();
+    assert!((50..=60).contains(&next_in), "next attempt in {next_in}s");
+    assert!(f.last_error.ends_with("HTTP 500"), "{}", f.last_error);
+    assert!(!f.last_error.contains("s3cret"), "{}", f.last_error);
+    // The TUI's roster says as much, from that snapshot alone.
+    let vm = cutover::tui::view::build(&plan, "db", false, None, Some(&snap));
+    let v = vm.roster.notify.expect("shown for a plan with targets");
+    assert_eq!((v.sent, v.retrying), (0, 1));
+    assert_eq!(v.failure.map(|f| f.error), Some("HTTP 500".to_string()));
+
+    // The retry comes due and succeeds: delivered, no failure left to show.
+    client
+        .execute(
+            "UPDATE cutover.outbox_deliveries SET next_attempt_at = clock_timestamp()",
+            &[],
+        )
+        .await
+        .unwrap();
+    let report = notify::deliver_due(&mut client, &plan, &slow, None)
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.failed.len()), (1, 0));
+    let n = cutover::worker::snapshot::load(&client, &plan)
+        .await
+        .unwrap()
+        .notify
+        .unwrap();
+    assert_eq!((n.delivered, n.retrying), (1, 0));
+    assert_eq!(n.latest_failure, None);
+    assert_eq!(rx.bodies().len(), 2);
+
+    // Without targets, the worker reads no summary.
+    let (_, bare) = write_plan(dir.path(), "");
+    let snap = cutover::worker::snapshot::load(&client, &bare)
+        .await
+        .unwrap();
+    assert!(snap.notify.is_none());
+}
+
+#[tokio::test]
+async fn a_target_with_max_attempts_gives_up_after_that_many() {
+    let db = TestDb::new().await;
+    let mut client = control(&db).await;
+    let rx = Receiver::start(Mode::FailFirst(usize::MAX));
+    let dir = tempfile::tempdir().unwrap();
+    let (_, plan) = write_plan(
+        dir.path(),
+        &format!(
+            "[[notify]]\nname = \"oncall\"\nurl = \"{}\"\nmax_attempts = 2\n",
+            rx.url()
+        ),
+    );
+    sign(&mut client, &plan).await;
+    let start = Instant::now();
+    let mut failed = Vec::new();
+    while start.elapsed() < Duration::from_secs(10) {
+        let r = notify::deliver_due(&mut client, &plan, &fast(), None)
+            .await
+            .unwrap();
+        failed.extend(r.failed);
+        if failed.iter().any(|f| f.gave_up) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(
+        failed
+            .iter()
+            .map(|f| (f.attempts, f.gave_up))
+            .collect::<Vec<_>>(),
+        [(1, false), (2, true)],
+        "the default of 10 attempts does not apply"
+    );
+    let d = deliveries(&client).await;
+    assert_eq!((d[0].state, d[0].attempts), (DeliveryState::GaveUp, 2));
+    assert_eq!(rx.bodies().len(), 2);
+    let n = cutover::worker::snapshot::load(&client, &plan)
+        .await
+        .unwrap()
+        .notify
+        .unwrap();
+    assert_eq!((n.gave_up, n.retrying), (1, 0));
+    assert_eq!(n.latest_failure.unwrap().next_attempt_at, None);
+}

@@ -83,23 +83,17 @@ fn details(row: &MigrationRow, theme: &Theme) -> Vec<(String, Style)> {
     out.push(match &row.gate {
         GateVerdict::Unknown(why) => (why.clone(), theme.warn),
         GateVerdict::Done => ("every phase applied".to_string(), theme.pass),
-        GateVerdict::Pass { phase, overridden } => (
-            format!(
-                "{phase} gate PASS{}",
-                if *overridden { " (override)" } else { "" }
-            ),
-            theme.pass,
-        ),
-        GateVerdict::Blocked {
+        GateVerdict::Gate {
             phase,
+            verdict,
             blockers,
             first,
         } => (
             match first {
-                Some(first) => format!("{phase} gate BLOCKED ({blockers}): {first}"),
-                None => format!("{phase} gate BLOCKED"),
+                Some(first) => format!("{phase} gate {verdict} ({blockers}): {first}"),
+                None => format!("{phase} gate {verdict}"),
             },
-            theme.fail,
+            theme.verdict(*verdict),
         ),
     });
     out

@@ -1,5 +1,5 @@
-//! The roster: who holds each role, who signed what and when, who is connected now, and the most
-//! recent audited actions.
+//! The roster: who holds each role, who signed what and when, how the plan's notifications fare,
+//! who is connected now, and the most recent audited actions.
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -8,7 +8,7 @@ use ratatui::Frame;
 
 use super::{block, title};
 use crate::tui::theme::Theme;
-use crate::tui::view::{Focus, ViewModel};
+use crate::tui::view::{human_secs, Focus, NotifyView, ViewModel};
 
 /// Renders the roster pane.
 pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
@@ -25,6 +25,9 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
             Span::raw(format!("{}  ", role.holders.join(", "))),
             signed,
         ]));
+    }
+    if let Some(n) = &r.notify {
+        lines.push(notify_line(n, theme));
     }
     lines.push(Line::from(Span::styled(
         format!("Connected now ({})", r.connected.len()),
@@ -49,4 +52,38 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         )),
         area,
     );
+}
+
+/// `notify: 12 sent · 1 retrying (slack-oncall, attempt 3, next in 40s: HTTP 500)`.
+fn notify_line<'a>(n: &NotifyView, theme: &Theme) -> Line<'a> {
+    let mut spans = vec![
+        Span::styled("notify: ", theme.accent),
+        Span::styled(format!("{} sent", n.sent), theme.dim),
+    ];
+    let failure = |gave_up: bool| {
+        n.failure
+            .as_ref()
+            .filter(|f| f.next_in.is_none() == gave_up)
+            .map(|f| {
+                let when = match f.next_in {
+                    Some(0) => ", retry due".to_string(),
+                    Some(s) => format!(", next in {}", human_secs(s)),
+                    None => String::new(),
+                };
+                format!(" ({}, attempt {}{when}: {})", f.target, f.attempts, f.error)
+            })
+            .unwrap_or_default()
+    };
+    for (count, what, style, detail) in [
+        (n.pending, "pending", theme.dim, String::new()),
+        (n.queued, "queued", theme.dim, String::new()),
+        (n.retrying, "retrying", theme.warn, failure(false)),
+        (n.gave_up, "gave up", theme.fail, failure(true)),
+    ] {
+        if count > 0 {
+            spans.push(Span::styled(" · ", theme.dim));
+            spans.push(Span::styled(format!("{count} {what}{detail}"), style));
+        }
+    }
+    Line::from(spans)
 }

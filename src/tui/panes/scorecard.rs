@@ -69,7 +69,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         Some(g) => {
             lines.push(Line::from(vec![
                 Span::raw(format!("Gate {}: ", g.phase)),
-                Span::styled(g.outcome.to_string(), theme.outcome(g.outcome)),
+                Span::styled(g.verdict().to_string(), theme.verdict(g.verdict())),
                 Span::styled(
                     if blockers.is_empty() {
                         "  ready — press a to advance".to_string()
@@ -98,7 +98,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
             Span::raw("gate "),
             Span::raw(g.phase.to_string()),
             Span::raw(" "),
-            Span::styled(format!("{} ", g.outcome), theme.outcome(g.outcome)),
+            Span::styled(format!("{} ", g.verdict()), theme.verdict(g.verdict())),
         ]),
         None => Line::from(title("Readiness", theme)),
     };

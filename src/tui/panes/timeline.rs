@@ -75,8 +75,8 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
                     .count();
                 status.push(Span::raw(" — gate "));
                 status.push(Span::styled(
-                    g.outcome.to_string(),
-                    theme.outcome(g.outcome),
+                    g.verdict().to_string(),
+                    theme.verdict(g.verdict()),
                 ));
                 if n > 0 {
                     status.push(Span::raw(format!(
