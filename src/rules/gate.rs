@@ -90,6 +90,8 @@ pub struct GateEvaluation {
     pub outcome: Outcome,
     /// True when the phase may be applied: Pass, or overridden with the order respected.
     pub passed: bool,
+    /// The one word shown for this gate everywhere (see [`Verdict`]).
+    pub verdict: Verdict,
     /// The override in force, if any.
     pub overridden: Option<OverrideInfo>,
     /// Every item.
@@ -124,15 +126,20 @@ impl std::fmt::Display for Verdict {
 }
 
 impl GateEvaluation {
-    /// The verdict word: the combined outcome, or Overridden when an override lets a gate
-    /// through that does not pass on its own.
+    /// The verdict word.
     pub fn verdict(&self) -> Verdict {
-        match self.outcome {
-            Outcome::Pass => Verdict::Pass,
-            _ if self.passed => Verdict::Overridden,
-            Outcome::Fail => Verdict::Fail,
-            Outcome::Inconclusive => Verdict::Inconclusive,
-        }
+        self.verdict
+    }
+}
+
+/// The combined outcome, or Overridden when an override lets a gate through that does not pass
+/// on its own.
+fn verdict_of(outcome: Outcome, passed: bool) -> Verdict {
+    match outcome {
+        Outcome::Pass => Verdict::Pass,
+        _ if passed => Verdict::Overridden,
+        Outcome::Fail => Verdict::Fail,
+        Outcome::Inconclusive => Verdict::Inconclusive,
     }
 }
 
@@ -295,6 +302,7 @@ pub fn evaluate(plan: &Plan, facts: &Facts, phase: Phase) -> GateEvaluation {
         phase,
         outcome,
         passed,
+        verdict: verdict_of(outcome, passed),
         overridden,
         items,
         blockers,

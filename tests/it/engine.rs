@@ -1466,6 +1466,7 @@ fn verdicts(status: &Value) -> Value {
         "gate": gate["phase"],
         "outcome": gate["outcome"],
         "passed": gate["passed"],
+        "verdict": gate["verdict"],
         "items": gate["items"].as_array().map(|items| items
             .iter()
             .map(|i| serde_json::json!([i["kind"], i["name"], i["outcome"]]))
@@ -1507,6 +1508,7 @@ async fn status_json_and_the_tui_snapshot_give_the_same_verdicts() {
     let st = compare("registered").await;
     states += 1;
     assert_eq!(st["gate"]["passed"], false);
+    assert_ne!(st["gate"]["verdict"], "pass");
 
     // 2. The lead signed, the lint probe recorded: the expand gate passes.
     ok(&cutover(
@@ -1518,6 +1520,7 @@ async fn status_json_and_the_tui_snapshot_give_the_same_verdicts() {
     let st = compare("expand ready").await;
     states += 1;
     assert_eq!(st["gate"]["passed"], true, "{}", st["gate"]);
+    assert_eq!(st["gate"]["verdict"], "pass");
 
     // 3. Expand applied: the dual_write gate has not been probed since.
     ok(&cutover(url, &["advance", DEMO_PLAN]).await);
@@ -1559,6 +1562,7 @@ async fn status_json_and_the_tui_snapshot_give_the_same_verdicts() {
     let st = compare("overridden").await;
     states += 1;
     assert_eq!(st["gate"]["passed"], true);
+    assert_eq!(st["gate"]["verdict"], "overridden");
     assert!(st["gate"]["overridden"].is_object());
 
     // 6. A phase left `applying` by a killed process: interrupted in both.
