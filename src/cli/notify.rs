@@ -106,7 +106,7 @@ async fn deliver(ctx: &Context, path: &Path, once: bool) -> anyhow::Result<ExitC
             f.target,
             f.attempts,
             if f.gave_up { ", gave up" } else { "" },
-            f.error
+            notify::scrub_error(&plan, &f.error)
         );
     }
     Ok(ExitCode::from(if report.failed.is_empty() {
@@ -119,7 +119,11 @@ async fn deliver(ctx: &Context, path: &Path, once: bool) -> anyhow::Result<ExitC
 async fn status(ctx: &Context, path: &Path, limit: i64, json: bool) -> anyhow::Result<ExitCode> {
     let plan = Plan::load(path)?;
     let client = ctx.connect_viewer("notify-status").await?;
-    let rows = outbox::deliveries(&client, plan.id(), limit).await?;
+    // Errors are stored masked; scrub them again against every webhook URL the plan names.
+    let mut rows = outbox::deliveries(&client, plan.id(), limit).await?;
+    for d in &mut rows {
+        d.last_error = d.last_error.take().map(|e| notify::scrub_error(&plan, &e));
+    }
     let unrouted = outbox::unrouted(&client, plan.id()).await?;
     if json {
         println!(
@@ -194,7 +198,7 @@ pub(super) async fn deliver_now(ctx: &Context, plan: &Plan) {
         Ok(r) => eprintln!(
             "notifications: {} failed attempt(s) (first: {}); they stay queued — any running Cutover process or `cutover notify deliver` retries them",
             r.failed.len(),
-            r.failed[0].error
+            notify::scrub_error(plan, &r.failed[0].error)
         ),
         Err(e) => eprintln!("notifications not delivered now ({e}); they stay queued"),
     }
