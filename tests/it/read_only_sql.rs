@@ -32,6 +32,8 @@ CREATE FUNCTION public.canary_create() RETURNS int LANGUAGE plpgsql AS
   $$ BEGIN CREATE TABLE public.canary_made (x int); RETURN 0; END $$;
 CREATE FUNCTION public.canary_lock() RETURNS int LANGUAGE plpgsql AS
   $$ BEGIN PERFORM pg_advisory_lock(4242); RETURN 0; END $$;
+CREATE FUNCTION public.canary_immutable() RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS
+  $$ BEGIN RETURN nextval('public.canary_seq') * 0; END $$;
 CREATE FUNCTION public.canary_temp() RETURNS int LANGUAGE plpgsql AS
   $$ BEGIN INSERT INTO pg_temp.scratch VALUES (1); RETURN 0; END $$;
 "#;
@@ -424,5 +426,27 @@ async fn a_write_past_the_server_refusal_is_caught_by_its_transaction_id() {
         .unwrap()
         .get(0);
     assert_eq!(n, 50);
+    assert_eq!(canaries(&db).await, untouched());
+}
+
+#[tokio::test]
+async fn validating_against_the_live_catalog_plans_expressions_read_only() {
+    let (db, _client) = setup().await;
+    // Planning folds an immutable function with constant arguments: it would run here.
+    let source = PLAN_HEAD.replace(
+        "set = { a = \"b\" }",
+        "set = { a = \"b + public.canary_immutable()\" }",
+    );
+    assert!(source.contains("canary_immutable"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, source).unwrap();
+    let o = cutover(&db.url, &["validate", path.to_str().unwrap()]).await;
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot execute nextval() in a read-only transaction"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(canaries(&db).await, untouched());
 }
