@@ -14,6 +14,10 @@
 //! the connection (the plan's action lock during an apply) are kept — a second acquisition of
 //! a key the session already held cannot be seen and is not released.
 //!
+//! [`ReadOnly::own`] first makes sure no transaction block is open on the connection (one open by
+//! mistake is refused, untouched: `START TRANSACTION` inside it would only warn, and the closing
+//! `ROLLBACK` would end it). A run costs four round trips besides the query (three nested).
+//!
 //! The plan SQL itself still goes over the extended protocol, one statement at a time; only the
 //! fixed statements around it use the simple protocol.
 
@@ -272,6 +276,9 @@ impl<'a> ReadOnly<'a> {
 
     /// Opens the scope; returns the session's advisory locks and transaction id before the query.
     async fn begin(&self) -> Result<Before, ReadOnlyError> {
+        if self.scope == Scope::Own && !self.idle().await? {
+            return Err(self.error(ReadOnlyErrorKind::InTransaction));
+        }
         let open = match self.scope {
             Scope::Own => "START TRANSACTION READ ONLY".to_string(),
             Scope::Nested => {
@@ -292,7 +299,8 @@ impl<'a> ReadOnly<'a> {
         };
         let read_only = row.as_ref().and_then(|r| r.first().cloned().flatten());
         if read_only.as_deref() != Some("on") {
-            // START TRANSACTION inside an open block only warns: nothing of ours to undo.
+            // Plan SQL never runs outside a read-only scope.
+            let _ = self.end().await;
             return Err(self.error(ReadOnlyErrorKind::InTransaction));
         }
         let mut row = row.unwrap_or_default().into_iter();
@@ -301,6 +309,21 @@ impl<'a> ReadOnly<'a> {
             xid: row.next().flatten(),
             locks: split_locks(row.next().flatten().as_deref()),
         })
+    }
+
+    /// True when no transaction block is open: a statement sent alone then runs in a transaction
+    /// that starts with it. (`START TRANSACTION` inside an open block would only warn — and make
+    /// the caller's transaction read-only, which the closing `ROLLBACK` would then end.)
+    async fn idle(&self) -> Result<bool, ReadOnlyError> {
+        let messages = self
+            .client
+            .simple_query("SELECT now() = statement_timestamp()")
+            .await
+            .map_err(|e| self.error(ReadOnlyErrorKind::Bracket(e)))?;
+        Ok(last_row(messages)
+            .and_then(|r| r.into_iter().next().flatten())
+            .as_deref()
+            == Some("t"))
     }
 
     async fn xid(&self) -> Result<Option<String>, tokio_postgres::Error> {

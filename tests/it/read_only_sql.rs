@@ -426,6 +426,28 @@ async fn a_write_past_the_server_refusal_is_caught_by_its_transaction_id() {
         .unwrap()
         .get(0);
     assert_eq!(n, 50);
+
+    // Used on a connection inside a read-write transaction by mistake: refused, and the caller's
+    // transaction is neither ended nor made read-only.
+    client
+        .batch_execute("BEGIN; INSERT INTO pg_temp.scratch VALUES (2)")
+        .await
+        .unwrap();
+    let err = ro.query_one("SELECT 1", &[]).await.unwrap_err();
+    assert!(
+        matches!(err.kind, ReadOnlyErrorKind::InTransaction),
+        "{err}"
+    );
+    client
+        .batch_execute("INSERT INTO pg_temp.scratch VALUES (3); COMMIT")
+        .await
+        .unwrap();
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM pg_temp.scratch", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 2, "the caller's transaction kept both of its writes");
     assert_eq!(canaries(&db).await, untouched());
 }
 
