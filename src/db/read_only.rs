@@ -79,7 +79,7 @@ pub enum ReadOnlyErrorKind {
     Wrote(String),
     /// The query took session-level advisory locks (released).
     AdvisoryLocks(Vec<String>),
-    /// The connection was already inside a read-write transaction (a caller's mistake).
+    /// The connection was already inside a transaction block (a caller's mistake).
     InTransaction,
     /// A statement Cutover runs around the query failed.
     Bracket(tokio_postgres::Error),
@@ -98,9 +98,9 @@ impl fmt::Display for ReadOnlyErrorKind {
                 "refused: the query took session-level advisory locks ({}); they were released",
                 keys.join(", ")
             ),
-            ReadOnlyErrorKind::InTransaction => f.write_str(
-                "the connection is inside a read-write transaction; a read-only query needs it idle",
-            ),
+            ReadOnlyErrorKind::InTransaction => {
+                f.write_str("the connection is already inside a transaction block; it must be idle")
+            }
             ReadOnlyErrorKind::Bracket(e) => {
                 write!(f, "around the read-only query: {}", describe_error(e))
             }
@@ -117,14 +117,6 @@ impl ReadOnlyError {
             }
             ReadOnlyErrorKind::Wrote(_) | ReadOnlyErrorKind::AdvisoryLocks(_) => true,
             ReadOnlyErrorKind::InTransaction | ReadOnlyErrorKind::Bracket(_) => false,
-        }
-    }
-
-    /// The PostgreSQL error of the query or of the statements around it, if that is what failed.
-    pub fn db_error(&self) -> Option<&tokio_postgres::Error> {
-        match &self.kind {
-            ReadOnlyErrorKind::Query(e) | ReadOnlyErrorKind::Bracket(e) => Some(e),
-            _ => None,
         }
     }
 }
@@ -230,7 +222,7 @@ impl<'a> ReadOnly<'a> {
     }
 
     /// The error of a failed query, naming the plan field.
-    pub fn query_error(&self, e: tokio_postgres::Error) -> ReadOnlyError {
+    fn query_error(&self, e: tokio_postgres::Error) -> ReadOnlyError {
         self.error(ReadOnlyErrorKind::Query(e))
     }
 
@@ -375,7 +367,12 @@ impl<'a> ReadOnly<'a> {
                     break;
                 }
             }
-            tracing::warn!(target: "db", what = %self.what, lock = %lock, "released an advisory lock a read-only query took");
+            tracing::warn!(
+                target: "db",
+                what = %self.what,
+                lock = %lock,
+                "released an advisory lock a read-only query took"
+            );
             taken.push(describe_lock(lock));
         }
         Ok(taken)
