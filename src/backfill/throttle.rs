@@ -6,7 +6,8 @@
 //! against its baseline ([`super::guard`]). The first signal over its limit is the reason shown;
 //! the latency guard slows the chunks down (a duty cycle) rather than holding them back. Fail
 //! closed: a signal that cannot be read for `fail_closed_after` holds the backfill back until it
-//! can be read again.
+//! can be read again. The custom query runs read-only ([`ReadOnly`]); one that tries to change
+//! the database is refused and holds the backfill back at once, with the reason.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use tokio_postgres::Client;
 
 use super::guard::{Advice, Guard};
 use crate::db::describe_error;
+use crate::db::read_only::ReadOnly;
 use crate::plan::{Plan, ThrottleSpec};
 
 /// What the throttle says about the next chunk.
@@ -164,7 +166,7 @@ impl Evaluator {
             }
             let reading = match client {
                 Some(c) => self.read(c, signal).await,
-                None => Err("no monitoring connection".to_string()),
+                None => Err(Unreadable::Failed("no monitoring connection".to_string())),
             };
             let reason = match reading {
                 Ok(Some(value)) => {
@@ -175,7 +177,9 @@ impl Evaluator {
                     self.mark_ok(signal, None);
                     None
                 }
-                Err(err) => self.unreadable(signal, &err),
+                Err(Unreadable::Failed(err)) => self.unreadable(signal, &err),
+                // Not a passing fault: the query will be refused every time.
+                Err(Unreadable::Refused(err)) => Some(format!("{}: {err}", signal.label())),
             };
             if first_reason.is_none() {
                 first_reason = reason;
@@ -267,7 +271,7 @@ impl Evaluator {
     }
 
     /// Reads one signal: `Ok(None)` when it has no value yet (first WAL reading).
-    async fn read(&mut self, client: &Client, signal: Signal) -> Result<Option<f64>, String> {
+    async fn read(&mut self, client: &Client, signal: Signal) -> Result<Option<f64>, Unreadable> {
         let sql = match signal {
             Signal::ReplayLag => {
                 "SELECT COALESCE(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication"
@@ -296,17 +300,31 @@ impl Evaluator {
                 )
             }
         };
-        let result = if signal == Signal::Vacuum {
-            client.query_one(sql.as_str(), &[&self.table]).await
-        } else {
-            client.query_one(sql.as_str(), &[]).await
+        let failed = |e: tokio_postgres::Error| Unreadable::Failed(describe_error(&e));
+        let row = match signal {
+            Signal::Vacuum => client
+                .query_one(sql.as_str(), &[&self.table])
+                .await
+                .map_err(failed)?,
+            Signal::Custom => ReadOnly::own(client, "backfill.throttle.custom_query")
+                .query_one(sql.as_str(), &[])
+                .await
+                .map_err(|e| {
+                    if e.is_write_refused() {
+                        Unreadable::Refused(e.to_string())
+                    } else {
+                        Unreadable::Failed(e.to_string())
+                    }
+                })?,
+            _ => client.query_one(sql.as_str(), &[]).await.map_err(failed)?,
         };
-        let value: Option<f64> = result
-            .map_err(|e| describe_error(&e))?
+        let value: Option<f64> = row
             .try_get(0)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Unreadable::Failed(e.to_string()))?;
         let value = match (signal, value) {
-            (Signal::Custom, None) => return Err("the query returned NULL".to_string()),
+            (Signal::Custom, None) => {
+                return Err(Unreadable::Failed("the query returned NULL".to_string()))
+            }
             (_, v) => v.unwrap_or(0.0),
         };
         if signal == Signal::WalRate {
@@ -319,6 +337,15 @@ impl Evaluator {
         }
         Ok(Some(value))
     }
+}
+
+/// Why a signal has no reading.
+enum Unreadable {
+    /// The reading failed; within `fail_closed_after` the last value still counts.
+    Failed(String),
+    /// The custom query tried to change the database and was refused: it holds the backfill
+    /// back at once.
+    Refused(String),
 }
 
 /// How long a monitoring statement may run.

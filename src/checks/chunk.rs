@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tokio_postgres::Client;
+use crate::db::read_only::ReadOnly;
 
 use super::keys::{Bound, Key};
 use super::CheckError;
@@ -142,7 +142,7 @@ pub(crate) struct Walker {
 impl Walker {
     /// Starts a walk over `table` (SQL) by `key`, aiming at `target` per chunk statement.
     pub async fn start(
-        client: &Client,
+        ro: &ReadOnly<'_>,
         table: &str,
         key: &Key,
         target: Duration,
@@ -161,7 +161,7 @@ impl Walker {
         };
         if key.is_integer() {
             let k = &key.exprs[0];
-            let row = client
+            let row = ro
                 .query_one(
                     &format!(
                         "SELECT min({k})::int8, max({k})::int8, \
@@ -200,7 +200,7 @@ impl Walker {
     }
 
     /// The next range, or `None` when the walk is over.
-    pub async fn next(&mut self, client: &Client) -> Result<Option<Range>, CheckError> {
+    pub async fn next(&mut self, ro: &ReadOnly<'_>) -> Result<Option<Range>, CheckError> {
         match &mut self.mode {
             Mode::Done => Ok(None),
             Mode::Int {
@@ -246,7 +246,7 @@ impl Walker {
                     lower.predicate(&self.key),
                     self.key.order_by()
                 );
-                let row = client.query_opt(&sql, &[]).await?;
+                let row = ro.query_opt(&sql, &[]).await?;
                 match row {
                     None => {
                         self.mode = Mode::Done;

@@ -14,6 +14,7 @@
 //! when a target column's type differs from the source's it is cast to the source's type.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -25,6 +26,7 @@ use super::chunk::{Range, Shape, Walker};
 use super::keys::{column_sql, relation_sql, types_of, Bound, Key};
 use super::pace::Pacer;
 use super::{CheckError, Ctx, RunOptions, Verdict, MAX_LISTED};
+use crate::db::read_only::ReadOnly;
 use crate::db::{DbConfig, SessionSettings};
 use crate::plan::CheckKind;
 use crate::Outcome;
@@ -163,7 +165,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     let spec = DiffSpec::from_kind(&ctx.spec.kind)
         .ok_or_else(|| CheckError::Invalid("not a full_diff check".into()))?;
     let report = diff(
-        ctx.client,
+        &ctx.ro,
         ctx.second_connection,
         &spec,
         &mut ctx.pacer,
@@ -182,7 +184,7 @@ pub async fn compare(
 ) -> Result<DiffReport, CheckError> {
     let mut pacer = Pacer::unthrottled(options);
     diff(
-        client,
+        &ReadOnly::own(client, "full diff"),
         options.second_connection.as_ref(),
         spec,
         &mut pacer,
@@ -193,8 +195,11 @@ pub async fn compare(
 
 /// One side of the comparison, as SQL.
 pub(crate) struct Side<'c> {
-    /// The connection this side's statements run on (prepared there).
+    /// The connection this side's statements run on (prepared there). They carry plan SQL:
+    /// run them inside `ro` ([`ReadOnly::run`], or [`both`] for the two sides at once).
     pub client: &'c Client,
+    /// `client`, read-only.
+    pub ro: ReadOnly<'c>,
     pub rel: String,
     pub key: Key,
     /// Row hash over key and columns (cast to the source's types).
@@ -223,10 +228,11 @@ pub(crate) struct RowData {
 }
 
 pub(crate) async fn sides<'c>(
-    sclient: &'c Client,
-    tclient: &'c Client,
+    sro: &ReadOnly<'c>,
+    tro: &ReadOnly<'c>,
     spec: &DiffSpec,
 ) -> Result<(Side<'c>, Side<'c>), CheckError> {
+    let (sclient, tclient) = (sro.client(), tro.client());
     if spec.key.is_empty() || spec.columns.is_empty() {
         return Err(CheckError::Invalid(
             "full_diff needs `key` and `columns`".into(),
@@ -272,10 +278,11 @@ pub(crate) async fn sides<'c>(
     let s_cols_h = cast(&scols, &stypes, &stypes);
     let t_cols_h = cast(&tcols, &ttypes, &stypes);
     let side =
-        |client: &'c Client, rel: String, key: Key, key_h: Vec<String>, cols_h: Vec<String>| {
+        |ro: &ReadOnly<'c>, rel: String, key: Key, key_h: Vec<String>, cols_h: Vec<String>| {
             let all: Vec<String> = key_h.iter().chain(&cols_h).cloned().collect();
             Side {
-                client,
+                client: ro.client(),
+                ro: ro.clone(),
                 rel,
                 key,
                 hash: format!("hash_record_extended(ROW({}), {SEED})", all.join(", ")),
@@ -289,8 +296,8 @@ pub(crate) async fn sides<'c>(
                 batch_stmt: None,
             }
         };
-    let mut src = side(sclient, srel, skey, s_key_h, s_cols_h);
-    let mut tgt = side(tclient, trel, tkey, t_key_h, t_cols_h);
+    let mut src = side(sro, srel, skey, s_key_h, s_cols_h);
+    let mut tgt = side(tro, trel, tkey, t_key_h, t_cols_h);
     src.prepare().await?;
     tgt.prepare().await?;
     Ok((src, tgt))
@@ -601,27 +608,29 @@ impl Side<'_> {
 }
 
 async fn diff(
-    client: &Client,
+    ro: &ReadOnly<'_>,
     second_connection: Option<&DbConfig>,
     spec: &DiffSpec,
     pacer: &mut Pacer<'_>,
     chunk_time: std::time::Duration,
 ) -> Result<DiffReport, CheckError> {
     pacer.check()?;
+    let client = ro.client();
     let second = match second_connection {
         Some(cfg) => Some(open_second(client, cfg).await?),
         None => None,
     };
-    let (src, tgt) = sides(client, second.as_ref().unwrap_or(client), spec).await?;
+    let tro = second.as_ref().map(|c| ro.on(c));
+    let (src, tgt) = sides(ro, tro.as_ref().unwrap_or(ro), spec).await?;
     let mut report = DiffReport::default();
-    let mut walker = Walker::start(client, &src.rel, &src.key, chunk_time, MAX_CHUNK_ROWS).await?;
+    let mut walker = Walker::start(ro, &src.rel, &src.key, chunk_time, MAX_CHUNK_ROWS).await?;
     let mut done = false;
     while !done {
         // A window of chunks is sent at once (pipelined on the connection), so the server never
         // waits for a round trip between two chunk statements.
         let mut ranges = Vec::with_capacity(WINDOW);
         while ranges.len() < WINDOW {
-            match walker.next(client).await? {
+            match walker.next(ro).await? {
                 Some(r) => ranges.push(r),
                 None => {
                     done = true;
@@ -634,7 +643,7 @@ async fn diff(
         }
         let clock = Instant::now();
         let (src, tgt) = (&src, &tgt);
-        let (sa, ta) = tokio::try_join!(src.agg_many(&ranges), tgt.agg_many(&ranges))?;
+        let (sa, ta) = both(src, tgt, src.agg_many(&ranges), tgt.agg_many(&ranges)).await?;
         let aggs: Vec<(Agg, Agg)> = sa.into_iter().zip(ta).collect();
         let elapsed = clock.elapsed();
         let rows: i64 = aggs.iter().map(|(a, b)| a.rows.max(b.rows)).sum();
@@ -651,7 +660,7 @@ async fn diff(
         }
         pacer.after_chunk(client, elapsed).await?;
     }
-    let (sn, tn) = tokio::try_join!(src.null_keys(), tgt.null_keys())?;
+    let (sn, tn) = both(&src, &tgt, src.null_keys(), tgt.null_keys()).await?;
     report.null_keys = (sn, tn);
     Ok(report)
 }
@@ -674,6 +683,21 @@ async fn open_second(client: &Client, cfg: &DbConfig) -> Result<Client, CheckErr
     Ok(second)
 }
 
+/// Runs `a` on the source side and `b` on the target side, read-only: in one scope when both
+/// sides share a connection (their statements are pipelined on it), else each in its own.
+pub(crate) async fn both<A, B>(
+    src: &Side<'_>,
+    tgt: &Side<'_>,
+    a: impl Future<Output = Result<A, CheckError>>,
+    b: impl Future<Output = Result<B, CheckError>>,
+) -> Result<(A, B), CheckError> {
+    if src.ro.same_connection(&tgt.ro) {
+        src.ro.run(async { tokio::try_join!(a, b) }).await
+    } else {
+        tokio::try_join!(src.ro.run(a), tgt.ro.run(b))
+    }
+}
+
 /// Bisects a differing range down to rows and records the differences.
 async fn narrow(
     src: &Side<'_>,
@@ -693,7 +717,7 @@ async fn narrow(
         }
         let step = (rows + FANOUT - 1) / FANOUT;
         let bigger = if a.rows >= b.rows { src } else { tgt };
-        let points = bigger.split_points(&range, step).await?;
+        let points = bigger.ro.run(bigger.split_points(&range, step)).await?;
         let mut parts = Vec::with_capacity(points.len() + 1);
         let mut lo = range.lo.clone();
         for p in points {
@@ -707,7 +731,7 @@ async fn narrow(
             lo,
             hi: range.hi.clone(),
         });
-        let (sa, ta) = tokio::try_join!(src.agg_many(&parts), tgt.agg_many(&parts))?;
+        let (sa, ta) = both(src, tgt, src.agg_many(&parts), tgt.agg_many(&parts)).await?;
         let aggs: Vec<(Agg, Agg)> = sa.into_iter().zip(ta).collect();
         for (part, (pa, pb)) in parts.into_iter().zip(aggs) {
             if pa != pb {
@@ -725,7 +749,7 @@ async fn compare_rows(
     report: &mut DiffReport,
 ) -> Result<(), CheckError> {
     // Keys and row hashes first; full rows only for keys on both sides whose hashes differ.
-    let (srows, trows) = tokio::try_join!(src.light_rows(range), tgt.light_rows(range))?;
+    let (srows, trows) = both(src, tgt, src.light_rows(range), tgt.light_rows(range)).await?;
     report.rows_fetched += (srows.len() + trows.len()) as i64;
     let mut source: HashMap<String, (i64, Bound)> = HashMap::with_capacity(srows.len());
     for (key, hash, bound) in srows {
@@ -765,8 +789,13 @@ async fn compare_rows(
     if suspects.is_empty() {
         return Ok(());
     }
-    let (full_s, full_t) =
-        tokio::try_join!(src.rows_for_keys(&suspects), tgt.rows_for_keys(&suspects))?;
+    let (full_s, full_t) = both(
+        src,
+        tgt,
+        src.rows_for_keys(&suspects),
+        tgt.rows_for_keys(&suspects),
+    )
+    .await?;
     let mut keys: Vec<&String> = full_s.keys().collect();
     keys.sort();
     for key in keys {

@@ -104,7 +104,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
         per_column("n").join(", "),
         inner.join(", "),
     );
-    let rows = ctx.client.query(&sql, &[]).await?;
+    let rows = ctx.ro.query(&sql, &[]).await?;
     let stats = |r: &tokio_postgres::Row, at: usize| Stats {
         nulls: r.get(at),
         defaults: r.get(at + 1),

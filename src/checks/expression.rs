@@ -32,11 +32,11 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
         .as_deref()
         .map(|f| format!(" AND ({f})"))
         .unwrap_or_default();
-    let mut walker = Walker::start(ctx.client, &rel, &key, ctx.chunk_time, 200_000).await?;
+    let mut walker = Walker::start(&ctx.ro, &rel, &key, ctx.chunk_time, 200_000).await?;
     let (mut rows, mut mismatches) = (0i64, 0i64);
     let mut samples: Vec<Value> = Vec::new();
     let mut ranges: Vec<Value> = Vec::new();
-    while let Some(range) = walker.next(ctx.client).await? {
+    while let Some(range) = walker.next(&ctx.ro).await? {
         let clock = Instant::now();
         let sql = format!(
             "SELECT count(*)::int8, count(*) FILTER (WHERE bad)::int8, \
@@ -47,7 +47,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
             ktext = key.text(),
             pred = range.predicate(&key),
         );
-        let row = ctx.client.query_one(&sql, &[]).await?;
+        let row = ctx.ro.query_one(&sql, &[]).await?;
         let n: i64 = row.get(0);
         let bad: i64 = row.get(1);
         rows += n;

@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 
 use super::{CheckError, Ctx, GoldenSnapshot, Verdict};
 use crate::control::checks;
+use crate::db::read_only::ReadOnly;
 use crate::plan::{CheckKind, Plan};
 use crate::Outcome;
 
@@ -29,9 +30,8 @@ pub async fn snapshot_golden(
                 continue;
             }
         }
-        let (rows, checksum) = measure(client, query)
-            .await
-            .map_err(|e| CheckError::Db(format!("golden query `{}`: {e}", spec.name)))?;
+        let ro = ReadOnly::own(client, format!("check `{}` query", spec.name));
+        let (rows, checksum) = measure(&ro, query).await?;
         let taken =
             checks::store_golden(client, plan.id(), &spec.name, &sha, rows, &checksum).await?;
         tracing::info!(check = %spec.name, rows, "golden query baseline taken");
@@ -47,7 +47,11 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     ctx.pacer.check()?;
     let sha = query_sha(query);
     let baseline = stored(ctx.client, ctx.plan.id(), &ctx.spec.name, &sha).await?;
-    let (rows, checksum) = measure(ctx.client, query).await?;
+    let (rows, checksum) = measure(
+        &ctx.ro.named(format!("check `{}` query", ctx.spec.name)),
+        query,
+    )
+    .await?;
     let Some(base) = baseline else {
         return Ok(Verdict {
             outcome: Outcome::Inconclusive,
@@ -98,12 +102,12 @@ async fn stored(
 }
 
 /// Row count and order-insensitive checksum of a query's result.
-async fn measure(client: &Client, query: &str) -> Result<(i64, String), CheckError> {
+async fn measure(ro: &ReadOnly<'_>, query: &str) -> Result<(i64, String), CheckError> {
     let body = query.trim().trim_end_matches(';').trim_end();
     let sql = format!(
         "SELECT count(*)::int8, coalesce(sum(hashtextextended(golden::text, 0)), 0)::text \
          FROM ({body}) AS golden"
     );
-    let row = client.query_one(&sql, &[]).await?;
+    let row = ro.query_one(&sql, &[]).await?;
     Ok((row.get(0), row.get(1)))
 }

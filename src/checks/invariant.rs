@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::{CheckError, Ctx, Verdict};
+use crate::db::read_only::ReadOnly;
 use crate::plan::CheckKind;
 use crate::Outcome;
 
@@ -18,7 +19,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
         return Err(CheckError::Invalid("not an invariant check".into()));
     };
     ctx.pacer.check()?;
-    let value = scalar(ctx.client, sql).await?;
+    let value = scalar(&ctx.ro.named(format!("check `{}` sql", ctx.spec.name)), sql).await?;
     let Some(value) = value else {
         return Ok(Verdict {
             outcome: Outcome::Inconclusive,
@@ -68,13 +69,10 @@ pub(crate) fn judge(
 }
 
 /// Runs `sql` (one row, one column) and reads its value as a float.
-pub(crate) async fn scalar(
-    client: &tokio_postgres::Client,
-    sql: &str,
-) -> Result<Option<f64>, CheckError> {
+pub(crate) async fn scalar(ro: &ReadOnly<'_>, sql: &str) -> Result<Option<f64>, CheckError> {
     let body = sql.trim().trim_end_matches(';').trim_end();
     let wrapped = format!("SELECT (SELECT * FROM ({body}) AS invariant_query)::float8");
-    let row = client.query_one(&wrapped, &[]).await?;
+    let row = ro.query_one(&wrapped, &[]).await?;
     Ok(row.get::<_, Option<f64>>(0))
 }
 

@@ -11,6 +11,12 @@
 //! window closes or the database is busy, and stop when cancelled. Each statement runs under the
 //! check's `timeout` (or the plan's `statement_timeout`). A check that errors, is cancelled or
 //! cannot run is [`Outcome::Inconclusive`] with the reason — never Pass.
+//!
+//! A check changes nothing: every statement that carries plan SQL or reads the plan's relations
+//! runs through [`ReadOnly`] (a read-only transaction, always rolled back). A check whose SQL
+//! tries to write — say a function called from a golden query that inserts — is refused by the
+//! server, and the check is Inconclusive with that reason: the condition could not be measured,
+//! which blocks a gate like Fail.
 
 mod chunk;
 pub mod diff;
@@ -33,6 +39,7 @@ use serde_json::{json, Value};
 use tokio_postgres::Client;
 
 use crate::db::describe_error;
+use crate::db::read_only::{ReadOnly, ReadOnlyError};
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan};
 use crate::Outcome;
 
@@ -80,6 +87,12 @@ impl From<crate::control::ControlError> for CheckError {
             crate::control::ControlError::Refused(why) => CheckError::Refused(why),
             crate::control::ControlError::Db(e) => CheckError::Db(e.to_string()),
         }
+    }
+}
+
+impl From<ReadOnlyError> for CheckError {
+    fn from(e: ReadOnlyError) -> Self {
+        CheckError::Db(e.to_string())
     }
 }
 
@@ -149,6 +162,9 @@ pub(crate) struct Verdict {
 /// Everything a check kind needs while it runs.
 pub(crate) struct Ctx<'a> {
     pub client: &'a Client,
+    /// `client` for statements that carry plan SQL (or read the plan's relations): each runs
+    /// read-only and is rolled back.
+    pub ro: ReadOnly<'a>,
     pub plan: &'a Plan,
     pub spec: &'a CheckSpec,
     pub pacer: pace::Pacer<'a>,
@@ -234,6 +250,7 @@ async fn run_one(client: &Client, plan: &Plan, spec: &CheckSpec, options: &RunOp
     };
     let mut ctx = Ctx {
         client,
+        ro: ReadOnly::own(client, format!("check `{}`", spec.name)),
         plan,
         spec,
         pacer: pace::Pacer::new(plan, options),

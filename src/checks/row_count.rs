@@ -66,8 +66,8 @@ async fn by_expression(
     };
     let skey = Key::resolve(ctx.client, src, &[key.to_string()]).await?;
     let tkey = Key::resolve(ctx.client, tgt, &[key.to_string()]).await?;
-    let mut walker = Walker::start(ctx.client, src, &skey, ctx.chunk_time, 200_000).await?;
-    while let Some(range) = walker.next(ctx.client).await? {
+    let mut walker = Walker::start(&ctx.ro, src, &skey, ctx.chunk_time, 200_000).await?;
+    while let Some(range) = walker.next(&ctx.ro).await? {
         let clock = Instant::now();
         let n = count_groups(ctx, src, expr, &range, Some(&skey), &mut counts, true).await?;
         count_groups(ctx, tgt, expr, &range, Some(&tkey), &mut counts, false).await?;
@@ -95,10 +95,11 @@ async fn count_groups(
         "SELECT ({expr})::text, count(*)::int8 FROM {table} WHERE {predicate} GROUP BY 1",
         expr = column_sql(expr)
     );
-    let rows =
-        ctx.client.query(&sql, &[]).await.map_err(|e| {
-            CheckError::Db(format!("on {table}: {}", crate::db::describe_error(&e)))
-        })?;
+    let rows = ctx
+        .ro
+        .query(&sql, &[])
+        .await
+        .map_err(|e| CheckError::Db(format!("on {table}: {e}")))?;
     let mut total = 0;
     for row in rows {
         let label: Option<String> = row.get(0);
@@ -140,14 +141,14 @@ async fn by_key_range(
         estimate
     } else {
         let n: i64 = ctx
-            .client
+            .ro
             .query_one(&format!("SELECT count(*) FROM {src}"), &[])
             .await?
             .get(0);
         n as f64
     };
     let per = (estimate / f64::from(partitions.max(1))).ceil().max(1.0);
-    let mut walker = Walker::start(ctx.client, src, &skey, ctx.chunk_time, MAX_COUNT_ROWS).await?;
+    let mut walker = Walker::start(&ctx.ro, src, &skey, ctx.chunk_time, MAX_COUNT_ROWS).await?;
     if per <= f64::from(MAX_COUNT_ROWS) {
         // One statement per partition and side is short enough.
         walker.fix_rows(per);
@@ -156,7 +157,7 @@ async fn by_key_range(
     // consecutive partitions of about `per` source rows.
     let mut counts = Listed::new();
     let mut open: Option<(Range, i64, i64)> = None;
-    while let Some(range) = walker.next(ctx.client).await? {
+    while let Some(range) = walker.next(&ctx.ro).await? {
         let clock = Instant::now();
         let s = count_range(ctx, src, &skey, &range).await?;
         let t = count_range(ctx, tgt, &tkey, &range).await?;
@@ -195,7 +196,7 @@ async fn count_range(
         "SELECT count(*)::int8 FROM {table} WHERE {}",
         range.predicate(key)
     );
-    Ok(ctx.client.query_one(&sql, &[]).await?.get(0))
+    Ok(ctx.ro.query_one(&sql, &[]).await?.get(0))
 }
 
 fn verdict(source: &str, target: &str, counts: &Listed) -> Verdict {

@@ -40,7 +40,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
         columns: columns.clone(),
         target_columns: target_columns.clone(),
     };
-    let (src, tgt) = sides(ctx.client, ctx.client, &spec).await?;
+    let (src, tgt) = sides(&ctx.ro, &ctx.ro, &spec).await?;
     let n = i64::from(*sample_size).max(1);
     let sample = sample(ctx, &src, n, *seed).await?;
     if sample.is_empty() {
@@ -56,7 +56,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     for batch in sample.chunks(LOOKUP_BATCH) {
         let clock = std::time::Instant::now();
         let bounds: Vec<Bound> = batch.iter().map(|(b, _)| b.clone()).collect();
-        let found = tgt.rows_for_keys(&bounds).await?;
+        let found = tgt.ro.run(tgt.rows_for_keys(&bounds)).await?;
         for (_, (key_text, s)) in batch {
             match found.get(key_text) {
                 None => missing.push(key_text.clone()),
@@ -144,10 +144,9 @@ async fn sample(
                 seed = seed as f64
             );
             let rows = ctx
-                .client
-                .query(&sql, &[])
-                .await
-                .map_err(|e| src.error(e))?;
+                .ro
+                .run(async { ctx.client.query(&sql, &[]).await.map_err(|e| src.error(e)) })
+                .await?;
             if rows.len() as i64 >= n || pct >= 100.0 {
                 return Ok(decode(rows));
             }
@@ -156,9 +155,8 @@ async fn sample(
     }
     let sql = format!("SELECT {select} FROM {} {order} LIMIT {n}", src.rel);
     let rows = ctx
-        .client
-        .query(&sql, &[])
-        .await
-        .map_err(|e| src.error(e))?;
+        .ro
+        .run(async { ctx.client.query(&sql, &[]).await.map_err(|e| src.error(e)) })
+        .await?;
     Ok(decode(rows))
 }

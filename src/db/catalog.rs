@@ -37,6 +37,10 @@ pub async fn check_plan(
         simulate(&tx, &mark, plan, Phase::Expand, &mut out).await?;
         simulate(&tx, &mark, plan, Phase::DualWrite, &mut out).await?;
     }
+    // From here on only reads: expressions are planned (`EXPLAIN`), and planning may run an
+    // immutable function; whatever it would write is refused.
+    tx.batch_execute("SET LOCAL transaction_read_only = on")
+        .await?;
     backfill(&tx, plan, &mut out).await?;
     checks(&tx, plan, &mut out).await?;
     flag(plan, control, &mut out);

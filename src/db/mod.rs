@@ -8,6 +8,7 @@ mod connect;
 mod conninfo;
 pub mod error;
 mod pgpass;
+pub mod read_only;
 mod service;
 pub mod tally;
 pub mod throwaway;

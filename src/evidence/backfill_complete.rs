@@ -6,6 +6,7 @@ use tokio_postgres::Client;
 use super::scratch::Scope;
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
 use crate::control::backfill::{self as control, State};
+use crate::db::read_only::{ReadOnly, ReadOnlyError};
 use crate::db::{describe_error, quote_qualified};
 use crate::outcome::Outcome;
 use crate::plan::{BackfillSpec, Plan};
@@ -30,10 +31,25 @@ impl Probe for BackfillCompleteProbe {
                 Ok((state, rows_done, pending)) => judge(spec, state, rows_done, pending),
                 Err(e) => ProbeResult::inconclusive(
                     "backfill_complete",
-                    format!("could not measure the backfill: {}", describe_error(&e)),
+                    format!("could not measure the backfill: {e}"),
                 ),
             }
         })
+    }
+}
+
+/// Why the backfill could not be measured.
+#[derive(Debug, thiserror::Error)]
+enum Measure {
+    #[error("{0}")]
+    Db(String),
+    #[error("{0}")]
+    ReadOnly(#[from] ReadOnlyError),
+}
+
+impl From<tokio_postgres::Error> for Measure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Measure::Db(describe_error(&e))
     }
 }
 
@@ -41,7 +57,7 @@ async fn measure(
     client: &Client,
     plan: &Plan,
     spec: &BackfillSpec,
-) -> Result<(Option<State>, i64, i64), tokio_postgres::Error> {
+) -> Result<(Option<State>, i64, i64), Measure> {
     let scope = Scope::enter(client).await?;
     let result = async {
         client
@@ -54,7 +70,7 @@ async fn measure(
             Some(r) => (Some(r.state), r.rows_done),
             None => (None, 0),
         };
-        let pending = client
+        let pending = ReadOnly::nested(client, "backfill.pending")
             .query_one(
                 &format!(
                     "SELECT count(*) FROM {} WHERE {}",
@@ -65,12 +81,12 @@ async fn measure(
             )
             .await?
             .get::<_, i64>(0);
-        Ok((state, done, pending))
+        Ok::<_, Measure>((state, done, pending))
     }
     .await;
     let end = scope.rollback(client).await;
     let out = result?;
-    end?;
+    end.map_err(|e| Measure::Db(describe_error(&e)))?;
     Ok(out)
 }
 

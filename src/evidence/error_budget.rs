@@ -391,7 +391,10 @@ fn metric(spec: &ErrorBudgetSpec, now: &Snapshot) -> Part {
         (Some(_), Some(max)) => match now.metric {
             None => part(
                 Outcome::Inconclusive,
-                "app metric: the metric query failed or returned no value",
+                match &now.metric_error {
+                    Some(e) => format!("app metric: {e}"),
+                    None => "app metric: the metric query failed or returned no value".to_string(),
+                },
             ),
             Some(v) if v > max => part(Outcome::Fail, format!("app metric {v} > max {max}")),
             Some(v) => part(Outcome::Pass, format!("app metric {v} ≤ max {max}")),
@@ -436,6 +439,7 @@ mod tests {
             replay_lag_s: None,
             index_scans: BTreeMap::new(),
             metric: None,
+            metric_error: None,
             cutover: None,
         }
     }

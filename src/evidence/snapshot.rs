@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 
 use super::scratch;
 use crate::control::own_transactions;
+use crate::db::read_only::ReadOnly;
 use crate::db::tally::Counts;
 use crate::db::{describe_error, quote_qualified};
 use crate::plan::{Phase, Plan};
@@ -47,6 +48,9 @@ pub struct Snapshot {
     pub index_scans: BTreeMap<String, i64>,
     /// The plan's `metric_query` value, if configured and readable.
     pub metric: Option<f64>,
+    /// Why the configured `metric_query` gave no value (failed, refused for writing, NULL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_error: Option<String>,
     /// Cutover's own share of the transaction and deadlock counters at that moment (`None` in
     /// baselines stored before Cutover counted its own transactions).
     #[serde(default)]
@@ -150,9 +154,12 @@ pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_pos
     .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     .unwrap_or_default();
     let statements = statements(client, plan, &tables).await;
-    let metric = match &plan.spec.probes.error_budget.metric_query {
-        Some(sql) => metric_value(client, sql).await.ok(),
-        None => None,
+    let (metric, metric_error) = match &plan.spec.probes.error_budget.metric_query {
+        Some(sql) => match metric_value(client, sql).await {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        },
+        None => (None, None),
     };
     Ok(Snapshot {
         taken_at: db.get(0),
@@ -164,6 +171,7 @@ pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_pos
         replay_lag_s: lag,
         index_scans,
         metric,
+        metric_error,
         cutover,
     })
 }
@@ -333,9 +341,10 @@ pub fn word_regex(word: &str) -> String {
 
 /// Runs the plan's metric query (one row, one numeric column).
 pub async fn metric_value(client: &Client, sql: &str) -> Result<f64, String> {
-    let rows = scratch::optional_query(client, &format!("SELECT ({sql})::float8"), &[])
+    let rows = ReadOnly::nested(client, "probes.error_budget.metric_query")
+        .query(&format!("SELECT ({sql})::float8"), &[])
         .await
-        .map_err(|e| describe_error(&e))?;
+        .map_err(|e| e.to_string())?;
     rows.first()
         .and_then(|r| r.get::<_, Option<f64>>(0))
         .ok_or_else(|| "the metric query returned no value".to_string())

@@ -10,6 +10,7 @@ mod evidence;
 mod foundation;
 mod notify;
 mod plan;
+mod read_only_sql;
 mod readonly;
 mod tally;
 mod throwaway;
