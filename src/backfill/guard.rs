@@ -33,6 +33,9 @@ use crate::db::describe_error;
 
 /// Largest pause factor: chunks then run 1/(1+20) ≈ 5 % of the time.
 pub const MAX_PAUSE: f64 = 20.0;
+/// The pause factor a backfill starts with when the application is there (a slow start: chunks
+/// run half the time, and speed up reading by reading while the latency stays within budget).
+pub const START_PAUSE: f64 = 1.0;
 /// Window of the `pg_stat_statements` mean.
 const STATEMENTS_WINDOW: Duration = Duration::from_secs(1);
 /// Window of the activity sampling.
@@ -247,10 +250,13 @@ impl Guard {
                 self.remeasure = None;
             }
             if !readings.is_empty() {
+                if !self.started_chunks {
+                    self.pause = self.pause.max(START_PAUSE);
+                }
                 self.set_baselines(&readings);
                 self.started_chunks = true;
                 if self.remeasure.take().is_some() {
-                    self.pause = (self.pause / 2.0).min(MAX_PAUSE / 4.0);
+                    self.pause = (self.pause / 2.0).min(MAX_PAUSE / 4.0).max(START_PAUSE);
                     self.at_max_since = None;
                 }
             }
@@ -263,6 +269,7 @@ impl Guard {
             if !readings.is_empty() && waited >= STATEMENTS_WINDOW {
                 self.set_baselines(&readings);
                 self.started_chunks = true;
+                self.pause = self.pause.max(START_PAUSE);
             } else if (!traffic && self.settled()) || waited >= FIRST_BASELINE {
                 self.started_chunks = true;
             } else {
@@ -610,11 +617,14 @@ mod tests {
         let t0 = g.started;
         fed(&mut g, t0, 2.0, 400.0, 0.5);
         let at = g.cumulative.back().unwrap().0;
-        assert_eq!(
-            g.advise(at, Duration::ZERO),
-            Advice::Clear,
-            "baseline taken"
-        );
+        // Baseline taken; the application is there, so the backfill starts slowly.
+        match g.advise(at, Duration::ZERO) {
+            Advice::Yield { pause, reason } => {
+                assert!(pause > START_PAUSE / 2.0 && pause <= START_PAUSE, "{pause}");
+                assert!(reason.contains("easing off"), "{reason}");
+            }
+            other => panic!("must start slowly: {other:?}"),
+        }
         assert_eq!(g.baseline().map(|b| b.source), Some(Source::Statements));
         fed(&mut g, t0, 1.0, 400.0, 0.75);
         let at = g.cumulative.back().unwrap().0;
@@ -699,7 +709,10 @@ mod tests {
         fed(&mut g, t0, 2.0, 400.0, 0.5);
         act(&mut g, 0.0, 2.25, 3.0);
         let at = g.cumulative.back().unwrap().0;
-        assert_eq!(g.advise(at, Duration::from_secs(5)), Advice::Clear);
+        assert!(
+            matches!(g.advise(at, Duration::from_secs(5)), Advice::Yield { .. }),
+            "a slow start"
+        );
         assert_eq!(g.baselines.len(), 2, "{:?}", g.baselines);
         // Statements as fast as before, but backends twice as old (commits waiting).
         fed(&mut g, t0, 2.0, 400.0, 0.5);

@@ -147,13 +147,13 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     for (table, is_backfill) in COPIES {
         if is_backfill {
             eprintln!("(a) backfill of {table}…");
-            let plan = bench_plan(&client, &format!("bench-{table}"), table).await?;
+            let plan = bench_plan(&client, &format!("bench-{table}"), table, UNTHROTTLED).await?;
             let t = Instant::now();
             let summary = run_backfill(cfg, &plan).await?;
             chunked.0 += t.elapsed();
             chunked.1 += summary.rows_updated;
             chunked.2 += summary.chunks;
-            plans_a.push(plan.id().to_string());
+            plans_a.push(plan);
         } else {
             eprintln!("(a) single UPDATE of {table}…");
             let t = Instant::now();
@@ -171,7 +171,12 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
             single.1 += n;
         }
     }
-    let stats_a = control::backfill::chunk_summary(&client, &plans_a).await?;
+    let ids_a: Vec<String> = plans_a.iter().map(|p| p.id().to_string()).collect();
+    let stats_a = control::backfill::chunk_summary(&client, &ids_a).await?;
+    let mut throttled_a = 0.0;
+    for plan in &plans_a {
+        throttled_a += backfill::progress(&client, plan).await?.throttled_seconds;
+    }
 
     // (c) pgbench at a fixed rate: without a backfill (before and after), and during one with
     // the default throttle on the table pgbench writes to.
@@ -184,7 +189,7 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     let conc_prefix = logs.path().join("conc");
     let mut load = spawn_load(&pgbench, cfg, &conc_prefix, Duration::from_secs(900))?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let plan_c = bench_plan(&client, "bench-under-load", "pgbench_accounts").await?;
+    let plan_c = bench_plan(&client, "bench-under-load", "pgbench_accounts", "").await?;
     let from = epoch_now();
     let t = Instant::now();
     let summary_c = run_backfill(cfg, &plan_c).await;
@@ -223,7 +228,7 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
         "cutover bench backfill — {rows} rows (pgbench_accounts, scale {SCALE}); target chunk time {TARGET_MS:.0} ms"
     );
     println!(
-        "(a) throughput, each method twice on identical copies (order U B B U); default settings: workers 1, idle_workers 2 (no application traffic here)"
+        "(a) throughput, each method twice on identical copies (order U B B U); default settings (workers 1, idle_workers 2: no application traffic here) but `{UNTHROTTLED}`"
     );
     println!(
         "    single set-based UPDATE          {:>7.2} s  {:>9.0} rows/s  ({} rows)",
@@ -239,11 +244,12 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
         chunked.2
     );
     println!(
-        "    backfill time: chunks ran {:.2} s (summed over workers, {:.2} at a time on average) within {:.2} s from the first chunk's start to the last one's end; {:.2} s before and after (planning, baseline, final pending count)",
+        "    backfill time: chunks ran {:.2} s (summed over workers, {:.2} at a time on average) within {:.2} s from the first chunk's start to the last one's end; {:.2} s before and after (planning, baseline, final pending count); throttled {:.1} s",
         stats_a.work_seconds,
         stats_a.work_seconds / stats_a.span_seconds.max(1e-9),
         stats_a.span_seconds,
-        chunked.0.as_secs_f64() - stats_a.span_seconds
+        chunked.0.as_secs_f64() - stats_a.span_seconds,
+        throttled_a
     );
     println!(
         "    backfill / single UPDATE throughput = {ratio_a:.2}×   (target ≥ 1.00×: {})",
@@ -320,8 +326,18 @@ async fn connect(cfg: &DbConfig) -> anyhow::Result<Client> {
     Ok(db::connect(cfg, &session).await?)
 }
 
-/// A plan backfilling `abalance_cents` of `table`, registered with its backfill phase applied.
-async fn bench_plan(client: &Client, id: &str, table: &str) -> anyhow::Result<Plan> {
+/// The throttle of (a): no signal pauses the backfill (by default an autovacuum of the table —
+/// which the backfill's own dead rows start — would); the idle server trips none of the others.
+const UNTHROTTLED: &str = "pause_on_vacuum = false";
+
+/// A plan backfilling `abalance_cents` of `table`, registered with its backfill phase applied,
+/// with `throttle` as its `[backfill.throttle]` settings.
+async fn bench_plan(
+    client: &Client,
+    id: &str,
+    table: &str,
+    throttle: &str,
+) -> anyhow::Result<Plan> {
     let toml = format!(
         r#"
 id = "{id}"
@@ -348,6 +364,8 @@ table = "public.{table}"
 key = ["aid"]
 set = {{ abalance_cents = "abalance::bigint * 100" }}
 pending = "abalance_cents IS NULL"
+[backfill.throttle]
+{throttle}
 "#
     );
     let plan = Plan::parse(&format!("{id}.toml"), &toml)?;
