@@ -13,9 +13,12 @@
 //! Each signal is compared with its own baseline; the worse ratio counts (and is named).
 //!
 //! Baseline: measured before the first chunk, and again whenever no chunk has run for a whole
-//! window (paused, throttled, or a forced quiet window when the guard has yielded at its
-//! maximum for a while, so a baseline taken at a busy moment cannot hold the backfill back for
-//! ever).
+//! window (paused, or a forced quiet window when the guard has yielded at its maximum for a
+//! while, so a baseline taken at a busy moment cannot hold the backfill back for ever) — never
+//! while another throttle signal holds the backfill back ([`Guard::observe`]).
+//!
+//! Slow start: when the application is there, the backfill starts at pause [`START_PAUSE`]
+//! and eases off reading by reading.
 //!
 //! Control law (a duty cycle): after each chunk a worker pauses `pause × chunk time` and aims
 //! its chunks at `target / (1 + pause)` (shorter lock holds). Each tick with the latency over
@@ -235,6 +238,21 @@ impl Guard {
             quiet_for
         };
         Ok(self.advise(Instant::now(), quiet_for))
+    }
+
+    /// Reads the signals without judging them, while another signal holds the backfill back:
+    /// the windows stay current, but no baseline is taken from them (the hold — a vacuum,
+    /// replica lag — may be what slows the application) and the pause stays as it is.
+    pub async fn observe(&mut self, client: &Client) -> Result<(), String> {
+        let now = Instant::now();
+        self.sample_activity(client, now).await?;
+        if self.statements != Some(false) {
+            self.sample_statements(client, now).await;
+        }
+        if self.traffic(now) {
+            self.last_traffic = Some(now);
+        }
+        Ok(())
     }
 
     /// The advice from the samples so far.

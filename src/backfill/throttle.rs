@@ -139,16 +139,12 @@ impl Evaluator {
         for signal in signals {
             if signal == Signal::AppLatency {
                 // While another signal holds the backfill back (a vacuum, replica lag…) the
-                // application is not at its normal latency: no baseline is taken from that
-                // quiet window. (The latency guard is evaluated last.)
-                let quiet = if first_reason.is_some() {
-                    Duration::ZERO
-                } else {
-                    quiet_for
-                };
-                let reading = match client {
-                    Some(c) => self.guard.tick(c, quiet).await,
-                    None => Err("no monitoring connection".to_string()),
+                // guard only observes: the application is not at its normal latency then.
+                // (The latency guard is evaluated last.)
+                let reading = match (client, first_reason.is_some()) {
+                    (Some(c), true) => self.guard.observe(c).await.map(|()| Advice::Clear),
+                    (Some(c), false) => self.guard.tick(c, quiet_for).await,
+                    (None, _) => Err("no monitoring connection".to_string()),
                 };
                 let reason = match reading {
                     Ok(a) => {

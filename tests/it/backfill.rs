@@ -1054,3 +1054,64 @@ async fn latency_guard_reads_pg_stat_statements_and_leaves_the_backfill_out() {
     stop.store(true, Ordering::Relaxed);
     app.await.expect("app task");
 }
+
+/// While another signal holds the backfill back, the application's latency is not taken as
+/// the baseline (the hold may be what slows it, e.g. a vacuum); once the signal clears, it is.
+#[tokio::test]
+async fn no_latency_baseline_is_taken_while_another_signal_holds() {
+    use cutover::backfill::throttle::{Evaluator, Verdict};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let db = TestDb::new().await;
+    let _client = setup(&db, 100).await;
+    db.exec("CREATE TABLE public.knob (value integer); INSERT INTO public.knob VALUES (3);")
+        .await;
+    let plan = plan(
+        "",
+        "custom_query = \"SELECT value FROM public.knob\"\ncustom_limit = 1",
+    );
+    let cfg = DbConfig::from_url(&db.url).expect("url");
+    let monitor = db::connect(&cfg, &SessionSettings::new("backfill/throttle"))
+        .await
+        .expect("monitor");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut app = Vec::new();
+    for _ in 0..4 {
+        let (stop, client) = (stop.clone(), db.client().await);
+        app.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let secs = 0.02 + rand::random::<f64>() / 50.0;
+                client
+                    .execute("SELECT pg_sleep($1)", &[&secs])
+                    .await
+                    .expect("app statement");
+            }
+        }));
+    }
+    let mut evaluator = Evaluator::new(&plan);
+    let quiet = Duration::from_secs(10);
+    for _ in 0..16 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match evaluator.evaluate(Some(&monitor), quiet).await {
+            Verdict::Throttled(r) => assert!(r.contains("custom throttle query"), "{r}"),
+            other => panic!("the custom signal holds: {other:?}"),
+        }
+    }
+    assert_eq!(evaluator.guard().baseline(), None, "no baseline while held");
+    db.exec("UPDATE public.knob SET value = 0").await;
+    let mut baseline = None;
+    for _ in 0..24 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        evaluator.evaluate(Some(&monitor), quiet).await;
+        baseline = evaluator.guard().baseline();
+        if baseline.is_some() {
+            break;
+        }
+    }
+    assert!(baseline.is_some(), "a baseline once the signal cleared");
+    stop.store(true, Ordering::Relaxed);
+    for task in app {
+        task.await.expect("app task");
+    }
+}
