@@ -274,7 +274,7 @@ impl Guard {
                 self.set_baselines(&readings);
                 self.started_chunks = true;
                 if self.remeasure.take().is_some() {
-                    self.pause = (self.pause / 2.0).min(MAX_PAUSE / 4.0).max(START_PAUSE);
+                    self.pause = (self.pause / 2.0).clamp(START_PAUSE, MAX_PAUSE / 4.0);
                     self.at_max_since = None;
                 }
             }
