@@ -16,7 +16,7 @@
 //!
 //! [`ReadOnly::own`] first makes sure no transaction block is open on the connection (one open by
 //! mistake is refused, untouched: `START TRANSACTION` inside it would only warn, and the closing
-//! `ROLLBACK` would end it). A run costs four round trips besides the query (three nested).
+//! `ROLLBACK` would end it). A run costs three round trips besides the query (two nested).
 //!
 //! The plan SQL itself still goes over the extended protocol, one statement at a time; only the
 //! fixed statements around it use the simple protocol.
@@ -243,19 +243,14 @@ impl<'a> ReadOnly<'a> {
     {
         let before = self.begin().await?;
         let result = work.await;
-        let wrote = match &result {
-            Ok(_) => Some(self.xid().await),
-            Err(_) => None,
-        };
-        let after = self.end().await;
+        // After a failed query the transaction is aborted: no transaction id to read then.
+        let after = self.end(result.is_ok()).await;
         let taken = match &after {
-            Ok(after) => self.release_new(&before.locks, after).await,
+            Ok((_, after)) => self.release_new(&before.locks, after).await,
             Err(_) => Ok(Vec::new()),
         };
         let value = result?;
-        let bracket = |e| self.error(ReadOnlyErrorKind::Bracket(e));
-        let wrote = wrote.transpose().map_err(bracket)?.flatten();
-        after.map_err(bracket)?;
+        let (wrote, _) = after.map_err(|e| self.error(ReadOnlyErrorKind::Bracket(e)))?;
         let taken = taken?;
         if let Some(xid) = wrote.filter(|x| Some(x) != before.xid.as_ref()) {
             return Err(self.error(ReadOnlyErrorKind::Wrote(xid)).into());
@@ -282,17 +277,17 @@ impl<'a> ReadOnly<'a> {
              pg_current_xact_id_if_assigned()::text, ({LOCKS})"
         );
         let row = match self.client.simple_query(&sql).await {
-            Ok(messages) => last_row(messages),
+            Ok(messages) => last_row(&messages),
             Err(e) => {
                 // Never leave the connection inside what was opened before the failure.
-                let _ = self.end().await;
+                let _ = self.end(false).await;
                 return Err(self.error(ReadOnlyErrorKind::Bracket(e)));
             }
         };
         let read_only = row.as_ref().and_then(|r| r.first().cloned().flatten());
         if read_only.as_deref() != Some("on") {
             // Plan SQL never runs outside a read-only scope.
-            let _ = self.end().await;
+            let _ = self.end(false).await;
             return Err(self.error(ReadOnlyErrorKind::InTransaction));
         }
         let mut row = row.unwrap_or_default().into_iter();
@@ -312,37 +307,41 @@ impl<'a> ReadOnly<'a> {
             .simple_query("SELECT now() = statement_timestamp()")
             .await
             .map_err(|e| self.error(ReadOnlyErrorKind::Bracket(e)))?;
-        Ok(last_row(messages)
+        Ok(last_row(&messages)
             .and_then(|r| r.into_iter().next().flatten())
             .as_deref()
             == Some("t"))
     }
 
-    async fn xid(&self) -> Result<Option<String>, tokio_postgres::Error> {
-        Ok(self
-            .client
-            .query_one("SELECT pg_current_xact_id_if_assigned()::text", &[])
-            .await?
-            .get(0))
-    }
-
-    /// Rolls the scope back; returns the session's advisory locks after it.
-    async fn end(&self) -> Result<BTreeSet<String>, tokio_postgres::Error> {
+    /// Rolls the scope back, in one round trip; returns the transaction id the scope had
+    /// before the rollback (when `read_xid`) and the session's advisory locks after it.
+    async fn end(
+        &self,
+        read_xid: bool,
+    ) -> Result<(Option<String>, BTreeSet<String>), tokio_postgres::Error> {
         let close = match self.scope {
             Scope::Own => "ROLLBACK".to_string(),
             Scope::Nested => {
                 format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
             }
         };
+        let xid = if read_xid {
+            "SELECT pg_current_xact_id_if_assigned()::text; "
+        } else {
+            ""
+        };
         let messages = self
             .client
-            .simple_query(&format!("{close}; {LOCKS}"))
+            .simple_query(&format!("{xid}{close}; {LOCKS}"))
             .await?;
-        Ok(split_locks(
-            last_row(messages)
-                .and_then(|r| r.into_iter().next().flatten())
-                .as_deref(),
-        ))
+        let first =
+            |row: Option<Vec<Option<String>>>| row.and_then(|r| r.into_iter().next().flatten());
+        let wrote = if read_xid {
+            first(first_row(&messages))
+        } else {
+            None
+        };
+        Ok((wrote, split_locks(first(last_row(&messages)).as_deref())))
     }
 
     /// Releases the advisory locks held now that were not held before; returns them.
@@ -385,14 +384,24 @@ struct Before {
     locks: BTreeSet<String>,
 }
 
-/// The values of the last row among simple-query results.
-fn last_row(messages: Vec<SimpleQueryMessage>) -> Option<Vec<Option<String>>> {
-    messages.into_iter().rev().find_map(|m| match m {
+/// The values of a simple-query result row, if `m` is one.
+fn row_values(m: &SimpleQueryMessage) -> Option<Vec<Option<String>>> {
+    match m {
         SimpleQueryMessage::Row(r) => {
             Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
         }
         _ => None,
-    })
+    }
+}
+
+/// The values of the first row among simple-query results.
+fn first_row(messages: &[SimpleQueryMessage]) -> Option<Vec<Option<String>>> {
+    messages.iter().find_map(row_values)
+}
+
+/// The values of the last row among simple-query results.
+fn last_row(messages: &[SimpleQueryMessage]) -> Option<Vec<Option<String>>> {
+    messages.iter().rev().find_map(row_values)
 }
 
 fn split_locks(text: Option<&str>) -> BTreeSet<String> {
