@@ -195,11 +195,7 @@ pub fn row(vm: &ViewModel, active: bool) -> MigrationRow {
     let b = &vm.backfill;
     let backfill = match b.state {
         Some(s @ (BackfillState::Running | BackfillState::Throttled | BackfillState::Paused)) => {
-            let pct = b
-                .rows_total
-                .filter(|t| *t > 0)
-                .map(|t| (b.rows_done.clamp(0, t) * 100 / t) as u8);
-            Some((s, pct))
+            Some((s, b.percent().map(|p| p.floor() as u8)))
         }
         _ => None,
     };

@@ -209,6 +209,23 @@ pub struct BackfillView {
     pub rate_cap: i64,
 }
 
+impl BackfillView {
+    /// Percent done as `cutover backfill status` computes it (100 only once done); `None`
+    /// while the total is unknown.
+    pub fn percent(&self) -> Option<f64> {
+        if self.state == Some(BackfillState::Done) {
+            return Some(100.0);
+        }
+        let total = self.rows_total.filter(|t| *t > 0)?;
+        let state = self.state.unwrap_or(BackfillState::Idle);
+        Some(crate::backfill::progress::percent(
+            state,
+            self.rows_done,
+            (total - self.rows_done).max(0),
+        ))
+    }
+}
+
 /// One worker range.
 #[derive(Debug, Clone)]
 pub struct RangeView {

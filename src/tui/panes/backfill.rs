@@ -70,13 +70,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         Constraint::Min(0),
     ])
     .areas(inner);
-    let ratio = match b.rows_total {
-        _ if b.state == Some(State::Done) => 1.0,
-        Some(t) if t > 0 => {
-            ((b.rows_done as f64 / t as f64 * 1000.0).floor() / 1000.0).clamp(0.0, 0.999)
-        }
-        _ => 0.0,
-    };
+    let ratio = b.percent().map_or(0.0, |p| p / 100.0);
     let label = match b.rows_total {
         Some(t) => format!(
             "{} / {} rows  {:.1}%",
