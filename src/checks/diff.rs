@@ -195,10 +195,9 @@ pub async fn compare(
 
 /// One side of the comparison, as SQL.
 pub(crate) struct Side<'c> {
-    /// The connection this side's statements run on (prepared there). They carry plan SQL:
-    /// run them inside `ro` ([`ReadOnly::run`], or [`both`] for the two sides at once).
-    pub client: &'c Client,
-    /// `client`, read-only.
+    /// This side's connection, read-only (its statements are prepared on `ro.client()`). They
+    /// carry plan SQL: run them inside `ro` ([`ReadOnly::run`], or [`both`] for the two sides
+    /// at once).
     pub ro: ReadOnly<'c>,
     pub rel: String,
     pub key: Key,
@@ -281,7 +280,6 @@ pub(crate) async fn sides<'c>(
         |ro: &ReadOnly<'c>, rel: String, key: Key, key_h: Vec<String>, cols_h: Vec<String>| {
             let all: Vec<String> = key_h.iter().chain(&cols_h).cloned().collect();
             Side {
-                client: ro.client(),
                 ro: ro.clone(),
                 rel,
                 key,
@@ -316,6 +314,11 @@ fn hashable(expr: &str, ty: &str) -> String {
 }
 
 impl Side<'_> {
+    /// The connection this side's statements run on.
+    fn client(&self) -> &Client {
+        self.ro.client()
+    }
+
     async fn prepare(&mut self) -> Result<(), CheckError> {
         for shape in Shape::ALL {
             let sql = format!(
@@ -324,7 +327,11 @@ impl Side<'_> {
                 self.rel,
                 shape.predicate(&self.key)
             );
-            let stmt = self.client.prepare(&sql).await.map_err(|e| self.error(e))?;
+            let stmt = self
+                .client()
+                .prepare(&sql)
+                .await
+                .map_err(|e| self.error(e))?;
             self.agg_stmts.insert(shape, stmt);
         }
         let w = self.key.exprs.len();
@@ -360,7 +367,12 @@ impl Side<'_> {
             lo = bound("lo"),
             hi = bound("hi"),
         );
-        self.batch_stmt = Some(self.client.prepare(&sql).await.map_err(|e| self.error(e))?);
+        self.batch_stmt = Some(
+            self.client()
+                .prepare(&sql)
+                .await
+                .map_err(|e| self.error(e))?,
+        );
         Ok(())
     }
 
@@ -387,7 +399,7 @@ impl Side<'_> {
             let params: Vec<&(dyn ToSql + Sync)> =
                 arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
             let rows = self
-                .client
+                .client()
                 .query(stmt, &params)
                 .await
                 .map_err(|e| self.error(e))?;
@@ -422,7 +434,7 @@ impl Side<'_> {
         let params: Vec<&(dyn ToSql + Sync)> =
             values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
         let row = self
-            .client
+            .client()
             .query_one(stmt, &params)
             .await
             .map_err(|e| self.error(e))?;
@@ -457,7 +469,7 @@ impl Side<'_> {
             limit = FANOUT - 1,
         );
         let rows = self
-            .client
+            .client()
             .query(&sql, &[])
             .await
             .map_err(|e| self.error(e))?;
@@ -502,7 +514,7 @@ impl Side<'_> {
             range.predicate(&self.key)
         );
         let rows = self
-            .client
+            .client()
             .query(&sql, &[])
             .await
             .map_err(|e| self.error(e))?;
@@ -537,7 +549,7 @@ impl Side<'_> {
                 self.key.exprs[0],
                 self.key.types[0]
             );
-            self.client.query(&sql, &[&values]).await
+            self.client().query(&sql, &[&values]).await
         } else {
             let list: Vec<String> = keys.iter().map(|b| self.key.literal(b)).collect();
             let sql = format!(
@@ -547,7 +559,7 @@ impl Side<'_> {
                 self.key.tuple(),
                 list.join(", ")
             );
-            self.client.query(&sql, &[]).await
+            self.client().query(&sql, &[]).await
         }
         .map_err(|e| self.error(e))?;
         Ok(rows.iter().map(|r| self.row_data(r)).collect())
@@ -591,7 +603,7 @@ impl Side<'_> {
             cond.join(" OR ")
         );
         Ok(self
-            .client
+            .client()
             .query_one(&sql, &[])
             .await
             .map_err(|e| self.error(e))?
