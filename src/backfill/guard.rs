@@ -222,15 +222,12 @@ impl Guard {
     /// sample could not be read (the caller counts it toward `fail_closed_after`).
     pub async fn tick(&mut self, client: &Client, quiet_for: Duration) -> Result<Advice, String> {
         let now = Instant::now();
-        let busy_elsewhere = self.sample_activity(client, now).await?;
-        if self.statements != Some(false) {
-            self.sample_statements(client, now).await;
-            if !self.started_chunks && !self.settled() {
-                // Before the first chunk: a second sample shortly after the first tells an idle
-                // application at once (nothing to protect, so no reason to wait a whole tick).
-                tokio::time::sleep(SETTLE_GAP).await;
-                self.sample_statements(client, Instant::now()).await;
-            }
+        let busy_elsewhere = self.sample(client, now).await?;
+        if self.statements != Some(false) && !self.started_chunks && !self.settled() {
+            // Before the first chunk: a second sample shortly after the first tells an idle
+            // application at once (nothing to protect, so no reason to wait a whole tick).
+            tokio::time::sleep(SETTLE_GAP).await;
+            self.sample_statements(client, Instant::now()).await;
         }
         let quiet_for = if busy_elsewhere {
             Duration::ZERO
@@ -245,14 +242,21 @@ impl Guard {
     /// replica lag — may be what slows the application) and the pause stays as it is.
     pub async fn observe(&mut self, client: &Client) -> Result<(), String> {
         let now = Instant::now();
-        self.sample_activity(client, now).await?;
-        if self.statements != Some(false) {
-            self.sample_statements(client, now).await;
-        }
+        self.sample(client, now).await?;
         if self.traffic(now) {
             self.last_traffic = Some(now);
         }
         Ok(())
+    }
+
+    /// Takes one sample of each signal; returns whether a Cutover chunk is running (see
+    /// [`Guard::sample_activity`]).
+    async fn sample(&mut self, client: &Client, now: Instant) -> Result<bool, String> {
+        let busy_elsewhere = self.sample_activity(client, now).await?;
+        if self.statements != Some(false) {
+            self.sample_statements(client, now).await;
+        }
+        Ok(busy_elsewhere)
     }
 
     /// The advice from the samples so far.
