@@ -171,8 +171,7 @@ impl Context {
     ) -> anyhow::Result<Option<std::net::SocketAddr>> {
         match self.metrics_addr {
             Some(addr) => {
-                crate::evidence::metrics::spawn_all(addr, self.db_config()?, plans.to_vec())
-                    .map(Some)
+                crate::evidence::metrics::spawn(addr, self.db_config()?, plans.to_vec()).map(Some)
             }
             None => Ok(None),
         }

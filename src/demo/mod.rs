@@ -144,7 +144,7 @@ async fn run_on(db: &DbConfig, plan: &Plan, opts: &DemoOptions) -> anyhow::Resul
     let addr = opts
         .metrics_addr
         .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    let metrics = crate::evidence::metrics::spawn(addr, db.clone(), plan.clone())?;
+    let metrics = crate::evidence::metrics::spawn(addr, db.clone(), vec![plan.clone()])?;
     eprintln!("cutover demo: metrics on http://{metrics}/metrics");
     let result = crate::tui::run(crate::tui::Options {
         plans: vec![plan.clone()],

@@ -41,16 +41,11 @@ pub fn plan_path(plan_id: &str) -> String {
     format!("/metrics/{plan_id}")
 }
 
-/// Starts serving metrics for `plan` on `addr` in the background; returns the bound address.
-pub fn spawn(addr: SocketAddr, db: DbConfig, plan: Plan) -> anyhow::Result<SocketAddr> {
-    spawn_all(addr, db, vec![plan])
-}
-
-/// Starts serving metrics for each of `plans` on `addr` in the background (see [`serve_all`]);
+/// Starts serving metrics for each of `plans` on `addr` in the background (see [`serve`]);
 /// returns the bound address.
-pub fn spawn_all(addr: SocketAddr, db: DbConfig, plans: Vec<Plan>) -> anyhow::Result<SocketAddr> {
+pub fn spawn(addr: SocketAddr, db: DbConfig, plans: Vec<Plan>) -> anyhow::Result<SocketAddr> {
     let several = plans.len() > 1;
-    let bound = serve_all(addr, db, plans)?;
+    let bound = serve(addr, db, plans)?;
     if several {
         tracing::info!("metrics endpoint on http://{bound}/metrics/PLAN_ID (one path per plan)");
     } else {
@@ -59,16 +54,11 @@ pub fn spawn_all(addr: SocketAddr, db: DbConfig, plans: Vec<Plan>) -> anyhow::Re
     Ok(bound)
 }
 
-/// Binds `addr` (port 0 picks a free port), serves `/metrics` on a background thread with its
-/// own runtime and connection, and returns the bound address.
-pub fn serve(addr: SocketAddr, db: DbConfig, plan: Plan) -> anyhow::Result<SocketAddr> {
-    serve_all(addr, db, vec![plan])
-}
-
-/// Like [`serve`] for several plans: `/metrics/PLAN_ID` serves each plan's series ([`plan_path`])
-/// and `/metrics` the first plan's. Each plan is its own scrape target, since one exposition
-/// cannot hold two plans' families under a constant `plan` label.
-pub fn serve_all(addr: SocketAddr, db: DbConfig, plans: Vec<Plan>) -> anyhow::Result<SocketAddr> {
+/// Binds `addr` (port 0 picks a free port), serves on a background thread with its own
+/// runtime and connection, and returns the bound address: `/metrics/PLAN_ID` serves each of
+/// `plans`' series ([`plan_path`]) and `/metrics` the first plan's. Each plan is its own scrape
+/// target, since one exposition cannot hold two plans' families under a constant `plan` label.
+pub fn serve(addr: SocketAddr, db: DbConfig, plans: Vec<Plan>) -> anyhow::Result<SocketAddr> {
     if plans.is_empty() {
         anyhow::bail!("a metrics endpoint needs a plan to serve");
     }

@@ -547,7 +547,8 @@ async fn metrics_scrape_serves_backfill_series_and_flips_observability() {
         .await
         .unwrap();
     let cfg = DbConfig::from_url(&_db.url).unwrap();
-    let addr = evidence::metrics::serve("127.0.0.1:0".parse().unwrap(), cfg, plan.clone()).unwrap();
+    let addr =
+        evidence::metrics::serve("127.0.0.1:0".parse().unwrap(), cfg, vec![plan.clone()]).unwrap();
     let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
         .await
         .unwrap();
@@ -593,7 +594,7 @@ async fn one_metrics_endpoint_serves_each_of_several_plans_on_its_own_path() {
     )
     .unwrap();
     let cfg = DbConfig::from_url(&db.url).unwrap();
-    let addr = evidence::metrics::serve_all(
+    let addr = evidence::metrics::serve(
         "127.0.0.1:0".parse().unwrap(),
         cfg,
         vec![first.clone(), twin.clone()],
