@@ -258,9 +258,9 @@ fn find_key_in(source: &str, span: std::ops::Range<usize>, key: &str) -> Option<
 
 pub(crate) fn hint_for(message: &str) -> Option<String> {
     let hint = if message.contains("unknown field") {
-        "remove the key or fix its spelling; the README's plan reference lists every key"
+        "remove the key or fix its spelling; plans/README.md lists every key"
     } else if message.contains("missing field") {
-        "add the required key (see the README's plan reference)"
+        "add the required key (plans/README.md lists every key)"
     } else if message.contains("invalid type") {
         "check the value's type: strings need quotes, lists use [ ]"
     } else if message.contains("invalid duration") {

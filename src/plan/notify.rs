@@ -56,7 +56,7 @@ pub enum Event {
 }
 
 impl Event {
-    /// Every event, in the order the README lists them.
+    /// Every event, in the order plans/README.md lists them.
     pub const ALL: [Event; 13] = [
         Event::PhaseApplied,
         Event::PhaseRolledBack,
