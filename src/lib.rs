@@ -28,8 +28,10 @@ pub mod exit;
 pub mod notify;
 pub mod outcome;
 pub mod plan;
+pub mod read_only;
 pub mod rules;
 pub mod sql;
+pub mod throwaway;
 pub mod tui;
 pub mod worker;
 
