@@ -2,7 +2,9 @@
 //!
 //! The architecture, one module per concept:
 //! - [`plan`] — the TOML plan: model, validation with `file:line:col` diagnostics;
-//! - [`db`] — connections, the `cutover` control schema, live-catalog checks, throwaway clusters;
+//! - [`db`] — connections: connection strings, service files, `.pgpass`, TLS, session settings;
+//! - [`read_only`] — the read-only scope plan SQL that must not write runs in;
+//! - [`throwaway`] — private PostgreSQL clusters for the demo, benchmarks and tests;
 //! - [`sql`] — splitting plan SQL into statements;
 //! - [`audit`] — the hash-chained, append-only audit log;
 //! - [`engine`] — the phase state machine, gates, sign-offs, lock-safe DDL, rollback, rehearsal;
@@ -28,8 +30,10 @@ pub mod exit;
 pub mod notify;
 pub mod outcome;
 pub mod plan;
+pub mod read_only;
 pub mod rules;
 pub mod sql;
+pub mod throwaway;
 pub mod tui;
 pub mod worker;
 

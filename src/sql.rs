@@ -11,6 +11,9 @@
 
 use squawk_syntax::{SourceFile, SyntaxKind, SyntaxNode};
 
+mod quote;
+pub use quote::{quote_ident, quote_literal, quote_qualified};
+
 /// Deeper bracket nesting than this is refused before parsing (it bounds the parser's stack).
 pub const MAX_NESTING: usize = 128;
 

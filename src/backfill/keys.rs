@@ -7,8 +7,8 @@
 use tokio_postgres::GenericClient;
 
 use super::BackfillError;
-use crate::db::{quote_ident, quote_literal, quote_qualified};
 use crate::plan::BackfillSpec;
+use crate::sql::{quote_ident, quote_literal, quote_qualified};
 
 pub use crate::control::backfill::Key;
 

@@ -16,8 +16,8 @@ use tokio_postgres::Client;
 
 use super::guard::{Advice, Guard};
 use crate::db::describe_error;
-use crate::db::read_only::ReadOnly;
 use crate::plan::{Plan, ThrottleSpec};
+use crate::read_only::ReadOnly;
 
 /// What the throttle says about the next chunk.
 #[derive(Debug, Clone, PartialEq)]

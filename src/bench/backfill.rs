@@ -20,10 +20,10 @@ use tokio_postgres::Client;
 
 use crate::backfill::{self, RunOptions};
 use crate::control;
-use crate::db::throwaway::{self, ThrowawayCluster};
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::exit;
 use crate::plan::{Phase, Plan};
+use crate::throwaway::{self, ThrowawayCluster};
 
 /// pgbench scale: 100 000 accounts per unit.
 const SCALE: u32 = 10;
@@ -50,14 +50,17 @@ pub async fn run(server: Option<DbConfig>) -> anyhow::Result<ExitCode> {
     let name = format!("cutover_bench_{:08x}", rand::random::<u32>());
     let admin = db::connect(&server, &SessionSettings::new("bench")).await?;
     admin
-        .batch_execute(&format!("CREATE DATABASE {}", db::quote_ident(&name)))
+        .batch_execute(&format!(
+            "CREATE DATABASE {}",
+            crate::sql::quote_ident(&name)
+        ))
         .await?;
     let cfg = server.with_dbname(&name);
     let result = bench(&cfg).await;
     let _ = admin
         .batch_execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            db::quote_ident(&name)
+            crate::sql::quote_ident(&name)
         ))
         .await;
     drop(admin);

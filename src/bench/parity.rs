@@ -13,8 +13,9 @@ use tokio_postgres::Client;
 
 use crate::checks::diff::{self, DiffReport, DiffSpec};
 use crate::checks::RunOptions;
-use crate::db::{self, quote_ident, DbConfig, SessionSettings};
+use crate::db::{self, DbConfig, SessionSettings};
 use crate::exit;
+use crate::sql::quote_ident;
 
 /// Rows per table in the benchmark.
 pub const ROWS: i64 = 1_000_000;
@@ -203,7 +204,7 @@ pub async fn run(server: Option<DbConfig>) -> anyhow::Result<ExitCode> {
         Some(cfg) => (None, cfg),
         None => {
             println!("no DATABASE_URL: starting a throwaway PostgreSQL cluster");
-            let cluster = db::throwaway::ThrowawayCluster::start().await?;
+            let cluster = crate::throwaway::ThrowawayCluster::start().await?;
             let cfg = DbConfig::from_url(&cluster.url())?;
             (Some(cluster), cfg)
         }

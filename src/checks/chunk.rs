@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::db::read_only::ReadOnly;
+use crate::read_only::ReadOnly;
 
 use super::keys::{Bound, Key};
 use super::CheckError;
@@ -167,7 +167,7 @@ impl Walker {
                         "SELECT min({k})::int8, max({k})::int8, \
                          (SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = {lit}::regclass) \
                          FROM {table}",
-                        lit = crate::db::quote_literal(table)
+                        lit = crate::sql::quote_literal(table)
                     ),
                     &[],
                 )

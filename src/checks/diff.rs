@@ -26,9 +26,9 @@ use super::chunk::{Range, Shape, Walker};
 use super::keys::{column_sql, relation_sql, types_of, Bound, Key};
 use super::pace::Pacer;
 use super::{CheckError, Ctx, RunOptions, Verdict, MAX_LISTED};
-use crate::db::read_only::ReadOnly;
 use crate::db::{DbConfig, SessionSettings};
 use crate::plan::CheckKind;
+use crate::read_only::ReadOnly;
 use crate::Outcome;
 
 /// A differing range is split into at most this many sub-ranges.
@@ -689,7 +689,7 @@ async fn open_second(client: &Client, cfg: &DbConfig) -> Result<Client, CheckErr
     second
         .batch_execute(&format!(
             "SET statement_timeout = {}",
-            crate::db::quote_literal(&timeout)
+            crate::sql::quote_literal(&timeout)
         ))
         .await?;
     Ok(second)

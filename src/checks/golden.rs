@@ -7,8 +7,8 @@ use tokio_postgres::Client;
 
 use super::{CheckError, Ctx, GoldenSnapshot, Verdict};
 use crate::control::checks;
-use crate::db::read_only::ReadOnly;
 use crate::plan::{CheckKind, Plan};
+use crate::read_only::ReadOnly;
 use crate::Outcome;
 
 /// Takes the baseline of every golden query of `plan` that has none yet for its current text

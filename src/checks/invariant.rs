@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use super::{CheckError, Ctx, Verdict};
-use crate::db::read_only::ReadOnly;
 use crate::plan::CheckKind;
+use crate::read_only::ReadOnly;
 use crate::Outcome;
 
 pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {

@@ -4,7 +4,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use super::CheckError;
-use crate::db::{quote_literal, quote_qualified};
+use crate::sql::{quote_literal, quote_qualified};
 
 /// One side's key: SQL expressions (column names or expressions) and their types.
 #[derive(Debug, Clone)]
@@ -101,7 +101,7 @@ pub(crate) fn column_sql(col: &str) -> String {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
         && !col.starts_with(|c: char| c.is_ascii_digit());
     if plain {
-        crate::db::quote_ident(col)
+        crate::sql::quote_ident(col)
     } else {
         col.to_string()
     }
@@ -144,8 +144,8 @@ pub(crate) fn type_sql(ty: &Type) -> String {
     } else {
         format!(
             "{}.{}",
-            crate::db::quote_ident(ty.schema()),
-            crate::db::quote_ident(ty.name())
+            crate::sql::quote_ident(ty.schema()),
+            crate::sql::quote_ident(ty.name())
         )
     }
 }

@@ -1,5 +1,6 @@
 //! Verification: parity by partition, expression parity, sampled checksums, the exact diff,
-//! NULL/distribution drift, golden queries and invariants.
+//! NULL/distribution drift, golden queries and invariants; and, before anything runs, the plan
+//! against the live catalog ([`catalog`], `cutover validate`).
 //!
 //! Every check kind of [`crate::plan::CheckKind`] is run by [`run`], which stores one row per
 //! check in `cutover.check_results` (the history kept for the contract-phase archive) and returns
@@ -18,6 +19,7 @@
 //! server, and the check is Inconclusive with that reason: the condition could not be measured,
 //! which blocks a gate like Fail.
 
+pub mod catalog;
 mod chunk;
 pub mod diff;
 mod drift;
@@ -39,8 +41,8 @@ use serde_json::{json, Value};
 use tokio_postgres::Client;
 
 use crate::db::describe_error;
-use crate::db::read_only::{ReadOnly, ReadOnlyError};
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan};
+use crate::read_only::{ReadOnly, ReadOnlyError};
 use crate::Outcome;
 
 pub use crate::control::checks::{CheckRecord, GoldenSnapshot};
@@ -269,7 +271,7 @@ async fn run_one(client: &Client, plan: &Plan, spec: &CheckSpec, options: &RunOp
     let reset = client
         .batch_execute(&format!(
             "SET statement_timeout = {}",
-            crate::db::quote_literal(&previous)
+            crate::sql::quote_literal(&previous)
         ))
         .await;
     match (result, reset) {

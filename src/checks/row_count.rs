@@ -131,7 +131,7 @@ async fn by_key_range(
         .query_one(
             &format!(
                 "SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = {}::regclass",
-                crate::db::quote_literal(src)
+                crate::sql::quote_literal(src)
             ),
             &[],
         )

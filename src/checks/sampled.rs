@@ -111,7 +111,7 @@ async fn sample(
         .query_one(
             &format!(
                 "SELECT relkind::text, greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = {}::regclass",
-                crate::db::quote_literal(&src.rel)
+                crate::sql::quote_literal(&src.rel)
             ),
             &[],
         )

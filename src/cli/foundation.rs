@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::{exit, Context};
-use crate::db::{self, catalog, SessionSettings};
+use crate::checks::catalog;
+use crate::db::{self, SessionSettings};
 use crate::plan::{diagnostic, Plan, PlanError};
 
 /// Foundation commands.

@@ -9,7 +9,6 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::ControlError;
 use crate::control::audit::{self, Actor, NewEntry};
-use crate::db::catalog::ControlState;
 use crate::db::DbError;
 use crate::plan::{Phase, Plan};
 
@@ -430,6 +429,16 @@ pub async fn history(
             })
         })
         .collect())
+}
+
+/// What the control schema says about a plan, for checking it against the live catalog
+/// (`cutover validate`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ControlState {
+    /// The expand phase is applied (its SQL is not simulated again).
+    pub expand_applied: bool,
+    /// The plan is registered but its read-switch flag does not exist.
+    pub read_switch_flag_missing: bool,
 }
 
 /// What validating a plan against the live catalog needs from the control schema, which may

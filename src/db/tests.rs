@@ -2,7 +2,11 @@
 //! error or `Debug` output shows a password.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
 
+use super::conninfo;
+use super::settings::HostKind;
 use super::*;
 
 fn env(vars: &[(&str, &str)]) -> Env {

@@ -7,9 +7,9 @@ pub mod workload;
 
 use std::path::Path;
 
-use crate::db::throwaway::ThrowawayCluster;
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::Plan;
+use crate::throwaway::ThrowawayCluster;
 use crate::worker::AppVersion;
 
 /// The demo schema (tables and the `cutover_demo_seed` function).
@@ -68,7 +68,10 @@ pub async fn run(server: Option<DbConfig>, opts: DemoOptions) -> anyhow::Result<
             );
             let client = db::connect(&admin, &SessionSettings::new("demo-setup")).await?;
             client
-                .batch_execute(&format!("CREATE DATABASE {}", db::quote_ident(&name)))
+                .batch_execute(&format!(
+                    "CREATE DATABASE {}",
+                    crate::sql::quote_ident(&name)
+                ))
                 .await
                 .map_err(|e| {
                     anyhow::anyhow!("creating database {name}: {}", db::describe_error(&e))
@@ -176,7 +179,7 @@ async fn cleanup(server: Server) {
                 Ok(client) => {
                     let sql = format!(
                         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        db::quote_ident(&name)
+                        crate::sql::quote_ident(&name)
                     );
                     if let Err(e) = client.batch_execute(&sql).await {
                         eprintln!(

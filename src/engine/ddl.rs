@@ -383,7 +383,7 @@ impl<'o> Runner<'o> {
         client
             .batch_execute(&format!(
                 "RESET lock_timeout; SET statement_timeout = {}",
-                db::quote_literal(&previous)
+                crate::sql::quote_literal(&previous)
             ))
             .await?;
         result

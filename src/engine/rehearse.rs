@@ -277,7 +277,7 @@ async fn step(
     held_before: &BTreeSet<LockTaken>,
     savepoint: &str,
 ) -> Result<Step, EngineError> {
-    let sp = db::quote_ident(&format!("cutover_rehearse_{savepoint}"));
+    let sp = crate::sql::quote_ident(&format!("cutover_rehearse_{savepoint}"));
     tx.batch_execute(&format!("SAVEPOINT {sp}")).await?;
     let started = Instant::now();
     let mut error = None;

@@ -6,10 +6,11 @@ use tokio_postgres::Client;
 use super::scratch::Scope;
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
 use crate::control::backfill::{self as control, State};
-use crate::db::read_only::{ReadOnly, ReadOnlyError};
-use crate::db::{describe_error, quote_qualified};
+use crate::db::describe_error;
 use crate::outcome::Outcome;
 use crate::plan::{BackfillSpec, Plan};
+use crate::read_only::{ReadOnly, ReadOnlyError};
+use crate::sql::quote_qualified;
 
 /// The backfill-complete probe.
 pub struct BackfillCompleteProbe;

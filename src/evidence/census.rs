@@ -19,9 +19,10 @@ use super::scratch::{self, Scope};
 use super::snapshot::{self, Snapshot};
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
 use crate::control::census::Sample;
-use crate::db::{describe_error, quote_qualified, DbError};
+use crate::db::{describe_error, DbError};
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan};
+use crate::sql::quote_qualified;
 use crate::sql::split_statements;
 
 /// What the census found for one legacy column.

@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use super::scratch::Scope;
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
-use crate::db::{describe_error, quote_literal};
+use crate::db::describe_error;
 use crate::outcome::Outcome;
 use crate::plan::CompatQuery;
+use crate::sql::quote_literal;
 
 const STATEMENT: &str = "cutover_compat_probe";
 

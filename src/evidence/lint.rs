@@ -17,10 +17,10 @@ use toml::de::DeTable;
 use super::scratch::{self, Scope};
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
 use crate::control::audit::{self, Actor, NewEntry};
-use crate::db::quote_qualified;
 use crate::outcome::Outcome;
 use crate::plan::diagnostic::{line_col, offset_of, Seg};
 use crate::plan::{Phase, Plan};
+use crate::sql::quote_qualified;
 use crate::sql::split_statements;
 
 /// The phases whose SQL is linted.

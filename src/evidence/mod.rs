@@ -135,7 +135,7 @@ async fn missing_privilege(ctx: &ProbeContext<'_>, kind: ProbeKind) -> Option<St
             (
                 format!(
                     "SELECT has_table_privilege(current_user, {}, 'SELECT')",
-                    crate::db::quote_literal(&table)
+                    crate::sql::quote_literal(&table)
                 ),
                 format!("GRANT SELECT ON {table} TO {{login}};  -- count the rows still pending"),
             )
@@ -149,7 +149,7 @@ async fn missing_privilege(ctx: &ProbeContext<'_>, kind: ProbeKind) -> Option<St
         .ok()?;
     let allowed: bool = row.get(0);
     let login: String = row.get(1);
-    (!allowed).then(|| grant.replace("{login}", &crate::db::quote_ident(&login)))
+    (!allowed).then(|| grant.replace("{login}", &crate::sql::quote_ident(&login)))
 }
 
 async fn record(

@@ -10,8 +10,9 @@ use tokio_postgres::Client;
 
 use super::scratch::Scope;
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
-use crate::db::{describe_error, quote_literal, quote_qualified};
+use crate::db::describe_error;
 use crate::outcome::Outcome;
+use crate::sql::{quote_literal, quote_qualified};
 
 const COLUMN_PRIVILEGES: [&str; 4] = ["SELECT", "INSERT", "UPDATE", "REFERENCES"];
 const TABLE_PRIVILEGES: [&str; 7] = [

@@ -11,10 +11,11 @@ use tokio_postgres::Client;
 
 use super::scratch;
 use crate::control::own_transactions;
-use crate::db::read_only::ReadOnly;
+use crate::db::describe_error;
 use crate::db::tally::Counts;
-use crate::db::{describe_error, quote_qualified};
 use crate::plan::{Phase, Plan};
+use crate::read_only::ReadOnly;
+use crate::sql::quote_qualified;
 
 /// Cumulative statistics of one normalized statement (`pg_stat_statements`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

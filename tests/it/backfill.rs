@@ -958,7 +958,7 @@ async fn latency_guard_reads_pg_stat_statements_and_leaves_the_backfill_out() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
 
-    let cluster = cutover::db::throwaway::ThrowawayCluster::start()
+    let cluster = cutover::throwaway::ThrowawayCluster::start()
         .await
         .expect("a throwaway cluster (with pg_stat_statements)");
     let url = cluster.url();

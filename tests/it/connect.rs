@@ -13,8 +13,8 @@ use std::process::Output;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cutover::db::throwaway::{ClusterOptions, SslFiles, ThrowawayCluster};
 use cutover::db::{self, DbConfig, DbError, SessionSettings, SslMode, Stage, Verification};
+use cutover::throwaway::{ClusterOptions, SslFiles, ThrowawayCluster};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::sync::OnceCell;
 

@@ -787,7 +787,7 @@ async fn error_budget_under_load_leaves_cutover_out_and_catches_app_rollbacks() 
 /// drained and no longer blocks; a new call blocks again.
 #[tokio::test]
 async fn census_lets_a_silent_reader_drain_after_the_observation_window() {
-    let cluster = cutover::db::throwaway::ThrowawayCluster::start()
+    let cluster = cutover::throwaway::ThrowawayCluster::start()
         .await
         .expect("a throwaway cluster (with pg_stat_statements)");
     let url = cluster.url();

@@ -561,7 +561,7 @@ async fn runtime_guards_hold_when_validation_is_bypassed() {
     }
     plan.spec.phases.dual_write.apply =
         "ALTER TABLE public.nowhere ADD COLUMN x int; SELECT 1; COMMIT".into();
-    let problems = db::catalog::check_plan(&mut c, &plan, Default::default())
+    let problems = cutover::checks::catalog::check_plan(&mut c, &plan, Default::default())
         .await
         .expect("catalog check runs");
     assert!(

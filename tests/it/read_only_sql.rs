@@ -8,10 +8,10 @@ use std::time::Duration;
 use cutover::backfill::throttle::{Evaluator, Verdict};
 use cutover::checks::{self, Cancel, CheckRecord};
 use cutover::control::schema;
-use cutover::db::read_only::{ReadOnly, ReadOnlyErrorKind};
 use cutover::db::{self, DbConfig, SessionSettings};
 use cutover::evidence::{self, ProbeContext};
 use cutover::plan::{Phase, Plan, ProbeKind};
+use cutover::read_only::{ReadOnly, ReadOnlyErrorKind};
 use cutover::Outcome;
 use tokio_postgres::Client;
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cutover::db::throwaway::ThrowawayCluster;
+use cutover::throwaway::ThrowawayCluster;
 
 use crate::common::{connect, server_url, TestDb};
 

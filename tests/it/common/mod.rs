@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cutover::db::throwaway::ThrowawayCluster;
+use cutover::throwaway::ThrowawayCluster;
 use tokio::sync::OnceCell;
 
 /// The shared cluster's URL, or why it could not be started (cached, so

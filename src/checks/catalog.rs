@@ -4,22 +4,12 @@
 
 use tokio_postgres::{Client, Transaction};
 
+use crate::control::phases::ControlState;
+use crate::db::txmark::TxMark;
+use crate::db::{describe_error, DbError};
 use crate::plan::diagnostic::{Problem, Seg};
 use crate::plan::{CheckKind, Phase, Plan};
-use crate::sql::split_statements;
-
-use super::txmark::TxMark;
-use super::{describe_error, quote_ident, quote_qualified, DbError};
-
-/// What the control schema says about a plan, read by the caller (the control layer sits above
-/// this module): see `control::phases::catalog_state`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ControlState {
-    /// The expand phase is applied (its SQL is not simulated again).
-    pub expand_applied: bool,
-    /// The plan is registered but its read-switch flag does not exist.
-    pub read_switch_flag_missing: bool,
-}
+use crate::sql::{quote_ident, quote_qualified, split_statements};
 
 /// Checks `plan` against the live catalog; returns the problems found (empty when all is well).
 /// Nothing is changed: the work happens in a transaction that is rolled back.

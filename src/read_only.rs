@@ -28,7 +28,7 @@ use std::future::Future;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, SimpleQueryMessage, ToStatement};
 
-use super::describe_error;
+use crate::db::describe_error;
 
 /// The session's advisory locks, one `classid:objid:objsubid:mode` text each.
 const LOCKS: &str =

@@ -44,14 +44,21 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::unistd::{Gid, Uid, User};
+use nix::unistd::{Gid, Uid};
 
-/// Environment variable that, when set, names the directory holding
-/// `initdb`, `pg_ctl` and `postgres`; it is searched before anything else.
-pub const BINDIR_ENV: &str = "CUTOVER_PG_BINDIR";
+use crate::db::{self, DbConfig, Env};
+
+mod error;
+mod host;
+mod watchdog;
+
+pub use error::ThrowawayError;
+pub use host::{find_bindir, BINDIR_ENV};
+use host::{free_port, run, run_as_user, scrub_env, temp_base, RunAs};
+use watchdog::{Shutdown, Watchdog};
 
 /// How long to wait for the server to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,28 +68,6 @@ const PORT_ATTEMPTS: usize = 5;
 const LOG_TAIL_BYTES: u64 = 4096;
 /// `sun_path` is 108 bytes on Linux, including the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
-/// The server binaries a usable bindir must contain.
-const SERVER_BINARIES: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
-/// Environment variables that could redirect PostgreSQL tools elsewhere.
-const PG_ENV_VARS: [&str; 9] = [
-    "PGDATA",
-    "PGPORT",
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGOPTIONS",
-    "PGUSER",
-    "PGDATABASE",
-    "PGSERVICE",
-    "PGSERVICEFILE",
-];
-
-/// The watchdog script; `$1` = pg_ctl, `$2` = data dir, `$3` = temp dir.
-const WATCHDOG_SCRIPT: &str = r#"trap '' INT HUP TERM QUIT PIPE
-IFS= read -r cmd || cmd=
-[ "$cmd" = disarm ] && exit 0
-"$1" stop -D "$2" -m immediate -w -t 30 -s >/dev/null 2>&1
-rm -rf -- "$3"
-"#;
 
 /// Settings appended to the cluster's `postgresql.conf` (the port is given
 /// on the command line, the socket dir is added separately).
@@ -127,153 +112,6 @@ pub struct ClusterOptions {
     pub password_encryption: Option<String>,
     /// Do not preload `pg_stat_statements` (starts a little faster).
     pub without_stat_statements: bool,
-}
-
-/// Why a throwaway cluster could not be started or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ThrowawayError {
-    /// No directory with `initdb`, `pg_ctl` and `postgres` was found.
-    #[error(
-        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; searched: {}. \
-         Install the PostgreSQL server: on Debian/Ubuntu `apt install postgresql`; \
-         on Fedora/RHEL `dnf install postgresql-server postgresql-contrib`; \
-         on Arch `pacman -S postgresql`; on macOS `brew install postgresql`; \
-         or set {BINDIR_ENV} to the directory that holds them",
-        .searched.join(", ")
-    )]
-    NoBinaries {
-        /// The places that were looked at, in order.
-        searched: Vec<String>,
-    },
-    /// Running as root, and there is no `postgres` OS user to run as.
-    #[error(
-        "running as root, but there is no `postgres` OS user: initdb and postgres refuse \
-         to run as root, so cutover runs them as `postgres`; create that user \
-         (e.g. `useradd --system --home-dir /var/lib/postgresql postgres`) or run as a \
-         non-root user"
-    )]
-    NoPostgresUser,
-    /// `initdb` failed.
-    #[error("initdb failed ({status}):\n{output}")]
-    Initdb {
-        /// Its exit status.
-        status: String,
-        /// What it printed (stderr, then stdout).
-        output: String,
-    },
-    /// The server did not start or did not accept connections in time.
-    #[error("PostgreSQL did not start: {reason}\n--- server log (tail) ---\n{log_tail}")]
-    Start {
-        /// What went wrong.
-        reason: String,
-        /// The end of the server's log file.
-        log_tail: String,
-    },
-    /// `pg_ctl stop` failed.
-    #[error("pg_ctl stop failed ({status}): {stderr}")]
-    Stop {
-        /// Its exit status.
-        status: String,
-        /// What it printed on stderr.
-        stderr: String,
-    },
-    /// An I/O error, with what was being done.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl ThrowawayError {
-    fn io(context: impl Into<String>, source: io::Error) -> Self {
-        ThrowawayError::Io {
-            context: context.into(),
-            source,
-        }
-    }
-}
-
-/// The OS user PostgreSQL commands run as, when it differs from ours.
-#[derive(Debug, Clone, Copy)]
-struct RunAs {
-    uid: u32,
-    gid: u32,
-}
-
-/// How to shut the server down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shutdown {
-    Fast,
-    Immediate,
-}
-
-impl Shutdown {
-    fn as_str(self) -> &'static str {
-        match self {
-            Shutdown::Fast => "fast",
-            Shutdown::Immediate => "immediate",
-        }
-    }
-}
-
-/// The exit guard: see the module docs.
-#[derive(Debug)]
-struct Watchdog {
-    child: Child,
-    stdin: Option<ChildStdin>,
-}
-
-impl Watchdog {
-    fn spawn(
-        pg_ctl: &Path,
-        data_dir: &Path,
-        root: &Path,
-        run_as: Option<RunAs>,
-    ) -> Result<Self, ThrowawayError> {
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(WATCHDOG_SCRIPT)
-            .arg("cutover-pg-watchdog")
-            .arg(pg_ctl)
-            .arg(data_dir)
-            .arg(root)
-            .current_dir("/")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0);
-        scrub_env(&mut cmd);
-        if let Some(r) = run_as {
-            cmd.uid(r.uid).gid(r.gid);
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| ThrowawayError::io("spawning the cluster watchdog (/bin/sh)", e))?;
-        let stdin = child.stdin.take();
-        Ok(Watchdog { child, stdin })
-    }
-
-    /// Tell the watchdog that cleanup is done, and reap it.
-    fn disarm(mut self) {
-        if let Some(mut stdin) = self.stdin.take() {
-            // If it is already gone, the write fails with EPIPE: fine.
-            let _ = stdin.write_all(b"disarm\n");
-        }
-        let _ = self.child.wait();
-    }
-
-    /// Close the pipe so that the watchdog cleans up now, without waiting
-    /// for it (it may take a few seconds).
-    fn trigger(mut self) {
-        drop(self.stdin.take());
-        // Reap it if it is already done; otherwise it is reaped by init
-        // once this process exits.
-        let _ = self.child.try_wait();
-    }
 }
 
 /// A private PostgreSQL cluster in a temp dir, stopped and removed on drop.
@@ -647,7 +485,7 @@ impl ThrowawayCluster {
     async fn wait_ready(&self) -> Result<(), ThrowawayError> {
         // Over the unix socket (always `trust`, whatever the TCP rules), and without the
         // caller's PG* environment.
-        let cfg = super::DbConfig::parse_with(&self.socket_url(), &super::Env::Fixed(Vec::new()))
+        let cfg = DbConfig::parse_with(&self.socket_url(), &Env::Fixed(Vec::new()))
             .map_err(|e| ThrowawayError::Start {
                 reason: format!("bad connection string {}: {e}", self.socket_url()),
                 log_tail: String::new(),
@@ -655,7 +493,7 @@ impl ThrowawayCluster {
             .with_connect_timeout(Some(Duration::from_secs(5)));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let error = match super::connect_app(&cfg, "cutover/throwaway-ready").await {
+            let error = match db::connect_app(&cfg, "cutover/throwaway-ready").await {
                 Ok(client) => {
                     drop(client);
                     return Ok(());
@@ -719,184 +557,6 @@ impl Drop for ThrowawayCluster {
     }
 }
 
-/// Find the directory holding the PostgreSQL server binaries (`initdb`,
-/// `pg_ctl`, `postgres`).
-///
-/// Looks, in order, at `$CUTOVER_PG_BINDIR`, `pg_config --bindir`,
-/// `/usr/lib/postgresql/<version>/bin` (newest version first),
-/// `/usr/pgsql-<version>/bin`, `/usr/local/pgsql/bin`, and the directories of
-/// `PATH` (resolving symlinks, so `/usr/local/bin/initdb ->
-/// /usr/lib/postgresql/15/bin/initdb` yields the latter).
-pub fn find_bindir() -> Result<PathBuf, ThrowawayError> {
-    fn check(dir: PathBuf, searched: &mut Vec<String>) -> Option<PathBuf> {
-        let shown = dir.display().to_string();
-        if !searched.contains(&shown) {
-            searched.push(shown);
-        }
-        has_server_binaries(&dir).then_some(dir)
-    }
-    let mut searched: Vec<String> = Vec::new();
-
-    if let Some(dir) = std::env::var_os(BINDIR_ENV).filter(|v| !v.is_empty()) {
-        if let Some(found) = check(PathBuf::from(dir), &mut searched) {
-            return Ok(found);
-        }
-    }
-
-    match Command::new("pg_config")
-        .arg("--bindir")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-    {
-        Ok(out) if out.status.success() => {
-            let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            if !dir.is_empty() {
-                if let Some(found) = check(PathBuf::from(dir), &mut searched) {
-                    return Ok(found);
-                }
-            }
-        }
-        Ok(_) => searched.push("pg_config --bindir (failed)".to_owned()),
-        Err(_) => searched.push("pg_config --bindir (no pg_config on PATH)".to_owned()),
-    }
-
-    for (parent, prefix, suffix) in [
-        ("/usr/lib/postgresql", "", "bin"),
-        ("/usr", "pgsql-", "bin"),
-    ] {
-        for dir in versioned_dirs(Path::new(parent), prefix, suffix) {
-            if let Some(found) = check(dir, &mut searched) {
-                return Ok(found);
-            }
-        }
-    }
-    if let Some(found) = check(PathBuf::from("/usr/local/pgsql/bin"), &mut searched) {
-        return Ok(found);
-    }
-
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if !has_server_binaries(&dir) {
-                check(dir, &mut searched);
-                continue;
-            }
-            // Prefer the real bindir behind symlinks, when it is complete.
-            if let Some(real) = fs::canonicalize(dir.join("initdb"))
-                .ok()
-                .and_then(|p| p.parent().map(Path::to_path_buf))
-            {
-                if let Some(found) = check(real, &mut searched) {
-                    return Ok(found);
-                }
-            }
-            if let Some(found) = check(dir, &mut searched) {
-                return Ok(found);
-            }
-        }
-    }
-    Err(ThrowawayError::NoBinaries { searched })
-}
-
-/// `<parent>/<prefix><version>/<suffix>` for every version found, newest first.
-fn versioned_dirs(parent: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(Vec<u64>, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name();
-            let version = name.to_str()?.strip_prefix(prefix)?;
-            let key = version
-                .split('.')
-                .map(|part| part.parse::<u64>().ok())
-                .collect::<Option<Vec<u64>>>()?;
-            Some((key, entry.path().join(suffix)))
-        })
-        .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
-    found.into_iter().map(|(_, dir)| dir).collect()
-}
-
-fn has_server_binaries(dir: &Path) -> bool {
-    SERVER_BINARIES
-        .iter()
-        .all(|name| is_executable(&dir.join(name)))
-}
-
-fn is_executable(path: &Path) -> bool {
-    fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-/// Who PostgreSQL commands must run as: `None` for "as we are".
-fn run_as_user() -> Result<Option<RunAs>, ThrowawayError> {
-    if !nix::unistd::geteuid().is_root() {
-        return Ok(None);
-    }
-    match User::from_name("postgres") {
-        Ok(Some(user)) if !user.uid.is_root() => Ok(Some(RunAs {
-            uid: user.uid.as_raw(),
-            gid: user.gid.as_raw(),
-        })),
-        Ok(_) => Err(ThrowawayError::NoPostgresUser),
-        Err(e) => Err(ThrowawayError::io(
-            "looking up the `postgres` OS user",
-            e.into(),
-        )),
-    }
-}
-
-/// Where to create the temp dir: the usual temp dir, unless we switch users
-/// and that user could not reach it (e.g. `TMPDIR=/root/tmp`); then `/tmp`.
-fn temp_base(switching_user: bool) -> PathBuf {
-    let dir = std::env::temp_dir();
-    if !switching_user {
-        return dir;
-    }
-    let traversable = fs::canonicalize(&dir)
-        .map(|real| {
-            real.ancestors().all(|p| {
-                fs::metadata(p)
-                    .map(|m| m.permissions().mode() & 0o001 != 0)
-                    .unwrap_or(false)
-            })
-        })
-        .unwrap_or(false);
-    if traversable {
-        dir
-    } else {
-        PathBuf::from("/tmp")
-    }
-}
-
-/// Ask the kernel for a free port on 127.0.0.1.
-fn free_port() -> Result<u16, ThrowawayError> {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|e| ThrowawayError::io("finding a free port on 127.0.0.1", e))
-}
-
-fn scrub_env(cmd: &mut Command) {
-    for var in PG_ENV_VARS {
-        cmd.env_remove(var);
-    }
-    // Untranslated messages, so that log matching works.
-    cmd.env("LC_ALL", "C").env("LANG", "C");
-}
-
-/// Run a command to completion without blocking the async runtime.
-async fn run(cmd: Command, what: &str) -> Result<Output, ThrowawayError> {
-    let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(true);
-    cmd.output()
-        .await
-        .map_err(|e| ThrowawayError::io(what.to_owned(), e))
-}
-
 /// Quote a value for `postgresql.conf`.
 fn quote_conf(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -916,34 +576,6 @@ mod tests {
     fn quoting() {
         assert_eq!(quote_conf("/tmp/a'b"), "'/tmp/a''b'");
         assert_eq!(quote_conninfo(r"/tmp/a'b\c"), r"'/tmp/a\'b\\c'");
-    }
-
-    #[test]
-    fn versioned_dirs_sort_newest_first() {
-        let tmp = tempfile::tempdir().unwrap();
-        for v in ["9.6", "15", "10", "notaversion", "16"] {
-            fs::create_dir(tmp.path().join(v)).unwrap();
-        }
-        let dirs: Vec<_> = versioned_dirs(tmp.path(), "", "bin")
-            .into_iter()
-            .map(|d| {
-                d.parent()
-                    .and_then(|p| p.file_name())
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
-            .collect();
-        assert_eq!(dirs, ["16", "15", "10", "9.6"]);
-    }
-
-    #[test]
-    fn no_binaries_error_names_the_package() {
-        let e = ThrowawayError::NoBinaries {
-            searched: vec!["/a".into(), "/b".into()],
-        };
-        let msg = e.to_string();
-        assert!(msg.contains("/a, /b"), "{msg}");
-        assert!(msg.contains("apt install postgresql"), "{msg}");
     }
 
     #[test]
