@@ -121,7 +121,7 @@ impl From<crate::control::ControlError> for BackfillError {
     fn from(e: crate::control::ControlError) -> Self {
         match e {
             crate::control::ControlError::Db(e) => BackfillError::Db(e),
-            crate::control::ControlError::Refused(why) => BackfillError::Refused(why),
+            crate::control::ControlError::Refused(why) => BackfillError::Refused(why.to_string()),
         }
     }
 }

@@ -86,7 +86,7 @@ pub enum CheckError {
 impl From<crate::control::ControlError> for CheckError {
     fn from(e: crate::control::ControlError) -> Self {
         match e {
-            crate::control::ControlError::Refused(why) => CheckError::Refused(why),
+            crate::control::ControlError::Refused(why) => CheckError::Refused(why.to_string()),
             crate::control::ControlError::Db(e) => CheckError::Db(e.to_string()),
         }
     }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::{Client, GenericClient};
 
-use super::audit::{self, Actor, NewEntry};
-use super::ControlError;
+use super::audit::{self, Actor, AuditAction, NewEntry};
+use super::{ControlError, Refusal};
 use crate::db::DbError;
 use crate::plan::{Action, Governance, Plan, Role};
 
@@ -91,7 +91,7 @@ pub async fn authorize(
                 return plan
                     .governance()
                     .permits(&actor.login, action)
-                    .map_err(ControlError::Refused);
+                    .map_err(|d| ControlError::Refused(d.into()));
             }
             anchor(client, plan, &actor.login).await?;
             load(client, plan.id())
@@ -101,7 +101,15 @@ pub async fn authorize(
     };
     let verdict = judge(&anchored, plan, &actor.login, action);
     if let Err(reason) = &verdict {
-        audit_refusal(client, plan.id(), &plan.sha256(), actor, action, reason).await;
+        audit_refusal(
+            client,
+            plan.id(),
+            &plan.sha256(),
+            actor,
+            action,
+            &reason.to_string(),
+        )
+        .await;
     }
     verdict.map_err(ControlError::Refused)
 }
@@ -115,9 +123,9 @@ pub async fn authorize_anchored(
     action: Action,
 ) -> Result<Vec<Role>, ControlError> {
     let Some(anchored) = load(client, plan_id).await? else {
-        return Err(ControlError::Refused(format!(
+        return Err(ControlError::Refused(Refusal::NotRegistered(format!(
             "plan `{plan_id}` has no anchored roster yet: act on it with its plan file first"
-        )));
+        ))));
     };
     let verdict = anchored.governance.permits(&actor.login, action);
     if let Err(reason) = &verdict {
@@ -127,18 +135,23 @@ pub async fn authorize_anchored(
             &anchored.plan_sha256,
             actor,
             action,
-            reason,
+            &reason.to_string(),
         )
         .await;
     }
-    verdict.map_err(ControlError::Refused)
+    verdict.map_err(|d| ControlError::Refused(d.into()))
 }
 
 /// The pure part of [`authorize`].
-fn judge(anchored: &Anchor, plan: &Plan, login: &str, action: Action) -> Result<Vec<Role>, String> {
+fn judge(
+    anchored: &Anchor,
+    plan: &Plan,
+    login: &str,
+    action: Action,
+) -> Result<Vec<Role>, Refusal> {
     let file = plan.governance().sha256();
     if action != Action::Approve && file != anchored.governance_sha256 {
-        return Err(format!(
+        return Err(Refusal::Unapproved(format!(
             "plan `{}` in {} changes the roster, gates or authorization anchored by {} at {} \
              (anchored {}, this file {}): a lead of the anchored version must approve it first \
              (`cutover approve {}`)",
@@ -149,9 +162,9 @@ fn judge(anchored: &Anchor, plan: &Plan, login: &str, action: Action) -> Result<
             short(&anchored.governance_sha256),
             short(&file),
             plan.path
-        ));
+        )));
     }
-    anchored.governance.permits(login, action)
+    Ok(anchored.governance.permits(login, action)?)
 }
 
 /// Records a refusal in the audit log. Best effort: a login that may not write the control
@@ -168,7 +181,7 @@ async fn audit_refusal(
         actor,
         plan_id,
         plan_sha256,
-        action: "authz.refused",
+        action: AuditAction::AuthzRefused,
         phase: None,
         details: json!({ "action": action.as_str(), "reason": why }),
     };
@@ -203,10 +216,10 @@ pub async fn approve(
     let gov = plan.governance();
     let tx = client.transaction().await?;
     let Some(before) = load(&tx, plan.id()).await? else {
-        return Err(ControlError::Refused(format!(
+        return Err(ControlError::Refused(Refusal::NotRegistered(format!(
             "plan `{}` is not registered yet: its first registration anchors it",
             plan.id()
-        )));
+        ))));
     };
     if before.governance_sha256 == gov.sha256() {
         return Ok(Approval::Unchanged);
@@ -233,7 +246,7 @@ pub async fn approve(
             actor,
             plan_id: plan.id(),
             plan_sha256: &plan.sha256(),
-            action: "plan.approve",
+            action: AuditAction::PlanApprove,
             phase: None,
             details: json!({
                 "from_governance": before.governance_sha256,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::{Client, GenericClient};
 
-use super::audit::{self, Actor, NewEntry};
+use super::audit::{self, Actor, AuditAction, NewEntry};
 use super::ControlError;
 use crate::db::DbError;
 use crate::plan::Plan;
@@ -53,7 +53,7 @@ pub async fn record(
             actor,
             plan_id: plan.id(),
             plan_sha256: &sha,
-            action: "attest",
+            action: AuditAction::Attest,
             phase: None,
             details: json!({ "category": a.category, "role": a.role, "url": a.url }),
         },

@@ -12,13 +12,150 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::{GenericClient, Transaction};
 
 use crate::db::DbError;
-use crate::plan::Phase;
+use crate::plan::{Event, Phase};
 
 /// Hash of the (empty) predecessor of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Advisory-lock key serializing audit appends.
 const APPEND_LOCK: i64 = 0x0061_7564_6974;
+
+/// Every verb the audit log records. The stored text ([`AuditAction::as_str`]) is hashed into
+/// each entry: it must never change, or existing chains stop verifying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// A plan (version) was registered.
+    PlanRegister,
+    /// A lead approved a plan version that changes the governance.
+    PlanApprove,
+    /// An action was refused by the anchored authorization.
+    AuthzRefused,
+    /// Applying a phase started.
+    PhaseApplyStart,
+    /// A phase was applied.
+    PhaseApply,
+    /// Applying a phase failed.
+    PhaseApplyFailed,
+    /// Rolling back a phase started.
+    PhaseRollbackStart,
+    /// A phase was rolled back.
+    PhaseRollback,
+    /// Rolling back a phase failed.
+    PhaseRollbackFailed,
+    /// A role signed off a gate.
+    Signoff,
+    /// A sign-off was refused.
+    SignoffRefused,
+    /// A lead overrode a gate.
+    GateOverride,
+    /// A feature flag was set.
+    FlagSet,
+    /// An operator note.
+    Note,
+    /// The plan was rehearsed.
+    Rehearse,
+    /// An owner attested a scorecard category.
+    Attest,
+    /// An attestation was refused.
+    AttestRefused,
+    /// Lint findings were acknowledged for a gate.
+    LintAcknowledged,
+    /// The backfill was paused.
+    BackfillPause,
+    /// The backfill was stopped.
+    BackfillStop,
+    /// The backfill was resumed.
+    BackfillResume,
+    /// The backfill finished.
+    BackfillDone,
+    /// The backfill's live settings changed.
+    BackfillTune,
+}
+
+impl AuditAction {
+    /// Every action.
+    pub const ALL: [AuditAction; 23] = [
+        AuditAction::PlanRegister,
+        AuditAction::PlanApprove,
+        AuditAction::AuthzRefused,
+        AuditAction::PhaseApplyStart,
+        AuditAction::PhaseApply,
+        AuditAction::PhaseApplyFailed,
+        AuditAction::PhaseRollbackStart,
+        AuditAction::PhaseRollback,
+        AuditAction::PhaseRollbackFailed,
+        AuditAction::Signoff,
+        AuditAction::SignoffRefused,
+        AuditAction::GateOverride,
+        AuditAction::FlagSet,
+        AuditAction::Note,
+        AuditAction::Rehearse,
+        AuditAction::Attest,
+        AuditAction::AttestRefused,
+        AuditAction::LintAcknowledged,
+        AuditAction::BackfillPause,
+        AuditAction::BackfillStop,
+        AuditAction::BackfillResume,
+        AuditAction::BackfillDone,
+        AuditAction::BackfillTune,
+    ];
+
+    /// The text stored in `cutover.audit_log.action`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::PlanRegister => "plan.register",
+            AuditAction::PlanApprove => "plan.approve",
+            AuditAction::AuthzRefused => "authz.refused",
+            AuditAction::PhaseApplyStart => "phase.apply.start",
+            AuditAction::PhaseApply => "phase.apply",
+            AuditAction::PhaseApplyFailed => "phase.apply.failed",
+            AuditAction::PhaseRollbackStart => "phase.rollback.start",
+            AuditAction::PhaseRollback => "phase.rollback",
+            AuditAction::PhaseRollbackFailed => "phase.rollback.failed",
+            AuditAction::Signoff => "signoff",
+            AuditAction::SignoffRefused => "signoff.refused",
+            AuditAction::GateOverride => "gate.override",
+            AuditAction::FlagSet => "flag.set",
+            AuditAction::Note => "note",
+            AuditAction::Rehearse => "rehearse",
+            AuditAction::Attest => "attest",
+            AuditAction::AttestRefused => "attest.refused",
+            AuditAction::LintAcknowledged => "lint.acknowledged",
+            AuditAction::BackfillPause => "backfill.pause",
+            AuditAction::BackfillStop => "backfill.stop",
+            AuditAction::BackfillResume => "backfill.resume",
+            AuditAction::BackfillDone => "backfill.done",
+            AuditAction::BackfillTune => "backfill.tune",
+        }
+    }
+
+    /// Parses stored text.
+    pub fn parse(s: &str) -> Option<AuditAction> {
+        AuditAction::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// The notification an entry of this action raises: the mapping the `outbox` trigger on
+    /// `cutover.audit_log` implements (a database test holds the two together).
+    pub fn event(self) -> Option<Event> {
+        match self {
+            AuditAction::PhaseApply => Some(Event::PhaseApplied),
+            AuditAction::PhaseRollback => Some(Event::PhaseRolledBack),
+            AuditAction::PhaseApplyFailed | AuditAction::PhaseRollbackFailed => {
+                Some(Event::PhaseFailed)
+            }
+            AuditAction::Signoff => Some(Event::Signoff),
+            AuditAction::GateOverride => Some(Event::Override),
+            AuditAction::BackfillDone => Some(Event::BackfillDone),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Who performed an action: the authenticated PostgreSQL login plus OS user and host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,9 +171,11 @@ pub struct Actor {
 impl Actor {
     /// Reads `session_user` from the connection and the OS user/host from this process.
     pub async fn current(client: &impl GenericClient) -> Result<Actor, DbError> {
-        let row = client.query_one("SELECT session_user::text", &[]).await?;
+        let row = client
+            .query_one("SELECT session_user::text AS login", &[])
+            .await?;
         Ok(Actor {
-            login: row.get(0),
+            login: row.get("login"),
             os_user: crate::db::os_user(),
             host: crate::db::host_name(),
         })
@@ -58,8 +197,8 @@ pub struct NewEntry<'a> {
     pub plan_id: &'a str,
     /// sha256 of the plan file in force.
     pub plan_sha256: &'a str,
-    /// Verb, e.g. `phase.apply`, `signoff`, `backfill.pause`, `note`.
-    pub action: &'a str,
+    /// Verb.
+    pub action: AuditAction,
     /// The phase concerned, if any.
     pub phase: Option<Phase>,
     /// Anything else, as JSON.
@@ -83,7 +222,7 @@ pub struct Entry {
     pub plan_id: String,
     /// Plan sha256.
     pub plan_sha256: String,
-    /// Verb.
+    /// Verb (as stored: an older or newer build may have written one this build does not know).
     pub action: String,
     /// Phase.
     pub phase: Option<String>,
@@ -146,7 +285,7 @@ pub async fn append(client: &impl GenericClient, entry: NewEntry<'_>) -> Result<
         )
         .await?;
     let (prev_seq, prev_hash) = match head {
-        Some(r) => (r.get::<_, i64>(0), r.get::<_, String>(1)),
+        Some(r) => (r.get::<_, i64>("seq"), r.get::<_, String>("hash")),
         None => (0, GENESIS.to_string()),
     };
     let mut e = Entry {
@@ -157,7 +296,7 @@ pub async fn append(client: &impl GenericClient, entry: NewEntry<'_>) -> Result<
         host: entry.actor.host.clone(),
         plan_id: entry.plan_id.to_string(),
         plan_sha256: entry.plan_sha256.to_string(),
-        action: entry.action.to_string(),
+        action: entry.action.as_str().to_string(),
         phase: entry.phase.map(|p| p.as_str().to_string()),
         details: normalize(entry.details),
         prev_hash,
@@ -265,9 +404,10 @@ pub async fn cross_check(client: &impl GenericClient) -> Result<Vec<String>, DbE
     let rows = client
         .query(
             "SELECT format('migration %s is registered but has no plan.register entry', m.plan_id)
+                    AS problem
                FROM cutover.migrations m
               WHERE NOT EXISTS (SELECT 1 FROM cutover.audit_log a
-                                 WHERE a.plan_id = m.plan_id AND a.action = 'plan.register')
+                                 WHERE a.plan_id = m.plan_id AND a.action = $1)
              UNION ALL
              SELECT format('phase %s of %s is %s but no audit entry records that transition',
                            p.phase, p.plan_id, p.state)
@@ -281,19 +421,23 @@ pub async fn cross_check(client: &impl GenericClient) -> Result<Vec<String>, DbE
                            s.plan_id, s.gate, s.role, s.login)
                FROM cutover.signoffs s
               WHERE NOT EXISTS (SELECT 1 FROM cutover.audit_log a
-                                 WHERE a.plan_id = s.plan_id AND a.action = 'signoff'
+                                 WHERE a.plan_id = s.plan_id AND a.action = $2
                                    AND a.details->>'gate' = s.gate AND a.details->>'role' = s.role
                                    AND a.login = s.login)
              UNION ALL
              SELECT format('override of %s gate %s by %s has no audit entry', o.plan_id, o.gate, o.login)
                FROM cutover.overrides o
               WHERE NOT EXISTS (SELECT 1 FROM cutover.audit_log a
-                                 WHERE a.plan_id = o.plan_id AND a.action = 'gate.override'
+                                 WHERE a.plan_id = o.plan_id AND a.action = $3
                                    AND a.details->>'gate' = o.gate AND a.login = o.login)",
-            &[],
+            &[
+                &AuditAction::PlanRegister.as_str(),
+                &AuditAction::Signoff.as_str(),
+                &AuditAction::GateOverride.as_str(),
+            ],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows.iter().map(|r| r.get("problem")).collect())
 }
 
 /// Whether an entry with `hash` is in the chain (an externally kept head must be).
@@ -348,14 +492,14 @@ pub async fn recorded(
     client: &impl GenericClient,
     plan_id: &str,
     plan_sha256: &str,
-    action: &str,
+    action: AuditAction,
     phase: Phase,
 ) -> Result<bool, tokio_postgres::Error> {
     Ok(client
         .query_opt(
             "SELECT 1 FROM cutover.audit_log
               WHERE plan_id = $1 AND plan_sha256 = $2 AND action = $3 AND phase = $4",
-            &[&plan_id, &plan_sha256, &action, &phase.as_str()],
+            &[&plan_id, &plan_sha256, &action.as_str(), &phase.as_str()],
         )
         .await?
         .is_some())
@@ -393,12 +537,12 @@ pub async fn last_note_by(
 ) -> Result<Option<(i64, Option<String>)>, tokio_postgres::Error> {
     Ok(client
         .query_opt(
-            "SELECT seq, details->>'text' FROM cutover.audit_log
-              WHERE plan_id = $1 AND action = 'note' AND login = $2 ORDER BY seq DESC LIMIT 1",
-            &[&plan_id, &login],
+            "SELECT seq, details->>'text' AS text FROM cutover.audit_log
+              WHERE plan_id = $1 AND action = $3 AND login = $2 ORDER BY seq DESC LIMIT 1",
+            &[&plan_id, &login, &AuditAction::Note.as_str()],
         )
         .await?
-        .map(|r| (r.get(0), r.get(1))))
+        .map(|r| (r.get("seq"), r.get("text"))))
 }
 
 /// Every note on `plan_id`, oldest first.
@@ -408,18 +552,18 @@ pub async fn notes(
 ) -> Result<Vec<Note>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT seq, at, login, details->>'text' FROM cutover.audit_log
-              WHERE plan_id = $1 AND action = 'note' ORDER BY seq",
-            &[&plan_id],
+            "SELECT seq, at, login, details->>'text' AS text FROM cutover.audit_log
+              WHERE plan_id = $1 AND action = $2 ORDER BY seq",
+            &[&plan_id, &AuditAction::Note.as_str()],
         )
         .await?;
     Ok(rows
         .iter()
         .map(|r| Note {
-            seq: r.get(0),
-            at: r.get(1),
-            login: r.get(2),
-            text: r.get::<_, Option<String>>(3).unwrap_or_default(),
+            seq: r.get("seq"),
+            at: r.get("at"),
+            login: r.get("login"),
+            text: r.get::<_, Option<String>>("text").unwrap_or_default(),
         })
         .collect())
 }

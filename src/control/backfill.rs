@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_postgres::{Error, GenericClient, Transaction};
 
-use super::audit::{self, Actor, NewEntry};
+use super::audit::{self, Actor, AuditAction, NewEntry};
 use super::phases::PhaseState;
 use crate::db::DbError;
 use crate::plan::{BackfillSpec, Phase, Plan};
@@ -266,7 +266,7 @@ async fn audit_backfill(
     tx: &Transaction<'_>,
     plan: &Plan,
     actor: &Actor,
-    action: &str,
+    action: AuditAction,
     details: Value,
 ) -> Result<(), DbError> {
     audit::append(
@@ -318,8 +318,8 @@ async fn halt(
     from: &[State],
 ) -> Result<State, TransitionError> {
     let (action, verb) = match to {
-        State::Stopped => ("backfill.stop", "stopped"),
-        _ => ("backfill.pause", "paused"),
+        State::Stopped => (AuditAction::BackfillStop, "stopped"),
+        _ => (AuditAction::BackfillPause, "paused"),
     };
     let state = lock(tx, plan.id(), spec).await?;
     if !from.contains(&state) {
@@ -403,7 +403,7 @@ pub async fn resume(
         tx,
         plan,
         by,
-        "backfill.resume",
+        AuditAction::BackfillResume,
         json!({ "from": state.as_str() }),
     )
     .await?;
@@ -522,7 +522,7 @@ pub async fn complete(tx: &Transaction<'_>, plan: &Plan) -> Result<(), DbError> 
         tx,
         plan,
         &actor,
-        "backfill.done",
+        AuditAction::BackfillDone,
         json!({
             "rows_done": totals.get::<_, i64>(0),
             "rows_updated": totals.get::<_, i64>(1),
@@ -582,7 +582,7 @@ pub async fn tune(
         tx,
         plan,
         by,
-        "backfill.tune",
+        AuditAction::BackfillTune,
         json!({
             "target_chunk_ms": { "from": old.0, "to": to.target_chunk_ms.unwrap_or(old.0) },
             "max_rows_per_sec": { "from": old.1, "to": to.max_rows_per_sec.unwrap_or(old.1) },

@@ -15,7 +15,8 @@
 //! - [`outbox`] — notifications enqueued with the change that caused them, and their deliveries;
 //! - [`own_transactions`] — each Cutover process's count of its own transactions;
 //! - [`attestations`] — scorecard categories attested by hand;
-//! - [`census`] — call counts of legacy-column readers between hidden-reader censuses.
+//! - [`census`] — call counts of legacy-column readers between hidden-reader censuses;
+//! - [`refusal`] — why an action is refused, by kind.
 
 pub mod anchors;
 pub mod attestations;
@@ -31,12 +32,14 @@ pub mod outbox;
 pub mod own_transactions;
 pub mod phases;
 pub mod probes;
+pub mod refusal;
 pub mod rehearsals;
 pub mod schema;
 pub mod signoffs;
 pub mod statements;
 
 use crate::db::DbError;
+pub use refusal::Refusal;
 
 /// Errors of control-state operations.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +49,7 @@ pub enum ControlError {
     Db(#[from] DbError),
     /// A transition's guard refused it (another session holds the plan, wrong state, …).
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(Refusal),
 }
 
 impl From<tokio_postgres::Error> for ControlError {

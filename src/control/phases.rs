@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_postgres::{Client, GenericClient, Transaction};
 
-use super::ControlError;
-use crate::control::audit::{self, Actor, NewEntry};
+use super::{ControlError, Refusal};
+use crate::control::audit::{self, Actor, AuditAction, NewEntry};
 use crate::db::DbError;
 use crate::plan::{Phase, Plan};
 
@@ -182,7 +182,7 @@ pub async fn ensure_registered(
             actor,
             plan_id: plan.id(),
             plan_sha256: &sha,
-            action: "plan.register",
+            action: AuditAction::PlanRegister,
             phase: None,
             details: json!({ "title": plan.spec.title, "path": plan.path, "flag": flag }),
         },
@@ -514,8 +514,8 @@ pub struct Transition<'a> {
     pub from: PhaseState,
     /// State after.
     pub to: PhaseState,
-    /// Audit verb (`phase.apply`, `phase.rollback.start`, …).
-    pub action: &'a str,
+    /// Audit verb.
+    pub action: AuditAction,
     /// Error text for failed transitions.
     pub error: Option<String>,
     /// Anything else worth keeping (timings, attempts, blockers).
@@ -612,9 +612,10 @@ impl PlanLock {
         let holder = lock_holder(client, plan_id)
             .await?
             .unwrap_or_else(|| "another session".into());
-        Err(ControlError::Refused(format!(
-            "{holder} is applying or rolling back plan `{plan_id}` right now; wait for it to finish"
-        )))
+        Err(ControlError::Refused(Refusal::LockHeld {
+            holder,
+            plan_id: plan_id.to_string(),
+        }))
     }
 
     /// Releases the lock.

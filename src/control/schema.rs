@@ -7,7 +7,7 @@
 
 use tokio_postgres::{Client, GenericClient};
 
-use super::ControlError;
+use super::{ControlError, Refusal};
 
 use crate::db::{describe_error, DbError};
 
@@ -150,12 +150,10 @@ pub async fn state(client: &impl GenericClient) -> Result<SchemaState, DbError> 
 pub async fn require_readable(client: &impl GenericClient) -> Result<SchemaState, ControlError> {
     let st = state(client).await?;
     match st {
-        SchemaState::Missing => Err(ControlError::Refused(
-            "the control schema `cutover` does not exist on this database: an operator must bootstrap it first (any operator command does, e.g. `cutover bootstrap`)".into(),
-        )),
-        SchemaState::Behind { have, want } => Err(ControlError::Refused(format!(
-            "the control schema is at version {have}, this Cutover needs {want}: an operator's next command upgrades it"
-        ))),
+        SchemaState::Missing => Err(ControlError::Refused(Refusal::SchemaMissing)),
+        SchemaState::Behind { have, want } => {
+            Err(ControlError::Refused(Refusal::SchemaBehind { have, want }))
+        }
         SchemaState::Current(_) | SchemaState::Ahead { .. } => Ok(st),
     }
 }

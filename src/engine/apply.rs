@@ -12,9 +12,10 @@ use tokio_postgres::{Client, Transaction};
 use super::ddl::{self, AttemptError, Backoff, Blocker, Direction, LockPolicy, Runner};
 use super::gate::evaluate_gate;
 use super::{EngineError, EngineEvent, RunOptions};
-use crate::control::audit::Actor;
+use crate::control::audit::{Actor, AuditAction};
 use crate::control::phases::{self as state, PhaseState, PlanLock, Transition};
 use crate::control::statements::{self, StatementState};
+use crate::control::Refusal;
 use crate::db::txmark::TxMark;
 use crate::plan::{Phase, Plan};
 use crate::rules::GateEvaluation;
@@ -95,9 +96,9 @@ pub async fn apply_phase(
         });
     }
     if let Some(next) = st.next_phase().filter(|n| *n != phase) {
-        return Err(EngineError::Refused(format!(
+        return Err(EngineError::Refused(Refusal::OutOfOrder(format!(
             "cannot apply {phase}: phases are applied in order and {next} is not applied yet"
-        )));
+        ))));
     }
     let gate = evaluate_gate(client, plan, phase).await?;
     if !gate.passed {
@@ -169,7 +170,7 @@ async fn apply_locked(
         phase,
         from: PhaseState::Applying,
         to: PhaseState::Applied,
-        action: "phase.apply",
+        action: AuditAction::PhaseApply,
         flag: (phase == Phase::ReadSwitch).then_some(true),
         stop_backfill: None,
     };
@@ -227,27 +228,27 @@ pub(crate) async fn start(
         ),
     };
     if !startable {
-        return Err(EngineError::Refused(format!(
+        return Err(EngineError::Refused(Refusal::OutOfOrder(format!(
             "{phase} changed meanwhile: it is now {from}; look at `cutover status` and try again"
-        )));
+        ))));
     }
     if let (Direction::Apply, Some(prev)) = (direction, phase.prev()) {
         let prev_state = state::lock_phase(&tx, plan.id(), prev).await?;
         if prev_state != PhaseState::Applied {
-            return Err(EngineError::Refused(format!(
+            return Err(EngineError::Refused(Refusal::OutOfOrder(format!(
                 "{prev} changed meanwhile (it is now {prev_state}); {phase} needs it applied"
-            )));
+            ))));
         }
     }
     let (to, action, resume) = match direction {
         Direction::Apply => (
             PhaseState::Applying,
-            "phase.apply.start",
+            AuditAction::PhaseApplyStart,
             matches!(from, PhaseState::Applying | PhaseState::Failed),
         ),
         Direction::Rollback => (
             PhaseState::RollingBack,
-            "phase.rollback.start",
+            AuditAction::PhaseRollbackStart,
             from == PhaseState::RollingBack,
         ),
     };
@@ -297,7 +298,7 @@ pub(crate) async fn record_failure(
         Direction::Apply => (
             PhaseState::Applying,
             PhaseState::Failed,
-            "phase.apply.failed",
+            AuditAction::PhaseApplyFailed,
         ),
         Direction::Rollback => (
             PhaseState::RollingBack,
@@ -306,7 +307,7 @@ pub(crate) async fn record_failure(
             } else {
                 PhaseState::Applied
             },
-            "phase.rollback.failed",
+            AuditAction::PhaseRollbackFailed,
         ),
     };
     let tx = client.transaction().await?;
@@ -359,7 +360,7 @@ pub(crate) struct Completion<'a> {
     pub(crate) phase: Phase,
     pub(crate) from: PhaseState,
     pub(crate) to: PhaseState,
-    pub(crate) action: &'a str,
+    pub(crate) action: AuditAction,
     /// Set the plan's read-switch flag to this value.
     pub(crate) flag: Option<bool>,
     /// Stop the backfill with this reason.

@@ -8,8 +8,9 @@ use serde_json::json;
 use super::EngineError;
 use crate::control::anchors::authorize;
 use crate::control::attestations::{self, NewAttestation};
-use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::audit::{self, Actor, AuditAction, NewEntry};
 use crate::control::phases as state;
+use crate::control::Refusal;
 use crate::plan::{Action, Plan, Role};
 use crate::rules::CategoryKind;
 
@@ -50,7 +51,7 @@ pub async fn attest(
             category.title()
         );
         record_refusal(client, plan, actor, category, &why).await;
-        return Err(EngineError::Refused(why));
+        return Err(EngineError::Refused(Refusal::WrongRole(why)));
     }
     state::ensure_registered(client, plan, actor).await?;
     let audit_seq = attestations::record(
@@ -68,18 +69,18 @@ pub async fn attest(
 }
 
 /// The checks that need no database.
-fn check(category: CategoryKind, url: &str) -> Result<(), String> {
+fn check(category: CategoryKind, url: &str) -> Result<(), Refusal> {
     if !category.attestable() {
-        return Err(format!(
+        return Err(Refusal::BadRequest(format!(
             "{} is judged from automated evidence only; attest observability instead",
             category.title()
-        ));
+        )));
     }
     let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
     if !scheme_ok || url.len() <= "https://".len() || url.chars().any(char::is_whitespace) {
-        return Err(format!(
+        return Err(Refusal::BadRequest(format!(
             "`{url}` is not an http(s) address: attest where the dashboards and alerts can be seen, e.g. https://grafana.example.com/d/ledger"
-        ));
+        )));
     }
     Ok(())
 }
@@ -100,7 +101,7 @@ async fn record_refusal(
                 actor,
                 plan_id: plan.id(),
                 plan_sha256: &plan.sha256(),
-                action: "attest.refused",
+                action: AuditAction::AttestRefused,
                 phase: None,
                 details: json!({ "category": category.key(), "reason": why }),
             },
@@ -123,10 +124,14 @@ mod tests {
     fn only_observability_at_an_http_address() {
         let ok = "https://grafana.example.com/d/ledger";
         assert!(check(CategoryKind::Observability, ok).is_ok());
-        let why = check(CategoryKind::DataQuality, ok).unwrap_err();
+        let why = check(CategoryKind::DataQuality, ok)
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("automated evidence only"), "{why}");
         for bad in ["", "grafana", "https://", "https://a b"] {
-            let why = check(CategoryKind::Observability, bad).unwrap_err();
+            let why = check(CategoryKind::Observability, bad)
+                .unwrap_err()
+                .to_string();
             assert!(why.contains("not an http(s) address"), "{bad}: {why}");
         }
     }

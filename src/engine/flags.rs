@@ -8,9 +8,10 @@ use serde_json::json;
 use tokio_postgres::{Client, GenericClient};
 
 use super::EngineError;
-use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::audit::{self, Actor, AuditAction, NewEntry};
 use crate::control::flags;
 use crate::control::phases::{self as state, PhaseState};
+use crate::control::Refusal;
 use crate::plan::{Action, Phase};
 
 pub use crate::control::flags::Flag;
@@ -56,7 +57,9 @@ pub async fn set_flag(
                 changed: false,
                 audit_seq: None,
             }),
-            None => Err(EngineError::Refused(format!("flag `{name}` vanished"))),
+            None => Err(EngineError::Refused(Refusal::WrongState(format!(
+                "flag `{name}` vanished"
+            )))),
         };
     }
     let mut sha = String::new();
@@ -65,10 +68,10 @@ pub async fn set_flag(
         sha = st.plan_sha256.clone();
         let rs = st.phase(Phase::ReadSwitch).state;
         if enabled && rs != PhaseState::Applied {
-            return Err(EngineError::Refused(format!(
+            return Err(EngineError::Refused(Refusal::WrongState(format!(
                 "flag `{name}` is the read switch of plan `{pid}`, whose read_switch phase is {rs}; \
                  turn it on with `cutover advance` so the gate is checked"
-            )));
+            ))));
         }
         if !enabled && rs == PhaseState::Applied {
             tracing::warn!(
@@ -84,7 +87,7 @@ pub async fn set_flag(
             actor,
             plan_id: plan_id.as_deref().unwrap_or(""),
             plan_sha256: &sha,
-            action: "flag.set",
+            action: AuditAction::FlagSet,
             phase: plan_id.as_ref().map(|_| Phase::ReadSwitch),
             details: json!({ "flag": name, "enabled": enabled, "was": current }),
         },
@@ -98,6 +101,8 @@ pub async fn set_flag(
             changed: true,
             audit_seq: Some(entry.seq),
         }),
-        None => Err(EngineError::Refused(format!("flag `{name}` vanished"))),
+        None => Err(EngineError::Refused(Refusal::WrongState(format!(
+            "flag `{name}` vanished"
+        )))),
     }
 }

@@ -31,7 +31,7 @@ pub mod signoff;
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::control::ControlError;
+use crate::control::{ControlError, Refusal};
 use crate::db::{DbConfig, DbError};
 use crate::plan::Phase;
 
@@ -79,7 +79,7 @@ pub enum EngineError {
     Ddl(#[from] DdlError),
     /// The action is not allowed (wrong role, irreversible phase, another process busy, …).
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(Refusal),
     /// The gate of the phase did not pass.
     #[error("gate {} blocked:\n{}", .0.phase, .0.blockers.join("\n"))]
     Blocked(Box<crate::rules::GateEvaluation>),

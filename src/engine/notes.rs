@@ -5,8 +5,9 @@ use serde_json::json;
 use tokio_postgres::Client;
 
 use super::EngineError;
-use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::audit::{self, Actor, AuditAction, NewEntry};
 use crate::control::phases as state;
+use crate::control::Refusal;
 use crate::plan::Plan;
 
 /// The result of [`note`].
@@ -35,7 +36,9 @@ pub async fn note(
     let text = text.trim();
     crate::control::anchors::authorize(&*client, plan, actor, crate::plan::Action::Note).await?;
     if text.is_empty() {
-        return Err(EngineError::Refused("a note needs some text".into()));
+        return Err(EngineError::Refused(Refusal::BadRequest(
+            "a note needs some text".into(),
+        )));
     }
     state::ensure_registered(client, plan, actor).await?;
     let tx = client.transaction().await?;
@@ -52,7 +55,7 @@ pub async fn note(
             actor,
             plan_id: plan.id(),
             plan_sha256: &plan.sha256(),
-            action: "note",
+            action: AuditAction::Note,
             phase: None,
             details: json!({ "text": text }),
         },

@@ -13,8 +13,9 @@ use tokio_postgres::{Client, Transaction};
 
 use super::ddl::{summary, LockPolicy};
 use super::EngineError;
-use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::audit::{self, Actor, AuditAction, NewEntry};
 use crate::control::phases::{self as state, PhaseState, PlanLock};
+use crate::control::Refusal;
 use crate::db;
 use crate::db::txmark::TxMark;
 use crate::plan::{Phase, Plan};
@@ -145,7 +146,7 @@ pub async fn rehearse(
             actor,
             plan_id: plan.id(),
             plan_sha256: &sha,
-            action: "rehearse",
+            action: AuditAction::Rehearse,
             phase: None,
             details: json!({ "rehearsal_id": id, "ok": ok, "total_us": micros(total_ms), "phases": per_phase }),
         },
@@ -294,11 +295,11 @@ async fn step(
         // A statement that failed ended nothing; one that succeeded must have stayed inside.
         if result.is_ok() {
             if let Err(ids) = mark.verify(tx).await? {
-                return Err(EngineError::Refused(format!(
+                return Err(EngineError::Refused(Refusal::WrongState(format!(
                     "rehearsal aborted: statement {} (`{}`) ended the rehearsal's transaction ({ids})",
                     i + 1,
                     summary(&s.text)
-                )));
+                ))));
             }
         }
         if let Err(e) = result {

@@ -17,7 +17,7 @@ use crate::control::backfill::State as BackfillState;
 use crate::control::checks::CheckRun;
 use crate::control::phases::{self as state, HistoryRow, PhaseState};
 use crate::control::rehearsals::RehearsalRow;
-use crate::plan::{Phase, Plan};
+use crate::plan::{Environment, Phase, Plan};
 use crate::rules::{fmt_time, short, CategoryKind};
 
 /// A phase's summary.
@@ -95,7 +95,7 @@ pub struct Report {
     /// Author.
     pub author: String,
     /// Environment.
-    pub environment: String,
+    pub environment: Environment,
     /// Plan sha256.
     pub plan_sha256: String,
     /// When the report was written.

@@ -10,9 +10,10 @@ use tokio_postgres::Client;
 use super::apply::{record_failure, run_script, start, Completion};
 use super::ddl::{Blocker, Direction, LockPolicy, Runner};
 use super::{EngineError, EngineEvent, RunOptions};
-use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::audit::{self, Actor, AuditAction, NewEntry};
 use crate::control::facts::Facts;
 use crate::control::phases::{self as state, PhaseState, PlanLock};
+use crate::control::Refusal;
 use crate::plan::{Phase, Plan};
 use crate::rules::{irreversible_reason, rollback_targets};
 
@@ -54,7 +55,7 @@ pub async fn rollback(
     crate::control::anchors::authorize(&*client, plan, actor, crate::plan::Action::Rollback)
         .await?;
     if let Some(reason) = phase.and_then(|p| irreversible_reason(plan, p)) {
-        return Err(EngineError::Refused(reason));
+        return Err(EngineError::Refused(Refusal::Irreversible(reason)));
     }
     state::ensure_registered(client, plan, actor).await?;
     let st = state::load(client, plan.id()).await?;
@@ -70,7 +71,7 @@ pub async fn rollback(
         }
     };
     if let Some(reason) = targets.iter().find_map(|p| irreversible_reason(plan, *p)) {
-        return Err(EngineError::Refused(reason));
+        return Err(EngineError::Refused(Refusal::Irreversible(reason)));
     }
     if targets.contains(&Phase::ReadSwitch) {
         // Reads go back at once, even if another process holds the plan's action lock.
@@ -121,7 +122,7 @@ async fn rollback_one(
         phase,
         from: PhaseState::RollingBack,
         to: PhaseState::RolledBack,
-        action: "phase.rollback",
+        action: AuditAction::PhaseRollback,
         flag: (phase == Phase::ReadSwitch).then_some(false),
         stop_backfill: (phase == Phase::Backfill)
             .then(|| format!("backfill phase rolled back by {}", actor.login)),
@@ -184,7 +185,7 @@ async fn flip_read_switch_off(
                 actor,
                 plan_id: plan.id(),
                 plan_sha256: &plan.sha256(),
-                action: "flag.set",
+                action: AuditAction::FlagSet,
                 phase: Some(Phase::ReadSwitch),
                 details: json!({ "flag": rs.flag, "enabled": false, "was": true, "reason": "read_switch rollback" }),
             },

@@ -9,10 +9,11 @@ use tokio_postgres::Client;
 
 use super::EngineError;
 use crate::control::anchors::authorize;
-use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::audit::{self, Actor, AuditAction, NewEntry};
 use crate::control::facts::Facts;
 use crate::control::phases as state;
 use crate::control::signoffs::{self, Signed};
+use crate::control::Refusal;
 use crate::plan::Action;
 use crate::plan::{Phase, Plan, Role};
 use crate::rules::{self, fmt_time};
@@ -46,7 +47,7 @@ pub async fn signoff(
     comment: &str,
 ) -> Result<SignoffOutcome, EngineError> {
     if let Err(refusal) = may_sign(plan, actor, gate, role) {
-        record_refusal(client, plan, actor, gate, role, &refusal).await;
+        record_refusal(client, plan, actor, gate, role, &refusal.to_string()).await;
         return Err(EngineError::Refused(refusal));
     }
     // The file's roster may not be the anchored one: that one decides.
@@ -65,7 +66,7 @@ pub async fn signoff(
             actor,
             plan_id: plan.id(),
             plan_sha256: &sha,
-            action: "signoff",
+            action: AuditAction::Signoff,
             phase: Some(gate),
             details: json!({ "gate": gate.as_str(), "role": role.as_str(), "comment": comment }),
         },
@@ -77,12 +78,12 @@ pub async fn signoff(
     })
 }
 
-fn may_sign(plan: &Plan, actor: &Actor, gate: Phase, role: &Role) -> Result<(), String> {
+fn may_sign(plan: &Plan, actor: &Actor, gate: Phase, role: &Role) -> Result<(), Refusal> {
     let Some(logins) = plan.spec.roster.get(role) else {
-        return Err(format!(
+        return Err(Refusal::WrongRole(format!(
             "role `{role}` is not in the roster of plan `{}`",
             plan.id()
-        ));
+        )));
     };
     if !logins.iter().any(|l| l == &actor.login) {
         let held = plan.roles_of(&actor.login);
@@ -94,15 +95,15 @@ fn may_sign(plan: &Plan, actor: &Actor, gate: Phase, role: &Role) -> Result<(), 
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        return Err(format!(
+        return Err(Refusal::WrongRole(format!(
             "login `{}` does not hold role `{role}` (holders: {}; `{}` holds {held}); nobody signs for a role they do not hold",
             actor.login,
             logins.join(", "),
             actor.login
-        ));
+        )));
     }
     if !plan.gate(gate).signoffs.contains(role) {
-        return Err(format!(
+        return Err(Refusal::WrongRole(format!(
             "gate {gate} does not ask for a sign-off by `{role}` (it asks for: {})",
             plan.gate(gate)
                 .signoffs
@@ -110,7 +111,7 @@ fn may_sign(plan: &Plan, actor: &Actor, gate: Phase, role: &Role) -> Result<(), 
                 .map(|r| r.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        )));
     }
     Ok(())
 }
@@ -134,7 +135,7 @@ async fn record_refusal(
                 actor,
                 plan_id: plan.id(),
                 plan_sha256: &plan.sha256(),
-                action: "signoff.refused",
+                action: AuditAction::SignoffRefused,
                 phase: Some(gate),
                 details: json!({ "gate": gate.as_str(), "role": role.as_str(), "reason": reason }),
             },
@@ -177,9 +178,9 @@ pub async fn override_gate(
 ) -> Result<OverrideOutcome, EngineError> {
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(EngineError::Refused(
+        return Err(EngineError::Refused(Refusal::BadRequest(
             "an override needs a written reason (--reason \"…\")".into(),
-        ));
+        )));
     }
     authorize(&*client, plan, actor, Action::Override).await?;
     state::ensure_registered(client, plan, actor).await?;
@@ -202,7 +203,7 @@ pub async fn override_gate(
             actor,
             plan_id: plan.id(),
             plan_sha256: &sha,
-            action: "gate.override",
+            action: AuditAction::GateOverride,
             phase: Some(gate),
             details: json!({
                 "gate": gate.as_str(),

@@ -16,7 +16,7 @@ use toml::de::DeTable;
 
 use super::scratch::{self, Scope};
 use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
-use crate::control::audit::{self, Actor, NewEntry};
+use crate::control::audit::{self, Actor, AuditAction, NewEntry};
 use crate::outcome::Outcome;
 use crate::plan::diagnostic::{line_col, offset_of, Seg};
 use crate::plan::{Phase, Plan};
@@ -441,8 +441,14 @@ async fn audit_acknowledged(
         return Ok(());
     }
     let scope = Scope::enter(client).await?;
-    let already =
-        audit::recorded(client, plan.id(), &plan.sha256(), "lint.acknowledged", gate).await?;
+    let already = audit::recorded(
+        client,
+        plan.id(),
+        &plan.sha256(),
+        AuditAction::LintAcknowledged,
+        gate,
+    )
+    .await?;
     if !already {
         let actor = match Actor::current(client).await {
             Ok(a) => a,
@@ -454,7 +460,7 @@ async fn audit_acknowledged(
             actor: &actor,
             plan_id: plan.id(),
             plan_sha256: &plan.sha256(),
-            action: "lint.acknowledged",
+            action: AuditAction::LintAcknowledged,
             phase: Some(gate),
             details: json!({ "findings": acked }),
         };

@@ -38,7 +38,7 @@ impl From<ControlError> for NotifyError {
     fn from(e: ControlError) -> Self {
         match e {
             ControlError::Db(e) => NotifyError::Db(e),
-            ControlError::Refused(why) => NotifyError::Db(DbError::Query(why)),
+            ControlError::Refused(why) => NotifyError::Db(DbError::Query(why.to_string())),
         }
     }
 }
@@ -169,6 +169,7 @@ pub async fn deliver_due(
                 report.delivered += 1;
             }
             Err(error) => {
+                let error = error.to_string();
                 let gave_up = attempts >= target.attempts_limit(opts.max_attempts);
                 let retry = (!gave_up).then(|| opts.backoff(attempts));
                 outbox::mark_failed(&tx, &claim, &error, retry).await?;

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::control::outbox::OutboxEvent;
-use crate::plan::notify::{mask_url, Destination};
+use crate::plan::notify::{mask_url, BadUrl, Destination};
 use crate::plan::{NotifySpec, Plan};
 
 use super::text;
@@ -14,13 +14,78 @@ use super::text;
 /// Environment variables a hook does not inherit: connection secrets of this process.
 const WITHHELD_ENV: [&str; 3] = ["DATABASE_URL", "PGPASSWORD", "CUTOVER_PASSWORD_COMMAND"];
 
+/// Why a notification was not delivered; its text is kept as the delivery's last error and
+/// never holds the webhook URL's secret-bearing parts.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// `url_env` names an unset variable.
+    #[error("environment variable {0} (url_env) is not set")]
+    UrlEnvUnset(String),
+    /// `url_env` holds no usable URL.
+    #[error("{var}: {problem}")]
+    UrlEnvBad {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        problem: BadUrl,
+    },
+    /// The target names neither a URL nor a command.
+    #[error("the target has no destination")]
+    NoDestination,
+    /// The POST failed or was answered with a non-2xx status.
+    #[error("POST {url}: {reason}")]
+    Post {
+        /// The masked URL.
+        url: String,
+        /// Why, scrubbed of the URL.
+        reason: String,
+    },
+    /// The hook's command is empty.
+    #[error("the hook has no program")]
+    NoProgram,
+    /// The hook could not be started.
+    #[error("cannot start hook `{program}`: {error}")]
+    HookStart {
+        /// The program.
+        program: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The hook ran longer than the target's timeout and was killed.
+    #[error("hook `{program}` did not finish within {} (killed)", humantime::format_duration(*.timeout))]
+    HookTimeout {
+        /// The program.
+        program: String,
+        /// The time bound.
+        timeout: Duration,
+    },
+    /// Waiting for the hook failed.
+    #[error("hook `{program}`: {error}")]
+    HookWait {
+        /// The program.
+        program: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The hook exited unsuccessfully.
+    #[error("hook `{program}` exited with {status}{}", .last_line.as_ref().map(|l| format!(": {l}")).unwrap_or_default())]
+    HookFailed {
+        /// The program.
+        program: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// The last non-blank line of its stderr (at most 200 characters).
+        last_line: Option<String>,
+    },
+}
+
 /// Delivers `ev` to `target` (attempt number `attempt`, from 1); the error says why not.
 pub async fn deliver(
     plan: &Plan,
     target: &NotifySpec,
     ev: &OutboxEvent,
     attempt: u32,
-) -> Result<(), String> {
+) -> Result<(), SendError> {
     let timeout = target.timeout.std();
     let name = target.name();
     match target.destination() {
@@ -29,19 +94,26 @@ pub async fn deliver(
             post(url.expose().to_string(), body, ev.id, timeout).await
         }
         Some(Destination::WebhookEnv(var)) => {
-            let url = std::env::var(var)
-                .map_err(|_| format!("environment variable {var} (url_env) is not set"))?;
-            crate::plan::notify::check_url(&url).map_err(|e| format!("{var}: {e}"))?;
+            let url = std::env::var(var).map_err(|_| SendError::UrlEnvUnset(var.to_string()))?;
+            crate::plan::notify::check_url(&url).map_err(|problem| SendError::UrlEnvBad {
+                var: var.to_string(),
+                problem,
+            })?;
             let body = text::payload(plan, ev, &name, attempt).to_string();
             post(url, body, ev.id, timeout).await
         }
         Some(Destination::Exec(argv)) => exec(plan, ev, &name, argv, attempt, timeout).await,
-        None => Err("the target has no destination".to_string()),
+        None => Err(SendError::NoDestination),
     }
 }
 
 /// POSTs `body` as JSON; 2xx is success.
-async fn post(url: String, body: String, event_id: i64, timeout: Duration) -> Result<(), String> {
+async fn post(
+    url: String,
+    body: String,
+    event_id: i64,
+    timeout: Duration,
+) -> Result<(), SendError> {
     let masked = mask_url(&url);
     let scrub_url = url.clone();
     let task = tokio::task::spawn_blocking(move || {
@@ -60,24 +132,23 @@ async fn post(url: String, body: String, event_id: i64, timeout: Duration) -> Re
             .send(body.as_bytes())
             .map(|r| r.status().as_u16())
     });
+    let failed = |reason: String| SendError::Post {
+        url: masked.clone(),
+        reason,
+    };
     let status = match task.await {
         Ok(Ok(status)) => status,
-        Ok(Err(e)) => {
-            return Err(format!(
-                "POST {masked}: {}",
-                scrub(&describe(&e, timeout), &scrub_url)
-            ))
-        }
-        Err(e) => return Err(format!("POST {masked}: the request task failed: {e}")),
+        Ok(Err(e)) => return Err(failed(scrub(&describe(&e, timeout), &scrub_url))),
+        Err(e) => return Err(failed(format!("the request task failed: {e}"))),
     };
     if (200..300).contains(&status) {
         Ok(())
     } else if (300..400).contains(&status) {
-        Err(format!(
-            "POST {masked}: HTTP {status} (redirects are not followed: configure the final URL)"
-        ))
+        Err(failed(format!(
+            "HTTP {status} (redirects are not followed: configure the final URL)"
+        )))
     } else {
-        Err(format!("POST {masked}: HTTP {status}"))
+        Err(failed(format!("HTTP {status}")))
     }
 }
 
@@ -155,9 +226,9 @@ async fn exec(
     argv: &[String],
     attempt: u32,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), SendError> {
     let Some((program, args)) = argv.split_first() else {
-        return Err("the hook has no program".to_string());
+        return Err(SendError::NoProgram);
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
@@ -171,29 +242,24 @@ async fn exec(
     for (k, v) in env(plan, ev, name, attempt) {
         cmd.env(k, v);
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start hook `{program}`: {e}"))?;
+    let program = program.clone();
+    let child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(error) => return Err(SendError::HookStart { program, error }),
+    };
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => Err(format!(
-            "hook `{program}` did not finish within {} (killed)",
-            humantime::format_duration(timeout)
-        )),
-        Ok(Err(e)) => Err(format!("hook `{program}`: {e}")),
+        Err(_) => Err(SendError::HookTimeout { program, timeout }),
+        Ok(Err(error)) => Err(SendError::HookWait { program, error }),
         Ok(Ok(out)) if out.status.success() => Ok(()),
         Ok(Ok(out)) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
             let last: String = last.unwrap_or("").chars().take(200).collect();
-            Err(format!(
-                "hook `{program}` exited with {}{}",
-                out.status,
-                if last.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {last}")
-                }
-            ))
+            Err(SendError::HookFailed {
+                program,
+                status: out.status,
+                last_line: (!last.is_empty()).then_some(last),
+            })
         }
     }
 }
@@ -210,7 +276,7 @@ pub fn env(
         ("CUTOVER_EVENT_ID", ev.id.to_string()),
         ("CUTOVER_PLAN_ID", ev.plan_id.clone()),
         ("CUTOVER_PLAN_TITLE", plan.spec.title.clone()),
-        ("CUTOVER_ENVIRONMENT", plan.spec.environment.clone()),
+        ("CUTOVER_ENVIRONMENT", plan.spec.environment.to_string()),
         (
             "CUTOVER_PHASE",
             ev.phase.map(|p| p.as_str().to_string()).unwrap_or_default(),

@@ -170,7 +170,7 @@ impl Governance {
     }
 
     /// The roles of `login` that permit `action`, or why it is refused.
-    pub fn permits(&self, login: &str, action: Action) -> Result<Vec<Role>, String> {
+    pub fn permits(&self, login: &str, action: Action) -> Result<Vec<Role>, Denied> {
         let mine = self.roles_of(login);
         let allowed = self.authorization.roles_for(action);
         let any = allowed.iter().any(|r| r.as_str() == ANY_ROLE);
@@ -182,24 +182,48 @@ impl Governance {
         if !granted.is_empty() {
             return Ok(granted);
         }
-        let who = if any {
+        Err(Denied {
+            login: login.to_string(),
+            action,
+            held: mine,
+            allowed: if any { Vec::new() } else { allowed },
+        })
+    }
+}
+
+/// Why [`Governance::permits`] refuses: the login's roles, and the roles the action needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Denied {
+    /// The login.
+    pub login: String,
+    /// What it tried.
+    pub action: Action,
+    /// The roles it holds (none: not in the roster).
+    pub held: Vec<Role>,
+    /// The roles that may (empty: any role in the roster).
+    pub allowed: Vec<Role>,
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |roles: &[Role], sep: &str| {
+            roles.iter().map(Role::as_str).collect::<Vec<_>>().join(sep)
+        };
+        let who = if self.allowed.is_empty() {
             "any role in the roster".to_string()
         } else {
-            allowed
-                .iter()
-                .map(Role::as_str)
-                .collect::<Vec<_>>()
-                .join(" or ")
+            join(&self.allowed, " or ")
         };
-        Err(if mine.is_empty() {
-            format!("login `{login}` is not in the roster; `{action}` needs {who}")
-        } else {
-            let held: Vec<&str> = mine.iter().map(Role::as_str).collect();
-            format!(
-                "login `{login}` holds {}; `{action}` needs {who}",
-                held.join(", ")
+        let (login, action) = (&self.login, self.action);
+        if self.held.is_empty() {
+            write!(
+                f,
+                "login `{login}` is not in the roster; `{action}` needs {who}"
             )
-        })
+        } else {
+            let held = join(&self.held, ", ");
+            write!(f, "login `{login}` holds {held}; `{action}` needs {who}")
+        }
     }
 }
 
@@ -228,7 +252,7 @@ mod tests {
         assert!(g.permits("dora", Action::Tune).is_ok());
         assert!(g.permits("dora", Action::Rollback).is_err());
         assert!(g.permits("dora", Action::Pause).is_ok());
-        let outsider = g.permits("mallory", Action::Pause).unwrap_err();
+        let outsider = g.permits("mallory", Action::Pause).unwrap_err().to_string();
         assert!(outsider.contains("not in the roster"), "{outsider}");
     }
 
@@ -240,7 +264,7 @@ mod tests {
             .0
             .insert(Action::Advance, vec![Role("sre".into())]);
         assert!(g.permits("sam", Action::Advance).is_ok());
-        let why = g.permits("lee", Action::Advance).unwrap_err();
+        let why = g.permits("lee", Action::Advance).unwrap_err().to_string();
         assert!(why.contains("needs sre"), "{why}");
         assert_ne!(g.sha256(), before);
     }

@@ -180,7 +180,11 @@ fn header(spec: &PlanSpec, o: &mut Out<'_>) {
     o.text(path!["rationale"], "`rationale`", &spec.rationale, true);
     o.text(path!["author"], "`author`", &spec.author, false);
     o.text(path!["ticket"], "`ticket`", &spec.ticket, false);
-    o.name(path!["environment"], "`environment`", &spec.environment);
+    o.name(
+        path!["environment"],
+        "`environment`",
+        spec.environment.as_str(),
+    );
     for (role, logins) in &spec.roster {
         o.name(
             path!["roster", role.as_str()],

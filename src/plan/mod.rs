@@ -9,6 +9,7 @@ pub mod diagnostic;
 mod duration;
 mod fields;
 mod load;
+mod names;
 pub mod notify;
 mod source;
 mod strings;
@@ -22,9 +23,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use authorization::{Action, Authorization, Governance};
+pub use authorization::{Action, Authorization, Denied, Governance};
 pub use diagnostic::{Diagnostic, PlanError};
 pub use duration::Duration;
+pub use names::{Environment, PlanId, Role, Tier};
 pub use notify::{Event, NotifySpec};
 pub use source::MAX_PLAN_BYTES;
 
@@ -102,33 +104,6 @@ impl Phase {
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// A role name from the roster (`lead`, `app_owner`, `data_owner`, `sre`, or any other).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Role(pub String);
-
-impl Role {
-    /// The migration lead: decision owner, may break-glass override a gate.
-    pub const LEAD: &'static str = "lead";
-    /// The application owner: read/write path flags.
-    pub const APP_OWNER: &'static str = "app_owner";
-    /// The data owner: backfill and parity.
-    pub const DATA_OWNER: &'static str = "data_owner";
-    /// Site reliability: service health and rollback execution.
-    pub const SRE: &'static str = "sre";
-
-    /// The role's name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -213,9 +188,9 @@ impl Plan {
         }
     }
 
-    /// The plan id.
+    /// The plan id's text (the typed id is `spec.id`).
     pub fn id(&self) -> &str {
-        &self.spec.id
+        self.spec.id.as_str()
     }
 
     /// The spec of one phase.
@@ -258,7 +233,7 @@ fn related(a: &[diagnostic::Seg], b: &[diagnostic::Seg]) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct PlanSpec {
     /// Stable identifier of the migration (one row in `cutover.migrations`).
-    pub id: String,
+    pub id: PlanId,
     /// One-line title.
     pub title: String,
     /// Why this migration exists.
@@ -268,8 +243,8 @@ pub struct PlanSpec {
     /// Link to the ticket / change request.
     pub ticket: String,
     /// Environment banner shown in the TUI (`production` is shown in red).
-    #[serde(default = "default_environment")]
-    pub environment: String,
+    #[serde(default)]
+    pub environment: Environment,
     /// Timeouts and retry bounds for every statement Cutover runs.
     #[serde(default)]
     pub settings: Settings,
@@ -299,10 +274,6 @@ pub struct PlanSpec {
     /// Who hears about what: webhooks and exec hooks (see [`notify`]).
     #[serde(default)]
     pub notify: Vec<NotifySpec>,
-}
-
-fn default_environment() -> String {
-    "unspecified".to_string()
 }
 
 /// Statement and lock timeouts, and how long the lock-safe DDL runner retries.

@@ -364,7 +364,7 @@ fn destination(t: &NotifySpec, i: usize, out: &mut Vec<Problem>) {
         if let Err(why) = check_url(u.expose()) {
             out.push(problem_at!(
                 ["notify", i, "url"],
-                why,
+                why.to_string(),
                 "write the full address, e.g. \"https://hooks.slack.com/services/…\""
             ));
         }
@@ -394,21 +394,34 @@ fn destination(t: &NotifySpec, i: usize, out: &mut Vec<Problem>) {
     }
 }
 
+/// What is wrong with a webhook URL (never the URL itself: it may hold a token).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadUrl {
+    /// Nothing but blanks.
+    #[error("the webhook `url` is empty")]
+    Empty,
+    /// Not parsable.
+    #[error("the webhook `url` is not a valid URL: {0}")]
+    Unparsable(url::ParseError),
+    /// Neither http nor https.
+    #[error("the webhook `url` must use http or https, not `{0}`")]
+    Scheme(String),
+    /// No host.
+    #[error("the webhook `url` names no host")]
+    NoHost,
+}
+
 /// Checks a webhook URL without ever echoing it (it may hold a token).
-pub fn check_url(raw: &str) -> Result<(), String> {
+pub fn check_url(raw: &str) -> Result<(), BadUrl> {
     if raw.trim().is_empty() {
-        return Err("the webhook `url` is empty".to_string());
+        return Err(BadUrl::Empty);
     }
-    let u = url::Url::parse(raw.trim())
-        .map_err(|e| format!("the webhook `url` is not a valid URL: {e}"))?;
+    let u = url::Url::parse(raw.trim()).map_err(BadUrl::Unparsable)?;
     if !matches!(u.scheme(), "http" | "https") {
-        return Err(format!(
-            "the webhook `url` must use http or https, not `{}`",
-            u.scheme()
-        ));
+        return Err(BadUrl::Scheme(u.scheme().to_string()));
     }
     if u.host_str().is_none_or(str::is_empty) {
-        return Err("the webhook `url` names no host".to_string());
+        return Err(BadUrl::NoHost);
     }
     Ok(())
 }
@@ -578,7 +591,7 @@ flag = "n.flag"
             "s3cret",
             "mailto:s3cret@h.example",
         ] {
-            let e = check_url(bad).unwrap_err();
+            let e = check_url(bad).unwrap_err().to_string();
             assert!(!e.contains("s3cret"), "{e}");
         }
         assert!(check_url("http://127.0.0.1:1/x?y=z").is_ok());

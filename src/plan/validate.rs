@@ -51,13 +51,7 @@ fn authorization(spec: &PlanSpec, out: &mut Vec<Problem>) {
 }
 
 fn header(spec: &PlanSpec, out: &mut Vec<Problem>) {
-    let ok = !spec.id.is_empty()
-        && spec.id.len() <= 63
-        && spec
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !ok {
+    if !spec.id.is_well_formed() {
         out.push(problem_at!(
             ["id"],
             format!("invalid plan id `{}`", spec.id),
@@ -166,7 +160,7 @@ fn windows(spec: &PlanSpec, out: &mut Vec<Problem>) {
         if let Err(e) = DailyWindow::parse(w) {
             out.push(problem_at!(
                 ["windows", "heavy_work", i],
-                e,
+                e.to_string(),
                 "write e.g. \"22:00-06:00\" (UTC)"
             ));
         }
@@ -175,10 +169,10 @@ fn windows(spec: &PlanSpec, out: &mut Vec<Problem>) {
         let from = parse_instant(&f.from);
         let to = parse_instant(&f.to);
         if let Err(e) = &from {
-            out.push(problem_at!(["windows", "freeze", i, "from"], e.clone()));
+            out.push(problem_at!(["windows", "freeze", i, "from"], e.to_string()));
         }
         if let Err(e) = &to {
-            out.push(problem_at!(["windows", "freeze", i, "to"], e.clone()));
+            out.push(problem_at!(["windows", "freeze", i, "to"], e.to_string()));
         }
         if let (Ok(a), Ok(b)) = (from, to) {
             if a >= b {

@@ -13,15 +13,44 @@ pub struct DailyWindow {
     pub end: NaiveTime,
 }
 
+/// A time or window that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadTime {
+    /// No `-` between two times.
+    #[error("invalid window `{0}`: expected `HH:MM-HH:MM`")]
+    Window(String),
+    /// One side of a window is not `HH:MM`.
+    #[error("invalid time `{time}` in window `{window}`: {error}")]
+    Time {
+        /// The side.
+        time: String,
+        /// The whole window.
+        window: String,
+        /// Why.
+        error: chrono::ParseError,
+    },
+    /// Not an RFC 3339 timestamp.
+    #[error("invalid timestamp `{text}`: {error} (write e.g. 2026-12-20T00:00:00Z)")]
+    Instant {
+        /// As written.
+        text: String,
+        /// Why.
+        error: chrono::ParseError,
+    },
+}
+
 impl DailyWindow {
     /// Parses `HH:MM-HH:MM`.
-    pub fn parse(text: &str) -> Result<DailyWindow, String> {
+    pub fn parse(text: &str) -> Result<DailyWindow, BadTime> {
         let (a, b) = text
             .split_once('-')
-            .ok_or_else(|| format!("invalid window `{text}`: expected `HH:MM-HH:MM`"))?;
+            .ok_or_else(|| BadTime::Window(text.to_string()))?;
         let time = |t: &str| {
-            NaiveTime::parse_from_str(t.trim(), "%H:%M")
-                .map_err(|e| format!("invalid time `{}` in window `{text}`: {e}", t.trim()))
+            NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|error| BadTime::Time {
+                time: t.trim().to_string(),
+                window: text.to_string(),
+                error,
+            })
         };
         Ok(DailyWindow {
             start: time(a)?,
@@ -40,10 +69,13 @@ impl DailyWindow {
 }
 
 /// Parses an RFC 3339 timestamp of a freeze period.
-pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, BadTime> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("invalid timestamp `{text}`: {e} (write e.g. 2026-12-20T00:00:00Z)"))
+        .map_err(|error| BadTime::Instant {
+            text: text.to_string(),
+            error,
+        })
 }
 
 impl Windows {

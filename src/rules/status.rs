@@ -6,7 +6,7 @@ use crate::control::facts::Facts;
 use crate::control::facts::FlagFact;
 use crate::control::phases::PhaseState;
 use crate::control::statements::Direction;
-use crate::plan::{Phase, Plan};
+use crate::plan::{Environment, Phase, Plan};
 use crate::rules::{self, fmt_time, GateEvaluation, RollbackAdvice, Scorecard};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -97,7 +97,7 @@ pub struct Status {
     /// Title.
     pub title: String,
     /// Environment banner.
-    pub environment: String,
+    pub environment: Environment,
     /// Plan file.
     pub plan_path: String,
     /// sha256 of the plan file now.

@@ -7,7 +7,7 @@ use crate::control::backfill::State as BackfillState;
 use crate::control::facts::Facts;
 use crate::control::phases::PhaseState;
 use crate::outcome::Outcome;
-use crate::plan::{Phase, Plan};
+use crate::plan::{Environment, Phase, Plan};
 use crate::rules::{GateEvaluation, RollbackAdvice, Verdict};
 use crate::worker::snapshot::Snapshot;
 use crate::worker::{AppStatus, ConnState};
@@ -110,7 +110,7 @@ pub struct HeaderView {
     /// The server, password masked.
     pub database: String,
     /// The plan's environment (`production` shows in red).
-    pub environment: String,
+    pub environment: Environment,
     /// Connection state.
     pub conn: Option<ConnState>,
     /// Who I am (`login (os_user@host)`), once connected.
@@ -126,8 +126,7 @@ pub struct HeaderView {
 impl HeaderView {
     /// True for production environments.
     pub fn is_production(&self) -> bool {
-        let e = self.environment.to_ascii_lowercase();
-        e == "production" || e == "prod"
+        self.environment.is_production()
     }
 }
 

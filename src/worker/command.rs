@@ -146,7 +146,7 @@ impl From<engine::EngineError> for ActionError {
                 phase: g.phase,
                 blockers: g.blockers,
             },
-            engine::EngineError::Refused(why) => ActionError::Refused(why),
+            engine::EngineError::Refused(why) => ActionError::Refused(why.to_string()),
             other => ActionError::Failed(other.to_string()),
         }
     }

@@ -74,7 +74,7 @@ async fn audit_log_rejects_update_delete_and_truncate() {
                 actor: &actor,
                 plan_id: "p",
                 plan_sha256: "sha",
-                action: "note",
+                action: cutover::control::audit::AuditAction::Note,
                 phase: None,
                 details: serde_json::json!({ "i": i, "text": "héllo" }),
             },

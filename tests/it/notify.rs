@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cutover::control::audit::Actor;
+use cutover::control::audit::{self, Actor, AuditAction, NewEntry};
 use cutover::control::outbox::{self, DeliveryState};
 use cutover::control::schema;
 use cutover::db::{self, DbConfig, SessionSettings};
@@ -725,4 +725,79 @@ async fn a_target_with_max_attempts_gives_up_after_that_many() {
         .unwrap();
     assert_eq!((n.gave_up, n.retrying), (1, 0));
     assert_eq!(n.latest_failure.unwrap().next_attempt_at, None);
+}
+
+/// The `outbox` trigger on `cutover.audit_log` maps actions to events by `CASE`: every action
+/// this build records raises exactly the event [`AuditAction::event`] names, and nothing else.
+#[tokio::test]
+async fn the_audit_trigger_raises_exactly_the_events_the_actions_name() {
+    let db = TestDb::new().await;
+    let mut client = control(&db).await;
+    let actor = Actor::current(&client).await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    for action in AuditAction::ALL {
+        let entry = audit::append(
+            &tx,
+            NewEntry {
+                actor: &actor,
+                plan_id: PLAN_ID,
+                plan_sha256: "sha",
+                action,
+                phase: Some(Phase::Expand),
+                details: serde_json::json!({}),
+            },
+        )
+        .await
+        .unwrap();
+        let raised: Vec<String> = tx
+            .query(
+                "SELECT event FROM cutover.outbox WHERE audit_seq = $1",
+                &[&entry.seq],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get("event"))
+            .collect();
+        let expected: Vec<String> = action
+            .event()
+            .map(|e| e.as_str().to_string())
+            .into_iter()
+            .collect();
+        assert_eq!(raised, expected, "audit action {action}");
+    }
+    tx.rollback().await.unwrap();
+    // And the trigger names no action the enum does not know (a renamed one would linger there).
+    let source: String = client
+        .query_one(
+            "SELECT prosrc FROM pg_proc WHERE proname = 'outbox_from_audit'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get("prosrc");
+    let mapped: Vec<(&str, &str)> = source
+        .lines()
+        .filter_map(|l| {
+            let mut quoted = l.split('\'').skip(1).step_by(2);
+            l.trim_start()
+                .starts_with("WHEN '")
+                .then(|| (quoted.next().unwrap(), quoted.next().unwrap()))
+        })
+        .collect();
+    assert_eq!(
+        mapped.len(),
+        AuditAction::ALL
+            .iter()
+            .filter(|a| a.event().is_some())
+            .count()
+    );
+    for (action, event) in mapped {
+        let known = AuditAction::parse(action).and_then(AuditAction::event);
+        assert_eq!(
+            known,
+            Event::parse(event),
+            "trigger maps `{action}` to `{event}`"
+        );
+    }
 }

@@ -22,7 +22,10 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let mut first = vec![
         Span::styled(" CUTOVER ", theme.accent.add_modifier(Modifier::REVERSED)),
         Span::raw(" "),
-        Span::styled(format!(" {} ", h.environment.to_uppercase()), env_style),
+        Span::styled(
+            format!(" {} ", h.environment.as_str().to_uppercase()),
+            env_style,
+        ),
         Span::raw(" "),
     ];
     if h.read_only {
