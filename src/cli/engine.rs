@@ -435,4 +435,3 @@ async fn note(ctx: &Context, path: &Path, text: &str) -> anyhow::Result<ExitCode
         Err(e) => engine_failure(e),
     }
 }
-

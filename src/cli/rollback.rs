@@ -107,7 +107,11 @@ fn render_plan(p: &RollbackPlan) -> String {
     for (i, step) in p.steps.iter().enumerate() {
         let text = step.to_string();
         let mut lines = text.lines();
-        out.push_str(&format!("{:>3}. {}\n", i + 1, lines.next().unwrap_or_default()));
+        out.push_str(&format!(
+            "{:>3}. {}\n",
+            i + 1,
+            lines.next().unwrap_or_default()
+        ));
         for l in lines {
             out.push_str(&format!("     {l}\n"));
         }

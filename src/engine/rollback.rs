@@ -161,9 +161,7 @@ async fn rollback_one(
     let mut finish = None;
     for step in steps.steps_of(phase) {
         match step {
-            RollbackStep::Sql {
-                sql, offset, ..
-            } => script.push(Statement {
+            RollbackStep::Sql { sql, offset, .. } => script.push(Statement {
                 text: sql.clone(),
                 offset: *offset,
             }),

@@ -68,7 +68,10 @@ impl std::fmt::Display for RollbackStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RollbackStep::FlagOff { flag } => {
-                write!(f, "-- flag {flag} OFF now, in its own transaction (audited)")
+                write!(
+                    f,
+                    "-- flag {flag} OFF now, in its own transaction (audited)"
+                )
             }
             RollbackStep::StartPhase { phase, resume } => {
                 let resume = if *resume {
@@ -84,14 +87,14 @@ impl std::fmt::Display for RollbackStep {
                 flag_off,
                 stop_backfill,
             } => {
-                write!(f, "-- {phase}: ")?;
+                write!(f, "-- {phase}, in the last statement's commit: ")?;
                 if let Some(flag) = flag_off {
                     write!(f, "flag {flag} OFF, ")?;
                 }
                 if *stop_backfill {
-                    write!(f, "backfill stopped at its checkpoint, ")?;
+                    write!(f, "backfill stopped, ")?;
                 }
-                write!(f, "state rolled_back (audited), committed together")
+                write!(f, "state rolled_back (audited)")
             }
         }
     }

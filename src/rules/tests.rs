@@ -591,7 +591,10 @@ fn the_rollback_plan_lists_each_statement_and_control_step_in_order() {
     let plan = plan();
     let expand = rollback_plan(&plan, &facts(&plan, Phase::DualWrite), None).expect("expand");
     let sql: Vec<&str> = expand.statements().collect();
-    assert_eq!(sql, ["ALTER TABLE public.accounts DROP COLUMN balance_cents"]);
+    assert_eq!(
+        sql,
+        ["ALTER TABLE public.accounts DROP COLUMN balance_cents"]
+    );
     let rs = rollback_plan(&plan, &facts(&plan, Phase::Contract), Some(Phase::Backfill))
         .expect("read_switch and backfill");
     assert_eq!(rs.phases, [Phase::ReadSwitch, Phase::Backfill]);

@@ -111,12 +111,9 @@ impl App {
         vm.next = match (connected, self.ui.pending.first()) {
             (false, _) => None,
             (true, Some(running)) => Some(next::running(running, viewer)),
-            (true, None) => next::next_step(
-                &self.plan,
-                self.snapshot.as_ref(),
-                &vm.header.roles,
-                viewer,
-            ),
+            (true, None) => {
+                next::next_step(&self.plan, self.snapshot.as_ref(), &vm.header.roles, viewer)
+            }
         };
         vm.demo = self.demo;
         vm.metrics_url = self.metrics.clone();

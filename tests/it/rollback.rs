@@ -86,9 +86,15 @@ async fn the_rollback_box_shows_exactly_the_statements_the_server_runs() {
     let plan = Plan::load(PLAN).unwrap();
     let actor = Actor::current(&c).await.unwrap();
     for phase in [Phase::Expand, Phase::DualWrite] {
-        engine::override_gate(&mut c, &plan, &actor, phase, "test: gates are not under test")
-            .await
-            .unwrap();
+        engine::override_gate(
+            &mut c,
+            &plan,
+            &actor,
+            phase,
+            "test: gates are not under test",
+        )
+        .await
+        .unwrap();
         engine::apply_phase(&mut c, &plan, &actor, phase, &RunOptions::default())
             .await
             .unwrap();
@@ -97,11 +103,30 @@ async fn the_rollback_box_shows_exactly_the_statements_the_server_runs() {
     let before = control_state(&c).await;
 
     // The dry run prints the plan (text and JSON), exits 0 and changes nothing.
-    let o = cutover(&db.url, &["rollback", PLAN, "--phase", "dual_write", "--dry-run", "--json"]).await;
+    let o = cutover(
+        &db.url,
+        &[
+            "rollback",
+            PLAN,
+            "--phase",
+            "dual_write",
+            "--dry-run",
+            "--json",
+        ],
+    )
+    .await;
     let dry: Value = serde_json::from_str(&ok(&o)).unwrap();
     assert_eq!(dry["possible"], true, "{dry}");
-    let text_run = ok(&cutover(&db.url, &["rollback", PLAN, "--phase", "dual_write", "--dry-run"]).await);
-    assert_eq!(control_state(&c).await, before, "a dry run changed the control state");
+    let text_run = ok(&cutover(
+        &db.url,
+        &["rollback", PLAN, "--phase", "dual_write", "--dry-run"],
+    )
+    .await);
+    assert_eq!(
+        control_state(&c).await,
+        before,
+        "a dry run changed the control state"
+    );
     assert!(ddl_seen(&c).await.is_empty(), "a dry run ran DDL");
 
     // The TUI: `R` opens the red box on the live snapshot; `Y` sends the plan the box shows.
@@ -119,7 +144,10 @@ async fn the_rollback_box_shows_exactly_the_statements_the_server_runs() {
     let shown_sql: Vec<String> = shown.plan.statements().map(str::to_string).collect();
     assert_eq!(shown_sql.len(), 2, "{:?}", shown.plan);
     for sql in &shown_sql {
-        assert!(text_run.contains(sql.as_str()), "dry run misses `{sql}`:\n{text_run}");
+        assert!(
+            text_run.contains(sql.as_str()),
+            "dry run misses `{sql}`:\n{text_run}"
+        );
     }
     let Action::Send(cmd) = app.on_key(key('Y'), t0 + CONFIRM_ARMING) else {
         panic!("Y confirms");
@@ -143,13 +171,22 @@ async fn a_confirmed_rollback_that_changed_meanwhile_is_refused() {
     let mut c = engine_client(&db.url).await;
     let plan = Plan::load(PLAN).unwrap();
     let actor = Actor::current(&c).await.unwrap();
-    engine::override_gate(&mut c, &plan, &actor, Phase::Expand, "test: gates are not under test")
-        .await
-        .unwrap();
+    engine::override_gate(
+        &mut c,
+        &plan,
+        &actor,
+        Phase::Expand,
+        "test: gates are not under test",
+    )
+    .await
+    .unwrap();
     engine::apply_phase(&mut c, &plan, &actor, Phase::Expand, &RunOptions::default())
         .await
         .unwrap();
-    let Ok(mut seen) = engine::plan_rollback(&c, &plan, Some(Phase::Expand)).await.unwrap() else {
+    let Ok(mut seen) = engine::plan_rollback(&c, &plan, Some(Phase::Expand))
+        .await
+        .unwrap()
+    else {
         panic!("expand is applied");
     };
     seen.steps.pop();
@@ -157,7 +194,10 @@ async fn a_confirmed_rollback_that_changed_meanwhile_is_refused() {
     let err = engine::rollback_confirmed(&mut c, &plan, &actor, &seen, &RunOptions::default())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("changed since it was confirmed"), "{err}");
+    assert!(
+        err.to_string().contains("changed since it was confirmed"),
+        "{err}"
+    );
     assert_eq!(control_state(&c).await, before);
 }
 
@@ -197,7 +237,11 @@ async fn status_answers_not_started_where_nothing_ran_and_creates_nothing() {
         assert_eq!(st["started"], false, "{st}");
         assert_eq!(st["registered"], false, "{st}");
         assert_eq!(st["next_phase"], "expand", "{st}");
-        assert!(st["phases"].as_array().unwrap().iter().all(|p| p["state"] == "pending"));
+        assert!(st["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["state"] == "pending"));
 
         let o = cutover(&db.url, &["rollback", PLAN, "--dry-run"]).await;
         assert!(ok(&o).contains("nothing to roll back"), "{}", text(&o));
