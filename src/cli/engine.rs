@@ -1,18 +1,20 @@
-//! Phase-engine commands: status, advance, signoff, override, rollback, rehearse, flag, note,
-//! report, audit. Each is a thin shell around `crate::engine` / `crate::control::audit`, the same code the
-//! TUI calls.
+//! Phase-engine commands: the subcommands (status, advance, signoff, override, rollback,
+//! rehearse, flag, note, report, audit) and the small ones' handlers; status, rollback, rehearse
+//! and audit have their own files. Each is a thin shell around `crate::engine` /
+//! `crate::control::audit`, the same code the TUI calls.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
 
+use super::audit::AuditAction;
+use super::rollback::Run;
+use super::shared::{engine_failure, load};
 use super::{exit, Context};
-use crate::control::audit::{self, Actor, Verification};
-use crate::engine::{self, EngineError, RunOptions};
-use crate::outcome::Outcome;
-use crate::plan::{Phase, Plan, Role};
+use crate::control::audit::Actor;
+use crate::engine::{self, RunOptions};
+use crate::plan::{Phase, Role};
 
 /// Engine commands.
 #[derive(Debug, Subcommand)]
@@ -87,6 +89,12 @@ pub enum Command {
         /// Confirm (required: rollback changes the schema).
         #[arg(long)]
         yes: bool,
+        /// Print every step the rollback would run, in order, and change nothing.
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
+        /// Machine-readable output (with --dry-run).
+        #[arg(long, requires = "dry_run")]
+        json: bool,
     },
     /// Rehearse every phase's apply and rollback in a transaction that is rolled back; timed.
     Rehearse {
@@ -151,53 +159,6 @@ pub enum OnOff {
     Off,
 }
 
-/// Export formats.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ExportFormat {
-    /// One JSON object per line.
-    Jsonl,
-}
-
-/// `audit` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum AuditAction {
-    /// Recompute the hash chain, cross-check it against the control state and against
-    /// externally kept heads; exit 2 naming what is wrong.
-    Verify {
-        /// A head hash kept outside the database (ticket, chat): it must be in the chain.
-        #[arg(long)]
-        expect_head: Vec<String>,
-        /// A file of head hashes, one per line: each must be in the chain; the current head is
-        /// appended when it is new.
-        #[arg(long)]
-        head_file: Option<PathBuf>,
-    },
-    /// Export every entry.
-    Export {
-        /// Format.
-        #[arg(long, value_enum, default_value = "jsonl")]
-        format: ExportFormat,
-        /// Only this plan id.
-        #[arg(long)]
-        plan_id: Option<String>,
-        /// Write to this file instead of stdout.
-        #[arg(long)]
-        output: Option<PathBuf>,
-    },
-    /// Print the last entries; with --follow, keep printing new ones.
-    Tail {
-        /// How many to print first.
-        #[arg(short = 'n', long, default_value_t = 20)]
-        lines: i64,
-        /// Keep following (LISTEN cutover_events, polling as a fallback).
-        #[arg(long)]
-        follow: bool,
-        /// JSON lines instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 /// Runs an engine command.
 pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     let notifies = cmd.notifying_plan().map(Path::to_path_buf);
@@ -215,7 +176,11 @@ impl Command {
             Command::Advance { plan, .. }
             | Command::Signoff { plan, .. }
             | Command::Override { plan, .. }
-            | Command::Rollback { plan, .. } => Some(plan),
+            | Command::Rollback {
+                plan,
+                dry_run: false,
+                ..
+            } => Some(plan),
             _ => None,
         }
     }
@@ -223,7 +188,7 @@ impl Command {
 
 async fn run_command(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Status { plan, json } => status(ctx, &plan, json).await,
+        Command::Status { plan, json } => super::status::status(ctx, &plan, json).await,
         Command::Advance { plan, phase, json } => advance(ctx, &plan, phase, json).await,
         Command::Signoff {
             plan,
@@ -238,245 +203,26 @@ async fn run_command(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         } => attest(ctx, &plan, &category, &url).await,
         Command::Override { plan, gate, reason } => override_gate(ctx, &plan, gate, &reason).await,
         Command::Approve { plan } => approve(ctx, &plan).await,
-        Command::Rollback { plan, phase, yes } => rollback(ctx, &plan, phase, yes).await,
-        Command::Rehearse { plan, json } => rehearse(ctx, &plan, json).await,
+        Command::Rollback {
+            plan,
+            phase,
+            yes,
+            dry_run,
+            json,
+        } => {
+            let run = if dry_run {
+                Run::DryRun { json }
+            } else {
+                Run::Execute { confirmed: yes }
+            };
+            super::rollback::rollback(ctx, &plan, phase, run).await
+        }
+        Command::Rehearse { plan, json } => super::rehearse::rehearse(ctx, &plan, json).await,
         Command::Flag { action } => flag(ctx, action).await,
         Command::Note { plan, text } => note(ctx, &plan, &text).await,
         Command::Report { plan, out } => report(ctx, &plan, &out).await,
-        Command::Audit { action } => audit_cmd(ctx, action).await,
+        Command::Audit { action } => super::audit::audit_cmd(ctx, action).await,
     }
-}
-
-fn load(path: &Path) -> anyhow::Result<Plan> {
-    Ok(Plan::load(path)?)
-}
-
-/// Prints a refusal or a blocked gate and returns its exit code; other errors propagate.
-fn engine_failure(e: EngineError) -> anyhow::Result<ExitCode> {
-    match &e {
-        EngineError::Blocked(gate) => {
-            eprintln!(
-                "blocked: the gate of {} is {} — nothing was applied",
-                gate.phase, gate.outcome
-            );
-            for b in &gate.blockers {
-                eprintln!("  ✗ {b}");
-            }
-            Ok(ExitCode::from(exit::BLOCKED))
-        }
-        EngineError::Refused(_) => {
-            eprintln!("{e}");
-            Ok(ExitCode::from(exit::REFUSED))
-        }
-        EngineError::Hook { .. } => {
-            eprintln!("blocked: {e} — nothing was applied");
-            Ok(ExitCode::from(exit::BLOCKED))
-        }
-        _ => Err(e.into()),
-    }
-}
-
-async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let plan = load(path)?;
-    let (client, security) = ctx.connect_viewer_with_security("status").await?;
-    let st = match engine::status(&client, &plan).await {
-        Ok(s) => s,
-        Err(e) => return engine_failure(e),
-    };
-    if json {
-        let mut value = serde_json::to_value(&st)?;
-        if let Some(map) = value.as_object_mut() {
-            map.insert("connection".into(), serde_json::to_value(&security)?);
-        }
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        print!("{}", render_status(&st));
-        println!("connection: {} — {}", security.server, security.summary());
-    }
-    Ok(ExitCode::from(exit::OK))
-}
-
-fn mark(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Pass => "✓",
-        Outcome::Fail => "✗",
-        Outcome::Inconclusive => "?",
-    }
-}
-
-/// The human rendering of `status`.
-pub fn render_status(st: &engine::Status) -> String {
-    let mut out = String::new();
-    let mut line = |s: String| {
-        out.push_str(&s);
-        out.push('\n');
-    };
-    line(format!(
-        "{} — {}  [{}]",
-        st.plan_id, st.title, st.environment
-    ));
-    line(format!(
-        "plan {} sha256 {}",
-        st.plan_path,
-        &st.plan_sha256[..12.min(st.plan_sha256.len())]
-    ));
-    if !st.registered {
-        line("  not registered yet: an operator's first command (advance, signoff, probe) registers it".into());
-    }
-    if st.plan_changed {
-        line(format!(
-            "  ! plan changed since it was last acted on (was {}): earlier sign-offs are void",
-            &st.recorded_sha256[..12.min(st.recorded_sha256.len())]
-        ));
-    }
-    line("phases:".into());
-    for p in &st.phases {
-        let when = p
-            .finished_at
-            .map(|t| format!(" {}", t.format("%Y-%m-%d %H:%M:%SZ")))
-            .unwrap_or_default();
-        let dur = p
-            .duration_ms
-            .map(|d| format!(" ({d} ms)"))
-            .unwrap_or_default();
-        let err = p
-            .error
-            .as_ref()
-            .map(|e| format!("  error: {e}"))
-            .unwrap_or_default();
-        let irr = if p.reversible { "" } else { "  (irreversible)" };
-        line(format!(
-            "  {:<12} {:<12}{when}{dur}{irr}{err}",
-            p.phase.as_str(),
-            p.state.as_str()
-        ));
-        if let Some(note) = &p.note {
-            line(format!("               {note}"));
-        }
-    }
-    match &st.gate {
-        Some(g) => {
-            line(format!("next: {} — gate {}", g.phase, g.verdict()));
-            for i in &g.items {
-                line(format!(
-                    "  {} {} {}: {}",
-                    mark(i.outcome),
-                    i.kind.as_str(),
-                    i.name,
-                    i.detail
-                ));
-                for e in &i.evidence {
-                    line(format!("      {e}"));
-                }
-            }
-            if let Some(o) = &g.overridden {
-                line(format!(
-                    "  ! override by {} at {}: {}",
-                    o.login,
-                    o.at.format("%Y-%m-%d %H:%M:%SZ"),
-                    o.reason
-                ));
-            }
-        }
-        None => line("next: nothing — all phases applied".into()),
-    }
-    line(format!(
-        "scorecard: {}",
-        if st.scorecard.ready {
-            "READY"
-        } else {
-            "not ready"
-        }
-    ));
-    for c in &st.scorecard.categories {
-        line(format!(
-            "  {} {} ({}): {}",
-            mark(c.outcome),
-            c.name,
-            c.owner,
-            c.outcome
-        ));
-        for e in c.evidence.iter().chain([&c.signoff]) {
-            line(format!(
-                "      {} {}: {}",
-                mark(e.outcome),
-                e.name,
-                e.detail
-            ));
-        }
-    }
-    if !st.signoffs.is_empty() {
-        line("sign-offs:".into());
-        for s in &st.signoffs {
-            let void = s
-                .note
-                .as_ref()
-                .map(|n| format!("  [{n}]"))
-                .unwrap_or_default();
-            line(format!(
-                "  {} / {} by {} ({}@{}) at {}{void}",
-                s.gate,
-                s.role,
-                s.login,
-                s.os_user,
-                s.host,
-                s.signed_at.format("%Y-%m-%d %H:%M:%SZ")
-            ));
-        }
-    }
-    if !st.overrides.is_empty() {
-        line("overrides (break-glass):".into());
-        for o in &st.overrides {
-            let old = if o.current_plan {
-                ""
-            } else {
-                "  [older plan version]"
-            };
-            line(format!(
-                "  OVERRIDE {} by {} at {}: {}{old}",
-                o.gate,
-                o.login,
-                o.at.format("%Y-%m-%d %H:%M:%SZ"),
-                o.reason
-            ));
-        }
-    }
-    if let Some(f) = &st.flag {
-        line(format!(
-            "flag {}: {} (by {} at {})",
-            f.name,
-            if f.enabled { "ON" } else { "OFF" },
-            f.updated_by,
-            f.updated_at.format("%Y-%m-%d %H:%M:%SZ")
-        ));
-    }
-    if let Some(b) = &st.backfill {
-        let est = b
-            .rows_estimate
-            .map(|e| format!(" of ~{e}"))
-            .unwrap_or_default();
-        let why = if b.reason.is_empty() {
-            String::new()
-        } else {
-            format!(" — {}", b.reason)
-        };
-        line(format!(
-            "backfill: {} {} rows{est}, throttled {:.1}s{why}",
-            b.state, b.rows_done, b.throttled_seconds
-        ));
-    }
-    match &st.rollback {
-        Some(r) if r.possible => line(format!(
-            "fastest safe rollback ({}): {} — `{}`",
-            r.phase, r.description, r.command
-        )),
-        Some(r) => line(format!(
-            "rollback of {}: impossible — {}",
-            r.phase, r.description
-        )),
-        None => line("rollback: nothing applied".into()),
-    }
-    out
 }
 
 async fn advance(
@@ -598,141 +344,6 @@ async fn approve(ctx: &Context, path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn rollback(
-    ctx: &Context,
-    path: &Path,
-    phase: Option<Phase>,
-    yes: bool,
-) -> anyhow::Result<ExitCode> {
-    let plan = load(path)?;
-    if !yes {
-        eprintln!("refused: rollback changes the schema; re-run with --yes to confirm");
-        return Ok(ExitCode::from(exit::REFUSED));
-    }
-    let mut client = ctx.connect("rollback").await?;
-    let actor = Actor::current(&client).await?;
-    let opts = RunOptions::with_monitor(ctx.db_config()?);
-    match engine::rollback(&mut client, &plan, &actor, phase, &opts).await {
-        Ok(r) => {
-            println!("{}", r.message);
-            for p in &r.rolled_back {
-                println!(
-                    "  {} rolled back in {} ms ({} attempt{}, audit #{})",
-                    p.phase,
-                    p.duration_ms,
-                    p.attempts,
-                    if p.attempts == 1 { "" } else { "s" },
-                    p.audit_seq
-                );
-            }
-            Ok(ExitCode::from(exit::OK))
-        }
-        Err(e) => engine_failure(e),
-    }
-}
-
-async fn rehearse(ctx: &Context, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let plan = load(path)?;
-    let mut client = ctx.connect("rehearse").await?;
-    let actor = Actor::current(&client).await?;
-    let r = match engine::rehearse(&mut client, &plan, &actor).await {
-        Ok(r) => r,
-        Err(e) => return engine_failure(e),
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        print!("{}", render_rehearsal(&r));
-    }
-    Ok(ExitCode::from(if r.ok { exit::OK } else { exit::BLOCKED }))
-}
-
-fn render_locks(step: &engine::rehearse::Step) -> String {
-    let list = |locks: &[&engine::rehearse::LockTaken]| {
-        locks
-            .iter()
-            .map(|l| format!("{} {}", l.relation, l.mode))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let new: Vec<_> = step.locks.iter().collect();
-    let old: Vec<_> = step
-        .held
-        .iter()
-        .filter(|l| !step.locks.contains(l))
-        .collect();
-    let mut out = if new.is_empty() {
-        "takes no new lock".to_string()
-    } else {
-        format!("takes {}", list(&new))
-    };
-    if !old.is_empty() {
-        out.push_str(&format!(" (already held in the rehearsal: {})", list(&old)));
-    }
-    out
-}
-
-/// The human rendering of a rehearsal.
-pub fn render_rehearsal(r: &engine::Rehearsal) -> String {
-    let mut out = format!(
-        "rehearsal of {} (plan sha256 {}): every change was rolled back\n",
-        r.plan_id,
-        &r.plan_sha256[..12.min(r.plan_sha256.len())]
-    );
-    for p in &r.phases {
-        if let Some(why) = &p.skipped {
-            out.push_str(&format!("  {:<12} skipped: {why}\n", p.phase.as_str()));
-            continue;
-        }
-        if let Some(a) = &p.apply {
-            match &a.error {
-                None => out.push_str(&format!(
-                    "  {:<12} apply    {:>8.1} ms  {} statement(s), {}\n",
-                    p.phase.as_str(),
-                    a.ms,
-                    a.statements,
-                    render_locks(a)
-                )),
-                Some(e) => out.push_str(&format!(
-                    "  {:<12} apply    FAILED: {e}\n",
-                    p.phase.as_str()
-                )),
-            }
-        }
-        if let Some(b) = &p.rollback {
-            let restored = match p.restored {
-                Some(true) => "  catalog restored",
-                Some(false) => "  CATALOG NOT RESTORED",
-                None => "",
-            };
-            match &b.error {
-                None => out.push_str(&format!(
-                    "  {:<12} rollback {:>8.1} ms  {} statement(s), {}{restored}\n",
-                    "",
-                    b.ms,
-                    b.statements,
-                    render_locks(b)
-                )),
-                Some(e) => out.push_str(&format!("  {:<12} rollback FAILED: {e}\n", "")),
-            }
-        }
-        if let Some(n) = &p.rollback_note {
-            out.push_str(&format!("  {:<12} rollback: {n}\n", ""));
-        }
-        for n in &p.not_rehearsable {
-            out.push_str(&format!("  {:<12} {n}\n", ""));
-        }
-    }
-    out.push_str(&format!(
-        "{}: {:.1} ms in total; stored as Reversibility evidence (rehearsal #{}, audit #{})\n",
-        if r.ok { "PASSED" } else { "FAILED" },
-        r.total_ms,
-        r.id,
-        r.audit_seq
-    ));
-    out
-}
-
 async fn report(ctx: &Context, path: &Path, out: &Path) -> anyhow::Result<ExitCode> {
     let plan = load(path)?;
     let mut client = ctx.connect("report").await?;
@@ -822,138 +433,5 @@ async fn note(ctx: &Context, path: &Path, text: &str) -> anyhow::Result<ExitCode
             Ok(ExitCode::from(exit::OK))
         }
         Err(e) => engine_failure(e),
-    }
-}
-
-async fn audit_verify(
-    client: &tokio_postgres::Client,
-    mut expected: Vec<String>,
-    head_file: Option<&Path>,
-) -> anyhow::Result<ExitCode> {
-    let (entries, head) = match audit::verify(client).await? {
-        Verification::Intact { entries, head } => (entries, head),
-        Verification::Broken { seq, reason } => {
-            println!("audit log BROKEN at entry #{seq}: {reason}");
-            return Ok(ExitCode::from(exit::BLOCKED));
-        }
-    };
-    if let Some(path) = head_file {
-        match std::fs::read_to_string(path) {
-            Ok(text) => expected.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string),
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => anyhow::bail!("cannot read the head file {}: {e}", path.display()),
-        }
-    }
-    let mut problems = Vec::new();
-    for h in &expected {
-        if !audit::contains_hash(client, h).await? {
-            problems.push(format!(
-                "the externally kept head {h} is not in the chain: entries were removed or rewritten"
-            ));
-        }
-    }
-    problems.extend(audit::cross_check(client).await?);
-    if !problems.is_empty() {
-        println!("audit log BROKEN: the chain ({entries} entries) verifies, but:");
-        for p in &problems {
-            println!("  ✗ {p}");
-        }
-        return Ok(ExitCode::from(exit::BLOCKED));
-    }
-    if let Some(path) = head_file {
-        if expected.last() != Some(&head) && entries > 0 {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| anyhow::anyhow!("cannot append to {}: {e}", path.display()))?;
-            writeln!(f, "{head}")?;
-        }
-    }
-    println!(
-        "audit log intact: {entries} entries, head hash {head}; control state cross-checked{}",
-        if expected.is_empty() {
-            String::new()
-        } else {
-            format!(", {} kept head(s) found", expected.len())
-        }
-    );
-    Ok(ExitCode::from(exit::OK))
-}
-
-async fn audit_cmd(ctx: &Context, action: AuditAction) -> anyhow::Result<ExitCode> {
-    let client = ctx.connect_viewer("audit").await?;
-    match action {
-        AuditAction::Verify {
-            expect_head,
-            head_file,
-        } => audit_verify(&client, expect_head, head_file.as_deref()).await,
-        AuditAction::Export {
-            format: ExportFormat::Jsonl,
-            plan_id,
-            output,
-        } => {
-            let mut writer: Box<dyn Write> = match &output {
-                Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p)
-                        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))?,
-                )),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-            };
-            let n = audit::export(&client, plan_id.as_deref(), |e| {
-                let line = serde_json::to_string(e).map_err(std::io::Error::other)?;
-                writeln!(writer, "{line}")
-            })
-            .await?;
-            writer.flush()?;
-            if let Some(p) = output {
-                eprintln!("exported {n} entries to {}", p.display());
-            }
-            Ok(ExitCode::from(exit::OK))
-        }
-        AuditAction::Tail {
-            lines,
-            follow,
-            json,
-        } => {
-            let print = |e: &audit::Entry| {
-                if json {
-                    println!("{}", serde_json::to_string(e).unwrap_or_default());
-                } else {
-                    println!("{}", e.line());
-                }
-            };
-            let last = audit::last_entries(&client, lines.max(0)).await?;
-            let mut after = 0;
-            for e in &last {
-                print(e);
-                after = e.seq;
-            }
-            if after == 0 {
-                after = audit::last_entries(&client, 1)
-                    .await?
-                    .last()
-                    .map(|e| e.seq)
-                    .unwrap_or(0);
-            }
-            if follow {
-                audit::follow(
-                    &ctx.db_config()?,
-                    after,
-                    std::time::Duration::from_secs(2),
-                    |e| {
-                        print(e);
-                        true
-                    },
-                )
-                .await?;
-            }
-            Ok(ExitCode::from(exit::OK))
-        }
     }
 }

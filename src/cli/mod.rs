@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 error, 2 blocked (a gate or validation failed), 3 refused
 //! (not allowed: wrong role, irreversible phase, read-only).
 
+mod audit;
 mod backfill;
 mod bench;
 mod check;
@@ -11,6 +12,10 @@ mod engine;
 mod evidence;
 mod foundation;
 mod notify;
+mod rehearse;
+mod rollback;
+mod shared;
+mod status;
 mod tui;
 
 use std::process::ExitCode;
@@ -150,6 +155,26 @@ impl Context {
         &self,
         purpose: &str,
     ) -> anyhow::Result<(Client, db::ConnSecurity)> {
+        let (client, security) = self.read_only_session(purpose).await?;
+        crate::control::schema::require_readable(&client).await?;
+        Ok((client, security))
+    }
+
+    /// Like [`Context::connect_viewer_with_security`] for reads that answer "not started": a
+    /// database without the control schema is one where nothing has run yet, not an error.
+    pub async fn connect_reader(
+        &self,
+        purpose: &str,
+    ) -> anyhow::Result<(Client, db::ConnSecurity)> {
+        use crate::control::schema::{self, SchemaState};
+        let (client, security) = self.read_only_session(purpose).await?;
+        if schema::state(&client).await? != SchemaState::Missing {
+            schema::require_readable(&client).await?;
+        }
+        Ok((client, security))
+    }
+
+    async fn read_only_session(&self, purpose: &str) -> anyhow::Result<(Client, db::ConnSecurity)> {
         let cfg = self.db_config()?;
         let (client, security) =
             db::connect_with_security(&cfg, &SessionSettings::new(purpose)).await?;
@@ -157,7 +182,6 @@ impl Context {
             .batch_execute("SET default_transaction_read_only = on")
             .await
             .map_err(db::DbError::from)?;
-        crate::control::schema::require_readable(&client).await?;
         Ok((client, security))
     }
 }

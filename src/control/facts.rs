@@ -334,6 +334,16 @@ impl Facts {
         Ok(facts)
     }
 
+    /// Like [`Facts::load`], for reads: where the control schema does not exist yet, nothing
+    /// has run, and the facts are those of an unregistered plan (nothing is created).
+    pub async fn read(client: &impl GenericClient, plan_id: &str) -> Result<Facts, DbError> {
+        if super::schema::state(client).await? != super::schema::SchemaState::Missing {
+            return Facts::load(client, plan_id).await;
+        }
+        let now: DateTime<Utc> = client.query_one("SELECT now()", &[]).await?.get(0);
+        Ok(Facts::unregistered(plan_id, now))
+    }
+
     /// The row of `phase`.
     pub fn phase(&self, phase: Phase) -> &PhaseRow {
         &self.phases[phase.index()]

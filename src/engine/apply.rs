@@ -163,7 +163,7 @@ async fn apply_locked(
         phase,
         state: PhaseState::Applying,
     });
-    let script = &plan.phase(phase).apply;
+    let script = &sql::split_statements(&plan.phase(phase).apply);
     let completion = Completion {
         plan,
         actor,
@@ -287,7 +287,7 @@ pub(crate) async fn record_failure(
     actor: &Actor,
     phase: Phase,
     direction: Direction,
-    script: &str,
+    script: &[Statement],
     previous: PhaseState,
     error: &EngineError,
 ) -> Result<(), EngineError> {
@@ -338,10 +338,10 @@ pub(crate) enum Segment {
     Own(usize, Statement),
 }
 
-/// Splits a script into segments, keeping statement indexes.
-pub(crate) fn segments(script: &str) -> Vec<Segment> {
+/// Groups a script's statements into segments, keeping statement indexes.
+pub(crate) fn segments(script: &[Statement]) -> Vec<Segment> {
     let mut out: Vec<Segment> = Vec::new();
-    for (i, stmt) in sql::split_statements(script).into_iter().enumerate() {
+    for (i, stmt) in script.iter().cloned().enumerate() {
         if stmt.needs_own_transaction() {
             out.push(Segment::Own(i, stmt));
         } else if let Some(Segment::Tx(run)) = out.last_mut() {
@@ -376,11 +376,11 @@ pub(crate) struct ScriptRun {
     pub(crate) duration_ms: u64,
 }
 
-/// Runs a script and records the completion in its last transaction.
+/// Runs a script's statements and records the completion in its last transaction.
 pub(crate) async fn run_script(
     client: &mut Client,
     runner: &mut Runner<'_>,
-    script: &str,
+    script: &[Statement],
     completion: &Completion<'_>,
     resume: bool,
 ) -> Result<ScriptRun, EngineError> {

@@ -45,7 +45,7 @@ pub use gate::evaluate_gate;
 pub use notes::{note, NoteOutcome};
 pub use rehearse::{catalog_fingerprint, rehearse, Rehearsal};
 pub use report::{report, Report};
-pub use rollback::{rollback, RollbackOutcome};
+pub use rollback::{plan_rollback, rollback, rollback_confirmed, RollbackOutcome};
 pub use signoff::{override_gate, signoff, OverrideOutcome, SignoffOutcome};
 
 impl From<ControlError> for EngineError {
@@ -59,12 +59,12 @@ impl From<ControlError> for EngineError {
 
 /// Reads the status of `plan`: one consistent read of the control schema, judged by the rules.
 /// It writes nothing and runs no probe (probe results are the latest recorded, marked stale
-/// when facts changed since).
+/// when facts changed since). Without a control schema, nothing has started.
 pub async fn status(
     client: &impl tokio_postgres::GenericClient,
     plan: &crate::plan::Plan,
 ) -> Result<Status, EngineError> {
-    let facts = crate::control::facts::Facts::load(client, plan.id()).await?;
+    let facts = crate::control::facts::Facts::read(client, plan.id()).await?;
     Ok(crate::rules::status::build(plan, &facts))
 }
 

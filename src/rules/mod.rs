@@ -10,7 +10,10 @@ pub mod status;
 
 use chrono::{DateTime, Utc};
 
-pub use advice::{irreversible_reason, rollback_advice, rollback_targets, RollbackAdvice};
+pub use advice::{
+    irreversible_reason, rollback_advice, rollback_plan, rollback_targets, NoRollback,
+    RollbackAdvice, RollbackPlan, RollbackStep,
+};
 pub use gate::{evaluate, GateEvaluation, GateItem, ItemKind, OverrideInfo, Verdict};
 pub use scorecard::{scorecard, Category, CategoryKind, Evidence, Scorecard};
 pub use status::Status;

@@ -106,6 +106,9 @@ pub struct Status {
     pub recorded_sha256: String,
     /// The migration is registered (an operator's first action registers it).
     pub registered: bool,
+    /// Some phase has left `pending`; false is "not started" (also where no control schema
+    /// exists yet).
+    pub started: bool,
     /// The file differs from the last acted-on version.
     pub plan_changed: bool,
     /// The five phases.
@@ -216,6 +219,7 @@ pub fn build(plan: &Plan, facts: &Facts) -> Status {
         environment: plan.spec.environment.clone(),
         plan_path: plan.path.clone(),
         registered: facts.registration.is_some(),
+        started: facts.phases.iter().any(|p| p.state != PhaseState::Pending),
         plan_changed: recorded.as_ref().is_some_and(|r| *r != sha),
         plan_sha256: sha,
         recorded_sha256: recorded.unwrap_or_default(),

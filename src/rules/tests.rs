@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use super::advice::{advice_for, rollback_advice};
+use super::advice::{rollback_advice, rollback_plan, NoRollback, RollbackStep};
 use super::gate::{evaluate, ItemKind, Verdict, PROBE_MAX_AGE};
 use super::scorecard::{scorecard, CategoryKind};
 use crate::control::backfill::State as BackfillState;
@@ -557,11 +557,13 @@ fn rollback_advice_undoes_the_last_applied_phase() {
     let a = rollback_advice(&plan, &f).expect("backfill is applied");
     assert_eq!(a.phase, Phase::Backfill);
     assert!(a.possible);
-    assert!(
-        a.sql
-            .contains("UPDATE cutover.backfill SET state = 'stopped'"),
-        "{}",
-        a.sql
+    assert_eq!(
+        a.plan.steps.last(),
+        Some(&RollbackStep::FinishPhase {
+            phase: Phase::Backfill,
+            flag_off: None,
+            stop_backfill: true,
+        })
     );
     assert!(rollback_advice(&plan, &facts(&plan, Phase::Expand)).is_none());
 }
@@ -585,21 +587,30 @@ fn rollback_advice_resumes_an_interrupted_rollback_and_undoes_a_partial_apply_fi
 }
 
 #[test]
-fn rollback_advice_names_the_sql_and_refuses_an_irreversible_phase() {
+fn the_rollback_plan_lists_each_statement_and_control_step_in_order() {
     let plan = plan();
-    let expand = advice_for(&plan, Phase::Expand);
-    assert!(
-        expand.sql.contains("DROP COLUMN balance_cents"),
-        "{}",
-        expand.sql
+    let expand = rollback_plan(&plan, &facts(&plan, Phase::DualWrite), None).expect("expand");
+    let sql: Vec<&str> = expand.statements().collect();
+    assert_eq!(
+        sql,
+        ["ALTER TABLE public.accounts DROP COLUMN balance_cents"]
     );
-    let rs = advice_for(&plan, Phase::ReadSwitch);
-    assert!(rs.sql.contains("accounts.read_balance_cents"), "{}", rs.sql);
-    let contract = advice_for(&plan, Phase::Contract);
-    assert!(!contract.possible);
-    assert!(
-        contract.description.contains("irreversible"),
-        "{}",
-        contract.description
-    );
+    let rs = rollback_plan(&plan, &facts(&plan, Phase::Contract), Some(Phase::Backfill))
+        .expect("read_switch and backfill");
+    assert_eq!(rs.phases, [Phase::ReadSwitch, Phase::Backfill]);
+    let flag = "accounts.read_balance_cents".to_string();
+    assert_eq!(rs.steps[0], RollbackStep::FlagOff { flag: flag.clone() });
+    assert!(rs.steps.contains(&RollbackStep::FinishPhase {
+        phase: Phase::ReadSwitch,
+        flag_off: Some(flag),
+        stop_backfill: false,
+    }));
+    let mut f = facts(&plan, Phase::Contract);
+    f.phases[Phase::Contract.index()].state = PhaseState::Applied;
+    assert!(matches!(
+        rollback_plan(&plan, &f, None),
+        Err(NoRollback::Irreversible(why)) if why.contains("irreversible")
+    ));
+    let contract = rollback_advice(&plan, &f).expect("contract is applied");
+    assert!(!contract.possible && contract.plan.steps.is_empty());
 }

@@ -102,20 +102,19 @@ impl App {
             self.snapshot.as_ref(),
         );
         let connected = self.conn.as_ref().is_some_and(ConnState::is_connected);
+        // A viewer sees what the operators' next step is, not a key it could press.
+        let viewer = if self.read_only {
+            next::Viewer::ReadOnly
+        } else {
+            next::Viewer::Operator
+        };
         vm.next = match (connected, self.ui.pending.first()) {
             (false, _) => None,
-            (true, Some(running)) => Some(next::NextStep {
-                kind: next::StepKind::Wait,
-                text: format!("next: wait: {running} is running"),
-            }),
-            (true, None) => next::next_step(&self.plan, self.snapshot.as_ref(), &vm.header.roles),
-        };
-        if self.read_only {
-            // A viewer sees what the operators' next step is, not a key it could press.
-            if let Some(n) = vm.next.as_mut() {
-                n.text = n.text.replacen("next: ", "next (an operator's): ", 1);
+            (true, Some(running)) => Some(next::running(running, viewer)),
+            (true, None) => {
+                next::next_step(&self.plan, self.snapshot.as_ref(), &vm.header.roles, viewer)
             }
-        }
+        };
         vm.demo = self.demo;
         vm.metrics_url = self.metrics.clone();
         if let Some(url) = &vm.metrics_url {
@@ -123,7 +122,7 @@ impl App {
             if let Some(c) = vm
                 .scorecard
                 .iter_mut()
-                .find(|c| c.name == CategoryKind::Observability.title())
+                .find(|c| c.kind == CategoryKind::Observability)
                 .filter(|c| c.evidence.first().is_some_and(|e| e.0 != Outcome::Pass))
             {
                 c.evidence.insert(
@@ -279,7 +278,7 @@ impl App {
                 }
                 self.ui.overlay = None;
                 if big_y {
-                    return self.send(Command::Rollback { phase: r.phase });
+                    return self.send(Command::Rollback { confirmed: r.plan });
                 }
                 self.status("rollback cancelled: nothing was done", false);
                 Action::None

@@ -27,6 +27,24 @@ const INTERRUPTED_AFTER_SECS: i64 = 5;
 /// A hint longer than this is not given a "meanwhile" (it must fit an 80-column footer).
 const MAX_WIDTH: usize = 76;
 
+/// Who reads the hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    /// An operator: the hint names the key that does it.
+    Operator,
+    /// A read-only session: the hint tells what the operators' next step is.
+    ReadOnly,
+}
+
+impl Viewer {
+    fn prefix(self) -> &'static str {
+        match self {
+            Viewer::Operator => "next: ",
+            Viewer::ReadOnly => "next (an operator's): ",
+        }
+    }
+}
+
 /// The hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NextStep {
@@ -39,25 +57,44 @@ pub struct NextStep {
 fn act(text: impl Into<String>) -> NextStep {
     NextStep {
         kind: StepKind::Act,
-        text: format!("next: {}", text.into()),
+        text: text.into(),
     }
 }
 
 fn wait(text: impl Into<String>) -> NextStep {
     NextStep {
         kind: StepKind::Wait,
-        text: format!("next: {}", text.into()),
+        text: text.into(),
     }
 }
 
-/// The next step for `me` (the roles I hold) on `snap`. `None` before the first snapshot.
-pub fn next_step(plan: &Plan, snap: Option<&Snapshot>, me: &[String]) -> Option<NextStep> {
+/// The next step for `me` (the roles I hold) on `snap`, worded for `viewer`. `None` before the
+/// first snapshot.
+pub fn next_step(
+    plan: &Plan,
+    snap: Option<&Snapshot>,
+    me: &[String],
+    viewer: Viewer,
+) -> Option<NextStep> {
     let s = snap?;
     let step = step(plan, s, me);
     Some(match step.kind {
-        StepKind::Wait => meanwhile(s, step),
-        _ => step,
+        StepKind::Wait => meanwhile(s, worded(step, viewer)),
+        StepKind::Act => worded(step, viewer),
+        StepKind::Done => step,
     })
+}
+
+/// While the UI's own action `label` runs.
+pub fn running(label: &str, viewer: Viewer) -> NextStep {
+    worded(wait(format!("wait: {label} is running")), viewer)
+}
+
+fn worded(step: NextStep, viewer: Viewer) -> NextStep {
+    NextStep {
+        text: format!("{}{}", viewer.prefix(), step.text),
+        ..step
+    }
 }
 
 fn step(plan: &Plan, s: &Snapshot, me: &[String]) -> NextStep {

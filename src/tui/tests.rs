@@ -24,7 +24,7 @@ use crate::control::outbox::{DeliveryState, DeliverySummary, FailedDelivery};
 use crate::control::phases::{PhaseRow, PhaseState};
 use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, Role};
-use crate::rules::Verdict;
+use crate::rules::{RollbackStep, Verdict};
 use crate::worker::snapshot::{AuditRow, BackfillRow, RangeRow, SessionRow, Snapshot};
 use crate::worker::{AppStatus, AppVersion, Command, ConnState, WorkerEvent};
 
@@ -308,12 +308,18 @@ fn rollback_confirmation_shows_the_sql_and_needs_capital_y() {
     // Open again and confirm deliberately.
     let t1 = t0 + Duration::from_secs(2);
     app.on_key(key('R'), t1);
-    assert_eq!(
-        app.on_key(key('Y'), t1 + CONFIRM_ARMING),
-        Action::Send(Command::Rollback {
-            phase: Phase::Backfill
+    let Action::Send(Command::Rollback { confirmed }) = app.on_key(key('Y'), t1 + CONFIRM_ARMING)
+    else {
+        panic!("Y sends the rollback it showed");
+    };
+    assert_eq!(confirmed.phases, [Phase::Backfill]);
+    assert!(matches!(
+        confirmed.steps.last(),
+        Some(RollbackStep::FinishPhase {
+            stop_backfill: true,
+            ..
         })
-    );
+    ));
 }
 
 #[test]

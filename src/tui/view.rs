@@ -8,7 +8,7 @@ use crate::control::facts::Facts;
 use crate::control::phases::PhaseState;
 use crate::outcome::Outcome;
 use crate::plan::{Environment, Phase, Plan};
-use crate::rules::{GateEvaluation, RollbackAdvice, Verdict};
+use crate::rules::{CategoryKind, GateEvaluation, RollbackAdvice, Verdict};
 use crate::worker::snapshot::Snapshot;
 use crate::worker::{AppStatus, ConnState};
 
@@ -157,6 +157,8 @@ pub struct TimelineView {
 /// One readiness category.
 #[derive(Debug, Clone)]
 pub struct CategoryView {
+    /// Which category.
+    pub kind: CategoryKind,
     /// Compatibility, Data quality, …
     pub name: &'static str,
     /// Combined outcome.
@@ -491,6 +493,7 @@ fn scorecard(s: &Snapshot, loaded: bool) -> Vec<CategoryView> {
                 )]
             };
             CategoryView {
+                kind: c.kind,
                 name: c.kind.title(),
                 outcome: if loaded {
                     c.outcome

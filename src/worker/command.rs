@@ -12,7 +12,7 @@ use crate::control::audit::Actor;
 use crate::db::DbConfig;
 use crate::engine;
 use crate::plan::{Phase, Plan, Role};
-use crate::rules::CategoryKind;
+use crate::rules::{CategoryKind, RollbackPlan};
 
 /// One action requested from the UI (or the `:` command line).
 #[derive(Debug, Clone, PartialEq)]
@@ -39,10 +39,10 @@ pub enum Command {
     RunChecks,
     /// Apply the next phase (the engine evaluates the gate again).
     Advance,
-    /// Roll back a phase.
+    /// Run the rollback plan the operator confirmed (refused if it changed meanwhile).
     Rollback {
-        /// The phase to roll back.
-        phase: Phase,
+        /// The plan as the confirmation showed it.
+        confirmed: RollbackPlan,
     },
     /// Set a feature flag.
     Flag {
@@ -98,7 +98,10 @@ impl fmt::Display for Command {
             Command::Tune { target_chunk_ms } => write!(f, "set chunk target {target_chunk_ms} ms"),
             Command::RunChecks => f.write_str("run checks"),
             Command::Advance => f.write_str("advance"),
-            Command::Rollback { phase } => write!(f, "roll back {phase}"),
+            Command::Rollback { confirmed } => {
+                let phases: Vec<&str> = confirmed.phases.iter().map(|p| p.as_str()).collect();
+                write!(f, "roll back {}", phases.join(", "))
+            }
             Command::Flag { name, enabled } => {
                 write!(f, "flag {name} {}", if *enabled { "on" } else { "off" })
             }
@@ -198,7 +201,7 @@ pub async fn execute(
         Command::Tune { target_chunk_ms } => tune(client, plan, &actor, *target_chunk_ms).await,
         Command::RunChecks => run_checks(client, plan).await,
         Command::Advance => advance(client, cfg, plan, &actor).await,
-        Command::Rollback { phase } => rollback(client, cfg, plan, &actor, *phase).await,
+        Command::Rollback { confirmed } => rollback(client, cfg, plan, &actor, confirmed).await,
         Command::Flag { name, enabled } => flag(client, &actor, name, *enabled).await,
         Command::Note { text } => note(client, plan, &actor, text).await,
         Command::Rehearse => rehearse(client, plan, &actor).await,
@@ -328,10 +331,10 @@ async fn rollback(
     cfg: &DbConfig,
     plan: &Plan,
     actor: &Actor,
-    phase: Phase,
+    confirmed: &RollbackPlan,
 ) -> ActionResult {
     let opts = engine::RunOptions::with_monitor(cfg.clone());
-    engine::rollback(client, plan, actor, Some(phase), &opts)
+    engine::rollback_confirmed(client, plan, actor, confirmed, &opts)
         .await
         .map(|o| o.message)
         .map_err(ActionError::from)

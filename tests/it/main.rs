@@ -12,6 +12,7 @@ mod notify;
 mod plan;
 mod read_only_sql;
 mod readonly;
+mod rollback;
 mod tally;
 mod throwaway;
 mod tui;

@@ -222,7 +222,7 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
 
     // R opens the red confirmation with the SQL; a stray key cancels it.
     tmux.send(&["R"]);
-    tmux.wait_for(&["ROLL BACK BACKFILL", "This SQL will run:"], long);
+    tmux.wait_for(&["ROLL BACK BACKFILL", "These steps run, in order"], long);
     tokio::time::sleep(Duration::from_millis(400)).await;
     tmux.send(&["x"]);
     tmux.wait_for(&["rollback cancelled"], long);

@@ -1,16 +1,16 @@
-//! Confirmation boxes: the red rollback confirmation (shows the exact SQL; only `Y` confirms,
-//! any other key cancels), the irreversible-advance confirmation, the gate blockers, and the
-//! Ctrl-C quit question.
+//! Confirmation boxes: the red rollback confirmation (every step of the rollback plan the engine
+//! runs, SQL exactly as sent; only `Y` confirms, any other key cancels), the irreversible-advance
+//! confirmation, the gate blockers, and the Ctrl-C quit question.
 
 use ratatui::layout::Rect;
-use ratatui::style::Modifier;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::centered;
 use crate::plan::Phase;
-use crate::rules::RollbackAdvice;
+use crate::rules::{RollbackAdvice, RollbackStep};
 use crate::tui::theme::Theme;
 
 fn red_box<'a>(title: String, theme: &Theme) -> Block<'a> {
@@ -31,10 +31,19 @@ pub fn rollback(frame: &mut Frame, area: Rect, r: &RollbackAdvice, theme: &Theme
             theme.fail,
         )),
         Line::default(),
-        Line::from(Span::styled("This SQL will run:", theme.dim)),
+        Line::from(Span::styled(
+            "These steps run, in order (SQL exactly as sent):",
+            theme.dim,
+        )),
     ];
-    for l in r.sql.lines() {
-        lines.push(Line::from(Span::raw(format!("  {l}"))));
+    for step in &r.plan.steps {
+        let style = match step {
+            RollbackStep::Sql { .. } => Style::default(),
+            _ => theme.dim,
+        };
+        for l in step.to_string().lines() {
+            lines.push(Line::from(Span::styled(format!("  {l}"), style)));
+        }
     }
     lines.push(Line::default());
     lines.push(Line::from(vec![

@@ -1,0 +1,216 @@
+//! `cutover status`: the whole picture of one migration, as text or JSON. A read: it answers
+//! "not started" where nothing has run yet and never creates anything.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::shared::{engine_failure, load};
+use super::{exit, Context};
+use crate::engine;
+use crate::outcome::Outcome;
+
+pub(super) async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let plan = load(path)?;
+    let (client, security) = ctx.connect_reader("status").await?;
+    let st = match engine::status(&client, &plan).await {
+        Ok(s) => s,
+        Err(e) => return engine_failure(e),
+    };
+    if json {
+        let mut value = serde_json::to_value(&st)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("connection".into(), serde_json::to_value(&security)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", render_status(&st));
+        println!("connection: {} — {}", security.server, security.summary());
+    }
+    Ok(ExitCode::from(exit::OK))
+}
+
+fn mark(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Pass => "✓",
+        Outcome::Fail => "✗",
+        Outcome::Inconclusive => "?",
+    }
+}
+
+/// The human rendering of `status`.
+pub fn render_status(st: &engine::Status) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!(
+        "{} — {}  [{}]",
+        st.plan_id, st.title, st.environment
+    ));
+    line(format!(
+        "plan {} sha256 {}",
+        st.plan_path,
+        &st.plan_sha256[..12.min(st.plan_sha256.len())]
+    ));
+    if !st.started {
+        line("  not started: no phase has been applied or rolled back here yet".into());
+    }
+    if !st.registered {
+        line("  not registered yet: an operator's first command (advance, signoff, probe) registers it".into());
+    }
+    if st.plan_changed {
+        line(format!(
+            "  ! plan changed since it was last acted on (was {}): earlier sign-offs are void",
+            &st.recorded_sha256[..12.min(st.recorded_sha256.len())]
+        ));
+    }
+    line("phases:".into());
+    for p in &st.phases {
+        let when = p
+            .finished_at
+            .map(|t| format!(" {}", t.format("%Y-%m-%d %H:%M:%SZ")))
+            .unwrap_or_default();
+        let dur = p
+            .duration_ms
+            .map(|d| format!(" ({d} ms)"))
+            .unwrap_or_default();
+        let err = p
+            .error
+            .as_ref()
+            .map(|e| format!("  error: {e}"))
+            .unwrap_or_default();
+        let irr = if p.reversible { "" } else { "  (irreversible)" };
+        line(format!(
+            "  {:<12} {:<12}{when}{dur}{irr}{err}",
+            p.phase.as_str(),
+            p.state.as_str()
+        ));
+        if let Some(note) = &p.note {
+            line(format!("               {note}"));
+        }
+    }
+    match &st.gate {
+        Some(g) => {
+            line(format!("next: {} — gate {}", g.phase, g.verdict()));
+            for i in &g.items {
+                line(format!(
+                    "  {} {} {}: {}",
+                    mark(i.outcome),
+                    i.kind.as_str(),
+                    i.name,
+                    i.detail
+                ));
+                for e in &i.evidence {
+                    line(format!("      {e}"));
+                }
+            }
+            if let Some(o) = &g.overridden {
+                line(format!(
+                    "  ! override by {} at {}: {}",
+                    o.login,
+                    o.at.format("%Y-%m-%d %H:%M:%SZ"),
+                    o.reason
+                ));
+            }
+        }
+        None => line("next: nothing — all phases applied".into()),
+    }
+    line(format!(
+        "scorecard: {}",
+        if st.scorecard.ready {
+            "READY"
+        } else {
+            "not ready"
+        }
+    ));
+    for c in &st.scorecard.categories {
+        line(format!(
+            "  {} {} ({}): {}",
+            mark(c.outcome),
+            c.name,
+            c.owner,
+            c.outcome
+        ));
+        for e in c.evidence.iter().chain([&c.signoff]) {
+            line(format!(
+                "      {} {}: {}",
+                mark(e.outcome),
+                e.name,
+                e.detail
+            ));
+        }
+    }
+    if !st.signoffs.is_empty() {
+        line("sign-offs:".into());
+        for s in &st.signoffs {
+            let void = s
+                .note
+                .as_ref()
+                .map(|n| format!("  [{n}]"))
+                .unwrap_or_default();
+            line(format!(
+                "  {} / {} by {} ({}@{}) at {}{void}",
+                s.gate,
+                s.role,
+                s.login,
+                s.os_user,
+                s.host,
+                s.signed_at.format("%Y-%m-%d %H:%M:%SZ")
+            ));
+        }
+    }
+    if !st.overrides.is_empty() {
+        line("overrides (break-glass):".into());
+        for o in &st.overrides {
+            let old = if o.current_plan {
+                ""
+            } else {
+                "  [older plan version]"
+            };
+            line(format!(
+                "  OVERRIDE {} by {} at {}: {}{old}",
+                o.gate,
+                o.login,
+                o.at.format("%Y-%m-%d %H:%M:%SZ"),
+                o.reason
+            ));
+        }
+    }
+    if let Some(f) = &st.flag {
+        line(format!(
+            "flag {}: {} (by {} at {})",
+            f.name,
+            if f.enabled { "ON" } else { "OFF" },
+            f.updated_by,
+            f.updated_at.format("%Y-%m-%d %H:%M:%SZ")
+        ));
+    }
+    if let Some(b) = &st.backfill {
+        let est = b
+            .rows_estimate
+            .map(|e| format!(" of ~{e}"))
+            .unwrap_or_default();
+        let why = if b.reason.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", b.reason)
+        };
+        line(format!(
+            "backfill: {} {} rows{est}, throttled {:.1}s{why}",
+            b.state, b.rows_done, b.throttled_seconds
+        ));
+    }
+    match &st.rollback {
+        Some(r) if r.possible => line(format!(
+            "fastest safe rollback ({}): {} — `{}`",
+            r.phase, r.description, r.command
+        )),
+        Some(r) => line(format!(
+            "rollback of {}: impossible — {}",
+            r.phase, r.description
+        )),
+        None => line("rollback: nothing applied".into()),
+    }
+    out
+}
