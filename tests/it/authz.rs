@@ -7,7 +7,6 @@ use std::process::Output;
 use crate::common::plans::{demo_held_by, demo_with, write, DEMO_PLAN};
 use crate::common::{cutover, text, TestDb};
 
-
 #[track_caller]
 fn refused(o: &Output, needle: &str) {
     assert_eq!(o.status.code(), Some(3), "expected a refusal: {}", text(o));

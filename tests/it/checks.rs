@@ -4,8 +4,6 @@
 use std::process::Command;
 
 use cutover::checks::{self, Cancel, CheckRecord};
-use cutover::control::schema;
-use cutover::db::{self, DbConfig, SessionSettings};
 use cutover::plan::{CheckKind, Plan};
 use cutover::Outcome;
 use serde_json::Value;
@@ -789,7 +787,9 @@ expression = "id"
     let from = (now + chrono::Duration::hours(2)).format("%H:%M");
     let to = (now + chrono::Duration::hours(3)).format("%H:%M");
     let windowed = PlanToml::new("checks-test")
-        .with(&format!("[windows]\nheavy_work = [\"{from}-{to}\"]\n{check}"))
+        .with(&format!(
+            "[windows]\nheavy_work = [\"{from}-{to}\"]\n{check}"
+        ))
         .plan();
     let r = run(&client, &windowed, "same").await;
     assert_eq!(r.outcome, Outcome::Inconclusive);

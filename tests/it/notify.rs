@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use cutover::control::audit::Actor;
 use cutover::control::outbox::{self, DeliveryState};
-use cutover::control::schema;
-use cutover::db::{self, DbConfig, SessionSettings};
 use cutover::engine;
 use cutover::notify::{self, Options};
 use cutover::plan::{Event, Phase, Plan, Role};

@@ -29,7 +29,11 @@ pub struct Constraint {
 pub struct Catalog<'c>(pub &'c Client);
 
 impl Catalog<'_> {
-    async fn exists(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> bool {
+    async fn exists(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> bool {
         self.0
             .query_one(&format!("SELECT EXISTS ({sql})"), params)
             .await
@@ -39,8 +43,11 @@ impl Catalog<'_> {
 
     /// Whether the table (or any relation) `table` exists.
     pub async fn table_exists(&self, table: &str) -> bool {
-        self.exists("SELECT to_regclass($1) WHERE to_regclass($1) IS NOT NULL", &[&table])
-            .await
+        self.exists(
+            "SELECT to_regclass($1) WHERE to_regclass($1) IS NOT NULL",
+            &[&table],
+        )
+        .await
     }
 
     /// The column `table.column`, if it exists.
@@ -114,7 +121,10 @@ impl Catalog<'_> {
 
     /// Panics if the table exists.
     pub async fn assert_no_table(&self, table: &str) {
-        assert!(!self.table_exists(table).await, "table {table} still exists");
+        assert!(
+            !self.table_exists(table).await,
+            "table {table} still exists"
+        );
     }
 
     /// Panics unless `table.column` exists with the type `type_name` and the nullability

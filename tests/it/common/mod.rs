@@ -21,7 +21,6 @@ pub mod plans;
 
 pub use cli::{code, cutover, cutover_bin, ok, override_gate, signoff, status_json, text};
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 

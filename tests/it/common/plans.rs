@@ -37,7 +37,10 @@ pub fn demo_held_by(login: &str) -> String {
         .iter()
         .map(|r| (format!("{r} = [\"postgres\"]"), held(r)))
         .collect();
-    let edits: Vec<(&str, &str)> = edits.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect();
+    let edits: Vec<(&str, &str)> = edits
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
     demo_with(&edits)
 }
 
@@ -45,7 +48,10 @@ pub fn demo_held_by(login: &str) -> String {
 /// (`accounts-cents-twin`), title and read-switch flag.
 pub fn demo_twin() -> String {
     demo_with(&[
-        ("id = \"accounts-balance-cents\"", "id = \"accounts-cents-twin\""),
+        (
+            "id = \"accounts-balance-cents\"",
+            "id = \"accounts-cents-twin\"",
+        ),
         (
             "title = \"Store account balances as integer cents\"",
             "title = \"The twin migration\"",

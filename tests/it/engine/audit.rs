@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use super::demo_db;
 use crate::common::catalog::Catalog;
 use crate::common::plans::DEMO_PLAN;
-use crate::common::{self, code, cutover, ok, override_gate, signoff, text};
+use crate::common::{self, code, cutover, ok, signoff, text};
 
 #[tokio::test]
 async fn audit_verify_names_the_edited_entry() {
@@ -124,7 +124,6 @@ async fn rerunning_a_command_changes_nothing_the_second_time() {
     }
 }
 
-
 #[tokio::test]
 async fn audit_tail_follow_prints_new_entries_as_they_are_appended() {
     let db = demo_db().await;
@@ -158,13 +157,11 @@ async fn audit_tail_follow_prints_new_entries_as_they_are_appended() {
     child.kill().await.unwrap();
 }
 
-
 #[tokio::test]
 async fn audit_verify_cross_checks_the_control_state_and_kept_heads() {
     let db = demo_db().await;
     let url = db.url.as_str();
-    ok(&signoff(url, DEMO_PLAN, "expand", "lead")
-.await);
+    ok(&signoff(url, DEMO_PLAN, "expand", "lead").await);
     cutover(url, &["probe", DEMO_PLAN]).await;
     ok(&cutover(url, &["advance", DEMO_PLAN]).await);
     let dir = tempfile::tempdir().unwrap();
@@ -216,4 +213,3 @@ async fn audit_verify_cross_checks_the_control_state_and_kept_heads() {
         text(&o)
     );
 }
-

@@ -23,7 +23,12 @@ async fn prepare_gate(url: &str, plan: &str, phase: Phase) {
     }
     for check in &gate.checks {
         let o = cutover(url, &["check", plan, "--name", check]).await;
-        assert_eq!(code(&o), 0, "check {check} must pass before {phase}:\n{}", text(&o));
+        assert_eq!(
+            code(&o),
+            0,
+            "check {check} must pass before {phase}:\n{}",
+            text(&o)
+        );
     }
 }
 
@@ -317,7 +322,6 @@ async fn demo_plan_runs_its_whole_lifecycle_through_the_cli() {
     eprintln!("lifecycle through the CLI took {:?}", started.elapsed());
 }
 
-
 /// The application keeps reading and writing during the observation window after the read
 /// switch (the error budget compares its transactions with the baseline taken before it).
 async fn app_traffic(client: &Client) {
@@ -334,7 +338,6 @@ async fn app_traffic(client: &Client) {
         client.execute(&touch, &[&id]).await.unwrap();
     }
 }
-
 
 #[tokio::test]
 async fn a_non_superuser_owner_runs_the_lifecycle_and_a_viewer_with_the_printed_grants_sees_it() {
@@ -424,4 +427,3 @@ async fn a_non_superuser_owner_runs_the_lifecycle_and_a_viewer_with_the_printed_
         "a viewer changed the control schema"
     );
 }
-

@@ -56,8 +56,7 @@ async fn signoff_is_refused_outside_the_roster_and_accepted_for_the_holder() {
     );
     let plan = plan.to_str().unwrap();
 
-    let o = signoff(&outsider_url, plan, "backfill", "data_owner")
-.await;
+    let o = signoff(&outsider_url, plan, "backfill", "data_owner").await;
     assert_eq!(code(&o), 3, "{}", text(&o));
     assert!(
         text(&o).contains(&format!(
@@ -67,12 +66,10 @@ async fn signoff_is_refused_outside_the_roster_and_accepted_for_the_holder() {
         text(&o)
     );
     // postgres holds other roles but not data_owner in this plan.
-    let o = signoff(&db.url, plan, "backfill", "data_owner")
-.await;
+    let o = signoff(&db.url, plan, "backfill", "data_owner").await;
     assert_eq!(code(&o), 3, "{}", text(&o));
 
-    let o = signoff(&signer_url, plan, "backfill", "data_owner")
-.await;
+    let o = signoff(&signer_url, plan, "backfill", "data_owner").await;
     ok(&o);
     let rows = admin
         .query(
@@ -116,7 +113,6 @@ async fn signoff_is_refused_outside_the_roster_and_accepted_for_the_holder() {
     drop_role(&admin, &signer).await;
 }
 
-
 #[tokio::test]
 async fn editing_the_plan_voids_earlier_signoffs() {
     let db = demo_db().await;
@@ -124,8 +120,7 @@ async fn editing_the_plan_voids_earlier_signoffs() {
     let dir = tempfile::tempdir().unwrap();
     let original = demo_variant(dir.path(), "plan.toml", &[]);
     let original = original.to_str().unwrap();
-    ok(&signoff(url, original, "expand", "lead")
-.await);
+    ok(&signoff(url, original, "expand", "lead").await);
     let st = status_json(url, original).await;
     assert_eq!(st["signoffs"][0]["valid"], true);
 
@@ -158,8 +153,7 @@ async fn editing_the_plan_voids_earlier_signoffs() {
     assert!(ok(&o).contains("void: plan changed since sign-off"));
 
     // Even an override given for the old version no longer counts.
-    ok(&override_gate(url, original, "expand", "lint unavailable")
-.await);
+    ok(&override_gate(url, original, "expand", "lint unavailable").await);
     let o = cutover(url, &["advance", edited]).await;
     assert_eq!(code(&o), 2, "{}", text(&o));
     assert!(
@@ -169,12 +163,10 @@ async fn editing_the_plan_voids_earlier_signoffs() {
     );
 
     // Signing again binds to the new version.
-    ok(&signoff(url, edited, "expand", "lead")
-.await);
+    ok(&signoff(url, edited, "expand", "lead").await);
     let st = status_json(url, edited).await;
     assert_eq!(st["signoffs"][1]["valid"], true);
 }
-
 
 #[tokio::test]
 async fn a_check_run_before_the_previous_phase_does_not_count_and_a_freeze_blocks() {
@@ -193,8 +185,7 @@ async fn a_check_run_before_the_previous_phase_does_not_count_and_a_freeze_block
 
     // Run the check before expand is applied: it passes, but it is stale for dual_write's gate.
     ok(&cutover(url, &["check", plan, "--name", "no-phantom-accounts"]).await);
-    ok(&override_gate(url, plan, "expand", "test: not under test")
-.await);
+    ok(&override_gate(url, plan, "expand", "test: not under test").await);
     ok(&cutover(url, &["advance", plan, "--phase", "expand"]).await);
     let st = status_json(url, plan).await;
     let item = st["gate"]["items"]
@@ -242,7 +233,6 @@ async fn a_check_run_before_the_previous_phase_does_not_count_and_a_freeze_block
         text(&o)
     );
 }
-
 
 /// The verdicts `cutover status --json` prints and the TUI worker's snapshot carries, reduced to
 /// what an operator acts on; digits in blockers are blanked (ages and elapsed times tick between
@@ -302,8 +292,7 @@ async fn status_json_and_the_tui_snapshot_give_the_same_verdicts() {
     assert_ne!(st["gate"]["verdict"], "pass");
 
     // 2. The lead signed, the lint probe recorded: the expand gate passes.
-    ok(&signoff(url, DEMO_PLAN, "expand", "lead")
-.await);
+    ok(&signoff(url, DEMO_PLAN, "expand", "lead").await);
     cutover(url, &["probe", DEMO_PLAN]).await;
     let st = compare("expand ready").await;
     assert_eq!(st["gate"]["passed"], true, "{}", st["gate"]);
@@ -332,8 +321,7 @@ async fn status_json_and_the_tui_snapshot_give_the_same_verdicts() {
     );
 
     // 5. A break-glass override in force.
-    ok(&override_gate(url, DEMO_PLAN, "expand", "verdict test")
-.await);
+    ok(&override_gate(url, DEMO_PLAN, "expand", "verdict test").await);
     let st = compare("overridden").await;
     assert_eq!(st["gate"]["passed"], true);
     assert_eq!(st["gate"]["verdict"], "overridden");
@@ -356,4 +344,3 @@ async fn status_json_and_the_tui_snapshot_give_the_same_verdicts() {
     let text = text(&cutover(url, &["status", DEMO_PLAN]).await);
     assert!(text.contains("interrupted"), "{text}");
 }
-

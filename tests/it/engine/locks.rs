@@ -32,16 +32,16 @@ async fn hold_lock(url: &str) -> (Client, i32) {
 /// The demo plan with a 300 ms lock timeout and the given retry bounds.
 fn fast_lock_plan(max_attempts: u32, max_wait: &str) -> Plan {
     let source = demo_with(&[
-            ("lock_timeout = \"2s\"", "lock_timeout = \"300ms\""),
-            (
-                "ddl_max_attempts = 8",
-                &format!("ddl_max_attempts = {max_attempts}"),
-            ),
-            (
-                "ddl_max_wait = \"2m\"",
-                &format!("ddl_max_wait = \"{max_wait}\""),
-            ),
-        ]);
+        ("lock_timeout = \"2s\"", "lock_timeout = \"300ms\""),
+        (
+            "ddl_max_attempts = 8",
+            &format!("ddl_max_attempts = {max_attempts}"),
+        ),
+        (
+            "ddl_max_wait = \"2m\"",
+            &format!("ddl_max_wait = \"{max_wait}\""),
+        ),
+    ]);
     Plan::parse("fast-lock.toml", &source).unwrap()
 }
 
@@ -173,7 +173,6 @@ async fn lock_timeout_that_never_clears_fails_cleanly_within_bounds() {
     assert!(r.changed);
 }
 
-
 #[tokio::test]
 async fn a_crash_mid_apply_leaves_the_phase_unapplied_and_advance_resumes() {
     let db = demo_db().await;
@@ -188,8 +187,7 @@ async fn a_crash_mid_apply_leaves_the_phase_unapplied_and_advance_resumes() {
         ],
     );
     let plan = plan.to_str().unwrap();
-    ok(&override_gate(url, plan, "expand", "test: crash")
-.await);
+    ok(&override_gate(url, plan, "expand", "test: crash").await);
     let c = db.client().await;
     let before = Catalog(&c).fingerprint().await;
     let (blocker, _) = hold_lock(url).await;
@@ -263,13 +261,11 @@ async fn a_crash_mid_apply_leaves_the_phase_unapplied_and_advance_resumes() {
     assert!(ok(&o).contains("intact"));
 }
 
-
 #[tokio::test]
 async fn two_operators_advancing_at_once_apply_the_phase_once() {
     let db = demo_db().await;
     let url = db.url.as_str();
-    ok(&override_gate(url, DEMO_PLAN, "expand", "test: race")
-.await);
+    ok(&override_gate(url, DEMO_PLAN, "expand", "test: race").await);
     let (a, b) = tokio::join!(
         cutover(url, &["advance", DEMO_PLAN, "--phase", "expand"]),
         cutover(url, &["advance", DEMO_PLAN, "--phase", "expand"])
@@ -301,4 +297,3 @@ async fn two_operators_advancing_at_once_apply_the_phase_once() {
         .get(0);
     assert_eq!(applies, 1);
 }
-

@@ -77,7 +77,10 @@ async fn demo_plan_applies_rolls_back_and_reapplies_every_phase_then_contracts()
             assert!(flag_on(db).await, "the read switch is on");
         })
         .after(Stage::RolledBack(Phase::ReadSwitch), async |db| {
-            assert!(!flag_on(db).await, "rolling back the read switch turns it off");
+            assert!(
+                !flag_on(db).await,
+                "rolling back the read switch turns it off"
+            );
         })
         .after(Stage::Applied(Phase::Contract), async |db| {
             let catalog = db.catalog();
@@ -149,7 +152,8 @@ async fn a_busy_plan_refuses_rollback_but_its_read_switch_flips_off_at_once() {
         !flag_on(&run.db).await,
         "the read switch must flip OFF even while the plan is busy"
     );
-    run.assert_state(Phase::ReadSwitch, PhaseState::Applied).await;
+    run.assert_state(Phase::ReadSwitch, PhaseState::Applied)
+        .await;
     other
         .query_one("SELECT pg_advisory_unlock(hashtext($1))", &[&key])
         .await
@@ -157,11 +161,11 @@ async fn a_busy_plan_refuses_rollback_but_its_read_switch_flips_off_at_once() {
 
     run.rollback(Phase::ReadSwitch).await;
     run.rollback(Phase::Backfill).await;
-    let bf: String = run
-        .db
-        .scalar("SELECT state FROM cutover.backfill")
-        .await;
-    assert_eq!(bf, "stopped", "rolling back the backfill phase stops the backfill");
+    let bf: String = run.db.scalar("SELECT state FROM cutover.backfill").await;
+    assert_eq!(
+        bf, "stopped",
+        "rolling back the backfill phase stops the backfill"
+    );
     run.finish().await;
 }
 
@@ -239,7 +243,9 @@ async fn an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
         .await
         .unwrap();
     assert!(r.changed);
-    Catalog(&c).assert_valid_index("public.accounts_owner_uq").await;
+    Catalog(&c)
+        .assert_valid_index("public.accounts_owner_uq")
+        .await;
     let progress: Vec<String> = c
         .query("SELECT idx || ':' || state FROM cutover.statement_progress WHERE phase = 'expand' AND direction = 'apply' ORDER BY idx", &[])
         .await
@@ -259,4 +265,3 @@ async fn an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
     .unwrap();
     assert_eq!(Catalog(&c).fingerprint().await, pristine);
 }
-
