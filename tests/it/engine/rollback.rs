@@ -9,7 +9,7 @@ use cutover::plan::{Phase, Plan};
 use super::demo_db;
 use crate::common::catalog::Catalog;
 use crate::common::lifecycle::{Lifecycle, LifecycleDb, Stage};
-use crate::common::plans::{demo_plan, demo_with};
+use crate::common::plans::{demo_plan, demo_with, PlanToml};
 
 const FLAG: &str = "accounts.read_balance_cents";
 
@@ -100,6 +100,79 @@ async fn demo_plan_applies_rolls_back_and_reapplies_every_phase_then_contracts()
     assert_eq!(wrong, 0);
 }
 
+/// A column added with a `NOT VALID` check, indexed concurrently, backfilled, then validated
+/// and made `NOT NULL` by the contract: the catalog at every stage, on a plan built by the
+/// fixture builder.
+#[tokio::test]
+async fn an_added_checked_indexed_column_survives_every_rollback_and_contracts() {
+    let plan = PlanToml::new("items-sku")
+        .role("data_owner", "postgres")
+        .phase(
+            Phase::Expand,
+            "ALTER TABLE public.items ADD COLUMN sku text;
+             ALTER TABLE public.items ADD CONSTRAINT items_sku_len CHECK (length(sku) <= 32) NOT VALID;",
+            "ALTER TABLE public.items DROP COLUMN sku;",
+        )
+        .phase(
+            Phase::DualWrite,
+            "CREATE INDEX CONCURRENTLY items_sku_idx ON public.items (sku);",
+            "DROP INDEX CONCURRENTLY IF EXISTS public.items_sku_idx;",
+        )
+        .phase(
+            Phase::Contract,
+            "ALTER TABLE public.items VALIDATE CONSTRAINT items_sku_len;
+             ALTER TABLE public.items ALTER COLUMN sku SET NOT NULL;",
+            "",
+        )
+        .with(
+            r#"[backfill]
+table = "public.items"
+key = ["id"]
+set = { sku = "'sku-' || id" }
+pending = "sku IS NULL""#,
+        );
+    let (table, check) = ("public.items", "items_sku_len");
+    let db = Lifecycle::new(plan)
+        .schema(
+            "CREATE TABLE public.items (id bigserial PRIMARY KEY, name text);
+             INSERT INTO public.items (name) SELECT 'item ' || g FROM generate_series(1, 500) g;",
+        )
+        .after(Stage::Applied(Phase::Expand), async |db| {
+            let catalog = db.catalog();
+            catalog.assert_column(table, "sku", "text", true).await;
+            catalog.assert_constraint(table, check, false).await;
+        })
+        .after(Stage::RolledBack(Phase::Expand), async |db| {
+            let catalog = db.catalog();
+            catalog.assert_no_column(table, "sku").await;
+            catalog.assert_no_constraint(table, check).await;
+        })
+        .after(Stage::Applied(Phase::DualWrite), async |db| {
+            db.catalog()
+                .assert_valid_index("public.items_sku_idx")
+                .await;
+        })
+        .after(Stage::RolledBack(Phase::DualWrite), async |db| {
+            db.catalog().assert_no_index("public.items_sku_idx").await;
+        })
+        .after(Stage::Applied(Phase::Backfill), async |db| {
+            let pending: i64 = db
+                .scalar("SELECT count(*) FROM public.items WHERE sku IS NULL")
+                .await;
+            assert_eq!(pending, 0);
+        })
+        .after(Stage::Applied(Phase::Contract), async |db| {
+            let catalog = db.catalog();
+            catalog.assert_column(table, "sku", "text", false).await;
+            catalog.assert_constraint(table, check, true).await;
+            catalog.assert_table(table).await;
+        })
+        .run_with_rollbacks()
+        .await;
+    let rows: i64 = db.scalar("SELECT count(*) FROM public.items").await;
+    assert_eq!(rows, 500, "no row lost");
+}
+
 #[tokio::test]
 async fn rolling_back_every_phase_at_once_goes_last_first_to_the_pristine_catalog() {
     demo_lifecycle()
@@ -114,7 +187,8 @@ async fn rolling_back_every_phase_at_once_goes_last_first_to_the_pristine_catalo
 }
 
 #[tokio::test]
-async fn a_busy_plan_refuses_rollback_but_its_read_switch_flips_off_at_once() {
+async fn a_busy_plan_refuses_rollback_but_its_read_switch_flips_off_at_once_and_overrides_are_spent(
+) {
     let mut run = demo_lifecycle().start().await;
     for phase in [Phase::Expand, Phase::DualWrite, Phase::Backfill] {
         run.apply(phase).await;
@@ -166,6 +240,16 @@ async fn a_busy_plan_refuses_rollback_but_its_read_switch_flips_off_at_once() {
         bf, "stopped",
         "rolling back the backfill phase stops the backfill"
     );
+    // The override was used by the apply: re-applying is blocked until a new one is given.
+    let again = engine::apply_phase(
+        &mut run.engine,
+        &run.db.plan,
+        &run.actor,
+        Phase::Backfill,
+        &RunOptions::default(),
+    )
+    .await;
+    assert!(matches!(again, Err(EngineError::Blocked(_))), "{again:?}");
     run.finish().await;
 }
 
