@@ -4,9 +4,8 @@
 use std::path::Path;
 use std::process::Output;
 
+use crate::common::plans::{demo_held_by, demo_with, write, DEMO_PLAN};
 use crate::common::{cutover, text, TestDb};
-
-const DEMO_PLAN: &str = "plans/accounts-balance-cents.toml";
 
 #[track_caller]
 fn refused(o: &Output, needle: &str) {
@@ -20,11 +19,7 @@ fn ok(o: &Output) {
 }
 
 async fn demo_db() -> TestDb {
-    let db = TestDb::new().await;
-    let schema = std::fs::read_to_string("assets/demo/schema.sql").expect("demo schema");
-    db.exec(&schema).await;
-    db.exec("SELECT cutover_demo_seed(200, 10, 10)").await;
-    db
+    TestDb::demo(200, 10, 10).await
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
@@ -36,24 +31,11 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
         .get(0)
 }
 
-/// The demo plan with every role held by `login` (same plan id).
+/// The demo plan with every role held by `login` (same plan id), written to `dir`.
 fn hijacked(dir: &Path, login: &str) -> String {
-    let source = std::fs::read_to_string(DEMO_PLAN).expect("demo plan");
-    let start = source.find("[roster]").expect("a roster");
-    let end = source[start..]
-        .find("\n\n")
-        .map(|i| start + i)
-        .expect("roster end");
-    let roster = format!(
-        "[roster]\nlead = [\"{login}\"]\napp_owner = [\"{login}\"]\ndata_owner = [\"{login}\"]\nsre = [\"{login}\"]"
-    );
-    let path = dir.join("hijacked.toml");
-    std::fs::write(
-        &path,
-        format!("{}{roster}{}", &source[..start], &source[end..]),
-    )
-    .expect("write plan");
-    path.to_string_lossy().into_owned()
+    write(dir, "hijacked.toml", &demo_held_by(login))
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[tokio::test]
@@ -171,15 +153,13 @@ async fn the_matrix_decides_per_action_and_the_plan_can_change_it() {
     ok(&cutover(&db.url, &["bootstrap"]).await);
     let (sam, as_sam) = db.login("sam").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let source = std::fs::read_to_string(DEMO_PLAN)
-        .expect("demo plan")
-        .replace("sre = [\"postgres\"]", &format!("sre = [\"{sam}\"]"));
-    let plan = dir.path().join("plan.toml");
-    std::fs::write(
-        &plan,
-        format!("{source}\n[authorization]\nnote = [\"lead\"]\n"),
-    )
-    .expect("write");
+    let sre = format!("sre = [\"{sam}\"]");
+    let source = demo_with(&[("sre = [\"postgres\"]", &sre)]);
+    let plan = write(
+        dir.path(),
+        "plan.toml",
+        &format!("{source}\n[authorization]\nnote = [\"lead\"]\n"),
+    );
     let plan = plan.to_string_lossy().into_owned();
     ok(&cutover(
         &db.url,

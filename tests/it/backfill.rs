@@ -14,35 +14,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
+use crate::common::plans::PlanToml;
 use crate::common::{cutover_bin, TestDb};
 
 const PLAN_ID: &str = "bf-test";
 
 /// A plan backfilling `public.items`: `n = n + 1` (not idempotent) for rows flagged `todo`.
 fn plan_toml(backfill_extra: &str, throttle: &str) -> String {
-    format!(
-        r#"
-id = "{PLAN_ID}"
-title = "t"
-rationale = "r"
-author = "a"
-ticket = "T-1"
-[roster]
-lead = ["postgres"]
-data_owner = ["postgres"]
-[phases.expand]
-rollback = ""
-[phases.dual_write]
-rollback = ""
-[phases.backfill]
-rollback = ""
-[phases.read_switch]
-rollback = ""
-[phases.contract]
-irreversible = true
-[read_switch]
-flag = "bf_test.flag"
-[backfill]
+    PlanToml::new(PLAN_ID)
+        .role("data_owner", "postgres")
+        .with(&format!(
+            r#"[backfill]
 table = "public.items"
 key = ["id"]
 set = {{ n = "n + 1", todo = "false" }}
@@ -53,9 +35,9 @@ min_chunk_rows = 10
 max_chunk_rows = 400
 {backfill_extra}
 [backfill.throttle]
-{throttle}
-"#
-    )
+{throttle}"#
+        ))
+        .toml()
 }
 
 fn plan(backfill_extra: &str, throttle: &str) -> Plan {
@@ -72,7 +54,7 @@ async fn setup(db: &TestDb, rows: i64) -> Client {
          ANALYZE public.items;"
     ))
     .await;
-    let client = control(db).await;
+    let client = db.control_client().await;
     client
         .batch_execute(&format!(
             "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)
@@ -81,15 +63,6 @@ async fn setup(db: &TestDb, rows: i64) -> Client {
         ))
         .await
         .unwrap();
-    client
-}
-
-async fn control(db: &TestDb) -> Client {
-    let cfg = DbConfig::from_url(&db.url).unwrap();
-    let mut client = db::connect(&cfg, &SessionSettings::new("test"))
-        .await
-        .unwrap();
-    schema::bootstrap(&mut client).await.unwrap();
     client
 }
 
@@ -239,7 +212,7 @@ async fn composite_text_and_uuid_keys() {
          INSERT INTO public.items (tenant) SELECT 'tenant-' || (g % 7) || ' ''q''' FROM generate_series(1, 3000) g;",
     )
     .await;
-    let client = control(&db).await;
+    let client = db.control_client().await;
     client
         .batch_execute(&format!(
             "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)

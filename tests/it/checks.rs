@@ -4,47 +4,19 @@
 use std::process::Command;
 
 use cutover::checks::{self, Cancel, CheckRecord};
-use cutover::control::schema;
-use cutover::db::{self, DbConfig, SessionSettings};
 use cutover::plan::{CheckKind, Plan};
 use cutover::Outcome;
 use serde_json::Value;
 
+use crate::common::plans::PlanToml;
 use crate::common::{cutover_bin, TestDb};
 
-const PLAN_HEAD: &str = r#"
-id = "checks-test"
-title = "t"
-rationale = "r"
-author = "a"
-ticket = "T-1"
-[roster]
-lead = ["postgres"]
-[phases.expand]
-rollback = ""
-[phases.dual_write]
-rollback = ""
-[phases.backfill]
-rollback = ""
-[phases.read_switch]
-rollback = ""
-[phases.contract]
-irreversible = true
-[read_switch]
-flag = "checks_test.flag"
-"#;
-
 fn plan(checks_toml: &str) -> Plan {
-    Plan::parse("test.toml", &format!("{PLAN_HEAD}\n{checks_toml}")).unwrap()
+    PlanToml::new("checks-test").with(checks_toml).plan()
 }
 
 async fn connect(db: &TestDb) -> tokio_postgres::Client {
-    let cfg = DbConfig::from_url(&db.url).unwrap();
-    let mut client = db::connect(&cfg, &SessionSettings::new("test"))
-        .await
-        .unwrap();
-    schema::bootstrap(&mut client).await.unwrap();
-    client
+    db.control_client().await
 }
 
 /// Runs the one check of `plan` named `name`.
@@ -365,11 +337,8 @@ async fn cli_runs_exports_and_exits_by_outcome() {
     db.exec("CREATE TABLE acc2 AS SELECT * FROM acc; UPDATE acc2 SET bal = NULL WHERE id = 4;")
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{PLAN_HEAD}\n{}",
+    let path = PlanToml::new("checks-test")
+        .with(
             r#"
 [[checks]]
 name = "ok"
@@ -386,10 +355,9 @@ source = "acc"
 target = "acc2"
 key = ["id"]
 columns = ["bal"]
-"#
-        ),
-    )
-    .unwrap();
+"#,
+        )
+        .write(dir.path());
     let cli = |args: &[&str]| {
         Command::new(cutover_bin())
             .args(args)
@@ -818,11 +786,11 @@ expression = "id"
     let now = chrono::Utc::now();
     let from = (now + chrono::Duration::hours(2)).format("%H:%M");
     let to = (now + chrono::Duration::hours(3)).format("%H:%M");
-    let windowed = Plan::parse(
-        "w.toml",
-        &format!("{PLAN_HEAD}\n[windows]\nheavy_work = [\"{from}-{to}\"]\n{check}"),
-    )
-    .unwrap();
+    let windowed = PlanToml::new("checks-test")
+        .with(&format!(
+            "[windows]\nheavy_work = [\"{from}-{to}\"]\n{check}"
+        ))
+        .plan();
     let r = run(&client, &windowed, "same").await;
     assert_eq!(r.outcome, Outcome::Inconclusive);
     assert!(r.summary.contains("heavy-work"), "{}", r.summary);

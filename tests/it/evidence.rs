@@ -10,38 +10,22 @@ use cutover::plan::{Phase, Plan, ProbeKind};
 use cutover::Outcome;
 use tokio_postgres::Client;
 
+use crate::common::plans::{demo_plan, demo_twin, demo_with, DEMO_PLAN};
 use crate::common::{cutover_bin, TestDb};
-
-const DEMO_PLAN: &str = "plans/accounts-balance-cents.toml";
-
-fn demo_source() -> String {
-    std::fs::read_to_string(DEMO_PLAN).unwrap()
-}
-
-fn demo_plan() -> Plan {
-    Plan::parse(DEMO_PLAN, &demo_source()).unwrap()
-}
 
 /// The demo plan with its expand SQL replaced (and optional TOML appended).
 fn plan_with_expand(expand: &str, extra: &str) -> Plan {
-    let src = demo_source().replace(
+    let src = demo_with(&[(
         "apply = \"ALTER TABLE public.accounts ADD COLUMN balance_cents bigint;\"",
         &format!("apply = \"\"\"\n{expand}\n\"\"\""),
-    );
-    assert!(src.contains(expand));
+    )]);
     Plan::parse("expand.toml", &format!("{src}\n{extra}")).unwrap()
 }
 
 /// A demo database with the control schema, and a bootstrapped client.
 async fn demo_db() -> (TestDb, Client) {
-    let db = TestDb::new().await;
-    db.exec(include_str!("../../assets/demo/schema.sql")).await;
-    db.exec("SELECT cutover_demo_seed(200, 20, 20)").await;
-    let cfg = DbConfig::from_url(&db.url).unwrap();
-    let mut client = db::connect(&cfg, &SessionSettings::new("test"))
-        .await
-        .unwrap();
-    schema::bootstrap(&mut client).await.unwrap();
+    let db = TestDb::demo(200, 20, 20).await;
+    let client = db.control_client().await;
     (db, client)
 }
 
@@ -585,14 +569,7 @@ async fn metrics_scrape_serves_backfill_series_and_flips_observability() {
 async fn one_metrics_endpoint_serves_each_of_several_plans_on_its_own_path() {
     let (db, client) = demo_db().await;
     let first = demo_plan();
-    let twin = Plan::parse(
-        "twin.toml",
-        &demo_source().replace(
-            "id = \"accounts-balance-cents\"",
-            "id = \"accounts-cents-twin\"",
-        ),
-    )
-    .unwrap();
+    let twin = Plan::parse("twin.toml", &demo_twin()).unwrap();
     let cfg = DbConfig::from_url(&db.url).unwrap();
     let addr = evidence::metrics::serve(
         "127.0.0.1:0".parse().unwrap(),

@@ -5,13 +5,11 @@ use std::process::Command;
 use cutover::control::schema;
 use cutover::db::{self, DbConfig, SessionSettings};
 
+use crate::common::plans::demo_variant;
 use crate::common::{cutover_bin, TestDb};
 
 async fn demo_db() -> TestDb {
-    let db = TestDb::new().await;
-    db.exec(include_str!("../../assets/demo/schema.sql")).await;
-    db.exec("SELECT cutover_demo_seed(200, 50, 100)").await;
-    db
+    TestDb::demo(200, 50, 100).await
 }
 
 #[tokio::test]
@@ -119,19 +117,21 @@ async fn validate_checks_the_live_catalog() {
     );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("catalog checked"));
 
-    let src = std::fs::read_to_string("plans/accounts-balance-cents.toml").unwrap();
-    let broken = src
-        .replace(
-            "table = \"public.accounts\"\nkey = [\"id\"]",
-            "table = \"public.accounts\"\nkey = [\"owner\"]",
-        )
-        .replace(
-            "pending = \"balance_cents IS NULL\"",
-            "pending = \"balance_centz IS NULL\"",
-        );
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("broken.toml");
-    std::fs::write(&path, broken).unwrap();
+    let path = demo_variant(
+        dir.path(),
+        "broken.toml",
+        &[
+            (
+                "table = \"public.accounts\"\nkey = [\"id\"]",
+                "table = \"public.accounts\"\nkey = [\"owner\"]",
+            ),
+            (
+                "pending = \"balance_cents IS NULL\"",
+                "pending = \"balance_centz IS NULL\"",
+            ),
+        ],
+    );
     let out = Command::new(cutover_bin())
         .args(["validate", path.to_str().unwrap()])
         .env("DATABASE_URL", &db.url)

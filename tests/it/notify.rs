@@ -11,64 +11,39 @@ use std::time::{Duration, Instant};
 
 use cutover::control::audit::{self, Actor, AuditAction, NewEntry};
 use cutover::control::outbox::{self, DeliveryState};
-use cutover::control::schema;
-use cutover::db::{self, DbConfig, SessionSettings};
 use cutover::engine;
 use cutover::notify::{self, Options};
 use cutover::plan::{Event, Phase, Plan, Role};
 use serde_json::Value;
 use tokio_postgres::Client;
 
+use crate::common::plans::PlanToml;
 use crate::common::{cutover_bin, TestDb};
 
 const PLAN_ID: &str = "notify-test";
 
-fn plan_toml(notify: &str) -> String {
-    format!(
-        r#"
-id = "{PLAN_ID}"
-title = "Notify test"
-rationale = "r"
-author = "a"
-ticket = "T-1"
-environment = "test"
-[roster]
-lead = ["postgres"]
-[phases.expand]
-apply = "CREATE TABLE public.notified (id int)"
-rollback = "DROP TABLE public.notified"
-[phases.dual_write]
-rollback = ""
-[phases.backfill]
-rollback = ""
-[phases.read_switch]
-rollback = ""
-[phases.contract]
-irreversible = true
-[read_switch]
-flag = "notify_test.flag"
-[gates.expand]
-signoffs = ["lead"]
-{notify}
-"#
-    )
+fn plan_toml(notify: &str) -> PlanToml {
+    PlanToml::new(PLAN_ID)
+        .title("Notify test")
+        .environment("test")
+        .phase(
+            Phase::Expand,
+            "CREATE TABLE public.notified (id int)",
+            "DROP TABLE public.notified",
+        )
+        .with("[gates.expand]\nsignoffs = [\"lead\"]")
+        .with(notify)
 }
 
 /// Writes the plan into `dir` and parses it.
 fn write_plan(dir: &Path, notify: &str) -> (PathBuf, Plan) {
-    let path = dir.join("notify-test.toml");
-    std::fs::write(&path, plan_toml(notify)).unwrap();
+    let path = plan_toml(notify).write(dir);
     let plan = Plan::load(&path).unwrap();
     (path, plan)
 }
 
 async fn control(db: &TestDb) -> Client {
-    let cfg = DbConfig::from_url(&db.url).unwrap();
-    let mut client = db::connect(&cfg, &SessionSettings::new("test"))
-        .await
-        .unwrap();
-    schema::bootstrap(&mut client).await.unwrap();
-    client
+    db.control_client().await
 }
 
 /// Registers the plan and signs its expand gate as lead: one `signoff` event.

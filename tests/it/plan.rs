@@ -2,6 +2,8 @@
 
 use cutover::plan::{Phase, Plan, PlanError};
 
+use crate::common::plans::{demo_with, DEMO_PLAN};
+
 #[test]
 fn example_plans_load() {
     for entry in std::fs::read_dir("plans").expect("plans/ exists") {
@@ -119,14 +121,14 @@ fn broken_plans_fail_the_cli_with_their_location() {
 
 #[test]
 fn every_semantic_error_is_reported_not_just_the_first() {
-    let src = std::fs::read_to_string("plans/accounts-balance-cents.toml").expect("demo plan");
-    let broken = src
-        .replace(
+    let broken = demo_with(&[
+        (
             "signoffs = [\"lead\", \"sre\"]",
             "signoffs = [\"lead\", \"dba\"]",
-        )
-        .replace("\"no-negative-balance\"]", "\"no-such-check\"]")
-        .replace("workers = 1", "workers = 0");
+        ),
+        ("\"no-negative-balance\"]", "\"no-such-check\"]"),
+        ("workers = 1", "workers = 0"),
+    ]);
     let Err(PlanError::Invalid(diags)) = Plan::parse("x.toml", &broken) else {
         panic!("expected errors");
     };
@@ -141,18 +143,6 @@ fn validate_help_explains_itself() {
         .expect("run cutover");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("file:line:col"), "{text}");
-}
-
-const DEMO_PLAN: &str = "plans/accounts-balance-cents.toml";
-
-/// The demo plan with each `(from, to)` edit applied once.
-fn demo_with(edits: &[(&str, &str)]) -> String {
-    let mut source = std::fs::read_to_string(DEMO_PLAN).expect("demo plan");
-    for (from, to) in edits {
-        assert!(source.contains(from), "demo plan has no `{from}`");
-        source = source.replacen(from, to, 1);
-    }
-    source
 }
 
 /// The byte offset of a diagnostic's line and (character) column in `source`.

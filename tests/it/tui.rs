@@ -4,6 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::plans::{demo_twin, write};
 use crate::common::{cutover_bin, TestDb};
 
 const PLAN: &str = concat!(
@@ -279,20 +280,7 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
 /// The demo plan under another id, title and read-switch flag: a second migration on the same
 /// schema, written into `dir`.
 fn twin_plan(dir: &std::path::Path) -> std::path::PathBuf {
-    let source = std::fs::read_to_string(PLAN)
-        .unwrap()
-        .replace(
-            "id = \"accounts-balance-cents\"",
-            "id = \"accounts-cents-twin\"",
-        )
-        .replace(
-            "title = \"Store account balances as integer cents\"",
-            "title = \"The twin migration\"",
-        )
-        .replace("accounts.read_balance_cents", "accounts.read_cents_twin");
-    let path = dir.join("twin.toml");
-    std::fs::write(&path, source).unwrap();
-    path
+    write(dir, "twin.toml", &demo_twin())
 }
 
 /// Quits with q and waits until the session is gone.

@@ -3,7 +3,9 @@
 //! * [`server_url`]: the PostgreSQL server the tests use: `DATABASE_URL` if
 //!   set, else one [`ThrowawayCluster`] shared by the whole test process.
 //! * [`TestDb`]: a fresh database per test, dropped afterwards.
-//! * [`cutover_bin`]: the `cutover` binary under test.
+//! * [`cutover_bin`]: the `cutover` binary under test; [`cli`]: running it.
+//! * [`plans`]: plan fixtures; [`catalog`]: catalog assertions; [`lifecycle`]: a plan driven
+//!   through apply → rollback → apply … → contract with hooks at each stage.
 //!
 //! The shared cluster is started once, lazily, by whichever test asks first.
 //! libtest ends the process with `std::process::exit` (or by returning from
@@ -12,7 +14,13 @@
 //! the cluster's own watchdog.
 #![allow(dead_code)] // not every test module uses every helper
 
-use std::path::PathBuf;
+pub mod catalog;
+pub mod cli;
+pub mod lifecycle;
+pub mod plans;
+
+pub use cli::{code, cutover, cutover_bin, ok, override_gate, signoff, status_json, text};
+
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -124,6 +132,33 @@ impl TestDb {
             server_url,
             roles: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A new database with the demo schema (`assets/demo/schema.sql`), seeded with that many
+    /// accounts, customers and orders.
+    pub async fn demo(accounts: u32, customers: u32, orders: u32) -> TestDb {
+        let db = TestDb::new().await;
+        db.exec(include_str!("../../../assets/demo/schema.sql"))
+            .await;
+        db.exec(&format!(
+            "SELECT cutover_demo_seed({accounts}, {customers}, {orders})"
+        ))
+        .await;
+        db
+    }
+
+    /// A connection as the engine opens it (session settings included), with the control
+    /// schema bootstrapped.
+    pub async fn control_client(&self) -> tokio_postgres::Client {
+        let cfg = cutover::db::DbConfig::from_url(&self.url)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.url));
+        let mut client = cutover::db::connect(&cfg, &cutover::db::SessionSettings::new("test"))
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url));
+        cutover::control::schema::bootstrap(&mut client)
+            .await
+            .unwrap_or_else(|e| panic!("bootstrapping the control schema: {e}"));
+        client
     }
 
     /// A new login role `<prefix>_<n>` on the server (dropped with this database) that may use
@@ -305,29 +340,4 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         out.push_str(&format!("\nPOSITION: {position:?}"));
     }
     out
-}
-
-/// The `cutover` binary built for these tests.
-pub fn cutover_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cutover"))
-}
-
-/// Runs the `cutover` binary against `url` (quiet logging) and returns its output.
-pub async fn cutover(url: &str, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(cutover_bin())
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("CUTOVER_LOG", "warn")
-        .output()
-        .await
-        .expect("the cutover binary runs")
-}
-
-/// A command's stdout and stderr, for messages.
-pub fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }

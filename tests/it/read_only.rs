@@ -1,21 +1,103 @@
-//! A check changes nothing: plan SQL that is meant only to read — golden queries, invariants,
-//! check expressions, the custom throttle query, probe queries — runs read-only and rolled back,
-//! so a function it calls cannot insert, step a sequence, create a table or keep an advisory
-//! lock. Each such query is refused with the reason; the database is unchanged.
+//! Read-only is read-only.
+//!
+//! * Viewers: viewer commands and a `--read-only` TUI worker write nothing — no control row, no
+//!   probe result, no sequence step — and refuse every action with the reason.
+//! * Plan SQL meant only to read — golden queries, invariants, check expressions, the custom
+//!   throttle query, probe queries — runs read-only and rolled back, so a function it calls
+//!   cannot insert, step a sequence, create a table or keep an advisory lock. Each such query is
+//!   refused with the reason; the database is unchanged.
 
 use std::time::Duration;
 
 use cutover::backfill::throttle::{Evaluator, Verdict};
 use cutover::checks::{self, Cancel, CheckRecord};
-use cutover::control::schema;
-use cutover::db::{self, DbConfig, SessionSettings};
+use cutover::db::DbConfig;
 use cutover::evidence::{self, ProbeContext};
 use cutover::plan::{Phase, Plan, ProbeKind};
 use cutover::read_only::{ReadOnly, ReadOnlyErrorKind};
+use cutover::worker::{self, ActionError, Command, WorkerEvent, WorkerOptions};
 use cutover::Outcome;
 use tokio_postgres::Client;
 
+use crate::common::catalog::data_fingerprint;
+use crate::common::plans::{demo_plan, PlanToml, DEMO_PLAN};
 use crate::common::{cutover, text, TestDb};
+
+// ---- Viewers ----
+
+/// Every row of every `cutover` and `public` table, and every sequence's position.
+async fn fingerprint(db: &TestDb) -> Vec<(String, String)> {
+    data_fingerprint(&db.client().await, &["cutover", "public"]).await
+}
+
+#[tokio::test]
+async fn viewers_and_a_read_only_worker_change_nothing() {
+    let db = TestDb::demo(200, 10, 10).await;
+    let url = db.url.as_str();
+    for args in [
+        vec!["signoff", DEMO_PLAN, "--gate", "expand", "--role", "lead"],
+        vec!["probe", DEMO_PLAN],
+        vec!["advance", DEMO_PLAN],
+    ] {
+        let o = cutover(url, &args).await;
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+    }
+    let before = fingerprint(&db).await;
+
+    for args in [
+        vec!["status", DEMO_PLAN],
+        vec!["status", DEMO_PLAN, "--json"],
+        vec!["audit", "verify"],
+        vec!["audit", "tail", "-n", "5"],
+        vec!["audit", "export", "--format", "jsonl"],
+        vec!["runbook", DEMO_PLAN],
+        vec!["backfill", "status", DEMO_PLAN],
+        vec!["check", DEMO_PLAN, "--history"],
+    ] {
+        let o = cutover(url, &args).await;
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+    }
+
+    // The TUI's worker in --read-only: it reads snapshots, runs no probe, and refuses actions.
+    let plan = demo_plan();
+    let mut w = worker::spawn(WorkerOptions {
+        db: DbConfig::from_url(url).expect("config"),
+        plan,
+        read_only: true,
+        env: worker::command::Env::default(),
+    });
+    let mut snapshots = 0;
+    let mut refusals = Vec::new();
+    w.commands.send(Command::RunChecks).expect("send");
+    w.commands.send(Command::Advance).expect("send");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, w.events.recv()).await {
+        match ev {
+            WorkerEvent::Snapshot(_) => snapshots += 1,
+            WorkerEvent::Action { result, .. } => refusals.push(result),
+            WorkerEvent::Conn(_) => {}
+        }
+    }
+    drop(w.commands);
+    let _ = tokio::time::timeout(Duration::from_secs(5), w.task).await;
+    assert!(
+        snapshots >= 2,
+        "the viewer kept reading ({snapshots} snapshots)"
+    );
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    for r in &refusals {
+        assert!(matches!(r, Err(ActionError::ReadOnly(_))), "{r:?}");
+    }
+    let checks = refusals[0].as_ref().unwrap_err().to_string();
+    assert!(
+        checks.contains("running checks stores their results"),
+        "{checks}"
+    );
+
+    assert_eq!(before, fingerprint(&db).await, "a viewer changed something");
+}
+
+// ---- Plan SQL ----
 
 /// The table the backfill and checks read, the canaries, and functions that write to them.
 const SCHEMA: &str = r#"
@@ -38,32 +120,12 @@ CREATE FUNCTION public.canary_temp() RETURNS int LANGUAGE plpgsql AS
   $$ BEGIN INSERT INTO pg_temp.scratch VALUES (1); RETURN 0; END $$;
 "#;
 
-const PLAN_HEAD: &str = r#"
-id = "ro-sql"
-title = "t"
-rationale = "r"
-author = "a"
-ticket = "T-1"
-[roster]
-lead = ["postgres"]
-[phases.expand]
-rollback = ""
-[phases.dual_write]
-rollback = ""
-[phases.backfill]
-rollback = ""
-[phases.read_switch]
-rollback = ""
-[phases.contract]
-irreversible = true
-[read_switch]
-flag = "ro_sql.flag"
-[backfill]
-table = "public.acc"
-key = ["id"]
-set = { a = "b" }
-pending = "public.canary_insert() = 0"
-"#;
+/// The plan whose SQL the checks, probes and backfill run: `set` is the backfill's assignments.
+fn plan_toml(set: &str) -> PlanToml {
+    PlanToml::new("ro-sql").with(&format!(
+        "[backfill]\ntable = \"public.acc\"\nkey = [\"id\"]\nset = {{ {set} }}\npending = \"public.canary_insert() = 0\"\n"
+    ))
+}
 
 /// Checks whose SQL writes (through a function), and two that only read.
 const CHECKS: &str = r#"
@@ -156,17 +218,13 @@ const REFUSED: &[(&str, &str)] = &[
 ];
 
 fn plan(extra: &str) -> Plan {
-    Plan::parse("ro-sql.toml", &format!("{PLAN_HEAD}\n{extra}")).unwrap()
+    plan_toml("a = \"b\"").with(extra).plan()
 }
 
 async fn setup() -> (TestDb, Client) {
     let db = TestDb::new().await;
     db.exec(SCHEMA).await;
-    let cfg = DbConfig::from_url(&db.url).unwrap();
-    let mut client = db::connect(&cfg, &SessionSettings::new("test"))
-        .await
-        .unwrap();
-    schema::bootstrap(&mut client).await.unwrap();
+    let client = db.control_client().await;
     (db, client)
 }
 
@@ -221,8 +279,7 @@ fn by_name<'a>(records: &'a [CheckRecord], name: &str) -> &'a CheckRecord {
 async fn cutover_check_refuses_every_check_whose_sql_writes_and_changes_nothing() {
     let (db, _client) = setup().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.toml");
-    std::fs::write(&path, format!("{PLAN_HEAD}\n{CHECKS}")).unwrap();
+    let path = plan_toml("a = \"b\"").with(CHECKS).write(dir.path());
     let p = path.to_str().unwrap();
 
     // Baselines: the reading golden query's is taken, the writing one's is refused.
@@ -455,14 +512,8 @@ async fn a_write_past_the_server_refusal_is_caught_by_its_transaction_id() {
 async fn validating_against_the_live_catalog_plans_expressions_read_only() {
     let (db, _client) = setup().await;
     // Planning folds an immutable function with constant arguments: it would run here.
-    let source = PLAN_HEAD.replace(
-        "set = { a = \"b\" }",
-        "set = { a = \"b + public.canary_immutable()\" }",
-    );
-    assert!(source.contains("canary_immutable"));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.toml");
-    std::fs::write(&path, source).unwrap();
+    let path = plan_toml("a = \"b + public.canary_immutable()\"").write(dir.path());
     let o = cutover(&db.url, &["validate", path.to_str().unwrap()]).await;
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
     assert!(

@@ -1,0 +1,363 @@
+//! The lifecycle harness: one plan driven through the engine against a fresh database —
+//! apply each phase, roll it back, apply it again, … then contract — with a hook at every
+//! stage. It checks on its own that every rollback restores the catalog it found and that a
+//! re-apply rebuilds what the first apply built; hooks assert what the operation under test
+//! must have done (see [`super::catalog::Catalog`]).
+//!
+//! ```ignore
+//! Lifecycle::new(PlanToml::new("add-col").phase(Phase::Expand, "ALTER …", "ALTER …"))
+//!     .schema("CREATE TABLE public.t (id int PRIMARY KEY)")
+//!     .after(Stage::Applied(Phase::Expand), async |db| {
+//!         db.catalog().assert_column("public.t", "c", "bigint", true).await
+//!     })
+//!     .after(Stage::RolledBack(Phase::Expand), async |db| {
+//!         db.catalog().assert_no_column("public.t", "c").await
+//!     })
+//!     .run_with_rollbacks()
+//!     .await;
+//! ```
+//!
+//! [`Lifecycle::start`] gives a [`LifecycleRun`] to drive step by step instead. Gates are not
+//! under test here: each apply goes through a lead's override. At the end the audit chain must
+//! be intact.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use cutover::backfill;
+use cutover::control::audit::{self, Actor};
+use cutover::db::DbConfig;
+use cutover::engine::{self, EngineError, PhaseState, RunOptions};
+use cutover::plan::{Phase, Plan};
+use tokio_postgres::Client;
+
+use super::catalog::Catalog;
+use super::plans::PlanToml;
+use super::TestDb;
+
+/// A point in the lifecycle where hooks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Right after the phase was applied (for the backfill phase: and the backfill ran to done).
+    Applied(Phase),
+    /// Right after the phase was rolled back.
+    RolledBack(Phase),
+}
+
+/// What a hook sees: the database, a plain connection to it, and the plan.
+pub struct LifecycleDb {
+    /// The test's database.
+    pub db: TestDb,
+    /// A connection of its own (not the engine's).
+    pub client: Client,
+    /// The plan being driven.
+    pub plan: Plan,
+}
+
+impl LifecycleDb {
+    /// Catalog reads and assertions through [`LifecycleDb::client`].
+    pub fn catalog(&self) -> Catalog<'_> {
+        Catalog(&self.client)
+    }
+
+    /// Runs `sql` (any number of statements); panics with the SQL on failure.
+    pub async fn exec(&self, sql: &str) {
+        self.db.exec(sql).await;
+    }
+
+    /// The first column of the one row `sql` returns.
+    pub async fn scalar<T: for<'r> tokio_postgres::types::FromSql<'r>>(&self, sql: &str) -> T {
+        self.client
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {}", super::describe(&e)))
+            .get(0)
+    }
+}
+
+type HookFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// A hook, type-erased.
+trait Hook {
+    fn call<'a>(&'a self, db: &'a LifecycleDb) -> HookFuture<'a>;
+}
+
+impl<F: AsyncFn(&LifecycleDb)> Hook for F {
+    fn call<'a>(&'a self, db: &'a LifecycleDb) -> HookFuture<'a> {
+        Box::pin(self(db))
+    }
+}
+
+/// A plan, the schema it runs against, and the hooks to run at each [`Stage`].
+pub struct Lifecycle {
+    plan: Plan,
+    setup: Vec<String>,
+    hooks: Vec<(Stage, Box<dyn Hook>)>,
+}
+
+impl Lifecycle {
+    /// A lifecycle of the plan `toml` builds.
+    pub fn new(toml: PlanToml) -> Lifecycle {
+        Lifecycle::of(toml.plan())
+    }
+
+    /// A lifecycle of `plan`.
+    pub fn of(plan: Plan) -> Lifecycle {
+        Lifecycle {
+            plan,
+            setup: Vec::new(),
+            hooks: Vec::new(),
+        }
+    }
+
+    /// SQL run on the fresh database before anything else (several calls run in order).
+    pub fn schema(mut self, sql: &str) -> Self {
+        self.setup.push(sql.to_owned());
+        self
+    }
+
+    /// Runs `hook` each time the lifecycle reaches `stage` (in the order hooks were added).
+    pub fn after(mut self, stage: Stage, hook: impl AsyncFn(&LifecycleDb) + 'static) -> Self {
+        self.hooks.push((stage, Box::new(hook)));
+        self
+    }
+
+    /// Creates the database and runs the schema SQL; the returned run is driven step by step.
+    pub async fn start(self) -> LifecycleRun {
+        let test = TestDb::new().await;
+        for sql in &self.setup {
+            test.exec(sql).await;
+        }
+        let engine = test.control_client().await;
+        let actor = Actor::current(&engine)
+            .await
+            .unwrap_or_else(|e| panic!("reading the current login: {e}"));
+        let client = test.client().await;
+        LifecycleRun {
+            db: LifecycleDb {
+                db: test,
+                client,
+                plan: self.plan,
+            },
+            engine,
+            actor,
+            hooks: self.hooks,
+        }
+    }
+
+    /// Applies every phase in order, through contract. Returns the database for more checks.
+    pub async fn run(self) -> LifecycleDb {
+        let mut run = self.start().await;
+        for phase in Phase::ALL {
+            run.reach(phase).await;
+        }
+        run.finish().await
+    }
+
+    /// For each reversible phase in order: apply; roll back (the catalog must be as before the
+    /// apply); apply again (the catalog must be as after the first apply). Then contract, which must refuse a rollback.
+    /// Returns the database for more checks.
+    pub async fn run_with_rollbacks(self) -> LifecycleDb {
+        let mut run = self.start().await;
+        for phase in Phase::ALL {
+            if phase == Phase::Contract {
+                break;
+            }
+            let before = run.fingerprint().await;
+            run.reach(phase).await;
+            let applied = run.fingerprint().await;
+            run.rollback(phase).await;
+            assert_eq!(
+                run.fingerprint().await,
+                before,
+                "rolling back {phase} did not restore the catalog"
+            );
+            run.hooks(Stage::RolledBack(phase)).await;
+            run.reach(phase).await;
+            assert_eq!(
+                run.fingerprint().await,
+                applied,
+                "re-applying {phase} built something else than the first apply"
+            );
+        }
+        run.reach(Phase::Contract).await;
+        let refused = engine::rollback(
+            &mut run.engine,
+            &run.db.plan,
+            &run.actor,
+            None,
+            &RunOptions::default(),
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(EngineError::Refused(_))),
+            "contract is irreversible, yet: {refused:?}"
+        );
+        run.finish().await
+    }
+
+    /// Applies every reversible phase, then rolls them all back in one call (last first): the
+    /// catalog must be the one found before expand. Returns the database for more checks.
+    pub async fn run_and_roll_back_all(self) -> LifecycleDb {
+        let mut run = self.start().await;
+        let pristine = run.fingerprint().await;
+        let mut reversible: Vec<Phase> = Phase::ALL
+            .into_iter()
+            .filter(|p| *p != Phase::Contract)
+            .collect();
+        for phase in &reversible {
+            run.reach(*phase).await;
+        }
+        let r = engine::rollback(
+            &mut run.engine,
+            &run.db.plan,
+            &run.actor,
+            Some(Phase::Expand),
+            &RunOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("rolling back every phase: {e}"));
+        reversible.reverse();
+        let order: Vec<Phase> = r.rolled_back.iter().map(|p| p.phase).collect();
+        assert_eq!(order, reversible, "phases roll back last first");
+        for phase in reversible {
+            run.assert_state(phase, PhaseState::RolledBack).await;
+        }
+        assert_eq!(
+            run.fingerprint().await,
+            pristine,
+            "the catalog is not the one found before expand"
+        );
+        for phase in order {
+            run.hooks(Stage::RolledBack(phase)).await;
+        }
+        run.finish().await
+    }
+}
+
+/// A lifecycle under way, driven step by step: the engine's connection and the operator it
+/// acts as, for tests that need steps the drivers do not take.
+pub struct LifecycleRun {
+    /// What hooks see.
+    pub db: LifecycleDb,
+    /// The engine's connection (control schema bootstrapped).
+    pub engine: Client,
+    /// The operator: the login the tests connect as, a lead of the plan.
+    pub actor: Actor,
+    hooks: Vec<(Stage, Box<dyn Hook>)>,
+}
+
+impl LifecycleRun {
+    /// A fingerprint of the `public` schema's catalog.
+    pub async fn fingerprint(&self) -> String {
+        self.db.catalog().fingerprint().await
+    }
+
+    async fn hooks(&self, stage: Stage) {
+        for (at, hook) in &self.hooks {
+            if *at == stage {
+                hook.call(&self.db).await;
+            }
+        }
+    }
+
+    /// Applies `phase`, runs the backfill to done after the backfill phase, then the hooks.
+    async fn reach(&mut self, phase: Phase) {
+        self.apply(phase).await;
+        if phase == Phase::Backfill && self.db.plan.spec.backfill.is_some() {
+            self.run_backfill().await;
+        }
+        self.hooks(Stage::Applied(phase)).await;
+    }
+
+    /// Overrides `phase`'s gate and applies it (nothing else: no backfill run, no hook).
+    pub async fn apply(&mut self, phase: Phase) {
+        let plan = &self.db.plan;
+        engine::override_gate(
+            &mut self.engine,
+            plan,
+            &self.actor,
+            phase,
+            "lifecycle test: gates are not under test",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("override of {phase}: {e}"));
+        let r = engine::apply_phase(
+            &mut self.engine,
+            plan,
+            &self.actor,
+            phase,
+            &RunOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {phase}: {e}"));
+        assert!(r.changed, "{phase}: {}", r.message);
+        self.assert_state(phase, PhaseState::Applied).await;
+    }
+
+    /// Runs the plan's backfill until it is done; one stopped by a rollback of its phase is
+    /// resumed first, as an operator would.
+    pub async fn run_backfill(&mut self) {
+        let state: Option<String> = self
+            .engine
+            .query_opt(
+                "SELECT state FROM cutover.backfill WHERE plan_id = $1",
+                &[&self.db.plan.id()],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("reading the backfill state: {e}"))
+            .map(|r| r.get(0));
+        if state.as_deref() == Some("stopped") {
+            backfill::resume(&mut self.engine, &self.db.plan, &self.actor)
+                .await
+                .unwrap_or_else(|e| panic!("resuming the backfill: {e}"));
+        }
+        let cfg = DbConfig::from_url(&self.db.db.url).unwrap_or_else(|e| panic!("{e}"));
+        let (_keep_running, shutdown) = tokio::sync::watch::channel(false);
+        let summary = backfill::run(
+            cfg,
+            self.db.plan.clone(),
+            backfill::RunOptions::default(),
+            shutdown,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("running the backfill: {e}"));
+        assert_eq!(summary.outcome, backfill::RunOutcome::Done, "{summary:?}");
+    }
+
+    /// Rolls back the current phase, which must be `phase` (no hook).
+    pub async fn rollback(&mut self, phase: Phase) {
+        let r = engine::rollback(
+            &mut self.engine,
+            &self.db.plan,
+            &self.actor,
+            None,
+            &RunOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("rolling back {phase}: {e}"));
+        let order: Vec<Phase> = r.rolled_back.iter().map(|p| p.phase).collect();
+        assert_eq!(order, vec![phase], "{}", r.message);
+        self.assert_state(phase, PhaseState::RolledBack).await;
+    }
+
+    /// Panics unless `phase` is in state `want`.
+    pub async fn assert_state(&self, phase: Phase, want: PhaseState) {
+        let st = cutover::control::phases::load(&self.engine, self.db.plan.id())
+            .await
+            .unwrap_or_else(|e| panic!("loading the phases: {e}"));
+        assert_eq!(st.phase(phase).state, want, "{phase}");
+    }
+
+    /// Checks the audit chain is intact and hands the database over.
+    pub async fn finish(self) -> LifecycleDb {
+        let verdict = audit::verify(&self.engine)
+            .await
+            .unwrap_or_else(|e| panic!("verifying the audit chain: {e}"));
+        assert!(
+            matches!(verdict, audit::Verification::Intact { .. }),
+            "{verdict:?}"
+        );
+        self.db
+    }
+}
