@@ -193,7 +193,7 @@ impl Guard {
 
     /// True when the samples show no application traffic at all (no active application
     /// backend, none idle inside a transaction, no application statement on the table) in the
-    /// last window — and, once traffic has been seen, for [`IDLE_AFTER_TRAFFIC`]: nobody to hurt.
+    /// last window — and, once traffic has been seen, for `IDLE_AFTER_TRAFFIC`: nobody to hurt.
     pub fn app_idle(&self) -> bool {
         self.idle_at(Instant::now())
     }

@@ -1,6 +1,6 @@
 //! Operator controls: pause, resume, stop and live retuning. Each is one guarded transition of
 //! [`crate::control::backfill::transitions`] (or a retuning of its
-//! [`settings`](crate::control::backfill::settings)) and its audit entry in one transaction;
+//! [`crate::control::backfill::settings`]) and its audit entry in one transaction;
 //! running workers (in any process) pick the change up before their next chunk.
 
 use tokio_postgres::Client;

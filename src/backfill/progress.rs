@@ -9,7 +9,7 @@ use tokio_postgres::GenericClient;
 use super::{spec, BackfillError};
 use crate::control::backfill::leases::RangeKind;
 use crate::control::backfill::{state, stats, State};
-use crate::plan::Plan;
+use crate::plan::{BackfillSpec, Plan};
 
 pub use crate::control::backfill::stats::RangeRow as RangeProgress;
 
@@ -132,42 +132,7 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
     let spec = spec(plan)?;
     let row = state::load(client, plan.id()).await?;
     let Some(row) = row else {
-        return Ok(Progress {
-            plan_id: plan.id().to_string(),
-            state: State::Idle,
-            reason: "not started".to_string(),
-            paused_by: None,
-            rows_done: 0,
-            rows_total: 0,
-            rows_remaining: 0,
-            rows_updated: 0,
-            percent: 0.0,
-            rate_rows_per_sec: None,
-            eta_seconds: None,
-            eta_low_seconds: None,
-            eta_high_seconds: None,
-            throttled_share: None,
-            target_chunk_ms: spec.target_chunk_time.as_millis() as i32,
-            max_rows_per_sec: spec.max_rows_per_second as i32,
-            workers: spec.workers as i32,
-            idle_workers: spec.idle_concurrency() as i32,
-            live_workers: 0,
-            chunk_rows: None,
-            last_chunk_ms: None,
-            p50_chunk_ms: None,
-            p99_chunk_ms: None,
-            chunks: 0,
-            chunk_retries: 0,
-            blocked_sessions: 0,
-            effective_target_ms: None,
-            throttled_seconds: 0.0,
-            sweep_passes: 0,
-            checkpoint_age_seconds: None,
-            started_at: None,
-            finished_at: None,
-            recent_rates: Vec::new(),
-            ranges: Vec::new(),
-        });
+        return Ok(not_started(plan, spec));
     };
     let state = row.state;
     let integer_key = row.key_types.as_ref().is_some_and(|t| {
@@ -205,13 +170,7 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         .elapsed_seconds
         .filter(|e| *e > 0.0)
         .map(|e| (row.throttled_seconds / e).clamp(0.0, 1.0));
-    let buckets = stats::rate_buckets(client, plan.id()).await?;
-    let mut recent_rates = vec![0.0; 24];
-    for (i, rows) in buckets {
-        if (0..24).contains(&i) {
-            recent_rates[23 - i as usize] = rows / 5.0;
-        }
-    }
+    let recent_rates = sparkline(stats::rate_buckets(client, plan.id()).await?);
     let age = stats::checkpoint_age(client, plan.id()).await?;
     Ok(Progress {
         plan_id: plan.id().to_string(),
@@ -249,6 +208,58 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         recent_rates,
         ranges,
     })
+}
+
+/// The progress of a backfill whose state row does not exist yet: idle, with the plan's
+/// settings.
+fn not_started(plan: &Plan, spec: &BackfillSpec) -> Progress {
+    Progress {
+        plan_id: plan.id().to_string(),
+        state: State::Idle,
+        reason: "not started".to_string(),
+        paused_by: None,
+        rows_done: 0,
+        rows_total: 0,
+        rows_remaining: 0,
+        rows_updated: 0,
+        percent: 0.0,
+        rate_rows_per_sec: None,
+        eta_seconds: None,
+        eta_low_seconds: None,
+        eta_high_seconds: None,
+        throttled_share: None,
+        target_chunk_ms: spec.target_chunk_time.as_millis() as i32,
+        max_rows_per_sec: spec.max_rows_per_second as i32,
+        workers: spec.workers as i32,
+        idle_workers: spec.idle_concurrency() as i32,
+        live_workers: 0,
+        chunk_rows: None,
+        last_chunk_ms: None,
+        p50_chunk_ms: None,
+        p99_chunk_ms: None,
+        chunks: 0,
+        chunk_retries: 0,
+        blocked_sessions: 0,
+        effective_target_ms: None,
+        throttled_seconds: 0.0,
+        sweep_passes: 0,
+        checkpoint_age_seconds: None,
+        started_at: None,
+        finished_at: None,
+        recent_rates: Vec::new(),
+        ranges: Vec::new(),
+    }
+}
+
+/// Rows/s per 5-second bucket, oldest first, from (buckets ago, rows) of the last 2 minutes.
+fn sparkline(buckets: Vec<(i32, f64)>) -> Vec<f64> {
+    let mut rates = vec![0.0; 24];
+    for (i, rows) in buckets {
+        if (0..24).contains(&i) {
+            rates[23 - i as usize] = rows / 5.0;
+        }
+    }
+    rates
 }
 
 /// One committed chunk: keys covered, start and end (epoch seconds).
