@@ -193,7 +193,7 @@ impl Guard {
 
     /// True when the samples show no application traffic at all (no active application
     /// backend, none idle inside a transaction, no application statement on the table) in the
-    /// last window — and, once traffic has been seen, for [`IDLE_AFTER_TRAFFIC`]: nobody to hurt.
+    /// last window — and, once traffic has been seen, for `IDLE_AFTER_TRAFFIC`: nobody to hurt.
     pub fn app_idle(&self) -> bool {
         self.idle_at(Instant::now())
     }
@@ -445,12 +445,13 @@ impl Guard {
         let row = client
             .query_one(
                 "SELECT coalesce(sum(extract(epoch FROM clock_timestamp() - query_start) * 1000) \
-                   FILTER (WHERE app AND state = 'active'), 0)::float8, \
-                 count(*) FILTER (WHERE app AND state = 'active')::float8, \
+                   FILTER (WHERE app AND state = 'active'), 0)::float8 AS age_ms, \
+                 count(*) FILTER (WHERE app AND state = 'active')::float8 AS active, \
                  count(*) FILTER (WHERE NOT app AND state <> 'idle' \
-                   AND application_name LIKE 'cutover/backfill/%')::int8, \
-                 array_remove(array_agg(DISTINCT query_id) FILTER (WHERE NOT app), NULL), \
+                   AND application_name LIKE 'cutover/backfill/%')::int8 AS chunking, \
+                 array_remove(array_agg(DISTINCT query_id) FILTER (WHERE NOT app), NULL) AS ids, \
                  count(*) FILTER (WHERE app AND state LIKE 'idle in transaction%')::float8 \
+                   AS in_transaction \
                  FROM (SELECT *, application_name NOT LIKE 'cutover/%' AS app \
                        FROM pg_stat_activity WHERE datname = current_database() \
                        AND backend_type = 'client backend' AND pid <> pg_backend_pid() \
@@ -460,11 +461,11 @@ impl Guard {
             )
             .await
             .map_err(|e| describe_error(&e))?;
-        let age: f64 = row.try_get(0).map_err(|e| e.to_string())?;
-        let n: f64 = row.try_get(1).map_err(|e| e.to_string())?;
-        let chunking: i64 = row.try_get(2).map_err(|e| e.to_string())?;
-        let ids: Vec<i64> = row.try_get(3).unwrap_or_default();
-        self.in_transaction = row.try_get(4).map_err(|e| e.to_string())?;
+        let age: f64 = row.try_get("age_ms").map_err(|e| e.to_string())?;
+        let n: f64 = row.try_get("active").map_err(|e| e.to_string())?;
+        let chunking: i64 = row.try_get("chunking").map_err(|e| e.to_string())?;
+        let ids: Vec<i64> = row.try_get("ids").unwrap_or_default();
+        self.in_transaction = row.try_get("in_transaction").map_err(|e| e.to_string())?;
         for id in ids {
             if self.excluded.insert(id) {
                 self.ids.retain(|i| *i != id);
@@ -511,7 +512,8 @@ impl Guard {
         }
         let row = client
             .query_one(
-                "SELECT coalesce(sum(calls), 0)::float8, coalesce(sum(total_exec_time), 0)::float8 \
+                "SELECT coalesce(sum(calls), 0)::float8 AS calls, \
+                 coalesce(sum(total_exec_time), 0)::float8 AS ms \
                  FROM pg_stat_statements(false) \
                  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                  AND queryid = ANY($1)",
@@ -520,8 +522,8 @@ impl Guard {
             .await;
         match row {
             Ok(r) => {
-                let calls: f64 = r.get(0);
-                let ms: f64 = r.get(1);
+                let calls: f64 = r.get("calls");
+                let ms: f64 = r.get("ms");
                 // A reset (or a dropped entry) makes the sums fall: start over.
                 if self
                     .cumulative
@@ -545,12 +547,12 @@ impl Guard {
     async fn lookup_ids(&self, client: &Client) -> Result<Option<Vec<i64>>, String> {
         let installed: bool = client
             .query_one(
-                "SELECT to_regprocedure('pg_stat_statements(boolean)') IS NOT NULL",
+                "SELECT to_regprocedure('pg_stat_statements(boolean)') IS NOT NULL AS installed",
                 &[],
             )
             .await
             .map_err(|e| describe_error(&e))?
-            .get(0);
+            .get("installed");
         if !installed {
             return Ok(None);
         }
@@ -563,7 +565,7 @@ impl Guard {
             )
             .await;
         match rows {
-            Ok(rows) => Ok(Some(rows.iter().map(|r| r.get(0)).collect())),
+            Ok(rows) => Ok(Some(rows.iter().map(|r| r.get("queryid")).collect())),
             // 55000: "pg_stat_statements must be loaded via shared_preload_libraries".
             Err(e) if e.code().is_some_and(|c| c.code() == "55000") => Ok(None),
             Err(e) => Err(describe_error(&e)),

@@ -10,7 +10,7 @@ use super::BackfillError;
 use crate::plan::BackfillSpec;
 use crate::sql::{quote_ident, quote_literal, quote_qualified};
 
-pub use crate::control::backfill::Key;
+pub use crate::control::backfill::key::Key;
 
 /// Leads every statement the backfill sends against the table, so the latency guard can tell
 /// them from the application's in `pg_stat_statements`.
@@ -36,7 +36,7 @@ impl KeySpec {
         spec: &BackfillSpec,
     ) -> Result<KeySpec, BackfillError> {
         let rel = client
-            .query_one("SELECT to_regclass($1)::oid", &[&spec.table])
+            .query_one("SELECT to_regclass($1)::oid AS oid", &[&spec.table])
             .await
             .map_err(|e| {
                 BackfillError::Invalid(format!(
@@ -45,7 +45,7 @@ impl KeySpec {
                     crate::db::describe_error(&e)
                 ))
             })?;
-        let oid: Option<u32> = rel.get(0);
+        let oid: Option<u32> = rel.get("oid");
         let Some(oid) = oid else {
             return Err(BackfillError::Invalid(format!(
                 "backfill table `{}` does not exist",
@@ -56,13 +56,13 @@ impl KeySpec {
         for col in &spec.key {
             let row = client
                 .query_opt(
-                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                    "SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute \
                      WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
                     &[&oid, col],
                 )
                 .await?;
             match row {
-                Some(r) => types.push(r.get::<_, String>(0)),
+                Some(r) => types.push(r.get::<_, String>("type")),
                 None => {
                     return Err(BackfillError::Invalid(format!(
                         "backfill key column `{col}` does not exist in `{}`",
@@ -153,7 +153,7 @@ impl KeySpec {
     /// Counts the keys in `(lo, hi]`.
     pub fn count_sql(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
         format!(
-            "{TAG}SELECT count(*) FROM {} WHERE {}",
+            "{TAG}SELECT count(*) AS keys FROM {} WHERE {}",
             self.table,
             self.between(lo, hi)
         )
@@ -188,7 +188,7 @@ impl KeySpec {
     /// Counts the pending rows (optionally only keys up to `hi`).
     pub fn pending_count_sql(&self, hi: Option<&Key>) -> String {
         format!(
-            "{TAG}SELECT count(*) FROM {} WHERE {} AND ({})",
+            "{TAG}SELECT count(*) AS pending FROM {} WHERE {} AND ({})",
             self.table,
             self.between(None, hi),
             self.pending

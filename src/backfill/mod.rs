@@ -15,7 +15,7 @@
 //!   the worker halves its effective target (down to 15 %, at least 50 ms) so locks are held
 //!   for less time, and lets it grow back by 20 % per unblocking chunk. Health signals are evaluated
 //!   continuously and consulted before every chunk ([`throttle`]); operator controls in
-//!   `cutover.backfill` take effect before the next chunk ([`control`]).
+//!   `cutover.backfill` take effect before the next chunk ([`operator`]).
 //! - When every range is covered, a final sweep counts `pending`; rows still pending are swept
 //!   again by keyset up to the largest key that existed when the sweep started, until the count
 //!   is 0 (new rows are written right by dual-write, so this terminates under inserts).
@@ -37,9 +37,9 @@
 //!   transaction): duration, size limit, rows scanned/updated, target: percentiles, rates,
 //!   sparklines.
 
-pub mod control;
 pub mod guard;
 mod keys;
+pub mod operator;
 pub mod progress;
 mod ranges;
 mod runner;
@@ -50,9 +50,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::control::backfill::settings::Tuning;
 pub use crate::control::backfill::State;
 use crate::control::phases::PhaseState;
-pub use control::{pause, resume, stop, tune, Tuning};
+use crate::plan::{BackfillSpec, Plan};
+pub use operator::{pause, resume, stop, tune};
 pub use progress::{progress, Progress, RangeProgress};
 pub use runner::run;
 
@@ -130,6 +132,14 @@ impl From<tokio_postgres::Error> for BackfillError {
     fn from(e: tokio_postgres::Error) -> Self {
         BackfillError::Db(e.into())
     }
+}
+
+/// The plan's `[backfill]` section, or an error naming the plan.
+pub fn spec(plan: &Plan) -> Result<&BackfillSpec, BackfillError> {
+    plan.spec
+        .backfill
+        .as_ref()
+        .ok_or_else(|| BackfillError::NoBackfill(plan.id().to_string()))
 }
 
 /// The stored name of a phase state, `missing` when the migration is not registered.

@@ -6,11 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
-use super::{control, BackfillError};
-use crate::control::backfill::{self as state, RangeKind, State};
-use crate::plan::Plan;
+use super::{spec, BackfillError};
+use crate::control::backfill::leases::RangeKind;
+use crate::control::backfill::{state, stats, State};
+use crate::plan::{BackfillSpec, Plan};
 
-pub use crate::control::backfill::RangeRow as RangeProgress;
+pub use crate::control::backfill::stats::RangeRow as RangeProgress;
 
 /// The backfill of one plan as the CLI, the TUI and the metrics see it.
 #[derive(Debug, Clone, Serialize)]
@@ -128,51 +129,16 @@ pub fn fmt_secs(secs: f64) -> String {
 
 /// Reads the progress of `plan`'s backfill (read-only; a never-started backfill shows idle).
 pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progress, BackfillError> {
-    let spec = control::spec(plan)?;
+    let spec = spec(plan)?;
     let row = state::load(client, plan.id()).await?;
     let Some(row) = row else {
-        return Ok(Progress {
-            plan_id: plan.id().to_string(),
-            state: State::Idle,
-            reason: "not started".to_string(),
-            paused_by: None,
-            rows_done: 0,
-            rows_total: 0,
-            rows_remaining: 0,
-            rows_updated: 0,
-            percent: 0.0,
-            rate_rows_per_sec: None,
-            eta_seconds: None,
-            eta_low_seconds: None,
-            eta_high_seconds: None,
-            throttled_share: None,
-            target_chunk_ms: spec.target_chunk_time.as_millis() as i32,
-            max_rows_per_sec: spec.max_rows_per_second as i32,
-            workers: spec.workers as i32,
-            idle_workers: spec.idle_concurrency() as i32,
-            live_workers: 0,
-            chunk_rows: None,
-            last_chunk_ms: None,
-            p50_chunk_ms: None,
-            p99_chunk_ms: None,
-            chunks: 0,
-            chunk_retries: 0,
-            blocked_sessions: 0,
-            effective_target_ms: None,
-            throttled_seconds: 0.0,
-            sweep_passes: 0,
-            checkpoint_age_seconds: None,
-            started_at: None,
-            finished_at: None,
-            recent_rates: Vec::new(),
-            ranges: Vec::new(),
-        });
+        return Ok(not_started(plan, spec));
     };
     let state = row.state;
     let integer_key = row.key_types.as_ref().is_some_and(|t| {
         t.len() == 1 && matches!(t[0].as_str(), "bigint" | "integer" | "smallint")
     });
-    let ranges = state::ranges(client, plan.id()).await?;
+    let ranges = stats::ranges(client, plan.id()).await?;
     let remaining: i64 = ranges
         .iter()
         .filter(|r| !r.done)
@@ -181,17 +147,17 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
     let rows_done = row.rows_done;
     let total = rows_done + remaining;
     let percent = percent(state, rows_done, remaining);
-    let latest = state::latest_contention(client, plan.id()).await?;
+    let latest = stats::latest_contention(client, plan.id()).await?;
     let (blocked_sessions, effective_target_ms) =
         latest.map_or((0, None), |c| (c.blocked, c.effective_ms));
-    let (p50_chunk_ms, p99_chunk_ms) = state::chunk_percentiles(client, plan.id()).await?;
-    let mut samples: Vec<ChunkSample> = state::recent_chunks(client, plan.id())
+    let (p50_chunk_ms, p99_chunk_ms) = stats::chunk_percentiles(client, plan.id()).await?;
+    let mut samples: Vec<ChunkSample> = stats::recent_chunks(client, plan.id())
         .await?
         .into_iter()
         .map(|(rows, start, end)| ChunkSample { rows, start, end })
         .collect();
     samples.sort_by(|a, b| a.start.total_cmp(&b.start));
-    let now = state::db_now(client).await?;
+    let now = stats::db_now(client).await?;
     let cap = (row.max_rows_per_sec > 0).then_some(f64::from(row.max_rows_per_sec));
     let stalled = !matches!(state, State::Running | State::Throttled);
     let rates = if state == State::Done {
@@ -204,14 +170,8 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         .elapsed_seconds
         .filter(|e| *e > 0.0)
         .map(|e| (row.throttled_seconds / e).clamp(0.0, 1.0));
-    let buckets = state::rate_buckets(client, plan.id()).await?;
-    let mut recent_rates = vec![0.0; 24];
-    for (i, rows) in buckets {
-        if (0..24).contains(&i) {
-            recent_rates[23 - i as usize] = rows / 5.0;
-        }
-    }
-    let age = state::checkpoint_age(client, plan.id()).await?;
+    let recent_rates = sparkline(stats::rate_buckets(client, plan.id()).await?);
+    let age = stats::checkpoint_age(client, plan.id()).await?;
     Ok(Progress {
         plan_id: plan.id().to_string(),
         state,
@@ -248,6 +208,58 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         recent_rates,
         ranges,
     })
+}
+
+/// The progress of a backfill whose state row does not exist yet: idle, with the plan's
+/// settings.
+fn not_started(plan: &Plan, spec: &BackfillSpec) -> Progress {
+    Progress {
+        plan_id: plan.id().to_string(),
+        state: State::Idle,
+        reason: "not started".to_string(),
+        paused_by: None,
+        rows_done: 0,
+        rows_total: 0,
+        rows_remaining: 0,
+        rows_updated: 0,
+        percent: 0.0,
+        rate_rows_per_sec: None,
+        eta_seconds: None,
+        eta_low_seconds: None,
+        eta_high_seconds: None,
+        throttled_share: None,
+        target_chunk_ms: spec.target_chunk_time.as_millis() as i32,
+        max_rows_per_sec: spec.max_rows_per_second as i32,
+        workers: spec.workers as i32,
+        idle_workers: spec.idle_concurrency() as i32,
+        live_workers: 0,
+        chunk_rows: None,
+        last_chunk_ms: None,
+        p50_chunk_ms: None,
+        p99_chunk_ms: None,
+        chunks: 0,
+        chunk_retries: 0,
+        blocked_sessions: 0,
+        effective_target_ms: None,
+        throttled_seconds: 0.0,
+        sweep_passes: 0,
+        checkpoint_age_seconds: None,
+        started_at: None,
+        finished_at: None,
+        recent_rates: Vec::new(),
+        ranges: Vec::new(),
+    }
+}
+
+/// Rows/s per 5-second bucket, oldest first, from (buckets ago, rows) of the last 2 minutes.
+fn sparkline(buckets: Vec<(i32, f64)>) -> Vec<f64> {
+    let mut rates = vec![0.0; 24];
+    for (i, rows) in buckets {
+        if (0..24).contains(&i) {
+            rates[23 - i as usize] = rows / 5.0;
+        }
+    }
+    rates
 }
 
 /// One committed chunk: keys covered, start and end (epoch seconds).

@@ -12,10 +12,12 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::keys::{self, Key, KeySpec};
 use super::BackfillError;
-use crate::control::backfill::{self as state, RangeKind, State};
+use crate::control::backfill::leases::{self, RangeKind};
+use crate::control::backfill::transitions;
+use crate::control::backfill::State;
 use crate::plan::Plan;
 
-pub use crate::control::backfill::Identity;
+pub use crate::control::backfill::leases::Identity;
 
 /// At most this many sweep passes before the backfill fails (rows keep appearing pending).
 pub const MAX_SWEEPS: i32 = 10;
@@ -98,8 +100,8 @@ pub async fn plan_ranges(
     parts: Option<u32>,
 ) -> Result<(), BackfillError> {
     let tx = client.transaction().await?;
-    state::lock_ranges(&tx, plan.id()).await?;
-    let existing = state::range_count(&tx, plan.id()).await?;
+    leases::lock_ranges(&tx, plan.id()).await?;
+    let existing = leases::range_count(&tx, plan.id()).await?;
     if existing > 0 {
         tx.commit().await?;
         return Ok(());
@@ -110,17 +112,18 @@ pub async fn plan_ranges(
         .and_then(|r| keys::key_from_row(&r));
     let reltuples: f64 = tx
         .query_one(
-            "SELECT COALESCE((SELECT reltuples::float8 FROM pg_class WHERE oid = to_regclass($1)), -1)",
+            "SELECT COALESCE((SELECT reltuples::float8 FROM pg_class WHERE oid = to_regclass($1)), -1) \
+             AS reltuples",
             &[&plan.spec.backfill.as_ref().map(|b| b.table.clone()).unwrap_or_default()],
         )
         .await?
-        .get(0);
+        .get("reltuples");
     let estimate: i64 = if max.is_none() {
         0
     } else if reltuples < 1_000_000.0 {
         tx.query_one(keys.count_sql(None, None).as_str(), &[])
             .await?
-            .get(0)
+            .get("keys")
     } else {
         reltuples as i64
     };
@@ -147,10 +150,10 @@ pub async fn plan_ranges(
     let per_range = estimate / (bounds.len().max(1) as i64);
     let mut lo: Option<Key> = None;
     for (i, hi) in bounds.iter().enumerate() {
-        state::insert_range(&tx, plan.id(), i as i32 + 1, lo.as_ref(), hi, per_range).await?;
+        leases::insert_range(&tx, plan.id(), i as i32 + 1, lo.as_ref(), hi, per_range).await?;
         lo = Some(hi.clone());
     }
-    state::record_planned(&tx, plan.id(), estimate, &keys.columns, &keys.types).await?;
+    leases::record_planned(&tx, plan.id(), estimate, &keys.columns, &keys.types).await?;
     tx.commit().await?;
     tracing::info!(
         plan = plan.id(),
@@ -175,7 +178,7 @@ pub async fn live_holders(
     client: &impl GenericClient,
     plan_id: &str,
 ) -> Result<Vec<Holder>, BackfillError> {
-    Ok(state::live_leases(client, plan_id)
+    Ok(leases::live_leases(client, plan_id)
         .await?
         .into_iter()
         .filter(|l| !is_dead_local(l.host.as_deref(), l.pid))
@@ -197,14 +200,14 @@ pub async fn claim(
     workers: i64,
 ) -> Result<Claim, BackfillError> {
     let tx = client.transaction().await?;
-    state::lock_ranges(&tx, plan_id).await?;
+    leases::lock_ranges(&tx, plan_id).await?;
     let holders: Vec<Holder> = live_holders(&tx, plan_id)
         .await?
         .into_iter()
         .filter(|h| h.owner != me.owner)
         .collect();
-    let rows = state::lock_open_ranges(&tx, plan_id).await?;
-    let open = state::open_count(&tx, plan_id).await?;
+    let rows = leases::lock_open_ranges(&tx, plan_id).await?;
+    let open = leases::open_count(&tx, plan_id).await?;
     if open == 0 {
         tx.commit().await?;
         return Ok(Claim::AllDone);
@@ -233,7 +236,7 @@ pub async fn claim(
             );
         }
     }
-    state::take_lease(&tx, plan_id, range_id, me, lease).await?;
+    leases::take_lease(&tx, plan_id, range_id, me, lease).await?;
     tx.commit().await?;
     Ok(Claim::Got(Claimed {
         range_id,
@@ -250,7 +253,7 @@ pub async fn heartbeat(
     me: &Identity,
     lease: Duration,
 ) -> Result<u64, BackfillError> {
-    Ok(state::renew_leases(client, plan_id, &me.owner, lease).await?)
+    Ok(leases::renew_leases(client, plan_id, &me.owner, lease).await?)
 }
 
 /// Releases `me`'s leases (the checkpoints stay).
@@ -259,7 +262,7 @@ pub async fn release(
     plan_id: &str,
     me: &Identity,
 ) -> Result<(), BackfillError> {
-    state::release_leases(client, plan_id, &me.owner).await?;
+    leases::release_leases(client, plan_id, &me.owner).await?;
     Ok(())
 }
 
@@ -273,13 +276,13 @@ pub async fn finish(
     lease: Duration,
 ) -> Result<Finish, BackfillError> {
     let tx = client.transaction().await?;
-    state::lock_ranges(&tx, plan.id()).await?;
-    let open = state::open_count(&tx, plan.id()).await?;
+    leases::lock_ranges(&tx, plan.id()).await?;
+    let open = leases::open_count(&tx, plan.id()).await?;
     if open > 0 {
         tx.commit().await?;
         return Ok(Finish::Busy);
     }
-    let (current, passes) = state::lock_for_finish(&tx, plan.id()).await?;
+    let (current, passes) = transitions::lock_for_finish(&tx, plan.id()).await?;
     if current == State::Done {
         tx.commit().await?;
         return Ok(Finish::Done);
@@ -290,9 +293,9 @@ pub async fn finish(
     let pending: i64 = tx
         .query_one(keys.pending_count_sql(None).as_str(), &[])
         .await?
-        .get(0);
+        .get("pending");
     if pending == 0 {
-        state::complete(&tx, plan).await?;
+        transitions::complete(&tx, plan).await?;
         tx.commit().await?;
         return Ok(Finish::Done);
     }
@@ -301,7 +304,7 @@ pub async fn finish(
             "{pending} rows are still pending after {passes} sweep passes: rows keep arriving in \
              the old shape — is the dual-write path (phase dual_write) active?"
         );
-        state::fail(&tx, plan.id(), &message).await?;
+        transitions::fail(&tx, plan.id(), &message).await?;
         tx.commit().await?;
         return Err(BackfillError::Failed {
             plan: plan.id().to_string(),
@@ -312,7 +315,7 @@ pub async fn finish(
         .query_opt(keys.max_key_sql().as_str(), &[])
         .await?
         .and_then(|r| keys::key_from_row(&r));
-    let range_id = state::start_sweep(&tx, plan.id(), max.as_ref(), pending, me, lease).await?;
+    let range_id = leases::start_sweep(&tx, plan.id(), max.as_ref(), pending, me, lease).await?;
     tx.commit().await?;
     tracing::info!(
         plan = plan.id(),

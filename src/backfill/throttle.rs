@@ -278,28 +278,29 @@ impl Evaluator {
     async fn read(&mut self, client: &Client, signal: Signal) -> Result<Option<f64>, Unreadable> {
         let sql = match signal {
             Signal::ReplayLag => {
-                "SELECT COALESCE(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication"
+                "SELECT COALESCE(max(extract(epoch FROM replay_lag)), 0)::float8 AS value \
+                 FROM pg_stat_replication"
                     .to_string()
             }
-            Signal::ActiveBackends => "SELECT count(*)::float8 FROM pg_stat_activity \
+            Signal::ActiveBackends => "SELECT count(*)::float8 AS value FROM pg_stat_activity \
                  WHERE state = 'active' AND datname = current_database() \
                  AND backend_type = 'client backend' AND pid <> pg_backend_pid() \
                  AND application_name NOT LIKE 'cutover/%'"
                 .to_string(),
-            Signal::LockWaiters => "SELECT count(*)::float8 FROM pg_stat_activity \
+            Signal::LockWaiters => "SELECT count(*)::float8 AS value FROM pg_stat_activity \
                  WHERE wait_event_type = 'Lock' AND datname = current_database()"
                 .to_string(),
-            Signal::Vacuum => "SELECT count(*)::float8 FROM pg_stat_progress_vacuum \
+            Signal::Vacuum => "SELECT count(*)::float8 AS value FROM pg_stat_progress_vacuum \
                  WHERE relid = to_regclass($1)"
                 .to_string(),
             Signal::WalRate => {
-                "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::float8".to_string()
+                "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::float8 AS value".to_string()
             }
             Signal::AppLatency => return Ok(None),
             Signal::Custom => {
                 let q = self.spec.custom_query.clone().unwrap_or_default();
                 format!(
-                    "SELECT (({}))::float8",
+                    "SELECT (({}))::float8 AS value",
                     q.trim().trim_end_matches(';')
                 )
             }
@@ -323,7 +324,7 @@ impl Evaluator {
             _ => client.query_one(sql.as_str(), &[]).await.map_err(failed)?,
         };
         let value: Option<f64> = row
-            .try_get(0)
+            .try_get("value")
             .map_err(|e| Unreadable::Failed(e.to_string()))?;
         let value = match (signal, value) {
             (Signal::Custom, None) => {

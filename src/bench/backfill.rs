@@ -175,7 +175,7 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
         }
     }
     let ids_a: Vec<String> = plans_a.iter().map(|p| p.id().to_string()).collect();
-    let stats_a = control::backfill::chunk_summary(&client, &ids_a).await?;
+    let stats_a = control::backfill::stats::chunk_summary(&client, &ids_a).await?;
     let mut throttled_a = 0.0;
     for plan in &plans_a {
         throttled_a += backfill::progress(&client, plan).await?.throttled_seconds;
@@ -207,7 +207,8 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     run_load(&pgbench, cfg, &logs.path().join("base2"), BASELINE).await?;
     let base_lat = latencies(logs.path(), "base", None)?;
     let conc_lat = latencies(logs.path(), "conc", Some((from, to)))?;
-    let stats_c = control::backfill::chunk_summary(&client, &[plan_c.id().to_string()]).await?;
+    let stats_c =
+        control::backfill::stats::chunk_summary(&client, &[plan_c.id().to_string()]).await?;
     let progress_c = backfill::progress(&client, &plan_c).await?;
     let wrong: i64 = client
         .query_one(

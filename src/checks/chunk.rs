@@ -164,17 +164,17 @@ impl Walker {
             let row = ro
                 .query_one(
                     &format!(
-                        "SELECT min({k})::int8, max({k})::int8, \
+                        "SELECT min({k})::int8 AS min, max({k})::int8 AS max, \
                          (SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = {lit}::regclass) \
-                         FROM {table}",
+                         AS estimate FROM {table}",
                         lit = crate::sql::quote_literal(table)
                     ),
                     &[],
                 )
                 .await?;
-            let min: Option<i64> = row.get(0);
-            let max: Option<i64> = row.get(1);
-            let estimate: Option<f64> = row.get(2);
+            let min: Option<i64> = row.get("min");
+            let max: Option<i64> = row.get("max");
+            let estimate: Option<f64> = row.get("estimate");
             walker.mode = match (min, max) {
                 (Some(min), Some(max)) => {
                     let span = (i128::from(max) - i128::from(min) + 1) as f64;

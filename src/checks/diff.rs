@@ -220,6 +220,15 @@ struct Agg {
     sum: String,
 }
 
+impl Agg {
+    fn from_row(r: &tokio_postgres::Row) -> Agg {
+        Agg {
+            rows: r.get("rows"),
+            sum: r.get("sum"),
+        }
+    }
+}
+
 pub(crate) struct RowData {
     hash: i64,
     col_hashes: Vec<i64>,
@@ -322,7 +331,7 @@ impl Side<'_> {
     async fn prepare(&mut self) -> Result<(), CheckError> {
         for shape in Shape::ALL {
             let sql = format!(
-                "SELECT count(*)::int8, coalesce(sum({}), 0)::text FROM {} WHERE {}",
+                "SELECT count(*)::int8 AS rows, coalesce(sum({}), 0)::text AS sum FROM {} WHERE {}",
                 self.hash,
                 self.rel,
                 shape.predicate(&self.key)
@@ -355,8 +364,8 @@ impl Side<'_> {
             }
         };
         let sql = format!(
-            "SELECT agg.c, agg.h FROM unnest({arrays}) WITH ORDINALITY AS cutover_bounds({cols}, ord) \
-             CROSS JOIN LATERAL (SELECT count(*)::int8 AS c, coalesce(sum({hash}), 0)::text AS h \
+            "SELECT agg.rows, agg.sum FROM unnest({arrays}) WITH ORDINALITY AS cutover_bounds({cols}, ord) \
+             CROSS JOIN LATERAL (SELECT count(*)::int8 AS rows, coalesce(sum({hash}), 0)::text AS sum \
                                  FROM {rel} WHERE {k} > {lo} AND {k} <= {hi}) AS agg \
              ORDER BY cutover_bounds.ord",
             arrays = arrays.join(", "),
@@ -403,13 +412,7 @@ impl Side<'_> {
                 .query(stmt, &params)
                 .await
                 .map_err(|e| self.error(e))?;
-            batch = rows
-                .iter()
-                .map(|r| Agg {
-                    rows: r.get(0),
-                    sum: r.get(1),
-                })
-                .collect();
+            batch = rows.iter().map(Agg::from_row).collect();
         }
         let mut batch = batch.into_iter();
         let mut out = Vec::with_capacity(ranges.len());
@@ -438,10 +441,7 @@ impl Side<'_> {
             .query_one(stmt, &params)
             .await
             .map_err(|e| self.error(e))?;
-        Ok(Agg {
-            rows: row.get(0),
-            sum: row.get(1),
-        })
+        Ok(Agg::from_row(&row))
     }
 
     /// Up to `FANOUT - 1` key values splitting `range` into parts of about `step` rows.
@@ -457,7 +457,7 @@ impl Side<'_> {
             .zip(&names)
             .map(|(e, n)| format!("{e} AS {n}"))
             .collect();
-        let outer: Vec<String> = names.iter().map(|n| format!("{n}::text")).collect();
+        let outer: Vec<String> = names.iter().map(|n| format!("{n}::text AS {n}")).collect();
         let sql = format!(
             "SELECT {outer} FROM (SELECT {inner}, row_number() OVER (ORDER BY {order}) AS rn \
              FROM {rel} WHERE {pred}) AS s WHERE rn % {step} = 0 ORDER BY rn LIMIT {limit}",
@@ -475,7 +475,12 @@ impl Side<'_> {
             .map_err(|e| self.error(e))?;
         Ok(rows
             .iter()
-            .map(|r| (0..names.len()).map(|i| r.get::<_, String>(i)).collect())
+            .map(|r| {
+                names
+                    .iter()
+                    .map(|n| r.get::<_, String>(n.as_str()))
+                    .collect()
+            })
             .collect())
     }
 
@@ -507,7 +512,7 @@ impl Side<'_> {
             format!(", {}", self.key.select_texts())
         };
         let sql = format!(
-            "SELECT {}, {}{bound_texts} FROM {} WHERE {}",
+            "SELECT {} AS row_key, {} AS row_hash{bound_texts} FROM {} WHERE {}",
             self.key.text(),
             self.hash,
             self.rel,
@@ -521,13 +526,14 @@ impl Side<'_> {
         Ok(rows
             .iter()
             .map(|r| {
-                let key: String = r.get(0);
+                let key: String = r.get("row_key");
                 let bound = if width == 1 {
                     vec![key.clone()]
                 } else {
+                    // The key's columns follow the two named ones, in key order.
                     (0..width).map(|i| r.get::<_, String>(2 + i)).collect()
                 };
-                (key, r.get(1), bound)
+                (key, r.get("row_hash"), bound)
             })
             .collect())
     }
@@ -565,10 +571,11 @@ impl Side<'_> {
         Ok(rows.iter().map(|r| self.row_data(r)).collect())
     }
 
-    /// `SELECT` list reading a row: canonical key text, row hash, column hashes, column texts.
+    /// `SELECT` list reading a row: canonical key text (`row_key`), row hash (`row_hash`), then
+    /// the column hashes and the column texts in column order.
     pub fn row_select(&self) -> String {
         format!(
-            "{}, {}, {}, {}",
+            "{} AS row_key, {} AS row_hash, {}, {}",
             self.key.text(),
             self.hash,
             self.col_hashes.join(", "),
@@ -576,12 +583,13 @@ impl Side<'_> {
         )
     }
 
-    /// Decodes a row read with [`Side::row_select`] (starting at column 0).
+    /// Decodes a row read with [`Side::row_select`] (starting at column 0): the two named
+    /// columns, then the per-column lists by position (their width is the table's).
     pub fn row_data(&self, r: &tokio_postgres::Row) -> (String, RowData) {
         let n = self.col_hashes.len();
-        let key: String = r.get(0);
+        let key: String = r.get("row_key");
         let data = RowData {
-            hash: r.get(1),
+            hash: r.get("row_hash"),
             col_hashes: (0..n).map(|i| r.get::<_, i64>(2 + i)).collect(),
             col_texts: (0..n)
                 .map(|i| r.get::<_, Option<String>>(2 + n + i))
@@ -598,7 +606,7 @@ impl Side<'_> {
             .map(|e| format!("({e}) IS NULL"))
             .collect();
         let sql = format!(
-            "SELECT count(*)::int8 FROM {} WHERE {}",
+            "SELECT count(*)::int8 AS null_keys FROM {} WHERE {}",
             self.rel,
             cond.join(" OR ")
         );
@@ -607,7 +615,7 @@ impl Side<'_> {
             .query_one(&sql, &[])
             .await
             .map_err(|e| self.error(e))?
-            .get(0))
+            .get("null_keys"))
     }
 
     pub fn error(&self, e: tokio_postgres::Error) -> CheckError {
@@ -682,7 +690,7 @@ async fn open_second(client: &Client, cfg: &DbConfig) -> Result<Client, CheckErr
     let timeout: String = client
         .query_one("SHOW statement_timeout", &[])
         .await?
-        .get(0);
+        .get("statement_timeout");
     let second = crate::db::connect(cfg, &SessionSettings::new("check-diff-target"))
         .await
         .map_err(|e| CheckError::Db(e.to_string()))?;

@@ -66,23 +66,23 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     let default = default_value.as_deref().unwrap_or("NULL");
     let per_column = |v: &str| {
         let mut cols = vec![
-            format!("count(*) FILTER (WHERE {v} IS NULL)::int8"),
+            format!("count(*) FILTER (WHERE {v} IS NULL)::int8 AS {v}_nulls"),
             if default_value.is_some() {
-                format!("count(*) FILTER (WHERE {v} = ({default}))::int8")
+                format!("count(*) FILTER (WHERE {v} = ({default}))::int8 AS {v}_defaults")
             } else {
-                "0::int8".to_string()
+                format!("0::int8 AS {v}_defaults")
             },
-            format!("count(DISTINCT {v})::int8"),
-            format!("min({v})::text"),
-            format!("max({v})::text"),
+            format!("count(DISTINCT {v})::int8 AS {v}_distinct"),
+            format!("min({v})::text AS {v}_min_text"),
+            format!("max({v})::text AS {v}_max_text"),
         ];
         if numeric {
             let num = format!("{v}_num");
-            cols.push(format!("min({num})"));
-            cols.push(format!("max({num})"));
-            cols.push(format!("avg({num})"));
+            cols.push(format!("min({num}) AS {v}_min"));
+            cols.push(format!("max({num}) AS {v}_max"));
+            cols.push(format!("avg({num}) AS {v}_mean"));
             cols.push(format!(
-                "percentile_cont(ARRAY[{}]::float8[]) WITHIN GROUP (ORDER BY {num})",
+                "percentile_cont(ARRAY[{}]::float8[]) WITHIN GROUP (ORDER BY {num}) AS {v}_quantiles",
                 QUANTILES.map(|q| q.to_string()).join(", ")
             ));
         }
@@ -97,36 +97,39 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
         inner.push(format!("{} AS o_num", as_number(&old_sql, &types[0])));
         inner.push(format!("{} AS n_num", as_number(&new_sql, &types[1])));
     }
-    let per = per_column("o").len();
     let sql = format!(
-        "SELECT part, count(*)::int8, {}, {} FROM (SELECT {} FROM {rel}) AS s GROUP BY part ORDER BY part",
+        "SELECT part, count(*)::int8 AS rows, {}, {} FROM (SELECT {} FROM {rel}) AS s GROUP BY part ORDER BY part",
         per_column("o").join(", "),
         per_column("n").join(", "),
         inner.join(", "),
     );
     let rows = ctx.ro.query(&sql, &[]).await?;
-    let stats = |r: &tokio_postgres::Row, at: usize| Stats {
-        nulls: r.get(at),
-        defaults: r.get(at + 1),
-        distinct: r.get(at + 2),
-        min_text: r.get(at + 3),
-        max_text: r.get(at + 4),
-        min: if numeric { r.get(at + 5) } else { None },
-        max: if numeric { r.get(at + 6) } else { None },
-        mean: if numeric { r.get(at + 7) } else { None },
-        quantiles: if numeric { r.get(at + 8) } else { None },
+    let stats = |r: &tokio_postgres::Row, v: &str| {
+        let col = |name: &str| format!("{v}_{name}");
+        let numeric_col = |name: &str| numeric.then(|| col(name));
+        Stats {
+            nulls: r.get(col("nulls").as_str()),
+            defaults: r.get(col("defaults").as_str()),
+            distinct: r.get(col("distinct").as_str()),
+            min_text: r.get(col("min_text").as_str()),
+            max_text: r.get(col("max_text").as_str()),
+            min: numeric_col("min").and_then(|c| r.get(c.as_str())),
+            max: numeric_col("max").and_then(|c| r.get(c.as_str())),
+            mean: numeric_col("mean").and_then(|c| r.get(c.as_str())),
+            quantiles: numeric_col("quantiles").and_then(|c| r.get(c.as_str())),
+        }
     };
     let mut total = 0i64;
     let mut failing = Vec::new();
     let mut passing = Vec::new();
     let mut headlines = Vec::new();
     for r in &rows {
-        let label: Option<String> = r.get(0);
+        let label: Option<String> = r.get("part");
         let label = label.unwrap_or_else(|| "NULL".into());
-        let count: i64 = r.get(1);
+        let count: i64 = r.get("rows");
         total += count;
-        let o = stats(r, 2);
-        let n = stats(r, 2 + per);
+        let o = stats(r, "o");
+        let n = stats(r, "n");
         let problems = judge(
             count,
             &o,

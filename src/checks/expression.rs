@@ -39,8 +39,9 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     while let Some(range) = walker.next(&ctx.ro).await? {
         let clock = Instant::now();
         let sql = format!(
-            "SELECT count(*)::int8, count(*) FILTER (WHERE bad)::int8, \
+            "SELECT count(*)::int8 AS n, count(*) FILTER (WHERE bad)::int8 AS bad, \
                     (array_agg(jsonb_build_array(k, new_value, expected)) FILTER (WHERE bad))[1:{MAX_LISTED}] \
+                    AS found \
              FROM (SELECT {ktext} AS k, ({col}) IS DISTINCT FROM ({expression}) AS bad, \
                           ({col})::text AS new_value, ({expression})::text AS expected \
                    FROM {rel} WHERE {pred}{filter}) AS chunk",
@@ -48,13 +49,13 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
             pred = range.predicate(&key),
         );
         let row = ctx.ro.query_one(&sql, &[]).await?;
-        let n: i64 = row.get(0);
-        let bad: i64 = row.get(1);
+        let n: i64 = row.get("n");
+        let bad: i64 = row.get("bad");
         rows += n;
         mismatches += bad;
         if bad > 0 {
             ranges.push(json!({ "range": range.label(), "rows": n, "mismatches": bad }));
-            let found: Option<Vec<Value>> = row.get(2);
+            let found: Option<Vec<Value>> = row.get("found");
             for s in found.unwrap_or_default() {
                 if samples.len() < MAX_LISTED {
                     samples.push(json!({ "key": s[0], "new": s[1], "expected": s[2] }));

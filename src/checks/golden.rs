@@ -105,9 +105,10 @@ async fn stored(
 async fn measure(ro: &ReadOnly<'_>, query: &str) -> Result<(i64, String), CheckError> {
     let body = query.trim().trim_end_matches(';').trim_end();
     let sql = format!(
-        "SELECT count(*)::int8, coalesce(sum(hashtextextended(golden::text, 0)), 0)::text \
+        "SELECT count(*)::int8 AS row_count, \
+         coalesce(sum(hashtextextended(golden::text, 0)), 0)::text AS checksum \
          FROM ({body}) AS golden"
     );
     let row = ro.query_one(&sql, &[]).await?;
-    Ok((row.get(0), row.get(1)))
+    Ok((row.get("row_count"), row.get("checksum")))
 }

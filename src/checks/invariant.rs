@@ -71,9 +71,9 @@ pub(crate) fn judge(
 /// Runs `sql` (one row, one column) and reads its value as a float.
 pub(crate) async fn scalar(ro: &ReadOnly<'_>, sql: &str) -> Result<Option<f64>, CheckError> {
     let body = sql.trim().trim_end_matches(';').trim_end();
-    let wrapped = format!("SELECT (SELECT * FROM ({body}) AS invariant_query)::float8");
+    let wrapped = format!("SELECT (SELECT * FROM ({body}) AS invariant_query)::float8 AS value");
     let row = ro.query_one(&wrapped, &[]).await?;
-    Ok(row.get::<_, Option<f64>>(0))
+    Ok(row.get::<_, Option<f64>>("value"))
 }
 
 pub(crate) fn fmt_num(v: f64) -> String {

@@ -283,7 +283,7 @@ async fn run_one(client: &Client, plan: &Plan, spec: &CheckSpec, options: &RunOp
 
 async fn set_timeout(client: &Client, timeout: Duration) -> Result<String, CheckError> {
     let row = client.query_one("SHOW statement_timeout", &[]).await?;
-    let previous: String = row.get(0);
+    let previous: String = row.get("statement_timeout");
     client
         .batch_execute(&format!(
             "SET statement_timeout = {}",

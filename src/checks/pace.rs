@@ -103,11 +103,11 @@ impl<'a> Pacer<'a> {
 async fn active_backends(client: &Client) -> Result<i64, CheckError> {
     let row = client
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity \
+            "SELECT count(*) AS active FROM pg_stat_activity \
              WHERE state = 'active' AND backend_type = 'client backend' \
                AND pid <> pg_backend_pid() AND application_name NOT LIKE 'cutover/%'",
             &[],
         )
         .await?;
-    Ok(row.get(0))
+    Ok(row.get("active"))
 }

@@ -92,7 +92,8 @@ async fn count_groups(
         None => "TRUE".to_string(),
     };
     let sql = format!(
-        "SELECT ({expr})::text, count(*)::int8 FROM {table} WHERE {predicate} GROUP BY 1",
+        "SELECT ({expr})::text AS label, count(*)::int8 AS n FROM {table} WHERE {predicate} \
+         GROUP BY 1",
         expr = column_sql(expr)
     );
     let rows = ctx
@@ -102,8 +103,8 @@ async fn count_groups(
         .map_err(|e| CheckError::Db(format!("on {table}: {e}")))?;
     let mut total = 0;
     for row in rows {
-        let label: Option<String> = row.get(0);
-        let n: i64 = row.get(1);
+        let label: Option<String> = row.get("label");
+        let n: i64 = row.get("n");
         total += n;
         let entry = counts
             .entry(label.unwrap_or_else(|| "NULL".into()))
@@ -130,21 +131,22 @@ async fn by_key_range(
         .client
         .query_one(
             &format!(
-                "SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = {}::regclass",
+                "SELECT greatest(reltuples, 0)::float8 AS estimate FROM pg_class \
+                 WHERE oid = {}::regclass",
                 crate::sql::quote_literal(src)
             ),
             &[],
         )
         .await?
-        .get(0);
+        .get("estimate");
     let estimate = if estimate > 0.0 {
         estimate
     } else {
         let n: i64 = ctx
             .ro
-            .query_one(&format!("SELECT count(*) FROM {src}"), &[])
+            .query_one(&format!("SELECT count(*) AS n FROM {src}"), &[])
             .await?
-            .get(0);
+            .get("n");
         n as f64
     };
     let per = (estimate / f64::from(partitions.max(1))).ceil().max(1.0);
@@ -193,10 +195,10 @@ async fn count_range(
     range: &Range,
 ) -> Result<i64, CheckError> {
     let sql = format!(
-        "SELECT count(*)::int8 FROM {table} WHERE {}",
+        "SELECT count(*)::int8 AS n FROM {table} WHERE {}",
         range.predicate(key)
     );
-    Ok(ctx.ro.query_one(&sql, &[]).await?.get(0))
+    Ok(ctx.ro.query_one(&sql, &[]).await?.get("n"))
 }
 
 fn verdict(source: &str, target: &str, counts: &Listed) -> Verdict {

@@ -110,15 +110,16 @@ async fn sample(
         .client
         .query_one(
             &format!(
-                "SELECT relkind::text, greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = {}::regclass",
+                "SELECT relkind::text AS relkind, greatest(reltuples, 0)::float8 AS estimate \
+                 FROM pg_class WHERE oid = {}::regclass",
                 crate::sql::quote_literal(&src.rel)
             ),
             &[],
         )
         .await
         .map_err(|e| src.error(e))?;
-    let relkind: String = row.get(0);
-    let estimate: f64 = row.get(1);
+    let relkind: String = row.get("relkind");
+    let estimate: f64 = row.get("estimate");
     let hash_seed = seed as i64;
     let order = format!("ORDER BY hashtextextended({}, {hash_seed})", src.key.text());
     let width = src.key.exprs.len();

@@ -40,14 +40,14 @@ pub async fn load(client: &impl GenericClient, plan_id: &str) -> Result<Option<A
     let Some(r) = row else {
         return Ok(None);
     };
-    let governance: Governance = serde_json::from_value(r.get(0))
+    let governance: Governance = serde_json::from_value(r.get("governance"))
         .map_err(|e| DbError::Query(format!("the anchored governance is unreadable: {e}")))?;
     Ok(Some(Anchor {
         governance,
-        governance_sha256: r.get(1),
-        plan_sha256: r.get(2),
-        anchored_by: r.get(3),
-        anchored_at: r.get(4),
+        governance_sha256: r.get("governance_sha256"),
+        plan_sha256: r.get("plan_sha256"),
+        anchored_by: r.get("anchored_by"),
+        anchored_at: r.get("anchored_at"),
     }))
 }
 

@@ -95,14 +95,14 @@ pub async fn list(client: &impl GenericClient, plan_id: &str) -> Result<Vec<Atte
         .await?
         .iter()
         .map(|r| Attestation {
-            category: r.get(0),
-            role: r.get(1),
-            login: r.get(2),
-            os_user: r.get(3),
-            host: r.get(4),
-            url: r.get(5),
-            plan_sha256: r.get(6),
-            at: r.get(7),
+            category: r.get("category"),
+            role: r.get("role"),
+            login: r.get("login"),
+            os_user: r.get("os_user"),
+            host: r.get("host"),
+            url: r.get("url"),
+            plan_sha256: r.get("plan_sha256"),
+            at: r.get("at"),
         })
         .collect())
 }

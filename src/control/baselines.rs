@@ -36,5 +36,5 @@ pub async fn latest(
             &[&plan_id, &phase.as_str()],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| r.get("snapshot")))
 }

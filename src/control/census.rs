@@ -33,8 +33,8 @@ pub async fn newest_before(
         )
         .await?;
     Ok(row.map(|r| Sample {
-        taken_at: r.get(0),
-        calls: serde_json::from_value(r.get(1)).unwrap_or_default(),
+        taken_at: r.get("taken_at"),
+        calls: serde_json::from_value(r.get("calls")).unwrap_or_default(),
     }))
 }
 

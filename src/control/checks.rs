@@ -66,17 +66,17 @@ const COLUMNS: &str = "id, plan_id, check_name, kind, outcome, summary, started_
 
 fn record(row: &Row) -> CheckRecord {
     CheckRecord {
-        id: row.get(0),
-        plan_id: row.get(1),
-        name: row.get(2),
-        kind: row.get(3),
-        outcome: Outcome::parse(row.get(4)),
-        summary: row.get(5),
-        started_at: row.get(6),
-        duration_ms: row.get(7),
-        rows_scanned: row.get(8),
-        details: row.get(9),
-        plan_sha256: row.get(10),
+        id: row.get("id"),
+        plan_id: row.get("plan_id"),
+        name: row.get("check_name"),
+        kind: row.get("kind"),
+        outcome: Outcome::parse(row.get("outcome")),
+        summary: row.get("summary"),
+        started_at: row.get("started_at"),
+        duration_ms: row.get("duration_ms"),
+        rows_scanned: row.get("rows_scanned"),
+        details: row.get("details"),
+        plan_sha256: row.get("plan_sha256"),
     }
 }
 
@@ -162,12 +162,12 @@ const RUN_COLUMNS: &str = "check_name, kind, outcome, summary, started_at, durat
 
 fn run(r: &Row) -> CheckRun {
     CheckRun {
-        name: r.get(0),
-        kind: r.get(1),
-        outcome: Outcome::parse(r.get(2)),
-        summary: r.get(3),
-        started_at: r.get(4),
-        duration_ms: r.get(5),
+        name: r.get("check_name"),
+        kind: r.get("kind"),
+        outcome: Outcome::parse(r.get("outcome")),
+        summary: r.get("summary"),
+        started_at: r.get("started_at"),
+        duration_ms: r.get("duration_ms"),
     }
 }
 
@@ -203,7 +203,7 @@ pub async fn outcome_counts(
     c: &impl GenericClient,
     plan_id: &str,
 ) -> Result<Vec<(String, Outcome, f64)>, Error> {
-    super::outcome_counts(c, "SELECT check_name, outcome, count(*)::float8 FROM cutover.check_results WHERE plan_id = $1 GROUP BY 1, 2", plan_id).await
+    super::outcome_counts(c, "SELECT check_name AS name, outcome, count(*)::float8 AS n FROM cutover.check_results WHERE plan_id = $1 GROUP BY 1, 2", plan_id).await
 }
 
 /// A stored baseline of one golden query.
@@ -235,9 +235,9 @@ pub async fn golden(
         .await?;
     Ok(row.map(|r| GoldenSnapshot {
         check_name: name.to_string(),
-        row_count: r.get(0),
-        checksum: r.get(1),
-        taken_at: r.get(2),
+        row_count: r.get("row_count"),
+        checksum: r.get("checksum"),
+        taken_at: r.get("taken_at"),
     }))
 }
 
@@ -266,6 +266,6 @@ pub async fn store_golden(
         check_name: name.to_string(),
         row_count,
         checksum: checksum.to_string(),
-        taken_at: row.get(0),
+        taken_at: row.get("taken_at"),
     })
 }

@@ -313,7 +313,7 @@ SELECT json_build_object(
                 AND l.objid = (hashtext($2)::bigint & 4294967295)::oid
                 AND l.classid = ((hashtext($2)::bigint >> 32) & 4294967295)::oid
               LIMIT 1)
-)::text
+)::text AS facts
 "#;
 
 impl Facts {
@@ -321,7 +321,7 @@ impl Facts {
     pub async fn load(client: &impl GenericClient, plan_id: &str) -> Result<Facts, DbError> {
         let key = super::phases::lock_key(plan_id);
         let row = client.query_one(LOAD, &[&plan_id, &key]).await?;
-        let text: String = row.get(0);
+        let text: String = row.get("facts");
         let mut facts: Facts = serde_json::from_str(&text).map_err(|e| {
             DbError::Query(format!("the control schema returned unreadable facts: {e}"))
         })?;

@@ -28,11 +28,11 @@ pub async fn get(c: &impl GenericClient, name: &str) -> Result<Option<Flag>, Err
         )
         .await?;
     Ok(row.map(|r| Flag {
-        name: r.get(0),
-        enabled: r.get(1),
-        updated_by: r.get(2),
-        updated_at: r.get(3),
-        plan_id: r.get(4),
+        name: r.get("name"),
+        enabled: r.get("enabled"),
+        updated_by: r.get("updated_by"),
+        updated_at: r.get("updated_at"),
+        plan_id: r.get("plan_id"),
     }))
 }
 
@@ -50,7 +50,7 @@ pub async fn lock(tx: &Transaction<'_>, name: &str) -> Result<(bool, Option<Stri
             &[&name],
         )
         .await?;
-    Ok((row.get(0), row.get(1)))
+    Ok((row.get("enabled"), row.get("plan_id")))
 }
 
 /// Sets the flag, by the session's login.

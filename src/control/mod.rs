@@ -58,7 +58,7 @@ impl From<tokio_postgres::Error> for ControlError {
     }
 }
 
-/// Runs `sql` (name, outcome, count; `$1` = plan id) and types its rows: the outcome tallies of
+/// Runs `sql` (columns `name`, `outcome`, `n`; `$1` = plan id) and types its rows: the outcome tallies of
 /// check results and probe results share this shape.
 async fn outcome_counts(
     c: &impl tokio_postgres::GenericClient,
@@ -68,6 +68,12 @@ async fn outcome_counts(
     let rows = c.query(sql, &[&plan_id]).await?;
     Ok(rows
         .iter()
-        .map(|r| (r.get(0), crate::outcome::Outcome::parse(r.get(1)), r.get(2)))
+        .map(|r| {
+            (
+                r.get("name"),
+                crate::outcome::Outcome::parse(r.get("outcome")),
+                r.get("n"),
+            )
+        })
         .collect())
 }

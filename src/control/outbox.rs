@@ -61,7 +61,7 @@ pub async fn enqueue(
             ],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| r.get("id")))
 }
 
 /// A stored event.
@@ -91,21 +91,21 @@ const EVENT_COLUMNS: &str =
     "o.id, o.plan_id, o.event, o.phase, o.login, o.threshold_ms, o.details, o.audit_seq, o.occurred_at";
 
 impl OutboxEvent {
-    /// Reads the [`EVENT_COLUMNS`] at the start of `row`; `None` for an event name this build
-    /// does not know (a newer Cutover enqueued it).
+    /// Reads the [`EVENT_COLUMNS`] of `row`; `None` for an event name this build does not know
+    /// (a newer Cutover enqueued it).
     fn from_row(row: &Row) -> Option<OutboxEvent> {
-        let event = Event::parse(row.get(2))?;
-        let phase: Option<String> = row.get(3);
+        let event = Event::parse(row.get("event"))?;
+        let phase: Option<String> = row.get("phase");
         Some(OutboxEvent {
-            id: row.get(0),
-            plan_id: row.get(1),
+            id: row.get("id"),
+            plan_id: row.get("plan_id"),
             event,
             phase: phase.as_deref().and_then(Phase::parse),
-            login: row.get(4),
-            threshold_ms: row.get(5),
-            details: row.get(6),
-            audit_seq: row.get(7),
-            occurred_at: row.get(8),
+            login: row.get("login"),
+            threshold_ms: row.get("threshold_ms"),
+            details: row.get("details"),
+            audit_seq: row.get("audit_seq"),
+            occurred_at: row.get("occurred_at"),
         })
     }
 }
@@ -135,7 +135,8 @@ pub async fn fan_out(
     let rows = tx
         .query(
             &format!(
-                "SELECT {EVENT_COLUMNS}, o.occurred_at < now() - make_interval(secs => $3)
+                "SELECT {EVENT_COLUMNS},
+                        o.occurred_at < now() - make_interval(secs => $3) AS expired
                    FROM cutover.outbox o
                   WHERE o.plan_id = $1 AND o.fanned_out_at IS NULL AND o.event = ANY($2)
                   ORDER BY o.id
@@ -150,7 +151,7 @@ pub async fn fan_out(
         let Some(ev) = OutboxEvent::from_row(row) else {
             continue;
         };
-        let expired: bool = row.get(9);
+        let expired: bool = row.get("expired");
         if expired {
             done.expired += 1;
         } else {
@@ -211,8 +212,8 @@ pub async fn claim_next(
     Ok(row.and_then(|r| {
         Some(Claim {
             event: OutboxEvent::from_row(&r)?,
-            target: r.get(9),
-            attempts: r.get(10),
+            target: r.get("target"),
+            attempts: r.get("attempts"),
         })
     }))
 }
@@ -325,12 +326,12 @@ pub async fn deliveries(
         .filter_map(|r| {
             Some(Delivery {
                 event: OutboxEvent::from_row(r)?,
-                target: r.get(9),
-                state: DeliveryState::parse(r.get(10)),
-                attempts: r.get(11),
-                next_attempt_at: r.get(12),
-                delivered_at: r.get(13),
-                last_error: r.get(14),
+                target: r.get("target"),
+                state: DeliveryState::parse(r.get("state")),
+                attempts: r.get("attempts"),
+                next_attempt_at: r.get("next_attempt_at"),
+                delivered_at: r.get("delivered_at"),
+                last_error: r.get("last_error"),
             })
         })
         .collect())
@@ -340,11 +341,12 @@ pub async fn deliveries(
 pub async fn unrouted(client: &impl GenericClient, plan_id: &str) -> Result<i64, DbError> {
     Ok(client
         .query_one(
-            "SELECT count(*) FROM cutover.outbox WHERE plan_id = $1 AND fanned_out_at IS NULL",
+            "SELECT count(*) AS unrouted FROM cutover.outbox \
+             WHERE plan_id = $1 AND fanned_out_at IS NULL",
             &[&plan_id],
         )
         .await?
-        .get(0))
+        .get("unrouted"))
 }
 
 /// Tracks a condition of `family` (e.g. `gate.blocked`) that must hold for a while before it
@@ -381,7 +383,7 @@ pub async fn condition_since(
             &[&plan_id, &current],
         )
         .await?;
-    Ok(Some(row.get(0)))
+    Ok(Some(row.get("since")))
 }
 
 /// When the backfill of `plan_id` last finished a chunk.
@@ -396,7 +398,7 @@ pub async fn last_chunk_at(
             &[&plan_id],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| r.get("finished_at")))
 }
 
 /// The deliveries of one plan in a few numbers, for the TUI.
@@ -438,12 +440,12 @@ pub async fn summary(
 ) -> Result<DeliverySummary, DbError> {
     let counts = client
         .query_one(
-            "SELECT count(*) FILTER (WHERE d.state = 'delivered'),
-                    count(*) FILTER (WHERE d.state = 'pending' AND d.attempts = 0),
-                    count(*) FILTER (WHERE d.state = 'pending' AND d.attempts > 0),
-                    count(*) FILTER (WHERE d.state = 'gave_up'),
+            "SELECT count(*) FILTER (WHERE d.state = 'delivered') AS delivered,
+                    count(*) FILTER (WHERE d.state = 'pending' AND d.attempts = 0) AS pending,
+                    count(*) FILTER (WHERE d.state = 'pending' AND d.attempts > 0) AS retrying,
+                    count(*) FILTER (WHERE d.state = 'gave_up') AS gave_up,
                     (SELECT count(*) FROM cutover.outbox
-                      WHERE plan_id = $1 AND fanned_out_at IS NULL)
+                      WHERE plan_id = $1 AND fanned_out_at IS NULL) AS unrouted
                FROM cutover.outbox_deliveries d JOIN cutover.outbox o ON o.id = d.outbox_id
               WHERE o.plan_id = $1",
             &[&plan_id],
@@ -460,19 +462,20 @@ pub async fn summary(
         )
         .await?;
     Ok(DeliverySummary {
-        delivered: counts.get(0),
-        pending: counts.get(1),
-        retrying: counts.get(2),
-        gave_up: counts.get(3),
-        unrouted: counts.get(4),
+        delivered: counts.get("delivered"),
+        pending: counts.get("pending"),
+        retrying: counts.get("retrying"),
+        gave_up: counts.get("gave_up"),
+        unrouted: counts.get("unrouted"),
         latest_failure: latest.map(|r| {
-            let state = DeliveryState::parse(r.get(1));
+            let state = DeliveryState::parse(r.get("state"));
             FailedDelivery {
-                target: r.get(0),
+                target: r.get("target"),
                 state,
-                attempts: r.get(2),
-                next_attempt_at: (state == DeliveryState::Pending).then(|| r.get(3)),
-                last_error: r.get(4),
+                attempts: r.get("attempts"),
+                next_attempt_at: (state == DeliveryState::Pending)
+                    .then(|| r.get("next_attempt_at")),
+                last_error: r.get("last_error"),
             }
         }),
     })

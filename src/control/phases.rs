@@ -234,7 +234,7 @@ pub async fn applied_at(
             &[&plan_id, &phase.as_str()],
         )
         .await?;
-    Ok(row.and_then(|r| r.get(0)))
+    Ok(row.and_then(|r| r.get("finished_at")))
 }
 
 /// Five `pending` rows, one per phase in order.
@@ -267,13 +267,13 @@ pub async fn load(client: &impl GenericClient, plan_id: &str) -> Result<Migratio
         .await?
         .ok_or_else(|| DbError::Query(format!("migration `{plan_id}` is not registered")))?;
     let phases = rows(client, plan_id).await?;
-    let current: Option<String> = m.get(1);
+    let current: Option<String> = m.get("current_phase");
     Ok(MigrationState {
         plan_id: plan_id.to_string(),
-        plan_sha256: m.get(0),
+        plan_sha256: m.get("plan_sha256"),
         current_phase: current.as_deref().and_then(Phase::parse),
         phases,
-        created_at: m.get(2),
+        created_at: m.get("created_at"),
     })
 }
 
@@ -307,12 +307,12 @@ pub async fn stored(
         .iter()
         .filter_map(|r| {
             Some(PhaseRow {
-                phase: Phase::parse(r.get(0))?,
-                state: PhaseState::parse(r.get(1)).unwrap_or(PhaseState::Failed),
-                plan_sha256: r.get(2),
-                started_at: r.get(3),
-                finished_at: r.get(4),
-                error: r.get(5),
+                phase: Phase::parse(r.get("phase"))?,
+                state: PhaseState::parse(r.get("state")).unwrap_or(PhaseState::Failed),
+                plan_sha256: r.get("plan_sha256"),
+                started_at: r.get("started_at"),
+                finished_at: r.get("finished_at"),
+                error: r.get("error"),
             })
         })
         .collect();
@@ -333,10 +333,10 @@ pub async fn current(
         )
         .await?
         .map(|r| {
-            let phase: Option<&str> = r.get(0);
+            let phase: Option<&str> = r.get("current_phase");
             (
                 phase.and_then(Phase::parse),
-                PhaseState::parse(r.get(1)).unwrap_or(PhaseState::Failed),
+                PhaseState::parse(r.get("state")).unwrap_or(PhaseState::Failed),
             )
         }))
 }
@@ -380,9 +380,9 @@ pub async fn registered(
         .await?
         .iter()
         .map(|r| RegisteredPlan {
-            plan_id: r.get(0),
-            plan_path: r.get(1),
-            plan_source: r.get(2),
+            plan_id: r.get("plan_id"),
+            plan_path: r.get("plan_path"),
+            plan_source: r.get("plan_source"),
         })
         .collect())
 }
@@ -420,12 +420,12 @@ pub async fn history(
         .iter()
         .filter_map(|r| {
             Some(HistoryRow {
-                at: r.get(0),
-                phase: Phase::parse(r.get(1))?,
-                from: PhaseState::parse(r.get(2))?,
-                to: PhaseState::parse(r.get(3))?,
-                actor: r.get(4),
-                details: r.get(5),
+                at: r.get("at"),
+                phase: Phase::parse(r.get("phase"))?,
+                from: PhaseState::parse(r.get("from_state"))?,
+                to: PhaseState::parse(r.get("to_state"))?,
+                actor: r.get("actor"),
+                details: r.get("details"),
             })
         })
         .collect())
@@ -450,12 +450,13 @@ pub async fn catalog_state(
 ) -> Result<ControlState, tokio_postgres::Error> {
     let row = client
         .query_one(
-            "SELECT to_regclass('cutover.phases') IS NOT NULL, \
-                    to_regclass('cutover.flags') IS NOT NULL",
+            "SELECT to_regclass('cutover.phases') IS NOT NULL AS phases_exist, \
+                    to_regclass('cutover.flags') IS NOT NULL AS flags_exist",
             &[],
         )
         .await?;
-    let (phases_exist, flags_exist): (bool, bool) = (row.get(0), row.get(1));
+    let (phases_exist, flags_exist): (bool, bool) =
+        (row.get("phases_exist"), row.get("flags_exist"));
     let expand_applied = phases_exist
         && state_of(client, plan.id(), Phase::Expand).await? == Some(PhaseState::Applied);
     let read_switch_flag_missing = match &plan.spec.read_switch {
@@ -483,7 +484,7 @@ pub async fn state_of(
             &[&plan_id, &phase.as_str()],
         )
         .await?;
-    Ok(row.map(|r| PhaseState::parse(r.get(0)).unwrap_or(PhaseState::Failed)))
+    Ok(row.map(|r| PhaseState::parse(r.get("state")).unwrap_or(PhaseState::Failed)))
 }
 
 /// Locks the phase row for this transaction and returns its state.
@@ -498,7 +499,7 @@ pub async fn lock_phase(
             &[&plan_id, &phase.as_str()],
         )
         .await?;
-    let s: String = row.get(0);
+    let s: String = row.get("state");
     Ok(PhaseState::parse(&s).unwrap_or(PhaseState::Failed))
 }
 
@@ -603,9 +604,9 @@ impl PlanLock {
     pub async fn acquire(client: &Client, plan_id: &str) -> Result<PlanLock, ControlError> {
         let key = lock_key(plan_id);
         let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1)) AS got", &[&key])
             .await?
-            .get(0);
+            .get("got");
         if got {
             return Ok(PlanLock { key });
         }
@@ -632,7 +633,8 @@ pub async fn lock_holder(client: &Client, plan_id: &str) -> Result<Option<String
     let key = lock_key(plan_id);
     let row = client
         .query_opt(
-            "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, '')
+            "SELECT a.pid, coalesce(a.application_name, '') AS application,
+                    coalesce(a.usename::text, '') AS login
                FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -645,9 +647,9 @@ pub async fn lock_holder(client: &Client, plan_id: &str) -> Result<Option<String
     Ok(row.map(|r| {
         format!(
             "pid {} ({}, login {})",
-            r.get::<_, i32>(0),
-            r.get::<_, String>(1),
-            r.get::<_, String>(2)
+            r.get::<_, i32>("pid"),
+            r.get::<_, String>("application"),
+            r.get::<_, String>("login")
         )
     }))
 }

@@ -82,10 +82,10 @@ pub async fn latest(
         .iter()
         .filter_map(|r| {
             Some(LatestProbe {
-                gate: Phase::parse(r.get(0))?,
-                probe: r.get(1),
-                outcome: Outcome::parse(r.get(2)),
-                summary: r.get(3),
+                gate: Phase::parse(r.get("gate"))?,
+                probe: r.get("probe"),
+                outcome: Outcome::parse(r.get("outcome")),
+                summary: r.get("summary"),
             })
         })
         .collect())
@@ -97,7 +97,7 @@ pub async fn outcome_counts(
     c: &impl GenericClient,
     plan_id: &str,
 ) -> Result<Vec<(String, Outcome, f64)>, Error> {
-    super::outcome_counts(c, "SELECT probe, outcome, count(*)::float8 FROM cutover.probe_results WHERE plan_id = $1 GROUP BY 1, 2", plan_id).await
+    super::outcome_counts(c, "SELECT probe AS name, outcome, count(*)::float8 AS n FROM cutover.probe_results WHERE plan_id = $1 GROUP BY 1, 2", plan_id).await
 }
 
 /// Records a scrape of the metrics endpoint by `peer` that returned `bytes`.
@@ -132,18 +132,18 @@ pub struct Scrapes {
 pub async fn scrapes(c: &impl GenericClient, plan_id: &str) -> Result<Scrapes, Error> {
     let r = c
         .query_one(
-            "SELECT count(*), max(at)::text,
-                    extract(epoch FROM clock_timestamp() - max(at))::float8,
+            "SELECT count(*) AS count, max(at)::text AS last_at,
+                    extract(epoch FROM clock_timestamp() - max(at))::float8 AS age_seconds,
                     (SELECT peer FROM cutover.metrics_scrapes
-                      WHERE plan_id = $1 ORDER BY id DESC LIMIT 1)
+                      WHERE plan_id = $1 ORDER BY id DESC LIMIT 1) AS peer
                FROM cutover.metrics_scrapes WHERE plan_id = $1",
             &[&plan_id],
         )
         .await?;
     Ok(Scrapes {
-        count: r.get(0),
-        last_at: r.get(1),
-        age_seconds: r.get(2),
-        peer: r.get(3),
+        count: r.get("count"),
+        last_at: r.get("last_at"),
+        age_seconds: r.get("age_seconds"),
+        peer: r.get("peer"),
     })
 }

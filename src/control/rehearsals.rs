@@ -52,7 +52,7 @@ pub async fn insert(c: &impl GenericClient, new: NewRehearsal<'_>) -> Result<i64
         ],
     )
     .await?
-    .get(0))
+    .get("id"))
 }
 
 /// Every rehearsal of `plan_id`, oldest first.
@@ -66,11 +66,11 @@ pub async fn all(c: &impl GenericClient, plan_id: &str) -> Result<Vec<RehearsalR
     Ok(rows
         .iter()
         .map(|r| RehearsalRow {
-            at: r.get(0),
-            login: r.get(1),
-            ok: r.get(2),
-            total_ms: r.get(3),
-            plan_sha256: r.get(4),
+            at: r.get("at"),
+            login: r.get("login"),
+            ok: r.get("ok"),
+            total_ms: r.get("total_ms"),
+            plan_sha256: r.get("plan_sha256"),
         })
         .collect())
 }

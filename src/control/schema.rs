@@ -124,16 +124,19 @@ pub fn latest_version() -> i32 {
 pub async fn state(client: &impl GenericClient) -> Result<SchemaState, DbError> {
     let exists: bool = client
         .query_one(
-            "SELECT to_regclass('cutover.schema_version') IS NOT NULL",
+            "SELECT to_regclass('cutover.schema_version') IS NOT NULL AS exists",
             &[],
         )
         .await?
-        .get(0);
+        .get("exists");
     let have: Option<i32> = if exists {
         client
-            .query_one("SELECT max(version) FROM cutover.schema_version", &[])
+            .query_one(
+                "SELECT max(version) AS version FROM cutover.schema_version",
+                &[],
+            )
             .await?
-            .get(0)
+            .get("version")
     } else {
         None
     };
@@ -187,7 +190,7 @@ async fn apply_missing(client: &mut Client) -> Result<Vec<i32>, DbError> {
     let rows = client
         .query("SELECT version FROM cutover.schema_version", &[])
         .await?;
-    let done: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    let done: Vec<i32> = rows.iter().map(|r| r.get("version")).collect();
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
         let tx = client.transaction().await?;

@@ -93,8 +93,8 @@ pub async fn sign(
         )
         .await?;
     Ok(Signed::Existing {
-        login: r.get(0),
-        at: r.get(1),
+        login: r.get("login"),
+        at: r.get("signed_at"),
     })
 }
 
@@ -135,12 +135,12 @@ pub async fn signoffs(
         .iter()
         .filter_map(|r| {
             Some(SignoffRow {
-                gate: Phase::parse(r.get(0))?,
-                role: r.get(1),
-                login: r.get(2),
-                comment: r.get(3),
-                plan_sha256: r.get(4),
-                signed_at: r.get(5),
+                gate: Phase::parse(r.get("gate"))?,
+                role: r.get("role"),
+                login: r.get("login"),
+                comment: r.get("comment"),
+                plan_sha256: r.get("plan_sha256"),
+                signed_at: r.get("signed_at"),
             })
         })
         .collect())
@@ -165,11 +165,11 @@ pub async fn overrides(
         .iter()
         .filter_map(|r| {
             Some(OverrideRow {
-                gate: Phase::parse(r.get(0))?,
-                login: r.get(1),
-                reason: r.get(2),
-                plan_sha256: r.get(3),
-                at: r.get(4),
+                gate: Phase::parse(r.get("gate"))?,
+                login: r.get("login"),
+                reason: r.get("reason"),
+                plan_sha256: r.get("plan_sha256"),
+                at: r.get("at"),
             })
         })
         .collect())

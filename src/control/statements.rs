@@ -132,9 +132,9 @@ pub async fn progress(
     Ok(rows
         .iter()
         .map(|r| StatementRow {
-            idx: r.get(0),
-            statement: r.get(1),
-            state: if r.get::<_, &str>(2) == StatementState::Done.as_str() {
+            idx: r.get("idx"),
+            statement: r.get("statement"),
+            state: if r.get::<_, &str>("state") == StatementState::Done.as_str() {
                 StatementState::Done
             } else {
                 StatementState::Running

@@ -74,14 +74,14 @@ async fn measure(
         let pending = ReadOnly::nested(client, "backfill.pending")
             .query_one(
                 &format!(
-                    "SELECT count(*) FROM {} WHERE {}",
+                    "SELECT count(*) AS pending FROM {} WHERE {}",
                     quote_qualified(&spec.table),
                     spec.pending
                 ),
                 &[],
             )
             .await?
-            .get::<_, i64>(0);
+            .get::<_, i64>("pending");
         Ok::<_, Measure>((state, done, pending))
     }
     .await;

@@ -233,7 +233,7 @@ async fn one_column(
     };
     let found = client
         .query_opt(
-            "SELECT c.oid, a.attnum, n.nspname::text, c.relname::text
+            "SELECT c.oid, a.attnum, n.nspname::text AS schema, c.relname::text AS relname
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                JOIN pg_attribute a ON a.attrelid = c.oid
               WHERE c.oid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
@@ -245,10 +245,10 @@ async fn one_column(
             .push("the column no longer exists: nothing can read it".to_string());
         return Ok(c);
     };
-    let oid: u32 = found.get(0);
-    let attnum = i32::from(found.get::<_, i16>(1));
-    let schema: String = found.get(2);
-    let relname: String = found.get(3);
+    let oid: u32 = found.get("oid");
+    let attnum = i32::from(found.get::<_, i16>("attnum"));
+    let schema: String = found.get("schema");
+    let relname: String = found.get("relname");
 
     let mut indexes = Vec::new();
     for (kind, name, index) in dependents(client, oid, attnum).await? {
@@ -309,8 +309,9 @@ async fn session_readers(
 ) -> Result<(), tokio_postgres::Error> {
     let rows = scratch::optional_query(
         client,
-        "SELECT pid, coalesce(application_name, ''), coalesce(usename::text, ''), state,
-                to_char(state_change AT TIME ZONE 'UTC', 'HH24:MI:SS'), query
+        "SELECT pid, coalesce(application_name, '') AS application,
+                coalesce(usename::text, '') AS login, state,
+                to_char(state_change AT TIME ZONE 'UTC', 'HH24:MI:SS') AS since, query
            FROM pg_stat_activity
           WHERE datname = current_database() AND pid <> pg_backend_pid()
             AND backend_type = 'client backend'
@@ -326,13 +327,18 @@ async fn session_readers(
     .await?;
     let mut found = 0;
     for r in &rows {
-        let query: String = r.get(5);
+        let query: String = r.get("query");
         if !snapshot::is_app_statement(&query, own) {
             continue;
         }
         found += 1;
-        let (pid, app, user, state, at): (i32, String, String, String, Option<String>) =
-            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let (pid, app, user, state, at): (i32, String, String, String, Option<String>) = (
+            r.get("pid"),
+            r.get("application"),
+            r.get("login"),
+            r.get("state"),
+            r.get("since"),
+        );
         c.blockers.push(format!(
             "session pid {pid} ({user}{}) {} at {}: {}",
             if app.is_empty() {
@@ -383,7 +389,7 @@ async fn dependents(
                       WHEN d.classid = 'pg_constraint'::regclass THEN 'constraint'
                       WHEN d.classid = 'pg_policy'::regclass THEN 'policy'
                       WHEN d.classid = 'pg_attrdef'::regclass THEN 'generated column'
-                      ELSE 'object' END,
+                      ELSE 'object' END AS kind,
                     CASE
                       WHEN d.classid = 'pg_rewrite'::regclass THEN
                            CASE v.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END
@@ -392,8 +398,8 @@ async fn dependents(
                            'generated column ' || ad.adrelid::regclass::text || '.'
                            || (SELECT quote_ident(attname) FROM pg_attribute
                                 WHERE attrelid = ad.adrelid AND attnum = ad.adnum)
-                      ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,
-                    CASE WHEN k.relkind IN ('i', 'I') THEN k.oid::regclass::text END
+                      ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END AS object,
+                    CASE WHEN k.relkind IN ('i', 'I') THEN k.oid::regclass::text END AS index
                FROM pg_depend d
                LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
                LEFT JOIN pg_class v ON v.oid = r.ev_class
@@ -410,7 +416,7 @@ async fn dependents(
         .await?;
     let mut out: Vec<(String, String, Option<String>)> = rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get("kind"), r.get("object"), r.get("index")))
         .collect();
     out.dedup_by(|a, b| a.1 == b.1);
     Ok(out)
@@ -424,13 +430,13 @@ async fn view_usage(
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = scratch::optional_query(
         client,
-        "SELECT DISTINCT format('%I.%I', view_schema, view_name)
+        "SELECT DISTINCT format('%I.%I', view_schema, view_name) AS view
            FROM information_schema.view_column_usage
           WHERE table_schema = $1 AND table_name = $2 AND column_name = $3",
         &[&schema, &table, &column],
     )
     .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows.iter().map(|r| r.get("view")).collect())
 }
 
 /// Functions (outside system schemas and extensions) whose source mentions the column:
@@ -442,8 +448,8 @@ async fn functions(
 ) -> Result<Vec<(String, String, bool)>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT p.oid::regprocedure::text, lower(p.proname::text),
-                    position(lower($2) IN lower(p.prosrc)) > 0
+            "SELECT p.oid::regprocedure::text AS signature, lower(p.proname::text) AS name,
+                    position(lower($2) IN lower(p.prosrc)) > 0 AS mentions_table
                FROM pg_proc p
                JOIN pg_namespace n ON n.oid = p.pronamespace
                JOIN pg_language l ON l.oid = p.prolang
@@ -460,7 +466,7 @@ async fn functions(
         .await?;
     Ok(rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get("signature"), r.get("name"), r.get("mentions_table")))
         .collect())
 }
 

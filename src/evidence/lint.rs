@@ -362,22 +362,23 @@ async fn table_facts(client: &Client, table: &str, statement: &str) -> String {
     };
     let rows = scratch::optional_query(
         client,
-        "SELECT c.reltuples::bigint, pg_size_pretty(pg_total_relation_size(c.oid)),
+        "SELECT c.reltuples::bigint AS estimate,
+                pg_size_pretty(pg_total_relation_size(c.oid)) AS size,
                 coalesce((SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
                                             || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END,
                                             ', ' ORDER BY a.attnum)
                             FROM pg_attribute a
                            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                             AND position(lower(a.attname) IN lower($2)) > 0), '')
+                             AND position(lower(a.attname) IN lower($2)) > 0), '') AS columns
            FROM pg_class c WHERE c.oid = to_regclass($1)",
         &[&name, &statement],
     )
     .await;
     match rows.as_deref() {
         Ok([row]) => {
-            let estimate: i64 = row.get(0);
-            let size: String = row.get(1);
-            let cols: String = row.get(2);
+            let estimate: i64 = row.get("estimate");
+            let size: String = row.get("size");
+            let cols: String = row.get("columns");
             let estimate = if estimate < 0 {
                 "never analyzed".to_string()
             } else {
@@ -410,10 +411,13 @@ fn first_line(s: &str) -> String {
 /// The server's major version.
 async fn server_major(client: &Client) -> Option<i32> {
     let row = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .query_one(
+            "SELECT current_setting('server_version_num')::int AS version",
+            &[],
+        )
         .await
         .ok()?;
-    Some(row.get::<_, i32>(0) / 10_000)
+    Some(row.get::<_, i32>("version") / 10_000)
 }
 
 /// Appends one audit entry per acknowledged finding, once per plan version and gate.

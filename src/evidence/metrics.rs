@@ -365,7 +365,11 @@ async fn backfill(
         "Time the backfill spent throttled",
         throttled_total,
     );
-    let recent = scratch::optional(client, control::backfill::last_minute(client, plan.id())).await;
+    let recent = scratch::optional(
+        client,
+        control::backfill::stats::last_minute(client, plan.id()),
+    )
+    .await;
     let rate = match recent {
         Ok((rows, Some(span))) if span > 0.0 => rows / span,
         Ok(_) => 0.0,
@@ -388,7 +392,7 @@ async fn backfill(
     let bounds: Vec<f64> = CHUNK_BUCKETS.to_vec();
     let groups = scratch::optional(
         client,
-        control::backfill::duration_buckets(client, plan.id(), &bounds),
+        control::backfill::stats::duration_buckets(client, plan.id(), &bounds),
     )
     .await;
     let histogram = match groups {

@@ -144,11 +144,14 @@ async fn missing_privilege(ctx: &ProbeContext<'_>, kind: ProbeKind) -> Option<St
     };
     let row = ctx
         .client
-        .query_one(&format!("SELECT ({check}), current_user::text"), &[])
+        .query_one(
+            &format!("SELECT ({check}) AS allowed, current_user::text AS login"),
+            &[],
+        )
         .await
         .ok()?;
-    let allowed: bool = row.get(0);
-    let login: String = row.get(1);
+    let allowed: bool = row.get("allowed");
+    let login: String = row.get("login");
     (!allowed).then(|| grant.replace("{login}", &crate::sql::quote_ident(&login)))
 }
 

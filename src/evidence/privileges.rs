@@ -129,7 +129,7 @@ async fn resolve(
     if name.split('.').count() < 3 {
         let row = client
             .query_opt(
-                "SELECT c.oid, format('%I.%I', n.nspname, c.relname)
+                "SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name
                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                   WHERE c.oid = to_regclass($1)",
                 &[&quote_qualified(name)],
@@ -137,8 +137,8 @@ async fn resolve(
             .await?;
         if let Some(row) = row {
             return Ok(Ok(Object::Table {
-                oid: row.get(0),
-                name: row.get(1),
+                oid: row.get("oid"),
+                name: row.get("name"),
             }));
         }
     }
@@ -149,18 +149,23 @@ async fn resolve(
         .query_one(
             "SELECT c.oid,
                     (SELECT format('%I.%I', n.nspname, k.relname) FROM pg_class k
-                       JOIN pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = c.oid),
+                       JOIN pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = c.oid) AS table_name,
                     EXISTS (SELECT 1 FROM pg_attribute a
                              WHERE a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped
-                               AND a.attnum > 0)
+                               AND a.attnum > 0) AS has_column
                FROM (SELECT to_regclass($1)::oid AS oid) c",
             &[&quote_qualified(table), &column],
         )
         .await?;
-    match (row.get::<_, Option<u32>>(0), row.get::<_, Option<bool>>(2)) {
+    match (
+        row.get::<_, Option<u32>>("oid"),
+        row.get::<_, Option<bool>>("has_column"),
+    ) {
         (Some(oid), Some(true)) => Ok(Ok(Object::Column {
             oid,
-            table: row.get::<_, Option<String>>(1).unwrap_or_default(),
+            table: row
+                .get::<_, Option<String>>("table_name")
+                .unwrap_or_default(),
             column: column.to_string(),
         })),
         (Some(_), _) => Ok(Err(format!("column `{name}` does not exist"))),
@@ -200,7 +205,7 @@ async fn widened_privileges(
         _ => COLUMN_PRIVILEGES.to_vec(),
     };
     let sql = format!(
-        "SELECT r.rolname::text, p
+        "SELECT r.rolname::text AS role, p AS privilege
            FROM pg_roles r CROSS JOIN unnest($1::text[]) p
           WHERE NOT r.rolsuper AND {} AND NOT {}
           ORDER BY 1, 2",
@@ -212,8 +217,8 @@ async fn widened_privileges(
     Ok(rows
         .iter()
         .map(|r| {
-            let role: String = r.get(0);
-            let privilege: String = r.get(1);
+            let role: String = r.get("role");
+            let privilege: String = r.get("privilege");
             format!(
                 "role {role} has {privilege} on the new {} but not on the old {}",
                 new.label(),
@@ -242,20 +247,30 @@ async fn table_differences(
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let row = client
         .query_one(
-            "SELECT o.relrowsecurity, o.relforcerowsecurity, pg_get_userbyid(o.relowner)::text,
-                    (SELECT count(*) FROM pg_policy WHERE polrelid = o.oid),
-                    n.relrowsecurity, n.relforcerowsecurity, pg_get_userbyid(n.relowner)::text,
-                    (SELECT count(*) FROM pg_policy WHERE polrelid = n.oid),
-                    o.oid::regclass::text, n.oid::regclass::text
+            "SELECT o.relrowsecurity AS o_rls, o.relforcerowsecurity AS o_force,
+                    pg_get_userbyid(o.relowner)::text AS o_owner,
+                    (SELECT count(*) FROM pg_policy WHERE polrelid = o.oid) AS o_policies,
+                    n.relrowsecurity AS n_rls, n.relforcerowsecurity AS n_force,
+                    pg_get_userbyid(n.relowner)::text AS n_owner,
+                    (SELECT count(*) FROM pg_policy WHERE polrelid = n.oid) AS n_policies,
+                    o.oid::regclass::text AS o_name, n.oid::regclass::text AS n_name
                FROM pg_class o, pg_class n WHERE o.oid = $1 AND n.oid = $2",
             &[&old.oid(), &new.oid()],
         )
         .await?;
-    let (o_rls, o_force, o_owner, o_pol): (bool, bool, String, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    let (n_rls, n_force, n_owner, n_pol): (bool, bool, String, i64) =
-        (row.get(4), row.get(5), row.get(6), row.get(7));
-    let (o_name, n_name): (String, String) = (row.get(8), row.get(9));
+    let (o_rls, o_force, o_owner, o_pol): (bool, bool, String, i64) = (
+        row.get("o_rls"),
+        row.get("o_force"),
+        row.get("o_owner"),
+        row.get("o_policies"),
+    );
+    let (n_rls, n_force, n_owner, n_pol): (bool, bool, String, i64) = (
+        row.get("n_rls"),
+        row.get("n_force"),
+        row.get("n_owner"),
+        row.get("n_policies"),
+    );
+    let (o_name, n_name): (String, String) = (row.get("o_name"), row.get("n_name"));
     let mut out = Vec::new();
     if o_rls && !n_rls {
         out.push(format!(

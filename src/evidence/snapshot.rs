@@ -110,7 +110,7 @@ pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_pos
         .await?;
     let db = client
         .query_one(
-            "SELECT clock_timestamp(), xact_commit, xact_rollback, deadlocks
+            "SELECT clock_timestamp() AS taken_at, xact_commit, xact_rollback, deadlocks
                FROM pg_stat_database WHERE datname = current_database()",
             &[],
         )
@@ -129,30 +129,34 @@ pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_pos
     };
     let waiters = client
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity
+            "SELECT count(*) AS lock_waiters FROM pg_stat_activity
               WHERE datname = current_database() AND wait_event_type = 'Lock'",
             &[],
         )
         .await?;
     let lag = scratch::optional_query(
         client,
-        "SELECT max(extract(epoch FROM replay_lag))::float8 FROM pg_stat_replication",
+        "SELECT max(extract(epoch FROM replay_lag))::float8 AS lag FROM pg_stat_replication",
         &[],
     )
     .await
     .ok()
-    .and_then(|rows| rows.first().and_then(|r| r.get::<_, Option<f64>>(0)));
+    .and_then(|rows| rows.first().and_then(|r| r.get::<_, Option<f64>>("lag")));
     let tables = plan_tables(plan);
     let qualified: Vec<String> = tables.iter().map(|t| quote_qualified(t)).collect();
     let index_scans = scratch::optional_query(
         client,
-        "SELECT s.indexrelid::regclass::text, s.idx_scan
+        "SELECT s.indexrelid::regclass::text AS index, s.idx_scan
            FROM pg_stat_user_indexes s
           WHERE s.relid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t)",
         &[&qualified],
     )
     .await
-    .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    .map(|rows| {
+        rows.iter()
+            .map(|r| (r.get("index"), r.get("idx_scan")))
+            .collect()
+    })
     .unwrap_or_default();
     let statements = statements(client, plan, &tables).await;
     let (metric, metric_error) = match &plan.spec.probes.error_budget.metric_query {
@@ -163,12 +167,12 @@ pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_pos
         None => (None, None),
     };
     Ok(Snapshot {
-        taken_at: db.get(0),
-        xact_commit: db.get(1),
-        xact_rollback: db.get(2),
-        deadlocks: db.get(3),
+        taken_at: db.get("taken_at"),
+        xact_commit: db.get("xact_commit"),
+        xact_rollback: db.get("xact_rollback"),
+        deadlocks: db.get("deadlocks"),
         statements,
-        lock_waiters: waiters.get(0),
+        lock_waiters: waiters.get("lock_waiters"),
         replay_lag_s: lag,
         index_scans,
         metric,
@@ -194,7 +198,7 @@ async fn statements(
     }
     let rows = scratch::optional_query(
         client,
-        "SELECT queryid::text, calls, total_exec_time, left(query, 300)
+        "SELECT queryid::text AS queryid, calls, total_exec_time, left(query, 300) AS query
            FROM pg_stat_statements
           WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
             AND query ~* $1 AND query !~* 'cutover'",
@@ -210,14 +214,14 @@ async fn statements(
     let own = own_shapes(plan);
     Ok(rows
         .iter()
-        .filter(|r| is_app_statement(r.get(3), &own))
+        .filter(|r| is_app_statement(r.get("query"), &own))
         .map(|r| {
             (
-                r.get::<_, String>(0),
+                r.get::<_, String>("queryid"),
                 StatementStat {
-                    calls: r.get(1),
-                    total_exec_ms: r.get(2),
-                    query: r.get(3),
+                    calls: r.get("calls"),
+                    total_exec_ms: r.get("total_exec_time"),
+                    query: r.get("query"),
                 },
             )
         })
@@ -343,11 +347,11 @@ pub fn word_regex(word: &str) -> String {
 /// Runs the plan's metric query (one row, one numeric column).
 pub async fn metric_value(client: &Client, sql: &str) -> Result<f64, String> {
     let rows = ReadOnly::nested(client, "probes.error_budget.metric_query")
-        .query(&format!("SELECT ({sql})::float8"), &[])
+        .query(&format!("SELECT ({sql})::float8 AS value"), &[])
         .await
         .map_err(|e| e.to_string())?;
     rows.first()
-        .and_then(|r| r.get::<_, Option<f64>>(0))
+        .and_then(|r| r.get::<_, Option<f64>>("value"))
         .ok_or_else(|| "the metric query returned no value".to_string())
 }
 

@@ -193,8 +193,8 @@ pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
     }
     snap.sessions = client
         .query(
-            "SELECT pid, application_name, coalesce(usename::text, ''),
-                    coalesce(host(client_addr), 'local'), coalesce(state, '')
+            "SELECT pid, application_name, coalesce(usename::text, '') AS login,
+                    coalesce(host(client_addr), 'local') AS client, coalesce(state, '') AS state
                FROM pg_stat_activity
               WHERE application_name LIKE 'cutover/%' AND datname = current_database()
               ORDER BY backend_start",
@@ -203,11 +203,11 @@ pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
         .await?
         .iter()
         .map(|r| SessionRow {
-            pid: r.get(0),
-            application_name: r.get(1),
-            login: r.get(2),
-            client: r.get(3),
-            state: r.get(4),
+            pid: r.get("pid"),
+            application_name: r.get("application_name"),
+            login: r.get("login"),
+            client: r.get("client"),
+            state: r.get("state"),
         })
         .collect();
     snap.audit = crate::control::audit::recent(client, plan.id(), 50)

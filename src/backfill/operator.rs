@@ -1,39 +1,16 @@
 //! Operator controls: pause, resume, stop and live retuning. Each is one guarded transition of
-//! [`crate::control::backfill`] and its audit entry in one transaction; running workers (in any
-//! process) pick the change up before their next chunk.
+//! [`crate::control::backfill::transitions`] (or a retuning of its
+//! [`crate::control::backfill::settings`]) and its audit entry in one transaction;
+//! running workers (in any process) pick the change up before their next chunk.
 
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::Client;
 
-use super::BackfillError;
+use super::{spec, BackfillError};
 use crate::control::anchors::authorize;
 use crate::control::audit::Actor;
-use crate::control::backfill::{self as state, TransitionError};
-use crate::plan::{Action, BackfillSpec, Plan};
-
-/// Live settings to change; `None` leaves a setting as it is.
-#[derive(Debug, Clone, Default)]
-pub struct Tuning {
-    /// Target chunk time.
-    pub target_chunk_time: Option<std::time::Duration>,
-    /// Rate cap in rows per second (0 = none).
-    pub max_rows_per_second: Option<u32>,
-    /// Maximum concurrent workers across all processes.
-    pub workers: Option<u32>,
-}
-
-/// The plan's `[backfill]` section, or an error naming the plan.
-pub fn spec(plan: &Plan) -> Result<&BackfillSpec, BackfillError> {
-    plan.spec
-        .backfill
-        .as_ref()
-        .ok_or_else(|| BackfillError::NoBackfill(plan.id().to_string()))
-}
-
-/// Creates the plan's `cutover.backfill` row from the plan's settings if it does not exist.
-pub async fn ensure_row(client: &impl GenericClient, plan: &Plan) -> Result<(), BackfillError> {
-    state::ensure_row(client, plan.id(), spec(plan)?).await?;
-    Ok(())
-}
+use crate::control::backfill::settings::{self, Tuning};
+use crate::control::backfill::transitions::{self, TransitionError};
+use crate::plan::{Action, Plan};
 
 /// The refusal of `action` when the backfill is in a state the transition may not leave.
 fn refusal(action: &'static str, plan: &Plan) -> impl FnOnce(TransitionError) -> BackfillError {
@@ -58,7 +35,7 @@ pub async fn pause(
     authorize(&*client, plan, actor, Action::Pause).await?;
     let spec = spec(plan)?;
     let tx = client.transaction().await?;
-    state::pause(&tx, plan, spec, actor, reason)
+    transitions::pause(&tx, plan, spec, actor, reason)
         .await
         .map_err(refusal("pause", plan))?;
     tx.commit().await?;
@@ -72,7 +49,7 @@ pub async fn resume(client: &mut Client, plan: &Plan, actor: &Actor) -> Result<(
     authorize(&*client, plan, actor, Action::Resume).await?;
     let spec = spec(plan)?;
     let tx = client.transaction().await?;
-    state::resume(&tx, plan, spec, actor)
+    transitions::resume(&tx, plan, spec, actor)
         .await
         .map_err(refusal("resume", plan))?;
     tx.commit().await?;
@@ -90,7 +67,7 @@ pub async fn stop(
     authorize(&*client, plan, actor, Action::Stop).await?;
     let spec = spec(plan)?;
     let tx = client.transaction().await?;
-    state::stop(&tx, plan, spec, actor, reason)
+    transitions::stop(&tx, plan, spec, actor, reason)
         .await
         .map_err(refusal("stop", plan))?;
     tx.commit().await?;
@@ -105,44 +82,27 @@ pub async fn tune(
     tuning: &Tuning,
 ) -> Result<(), BackfillError> {
     authorize(&*client, plan, actor, Action::Tune).await?;
-    let target = match tuning.target_chunk_time {
-        Some(d) => {
-            let ms = d.as_millis();
-            if !(10..=600_000).contains(&ms) {
-                return Err(BackfillError::Invalid(format!(
-                    "target chunk time {} is out of range: use 10ms to 10m",
-                    humantime::format_duration(d)
-                )));
-            }
-            Some(ms as i32)
-        }
-        None => None,
-    };
-    let rate = tuning
-        .max_rows_per_second
-        .map(|r| i32::try_from(r).unwrap_or(i32::MAX));
-    let workers = match tuning.workers {
-        Some(w) if !(1..=256).contains(&w) => {
+    if let Some(d) = tuning.target_chunk_time {
+        if !(10..=600_000).contains(&d.as_millis()) {
             return Err(BackfillError::Invalid(format!(
-                "workers = {w} is out of range: use 1 to 256"
-            )))
+                "target chunk time {} is out of range: use 10ms to 10m",
+                humantime::format_duration(d)
+            )));
         }
-        Some(w) => Some(w as i32),
-        None => None,
-    };
-    if target.is_none() && rate.is_none() && workers.is_none() {
+    }
+    if let Some(w) = tuning.workers.filter(|w| !(1..=256).contains(w)) {
+        return Err(BackfillError::Invalid(format!(
+            "workers = {w} is out of range: use 1 to 256"
+        )));
+    }
+    if *tuning == Tuning::default() {
         return Err(BackfillError::Invalid(
             "nothing to tune: give --target-chunk-time, --max-rows-per-second or --workers"
                 .to_string(),
         ));
     }
     let tx = client.transaction().await?;
-    let settings = state::Settings {
-        target_chunk_ms: target,
-        max_rows_per_sec: rate,
-        workers,
-    };
-    state::tune(&tx, plan, spec(plan)?, actor, settings).await?;
+    settings::tune(&tx, plan, spec(plan)?, actor, tuning).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -1,0 +1,145 @@
+//! One chunk: a single transaction that fences the range's lease, finds the chunk's upper key,
+//! applies the plan's SET assignments and writes the checkpoint, pipelined into three round
+//! trips: {BEGIN + session limits, lease fence, upper bound}, the UPDATE, {checkpoint + stats,
+//! COMMIT}.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio_postgres::Client;
+
+use crate::backfill::keys::{self, Key, KeySpec};
+use crate::backfill::ranges::Claimed;
+use crate::control::backfill::checkpoint::{ChunkRecord, ChunkStatements};
+
+/// The result of one committed chunk.
+pub(super) struct ChunkDone {
+    /// Sessions that were waiting on this chunk's locks just before it committed.
+    pub(super) blocked: i32,
+    /// Keys covered.
+    pub(super) scanned: u64,
+    /// Rows changed.
+    pub(super) updated: u64,
+    /// The new checkpoint.
+    pub(super) upper: Option<Key>,
+    /// The range is covered.
+    pub(super) range_done: bool,
+    /// The chunk's duration.
+    pub(super) elapsed: Duration,
+}
+
+/// One chunk transaction to run.
+pub(super) struct ChunkJob<'a> {
+    pub(super) statements: &'a ChunkStatements,
+    pub(super) keys: &'a KeySpec,
+    pub(super) plan_id: &'a str,
+    pub(super) owner: &'a str,
+    pub(super) range: &'a Claimed,
+    /// Size limit (rows).
+    pub(super) limit: u32,
+    /// The live target chunk time.
+    pub(super) target: Duration,
+    /// The target aimed at.
+    pub(super) effective: Duration,
+    /// The chunk's statement timeout.
+    pub(super) cap: Duration,
+    /// The chunk's lock timeout.
+    pub(super) lock: Duration,
+    /// How long the lease lasts after the chunk.
+    pub(super) lease: Duration,
+}
+
+impl ChunkJob<'_> {
+    /// Runs the chunk; `Ok(None)` when the lease was lost (the caller rolls back).
+    pub(super) async fn run(
+        &self,
+        client: &Client,
+    ) -> Result<Option<ChunkDone>, tokio_postgres::Error> {
+        let keys = self.keys;
+        let range = self.range;
+        let limit = self.limit.max(1);
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let lo = range.checkpoint.as_ref();
+        let hi = range.hi.as_ref();
+        let begin = format!(
+            "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
+             SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off",
+            self.cap.as_millis(),
+            self.lock.as_millis()
+        );
+        let bound_sql = keys.bound_sql(lo, hi, i64::from(limit) - 1);
+        // The fence locks the range row (a reclaimer skips it) and proves the lease and the
+        // checkpoint this worker holds are still the stored ones.
+        let (began, fence, bound) = futures::join!(
+            client.batch_execute(&begin),
+            self.statements
+                .fence(client, self.plan_id, range.range_id, self.owner),
+            client.query_opt(bound_sql.as_str(), &[]),
+        );
+        began?;
+        let Some(fence) = fence? else {
+            return Ok(None);
+        };
+        if fence.checkpoint.as_ref() != lo {
+            tracing::warn!(
+                range = range.range_id,
+                "the stored checkpoint moved under this worker: dropping the range"
+            );
+            return Ok(None);
+        }
+        let bound = bound?.and_then(|r| keys::key_from_row(&r));
+        let (upper, scanned, range_done) = match bound {
+            Some(k) => {
+                let last = Some(&k) == hi;
+                (Some(k), u64::from(limit), last)
+            }
+            None => {
+                let n: i64 = client
+                    .query_one(keys.count_sql(lo, hi).as_str(), &[])
+                    .await?
+                    .get("keys");
+                (range.hi.clone(), n.max(0) as u64, true)
+            }
+        };
+        let updated = if scanned > 0 {
+            client
+                .execute(keys.update_sql(lo, upper.as_ref()).as_str(), &[])
+                .await?
+        } else {
+            0
+        };
+        let record = ChunkRecord {
+            plan_id: self.plan_id,
+            range_id: range.range_id,
+            owner: self.owner,
+            lo,
+            upper: upper.as_ref(),
+            scanned: scanned as i64,
+            updated: updated as i64,
+            progress: (if range.sweep { updated } else { scanned }) as i64,
+            range_done,
+            lease: self.lease,
+            started_at,
+            elapsed: started.elapsed(),
+            limit: limit as i32,
+            target: self.target,
+            effective: self.effective,
+        };
+        let (checkpointed, committed) = futures::join!(
+            self.statements.checkpoint(client, &record),
+            client.batch_execute("COMMIT"),
+        );
+        // A failed checkpoint aborts the transaction, and COMMIT then rolls it back.
+        let blocked = checkpointed?;
+        committed?;
+        Ok(Some(ChunkDone {
+            blocked,
+            scanned,
+            updated,
+            upper,
+            range_done,
+            elapsed: started.elapsed(),
+        }))
+    }
+}
