@@ -3,15 +3,14 @@
 //! part of one (parts of a URL before the last `@`, the word after `password=`).
 //!
 //! [`tokio_postgres::Config`] parses a URL's credentials, host list and database name. The
-//! `keyword=value` string and the URL's query stay with Cutover's own lexer, because every
-//! keyword there is kept as text with its origin until the service file and the `PG*`
-//! environment have filled what is unset, and `Config` cannot serve that: it refuses the
-//! keywords it lacks (`service`, `passfile`, the `ssl*` files, `sslmode=verify-full`,
-//! `target_session_attrs=primary`), cannot say whether `sslmode`, `channel_binding`,
-//! `keepalives` or `target_session_attrs` was given, reads `connect_timeout=0` as unset and
-//! `tcp_user_timeout` in seconds, appends a repeated `host=` instead of replacing it, and quotes
-//! no value in its errors. The values `Config` would take as they are (`user`, `password`,
-//! `dbname`, `options`, `application_name`) need no parsing beyond the lexer's.
+//! `keyword=value` string and the URL's query stay with Cutover's lexer: each keyword is kept as
+//! text with its origin until the service file and the `PG*` environment have filled the unset
+//! ones, and `Config` cannot do that. It refuses keywords it lacks (`service`, `passfile`, the
+//! `ssl*` files, `sslmode=verify-full`, `target_session_attrs=primary`); it cannot tell whether
+//! `sslmode`, `channel_binding`, `keepalives` or `target_session_attrs` was given; it reads
+//! `connect_timeout=0` as unset and `tcp_user_timeout` in seconds; it appends a repeated `host=`;
+//! and its errors cannot name the offending value. The keywords it takes as they are (`user`,
+//! `password`, `dbname`, `options`, `application_name`) need nothing beyond the lexer.
 
 use std::collections::BTreeMap;
 use std::error::Error as _;
