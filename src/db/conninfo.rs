@@ -402,6 +402,19 @@ mod tests {
         assert_eq!(p.get("dbname"), Some("db"));
         let p = parse("postgres://u:a?b@h/d").unwrap();
         assert_eq!(p.get("password"), Some("a?b"));
+        // Only a port the URL names is set (`Config` lists 5432 for a host without one).
+        assert_eq!(
+            parse("postgres://a:5,b/d").unwrap().get("port"),
+            Some("5,5432")
+        );
+        assert_eq!(parse("postgres://h:/d").unwrap().get("port"), None);
+        assert_eq!(
+            parse("postgres://%2Ftmp/d").unwrap().get("host"),
+            Some("/tmp")
+        );
+        // An `@` in the query does not end any credentials.
+        let p = parse("postgres://h/d?password=a@b").unwrap();
+        assert_eq!((p.get("host"), p.get("password")), (Some("h"), Some("a@b")));
         assert!(parse("postgres://h/d?bogus=1")
             .unwrap_err()
             .to_string()
