@@ -39,15 +39,7 @@ impl DbConfig {
     }
 
     pub(crate) fn parse_with(text: &str, env: &Env) -> Result<DbConfig, DbError> {
-        let params = conninfo::parse(text).map_err(|message| DbError::InvalidConfig {
-            what: if conninfo_is_url(text) {
-                "in the connection URL".to_string()
-            } else {
-                "in the connection string".to_string()
-            },
-            message,
-        })?;
-        DbConfig::build(params, env)
+        DbConfig::build(conninfo::parse(text)?, env)
     }
 
     /// Resolves the configuration: an explicit URL wins, then `DATABASE_URL`, then the libpq
@@ -172,9 +164,4 @@ impl DbConfig {
             None => (self.display(), self.clone()),
         }
     }
-}
-
-fn conninfo_is_url(text: &str) -> bool {
-    let t = text.trim_start();
-    t.starts_with("postgres://") || t.starts_with("postgresql://")
 }
