@@ -710,7 +710,7 @@ mod fuzz {
     }
 
     fn plans() -> Vec<Vec<u8>> {
-        example_plan_paths()
+        crate::common::plans::example_plan_paths()
             .iter()
             .map(|p| std::fs::read(p).expect("plan"))
             .collect()
