@@ -9,6 +9,7 @@
 pub mod app;
 pub mod next;
 pub mod panes;
+pub mod progress;
 pub mod switcher;
 pub mod theme;
 pub mod view;

@@ -66,12 +66,20 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     cell
 }
 
-/// Cuts `text` to `width` characters, ending with `…` when cut.
+/// Shortens `text` to at most `width` characters at a word boundary, ending with ` …` when cut
+/// (so an ellipsis never sits inside a number, a time or a name). A single word longer than
+/// the width is cut where it must be.
 pub fn truncate(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_string();
     }
-    let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
-    s.push('…');
-    s
+    let keep: String = text.chars().take(width.saturating_sub(1)).collect();
+    match keep.trim_end().rfind(char::is_whitespace) {
+        Some(at) if at > 0 => format!("{} …", keep[..at].trim_end()),
+        _ => {
+            let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
+            s.push('…');
+            s
+        }
+    }
 }
