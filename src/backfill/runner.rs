@@ -356,6 +356,17 @@ async fn throttle_loop(
             };
             if changed {
                 match record_verdict(c, plan.id(), &now, unflushed).await {
+                    // A yield's new figures are recorded, not logged: one line per event.
+                    Ok(())
+                        if matches!(
+                            (&recorded, &now),
+                            (Verdict::Yield { .. }, Verdict::Yield { .. })
+                        ) =>
+                    {
+                        recorded = now;
+                        unflushed = 0.0;
+                        last_flush = Instant::now();
+                    }
                     Ok(()) => {
                         match &now {
                             Verdict::Throttled(r) => {

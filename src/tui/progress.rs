@@ -116,7 +116,9 @@ fn pacing_text(rest: &str) -> String {
     match (ratio, limit) {
         (Some(r), Some(l)) => {
             let over = r.parse::<f64>().ok() > l.parse::<f64>().ok();
-            let pause = pause.map(|p| format!(", pause {p}× per chunk")).unwrap_or_default();
+            let pause = pause
+                .map(|p| format!(", pause {p}× per chunk"))
+                .unwrap_or_default();
             format!(
                 "pacing: {} — app {r}× baseline, budget {l}×{pause}",
                 if over { "slowing down" } else { "easing off" }

@@ -949,7 +949,10 @@ fn migrations_picker_lists_each_with_phase_gate_and_backfill() {
         [false, true, false]
     );
     assert_eq!(rows[0].phase, Some((Phase::Backfill, PhaseState::Applied)));
-    assert_eq!(rows[0].backfill, Some((BackfillState::Running, Some("41.2%".to_string()))));
+    assert_eq!(
+        rows[0].backfill,
+        Some((BackfillState::Running, Some("41.2%".to_string())))
+    );
     // The picker shows the verdict the rules computed for the panes and `status`, word for word.
     let first = app_with(backfill_running()).view();
     let gate = first.gate.as_ref().unwrap();

@@ -84,7 +84,11 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         inner
     };
     let chart = main.width >= CHART_FROM.0 && main.height >= CHART_FROM.1;
-    let rate_h = if chart { (main.height / 3).clamp(6, 12) } else { 1 };
+    let rate_h = if chart {
+        (main.height / 3).clamp(6, 12)
+    } else {
+        1
+    };
     let [gauge_area, rate_area, text_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(rate_h),
@@ -166,7 +170,13 @@ fn rate_chart(frame: &mut Frame, area: Rect, b: &BackfillView, theme: &Theme) {
         .enumerate()
         .map(|(i, r)| (i as f64 - n as f64 + 1.0, *r as f64))
         .collect();
-    let top = tail.iter().copied().max().unwrap_or(0).max(now_rate(b)).max(1);
+    let top = tail
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(now_rate(b))
+        .max(1);
     let top = nice_ceiling(top);
     let span = n.saturating_sub(1).max(1) as f64;
     let data = [Dataset::default()
@@ -263,10 +273,9 @@ fn text_lines<'a>(b: &BackfillView, theme: &Theme) -> Vec<Line<'a>> {
             Span::raw(held_reason(&why)),
         ],
         (Pace::Pacing(text), _) => vec![Span::styled(text, style)],
-        (Pace::Free, Some(State::Paused)) => vec![
-            Span::styled("PAUSED ", style),
-            Span::raw(b.reason.clone()),
-        ],
+        (Pace::Free, Some(State::Paused)) => {
+            vec![Span::styled("PAUSED ", style), Span::raw(b.reason.clone())]
+        }
         (Pace::Free, Some(State::Running)) if b.reason.is_empty() => {
             vec![Span::raw("no throttle")]
         }

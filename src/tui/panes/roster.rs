@@ -56,11 +56,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
             .scroll((scroll, 0))
-            .block(block(
-            title("Roster", theme),
-            focused,
-            theme,
-        )),
+            .block(block(title("Roster", theme), focused, theme)),
         area,
     );
 }
