@@ -74,7 +74,11 @@ pub fn truncate(text: &str, width: usize) -> String {
         return text.to_string();
     }
     let keep: String = text.chars().take(width.saturating_sub(1)).collect();
-    match keep.trim_end().rfind(char::is_whitespace) {
+    let boundary = keep
+        .trim_end()
+        .rfind(char::is_whitespace)
+        .or_else(|| keep.rfind(|c: char| !c.is_alphanumeric()));
+    match boundary {
         Some(at) if at > 0 => format!("{} …", keep[..at].trim_end()),
         _ => {
             let mut s: String = text.chars().take(width.saturating_sub(1)).collect();

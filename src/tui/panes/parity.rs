@@ -30,15 +30,19 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         .max()
         .unwrap_or(8)
         .max(8);
-    // result, check, mismatch, then the last run and the summary if they fit.
-    let fixed = 8 + 1 + name_w + 1 + 8 + 1;
-    let run_w = if fixed + full_run + 1 + 12 <= inner {
+    // result, check, mismatch, then the last run and the summary if they fit (a column is
+    // kept free before the border).
+    let inner = inner.saturating_sub(1);
+    let fixed = 8 + 1 + name_w + 1 + 8;
+    let run_w = if fixed + 1 + full_run + 1 + 12 <= inner {
         full_run
-    } else {
+    } else if fixed + 1 + 8 <= inner {
         8
+    } else {
+        0
     };
-    let summary_w = inner.saturating_sub(fixed + run_w + 1);
-    let wide = summary_w >= 12;
+    let summary_w = inner.saturating_sub(fixed + 1 + run_w + 1);
+    let wide = run_w > 0 && summary_w >= 12;
     let rows: Vec<Row> = vm
         .parity
         .iter()
@@ -63,8 +67,10 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
                         .map(thousands)
                         .unwrap_or_else(|| "–".to_string()),
                 ),
-                Cell::from(Span::styled(run, theme.dim)),
             ];
+            if run_w > 0 {
+                cells.push(Cell::from(Span::styled(run, theme.dim)));
+            }
             if wide {
                 cells.push(Cell::from(Span::styled(
                     truncate(&c.summary, summary_w),
@@ -78,9 +84,12 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         Constraint::Length(8),
         Constraint::Length(name_w as u16),
         Constraint::Length(8),
-        Constraint::Length(run_w as u16),
     ];
-    let mut header = vec!["result", "check", "mismatch", "last run"];
+    let mut header = vec!["result", "check", "mismatch"];
+    if run_w > 0 {
+        widths.push(Constraint::Length(run_w as u16));
+        header.push("last run");
+    }
     if wide {
         widths.push(Constraint::Min(0));
         header.push("summary");

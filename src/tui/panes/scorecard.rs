@@ -50,8 +50,9 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
             ),
             Span::styled(format!("{:<22}", c.name), theme.outcome(c.outcome)),
         ];
-        if !expanded {
-            let room = (area.width as usize).saturating_sub(2 + 2 + 22);
+        let room = (area.width as usize).saturating_sub(2 + 2 + 22);
+        // Too narrow for a useful part of the evidence: `z` shows it whole.
+        if !expanded && room >= 20 {
             spans.push(Span::styled(truncate(&first_issue, room), theme.dim));
         }
         lines.push(Line::from(spans));
