@@ -813,7 +813,7 @@ fn wide_layout_shortens_readiness_at_words_and_zoom_shows_it_whole() {
         .lines()
         .find(|l| l.contains("Observability"))
         .unwrap_or_default();
-    assert!(observability.contains("or …"), "{observability}");
+    assert!(observability.contains("or the …"), "{observability}");
     insta::assert_snapshot!(screen_text);
     app.on_key(key('z'), Instant::now());
     let zoomed = screen(&app.view(), 200, 44);

@@ -66,24 +66,52 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     cell
 }
 
-/// Shortens `text` to at most `width` characters at a word boundary, ending with ` …` when cut
-/// (so an ellipsis never sits inside a number, a time or a name). A single word longer than
-/// the width is cut where it must be.
-pub fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let keep: String = text.chars().take(width.saturating_sub(1)).collect();
-    let boundary = keep
-        .trim_end()
-        .rfind(char::is_whitespace)
-        .or_else(|| keep.rfind(|c: char| !c.is_alphanumeric()));
-    match boundary {
-        Some(at) if at > 0 => format!("{} …", keep[..at].trim_end()),
-        _ => {
-            let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
-            s.push('…');
-            s
+/// The spans of one line, shortened from the end at a word so they fit `width` columns.
+pub fn fit<'a>(spans: Vec<Span<'a>>, width: usize) -> Line<'a> {
+    let mut out = Vec::new();
+    let mut used = 0;
+    for span in spans {
+        let w = span.width();
+        if used + w <= width {
+            used += w;
+            out.push(span);
+            continue;
         }
+        if let Some(text) = shorten(span.content.trim_end(), width - used) {
+            out.push(Span::styled(text, span.style));
+        }
+        break;
     }
+    Line::from(out)
+}
+
+/// Shortens `text` to at most `width` characters, ending with ` …` when cut (so an ellipsis
+/// never sits inside a number, a time or a name). A single word longer than the width is cut
+/// where it must be.
+pub fn truncate(text: &str, width: usize) -> String {
+    shorten(text, width).unwrap_or_else(|| {
+        let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    })
+}
+
+/// `text` whole if it fits `width`, else cut after its last whole word that leaves room for
+/// ` …` (a word ends at a space or after punctuation); `None` when not even one word fits.
+pub fn shorten(text: &str, width: usize) -> Option<String> {
+    if text.chars().count() <= width {
+        return Some(text.to_string());
+    }
+    let chars: Vec<char> = text.chars().collect();
+    (1..=width.saturating_sub(2).min(chars.len()))
+        .rev()
+        .find(|&i| {
+            let (before, after) = (chars[i - 1], chars[i]);
+            after.is_whitespace() || (!before.is_alphanumeric() && !before.is_whitespace())
+        })
+        .map(|i| {
+            let head: String = chars[..i].iter().collect();
+            format!("{} …", head.trim_end())
+        })
+        .filter(|s| s.chars().any(char::is_alphanumeric))
 }

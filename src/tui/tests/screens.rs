@@ -118,6 +118,13 @@ fn cuts(screen: &str, words: &HashSet<String>) -> Vec<String> {
                     found.push(format!("line {y}: `{token}` is cut by the border: {text}"));
                 }
             }
+            // The screen's right edge cuts like a border.
+            if x + 1 == line.len() && c.is_alphanumeric() {
+                let token = token_before(line, x + 1);
+                if !words.contains(&token) {
+                    found.push(format!("line {y}: `{token}` is cut by the edge: {text}"));
+                }
+            }
             if *c == '…' && word {
                 let token = token_before(line, x);
                 if !token.ends_with("ing") {
