@@ -1,4 +1,4 @@
-//! The backfill pane: progress gauge with its figures beside the bar, rows/s over time (a
+//! The backfill pane: progress bar with its figures beside it, rows/s over time (a
 //! chart with its scale when there is room, else a sparkline), ETA band, chunk size and time
 //! against the target, whether it is held back or pacing, workers and their ranges, checkpoint
 //! age; on wide screens a slot for the application's latency beside it. Text wraps at words.
@@ -7,7 +7,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Chart, Dataset, Gauge, GraphType, Paragraph, Sparkline, Wrap};
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph, Sparkline, Wrap};
 use ratatui::Frame;
 
 use super::{block, thousands, title};
@@ -125,15 +125,24 @@ fn gauge(frame: &mut Frame, area: Rect, b: &BackfillView, theme: &Theme) {
         Constraint::Length(label.chars().count() as u16),
     ])
     .areas(area);
+    let ratio = share.percent.map_or(0.0, |p| p / 100.0);
     frame.render_widget(
-        Gauge::default()
-            .ratio(share.percent.map_or(0.0, |p| p / 100.0))
-            .label("")
-            .gauge_style(state_style(b, theme))
-            .use_unicode(true),
+        Paragraph::new(Span::styled(
+            bar_text(ratio, bar.width),
+            state_style(b, theme),
+        )),
         bar,
     );
     frame.render_widget(Paragraph::new(label), text);
+}
+
+/// A bar of `width` cells filled to `ratio`, in eighths of a cell.
+fn bar_text(ratio: f64, width: u16) -> String {
+    const PARTS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+    let eighths = (ratio.clamp(0.0, 1.0) * f64::from(width) * 8.0).round() as usize;
+    let mut s = "█".repeat(eighths / 8);
+    s.push_str(PARTS[eighths % 8]);
+    s
 }
 
 fn now_rate(b: &BackfillView) -> u64 {

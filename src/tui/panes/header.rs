@@ -78,8 +78,8 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     second.push(Span::styled("  │  ", theme.dim));
     match &h.whoami {
         Some(me) => {
-            second.push(Span::styled("me ", theme.dim));
-            second.push(Span::raw(me.clone()));
+            // One span, so that a narrow screen drops the label with the name.
+            second.push(Span::raw(format!("me {me}")));
             let roles = if h.roles.is_empty() {
                 "no role in this plan".to_string()
             } else {

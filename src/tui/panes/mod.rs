@@ -96,8 +96,8 @@ pub fn truncate(text: &str, width: usize) -> String {
     })
 }
 
-/// `text` whole if it fits `width`, else cut after its last whole word that leaves room for
-/// ` …` (a word ends at a space or after punctuation); `None` when not even one word fits.
+/// `text` whole if it fits `width`, else cut before the last space that leaves room for ` …`;
+/// `None` when not even one word fits.
 pub fn shorten(text: &str, width: usize) -> Option<String> {
     if text.chars().count() <= width {
         return Some(text.to_string());
@@ -105,10 +105,7 @@ pub fn shorten(text: &str, width: usize) -> Option<String> {
     let chars: Vec<char> = text.chars().collect();
     (1..=width.saturating_sub(2).min(chars.len()))
         .rev()
-        .find(|&i| {
-            let (before, after) = (chars[i - 1], chars[i]);
-            after.is_whitespace() || (!before.is_alphanumeric() && !before.is_whitespace())
-        })
+        .find(|&i| chars[i].is_whitespace())
         .map(|i| {
             let head: String = chars[..i].iter().collect();
             format!("{} …", head.trim_end())

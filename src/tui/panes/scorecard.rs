@@ -87,6 +87,9 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
                 ]));
             }
         }
+        None if vm.timeline.current.is_some() && vm.timeline.next.is_none() => lines.push(
+            Line::from(Span::styled("No gate left: all phases applied", theme.pass)),
+        ),
         None => lines.push(Line::from(Span::styled(
             "Gate: waiting for the first snapshot",
             theme.dim,
