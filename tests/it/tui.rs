@@ -170,7 +170,10 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
     // The viewer sees the sign-off; its own keys are refused and change nothing.
     // (At 80×24 the roster shares its slot with parity: Tab to it.)
     viewer.send(&["Tab", "Tab", "Tab"]);
-    viewer.wait_for(&["Roster", "data_owner postgres  signed read_switc"], long);
+    viewer.wait_for(
+        &["Roster", "data_owner postgres  signed", "┃read_switch "],
+        long,
+    );
     viewer.send(&["Space"]);
     viewer.wait_for(&["read-only mode"], long);
     wait_db(&db, "SELECT state FROM cutover.backfill", "running", long).await;
