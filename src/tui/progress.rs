@@ -2,7 +2,6 @@
 //! footer, picker), from the same computation `cutover backfill status` and the metrics use
 //! ([`crate::backfill::progress::percent`]); and the pacing wording of a throttle reason.
 
-use super::panes::thousands;
 use crate::control::backfill::State;
 
 /// Rows done out of a total that stays an estimate until the backfill is done.
@@ -64,6 +63,23 @@ impl Share {
             Some(t) => format!("{} / {t} rows", thousands(self.done)),
             None => format!("{} rows", thousands(self.done)),
         }
+    }
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
     }
 }
 

@@ -19,6 +19,7 @@ use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType};
 
+pub use super::progress::thousands;
 use super::theme::Theme;
 
 /// A pane's frame: a title, and a highlighted border when focused.
@@ -36,23 +37,6 @@ pub fn block<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) -> Bl
 /// A title span styled as a heading.
 pub fn title<'a>(text: impl Into<String>, theme: &Theme) -> Span<'a> {
     Span::styled(format!(" {} ", text.into()), theme.accent)
-}
-
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
 }
 
 /// A rectangle of at most `width` × `height`, centred in `area`.
