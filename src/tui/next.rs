@@ -2,6 +2,7 @@
 //! rules judged, the phase states and — in the demo — the app's versions. A pure function, so
 //! every phase of the walk-through is unit-tested by hand-built snapshots.
 
+use super::progress::Share;
 use crate::control::backfill::State as BackfillState;
 use crate::control::phases::PhaseState;
 use crate::outcome::Outcome;
@@ -168,10 +169,7 @@ fn step(plan: &Plan, s: &Snapshot, me: &[String]) -> NextStep {
                 act(format!("resume the backfill, it is {} (Space)", b.state))
             }
             BackfillState::Failed => act(format!("the backfill failed: {}", b.reason)),
-            _ => wait(format!(
-                "wait for the backfill{}",
-                percent(b.rows_done, b.rows_estimate)
-            )),
+            _ => wait(format!("wait for the backfill{}", to_finish(s))),
         };
     }
     if of(ItemKind::Check).any(|i| i.outcome == Outcome::Inconclusive) {
@@ -251,13 +249,17 @@ fn observe_left(plan: &Plan, s: &Snapshot, phase: Phase) -> u64 {
     left.as_secs() + u64::from(left.subsec_nanos() > 0)
 }
 
-fn percent(done: i64, total: Option<i64>) -> String {
-    match total {
-        Some(t) if t > 0 => format!(
-            " to finish ({:.0}%)",
-            (done as f64 / t as f64 * 100.0).min(100.0)
-        ),
-        _ => " to finish".to_string(),
+/// ` to finish (41.2%)`: the figures the gauge shows (the backfill's own progress, else the
+/// control row's).
+fn to_finish(s: &Snapshot) -> String {
+    let share = match (&s.backfill, &s.status.backfill) {
+        (Some(b), _) => Share::new(Some(b.state), b.rows_done, b.rows_estimate),
+        (None, Some(b)) => Share::new(Some(b.state), b.rows_done, b.rows_estimate),
+        (None, None) => return " to finish".to_string(),
+    };
+    match share.percent_text() {
+        Some(p) => format!(" to finish ({p})"),
+        None => " to finish".to_string(),
     }
 }
 

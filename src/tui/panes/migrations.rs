@@ -69,11 +69,11 @@ fn details(row: &MigrationRow, theme: &Theme) -> Vec<(String, Style)> {
         }
         None => ("not started".to_string(), theme.dim),
     });
-    if let Some((state, pct)) = row.backfill {
+    if let Some((state, pct)) = &row.backfill {
         out.push(("  ·  ".to_string(), theme.dim));
         out.push((
             match pct {
-                Some(p) => format!("backfill {p}% {state}"),
+                Some(p) => format!("backfill {p} {state}"),
                 None => format!("backfill {state}"),
             },
             theme.warn,

@@ -50,8 +50,9 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
             ),
             Span::styled(format!("{:<22}", c.name), theme.outcome(c.outcome)),
         ];
-        if !expanded {
-            let room = (area.width as usize).saturating_sub(2 + 2 + 22);
+        let room = (area.width as usize).saturating_sub(2 + 2 + 22);
+        // Too narrow for a useful part of the evidence: `z` shows it whole.
+        if !expanded && room >= 20 {
             spans.push(Span::styled(truncate(&first_issue, room), theme.dim));
         }
         lines.push(Line::from(spans));
@@ -86,6 +87,9 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
                 ]));
             }
         }
+        None if vm.timeline.current.is_some() && vm.timeline.next.is_none() => lines.push(
+            Line::from(Span::styled("No gate left: all phases applied", theme.pass)),
+        ),
         None => lines.push(Line::from(Span::styled(
             "Gate: waiting for the first snapshot",
             theme.dim,
