@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use chrono::{DateTime, Utc};
+use squawk_lexer::TokenKind;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, TlsConnect, TlsStream};
 use tokio_postgres::Client;
@@ -709,141 +710,51 @@ fn field(body: &[u8], code: u8) -> Option<&str> {
     None
 }
 
-/// The kind of each statement of a simple query, split the way PostgreSQL's scanner does:
-/// semicolons outside quotes, dollar quotes and comments; empty statements dropped.
+/// The kind of each statement of a simple query, split at the semicolons of squawk's lexer
+/// (outside quotes, dollar quotes and comments); empty statements dropped. Only a text naming
+/// `ROLLBACK`, `ABORT` or `CHAIN` can hold a statement of another kind than [`Kind::Plain`];
+/// any other answers no kinds (every statement plain).
 fn statement_kinds(sql: &str) -> Vec<Kind> {
-    let mut kinds = Vec::new();
-    let mut words: Vec<String> = Vec::new();
-    let mut word = String::new();
-    let mut any = false;
-    let chars: Vec<char> = sql.chars().collect();
-    let mut i = 0;
-    let flush_word = |word: &mut String, words: &mut Vec<String>| {
-        if !word.is_empty() {
-            if words.len() < 8 {
-                words.push(word.to_ascii_uppercase());
-            }
-            word.clear();
-        }
+    let names = |word: &[u8]| {
+        sql.as_bytes()
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
     };
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        let prev_ident = i > 0 && is_ident(chars[i - 1]);
-        if c == '-' && next == Some('-') {
-            flush_word(&mut word, &mut words);
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-            continue;
-        }
-        if c == '/' && next == Some('*') {
-            flush_word(&mut word, &mut words);
-            let mut depth = 0;
-            while i < chars.len() {
-                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
-                    depth += 1;
-                    i += 2;
-                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-            continue;
-        }
-        if c == '\'' {
-            let escapes = word.eq_ignore_ascii_case("e");
-            flush_word(&mut word, &mut words);
-            any = true;
-            i += 1;
-            while i < chars.len() {
-                if escapes && chars[i] == '\\' {
-                    i += 2;
-                } else if chars[i] == '\'' {
-                    if chars.get(i + 1) == Some(&'\'') {
-                        i += 2;
-                    } else {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-            i += 1;
-            continue;
-        }
-        if c == '"' {
-            flush_word(&mut word, &mut words);
-            any = true;
-            i += 1;
-            while i < chars.len() {
-                if chars[i] == '"' {
-                    if chars.get(i + 1) == Some(&'"') {
-                        i += 2;
-                    } else {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-            i += 1;
-            continue;
-        }
-        if c == '$' && !prev_ident {
-            // A dollar quote: $tag$ … $tag$ (a tag never starts with a digit).
-            let mut j = i + 1;
-            while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '_') {
-                j += 1;
-            }
-            let tag_ok = chars.get(i + 1).is_none_or(|d| !d.is_ascii_digit());
-            if tag_ok && chars.get(j) == Some(&'$') {
-                flush_word(&mut word, &mut words);
-                any = true;
-                let delim: String = chars[i..=j].iter().collect();
-                let rest: String = chars[j + 1..].iter().collect();
-                match rest.find(&delim) {
-                    Some(pos) => i = j + 1 + rest[..pos].chars().count() + delim.chars().count(),
-                    None => i = chars.len(),
-                }
-                continue;
-            }
-        }
-        if c == ';' {
-            flush_word(&mut word, &mut words);
-            if any {
-                kinds.push(classify(&words));
-            }
-            words.clear();
-            any = false;
-            i += 1;
-            continue;
-        }
-        if is_ident(c) {
-            word.push(c);
-            any = true;
-        } else {
-            flush_word(&mut word, &mut words);
-            if !c.is_whitespace() {
-                any = true;
-            }
-        }
-        i += 1;
+    if !(names(b"rollback") || names(b"abort") || names(b"chain")) {
+        return Vec::new();
     }
-    flush_word(&mut word, &mut words);
+    let mut kinds = Vec::new();
+    // The statement's first words, upper-cased; "" for a token that is not a word.
+    let mut words: Vec<String> = Vec::new();
+    let mut any = false;
+    let mut at = 0;
+    for token in squawk_lexer::tokenize(sql) {
+        let text = sql.get(at..at + token.len as usize).unwrap_or("");
+        at += token.len as usize;
+        match token.kind {
+            TokenKind::Whitespace | TokenKind::LineComment | TokenKind::BlockComment { .. } => {}
+            TokenKind::Semi => {
+                if any {
+                    kinds.push(classify(&words));
+                }
+                words.clear();
+                any = false;
+            }
+            kind => {
+                any = true;
+                if words.len() < 4 {
+                    words.push(match kind {
+                        TokenKind::Ident => text.to_ascii_uppercase(),
+                        _ => String::new(),
+                    });
+                }
+            }
+        }
+    }
     if any {
         kinds.push(classify(&words));
     }
     kinds
-}
-
-fn is_ident(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || c == '$'
 }
 
 fn classify(words: &[String]) -> Kind {
@@ -882,16 +793,17 @@ mod tests {
         );
         assert_eq!(
             statement_kinds(
-                "SELECT ';', $$ ; $$, $x$;$x$, E'\\';', \"a;\" /* ; /* ; */ */; SELECT $1"
+                "SELECT ';', $$ ; $$, $x$;$x$, E'\\';', \"a;\" /* ; /* ; */ */; ROLLBACK TO $1"
             ),
-            vec![Plain, Plain]
+            vec![Plain, RollbackTo]
         );
         assert_eq!(
             statement_kinds(
-                "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $f$ SELECT 1; $f$; ROLLBACK"
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $f$ ROLLBACK; $f$; ROLLBACK"
             ),
             vec![Plain, Plain]
         );
+        assert_eq!(statement_kinds("SELECT 1; COMMIT"), Vec::<Kind>::new());
     }
 
     #[test]
