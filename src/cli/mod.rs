@@ -221,10 +221,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tui(c) => tui::run(c, &ctx).await,
         Command::Bench(c) => bench::run(c, &ctx).await,
     };
-    drop(recorder);
-    // What this process did, for the error budget of other and later processes.
-    if ctx.records_own_transactions.load(Ordering::SeqCst) {
-        own_transactions::record_changed().await;
-    }
+    recorder.finish().await;
     result
 }

@@ -40,8 +40,7 @@ use sha2::Digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, TlsConnect};
 
-use super::connect::StageCell;
-use super::error::Stage;
+use super::error::{Stage, StageCell};
 use super::DbError;
 
 /// libpq's `sslmode`.
