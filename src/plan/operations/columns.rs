@@ -14,7 +14,11 @@ use super::{need, Check, ColumnItem, Expansion, OperationSpec, References, Stage
 use crate::plan::Phase;
 
 /// The table, its key and the column an operation names.
-pub(crate) fn target(x: &mut Expansion, i: usize, op: &OperationSpec) -> Option<(Table, Vec<String>)> {
+pub(crate) fn target(
+    x: &mut Expansion,
+    i: usize,
+    op: &OperationSpec,
+) -> Option<(Table, Vec<String>)> {
     let table = need(x, i, op, "table", &op.table)?;
     for issue in crate::sql::check_relation(table) {
         x.problem(i, "table", format!("`table`: {}", issue.message));
@@ -29,7 +33,9 @@ pub(crate) fn target(x: &mut Expansion, i: usize, op: &OperationSpec) -> Option<
 /// `add_column`: a new column, filled by `up` (or its default) for rows and writes of the old
 /// version.
 pub(crate) fn add_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some((t, key)) = target(x, i, op) else { return };
+    let Some((t, key)) = target(x, i, op) else {
+        return;
+    };
     let (Some(col), Some(ty)) = (
         need(x, i, op, "column", &op.column),
         need(x, i, op, "type", &op.kind),
@@ -40,11 +46,16 @@ pub(crate) fn add_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
     x.touch(i, "column", &t.plain(), col);
     let c = ident(col);
     let constant = op.default.as_deref().filter(|d| is_constant(d));
-    let inline = constant.map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
+    let inline = constant
+        .map(|d| format!(" DEFAULT {d}"))
+        .unwrap_or_default();
     let mut apply = format!("ALTER TABLE {} ADD COLUMN {c} {ty}{inline};", t.sql());
     if let Some(d) = op.default.as_deref().filter(|d| !is_constant(d)) {
         x.expr(i, "default", d);
-        apply.push_str(&format!("\nALTER TABLE {} ALTER COLUMN {c} SET DEFAULT {d};", t.sql()));
+        apply.push_str(&format!(
+            "\nALTER TABLE {} ALTER COLUMN {c} SET DEFAULT {d};",
+            t.sql()
+        ));
         if op.up.is_none() {
             x.syncs.add(&t, &key, fill(col, d, false, i));
         }
@@ -78,8 +89,12 @@ fn fill(col: &str, expr: &str, trigger: bool, op: usize) -> Group {
 
 /// `alter_column`: type, name, nullability, unique, check, references, default, comment.
 pub(crate) fn alter_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some((t, key)) = target(x, i, op) else { return };
-    let Some(col) = need(x, i, op, "column", &op.column) else { return };
+    let Some((t, key)) = target(x, i, op) else {
+        return;
+    };
+    let Some(col) = need(x, i, op, "column", &op.column) else {
+        return;
+    };
     let renamed = op.name.as_deref().filter(|n| *n != col);
     if op.kind.is_some() || renamed.is_some() {
         duplicate(x, i, op, &t, &key, col, renamed);
@@ -150,16 +165,11 @@ fn duplicate(
         }
         None => same_type(t, col, &dup),
     };
-    let mut apply = add;
-    if let Some(default) = op.default.as_deref() {
-        x.expr(i, "default", default);
-        apply.push_str(&format!("\nALTER TABLE {} ALTER COLUMN {d} SET DEFAULT {default};", t.sql()));
-    }
     x.part(
         i,
         Phase::Expand,
         Stage::Schema,
-        apply,
+        add,
         format!("ALTER TABLE {} DROP COLUMN IF EXISTS {d};", t.sql()),
     );
     let up = op.up.clone().unwrap_or_else(|| c.clone());
@@ -184,6 +194,16 @@ fn duplicate(
     if dup != finale {
         contract.push_str(&format!(
             "\nALTER TABLE {} RENAME COLUMN {d} TO {};",
+            t.sql(),
+            ident(finale)
+        ));
+    }
+    // The default joins at contract: before, a new column that holds a value on INSERT marks
+    // a new-version writer.
+    if let Some(default) = op.default.as_deref() {
+        x.expr(i, "default", default);
+        contract.push_str(&format!(
+            "\nALTER TABLE {} ALTER COLUMN {} SET DEFAULT {default};",
             t.sql(),
             ident(finale)
         ));
@@ -218,13 +238,7 @@ fn constraints(
     let base = renames.first().map_or(col, |(f, _)| f.as_str());
     if op.nullable == Some(false) {
         let name = ident(&limit(format!("{}_{col}_not_null", t.name)));
-        not_valid(
-            x,
-            i,
-            t,
-            &name,
-            &format!("CHECK ({c} IS NOT NULL)"),
-        );
+        not_valid(x, i, t, &name, &format!("CHECK ({c} IS NOT NULL)"));
         x.part(
             i,
             Phase::Contract,
@@ -291,7 +305,10 @@ pub(crate) fn not_valid(x: &mut Expansion, i: usize, t: &Table, name: &str, body
         i,
         Phase::DualWrite,
         Stage::Constraint,
-        format!("ALTER TABLE {} ADD CONSTRAINT {name} {body} NOT VALID;", t.sql()),
+        format!(
+            "ALTER TABLE {} ADD CONSTRAINT {name} {body} NOT VALID;",
+            t.sql()
+        ),
         format!("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {name};", t.sql()),
     );
     x.part(
@@ -357,14 +374,20 @@ pub(crate) fn rename_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
         name: Some(to.to_string()),
         ..op.clone()
     };
-    let Some((t, key)) = target(x, i, op) else { return };
+    let Some((t, key)) = target(x, i, op) else {
+        return;
+    };
     duplicate(x, i, &alter, &t, &key, from, Some(to));
 }
 
 /// `drop_column`: dropped at contract; `down` fills it for the old version meanwhile.
 pub(crate) fn drop_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some((t, key)) = target(x, i, op) else { return };
-    let Some(col) = need(x, i, op, "column", &op.column) else { return };
+    let Some((t, key)) = target(x, i, op) else {
+        return;
+    };
+    let Some(col) = need(x, i, op, "column", &op.column) else {
+        return;
+    };
     x.touch(i, "column", &t.plain(), col);
     if let Some(down) = op.down.as_deref() {
         x.expr(i, "down", down);
@@ -392,7 +415,9 @@ pub(crate) fn drop_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
 
 /// `split_column`: one column into several, each with its `up`; `down` rebuilds the old one.
 pub(crate) fn split_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some((t, key)) = target(x, i, op) else { return };
+    let Some((t, key)) = target(x, i, op) else {
+        return;
+    };
     let (Some(col), Some(down)) = (
         need(x, i, op, "column", &op.column),
         need(x, i, op, "down", &op.down),
@@ -406,7 +431,11 @@ pub(crate) fn split_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
     let mut drops = Vec::new();
     for item in op.columns.iter().flatten() {
         let ColumnItem::Def(def) = item else {
-            x.problem(i, "columns", "each column of `split_column` is `{ name, type, up }`");
+            x.problem(
+                i,
+                "columns",
+                "each column of `split_column` is `{ name, type, up }`",
+            );
             continue;
         };
         let Some(up) = def.up.as_deref() else {
@@ -416,16 +445,35 @@ pub(crate) fn split_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
         x.type_name(i, "columns", &def.kind);
         x.expr(i, "columns", up);
         x.touch(i, "columns", &t.plain(), &def.name);
-        adds.push(format!("ALTER TABLE {} ADD COLUMN {} {};", t.sql(), ident(&def.name), def.kind));
-        drops.push(format!("ALTER TABLE {} DROP COLUMN IF EXISTS {};", t.sql(), ident(&def.name)));
+        adds.push(format!(
+            "ALTER TABLE {} ADD COLUMN {} {};",
+            t.sql(),
+            ident(&def.name),
+            def.kind
+        ));
+        drops.push(format!(
+            "ALTER TABLE {} DROP COLUMN IF EXISTS {};",
+            t.sql(),
+            ident(&def.name)
+        ));
         news.push((def.name.clone(), up.to_string()));
     }
     if news.is_empty() {
-        x.problem(i, "columns", "`split_column` needs `columns = [{ name, type, up }, …]`");
+        x.problem(
+            i,
+            "columns",
+            "`split_column` needs `columns = [{ name, type, up }, …]`",
+        );
         return;
     }
     drops.reverse();
-    x.part(i, Phase::Expand, Stage::Schema, adds.join("\n"), drops.join("\n"));
+    x.part(
+        i,
+        Phase::Expand,
+        Stage::Schema,
+        adds.join("\n"),
+        drops.join("\n"),
+    );
     x.syncs.add(
         &t,
         &key,

@@ -20,9 +20,30 @@ pub(crate) fn ident(name: &str) -> String {
 
 /// Keywords that must be quoted as column names (the common ones).
 const RESERVED: [&str; 24] = [
-    "all", "and", "any", "as", "case", "check", "column", "constraint", "default", "desc",
-    "end", "from", "group", "in", "limit", "not", "null", "or", "order", "select", "table",
-    "to", "user", "where",
+    "all",
+    "and",
+    "any",
+    "as",
+    "case",
+    "check",
+    "column",
+    "constraint",
+    "default",
+    "desc",
+    "end",
+    "from",
+    "group",
+    "in",
+    "limit",
+    "not",
+    "null",
+    "or",
+    "order",
+    "select",
+    "table",
+    "to",
+    "user",
+    "where",
 ];
 
 /// A table name split into (schema, table); `public` when unqualified.
@@ -124,7 +145,9 @@ pub(crate) fn rename_column(expr: &str, from: &str, to: &str) -> String {
             let name = expr[start + 1..i.saturating_sub(1).max(start + 1)].replace("\"\"", "\"");
             push_name(&mut out, expr, start, i, name == from, to);
         } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80) {
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
+            {
                 i += 1;
             }
             let word = &expr[start..i];
@@ -170,10 +193,11 @@ pub(crate) fn is_constant(expr: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E');
     let word = matches!(base.to_lowercase().as_str(), "true" | "false" | "null");
-    let casts_ok = e
-        .split("::")
-        .skip(1)
-        .all(|t| t.trim().chars().all(|c| c.is_ascii_alphanumeric() || " _(),[]".contains(c)));
+    let casts_ok = e.split("::").skip(1).all(|t| {
+        t.trim()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " _(),[]".contains(c))
+    });
     (quoted || number || word) && casts_ok
 }
 
@@ -184,16 +208,34 @@ mod tests {
     #[test]
     fn renames_only_column_references() {
         assert_eq!(
-            rename_column("total/100.0 + t.total + total('total') -- total", "total", "total_new"),
+            rename_column(
+                "total/100.0 + t.total + total('total') -- total",
+                "total",
+                "total_new"
+            ),
             "total_new/100.0 + t.total + total('total') -- total"
         );
-        assert_eq!(rename_column("\"Total\" + TOTAL", "total", "x"), "\"Total\" + x");
-        assert_eq!(rename_column("$$total$$ || total", "total", "x"), "$$total$$ || x");
+        assert_eq!(
+            rename_column("\"Total\" + TOTAL", "total", "x"),
+            "\"Total\" + x"
+        );
+        assert_eq!(
+            rename_column("$$total$$ || total", "total", "x"),
+            "$$total$$ || x"
+        );
     }
 
     #[test]
     fn constants_are_told_from_volatile_defaults() {
-        for c in ["0", "'x'", "true", "NULL", "-1.5", "'{}'::jsonb", "0::bigint"] {
+        for c in [
+            "0",
+            "'x'",
+            "true",
+            "NULL",
+            "-1.5",
+            "'{}'::jsonb",
+            "0::bigint",
+        ] {
             assert!(is_constant(c), "{c}");
         }
         for v in ["now()", "gen_random_uuid()", "nextval('s')", "1 + x"] {

@@ -25,9 +25,7 @@ use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{Problem, Seg};
-use super::{
-    BackfillSpec, CheckSpec, GateSpec, Phase, PhaseSpec, PlanSpec, ProbeKind, ReadSwitchSpec,
-};
+use super::{BackfillSpec, CheckSpec, Phase, PhaseSpec, PlanSpec, ProbeKind, ReadSwitchSpec};
 use crate::sql;
 
 /// One `[[operations]]` entry. Which fields an operation needs depends on `op`; unused fields
@@ -138,7 +136,7 @@ pub enum ColumnItem {
     /// A column name.
     Name(String),
     /// A column definition.
-    Def(ColumnDef),
+    Def(Box<ColumnDef>),
 }
 
 /// A column of `create_table` or `split_column`.
@@ -207,7 +205,14 @@ pub(crate) struct Expansion {
 }
 
 impl Expansion {
-    pub(crate) fn part(&mut self, op: usize, phase: Phase, stage: Stage, apply: String, rollback: String) {
+    pub(crate) fn part(
+        &mut self,
+        op: usize,
+        phase: Phase,
+        stage: Stage,
+        apply: String,
+        rollback: String,
+    ) {
         self.parts.push(Part {
             phase,
             stage,
@@ -233,7 +238,10 @@ impl Expansion {
             self.problem(
                 op,
                 field,
-                format!("conflicts with operation {} on column `{table}.{column}`", first + 1),
+                format!(
+                    "conflicts with operation {} on column `{table}.{column}`",
+                    first + 1
+                ),
             );
         } else {
             self.touched.insert(k, op);
@@ -280,11 +288,7 @@ pub(crate) fn need<'a>(
     match value.as_deref().map(str::trim) {
         Some(v) if !v.is_empty() => Some(v),
         _ => {
-            x.problem(
-                i,
-                "",
-                format!("operation `{}` needs `{field}`", op.op),
-            );
+            x.problem(i, "", format!("operation `{}` needs `{field}`", op.op));
             None
         }
     }
@@ -410,9 +414,10 @@ pub fn expand(spec: &mut PlanSpec, source: &str) -> Vec<Problem> {
             description: describe(phase, &parts, spec),
         };
         if let Some(first) = parts.first() {
-            origins
-                .paths
-                .push((vec![Seg::from("phases"), Seg::from(phase.as_str())], first.op));
+            origins.paths.push((
+                vec![Seg::from("phases"), Seg::from(phase.as_str())],
+                first.op,
+            ));
         }
         let own = phases_mut(&mut spec.phases, phase);
         if !w.phase_key(phase, "apply") {
@@ -442,14 +447,15 @@ pub fn expand(spec: &mut PlanSpec, source: &str) -> Vec<Problem> {
         if spec.checks.iter().any(|c| c.name == check.name) {
             continue;
         }
-        origins
-            .paths
-            .push((vec![Seg::from("checks"), Seg::Index(spec.checks.len())], *op));
+        origins.paths.push((
+            vec![Seg::from("checks"), Seg::Index(spec.checks.len())],
+            *op,
+        ));
         added.push(check.name.clone());
         spec.checks.push(check.clone());
     }
     if !w.gates.iter().any(|g| g == "read_switch") {
-        let gate = spec.gates.entry(Phase::ReadSwitch).or_insert_with(GateSpec::default);
+        let gate = spec.gates.entry(Phase::ReadSwitch).or_default();
         gate.checks.extend(added);
         if spec.backfill.is_some() && !gate.probes.contains(&ProbeKind::BackfillComplete) {
             gate.probes.push(ProbeKind::BackfillComplete);
@@ -500,7 +506,11 @@ fn describe(phase: Phase, parts: &[&Part], spec: &PlanSpec) -> String {
     }
     let names: Vec<String> = ops
         .iter()
-        .filter_map(|i| spec.operations.get(*i).map(|o| format!("{} #{}", o.op, i + 1)))
+        .filter_map(|i| {
+            spec.operations
+                .get(*i)
+                .map(|o| format!("{} #{}", o.op, i + 1))
+        })
         .collect();
     format!("Generated from {}.", names.join(", "))
 }
@@ -527,7 +537,11 @@ pub fn attribute(spec: &PlanSpec, problems: Vec<Problem>, reported: &[Problem]) 
                     return None;
                 }
                 let kind = spec.operations.get(*op).map_or("", |o| o.op.as_str());
-                p.message = format!("operation {} (`{kind}`), generated SQL: {}", op + 1, p.message);
+                p.message = format!(
+                    "operation {} (`{kind}`), generated SQL: {}",
+                    op + 1,
+                    p.message
+                );
                 p.path = vec![Seg::from("operations"), Seg::Index(*op)];
                 p.at = None;
             }

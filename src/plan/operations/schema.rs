@@ -14,7 +14,11 @@ fn names(x: &mut Expansion, i: usize, op: &OperationSpec) -> Vec<String> {
         }
     }
     if out.is_empty() {
-        x.problem(i, "columns", format!("operation `{}` needs `columns`", op.op));
+        x.problem(
+            i,
+            "columns",
+            format!("operation `{}` needs `columns`", op.op),
+        );
     }
     out
 }
@@ -25,13 +29,19 @@ fn list(cols: &[String]) -> String {
 
 /// `create_table`: created in `expand`, dropped by its rollback.
 pub(crate) fn create_table(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some(table) = need(x, i, op, "table", &op.table) else { return };
+    let Some(table) = need(x, i, op, "table", &op.table) else {
+        return;
+    };
     let t = Table::parse(table);
     let mut lines = Vec::new();
     let mut pk = Vec::new();
     for item in op.columns.iter().flatten() {
         let ColumnItem::Def(c) = item else {
-            x.problem(i, "columns", "each column of `create_table` is `{ name, type, … }`");
+            x.problem(
+                i,
+                "columns",
+                "each column of `create_table` is `{ name, type, … }`",
+            );
             continue;
         };
         x.type_name(i, "columns", &c.kind);
@@ -52,7 +62,10 @@ pub(crate) fn create_table(x: &mut Expansion, i: usize, op: &OperationSpec) {
         }
         if let Some(r) = &c.references {
             let fk = foreign_key(&ident(&c.name), r);
-            line.push_str(&format!(" REFERENCES{}", fk.split_once("REFERENCES").map_or("", |p| p.1)));
+            line.push_str(&format!(
+                " REFERENCES{}",
+                fk.split_once("REFERENCES").map_or("", |p| p.1)
+            ));
         }
         if c.pk == Some(true) {
             pk.push(c.name.clone());
@@ -60,7 +73,11 @@ pub(crate) fn create_table(x: &mut Expansion, i: usize, op: &OperationSpec) {
         lines.push(line);
     }
     if lines.is_empty() {
-        x.problem(i, "columns", "`create_table` needs `columns = [{ name, type, … }, …]`");
+        x.problem(
+            i,
+            "columns",
+            "`create_table` needs `columns = [{ name, type, … }, …]`",
+        );
         return;
     }
     if pk.is_empty() {
@@ -72,14 +89,20 @@ pub(crate) fn create_table(x: &mut Expansion, i: usize, op: &OperationSpec) {
         i,
         Phase::Expand,
         Stage::Schema,
-        format!("CREATE TABLE {} (\n    {}\n);", t.sql(), lines.join(",\n    ")),
+        format!(
+            "CREATE TABLE {} (\n    {}\n);",
+            t.sql(),
+            lines.join(",\n    ")
+        ),
         format!("DROP TABLE IF EXISTS {};", t.sql()),
     );
 }
 
 /// `drop_table`: dropped at contract.
 pub(crate) fn drop_table(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some(table) = need(x, i, op, "table", &op.table) else { return };
+    let Some(table) = need(x, i, op, "table", &op.table) else {
+        return;
+    };
     let t = Table::parse(table);
     x.part(
         i,
@@ -134,8 +157,12 @@ pub(crate) fn rename_table(x: &mut Expansion, i: usize, op: &OperationSpec) {
 /// `create_index`: built `CONCURRENTLY` in `expand` (an INVALID leftover of an interrupted build
 /// is dropped and rebuilt by the engine).
 pub(crate) fn create_index(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some((t, _)) = target(x, i, op) else { return };
-    let Some(name) = need(x, i, op, "name", &op.name) else { return };
+    let Some((t, _)) = target(x, i, op) else {
+        return;
+    };
+    let Some(name) = need(x, i, op, "name", &op.name) else {
+        return;
+    };
     let cols = names(x, i, op);
     let is_unique = matches!(op.unique, Some(Unique::Flag(true)));
     let method = op
@@ -167,7 +194,9 @@ pub(crate) fn create_index(x: &mut Expansion, i: usize, op: &OperationSpec) {
 
 /// `drop_index`: dropped `CONCURRENTLY` at contract.
 pub(crate) fn drop_index(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some(name) = need(x, i, op, "name", &op.name) else { return };
+    let Some(name) = need(x, i, op, "name", &op.name) else {
+        return;
+    };
     let schema = op
         .table
         .as_deref()
@@ -187,14 +216,20 @@ pub(crate) fn drop_index(x: &mut Expansion, i: usize, op: &OperationSpec) {
 
 /// `create_constraint`: `unique`, `check` or `foreign_key` over `columns`, lock-safe.
 pub(crate) fn create_constraint(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some((t, _)) = target(x, i, op) else { return };
+    let Some((t, _)) = target(x, i, op) else {
+        return;
+    };
     let (Some(name), Some(kind)) = (
         need(x, i, op, "name", &op.name),
         need(x, i, op, "type", &op.kind),
     ) else {
         return;
     };
-    let cols = names(x, i, op);
+    let cols = if kind == "check" {
+        Vec::new()
+    } else {
+        names(x, i, op)
+    };
     match kind {
         "unique" => unique(x, i, &t, name, &list(&cols)),
         "check" => {
@@ -211,7 +246,11 @@ pub(crate) fn create_constraint(x: &mut Expansion, i: usize, op: &OperationSpec)
         }
         "foreign_key" => {
             let Some(r) = &op.references else {
-                x.problem(i, "", "a foreign key needs `references = { table, columns }`");
+                x.problem(
+                    i,
+                    "",
+                    "a foreign key needs `references = { table, columns }`",
+                );
                 return;
             };
             not_valid(x, i, &t, &ident(name), &foreign_key(&list(&cols), r));
@@ -226,8 +265,12 @@ pub(crate) fn create_constraint(x: &mut Expansion, i: usize, op: &OperationSpec)
 
 /// `drop_constraint` / `drop_multicolumn_constraint`: dropped at contract.
 pub(crate) fn drop_constraint(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some((t, _)) = target(x, i, op) else { return };
-    let Some(name) = need(x, i, op, "name", &op.name) else { return };
+    let Some((t, _)) = target(x, i, op) else {
+        return;
+    };
+    let Some(name) = need(x, i, op, "name", &op.name) else {
+        return;
+    };
     x.part(
         i,
         Phase::Contract,
@@ -239,7 +282,9 @@ pub(crate) fn drop_constraint(x: &mut Expansion, i: usize, op: &OperationSpec) {
 
 /// `rename_constraint`: renamed in `expand`, renamed back by its rollback.
 pub(crate) fn rename_constraint(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some((t, _)) = target(x, i, op) else { return };
+    let Some((t, _)) = target(x, i, op) else {
+        return;
+    };
     let (Some(from), Some(to)) = (
         need(x, i, op, "from", &op.from),
         need(x, i, op, "to", &op.to),
@@ -254,13 +299,23 @@ pub(crate) fn rename_constraint(x: &mut Expansion, i: usize, op: &OperationSpec)
             ident(b)
         )
     };
-    x.part(i, Phase::Expand, Stage::Constraint, rename(from, to), rename(to, from));
+    x.part(
+        i,
+        Phase::Expand,
+        Stage::Constraint,
+        rename(from, to),
+        rename(to, from),
+    );
 }
 
 /// `set_replica_identity`: set in `expand`; the rollback restores `DEFAULT`.
 pub(crate) fn set_replica_identity(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some((t, _)) = target(x, i, op) else { return };
-    let Some(identity) = need(x, i, op, "identity", &op.identity) else { return };
+    let Some((t, _)) = target(x, i, op) else {
+        return;
+    };
+    let Some(identity) = need(x, i, op, "identity", &op.identity) else {
+        return;
+    };
     let clause = match identity.to_lowercase().as_str() {
         "default" => "DEFAULT".to_string(),
         "full" => "FULL".to_string(),
@@ -289,7 +344,9 @@ pub(crate) fn set_replica_identity(x: &mut Expansion, i: usize, op: &OperationSp
 
 /// `sql`: raw `up` (and `down`, its rollback) in `phase` (default `expand`).
 pub(crate) fn raw_sql(x: &mut Expansion, i: usize, op: &OperationSpec) {
-    let Some(up) = need(x, i, op, "up", &op.up) else { return };
+    let Some(up) = need(x, i, op, "up", &op.up) else {
+        return;
+    };
     let phase = op.phase.unwrap_or(Phase::Expand);
     if phase != Phase::Contract && op.down.is_none() {
         x.problem(
@@ -299,10 +356,17 @@ pub(crate) fn raw_sql(x: &mut Expansion, i: usize, op: &OperationSpec) {
         );
     }
     if phase == Phase::Contract && op.down.as_deref().is_some_and(|d| !d.trim().is_empty()) {
-        x.problem(i, "down", "contract is irreversible: a `sql` operation there has no `down`");
+        x.problem(
+            i,
+            "down",
+            "contract is irreversible: a `sql` operation there has no `down`",
+        );
     }
     for (field, script) in [("up", Some(up)), ("down", op.down.as_deref())] {
-        for issue in crate::sql::check_script(script.unwrap_or("")).into_iter().take(5) {
+        for issue in crate::sql::check_script(script.unwrap_or(""))
+            .into_iter()
+            .take(5)
+        {
             let path = vec![
                 super::Seg::from("operations"),
                 super::Seg::Index(i),

@@ -3,8 +3,8 @@
 //! that prove it.
 //!
 //! For a group of old columns and their new counterparts the trigger picks the direction from
-//! what the writer changed: new columns changed and old ones did not (on INSERT: a new column set
-//! and the old ones NULL) means a new-version writer, and `down` fills the old columns unless the
+//! what the writer changed: new columns changed and old ones did not (on INSERT: a new column
+//! set — the old ones may hold their defaults) means a new-version writer, and `down` fills the old columns unless the
 //! new values already equal `up(old)` (the backfill writes exactly that, so it never rewrites old
 //! data); every other write is an old-version writer, and `up` fills the new columns. The trigger
 //! assigns to `NEW` only and runs no statement on the table: no loops. Expressions see the row as
@@ -77,8 +77,20 @@ impl Syncs {
                 continue;
             };
             let (apply, rollback) = trigger(table, &sync.groups);
-            x.part(first, Phase::DualWrite, Stage::Sync, apply, rollback.clone());
-            x.part(first, Phase::Contract, Stage::Unsync, rollback, String::new());
+            x.part(
+                first,
+                Phase::DualWrite,
+                Stage::Sync,
+                apply,
+                rollback.clone(),
+            );
+            x.part(
+                first,
+                Phase::Contract,
+                Stage::Unsync,
+                rollback,
+                String::new(),
+            );
         }
         let mut with_backfill: Vec<(&Table, &TableSync)> = self
             .0
@@ -152,12 +164,6 @@ fn trigger(table: &Table, groups: &[Group]) -> (String, String) {
             } => {
                 let old: Vec<&str> = olds.iter().map(String::as_str).collect();
                 let new: Vec<&str> = news.iter().map(|(c, _)| c.as_str()).collect();
-                let all_null = |cs: &[&str]| {
-                    cs.iter()
-                        .map(|c| format!("NEW.{} IS NULL", ident(c)))
-                        .collect::<Vec<_>>()
-                        .join(" AND ")
-                };
                 let any_set = new
                     .iter()
                     .map(|c| format!("NEW.{} IS NOT NULL", ident(c)))
@@ -169,15 +175,18 @@ fn trigger(table: &Table, groups: &[Group]) -> (String, String) {
                     .collect::<Vec<_>>()
                     .join(" OR ");
                 body.push_str(&format!(
-                    "    -- {} ← → {}\n    IF TG_OP = 'UPDATE' AND ({}) AND NOT ({})\n       OR TG_OP = 'INSERT' AND ({any_set}) AND {} THEN\n        IF {consistent} THEN\n",
+                    "    -- {} ← → {}\n    IF TG_OP = 'UPDATE' AND ({}) AND NOT ({})\n       OR TG_OP = 'INSERT' AND ({any_set}) THEN\n        IF {consistent} THEN\n",
                     old.join(", "),
                     new.join(", "),
                     changed(&new),
                     changed(&old),
-                    all_null(&old),
                 ));
                 for (c, down) in downs {
-                    body.push_str(&format!("            NEW.{} := {};\n", ident(c), over_new(down)));
+                    body.push_str(&format!(
+                        "            NEW.{} := {};\n",
+                        ident(c),
+                        over_new(down)
+                    ));
                 }
                 body.push_str("        END IF;\n    ELSE\n");
                 for (c, up) in news {
@@ -292,7 +301,7 @@ fn checks(x: &mut Expansion, table: &Table, sync: &TableSync) {
 /// `down`, written over the final names, rewritten to the columns that hold the new values
 /// while both versions run.
 pub(crate) fn over_duplicates(down: &str, renames: &[(String, String)]) -> String {
-    renames
-        .iter()
-        .fold(down.to_string(), |e, (from, to)| rename_column(&e, from, to))
+    renames.iter().fold(down.to_string(), |e, (from, to)| {
+        rename_column(&e, from, to)
+    })
 }

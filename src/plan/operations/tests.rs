@@ -49,17 +49,30 @@ fn alter_column_type_duplicates_syncs_backfills_and_checks() {
     assert!(apply(&p, Phase::Expand).contains("ADD COLUMN total_new bigint;"));
     assert!(rollback(&p, Phase::Expand).contains("DROP COLUMN IF EXISTS total_new"));
     let dw = apply(&p, Phase::DualWrite);
-    assert!(dw.contains("BEFORE INSERT OR UPDATE OF total, total_new ON public.orders"), "{dw}");
+    assert!(
+        dw.contains("BEFORE INSERT OR UPDATE OF total, total_new ON public.orders"),
+        "{dw}"
+    );
     assert_eq!(dw.matches("CREATE TRIGGER").count(), 1);
-    assert!(dw.contains("NEW.total := (SELECT total_new / 100.0 FROM (SELECT NEW.*) AS r)"), "{dw}");
-    assert!(dw.contains("NEW.total_new := (SELECT round(total * 100) FROM (SELECT NEW.*) AS r)"), "{dw}");
-    assert!(!dw.to_uppercase().contains("UPDATE PUBLIC"), "no statement on the table: {dw}");
+    assert!(
+        dw.contains("NEW.total := (SELECT total_new / 100.0 FROM (SELECT NEW.*) AS r)"),
+        "{dw}"
+    );
+    assert!(
+        dw.contains("NEW.total_new := (SELECT round(total * 100) FROM (SELECT NEW.*) AS r)"),
+        "{dw}"
+    );
+    assert!(
+        !dw.to_uppercase().contains("UPDATE PUBLIC"),
+        "no statement on the table: {dw}"
+    );
     assert!(rollback(&p, Phase::DualWrite).contains("DROP TRIGGER IF EXISTS orders_cutover_sync"));
     let c = apply(&p, Phase::Contract);
     let (drop_trigger, drop_col, rename) = (
         c.find("DROP TRIGGER").unwrap_or(usize::MAX),
         c.find("DROP COLUMN total;").unwrap_or(usize::MAX),
-        c.find("RENAME COLUMN total_new TO total").unwrap_or(usize::MAX),
+        c.find("RENAME COLUMN total_new TO total")
+            .unwrap_or(usize::MAX),
     );
     assert!(drop_trigger < drop_col && drop_col < rename, "{c}");
     assert!(p.phase(Phase::Contract).irreversible);
@@ -75,8 +88,14 @@ fn alter_column_type_duplicates_syncs_backfills_and_checks() {
     let gate = p.gate(Phase::ReadSwitch);
     assert!(gate.checks.contains(&"orders-total_new-parity".to_string()));
     assert!(gate.probes.contains(&ProbeKind::BackfillComplete));
-    assert_eq!(p.spec.probes.hidden_readers.columns, vec!["public.orders.total"]);
-    assert_eq!(p.spec.read_switch.as_ref().map(|r| r.flag.as_str()), Some("ops.read_new"));
+    assert_eq!(
+        p.spec.probes.hidden_readers.columns,
+        vec!["public.orders.total"]
+    );
+    assert_eq!(
+        p.spec.read_switch.as_ref().map(|r| r.flag.as_str()),
+        Some("ops.read_new")
+    );
 }
 
 #[test]
@@ -100,16 +119,26 @@ nullable = false
     ));
     let dw = apply(&p, Phase::DualWrite);
     assert_eq!(dw.matches("CREATE TRIGGER").count(), 1, "{dw}");
-    assert!(dw.contains("OF total, total_new, note, remark, tax ON"), "{dw}");
+    assert!(
+        dw.contains("OF total, total_new, note, remark, tax ON"),
+        "{dw}"
+    );
     let b = p.spec.backfill.as_ref().expect("backfill");
     assert_eq!(b.set.len(), 3, "{:?}", b.set);
     assert_eq!(b.pending.matches(" OR ").count(), 2, "{}", b.pending);
-    assert!(dw.contains("ADD CONSTRAINT orders_tax_not_null CHECK (tax IS NOT NULL) NOT VALID"), "{dw}");
+    assert!(
+        dw.contains("ADD CONSTRAINT orders_tax_not_null CHECK (tax IS NOT NULL) NOT VALID"),
+        "{dw}"
+    );
     assert!(apply(&p, Phase::ReadSwitch).contains("VALIDATE CONSTRAINT orders_tax_not_null"));
     let c = apply(&p, Phase::Contract);
     assert!(c.contains("ALTER COLUMN tax SET NOT NULL;\nALTER TABLE public.orders DROP CONSTRAINT orders_tax_not_null"), "{c}");
     // The rename adds the column with the old one's type, read from the catalog.
-    assert!(apply(&p, Phase::Expand).contains("ADD COLUMN %I %s"), "{}", apply(&p, Phase::Expand));
+    assert!(
+        apply(&p, Phase::Expand).contains("ADD COLUMN %I %s"),
+        "{}",
+        apply(&p, Phase::Expand)
+    );
 }
 
 #[test]
@@ -124,7 +153,11 @@ type = "int"
 up = "0"
 "#
     ));
-    assert!(e.iter().any(|d| d.contains("ops.toml:20:9") && d.contains("one backfill pass")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|d| d.contains("ops.toml:20:9") && d.contains("one backfill pass")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -154,7 +187,10 @@ type = "int"
 "#,
     );
     let has = |at: &str, what: &str| e.iter().any(|d| d.contains(at) && d.contains(what));
-    assert!(has("ops.toml:11:6", "unknown operation `alter_colum`"), "{e:?}");
+    assert!(
+        has("ops.toml:11:6", "unknown operation `alter_colum`"),
+        "{e:?}"
+    );
     assert!(has("ops.toml:19:20", "`up`"), "{e:?}");
     assert!(!has("", "generated SQL"), "consequences stay silent: {e:?}");
     assert!(has("ops.toml:24:10", "conflicts with operation 2"), "{e:?}");
@@ -182,8 +218,16 @@ sql = "SELECT 0"
 "#
     ));
     assert_eq!(apply(&p, Phase::Contract), "SELECT 1;");
-    assert_eq!(p.spec.backfill.as_ref().map(|b| b.pending.as_str()), Some("total_new IS NULL"));
-    let parity: Vec<_> = p.spec.checks.iter().filter(|c| c.name == "orders-total_new-parity").collect();
+    assert_eq!(
+        p.spec.backfill.as_ref().map(|b| b.pending.as_str()),
+        Some("total_new IS NULL")
+    );
+    let parity: Vec<_> = p
+        .spec
+        .checks
+        .iter()
+        .filter(|c| c.name == "orders-total_new-parity")
+        .collect();
     assert_eq!(parity.len(), 1);
     assert!(matches!(parity[0].kind, CheckKind::Invariant { .. }));
     assert!(apply(&p, Phase::Expand).contains("total_new"));
@@ -220,15 +264,24 @@ comment = "order code"
     );
     let e = apply(&p, Phase::Expand);
     assert!(e.contains("CREATE INDEX CONCURRENTLY orders_placed_idx ON public.orders (placed_at) WHERE placed_at IS NOT NULL;"), "{e}");
-    assert!(e.contains("CREATE UNIQUE INDEX CONCURRENTLY orders_code_key ON public.orders (code);"), "{e}");
+    assert!(
+        e.contains("CREATE UNIQUE INDEX CONCURRENTLY orders_code_key ON public.orders (code);"),
+        "{e}"
+    );
     assert!(e.contains("SET DEFAULT 'x'"), "{e}");
     let dw = apply(&p, Phase::DualWrite);
     assert!(dw.contains("FOREIGN KEY (customer_id) REFERENCES public.customers (id) ON DELETE CASCADE NOT VALID"), "{dw}");
     assert!(dw.contains("CHECK (length(code) < 20) NOT VALID"), "{dw}");
     let rs = apply(&p, Phase::ReadSwitch);
-    assert!(rs.contains("VALIDATE CONSTRAINT orders_customer_fk") && rs.contains("VALIDATE CONSTRAINT orders_code_len"), "{rs}");
-    assert!(apply(&p, Phase::Contract).contains("ADD CONSTRAINT orders_code_key UNIQUE USING INDEX orders_code_key"));
-    assert!(rollback(&p, Phase::Expand).contains("DROP INDEX CONCURRENTLY IF EXISTS public.orders_placed_idx"));
+    assert!(
+        rs.contains("VALIDATE CONSTRAINT orders_customer_fk")
+            && rs.contains("VALIDATE CONSTRAINT orders_code_len"),
+        "{rs}"
+    );
+    assert!(apply(&p, Phase::Contract)
+        .contains("ADD CONSTRAINT orders_code_key UNIQUE USING INDEX orders_code_key"));
+    assert!(rollback(&p, Phase::Expand)
+        .contains("DROP INDEX CONCURRENTLY IF EXISTS public.orders_placed_idx"));
     assert!(p.spec.backfill.is_none());
 }
 
@@ -256,7 +309,10 @@ default = "false"
     assert!(e.contains("ADD COLUMN flag boolean DEFAULT false;"), "{e}");
     let b = p.spec.backfill.as_ref().expect("backfill");
     assert_eq!(b.pending, "token IS NULL");
-    assert!(!apply(&p, Phase::DualWrite).contains("token"), "no trigger for a default alone");
+    assert!(
+        !apply(&p, Phase::DualWrite).contains("token"),
+        "no trigger for a default alone"
+    );
 }
 
 #[test]
@@ -315,7 +371,10 @@ to = "tags_label_unique"
 "#,
     );
     let dw = apply(&p, Phase::DualWrite);
-    assert!(dw.contains("NEW.full_name := (SELECT first_name || ' ' || last_name"), "{dw}");
+    assert!(
+        dw.contains("NEW.full_name := (SELECT first_name || ' ' || last_name"),
+        "{dw}"
+    );
     assert!(dw.contains("IF NEW.legacy IS NULL THEN"), "{dw}");
     assert!(dw.contains("SELECT 1"), "{dw}");
     let e = apply(&p, Phase::Expand);
@@ -323,9 +382,17 @@ to = "tags_label_unique"
     assert!(e.contains("PRIMARY KEY (id)"), "{e}");
     assert!(e.contains("ALTER TABLE public.notes RENAME TO memos;\nCREATE VIEW public.notes AS SELECT * FROM public.memos;"), "{e}");
     assert!(e.contains("REPLICA IDENTITY FULL"), "{e}");
-    assert!(e.contains("RENAME CONSTRAINT tags_label_key TO tags_label_unique"), "{e}");
+    assert!(
+        e.contains("RENAME CONSTRAINT tags_label_key TO tags_label_unique"),
+        "{e}"
+    );
     let c = apply(&p, Phase::Contract);
-    for s in ["DROP COLUMN full_name", "DROP COLUMN legacy", "DROP VIEW public.notes", "DROP INDEX CONCURRENTLY IF EXISTS public.old_idx"] {
+    for s in [
+        "DROP COLUMN full_name",
+        "DROP COLUMN legacy",
+        "DROP VIEW public.notes",
+        "DROP INDEX CONCURRENTLY IF EXISTS public.old_idx",
+    ] {
         assert!(c.contains(s), "{s}: {c}");
     }
     assert_eq!(p.spec.backfill.as_ref().map(|b| b.set.len()), Some(2));
@@ -355,5 +422,9 @@ column = "c"
 type = "big int)"
 "#,
     );
-    assert!(e.iter().any(|d| d.contains("ops.toml:14:") && d.contains("type")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|d| d.contains("ops.toml:14:") && d.contains("type")),
+        "{e:?}"
+    );
 }
