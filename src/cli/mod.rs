@@ -11,6 +11,7 @@ mod engine;
 mod evidence;
 mod foundation;
 mod notify;
+mod ops;
 mod tui;
 
 use std::process::ExitCode;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Benchmarks.
     #[command(flatten)]
     Bench(bench::Command),
+    /// Plan dry run and authoring; the headless run.
+    #[command(flatten)]
+    Ops(ops::Command),
 }
 
 impl Command {
@@ -196,6 +200,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify(c) => notify::run(c, &ctx).await,
         Command::Tui(c) => tui::run(c, &ctx).await,
         Command::Bench(c) => bench::run(c, &ctx).await,
+        Command::Ops(c) => ops::run(c, &ctx).await,
     };
     drop(recorder);
     // What this process did, for the error budget of other and later processes.

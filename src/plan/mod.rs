@@ -11,6 +11,7 @@ mod fields;
 mod load;
 pub mod notify;
 pub mod operations;
+pub mod show;
 mod source;
 mod strings;
 mod validate;

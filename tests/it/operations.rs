@@ -314,3 +314,114 @@ async fn example_operation_plans_validate_against_the_demo_schema() {
         text(&o)
     );
 }
+
+/// `cutover run` applies phases while their gates pass (checks and the backfill run on the way)
+/// and stops at the first gate that does not, exit 2 with its blocker; it never overrides.
+#[tokio::test]
+async fn run_goes_as_far_as_the_gates_allow() {
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE TABLE public.items (id bigserial PRIMARY KEY, price numeric(10,2) NOT NULL);
+         INSERT INTO public.items (price) SELECT g / 4.0 FROM generate_series(1, 200) g;",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_plan(
+        dir.path(),
+        r#"
+[[operations]]
+op = "alter_column"
+table = "public.items"
+column = "price"
+name = "price_cents"
+type = "bigint"
+up = "round(price * 100)::bigint"
+down = "price_cents / 100.0"
+
+[gates.contract]
+signoffs = ["lead"]
+"#,
+    );
+    let plan = path.to_str().expect("utf-8 path");
+    let o = cutover(&db.url, &["run", plan, "--through", "dual_write"]).await;
+    ok(&o, "run --through dual_write");
+    assert!(text(&o).contains("stopped before backfill"), "{}", text(&o));
+    let o = cutover(&db.url, &["run", plan]).await;
+    assert_eq!(code(&o), 2, "blocked at contract:\n{}", text(&o));
+    assert!(text(&o).contains("lead"), "{}", text(&o));
+    let c = db.client().await;
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM public.items WHERE price_cents IS DISTINCT FROM round(price * 100)::bigint").await,
+        0
+    );
+    ok(
+        &cutover(
+            &db.url,
+            &["signoff", plan, "--gate", "contract", "--role", "lead"],
+        )
+        .await,
+        "signoff",
+    );
+    ok(&cutover(&db.url, &["run", plan]).await, "run to the end");
+    assert!(
+        truth(
+            &c,
+            "SELECT NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'price')"
+        )
+        .await
+    );
+}
+
+/// `plan show` lists the generated statements with their locks; `plan new` writes a plan that
+/// validates.
+#[tokio::test]
+async fn plan_show_and_plan_new() {
+    let o = cutover(
+        "",
+        &["plan", "show", "plans/accounts-balance-cents.ops.toml"],
+    )
+    .await;
+    ok(&o, "plan show");
+    assert!(
+        text(&o).contains("lock SHARE UPDATE EXCLUSIVE on public.accounts"),
+        "{}",
+        text(&o)
+    );
+    let o = cutover(
+        "",
+        &["plan", "show", "--json", "plans/orders-rekey-uuid.toml"],
+    )
+    .await;
+    ok(&o, "plan show --json");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["phases"].as_array().map(Vec::len), Some(5));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("new.toml");
+    let o = cutover(
+        "",
+        &[
+            "plan",
+            "new",
+            "alter-column",
+            "--table",
+            "public.orders",
+            "--column",
+            "total",
+            "--type",
+            "bigint",
+            "--up",
+            "round(total*100)",
+            "--down",
+            "total/100.0",
+            "--lead",
+            "postgres",
+            "--output",
+            out.to_str().expect("utf-8"),
+        ],
+    )
+    .await;
+    ok(&o, "plan new");
+    Plan::load(&out).unwrap_or_else(|e| panic!("{e}"));
+    let o = cutover("", &["plan", "new", "alter-colum", "--table", "t"]).await;
+    assert_eq!(code(&o), 2, "{}", text(&o));
+}

@@ -18,6 +18,7 @@ mod idents;
 pub mod locks;
 mod schema;
 mod sync;
+pub mod template;
 
 use std::collections::BTreeMap;
 
@@ -169,6 +170,15 @@ pub struct ColumnDef {
 pub struct Origins {
     /// Generated plan paths (prefixes) and the operation that produced each.
     pub paths: Vec<(Vec<Seg>, usize)>,
+    /// Phases whose `apply` was generated (not written by hand).
+    pub phases: Vec<Phase>,
+}
+
+impl Origins {
+    /// True when `phase`'s SQL was generated from operations.
+    pub fn generated(&self, phase: Phase) -> bool {
+        self.phases.contains(&phase)
+    }
 }
 
 /// A piece of SQL an operation adds to a phase.
@@ -422,6 +432,7 @@ pub fn expand(spec: &mut PlanSpec, source: &str) -> Vec<Problem> {
         let own = phases_mut(&mut spec.phases, phase);
         if !w.phase_key(phase, "apply") {
             own.apply = generated.apply;
+            origins.phases.push(phase);
         }
         if !w.phase_key(phase, "rollback") && !w.phase_key(phase, "irreversible") {
             own.rollback = generated.rollback;
