@@ -44,7 +44,7 @@ pub enum PlanAction {
     },
     /// Write a commented plan around one operation (e.g. `alter-column --table public.orders
     /// --column total --type bigint --up "round(total*100)" --down "total/100.0"`).
-    New(NewArgs),
+    New(Box<NewArgs>),
 }
 
 /// Flags of `plan new`; each becomes the operation field of the same name.
@@ -127,7 +127,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         Command::Plan {
             action: PlanAction::New(args),
-        } => new_plan(args),
+        } => new_plan(*args),
         Command::Run { plan, through } => headless(ctx, plan, through).await,
     }
 }
