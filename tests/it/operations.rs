@@ -290,6 +290,41 @@ down = "first_name || ' ' || last_name"
     .await;
 }
 
+#[tokio::test]
+async fn move_column_keeps_both_tables_in_step() {
+    lifecycle(Case {
+        schema: "CREATE TABLE public.users (id bigserial PRIMARY KEY, bio text);
+                 CREATE TABLE public.profiles (id bigserial PRIMARY KEY,
+                     user_id bigint NOT NULL REFERENCES public.users (id));
+                 INSERT INTO public.users (bio) SELECT 'bio ' || g FROM generate_series(1, 200) g;
+                 INSERT INTO public.profiles (user_id) SELECT id FROM public.users;",
+        ops: r#"
+[[operations]]
+op = "move_column"
+table = "public.users"
+column = "bio"
+type = "text"
+to_table = "public.profiles"
+join = "user_id"
+"#,
+        old_writer: "UPDATE public.users SET bio = bio || '+' WHERE id % 5 = 0;
+                     INSERT INTO public.users (bio) VALUES ('old');
+                     INSERT INTO public.profiles (user_id) SELECT max(id) FROM public.users;",
+        new_writer: "UPDATE public.profiles SET bio = 'new bio' WHERE user_id = 1;
+                     INSERT INTO public.users DEFAULT VALUES;
+                     INSERT INTO public.profiles (user_id, bio) SELECT max(id), 'fresh' FROM public.users;",
+        parity: "SELECT count(*) FROM public.profiles p JOIN public.users u ON u.id = p.user_id
+                  WHERE p.bio IS DISTINCT FROM u.bio",
+        kept: "SELECT (SELECT bio = 'new bio' FROM public.users WHERE id = 1)
+                  AND EXISTS (SELECT 1 FROM public.users WHERE bio = 'fresh')",
+        final_shape: "SELECT NOT EXISTS (SELECT 1 FROM information_schema.columns
+                                       WHERE table_name = 'users' AND column_name = 'bio')
+                  AND (SELECT bio = 'new bio' FROM public.profiles WHERE user_id = 1)",
+        table: "public.profiles",
+    })
+    .await;
+}
+
 /// The operation-based example plans pass `validate` against the demo schema, catalog included.
 #[tokio::test]
 async fn example_operation_plans_validate_against_the_demo_schema() {

@@ -16,6 +16,7 @@
 mod columns;
 mod idents;
 pub mod locks;
+mod moves;
 mod schema;
 mod sync;
 pub mod template;
@@ -84,6 +85,12 @@ pub struct OperationSpec {
     pub index: Option<String>,
     /// Phase of a raw `sql` operation (default `expand`).
     pub phase: Option<Phase>,
+    /// `move_column`: the table the column moves to.
+    pub to_table: Option<String>,
+    /// `move_column`: the column of `to_table` that holds the source's key.
+    pub join: Option<String>,
+    /// `move_column`: key columns of `to_table` (default `["id"]`).
+    pub to_key: Option<Vec<String>>,
 }
 
 /// `unique = true` or `unique = { name = "…" }`.
@@ -347,12 +354,13 @@ pub(crate) fn generate(spec: &PlanSpec) -> Expansion {
             "rename_constraint" => schema::rename_constraint(&mut x, i, op),
             "set_replica_identity" => schema::set_replica_identity(&mut x, i, op),
             "sql" => schema::raw_sql(&mut x, i, op),
+            "move_column" => moves::move_column(&mut x, i, op),
             other => {
                 let path = vec![Seg::from("operations"), Seg::Index(i), Seg::from("op")];
                 x.problems.push(Problem::new(
                     path,
                     format!("unknown operation `{other}`"),
-                    Some(format!("use one of {}", OPERATIONS[..16].join(", "))),
+                    Some(format!("use one of {}", OPERATIONS.join(", "))),
                 ));
             }
         }

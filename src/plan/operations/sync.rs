@@ -38,12 +38,19 @@ pub(crate) enum Group {
         downs: Vec<(String, String)>,
         op: usize,
     },
+    /// `col` holds `expr` (another table's value); kept by triggers of its own (`move_column`),
+    /// here only backfilled and checked.
+    Copy {
+        col: String,
+        expr: String,
+        op: usize,
+    },
 }
 
 impl Group {
     fn op(&self) -> usize {
         match self {
-            Group::Fill { op, .. } | Group::Pair { op, .. } => *op,
+            Group::Fill { op, .. } | Group::Pair { op, .. } | Group::Copy { op, .. } => *op,
         }
     }
 }
@@ -72,7 +79,8 @@ impl Syncs {
     pub(crate) fn generate(self, x: &mut Expansion) {
         for (table, sync) in &self.0 {
             checks(x, table, sync);
-            let in_trigger = |g: &&Group| !matches!(g, Group::Fill { trigger: false, .. });
+            let in_trigger =
+                |g: &&Group| !matches!(g, Group::Fill { trigger: false, .. } | Group::Copy { .. });
             let Some(first) = sync.groups.iter().find(in_trigger).map(Group::op) else {
                 continue;
             };
@@ -120,7 +128,7 @@ impl Syncs {
 fn needs_backfill(g: &Group) -> bool {
     match g {
         Group::Fill { backfill, .. } => *backfill,
-        Group::Pair { .. } => true,
+        Group::Pair { .. } | Group::Copy { .. } => true,
     }
 }
 
@@ -150,7 +158,7 @@ fn trigger(table: &Table, groups: &[Group]) -> (String, String) {
     let mut cols: Vec<String> = Vec::new();
     for g in groups {
         match g {
-            Group::Fill { trigger: false, .. } => {}
+            Group::Fill { trigger: false, .. } | Group::Copy { .. } => {}
             Group::Fill { col, expr, .. } => {
                 let c = ident(col);
                 body.push_str(&format!(
@@ -231,6 +239,10 @@ fn backfill(table: &Table, sync: &TableSync) -> BackfillSpec {
                     pending.push(format!("{} IS DISTINCT FROM ({up})", ident(c)));
                 }
             }
+            Group::Copy { col, expr, .. } => {
+                set.insert(col.clone(), expr.clone());
+                pending.push(format!("{} IS DISTINCT FROM ({expr})", ident(col)));
+            }
             Group::Fill { .. } => {}
         }
     }
@@ -254,6 +266,7 @@ fn checks(x: &mut Expansion, table: &Table, sync: &TableSync) {
     for g in &sync.groups {
         let (cols, op): (Vec<(String, String)>, usize) = match g {
             Group::Pair { news, op, .. } => (news.clone(), *op),
+            Group::Copy { col, expr, op } => (vec![(col.clone(), expr.clone())], *op),
             Group::Fill {
                 col,
                 backfill: true,

@@ -22,7 +22,7 @@ pub fn render(new: &NewPlan) -> Result<String, String> {
         return Err(format!(
             "unknown operation `{}`: use one of {}",
             new.op,
-            OPERATIONS[..16].join(", ").replace('_', "-")
+            OPERATIONS.join(", ").replace('_', "-")
         ));
     }
     let get = |k: &str| {

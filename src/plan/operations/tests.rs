@@ -428,3 +428,35 @@ type = "big int)"
         "{e:?}"
     );
 }
+
+#[test]
+fn move_column_syncs_across_tables_without_loops() {
+    let p = plan(
+        r#"
+[[operations]]
+op = "move_column"
+table = "public.users"
+column = "bio"
+type = "text"
+to_table = "public.profiles"
+join = "user_id"
+"#,
+    );
+    let dw = apply(&p, Phase::DualWrite);
+    assert_eq!(dw.matches("pg_trigger_depth()").count(), 2, "{dw}");
+    assert!(
+        dw.contains("AFTER INSERT OR UPDATE OF bio ON public.users"),
+        "{dw}"
+    );
+    assert!(
+        dw.contains("BEFORE INSERT OR UPDATE OF bio, user_id ON public.profiles"),
+        "{dw}"
+    );
+    let b = p.spec.backfill.as_ref().expect("backfill");
+    assert_eq!(b.table, "public.profiles");
+    assert_eq!(
+        b.set["bio"],
+        "(SELECT s.bio FROM public.users AS s WHERE s.id = profiles.user_id)"
+    );
+    assert!(apply(&p, Phase::Contract).contains("ALTER TABLE public.users DROP COLUMN bio;"));
+}
