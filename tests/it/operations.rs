@@ -325,6 +325,89 @@ join = "user_id"
     .await;
 }
 
+#[tokio::test]
+async fn schema_operations_and_in_place_constraints() {
+    lifecycle(Case {
+        schema: "CREATE TABLE public.owners (id bigint PRIMARY KEY);
+                 INSERT INTO public.owners SELECT generate_series(1, 10);
+                 CREATE TABLE public.tickets (id bigserial PRIMARY KEY, code text,
+                     owner_id bigint, legacy text NOT NULL,
+                     CONSTRAINT tickets_code_chk CHECK (code <> 'bad'));
+                 CREATE INDEX tickets_legacy_idx ON public.tickets (legacy);
+                 INSERT INTO public.tickets (code, owner_id, legacy)
+                 SELECT CASE WHEN g % 3 = 0 THEN NULL ELSE 'c' || g END, g % 10 + 1, 'l'
+                   FROM generate_series(1, 300) g;
+                 CREATE TABLE public.notes (id bigserial PRIMARY KEY, body text);
+                 INSERT INTO public.notes (body) VALUES ('first');",
+        ops: r#"
+[[operations]]
+op = "alter_column"
+table = "public.tickets"
+column = "code"
+nullable = false
+up = "coalesce(code, 'gen-' || id)"
+unique = { name = "tickets_code_key" }
+
+[[operations]]
+op = "alter_column"
+table = "public.tickets"
+column = "owner_id"
+references = { name = "tickets_owner_fk", table = "public.owners", column = "id" }
+
+[[operations]]
+op = "drop_column"
+table = "public.tickets"
+column = "legacy"
+down = "'filled'"
+
+[[operations]]
+op = "create_table"
+table = "public.labels"
+columns = [{ name = "id", type = "bigint", pk = true }, { name = "name", type = "text" }]
+
+[[operations]]
+op = "rename_table"
+from = "public.notes"
+to = "public.memos"
+
+[[operations]]
+op = "set_replica_identity"
+table = "public.tickets"
+identity = "full"
+
+[[operations]]
+op = "rename_constraint"
+table = "public.tickets"
+from = "tickets_code_chk"
+to = "tickets_code_not_bad"
+
+[[operations]]
+op = "drop_index"
+name = "tickets_legacy_idx"
+"#,
+        old_writer: "INSERT INTO public.tickets (code, owner_id, legacy)
+                       SELECT NULL, 1, 'old' FROM generate_series(1, 3);
+                     INSERT INTO public.notes (body) VALUES ('old');",
+        new_writer: "INSERT INTO public.tickets (code, owner_id) VALUES ('new-' || clock_timestamp(), 2);
+                     INSERT INTO public.memos (body) VALUES ('new');",
+        parity: "SELECT count(*) FROM public.tickets WHERE code IS NULL",
+        kept: "SELECT EXISTS (SELECT 1 FROM public.tickets WHERE legacy = 'filled')
+                  AND EXISTS (SELECT 1 FROM public.notes WHERE body = 'new')",
+        final_shape: "SELECT (SELECT string_agg(column_name || ':' || is_nullable, ',' ORDER BY column_name)
+                         FROM information_schema.columns WHERE table_name = 'tickets')
+                      = 'code:NO,id:NO,owner_id:YES'
+                  AND (SELECT convalidated FROM pg_constraint WHERE conname = 'tickets_owner_fk')
+                  AND (SELECT contype = 'u' FROM pg_constraint WHERE conname = 'tickets_code_key')
+                  AND EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'tickets_code_not_bad')
+                  AND to_regclass('public.notes') IS NULL AND to_regclass('public.memos') IS NOT NULL
+                  AND to_regclass('public.labels') IS NOT NULL
+                  AND to_regclass('public.tickets_legacy_idx') IS NULL
+                  AND (SELECT relreplident = 'f' FROM pg_class WHERE oid = 'public.tickets'::regclass)",
+        table: "public.tickets",
+    })
+    .await;
+}
+
 /// The operation-based example plans pass `validate` against the demo schema, catalog included.
 #[tokio::test]
 async fn example_operation_plans_validate_against_the_demo_schema() {
