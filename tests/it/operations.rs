@@ -427,7 +427,7 @@ async fn example_operation_plans_validate_against_the_demo_schema() {
     let o = cutover(&db.url, &["validate", path.to_str().expect("utf-8")]).await;
     assert_eq!(code(&o), 2, "{}", text(&o));
     assert!(
-        text(&o).contains("bad.toml:9:1") && text(&o).contains("type \"bigintt\" does not exist"),
+        text(&o).contains("bad.toml:13:8") && text(&o).contains("type \"bigintt\" does not exist"),
         "{}",
         text(&o)
     );

@@ -562,6 +562,10 @@ pub fn attribute(spec: &PlanSpec, problems: Vec<Problem>, reported: &[Problem]) 
                     p.message
                 );
                 p.path = vec![Seg::from("operations"), Seg::Index(*op)];
+                // An unknown type is the operation's `type`.
+                if p.message.contains("type \"") && p.message.contains("does not exist") {
+                    p.path.push(Seg::from("type"));
+                }
                 p.at = None;
             }
             Some(p)
