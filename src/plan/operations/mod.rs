@@ -11,7 +11,7 @@
 //! generated check of the same name; `[gates.<phase>]` written by hand is kept as written
 //! (generated checks only join gates the plan does not write). Within a phase the generated SQL
 //! runs in operation order, schema changes first, then sync triggers, then constraints; rollbacks
-//! run in reverse. See `plans/README.md` for every operation and its phases.
+//! run in reverse. The README's "Plans from operations" lists every operation and its phases.
 
 mod columns;
 mod idents;
