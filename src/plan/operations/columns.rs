@@ -328,7 +328,7 @@ pub(crate) fn unique(x: &mut Expansion, i: usize, t: &Table, name: &str, cols: &
         Phase::Expand,
         Stage::Constraint,
         format!(
-            "CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ({cols});",
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({cols});",
             ident(name),
             t.sql()
         ),

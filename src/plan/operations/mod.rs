@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{Problem, Seg};
-use super::{BackfillSpec, CheckSpec, Phase, PhaseSpec, PlanSpec, ProbeKind, ReadSwitchSpec};
+use super::{
+    BackfillSpec, CheckSpec, LintAck, Phase, PhaseSpec, PlanSpec, ProbeKind, ReadSwitchSpec,
+};
 use crate::sql;
 
 /// One `[[operations]]` entry. Which fields an operation needs depends on `op`; unused fields
@@ -216,6 +218,8 @@ pub(crate) struct Expansion {
     pub(crate) checks: Vec<(CheckSpec, usize)>,
     pub(crate) hidden: Vec<String>,
     pub(crate) backfill: Option<(BackfillSpec, usize)>,
+    /// Lint findings an operation asks for by its nature (a rename renames).
+    pub(crate) acks: Vec<LintAck>,
     pub(crate) problems: Vec<Problem>,
     /// (table, column) → the operation that changes it.
     touched: BTreeMap<(String, String), usize>,
@@ -478,6 +482,15 @@ pub fn expand(spec: &mut PlanSpec, source: &str) -> Vec<Problem> {
         gate.checks.extend(added);
         if spec.backfill.is_some() && !gate.probes.contains(&ProbeKind::BackfillComplete) {
             gate.probes.push(ProbeKind::BackfillComplete);
+        }
+    }
+    for ack in &x.acks {
+        let lint = &mut spec.probes.lint.acknowledge;
+        if !lint
+            .iter()
+            .any(|a| a.rule == ack.rule && a.phase == ack.phase)
+        {
+            lint.push(ack.clone());
         }
     }
     for c in &x.hidden {

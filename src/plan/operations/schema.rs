@@ -152,6 +152,14 @@ pub(crate) fn rename_table(x: &mut Expansion, i: usize, op: &OperationSpec) {
         format!("DROP VIEW {};", f.sql()),
         String::new(),
     );
+    x.acks.push(crate::plan::LintAck {
+        rule: "renaming-table".into(),
+        phase: Phase::Expand,
+        reason: format!(
+            "operation {} (`rename_table`): the old name stays as an updatable view until contract",
+            i + 1
+        ),
+    });
 }
 
 /// `create_index`: built `CONCURRENTLY` in `expand` (an INVALID leftover of an interrupted build
@@ -182,7 +190,7 @@ pub(crate) fn create_index(x: &mut Expansion, i: usize, op: &OperationSpec) {
         Phase::Expand,
         Stage::Constraint,
         format!(
-            "CREATE {}INDEX CONCURRENTLY {} ON {}{method} ({}){predicate};",
+            "CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {}{method} ({}){predicate};",
             if is_unique { "UNIQUE " } else { "" },
             ident(name),
             t.sql(),
@@ -306,6 +314,11 @@ pub(crate) fn rename_constraint(x: &mut Expansion, i: usize, op: &OperationSpec)
         rename(from, to),
         rename(to, from),
     );
+    x.acks.push(crate::plan::LintAck {
+        rule: "renaming-object".into(),
+        phase: Phase::Expand,
+        reason: format!("operation {} (`rename_constraint`) asks for it", i + 1),
+    });
 }
 
 /// `set_replica_identity`: set in `expand`; the rollback restores `DEFAULT`.

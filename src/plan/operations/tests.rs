@@ -263,9 +263,9 @@ comment = "order code"
 "#,
     );
     let e = apply(&p, Phase::Expand);
-    assert!(e.contains("CREATE INDEX CONCURRENTLY orders_placed_idx ON public.orders (placed_at) WHERE placed_at IS NOT NULL;"), "{e}");
+    assert!(e.contains("CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_placed_idx ON public.orders (placed_at) WHERE placed_at IS NOT NULL;"), "{e}");
     assert!(
-        e.contains("CREATE UNIQUE INDEX CONCURRENTLY orders_code_key ON public.orders (code);"),
+        e.contains("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS orders_code_key ON public.orders (code);"),
         "{e}"
     );
     assert!(e.contains("SET DEFAULT 'x'"), "{e}");
