@@ -387,18 +387,33 @@ to = "tickets_code_not_bad"
 [[operations]]
 op = "drop_index"
 name = "tickets_legacy_idx"
+
+[[operations]]
+op = "add_column"
+table = "public.tickets"
+column = "token"
+type = "uuid"
+default = "gen_random_uuid()"
+
+[[operations]]
+op = "create_constraint"
+table = "public.tickets"
+name = "tickets_owner_id_key"
+type = "unique"
+columns = ["owner_id", "id"]
 "#,
         old_writer: "INSERT INTO public.tickets (code, owner_id, legacy)
                        SELECT NULL, 1, 'old' FROM generate_series(1, 3);
                      INSERT INTO public.notes (body) VALUES ('old');",
         new_writer: "INSERT INTO public.tickets (code, owner_id) VALUES ('new-' || clock_timestamp(), 2);
                      INSERT INTO public.memos (body) VALUES ('new');",
-        parity: "SELECT count(*) FROM public.tickets WHERE code IS NULL",
+        parity: "SELECT count(*) FROM public.tickets WHERE code IS NULL OR token IS NULL",
         kept: "SELECT EXISTS (SELECT 1 FROM public.tickets WHERE legacy = 'filled')
                   AND EXISTS (SELECT 1 FROM public.notes WHERE body = 'new')",
         final_shape: "SELECT (SELECT string_agg(column_name || ':' || is_nullable, ',' ORDER BY column_name)
                          FROM information_schema.columns WHERE table_name = 'tickets')
-                      = 'code:NO,id:NO,owner_id:YES'
+                      = 'code:NO,id:NO,owner_id:YES,token:YES'
+                  AND (SELECT contype = 'u' FROM pg_constraint WHERE conname = 'tickets_owner_id_key')
                   AND (SELECT convalidated FROM pg_constraint WHERE conname = 'tickets_owner_fk')
                   AND (SELECT contype = 'u' FROM pg_constraint WHERE conname = 'tickets_code_key')
                   AND EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'tickets_code_not_bad')
