@@ -123,7 +123,7 @@ async fn validate(paths: &[PathBuf], offline: bool, ctx: &Context) -> anyhow::Re
             let problems = catalog::check_plan(client, &plan, control).await?;
             if !problems.is_empty() {
                 failed += 1;
-                for p in problems {
+                for p in crate::plan::operations::attribute(&plan.spec, problems, &[]) {
                     eprintln!("{}", diagnostic::locate(&plan.path, &plan.source, p));
                 }
                 continue;

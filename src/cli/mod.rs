@@ -12,6 +12,7 @@ mod engine;
 mod evidence;
 mod foundation;
 mod notify;
+mod ops;
 mod rehearse;
 mod rollback;
 mod shared;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Benchmarks.
     #[command(flatten)]
     Bench(bench::Command),
+    /// Plan dry run and authoring; the headless run.
+    #[command(flatten)]
+    Ops(ops::Command),
 }
 
 impl Command {
@@ -220,6 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify(c) => notify::run(c, &ctx).await,
         Command::Tui(c) => tui::run(c, &ctx).await,
         Command::Bench(c) => bench::run(c, &ctx).await,
+        Command::Ops(c) => ops::run(c, &ctx).await,
     };
     recorder.finish().await;
     result

@@ -69,6 +69,7 @@ pub fn structure(file: &str, source: &str) -> Structure {
         stand_ins: Vec::new(),
         silenced: Vec::new(),
     };
+    super::operations::fill_phases(&mut doc, root_span.start..root_span.start);
     let names = check_names(&doc);
     reshape_checks(&mut doc, &names, &mut repairs, &mut out);
     for _ in 0..MAX_REPAIRS {

@@ -11,6 +11,8 @@ mod fields;
 mod load;
 mod names;
 pub mod notify;
+pub mod operations;
+pub mod show;
 mod source;
 mod strings;
 mod validate;
@@ -139,13 +141,13 @@ impl Plan {
         if !syntax.is_empty() {
             return Err(PlanError::Invalid(syntax));
         }
-        let structure = load::structure(path, source);
+        let mut structure = load::structure(path, source);
         let mut diags = structure.diagnostics;
-        if let Some(spec) = &structure.spec {
-            let problems: Vec<diagnostic::Problem> = validate::validate(spec)
-                .into_iter()
-                .filter(|p| !structure.repaired.iter().any(|r| related(r, &p.path)))
-                .collect();
+        if let Some(spec) = &mut structure.spec {
+            let mut problems = operations::expand(spec, source);
+            let generated = operations::attribute(spec, validate::validate(spec), &problems);
+            problems.extend(generated);
+            problems.retain(|p| !structure.repaired.iter().any(|r| related(r, &p.path)));
             diags.extend(diagnostic::locate_all(path, source, problems));
         }
         match structure.spec {
@@ -274,6 +276,12 @@ pub struct PlanSpec {
     /// Who hears about what: webhooks and exec hooks (see [`notify`]).
     #[serde(default)]
     pub notify: Vec<NotifySpec>,
+    /// Declarative schema changes, expanded into the parts above at load (see [`operations`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<operations::OperationSpec>,
+    /// Which operation generated which part (filled at load).
+    #[serde(skip)]
+    pub origins: operations::Origins,
 }
 
 /// Statement and lock timeouts, and how long the lock-safe DDL runner retries.

@@ -9,6 +9,7 @@ mod engine;
 mod evidence;
 mod foundation;
 mod notify;
+mod operations;
 mod plan;
 mod read_only;
 mod rollback;
