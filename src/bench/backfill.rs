@@ -80,6 +80,7 @@ const COPIES: [(&str, bool); 4] = [
     ("copy_u2", false),
 ];
 
+#[expect(clippy::too_many_lines, reason = "the bench helper splits this")]
 async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     let rows = u64::from(SCALE) * 100_000;
     let pgbench = pgbench_path();

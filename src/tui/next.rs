@@ -97,6 +97,7 @@ fn worded(step: NextStep, viewer: Viewer) -> NextStep {
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "the TUI helper splits this")]
 fn step(plan: &Plan, s: &Snapshot, me: &[String]) -> NextStep {
     if !s.status.registered {
         return wait("wait: the migration is being registered (an operator's TUI does it)");
