@@ -11,7 +11,7 @@
 //! and a block left open when the connection closes.
 //!
 //! The wrapper sits on the socket (plaintext TCP and unix sockets) and, when the connection is
-//! encrypted, on the decrypted TLS stream ([`TallyingConnector`]): the socket's wrapper stops
+//! encrypted, on the decrypted TLS stream (`TallyingConnector`): the socket's wrapper stops
 //! reading once the server accepts TLS, and the one above the TLS session counts instead.
 //!
 //! The counts are process-wide, per server and database ([`Counters`]). Recording them where

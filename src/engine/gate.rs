@@ -1,6 +1,6 @@
 //! Evaluating a gate live, for `advance`, `override` and `cutover probe`: run the gate's probes
 //! now (each result is recorded), load the [`Facts`] and judge them with
-//! [`rules::gate::evaluate`](crate::rules::gate::evaluate) — the same rule every view uses.
+//! [`crate::rules::gate::evaluate`] — the same rule every view uses.
 
 use chrono::Utc;
 use tokio_postgres::Client;

@@ -242,7 +242,7 @@ fn override_in_force(facts: &Facts, sha: &str, phase: Phase) -> Option<OverrideI
         })
 }
 
-/// Whether an override is still unused (for listings): see [`override_in_force`].
+/// Whether an override is still unused (for listings): see `override_in_force`.
 pub fn override_unconsumed(facts: &Facts, gate: Phase, at: DateTime<Utc>) -> bool {
     facts
         .entered(gate, PhaseState::Applied)

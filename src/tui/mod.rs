@@ -1,6 +1,6 @@
 //! The full-screen command center.
 //!
-//! Architecture: the [`worker`](crate::worker) task owns every database connection and sends
+//! Architecture: the [`crate::worker`] task owns every database connection and sends
 //! snapshots and action results over a channel; this module owns the terminal. The event loop
 //! waits on crossterm's `EventStream`, the worker channel, a slow tick and signals — it never
 //! awaits the database — and redraws from [`App::view`] with [`draw`], a pure function of the
