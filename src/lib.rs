@@ -18,7 +18,7 @@
 //! - [`worker`] — the async task that owns connections and feeds the TUI;
 //! - [`tui`] — the full-screen command center (one file per pane);
 //! - [`demo`] — `cutover demo`: throwaway cluster, seeded schema, workload, TUI;
-//! - [`bench`] — benchmarks that print measured ratios;
+//! - [`bench`](mod@bench) — benchmarks that print measured ratios;
 //! - [`cli`] — the headless commands; every TUI action has one.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::too_many_lines))]
