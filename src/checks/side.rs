@@ -395,7 +395,10 @@ impl Side<'_> {
     }
 
     /// Canonical key text, row hash and key bound of the rows in `range`.
-    pub(super) async fn light_rows(&self, range: &Range) -> Result<Vec<(String, i64, Bound)>, CheckError> {
+    pub(super) async fn light_rows(
+        &self,
+        range: &Range,
+    ) -> Result<Vec<(String, i64, Bound)>, CheckError> {
         let width = self.key.exprs.len();
         // A single-column key's canonical text is its bound; composite keys read both.
         let bound_texts = if width == 1 {
