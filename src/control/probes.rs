@@ -114,36 +114,3 @@ pub async fn record_scrape(
     .await?;
     Ok(())
 }
-
-/// The scrapes of one plan's metrics.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scrapes {
-    /// Scrapes recorded.
-    pub count: i64,
-    /// When the newest was, as the server prints a timestamp.
-    pub last_at: Option<String>,
-    /// Seconds since the newest.
-    pub age_seconds: Option<f64>,
-    /// Who scraped last.
-    pub peer: Option<String>,
-}
-
-/// The [`Scrapes`] of `plan_id`.
-pub async fn scrapes(c: &impl GenericClient, plan_id: &str) -> Result<Scrapes, Error> {
-    let r = c
-        .query_one(
-            "SELECT count(*) AS count, max(at)::text AS last_at,
-                    extract(epoch FROM clock_timestamp() - max(at))::float8 AS age_seconds,
-                    (SELECT peer FROM cutover.metrics_scrapes
-                      WHERE plan_id = $1 ORDER BY id DESC LIMIT 1) AS peer
-               FROM cutover.metrics_scrapes WHERE plan_id = $1",
-            &[&plan_id],
-        )
-        .await?;
-    Ok(Scrapes {
-        count: r.get("count"),
-        last_at: r.get("last_at"),
-        age_seconds: r.get("age_seconds"),
-        peer: r.get("peer"),
-    })
-}

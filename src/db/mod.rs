@@ -7,13 +7,13 @@ mod config;
 mod connect;
 mod conninfo;
 mod env;
-pub mod error;
+pub(crate) mod error;
 mod pgpass;
 mod resolve;
 mod service;
 mod settings;
 pub mod tally;
-pub mod tls;
+pub(crate) mod tls;
 pub mod txmark;
 
 use std::time::Duration;

@@ -18,15 +18,15 @@
 //! DDL runner can name who blocks it) and an optional event channel for live progress.
 
 mod apply;
-pub mod attest;
-pub mod ddl;
-pub mod flags;
-pub mod gate;
-pub mod notes;
-pub mod rehearse;
-pub mod report;
-pub mod rollback;
-pub mod signoff;
+pub(crate) mod attest;
+pub(crate) mod ddl;
+pub(crate) mod flags;
+pub(crate) mod gate;
+pub(crate) mod notes;
+pub(crate) mod rehearse;
+pub(crate) mod report;
+pub(crate) mod rollback;
+pub(crate) mod signoff;
 
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;

@@ -8,9 +8,9 @@
 //! ([`send`]). Failed attempts are retried with exponential back-off; each delivery is marked
 //! delivered once, in the transaction that holds its row lock.
 
-pub mod send;
-pub mod text;
-pub mod watch;
+pub(crate) mod send;
+pub(crate) mod text;
+pub(crate) mod watch;
 
 use std::time::{Duration, Instant};
 

@@ -199,11 +199,6 @@ impl<'s> LineIndex<'s> {
     }
 }
 
-/// Turns a TOML parse/deserialize error into a located diagnostic.
-pub fn from_toml_error(file: &str, source: &str, err: &toml::de::Error) -> Diagnostic {
-    located_toml_error(file, source, &LineIndex::new(source), err)
-}
-
 fn located_toml_error(
     file: &str,
     source: &str,

@@ -4,20 +4,20 @@
 //! [`Plan::load`] parses and validates a file; every problem is reported with its
 //! `file:line:col` (see [`diagnostic`]).
 
-pub mod authorization;
+pub(crate) mod authorization;
 mod backfill;
 mod checks;
-pub mod diagnostic;
+pub(crate) mod diagnostic;
 mod duration;
 mod fields;
 mod load;
 mod names;
-pub mod notify;
+pub(crate) mod notify;
 mod probes;
 mod source;
 mod strings;
 mod validate;
-pub mod windows;
+pub(crate) mod windows;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -7,10 +7,10 @@
 //! view model.
 
 pub mod app;
-pub mod next;
-pub mod panes;
+pub(crate) mod next;
+pub(crate) mod panes;
 pub mod switcher;
-pub mod theme;
+pub(crate) mod theme;
 pub mod view;
 
 #[cfg(test)]

@@ -2,18 +2,18 @@
 //! into an area; none of them touches the database or global state (except the live log pane,
 //! which reads tui-logger's buffer when asked to).
 
-pub mod backfill;
-pub mod command_line;
-pub mod confirm;
-pub mod footer;
-pub mod header;
-pub mod help;
-pub mod log;
-pub mod migrations;
-pub mod parity;
-pub mod roster;
-pub mod scorecard;
-pub mod timeline;
+pub(crate) mod backfill;
+pub(crate) mod command_line;
+pub(crate) mod confirm;
+pub(crate) mod footer;
+pub(crate) mod header;
+pub(crate) mod help;
+pub(crate) mod log;
+pub(crate) mod migrations;
+pub(crate) mod parity;
+pub(crate) mod roster;
+pub(crate) mod scorecard;
+pub(crate) mod timeline;
 
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
