@@ -64,7 +64,7 @@ pub async fn connect(cfg: &DbConfig, session: &SessionSettings) -> Result<Client
     connect_with_security(cfg, session).await.map(|(c, _)| c)
 }
 
-/// Like [`connect`], also telling how the connection is protected.
+/// Like [`connect()`], also telling how the connection is protected.
 pub async fn connect_with_security(
     cfg: &DbConfig,
     session: &SessionSettings,

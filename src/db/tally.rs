@@ -2,7 +2,7 @@
 //!
 //! `pg_stat_database` counts every transaction of a database, Cutover's included, and
 //! PostgreSQL 15 keeps no per-session transaction counters. So every connection Cutover opens
-//! for itself ([`super::connect`] and its variants; not [`super::connect_app`], which stands
+//! for itself ([`super::connect()`] and its variants; not [`super::connect_app`], which stands
 //! for an application) reads the protocol in both directions through a [`Tallied`] wrapper and
 //! counts the top-level transactions the server ends on it — commits, rollbacks, and deadlocks
 //! reported to it — by PostgreSQL's own rules: the connection's startup transaction, each
