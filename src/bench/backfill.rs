@@ -37,7 +37,7 @@ const BASELINE: Duration = Duration::from_secs(12);
 const TARGET_MS: f64 = 300.0;
 
 /// Runs the backfill benchmark.
-pub async fn run(server: Option<DbConfig>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(server: Option<DbConfig>) -> anyhow::Result<ExitCode> {
     let (cluster, server) = match server {
         Some(cfg) => (None, cfg),
         None => {

@@ -434,7 +434,7 @@ impl Side<'_> {
     }
 
     /// The full rows (hashes and texts) of the given keys, by canonical key text.
-    pub async fn rows_for_keys(
+    pub(super) async fn rows_for_keys(
         &self,
         keys: &[Bound],
     ) -> Result<HashMap<String, RowData>, CheckError> {
@@ -468,7 +468,7 @@ impl Side<'_> {
 
     /// `SELECT` list reading a row: canonical key text (`row_key`), row hash (`row_hash`), then
     /// the column hashes and the column texts in column order.
-    pub fn row_select(&self) -> String {
+    pub(super) fn row_select(&self) -> String {
         format!(
             "{} AS row_key, {} AS row_hash, {}, {}",
             self.key.text(),
@@ -480,7 +480,7 @@ impl Side<'_> {
 
     /// Decodes a row read with [`Side::row_select`] (starting at column 0): the two named
     /// columns, then the per-column lists by position (their width is the table's).
-    pub fn row_data(&self, r: &tokio_postgres::Row) -> (String, RowData) {
+    pub(super) fn row_data(&self, r: &tokio_postgres::Row) -> (String, RowData) {
         let n = self.col_hashes.len();
         let key: String = r.get("row_key");
         let data = RowData {
@@ -513,7 +513,7 @@ impl Side<'_> {
             .get("null_keys"))
     }
 
-    pub fn error(&self, e: tokio_postgres::Error) -> CheckError {
+    pub(super) fn error(&self, e: tokio_postgres::Error) -> CheckError {
         CheckError::Db(format!(
             "on {}: {}",
             self.rel,

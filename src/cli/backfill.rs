@@ -109,7 +109,7 @@ fn refusal(e: BackfillError) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs a backfill command.
-pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     let Command::Backfill { action } = cmd;
     match action {
         Action::Run {

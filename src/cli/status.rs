@@ -38,7 +38,7 @@ fn mark(o: Outcome) -> &'static str {
 }
 
 /// The human rendering of `status`.
-pub fn render_status(st: &engine::Status) -> String {
+pub(super) fn render_status(st: &engine::Status) -> String {
     let mut out = String::new();
     header(&mut out, st);
     phases(&mut out, st);

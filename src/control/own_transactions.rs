@@ -18,11 +18,11 @@ use crate::db::tally::{self, Counters, Counts};
 use crate::db::{self, DbError, SessionSettings};
 
 /// How often a running process records its counts while they change.
-pub const RECORD_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const RECORD_EVERY: Duration = Duration::from_secs(2);
 
 /// What the other Cutover processes recorded on a database.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     /// Their commits, rollbacks and deadlocks, summed.
     pub counts: Counts,
     /// How many processes recorded counts.
@@ -31,7 +31,7 @@ pub struct Recorded {
 
 /// Cutover's transactions on a database so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Share {
+pub(crate) struct Share {
     /// This process's live counts plus every other process's last recorded counts.
     pub counts: Counts,
     /// How many other processes had recorded counts.
@@ -41,7 +41,7 @@ pub struct Share {
 /// Cutover's transactions on `client`'s database so far: this process's live count (when
 /// `client` is a counted connection) plus the last recorded counts of every other Cutover
 /// process. Read it in the same transaction as the database's counters it is compared with.
-pub async fn share(client: &Client) -> Result<Share, DbError> {
+pub(crate) async fn share(client: &Client) -> Result<Share, DbError> {
     let own = tally::counters_of(client)
         .await?
         .map(|c| c.counts())
@@ -56,7 +56,7 @@ pub async fn share(client: &Client) -> Result<Share, DbError> {
 /// The counts every other Cutover process recorded on `client`'s database. Nothing when the
 /// table is missing (a control schema older than migration 41, or none) or unreadable to this
 /// login; never fails the caller's transaction on that account.
-pub async fn recorded_by_others(client: &impl GenericClient) -> Result<Recorded, DbError> {
+pub(crate) async fn recorded_by_others(client: &impl GenericClient) -> Result<Recorded, DbError> {
     let readable: bool = client
         .query_one(
             "SELECT to_regclass('cutover.own_transactions') IS NOT NULL
@@ -88,7 +88,7 @@ pub async fn recorded_by_others(client: &impl GenericClient) -> Result<Recorded,
 
 /// Records this process's counts for `counters`' database (a no-op where the control schema
 /// lacks the table). Counts only grow: a row is never lowered.
-pub async fn record(counters: &Counters) -> Result<(), DbError> {
+pub(crate) async fn record(counters: &Counters) -> Result<(), DbError> {
     let client = db::connect_recording(counters.config(), &SessionSettings::new("tally")).await?;
     let present: bool = client
         .query_one(
@@ -135,7 +135,7 @@ pub async fn record(counters: &Counters) -> Result<(), DbError> {
 
 /// Records the counts of every database whose counts changed since they were last recorded.
 /// Failures are logged: a database this login may not write to stays unrecorded.
-pub async fn record_changed() {
+pub(crate) async fn record_changed() {
     for counters in tally::changed() {
         if let Err(e) = record(&counters).await {
             tracing::debug!(
@@ -150,14 +150,14 @@ pub async fn record_changed() {
 /// The background task recording changed counts every [`RECORD_EVERY`] while `enabled` is
 /// set; it stops when dropped.
 #[derive(Debug)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     task: JoinHandle<()>,
 }
 
 impl Recorder {
     /// Starts recording on the current tokio runtime. `enabled` is set once the process acts as
     /// an operator (viewers write nothing, so their counts are never recorded).
-    pub fn start(enabled: Arc<AtomicBool>) -> Recorder {
+    pub(crate) fn start(enabled: Arc<AtomicBool>) -> Recorder {
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RECORD_EVERY).await;

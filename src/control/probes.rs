@@ -9,7 +9,7 @@ use crate::plan::Phase;
 
 /// An evaluation to record.
 #[derive(Debug, Clone, Copy)]
-pub struct NewProbeResult<'a> {
+pub(crate) struct NewProbeResult<'a> {
     /// Plan id.
     pub plan_id: &'a str,
     /// The gate it was evaluated for.
@@ -29,7 +29,7 @@ pub struct NewProbeResult<'a> {
 }
 
 /// Records one evaluation.
-pub async fn record(c: &impl GenericClient, new: NewProbeResult<'_>) -> Result<(), Error> {
+pub(crate) async fn record(c: &impl GenericClient, new: NewProbeResult<'_>) -> Result<(), Error> {
     c.execute(
         "INSERT INTO cutover.probe_results
              (plan_id, gate, probe, outcome, summary, evidence, plan_sha256, duration_ms)
@@ -51,7 +51,7 @@ pub async fn record(c: &impl GenericClient, new: NewProbeResult<'_>) -> Result<(
 
 /// The latest evaluation of one probe at one gate.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LatestProbe {
+pub(crate) struct LatestProbe {
     /// The gate.
     pub gate: Phase,
     /// Probe name.
@@ -64,7 +64,7 @@ pub struct LatestProbe {
 
 /// The latest evaluation of each probe at each gate of `plan_id`, by gate and probe; only
 /// those of plan version `plan_sha256` when given.
-pub async fn latest(
+pub(crate) async fn latest(
     c: &impl GenericClient,
     plan_id: &str,
     plan_sha256: Option<&str>,
@@ -93,7 +93,7 @@ pub async fn latest(
 
 /// How many evaluations of each probe of `plan_id` ended with each outcome: (probe, outcome,
 /// evaluations).
-pub async fn outcome_counts(
+pub(crate) async fn outcome_counts(
     c: &impl GenericClient,
     plan_id: &str,
 ) -> Result<Vec<(String, Outcome, f64)>, Error> {
@@ -101,7 +101,7 @@ pub async fn outcome_counts(
 }
 
 /// Records a scrape of the metrics endpoint by `peer` that returned `bytes`.
-pub async fn record_scrape(
+pub(crate) async fn record_scrape(
     c: &impl GenericClient,
     plan_id: &str,
     peer: &str,

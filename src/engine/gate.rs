@@ -24,7 +24,7 @@ pub async fn evaluate_gate(
 }
 
 /// Runs (and records) every probe of `phase`'s gate; returns their results as facts.
-pub async fn run_probes(client: &Client, plan: &Plan, phase: Phase) -> Vec<ProbeFact> {
+pub(crate) async fn run_probes(client: &Client, plan: &Plan, phase: Phase) -> Vec<ProbeFact> {
     let mut out = Vec::new();
     for kind in plan.gate(phase).probes {
         let ctx = ProbeContext {

@@ -17,7 +17,7 @@ use crate::sql::split_statements;
 
 /// Live state read from the control schema (absent when no database is configured).
 #[derive(Debug, Clone)]
-pub struct LiveState {
+pub(crate) struct LiveState {
     /// Where it was read from (masked).
     pub source: String,
     /// The facts, judged by the same rules as `cutover status`.
@@ -27,7 +27,7 @@ pub struct LiveState {
 }
 
 /// Reads the live state of `plan` (the control schema must exist).
-pub async fn live_state(
+pub(crate) async fn live_state(
     client: &Client,
     plan: &Plan,
     source: String,
@@ -48,7 +48,7 @@ fn judged(gate: Option<&GateEvaluation>, kind: ItemKind, name: &str) -> String {
 }
 
 /// Renders the runbook.
-pub fn render(plan: &Plan, live: Option<&LiveState>) -> String {
+pub(crate) fn render(plan: &Plan, live: Option<&LiveState>) -> String {
     let mut md = String::new();
     let s = &plan.spec;
     let file = &plan.path;

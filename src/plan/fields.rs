@@ -8,7 +8,7 @@ use super::{CheckKind, Duration, Phase, PlanSpec};
 use crate::sql::{self, QueryKind, SqlIssue};
 
 /// The largest timeout PostgreSQL accepts, in milliseconds (`INT_MAX`).
-pub const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
+pub(super) const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
 
 /// At most this many SQL problems are reported per field.
 const MAX_SQL_ISSUES: usize = 20;
@@ -164,7 +164,7 @@ impl Out<'_> {
 }
 
 /// Appends every field-level problem of `spec`.
-pub fn check(spec: &PlanSpec, out: &mut Vec<Problem>) {
+pub(super) fn check(spec: &PlanSpec, out: &mut Vec<Problem>) {
     let mut o = Out(out);
     header(spec, &mut o);
     phases(spec, &mut o);

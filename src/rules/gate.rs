@@ -17,7 +17,7 @@ use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, ProbeKind, Role};
 
 /// A probe evaluation older than this is stale whatever changed since.
-pub const PROBE_MAX_AGE: Duration = Duration::minutes(10);
+pub(crate) const PROBE_MAX_AGE: Duration = Duration::minutes(10);
 
 /// What a gate item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -243,7 +243,7 @@ fn override_in_force(facts: &Facts, sha: &str, phase: Phase) -> Option<OverrideI
 }
 
 /// Whether an override is still unused (for listings): see `override_in_force`.
-pub fn override_unconsumed(facts: &Facts, gate: Phase, at: DateTime<Utc>) -> bool {
+pub(crate) fn override_unconsumed(facts: &Facts, gate: Phase, at: DateTime<Utc>) -> bool {
     facts
         .entered(gate, PhaseState::Applied)
         .is_none_or(|c| at > c)
@@ -418,7 +418,7 @@ fn check_item(
 }
 
 /// The latest evaluation of `kind` at gate `phase` for plan version `sha`.
-pub fn latest_probe<'a>(
+pub(crate) fn latest_probe<'a>(
     facts: &'a Facts,
     sha: &str,
     phase: Phase,
@@ -434,7 +434,7 @@ pub fn latest_probe<'a>(
 /// Why a recorded probe result no longer describes the present, if it does not: a phase
 /// changed state after it was judged, the backfill changed state after a backfill-complete
 /// judgement, or it is older than [`PROBE_MAX_AGE`].
-pub fn stale_reason(facts: &Facts, probe: &ProbeFact) -> Option<String> {
+pub(crate) fn stale_reason(facts: &Facts, probe: &ProbeFact) -> Option<String> {
     if let Some(t) = facts.last_transition_at().filter(|t| *t > probe.at) {
         return Some(format!("a phase changed state at {} after it", fmt_time(t)));
     }

@@ -29,7 +29,7 @@ const MAX_WIDTH: usize = 76;
 
 /// Who reads the hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Viewer {
+pub(crate) enum Viewer {
     /// An operator: the hint names the key that does it.
     Operator,
     /// A read-only session: the hint tells what the operators' next step is.
@@ -70,7 +70,7 @@ fn wait(text: impl Into<String>) -> NextStep {
 
 /// The next step for `me` (the roles I hold) on `snap`, worded for `viewer`. `None` before the
 /// first snapshot.
-pub fn next_step(
+pub(crate) fn next_step(
     plan: &Plan,
     snap: Option<&Snapshot>,
     me: &[String],
@@ -86,7 +86,7 @@ pub fn next_step(
 }
 
 /// While the UI's own action `label` runs.
-pub fn running(label: &str, viewer: Viewer) -> NextStep {
+pub(crate) fn running(label: &str, viewer: Viewer) -> NextStep {
     worded(wait(format!("wait: {label} is running")), viewer)
 }
 

@@ -20,5 +20,6 @@ pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod transitions;
 
-pub use state::{load, State};
-pub use transitions::stop_for_rollback;
+pub(crate) use state::load;
+pub use state::State;
+pub(crate) use transitions::stop_for_rollback;

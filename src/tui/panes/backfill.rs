@@ -22,7 +22,7 @@ fn state_style(b: &BackfillView, theme: &Theme) -> ratatui::style::Style {
 
 /// Renders the backfill pane.
 #[expect(clippy::too_many_lines, reason = "the TUI helper splits this")]
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let b = &vm.backfill;
     let focused = vm.ui.focus == Focus::Backfill;
     let heading = Line::from(vec![

@@ -22,7 +22,7 @@ use ratatui::widgets::{Block, BorderType};
 use super::theme::Theme;
 
 /// A pane's frame: a title, and a highlighted border when focused.
-pub fn block<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) -> Block<'a> {
+pub(crate) fn block<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) -> Block<'a> {
     let block = Block::bordered().title(title);
     if focused {
         block
@@ -34,12 +34,12 @@ pub fn block<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) -> Bl
 }
 
 /// A title span styled as a heading.
-pub fn title<'a>(text: impl Into<String>, theme: &Theme) -> Span<'a> {
+pub(crate) fn title<'a>(text: impl Into<String>, theme: &Theme) -> Span<'a> {
     Span::styled(format!(" {} ", text.into()), theme.accent)
 }
 
 /// `1234567` → `1,234,567`.
-pub fn thousands(n: i64) -> String {
+pub(crate) fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     for (i, c) in digits.chars().enumerate() {
@@ -56,7 +56,7 @@ pub fn thousands(n: i64) -> String {
 }
 
 /// A rectangle of at most `width` × `height`, centred in `area`.
-pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
         .flex(Flex::Center)
         .areas(area);
@@ -67,7 +67,7 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
 }
 
 /// Cuts `text` to `width` characters, ending with `…` when cut.
-pub fn truncate(text: &str, width: usize) -> String {
+pub(crate) fn truncate(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_string();
     }

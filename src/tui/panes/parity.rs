@@ -11,7 +11,7 @@ use crate::tui::theme::Theme;
 use crate::tui::view::{Focus, ViewModel};
 
 /// Renders the parity pane.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let focused = vm.ui.focus == Focus::Parity;
     let wide = area.width >= 70;
     let rows: Vec<Row> = vm

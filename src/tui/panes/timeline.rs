@@ -25,7 +25,7 @@ fn symbol(state: PhaseState) -> &'static str {
 }
 
 /// Renders the timeline pane.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let t = &vm.timeline;
     let mut chain = Vec::new();
     for (i, p) in t.phases.iter().enumerate() {
