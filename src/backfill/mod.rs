@@ -39,11 +39,11 @@
 
 pub mod guard;
 mod keys;
-pub mod operator;
-pub mod progress;
+pub(crate) mod operator;
+pub(crate) mod progress;
 mod ranges;
 mod runner;
-pub mod sizer;
+pub(crate) mod sizer;
 pub mod throttle;
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
 //! Benchmarks: each prints ratios measured side by side in one run.
 
-pub mod backfill;
+pub(crate) mod backfill;
 pub mod parity;

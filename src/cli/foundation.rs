@@ -46,7 +46,7 @@ pub enum Command {
 }
 
 /// Runs a foundation command.
-pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Validate { plans, offline } => validate(&plans, offline, ctx).await,
         Command::Grants {

@@ -156,7 +156,7 @@ impl DbConfig {
         self.s.application_name(purpose)
     }
 
-    /// The key of the first server's database for [`tally`] (`host:port/dbname`), and this
+    /// The key of the first server's database for [`super::tally`] (`host:port/dbname`), and this
     /// configuration narrowed to that server.
     pub(crate) fn first_server(&self) -> (String, DbConfig) {
         match self.s.targets.first() {

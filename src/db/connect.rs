@@ -35,7 +35,7 @@ enum RawSocket {
 /// The socket under a connection. While the SSL request is pending it watches the server's
 /// one-byte answer, so a plaintext fallback (`prefer`) moves the stage on to authentication.
 #[derive(Debug)]
-pub struct Socket {
+pub(super) struct Socket {
     inner: RawSocket,
     stage: StageCell,
     watch_answer: bool,

@@ -13,7 +13,7 @@ use super::settings::{HostKind, Keepalives, Secret, SessionAttrs, Settings, Targ
 use super::tls::{RootCert, SslMode, TlsSettings};
 use super::{DbError, DEFAULT_CONNECT_TIMEOUT};
 
-/// Turns resolved keyword values into a [`DbConfig`]; errors name the setting and where it
+/// Turns resolved keyword values into a [`super::DbConfig`]; errors name the setting and where it
 /// came from, and never quote a password.
 pub(super) struct Resolver<'a> {
     pub(super) params: Params,

@@ -531,7 +531,7 @@ fn explain(e: &io::Error, settings: &TlsSettings, name: &ServerName<'_>) -> Stri
 }
 
 /// A TLS session over the connection's socket.
-pub struct TlsStream<S>(tokio_rustls::client::TlsStream<S>);
+pub(crate) struct TlsStream<S>(tokio_rustls::client::TlsStream<S>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
     fn poll_read(

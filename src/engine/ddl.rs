@@ -74,7 +74,7 @@ impl std::fmt::Display for Blocker {
     }
 }
 
-pub use crate::control::statements::Direction;
+pub(crate) use crate::control::statements::Direction;
 
 /// A statement that failed for good.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -143,7 +143,7 @@ impl From<tokio_postgres::Error> for AttemptError {
 }
 
 /// The first line of a statement, shortened, for messages.
-pub fn summary(stmt: &str) -> String {
+pub(crate) fn summary(stmt: &str) -> String {
     let line = stmt.lines().next().unwrap_or("").trim();
     if line.chars().count() > 80 {
         format!("{}…", line.chars().take(79).collect::<String>())
@@ -466,7 +466,7 @@ impl<'o> Runner<'o> {
 }
 
 /// Sessions blocking backend `pid`, with what they are doing.
-pub async fn blockers_of(client: &Client, pid: i32) -> Result<Vec<Blocker>, DbError> {
+pub(crate) async fn blockers_of(client: &Client, pid: i32) -> Result<Vec<Blocker>, DbError> {
     let rows = client
         .query(
             "SELECT a.pid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''),
@@ -491,7 +491,7 @@ pub async fn blockers_of(client: &Client, pid: i32) -> Result<Vec<Blocker>, DbEr
 
 /// For `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON [ONLY] table …`: the index name
 /// and the table, so an INVALID leftover of an interrupted build can be found.
-pub fn concurrent_index_target(stmt: &str) -> Option<(String, String)> {
+pub(crate) fn concurrent_index_target(stmt: &str) -> Option<(String, String)> {
     let words: Vec<&str> = stmt.split_whitespace().collect();
     let upper: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
     let mut i = 0;

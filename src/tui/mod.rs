@@ -1,17 +1,17 @@
 //! The full-screen command center.
 //!
-//! Architecture: the [`worker`](crate::worker) task owns every database connection and sends
+//! Architecture: the [`crate::worker`] task owns every database connection and sends
 //! snapshots and action results over a channel; this module owns the terminal. The event loop
 //! waits on crossterm's `EventStream`, the worker channel, a slow tick and signals — it never
 //! awaits the database — and redraws from [`App::view`] with [`draw`], a pure function of the
 //! view model.
 
 pub mod app;
-pub mod next;
-pub mod panes;
-pub mod progress;
+pub(crate) mod next;
+pub(crate) mod panes;
+pub(crate) mod progress;
 pub mod switcher;
-pub mod theme;
+pub(crate) mod theme;
 pub mod view;
 
 #[cfg(test)]

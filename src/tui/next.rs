@@ -30,7 +30,7 @@ const MAX_WIDTH: usize = 76;
 
 /// Who reads the hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Viewer {
+pub(crate) enum Viewer {
     /// An operator: the hint names the key that does it.
     Operator,
     /// A read-only session: the hint tells what the operators' next step is.
@@ -71,7 +71,7 @@ fn wait(text: impl Into<String>) -> NextStep {
 
 /// The next step for `me` (the roles I hold) on `snap`, worded for `viewer`. `None` before the
 /// first snapshot.
-pub fn next_step(
+pub(crate) fn next_step(
     plan: &Plan,
     snap: Option<&Snapshot>,
     me: &[String],
@@ -87,7 +87,7 @@ pub fn next_step(
 }
 
 /// While the UI's own action `label` runs.
-pub fn running(label: &str, viewer: Viewer) -> NextStep {
+pub(crate) fn running(label: &str, viewer: Viewer) -> NextStep {
     worded(wait(format!("wait: {label} is running")), viewer)
 }
 
@@ -98,6 +98,7 @@ fn worded(step: NextStep, viewer: Viewer) -> NextStep {
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "the TUI helper splits this")]
 fn step(plan: &Plan, s: &Snapshot, me: &[String]) -> NextStep {
     if !s.status.registered {
         return wait("wait: the migration is being registered (an operator's TUI does it)");

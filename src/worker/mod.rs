@@ -7,7 +7,7 @@
 //! lock. When the server is slow or gone, the worker says so and reconnects by itself with
 //! backoff; actions asked for meanwhile are refused with the reason.
 
-pub mod app;
+pub(crate) mod app;
 pub mod command;
 pub mod snapshot;
 

@@ -40,7 +40,7 @@ fn state_word(b: &BackfillView) -> &'static str {
 }
 
 /// Renders the backfill pane.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let b = &vm.backfill;
     let focused = vm.ui.focus == Focus::Backfill;
     let heading = Line::from(vec![

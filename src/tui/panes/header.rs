@@ -13,7 +13,7 @@ use crate::tui::view::ViewModel;
 use crate::worker::ConnState;
 
 /// Renders the two header lines.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let h = &vm.header;
     let env_style = if h.is_production() {
         theme.production

@@ -12,7 +12,7 @@ use crate::tui::theme::Theme;
 use crate::tui::view::{GateVerdict, MigrationRow, PickerView};
 
 /// Renders the picker over `area`.
-pub fn render(frame: &mut Frame, area: Rect, picker: &PickerView, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, picker: &PickerView, theme: &Theme) {
     let width = area.width.saturating_sub(4).min(100);
     let inner = width.saturating_sub(2) as usize;
     let mut lines = Vec::new();

@@ -11,7 +11,7 @@ use crate::tui::theme::Theme;
 use crate::tui::view::{human_secs, Focus, NotifyView, RoleView, ViewModel};
 
 /// Renders the roster pane.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let r = &vm.roster;
     let width = area.width.saturating_sub(2) as usize;
     let mut lines = Vec::new();

@@ -13,7 +13,7 @@ use crate::tui::view::{Focus, ViewModel};
 
 /// The width (borders included) at which no evidence line of the scorecard is cut, whether
 /// shown beside its category (compact) or under it (expanded).
-pub fn wanted_width(vm: &ViewModel) -> u16 {
+pub(crate) fn wanted_width(vm: &ViewModel) -> u16 {
     let evidence = vm
         .scorecard
         .iter()
@@ -25,7 +25,7 @@ pub fn wanted_width(vm: &ViewModel) -> u16 {
 }
 
 /// Renders the scorecard pane.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let inner_h = area.height.saturating_sub(2) as usize;
     let blockers = vm
         .gate
