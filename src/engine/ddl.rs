@@ -295,6 +295,8 @@ impl<'o> Runner<'o> {
             .clamp(Duration::from_millis(20), Duration::from_millis(200));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + poll, poll);
         let mut last_seen: Vec<i32> = Vec::new();
+        let watch_build = super::index_progress::is_index_build(&stmt.text);
+        let mut last_build = None;
         let result = loop {
             tokio::select! {
                 r = &mut exec => break r,
@@ -315,6 +317,9 @@ impl<'o> Runner<'o> {
                             last_seen = pids;
                         }
                         Err(e) => tracing::debug!("lock monitor query failed: {e}"),
+                    }
+                    if watch_build {
+                        super::index_progress::report(monitor, self.pid, &mut last_build, self.opts).await;
                     }
                 }
             }

@@ -22,6 +22,7 @@ pub mod attest;
 pub mod ddl;
 pub mod flags;
 pub mod gate;
+pub mod index_progress;
 pub mod notes;
 pub mod rehearse;
 pub mod report;
@@ -131,6 +132,11 @@ pub enum EngineEvent {
     Blocked {
         /// Who blocks.
         blockers: Vec<Blocker>,
+    },
+    /// A concurrent index build's progress changed.
+    IndexBuild {
+        /// Where it is.
+        build: index_progress::IndexBuild,
     },
     /// The lock timeout fired; the runner backs off and retries.
     Retry {

@@ -114,7 +114,9 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         .filter(|p| p.irreversible)
         .map(|p| p.phase.to_string())
         .collect();
-    let mut lines = vec![Line::from(chain), Line::from(status), Line::from(rollback)];
+    let mut lines = vec![Line::from(chain), Line::from(status)];
+    lines.extend(super::index_builds::lines(&t.index_builds, theme));
+    lines.push(Line::from(rollback));
     if area.height > 5 && !irreversible.is_empty() {
         lines.push(Line::from(Span::styled(
             format!("Point of no return: {}", irreversible.join(", ")),
