@@ -11,6 +11,7 @@ mod fields;
 mod load;
 mod names;
 pub mod notify;
+mod size;
 mod source;
 mod strings;
 mod validate;
@@ -28,6 +29,7 @@ pub use diagnostic::{Diagnostic, PlanError};
 pub use duration::Duration;
 pub use names::{Environment, PlanId, Role, Tier};
 pub use notify::{Event, NotifySpec};
+pub use size::Size;
 pub use source::MAX_PLAN_BYTES;
 
 /// The five phases of an expand/contract migration, in order.
@@ -467,6 +469,10 @@ pub struct ThrottleSpec {
     /// The latency guard: the application's statement latency may rise to this multiple of
     /// its baseline (measured just before the backfill) before the backfill yields.
     pub max_app_latency_ratio: f64,
+    /// Most WAL any replication slot may retain (`restart_lsn` behind the current WAL).
+    pub max_slot_retained_wal: Option<Size>,
+    /// Most WAL a logical slot's consumer may lag behind (`confirmed_flush_lsn`).
+    pub max_slot_lag: Option<Size>,
 }
 
 impl Default for ThrottleSpec {
@@ -481,6 +487,8 @@ impl Default for ThrottleSpec {
             custom_limit: 0.0,
             fail_closed_after: Duration::from_millis(15_000),
             max_app_latency_ratio: 1.25,
+            max_slot_retained_wal: None,
+            max_slot_lag: None,
         }
     }
 }
