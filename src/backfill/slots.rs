@@ -172,7 +172,7 @@ mod tests {
         };
         let own = slot("cutover_cdc", 5 << 30, Some(5 << 30));
         let lagging = slot("analytics", 10 << 20, Some(200 << 20));
-        assert_eq!(over_limit(&spec, &[own.clone()]), None);
+        assert_eq!(over_limit(&spec, std::slice::from_ref(&own)), None);
         assert_eq!(
             over_limit(&spec, &[own, lagging]).as_deref(),
             Some("logical slot `analytics` lags 200MB behind the WAL > limit 100MB")

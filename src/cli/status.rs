@@ -17,7 +17,7 @@ pub(super) async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Re
         Err(e) => return engine_failure(e),
     };
     let builds = if st.started {
-        engine::index_progress::of_plan(&client, plan.id())
+        crate::control::index_builds::of_plan(&client, plan.id())
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!("index build progress unavailable: {e}");

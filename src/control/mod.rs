@@ -28,6 +28,7 @@ pub mod checks;
 pub mod facts;
 pub mod flags;
 pub mod grants;
+pub mod index_builds;
 pub mod outbox;
 pub mod own_transactions;
 pub mod phases;

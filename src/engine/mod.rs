@@ -22,7 +22,6 @@ pub mod attest;
 pub mod ddl;
 pub mod flags;
 pub mod gate;
-pub mod index_progress;
 pub mod notes;
 pub mod rehearse;
 pub mod report;
@@ -136,7 +135,7 @@ pub enum EngineEvent {
     /// A concurrent index build's progress changed.
     IndexBuild {
         /// Where it is.
-        build: index_progress::IndexBuild,
+        build: crate::control::index_builds::IndexBuild,
     },
     /// The lock timeout fired; the runner backs off and retries.
     Retry {

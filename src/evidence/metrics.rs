@@ -20,9 +20,9 @@ use tokio_postgres::Client;
 
 use super::scratch::{self, Scope};
 use crate::control::facts::Facts;
+use crate::control::index_builds::IndexBuild;
 use crate::control::{self, backfill::State as BackfillState};
 use crate::db::{self, DbConfig, SessionSettings};
-use crate::engine::index_progress::IndexBuild;
 use crate::plan::{Phase, Plan};
 use crate::rules;
 
@@ -213,7 +213,7 @@ type BuildFigure = fn(&IndexBuild) -> i64;
 
 /// The plan's concurrent index builds running now (`pg_stat_progress_create_index`).
 async fn index_builds(client: &Client, plan: &Plan, registry: &mut Registry) {
-    let builds = match crate::engine::index_progress::of_plan(client, plan.id()).await {
+    let builds = match crate::control::index_builds::of_plan(client, plan.id()).await {
         Ok(b) => b,
         Err(e) => return tracing::warn!("metrics: index build progress unavailable: {e}"),
     };

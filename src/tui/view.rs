@@ -153,7 +153,7 @@ pub struct TimelineView {
     /// The fastest safe rollback from where the migration stands.
     pub rollback: Option<RollbackAdvice>,
     /// The phase's concurrent index builds running now.
-    pub index_builds: Vec<crate::engine::index_progress::IndexBuild>,
+    pub index_builds: Vec<crate::control::index_builds::IndexBuild>,
 }
 
 /// One readiness category.

@@ -8,10 +8,10 @@ use tokio_postgres::Client;
 use crate::control::audit::Actor;
 use crate::control::backfill::State as BackfillState;
 use crate::control::facts::Facts;
+use crate::control::index_builds::{self, IndexBuild};
 use crate::control::outbox::DeliverySummary;
 use crate::control::phases::PhaseState;
 use crate::db::DbError;
-use crate::engine::index_progress::{self, IndexBuild};
 use crate::engine::Status;
 use crate::plan::{Phase, Plan};
 use crate::rules::GateEvaluation;
@@ -214,7 +214,7 @@ pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
             state: r.get("state"),
         })
         .collect();
-    snap.index_builds = index_progress::of_plan(client, plan.id()).await?;
+    snap.index_builds = index_builds::of_plan(client, plan.id()).await?;
     snap.audit = crate::control::audit::recent(client, plan.id(), 50)
         .await?
         .into_iter()

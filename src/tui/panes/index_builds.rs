@@ -3,7 +3,7 @@
 
 use ratatui::text::{Line, Span};
 
-use crate::engine::index_progress::IndexBuild;
+use crate::control::index_builds::IndexBuild;
 use crate::tui::theme::Theme;
 
 /// One line per build running now.
@@ -37,7 +37,7 @@ pub fn lines<'a>(builds: &[IndexBuild], theme: &Theme) -> Vec<Line<'a>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::index_progress::Locker;
+    use crate::control::index_builds::Locker;
 
     #[test]
     fn a_waiting_build_names_its_locker() {

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use cutover::control::audit::Actor;
+use cutover::control::index_builds::{self, IndexBuild};
 use cutover::db::DbConfig;
-use cutover::engine::index_progress::{self, IndexBuild};
 use cutover::engine::{self, EngineEvent, RunOptions};
 use cutover::plan::{Phase, Plan};
 
@@ -85,7 +85,7 @@ async fn a_concurrent_build_waiting_for_a_writer_shows_the_writer_everywhere() {
 
     // Another process sees the same build: the library read, `status --json` and the metrics.
     let other = db.client().await;
-    let builds = index_progress::of_plan(&other, plan.id()).await.unwrap();
+    let builds = index_builds::of_plan(&other, plan.id()).await.unwrap();
     assert!(builds.iter().any(waits_for_writer), "{builds:?}");
     let st = status_json(&db.url, path.to_str().unwrap()).await;
     let shown = st["index_builds"]
@@ -125,7 +125,7 @@ async fn a_concurrent_build_waiting_for_a_writer_shows_the_writer_everywhere() {
         .unwrap()
         .get(0);
     assert!(valid);
-    assert!(index_progress::of_plan(&other, plan.id())
+    assert!(index_builds::of_plan(&other, plan.id())
         .await
         .unwrap()
         .is_empty());

@@ -1,9 +1,9 @@
 //! Index builds you can watch: the progress of a phase's `CREATE INDEX CONCURRENTLY` or
 //! `REINDEX … CONCURRENTLY`, read from `pg_stat_progress_create_index`.
 //!
-//! The DDL runner polls [`of_backend`] for its own session on its monitoring connection while
-//! such a statement runs and emits [`super::EngineEvent::IndexBuild`]; `status --json`, the
-//! TUI and the metrics read [`of_plan`]: the builds of the plan's statements that are running now,
+//! The engine's DDL runner polls [`of_backend`] for its own session on its monitoring
+//! connection while such a statement runs and emits an event; `status --json`, the TUI and the
+//! metrics read [`of_plan`]: the builds of the plan's statements that are running now,
 //! whichever process runs them.
 
 use serde::Serialize;
@@ -106,28 +106,6 @@ const SELECT: &str = "SELECT p.pid, p.command, p.phase, p.relid::regclass::text 
 pub fn is_index_build(stmt: &str) -> bool {
     let upper = stmt.trim_start().to_uppercase();
     upper.starts_with("REINDEX ") || upper.starts_with("CREATE ") && upper.contains(" INDEX ")
-}
-
-/// Polls the build of backend `pid` and emits it when it changed since `last`.
-pub(crate) async fn report(
-    monitor: &impl GenericClient,
-    pid: i32,
-    last: &mut Option<IndexBuild>,
-    opts: &super::RunOptions,
-) {
-    match of_backend(monitor, pid).await {
-        Ok(Some(build)) if last.as_ref() != Some(&build) => {
-            if last.as_ref().is_none_or(|l| l.phase != build.phase) {
-                tracing::info!("index build: {build}");
-            }
-            opts.emit(super::EngineEvent::IndexBuild {
-                build: build.clone(),
-            });
-            *last = Some(build);
-        }
-        Ok(_) => {}
-        Err(e) => tracing::debug!("index progress query failed: {e}"),
-    }
 }
 
 /// The build backend `pid` is running now, if any.
