@@ -44,6 +44,7 @@ pub(crate) mod progress;
 mod ranges;
 mod runner;
 pub(crate) mod sizer;
+pub mod slots;
 pub mod throttle;
 
 use std::time::Duration;

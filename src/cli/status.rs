@@ -16,14 +16,28 @@ pub(super) async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Re
         Ok(s) => s,
         Err(e) => return engine_failure(e),
     };
+    let builds = if st.started {
+        crate::control::index_builds::of_plan(&client, plan.id())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("index build progress unavailable: {e}");
+                Vec::new()
+            })
+    } else {
+        Vec::new()
+    };
     if json {
         let mut value = serde_json::to_value(&st)?;
         if let Some(map) = value.as_object_mut() {
             map.insert("connection".into(), serde_json::to_value(&security)?);
+            map.insert("index_builds".into(), serde_json::to_value(&builds)?);
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", render_status(&st));
+        for b in &builds {
+            println!("index build (pid {}): {b}", b.pid);
+        }
         println!("connection: {} — {}", security.server, security.summary());
     }
     Ok(ExitCode::from(exit::OK))

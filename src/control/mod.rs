@@ -28,6 +28,7 @@ pub(crate) mod checks;
 pub(crate) mod facts;
 pub(crate) mod flags;
 pub(crate) mod grants;
+pub mod index_builds;
 pub mod outbox;
 pub(crate) mod own_transactions;
 pub mod phases;

@@ -18,6 +18,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::{EngineError, EngineEvent, RunOptions};
+use crate::control::index_builds::{self, of_backend, IndexBuild};
 use crate::db::txmark::TxMark;
 use crate::db::{self, DbError, SessionSettings};
 use crate::plan::{Phase, Plan};
@@ -295,6 +296,8 @@ impl<'o> Runner<'o> {
             .clamp(Duration::from_millis(20), Duration::from_millis(200));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + poll, poll);
         let mut last_seen: Vec<i32> = Vec::new();
+        let watch_build = index_builds::is_index_build(&stmt.text);
+        let mut last_build = None;
         let result = loop {
             tokio::select! {
                 r = &mut exec => break r,
@@ -315,6 +318,9 @@ impl<'o> Runner<'o> {
                             last_seen = pids;
                         }
                         Err(e) => tracing::debug!("lock monitor query failed: {e}"),
+                    }
+                    if watch_build {
+                        report_build(monitor, self.pid, &mut last_build, self.opts).await;
                     }
                 }
             }
@@ -462,6 +468,28 @@ impl<'o> Runner<'o> {
             }
             None => false,
         }
+    }
+}
+
+/// Polls the build of backend `pid` and emits it when it changed since `last`.
+async fn report_build(
+    monitor: &impl GenericClient,
+    pid: i32,
+    last: &mut Option<IndexBuild>,
+    opts: &RunOptions,
+) {
+    match of_backend(monitor, pid).await {
+        Ok(Some(build)) if last.as_ref() != Some(&build) => {
+            if last.as_ref().is_none_or(|l| l.phase != build.phase) {
+                tracing::info!("index build: {build}");
+            }
+            opts.emit(EngineEvent::IndexBuild {
+                build: build.clone(),
+            });
+            *last = Some(build);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!("index progress query failed: {e}"),
     }
 }
 

@@ -132,6 +132,11 @@ pub enum EngineEvent {
         /// Who blocks.
         blockers: Vec<Blocker>,
     },
+    /// A concurrent index build's progress changed.
+    IndexBuild {
+        /// Where it is.
+        build: crate::control::index_builds::IndexBuild,
+    },
     /// The lock timeout fired; the runner backs off and retries.
     Retry {
         /// Attempt that timed out.

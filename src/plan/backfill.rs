@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Duration;
+use super::Size;
 
 /// How existing rows are brought to the new shape.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +96,10 @@ pub struct ThrottleSpec {
     /// The latency guard: the application's statement latency may rise to this multiple of
     /// its baseline (measured just before the backfill) before the backfill yields.
     pub max_app_latency_ratio: f64,
+    /// Most WAL any replication slot may retain (`restart_lsn` behind the current WAL).
+    pub max_slot_retained_wal: Option<Size>,
+    /// Most WAL a logical slot's consumer may lag behind (`confirmed_flush_lsn`).
+    pub max_slot_lag: Option<Size>,
 }
 
 impl Default for ThrottleSpec {
@@ -109,6 +114,8 @@ impl Default for ThrottleSpec {
             custom_limit: 0.0,
             fail_closed_after: Duration::from_millis(15_000),
             max_app_latency_ratio: 1.25,
+            max_slot_retained_wal: None,
+            max_slot_lag: None,
         }
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod notify;
 pub mod operations;
 mod probes;
 pub mod show;
+mod size;
 mod source;
 mod strings;
 mod validate;
@@ -39,6 +40,7 @@ pub use probes::{
     CompatQuery, CompatibilitySpec, ErrorBudgetSpec, HiddenReadersSpec, LintAck, LintSpec,
     PrivilegeParitySpec, ProbeKind, ProbesSpec,
 };
+pub use size::Size;
 pub use source::MAX_PLAN_BYTES;
 
 /// The five phases of an expand/contract migration, in order.

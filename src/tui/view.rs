@@ -157,6 +157,8 @@ pub struct TimelineView {
     pub next: Option<Phase>,
     /// The fastest safe rollback from where the migration stands.
     pub rollback: Option<RollbackAdvice>,
+    /// The phase's concurrent index builds running now.
+    pub index_builds: Vec<crate::control::index_builds::IndexBuild>,
 }
 
 /// One readiness category.
@@ -470,6 +472,7 @@ pub fn build(
         current: s.current_phase(),
         next: if snap.is_some() { s.next_phase() } else { None },
         rollback: s.status.rollback.clone(),
+        index_builds: s.index_builds.clone(),
     };
     ViewModel {
         scorecard: scorecard(s, snap.is_some()),

@@ -8,6 +8,7 @@ pub mod confirm;
 pub mod footer;
 pub mod header;
 pub mod help;
+pub mod index_builds;
 pub mod log;
 pub mod migrations;
 pub mod parity;

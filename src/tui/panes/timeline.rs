@@ -155,8 +155,12 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         .collect();
     let rollback = Line::from(rollback);
     let rollback_h = rollback.width().div_ceil(inner.max(1)).max(1);
-    let mut lines = vec![Line::from(chain), Line::from(status), rollback];
-    if room >= 3 + rollback_h && !irreversible.is_empty() {
+    let builds = super::index_builds::lines(&t.index_builds, theme);
+    let builds_h = builds.len();
+    let mut lines = vec![Line::from(chain), Line::from(status)];
+    lines.extend(builds);
+    lines.push(rollback);
+    if room >= 3 + builds_h + rollback_h && !irreversible.is_empty() {
         lines.push(Line::from(Span::styled(
             format!("Point of no return: {}", irreversible.join(", ")),
             theme.dim,
