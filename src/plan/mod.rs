@@ -8,6 +8,7 @@ pub mod authorization;
 pub mod diagnostic;
 mod duration;
 mod fields;
+pub mod import;
 mod load;
 mod names;
 pub mod notify;
