@@ -14,6 +14,7 @@ use crate::plan::operations::{Check, ColumnDef, OperationSpec, References, Uniqu
 use crate::plan::Phase;
 
 /// A pgroll file read into operations, and the migration's `name` if it has one.
+#[derive(Debug)]
 pub struct Migration {
     /// The operations, in file order.
     pub items: Vec<Item>,

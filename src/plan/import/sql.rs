@@ -147,7 +147,9 @@ fn columns(node: &SyntaxNode, nth: usize) -> Vec<String> {
         .filter(|n| {
             matches!(
                 n.kind(),
-                SyntaxKind::COLUMN_LIST | SyntaxKind::CONSTRAINT_COLUMN_REF_LIST
+                SyntaxKind::COLUMN_LIST
+                    | SyntaxKind::CONSTRAINT_COLUMN_REF_LIST
+                    | SyntaxKind::FOREIGN_KEY_COLUMN_LIST
             )
         })
         .nth(nth)
