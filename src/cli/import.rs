@@ -165,14 +165,16 @@ pub fn run(cmd: ImportCmd, ctx: &Context) -> anyhow::Result<ExitCode> {
             text.push_str(&format!("#   {s}\n"));
         }
     }
-    let shown = out
-        .out
-        .as_ref()
-        .map_or_else(|| "<imported plan>".to_string(), |p| p.display().to_string());
+    let shown = out.out.as_ref().map_or_else(
+        || "<imported plan>".to_string(),
+        |p| p.display().to_string(),
+    );
     let plan = match Plan::parse(&shown, &text) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{text}\n{e}\nthe imported plan above does not validate; nothing was written");
+            eprintln!(
+                "{text}\n{e}\nthe imported plan above does not validate; nothing was written"
+            );
             return Ok(ExitCode::from(exit::BLOCKED));
         }
     };

@@ -8,6 +8,7 @@ mod connect;
 mod engine;
 mod evidence;
 mod foundation;
+mod import;
 mod notify;
 mod operations;
 mod plan;

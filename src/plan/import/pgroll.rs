@@ -34,8 +34,14 @@ pub fn import(path: &str, text: &str) -> Result<Migration, ImportError> {
     };
     let mut root = Obj::new(&cx, "", &value)?;
     let name = root.string(&cx, "name")?;
-    root.forbid(&cx, "version_schema", "Cutover keeps one schema; versions are not schemas of views here")?;
-    let ops = root.take("operations").ok_or_else(|| cx.err("", "needs `operations`"))?;
+    root.forbid(
+        &cx,
+        "version_schema",
+        "Cutover keeps one schema; versions are not schemas of views here",
+    )?;
+    let ops = root
+        .take("operations")
+        .ok_or_else(|| cx.err("", "needs `operations`"))?;
     root.done(&cx)?;
     let Value::Array(list) = ops else {
         return Err(cx.err("operations", "must be a list"));
@@ -43,7 +49,10 @@ pub fn import(path: &str, text: &str) -> Result<Migration, ImportError> {
     for (i, op) in list.iter().enumerate() {
         let at = format!("operations[{i}]");
         let Some(map) = op.as_object().filter(|m| m.len() == 1) else {
-            return Err(cx.err(&at, "must hold exactly one operation, e.g. `alter_column: {…}`"));
+            return Err(cx.err(
+                &at,
+                "must hold exactly one operation, e.g. `alter_column: {…}`",
+            ));
         };
         for (kind, body) in map {
             cx.line = cx.line_of(kind);
@@ -479,7 +488,11 @@ fn add_column(
     if col.flag(cx, "unique")? == Some(true) {
         op.unique = Some(Unique::Flag(true));
     }
-    col.forbid(cx, "pk", "Cutover adds key columns only with a new table (create_table)")?;
+    col.forbid(
+        cx,
+        "pk",
+        "Cutover adds key columns only with a new table (create_table)",
+    )?;
     col.forbid(cx, "generated", "a generated or identity column added to a table with rows rewrites it under an exclusive lock")?;
     if let Some(c) = col.obj(cx, "check")? {
         op.check = Some(check(cx, c)?);
@@ -488,7 +501,14 @@ fn add_column(
         op.references = Some(references(cx, r)?);
     }
     col.done(cx)?;
-    let serial = ["smallserial", "serial", "bigserial", "serial2", "serial4", "serial8"];
+    let serial = [
+        "smallserial",
+        "serial",
+        "bigserial",
+        "serial2",
+        "serial4",
+        "serial8",
+    ];
     let mut note = None;
     if serial.contains(&kind.to_lowercase().as_str()) {
         op.nullable = None;
@@ -501,7 +521,11 @@ fn add_column(
 pub(super) fn check(cx: &Cx, mut c: Obj) -> Result<Check, ImportError> {
     let name = c.need(cx, "name")?;
     let constraint = c.need(cx, "constraint")?;
-    c.forbid(cx, "no_inherit", "Cutover's check constraints are inherited")?;
+    c.forbid(
+        cx,
+        "no_inherit",
+        "Cutover's check constraints are inherited",
+    )?;
     c.done(cx)?;
     Ok(Check::Named { name, constraint })
 }
@@ -522,8 +546,16 @@ pub(super) fn references(cx: &Cx, mut r: Obj) -> Result<References, ImportError>
             }
         }
     }
-    r.forbid(cx, "deferrable", "Cutover's foreign keys are not deferrable")?;
-    r.forbid(cx, "initially_deferred", "Cutover's foreign keys are not deferrable")?;
+    r.forbid(
+        cx,
+        "deferrable",
+        "Cutover's foreign keys are not deferrable",
+    )?;
+    r.forbid(
+        cx,
+        "initially_deferred",
+        "Cutover's foreign keys are not deferrable",
+    )?;
     r.done(cx)?;
     Ok(out)
 }

@@ -39,7 +39,9 @@ pub(super) fn create_table(
     }
     let plain = constraints.is_empty()
         && comment.is_none()
-        && read.iter().all(|c| c.extras.is_empty() && c.comment.is_none())
+        && read
+            .iter()
+            .all(|c| c.extras.is_empty() && c.comment.is_none())
         && read.iter().any(|c| c.def.pk == Some(true));
     if plain {
         let op = OperationSpec {
@@ -182,7 +184,10 @@ fn index_parameters(cx: &Cx, o: &mut Obj) -> Result<String, ImportError> {
     if !include.is_empty() {
         out.push_str(&format!(" INCLUDE ({})", list(&include)));
     }
-    if let Some(s) = p.string(cx, "storage_parameters")?.filter(|s| !s.is_empty()) {
+    if let Some(s) = p
+        .string(cx, "storage_parameters")?
+        .filter(|s| !s.is_empty())
+    {
         out.push_str(&format!(" WITH ({s})"));
     }
     if let Some(s) = p.string(cx, "tablespace")?.filter(|s| !s.is_empty()) {
@@ -267,7 +272,9 @@ pub(super) fn create_index(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<(), Imp
     let name = o.need(cx, "name")?;
     let method = o.string(cx, "method")?.filter(|m| !m.is_empty());
     let predicate = o.string(cx, "predicate")?.filter(|m| !m.is_empty());
-    let storage = o.string(cx, "storage_parameters")?.filter(|m| !m.is_empty());
+    let storage = o
+        .string(cx, "storage_parameters")?
+        .filter(|m| !m.is_empty());
     let unique = o.flag(cx, "unique")?.unwrap_or(false);
     let mut names = Vec::new();
     let mut elements = Vec::new();
@@ -307,9 +314,15 @@ pub(super) fn create_index(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<(), Imp
                 if let Some(v) = s.string(cx, key)?.filter(|v| !v.is_empty()) {
                     let v = v.to_uppercase();
                     if !allowed.contains(&v.as_str()) {
-                        return Err(cx.err(&s.field(key), format!("must be {}", allowed.join(" or "))));
+                        return Err(
+                            cx.err(&s.field(key), format!("must be {}", allowed.join(" or ")))
+                        );
                     }
-                    element.push_str(&if key == "nulls" { format!(" NULLS {v}") } else { format!(" {v}") });
+                    element.push_str(&if key == "nulls" {
+                        format!(" NULLS {v}")
+                    } else {
+                        format!(" {v}")
+                    });
                 }
             }
             s.done(cx)?;
@@ -367,8 +380,16 @@ pub(super) fn create_constraint(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<()
     let cols = o.strings(cx, "columns")?;
     identity_rewrites(cx, o, "up")?;
     identity_rewrites(cx, o, "down")?;
-    o.forbid(cx, "no_inherit", "Cutover's check constraints are inherited")?;
-    o.forbid(cx, "index_parameters", "Cutover builds the constraint's index with defaults")?;
+    o.forbid(
+        cx,
+        "no_inherit",
+        "Cutover's check constraints are inherited",
+    )?;
+    o.forbid(
+        cx,
+        "index_parameters",
+        "Cutover builds the constraint's index with defaults",
+    )?;
     let mut op = OperationSpec {
         op: "create_constraint".into(),
         table: Some(table.clone()),
@@ -390,11 +411,18 @@ pub(super) fn create_constraint(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<()
             let target = r.need(cx, "table")?;
             let columns = r.strings(cx, "columns")?;
             let on_delete = r.string(cx, "on_delete")?.filter(|s| !s.is_empty());
-            r.forbid(cx, "on_delete_set_columns", "Cutover's foreign keys take `on_delete` only")?;
+            r.forbid(
+                cx,
+                "on_delete_set_columns",
+                "Cutover's foreign keys take `on_delete` only",
+            )?;
             for key in ["on_update", "match_type"] {
                 if let Some(v) = r.string(cx, key)? {
                     if !matches!(v.to_uppercase().as_str(), "" | "NO ACTION" | "SIMPLE") {
-                        return Err(cx.err(&r.field(key), "cannot be honoured: Cutover's foreign keys take `on_delete` only"));
+                        return Err(cx.err(
+                            &r.field(key),
+                            "cannot be honoured: Cutover's foreign keys take `on_delete` only",
+                        ));
                     }
                 }
             }
@@ -417,7 +445,14 @@ pub(super) fn create_constraint(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<()
             );
             cx.push(
                 at,
-                raw(index, Some(format!("DROP INDEX CONCURRENTLY IF EXISTS {}", t.sibling(&name))), Phase::Expand),
+                raw(
+                    index,
+                    Some(format!(
+                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                        t.sibling(&name)
+                    )),
+                    Phase::Expand,
+                ),
                 Some("primary key, step 1: its unique index, built concurrently".into()),
             );
             let attach = format!(
@@ -433,12 +468,12 @@ pub(super) fn create_constraint(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<()
             );
             return Ok(());
         }
-        other => {
-            return Err(cx.err(
-                &o.field("type"),
-                format!("unknown constraint type `{other}`: use unique, check, foreign_key or primary_key"),
-            ))
-        }
+        other => return Err(cx.err(
+            &o.field("type"),
+            format!(
+                "unknown constraint type `{other}`: use unique, check, foreign_key or primary_key"
+            ),
+        )),
     }
     cx.push(at, op, None);
     Ok(())

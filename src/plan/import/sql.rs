@@ -53,7 +53,13 @@ pub fn import(path: &str, text: &str, downs: &Downs) -> Result<Imported, ImportE
         let start = usize::from(stmt.syntax().text_range().start());
         let (line, col) = crate::sql::line_col(text, start);
         cx.at = format!("{path}:{line}");
-        cx.source = stmt.syntax().text().to_string().trim().trim_end_matches(';').to_string();
+        cx.source = stmt
+            .syntax()
+            .text()
+            .to_string()
+            .trim()
+            .trim_end_matches(';')
+            .to_string();
         statement(&mut cx, stmt).map_err(|message| ImportError {
             at: format!("{path}:{line}:{col}"),
             message,
@@ -86,7 +92,9 @@ impl Cx<'_> {
             op: raw(sql, Some(String::new()), Phase::Expand),
             at: self.at.clone(),
             source: self.source.clone(),
-            risk: Some(format!("{why}; its rollback does nothing (write `down` by hand)")),
+            risk: Some(format!(
+                "{why}; its rollback does nothing (write `down` by hand)"
+            )),
             note: None,
         });
     }
@@ -208,7 +216,10 @@ fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), String> {
                     table: Some(name(&text_of(&r))),
                     ..OperationSpec::default()
                 };
-                cx.push(op, Some("dropped at contract; the old version keeps it until then"));
+                cx.push(
+                    op,
+                    Some("dropped at contract; the old version keeps it until then"),
+                );
             }
         }
         S::Insert(_) | S::Update(_) | S::Delete(_) | S::Merge(_) | S::Truncate(_) => {
@@ -217,7 +228,10 @@ fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), String> {
         }
         S::CommentOn(_) => {
             let sql = cx.source.clone();
-            cx.push(raw(sql, Some(String::new()), Phase::Expand), Some("metadata only"));
+            cx.push(
+                raw(sql, Some(String::new()), Phase::Expand),
+                Some("metadata only"),
+            );
         }
         _ => {
             let sql = cx.source.clone();
@@ -237,10 +251,7 @@ fn create_index(cx: &mut Cx, c: ast::CreateIndex) -> Result<(), String> {
         .partition_item_list()
         .map(|l| l.partition_items().collect())
         .unwrap_or_default();
-    let cols: Vec<String> = items
-        .iter()
-        .map(|i| name(&text_of(i)))
-        .collect();
+    let cols: Vec<String> = items.iter().map(|i| name(&text_of(i))).collect();
     let plain_cols = items.iter().all(|i| {
         i.collate().is_none()
             && i.op_class_ref().is_none()
@@ -248,13 +259,10 @@ fn create_index(cx: &mut Cx, c: ast::CreateIndex) -> Result<(), String> {
             && i.nulls_order().is_none()
             && i.expr().is_some_and(|e| matches!(e, ast::Expr::NameRef(_)))
     });
-    let index = c
-        .index()
-        .map(|i| name(&text_of(&i)))
-        .unwrap_or_else(|| {
-            let bare = table.rsplit('.').next().unwrap_or(&table).to_string();
-            crate::plan::operations::idents::limit(format!("{bare}_{}_idx", cols.join("_")))
-        });
+    let index = c.index().map(|i| name(&text_of(&i))).unwrap_or_else(|| {
+        let bare = table.rsplit('.').next().unwrap_or(&table).to_string();
+        crate::plan::operations::idents::limit(format!("{bare}_{}_idx", cols.join("_")))
+    });
     let extra = c.index_include_clause().is_some()
         || c.nulls_distinct_option().is_some()
         || c.tablespace_clause().is_some()
@@ -328,7 +336,12 @@ fn op(kind: &str, table: &str) -> OperationSpec {
 }
 
 /// Maps one action; false when no operation expresses it.
-fn mapped(cx: &mut Cx, table: &str, t: &Table, action: &ast::AlterTableAction) -> Result<bool, String> {
+fn mapped(
+    cx: &mut Cx,
+    table: &str,
+    t: &Table,
+    action: &ast::AlterTableAction,
+) -> Result<bool, String> {
     use ast::AlterTableAction as A;
     match action {
         A::AddColumn(add) => return add_column(cx, table, add),
@@ -336,12 +349,18 @@ fn mapped(cx: &mut Cx, table: &str, t: &Table, action: &ast::AlterTableAction) -
         A::DropColumn(d) => {
             let mut o = op("drop_column", table);
             o.column = d.column_name_ref().map(|c| name(&text_of(&c)));
-            cx.push(o, Some("dropped at contract, after the hidden-reader census finds no reader"));
+            cx.push(
+                o,
+                Some("dropped at contract, after the hidden-reader census finds no reader"),
+            );
         }
         A::AddConstraint(add) => return add_constraint(cx, table, t, add),
         A::ValidateConstraint(_) => {
             let sql = format!("ALTER TABLE {} {}", t.sql(), text_of(action));
-            cx.push(raw(sql, Some(String::new()), Phase::ReadSwitch), Some("validated in read_switch (SHARE UPDATE EXCLUSIVE: reads and writes go on)"));
+            cx.push(
+                raw(sql, Some(String::new()), Phase::ReadSwitch),
+                Some("validated in read_switch (SHARE UPDATE EXCLUSIVE: reads and writes go on)"),
+            );
         }
         A::RenameColumn(r) => {
             let mut o = op("rename_column", table);
@@ -350,14 +369,20 @@ fn mapped(cx: &mut Cx, table: &str, t: &Table, action: &ast::AlterTableAction) -
             cx.push(o, Some("both names work until contract"));
         }
         A::TableRenameTo(r) => {
-            let to = r.table_name().map(|n| name(&text_of(&n))).ok_or("RENAME TO names no table")?;
+            let to = r
+                .table_name()
+                .map(|n| name(&text_of(&n)))
+                .ok_or("RENAME TO names no table")?;
             let o = OperationSpec {
                 op: "rename_table".into(),
                 from: Some(t.plain()),
                 to: Some(format!("{}.{to}", t.schema)),
                 ..OperationSpec::default()
             };
-            cx.push(o, Some("the old name stays as an updatable view until contract"));
+            cx.push(
+                o,
+                Some("the old name stays as an updatable view until contract"),
+            );
         }
         A::RenameConstraint(r) => {
             let mut o = op("rename_constraint", table);
@@ -372,7 +397,10 @@ fn mapped(cx: &mut Cx, table: &str, t: &Table, action: &ast::AlterTableAction) -
         }
         A::ReplicaIdentity(r) => {
             let mut o = op("set_replica_identity", table);
-            let text = r.replica_identity_option().map(|x| text_of(&x)).unwrap_or_default();
+            let text = r
+                .replica_identity_option()
+                .map(|x| text_of(&x))
+                .unwrap_or_default();
             let upper = text.to_uppercase();
             if let Some(ix) = upper.strip_prefix("USING INDEX") {
                 o.identity = Some("index".into());
@@ -402,16 +430,25 @@ fn add_column(cx: &mut Cx, table: &str, add: &ast::AddColumn) -> Result<bool, St
             C::DefaultConstraint(d) => o.default = d.expr().map(|e| text_of(&e)),
             C::CheckConstraint(k) => {
                 let e = k.expr().map(|e| text_of(&e)).unwrap_or_default();
-                o.check = Some(match k.constraint_name_clause().and_then(|n| n.constraint_name()) {
-                    Some(n) => Check::Named { name: name(&text_of(&n)), constraint: e },
-                    None => Check::Expr(e),
-                });
+                o.check = Some(
+                    match k.constraint_name_clause().and_then(|n| n.constraint_name()) {
+                        Some(n) => Check::Named {
+                            name: name(&text_of(&n)),
+                            constraint: e,
+                        },
+                        None => Check::Expr(e),
+                    },
+                );
             }
             C::UniqueConstraint(u) => {
-                o.unique = Some(match u.constraint_name_clause().and_then(|n| n.constraint_name()) {
-                    Some(n) => Unique::Named { name: name(&text_of(&n)) },
-                    None => Unique::Flag(true),
-                });
+                o.unique = Some(
+                    match u.constraint_name_clause().and_then(|n| n.constraint_name()) {
+                        Some(n) => Unique::Named {
+                            name: name(&text_of(&n)),
+                        },
+                        None => Unique::Flag(true),
+                    },
+                );
             }
             C::ReferencesConstraint(r) => {
                 let Some(target) = r.table().map(|t| name(&text_of(&t))) else {
@@ -425,7 +462,10 @@ fn add_column(cx: &mut Cx, table: &str, add: &ast::AddColumn) -> Result<bool, St
                     return Ok(false);
                 };
                 o.references = Some(References {
-                    name: r.constraint_name_clause().and_then(|n| n.constraint_name()).map(|n| name(&text_of(&n))),
+                    name: r
+                        .constraint_name_clause()
+                        .and_then(|n| n.constraint_name())
+                        .map(|n| name(&text_of(&n))),
                     table: target,
                     column: r.column().map(|c| name(&text_of(&c))),
                     columns: None,
@@ -436,9 +476,15 @@ fn add_column(cx: &mut Cx, table: &str, add: &ast::AddColumn) -> Result<bool, St
         }
     }
     if o.nullable == Some(false) && o.default.is_none() {
-        return Err("ADD COLUMN … NOT NULL without DEFAULT: existing rows have no value; give a DEFAULT".into());
+        return Err(
+            "ADD COLUMN … NOT NULL without DEFAULT: existing rows have no value; give a DEFAULT"
+                .into(),
+        );
     }
-    cx.push(o, Some("added in expand; constraints NOT VALID in dual_write, validated in read_switch"));
+    cx.push(
+        o,
+        Some("added in expand; constraints NOT VALID in dual_write, validated in read_switch"),
+    );
     Ok(true)
 }
 
@@ -468,9 +514,17 @@ fn on_delete_only(
     Some(on_delete)
 }
 
-fn alter_column(cx: &mut Cx, table: &str, t: &Table, alter: &ast::AlterColumn) -> Result<bool, String> {
+fn alter_column(
+    cx: &mut Cx,
+    table: &str,
+    t: &Table,
+    alter: &ast::AlterColumn,
+) -> Result<bool, String> {
     use ast::AlterColumnOption as O;
-    let col = alter.column_name_ref().map(|c| name(&text_of(&c))).ok_or("ALTER COLUMN names no column")?;
+    let col = alter
+        .column_name_ref()
+        .map(|c| name(&text_of(&c)))
+        .ok_or("ALTER COLUMN names no column")?;
     let mut o = op("alter_column", table);
     o.column = Some(col.clone());
     match alter.option() {
@@ -508,25 +562,41 @@ fn alter_column(cx: &mut Cx, table: &str, t: &Table, alter: &ast::AlterColumn) -
             cx.push(o, None);
         }
         Some(O::DropDefault(_)) => {
-            let sql = format!("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT", t.sql(), ident(&col));
-            cx.push(raw(sql, None, Phase::Contract), Some("the default goes at contract, once the old version is gone"));
+            let sql = format!(
+                "ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT",
+                t.sql(),
+                ident(&col)
+            );
+            cx.push(
+                raw(sql, None, Phase::Contract),
+                Some("the default goes at contract, once the old version is gone"),
+            );
         }
         _ => return Ok(false),
     }
     Ok(true)
 }
 
-fn add_constraint(cx: &mut Cx, table: &str, t: &Table, add: &ast::AddConstraint) -> Result<bool, String> {
+fn add_constraint(
+    cx: &mut Cx,
+    table: &str,
+    t: &Table,
+    add: &ast::AddConstraint,
+) -> Result<bool, String> {
     use ast::Constraint as C;
     let Some(c) = add.constraint() else {
         return Ok(false);
     };
-    let given = |n: Option<ast::ConstraintNameClause>| n.and_then(|n| n.constraint_name()).map(|n| name(&text_of(&n)));
+    let given = |n: Option<ast::ConstraintNameClause>| {
+        n.and_then(|n| n.constraint_name())
+            .map(|n| name(&text_of(&n)))
+    };
     let bare = t.name.clone();
     match c {
         C::CheckConstraint(k) => {
             let mut o = op("create_constraint", table);
-            o.name = Some(given(k.constraint_name_clause()).unwrap_or_else(|| format!("{bare}_check")));
+            o.name =
+                Some(given(k.constraint_name_clause()).unwrap_or_else(|| format!("{bare}_check")));
             o.kind = Some("check".into());
             o.check = k.expr().map(|e| Check::Expr(text_of(&e)));
             cx.push(o, Some("NOT VALID in dual_write, VALIDATE in read_switch"));
@@ -537,7 +607,10 @@ fn add_constraint(cx: &mut Cx, table: &str, t: &Table, add: &ast::AddConstraint)
                 return Ok(false);
             }
             let mut o = op("create_constraint", table);
-            o.name = Some(given(u.constraint_name_clause()).unwrap_or_else(|| format!("{bare}_{}_key", cols.join("_"))));
+            o.name = Some(
+                given(u.constraint_name_clause())
+                    .unwrap_or_else(|| format!("{bare}_{}_key", cols.join("_"))),
+            );
             o.kind = Some("unique".into());
             o.columns = Some(cols.into_iter().map(ColumnItem::Name).collect());
             cx.push(o, Some("unique index built CONCURRENTLY in expand, attached as the constraint at contract"));
@@ -545,8 +618,12 @@ fn add_constraint(cx: &mut Cx, table: &str, t: &Table, add: &ast::AddConstraint)
         C::ForeignKeyConstraint(f) => {
             let from = columns(f.syntax(), 0);
             let to = columns(f.syntax(), 1);
-            let target = f.table_name_ref().map(|n| name(&text_of(&n))).ok_or("FOREIGN KEY references no table")?;
-            let fk_name = given(f.constraint_name_clause()).unwrap_or_else(|| format!("{bare}_{}_fkey", from.join("_")));
+            let target = f
+                .table_name_ref()
+                .map(|n| name(&text_of(&n)))
+                .ok_or("FOREIGN KEY references no table")?;
+            let fk_name = given(f.constraint_name_clause())
+                .unwrap_or_else(|| format!("{bare}_{}_fkey", from.join("_")));
             match on_delete_only(
                 f.referential_actions(),
                 f.match_type(),

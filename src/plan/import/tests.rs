@@ -13,7 +13,9 @@ fn header() -> Header {
 }
 
 fn fixtures(kind: &str) -> Vec<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/import").join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/import")
+        .join(kind);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixture dir")
         .map(|e| e.expect("entry").path())
@@ -86,7 +88,14 @@ fn sql_maps_to_lock_safe_operations_and_flags_the_rest() {
     let ops: Vec<&str> = i.items.iter().map(|x| x.op.op.as_str()).collect();
     assert_eq!(
         ops,
-        ["add_column", "create_index", "create_constraint", "alter_column", "sql", "sql"]
+        [
+            "add_column",
+            "create_index",
+            "create_constraint",
+            "alter_column",
+            "sql",
+            "sql"
+        ]
     );
     assert_eq!(i.items[0].op.table.as_deref(), Some("Orders"));
     assert_eq!(i.items[0].at, "m.sql:3");
@@ -97,7 +106,12 @@ fn sql_maps_to_lock_safe_operations_and_flags_the_rest() {
     assert!(expand.contains("CREATE INDEX CONCURRENTLY"), "{expand}");
     let dual = &plan.spec.phases.dual_write.apply;
     assert!(dual.contains("NOT VALID"), "{dual}");
-    assert!(plan.spec.phases.read_switch.apply.contains("VALIDATE CONSTRAINT"));
+    assert!(plan
+        .spec
+        .phases
+        .read_switch
+        .apply
+        .contains("VALIDATE CONSTRAINT"));
 }
 
 #[test]
@@ -121,7 +135,8 @@ fn bad_input_is_an_error_at_its_place() {
     assert!(e.message.contains("malformed YAML"), "{e}");
     let e = pgroll::import("m.json", "{\"operations\": [}").expect_err("json");
     assert_eq!(e.at, "m.json:1:17", "{e}");
-    let unknown = "operations:\n  - alter_column:\n      table: t\n      column: c\n      nulable: true\n";
+    let unknown =
+        "operations:\n  - alter_column:\n      table: t\n      column: c\n      nulable: true\n";
     let e = pgroll::import("m.yaml", unknown).expect_err("unknown field");
     assert_eq!(e.at, "m.yaml: operations[0].alter_column.nulable", "{e}");
     let e = pgroll::import("m.yaml", "operations:\n  - alter_table: {}\n").expect_err("op");
@@ -131,7 +146,10 @@ fn bad_input_is_an_error_at_its_place() {
     assert!(e.message.contains("alone"), "{e}");
     let deferrable = "operations:\n  - add_column:\n      table: t\n      column: {name: c, type: int, nullable: true, references: {name: f, table: u, column: id, deferrable: true}}\n";
     let e = pgroll::import("m.yaml", deferrable).expect_err("deferrable");
-    assert_eq!(e.at, "m.yaml: operations[0].add_column.column.references.deferrable");
+    assert_eq!(
+        e.at,
+        "m.yaml: operations[0].add_column.column.references.deferrable"
+    );
     let versioned = "version_schema: v2\noperations:\n  - drop_table: {name: t}\n";
     assert!(pgroll::import("m.yaml", versioned).is_err());
 }
