@@ -8,6 +8,7 @@
 
 pub mod pgroll;
 mod pgroll_table;
+mod reader;
 pub mod sql;
 
 use super::operations::OperationSpec;

@@ -6,11 +6,13 @@
 //! table constraints, index options, primary keys) becomes a `sql` operation with the DDL
 //! pgroll would run, noted beside it.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{ImportError, Item};
+use super::reader::{check, identity_rewrites, raw, Cx, Obj};
+use super::ImportError;
+use super::Item;
 use crate::plan::operations::idents::{ident, Table};
-use crate::plan::operations::{Check, ColumnDef, OperationSpec, References, Unique};
+use crate::plan::operations::{OperationSpec, References, Unique};
 use crate::plan::Phase;
 
 /// A pgroll file read into operations, and the migration's `name` if it has one.
@@ -99,153 +101,6 @@ fn parse(path: &str, text: &str) -> Result<Value, ImportError> {
                 message: format!("malformed YAML: {e}"),
             }
         })
-    }
-}
-
-pub(super) struct Cx {
-    path: String,
-    text: String,
-    items: Vec<Item>,
-    cursor: usize,
-    line: usize,
-}
-
-impl Cx {
-    pub(super) fn err(&self, field: &str, message: impl Into<String>) -> ImportError {
-        let field = field.trim_start_matches('.');
-        ImportError {
-            at: if field.is_empty() {
-                self.path.clone()
-            } else {
-                format!("{}: {field}", self.path)
-            },
-            message: message.into(),
-        }
-    }
-
-    /// The line of the next `key:` (or `"key"`) from the previous operation's line on.
-    fn line_of(&mut self, key: &str) -> usize {
-        let needles = [format!("{key}:"), format!("\"{key}\"")];
-        let found = self
-            .text
-            .lines()
-            .enumerate()
-            .skip(self.cursor)
-            .find(|(_, l)| {
-                let l = l.trim_start().trim_start_matches(['-', '{', ' ']);
-                needles.iter().any(|n| l.starts_with(n.as_str()))
-            })
-            .map(|(n, _)| n);
-        match found {
-            Some(n) => {
-                self.cursor = n + 1;
-                n + 1
-            }
-            None => self.cursor.max(1),
-        }
-    }
-
-    pub(super) fn push(&mut self, at: &str, op: OperationSpec, note: Option<String>) {
-        self.items.push(Item {
-            op,
-            at: format!("{}:{}", self.path, self.line),
-            source: format!("pgroll {at}"),
-            risk: None,
-            note,
-        });
-    }
-}
-
-/// An object whose fields are taken one by one; what is left at the end is unknown.
-pub(super) struct Obj {
-    pub(super) at: String,
-    map: Map<String, Value>,
-}
-
-impl Obj {
-    pub(super) fn new(cx: &Cx, at: &str, v: &Value) -> Result<Obj, ImportError> {
-        match v {
-            Value::Object(m) => Ok(Obj {
-                at: at.to_string(),
-                map: m.clone(),
-            }),
-            _ => Err(cx.err(at, "must be a mapping of fields")),
-        }
-    }
-
-    pub(super) fn field(&self, key: &str) -> String {
-        format!("{}.{key}", self.at)
-    }
-
-    pub(super) fn take(&mut self, key: &str) -> Option<Value> {
-        self.map.remove(key)
-    }
-
-    pub(super) fn string(&mut self, cx: &Cx, key: &str) -> Result<Option<String>, ImportError> {
-        match self.take(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(_) => Err(cx.err(&self.field(key), "must be a string")),
-        }
-    }
-
-    pub(super) fn need(&mut self, cx: &Cx, key: &str) -> Result<String, ImportError> {
-        self.string(cx, key)?
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| cx.err(&self.field(key), "is required"))
-    }
-
-    pub(super) fn flag(&mut self, cx: &Cx, key: &str) -> Result<Option<bool>, ImportError> {
-        match self.take(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(Value::String(s)) if s == "true" || s == "false" => Ok(Some(s == "true")),
-            Some(_) => Err(cx.err(&self.field(key), "must be true or false")),
-        }
-    }
-
-    pub(super) fn obj(&mut self, cx: &Cx, key: &str) -> Result<Option<Obj>, ImportError> {
-        match self.take(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => Obj::new(cx, &self.field(key), &v).map(Some),
-        }
-    }
-
-    pub(super) fn list(&mut self, cx: &Cx, key: &str) -> Result<Vec<Value>, ImportError> {
-        match self.take(key) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(a)) => Ok(a),
-            Some(_) => Err(cx.err(&self.field(key), "must be a list")),
-        }
-    }
-
-    pub(super) fn strings(&mut self, cx: &Cx, key: &str) -> Result<Vec<String>, ImportError> {
-        let at = self.field(key);
-        self.list(cx, key)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::String(s) => Ok(s),
-                _ => Err(cx.err(&format!("{at}[{i}]"), "must be a name")),
-            })
-            .collect()
-    }
-
-    /// A field Cutover cannot honour: an error when it is set.
-    pub(super) fn forbid(&mut self, cx: &Cx, key: &str, why: &str) -> Result<(), ImportError> {
-        match self.take(key) {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(()),
-            Some(Value::String(s)) if s.is_empty() => Ok(()),
-            Some(_) => Err(cx.err(&self.field(key), format!("cannot be honoured: {why}"))),
-        }
-    }
-
-    pub(super) fn done(self, cx: &Cx) -> Result<(), ImportError> {
-        match self.map.keys().next() {
-            Some(k) => Err(cx.err(&self.field(k), format!("unknown field `{k}`"))),
-            None => Ok(()),
-        }
     }
 }
 
@@ -421,17 +276,6 @@ fn operation(cx: &mut Cx, kind: &str, o: &mut Obj) -> Result<(), ImportError> {
     Ok(())
 }
 
-/// A raw `sql` operation.
-pub(super) fn raw(up: String, down: Option<String>, phase: Phase) -> OperationSpec {
-    OperationSpec {
-        op: "sql".into(),
-        up: Some(up),
-        down,
-        phase: (phase != Phase::Expand).then_some(phase),
-        ..OperationSpec::default()
-    }
-}
-
 /// pgroll allows `up: SELECT …`; as one expression that is a scalar subquery.
 pub(super) fn expr(e: String) -> String {
     let t = e.trim();
@@ -439,31 +283,6 @@ pub(super) fn expr(e: String) -> String {
         format!("({t})")
     } else {
         e
-    }
-}
-
-/// `up`/`down` maps of the multi-column operations: Cutover does not rewrite the column, so only
-/// the identity (`col: col`) is accepted.
-pub(super) fn identity_rewrites(cx: &Cx, o: &mut Obj, key: &str) -> Result<(), ImportError> {
-    let at = o.field(key);
-    match o.take(key) {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(()),
-        Some(Value::Object(m)) => {
-            for (col, v) in m {
-                let same = v
-                    .as_str()
-                    .is_some_and(|s| s.trim().trim_matches('"') == col || s.trim().is_empty());
-                if !same {
-                    return Err(cx.err(
-                        &format!("{at}.{col}"),
-                        "cannot be honoured: Cutover changes constraints in place and does not rewrite the column (fix the rows first, or use alter_column with `up`/`down`)",
-                    ));
-                }
-            }
-            Ok(())
-        }
-        Some(_) => Err(cx.err(&at, "must map column names to SQL")),
     }
 }
 
@@ -518,18 +337,6 @@ fn add_column(
     Ok((op, note))
 }
 
-pub(super) fn check(cx: &Cx, mut c: Obj) -> Result<Check, ImportError> {
-    let name = c.need(cx, "name")?;
-    let constraint = c.need(cx, "constraint")?;
-    c.forbid(
-        cx,
-        "no_inherit",
-        "Cutover's check constraints are inherited",
-    )?;
-    c.done(cx)?;
-    Ok(Check::Named { name, constraint })
-}
-
 pub(super) fn references(cx: &Cx, mut r: Obj) -> Result<References, ImportError> {
     let out = References {
         name: r.string(cx, "name")?,
@@ -558,74 +365,4 @@ pub(super) fn references(cx: &Cx, mut r: Obj) -> Result<References, ImportError>
     )?;
     r.done(cx)?;
     Ok(out)
-}
-
-/// A pgroll column: the Cutover definition, the SQL it needs beyond one (after the type) and
-/// its comment.
-pub(super) struct Col {
-    pub(super) def: ColumnDef,
-    pub(super) extras: Vec<String>,
-    pub(super) comment: Option<String>,
-}
-
-/// Reads one column of `create_table`.
-pub(super) fn column(cx: &Cx, v: &Value, at: &str) -> Result<Col, ImportError> {
-    let mut c = Obj::new(cx, at, v)?;
-    let mut extras = Vec::new();
-    let name = c.need(cx, "name")?;
-    let def = ColumnDef {
-        kind: c.need(cx, "type")?,
-        // pgroll columns are NOT NULL unless `nullable: true`.
-        nullable: Some(c.flag(cx, "nullable")?.unwrap_or(false)),
-        default: c.string(cx, "default")?.filter(|d| !d.is_empty()),
-        pk: c.flag(cx, "pk")?,
-        unique: c.flag(cx, "unique")?,
-        check: None,
-        references: None,
-        up: None,
-        name,
-    };
-    if let Some(chk) = c.obj(cx, "check")? {
-        if let Check::Named { name, constraint } = check(cx, chk)? {
-            extras.push(format!("CONSTRAINT {} CHECK ({constraint})", ident(&name)));
-        }
-    }
-    if let Some(r) = c.obj(cx, "references")? {
-        extras.push(super::pgroll_table::column_fk(cx, r)?);
-    }
-    let comment = c.string(cx, "comment")?;
-    if let Some(mut g) = c.obj(cx, "generated")? {
-        let expression = g.string(cx, "expression")?.filter(|e| !e.is_empty());
-        let identity = g.obj(cx, "identity")?;
-        let gat = g.at.clone();
-        g.done(cx)?;
-        match (expression, identity) {
-            (Some(e), None) => extras.push(format!("GENERATED ALWAYS AS ({e}) STORED")),
-            (None, Some(mut id)) => {
-                let how = id
-                    .string(cx, "user_specified_values")?
-                    .unwrap_or_else(|| "ALWAYS".into())
-                    .to_uppercase();
-                if how != "ALWAYS" && how != "BY DEFAULT" {
-                    return Err(cx.err(
-                        &id.field("user_specified_values"),
-                        "must be ALWAYS or BY DEFAULT",
-                    ));
-                }
-                let seq = id.string(cx, "sequence_options")?.filter(|s| !s.is_empty());
-                id.done(cx)?;
-                extras.push(format!(
-                    "GENERATED {how} AS IDENTITY{}",
-                    seq.map(|s| format!(" ({s})")).unwrap_or_default()
-                ));
-            }
-            _ => return Err(cx.err(&gat, "needs either `expression` or `identity`")),
-        }
-    }
-    c.done(cx)?;
-    Ok(Col {
-        def,
-        extras,
-        comment,
-    })
 }

@@ -3,10 +3,10 @@
 
 use serde_json::Value;
 
-use super::pgroll::{self, identity_rewrites, raw, Cx, Obj};
+use super::reader::{check, identity_rewrites, raw, Cx, Obj};
 use super::ImportError;
 use crate::plan::operations::idents::{ident, Table};
-use crate::plan::operations::{Check, ColumnItem, OperationSpec, Unique};
+use crate::plan::operations::{Check, ColumnDef, ColumnItem, OperationSpec, Unique};
 use crate::plan::Phase;
 
 fn list(cols: &[String]) -> String {
@@ -26,7 +26,7 @@ pub(super) fn create_table(
     let t = Table::parse(&name);
     let mut read = Vec::new();
     for (i, v) in cols.iter().enumerate() {
-        read.push(pgroll::column(cx, v, &format!("{at}.columns[{i}]"))?);
+        read.push(column(cx, v, &format!("{at}.columns[{i}]"))?);
     }
     if read.is_empty() {
         return Err(cx.err(&format!("{at}.columns"), "is required"));
@@ -468,13 +468,85 @@ pub(super) fn create_constraint(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<()
             );
             return Ok(());
         }
-        other => return Err(cx.err(
-            &o.field("type"),
-            format!(
+        other => {
+            return Err(cx.err(
+                &o.field("type"),
+                format!(
                 "unknown constraint type `{other}`: use unique, check, foreign_key or primary_key"
             ),
-        )),
+            ))
+        }
     }
     cx.push(at, op, None);
     Ok(())
+}
+
+/// A pgroll column: the Cutover definition, the SQL it needs beyond one (after the type) and
+/// its comment.
+pub(super) struct Col {
+    pub(super) def: ColumnDef,
+    pub(super) extras: Vec<String>,
+    pub(super) comment: Option<String>,
+}
+
+/// Reads one column of `create_table`.
+pub(super) fn column(cx: &Cx, v: &Value, at: &str) -> Result<Col, ImportError> {
+    let mut c = Obj::new(cx, at, v)?;
+    let mut extras = Vec::new();
+    let name = c.need(cx, "name")?;
+    let def = ColumnDef {
+        kind: c.need(cx, "type")?,
+        // pgroll columns are NOT NULL unless `nullable: true`.
+        nullable: Some(c.flag(cx, "nullable")?.unwrap_or(false)),
+        default: c.string(cx, "default")?.filter(|d| !d.is_empty()),
+        pk: c.flag(cx, "pk")?,
+        unique: c.flag(cx, "unique")?,
+        check: None,
+        references: None,
+        up: None,
+        name,
+    };
+    if let Some(chk) = c.obj(cx, "check")? {
+        if let Check::Named { name, constraint } = check(cx, chk)? {
+            extras.push(format!("CONSTRAINT {} CHECK ({constraint})", ident(&name)));
+        }
+    }
+    if let Some(r) = c.obj(cx, "references")? {
+        extras.push(column_fk(cx, r)?);
+    }
+    let comment = c.string(cx, "comment")?;
+    if let Some(mut g) = c.obj(cx, "generated")? {
+        let expression = g.string(cx, "expression")?.filter(|e| !e.is_empty());
+        let identity = g.obj(cx, "identity")?;
+        let gat = g.at.clone();
+        g.done(cx)?;
+        match (expression, identity) {
+            (Some(e), None) => extras.push(format!("GENERATED ALWAYS AS ({e}) STORED")),
+            (None, Some(mut id)) => {
+                let how = id
+                    .string(cx, "user_specified_values")?
+                    .unwrap_or_else(|| "ALWAYS".into())
+                    .to_uppercase();
+                if how != "ALWAYS" && how != "BY DEFAULT" {
+                    return Err(cx.err(
+                        &id.field("user_specified_values"),
+                        "must be ALWAYS or BY DEFAULT",
+                    ));
+                }
+                let seq = id.string(cx, "sequence_options")?.filter(|s| !s.is_empty());
+                id.done(cx)?;
+                extras.push(format!(
+                    "GENERATED {how} AS IDENTITY{}",
+                    seq.map(|s| format!(" ({s})")).unwrap_or_default()
+                ));
+            }
+            _ => return Err(cx.err(&gat, "needs either `expression` or `identity`")),
+        }
+    }
+    c.done(cx)?;
+    Ok(Col {
+        def,
+        extras,
+        comment,
+    })
 }

@@ -7,7 +7,7 @@
 use squawk_syntax::ast::{self, AstNode};
 use squawk_syntax::{SourceFile, SyntaxKind, SyntaxNode};
 
-use super::pgroll::raw;
+use super::reader::raw;
 use super::{ImportError, Item};
 use crate::plan::operations::idents::{ident, Table};
 use crate::plan::operations::{Check, ColumnItem, OperationSpec, References, Unique};
