@@ -11,6 +11,7 @@ mod check;
 mod engine;
 mod evidence;
 mod foundation;
+mod import;
 mod notify;
 mod ops;
 mod rehearse;

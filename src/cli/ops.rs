@@ -45,6 +45,12 @@ pub enum PlanAction {
     /// Write a commented plan around one operation (e.g. `alter-column --table public.orders
     /// --column total --type bigint --up "round(total*100)" --down "total/100.0"`).
     New(Box<NewArgs>),
+    /// Turn pgroll migrations or ORM-written SQL into a plan of operations.
+    Import {
+        /// What to import.
+        #[command(subcommand)]
+        from: super::import::ImportCmd,
+    },
 }
 
 /// Flags of `plan new`; each becomes the operation field of the same name.
@@ -128,6 +134,9 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Plan {
             action: PlanAction::New(args),
         } => new_plan(*args),
+        Command::Plan {
+            action: PlanAction::Import { from },
+        } => super::import::run(from, ctx),
         Command::Run { plan, through } => headless(ctx, plan, through).await,
     }
 }

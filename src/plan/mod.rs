@@ -10,6 +10,7 @@ mod checks;
 pub(crate) mod diagnostic;
 mod duration;
 mod fields;
+pub mod import;
 mod load;
 mod names;
 pub(crate) mod notify;

@@ -9,6 +9,7 @@ mod connect;
 mod engine;
 mod evidence;
 mod foundation;
+mod import;
 mod notify;
 mod operations;
 mod plan;

@@ -14,7 +14,7 @@
 //! run in reverse. The README's "Plans from operations" lists every operation and its phases.
 
 mod columns;
-mod idents;
+pub(crate) mod idents;
 pub mod locks;
 mod moves;
 mod schema;
