@@ -104,6 +104,10 @@ fn parse(path: &str, text: &str) -> Result<Value, ImportError> {
     }
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per pgroll operation: the dispatch table reads best whole"
+)]
 fn operation(cx: &mut Cx, kind: &str, o: &mut Obj) -> Result<(), ImportError> {
     let at = o.at.clone();
     let base = |op: &str| OperationSpec {

@@ -267,6 +267,10 @@ fn action(cx: &Cx, r: &Obj, key: &str, value: &str) -> Result<String, ImportErro
 /// `create_index`: Cutover's `create_index` for plain columns, otherwise
 /// `CREATE INDEX CONCURRENTLY` with the collations, sort orders, operator classes and storage
 /// parameters given.
+#[expect(
+    clippy::too_many_lines,
+    reason = "every pgroll create_index field is read once, in one place, so none is dropped"
+)]
 pub(super) fn create_index(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<(), ImportError> {
     let table = o.need(cx, "table")?;
     let name = o.need(cx, "name")?;
@@ -373,6 +377,10 @@ pub(super) fn create_index(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<(), Imp
 
 /// `create_constraint`: unique, check and foreign keys through Cutover's operation (lock-safe
 /// steps); a primary key as a unique index built concurrently, attached at contract.
+#[expect(
+    clippy::too_many_lines,
+    reason = "every pgroll constraint field is read once, in one place, so none is dropped"
+)]
 pub(super) fn create_constraint(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<(), ImportError> {
     let table = o.need(cx, "table")?;
     let name = o.need(cx, "name")?;
