@@ -76,7 +76,7 @@ async fn measure(
                 &format!(
                     "SELECT count(*) AS pending FROM {} WHERE {}",
                     quote_qualified(&spec.table),
-                    spec.pending
+                    spec.pending_predicate()
                 ),
                 &[],
             )
@@ -97,7 +97,8 @@ fn judge(spec: &BackfillSpec, state: Option<State>, rows_done: i64, pending: i64
         format!("backfill state: {state_text}; rows done: {rows_done}"),
         format!(
             "fresh count of rows in {} matching `{}`: {pending}",
-            spec.table, spec.pending
+            spec.table,
+            spec.pending_predicate()
         ),
     ];
     let done = state == Some(State::Done);
