@@ -36,10 +36,7 @@ enum Write {
     /// `UPDATE table SET <assignments>`.
     Update(String),
     /// `INSERT INTO into (<columns>) SELECT <expressions>`, then `ON CONFLICT (<target key>)`.
-    Copy {
-        head: String,
-        conflict: String,
-    },
+    Copy { head: String, conflict: String },
 }
 
 impl KeySpec {

@@ -252,7 +252,10 @@ async fn copy_target(
         if let Some(err) = compiles(tx, &sql).await? {
             out.push(problem(
                 &["backfill", "columns", col],
-                format!("expression for `{col}` does not compile over `{}`: {err}", b.table),
+                format!(
+                    "expression for `{col}` does not compile over `{}`: {err}",
+                    b.table
+                ),
             ));
         }
     }
@@ -273,7 +276,11 @@ async fn copy_target(
         ));
     }
     let key = b.target_key().to_vec();
-    let at = if b.target_key.is_empty() { "key" } else { "target_key" };
+    let at = if b.target_key.is_empty() {
+        "key"
+    } else {
+        "target_key"
+    };
     let missing = missing_columns(tx, into, &key).await?;
     if !missing.is_empty() {
         out.push(problem(

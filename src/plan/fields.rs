@@ -290,10 +290,19 @@ fn backfill(spec: &PlanSpec, o: &mut Out<'_>) {
         o.expr(path!["backfill", "pending"], "`pending`", &b.pending);
     }
     if let Some(into) = &b.into {
-        o.dotted(path!["backfill", "into"], "the table to copy into", into, 1..=2);
+        o.dotted(
+            path!["backfill", "into"],
+            "the table to copy into",
+            into,
+            1..=2,
+        );
     }
     for (col, expr) in &b.columns {
-        o.name(path!["backfill", "columns", col.as_str()], "a column name", col);
+        o.name(
+            path!["backfill", "columns", col.as_str()],
+            "a column name",
+            col,
+        );
         o.expr(
             path!["backfill", "columns", col.as_str()],
             &format!("the expression for `{col}`"),

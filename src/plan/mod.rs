@@ -5,8 +5,8 @@
 //! `file:line:col` (see [`diagnostic`]).
 
 pub mod authorization;
-pub mod diagnostic;
 mod copy;
+pub mod diagnostic;
 mod duration;
 mod fields;
 mod load;

@@ -248,7 +248,10 @@ fn copy_mode(b: &BackfillSpec, out: &mut Vec<Problem>) {
             ));
         }
     }
-    for (field, present) in [("set", !b.set.is_empty()), ("pending", !b.pending.trim().is_empty())] {
+    for (field, present) in [
+        ("set", !b.set.is_empty()),
+        ("pending", !b.pending.trim().is_empty()),
+    ] {
         if present {
             out.push(problem_at!(
                 ["backfill", field],

@@ -2,6 +2,7 @@
 
 mod authz;
 mod backfill;
+mod backfill_copy;
 mod checks;
 mod common;
 mod connect;
