@@ -297,3 +297,33 @@ columns = { legacy_id = "id", n2 = "n * 2" }
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_orders_example_copies_every_order_and_rolls_back_cleanly() {
+    use crate::common::lifecycle::{Lifecycle, LifecycleDb, Stage};
+    use cutover::plan::Phase;
+
+    let source = std::fs::read_to_string("plans/orders-rekey-uuid.toml").unwrap();
+    let plan = Plan::parse("plans/orders-rekey-uuid.toml", &source).unwrap();
+    let parity = async |db: &LifecycleDb| {
+        let missing_or_stale: i64 = db
+            .scalar(
+                "SELECT count(*) FROM public.orders o FULL JOIN public.orders_v2 v
+                    ON v.legacy_id = o.id
+                  WHERE o.id IS NULL OR v.legacy_id IS NULL
+                     OR (v.customer_id, v.total_cents, v.status, v.created_at)
+                        IS DISTINCT FROM
+                        (o.customer_id, round(o.total * 100)::bigint, o.status, o.created_at)",
+            )
+            .await;
+        let copied: i64 = db.scalar("SELECT count(*) FROM public.orders_v2").await;
+        assert_eq!(copied, 200);
+        assert_eq!(missing_or_stale, 0);
+    };
+    Lifecycle::of(plan)
+        .schema(include_str!("../../assets/demo/schema.sql"))
+        .schema("SELECT cutover_demo_seed(50, 20, 200)")
+        .after(Stage::Applied(Phase::Backfill), parity)
+        .run_with_rollbacks()
+        .await;
+}
