@@ -8,7 +8,8 @@
 //! - [`sql`] — splitting plan SQL into statements;
 //! - [`audit`] — the hash-chained, append-only audit log;
 //! - [`engine`] — the phase state machine, gates, sign-offs, lock-safe DDL, rollback, rehearsal;
-//! - [`backfill`] — keyset-chunked, throttled, checkpointed, resumable backfill;
+//! - [`backfill`] — keyset-chunked, throttled, checkpointed, resumable backfill (update or copy);
+//! - [`cdc`] — the dual-write without a trigger: a logical replication slot applied to the copy;
 //! - [`checks`] — parity, checksum, diff, drift, golden-query and invariant checks;
 //! - [`evidence`] — readiness probes (lint, compatibility, error budget, hidden readers, …);
 //! - [`notify`] — webhooks and exec hooks fed by the control schema's transactional outbox;
@@ -19,6 +20,7 @@
 
 pub mod backfill;
 pub mod bench;
+pub mod cdc;
 pub mod checks;
 pub mod cli;
 pub mod control;

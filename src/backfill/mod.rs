@@ -38,7 +38,7 @@
 //!   sparklines.
 
 pub mod guard;
-mod keys;
+pub(crate) mod keys;
 pub mod operator;
 pub mod progress;
 mod ranges;
@@ -124,6 +124,20 @@ impl From<crate::control::ControlError> for BackfillError {
         match e {
             crate::control::ControlError::Db(e) => BackfillError::Db(e),
             crate::control::ControlError::Refused(why) => BackfillError::Refused(why.to_string()),
+        }
+    }
+}
+
+impl BackfillError {
+    /// A CDC setup error of `plan`'s copy: refusals stay refusals.
+    pub fn from_cdc(plan: &str, e: crate::cdc::CdcError) -> Self {
+        match e {
+            crate::cdc::CdcError::Refused(why) => BackfillError::Refused(why),
+            crate::cdc::CdcError::Failed(message) => BackfillError::Failed {
+                plan: plan.to_string(),
+                message,
+            },
+            crate::cdc::CdcError::Db(e) => BackfillError::Db(e),
         }
     }
 }

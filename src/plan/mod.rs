@@ -5,6 +5,7 @@
 //! `file:line:col` (see [`diagnostic`]).
 
 pub mod authorization;
+mod cdc;
 mod copy;
 pub mod diagnostic;
 mod duration;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use authorization::{Action, Authorization, Denied, Governance};
+pub use cdc::{DualWriteMode, DualWriteSpec};
 pub use copy::BackfillMode;
 pub use diagnostic::{Diagnostic, PlanError};
 pub use duration::Duration;
@@ -259,6 +261,8 @@ pub struct PlanSpec {
     pub phases: Phases,
     /// How the backfill phase transforms existing rows.
     pub backfill: Option<BackfillSpec>,
+    /// How concurrent writes reach a copy's new table: trigger (default) or CDC.
+    pub dual_write: Option<DualWriteSpec>,
     /// The feature flag that the read-switch phase turns on.
     pub read_switch: Option<ReadSwitchSpec>,
     /// Data-quality checks referenced by gates.

@@ -262,7 +262,42 @@ fn copy_mode(b: &BackfillSpec, out: &mut Vec<Problem>) {
     }
 }
 
+/// CDC projects the source into the copy's target: it needs copy mode, and a target key mapped
+/// from the source key column by column (the applier deletes by key).
+fn cdc(spec: &PlanSpec, out: &mut Vec<Problem>) {
+    if !spec.is_cdc() {
+        return;
+    }
+    let Some(b) = spec.backfill.as_ref().filter(|b| b.is_copy()) else {
+        out.push(problem_at!(
+            ["dual_write", "mode"],
+            "CDC projects the source table into the copy's target: it needs `[backfill] mode = \"copy\"`",
+            "add a `[backfill]` section with `mode = \"copy\"`, `into` and `columns`"
+        ));
+        return;
+    };
+    let key = &b.key;
+    let target = b.target_key();
+    let aligned = key.len() == target.len()
+        && key
+            .iter()
+            .zip(target)
+            .all(|(k, t)| b.mapped_source_column(t).as_deref() == Some(k.as_str()));
+    if !aligned {
+        out.push(problem_at!(
+            ["dual_write", "mode"],
+            format!(
+                "CDC needs the target key ({}) mapped from the source key ({}) column by column",
+                target.join(", "),
+                key.join(", ")
+            ),
+            "map each target key column from the source key column in `[backfill] columns`"
+        ));
+    }
+}
+
 fn backfill(spec: &PlanSpec, out: &mut Vec<Problem>) {
+    cdc(spec, out);
     let Some(b) = &spec.backfill else { return };
     if b.key.is_empty() {
         out.push(problem_at!(
