@@ -137,7 +137,10 @@ impl Applier {
         let upsert_tail = if updates.is_empty() {
             format!("ON CONFLICT ({target_key}) DO NOTHING")
         } else {
-            format!("ON CONFLICT ({target_key}) DO UPDATE SET {}", updates.join(", "))
+            format!(
+                "ON CONFLICT ({target_key}) DO UPDATE SET {}",
+                updates.join(", ")
+            )
         };
         let matches = b
             .target_key()
@@ -156,7 +159,10 @@ impl Applier {
         Ok(Applier {
             slot: slot_name(plan.id()),
             plan_id: plan.id().to_string(),
-            upsert_head: format!("INSERT INTO {into} ({targets}) SELECT {exprs} FROM {}", keys.table),
+            upsert_head: format!(
+                "INSERT INTO {into} ({targets}) SELECT {exprs} FROM {}",
+                keys.table
+            ),
             upsert_tail,
             delete_head: format!(
                 "DELETE FROM {into} cutover_t WHERE NOT EXISTS (SELECT 1 FROM {} WHERE {matches})",
@@ -174,14 +180,16 @@ impl Applier {
 
     /// Applies one batch of committed transactions.
     pub async fn step(&self, client: &mut Client, batch: i32) -> Result<Step, CdcError> {
+        // Decoding reads WAL up to the flush position: with asynchronous commits the insert
+        // position can be ahead of it, and advancing past unflushed commits would skip them.
         let current: String = client
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
             .await?
             .get(0);
         let rows = client
             .query(
-                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
-                 'proto_version', '1', 'publication_names', $1)",
+                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1::text::name, NULL, $2, \
+                 'proto_version', '1', 'publication_names', $1::text)",
                 &[&self.slot, &batch],
             )
             .await?;

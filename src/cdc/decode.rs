@@ -202,8 +202,14 @@ mod tests {
         };
         let relations = HashMap::from([(7, columns)]);
         let key = vec!["id".to_string()];
-        assert_eq!(key_of(&relations, r, &tuples[0], &key), Some(vec!["1".into()]));
-        assert_eq!(key_of(&relations, r, &tuples[1], &key), Some(vec!["2".into()]));
+        assert_eq!(
+            key_of(&relations, r, &tuples[0], &key),
+            Some(vec!["1".into()])
+        );
+        assert_eq!(
+            key_of(&relations, r, &tuples[1], &key),
+            Some(vec!["2".into()])
+        );
         assert!(decode(&upd[..upd.len() - 3]).is_err());
     }
 }

@@ -94,7 +94,9 @@ pub async fn preflight(client: &Client, plan: &Plan) -> Result<(), CdcError> {
         .await?
         .ok_or_else(|| CdcError::Refused(format!("table `{}` does not exist", b.table)))?;
     let ident: String = row.get("ident");
-    let cols: Vec<String> = row.get::<_, Option<Vec<String>>>("cols").unwrap_or_default();
+    let cols: Vec<String> = row
+        .get::<_, Option<Vec<String>>>("cols")
+        .unwrap_or_default();
     let usable = ident == "f" || b.key.iter().all(|k| cols.contains(k));
     if !usable {
         return Err(CdcError::Refused(format!(
