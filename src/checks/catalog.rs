@@ -32,6 +32,9 @@ pub async fn check_plan(
     tx.batch_execute("SET LOCAL transaction_read_only = on")
         .await?;
     backfill(&tx, plan, &mut out).await?;
+    if plan.spec.is_cdc() {
+        cdc(&tx, &mut out).await?;
+    }
     checks(&tx, plan, &mut out).await?;
     flag(plan, control, &mut out);
     tx.rollback().await?;
@@ -301,6 +304,34 @@ async fn copy_target(
                 format!("the copy's key match does not compile: {err}"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// CDC: the server writes logical WAL and the login may create a replication slot. (The
+/// replica identity is checked when the slot is created: expand may still add the key.)
+async fn cdc(tx: &Transaction<'_>, out: &mut Vec<Problem>) -> Result<(), DbError> {
+    let row = tx
+        .query_one(
+            "SELECT current_setting('wal_level') AS level,
+                    (SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user) AS may",
+            &[],
+        )
+        .await?;
+    let level: String = row.get("level");
+    if level != "logical" {
+        out.push(Problem::new(
+            vec!["dual_write".into(), "mode".into()],
+            format!("CDC needs wal_level = logical; the server has {level}"),
+            Some("set wal_level = logical in postgresql.conf and restart the server".into()),
+        ));
+    }
+    if !row.get::<_, Option<bool>>("may").unwrap_or(false) {
+        out.push(Problem::new(
+            vec!["dual_write".into(), "mode".into()],
+            "CDC needs a login that may create a replication slot".to_string(),
+            Some("ALTER ROLE <operator> REPLICATION".into()),
+        ));
     }
     Ok(())
 }

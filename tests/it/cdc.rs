@@ -238,4 +238,17 @@ async fn a_server_without_logical_wal_is_refused_with_what_to_set() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("set wal_level = logical"), "{stderr}");
+
+    let out = Command::new(cutover_bin())
+        .args(["validate"])
+        .arg(&path)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("plan.toml:") && stderr.contains("CDC needs wal_level = logical"),
+        "{stderr}"
+    );
 }
