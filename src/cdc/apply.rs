@@ -182,10 +182,13 @@ impl Applier {
     pub async fn step(&self, client: &mut Client, batch: i32) -> Result<Step, CdcError> {
         // Decoding reads WAL up to the flush position: with asynchronous commits the insert
         // position can be ahead of it, and advancing past unflushed commits would skip them.
-        let current: String = client
-            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
-            .await?
-            .get(0);
+        let now = client
+            .query_one(
+                "SELECT pg_current_wal_flush_lsn()::text, clock_timestamp()::text",
+                &[],
+            )
+            .await?;
+        let (current, peeked_at): (String, String) = (now.get(0), now.get(1));
         let rows = client
             .query(
                 "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1::text::name, NULL, $2, \
@@ -286,11 +289,20 @@ impl Applier {
             ))
             .await?;
         }
+        // Fewer messages than asked for: the peek drained the slot as of its start.
+        let drained = rows.len() < batch.max(1) as usize;
         tx.execute(
             "UPDATE cutover.cdc SET applied_lsn = $2::text::pg_lsn, \
-             applied_changes = applied_changes + $3, heartbeat = clock_timestamp() \
+             applied_changes = applied_changes + $3, heartbeat = clock_timestamp(), \
+             caught_up_at = CASE WHEN $4 THEN $5::text::timestamptz ELSE caught_up_at END \
              WHERE plan_id = $1",
-            &[&self.plan_id, &last, &(changes as i64)],
+            &[
+                &self.plan_id,
+                &last,
+                &(changes as i64),
+                &drained,
+                &peeked_at,
+            ],
         )
         .await?;
         tx.commit().await?;

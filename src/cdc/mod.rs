@@ -241,7 +241,8 @@ pub struct Lag {
     pub slot_exists: bool,
     /// WAL bytes between the server's current LSN and the slot's confirmed position.
     pub bytes: i64,
-    /// Seconds since the applier last found nothing left to apply (`None`: never).
+    /// Seconds since the applier last drained the slot: every change committed before then is
+    /// applied (`None`: never).
     pub seconds: Option<f64>,
     /// Changes applied so far.
     pub applied_changes: i64,

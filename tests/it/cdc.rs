@@ -70,7 +70,13 @@ fn spawn_applier(url: &str, plan: &std::path::Path) -> Child {
         .env("DATABASE_URL", url)
         .env("CUTOVER_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(plan.with_extension("log")).unwrap())
+        .stderr(
+            std::fs::File::options()
+                .append(true)
+                .create(true)
+                .open(plan.with_extension("log"))
+                .unwrap(),
+        )
         .spawn()
         .unwrap()
 }
@@ -181,8 +187,32 @@ async fn copy_and_stream_converge_under_writes_and_an_applier_killed_mid_stream(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // One more caught-up round after the last write, then the target must equal the source.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Every write is committed (asynchronously: the cluster runs synchronous_commit = off, so
+    // the insert position, not the flushed one, covers them): the slot must get past it.
+    let target: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let past: bool = client
+            .query_one(
+                "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots",
+                &[&target],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if past {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the applier did not pass {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     sigkill(&mut applier);
     let differ = scalar_i64(
         &client,
@@ -191,7 +221,25 @@ async fn copy_and_stream_converge_under_writes_and_an_applier_killed_mid_stream(
              OR t.n2 IS DISTINCT FROM s.n * 2 OR t.note IS DISTINCT FROM s.note",
     )
     .await;
-    assert_eq!(differ, 0, "target differs from source");
+    let detail: Vec<String> = client
+        .query(
+            "SELECT format('%s %s %s / %s %s %s', s.id, s.n * 2, s.note, t.legacy_id, t.n2, t.note)
+               FROM public.items s FULL JOIN public.items_v2 t ON t.legacy_id = s.id
+              WHERE s.id IS NULL OR t.legacy_id IS NULL
+                 OR t.n2 IS DISTINCT FROM s.n * 2 OR t.note IS DISTINCT FROM s.note LIMIT 10",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        differ,
+        0,
+        "target differs from source: {detail:?}; applier log: {}",
+        std::fs::read_to_string(path.with_extension("log")).unwrap_or_default()
+    );
     let triggers = scalar_i64(
         &client,
         "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.items'::regclass",
@@ -206,6 +254,18 @@ async fn copy_and_stream_converge_under_writes_and_an_applier_killed_mid_stream(
         ))
         .await
         .unwrap();
+    // The killed applier's server process lets go of the slot once it sees the disconnect.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scalar_i64(
+        &client,
+        "SELECT count(*) FROM pg_replication_slots WHERE active",
+    )
+    .await
+        > 0
+    {
+        assert!(Instant::now() < deadline, "the slot stayed active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let dropped = cdc::sweep_orphans(&control).await.unwrap();
     assert_eq!(dropped, vec![cdc::slot_name(PLAN_ID)]);
     let slots = scalar_i64(&client, "SELECT count(*) FROM pg_replication_slots").await;
