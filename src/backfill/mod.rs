@@ -38,7 +38,7 @@
 //!   sparklines.
 
 pub mod guard;
-pub(crate) mod keys;
+mod keys;
 pub mod operator;
 pub mod progress;
 mod ranges;

@@ -11,10 +11,12 @@ use tokio_postgres::Client;
 
 use super::decode::{decode, key_of, Message};
 use super::{ensure, slot_name, sweep_orphans, CdcError};
-use crate::backfill::keys::{Key, KeySpec};
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::{BackfillSpec, Plan};
-use crate::sql::{quote_ident, quote_qualified};
+use crate::sql::{quote_ident, quote_literal, quote_qualified};
+
+/// A key's values as text, one per key column.
+type Key = Vec<String>;
 
 /// Options of [`run`].
 #[derive(Debug, Clone)]
@@ -97,7 +99,7 @@ pub async fn run(
 pub struct Applier {
     slot: String,
     plan_id: String,
-    keys: KeySpec,
+    keys: SourceKey,
     upsert_head: String,
     upsert_tail: String,
     delete_head: String,
@@ -113,9 +115,7 @@ impl Applier {
             .as_ref()
             .filter(|b| b.is_copy())
             .ok_or_else(|| CdcError::Refused("CDC needs a copy-mode [backfill]".into()))?;
-        let keys = KeySpec::load(client, b)
-            .await
-            .map_err(|e| CdcError::Failed(e.to_string()))?;
+        let keys = SourceKey::load(client, b).await?;
         let into = quote_qualified(b.into.as_deref().unwrap_or_default());
         let quoted = |cols: &mut dyn Iterator<Item = &String>| {
             cols.map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
@@ -317,6 +317,59 @@ impl Applier {
             keys: refreshed,
             caught_up: false,
         })
+    }
+}
+
+/// The source table's key: quoted name, column names and their SQL types.
+struct SourceKey {
+    table: String,
+    columns: Vec<String>,
+    types: Vec<String>,
+}
+
+impl SourceKey {
+    async fn load(client: &Client, b: &BackfillSpec) -> Result<SourceKey, CdcError> {
+        let table = quote_qualified(&b.table);
+        let mut types = Vec::new();
+        for col in &b.key {
+            let row = client
+                .query_opt(
+                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                     WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 \
+                       AND NOT attisdropped",
+                    &[&table, col],
+                )
+                .await?
+                .ok_or_else(|| {
+                    CdcError::Refused(format!("key column `{col}` not found in `{}`", b.table))
+                })?;
+            types.push(row.get::<_, String>(0));
+        }
+        Ok(SourceKey {
+            table,
+            columns: b.key.clone(),
+            types,
+        })
+    }
+
+    /// `"a", "b"`.
+    fn cols(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `('1'::bigint, 'x'::text)`.
+    fn literal(&self, key: &Key) -> String {
+        let parts = key
+            .iter()
+            .zip(&self.types)
+            .map(|(v, t)| format!("{}::{t}", quote_literal(v)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("({parts})")
     }
 }
 

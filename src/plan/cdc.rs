@@ -1,6 +1,6 @@
 //! `[dual_write]`: how writes after the copy's start reach the new table — a trigger written in
 //! the dual-write phase's SQL (the default), or CDC: a logical replication slot whose changes
-//! Cutover applies, with no trigger on the source table (see [`crate::cdc`]).
+//! Cutover applies, with no trigger on the source table (module `cdc`).
 
 use serde::{Deserialize, Serialize};
 

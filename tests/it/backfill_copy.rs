@@ -127,7 +127,7 @@ async fn copy_is_exact_under_concurrent_inserts_updates_and_deletes() {
             };
             app.execute(sql, &[&id]).await.unwrap();
             ops += 1;
-            if ops % 8 == 0 {
+            if ops.is_multiple_of(8) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
