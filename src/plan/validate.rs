@@ -197,7 +197,7 @@ fn update_mode(b: &BackfillSpec, out: &mut Vec<Problem>) {
     if b.pending.trim().is_empty() {
         out.push(problem_at!(
             ["backfill", "pending"],
-            "`pending` must say which rows still need work",
+            "missing field `pending`: update mode needs the predicate of the rows that still need work",
             "e.g. `pending = \"new_col IS NULL AND old_col IS NOT NULL\"`"
         ));
     }
