@@ -10,15 +10,15 @@ use super::BackfillError;
 use crate::plan::BackfillSpec;
 use crate::sql::{quote_ident, quote_literal, quote_qualified};
 
-pub use crate::control::backfill::key::Key;
+pub(super) use crate::control::backfill::key::Key;
 
 /// Leads every statement the backfill sends against the table, so the latency guard can tell
 /// them from the application's in `pg_stat_statements`.
-pub const TAG: &str = "/* cutover */ ";
+pub(super) const TAG: &str = "/* cutover */ ";
 
 /// The key columns of the backfilled table and the SQL built from them.
 #[derive(Debug, Clone)]
-pub struct KeySpec {
+pub(super) struct KeySpec {
     /// The quoted table name.
     pub table: String,
     /// Key column names (unquoted).
@@ -41,7 +41,7 @@ enum Write {
 
 impl KeySpec {
     /// Reads the key columns' types from the catalog; fails naming the table or column.
-    pub async fn load(
+    pub(super) async fn load(
         client: &impl GenericClient,
         spec: &BackfillSpec,
     ) -> Result<KeySpec, BackfillError> {
@@ -97,7 +97,7 @@ impl KeySpec {
     }
 
     /// `"a", "b"`.
-    pub fn cols(&self) -> String {
+    pub(super) fn cols(&self) -> String {
         self.columns
             .iter()
             .map(|c| quote_ident(c))
@@ -107,7 +107,7 @@ impl KeySpec {
 
     /// `"a"::text AS cutover_k0, …` — selects a key as text (aliased, so that `ORDER BY "a"`
     /// still sorts by the column and not by its text).
-    pub fn text_cols(&self) -> String {
+    pub(super) fn text_cols(&self) -> String {
         self.columns
             .iter()
             .enumerate()
@@ -117,7 +117,7 @@ impl KeySpec {
     }
 
     /// `('1'::bigint, 'x'::text)` — a key as an SQL row literal.
-    pub fn literal(&self, key: &Key) -> String {
+    pub(super) fn literal(&self, key: &Key) -> String {
         let parts = key
             .iter()
             .zip(&self.types)
@@ -128,7 +128,7 @@ impl KeySpec {
     }
 
     /// `WHERE`-ready condition `key > lo AND key <= hi` (either side optional; `TRUE` if none).
-    pub fn between(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
+    pub(super) fn between(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
         let mut conds = Vec::new();
         if let Some(lo) = lo {
             conds.push(format!("({}) > {}", self.cols(), self.literal(lo)));
@@ -144,7 +144,7 @@ impl KeySpec {
     }
 
     /// The key `offset` rows after `lo` (exclusive) and at most `hi`, in key order.
-    pub fn bound_sql(&self, lo: Option<&Key>, hi: Option<&Key>, offset: i64) -> String {
+    pub(super) fn bound_sql(&self, lo: Option<&Key>, hi: Option<&Key>, offset: i64) -> String {
         format!(
             "{TAG}SELECT {} FROM {} WHERE {} ORDER BY {} OFFSET {offset} LIMIT 1",
             self.text_cols(),
@@ -155,7 +155,7 @@ impl KeySpec {
     }
 
     /// Counts the keys in `(lo, hi]`.
-    pub fn count_sql(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
+    pub(super) fn count_sql(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
         format!(
             "{TAG}SELECT count(*) AS keys FROM {} WHERE {}",
             self.table,
@@ -165,7 +165,7 @@ impl KeySpec {
 
     /// The chunk's write on the pending rows of `(lo, hi]`: the UPDATE of the SET assignments,
     /// or in copy mode the INSERT … SELECT that key-share locks the source rows in key order.
-    pub fn write_sql(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
+    pub(super) fn write_sql(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
         match &self.write {
             Write::Update(set) => format!(
                 "{TAG}UPDATE {} SET {set} WHERE {} AND ({})",
@@ -185,7 +185,7 @@ impl KeySpec {
     }
 
     /// The largest key, as text.
-    pub fn max_key_sql(&self) -> String {
+    pub(super) fn max_key_sql(&self) -> String {
         let desc = self
             .columns
             .iter()
@@ -200,7 +200,7 @@ impl KeySpec {
     }
 
     /// Counts the pending rows (optionally only keys up to `hi`).
-    pub fn pending_count_sql(&self, hi: Option<&Key>) -> String {
+    pub(super) fn pending_count_sql(&self, hi: Option<&Key>) -> String {
         format!(
             "{TAG}SELECT count(*) AS pending FROM {} WHERE {} AND ({})",
             self.table,
@@ -210,7 +210,7 @@ impl KeySpec {
     }
 
     /// Evenly spaced boundary keys from a block sample of about `percent` % of the table.
-    pub fn boundaries_sql(&self, parts: u32, percent: f64) -> String {
+    pub(super) fn boundaries_sql(&self, parts: u32, percent: f64) -> String {
         let sample = if percent >= 100.0 {
             String::new()
         } else {
@@ -269,7 +269,7 @@ impl Write {
 }
 
 /// Reads a key from a row of text columns; `None` when any column is NULL.
-pub fn key_from_row(row: &tokio_postgres::Row) -> Option<Key> {
+pub(super) fn key_from_row(row: &tokio_postgres::Row) -> Option<Key> {
     (0..row.len())
         .map(|i| row.get::<_, Option<String>>(i))
         .collect()

@@ -39,11 +39,12 @@
 
 pub mod guard;
 mod keys;
-pub mod operator;
-pub mod progress;
+pub(crate) mod operator;
+pub(crate) mod progress;
 mod ranges;
 mod runner;
-pub mod sizer;
+pub(crate) mod sizer;
+pub mod slots;
 pub mod throttle;
 
 use std::time::Duration;

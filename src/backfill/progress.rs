@@ -116,7 +116,7 @@ impl Progress {
 }
 
 /// `1h02m`, `3m05s`, `12s`.
-pub fn fmt_secs(secs: f64) -> String {
+pub(crate) fn fmt_secs(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
     if s >= 3600 {
         format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
@@ -264,7 +264,7 @@ fn sparkline(buckets: Vec<(i32, f64)>) -> Vec<f64> {
 
 /// One committed chunk: keys covered, start and end (epoch seconds).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ChunkSample {
+pub(crate) struct ChunkSample {
     /// Keys the chunk covered.
     pub rows: f64,
     /// When it started.
@@ -275,7 +275,7 @@ pub struct ChunkSample {
 
 /// Throughput readings over a window of chunks.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rates {
+pub(crate) struct Rates {
     /// Rows/s over the whole window.
     pub now: Option<f64>,
     /// Rows/s of each sub-window, oldest first.
@@ -293,7 +293,7 @@ const STALL_SECS: f64 = 2.0;
 /// window reaches past it: while chunks run, the window ends at the last start; when no chunk
 /// started for a while (or `stalled`: nobody runs chunks), it ends at `now` and the reading
 /// decays toward 0.
-pub fn rates(samples: &[ChunkSample], now: f64, cap: Option<f64>, stalled: bool) -> Rates {
+pub(crate) fn rates(samples: &[ChunkSample], now: f64, cap: Option<f64>, stalled: bool) -> Rates {
     let n = samples.len();
     let clamp = |r: f64| cap.map_or(r, |c| r.min(c)).max(0.0);
     let Some((first, last)) = samples.first().zip(samples.last()) else {
@@ -336,7 +336,7 @@ pub fn rates(samples: &[ChunkSample], now: f64, cap: Option<f64>, stalled: bool)
 /// The ETA band `(optimistic, expected, pessimistic)` in seconds for `remaining` keys: the
 /// expected value at the window's rate, the ends at the upper and lower quartile of the
 /// sub-window rates (widened to include the expected one). `None` without a rate.
-pub fn eta_band(remaining: i64, rates: &Rates) -> Option<(f64, f64, f64)> {
+pub(crate) fn eta_band(remaining: i64, rates: &Rates) -> Option<(f64, f64, f64)> {
     let now = rates.now.filter(|r| *r > 0.0)?;
     let mut w: Vec<f64> = rates.windows.iter().copied().filter(|r| *r > 0.0).collect();
     w.sort_by(f64::total_cmp);
@@ -360,7 +360,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 /// Percent done from the keys covered and the keys still pending: 100 only when done, else at
 /// most 99.9 (rounded down, so it never reads 100.0 early).
-pub fn percent(state: State, done: i64, remaining: i64) -> f64 {
+pub(crate) fn percent(state: State, done: i64, remaining: i64) -> f64 {
     if state == State::Done {
         return 100.0;
     }
@@ -372,7 +372,7 @@ pub fn percent(state: State, done: i64, remaining: i64) -> f64 {
 }
 
 /// `3m05s – 4m10s`, or `~35s` when both ends read the same.
-pub fn fmt_band(lo: f64, hi: f64) -> String {
+pub(crate) fn fmt_band(lo: f64, hi: f64) -> String {
     let (a, b) = (fmt_secs(lo), fmt_secs(hi));
     if a == b {
         format!("~{a}")

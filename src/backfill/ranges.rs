@@ -17,14 +17,14 @@ use crate::control::backfill::transitions;
 use crate::control::backfill::State;
 use crate::plan::Plan;
 
-pub use crate::control::backfill::leases::Identity;
+pub(super) use crate::control::backfill::leases::Identity;
 
 /// At most this many sweep passes before the backfill fails (rows keep appearing pending).
-pub const MAX_SWEEPS: i32 = 10;
+pub(super) const MAX_SWEEPS: i32 = 10;
 
 /// A range this worker holds.
 #[derive(Debug, Clone)]
-pub struct Claimed {
+pub(super) struct Claimed {
     /// Range id.
     pub range_id: i32,
     /// True for a final-sweep range (counts fixed rows, not covered keys, as progress).
@@ -37,7 +37,7 @@ pub struct Claimed {
 
 /// Another worker's lease.
 #[derive(Debug, Clone)]
-pub struct Holder {
+pub(super) struct Holder {
     /// Owner id.
     pub owner: String,
     /// Host.
@@ -60,7 +60,7 @@ impl fmt::Display for Holder {
 
 /// Result of a claim attempt.
 #[derive(Debug)]
-pub enum Claim {
+pub(super) enum Claim {
     /// A range to work on.
     Got(Claimed),
     /// All remaining ranges are held by live workers, or the `workers` limit is reached.
@@ -71,7 +71,7 @@ pub enum Claim {
 
 /// Result of the final step.
 #[derive(Debug)]
-pub enum Finish {
+pub(super) enum Finish {
     /// No pending row remains: the backfill is done.
     Done,
     /// Rows are still pending: sweep this range.
@@ -92,7 +92,7 @@ fn is_dead_local(host: Option<&str>, pid: Option<i32>) -> bool {
 }
 
 /// Splits the key space into ranges on first start (no-op when ranges exist).
-pub async fn plan_ranges(
+pub(super) async fn plan_ranges(
     client: &mut Client,
     plan: &Plan,
     keys: &KeySpec,
@@ -174,7 +174,7 @@ fn default_parts(estimate: i64, workers: u32) -> u32 {
 }
 
 /// The live leases of the plan (dead local processes excluded).
-pub async fn live_holders(
+pub(super) async fn live_holders(
     client: &impl GenericClient,
     plan_id: &str,
 ) -> Result<Vec<Holder>, BackfillError> {
@@ -192,7 +192,7 @@ pub async fn live_holders(
 }
 
 /// Claims a range for `me`, unless `workers` live leases exist already.
-pub async fn claim(
+pub(super) async fn claim(
     client: &mut Client,
     plan_id: &str,
     me: &Identity,
@@ -247,7 +247,7 @@ pub async fn claim(
 }
 
 /// Renews `me`'s leases; returns how many ranges it still holds.
-pub async fn heartbeat(
+pub(super) async fn heartbeat(
     client: &impl GenericClient,
     plan_id: &str,
     me: &Identity,
@@ -257,7 +257,7 @@ pub async fn heartbeat(
 }
 
 /// Releases `me`'s leases (the checkpoints stay).
-pub async fn release(
+pub(super) async fn release(
     client: &impl GenericClient,
     plan_id: &str,
     me: &Identity,
@@ -268,7 +268,7 @@ pub async fn release(
 
 /// The final step once every range is covered: count `pending`; done when 0, otherwise plan and
 /// claim a sweep over the keys that exist now.
-pub async fn finish(
+pub(super) async fn finish(
     client: &mut Client,
     plan: &Plan,
     keys: &KeySpec,

@@ -14,11 +14,11 @@ const DECAY: f64 = 0.75;
 /// Largest growth factor from one chunk to the next.
 const MAX_GROWTH: f64 = 1.5;
 /// A chunk slower than this multiple of the target cuts the size at once.
-pub const FAR_OVER: f64 = 4.0;
+pub(crate) const FAR_OVER: f64 = 4.0;
 
 /// The adaptive chunk sizer of one worker.
 #[derive(Debug, Clone)]
-pub struct Sizer {
+pub(crate) struct Sizer {
     size: f64,
     floor: f64,
     ceiling: f64,
@@ -28,7 +28,7 @@ pub struct Sizer {
 
 impl Sizer {
     /// A sizer starting at `initial` rows, kept within `[floor, ceiling]`.
-    pub fn new(initial: u32, floor: u32, ceiling: u32) -> Sizer {
+    pub(crate) fn new(initial: u32, floor: u32, ceiling: u32) -> Sizer {
         let floor = f64::from(floor.max(1));
         let ceiling = f64::from(ceiling).max(floor);
         Sizer {
@@ -41,12 +41,12 @@ impl Sizer {
     }
 
     /// The next chunk's size in rows.
-    pub fn size(&self) -> u32 {
+    pub(crate) fn size(&self) -> u32 {
         self.size.round() as u32
     }
 
     /// Feeds one committed chunk: `rows` keys covered in `elapsed`, aiming at `target`.
-    pub fn observe(&mut self, rows: u64, elapsed: Duration, target: Duration) {
+    pub(crate) fn observe(&mut self, rows: u64, elapsed: Duration, target: Duration) {
         let t = elapsed.as_secs_f64().max(1e-4);
         let target = target.as_secs_f64().max(1e-3);
         if rows == 0 {
@@ -67,14 +67,14 @@ impl Sizer {
     }
 
     /// A chunk hit its time cap and was rolled back: retry at a quarter of the size.
-    pub fn timed_out(&mut self) {
+    pub(crate) fn timed_out(&mut self) {
         self.size = (self.size / 4.0).clamp(self.floor, self.ceiling);
         self.rows = 0.0;
         self.secs = 0.0;
     }
 
     /// True when the size is at its floor.
-    pub fn at_floor(&self) -> bool {
+    pub(crate) fn at_floor(&self) -> bool {
         self.size <= self.floor
     }
 }

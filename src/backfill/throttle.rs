@@ -78,6 +78,7 @@ pub struct Evaluator {
     last_ok: Vec<(Signal, Instant, Option<f64>)>,
     wal: Option<(Instant, f64)>,
     guard: Guard,
+    slots: super::slots::SlotWatch,
 }
 
 impl Evaluator {
@@ -99,6 +100,7 @@ impl Evaluator {
             windows: plan.spec.windows.clone(),
             last_ok,
             wal: None,
+            slots: Default::default(),
         }
     }
 
@@ -134,7 +136,7 @@ impl Evaluator {
             return Verdict::Throttled(reason);
         }
         let signals: Vec<Signal> = self.last_ok.iter().map(|(s, _, _)| *s).collect();
-        let mut first_reason = None;
+        let mut first_reason = self.slots.reason(client, &self.spec).await;
         let mut advice = Advice::Clear;
         for signal in signals {
             if signal == Signal::AppLatency {

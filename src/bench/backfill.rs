@@ -37,7 +37,7 @@ const BASELINE: Duration = Duration::from_secs(12);
 const TARGET_MS: f64 = 300.0;
 
 /// Runs the backfill benchmark.
-pub async fn run(server: Option<DbConfig>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(server: Option<DbConfig>) -> anyhow::Result<ExitCode> {
     let (cluster, server) = match server {
         Some(cfg) => (None, cfg),
         None => {
@@ -80,6 +80,7 @@ const COPIES: [(&str, bool); 4] = [
     ("copy_u2", false),
 ];
 
+#[expect(clippy::too_many_lines, reason = "the bench helper splits this")]
 async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     let rows = u64::from(SCALE) * 100_000;
     let pgbench = pgbench_path();

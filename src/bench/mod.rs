@@ -1,5 +1,5 @@
 //! Benchmarks: each prints ratios measured side by side in one run.
 
-pub mod backfill;
+pub(crate) mod backfill;
 pub mod parity;
 pub mod patterns;

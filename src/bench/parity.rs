@@ -228,6 +228,7 @@ pub async fn run(server: Option<DbConfig>) -> anyhow::Result<ExitCode> {
     result
 }
 
+#[expect(clippy::too_many_lines, reason = "the bench helper splits this")]
 async fn bench(cfg: &DbConfig) -> anyhow::Result<ExitCode> {
     let mut session = SessionSettings::new("bench-parity");
     session.statement_timeout = Duration::from_secs(600);

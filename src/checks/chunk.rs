@@ -19,12 +19,12 @@ pub(crate) struct Range {
 
 impl Range {
     /// The whole key space.
-    pub fn all() -> Range {
+    pub(super) fn all() -> Range {
         Range { lo: None, hi: None }
     }
 
     /// SQL predicate restricting `key` to this range (`TRUE` when unbounded).
-    pub fn predicate(&self, key: &Key) -> String {
+    pub(super) fn predicate(&self, key: &Key) -> String {
         let mut parts = Vec::new();
         if let Some(lo) = &self.lo {
             parts.push(format!("{} > {}", key.tuple(), key.literal(lo)));
@@ -40,7 +40,7 @@ impl Range {
     }
 
     /// Which bounds are present: selects one of the four prepared forms of a statement.
-    pub fn shape(&self) -> Shape {
+    pub(super) fn shape(&self) -> Shape {
         Shape {
             lo: self.lo.is_some(),
             hi: self.hi.is_some(),
@@ -48,7 +48,7 @@ impl Range {
     }
 
     /// The bound values as statement parameters, in the order of [`Shape::predicate`].
-    pub fn params(&self) -> Vec<&str> {
+    pub(super) fn params(&self) -> Vec<&str> {
         self.lo
             .iter()
             .chain(self.hi.iter())
@@ -58,7 +58,7 @@ impl Range {
     }
 
     /// Human label, e.g. `(100, 200]`.
-    pub fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         let show = |b: &Option<Bound>, open: &str| match b {
             Some(v) if v.len() == 1 => v[0].clone(),
             Some(v) => format!("({})", v.join(", ")),
@@ -77,7 +77,7 @@ pub(crate) struct Shape {
 
 impl Shape {
     /// All four shapes.
-    pub const ALL: [Shape; 4] = [
+    pub(super) const ALL: [Shape; 4] = [
         Shape {
             lo: false,
             hi: false,
@@ -94,7 +94,7 @@ impl Shape {
     ];
 
     /// The range predicate with `$n` placeholders for the bounds.
-    pub fn predicate(&self, key: &Key) -> String {
+    pub(super) fn predicate(&self, key: &Key) -> String {
         let mut parts = Vec::new();
         let mut next = 1;
         if self.lo {
@@ -141,7 +141,7 @@ pub(crate) struct Walker {
 
 impl Walker {
     /// Starts a walk over `table` (SQL) by `key`, aiming at `target` per chunk statement.
-    pub async fn start(
+    pub(super) async fn start(
         ro: &ReadOnly<'_>,
         table: &str,
         key: &Key,
@@ -193,14 +193,14 @@ impl Walker {
     }
 
     /// Uses fixed chunks of about `rows` rows (no adaptation).
-    pub fn fix_rows(&mut self, rows: f64) {
+    pub(super) fn fix_rows(&mut self, rows: f64) {
         self.rows = rows.max(1.0);
         self.min_rows = self.rows;
         self.max_rows = self.rows;
     }
 
     /// The next range, or `None` when the walk is over.
-    pub async fn next(&mut self, ro: &ReadOnly<'_>) -> Result<Option<Range>, CheckError> {
+    pub(super) async fn next(&mut self, ro: &ReadOnly<'_>) -> Result<Option<Range>, CheckError> {
         match &mut self.mode {
             Mode::Done => Ok(None),
             Mode::Int {
@@ -268,7 +268,7 @@ impl Walker {
     }
 
     /// Feeds back how many rows the last chunk held and how long its statement took.
-    pub fn record(&mut self, rows: i64, elapsed: Duration) {
+    pub(super) fn record(&mut self, rows: i64, elapsed: Duration) {
         if let Mode::Int { .. } = self.mode {
             // Re-estimate density from what the last range actually held.
             if self.last_width > 0.0 {

@@ -49,112 +49,30 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     let rel = relation_sql(table);
     let (old_sql, new_sql) = (column_sql(old), column_sql(new));
     let types = types_of(ctx.client, &rel, &[old_sql.clone(), new_sql.clone()]).await?;
-    let numeric = types
-        .iter()
-        .all(|t| is_numeric_type(t) || is_temporal_type(t));
-    let as_number = |expr: &str, ty: &str| {
-        if is_temporal_type(ty) {
-            format!("extract(epoch FROM ({expr}))::float8")
-        } else {
-            format!("({expr})::float8")
-        }
+    let limits = Limits {
+        numeric: types
+            .iter()
+            .all(|t| is_numeric_type(t) || is_temporal_type(t)),
+        has_default: default_value.is_some(),
+        max_pp: *max_share_increase_pp,
+        max_rel: *max_relative_drift,
     };
     let part = partition_by
         .as_deref()
         .map(|p| format!("({})::text", column_sql(p)))
         .unwrap_or_else(|| "'all rows'::text".to_string());
-    let default = default_value.as_deref().unwrap_or("NULL");
-    let per_column = |v: &str| {
-        let mut cols = vec![
-            format!("count(*) FILTER (WHERE {v} IS NULL)::int8 AS {v}_nulls"),
-            if default_value.is_some() {
-                format!("count(*) FILTER (WHERE {v} = ({default}))::int8 AS {v}_defaults")
-            } else {
-                format!("0::int8 AS {v}_defaults")
-            },
-            format!("count(DISTINCT {v})::int8 AS {v}_distinct"),
-            format!("min({v})::text AS {v}_min_text"),
-            format!("max({v})::text AS {v}_max_text"),
-        ];
-        if numeric {
-            let num = format!("{v}_num");
-            cols.push(format!("min({num}) AS {v}_min"));
-            cols.push(format!("max({num}) AS {v}_max"));
-            cols.push(format!("avg({num}) AS {v}_mean"));
-            cols.push(format!(
-                "percentile_cont(ARRAY[{}]::float8[]) WITHIN GROUP (ORDER BY {num}) AS {v}_quantiles",
-                QUANTILES.map(|q| q.to_string()).join(", ")
-            ));
-        }
-        cols
-    };
-    let mut inner = vec![
-        format!("{part} AS part"),
-        format!("{old_sql} AS o"),
-        format!("{new_sql} AS n"),
+    let columns = [
+        (old_sql.as_str(), &types[0][..]),
+        (new_sql.as_str(), &types[1][..]),
     ];
-    if numeric {
-        inner.push(format!("{} AS o_num", as_number(&old_sql, &types[0])));
-        inner.push(format!("{} AS n_num", as_number(&new_sql, &types[1])));
-    }
-    let sql = format!(
-        "SELECT part, count(*)::int8 AS rows, {}, {} FROM (SELECT {} FROM {rel}) AS s GROUP BY part ORDER BY part",
-        per_column("o").join(", "),
-        per_column("n").join(", "),
-        inner.join(", "),
+    let sql = stats_sql(
+        &rel,
+        &part,
+        columns,
+        default_value.as_deref(),
+        limits.numeric,
     );
     let rows = ctx.ro.query(&sql, &[]).await?;
-    let stats = |r: &tokio_postgres::Row, v: &str| {
-        let col = |name: &str| format!("{v}_{name}");
-        let numeric_col = |name: &str| numeric.then(|| col(name));
-        Stats {
-            nulls: r.get(col("nulls").as_str()),
-            defaults: r.get(col("defaults").as_str()),
-            distinct: r.get(col("distinct").as_str()),
-            min_text: r.get(col("min_text").as_str()),
-            max_text: r.get(col("max_text").as_str()),
-            min: numeric_col("min").and_then(|c| r.get(c.as_str())),
-            max: numeric_col("max").and_then(|c| r.get(c.as_str())),
-            mean: numeric_col("mean").and_then(|c| r.get(c.as_str())),
-            quantiles: numeric_col("quantiles").and_then(|c| r.get(c.as_str())),
-        }
-    };
-    let mut total = 0i64;
-    let mut failing = Vec::new();
-    let mut passing = Vec::new();
-    let mut headlines = Vec::new();
-    for r in &rows {
-        let label: Option<String> = r.get("part");
-        let label = label.unwrap_or_else(|| "NULL".into());
-        let count: i64 = r.get("rows");
-        total += count;
-        let o = stats(r, "o");
-        let n = stats(r, "n");
-        let problems = judge(
-            count,
-            &o,
-            &n,
-            numeric,
-            default_value.is_some(),
-            *max_share_increase_pp,
-            *max_relative_drift,
-        );
-        let entry = json!({
-            "partition": label,
-            "rows": count,
-            "old": describe(count, &o),
-            "new": describe(count, &n),
-            "problems": problems,
-        });
-        if problems.is_empty() {
-            passing.push(entry);
-        } else {
-            if headlines.len() < 3 {
-                headlines.push(format!("{label}: {}", problems.join(", ")));
-            }
-            failing.push(entry);
-        }
-    }
     if rows.is_empty() {
         return Ok(Verdict {
             outcome: Outcome::Inconclusive,
@@ -163,6 +81,12 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
             details: json!({ "partitions": [] }),
         });
     }
+    let Partitions {
+        total,
+        failing,
+        passing,
+        headlines,
+    } = judge_partitions(&rows, &limits);
     let bad = failing.len();
     let summary = if bad == 0 {
         format!(
@@ -198,6 +122,136 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     })
 }
 
+/// The partitions judged: failing and passing entries for the details, the first few failures
+/// as headlines, and the rows counted.
+struct Partitions {
+    total: i64,
+    failing: Vec<Value>,
+    passing: Vec<Value>,
+    headlines: Vec<String>,
+}
+
+fn judge_partitions(rows: &[tokio_postgres::Row], limits: &Limits) -> Partitions {
+    let mut total = 0i64;
+    let mut failing = Vec::new();
+    let mut passing = Vec::new();
+    let mut headlines = Vec::new();
+    for r in rows {
+        let label: Option<String> = r.get("part");
+        let label = label.unwrap_or_else(|| "NULL".into());
+        let count: i64 = r.get("rows");
+        total += count;
+        let o = read_stats(r, "o", limits.numeric);
+        let n = read_stats(r, "n", limits.numeric);
+        let problems = judge(count, &o, &n, limits);
+        let entry = json!({
+            "partition": label,
+            "rows": count,
+            "old": describe(count, &o),
+            "new": describe(count, &n),
+            "problems": problems,
+        });
+        if problems.is_empty() {
+            passing.push(entry);
+        } else {
+            if headlines.len() < 3 {
+                headlines.push(format!("{label}: {}", problems.join(", ")));
+            }
+            failing.push(entry);
+        }
+    }
+    Partitions {
+        total,
+        failing,
+        passing,
+        headlines,
+    }
+}
+
+/// How a partition is judged: which statistics exist and how far they may move.
+struct Limits {
+    numeric: bool,
+    has_default: bool,
+    max_pp: f64,
+    max_rel: f64,
+}
+
+/// The grouped statement: per partition, the statistics of the old column (`o_*`) and the new
+/// one (`n_*`). `columns` are the (old, new) column expressions with their types.
+fn stats_sql(
+    rel: &str,
+    part: &str,
+    columns: [(&str, &str); 2],
+    default_value: Option<&str>,
+    numeric: bool,
+) -> String {
+    let as_number = |expr: &str, ty: &str| {
+        if is_temporal_type(ty) {
+            format!("extract(epoch FROM ({expr}))::float8")
+        } else {
+            format!("({expr})::float8")
+        }
+    };
+    let per_column = |v: &str| {
+        let mut cols = vec![
+            format!("count(*) FILTER (WHERE {v} IS NULL)::int8 AS {v}_nulls"),
+            match default_value {
+                Some(default) => {
+                    format!("count(*) FILTER (WHERE {v} = ({default}))::int8 AS {v}_defaults")
+                }
+                None => format!("0::int8 AS {v}_defaults"),
+            },
+            format!("count(DISTINCT {v})::int8 AS {v}_distinct"),
+            format!("min({v})::text AS {v}_min_text"),
+            format!("max({v})::text AS {v}_max_text"),
+        ];
+        if numeric {
+            let num = format!("{v}_num");
+            cols.push(format!("min({num}) AS {v}_min"));
+            cols.push(format!("max({num}) AS {v}_max"));
+            cols.push(format!("avg({num}) AS {v}_mean"));
+            cols.push(format!(
+                "percentile_cont(ARRAY[{}]::float8[]) WITHIN GROUP (ORDER BY {num}) AS {v}_quantiles",
+                QUANTILES.map(|q| q.to_string()).join(", ")
+            ));
+        }
+        cols
+    };
+    let [(old_sql, old_type), (new_sql, new_type)] = columns;
+    let mut inner = vec![
+        format!("{part} AS part"),
+        format!("{old_sql} AS o"),
+        format!("{new_sql} AS n"),
+    ];
+    if numeric {
+        inner.push(format!("{} AS o_num", as_number(old_sql, old_type)));
+        inner.push(format!("{} AS n_num", as_number(new_sql, new_type)));
+    }
+    format!(
+        "SELECT part, count(*)::int8 AS rows, {}, {} FROM (SELECT {} FROM {rel}) AS s GROUP BY part ORDER BY part",
+        per_column("o").join(", "),
+        per_column("n").join(", "),
+        inner.join(", "),
+    )
+}
+
+/// The statistics of column `v` (`o` or `n`) from one row of [`stats_sql`].
+fn read_stats(r: &tokio_postgres::Row, v: &str, numeric: bool) -> Stats {
+    let col = |name: &str| format!("{v}_{name}");
+    let numeric_col = |name: &str| numeric.then(|| col(name));
+    Stats {
+        nulls: r.get(col("nulls").as_str()),
+        defaults: r.get(col("defaults").as_str()),
+        distinct: r.get(col("distinct").as_str()),
+        min_text: r.get(col("min_text").as_str()),
+        max_text: r.get(col("max_text").as_str()),
+        min: numeric_col("min").and_then(|c| r.get(c.as_str())),
+        max: numeric_col("max").and_then(|c| r.get(c.as_str())),
+        mean: numeric_col("mean").and_then(|c| r.get(c.as_str())),
+        quantiles: numeric_col("quantiles").and_then(|c| r.get(c.as_str())),
+    }
+}
+
 fn rel_pct(x: f64) -> String {
     format!("{}%", x * 100.0)
 }
@@ -221,15 +275,13 @@ fn describe(rows: i64, s: &Stats) -> Value {
 }
 
 /// The problems of one partition (empty when it passes).
-fn judge(
-    rows: i64,
-    o: &Stats,
-    n: &Stats,
-    numeric: bool,
-    has_default: bool,
-    max_pp: f64,
-    max_rel: f64,
-) -> Vec<String> {
+fn judge(rows: i64, o: &Stats, n: &Stats, limits: &Limits) -> Vec<String> {
+    let Limits {
+        numeric,
+        has_default,
+        max_pp,
+        max_rel,
+    } = *limits;
     let mut out = Vec::new();
     let null_rise = share_pp(n.nulls, rows) - share_pp(o.nulls, rows);
     if null_rise > max_pp {

@@ -18,14 +18,18 @@ pub(crate) type Bound = Vec<String>;
 
 impl Key {
     /// Resolves the key columns' types on `table` (which also proves table and columns exist).
-    pub async fn resolve(client: &Client, table: &str, cols: &[String]) -> Result<Key, CheckError> {
+    pub(super) async fn resolve(
+        client: &Client,
+        table: &str,
+        cols: &[String],
+    ) -> Result<Key, CheckError> {
         let exprs: Vec<String> = cols.iter().map(|c| column_sql(c)).collect();
         let types = types_of(client, table, &exprs).await?;
         Ok(Key { exprs, types })
     }
 
     /// `k` or `(k1, k2)`.
-    pub fn tuple(&self) -> String {
+    pub(super) fn tuple(&self) -> String {
         if self.exprs.len() == 1 {
             self.exprs[0].clone()
         } else {
@@ -34,13 +38,13 @@ impl Key {
     }
 
     /// `k1, k2` for ORDER BY.
-    pub fn order_by(&self) -> String {
+    pub(super) fn order_by(&self) -> String {
         self.exprs.join(", ")
     }
 
     /// Canonical text of the key: `k::text` or `ROW(k1, k2)::text` (the same on both sides when
     /// the values are equal, whatever the types).
-    pub fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         if self.exprs.len() == 1 {
             format!("({})::text", self.exprs[0])
         } else {
@@ -49,7 +53,7 @@ impl Key {
     }
 
     /// `k1::text, k2::text` to read a bound back.
-    pub fn select_texts(&self) -> String {
+    pub(super) fn select_texts(&self) -> String {
         self.exprs
             .iter()
             .map(|e| format!("({e})::text"))
@@ -58,7 +62,7 @@ impl Key {
     }
 
     /// A typed literal for a bound: `'v'::t` or `('v1'::t1, 'v2'::t2)`.
-    pub fn literal(&self, bound: &Bound) -> String {
+    pub(super) fn literal(&self, bound: &Bound) -> String {
         let parts: Vec<String> = bound
             .iter()
             .zip(&self.types)
@@ -73,7 +77,7 @@ impl Key {
 
     /// A bound as statement parameters starting at `$first`: `$1::text::t` or
     /// `($1::text::t1, $2::text::t2)`.
-    pub fn param_tuple(&self, first: usize) -> String {
+    pub(super) fn param_tuple(&self, first: usize) -> String {
         let parts: Vec<String> = self
             .types
             .iter()
@@ -88,7 +92,7 @@ impl Key {
     }
 
     /// True for a single integer column (chunked by arithmetic ranges).
-    pub fn is_integer(&self) -> bool {
+    pub(super) fn is_integer(&self) -> bool {
         self.types.len() == 1 && matches!(self.types[0].as_str(), "int2" | "int4" | "int8")
     }
 }

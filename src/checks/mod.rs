@@ -30,6 +30,7 @@ mod keys;
 mod pace;
 mod row_count;
 mod sampled;
+mod side;
 mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -25,7 +25,7 @@ pub(crate) struct Pacer<'a> {
 
 impl<'a> Pacer<'a> {
     /// A pacer for `plan`, honouring `options`.
-    pub fn new(plan: &'a Plan, options: &'a RunOptions) -> Pacer<'a> {
+    pub(crate) fn new(plan: &'a Plan, options: &'a RunOptions) -> Pacer<'a> {
         let throttle = plan.spec.backfill.as_ref().map(|b| &b.throttle);
         Pacer {
             cancel: &options.cancel,
@@ -40,7 +40,7 @@ impl<'a> Pacer<'a> {
     }
 
     /// A pacer that only honours cancellation and the nice ratio (no plan).
-    pub fn unthrottled(options: &'a RunOptions) -> Pacer<'a> {
+    pub(crate) fn unthrottled(options: &'a RunOptions) -> Pacer<'a> {
         Pacer {
             cancel: &options.cancel,
             windows: None,
@@ -52,7 +52,7 @@ impl<'a> Pacer<'a> {
     }
 
     /// Fails fast when cancelled or outside the heavy-work window.
-    pub fn check(&self) -> Result<(), CheckError> {
+    pub(crate) fn check(&self) -> Result<(), CheckError> {
         if self.cancel.is_cancelled() {
             return Err(CheckError::Cancelled);
         }
@@ -66,7 +66,7 @@ impl<'a> Pacer<'a> {
     }
 
     /// Called after each chunk statement that took `elapsed`.
-    pub async fn after_chunk(
+    pub(crate) async fn after_chunk(
         &mut self,
         client: &Client,
         elapsed: Duration,

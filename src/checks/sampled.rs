@@ -8,8 +8,8 @@
 
 use serde_json::json;
 
-use super::diff::{row_change, sides, DiffSpec, RowData, Side};
 use super::keys::Bound;
+use super::side::{row_change, sides, DiffSpec, RowData, Side};
 use super::{CheckError, Ctx, Verdict, MAX_LISTED};
 use crate::plan::CheckKind;
 use crate::Outcome;

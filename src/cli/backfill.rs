@@ -109,7 +109,7 @@ fn refusal(e: BackfillError) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs a backfill command.
-pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     let Command::Backfill { action } = cmd;
     match action {
         Action::Run {
@@ -175,44 +175,52 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             max_rows_per_second,
             workers,
         } => {
-            let plan = load(&plan)?;
-            let mut client = ctx.connect("backfill-control").await?;
-            let actor = Actor::current(&client).await?;
             let tuning = Tuning {
                 target_chunk_time,
                 max_rows_per_second,
                 workers,
             };
-            match backfill::tune(&mut client, &plan, &actor, &tuning).await {
-                Ok(()) => {
-                    let p = backfill::progress(&client, &plan).await?;
-                    println!(
-                        "backfill of {} tuned by {actor}: target chunk time {} ms, max {} rows/s, {} workers",
-                        plan.id(),
-                        p.target_chunk_ms,
-                        p.max_rows_per_sec,
-                        p.workers
-                    );
-                    Ok(ExitCode::from(exit::OK))
-                }
-                Err(e) => refusal(e),
-            }
+            tune(ctx, &plan, &tuning).await
         }
-        Action::Status { plan, json } => {
-            let plan = load(&plan)?;
-            let client = ctx.connect_viewer("backfill-status").await?;
-            let p = match backfill::progress(&client, &plan).await {
-                Ok(p) => p,
-                Err(e) => return refusal(e),
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&p)?);
-            } else {
-                print_status(&p);
-            }
+        Action::Status { plan, json } => status(ctx, &plan, json).await,
+    }
+}
+
+/// `backfill tune`: records the new settings and prints them as the workers will read them.
+async fn tune(ctx: &Context, plan: &Path, tuning: &Tuning) -> anyhow::Result<ExitCode> {
+    let plan = load(plan)?;
+    let mut client = ctx.connect("backfill-control").await?;
+    let actor = Actor::current(&client).await?;
+    match backfill::tune(&mut client, &plan, &actor, tuning).await {
+        Ok(()) => {
+            let p = backfill::progress(&client, &plan).await?;
+            println!(
+                "backfill of {} tuned by {actor}: target chunk time {} ms, max {} rows/s, {} workers",
+                plan.id(),
+                p.target_chunk_ms,
+                p.max_rows_per_sec,
+                p.workers
+            );
             Ok(ExitCode::from(exit::OK))
         }
+        Err(e) => refusal(e),
     }
+}
+
+/// `backfill status`: the progress, as text or JSON.
+async fn status(ctx: &Context, plan: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let plan = load(plan)?;
+    let client = ctx.connect_viewer("backfill-status").await?;
+    let p = match backfill::progress(&client, &plan).await {
+        Ok(p) => p,
+        Err(e) => return refusal(e),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        print_status(&p);
+    }
+    Ok(ExitCode::from(exit::OK))
 }
 
 async fn run_backfill(

@@ -28,7 +28,7 @@ pub enum BenchKind {
 }
 
 /// Runs a benchmark.
-pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     let Command::Bench { what } = cmd;
     match what {
         BenchKind::Backfill => {

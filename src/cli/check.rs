@@ -37,7 +37,7 @@ pub enum Command {
 }
 
 /// Runs a check command.
-pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     let Command::Check {
         plan,
         name,

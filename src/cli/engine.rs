@@ -160,7 +160,7 @@ pub enum OnOff {
 }
 
 /// Runs an engine command.
-pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     let notifies = cmd.notifying_plan().map(Path::to_path_buf);
     let code = run_command(cmd, ctx).await;
     if let Some(plan) = notifies {

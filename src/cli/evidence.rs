@@ -71,7 +71,7 @@ impl From<ProbeArg> for ProbeKind {
 }
 
 /// Runs an evidence command.
-pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Runbook { plan } => {
             let plan = Plan::load(&plan)?;

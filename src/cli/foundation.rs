@@ -46,7 +46,7 @@ pub enum Command {
 }
 
 /// Runs a foundation command.
-pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Validate { plans, offline } => validate(&plans, offline, ctx).await,
         Command::Grants {
@@ -123,7 +123,7 @@ async fn validate(paths: &[PathBuf], offline: bool, ctx: &Context) -> anyhow::Re
             let problems = catalog::check_plan(client, &plan, control).await?;
             if !problems.is_empty() {
                 failed += 1;
-                for p in problems {
+                for p in crate::plan::operations::attribute(&plan.spec, problems, &[]) {
                     eprintln!("{}", diagnostic::locate(&plan.path, &plan.source, p));
                 }
                 continue;

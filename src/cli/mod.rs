@@ -12,7 +12,9 @@ mod check;
 mod engine;
 mod evidence;
 mod foundation;
+mod import;
 mod notify;
+mod ops;
 mod rehearse;
 mod rollback;
 mod shared;
@@ -94,6 +96,9 @@ pub enum Command {
     /// Benchmarks.
     #[command(flatten)]
     Bench(bench::Command),
+    /// Plan dry run and authoring; the headless run.
+    #[command(flatten)]
+    Ops(ops::Command),
 }
 
 impl Command {
@@ -225,11 +230,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify(c) => notify::run(c, &ctx).await,
         Command::Tui(c) => tui::run(c, &ctx).await,
         Command::Bench(c) => bench::run(c, &ctx).await,
+        Command::Ops(c) => ops::run(c, &ctx).await,
     };
-    drop(recorder);
-    // What this process did, for the error budget of other and later processes.
-    if ctx.records_own_transactions.load(Ordering::SeqCst) {
-        own_transactions::record_changed().await;
-    }
+    recorder.finish().await;
     result
 }

@@ -52,7 +52,7 @@ pub enum Action {
 }
 
 /// Runs a notification command.
-pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     let Command::Notify { action } = cmd;
     match action {
         Action::Deliver { plan, once } => deliver(ctx, &plan, once).await,

@@ -50,7 +50,7 @@ fn render_locks(step: &engine::rehearse::Step) -> String {
 }
 
 /// The human rendering of a rehearsal.
-pub fn render_rehearsal(r: &engine::Rehearsal) -> String {
+pub(super) fn render_rehearsal(r: &engine::Rehearsal) -> String {
     let mut out = format!(
         "rehearsal of {} (plan sha256 {}): every change was rolled back\n",
         r.plan_id,

@@ -21,6 +21,16 @@ pub(super) async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Re
     } else {
         None
     };
+    let builds = if st.started {
+        crate::control::index_builds::of_plan(&client, plan.id())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("index build progress unavailable: {e}");
+                Vec::new()
+            })
+    } else {
+        Vec::new()
+    };
     if json {
         let mut value = serde_json::to_value(&st)?;
         if let Some(map) = value.as_object_mut() {
@@ -28,6 +38,7 @@ pub(super) async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Re
             if let Some(lag) = &cdc {
                 map.insert("cdc".into(), serde_json::json!({ "lag": lag }));
             }
+            map.insert("index_builds".into(), serde_json::to_value(&builds)?);
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -43,6 +54,9 @@ pub(super) async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Re
             Some(None) => println!("cdc: no slot yet (the copy creates it)"),
             None => {}
         }
+        for b in &builds {
+            println!("index build (pid {}): {b}", b.pid);
+        }
         println!("connection: {} — {}", security.server, security.summary());
     }
     Ok(ExitCode::from(exit::OK))
@@ -57,34 +71,54 @@ fn mark(o: Outcome) -> &'static str {
 }
 
 /// The human rendering of `status`.
-pub fn render_status(st: &engine::Status) -> String {
+pub(super) fn render_status(st: &engine::Status) -> String {
     let mut out = String::new();
-    let mut line = |s: String| {
-        out.push_str(&s);
-        out.push('\n');
-    };
-    line(format!(
-        "{} — {}  [{}]",
-        st.plan_id, st.title, st.environment
-    ));
-    line(format!(
-        "plan {} sha256 {}",
-        st.plan_path,
-        &st.plan_sha256[..12.min(st.plan_sha256.len())]
-    ));
+    header(&mut out, st);
+    phases(&mut out, st);
+    gate(&mut out, st);
+    scorecard(&mut out, st);
+    signoffs(&mut out, st);
+    tail(&mut out, st);
+    out
+}
+
+/// The plan, its fingerprint and whether it has started, registered or changed.
+fn header(out: &mut String, st: &engine::Status) {
+    push(
+        out,
+        format!("{} — {}  [{}]", st.plan_id, st.title, st.environment),
+    );
+    push(
+        out,
+        format!(
+            "plan {} sha256 {}",
+            st.plan_path,
+            &st.plan_sha256[..12.min(st.plan_sha256.len())]
+        ),
+    );
     if !st.started {
-        line("  not started: no phase has been applied or rolled back here yet".into());
+        push(
+            out,
+            "  not started: no phase has been applied or rolled back here yet".into(),
+        );
     }
     if !st.registered {
-        line("  not registered yet: an operator's first command (advance, signoff, probe) registers it".into());
+        push(out, "  not registered yet: an operator's first command (advance, signoff, probe) registers it".into());
     }
     if st.plan_changed {
-        line(format!(
-            "  ! plan changed since it was last acted on (was {}): earlier sign-offs are void",
-            &st.recorded_sha256[..12.min(st.recorded_sha256.len())]
-        ));
+        push(
+            out,
+            format!(
+                "  ! plan changed since it was last acted on (was {}): earlier sign-offs are void",
+                &st.recorded_sha256[..12.min(st.recorded_sha256.len())]
+            ),
+        );
     }
-    line("phases:".into());
+}
+
+/// Each phase's state, timing and note.
+fn phases(out: &mut String, st: &engine::Status) {
+    push(out, "phases:".into());
     for p in &st.phases {
         let when = p
             .finished_at
@@ -100,110 +134,148 @@ pub fn render_status(st: &engine::Status) -> String {
             .map(|e| format!("  error: {e}"))
             .unwrap_or_default();
         let irr = if p.reversible { "" } else { "  (irreversible)" };
-        line(format!(
-            "  {:<12} {:<12}{when}{dur}{irr}{err}",
-            p.phase.as_str(),
-            p.state.as_str()
-        ));
+        push(
+            out,
+            format!(
+                "  {:<12} {:<12}{when}{dur}{irr}{err}",
+                p.phase.as_str(),
+                p.state.as_str()
+            ),
+        );
         if let Some(note) = &p.note {
-            line(format!("               {note}"));
+            push(out, format!("               {note}"));
         }
     }
+}
+
+/// The next phase's gate, item by item, and any override of it.
+fn gate(out: &mut String, st: &engine::Status) {
     match &st.gate {
         Some(g) => {
-            line(format!("next: {} — gate {}", g.phase, g.verdict()));
+            push(out, format!("next: {} — gate {}", g.phase, g.verdict()));
             for i in &g.items {
-                line(format!(
-                    "  {} {} {}: {}",
-                    mark(i.outcome),
-                    i.kind.as_str(),
-                    i.name,
-                    i.detail
-                ));
+                push(
+                    out,
+                    format!(
+                        "  {} {} {}: {}",
+                        mark(i.outcome),
+                        i.kind.as_str(),
+                        i.name,
+                        i.detail
+                    ),
+                );
                 for e in &i.evidence {
-                    line(format!("      {e}"));
+                    push(out, format!("      {e}"));
                 }
             }
             if let Some(o) = &g.overridden {
-                line(format!(
-                    "  ! override by {} at {}: {}",
-                    o.login,
-                    o.at.format("%Y-%m-%d %H:%M:%SZ"),
-                    o.reason
-                ));
+                push(
+                    out,
+                    format!(
+                        "  ! override by {} at {}: {}",
+                        o.login,
+                        o.at.format("%Y-%m-%d %H:%M:%SZ"),
+                        o.reason
+                    ),
+                );
             }
         }
-        None => line("next: nothing — all phases applied".into()),
+        None => push(out, "next: nothing — all phases applied".into()),
     }
-    line(format!(
-        "scorecard: {}",
-        if st.scorecard.ready {
-            "READY"
-        } else {
-            "not ready"
-        }
-    ));
+}
+
+/// The readiness scorecard by category.
+fn scorecard(out: &mut String, st: &engine::Status) {
+    push(
+        out,
+        format!(
+            "scorecard: {}",
+            if st.scorecard.ready {
+                "READY"
+            } else {
+                "not ready"
+            }
+        ),
+    );
     for c in &st.scorecard.categories {
-        line(format!(
-            "  {} {} ({}): {}",
-            mark(c.outcome),
-            c.name,
-            c.owner,
-            c.outcome
-        ));
+        push(
+            out,
+            format!(
+                "  {} {} ({}): {}",
+                mark(c.outcome),
+                c.name,
+                c.owner,
+                c.outcome
+            ),
+        );
         for e in c.evidence.iter().chain([&c.signoff]) {
-            line(format!(
-                "      {} {}: {}",
-                mark(e.outcome),
-                e.name,
-                e.detail
-            ));
+            push(
+                out,
+                format!("      {} {}: {}", mark(e.outcome), e.name, e.detail),
+            );
         }
     }
+}
+
+/// Sign-offs and break-glass overrides.
+fn signoffs(out: &mut String, st: &engine::Status) {
     if !st.signoffs.is_empty() {
-        line("sign-offs:".into());
+        push(out, "sign-offs:".into());
         for s in &st.signoffs {
             let void = s
                 .note
                 .as_ref()
                 .map(|n| format!("  [{n}]"))
                 .unwrap_or_default();
-            line(format!(
-                "  {} / {} by {} ({}@{}) at {}{void}",
-                s.gate,
-                s.role,
-                s.login,
-                s.os_user,
-                s.host,
-                s.signed_at.format("%Y-%m-%d %H:%M:%SZ")
-            ));
+            push(
+                out,
+                format!(
+                    "  {} / {} by {} ({}@{}) at {}{void}",
+                    s.gate,
+                    s.role,
+                    s.login,
+                    s.os_user,
+                    s.host,
+                    s.signed_at.format("%Y-%m-%d %H:%M:%SZ")
+                ),
+            );
         }
     }
     if !st.overrides.is_empty() {
-        line("overrides (break-glass):".into());
+        push(out, "overrides (break-glass):".into());
         for o in &st.overrides {
             let old = if o.current_plan {
                 ""
             } else {
                 "  [older plan version]"
             };
-            line(format!(
-                "  OVERRIDE {} by {} at {}: {}{old}",
-                o.gate,
-                o.login,
-                o.at.format("%Y-%m-%d %H:%M:%SZ"),
-                o.reason
-            ));
+            push(
+                out,
+                format!(
+                    "  OVERRIDE {} by {} at {}: {}{old}",
+                    o.gate,
+                    o.login,
+                    o.at.format("%Y-%m-%d %H:%M:%SZ"),
+                    o.reason
+                ),
+            );
         }
     }
+}
+
+/// The feature flag, the backfill and the fastest safe rollback.
+fn tail(out: &mut String, st: &engine::Status) {
     if let Some(f) = &st.flag {
-        line(format!(
-            "flag {}: {} (by {} at {})",
-            f.name,
-            if f.enabled { "ON" } else { "OFF" },
-            f.updated_by,
-            f.updated_at.format("%Y-%m-%d %H:%M:%SZ")
-        ));
+        push(
+            out,
+            format!(
+                "flag {}: {} (by {} at {})",
+                f.name,
+                if f.enabled { "ON" } else { "OFF" },
+                f.updated_by,
+                f.updated_at.format("%Y-%m-%d %H:%M:%SZ")
+            ),
+        );
     }
     if let Some(b) = &st.backfill {
         let est = b
@@ -215,21 +287,31 @@ pub fn render_status(st: &engine::Status) -> String {
         } else {
             format!(" — {}", b.reason)
         };
-        line(format!(
-            "backfill: {} {} rows{est}, throttled {:.1}s{why}",
-            b.state, b.rows_done, b.throttled_seconds
-        ));
+        push(
+            out,
+            format!(
+                "backfill: {} {} rows{est}, throttled {:.1}s{why}",
+                b.state, b.rows_done, b.throttled_seconds
+            ),
+        );
     }
     match &st.rollback {
-        Some(r) if r.possible => line(format!(
-            "fastest safe rollback ({}): {} — `{}`",
-            r.phase, r.description, r.command
-        )),
-        Some(r) => line(format!(
-            "rollback of {}: impossible — {}",
-            r.phase, r.description
-        )),
-        None => line("rollback: nothing applied".into()),
+        Some(r) if r.possible => push(
+            out,
+            format!(
+                "fastest safe rollback ({}): {} — `{}`",
+                r.phase, r.description, r.command
+            ),
+        ),
+        Some(r) => push(
+            out,
+            format!("rollback of {}: impossible — {}", r.phase, r.description),
+        ),
+        None => push(out, "rollback: nothing applied".into()),
     }
-    out
+}
+
+fn push(out: &mut String, line: String) {
+    out.push_str(&line);
+    out.push('\n');
 }

@@ -35,7 +35,7 @@ pub enum Command {
 }
 
 /// Runs a full-screen command.
-pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Tui { plans, read_only } => {
             let db = ctx.db_config()?;

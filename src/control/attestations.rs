@@ -13,7 +13,7 @@ use crate::plan::Plan;
 
 /// What is attested.
 #[derive(Debug, Clone)]
-pub struct NewAttestation<'a> {
+pub(crate) struct NewAttestation<'a> {
     /// Category key (`observability`).
     pub category: &'a str,
     /// The role attesting (the category's owner).
@@ -23,7 +23,7 @@ pub struct NewAttestation<'a> {
 }
 
 /// Records `actor`'s attestation for `plan`'s current version; returns its audit sequence.
-pub async fn record(
+pub(crate) async fn record(
     client: &mut Client,
     plan: &Plan,
     actor: &Actor,
@@ -85,7 +85,10 @@ pub struct Attestation {
 }
 
 /// Every attestation recorded for `plan_id`, oldest first.
-pub async fn list(client: &impl GenericClient, plan_id: &str) -> Result<Vec<Attestation>, DbError> {
+pub(crate) async fn list(
+    client: &impl GenericClient,
+    plan_id: &str,
+) -> Result<Vec<Attestation>, DbError> {
     Ok(client
         .query(
             "SELECT category, role, login, os_user, host, url, plan_sha256, at

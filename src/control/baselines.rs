@@ -8,7 +8,7 @@ use tokio_postgres::{Error, GenericClient};
 use crate::plan::Phase;
 
 /// Stores `snapshot` as the baseline taken before `phase`.
-pub async fn store(
+pub(crate) async fn store(
     client: &impl GenericClient,
     plan_id: &str,
     phase: Phase,
@@ -24,7 +24,7 @@ pub async fn store(
 }
 
 /// The latest baseline taken before `phase`, if any.
-pub async fn latest(
+pub(crate) async fn latest(
     client: &impl GenericClient,
     plan_id: &str,
     phase: Phase,

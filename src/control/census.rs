@@ -10,7 +10,7 @@ use crate::db::DbError;
 
 /// One census's call counts, by statement id.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// When the counts were read (server clock).
     pub taken_at: DateTime<Utc>,
     /// Calls of each reader statement.
@@ -18,7 +18,7 @@ pub struct Sample {
 }
 
 /// The newest sample of `plan_id` taken at or before `at` and after `since`.
-pub async fn newest_before(
+pub(crate) async fn newest_before(
     client: &impl GenericClient,
     plan_id: &str,
     since: DateTime<Utc>,
@@ -40,7 +40,7 @@ pub async fn newest_before(
 
 /// Stores `sample` and forgets samples older than `keep_after` (the one a later census may
 /// still compare with is kept by the caller's choice of `keep_after`).
-pub async fn store(
+pub(crate) async fn store(
     client: &impl GenericClient,
     plan_id: &str,
     sample: &Sample,

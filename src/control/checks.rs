@@ -38,7 +38,7 @@ pub struct CheckRecord {
 
 /// A check result to store.
 #[derive(Debug, Clone, Copy)]
-pub struct NewResult<'a> {
+pub(crate) struct NewResult<'a> {
     /// Plan id.
     pub plan_id: &'a str,
     /// Check name.
@@ -81,7 +81,10 @@ fn record(row: &Row) -> CheckRecord {
 }
 
 /// Stores a result; returns it as stored.
-pub async fn insert(c: &impl GenericClient, new: NewResult<'_>) -> Result<CheckRecord, Error> {
+pub(crate) async fn insert(
+    c: &impl GenericClient,
+    new: NewResult<'_>,
+) -> Result<CheckRecord, Error> {
     let row = c
         .query_one(
             &format!(
@@ -108,7 +111,10 @@ pub async fn insert(c: &impl GenericClient, new: NewResult<'_>) -> Result<CheckR
 }
 
 /// The latest result of each check of `plan_id`, by check name.
-pub async fn latest(c: &impl GenericClient, plan_id: &str) -> Result<Vec<CheckRecord>, Error> {
+pub(crate) async fn latest(
+    c: &impl GenericClient,
+    plan_id: &str,
+) -> Result<Vec<CheckRecord>, Error> {
     let rows = c
         .query(
             &format!(
@@ -122,7 +128,7 @@ pub async fn latest(c: &impl GenericClient, plan_id: &str) -> Result<Vec<CheckRe
 }
 
 /// Past results of `plan_id` (only check `name` when given), newest first, at most `limit`.
-pub async fn history(
+pub(crate) async fn history(
     c: &impl GenericClient,
     plan_id: &str,
     name: Option<&str>,
@@ -172,7 +178,7 @@ fn run(r: &Row) -> CheckRun {
 }
 
 /// Every run of `plan_id`'s checks, oldest first.
-pub async fn runs(c: &impl GenericClient, plan_id: &str) -> Result<Vec<CheckRun>, Error> {
+pub(crate) async fn runs(c: &impl GenericClient, plan_id: &str) -> Result<Vec<CheckRun>, Error> {
     let rows = c
         .query(
             &format!(
@@ -185,7 +191,10 @@ pub async fn runs(c: &impl GenericClient, plan_id: &str) -> Result<Vec<CheckRun>
 }
 
 /// The latest run of each check of `plan_id`, by check name.
-pub async fn latest_runs(c: &impl GenericClient, plan_id: &str) -> Result<Vec<CheckRun>, Error> {
+pub(crate) async fn latest_runs(
+    c: &impl GenericClient,
+    plan_id: &str,
+) -> Result<Vec<CheckRun>, Error> {
     let rows = c
         .query(
             &format!(
@@ -199,7 +208,7 @@ pub async fn latest_runs(c: &impl GenericClient, plan_id: &str) -> Result<Vec<Ch
 }
 
 /// How many runs of each check of `plan_id` ended with each outcome: (check, outcome, runs).
-pub async fn outcome_counts(
+pub(crate) async fn outcome_counts(
     c: &impl GenericClient,
     plan_id: &str,
 ) -> Result<Vec<(String, Outcome, f64)>, Error> {
@@ -220,7 +229,7 @@ pub struct GoldenSnapshot {
 }
 
 /// The baseline of check `name` for the query text whose sha256 is `query_sha256`.
-pub async fn golden(
+pub(crate) async fn golden(
     c: &impl GenericClient,
     plan_id: &str,
     name: &str,
@@ -242,7 +251,7 @@ pub async fn golden(
 }
 
 /// Stores (or retakes) the baseline of check `name` for the query text `query_sha256`.
-pub async fn store_golden(
+pub(crate) async fn store_golden(
     c: &impl GenericClient,
     plan_id: &str,
     name: &str,

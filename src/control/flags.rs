@@ -20,7 +20,7 @@ pub struct Flag {
 }
 
 /// Reads a flag (`None` when it does not exist).
-pub async fn get(c: &impl GenericClient, name: &str) -> Result<Option<Flag>, Error> {
+pub(crate) async fn get(c: &impl GenericClient, name: &str) -> Result<Option<Flag>, Error> {
     let row = c
         .query_opt(
             "SELECT name, enabled, updated_by, updated_at, plan_id FROM cutover.flags WHERE name = $1",
@@ -38,7 +38,10 @@ pub async fn get(c: &impl GenericClient, name: &str) -> Result<Option<Flag>, Err
 
 /// Creates the flag (off) if it does not exist and locks it for the caller's transaction;
 /// returns whether it is on and the plan whose read switch it is.
-pub async fn lock(tx: &Transaction<'_>, name: &str) -> Result<(bool, Option<String>), Error> {
+pub(crate) async fn lock(
+    tx: &Transaction<'_>,
+    name: &str,
+) -> Result<(bool, Option<String>), Error> {
     tx.execute(
         "INSERT INTO cutover.flags (name, enabled) VALUES ($1, false) ON CONFLICT (name) DO NOTHING",
         &[&name],
@@ -54,7 +57,7 @@ pub async fn lock(tx: &Transaction<'_>, name: &str) -> Result<(bool, Option<Stri
 }
 
 /// Sets the flag, by the session's login.
-pub async fn set(tx: &Transaction<'_>, name: &str, enabled: bool) -> Result<(), Error> {
+pub(crate) async fn set(tx: &Transaction<'_>, name: &str, enabled: bool) -> Result<(), Error> {
     tx.execute(
         "UPDATE cutover.flags SET enabled = $2, updated_by = session_user, updated_at = clock_timestamp()
           WHERE name = $1",
@@ -65,7 +68,7 @@ pub async fn set(tx: &Transaction<'_>, name: &str, enabled: bool) -> Result<(), 
 }
 
 /// Turns the flag off if it is on, by the session's login; true when it was on.
-pub async fn turn_off(tx: &Transaction<'_>, name: &str) -> Result<bool, Error> {
+pub(crate) async fn turn_off(tx: &Transaction<'_>, name: &str) -> Result<bool, Error> {
     let n = tx
         .execute(
             "UPDATE cutover.flags SET enabled = false, updated_by = session_user,
@@ -79,7 +82,7 @@ pub async fn turn_off(tx: &Transaction<'_>, name: &str) -> Result<bool, Error> {
 
 /// Sets `plan_id`'s read-switch flag as its phase transition requires (creating it if needed),
 /// by the session's login.
-pub async fn set_read_switch(
+pub(crate) async fn set_read_switch(
     tx: &Transaction<'_>,
     name: &str,
     enabled: bool,
@@ -97,7 +100,7 @@ pub async fn set_read_switch(
 }
 
 /// Registers `name` as `plan_id`'s read switch: created off, or claimed when no plan owns it.
-pub async fn register_read_switch(
+pub(crate) async fn register_read_switch(
     tx: &Transaction<'_>,
     name: &str,
     plan_id: &str,

@@ -26,7 +26,7 @@ fn literal(name: &str) -> String {
 }
 
 /// The script granting `operator` and `viewer` exactly what Cutover needs on `database`.
-pub fn script(plan: &Plan, database: &str, operator: &str, viewer: &str) -> String {
+pub(crate) fn script(plan: &Plan, database: &str, operator: &str, viewer: &str) -> String {
     let db = quote(database);
     let op = quote(operator);
     let vw = quote(viewer);

@@ -19,24 +19,25 @@
 //! - [`refusal`] — why an action is refused, by kind.
 
 pub mod anchors;
-pub mod attestations;
+pub(crate) mod attestations;
 pub mod audit;
-pub mod backfill;
-pub mod baselines;
-pub mod census;
-pub mod checks;
-pub mod facts;
-pub mod flags;
-pub mod grants;
+pub(crate) mod backfill;
+pub(crate) mod baselines;
+pub(crate) mod census;
+pub(crate) mod checks;
+pub(crate) mod facts;
+pub(crate) mod flags;
+pub(crate) mod grants;
+pub mod index_builds;
 pub mod outbox;
-pub mod own_transactions;
+pub(crate) mod own_transactions;
 pub mod phases;
-pub mod probes;
-pub mod refusal;
-pub mod rehearsals;
+pub(crate) mod probes;
+pub(crate) mod refusal;
+pub(crate) mod rehearsals;
 pub mod schema;
-pub mod signoffs;
-pub mod statements;
+pub(crate) mod signoffs;
+pub(crate) mod statements;
 
 use crate::db::DbError;
 pub use refusal::Refusal;

@@ -9,7 +9,7 @@ use crate::plan::Phase;
 
 /// An evaluation to record.
 #[derive(Debug, Clone, Copy)]
-pub struct NewProbeResult<'a> {
+pub(crate) struct NewProbeResult<'a> {
     /// Plan id.
     pub plan_id: &'a str,
     /// The gate it was evaluated for.
@@ -29,7 +29,7 @@ pub struct NewProbeResult<'a> {
 }
 
 /// Records one evaluation.
-pub async fn record(c: &impl GenericClient, new: NewProbeResult<'_>) -> Result<(), Error> {
+pub(crate) async fn record(c: &impl GenericClient, new: NewProbeResult<'_>) -> Result<(), Error> {
     c.execute(
         "INSERT INTO cutover.probe_results
              (plan_id, gate, probe, outcome, summary, evidence, plan_sha256, duration_ms)
@@ -51,7 +51,7 @@ pub async fn record(c: &impl GenericClient, new: NewProbeResult<'_>) -> Result<(
 
 /// The latest evaluation of one probe at one gate.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LatestProbe {
+pub(crate) struct LatestProbe {
     /// The gate.
     pub gate: Phase,
     /// Probe name.
@@ -64,7 +64,7 @@ pub struct LatestProbe {
 
 /// The latest evaluation of each probe at each gate of `plan_id`, by gate and probe; only
 /// those of plan version `plan_sha256` when given.
-pub async fn latest(
+pub(crate) async fn latest(
     c: &impl GenericClient,
     plan_id: &str,
     plan_sha256: Option<&str>,
@@ -93,7 +93,7 @@ pub async fn latest(
 
 /// How many evaluations of each probe of `plan_id` ended with each outcome: (probe, outcome,
 /// evaluations).
-pub async fn outcome_counts(
+pub(crate) async fn outcome_counts(
     c: &impl GenericClient,
     plan_id: &str,
 ) -> Result<Vec<(String, Outcome, f64)>, Error> {
@@ -101,7 +101,7 @@ pub async fn outcome_counts(
 }
 
 /// Records a scrape of the metrics endpoint by `peer` that returned `bytes`.
-pub async fn record_scrape(
+pub(crate) async fn record_scrape(
     c: &impl GenericClient,
     plan_id: &str,
     peer: &str,
@@ -113,37 +113,4 @@ pub async fn record_scrape(
     )
     .await?;
     Ok(())
-}
-
-/// The scrapes of one plan's metrics.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scrapes {
-    /// Scrapes recorded.
-    pub count: i64,
-    /// When the newest was, as the server prints a timestamp.
-    pub last_at: Option<String>,
-    /// Seconds since the newest.
-    pub age_seconds: Option<f64>,
-    /// Who scraped last.
-    pub peer: Option<String>,
-}
-
-/// The [`Scrapes`] of `plan_id`.
-pub async fn scrapes(c: &impl GenericClient, plan_id: &str) -> Result<Scrapes, Error> {
-    let r = c
-        .query_one(
-            "SELECT count(*) AS count, max(at)::text AS last_at,
-                    extract(epoch FROM clock_timestamp() - max(at))::float8 AS age_seconds,
-                    (SELECT peer FROM cutover.metrics_scrapes
-                      WHERE plan_id = $1 ORDER BY id DESC LIMIT 1) AS peer
-               FROM cutover.metrics_scrapes WHERE plan_id = $1",
-            &[&plan_id],
-        )
-        .await?;
-    Ok(Scrapes {
-        count: r.get("count"),
-        last_at: r.get("last_at"),
-        age_seconds: r.get("age_seconds"),
-        peer: r.get("peer"),
-    })
 }

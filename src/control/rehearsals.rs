@@ -22,7 +22,7 @@ pub struct RehearsalRow {
 
 /// A rehearsal to store.
 #[derive(Debug, Clone, Copy)]
-pub struct NewRehearsal<'a> {
+pub(crate) struct NewRehearsal<'a> {
     /// Plan id.
     pub plan_id: &'a str,
     /// The plan version rehearsed.
@@ -38,7 +38,7 @@ pub struct NewRehearsal<'a> {
 }
 
 /// Stores a rehearsal; returns its id.
-pub async fn insert(c: &impl GenericClient, new: NewRehearsal<'_>) -> Result<i64, Error> {
+pub(crate) async fn insert(c: &impl GenericClient, new: NewRehearsal<'_>) -> Result<i64, Error> {
     Ok(c.query_one(
         "INSERT INTO cutover.rehearsals (plan_id, plan_sha256, login, ok, total_ms, results)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -56,7 +56,7 @@ pub async fn insert(c: &impl GenericClient, new: NewRehearsal<'_>) -> Result<i64
 }
 
 /// Every rehearsal of `plan_id`, oldest first.
-pub async fn all(c: &impl GenericClient, plan_id: &str) -> Result<Vec<RehearsalRow>, Error> {
+pub(crate) async fn all(c: &impl GenericClient, plan_id: &str) -> Result<Vec<RehearsalRow>, Error> {
     let rows = c
         .query(
             "SELECT at, login, ok, total_ms, plan_sha256 FROM cutover.rehearsals WHERE plan_id = $1 ORDER BY id",

@@ -9,7 +9,7 @@ use crate::plan::Phase;
 
 /// A stored sign-off.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SignoffRow {
+pub(crate) struct SignoffRow {
     /// The gate signed.
     pub gate: Phase,
     /// The role signed for.
@@ -26,7 +26,7 @@ pub struct SignoffRow {
 
 /// A stored override.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OverrideRow {
+pub(crate) struct OverrideRow {
     /// The gate let through.
     pub gate: Phase,
     /// The lead's login.
@@ -41,7 +41,7 @@ pub struct OverrideRow {
 
 /// The result of [`sign`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum Signed {
+pub(crate) enum Signed {
     /// Recorded now.
     New,
     /// This gate, role and plan version were signed already.
@@ -55,7 +55,7 @@ pub enum Signed {
 
 /// Records `by`'s sign-off of `gate` in `role` for plan version `plan_sha256`, unless that gate,
 /// role and version are signed already.
-pub async fn sign(
+pub(crate) async fn sign(
     tx: &Transaction<'_>,
     plan_id: &str,
     gate: Phase,
@@ -99,7 +99,7 @@ pub async fn sign(
 }
 
 /// Records a lead's override of `gate` for plan version `plan_sha256`.
-pub async fn record_override(
+pub(crate) async fn record_override(
     tx: &Transaction<'_>,
     plan_id: &str,
     gate: Phase,
@@ -118,7 +118,7 @@ pub async fn record_override(
 
 /// The sign-offs of `plan_id`, oldest first; only those of plan version `plan_sha256` when
 /// given.
-pub async fn signoffs(
+pub(crate) async fn signoffs(
     c: &impl GenericClient,
     plan_id: &str,
     plan_sha256: Option<&str>,
@@ -148,7 +148,7 @@ pub async fn signoffs(
 
 /// The overrides of `plan_id`, oldest first; only those of plan version `plan_sha256` when
 /// given.
-pub async fn overrides(
+pub(crate) async fn overrides(
     c: &impl GenericClient,
     plan_id: &str,
     plan_sha256: Option<&str>,

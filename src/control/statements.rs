@@ -29,7 +29,7 @@ impl Direction {
 /// How far one statement got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StatementState {
+pub(crate) enum StatementState {
     /// Started (or interrupted while running).
     Running,
     /// Completed.
@@ -38,7 +38,7 @@ pub enum StatementState {
 
 impl StatementState {
     /// Stored name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             StatementState::Running => "running",
             StatementState::Done => "done",
@@ -48,7 +48,7 @@ impl StatementState {
 
 /// One tracked statement of a script.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatementRow {
+pub(crate) struct StatementRow {
     /// Position in the script, from 0.
     pub idx: i32,
     /// The statement's text.
@@ -58,7 +58,7 @@ pub struct StatementRow {
 }
 
 /// Forgets the progress of `phase`'s `direction` script (a fresh run starts).
-pub async fn clear(
+pub(crate) async fn clear(
     tx: &Transaction<'_>,
     plan_id: &str,
     phase: Phase,
@@ -74,7 +74,7 @@ pub async fn clear(
 
 /// Where a statement is: which script, its position and text.
 #[derive(Debug, Clone, Copy)]
-pub struct At<'a> {
+pub(crate) struct At<'a> {
     /// Plan id.
     pub plan_id: &'a str,
     /// Phase.
@@ -88,7 +88,7 @@ pub struct At<'a> {
 }
 
 /// Records how far the statement `at` got, after `attempts` attempts.
-pub async fn mark(
+pub(crate) async fn mark(
     c: &impl GenericClient,
     at: At<'_>,
     state: StatementState,
@@ -116,7 +116,7 @@ pub async fn mark(
 }
 
 /// The tracked statements of `phase`'s `direction` script.
-pub async fn progress(
+pub(crate) async fn progress(
     c: &impl GenericClient,
     plan_id: &str,
     phase: Phase,

@@ -39,15 +39,7 @@ impl DbConfig {
     }
 
     pub(crate) fn parse_with(text: &str, env: &Env) -> Result<DbConfig, DbError> {
-        let params = conninfo::parse(text).map_err(|message| DbError::InvalidConfig {
-            what: if conninfo_is_url(text) {
-                "in the connection URL".to_string()
-            } else {
-                "in the connection string".to_string()
-            },
-            message,
-        })?;
-        DbConfig::build(params, env)
+        DbConfig::build(conninfo::parse(text)?, env)
     }
 
     /// Resolves the configuration: an explicit URL wins, then `DATABASE_URL`, then the libpq
@@ -164,7 +156,7 @@ impl DbConfig {
         self.s.application_name(purpose)
     }
 
-    /// The key of the first server's database for [`tally`] (`host:port/dbname`), and this
+    /// The key of the first server's database for [`super::tally`] (`host:port/dbname`), and this
     /// configuration narrowed to that server.
     pub(crate) fn first_server(&self) -> (String, DbConfig) {
         match self.s.targets.first() {
@@ -172,9 +164,4 @@ impl DbConfig {
             None => (self.display(), self.clone()),
         }
     }
-}
-
-fn conninfo_is_url(text: &str) -> bool {
-    let t = text.trim_start();
-    t.starts_with("postgres://") || t.starts_with("postgresql://")
 }

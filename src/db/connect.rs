@@ -9,7 +9,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -21,28 +20,10 @@ use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::{AsyncMessage, Client, Notification};
 
-use super::error::Stage;
+use super::error::{Stage, StageCell};
 use super::tally::{self, Counting, Tallied, TallyingConnector};
 use super::tls::{self, SslMode, TlsInfo, Verification};
 use super::{DbError, HostKind, SessionAttrs, Settings, Target};
-
-/// The stage a connection attempt is in, shared with the socket and the TLS connector.
-#[derive(Clone, Debug)]
-pub(crate) struct StageCell(Arc<AtomicU8>);
-
-impl StageCell {
-    fn new(stage: Stage) -> StageCell {
-        StageCell(Arc::new(AtomicU8::new(stage.as_u8())))
-    }
-
-    pub(crate) fn set(&self, stage: Stage) {
-        self.0.store(stage.as_u8(), Ordering::SeqCst);
-    }
-
-    fn get(&self) -> Stage {
-        Stage::from_u8(self.0.load(Ordering::SeqCst))
-    }
-}
 
 /// A TCP or unix-domain socket.
 #[derive(Debug)]
@@ -54,7 +35,7 @@ enum RawSocket {
 /// The socket under a connection. While the SSL request is pending it watches the server's
 /// one-byte answer, so a plaintext fallback (`prefer`) moves the stage on to authentication.
 #[derive(Debug)]
-pub struct Socket {
+pub(super) struct Socket {
     inner: RawSocket,
     stage: StageCell,
     watch_answer: bool,

@@ -1,10 +1,26 @@
 //! libpq connection strings: `postgres://` URLs and `keyword=value` strings, parsed into the
 //! same keyword set libpq uses. Error messages never quote a password, nor text that may be
 //! part of one (parts of a URL before the last `@`, the word after `password=`).
+//!
+//! [`tokio_postgres::Config`] parses a URL's credentials, host list and database name. The
+//! `keyword=value` string and the URL's query stay with Cutover's lexer: each keyword is kept as
+//! text with its origin until the service file and the `PG*` environment have filled the unset
+//! ones, and `Config` cannot do that. It refuses keywords it lacks (`service`, `passfile`, the
+//! `ssl*` files, `sslmode=verify-full`, `target_session_attrs=primary`); it cannot tell whether
+//! `sslmode`, `channel_binding`, `keepalives` or `target_session_attrs` was given; it reads
+//! `connect_timeout=0` as unset and `tcp_user_timeout` in seconds; it appends a repeated `host=`;
+//! and its errors cannot name the offending value. The keywords it takes as they are (`user`,
+//! `password`, `dbname`, `options`, `application_name`) need nothing beyond the lexer.
 
 use std::collections::BTreeMap;
+use std::error::Error as _;
 use std::fmt;
 use std::path::PathBuf;
+
+use tokio_postgres::config::Host;
+use tokio_postgres::Config;
+
+use super::DbError;
 
 /// The libpq keywords Cutover understands, with the environment variable that supplies a
 /// default for each (as libpq does).
@@ -114,90 +130,112 @@ impl Params {
     }
 }
 
-/// Parses a URL (`postgres://…`, `postgresql://…`) or a `keyword=value` string. The error is a
-/// message that quotes no secret.
-pub(crate) fn parse(text: &str) -> Result<Params, String> {
+/// Parses a URL (`postgres://…`, `postgresql://…`) or a `keyword=value` string. The error
+/// quotes no secret.
+pub(crate) fn parse(text: &str) -> Result<Params, DbError> {
     let trimmed = text.trim_start();
-    for prefix in ["postgresql://", "postgres://"] {
-        if let Some(rest) = trimmed.strip_prefix(prefix) {
-            return parse_url(rest);
-        }
-    }
-    if trimmed.contains("://") {
-        return Err("a connection URL must start with postgres:// or postgresql://".into());
-    }
-    parse_key_value(text)
+    let url = ["postgresql://", "postgres://"]
+        .iter()
+        .find_map(|prefix| trimmed.strip_prefix(prefix));
+    let (what, parsed) = match url {
+        Some(rest) => ("in the connection URL", parse_url(rest)),
+        None if trimmed.contains("://") => (
+            "in the connection string",
+            Err("a connection URL must start with postgres:// or postgresql://".into()),
+        ),
+        None => ("in the connection string", parse_key_value(text)),
+    };
+    parsed.map_err(|message| DbError::InvalidConfig {
+        what: what.to_string(),
+        message,
+    })
 }
 
 const ENCODE_HINT: &str = "percent-encode `@` as %40, `/` as %2F, `?` as %3F, `#` as %23, \
                            `%` as %25 and `:` as %3A in user names and passwords";
 
+/// Parses what follows `postgres://`. `Config` parses the credentials, the host list (ports,
+/// `[IPv6]`, socket directories) and the database name; before that, Cutover refuses what
+/// `Config` would misread (a `#`, an `@` it would take for the end of the credentials, a `%`
+/// not followed by two hex digits) and notes whether the URL gave a port at all.
 fn parse_url(rest: &str) -> Result<Params, String> {
-    let mut params = Params::default();
-    let mut rest = rest;
     if rest.contains('#') {
         // libpq has no fragments; a `#` is most likely part of an unencoded password.
         return Err(format!("the URL contains `#`; {ENCODE_HINT}"));
     }
     // User info ends at the first `@`, unless a `/` comes first (libpq's rule).
-    match rest.find(['@', '/']) {
-        Some(i) if rest.as_bytes()[i] == b'@' => {
-            let userinfo = &rest[..i];
-            rest = &rest[i + 1..];
-            let (user, password) = match userinfo.split_once(':') {
-                Some((u, p)) => (u, Some(p)),
-                None => (userinfo, None),
-            };
-            let user = decode(user).map_err(|e| format!("{e} in the URL's user name"))?;
-            if !user.is_empty() {
-                params.set("user", user, Origin::Url);
-            }
-            if let Some(p) = password {
-                let p = decode(p).map_err(|e| format!("{e} in the URL's password"))?;
-                params.set("password", p, Origin::Url);
-            }
+    let userinfo_len = match rest.find(['@', '/']) {
+        Some(i) if rest.as_bytes()[i] == b'@' => i + 1,
+        _ if rest.split('?').next().is_some_and(|r| r.contains('@')) => {
+            return Err(format!(
+                "cannot tell the URL's user and password from its host: an `@` follows a `/`; \
+                 {ENCODE_HINT}"
+            ));
         }
-        _ => {
-            let before_query = rest.split('?').next().unwrap_or("");
-            if before_query.contains('@') {
-                return Err(format!(
-                    "cannot tell the URL's user and password from its host: an `@` follows a `/`; \
-                     {ENCODE_HINT}"
-                ));
-            }
-        }
-    }
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (hostspec, tail) = rest.split_at(end);
+        _ => 0,
+    };
+    let (userinfo, after) = rest.split_at(userinfo_len);
+    let (location, query) = after.split_once('?').unwrap_or((after, ""));
+    let (hostspec, path) = location.split_at(location.find('/').unwrap_or(location.len()));
     if hostspec.contains('@') {
         return Err(format!("the URL has more than one `@`; {ENCODE_HINT}"));
     }
-    if !hostspec.is_empty() {
-        let mut hosts = Vec::new();
-        let mut ports = Vec::new();
-        for part in hostspec.split(',') {
-            let (host, port) = split_host_port(part)?;
-            hosts.push(decode(host).map_err(|e| format!("{e} in the URL's host"))?);
-            ports.push(decode(port.unwrap_or("")).map_err(|e| format!("{e} in the URL's port"))?);
-        }
-        if hosts.iter().any(|h| !h.is_empty()) {
-            params.set("host", hosts.join(","), Origin::Url);
-        }
-        if ports.iter().any(|p| !p.is_empty()) {
-            params.set("port", ports.join(","), Origin::Url);
-        }
+    let userinfo = userinfo.strip_suffix('@').unwrap_or(userinfo);
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    for (part, what) in [
+        (user, "user name"),
+        (password, "password"),
+        (hostspec, "host list"),
+        (path, "database name"),
+    ] {
+        decode(part).map_err(|e| format!("{e} in the URL's {what}"))?;
     }
-    let (path, query) = match tail.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (tail, None),
-    };
-    if let Some(db) = path.strip_prefix('/') {
-        let db = decode(db).map_err(|e| format!("{e} in the URL's database name"))?;
-        if !db.is_empty() {
-            params.set("dbname", db, Origin::Url);
-        }
+    let at = if userinfo_len > 0 { "@" } else { "" };
+    let config: Config = format!("postgresql://{userinfo}{at}{location}")
+        .parse()
+        .map_err(|e: tokio_postgres::Error| {
+            let cause = e.source().map(|c| c.to_string()).unwrap_or_default();
+            format!(
+                "the URL's host list is not valid ({cause}): write host:port or [IPv6]:port, \
+                 a port from 1 to 65535"
+            )
+        })?;
+    let mut params = Params::default();
+    if let Some(user) = config.get_user().filter(|u| !u.is_empty()) {
+        params.set("user", user.to_string(), Origin::Url);
     }
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    if let Some(p) = config.get_password() {
+        let p = String::from_utf8(p.to_vec())
+            .map_err(|_| "text that is not UTF-8 in the URL's password".to_string())?;
+        params.set("password", p, Origin::Url);
+    }
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(dir) => dir.to_string_lossy().into_owned(),
+        })
+        .collect();
+    if hosts.iter().any(|h| !h.is_empty()) {
+        params.set("host", hosts.join(","), Origin::Url);
+    }
+    // `Config` lists port 5432 for a host without one; only a port the URL names is set, so
+    // that `PGPORT` and the service file still apply to `postgres://host/db`.
+    let names_a_port = hostspec.split(',').any(|chunk| {
+        let after_v6 = chunk.rsplit(']').next().unwrap_or(chunk);
+        after_v6
+            .split_once(':')
+            .is_some_and(|(_, port)| !port.is_empty())
+    });
+    if names_a_port {
+        let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+        params.set("port", ports.join(","), Origin::Url);
+    }
+    if let Some(db) = config.get_dbname() {
+        params.set("dbname", db.to_string(), Origin::Url);
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
         let Some((key, value)) = pair.split_once('=') else {
             return Err("a URL parameter lacks `=` (expected key=value)".into());
         };
@@ -223,25 +261,6 @@ fn parse_url(rest: &str) -> Result<Params, String> {
         }
     }
     Ok(params)
-}
-
-/// `host[:port]` or `[v6]:port`.
-fn split_host_port(part: &str) -> Result<(&str, Option<&str>), String> {
-    if let Some(inner) = part.strip_prefix('[') {
-        let Some(close) = inner.find(']') else {
-            return Err("an IPv6 address in the URL lacks its closing `]`".into());
-        };
-        let after = &inner[close + 1..];
-        return match after.strip_prefix(':') {
-            Some(port) => Ok((&inner[..close], Some(port))),
-            None if after.is_empty() => Ok((&inner[..close], None)),
-            None => Err("unexpected text after an IPv6 address in the URL".into()),
-        };
-    }
-    Ok(match part.split_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (part, None),
-    })
 }
 
 /// Why a percent-decoding failed (without the text).
@@ -322,43 +341,32 @@ fn parse_key_value(text: &str) -> Result<Params, String> {
         let Some(key) = keyword(&word) else {
             return Err(named("unknown keyword"));
         };
-        let mut value = String::new();
-        if i < chars.len() && chars[i] == '\'' {
-            let open = i;
+        // A value runs to the next space, or to its closing quote; `\` escapes any character.
+        let quote_at = (chars.get(i) == Some(&'\'')).then_some(i);
+        if quote_at.is_some() {
             i += 1;
-            loop {
-                match chars.get(i) {
-                    None => {
-                        return Err(format!(
+        }
+        let mut value = String::new();
+        loop {
+            match (chars.get(i), quote_at) {
+                (None, Some(open)) => {
+                    return Err(format!(
                         "unterminated quoted value of `{key}` (the quote opens at character {})",
                         open + 1
                     ))
-                    }
-                    Some('\\') => {
-                        if let Some(c) = chars.get(i + 1) {
-                            value.push(*c);
-                        }
-                        i += 2;
-                    }
-                    Some('\'') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(c) => {
-                        value.push(*c);
-                        i += 1;
-                    }
                 }
-            }
-        } else {
-            while i < chars.len() && !chars[i].is_whitespace() {
-                if chars[i] == '\\' {
-                    if let Some(c) = chars.get(i + 1) {
-                        value.push(*c);
-                    }
+                (None, None) => break,
+                (Some(c), None) if c.is_whitespace() => break,
+                (Some('\''), Some(_)) => {
+                    i += 1;
+                    break;
+                }
+                (Some('\\'), _) => {
+                    value.extend(chars.get(i + 1));
                     i += 2;
-                } else {
-                    value.push(chars[i]);
+                }
+                (Some(c), _) => {
+                    value.push(*c);
                     i += 1;
                 }
             }
@@ -394,8 +402,22 @@ mod tests {
         assert_eq!(p.get("dbname"), Some("db"));
         let p = parse("postgres://u:a?b@h/d").unwrap();
         assert_eq!(p.get("password"), Some("a?b"));
+        // Only a port the URL names is set (`Config` lists 5432 for a host without one).
+        assert_eq!(
+            parse("postgres://a:5,b/d").unwrap().get("port"),
+            Some("5,5432")
+        );
+        assert_eq!(parse("postgres://h:/d").unwrap().get("port"), None);
+        assert_eq!(
+            parse("postgres://%2Ftmp/d").unwrap().get("host"),
+            Some("/tmp")
+        );
+        // An `@` in the query does not end any credentials.
+        let p = parse("postgres://h/d?password=a@b").unwrap();
+        assert_eq!((p.get("host"), p.get("password")), (Some("h"), Some("a@b")));
         assert!(parse("postgres://h/d?bogus=1")
             .unwrap_err()
+            .to_string()
             .contains("unknown URL parameter `bogus`"));
     }
 
@@ -408,9 +430,9 @@ mod tests {
         assert_eq!(p.get("password"), Some("two words"));
         assert_eq!(p.get("user"), Some("bob smith"));
         assert_eq!(p.get("dbname"), Some("it's"));
-        let e = parse("host=db sslmdoe=require").unwrap_err();
+        let e = parse("host=db sslmdoe=require").unwrap_err().to_string();
         assert!(e.contains("unknown keyword `sslmdoe`"), "{e}");
-        let e = parse("host=db password=two words").unwrap_err();
+        let e = parse("host=db password=two words").unwrap_err().to_string();
         assert!(!e.contains("words"), "{e}");
         assert!(format!("{p:?}").contains("\"***\""));
         assert!(!format!("{p:?}").contains("two words"));

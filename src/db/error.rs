@@ -2,6 +2,8 @@
 //! and callers classify errors by code ([`DbError::is_connection_lost`], …), never by text.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
@@ -79,6 +81,24 @@ impl Stage {
                  overloaded, or a pooler out of server connections?"
             }
         }
+    }
+}
+
+/// The stage a connection attempt is in, shared with the socket and the TLS connector.
+#[derive(Clone, Debug)]
+pub(crate) struct StageCell(Arc<AtomicU8>);
+
+impl StageCell {
+    pub(crate) fn new(stage: Stage) -> StageCell {
+        StageCell(Arc::new(AtomicU8::new(stage.as_u8())))
+    }
+
+    pub(crate) fn set(&self, stage: Stage) {
+        self.0.store(stage.as_u8(), Ordering::SeqCst);
+    }
+
+    pub(crate) fn get(&self) -> Stage {
+        Stage::from_u8(self.0.load(Ordering::SeqCst))
     }
 }
 

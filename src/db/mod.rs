@@ -7,13 +7,13 @@ mod config;
 mod connect;
 mod conninfo;
 mod env;
-pub mod error;
+pub(crate) mod error;
 mod pgpass;
 mod resolve;
 mod service;
 mod settings;
 pub mod tally;
-pub mod tls;
+pub(crate) mod tls;
 pub mod txmark;
 
 use std::time::Duration;
@@ -64,7 +64,7 @@ pub async fn connect(cfg: &DbConfig, session: &SessionSettings) -> Result<Client
     connect_with_security(cfg, session).await.map(|(c, _)| c)
 }
 
-/// Like [`connect`], also telling how the connection is protected.
+/// Like [`connect()`], also telling how the connection is protected.
 pub async fn connect_with_security(
     cfg: &DbConfig,
     session: &SessionSettings,

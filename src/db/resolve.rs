@@ -13,7 +13,7 @@ use super::settings::{HostKind, Keepalives, Secret, SessionAttrs, Settings, Targ
 use super::tls::{RootCert, SslMode, TlsSettings};
 use super::{DbError, DEFAULT_CONNECT_TIMEOUT};
 
-/// Turns resolved keyword values into a [`DbConfig`]; errors name the setting and where it
+/// Turns resolved keyword values into a [`super::DbConfig`]; errors name the setting and where it
 /// came from, and never quote a password.
 pub(super) struct Resolver<'a> {
     pub(super) params: Params,
@@ -33,13 +33,14 @@ impl Resolver<'_> {
         }
     }
 
-    /// The value for an error message: not for passwords, nor for URL parts (an unencoded
-    /// password can end up in the host or port of a URL).
+    /// The value for an error message, quoted; "the value" for a password or a URL part (an
+    /// unencoded password can end up in the host or port of a URL).
     fn shown(&self, key: &str) -> String {
         match self.params.entry(key) {
-            Some((_, Origin::Url)) | None => String::new(),
-            Some(_) if key == "password" => String::new(),
-            Some((v, _)) => format!(" `{}`", v.chars().take(80).collect::<String>()),
+            Some((v, origin)) if key != "password" && *origin != Origin::Url => {
+                format!("`{}`", v.chars().take(80).collect::<String>())
+            }
+            _ => "the value".to_string(),
         }
     }
 
@@ -53,76 +54,47 @@ impl Resolver<'_> {
 
     pub(super) fn finish(self) -> Result<Settings, DbError> {
         let targets = self.targets()?;
+        let connect_timeout = self.connect_timeout()?;
+        let keepalives = self.keepalives()?;
+        let tcp_user_timeout = self.tcp_user_timeout()?;
         let user = self.get("user").map(str::to_string).unwrap_or_else(os_user);
         let dbname = self
             .get("dbname")
             .map(str::to_string)
             .unwrap_or_else(|| user.clone());
-        let connect_timeout = match self.get("connect_timeout") {
-            None => Some(DEFAULT_CONNECT_TIMEOUT),
-            Some(v) => match v.trim().parse::<i64>() {
-                Ok(n) if n <= 0 => None,
-                Ok(n) => Some(Duration::from_secs(n.max(2) as u64)),
-                Err(_) => {
-                    return Err(self.bad(
-                        "connect_timeout",
-                        format!(
-                            "{} is not a whole number of seconds",
-                            self.shown_or("connect_timeout", "the value")
-                        ),
-                    ))
-                }
-            },
-        };
-        let keepalives = Keepalives {
-            enabled: self.flag("keepalives", true)?,
-            idle: Duration::from_secs(self.number("keepalives_idle", 30)?),
-            interval: Duration::from_secs(self.number("keepalives_interval", 10)?),
-            count: u32::try_from(self.number("keepalives_count", 3)?)
-                .map_err(|_| self.bad("keepalives_count", "too large"))?,
-        };
-        let tcp_user_timeout = match self.get("tcp_user_timeout") {
-            None => None,
-            Some(_) => Some(Duration::from_millis(self.number("tcp_user_timeout", 0)?))
-                .filter(|d| !d.is_zero()),
-        };
-        let channel_binding = match self.get("channel_binding") {
-            None | Some("prefer") => ChannelBinding::Prefer,
-            Some("disable") => ChannelBinding::Disable,
-            Some("require") => ChannelBinding::Require,
-            Some(_) => {
-                return Err(self.bad(
-                    "channel_binding",
-                    format!(
-                        "{} is not disable, prefer or require",
-                        self.shown_or("channel_binding", "the value")
-                    ),
-                ))
-            }
-        };
-        match self.get("gssencmode") {
-            None | Some("disable") | Some("prefer") => {}
-            Some("require") => {
-                return Err(self.bad(
-                    "gssencmode",
-                    "GSSAPI encryption is not supported; use TLS (sslmode)",
-                ))
-            }
-            Some(_) => return Err(self.bad("gssencmode", "expected disable, prefer or require")),
+        use ChannelBinding as Cb;
+        let channel_binding = self.choice(
+            "channel_binding",
+            Cb::Prefer,
+            &[
+                ("disable", Cb::Disable),
+                ("prefer", Cb::Prefer),
+                ("require", Cb::Require),
+            ],
+        )?;
+        if self.choice(
+            "gssencmode",
+            false,
+            &[("disable", false), ("prefer", false), ("require", true)],
+        )? {
+            return Err(self.bad(
+                "gssencmode",
+                "GSSAPI encryption is not supported; use TLS (sslmode)",
+            ));
         }
-        let target_session_attrs = match self.get("target_session_attrs") {
-            None | Some("any") => SessionAttrs::Any,
-            Some("read-write") => SessionAttrs::ReadWrite,
-            Some("read-only") => SessionAttrs::ReadOnly,
-            Some("primary") => SessionAttrs::Primary,
-            Some("standby") => SessionAttrs::Standby,
-            Some(_) => {
-                return Err(self.bad(
-                    "target_session_attrs",
-                    "expected any, read-write, read-only, primary or standby",
-                ))
-            }
-        };
+        use SessionAttrs as Sa;
+        let target_session_attrs = self.choice(
+            "target_session_attrs",
+            Sa::Any,
+            &[
+                Sa::Any,
+                Sa::ReadWrite,
+                Sa::ReadOnly,
+                Sa::Primary,
+                Sa::Standby,
+            ]
+            .map(|a| (a.as_str(), a)),
+        )?;
         let passfile = self
             .get("passfile")
             .map(PathBuf::from)
@@ -145,12 +117,60 @@ impl Resolver<'_> {
         })
     }
 
-    fn shown_or(&self, key: &str, fallback: &str) -> String {
-        let s = self.shown(key);
-        if s.is_empty() {
-            fallback.to_string()
-        } else {
-            s.trim_start().to_string()
+    /// libpq's `connect_timeout`: unset is Cutover's default, zero or less is no limit, and
+    /// anything shorter than 2 s is 2 s.
+    fn connect_timeout(&self) -> Result<Option<Duration>, DbError> {
+        let Some(v) = self.get("connect_timeout") else {
+            return Ok(Some(DEFAULT_CONNECT_TIMEOUT));
+        };
+        match v.trim().parse::<i64>() {
+            Ok(n) if n <= 0 => Ok(None),
+            Ok(n) => Ok(Some(Duration::from_secs(n.max(2).unsigned_abs()))),
+            Err(_) => Err(self.bad(
+                "connect_timeout",
+                format!(
+                    "{} is not a whole number of seconds",
+                    self.shown("connect_timeout")
+                ),
+            )),
+        }
+    }
+
+    fn keepalives(&self) -> Result<Keepalives, DbError> {
+        Ok(Keepalives {
+            enabled: self.flag("keepalives", true)?,
+            idle: Duration::from_secs(self.number("keepalives_idle", 30)?),
+            interval: Duration::from_secs(self.number("keepalives_interval", 10)?),
+            count: u32::try_from(self.number("keepalives_count", 3)?)
+                .map_err(|_| self.bad("keepalives_count", "too large"))?,
+        })
+    }
+
+    /// libpq's `tcp_user_timeout`, in milliseconds; zero is the system default.
+    fn tcp_user_timeout(&self) -> Result<Option<Duration>, DbError> {
+        Ok(
+            Some(Duration::from_millis(self.number("tcp_user_timeout", 0)?))
+                .filter(|d| !d.is_zero()),
+        )
+    }
+
+    /// One of the words in `options`, or `default` when unset.
+    fn choice<T: Copy>(&self, key: &str, default: T, options: &[(&str, T)]) -> Result<T, DbError> {
+        let Some(v) = self.get(key) else {
+            return Ok(default);
+        };
+        match options.iter().find(|(word, _)| *word == v) {
+            Some((_, t)) => Ok(*t),
+            None => {
+                let words: Vec<&str> = options.iter().map(|(w, _)| *w).collect();
+                let list = match words.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("{} or {last}", rest.join(", "))
+                    }
+                    _ => words.concat(),
+                };
+                Err(self.bad(key, format!("{} is not {list}", self.shown(key))))
+            }
         }
     }
 
@@ -191,10 +211,7 @@ impl Resolver<'_> {
             let ip = a.parse::<IpAddr>().map_err(|_| {
                 self.bad(
                     "hostaddr",
-                    format!(
-                        "{} is not an IP address",
-                        self.shown_or("hostaddr", "the value")
-                    ),
+                    format!("{} is not an IP address", self.shown("hostaddr")),
                 )
             })?;
             hostaddrs.push(Some(ip));
@@ -229,7 +246,7 @@ impl Resolver<'_> {
                         "port",
                         format!(
                             "{} is not a port number from 1 to 65535",
-                            self.shown_or("port", "the value")
+                            self.shown("port")
                         ),
                     ))
                 }

@@ -8,7 +8,7 @@ use super::conninfo::{keyword, Origin, Params};
 use super::{DbError, Env};
 
 /// The system configuration directory when `PGSYSCONFDIR` is not set (Debian's libpq).
-pub const DEFAULT_SYSCONFDIR: &str = "/etc/postgresql-common";
+pub(super) const DEFAULT_SYSCONFDIR: &str = "/etc/postgresql-common";
 
 /// The files searched for a service, in order, with whether a missing file is an error.
 pub(crate) fn files(env: &Env) -> Vec<(PathBuf, bool)> {

@@ -48,6 +48,19 @@ pub(crate) struct Target {
     pub(crate) port: u16,
 }
 
+impl Target {
+    /// The server's name as libpq matches it in `.pgpass` and Cutover shows it: the host, the
+    /// socket directory, else the address, else `localhost`.
+    fn host_text(&self) -> String {
+        match (&self.host, self.hostaddr) {
+            (HostKind::Tcp(h), _) => h.clone(),
+            (HostKind::Unix(p), _) => p.display().to_string(),
+            (HostKind::None, Some(ip)) => ip.to_string(),
+            (HostKind::None, None) => "localhost".to_string(),
+        }
+    }
+}
+
 /// TCP keepalive settings (libpq's `keepalives*`).
 #[derive(Clone, Debug)]
 pub(crate) struct Keepalives {
@@ -138,13 +151,7 @@ impl Settings {
     }
 
     pub(crate) fn display_server(&self, t: &Target) -> String {
-        let host = match (&t.host, t.hostaddr) {
-            (HostKind::Tcp(h), _) => h.clone(),
-            (HostKind::Unix(p), _) => p.display().to_string(),
-            (HostKind::None, Some(ip)) => ip.to_string(),
-            (HostKind::None, None) => "localhost".to_string(),
-        };
-        format!("{host}:{}", t.port)
+        format!("{}:{}", t.host_text(), t.port)
     }
 
     pub(super) fn libpq_env(&self) -> Vec<(&'static str, String)> {
@@ -214,15 +221,9 @@ impl Settings {
         let Some(file) = &self.passfile else {
             return Ok(None);
         };
-        let (host, unix) = match (&target.host, target.hostaddr) {
-            (HostKind::Tcp(h), _) => (h.clone(), false),
-            (HostKind::Unix(p), _) => (p.display().to_string(), true),
-            (HostKind::None, Some(ip)) => (ip.to_string(), false),
-            (HostKind::None, None) => ("localhost".to_string(), false),
-        };
         let key = pgpass::Key {
-            host: &host,
-            unix_socket: unix,
+            host: &target.host_text(),
+            unix_socket: matches!(target.host, HostKind::Unix(_)),
             port: target.port,
             dbname: &self.dbname,
             user: &self.user,

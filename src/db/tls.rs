@@ -40,8 +40,7 @@ use sha2::Digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, TlsConnect};
 
-use super::connect::StageCell;
-use super::error::Stage;
+use super::error::{Stage, StageCell};
 use super::DbError;
 
 /// libpq's `sslmode`.
@@ -532,7 +531,7 @@ fn explain(e: &io::Error, settings: &TlsSettings, name: &ServerName<'_>) -> Stri
 }
 
 /// A TLS session over the connection's socket.
-pub struct TlsStream<S>(tokio_rustls::client::TlsStream<S>);
+pub(crate) struct TlsStream<S>(tokio_rustls::client::TlsStream<S>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
     fn poll_read(

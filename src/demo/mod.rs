@@ -3,7 +3,7 @@
 //! `:app v2` rolls it forward after the read switch), a metrics endpoint, and the command center
 //! on the demo plan. Quitting stops everything it started and removes what it created.
 
-pub mod workload;
+pub(crate) mod workload;
 
 use std::path::Path;
 

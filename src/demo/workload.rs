@@ -25,12 +25,12 @@ use crate::db::DbConfig;
 use crate::worker::{AppControl, AppHandle, AppStatus, AppVersion};
 
 /// How long the old version keeps serving its in-flight work during a rollout.
-pub const DRAIN: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN: Duration = Duration::from_secs(2);
 /// How often v2 re-reads the read-switch flag.
 const FLAG_EVERY: Duration = Duration::from_secs(1);
 
 /// A running workload; [`Workload::stop`] ends it.
-pub struct Workload {
+pub(crate) struct Workload {
     stop: watch::Sender<bool>,
     control: Arc<Control>,
     task: JoinHandle<()>,
@@ -68,7 +68,7 @@ impl AppControl for Control {
 impl Workload {
     /// Starts `writes_per_sec` writes (and as many reads) per second on `db`, as `version`.
     /// `flag` is the plan's read-switch flag (v2 reads by it).
-    pub fn start(
+    pub(crate) fn start(
         db: DbConfig,
         writes_per_sec: u32,
         version: AppVersion,
@@ -94,12 +94,12 @@ impl Workload {
     }
 
     /// The handle the command center rolls the app with.
-    pub fn control(&self) -> AppHandle {
+    pub(crate) fn control(&self) -> AppHandle {
         AppHandle(self.control.clone())
     }
 
     /// Stops the workload and waits for it to finish its current statements.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);
         if tokio::time::timeout(Duration::from_secs(3) + DRAIN, self.task)
             .await

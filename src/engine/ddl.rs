@@ -18,6 +18,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::{EngineError, EngineEvent, RunOptions};
+use crate::control::index_builds::{self, of_backend, IndexBuild};
 use crate::db::txmark::TxMark;
 use crate::db::{self, DbError, SessionSettings};
 use crate::plan::{Phase, Plan};
@@ -74,7 +75,7 @@ impl std::fmt::Display for Blocker {
     }
 }
 
-pub use crate::control::statements::Direction;
+pub(crate) use crate::control::statements::Direction;
 
 /// A statement that failed for good.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -143,7 +144,7 @@ impl From<tokio_postgres::Error> for AttemptError {
 }
 
 /// The first line of a statement, shortened, for messages.
-pub fn summary(stmt: &str) -> String {
+pub(crate) fn summary(stmt: &str) -> String {
     let line = stmt.lines().next().unwrap_or("").trim();
     if line.chars().count() > 80 {
         format!("{}…", line.chars().take(79).collect::<String>())
@@ -295,6 +296,8 @@ impl<'o> Runner<'o> {
             .clamp(Duration::from_millis(20), Duration::from_millis(200));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + poll, poll);
         let mut last_seen: Vec<i32> = Vec::new();
+        let watch_build = index_builds::is_index_build(&stmt.text);
+        let mut last_build = None;
         let result = loop {
             tokio::select! {
                 r = &mut exec => break r,
@@ -315,6 +318,9 @@ impl<'o> Runner<'o> {
                             last_seen = pids;
                         }
                         Err(e) => tracing::debug!("lock monitor query failed: {e}"),
+                    }
+                    if watch_build {
+                        report_build(monitor, self.pid, &mut last_build, self.opts).await;
                     }
                 }
             }
@@ -465,8 +471,30 @@ impl<'o> Runner<'o> {
     }
 }
 
+/// Polls the build of backend `pid` and emits it when it changed since `last`.
+async fn report_build(
+    monitor: &impl GenericClient,
+    pid: i32,
+    last: &mut Option<IndexBuild>,
+    opts: &RunOptions,
+) {
+    match of_backend(monitor, pid).await {
+        Ok(Some(build)) if last.as_ref() != Some(&build) => {
+            if last.as_ref().is_none_or(|l| l.phase != build.phase) {
+                tracing::info!("index build: {build}");
+            }
+            opts.emit(EngineEvent::IndexBuild {
+                build: build.clone(),
+            });
+            *last = Some(build);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!("index progress query failed: {e}"),
+    }
+}
+
 /// Sessions blocking backend `pid`, with what they are doing.
-pub async fn blockers_of(client: &Client, pid: i32) -> Result<Vec<Blocker>, DbError> {
+pub(crate) async fn blockers_of(client: &Client, pid: i32) -> Result<Vec<Blocker>, DbError> {
     let rows = client
         .query(
             "SELECT a.pid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''),
@@ -491,7 +519,7 @@ pub async fn blockers_of(client: &Client, pid: i32) -> Result<Vec<Blocker>, DbEr
 
 /// For `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON [ONLY] table …`: the index name
 /// and the table, so an INVALID leftover of an interrupted build can be found.
-pub fn concurrent_index_target(stmt: &str) -> Option<(String, String)> {
+pub(crate) fn concurrent_index_target(stmt: &str) -> Option<(String, String)> {
     let words: Vec<&str> = stmt.split_whitespace().collect();
     let upper: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
     let mut i = 0;

@@ -1,6 +1,6 @@
 //! Evaluating a gate live, for `advance`, `override` and `cutover probe`: run the gate's probes
 //! now (each result is recorded), load the [`Facts`] and judge them with
-//! [`rules::gate::evaluate`](crate::rules::gate::evaluate) — the same rule every view uses.
+//! [`crate::rules::gate::evaluate`] — the same rule every view uses.
 
 use chrono::Utc;
 use tokio_postgres::Client;
@@ -24,7 +24,7 @@ pub async fn evaluate_gate(
 }
 
 /// Runs (and records) every probe of `phase`'s gate; returns their results as facts.
-pub async fn run_probes(client: &Client, plan: &Plan, phase: Phase) -> Vec<ProbeFact> {
+pub(crate) async fn run_probes(client: &Client, plan: &Plan, phase: Phase) -> Vec<ProbeFact> {
     let mut out = Vec::new();
     for kind in plan.gate(phase).probes {
         let ctx = ProbeContext {

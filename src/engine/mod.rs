@@ -8,25 +8,25 @@
 //!   blocker spelled out, the readiness scorecard, sign-offs (void ones marked), overrides and the
 //!   fastest safe rollback;
 //! - [`advance`] — apply the next phase if its gate passes (or [`apply_phase`] for an explicit one);
-//! - [`signoff`], [`override_gate`] — approvals and break-glass; [`attest`] — an owner's word
+//! - [`signoff()`], [`override_gate`] — approvals and break-glass; [`attest()`] — an owner's word
 //!   where no probe can look (Observability);
-//! - [`rollback`] — undo the current phase, or several in reverse order;
-//! - [`rehearse`] — apply and roll back every phase in a transaction that is thrown away;
-//! - [`set_flag`], [`get_flag`], [`note`], [`report`].
+//! - [`rollback()`] — undo the current phase, or several in reverse order;
+//! - [`rehearse()`] — apply and roll back every phase in a transaction that is thrown away;
+//! - [`set_flag`], [`get_flag`], [`note`], [`report()`].
 //!
 //! Functions that change state take a [`RunOptions`]: a monitor connection configuration (so the
 //! DDL runner can name who blocks it) and an optional event channel for live progress.
 
 mod apply;
-pub mod attest;
-pub mod ddl;
-pub mod flags;
-pub mod gate;
-pub mod notes;
-pub mod rehearse;
-pub mod report;
-pub mod rollback;
-pub mod signoff;
+pub(crate) mod attest;
+pub(crate) mod ddl;
+pub(crate) mod flags;
+pub(crate) mod gate;
+pub(crate) mod notes;
+pub(crate) mod rehearse;
+pub(crate) mod report;
+pub(crate) mod rollback;
+pub(crate) mod signoff;
 
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
@@ -131,6 +131,11 @@ pub enum EngineEvent {
     Blocked {
         /// Who blocks.
         blockers: Vec<Blocker>,
+    },
+    /// A concurrent index build's progress changed.
+    IndexBuild {
+        /// Where it is.
+        build: crate::control::index_builds::IndexBuild,
     },
     /// The lock timeout fired; the runner backs off and retries.
     Retry {

@@ -258,6 +258,16 @@ impl Report {
     /// The record as Markdown.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
+        self.md_header(&mut md);
+        self.md_phases(&mut md);
+        self.md_backfill_and_approvals(&mut md);
+        self.md_attestations_and_checks(&mut md);
+        self.md_rehearsals_and_notes(&mut md);
+        md
+    }
+
+    /// The title and the facts of the record.
+    fn md_header(&self, md: &mut String) {
         let _ = writeln!(md, "# Migration record: {}\n", self.title);
         let _ = writeln!(
             md,
@@ -282,7 +292,10 @@ impl Report {
             );
         }
         let _ = writeln!(md, "- Audit log: {}\n", self.audit);
+    }
 
+    /// Each phase's state and counts, then the timeline of transitions.
+    fn md_phases(&self, md: &mut String) {
         let _ = writeln!(md, "## Phases\n");
         let _ = writeln!(
             md,
@@ -318,6 +331,10 @@ impl Report {
                 t.actor
             );
         }
+    }
+
+    /// The backfill, then sign-offs and overrides.
+    fn md_backfill_and_approvals(&self, md: &mut String) {
         let _ = writeln!(md, "\n## Backfill\n");
         match &self.backfill {
             Some(b) => {
@@ -380,6 +397,10 @@ impl Report {
                 }
             }
         }
+    }
+
+    /// Attestations, then the stored check results.
+    fn md_attestations_and_checks(&self, md: &mut String) {
         let _ = writeln!(md, "\n## Attestations\n");
         if self.attestations.is_empty() {
             let _ = writeln!(
@@ -426,6 +447,10 @@ impl Report {
                 );
             }
         }
+    }
+
+    /// Rehearsals, then the operators' notes.
+    fn md_rehearsals_and_notes(&self, md: &mut String) {
         let _ = writeln!(md, "\n## Rehearsals\n");
         if self.rehearsals.is_empty() {
             let _ = writeln!(md, "None.");
@@ -448,7 +473,6 @@ impl Report {
         for n in &self.notes {
             let _ = writeln!(md, "- {} {} (#{}): {}", n.at, n.login, n.seq, n.text);
         }
-        md
     }
 }
 

@@ -13,7 +13,7 @@ use crate::read_only::{ReadOnly, ReadOnlyError};
 use crate::sql::quote_qualified;
 
 /// The backfill-complete probe.
-pub struct BackfillCompleteProbe;
+pub(crate) struct BackfillCompleteProbe;
 
 impl Probe for BackfillCompleteProbe {
     fn name(&self) -> &'static str {

@@ -27,7 +27,7 @@ use crate::sql::split_statements;
 
 /// What the census found for one legacy column.
 #[derive(Debug, Clone, Default)]
-pub struct ColumnCensus {
+pub(crate) struct ColumnCensus {
     /// The column as written in the plan.
     pub column: String,
     /// Each dependent, by name, that blocks contract.
@@ -37,7 +37,7 @@ pub struct ColumnCensus {
 }
 
 /// The hidden-reader probe.
-pub struct HiddenReadersProbe;
+pub(crate) struct HiddenReadersProbe;
 
 impl Probe for HiddenReadersProbe {
     fn name(&self) -> &'static str {

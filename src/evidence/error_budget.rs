@@ -25,7 +25,7 @@ use crate::plan::{ErrorBudgetSpec, Phase, Plan, ThrottleSpec};
 
 /// One judged part of the budget.
 #[derive(Debug, Clone)]
-pub struct Part {
+pub(crate) struct Part {
     /// Pass / Fail / Inconclusive.
     pub outcome: Outcome,
     /// What was measured against what.
@@ -40,7 +40,7 @@ fn part(outcome: Outcome, text: impl Into<String>) -> Part {
 }
 
 /// The error-budget probe.
-pub struct ErrorBudgetProbe;
+pub(crate) struct ErrorBudgetProbe;
 
 impl Probe for ErrorBudgetProbe {
     fn name(&self) -> &'static str {
@@ -91,7 +91,7 @@ async fn measure(
 
 /// Judges the window between `before` and `now`; lock waiters and replay lag are held to the
 /// plan's health limits (`[backfill.throttle]`) when it has them.
-pub fn judge(
+pub(crate) fn judge(
     spec: &ErrorBudgetSpec,
     health: Option<&ThrottleSpec>,
     before: &Snapshot,

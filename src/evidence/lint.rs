@@ -24,11 +24,11 @@ use crate::sql::quote_qualified;
 use crate::sql::split_statements;
 
 /// The phases whose SQL is linted.
-pub const LINTED_PHASES: [Phase; 2] = [Phase::Expand, Phase::DualWrite];
+pub(crate) const LINTED_PHASES: [Phase; 2] = [Phase::Expand, Phase::DualWrite];
 
 /// Who accepted a finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AckSource {
+pub(crate) enum AckSource {
     /// The plan's `[[probes.lint.acknowledge]]`.
     Plan,
     /// Cutover's runner makes the finding moot.
@@ -37,7 +37,7 @@ pub enum AckSource {
 
 /// Why a finding does not block.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ack {
+pub(crate) struct Ack {
     /// Plan or runner.
     pub source: AckSource,
     /// The reason given.
@@ -46,7 +46,7 @@ pub struct Ack {
 
 /// One lint finding.
 #[derive(Debug, Clone)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// Phase whose SQL has the finding.
     pub phase: Phase,
     /// squawk rule code, e.g. `ban-drop-column`.
@@ -65,12 +65,12 @@ pub struct Finding {
 
 impl Finding {
     /// True when the finding blocks the gate.
-    pub fn blocks(&self) -> bool {
+    pub(crate) fn blocks(&self) -> bool {
         self.ack.is_none()
     }
 
     /// `file:line:col: [rule] message` (the position in the plan file when it can be mapped).
-    pub fn located(&self, plan: &Plan) -> String {
+    pub(crate) fn located(&self, plan: &Plan) -> String {
         let (line, col) = position_in_plan(plan, self.phase, self.offset);
         let mut s = format!(
             "{}:{line}:{col}: [{}] {} ({} SQL)",
@@ -113,7 +113,7 @@ fn runner_ack(rule: Rule) -> Option<&'static str> {
 }
 
 /// Lints the expand and dual_write SQL of `plan` for PostgreSQL `pg_major` (15 when unknown).
-pub fn lint_plan(plan: &Plan, pg_major: Option<i32>) -> Vec<Finding> {
+pub(crate) fn lint_plan(plan: &Plan, pg_major: Option<i32>) -> Vec<Finding> {
     LINTED_PHASES
         .iter()
         .flat_map(|&phase| lint_phase(plan, phase, pg_major))
@@ -213,7 +213,7 @@ pub fn validate_report(plan: &Plan) -> ValidateReport {
 }
 
 /// Acknowledgements in the plan that match no finding (stale or misspelt), as messages.
-pub fn unused_acks(plan: &Plan, findings: &[Finding]) -> Vec<String> {
+pub(crate) fn unused_acks(plan: &Plan, findings: &[Finding]) -> Vec<String> {
     plan.spec
         .probes
         .lint
@@ -243,7 +243,7 @@ pub fn unused_acks(plan: &Plan, findings: &[Finding]) -> Vec<String> {
 
 /// Maps an offset in a phase's SQL to (line, col) in the plan file, through the TOML string's
 /// quoting and escapes.
-pub fn position_in_plan(plan: &Plan, phase: Phase, offset: usize) -> (usize, usize) {
+pub(crate) fn position_in_plan(plan: &Plan, phase: Phase, offset: usize) -> (usize, usize) {
     let Ok(root) = DeTable::parse(&plan.source) else {
         return (1, 1);
     };
@@ -259,7 +259,7 @@ pub fn position_in_plan(plan: &Plan, phase: Phase, offset: usize) -> (usize, usi
 }
 
 /// The lock a statement takes on the table it names, from PostgreSQL's documented lock levels.
-pub fn lock_level(statement: &str) -> Option<&'static str> {
+pub(crate) fn lock_level(statement: &str) -> Option<&'static str> {
     let up = format!(
         " {} ",
         statement
@@ -311,7 +311,7 @@ pub fn lock_level(statement: &str) -> Option<&'static str> {
 }
 
 /// The existing table a statement acts on (`ALTER TABLE t`, `… ON t`), as written.
-pub fn target_table(statement: &str) -> Option<String> {
+pub(crate) fn target_table(statement: &str) -> Option<String> {
     let words: Vec<&str> = statement.split_whitespace().collect();
     let upper: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
     let skip = ["IF", "EXISTS", "ONLY", "NOT"];
@@ -476,7 +476,7 @@ async fn audit_acknowledged(
 }
 
 /// The lint probe.
-pub struct LintProbe;
+pub(crate) struct LintProbe;
 
 impl Probe for LintProbe {
     fn name(&self) -> &'static str {

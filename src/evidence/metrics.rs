@@ -20,6 +20,7 @@ use tokio_postgres::Client;
 
 use super::scratch::{self, Scope};
 use crate::control::facts::Facts;
+use crate::control::index_builds::IndexBuild;
 use crate::control::{self, backfill::State as BackfillState};
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::{Phase, Plan};
@@ -203,7 +204,59 @@ async fn collect(client: &Client, plan: &Plan) -> Result<Registry, tokio_postgre
     }
     backfill(client, plan, &mut registry).await?;
     checks(client, plan, &mut registry).await?;
+    index_builds(client, plan, &mut registry).await;
     Ok(registry)
+}
+
+/// One figure of an index build.
+type BuildFigure = fn(&IndexBuild) -> i64;
+
+/// The plan's concurrent index builds running now (`pg_stat_progress_create_index`).
+async fn index_builds(client: &Client, plan: &Plan, registry: &mut Registry) {
+    let builds = match crate::control::index_builds::of_plan(client, plan.id()).await {
+        Ok(b) => b,
+        Err(e) => return tracing::warn!("metrics: index build progress unavailable: {e}"),
+    };
+    let families: [(&str, &str, BuildFigure); 5] = [
+        (
+            "index_build_blocks_done",
+            "Blocks done in the build's current phase",
+            |b| b.blocks_done,
+        ),
+        (
+            "index_build_blocks_total",
+            "Blocks in the build's current phase",
+            |b| b.blocks_total,
+        ),
+        (
+            "index_build_tuples_done",
+            "Tuples done in the build's current phase",
+            |b| b.tuples_done,
+        ),
+        (
+            "index_build_tuples_total",
+            "Tuples in the build's current phase",
+            |b| b.tuples_total,
+        ),
+        (
+            "index_build_lockers_waiting",
+            "Lockers the build still waits for",
+            |b| b.lockers_total - b.lockers_done,
+        ),
+    ];
+    for (name, help, value) in families {
+        let family = Family::<Labels, GaugeF>::default();
+        for b in &builds {
+            family
+                .get_or_create(&labels(&[
+                    ("table", &b.table),
+                    ("index", &b.index),
+                    ("phase", &b.phase),
+                ]))
+                .set(value(b) as f64);
+        }
+        registry.register(name, help, family);
+    }
 }
 
 async fn phases(

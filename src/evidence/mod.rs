@@ -5,15 +5,15 @@
 //! A probe is one small unit implementing [`Probe`]; [`probe`] maps a plan's [`ProbeKind`] to it.
 //! A probe that cannot measure returns Inconclusive, never Pass.
 
-pub mod backfill_complete;
-pub mod census;
+pub(crate) mod backfill_complete;
+pub(crate) mod census;
 pub mod compat;
-pub mod error_budget;
+pub(crate) mod error_budget;
 pub mod lint;
 pub mod metrics;
-pub mod privileges;
-pub mod runbook;
-pub mod scratch;
+pub(crate) mod privileges;
+pub(crate) mod runbook;
+pub(crate) mod scratch;
 pub mod snapshot;
 
 use std::future::Future;

@@ -55,7 +55,7 @@ impl Object {
 }
 
 /// The privilege-parity probe.
-pub struct PrivilegeParityProbe;
+pub(crate) struct PrivilegeParityProbe;
 
 impl Probe for PrivilegeParityProbe {
     fn name(&self) -> &'static str {

@@ -17,7 +17,7 @@ use crate::sql::split_statements;
 
 /// Live state read from the control schema (absent when no database is configured).
 #[derive(Debug, Clone)]
-pub struct LiveState {
+pub(crate) struct LiveState {
     /// Where it was read from (masked).
     pub source: String,
     /// The facts, judged by the same rules as `cutover status`.
@@ -27,7 +27,7 @@ pub struct LiveState {
 }
 
 /// Reads the live state of `plan` (the control schema must exist).
-pub async fn live_state(
+pub(crate) async fn live_state(
     client: &Client,
     plan: &Plan,
     source: String,
@@ -48,7 +48,7 @@ fn judged(gate: Option<&GateEvaluation>, kind: ItemKind, name: &str) -> String {
 }
 
 /// Renders the runbook.
-pub fn render(plan: &Plan, live: Option<&LiveState>) -> String {
+pub(crate) fn render(plan: &Plan, live: Option<&LiveState>) -> String {
     let mut md = String::new();
     let s = &plan.spec;
     let file = &plan.path;
@@ -315,9 +315,7 @@ fn rollback_trigger(plan: &Plan, phase: Phase) -> Vec<String> {
 }
 
 fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveState>) {
-    let f = &plan.path;
     let spec = plan.phase(phase);
-    let gate = plan.gate(phase);
     let n = phase.index() + 1;
     let _ = writeln!(
         md,
@@ -335,7 +333,15 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
     if let Some(l) = live {
         let _ = writeln!(md, "Live: **{}**\n", l.facts.state(phase));
     }
+    gate_section(md, plan, phase, verdict.as_ref());
+    apply_section(md, plan, phase);
+    stop_section(md, plan, phase);
+}
 
+/// What must hold before the phase is applied, with the live result of each item when known.
+fn gate_section(md: &mut String, plan: &Plan, phase: Phase, verdict: Option<&GateEvaluation>) {
+    let f = &plan.path;
+    let gate = plan.gate(phase);
     let _ = writeln!(md, "### Gate (must hold before applying)\n");
     let mut any = false;
     if let Some(prev) = phase.prev() {
@@ -355,7 +361,7 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
     for c in &gate.checks {
         any = true;
         let desc = plan.check(c).map_or("", |c| c.description.as_str());
-        let live_result = judged(verdict.as_ref(), ItemKind::Check, c);
+        let live_result = judged(verdict, ItemKind::Check, c);
         let _ = writeln!(
             md,
             "- Check `{c}`: {desc} — `cutover check {f} --name {c}` (expect PASS, exit 0){live_result}"
@@ -363,12 +369,12 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
     }
     for p in &gate.probes {
         any = true;
-        let live_result = judged(verdict.as_ref(), ItemKind::Probe, p.as_str());
+        let live_result = judged(verdict, ItemKind::Probe, p.as_str());
         let _ = writeln!(md, "- Probe `{p}`: {}{live_result}", probe_meaning(*p));
     }
     for role in &gate.signoffs {
         any = true;
-        let signed = judged(verdict.as_ref(), ItemKind::Signoff, role.as_str());
+        let signed = judged(verdict, ItemKind::Signoff, role.as_str());
         let _ = writeln!(
             md,
             "- Sign-off by **{role}**: `cutover signoff {f} --gate {phase} --role {role}`{signed}"
@@ -384,7 +390,12 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
         let _ = writeln!(md, "- nothing beyond phase order");
     }
     let _ = writeln!(md);
+}
 
+/// The command that applies the phase, its SQL and the locks that SQL takes.
+fn apply_section(md: &mut String, plan: &Plan, phase: Phase) {
+    let f = &plan.path;
+    let spec = plan.phase(phase);
     let _ = writeln!(md, "### Apply\n");
     let _ = writeln!(
         md,
@@ -421,7 +432,11 @@ fn phase_section(md: &mut String, plan: &Plan, phase: Phase, live: Option<&LiveS
         }
     }
     let _ = writeln!(md);
+}
 
+/// When to stop, and how to roll the phase back.
+fn stop_section(md: &mut String, plan: &Plan, phase: Phase) {
+    let spec = plan.phase(phase);
     let _ = writeln!(md, "### Stop conditions and rollback\n");
     let _ = writeln!(
         md,

@@ -14,14 +14,14 @@ const OPTIONAL: &str = "cutover_evidence_optional";
 
 /// An open scope on a borrowed connection.
 #[must_use = "a scope must be ended with rollback() or commit()"]
-pub struct Scope {
+pub(crate) struct Scope {
     /// True when the scope opened its own transaction (the caller was idle).
     own_transaction: bool,
 }
 
 impl Scope {
     /// Opens a savepoint; when the caller is not in a transaction, first a transaction.
-    pub async fn enter(client: &Client) -> Result<Scope, tokio_postgres::Error> {
+    pub(crate) async fn enter(client: &Client) -> Result<Scope, tokio_postgres::Error> {
         match client
             .batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
             .await
@@ -44,14 +44,14 @@ impl Scope {
     /// Undoes everything done in the scope. An own transaction is then committed empty, so
     /// probes do not count as rolled-back transactions in `pg_stat_database` (which the error
     /// budget watches).
-    pub async fn rollback(self, client: &Client) -> Result<(), tokio_postgres::Error> {
+    pub(crate) async fn rollback(self, client: &Client) -> Result<(), tokio_postgres::Error> {
         let end = if self.own_transaction { "; COMMIT" } else { "" };
         let sql = format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}{end}");
         self.finish(client, &sql).await
     }
 
     /// Keeps what was done in the scope (it commits with the caller's transaction when nested).
-    pub async fn commit(self, client: &Client) -> Result<(), tokio_postgres::Error> {
+    pub(crate) async fn commit(self, client: &Client) -> Result<(), tokio_postgres::Error> {
         let end = if self.own_transaction { "; COMMIT" } else { "" };
         let sql = format!("RELEASE SAVEPOINT {SAVEPOINT}{end}");
         self.finish(client, &sql).await
@@ -71,7 +71,7 @@ impl Scope {
 /// Runs a query that may legitimately fail (a missing extension, a view that is not readable)
 /// inside a savepoint, so its failure leaves the enclosing transaction usable.
 /// Must be called inside a [`Scope`].
-pub async fn optional_query(
+pub(crate) async fn optional_query(
     client: &Client,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -82,7 +82,7 @@ pub async fn optional_query(
 /// Runs `read` (statements that may legitimately fail) inside a savepoint, so its failure
 /// leaves the enclosing transaction usable. `read` is a future not yet polled: its statements
 /// are sent after the savepoint. Must be called inside a [`Scope`].
-pub async fn optional<T>(
+pub(crate) async fn optional<T>(
     client: &Client,
     read: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, tokio_postgres::Error> {

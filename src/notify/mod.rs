@@ -2,15 +2,15 @@
 //! sign-offs, overrides, failed checks, the backfill, blocked gates and a broken audit chain.
 //!
 //! Events sit in the control schema's outbox ([`crate::control::outbox`]), enqueued in the
-//! transaction of the change that caused them, or by [`watch`] for conditions that only count
+//! transaction of the change that caused them, or by [`watch()`] for conditions that only count
 //! after a while. Any Cutover process with the plan loaded delivers them ([`deliver_due`],
 //! [`spawn`]): webhooks get Slack-compatible JSON, exec hooks `CUTOVER_*` variables
 //! ([`send`]). Failed attempts are retried with exponential back-off; each delivery is marked
 //! delivered once, in the transaction that holds its row lock.
 
-pub mod send;
-pub mod text;
-pub mod watch;
+pub(crate) mod send;
+pub(crate) mod text;
+pub(crate) mod watch;
 
 use std::time::{Duration, Instant};
 

@@ -17,7 +17,7 @@ const WITHHELD_ENV: [&str; 3] = ["DATABASE_URL", "PGPASSWORD", "CUTOVER_PASSWORD
 /// Why a notification was not delivered; its text is kept as the delivery's last error and
 /// never holds the webhook URL's secret-bearing parts.
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// `url_env` names an unset variable.
     #[error("environment variable {0} (url_env) is not set")]
     UrlEnvUnset(String),
@@ -80,7 +80,7 @@ pub enum SendError {
 }
 
 /// Delivers `ev` to `target` (attempt number `attempt`, from 1); the error says why not.
-pub async fn deliver(
+pub(crate) async fn deliver(
     plan: &Plan,
     target: &NotifySpec,
     ev: &OutboxEvent,
@@ -265,7 +265,7 @@ async fn exec(
 }
 
 /// The `CUTOVER_*` variables of a hook run.
-pub fn env(
+pub(crate) fn env(
     plan: &Plan,
     ev: &OutboxEvent,
     target: &str,

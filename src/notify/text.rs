@@ -10,7 +10,7 @@ use crate::plan::{Event, Plan};
 const EXCERPT: usize = 300;
 
 /// `[environment] plan-id: what happened`.
-pub fn line(plan: &Plan, ev: &OutboxEvent) -> String {
+pub(crate) fn line(plan: &Plan, ev: &OutboxEvent) -> String {
     let d = &ev.details;
     let s = |key: &str| excerpt(d.get(key).and_then(Value::as_str).unwrap_or(""));
     let phase = ev.phase.map_or("?", |p| p.as_str());
@@ -85,7 +85,7 @@ pub fn line(plan: &Plan, ev: &OutboxEvent) -> String {
 }
 
 /// The webhook body: Slack's `text` plus the event's fields.
-pub fn payload(plan: &Plan, ev: &OutboxEvent, target: &str, attempt: u32) -> Value {
+pub(crate) fn payload(plan: &Plan, ev: &OutboxEvent, target: &str, attempt: u32) -> Value {
     json!({
         "text": line(plan, ev),
         "event": ev.event.as_str(),

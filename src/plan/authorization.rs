@@ -120,7 +120,7 @@ impl fmt::Display for Action {
 }
 
 /// In the matrix: any role of the roster.
-pub const ANY_ROLE: &str = "*";
+pub(crate) const ANY_ROLE: &str = "*";
 
 /// `[authorization]`: action → roles allowed; actions not listed keep their default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -144,11 +144,11 @@ macro_rules! problem_at {
     };
 }
 
-pub use crate::sql::line_col;
+pub(crate) use crate::sql::line_col;
 
 /// Line starts of a text, for converting many offsets to (line, column) cheaply, even on a
 /// single very long line.
-pub struct LineIndex<'s> {
+pub(crate) struct LineIndex<'s> {
     source: &'s str,
     starts: Vec<usize>,
     /// Characters before each 1 KiB block of the text.
@@ -159,7 +159,7 @@ const BLOCK: usize = 1024;
 
 impl<'s> LineIndex<'s> {
     /// Indexes `source`.
-    pub fn new(source: &'s str) -> LineIndex<'s> {
+    pub(crate) fn new(source: &'s str) -> LineIndex<'s> {
         let starts = std::iter::once(0)
             .chain(source.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
@@ -185,7 +185,7 @@ impl<'s> LineIndex<'s> {
     }
 
     /// The 1-based (line, column in characters) of byte `offset`, like [`line_col`].
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let mut offset = offset.min(self.source.len());
         while !self.source.is_char_boundary(offset) {
             offset -= 1;
@@ -197,11 +197,6 @@ impl<'s> LineIndex<'s> {
             self.chars_before(offset) - self.chars_before(start) + 1,
         )
     }
-}
-
-/// Turns a TOML parse/deserialize error into a located diagnostic.
-pub fn from_toml_error(file: &str, source: &str, err: &toml::de::Error) -> Diagnostic {
-    located_toml_error(file, source, &LineIndex::new(source), err)
 }
 
 fn located_toml_error(
@@ -276,7 +271,7 @@ pub(crate) fn hint_for(message: &str) -> Option<String> {
 }
 
 /// Every TOML syntax error of `source` (the parser recovers and goes on), located.
-pub fn syntax_errors(file: &str, source: &str) -> Vec<Diagnostic> {
+pub(crate) fn syntax_errors(file: &str, source: &str) -> Vec<Diagnostic> {
     let (_, errors) = DeTable::parse_recoverable(source);
     let lines = LineIndex::new(source);
     errors
@@ -288,7 +283,7 @@ pub fn syntax_errors(file: &str, source: &str) -> Vec<Diagnostic> {
 
 /// Locates a semantic problem: the span of the deepest existing node on its path, or the exact
 /// place inside its string value.
-pub fn locate(file: &str, source: &str, problem: Problem) -> Diagnostic {
+pub(crate) fn locate(file: &str, source: &str, problem: Problem) -> Diagnostic {
     locate_all(file, source, vec![problem])
         .pop()
         .unwrap_or_else(|| Diagnostic {
@@ -301,7 +296,7 @@ pub fn locate(file: &str, source: &str, problem: Problem) -> Diagnostic {
 }
 
 /// Locates every problem, parsing the document once.
-pub fn locate_all(file: &str, source: &str, problems: Vec<Problem>) -> Vec<Diagnostic> {
+pub(crate) fn locate_all(file: &str, source: &str, problems: Vec<Problem>) -> Vec<Diagnostic> {
     let root = DeTable::parse(source).ok();
     let lines = LineIndex::new(source);
     problems
@@ -325,7 +320,7 @@ pub fn locate_all(file: &str, source: &str, problems: Vec<Problem>) -> Vec<Diagn
 
 /// Byte offset in `source` of the node at `path` (the deepest that exists), or of byte `at` of
 /// its string value.
-pub fn offset_of(
+pub(crate) fn offset_of(
     source: &str,
     root: &Spanned<DeTable<'_>>,
     path: &[Seg],

@@ -8,7 +8,7 @@ use super::{CheckKind, Duration, Phase, PlanSpec};
 use crate::sql::{self, QueryKind, SqlIssue};
 
 /// The largest timeout PostgreSQL accepts, in milliseconds (`INT_MAX`).
-pub const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
+pub(super) const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
 
 /// At most this many SQL problems are reported per field.
 const MAX_SQL_ISSUES: usize = 20;
@@ -164,7 +164,7 @@ impl Out<'_> {
 }
 
 /// Appends every field-level problem of `spec`.
-pub fn check(spec: &PlanSpec, out: &mut Vec<Problem>) {
+pub(super) fn check(spec: &PlanSpec, out: &mut Vec<Problem>) {
     let mut o = Out(out);
     header(spec, &mut o);
     phases(spec, &mut o);
@@ -363,178 +363,217 @@ fn backfill(spec: &PlanSpec, o: &mut Out<'_>) {
 
 fn checks(spec: &PlanSpec, o: &mut Out<'_>) {
     for (i, c) in spec.checks.iter().enumerate() {
-        let at = |k: &str| path!["checks", i, k];
-        let what = |k: &str| format!("check `{}`: `{k}`", c.name);
-        o.name(at("name"), "a check name", &c.name);
-        o.text(at("description"), "a description", &c.description, true);
+        let f = CheckFields { i, name: &c.name };
+        o.name(f.at("name"), "a check name", &c.name);
+        o.text(f.at("description"), "a description", &c.description, true);
         if let Some(t) = c.timeout {
-            o.duration(at("timeout"), &what("timeout"), t);
+            o.duration(f.at("timeout"), &f.what("timeout"), t);
             if t.as_millis() == 0 {
                 o.push(
-                    at("timeout"),
-                    format!("{} must be greater than zero", what("timeout")),
+                    f.at("timeout"),
+                    format!("{} must be greater than zero", f.what("timeout")),
                     Some("0 would disable the statement timeout"),
                 );
             }
         }
-        let list = |o: &mut Out<'_>, k: &str, items: &[String]| {
-            for (j, e) in items.iter().enumerate() {
-                o.expr(path!["checks", i, k, j], &what(k), e);
+        check_kind(o, &f, &c.kind);
+    }
+}
+
+/// The `i`-th check, named `name`: where its fields are and how messages name them.
+struct CheckFields<'c> {
+    i: usize,
+    name: &'c str,
+}
+
+impl CheckFields<'_> {
+    fn at(&self, k: &str) -> Vec<Seg> {
+        path!["checks", self.i, k]
+    }
+
+    fn what(&self, k: &str) -> String {
+        format!("check `{}`: `{k}`", self.name)
+    }
+
+    /// Each entry of the list field `k` as an SQL expression.
+    fn list(&self, o: &mut Out<'_>, k: &str, items: &[String]) {
+        for (j, e) in items.iter().enumerate() {
+            o.expr(path!["checks", self.i, k, j], &self.what(k), e);
+        }
+    }
+
+    /// `key`, `target_key`, `columns` and `target_columns` of a two-table comparison.
+    fn key_columns(&self, o: &mut Out<'_>, lists: [&[String]; 4]) {
+        let names = ["key", "target_key", "columns", "target_columns"];
+        for (k, items) in names.into_iter().zip(lists) {
+            self.list(o, k, items);
+        }
+    }
+
+    /// A `target_key`, when given, pairs one to one with `key`.
+    fn key_lengths(&self, o: &mut Out<'_>, key: &[String], target_key: &[String]) {
+        if !target_key.is_empty() && target_key.len() != key.len() {
+            o.push(
+                self.at("target_key"),
+                format!(
+                    "{} must have as many entries as `key`",
+                    self.what("target_key")
+                ),
+                None,
+            );
+        }
+    }
+}
+
+/// The fields of one check kind.
+fn check_kind(o: &mut Out<'_>, f: &CheckFields<'_>, kind: &CheckKind) {
+    match kind {
+        CheckKind::RowCountParity {
+            source,
+            target,
+            partition_by,
+            key,
+            partitions,
+        } => {
+            o.relation(f.at("source"), &f.what("source"), source);
+            o.relation(f.at("target"), &f.what("target"), target);
+            if let Some(p) = partition_by {
+                o.expr(f.at("partition_by"), &f.what("partition_by"), p);
             }
-        };
-        match &c.kind {
-            CheckKind::RowCountParity {
-                source,
-                target,
-                partition_by,
-                key,
-                partitions,
-            } => {
-                o.relation(at("source"), &what("source"), source);
-                o.relation(at("target"), &what("target"), target);
-                if let Some(p) = partition_by {
-                    o.expr(at("partition_by"), &what("partition_by"), p);
-                }
-                if let Some(k) = key {
-                    o.expr(at("key"), &what("key"), k);
-                }
-                if !(1..=10_000).contains(partitions) {
-                    o.push(
-                        at("partitions"),
-                        format!("{} must be between 1 and 10000", what("partitions")),
-                        None,
-                    );
-                }
+            if let Some(k) = key {
+                o.expr(f.at("key"), &f.what("key"), k);
             }
-            CheckKind::ExpressionParity {
-                table,
-                key,
-                column,
-                expression,
-                filter,
-            } => {
-                o.relation(at("table"), &what("table"), table);
-                list(o, "key", key);
-                o.expr(at("column"), &what("column"), column);
-                o.expr(at("expression"), &what("expression"), expression);
-                if let Some(f) = filter {
-                    o.expr(at("filter"), &what("filter"), f);
-                }
-            }
-            CheckKind::SampledChecksum {
-                source,
-                target,
-                key,
-                target_key,
-                columns,
-                target_columns,
-                sample_size,
-                ..
-            } => {
-                o.relation(at("source"), &what("source"), source);
-                o.relation(at("target"), &what("target"), target);
-                list(o, "key", key);
-                list(o, "target_key", target_key);
-                list(o, "columns", columns);
-                list(o, "target_columns", target_columns);
-                if *sample_size == 0 {
-                    o.push(
-                        at("sample_size"),
-                        format!("{} must be at least 1", what("sample_size")),
-                        None,
-                    );
-                }
-                if !target_key.is_empty() && target_key.len() != key.len() {
-                    o.push(
-                        at("target_key"),
-                        format!("{} must have as many entries as `key`", what("target_key")),
-                        None,
-                    );
-                }
-            }
-            CheckKind::FullDiff {
-                source,
-                target,
-                key,
-                target_key,
-                columns,
-                target_columns,
-            } => {
-                o.relation(at("source"), &what("source"), source);
-                o.relation(at("target"), &what("target"), target);
-                list(o, "key", key);
-                list(o, "target_key", target_key);
-                list(o, "columns", columns);
-                list(o, "target_columns", target_columns);
-                if !target_key.is_empty() && target_key.len() != key.len() {
-                    o.push(
-                        at("target_key"),
-                        format!("{} must have as many entries as `key`", what("target_key")),
-                        None,
-                    );
-                }
-            }
-            CheckKind::NullDrift {
-                table,
-                old,
-                new,
-                partition_by,
-                default_value,
-                max_share_increase_pp,
-                max_relative_drift,
-            } => {
-                o.relation(at("table"), &what("table"), table);
-                o.expr(at("old"), &what("old"), old);
-                o.expr(at("new"), &what("new"), new);
-                if let Some(p) = partition_by {
-                    o.expr(at("partition_by"), &what("partition_by"), p);
-                }
-                if let Some(d) = default_value {
-                    o.expr(at("default_value"), &what("default_value"), d);
-                }
-                o.number(
-                    at("max_share_increase_pp"),
-                    &what("max_share_increase_pp"),
-                    *max_share_increase_pp,
-                    0.0,
-                    100.0,
-                );
-                o.number(
-                    at("max_relative_drift"),
-                    &what("max_relative_drift"),
-                    *max_relative_drift,
-                    0.0,
-                    1.0,
+            if !(1..=10_000).contains(partitions) {
+                o.push(
+                    f.at("partitions"),
+                    format!("{} must be between 1 and 10000", f.what("partitions")),
+                    None,
                 );
             }
-            CheckKind::GoldenQuery { query } => {
-                o.query(at("query"), &what("query"), query, QueryKind::ReadOnly);
+        }
+        CheckKind::ExpressionParity {
+            table,
+            key,
+            column,
+            expression,
+            filter,
+        } => {
+            o.relation(f.at("table"), &f.what("table"), table);
+            f.list(o, "key", key);
+            o.expr(f.at("column"), &f.what("column"), column);
+            o.expr(f.at("expression"), &f.what("expression"), expression);
+            if let Some(filter) = filter {
+                o.expr(f.at("filter"), &f.what("filter"), filter);
             }
-            CheckKind::Invariant {
-                sql,
-                expect,
-                max,
-                min,
-            } => {
-                o.query(at("sql"), &what("sql"), sql, QueryKind::ReadOnly);
-                for (k, v) in [("expect", expect), ("min", min), ("max", max)] {
-                    if let Some(v) = v {
-                        o.number(at(k), &what(k), *v, f64::MIN, f64::MAX);
-                    }
-                }
-                if let (Some(lo), Some(hi)) = (min, max) {
-                    if lo > hi {
-                        o.push(
-                            at("min"),
-                            format!(
-                                "check `{}`: `min` ({lo}) is greater than `max` ({hi})",
-                                c.name
-                            ),
-                            None,
-                        );
-                    }
-                }
+        }
+        CheckKind::SampledChecksum {
+            source,
+            target,
+            key,
+            target_key,
+            columns,
+            target_columns,
+            sample_size,
+            ..
+        } => {
+            o.relation(f.at("source"), &f.what("source"), source);
+            o.relation(f.at("target"), &f.what("target"), target);
+            f.key_columns(o, [key, target_key, columns, target_columns]);
+            if *sample_size == 0 {
+                o.push(
+                    f.at("sample_size"),
+                    format!("{} must be at least 1", f.what("sample_size")),
+                    None,
+                );
             }
+            f.key_lengths(o, key, target_key);
+        }
+        CheckKind::FullDiff {
+            source,
+            target,
+            key,
+            target_key,
+            columns,
+            target_columns,
+        } => {
+            o.relation(f.at("source"), &f.what("source"), source);
+            o.relation(f.at("target"), &f.what("target"), target);
+            f.key_columns(o, [key, target_key, columns, target_columns]);
+            f.key_lengths(o, key, target_key);
+        }
+        CheckKind::NullDrift { .. } => null_drift(o, f, kind),
+        CheckKind::GoldenQuery { query } => {
+            o.query(f.at("query"), &f.what("query"), query, QueryKind::ReadOnly);
+        }
+        CheckKind::Invariant {
+            sql,
+            expect,
+            max,
+            min,
+        } => {
+            o.query(f.at("sql"), &f.what("sql"), sql, QueryKind::ReadOnly);
+            invariant_bounds(o, f, [("expect", expect), ("min", min), ("max", max)]);
+        }
+    }
+}
+
+/// The fields of a `null_drift` check; other kinds are not looked at.
+fn null_drift(o: &mut Out<'_>, f: &CheckFields<'_>, kind: &CheckKind) {
+    let CheckKind::NullDrift {
+        table,
+        old,
+        new,
+        partition_by,
+        default_value,
+        max_share_increase_pp,
+        max_relative_drift,
+    } = kind
+    else {
+        return;
+    };
+    o.relation(f.at("table"), &f.what("table"), table);
+    o.expr(f.at("old"), &f.what("old"), old);
+    o.expr(f.at("new"), &f.what("new"), new);
+    if let Some(p) = partition_by {
+        o.expr(f.at("partition_by"), &f.what("partition_by"), p);
+    }
+    if let Some(d) = default_value {
+        o.expr(f.at("default_value"), &f.what("default_value"), d);
+    }
+    o.number(
+        f.at("max_share_increase_pp"),
+        &f.what("max_share_increase_pp"),
+        *max_share_increase_pp,
+        0.0,
+        100.0,
+    );
+    o.number(
+        f.at("max_relative_drift"),
+        &f.what("max_relative_drift"),
+        *max_relative_drift,
+        0.0,
+        1.0,
+    );
+}
+
+/// An invariant's `expect`, `min` and `max` (in that order): finite, and `min` ≤ `max`.
+fn invariant_bounds(o: &mut Out<'_>, f: &CheckFields<'_>, bounds: [(&str, &Option<f64>); 3]) {
+    for (k, v) in bounds {
+        if let Some(v) = v {
+            o.number(f.at(k), &f.what(k), *v, f64::MIN, f64::MAX);
+        }
+    }
+    let [_, (_, min), (_, max)] = bounds;
+    if let (Some(lo), Some(hi)) = (min, max) {
+        if lo > hi {
+            o.push(
+                f.at("min"),
+                format!(
+                    "check `{}`: `min` ({lo}) is greater than `max` ({hi})",
+                    f.name
+                ),
+                None,
+            );
         }
     }
 }

@@ -18,13 +18,13 @@ use super::diagnostic::{hint_for, Diagnostic, LineIndex, Seg};
 use super::PlanSpec;
 
 /// How many errors one load reports at most (and how often it re-runs deserialization).
-pub const MAX_REPAIRS: usize = 100;
+pub(super) const MAX_REPAIRS: usize = 100;
 
 /// Keys of a check table that are not its kind's parameters.
 const COMMON_CHECK_KEYS: [&str; 3] = ["name", "description", "timeout"];
 
 /// The outcome of deserialization.
-pub struct Structure {
+pub(super) struct Structure {
     /// The spec, when the document has the right shape.
     pub spec: Option<PlanSpec>,
     /// Every structural problem found.
@@ -40,7 +40,7 @@ type Value<'i> = Spanned<DeValue<'i>>;
 const STAND_INS: [&str; 7] = ["\"\"", "[]", "{}", "0", "false", "\"expand\"", "0.0"];
 
 /// Deserializes `source` (already known to be syntactically valid TOML).
-pub fn structure(file: &str, source: &str) -> Structure {
+pub(super) fn structure(file: &str, source: &str) -> Structure {
     let mut out = Structure {
         spec: None,
         diagnostics: Vec::new(),
@@ -69,6 +69,7 @@ pub fn structure(file: &str, source: &str) -> Structure {
         stand_ins: Vec::new(),
         silenced: Vec::new(),
     };
+    super::operations::fill_phases(&mut doc, root_span.start..root_span.start);
     let names = check_names(&doc);
     reshape_checks(&mut doc, &names, &mut repairs, &mut out);
     for _ in 0..MAX_REPAIRS {

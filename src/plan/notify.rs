@@ -128,7 +128,7 @@ impl WebhookUrl {
 
 /// `scheme://host[:port]` plus `/…` when a path or query was dropped; never the user info,
 /// path or query, which may carry a token.
-pub fn mask_url(raw: &str) -> String {
+pub(crate) fn mask_url(raw: &str) -> String {
     match url::Url::parse(raw.trim()) {
         Ok(u) => {
             let host = u.host_str().unwrap_or("?");
@@ -396,7 +396,7 @@ fn destination(t: &NotifySpec, i: usize, out: &mut Vec<Problem>) {
 
 /// What is wrong with a webhook URL (never the URL itself: it may hold a token).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BadUrl {
+pub(crate) enum BadUrl {
     /// Nothing but blanks.
     #[error("the webhook `url` is empty")]
     Empty,
@@ -412,7 +412,7 @@ pub enum BadUrl {
 }
 
 /// Checks a webhook URL without ever echoing it (it may hold a token).
-pub fn check_url(raw: &str) -> Result<(), BadUrl> {
+pub(crate) fn check_url(raw: &str) -> Result<(), BadUrl> {
     if raw.trim().is_empty() {
         return Err(BadUrl::Empty);
     }

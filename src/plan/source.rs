@@ -21,7 +21,7 @@ fn at(path: &str, line: usize, col: usize, message: String, hint: &str) -> Diagn
 }
 
 /// The diagnostic for a file over [`MAX_PLAN_BYTES`].
-pub fn too_large(path: &str) -> Diagnostic {
+pub(super) fn too_large(path: &str) -> Diagnostic {
     at(
         path,
         1,
@@ -82,7 +82,7 @@ fn io(path: &str, e: &std::io::Error) -> PlanError {
 }
 
 /// Reads the plan at `path` (`shown` names it in messages).
-pub fn read(path: &Path, shown: &str) -> Result<String, PlanError> {
+pub(super) fn read(path: &Path, shown: &str) -> Result<String, PlanError> {
     let meta = std::fs::metadata(path).map_err(|e| io(shown, &e))?;
     check_meta(shown, &meta)?;
     let mut options = std::fs::OpenOptions::new();
@@ -106,7 +106,7 @@ pub fn read(path: &Path, shown: &str) -> Result<String, PlanError> {
 }
 
 /// Decodes UTF-8, reporting the first invalid byte with its line and column.
-pub fn decode(path: &str, bytes: Vec<u8>) -> Result<String, PlanError> {
+pub(super) fn decode(path: &str, bytes: Vec<u8>) -> Result<String, PlanError> {
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let bytes = e.as_bytes();

@@ -5,7 +5,7 @@
 /// The byte offset in `raw` (the string as written, quotes included) of byte `at` of `decoded`
 /// (its value). `None` when `raw` does not decode to `decoded` (then callers fall back to the
 /// string's start).
-pub fn raw_offset(raw: &str, decoded: &str, at: usize) -> Option<usize> {
+pub(super) fn raw_offset(raw: &str, decoded: &str, at: usize) -> Option<usize> {
     let (delim, basic) = if raw.starts_with("\"\"\"") {
         (3, true)
     } else if raw.starts_with("'''") {

@@ -9,7 +9,7 @@ use super::{BackfillSpec, CheckKind, Phase, PlanSpec, ProbeKind, Role};
 use crate::problem_at;
 
 /// Returns every semantic problem of `spec` (empty when it is valid).
-pub fn validate(spec: &PlanSpec) -> Vec<Problem> {
+pub(super) fn validate(spec: &PlanSpec) -> Vec<Problem> {
     let mut out = Vec::new();
     header(spec, &mut out);
     roster(spec, &mut out);

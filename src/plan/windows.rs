@@ -6,7 +6,7 @@ use super::Windows;
 
 /// A daily window `HH:MM-HH:MM` in UTC; it may wrap midnight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DailyWindow {
+pub(crate) struct DailyWindow {
     /// Start (inclusive).
     pub start: NaiveTime,
     /// End (exclusive).
@@ -15,7 +15,7 @@ pub struct DailyWindow {
 
 /// A time or window that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BadTime {
+pub(crate) enum BadTime {
     /// No `-` between two times.
     #[error("invalid window `{0}`: expected `HH:MM-HH:MM`")]
     Window(String),
@@ -41,7 +41,7 @@ pub enum BadTime {
 
 impl DailyWindow {
     /// Parses `HH:MM-HH:MM`.
-    pub fn parse(text: &str) -> Result<DailyWindow, BadTime> {
+    pub(crate) fn parse(text: &str) -> Result<DailyWindow, BadTime> {
         let (a, b) = text
             .split_once('-')
             .ok_or_else(|| BadTime::Window(text.to_string()))?;
@@ -59,7 +59,7 @@ impl DailyWindow {
     }
 
     /// True when `t` is inside the window.
-    pub fn contains(&self, t: NaiveTime) -> bool {
+    pub(crate) fn contains(&self, t: NaiveTime) -> bool {
         if self.start <= self.end {
             t >= self.start && t < self.end
         } else {
@@ -69,7 +69,7 @@ impl DailyWindow {
 }
 
 /// Parses an RFC 3339 timestamp of a freeze period.
-pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, BadTime> {
+pub(crate) fn parse_instant(text: &str) -> Result<DateTime<Utc>, BadTime> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
         .map_err(|error| BadTime::Instant {

@@ -14,10 +14,10 @@ use crate::control::backfill::State as BackfillState;
 use crate::control::facts::{Facts, ProbeFact};
 use crate::control::phases::PhaseState;
 use crate::outcome::Outcome;
-use crate::plan::{Phase, Plan, ProbeKind};
+use crate::plan::{Phase, Plan, ProbeKind, Role};
 
 /// A probe evaluation older than this is stale whatever changed since.
-pub const PROBE_MAX_AGE: Duration = Duration::minutes(10);
+pub(crate) const PROBE_MAX_AGE: Duration = Duration::minutes(10);
 
 /// What a gate item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -189,94 +189,10 @@ pub fn evaluate(plan: &Plan, facts: &Facts, phase: Phase) -> GateEvaluation {
     }
     let rolled_back = facts.entered(phase, PhaseState::RolledBack);
     for role in &spec.signoffs {
-        let ours = |s: &&crate::control::facts::SignoffFact| s.gate == phase && s.role == role.0;
-        let valid = facts
-            .signoffs
-            .iter()
-            .rev()
-            .filter(ours)
-            .find(|s| s.plan_sha256 == sha && rolled_back.is_none_or(|rb| s.signed_at > rb));
-        let latest = facts.signoffs.iter().rev().find(ours);
-        let it = match (valid, latest) {
-            (Some(s), _) => item(
-                ItemKind::Signoff,
-                role.as_str(),
-                Outcome::Pass,
-                format!("signed by {} at {}", s.login, fmt_time(s.signed_at)),
-            ),
-            (None, Some(s)) if s.plan_sha256 != sha => item(
-                ItemKind::Signoff,
-                role.as_str(),
-                Outcome::Inconclusive,
-                format!(
-                    "void: plan changed since sign-off by {} at {} (signed sha {}, plan now {}); sign again",
-                    s.login,
-                    fmt_time(s.signed_at),
-                    short(&s.plan_sha256),
-                    short(&sha)
-                ),
-            ),
-            (None, Some(s)) => item(
-                ItemKind::Signoff,
-                role.as_str(),
-                Outcome::Inconclusive,
-                format!(
-                    "void: {phase} was rolled back at {} after the sign-off by {} at {}; sign again",
-                    rolled_back.map(fmt_time).unwrap_or_default(),
-                    s.login,
-                    fmt_time(s.signed_at)
-                ),
-            ),
-            (None, None) => item(
-                ItemKind::Signoff,
-                role.as_str(),
-                Outcome::Inconclusive,
-                format!(
-                    "missing sign-off by {role} (roster: {})",
-                    plan.spec
-                        .roster
-                        .get(role)
-                        .map(|l| l.join(", "))
-                        .unwrap_or_default()
-                ),
-            ),
-        };
-        items.push(it);
+        items.push(signoff_item(plan, facts, &sha, phase, role, rolled_back));
     }
     if let Some(observe) = spec.observe {
-        items.push(match prev_applied {
-            Some(at) => {
-                let elapsed = (now - at).to_std().unwrap_or_default();
-                if elapsed >= observe.std() {
-                    item(
-                        ItemKind::Observe,
-                        "observe",
-                        Outcome::Pass,
-                        format!(
-                            "observed {} since the previous phase (needs {observe})",
-                            human(elapsed)
-                        ),
-                    )
-                } else {
-                    item(
-                        ItemKind::Observe,
-                        "observe",
-                        Outcome::Inconclusive,
-                        format!(
-                            "observation window: {} of {observe} elapsed since the previous phase was applied ({} left)",
-                            human(elapsed),
-                            human(observe.std().saturating_sub(elapsed))
-                        ),
-                    )
-                }
-            }
-            None => item(
-                ItemKind::Observe,
-                "observe",
-                Outcome::Inconclusive,
-                "observation window starts when the previous phase is applied".into(),
-            ),
-        });
+        items.push(observe_item(observe, prev_applied, now));
     }
 
     let outcome = Outcome::all(items.iter().map(|i| i.outcome));
@@ -326,8 +242,8 @@ fn override_in_force(facts: &Facts, sha: &str, phase: Phase) -> Option<OverrideI
         })
 }
 
-/// Whether an override is still unused (for listings): see [`override_in_force`].
-pub fn override_unconsumed(facts: &Facts, gate: Phase, at: DateTime<Utc>) -> bool {
+/// Whether an override is still unused (for listings): see `override_in_force`.
+pub(crate) fn override_unconsumed(facts: &Facts, gate: Phase, at: DateTime<Utc>) -> bool {
     facts
         .entered(gate, PhaseState::Applied)
         .is_none_or(|c| at > c)
@@ -341,6 +257,111 @@ fn item(kind: ItemKind, name: &str, outcome: Outcome, detail: String) -> GateIte
         detail,
         evidence: Vec::new(),
         stale: false,
+    }
+}
+
+/// The sign-off by `role`: valid only for this plan version and after the last rollback of
+/// `phase`.
+fn signoff_item(
+    plan: &Plan,
+    facts: &Facts,
+    sha: &str,
+    phase: Phase,
+    role: &Role,
+    rolled_back: Option<DateTime<Utc>>,
+) -> GateItem {
+    let ours = |s: &&crate::control::facts::SignoffFact| s.gate == phase && s.role == role.0;
+    let valid = facts
+        .signoffs
+        .iter()
+        .rev()
+        .filter(ours)
+        .find(|s| s.plan_sha256 == sha && rolled_back.is_none_or(|rb| s.signed_at > rb));
+    let latest = facts.signoffs.iter().rev().find(ours);
+    match (valid, latest) {
+        (Some(s), _) => item(
+            ItemKind::Signoff,
+            role.as_str(),
+            Outcome::Pass,
+            format!("signed by {} at {}", s.login, fmt_time(s.signed_at)),
+        ),
+        (None, Some(s)) if s.plan_sha256 != sha => item(
+            ItemKind::Signoff,
+            role.as_str(),
+            Outcome::Inconclusive,
+            format!(
+                "void: plan changed since sign-off by {} at {} (signed sha {}, plan now {}); sign again",
+                s.login,
+                fmt_time(s.signed_at),
+                short(&s.plan_sha256),
+                short(sha)
+            ),
+        ),
+        (None, Some(s)) => item(
+            ItemKind::Signoff,
+            role.as_str(),
+            Outcome::Inconclusive,
+            format!(
+                "void: {phase} was rolled back at {} after the sign-off by {} at {}; sign again",
+                rolled_back.map(fmt_time).unwrap_or_default(),
+                s.login,
+                fmt_time(s.signed_at)
+            ),
+        ),
+        (None, None) => item(
+            ItemKind::Signoff,
+            role.as_str(),
+            Outcome::Inconclusive,
+            format!(
+                "missing sign-off by {role} (roster: {})",
+                plan.spec
+                    .roster
+                    .get(role)
+                    .map(|l| l.join(", "))
+                    .unwrap_or_default()
+            ),
+        ),
+    }
+}
+
+/// The observation window since the previous phase was applied.
+fn observe_item(
+    observe: crate::plan::Duration,
+    prev_applied: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> GateItem {
+    match prev_applied {
+        Some(at) => {
+            let elapsed = (now - at).to_std().unwrap_or_default();
+            if elapsed >= observe.std() {
+                item(
+                    ItemKind::Observe,
+                    "observe",
+                    Outcome::Pass,
+                    format!(
+                        "observed {} since the previous phase (needs {observe})",
+                        human(elapsed)
+                    ),
+                )
+            } else {
+                item(
+                    ItemKind::Observe,
+                    "observe",
+                    Outcome::Inconclusive,
+                    format!(
+                        "observation window: {} of {observe} elapsed since the previous phase was applied ({} left)",
+                        human(elapsed),
+                        human(observe.std().saturating_sub(elapsed))
+                    ),
+                )
+            }
+        }
+        None => item(
+            ItemKind::Observe,
+            "observe",
+            Outcome::Inconclusive,
+            "observation window starts when the previous phase is applied".into(),
+        ),
     }
 }
 
@@ -397,7 +418,7 @@ fn check_item(
 }
 
 /// The latest evaluation of `kind` at gate `phase` for plan version `sha`.
-pub fn latest_probe<'a>(
+pub(crate) fn latest_probe<'a>(
     facts: &'a Facts,
     sha: &str,
     phase: Phase,
@@ -413,7 +434,7 @@ pub fn latest_probe<'a>(
 /// Why a recorded probe result no longer describes the present, if it does not: a phase
 /// changed state after it was judged, the backfill changed state after a backfill-complete
 /// judgement, or it is older than [`PROBE_MAX_AGE`].
-pub fn stale_reason(facts: &Facts, probe: &ProbeFact) -> Option<String> {
+pub(crate) fn stale_reason(facts: &Facts, probe: &ProbeFact) -> Option<String> {
     if let Some(t) = facts.last_transition_at().filter(|t| *t > probe.at) {
         return Some(format!("a phase changed state at {} after it", fmt_time(t)));
     }

@@ -3,10 +3,10 @@
 //! here, once, and shown unchanged by `status`, `advance`, the TUI, the metrics and the runbook.
 //! Nothing in this module touches a database.
 
-pub mod advice;
-pub mod gate;
-pub mod scorecard;
-pub mod status;
+pub(crate) mod advice;
+pub(crate) mod gate;
+pub(crate) mod scorecard;
+pub(crate) mod status;
 
 use chrono::{DateTime, Utc};
 

@@ -22,7 +22,7 @@ use crate::outcome::Outcome;
 use crate::plan::{Phase, Plan, ProbeKind, Role};
 
 /// How recent the last scrape must be for the Observability evidence to hold, in seconds.
-pub const SCRAPE_FRESHNESS_SECONDS: i64 = 300;
+pub(crate) const SCRAPE_FRESHNESS_SECONDS: i64 = 300;
 
 /// The five categories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -230,7 +230,7 @@ fn check_evidence(plan: &Plan, facts: &Facts) -> Vec<Evidence> {
 
 /// Observability evidence: the metrics endpoint scraped within [`SCRAPE_FRESHNESS_SECONDS`]
 /// (never scraped is Inconclusive, a stale last scrape fails), or an SRE's attestation.
-pub fn observability(plan: &Plan, facts: &Facts) -> Evidence {
+pub(crate) fn observability(plan: &Plan, facts: &Facts) -> Evidence {
     let name = "observability".to_string();
     let owner = CategoryKind::Observability.owner();
     let attested = facts

@@ -134,7 +134,7 @@ pub struct Status {
 }
 
 /// The status of `plan` as the rules judge `facts`; the TUI shows the same value.
-pub fn build(plan: &Plan, facts: &Facts) -> Status {
+pub(crate) fn build(plan: &Plan, facts: &Facts) -> Status {
     let sha = plan.sha256();
     let next_phase = facts.next_phase();
     let gate = next_phase.map(|p| rules::gate::evaluate(plan, facts, p));

@@ -1,16 +1,17 @@
 //! The full-screen command center.
 //!
-//! Architecture: the [`worker`](crate::worker) task owns every database connection and sends
+//! Architecture: the [`crate::worker`] task owns every database connection and sends
 //! snapshots and action results over a channel; this module owns the terminal. The event loop
 //! waits on crossterm's `EventStream`, the worker channel, a slow tick and signals — it never
 //! awaits the database — and redraws from [`App::view`] with [`draw`], a pure function of the
 //! view model.
 
 pub mod app;
-pub mod next;
-pub mod panes;
+pub(crate) mod next;
+pub(crate) mod panes;
+pub(crate) mod progress;
 pub mod switcher;
-pub mod theme;
+pub(crate) mod theme;
 pub mod view;
 
 #[cfg(test)]
@@ -283,16 +284,30 @@ fn roomy(area: Rect) -> bool {
 }
 
 /// The backfill pane keeps at least this many columns beside the readiness pane.
-const BACKFILL_MIN_WIDTH: u16 = 44;
+const BACKFILL_MIN_WIDTH: u16 = 40;
 
-/// Splits a row between the readiness pane and the backfill pane: half each, or as much as the
-/// readiness evidence needs when the screen is wide enough to give it.
+/// The readiness pane keeps at least this many columns beside the backfill pane.
+const READINESS_MIN_WIDTH: u16 = 40;
+
+/// From this width on, the backfill pane gets half the row (room for the latency chart).
+const WIDE: u16 = 160;
+
+/// Splits a row between the readiness pane and the backfill pane. The backfill pane grows with
+/// the screen (two fifths of it, half from [`WIDE`] on, at least [`BACKFILL_MIN_WIDTH`]);
+/// readiness takes what its evidence needs of the rest, and any width it does not need goes to
+/// the backfill pane.
 fn readiness_split(vm: &ViewModel, row: Rect) -> [Rect; 2] {
-    let half = row.width / 2;
-    let wanted = panes::scorecard::wanted_width(vm);
-    let width = wanted
-        .min(row.width.saturating_sub(BACKFILL_MIN_WIDTH))
-        .max(half);
+    let share = if row.width >= WIDE {
+        row.width / 2
+    } else {
+        row.width * 2 / 5
+    };
+    let backfill = share
+        .max(BACKFILL_MIN_WIDTH)
+        .min(row.width.saturating_sub(READINESS_MIN_WIDTH));
+    let width = panes::scorecard::wanted_width(vm)
+        .max(READINESS_MIN_WIDTH)
+        .min(row.width.saturating_sub(backfill));
     Layout::horizontal([Constraint::Length(width), Constraint::Min(0)]).areas(row)
 }
 

@@ -2,6 +2,7 @@
 //! rules judged, the phase states and — in the demo — the app's versions. A pure function, so
 //! every phase of the walk-through is unit-tested by hand-built snapshots.
 
+use super::progress::Share;
 use crate::control::backfill::State as BackfillState;
 use crate::control::phases::PhaseState;
 use crate::outcome::Outcome;
@@ -29,7 +30,7 @@ const MAX_WIDTH: usize = 76;
 
 /// Who reads the hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Viewer {
+pub(crate) enum Viewer {
     /// An operator: the hint names the key that does it.
     Operator,
     /// A read-only session: the hint tells what the operators' next step is.
@@ -70,7 +71,7 @@ fn wait(text: impl Into<String>) -> NextStep {
 
 /// The next step for `me` (the roles I hold) on `snap`, worded for `viewer`. `None` before the
 /// first snapshot.
-pub fn next_step(
+pub(crate) fn next_step(
     plan: &Plan,
     snap: Option<&Snapshot>,
     me: &[String],
@@ -86,7 +87,7 @@ pub fn next_step(
 }
 
 /// While the UI's own action `label` runs.
-pub fn running(label: &str, viewer: Viewer) -> NextStep {
+pub(crate) fn running(label: &str, viewer: Viewer) -> NextStep {
     worded(wait(format!("wait: {label} is running")), viewer)
 }
 
@@ -97,6 +98,7 @@ fn worded(step: NextStep, viewer: Viewer) -> NextStep {
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "the TUI helper splits this")]
 fn step(plan: &Plan, s: &Snapshot, me: &[String]) -> NextStep {
     if !s.status.registered {
         return wait("wait: the migration is being registered (an operator's TUI does it)");
@@ -168,10 +170,7 @@ fn step(plan: &Plan, s: &Snapshot, me: &[String]) -> NextStep {
                 act(format!("resume the backfill, it is {} (Space)", b.state))
             }
             BackfillState::Failed => act(format!("the backfill failed: {}", b.reason)),
-            _ => wait(format!(
-                "wait for the backfill{}",
-                percent(b.rows_done, b.rows_estimate)
-            )),
+            _ => wait(format!("wait for the backfill{}", to_finish(s))),
         };
     }
     if of(ItemKind::Check).any(|i| i.outcome == Outcome::Inconclusive) {
@@ -251,13 +250,17 @@ fn observe_left(plan: &Plan, s: &Snapshot, phase: Phase) -> u64 {
     left.as_secs() + u64::from(left.subsec_nanos() > 0)
 }
 
-fn percent(done: i64, total: Option<i64>) -> String {
-    match total {
-        Some(t) if t > 0 => format!(
-            " to finish ({:.0}%)",
-            (done as f64 / t as f64 * 100.0).min(100.0)
-        ),
-        _ => " to finish".to_string(),
+/// ` to finish (41.2%)`: the figures the gauge shows (the backfill's own progress, else the
+/// control row's).
+fn to_finish(s: &Snapshot) -> String {
+    let share = match (&s.backfill, &s.status.backfill) {
+        (Some(b), _) => Share::new(Some(b.state), b.rows_done, b.rows_estimate),
+        (None, Some(b)) => Share::new(Some(b.state), b.rows_done, b.rows_estimate),
+        (None, None) => return " to finish".to_string(),
+    };
+    match share.percent_text() {
+        Some(p) => format!(" to finish ({p})"),
+        None => " to finish".to_string(),
     }
 }
 

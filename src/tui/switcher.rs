@@ -195,7 +195,7 @@ pub fn row(vm: &ViewModel, active: bool) -> MigrationRow {
     let b = &vm.backfill;
     let backfill = match b.state {
         Some(s @ (BackfillState::Running | BackfillState::Throttled | BackfillState::Paused)) => {
-            Some((s, b.percent().map(|p| p.floor() as u8)))
+            Some((s, b.share().percent_text()))
         }
         _ => None,
     };

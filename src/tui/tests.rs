@@ -800,23 +800,24 @@ fn zoom_at_80x24_reaches_every_pane() {
     assert!(!app.view().ui.zoom);
 }
 
+/// Wide, the backfill pane takes half the row; readiness shortens its evidence at a word, and
+/// zoomed it shows it whole.
 #[test]
-fn wide_layout_gives_readiness_the_width_of_its_evidence() {
-    let vm = app_with(on_v2(
+fn wide_layout_shortens_readiness_at_words_and_zoom_shows_it_whole() {
+    let mut app = app_with(on_v2(
         with_probe(at_contract(30), "hidden_readers", Outcome::Fail),
         false,
-    ))
-    .view();
-    let screen = screen(&vm, 200, 44);
-    let observability = screen
+    ));
+    let screen_text = screen(&app.view(), 200, 44);
+    let observability = screen_text
         .lines()
         .find(|l| l.contains("Observability"))
         .unwrap_or_default();
-    assert!(
-        observability.contains("(`:attest observability URL`)") && !observability.contains('…'),
-        "{observability}"
-    );
-    insta::assert_snapshot!(screen);
+    assert!(observability.contains("or the …"), "{observability}");
+    insta::assert_snapshot!(screen_text);
+    app.on_key(key('z'), Instant::now());
+    let zoomed = screen(&app.view(), 200, 44);
+    assert!(zoomed.contains("(`:attest observability URL`)"), "{zoomed}");
 }
 
 #[test]
@@ -949,7 +950,10 @@ fn migrations_picker_lists_each_with_phase_gate_and_backfill() {
         [false, true, false]
     );
     assert_eq!(rows[0].phase, Some((Phase::Backfill, PhaseState::Applied)));
-    assert_eq!(rows[0].backfill, Some((BackfillState::Running, Some(41))));
+    assert_eq!(
+        rows[0].backfill,
+        Some((BackfillState::Running, Some("41.2%".to_string())))
+    );
     // The picker shows the verdict the rules computed for the panes and `status`, word for word.
     let first = app_with(backfill_running()).view();
     let gate = first.gate.as_ref().unwrap();
@@ -1226,3 +1230,5 @@ fn one_migration_has_no_switcher() {
         "{screen}"
     );
 }
+
+mod screens;

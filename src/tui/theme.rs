@@ -112,7 +112,7 @@ impl Theme {
 }
 
 /// A symbol that carries an outcome's meaning without colour.
-pub fn outcome_symbol(o: Outcome) -> &'static str {
+pub(crate) fn outcome_symbol(o: Outcome) -> &'static str {
     match o {
         Outcome::Pass => "✓",
         Outcome::Fail => "✗",

@@ -3,6 +3,7 @@
 //! pure function of this struct (and tests build it by hand).
 
 use super::next::NextStep;
+use super::progress::{Pace, Share};
 use crate::control::backfill::State as BackfillState;
 use crate::control::facts::Facts;
 use crate::control::phases::PhaseState;
@@ -76,8 +77,8 @@ pub struct MigrationRow {
     pub phase: Option<(Phase, PhaseState)>,
     /// The next gate's verdict.
     pub gate: GateVerdict,
-    /// Backfill progress while it runs: its state and the percentage done, if the total is known.
-    pub backfill: Option<(BackfillState, Option<u8>)>,
+    /// Backfill progress while it runs: its state and the percentage done (`41.2%`), if known.
+    pub backfill: Option<(BackfillState, Option<String>)>,
 }
 
 /// The next gate, as the picker sums it up.
@@ -139,6 +140,10 @@ pub struct PhaseView {
     pub state: PhaseState,
     /// Cannot be rolled back.
     pub irreversible: bool,
+    /// When its latest run started.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When its latest run ended.
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The phase timeline.
@@ -152,6 +157,8 @@ pub struct TimelineView {
     pub next: Option<Phase>,
     /// The fastest safe rollback from where the migration stands.
     pub rollback: Option<RollbackAdvice>,
+    /// The phase's concurrent index builds running now.
+    pub index_builds: Vec<crate::control::index_builds::IndexBuild>,
 }
 
 /// One readiness category.
@@ -211,19 +218,20 @@ pub struct BackfillView {
 }
 
 impl BackfillView {
+    /// Rows done, the total and the percentage: the one computation every pane shows.
+    pub fn share(&self) -> Share {
+        Share::new(self.state, self.rows_done, self.rows_total)
+    }
+
     /// Percent done as `cutover backfill status` computes it (100 only once done); `None`
     /// while the total is unknown.
     pub fn percent(&self) -> Option<f64> {
-        if self.state == Some(BackfillState::Done) {
-            return Some(100.0);
-        }
-        let total = self.rows_total.filter(|t| *t > 0)?;
-        let state = self.state.unwrap_or(BackfillState::Idle);
-        Some(crate::backfill::progress::percent(
-            state,
-            self.rows_done,
-            (total - self.rows_done).max(0),
-        ))
+        self.share().percent
+    }
+
+    /// Held back, pacing, or free.
+    pub fn pace(&self) -> Pace {
+        Pace::of(self.state, &self.reason)
     }
 }
 
@@ -310,8 +318,19 @@ pub struct RoleView {
     pub role: String,
     /// Logins holding it.
     pub holders: Vec<String>,
-    /// What it signed (`gate by login at HH:MM:SS`).
-    pub signed: Vec<String>,
+    /// What it signed, oldest first.
+    pub signed: Vec<SignView>,
+}
+
+/// One sign-off of a role.
+#[derive(Debug, Clone)]
+pub struct SignView {
+    /// The gate signed.
+    pub gate: Phase,
+    /// Who signed.
+    pub login: String,
+    /// When.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Which pane has focus.
@@ -446,11 +465,14 @@ pub fn build(
                 phase: *p,
                 state: s.phase_state(*p),
                 irreversible: !plan.phase(*p).reversible(),
+                started_at: s.facts.phase(*p).started_at,
+                finished_at: s.facts.phase(*p).finished_at,
             })
             .collect(),
         current: s.current_phase(),
         next: if snap.is_some() { s.next_phase() } else { None },
         rollback: s.status.rollback.clone(),
+        index_builds: s.index_builds.clone(),
     };
     ViewModel {
         scorecard: scorecard(s, snap.is_some()),
@@ -669,13 +691,10 @@ fn roster(plan: &Plan, s: &Snapshot) -> RosterView {
                     .signoffs
                     .iter()
                     .filter(|x| x.role == role.as_str())
-                    .map(|x| {
-                        format!(
-                            "{} by {} at {}",
-                            x.gate,
-                            x.login,
-                            x.signed_at.format("%H:%M:%S")
-                        )
+                    .map(|x| SignView {
+                        gate: x.gate,
+                        login: x.login.clone(),
+                        at: x.signed_at,
                     })
                     .collect(),
             })

@@ -7,7 +7,7 @@
 //! lock. When the server is slow or gone, the worker says so and reconnects by itself with
 //! backoff; actions asked for meanwhile are refused with the reason.
 
-pub mod app;
+pub(crate) mod app;
 pub mod command;
 pub mod snapshot;
 
@@ -331,7 +331,14 @@ impl State {
         }
         self.last_phases = Some(phases);
         let bf = snap.backfill.as_ref().map(|b| (b.state, b.reason.clone()));
-        if bf != self.last_backfill && self.last_backfill.is_some() {
+        // A run in this process logs its own throttle changes: one line per event.
+        let runs_here = self.runner.as_ref().is_some_and(|r| !r.is_finished());
+        // Pacing's figures change every second: only entering and leaving it is an event.
+        let pacing = |b: &Option<(BackfillState, String)>| {
+            b.as_ref().is_some_and(|(_, r)| r.starts_with("yielding: "))
+        };
+        let same_pacing = pacing(&bf) && pacing(&self.last_backfill);
+        if bf != self.last_backfill && self.last_backfill.is_some() && !runs_here && !same_pacing {
             if let Some((st, reason)) = &bf {
                 let why = if reason.is_empty() {
                     String::new()

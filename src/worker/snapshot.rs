@@ -8,6 +8,7 @@ use tokio_postgres::Client;
 use crate::control::audit::Actor;
 use crate::control::backfill::State as BackfillState;
 use crate::control::facts::Facts;
+use crate::control::index_builds::{self, IndexBuild};
 use crate::control::outbox::DeliverySummary;
 use crate::control::phases::PhaseState;
 use crate::db::DbError;
@@ -30,6 +31,8 @@ pub struct Snapshot {
     pub ranges: Vec<RangeRow>,
     /// Cutover sessions connected to this database now.
     pub sessions: Vec<SessionRow>,
+    /// The plan's concurrent index builds running now.
+    pub index_builds: Vec<IndexBuild>,
     /// The most recent audit entries of this plan, newest first.
     pub audit: Vec<AuditRow>,
     /// Rows per second between recent snapshots, oldest first (the worker keeps the history).
@@ -144,6 +147,7 @@ impl Snapshot {
             backfill: None,
             ranges: Vec::new(),
             sessions: Vec::new(),
+            index_builds: Vec::new(),
             audit: Vec::new(),
             rate_history: Vec::new(),
             security: None,
@@ -210,6 +214,7 @@ pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
             state: r.get("state"),
         })
         .collect();
+    snap.index_builds = index_builds::of_plan(client, plan.id()).await?;
     snap.audit = crate::control::audit::recent(client, plan.id(), 50)
         .await?
         .into_iter()

@@ -1088,3 +1088,56 @@ async fn no_latency_baseline_is_taken_while_another_signal_holds() {
         task.await.expect("app task");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_that_stops_consuming_holds_the_backfill_and_is_named() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 2000).await;
+    let foreign = format!("shapes_test_{}", db.name.to_lowercase());
+    let own = format!("cutover_{foreign}");
+    for slot in [&foreign, &own] {
+        db.exec(&format!(
+            "SELECT pg_create_physical_replication_slot('{slot}', true)"
+        ))
+        .await;
+    }
+    // WAL written after the slots reserved theirs: both retain it, nobody consumes it.
+    db.exec("CREATE TABLE public.filler AS SELECT g FROM generate_series(1, 20000) g")
+        .await;
+    let plan = plan("", "max_slot_retained_wal = \"64kB\"");
+    let opts = RunOptions {
+        throttle_interval: Duration::from_millis(100),
+        ..RunOptions::default()
+    };
+    let (_stop, handle) = spawn_run(&db, &plan, opts);
+    wait_for("the slot throttle", 30, || async {
+        state(&client).await.0 == "throttled"
+    })
+    .await;
+    let (_, reason) = state(&client).await;
+    assert!(
+        reason.starts_with(&format!("replication slot `{foreign}` retains"))
+            && reason.ends_with("of WAL > limit 64kB"),
+        "{reason}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        chunks(&client).await,
+        0,
+        "no chunk while the slot retains WAL"
+    );
+
+    // The foreign slot goes; Cutover's own slot alone does not hold the backfill back.
+    db.exec(&format!("SELECT pg_drop_replication_slot('{foreign}')"))
+        .await;
+    let summary = tokio::time::timeout(Duration::from_secs(60), handle)
+        .await
+        .expect("the backfill did not finish once the slot was dropped")
+        .unwrap();
+    db.exec(&format!("SELECT pg_drop_replication_slot('{own}')"))
+        .await;
+    let summary = summary.unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Done, "{summary:?}");
+    let left = scalar_i64(&client, "SELECT count(*) FROM public.items WHERE todo").await;
+    assert_eq!(left, 0);
+}

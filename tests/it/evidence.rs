@@ -128,11 +128,7 @@ async fn validate_prints_located_lint_findings() {
     );
     let ok = Command::new(cutover_bin())
         .args(["validate", "--offline"])
-        .args(
-            std::fs::read_dir("plans")
-                .unwrap()
-                .map(|e| e.unwrap().path()),
-        )
+        .args(crate::common::plans::example_plan_paths())
         .output()
         .unwrap();
     assert_eq!(

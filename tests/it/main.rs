@@ -1,4 +1,5 @@
 //! Integration tests against a real PostgreSQL (DATABASE_URL or a throwaway cluster).
+#![allow(clippy::unwrap_used, clippy::too_many_lines)] // a test that unwraps fails loudly; a scenario reads best as one story
 
 mod authz;
 mod backfill;
@@ -10,7 +11,9 @@ mod connect;
 mod engine;
 mod evidence;
 mod foundation;
+mod import;
 mod notify;
+mod operations;
 mod plan;
 mod read_only;
 mod rollback;

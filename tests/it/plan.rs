@@ -2,12 +2,11 @@
 
 use cutover::plan::{Phase, Plan, PlanError};
 
-use crate::common::plans::{demo_with, DEMO_PLAN};
+use crate::common::plans::{demo_with, example_plan_paths, DEMO_PLAN};
 
 #[test]
 fn example_plans_load() {
-    for entry in std::fs::read_dir("plans").expect("plans/ exists") {
-        let path = entry.expect("dir entry").path();
+    for path in example_plan_paths() {
         let plan = Plan::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!plan.sha256().is_empty());
         assert!(
@@ -712,12 +711,7 @@ mod fuzz {
     }
 
     fn plans() -> Vec<Vec<u8>> {
-        let mut paths: Vec<_> = std::fs::read_dir("plans")
-            .expect("plans/")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        paths.sort();
-        paths
+        crate::common::plans::example_plan_paths()
             .iter()
             .map(|p| std::fs::read(p).expect("plan"))
             .collect()

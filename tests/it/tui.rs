@@ -170,7 +170,10 @@ async fn tui_in_tmux_signs_off_pauses_and_rolls_back() {
     // The viewer sees the sign-off; its own keys are refused and change nothing.
     // (At 80×24 the roster shares its slot with parity: Tab to it.)
     viewer.send(&["Tab", "Tab", "Tab"]);
-    viewer.wait_for(&["Roster", "data_owner postgres  signed read_switc"], long);
+    viewer.wait_for(
+        &["Roster", "data_owner postgres  signed", "┃read_switch "],
+        long,
+    );
     viewer.send(&["Space"]);
     viewer.wait_for(&["read-only mode"], long);
     wait_db(&db, "SELECT state FROM cutover.backfill", "running", long).await;
@@ -648,4 +651,46 @@ async fn demo_in_tmux_follows_the_hint_to_contract_applied() {
         "the demo left its cluster running at {url}"
     );
     eprintln!("demo end to end, cleanup included: {:?}", started.elapsed());
+}
+
+/// The text between `start` and the next `%` after it on `screen`, if any.
+fn percent_after<'a>(screen: &'a str, start: &str) -> Option<&'a str> {
+    let rest = &screen[screen.find(start)? + start.len()..];
+    Some(&rest[..rest.find('%')?])
+}
+
+/// The real binary's gauge and footer show the same percentage of one running backfill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gauge_and_footer_show_the_same_percent() {
+    let db = TestDb::new().await;
+    migration_in_backfill(&db).await;
+    let cmd = format!(
+        "env DATABASE_URL='{}' NO_COLOR=1 {} tui {PLAN}",
+        db.url,
+        cutover_bin().display()
+    );
+    let tmux = Tmux::start(&cmd, 120, 40);
+    let long = Duration::from_secs(20);
+    tmux.wait_for(
+        &["● live", "rows · ", "wait for the backfill to finish ("],
+        long,
+    );
+    let start = Instant::now();
+    let mut compared = 0;
+    let mut previous = String::new();
+    while compared < 3 && start.elapsed() < long {
+        let screen = tmux.capture();
+        // Only a screen that two captures agree on is a whole frame.
+        if screen == previous {
+            let gauge = percent_after(&screen, "rows · ");
+            let footer = percent_after(&screen, "wait for the backfill to finish (");
+            if let (Some(g), Some(f)) = (gauge, footer) {
+                assert_eq!(g, f, "gauge and footer differ:\n{screen}");
+                compared += 1;
+            }
+        }
+        previous = screen;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(compared, 3, "never saw both percentages:\n{previous}");
 }

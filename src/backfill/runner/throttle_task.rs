@@ -102,10 +102,16 @@ impl Recorder {
             match record_verdict(c, &self.plan_id, &now, self.unflushed).await {
                 Ok(()) => {
                     let plan = self.plan_id.as_str();
-                    match &now {
-                        Verdict::Throttled(r) => tracing::warn!(plan, "backfill throttled: {r}"),
-                        Verdict::Yield { reason, .. } => tracing::info!(plan, "backfill {reason}"),
-                        Verdict::Clear => tracing::info!(plan, "backfill throttle cleared"),
+                    // A yield's new figures are recorded, not logged: one line per event.
+                    match (&self.recorded, &now) {
+                        (Verdict::Yield { .. }, Verdict::Yield { .. }) => {}
+                        (_, Verdict::Throttled(r)) => {
+                            tracing::warn!(plan, "backfill throttled: {r}")
+                        }
+                        (_, Verdict::Yield { reason, .. }) => {
+                            tracing::info!(plan, "backfill {reason}")
+                        }
+                        (_, Verdict::Clear) => tracing::info!(plan, "backfill throttle cleared"),
                     }
                     self.recorded = now;
                     self.unflushed = 0.0;

@@ -55,21 +55,21 @@ const CHECKPOINT_SQL: &str = "WITH w AS (
              SELECT n AS blocked FROM w";
 
 /// The fence and the checkpoint, prepared on one connection.
-pub struct ChunkStatements {
+pub(crate) struct ChunkStatements {
     fence: Statement,
     checkpoint: Statement,
 }
 
 /// What a fence found: the range row is locked and the caller still holds its lease.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Fenced {
+pub(crate) struct Fenced {
     /// The stored checkpoint (last key done).
     pub checkpoint: Option<Key>,
 }
 
 /// A chunk about to commit, as its checkpoint records it.
 #[derive(Debug, Clone)]
-pub struct ChunkRecord<'a> {
+pub(crate) struct ChunkRecord<'a> {
     /// Plan id.
     pub plan_id: &'a str,
     /// The range the chunk covered.
@@ -104,7 +104,7 @@ pub struct ChunkRecord<'a> {
 
 impl ChunkStatements {
     /// Prepares both statements on `client`.
-    pub async fn prepare(client: &Client) -> Result<ChunkStatements, Error> {
+    pub(crate) async fn prepare(client: &Client) -> Result<ChunkStatements, Error> {
         Ok(ChunkStatements {
             fence: client.prepare(FENCE_SQL).await?,
             checkpoint: client.prepare(CHECKPOINT_SQL).await?,
@@ -113,7 +113,7 @@ impl ChunkStatements {
 
     /// Locks range `range_id` for the caller's transaction if `owner` still holds its lease;
     /// `None` when it does not (or the range is done).
-    pub async fn fence(
+    pub(crate) async fn fence(
         &self,
         client: &Client,
         plan_id: &str,
@@ -129,7 +129,11 @@ impl ChunkStatements {
 
     /// Writes `chunk`'s checkpoint and stats in the caller's transaction; returns the sessions
     /// waiting on its row locks.
-    pub async fn checkpoint(&self, client: &Client, chunk: &ChunkRecord<'_>) -> Result<i32, Error> {
+    pub(crate) async fn checkpoint(
+        &self,
+        client: &Client,
+        chunk: &ChunkRecord<'_>,
+    ) -> Result<i32, Error> {
         let upper = chunk.upper.map(key_to_json);
         let lo = chunk.lo.map(key_to_json);
         let lease_ms = chunk.lease.as_millis() as f64;
@@ -161,7 +165,7 @@ impl ChunkStatements {
 }
 
 /// Counts a chunk rolled back by its time cap or a lock conflict.
-pub async fn count_retry(c: &impl GenericClient, plan_id: &str) -> Result<(), Error> {
+pub(crate) async fn count_retry(c: &impl GenericClient, plan_id: &str) -> Result<(), Error> {
     c.execute(
         "UPDATE cutover.backfill SET chunk_retries = chunk_retries + 1 WHERE plan_id = $1",
         &[&plan_id],

@@ -4,15 +4,15 @@
 use serde_json::Value;
 
 /// A key value of the backfilled table: the text form of each key column.
-pub type Key = Vec<String>;
+pub(crate) type Key = Vec<String>;
 
 /// A key as stored (a JSON array of strings).
-pub fn key_to_json(key: &Key) -> Value {
+pub(crate) fn key_to_json(key: &Key) -> Value {
     Value::Array(key.iter().map(|s| Value::String(s.clone())).collect())
 }
 
 /// A stored key; `None` for JSON null or anything that is not an array of strings.
-pub fn key_from_json(value: Option<&Value>) -> Option<Key> {
+pub(crate) fn key_from_json(value: Option<&Value>) -> Option<Key> {
     value?
         .as_array()?
         .iter()

@@ -11,7 +11,7 @@ use super::key::{key_in, key_to_json, Key};
 
 /// Which process and task holds a lease.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// Unique owner id: `host:pid:wN:random`.
     pub owner: String,
     /// Host name.
@@ -22,7 +22,7 @@ pub struct Identity {
 
 impl Identity {
     /// A fresh identity for local worker `index`.
-    pub fn new(index: usize) -> Identity {
+    pub(crate) fn new(index: usize) -> Identity {
         let host = crate::db::host_name();
         let pid = std::process::id() as i32;
         let nonce = uuid::Uuid::new_v4().simple().to_string();
@@ -69,7 +69,7 @@ impl std::fmt::Display for RangeKind {
 }
 
 /// Serializes range claims and the final step of one plan for the caller's transaction.
-pub async fn lock_ranges(tx: &Transaction<'_>, plan_id: &str) -> Result<(), Error> {
+pub(crate) async fn lock_ranges(tx: &Transaction<'_>, plan_id: &str) -> Result<(), Error> {
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('cutover.backfill:' || $1, 0))",
         &[&plan_id],
@@ -79,7 +79,7 @@ pub async fn lock_ranges(tx: &Transaction<'_>, plan_id: &str) -> Result<(), Erro
 }
 
 /// Ranges planned so far.
-pub async fn range_count(c: &impl GenericClient, plan_id: &str) -> Result<i64, Error> {
+pub(crate) async fn range_count(c: &impl GenericClient, plan_id: &str) -> Result<i64, Error> {
     Ok(c.query_one(
         "SELECT count(*) AS ranges FROM cutover.backfill_ranges WHERE plan_id = $1",
         &[&plan_id],
@@ -89,7 +89,7 @@ pub async fn range_count(c: &impl GenericClient, plan_id: &str) -> Result<i64, E
 }
 
 /// Ranges not covered yet.
-pub async fn open_count(c: &impl GenericClient, plan_id: &str) -> Result<i64, Error> {
+pub(crate) async fn open_count(c: &impl GenericClient, plan_id: &str) -> Result<i64, Error> {
     Ok(c.query_one(
         "SELECT count(*) AS open FROM cutover.backfill_ranges WHERE plan_id = $1 AND NOT done",
         &[&plan_id],
@@ -99,7 +99,7 @@ pub async fn open_count(c: &impl GenericClient, plan_id: &str) -> Result<i64, Er
 }
 
 /// Plans range `range_id` over `(lo, hi]`, its checkpoint at `lo`.
-pub async fn insert_range(
+pub(crate) async fn insert_range(
     c: &impl GenericClient,
     plan_id: &str,
     range_id: i32,
@@ -123,7 +123,7 @@ pub async fn insert_range(
 }
 
 /// Records what the range planning found: the row estimate and the key's columns and types.
-pub async fn record_planned(
+pub(crate) async fn record_planned(
     c: &impl GenericClient,
     plan_id: &str,
     rows_estimate: i64,
@@ -142,7 +142,7 @@ pub async fn record_planned(
 
 /// A lease as stored.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Lease {
+pub(crate) struct Lease {
     /// Owner id.
     pub owner: String,
     /// Host.
@@ -154,7 +154,10 @@ pub struct Lease {
 }
 
 /// The unexpired leases of unfinished ranges, by range.
-pub async fn live_leases(c: &impl GenericClient, plan_id: &str) -> Result<Vec<Lease>, Error> {
+pub(crate) async fn live_leases(
+    c: &impl GenericClient,
+    plan_id: &str,
+) -> Result<Vec<Lease>, Error> {
     let rows = c
         .query(
             "SELECT lease_owner, lease_host, lease_pid, lease_since FROM cutover.backfill_ranges \
@@ -176,7 +179,7 @@ pub async fn live_leases(c: &impl GenericClient, plan_id: &str) -> Result<Vec<Le
 
 /// An unfinished range as a claim sees it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OpenRange {
+pub(crate) struct OpenRange {
     /// Range id.
     pub range_id: i32,
     /// Range or sweep.
@@ -196,7 +199,7 @@ pub struct OpenRange {
 }
 
 /// The unfinished ranges no other transaction has locked, locked for the caller's transaction.
-pub async fn lock_open_ranges(
+pub(crate) async fn lock_open_ranges(
     tx: &Transaction<'_>,
     plan_id: &str,
 ) -> Result<Vec<OpenRange>, Error> {
@@ -225,7 +228,7 @@ pub async fn lock_open_ranges(
 }
 
 /// Gives `me` the lease of range `range_id` for `lease`.
-pub async fn take_lease(
+pub(crate) async fn take_lease(
     tx: &Transaction<'_>,
     plan_id: &str,
     range_id: i32,
@@ -245,7 +248,7 @@ pub async fn take_lease(
 }
 
 /// Renews `owner`'s leases for `lease`; returns how many unfinished ranges it holds.
-pub async fn renew_leases(
+pub(crate) async fn renew_leases(
     c: &impl GenericClient,
     plan_id: &str,
     owner: &str,
@@ -262,7 +265,7 @@ pub async fn renew_leases(
 }
 
 /// Releases `owner`'s leases (the checkpoints stay).
-pub async fn release_leases(
+pub(crate) async fn release_leases(
     c: &impl GenericClient,
     plan_id: &str,
     owner: &str,
@@ -279,7 +282,7 @@ pub async fn release_leases(
 
 /// Plans a sweep range over `(start, hi]` of `pending` rows, leased to `me`, counts the pass
 /// and adds the rows to the estimate; returns the new range's id.
-pub async fn start_sweep(
+pub(crate) async fn start_sweep(
     tx: &Transaction<'_>,
     plan_id: &str,
     hi: Option<&Key>,

@@ -12,13 +12,14 @@
 //! Row functions return [`tokio_postgres::Error`] unchanged, so the runner can still classify it
 //! by SQLSTATE (a lock or statement timeout is retried, a lost connection reconnects).
 
-pub mod checkpoint;
-pub mod key;
-pub mod leases;
-pub mod settings;
-pub mod state;
-pub mod stats;
-pub mod transitions;
+pub(crate) mod checkpoint;
+pub(crate) mod key;
+pub(crate) mod leases;
+pub(crate) mod settings;
+pub(crate) mod state;
+pub(crate) mod stats;
+pub(crate) mod transitions;
 
-pub use state::{load, Row, State};
-pub use transitions::stop_for_rollback;
+pub(crate) use state::load;
+pub use state::State;
+pub(crate) use transitions::stop_for_rollback;

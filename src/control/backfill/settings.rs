@@ -32,7 +32,7 @@ fn stored(value: impl TryInto<i32>) -> i32 {
 
 /// Changes live settings, audited as `backfill.tune` with the old and new values, in the
 /// caller's transaction.
-pub async fn tune(
+pub(crate) async fn tune(
     tx: &Transaction<'_>,
     plan: &Plan,
     spec: &BackfillSpec,
@@ -77,7 +77,7 @@ pub async fn tune(
 }
 
 /// The live maximum of concurrent workers.
-pub async fn workers(c: &impl GenericClient, plan_id: &str) -> Result<i32, Error> {
+pub(crate) async fn workers(c: &impl GenericClient, plan_id: &str) -> Result<i32, Error> {
     Ok(c.query_one(
         "SELECT workers FROM cutover.backfill WHERE plan_id = $1",
         &[&plan_id],
@@ -88,7 +88,7 @@ pub async fn workers(c: &impl GenericClient, plan_id: &str) -> Result<i32, Error
 
 /// What a worker reads before each chunk, in one statement.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WorkerView {
+pub(crate) struct WorkerView {
     /// The backfill's state.
     pub state: State,
     /// Live target chunk time (at least 1 ms).
@@ -125,7 +125,10 @@ impl WorkerView {
 }
 
 /// Reads the [`WorkerView`] of `plan_id`.
-pub async fn worker_view(c: &impl GenericClient, plan_id: &str) -> Result<WorkerView, Error> {
+pub(crate) async fn worker_view(
+    c: &impl GenericClient,
+    plan_id: &str,
+) -> Result<WorkerView, Error> {
     let row = c
         .query_one(
             "SELECT b.state, b.target_chunk_ms, b.max_rows_per_sec, b.workers, \

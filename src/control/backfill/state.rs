@@ -70,9 +70,10 @@ impl std::fmt::Display for State {
 }
 
 /// The states an operator's pause may leave.
-pub const PAUSE_FROM: &[State] = &[State::Idle, State::Running, State::Throttled, State::Paused];
+pub(crate) const PAUSE_FROM: &[State] =
+    &[State::Idle, State::Running, State::Throttled, State::Paused];
 /// The states an operator's stop may leave.
-pub const STOP_FROM: &[State] = &[
+pub(crate) const STOP_FROM: &[State] = &[
     State::Idle,
     State::Running,
     State::Throttled,
@@ -80,15 +81,15 @@ pub const STOP_FROM: &[State] = &[
     State::Failed,
 ];
 /// The states an operator's resume may leave.
-pub const RESUME_FROM: &[State] = &[State::Paused, State::Stopped, State::Failed];
+pub(crate) const RESUME_FROM: &[State] = &[State::Paused, State::Stopped, State::Failed];
 /// The states a health signal may throttle.
-pub const THROTTLE_FROM: &[State] = &[State::Idle, State::Running, State::Throttled];
+pub(crate) const THROTTLE_FROM: &[State] = &[State::Idle, State::Running, State::Throttled];
 /// The states a cleared health signal lets run again.
-pub const CLEAR_FROM: &[State] = &[State::Throttled];
+pub(crate) const CLEAR_FROM: &[State] = &[State::Throttled];
 /// The states shown idle when the last worker shut down at its checkpoint.
-pub const IDLE_FROM: &[State] = &[State::Running, State::Throttled];
+pub(crate) const IDLE_FROM: &[State] = &[State::Running, State::Throttled];
 /// The states a worker's failure, or a worker finding the phase no longer applied, may leave.
-pub const WORKER_HALT_FROM: &[State] = &[
+pub(crate) const WORKER_HALT_FROM: &[State] = &[
     State::Idle,
     State::Running,
     State::Throttled,
@@ -97,13 +98,13 @@ pub const WORKER_HALT_FROM: &[State] = &[
     State::Failed,
 ];
 /// The states the final sweep may declare done.
-pub const DONE_FROM: &[State] = &[State::Idle, State::Running, State::Throttled];
+pub(crate) const DONE_FROM: &[State] = &[State::Idle, State::Running, State::Throttled];
 /// The states a rollback of the backfill phase stops: all of them.
-pub const ROLLBACK_STOP_FROM: &[State] = &State::ALL;
+pub(crate) const ROLLBACK_STOP_FROM: &[State] = &State::ALL;
 
 /// The plan's state row (`cutover.backfill`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+pub(crate) struct Row {
     /// State.
     pub state: State,
     /// Why it is throttled, paused, stopped or failed.
@@ -171,7 +172,7 @@ impl Row {
 }
 
 /// Reads the plan's state row, if it exists.
-pub async fn load(c: &impl GenericClient, plan_id: &str) -> Result<Option<Row>, Error> {
+pub(crate) async fn load(c: &impl GenericClient, plan_id: &str) -> Result<Option<Row>, Error> {
     let row = c
         .query_opt(
             "SELECT state, reason, paused_by, target_chunk_ms, max_rows_per_sec, workers, \
@@ -186,7 +187,7 @@ pub async fn load(c: &impl GenericClient, plan_id: &str) -> Result<Option<Row>, 
 }
 
 /// Creates the plan's state row from the plan's settings if it does not exist.
-pub async fn ensure_row(
+pub(crate) async fn ensure_row(
     c: &impl GenericClient,
     plan_id: &str,
     spec: &BackfillSpec,

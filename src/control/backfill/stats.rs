@@ -70,7 +70,7 @@ impl RangeRow {
 }
 
 /// Every range of `plan_id`, by id.
-pub async fn ranges(c: &impl GenericClient, plan_id: &str) -> Result<Vec<RangeRow>, Error> {
+pub(crate) async fn ranges(c: &impl GenericClient, plan_id: &str) -> Result<Vec<RangeRow>, Error> {
     let rows = c
         .query(
             "SELECT range_id, kind, done, rows_done, rows_updated, rows_estimate, chunks, \
@@ -85,7 +85,10 @@ pub async fn ranges(c: &impl GenericClient, plan_id: &str) -> Result<Vec<RangeRo
 }
 
 /// Seconds since the latest checkpoint was written (`None` before the first chunk).
-pub async fn checkpoint_age(c: &impl GenericClient, plan_id: &str) -> Result<Option<f64>, Error> {
+pub(crate) async fn checkpoint_age(
+    c: &impl GenericClient,
+    plan_id: &str,
+) -> Result<Option<f64>, Error> {
     Ok(c.query_one(
         "SELECT extract(epoch FROM clock_timestamp() - max(updated_at))::float8 AS age \
          FROM cutover.backfill_ranges WHERE plan_id = $1 AND chunks > 0",
@@ -97,7 +100,7 @@ pub async fn checkpoint_age(c: &impl GenericClient, plan_id: &str) -> Result<Opt
 
 /// Contention seen by the latest chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Contention {
+pub(crate) struct Contention {
     /// Sessions waiting on its row locks when it committed.
     pub blocked: i32,
     /// The target it aimed at (ms).
@@ -105,7 +108,7 @@ pub struct Contention {
 }
 
 /// The latest chunk's [`Contention`], if a chunk ran.
-pub async fn latest_contention(
+pub(crate) async fn latest_contention(
     c: &impl GenericClient,
     plan_id: &str,
 ) -> Result<Option<Contention>, Error> {
@@ -122,7 +125,7 @@ pub async fn latest_contention(
 }
 
 /// Median and 99th percentile duration (ms) of the latest 500 chunks.
-pub async fn chunk_percentiles(
+pub(crate) async fn chunk_percentiles(
     c: &impl GenericClient,
     plan_id: &str,
 ) -> Result<(Option<f64>, Option<f64>), Error> {
@@ -139,7 +142,7 @@ pub async fn chunk_percentiles(
 }
 
 /// The latest 60 chunks, newest first: (rows scanned, start, end) in epoch seconds.
-pub async fn recent_chunks(
+pub(crate) async fn recent_chunks(
     c: &impl GenericClient,
     plan_id: &str,
 ) -> Result<Vec<(f64, f64, f64)>, Error> {
@@ -161,7 +164,7 @@ pub async fn recent_chunks(
 }
 
 /// The server's clock (epoch seconds), the time base of the chunk stats.
-pub async fn db_now(c: &impl GenericClient) -> Result<f64, Error> {
+pub(crate) async fn db_now(c: &impl GenericClient) -> Result<f64, Error> {
     Ok(c.query_one(
         "SELECT extract(epoch FROM clock_timestamp())::float8 AS now",
         &[],
@@ -171,7 +174,10 @@ pub async fn db_now(c: &impl GenericClient) -> Result<f64, Error> {
 }
 
 /// Rows scanned per 5-second bucket of the last 2 minutes: (buckets ago, rows).
-pub async fn rate_buckets(c: &impl GenericClient, plan_id: &str) -> Result<Vec<(i32, f64)>, Error> {
+pub(crate) async fn rate_buckets(
+    c: &impl GenericClient,
+    plan_id: &str,
+) -> Result<Vec<(i32, f64)>, Error> {
     let rows = c
         .query(
             "SELECT floor(extract(epoch FROM clock_timestamp() - finished_at) / 5)::int AS ago, \
@@ -186,7 +192,7 @@ pub async fn rate_buckets(c: &impl GenericClient, plan_id: &str) -> Result<Vec<(
 
 /// Rows changed by the chunks of the last minute, and the seconds they span (`None` without
 /// chunks).
-pub async fn last_minute(
+pub(crate) async fn last_minute(
     c: &impl GenericClient,
     plan_id: &str,
 ) -> Result<(f64, Option<f64>), Error> {
@@ -204,7 +210,7 @@ pub async fn last_minute(
 
 /// Chunks grouped by the first of `bounds` (seconds) their duration fits under: (1-based
 /// bucket, or `None` above every bound; chunks; total seconds).
-pub async fn duration_buckets(
+pub(crate) async fn duration_buckets(
     c: &impl GenericClient,
     plan_id: &str,
     bounds: &[f64],
@@ -226,7 +232,7 @@ pub async fn duration_buckets(
 
 /// Chunk statistics over several plans' backfills (the benchmark's figures).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ChunkSummary {
+pub(crate) struct ChunkSummary {
     /// Chunks.
     pub chunks: i64,
     /// Sum of the chunks' own durations (s).
@@ -242,7 +248,7 @@ pub struct ChunkSummary {
 }
 
 /// The [`ChunkSummary`] of the backfills of `plan_ids`.
-pub async fn chunk_summary(
+pub(crate) async fn chunk_summary(
     c: &impl GenericClient,
     plan_ids: &[String],
 ) -> Result<ChunkSummary, Error> {

@@ -19,7 +19,7 @@ fn names(states: &[State]) -> Vec<&'static str> {
 
 /// Why a guarded transition did not happen.
 #[derive(Debug, thiserror::Error)]
-pub enum TransitionError {
+pub(crate) enum TransitionError {
     /// The backfill is in a state the transition may not leave.
     #[error("the backfill is {0}")]
     Refused(State),
@@ -74,7 +74,7 @@ pub(super) async fn audit_backfill(
 
 /// Pauses the backfill (from [`PAUSE_FROM`]): no chunk starts until [`resume`]. Audited in the
 /// caller's transaction; returns the state it left.
-pub async fn pause(
+pub(crate) async fn pause(
     tx: &Transaction<'_>,
     plan: &Plan,
     spec: &BackfillSpec,
@@ -86,7 +86,7 @@ pub async fn pause(
 
 /// Stops the backfill (from [`STOP_FROM`]): workers finish their chunk and exit; `run` refuses
 /// until [`resume`]. Audited in the caller's transaction; returns the state it left.
-pub async fn stop(
+pub(crate) async fn stop(
     tx: &Transaction<'_>,
     plan: &Plan,
     spec: &BackfillSpec,
@@ -152,7 +152,7 @@ async fn set_halted(
 /// Resumes the backfill (from [`RESUME_FROM`]): to running when paused under live workers,
 /// else to idle (a new `run` continues from the checkpoint). Audited in the caller's
 /// transaction; returns the state it left.
-pub async fn resume(
+pub(crate) async fn resume(
     tx: &Transaction<'_>,
     plan: &Plan,
     spec: &BackfillSpec,
@@ -221,7 +221,7 @@ async fn move_to(
 
 /// A health signal holds the backfill back (from [`THROTTLE_FROM`]); `throttled` seconds are
 /// added to the time spent throttled.
-pub async fn throttle(
+pub(crate) async fn throttle(
     c: &impl GenericClient,
     plan_id: &str,
     reason: &str,
@@ -239,7 +239,7 @@ pub async fn throttle(
 }
 
 /// The health signals cleared (from [`CLEAR_FROM`]): running again.
-pub async fn clear_throttle(
+pub(crate) async fn clear_throttle(
     c: &impl GenericClient,
     plan_id: &str,
     throttled: f64,
@@ -248,17 +248,25 @@ pub async fn clear_throttle(
 }
 
 /// The last worker shut down at its checkpoint (from [`IDLE_FROM`]).
-pub async fn mark_idle(c: &impl GenericClient, plan_id: &str, reason: &str) -> Result<bool, Error> {
+pub(crate) async fn mark_idle(
+    c: &impl GenericClient,
+    plan_id: &str,
+    reason: &str,
+) -> Result<bool, Error> {
     move_to(c, plan_id, IDLE_FROM, State::Idle, reason, 0.0).await
 }
 
 /// A worker hit a non-retryable error, or the sweeps never converge (from [`WORKER_HALT_FROM`]).
-pub async fn fail(c: &impl GenericClient, plan_id: &str, reason: &str) -> Result<bool, Error> {
+pub(crate) async fn fail(
+    c: &impl GenericClient,
+    plan_id: &str,
+    reason: &str,
+) -> Result<bool, Error> {
     move_to(c, plan_id, WORKER_HALT_FROM, State::Failed, reason, 0.0).await
 }
 
 /// A worker found the backfill phase no longer applied (from [`WORKER_HALT_FROM`]).
-pub async fn stop_unapplied(
+pub(crate) async fn stop_unapplied(
     c: &impl GenericClient,
     plan_id: &str,
     reason: &str,
@@ -268,7 +276,7 @@ pub async fn stop_unapplied(
 
 /// A rollback of the backfill phase stops the backfill, whatever its state
 /// ([`ROLLBACK_STOP_FROM`]); `by` is the login. False when the plan has no backfill row.
-pub async fn stop_for_rollback(
+pub(crate) async fn stop_for_rollback(
     c: &impl GenericClient,
     plan_id: &str,
     reason: &str,
@@ -278,7 +286,10 @@ pub async fn stop_for_rollback(
 }
 
 /// Locks the state row for the final step: its state and the sweep passes started.
-pub async fn lock_for_finish(tx: &Transaction<'_>, plan_id: &str) -> Result<(State, i32), Error> {
+pub(crate) async fn lock_for_finish(
+    tx: &Transaction<'_>,
+    plan_id: &str,
+) -> Result<(State, i32), Error> {
     let row = tx
         .query_one(
             "SELECT state, sweep_passes FROM cutover.backfill WHERE plan_id = $1 FOR UPDATE",
@@ -290,7 +301,7 @@ pub async fn lock_for_finish(tx: &Transaction<'_>, plan_id: &str) -> Result<(Sta
 
 /// The final sweep found no pending row: done (from [`DONE_FROM`]), audited as `backfill.done`
 /// with the totals, by the session's login, in the caller's transaction.
-pub async fn complete(tx: &Transaction<'_>, plan: &Plan) -> Result<(), DbError> {
+pub(crate) async fn complete(tx: &Transaction<'_>, plan: &Plan) -> Result<(), DbError> {
     tx.execute(
         "UPDATE cutover.backfill SET state = $2, reason = '', \
          finished_at = clock_timestamp(), updated_at = clock_timestamp() \
@@ -322,7 +333,11 @@ pub async fn complete(tx: &Transaction<'_>, plan: &Plan) -> Result<(), DbError> 
 }
 
 /// Adds seconds spent throttled (the throttle task flushes them about once a second).
-pub async fn add_throttled(c: &impl GenericClient, plan_id: &str, secs: f64) -> Result<(), Error> {
+pub(crate) async fn add_throttled(
+    c: &impl GenericClient,
+    plan_id: &str,
+    secs: f64,
+) -> Result<(), Error> {
     c.execute(
         "UPDATE cutover.backfill SET throttled_seconds = throttled_seconds + $2 \
          WHERE plan_id = $1",

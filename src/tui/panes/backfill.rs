@@ -1,35 +1,51 @@
-//! The backfill pane: progress gauge, rows/s sparkline, ETA band, chunk size and time against the
-//! target, throttle state and reason, workers and their ranges, checkpoint age.
+//! The backfill pane: progress bar with its figures beside it, rows/s over time (a
+//! chart with its scale when there is room, else a sparkline), ETA band, chunk size and time
+//! against the target, whether it is held back or pacing, workers and their ranges, checkpoint
+//! age; on wide screens a slot for the application's latency beside it. Text wraps at words.
 
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Gauge, Paragraph, Sparkline};
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph, Sparkline, Wrap};
 use ratatui::Frame;
 
 use super::{block, thousands, title};
 use crate::control::backfill::State;
+use crate::tui::progress::Pace;
 use crate::tui::theme::Theme;
 use crate::tui::view::{human_secs, BackfillView, Focus, ViewModel};
 
-fn state_style(b: &BackfillView, theme: &Theme) -> ratatui::style::Style {
-    match b.state {
-        Some(State::Running | State::Done) => theme.pass,
-        Some(State::Throttled | State::Paused | State::Stopped) => theme.warn,
-        Some(State::Failed) => theme.fail,
-        Some(State::Idle) | None => theme.dim,
+/// Inner width from which the latency slot sits beside the backfill's own figures.
+const LATENCY_SLOT_FROM: u16 = 96;
+
+/// Inner size from which rows/s is drawn as a chart with axes rather than a sparkline.
+const CHART_FROM: (u16, u16) = (50, 14);
+
+fn state_style(b: &BackfillView, theme: &Theme) -> Style {
+    match (b.state, b.pace()) {
+        (_, Pace::Pacing(_)) | (Some(State::Running | State::Done), _) => theme.pass,
+        (Some(State::Throttled | State::Paused | State::Stopped), _) => theme.warn,
+        (Some(State::Failed), _) => theme.fail,
+        (Some(State::Idle) | None, _) => theme.dim,
+    }
+}
+
+/// The state as the heading names it: `pacing` while the latency guard only slows chunks down.
+fn state_word(b: &BackfillView) -> &'static str {
+    match b.pace() {
+        Pace::Pacing(_) => "pacing",
+        _ => b.state.map_or("not started", State::as_str),
     }
 }
 
 /// Renders the backfill pane.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let b = &vm.backfill;
     let focused = vm.ui.focus == Focus::Backfill;
     let heading = Line::from(vec![
         title("Backfill", theme),
-        Span::styled(
-            format!("{} ", b.state.map_or("not started", State::as_str)),
-            state_style(b, theme),
-        ),
+        Span::styled(format!("{} ", state_word(b)), state_style(b, theme)),
     ]);
     let outer = block(heading, focused, theme);
     let inner = outer.inner(area);
@@ -52,57 +68,181 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
                     format!("target chunk time {} ms", b.target_ms),
                     theme.dim,
                 )),
-            ]),
+            ])
+            .wrap(Wrap { trim: false }),
             inner,
         );
         return;
     }
-    let spark_h = if inner.height >= 12 {
-        3
-    } else if inner.height >= 8 {
-        2
+    let main = if inner.width >= LATENCY_SLOT_FROM && inner.height >= 8 {
+        let [main, slot] =
+            Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)])
+                .areas(inner);
+        latency_slot(frame, slot, vm, theme);
+        main
+    } else {
+        inner
+    };
+    let chart = main.width >= CHART_FROM.0 && main.height >= CHART_FROM.1;
+    let rate_h = if chart {
+        (main.height / 3).clamp(6, 12)
     } else {
         1
     };
-    let [gauge_area, spark_area, text_area] = Layout::vertical([
+    let [gauge_area, rate_area, text_area] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(spark_h),
+        Constraint::Length(rate_h),
         Constraint::Min(0),
     ])
-    .areas(inner);
-    let ratio = b.percent().map_or(0.0, |p| p / 100.0);
-    let label = match b.rows_total {
-        Some(t) => format!(
-            "{} / {} rows  {:.1}%",
-            thousands(b.rows_done),
-            thousands(t),
-            ratio * 100.0
-        ),
-        None => format!("{} rows", thousands(b.rows_done)),
+    .areas(main);
+    gauge(frame, gauge_area, b, theme);
+    if chart {
+        rate_chart(frame, rate_area, b, theme);
+    } else {
+        rate_line(frame, rate_area, b, theme);
+    }
+    let scroll = if focused { vm.ui.scroll } else { 0 };
+    frame.render_widget(
+        Paragraph::new(text_lines(b, theme))
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0)),
+        text_area,
+    );
+}
+
+/// The bar, and beside it `412,000 / ~1.0M rows · 41.2%` (only the percentage when narrow).
+fn gauge(frame: &mut Frame, area: Rect, b: &BackfillView, theme: &Theme) {
+    let share = b.share();
+    let percent = share.percent_text().unwrap_or_else(|| "–".to_string());
+    let full = format!(" {} · {percent}", share.rows_text());
+    let label = if full.chars().count() + 8 <= area.width as usize {
+        full
+    } else {
+        format!(" {percent}")
+    };
+    let [bar, text] = Layout::horizontal([
+        Constraint::Min(0),
+        Constraint::Length(label.chars().count() as u16),
+    ])
+    .areas(area);
+    let ratio = share.percent.map_or(0.0, |p| p / 100.0);
+    frame.render_widget(
+        Paragraph::new(Span::styled(
+            bar_text(ratio, bar.width),
+            state_style(b, theme),
+        )),
+        bar,
+    );
+    frame.render_widget(Paragraph::new(label), text);
+}
+
+/// A bar of `width` cells filled to `ratio`, in eighths of a cell.
+fn bar_text(ratio: f64, width: u16) -> String {
+    const PARTS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+    let eighths = (ratio.clamp(0.0, 1.0) * f64::from(width) * 8.0).round() as usize;
+    let mut s = "█".repeat(eighths / 8);
+    s.push_str(PARTS[eighths % 8]);
+    s
+}
+
+fn now_rate(b: &BackfillView) -> u64 {
+    b.rate.or(b.rates.last().copied()).unwrap_or(0)
+}
+
+/// `34,500 rows/s` and, after it, a sparkline of the recent samples.
+fn rate_line(frame: &mut Frame, area: Rect, b: &BackfillView, theme: &Theme) {
+    let label = format!("{} rows/s ", thousands(now_rate(b) as i64));
+    let [text, spark] = Layout::horizontal([
+        Constraint::Length(label.chars().count() as u16),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    frame.render_widget(Paragraph::new(label), text);
+    let tail: Vec<u64> = b
+        .rates
+        .iter()
+        .rev()
+        .take(spark.width as usize)
+        .rev()
+        .copied()
+        .collect();
+    frame.render_widget(Sparkline::default().data(&tail).style(theme.accent), spark);
+}
+
+/// Rows/s over the recent samples (one a second), with its scale on both axes.
+fn rate_chart(frame: &mut Frame, area: Rect, b: &BackfillView, theme: &Theme) {
+    let window = (area.width.saturating_sub(10) as usize * 2).max(2);
+    let tail: Vec<u64> = b.rates.iter().rev().take(window).rev().copied().collect();
+    let n = tail.len();
+    let points: Vec<(f64, f64)> = tail
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i as f64 - n as f64 + 1.0, *r as f64))
+        .collect();
+    let top = tail
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(now_rate(b))
+        .max(1);
+    let top = nice_ceiling(top);
+    let span = n.saturating_sub(1).max(1) as f64;
+    let data = [Dataset::default()
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(theme.accent)
+        .data(&points)];
+    let chart = Chart::new(data.to_vec())
+        .x_axis(
+            Axis::default()
+                .bounds([-span, 0.0])
+                .labels([format!("-{}", human_secs(span as i64)), "now".to_string()])
+                .style(theme.dim),
+        )
+        .y_axis(
+            Axis::default()
+                .title(Span::styled(
+                    format!("rows/s, now {}", thousands(now_rate(b) as i64)),
+                    theme.dim,
+                ))
+                .bounds([0.0, top as f64])
+                .labels(["0".to_string(), thousands(top as i64)])
+                .style(theme.dim),
+        );
+    frame.render_widget(chart, area);
+}
+
+/// The smallest 1, 2 or 5 × 10ⁿ at or above `n`: a scale that reads at a glance.
+fn nice_ceiling(n: u64) -> u64 {
+    let mut step = 1u64;
+    loop {
+        for m in [1, 2, 5] {
+            if m * step >= n {
+                return m * step;
+            }
+        }
+        step = step.saturating_mul(10);
+    }
+}
+
+/// The latency guard's chart goes here (wired by the lead); until then, the pacing in words.
+fn latency_slot(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+    let text = match vm.backfill.pace() {
+        Pace::Pacing(t) => t,
+        Pace::Held(_) => "held back: no chunk runs".to_string(),
+        Pace::Free => "no pacing: chunks run at full speed".to_string(),
     };
     frame.render_widget(
-        Gauge::default()
-            .ratio(ratio)
-            .label(label)
-            .gauge_style(state_style(b, theme))
-            .use_unicode(true),
-        gauge_area,
+        Paragraph::new(Span::styled(text, theme.dim))
+            .wrap(Wrap { trim: false })
+            .block(block(title("App latency", theme), false, theme)),
+        area,
     );
-    let now_rate = b.rate.or(b.rates.last().copied()).unwrap_or(0);
-    let width = spark_area.width.saturating_sub(16) as usize;
-    let tail: Vec<u64> = b.rates.iter().rev().take(width).rev().copied().collect();
-    let [spark_label, spark] =
-        Layout::horizontal([Constraint::Length(16), Constraint::Min(0)]).areas(spark_area);
-    frame.render_widget(
-        Paragraph::new(Line::from(vec![
-            Span::raw(format!("{:>9}", thousands(now_rate as i64))),
-            Span::styled(" rows/s", theme.dim),
-        ])),
-        spark_label,
-    );
-    frame.render_widget(Sparkline::default().data(&tail).style(theme.accent), spark);
-    let mut lines = Vec::new();
-    let eta = match (b.state, b.eta) {
+}
+
+fn eta(b: &BackfillView) -> String {
+    match (b.state, b.eta) {
         (Some(State::Done), _) => "done".to_string(),
         (_, Some((lo, hi))) => {
             let (a, z) = (human_secs(lo as i64), human_secs(hi as i64));
@@ -113,58 +253,61 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
             }
         }
         (Some(State::Paused), None) => "paused".to_string(),
-        (_, None) => "measuring…".to_string(),
-    };
-    lines.push(Line::from(vec![
+        (_, None) => "still measuring".to_string(),
+    }
+}
+
+fn text_lines<'a>(b: &BackfillView, theme: &Theme) -> Vec<Line<'a>> {
+    let mut lines = vec![Line::from(vec![
         Span::styled("ETA ", theme.dim),
-        Span::raw(eta),
-        Span::styled("   chunk ", theme.dim),
+        Span::raw(eta(b)),
+        Span::styled(" · chunk ", theme.dim),
         Span::raw(match (b.chunk_rows, b.chunk_ms) {
             (Some(r), Some(ms)) => format!("{} rows in {ms} ms", thousands(r)),
             (Some(r), None) => format!("{} rows", thousands(r)),
             _ => "–".to_string(),
         }),
-        Span::styled(format!(" / target {} ms", b.target_ms), theme.dim),
-    ]));
+        Span::styled(format!(" (target {} ms)", b.target_ms), theme.dim),
+    ])];
     if b.rate_cap > 0 {
         lines.push(Line::from(Span::styled(
             format!("rate cap {} rows/s", thousands(b.rate_cap)),
             theme.dim,
         )));
     }
-    let reason = if b.reason.is_empty() {
-        match b.state {
-            Some(State::Running) => "healthy: no throttle".to_string(),
-            other => other.map_or("", State::as_str).to_string(),
+    let style = state_style(b, theme);
+    let mut state = match (b.pace(), b.state) {
+        (Pace::Held(why), _) => vec![
+            Span::styled("THROTTLED ", style),
+            Span::raw(held_reason(&why)),
+        ],
+        (Pace::Pacing(text), _) => vec![Span::styled(text, style)],
+        (Pace::Free, Some(State::Paused)) => {
+            vec![Span::styled("PAUSED ", style), Span::raw(b.reason.clone())]
         }
-    } else {
-        b.reason.clone()
+        (Pace::Free, Some(State::Running)) if b.reason.is_empty() => {
+            vec![Span::raw("no throttle")]
+        }
+        (Pace::Free, other) if b.reason.is_empty() => {
+            vec![Span::raw(other.map_or("", State::as_str).to_string())]
+        }
+        (Pace::Free, _) => vec![Span::raw(b.reason.clone())],
     };
-    lines.push(Line::from(vec![
-        Span::styled(
-            match b.state {
-                Some(State::Throttled) => "THROTTLED ",
-                Some(State::Paused) => "PAUSED ",
-                _ => "",
-            },
-            state_style(b, theme),
-        ),
-        Span::raw(reason),
-        Span::styled(
-            match b.throttled_share {
-                Some(share) => format!(
-                    "  (throttled {} total, {:.0}%)",
-                    human_secs(b.throttled_seconds as i64),
-                    share * 100.0
-                ),
-                None => format!(
-                    "  (throttled {} total)",
-                    human_secs(b.throttled_seconds as i64)
-                ),
-            },
-            theme.dim,
-        ),
-    ]));
+    state.push(Span::styled(
+        match b.throttled_share {
+            Some(share) => format!(
+                " · held or paced {} in all ({:.0}%)",
+                human_secs(b.throttled_seconds as i64),
+                share * 100.0
+            ),
+            None => format!(
+                " · held or paced {} in all",
+                human_secs(b.throttled_seconds as i64)
+            ),
+        },
+        theme.dim,
+    ));
+    lines.push(Line::from(state));
     lines.push(Line::from(vec![
         Span::styled("checkpoint ", theme.dim),
         Span::raw(match b.checkpoint_age {
@@ -173,7 +316,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         }),
         Span::styled(
             format!(
-                "   workers {} live / {} max{} · {} ranges",
+                " · workers {} live / {} max{} · {} range{}",
                 b.live_workers,
                 b.max_workers,
                 if b.idle_workers > b.max_workers {
@@ -181,7 +324,8 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
                 } else {
                     String::new()
                 },
-                b.ranges.len()
+                b.ranges.len(),
+                if b.ranges.len() == 1 { "" } else { "s" }
             ),
             theme.dim,
         ),
@@ -189,11 +333,11 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     for r in &b.ranges {
         lines.push(Line::from(vec![
             Span::styled(
-                format!(" #{} ", r.id),
+                format!("#{} ", r.id),
                 if r.done { theme.pass } else { theme.accent },
             ),
-            Span::raw(format!("{:<20} ", r.bounds)),
-            Span::raw(format!("{:>10} rows ", thousands(r.rows))),
+            Span::raw(format!("{} ", r.bounds)),
+            Span::raw(format!("{} rows ", thousands(r.rows))),
             Span::styled(
                 if r.done {
                     "done".to_string()
@@ -204,6 +348,10 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
             ),
         ]));
     }
-    let scroll = if focused { vm.ui.scroll } else { 0 };
-    frame.render_widget(Paragraph::new(lines).scroll((scroll, 0)), text_area);
+    lines
+}
+
+/// A hold's reason without the guard's `yielding: ` wording (it does not yield: it holds).
+fn held_reason(why: &str) -> String {
+    why.strip_prefix("yielding: ").unwrap_or(why).to_string()
 }

@@ -8,7 +8,7 @@ use ratatui::Frame;
 use crate::tui::theme::Theme;
 
 /// Renders a prompt (`:` or `/`) with the text typed so far and a cursor.
-pub fn render(frame: &mut Frame, area: Rect, prompt: char, text: &str, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, prompt: char, text: &str, theme: &Theme) {
     let line = Line::from(vec![
         Span::styled(prompt.to_string(), theme.key),
         Span::raw(text.to_string()),

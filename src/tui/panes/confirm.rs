@@ -24,7 +24,7 @@ fn red_box<'a>(title: String, theme: &Theme) -> Block<'a> {
 }
 
 /// The rollback confirmation.
-pub fn rollback(frame: &mut Frame, area: Rect, r: &RollbackAdvice, theme: &Theme) {
+pub(crate) fn rollback(frame: &mut Frame, area: Rect, r: &RollbackAdvice, theme: &Theme) {
     let mut lines = vec![
         Line::from(Span::styled(
             format!("Roll back the {} phase: {}", r.phase, r.description),
@@ -63,7 +63,7 @@ pub fn rollback(frame: &mut Frame, area: Rect, r: &RollbackAdvice, theme: &Theme
 }
 
 /// The confirmation before applying an irreversible phase.
-pub fn advance(frame: &mut Frame, area: Rect, phase: Phase, theme: &Theme) {
+pub(crate) fn advance(frame: &mut Frame, area: Rect, phase: Phase, theme: &Theme) {
     let lines = vec![
         Line::from(Span::styled(
             format!("{phase} is IRREVERSIBLE: once applied it cannot be rolled back."),
@@ -87,7 +87,13 @@ pub fn advance(frame: &mut Frame, area: Rect, phase: Phase, theme: &Theme) {
 }
 
 /// Why the gate blocks.
-pub fn blockers(frame: &mut Frame, area: Rect, phase: Phase, items: &[String], theme: &Theme) {
+pub(crate) fn blockers(
+    frame: &mut Frame,
+    area: Rect,
+    phase: Phase,
+    items: &[String],
+    theme: &Theme,
+) {
     let mut lines = vec![Line::from(Span::styled(
         format!("The {phase} gate does not pass; advancing is blocked by:"),
         theme.warn,
@@ -110,7 +116,7 @@ pub fn blockers(frame: &mut Frame, area: Rect, phase: Phase, items: &[String], t
 }
 
 /// The Ctrl-C question.
-pub fn quit(frame: &mut Frame, area: Rect, theme: &Theme) {
+pub(crate) fn quit(frame: &mut Frame, area: Rect, theme: &Theme) {
     let lines = vec![
         Line::from("Quit Cutover? A backfill this process runs will stop at a checkpoint."),
         Line::default(),

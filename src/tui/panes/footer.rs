@@ -12,7 +12,7 @@ use crate::tui::theme::Theme;
 use crate::tui::view::ViewModel;
 
 /// The keys the footer lists, most important first (cut from the end when narrow).
-pub const KEYS: &[(&str, &str)] = &[
+pub(crate) const KEYS: &[(&str, &str)] = &[
     ("s", "sign off"),
     ("a", "advance"),
     ("R", "rollback"),
@@ -27,14 +27,14 @@ pub const KEYS: &[(&str, &str)] = &[
 ];
 
 /// The demo's own key, listed after `a` (only in the demo).
-pub const DEMO_KEY: (&str, &str) = (":app v2", "roll app");
+pub(crate) const DEMO_KEY: (&str, &str) = (":app v2", "roll app");
 
 /// The switching keys, listed before `?` when several migrations are open.
-pub const SWITCH_KEY: (&str, &str) = ("m ] [", "switch");
+pub(crate) const SWITCH_KEY: (&str, &str) = ("m ] [", "switch");
 
 /// Renders the footer into `area`: with 2 lines, the next-step hint over the status (or, without
 /// one, the keys); with 1 line, the status, else the hint.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let mut lines = Vec::new();
     let hint = vm.next.as_ref().map(|n| {
         let style = match n.kind {

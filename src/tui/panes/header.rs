@@ -3,16 +3,17 @@
 
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
-use ratatui::text::{Line, Span};
+use ratatui::text::Span;
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
+use super::fit;
 use crate::tui::theme::Theme;
 use crate::tui::view::ViewModel;
 use crate::worker::ConnState;
 
 /// Renders the two header lines.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let h = &vm.header;
     let env_style = if h.is_production() {
         theme.production
@@ -77,8 +78,8 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     second.push(Span::styled("  │  ", theme.dim));
     match &h.whoami {
         Some(me) => {
-            second.push(Span::styled("me ", theme.dim));
-            second.push(Span::raw(me.clone()));
+            // One span, so that a narrow screen drops the label with the name.
+            second.push(Span::raw(format!("me {me}")));
             let roles = if h.roles.is_empty() {
                 "no role in this plan".to_string()
             } else {
@@ -89,7 +90,10 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         None => second.push(Span::styled("me: unknown until connected", theme.dim)),
     }
     frame.render_widget(
-        Paragraph::new(vec![Line::from(first), Line::from(second)]),
+        Paragraph::new(vec![
+            fit(first, area.width as usize),
+            fit(second, area.width as usize),
+        ]),
         area,
     );
 }

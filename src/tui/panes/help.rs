@@ -56,7 +56,7 @@ const COMMANDS: &[(&str, &str)] = &[
 ];
 
 /// Renders the help overlay.
-pub fn render(frame: &mut Frame, area: Rect, read_only: bool, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, read_only: bool, theme: &Theme) {
     let mut lines = Vec::new();
     for (k, what) in KEYS {
         lines.push(Line::from(vec![

@@ -102,7 +102,13 @@ fn line_for<'a>(text: &str, width: usize, search: &str, style: Style, theme: &Th
 }
 
 /// Renders the log pane.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme, source: LogSource) {
+pub(crate) fn render(
+    frame: &mut Frame,
+    area: Rect,
+    vm: &ViewModel,
+    theme: &Theme,
+    source: LogSource,
+) {
     let focused = vm.ui.focus == Focus::Log;
     let mut heading = vec![
         title("Log", theme),

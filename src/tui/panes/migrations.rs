@@ -12,7 +12,7 @@ use crate::tui::theme::Theme;
 use crate::tui::view::{GateVerdict, MigrationRow, PickerView};
 
 /// Renders the picker over `area`.
-pub fn render(frame: &mut Frame, area: Rect, picker: &PickerView, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, picker: &PickerView, theme: &Theme) {
     let width = area.width.saturating_sub(4).min(100);
     let inner = width.saturating_sub(2) as usize;
     let mut lines = Vec::new();
@@ -69,11 +69,11 @@ fn details(row: &MigrationRow, theme: &Theme) -> Vec<(String, Style)> {
         }
         None => ("not started".to_string(), theme.dim),
     });
-    if let Some((state, pct)) = row.backfill {
+    if let Some((state, pct)) = &row.backfill {
         out.push(("  ·  ".to_string(), theme.dim));
         out.push((
             match pct {
-                Some(p) => format!("backfill {p}% {state}"),
+                Some(p) => format!("backfill {p} {state}"),
                 None => format!("backfill {state}"),
             },
             theme.warn,

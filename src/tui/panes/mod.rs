@@ -8,6 +8,7 @@ pub mod confirm;
 pub mod footer;
 pub mod header;
 pub mod help;
+pub mod index_builds;
 pub mod log;
 pub mod migrations;
 pub mod parity;
@@ -19,6 +20,7 @@ use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType};
 
+pub use super::progress::thousands;
 use super::theme::Theme;
 
 /// A pane's frame: a title, and a highlighted border when focused.
@@ -38,23 +40,6 @@ pub fn title<'a>(text: impl Into<String>, theme: &Theme) -> Span<'a> {
     Span::styled(format!(" {} ", text.into()), theme.accent)
 }
 
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
 /// A rectangle of at most `width` × `height`, centred in `area`.
 pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
@@ -66,12 +51,49 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     cell
 }
 
-/// Cuts `text` to `width` characters, ending with `…` when cut.
-pub fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
+/// The spans of one line, shortened from the end at a word so they fit `width` columns.
+pub fn fit<'a>(spans: Vec<Span<'a>>, width: usize) -> Line<'a> {
+    let mut out = Vec::new();
+    let mut used = 0;
+    for span in spans {
+        let w = span.width();
+        if used + w <= width {
+            used += w;
+            out.push(span);
+            continue;
+        }
+        if let Some(text) = shorten(span.content.trim_end(), width - used) {
+            out.push(Span::styled(text, span.style));
+        }
+        break;
     }
-    let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
-    s.push('…');
-    s
+    Line::from(out)
+}
+
+/// Shortens `text` to at most `width` characters, ending with ` …` when cut (so an ellipsis
+/// never sits inside a number, a time or a name). A single word longer than the width is cut
+/// where it must be.
+pub fn truncate(text: &str, width: usize) -> String {
+    shorten(text, width).unwrap_or_else(|| {
+        let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    })
+}
+
+/// `text` whole if it fits `width`, else cut before the last space that leaves room for ` …`;
+/// `None` when not even one word fits.
+pub fn shorten(text: &str, width: usize) -> Option<String> {
+    if text.chars().count() <= width {
+        return Some(text.to_string());
+    }
+    let chars: Vec<char> = text.chars().collect();
+    (1..=width.saturating_sub(2).min(chars.len()))
+        .rev()
+        .find(|&i| chars[i].is_whitespace())
+        .map(|i| {
+            let head: String = chars[..i].iter().collect();
+            format!("{} …", head.trim_end())
+        })
+        .filter(|s| s.chars().any(char::is_alphanumeric))
 }

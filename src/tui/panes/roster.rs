@@ -3,22 +3,30 @@
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::{block, title};
 use crate::tui::theme::Theme;
-use crate::tui::view::{human_secs, Focus, NotifyView, ViewModel};
+use crate::tui::view::{human_secs, Focus, NotifyView, RoleView, ViewModel};
 
 /// Renders the roster pane.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let r = &vm.roster;
+    let width = area.width.saturating_sub(2) as usize;
     let mut lines = Vec::new();
     for role in &r.roles {
+        let head = format!("{:<11}{}  ", role.role, role.holders.join(", "));
         let signed = if role.signed.is_empty() {
             Span::styled("no sign-off", theme.dim)
         } else {
-            Span::styled(format!("signed {}", role.signed.join("; ")), theme.pass)
+            let full = signed_text(role, true);
+            let text = if head.chars().count() + full.chars().count() <= width {
+                full
+            } else {
+                signed_text(role, false)
+            };
+            Span::styled(text, theme.pass)
         };
         lines.push(Line::from(vec![
             Span::styled(format!("{:<11}", role.role), theme.accent),
@@ -45,13 +53,31 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let focused = vm.ui.focus == Focus::Roster;
     let scroll = if focused { vm.ui.scroll } else { 0 };
     frame.render_widget(
-        Paragraph::new(lines).scroll((scroll, 0)).block(block(
-            title("Roster", theme),
-            focused,
-            theme,
-        )),
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0))
+            .block(block(title("Roster", theme), focused, theme)),
         area,
     );
+}
+
+/// `signed dual_write by postgres at 05:01:00`, or by meaning when narrow: `signed dual_write
+/// 05:01` (the signer is one of the holders listed before it).
+fn signed_text(role: &RoleView, full: bool) -> String {
+    let each: Vec<String> = role
+        .signed
+        .iter()
+        .map(|x| {
+            if full {
+                format!("{} by {} at {}", x.gate, x.login, x.at.format("%H:%M:%S"))
+            } else if role.holders.contains(&x.login) {
+                format!("{} {}", x.gate, x.at.format("%H:%M"))
+            } else {
+                format!("{} by {} {}", x.gate, x.login, x.at.format("%H:%M"))
+            }
+        })
+        .collect();
+    format!("signed {}", each.join("; "))
 }
 
 /// `notify: 12 sent · 1 retrying (slack-oncall, attempt 3, next in 40s: HTTP 500)`.

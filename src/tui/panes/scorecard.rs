@@ -13,7 +13,7 @@ use crate::tui::view::{Focus, ViewModel};
 
 /// The width (borders included) at which no evidence line of the scorecard is cut, whether
 /// shown beside its category (compact) or under it (expanded).
-pub fn wanted_width(vm: &ViewModel) -> u16 {
+pub(crate) fn wanted_width(vm: &ViewModel) -> u16 {
     let evidence = vm
         .scorecard
         .iter()
@@ -25,7 +25,7 @@ pub fn wanted_width(vm: &ViewModel) -> u16 {
 }
 
 /// Renders the scorecard pane.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let inner_h = area.height.saturating_sub(2) as usize;
     let blockers = vm
         .gate
@@ -50,8 +50,9 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
             ),
             Span::styled(format!("{:<22}", c.name), theme.outcome(c.outcome)),
         ];
-        if !expanded {
-            let room = (area.width as usize).saturating_sub(2 + 2 + 22);
+        let room = (area.width as usize).saturating_sub(2 + 2 + 22);
+        // Too narrow for a useful part of the evidence: `z` shows it whole.
+        if !expanded && room >= 20 {
             spans.push(Span::styled(truncate(&first_issue, room), theme.dim));
         }
         lines.push(Line::from(spans));
@@ -86,6 +87,9 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
                 ]));
             }
         }
+        None if vm.timeline.current.is_some() && vm.timeline.next.is_none() => lines.push(
+            Line::from(Span::styled("No gate left: all phases applied", theme.pass)),
+        ),
         None => lines.push(Line::from(Span::styled(
             "Gate: waiting for the first snapshot",
             theme.dim,

@@ -4,14 +4,14 @@
 use ratatui::layout::Rect;
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::{block, title};
+use super::{block, title, truncate};
 use crate::control::phases::PhaseState;
 use crate::outcome::Outcome;
 use crate::tui::theme::Theme;
-use crate::tui::view::{Focus, ViewModel};
+use crate::tui::view::{human_secs, Focus, PhaseView, ViewModel};
 
 fn symbol(state: PhaseState) -> &'static str {
     match state {
@@ -24,8 +24,24 @@ fn symbol(state: PhaseState) -> &'static str {
     }
 }
 
-/// Renders the timeline pane.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+/// `05:00:00 (2s)`: when the phase's latest run ended (or began, while it runs) and how long it
+/// took.
+fn when(p: &PhaseView) -> Option<String> {
+    match (p.started_at, p.finished_at) {
+        (Some(a), Some(z)) if p.state != PhaseState::Pending => Some(format!(
+            "{} ({})",
+            z.format("%H:%M:%S"),
+            human_secs((z - a).num_seconds())
+        )),
+        (Some(a), None) if p.state != PhaseState::Pending => {
+            Some(format!("since {}", a.format("%H:%M:%S")))
+        }
+        _ => None,
+    }
+}
+
+/// The phases in order, each with when it was applied and how long it took if `timed`.
+fn chain<'a>(vm: &ViewModel, theme: &Theme, timed: bool) -> Vec<Span<'a>> {
     let t = &vm.timeline;
     let mut chain = Vec::new();
     for (i, p) in t.phases.iter().enumerate() {
@@ -50,7 +66,23 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         if p.irreversible {
             chain.push(Span::styled(" ⚠", theme.fail));
         }
+        if let Some(w) = when(p).filter(|_| timed) {
+            chain.push(Span::styled(format!(" {w}"), theme.dim));
+        }
     }
+    chain
+}
+
+/// Renders the timeline pane.
+pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+    let t = &vm.timeline;
+    let inner = area.width.saturating_sub(2) as usize;
+    let timed = chain(vm, theme, true);
+    let chain = if Line::from(timed.clone()).width() <= inner {
+        timed
+    } else {
+        chain(vm, theme, false)
+    };
     let now = match t.current {
         Some(p) => {
             let state = t
@@ -94,10 +126,17 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         }
         _ => {}
     }
+    // The rollback gets the rows left under the chain and the status line (the `R` box shows
+    // it whole); what does not fit is shortened at a word.
+    let room = area.height.saturating_sub(2) as usize;
+    let rollback_room = (room.saturating_sub(2).max(1) * inner).saturating_sub(14);
     let rollback = match &t.rollback {
         Some(r) => vec![
             Span::styled("Rollback ", theme.dim),
-            Span::raw(format!("{}: {}", r.phase, r.description)),
+            Span::raw(truncate(
+                &format!("{}: {}", r.phase, r.description),
+                rollback_room,
+            )),
             Span::styled("  [R]", theme.key),
         ],
         None => match t.current {
@@ -114,8 +153,14 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         .filter(|p| p.irreversible)
         .map(|p| p.phase.to_string())
         .collect();
-    let mut lines = vec![Line::from(chain), Line::from(status), Line::from(rollback)];
-    if area.height > 5 && !irreversible.is_empty() {
+    let rollback = Line::from(rollback);
+    let rollback_h = rollback.width().div_ceil(inner.max(1)).max(1);
+    let builds = super::index_builds::lines(&t.index_builds, theme);
+    let builds_h = builds.len();
+    let mut lines = vec![Line::from(chain), Line::from(status)];
+    lines.extend(builds);
+    lines.push(rollback);
+    if room >= 3 + builds_h + rollback_h && !irreversible.is_empty() {
         lines.push(Line::from(Span::styled(
             format!("Point of no return: {}", irreversible.join(", ")),
             theme.dim,
@@ -123,7 +168,9 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     }
     let focused = vm.ui.focus == Focus::Timeline;
     frame.render_widget(
-        Paragraph::new(lines).block(block(title("Phases", theme), focused, theme)),
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block(title("Phases", theme), focused, theme)),
         area,
     );
 }

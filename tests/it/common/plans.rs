@@ -217,3 +217,14 @@ fn quote(s: &str) -> String {
     out.push('"');
     out
 }
+
+/// The example plans shipped in `plans/` (every `*.toml`, sorted; `plans/README.md` is not one).
+pub fn example_plan_paths() -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<_> = std::fs::read_dir("plans")
+        .expect("plans/ exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    paths
+}

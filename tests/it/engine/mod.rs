@@ -5,6 +5,7 @@
 mod audit;
 mod cli_lifecycle;
 mod gates;
+mod index_builds;
 mod locks;
 mod rollback;
 

@@ -1,0 +1,171 @@
+use std::path::Path;
+
+use super::*;
+use crate::plan::Plan;
+
+fn header() -> Header {
+    Header {
+        id: "imported".into(),
+        roster: Vec::new(),
+        login: "postgres".into(),
+        command: "cutover plan import".into(),
+    }
+}
+
+fn fixtures(kind: &str) -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/import")
+        .join(kind);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixture dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("fixture");
+            (p.display().to_string(), text)
+        })
+        .collect()
+}
+
+fn plan_of(items: &[Item]) -> Plan {
+    let text = render(items, &header(), "test").expect("render");
+    Plan::parse("imported.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+#[test]
+fn every_pgroll_fixture_imports_into_a_plan_that_validates() {
+    let mut kinds = std::collections::BTreeSet::new();
+    for (path, text) in fixtures("pgroll") {
+        let m = pgroll::import(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+        for item in &m.items {
+            kinds.insert(item.source.rsplit('.').next().unwrap_or("").to_string());
+        }
+        plan_of(&m.items);
+    }
+    for op in [
+        "add_column",
+        "alter_column",
+        "create_constraint",
+        "create_index",
+        "create_table",
+        "drop_column",
+        "drop_index",
+        "drop_multicolumn_constraint",
+        "drop_table",
+        "rename_column",
+        "rename_constraint",
+        "rename_table",
+        "set_replica_identity",
+        "sql",
+    ] {
+        assert!(kinds.contains(op), "no fixture covers `{op}`: {kinds:?}");
+    }
+}
+
+#[test]
+fn every_sql_fixture_imports_into_a_plan_that_validates() {
+    let downs = vec![("accounts.balance".to_string(), "balance / 100".to_string())];
+    for (path, text) in fixtures("sql") {
+        let i = sql::import(&path, &text, &downs).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!i.items.is_empty(), "{path}");
+        plan_of(&i.items);
+    }
+}
+
+#[test]
+fn sql_maps_to_lock_safe_operations_and_flags_the_rest() {
+    let text = "BEGIN;\nSET lock_timeout = 0;\n\
+        ALTER TABLE \"Orders\" ADD COLUMN status text NOT NULL DEFAULT 'new';\n\
+        CREATE INDEX orders_status ON \"Orders\" (status);\n\
+        ALTER TABLE \"Orders\" ADD CONSTRAINT fk FOREIGN KEY (customer_id) REFERENCES customers (id);\n\
+        ALTER TABLE \"Orders\" ALTER COLUMN total TYPE bigint;\n\
+        ALTER TABLE \"Orders\" SET UNLOGGED;\n\
+        UPDATE \"Orders\" SET status = 'old';\nCOMMIT;\n";
+    let i = sql::import("m.sql", text, &[]).expect("imports");
+    let ops: Vec<&str> = i.items.iter().map(|x| x.op.op.as_str()).collect();
+    assert_eq!(
+        ops,
+        [
+            "add_column",
+            "create_index",
+            "create_constraint",
+            "alter_column",
+            "sql",
+            "sql"
+        ]
+    );
+    assert_eq!(i.items[0].op.table.as_deref(), Some("Orders"));
+    assert_eq!(i.items[0].at, "m.sql:3");
+    assert!(i.items[4].risk.is_some() && i.items[5].risk.is_some());
+    assert_eq!(i.skipped.len(), 3, "{:?}", i.skipped);
+    let plan = plan_of(&i.items);
+    let expand = &plan.spec.phases.expand.apply;
+    assert!(expand.contains("CREATE INDEX CONCURRENTLY"), "{expand}");
+    let dual = &plan.spec.phases.dual_write.apply;
+    assert!(dual.contains("NOT VALID"), "{dual}");
+    assert!(plan
+        .spec
+        .phases
+        .read_switch
+        .apply
+        .contains("VALIDATE CONSTRAINT"));
+}
+
+#[test]
+fn a_type_change_with_using_needs_its_way_back() {
+    let text = "ALTER TABLE t ALTER COLUMN c TYPE bigint USING c::bigint * 100;";
+    let e = sql::import("m.sql", text, &[]).expect_err("needs down");
+    assert_eq!(e.at, "m.sql:1:1");
+    assert!(e.message.contains("--down"), "{e}");
+    let downs = vec![("t.c".to_string(), "c / 100".to_string())];
+    let i = sql::import("m.sql", text, &downs).expect("with down");
+    assert_eq!(i.items[0].op.up.as_deref(), Some("c::bigint * 100"));
+    assert_eq!(i.items[0].op.down.as_deref(), Some("c / 100"));
+}
+
+#[test]
+fn bad_input_is_an_error_at_its_place() {
+    let e = sql::import("m.sql", "ALTER TABLE t ADD COLUMN;\n", &[]).expect_err("parse");
+    assert!(e.at.starts_with("m.sql:1:"), "{e}");
+    let e = pgroll::import("m.yaml", "operations:\n  - add_column: [\n").expect_err("yaml");
+    assert!(e.at.starts_with("m.yaml:"), "{e}");
+    assert!(e.message.contains("malformed YAML"), "{e}");
+    let e = pgroll::import("m.json", "{\"operations\": [}").expect_err("json");
+    assert_eq!(e.at, "m.json:1:17", "{e}");
+    let unknown =
+        "operations:\n  - alter_column:\n      table: t\n      column: c\n      nulable: true\n";
+    let e = pgroll::import("m.yaml", unknown).expect_err("unknown field");
+    assert_eq!(e.at, "m.yaml: operations[0].alter_column.nulable", "{e}");
+    let e = pgroll::import("m.yaml", "operations:\n  - alter_table: {}\n").expect_err("op");
+    assert!(e.message.contains("unknown operation `alter_table`"), "{e}");
+    let alone = "operations:\n  - sql: {up: SELECT 1}\n  - drop_table: {name: t}\n";
+    let e = pgroll::import("m.yaml", alone).expect_err("sql alone");
+    assert!(e.message.contains("alone"), "{e}");
+    let deferrable = "operations:\n  - add_column:\n      table: t\n      column: {name: c, type: int, nullable: true, references: {name: f, table: u, column: id, deferrable: true}}\n";
+    let e = pgroll::import("m.yaml", deferrable).expect_err("deferrable");
+    assert_eq!(
+        e.at,
+        "m.yaml: operations[0].add_column.column.references.deferrable"
+    );
+    let versioned = "version_schema: v2\noperations:\n  - drop_table: {name: t}\n";
+    assert!(pgroll::import("m.yaml", versioned).is_err());
+}
+
+#[test]
+fn the_roster_is_the_connecting_login_unless_given() {
+    let items = pgroll::import("m.yaml", "operations:\n  - drop_table: {name: t}\n")
+        .expect("imports")
+        .items;
+    let text = render(&items, &header(), "test").expect("render");
+    assert!(text.contains("No --roster was given"), "{text}");
+    assert!(text.contains("sre = [\"postgres\"]"), "{text}");
+    let mut h = header();
+    h.roster = parse_roster("lead=alice,sre=bob,sre=carol").expect("roster");
+    let text = render(&items, &h, "test").expect("render");
+    assert!(text.contains("\"sre\" = [\"bob\", \"carol\"]"), "{text}");
+    assert!(parse_roster("sre=bob").is_err());
+    Plan::parse("p.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -1,0 +1,225 @@
+//! Whole-screen snapshots of the main states at 80×24, 120×40 and 200×60, and a walk over every
+//! rendered line that fails on a word cut by a pane border or an ellipsis inside a word.
+
+use std::collections::HashSet;
+
+use super::*;
+
+/// The backfill finished, but a check still fails: the read switch gate blocks.
+fn gate_blocked() -> Snapshot {
+    let mut s = backfill_running();
+    if let Some(b) = s.facts.backfill.as_mut() {
+        b.state = BackfillState::Done;
+        b.rows_done = 1_000_000;
+    }
+    if let Some(b) = s.backfill.as_mut() {
+        b.state = BackfillState::Done;
+        b.rows_done = 1_000_000;
+        b.eta = None;
+        b.finished_at = Some(at(5, 9, 0));
+    }
+    judged(s)
+}
+
+/// The latency guard slows the chunks down: pacing, not a throttle.
+fn pacing() -> Snapshot {
+    let mut s = backfill_running();
+    if let Some(b) = s.backfill.as_mut() {
+        b.state = BackfillState::Throttled;
+        b.reason = "yielding: app latency 0.79× baseline (limit 1.25×, pg_stat_statements); \
+                    easing off, pausing 0.3× each chunk's time"
+            .into();
+    }
+    s
+}
+
+fn contract_done() -> Snapshot {
+    let mut done = on_v2(signed_contract(at_contract(30)), false);
+    done.facts.phases[4] = applied(Phase::Contract, at(5, 20, 40));
+    judged(done)
+}
+
+fn states() -> Vec<(&'static str, Snapshot)> {
+    vec![
+        ("not_started", fresh()),
+        ("backfill_running", backfill_running()),
+        ("throttled", throttled()),
+        ("gate_blocked", gate_blocked()),
+        ("read_switch", at_contract(30)),
+        ("contract_done", contract_done()),
+    ]
+}
+
+const SIZES: [(u16, u16); 3] = [(80, 24), (120, 40), (200, 60)];
+
+/// The screen's lines, without the quotes `TestBackend` prints around them.
+fn lines(screen: &str) -> Vec<Vec<char>> {
+    screen
+        .lines()
+        .map(|l| {
+            let l = l.strip_prefix('"').unwrap_or(l);
+            l.strip_suffix('"').unwrap_or(l).chars().collect()
+        })
+        .collect()
+}
+
+const BORDERS: &[char] = &['│', '┃'];
+
+/// Every whitespace-separated token the screen of `snap` shows when nothing is short of room:
+/// the whole screen at 400×120 and each pane zoomed at that size.
+fn vocabulary(snap: &Snapshot) -> HashSet<String> {
+    let mut app = app_with(snap.clone());
+    let mut words = HashSet::new();
+    let mut add = |text: &str| {
+        for line in lines(text) {
+            let line: String = line
+                .into_iter()
+                .map(|c| if BORDERS.contains(&c) { ' ' } else { c })
+                .collect();
+            words.extend(line.split_whitespace().map(str::to_string));
+        }
+    };
+    add(&screen(&app.view(), 400, 120));
+    let now = Instant::now();
+    app.on_key(key('z'), now);
+    for _ in 0..Focus::ORDER.len() {
+        app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE), now);
+        add(&screen(&app.view(), 400, 120));
+    }
+    words
+}
+
+/// The token that ends just before column `x` of `line`.
+fn token_before(line: &[char], x: usize) -> String {
+    let start = line[..x]
+        .iter()
+        .rposition(|c| c.is_whitespace() || BORDERS.contains(c))
+        .map_or(0, |i| i + 1);
+    line[start..x].iter().collect()
+}
+
+/// Where on `screen` a word runs into a pane's right border without being one of `words` (so
+/// it was cut, not wrapped), or an ellipsis stands right after a letter or digit (a word,
+/// number, time or name cut short; `connecting…` is not cut).
+fn cuts(screen: &str, words: &HashSet<String>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (y, line) in lines(screen).iter().enumerate() {
+        let text: String = line.iter().collect();
+        for (x, c) in line.iter().enumerate() {
+            let word = x > 0 && line[x - 1].is_alphanumeric();
+            // A right border: text inside it, a border, a space or the screen's edge after it.
+            let right_border = BORDERS.contains(c)
+                && line
+                    .get(x + 1)
+                    .is_none_or(|n| BORDERS.contains(n) || *n == ' ');
+            if right_border && word {
+                let token = token_before(line, x);
+                if !words.contains(&token) {
+                    found.push(format!("line {y}: `{token}` is cut by the border: {text}"));
+                }
+            }
+            // The screen's right edge cuts like a border.
+            if x + 1 == line.len() && c.is_alphanumeric() {
+                let token = token_before(line, x + 1);
+                if !words.contains(&token) {
+                    found.push(format!("line {y}: `{token}` is cut by the edge: {text}"));
+                }
+            }
+            if *c == '…' && word {
+                let token = token_before(line, x);
+                if !token.ends_with("ing") {
+                    found.push(format!("line {y}: `{token}…` is cut: {text}"));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn main_states_at_three_sizes() {
+    for (name, snap) in states() {
+        let vm = app_with(snap).view();
+        for (w, h) in SIZES {
+            let text = screen(&vm, w, h);
+            insta::assert_snapshot!(format!("screen_{name}_{w}x{h}"), text);
+        }
+    }
+}
+
+#[test]
+fn no_word_is_cut_at_any_size() {
+    let mut all = Vec::new();
+    for (name, snap) in states().into_iter().chain([("pacing", pacing())]) {
+        let words = vocabulary(&snap);
+        let mut app = app_with(snap);
+        for (w, h) in SIZES {
+            all.extend(
+                cuts(&screen(&app.view(), w, h), &words)
+                    .into_iter()
+                    .map(|c| format!("{name} {w}x{h} {c}")),
+            );
+        }
+        // Zoomed, each pane is shown whole at the smallest size.
+        let now = Instant::now();
+        app.on_key(key('z'), now);
+        for _ in 0..Focus::ORDER.len() {
+            app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE), now);
+            let vm = app.view();
+            all.extend(
+                cuts(&screen(&vm, 80, 24), &words)
+                    .into_iter()
+                    .map(|c| format!("{name} zoomed {:?} {c}", vm.ui.focus)),
+            );
+        }
+    }
+    assert!(all.is_empty(), "{}", all.join("\n"));
+}
+
+#[test]
+fn the_walk_finds_cut_words() {
+    let words: HashSet<String> = ["412,000", "rows", "differ", "05:01:00", "signed"]
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    let cut = "\"│412,000 rows di…│\"\n\"│signed at 05:01:0│\"\n\"│412,000 rows│\"";
+    assert_eq!(cuts(cut, &words).len(), 2, "{:?}", cuts(cut, &words));
+    assert!(cuts("\"│◌ connecting…   │\"", &words).is_empty());
+}
+
+/// Pacing under budget reads as pacing; the heading and the state line never say throttled.
+#[test]
+fn pacing_is_not_called_throttled() {
+    let vm = app_with(pacing()).view();
+    let text = screen(&vm, 120, 40);
+    assert!(!text.contains("THROTTLED"), "{text}");
+    assert!(text.contains("Backfill pacing"), "{text}");
+    assert!(
+        matches!(vm.backfill.pace(), crate::tui::progress::Pace::Pacing(t)
+            if t.starts_with("pacing: easing off — app 0.79× baseline, budget 1.25×")),
+        "{:?}",
+        vm.backfill.pace()
+    );
+    let text = screen(&app_with(throttled()).view(), 120, 40);
+    assert!(text.contains("THROTTLED replay lag 6.2s"), "{text}");
+}
+
+/// The gauge, the footer and the picker show the same percentage.
+#[test]
+fn one_percentage_everywhere() {
+    let mut s = backfill_running();
+    // The control row's planned estimate differs from the live total: the live one wins.
+    if let Some(b) = s.facts.backfill.as_mut() {
+        b.rows_estimate = Some(900_000);
+    }
+    let s = judged(s);
+    let vm = app_with(s).view();
+    let text = screen(&vm, 120, 40);
+    assert!(text.contains("412,000 / ~1.0M rows · 41.2%"), "{text}");
+    assert!(
+        text.contains("wait for the backfill to finish (41.2%)"),
+        "{text}"
+    );
+    let row = super::super::switcher::row(&vm, true);
+    assert_eq!(row.backfill.and_then(|b| b.1).as_deref(), Some("41.2%"));
+}
