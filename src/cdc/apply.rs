@@ -197,20 +197,7 @@ impl Applier {
             )
             .await?;
         if rows.is_empty() {
-            client
-                .execute(
-                    "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn) FROM pg_replication_slots \
-                      WHERE slot_name = $1 AND confirmed_flush_lsn < $2::text::pg_lsn",
-                    &[&self.slot, &current],
-                )
-                .await?;
-            client
-                .execute(
-                    "UPDATE cutover.cdc SET caught_up_at = clock_timestamp(), \
-                     heartbeat = clock_timestamp() WHERE plan_id = $1",
-                    &[&self.plan_id],
-                )
-                .await?;
+            self.idle(client, &current).await?;
             return Ok(Step {
                 caught_up: true,
                 ..Step::default()
@@ -223,53 +210,11 @@ impl Applier {
             )
             .await?
             .get(0);
-        let applied = parse_lsn(&applied);
-        let mut relations: HashMap<u32, Vec<String>> = HashMap::new();
-        let mut pending: BTreeSet<Key> = BTreeSet::new();
-        let mut keys: BTreeSet<Key> = BTreeSet::new();
-        let mut last: Option<String> = None;
-        let mut changes = 0u64;
-        for row in &rows {
-            let lsn: String = row.get(0);
-            let data: Vec<u8> = row.get(1);
-            match decode(&data).map_err(|e| CdcError::Failed(format!("at {lsn}: {e}")))? {
-                Message::Begin => pending.clear(),
-                Message::Relation { id, columns } => {
-                    relations.insert(id, columns);
-                }
-                Message::Row { rel, tuples } => {
-                    changes += 1;
-                    for t in &tuples {
-                        let key = key_of(&relations, rel, t, &self.keys.columns);
-                        pending.insert(key.ok_or_else(|| {
-                            CdcError::Failed(format!(
-                                "the change at {lsn} does not carry the key ({})",
-                                self.keys.columns.join(", ")
-                            ))
-                        })?);
-                    }
-                }
-                Message::Truncate => {
-                    return Err(CdcError::Failed(format!(
-                        "the source table was truncated (at {lsn}): a TRUNCATE cannot be \
-                         projected; truncate the target too, then restart the applier"
-                    )))
-                }
-                Message::Commit => {
-                    if parse_lsn(&lsn) > applied {
-                        keys.append(&mut pending);
-                    }
-                    pending.clear();
-                    last = Some(lsn);
-                }
-                Message::Other => {}
-            }
-        }
-        let Some(last) = last else {
-            return Err(CdcError::Failed(
-                "the slot returned changes without a commit".into(),
-            ));
-        };
+        let Batch {
+            keys,
+            last,
+            changes,
+        } = self.collect(&rows, parse_lsn(&applied))?;
         let refreshed = keys.len() as u64;
         let tx = client.transaction().await?;
         let list: Vec<Key> = keys.into_iter().collect();
@@ -318,6 +263,86 @@ impl Applier {
             caught_up: false,
         })
     }
+
+    /// Nothing to apply: moves an idle slot to the flushed WAL position (so unrelated WAL is
+    /// not retained) and records that the applier is caught up.
+    async fn idle(&self, client: &Client, flushed: &str) -> Result<(), CdcError> {
+        client
+            .execute(
+                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn) FROM pg_replication_slots \
+                  WHERE slot_name = $1 AND confirmed_flush_lsn < $2::text::pg_lsn",
+                &[&self.slot, &flushed],
+            )
+            .await?;
+        client
+            .execute(
+                "UPDATE cutover.cdc SET caught_up_at = clock_timestamp(), \
+                 heartbeat = clock_timestamp() WHERE plan_id = $1",
+                &[&self.plan_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The keys touched by the transactions committed after `applied`, in commit order, and
+    /// the last commit's LSN.
+    fn collect(&self, rows: &[tokio_postgres::Row], applied: u64) -> Result<Batch, CdcError> {
+        let mut relations: HashMap<u32, Vec<String>> = HashMap::new();
+        let mut pending: BTreeSet<Key> = BTreeSet::new();
+        let mut keys: BTreeSet<Key> = BTreeSet::new();
+        let mut last: Option<String> = None;
+        let mut changes = 0u64;
+        for row in rows {
+            let lsn: String = row.get(0);
+            let data: Vec<u8> = row.get(1);
+            match decode(&data).map_err(|e| CdcError::Failed(format!("at {lsn}: {e}")))? {
+                Message::Begin => pending.clear(),
+                Message::Relation { id, columns } => {
+                    relations.insert(id, columns);
+                }
+                Message::Row { rel, tuples } => {
+                    changes += 1;
+                    for t in &tuples {
+                        let key = key_of(&relations, rel, t, &self.keys.columns);
+                        pending.insert(key.ok_or_else(|| {
+                            CdcError::Failed(format!(
+                                "the change at {lsn} does not carry the key ({})",
+                                self.keys.columns.join(", ")
+                            ))
+                        })?);
+                    }
+                }
+                Message::Truncate => {
+                    return Err(CdcError::Failed(format!(
+                        "the source table was truncated (at {lsn}): a TRUNCATE cannot be \
+                         projected; truncate the target too, then restart the applier"
+                    )))
+                }
+                Message::Commit => {
+                    if parse_lsn(&lsn) > applied {
+                        keys.append(&mut pending);
+                    }
+                    pending.clear();
+                    last = Some(lsn);
+                }
+                Message::Other => {}
+            }
+        }
+        let last = last
+            .ok_or_else(|| CdcError::Failed("the slot returned changes without a commit".into()))?;
+        Ok(Batch {
+            keys,
+            last,
+            changes,
+        })
+    }
+}
+
+/// What one peek holds: the keys to refresh, the last commit LSN, the row changes read.
+struct Batch {
+    keys: BTreeSet<Key>,
+    last: String,
+    changes: u64,
 }
 
 /// The source table's key: quoted name, column names and their SQL types.
