@@ -12,7 +12,8 @@
 //! - [`rules`] — pure judgements over the control facts: gates, scorecard, advice;
 //! - [`checks`] — parity, checksum, diff, drift, golden-query and invariant checks;
 //! - [`evidence`] — readiness probes (lint, compatibility, error budget, hidden readers, …);
-//! - [`backfill`] — keyset-chunked, throttled, checkpointed, resumable backfill;
+//! - [`backfill`] — keyset-chunked, throttled, checkpointed, resumable backfill (update or copy);
+//! - [`cdc`] — the dual-write without a trigger: a logical replication slot applied to the copy;
 //! - [`notify`] — webhooks and exec hooks fed by the control schema's transactional outbox;
 //! - [`engine`] — the phase state machine, gates, sign-offs, lock-safe DDL, rollback, rehearsal;
 //! - [`worker`] — the async task that owns connections and feeds the TUI;
@@ -25,6 +26,7 @@
 
 pub mod backfill;
 pub mod bench;
+pub mod cdc;
 pub mod checks;
 pub mod cli;
 pub mod control;

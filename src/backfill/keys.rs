@@ -25,8 +25,18 @@ pub(super) struct KeySpec {
     pub columns: Vec<String>,
     /// Their SQL types (`format_type`).
     pub types: Vec<String>,
-    set: String,
+    /// The chunk's write, from its first word up to the key range condition.
+    write: Write,
     pending: String,
+}
+
+/// What a chunk writes.
+#[derive(Debug, Clone)]
+enum Write {
+    /// `UPDATE table SET <assignments>`.
+    Update(String),
+    /// `INSERT INTO into (<columns>) SELECT <expressions>`, then `ON CONFLICT (<target key>)`.
+    Copy { head: String, conflict: String },
 }
 
 impl KeySpec {
@@ -77,18 +87,12 @@ impl KeySpec {
                 spec.table
             )));
         }
-        let set = spec
-            .set
-            .iter()
-            .map(|(col, expr)| format!("{} = ({expr})", quote_ident(col)))
-            .collect::<Vec<_>>()
-            .join(", ");
         Ok(KeySpec {
             table: quote_qualified(&spec.table),
             columns: spec.key.clone(),
             types,
-            set,
-            pending: spec.pending.trim().trim_end_matches(';').to_string(),
+            write: Write::of(spec),
+            pending: spec.pending_predicate(),
         })
     }
 
@@ -159,15 +163,25 @@ impl KeySpec {
         )
     }
 
-    /// The chunk's UPDATE: the SET assignments on the pending rows of `(lo, hi]`.
-    pub(super) fn update_sql(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
-        format!(
-            "{TAG}UPDATE {} SET {} WHERE {} AND ({})",
-            self.table,
-            self.set,
-            self.between(lo, hi),
-            self.pending
-        )
+    /// The chunk's write on the pending rows of `(lo, hi]`: the UPDATE of the SET assignments,
+    /// or in copy mode the INSERT … SELECT that key-share locks the source rows in key order.
+    pub(super) fn write_sql(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
+        match &self.write {
+            Write::Update(set) => format!(
+                "{TAG}UPDATE {} SET {set} WHERE {} AND ({})",
+                self.table,
+                self.between(lo, hi),
+                self.pending
+            ),
+            Write::Copy { head, conflict } => format!(
+                "{TAG}{head} FROM {} WHERE {} AND ({}) ORDER BY {} FOR KEY SHARE \
+                 ON CONFLICT ({conflict}) DO NOTHING",
+                self.table,
+                self.between(lo, hi),
+                self.pending,
+                self.cols()
+            ),
+        }
     }
 
     /// The largest key, as text.
@@ -215,6 +229,45 @@ impl KeySpec {
     }
 }
 
+impl Write {
+    fn of(spec: &BackfillSpec) -> Write {
+        if !spec.is_copy() {
+            let set = spec
+                .set
+                .iter()
+                .map(|(col, expr)| format!("{} = ({expr})", quote_ident(col)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Write::Update(set);
+        }
+        let targets = spec
+            .columns
+            .keys()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let exprs = spec
+            .columns
+            .values()
+            .map(|e| format!("({e})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let conflict = spec
+            .target_key()
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Write::Copy {
+            head: format!(
+                "INSERT INTO {} ({targets}) SELECT {exprs}",
+                quote_qualified(spec.into.as_deref().unwrap_or_default())
+            ),
+            conflict,
+        }
+    }
+}
+
 /// Reads a key from a row of text columns; `None` when any column is NULL.
 pub(super) fn key_from_row(row: &tokio_postgres::Row) -> Option<Key> {
     (0..row.len())
@@ -231,7 +284,7 @@ mod tests {
             table: "\"public\".\"t\"".into(),
             columns: vec!["a".into(), "b".into()],
             types: vec!["bigint".into(), "text".into()],
-            set: "\"n\" = (n + 1)".into(),
+            write: Write::Update("\"n\" = (n + 1)".into()),
             pending: "todo".into(),
         }
     }
@@ -246,7 +299,7 @@ mod tests {
         );
         assert_eq!(k.between(None, None), "TRUE");
         assert!(k
-            .update_sql(None, Some(&lo))
+            .write_sql(None, Some(&lo))
             .ends_with("<= ('1'::bigint, 'o''k'::text) AND (todo)"));
     }
 }

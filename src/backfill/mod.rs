@@ -129,6 +129,20 @@ impl From<crate::control::ControlError> for BackfillError {
     }
 }
 
+impl BackfillError {
+    /// A CDC setup error of `plan`'s copy: refusals stay refusals.
+    pub fn from_cdc(plan: &str, e: crate::cdc::CdcError) -> Self {
+        match e {
+            crate::cdc::CdcError::Refused(why) => BackfillError::Refused(why),
+            crate::cdc::CdcError::Failed(message) => BackfillError::Failed {
+                plan: plan.to_string(),
+                message,
+            },
+            crate::cdc::CdcError::Db(e) => BackfillError::Db(e),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for BackfillError {
     fn from(e: tokio_postgres::Error) -> Self {
         BackfillError::Db(e.into())

@@ -290,10 +290,15 @@ pub(super) async fn finish(
     let timeout = plan.spec.settings.statement_timeout.as_millis();
     tx.batch_execute(&format!("SET LOCAL statement_timeout = {timeout}"))
         .await?;
-    let pending: i64 = tx
-        .query_one(keys.pending_count_sql(None).as_str(), &[])
-        .await?
-        .get("pending");
+    // With CDC the copy covers the rows that existed when the slot began, and the stream every
+    // change since: rows not yet in the target are the applier's, not a sweep's.
+    let pending: i64 = if plan.spec.is_cdc() {
+        0
+    } else {
+        tx.query_one(keys.pending_count_sql(None).as_str(), &[])
+            .await?
+            .get("pending")
+    };
     if pending == 0 {
         transitions::complete(&tx, plan).await?;
         tx.commit().await?;

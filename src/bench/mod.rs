@@ -2,3 +2,4 @@
 
 pub(crate) mod backfill;
 pub mod parity;
+pub mod patterns;

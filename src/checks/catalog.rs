@@ -8,7 +8,7 @@ use crate::control::phases::ControlState;
 use crate::db::txmark::TxMark;
 use crate::db::{describe_error, DbError};
 use crate::plan::diagnostic::{Problem, Seg};
-use crate::plan::{CheckKind, Phase, Plan};
+use crate::plan::{BackfillSpec, CheckKind, Phase, Plan};
 use crate::sql::{quote_ident, quote_qualified, split_statements};
 
 /// Checks `plan` against the live catalog; returns the problems found (empty when all is well).
@@ -32,6 +32,9 @@ pub async fn check_plan(
     tx.batch_execute("SET LOCAL transaction_read_only = on")
         .await?;
     backfill(&tx, plan, &mut out).await?;
+    if plan.spec.is_cdc() {
+        cdc(&tx, &mut out).await?;
+    }
     checks(&tx, plan, &mut out).await?;
     flag(plan, control, &mut out);
     tx.rollback().await?;
@@ -207,6 +210,9 @@ async fn backfill(
             ),
         ));
     }
+    if b.is_copy() {
+        return copy_target(tx, b, out).await;
+    }
     let targets: Vec<String> = b.set.keys().cloned().collect();
     for col in missing_columns(tx, &b.table, &targets).await? {
         out.push(problem(
@@ -232,6 +238,100 @@ async fn backfill(
                 format!("expression for `{col}` does not compile: {err}"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Copy mode: `into` exists, has every mapped column and a unique key on `target_key`, and the
+/// mapping's expressions compile over the source table.
+async fn copy_target(
+    tx: &Transaction<'_>,
+    b: &BackfillSpec,
+    out: &mut Vec<Problem>,
+) -> Result<(), DbError> {
+    let table = quote_qualified(&b.table);
+    for (col, expr) in &b.columns {
+        let sql = format!("SELECT ({expr}) AS {} FROM {table}", quote_ident(col));
+        if let Some(err) = compiles(tx, &sql).await? {
+            out.push(problem(
+                &["backfill", "columns", col],
+                format!(
+                    "expression for `{col}` does not compile over `{}`: {err}",
+                    b.table
+                ),
+            ));
+        }
+    }
+    let into = b.into.as_deref().unwrap_or_default();
+    if !relation_exists(tx, into).await? {
+        out.push(Problem::new(
+            vec!["backfill".into(), "into".into()],
+            format!("table `{into}` does not exist (even after expand)"),
+            Some("create it in the expand phase".into()),
+        ));
+        return Ok(());
+    }
+    let mapped: Vec<String> = b.columns.keys().cloned().collect();
+    for col in missing_columns(tx, into, &mapped).await? {
+        out.push(problem(
+            &["backfill", "columns", &col],
+            format!("column `{col}` does not exist in `{into}`"),
+        ));
+    }
+    let key = b.target_key().to_vec();
+    let at = if b.target_key.is_empty() {
+        "key"
+    } else {
+        "target_key"
+    };
+    let missing = missing_columns(tx, into, &key).await?;
+    if !missing.is_empty() {
+        out.push(problem(
+            &["backfill", at],
+            format!("key column(s) {} not found in `{into}`", missing.join(", ")),
+        ));
+    } else if !key_is_unique_not_null(tx, into, &key).await? {
+        out.push(Problem::new(
+            vec!["backfill".into(), at.into()],
+            format!("key ({}) of `{into}` is not unique and NOT NULL", key.join(", ")),
+            Some("copy mode's ON CONFLICT needs a primary key or a unique index on NOT NULL columns of the target".into()),
+        ));
+    } else {
+        let pending = b.pending_predicate();
+        if let Some(err) = compiles(tx, &format!("SELECT 1 FROM {table} WHERE {pending}")).await? {
+            out.push(problem(
+                &["backfill", at],
+                format!("the copy's key match does not compile: {err}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// CDC: the server writes logical WAL and the login may create a replication slot. (The
+/// replica identity is checked when the slot is created: expand may still add the key.)
+async fn cdc(tx: &Transaction<'_>, out: &mut Vec<Problem>) -> Result<(), DbError> {
+    let row = tx
+        .query_one(
+            "SELECT current_setting('wal_level') AS level,
+                    (SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user) AS may",
+            &[],
+        )
+        .await?;
+    let level: String = row.get("level");
+    if level != "logical" {
+        out.push(Problem::new(
+            vec!["dual_write".into(), "mode".into()],
+            format!("CDC needs wal_level = logical; the server has {level}"),
+            Some("set wal_level = logical in postgresql.conf and restart the server".into()),
+        ));
+    }
+    if !row.get::<_, Option<bool>>("may").unwrap_or(false) {
+        out.push(Problem::new(
+            vec!["dual_write".into(), "mode".into()],
+            "CDC needs a login that may create a replication slot".to_string(),
+            Some("ALTER ROLE <operator> REPLICATION".into()),
+        ));
     }
     Ok(())
 }

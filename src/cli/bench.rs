@@ -19,17 +19,26 @@ pub enum Command {
 /// The benchmarks.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum BenchKind {
-    /// Backfill throughput, chunk-time percentiles and latency impact.
+    /// Backfill throughput, chunk-time percentiles and latency impact, then `patterns`.
     Backfill,
     /// Exact diff vs a single full-scan hash query.
     Parity,
+    /// Copy mode vs no-op UPDATE (time, WAL); write latency with trigger, CDC or no dual-write.
+    Patterns,
 }
 
 /// Runs a benchmark.
 pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     let Command::Bench { what } = cmd;
     match what {
-        BenchKind::Backfill => crate::bench::backfill::run(ctx.db_config_opt()?).await,
+        BenchKind::Backfill => {
+            let code = crate::bench::backfill::run(ctx.db_config_opt()?).await?;
+            if code != ExitCode::from(crate::exit::OK) {
+                return Ok(code);
+            }
+            crate::bench::patterns::run().await
+        }
+        BenchKind::Patterns => crate::bench::patterns::run().await,
         BenchKind::Parity => crate::bench::parity::run(ctx.db_config_opt()?).await,
     }
 }

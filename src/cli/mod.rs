@@ -7,6 +7,7 @@
 mod audit;
 mod backfill;
 mod bench;
+mod cdc;
 mod check;
 mod engine;
 mod evidence;
@@ -77,6 +78,9 @@ pub enum Command {
     /// Backfill controls.
     #[command(flatten)]
     Backfill(backfill::Command),
+    /// CDC applier.
+    #[command(flatten)]
+    Cdc(cdc::Command),
     /// Data checks.
     #[command(flatten)]
     Check(check::Command),
@@ -221,6 +225,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Engine(c) => engine::run(c, &ctx).await,
         Command::Backfill(c) => backfill::run(c, &ctx).await,
         Command::Check(c) => check::run(c, &ctx).await,
+        Command::Cdc(c) => cdc::run(c, &ctx).await,
         Command::Evidence(c) => evidence::run(c, &ctx).await,
         Command::Notify(c) => notify::run(c, &ctx).await,
         Command::Tui(c) => tui::run(c, &ctx).await,

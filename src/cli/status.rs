@@ -16,6 +16,11 @@ pub(super) async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Re
         Ok(s) => s,
         Err(e) => return engine_failure(e),
     };
+    let cdc = if plan.spec.is_cdc() {
+        Some(crate::cdc::lag(&client, plan.id()).await?)
+    } else {
+        None
+    };
     let builds = if st.started {
         crate::control::index_builds::of_plan(&client, plan.id())
             .await
@@ -30,11 +35,25 @@ pub(super) async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Re
         let mut value = serde_json::to_value(&st)?;
         if let Some(map) = value.as_object_mut() {
             map.insert("connection".into(), serde_json::to_value(&security)?);
+            if let Some(lag) = &cdc {
+                map.insert("cdc".into(), serde_json::json!({ "lag": lag }));
+            }
             map.insert("index_builds".into(), serde_json::to_value(&builds)?);
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", render_status(&st));
+        match &cdc {
+            Some(Some(l)) => println!(
+                "cdc: slot {}{}, {} bytes behind, caught up {} ago",
+                l.slot,
+                if l.slot_exists { "" } else { " MISSING" },
+                l.bytes,
+                l.seconds.map_or("never".into(), |s| format!("{s:.1}s"))
+            ),
+            Some(None) => println!("cdc: no slot yet (the copy creates it)"),
+            None => {}
+        }
         for b in &builds {
             println!("index build (pid {}): {b}", b.pid);
         }

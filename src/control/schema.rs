@@ -87,6 +87,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "attestations_census",
         sql: include_str!("migrations/v080_attestations_census.sql"),
     },
+    Migration {
+        version: 90,
+        name: "cdc",
+        sql: include_str!("migrations/v090_cdc.sql"),
+    },
 ];
 
 /// The channel on which every change of the control schema is announced (`LISTEN cutover_events`).

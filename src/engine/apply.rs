@@ -122,6 +122,11 @@ pub async fn apply_phase(
     let result = apply_locked(client, plan, actor, phase, opts).await;
     lock.release(client).await?;
     let (seq, run) = result?;
+    if phase == Phase::Contract && plan.spec.is_cdc() {
+        crate::cdc::drop(client, plan.id())
+            .await
+            .map_err(|e| EngineError::Db(crate::db::DbError::Query(e.to_string())))?;
+    }
     Ok(Applied {
         phase: Some(phase),
         changed: true,

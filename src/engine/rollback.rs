@@ -138,6 +138,11 @@ async fn run(
         }
     }
     lock.release(client).await?;
+    if plan.spec.is_cdc() && done.iter().any(|r| r.phase == Phase::DualWrite) {
+        crate::cdc::drop(client, plan.id())
+            .await
+            .map_err(|e| EngineError::Db(crate::db::DbError::Query(e.to_string())))?;
+    }
     if let Some(e) = failure {
         return Err(e);
     }

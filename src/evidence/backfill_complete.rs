@@ -28,15 +28,54 @@ impl Probe for BackfillCompleteProbe {
                     "the plan has no [backfill] section: nothing to measure",
                 );
             };
-            match measure(ctx.client, ctx.plan, spec).await {
+            let result = match measure(ctx.client, ctx.plan, spec).await {
                 Ok((state, rows_done, pending)) => judge(spec, state, rows_done, pending),
                 Err(e) => ProbeResult::inconclusive(
                     "backfill_complete",
                     format!("could not measure the backfill: {e}"),
                 ),
-            }
+            };
+            cdc_caught_up(ctx.client, ctx.plan, result).await
         })
     }
+}
+
+/// With a CDC dual-write, a passing result also needs the applier within the plan's lag
+/// bounds: the copy is only complete once the stream has caught up with it.
+async fn cdc_caught_up(client: &Client, plan: &Plan, mut result: ProbeResult) -> ProbeResult {
+    let Some(dw) = plan.spec.dual_write.as_ref().filter(|_| plan.spec.is_cdc()) else {
+        return result;
+    };
+    let lag = match crate::cdc::lag(client, plan.id()).await {
+        Ok(l) => l,
+        Err(e) => {
+            return ProbeResult::inconclusive(
+                "backfill_complete",
+                format!("could not read the CDC lag: {e}"),
+            )
+        }
+    };
+    let Some(lag) = lag else {
+        result.evidence.push("CDC: no slot yet".into());
+        if result.outcome == Outcome::Pass {
+            result.outcome = Outcome::Fail;
+            result.summary = "the CDC slot was never created".into();
+        }
+        return result;
+    };
+    let behind = format!(
+        "CDC applier: {} bytes behind (max {}), caught up {} ago (max {}s)",
+        lag.bytes,
+        dw.max_lag_bytes,
+        lag.seconds.map_or("never".into(), |s| format!("{s:.1}s")),
+        dw.max_lag.std().as_secs_f64()
+    );
+    result.evidence.push(behind.clone());
+    if result.outcome == Outcome::Pass && !lag.within(dw.max_lag_bytes, dw.max_lag.std()) {
+        result.outcome = Outcome::Fail;
+        result.summary = format!("the copy is done but the stream lags: {behind}");
+    }
+    result
 }
 
 /// Why the backfill could not be measured.
@@ -76,7 +115,7 @@ async fn measure(
                 &format!(
                     "SELECT count(*) AS pending FROM {} WHERE {}",
                     quote_qualified(&spec.table),
-                    spec.pending
+                    spec.pending_predicate()
                 ),
                 &[],
             )
@@ -97,7 +136,8 @@ fn judge(spec: &BackfillSpec, state: Option<State>, rows_done: i64, pending: i64
         format!("backfill state: {state_text}; rows done: {rows_done}"),
         format!(
             "fresh count of rows in {} matching `{}`: {pending}",
-            spec.table, spec.pending
+            spec.table,
+            spec.pending_predicate()
         ),
     ];
     let done = state == Some(State::Done);

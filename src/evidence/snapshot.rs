@@ -238,6 +238,7 @@ pub fn own_shapes(plan: &Plan) -> Vec<String> {
     if let Some(b) = &plan.spec.backfill {
         texts.push(&b.pending);
         texts.extend(b.set.values().map(String::as_str));
+        texts.extend(b.columns.values().map(String::as_str));
     }
     for c in &plan.spec.checks {
         match &c.kind {

@@ -12,14 +12,29 @@ use super::Size;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillSpec {
-    /// Table to update (`schema.table` or `table`).
+    /// `update` rewrites the table's rows in place; `copy` inserts them into `into`.
+    #[serde(default)]
+    pub mode: super::BackfillMode,
+    /// Table to update, or to copy from (`schema.table` or `table`).
     pub table: String,
     /// Key column(s) used for keyset chunking; must be unique and not null.
     pub key: Vec<String>,
-    /// Column → SQL expression assignments applied to pending rows.
+    /// Update mode: column → SQL expression assignments applied to pending rows.
+    #[serde(default)]
     pub set: BTreeMap<String, String>,
-    /// SQL predicate true for rows that still need work.
+    /// Update mode: SQL predicate true for rows that still need work.
+    #[serde(default)]
     pub pending: String,
+    /// Copy mode: the table rows are copied into.
+    #[serde(default)]
+    pub into: Option<String>,
+    /// Copy mode: target column → SQL expression over the source row.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    /// Copy mode: the target's unique key (the `ON CONFLICT` target); each column maps to a
+    /// source column by name in `columns`. Defaults to `key`.
+    #[serde(default)]
+    pub target_key: Vec<String>,
     /// Target duration of one chunk (adaptive sizing aims for it).
     #[serde(default = "default_chunk_time")]
     pub target_chunk_time: Duration,

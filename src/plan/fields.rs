@@ -289,6 +289,29 @@ fn backfill(spec: &PlanSpec, o: &mut Out<'_>) {
     if !b.pending.trim().is_empty() {
         o.expr(path!["backfill", "pending"], "`pending`", &b.pending);
     }
+    if let Some(into) = &b.into {
+        o.dotted(
+            path!["backfill", "into"],
+            "the table to copy into",
+            into,
+            1..=2,
+        );
+    }
+    for (col, expr) in &b.columns {
+        o.name(
+            path!["backfill", "columns", col.as_str()],
+            "a column name",
+            col,
+        );
+        o.expr(
+            path!["backfill", "columns", col.as_str()],
+            &format!("the expression for `{col}`"),
+            expr,
+        );
+    }
+    for (i, k) in b.target_key.iter().enumerate() {
+        o.name(path!["backfill", "target_key", i], "a target key column", k);
+    }
     o.duration(
         path!["backfill", "target_chunk_time"],
         "`target_chunk_time`",

@@ -6,7 +6,9 @@
 
 pub(crate) mod authorization;
 mod backfill;
+mod cdc;
 mod checks;
+mod copy;
 pub(crate) mod diagnostic;
 mod duration;
 mod fields;
@@ -32,7 +34,9 @@ use sha2::{Digest, Sha256};
 
 pub use authorization::{Action, Authorization, Denied, Governance};
 pub use backfill::{BackfillSpec, ThrottleSpec};
+pub use cdc::{DualWriteMode, DualWriteSpec};
 pub use checks::{CheckKind, CheckSpec};
+pub use copy::BackfillMode;
 pub use diagnostic::{Diagnostic, PlanError};
 pub use duration::Duration;
 pub use names::{Environment, PlanId, Role, Tier};
@@ -271,6 +275,8 @@ pub struct PlanSpec {
     pub phases: Phases,
     /// How the backfill phase transforms existing rows.
     pub backfill: Option<BackfillSpec>,
+    /// How concurrent writes reach a copy's new table: trigger (default) or CDC.
+    pub dual_write: Option<DualWriteSpec>,
     /// The feature flag that the read-switch phase turns on.
     pub read_switch: Option<ReadSwitchSpec>,
     /// Data-quality checks referenced by gates.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::diagnostic::Problem;
 use super::windows::{parse_instant, DailyWindow};
-use super::{CheckKind, Phase, PlanSpec, ProbeKind, Role};
+use super::{BackfillSpec, CheckKind, Phase, PlanSpec, ProbeKind, Role};
 use crate::problem_at;
 
 /// Returns every semantic problem of `spec` (empty when it is valid).
@@ -185,14 +185,8 @@ fn windows(spec: &PlanSpec, out: &mut Vec<Problem>) {
     }
 }
 
-fn backfill(spec: &PlanSpec, out: &mut Vec<Problem>) {
-    let Some(b) = &spec.backfill else { return };
-    if b.key.is_empty() {
-        out.push(problem_at!(
-            ["backfill", "key"],
-            "the backfill key must name at least one column"
-        ));
-    }
+/// Update mode: assignments and a `pending` predicate, none of the copy mode's fields.
+fn update_mode(b: &BackfillSpec, out: &mut Vec<Problem>) {
     if b.set.is_empty() {
         out.push(problem_at!(
             ["backfill", "set"],
@@ -203,9 +197,118 @@ fn backfill(spec: &PlanSpec, out: &mut Vec<Problem>) {
     if b.pending.trim().is_empty() {
         out.push(problem_at!(
             ["backfill", "pending"],
-            "`pending` must say which rows still need work",
+            "missing field `pending`: update mode needs the predicate of the rows that still need work",
             "e.g. `pending = \"new_col IS NULL AND old_col IS NOT NULL\"`"
         ));
+    }
+    let copy_only = [
+        ("into", b.into.is_some()),
+        ("columns", !b.columns.is_empty()),
+        ("target_key", !b.target_key.is_empty()),
+    ];
+    for (field, present) in copy_only {
+        if present {
+            out.push(problem_at!(
+                ["backfill", field],
+                format!("`{field}` applies to `mode = \"copy\"` only"),
+                "set `mode = \"copy\"`, or remove it"
+            ));
+        }
+    }
+}
+
+/// Copy mode: a target table, a mapping that covers the target key by bare source columns,
+/// none of the update mode's fields.
+fn copy_mode(b: &BackfillSpec, out: &mut Vec<Problem>) {
+    if b.into.as_deref().is_none_or(|t| t.trim().is_empty()) {
+        out.push(problem_at!(
+            ["backfill", "mode"],
+            "copy mode needs `into`, the table to copy into",
+            "add e.g. `into = \"public.orders_v2\"`"
+        ));
+    }
+    if b.columns.is_empty() {
+        out.push(problem_at!(
+            ["backfill", "mode"],
+            "copy mode needs `columns`, the mapping target column = source expression",
+            "add e.g. `columns = { legacy_id = \"id\", total_cents = \"round(total * 100)\" }`"
+        ));
+    }
+    for (i, col) in b.target_key().iter().enumerate() {
+        let at = if b.target_key.is_empty() {
+            vec!["backfill".into(), "key".into(), i.into()]
+        } else {
+            vec!["backfill".into(), "target_key".into(), i.into()]
+        };
+        if !b.columns.is_empty() && b.mapped_source_column(col).is_none() {
+            out.push(Problem::new(
+                at,
+                format!("target key column `{col}` must be mapped from a source column by name in `columns`"),
+                Some(format!("add `{col} = \"<source column>\"` to `columns`")),
+            ));
+        }
+    }
+    for (field, present) in [
+        ("set", !b.set.is_empty()),
+        ("pending", !b.pending.trim().is_empty()),
+    ] {
+        if present {
+            out.push(problem_at!(
+                ["backfill", field],
+                format!("`{field}` applies to `mode = \"update\"` only: copy mode inserts the rows not yet in `into`"),
+                "map target columns in `columns` instead"
+            ));
+        }
+    }
+}
+
+/// CDC projects the source into the copy's target: it needs copy mode, and a target key mapped
+/// from the source key column by column (the applier deletes by key).
+fn cdc(spec: &PlanSpec, out: &mut Vec<Problem>) {
+    if !spec.is_cdc() {
+        return;
+    }
+    let Some(b) = spec.backfill.as_ref().filter(|b| b.is_copy()) else {
+        out.push(problem_at!(
+            ["dual_write", "mode"],
+            "CDC projects the source table into the copy's target: it needs `[backfill] mode = \"copy\"`",
+            "add a `[backfill]` section with `mode = \"copy\"`, `into` and `columns`"
+        ));
+        return;
+    };
+    let key = &b.key;
+    let target = b.target_key();
+    let aligned = key.len() == target.len()
+        && key
+            .iter()
+            .zip(target)
+            .all(|(k, t)| b.mapped_source_column(t).as_deref() == Some(k.as_str()));
+    if !aligned {
+        out.push(problem_at!(
+            ["dual_write", "mode"],
+            format!(
+                "CDC needs the target key ({}) mapped from the source key ({}) column by column",
+                target.join(", "),
+                key.join(", ")
+            ),
+            "map each target key column from the source key column in `[backfill] columns`"
+        ));
+    }
+}
+
+fn backfill(spec: &PlanSpec, out: &mut Vec<Problem>) {
+    cdc(spec, out);
+    let Some(b) = &spec.backfill else { return };
+    if b.key.is_empty() {
+        out.push(problem_at!(
+            ["backfill", "key"],
+            "the backfill key must name at least one column"
+        ));
+    }
+    if b.is_copy() {
+        copy_mode(b, out);
+    } else {
+        update_mode(b, out);
     }
     if !(b.min_chunk_rows >= 1
         && b.min_chunk_rows <= b.initial_chunk_rows

@@ -112,6 +112,8 @@ pub struct ClusterOptions {
     pub password_encryption: Option<String>,
     /// Do not preload `pg_stat_statements` (starts a little faster).
     pub without_stat_statements: bool,
+    /// `wal_level = logical`, for logical replication slots (CDC).
+    pub logical_decoding: bool,
 }
 
 /// A private PostgreSQL cluster in a temp dir, stopped and removed on drop.
@@ -392,6 +394,9 @@ impl ThrowawayCluster {
         );
         if !options.without_stat_statements {
             text.push_str(STAT_STATEMENTS);
+        }
+        if options.logical_decoding {
+            text.push_str("wal_level = logical\n");
         }
         if let Some(enc) = &options.password_encryption {
             text.push_str(&format!("password_encryption = {}\n", quote_conf(enc)));

@@ -109,6 +109,7 @@ async fn start() -> Result<Servers, String> {
         ],
         password_encryption: Some("scram-sha-256".into()),
         without_stat_statements: true,
+        ..ClusterOptions::default()
     };
     let plain_options = ClusterOptions {
         without_stat_statements: true,

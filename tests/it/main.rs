@@ -3,6 +3,8 @@
 
 mod authz;
 mod backfill;
+mod backfill_copy;
+mod cdc;
 mod checks;
 mod common;
 mod connect;

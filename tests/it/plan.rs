@@ -300,7 +300,8 @@ fn structural_errors_are_all_reported_at_their_element() {
     );
     points_at(&source, &diags, "\"null_drift\"", "missing field `old`");
     points_at(&source, &diags, "[backfill]\n", "missing field `table`");
-    points_at(&source, &diags, "[backfill]\n", "missing field `pending`");
+    // `pending` is required by update mode only: a semantic check, reported once the
+    // structure parses (see plan::backfill_modes_are_validated_at_their_keys).
     points_at(&source, &diags, "titel", "unknown field `titel`");
     points_at(&source, &diags, "-1", "invalid value");
     points_at(&source, &diags, "1]", "invalid type");
@@ -773,4 +774,45 @@ fn missing_tables_do_not_hide_errors_elsewhere() {
         );
     }
     points_at(source, &diags, "5\n", "invalid type: integer `5`");
+}
+
+/// Each backfill mode requires its own keys and refuses the other's, at file:line:col.
+#[test]
+fn backfill_modes_are_validated_at_their_keys() {
+    let update = demo_with(&[(
+        "pending = \"balance_cents IS NULL\"\n",
+        "into = \"public.x\"\n",
+    )]);
+    let diags = diagnostics(&update);
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.message.contains("missing field `pending`")
+                && d.to_string().contains("hostile.toml:81:")),
+        "{diags:?}"
+    );
+    points_at(
+        &update,
+        &diags,
+        "\"public.x\"",
+        "applies to `mode = \"copy\"` only",
+    );
+    let copy = demo_with(&[(
+        "pending = \"balance_cents IS NULL\"\n",
+        "mode = \"copy\"\ninto = \"public.accounts_v2\"\ncolumns = { n = \"balance\" }\n",
+    )]);
+    let diags = diagnostics(&copy);
+    points_at(
+        &copy,
+        &diags,
+        "set = { balance_cents",
+        "`set` applies to `mode = \"update\"` only",
+    );
+    assert!(
+        diags.iter().any(
+            |d| d.message.contains("must be mapped from a source column")
+                && d.to_string().contains("hostile.toml:83:")
+        ),
+        "{diags:?}"
+    );
 }

@@ -104,7 +104,7 @@ impl ChunkJob<'_> {
         };
         let updated = if scanned > 0 {
             client
-                .execute(keys.update_sql(lo, upper.as_ref()).as_str(), &[])
+                .execute(keys.write_sql(lo, upper.as_ref()).as_str(), &[])
                 .await?
         } else {
             0

@@ -67,6 +67,12 @@ pub async fn run(
         stop_rx.clone(),
         activity.clone(),
     ));
+    if plan.spec.is_cdc() {
+        // The slot must exist before the first chunk reads the source (LSN fencing).
+        crate::cdc::ensure(&client, &plan)
+            .await
+            .map_err(|e| BackfillError::from_cdc(plan.id(), e))?;
+    }
     let keys = KeySpec::load(&client, &spec).await?;
     ranges::plan_ranges(
         &mut client,

@@ -247,10 +247,14 @@ fn backfill(table: &Table, sync: &TableSync) -> BackfillSpec {
         }
     }
     BackfillSpec {
+        mode: crate::plan::BackfillMode::Update,
         table: table.plain(),
         key: sync.key.clone(),
         set,
         pending: pending.join(" OR "),
+        into: None,
+        columns: Default::default(),
+        target_key: Vec::new(),
         target_chunk_time: crate::plan::Duration::from_millis(300),
         initial_chunk_rows: 1_000,
         min_chunk_rows: 50,

@@ -1,0 +1,420 @@
+//! The applier: peeks committed transactions from the slot, refreshes the target rows of the
+//! keys they touched, records the last commit LSN in the same transaction, then advances the
+//! slot (see the module docs of [`crate::cdc`] for why this converges).
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+use super::decode::{decode, key_of, Message};
+use super::{ensure, slot_name, sweep_orphans, CdcError};
+use crate::db::{self, DbConfig, SessionSettings};
+use crate::plan::{BackfillSpec, Plan};
+use crate::sql::{quote_ident, quote_literal, quote_qualified};
+
+/// A key's values as text, one per key column.
+type Key = Vec<String>;
+
+/// Options of [`run`].
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Messages peeked per batch (whole transactions: a batch may hold more).
+    pub batch: i32,
+    /// Pause between batches once caught up.
+    pub poll: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            batch: 2_000,
+            poll: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What [`run`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplySummary {
+    /// Batches committed.
+    pub batches: u64,
+    /// Row changes read from the slot.
+    pub changes: u64,
+    /// Distinct keys refreshed (per batch).
+    pub keys: u64,
+    /// Slots of other plans dropped at start (left behind by a crash).
+    pub orphans_dropped: Vec<String>,
+}
+
+/// One batch's outcome.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Step {
+    /// Row changes read.
+    pub changes: u64,
+    /// Distinct keys refreshed.
+    pub keys: u64,
+    /// Nothing was left to apply.
+    pub caught_up: bool,
+}
+
+/// Applies the plan's slot until `shutdown` turns true. Drops orphaned slots first, and creates
+/// the plan's slot when the copy has not (nothing to catch up then).
+pub async fn run(
+    cfg: DbConfig,
+    plan: Plan,
+    opts: ApplyOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<ApplySummary, CdcError> {
+    let mut client = db::connect(&cfg, &SessionSettings::new("cdc")).await?;
+    crate::control::schema::bootstrap(&mut client)
+        .await
+        .map_err(|e| CdcError::Failed(e.to_string()))?;
+    let mut summary = ApplySummary {
+        orphans_dropped: sweep_orphans(&client).await?,
+        ..ApplySummary::default()
+    };
+    ensure(&client, &plan).await?;
+    let applier = Applier::load(&client, &plan).await?;
+    while !*shutdown.borrow() {
+        let step = applier.step(&mut client, opts.batch).await?;
+        if step.changes > 0 {
+            summary.batches += 1;
+            summary.changes += step.changes;
+            summary.keys += step.keys;
+        }
+        if step.caught_up {
+            tokio::select! {
+                _ = tokio::time::sleep(opts.poll) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// The SQL of one plan's projection.
+pub struct Applier {
+    slot: String,
+    plan_id: String,
+    keys: SourceKey,
+    upsert_head: String,
+    upsert_tail: String,
+    delete_head: String,
+    target_key: String,
+}
+
+impl Applier {
+    /// Builds the projection's SQL from the plan's copy mapping.
+    pub async fn load(client: &Client, plan: &Plan) -> Result<Applier, CdcError> {
+        let b: &BackfillSpec = plan
+            .spec
+            .backfill
+            .as_ref()
+            .filter(|b| b.is_copy())
+            .ok_or_else(|| CdcError::Refused("CDC needs a copy-mode [backfill]".into()))?;
+        let keys = SourceKey::load(client, b).await?;
+        let into = quote_qualified(b.into.as_deref().unwrap_or_default());
+        let quoted = |cols: &mut dyn Iterator<Item = &String>| {
+            cols.map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+        };
+        let targets = quoted(&mut b.columns.keys());
+        let exprs = b
+            .columns
+            .values()
+            .map(|e| format!("({e})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let target_key = quoted(&mut b.target_key().iter());
+        let updates: Vec<String> = b
+            .columns
+            .keys()
+            .filter(|c| !b.target_key().contains(c))
+            .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
+            .collect();
+        let upsert_tail = if updates.is_empty() {
+            format!("ON CONFLICT ({target_key}) DO NOTHING")
+        } else {
+            format!(
+                "ON CONFLICT ({target_key}) DO UPDATE SET {}",
+                updates.join(", ")
+            )
+        };
+        let matches = b
+            .target_key()
+            .iter()
+            .zip(&b.key)
+            .map(|(t, k)| {
+                format!(
+                    "{}.{} = cutover_t.{}",
+                    keys.table,
+                    quote_ident(k),
+                    quote_ident(t)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        Ok(Applier {
+            slot: slot_name(plan.id()),
+            plan_id: plan.id().to_string(),
+            upsert_head: format!(
+                "INSERT INTO {into} ({targets}) SELECT {exprs} FROM {}",
+                keys.table
+            ),
+            upsert_tail,
+            delete_head: format!(
+                "DELETE FROM {into} cutover_t WHERE NOT EXISTS (SELECT 1 FROM {} WHERE {matches})",
+                keys.table
+            ),
+            target_key: b
+                .target_key()
+                .iter()
+                .map(|c| format!("cutover_t.{}", quote_ident(c)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            keys,
+        })
+    }
+
+    /// Applies one batch of committed transactions.
+    pub async fn step(&self, client: &mut Client, batch: i32) -> Result<Step, CdcError> {
+        // Decoding reads WAL up to the flush position: with asynchronous commits the insert
+        // position can be ahead of it, and advancing past unflushed commits would skip them.
+        let now = client
+            .query_one(
+                "SELECT pg_current_wal_flush_lsn()::text, clock_timestamp()::text",
+                &[],
+            )
+            .await?;
+        let (current, peeked_at): (String, String) = (now.get(0), now.get(1));
+        let rows = client
+            .query(
+                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1::text::name, NULL, $2, \
+                 'proto_version', '1', 'publication_names', $1::text)",
+                &[&self.slot, &batch],
+            )
+            .await?;
+        if rows.is_empty() {
+            self.idle(client, &current).await?;
+            return Ok(Step {
+                caught_up: true,
+                ..Step::default()
+            });
+        }
+        let applied: String = client
+            .query_one(
+                "SELECT applied_lsn::text FROM cutover.cdc WHERE plan_id = $1",
+                &[&self.plan_id],
+            )
+            .await?
+            .get(0);
+        let Batch {
+            keys,
+            last,
+            changes,
+        } = self.collect(&rows, parse_lsn(&applied))?;
+        let refreshed = keys.len() as u64;
+        let tx = client.transaction().await?;
+        let list: Vec<Key> = keys.into_iter().collect();
+        for part in list.chunks(500) {
+            let literals = part
+                .iter()
+                .map(|k| self.keys.literal(k))
+                .collect::<Vec<_>>()
+                .join(", ");
+            tx.batch_execute(&format!(
+                "{} AND ({}) IN ({literals}); {} WHERE ({}) IN ({literals}) {}",
+                self.delete_head,
+                self.target_key,
+                self.upsert_head,
+                self.keys.cols(),
+                self.upsert_tail
+            ))
+            .await?;
+        }
+        // Fewer messages than asked for: the peek drained the slot as of its start.
+        let drained = rows.len() < batch.max(1) as usize;
+        tx.execute(
+            "UPDATE cutover.cdc SET applied_lsn = $2::text::pg_lsn, \
+             applied_changes = applied_changes + $3, heartbeat = clock_timestamp(), \
+             caught_up_at = CASE WHEN $4 THEN $5::text::timestamptz ELSE caught_up_at END \
+             WHERE plan_id = $1",
+            &[
+                &self.plan_id,
+                &last,
+                &(changes as i64),
+                &drained,
+                &peeked_at,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        client
+            .execute(
+                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+                &[&self.slot, &last],
+            )
+            .await?;
+        Ok(Step {
+            changes,
+            keys: refreshed,
+            caught_up: false,
+        })
+    }
+
+    /// Nothing to apply: moves an idle slot to the flushed WAL position (so unrelated WAL is
+    /// not retained) and records that the applier is caught up.
+    async fn idle(&self, client: &Client, flushed: &str) -> Result<(), CdcError> {
+        client
+            .execute(
+                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn) FROM pg_replication_slots \
+                  WHERE slot_name = $1 AND confirmed_flush_lsn < $2::text::pg_lsn",
+                &[&self.slot, &flushed],
+            )
+            .await?;
+        client
+            .execute(
+                "UPDATE cutover.cdc SET caught_up_at = clock_timestamp(), \
+                 heartbeat = clock_timestamp() WHERE plan_id = $1",
+                &[&self.plan_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The keys touched by the transactions committed after `applied`, in commit order, and
+    /// the last commit's LSN.
+    fn collect(&self, rows: &[tokio_postgres::Row], applied: u64) -> Result<Batch, CdcError> {
+        let mut relations: HashMap<u32, Vec<String>> = HashMap::new();
+        let mut pending: BTreeSet<Key> = BTreeSet::new();
+        let mut keys: BTreeSet<Key> = BTreeSet::new();
+        let mut last: Option<String> = None;
+        let mut changes = 0u64;
+        for row in rows {
+            let lsn: String = row.get(0);
+            let data: Vec<u8> = row.get(1);
+            match decode(&data).map_err(|e| CdcError::Failed(format!("at {lsn}: {e}")))? {
+                Message::Begin => pending.clear(),
+                Message::Relation { id, columns } => {
+                    relations.insert(id, columns);
+                }
+                Message::Row { rel, tuples } => {
+                    changes += 1;
+                    for t in &tuples {
+                        let key = key_of(&relations, rel, t, &self.keys.columns);
+                        pending.insert(key.ok_or_else(|| {
+                            CdcError::Failed(format!(
+                                "the change at {lsn} does not carry the key ({})",
+                                self.keys.columns.join(", ")
+                            ))
+                        })?);
+                    }
+                }
+                Message::Truncate => {
+                    return Err(CdcError::Failed(format!(
+                        "the source table was truncated (at {lsn}): a TRUNCATE cannot be \
+                         projected; truncate the target too, then restart the applier"
+                    )))
+                }
+                Message::Commit => {
+                    if parse_lsn(&lsn) > applied {
+                        keys.append(&mut pending);
+                    }
+                    pending.clear();
+                    last = Some(lsn);
+                }
+                Message::Other => {}
+            }
+        }
+        let last = last
+            .ok_or_else(|| CdcError::Failed("the slot returned changes without a commit".into()))?;
+        Ok(Batch {
+            keys,
+            last,
+            changes,
+        })
+    }
+}
+
+/// What one peek holds: the keys to refresh, the last commit LSN, the row changes read.
+struct Batch {
+    keys: BTreeSet<Key>,
+    last: String,
+    changes: u64,
+}
+
+/// The source table's key: quoted name, column names and their SQL types.
+struct SourceKey {
+    table: String,
+    columns: Vec<String>,
+    types: Vec<String>,
+}
+
+impl SourceKey {
+    async fn load(client: &Client, b: &BackfillSpec) -> Result<SourceKey, CdcError> {
+        let table = quote_qualified(&b.table);
+        let mut types = Vec::new();
+        for col in &b.key {
+            let row = client
+                .query_opt(
+                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                     WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 \
+                       AND NOT attisdropped",
+                    &[&table, col],
+                )
+                .await?
+                .ok_or_else(|| {
+                    CdcError::Refused(format!("key column `{col}` not found in `{}`", b.table))
+                })?;
+            types.push(row.get::<_, String>(0));
+        }
+        Ok(SourceKey {
+            table,
+            columns: b.key.clone(),
+            types,
+        })
+    }
+
+    /// `"a", "b"`.
+    fn cols(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `('1'::bigint, 'x'::text)`.
+    fn literal(&self, key: &Key) -> String {
+        let parts = key
+            .iter()
+            .zip(&self.types)
+            .map(|(v, t)| format!("{}::{t}", quote_literal(v)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("({parts})")
+    }
+}
+
+/// `X/Y` as a number (0 when malformed: it then compares as the oldest position).
+fn parse_lsn(lsn: &str) -> u64 {
+    let Some((hi, lo)) = lsn.split_once('/') else {
+        return 0;
+    };
+    match (u64::from_str_radix(hi, 16), u64::from_str_radix(lo, 16)) {
+        (Ok(h), Ok(l)) => (h << 32) | l,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lsns_compare_as_numbers() {
+        assert!(super::parse_lsn("1/0") > super::parse_lsn("0/FFFFFFFF"));
+        assert_eq!(super::parse_lsn("0/16B3748"), 0x16B3748);
+        assert_eq!(super::parse_lsn("junk"), 0);
+    }
+}

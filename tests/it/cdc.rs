@@ -1,0 +1,314 @@
+//! CDC projection on a throwaway cluster with `wal_level = logical`: copy and stream under
+//! concurrent inserts, updates and deletes, SIGKILL of the applier mid-stream then resume,
+//! exact parity, lag, no slot left behind; and the refusal of a server without logical WAL.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cutover::backfill::{self, RunOptions, RunOutcome};
+use cutover::cdc;
+use cutover::db::DbConfig;
+use cutover::plan::Plan;
+use cutover::throwaway::{ClusterOptions, ThrowawayCluster};
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+use crate::common::plans::PlanToml;
+use crate::common::{connect, cutover_bin, TestDb};
+
+const PLAN_ID: &str = "cdc-test";
+
+fn plan_toml() -> String {
+    PlanToml::new(PLAN_ID)
+        .role("data_owner", "postgres")
+        .with(
+            r#"[backfill]
+mode = "copy"
+table = "public.items"
+key = ["id"]
+into = "public.items_v2"
+target_key = ["legacy_id"]
+columns = { legacy_id = "id", n2 = "n * 2", note = "note" }
+target_chunk_time = "20ms"
+initial_chunk_rows = 50
+max_chunk_rows = 400
+max_rows_per_second = 4000
+
+[dual_write]
+mode = "cdc"
+max_lag = "5s"
+"#,
+        )
+        .toml()
+}
+
+const SCHEMA: &str = "
+CREATE TABLE public.items (id bigserial PRIMARY KEY, n integer NOT NULL DEFAULT 0, note text);
+INSERT INTO public.items (n, note) SELECT g, 'row ' || g FROM generate_series(1, 8000) g;
+CREATE TABLE public.items_v2 (uid uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    legacy_id bigint NOT NULL UNIQUE, n2 integer NOT NULL, note text);";
+
+async fn scalar_i64(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn register(client: &Client) {
+    client
+        .batch_execute(&format!(
+            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)
+             VALUES ('{PLAN_ID}', 't', 'x', 'x', 'x');
+             INSERT INTO cutover.phases (plan_id, phase, state) VALUES ('{PLAN_ID}', 'backfill', 'applied');"
+        ))
+        .await
+        .unwrap();
+}
+
+fn spawn_applier(url: &str, plan: &std::path::Path) -> Child {
+    Command::new(cutover_bin())
+        .args(["cdc", "run"])
+        .arg(plan)
+        .env("DATABASE_URL", url)
+        .env("CUTOVER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::File::options()
+                .append(true)
+                .create(true)
+                .open(plan.with_extension("log"))
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap()
+}
+
+fn sigkill(child: &mut Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copy_and_stream_converge_under_writes_and_an_applier_killed_mid_stream() {
+    let cluster = ThrowawayCluster::start_with(&ClusterOptions {
+        logical_decoding: true,
+        without_stat_statements: true,
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
+    let url = cluster.url();
+    let client = connect(&url).await;
+    client.batch_execute(SCHEMA).await.unwrap();
+    let cfg = DbConfig::from_url(&url).unwrap();
+    let mut control = cutover::db::connect(&cfg, &cutover::db::SessionSettings::new("t"))
+        .await
+        .unwrap();
+    cutover::control::schema::bootstrap(&mut control)
+        .await
+        .unwrap();
+    register(&control).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, plan_toml()).unwrap();
+    let plan = Plan::parse("plan.toml", &plan_toml()).unwrap();
+
+    // The application writes throughout: inserts, updates (some to a NULL note), deletes.
+    let app = connect(&url).await;
+    let (stop_app, app_stopped) = watch::channel(false);
+    let writer = tokio::spawn(async move {
+        let mut ops = 0u32;
+        while !*app_stopped.borrow() {
+            let id = 1 + (rand::random::<u32>() % 8000) as i64;
+            let sql = match ops % 4 {
+                0 => "UPDATE public.items SET n = n + 1, note = note || '+' WHERE id = $1",
+                1 => "DELETE FROM public.items WHERE id = $1",
+                2 => "UPDATE public.items SET note = NULL WHERE id = $1",
+                _ => "INSERT INTO public.items (n, note) VALUES ($1::bigint::int, 'new')",
+            };
+            app.execute(sql, &[&id]).await.unwrap();
+            ops += 1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ops
+    });
+
+    let (_stop, rx) = watch::channel(false);
+    let copy = tokio::spawn(backfill::run(
+        cfg.clone(),
+        plan.clone(),
+        RunOptions::default(),
+        rx,
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cdc::lag(&control, PLAN_ID).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the copy created no slot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut applier = spawn_applier(&url, &path);
+    let applied =
+        || async { scalar_i64(&control, "SELECT applied_changes FROM cutover.cdc").await };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while applied().await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the applier applied nothing: {}",
+            std::fs::read_to_string(path.with_extension("log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigkill(&mut applier);
+    let after_kill = applied().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut applier = spawn_applier(&url, &path);
+
+    let summary = tokio::time::timeout(Duration::from_secs(120), copy)
+        .await
+        .expect("copy did not finish")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Done);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop_app.send(true);
+    let ops = writer.await.unwrap();
+    assert!(ops > 100, "the application wrote only {ops} times");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lag = cdc::lag(&control, PLAN_ID).await.unwrap().unwrap();
+        if lag.within(64 * 1024, Duration::from_secs(1)) && applied().await > after_kill {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the applier did not catch up: {lag:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every write is committed (asynchronously: the cluster runs synchronous_commit = off, so
+    // the insert position, not the flushed one, covers them): the slot must get past it.
+    let target: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let past: bool = client
+            .query_one(
+                "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots",
+                &[&target],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if past {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the applier did not pass {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sigkill(&mut applier);
+    let differ = scalar_i64(
+        &client,
+        "SELECT count(*) FROM public.items s FULL JOIN public.items_v2 t ON t.legacy_id = s.id
+          WHERE s.id IS NULL OR t.legacy_id IS NULL
+             OR t.n2 IS DISTINCT FROM s.n * 2 OR t.note IS DISTINCT FROM s.note",
+    )
+    .await;
+    let detail: Vec<String> = client
+        .query(
+            "SELECT format('%s %s %s / %s %s %s', s.id, s.n * 2, s.note, t.legacy_id, t.n2, t.note)
+               FROM public.items s FULL JOIN public.items_v2 t ON t.legacy_id = s.id
+              WHERE s.id IS NULL OR t.legacy_id IS NULL
+                 OR t.n2 IS DISTINCT FROM s.n * 2 OR t.note IS DISTINCT FROM s.note LIMIT 10",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        differ,
+        0,
+        "target differs from source: {detail:?}; applier log: {}",
+        std::fs::read_to_string(path.with_extension("log")).unwrap_or_default()
+    );
+    let triggers = scalar_i64(
+        &client,
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.items'::regclass",
+    )
+    .await;
+    assert_eq!(triggers, 0, "CDC needs no trigger on the source");
+
+    // A dual-write rolled back leaves a slot that the next start sweeps away.
+    control
+        .batch_execute(&format!(
+            "INSERT INTO cutover.phases (plan_id, phase, state) VALUES ('{PLAN_ID}', 'dual_write', 'rolled_back')"
+        ))
+        .await
+        .unwrap();
+    // The killed applier's server process lets go of the slot once it sees the disconnect.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scalar_i64(
+        &client,
+        "SELECT count(*) FROM pg_replication_slots WHERE active",
+    )
+    .await
+        > 0
+    {
+        assert!(Instant::now() < deadline, "the slot stayed active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dropped = cdc::sweep_orphans(&control).await.unwrap();
+    assert_eq!(dropped, vec![cdc::slot_name(PLAN_ID)]);
+    let slots = scalar_i64(&client, "SELECT count(*) FROM pg_replication_slots").await;
+    assert_eq!(slots, 0, "a slot was left behind");
+    assert!(cdc::lag(&control, PLAN_ID).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_server_without_logical_wal_is_refused_with_what_to_set() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let level: String = client
+        .query_one("SHOW wal_level", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if level == "logical" {
+        return;
+    }
+    client.batch_execute(SCHEMA).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, plan_toml()).unwrap();
+    let out = Command::new(cutover_bin())
+        .args(["cdc", "run"])
+        .arg(&path)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("set wal_level = logical"), "{stderr}");
+
+    let out = Command::new(cutover_bin())
+        .args(["validate"])
+        .arg(&path)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("plan.toml:") && stderr.contains("CDC needs wal_level = logical"),
+        "{stderr}"
+    );
+}
