@@ -650,16 +650,21 @@ async fn run_next_probes(cfg: &DbConfig, plan: &Plan, kept: &mut Option<Client>)
     match (allowed, next) {
         (Ok(_), Some(next)) => {
             crate::engine::gate::run_probes(&client, plan, next).await;
-            // Kept only when no transaction block was left open on it.
-            let idle = client
-                .query_one("SELECT now() = statement_timestamp()", &[])
-                .await
-                .and_then(|r| r.try_get::<_, bool>(0));
-            if matches!(idle, Ok(true)) {
-                *kept = Some(client);
-            }
         }
         (Err(e), _) => tracing::warn!(target: "worker", "gate probes not run: {e}"),
-        (Ok(_), None) => *kept = Some(client),
+        (Ok(_), None) => {}
+    }
+    // Kept only when no transaction block was left open on it (a statement sent alone then
+    // starts its own transaction).
+    let idle = client
+        .simple_query("SELECT now() = statement_timestamp()")
+        .await
+        .map(|m| {
+            m.iter().any(|m| {
+                matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))
+            })
+        });
+    if matches!(idle, Ok(true)) {
+        *kept = Some(client);
     }
 }
