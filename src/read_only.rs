@@ -2,10 +2,12 @@
 //! throttle query, probe queries) runs through [`ReadOnly`], so it cannot change the database
 //! even when it calls a function that writes.
 //!
-//! Each statement (or group of statements, [`ReadOnly::run`]) runs in a transaction that is
-//! `READ ONLY` and always rolled back — its own transaction on an idle connection
-//! ([`ReadOnly::own`]), or a savepoint made read-only inside the caller's transaction
-//! ([`ReadOnly::nested`]). PostgreSQL then refuses `INSERT`/`UPDATE`/`DELETE`, DDL, `nextval`
+//! Each statement (or group of statements, [`ReadOnly::run`]) runs in a `READ ONLY` savepoint
+//! that is always rolled back to — inside a transaction of its own on an idle connection
+//! ([`ReadOnly::own`]), which then commits with nothing in it (so Cutover's reads add no
+//! rollbacks to the database's counters; a plain `ROLLBACK` if the savepoint is gone), or
+//! inside the caller's transaction, made read-only for the savepoint ([`ReadOnly::nested`]).
+//! PostgreSQL then refuses `INSERT`/`UPDATE`/`DELETE`, DDL, `nextval`
 //! and `setval` even inside functions (SQLSTATE 25006), and session settings changed with
 //! `set_config` are undone. Two further defences follow the query: it must not have been given
 //! a transaction id (only a write — to a temporary table — takes one), and session-level
@@ -16,7 +18,7 @@
 //!
 //! [`ReadOnly::own`] first makes sure no transaction block is open on the connection (one open by
 //! mistake is refused, untouched: `START TRANSACTION` inside it would only warn, and the closing
-//! `ROLLBACK` would end it). A run costs three round trips besides the query (two nested).
+//! `COMMIT` would end it). A run costs three round trips besides the query (two nested).
 //!
 //! The plan SQL itself still goes over the extended protocol, one statement at a time; only the
 //! fixed statements around it use the simple protocol.
@@ -45,7 +47,8 @@ const MAX_UNLOCKS: usize = 10_000;
 /// Where the read-only transaction comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {
-    /// The connection is idle: `START TRANSACTION READ ONLY` … `ROLLBACK`.
+    /// The connection is idle: `START TRANSACTION READ ONLY` and a savepoint, rolled back to;
+    /// then `COMMIT` of the empty transaction.
     Own,
     /// The caller's transaction is open: a savepoint with `SET LOCAL transaction_read_only`,
     /// rolled back to and released.
@@ -122,7 +125,8 @@ impl ReadOnlyError {
 }
 
 impl<'a> ReadOnly<'a> {
-    /// On an idle connection: each run is its own read-only transaction, rolled back.
+    /// On an idle connection: each run is a savepoint in its own read-only transaction, rolled
+    /// back to.
     pub fn own(client: &'a Client, what: impl Into<String>) -> ReadOnly<'a> {
         ReadOnly {
             client,
@@ -267,7 +271,7 @@ impl<'a> ReadOnly<'a> {
             return Err(self.error(ReadOnlyErrorKind::InTransaction));
         }
         let open = match self.scope {
-            Scope::Own => "START TRANSACTION READ ONLY".to_string(),
+            Scope::Own => format!("START TRANSACTION READ ONLY; SAVEPOINT {SAVEPOINT}"),
             Scope::Nested => {
                 format!("SAVEPOINT {SAVEPOINT}; SET LOCAL transaction_read_only = on")
             }
@@ -300,7 +304,7 @@ impl<'a> ReadOnly<'a> {
 
     /// True when no transaction block is open: a statement sent alone then runs in a transaction
     /// that starts with it. (`START TRANSACTION` inside an open block would only warn — and make
-    /// the caller's transaction read-only, which the closing `ROLLBACK` would then end.)
+    /// the caller's transaction read-only, which the closing `COMMIT` would then end.)
     async fn idle(&self) -> Result<bool, ReadOnlyError> {
         let messages = self
             .client
@@ -313,29 +317,38 @@ impl<'a> ReadOnly<'a> {
             == Some("t"))
     }
 
-    /// Rolls the scope back, in one round trip; returns the transaction id the scope had
-    /// before the rollback (when `read_xid`) and the session's advisory locks after it.
+    /// Rolls the scope back, in one round trip (two when the savepoint is gone); returns the
+    /// transaction id the scope had before the rollback (when `read_xid`) and the session's
+    /// advisory locks after it.
     async fn end(
         &self,
         read_xid: bool,
     ) -> Result<(Option<String>, BTreeSet<String>), tokio_postgres::Error> {
-        let close = match self.scope {
-            Scope::Own => "ROLLBACK".to_string(),
-            Scope::Nested => {
-                format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
-            }
-        };
         let xid = if read_xid {
             "SELECT pg_current_xact_id_if_assigned()::text; "
         } else {
             ""
         };
-        let messages = self
-            .client
-            .simple_query(&format!("{xid}{close}; {LOCKS}"))
-            .await?;
-        let first =
-            |row: Option<Vec<Option<String>>>| row.and_then(|r| r.into_iter().next().flatten());
+        // Locks taken in the savepoint are released by rolling back to it, so the session's
+        // locks can be read before the outer transaction ends.
+        let close = match self.scope {
+            Scope::Own => format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; {LOCKS}; COMMIT"),
+            Scope::Nested => {
+                format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}; {LOCKS}")
+            }
+        };
+        let messages = match self.client.simple_query(&format!("{xid}{close}")).await {
+            Ok(messages) => messages,
+            // The work ended the block or released the savepoint: end whatever is left.
+            Err(_) if self.scope == Scope::Own => {
+                let messages = self
+                    .client
+                    .simple_query(&format!("ROLLBACK; {LOCKS}"))
+                    .await?;
+                return Ok((None, split_locks(first(last_row(&messages)).as_deref())));
+            }
+            Err(e) => return Err(e),
+        };
         let wrote = if read_xid {
             first(first_row(&messages))
         } else {
@@ -392,6 +405,11 @@ fn row_values(m: &SimpleQueryMessage) -> Option<Vec<Option<String>>> {
         }
         _ => None,
     }
+}
+
+/// The first value of a row.
+fn first(row: Option<Vec<Option<String>>>) -> Option<String> {
+    row.and_then(|r| r.into_iter().next().flatten())
 }
 
 /// The values of the first row among simple-query results.

@@ -5,9 +5,8 @@
 //! [`Scope::enter`] opens a savepoint (inside a new transaction when none is in progress);
 //! [`Scope::rollback`] undoes everything done inside, [`Scope::commit`] keeps it.
 
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{Client, Row, SimpleQueryMessage};
 
 const SAVEPOINT: &str = "cutover_evidence";
 const OPTIONAL: &str = "cutover_evidence_optional";
@@ -22,23 +21,21 @@ pub(crate) struct Scope {
 impl Scope {
     /// Opens a savepoint; when the caller is not in a transaction, first a transaction.
     pub(crate) async fn enter(client: &Client) -> Result<Scope, tokio_postgres::Error> {
-        match client
-            .batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
-            .await
-        {
-            Ok(()) => Ok(Scope {
-                own_transaction: false,
-            }),
-            Err(e) if e.code() == Some(&SqlState::NO_ACTIVE_SQL_TRANSACTION) => {
-                client
-                    .batch_execute(&format!("BEGIN; SAVEPOINT {SAVEPOINT}"))
-                    .await?;
-                Ok(Scope {
-                    own_transaction: true,
-                })
-            }
-            Err(e) => Err(e),
-        }
+        // Asked rather than tried: a savepoint refused outside a block is a rolled-back
+        // transaction in `pg_stat_database`. Alone in its query, the statement starts its own
+        // transaction (`now()` is its start) unless a block is open.
+        let idle = client
+            .simple_query("SELECT now() = statement_timestamp()")
+            .await?
+            .iter()
+            .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
+        let open = if idle { "BEGIN; " } else { "" };
+        client
+            .batch_execute(&format!("{open}SAVEPOINT {SAVEPOINT}"))
+            .await?;
+        Ok(Scope {
+            own_transaction: idle,
+        })
     }
 
     /// Undoes everything done in the scope. An own transaction is then committed empty, so

@@ -12,6 +12,7 @@ pub mod command;
 pub mod snapshot;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -136,6 +137,8 @@ struct State {
     rate_points: VecDeque<(Instant, i64)>,
     evaluations: (mpsc::UnboundedSender<()>, mpsc::UnboundedReceiver<()>),
     evaluating: bool,
+    /// The connection gate evaluations run on (`cutover/tui-gate`), kept between them.
+    gate_client: Arc<tokio::sync::Mutex<Option<Client>>>,
     last_eval: Option<Instant>,
     eval_wanted: bool,
     actor: Option<crate::control::audit::Actor>,
@@ -163,6 +166,7 @@ async fn run(
         rate_points: VecDeque::new(),
         evaluations: mpsc::unbounded_channel(),
         evaluating: false,
+        gate_client: Arc::default(),
         last_eval: None,
         eval_wanted: true,
         actor: None,
@@ -589,8 +593,10 @@ fn spawn_evaluation(state: &State) {
     let cfg = state.opts.db.clone();
     let plan = state.opts.plan.clone();
     let tx = state.evaluations.0.clone();
+    let kept = state.gate_client.clone();
     tokio::spawn(async move {
-        run_next_probes(&cfg, &plan).await;
+        let mut kept = kept.lock().await;
+        run_next_probes(&cfg, &plan, &mut kept).await;
         let _ = tx.send(());
     });
 }
@@ -611,14 +617,21 @@ fn has_stale_probe(snap: &Snapshot) -> bool {
 }
 
 /// Runs (and records) the probes of the next gate, so every view judges fresh results. Only
-/// writers do this: a viewer runs no probe.
-async fn run_next_probes(cfg: &DbConfig, plan: &Plan) {
-    let client = match db::connect(cfg, &SessionSettings::new("tui-gate")).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(target: "worker", "gate evaluation skipped: {e}");
-            return;
-        }
+/// writers do this: a viewer runs no probe. Runs on the `kept` connection, opened when there is
+/// none (or it closed) and dropped after a failure or when left inside a transaction block.
+async fn run_next_probes(cfg: &DbConfig, plan: &Plan, kept: &mut Option<Client>) {
+    if kept.as_ref().is_some_and(Client::is_closed) {
+        *kept = None;
+    }
+    let client = match kept.take() {
+        Some(c) => c,
+        None => match db::connect(cfg, &SessionSettings::new("tui-gate")).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(target: "worker", "gate evaluation skipped: {e}");
+                return;
+            }
+        },
     };
     let next = match Facts::load(&client, plan.id()).await {
         Ok(f) => f.next_phase(),
@@ -640,5 +653,18 @@ async fn run_next_probes(cfg: &DbConfig, plan: &Plan) {
         }
         (Err(e), _) => tracing::warn!(target: "worker", "gate probes not run: {e}"),
         (Ok(_), None) => {}
+    }
+    // Kept only when no transaction block was left open on it (a statement sent alone then
+    // starts its own transaction).
+    let idle = client
+        .simple_query("SELECT now() = statement_timestamp()")
+        .await
+        .map(|m| {
+            m.iter().any(|m| {
+                matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))
+            })
+        });
+    if matches!(idle, Ok(true)) {
+        *kept = Some(client);
     }
 }

@@ -183,8 +183,22 @@ impl Snapshot {
 }
 
 /// Reads a full snapshot for `plan`: the facts (judged at once), backfill progress, sessions,
-/// the recent audit entries and the notification deliveries. Read-only.
+/// the recent audit entries and the notification deliveries. Read-only, in one transaction
+/// (`client` must be idle), so a poll adds one transaction to the database's counters rather
+/// than one per statement.
 pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
+    client.batch_execute("START TRANSACTION READ ONLY").await?;
+    let snap = read(client, plan).await;
+    let ended = client
+        .batch_execute(if snap.is_ok() { "COMMIT" } else { "ROLLBACK" })
+        .await;
+    let snap = snap?;
+    ended?;
+    Ok(snap)
+}
+
+/// The reads of [`load`], inside its transaction.
+async fn read(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
     let facts = Facts::load(client, plan.id()).await?;
     let mut snap = Snapshot::from_facts(plan, facts);
     if plan.spec.backfill.is_some() {
