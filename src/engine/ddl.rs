@@ -287,7 +287,11 @@ impl<'o> Runner<'o> {
             summary(&stmt.text)
         );
         if let Err(why) = crate::sql::guard(&stmt.text) {
-            return Err(AttemptError::Engine(self.refusal(index, stmt, why)));
+            return Err(AttemptError::Engine(self.refusal(
+                index,
+                stmt,
+                why.to_string(),
+            )));
         }
         // The extended protocol runs exactly one statement: nothing can be appended to it.
         let exec = client.execute(stmt.text.as_str(), &[]);
