@@ -43,7 +43,7 @@ pub struct TxChanged {
 
 async fn current(client: &impl GenericClient) -> Result<String, tokio_postgres::Error> {
     Ok(client
-        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .query_one("SELECT pg_current_xact_id()::text AS xid", &[])
         .await?
-        .get(0))
+        .get("xid"))
 }

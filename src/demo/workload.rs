@@ -226,10 +226,13 @@ async fn run(app: App, version: AppVersion, mut stopped: watch::Receiver<bool>) 
             }
         };
         let max_id: i64 = match client
-            .query_one("SELECT coalesce(max(id), 1) FROM public.accounts", &[])
+            .query_one(
+                "SELECT coalesce(max(id), 1) AS max_id FROM public.accounts",
+                &[],
+            )
             .await
         {
-            Ok(r) => r.get(0),
+            Ok(r) => r.get("max_id"),
             Err(_) => 1,
         };
         let mut tick = tokio::time::interval(period);
