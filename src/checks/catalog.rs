@@ -107,11 +107,11 @@ fn problem(path: &[&str], message: String) -> Problem {
 async fn relation_exists(tx: &Transaction<'_>, name: &str) -> Result<bool, DbError> {
     let row = tx
         .query_one(
-            "SELECT to_regclass($1) IS NOT NULL",
+            "SELECT to_regclass($1) IS NOT NULL AS present",
             &[&quote_qualified(name)],
         )
         .await?;
-    Ok(row.get(0))
+    Ok(row.get("present"))
 }
 
 async fn missing_columns(
@@ -121,12 +121,12 @@ async fn missing_columns(
 ) -> Result<Vec<String>, DbError> {
     let rows = tx
         .query(
-            "SELECT attname::text FROM pg_attribute
+            "SELECT attname::text AS name FROM pg_attribute
               WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
             &[&quote_qualified(table)],
         )
         .await?;
-    let have: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let have: Vec<String> = rows.iter().map(|r| r.get("name")).collect();
     Ok(columns
         .iter()
         .filter(|c| !have.contains(c))
@@ -152,11 +152,12 @@ async fn key_is_unique_not_null(
                         = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) k))
              AND NOT EXISTS (
                  SELECT 1 FROM pg_attribute a
-                  WHERE a.attrelid = to_regclass($1) AND a.attname = ANY ($2) AND NOT a.attnotnull)",
+                  WHERE a.attrelid = to_regclass($1) AND a.attname = ANY ($2) AND NOT a.attnotnull)
+             AS unique_not_null",
             &[&quote_qualified(table), &key],
         )
         .await?;
-    Ok(row.get(0))
+    Ok(row.get("unique_not_null"))
 }
 
 async fn compiles(tx: &Transaction<'_>, sql: &str) -> Result<Option<String>, DbError> {

@@ -340,7 +340,10 @@ impl Facts {
         if super::schema::state(client).await? != super::schema::SchemaState::Missing {
             return Facts::load(client, plan_id).await;
         }
-        let now: DateTime<Utc> = client.query_one("SELECT now()", &[]).await?.get(0);
+        let now: DateTime<Utc> = client
+            .query_one("SELECT now() AS now", &[])
+            .await?
+            .get("now");
         Ok(Facts::unregistered(plan_id, now))
     }
 

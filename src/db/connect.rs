@@ -468,11 +468,12 @@ async fn check_session_attrs(client: &Client, attrs: SessionAttrs) -> Result<(),
     }
     let row = client
         .query_one(
-            "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'",
+            "SELECT pg_is_in_recovery() AS standby,
+                    current_setting('transaction_read_only') = 'on' AS read_only",
             &[],
         )
         .await?;
-    let (standby, read_only): (bool, bool) = (row.get(0), row.get(1));
+    let (standby, read_only): (bool, bool) = (row.get("standby"), row.get("read_only"));
     let ok = match attrs {
         SessionAttrs::Any => true,
         SessionAttrs::ReadWrite => !read_only,

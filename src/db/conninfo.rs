@@ -139,16 +139,66 @@ pub(crate) fn parse(text: &str) -> Result<Params, DbError> {
         .find_map(|prefix| trimmed.strip_prefix(prefix));
     let (what, parsed) = match url {
         Some(rest) => ("in the connection URL", parse_url(rest)),
-        None if trimmed.contains("://") => (
-            "in the connection string",
-            Err("a connection URL must start with postgres:// or postgresql://".into()),
-        ),
+        None if trimmed.contains("://") => {
+            ("in the connection string", Err(Malformed::NotPostgresUrl))
+        }
         None => ("in the connection string", parse_key_value(text)),
     };
-    parsed.map_err(|message| DbError::InvalidConfig {
+    parsed.map_err(|e| DbError::InvalidConfig {
         what: what.to_string(),
-        message,
+        message: e.to_string(),
     })
+}
+
+/// Why a connection string does not parse. No variant holds a password or text that may be
+/// part of one.
+#[derive(Debug, thiserror::Error)]
+enum Malformed {
+    #[error("a connection URL must start with postgres:// or postgresql://")]
+    NotPostgresUrl,
+    #[error("the URL contains `#`; {ENCODE_HINT}")]
+    Fragment,
+    #[error(
+        "cannot tell the URL's user and password from its host: an `@` follows a `/`; {ENCODE_HINT}"
+    )]
+    AtAfterSlash,
+    #[error("the URL has more than one `@`; {ENCODE_HINT}")]
+    SeveralAts,
+    /// `place` names where, never the text.
+    #[error("{source} in {place}")]
+    Decode { source: DecodeError, place: String },
+    #[error(
+        "the URL's host list is not valid ({}): write host:port or [IPv6]:port, \
+         a port from 1 to 65535",
+        .0.source().map(|c| c.to_string()).unwrap_or_default()
+    )]
+    HostList(#[source] tokio_postgres::Error),
+    #[error("text that is not UTF-8 in the URL's password")]
+    PasswordNotUtf8,
+    #[error("a URL parameter lacks `=` (expected key=value)")]
+    ParameterWithoutEquals,
+    #[error("URL parameter `ssl` only takes `true` (use sslmode=…)")]
+    SslNotTrue,
+    #[error("unknown URL parameter `{0}`")]
+    UnknownParameter(String),
+    /// A `keyword=value` word that is wrong: `word` is `None` right after `password=`.
+    #[error("{}", word_problem(problem, word.as_deref(), *at))]
+    Word {
+        problem: &'static str,
+        word: Option<String>,
+        at: usize,
+    },
+    #[error("unterminated quoted value of `{key}` (the quote opens at character {at})")]
+    Unterminated { key: &'static str, at: usize },
+}
+
+fn word_problem(problem: &str, word: Option<&str>, at: usize) -> String {
+    match word {
+        Some(word) => format!("{problem} `{word}` at character {at}"),
+        None => format!(
+            "{problem} at character {at} (after the password; quote a password that contains spaces: password='…')"
+        ),
+    }
 }
 
 const ENCODE_HINT: &str = "percent-encode `@` as %40, `/` as %2F, `?` as %3F, `#` as %23, \
@@ -158,19 +208,16 @@ const ENCODE_HINT: &str = "percent-encode `@` as %40, `/` as %2F, `?` as %3F, `#
 /// `[IPv6]`, socket directories) and the database name; before that, Cutover refuses what
 /// `Config` would misread (a `#`, an `@` it would take for the end of the credentials, a `%`
 /// not followed by two hex digits) and notes whether the URL gave a port at all.
-fn parse_url(rest: &str) -> Result<Params, String> {
+fn parse_url(rest: &str) -> Result<Params, Malformed> {
     if rest.contains('#') {
         // libpq has no fragments; a `#` is most likely part of an unencoded password.
-        return Err(format!("the URL contains `#`; {ENCODE_HINT}"));
+        return Err(Malformed::Fragment);
     }
     // User info ends at the first `@`, unless a `/` comes first (libpq's rule).
     let userinfo_len = match rest.find(['@', '/']) {
         Some(i) if rest.as_bytes()[i] == b'@' => i + 1,
         _ if rest.split('?').next().is_some_and(|r| r.contains('@')) => {
-            return Err(format!(
-                "cannot tell the URL's user and password from its host: an `@` follows a `/`; \
-                 {ENCODE_HINT}"
-            ));
+            return Err(Malformed::AtAfterSlash);
         }
         _ => 0,
     };
@@ -178,7 +225,7 @@ fn parse_url(rest: &str) -> Result<Params, String> {
     let (location, query) = after.split_once('?').unwrap_or((after, ""));
     let (hostspec, path) = location.split_at(location.find('/').unwrap_or(location.len()));
     if hostspec.contains('@') {
-        return Err(format!("the URL has more than one `@`; {ENCODE_HINT}"));
+        return Err(Malformed::SeveralAts);
     }
     let userinfo = userinfo.strip_suffix('@').unwrap_or(userinfo);
     let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
@@ -188,25 +235,21 @@ fn parse_url(rest: &str) -> Result<Params, String> {
         (hostspec, "host list"),
         (path, "database name"),
     ] {
-        decode(part).map_err(|e| format!("{e} in the URL's {what}"))?;
+        decode(part).map_err(|source| Malformed::Decode {
+            source,
+            place: format!("the URL's {what}"),
+        })?;
     }
     let at = if userinfo_len > 0 { "@" } else { "" };
     let config: Config = format!("postgresql://{userinfo}{at}{location}")
         .parse()
-        .map_err(|e: tokio_postgres::Error| {
-            let cause = e.source().map(|c| c.to_string()).unwrap_or_default();
-            format!(
-                "the URL's host list is not valid ({cause}): write host:port or [IPv6]:port, \
-                 a port from 1 to 65535"
-            )
-        })?;
+        .map_err(Malformed::HostList)?;
     let mut params = Params::default();
     if let Some(user) = config.get_user().filter(|u| !u.is_empty()) {
         params.set("user", user.to_string(), Origin::Url);
     }
     if let Some(p) = config.get_password() {
-        let p = String::from_utf8(p.to_vec())
-            .map_err(|_| "text that is not UTF-8 in the URL's password".to_string())?;
+        let p = String::from_utf8(p.to_vec()).map_err(|_| Malformed::PasswordNotUtf8)?;
         params.set("password", p, Origin::Url);
     }
     let hosts: Vec<String> = config
@@ -237,41 +280,39 @@ fn parse_url(rest: &str) -> Result<Params, String> {
     }
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let Some((key, value)) = pair.split_once('=') else {
-            return Err("a URL parameter lacks `=` (expected key=value)".into());
+            return Err(Malformed::ParameterWithoutEquals);
         };
-        let key = decode(key).map_err(|e| format!("{e} in a URL parameter name"))?;
-        let secret = key == "password";
-        let value = decode(value).map_err(|e| {
-            if secret {
-                format!("{e} in the URL's password parameter")
+        let key = decode(key).map_err(|source| Malformed::Decode {
+            source,
+            place: "a URL parameter name".to_string(),
+        })?;
+        let value = decode(value).map_err(|source| Malformed::Decode {
+            source,
+            place: if key == "password" {
+                "the URL's password parameter".to_string()
             } else {
-                format!("{e} in URL parameter `{key}`")
-            }
+                format!("URL parameter `{key}`")
+            },
         })?;
         if key == "ssl" {
             if value == "true" {
                 params.set("sslmode", "require".into(), Origin::Url);
                 continue;
             }
-            return Err("URL parameter `ssl` only takes `true` (use sslmode=…)".into());
+            return Err(Malformed::SslNotTrue);
         }
         match keyword(&key) {
             Some(k) => params.set(k, value, Origin::Url),
-            None => return Err(format!("unknown URL parameter `{}`", printable(&key))),
+            None => return Err(Malformed::UnknownParameter(printable(&key))),
         }
     }
     Ok(params)
 }
 
 /// Why a percent-decoding failed (without the text).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 struct DecodeError(&'static str);
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
 
 fn decode(s: &str) -> Result<String, DecodeError> {
     let bytes = s.as_bytes();
@@ -303,7 +344,7 @@ fn printable(s: &str) -> String {
     out
 }
 
-fn parse_key_value(text: &str) -> Result<Params, String> {
+fn parse_key_value(text: &str) -> Result<Params, Malformed> {
     let chars: Vec<char> = text.chars().collect();
     let mut params = Params::default();
     let mut i = 0;
@@ -325,12 +366,10 @@ fn parse_key_value(text: &str) -> Result<Params, String> {
         let word: String = chars[start..i].iter().collect();
         // The word after `password=` may be the rest of an unquoted password.
         let after_password = previous == Some("password");
-        let named = |what: &str| {
-            if after_password {
-                format!("{what} at character {} (after the password; quote a password that contains spaces: password='…')", start + 1)
-            } else {
-                format!("{what} `{}` at character {}", printable(&word), start + 1)
-            }
+        let named = |problem: &'static str| Malformed::Word {
+            problem,
+            word: (!after_password).then(|| printable(&word)),
+            at: start + 1,
         };
         skip_ws(&mut i);
         if i >= chars.len() || chars[i] != '=' {
@@ -349,12 +388,7 @@ fn parse_key_value(text: &str) -> Result<Params, String> {
         let mut value = String::new();
         loop {
             match (chars.get(i), quote_at) {
-                (None, Some(open)) => {
-                    return Err(format!(
-                        "unterminated quoted value of `{key}` (the quote opens at character {})",
-                        open + 1
-                    ))
-                }
+                (None, Some(open)) => return Err(Malformed::Unterminated { key, at: open + 1 }),
                 (None, None) => break,
                 (Some(c), None) if c.is_whitespace() => break,
                 (Some('\''), Some(_)) => {

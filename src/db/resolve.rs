@@ -285,7 +285,9 @@ impl Resolver<'_> {
                 .map(RootCert::File),
         };
         let mode = match self.get("sslmode") {
-            Some(v) => v.parse::<SslMode>().map_err(|m| self.bad("sslmode", m))?,
+            Some(v) => v
+                .parse::<SslMode>()
+                .map_err(|m| self.bad("sslmode", m.to_string()))?,
             None if rootcert == Some(RootCert::System) => SslMode::VerifyFull,
             None => SslMode::Prefer,
         };

@@ -75,9 +75,14 @@ impl SslMode {
     }
 }
 
+/// A word that is not one of libpq's sslmodes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an sslmode (disable, allow, prefer, require, verify-ca, verify-full)")]
+pub struct UnknownSslMode(pub String);
+
 impl FromStr for SslMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<SslMode, String> {
+    type Err = UnknownSslMode;
+    fn from_str(s: &str) -> Result<SslMode, UnknownSslMode> {
         Ok(match s {
             "disable" => SslMode::Disable,
             "allow" => SslMode::Allow,
@@ -85,11 +90,7 @@ impl FromStr for SslMode {
             "require" => SslMode::Require,
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
-            other => {
-                return Err(format!(
-                    "`{other}` is not an sslmode (disable, allow, prefer, require, verify-ca, verify-full)"
-                ))
-            }
+            other => return Err(UnknownSslMode(other.to_string())),
         })
     }
 }

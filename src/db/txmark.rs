@@ -14,24 +14,36 @@ impl TxMark {
         Ok(TxMark(current(client).await?))
     }
 
-    /// `Ok(())` while `client` is still in the marked transaction, else the message naming
-    /// both transaction ids.
+    /// `Ok(())` while `client` is still in the marked transaction, else both transaction ids.
     pub async fn verify(
         &self,
         client: &impl GenericClient,
-    ) -> Result<Result<(), String>, tokio_postgres::Error> {
+    ) -> Result<Result<(), TxChanged>, tokio_postgres::Error> {
         let now = current(client).await?;
         Ok(if now == self.0 {
             Ok(())
         } else {
-            Err(format!("transaction {} before it, {now} after", self.0))
+            Err(TxChanged {
+                before: self.0.clone(),
+                after: now,
+            })
         })
     }
 }
 
+/// A statement left the marked transaction: the ids before and after it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("transaction {before} before it, {after} after")]
+pub struct TxChanged {
+    /// The marked transaction.
+    pub before: String,
+    /// The transaction (or new snapshot's id) after the statement.
+    pub after: String,
+}
+
 async fn current(client: &impl GenericClient) -> Result<String, tokio_postgres::Error> {
     Ok(client
-        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .query_one("SELECT pg_current_xact_id()::text AS xid", &[])
         .await?
-        .get(0))
+        .get("xid"))
 }

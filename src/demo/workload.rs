@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use crate::db::DbConfig;
-use crate::worker::{AppControl, AppHandle, AppStatus, AppVersion};
+use crate::worker::{AppControl, AppHandle, AppStatus, AppVersion, RollError};
 
 /// How long the old version keeps serving its in-flight work during a rollout.
 pub(crate) const DRAIN: Duration = Duration::from_secs(2);
@@ -47,16 +47,12 @@ impl AppControl for Control {
         *self.status.borrow()
     }
 
-    fn roll(&self, to: AppVersion) -> Result<String, String> {
+    fn roll(&self, to: AppVersion) -> Result<String, RollError> {
         let from = self.status();
         if from.draining.is_some() {
-            return Err(format!(
-                "a rollout is under way ({from}): wait for it to finish"
-            ));
+            return Err(RollError::UnderWay(from));
         }
-        self.desired
-            .send(to)
-            .map_err(|_| "the demo app has stopped".to_string())?;
+        self.desired.send(to).map_err(|_| RollError::Stopped)?;
         Ok(format!(
             "app {to} serves new requests; {} drains within {}s",
             from.serving,
@@ -230,10 +226,13 @@ async fn run(app: App, version: AppVersion, mut stopped: watch::Receiver<bool>) 
             }
         };
         let max_id: i64 = match client
-            .query_one("SELECT coalesce(max(id), 1) FROM public.accounts", &[])
+            .query_one(
+                "SELECT coalesce(max(id), 1) AS max_id FROM public.accounts",
+                &[],
+            )
             .await
         {
-            Ok(r) => r.get(0),
+            Ok(r) => r.get("max_id"),
             Err(_) => 1,
         };
         let mut tick = tokio::time::interval(period);

@@ -222,9 +222,9 @@ impl<'o> Runner<'o> {
         direction: Direction,
     ) -> Result<Runner<'o>, EngineError> {
         let pid: i32 = client
-            .query_one("SELECT pg_backend_pid()", &[])
+            .query_one("SELECT pg_backend_pid() AS pid", &[])
             .await?
-            .get(0);
+            .get("pid");
         let monitor = match &opts.monitor {
             Some(cfg) => {
                 match db::connect(cfg, &SessionSettings::new("engine-monitor")).await {
@@ -287,7 +287,11 @@ impl<'o> Runner<'o> {
             summary(&stmt.text)
         );
         if let Err(why) = crate::sql::guard(&stmt.text) {
-            return Err(AttemptError::Engine(self.refusal(index, stmt, why)));
+            return Err(AttemptError::Engine(self.refusal(
+                index,
+                stmt,
+                why.to_string(),
+            )));
         }
         // The extended protocol runs exactly one statement: nothing can be appended to it.
         let exec = client.execute(stmt.text.as_str(), &[]);
@@ -375,9 +379,12 @@ impl<'o> Runner<'o> {
         attempt: u32,
     ) -> Result<(), AttemptError> {
         let previous: String = client
-            .query_one("SELECT current_setting('statement_timeout')", &[])
+            .query_one(
+                "SELECT current_setting('statement_timeout') AS statement_timeout",
+                &[],
+            )
             .await?
-            .get(0);
+            .get("statement_timeout");
         client
             .batch_execute(&format!(
                 "SET lock_timeout = {}; SET statement_timeout = {}",
@@ -497,8 +504,10 @@ async fn report_build(
 pub(crate) async fn blockers_of(client: &Client, pid: i32) -> Result<Vec<Blocker>, DbError> {
     let rows = client
         .query(
-            "SELECT a.pid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''),
-                    coalesce(a.state, ''), left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200)
+            "SELECT a.pid, coalesce(a.usename::text, '') AS login,
+                    coalesce(a.application_name, '') AS application_name,
+                    coalesce(a.state, '') AS state,
+                    left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200) AS query
                FROM pg_stat_activity a
               WHERE a.pid = ANY (pg_blocking_pids($1))
               ORDER BY a.pid",
@@ -508,11 +517,11 @@ pub(crate) async fn blockers_of(client: &Client, pid: i32) -> Result<Vec<Blocker
     Ok(rows
         .iter()
         .map(|r| Blocker {
-            pid: r.get(0),
-            login: r.get(1),
-            application_name: r.get(2),
-            state: r.get(3),
-            query: r.get(4),
+            pid: r.get("pid"),
+            login: r.get("login"),
+            application_name: r.get("application_name"),
+            state: r.get("state"),
+            query: r.get("query"),
         })
         .collect())
 }
@@ -563,7 +572,7 @@ pub(crate) async fn clean_invalid_index(
     };
     let row = client
         .query_opt(
-            "SELECT format('%I.%I', n.nspname, c.relname), i.indisvalid
+            "SELECT format('%I.%I', n.nspname, c.relname) AS qualified, i.indisvalid AS valid
                FROM pg_index i
                JOIN pg_class c ON c.oid = i.indexrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -574,8 +583,8 @@ pub(crate) async fn clean_invalid_index(
     match row {
         None => Ok(Some(false)),
         Some(r) => {
-            let qualified: String = r.get(0);
-            let valid: bool = r.get(1);
+            let qualified: String = r.get("qualified");
+            let valid: bool = r.get("valid");
             if valid {
                 return Ok(Some(true));
             }

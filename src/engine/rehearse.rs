@@ -337,7 +337,8 @@ async fn step(
 async fn locks(tx: &Transaction<'_>) -> Result<BTreeSet<LockTaken>, EngineError> {
     let rows = tx
         .query(
-            "SELECT coalesce(format('%I.%I', n.nspname, c.relname), l.relation::text), l.mode
+            "SELECT coalesce(format('%I.%I', n.nspname, c.relname), l.relation::text) AS relation,
+                    l.mode
                FROM pg_locks l
                LEFT JOIN pg_class c ON c.oid = l.relation
                LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -349,8 +350,8 @@ async fn locks(tx: &Transaction<'_>) -> Result<BTreeSet<LockTaken>, EngineError>
     Ok(rows
         .iter()
         .map(|r| LockTaken {
-            relation: r.get(0),
-            mode: r.get(1),
+            relation: r.get("relation"),
+            mode: r.get("mode"),
         })
         .collect())
 }
@@ -362,7 +363,7 @@ pub async fn catalog_fingerprint(
 ) -> Result<String, EngineError> {
     let row = client
         .query_one(
-            "SELECT md5(coalesce(string_agg(x, E'\\n' ORDER BY x), '')) FROM (
+            "SELECT md5(coalesce(string_agg(x, E'\\n' ORDER BY x), '')) AS fingerprint FROM (
                SELECT 'col ' || c.oid::regclass::text || '.' || a.attname || ' '
                       || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text AS x
                  FROM pg_attribute a
@@ -391,5 +392,5 @@ pub async fn catalog_fingerprint(
             &[],
         )
         .await?;
-    Ok(row.get(0))
+    Ok(row.get("fingerprint"))
 }

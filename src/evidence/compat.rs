@@ -14,17 +14,28 @@ use super::{Probe, ProbeContext, ProbeFuture, ProbeResult};
 use crate::db::describe_error;
 use crate::outcome::Outcome;
 use crate::plan::CompatQuery;
-use crate::sql::quote_literal;
+use crate::sql::{quote_literal, Refused};
 
 const STATEMENT: &str = "cutover_compat_probe";
 
+/// Why an old-app query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryFailure {
+    /// Cutover refused to send it.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The server rejected it.
+    #[error("{}", describe_error(.0))]
+    Database(#[source] tokio_postgres::Error),
+}
+
 /// What happened to one old-app query.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct QueryOutcome {
     /// The query's label.
     pub name: String,
-    /// `Ok(rows affected or returned)` or the database error.
-    pub result: Result<u64, String>,
+    /// `Ok(rows affected or returned)` or why it failed.
+    pub result: Result<u64, QueryFailure>,
     /// Execution time in milliseconds.
     pub millis: f64,
 }
@@ -112,18 +123,21 @@ async fn run_in_scope(
 }
 
 /// Prepares and executes one query; returns whether a prepared statement was left behind.
-async fn execute(client: &tokio_postgres::Client, q: &CompatQuery) -> (bool, Result<u64, String>) {
+async fn execute(
+    client: &tokio_postgres::Client,
+    q: &CompatQuery,
+) -> (bool, Result<u64, QueryFailure>) {
     let sql = q.sql.trim().trim_end_matches(';');
     if let Err(why) = crate::sql::guard(sql) {
         // Never sent; reported as the query's failure.
-        return (false, Err(why));
+        return (false, Err(why.into()));
     }
     // The extended protocol runs exactly one statement: nothing can follow the PREPARE.
     if let Err(e) = client
         .execute(format!("PREPARE {STATEMENT} AS {sql}").as_str(), &[])
         .await
     {
-        return (false, Err(describe_error(&e)));
+        return (false, Err(QueryFailure::Database(e)));
     }
     let args = if q.params.is_empty() {
         String::new()
@@ -134,7 +148,7 @@ async fn execute(client: &tokio_postgres::Client, q: &CompatQuery) -> (bool, Res
     let result = client
         .execute(&format!("EXECUTE {STATEMENT}{args}"), &[])
         .await
-        .map_err(|e| describe_error(&e));
+        .map_err(QueryFailure::Database);
     (true, result)
 }
 

@@ -86,7 +86,7 @@ impl Probe for PrivilegeParityProbe {
                         }
                         blockers.extend(found);
                     }
-                    Ok(Err(reason)) => unresolved.push(reason),
+                    Ok(Err(reason)) => unresolved.push(reason.to_string()),
                     Err(e) => unresolved.push(format!("{old} → {new}: {}", describe_error(&e))),
                 }
             }
@@ -120,12 +120,23 @@ impl Probe for PrivilegeParityProbe {
     }
 }
 
+/// A pair's name that resolves to no relation or column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Unresolved {
+    /// Neither a relation nor a table's column.
+    #[error("`{0}` does not exist")]
+    Missing(String),
+    /// The table exists, the column does not.
+    #[error("column `{0}` does not exist")]
+    NoColumn(String),
+}
+
 /// `schema.table`, `table`, `schema.table.column` or `table.column`: a relation if the whole
 /// name resolves to one, otherwise the last part is a column.
 async fn resolve(
     client: &Client,
     name: &str,
-) -> Result<Result<Object, String>, tokio_postgres::Error> {
+) -> Result<Result<Object, Unresolved>, tokio_postgres::Error> {
     if name.split('.').count() < 3 {
         let row = client
             .query_opt(
@@ -143,7 +154,7 @@ async fn resolve(
         }
     }
     let Some((table, column)) = name.rsplit_once('.') else {
-        return Ok(Err(format!("`{name}` does not exist")));
+        return Ok(Err(Unresolved::Missing(name.to_string())));
     };
     let row = client
         .query_one(
@@ -168,8 +179,8 @@ async fn resolve(
                 .unwrap_or_default(),
             column: column.to_string(),
         })),
-        (Some(_), _) => Ok(Err(format!("column `{name}` does not exist"))),
-        (None, _) => Ok(Err(format!("`{name}` does not exist"))),
+        (Some(_), _) => Ok(Err(Unresolved::NoColumn(name.to_string()))),
+        (None, _) => Ok(Err(Unresolved::Missing(name.to_string()))),
     }
 }
 
@@ -177,7 +188,7 @@ async fn compare(
     client: &Client,
     old: &str,
     new: &str,
-) -> Result<Result<Vec<String>, String>, tokio_postgres::Error> {
+) -> Result<Result<Vec<String>, Unresolved>, tokio_postgres::Error> {
     let old = match resolve(client, old).await? {
         Ok(o) => o,
         Err(e) => return Ok(Err(e)),

@@ -14,7 +14,7 @@ use crate::control::own_transactions;
 use crate::db::describe_error;
 use crate::db::tally::Counts;
 use crate::plan::{Phase, Plan};
-use crate::read_only::ReadOnly;
+use crate::read_only::{ReadOnly, ReadOnlyError};
 use crate::sql::quote_qualified;
 
 /// Cumulative statistics of one normalized statement (`pg_stat_statements`).
@@ -162,7 +162,7 @@ pub async fn capture(client: &Client, plan: &Plan) -> Result<Snapshot, tokio_pos
     let (metric, metric_error) = match &plan.spec.probes.error_budget.metric_query {
         Some(sql) => match metric_value(client, sql).await {
             Ok(v) => (Some(v), None),
-            Err(e) => (None, Some(e)),
+            Err(e) => (None, Some(e.to_string())),
         },
         None => (None, None),
     };
@@ -345,15 +345,25 @@ pub fn word_regex(word: &str) -> String {
     format!("\\m{escaped}\\M")
 }
 
+/// Why the plan's metric query gave no number.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricError {
+    /// The query failed or was refused.
+    #[error(transparent)]
+    Query(#[from] ReadOnlyError),
+    /// No row, or a NULL.
+    #[error("the metric query returned no value")]
+    NoValue,
+}
+
 /// Runs the plan's metric query (one row, one numeric column).
-pub async fn metric_value(client: &Client, sql: &str) -> Result<f64, String> {
+pub async fn metric_value(client: &Client, sql: &str) -> Result<f64, MetricError> {
     let rows = ReadOnly::nested(client, "probes.error_budget.metric_query")
         .query(&format!("SELECT ({sql})::float8 AS value"), &[])
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     rows.first()
         .and_then(|r| r.get::<_, Option<f64>>("value"))
-        .ok_or_else(|| "the metric query returned no value".to_string())
+        .ok_or(MetricError::NoValue)
 }
 
 /// Stores `snap` as the baseline taken before `phase`.

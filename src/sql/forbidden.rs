@@ -251,24 +251,36 @@ pub fn check_script(script: &str) -> Vec<SqlIssue> {
     out
 }
 
+/// Why [`guard`] refused a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The parser's nesting limit was hit.
+    #[error("refused: the statement nests more than {} brackets deep", MAX_NESTING)]
+    TooDeep,
+    /// More than one statement in one text.
+    #[error("refused: the text holds more than one statement")]
+    SeveralStatements,
+    /// A statement a plan may never send.
+    #[error("refused: {}", .0.reason())]
+    Forbidden(Forbidden),
+}
+
 /// Refuses, at run time, a statement that must never reach the server from a plan: more than
 /// one statement in the text, or a forbidden one (see [`Forbidden`]).
-pub fn guard(text: &str) -> Result<(), String> {
+pub fn guard(text: &str) -> Result<(), Refused> {
     let Some((root, _)) = parse(text) else {
-        return Err(format!(
-            "refused: the statement nests more than {MAX_NESTING} brackets deep"
-        ));
+        return Err(Refused::TooDeep);
     };
     if !meta_commands(&root).is_empty() {
-        return Err(format!("refused: {}", Forbidden::MetaCommand.reason()));
+        return Err(Refused::Forbidden(Forbidden::MetaCommand));
     }
     let stmts: Vec<SyntaxNode> = root.children().filter(is_statement).collect();
     if stmts.len() > 1 {
-        return Err("refused: the text holds more than one statement".to_string());
+        return Err(Refused::SeveralStatements);
     }
     for stmt in &stmts {
         if let Some((why, _)) = forbidden_in(stmt) {
-            return Err(format!("refused: {}", why.reason()));
+            return Err(Refused::Forbidden(why));
         }
     }
     Ok(())

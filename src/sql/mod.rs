@@ -15,7 +15,7 @@ mod parse;
 mod quote;
 
 pub use fields::{check_expression, check_query, check_relation, QueryKind};
-pub use forbidden::{check_script, guard, Forbidden};
+pub use forbidden::{check_script, guard, Forbidden, Refused};
 use parse::{is_statement, parse};
 pub use parse::{SqlIssue, MAX_NESTING};
 pub use quote::{quote_ident, quote_literal, quote_qualified};

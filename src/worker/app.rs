@@ -92,7 +92,18 @@ pub trait AppControl: Send + Sync {
     fn status(&self) -> AppStatus;
     /// Starts a rolling deploy to `to`: it serves new work at once, the old version drains.
     /// Returns what happened in words.
-    fn roll(&self, to: AppVersion) -> Result<String, String>;
+    fn roll(&self, to: AppVersion) -> Result<String, RollError>;
+}
+
+/// Why a rolling deploy did not start.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RollError {
+    /// The previous rollout still drains.
+    #[error("a rollout is under way ({0}): wait for it to finish")]
+    UnderWay(AppStatus),
+    /// The app is gone.
+    #[error("the demo app has stopped")]
+    Stopped,
 }
 
 /// A shared [`AppControl`], as the worker's options carry it.

@@ -416,7 +416,9 @@ async fn roll_app(
         facts.now.format("%H:%M:%S")
     );
     engine::note(client, plan, actor, &text).await?;
-    app.0.roll(version).map_err(ActionError::Failed)
+    app.0
+        .roll(version)
+        .map_err(|e| ActionError::Failed(e.to_string()))
 }
 
 async fn scrape(

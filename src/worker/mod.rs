@@ -22,11 +22,11 @@ use tokio_postgres::{Client, Notification};
 use crate::control::backfill::State as BackfillState;
 use crate::control::facts::Facts;
 use crate::control::phases::PhaseState;
-use crate::db::{self, DbConfig, SessionSettings};
+use crate::db::{self, DbConfig, DbError, SessionSettings};
 use crate::plan::{Phase, Plan};
 use crate::rules::ItemKind;
 
-pub use app::{AppControl, AppHandle, AppStatus, AppVersion};
+pub use app::{AppControl, AppHandle, AppStatus, AppVersion, RollError};
 pub use command::{ActionError, ActionResult, Command};
 pub use snapshot::Snapshot;
 
@@ -193,7 +193,8 @@ async fn run(
                 }
             }
             Err(e) => e,
-        };
+        }
+        .to_string();
         let wait = backoff(attempt);
         tracing::warn!(target: "worker", "database unavailable: {error}; retrying in {}s", wait.as_secs());
         state.send(WorkerEvent::Conn(ConnState::Retrying {
@@ -404,7 +405,7 @@ async fn connect_monitor(
         mpsc::UnboundedReceiver<Notification>,
         db::ConnSecurity,
     ),
-    String,
+    SessionLost,
 > {
     let session = SessionSettings {
         purpose: "tui".to_string(),
@@ -412,7 +413,7 @@ async fn connect_monitor(
     };
     let (client, notes, security) = db::connect_listening(cfg, &session)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(SessionLost::Connect)?;
     let mut setup = format!("LISTEN {}", crate::control::schema::NOTIFY_CHANNEL);
     if read_only {
         setup.push_str("; SET default_transaction_read_only = on");
@@ -420,8 +421,31 @@ async fn connect_monitor(
     client
         .batch_execute(&setup)
         .await
-        .map_err(|e| db::describe_error(&e))?;
+        .map_err(SessionLost::Setup)?;
     Ok((client, notes, security))
+}
+
+/// Why a monitoring session ended (the worker reconnects).
+#[derive(Debug, thiserror::Error)]
+enum SessionLost {
+    /// Connecting failed.
+    #[error(transparent)]
+    Connect(DbError),
+    /// `LISTEN` (and the read-only setting) failed.
+    #[error("{}", db::describe_error(.0))]
+    Setup(#[source] tokio_postgres::Error),
+    /// The notification stream ended.
+    #[error("the connection to the database was lost")]
+    Closed,
+    /// Reading the snapshot failed on a closed connection.
+    #[error("the connection to the database was lost: {0}")]
+    Lost(#[source] DbError),
+    /// Reading the snapshot failed.
+    #[error("reading the control schema failed: {0}")]
+    Read(#[source] DbError),
+    /// The snapshot took longer than its timeout.
+    #[error("the database did not answer within {}s", .0.as_secs())]
+    Timeout(Duration),
 }
 
 /// Serves one connected session; returns Ok when the UI went away, Err when the connection did.
@@ -430,7 +454,7 @@ async fn connected(
     client: &Client,
     mut notes: mpsc::UnboundedReceiver<Notification>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
-) -> Result<(), String> {
+) -> Result<(), SessionLost> {
     let mut poll = tokio::time::interval(POLL_EVERY);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = true;
@@ -470,7 +494,7 @@ async fn connected(
                     }
                     dirty = true;
                 }
-                None => return Err("the connection to the database was lost".to_string()),
+                None => return Err(SessionLost::Closed),
             },
             result = state.evaluations.1.recv() => {
                 if result.is_some() {
@@ -532,7 +556,7 @@ async fn register(cfg: &DbConfig, plan: &Plan) {
 
 /// Reads a snapshot, evaluates the gate, and publishes it. Starts an engine evaluation of the gate
 /// and scorecard when one is due (something gate-relevant changed, or every [`EVAL_EVERY`]).
-async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
+async fn refresh(state: &mut State, client: &Client) -> Result<(), SessionLost> {
     let mut snap = match tokio::time::timeout(
         SNAPSHOT_TIMEOUT,
         snapshot::load(client, &state.opts.plan),
@@ -542,16 +566,11 @@ async fn refresh(state: &mut State, client: &Client) -> Result<(), String> {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             if client.is_closed() {
-                return Err(format!("the connection to the database was lost: {e}"));
+                return Err(SessionLost::Lost(e));
             }
-            return Err(format!("reading the control schema failed: {e}"));
+            return Err(SessionLost::Read(e));
         }
-        Err(_) => {
-            return Err(format!(
-                "the database did not answer within {}s",
-                SNAPSHOT_TIMEOUT.as_secs()
-            ))
-        }
+        Err(_) => return Err(SessionLost::Timeout(SNAPSHOT_TIMEOUT)),
     };
     if state.actor.is_none() {
         state.actor = crate::control::audit::Actor::current(client).await.ok();

@@ -428,7 +428,8 @@ async fn probes_that_run_plan_sql_refuse_writes() {
         .unwrap();
     let err = evidence::snapshot::metric_value(&client, "SELECT public.canary_nextval()")
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(
             "probes.error_budget.metric_query: cannot execute nextval() in a read-only transaction"

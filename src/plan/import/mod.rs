@@ -121,8 +121,18 @@ fn one_line(text: &str) -> String {
     }
 }
 
+/// An imported operation that does not serialize to TOML.
+#[derive(Debug, thiserror::Error)]
+#[error("operation {number}: {source}")]
+pub struct RenderError {
+    /// 1-based position among the imported operations.
+    pub number: usize,
+    /// The serializer's error.
+    pub source: toml::ser::Error,
+}
+
 /// The plan text: header, roster, and each operation beside its source.
-pub fn render(items: &[Item], h: &Header, what: &str) -> Result<String, String> {
+pub fn render(items: &[Item], h: &Header, what: &str) -> Result<String, RenderError> {
     let mut out = format!(
         "# Imported by `{}`.\n# Each [[operations]] entry below shows its source beside it; review with\n\
          # `cutover plan show <this file>`, then run it like any plan.\n\n",
@@ -179,7 +189,10 @@ pub fn render(items: &[Item], h: &Header, what: &str) -> Result<String, String> 
         let text = toml::to_string(&One {
             operations: [&item.op],
         })
-        .map_err(|e| format!("operation {}: {e}", n + 1))?;
+        .map_err(|source| RenderError {
+            number: n + 1,
+            source,
+        })?;
         out.push_str(&text);
     }
     Ok(out)

@@ -22,6 +22,22 @@ pub struct Imported {
     pub skipped: Vec<String>,
 }
 
+/// Why a statement cannot become an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Unmappable {
+    /// The statement lacks a part the mapping needs.
+    #[error("{0}")]
+    Incomplete(&'static str),
+    /// A NOT NULL column with no value for existing rows.
+    #[error("ADD COLUMN … NOT NULL without DEFAULT: existing rows have no value; give a DEFAULT")]
+    NotNullWithoutDefault,
+    /// A type change with `USING` and no `--down` for it.
+    #[error(
+        "ALTER COLUMN {column} TYPE … USING …: give the way back, e.g. --down '{table}.{column}=<SQL over the new column>'"
+    )]
+    UsingWithoutDown { table: String, column: String },
+}
+
 /// `down` expressions for type changes with `USING`, as `table.column` (or `column`) → SQL.
 pub type Downs = [(String, String)];
 
@@ -60,9 +76,9 @@ pub fn import(path: &str, text: &str, downs: &Downs) -> Result<Imported, ImportE
             .trim()
             .trim_end_matches(';')
             .to_string();
-        statement(&mut cx, stmt).map_err(|message| ImportError {
+        statement(&mut cx, stmt).map_err(|e| ImportError {
             at: format!("{path}:{line}:{col}"),
-            message,
+            message: e.to_string(),
         })?;
     }
     Ok(cx.out)
@@ -170,7 +186,7 @@ fn columns(node: &SyntaxNode, nth: usize) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), String> {
+fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), Unmappable> {
     use ast::Stmt as S;
     match stmt {
         S::Begin(_) | S::Commit(_) | S::Rollback(_) | S::SetTransaction(_) => {
@@ -201,7 +217,7 @@ fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), String> {
             let t = c
                 .table_name()
                 .map(|n| name(&text_of(&n)))
-                .ok_or("CREATE TABLE names no table")?;
+                .ok_or(Unmappable::Incomplete("CREATE TABLE names no table"))?;
             let t = Table::parse(&t);
             let sql = cx.source.clone();
             cx.push(
@@ -241,12 +257,12 @@ fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), String> {
     Ok(())
 }
 
-fn create_index(cx: &mut Cx, c: ast::CreateIndex) -> Result<(), String> {
+fn create_index(cx: &mut Cx, c: ast::CreateIndex) -> Result<(), Unmappable> {
     let table = c
         .table_relation_name()
         .and_then(|r| r.table_name_ref())
         .map(|n| name(&text_of(&n)))
-        .ok_or("CREATE INDEX names no table")?;
+        .ok_or(Unmappable::Incomplete("CREATE INDEX names no table"))?;
     let items: Vec<ast::PartitionItem> = c
         .partition_item_list()
         .map(|l| l.partition_items().collect())
@@ -291,7 +307,7 @@ fn create_index(cx: &mut Cx, c: ast::CreateIndex) -> Result<(), String> {
         let at = c
             .index_token()
             .map(|t| usize::from(t.text_range().end() - c.syntax().text_range().start()))
-            .ok_or("CREATE INDEX without INDEX")?;
+            .ok_or(Unmappable::Incomplete("CREATE INDEX without INDEX"))?;
         sql.insert_str(at, " CONCURRENTLY");
     }
     let schema = Table::parse(&table).schema;
@@ -310,12 +326,12 @@ fn create_index(cx: &mut Cx, c: ast::CreateIndex) -> Result<(), String> {
     Ok(())
 }
 
-fn alter_table(cx: &mut Cx, a: ast::AlterTable) -> Result<(), String> {
+fn alter_table(cx: &mut Cx, a: ast::AlterTable) -> Result<(), Unmappable> {
     let table = a
         .table_relation_name()
         .and_then(|r| r.table_name_ref())
         .map(|n| name(&text_of(&n)))
-        .ok_or("ALTER TABLE names no table")?;
+        .ok_or(Unmappable::Incomplete("ALTER TABLE names no table"))?;
     let t = Table::parse(&table);
     for action in a.actions() {
         let action_text = text_of(&action);
@@ -341,7 +357,7 @@ fn mapped(
     table: &str,
     t: &Table,
     action: &ast::AlterTableAction,
-) -> Result<bool, String> {
+) -> Result<bool, Unmappable> {
     use ast::AlterTableAction as A;
     match action {
         A::AddColumn(add) => return add_column(cx, table, add),
@@ -372,7 +388,7 @@ fn mapped(
             let to = r
                 .table_name()
                 .map(|n| name(&text_of(&n)))
-                .ok_or("RENAME TO names no table")?;
+                .ok_or(Unmappable::Incomplete("RENAME TO names no table"))?;
             let o = OperationSpec {
                 op: "rename_table".into(),
                 from: Some(t.plain()),
@@ -415,7 +431,7 @@ fn mapped(
     Ok(true)
 }
 
-fn add_column(cx: &mut Cx, table: &str, add: &ast::AddColumn) -> Result<bool, String> {
+fn add_column(cx: &mut Cx, table: &str, add: &ast::AddColumn) -> Result<bool, Unmappable> {
     let mut o = op("add_column", table);
     o.column = add.column_name().map(|c| name(&text_of(&c)));
     o.kind = add.ty().map(|t| text_of(&t));
@@ -476,10 +492,7 @@ fn add_column(cx: &mut Cx, table: &str, add: &ast::AddColumn) -> Result<bool, St
         }
     }
     if o.nullable == Some(false) && o.default.is_none() {
-        return Err(
-            "ADD COLUMN … NOT NULL without DEFAULT: existing rows have no value; give a DEFAULT"
-                .into(),
-        );
+        return Err(Unmappable::NotNullWithoutDefault);
     }
     cx.push(
         o,
@@ -519,12 +532,12 @@ fn alter_column(
     table: &str,
     t: &Table,
     alter: &ast::AlterColumn,
-) -> Result<bool, String> {
+) -> Result<bool, Unmappable> {
     use ast::AlterColumnOption as O;
     let col = alter
         .column_name_ref()
         .map(|c| name(&text_of(&c)))
-        .ok_or("ALTER COLUMN names no column")?;
+        .ok_or(Unmappable::Incomplete("ALTER COLUMN names no column"))?;
     let mut o = op("alter_column", table);
     o.column = Some(col.clone());
     match alter.option() {
@@ -537,10 +550,10 @@ fn alter_column(
             let given = cx.down_for(table, &col);
             let note = match (&using, &given) {
                 (Some(_), None) => {
-                    return Err(format!(
-                        "ALTER COLUMN {col} TYPE … USING …: give the way back, e.g. --down '{}.{col}=<SQL over the new column>'",
-                        t.name
-                    ))
+                    return Err(Unmappable::UsingWithoutDown {
+                        table: t.name.clone(),
+                        column: col,
+                    })
                 }
                 (None, None) => "a duplicate column kept in step by the sync trigger; down inferred: the new value cast back to the old type",
                 _ => "a duplicate column kept in step by the sync trigger (USING is `up`)",
@@ -582,7 +595,7 @@ fn add_constraint(
     table: &str,
     t: &Table,
     add: &ast::AddConstraint,
-) -> Result<bool, String> {
+) -> Result<bool, Unmappable> {
     use ast::Constraint as C;
     let Some(c) = add.constraint() else {
         return Ok(false);
@@ -621,7 +634,7 @@ fn add_constraint(
             let target = f
                 .table_name_ref()
                 .map(|n| name(&text_of(&n)))
-                .ok_or("FOREIGN KEY references no table")?;
+                .ok_or(Unmappable::Incomplete("FOREIGN KEY references no table"))?;
             let fk_name = given(f.constraint_name_clause())
                 .unwrap_or_else(|| format!("{bare}_{}_fkey", from.join("_")));
             match on_delete_only(

@@ -15,15 +15,16 @@ pub struct NewPlan {
     pub fields: Vec<(&'static str, String)>,
 }
 
+/// An operation name `plan new` does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown operation `{0}`: use one of {known}", known = OPERATIONS.join(", ").replace('_', "-"))]
+pub struct UnknownOperation(pub String);
+
 /// The plan text, or why not (unknown operation).
-pub fn render(new: &NewPlan) -> Result<String, String> {
+pub fn render(new: &NewPlan) -> Result<String, UnknownOperation> {
     let op = new.op.replace('-', "_");
     if !OPERATIONS.contains(&op.as_str()) {
-        return Err(format!(
-            "unknown operation `{}`: use one of {}",
-            new.op,
-            OPERATIONS.join(", ").replace('_', "-")
-        ));
+        return Err(UnknownOperation(new.op.clone()));
     }
     let get = |k: &str| {
         new.fields
