@@ -40,6 +40,7 @@
 pub mod guard;
 mod keys;
 pub(crate) mod operator;
+mod partitions;
 pub(crate) mod progress;
 mod ranges;
 mod runner;
@@ -56,6 +57,7 @@ pub use crate::control::backfill::State;
 use crate::control::phases::PhaseState;
 use crate::plan::{BackfillSpec, Plan};
 pub use operator::{pause, resume, stop, tune};
+pub use partitions::PartitionProgress;
 pub use progress::{progress, Progress, RangeProgress};
 pub use runner::run;
 

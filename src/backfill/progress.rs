@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
+use super::partitions::{self, PartitionProgress};
 use super::{spec, BackfillError};
 use crate::control::backfill::leases::RangeKind;
 use crate::control::backfill::{state, stats, State};
@@ -86,6 +87,8 @@ pub struct Progress {
     pub recent_rates: Vec<f64>,
     /// The key ranges.
     pub ranges: Vec<RangeProgress>,
+    /// Per leaf partition of a partitioned table, by name (empty for a plain table).
+    pub partitions: Vec<PartitionProgress>,
 }
 
 impl Progress {
@@ -206,6 +209,7 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         started_at: row.started_at,
         finished_at: row.finished_at,
         recent_rates,
+        partitions: partitions::summarize(&ranges, |r| remaining_of(r, integer_key)),
         ranges,
     })
 }
@@ -248,6 +252,7 @@ fn not_started(plan: &Plan, spec: &BackfillSpec) -> Progress {
         finished_at: None,
         recent_rates: Vec::new(),
         ranges: Vec::new(),
+        partitions: Vec::new(),
     }
 }
 

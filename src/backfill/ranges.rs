@@ -33,6 +33,8 @@ pub(super) struct Claimed {
     pub hi: Option<Key>,
     /// Last key done (or the range's exclusive lower bound).
     pub checkpoint: Option<Key>,
+    /// The leaf partition the range covers (quoted name); `None` for the whole table.
+    pub partition: Option<String>,
 }
 
 /// Another worker's lease.
@@ -106,6 +108,36 @@ pub(super) async fn plan_ranges(
         tx.commit().await?;
         return Ok(());
     }
+    if super::partitions::plan(&tx, plan, keys, workers, parts).await? {
+        tx.commit().await?;
+        return Ok(());
+    }
+    let (estimate, bounds) = split(&tx, keys, workers, parts).await?;
+    let per_range = estimate / (bounds.len().max(1) as i64);
+    let mut lo: Option<Key> = None;
+    for (i, hi) in bounds.iter().enumerate() {
+        leases::insert_range(&tx, plan.id(), i as i32 + 1, lo.as_ref(), hi, per_range).await?;
+        lo = Some(hi.clone());
+    }
+    leases::record_planned(&tx, plan.id(), estimate, &keys.columns, &keys.types).await?;
+    tx.commit().await?;
+    tracing::info!(
+        plan = plan.id(),
+        ranges = bounds.len(),
+        rows = estimate,
+        "backfill ranges planned"
+    );
+    Ok(())
+}
+
+/// Splits the table of `keys` into about `parts` ranges (chosen from its size when `None`):
+/// the row estimate and the ranges' upper bounds, the last one its largest key (none when empty).
+pub(super) async fn split(
+    tx: &impl GenericClient,
+    keys: &KeySpec,
+    workers: u32,
+    parts: Option<u32>,
+) -> Result<(i64, Vec<Key>), BackfillError> {
     let max = tx
         .query_opt(keys.max_key_sql().as_str(), &[])
         .await?
@@ -114,7 +146,7 @@ pub(super) async fn plan_ranges(
         .query_one(
             "SELECT COALESCE((SELECT reltuples::float8 FROM pg_class WHERE oid = to_regclass($1)), -1) \
              AS reltuples",
-            &[&plan.spec.backfill.as_ref().map(|b| b.table.clone()).unwrap_or_default()],
+            &[&keys.table],
         )
         .await?
         .get("reltuples");
@@ -147,21 +179,7 @@ pub(super) async fn plan_ranges(
         }
         bounds.push(max.clone());
     }
-    let per_range = estimate / (bounds.len().max(1) as i64);
-    let mut lo: Option<Key> = None;
-    for (i, hi) in bounds.iter().enumerate() {
-        leases::insert_range(&tx, plan.id(), i as i32 + 1, lo.as_ref(), hi, per_range).await?;
-        lo = Some(hi.clone());
-    }
-    leases::record_planned(&tx, plan.id(), estimate, &keys.columns, &keys.types).await?;
-    tx.commit().await?;
-    tracing::info!(
-        plan = plan.id(),
-        ranges = bounds.len(),
-        rows = estimate,
-        "backfill ranges planned"
-    );
-    Ok(())
+    Ok((estimate, bounds))
 }
 
 /// Ranges to plan for `estimate` rows: about one per 500 000 rows (1–64), at least four per
@@ -206,6 +224,7 @@ pub(super) async fn claim(
         .into_iter()
         .filter(|h| h.owner != me.owner)
         .collect();
+    super::partitions::close_detached(&tx, plan_id).await?;
     let rows = leases::lock_open_ranges(&tx, plan_id).await?;
     let open = leases::open_count(&tx, plan_id).await?;
     if open == 0 {
@@ -243,6 +262,7 @@ pub(super) async fn claim(
         sweep: row.kind == RangeKind::Sweep,
         hi: row.hi,
         checkpoint: row.checkpoint,
+        partition: row.partition,
     }))
 }
 
@@ -286,6 +306,10 @@ pub(super) async fn finish(
     if current == State::Done {
         tx.commit().await?;
         return Ok(Finish::Done);
+    }
+    if super::partitions::plan_new_leaves(&tx, plan, keys).await? > 0 {
+        tx.commit().await?;
+        return Ok(Finish::Busy);
     }
     let timeout = plan.spec.settings.statement_timeout.as_millis();
     tx.batch_execute(&format!("SET LOCAL statement_timeout = {timeout}"))
@@ -333,6 +357,7 @@ pub(super) async fn finish(
         sweep: true,
         hi: max,
         checkpoint: None,
+        partition: None,
     }))
 }
 

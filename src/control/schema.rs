@@ -92,6 +92,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "cdc",
         sql: include_str!("migrations/v090_cdc.sql"),
     },
+    Migration {
+        version: 91,
+        name: "backfill_partitions",
+        sql: include_str!("migrations/v090_backfill_partitions.sql"),
+    },
 ];
 
 /// The channel on which every change of the control schema is announced (`LISTEN cutover_events`).

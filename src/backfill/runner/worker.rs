@@ -503,9 +503,10 @@ impl Worker {
         let Some(client) = self.client.as_ref() else {
             return Err(StepError::Connection("not connected".to_string()));
         };
+        let keys = crate::backfill::partitions::keys_for(&self.shared.keys, range);
         let job = ChunkJob {
             statements,
-            keys: &self.shared.keys,
+            keys: &keys,
             plan_id: self.shared.plan.id(),
             owner: &self.me.owner,
             range,

@@ -188,6 +188,8 @@ pub(crate) struct OpenRange {
     pub hi: Option<Key>,
     /// Last key done.
     pub checkpoint: Option<Key>,
+    /// The leaf partition the range covers (quoted name), `None` for the whole table.
+    pub partition: Option<String>,
     /// Lease holder, if any (live or not).
     pub lease_owner: Option<String>,
     /// Its host.
@@ -205,7 +207,7 @@ pub(crate) async fn lock_open_ranges(
 ) -> Result<Vec<OpenRange>, Error> {
     let rows = tx
         .query(
-            "SELECT range_id, kind, hi, checkpoint, lease_owner, lease_host, lease_pid, \
+            "SELECT range_id, kind, hi, checkpoint, partition, lease_owner, lease_host, lease_pid, \
              lease_until >= clock_timestamp() AS live \
              FROM cutover.backfill_ranges WHERE plan_id = $1 AND NOT done \
              ORDER BY range_id FOR UPDATE SKIP LOCKED",
@@ -219,6 +221,7 @@ pub(crate) async fn lock_open_ranges(
             kind: RangeKind::stored(r.get("kind")),
             hi: key_in(r, "hi"),
             checkpoint: key_in(r, "checkpoint"),
+            partition: r.get("partition"),
             lease_owner: r.get("lease_owner"),
             lease_host: r.get("lease_host"),
             lease_pid: r.get("lease_pid"),

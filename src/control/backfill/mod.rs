@@ -5,6 +5,7 @@
 //! - [`settings`] — the live settings: retuning them, and the view a worker reads before each
 //!   chunk;
 //! - [`leases`] — the key ranges, their leases and the final sweep's ranges;
+//! - [`partitions`] — the ranges of leaf partitions, and closing those of detached leaves;
 //! - [`checkpoint`] — the chunk's fence and checkpoint statements (the runner's hot path);
 //! - [`stats`] — read-only statistics for the CLI, the TUI and the metrics;
 //! - [`key`] — key values as stored.
@@ -15,6 +16,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod key;
 pub(crate) mod leases;
+pub(crate) mod partitions;
 pub(crate) mod settings;
 pub(crate) mod state;
 pub(crate) mod stats;

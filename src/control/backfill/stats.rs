@@ -44,6 +44,10 @@ pub struct RangeRow {
     pub lease_until: Option<DateTime<Utc>>,
     /// The lease is currently valid.
     pub lease_live: bool,
+    /// The leaf partition the range covers, `None` for the whole table.
+    pub partition: Option<String>,
+    /// The leaf was detached before the range was finished.
+    pub detached: bool,
 }
 
 impl RangeRow {
@@ -65,6 +69,8 @@ impl RangeRow {
             lease_since: r.get("lease_since"),
             lease_until: r.get("lease_until"),
             lease_live: r.get("lease_live"),
+            partition: r.get("partition"),
+            detached: r.get("detached"),
         }
     }
 }
@@ -76,7 +82,7 @@ pub(crate) async fn ranges(c: &impl GenericClient, plan_id: &str) -> Result<Vec<
             "SELECT range_id, kind, done, rows_done, rows_updated, rows_estimate, chunks, \
              checkpoint, hi, lease_owner, lease_host, lease_pid, lease_since, lease_until, \
              COALESCE(lease_owner IS NOT NULL AND lease_until >= clock_timestamp(), false) \
-             AS lease_live, lo \
+             AS lease_live, lo, partition, detached \
              FROM cutover.backfill_ranges WHERE plan_id = $1 ORDER BY range_id",
             &[&plan_id],
         )
