@@ -19,8 +19,8 @@ use tokio_postgres::GenericClient;
 use super::keys::{Key, KeySpec};
 use super::ranges::{self, Claimed};
 use super::{BackfillError, RangeProgress};
-use crate::control::backfill::partitions::{self as stored, LeafRange};
 use crate::control::backfill::leases;
+use crate::control::backfill::partitions::{self as stored, LeafRange};
 use crate::plan::Plan;
 
 /// The backfill of one leaf partition as the CLI and the TUI show it.
@@ -45,6 +45,35 @@ pub struct PartitionProgress {
     /// The leaf was detached from the table before its ranges were done: its remaining keys
     /// are not backfilled.
     pub detached: bool,
+}
+
+impl std::fmt::Display for PartitionProgress {
+    /// `public.t_p1: 45.0% (1200 of ~2600 keys), 3/8 ranges done, 2 workers`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.detached {
+            return write!(
+                f,
+                "{}: DETACHED during the backfill — {} keys done, ~{} not backfilled",
+                self.name,
+                self.rows_done,
+                self.rows_remaining.max(0)
+            );
+        }
+        write!(
+            f,
+            "{}: {:.1}% ({} of ~{} keys), {}/{} ranges done",
+            self.name,
+            self.percent,
+            self.rows_done,
+            self.rows_done + self.rows_remaining,
+            self.ranges_done,
+            self.ranges
+        )?;
+        if self.live_workers > 0 {
+            write!(f, ", {} worker(s)", self.live_workers)?;
+        }
+        Ok(())
+    }
 }
 
 /// The leaf partitions of `table` by name, `None` when it is not a partitioned table.

@@ -358,6 +358,9 @@ fn print_status(p: &backfill::Progress) {
     {
         println!("  warning:    no worker holds a live lease: is `cutover backfill run` running?");
     }
+    for part in &p.partitions {
+        println!("  partition  {part}");
+    }
     for r in &p.ranges {
         let lease = match (&r.lease_owner, r.lease_live) {
             (Some(o), true) => format!(

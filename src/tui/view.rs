@@ -205,6 +205,8 @@ pub struct BackfillView {
     pub throttled_seconds: f64,
     /// Worker ranges.
     pub ranges: Vec<RangeView>,
+    /// Per leaf partition (empty for a plain table).
+    pub partitions: Vec<crate::backfill::PartitionProgress>,
     /// Seconds since the newest checkpoint.
     pub checkpoint_age: Option<i64>,
     /// Workers holding a live lease now.
@@ -603,6 +605,7 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
         max_workers: b.workers,
         idle_workers: b.idle_workers,
         rate_cap: b.max_rows_per_sec,
+        partitions: s.partitions.clone(),
         checkpoint_age: match (b.checkpoint_age, newest) {
             (Some(age), _) => Some(age.round() as i64),
             (None, Some(t)) => Some((s.facts.now - t).num_seconds().max(0)),

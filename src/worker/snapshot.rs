@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub backfill: Option<BackfillRow>,
     /// The backfill's key ranges.
     pub ranges: Vec<RangeRow>,
+    /// The backfill per leaf partition (empty for a plain table).
+    pub partitions: Vec<crate::backfill::PartitionProgress>,
     /// Cutover sessions connected to this database now.
     pub sessions: Vec<SessionRow>,
     /// The plan's concurrent index builds running now.
@@ -146,6 +148,7 @@ impl Snapshot {
             facts,
             backfill: None,
             ranges: Vec::new(),
+            partitions: Vec::new(),
             sessions: Vec::new(),
             index_builds: Vec::new(),
             audit: Vec::new(),
@@ -207,6 +210,7 @@ async fn read(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
             .map_err(|e| DbError::Query(e.to_string()))?;
         let started = p.started_at.is_some() || p.state != BackfillState::Idle;
         snap.ranges = p.ranges.iter().map(range_from_progress).collect();
+        snap.partitions = p.partitions.clone();
         snap.backfill = started.then(|| backfill_from_progress(&p));
     }
     snap.sessions = client

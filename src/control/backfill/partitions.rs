@@ -58,16 +58,15 @@ pub(crate) async fn next_range_id(c: &impl GenericClient, plan_id: &str) -> Resu
 
 /// The leaves that have ranges (detached ones included), by name.
 pub(crate) async fn planned(c: &impl GenericClient, plan_id: &str) -> Result<Vec<String>, Error> {
-    Ok(c
-        .query(
-            "SELECT DISTINCT partition FROM cutover.backfill_ranges \
+    Ok(c.query(
+        "SELECT DISTINCT partition FROM cutover.backfill_ranges \
              WHERE plan_id = $1 AND partition IS NOT NULL ORDER BY partition",
-            &[&plan_id],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get("partition"))
-        .collect())
+        &[&plan_id],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get("partition"))
+    .collect())
 }
 
 /// Adds `rows` to the plan's row estimate (a leaf attached during the backfill).

@@ -330,6 +330,7 @@ fn text_lines<'a>(b: &BackfillView, theme: &Theme) -> Vec<Line<'a>> {
             theme.dim,
         ),
     ]));
+    lines.extend(super::partitions::lines(&b.partitions, theme));
     for r in &b.ranges {
         lines.push(Line::from(vec![
             Span::styled(

@@ -12,6 +12,7 @@ pub mod index_builds;
 pub mod log;
 pub mod migrations;
 pub mod parity;
+pub mod partitions;
 pub mod roster;
 pub mod scorecard;
 pub mod timeline;
