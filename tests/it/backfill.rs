@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 use crate::common::plans::PlanToml;
 use crate::common::{cutover_bin, TestDb};
 
-const PLAN_ID: &str = "bf-test";
+pub(crate) const PLAN_ID: &str = "bf-test";
 
 /// A plan backfilling `public.items`: `n = n + 1` (not idempotent) for rows flagged `todo`.
 fn plan_toml(backfill_extra: &str, throttle: &str) -> String {
@@ -66,7 +66,7 @@ async fn setup(db: &TestDb, rows: i64) -> Client {
     client
 }
 
-fn spawn_run(
+pub(crate) fn spawn_run(
     db: &TestDb,
     plan: &Plan,
     opts: RunOptions,
@@ -85,7 +85,7 @@ async fn scalar_i64(client: &Client, sql: &str) -> i64 {
 }
 
 /// Polls `probe` every 50 ms until it returns true; panics after `secs` seconds.
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut probe: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, secs: u64, mut probe: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -117,7 +117,7 @@ async fn state(client: &Client) -> (String, String) {
 }
 
 /// Every row was transformed exactly once: n = 1 and nothing pending.
-async fn assert_exactly_once(client: &Client) {
+pub(crate) async fn assert_exactly_once(client: &Client) {
     let row = client
         .query_one(
             "SELECT count(*), count(*) FILTER (WHERE n = 1 AND NOT todo), \

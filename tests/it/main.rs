@@ -4,6 +4,7 @@
 mod authz;
 mod backfill;
 mod backfill_copy;
+mod backfill_partitions;
 mod cdc;
 mod checks;
 mod common;
