@@ -116,6 +116,9 @@ pub(super) fn keys_for<'a>(keys: &'a KeySpec, range: &Claimed) -> Cow<'a, KeySpe
     }
 }
 
+/// A range to insert: lower bound (exclusive), upper bound (inclusive), estimated keys.
+type Planned = (Option<Key>, Option<Key>, i64);
+
 /// Plans the ranges of `leaves`, numbered from `first_id` round robin over the leaves; returns
 /// the rows estimated and the ranges planned.
 async fn plan_leaves(
@@ -129,7 +132,7 @@ async fn plan_leaves(
 ) -> Result<(i64, i32), BackfillError> {
     let n = leaves.len().max(1) as u32;
     let parts = parts.map(|p| p.div_ceil(n).max(1));
-    let mut per_leaf: Vec<Vec<(Option<Key>, Option<Key>, i64)>> = Vec::new();
+    let mut per_leaf: Vec<Vec<Planned>> = Vec::new();
     let mut total = 0;
     for leaf in leaves {
         let (estimate, bounds) =
