@@ -211,6 +211,9 @@ async fn backfill(
             ),
         ));
     }
+    if missing.is_empty() {
+        out.extend(super::partition_key::check(tx, &b.table, &b.key).await?);
+    }
     if b.is_copy() {
         return copy_target(tx, b, out).await;
     }

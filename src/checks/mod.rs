@@ -28,6 +28,7 @@ mod golden;
 mod invariant;
 mod keys;
 mod pace;
+mod partition_key;
 mod row_count;
 mod sampled;
 mod side;

@@ -203,3 +203,38 @@ async fn partitions_attached_mid_run_are_covered_and_detached_ones_reported() {
     assert!(detached.detached, "{detached}");
     assert!(detached.to_string().contains("DETACHED"));
 }
+
+#[tokio::test]
+async fn validate_names_partition_keys_missing_from_the_backfill_key() {
+    let db = TestDb::new().await;
+    let _client = setup(&db, 10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("parts.toml");
+    let source = plan("")
+        .source
+        .replace("key = [\"id\", \"region\"]", "key = [\"id\"]");
+    std::fs::write(&path, source).unwrap();
+    let out = std::process::Command::new(crate::common::cutover_bin())
+        .args(["validate", path.to_str().unwrap()])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is partitioned by `region` (of public.items)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("`id` (of"), "{stderr}");
+    // Located at the key's line and column in the plan file.
+    let key_line = plan("")
+        .source
+        .lines()
+        .position(|l| l.starts_with("key ="))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!("parts.toml:{key_line}:")),
+        "{stderr}"
+    );
+}
