@@ -5,6 +5,9 @@
 //!   one process or in several processes on several machines — claim ranges with
 //!   `FOR UPDATE SKIP LOCKED` and hold a lease that every chunk renews; an expired lease (or one
 //!   held by a process of this host that no longer runs) is reclaimed.
+//! - A partitioned table (sub-partitioned too) is split per leaf partition, and its chunks run
+//!   against the leaf ([`partitions`]); leaves attached later get ranges, detached ones are
+//!   reported.
 //! - A chunk is ONE transaction: it locks its range row (the lease fence), finds the chunk's upper
 //!   key by keyset, applies the plan's SET assignments to the rows of `(checkpoint, upper]` that
 //!   satisfy `pending` (walking the key index, so row locks are taken in key order, under a
@@ -46,6 +49,7 @@ mod ranges;
 mod runner;
 pub(crate) mod sizer;
 pub mod slots;
+mod split;
 pub mod throttle;
 
 use std::time::Duration;

@@ -17,7 +17,6 @@ use serde::Serialize;
 use tokio_postgres::GenericClient;
 
 use super::keys::{Key, KeySpec};
-use super::ranges::{self, Claimed};
 use super::{BackfillError, RangeProgress};
 use crate::control::backfill::leases;
 use crate::control::backfill::partitions::{self as stored, LeafRange};
@@ -108,9 +107,9 @@ fn on_leaf(keys: &KeySpec, leaf: &str) -> KeySpec {
     k
 }
 
-/// The key spec a chunk of `range` runs with: the leaf's for a partition range.
-pub(super) fn keys_for<'a>(keys: &'a KeySpec, range: &Claimed) -> Cow<'a, KeySpec> {
-    match &range.partition {
+/// The key spec a chunk runs with: the leaf's for a range of leaf `partition`.
+pub(super) fn keys_for<'a>(keys: &'a KeySpec, partition: Option<&str>) -> Cow<'a, KeySpec> {
+    match partition {
         Some(leaf) => Cow::Owned(on_leaf(keys, leaf)),
         None => Cow::Borrowed(keys),
     }
@@ -136,7 +135,7 @@ async fn plan_leaves(
     let mut total = 0;
     for leaf in leaves {
         let (estimate, bounds) =
-            ranges::split(c, &on_leaf(keys, leaf), workers.div_ceil(n), parts).await?;
+            super::split::split(c, &on_leaf(keys, leaf), workers.div_ceil(n), parts).await?;
         total += estimate;
         let per_range = estimate / (bounds.len().max(1) as i64);
         let mut list = Vec::new();

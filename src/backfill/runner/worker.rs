@@ -503,7 +503,8 @@ impl Worker {
         let Some(client) = self.client.as_ref() else {
             return Err(StepError::Connection("not connected".to_string()));
         };
-        let keys = crate::backfill::partitions::keys_for(&self.shared.keys, range);
+        let keys =
+            crate::backfill::partitions::keys_for(&self.shared.keys, range.partition.as_deref());
         let job = ChunkJob {
             statements,
             keys: &keys,
