@@ -209,6 +209,17 @@ impl KeySpec {
         )
     }
 
+    /// Counts the pending rows per partition of a partitioned table (`partition`, `pending`).
+    pub(super) fn pending_by_partition_sql(&self) -> String {
+        format!(
+            "{TAG}SELECT format('%I.%I', n.nspname, c.relname) AS partition, p.pending \
+             FROM (SELECT tableoid, count(*) AS pending FROM {} WHERE ({}) GROUP BY tableoid) p \
+             JOIN pg_class c ON c.oid = p.tableoid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             ORDER BY 1",
+            self.table, self.pending
+        )
+    }
+
     /// Evenly spaced boundary keys from a block sample of about `percent` % of the table.
     pub(super) fn boundaries_sql(&self, parts: u32, percent: f64) -> String {
         let sample = if percent >= 100.0 {

@@ -242,6 +242,31 @@ pub(super) async fn close_detached(
     Ok(())
 }
 
+/// Where the pending rows of a partitioned table are, for the final step's messages:
+/// ` (public.t_p1: 30, public.t_p2: 4)`; empty for a plain table.
+pub(super) async fn pending_by_leaf(
+    c: &impl GenericClient,
+    keys: &KeySpec,
+) -> Result<String, BackfillError> {
+    if leaves(c, &keys.table).await?.is_none() {
+        return Ok(String::new());
+    }
+    let rows = c
+        .query(keys.pending_by_partition_sql().as_str(), &[])
+        .await?;
+    let parts: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{}: {}",
+                r.get::<_, String>("partition"),
+                r.get::<_, i64>("pending")
+            )
+        })
+        .collect();
+    Ok(format!(" ({})", parts.join(", ")))
+}
+
 /// Progress per leaf partition from the ranges (empty for a plain table); `remaining` estimates
 /// the keys left in an unfinished range.
 pub(super) fn summarize(

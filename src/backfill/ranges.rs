@@ -267,9 +267,10 @@ pub(super) async fn finish(
         tx.commit().await?;
         return Ok(Finish::Done);
     }
+    let by_leaf = super::partitions::pending_by_leaf(&tx, keys).await?;
     if passes >= MAX_SWEEPS {
         let message = format!(
-            "{pending} rows are still pending after {passes} sweep passes: rows keep arriving in \
+            "{pending} rows{by_leaf} are still pending after {passes} sweep passes: rows keep arriving in \
              the old shape — is the dual-write path (phase dual_write) active?"
         );
         transitions::fail(&tx, plan.id(), &message).await?;
@@ -289,7 +290,7 @@ pub(super) async fn finish(
         plan = plan.id(),
         pending,
         pass = passes + 1,
-        "final sweep: rows still pending"
+        "final sweep: rows still pending{by_leaf}"
     );
     Ok(Finish::Sweep(Claimed {
         range_id,
