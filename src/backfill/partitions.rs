@@ -6,7 +6,9 @@
 //!   An empty leaf gets one range without an upper bound.
 //! - A leaf attached during the backfill gets ranges in the final step, before `pending` is
 //!   counted; a leaf detached (or dropped) before its ranges are done has them closed at the
-//!   next claim, marked `detached`, and named in the progress and the log.
+//!   next claim, marked `detached`, and named in the progress and the log; a leaf dropped under
+//!   a worker's range has its ranges closed the same way when the chunk finds it gone. A leaf
+//!   detached (not dropped) while a worker holds one of its ranges is finished as a plain table.
 //! - The final sweep runs through the parent, so it covers every leaf attached at that time.
 //! - Progress is summed per leaf from its ranges ([`PartitionProgress`]).
 
@@ -240,6 +242,31 @@ pub(super) async fn close_detached(
         );
     }
     Ok(())
+}
+
+/// True when a chunk of leaf `partition` failed because the leaf was dropped: its ranges are
+/// then closed as detached (and the worker claims another range).
+pub(super) async fn leaf_gone(
+    c: &impl GenericClient,
+    plan_id: &str,
+    partition: Option<&str>,
+    err: &tokio_postgres::Error,
+) -> Result<bool, tokio_postgres::Error> {
+    let Some(leaf) = partition else {
+        return Ok(false);
+    };
+    if err.code() != Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) {
+        return Ok(false);
+    }
+    let closed = stored::close_detached(c, plan_id).await?;
+    if closed.iter().any(|l| l == leaf) {
+        tracing::warn!(
+            plan = plan_id,
+            "partition {leaf} was dropped during the backfill: its remaining ranges are closed"
+        );
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// Where the pending rows of a partitioned table are, for the final step's messages:

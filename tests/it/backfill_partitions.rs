@@ -151,9 +151,9 @@ async fn partitioned_table_every_row_once_per_leaf_under_concurrent_writes() {
 async fn partitions_attached_mid_run_are_covered_and_detached_ones_reported() {
     let db = TestDb::new().await;
     let client = setup(&db, 4000).await;
-    let plan = plan("workers = 1\nmax_rows_per_second = 500");
+    let plan = plan("workers = 1\nmax_rows_per_second = 300");
     let opts = RunOptions {
-        ranges: Some(20),
+        ranges: Some(40),
         ..RunOptions::default()
     };
     let (_stop, handle) = spawn_run(&db, &plan, opts);
@@ -162,7 +162,22 @@ async fn partitions_attached_mid_run_are_covered_and_detached_ones_reported() {
     })
     .await;
 
-    // A new leaf with old-shape rows, and a leaf detached before its turn.
+    // A leaf dropped once its chunks have begun (usually mid-range)…
+    wait_for("chunks on items_r2", 30, || async {
+        client
+            .query_one(
+                "SELECT count(*) FROM cutover.backfill_ranges \
+                 WHERE plan_id = $1 AND partition = 'public.items_r2' AND chunks > 0",
+                &[&PLAN_ID],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+    })
+    .await;
+    db.exec("DROP TABLE public.items_r2").await;
+    // …a new leaf with old-shape rows, and a leaf detached before its turn.
     db.exec(
         "CREATE TABLE public.items_r4 (LIKE public.items INCLUDING DEFAULTS);
          INSERT INTO public.items_r4 (id, region, n, todo) SELECT g, 4, 0, true FROM generate_series(100001, 100300) g;
@@ -202,6 +217,8 @@ async fn partitions_attached_mid_run_are_covered_and_detached_ones_reported() {
     let detached = by_name("public.items_r3b").expect("detached leaf is listed");
     assert!(detached.detached, "{detached}");
     assert!(detached.to_string().contains("DETACHED"));
+    let dropped = by_name("public.items_r2").expect("dropped leaf is listed");
+    assert!(dropped.detached, "{dropped}");
 }
 
 #[tokio::test]

@@ -523,6 +523,12 @@ impl Worker {
             // Leave no transaction open (lease lost, or a failed statement).
             let _ = client.batch_execute("ROLLBACK").await;
         }
+        if let Err(e) = &result {
+            let leaf = range.partition.as_deref();
+            if crate::backfill::partitions::leaf_gone(client, job.plan_id, leaf, e).await? {
+                return Ok(None);
+            }
+        }
         Ok(result?)
     }
 }
