@@ -95,7 +95,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 91,
         name: "backfill_partitions",
-        sql: include_str!("migrations/v090_backfill_partitions.sql"),
+        sql: include_str!("migrations/v091_backfill_partitions.sql"),
     },
 ];
 
