@@ -11,6 +11,9 @@
 //!   detached (not dropped) while a worker holds one of its ranges is finished as a plain table.
 //! - The final sweep runs through the parent, so it covers every leaf attached at that time.
 //! - Progress is summed per leaf from its ranges ([`PartitionProgress`]).
+//! - Copy mode (whose `pending` names the source table) and `set`/`pending` expressions that
+//!   qualify columns by the table's name are not rewritten for a leaf: copy mode keeps backfilling
+//!   through the parent, as one key space.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -172,7 +175,7 @@ async fn plan_leaves(
 }
 
 /// Plans the ranges per leaf when the table is partitioned (the caller holds the range lock
-/// and found no ranges); `false` for a plain table.
+/// and found no ranges); `false` for a plain table or copy mode.
 pub(super) async fn plan(
     c: &impl GenericClient,
     plan: &Plan,
@@ -180,6 +183,10 @@ pub(super) async fn plan(
     workers: u32,
     parts: Option<u32>,
 ) -> Result<bool, BackfillError> {
+    // Copy mode's `pending` names the table itself, so it stays one key space on the parent.
+    if plan.spec.backfill.as_ref().is_some_and(|b| b.is_copy()) {
+        return Ok(false);
+    }
     let Some(leaves) = leaves(c, &keys.table).await? else {
         return Ok(false);
     };
