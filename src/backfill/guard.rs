@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
+use super::tail::{Tail, TailSignal};
 use crate::db::describe_error;
 
 /// Largest pause factor: chunks then run 1/(1+20) ≈ 5 % of the time.
@@ -115,6 +116,19 @@ pub fn next_pause(pause: f64, ratio: f64, limit: f64) -> f64 {
     }
 }
 
+/// The signal that counted in a reading, on the latency-ratio scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    /// Value over its reference (compared with `max_app_latency_ratio`).
+    pub ratio: f64,
+    /// The signal's name (`commit latency`, `app latency`…).
+    pub signal: &'static str,
+    /// What the ratio is of (`baseline`, or `budget` for the WAL rate).
+    pub of: &'static str,
+    /// The figures behind it.
+    pub detail: String,
+}
+
 /// A windowed reading: mean latency (ms) and its source.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reading {
@@ -150,6 +164,12 @@ pub struct Guard {
     last_traffic: Option<Instant>,
     /// Application sessions idle inside a transaction in the latest sample.
     in_transaction: f64,
+    /// The tail signals (sampled once [`Guard::probing`] names the plan).
+    tail: Tail,
+    /// The plan whose probe row the commit probe writes.
+    plan_id: Option<String>,
+    /// The signal that counted in the latest reading.
+    last: Option<Judged>,
 }
 
 impl Guard {
@@ -183,7 +203,28 @@ impl Guard {
             remeasure: None,
             last_traffic: None,
             in_transaction: 0.0,
+            tail: Tail::new(0.0),
+            plan_id: None,
+            last: None,
         }
+    }
+
+    /// Also samples the tail signals: commits a probe row of `plan_id` each reading, and
+    /// judges the WAL rate against `wal_limit` MiB/s (0 = none).
+    pub fn probing(mut self, plan_id: &str, wal_limit: f64) -> Guard {
+        self.plan_id = Some(plan_id.to_string());
+        self.tail = Tail::new(wal_limit);
+        self
+    }
+
+    /// The signal that counted in the latest reading, if any had a baseline.
+    pub fn last(&self) -> Option<&Judged> {
+        self.last.as_ref()
+    }
+
+    /// The limit (`max_app_latency_ratio`).
+    pub fn limit(&self) -> f64 {
+        self.limit
     }
 
     /// The current pause factor.
@@ -256,6 +297,9 @@ impl Guard {
         if self.statements != Some(false) {
             self.sample_statements(client, now).await;
         }
+        if let Some(plan_id) = self.plan_id.as_deref() {
+            self.tail.sample(client, plan_id, now).await?;
+        }
         Ok(busy_elsewhere)
     }
 
@@ -271,11 +315,12 @@ impl Guard {
                 // Nobody to protect.
                 self.remeasure = None;
             }
+            self.tail.set_baseline(now);
             if !readings.is_empty() {
                 if !self.started_chunks {
                     self.pause = self.pause.max(START_PAUSE);
                 }
-                self.set_baselines(&readings);
+                self.set_baselines(now, &readings);
                 self.started_chunks = true;
                 if self.remeasure.take().is_some() {
                     self.pause = (self.pause / 2.0).clamp(START_PAUSE, MAX_PAUSE / 4.0);
@@ -289,10 +334,11 @@ impl Guard {
             // (nothing to hurt), start at once.
             let traffic = self.traffic(now);
             if !readings.is_empty() && waited >= STATEMENTS_WINDOW {
-                self.set_baselines(&readings);
+                self.set_baselines(now, &readings);
                 self.started_chunks = true;
                 self.pause = self.pause.max(START_PAUSE);
             } else if (!traffic && self.settled()) || waited >= FIRST_BASELINE {
+                self.tail.set_baseline(now);
                 self.started_chunks = true;
             } else {
                 return Advice::Hold(
@@ -303,28 +349,25 @@ impl Guard {
         if let Some(why) = self.remeasure.as_ref().filter(|_| !quiet) {
             return Advice::Hold(why.clone());
         }
-        // The worst of the signals that have a baseline of their own.
-        let worst = readings
+        let unjudged = readings
             .iter()
-            .filter_map(|r| {
-                let base = self.baselines.iter().find(|b| b.source == r.source)?.ms;
-                Some((r.ms / base.max(1e-3), *r, base))
-            })
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        let Some((ratio, r, base_ms)) = worst else {
-            if !readings.is_empty() && !quiet {
-                // Traffic appeared after an idle start: measure it without the backfill.
-                let why = "measuring the application's latency without the backfill \
-                           (application traffic appeared)"
-                    .to_string();
-                self.remeasure = Some(why.clone());
-                return Advice::Hold(why);
-            }
+            .all(|r| self.baselines.iter().all(|b| b.source != r.source));
+        if !readings.is_empty() && unjudged && !quiet {
+            // Traffic appeared after an idle start: measure it without the backfill.
+            let why = "measuring the application's latency without the backfill \
+                       (application traffic appeared)"
+                .to_string();
+            self.remeasure = Some(why.clone());
+            return Advice::Hold(why);
+        }
+        let worst = self.worst(now, &readings);
+        self.last = worst.clone();
+        let Some(judged) = worst else {
             self.pause = next_pause(self.pause, 1.0, self.limit);
             return self.advice(None);
         };
         if !quiet {
-            self.pause = next_pause(self.pause, ratio, self.limit);
+            self.pause = next_pause(self.pause, judged.ratio, self.limit);
         }
         if self.pause >= MAX_PAUSE {
             let since = *self.at_max_since.get_or_insert(now);
@@ -338,37 +381,64 @@ impl Guard {
         } else {
             self.at_max_since = None;
         }
-        self.advice(Some((ratio, r, base_ms)))
+        self.advice(Some(judged))
+    }
+
+    /// The worst of the signals that have a baseline of their own: the statement and activity
+    /// means, and — while the application is there — the tail signals.
+    fn worst(&self, now: Instant, readings: &[Reading]) -> Option<Judged> {
+        let means = readings.iter().filter_map(|r| {
+            let base = self.baselines.iter().find(|b| b.source == r.source)?.ms;
+            Some(Judged {
+                ratio: r.ms / base.max(1e-3),
+                signal: "app latency",
+                of: "baseline",
+                detail: format!("{}: {:.2} ms vs {:.2} ms", r.source.label(), r.ms, base),
+            })
+        });
+        let present = self
+            .last_traffic
+            .is_some_and(|t| now.duration_since(t) < IDLE_AFTER_TRAFFIC);
+        let tail = self
+            .tail
+            .pressures(now, self.limit)
+            .into_iter()
+            .filter(|_| present)
+            .map(|p| Judged {
+                ratio: p.ratio,
+                signal: p.signal.label(),
+                of: if p.signal == TailSignal::WalRate {
+                    "budget"
+                } else {
+                    "baseline"
+                },
+                detail: p.detail,
+            });
+        means.chain(tail).max_by(|a, b| a.ratio.total_cmp(&b.ratio))
     }
 
     /// Takes `readings` as the baselines of their sources.
-    fn set_baselines(&mut self, readings: &[Reading]) {
+    fn set_baselines(&mut self, now: Instant, readings: &[Reading]) {
+        self.tail.set_baseline(now);
         for r in readings {
             self.baselines.retain(|b| b.source != r.source);
             self.baselines.push(*r);
         }
     }
 
-    fn advice(&self, last: Option<(f64, Reading, f64)>) -> Advice {
+    fn advice(&self, last: Option<Judged>) -> Advice {
         if self.pause <= 0.0 {
             return Advice::Clear;
         }
         let reason = match last {
-            Some((ratio, r, base)) if ratio > self.limit => format!(
-                "yielding: app latency {ratio:.2}× baseline > {:.2}× ({}: {:.2} ms vs {:.2} ms); \
-                 pausing {:.1}× each chunk's time",
-                self.limit,
-                r.source.label(),
-                r.ms,
-                base,
-                self.pause
+            Some(j) if j.ratio > self.limit => format!(
+                "yielding: {} {:.2}× {} > {:.2}× ({}); pausing {:.1}× each chunk's time",
+                j.signal, j.ratio, j.of, self.limit, j.detail, self.pause
             ),
-            Some((ratio, r, _)) => format!(
-                "yielding: app latency {ratio:.2}× baseline (limit {:.2}×, {}); easing off, \
-                 pausing {:.1}× each chunk's time",
-                self.limit,
-                r.source.label(),
-                self.pause
+            Some(j) => format!(
+                "yielding: {} {:.2}× {} (limit {:.2}×, {}); easing off, pausing {:.1}× each \
+                 chunk's time",
+                j.signal, j.ratio, j.of, self.limit, j.detail, self.pause
             ),
             None => format!(
                 "yielding: easing off (no application latency reading), pausing {:.1}× each \

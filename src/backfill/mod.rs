@@ -44,6 +44,7 @@ pub mod progress;
 mod ranges;
 mod runner;
 pub mod sizer;
+pub mod tail;
 pub mod throttle;
 
 use std::time::Duration;

@@ -87,6 +87,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "attestations_census",
         sql: include_str!("migrations/v080_attestations_census.sql"),
     },
+    Migration {
+        version: 93,
+        name: "backfill_guard",
+        sql: include_str!("migrations/v093_backfill_guard.sql"),
+    },
 ];
 
 /// The channel on which every change of the control schema is announced (`LISTEN cutover_events`).

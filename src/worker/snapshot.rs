@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub backfill: Option<BackfillRow>,
     /// The backfill's key ranges.
     pub ranges: Vec<RangeRow>,
+    /// The latency guard's readings, once the backfill has started.
+    pub guard: Option<crate::backfill::progress::GuardProgress>,
     /// Cutover sessions connected to this database now.
     pub sessions: Vec<SessionRow>,
     /// The most recent audit entries of this plan, newest first.
@@ -143,6 +145,7 @@ impl Snapshot {
             facts,
             backfill: None,
             ranges: Vec::new(),
+            guard: None,
             sessions: Vec::new(),
             audit: Vec::new(),
             rate_history: Vec::new(),
@@ -190,6 +193,7 @@ pub async fn load(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
         let started = p.started_at.is_some() || p.state != BackfillState::Idle;
         snap.ranges = p.ranges.iter().map(range_from_progress).collect();
         snap.backfill = started.then(|| backfill_from_progress(&p));
+        snap.guard = started.then_some(p.guard);
     }
     snap.sessions = client
         .query(

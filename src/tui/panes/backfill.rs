@@ -64,12 +64,19 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     } else {
         1
     };
-    let [gauge_area, spark_area, text_area] = Layout::vertical([
+    let chart_h = if inner.height >= 14 {
+        super::latency::height(&b.latency)
+    } else {
+        0
+    };
+    let [gauge_area, spark_area, chart_area, text_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(spark_h),
+        Constraint::Length(chart_h),
         Constraint::Min(0),
     ])
     .areas(inner);
+    super::latency::render(frame, chart_area, &b.latency, theme);
     let ratio = b.percent().map_or(0.0, |p| p / 100.0);
     let label = match b.rows_total {
         Some(t) => format!(

@@ -8,6 +8,7 @@ pub mod confirm;
 pub mod footer;
 pub mod header;
 pub mod help;
+pub mod latency;
 pub mod log;
 pub mod migrations;
 pub mod parity;
