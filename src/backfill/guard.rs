@@ -227,6 +227,11 @@ impl Guard {
         self.limit
     }
 
+    /// The tail signals' samples.
+    pub fn tail(&self) -> &Tail {
+        &self.tail
+    }
+
     /// The current pause factor.
     pub fn pause(&self) -> f64 {
         self.pause

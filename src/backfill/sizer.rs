@@ -151,7 +151,7 @@ mod tests {
         for _ in 0..20 {
             s.observe_wal(100, 100 * 8192);
         }
-        assert_eq!(s.size(), 128);
+        assert!((128..=140).contains(&s.size()), "{}", s.size());
         for _ in 0..20 {
             s.observe_wal(100, 100 * 1_000_000);
         }

@@ -8,6 +8,7 @@ mod connect;
 mod engine;
 mod evidence;
 mod foundation;
+mod guard;
 mod notify;
 mod plan;
 mod read_only;
