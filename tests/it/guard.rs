@@ -16,7 +16,12 @@ use crate::common::TestDb;
 const TICK: Duration = Duration::from_millis(250);
 
 /// `n` application sessions running `sql` in a loop until `stop`.
-async fn app(db: &TestDb, n: usize, sql: &'static str, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
+async fn app(
+    db: &TestDb,
+    n: usize,
+    sql: &'static str,
+    stop: &Arc<AtomicBool>,
+) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     for _ in 0..n {
         let (stop, client) = (stop.clone(), db.client().await);
@@ -32,7 +37,10 @@ async fn app(db: &TestDb, n: usize, sql: &'static str, stop: &Arc<AtomicBool>) -
 /// Ticks `guard` with no chunk running until it has a commit baseline.
 async fn baseline(guard: &mut Guard, monitor: &tokio_postgres::Client) {
     for _ in 0..40 {
-        guard.tick(monitor, Duration::from_secs(10)).await.expect("tick");
+        guard
+            .tick(monitor, Duration::from_secs(10))
+            .await
+            .expect("tick");
         if guard.tail().commit_baseline().is_some() && guard.baseline().is_some() {
             return;
         }
@@ -99,7 +107,10 @@ async fn short_committing_transactions_slowed_by_wal_make_the_guard_yield() {
     }
     let reason = reason.expect("the guard must yield while the WAL burst slows commits");
     assert!(reason.starts_with("yielding: "), "{reason}");
-    assert!(commit_over, "the commit probe must read over budget; last: {reason}");
+    assert!(
+        commit_over,
+        "the commit probe must read over budget; last: {reason}"
+    );
     let probes: i64 = db
         .client()
         .await
