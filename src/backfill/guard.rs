@@ -341,7 +341,12 @@ impl Guard {
             // Before the first chunk: measure a baseline; with no application traffic at all
             // (nothing to hurt), start at once.
             let traffic = self.traffic(now);
-            if !readings.is_empty() && waited >= STATEMENTS_WINDOW {
+            // With the commit probe on, its baseline needs a few commits too.
+            let probed = self.plan_id.is_none() || self.tail.commit_p95(now).is_some();
+            if !readings.is_empty()
+                && waited >= STATEMENTS_WINDOW
+                && (probed || waited >= FIRST_BASELINE)
+            {
                 self.set_baselines(now, &readings);
                 self.started_chunks = true;
                 self.pause = self.pause.max(START_PAUSE);

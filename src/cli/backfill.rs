@@ -320,6 +320,18 @@ fn print_status(p: &backfill::Progress) {
             p.blocked_sessions, p.target_chunk_ms
         );
     }
+    let g = &p.guard;
+    if let Some(r) = &g.latest {
+        println!(
+            "  guard:      {} {:.2}× (budget {:.2}×), pause {:.1}×{}",
+            r.signal,
+            r.ratio,
+            g.budget,
+            r.pause,
+            g.wal_bytes_per_row
+                .map_or(String::new(), |b| format!("; WAL {b:.0} B/row"))
+        );
+    }
     if p.chunk_retries > 0 {
         println!(
             "  retries:    {} chunks rolled back (time cap or lock conflict) and retried smaller",
