@@ -121,7 +121,7 @@ async fn short_committing_transactions_slowed_by_wal_make_the_guard_yield() {
         .await
         .expect("probe row")
         .get(0);
-    assert!(probes > 10, "{probes}");
+    assert!(probes >= 4, "{probes}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
