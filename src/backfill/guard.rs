@@ -323,12 +323,12 @@ impl Guard {
                 // Nobody to protect.
                 self.remeasure = None;
             }
-            self.tail.set_baseline(now);
+            self.tail.set_baseline(now, quiet_for);
             if !readings.is_empty() {
                 if !self.started_chunks {
                     self.pause = self.pause.max(START_PAUSE);
                 }
-                self.set_baselines(now, &readings);
+                self.set_baselines(now, quiet_for, &readings);
                 self.started_chunks = true;
                 if self.remeasure.take().is_some() {
                     self.pause = (self.pause / 2.0).clamp(START_PAUSE, MAX_PAUSE / 4.0);
@@ -347,11 +347,11 @@ impl Guard {
                 && waited >= STATEMENTS_WINDOW
                 && (probed || waited >= FIRST_BASELINE)
             {
-                self.set_baselines(now, &readings);
+                self.set_baselines(now, waited, &readings);
                 self.started_chunks = true;
                 self.pause = self.pause.max(START_PAUSE);
             } else if (!traffic && self.settled()) || waited >= FIRST_BASELINE {
-                self.tail.set_baseline(now);
+                self.tail.set_baseline(now, waited);
                 self.started_chunks = true;
             } else {
                 return Advice::Hold(
@@ -431,8 +431,8 @@ impl Guard {
     }
 
     /// Takes `readings` as the baselines of their sources.
-    fn set_baselines(&mut self, now: Instant, readings: &[Reading]) {
-        self.tail.set_baseline(now);
+    fn set_baselines(&mut self, now: Instant, quiet: Duration, readings: &[Reading]) {
+        self.tail.set_baseline(now, quiet);
         for r in readings {
             self.baselines.retain(|b| b.source != r.source);
             self.baselines.push(*r);

@@ -139,7 +139,11 @@ impl Tail {
 
     /// The commit p95 over the window, when enough commits were timed.
     pub fn commit_p95(&self, now: Instant) -> Option<f64> {
-        let v: Vec<f64> = within(&self.commits, now, COMMIT_WINDOW).collect();
+        self.p95_within(now, COMMIT_WINDOW)
+    }
+
+    fn p95_within(&self, now: Instant, window: Duration) -> Option<f64> {
+        let v: Vec<f64> = within(&self.commits, now, window).collect();
         (v.len() >= MIN_COMMITS)
             .then(|| quantile(v.into_iter(), 0.95))
             .flatten()
@@ -150,9 +154,10 @@ impl Tail {
         self.commit_base
     }
 
-    /// Takes the current window as the baseline (a quiet window: no chunk ran).
-    pub fn set_baseline(&mut self, now: Instant) {
-        if let Some(p) = self.commit_p95(now) {
+    /// Takes the commits of the last `quiet` (no chunk ran then; at most the window) as the
+    /// baseline, when there are enough of them.
+    pub fn set_baseline(&mut self, now: Instant, quiet: Duration) {
+        if let Some(p) = self.p95_within(now, quiet.min(COMMIT_WINDOW)) {
             self.commit_base = Some(p);
         }
     }
@@ -256,7 +261,7 @@ mod tests {
         for i in 0..16 {
             t.push_commit(at(t0, 250 * i), 1.0);
         }
-        t.set_baseline(at(t0, 3750));
+        t.set_baseline(at(t0, 3750), COMMIT_WINDOW);
         // Three slow commits in sixteen: the mean rises 40 %, the p95 5×.
         for i in 16..32 {
             t.push_commit(at(t0, 250 * i), if i % 5 == 0 { 5.0 } else { 0.9 });
@@ -274,7 +279,7 @@ mod tests {
         for i in 0..8 {
             t.push_commit(at(t0, 250 * i), 2.0);
         }
-        t.set_baseline(at(t0, 1750));
+        t.set_baseline(at(t0, 1750), COMMIT_WINDOW);
         t.push_waits(at(t0, 2000), 3.0, 8.0);
         let p = t.pressures(at(t0, 2000), 1.25);
         let w = p.iter().find(|p| p.signal == TailSignal::LockWaits);
@@ -311,7 +316,7 @@ mod tests {
             t.push_waits(at(t0, 250 * i), 0.0, 0.0);
             t.push_wal(at(t0, 250 * i), i as f64 * 1000.0);
             if i == 15 {
-                t.set_baseline(at(t0, 250 * i));
+                t.set_baseline(at(t0, 250 * i), COMMIT_WINDOW);
             }
         }
         for p in t.pressures(at(t0, 7750), 1.25) {
