@@ -219,8 +219,8 @@ pub struct LatencyView {
     pub budget: f64,
     /// (seconds before now, ratio), oldest first.
     pub ratios: Vec<(f64, f64)>,
-    /// What holds the backfill now (`yielding: commit latency 3.10× baseline > 1.25× …`).
-    pub holding: Option<String>,
+    /// The signal of the latest reading (`commit latency`).
+    pub signal: Option<String>,
 }
 
 impl BackfillView {
@@ -618,11 +618,7 @@ fn latency(s: &Snapshot) -> LatencyView {
                 (ago.max(0.0), r.ratio)
             })
             .collect(),
-        holding: g
-            .latest
-            .as_ref()
-            .map(|r| r.reason.clone())
-            .filter(|r| r.starts_with("yielding")),
+        signal: g.latest.as_ref().map(|r| r.signal.clone()),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The latency chart of the Backfill pane: the application's latency ratio as the latency
-//! guard read it over the last minutes, against its budget (a flat line), and what holds the
-//! backfill now.
+//! guard read it over the last minutes against its budget (a flat line), and the signal that
+//! counted (the pane's reason line says what holds the backfill and by how much).
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::symbols::Marker;
@@ -36,9 +36,8 @@ pub fn render(frame: &mut Frame, area: Rect, l: &LatencyView, theme: &Theme) {
         ),
         Span::styled(format!(" / budget {:.2}×", l.budget), theme.dim),
     ];
-    if let Some(h) = &l.holding {
-        spans.push(Span::raw("  "));
-        spans.push(Span::styled(h.clone(), theme.warn));
+    if let Some(signal) = &l.signal {
+        spans.push(Span::styled(format!("  ({signal})"), theme.dim));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), head);
     let points: Vec<(f64, f64)> = l.ratios.iter().map(|(ago, r)| (-ago, *r)).collect();
@@ -70,4 +69,43 @@ pub fn render(frame: &mut Frame, area: Rect, l: &LatencyView, theme: &Theme) {
                 .style(theme.dim),
         );
     frame.render_widget(chart, plot);
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    use super::*;
+
+    #[test]
+    fn plots_the_ratio_against_the_budget_and_names_the_signal() {
+        let l = LatencyView {
+            budget: 1.25,
+            ratios: (0..60)
+                .map(|i| (f64::from(59 - i), if i > 40 { 1.6 } else { 1.0 }))
+                .collect(),
+            signal: Some("commit latency".to_string()),
+        };
+        assert_eq!(height(&l), 5);
+        assert_eq!(height(&LatencyView::default()), 0);
+        let mut t = Terminal::new(TestBackend::new(70, 5)).expect("terminal");
+        t.draw(|f| render(f, f.area(), &l, &Theme::mono()))
+            .expect("draw");
+        let text: String = t
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(
+            text.contains("app latency 1.60× / budget 1.25×  (commit latency)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1.6×"),
+            "the axis tops at the highest ratio: {text}"
+        );
+    }
 }
