@@ -1,6 +1,7 @@
 //! The latency guard's tail signals against a real PostgreSQL: an application of short
 //! committing transactions slowed by a burst of WAL makes the guard yield (the commit probe
-//! reads it), and an application session waiting on a backfill session's row lock does too.
+//! reads it), and an application session waiting on a backfill session's row lock does too; a probe
+//! that cannot commit names its signal.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -181,4 +182,24 @@ async fn an_application_waiting_on_a_backfill_lock_makes_the_guard_yield() {
     }
     let reason = reason.expect("the guard must yield on the lock wait, naming it");
     assert!(reason.contains("1 session(s), longest"), "{reason}");
+}
+
+#[tokio::test]
+async fn an_unreadable_commit_probe_says_so() {
+    let db = TestDb::new().await;
+    let control = db.control_client().await;
+    control
+        .batch_execute("DROP TABLE cutover.guard_probe")
+        .await
+        .expect("drop the probe table");
+    let cfg = DbConfig::from_url(&db.url).expect("url");
+    let monitor = db::connect(&cfg, &SessionSettings::new("backfill/throttle"))
+        .await
+        .expect("monitor");
+    let mut guard = Guard::new("public.items", 1.25).probing("guard-unreadable", 0.0);
+    let err = guard
+        .tick(&monitor, Duration::ZERO)
+        .await
+        .expect_err("the probe cannot commit");
+    assert!(err.starts_with("commit latency: "), "{err}");
 }
