@@ -1,7 +1,7 @@
 //! The latency guard's tail signals against a real PostgreSQL: an application of short
 //! committing transactions slowed by a burst of WAL makes the guard yield (the commit probe
-//! reads it), and an application session waiting on a backfill session's row lock does too; a probe
-//! that cannot commit names its signal.
+//! reads it), and an application session waiting on a backfill session's row lock does too; a
+//! probe that cannot commit names its signal.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
