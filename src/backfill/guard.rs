@@ -10,7 +10,10 @@
 //!   `cutover/%`) over the last two seconds. It also sees time outside statements on the table
 //!   (commits waiting on WAL flushes, lock waits anywhere).
 //!
-//! Each signal is compared with its own baseline; the worse ratio counts (and is named).
+//! - the tail signals ([`super::tail`]): the commit probe's p95, lock waits on the backfill's
+//!   sessions, the WAL rate — counted only while application traffic has been seen lately.
+//!
+//! Each signal is compared with its own baseline; the worst ratio counts (and is named).
 //!
 //! Baseline: measured before the first chunk, and again whenever no chunk has run for a whole
 //! window (paused, or a forced quiet window when the guard has yielded at its maximum for a
@@ -32,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
+use super::tail::{Tail, TailSignal};
 use crate::db::describe_error;
 
 /// Largest pause factor: chunks then run 1/(1+20) ≈ 5 % of the time.
@@ -115,6 +119,19 @@ pub fn next_pause(pause: f64, ratio: f64, limit: f64) -> f64 {
     }
 }
 
+/// The signal that counted in a reading, on the latency-ratio scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    /// Value over its reference (compared with `max_app_latency_ratio`).
+    pub ratio: f64,
+    /// The signal's name (`commit latency`, `app latency`…).
+    pub signal: &'static str,
+    /// What the ratio is of (`baseline`, or `budget` for the WAL rate).
+    pub of: &'static str,
+    /// The figures behind it.
+    pub detail: String,
+}
+
 /// A windowed reading: mean latency (ms) and its source.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reading {
@@ -150,6 +167,12 @@ pub struct Guard {
     last_traffic: Option<Instant>,
     /// Application sessions idle inside a transaction in the latest sample.
     in_transaction: f64,
+    /// The tail signals (sampled once [`Guard::probing`] names the plan).
+    tail: Tail,
+    /// The plan whose probe row the commit probe writes.
+    plan_id: Option<String>,
+    /// The signal that counted in the latest reading.
+    last: Option<Judged>,
 }
 
 impl Guard {
@@ -183,7 +206,33 @@ impl Guard {
             remeasure: None,
             last_traffic: None,
             in_transaction: 0.0,
+            tail: Tail::new(0.0),
+            plan_id: None,
+            last: None,
         }
+    }
+
+    /// Also samples the tail signals: commits a probe row of `plan_id` each reading, and
+    /// judges the WAL rate against `wal_limit` MiB/s (0 = none).
+    pub fn probing(mut self, plan_id: &str, wal_limit: f64) -> Guard {
+        self.plan_id = Some(plan_id.to_string());
+        self.tail = Tail::new(wal_limit);
+        self
+    }
+
+    /// The signal that counted in the latest reading, if any had a baseline.
+    pub fn last(&self) -> Option<&Judged> {
+        self.last.as_ref()
+    }
+
+    /// The limit (`max_app_latency_ratio`).
+    pub fn limit(&self) -> f64 {
+        self.limit
+    }
+
+    /// The tail signals' samples.
+    pub fn tail(&self) -> &Tail {
+        &self.tail
     }
 
     /// The current pause factor.
@@ -256,6 +305,9 @@ impl Guard {
         if self.statements != Some(false) {
             self.sample_statements(client, now).await;
         }
+        if let Some(plan_id) = self.plan_id.as_deref() {
+            self.tail.sample(client, plan_id, now).await?;
+        }
         Ok(busy_elsewhere)
     }
 
@@ -271,11 +323,12 @@ impl Guard {
                 // Nobody to protect.
                 self.remeasure = None;
             }
+            self.tail.set_baseline(now, quiet_for);
             if !readings.is_empty() {
                 if !self.started_chunks {
                     self.pause = self.pause.max(START_PAUSE);
                 }
-                self.set_baselines(&readings);
+                self.set_baselines(now, quiet_for, &readings);
                 self.started_chunks = true;
                 if self.remeasure.take().is_some() {
                     self.pause = (self.pause / 2.0).clamp(START_PAUSE, MAX_PAUSE / 4.0);
@@ -288,11 +341,17 @@ impl Guard {
             // Before the first chunk: measure a baseline; with no application traffic at all
             // (nothing to hurt), start at once.
             let traffic = self.traffic(now);
-            if !readings.is_empty() && waited >= STATEMENTS_WINDOW {
-                self.set_baselines(&readings);
+            // With the commit probe on, its baseline needs a few commits too.
+            let probed = self.plan_id.is_none() || self.tail.commit_p95(now).is_some();
+            if !readings.is_empty()
+                && waited >= STATEMENTS_WINDOW
+                && (probed || waited >= FIRST_BASELINE)
+            {
+                self.set_baselines(now, waited, &readings);
                 self.started_chunks = true;
                 self.pause = self.pause.max(START_PAUSE);
             } else if (!traffic && self.settled()) || waited >= FIRST_BASELINE {
+                self.tail.set_baseline(now, waited);
                 self.started_chunks = true;
             } else {
                 return Advice::Hold(
@@ -303,28 +362,25 @@ impl Guard {
         if let Some(why) = self.remeasure.as_ref().filter(|_| !quiet) {
             return Advice::Hold(why.clone());
         }
-        // The worst of the signals that have a baseline of their own.
-        let worst = readings
+        let unjudged = readings
             .iter()
-            .filter_map(|r| {
-                let base = self.baselines.iter().find(|b| b.source == r.source)?.ms;
-                Some((r.ms / base.max(1e-3), *r, base))
-            })
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        let Some((ratio, r, base_ms)) = worst else {
-            if !readings.is_empty() && !quiet {
-                // Traffic appeared after an idle start: measure it without the backfill.
-                let why = "measuring the application's latency without the backfill \
-                           (application traffic appeared)"
-                    .to_string();
-                self.remeasure = Some(why.clone());
-                return Advice::Hold(why);
-            }
+            .all(|r| self.baselines.iter().all(|b| b.source != r.source));
+        if !readings.is_empty() && unjudged && !quiet {
+            // Traffic appeared after an idle start: measure it without the backfill.
+            let why = "measuring the application's latency without the backfill \
+                       (application traffic appeared)"
+                .to_string();
+            self.remeasure = Some(why.clone());
+            return Advice::Hold(why);
+        }
+        let worst = self.worst(now, &readings);
+        self.last = worst.clone();
+        let Some(judged) = worst else {
             self.pause = next_pause(self.pause, 1.0, self.limit);
             return self.advice(None);
         };
         if !quiet {
-            self.pause = next_pause(self.pause, ratio, self.limit);
+            self.pause = next_pause(self.pause, judged.ratio, self.limit);
         }
         if self.pause >= MAX_PAUSE {
             let since = *self.at_max_since.get_or_insert(now);
@@ -338,37 +394,64 @@ impl Guard {
         } else {
             self.at_max_since = None;
         }
-        self.advice(Some((ratio, r, base_ms)))
+        self.advice(Some(judged))
+    }
+
+    /// The worst of the signals that have a baseline of their own: the statement and activity
+    /// means, and — while the application is there — the tail signals.
+    fn worst(&self, now: Instant, readings: &[Reading]) -> Option<Judged> {
+        let means = readings.iter().filter_map(|r| {
+            let base = self.baselines.iter().find(|b| b.source == r.source)?.ms;
+            Some(Judged {
+                ratio: r.ms / base.max(1e-3),
+                signal: "app latency",
+                of: "baseline",
+                detail: format!("{}: {:.2} ms vs {:.2} ms", r.source.label(), r.ms, base),
+            })
+        });
+        let present = self
+            .last_traffic
+            .is_some_and(|t| now.duration_since(t) < IDLE_AFTER_TRAFFIC);
+        let tail = self
+            .tail
+            .pressures(now, self.limit)
+            .into_iter()
+            .filter(|_| present)
+            .map(|p| Judged {
+                ratio: p.ratio,
+                signal: p.signal.label(),
+                of: if p.signal == TailSignal::WalRate {
+                    "budget"
+                } else {
+                    "baseline"
+                },
+                detail: p.detail,
+            });
+        means.chain(tail).max_by(|a, b| a.ratio.total_cmp(&b.ratio))
     }
 
     /// Takes `readings` as the baselines of their sources.
-    fn set_baselines(&mut self, readings: &[Reading]) {
+    fn set_baselines(&mut self, now: Instant, quiet: Duration, readings: &[Reading]) {
+        self.tail.set_baseline(now, quiet);
         for r in readings {
             self.baselines.retain(|b| b.source != r.source);
             self.baselines.push(*r);
         }
     }
 
-    fn advice(&self, last: Option<(f64, Reading, f64)>) -> Advice {
+    fn advice(&self, last: Option<Judged>) -> Advice {
         if self.pause <= 0.0 {
             return Advice::Clear;
         }
         let reason = match last {
-            Some((ratio, r, base)) if ratio > self.limit => format!(
-                "yielding: app latency {ratio:.2}× baseline > {:.2}× ({}: {:.2} ms vs {:.2} ms); \
-                 pausing {:.1}× each chunk's time",
-                self.limit,
-                r.source.label(),
-                r.ms,
-                base,
-                self.pause
+            Some(j) if j.ratio > self.limit => format!(
+                "yielding: {} {:.2}× {} > {:.2}× ({}); pausing {:.1}× each chunk's time",
+                j.signal, j.ratio, j.of, self.limit, j.detail, self.pause
             ),
-            Some((ratio, r, _)) => format!(
-                "yielding: app latency {ratio:.2}× baseline (limit {:.2}×, {}); easing off, \
-                 pausing {:.1}× each chunk's time",
-                self.limit,
-                r.source.label(),
-                self.pause
+            Some(j) => format!(
+                "yielding: {} {:.2}× {} (limit {:.2}×, {}); easing off, pausing {:.1}× each \
+                 chunk's time",
+                j.signal, j.ratio, j.of, self.limit, j.detail, self.pause
             ),
             None => format!(
                 "yielding: easing off (no application latency reading), pausing {:.1}× each \
@@ -593,187 +676,4 @@ fn window_delta(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_pause_rises_over_budget_and_falls_back_to_zero_under_it() {
-        let mut p = 0.0;
-        p = next_pause(p, 1.5, 1.25);
-        assert_eq!(p, 0.25, "the first step over budget");
-        let q = next_pause(p, 1.3, 1.25);
-        let r = next_pause(p, 3.0, 1.25);
-        assert!(q > p && r > q, "further over, faster: {p} {q} {r}");
-        let near = next_pause(p, 1.2, 1.25);
-        assert!(
-            near < p && near > next_pause(p, 1.0, 1.25),
-            "near the limit: ease off slowly"
-        );
-        let mut p = 10.0;
-        for _ in 0..100 {
-            p = next_pause(p, 1.0, 1.25);
-        }
-        assert_eq!(p, 0.0);
-        let mut p = 1.0;
-        for _ in 0..100 {
-            p = next_pause(p, 5.0, 1.25);
-        }
-        assert_eq!(p, MAX_PAUSE);
-    }
-
-    fn fed(g: &mut Guard, t0: Instant, secs: f64, calls_per_s: f64, ms_each: f64) {
-        // Cumulative statement samples every 250 ms from t0 for `secs`.
-        let (mut calls, mut ms) = g.cumulative.back().map_or((0.0, 0.0), |b| (b.1, b.2));
-        let start = g.cumulative.back().map_or(t0, |b| b.0);
-        let n = (secs * 4.0) as u32;
-        for i in 1..=n {
-            calls += calls_per_s / 4.0;
-            ms += calls_per_s / 4.0 * ms_each;
-            g.cumulative
-                .push_back((start + Duration::from_millis(250 * u64::from(i)), calls, ms));
-        }
-    }
-
-    #[test]
-    fn yields_when_the_app_slows_and_clears_when_it_recovers() {
-        let mut g = Guard::new("public.pgbench_accounts", 1.25);
-        assert_eq!(g.pattern, "\\mpgbench_accounts\\M");
-        let t0 = g.started;
-        fed(&mut g, t0, 2.0, 400.0, 0.5);
-        let at = g.cumulative.back().unwrap().0;
-        // Baseline taken; the application is there, so the backfill starts slowly.
-        match g.advise(at, Duration::ZERO) {
-            Advice::Yield { pause, reason } => {
-                assert!(pause > START_PAUSE / 2.0 && pause <= START_PAUSE, "{pause}");
-                assert!(reason.contains("easing off"), "{reason}");
-            }
-            other => panic!("must start slowly: {other:?}"),
-        }
-        assert_eq!(g.baseline().map(|b| b.source), Some(Source::Statements));
-        fed(&mut g, t0, 1.0, 400.0, 0.75);
-        let at = g.cumulative.back().unwrap().0;
-        match g.advise(at, Duration::ZERO) {
-            Advice::Yield { pause, reason } => {
-                assert!(pause > 0.0);
-                assert!(
-                    reason.starts_with("yielding: app latency 1.50× baseline > 1.25×"),
-                    "{reason}"
-                );
-            }
-            other => panic!("must yield: {other:?}"),
-        }
-        for _ in 0..60 {
-            fed(&mut g, t0, 0.25, 400.0, 0.5);
-            let at = g.cumulative.back().unwrap().0;
-            g.advise(at, Duration::ZERO);
-        }
-        let at = g.cumulative.back().unwrap().0;
-        assert_eq!(g.advise(at, Duration::ZERO), Advice::Clear);
-    }
-
-    #[test]
-    fn holds_for_a_baseline_and_starts_at_once_without_traffic() {
-        let mut g = Guard::new("t", 1.25);
-        let t0 = g.started;
-        assert!(matches!(g.advise(t0, Duration::ZERO), Advice::Hold(_)));
-        // Idle: no calls, no sampled backends.
-        g.samples
-            .push_back((t0 + Duration::from_millis(250), 0.0, 0.0));
-        assert_eq!(
-            g.advise(t0 + Duration::from_millis(250), Duration::ZERO),
-            Advice::Clear
-        );
-        assert_eq!(g.baseline(), None);
-        assert!(
-            g.idle_at(t0 + Duration::from_millis(250)),
-            "idle: extra workers may run"
-        );
-        // One active application backend: no longer idle, and not again until the application
-        // has stayed away for a while.
-        let busy = t0 + Duration::from_millis(500);
-        g.samples.push_back((busy, 3.0, 1.0));
-        g.advise(busy, Duration::ZERO);
-        assert!(!g.idle_at(busy));
-        let later = busy + ACTIVITY_WINDOW * 3;
-        g.samples.push_back((later, 0.0, 0.0));
-        assert!(!g.idle_at(later), "traffic seen 6 s ago");
-        let much_later = busy + IDLE_AFTER_TRAFFIC + ACTIVITY_WINDOW * 2;
-        g.samples.clear();
-        g.samples.push_back((much_later, 0.0, 0.0));
-        g.advise(much_later, Duration::ZERO);
-        assert!(g.idle_at(much_later));
-    }
-
-    #[test]
-    fn statement_traffic_alone_holds_for_the_baseline() {
-        let mut g = Guard::new("t", 1.25);
-        let t0 = g.started;
-        g.statements = Some(true);
-        g.ids = vec![1];
-        g.samples.push_back((t0, 0.0, 0.0));
-        g.cumulative.push_back((t0, 100.0, 50.0));
-        g.cumulative
-            .push_back((t0 + Duration::from_millis(50), 110.0, 55.0));
-        assert!(matches!(
-            g.advise(t0 + Duration::from_millis(50), Duration::ZERO),
-            Advice::Hold(_)
-        ));
-    }
-
-    #[test]
-    fn the_worse_signal_counts_and_is_named() {
-        let mut g = Guard::new("t", 1.25);
-        let t0 = g.started;
-        let act = |g: &mut Guard, from: f64, secs: f64, age: f64| {
-            for i in 0..(secs * 4.0) as u64 {
-                let at = t0 + Duration::from_secs_f64(from) + Duration::from_millis(250 * i);
-                g.samples.push_back((at, age, 1.0));
-            }
-        };
-        fed(&mut g, t0, 2.0, 400.0, 0.5);
-        act(&mut g, 0.0, 2.25, 3.0);
-        let at = g.cumulative.back().unwrap().0;
-        assert!(
-            matches!(g.advise(at, Duration::from_secs(5)), Advice::Yield { .. }),
-            "a slow start"
-        );
-        assert_eq!(g.baselines.len(), 2, "{:?}", g.baselines);
-        // Statements as fast as before, but backends twice as old (commits waiting).
-        fed(&mut g, t0, 2.0, 400.0, 0.5);
-        act(&mut g, 2.25, 2.0, 6.0);
-        let at = g.cumulative.back().unwrap().0;
-        match g.advise(at, Duration::ZERO) {
-            Advice::Yield { reason, .. } => {
-                assert!(reason.contains("pg_stat_activity sampling"), "{reason}")
-            }
-            other => panic!("must yield: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn at_the_maximum_for_long_it_remeasures_the_baseline_in_a_quiet_window() {
-        let mut g = Guard::new("t", 1.25);
-        let t0 = g.started;
-        fed(&mut g, t0, 2.0, 400.0, 0.5);
-        let at = g.cumulative.back().unwrap().0;
-        g.advise(at, Duration::ZERO);
-        // The app got slower on its own (3×) and stays so: the guard climbs to the maximum,
-        // then holds for a quiet window and takes the new baseline.
-        let mut held = false;
-        for _ in 0..200 {
-            fed(&mut g, t0, 0.25, 400.0, 1.5);
-            let at = g.cumulative.back().unwrap().0;
-            if let Advice::Hold(r) = g.advise(at, Duration::ZERO) {
-                assert!(r.contains("re-measuring"), "{r}");
-                held = true;
-                break;
-            }
-        }
-        assert!(held, "must re-measure");
-        fed(&mut g, t0, 0.25, 400.0, 1.5);
-        let at = g.cumulative.back().unwrap().0;
-        g.advise(at, Duration::from_secs(3));
-        assert!((g.baseline().unwrap().ms - 1.5).abs() < 1e-9);
-        assert!(g.pause() <= MAX_PAUSE / 4.0);
-    }
-}
+mod tests;

@@ -50,6 +50,7 @@ mod runner;
 pub(crate) mod sizer;
 pub mod slots;
 mod split;
+pub mod tail;
 pub mod throttle;
 
 use std::time::Duration;

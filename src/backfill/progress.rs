@@ -8,6 +8,7 @@ use tokio_postgres::GenericClient;
 
 use super::partitions::{self, PartitionProgress};
 use super::{spec, BackfillError};
+use crate::control::backfill::guard::{self as guard_readings, GuardReading};
 use crate::control::backfill::leases::RangeKind;
 use crate::control::backfill::{state, stats, State};
 use crate::plan::{BackfillSpec, Plan};
@@ -89,7 +90,29 @@ pub struct Progress {
     pub ranges: Vec<RangeProgress>,
     /// Per leaf partition of a partitioned table, by name (empty for a plain table).
     pub partitions: Vec<PartitionProgress>,
+    /// The latency guard's readings and the WAL the chunks wrote.
+    pub guard: GuardProgress,
 }
+
+/// The latency guard as the status shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GuardProgress {
+    /// The ratio allowed (`max_app_latency_ratio`).
+    pub budget: f64,
+    /// The latest reading: which signal counted, its ratio, the guard's reason.
+    pub latest: Option<GuardReading>,
+    /// The readings of the last [`GUARD_HISTORY`] seconds, oldest first (about one a second).
+    pub readings: Vec<GuardReading>,
+    /// WAL written per key covered, over the chunks that measured it (bytes).
+    pub wal_bytes_per_row: Option<f64>,
+    /// The most WAL one chunk wrote (bytes, an upper bound: other sessions' WAL included).
+    pub max_chunk_wal_bytes: Option<i64>,
+    /// The WAL budget of one chunk (bytes).
+    pub chunk_wal_budget_bytes: f64,
+}
+
+/// How far back the status reads the guard's readings (seconds).
+pub const GUARD_HISTORY: u64 = 300;
 
 impl Progress {
     /// A human one-liner: state, percent, rows, rate, ETA.
@@ -175,6 +198,20 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         .map(|e| (row.throttled_seconds / e).clamp(0.0, 1.0));
     let recent_rates = sparkline(stats::rate_buckets(client, plan.id()).await?);
     let age = stats::checkpoint_age(client, plan.id()).await?;
+    let readings = guard_readings::recent(
+        client,
+        plan.id(),
+        std::time::Duration::from_secs(GUARD_HISTORY),
+    )
+    .await?;
+    let (wal, wal_rows, max_wal) = guard_readings::wal_per_chunk(client, plan.id()).await?;
+    let guard = GuardProgress {
+        latest: readings.last().cloned(),
+        readings,
+        wal_bytes_per_row: (wal_rows > 0).then(|| wal as f64 / wal_rows as f64),
+        max_chunk_wal_bytes: (wal_rows > 0).then_some(max_wal),
+        ..guard_defaults(spec)
+    };
     Ok(Progress {
         plan_id: plan.id().to_string(),
         state,
@@ -211,7 +248,17 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         recent_rates,
         partitions: partitions::summarize(&ranges, |r| remaining_of(r, integer_key)),
         ranges,
+        guard,
     })
+}
+
+/// The guard's settings, before any reading.
+fn guard_defaults(spec: &BackfillSpec) -> GuardProgress {
+    GuardProgress {
+        budget: spec.throttle.max_app_latency_ratio,
+        chunk_wal_budget_bytes: spec.throttle.max_chunk_wal_mib * 1_048_576.0,
+        ..GuardProgress::default()
+    }
 }
 
 /// The progress of a backfill whose state row does not exist yet: idle, with the plan's
@@ -253,6 +300,7 @@ fn not_started(plan: &Plan, spec: &BackfillSpec) -> Progress {
         recent_rates: Vec::new(),
         ranges: Vec::new(),
         partitions: Vec::new(),
+        guard: guard_defaults(spec),
     }
 }
 

@@ -6,6 +6,9 @@
 //! `[floor, ceiling]`. A chunk that ran more than [`FAR_OVER`]× the target cuts the size to a
 //! tenth at once, and a chunk that hit its time cap (statement timeout, lock timeout) is retried
 //! at a quarter of its size.
+//!
+//! A WAL byte budget bounds the size too: with `b` the decayed WAL bytes per row of recent
+//! chunks, a chunk covers at most `budget / b` rows (never below the floor).
 
 use std::time::Duration;
 
@@ -24,6 +27,10 @@ pub(crate) struct Sizer {
     ceiling: f64,
     rows: f64,
     secs: f64,
+    /// Decayed (WAL bytes, rows) of recent chunks.
+    wal: (f64, f64),
+    /// The WAL budget per chunk (bytes; 0 = none).
+    wal_budget: f64,
 }
 
 impl Sizer {
@@ -37,12 +44,35 @@ impl Sizer {
             ceiling,
             rows: 0.0,
             secs: 0.0,
+            wal: (0.0, 0.0),
+            wal_budget: 0.0,
         }
     }
 
+    /// Bounds each chunk's WAL to `bytes` (0 = no bound).
+    pub fn with_wal_budget(mut self, bytes: f64) -> Sizer {
+        self.wal_budget = bytes.max(0.0);
+        self
+    }
+
     /// The next chunk's size in rows.
-    pub(crate) fn size(&self) -> u32 {
-        self.size.round() as u32
+    pub fn size(&self) -> u32 {
+        let mut size = self.size;
+        if self.wal_budget > 0.0 && self.wal.0 > 0.0 && self.wal.1 > 0.0 {
+            let per_row = self.wal.0 / self.wal.1;
+            size = size.min((self.wal_budget / per_row).max(self.floor));
+        }
+        size.round() as u32
+    }
+
+    /// Feeds the WAL a committed chunk of `rows` keys wrote.
+    pub fn observe_wal(&mut self, rows: u64, bytes: i64) {
+        if rows > 0 && bytes > 0 {
+            self.wal = (
+                DECAY * self.wal.0 + bytes as f64,
+                DECAY * self.wal.1 + rows as f64,
+            );
+        }
     }
 
     /// Feeds one committed chunk: `rows` keys covered in `elapsed`, aiming at `target`.
@@ -108,6 +138,24 @@ mod tests {
         s.timed_out();
         assert_eq!(s.size(), 50);
         assert!(s.at_floor());
+    }
+
+    #[test]
+    fn the_wal_budget_bounds_the_size() {
+        let mut s = Sizer::new(4000, 50, 100_000).with_wal_budget(1_048_576.0);
+        assert_eq!(s.size(), 4000, "no WAL seen yet");
+        // 512 bytes a row: a 1 MiB budget allows 2048 rows.
+        s.observe_wal(4000, 4000 * 512);
+        assert_eq!(s.size(), 2048);
+        // A WAL surge (full-page images after a checkpoint): 8 KiB a row.
+        for _ in 0..20 {
+            s.observe_wal(100, 100 * 8192);
+        }
+        assert!((128..=140).contains(&s.size()), "{}", s.size());
+        for _ in 0..20 {
+            s.observe_wal(100, 100 * 1_000_000);
+        }
+        assert_eq!(s.size(), 50, "never below the floor");
     }
 
     #[test]

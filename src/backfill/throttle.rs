@@ -1,9 +1,10 @@
 //! Health throttle: signals with plan thresholds (`[backfill.throttle]`), evaluated on their own
 //! connection and consulted by every worker before each chunk.
 //!
-//! Signals: replication replay lag, active backends, lock waiters, (auto)vacuum on the table, WAL
-//! rate, a custom query, the plan's time windows / freeze periods, and the application's latency
-//! against its baseline ([`super::guard`]). The first signal over its limit is the reason shown;
+//! Signals: replication replay lag, active backends, lock waiters, (auto)vacuum on the table, a
+//! custom query, the plan's time windows / freeze periods, and the application's latency against
+//! its baseline ([`super::guard`]: statement and activity means, commit latency, lock waits on
+//! the backfill, WAL rate). The first signal over its limit is the reason shown;
 //! the latency guard slows the chunks down (a duty cycle) rather than holding them back. Fail
 //! closed: a signal that cannot be read for `fail_closed_after` holds the backfill back until it
 //! can be read again. The custom query runs read-only ([`ReadOnly`]); one that tries to change
@@ -46,8 +47,6 @@ pub enum Signal {
     LockWaiters,
     /// A (auto)vacuum running on the backfilled table.
     Vacuum,
-    /// WAL generated per second (MiB/s), from `pg_current_wal_lsn()` deltas.
-    WalRate,
     /// The plan's custom throttle query.
     Custom,
     /// The application's latency (the latency guard's samples).
@@ -62,7 +61,6 @@ impl Signal {
             Signal::ActiveBackends => "active backends",
             Signal::LockWaiters => "lock waiters",
             Signal::Vacuum => "vacuum running on the table",
-            Signal::WalRate => "WAL rate",
             Signal::Custom => "custom throttle query",
             Signal::AppLatency => "application latency",
         }
@@ -76,7 +74,6 @@ pub struct Evaluator {
     windows: crate::plan::Windows,
     /// Per signal: when it was last read, and its last value.
     last_ok: Vec<(Signal, Instant, Option<f64>)>,
-    wal: Option<(Instant, f64)>,
     guard: Guard,
     slots: super::slots::SlotWatch,
 }
@@ -94,12 +91,12 @@ impl Evaluator {
             .map(|s| (s, now, None))
             .collect();
         Evaluator {
-            guard: Guard::new(&table, spec.max_app_latency_ratio),
+            guard: Guard::new(&table, spec.max_app_latency_ratio)
+                .probing(plan.id(), spec.max_wal_mib_per_second),
             spec,
             table,
             windows: plan.spec.windows.clone(),
             last_ok,
-            wal: None,
             slots: Default::default(),
         }
     }
@@ -112,9 +109,6 @@ impl Evaluator {
         ];
         if spec.pause_on_vacuum {
             v.push(Signal::Vacuum);
-        }
-        if spec.max_wal_mib_per_second > 0.0 {
-            v.push(Signal::WalRate);
         }
         if spec.custom_query.is_some() {
             v.push(Signal::Custom);
@@ -262,13 +256,6 @@ impl Evaluator {
                     self.table
                 )
             }),
-            Signal::WalRate => (value > s.max_wal_mib_per_second).then(|| {
-                format!(
-                    "{} {value:.1} MiB/s > limit {} MiB/s",
-                    signal.label(),
-                    s.max_wal_mib_per_second
-                )
-            }),
             Signal::Custom => (value > s.custom_limit)
                 .then(|| format!("{} = {value} > limit {}", signal.label(), s.custom_limit)),
             // The guard advises on its own readings.
@@ -276,7 +263,7 @@ impl Evaluator {
         }
     }
 
-    /// Reads one signal: `Ok(None)` when it has no value yet (first WAL reading).
+    /// Reads one signal (`Ok(None)`: the latency guard, which reads its own).
     async fn read(&mut self, client: &Client, signal: Signal) -> Result<Option<f64>, Unreadable> {
         let sql = match signal {
             Signal::ReplayLag => {
@@ -295,9 +282,6 @@ impl Evaluator {
             Signal::Vacuum => "SELECT count(*)::float8 AS value FROM pg_stat_progress_vacuum \
                  WHERE relid = to_regclass($1)"
                 .to_string(),
-            Signal::WalRate => {
-                "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::float8 AS value".to_string()
-            }
             Signal::AppLatency => return Ok(None),
             Signal::Custom => {
                 let q = self.spec.custom_query.clone().unwrap_or_default();
@@ -334,14 +318,6 @@ impl Evaluator {
             }
             (_, v) => v.unwrap_or(0.0),
         };
-        if signal == Signal::WalRate {
-            let now = Instant::now();
-            let prev = self.wal.replace((now, value));
-            return Ok(prev.and_then(|(t, bytes)| {
-                let secs = now.duration_since(t).as_secs_f64();
-                (secs > 0.0).then(|| (value - bytes).max(0.0) / secs / 1_048_576.0)
-            }));
-        }
         Ok(Some(value))
     }
 }

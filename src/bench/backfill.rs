@@ -1,38 +1,31 @@
 //! `cutover bench backfill`: the backfill measured side by side with the alternatives, in one run.
 //!
-//! On a throwaway cluster (or in a fresh database on `DATABASE_URL`), builds a 1 M-row
-//! `pgbench_accounts` (pgbench scale 10, so that one run stays under about 3 minutes on two
-//! cores) and four identical copies, then prints: (a) the unthrottled backfill's throughput vs
-//! one set-based `UPDATE` of the same rows (each method twice, on its own identical copies, in
-//! the order U B B U); (b) the p50/p99 chunk time vs the 300 ms target; (c) pgbench's p95 and
-//! p99 latency at a fixed rate (`pgbench -N -R 200 -c 4`: the built-in simple-update script; the full TPC-B-like one
-//! saturates two shared cores at 200 tps) without
-//! a backfill (before and after) and during a backfill with the default throttle (latency
-//! guard included) on the table pgbench writes to, and how long that backfill took.
+//! On a throwaway cluster (or in a fresh database on `DATABASE_URL`), builds a 2 M-row
+//! `pgbench_accounts` (pgbench scale 20) and four identical copies, then prints: (a) the
+//! unthrottled backfill's throughput vs one set-based `UPDATE` of the same rows (each method
+//! twice, on its own identical copies, in the order U B B U); (b) the p50/p99 chunk time vs the
+//! 300 ms target; (c) for three workloads ([`super::workloads`]) at a fixed rate, the
+//! application's p95 and p99 latency during a default-throttled backfill of the table it writes
+//! vs without it (before and after, the load running throughout), the backfill's time under load
+//! vs unthrottled, the WAL it wrote per row and the time each signal held it.
 
-use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use tokio::process::{Child, Command};
 use tokio_postgres::Client;
+
+use super::workloads::{self, percentile, Measured, CLIENTS, RATE, WORKLOADS};
 
 use crate::backfill::{self, RunOptions};
 use crate::control;
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::exit;
 use crate::plan::{Phase, Plan};
-use crate::throwaway::{self, ThrowawayCluster};
+use crate::throwaway::ThrowawayCluster;
 
 /// pgbench scale: 100 000 accounts per unit.
-const SCALE: u32 = 10;
-/// Fixed transaction rate of the concurrent load (transactions per second).
-const RATE: u32 = 200;
-/// pgbench clients.
-const CLIENTS: u32 = 4;
-/// Length of the baseline pgbench run.
-const BASELINE: Duration = Duration::from_secs(12);
+const SCALE: u32 = 20;
 /// Target chunk time of every backfill here (the plan default).
 const TARGET_MS: f64 = 300.0;
 
@@ -83,13 +76,13 @@ const COPIES: [(&str, bool); 4] = [
 #[expect(clippy::too_many_lines, reason = "the bench helper splits this")]
 async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     let rows = u64::from(SCALE) * 100_000;
-    let pgbench = pgbench_path();
+    let pgbench = workloads::pgbench_path();
     let logs = tempfile::tempdir()?;
     eprintln!(
         "preparing {rows} rows on {} (pgbench -i -s {SCALE}, four copies)…",
         cfg.display()
     );
-    let status = pgbench_cmd(&pgbench, cfg)
+    let status = workloads::pgbench_cmd(&pgbench, cfg)
         .args(["-i", "-q", "-I", "dtGvp", "-s", &SCALE.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -108,15 +101,28 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
             ))
             .await?;
     }
+    // One column per workload, each kept by the dual-write trigger once the application writes.
+    let cols: Vec<String> = WORKLOADS.iter().map(workloads::column).collect();
     client
-        .batch_execute(
-            "ALTER TABLE pgbench_accounts ADD COLUMN abalance_cents bigint;
+        .batch_execute(&format!(
+            "ALTER TABLE pgbench_accounts {};
              CREATE FUNCTION bench_dual_write() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN NEW.abalance_cents := NEW.abalance::bigint * 100; RETURN NEW; END $$;
+             BEGIN {} RETURN NEW; END $$;
              CREATE TRIGGER bench_dual_write BEFORE INSERT OR UPDATE OF abalance
                  ON pgbench_accounts FOR EACH ROW EXECUTE FUNCTION bench_dual_write();",
-        )
+            cols.iter()
+                .map(|c| format!("ADD COLUMN {c} bigint"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            cols.iter()
+                .map(|c| format!("NEW.{c} := NEW.abalance::bigint * 100;"))
+                .collect::<String>()
+        ))
         .await?;
+    std::fs::write(
+        logs.path().join("skewed.sql"),
+        workloads::skewed_script(rows),
+    )?;
     // VACUUM refuses a transaction block: one statement per call. Then warm every copy alike.
     for (table, _) in COPIES {
         client
@@ -182,50 +188,26 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
         throttled_a += backfill::progress(&client, plan).await?.throttled_seconds;
     }
 
-    // (c) pgbench at a fixed rate: without a backfill (before and after), and during one with
-    // the default throttle on the table pgbench writes to.
-    eprintln!(
-        "(c) pgbench baseline (before), {}s at {RATE} tps…",
-        BASELINE.as_secs()
-    );
-    run_load(&pgbench, cfg, &logs.path().join("base1"), BASELINE).await?;
-    eprintln!("(c) pgbench during the backfill…");
-    let conc_prefix = logs.path().join("conc");
-    let mut load = spawn_load(&pgbench, cfg, &conc_prefix, Duration::from_secs(900))?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let plan_c = bench_plan(&client, "bench-under-load", "pgbench_accounts", "").await?;
-    let from = epoch_now();
-    let t = Instant::now();
-    let summary_c = run_backfill(cfg, &plan_c).await;
-    let loaded = t.elapsed();
-    let to = epoch_now();
-    stop(&mut load).await;
-    let summary_c = summary_c?;
-    eprintln!(
-        "(c) pgbench baseline (after), {}s at {RATE} tps…",
-        BASELINE.as_secs()
-    );
-    run_load(&pgbench, cfg, &logs.path().join("base2"), BASELINE).await?;
-    let base_lat = latencies(logs.path(), "base", None)?;
-    let conc_lat = latencies(logs.path(), "conc", Some((from, to)))?;
-    let stats_c =
-        control::backfill::stats::chunk_summary(&client, &[plan_c.id().to_string()]).await?;
-    let progress_c = backfill::progress(&client, &plan_c).await?;
-    let wrong: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pgbench_accounts \
-             WHERE abalance_cents IS DISTINCT FROM abalance::bigint * 100",
-            &[],
+    // (c) each workload at a fixed rate, before, during and after a default-throttled backfill.
+    let mut measured = Vec::new();
+    for w in WORKLOADS {
+        eprintln!(
+            "(c) {}: load, then a default-throttled backfill under it…",
+            w.label
+        );
+        let plan = bench_plan_col(
+            &client,
+            &format!("bench-{}", w.name),
+            "pgbench_accounts",
+            &workloads::column(&w),
+            "",
         )
-        .await?
-        .get(0);
+        .await?;
+        measured.push(workloads::measure(&client, cfg, &pgbench, logs.path(), w, plan).await?);
+    }
 
     let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
     let ratio_a = rate(chunked.1, chunked.0) / rate(single.1, single.0);
-    let base_p95 = percentile(&base_lat, 0.95);
-    let conc_p95 = percentile(&conc_lat, 0.95);
-    let base_p99 = percentile(&base_lat, 0.99);
-    let conc_p99 = percentile(&conc_lat, 0.99);
     let unthrottled_one = chunked.0.as_secs_f64() / 2.0;
     let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
     println!();
@@ -272,53 +254,10 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
         stats_a.p99_ms / TARGET_MS,
         verdict(stats_a.p99_ms <= 1.5 * TARGET_MS)
     );
-    println!(
-        "(c) pgbench -N -R {RATE} -c {CLIENTS} on pgbench_accounts (dual-write trigger on); latency guard reads {guard_signal}"
-    );
-    println!(
-        "    without backfill (before + after)   p95 {:>6.2} ms  p99 {:>6.2} ms  ({} transactions, 2 × {}s)",
-        base_p95,
-        base_p99,
-        base_lat.len(),
-        BASELINE.as_secs()
-    );
-    println!(
-        "    during backfill (default throttle)  p95 {:>6.2} ms  p99 {:>6.2} ms  ({} transactions, {:.1}s)",
-        conc_p95,
-        conc_p99,
-        conc_lat.len(),
-        loaded.as_secs_f64()
-    );
-    let ratio_95 = conc_p95 / base_p95.max(1e-9);
-    let ratio_99 = conc_p99 / base_p99.max(1e-9);
-    println!(
-        "    p95 during / without = {ratio_95:.2}×   (target ≤ 1.25×: {})",
-        verdict(ratio_95 <= 1.25)
-    );
-    println!(
-        "    p99 during / without = {ratio_99:.2}×   (target ≤ 1.50×: {})",
-        verdict(ratio_99 <= 1.5)
-    );
-    println!(
-        "    the backfill under load: {} rows updated, {} keys in {:.2} s ({:.0} keys/s), {} chunks, p50 {:.0} ms, p99 {:.0} ms, throttled/yielded {:.1} s",
-        summary_c.rows_updated,
-        summary_c.rows_scanned,
-        loaded.as_secs_f64(),
-        rate(summary_c.rows_scanned, loaded),
-        summary_c.chunks,
-        stats_c.p50_ms,
-        stats_c.p99_ms,
-        progress_c.throttled_seconds
-    );
-    println!(
-        "    under load it took {:.2} s vs {:.2} s unthrottled on an idle server ({:.1}× as long)",
-        loaded.as_secs_f64(),
-        unthrottled_one,
-        loaded.as_secs_f64() / unthrottled_one.max(1e-9)
-    );
-    println!("    rows not equal to abalance × 100 afterwards: {wrong}");
+    print_c(&measured, unthrottled_one, guard_signal);
+    let wrong: i64 = measured.iter().map(|m| m.wrong).sum();
     if wrong != 0 {
-        bail!("{wrong} rows of pgbench_accounts are wrong after the backfill");
+        bail!("{wrong} rows of pgbench_accounts are wrong after the backfills");
     }
     Ok(())
 }
@@ -341,6 +280,17 @@ async fn bench_plan(
     client: &Client,
     id: &str,
     table: &str,
+    throttle: &str,
+) -> anyhow::Result<Plan> {
+    bench_plan_col(client, id, table, "abalance_cents", throttle).await
+}
+
+/// [`bench_plan`] backfilling column `col`.
+async fn bench_plan_col(
+    client: &Client,
+    id: &str,
+    table: &str,
+    col: &str,
     throttle: &str,
 ) -> anyhow::Result<Plan> {
     let toml = format!(
@@ -367,8 +317,8 @@ flag = "bench.flag"
 [backfill]
 table = "public.{table}"
 key = ["aid"]
-set = {{ abalance_cents = "abalance::bigint * 100" }}
-pending = "abalance_cents IS NULL"
+set = {{ {col} = "abalance::bigint * 100" }}
+pending = "{col} IS NULL"
 [backfill.throttle]
 {throttle}
 "#
@@ -387,143 +337,58 @@ async fn run_backfill(cfg: &DbConfig, plan: &Plan) -> anyhow::Result<backfill::R
     Ok(summary)
 }
 
-/// `pgbench` from the PostgreSQL binaries in use, else from `PATH`.
-fn pgbench_path() -> PathBuf {
-    throwaway::find_bindir()
-        .map(|d| d.join("pgbench"))
-        .ok()
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("pgbench"))
-}
-
-/// A pgbench command connected through the libpq environment (the password never appears in
-/// the process list).
-fn pgbench_cmd(pgbench: &Path, cfg: &DbConfig) -> Command {
-    let mut cmd = Command::new(pgbench);
-    cmd.envs(cfg.libpq_env());
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-fn spawn_load(
-    pgbench: &Path,
-    cfg: &DbConfig,
-    prefix: &Path,
-    length: Duration,
-) -> anyhow::Result<Child> {
-    let mut cmd = pgbench_cmd(pgbench, cfg);
-    cmd.args([
-        "-n",
-        "-N",
-        "-R",
-        &RATE.to_string(),
-        "-c",
-        &CLIENTS.to_string(),
-        "-j",
-        "2",
-        "-T",
-        &length.as_secs().to_string(),
-        "-l",
-    ])
-    .arg(format!("--log-prefix={}", prefix.display()))
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .kill_on_drop(true);
-    Ok(cmd.spawn()?)
-}
-
-/// Runs pgbench for `length` and waits for it.
-async fn run_load(
-    pgbench: &Path,
-    cfg: &DbConfig,
-    prefix: &Path,
-    length: Duration,
-) -> anyhow::Result<()> {
-    let status = spawn_load(pgbench, cfg, prefix, length)?.wait().await?;
-    if !status.success() {
-        bail!("pgbench (baseline) failed ({status})");
-    }
-    Ok(())
-}
-
-/// Ends a long pgbench run (its per-transaction logs are read afterwards).
-async fn stop(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGINT,
+/// Prints part (c): per workload, the latencies without and during the backfill side by side,
+/// then the backfill's own figures.
+fn print_c(measured: &[Measured], unthrottled: f64, guard_signal: &str) {
+    let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
+    println!(
+        "(c) application latency, pgbench -R {RATE} -c {CLIENTS} -j 2 on pgbench_accounts (dual-write trigger on), load running before, during and after a default-throttled backfill; the latency guard also reads {guard_signal}"
+    );
+    println!(
+        "    {:<58} {:>15} {:>15} {:>7} {:>15} {:>15} {:>7}",
+        "workload", "p95 without", "p95 during", "ratio", "p99 without", "p99 during", "ratio"
+    );
+    for m in measured {
+        let (b95, d95) = (percentile(&m.without, 0.95), percentile(&m.during, 0.95));
+        let (b99, d99) = (percentile(&m.without, 0.99), percentile(&m.during, 0.99));
+        let (r95, r99) = (d95 / b95.max(1e-9), d99 / b99.max(1e-9));
+        println!(
+            "    {:<58} {:>12.2} ms {:>12.2} ms {:>6.2}× {:>12.2} ms {:>12.2} ms {:>6.2}×   p95 ≤ 1.25×: {}, p99 ≤ 1.50×: {}",
+            m.workload.label,
+            b95,
+            d95,
+            r95,
+            b99,
+            d99,
+            r99,
+            verdict(r95 <= 1.25),
+            verdict(r99 <= 1.5)
         );
     }
-    if tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
-}
-
-fn epoch_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
-
-/// Transaction latencies (ms) from pgbench's per-transaction logs
-/// (`client txn time_us script epoch_s epoch_us [lag_us]`), optionally only those that ended
-/// inside `window` (epoch seconds).
-fn latencies(dir: &Path, prefix: &str, window: Option<(f64, f64)>) -> anyhow::Result<Vec<f64>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if !entry.file_name().to_string_lossy().starts_with(prefix) {
-            continue;
-        }
-        let text = std::fs::read_to_string(entry.path())?;
-        for line in text.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 6 {
-                continue;
-            }
-            let (Ok(us), Ok(s), Ok(sus)) = (
-                f[2].parse::<f64>(),
-                f[4].parse::<f64>(),
-                f[5].parse::<f64>(),
-            ) else {
-                continue;
-            };
-            let end = s + sus / 1e6;
-            if window.is_none_or(|(a, b)| end >= a && end <= b) {
-                out.push(us / 1000.0);
-            }
-        }
-    }
-    if out.is_empty() {
-        bail!("pgbench logged no transactions under {}", dir.display());
-    }
-    Ok(out)
-}
-
-/// The `q` quantile (nearest rank).
-fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentile() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.95), 95.0);
-        assert_eq!(percentile(&v, 0.5), 50.0);
-        assert_eq!(percentile(&[3.0], 0.99), 3.0);
+    for m in measured {
+        let held = if m.held.is_empty() {
+            "none".to_string()
+        } else {
+            m.held
+                .iter()
+                .map(|(s, t)| format!("{s} {t:.1} s"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "    {}: backfill {} in {:.1} s under load vs {:.1} s unthrottled ({:.1}×), {} keys; {} / {} transactions without / during; WAL {} per row, at most {} per chunk; held by signal: {held}; throttled/yielded {:.1} s; wrong rows {}",
+            m.workload.name,
+            if m.finished { "finished" } else { "DID NOT FINISH" },
+            m.took.as_secs_f64(),
+            unthrottled,
+            m.took.as_secs_f64() / unthrottled.max(1e-9),
+            m.keys,
+            m.without.len(),
+            m.during.len(),
+            m.wal_per_row.map_or("–".to_string(), |b| format!("{b:.0} B")),
+            m.max_chunk_wal.map_or("–".to_string(), |b| format!("{:.2} MiB", b as f64 / 1_048_576.0)),
+            m.throttled,
+            m.wrong
+        );
     }
 }

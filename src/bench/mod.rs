@@ -3,3 +3,4 @@
 pub(crate) mod backfill;
 pub mod parity;
 pub mod patterns;
+pub mod workloads;

@@ -286,6 +286,10 @@ async fn run_backfill(
     }
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one line per fact of `backfill status`, in the order printed"
+)]
 fn print_status(p: &backfill::Progress) {
     println!("backfill {}: {}", p.plan_id, p.state);
     if !p.reason.is_empty() {
@@ -326,6 +330,18 @@ fn print_status(p: &backfill::Progress) {
         println!(
             "  yielding:   the latest chunk blocked {} session(s); chunks aim at {eff} ms instead of {} ms",
             p.blocked_sessions, p.target_chunk_ms
+        );
+    }
+    let g = &p.guard;
+    if let Some(r) = &g.latest {
+        println!(
+            "  guard:      {} {:.2}× (budget {:.2}×), pause {:.1}×{}",
+            r.signal,
+            r.ratio,
+            g.budget,
+            r.pause,
+            g.wal_bytes_per_row
+                .map_or(String::new(), |b| format!("; WAL {b:.0} B/row"))
         );
     }
     if p.chunk_retries > 0 {

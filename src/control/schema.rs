@@ -97,6 +97,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "backfill_partitions",
         sql: include_str!("migrations/v091_backfill_partitions.sql"),
     },
+    Migration {
+        version: 93,
+        name: "backfill_guard",
+        sql: include_str!("migrations/v093_backfill_guard.sql"),
+    },
 ];
 
 /// The channel on which every change of the control schema is announced (`LISTEN cutover_events`).

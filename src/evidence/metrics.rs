@@ -356,6 +356,10 @@ fn gates(plan: &Plan, facts: &Facts, registry: &mut Registry) {
     );
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one series per backfill gauge, in the order they are exposed"
+)]
 async fn backfill(
     client: &Client,
     plan: &Plan,
@@ -442,6 +446,33 @@ async fn backfill(
         "Backfill rate over the last minute of chunks",
         gauge(rate),
     );
+    let readings = scratch::optional(
+        client,
+        control::backfill::guard::recent(client, plan.id(), std::time::Duration::from_secs(60)),
+    )
+    .await
+    .unwrap_or_default();
+    if let Some(r) = readings.last() {
+        let ratio = Family::<Labels, GaugeF>::default();
+        ratio
+            .get_or_create(&labels(&[("signal", r.signal.as_str())]))
+            .set(r.ratio);
+        registry.register(
+            "backfill_app_latency_ratio",
+            "The latency guard's latest reading: the signal that counted (a label) over its baseline",
+            ratio,
+        );
+        registry.register(
+            "backfill_app_latency_budget",
+            "The ratio the latency guard allows (max_app_latency_ratio)",
+            gauge(r.budget),
+        );
+        registry.register(
+            "backfill_guard_pause",
+            "The latency guard's pause factor (0 = full speed)",
+            gauge(r.pause),
+        );
+    }
     let bounds: Vec<f64> = CHUNK_BUCKETS.to_vec();
     let groups = scratch::optional(
         client,

@@ -100,8 +100,10 @@ pub struct ThrottleSpec {
     pub max_lock_waiters: u32,
     /// Pause while (auto)vacuum runs on the table.
     pub pause_on_vacuum: bool,
-    /// Maximum WAL generation rate in MiB/s (0 = no limit).
+    /// Maximum WAL generation rate in MiB/s (0 = no limit): above it the latency guard yields.
     pub max_wal_mib_per_second: f64,
+    /// WAL budget of one chunk in MiB: the chunk size is bounded by it.
+    pub max_chunk_wal_mib: f64,
     /// Custom SQL returning one number; above `custom_limit` throttles.
     pub custom_query: Option<String>,
     /// Limit for `custom_query`.
@@ -125,6 +127,7 @@ impl Default for ThrottleSpec {
             max_lock_waiters: 8,
             pause_on_vacuum: true,
             max_wal_mib_per_second: 0.0,
+            max_chunk_wal_mib: 2.0,
             custom_query: None,
             custom_limit: 0.0,
             fail_closed_after: Duration::from_millis(15_000),

@@ -260,6 +260,10 @@ fn settings(spec: &PlanSpec, o: &mut Out<'_>) {
     }
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one check per [backfill] key, in the order of the table"
+)]
 fn backfill(spec: &PlanSpec, o: &mut Out<'_>) {
     if let Some(rs) = &spec.read_switch {
         o.name(
@@ -339,6 +343,14 @@ fn backfill(spec: &PlanSpec, o: &mut Out<'_>) {
         f64::MIN,
         f64::MAX,
     );
+    let wal = t.max_chunk_wal_mib;
+    if !wal.is_finite() || wal <= 0.0 {
+        o.push(
+            at("max_chunk_wal_mib"),
+            format!("`max_chunk_wal_mib` is {wal}; it must be a finite number above 0"),
+            Some("2 bounds each chunk to about 2 MiB of WAL"),
+        );
+    }
     let ratio = t.max_app_latency_ratio;
     if !ratio.is_finite() || ratio <= 1.0 {
         o.push(

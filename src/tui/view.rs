@@ -217,6 +217,19 @@ pub struct BackfillView {
     pub idle_workers: i64,
     /// Rate cap in rows/s (0 = none).
     pub rate_cap: i64,
+    /// The latency guard's readings over time.
+    pub latency: LatencyView,
+}
+
+/// The application's latency ratio against its budget, as the latency guard read it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencyView {
+    /// The ratio allowed (`max_app_latency_ratio`).
+    pub budget: f64,
+    /// (seconds before now, ratio), oldest first.
+    pub ratios: Vec<(f64, f64)>,
+    /// The signal of the latest reading (`commit latency`).
+    pub signal: Option<String>,
 }
 
 impl BackfillView {
@@ -611,6 +624,26 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
             (None, Some(t)) => Some((s.facts.now - t).num_seconds().max(0)),
             _ => None,
         },
+        latency: latency(s),
+    }
+}
+
+/// The guard's readings relative to the snapshot's time.
+fn latency(s: &Snapshot) -> LatencyView {
+    let Some(g) = &s.guard else {
+        return LatencyView::default();
+    };
+    LatencyView {
+        budget: g.budget,
+        ratios: g
+            .readings
+            .iter()
+            .map(|r| {
+                let ago = (s.facts.now - r.at).num_milliseconds() as f64 / 1000.0;
+                (ago.max(0.0), r.ratio)
+            })
+            .collect(),
+        signal: g.latest.as_ref().map(|r| r.signal.clone()),
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub ranges: Vec<RangeRow>,
     /// The backfill per leaf partition (empty for a plain table).
     pub partitions: Vec<crate::backfill::PartitionProgress>,
+    /// The latency guard's readings, once the backfill has started.
+    pub guard: Option<crate::backfill::progress::GuardProgress>,
     /// Cutover sessions connected to this database now.
     pub sessions: Vec<SessionRow>,
     /// The plan's concurrent index builds running now.
@@ -149,6 +151,7 @@ impl Snapshot {
             backfill: None,
             ranges: Vec::new(),
             partitions: Vec::new(),
+            guard: None,
             sessions: Vec::new(),
             index_builds: Vec::new(),
             audit: Vec::new(),
@@ -212,6 +215,7 @@ async fn read(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
         snap.ranges = p.ranges.iter().map(range_from_progress).collect();
         snap.partitions = p.partitions.clone();
         snap.backfill = started.then(|| backfill_from_progress(&p));
+        snap.guard = started.then_some(p.guard);
     }
     snap.sessions = client
         .query(

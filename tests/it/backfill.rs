@@ -762,10 +762,11 @@ async fn chunks_that_block_the_app_aim_shorter() {
         (1, Some(400)),
         "the first chunk blocked the app's update"
     );
-    assert_eq!(
-        second.1,
-        Some(200),
-        "the next chunk aims at half the target"
+    // Half the target for the contention; the latency guard, which saw the application wait
+    // on the chunk's lock, may shorten it further.
+    assert!(
+        second.1.is_some_and(|ms| (50..=200).contains(&ms)),
+        "the next chunk aims at half the target or less: {second:?}"
     );
 }
 

@@ -12,6 +12,7 @@ mod connect;
 mod engine;
 mod evidence;
 mod foundation;
+mod guard;
 mod import;
 mod notify;
 mod operations;

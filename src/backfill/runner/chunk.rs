@@ -1,7 +1,14 @@
 //! One chunk: a single transaction that fences the range's lease, finds the chunk's upper key,
 //! applies the plan's SET assignments and writes the checkpoint, pipelined into three round
-//! trips: {BEGIN + session limits, lease fence, upper bound}, the UPDATE, {checkpoint + stats,
-//! COMMIT}.
+//! trips: {BEGIN + session limits, lease fence, upper bound, WAL position}, the UPDATE,
+//! {checkpoint + stats, COMMIT}.
+//!
+//! The chunk commits with `synchronous_commit = off`: it does not wait for its WAL flush (its
+//! row locks are released sooner). Safe because the checkpoint commits in the same
+//! transaction: a crash loses the chunk and its checkpoint together, and the chunk is redone
+//! exactly once from the stored checkpoint (the fence of the next chunk sees that it moved back
+//! and the range is claimed again); any later synchronous commit (a state change, a lease
+//! release) flushes the WAL before it, the chunk's included.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +33,8 @@ pub(super) struct ChunkDone {
     pub(super) range_done: bool,
     /// The chunk's duration.
     pub(super) elapsed: Duration,
+    /// WAL written while it ran (bytes, an upper bound).
+    pub(super) wal_bytes: i64,
 }
 
 /// One chunk transaction to run.
@@ -64,20 +73,23 @@ impl ChunkJob<'_> {
         let hi = range.hi.as_ref();
         let begin = format!(
             "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
-             SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off",
+             SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+             SET LOCAL synchronous_commit = off",
             self.cap.as_millis(),
             self.lock.as_millis()
         );
         let bound_sql = keys.bound_sql(lo, hi, i64::from(limit) - 1);
         // The fence locks the range row (a reclaimer skips it) and proves the lease and the
         // checkpoint this worker holds are still the stored ones.
-        let (began, fence, bound) = futures::join!(
+        let (began, fence, bound, wal_start) = futures::join!(
             client.batch_execute(&begin),
             self.statements
                 .fence(client, self.plan_id, range.range_id, self.owner),
             client.query_opt(bound_sql.as_str(), &[]),
+            client.query_one("SELECT pg_current_wal_insert_lsn()::text AS lsn", &[]),
         );
         began?;
+        let wal_start: String = wal_start?.try_get("lsn")?;
         let Some(fence) = fence? else {
             return Ok(None);
         };
@@ -125,16 +137,18 @@ impl ChunkJob<'_> {
             limit: limit as i32,
             target: self.target,
             effective: self.effective,
+            wal_start: &wal_start,
         };
         let (checkpointed, committed) = futures::join!(
             self.statements.checkpoint(client, &record),
             client.batch_execute("COMMIT"),
         );
         // A failed checkpoint aborts the transaction, and COMMIT then rolls it back.
-        let blocked = checkpointed?;
+        let closed = checkpointed?;
         committed?;
         Ok(Some(ChunkDone {
-            blocked,
+            blocked: closed.blocked,
+            wal_bytes: closed.wal_bytes,
             scanned,
             updated,
             upper,

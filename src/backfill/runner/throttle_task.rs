@@ -1,5 +1,6 @@
 //! The throttle task of a run: evaluates the health signals, publishes the verdict to the
-//! workers, and records state changes and the time spent throttled in `cutover.backfill`.
+//! workers, and records state changes and the time spent throttled in `cutover.backfill`, and
+//! the latency guard's readings in `cutover.backfill_guard` (about once a second).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use tokio_postgres::Client;
 
 use super::shared::Activity;
 use crate::backfill::throttle::{Evaluator, Verdict, SIGNAL_TIMEOUT};
-use crate::control::backfill::transitions;
+use crate::control::backfill::{guard as guard_readings, transitions};
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::Plan;
 
@@ -42,6 +43,7 @@ pub(super) async fn throttle_loop(
         activity.set_app_idle(matches!(now, Verdict::Clear) && evaluator.guard().app_idle());
         verdict.send_replace(now.clone());
         if let Some(c) = client.as_ref() {
+            recorder.reading(c, &evaluator, &now).await;
             recorder.record(c, now).await;
         }
         // ±20 % at random, so that the latency guard's samples never fall into step with a
@@ -64,6 +66,7 @@ struct Recorder {
     last_tick: Instant,
     unflushed: f64,
     last_flush: Instant,
+    last_reading: Option<Instant>,
 }
 
 impl Recorder {
@@ -74,6 +77,38 @@ impl Recorder {
             last_tick: Instant::now(),
             unflushed: 0.0,
             last_flush: Instant::now(),
+            last_reading: None,
+        }
+    }
+
+    /// Records the latency guard's latest reading, about once a second (best effort).
+    async fn reading(&mut self, c: &Client, evaluator: &Evaluator, verdict: &Verdict) {
+        if self
+            .last_reading
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        let guard = evaluator.guard();
+        let Some(j) = guard.last() else { return };
+        let reason = match verdict {
+            Verdict::Throttled(r) | Verdict::Yield { reason: r, .. } => r.as_str(),
+            Verdict::Clear => "",
+        };
+        self.last_reading = Some(Instant::now());
+        let plan = self.plan_id.as_str();
+        if let Err(e) = guard_readings::record(
+            c,
+            plan,
+            j.ratio,
+            guard.limit(),
+            guard.pause(),
+            j.signal,
+            reason,
+        )
+        .await
+        {
+            tracing::warn!("cannot record the latency guard's reading: {e}");
         }
     }
 

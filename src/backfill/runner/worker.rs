@@ -103,7 +103,8 @@ pub(super) struct Worker {
 impl Worker {
     pub(super) fn new(shared: Arc<Shared>, index: usize) -> Worker {
         let s = &shared.spec;
-        let sizer = Sizer::new(s.initial_chunk_rows, s.min_chunk_rows, s.max_chunk_rows);
+        let sizer = Sizer::new(s.initial_chunk_rows, s.min_chunk_rows, s.max_chunk_rows)
+            .with_wal_budget(s.throttle.max_chunk_wal_mib * 1_048_576.0);
         Worker {
             shared,
             index,
@@ -395,6 +396,7 @@ impl Worker {
         };
         self.sizer
             .observe(done.scanned, done.elapsed, effective.mul_f64(AIM));
+        self.sizer.observe_wal(done.scanned, done.wal_bytes);
         let t = &self.shared.totals;
         t.chunks.fetch_add(1, Ordering::Relaxed);
         t.scanned.fetch_add(done.scanned, Ordering::Relaxed);

@@ -21,9 +21,12 @@ const FENCE_SQL: &str = "SELECT checkpoint FROM cutover.backfill_ranges \
      WHERE plan_id = $1 AND range_id = $2 AND lease_owner = $3 AND NOT done FOR UPDATE";
 
 /// Writes a chunk's checkpoint, the counters and the chunk's stats inside the chunk's
-/// transaction, and counts the sessions waiting on its locks; the one transition it makes is
-/// idle → running.
-const CHECKPOINT_SQL: &str = "WITH w AS (
+/// transaction, counts the sessions waiting on its locks and the WAL written since the chunk
+/// began (`$16`, the insert position then; other sessions' WAL included: an upper bound); the one
+/// transition it makes is idle → running.
+const CHECKPOINT_SQL: &str = "WITH l AS (
+                SELECT (pg_current_wal_insert_lsn() - $16::text::pg_lsn)::int8 AS wal),
+             w AS (
                 SELECT count(*)::int AS n FROM pg_stat_activity
                 WHERE CASE WHEN wait_event_type = 'Lock'
                            THEN pg_backend_pid() = ANY (pg_blocking_pids(pid)) ELSE false END),
@@ -42,8 +45,9 @@ const CHECKPOINT_SQL: &str = "WITH w AS (
              c AS (
                 INSERT INTO cutover.backfill_chunks (plan_id, range_id, worker, started_at,
                     duration_ms, chunk_limit, rows_scanned, rows_updated, target_ms, lo, hi,
-                    blocked, effective_ms)
-                VALUES ($1, $2, $8, $9, $10, $11, $4, $5, $12, $13, $3, (SELECT n FROM w), $15)),
+                    blocked, effective_ms, wal_bytes)
+                VALUES ($1, $2, $8, $9, $10, $11, $4, $5, $12, $13, $3, (SELECT n FROM w), $15,
+                    (SELECT wal FROM l))),
              b AS (
                 UPDATE cutover.backfill SET rows_done = rows_done + $14,
                     rows_updated = rows_updated + $5, chunk_rows = $11, last_chunk_ms = $10,
@@ -52,7 +56,7 @@ const CHECKPOINT_SQL: &str = "WITH w AS (
                     started_at = COALESCE(started_at, clock_timestamp()),
                     updated_at = clock_timestamp()
                 WHERE plan_id = $1)
-             SELECT n AS blocked FROM w";
+             SELECT n AS blocked, wal FROM w, l";
 
 /// The fence and the checkpoint, prepared on one connection.
 pub(crate) struct ChunkStatements {
@@ -100,6 +104,17 @@ pub(crate) struct ChunkRecord<'a> {
     pub target: Duration,
     /// The target it aimed at (below `target` under contention).
     pub effective: Duration,
+    /// The WAL insert position when the chunk began (`pg_current_wal_insert_lsn()` as text).
+    pub wal_start: &'a str,
+}
+
+/// What the checkpoint saw as the chunk closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed {
+    /// Sessions waiting on the chunk's row locks.
+    pub blocked: i32,
+    /// WAL written since the chunk began (bytes, an upper bound).
+    pub wal_bytes: i64,
 }
 
 impl ChunkStatements {
@@ -127,20 +142,19 @@ impl ChunkStatements {
         }))
     }
 
-    /// Writes `chunk`'s checkpoint and stats in the caller's transaction; returns the sessions
-    /// waiting on its row locks.
+    /// Writes `chunk`'s checkpoint and stats in the caller's transaction.
     pub(crate) async fn checkpoint(
         &self,
         client: &Client,
         chunk: &ChunkRecord<'_>,
-    ) -> Result<i32, Error> {
+    ) -> Result<Closed, Error> {
         let upper = chunk.upper.map(key_to_json);
         let lo = chunk.lo.map(key_to_json);
         let lease_ms = chunk.lease.as_millis() as f64;
         let elapsed_ms = chunk.elapsed.as_secs_f64() * 1000.0;
         let target_ms = chunk.target.as_millis() as i32;
         let effective_ms = chunk.effective.as_millis() as i32;
-        let params: [&(dyn ToSql + Sync); 15] = [
+        let params: [&(dyn ToSql + Sync); 16] = [
             &chunk.plan_id,
             &chunk.range_id,
             &upper,
@@ -156,11 +170,13 @@ impl ChunkStatements {
             &lo,
             &chunk.progress,
             &effective_ms,
+            &chunk.wal_start,
         ];
-        Ok(client
-            .query_one(&self.checkpoint, &params)
-            .await?
-            .get("blocked"))
+        let row = client.query_one(&self.checkpoint, &params).await?;
+        Ok(Closed {
+            blocked: row.try_get("blocked")?,
+            wal_bytes: row.try_get("wal")?,
+        })
     }
 }
 

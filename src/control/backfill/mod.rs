@@ -8,12 +8,14 @@
 //! - [`partitions`] — the ranges of leaf partitions, and closing those of detached leaves;
 //! - [`checkpoint`] — the chunk's fence and checkpoint statements (the runner's hot path);
 //! - [`stats`] — read-only statistics for the CLI, the TUI and the metrics;
-//! - [`key`] — key values as stored.
+//! - [`key`] — key values as stored;
+//! - [`guard`] — the latency guard's commit probe and its readings over time.
 //!
 //! Row functions return [`tokio_postgres::Error`] unchanged, so the runner can still classify it
 //! by SQLSTATE (a lock or statement timeout is retried, a lost connection reconnects).
 
 pub(crate) mod checkpoint;
+pub mod guard;
 pub(crate) mod key;
 pub(crate) mod leases;
 pub(crate) mod partitions;

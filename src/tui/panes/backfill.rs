@@ -89,12 +89,20 @@ pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Them
     } else {
         1
     };
-    let [gauge_area, rate_area, text_area] = Layout::vertical([
+    // Without the side slot, a tall pane plots the latency ratio under the rate.
+    let latency_h = if inner.width < LATENCY_SLOT_FROM && main.height >= 16 {
+        super::latency::height(&b.latency)
+    } else {
+        0
+    };
+    let [gauge_area, rate_area, latency_area, text_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(rate_h),
+        Constraint::Length(latency_h),
         Constraint::Min(0),
     ])
     .areas(main);
+    super::latency::render(frame, latency_area, &b.latency, theme);
     gauge(frame, gauge_area, b, theme);
     if chart {
         rate_chart(frame, rate_area, b, theme);
@@ -226,19 +234,24 @@ fn nice_ceiling(n: u64) -> u64 {
     }
 }
 
-/// The latency guard's chart goes here (wired by the lead); until then, the pacing in words.
+/// The pacing in words and, below it, the latency guard's chart of the application's latency
+/// ratio against its budget.
 fn latency_slot(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let text = match vm.backfill.pace() {
         Pace::Pacing(t) => t,
         Pace::Held(_) => "held back: no chunk runs".to_string(),
         Pace::Free => "no pacing: chunks run at full speed".to_string(),
     };
-    frame.render_widget(
-        Paragraph::new(Span::styled(text, theme.dim))
-            .wrap(Wrap { trim: false })
-            .block(block(title("App latency", theme), false, theme)),
-        area,
-    );
+    let outer = block(title("App latency", theme), false, theme);
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    let width = usize::from(inner.width.max(1));
+    let words_h = (text.chars().count().div_ceil(width) as u16 + 1).min(inner.height);
+    let words = Paragraph::new(Span::styled(text, theme.dim)).wrap(Wrap { trim: false });
+    let [words_area, chart_area] =
+        Layout::vertical([Constraint::Length(words_h), Constraint::Min(0)]).areas(inner);
+    frame.render_widget(words, words_area);
+    super::latency::render(frame, chart_area, &vm.backfill.latency, theme);
 }
 
 fn eta(b: &BackfillView) -> String {

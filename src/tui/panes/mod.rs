@@ -9,6 +9,7 @@ pub mod footer;
 pub mod header;
 pub mod help;
 pub mod index_builds;
+pub mod latency;
 pub mod log;
 pub mod migrations;
 pub mod parity;

@@ -1,0 +1,321 @@
+//! The control law on recorded sample series.
+use super::*;
+
+#[test]
+fn the_pause_rises_over_budget_and_falls_back_to_zero_under_it() {
+    let mut p = 0.0;
+    p = next_pause(p, 1.5, 1.25);
+    assert_eq!(p, 0.25, "the first step over budget");
+    let q = next_pause(p, 1.3, 1.25);
+    let r = next_pause(p, 3.0, 1.25);
+    assert!(q > p && r > q, "further over, faster: {p} {q} {r}");
+    let near = next_pause(p, 1.2, 1.25);
+    assert!(
+        near < p && near > next_pause(p, 1.0, 1.25),
+        "near the limit: ease off slowly"
+    );
+    let mut p = 10.0;
+    for _ in 0..100 {
+        p = next_pause(p, 1.0, 1.25);
+    }
+    assert_eq!(p, 0.0);
+    let mut p = 1.0;
+    for _ in 0..100 {
+        p = next_pause(p, 5.0, 1.25);
+    }
+    assert_eq!(p, MAX_PAUSE);
+}
+
+fn fed(g: &mut Guard, t0: Instant, secs: f64, calls_per_s: f64, ms_each: f64) {
+    // Cumulative statement samples every 250 ms from t0 for `secs`.
+    let (mut calls, mut ms) = g.cumulative.back().map_or((0.0, 0.0), |b| (b.1, b.2));
+    let start = g.cumulative.back().map_or(t0, |b| b.0);
+    let n = (secs * 4.0) as u32;
+    for i in 1..=n {
+        calls += calls_per_s / 4.0;
+        ms += calls_per_s / 4.0 * ms_each;
+        g.cumulative
+            .push_back((start + Duration::from_millis(250 * u64::from(i)), calls, ms));
+    }
+}
+
+#[test]
+fn yields_when_the_app_slows_and_clears_when_it_recovers() {
+    let mut g = Guard::new("public.pgbench_accounts", 1.25);
+    assert_eq!(g.pattern, "\\mpgbench_accounts\\M");
+    let t0 = g.started;
+    fed(&mut g, t0, 2.0, 400.0, 0.5);
+    let at = g.cumulative.back().unwrap().0;
+    // Baseline taken; the application is there, so the backfill starts slowly.
+    match g.advise(at, Duration::ZERO) {
+        Advice::Yield { pause, reason } => {
+            assert!(pause > START_PAUSE / 2.0 && pause <= START_PAUSE, "{pause}");
+            assert!(reason.contains("easing off"), "{reason}");
+        }
+        other => panic!("must start slowly: {other:?}"),
+    }
+    assert_eq!(g.baseline().map(|b| b.source), Some(Source::Statements));
+    fed(&mut g, t0, 1.0, 400.0, 0.75);
+    let at = g.cumulative.back().unwrap().0;
+    match g.advise(at, Duration::ZERO) {
+        Advice::Yield { pause, reason } => {
+            assert!(pause > 0.0);
+            assert!(
+                reason.starts_with("yielding: app latency 1.50× baseline > 1.25×"),
+                "{reason}"
+            );
+        }
+        other => panic!("must yield: {other:?}"),
+    }
+    for _ in 0..60 {
+        fed(&mut g, t0, 0.25, 400.0, 0.5);
+        let at = g.cumulative.back().unwrap().0;
+        g.advise(at, Duration::ZERO);
+    }
+    let at = g.cumulative.back().unwrap().0;
+    assert_eq!(g.advise(at, Duration::ZERO), Advice::Clear);
+}
+
+#[test]
+fn holds_for_a_baseline_and_starts_at_once_without_traffic() {
+    let mut g = Guard::new("t", 1.25);
+    let t0 = g.started;
+    assert!(matches!(g.advise(t0, Duration::ZERO), Advice::Hold(_)));
+    // Idle: no calls, no sampled backends.
+    g.samples
+        .push_back((t0 + Duration::from_millis(250), 0.0, 0.0));
+    assert_eq!(
+        g.advise(t0 + Duration::from_millis(250), Duration::ZERO),
+        Advice::Clear
+    );
+    assert_eq!(g.baseline(), None);
+    assert!(
+        g.idle_at(t0 + Duration::from_millis(250)),
+        "idle: extra workers may run"
+    );
+    // One active application backend: no longer idle, and not again until the application
+    // has stayed away for a while.
+    let busy = t0 + Duration::from_millis(500);
+    g.samples.push_back((busy, 3.0, 1.0));
+    g.advise(busy, Duration::ZERO);
+    assert!(!g.idle_at(busy));
+    let later = busy + ACTIVITY_WINDOW * 3;
+    g.samples.push_back((later, 0.0, 0.0));
+    assert!(!g.idle_at(later), "traffic seen 6 s ago");
+    let much_later = busy + IDLE_AFTER_TRAFFIC + ACTIVITY_WINDOW * 2;
+    g.samples.clear();
+    g.samples.push_back((much_later, 0.0, 0.0));
+    g.advise(much_later, Duration::ZERO);
+    assert!(g.idle_at(much_later));
+}
+
+#[test]
+fn statement_traffic_alone_holds_for_the_baseline() {
+    let mut g = Guard::new("t", 1.25);
+    let t0 = g.started;
+    g.statements = Some(true);
+    g.ids = vec![1];
+    g.samples.push_back((t0, 0.0, 0.0));
+    g.cumulative.push_back((t0, 100.0, 50.0));
+    g.cumulative
+        .push_back((t0 + Duration::from_millis(50), 110.0, 55.0));
+    assert!(matches!(
+        g.advise(t0 + Duration::from_millis(50), Duration::ZERO),
+        Advice::Hold(_)
+    ));
+}
+
+#[test]
+fn the_worse_signal_counts_and_is_named() {
+    let mut g = Guard::new("t", 1.25);
+    let t0 = g.started;
+    let act = |g: &mut Guard, from: f64, secs: f64, age: f64| {
+        for i in 0..(secs * 4.0) as u64 {
+            let at = t0 + Duration::from_secs_f64(from) + Duration::from_millis(250 * i);
+            g.samples.push_back((at, age, 1.0));
+        }
+    };
+    fed(&mut g, t0, 2.0, 400.0, 0.5);
+    act(&mut g, 0.0, 2.25, 3.0);
+    let at = g.cumulative.back().unwrap().0;
+    assert!(
+        matches!(g.advise(at, Duration::from_secs(5)), Advice::Yield { .. }),
+        "a slow start"
+    );
+    assert_eq!(g.baselines.len(), 2, "{:?}", g.baselines);
+    // Statements as fast as before, but backends twice as old (commits waiting).
+    fed(&mut g, t0, 2.0, 400.0, 0.5);
+    act(&mut g, 2.25, 2.0, 6.0);
+    let at = g.cumulative.back().unwrap().0;
+    match g.advise(at, Duration::ZERO) {
+        Advice::Yield { reason, .. } => {
+            assert!(reason.contains("pg_stat_activity sampling"), "{reason}")
+        }
+        other => panic!("must yield: {other:?}"),
+    }
+}
+
+#[test]
+fn at_the_maximum_for_long_it_remeasures_the_baseline_in_a_quiet_window() {
+    let mut g = Guard::new("t", 1.25);
+    let t0 = g.started;
+    fed(&mut g, t0, 2.0, 400.0, 0.5);
+    let at = g.cumulative.back().unwrap().0;
+    g.advise(at, Duration::ZERO);
+    // The app got slower on its own (3×) and stays so: the guard climbs to the maximum,
+    // then holds for a quiet window and takes the new baseline.
+    let mut held = false;
+    for _ in 0..200 {
+        fed(&mut g, t0, 0.25, 400.0, 1.5);
+        let at = g.cumulative.back().unwrap().0;
+        if let Advice::Hold(r) = g.advise(at, Duration::ZERO) {
+            assert!(r.contains("re-measuring"), "{r}");
+            held = true;
+            break;
+        }
+    }
+    assert!(held, "must re-measure");
+    fed(&mut g, t0, 0.25, 400.0, 1.5);
+    let at = g.cumulative.back().unwrap().0;
+    g.advise(at, Duration::from_secs(3));
+    assert!((g.baseline().unwrap().ms - 1.5).abs() < 1e-9);
+    assert!(g.pause() <= MAX_PAUSE / 4.0);
+}
+
+/// One recorded reading at `at`: the application's statements as fast as at the baseline
+/// (400 calls/s of 0.5 ms), a probe commit of `commit_ms`, `waits` sessions waiting on the
+/// backfill for up to `longest_ms`, and the WAL position `wal` (bytes).
+fn reading(g: &mut Guard, at: Instant, commit_ms: f64, waits: (f64, f64), wal: f64) -> Advice {
+    let (calls, ms) = g.cumulative.back().map_or((0.0, 0.0), |b| (b.1, b.2));
+    g.cumulative.push_back((at, calls + 100.0, ms + 50.0));
+    g.tail.push_commit(at, commit_ms);
+    g.tail.push_waits(at, waits.0, waits.1);
+    g.tail.push_wal(at, wal);
+    g.advise(at, Duration::ZERO)
+}
+
+/// A guard past its baseline (statements 0.5 ms, commits 1 ms) at `t0 + 2 s`, with a WAL
+/// maximum of `wal_limit` MiB/s.
+fn started(wal_limit: f64) -> (Guard, Instant) {
+    let mut g = Guard::new("t", 1.25);
+    g.tail = Tail::new(wal_limit);
+    let t0 = g.started;
+    for i in 1..=8u64 {
+        let at = t0 + Duration::from_millis(250 * i);
+        let (calls, ms) = g.cumulative.back().map_or((0.0, 0.0), |b| (b.1, b.2));
+        g.cumulative.push_back((at, calls + 100.0, ms + 50.0));
+        g.tail.push_commit(at, 1.0);
+        g.tail.push_wal(at, 0.0);
+    }
+    let at = t0 + Duration::from_secs(2);
+    g.advise(at, Duration::from_secs(5));
+    assert_eq!(g.tail.commit_baseline(), Some(1.0));
+    (g, at)
+}
+
+fn ms(t: Instant, i: u64) -> Instant {
+    t + Duration::from_millis(250 * i)
+}
+
+#[test]
+fn a_commit_spike_yields_naming_commit_latency_and_clears_after_it() {
+    let (mut g, t) = started(0.0);
+    // Commits take 3 ms in one reading out of four: the p95 triples.
+    let mut reason = None;
+    for i in 1..=16 {
+        let c = if i % 4 == 0 { 3.0 } else { 1.0 };
+        if let Advice::Yield { reason: r, .. } = reading(&mut g, ms(t, i), c, (0.0, 0.0), 0.0) {
+            reason = Some(r);
+        }
+    }
+    let reason = reason.expect("must yield");
+    assert!(
+        reason.starts_with(
+            "yielding: commit latency 3.00× baseline > 1.25× (p95 3.00 ms vs 1.00 ms)"
+        ),
+        "{reason}"
+    );
+    let high = g.pause();
+    assert!(high >= 1.0, "{high}");
+    for i in 17..=200 {
+        reading(&mut g, ms(t, i), 1.0, (0.0, 0.0), 0.0);
+    }
+    assert_eq!(
+        reading(&mut g, ms(t, 201), 1.0, (0.0, 0.0), 0.0),
+        Advice::Clear
+    );
+}
+
+#[test]
+fn a_lock_wait_burst_yields_naming_it() {
+    let (mut g, t) = started(0.0);
+    for i in 1..=8 {
+        reading(&mut g, ms(t, i), 1.0, (0.0, 0.0), 0.0);
+    }
+    let before = g.pause();
+    let advice = reading(&mut g, ms(t, 9), 1.0, (2.0, 40.0), 0.0);
+    match advice {
+        Advice::Yield { reason, pause } => {
+            assert!(pause > before, "{pause} > {before}");
+            assert!(
+                reason.starts_with("yielding: lock waits on the backfill 41.00× baseline > 1.25×"),
+                "{reason}"
+            );
+            assert!(reason.contains("2 session(s), longest 40 ms"), "{reason}");
+        }
+        other => panic!("must yield: {other:?}"),
+    }
+    // The burst is over: after the window, the pause eases off.
+    let mut last = g.pause();
+    for i in 14..=20 {
+        reading(&mut g, ms(t, i), 1.0, (0.0, 0.0), 0.0);
+        assert!(g.pause() <= last);
+        last = g.pause();
+    }
+    assert!(last < before.max(1.0));
+}
+
+#[test]
+fn a_wal_surge_over_the_maximum_yields_naming_the_wal_rate() {
+    let (mut g, t) = started(8.0);
+    let mib = 1_048_576.0;
+    let mut reason = None;
+    // 32 MiB/s (8 MiB each reading) against a maximum of 8 MiB/s.
+    for i in 1..=12u64 {
+        if let Advice::Yield { reason: r, .. } =
+            reading(&mut g, ms(t, i), 1.0, (0.0, 0.0), i as f64 * 8.0 * mib)
+        {
+            reason = Some(r);
+        }
+    }
+    let reason = reason.expect("must yield");
+    assert!(
+        reason.starts_with("yielding: WAL rate 5.00× budget > 1.25× (32.0 MiB/s vs max 8 MiB/s)"),
+        "{reason}"
+    );
+    assert_eq!(g.last().map(|j| j.signal), Some("WAL rate"));
+}
+
+#[test]
+fn a_quiet_server_reads_clear_and_protects_nobody() {
+    let (mut g, t) = started(8.0);
+    for i in 1..=200 {
+        let c = 1.0 + (i % 3) as f64 * 0.05;
+        reading(&mut g, ms(t, i), c, (0.0, 0.0), i as f64 * 1000.0);
+    }
+    assert_eq!(
+        reading(&mut g, ms(t, 201), 1.0, (0.0, 0.0), 201_000.0),
+        Advice::Clear
+    );
+    // No application at all: a commit spike (the backfill's own WAL) holds nothing back.
+    let mut g = Guard::new("t", 1.25);
+    let t0 = g.started;
+    g.samples.push_back((t0, 0.0, 0.0));
+    assert_eq!(g.advise(t0, Duration::ZERO), Advice::Clear);
+    for i in 1..=20 {
+        let at = ms(t0, i);
+        g.samples.push_back((at, 0.0, 0.0));
+        g.tail.push_commit(at, if i > 8 { 9.0 } else { 1.0 });
+        assert_eq!(g.advise(at, Duration::ZERO), Advice::Clear);
+    }
+}

@@ -1,0 +1,332 @@
+//! Part (c) of `cutover bench backfill`: the application's p95 and p99 latency during a
+//! default-throttled backfill vs without it, for three pgbench workloads on the same table —
+//! pgbench's default TPC-B-like script, its simple-update script (`-N`), and a skewed mix
+//! (zipfian-hot accounts, two reads and a short range read per write). Each workload runs at a
+//! fixed rate from [`BEFORE`] before its backfill until [`AFTER`] after it, in one pgbench
+//! process; each backfills its own column, so that every workload meets the same data.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use tokio::process::{Child, Command};
+use tokio_postgres::Client;
+
+use crate::backfill::{self, RunOptions, RunOutcome};
+use crate::control;
+use crate::db::DbConfig;
+use crate::plan::Plan;
+
+/// Fixed transaction rate of the load (transactions per second).
+pub const RATE: u32 = 200;
+/// pgbench clients.
+pub const CLIENTS: u32 = 4;
+/// Load before each backfill.
+const BEFORE: Duration = Duration::from_secs(12);
+/// Load after each backfill.
+const AFTER: Duration = Duration::from_secs(10);
+/// A backfill under load still running after this is stopped (and reported unfinished).
+const GIVE_UP: Duration = Duration::from_secs(150);
+
+/// One workload.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// Short name (also the suffix of its backfilled column).
+    pub name: &'static str,
+    /// What it runs.
+    pub label: &'static str,
+    /// pgbench arguments selecting the script (`None`: the skewed script file).
+    pub builtin: Option<&'static str>,
+}
+
+/// The three workloads, in the order they run.
+pub const WORKLOADS: [Workload; 3] = [
+    Workload {
+        name: "tpcb",
+        label: "pgbench default (TPC-B-like)",
+        builtin: Some("tpcb-like"),
+    },
+    Workload {
+        name: "simple",
+        label: "pgbench -N (simple update)",
+        builtin: Some("simple-update"),
+    },
+    Workload {
+        name: "skewed",
+        label: "skewed: zipfian accounts, 2 reads + range read per write",
+        builtin: None,
+    },
+];
+
+/// The skewed read-write script (`rows` accounts).
+pub fn skewed_script(rows: u64) -> String {
+    format!(
+        "\\set aid random_zipfian(1, {rows}, 1.1)\n\
+         \\set other random_zipfian(1, {rows}, 1.1)\n\
+         \\set delta random(-5000, 5000)\n\
+         BEGIN;\n\
+         SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n\
+         SELECT abalance FROM pgbench_accounts WHERE aid = :other;\n\
+         SELECT sum(abalance) FROM pgbench_accounts WHERE aid BETWEEN :aid AND :aid + 20;\n\
+         UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;\n\
+         END;\n"
+    )
+}
+
+/// What one workload measured.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The workload.
+    pub workload: Workload,
+    /// Latencies (ms) without the backfill (before and after).
+    pub without: Vec<f64>,
+    /// Latencies (ms) during it.
+    pub during: Vec<f64>,
+    /// How long the backfill took under load.
+    pub took: Duration,
+    /// It finished (within [`GIVE_UP`]).
+    pub finished: bool,
+    /// Keys covered.
+    pub keys: u64,
+    /// WAL written per key (bytes, upper bound).
+    pub wal_per_row: Option<f64>,
+    /// The most WAL one chunk wrote (bytes).
+    pub max_chunk_wal: Option<i64>,
+    /// Time held per signal (seconds, from the guard's readings: pause share per reading).
+    pub held: Vec<(String, f64)>,
+    /// Time throttled or yielded in total (s), as the state row counts it.
+    pub throttled: f64,
+    /// Rows of the column not equal to abalance × 100 afterwards.
+    pub wrong: i64,
+}
+
+/// The column workload `w` backfills.
+pub fn column(w: &Workload) -> String {
+    format!("abalance_cents_{}", w.name)
+}
+
+/// Runs workload `w`: load before, a default-throttled backfill of its column under load, load
+/// after.
+pub async fn measure(
+    client: &Client,
+    cfg: &DbConfig,
+    pgbench: &Path,
+    logs: &Path,
+    w: Workload,
+    plan: Plan,
+) -> anyhow::Result<Measured> {
+    client
+        .batch_execute("VACUUM ANALYZE pgbench_accounts")
+        .await?;
+    let prefix = logs.join(w.name);
+    let mut load = spawn_load(pgbench, cfg, logs, &prefix, w, Duration::from_secs(900))?;
+    let t0 = epoch_now();
+    tokio::time::sleep(BEFORE).await;
+    let from = epoch_now();
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(backfill::run(
+        cfg.clone(),
+        plan.clone(),
+        RunOptions::default(),
+        rx,
+    ));
+    let run = tokio::time::timeout(GIVE_UP, run).await;
+    let finished = match run {
+        Ok(joined) => joined??.outcome == RunOutcome::Done,
+        Err(_) => {
+            let _ = tx.send(true);
+            false
+        }
+    };
+    let took = started.elapsed();
+    let to = epoch_now();
+    tokio::time::sleep(AFTER).await;
+    let t3 = epoch_now();
+    stop(&mut load).await;
+    let all = latencies(logs, w.name)?;
+    let pick = |a: f64, b: f64| -> Vec<f64> {
+        all.iter()
+            .filter(|(end, _)| *end >= a && *end <= b)
+            .map(|(_, ms)| *ms)
+            .collect()
+    };
+    let mut without = pick(t0 + 2.0, from);
+    without.extend(pick(to + 2.0, t3));
+    let during = pick(from, to);
+    let progress = backfill::progress(client, &plan).await?;
+    let (wal, wal_rows, max_wal) =
+        control::backfill::guard::wal_per_chunk(client, plan.id()).await?;
+    let held = client
+        .query(
+            "SELECT signal, sum(pause / (1 + pause))::float8 AS s FROM cutover.backfill_guard \
+             WHERE plan_id = $1 AND pause > 0 GROUP BY signal ORDER BY 2 DESC",
+            &[&plan.id()],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get::<_, String>("signal"), r.get::<_, f64>("s")))
+        .collect();
+    let col = column(&w);
+    let wrong: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM pgbench_accounts \
+                 WHERE {col} IS DISTINCT FROM abalance::bigint * 100"
+            ),
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(Measured {
+        workload: w,
+        without,
+        during,
+        took,
+        finished,
+        keys: progress.rows_done.max(0) as u64,
+        wal_per_row: (wal_rows > 0).then(|| wal as f64 / wal_rows as f64),
+        max_chunk_wal: (wal_rows > 0).then_some(max_wal),
+        held,
+        throttled: progress.throttled_seconds,
+        wrong,
+    })
+}
+
+/// `pgbench` from the PostgreSQL binaries in use, else from `PATH`.
+pub fn pgbench_path() -> PathBuf {
+    crate::throwaway::find_bindir()
+        .map(|d| d.join("pgbench"))
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("pgbench"))
+}
+
+/// A pgbench command connected through the libpq environment (the password never appears in
+/// the process list).
+pub fn pgbench_cmd(pgbench: &Path, cfg: &DbConfig) -> Command {
+    let mut cmd = Command::new(pgbench);
+    cmd.envs(cfg.libpq_env());
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn spawn_load(
+    pgbench: &Path,
+    cfg: &DbConfig,
+    logs: &Path,
+    prefix: &Path,
+    w: Workload,
+    length: Duration,
+) -> anyhow::Result<Child> {
+    let mut cmd = pgbench_cmd(pgbench, cfg);
+    cmd.arg("-n");
+    match w.builtin {
+        Some(b) => {
+            cmd.args(["-b", b]);
+        }
+        None => {
+            cmd.arg("-f").arg(logs.join("skewed.sql"));
+        }
+    }
+    cmd.args([
+        "-R",
+        &RATE.to_string(),
+        "-c",
+        &CLIENTS.to_string(),
+        "-j",
+        "2",
+        "-T",
+        &length.as_secs().to_string(),
+        "-l",
+    ])
+    .arg(format!("--log-prefix={}", prefix.display()))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
+    cmd.spawn()
+        .with_context(|| format!("running {}", pgbench.display()))
+}
+
+/// Ends a long pgbench run (its per-transaction logs are read afterwards).
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+    }
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+fn epoch_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// (end epoch s, latency ms) of every transaction in pgbench's per-transaction logs under
+/// `dir` whose name starts with `prefix` (`client txn time_us script epoch_s epoch_us [lag]`).
+fn latencies(dir: &Path, prefix: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_name().to_string_lossy().starts_with(prefix)
+            || entry.file_name().to_string_lossy().ends_with(".sql")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path())?;
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 6 {
+                continue;
+            }
+            let (Ok(us), Ok(s), Ok(sus)) = (
+                f[2].parse::<f64>(),
+                f[4].parse::<f64>(),
+                f[5].parse::<f64>(),
+            ) else {
+                continue;
+            };
+            out.push((s + sus / 1e6, us / 1000.0));
+        }
+    }
+    if out.is_empty() {
+        bail!("pgbench logged no transactions under {}", dir.display());
+    }
+    Ok(out)
+}
+
+/// The `q` quantile (nearest rank); 0 when empty.
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    crate::backfill::tail::quantile(values.iter().copied(), q).unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentile() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.95), 95.0);
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&[3.0], 0.99), 3.0);
+    }
+
+    #[test]
+    fn the_skewed_script_reads_twice_and_a_range_per_write() {
+        let s = skewed_script(2_000_000);
+        assert_eq!(s.matches("random_zipfian(1, 2000000, 1.1)").count(), 2);
+        assert_eq!(s.matches("SELECT").count(), 3);
+        assert_eq!(s.matches("UPDATE").count(), 1);
+    }
+}
