@@ -293,27 +293,9 @@ async fn bench_plan_col(
     col: &str,
     throttle: &str,
 ) -> anyhow::Result<Plan> {
+    let head = super::plan_head(id);
     let toml = format!(
-        r#"
-id = "{id}"
-title = "bench"
-rationale = "benchmark"
-author = "cutover bench"
-ticket = "BENCH"
-[roster]
-lead = ["postgres"]
-[phases.expand]
-rollback = ""
-[phases.dual_write]
-rollback = ""
-[phases.backfill]
-rollback = ""
-[phases.read_switch]
-rollback = ""
-[phases.contract]
-irreversible = true
-[read_switch]
-flag = "bench.flag"
+        r#"{head}
 [backfill]
 table = "public.{table}"
 key = ["aid"]

@@ -179,27 +179,9 @@ columns = { legacy_id = "aid", bid = "bid", cents = "abalance::bigint * 100", fi
         r#"set = { abalance = "abalance" }
 pending = "NOT EXISTS (SELECT 1 FROM public.dst d WHERE d.legacy_id = src.aid)""#
     };
+    let head = super::plan_head(id);
     let toml = format!(
-        r#"
-id = "{id}"
-title = "bench"
-rationale = "benchmark"
-author = "cutover bench"
-ticket = "BENCH"
-[roster]
-lead = ["postgres"]
-[phases.expand]
-rollback = ""
-[phases.dual_write]
-rollback = ""
-[phases.backfill]
-rollback = ""
-[phases.read_switch]
-rollback = ""
-[phases.contract]
-irreversible = true
-[read_switch]
-flag = "bench.flag"
+        r#"{head}
 [backfill]
 table = "public.src"
 key = ["aid"]
