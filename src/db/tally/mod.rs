@@ -14,16 +14,17 @@
 //! encrypted, on the decrypted TLS stream ([`TallyingConnector`]): the socket's wrapper stops
 //! reading once the server accepts TLS, and the one above the TLS session counts instead.
 //!
-//! The counts are process-wide, per server and database ([`Counters`]). Recording them where
-//! other Cutover processes can read them is the control layer's job
-//! (`control::own_transactions`); [`changed`] hands it the counters that changed since.
+//! The counts are kept per server and database ([`Counters`]) in a [`Tally`]; this process's
+//! connections count into [`process`]. Recording them where other Cutover processes can read
+//! them is the control layer's job (`control::own_transactions`); [`changed`] hands it the
+//! counters that changed since.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
 use chrono::{DateTime, Utc};
@@ -86,8 +87,10 @@ pub struct Counters {
     commits: AtomicI64,
     rollbacks: AtomicI64,
     deadlocks: AtomicI64,
-    /// Changed since it was last handed out by [`changed`].
+    /// Changed since it was last handed out by [`Tally::changed`].
     dirty: AtomicBool,
+    /// Backend process ids of the open connections counted here.
+    backends: Mutex<HashSet<i32>>,
 }
 
 impl Counters {
@@ -109,78 +112,136 @@ impl Counters {
     pub fn mark_changed(&self) {
         self.dirty.store(true, Ordering::SeqCst);
     }
+
+    fn backends(&self) -> MutexGuard<'_, HashSet<i32>> {
+        self.backends.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
-struct Process {
+/// One Cutover process's counters, per server and database: a cloneable handle.
+#[derive(Debug, Clone)]
+pub struct Tally(Arc<TallyInner>);
+
+#[derive(Debug)]
+struct TallyInner {
     id: uuid::Uuid,
     started_at: DateTime<Utc>,
     counters: Mutex<BTreeMap<String, Arc<Counters>>>,
-    /// Backend process id of each open tallied connection → its counters.
-    backends: Mutex<HashMap<i32, Arc<Counters>>>,
 }
 
-fn process() -> &'static Process {
-    static PROCESS: OnceLock<Process> = OnceLock::new();
-    PROCESS.get_or_init(|| Process {
-        id: uuid::Uuid::new_v4(),
-        started_at: Utc::now(),
-        counters: Mutex::new(BTreeMap::new()),
-        backends: Mutex::new(HashMap::new()),
-    })
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new()
+    }
+}
+
+impl Tally {
+    /// A new, empty set of counters with a fresh process identity.
+    pub fn new() -> Tally {
+        Tally(Arc::new(TallyInner {
+            id: uuid::Uuid::new_v4(),
+            started_at: Utc::now(),
+            counters: Mutex::new(BTreeMap::new()),
+        }))
+    }
+
+    /// This process's identity among Cutover processes.
+    pub fn id(&self) -> uuid::Uuid {
+        self.0.id
+    }
+
+    /// When this process started counting.
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.0.started_at
+    }
+
+    fn all(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Counters>>> {
+        self.0.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The counters for `key` (`server/dbname`), created on first use with `cfg()`.
+    pub(crate) fn counters_at(&self, key: String, cfg: impl FnOnce() -> DbConfig) -> Arc<Counters> {
+        self.all()
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Counters {
+                    cfg: cfg(),
+                    commits: AtomicI64::new(0),
+                    rollbacks: AtomicI64::new(0),
+                    deadlocks: AtomicI64::new(0),
+                    dirty: AtomicBool::new(false),
+                    backends: Mutex::new(HashSet::new()),
+                })
+            })
+            .clone()
+    }
+
+    /// The counters for `cfg`'s database on its first server.
+    pub fn counters(&self, cfg: &DbConfig) -> Arc<Counters> {
+        let (key, pinned) = cfg.first_server();
+        self.counters_at(key, || pinned)
+    }
+
+    /// The counters of the database `client` is connected to, if it is a counted connection.
+    pub async fn counters_of(
+        &self,
+        client: &Client,
+    ) -> Result<Option<Arc<Counters>>, tokio_postgres::Error> {
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        Ok(self
+            .all()
+            .values()
+            .find(|c| c.backends().contains(&pid))
+            .cloned())
+    }
+
+    /// The counters that changed since the last call, each handed out once per change.
+    pub fn changed(&self) -> Vec<Arc<Counters>> {
+        self.all()
+            .values()
+            .filter(|c| c.dirty.swap(false, Ordering::SeqCst))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The tally of this process's connections.
+pub fn process() -> &'static Tally {
+    static PROCESS: OnceLock<Tally> = OnceLock::new();
+    PROCESS.get_or_init(Tally::new)
 }
 
 /// This process's identity among Cutover processes.
 pub fn process_id() -> uuid::Uuid {
-    process().id
+    process().id()
 }
 
 /// When this process started counting.
 pub fn process_started_at() -> DateTime<Utc> {
-    process().started_at
+    process().started_at()
 }
 
-/// The counters for `key` (`server/dbname`), created on first use with `cfg()`.
+/// The counters for `key` (`server/dbname`) in this process's tally.
 pub(crate) fn counters_at(key: String, cfg: impl FnOnce() -> DbConfig) -> Arc<Counters> {
-    let mut all = process().counters.lock().unwrap_or_else(|e| e.into_inner());
-    all.entry(key)
-        .or_insert_with(|| {
-            Arc::new(Counters {
-                cfg: cfg(),
-                commits: AtomicI64::new(0),
-                rollbacks: AtomicI64::new(0),
-                deadlocks: AtomicI64::new(0),
-                dirty: AtomicBool::new(false),
-            })
-        })
-        .clone()
+    process().counters_at(key, cfg)
 }
 
-/// The counters for `cfg`'s database on its first server.
+/// The counters for `cfg`'s database on its first server, in this process's tally.
 pub fn counters(cfg: &DbConfig) -> Arc<Counters> {
-    let (key, pinned) = cfg.first_server();
-    counters_at(key, || pinned)
+    process().counters(cfg)
 }
 
-/// The counters of the database `client` is connected to, if it is a counted connection.
+/// The counters of the database `client` is connected to, in this process's tally.
 pub async fn counters_of(client: &Client) -> Result<Option<Arc<Counters>>, tokio_postgres::Error> {
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await?
-        .get(0);
-    let backends = process().backends.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(backends.get(&pid).cloned())
+    process().counters_of(client).await
 }
 
-/// The counters that changed since the last call, each handed out once per change.
+/// The counters in this process's tally that changed since the last call.
 pub fn changed() -> Vec<Arc<Counters>> {
-    process()
-        .counters
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .filter(|c| c.dirty.swap(false, Ordering::SeqCst))
-        .cloned()
-        .collect()
+    process().changed()
 }
 
 /// A TLS connector whose encrypted stream is wrapped in [`Tallied`], so the decrypted protocol

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use squawk_lexer::TokenKind;
 
-use super::{process, Counters};
+use super::Counters;
 
 /// The transaction state the server is in, as far as the model knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,11 +178,7 @@ impl Model {
             b'K' if body.len() >= 4 => {
                 let pid = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
                 self.backend_pid = Some(pid);
-                process()
-                    .backends
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(pid, self.counters.clone());
+                self.counters.backends().insert(pid);
             }
             b'Z' => {
                 let status = body.first().copied().unwrap_or(b'I');
@@ -282,13 +278,7 @@ impl Model {
             self.end(false, Tx::Idle);
         }
         if let Some(pid) = self.backend_pid {
-            let mut backends = process().backends.lock().unwrap_or_else(|e| e.into_inner());
-            if backends
-                .get(&pid)
-                .is_some_and(|t| Arc::ptr_eq(t, &self.counters))
-            {
-                backends.remove(&pid);
-            }
+            self.counters.backends().remove(&pid);
         }
     }
 }
@@ -385,7 +375,7 @@ fn classify(words: &[String]) -> Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::tally::counters;
+    use crate::db::tally::Tally;
     use crate::db::DbConfig;
 
     #[test]
@@ -419,7 +409,8 @@ mod tests {
     #[test]
     fn a_fatal_before_any_answer_ends_no_transaction() {
         let fatal = b"SFATAL\0VFATAL\0C57P01\0Mterminating connection\0\0";
-        let counters = counters(&DbConfig::from_url("postgres://u@h:1/unit_fatal").unwrap());
+        let counters =
+            Tally::new().counters(&DbConfig::from_url("postgres://u@h:1/unit_fatal").unwrap());
         let before = counters.counts();
         // Terminated while idle, the query just sent: the server never started it.
         let mut idle = Model::new(counters.clone(), false);
