@@ -1,5 +1,5 @@
 //! Integration tests against a real PostgreSQL (DATABASE_URL or a throwaway cluster).
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // a test that unwraps fails loudly; a scenario reads best as one story
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // a test that unwraps fails loudly; a scenario reads best as one story
 
 mod authz;
 mod backfill;
