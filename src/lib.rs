@@ -22,7 +22,10 @@
 //! - [`bench`](mod@bench) — benchmarks that print measured ratios;
 //! - [`cli`] — the headless commands; every TUI action has one.
 
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines))]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)
+)]
 
 pub mod backfill;
 pub mod bench;

@@ -55,14 +55,7 @@ async fn setup(db: &TestDb, rows: i64) -> Client {
     ))
     .await;
     let client = db.control_client().await;
-    client
-        .batch_execute(&format!(
-            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)
-             VALUES ('{PLAN_ID}', 't', 'x', 'x', 'x');
-             INSERT INTO cutover.phases (plan_id, phase, state) VALUES ('{PLAN_ID}', 'backfill', 'applied');"
-        ))
-        .await
-        .unwrap();
+    crate::common::seed_backfill_applied(&client, PLAN_ID).await;
     client
 }
 
@@ -213,14 +206,7 @@ async fn composite_text_and_uuid_keys() {
     )
     .await;
     let client = db.control_client().await;
-    client
-        .batch_execute(&format!(
-            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)
-             VALUES ('{PLAN_ID}', 't', 'x', 'x', 'x');
-             INSERT INTO cutover.phases (plan_id, phase, state) VALUES ('{PLAN_ID}', 'backfill', 'applied');"
-        ))
-        .await
-        .unwrap();
+    crate::common::seed_backfill_applied(&client, PLAN_ID).await;
     let toml = plan_toml("", "").replace(r#"key = ["id"]"#, r#"key = ["tenant", "id"]"#);
     let plan = Plan::parse("t.toml", &toml).unwrap();
     let opts = RunOptions {
@@ -951,14 +937,7 @@ async fn latency_guard_reads_pg_stat_statements_and_leaves_the_backfill_out() {
         .await
         .expect("setup");
     schema::bootstrap(&mut client).await.expect("bootstrap");
-    client
-        .batch_execute(&format!(
-            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)
-             VALUES ('{PLAN_ID}', 't', 'x', 'x', 'x');
-             INSERT INTO cutover.phases (plan_id, phase, state) VALUES ('{PLAN_ID}', 'backfill', 'applied');"
-        ))
-        .await
-        .expect("seed");
+    crate::common::seed_backfill_applied(&client, PLAN_ID).await;
     let plan = plan("", "");
     let (_tx, rx) = watch::channel(false);
     let summary = backfill::run(cfg.clone(), plan.clone(), RunOptions::default(), rx)

@@ -62,14 +62,7 @@ async fn setup(db: &TestDb, rows: i64) -> Client {
     ))
     .await;
     let client = db.control_client().await;
-    client
-        .batch_execute(&format!(
-            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)
-             VALUES ('{PLAN_ID}', 't', 'x', 'x', 'x');
-             INSERT INTO cutover.phases (plan_id, phase, state) VALUES ('{PLAN_ID}', 'backfill', 'applied');"
-        ))
-        .await
-        .unwrap();
+    crate::common::seed_backfill_applied(&client, PLAN_ID).await;
     client
 }
 

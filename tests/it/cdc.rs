@@ -53,14 +53,7 @@ async fn scalar_i64(client: &Client, sql: &str) -> i64 {
 }
 
 async fn register(client: &Client) {
-    client
-        .batch_execute(&format!(
-            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)
-             VALUES ('{PLAN_ID}', 't', 'x', 'x', 'x');
-             INSERT INTO cutover.phases (plan_id, phase, state) VALUES ('{PLAN_ID}', 'backfill', 'applied');"
-        ))
-        .await
-        .unwrap();
+    crate::common::seed_backfill_applied(client, PLAN_ID).await;
 }
 
 fn spawn_applier(url: &str, plan: &std::path::Path) -> Child {

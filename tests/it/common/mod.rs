@@ -341,3 +341,16 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
     out
 }
+
+/// Registers `plan_id` on the control schema with its backfill phase applied, as a backfill test
+/// needs before it runs the backfill itself.
+pub async fn seed_backfill_applied(client: &tokio_postgres::Client, plan_id: &str) {
+    client
+        .batch_execute(&format!(
+            "INSERT INTO cutover.migrations (plan_id, title, plan_sha256, plan_source, plan_path)
+             VALUES ('{plan_id}', 't', 'x', 'x', 'x');
+             INSERT INTO cutover.phases (plan_id, phase, state) VALUES ('{plan_id}', 'backfill', 'applied');"
+        ))
+        .await
+        .expect("register the plan with its backfill phase applied");
+}
