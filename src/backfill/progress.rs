@@ -451,19 +451,6 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-/// Percent done from the keys covered and the keys still pending: 100 only when done, else at
-/// most 99.9 (rounded down, so it never reads 100.0 early).
-pub(crate) fn percent(state: State, done: i64, remaining: i64) -> f64 {
-    if state == State::Done {
-        return 100.0;
-    }
-    let total = done.max(0) + remaining.max(0);
-    if total == 0 {
-        return 0.0;
-    }
-    ((done.max(0) as f64 / total as f64 * 1000.0).floor() / 10.0).min(99.9)
-}
-
 /// `3m05s – 4m10s`, or `~35s` when both ends read the same.
 pub(crate) fn fmt_band(lo: f64, hi: f64) -> String {
     let (a, b) = (fmt_secs(lo), fmt_secs(hi));
@@ -583,15 +570,6 @@ mod tests {
         assert!(paused <= 20_000.0 / 2.0 + 1e-6, "{paused}");
         assert_eq!(rates(&[], 1.0, None, false), Rates::default());
         assert_eq!(eta_band(10, &Rates::default()), None);
-    }
-
-    #[test]
-    fn percent_reaches_100_only_when_done() {
-        assert_eq!(percent(State::Running, 1_999_999, 1), 99.9);
-        assert_eq!(percent(State::Running, 10, 0), 99.9);
-        assert_eq!(percent(State::Running, 94, 6), 94.0);
-        assert_eq!(percent(State::Done, 10, 5), 100.0);
-        assert_eq!(percent(State::Idle, 0, 0), 0.0);
     }
 
     #[test]

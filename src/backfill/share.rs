@@ -26,9 +26,7 @@ impl Share {
         } else {
             total.filter(|t| *t > 0)
         };
-        let percent = total.map(|t| {
-            super::progress::percent(state.unwrap_or(State::Idle), done, (t - done).max(0))
-        });
+        let percent = total.map(|t| percent(state.unwrap_or(State::Idle), done, (t - done).max(0)));
         Share {
             done,
             total,
@@ -60,6 +58,19 @@ impl Share {
             None => format!("{} rows", thousands(self.done)),
         }
     }
+}
+
+/// Percent done from the keys covered and the keys still pending: 100 only when done, else at
+/// most 99.9 (rounded down, so it never reads 100.0 early).
+fn percent(state: State, done: i64, remaining: i64) -> f64 {
+    if state == State::Done {
+        return 100.0;
+    }
+    let total = done.max(0) + remaining.max(0);
+    if total == 0 {
+        return 0.0;
+    }
+    ((done.max(0) as f64 / total as f64 * 1000.0).floor() / 10.0).min(99.9)
 }
 
 /// `1234567` → `1,234,567`.
@@ -94,6 +105,15 @@ fn approx(n: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_reaches_100_only_when_done() {
+        assert_eq!(percent(State::Running, 1_999_999, 1), 99.9);
+        assert_eq!(percent(State::Running, 10, 0), 99.9);
+        assert_eq!(percent(State::Running, 94, 6), 94.0);
+        assert_eq!(percent(State::Done, 10, 5), 100.0);
+        assert_eq!(percent(State::Idle, 0, 0), 0.0);
+    }
 
     #[test]
     fn an_estimate_reads_as_one_until_done() {
