@@ -47,6 +47,7 @@ mod partitions;
 pub(crate) mod progress;
 mod ranges;
 mod runner;
+mod share;
 pub(crate) mod sizer;
 pub mod slots;
 mod split;
@@ -63,8 +64,9 @@ use crate::control::phases::PhaseState;
 use crate::plan::{BackfillSpec, Plan};
 pub use operator::{pause, resume, stop, tune};
 pub use partitions::PartitionProgress;
-pub use progress::{progress, Progress, RangeProgress};
+pub use progress::{progress, share, Progress, RangeProgress};
 pub use runner::run;
+pub use share::{thousands, Share};
 
 /// Errors of the backfill API.
 #[derive(Debug, thiserror::Error)]

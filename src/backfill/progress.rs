@@ -7,6 +7,7 @@ use serde::Serialize;
 use tokio_postgres::GenericClient;
 
 use super::partitions::{self, PartitionProgress};
+use super::share::Share;
 use super::{spec, BackfillError};
 use crate::control::backfill::guard::{self as guard_readings, GuardReading};
 use crate::control::backfill::leases::RangeKind;
@@ -115,6 +116,11 @@ pub struct GuardProgress {
 pub const GUARD_HISTORY: u64 = 300;
 
 impl Progress {
+    /// Rows done, the total and the percent, as every reader words them.
+    pub fn share(&self) -> Share {
+        Share::new(Some(self.state), self.rows_done, Some(self.rows_total))
+    }
+
     /// A human one-liner: state, percent, rows, rate, ETA.
     pub fn summary_line(&self) -> String {
         let mut s = format!(
@@ -161,18 +167,14 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         return Ok(not_started(plan, spec));
     };
     let state = row.state;
-    let integer_key = row.key_types.as_ref().is_some_and(|t| {
-        t.len() == 1 && matches!(t[0].as_str(), "bigint" | "integer" | "smallint")
-    });
+    let integer_key = integer_key(&row);
     let ranges = stats::ranges(client, plan.id()).await?;
-    let remaining: i64 = ranges
-        .iter()
-        .filter(|r| !r.done)
-        .map(|r| remaining_of(r, integer_key))
-        .sum();
+    let remaining = remaining_keys(&row, &ranges, integer_key);
     let rows_done = row.rows_done;
     let total = rows_done + remaining;
-    let percent = percent(state, rows_done, remaining);
+    let percent = Share::new(Some(state), rows_done, Some(total))
+        .percent
+        .unwrap_or(0.0);
     let latest = stats::latest_contention(client, plan.id()).await?;
     let (blocked_sessions, effective_target_ms) =
         latest.map_or((0, None), |c| (c.blocked, c.effective_ms));
@@ -250,6 +252,44 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         ranges,
         guard,
     })
+}
+
+/// Rows done, the total and the percent of `plan`'s backfill, as [`progress`] computes them
+/// (read-only; `None` while it has not started).
+pub async fn share(
+    client: &impl GenericClient,
+    plan: &Plan,
+) -> Result<Option<Share>, BackfillError> {
+    let Some(row) = state::load(client, plan.id()).await? else {
+        return Ok(None);
+    };
+    let ranges = stats::ranges(client, plan.id()).await?;
+    let remaining = remaining_keys(&row, &ranges, integer_key(&row));
+    Ok(Some(Share::new(
+        Some(row.state),
+        row.rows_done,
+        Some(row.rows_done + remaining),
+    )))
+}
+
+/// Keys still to cover: the sum over the unfinished ranges; before the ranges are planned, the
+/// recorded estimate less what is done.
+fn remaining_keys(row: &state::Row, ranges: &[RangeProgress], integer_key: bool) -> i64 {
+    if ranges.is_empty() {
+        return row.rows_estimate.map_or(0, |e| (e - row.rows_done).max(0));
+    }
+    ranges
+        .iter()
+        .filter(|r| !r.done)
+        .map(|r| remaining_of(r, integer_key))
+        .sum()
+}
+
+/// The key is one integer column (its density can be interpolated).
+fn integer_key(row: &state::Row) -> bool {
+    row.key_types
+        .as_ref()
+        .is_some_and(|t| t.len() == 1 && matches!(t[0].as_str(), "bigint" | "integer" | "smallint"))
 }
 
 /// The guard's settings, before any reading.
@@ -411,19 +451,6 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-/// Percent done from the keys covered and the keys still pending: 100 only when done, else at
-/// most 99.9 (rounded down, so it never reads 100.0 early).
-pub(crate) fn percent(state: State, done: i64, remaining: i64) -> f64 {
-    if state == State::Done {
-        return 100.0;
-    }
-    let total = done.max(0) + remaining.max(0);
-    if total == 0 {
-        return 0.0;
-    }
-    ((done.max(0) as f64 / total as f64 * 1000.0).floor() / 10.0).min(99.9)
-}
-
 /// `3m05s – 4m10s`, or `~35s` when both ends read the same.
 pub(crate) fn fmt_band(lo: f64, hi: f64) -> String {
     let (a, b) = (fmt_secs(lo), fmt_secs(hi));
@@ -543,15 +570,6 @@ mod tests {
         assert!(paused <= 20_000.0 / 2.0 + 1e-6, "{paused}");
         assert_eq!(rates(&[], 1.0, None, false), Rates::default());
         assert_eq!(eta_band(10, &Rates::default()), None);
-    }
-
-    #[test]
-    fn percent_reaches_100_only_when_done() {
-        assert_eq!(percent(State::Running, 1_999_999, 1), 99.9);
-        assert_eq!(percent(State::Running, 10, 0), 99.9);
-        assert_eq!(percent(State::Running, 94, 6), 94.0);
-        assert_eq!(percent(State::Done, 10, 5), 100.0);
-        assert_eq!(percent(State::Idle, 0, 0), 0.0);
     }
 
     #[test]

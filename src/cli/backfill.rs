@@ -298,9 +298,12 @@ fn print_status(p: &backfill::Progress) {
     if let Some(by) = &p.paused_by {
         println!("  by:         {by}");
     }
+    let share = p.share();
     println!(
-        "  progress:   {:.1}%  {} of ~{} keys ({} rows updated)",
-        p.percent, p.rows_done, p.rows_total, p.rows_updated
+        "  progress:   {}  {} ({} rows updated)",
+        share.percent_text().unwrap_or_else(|| "0.0%".into()),
+        share.rows_text(),
+        backfill::thousands(p.rows_updated)
     );
     match (p.rate_rows_per_sec, p.eta_low_seconds, p.eta_high_seconds) {
         (Some(rate), Some(lo), Some(hi)) => println!(

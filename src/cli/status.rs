@@ -21,6 +21,10 @@ pub(super) async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Re
     } else {
         None
     };
+    let share = match &st.backfill {
+        Some(_) if plan.spec.backfill.is_some() => crate::backfill::share(&client, &plan).await?,
+        _ => None,
+    };
     let builds = if st.started {
         crate::control::index_builds::of_plan(&client, plan.id())
             .await
@@ -42,7 +46,7 @@ pub(super) async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Re
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", render_status(&st));
+        print!("{}", render_status(&st, share.as_ref()));
         match &cdc {
             Some(Some(l)) => println!(
                 "cdc: slot {}{}, {} bytes behind, caught up {} ago",
@@ -71,14 +75,15 @@ fn mark(o: Outcome) -> &'static str {
 }
 
 /// The human rendering of `status`.
-pub(super) fn render_status(st: &engine::Status) -> String {
+/// `share`: the backfill's progress as `backfill status` computes it.
+pub(super) fn render_status(st: &engine::Status, share: Option<&crate::backfill::Share>) -> String {
     let mut out = String::new();
     header(&mut out, st);
     phases(&mut out, st);
     gate(&mut out, st);
     scorecard(&mut out, st);
     signoffs(&mut out, st);
-    tail(&mut out, st);
+    tail(&mut out, st, share);
     out
 }
 
@@ -264,7 +269,7 @@ fn signoffs(out: &mut String, st: &engine::Status) {
 }
 
 /// The feature flag, the backfill and the fastest safe rollback.
-fn tail(out: &mut String, st: &engine::Status) {
+fn tail(out: &mut String, st: &engine::Status, share: Option<&crate::backfill::Share>) {
     if let Some(f) = &st.flag {
         push(
             out,
@@ -278,10 +283,13 @@ fn tail(out: &mut String, st: &engine::Status) {
         );
     }
     if let Some(b) = &st.backfill {
-        let est = b
-            .rows_estimate
-            .map(|e| format!(" of ~{e}"))
-            .unwrap_or_default();
+        let rows = match share {
+            Some(s) => match s.percent_text() {
+                Some(p) => format!("{} ({p})", s.rows_text()),
+                None => s.rows_text(),
+            },
+            None => format!("{} rows", crate::backfill::thousands(b.rows_done)),
+        };
         let why = if b.reason.is_empty() {
             String::new()
         } else {
@@ -290,8 +298,8 @@ fn tail(out: &mut String, st: &engine::Status) {
         push(
             out,
             format!(
-                "backfill: {} {} rows{est}, throttled {:.1}s{why}",
-                b.state, b.rows_done, b.throttled_seconds
+                "backfill: {} {rows}, throttled {:.1}s{why}",
+                b.state, b.throttled_seconds
             ),
         );
     }

@@ -378,6 +378,16 @@ async fn backfill(
             ),
             None => (BackfillState::Idle, String::new(), 0, 0, 0.0, None, 0),
         };
+    let share = match plan.spec.backfill {
+        Some(_) => crate::backfill::share(client, plan)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("backfill progress unavailable: {e}");
+                None
+            }),
+        None => None,
+    }
+    .unwrap_or_else(|| crate::backfill::Share::new(Some(state), done, Some(estimate)));
     let gauge = |v: f64| {
         let g = GaugeF::default();
         g.set(v);
@@ -386,12 +396,17 @@ async fn backfill(
     registry.register(
         "backfill_rows_done",
         "Rows the backfill has brought to the new shape",
-        gauge(done as f64),
+        gauge(share.done as f64),
     );
     registry.register(
         "backfill_rows_estimate",
-        "Estimated rows to backfill (0 when unknown)",
-        gauge(estimate as f64),
+        "Rows to backfill in total, as `backfill status` estimates them (0 when unknown)",
+        gauge(share.total.unwrap_or(0) as f64),
+    );
+    registry.register(
+        "backfill_percent",
+        "Percent done as `backfill status` and the TUI show it (100 only once done)",
+        gauge(share.percent.unwrap_or(0.0)),
     );
     let state_family = Family::<Labels, GaugeF>::default();
     state_family

@@ -411,6 +411,31 @@ fn pane_backfill_throttled() {
     insta::assert_snapshot!(pane(&vm, 70, 10, super::panes::backfill::render));
 }
 
+/// A copy into a new table with CDC names both and how far the applier is behind.
+#[test]
+fn backfill_pane_shows_the_mode_and_the_cdc_lag() {
+    let mut vm = app_with(backfill_running()).view();
+    let plain = pane(&vm, 90, 12, super::panes::backfill::render);
+    assert!(
+        !plain.contains("CDC") && !plain.contains("copy into"),
+        "{plain}"
+    );
+    vm.backfill.copy_into = Some("public.orders_v2".into());
+    vm.backfill.cdc = Some(Some(super::view::CdcLagView {
+        bytes: 12_288,
+        seconds: Some(0.4),
+        slot_exists: true,
+    }));
+    let text = pane(&vm, 90, 12, super::panes::backfill::render);
+    assert!(
+        text.contains("copy into public.orders_v2 · CDC 12.0 KiB behind, caught up 0.4s ago"),
+        "{text}"
+    );
+    vm.backfill.cdc = Some(None);
+    let text = pane(&vm, 90, 12, super::panes::backfill::render);
+    assert!(text.contains("CDC no slot yet"), "{text}");
+}
+
 /// "done" only when the state is done; never 100 % before; the rate never above the cap.
 #[test]
 fn backfill_pane_says_done_only_when_done() {

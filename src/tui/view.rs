@@ -219,6 +219,21 @@ pub struct BackfillView {
     pub rate_cap: i64,
     /// The latency guard's readings over time.
     pub latency: LatencyView,
+    /// How rows reach the new shape: `copy into public.t` (`None`: updated in place).
+    pub copy_into: Option<String>,
+    /// The dual-write is CDC: its lag, `None` until the applier's slot exists.
+    pub cdc: Option<Option<CdcLagView>>,
+}
+
+/// How far the CDC applier is behind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CdcLagView {
+    /// WAL bytes not yet confirmed by the applier.
+    pub bytes: i64,
+    /// Seconds since it was last caught up (`None`: never).
+    pub seconds: Option<f64>,
+    /// The replication slot exists.
+    pub slot_exists: bool,
 }
 
 /// The application's latency ratio against its budget, as the latency guard read it.
@@ -557,10 +572,25 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
         .as_ref()
         .map(|b| b.target_chunk_time.as_millis() as i64)
         .unwrap_or(0);
+    let copy_into = plan
+        .spec
+        .backfill
+        .as_ref()
+        .filter(|b| b.mode == crate::plan::BackfillMode::Copy)
+        .and_then(|b| b.into.clone());
+    let cdc = plan.spec.is_cdc().then(|| {
+        s.cdc.as_ref().map(|l| CdcLagView {
+            bytes: l.bytes,
+            seconds: l.seconds,
+            slot_exists: l.slot_exists,
+        })
+    });
     let Some(b) = &s.backfill else {
         return BackfillView {
             configured,
             target_ms: target,
+            copy_into,
+            cdc,
             ..BackfillView::default()
         };
     };
@@ -625,6 +655,8 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
             _ => None,
         },
         latency: latency(s),
+        copy_into,
+        cdc,
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub partitions: Vec<crate::backfill::PartitionProgress>,
     /// The latency guard's readings, once the backfill has started.
     pub guard: Option<crate::backfill::progress::GuardProgress>,
+    /// The CDC applier's lag (a CDC plan whose slot was created).
+    pub cdc: Option<crate::cdc::Lag>,
     /// Cutover sessions connected to this database now.
     pub sessions: Vec<SessionRow>,
     /// The plan's concurrent index builds running now.
@@ -152,6 +154,7 @@ impl Snapshot {
             ranges: Vec::new(),
             partitions: Vec::new(),
             guard: None,
+            cdc: None,
             sessions: Vec::new(),
             index_builds: Vec::new(),
             audit: Vec::new(),
@@ -216,6 +219,11 @@ async fn read(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
         snap.partitions = p.partitions.clone();
         snap.backfill = started.then(|| backfill_from_progress(&p));
         snap.guard = started.then_some(p.guard);
+    }
+    if plan.spec.is_cdc() {
+        snap.cdc = crate::cdc::lag(client, plan.id())
+            .await
+            .map_err(|e| DbError::Query(e.to_string()))?;
     }
     snap.sessions = client
         .query(

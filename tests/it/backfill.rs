@@ -633,6 +633,50 @@ async fn a_failing_transform_fails_naming_the_chunk_and_keeps_earlier_work() {
     ));
 }
 
+/// `backfill status --json`, `cutover status` and the TUI's view of the same snapshot show one
+/// percentage and one total for a backfill stopped half-way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_status_and_the_tui_show_one_percent() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 500).await;
+    let toml = plan_toml("", "").replace(r#"n = "n + 1""#, r#"n = "n + 1 / (id - 300)""#);
+    let plan = Plan::parse("t.toml", &toml).unwrap();
+    let (_stop, handle) = spawn_run(&db, &plan, RunOptions::default());
+    let outcome = tokio::time::timeout(Duration::from_secs(30), handle).await;
+    assert!(matches!(outcome, Ok(Ok(Err(_)))), "the transform must fail");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(cutover_bin())
+            .args(args)
+            .arg(&path)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["backfill", "status", "--json"])).unwrap();
+    let cli = json["percent"].as_f64().unwrap();
+    assert!(cli > 0.0 && cli < 100.0, "{json}");
+
+    let snap = cutover::worker::snapshot::load(&client, &plan)
+        .await
+        .unwrap();
+    let view = cutover::tui::view::build(&plan, "db", true, None, Some(&snap));
+    let share = view.backfill.share();
+    assert_eq!(share.percent, Some(cli));
+    assert_eq!(share.total, json["rows_total"].as_i64());
+    assert_eq!(share.done, json["rows_done"].as_i64().unwrap());
+
+    let text = run(&["status"]);
+    let line = text.lines().find(|l| l.starts_with("backfill: ")).unwrap();
+    let (rows, percent) = (share.rows_text(), share.percent_text().unwrap());
+    assert!(line.contains(&format!("{rows} ({percent})")), "{line}");
+    assert!(share.total_text().unwrap().starts_with('~'), "{rows}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_retuned_live_and_killed_connections_are_survived() {
     let db = TestDb::new().await;

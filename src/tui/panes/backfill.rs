@@ -270,6 +270,44 @@ fn eta(b: &BackfillView) -> String {
     }
 }
 
+/// `copy into public.t · CDC 12.0 KiB behind, caught up 0.4s ago`; nothing for an in-place
+/// update without CDC.
+fn mode_line<'a>(b: &BackfillView, theme: &Theme) -> Option<Line<'a>> {
+    let mut spans = Vec::new();
+    if let Some(into) = &b.copy_into {
+        spans.push(Span::styled("copy into ", theme.dim));
+        spans.push(Span::raw(into.clone()));
+    }
+    if let Some(lag) = &b.cdc {
+        if !spans.is_empty() {
+            spans.push(Span::styled(" · ", theme.dim));
+        }
+        spans.push(Span::styled("CDC ", theme.dim));
+        spans.push(Span::raw(match lag {
+            None => "no slot yet".to_string(),
+            Some(l) if !l.slot_exists => "slot MISSING".to_string(),
+            Some(l) => format!(
+                "{} behind, caught up {}",
+                human_bytes(l.bytes),
+                l.seconds
+                    .map_or("never".to_string(), |s| format!("{s:.1}s ago"))
+            ),
+        }));
+    }
+    (!spans.is_empty()).then(|| Line::from(spans))
+}
+
+/// `512 B`, `12.0 KiB`, `3.4 MiB`, `1.2 GiB`.
+fn human_bytes(n: i64) -> String {
+    let n = n.max(0) as f64;
+    match n {
+        n if n < 1024.0 => format!("{n} B"),
+        n if n < 1024.0 * 1024.0 => format!("{:.1} KiB", n / 1024.0),
+        n if n < 1024.0 * 1024.0 * 1024.0 => format!("{:.1} MiB", n / 1_048_576.0),
+        n => format!("{:.1} GiB", n / 1_073_741_824.0),
+    }
+}
+
 fn text_lines<'a>(b: &BackfillView, theme: &Theme) -> Vec<Line<'a>> {
     let mut lines = vec![Line::from(vec![
         Span::styled("ETA ", theme.dim),
@@ -282,6 +320,7 @@ fn text_lines<'a>(b: &BackfillView, theme: &Theme) -> Vec<Line<'a>> {
         }),
         Span::styled(format!(" (target {} ms)", b.target_ms), theme.dim),
     ])];
+    lines.extend(mode_line(b, theme));
     if b.rate_cap > 0 {
         lines.push(Line::from(Span::styled(
             format!("rate cap {} rows/s", thousands(b.rate_cap)),
