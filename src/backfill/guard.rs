@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use super::tail::{Tail, TailSignal};
+use super::tail::{GuardError, Tail, TailSignal};
 use crate::db::describe_error;
 
 /// Largest pause factor: chunks then run 1/(1+20) ≈ 5 % of the time.
@@ -269,7 +269,11 @@ impl Guard {
     /// Reads the signals once and advises. `quiet_for`: how long no chunk has run (in this
     /// process and, as far as `pg_stat_activity` shows, in any). An error means the activity
     /// sample could not be read (the caller counts it toward `fail_closed_after`).
-    pub async fn tick(&mut self, client: &Client, quiet_for: Duration) -> Result<Advice, String> {
+    pub async fn tick(
+        &mut self,
+        client: &Client,
+        quiet_for: Duration,
+    ) -> Result<Advice, GuardError> {
         let now = Instant::now();
         let busy_elsewhere = self.sample(client, now).await?;
         if self.statements != Some(false) && !self.started_chunks && !self.settled() {
@@ -289,7 +293,7 @@ impl Guard {
     /// Reads the signals without judging them, while another signal holds the backfill back:
     /// the windows stay current, but no baseline is taken from them (the hold — a vacuum,
     /// replica lag — may be what slows the application) and the pause stays as it is.
-    pub async fn observe(&mut self, client: &Client) -> Result<(), String> {
+    pub async fn observe(&mut self, client: &Client) -> Result<(), GuardError> {
         let now = Instant::now();
         self.sample(client, now).await?;
         if self.traffic(now) {
@@ -300,7 +304,7 @@ impl Guard {
 
     /// Takes one sample of each signal; returns whether a Cutover chunk is running (see
     /// [`Guard::sample_activity`]).
-    async fn sample(&mut self, client: &Client, now: Instant) -> Result<bool, String> {
+    async fn sample(&mut self, client: &Client, now: Instant) -> Result<bool, GuardError> {
         let busy_elsewhere = self.sample_activity(client, now).await?;
         if self.statements != Some(false) {
             self.sample_statements(client, now).await;
@@ -524,7 +528,7 @@ impl Guard {
 
     /// Samples the active application backends; returns whether a Cutover backfill session
     /// (of any process) is inside a chunk. Also learns the query ids of Cutover's sessions.
-    async fn sample_activity(&mut self, client: &Client, now: Instant) -> Result<bool, String> {
+    async fn sample_activity(&mut self, client: &Client, now: Instant) -> Result<bool, GuardError> {
         let row = client
             .query_one(
                 "SELECT coalesce(sum(extract(epoch FROM clock_timestamp() - query_start) * 1000) \
@@ -543,12 +547,14 @@ impl Guard {
                 &[],
             )
             .await
-            .map_err(|e| describe_error(&e))?;
-        let age: f64 = row.try_get("age_ms").map_err(|e| e.to_string())?;
-        let n: f64 = row.try_get("active").map_err(|e| e.to_string())?;
-        let chunking: i64 = row.try_get("chunking").map_err(|e| e.to_string())?;
+            .map_err(GuardError::Activity)?;
+        let age: f64 = row.try_get("age_ms").map_err(GuardError::Activity)?;
+        let n: f64 = row.try_get("active").map_err(GuardError::Activity)?;
+        let chunking: i64 = row.try_get("chunking").map_err(GuardError::Activity)?;
         let ids: Vec<i64> = row.try_get("ids").unwrap_or_default();
-        self.in_transaction = row.try_get("in_transaction").map_err(|e| e.to_string())?;
+        self.in_transaction = row
+            .try_get("in_transaction")
+            .map_err(GuardError::Activity)?;
         for id in ids {
             if self.excluded.insert(id) {
                 self.ids.retain(|i| *i != id);
@@ -627,14 +633,14 @@ impl Guard {
 
     /// The query ids of the application's statements on the table; `None` when
     /// `pg_stat_statements` is not installed in this database or not loaded.
-    async fn lookup_ids(&self, client: &Client) -> Result<Option<Vec<i64>>, String> {
+    async fn lookup_ids(&self, client: &Client) -> Result<Option<Vec<i64>>, GuardError> {
         let installed: bool = client
             .query_one(
                 "SELECT to_regprocedure('pg_stat_statements(boolean)') IS NOT NULL AS installed",
                 &[],
             )
             .await
-            .map_err(|e| describe_error(&e))?
+            .map_err(GuardError::Activity)?
             .get("installed");
         if !installed {
             return Ok(None);
@@ -651,7 +657,7 @@ impl Guard {
             Ok(rows) => Ok(Some(rows.iter().map(|r| r.get("queryid")).collect())),
             // 55000: "pg_stat_statements must be loaded via shared_preload_libraries".
             Err(e) if e.code().is_some_and(|c| c.code() == "55000") => Ok(None),
-            Err(e) => Err(describe_error(&e)),
+            Err(e) => Err(GuardError::Activity(e)),
         }
     }
 }

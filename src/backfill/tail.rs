@@ -21,6 +21,26 @@ use tokio_postgres::Client;
 
 use crate::db::describe_error;
 
+/// Why the latency guard could not read a signal; the database's error keeps its SQLSTATE.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// The activity sample or the `pg_stat_statements` lookup failed.
+    #[error("{}", describe_error(.0))]
+    Activity(#[source] tokio_postgres::Error),
+    /// A tail signal (named) could not be read.
+    #[error("{signal}: {}", describe_error(.source))]
+    Signal {
+        /// Which signal.
+        signal: &'static str,
+        /// The database's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// There is no monitoring connection to read on.
+    #[error("no monitoring connection")]
+    NoConnection,
+}
+
 /// Window of the commit probe's p95.
 pub const COMMIT_WINDOW: Duration = Duration::from_secs(4);
 /// Window of the lock-wait maximum.
@@ -216,10 +236,13 @@ impl Tail {
         client: &Client,
         plan_id: &str,
         now: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), GuardError> {
         let took = crate::control::backfill::guard::commit_probe(client, plan_id)
             .await
-            .map_err(|e| format!("{}: {}", TailSignal::Commit.label(), describe_error(&e)))?;
+            .map_err(|e| GuardError::Signal {
+                signal: TailSignal::Commit.label(),
+                source: e,
+            })?;
         self.push_commit(now, took.as_secs_f64() * 1000.0);
         let row = client
             .query_one(
@@ -235,10 +258,15 @@ impl Tail {
                 &[],
             )
             .await
-            .map_err(|e| format!("{}: {}", TailSignal::LockWaits.label(), describe_error(&e)))?;
-        let read = |c: &str| -> Result<f64, String> {
-            row.try_get(c)
-                .map_err(|e| format!("{}: {e}", TailSignal::LockWaits.label()))
+            .map_err(|e| GuardError::Signal {
+                signal: TailSignal::LockWaits.label(),
+                source: e,
+            })?;
+        let read = |c: &str| -> Result<f64, GuardError> {
+            row.try_get(c).map_err(|e| GuardError::Signal {
+                signal: TailSignal::LockWaits.label(),
+                source: e,
+            })
         };
         self.push_waits(now, read("n")?, read("longest_ms")?);
         self.push_wal(now, read("wal")?);

@@ -140,7 +140,7 @@ impl Evaluator {
                 let reading = match (client, first_reason.is_some()) {
                     (Some(c), true) => self.guard.observe(c).await.map(|()| Advice::Clear),
                     (Some(c), false) => self.guard.tick(c, quiet_for).await,
-                    (None, _) => Err("no monitoring connection".to_string()),
+                    (None, _) => Err(super::tail::GuardError::NoConnection),
                 };
                 let reason = match reading {
                     Ok(a) => {
@@ -156,7 +156,7 @@ impl Evaluator {
                                 reason: format!("yielding: pausing {pause:.1}× each chunk's time (application latency unreadable)"),
                             };
                         }
-                        self.unreadable(signal, &err)
+                        self.unreadable(signal, &err.to_string())
                     }
                 };
                 if first_reason.is_none() {

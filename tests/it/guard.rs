@@ -201,5 +201,5 @@ async fn an_unreadable_commit_probe_says_so() {
         .tick(&monitor, Duration::ZERO)
         .await
         .expect_err("the probe cannot commit");
-    assert!(err.starts_with("commit latency: "), "{err}");
+    assert!(err.to_string().starts_with("commit latency: "), "{err}");
 }
