@@ -1,6 +1,6 @@
 //! The backfill's share done as every part of the screen words it (gauge, footer, picker), from
 //! the computation `cutover backfill status` and the metrics use ([`crate::backfill::Share`]);
-//! and the pacing wording of a throttle reason.
+//! the pacing wording of a throttle reason; and durations as the panes word them.
 
 pub use crate::backfill::{thousands, Share};
 use crate::control::backfill::State;
@@ -59,6 +59,18 @@ fn figure_after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
     let start = text.find(marker)? + marker.len();
     let figure = text[start..].split('×').next()?;
     (!figure.is_empty() && figure.chars().all(|c| c.is_ascii_digit() || c == '.')).then_some(figure)
+}
+
+/// `42s`, `3m05s`, `2h07m`.
+pub fn human_secs(secs: i64) -> String {
+    let secs = secs.max(0);
+    if secs < 60 {
+        format!("{secs}s")
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    }
 }
 
 #[cfg(test)]

@@ -695,24 +695,12 @@ fn parity(plan: &Plan, s: &Snapshot) -> Vec<CheckView> {
                     format!(
                         "{} ({} ago)",
                         r.started_at.format("%H:%M:%S"),
-                        human_secs((s.facts.now - r.started_at).num_seconds())
+                        super::progress::human_secs((s.facts.now - r.started_at).num_seconds())
                     )
                 }),
             }
         })
         .collect()
-}
-
-/// `42s`, `3m05s`, `2h07m`.
-pub fn human_secs(secs: i64) -> String {
-    let secs = secs.max(0);
-    if secs < 60 {
-        format!("{secs}s")
-    } else if secs < 3600 {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    } else {
-        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
-    }
 }
 
 /// The deliveries' summary, only for a plan with targets.

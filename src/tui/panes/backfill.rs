@@ -12,9 +12,10 @@ use ratatui::Frame;
 
 use super::{block, thousands, title};
 use crate::control::backfill::State;
+use crate::tui::progress::human_secs;
 use crate::tui::progress::Pace;
 use crate::tui::theme::Theme;
-use crate::tui::view::{human_secs, BackfillView, Focus, ViewModel};
+use crate::tui::view::{BackfillView, Focus, ViewModel};
 
 /// Inner width from which the latency slot sits beside the backfill's own figures.
 const LATENCY_SLOT_FROM: u16 = 96;

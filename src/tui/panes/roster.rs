@@ -7,8 +7,9 @@ use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::{block, title};
+use crate::tui::progress::human_secs;
 use crate::tui::theme::Theme;
-use crate::tui::view::{human_secs, Focus, NotifyView, RoleView, ViewModel};
+use crate::tui::view::{Focus, NotifyView, RoleView, ViewModel};
 
 /// Renders the roster pane.
 pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {

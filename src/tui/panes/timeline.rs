@@ -10,8 +10,9 @@ use ratatui::Frame;
 use super::{block, title, truncate};
 use crate::control::phases::PhaseState;
 use crate::outcome::Outcome;
+use crate::tui::progress::human_secs;
 use crate::tui::theme::Theme;
-use crate::tui::view::{human_secs, Focus, PhaseView, ViewModel};
+use crate::tui::view::{Focus, PhaseView, ViewModel};
 
 fn symbol(state: PhaseState) -> &'static str {
     match state {
