@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use tokio_postgres::Client;
 
-use super::workloads::{self, percentile, Measured, CLIENTS, RATE, WORKLOADS};
+use super::workloads::{self, percentile, Measured, WorkloadName, CLIENTS, RATE, WORKLOADS};
 
 use crate::backfill::{self, RunOptions};
 use crate::control;
@@ -30,7 +30,11 @@ const SCALE: u32 = 20;
 const TARGET_MS: f64 = 300.0;
 
 /// Runs the backfill benchmark.
-pub(crate) async fn run(server: Option<DbConfig>) -> anyhow::Result<ExitCode> {
+/// With `only` given, runs part (c) for those workloads alone.
+pub(crate) async fn run(
+    server: Option<DbConfig>,
+    only: &[WorkloadName],
+) -> anyhow::Result<ExitCode> {
     let (cluster, server) = match server {
         Some(cfg) => (None, cfg),
         None => {
@@ -49,7 +53,7 @@ pub(crate) async fn run(server: Option<DbConfig>) -> anyhow::Result<ExitCode> {
         ))
         .await?;
     let cfg = server.with_dbname(&name);
-    let result = bench(&cfg).await;
+    let result = bench(&cfg, only).await;
     let _ = admin
         .batch_execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -74,8 +78,10 @@ const COPIES: [(&str, bool); 4] = [
 ];
 
 #[expect(clippy::too_many_lines, reason = "the bench helper splits this")]
-async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
+async fn bench(cfg: &DbConfig, only: &[WorkloadName]) -> anyhow::Result<()> {
     let rows = u64::from(SCALE) * 100_000;
+    // With workloads chosen, part (c) alone: no copies for (a).
+    let copies: &[(&str, bool)] = if only.is_empty() { &COPIES } else { &[] };
     let pgbench = workloads::pgbench_path();
     let logs = tempfile::tempdir()?;
     eprintln!(
@@ -93,7 +99,7 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
         bail!("pgbench -i failed ({status})");
     }
     let mut client = connect(cfg).await?;
-    for (table, _) in COPIES {
+    for (table, _) in copies {
         client
             .batch_execute(&format!(
                 "CREATE TABLE {table} AS SELECT aid, bid, abalance, filler FROM pgbench_accounts;
@@ -124,7 +130,7 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
         workloads::skewed_script(rows),
     )?;
     // VACUUM refuses a transaction block: one statement per call. Then warm every copy alike.
-    for (table, _) in COPIES {
+    for (table, _) in copies {
         client
             .batch_execute(&format!("VACUUM ANALYZE {table}"))
             .await?;
@@ -154,7 +160,7 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     let mut single = (Duration::ZERO, 0u64);
     let mut chunked = (Duration::ZERO, 0u64, 0u64);
     let mut plans_a = Vec::new();
-    for (table, is_backfill) in COPIES {
+    for &(table, is_backfill) in copies {
         if is_backfill {
             eprintln!("(a) backfill of {table}…");
             let plan = bench_plan(&client, &format!("bench-{table}"), table, UNTHROTTLED).await?;
@@ -190,7 +196,10 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
 
     // (c) each workload at a fixed rate, before, during and after a default-throttled backfill.
     let mut measured = Vec::new();
-    for w in WORKLOADS {
+    for w in WORKLOADS
+        .into_iter()
+        .filter(|w| only.is_empty() || only.contains(&w.id))
+    {
         eprintln!(
             "(c) {}: load, then a default-throttled backfill under it…",
             w.label
@@ -214,46 +223,48 @@ async fn bench(cfg: &DbConfig) -> anyhow::Result<()> {
     println!(
         "cutover bench backfill — {rows} rows (pgbench_accounts, scale {SCALE}); target chunk time {TARGET_MS:.0} ms"
     );
-    println!(
-        "(a) throughput, each method twice on identical copies (order U B B U); default settings (workers 1, idle_workers 2: no application traffic here) but `{UNTHROTTLED}`"
-    );
-    println!(
-        "    single set-based UPDATE          {:>7.2} s  {:>9.0} rows/s  ({} rows)",
-        single.0.as_secs_f64(),
-        rate(single.1, single.0),
-        single.1
-    );
-    println!(
-        "    cutover backfill, unthrottled    {:>7.2} s  {:>9.0} rows/s  ({} rows, {} chunks)",
-        chunked.0.as_secs_f64(),
-        rate(chunked.1, chunked.0),
-        chunked.1,
-        chunked.2
-    );
-    println!(
-        "    backfill time: chunks ran {:.2} s (summed over workers, {:.2} at a time on average) within {:.2} s from the first chunk's start to the last one's end; {:.2} s before and after (planning, baseline, final pending count); throttled {:.1} s",
-        stats_a.work_seconds,
-        stats_a.work_seconds / stats_a.span_seconds.max(1e-9),
-        stats_a.span_seconds,
-        chunked.0.as_secs_f64() - stats_a.span_seconds,
-        throttled_a
-    );
-    println!(
-        "    backfill / single UPDATE throughput = {ratio_a:.2}×   (target ≥ 1.00×: {})",
-        verdict(ratio_a >= 1.0)
-    );
-    println!(
-        "(b) chunk time, unthrottled runs (all {} chunks)",
-        stats_a.chunks
-    );
-    println!(
-        "    p50 {:.0} ms   p99 {:.0} ms   max {:.0} ms   target {TARGET_MS:.0} ms   p99/target = {:.2}×   (target ≤ 1.5×: {})",
-        stats_a.p50_ms,
-        stats_a.p99_ms,
-        stats_a.max_ms,
-        stats_a.p99_ms / TARGET_MS,
-        verdict(stats_a.p99_ms <= 1.5 * TARGET_MS)
-    );
+    if !copies.is_empty() {
+        println!(
+            "(a) throughput, each method twice on identical copies (order U B B U); default settings (workers 1, idle_workers 2: no application traffic here) but `{UNTHROTTLED}`"
+        );
+        println!(
+            "    single set-based UPDATE          {:>7.2} s  {:>9.0} rows/s  ({} rows)",
+            single.0.as_secs_f64(),
+            rate(single.1, single.0),
+            single.1
+        );
+        println!(
+            "    cutover backfill, unthrottled    {:>7.2} s  {:>9.0} rows/s  ({} rows, {} chunks)",
+            chunked.0.as_secs_f64(),
+            rate(chunked.1, chunked.0),
+            chunked.1,
+            chunked.2
+        );
+        println!(
+            "    backfill time: chunks ran {:.2} s (summed over workers, {:.2} at a time on average) within {:.2} s from the first chunk's start to the last one's end; {:.2} s before and after (planning, baseline, final pending count); throttled {:.1} s",
+            stats_a.work_seconds,
+            stats_a.work_seconds / stats_a.span_seconds.max(1e-9),
+            stats_a.span_seconds,
+            chunked.0.as_secs_f64() - stats_a.span_seconds,
+            throttled_a
+        );
+        println!(
+            "    backfill / single UPDATE throughput = {ratio_a:.2}×   (target ≥ 1.00×: {})",
+            verdict(ratio_a >= 1.0)
+        );
+        println!(
+            "(b) chunk time, unthrottled runs (all {} chunks)",
+            stats_a.chunks
+        );
+        println!(
+            "    p50 {:.0} ms   p99 {:.0} ms   max {:.0} ms   target {TARGET_MS:.0} ms   p99/target = {:.2}×   (target ≤ 1.5×: {})",
+            stats_a.p50_ms,
+            stats_a.p99_ms,
+            stats_a.max_ms,
+            stats_a.p99_ms / TARGET_MS,
+            verdict(stats_a.p99_ms <= 1.5 * TARGET_MS)
+        );
+    }
     print_c(&measured, unthrottled_one, guard_signal);
     let wrong: i64 = measured.iter().map(|m| m.wrong).sum();
     if wrong != 0 {
@@ -358,12 +369,18 @@ fn print_c(measured: &[Measured], unthrottled: f64, guard_signal: &str) {
                 .join(", ")
         };
         println!(
-            "    {}: backfill {} in {:.1} s under load vs {:.1} s unthrottled ({:.1}×), {} keys; {} / {} transactions without / during; WAL {} per row, at most {} per chunk; held by signal: {held}; throttled/yielded {:.1} s; wrong rows {}",
+            "    {}: backfill {} in {:.1} s under load{}, {} keys; {} / {} transactions without / during; WAL {} per row, at most {} per chunk; held by signal: {held}; throttled/yielded {:.1} s; wrong rows {}",
             m.workload.name,
             if m.finished { "finished" } else { "DID NOT FINISH" },
             m.took.as_secs_f64(),
-            unthrottled,
-            m.took.as_secs_f64() / unthrottled.max(1e-9),
+            if unthrottled > 0.0 {
+                format!(
+                    " vs {unthrottled:.1} s unthrottled ({:.1}×)",
+                    m.took.as_secs_f64() / unthrottled
+                )
+            } else {
+                String::new()
+            },
             m.keys,
             m.without.len(),
             m.during.len(),

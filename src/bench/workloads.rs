@@ -29,9 +29,22 @@ const AFTER: Duration = Duration::from_secs(10);
 /// A backfill under load still running after this is stopped (and reported unfinished).
 const GIVE_UP: Duration = Duration::from_secs(150);
 
+/// A workload's name on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkloadName {
+    /// pgbench's default TPC-B-like script.
+    Tpcb,
+    /// pgbench -N.
+    Simple,
+    /// The skewed read-write mix.
+    Skewed,
+}
+
 /// One workload.
 #[derive(Debug, Clone, Copy)]
 pub struct Workload {
+    /// Which.
+    pub id: WorkloadName,
     /// Short name (also the suffix of its backfilled column).
     pub name: &'static str,
     /// What it runs.
@@ -43,16 +56,19 @@ pub struct Workload {
 /// The three workloads, in the order they run.
 pub const WORKLOADS: [Workload; 3] = [
     Workload {
+        id: WorkloadName::Tpcb,
         name: "tpcb",
         label: "pgbench default (TPC-B-like)",
         builtin: Some("tpcb-like"),
     },
     Workload {
+        id: WorkloadName::Simple,
         name: "simple",
         label: "pgbench -N (simple update)",
         builtin: Some("simple-update"),
     },
     Workload {
+        id: WorkloadName::Skewed,
         name: "skewed",
         label: "skewed: zipfian accounts, 2 reads + range read per write",
         builtin: None,

@@ -13,6 +13,11 @@ pub enum Command {
     Bench {
         /// Which benchmark.
         what: BenchKind,
+        /// `backfill` only: run part (c) for these workloads alone (repeatable), skipping the
+        /// throughput part and `patterns` — for studying one workload; the full run is the
+        /// benchmark.
+        #[arg(long = "workload", value_enum)]
+        workloads: Vec<crate::bench::workloads::WorkloadName>,
     },
 }
 
@@ -29,11 +34,12 @@ pub enum BenchKind {
 
 /// Runs a benchmark.
 pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let Command::Bench { what } = cmd;
+    let Command::Bench { what, workloads } = cmd;
     match what {
         BenchKind::Backfill => {
-            let code = crate::bench::backfill::run(ctx.db_config_opt()?).await?;
-            if code != ExitCode::from(crate::exit::OK) {
+            let only = !workloads.is_empty();
+            let code = crate::bench::backfill::run(ctx.db_config_opt()?, &workloads).await?;
+            if only || code != ExitCode::from(crate::exit::OK) {
                 return Ok(code);
             }
             crate::bench::patterns::run().await

@@ -21,7 +21,7 @@
 pub mod anchors;
 pub(crate) mod attestations;
 pub mod audit;
-pub(crate) mod backfill;
+pub mod backfill;
 pub(crate) mod baselines;
 pub(crate) mod census;
 pub(crate) mod checks;

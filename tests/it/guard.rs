@@ -203,3 +203,42 @@ async fn an_unreadable_commit_probe_says_so() {
         .expect_err("the probe cannot commit");
     assert!(err.to_string().starts_with("commit latency: "), "{err}");
 }
+
+/// The guard's readings are kept a day: older ones of the plan go, other plans' stay.
+#[tokio::test]
+async fn readings_older_than_a_day_are_deleted() {
+    use cutover::control::backfill::guard as readings;
+
+    let db = TestDb::new().await;
+    let c = db.control_client().await;
+    for plan in ["p", "other"] {
+        readings::record(&c, plan, 1.0, 1.25, 0.0, "commit latency", "")
+            .await
+            .expect("record");
+    }
+    c.batch_execute(
+        "UPDATE cutover.backfill_guard SET at = at - interval '25 hours';
+         INSERT INTO cutover.backfill_guard (plan_id, ratio, budget, pause, signal, reason)
+         VALUES ('p', 2.0, 1.25, 1.0, 'commit latency', 'fresh');",
+    )
+    .await
+    .expect("age the readings");
+    assert_eq!(readings::trim(&c, "p").await.expect("trim"), 1);
+    let left: Vec<(String, String)> = c
+        .query(
+            "SELECT plan_id, reason FROM cutover.backfill_guard ORDER BY plan_id",
+            &[],
+        )
+        .await
+        .expect("readings")
+        .iter()
+        .map(|r| (r.get("plan_id"), r.get("reason")))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            ("other".to_string(), String::new()),
+            ("p".to_string(), "fresh".to_string())
+        ]
+    );
+}

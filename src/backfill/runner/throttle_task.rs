@@ -67,6 +67,8 @@ struct Recorder {
     unflushed: f64,
     last_flush: Instant,
     last_reading: Option<Instant>,
+    /// When old readings were last deleted.
+    last_trim: Option<Instant>,
 }
 
 impl Recorder {
@@ -78,6 +80,7 @@ impl Recorder {
             unflushed: 0.0,
             last_flush: Instant::now(),
             last_reading: None,
+            last_trim: None,
         }
     }
 
@@ -109,6 +112,15 @@ impl Recorder {
         .await
         {
             tracing::warn!("cannot record the latency guard's reading: {e}");
+        }
+        if self
+            .last_trim
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            self.last_trim = Some(Instant::now());
+            if let Err(e) = guard_readings::trim(c, plan).await {
+                tracing::warn!("cannot delete the latency guard's old readings: {e}");
+            }
         }
     }
 

@@ -58,6 +58,19 @@ pub async fn record(
     Ok(())
 }
 
+/// How long readings are kept: the chart shows minutes, a day covers any post-mortem.
+pub const KEEP_READINGS: Duration = Duration::from_secs(24 * 3600);
+
+/// Deletes the plan's readings older than [`KEEP_READINGS`]; returns how many.
+pub async fn trim(c: &impl GenericClient, plan_id: &str) -> Result<u64, Error> {
+    c.execute(
+        "DELETE FROM cutover.backfill_guard WHERE plan_id = $1 \
+         AND at < clock_timestamp() - $2 * interval '1 second'",
+        &[&plan_id, &KEEP_READINGS.as_secs_f64()],
+    )
+    .await
+}
+
 /// The readings of the last `window`, oldest first (at most 600).
 pub async fn recent(
     c: &impl GenericClient,
