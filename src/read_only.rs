@@ -374,7 +374,8 @@ impl<'a> ReadOnly<'a> {
                     .query_one(unlock.as_str(), &[])
                     .await
                     .map_err(|e| self.error(ReadOnlyErrorKind::Bracket(e)))?
-                    .get(0);
+                    .try_get("released")
+                    .map_err(|e| self.error(ReadOnlyErrorKind::Bracket(e)))?;
                 if !released {
                     break;
                 }
@@ -459,7 +460,7 @@ fn unlock_sql(lock: &str) -> Option<String> {
         "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
            AND pid = pg_backend_pid() AND granted AND classid = {classid} AND objid = {objid} \
            AND objsubid = {sub} AND mode = '{mode}') \
-         THEN pg_advisory_unlock{suffix}({args}) ELSE false END"
+         THEN pg_advisory_unlock{suffix}({args}) ELSE false END AS released"
     ))
 }
 

@@ -198,9 +198,9 @@ pause_on_vacuum = false
 /// Runs the backfill to done; returns its wall time (s) and the WAL it wrote (bytes).
 async fn fill(cfg: &DbConfig, client: &Client, plan: &Plan) -> anyhow::Result<(f64, i64)> {
     let start: String = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .query_one("SELECT pg_current_wal_lsn()::text AS lsn", &[])
         .await?
-        .get(0);
+        .try_get("lsn")?;
     let began = Instant::now();
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let summary = backfill::run(cfg.clone(), plan.clone(), RunOptions::default(), rx).await?;
@@ -210,15 +210,15 @@ async fn fill(cfg: &DbConfig, client: &Client, plan: &Plan) -> anyhow::Result<(f
     }
     let wal: i64 = client
         .query_one(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::bigint",
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::bigint AS wal",
             &[&start],
         )
         .await?
-        .get(0);
+        .try_get("wal")?;
     let copied: i64 = client
-        .query_one("SELECT count(*) FROM dst", &[])
+        .query_one("SELECT count(*) AS n FROM dst", &[])
         .await?
-        .get(0);
+        .try_get("n")?;
     if copied != ROWS {
         bail!("{} filled {copied} rows of {ROWS}", plan.id());
     }

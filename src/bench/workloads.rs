@@ -188,13 +188,13 @@ pub async fn measure(
     let wrong: i64 = client
         .query_one(
             &format!(
-                "SELECT count(*) FROM pgbench_accounts \
+                "SELECT count(*) AS wrong FROM pgbench_accounts \
                  WHERE {col} IS DISTINCT FROM abalance::bigint * 100"
             ),
             &[],
         )
         .await?
-        .get(0);
+        .try_get("wrong")?;
     Ok(Measured {
         workload: w,
         without,

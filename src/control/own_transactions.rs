@@ -62,29 +62,30 @@ pub async fn recorded_by_others(client: &impl GenericClient) -> Result<Recorded,
     let readable: bool = client
         .query_one(
             "SELECT to_regclass('cutover.own_transactions') IS NOT NULL
-                AND has_table_privilege('cutover.own_transactions', 'SELECT')",
+                AND has_table_privilege('cutover.own_transactions', 'SELECT') AS readable",
             &[],
         )
         .await?
-        .get(0);
+        .try_get("readable")?;
     if !readable {
         return Ok(Recorded::default());
     }
     let row = client
         .query_one(
-            "SELECT coalesce(sum(commits), 0)::bigint, coalesce(sum(rollbacks), 0)::bigint,
-                    coalesce(sum(deadlocks), 0)::bigint, count(*)
+            "SELECT coalesce(sum(commits), 0)::bigint AS commits,
+                    coalesce(sum(rollbacks), 0)::bigint AS rollbacks,
+                    coalesce(sum(deadlocks), 0)::bigint AS deadlocks, count(*) AS processes
                FROM cutover.own_transactions WHERE process <> $1",
             &[&tally::process_id()],
         )
         .await?;
     Ok(Recorded {
         counts: Counts {
-            commits: row.get(0),
-            rollbacks: row.get(1),
-            deadlocks: row.get(2),
+            commits: row.try_get("commits")?,
+            rollbacks: row.try_get("rollbacks")?,
+            deadlocks: row.try_get("deadlocks")?,
         },
-        processes: row.get(3),
+        processes: row.try_get("processes")?,
     })
 }
 
@@ -112,11 +113,11 @@ impl Kept {
             db::connect_recording(counters.config(), &SessionSettings::new("tally")).await?;
         let present: bool = client
             .query_one(
-                "SELECT to_regclass('cutover.own_transactions') IS NOT NULL",
+                "SELECT to_regclass('cutover.own_transactions') IS NOT NULL AS present",
                 &[],
             )
             .await?
-            .get(0);
+            .try_get("present")?;
         let upsert = match present {
             true => Some(client.prepare(UPSERT).await?),
             false => None,

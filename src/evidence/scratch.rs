@@ -25,10 +25,10 @@ impl Scope {
         // transaction in `pg_stat_database`. Alone in its query, the statement starts its own
         // transaction (`now()` is its start) unless a block is open.
         let idle = client
-            .simple_query("SELECT now() = statement_timestamp()")
+            .simple_query("SELECT now() = statement_timestamp() AS idle")
             .await?
             .iter()
-            .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
+            .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get("idle") == Some("t")));
         let open = if idle { "BEGIN; " } else { "" };
         client
             .batch_execute(&format!("{open}SAVEPOINT {SAVEPOINT}"))

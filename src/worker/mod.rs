@@ -676,11 +676,11 @@ async fn run_next_probes(cfg: &DbConfig, plan: &Plan, kept: &mut Option<Client>)
     // Kept only when no transaction block was left open on it (a statement sent alone then
     // starts its own transaction).
     let idle = client
-        .simple_query("SELECT now() = statement_timestamp()")
+        .simple_query("SELECT now() = statement_timestamp() AS idle")
         .await
         .map(|m| {
             m.iter().any(|m| {
-                matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))
+                matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get("idle") == Some("t"))
             })
         });
     if matches!(idle, Ok(true)) {

@@ -188,9 +188,9 @@ impl Tally {
         client: &Client,
     ) -> Result<Option<Arc<Counters>>, tokio_postgres::Error> {
         let pid: i32 = client
-            .query_one("SELECT pg_backend_pid()", &[])
+            .query_one("SELECT pg_backend_pid() AS pid", &[])
             .await?
-            .get(0);
+            .try_get("pid")?;
         Ok(self
             .all()
             .values()
