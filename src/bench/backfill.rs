@@ -22,7 +22,7 @@ use crate::control;
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::exit;
 use crate::plan::{Phase, Plan};
-use crate::throwaway::ThrowawayCluster;
+use crate::throwaway::{ClusterOptions, ThrowawayCluster};
 
 /// pgbench scale: 100 000 accounts per unit.
 const SCALE: u32 = 20;
@@ -38,8 +38,15 @@ pub(crate) async fn run(
     let (cluster, server) = match server {
         Some(cfg) => (None, cfg),
         None => {
-            eprintln!("starting a throwaway PostgreSQL cluster…");
-            let cluster = ThrowawayCluster::start().await?;
+            eprintln!(
+                "starting a throwaway PostgreSQL cluster with production durability \
+                 (fsync, synchronous_commit, full_page_writes on)…"
+            );
+            let cluster = ThrowawayCluster::start_with(&ClusterOptions {
+                durable: true,
+                ..ClusterOptions::default()
+            })
+            .await?;
             let cfg = DbConfig::from_url(&cluster.url())?;
             (Some(cluster), cfg)
         }

@@ -31,10 +31,14 @@ const CLIENTS: usize = 2;
 
 /// Runs the patterns benchmark on its own throwaway cluster (it needs logical WAL).
 pub async fn run() -> anyhow::Result<ExitCode> {
-    eprintln!("starting a throwaway PostgreSQL cluster with wal_level = logical…");
+    eprintln!(
+        "starting a throwaway PostgreSQL cluster with wal_level = logical and production \
+         durability (fsync, synchronous_commit, full_page_writes on)…"
+    );
     let cluster = ThrowawayCluster::start_with(&ClusterOptions {
         logical_decoding: true,
         without_stat_statements: true,
+        durable: true,
         ..ClusterOptions::default()
     })
     .await?;

@@ -84,6 +84,12 @@ logging_collector = off
 log_destination = 'stderr'
 ";
 
+/// Settings of [`ClusterOptions::durable`] (later lines win over [`SETTINGS`]).
+const DURABLE: &str = "fsync = on
+synchronous_commit = on
+full_page_writes = on
+";
+
 /// Settings that load `pg_stat_statements` (the default; see [`ClusterOptions`]).
 const STAT_STATEMENTS: &str = "shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track = all
@@ -114,6 +120,9 @@ pub struct ClusterOptions {
     pub without_stat_statements: bool,
     /// `wal_level = logical`, for logical replication slots (CDC).
     pub logical_decoding: bool,
+    /// Durability as in production (`fsync`, `synchronous_commit` and `full_page_writes` on):
+    /// for benchmarks, where a commit must wait for its WAL flush as the application's do.
+    pub durable: bool,
 }
 
 /// A private PostgreSQL cluster in a temp dir, stopped and removed on drop.
@@ -397,6 +406,9 @@ impl ThrowawayCluster {
         }
         if options.logical_decoding {
             text.push_str("wal_level = logical\n");
+        }
+        if options.durable {
+            text.push_str(DURABLE);
         }
         if let Some(enc) = &options.password_encryption {
             text.push_str(&format!("password_encryption = {}\n", quote_conf(enc)));

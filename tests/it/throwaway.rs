@@ -110,6 +110,45 @@ async fn dropping_the_cluster_cleans_up() {
     assert!(client.query_one("SELECT 1", &[]).await.is_err());
 }
 
+/// A durable cluster (the benchmarks') flushes commits like production; the default one does not.
+#[tokio::test]
+async fn a_durable_cluster_keeps_production_durability() {
+    use cutover::throwaway::ClusterOptions;
+
+    let settings = |url: String| async move {
+        let client = connect(&url).await;
+        let row = client
+            .query_one(
+                "SELECT current_setting('fsync') AS fsync, \
+                 current_setting('synchronous_commit') AS sync, \
+                 current_setting('full_page_writes') AS fpw",
+                &[],
+            )
+            .await
+            .unwrap();
+        [
+            row.get::<_, String>("fsync"),
+            row.get("sync"),
+            row.get("fpw"),
+        ]
+    };
+    let durable = ThrowawayCluster::start_with(&ClusterOptions {
+        durable: true,
+        without_stat_statements: true,
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(settings(durable.url()).await, ["on", "on", "on"]);
+    let fast = ThrowawayCluster::start_with(&ClusterOptions {
+        without_stat_statements: true,
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(settings(fast.url()).await, ["off", "off", "off"]);
+}
+
 /// Runs only as the child process of the test below: starts a cluster,
 /// reports where it lives, and waits to be killed.
 #[tokio::test]
