@@ -34,6 +34,7 @@ const TARGET_MS: f64 = 300.0;
 pub(crate) async fn run(
     server: Option<DbConfig>,
     only: &[WorkloadName],
+    timeline: bool,
 ) -> anyhow::Result<ExitCode> {
     let (cluster, server) = match server {
         Some(cfg) => (None, cfg),
@@ -60,7 +61,7 @@ pub(crate) async fn run(
         ))
         .await?;
     let cfg = server.with_dbname(&name);
-    let result = bench(&cfg, only).await;
+    let result = bench(&cfg, only, timeline).await;
     let _ = admin
         .batch_execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -85,7 +86,7 @@ const COPIES: [(&str, bool); 4] = [
 ];
 
 #[expect(clippy::too_many_lines, reason = "the bench helper splits this")]
-async fn bench(cfg: &DbConfig, only: &[WorkloadName]) -> anyhow::Result<()> {
+async fn bench(cfg: &DbConfig, only: &[WorkloadName], timeline: bool) -> anyhow::Result<()> {
     let rows = u64::from(SCALE) * 100_000;
     // With workloads chosen, part (c) alone: no copies for (a).
     let copies: &[(&str, bool)] = if only.is_empty() { &COPIES } else { &[] };
@@ -273,6 +274,17 @@ async fn bench(cfg: &DbConfig, only: &[WorkloadName]) -> anyhow::Result<()> {
         );
     }
     print_c(&measured, unthrottled_one, guard_signal);
+    if timeline {
+        for m in &measured {
+            println!(
+                "    {} second by second (from the load's start):",
+                m.workload.name
+            );
+            for line in &m.timeline {
+                println!("{line}");
+            }
+        }
+    }
     let wrong: i64 = measured.iter().map(|m| m.wrong).sum();
     if wrong != 0 {
         bail!("{wrong} rows of pgbench_accounts are wrong after the backfills");

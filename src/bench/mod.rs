@@ -3,6 +3,7 @@
 pub(crate) mod backfill;
 pub mod parity;
 pub mod patterns;
+mod timeline;
 pub mod workloads;
 
 /// The part every benchmark plan shares: its changelog, a `postgres` lead, phases that roll back to

@@ -115,6 +115,8 @@ pub struct Measured {
     pub throttled: f64,
     /// Rows of the column not equal to abalance × 100 afterwards.
     pub wrong: i64,
+    /// The run second by second, from the load's start to its end ([`super::timeline`]).
+    pub timeline: Vec<String>,
 }
 
 /// The column workload `w` backfills.
@@ -207,6 +209,7 @@ pub async fn measure(
         held,
         throttled: progress.throttled_seconds,
         wrong,
+        timeline: super::timeline::lines(client, plan.id(), &all, t0, t3).await?,
     })
 }
 

@@ -18,6 +18,10 @@ pub enum Command {
         /// benchmark.
         #[arg(long = "workload", value_enum)]
         workloads: Vec<crate::bench::workloads::WorkloadName>,
+        /// `backfill` only: also print each workload's run second by second (the application's
+        /// p95, the chunks' share of the time, the guard's reading).
+        #[arg(long)]
+        timeline: bool,
     },
 }
 
@@ -34,11 +38,16 @@ pub enum BenchKind {
 
 /// Runs a benchmark.
 pub(super) async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let Command::Bench { what, workloads } = cmd;
+    let Command::Bench {
+        what,
+        workloads,
+        timeline,
+    } = cmd;
     match what {
         BenchKind::Backfill => {
             let only = !workloads.is_empty();
-            let code = crate::bench::backfill::run(ctx.db_config_opt()?, &workloads).await?;
+            let code =
+                crate::bench::backfill::run(ctx.db_config_opt()?, &workloads, timeline).await?;
             if only || code != ExitCode::from(crate::exit::OK) {
                 return Ok(code);
             }
