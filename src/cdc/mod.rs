@@ -43,6 +43,13 @@ pub enum CdcError {
     Db(#[from] crate::db::DbError),
 }
 
+impl CdcError {
+    /// The connection was lost (or could not be made) for a reason a retry may fix.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, CdcError::Db(e) if e.is_connection_lost())
+    }
+}
+
 impl From<tokio_postgres::Error> for CdcError {
     fn from(e: tokio_postgres::Error) -> Self {
         CdcError::Db(e.into())
