@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use super::decode::{decode, key_of, Message};
-use super::{ensure, slot_name, sweep_orphans, CdcError};
+use super::{dropped, ensure, slot_name, sweep_orphans, CdcError};
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::{BackfillSpec, Plan};
 use crate::sql::{quote_ident, quote_literal, quote_qualified};
@@ -53,6 +53,8 @@ pub struct ApplySummary {
     pub orphans_dropped: Vec<String>,
     /// Times the connection was lost and made again.
     pub reconnects: u64,
+    /// The applier stopped because contract or rollback dropped the slot.
+    pub slot_dropped: bool,
 }
 
 /// One batch's outcome.
@@ -66,8 +68,9 @@ pub struct Step {
     pub caught_up: bool,
 }
 
-/// Applies the plan's slot until `shutdown` turns true. Drops orphaned slots first, and creates
-/// the plan's slot when the copy has not (nothing to catch up then). A lost connection is made
+/// Applies the plan's slot until `shutdown` turns true, or until the slot is dropped by contract
+/// or rollback. Drops orphaned slots first, and creates the plan's slot when the copy has not
+/// (nothing to catch up then). A lost connection is made
 /// again (for up to `opts.reconnect_within`) and the stream resumes from the slot: a batch
 /// whose outcome was unknown is either applied already (then skipped by its LSN) or delivered
 /// again.
@@ -101,6 +104,14 @@ pub async fn run(
                     }
                     None => break,
                 }
+            }
+            Err(e) if dropped(&client, plan.id()).await.unwrap_or(false) => {
+                tracing::info!(
+                    plan = plan.id(),
+                    "CDC slot dropped (contract or rollback): {e}"
+                );
+                summary.slot_dropped = true;
+                break;
             }
             Err(e) => return Err(e),
         };
@@ -331,13 +342,19 @@ impl Applier {
                 &[&self.slot, &flushed],
             )
             .await?;
-        client
+        let recorded = client
             .execute(
                 "UPDATE cutover.cdc SET caught_up_at = clock_timestamp(), \
                  heartbeat = clock_timestamp() WHERE plan_id = $1",
                 &[&self.plan_id],
             )
             .await?;
+        if recorded == 0 {
+            return Err(CdcError::Failed(format!(
+                "the CDC row of `{}` is gone (its slot {} was dropped)",
+                self.plan_id, self.slot
+            )));
+        }
         Ok(())
     }
 

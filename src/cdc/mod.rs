@@ -184,12 +184,28 @@ async fn slot_exists(client: &Client, slot: &str) -> Result<bool, CdcError> {
         .is_some())
 }
 
-/// Drops the slot and the publication named `slot`, when they exist.
+/// How long [`drop`] waits for a running applier to let go of the slot between two calls.
+const DROP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Drops the slot and the publication named `slot`, when they exist. A running applier holds
+/// the slot only during each call: the drop is retried while it is in use, for up to
+/// [`DROP_WAIT`].
 async fn drop_objects(client: &Client, slot: &str) -> Result<(), CdcError> {
-    if slot_exists(client, slot).await? {
-        client
+    let since = std::time::Instant::now();
+    while slot_exists(client, slot).await? {
+        match client
             .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-            .await?;
+            .await
+        {
+            Ok(_) => break,
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
+                    && since.elapsed() < DROP_WAIT =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     client
         .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(slot)))
@@ -197,15 +213,25 @@ async fn drop_objects(client: &Client, slot: &str) -> Result<(), CdcError> {
     Ok(())
 }
 
-/// Drops the slot, the publication and the `cutover.cdc` row of `plan` (contract, rollback).
+/// Drops the `cutover.cdc` row, the slot and the publication of `plan` (contract, rollback).
+/// The row goes first: a running applier then knows the slot was dropped on purpose and stops,
+/// and a crash in between leaves a slot without a row, which [`sweep_orphans`] drops.
 pub async fn drop(client: &Client, plan_id: &str) -> Result<bool, CdcError> {
     let slot = slot_name(plan_id);
-    let existed = slot_exists(client, &slot).await?;
-    drop_objects(client, &slot).await?;
     client
         .execute("DELETE FROM cutover.cdc WHERE plan_id = $1", &[&plan_id])
         .await?;
+    let existed = slot_exists(client, &slot).await?;
+    drop_objects(client, &slot).await?;
     Ok(existed)
+}
+
+/// True when `plan`'s `cutover.cdc` row is gone: its slot was dropped (contract, rollback).
+pub async fn dropped(client: &Client, plan_id: &str) -> Result<bool, CdcError> {
+    Ok(client
+        .query_opt("SELECT 1 FROM cutover.cdc WHERE plan_id = $1", &[&plan_id])
+        .await?
+        .is_none())
 }
 
 /// Drops Cutover's slots that no live plan needs: no `cutover.cdc` row, or a plan whose
