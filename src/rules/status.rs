@@ -131,6 +131,10 @@ pub struct Status {
     pub flag: Option<FlagFact>,
     /// Backfill progress.
     pub backfill: Option<BackfillView>,
+    /// The cluster's replication slots (one about to lose its WAL blocks the gate).
+    pub slots: Vec<crate::control::slots::Slot>,
+    /// `max_slot_wal_keep_size` in bytes (`None`: unlimited).
+    pub max_slot_wal_keep_size: Option<i64>,
 }
 
 /// The status of `plan` as the rules judge `facts`; the TUI shows the same value.
@@ -233,6 +237,8 @@ pub(crate) fn build(plan: &Plan, facts: &Facts) -> Status {
         rollback: rules::rollback_advice(plan, facts),
         flag,
         backfill,
+        slots: facts.slots.clone(),
+        max_slot_wal_keep_size: facts.max_slot_wal_keep_size,
     }
 }
 
