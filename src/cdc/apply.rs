@@ -45,7 +45,7 @@ impl Default for ApplyOptions {
 pub struct ApplySummary {
     /// Batches committed.
     pub batches: u64,
-    /// Row changes read from the slot.
+    /// Row changes applied (one delivered again after a crash is not counted twice).
     pub changes: u64,
     /// Distinct keys refreshed (per batch).
     pub keys: u64,
@@ -60,7 +60,7 @@ pub struct ApplySummary {
 /// One batch's outcome.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Step {
-    /// Row changes read.
+    /// Row changes applied.
     pub changes: u64,
     /// Distinct keys refreshed.
     pub keys: u64,

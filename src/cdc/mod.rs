@@ -13,8 +13,10 @@
 //!   `KEY SHARE` lock, so it never overwrites a refreshed row nor resurrects a deleted one.
 //!
 //! Crash safety: the refreshes of a batch of transactions and the batch's last commit LSN
-//! (`cutover.cdc.applied_lsn`) commit together; only then is the slot advanced. A crash between
-//! the two re-delivers the batch, which is skipped by its LSN (and would be harmless anyway).
+//! (`cutover.cdc.applied_lsn`) commit together, synchronously; only then is the slot advanced. A
+//! crash between the two, or a server crash that loses the slot's latest position, re-delivers
+//! the batch, which is skipped by its LSN (and would be harmless anyway). A lost connection is
+//! made again by the applier itself.
 //!
 //! The slot retains WAL until it is dropped: it is dropped when contract is applied and when
 //! the dual-write phase is rolled back; a slot left behind by a crash (no plan row, or a plan

@@ -1,5 +1,6 @@
 //! CDC projection on a throwaway cluster with `wal_level = logical`: copy and stream under
-//! concurrent inserts, updates and deletes, SIGKILL of the applier mid-stream then resume,
+//! concurrent inserts, updates and deletes, SIGKILL of the applier mid-stream then resume, a
+//! server crash mid-stream that the applier recovers from by itself (each change counted once),
 //! exact parity, lag, no slot left behind; and the refusal of a server without logical WAL.
 
 use std::process::{Child, Command, Stdio};
