@@ -70,10 +70,9 @@ pub struct Step {
 
 /// Applies the plan's slot until `shutdown` turns true, or until the slot is dropped by contract
 /// or rollback. Drops orphaned slots first, and creates the plan's slot when the copy has not
-/// (nothing to catch up then). A lost connection is made
-/// again (for up to `opts.reconnect_within`) and the stream resumes from the slot: a batch
-/// whose outcome was unknown is either applied already (then skipped by its LSN) or delivered
-/// again.
+/// (nothing to catch up then). A lost connection is made again (for up to
+/// `opts.reconnect_within`) and the stream resumes from the slot: a batch whose outcome was
+/// unknown is either applied already (then skipped by its LSN) or delivered again.
 pub async fn run(
     cfg: DbConfig,
     plan: Plan,
@@ -150,9 +149,10 @@ async fn reconnect(
             }
             Err(e) => return Err(e.into()),
         }
+        // A dropped sender disables the second branch: the pause still applies.
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => {}
+            Ok(()) = shutdown.changed() => {}
         }
         pause = (pause * 2).min(Duration::from_secs(2));
     }
