@@ -93,6 +93,10 @@ pub struct Progress {
     pub partitions: Vec<PartitionProgress>,
     /// The latency guard's readings and the WAL the chunks wrote.
     pub guard: GuardProgress,
+    /// The cluster's replication slots: WAL retained, a logical consumer's lag, `wal_status`
+    /// and `safe_wal_size`. With slot limits in `[backfill.throttle]`, those not Cutover's own
+    /// hold the backfill back.
+    pub slots: Vec<crate::control::slots::Slot>,
 }
 
 /// The latency guard as the status shows it.
@@ -161,6 +165,13 @@ pub(crate) fn fmt_secs(secs: f64) -> String {
 
 /// Reads the progress of `plan`'s backfill (read-only; a never-started backfill shows idle).
 pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progress, BackfillError> {
+    let mut p = progress_of(client, plan).await?;
+    p.slots = crate::control::slots::read(client).await?;
+    Ok(p)
+}
+
+/// [`progress`] without the slots.
+async fn progress_of(client: &impl GenericClient, plan: &Plan) -> Result<Progress, BackfillError> {
     let spec = spec(plan)?;
     let row = state::load(client, plan.id()).await?;
     let Some(row) = row else {
@@ -251,6 +262,7 @@ pub async fn progress(client: &impl GenericClient, plan: &Plan) -> Result<Progre
         partitions: partitions::summarize(&ranges, |r| remaining_of(r, integer_key)),
         ranges,
         guard,
+        slots: Vec::new(),
     })
 }
 
@@ -341,6 +353,7 @@ fn not_started(plan: &Plan, spec: &BackfillSpec) -> Progress {
         ranges: Vec::new(),
         partitions: Vec::new(),
         guard: guard_defaults(spec),
+        slots: Vec::new(),
     }
 }
 

@@ -6,65 +6,11 @@
 
 use std::time::Instant;
 
-use serde::Serialize;
 use tokio_postgres::GenericClient;
 
-use crate::db::DbError;
+use crate::control::slots::bytes;
+pub use crate::control::slots::{read, Slot};
 use crate::plan::{Size, ThrottleSpec};
-
-/// One replication slot.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Slot {
-    /// Slot name.
-    pub name: String,
-    /// `physical` or `logical`.
-    pub kind: String,
-    /// A consumer is connected.
-    pub active: bool,
-    /// WAL retained for it, in bytes.
-    pub retained_bytes: i64,
-    /// For logical slots: WAL its consumer has not confirmed, in bytes.
-    pub lag_bytes: Option<i64>,
-    /// `reserved`, `extended`, `unreserved` or `lost`.
-    pub wal_status: Option<String>,
-    /// Bytes of WAL that can still be written before the slot is lost
-    /// (with `max_slot_wal_keep_size` set).
-    pub safe_wal_size: Option<i64>,
-}
-
-impl Slot {
-    /// Cutover's own slot (its CDC applier consumes it).
-    pub fn is_cutover_own(&self) -> bool {
-        self.name.starts_with("cutover_")
-    }
-}
-
-/// Every replication slot of the cluster.
-pub async fn read(client: &impl GenericClient) -> Result<Vec<Slot>, DbError> {
-    let rows = client
-        .query(
-            "SELECT slot_name::text AS name, slot_type AS kind, active,
-                    coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::int8 AS retained,
-                    pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 AS lag,
-                    wal_status, safe_wal_size
-               FROM pg_replication_slots
-              ORDER BY slot_name",
-            &[],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Slot {
-            name: r.get("name"),
-            kind: r.get("kind"),
-            active: r.get("active"),
-            retained_bytes: r.get("retained"),
-            lag_bytes: r.get("lag"),
-            wal_status: r.get("wal_status"),
-            safe_wal_size: r.get("safe_wal_size"),
-        })
-        .collect())
-}
 
 /// The first slot over one of `spec`'s limits, as a throttle reason.
 pub fn over_limit(spec: &ThrottleSpec, slots: &[Slot]) -> Option<String> {
@@ -88,13 +34,6 @@ pub fn over_limit(spec: &ThrottleSpec, slots: &[Slot]) -> Option<String> {
             )
         })
     })
-}
-
-fn bytes(n: i64) -> String {
-    u64::try_from(n)
-        .ok()
-        .and_then(Size::from_bytes)
-        .map_or_else(|| format!("{n}B"), |s| s.to_string())
 }
 
 /// The slot signal of one throttle evaluator: read each time, failing closed after

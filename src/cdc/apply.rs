@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use super::decode::{decode, key_of, Message};
-use super::{ensure, slot_name, sweep_orphans, CdcError};
+use super::{dropped, ensure, slot_name, sweep_orphans, CdcError};
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::{BackfillSpec, Plan};
 use crate::sql::{quote_ident, quote_literal, quote_qualified};
@@ -25,6 +25,9 @@ pub struct ApplyOptions {
     pub batch: i32,
     /// Pause between batches once caught up.
     pub poll: Duration,
+    /// How long to keep reconnecting after the connection is lost (a server restart, a
+    /// failover) before giving up.
+    pub reconnect_within: Duration,
 }
 
 impl Default for ApplyOptions {
@@ -32,6 +35,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             batch: 2_000,
             poll: Duration::from_millis(200),
+            reconnect_within: Duration::from_secs(300),
         }
     }
 }
@@ -41,18 +45,22 @@ impl Default for ApplyOptions {
 pub struct ApplySummary {
     /// Batches committed.
     pub batches: u64,
-    /// Row changes read from the slot.
+    /// Row changes applied (one delivered again after a crash is not counted twice).
     pub changes: u64,
     /// Distinct keys refreshed (per batch).
     pub keys: u64,
     /// Slots of other plans dropped at start (left behind by a crash).
     pub orphans_dropped: Vec<String>,
+    /// Times the connection was lost and made again.
+    pub reconnects: u64,
+    /// The applier stopped because contract or rollback dropped the slot.
+    pub slot_dropped: bool,
 }
 
 /// One batch's outcome.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Step {
-    /// Row changes read.
+    /// Row changes applied.
     pub changes: u64,
     /// Distinct keys refreshed.
     pub keys: u64,
@@ -60,8 +68,11 @@ pub struct Step {
     pub caught_up: bool,
 }
 
-/// Applies the plan's slot until `shutdown` turns true. Drops orphaned slots first, and creates
-/// the plan's slot when the copy has not (nothing to catch up then).
+/// Applies the plan's slot until `shutdown` turns true, or until the slot is dropped by contract
+/// or rollback. Drops orphaned slots first, and creates the plan's slot when the copy has not
+/// (nothing to catch up then). A lost connection is made again (for up to
+/// `opts.reconnect_within`) and the stream resumes from the slot: a batch whose outcome was
+/// unknown is either applied already (then skipped by its LSN) or delivered again.
 pub async fn run(
     cfg: DbConfig,
     plan: Plan,
@@ -79,7 +90,30 @@ pub async fn run(
     ensure(&client, &plan).await?;
     let applier = Applier::load(&client, &plan).await?;
     while !*shutdown.borrow() {
-        let step = applier.step(&mut client, opts.batch).await?;
+        let step = match applier.step(&mut client, opts.batch).await {
+            Ok(step) => step,
+            Err(e) if e.is_connection_lost() => {
+                tracing::warn!(plan = plan.id(), "CDC applier lost its connection: {e}");
+                match reconnect(&cfg, &opts, &mut shutdown).await? {
+                    Some(c) => {
+                        client = c;
+                        summary.reconnects += 1;
+                        tracing::info!(plan = plan.id(), "CDC applier reconnected");
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            Err(e) if dropped(&client, plan.id()).await.unwrap_or(false) => {
+                tracing::info!(
+                    plan = plan.id(),
+                    "CDC slot dropped (contract or rollback): {e}"
+                );
+                summary.slot_dropped = true;
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         if step.changes > 0 {
             summary.batches += 1;
             summary.changes += step.changes;
@@ -93,6 +127,35 @@ pub async fn run(
         }
     }
     Ok(summary)
+}
+
+/// Connects again after a lost connection, retrying while the server is unreachable, for up to
+/// `opts.reconnect_within`; `None` when `shutdown` turned true meanwhile.
+async fn reconnect(
+    cfg: &DbConfig,
+    opts: &ApplyOptions,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<Client>, CdcError> {
+    let since = std::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        if *shutdown.borrow() {
+            return Ok(None);
+        }
+        match db::connect(cfg, &SessionSettings::new("cdc")).await {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) if e.is_connection_lost() && since.elapsed() < opts.reconnect_within => {
+                tracing::debug!("CDC applier reconnecting: {e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // A dropped sender disables the second branch: the pause still applies.
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            Ok(()) = shutdown.changed() => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
 }
 
 /// The SQL of one plan's projection.
@@ -217,6 +280,11 @@ impl Applier {
         } = self.collect(&rows, parse_lsn(&applied))?;
         let refreshed = keys.len() as u64;
         let tx = client.transaction().await?;
+        // The commit must be durable before the slot moves past the batch: the slot's position
+        // can reach the disk at once, and an asynchronous commit lost in a crash would leave
+        // the batch neither applied nor delivered again.
+        tx.batch_execute("SET LOCAL synchronous_commit = on")
+            .await?;
         let list: Vec<Key> = keys.into_iter().collect();
         for part in list.chunks(500) {
             let literals = part
@@ -237,7 +305,7 @@ impl Applier {
         // Fewer messages than asked for: the peek drained the slot as of its start.
         let drained = rows.len() < batch.max(1) as usize;
         tx.execute(
-            "UPDATE cutover.cdc SET applied_lsn = $2::text::pg_lsn, \
+            "UPDATE cutover.cdc SET applied_lsn = greatest(applied_lsn, $2::text::pg_lsn), \
              applied_changes = applied_changes + $3, heartbeat = clock_timestamp(), \
              caught_up_at = CASE WHEN $4 THEN $5::text::timestamptz ELSE caught_up_at END \
              WHERE plan_id = $1",
@@ -274,13 +342,19 @@ impl Applier {
                 &[&self.slot, &flushed],
             )
             .await?;
-        client
+        let recorded = client
             .execute(
                 "UPDATE cutover.cdc SET caught_up_at = clock_timestamp(), \
                  heartbeat = clock_timestamp() WHERE plan_id = $1",
                 &[&self.plan_id],
             )
             .await?;
+        if recorded == 0 {
+            return Err(CdcError::Failed(format!(
+                "the CDC row of `{}` is gone (its slot {} was dropped)",
+                self.plan_id, self.slot
+            )));
+        }
         Ok(())
     }
 
@@ -289,6 +363,7 @@ impl Applier {
     fn collect(&self, rows: &[tokio_postgres::Row], applied: u64) -> Result<Batch, CdcError> {
         let mut relations: HashMap<u32, Vec<String>> = HashMap::new();
         let mut pending: BTreeSet<Key> = BTreeSet::new();
+        let mut pending_changes = 0u64;
         let mut keys: BTreeSet<Key> = BTreeSet::new();
         let mut last: Option<String> = None;
         let mut changes = 0u64;
@@ -296,12 +371,15 @@ impl Applier {
             let lsn: String = row.get(0);
             let data: Vec<u8> = row.get(1);
             match decode(&data).map_err(|e| CdcError::Failed(format!("at {lsn}: {e}")))? {
-                Message::Begin => pending.clear(),
+                Message::Begin => {
+                    pending.clear();
+                    pending_changes = 0;
+                }
                 Message::Relation { id, columns } => {
                     relations.insert(id, columns);
                 }
                 Message::Row { rel, tuples } => {
-                    changes += 1;
+                    pending_changes += 1;
                     for t in &tuples {
                         let key = key_of(&relations, rel, t, &self.keys.columns);
                         pending.insert(key.ok_or_else(|| {
@@ -321,8 +399,10 @@ impl Applier {
                 Message::Commit => {
                     if parse_lsn(&lsn) > applied {
                         keys.append(&mut pending);
+                        changes += pending_changes;
                     }
                     pending.clear();
+                    pending_changes = 0;
                     last = Some(lsn);
                 }
                 Message::Other => {}
@@ -338,7 +418,8 @@ impl Applier {
     }
 }
 
-/// What one peek holds: the keys to refresh, the last commit LSN, the row changes read.
+/// What one peek holds: the keys to refresh, the last commit LSN, the row changes to apply
+/// (those of transactions already applied are not counted).
 struct Batch {
     keys: BTreeSet<Key>,
     last: String,

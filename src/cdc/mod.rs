@@ -13,8 +13,10 @@
 //!   `KEY SHARE` lock, so it never overwrites a refreshed row nor resurrects a deleted one.
 //!
 //! Crash safety: the refreshes of a batch of transactions and the batch's last commit LSN
-//! (`cutover.cdc.applied_lsn`) commit together; only then is the slot advanced. A crash between
-//! the two re-delivers the batch, which is skipped by its LSN (and would be harmless anyway).
+//! (`cutover.cdc.applied_lsn`) commit together, synchronously; only then is the slot advanced. A
+//! crash between the two, or a server crash that loses the slot's latest position, re-delivers
+//! the batch, which is skipped by its LSN (and would be harmless anyway). A lost connection is
+//! made again by the applier itself.
 //!
 //! The slot retains WAL until it is dropped: it is dropped when contract is applied and when
 //! the dual-write phase is rolled back; a slot left behind by a crash (no plan row, or a plan
@@ -41,6 +43,13 @@ pub enum CdcError {
     /// A database error.
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
+}
+
+impl CdcError {
+    /// The connection was lost (or could not be made) for a reason a retry may fix.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, CdcError::Db(e) if e.is_connection_lost())
+    }
 }
 
 impl From<tokio_postgres::Error> for CdcError {
@@ -177,12 +186,28 @@ async fn slot_exists(client: &Client, slot: &str) -> Result<bool, CdcError> {
         .is_some())
 }
 
-/// Drops the slot and the publication named `slot`, when they exist.
+/// How long [`drop`] waits for a running applier to let go of the slot between two calls.
+const DROP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Drops the slot and the publication named `slot`, when they exist. A running applier holds
+/// the slot only during each call: the drop is retried while it is in use, for up to
+/// [`DROP_WAIT`].
 async fn drop_objects(client: &Client, slot: &str) -> Result<(), CdcError> {
-    if slot_exists(client, slot).await? {
-        client
+    let since = std::time::Instant::now();
+    while slot_exists(client, slot).await? {
+        match client
             .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-            .await?;
+            .await
+        {
+            Ok(_) => break,
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
+                    && since.elapsed() < DROP_WAIT =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     client
         .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(slot)))
@@ -190,15 +215,25 @@ async fn drop_objects(client: &Client, slot: &str) -> Result<(), CdcError> {
     Ok(())
 }
 
-/// Drops the slot, the publication and the `cutover.cdc` row of `plan` (contract, rollback).
+/// Drops the `cutover.cdc` row, the slot and the publication of `plan` (contract, rollback).
+/// The row goes first: a running applier then knows the slot was dropped on purpose and stops,
+/// and a crash in between leaves a slot without a row, which [`sweep_orphans`] drops.
 pub async fn drop(client: &Client, plan_id: &str) -> Result<bool, CdcError> {
     let slot = slot_name(plan_id);
-    let existed = slot_exists(client, &slot).await?;
-    drop_objects(client, &slot).await?;
     client
         .execute("DELETE FROM cutover.cdc WHERE plan_id = $1", &[&plan_id])
         .await?;
+    let existed = slot_exists(client, &slot).await?;
+    drop_objects(client, &slot).await?;
     Ok(existed)
+}
+
+/// True when `plan`'s `cutover.cdc` row is gone: its slot was dropped (contract, rollback).
+pub async fn dropped(client: &Client, plan_id: &str) -> Result<bool, CdcError> {
+    Ok(client
+        .query_opt("SELECT 1 FROM cutover.cdc WHERE plan_id = $1", &[&plan_id])
+        .await?
+        .is_none())
 }
 
 /// Drops Cutover's slots that no live plan needs: no `cutover.cdc` row, or a plan whose

@@ -292,6 +292,9 @@ async fn run_backfill(
 )]
 fn print_status(p: &backfill::Progress) {
     println!("backfill {}: {}", p.plan_id, p.state);
+    for s in &p.slots {
+        println!("  {s}");
+    }
     if !p.reason.is_empty() {
         println!("  reason:     {}", p.reason);
     }

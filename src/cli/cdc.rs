@@ -74,8 +74,16 @@ pub async fn run(cmd: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             match result {
                 Ok(s) => {
                     println!(
-                        "cdc applier stopped: {} changes in {} batches, {} keys refreshed",
-                        s.changes, s.batches, s.keys
+                        "cdc applier stopped{}: {} changes in {} batches, {} keys refreshed, {} reconnects",
+                        if s.slot_dropped {
+                            " (its slot was dropped by contract or rollback)"
+                        } else {
+                            ""
+                        },
+                        s.changes,
+                        s.batches,
+                        s.keys,
+                        s.reconnects
                     );
                     Ok(ExitCode::from(exit::OK))
                 }

@@ -61,6 +61,9 @@ pub(super) async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Re
         for b in &builds {
             println!("index build (pid {}): {b}", b.pid);
         }
+        for s in &st.slots {
+            println!("{s}");
+        }
         println!("connection: {} — {}", security.server, security.summary());
     }
     Ok(ExitCode::from(exit::OK))

@@ -2,12 +2,15 @@
 //! (so it is one consistent snapshot of the control schema, inside or outside a transaction, and
 //! on a read-only connection). The rules (the `rules` module) are pure functions of this value.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
 use super::backfill::State as BackfillState;
 use super::phases::{PhaseRow, PhaseState};
+use super::slots::{Slot, KEEP_SIZE_SQL, SLOTS_JSON};
 use super::statements::Direction;
 use crate::db::DbError;
 use crate::outcome::Outcome;
@@ -235,12 +238,27 @@ pub struct Facts {
     pub partially_applied: Option<Phase>,
     /// The session holding the plan's action lock (`pid N (application, login L)`).
     pub lock_holder: Option<String>,
+    /// The cluster's replication slots.
+    #[serde(default)]
+    pub slots: Vec<Slot>,
+    /// `max_slot_wal_keep_size` in bytes (`None`: unlimited).
+    #[serde(default)]
+    pub max_slot_wal_keep_size: Option<i64>,
 }
 
 /// The one statement that reads [`Facts`]. `$1` is the plan id, `$2` its action-lock key.
-const LOAD: &str = r#"
+static LOAD: LazyLock<String> = LazyLock::new(|| {
+    LOAD_TEMPLATE
+        .replace("{slots}", SLOTS_JSON)
+        .replace("{keep_size}", KEEP_SIZE_SQL)
+});
+
+/// [`LOAD`] before the slot fragments of [`super::slots`] are put in.
+const LOAD_TEMPLATE: &str = r#"
 SELECT json_build_object(
   'now', now(),
+  'slots', {slots},
+  'max_slot_wal_keep_size', {keep_size},
   'plan_id', $1::text,
   'registration', (SELECT json_build_object('plan_sha256', plan_sha256, 'created_at', created_at)
                      FROM cutover.migrations WHERE plan_id = $1),
@@ -320,7 +338,7 @@ impl Facts {
     /// Reads the facts of `plan_id` in one statement.
     pub async fn load(client: &impl GenericClient, plan_id: &str) -> Result<Facts, DbError> {
         let key = super::phases::lock_key(plan_id);
-        let row = client.query_one(LOAD, &[&plan_id, &key]).await?;
+        let row = client.query_one(LOAD.as_str(), &[&plan_id, &key]).await?;
         let text: String = row.get("facts");
         let mut facts: Facts = serde_json::from_str(&text).map_err(|e| {
             DbError::Query(format!("the control schema returned unreadable facts: {e}"))
@@ -335,16 +353,25 @@ impl Facts {
     }
 
     /// Like [`Facts::load`], for reads: where the control schema does not exist yet, nothing
-    /// has run, and the facts are those of an unregistered plan (nothing is created).
+    /// has run, and the facts are those of an unregistered plan and the cluster's slots
+    /// (nothing is created).
     pub async fn read(client: &impl GenericClient, plan_id: &str) -> Result<Facts, DbError> {
         if super::schema::state(client).await? != super::schema::SchemaState::Missing {
             return Facts::load(client, plan_id).await;
         }
-        let now: DateTime<Utc> = client
-            .query_one("SELECT now() AS now", &[])
-            .await?
-            .get("now");
-        Ok(Facts::unregistered(plan_id, now))
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT now() AS now, {SLOTS_JSON}::text AS slots, {KEEP_SIZE_SQL} AS keep_size"
+                ),
+                &[],
+            )
+            .await?;
+        Ok(Facts {
+            slots: super::slots::parse(&row.get::<_, String>("slots"))?,
+            max_slot_wal_keep_size: row.get("keep_size"),
+            ..Facts::unregistered(plan_id, row.get("now"))
+        })
     }
 
     /// The row of `phase`.
@@ -417,6 +444,8 @@ impl Facts {
             attestations: Vec::new(),
             partially_applied: None,
             lock_holder: None,
+            slots: Vec::new(),
+            max_slot_wal_keep_size: None,
         }
     }
 }

@@ -16,7 +16,8 @@
 //! - [`own_transactions`] — each Cutover process's count of its own transactions;
 //! - [`attestations`] — scorecard categories attested by hand;
 //! - [`census`] — call counts of legacy-column readers between hidden-reader censuses;
-//! - [`refusal`] — why an action is refused, by kind.
+//! - [`refusal`] — why an action is refused, by kind;
+//! - [`slots`] — the cluster's replication slots (read, not owned).
 
 pub mod anchors;
 pub(crate) mod attestations;
@@ -37,6 +38,7 @@ pub(crate) mod refusal;
 pub(crate) mod rehearsals;
 pub mod schema;
 pub(crate) mod signoffs;
+pub mod slots;
 pub(crate) mod statements;
 
 use crate::db::DbError;

@@ -123,9 +123,7 @@ pub async fn apply_phase(
     lock.release(client).await?;
     let (seq, run) = result?;
     if phase == Phase::Contract && plan.spec.is_cdc() {
-        crate::cdc::drop(client, plan.id())
-            .await
-            .map_err(|e| EngineError::Db(crate::db::DbError::Query(e.to_string())))?;
+        crate::cdc::drop(client, plan.id()).await?;
     }
     Ok(Applied {
         phase: Some(phase),

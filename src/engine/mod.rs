@@ -93,6 +93,15 @@ pub enum EngineError {
     },
 }
 
+impl From<crate::cdc::CdcError> for EngineError {
+    fn from(e: crate::cdc::CdcError) -> Self {
+        match e {
+            crate::cdc::CdcError::Db(e) => EngineError::Db(e),
+            other => EngineError::Db(DbError::Query(other.to_string())),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for EngineError {
     fn from(e: tokio_postgres::Error) -> Self {
         EngineError::Db(DbError::from(e))

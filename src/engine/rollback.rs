@@ -139,9 +139,7 @@ async fn run(
     }
     lock.release(client).await?;
     if plan.spec.is_cdc() && done.iter().any(|r| r.phase == Phase::DualWrite) {
-        crate::cdc::drop(client, plan.id())
-            .await
-            .map_err(|e| EngineError::Db(crate::db::DbError::Query(e.to_string())))?;
+        crate::cdc::drop(client, plan.id()).await?;
     }
     if let Some(e) = failure {
         return Err(e);

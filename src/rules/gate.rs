@@ -2,7 +2,8 @@
 //! freeze in force, its checks (latest result Pass, run after the previous phase was applied,
 //! against this plan version), its probes (latest evaluation Pass and still fresh), its sign-offs
 //! (bound to the plan's sha256 and given after the phase was last rolled back) and its
-//! observation window. Anything not measured is Inconclusive and blocks. A lead's override
+//! observation window; and no replication slot may be about to lose its WAL
+//! ([`super::slots`]). Anything not measured is Inconclusive and blocks. A lead's override
 //! (break-glass, with a reason) lets a gate through once and stays visible; it never skips the
 //! phase order.
 
@@ -35,6 +36,8 @@ pub enum ItemKind {
     Signoff,
     /// Minimum time since the previous phase was applied.
     Observe,
+    /// A replication slot about to lose the WAL its consumer needs.
+    Slot,
 }
 
 impl ItemKind {
@@ -47,6 +50,7 @@ impl ItemKind {
             ItemKind::Probe => "probe",
             ItemKind::Signoff => "signoff",
             ItemKind::Observe => "observe",
+            ItemKind::Slot => "slot",
         }
     }
 }
@@ -193,6 +197,9 @@ pub fn evaluate(plan: &Plan, facts: &Facts, phase: Phase) -> GateEvaluation {
     }
     if let Some(observe) = spec.observe {
         items.push(observe_item(observe, prev_applied, now));
+    }
+    for (slot, why) in super::slots::blockers(&facts.slots, facts.max_slot_wal_keep_size) {
+        items.push(item(ItemKind::Slot, &slot, Outcome::Fail, why));
     }
 
     let outcome = Outcome::all(items.iter().map(|i| i.outcome));

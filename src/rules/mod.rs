@@ -6,6 +6,7 @@
 pub(crate) mod advice;
 pub(crate) mod gate;
 pub(crate) mod scorecard;
+pub(crate) mod slots;
 pub(crate) mod status;
 
 use chrono::{DateTime, Utc};

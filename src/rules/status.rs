@@ -131,6 +131,10 @@ pub struct Status {
     pub flag: Option<FlagFact>,
     /// Backfill progress.
     pub backfill: Option<BackfillView>,
+    /// The cluster's replication slots (one about to lose its WAL blocks the gate).
+    pub slots: Vec<crate::control::slots::Slot>,
+    /// `max_slot_wal_keep_size` in bytes (`None`: unlimited).
+    pub max_slot_wal_keep_size: Option<i64>,
 }
 
 /// The status of `plan` as the rules judge `facts`; the TUI shows the same value.
@@ -138,24 +142,7 @@ pub(crate) fn build(plan: &Plan, facts: &Facts) -> Status {
     let sha = plan.sha256();
     let next_phase = facts.next_phase();
     let gate = next_phase.map(|p| rules::gate::evaluate(plan, facts, p));
-    let phases = facts
-        .phases
-        .iter()
-        .map(|r| PhaseStatus {
-            note: in_flight_note(facts, r.phase, r.state),
-            phase: r.phase,
-            state: r.state,
-            reversible: plan.phase(r.phase).reversible(),
-            description: plan.phase(r.phase).description.clone(),
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            duration_ms: match (r.started_at, r.finished_at) {
-                (Some(a), Some(b)) => Some((b - a).num_milliseconds()),
-                _ => None,
-            },
-            error: r.error.clone(),
-        })
-        .collect();
+    let phases = phase_statuses(plan, facts);
     let signoffs = facts
         .signoffs
         .iter()
@@ -233,7 +220,31 @@ pub(crate) fn build(plan: &Plan, facts: &Facts) -> Status {
         rollback: rules::rollback_advice(plan, facts),
         flag,
         backfill,
+        slots: facts.slots.clone(),
+        max_slot_wal_keep_size: facts.max_slot_wal_keep_size,
     }
+}
+
+/// Each phase's row as the status shows it.
+fn phase_statuses(plan: &Plan, facts: &Facts) -> Vec<PhaseStatus> {
+    facts
+        .phases
+        .iter()
+        .map(|r| PhaseStatus {
+            note: in_flight_note(facts, r.phase, r.state),
+            phase: r.phase,
+            state: r.state,
+            reversible: plan.phase(r.phase).reversible(),
+            description: plan.phase(r.phase).description.clone(),
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            duration_ms: match (r.started_at, r.finished_at) {
+                (Some(a), Some(b)) => Some((b - a).num_milliseconds()),
+                _ => None,
+            },
+            error: r.error.clone(),
+        })
+        .collect()
 }
 
 fn in_flight_note(facts: &Facts, phase: Phase, state: PhaseState) -> Option<String> {

@@ -116,6 +116,45 @@ fn a_complete_gate_passes() {
 }
 
 #[test]
+fn a_slot_about_to_lose_its_wal_blocks_an_otherwise_complete_gate() {
+    let plan = plan();
+    let mut f = expand_ready(&plan);
+    let mb = 1i64 << 20;
+    let slot = |name: &str, safe: i64| crate::control::slots::Slot {
+        name: name.into(),
+        kind: "logical".into(),
+        active: false,
+        retained_bytes: 64 * mb - safe,
+        lag_bytes: Some(64 * mb - safe),
+        wal_status: Some("extended".into()),
+        safe_wal_size: Some(safe),
+    };
+    f.slots = vec![slot("healthy", 40 * mb), slot("stalled", 3 * mb)];
+    f.max_slot_wal_keep_size = Some(64 * mb);
+    let g = evaluate(&plan, &f, Phase::Expand);
+    assert_eq!(item(&g, ItemKind::Slot, "stalled").outcome, Outcome::Fail);
+    assert!(
+        !g.items.iter().any(|i| i.name == "healthy"),
+        "{:?}",
+        g.items
+    );
+    assert!(!g.passed);
+    assert_eq!(g.verdict(), Verdict::Fail);
+    assert_eq!(g.blockers.len(), 1, "{:?}", g.blockers);
+    assert!(
+        g.blockers[0].starts_with("slot stalled: FAIL — logical slot `stalled` is 3MB of WAL away"),
+        "{:?}",
+        g.blockers
+    );
+    f.max_slot_wal_keep_size = None;
+    f.slots = vec![slot("stalled", 3 * mb)];
+    assert!(
+        evaluate(&plan, &f, Phase::Expand).passed,
+        "no limit, no slot is lost"
+    );
+}
+
+#[test]
 fn the_previous_phase_must_be_applied_and_an_override_does_not_skip_it() {
     let plan = plan();
     let sha = plan.sha256();

@@ -58,7 +58,8 @@ mod watchdog;
 pub use error::ThrowawayError;
 pub use host::{find_bindir, BINDIR_ENV};
 use host::{free_port, run, run_as_user, scrub_env, temp_base, RunAs};
-use watchdog::{Shutdown, Watchdog};
+pub use watchdog::Shutdown;
+use watchdog::Watchdog;
 
 /// How long to wait for the server to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -268,6 +269,42 @@ impl ThrowawayCluster {
         self.shutdown(Shutdown::Fast)
     }
 
+    /// Stops the server (`mode`: `Immediate` is a crash, recovered from at the next start)
+    /// and starts it again on the same port and data, then waits until it accepts
+    /// connections. Every open session is cut.
+    pub async fn restart(&mut self, mode: Shutdown) -> Result<(), ThrowawayError> {
+        let mut cmd = self.command("pg_ctl");
+        cmd.arg("stop").arg("-D").arg(&self.data_dir).args([
+            "-m",
+            mode.as_str(),
+            "-w",
+            "-t",
+            "30",
+            "-s",
+        ]);
+        let out = run(cmd, "running pg_ctl stop").await?;
+        if !out.status.success() {
+            return Err(ThrowawayError::Stop {
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        let log_offset = fs::metadata(&self.log_file).map(|m| m.len()).unwrap_or(0);
+        let out = run(self.pg_ctl_start(self.port), "running pg_ctl start").await?;
+        if !out.status.success() {
+            return Err(ThrowawayError::Start {
+                reason: format!(
+                    "restart on port {}: pg_ctl start exited with {}: {}",
+                    self.port,
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                log_tail: self.read_log(log_offset),
+            });
+        }
+        self.wait_ready().await
+    }
+
     fn shutdown(&mut self, mode: Shutdown) -> Result<(), ThrowawayError> {
         if self.cleaned_up {
             return Ok(());
@@ -460,18 +497,7 @@ impl ThrowawayCluster {
         for attempt in 1..=PORT_ATTEMPTS {
             let port = free_port()?;
             let log_offset = fs::metadata(&self.log_file).map(|m| m.len()).unwrap_or(0);
-            let mut cmd = self.command("pg_ctl");
-            cmd.arg("start")
-                .arg("-D")
-                .arg(&self.data_dir)
-                .arg("-l")
-                .arg(&self.log_file)
-                .args(["-w", "-t", "30", "-s", "-o"])
-                .arg(format!("-p {port}"))
-                // Keep the server out of our process group: a Ctrl-C on the
-                // terminal then reaches us, and the watchdog shuts it down.
-                .process_group(0);
-            let out = run(cmd, "running pg_ctl start").await?;
+            let out = run(self.pg_ctl_start(port), "running pg_ctl start").await?;
             if out.status.success() {
                 self.port = port;
                 return Ok(());
@@ -497,6 +523,22 @@ impl ThrowawayCluster {
             reason: format!("no free port found in {PORT_ATTEMPTS} attempts"),
             log_tail: self.log_tail(),
         })
+    }
+
+    /// `pg_ctl start` on `port`, waiting for the server.
+    fn pg_ctl_start(&self, port: u16) -> Command {
+        let mut cmd = self.command("pg_ctl");
+        cmd.arg("start")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log_file)
+            .args(["-w", "-t", "30", "-s", "-o"])
+            .arg(format!("-p {port}"))
+            // Keep the server out of our process group: a Ctrl-C on the
+            // terminal then reaches us, and the watchdog shuts it down.
+            .process_group(0);
+        cmd
     }
 
     async fn wait_ready(&self) -> Result<(), ThrowawayError> {

@@ -17,10 +17,12 @@ IFS= read -r cmd || cmd=
 rm -rf -- "$3"
 "#;
 
-/// How to shut the server down.
+/// How to shut the server down (`pg_ctl stop -m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Shutdown {
+pub enum Shutdown {
+    /// Sessions are disconnected, then a checkpoint is written.
     Fast,
+    /// The server processes are killed: a crash, recovered from at the next start.
     Immediate,
 }
 

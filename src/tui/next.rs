@@ -153,6 +153,9 @@ fn step(plan: &Plan, s: &Snapshot, me: &[String]) -> NextStep {
         .filter(|i| i.outcome != Outcome::Pass)
         .collect();
     let of = |kind: ItemKind| open.iter().copied().filter(move |i| i.kind == kind);
+    if let Some(i) = of(ItemKind::Slot).next() {
+        return act(i.detail.clone());
+    }
     if let Some(i) = of(ItemKind::Freeze).next() {
         return wait(format!("wait: {}", i.detail));
     }

@@ -744,6 +744,30 @@ fn next_step_hint_in_each_phase() {
 }
 
 #[test]
+fn next_step_puts_a_slot_about_to_lose_its_wal_first() {
+    let mut s = fresh();
+    s.facts.slots = vec![crate::control::slots::Slot {
+        name: "analytics".into(),
+        kind: "logical".into(),
+        active: false,
+        retained_bytes: 61 << 20,
+        lag_bytes: Some(61 << 20),
+        wal_status: Some("extended".into()),
+        safe_wal_size: Some(3 << 20),
+    }];
+    s.facts.max_slot_wal_keep_size = Some(64 << 20);
+    let mut app = App::new(plan(), DB.into(), false);
+    app.on_worker(WorkerEvent::Conn(ConnState::Connected));
+    app.on_worker(WorkerEvent::Snapshot(Box::new(judged(s))));
+    let next = app.view().next.unwrap();
+    assert!(
+        next.text
+            .starts_with("next: logical slot `analytics` is 3MB of WAL away from being lost"),
+        "{next:?}"
+    );
+}
+
+#[test]
 fn next_step_names_whoever_must_sign_when_it_is_not_me() {
     let mut s = on_v2(at_contract(30), false);
     s.actor = Some(Actor {

@@ -1,5 +1,6 @@
 //! CDC projection on a throwaway cluster with `wal_level = logical`: copy and stream under
-//! concurrent inserts, updates and deletes, SIGKILL of the applier mid-stream then resume,
+//! concurrent inserts, updates and deletes, SIGKILL of the applier mid-stream then resume, a
+//! server crash mid-stream that the applier recovers from by itself (each change counted once),
 //! exact parity, lag, no slot left behind; and the refusal of a server without logical WAL.
 
 use std::process::{Child, Command, Stdio};
@@ -311,4 +312,194 @@ async fn a_server_without_logical_wal_is_refused_with_what_to_set() {
         stderr.contains("plan.toml:") && stderr.contains("CDC needs wal_level = logical"),
         "{stderr}"
     );
+}
+
+/// The application's writes: rows changed by acknowledged statements, and statements whose
+/// outcome is unknown (the connection broke before the answer).
+#[derive(Debug, Default, Clone, Copy)]
+struct Written {
+    rows: u64,
+    unknown: u64,
+}
+
+/// Writes (inserts, updates, deletes) until `stop`, reconnecting when the server goes away.
+/// Commits are synchronous so that every acknowledged one survives a crash.
+async fn write_until(url: String, stop: watch::Receiver<bool>) -> Written {
+    let cfg = DbConfig::from_url(&url).unwrap();
+    let open = || async {
+        let c = cutover::db::connect_app(&cfg, "app").await?;
+        c.batch_execute("SET synchronous_commit = on").await?;
+        Ok::<_, cutover::db::DbError>(c)
+    };
+    let mut app = open().await.unwrap();
+    let mut written = Written::default();
+    let mut ops = 0u32;
+    while !*stop.borrow() {
+        let id = 1 + (rand::random::<u32>() % 8000) as i64;
+        let sql = match ops % 4 {
+            0 => "UPDATE public.items SET n = n + 1, note = note || '+' WHERE id = $1",
+            1 => "DELETE FROM public.items WHERE id = $1",
+            2 => "UPDATE public.items SET note = NULL WHERE id = $1",
+            _ => "INSERT INTO public.items (n, note) VALUES ($1::bigint::int, 'new')",
+        };
+        ops += 1;
+        match app.execute(sql, &[&id]).await {
+            Ok(n) => written.rows += n,
+            Err(_) => {
+                written.unknown += 1;
+                let deadline = Instant::now() + Duration::from_secs(60);
+                app = loop {
+                    match open().await {
+                        Ok(c) => break c,
+                        Err(e) => assert!(Instant::now() < deadline, "app cannot reconnect: {e}"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    written
+}
+
+async fn applied_changes(client: &Client) -> i64 {
+    scalar_i64(client, "SELECT applied_changes FROM cutover.cdc").await
+}
+
+/// Polls `cond` every 100 ms until it holds, failing with `what` after `secs` seconds.
+async fn wait_for<F, Fut>(secs: u64, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_applier_recovers_by_itself_from_a_server_crash_mid_stream() {
+    let mut cluster = ThrowawayCluster::start_with(&ClusterOptions {
+        logical_decoding: true,
+        without_stat_statements: true,
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
+    let url = cluster.url();
+    connect(&url).await.batch_execute(SCHEMA).await.unwrap();
+    let cfg = DbConfig::from_url(&url).unwrap();
+    let mut control = cutover::db::connect(&cfg, &cutover::db::SessionSettings::new("t"))
+        .await
+        .unwrap();
+    cutover::control::schema::bootstrap(&mut control)
+        .await
+        .unwrap();
+    register(&control).await;
+    let plan = Plan::parse("plan.toml", &plan_toml()).unwrap();
+
+    let (_stop_copy, rx) = watch::channel(false);
+    let copy = tokio::spawn(backfill::run(
+        cfg.clone(),
+        plan.clone(),
+        RunOptions::default(),
+        rx,
+    ));
+    wait_for(30, "the copy created no slot", || async {
+        cdc::lag(&control, PLAN_ID).await.unwrap().is_some()
+    })
+    .await;
+    // Every write from here on is in the slot.
+    let (stop_app, app_rx) = watch::channel(false);
+    let writer = tokio::spawn(write_until(url.clone(), app_rx));
+    let (stop_applier, applier_rx) = watch::channel(false);
+    let applier = tokio::spawn(cdc::apply::run(
+        cfg.clone(),
+        plan.clone(),
+        cdc::apply::ApplyOptions {
+            poll: Duration::from_millis(50),
+            ..cdc::apply::ApplyOptions::default()
+        },
+        applier_rx,
+    ));
+    let summary = tokio::time::timeout(Duration::from_secs(120), copy)
+        .await
+        .expect("copy did not finish")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Done);
+    wait_for(60, "the applier applied nothing", || async {
+        applied_changes(&control).await > 0
+    })
+    .await;
+
+    // A crash of the server (immediate shutdown, recovery at start) in the middle of the stream.
+    cluster
+        .restart(cutover::throwaway::Shutdown::Immediate)
+        .await
+        .unwrap();
+    let client = connect(&url).await;
+    let after_crash = applied_changes(&client).await;
+    wait_for(
+        60,
+        "the applier applied nothing after the crash",
+        || async { applied_changes(&client).await > after_crash },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop_app.send(true);
+    let written = writer.await.unwrap();
+
+    // The application's commits were synchronous: the insert position covers them all.
+    let target: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    wait_for(
+        60,
+        "the applier did not catch up after the crash",
+        || async {
+            client
+                .query_one(
+                    "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots",
+                    &[&target],
+                )
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        },
+    )
+    .await;
+    let _ = stop_applier.send(true);
+    let summary = tokio::time::timeout(Duration::from_secs(60), applier)
+        .await
+        .expect("the applier did not stop")
+        .unwrap()
+        .unwrap();
+    assert!(
+        summary.reconnects >= 1,
+        "the applier never lost its connection: {summary:?}"
+    );
+
+    let differ = scalar_i64(
+        &client,
+        "SELECT count(*) FROM public.items s FULL JOIN public.items_v2 t ON t.legacy_id = s.id
+          WHERE s.id IS NULL OR t.legacy_id IS NULL
+             OR t.n2 IS DISTINCT FROM s.n * 2 OR t.note IS DISTINCT FROM s.note",
+    )
+    .await;
+    assert_eq!(differ, 0, "target differs from source after the crash");
+    // Each change is counted once, when its transaction is applied: a batch delivered again
+    // after the crash (the slot's position on disk may be older) must not count twice.
+    let total = applied_changes(&client).await as u64;
+    assert!(
+        total >= written.rows && total <= written.rows + written.unknown,
+        "applied {total} changes; the application changed {} rows, plus {} statements of unknown outcome",
+        written.rows,
+        written.unknown
+    );
+    assert!(written.rows > 100, "the application wrote only {written:?}");
 }

@@ -19,6 +19,7 @@ mod operations;
 mod plan;
 mod read_only;
 mod rollback;
+mod slots;
 mod tally;
 mod throwaway;
 mod tui;

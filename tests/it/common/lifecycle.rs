@@ -91,6 +91,7 @@ impl<F: AsyncFn(&LifecycleDb)> Hook for F {
 /// A plan, the schema it runs against, and the hooks to run at each [`Stage`].
 pub struct Lifecycle {
     plan: Plan,
+    server: Option<String>,
     setup: Vec<String>,
     hooks: Vec<(Stage, Box<dyn Hook>)>,
 }
@@ -105,9 +106,16 @@ impl Lifecycle {
     pub fn of(plan: Plan) -> Lifecycle {
         Lifecycle {
             plan,
+            server: None,
             setup: Vec::new(),
             hooks: Vec::new(),
         }
+    }
+
+    /// Runs on the server `url` (a cluster with special settings) instead of the shared one.
+    pub fn on_server(mut self, url: &str) -> Self {
+        self.server = Some(url.to_owned());
+        self
     }
 
     /// SQL run on the fresh database before anything else (several calls run in order).
@@ -124,7 +132,10 @@ impl Lifecycle {
 
     /// Creates the database and runs the schema SQL; the returned run is driven step by step.
     pub async fn start(self) -> LifecycleRun {
-        let test = TestDb::new().await;
+        let test = match self.server {
+            Some(url) => TestDb::on(url).await,
+            None => TestDb::new().await,
+        };
         for sql in &self.setup {
             test.exec(sql).await;
         }

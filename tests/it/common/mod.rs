@@ -116,7 +116,11 @@ pub struct TestDb {
 impl TestDb {
     /// Create a new, empty database. Panics on failure.
     pub async fn new() -> TestDb {
-        let server_url = server_url().await;
+        TestDb::on(server_url().await).await
+    }
+
+    /// Like [`TestDb::new`], on the server `server_url` (a throwaway cluster of the test's own).
+    pub async fn on(server_url: String) -> TestDb {
         let name = format!("cutover_t_{:016x}", rand::random::<u64>());
         let admin = connect(&server_url).await;
         let create = format!("CREATE DATABASE {}", quote_ident(&name));

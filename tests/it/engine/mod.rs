@@ -3,6 +3,7 @@
 //! checks, freezes, verdicts), and the audit trail.
 
 mod audit;
+mod cdc_slots;
 mod cli_lifecycle;
 mod gates;
 mod index_builds;
