@@ -460,3 +460,51 @@ join = "user_id"
     );
     assert!(apply(&p, Phase::Contract).contains("ALTER TABLE public.users DROP COLUMN bio;"));
 }
+
+/// In-place changes roll back to what the phase found, kept in a memo; contract drops the memo.
+#[test]
+fn in_place_changes_roll_back_to_the_value_found() {
+    let p = plan(
+        r#"
+[[operations]]
+op = "alter_column"
+table = "public.orders"
+column = "code"
+default = "'x'"
+
+[[operations]]
+op = "set_replica_identity"
+table = "public.orders"
+identity = "full"
+"#,
+    );
+    let e = apply(&p, Phase::Expand);
+    let save = e
+        .find("CREATE FUNCTION %s() RETURNS text")
+        .unwrap_or_else(|| panic!("{e}"));
+    let set = e.find("SET DEFAULT 'x'").unwrap_or_else(|| panic!("{e}"));
+    assert!(
+        save < set,
+        "the old default is saved before it changes: {e}"
+    );
+    assert!(
+        e.contains("'public.orders_cutover_prev_code_default'"),
+        "{e}"
+    );
+    assert!(e.contains("'public.orders_cutover_prev_identity'"), "{e}");
+    let r = rollback(&p, Phase::Expand);
+    assert!(!r.contains("REPLICA IDENTITY DEFAULT"), "{r}");
+    assert!(
+        r.contains(
+            "IF prev IS NULL THEN EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT'"
+        ),
+        "{r}"
+    );
+    assert!(r.contains("REPLICA IDENTITY %s', tbl, prev"), "{r}");
+    let c = apply(&p, Phase::Contract);
+    assert!(
+        c.contains("DROP FUNCTION IF EXISTS public.orders_cutover_prev_code_default();")
+            && c.contains("DROP FUNCTION IF EXISTS public.orders_cutover_prev_identity();"),
+        "{c}"
+    );
+}
