@@ -15,6 +15,7 @@ mod foundation;
 mod guard;
 mod import;
 mod notify;
+mod operation_kinds;
 mod operations;
 mod plan;
 mod read_only;
