@@ -354,24 +354,28 @@ pub(crate) fn foreign_key(cols: &str, r: &References) -> String {
     )
 }
 
-/// A constraint added `NOT VALID` in `dual_write` and validated in `read_switch`.
+/// A constraint added `NOT VALID` in `dual_write` and validated in `read_switch`. PostgreSQL
+/// cannot un-validate a constraint: the read switch's rollback puts it back `NOT VALID` by
+/// dropping and re-adding it (no scan), as dual_write left it.
 pub(crate) fn not_valid(x: &mut Expansion, i: usize, t: &Table, name: &str, body: &str) {
+    let add = format!(
+        "ALTER TABLE {} ADD CONSTRAINT {name} {body} NOT VALID;",
+        t.sql()
+    );
+    let drop = format!("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {name};", t.sql());
     x.part(
         i,
         Phase::DualWrite,
         Stage::Constraint,
-        format!(
-            "ALTER TABLE {} ADD CONSTRAINT {name} {body} NOT VALID;",
-            t.sql()
-        ),
-        format!("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {name};", t.sql()),
+        add.clone(),
+        drop.clone(),
     );
     x.part(
         i,
         Phase::ReadSwitch,
         Stage::Constraint,
         format!("ALTER TABLE {} VALIDATE CONSTRAINT {name};", t.sql()),
-        String::new(),
+        format!("{drop}\n{add}"),
     );
 }
 
