@@ -18,20 +18,20 @@ lead = ["postgres"]
 "#;
 
 /// The reversible phases.
-const REVERSIBLE: [Phase; 4] = [
+pub(crate) const REVERSIBLE: [Phase; 4] = [
     Phase::Expand,
     Phase::DualWrite,
     Phase::Backfill,
     Phase::ReadSwitch,
 ];
 
-fn plan(ops: &str) -> Plan {
+pub(crate) fn plan(ops: &str) -> Plan {
     let source = format!("{HEAD}{ops}");
     Plan::parse("ops.toml", &source).unwrap_or_else(|e| panic!("{e}\n---\n{source}"))
 }
 
 /// Panics unless every seeded row (ids 1..=`n`) of `table` is there.
-async fn seeded_rows_kept(db: &LifecycleDb, table: &str, n: i64) {
+pub(crate) async fn seeded_rows_kept(db: &LifecycleDb, table: &str, n: i64) {
     let found: i64 = db
         .scalar(&format!(
             "SELECT count(*) FROM {table} WHERE id BETWEEN 1 AND {n}"
