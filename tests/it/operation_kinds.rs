@@ -7,7 +7,7 @@ use cutover::plan::{Phase, Plan};
 
 use crate::common::lifecycle::{Lifecycle, LifecycleDb, Stage};
 
-const HEAD: &str = r#"
+pub(crate) const HEAD: &str = r#"
 id = "op-kind"
 title = "one operation kind"
 rationale = "test"

@@ -5,7 +5,7 @@
 use cutover::plan::Phase;
 
 use crate::common::lifecycle::{Lifecycle, LifecycleDb, Stage};
-use crate::operation_kinds::{plan, seeded_rows_kept, REVERSIBLE};
+use crate::operation_kinds::{plan, seeded_rows_kept, HEAD, REVERSIBLE};
 
 const ITEMS: &str = "CREATE TABLE public.items (id bigserial PRIMARY KEY, sku text, qty int, owner_id bigint);
      CREATE TABLE public.owners (id bigint PRIMARY KEY);
@@ -340,4 +340,91 @@ down = "DROP TABLE public.item_events"
         .run_with_rollbacks()
         .await;
     db.catalog().assert_table("public.item_events").await;
+}
+
+/// The columns of `view` (`schema.name`) in order, as `name:type`.
+async fn view_columns(db: &LifecycleDb, view: &str) -> Option<String> {
+    db.scalar(&format!(
+        "SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod), ',' ORDER BY attnum)
+           FROM pg_attribute WHERE attrelid = to_regclass('{view}') AND attnum > 0"
+    ))
+    .await
+}
+
+async fn version_schemas(db: &LifecycleDb) -> i64 {
+    db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'public_op_kind_%'")
+        .await
+}
+
+/// `version_schemas = true`: from dual_write to contract an app that sets `search_path` to
+/// `public_op_kind_old` works with the old shape and one that sets `public_op_kind_new` with the
+/// new, each write reaching the other shape; rollback and contract drop the schemas.
+#[tokio::test]
+async fn version_schemas_serve_each_version_its_shape() {
+    let ops = r#"
+[[operations]]
+op = "alter_column"
+table = "public.orders"
+column = "total"
+type = "bigint"
+up = "round(total * 100)::bigint"
+down = "total / 100.0"
+
+[[operations]]
+op = "rename_column"
+table = "public.orders"
+from = "note"
+to = "remark"
+"#;
+    let source = format!("version_schemas = true\n{HEAD}{ops}");
+    let p = cutover::plan::Plan::parse("ops.toml", &source).unwrap_or_else(|e| panic!("{e}"));
+    let absent = async |db: &LifecycleDb| {
+        assert_eq!(version_schemas(db).await, 0, "no version schema");
+        seeded_rows_kept(db, "public.orders", 40).await;
+    };
+    let served = async |db: &LifecycleDb| {
+        assert_eq!(
+            view_columns(db, "public_op_kind_old.orders")
+                .await
+                .as_deref(),
+            Some("id:bigint,total:numeric(12,2),note:text")
+        );
+        assert_eq!(
+            view_columns(db, "public_op_kind_new.orders")
+                .await
+                .as_deref(),
+            Some("id:bigint,total:bigint,remark:text")
+        );
+        db.exec(
+            "BEGIN; SET LOCAL search_path = public_op_kind_old;
+             INSERT INTO orders (total, note) VALUES (2.50, 'old-v'); COMMIT;
+             BEGIN; SET LOCAL search_path = public_op_kind_new;
+             INSERT INTO orders (total, remark) VALUES (777, 'new-v'); COMMIT;",
+        )
+        .await;
+        let wrong: i64 = db
+            .scalar(
+                "SELECT count(*) FROM public.orders WHERE note IN ('old-v', 'new-v')
+                   AND (total_new IS DISTINCT FROM round(total * 100)::bigint OR remark IS DISTINCT FROM note)",
+            )
+            .await;
+        assert_eq!(wrong, 0, "each version's writes reach the other shape");
+        let new_v: String = db
+            .scalar("SELECT total::text FROM public.orders WHERE note = 'new-v' LIMIT 1")
+            .await;
+        assert_eq!(new_v, "7.77");
+        seeded_rows_kept(db, "public.orders", 40).await;
+    };
+    let lc = Lifecycle::of(p)
+        .schema(
+            "CREATE TABLE public.orders (id bigserial PRIMARY KEY, total numeric(12,2), note text);
+             INSERT INTO public.orders (total, note) SELECT g / 4.0, 'n' || g FROM generate_series(1, 40) g;",
+        )
+        .after(Stage::Applied(Phase::Expand), absent)
+        .after(Stage::RolledBack(Phase::DualWrite), absent);
+    let db = applied_from(lc, Phase::DualWrite, served)
+        .run_with_rollbacks()
+        .await;
+    assert_eq!(version_schemas(&db).await, 0, "contract drops them");
+    seeded_rows_kept(&db, "public.orders", 40).await;
 }

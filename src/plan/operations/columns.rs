@@ -45,6 +45,7 @@ pub(crate) fn add_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
     };
     x.type_name(i, "type", ty);
     x.touch(i, "column", &t.plain(), col);
+    x.shapes.added(&t, i, col);
     let c = ident(col);
     let constant = op.default.as_deref().filter(|d| is_constant(d));
     let inline = constant
@@ -209,6 +210,7 @@ fn duplicate(
     let finale = renamed.unwrap_or(col);
     let dup = renamed.map_or_else(|| limit(format!("{col}_new")), str::to_string);
     x.touch(i, "column", &t.plain(), col);
+    x.shapes.replaced(t, i, col, &dup, finale);
     if renamed.is_some() {
         x.touch(i, "name", &t.plain(), finale);
     }
@@ -448,6 +450,7 @@ pub(crate) fn drop_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
         return;
     };
     x.touch(i, "column", &t.plain(), col);
+    x.shapes.dropped(&t, i, col);
     if let Some(down) = op.down.as_deref() {
         x.expr(i, "down", down);
         x.syncs.add(
@@ -485,6 +488,7 @@ pub(crate) fn split_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
     };
     x.expr(i, "down", down);
     x.touch(i, "column", &t.plain(), col);
+    x.shapes.dropped(&t, i, col);
     let mut news = Vec::new();
     let mut adds = Vec::new();
     let mut drops = Vec::new();
@@ -504,6 +508,7 @@ pub(crate) fn split_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
         x.type_name(i, "columns", &def.kind);
         x.expr(i, "columns", up);
         x.touch(i, "columns", &t.plain(), &def.name);
+        x.shapes.added(&t, i, &def.name);
         adds.push(format!(
             "ALTER TABLE {} ADD COLUMN {} {};",
             t.sql(),

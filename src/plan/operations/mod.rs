@@ -21,6 +21,7 @@ mod moves;
 mod schema;
 mod sync;
 pub mod template;
+mod versions;
 
 use std::collections::BTreeMap;
 
@@ -305,6 +306,8 @@ pub(crate) struct Expansion {
     pub(crate) problems: Vec<Problem>,
     /// (table, column) → the operation that changes it.
     touched: BTreeMap<(String, String), usize>,
+    /// How each table's old and new shapes differ, for version schemas.
+    pub(crate) shapes: versions::Shapes,
 }
 
 impl Expansion {
@@ -453,6 +456,10 @@ pub(crate) fn generate(spec: &PlanSpec) -> Expansion {
     }
     let syncs = std::mem::take(&mut x.syncs);
     syncs.generate(&mut x);
+    if spec.version_schemas {
+        let shapes = std::mem::take(&mut x.shapes);
+        shapes.generate(&mut x, spec.id.as_str());
+    }
     x
 }
 

@@ -508,3 +508,38 @@ identity = "full"
         "{c}"
     );
 }
+
+/// `version_schemas = true` adds a view per version in dual_write, dropped by its rollback and
+/// at contract before any column goes; without it there is none.
+#[test]
+fn version_schemas_are_opt_in_and_dropped_before_columns() {
+    assert!(!apply(&plan(TYPE_CHANGE), Phase::DualWrite).contains("CREATE VIEW"));
+    let p = Plan::parse(
+        "ops.toml",
+        &format!("version_schemas = true\n{HEAD}{TYPE_CHANGE}"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let dw = apply(&p, Phase::DualWrite);
+    assert!(
+        dw.contains("CREATE SCHEMA IF NOT EXISTS public_ops_old;")
+            && dw.contains("CREATE SCHEMA IF NOT EXISTS public_ops_new;"),
+        "{dw}"
+    );
+    assert!(
+        dw.contains("WHEN 'total_new' THEN format('%I AS %I', attname, 'total')"),
+        "{dw}"
+    );
+    assert!(
+        dw.find("CREATE TRIGGER") < dw.find("CREATE SCHEMA"),
+        "views come after the sync trigger: {dw}"
+    );
+    assert!(
+        rollback(&p, Phase::DualWrite).starts_with("DROP VIEW IF EXISTS public_ops_old.orders;")
+    );
+    let c = apply(&p, Phase::Contract);
+    let views = c
+        .find("DROP VIEW IF EXISTS")
+        .unwrap_or_else(|| panic!("{c}"));
+    let column = c.find("DROP COLUMN total").unwrap_or_else(|| panic!("{c}"));
+    assert!(views < column, "{c}");
+}
