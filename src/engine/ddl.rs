@@ -83,7 +83,7 @@ pub(crate) use crate::control::statements::Direction;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DdlError {
     /// The lock could not be obtained within the retry bounds.
-    #[error("{phase} {}: statement {}{} (`{summary}`) could not get its lock: {attempts} attempts over {waited_ms} ms, lock_timeout {lock_timeout_ms} ms each; {blocked_by}", direction.as_str(), index + 1, of(operation.as_ref()))]
+    #[error("{phase} {}: statement {} (`{summary}`){} could not get its lock: {attempts} attempts over {waited_ms} ms, lock_timeout {lock_timeout_ms} ms each; {blocked_by}", direction.as_str(), index + 1, of(operation.as_ref()))]
     LockTimeout {
         /// Phase.
         phase: Phase,
@@ -107,7 +107,7 @@ pub enum DdlError {
         blocked_by: String,
     },
     /// The statement failed for another reason (syntax, constraint, statement timeout, …).
-    #[error("{phase} {}: statement {}{} (`{summary}`) failed: {message}", direction.as_str(), index + 1, of(operation.as_ref()))]
+    #[error("{phase} {}: statement {} (`{summary}`){} failed: {message}", direction.as_str(), index + 1, of(operation.as_ref()))]
     Statement {
         /// Phase.
         phase: Phase,
