@@ -297,6 +297,11 @@ pub struct PlanSpec {
     /// Declarative schema changes, expanded into the parts above at load (see [`operations`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<operations::OperationSpec>,
+    /// With `[[operations]]`: also create version schemas of views, `<schema>_<id>_old` and
+    /// `<schema>_<id>_new`, for apps that pick their version with `search_path` (see
+    /// [`operations`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub version_schemas: bool,
     /// Which operation generated which part (filled at load).
     #[serde(skip)]
     pub origins: operations::Origins,

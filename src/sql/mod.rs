@@ -83,6 +83,17 @@ pub fn split_statements(script: &str) -> Vec<Statement> {
     out
 }
 
+/// The syntax tree of one statement, read with the same bounds as every parse here; `None` when
+/// `text` does not parse cleanly or holds no statement.
+pub fn statement_tree(text: &str) -> Option<squawk_syntax::ast::Stmt> {
+    use squawk_syntax::ast::{AstNode, SourceFile};
+    let (root, errors) = parse(text)?;
+    if !errors.is_empty() {
+        return None;
+    }
+    SourceFile::cast(root)?.stmts().next()
+}
+
 /// Converts a byte offset into a 1-based (line, column).
 pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());

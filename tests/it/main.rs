@@ -15,6 +15,8 @@ mod foundation;
 mod guard;
 mod import;
 mod notify;
+mod operation_kinds;
+mod operation_schema_kinds;
 mod operations;
 mod plan;
 mod read_only;

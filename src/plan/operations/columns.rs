@@ -9,6 +9,7 @@
 //! `CREATE UNIQUE INDEX CONCURRENTLY` in `expand`, then `UNIQUE USING INDEX` at contract.
 
 use super::idents::{ident, is_constant, limit, Table};
+use super::memo::{self, Memo};
 use super::sync::{over_duplicates, Group};
 use super::{need, Check, ColumnItem, Expansion, OperationSpec, References, Stage, Unique};
 use crate::plan::Phase;
@@ -44,6 +45,7 @@ pub(crate) fn add_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
     };
     x.type_name(i, "type", ty);
     x.touch(i, "column", &t.plain(), col);
+    x.shapes.added(&t, i, col);
     let c = ident(col);
     let constant = op.default.as_deref().filter(|d| is_constant(d));
     let inline = constant
@@ -119,26 +121,80 @@ pub(crate) fn alter_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
         }
     }
     if op.nullable == Some(true) {
-        x.part(
+        in_place(
+            x,
             i,
-            Phase::Expand,
-            Stage::Schema,
+            &t,
+            col,
+            "not_null",
+            "attnotnull::text",
             format!("ALTER TABLE {} ALTER COLUMN {c} DROP NOT NULL;", t.sql()),
-            format!("ALTER TABLE {} ALTER COLUMN {c} SET NOT NULL;", t.sql()),
+            "IF prev = 'true' THEN EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, {col}); END IF;",
         );
     }
     if let Some(d) = op.default.as_deref() {
         x.expr(i, "default", d);
-        x.part(
+        in_place(
+            x,
             i,
-            Phase::Expand,
-            Stage::Schema,
+            &t,
+            col,
+            "default",
+            "pg_get_expr((SELECT adbin FROM pg_attrdef WHERE adrelid = attrelid AND adnum = attnum), attrelid)",
             format!("ALTER TABLE {} ALTER COLUMN {c} SET DEFAULT {d};", t.sql()),
-            format!("ALTER TABLE {} ALTER COLUMN {c} DROP DEFAULT;", t.sql()),
+            "IF prev IS NULL THEN EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, {col}); ELSE EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %s', tbl, {col}, prev); END IF;",
         );
     }
     constraints(x, i, op, &t, col, &[]);
-    comment(x, i, op, &t, col);
+    if let Some(text) = &op.comment {
+        in_place(
+            x,
+            i,
+            &t,
+            col,
+            "comment",
+            "col_description(attrelid, attnum)",
+            format!(
+                "COMMENT ON COLUMN {}.{c} IS {};",
+                t.sql(),
+                memo::literal(text)
+            ),
+            "EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', tbl, {col}, prev);",
+        );
+    }
+}
+
+/// An in-place change of `col` in `expand` whose rollback restores what it found: `read` is
+/// the old value as text over `pg_attribute` of the column, `restore` the PL/pgSQL that puts
+/// `prev` back (`{col}` stands for the column name as a literal). See [`memo`].
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each caller names one attribute: what, how to read it, change and restore"
+)]
+fn in_place(
+    x: &mut Expansion,
+    i: usize,
+    t: &Table,
+    col: &str,
+    what: &str,
+    read: &str,
+    change: String,
+    restore: &str,
+) {
+    let m = Memo::new(t, &format!("{col}_{what}"));
+    let name = memo::literal(col);
+    let read = format!(
+        "SELECT {read} FROM pg_attribute WHERE attrelid = {}::regclass AND attname = {name} AND NOT attisdropped",
+        m.table_literal()
+    );
+    x.part(
+        i,
+        Phase::Expand,
+        Stage::Schema,
+        format!("{}\n{change}", m.save(&read)),
+        m.restore(&restore.replace("{col}", &name)),
+    );
+    x.part(i, Phase::Contract, Stage::Schema, m.forget(), String::new());
 }
 
 /// A changed column as a duplicate kept in step by the trigger.
@@ -154,6 +210,7 @@ fn duplicate(
     let finale = renamed.unwrap_or(col);
     let dup = renamed.map_or_else(|| limit(format!("{col}_new")), str::to_string);
     x.touch(i, "column", &t.plain(), col);
+    x.shapes.replaced(t, i, col, &dup, finale);
     if renamed.is_some() {
         x.touch(i, "name", &t.plain(), finale);
     }
@@ -299,24 +356,28 @@ pub(crate) fn foreign_key(cols: &str, r: &References) -> String {
     )
 }
 
-/// A constraint added `NOT VALID` in `dual_write` and validated in `read_switch`.
+/// A constraint added `NOT VALID` in `dual_write` and validated in `read_switch`. PostgreSQL
+/// cannot un-validate a constraint: the read switch's rollback puts it back `NOT VALID` by
+/// dropping and re-adding it (no scan), as dual_write left it.
 pub(crate) fn not_valid(x: &mut Expansion, i: usize, t: &Table, name: &str, body: &str) {
+    let add = format!(
+        "ALTER TABLE {} ADD CONSTRAINT {name} {body} NOT VALID;",
+        t.sql()
+    );
+    let drop = format!("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {name};", t.sql());
     x.part(
         i,
         Phase::DualWrite,
         Stage::Constraint,
-        format!(
-            "ALTER TABLE {} ADD CONSTRAINT {name} {body} NOT VALID;",
-            t.sql()
-        ),
-        format!("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {name};", t.sql()),
+        add.clone(),
+        drop.clone(),
     );
     x.part(
         i,
         Phase::ReadSwitch,
         Stage::Constraint,
         format!("ALTER TABLE {} VALIDATE CONSTRAINT {name};", t.sql()),
-        String::new(),
+        format!("{drop}\n{add}"),
     );
 }
 
@@ -389,6 +450,7 @@ pub(crate) fn drop_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
         return;
     };
     x.touch(i, "column", &t.plain(), col);
+    x.shapes.dropped(&t, i, col);
     if let Some(down) = op.down.as_deref() {
         x.expr(i, "down", down);
         x.syncs.add(
@@ -426,6 +488,7 @@ pub(crate) fn split_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
     };
     x.expr(i, "down", down);
     x.touch(i, "column", &t.plain(), col);
+    x.shapes.dropped(&t, i, col);
     let mut news = Vec::new();
     let mut adds = Vec::new();
     let mut drops = Vec::new();
@@ -445,6 +508,7 @@ pub(crate) fn split_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
         x.type_name(i, "columns", &def.kind);
         x.expr(i, "columns", up);
         x.touch(i, "columns", &t.plain(), &def.name);
+        x.shapes.added(&t, i, &def.name);
         adds.push(format!(
             "ALTER TABLE {} ADD COLUMN {} {};",
             t.sql(),

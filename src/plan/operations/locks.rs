@@ -1,9 +1,12 @@
-//! Which lock a statement takes on which object: a small pure classifier over the statements
-//! squawk's parser splits a script into (see [`crate::sql::split_statements`]). It reads the
-//! statement's leading keywords, as PostgreSQL's documentation tables them; what it cannot tell
-//! it says so (`unknown`).
+//! Which lock a statement takes on which object: a small pure classifier over the syntax tree
+//! squawk's PostgreSQL parser builds for each statement of a script (see
+//! [`crate::sql::split_statements`] and [`crate::sql::statement_tree`]), following the lock
+//! levels PostgreSQL's documentation gives each command and `ALTER TABLE` form; an `ALTER TABLE`
+//! with several actions takes the strongest of their locks. What it cannot tell it says so
+//! (`unknown`): a statement that does not parse, dynamic SQL (`DO`), commands outside the table.
 
 use serde::Serialize;
+use squawk_syntax::ast::{self, AstNode};
 
 /// A statement and the lock it takes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,152 +30,237 @@ pub fn classify_script(script: &str) -> Vec<(String, Lock)> {
         .collect()
 }
 
+const ACCESS_EXCLUSIVE: &str = "ACCESS EXCLUSIVE";
+const SHARE_ROW_EXCLUSIVE: &str = "SHARE ROW EXCLUSIVE";
+const SHARE: &str = "SHARE";
+const SHARE_UPDATE_EXCLUSIVE: &str = "SHARE UPDATE EXCLUSIVE";
+const ROW_EXCLUSIVE: &str = "ROW EXCLUSIVE";
+const ACCESS_SHARE: &str = "ACCESS SHARE";
+const BRIEF: &str =
+    "held briefly (queued behind long transactions; lock_timeout and retries apply)";
+
+/// Rank of a table lock mode (higher conflicts with more).
+fn strength(mode: &str) -> u8 {
+    match mode {
+        ACCESS_EXCLUSIVE => 8,
+        SHARE_ROW_EXCLUSIVE => 6,
+        SHARE => 5,
+        SHARE_UPDATE_EXCLUSIVE => 4,
+        ROW_EXCLUSIVE => 3,
+        ACCESS_SHARE => 1,
+        _ => 0,
+    }
+}
+
+fn lock(mode: &'static str, object: Option<String>, note: &'static str) -> Lock {
+    Lock { mode, object, note }
+}
+
+fn text_of(n: &impl AstNode) -> String {
+    n.syntax().text().to_string().trim().to_string()
+}
+
 /// The lock one statement takes.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one table of statement shapes to lock levels reads best as one match"
-)]
 pub fn classify(stmt: &str) -> Lock {
-    let words: Vec<String> = stmt
-        .split_whitespace()
-        .map(|w| w.trim_end_matches([';', '(']).to_string())
-        .collect();
-    let up: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
-    let has = |w: &str| up.iter().any(|u| u == w);
-    let starts = |p: &[&str]| up.len() >= p.len() && p.iter().zip(&up).all(|(a, b)| a == b);
-    let after = |kw: &str| object_after(&words, &up, kw);
-    let lock = |mode, object, note| Lock { mode, object, note };
-    let brief = "held briefly (queued behind long transactions; lock_timeout and retries apply)";
-    if starts(&["CREATE"]) && has("INDEX") {
-        return if has("CONCURRENTLY") {
-            lock(
-                "SHARE UPDATE EXCLUSIVE",
-                after("ON"),
-                "writes go on while the index builds; runs outside a transaction",
-            )
-        } else {
-            lock("SHARE", after("ON"), "blocks writes while the index builds")
-        };
-    }
-    if starts(&["DROP", "INDEX"]) {
-        return if has("CONCURRENTLY") {
-            lock(
-                "SHARE UPDATE EXCLUSIVE",
-                last_name(&words),
-                "runs outside a transaction",
-            )
-        } else {
-            lock("ACCESS EXCLUSIVE", last_name(&words), brief)
-        };
-    }
-    if starts(&["ALTER", "TABLE"]) {
-        let table = after("TABLE");
-        if has("VALIDATE") {
-            return lock(
-                "SHARE UPDATE EXCLUSIVE",
-                table,
-                "scans the table; reads and writes go on",
-            );
+    use ast::Stmt as S;
+    let Some(tree) = crate::sql::statement_tree(stmt) else {
+        return lock("unknown", None, "does not parse as one statement");
+    };
+    match tree {
+        S::CreateIndex(c) => {
+            let table = c.table_relation_name().map(|r| text_of(&r));
+            if c.concurrently_token().is_some() {
+                lock(
+                    SHARE_UPDATE_EXCLUSIVE,
+                    table,
+                    "writes go on while the index builds; runs outside a transaction",
+                )
+            } else {
+                lock(SHARE, table, "blocks writes while the index builds")
+            }
         }
-        if has("FOREIGN") {
-            return lock(
-                "SHARE ROW EXCLUSIVE",
-                table,
-                "on both tables; NOT VALID skips the scan",
-            );
+        S::DropIndex(d) => {
+            let index = d.index_refs().last().map(|r| text_of(&r));
+            if d.concurrently_token().is_some() {
+                lock(SHARE_UPDATE_EXCLUSIVE, index, "runs outside a transaction")
+            } else {
+                lock(ACCESS_EXCLUSIVE, index, BRIEF)
+            }
         }
-        if has("TYPE") && has("ALTER") && !has("ADD") {
-            return lock(
-                "ACCESS EXCLUSIVE",
-                table,
-                "rewrites the table unless the types are binary-coercible",
-            );
-        }
-        if has("SET") && has("NOT") && has("NULL") {
-            return lock(
-                "ACCESS EXCLUSIVE",
-                table,
-                "scans the table unless a validated CHECK (col IS NOT NULL) exists",
-            );
-        }
-        if has("ADD") && has("COLUMN") && has("DEFAULT") {
-            return lock(
-                "ACCESS EXCLUSIVE",
-                table,
-                "brief with a constant default; a volatile default rewrites the table",
-            );
-        }
-        if has("ADD") && (has("CHECK") || has("CONSTRAINT")) && !has("VALID") && !has("USING") {
-            return lock(
-                "ACCESS EXCLUSIVE",
-                table,
-                "validates every row while held: add it NOT VALID",
-            );
-        }
-        return lock("ACCESS EXCLUSIVE", table, brief);
-    }
-    if starts(&["CREATE", "TRIGGER"]) || (starts(&["CREATE", "OR", "REPLACE", "TRIGGER"])) {
-        return lock("SHARE ROW EXCLUSIVE", after("ON"), "blocks writes briefly");
-    }
-    if starts(&["DROP", "TRIGGER"]) {
-        return lock("ACCESS EXCLUSIVE", after("ON"), brief);
-    }
-    if starts(&["DROP", "TABLE"]) || starts(&["DROP", "VIEW"]) {
-        return lock("ACCESS EXCLUSIVE", last_name(&words), brief);
-    }
-    if starts(&["COMMENT", "ON"]) {
-        return lock(
-            "SHARE UPDATE EXCLUSIVE",
-            after("COLUMN").or_else(|| after("TABLE")),
+        S::AlterTable(a) => alter_table(&a),
+        S::CreateTrigger(t) => lock(
+            SHARE_ROW_EXCLUSIVE,
+            t.on_relation()
+                .and_then(|r| r.relation_name_ref())
+                .map(|r| text_of(&r)),
+            "blocks writes briefly",
+        ),
+        S::DropTrigger(t) => lock(
+            ACCESS_EXCLUSIVE,
+            t.on_relation()
+                .and_then(|r| r.relation_name_ref())
+                .map(|r| text_of(&r)),
+            BRIEF,
+        ),
+        S::DropTable(d) => lock(
+            ACCESS_EXCLUSIVE,
+            d.table_name_refs().last().map(|r| text_of(&r)),
+            BRIEF,
+        ),
+        S::DropView(d) => lock(
+            ACCESS_EXCLUSIVE,
+            d.view_refs().last().map(|r| text_of(&r)),
+            BRIEF,
+        ),
+        S::Truncate(t) => lock(
+            ACCESS_EXCLUSIVE,
+            name_after_keyword(&text_of(&t)),
+            "empties the table; blocks reads and writes",
+        ),
+        S::CommentOn(c) => lock(
+            SHARE_UPDATE_EXCLUSIVE,
+            c.comment_object().and_then(|o| match o {
+                ast::CommentObject::ObjectColumn(_) | ast::CommentObject::ObjectTable(_) => {
+                    name_after_keyword(&text_of(&o))
+                }
+                _ => None,
+            }),
             "metadata only",
-        );
-    }
-    if starts(&["CREATE", "FUNCTION"])
-        || starts(&["CREATE", "OR", "REPLACE", "FUNCTION"])
-        || starts(&["DROP", "FUNCTION"])
-        || starts(&["CREATE", "TABLE"])
-        || starts(&["CREATE", "VIEW"])
-    {
-        return lock("none", None, "a new or unused object: no table is locked");
-    }
-    if starts(&["UPDATE"]) || starts(&["INSERT"]) || starts(&["DELETE"]) {
-        let object = if starts(&["UPDATE"]) {
-            words.get(1).cloned()
-        } else {
-            after("INTO").or_else(|| after("FROM"))
-        };
-        return lock("ROW EXCLUSIVE", object, "row locks on the rows it changes");
-    }
-    if starts(&["DO"]) {
-        return lock(
+        ),
+        S::CreateFunction(_)
+        | S::DropFunction(_)
+        | S::CreateTable(_)
+        | S::CreateView(_)
+        | S::CreateSchema(_)
+        | S::CreateSequence(_)
+        | S::CreateType(_) => lock("none", None, "a new or unused object: no table is locked"),
+        S::Update(u) => lock(
+            ROW_EXCLUSIVE,
+            u.relation_name().map(|r| text_of(&r)),
+            "row locks on the rows it changes",
+        ),
+        S::Delete(d) => lock(
+            ROW_EXCLUSIVE,
+            d.relation_name().map(|r| text_of(&r)),
+            "row locks on the rows it changes",
+        ),
+        S::Insert(i) => lock(
+            ROW_EXCLUSIVE,
+            i.relation_name_ref().map(|r| text_of(&r)),
+            "row locks on the rows it changes",
+        ),
+        S::Merge(_) => lock(ROW_EXCLUSIVE, None, "row locks on the rows it changes"),
+        S::Select(_) | S::CompoundSelect(_) | S::ParenSelect(_) => lock(
+            ACCESS_SHARE,
+            None,
+            "reads only; conflicts with ACCESS EXCLUSIVE alone",
+        ),
+        S::Do(_) => lock(
             "unknown",
             None,
             "dynamic SQL: the lock depends on what it runs",
-        );
+        ),
+        _ => lock("unknown", None, "not classified"),
     }
-    lock("unknown", None, "not classified")
 }
 
-fn object_after(words: &[String], up: &[String], kw: &str) -> Option<String> {
-    let at = up.iter().position(|u| u == kw)?;
-    words[at + 1..]
-        .iter()
-        .zip(&up[at + 1..])
-        .find(|(_, u)| {
-            !matches!(
-                u.as_str(),
-                "IF" | "EXISTS" | "NOT" | "ONLY" | "CONCURRENTLY"
+/// The name after the first keyword of `COLUMN a.b.c` / `TABLE a.b` / `TRUNCATE [TABLE] t`.
+fn name_after_keyword(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .skip(1)
+        .find(|w| !w.eq_ignore_ascii_case("TABLE") && !w.eq_ignore_ascii_case("ONLY"))
+        .map(|w| w.trim_end_matches([',', ';']).to_string())
+}
+
+/// The strongest lock of an `ALTER TABLE`'s actions.
+fn alter_table(a: &ast::AlterTable) -> Lock {
+    let table = a
+        .table_relation_name()
+        .and_then(|r| r.table_name_ref())
+        .map(|n| text_of(&n));
+    let mut strongest: Option<(&'static str, &'static str)> = None;
+    for action in a.actions() {
+        let (mode, note) = action_lock(&action);
+        if strongest.is_none_or(|(m, _)| strength(mode) > strength(m)) {
+            strongest = Some((mode, note));
+        }
+    }
+    let (mode, note) = strongest.unwrap_or((ACCESS_EXCLUSIVE, BRIEF));
+    lock(mode, table, note)
+}
+
+fn action_lock(action: &ast::AlterTableAction) -> (&'static str, &'static str) {
+    use ast::AlterTableAction as A;
+    match action {
+        A::ValidateConstraint(_) => (
+            SHARE_UPDATE_EXCLUSIVE,
+            "scans the table; reads and writes go on",
+        ),
+        A::AddConstraint(add) => match add.constraint() {
+            Some(ast::Constraint::ForeignKeyConstraint(_)) => (
+                SHARE_ROW_EXCLUSIVE,
+                "on both tables; NOT VALID skips the scan",
+            ),
+            Some(c) if c.is_not_valid() => (ACCESS_EXCLUSIVE, BRIEF),
+            Some(ast::Constraint::UniqueConstraint(u)) if u.using_index().is_some() => {
+                (ACCESS_EXCLUSIVE, BRIEF)
+            }
+            Some(ast::Constraint::PrimaryKeyConstraint(p))
+                if p.syntax()
+                    .descendants()
+                    .any(|n| ast::UsingIndexName::can_cast(n.kind())) =>
+            {
+                (ACCESS_EXCLUSIVE, BRIEF)
+            }
+            Some(
+                ast::Constraint::UniqueConstraint(_) | ast::Constraint::PrimaryKeyConstraint(_),
+            ) => (
+                ACCESS_EXCLUSIVE,
+                "builds an index while held: build it CONCURRENTLY, then add it USING INDEX",
+            ),
+            _ => (
+                ACCESS_EXCLUSIVE,
+                "validates every row while held: add it NOT VALID",
+            ),
+        },
+        A::AlterColumn(c) => match c.option() {
+            Some(ast::AlterColumnOption::SetType(_)) => (
+                ACCESS_EXCLUSIVE,
+                "rewrites the table unless the types are binary-coercible",
+            ),
+            Some(ast::AlterColumnOption::SetNotNull(_)) => (
+                ACCESS_EXCLUSIVE,
+                "scans the table unless a validated CHECK (col IS NOT NULL) exists",
+            ),
+            Some(
+                ast::AlterColumnOption::SetStatistics(_)
+                | ast::AlterColumnOption::SetOptions(_)
+                | ast::AlterColumnOption::ResetOptions(_),
+            ) => (SHARE_UPDATE_EXCLUSIVE, "metadata only"),
+            _ => (ACCESS_EXCLUSIVE, BRIEF),
+        },
+        A::AddColumn(add)
+            if add
+                .constraints()
+                .any(|c| matches!(c, ast::Constraint::DefaultConstraint(_))) =>
+        {
+            (
+                ACCESS_EXCLUSIVE,
+                "brief with a constant default; a volatile default rewrites the table",
             )
-        })
-        .map(|(w, _)| w.trim_end_matches(',').to_string())
-}
-
-fn last_name(words: &[String]) -> Option<String> {
-    words
-        .iter()
-        .rev()
-        .find(|w| !matches!(w.to_uppercase().as_str(), "CASCADE" | "RESTRICT"))
-        .cloned()
+        }
+        A::SetTablespace(_) | A::SetLogged(_) | A::SetUnlogged(_) | A::SetAccessMethod(_) => {
+            (ACCESS_EXCLUSIVE, "rewrites the table while held")
+        }
+        A::ClusterOn(_) | A::SetWithoutCluster(_) | A::SetOptions(_) | A::ResetOptions(_) => {
+            (SHARE_UPDATE_EXCLUSIVE, "metadata only")
+        }
+        A::EnableTrigger(_)
+        | A::DisableTrigger(_)
+        | A::EnableAlwaysTrigger(_)
+        | A::EnableReplicaTrigger(_) => (SHARE_ROW_EXCLUSIVE, "blocks writes briefly"),
+        _ => (ACCESS_EXCLUSIVE, BRIEF),
+    }
 }
 
 #[cfg(test)]
@@ -226,5 +314,77 @@ mod tests {
         assert!(classify("ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0)")
             .note
             .contains("NOT VALID"));
+    }
+
+    /// The parser, not the words, decides: keywords inside names, strings, comments or a later
+    /// clause do not mislead it.
+    #[test]
+    fn the_grammar_not_the_words_decides() {
+        let cases = [
+            // A column named `concurrently`: not a concurrent build.
+            (
+                "CREATE INDEX i ON public.t (\"concurrently\")",
+                "SHARE",
+                Some("public.t"),
+            ),
+            // `VALIDATE` in a comment and a string: the statement is a type change.
+            (
+                "ALTER TABLE t /* VALIDATE */ ALTER COLUMN c TYPE text USING 'VALIDATE'",
+                "ACCESS EXCLUSIVE",
+                Some("t"),
+            ),
+            // Several actions: the strongest lock wins, whatever their order.
+            (
+                "ALTER TABLE t VALIDATE CONSTRAINT a, ADD CONSTRAINT f FOREIGN KEY (x) REFERENCES u (id) NOT VALID",
+                "SHARE ROW EXCLUSIVE",
+                Some("t"),
+            ),
+            (
+                "ALTER TABLE ONLY public.t ALTER COLUMN c SET STATISTICS 500",
+                "SHARE UPDATE EXCLUSIVE",
+                Some("public.t"),
+            ),
+            (
+                "UPDATE public.t SET note = 'DROP TABLE x' WHERE id = 1",
+                "ROW EXCLUSIVE",
+                Some("public.t"),
+            ),
+            (
+                "INSERT INTO public.t (id) VALUES (1)",
+                "ROW EXCLUSIVE",
+                Some("public.t"),
+            ),
+            ("DROP TABLE IF EXISTS public.a, public.b", "ACCESS EXCLUSIVE", Some("public.b")),
+            (
+                "DROP TRIGGER s ON public.t",
+                "ACCESS EXCLUSIVE",
+                Some("public.t"),
+            ),
+            (
+                "COMMENT ON COLUMN public.t.c IS 'x'",
+                "SHARE UPDATE EXCLUSIVE",
+                Some("public.t.c"),
+            ),
+            ("SELECT 1", "ACCESS SHARE", None),
+            ("DO $$ BEGIN END $$", "unknown", None),
+            ("ALTER TABLE t ADD COLUMN", "unknown", None),
+        ];
+        for (stmt, mode, object) in cases {
+            let l = classify(stmt);
+            assert_eq!(l.mode, mode, "{stmt}");
+            assert_eq!(l.object.as_deref(), object, "{stmt}");
+        }
+        assert!(
+            classify("ALTER TABLE t ADD CONSTRAINT k UNIQUE USING INDEX k")
+                .note
+                .starts_with("held briefly")
+        );
+        assert!(classify("ALTER TABLE t ADD CONSTRAINT k UNIQUE (a)")
+            .note
+            .contains("CONCURRENTLY"));
+        assert_eq!(
+            classify("ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0) NOT VALID").note,
+            BRIEF
+        );
     }
 }

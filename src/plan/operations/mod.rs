@@ -16,10 +16,12 @@
 mod columns;
 pub(crate) mod idents;
 pub mod locks;
+mod memo;
 mod moves;
 mod schema;
 mod sync;
 pub mod template;
+mod versions;
 
 use std::collections::BTreeMap;
 
@@ -181,12 +183,93 @@ pub struct Origins {
     pub paths: Vec<(Vec<Seg>, usize)>,
     /// Phases whose `apply` was generated (not written by hand).
     pub phases: Vec<Phase>,
+    /// Byte ranges of generated phase scripts and the operation that wrote each.
+    pub spans: Vec<Span>,
+}
+
+/// A range of a generated phase script written by one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// The phase.
+    pub phase: Phase,
+    /// In the `rollback` script (else `apply`).
+    pub rollback: bool,
+    /// Byte range in the script.
+    pub range: std::ops::Range<usize>,
+    /// 0-based index of the operation.
+    pub op: usize,
 }
 
 impl Origins {
     /// True when `phase`'s SQL was generated from operations.
     pub fn generated(&self, phase: Phase) -> bool {
         self.phases.contains(&phase)
+    }
+}
+
+/// The operation a statement of a phase script was generated from, and where the plan declares
+/// it: what a failure at apply or rollback time names besides the SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperationRef {
+    /// 1-based, as `plan show` and validation number operations.
+    pub number: usize,
+    /// `op` (`alter_column`, …).
+    pub kind: String,
+    /// The plan file.
+    pub file: String,
+    /// 1-based line of the `[[operations]]` entry.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+}
+
+impl std::fmt::Display for OperationRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "operation {} (`{}`) at {}:{}:{}",
+            self.number, self.kind, self.file, self.line, self.col
+        )
+    }
+}
+
+impl super::Plan {
+    /// The operation that generated the statement starting at byte `offset` of `phase`'s
+    /// `apply` (or `rollback`) script; `None` for hand-written SQL.
+    pub fn operation_at(
+        &self,
+        phase: Phase,
+        rollback: bool,
+        offset: usize,
+    ) -> Option<OperationRef> {
+        let spec = self.phase(phase);
+        let script = if rollback {
+            spec.rollback.as_deref().unwrap_or("")
+        } else {
+            spec.apply.as_str()
+        };
+        // A statement's range may start at the whitespace before it.
+        let rest = script.get(offset..)?;
+        let at = offset + (rest.len() - rest.trim_start().len());
+        let span = self
+            .spec
+            .origins
+            .spans
+            .iter()
+            .find(|s| s.phase == phase && s.rollback == rollback && s.range.contains(&at))?;
+        let kind = self.spec.operations.get(span.op)?.op.clone();
+        let d = super::diagnostic::locate(
+            &self.path,
+            &self.source,
+            Problem::new(vec![Seg::from("operations"), Seg::Index(span.op)], "", None),
+        );
+        Some(OperationRef {
+            number: span.op + 1,
+            kind,
+            file: d.file,
+            line: d.line,
+            col: d.col,
+        })
     }
 }
 
@@ -223,6 +306,8 @@ pub(crate) struct Expansion {
     pub(crate) problems: Vec<Problem>,
     /// (table, column) → the operation that changes it.
     touched: BTreeMap<(String, String), usize>,
+    /// How each table's old and new shapes differ, for version schemas.
+    pub(crate) shapes: versions::Shapes,
 }
 
 impl Expansion {
@@ -371,6 +456,10 @@ pub(crate) fn generate(spec: &PlanSpec) -> Expansion {
     }
     let syncs = std::mem::take(&mut x.syncs);
     syncs.generate(&mut x);
+    if spec.version_schemas {
+        let shapes = std::mem::take(&mut x.shapes);
+        shapes.generate(&mut x, spec.id.as_str());
+    }
     x
 }
 
@@ -427,8 +516,9 @@ pub fn expand(spec: &mut PlanSpec, source: &str) -> Vec<Problem> {
     for phase in Phase::ALL {
         let mut parts: Vec<&Part> = x.parts.iter().filter(|p| p.phase == phase).collect();
         parts.sort_by_key(|p| (p.stage, p.op));
-        let apply = join(parts.iter().map(|p| p.apply.as_str()));
-        let rollback = join(parts.iter().rev().map(|p| p.rollback.as_str()));
+        let (apply, apply_spans) = join(parts.iter().map(|p| (p.apply.as_str(), p.op)));
+        let (rollback, rollback_spans) =
+            join(parts.iter().rev().map(|p| (p.rollback.as_str(), p.op)));
         let generated = PhaseSpec {
             apply,
             rollback: (phase != Phase::Contract).then_some(rollback),
@@ -442,13 +532,23 @@ pub fn expand(spec: &mut PlanSpec, source: &str) -> Vec<Problem> {
             ));
         }
         let own = phases_mut(&mut spec.phases, phase);
+        let spans = |rollback: bool, spans: Vec<(std::ops::Range<usize>, usize)>| {
+            spans.into_iter().map(move |(range, op)| Span {
+                phase,
+                rollback,
+                range,
+                op,
+            })
+        };
         if !w.phase_key(phase, "apply") {
             own.apply = generated.apply;
             origins.phases.push(phase);
+            origins.spans.extend(spans(false, apply_spans));
         }
         if !w.phase_key(phase, "rollback") && !w.phase_key(phase, "irreversible") {
             own.rollback = generated.rollback;
             own.irreversible = generated.irreversible;
+            origins.spans.extend(spans(true, rollback_spans));
         }
         if !w.phase_key(phase, "description") {
             own.description = generated.description;
@@ -512,18 +612,27 @@ fn phases_mut(p: &mut super::Phases, phase: Phase) -> &mut PhaseSpec {
     }
 }
 
-fn join<'a>(pieces: impl Iterator<Item = &'a str>) -> String {
-    pieces
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            if s.ends_with(';') {
-                format!("{s}\n")
-            } else {
-                format!("{s};\n")
-            }
-        })
-        .collect()
+/// The pieces as one script, each ended by `;` and a newline, with the byte range and
+/// operation of each.
+fn join<'a>(
+    pieces: impl Iterator<Item = (&'a str, usize)>,
+) -> (String, Vec<(std::ops::Range<usize>, usize)>) {
+    let mut script = String::new();
+    let mut spans = Vec::new();
+    for (piece, op) in pieces {
+        let piece = piece.trim();
+        if piece.is_empty() {
+            continue;
+        }
+        let start = script.len();
+        script.push_str(piece);
+        if !piece.ends_with(';') {
+            script.push(';');
+        }
+        script.push('\n');
+        spans.push((start..script.len(), op));
+    }
+    (script, spans)
 }
 
 fn describe(phase: Phase, parts: &[&Part], spec: &PlanSpec) -> String {

@@ -2,6 +2,7 @@
 
 use super::columns::{foreign_key, not_valid, target, unique};
 use super::idents::{ident, Table};
+use super::memo::Memo;
 use super::{need, Check, ColumnItem, Expansion, OperationSpec, Stage, Unique};
 use crate::plan::Phase;
 
@@ -321,7 +322,8 @@ pub(crate) fn rename_constraint(x: &mut Expansion, i: usize, op: &OperationSpec)
     });
 }
 
-/// `set_replica_identity`: set in `expand`; the rollback restores `DEFAULT`.
+/// `set_replica_identity`: set in `expand`; the rollback restores the identity the table had
+/// when the phase ran (kept in a [`Memo`]).
 pub(crate) fn set_replica_identity(x: &mut Expansion, i: usize, op: &OperationSpec) {
     let Some((t, _)) = target(x, i, op) else {
         return;
@@ -346,13 +348,25 @@ pub(crate) fn set_replica_identity(x: &mut Expansion, i: usize, op: &OperationSp
             return;
         }
     };
+    let m = Memo::new(&t, "identity");
+    let read = format!(
+        "SELECT CASE c.relreplident WHEN 'd' THEN 'DEFAULT' WHEN 'f' THEN 'FULL' WHEN 'n' THEN 'NOTHING' \
+         ELSE 'USING INDEX ' || (SELECT quote_ident(ic.relname) FROM pg_index ix JOIN pg_class ic ON ic.oid = ix.indexrelid \
+         WHERE ix.indrelid = c.oid AND ix.indisreplident) END FROM pg_class c WHERE c.oid = {}::regclass",
+        m.table_literal()
+    );
     x.part(
         i,
         Phase::Expand,
         Stage::Schema,
-        format!("ALTER TABLE {} REPLICA IDENTITY {clause};", t.sql()),
-        format!("ALTER TABLE {} REPLICA IDENTITY DEFAULT;", t.sql()),
+        format!(
+            "{}\nALTER TABLE {} REPLICA IDENTITY {clause};",
+            m.save(&read),
+            t.sql()
+        ),
+        m.restore("EXECUTE format('ALTER TABLE %s REPLICA IDENTITY %s', tbl, prev);"),
     );
+    x.part(i, Phase::Contract, Stage::Schema, m.forget(), String::new());
 }
 
 /// `sql`: raw `up` (and `down`, its rollback) in `phase` (default `expand`).

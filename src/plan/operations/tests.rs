@@ -460,3 +460,86 @@ join = "user_id"
     );
     assert!(apply(&p, Phase::Contract).contains("ALTER TABLE public.users DROP COLUMN bio;"));
 }
+
+/// In-place changes roll back to what the phase found, kept in a memo; contract drops the memo.
+#[test]
+fn in_place_changes_roll_back_to_the_value_found() {
+    let p = plan(
+        r#"
+[[operations]]
+op = "alter_column"
+table = "public.orders"
+column = "code"
+default = "'x'"
+
+[[operations]]
+op = "set_replica_identity"
+table = "public.orders"
+identity = "full"
+"#,
+    );
+    let e = apply(&p, Phase::Expand);
+    let save = e
+        .find("CREATE FUNCTION %s() RETURNS text")
+        .unwrap_or_else(|| panic!("{e}"));
+    let set = e.find("SET DEFAULT 'x'").unwrap_or_else(|| panic!("{e}"));
+    assert!(
+        save < set,
+        "the old default is saved before it changes: {e}"
+    );
+    assert!(
+        e.contains("'public.orders_cutover_prev_code_default'"),
+        "{e}"
+    );
+    assert!(e.contains("'public.orders_cutover_prev_identity'"), "{e}");
+    let r = rollback(&p, Phase::Expand);
+    assert!(!r.contains("REPLICA IDENTITY DEFAULT"), "{r}");
+    assert!(
+        r.contains(
+            "IF prev IS NULL THEN EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT'"
+        ),
+        "{r}"
+    );
+    assert!(r.contains("REPLICA IDENTITY %s', tbl, prev"), "{r}");
+    let c = apply(&p, Phase::Contract);
+    assert!(
+        c.contains("DROP FUNCTION IF EXISTS public.orders_cutover_prev_code_default();")
+            && c.contains("DROP FUNCTION IF EXISTS public.orders_cutover_prev_identity();"),
+        "{c}"
+    );
+}
+
+/// `version_schemas = true` adds a view per version in dual_write, dropped by its rollback and
+/// at contract before any column goes; without it there is none.
+#[test]
+fn version_schemas_are_opt_in_and_dropped_before_columns() {
+    assert!(!apply(&plan(TYPE_CHANGE), Phase::DualWrite).contains("CREATE VIEW"));
+    let p = Plan::parse(
+        "ops.toml",
+        &format!("version_schemas = true\n{HEAD}{TYPE_CHANGE}"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let dw = apply(&p, Phase::DualWrite);
+    assert!(
+        dw.contains("CREATE SCHEMA IF NOT EXISTS public_ops_old;")
+            && dw.contains("CREATE SCHEMA IF NOT EXISTS public_ops_new;"),
+        "{dw}"
+    );
+    assert!(
+        dw.contains("WHEN 'total_new' THEN format('%I AS %I', attname, 'total')"),
+        "{dw}"
+    );
+    assert!(
+        dw.find("CREATE TRIGGER") < dw.find("CREATE SCHEMA"),
+        "views come after the sync trigger: {dw}"
+    );
+    assert!(
+        rollback(&p, Phase::DualWrite).starts_with("DROP VIEW IF EXISTS public_ops_old.orders;")
+    );
+    let c = apply(&p, Phase::Contract);
+    let views = c
+        .find("DROP VIEW IF EXISTS")
+        .unwrap_or_else(|| panic!("{c}"));
+    let column = c.find("DROP COLUMN total").unwrap_or_else(|| panic!("{c}"));
+    assert!(views < column, "{c}");
+}

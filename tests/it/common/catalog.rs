@@ -195,18 +195,26 @@ impl Catalog<'_> {
         );
     }
 
-    /// A fingerprint of schema `public`: columns (type, nullability), relations, triggers,
-    /// functions (by source), constraints and indexes (with validity), one sorted line each.
+    /// A fingerprint of schema `public`: columns (type, nullability, default, comment),
+    /// relations (with replica identity), triggers, functions (by source), constraints and
+    /// indexes (with validity), one sorted line each.
     pub async fn fingerprint(&self) -> String {
         self.0
             .query_one(
                 "SELECT coalesce(string_agg(x, E'\\n' ORDER BY x), '') FROM (
                    SELECT 'col ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
-                          || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END AS x
+                          || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                          || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+                          || coalesce(' comment ' || col_description(c.oid, a.attnum), '') AS x
                      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                     WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
                    UNION ALL
-                   SELECT 'rel ' || relname || ' ' || relkind::text FROM pg_class WHERE relnamespace = 'public'::regnamespace
+                   SELECT 'rel ' || relname || ' ' || relkind::text || ' identity ' || relreplident::text
+                     FROM pg_class WHERE relnamespace = 'public'::regnamespace
+                   UNION ALL
+                   SELECT 'identity index ' || indexrelid::regclass::text FROM pg_index
+                    WHERE indisreplident AND indrelid::regclass::text NOT LIKE 'cutover.%'
                    UNION ALL
                    SELECT 'trigger ' || tgname || ' on ' || tgrelid::regclass::text FROM pg_trigger
                     WHERE NOT tgisinternal AND tgrelid::regclass::text NOT LIKE 'cutover.%'

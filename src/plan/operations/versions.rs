@@ -1,0 +1,145 @@
+//! Version schemas (opt-in, `version_schemas = true`): for apps that choose their version with
+//! `search_path`, pgroll-style. For every table whose columns the operations change, dual_write
+//! creates a view of the old shape in `<schema>_<id>_old` and one of the new shape in
+//! `<schema>_<id>_new` (id with `-` as `_`): the old view hides the columns the operations add,
+//! the new view hides the columns they drop or replace and shows duplicates under their final
+//! names. Both are simple views, so PostgreSQL updates through them, and every write reaches the
+//! table and its sync trigger. The column lists are read from the catalog when the phase runs
+//! (the plan does not know the table's other columns). dual_write's rollback and contract (before
+//! any column goes) drop the views and the schemas; a schema holding anything else makes that
+//! fail rather than lose it.
+
+use std::collections::BTreeMap;
+
+use super::idents::{ident, limit, Table};
+use super::memo::literal;
+use super::{Expansion, Stage};
+use crate::plan::Phase;
+
+/// How one table's two shapes differ.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shape {
+    /// Columns only the new version sees.
+    new_only: Vec<String>,
+    /// Columns only the old version sees.
+    old_only: Vec<String>,
+    /// (physical column, name the new version sees it by).
+    renamed: Vec<(String, String)>,
+    /// The first operation on the table.
+    op: usize,
+}
+
+/// The shapes of every table the operations change.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shapes(BTreeMap<Table, Shape>);
+
+impl Shapes {
+    fn shape(&mut self, t: &Table, op: usize) -> &mut Shape {
+        self.0.entry(t.clone()).or_insert_with(|| Shape {
+            op,
+            ..Shape::default()
+        })
+    }
+
+    /// `col` is added: only the new version sees it.
+    pub(crate) fn added(&mut self, t: &Table, op: usize, col: &str) {
+        self.shape(t, op).new_only.push(col.to_string());
+    }
+
+    /// `col` goes at contract: only the old version sees it.
+    pub(crate) fn dropped(&mut self, t: &Table, op: usize, col: &str) {
+        self.shape(t, op).old_only.push(col.to_string());
+    }
+
+    /// `col` is replaced by the duplicate `dup`, which the new version calls `finale`.
+    pub(crate) fn replaced(&mut self, t: &Table, op: usize, col: &str, dup: &str, finale: &str) {
+        let s = self.shape(t, op);
+        s.old_only.push(col.to_string());
+        s.new_only.push(dup.to_string());
+        if dup != finale {
+            s.renamed.push((dup.to_string(), finale.to_string()));
+        }
+    }
+
+    /// The views and schemas, in dual_write and contract.
+    pub(crate) fn generate(self, x: &mut Expansion, id: &str) {
+        let tag: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        for (t, shape) in self.0 {
+            let mut apply = Vec::new();
+            let mut drop = Vec::new();
+            for (version, hidden, renamed) in [
+                ("old", &shape.new_only, &[][..]),
+                ("new", &shape.old_only, &shape.renamed[..]),
+            ] {
+                let schema = limit(format!("{}_{tag}_{version}", t.schema));
+                let view = format!("{}.{}", ident(&schema), ident(&t.name));
+                apply.push(format!("CREATE SCHEMA IF NOT EXISTS {};", ident(&schema)));
+                apply.push(create_view(&t, &view, hidden, renamed));
+                drop.push(format!(
+                    "DROP VIEW IF EXISTS {view};\nDROP SCHEMA IF EXISTS {};",
+                    ident(&schema)
+                ));
+            }
+            let drop = drop.join("\n");
+            x.part(
+                shape.op,
+                Phase::DualWrite,
+                Stage::Sync,
+                apply.join("\n"),
+                drop.clone(),
+            );
+            x.part(
+                shape.op,
+                Phase::Contract,
+                Stage::Unsync,
+                drop,
+                String::new(),
+            );
+        }
+    }
+}
+
+/// `CREATE VIEW view AS SELECT <every column of t but hidden, renamed as given> FROM t`, the
+/// list read from the catalog when it runs.
+fn create_view(t: &Table, view: &str, hidden: &[String], renamed: &[(String, String)]) -> String {
+    let array = |names: &[String]| {
+        format!(
+            "ARRAY[{}]::name[]",
+            names
+                .iter()
+                .map(|n| literal(n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let cases: String = renamed
+        .iter()
+        .map(|(from, to)| {
+            format!(
+                " WHEN {} THEN format('%I AS %I', attname, {})",
+                literal(from),
+                literal(to)
+            )
+        })
+        .collect();
+    let column = if cases.is_empty() {
+        "quote_ident(attname)".to_string()
+    } else {
+        format!("CASE attname{cases} ELSE quote_ident(attname) END")
+    };
+    format!(
+        "DO $cutover$ DECLARE cols text; BEGIN SELECT string_agg({column}, ', ' ORDER BY attnum) INTO cols FROM pg_attribute WHERE attrelid = {table}::regclass AND attnum > 0 AND NOT attisdropped AND attname <> ALL ({hidden}); EXECUTE format('CREATE VIEW %s AS SELECT %s FROM %s', {view}, cols, {table}); END $cutover$;",
+        table = literal(&t.sql()),
+        hidden = array(hidden),
+        view = literal(view),
+    )
+}
