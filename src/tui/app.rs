@@ -643,9 +643,12 @@ impl App {
             .and_then(|s| s.backfill.as_ref())
             .map(|b| b.state);
         match state {
-            Some(BackfillState::Running | BackfillState::Throttled | BackfillState::Idle) => {
-                self.send(Command::Pause)
-            }
+            Some(
+                BackfillState::Running
+                | BackfillState::Throttled
+                | BackfillState::Pacing
+                | BackfillState::Idle,
+            ) => self.send(Command::Pause),
             Some(BackfillState::Paused | BackfillState::Stopped) => self.send(Command::Resume),
             Some(other) => {
                 self.status(

@@ -25,7 +25,7 @@ fn gate_blocked() -> Snapshot {
 fn pacing() -> Snapshot {
     let mut s = backfill_running();
     if let Some(b) = s.backfill.as_mut() {
-        b.state = BackfillState::Throttled;
+        b.state = BackfillState::Pacing;
         b.reason = "yielding: app latency 0.79× baseline (limit 1.25×, pg_stat_statements); \
                     easing off, pausing 0.3× each chunk's time"
             .into();
@@ -202,6 +202,15 @@ fn pacing_is_not_called_throttled() {
     );
     let text = screen(&app_with(throttled()).view(), 120, 40);
     assert!(text.contains("THROTTLED replay lag 6.2s"), "{text}");
+    // The state decides, not the wording: the guard's re-measuring holds the chunks back.
+    let mut held = pacing();
+    if let Some(b) = held.backfill.as_mut() {
+        b.state = BackfillState::Throttled;
+        b.reason = "yielding: re-measuring the application's latency without the backfill".into();
+    }
+    let text = screen(&app_with(held).view(), 120, 40);
+    assert!(text.contains("Backfill throttled"), "{text}");
+    assert!(text.contains("THROTTLED re-measuring"), "{text}");
 }
 
 /// The gauge, the footer and the picker show the same percentage.
