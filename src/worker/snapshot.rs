@@ -27,6 +27,9 @@ pub struct Snapshot {
     pub status: Status,
     /// The backfill's progress, once it has started.
     pub backfill: Option<BackfillRow>,
+    /// Rows done, the total and the percent as `backfill status` computes them (a plan with a
+    /// backfill, started or not).
+    pub share: Option<crate::backfill::Share>,
     /// The backfill's key ranges.
     pub ranges: Vec<RangeRow>,
     /// The backfill per leaf partition (empty for a plain table).
@@ -151,6 +154,7 @@ impl Snapshot {
             status: crate::rules::status::build(plan, &facts),
             facts,
             backfill: None,
+            share: None,
             ranges: Vec::new(),
             partitions: Vec::new(),
             guard: None,
@@ -218,6 +222,7 @@ async fn read(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
         snap.ranges = p.ranges.iter().map(range_from_progress).collect();
         snap.partitions = p.partitions.clone();
         snap.backfill = started.then(|| backfill_from_progress(&p));
+        snap.share = Some(p.share());
         snap.guard = started.then_some(p.guard);
     }
     if plan.spec.is_cdc() {

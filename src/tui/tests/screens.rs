@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use super::*;
+use crate::backfill::Share;
 
 /// The backfill finished, but a check still fails: the read switch gate blocks.
 fn gate_blocked() -> Snapshot {
@@ -211,6 +212,27 @@ fn pacing_is_not_called_throttled() {
     let text = screen(&app_with(held).view(), 120, 40);
     assert!(text.contains("Backfill throttled"), "{text}");
     assert!(text.contains("THROTTLED re-measuring"), "{text}");
+}
+
+/// Before its first chunk, the footer takes the share `backfill status` computed, not the
+/// plan's estimate in the control row.
+#[test]
+fn the_footer_falls_back_on_the_computed_share() {
+    let mut s = backfill_running();
+    s.backfill = None;
+    if let Some(b) = s.facts.backfill.as_mut() {
+        b.rows_estimate = Some(900_000);
+    }
+    s.share = Some(Share::new(
+        Some(BackfillState::Idle),
+        412_000,
+        Some(1_000_000),
+    ));
+    let text = screen(&app_with(judged(s)).view(), 120, 40);
+    assert!(
+        text.contains("wait for the backfill to finish (41.2%)"),
+        "{text}"
+    );
 }
 
 /// The gauge, the footer and the picker show the same percentage.
