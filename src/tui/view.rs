@@ -295,6 +295,8 @@ pub struct CheckView {
     pub summary: String,
     /// `HH:MM:SS (age)` of the last run.
     pub last_run: Option<String>,
+    /// The outcomes of its recent runs, oldest first.
+    pub recent: Vec<Outcome>,
 }
 
 /// The roster pane.
@@ -691,6 +693,12 @@ fn parity(plan: &Plan, s: &Snapshot) -> Vec<CheckView> {
                 outcome: r.map(|r| r.outcome),
                 mismatches: r.and_then(|r| r.mismatches),
                 summary: r.map(|r| r.summary.clone()).unwrap_or_default(),
+                recent: s
+                    .check_history
+                    .iter()
+                    .filter(|h| h.name == c.name)
+                    .map(|h| h.outcome)
+                    .collect(),
                 last_run: r.map(|r| {
                     format!(
                         "{} ({} ago)",

@@ -16,6 +16,9 @@ use crate::engine::Status;
 use crate::plan::{Phase, Plan};
 use crate::rules::GateEvaluation;
 
+/// Runs of each check the Parity pane draws.
+pub const CHECK_HISTORY: i64 = 20;
+
 /// Everything the panes need, read in one pass.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -34,6 +37,8 @@ pub struct Snapshot {
     pub ranges: Vec<RangeRow>,
     /// The backfill per leaf partition (empty for a plain table).
     pub partitions: Vec<crate::backfill::PartitionProgress>,
+    /// The last [`CHECK_HISTORY`] runs of each check, by check name, oldest first.
+    pub check_history: Vec<crate::control::checks::CheckRun>,
     /// The latency guard's readings, once the backfill has started.
     pub guard: Option<crate::backfill::progress::GuardProgress>,
     /// The CDC applier's lag (a CDC plan whose slot was created).
@@ -155,6 +160,7 @@ impl Snapshot {
             facts,
             backfill: None,
             share: None,
+            check_history: Vec::new(),
             ranges: Vec::new(),
             partitions: Vec::new(),
             guard: None,
@@ -250,6 +256,8 @@ async fn read(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
         })
         .collect();
     snap.index_builds = index_builds::of_plan(client, plan.id()).await?;
+    snap.check_history =
+        crate::control::checks::recent_runs(client, plan.id(), CHECK_HISTORY).await?;
     snap.audit = crate::control::audit::recent(client, plan.id(), 50)
         .await?
         .into_iter()

@@ -756,6 +756,51 @@ async fn a_paced_backfill_reads_as_pacing_everywhere() {
     assert_eq!(json["pace"]["pace"], "held", "{json}");
 }
 
+/// The snapshot carries the last runs of each check, oldest first, for the Parity pane.
+#[tokio::test]
+async fn the_snapshot_carries_each_checks_recent_runs() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 10).await;
+    // 25 runs of `a` (every third one failing), 3 of `b`; another plan's run is not read.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO cutover.check_results (plan_id, check_name, kind, outcome, summary, \
+                 started_at, duration_ms, plan_sha256) \
+             SELECT '{PLAN_ID}', 'a', 'row_count', \
+                 CASE WHEN g % 3 = 0 THEN 'fail' ELSE 'pass' END, 'run ' || g, \
+                 now() - (100 - g) * interval '1 minute', 5, 'x' FROM generate_series(1, 25) g; \
+             INSERT INTO cutover.check_results (plan_id, check_name, kind, outcome, summary, \
+                 started_at, duration_ms, plan_sha256) \
+             SELECT '{PLAN_ID}', 'b', 'row_count', 'inconclusive', 'run ' || g, now(), 5, 'x' \
+               FROM generate_series(1, 3) g; \
+             INSERT INTO cutover.check_results (plan_id, check_name, kind, outcome, summary, \
+                 started_at, duration_ms, plan_sha256) \
+             VALUES ('other', 'a', 'row_count', 'pass', 'elsewhere', now(), 5, 'x');"
+        ))
+        .await
+        .unwrap();
+    let snap = cutover::worker::snapshot::load(&client, &plan("", ""))
+        .await
+        .unwrap();
+    let of = |name: &str| -> Vec<String> {
+        snap.check_history
+            .iter()
+            .filter(|r| r.name == name)
+            .map(|r| r.summary.clone())
+            .collect()
+    };
+    let want: Vec<String> = (6..=25).map(|g| format!("run {g}")).collect();
+    assert_eq!(of("a"), want);
+    assert_eq!(of("b"), ["run 1", "run 2", "run 3"]);
+    let fails = snap
+        .check_history
+        .iter()
+        .filter(|r| r.name == "a" && r.outcome == cutover::Outcome::Fail)
+        .count();
+    assert_eq!(fails, 7, "runs 6..=25 hold 7 multiples of 3");
+    assert_eq!(snap.check_history.len(), 23);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_retuned_live_and_killed_connections_are_survived() {
     let db = TestDb::new().await;

@@ -34,6 +34,37 @@ fn pacing() -> Snapshot {
     s
 }
 
+/// The backfill running, its checks run many times: the parity check passed, went
+/// inconclusive, passed and now fails; the invariant always passed.
+fn checked_often() -> Snapshot {
+    use crate::control::checks::CheckRun;
+    let mut s = backfill_running();
+    let run = |name: &str, outcome: Outcome, minute: u32| CheckRun {
+        name: name.into(),
+        kind: "row_count".into(),
+        outcome,
+        summary: String::new(),
+        started_at: at(5, minute, 0),
+        duration_ms: 840,
+    };
+    let parity = [
+        Outcome::Pass,
+        Outcome::Pass,
+        Outcome::Inconclusive,
+        Outcome::Pass,
+        Outcome::Fail,
+        Outcome::Fail,
+        Outcome::Fail,
+    ];
+    s.check_history = parity
+        .iter()
+        .enumerate()
+        .map(|(i, o)| run("balance-parity", *o, 3 + i as u32))
+        .chain((0..12).map(|i| run("no-negative-balance", Outcome::Pass, i)))
+        .collect();
+    s
+}
+
 fn contract_done() -> Snapshot {
     let mut done = on_v2(signed_contract(at_contract(30)), false);
     done.facts.phases[4] = applied(Phase::Contract, at(5, 20, 40));
@@ -151,7 +182,8 @@ fn main_states_at_three_sizes() {
 #[test]
 fn no_word_is_cut_at_any_size() {
     let mut all = Vec::new();
-    for (name, snap) in states().into_iter().chain([("pacing", pacing())]) {
+    let extra = [("pacing", pacing()), ("checked_often", checked_often())];
+    for (name, snap) in states().into_iter().chain(extra) {
         let words = vocabulary(&snap);
         let mut app = app_with(snap);
         for (w, h) in SIZES {
@@ -253,4 +285,29 @@ fn one_percentage_everywhere() {
     );
     let row = super::super::switcher::row(&vm, true);
     assert_eq!(row.backfill.and_then(|b| b.1).as_deref(), Some("41.2%"));
+}
+
+/// Each check's recent runs are drawn as a sparkline, newest on the right: a pass full height,
+/// inconclusive half, a failure at the floor.
+#[test]
+fn parity_draws_each_checks_recent_runs() {
+    let vm = app_with(checked_often()).view();
+    let text = pane(&vm, 100, 7, crate::tui::panes::parity::render);
+    insta::assert_snapshot!("parity_recent_runs", text);
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name}: {text}"))
+            .to_string()
+    };
+    assert!(row("balance-parity").contains(" ██▄█▁▁▁ "), "{text}");
+    assert!(
+        row("no-negative-balance").contains(" ████████████ "),
+        "{text}"
+    );
+    // A check that never ran has no bar; a pane too narrow for the picture leaves it out.
+    assert!(!row("balance-drift").contains('█'), "{text}");
+    let narrow = pane(&vm, 44, 7, crate::tui::panes::parity::render);
+    assert!(!narrow.contains("recent"), "{narrow}");
+    insta::assert_snapshot!("screen_checked_often_120x40", screen(&vm, 120, 40));
 }
