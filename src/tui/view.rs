@@ -450,6 +450,8 @@ pub struct UiView {
     pub pending: Vec<String>,
     /// Scroll offset of the focused list pane.
     pub scroll: u16,
+    /// Columns the focused pane's text is scrolled sideways (`<` `>`); 0: its lines wrap.
+    pub hscroll: u16,
     /// The focused pane fills the body (`z`).
     pub zoom: bool,
 }

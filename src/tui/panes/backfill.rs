@@ -107,11 +107,8 @@ pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Them
     } else {
         rate_line(frame, rate_area, b, theme);
     }
-    let scroll = if focused { vm.ui.scroll } else { 0 };
     frame.render_widget(
-        Paragraph::new(text_lines(b, theme))
-            .wrap(Wrap { trim: false })
-            .scroll((scroll, 0)),
+        super::scrolled(Paragraph::new(text_lines(b, theme)), vm, focused),
         text_area,
     );
 }

@@ -311,3 +311,44 @@ fn parity_draws_each_checks_recent_runs() {
     assert!(!narrow.contains("recent"), "{narrow}");
     insta::assert_snapshot!("screen_checked_often_120x40", screen(&vm, 120, 40));
 }
+
+/// `>` scrolls the focused pane sideways: its lines stop wrapping or being shortened, so a long
+/// one reads whole by scrolling; `<` back to the left edge restores the wrapped pane.
+#[test]
+fn the_focused_pane_scrolls_sideways() {
+    let mut app = app_with(backfill_running());
+    let now = Instant::now();
+    while app.view().ui.focus != Focus::Scorecard {
+        app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE), now);
+    }
+    let before = screen(&app.view(), 120, 40);
+    let vm = app.view();
+    let evidence = &vm.scorecard[0].evidence[0].1;
+    let tail: String = {
+        let words: Vec<&str> = evidence.split_whitespace().collect();
+        words[words.len() - 2..].join(" ")
+    };
+    assert!(!before.contains(&tail), "shortened before: {before}");
+    for _ in 0..3 {
+        app.on_key(key('>'), now);
+    }
+    let vm = app.view();
+    assert_eq!(vm.ui.hscroll, 24);
+    let after = screen(&vm, 120, 40);
+    insta::assert_snapshot!("screen_readiness_scrolled_sideways_120x40", after);
+    assert!(
+        after.contains(&tail),
+        "`{tail}` whole once scrolled: {after}"
+    );
+    // Only the focused pane moves: the Backfill pane beside it reads as before.
+    let gauge = "│███████           412,000 / ~1.0M rows · 41.2%│";
+    assert!(before.contains(gauge) && after.contains(gauge), "{after}");
+    for _ in 0..3 {
+        app.on_key(key('<'), now);
+    }
+    assert_eq!(screen(&app.view(), 120, 40), before);
+    // Moving the focus starts the next pane at its left edge.
+    app.on_key(key('>'), now);
+    app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE), now);
+    assert_eq!(app.view().ui.hscroll, 0);
+}
