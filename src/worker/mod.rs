@@ -349,6 +349,7 @@ impl State {
                     crate::backfill::Pace::Pacing(text) => {
                         text.trim_start_matches("pacing").to_string()
                     }
+                    crate::backfill::Pace::Held(why) => format!(": {why}"),
                     _ if reason.is_empty() => String::new(),
                     _ => format!(": {reason}"),
                 };
