@@ -250,6 +250,18 @@ mod tests {
         assert!(!STOP_FROM.contains(&State::Stopped) && STOP_FROM.contains(&State::Failed));
         assert_eq!(RESUME_FROM, [State::Paused, State::Stopped, State::Failed]);
         assert!(ROLLBACK_STOP_FROM.contains(&State::Done));
+        // Pacing moves like a throttle: a worker enters and leaves it, an operator halts it.
+        for from in [
+            PAUSE_FROM,
+            STOP_FROM,
+            THROTTLE_FROM,
+            CLEAR_FROM,
+            IDLE_FROM,
+            DONE_FROM,
+        ] {
+            assert!(from.contains(&State::Pacing));
+        }
+        assert!(State::Pacing.under_way() && !State::Paused.under_way());
     }
 
     #[test]
