@@ -25,7 +25,8 @@
 //!
 //! Tables (control schema, read by the TUI and `cutover status`):
 //! - `cutover.backfill` — one row per plan: `state`
-//!   (idle/running/throttled/paused/stopped/done/failed), `reason` (why throttled/paused/failed),
+//!   (idle/running/throttled/pacing/paused/stopped/done/failed), `reason` (why throttled, paced,
+//!   paused or failed),
 //!   `paused_by` (actor of the last pause/stop), live settings (`target_chunk_ms`,
 //!   `max_rows_per_sec`, `workers` = the maximum number of concurrent leases across all
 //!   processes), `rows_done` (keys covered by the range pass + rows fixed by sweeps),
@@ -43,6 +44,7 @@
 pub mod guard;
 mod keys;
 pub(crate) mod operator;
+mod pacing;
 mod partitions;
 pub(crate) mod progress;
 mod ranges;
@@ -63,6 +65,7 @@ pub use crate::control::backfill::State;
 use crate::control::phases::PhaseState;
 use crate::plan::{BackfillSpec, Plan};
 pub use operator::{pause, resume, stop, tune};
+pub use pacing::Pace;
 pub use partitions::PartitionProgress;
 pub use progress::{progress, share, Progress, RangeProgress};
 pub use runner::run;

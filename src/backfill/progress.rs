@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
+use super::pacing::Pace;
 use super::partitions::{self, PartitionProgress};
 use super::share::Share;
 use super::{spec, BackfillError};
@@ -23,8 +24,10 @@ pub struct Progress {
     pub plan_id: String,
     /// Current state.
     pub state: State,
-    /// Why it is throttled / paused / stopped / failed (empty when running normally).
+    /// Why it is throttled / paced / paused / stopped / failed (empty when running normally).
     pub reason: String,
+    /// Held back, paced or free, from the state, worded for people.
+    pub pace: Pace,
     /// Who paused or stopped it.
     pub paused_by: Option<String>,
     /// Keys covered so far (plus rows fixed by final sweeps).
@@ -37,6 +40,9 @@ pub struct Progress {
     pub rows_updated: i64,
     /// Percent done, never above 100 (and 100 only when done).
     pub percent: f64,
+    /// Rows done, the total, whether it is an estimate, and the percent: the one computation
+    /// every reader shows.
+    pub share: Share,
     /// Throughput over the latest chunks (rows/s), measured start to start like the rate cap
     /// (so the pauses between chunks count), never above the cap; it decays while no chunk runs.
     pub rate_rows_per_sec: Option<f64>,
@@ -122,14 +128,17 @@ pub const GUARD_HISTORY: u64 = 300;
 impl Progress {
     /// Rows done, the total and the percent, as every reader words them.
     pub fn share(&self) -> Share {
-        Share::new(Some(self.state), self.rows_done, Some(self.rows_total))
+        self.share
     }
 
     /// A human one-liner: state, percent, rows, rate, ETA.
     pub fn summary_line(&self) -> String {
+        let share = self.share();
         let mut s = format!(
-            "{}: {:.1}% ({}/{} rows)",
-            self.state, self.percent, self.rows_done, self.rows_total
+            "{}: {} ({})",
+            self.state,
+            share.percent_text().unwrap_or_else(|| "0.0%".into()),
+            share.rows_text()
         );
         if let Some(rate) = self.rate_rows_per_sec {
             s.push_str(&format!(", {rate:.0} rows/s"));
@@ -138,14 +147,19 @@ impl Progress {
             if let (Some(lo), Some(hi)) = (self.eta_low_seconds, self.eta_high_seconds) {
                 s.push_str(&format!(", ETA {}", fmt_band(lo, hi)));
             }
-            if self.state == State::Throttled {
+            if matches!(self.state, State::Throttled | State::Pacing) {
                 if let Some(share) = self.throttled_share {
-                    s.push_str(&format!(", throttled {:.0}% of the time", share * 100.0));
+                    s.push_str(&format!(
+                        ", held or paced {:.0}% of the time",
+                        share * 100.0
+                    ));
                 }
             }
         }
-        if !self.reason.is_empty() {
-            s.push_str(&format!(" — {}", self.reason));
+        match &self.pace {
+            Pace::Pacing(text) => s.push_str(&format!(" — {text}")),
+            _ if !self.reason.is_empty() => s.push_str(&format!(" — {}", self.reason)),
+            _ => {}
         }
         s
     }
@@ -183,9 +197,8 @@ async fn progress_of(client: &impl GenericClient, plan: &Plan) -> Result<Progres
     let remaining = remaining_keys(&row, &ranges, integer_key);
     let rows_done = row.rows_done;
     let total = rows_done + remaining;
-    let percent = Share::new(Some(state), rows_done, Some(total))
-        .percent
-        .unwrap_or(0.0);
+    let share = Share::new(Some(state), rows_done, Some(total));
+    let percent = share.percent.unwrap_or(0.0);
     let latest = stats::latest_contention(client, plan.id()).await?;
     let (blocked_sessions, effective_target_ms) =
         latest.map_or((0, None), |c| (c.blocked, c.effective_ms));
@@ -198,7 +211,7 @@ async fn progress_of(client: &impl GenericClient, plan: &Plan) -> Result<Progres
     samples.sort_by(|a, b| a.start.total_cmp(&b.start));
     let now = stats::db_now(client).await?;
     let cap = (row.max_rows_per_sec > 0).then_some(f64::from(row.max_rows_per_sec));
-    let stalled = !matches!(state, State::Running | State::Throttled);
+    let stalled = !state.under_way();
     let rates = if state == State::Done {
         Rates::default()
     } else {
@@ -228,6 +241,7 @@ async fn progress_of(client: &impl GenericClient, plan: &Plan) -> Result<Progres
     Ok(Progress {
         plan_id: plan.id().to_string(),
         state,
+        pace: Pace::of(Some(state), &row.reason),
         reason: row.reason,
         paused_by: row.paused_by,
         rows_done,
@@ -235,6 +249,7 @@ async fn progress_of(client: &impl GenericClient, plan: &Plan) -> Result<Progres
         rows_remaining: remaining,
         rows_updated: row.rows_updated,
         percent,
+        share,
         rate_rows_per_sec: rates.now,
         eta_seconds: band.map(|b| b.1),
         eta_low_seconds: band.map(|b| b.0),
@@ -320,12 +335,14 @@ fn not_started(plan: &Plan, spec: &BackfillSpec) -> Progress {
         plan_id: plan.id().to_string(),
         state: State::Idle,
         reason: "not started".to_string(),
+        pace: Pace::Free,
         paused_by: None,
         rows_done: 0,
         rows_total: 0,
         rows_remaining: 0,
         rows_updated: 0,
         percent: 0.0,
+        share: Share::new(None, 0, None),
         rate_rows_per_sec: None,
         eta_seconds: None,
         eta_low_seconds: None,

@@ -2,6 +2,8 @@
 //! words them — `cutover status`, `backfill status`, the metrics and the TUI's gauge, footer and
 //! picker. An estimated total reads as one (`~300k`) until the backfill is done.
 
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+
 use crate::control::backfill::State;
 
 /// Rows done out of a total that stays an estimate until the backfill is done.
@@ -57,6 +59,19 @@ impl Share {
             Some(t) => format!("{} / {t} rows", thousands(self.done)),
             None => format!("{} rows", thousands(self.done)),
         }
+    }
+}
+
+/// As JSON: `{"percent": 41.2, "rows_done": 412000, "total": 1000000, "estimate": true}`
+/// (`percent` rounded as [`Share::percent_text`] shows it; `total` null while unknown).
+impl Serialize for Share {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Share", 4)?;
+        st.serialize_field("percent", &self.percent.map(|p| (p * 10.0).round() / 10.0))?;
+        st.serialize_field("rows_done", &self.done)?;
+        st.serialize_field("total", &self.total)?;
+        st.serialize_field("estimate", &(self.total.is_some() && !self.exact))?;
+        st.end()
     }
 }
 
@@ -128,5 +143,20 @@ mod tests {
         let s = Share::new(Some(State::Running), 999_999, Some(1_000_000));
         assert_eq!(s.percent_text().as_deref(), Some("99.9%"));
         assert_eq!(Share::new(None, 0, None).percent_text(), None);
+    }
+
+    #[test]
+    fn json_carries_what_the_gauge_shows() {
+        let s = Share::new(Some(State::Running), 187_000, Some(300_085));
+        assert_eq!(
+            serde_json::to_value(s).unwrap(),
+            serde_json::json!({
+                "percent": 62.3, "rows_done": 187_000, "total": 300_085, "estimate": true
+            })
+        );
+        let done = Share::new(Some(State::Done), 300_085, Some(300_000));
+        assert_eq!(serde_json::to_value(done).unwrap()["estimate"], false);
+        let unknown = serde_json::to_value(Share::new(None, 0, None)).unwrap();
+        assert!(unknown["total"].is_null() && unknown["percent"].is_null());
     }
 }

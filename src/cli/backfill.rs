@@ -295,8 +295,11 @@ fn print_status(p: &backfill::Progress) {
     for s in &p.slots {
         println!("  {s}");
     }
-    if !p.reason.is_empty() {
-        println!("  reason:     {}", p.reason);
+    match &p.pace {
+        backfill::Pace::Pacing(text) => println!("  reason:     {text}"),
+        backfill::Pace::Held(why) => println!("  reason:     {why}"),
+        backfill::Pace::Free if !p.reason.is_empty() => println!("  reason:     {}", p.reason),
+        backfill::Pace::Free => {}
     }
     if let Some(by) = &p.paused_by {
         println!("  by:         {by}");
@@ -373,11 +376,7 @@ fn print_status(p: &backfill::Progress) {
         p.sweep_passes,
         p.checkpoint_age_seconds.map_or("-".to_string(), fmt_secs)
     );
-    if matches!(
-        p.state,
-        backfill::State::Running | backfill::State::Throttled
-    ) && p.live_workers == 0
-    {
+    if p.state.under_way() && p.live_workers == 0 {
         println!("  warning:    no worker holds a live lease: is `cutover backfill run` running?");
     }
     for part in &p.partitions {

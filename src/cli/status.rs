@@ -43,6 +43,12 @@ pub(super) async fn status(ctx: &Context, path: &Path, json: bool) -> anyhow::Re
                 map.insert("cdc".into(), serde_json::json!({ "lag": lag }));
             }
             map.insert("index_builds".into(), serde_json::to_value(&builds)?);
+            // The share `backfill status` and the TUI's gauge show, beside the recorded row.
+            if let (Some(b), Some(s)) = (map.get_mut("backfill"), &share) {
+                if let Some(b) = b.as_object_mut() {
+                    b.insert("share".into(), serde_json::to_value(s)?);
+                }
+            }
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {

@@ -190,6 +190,26 @@ pub(crate) async fn runs(c: &impl GenericClient, plan_id: &str) -> Result<Vec<Ch
     Ok(rows.iter().map(run).collect())
 }
 
+/// The last `per_check` runs of each check of `plan_id`, by check name, oldest first.
+pub(crate) async fn recent_runs(
+    c: &impl GenericClient,
+    plan_id: &str,
+    per_check: i64,
+) -> Result<Vec<CheckRun>, Error> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM ( \
+                   SELECT *, row_number() OVER (PARTITION BY check_name ORDER BY id DESC) AS nth \
+                   FROM cutover.check_results WHERE plan_id = $1) r \
+                 WHERE nth <= $2 ORDER BY check_name, id"
+            ),
+            &[&plan_id, &per_check],
+        )
+        .await?;
+    Ok(rows.iter().map(run).collect())
+}
+
 /// The latest run of each check of `plan_id`, by check name.
 pub(crate) async fn latest_runs(
     c: &impl GenericClient,

@@ -102,6 +102,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "backfill_guard",
         sql: include_str!("migrations/v093_backfill_guard.sql"),
     },
+    Migration {
+        version: 94,
+        name: "backfill_pacing",
+        sql: include_str!("migrations/v094_backfill_pacing.sql"),
+    },
 ];
 
 /// The channel on which every change of the control schema is announced (`LISTEN cutover_events`).

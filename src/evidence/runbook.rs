@@ -8,9 +8,9 @@ use chrono::Utc;
 use tokio_postgres::Client;
 
 use super::lint;
+use crate::backfill::{BackfillError, Share};
 use crate::control::attestations::{self, Attestation};
 use crate::control::facts::Facts;
-use crate::db::DbError;
 use crate::plan::{CheckKind, CheckSpec, Phase, Plan, ProbeKind, Role};
 use crate::rules::{self, scorecard, CategoryKind, GateEvaluation, ItemKind};
 use crate::sql::split_statements;
@@ -24,6 +24,9 @@ pub(crate) struct LiveState {
     pub facts: Facts,
     /// Every attestation recorded for the plan, oldest first.
     pub attestations: Vec<Attestation>,
+    /// The backfill's rows done, total and percent as `backfill status` shows them (once it
+    /// has started).
+    pub share: Option<Share>,
 }
 
 /// Reads the live state of `plan` (the control schema must exist).
@@ -31,11 +34,15 @@ pub(crate) async fn live_state(
     client: &Client,
     plan: &Plan,
     source: String,
-) -> Result<LiveState, DbError> {
+) -> Result<LiveState, BackfillError> {
     Ok(LiveState {
         source,
         facts: Facts::load(client, plan.id()).await?,
         attestations: attestations::list(client, plan.id()).await?,
+        share: match plan.spec.backfill {
+            Some(_) => crate::backfill::share(client, plan).await?,
+            None => None,
+        },
     })
 }
 
@@ -147,16 +154,22 @@ fn current_state(md: &mut String, plan: &Plan, l: &LiveState) {
     if let Some(b) = &l.facts.backfill {
         let _ = writeln!(
             md,
-            "- Backfill: **{}**{} — {} rows done{}",
+            "- Backfill: **{}**{} — {}",
             b.state,
             if b.reason.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", b.reason)
             },
-            b.rows_done,
-            b.rows_estimate
-                .map_or(String::new(), |e| format!(" of ~{e}"))
+            match &l.share {
+                Some(s) => format!(
+                    "{} done{}",
+                    s.rows_text(),
+                    s.percent_text()
+                        .map_or(String::new(), |p| format!(" ({p})"))
+                ),
+                None => format!("{} rows done", crate::backfill::thousands(b.rows_done)),
+            }
         );
     }
     let sha = plan.sha256();

@@ -214,7 +214,8 @@ async fn backfill(client: &Client, plan: &Plan, facts: &Facts) -> Result<usize, 
             )
             .await
         }
-        BackfillState::Running if wanted(plan, Event::BackfillStalled) => {
+        // A paced backfill still runs chunks: no chunk for a while is a stall there too.
+        BackfillState::Running | BackfillState::Pacing if wanted(plan, Event::BackfillStalled) => {
             let last_chunk = outbox::last_chunk_at(client, plan.id()).await?;
             let Some(since) = [last_chunk, b.state_changed_at].into_iter().flatten().max() else {
                 return Ok(0);

@@ -20,6 +20,9 @@ pub const CONFIRM_ARMING: Duration = Duration::from_millis(250);
 /// Status messages disappear after this long.
 const STATUS_TTL: Duration = Duration::from_secs(8);
 /// Chunk-time bounds for `+`/`-`.
+/// Columns `<` and `>` scroll the focused pane sideways.
+const HSCROLL_STEP: u16 = 8;
+
 const TUNE_MIN_MS: i64 = 50;
 const TUNE_MAX_MS: i64 = 10_000;
 
@@ -531,12 +534,20 @@ impl App {
             }
             KeyCode::Tab | KeyCode::Right => {
                 self.ui.focus = self.ui.focus.step(true);
-                self.ui.scroll = 0;
+                (self.ui.scroll, self.ui.hscroll) = (0, 0);
                 Action::None
             }
             KeyCode::BackTab | KeyCode::Left => {
                 self.ui.focus = self.ui.focus.step(false);
-                self.ui.scroll = 0;
+                (self.ui.scroll, self.ui.hscroll) = (0, 0);
+                Action::None
+            }
+            KeyCode::Char('>') => {
+                self.ui.hscroll = self.ui.hscroll.saturating_add(HSCROLL_STEP).min(400);
+                Action::None
+            }
+            KeyCode::Char('<') => {
+                self.ui.hscroll = self.ui.hscroll.saturating_sub(HSCROLL_STEP);
                 Action::None
             }
             KeyCode::Up | KeyCode::PageUp => {
@@ -571,7 +582,7 @@ impl App {
             KeyCode::Char('R') => self.ask_rollback(now),
             KeyCode::Char('z') => {
                 self.ui.zoom = !self.ui.zoom;
-                self.ui.scroll = 0;
+                (self.ui.scroll, self.ui.hscroll) = (0, 0);
                 Action::None
             }
             _ => Action::None,
@@ -643,9 +654,12 @@ impl App {
             .and_then(|s| s.backfill.as_ref())
             .map(|b| b.state);
         match state {
-            Some(BackfillState::Running | BackfillState::Throttled | BackfillState::Idle) => {
-                self.send(Command::Pause)
-            }
+            Some(
+                BackfillState::Running
+                | BackfillState::Throttled
+                | BackfillState::Pacing
+                | BackfillState::Idle,
+            ) => self.send(Command::Pause),
             Some(BackfillState::Paused | BackfillState::Stopped) => self.send(Command::Resume),
             Some(other) => {
                 self.status(

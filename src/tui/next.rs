@@ -254,11 +254,11 @@ fn observe_left(plan: &Plan, s: &Snapshot, phase: Phase) -> u64 {
 }
 
 /// ` to finish (41.2%)`: the figures the gauge shows (the backfill's own progress, else the
-/// control row's).
+/// share `backfill status` computed; never the planned estimate).
 fn to_finish(s: &Snapshot) -> String {
-    let share = match (&s.backfill, &s.status.backfill) {
+    let share = match (&s.backfill, s.share) {
         (Some(b), _) => Share::new(Some(b.state), b.rows_done, b.rows_estimate),
-        (None, Some(b)) => Share::new(Some(b.state), b.rows_done, b.rows_estimate),
+        (None, Some(share)) => share,
         (None, None) => return " to finish".to_string(),
     };
     match share.percent_text() {

@@ -194,9 +194,12 @@ pub fn row(vm: &ViewModel, active: bool) -> MigrationRow {
     };
     let b = &vm.backfill;
     let backfill = match b.state {
-        Some(s @ (BackfillState::Running | BackfillState::Throttled | BackfillState::Paused)) => {
-            Some((s, b.share().percent_text()))
-        }
+        Some(
+            s @ (BackfillState::Running
+            | BackfillState::Throttled
+            | BackfillState::Pacing
+            | BackfillState::Paused),
+        ) => Some((s, b.share().percent_text())),
         _ => None,
     };
     MigrationRow {

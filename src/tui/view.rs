@@ -295,6 +295,8 @@ pub struct CheckView {
     pub summary: String,
     /// `HH:MM:SS (age)` of the last run.
     pub last_run: Option<String>,
+    /// The outcomes of its recent runs, oldest first.
+    pub recent: Vec<Outcome>,
 }
 
 /// The roster pane.
@@ -448,6 +450,8 @@ pub struct UiView {
     pub pending: Vec<String>,
     /// Scroll offset of the focused list pane.
     pub scroll: u16,
+    /// Columns the focused pane's text is scrolled sideways (`<` `>`); 0: its lines wrap.
+    pub hscroll: u16,
     /// The focused pane fills the body (`z`).
     pub zoom: bool,
 }
@@ -691,6 +695,12 @@ fn parity(plan: &Plan, s: &Snapshot) -> Vec<CheckView> {
                 outcome: r.map(|r| r.outcome),
                 mismatches: r.and_then(|r| r.mismatches),
                 summary: r.map(|r| r.summary.clone()).unwrap_or_default(),
+                recent: s
+                    .check_history
+                    .iter()
+                    .filter(|h| h.name == c.name)
+                    .map(|h| h.outcome)
+                    .collect(),
                 last_run: r.map(|r| {
                     format!(
                         "{} ({} ago)",

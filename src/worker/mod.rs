@@ -340,15 +340,18 @@ impl State {
         let runs_here = self.runner.as_ref().is_some_and(|r| !r.is_finished());
         // Pacing's figures change every second: only entering and leaving it is an event.
         let pacing = |b: &Option<(BackfillState, String)>| {
-            b.as_ref().is_some_and(|(_, r)| r.starts_with("yielding: "))
+            b.as_ref().is_some_and(|(s, _)| *s == BackfillState::Pacing)
         };
         let same_pacing = pacing(&bf) && pacing(&self.last_backfill);
         if bf != self.last_backfill && self.last_backfill.is_some() && !runs_here && !same_pacing {
             if let Some((st, reason)) = &bf {
-                let why = if reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {reason}")
+                let why = match crate::backfill::Pace::of(Some(*st), reason) {
+                    crate::backfill::Pace::Pacing(text) => {
+                        text.trim_start_matches("pacing").to_string()
+                    }
+                    crate::backfill::Pace::Held(why) => format!(": {why}"),
+                    _ if reason.is_empty() => String::new(),
+                    _ => format!(": {reason}"),
                 };
                 match st {
                     BackfillState::Throttled | BackfillState::Failed => {

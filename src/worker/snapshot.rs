@@ -16,6 +16,9 @@ use crate::engine::Status;
 use crate::plan::{Phase, Plan};
 use crate::rules::GateEvaluation;
 
+/// Runs of each check the Parity pane draws.
+pub const CHECK_HISTORY: i64 = 20;
+
 /// Everything the panes need, read in one pass.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -27,10 +30,15 @@ pub struct Snapshot {
     pub status: Status,
     /// The backfill's progress, once it has started.
     pub backfill: Option<BackfillRow>,
+    /// Rows done, the total and the percent as `backfill status` computes them (a plan with a
+    /// backfill, started or not).
+    pub share: Option<crate::backfill::Share>,
     /// The backfill's key ranges.
     pub ranges: Vec<RangeRow>,
     /// The backfill per leaf partition (empty for a plain table).
     pub partitions: Vec<crate::backfill::PartitionProgress>,
+    /// The last [`CHECK_HISTORY`] runs of each check, by check name, oldest first.
+    pub check_history: Vec<crate::control::checks::CheckRun>,
     /// The latency guard's readings, once the backfill has started.
     pub guard: Option<crate::backfill::progress::GuardProgress>,
     /// The CDC applier's lag (a CDC plan whose slot was created).
@@ -151,6 +159,8 @@ impl Snapshot {
             status: crate::rules::status::build(plan, &facts),
             facts,
             backfill: None,
+            share: None,
+            check_history: Vec::new(),
             ranges: Vec::new(),
             partitions: Vec::new(),
             guard: None,
@@ -218,6 +228,7 @@ async fn read(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
         snap.ranges = p.ranges.iter().map(range_from_progress).collect();
         snap.partitions = p.partitions.clone();
         snap.backfill = started.then(|| backfill_from_progress(&p));
+        snap.share = Some(p.share());
         snap.guard = started.then_some(p.guard);
     }
     if plan.spec.is_cdc() {
@@ -245,6 +256,8 @@ async fn read(client: &Client, plan: &Plan) -> Result<Snapshot, DbError> {
         })
         .collect();
     snap.index_builds = index_builds::of_plan(client, plan.id()).await?;
+    snap.check_history =
+        crate::control::checks::recent_runs(client, plan.id(), CHECK_HISTORY).await?;
     snap.audit = crate::control::audit::recent(client, plan.id(), 50)
         .await?
         .into_iter()

@@ -670,11 +670,135 @@ async fn backfill_status_and_the_tui_show_one_percent() {
     assert_eq!(share.total, json["rows_total"].as_i64());
     assert_eq!(share.done, json["rows_done"].as_i64().unwrap());
 
+    // Both JSON outputs carry the gauge's share object.
+    let expected = serde_json::to_value(share).unwrap();
+    assert_eq!(json["share"], expected);
+    assert_eq!(expected["estimate"], true, "{expected}");
+    let status: serde_json::Value = serde_json::from_str(&run(&["status", "--json"])).unwrap();
+    assert_eq!(status["backfill"]["share"], expected, "{status}");
+
     let text = run(&["status"]);
     let line = text.lines().find(|l| l.starts_with("backfill: ")).unwrap();
     let (rows, percent) = (share.rows_text(), share.percent_text().unwrap());
     assert!(line.contains(&format!("{rows} ({percent})")), "{line}");
     assert!(share.total_text().unwrap().starts_with('~'), "{rows}");
+    // The runbook's live state words the same share (not the planned estimate).
+    let md = run(&["runbook"]);
+    let line = md.lines().find(|l| l.starts_with("- Backfill: ")).unwrap();
+    assert!(
+        line.ends_with(&format!("— {rows} done ({percent})")),
+        "{line}"
+    );
+}
+
+/// A backfill the latency guard paces reads as pacing in `backfill status` (text and JSON) and
+/// the TUI's view, worded once; a hold by a health signal reads as throttled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_backfill_reads_as_pacing_everywhere() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 100).await;
+    let guard = "yielding: app latency 0.79× baseline (limit 1.25×, pg_stat_statements); \
+                 easing off, pausing 0.3× each chunk's time";
+    client
+        .execute(
+            "INSERT INTO cutover.backfill (plan_id, state, reason, target_chunk_ms, started_at) \
+             VALUES ($1, 'pacing', $2, 20, now())",
+            &[&PLAN_ID, &guard],
+        )
+        .await
+        .unwrap();
+    let toml = plan_toml("", "");
+    let plan = Plan::parse("t.toml", &toml).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(cutover_bin())
+            .args(args)
+            .arg(&path)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wording = "pacing: easing off — app 0.79× baseline, budget 1.25×, pause 0.3× per chunk";
+    let text = run(&["backfill", "status"]);
+    assert!(text.starts_with("backfill bf-test: pacing\n"), "{text}");
+    assert!(text.contains(&format!("reason:     {wording}\n")), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["backfill", "status", "--json"])).unwrap();
+    assert_eq!(json["state"], "pacing", "{json}");
+    assert_eq!(
+        json["pace"],
+        serde_json::json!({ "pace": "pacing", "text": wording })
+    );
+    let snap = cutover::worker::snapshot::load(&client, &plan)
+        .await
+        .unwrap();
+    let view = cutover::tui::view::build(&plan, "db", true, None, Some(&snap));
+    assert_eq!(view.backfill.state, Some(State::Pacing));
+    assert_eq!(
+        serde_json::to_value(view.backfill.pace()).unwrap(),
+        json["pace"]
+    );
+
+    client
+        .execute(
+            "UPDATE cutover.backfill SET state = 'throttled', \
+             reason = 'replica replay lag 7.1s > limit 5s' WHERE plan_id = $1",
+            &[&PLAN_ID],
+        )
+        .await
+        .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["backfill", "status", "--json"])).unwrap();
+    assert_eq!(json["state"], "throttled", "{json}");
+    assert_eq!(json["pace"]["pace"], "held", "{json}");
+}
+
+/// The snapshot carries the last runs of each check, oldest first, for the Parity pane.
+#[tokio::test]
+async fn the_snapshot_carries_each_checks_recent_runs() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 10).await;
+    // 25 runs of `a` (every third one failing), 3 of `b`; another plan's run is not read.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO cutover.check_results (plan_id, check_name, kind, outcome, summary, \
+                 started_at, duration_ms, plan_sha256) \
+             SELECT '{PLAN_ID}', 'a', 'row_count', \
+                 CASE WHEN g % 3 = 0 THEN 'fail' ELSE 'pass' END, 'run ' || g, \
+                 now() - (100 - g) * interval '1 minute', 5, 'x' FROM generate_series(1, 25) g; \
+             INSERT INTO cutover.check_results (plan_id, check_name, kind, outcome, summary, \
+                 started_at, duration_ms, plan_sha256) \
+             SELECT '{PLAN_ID}', 'b', 'row_count', 'inconclusive', 'run ' || g, now(), 5, 'x' \
+               FROM generate_series(1, 3) g; \
+             INSERT INTO cutover.check_results (plan_id, check_name, kind, outcome, summary, \
+                 started_at, duration_ms, plan_sha256) \
+             VALUES ('other', 'a', 'row_count', 'pass', 'elsewhere', now(), 5, 'x');"
+        ))
+        .await
+        .unwrap();
+    let snap = cutover::worker::snapshot::load(&client, &plan("", ""))
+        .await
+        .unwrap();
+    let of = |name: &str| -> Vec<String> {
+        snap.check_history
+            .iter()
+            .filter(|r| r.name == name)
+            .map(|r| r.summary.clone())
+            .collect()
+    };
+    let want: Vec<String> = (6..=25).map(|g| format!("run {g}")).collect();
+    assert_eq!(of("a"), want);
+    assert_eq!(of("b"), ["run 1", "run 2", "run 3"]);
+    let fails = snap
+        .check_history
+        .iter()
+        .filter(|r| r.name == "a" && r.outcome == cutover::Outcome::Fail)
+        .count();
+    assert_eq!(fails, 7, "runs 6..=25 hold 7 multiples of 3");
+    assert_eq!(snap.check_history.len(), 23);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

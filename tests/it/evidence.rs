@@ -499,6 +499,33 @@ fn assert_valid_exposition(body: &str) {
     }
 }
 
+/// A backfill the latency guard paces is in state `pacing` for the metrics, not throttled.
+#[tokio::test]
+async fn metrics_say_pacing_not_throttled() {
+    let (db, client) = demo_db().await;
+    let plan = demo_plan();
+    client
+        .execute(
+            "INSERT INTO cutover.backfill (plan_id, state, reason, target_chunk_ms, started_at)
+             VALUES ($1, 'pacing', 'yielding: app latency 0.79× baseline (limit 1.25×, probe); \
+                     easing off, pausing 0.3× each chunk''s time', 300, now())",
+            &[&plan.id()],
+        )
+        .await
+        .unwrap();
+    let cfg = DbConfig::from_url(&db.url).unwrap();
+    let addr = evidence::metrics::serve("127.0.0.1:0".parse().unwrap(), cfg, vec![plan]).unwrap();
+    let (_, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
+        .await
+        .unwrap();
+    for series in [
+        "cutover_backfill_state{plan=\"accounts-balance-cents\",state=\"pacing\"} 1.0",
+        "cutover_backfill_throttled{plan=\"accounts-balance-cents\",reason=\"\"} 0.0",
+    ] {
+        assert!(body.contains(series), "{series} missing:\n{body}");
+    }
+}
+
 #[tokio::test]
 async fn metrics_scrape_serves_backfill_series_and_flips_observability() {
     let (_db, client) = demo_db().await;

@@ -31,6 +31,77 @@ async fn bootstrap_is_idempotent() {
     assert_eq!(n as usize, schema::MIGRATIONS.len());
 }
 
+/// Upgrading a schema from before pacing had its own state: rows the guard was pacing move to
+/// `pacing`; holds (a health signal, the guard re-measuring) stay `throttled`.
+#[tokio::test]
+async fn the_pacing_migration_moves_only_paced_rows() {
+    let db = TestDb::new().await;
+    let cfg = DbConfig::from_url(&db.url).unwrap();
+    let mut client = db::connect(&cfg, &SessionSettings::new("test"))
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE SCHEMA cutover;
+             CREATE TABLE cutover.schema_version (version integer PRIMARY KEY, name text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT clock_timestamp());",
+        )
+        .await
+        .unwrap();
+    for m in schema::MIGRATIONS.iter().filter(|m| m.version < 94) {
+        client.batch_execute(m.sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO cutover.schema_version (version, name) VALUES ($1, $2)",
+                &[&m.version, &m.name],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute(
+            "INSERT INTO cutover.backfill (plan_id, state, reason, target_chunk_ms) VALUES
+               ('paced', 'throttled', 'yielding: app latency 0.79× baseline (limit 1.25×, probe); \
+                easing off, pausing 0.3× each chunk''s time', 300),
+               ('remeasuring', 'throttled',
+                'yielding: re-measuring the application''s latency without the backfill', 300),
+               ('held', 'throttled', 'replica lag 9s > 5s', 300),
+               ('running', 'running', '', 300);",
+        )
+        .await
+        .unwrap();
+    assert_eq!(schema::bootstrap(&mut client).await.unwrap(), [94]);
+    let rows = client
+        .query(
+            "SELECT plan_id, state FROM cutover.backfill ORDER BY plan_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.get("plan_id"), r.get("state")))
+        .collect();
+    let want = [
+        ("held", "throttled"),
+        ("paced", "pacing"),
+        ("remeasuring", "throttled"),
+        ("running", "running"),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(p, s)| (p.to_string(), s.to_string())).to_vec()
+    );
+    // The new state is admitted; an unknown one still is not.
+    let bad = client
+        .execute(
+            "UPDATE cutover.backfill SET state = 'sleeping' WHERE plan_id = 'held'",
+            &[],
+        )
+        .await;
+    assert!(bad.is_err());
+}
+
 #[tokio::test]
 async fn concurrent_bootstraps_are_safe() {
     let db = TestDb::new().await;

@@ -454,6 +454,47 @@ async fn advance_sends_one_webhook_naming_the_phase_despite_a_racing_deliverer()
     assert_eq!(rows[0].attempts, 1);
 }
 
+/// Pacing is not a throttle: a backfill the latency guard has paced for longer than
+/// `throttled_after` fires nothing; held back by a health signal for as long, it fires.
+#[tokio::test]
+async fn a_paced_backfill_is_not_reported_throttled() {
+    let db = TestDb::new().await;
+    let mut client = control(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let notify = r#"
+[[notify]]
+name = "fast"
+command = ["/bin/true"]
+throttled_after = "1s"
+on = ["backfill.throttled"]
+"#;
+    let (_, plan) = write_plan(dir.path(), notify);
+    let actor = Actor::current(&client).await.unwrap();
+    cutover::control::phases::ensure_registered(&mut client, &plan, &actor)
+        .await
+        .unwrap();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO cutover.backfill (plan_id, state, reason, target_chunk_ms)
+               VALUES ('{PLAN_ID}', 'pacing', 'yielding: app latency 0.79× baseline \
+               (limit 1.25×, probe); easing off, pausing 0.3× each chunk''s time', 300);
+             UPDATE cutover.backfill SET state_changed_at = clock_timestamp() - interval '2 s';"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(notify::watch(&client, &plan, false).await.unwrap(), 0);
+    client
+        .batch_execute(&format!(
+            "UPDATE cutover.backfill SET state = 'throttled', reason = 'replica lag 9s > 5s'
+              WHERE plan_id = '{PLAN_ID}';
+             UPDATE cutover.backfill SET state_changed_at = clock_timestamp() - interval '2 s';"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(notify::watch(&client, &plan, false).await.unwrap(), 1);
+    assert_eq!(events(&client).await, ["backfill.throttled"]);
+}
+
 #[tokio::test]
 async fn the_watcher_enqueues_each_time_based_event_once() {
     let db = TestDb::new().await;

@@ -9,7 +9,9 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use super::shared::Activity;
+use crate::backfill::pacing::Pace;
 use crate::backfill::throttle::{Evaluator, Verdict, SIGNAL_TIMEOUT};
+use crate::control::backfill::State;
 use crate::control::backfill::{guard as guard_readings, transitions};
 use crate::db::{self, DbConfig, SessionSettings};
 use crate::plan::Plan;
@@ -156,7 +158,9 @@ impl Recorder {
                             tracing::warn!(plan, "backfill throttled: {r}")
                         }
                         (_, Verdict::Yield { reason, .. }) => {
-                            tracing::info!(plan, "backfill {reason}")
+                            if let Pace::Pacing(text) = Pace::of(Some(State::Pacing), reason) {
+                                tracing::info!(plan, "backfill {text}")
+                            }
                         }
                         (_, Verdict::Clear) => tracing::info!(plan, "backfill throttle cleared"),
                     }
@@ -195,8 +199,11 @@ async fn record_verdict(
     throttled: f64,
 ) -> Result<(), tokio_postgres::Error> {
     match verdict {
-        Verdict::Throttled(reason) | Verdict::Yield { reason, .. } => {
+        Verdict::Throttled(reason) => {
             transitions::throttle(client, plan_id, reason, throttled).await?
+        }
+        Verdict::Yield { reason, .. } => {
+            transitions::pace(client, plan_id, reason, throttled).await?
         }
         Verdict::Clear => transitions::clear_throttle(client, plan_id, throttled).await?,
     };

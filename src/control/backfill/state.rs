@@ -17,6 +17,9 @@ pub enum State {
     Running,
     /// A health signal (or a time window) holds the chunks back; see the reason.
     Throttled,
+    /// The latency guard slows the chunks down: each is followed by a pause (see the reason);
+    /// chunks still run.
+    Pacing,
     /// An operator paused it; see `paused_by`.
     Paused,
     /// An operator (or a rollback of the backfill phase) stopped it; `run` refuses until resumed.
@@ -29,10 +32,11 @@ pub enum State {
 
 impl State {
     /// Every state.
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 8] = [
         State::Idle,
         State::Running,
         State::Throttled,
+        State::Pacing,
         State::Paused,
         State::Stopped,
         State::Done,
@@ -45,6 +49,7 @@ impl State {
             State::Idle => "idle",
             State::Running => "running",
             State::Throttled => "throttled",
+            State::Pacing => "pacing",
             State::Paused => "paused",
             State::Stopped => "stopped",
             State::Done => "done",
@@ -61,6 +66,11 @@ impl State {
     pub(super) fn stored(s: &str) -> State {
         State::parse(s).unwrap_or(State::Idle)
     }
+
+    /// A run is under way: chunks run at full speed, paced, or held back by a throttle.
+    pub fn under_way(self) -> bool {
+        matches!(self, State::Running | State::Throttled | State::Pacing)
+    }
 }
 
 impl std::fmt::Display for State {
@@ -70,35 +80,44 @@ impl std::fmt::Display for State {
 }
 
 /// The states an operator's pause may leave.
-pub(crate) const PAUSE_FROM: &[State] =
-    &[State::Idle, State::Running, State::Throttled, State::Paused];
+pub(crate) const PAUSE_FROM: &[State] = &[
+    State::Idle,
+    State::Running,
+    State::Throttled,
+    State::Pacing,
+    State::Paused,
+];
 /// The states an operator's stop may leave.
 pub(crate) const STOP_FROM: &[State] = &[
     State::Idle,
     State::Running,
     State::Throttled,
+    State::Pacing,
     State::Paused,
     State::Failed,
 ];
 /// The states an operator's resume may leave.
 pub(crate) const RESUME_FROM: &[State] = &[State::Paused, State::Stopped, State::Failed];
-/// The states a health signal may throttle.
-pub(crate) const THROTTLE_FROM: &[State] = &[State::Idle, State::Running, State::Throttled];
-/// The states a cleared health signal lets run again.
-pub(crate) const CLEAR_FROM: &[State] = &[State::Throttled];
+/// The states a health signal may throttle, or the latency guard pace.
+pub(crate) const THROTTLE_FROM: &[State] =
+    &[State::Idle, State::Running, State::Throttled, State::Pacing];
+/// The states a cleared health signal (or a guard back at full speed) lets run again.
+pub(crate) const CLEAR_FROM: &[State] = &[State::Throttled, State::Pacing];
 /// The states shown idle when the last worker shut down at its checkpoint.
-pub(crate) const IDLE_FROM: &[State] = &[State::Running, State::Throttled];
+pub(crate) const IDLE_FROM: &[State] = &[State::Running, State::Throttled, State::Pacing];
 /// The states a worker's failure, or a worker finding the phase no longer applied, may leave.
 pub(crate) const WORKER_HALT_FROM: &[State] = &[
     State::Idle,
     State::Running,
     State::Throttled,
+    State::Pacing,
     State::Paused,
     State::Stopped,
     State::Failed,
 ];
 /// The states the final sweep may declare done.
-pub(crate) const DONE_FROM: &[State] = &[State::Idle, State::Running, State::Throttled];
+pub(crate) const DONE_FROM: &[State] =
+    &[State::Idle, State::Running, State::Throttled, State::Pacing];
 /// The states a rollback of the backfill phase stops: all of them.
 pub(crate) const ROLLBACK_STOP_FROM: &[State] = &State::ALL;
 
@@ -231,6 +250,18 @@ mod tests {
         assert!(!STOP_FROM.contains(&State::Stopped) && STOP_FROM.contains(&State::Failed));
         assert_eq!(RESUME_FROM, [State::Paused, State::Stopped, State::Failed]);
         assert!(ROLLBACK_STOP_FROM.contains(&State::Done));
+        // Pacing moves like a throttle: a worker enters and leaves it, an operator halts it.
+        for from in [
+            PAUSE_FROM,
+            STOP_FROM,
+            THROTTLE_FROM,
+            CLEAR_FROM,
+            IDLE_FROM,
+            DONE_FROM,
+        ] {
+            assert!(from.contains(&State::Pacing));
+        }
+        assert!(State::Pacing.under_way() && !State::Paused.under_way());
     }
 
     #[test]

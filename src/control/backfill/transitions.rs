@@ -238,7 +238,20 @@ pub(crate) async fn throttle(
     .await
 }
 
-/// The health signals cleared (from [`CLEAR_FROM`]): running again.
+/// The latency guard slows the chunks down (from [`THROTTLE_FROM`]): they run, each followed by
+/// a pause; `throttled` seconds (the share of time the pauses take) are added to the time spent
+/// throttled.
+pub(crate) async fn pace(
+    c: &impl GenericClient,
+    plan_id: &str,
+    reason: &str,
+    throttled: f64,
+) -> Result<bool, Error> {
+    move_to(c, plan_id, THROTTLE_FROM, State::Pacing, reason, throttled).await
+}
+
+/// The health signals cleared, and the guard paces no more (from [`CLEAR_FROM`]): running
+/// again.
 pub(crate) async fn clear_throttle(
     c: &impl GenericClient,
     plan_id: &str,

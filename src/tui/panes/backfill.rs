@@ -24,20 +24,17 @@ const LATENCY_SLOT_FROM: u16 = 96;
 const CHART_FROM: (u16, u16) = (50, 14);
 
 fn state_style(b: &BackfillView, theme: &Theme) -> Style {
-    match (b.state, b.pace()) {
-        (_, Pace::Pacing(_)) | (Some(State::Running | State::Done), _) => theme.pass,
-        (Some(State::Throttled | State::Paused | State::Stopped), _) => theme.warn,
-        (Some(State::Failed), _) => theme.fail,
-        (Some(State::Idle) | None, _) => theme.dim,
+    match b.state {
+        Some(State::Running | State::Pacing | State::Done) => theme.pass,
+        Some(State::Throttled | State::Paused | State::Stopped) => theme.warn,
+        Some(State::Failed) => theme.fail,
+        Some(State::Idle) | None => theme.dim,
     }
 }
 
-/// The state as the heading names it: `pacing` while the latency guard only slows chunks down.
+/// The state as the heading names it.
 fn state_word(b: &BackfillView) -> &'static str {
-    match b.pace() {
-        Pace::Pacing(_) => "pacing",
-        _ => b.state.map_or("not started", State::as_str),
-    }
+    b.state.map_or("not started", State::as_str)
 }
 
 /// Renders the backfill pane.
@@ -110,11 +107,8 @@ pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Them
     } else {
         rate_line(frame, rate_area, b, theme);
     }
-    let scroll = if focused { vm.ui.scroll } else { 0 };
     frame.render_widget(
-        Paragraph::new(text_lines(b, theme))
-            .wrap(Wrap { trim: false })
-            .scroll((scroll, 0)),
+        super::scrolled(Paragraph::new(text_lines(b, theme)), vm, focused),
         text_area,
     );
 }
@@ -330,10 +324,7 @@ fn text_lines<'a>(b: &BackfillView, theme: &Theme) -> Vec<Line<'a>> {
     }
     let style = state_style(b, theme);
     let mut state = match (b.pace(), b.state) {
-        (Pace::Held(why), _) => vec![
-            Span::styled("THROTTLED ", style),
-            Span::raw(held_reason(&why)),
-        ],
+        (Pace::Held(why), _) => vec![Span::styled("THROTTLED ", style), Span::raw(why)],
         (Pace::Pacing(text), _) => vec![Span::styled(text, style)],
         (Pace::Free, Some(State::Paused)) => {
             vec![Span::styled("PAUSED ", style), Span::raw(b.reason.clone())]
@@ -403,9 +394,4 @@ fn text_lines<'a>(b: &BackfillView, theme: &Theme) -> Vec<Line<'a>> {
         ]));
     }
     lines
-}
-
-/// A hold's reason without the guard's `yielding: ` wording (it does not yield: it holds).
-fn held_reason(why: &str) -> String {
-    why.strip_prefix("yielding: ").unwrap_or(why).to_string()
 }

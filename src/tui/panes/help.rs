@@ -26,7 +26,10 @@ const KEYS: &[(&str, &str)] = &[
         "z",
         "zoom: the focused pane fills the screen (z again restores)",
     ),
-    ("↑ ↓ PgUp PgDn", "scroll the focused pane"),
+    (
+        "↑ ↓ PgUp PgDn",
+        "scroll the focused pane; < > sideways (long lines whole)",
+    ),
     ("l", "log: cycle the level filter"),
     ("/", "log: search (Enter keeps, Esc clears)"),
     (":", "command line (below)"),

@@ -20,10 +20,11 @@ pub mod timeline;
 
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType};
+use ratatui::widgets::{Block, BorderType, Paragraph, Wrap};
 
 pub use super::progress::thousands;
 use super::theme::Theme;
+use super::view::ViewModel;
 
 /// A pane's frame: a title, and a highlighted border when focused.
 pub fn block<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) -> Block<'a> {
@@ -35,6 +36,22 @@ pub fn block<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) -> Bl
     } else {
         block.border_style(theme.border)
     }
+}
+
+/// A pane's text scrolled as the operator asked when it is `focused`: down by the vertical
+/// scroll; sideways by the horizontal one, and then its lines are not wrapped (a long line
+/// reads whole by scrolling); otherwise wrapped at the pane's width.
+pub fn scrolled<'a>(text: Paragraph<'a>, vm: &ViewModel, focused: bool) -> Paragraph<'a> {
+    match (focused, vm.ui.hscroll) {
+        (true, 0) => text.wrap(Wrap { trim: false }).scroll((vm.ui.scroll, 0)),
+        (true, x) => text.scroll((vm.ui.scroll, x)),
+        (false, _) => text.wrap(Wrap { trim: false }),
+    }
+}
+
+/// True when the focused pane is scrolled sideways (its long lines are shown whole).
+pub fn sideways(vm: &ViewModel, focused: bool) -> bool {
+    focused && vm.ui.hscroll > 0
 }
 
 /// A title span styled as a heading.

@@ -1,4 +1,6 @@
-//! The parity pane: the latest result of each check, its outcome, mismatches and last run.
+//! The parity pane: the latest result of each check, its outcome, mismatches, its recent runs
+//! as a sparkline (a pass full height, inconclusive half, a failure at the floor; newest on the
+//! right) and its last run.
 
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
@@ -10,11 +12,34 @@ use crate::outcome::Outcome;
 use crate::tui::theme::Theme;
 use crate::tui::view::{Focus, ViewModel};
 
-/// Renders the parity pane. Columns get the width their values need; the last run loses its
-/// age and the summary is shortened at a word when the pane is narrow.
-pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
-    let focused = vm.ui.focus == Focus::Parity;
-    let inner = area.width.saturating_sub(2) as usize;
+/// One run as a bar of the sparkline, and its style.
+fn bar(o: Outcome, theme: &Theme) -> Span<'static> {
+    match o {
+        Outcome::Pass => Span::styled("█", theme.pass),
+        Outcome::Inconclusive => Span::styled("▄", theme.warn),
+        Outcome::Fail => Span::styled("▁", theme.fail),
+    }
+}
+
+/// The recent runs right-aligned in `width` columns (the newest at the right edge).
+fn sparkline(recent: &[Outcome], width: usize, theme: &Theme) -> Line<'static> {
+    let shown = &recent[recent.len().saturating_sub(width)..];
+    let mut spans = vec![Span::raw(" ".repeat(width - shown.len()))];
+    spans.extend(shown.iter().map(|o| bar(*o, theme)));
+    Line::from(spans)
+}
+
+/// The columns' widths within `inner` columns.
+struct Columns {
+    name_w: usize,
+    hist_w: usize,
+    full_run: usize,
+    run_w: usize,
+    summary_w: usize,
+    wide: bool,
+}
+
+fn columns(vm: &ViewModel, inner: usize) -> Columns {
     let name_w = vm
         .parity
         .iter()
@@ -33,7 +58,20 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     // result, check, mismatch, then the last run and the summary if they fit (a column is
     // kept free before the border).
     let inner = inner.saturating_sub(1);
-    let fixed = 8 + 1 + name_w + 1 + 8;
+    let runs = vm.parity.iter().map(|c| c.recent.len()).max().unwrap_or(0);
+    let mut fixed = 8 + 1 + name_w + 1 + 8;
+    // The recent runs (at least the header's width) when they fit beside a short last run,
+    // leaving a summary its 12 columns when there is room for both.
+    let room = inner.saturating_sub(fixed + 1 + 8 + 1);
+    let hist_w = if runs >= 2 && room >= 6 {
+        let summary = if room >= 6 + 13 { 13 } else { 0 };
+        runs.max(6).min(room - summary)
+    } else {
+        0
+    };
+    if hist_w > 0 {
+        fixed += 1 + hist_w;
+    }
     let run_w = if fixed + 1 + full_run + 1 + 12 <= inner {
         full_run
     } else if fixed + 1 + 8 <= inner {
@@ -43,6 +81,29 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     };
     let summary_w = inner.saturating_sub(fixed + 1 + run_w + 1);
     let wide = run_w > 0 && summary_w >= 12;
+    Columns {
+        name_w,
+        hist_w,
+        full_run,
+        run_w,
+        summary_w,
+        wide,
+    }
+}
+
+/// Renders the parity pane. Columns get the width their values need; the recent runs are
+/// drawn when a check has run more than once, the last run loses its age and the summary is
+/// shortened at a word when the pane is narrow.
+pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+    let focused = vm.ui.focus == Focus::Parity;
+    let Columns {
+        name_w,
+        hist_w,
+        full_run,
+        run_w,
+        summary_w,
+        wide,
+    } = columns(vm, area.width.saturating_sub(2) as usize);
     let rows: Vec<Row> = vm
         .parity
         .iter()
@@ -68,6 +129,9 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
                         .unwrap_or_else(|| "–".to_string()),
                 ),
             ];
+            if hist_w > 0 {
+                cells.push(Cell::from(sparkline(&c.recent, hist_w, theme)));
+            }
             if run_w > 0 {
                 cells.push(Cell::from(Span::styled(run, theme.dim)));
             }
@@ -86,6 +150,10 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         Constraint::Length(8),
     ];
     let mut header = vec!["result", "check", "mismatch"];
+    if hist_w > 0 {
+        widths.push(Constraint::Length(hist_w as u16));
+        header.push("recent");
+    }
     if run_w > 0 {
         widths.push(Constraint::Length(run_w as u16));
         header.push("last run");

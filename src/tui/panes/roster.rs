@@ -3,7 +3,7 @@
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::{block, title};
@@ -15,6 +15,9 @@ use crate::tui::view::{Focus, NotifyView, RoleView, ViewModel};
 pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let r = &vm.roster;
     let width = area.width.saturating_sub(2) as usize;
+    let focused = vm.ui.focus == Focus::Roster;
+    // Scrolled sideways, each line reads whole.
+    let whole = super::sideways(vm, focused);
     let mut lines = Vec::new();
     for role in &r.roles {
         let head = format!("{:<11}{}  ", role.role, role.holders.join(", "));
@@ -22,7 +25,7 @@ pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Them
             Span::styled("no sign-off", theme.dim)
         } else {
             let full = signed_text(role, true);
-            let text = if head.chars().count() + full.chars().count() <= width {
+            let text = if whole || head.chars().count() + full.chars().count() <= width {
                 full
             } else {
                 signed_text(role, false)
@@ -51,13 +54,12 @@ pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Them
             lines.push(Line::from(Span::styled(format!("  {a}"), theme.dim)));
         }
     }
-    let focused = vm.ui.focus == Focus::Roster;
-    let scroll = if focused { vm.ui.scroll } else { 0 };
     frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .scroll((scroll, 0))
-            .block(block(title("Roster", theme), focused, theme)),
+        super::scrolled(Paragraph::new(lines), vm, focused).block(block(
+            title("Roster", theme),
+            focused,
+            theme,
+        )),
         area,
     );
 }

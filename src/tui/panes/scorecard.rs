@@ -3,7 +3,7 @@
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::{block, title, truncate};
@@ -51,8 +51,11 @@ pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Them
             Span::styled(format!("{:<22}", c.name), theme.outcome(c.outcome)),
         ];
         let room = (area.width as usize).saturating_sub(2 + 2 + 22);
-        // Too narrow for a useful part of the evidence: `z` shows it whole.
-        if !expanded && room >= 20 {
+        // Scrolled sideways, the evidence reads whole; too narrow for a useful part of it,
+        // `z` (or `>`) shows it.
+        if !expanded && super::sideways(vm, vm.ui.focus == Focus::Scorecard) {
+            spans.push(Span::styled(first_issue, theme.dim));
+        } else if !expanded && room >= 20 {
             spans.push(Span::styled(truncate(&first_issue, room), theme.dim));
         }
         lines.push(Line::from(spans));
@@ -106,12 +109,8 @@ pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Them
         ]),
         None => Line::from(title("Readiness", theme)),
     };
-    let scroll = if focused { vm.ui.scroll } else { 0 };
     frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .scroll((scroll, 0))
-            .block(block(heading, focused, theme)),
+        super::scrolled(Paragraph::new(lines), vm, focused).block(block(heading, focused, theme)),
         area,
     );
 }

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use super::*;
+use crate::backfill::Share;
 
 /// The backfill finished, but a check still fails: the read switch gate blocks.
 fn gate_blocked() -> Snapshot {
@@ -25,11 +26,42 @@ fn gate_blocked() -> Snapshot {
 fn pacing() -> Snapshot {
     let mut s = backfill_running();
     if let Some(b) = s.backfill.as_mut() {
-        b.state = BackfillState::Throttled;
+        b.state = BackfillState::Pacing;
         b.reason = "yielding: app latency 0.79× baseline (limit 1.25×, pg_stat_statements); \
                     easing off, pausing 0.3× each chunk's time"
             .into();
     }
+    s
+}
+
+/// The backfill running, its checks run many times: the parity check passed, went
+/// inconclusive, passed and now fails; the invariant always passed.
+fn checked_often() -> Snapshot {
+    use crate::control::checks::CheckRun;
+    let mut s = backfill_running();
+    let run = |name: &str, outcome: Outcome, minute: u32| CheckRun {
+        name: name.into(),
+        kind: "row_count".into(),
+        outcome,
+        summary: String::new(),
+        started_at: at(5, minute, 0),
+        duration_ms: 840,
+    };
+    let parity = [
+        Outcome::Pass,
+        Outcome::Pass,
+        Outcome::Inconclusive,
+        Outcome::Pass,
+        Outcome::Fail,
+        Outcome::Fail,
+        Outcome::Fail,
+    ];
+    s.check_history = parity
+        .iter()
+        .enumerate()
+        .map(|(i, o)| run("balance-parity", *o, 3 + i as u32))
+        .chain((0..12).map(|i| run("no-negative-balance", Outcome::Pass, i)))
+        .collect();
     s
 }
 
@@ -150,7 +182,8 @@ fn main_states_at_three_sizes() {
 #[test]
 fn no_word_is_cut_at_any_size() {
     let mut all = Vec::new();
-    for (name, snap) in states().into_iter().chain([("pacing", pacing())]) {
+    let extra = [("pacing", pacing()), ("checked_often", checked_often())];
+    for (name, snap) in states().into_iter().chain(extra) {
         let words = vocabulary(&snap);
         let mut app = app_with(snap);
         for (w, h) in SIZES {
@@ -202,6 +235,36 @@ fn pacing_is_not_called_throttled() {
     );
     let text = screen(&app_with(throttled()).view(), 120, 40);
     assert!(text.contains("THROTTLED replay lag 6.2s"), "{text}");
+    // The state decides, not the wording: the guard's re-measuring holds the chunks back.
+    let mut held = pacing();
+    if let Some(b) = held.backfill.as_mut() {
+        b.state = BackfillState::Throttled;
+        b.reason = "yielding: re-measuring the application's latency without the backfill".into();
+    }
+    let text = screen(&app_with(held).view(), 120, 40);
+    assert!(text.contains("Backfill throttled"), "{text}");
+    assert!(text.contains("THROTTLED re-measuring"), "{text}");
+}
+
+/// Before its first chunk, the footer takes the share `backfill status` computed, not the
+/// plan's estimate in the control row.
+#[test]
+fn the_footer_falls_back_on_the_computed_share() {
+    let mut s = backfill_running();
+    s.backfill = None;
+    if let Some(b) = s.facts.backfill.as_mut() {
+        b.rows_estimate = Some(900_000);
+    }
+    s.share = Some(Share::new(
+        Some(BackfillState::Idle),
+        412_000,
+        Some(1_000_000),
+    ));
+    let text = screen(&app_with(judged(s)).view(), 120, 40);
+    assert!(
+        text.contains("wait for the backfill to finish (41.2%)"),
+        "{text}"
+    );
 }
 
 /// The gauge, the footer and the picker show the same percentage.
@@ -222,4 +285,70 @@ fn one_percentage_everywhere() {
     );
     let row = super::super::switcher::row(&vm, true);
     assert_eq!(row.backfill.and_then(|b| b.1).as_deref(), Some("41.2%"));
+}
+
+/// Each check's recent runs are drawn as a sparkline, newest on the right: a pass full height,
+/// inconclusive half, a failure at the floor.
+#[test]
+fn parity_draws_each_checks_recent_runs() {
+    let vm = app_with(checked_often()).view();
+    let text = pane(&vm, 100, 7, crate::tui::panes::parity::render);
+    insta::assert_snapshot!("parity_recent_runs", text);
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name}: {text}"))
+            .to_string()
+    };
+    assert!(row("balance-parity").contains(" ██▄█▁▁▁ "), "{text}");
+    assert!(
+        row("no-negative-balance").contains(" ████████████ "),
+        "{text}"
+    );
+    // A check that never ran has no bar; a pane too narrow for the picture leaves it out.
+    assert!(!row("balance-drift").contains('█'), "{text}");
+    let narrow = pane(&vm, 44, 7, crate::tui::panes::parity::render);
+    assert!(!narrow.contains("recent"), "{narrow}");
+    insta::assert_snapshot!("screen_checked_often_120x40", screen(&vm, 120, 40));
+}
+
+/// `>` scrolls the focused pane sideways: its lines stop wrapping or being shortened, so a long
+/// one reads whole by scrolling; `<` back to the left edge restores the wrapped pane.
+#[test]
+fn the_focused_pane_scrolls_sideways() {
+    let mut app = app_with(backfill_running());
+    let now = Instant::now();
+    while app.view().ui.focus != Focus::Scorecard {
+        app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE), now);
+    }
+    let before = screen(&app.view(), 120, 40);
+    let vm = app.view();
+    let evidence = &vm.scorecard[0].evidence[0].1;
+    let tail: String = {
+        let words: Vec<&str> = evidence.split_whitespace().collect();
+        words[words.len() - 2..].join(" ")
+    };
+    assert!(!before.contains(&tail), "shortened before: {before}");
+    for _ in 0..3 {
+        app.on_key(key('>'), now);
+    }
+    let vm = app.view();
+    assert_eq!(vm.ui.hscroll, 24);
+    let after = screen(&vm, 120, 40);
+    insta::assert_snapshot!("screen_readiness_scrolled_sideways_120x40", after);
+    assert!(
+        after.contains(&tail),
+        "`{tail}` whole once scrolled: {after}"
+    );
+    // Only the focused pane moves: the Backfill pane beside it reads as before.
+    let gauge = "│███████           412,000 / ~1.0M rows · 41.2%│";
+    assert!(before.contains(gauge) && after.contains(gauge), "{after}");
+    for _ in 0..3 {
+        app.on_key(key('<'), now);
+    }
+    assert_eq!(screen(&app.view(), 120, 40), before);
+    // Moving the focus starts the next pane at its left edge.
+    app.on_key(key('>'), now);
+    app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE), now);
+    assert_eq!(app.view().ui.hscroll, 0);
 }
