@@ -121,6 +121,48 @@ fn one_line(text: &str) -> String {
     }
 }
 
+/// Refuses a `rename_table` that shares the plan with other operations on the same table: the
+/// old name is a view until contract, so those would act on the view (or on a name that does
+/// not exist yet). The error names both places and how to split the import.
+pub fn check_renames(items: &[Item]) -> Result<(), ImportError> {
+    use super::operations::idents::Table;
+    let plain = |t: &str| Table::parse(t).plain();
+    for (n, rename) in items.iter().enumerate() {
+        if rename.op.op != "rename_table" {
+            continue;
+        }
+        let names: Vec<String> = [&rename.op.from, &rename.op.to]
+            .into_iter()
+            .flatten()
+            .map(|t| plain(t))
+            .collect();
+        let other = items.iter().enumerate().find(|(m, item)| {
+            *m != n
+                && item
+                    .op
+                    .table
+                    .as_deref()
+                    .is_some_and(|t| names.contains(&plain(t)))
+        });
+        if let Some((m, item)) = other {
+            return Err(ImportError {
+                at: rename.at.clone(),
+                message: format!(
+                    "rename_table {} → {} shares the plan with operation {} on the same table ({}: {}); \
+                     the old name stays a view until contract, so that operation cannot run beside the rename. \
+                     Import the rename as a plan of its own (its own file and run), before or after the rest",
+                    names.first().map_or("", String::as_str),
+                    names.get(1).map_or("", String::as_str),
+                    m + 1,
+                    item.at,
+                    item.op.op,
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// An imported operation that does not serialize to TOML.
 #[derive(Debug, thiserror::Error)]
 #[error("operation {number}: {source}")]

@@ -238,6 +238,13 @@ fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), Unmappable> {
                 );
             }
         }
+        S::Insert(_) | S::Update(_) | S::Delete(_) if bookkeeping(&stmt) => {
+            let sql = cx.source.clone();
+            cx.push(
+                raw(sql, None, Phase::Contract),
+                Some("the ORM's record of applied migrations: written at contract, once the change is complete and can no longer be rolled back"),
+            );
+        }
         S::Insert(_) | S::Update(_) | S::Delete(_) | S::Merge(_) | S::Truncate(_) => {
             let sql = cx.source.clone();
             cx.risky(sql, "changes rows in one transaction: every row it touches stays locked until the phase commits, with no progress or throttle (a [backfill] does it in chunks)");
@@ -255,6 +262,39 @@ fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), Unmappable> {
         }
     }
     Ok(())
+}
+
+/// The tables where ORMs record applied migrations (Rails, Alembic, Django, Flyway, Prisma,
+/// Knex, Sequelize, TypeORM).
+const BOOKKEEPING: [&str; 8] = [
+    "schema_migrations",
+    "alembic_version",
+    "django_migrations",
+    "flyway_schema_history",
+    "_prisma_migrations",
+    "knex_migrations",
+    "SequelizeMeta",
+    "migrations",
+];
+
+/// Whether an `INSERT`, `UPDATE` or `DELETE` writes to an ORM's migration history.
+fn bookkeeping(stmt: &ast::Stmt) -> bool {
+    let target = match stmt {
+        ast::Stmt::Insert(i) => i.relation_name_ref().map(|r| text_of(&r)),
+        ast::Stmt::Update(u) => u.relation_name().map(|r| text_of(&r)),
+        ast::Stmt::Delete(d) => d.relation_name().map(|r| text_of(&r)),
+        _ => None,
+    };
+    target.is_some_and(|t| {
+        let t = t.trim();
+        let t = t
+            .strip_prefix("ONLY ")
+            .or_else(|| t.strip_prefix("only "))
+            .unwrap_or(t);
+        let n = name(t);
+        let bare = n.rsplit('.').next().unwrap_or(&n);
+        BOOKKEEPING.contains(&bare)
+    })
 }
 
 fn create_index(cx: &mut Cx, c: ast::CreateIndex) -> Result<(), Unmappable> {

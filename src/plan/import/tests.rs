@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::plan::Plan;
+use crate::plan::{Phase, Plan};
 
 fn header() -> Header {
     Header {
@@ -168,4 +168,43 @@ fn the_roster_is_the_connecting_login_unless_given() {
     assert!(text.contains("\"sre\" = [\"bob\", \"carol\"]"), "{text}");
     assert!(parse_roster("sre=bob").is_err());
     Plan::parse("p.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_table_rename_beside_other_operations_on_it_is_refused_naming_both() {
+    let text = "operations:\n  - rename_column: {table: invoices, from: note, to: memo}\n  - rename_table: {from: invoices, to: bills}\n";
+    let items = pgroll::import("m.yaml", text).expect("imports").items;
+    let e = check_renames(&items).expect_err("shares the table");
+    assert!(e.at.starts_with("m.yaml:3"), "{e}");
+    assert!(
+        e.message
+            .contains("operation 1 on the same table (m.yaml:2")
+            && e.message.contains("plan of its own"),
+        "{e}"
+    );
+    let alone = "operations:\n  - rename_table: {from: invoices, to: bills}\n  - drop_table: {name: audit}\n";
+    let items = pgroll::import("m.yaml", alone).expect("imports").items;
+    check_renames(&items).expect("another table is fine");
+}
+
+#[test]
+fn orm_bookkeeping_is_written_at_contract_and_other_rows_are_risky() {
+    let text = "INSERT INTO \"schema_migrations\" (version) VALUES ('1');\n\
+        UPDATE alembic_version SET version_num = '2';\n\
+        DELETE FROM public.django_migrations WHERE id = 3;\n\
+        INSERT INTO orders (id) VALUES (1);\n";
+    let i = sql::import("m.sql", text, &[]).expect("imports");
+    let phases: Vec<Option<Phase>> = i.items.iter().map(|x| x.op.phase).collect();
+    assert_eq!(
+        phases,
+        [
+            Some(Phase::Contract),
+            Some(Phase::Contract),
+            Some(Phase::Contract),
+            None
+        ]
+    );
+    assert!(i.items[..3].iter().all(|x| x.risk.is_none()));
+    assert!(i.items[3].risk.is_some());
+    plan_of(&i.items);
 }
