@@ -6,6 +6,7 @@
 //! the text with [`Plan::parse`](crate::plan::Plan::parse), so an import that does not validate
 //! is never written.
 
+mod locate;
 pub mod pgroll;
 mod pgroll_table;
 mod reader;
@@ -32,9 +33,9 @@ pub struct Item {
 /// A problem in an input file: `file:line:col: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportError {
-    /// `file`, `file:line:col` or `file: field.path`.
+    /// `file:line:col` (or `file` when the file cannot be read).
     pub at: String,
-    /// What is wrong.
+    /// What is wrong (for pgroll files, after the field's path).
     pub message: String,
 }
 

@@ -138,20 +138,60 @@ fn bad_input_is_an_error_at_its_place() {
     let unknown =
         "operations:\n  - alter_column:\n      table: t\n      column: c\n      nulable: true\n";
     let e = pgroll::import("m.yaml", unknown).expect_err("unknown field");
-    assert_eq!(e.at, "m.yaml: operations[0].alter_column.nulable", "{e}");
+    assert_eq!(e.at, "m.yaml:5:7", "{e}");
+    assert!(
+        e.message
+            .starts_with("operations[0].alter_column.nulable: unknown field"),
+        "{e}"
+    );
     let e = pgroll::import("m.yaml", "operations:\n  - alter_table: {}\n").expect_err("op");
+    assert_eq!(e.at, "m.yaml:2:5", "{e}");
     assert!(e.message.contains("unknown operation `alter_table`"), "{e}");
-    let alone = "operations:\n  - sql: {up: SELECT 1}\n  - drop_table: {name: t}\n";
+    let alone = "operations:\n  - drop_table: {name: t}\n  - sql: {up: SELECT 1}\n";
     let e = pgroll::import("m.yaml", alone).expect_err("sql alone");
+    assert_eq!(e.at, "m.yaml:3:5", "{e}");
     assert!(e.message.contains("alone"), "{e}");
     let deferrable = "operations:\n  - add_column:\n      table: t\n      column: {name: c, type: int, nullable: true, references: {name: f, table: u, column: id, deferrable: true}}\n";
     let e = pgroll::import("m.yaml", deferrable).expect_err("deferrable");
-    assert_eq!(
-        e.at,
-        "m.yaml: operations[0].add_column.column.references.deferrable"
+    assert_eq!(e.at, "m.yaml:4:96", "{e}");
+    assert!(
+        e.message.starts_with(
+            "operations[0].add_column.column.references.deferrable: cannot be honoured"
+        ),
+        "{e}"
     );
     let versioned = "version_schema: v2\noperations:\n  - drop_table: {name: t}\n";
-    assert!(pgroll::import("m.yaml", versioned).is_err());
+    let e = pgroll::import("m.yaml", versioned).expect_err("version_schema");
+    assert_eq!(e.at, "m.yaml:1:1", "{e}");
+}
+
+#[test]
+fn json_errors_point_at_the_field() {
+    let text = "{\n  \"operations\": [\n    {\"drop_table\": {\"name\": \"t\"}},\n    {\"create_index\": {\"table\": \"t\", \"name\": \"i\",\n      \"columns\": [{\"column\": \"a\", \"sort\": \"UP\"}]}}\n  ]\n}\n";
+    let e = pgroll::import("m.json", text).expect_err("sort");
+    assert_eq!(e.at, "m.json:5:35", "{e}");
+    assert!(
+        e.message.contains("columns[0].sort: must be ASC or DESC"),
+        "{e}"
+    );
+    let missing =
+        "{\"operations\": [{\"add_column\": {\"column\": {\"name\": \"c\", \"type\": \"int\"}}}]}";
+    let e = pgroll::import("m.json", missing).expect_err("table");
+    assert_eq!(e.at, "m.json:1:18", "absent: placed at its operation: {e}");
+    assert!(e.message.ends_with("add_column.table: is required"), "{e}");
+    let unknown = "{\"operations\": [{\"drop_index\": {\"name\": \"i\", \"cascade\": true}}]}";
+    let e = pgroll::import("m.json", unknown).expect_err("unknown");
+    assert_eq!(e.at, "m.json:1:46", "{e}");
+    let e = pgroll::import("m.json", "{\"operations\": [{\"squash\": {}}]}").expect_err("op");
+    assert_eq!(e.at, "m.json:1:18", "{e}");
+}
+
+#[test]
+fn an_imported_operation_is_placed_at_its_line() {
+    let text = "# header\nname: m\noperations:\n  - drop_table: {name: a}\n\n  - drop_table:\n      name: b\n";
+    let m = pgroll::import("m.yaml", text).expect("imports");
+    let at: Vec<&str> = m.items.iter().map(|i| i.at.as_str()).collect();
+    assert_eq!(at, ["m.yaml:4", "m.yaml:6"]);
 }
 
 #[test]
