@@ -155,6 +155,14 @@ async fn prisma_sql_ends_with_its_schema_and_every_row() {
     cat.assert_valid_index("\"User_nickname_key\"").await;
     cat.assert_constraint("\"Post\"", "Post_authorId_fkey", true)
         .await;
+    cat.assert_column(
+        "\"Tag\"",
+        "createdAt",
+        "timestamp(3) without time zone",
+        false,
+    )
+    .await;
+    cat.assert_constraint("\"Tag\"", "Tag_pkey", true).await;
     let posts: i64 = db.scalar("SELECT count(*) FROM \"Post\"").await;
     assert_eq!(posts, 400);
 }
@@ -396,6 +404,10 @@ async fn django_sql_adds_a_deferrable_foreign_key_and_widens_a_column() {
         .scalar("SELECT count(*) FROM library_book WHERE title = 'book ' || id")
         .await;
     assert_eq!(titles, 400);
+    let identity: String = db
+        .scalar("SELECT attidentity::text FROM pg_attribute WHERE attrelid = 'library_review'::regclass AND attname = 'id'")
+        .await;
+    assert_eq!(identity, "d", "the identity column, kept as SQL");
     assert_eq!(
         counts(&db, &["library_author", "library_book"]).await,
         [50, 400]

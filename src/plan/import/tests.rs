@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::plan::operations;
 use crate::plan::{Phase, Plan};
 
 fn header() -> Header {
@@ -246,5 +247,62 @@ fn orm_bookkeeping_is_written_at_contract_and_other_rows_are_risky() {
     );
     assert!(i.items[..3].iter().all(|x| x.risk.is_none()));
     assert!(i.items[3].risk.is_some());
+    plan_of(&i.items);
+}
+
+#[test]
+fn create_table_maps_to_the_operation_or_says_what_stays_sql() {
+    let text = "CREATE TABLE public.\"Tag\" (\n  id bigserial,\n  name text NOT NULL UNIQUE,\n  \
+        score int DEFAULT 0 CHECK (score >= 0),\n  owner_id bigint REFERENCES owners (id) ON DELETE CASCADE,\n  \
+        CONSTRAINT \"Tag_pkey\" PRIMARY KEY (id)\n);\n";
+    let i = sql::import("m.sql", text, &[]).expect("imports");
+    let op = &i.items[0].op;
+    assert_eq!(op.op, "create_table");
+    assert_eq!(op.table.as_deref(), Some("public.Tag"));
+    assert!(i.items[0].risk.is_none());
+    let cols: Vec<&operations::ColumnDef> = op
+        .columns
+        .iter()
+        .flatten()
+        .filter_map(|c| match c {
+            operations::ColumnItem::Def(d) => Some(&**d),
+            operations::ColumnItem::Name(_) => None,
+        })
+        .collect();
+    assert_eq!(cols.len(), 4);
+    assert_eq!((cols[0].name.as_str(), cols[0].pk), ("id", Some(true)));
+    assert_eq!(
+        (cols[1].nullable, cols[1].unique),
+        (Some(false), Some(true))
+    );
+    assert_eq!(cols[2].default.as_deref(), Some("0"));
+    assert_eq!(cols[2].check.as_deref(), Some("score >= 0"));
+    let r = cols[3].references.as_ref().expect("fk");
+    assert_eq!(
+        (r.table.as_str(), r.on_delete.as_deref()),
+        ("owners", Some("CASCADE"))
+    );
+    let plan = plan_of(&i.items);
+    assert!(plan.spec.phases.expand.apply.contains("PRIMARY KEY (id)"));
+
+    let text = "CREATE TABLE t (\n  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n  \
+        a int, b int,\n  CONSTRAINT t_ab UNIQUE (a, b)\n) WITH (fillfactor = 70);\n\
+        CREATE TABLE k (a int);\n";
+    let i = sql::import("m.sql", text, &[]).expect("imports");
+    assert_eq!(i.items[0].op.op, "sql");
+    let risk = i.items[0].risk.as_deref().expect("a finding");
+    assert!(
+        risk.contains("WITH (storage parameters)")
+            && risk.contains("column `id`: a generated or identity column")
+            && risk.contains("`CONSTRAINT t_ab UNIQUE (a, b)`"),
+        "{risk}"
+    );
+    assert!(i.items[0]
+        .op
+        .down
+        .as_deref()
+        .is_some_and(|d| d.contains("DROP TABLE IF EXISTS")));
+    let risk = i.items[1].risk.as_deref().expect("a finding");
+    assert!(risk.contains("a table without a primary key"), "{risk}");
     plan_of(&i.items);
 }
