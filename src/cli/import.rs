@@ -131,7 +131,7 @@ pub fn run(cmd: ImportCmd, ctx: &Context) -> anyhow::Result<ExitCode> {
             (items, skipped, id, out, "SQL migrations")
         }
     };
-    if let Err(e) = import::check_renames(&items) {
+    if let Err(e) = import::check_renames(&items).and_then(|()| import::check_backfills(&items)) {
         return refuse(&[e]);
     }
     if items.is_empty() {

@@ -27,7 +27,9 @@ fn plan(items: &[Item]) -> Plan {
         login: "postgres".into(),
         command: "cutover plan import".into(),
     };
-    import::check_renames(items).unwrap_or_else(|e| panic!("{e}"));
+    import::check_renames(items)
+        .and_then(|()| import::check_backfills(items))
+        .unwrap_or_else(|e| panic!("{e}"));
     let text = import::render(items, &header, "test").expect("render");
     Plan::parse("imported.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }

@@ -165,6 +165,65 @@ pub fn check_renames(items: &[Item]) -> Result<(), ImportError> {
     Ok(())
 }
 
+/// Whether Cutover fills `op`'s new column for existing rows with the plan's backfill pass.
+fn needs_backfill(op: &OperationSpec) -> bool {
+    use super::operations::idents::is_constant;
+    match op.op.as_str() {
+        "alter_column" => {
+            op.kind.is_some()
+                || op.name.is_some()
+                || (op.nullable == Some(false) && op.up.is_some())
+        }
+        "rename_column" | "split_column" | "move_column" => true,
+        "add_column" => op.up.is_some() || op.default.as_deref().is_some_and(|d| !is_constant(d)),
+        _ => false,
+    }
+}
+
+/// Refuses operations that need backfills of two tables (a plan runs one backfill pass),
+/// naming both tables with their operations' places and how to split the import.
+pub fn check_backfills(items: &[Item]) -> Result<(), ImportError> {
+    use super::operations::idents::Table;
+    let mut first: Option<(String, &Item)> = None;
+    for item in items.iter().filter(|i| needs_backfill(&i.op)) {
+        let Some(table) = item.op.table.as_deref().map(|t| Table::parse(t).plain()) else {
+            continue;
+        };
+        match &first {
+            None => first = Some((table, item)),
+            Some((t, f)) if *t != table => {
+                let on = |name: &str| {
+                    items
+                        .iter()
+                        .filter(|i| {
+                            i.op.table
+                                .as_deref()
+                                .map(|t| Table::parse(t).plain())
+                                .as_deref()
+                                == Some(name)
+                        })
+                        .map(|i| i.at.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                return Err(ImportError {
+                    at: item.at.clone(),
+                    message: format!(
+                        "{} on `{table}` needs a backfill, and so does {} on `{t}` ({}); a plan runs one backfill pass. \
+                         Split the migration: move what changes `{table}` ({}) to a file of its own, import each file as its own plan and run them one after the other",
+                        item.op.op,
+                        f.op.op,
+                        f.at,
+                        on(&table),
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// An imported operation that does not serialize to TOML.
 #[derive(Debug, thiserror::Error)]
 #[error("operation {number}: {source}")]

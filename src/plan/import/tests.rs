@@ -306,3 +306,29 @@ fn create_table_maps_to_the_operation_or_says_what_stays_sql() {
     assert!(risk.contains("a table without a primary key"), "{risk}");
     plan_of(&i.items);
 }
+
+#[test]
+fn backfills_of_two_tables_are_refused_naming_both_and_the_split() {
+    let text = "ALTER TABLE accounts ALTER COLUMN balance TYPE bigint;\n\
+        ALTER TABLE accounts ADD COLUMN note text;\n\
+        ALTER TABLE orders ADD COLUMN total_cents bigint DEFAULT (0 + 0);\n\
+        ALTER TABLE orders ALTER COLUMN ref TYPE varchar(40);\n";
+    let i = sql::import("m.sql", text, &[]).expect("imports");
+    let e = check_backfills(&i.items).expect_err("two tables");
+    assert_eq!(e.at, "m.sql:3", "{e}");
+    assert!(
+        e.message.contains("`public.orders` needs a backfill")
+            && e.message.contains("on `public.accounts` (m.sql:1)")
+            && e.message
+                .contains("(m.sql:3, m.sql:4) to a file of its own"),
+        "{e}"
+    );
+    // The same plan, rendered anyway, is refused by the plan's own validation.
+    let text = render(&i.items, &header(), "test").expect("render");
+    assert!(Plan::parse("p.toml", &text).is_err());
+    let one = "ALTER TABLE accounts ALTER COLUMN balance TYPE bigint;\n\
+        ALTER TABLE orders ADD COLUMN flag boolean DEFAULT false;\n";
+    let i = sql::import("m.sql", one, &[]).expect("imports");
+    check_backfills(&i.items).expect("a constant default needs no backfill");
+    plan_of(&i.items);
+}
