@@ -131,6 +131,9 @@ pub fn run(cmd: ImportCmd, ctx: &Context) -> anyhow::Result<ExitCode> {
             (items, skipped, id, out, "SQL migrations")
         }
     };
+    if let Err(e) = import::check_renames(&items).and_then(|()| import::check_backfills(&items)) {
+        return refuse(&[e]);
+    }
     if items.is_empty() {
         eprintln!("nothing to import: the files hold no schema change");
         return Ok(ExitCode::from(exit::BLOCKED));

@@ -8,7 +8,9 @@ use std::path::Path;
 use cutover::plan::import::{self, Header, Item};
 use cutover::plan::Plan;
 
-use crate::common::lifecycle::{Lifecycle, LifecycleDb};
+use cutover::plan::Phase;
+
+use crate::common::lifecycle::{Lifecycle, LifecycleDb, Stage};
 
 fn fixture(rel: &str) -> (String, String) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,6 +27,9 @@ fn plan(items: &[Item]) -> Plan {
         login: "postgres".into(),
         command: "cutover plan import".into(),
     };
+    import::check_renames(items)
+        .and_then(|()| import::check_backfills(items))
+        .unwrap_or_else(|e| panic!("{e}"));
     let text = import::render(items, &header, "test").expect("render");
     Plan::parse("imported.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
@@ -39,23 +44,43 @@ fn pgroll(rel: &str) -> Plan {
 }
 
 fn sql(rel: &str) -> Plan {
+    sql_with(rel, &[])
+}
+
+fn sql_with(rel: &str, downs: &[(&str, &str)]) -> Plan {
     let (path, text) = fixture(rel);
+    let downs: Vec<(String, String)> = downs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     plan(
-        &import::sql::import(&path, &text, &[])
+        &import::sql::import(&path, &text, &downs)
             .unwrap_or_else(|e| panic!("{e}"))
             .items,
     )
 }
 
-/// Rolls every reversible phase back at once (the catalog must be the one found), then runs the
-/// plan again through contract. (Per-phase rollbacks are not compared: `VALIDATE CONSTRAINT`,
-/// which the read switch runs, has no inverse.)
+/// Rolls every reversible phase back at once (the catalog must be the one found), then on a
+/// fresh database applies, rolls back and re-applies each phase in turn before contract (the
+/// harness compares the catalog at every step).
 async fn lifecycle(plan: impl Fn() -> Plan, schema: &str) -> LifecycleDb {
     Lifecycle::of(plan())
         .schema(schema)
         .run_and_roll_back_all()
         .await;
-    Lifecycle::of(plan()).schema(schema).run().await
+    Lifecycle::of(plan())
+        .schema(schema)
+        .run_with_rollbacks()
+        .await
+}
+
+/// Row counts of `tables` (SQL names).
+async fn counts(db: &LifecycleDb, tables: &[&str]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for t in tables {
+        out.push(db.scalar(&format!("SELECT count(*) FROM {t}")).await);
+    }
+    out
 }
 
 #[tokio::test]
@@ -132,6 +157,290 @@ async fn prisma_sql_ends_with_its_schema_and_every_row() {
     cat.assert_valid_index("\"User_nickname_key\"").await;
     cat.assert_constraint("\"Post\"", "Post_authorId_fkey", true)
         .await;
+    cat.assert_column(
+        "\"Tag\"",
+        "createdAt",
+        "timestamp(3) without time zone",
+        false,
+    )
+    .await;
+    cat.assert_constraint("\"Tag\"", "Tag_pkey", true).await;
     let posts: i64 = db.scalar("SELECT count(*) FROM \"Post\"").await;
     assert_eq!(posts, 400);
+}
+
+#[tokio::test]
+async fn pgroll_alterations_indexes_constraints_and_replica_identity() {
+    let db = lifecycle(
+        || pgroll("pgroll/03_alter.json"),
+        "CREATE TABLE customers (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE DEFAULT 'none',
+                                 nickname varchar(64), country text);
+         COMMENT ON COLUMN customers.email IS 'login';
+         CREATE TABLE invoices (id bigint PRIMARY KEY, customer_id bigint REFERENCES customers (id),
+                                cents bigint NOT NULL);
+         INSERT INTO customers (email, nickname, country)
+         SELECT 'c' || g || '@example.com', 'n' || g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'se' END
+           FROM generate_series(1, 300) g;
+         INSERT INTO invoices SELECT g, 1 + g % 300, g * 10 FROM generate_series(1, 500) g;",
+    )
+    .await;
+    let cat = db.catalog();
+    cat.assert_column("customers", "country", "text", false)
+        .await;
+    cat.assert_valid_index("customers_country_idx").await;
+    cat.assert_valid_index("customers_email_lower_idx").await;
+    cat.assert_constraint("invoices", "invoices_cents_cap", true)
+        .await;
+    cat.assert_constraint("customers", "customers_nick_country_key", true)
+        .await;
+    let filled: i64 = db
+        .scalar("SELECT count(*) FROM customers WHERE country = 'unknown'")
+        .await;
+    assert_eq!(filled, 100, "the `up` filled the NULL countries");
+    let default: Option<String> = db
+        .scalar("SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'customers'::regclass AND adnum = (SELECT attnum FROM pg_attribute WHERE attrelid = 'customers'::regclass AND attname = 'email') UNION ALL SELECT NULL LIMIT 1")
+        .await;
+    assert_eq!(default, None, "`default: null` dropped the default");
+    let comment: Option<String> = db
+        .scalar("SELECT col_description('customers'::regclass, 2)")
+        .await;
+    assert_eq!(comment, None, "`comment: null` dropped the comment");
+    let identity: String = db
+        .scalar("SELECT relreplident::text FROM pg_class WHERE oid = 'customers'::regclass")
+        .await;
+    assert_eq!(identity, "f");
+    let opclass: String = db
+        .scalar("SELECT pg_get_indexdef('customers_email_lower_idx'::regclass)")
+        .await;
+    assert!(
+        opclass.contains("text_pattern_ops DESC") && opclass.contains("fillfactor='70'"),
+        "{opclass}"
+    );
+    assert_eq!(counts(&db, &["customers", "invoices"]).await, [300, 500]);
+}
+
+#[tokio::test]
+async fn pgroll_renames_and_drops_contract_to_the_final_names() {
+    let db = lifecycle(
+        || pgroll("pgroll/04_contract.yaml"),
+        "CREATE TABLE customers (id bigserial PRIMARY KEY, email text NOT NULL,
+                                 nickname varchar(64), country text NOT NULL DEFAULT 'unknown', age integer,
+                                 CONSTRAINT customers_nick_country_key UNIQUE (nickname, country));
+         CREATE INDEX customers_country_idx ON customers (country);
+         CREATE TABLE invoices (id bigint PRIMARY KEY, cents bigint NOT NULL, note text,
+                                CONSTRAINT invoices_cents_cap CHECK (cents < 100000000));
+         INSERT INTO customers (email, nickname, age)
+         SELECT 'c' || g, 'n' || g, g % 90 FROM generate_series(1, 300) g;
+         INSERT INTO invoices SELECT g, g * 10, 'note ' || g FROM generate_series(1, 500) g;",
+    )
+    .await;
+    let cat = db.catalog();
+    cat.assert_column("invoices", "memo", "text", true).await;
+    cat.assert_no_column("invoices", "note").await;
+    cat.assert_no_column("customers", "age").await;
+    cat.assert_no_index("customers_country_idx").await;
+    cat.assert_constraint("invoices", "invoices_cents_upper_bound", true)
+        .await;
+    cat.assert_no_constraint("invoices", "invoices_cents_cap")
+        .await;
+    cat.assert_no_constraint("customers", "customers_nick_country_key")
+        .await;
+    let notes: i64 = db
+        .scalar("SELECT count(*) FROM invoices WHERE memo = 'note ' || id")
+        .await;
+    assert_eq!(notes, 500, "every note kept under its new name");
+    assert_eq!(counts(&db, &["customers", "invoices"]).await, [300, 500]);
+}
+
+#[tokio::test]
+async fn pgroll_table_rename_keeps_the_old_name_until_contract() {
+    let db = Lifecycle::of(pgroll("pgroll/07_rename_table.yaml"))
+        .schema(
+            "CREATE TABLE invoices (id bigint PRIMARY KEY, memo text);
+             INSERT INTO invoices SELECT g, 'm' || g FROM generate_series(1, 500) g;",
+        )
+        .after(Stage::Applied(Phase::ReadSwitch), async |db| {
+            db.exec(
+                "INSERT INTO invoices SELECT max(id) + 1, 'through the old name' FROM invoices",
+            )
+            .await;
+            let (rows, last): (i64, i64) = (
+                db.scalar("SELECT count(*) FROM bills").await,
+                db.scalar("SELECT max(id) FROM bills").await,
+            );
+            assert_eq!(rows, last, "the old name writes into the renamed table");
+        })
+        .run_with_rollbacks()
+        .await;
+    let cat = db.catalog();
+    cat.assert_no_table("invoices").await;
+    cat.assert_valid_index("bills_memo_idx").await;
+    assert_eq!(
+        counts(&db, &["bills"]).await,
+        [502],
+        "no row lost (one write per read switch)"
+    );
+}
+
+#[tokio::test]
+async fn pgroll_raw_sql_runs_and_rolls_back_with_its_down() {
+    let db = lifecycle(|| pgroll("pgroll/05_raw.yaml"), "SELECT 1").await;
+    db.catalog()
+        .assert_column("audit_log", "at", "timestamp with time zone", false)
+        .await;
+    db.exec("INSERT INTO audit_log DEFAULT VALUES").await;
+}
+
+#[tokio::test]
+async fn pgroll_primary_key_attaches_at_contract_and_a_table_drops() {
+    let db = lifecycle(
+        || pgroll("pgroll/06_drop.yaml"),
+        "CREATE TABLE customers (id bigint NOT NULL, email text);
+         INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 300) g;
+         CREATE TABLE audit_log (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO audit_log DEFAULT VALUES;",
+    )
+    .await;
+    let cat = db.catalog();
+    cat.assert_no_table("audit_log").await;
+    let pk: String = db
+        .scalar("SELECT contype::text FROM pg_constraint WHERE conname = 'customers_email_pk_candidate'")
+        .await;
+    assert_eq!(pk, "p");
+    assert_eq!(counts(&db, &["customers"]).await, [300]);
+}
+
+#[tokio::test]
+async fn flyway_sql_adds_drops_and_flags_what_it_cannot_map() {
+    // The extension is already installed, as on most servers a Flyway history has reached:
+    // `CREATE EXTENSION IF NOT EXISTS` is raw SQL whose rollback does nothing.
+    let db = lifecycle(
+        || sql("sql/V3__flyway_orders.sql"),
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm;
+         CREATE TABLE orders (id bigserial PRIMARY KEY, ref text, legacy_code text, total numeric NOT NULL,
+                              CONSTRAINT orders_total_check CHECK (total >= 0));
+         INSERT INTO orders (ref, legacy_code, total)
+         SELECT 'r' || g, 'L' || g, g FROM generate_series(1, 400) g;",
+    )
+    .await;
+    let cat = db.catalog();
+    cat.assert_column("orders", "status", "text", false).await;
+    cat.assert_no_column("orders", "legacy_code").await;
+    cat.assert_constraint("orders", "orders_ref_unique", true)
+        .await;
+    cat.assert_constraint("orders", "orders_total_positive", true)
+        .await;
+    let unlogged: String = db
+        .scalar("SELECT relpersistence::text FROM pg_class WHERE oid = 'orders'::regclass")
+        .await;
+    assert_eq!(unlogged, "u");
+    let new: i64 = db
+        .scalar("SELECT count(*) FROM orders WHERE status = 'new'")
+        .await;
+    assert_eq!(new, 400);
+    assert_eq!(counts(&db, &["orders"]).await, [400]);
+}
+
+#[tokio::test]
+async fn alembic_sql_changes_a_type_with_its_using_and_given_down() {
+    let db = lifecycle(
+        || sql_with("sql/alembic_3f2a.sql", &[("accounts.balance", "balance / 100.0")]),
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, email text, balance numeric(12,2) NOT NULL DEFAULT 0);
+         CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
+         INSERT INTO alembic_version VALUES ('1a2b');
+         INSERT INTO accounts (email, balance) SELECT 'a' || g, g / 4.0 FROM generate_series(1, 400) g;",
+    )
+    .await;
+    let cat = db.catalog();
+    cat.assert_column("accounts", "balance", "bigint", false)
+        .await;
+    cat.assert_column("accounts", "balance_cents", "bigint", true)
+        .await;
+    cat.assert_valid_index("ix_accounts_email").await;
+    cat.assert_constraint("accounts", "ck_accounts_balance", true)
+        .await;
+    let wrong: i64 = db
+        .scalar("SELECT count(*) FROM accounts WHERE balance <> (id * 25)")
+        .await;
+    assert_eq!(wrong, 0, "every balance went through USING");
+    let version: String = db.scalar("SELECT version_num FROM alembic_version").await;
+    assert_eq!(version, "3f2a");
+    assert_eq!(counts(&db, &["accounts"]).await, [400]);
+}
+
+#[tokio::test]
+async fn django_sql_adds_a_deferrable_foreign_key_and_widens_a_column() {
+    let db = lifecycle(
+        || sql("sql/django_0002_book.sql"),
+        "CREATE TABLE library_author (id bigserial PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE library_book (id bigserial PRIMARY KEY, title varchar(200) NOT NULL);
+         INSERT INTO library_author (name) SELECT 'a' || g FROM generate_series(1, 50) g;
+         INSERT INTO library_book (title) SELECT 'book ' || g FROM generate_series(1, 400) g;",
+    )
+    .await;
+    let cat = db.catalog();
+    cat.assert_column("library_book", "pages", "integer", false)
+        .await;
+    cat.assert_column("library_book", "author_id", "bigint", true)
+        .await;
+    cat.assert_column("library_book", "title", "character varying(300)", false)
+        .await;
+    let fk = cat
+        .constraint(
+            "library_book",
+            "library_book_author_id_2d7c5a1e_fk_library_author_id",
+        )
+        .await
+        .expect("the foreign key");
+    assert!(
+        fk.validated && fk.definition.contains("DEFERRABLE INITIALLY DEFERRED"),
+        "{fk:?}"
+    );
+    cat.assert_valid_index("library_book_author_id_2d7c5a1e")
+        .await;
+    let default: i64 = db
+        .scalar("SELECT count(*) FROM pg_attrdef WHERE adrelid = 'library_book'::regclass")
+        .await;
+    assert_eq!(default, 1, "only the id's sequence default is left");
+    let titles: i64 = db
+        .scalar("SELECT count(*) FROM library_book WHERE title = 'book ' || id")
+        .await;
+    assert_eq!(titles, 400);
+    let identity: String = db
+        .scalar("SELECT attidentity::text FROM pg_attribute WHERE attrelid = 'library_review'::regclass AND attname = 'id'")
+        .await;
+    assert_eq!(identity, "d", "the identity column, kept as SQL");
+    assert_eq!(
+        counts(&db, &["library_author", "library_book"]).await,
+        [50, 400]
+    );
+}
+
+#[tokio::test]
+async fn rails_structure_creates_a_table_renames_and_links_it() {
+    let db = lifecycle(
+        || sql("sql/rails_structure.sql"),
+        "CREATE TABLE public.posts (id bigserial PRIMARY KEY, headline text);
+         CREATE TABLE public.schema_migrations (version varchar PRIMARY KEY);
+         INSERT INTO public.posts (headline) SELECT 'post ' || g FROM generate_series(1, 300) g;",
+    )
+    .await;
+    let cat = db.catalog();
+    cat.assert_column("comments", "id", "bigint", false).await;
+    cat.assert_column("comments", "body", "text", true).await;
+    cat.assert_constraint("comments", "comments_pkey", true)
+        .await;
+    cat.assert_constraint("comments", "fk_rails_2fd19c0db7", true)
+        .await;
+    cat.assert_valid_index("index_comments_on_post_id").await;
+    cat.assert_column("posts", "title", "text", true).await;
+    cat.assert_no_column("posts", "headline").await;
+    let titles: i64 = db
+        .scalar("SELECT count(*) FROM posts WHERE title = 'post ' || id")
+        .await;
+    assert_eq!(titles, 300);
+    let version: i64 = db
+        .scalar("SELECT count(*) FROM schema_migrations WHERE version = '20261201120000'")
+        .await;
+    assert_eq!(version, 1);
 }

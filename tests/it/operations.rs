@@ -250,7 +250,7 @@ down = "DROP TABLE public.order_events"
                   AND EXISTS (SELECT 1 FROM public.orders WHERE total = 55.55 AND note = 'new')",
         final_shape: "SELECT (SELECT string_agg(column_name || ':' || data_type || ':' || is_nullable, ',' ORDER BY column_name)
                          FROM information_schema.columns WHERE table_name = 'orders')
-                      = 'id:bigint:NO,remark:text:YES,status:text:NO,tax:bigint:NO,total:bigint:YES'
+                      = 'id:bigint:NO,remark:text:YES,status:text:NO,tax:bigint:NO,total:bigint:NO'
                   AND (SELECT convalidated FROM pg_constraint WHERE conname = 'orders_status_set')
                   AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'orders_cutover_sync')
                   AND (SELECT total FROM public.orders WHERE id = 1) = 99900",

@@ -6,10 +6,12 @@
 //! the text with [`Plan::parse`](crate::plan::Plan::parse), so an import that does not validate
 //! is never written.
 
+mod locate;
 pub mod pgroll;
 mod pgroll_table;
 mod reader;
 pub mod sql;
+mod sql_table;
 
 use super::operations::OperationSpec;
 
@@ -32,9 +34,9 @@ pub struct Item {
 /// A problem in an input file: `file:line:col: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportError {
-    /// `file`, `file:line:col` or `file: field.path`.
+    /// `file:line:col` (or `file` when the file cannot be read).
     pub at: String,
-    /// What is wrong.
+    /// What is wrong (for pgroll files, after the field's path).
     pub message: String,
 }
 
@@ -119,6 +121,107 @@ fn one_line(text: &str) -> String {
     } else {
         flat
     }
+}
+
+/// Refuses a `rename_table` that shares the plan with other operations on the same table: the
+/// old name is a view until contract, so those would act on the view (or on a name that does
+/// not exist yet). The error names both places and how to split the import.
+pub fn check_renames(items: &[Item]) -> Result<(), ImportError> {
+    use super::operations::idents::Table;
+    let plain = |t: &str| Table::parse(t).plain();
+    for (n, rename) in items.iter().enumerate() {
+        if rename.op.op != "rename_table" {
+            continue;
+        }
+        let names: Vec<String> = [&rename.op.from, &rename.op.to]
+            .into_iter()
+            .flatten()
+            .map(|t| plain(t))
+            .collect();
+        let other = items.iter().enumerate().find(|(m, item)| {
+            *m != n
+                && item
+                    .op
+                    .table
+                    .as_deref()
+                    .is_some_and(|t| names.contains(&plain(t)))
+        });
+        if let Some((m, item)) = other {
+            return Err(ImportError {
+                at: rename.at.clone(),
+                message: format!(
+                    "rename_table {} → {} shares the plan with operation {} on the same table ({}: {}); \
+                     the old name stays a view until contract, so that operation cannot run beside the rename. \
+                     Import the rename as a plan of its own (its own file and run), before or after the rest",
+                    names.first().map_or("", String::as_str),
+                    names.get(1).map_or("", String::as_str),
+                    m + 1,
+                    item.at,
+                    item.op.op,
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether Cutover fills `op`'s new column for existing rows with the plan's backfill pass.
+fn needs_backfill(op: &OperationSpec) -> bool {
+    use super::operations::idents::is_constant;
+    match op.op.as_str() {
+        "alter_column" => {
+            op.kind.is_some()
+                || op.name.is_some()
+                || (op.nullable == Some(false) && op.up.is_some())
+        }
+        "rename_column" | "split_column" | "move_column" => true,
+        "add_column" => op.up.is_some() || op.default.as_deref().is_some_and(|d| !is_constant(d)),
+        _ => false,
+    }
+}
+
+/// Refuses operations that need backfills of two tables (a plan runs one backfill pass),
+/// naming both tables with their operations' places and how to split the import.
+pub fn check_backfills(items: &[Item]) -> Result<(), ImportError> {
+    use super::operations::idents::Table;
+    let mut first: Option<(String, &Item)> = None;
+    for item in items.iter().filter(|i| needs_backfill(&i.op)) {
+        let Some(table) = item.op.table.as_deref().map(|t| Table::parse(t).plain()) else {
+            continue;
+        };
+        match &first {
+            None => first = Some((table, item)),
+            Some((t, f)) if *t != table => {
+                let on = |name: &str| {
+                    items
+                        .iter()
+                        .filter(|i| {
+                            i.op.table
+                                .as_deref()
+                                .map(|t| Table::parse(t).plain())
+                                .as_deref()
+                                == Some(name)
+                        })
+                        .map(|i| i.at.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                return Err(ImportError {
+                    at: item.at.clone(),
+                    message: format!(
+                        "{} on `{table}` needs a backfill, and so does {} on `{t}` ({}); a plan runs one backfill pass. \
+                         Split the migration: move what changes `{table}` ({}) to a file of its own, import each file as its own plan and run them one after the other",
+                        item.op.op,
+                        f.op.op,
+                        f.at,
+                        on(&table),
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// An imported operation that does not serialize to TOML.

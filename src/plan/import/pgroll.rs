@@ -1,7 +1,8 @@
 //! pgroll migrations (YAML or JSON) as Cutover operations.
 //!
-//! Every field pgroll documents is read; one Cutover cannot honour is an error naming the file
-//! and the field's path (`operations[2].alter_column.references.deferrable`), never dropped.
+//! Every field pgroll documents is read; one Cutover cannot honour is an error at the field's
+//! `file:line:col`, naming its path (`operations[2].alter_column.references.deferrable`), never
+//! dropped.
 //! What Cutover's operations cannot express but plain DDL can (generated and identity columns,
 //! table constraints, index options, primary keys) becomes a `sql` operation with the DDL
 //! pgroll would run, noted beside it.
@@ -26,12 +27,13 @@ pub struct Migration {
 
 /// Reads one pgroll file (`path` is shown in messages).
 pub fn import(path: &str, text: &str) -> Result<Migration, ImportError> {
-    let value = parse(path, text)?;
+    let json = path.ends_with(".json") || text.trim_start().starts_with('{');
+    let value = parse(path, text, json)?;
     let mut cx = Cx {
         path: path.to_string(),
         text: text.to_string(),
+        json,
         items: Vec::new(),
-        cursor: 0,
         line: 1,
     };
     let mut root = Obj::new(&cx, "", &value)?;
@@ -57,21 +59,21 @@ pub fn import(path: &str, text: &str) -> Result<Migration, ImportError> {
             ));
         };
         for (kind, body) in map {
-            cx.line = cx.line_of(kind);
+            cx.line = cx
+                .place(&format!("{at}.{kind}"))
+                .map_or(1, |(line, _)| line);
             let mut o = Obj::new(&cx, &format!("{at}.{kind}"), body)?;
             operation(&mut cx, kind, &mut o)?;
             o.done(&cx)?;
         }
     }
-    let raw = list.iter().filter(|o| o.get("sql").is_some()).count();
-    let on_complete = list
-        .iter()
-        .filter(|o| o.pointer("/sql/onComplete") == Some(&Value::Bool(true)))
-        .count();
-    if raw > on_complete && list.len() > 1 {
+    let not_alone = list.iter().position(|o| {
+        o.get("sql").is_some() && o.pointer("/sql/onComplete") != Some(&Value::Bool(true))
+    });
+    if let Some(i) = not_alone.filter(|_| list.len() > 1) {
         return Err(cx.err(
-            "operations",
-            "a `sql` operation must be alone in its migration unless it has `onComplete: true` (pgroll's rule)",
+            &format!("operations[{i}].sql"),
+            "must be alone in its migration unless it has `onComplete: true` (pgroll's rule): move it to a file of its own",
         ));
     }
     if cx.items.is_empty() {
@@ -83,8 +85,7 @@ pub fn import(path: &str, text: &str) -> Result<Migration, ImportError> {
     })
 }
 
-fn parse(path: &str, text: &str) -> Result<Value, ImportError> {
-    let json = path.ends_with(".json") || text.trim_start().starts_with('{');
+fn parse(path: &str, text: &str, json: bool) -> Result<Value, ImportError> {
     if json {
         serde_json::from_str(text).map_err(|e| ImportError {
             at: format!("{path}:{}:{}", e.line(), e.column()),

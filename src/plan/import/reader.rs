@@ -11,44 +11,33 @@ use crate::plan::Phase;
 pub(super) struct Cx {
     pub(super) path: String,
     pub(super) text: String,
+    /// The text is JSON (else YAML).
+    pub(super) json: bool,
     pub(super) items: Vec<Item>,
-    pub(super) cursor: usize,
+    /// The line of the operation being read.
     pub(super) line: usize,
 }
 
 impl Cx {
+    /// An error at the field `field` (a path such as `operations[0].add_column.column`), placed
+    /// at `file:line:col` of the field, or of its nearest enclosing field when it is absent.
     pub(super) fn err(&self, field: &str, message: impl Into<String>) -> ImportError {
         let field = field.trim_start_matches('.');
+        let (line, col) = self.place(field).unwrap_or((1, 1));
+        let message = message.into();
         ImportError {
-            at: if field.is_empty() {
-                self.path.clone()
+            at: format!("{}:{line}:{col}", self.path),
+            message: if field.is_empty() {
+                message
             } else {
-                format!("{}: {field}", self.path)
+                format!("{field}: {message}")
             },
-            message: message.into(),
         }
     }
 
-    /// The line of the next `key:` (or `"key"`) from the previous operation's line on.
-    pub(super) fn line_of(&mut self, key: &str) -> usize {
-        let needles = [format!("{key}:"), format!("\"{key}\"")];
-        let found = self
-            .text
-            .lines()
-            .enumerate()
-            .skip(self.cursor)
-            .find(|(_, l)| {
-                let l = l.trim_start().trim_start_matches(['-', '{', ' ']);
-                needles.iter().any(|n| l.starts_with(n.as_str()))
-            })
-            .map(|(n, _)| n);
-        match found {
-            Some(n) => {
-                self.cursor = n + 1;
-                n + 1
-            }
-            None => self.cursor.max(1),
-        }
+    /// 1-based line and column of `field` in the text.
+    pub(super) fn place(&self, field: &str) -> Option<(usize, usize)> {
+        super::locate::locate(&self.text, self.json, field)
     }
 
     pub(super) fn push(&mut self, at: &str, op: OperationSpec, note: Option<String>) {

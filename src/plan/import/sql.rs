@@ -132,7 +132,7 @@ impl Cx<'_> {
 }
 
 /// A name as written in SQL, as operations take it: quotes removed, unquoted parts lower-cased.
-fn name(text: &str) -> String {
+pub(super) fn name(text: &str) -> String {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -161,12 +161,12 @@ fn name(text: &str) -> String {
     parts.join(".")
 }
 
-fn text_of(n: &impl AstNode) -> String {
+pub(super) fn text_of(n: &impl AstNode) -> String {
     n.syntax().text().to_string().trim().to_string()
 }
 
 /// Column names of the first (or `nth`) column list under `node`.
-fn columns(node: &SyntaxNode, nth: usize) -> Vec<String> {
+pub(super) fn columns(node: &SyntaxNode, nth: usize) -> Vec<String> {
     node.descendants()
         .filter(|n| {
             matches!(
@@ -218,12 +218,25 @@ fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), Unmappable> {
                 .table_name()
                 .map(|n| name(&text_of(&n)))
                 .ok_or(Unmappable::Incomplete("CREATE TABLE names no table"))?;
-            let t = Table::parse(&t);
-            let sql = cx.source.clone();
-            cx.push(
-                raw(sql, Some(format!("DROP TABLE IF EXISTS {}", t.sql())), Phase::Expand),
-                Some("a new table: created in expand (no reader waits on it), dropped by the rollback"),
-            );
+            match super::sql_table::create_table(&c, &t) {
+                Ok(op) => cx.push(
+                    op,
+                    Some("a new table: created in expand (no reader waits on it), dropped by the rollback"),
+                ),
+                Err(unmapped) => {
+                    let t = Table::parse(&t);
+                    let sql = cx.source.clone();
+                    cx.out.items.push(Item {
+                        op: raw(sql, Some(format!("DROP TABLE IF EXISTS {}", t.sql())), Phase::Expand),
+                        at: cx.at.clone(),
+                        source: cx.source.clone(),
+                        risk: Some(format!(
+                            "CREATE TABLE kept as SQL: Cutover's create_table does not express {unmapped}; created in expand, dropped by the rollback"
+                        )),
+                        note: None,
+                    });
+                }
+            }
         }
         S::DropTable(d) => {
             for r in d.table_name_refs() {
@@ -237,6 +250,13 @@ fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), Unmappable> {
                     Some("dropped at contract; the old version keeps it until then"),
                 );
             }
+        }
+        S::Insert(_) | S::Update(_) | S::Delete(_) if bookkeeping(&stmt) => {
+            let sql = cx.source.clone();
+            cx.push(
+                raw(sql, None, Phase::Contract),
+                Some("the ORM's record of applied migrations: written at contract, once the change is complete and can no longer be rolled back"),
+            );
         }
         S::Insert(_) | S::Update(_) | S::Delete(_) | S::Merge(_) | S::Truncate(_) => {
             let sql = cx.source.clone();
@@ -255,6 +275,39 @@ fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), Unmappable> {
         }
     }
     Ok(())
+}
+
+/// The tables where ORMs record applied migrations (Rails, Alembic, Django, Flyway, Prisma,
+/// Knex, Sequelize, TypeORM).
+const BOOKKEEPING: [&str; 8] = [
+    "schema_migrations",
+    "alembic_version",
+    "django_migrations",
+    "flyway_schema_history",
+    "_prisma_migrations",
+    "knex_migrations",
+    "SequelizeMeta",
+    "migrations",
+];
+
+/// Whether an `INSERT`, `UPDATE` or `DELETE` writes to an ORM's migration history.
+fn bookkeeping(stmt: &ast::Stmt) -> bool {
+    let target = match stmt {
+        ast::Stmt::Insert(i) => i.relation_name_ref().map(|r| text_of(&r)),
+        ast::Stmt::Update(u) => u.relation_name().map(|r| text_of(&r)),
+        ast::Stmt::Delete(d) => d.relation_name().map(|r| text_of(&r)),
+        _ => None,
+    };
+    target.is_some_and(|t| {
+        let t = t.trim();
+        let t = t
+            .strip_prefix("ONLY ")
+            .or_else(|| t.strip_prefix("only "))
+            .unwrap_or(t);
+        let n = name(t);
+        let bare = n.rsplit('.').next().unwrap_or(&n);
+        BOOKKEEPING.contains(&bare)
+    })
 }
 
 fn create_index(cx: &mut Cx, c: ast::CreateIndex) -> Result<(), Unmappable> {
@@ -502,7 +555,7 @@ fn add_column(cx: &mut Cx, table: &str, add: &ast::AddColumn) -> Result<bool, Un
 }
 
 /// `Some(on_delete)` when a foreign key has no options but `ON DELETE`; `None` otherwise.
-fn on_delete_only(
+pub(super) fn on_delete_only(
     actions: impl Iterator<Item = ast::ReferentialAction>,
     match_type: Option<ast::MatchType>,
     options: usize,

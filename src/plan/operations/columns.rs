@@ -267,8 +267,57 @@ fn duplicate(
     }
     x.part(i, Phase::Contract, Stage::Schema, contract, String::new());
     x.hidden.push(format!("{}.{col}", t.plain()));
+    if op.nullable.is_none() {
+        keep_not_null(x, i, t, col, &dup, finale);
+    }
     constraints(x, i, op, t, &dup, &renames);
     comment(x, i, op, t, &dup);
+}
+
+/// The duplicate of a `NOT NULL` column becomes `NOT NULL` too, as `ALTER COLUMN … TYPE`
+/// would leave it: whether `col` is `NOT NULL` is read from the catalog when dual_write runs,
+/// and only then is the check added (`NOT VALID`), validated and made `SET NOT NULL` at contract.
+fn keep_not_null(x: &mut Expansion, i: usize, t: &Table, col: &str, dup: &str, finale: &str) {
+    let name = limit(format!("{}_{dup}_not_null", t.name));
+    let lit = |s: &str| s.replace('\'', "''");
+    let (table, n) = (lit(&t.sql()), ident(&name));
+    let exists = format!(
+        "EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '{table}'::regclass AND conname = '{}')",
+        lit(&name)
+    );
+    x.part(
+        i,
+        Phase::DualWrite,
+        Stage::Constraint,
+        format!(
+            "DO $cutover$ BEGIN IF (SELECT attnotnull FROM pg_attribute WHERE attrelid = '{table}'::regclass AND attname = '{}' AND NOT attisdropped) THEN ALTER TABLE {} ADD CONSTRAINT {n} CHECK ({} IS NOT NULL) NOT VALID; END IF; END $cutover$;",
+            lit(col),
+            t.sql(),
+            ident(dup)
+        ),
+        format!("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {n};", t.sql()),
+    );
+    x.part(
+        i,
+        Phase::ReadSwitch,
+        Stage::Constraint,
+        format!(
+            "DO $cutover$ BEGIN IF {exists} THEN ALTER TABLE {} VALIDATE CONSTRAINT {n}; END IF; END $cutover$;",
+            t.sql()
+        ),
+        String::new(),
+    );
+    x.part(
+        i,
+        Phase::Contract,
+        Stage::Constraint,
+        format!(
+            "DO $cutover$ BEGIN IF {exists} THEN ALTER TABLE {0} ALTER COLUMN {1} SET NOT NULL; ALTER TABLE {0} DROP CONSTRAINT {n}; END IF; END $cutover$;",
+            t.sql(),
+            ident(finale)
+        ),
+        String::new(),
+    );
 }
 
 /// `ADD COLUMN new` with the type of `col`, read from the catalog when the phase runs.
