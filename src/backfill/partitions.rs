@@ -273,7 +273,12 @@ pub(super) async fn leaf_gone(
         );
         return Ok(true);
     }
-    Ok(false)
+    // Closed already (between two chunks, by a claim): gone all the same.
+    let gone: bool = c
+        .query_one("SELECT to_regclass($1) IS NULL AS gone", &[&leaf])
+        .await?
+        .try_get("gone")?;
+    Ok(gone)
 }
 
 /// Where the pending rows of a partitioned table are, for the final step's messages:

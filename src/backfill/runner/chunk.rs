@@ -88,11 +88,14 @@ impl ChunkJob<'_> {
             client.query_opt(bound_sql.as_str(), &[]),
             client.query_one("SELECT pg_current_wal_insert_lsn()::text AS lsn", &[]),
         );
+        // Errors in the order the statements were sent: after the first failure the server
+        // answers every later statement of the transaction with 25P02, which would hide it.
         began?;
-        let wal_start: String = wal_start?.try_get("lsn")?;
         let Some(fence) = fence? else {
             return Ok(None);
         };
+        let bound = bound?;
+        let wal_start: String = wal_start?.try_get("lsn")?;
         if fence.checkpoint.as_ref() != lo {
             tracing::warn!(
                 range = range.range_id,
@@ -100,7 +103,7 @@ impl ChunkJob<'_> {
             );
             return Ok(None);
         }
-        let bound = bound?.and_then(|r| keys::key_from_row(&r));
+        let bound = bound.and_then(|r| keys::key_from_row(&r));
         let (upper, scanned, range_done) = match bound {
             Some(k) => {
                 let last = Some(&k) == hi;
