@@ -6,7 +6,7 @@
 //! twice, on its own identical copies, in the order U B B U); (b) the p50/p99 chunk time vs the
 //! 300 ms target; (c) for three workloads ([`super::workloads`]) at a fixed rate, the
 //! application's p95 and p99 latency during a default-throttled backfill of the table it writes
-//! vs without it (before and after, the load running throughout), the backfill's time under load
+//! vs before it (and after it, the load running throughout), the backfill's time under load
 //! vs unthrottled, the WAL it wrote per row and the time each signal held it.
 
 use std::process::{ExitCode, Stdio};
@@ -358,11 +358,11 @@ fn print_c(measured: &[Measured], unthrottled: f64, guard_signal: &str) {
     );
     println!(
         "    {:<58} {:>15} {:>15} {:>7} {:>15} {:>15} {:>7}",
-        "workload", "p95 without", "p95 during", "ratio", "p99 without", "p99 during", "ratio"
+        "workload", "p95 before", "p95 during", "ratio", "p99 before", "p99 during", "ratio"
     );
     for m in measured {
-        let (b95, d95) = (percentile(&m.without, 0.95), percentile(&m.during, 0.95));
-        let (b99, d99) = (percentile(&m.without, 0.99), percentile(&m.during, 0.99));
+        let (b95, d95) = (percentile(&m.before, 0.95), percentile(&m.during, 0.95));
+        let (b99, d99) = (percentile(&m.before, 0.99), percentile(&m.during, 0.99));
         let (r95, r99) = (d95 / b95.max(1e-9), d99 / b99.max(1e-9));
         println!(
             "    {:<58} {:>12.2} ms {:>12.2} ms {:>6.2}× {:>12.2} ms {:>12.2} ms {:>6.2}×   p95 ≤ 1.25×: {}, p99 ≤ 1.50×: {}",
@@ -388,7 +388,7 @@ fn print_c(measured: &[Measured], unthrottled: f64, guard_signal: &str) {
                 .join(", ")
         };
         println!(
-            "    {}: backfill {} in {:.1} s under load{}, {} keys; {} / {} transactions without / during; WAL {} per row, at most {} per chunk; held by signal: {held}; throttled/yielded {:.1} s; wrong rows {}",
+            "    {}: backfill {} in {:.1} s under load{}, {} keys; {} / {} transactions before / during; WAL {} per row, at most {} per chunk; held by signal: {held}; throttled/yielded {:.1} s; after it: p95 {:.2}× p99 {:.2}× before; wrong rows {}, unset {}",
             m.workload.name,
             if m.finished { "finished" } else { "DID NOT FINISH" },
             m.took.as_secs_f64(),
@@ -401,12 +401,15 @@ fn print_c(measured: &[Measured], unthrottled: f64, guard_signal: &str) {
                 String::new()
             },
             m.keys,
-            m.without.len(),
+            m.before.len(),
             m.during.len(),
             m.wal_per_row.map_or("–".to_string(), |b| format!("{b:.0} B")),
             m.max_chunk_wal.map_or("–".to_string(), |b| format!("{:.2} MiB", b as f64 / 1_048_576.0)),
             m.throttled,
-            m.wrong
+            percentile(&m.after, 0.95) / percentile(&m.before, 0.95).max(1e-9),
+            percentile(&m.after, 0.99) / percentile(&m.before, 0.99).max(1e-9),
+            m.wrong,
+            m.unset
         );
     }
 }

@@ -1,5 +1,5 @@
 //! Part (c) of `cutover bench backfill`: the application's p95 and p99 latency during a
-//! default-throttled backfill vs without it, for three pgbench workloads on the same table —
+//! default-throttled backfill vs before it, for three pgbench workloads on the same table —
 //! pgbench's default TPC-B-like script, its simple-update script (`-N`), and a skewed mix
 //! (zipfian-hot accounts, two reads and a short range read per write). Each workload runs at a
 //! fixed rate from [`BEFORE`] before its backfill until [`AFTER`] after it, in one pgbench
@@ -24,6 +24,8 @@ pub const RATE: u32 = 200;
 pub const CLIENTS: u32 = 4;
 /// Load before each backfill.
 const BEFORE: Duration = Duration::from_secs(12);
+/// Quiet time after the checkpoint that precedes each workload.
+const SETTLE: Duration = Duration::from_secs(3);
 /// Load after each backfill.
 const AFTER: Duration = Duration::from_secs(10);
 /// A backfill under load still running after this is stopped (and reported unfinished).
@@ -95,8 +97,10 @@ pub fn skewed_script(rows: u64) -> String {
 pub struct Measured {
     /// The workload.
     pub workload: Workload,
-    /// Latencies (ms) without the backfill (before and after).
-    pub without: Vec<f64>,
+    /// Latencies (ms) before the backfill (the reference of the targets).
+    pub before: Vec<f64>,
+    /// Latencies (ms) after it (the checkpoint writing its pages back falls here).
+    pub after: Vec<f64>,
     /// Latencies (ms) during it.
     pub during: Vec<f64>,
     /// How long the backfill took under load.
@@ -113,8 +117,10 @@ pub struct Measured {
     pub held: Vec<(String, f64)>,
     /// Time throttled or yielded in total (s), as the state row counts it.
     pub throttled: f64,
-    /// Rows of the column not equal to abalance × 100 afterwards.
+    /// Rows of the column set to something else than abalance × 100 afterwards.
     pub wrong: i64,
+    /// Rows of the column not set afterwards (a backfill that did not finish).
+    pub unset: i64,
     /// The run second by second, from the load's start to its end ([`super::timeline`]).
     pub timeline: Vec<String>,
 }
@@ -134,9 +140,13 @@ pub async fn measure(
     w: Workload,
     plan: Plan,
 ) -> anyhow::Result<Measured> {
+    // Each workload starts from a clean slate: the previous backfill's dead rows vacuumed and
+    // its dirty pages written by a checkpoint, so that "before" is not its aftermath.
     client
         .batch_execute("VACUUM ANALYZE pgbench_accounts")
         .await?;
+    client.batch_execute("CHECKPOINT").await?;
+    tokio::time::sleep(SETTLE).await;
     let prefix = logs.join(w.name);
     let mut load = spawn_load(pgbench, cfg, logs, &prefix, w, Duration::from_secs(900))?;
     let t0 = epoch_now();
@@ -170,8 +180,8 @@ pub async fn measure(
             .map(|(_, ms)| *ms)
             .collect()
     };
-    let mut without = pick(t0 + 2.0, from);
-    without.extend(pick(to + 2.0, t3));
+    let before = pick(t0 + 2.0, from);
+    let after = pick(to + 2.0, t3);
     let during = pick(from, to);
     let progress = backfill::progress(client, &plan).await?;
     let (wal, wal_rows, max_wal) =
@@ -187,19 +197,20 @@ pub async fn measure(
         .map(|r| (r.get::<_, String>("signal"), r.get::<_, f64>("s")))
         .collect();
     let col = column(&w);
-    let wrong: i64 = client
+    let row = client
         .query_one(
             &format!(
-                "SELECT count(*) AS wrong FROM pgbench_accounts \
-                 WHERE {col} IS DISTINCT FROM abalance::bigint * 100"
+                "SELECT count(*) FILTER (WHERE {col} <> abalance::bigint * 100) AS wrong, \
+                 count(*) FILTER (WHERE {col} IS NULL) AS unset FROM pgbench_accounts"
             ),
             &[],
         )
-        .await?
-        .try_get("wrong")?;
+        .await?;
+    let (wrong, unset): (i64, i64) = (row.try_get("wrong")?, row.try_get("unset")?);
     Ok(Measured {
         workload: w,
-        without,
+        before,
+        after,
         during,
         took,
         finished,
@@ -209,6 +220,7 @@ pub async fn measure(
         held,
         throttled: progress.throttled_seconds,
         wrong,
+        unset,
         timeline: super::timeline::lines(client, plan.id(), &all, t0, t3).await?,
     })
 }
