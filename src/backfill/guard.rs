@@ -26,8 +26,8 @@
 //! Control law (a duty cycle): after each chunk a worker pauses `pause × chunk time` and aims
 //! its chunks at `target / (1 + pause)` (shorter lock holds). Each tick with the latency over
 //! budget raises `pause` (×1.25 to ×1.75, by how far over; at least 0.25); each tick
-//! comfortably under (below half the allowed rise) lowers it by 5 %, each other tick within the
-//! budget by 2 %, to 0 below 0.05.
+//! comfortably under (below half the allowed rise) lowers it by 15 %, each other tick within the
+//! budget by 5 %, to 0 below 0.05.
 //! `pause` is at most [`MAX_PAUSE`] (the backfill then runs about 5 % of the time).
 
 use std::collections::{HashSet, VecDeque};
@@ -41,16 +41,8 @@ use crate::db::describe_error;
 /// Largest pause factor: chunks then run 1/(1+20) ≈ 5 % of the time.
 pub const MAX_PAUSE: f64 = 20.0;
 /// The pause factor a backfill starts with when the application is there (a slow start: chunks
-/// run a third of the time, and speed up reading by reading while the latency stays within
-/// budget).
-pub const START_PAUSE: f64 = 2.0;
-/// Factor of the pause per reading comfortably within budget (below half the allowed rise):
-/// about 0.8 a second at four readings a second, so that a burst of full-speed chunks does not
-/// follow a few quiet readings (measured: on pgbench's TPC-B script the application's p95
-/// tripled in the seconds the pause had fallen below 1).
-const EASE_COMFORTABLE: f64 = 0.95;
-/// Factor of the pause per reading within budget but near it.
-const EASE_NEAR: f64 = 0.98;
+/// run half the time, and speed up reading by reading while the latency stays within budget).
+pub const START_PAUSE: f64 = 1.0;
 /// Window of the `pg_stat_statements` mean.
 const STATEMENTS_WINDOW: Duration = Duration::from_secs(1);
 /// Window of the activity sampling.
@@ -115,9 +107,9 @@ pub fn next_pause(pause: f64, ratio: f64, limit: f64) -> f64 {
         // Within the budget the backfill speeds up again: quickly when comfortably under, slowly
         // near the limit (so a baseline taken at a fast moment cannot hold it back for ever).
         let p = if ratio < 1.0 + (limit - 1.0) / 2.0 {
-            pause * EASE_COMFORTABLE
+            pause * 0.85
         } else {
-            pause * EASE_NEAR
+            pause * 0.95
         };
         if p < 0.05 {
             0.0

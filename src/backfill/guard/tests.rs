@@ -15,7 +15,7 @@ fn the_pause_rises_over_budget_and_falls_back_to_zero_under_it() {
         "near the limit: ease off slowly"
     );
     let mut p = 10.0;
-    for _ in 0..200 {
+    for _ in 0..100 {
         p = next_pause(p, 1.0, 1.25);
     }
     assert_eq!(p, 0.0);
@@ -67,7 +67,7 @@ fn yields_when_the_app_slows_and_clears_when_it_recovers() {
         }
         other => panic!("must yield: {other:?}"),
     }
-    for _ in 0..200 {
+    for _ in 0..60 {
         fed(&mut g, t0, 0.25, 400.0, 0.5);
         let at = g.cumulative.back().unwrap().0;
         g.advise(at, Duration::ZERO);
@@ -267,7 +267,7 @@ fn a_lock_wait_burst_yields_naming_it() {
     }
     // The burst is over: after the window, the pause eases off.
     let mut last = g.pause();
-    for i in 14..=40 {
+    for i in 14..=20 {
         reading(&mut g, ms(t, i), 1.0, (0.0, 0.0), 0.0);
         assert!(g.pause() <= last);
         last = g.pause();
