@@ -14,7 +14,7 @@ pub(super) use crate::control::backfill::key::Key;
 
 /// Leads every statement the backfill sends against the table, so the latency guard can tell
 /// them from the application's in `pg_stat_statements`.
-pub(super) const TAG: &str = "/* cutover */ ";
+pub(super) const TAG: &str = crate::sql::OWN_TAG;
 
 /// The key columns of the backfilled table and the SQL built from them.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 use tokio_postgres::Client;
 
-use super::workloads::percentile;
+use crate::backfill::tail::quantile;
 
 /// Width of one line's bucket (s).
 const BUCKET: f64 = 2.0;
@@ -83,7 +83,7 @@ pub async fn lines(
             "      {:>5.0} {:>5} {:>8.2} {:>5.0}% {:>7} {:>6} {:>6}  {}",
             t - from,
             lat.len(),
-            percentile(&lat, 0.95),
+            quantile(lat.iter().copied(), 0.95).unwrap_or(0.0),
             100.0 * busy / BUCKET,
             rows,
             ratio,

@@ -60,16 +60,7 @@ impl From<tokio_postgres::Error> for CdcError {
 
 /// The slot's (and the publication's) name for a plan.
 pub fn slot_name(plan_id: &str) -> String {
-    let clean: String = plan_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let clean = crate::plan::identifier_tag(plan_id);
     let mut name = format!("cutover_cdc_{clean}");
     name.truncate(63);
     name

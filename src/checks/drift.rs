@@ -72,6 +72,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
         default_value.as_deref(),
         limits.numeric,
     );
+    let sql = format!("{}{sql}", crate::sql::OWN_TAG);
     let rows = ctx.ro.query(&sql, &[]).await?;
     if rows.is_empty() {
         return Ok(Verdict {

@@ -195,7 +195,8 @@ async fn count_range(
     range: &Range,
 ) -> Result<i64, CheckError> {
     let sql = format!(
-        "SELECT count(*)::int8 AS n FROM {table} WHERE {}",
+        "{}SELECT count(*)::int8 AS n FROM {table} WHERE {}",
+        crate::sql::OWN_TAG,
         range.predicate(key)
     );
     Ok(ctx.ro.query_one(&sql, &[]).await?.get("n"))

@@ -140,7 +140,8 @@ async fn sample(
         let mut pct = (4.0 * n as f64 / estimate * 100.0).clamp(0.0001, 100.0);
         for _ in 0..3 {
             let sql = format!(
-                "SELECT {select} FROM {} TABLESAMPLE SYSTEM ({pct}) REPEATABLE ({seed}) {order} LIMIT {n}",
+                "{}SELECT {select} FROM {} TABLESAMPLE SYSTEM ({pct}) REPEATABLE ({seed}) {order} LIMIT {n}",
+                crate::sql::OWN_TAG,
                 src.rel,
                 seed = seed as f64
             );
@@ -154,7 +155,11 @@ async fn sample(
             pct = (pct * 4.0).min(100.0);
         }
     }
-    let sql = format!("SELECT {select} FROM {} {order} LIMIT {n}", src.rel);
+    let sql = format!(
+        "{}SELECT {select} FROM {} {order} LIMIT {n}",
+        crate::sql::OWN_TAG,
+        src.rel
+    );
     let rows = ctx
         .ro
         .run(async { ctx.client.query(&sql, &[]).await.map_err(|e| src.error(e)) })

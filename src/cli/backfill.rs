@@ -371,7 +371,7 @@ fn print_status(p: &backfill::Progress) {
         p.live_workers
     );
     println!(
-        "  throttled:  {}   sweeps: {}   checkpoint age: {}",
+        "  held or paced: {}   sweeps: {}   checkpoint age: {}",
         fmt_secs(p.throttled_seconds),
         p.sweep_passes,
         p.checkpoint_age_seconds.map_or("-".to_string(), fmt_secs)

@@ -1,7 +1,6 @@
 //! The cluster's replication slots as the rules and the throttle see them: retained WAL, a
 //! logical consumer's lag, `wal_status` and `safe_wal_size`, with `max_slot_wal_keep_size`. One
-//! SQL fragment reads them, for [`read`] and inside the one statement of
-//! [`Facts`](super::facts::Facts).
+//! SQL fragment reads them, for [`read`] and inside the one statement that loads the facts.
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;

@@ -39,7 +39,7 @@ pub use checks::{CheckKind, CheckSpec};
 pub use copy::BackfillMode;
 pub use diagnostic::{Diagnostic, PlanError};
 pub use duration::Duration;
-pub use names::{Environment, PlanId, Role, Tier};
+pub use names::{identifier_tag, Environment, PlanId, Role, Tier};
 pub use notify::{Event, NotifySpec};
 pub use probes::{
     CompatQuery, CompatibilitySpec, ErrorBudgetSpec, HiddenReadersSpec, LintAck, LintSpec,

@@ -6,6 +6,20 @@ use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
 
+/// `s` lowercased with every character but an ASCII letter or digit made `_`: safe inside an
+/// SQL identifier (a slot's or a schema's name made from a plan id).
+pub fn identifier_tag(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// A plan's stable identifier (one row in `cutover.migrations`): 1-63 letters, digits, `-`, `_`
 /// once the plan validated.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -9,6 +9,10 @@
 //! hold one expression, one relation or one query are checked to be exactly that, so nothing can
 //! be appended to the SQL Cutover builds around them.
 
+/// The comment that starts the statements Cutover generates for itself (backfill chunks, checks),
+/// kept by `pg_stat_statements`: the latency guard and the error budget leave them out.
+pub const OWN_TAG: &str = "/* cutover */ ";
+
 mod fields;
 mod forbidden;
 mod parse;

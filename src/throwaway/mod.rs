@@ -273,15 +273,7 @@ impl ThrowawayCluster {
     /// and starts it again on the same port and data, then waits until it accepts
     /// connections. Every open session is cut.
     pub async fn restart(&mut self, mode: Shutdown) -> Result<(), ThrowawayError> {
-        let mut cmd = self.command("pg_ctl");
-        cmd.arg("stop").arg("-D").arg(&self.data_dir).args([
-            "-m",
-            mode.as_str(),
-            "-w",
-            "-t",
-            "30",
-            "-s",
-        ]);
+        let cmd = self.stop_command(mode);
         let out = run(cmd, "running pg_ctl stop").await?;
         if !out.status.success() {
             return Err(ThrowawayError::Stop {
@@ -341,15 +333,7 @@ impl ThrowawayCluster {
         if !self.data_dir.join("postmaster.pid").exists() {
             return Ok(()); // not running (or never started)
         }
-        let mut cmd = self.command("pg_ctl");
-        cmd.arg("stop").arg("-D").arg(&self.data_dir).args([
-            "-m",
-            mode.as_str(),
-            "-w",
-            "-t",
-            "30",
-            "-s",
-        ]);
+        let mut cmd = self.stop_command(mode);
         let out = cmd
             .output()
             .map_err(|e| ThrowawayError::io("running pg_ctl stop", e))?;
@@ -361,6 +345,20 @@ impl ThrowawayCluster {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
             })
         }
+    }
+
+    /// `pg_ctl stop` in `mode`, waiting up to 30 s.
+    fn stop_command(&self, mode: Shutdown) -> Command {
+        let mut cmd = self.command("pg_ctl");
+        cmd.arg("stop").arg("-D").arg(&self.data_dir).args([
+            "-m",
+            mode.as_str(),
+            "-w",
+            "-t",
+            "30",
+            "-s",
+        ]);
+        cmd
     }
 
     /// A command for one of the server binaries, as the right user, with

@@ -11,6 +11,7 @@ pub mod pgroll;
 mod pgroll_table;
 mod reader;
 pub mod sql;
+mod sql_syntax;
 mod sql_table;
 
 use super::operations::OperationSpec;

@@ -3,7 +3,7 @@
 
 use squawk_syntax::ast::{self, AstNode};
 
-use super::sql::{columns, name, on_delete_only, text_of};
+use super::sql_syntax::{columns, name, on_delete_only, text_of};
 use crate::plan::operations::idents::limit;
 use crate::plan::operations::{ColumnDef, ColumnItem, OperationSpec, References};
 

@@ -63,16 +63,7 @@ impl Shapes {
 
     /// The views and schemas, in dual_write and contract.
     pub(crate) fn generate(self, x: &mut Expansion, id: &str) {
-        let tag: String = id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let tag = crate::plan::identifier_tag(id);
         for (t, shape) in self.0 {
             let mut apply = Vec::new();
             let mut drop = Vec::new();
