@@ -62,6 +62,22 @@ async fn register(client: &Client) {
     crate::common::seed_backfill_applied(client, PLAN_ID).await;
 }
 
+/// The schema on `cluster`, the control schema bootstrapped and the plan registered with its
+/// backfill applied: the cluster's URL, its config and a control connection.
+async fn seeded(cluster: &ThrowawayCluster) -> (String, DbConfig, Client) {
+    let url = cluster.url();
+    connect(&url).await.batch_execute(SCHEMA).await.unwrap();
+    let cfg = DbConfig::from_url(&url).unwrap();
+    let mut control = cutover::db::connect(&cfg, &cutover::db::SessionSettings::new("t"))
+        .await
+        .unwrap();
+    cutover::control::schema::bootstrap(&mut control)
+        .await
+        .unwrap();
+    register(&control).await;
+    (url, cfg, control)
+}
+
 fn spawn_applier(url: &str, plan: &std::path::Path) -> Child {
     Command::new(cutover_bin())
         .args(["cdc", "run"])
@@ -98,17 +114,8 @@ async fn copy_and_stream_converge_under_writes_and_an_applier_killed_mid_stream(
     })
     .await
     .unwrap();
-    let url = cluster.url();
+    let (url, cfg, control) = seeded(&cluster).await;
     let client = connect(&url).await;
-    client.batch_execute(SCHEMA).await.unwrap();
-    let cfg = DbConfig::from_url(&url).unwrap();
-    let mut control = cutover::db::connect(&cfg, &cutover::db::SessionSettings::new("t"))
-        .await
-        .unwrap();
-    cutover::control::schema::bootstrap(&mut control)
-        .await
-        .unwrap();
-    register(&control).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plan.toml");
     std::fs::write(&path, plan_toml()).unwrap();
@@ -388,16 +395,7 @@ async fn the_applier_recovers_by_itself_from_a_server_crash_mid_stream() {
     })
     .await
     .unwrap();
-    let url = cluster.url();
-    connect(&url).await.batch_execute(SCHEMA).await.unwrap();
-    let cfg = DbConfig::from_url(&url).unwrap();
-    let mut control = cutover::db::connect(&cfg, &cutover::db::SessionSettings::new("t"))
-        .await
-        .unwrap();
-    cutover::control::schema::bootstrap(&mut control)
-        .await
-        .unwrap();
-    register(&control).await;
+    let (url, cfg, control) = seeded(&cluster).await;
     let plan = Plan::parse("plan.toml", &plan_toml()).unwrap();
 
     let (_stop_copy, rx) = watch::channel(false);
