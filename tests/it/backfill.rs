@@ -44,6 +44,37 @@ fn plan(backfill_extra: &str, throttle: &str) -> Plan {
     Plan::parse("bf-test.toml", &plan_toml(backfill_extra, throttle)).unwrap()
 }
 
+/// A plan written to a file, for running the real binary on it against a test database.
+struct PlanFile {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    url: String,
+}
+
+impl PlanFile {
+    fn new(db: &TestDb, toml: &str) -> PlanFile {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.toml");
+        std::fs::write(&path, toml).unwrap();
+        PlanFile {
+            _dir: dir,
+            path,
+            url: db.url.clone(),
+        }
+    }
+
+    /// `cutover ARGS PLAN`'s standard output.
+    fn stdout(&self, args: &[&str]) -> String {
+        let out = Command::new(cutover_bin())
+            .args(args)
+            .arg(&self.path)
+            .env("DATABASE_URL", &self.url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
 /// Creates `items` with `rows` old-shape rows, the control schema, and the engine's record
 /// that the backfill phase is applied.
 async fn setup(db: &TestDb, rows: i64) -> Client {
@@ -644,18 +675,8 @@ async fn backfill_status_and_the_tui_show_one_percent() {
     let (_stop, handle) = spawn_run(&db, &plan, RunOptions::default());
     let outcome = tokio::time::timeout(Duration::from_secs(30), handle).await;
     assert!(matches!(outcome, Ok(Ok(Err(_)))), "the transform must fail");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.toml");
-    std::fs::write(&path, &toml).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(cutover_bin())
-            .args(args)
-            .arg(&path)
-            .env("DATABASE_URL", &db.url)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let plan_file = PlanFile::new(&db, &toml);
+    let run = |args: &[&str]| plan_file.stdout(args);
     let json: serde_json::Value =
         serde_json::from_str(&run(&["backfill", "status", "--json"])).unwrap();
     let cli = json["percent"].as_f64().unwrap();
@@ -709,18 +730,8 @@ async fn a_paced_backfill_reads_as_pacing_everywhere() {
         .unwrap();
     let toml = plan_toml("", "");
     let plan = Plan::parse("t.toml", &toml).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.toml");
-    std::fs::write(&path, &toml).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(cutover_bin())
-            .args(args)
-            .arg(&path)
-            .env("DATABASE_URL", &db.url)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let plan_file = PlanFile::new(&db, &toml);
+    let run = |args: &[&str]| plan_file.stdout(args);
     let wording = "pacing: easing off — app 0.79× baseline, budget 1.25×, pause 0.3× per chunk";
     let text = run(&["backfill", "status"]);
     assert!(text.starts_with("backfill bf-test: pacing\n"), "{text}");
