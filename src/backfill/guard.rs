@@ -16,9 +16,13 @@
 //! Each signal is compared with its own baseline; the worst ratio counts (and is named).
 //!
 //! Baseline: measured before the first chunk, and again whenever no chunk has run for a whole
-//! window (paused, or a forced quiet window when the guard has yielded at its maximum for a
-//! while, so a baseline taken at a busy moment cannot hold the backfill back for ever) — never
-//! while another throttle signal holds the backfill back ([`Guard::observe`]).
+//! window — never while another throttle signal holds the backfill back ([`Guard::observe`]).
+//! Each signal's baseline is the lowest of its quiet windows over the last
+//! [`BASELINE_HORIZON`]: the server's write-back of the backfill's dirty pages goes on for
+//! seconds after the chunks stop, and a window measured inside such a stall must not raise the
+//! baseline and blind the guard. A forced quiet window, when the guard has yielded at its
+//! maximum for a while, starts the history afresh (so a baseline taken at a fast moment cannot
+//! hold the backfill back for ever).
 //!
 //! Slow start: when the application is there, the backfill starts at pause [`START_PAUSE`]
 //! and eases off reading by reading.
@@ -35,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use super::tail::{GuardError, Tail, TailSignal};
+use super::tail::{GuardError, Tail, TailSignal, BASELINE_HORIZON};
 use crate::db::describe_error;
 
 /// Largest pause factor: chunks then run 1/(1+20) ≈ 5 % of the time.
@@ -155,8 +159,9 @@ pub struct Guard {
     cumulative: VecDeque<(Instant, f64, f64)>,
     /// Activity samples (time, summed age ms, backends).
     samples: VecDeque<(Instant, f64, f64)>,
-    /// The baseline of each source measured so far.
-    baselines: Vec<Reading>,
+    /// The quiet windows' readings within [`BASELINE_HORIZON`] (each source's lowest is its
+    /// baseline).
+    baselines: VecDeque<(Instant, Reading)>,
     /// True once the first baseline window is over (with or without a baseline).
     started_chunks: bool,
     pause: f64,
@@ -199,7 +204,7 @@ impl Guard {
             ids_at: None,
             cumulative: VecDeque::new(),
             samples: VecDeque::new(),
-            baselines: Vec::new(),
+            baselines: VecDeque::new(),
             started_chunks: false,
             pause: 0.0,
             at_max_since: None,
@@ -259,11 +264,17 @@ impl Guard {
 
     /// The baseline, once measured (`pg_stat_statements`' when there is one).
     pub fn baseline(&self) -> Option<Reading> {
+        self.base_of(Source::Statements)
+            .or_else(|| self.base_of(Source::Activity))
+    }
+
+    /// The baseline of `source`: its lowest quiet reading within the horizon.
+    fn base_of(&self, source: Source) -> Option<Reading> {
         self.baselines
             .iter()
-            .find(|b| b.source == Source::Statements)
-            .or(self.baselines.first())
-            .copied()
+            .map(|(_, r)| *r)
+            .filter(|r| r.source == source)
+            .min_by(|a, b| a.ms.total_cmp(&b.ms))
     }
 
     /// Reads the signals once and advises. `quiet_for`: how long no chunk has run (in this
@@ -327,12 +338,14 @@ impl Guard {
                 // Nobody to protect.
                 self.remeasure = None;
             }
-            self.tail.set_baseline(now, quiet_for);
+            self.tail
+                .set_baseline(now, quiet_for, self.remeasure.is_some());
             if !readings.is_empty() {
                 if !self.started_chunks {
                     self.pause = self.pause.max(START_PAUSE);
                 }
-                self.set_baselines(now, quiet_for, &readings);
+                let fresh = self.remeasure.is_some();
+                self.set_baselines(now, quiet_for, &readings, fresh);
                 self.started_chunks = true;
                 if self.remeasure.take().is_some() {
                     self.pause = (self.pause / 2.0).clamp(START_PAUSE, MAX_PAUSE / 4.0);
@@ -351,11 +364,11 @@ impl Guard {
                 && waited >= STATEMENTS_WINDOW
                 && (probed || waited >= FIRST_BASELINE)
             {
-                self.set_baselines(now, waited, &readings);
+                self.set_baselines(now, waited, &readings, false);
                 self.started_chunks = true;
                 self.pause = self.pause.max(START_PAUSE);
             } else if (!traffic && self.settled()) || waited >= FIRST_BASELINE {
-                self.tail.set_baseline(now, waited);
+                self.tail.set_baseline(now, waited, false);
                 self.started_chunks = true;
             } else {
                 return Advice::Hold(
@@ -366,9 +379,7 @@ impl Guard {
         if let Some(why) = self.remeasure.as_ref().filter(|_| !quiet) {
             return Advice::Hold(why.clone());
         }
-        let unjudged = readings
-            .iter()
-            .all(|r| self.baselines.iter().all(|b| b.source != r.source));
+        let unjudged = readings.iter().all(|r| self.base_of(r.source).is_none());
         if !readings.is_empty() && unjudged && !quiet {
             // Traffic appeared after an idle start: measure it without the backfill.
             let why = "measuring the application's latency without the backfill \
@@ -405,7 +416,7 @@ impl Guard {
     /// means, and — while the application is there — the tail signals.
     fn worst(&self, now: Instant, readings: &[Reading]) -> Option<Judged> {
         let means = readings.iter().filter_map(|r| {
-            let base = self.baselines.iter().find(|b| b.source == r.source)?.ms;
+            let base = self.base_of(r.source)?.ms;
             Some(Judged {
                 ratio: r.ms / base.max(1e-3),
                 signal: "app latency",
@@ -434,13 +445,21 @@ impl Guard {
         means.chain(tail).max_by(|a, b| a.ratio.total_cmp(&b.ratio))
     }
 
-    /// Takes `readings` as the baselines of their sources.
-    fn set_baselines(&mut self, now: Instant, quiet: Duration, readings: &[Reading]) {
-        self.tail.set_baseline(now, quiet);
-        for r in readings {
-            self.baselines.retain(|b| b.source != r.source);
-            self.baselines.push(*r);
+    /// Adds `readings`, taken in a quiet window, to the baselines' history (after forgetting
+    /// it when `fresh`).
+    fn set_baselines(&mut self, now: Instant, quiet: Duration, readings: &[Reading], fresh: bool) {
+        self.tail.set_baseline(now, quiet, fresh);
+        if fresh {
+            self.baselines.clear();
         }
+        while self
+            .baselines
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > BASELINE_HORIZON)
+        {
+            self.baselines.pop_front();
+        }
+        self.baselines.extend(readings.iter().map(|r| (now, *r)));
     }
 
     fn advice(&self, last: Option<Judged>) -> Advice {

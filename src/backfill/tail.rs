@@ -41,6 +41,8 @@ pub enum GuardError {
     NoConnection,
 }
 
+/// How far back the quiet windows count towards a baseline (their lowest reading counts).
+pub const BASELINE_HORIZON: Duration = Duration::from_secs(60);
 /// Window of the commit probe's p95.
 pub const COMMIT_WINDOW: Duration = Duration::from_secs(4);
 /// Window of the lock-wait maximum.
@@ -90,8 +92,9 @@ pub struct Pressure {
 pub struct Tail {
     /// Probe commit times (ms).
     commits: VecDeque<(Instant, f64)>,
-    /// The commit p95 of a quiet window (ms).
-    commit_base: Option<f64>,
+    /// The commit p95 of each quiet window within the baseline horizon (ms); the lowest is the
+    /// baseline.
+    commit_bases: VecDeque<(Instant, f64)>,
     /// (waiting sessions, longest wait ms).
     waits: VecDeque<(Instant, (f64, f64))>,
     /// Cumulative WAL position (bytes).
@@ -171,15 +174,30 @@ impl Tail {
 
     /// The commit baseline (ms), once measured.
     pub fn commit_baseline(&self) -> Option<f64> {
-        self.commit_base
+        self.commit_bases
+            .iter()
+            .map(|(_, p)| *p)
+            .min_by(|a, b| a.total_cmp(b))
     }
 
-    /// Takes the commits of the last `quiet` (no chunk ran then; at most the window) as the
-    /// baseline, when there are enough of them.
-    pub fn set_baseline(&mut self, now: Instant, quiet: Duration) {
-        if let Some(p) = self.p95_within(now, quiet.min(COMMIT_WINDOW)) {
-            self.commit_base = Some(p);
+    /// Adds the p95 of the commits of the last `quiet` (no chunk ran then; at most the window)
+    /// to the baseline's history, when there are enough of them; `fresh` forgets the history
+    /// first. The lowest p95 within [`BASELINE_HORIZON`] is the baseline.
+    pub fn set_baseline(&mut self, now: Instant, quiet: Duration, fresh: bool) {
+        let Some(p) = self.p95_within(now, quiet.min(COMMIT_WINDOW)) else {
+            return;
+        };
+        if fresh {
+            self.commit_bases.clear();
         }
+        while self
+            .commit_bases
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > BASELINE_HORIZON)
+        {
+            self.commit_bases.pop_front();
+        }
+        self.commit_bases.push_back((now, p));
     }
 
     /// The WAL rate over the window (MiB/s).
@@ -196,15 +214,13 @@ impl Tail {
     /// The tail signals judged against `limit` (only those with a reading).
     pub fn pressures(&self, now: Instant, limit: f64) -> Vec<Pressure> {
         let mut out = Vec::new();
-        let base = self.commit_base.map(|b| b.max(COMMIT_FLOOR_MS));
+        let measured = self.commit_baseline();
+        let base = measured.map(|b| b.max(COMMIT_FLOOR_MS));
         if let (Some(p95), Some(base)) = (self.commit_p95(now), base) {
             out.push(Pressure {
                 signal: TailSignal::Commit,
                 ratio: p95 / base,
-                detail: format!(
-                    "p95 {p95:.2} ms vs {:.2} ms",
-                    self.commit_base.unwrap_or(base)
-                ),
+                detail: format!("p95 {p95:.2} ms vs {:.2} ms", measured.unwrap_or(base)),
             });
         }
         let (n, longest) = within(&self.waits, now, WAIT_WINDOW)
@@ -289,7 +305,7 @@ mod tests {
         for i in 0..16 {
             t.push_commit(at(t0, 250 * i), 1.0);
         }
-        t.set_baseline(at(t0, 3750), COMMIT_WINDOW);
+        t.set_baseline(at(t0, 3750), COMMIT_WINDOW, false);
         // Three slow commits in sixteen: the mean rises 40 %, the p95 5×.
         for i in 16..32 {
             t.push_commit(at(t0, 250 * i), if i % 5 == 0 { 5.0 } else { 0.9 });
@@ -307,7 +323,7 @@ mod tests {
         for i in 0..8 {
             t.push_commit(at(t0, 250 * i), 2.0);
         }
-        t.set_baseline(at(t0, 1750), COMMIT_WINDOW);
+        t.set_baseline(at(t0, 1750), COMMIT_WINDOW, false);
         t.push_waits(at(t0, 2000), 3.0, 8.0);
         let p = t.pressures(at(t0, 2000), 1.25);
         let w = p.iter().find(|p| p.signal == TailSignal::LockWaits);
@@ -344,7 +360,7 @@ mod tests {
             t.push_waits(at(t0, 250 * i), 0.0, 0.0);
             t.push_wal(at(t0, 250 * i), i as f64 * 1000.0);
             if i == 15 {
-                t.set_baseline(at(t0, 250 * i), COMMIT_WINDOW);
+                t.set_baseline(at(t0, 250 * i), COMMIT_WINDOW, false);
             }
         }
         for p in t.pressures(at(t0, 7750), 1.25) {

@@ -293,6 +293,7 @@ fn latency(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot, quiet: boo
     }
     let mut expected = 0.0;
     let mut actual = 0.0;
+    let mut calls_seen = 0i64;
     let mut worst: Option<(f64, String)> = None;
     for (id, (calls, ms)) in &deltas {
         let Some(base) = b.get(id).filter(|s| s.calls > 0) else {
@@ -301,13 +302,19 @@ fn latency(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot, quiet: boo
         let base_mean = base.total_exec_ms / base.calls as f64;
         expected += base_mean * *calls as f64;
         actual += ms;
+        calls_seen += calls;
         let ratio = (ms / *calls as f64) / base_mean.max(1e-6);
         if worst.as_ref().is_none_or(|(r, _)| ratio > *r) {
             worst = Some((ratio, one_line(&base.query)));
         }
     }
-    let (ratio, how) = if expected > 0.0 {
-        (actual / expected, "statements seen before and after")
+    // (ratio, mean ms added per statement, how it was compared)
+    let (ratio, added_ms, how) = if expected > 0.0 {
+        (
+            actual / expected,
+            (actual - expected) / calls_seen.max(1) as f64,
+            "statements seen before and after",
+        )
     } else {
         let (bc, bt) = b
             .values()
@@ -321,19 +328,25 @@ fn latency(spec: &ErrorBudgetSpec, before: &Snapshot, now: &Snapshot, quiet: boo
                 "latency: no statement on the migrated tables ran before the switch to compare with",
             );
         }
+        let (window_mean, base_mean) = (wt / wc as f64, bt / bc as f64);
         (
-            (wt / wc as f64) / (bt / bc as f64).max(1e-6),
+            window_mean / base_mean.max(1e-6),
+            window_mean - base_mean,
             "all statements on the migrated tables",
         )
     };
     let mut text = format!(
-        "mean statement latency {ratio:.2}× the baseline ({how}; max {}×)",
+        "mean statement latency {ratio:.2}× the baseline, {added_ms:+.3} ms per statement ({how}; max {}×",
         spec.max_latency_ratio
     );
+    if spec.min_latency_increase_ms > 0.0 {
+        text.push_str(&format!(" and {} ms more", spec.min_latency_increase_ms));
+    }
+    text.push(')');
     if let Some((r, q)) = worst {
         text.push_str(&format!("; slowest change {r:.2}×: {q}"));
     }
-    if ratio > spec.max_latency_ratio {
+    if ratio > spec.max_latency_ratio && added_ms >= spec.min_latency_increase_ms {
         part(Outcome::Fail, text)
     } else {
         part(Outcome::Pass, text)
@@ -458,6 +471,18 @@ mod tests {
         let r = judge(&spec, None, &before, &slow);
         assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
         assert!(r.summary.contains("latency"), "{r:?}");
+
+        // The same slowdown adds 200 ms over 110 statements: under a 2 ms allowance it holds,
+        // under 1.5 ms it does not.
+        let allowing = |ms| ErrorBudgetSpec {
+            min_latency_increase_ms: ms,
+            ..ErrorBudgetSpec::default()
+        };
+        let r = judge(&allowing(2.0), None, &before, &slow);
+        assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
+        assert!(r.evidence[2].contains("+1.818 ms per statement"), "{r:?}");
+        let r = judge(&allowing(1.5), None, &before, &slow);
+        assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
 
         // 10 rollbacks out of 110 transactions vs ~1 % before.
         let rolling = snap(1100, 20, &[("a", 200, 200.0)]);

@@ -651,6 +651,13 @@ fn probes(spec: &PlanSpec, o: &mut Out<'_>) {
         f64::MAX,
     );
     o.number(
+        at("min_latency_increase_ms"),
+        "`min_latency_increase_ms`",
+        eb.min_latency_increase_ms,
+        0.0,
+        f64::MAX,
+    );
+    o.number(
         at("max_rollback_increase_pp"),
         "`max_rollback_increase_pp`",
         eb.max_rollback_increase_pp,

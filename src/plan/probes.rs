@@ -114,6 +114,9 @@ pub struct CompatQuery {
 pub struct ErrorBudgetSpec {
     /// Mean latency of statements on the migrated table may be at most this × baseline.
     pub max_latency_ratio: f64,
+    /// A mean slower by less than this many milliseconds per statement holds the budget
+    /// whatever its ratio (sub-millisecond statements vary more than that with the host's load).
+    pub min_latency_increase_ms: f64,
     /// Rollback ratio may rise at most this many percentage points.
     pub max_rollback_increase_pp: f64,
     /// Maximum new deadlocks during the window.
@@ -128,6 +131,7 @@ impl Default for ErrorBudgetSpec {
     fn default() -> Self {
         ErrorBudgetSpec {
             max_latency_ratio: 1.2,
+            min_latency_increase_ms: 0.0,
             max_rollback_increase_pp: 0.5,
             max_deadlocks: 0,
             metric_query: None,

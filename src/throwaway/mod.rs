@@ -119,6 +119,9 @@ pub struct ClusterOptions {
     pub password_encryption: Option<String>,
     /// Do not preload `pg_stat_statements` (starts a little faster).
     pub without_stat_statements: bool,
+    /// `autovacuum = off`: for tests that compare the server's transaction counters with
+    /// Cutover's, which an autovacuum worker's visit to the database would move.
+    pub without_autovacuum: bool,
     /// `wal_level = logical`, for logical replication slots (CDC).
     pub logical_decoding: bool,
     /// Durability as in production (`fsync`, `synchronous_commit` and `full_page_writes` on):
@@ -438,6 +441,9 @@ impl ThrowawayCluster {
         );
         if !options.without_stat_statements {
             text.push_str(STAT_STATEMENTS);
+        }
+        if options.without_autovacuum {
+            text.push_str("autovacuum = off\n");
         }
         if options.logical_decoding {
             text.push_str("wal_level = logical\n");

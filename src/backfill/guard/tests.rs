@@ -319,3 +319,45 @@ fn a_quiet_server_reads_clear_and_protects_nobody() {
         assert_eq!(g.advise(at, Duration::ZERO), Advice::Clear);
     }
 }
+
+#[test]
+fn a_quiet_window_inside_a_write_back_stall_does_not_raise_the_baselines() {
+    let (mut g, t) = started(0.0);
+    // No chunk for 3 s, but the server is still writing back: commits take 5 ms and the
+    // application's statements 2 ms.
+    for i in 1..=12u64 {
+        let at = ms(t, i);
+        let (calls, total) = g.cumulative.back().map_or((0.0, 0.0), |b| (b.1, b.2));
+        g.cumulative.push_back((at, calls + 100.0, total + 200.0));
+        g.tail.push_commit(at, 5.0);
+        g.advise(at, Duration::from_secs(3));
+    }
+    assert_eq!(g.tail.commit_baseline(), Some(1.0));
+    assert!(
+        (g.baseline().unwrap().ms - 0.5).abs() < 1e-9,
+        "{:?}",
+        g.baseline()
+    );
+    // The stall is judged against the quiet baseline.
+    let advice = reading(&mut g, ms(t, 13), 5.0, (0.0, 0.0), 0.0);
+    assert!(
+        matches!(&advice, Advice::Yield { reason, .. } if reason.contains("> 1.25×")),
+        "{advice:?}"
+    );
+    // Past the horizon the earlier quiet windows no longer count: a slower application
+    // becomes the baseline.
+    let later = t + BASELINE_HORIZON + Duration::from_secs(5);
+    for i in 1..=12u64 {
+        let at = ms(later, i);
+        let (calls, total) = g.cumulative.back().map_or((0.0, 0.0), |b| (b.1, b.2));
+        g.cumulative.push_back((at, calls + 100.0, total + 100.0));
+        g.tail.push_commit(at, 2.0);
+        g.advise(at, Duration::from_secs(3));
+    }
+    assert_eq!(g.tail.commit_baseline(), Some(2.0));
+    assert!(
+        (g.baseline().unwrap().ms - 1.0).abs() < 1e-9,
+        "{:?}",
+        g.baseline()
+    );
+}
