@@ -247,14 +247,14 @@ impl Applier {
         // position can be ahead of it, and advancing past unflushed commits would skip them.
         let now = client
             .query_one(
-                "SELECT pg_current_wal_flush_lsn()::text, clock_timestamp()::text",
+                "SELECT pg_current_wal_flush_lsn()::text AS flushed, clock_timestamp()::text AS at",
                 &[],
             )
             .await?;
-        let (current, peeked_at): (String, String) = (now.get(0), now.get(1));
+        let (current, peeked_at): (String, String) = (now.try_get("flushed")?, now.try_get("at")?);
         let rows = client
             .query(
-                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1::text::name, NULL, $2, \
+                "SELECT lsn::text AS lsn, data FROM pg_logical_slot_peek_binary_changes($1::text::name, NULL, $2, \
                  'proto_version', '1', 'publication_names', $1::text)",
                 &[&self.slot, &batch],
             )
@@ -268,11 +268,11 @@ impl Applier {
         }
         let applied: String = client
             .query_one(
-                "SELECT applied_lsn::text FROM cutover.cdc WHERE plan_id = $1",
+                "SELECT applied_lsn::text AS applied_lsn FROM cutover.cdc WHERE plan_id = $1",
                 &[&self.plan_id],
             )
             .await?
-            .get(0);
+            .try_get("applied_lsn")?;
         let Batch {
             keys,
             last,
@@ -368,8 +368,8 @@ impl Applier {
         let mut last: Option<String> = None;
         let mut changes = 0u64;
         for row in rows {
-            let lsn: String = row.get(0);
-            let data: Vec<u8> = row.get(1);
+            let lsn: String = row.try_get("lsn")?;
+            let data: Vec<u8> = row.try_get("data")?;
             match decode(&data).map_err(|e| CdcError::Failed(format!("at {lsn}: {e}")))? {
                 Message::Begin => {
                     pending.clear();
@@ -440,7 +440,7 @@ impl SourceKey {
         for col in &b.key {
             let row = client
                 .query_opt(
-                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                    "SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute \
                      WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 \
                        AND NOT attisdropped",
                     &[&table, col],
@@ -449,7 +449,7 @@ impl SourceKey {
                 .ok_or_else(|| {
                     CdcError::Refused(format!("key column `{col}` not found in `{}`", b.table))
                 })?;
-            types.push(row.get::<_, String>(0));
+            types.push(row.try_get::<_, String>("type")?);
         }
         Ok(SourceKey {
             table,

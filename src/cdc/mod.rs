@@ -69,7 +69,10 @@ pub fn slot_name(plan_id: &str) -> String {
 /// Refuses unless the server has `wal_level = logical` and the source table a replica
 /// identity that carries the plan's key.
 pub async fn preflight(client: &Client, plan: &Plan) -> Result<(), CdcError> {
-    let level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
+    let level: String = client
+        .query_one("SELECT current_setting('wal_level') AS wal_level", &[])
+        .await?
+        .try_get("wal_level")?;
     if level != "logical" {
         return Err(CdcError::Refused(format!(
             "CDC needs wal_level = logical, and the server has {level}: set wal_level = logical \
@@ -151,11 +154,11 @@ pub async fn ensure(client: &Client, plan: &Plan) -> Result<(), CdcError> {
         .await?;
     let lsn: String = client
         .query_one(
-            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+            "SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')",
             &[&slot],
         )
         .await?
-        .get(0);
+        .try_get("lsn")?;
     client
         .execute(
             "INSERT INTO cutover.cdc (plan_id, slot, start_lsn, applied_lsn)
@@ -232,7 +235,7 @@ pub async fn dropped(client: &Client, plan_id: &str) -> Result<bool, CdcError> {
 pub async fn sweep_orphans(client: &Client) -> Result<Vec<String>, CdcError> {
     let rows = client
         .query(
-            "SELECT s.slot_name::text, c.plan_id FROM pg_replication_slots s
+            "SELECT s.slot_name::text AS slot_name, c.plan_id FROM pg_replication_slots s
                LEFT JOIN cutover.cdc c ON c.slot = s.slot_name
               WHERE s.slot_name LIKE 'cutover\\_cdc\\_%' AND NOT s.active
                 AND (c.plan_id IS NULL OR EXISTS (
@@ -244,8 +247,8 @@ pub async fn sweep_orphans(client: &Client) -> Result<Vec<String>, CdcError> {
         .await?;
     let mut dropped = Vec::new();
     for r in rows {
-        let slot: String = r.get(0);
-        let plan: Option<String> = r.get(1);
+        let slot: String = r.try_get("slot_name")?;
+        let plan: Option<String> = r.try_get("plan_id")?;
         tracing::warn!(slot, plan, "dropping a CDC slot left behind");
         match plan {
             Some(p) => {

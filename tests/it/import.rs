@@ -10,6 +10,7 @@ use cutover::plan::Plan;
 
 use cutover::plan::Phase;
 
+use crate::common::cli;
 use crate::common::lifecycle::{Lifecycle, LifecycleDb, Stage};
 
 fn fixture(rel: &str) -> (String, String) {
@@ -443,4 +444,100 @@ async fn rails_structure_creates_a_table_renames_and_links_it() {
         .scalar("SELECT count(*) FROM schema_migrations WHERE version = '20261201120000'")
         .await;
     assert_eq!(version, 1);
+}
+
+/// `CREATE TABLE IF NOT EXISTS` of a table that is already there: its rollback must not drop
+/// it (nor its rows); the new one is dropped by the rollback and kept by contract.
+#[tokio::test]
+async fn create_table_if_not_exists_rolls_back_only_what_it_created() {
+    let db = lifecycle(
+        || sql("sql/if_not_exists.sql"),
+        "CREATE TABLE public.events (id bigint PRIMARY KEY, at timestamptz);
+         INSERT INTO public.events SELECT g, now() FROM generate_series(1, 300) g;",
+    )
+    .await;
+    let cat = db.catalog();
+    cat.assert_column("audit", "note", "text", true).await;
+    assert_eq!(
+        counts(&db, &["public.events", "public.audit"]).await,
+        [300, 0]
+    );
+    let memos: i64 = db
+        .scalar("SELECT count(*) FROM pg_proc WHERE proname LIKE '%cutover_prev%'")
+        .await;
+    assert_eq!(memos, 0, "contract drops the memos");
+}
+
+/// `SET UNLOGGED` / `SET LOGGED`: every rollback puts back the persistence found (the harness
+/// compares it), contract keeps the new one.
+#[tokio::test]
+async fn set_logged_and_unlogged_roll_back_to_the_persistence_found() {
+    let db = lifecycle(
+        || sql("sql/unlogged.sql"),
+        "CREATE TABLE public.staging (id bigint PRIMARY KEY);
+         CREATE UNLOGGED TABLE public.loaded (id bigint PRIMARY KEY);
+         INSERT INTO public.staging SELECT generate_series(1, 300);
+         INSERT INTO public.loaded SELECT generate_series(1, 300);",
+    )
+    .await;
+    let persistence: String = db
+        .scalar(
+            "SELECT string_agg(relname || ' ' || relpersistence::text, ', ' ORDER BY relname) \
+             FROM pg_class WHERE relname IN ('staging', 'loaded')",
+        )
+        .await;
+    assert_eq!(persistence, "loaded p, staging u");
+    assert_eq!(
+        counts(&db, &["public.staging", "public.loaded"]).await,
+        [300, 300]
+    );
+}
+
+/// The CLI writes a plan only when the whole import succeeds, and never over an existing file.
+#[tokio::test]
+async fn a_refused_import_writes_nothing_and_an_existing_plan_is_kept() {
+    let db = crate::common::TestDb::new().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.display().to_string()
+    };
+    let good = file("good.sql", "ALTER TABLE t ADD COLUMN note text;\n");
+    let bad = file(
+        "bad.sql",
+        "ALTER TABLE t ADD COLUMN note text;\nALTER TABLE t ALTER COLUMN c TYPE bigint USING c::bigint * 100;\n",
+    );
+    let out = dir.path().join("plan.toml");
+    let out_arg = out.display().to_string();
+    let run = |args: Vec<String>| {
+        let url = db.url.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli::cutover(&url, &args).await
+        }
+    };
+    let import = |input: &str| {
+        ["plan", "import", "sql", input, "--out", &out_arg]
+            .map(String::from)
+            .to_vec()
+    };
+
+    let refused = run(import(&bad)).await;
+    assert_ne!(cli::code(&refused), 0, "{}", cli::text(&refused));
+    assert!(
+        cli::text(&refused).contains(&format!("{bad}:2:1")),
+        "{}",
+        cli::text(&refused)
+    );
+    assert!(!out.exists(), "a refused import wrote {out_arg}");
+
+    std::fs::write(&out, "kept\n").expect("write");
+    let over = run(import(&good)).await;
+    assert_ne!(cli::code(&over), 0, "{}", cli::text(&over));
+    assert_eq!(std::fs::read_to_string(&out).expect("read"), "kept\n");
+
+    std::fs::remove_file(&out).expect("remove");
+    cli::ok(&run(import(&good)).await);
+    Plan::load(&out).unwrap_or_else(|e| panic!("{e}"));
 }

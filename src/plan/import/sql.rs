@@ -11,6 +11,7 @@ use super::reader::raw;
 use super::sql_syntax::{columns, name, on_delete_only, text_of};
 use super::{ImportError, Item};
 use crate::plan::operations::idents::{ident, Table};
+use crate::plan::operations::memo::Memo;
 use crate::plan::operations::{Check, ColumnItem, OperationSpec, References, Unique};
 use crate::plan::Phase;
 
@@ -159,31 +160,7 @@ fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), Unmappable> {
                 cx.push(op, Some("dropped CONCURRENTLY at contract"));
             }
         }
-        S::CreateTable(c) => {
-            let t = c
-                .table_name()
-                .map(|n| name(&text_of(&n)))
-                .ok_or(Unmappable::Incomplete("CREATE TABLE names no table"))?;
-            match super::sql_table::create_table(&c, &t) {
-                Ok(op) => cx.push(
-                    op,
-                    Some("a new table: created in expand (no reader waits on it), dropped by the rollback"),
-                ),
-                Err(unmapped) => {
-                    let t = Table::parse(&t);
-                    let sql = cx.source.clone();
-                    cx.out.items.push(Item {
-                        op: raw(sql, Some(format!("DROP TABLE IF EXISTS {}", t.sql())), Phase::Expand),
-                        at: cx.at.clone(),
-                        source: cx.source.clone(),
-                        risk: Some(format!(
-                            "CREATE TABLE kept as SQL: Cutover's create_table does not express {unmapped}; created in expand, dropped by the rollback"
-                        )),
-                        note: None,
-                    });
-                }
-            }
-        }
+        S::CreateTable(c) => create_table(cx, &c)?,
         S::DropTable(d) => {
             for r in d.table_name_refs() {
                 let op = OperationSpec {
@@ -218,6 +195,69 @@ fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), Unmappable> {
         _ => {
             let sql = cx.source.clone();
             cx.risky(sql, "no Cutover operation expresses this statement, so nothing keeps the old and new versions working across it and its locks are not checked");
+        }
+    }
+    Ok(())
+}
+
+/// `CREATE TABLE`: the `create_table` operation, or raw SQL with a finding naming what the
+/// operation cannot express.
+fn create_table(cx: &mut Cx, c: &ast::CreateTable) -> Result<(), Unmappable> {
+    let t = c
+        .table_name()
+        .map(|n| name(&text_of(&n)))
+        .ok_or(Unmappable::Incomplete("CREATE TABLE names no table"))?;
+    match super::sql_table::create_table(c, &t) {
+        Ok(op) => cx.push(
+            op,
+            Some("a new table: created in expand (no reader waits on it), dropped by the rollback"),
+        ),
+        Err(unmapped) => {
+            let t = Table::parse(&t);
+            let sql = cx.source.clone();
+            let memo = c.if_not_exists().map(|_| Memo::new(&t, "existed"));
+            let (op, dropped) = match &memo {
+                // The table may predate the migration: the rollback drops it only if
+                // this expand created it (recorded in a memo as it runs).
+                Some(memo) => {
+                    let existed = format!("to_regclass({}) IS NOT NULL", memo.table_literal());
+                    let undo = memo.restore(
+                        "IF NOT prev::boolean THEN EXECUTE format('DROP TABLE IF EXISTS %s', tbl); END IF;",
+                    );
+                    (
+                        raw(format!("{}\n{sql}", memo.save(&existed)), Some(undo), Phase::Expand),
+                        "dropped by the rollback only if expand created it (a memo records whether it existed)",
+                    )
+                }
+                None => (
+                    raw(
+                        sql,
+                        Some(format!("DROP TABLE IF EXISTS {}", t.sql())),
+                        Phase::Expand,
+                    ),
+                    "dropped by the rollback",
+                ),
+            };
+            cx.out.items.push(Item {
+                op,
+                at: cx.at.clone(),
+                source: cx.source.clone(),
+                risk: Some(format!(
+                    "CREATE TABLE kept as SQL: Cutover's create_table does not express {unmapped}; created in expand, {dropped}"
+                )),
+                note: None,
+            });
+            if let Some(memo) = memo {
+                cx.out.items.push(Item {
+                    op: raw(memo.forget(), None, Phase::Contract),
+                    at: cx.at.clone(),
+                    source: cx.source.clone(),
+                    risk: None,
+                    note: Some(
+                        "drops the memo of whether the table existed before expand".to_string(),
+                    ),
+                });
+            }
         }
     }
     Ok(())
@@ -342,6 +382,41 @@ fn alter_table(cx: &mut Cx, a: ast::AlterTable) -> Result<(), Unmappable> {
     Ok(())
 }
 
+/// `SET LOGGED` / `SET UNLOGGED`: the rollback puts back the persistence the table had when
+/// expand ran (kept in a memo).
+fn set_persistence(cx: &mut Cx, t: &Table, action: &ast::AlterTableAction) {
+    let memo = Memo::new(t, "persistence");
+    let read = format!(
+        "SELECT relpersistence::text FROM pg_class WHERE oid = {}::regclass",
+        memo.table_literal()
+    );
+    let undo = memo.restore(
+        "IF prev = 'p' THEN EXECUTE format('ALTER TABLE %s SET LOGGED', tbl); \
+         ELSIF prev = 'u' THEN EXECUTE format('ALTER TABLE %s SET UNLOGGED', tbl); END IF;",
+    );
+    let sql = format!(
+        "{}\nALTER TABLE {} {}",
+        memo.save(&read),
+        t.sql(),
+        text_of(action)
+    );
+    cx.out.items.push(Item {
+        op: raw(sql, Some(undo), Phase::Expand),
+        at: cx.at.clone(),
+        source: cx.source.clone(),
+        risk: Some(
+            "SET LOGGED / UNLOGGED rewrites the whole table under an ACCESS EXCLUSIVE lock \
+             (reads and writes wait for the rewrite); the rollback rewrites it back"
+                .to_string(),
+        ),
+        note: None,
+    });
+    cx.push(
+        raw(memo.forget(), None, Phase::Contract),
+        Some("drops the memo of the table's persistence before expand"),
+    );
+}
+
 fn op(kind: &str, table: &str) -> OperationSpec {
     OperationSpec {
         op: kind.into(),
@@ -370,6 +445,7 @@ fn mapped(
             );
         }
         A::AddConstraint(add) => return add_constraint(cx, table, t, add),
+        A::SetLogged(_) | A::SetUnlogged(_) => set_persistence(cx, t, action),
         A::ValidateConstraint(_) => {
             let sql = format!("ALTER TABLE {} {}", t.sql(), text_of(action));
             cx.push(

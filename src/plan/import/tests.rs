@@ -95,12 +95,20 @@ fn sql_maps_to_lock_safe_operations_and_flags_the_rest() {
             "create_constraint",
             "alter_column",
             "sql",
+            "sql",
             "sql"
         ]
     );
     assert_eq!(i.items[0].op.table.as_deref(), Some("Orders"));
     assert_eq!(i.items[0].at, "m.sql:3");
-    assert!(i.items[4].risk.is_some() && i.items[5].risk.is_some());
+    // SET UNLOGGED with its memo and the rollback it reads, then the memo's drop at contract.
+    assert!(i.items[4].risk.is_some() && i.items[6].risk.is_some());
+    assert!(i.items[4]
+        .op
+        .down
+        .as_deref()
+        .is_some_and(|d| d.contains("SET LOGGED")));
+    assert_eq!(i.items[5].op.phase, Some(Phase::Contract));
     assert_eq!(i.skipped.len(), 3, "{:?}", i.skipped);
     let plan = plan_of(&i.items);
     let expand = &plan.spec.phases.expand.apply;

@@ -16,7 +16,7 @@
 mod columns;
 pub(crate) mod idents;
 pub mod locks;
-mod memo;
+pub(crate) mod memo;
 mod moves;
 mod schema;
 mod sync;

@@ -211,6 +211,7 @@ impl Catalog<'_> {
                     WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
                    UNION ALL
                    SELECT 'rel ' || relname || ' ' || relkind::text || ' identity ' || relreplident::text
+                          || ' persistence ' || relpersistence::text
                      FROM pg_class WHERE relnamespace = 'public'::regnamespace
                    UNION ALL
                    SELECT 'identity index ' || indexrelid::regclass::text FROM pg_index
