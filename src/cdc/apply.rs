@@ -163,81 +163,68 @@ pub struct Applier {
     slot: String,
     plan_id: String,
     keys: SourceKey,
-    upsert_head: String,
-    upsert_tail: String,
-    delete_head: String,
-    target_key: String,
+    refresh: Refresh,
+}
+
+/// How the rows of the keys a batch touched are refreshed.
+enum Refresh {
+    /// Copy mode: delete the target rows whose source row is gone, upsert the others.
+    Copy {
+        upsert_head: String,
+        upsert_tail: String,
+        delete_head: String,
+        target_key: String,
+    },
+    /// Update mode: set the new columns of the source rows themselves, only where they differ
+    /// (the applier's own update is decoded again and then changes nothing, so it ends there).
+    InPlace {
+        update_head: String,
+        differs: String,
+    },
+}
+
+impl Refresh {
+    /// The statements refreshing the keys in `literals` (`(k1), (k2)…`); `cols` is the source
+    /// key's column list.
+    fn sql(&self, cols: &str, literals: &str) -> String {
+        match self {
+            Refresh::Copy {
+                upsert_head,
+                upsert_tail,
+                delete_head,
+                target_key,
+            } => format!(
+                "{delete_head} AND ({target_key}) IN ({literals}); \
+                 {upsert_head} WHERE ({cols}) IN ({literals}) {upsert_tail}"
+            ),
+            Refresh::InPlace {
+                update_head,
+                differs,
+            } => format!("{update_head} WHERE ({cols}) IN ({literals}) AND ({differs})"),
+        }
+    }
 }
 
 impl Applier {
-    /// Builds the projection's SQL from the plan's copy mapping.
+    /// Builds the projection's SQL from the plan's backfill: its copy mapping, or in update
+    /// mode its assignments.
     pub async fn load(client: &Client, plan: &Plan) -> Result<Applier, CdcError> {
         let b: &BackfillSpec = plan
             .spec
             .backfill
             .as_ref()
-            .filter(|b| b.is_copy())
-            .ok_or_else(|| CdcError::Refused("CDC needs a copy-mode [backfill]".into()))?;
+            .ok_or_else(|| CdcError::Refused("CDC needs a [backfill]".into()))?;
         let keys = SourceKey::load(client, b).await?;
-        let into = quote_qualified(b.into.as_deref().unwrap_or_default());
-        let quoted = |cols: &mut dyn Iterator<Item = &String>| {
-            cols.map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
-        };
-        let targets = quoted(&mut b.columns.keys());
-        let exprs = b
-            .columns
-            .values()
-            .map(|e| format!("({e})"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let target_key = quoted(&mut b.target_key().iter());
-        let updates: Vec<String> = b
-            .columns
-            .keys()
-            .filter(|c| !b.target_key().contains(c))
-            .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
-            .collect();
-        let upsert_tail = if updates.is_empty() {
-            format!("ON CONFLICT ({target_key}) DO NOTHING")
+        let refresh = if b.is_copy() {
+            copy_refresh(b, &keys.table)
         } else {
-            format!(
-                "ON CONFLICT ({target_key}) DO UPDATE SET {}",
-                updates.join(", ")
-            )
+            in_place_refresh(b, &keys.table)
         };
-        let matches = b
-            .target_key()
-            .iter()
-            .zip(&b.key)
-            .map(|(t, k)| {
-                format!(
-                    "{}.{} = cutover_t.{}",
-                    keys.table,
-                    quote_ident(k),
-                    quote_ident(t)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" AND ");
         Ok(Applier {
             slot: slot_name(plan.id()),
             plan_id: plan.id().to_string(),
-            upsert_head: format!(
-                "INSERT INTO {into} ({targets}) SELECT {exprs} FROM {}",
-                keys.table
-            ),
-            upsert_tail,
-            delete_head: format!(
-                "DELETE FROM {into} cutover_t WHERE NOT EXISTS (SELECT 1 FROM {} WHERE {matches})",
-                keys.table
-            ),
-            target_key: b
-                .target_key()
-                .iter()
-                .map(|c| format!("cutover_t.{}", quote_ident(c)))
-                .collect::<Vec<_>>()
-                .join(", "),
             keys,
+            refresh,
         })
     }
 
@@ -292,15 +279,8 @@ impl Applier {
                 .map(|k| self.keys.literal(k))
                 .collect::<Vec<_>>()
                 .join(", ");
-            tx.batch_execute(&format!(
-                "{} AND ({}) IN ({literals}); {} WHERE ({}) IN ({literals}) {}",
-                self.delete_head,
-                self.target_key,
-                self.upsert_head,
-                self.keys.cols(),
-                self.upsert_tail
-            ))
-            .await?;
+            tx.batch_execute(&self.refresh.sql(&self.keys.cols(), &literals))
+                .await?;
         }
         // Fewer messages than asked for: the peek drained the slot as of its start.
         let drained = rows.len() < batch.max(1) as usize;
@@ -415,6 +395,75 @@ impl Applier {
             last,
             changes,
         })
+    }
+}
+
+/// Copy mode: the target rows of the touched keys are deleted when their source row is gone
+/// and upserted from it otherwise.
+fn copy_refresh(b: &BackfillSpec, source: &str) -> Refresh {
+    let into = quote_qualified(b.into.as_deref().unwrap_or_default());
+    let quoted = |cols: &mut dyn Iterator<Item = &String>| {
+        cols.map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+    };
+    let targets = quoted(&mut b.columns.keys());
+    let exprs = b
+        .columns
+        .values()
+        .map(|e| format!("({e})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let target_key = quoted(&mut b.target_key().iter());
+    let updates: Vec<String> = b
+        .columns
+        .keys()
+        .filter(|c| !b.target_key().contains(c))
+        .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
+        .collect();
+    let upsert_tail = if updates.is_empty() {
+        format!("ON CONFLICT ({target_key}) DO NOTHING")
+    } else {
+        format!(
+            "ON CONFLICT ({target_key}) DO UPDATE SET {}",
+            updates.join(", ")
+        )
+    };
+    let matches = b
+        .target_key()
+        .iter()
+        .zip(&b.key)
+        .map(|(t, k)| format!("{source}.{} = cutover_t.{}", quote_ident(k), quote_ident(t)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    Refresh::Copy {
+        upsert_head: format!("INSERT INTO {into} ({targets}) SELECT {exprs} FROM {source}"),
+        upsert_tail,
+        delete_head: format!(
+            "DELETE FROM {into} cutover_t WHERE NOT EXISTS (SELECT 1 FROM {source} WHERE {matches})"
+        ),
+        target_key: b
+            .target_key()
+            .iter()
+            .map(|c| format!("cutover_t.{}", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Update mode: the backfill's assignments, on the touched rows whose new columns differ.
+fn in_place_refresh(b: &BackfillSpec, source: &str) -> Refresh {
+    let sets: Vec<String> = b
+        .set
+        .iter()
+        .map(|(c, e)| format!("{} = ({e})", quote_ident(c)))
+        .collect();
+    let differs: Vec<String> = b
+        .set
+        .iter()
+        .map(|(c, e)| format!("{} IS DISTINCT FROM ({e})", quote_ident(c)))
+        .collect();
+    Refresh::InPlace {
+        update_head: format!("UPDATE {source} SET {}", sets.join(", ")),
+        differs: differs.join(" OR "),
     }
 }
 

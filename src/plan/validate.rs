@@ -262,20 +262,24 @@ fn copy_mode(b: &BackfillSpec, out: &mut Vec<Problem>) {
     }
 }
 
-/// CDC projects the source into the copy's target: it needs copy mode, and a target key mapped
-/// from the source key column by column (the applier deletes by key).
+/// CDC projects the source through the backfill's mapping: into the copy's target (whose key
+/// must be mapped from the source key column by column: the applier deletes by key), or in
+/// update mode into the new columns of the same rows.
 fn cdc(spec: &PlanSpec, out: &mut Vec<Problem>) {
     if !spec.is_cdc() {
         return;
     }
-    let Some(b) = spec.backfill.as_ref().filter(|b| b.is_copy()) else {
+    let Some(b) = spec.backfill.as_ref() else {
         out.push(problem_at!(
             ["dual_write", "mode"],
-            "CDC projects the source table into the copy's target: it needs `[backfill] mode = \"copy\"`",
-            "add a `[backfill]` section with `mode = \"copy\"`, `into` and `columns`"
+            "CDC projects changes through the backfill's mapping: it needs a `[backfill]`",
+            "add a `[backfill]` section: `mode = \"copy\"` with `into` and `columns` for a new table, or `set` and `pending` for new columns of the same table"
         ));
         return;
     };
+    if !b.is_copy() {
+        return;
+    }
     let key = &b.key;
     let target = b.target_key();
     let aligned = key.len() == target.len()

@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 use crate::common::plans::PlanToml;
 use crate::common::{connect, cutover_bin, TestDb};
 
-const PLAN_ID: &str = "cdc-test";
+pub(crate) const PLAN_ID: &str = "cdc-test";
 
 fn plan_toml() -> String {
     PlanToml::new(PLAN_ID)
@@ -54,19 +54,15 @@ INSERT INTO public.items (n, note) SELECT g, 'row ' || g FROM generate_series(1,
 CREATE TABLE public.items_v2 (uid uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     legacy_id bigint NOT NULL UNIQUE, n2 integer NOT NULL, note text);";
 
-async fn scalar_i64(client: &Client, sql: &str) -> i64 {
+pub(crate) async fn scalar_i64(client: &Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
 
-async fn register(client: &Client) {
-    crate::common::seed_backfill_applied(client, PLAN_ID).await;
-}
-
-/// The schema on `cluster`, the control schema bootstrapped and the plan registered with its
+/// `schema` on `cluster`, the control schema bootstrapped and the plan registered with its
 /// backfill applied: the cluster's URL, its config and a control connection.
-async fn seeded(cluster: &ThrowawayCluster) -> (String, DbConfig, Client) {
+pub(crate) async fn seeded(cluster: &ThrowawayCluster, schema: &str) -> (String, DbConfig, Client) {
     let url = cluster.url();
-    connect(&url).await.batch_execute(SCHEMA).await.unwrap();
+    connect(&url).await.batch_execute(schema).await.unwrap();
     let cfg = DbConfig::from_url(&url).unwrap();
     let mut control = cutover::db::connect(&cfg, &cutover::db::SessionSettings::new("t"))
         .await
@@ -74,11 +70,11 @@ async fn seeded(cluster: &ThrowawayCluster) -> (String, DbConfig, Client) {
     cutover::control::schema::bootstrap(&mut control)
         .await
         .unwrap();
-    register(&control).await;
+    crate::common::seed_backfill_applied(&control, PLAN_ID).await;
     (url, cfg, control)
 }
 
-fn spawn_applier(url: &str, plan: &std::path::Path) -> Child {
+pub(crate) fn spawn_applier(url: &str, plan: &std::path::Path) -> Child {
     Command::new(cutover_bin())
         .args(["cdc", "run"])
         .arg(plan)
@@ -96,7 +92,7 @@ fn spawn_applier(url: &str, plan: &std::path::Path) -> Child {
         .unwrap()
 }
 
-fn sigkill(child: &mut Child) {
+pub(crate) fn sigkill(child: &mut Child) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -114,7 +110,7 @@ async fn copy_and_stream_converge_under_writes_and_an_applier_killed_mid_stream(
     })
     .await
     .unwrap();
-    let (url, cfg, control) = seeded(&cluster).await;
+    let (url, cfg, control) = seeded(&cluster, SCHEMA).await;
     let client = connect(&url).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plan.toml");
@@ -395,7 +391,7 @@ async fn the_applier_recovers_by_itself_from_a_server_crash_mid_stream() {
     })
     .await
     .unwrap();
-    let (url, cfg, control) = seeded(&cluster).await;
+    let (url, cfg, control) = seeded(&cluster, SCHEMA).await;
     let plan = Plan::parse("plan.toml", &plan_toml()).unwrap();
 
     let (_stop_copy, rx) = watch::channel(false);

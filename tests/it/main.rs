@@ -6,6 +6,7 @@ mod backfill;
 mod backfill_copy;
 mod backfill_partitions;
 mod cdc;
+mod cdc_in_place;
 mod checks;
 mod common;
 mod connect;
