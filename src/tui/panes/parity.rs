@@ -3,8 +3,9 @@
 //! right) and its last run.
 
 use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row, Table};
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use super::{block, thousands, title, truncate};
@@ -18,6 +19,16 @@ fn bar(o: Outcome, theme: &Theme) -> Span<'static> {
         Outcome::Pass => Span::styled("█", theme.pass),
         Outcome::Inconclusive => Span::styled("▄", theme.warn),
         Outcome::Fail => Span::styled("▁", theme.fail),
+    }
+}
+
+/// A check's symbol, word and style.
+fn verdict(o: Option<Outcome>, theme: &Theme) -> (&'static str, &'static str, Style) {
+    match o {
+        Some(Outcome::Pass) => ("✓", "pass", theme.pass),
+        Some(Outcome::Fail) => ("✗", "FAIL", theme.fail),
+        Some(Outcome::Inconclusive) => ("?", "incon.", theme.warn),
+        None => ("·", "never", theme.dim),
     }
 }
 
@@ -96,6 +107,10 @@ fn columns(vm: &ViewModel, inner: usize) -> Columns {
 /// shortened at a word when the pane is narrow.
 pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
     let focused = vm.ui.focus == Focus::Parity;
+    if super::sideways(vm, focused) {
+        render_whole(frame, area, vm, theme);
+        return;
+    }
     let Columns {
         name_w,
         hist_w,
@@ -109,12 +124,7 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
         .iter()
         .skip(if focused { vm.ui.scroll as usize } else { 0 })
         .map(|c| {
-            let (sym, outcome, style) = match c.outcome {
-                Some(Outcome::Pass) => ("✓", "pass", theme.pass),
-                Some(Outcome::Fail) => ("✗", "FAIL", theme.fail),
-                Some(Outcome::Inconclusive) => ("?", "incon.", theme.warn),
-                None => ("·", "never", theme.dim),
-            };
+            let (sym, outcome, style) = verdict(c.outcome, theme);
             let run = match &c.last_run {
                 Some(r) if run_w < full_run => r.split(" (").next().unwrap_or(r).to_string(),
                 Some(r) => r.clone(),
@@ -173,4 +183,43 @@ pub fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
             theme,
         ));
     frame.render_widget(table, area);
+}
+
+/// Scrolled sideways (`<` `>`): each check on one line, whole — its last run with its age and
+/// its full summary.
+fn render_whole(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
+    let name_w = vm
+        .parity
+        .iter()
+        .map(|c| c.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let lines: Vec<Line> = vm
+        .parity
+        .iter()
+        .map(|c| {
+            let (sym, outcome, style) = verdict(c.outcome, theme);
+            let mismatches = c
+                .mismatches
+                .map(thousands)
+                .unwrap_or_else(|| "–".to_string());
+            Line::from(vec![
+                Span::styled(format!("{sym} {outcome:<7}"), style),
+                Span::raw(format!("{:<name_w$}  {mismatches:>8}  ", c.name)),
+                Span::styled(
+                    format!("{}  {}", c.last_run.as_deref().unwrap_or("–"), c.summary),
+                    theme.dim,
+                ),
+            ])
+        })
+        .collect();
+    let pane = Paragraph::new(lines).block(block(
+        Line::from(vec![
+            title("Parity", theme),
+            Span::styled("c: run now · < > sideways ", theme.dim),
+        ]),
+        true,
+        theme,
+    ));
+    frame.render_widget(super::scrolled(pane, vm, true), area);
 }

@@ -352,3 +352,44 @@ fn the_focused_pane_scrolls_sideways() {
     app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE), now);
     assert_eq!(app.view().ui.hscroll, 0);
 }
+
+/// The Parity table, scrolled sideways, shows each check on one line with its whole summary,
+/// which the table shortens.
+#[test]
+fn the_parity_table_scrolls_sideways_to_a_whole_summary() {
+    let mut s = backfill_running();
+    let long = "412,000 rows differ: balance_cents = round(balance * 100) fails on ids 17, 42 \
+                and 4,711 among others (first differing keys shown by `cutover check`)";
+    s.facts.checks[0].summary = long.into();
+    let mut app = app_with(judged(s));
+    let now = Instant::now();
+    while app.view().ui.focus != Focus::Parity {
+        app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE), now);
+    }
+    let table = pane(&app.view(), 100, 7, crate::tui::panes::parity::render);
+    assert!(
+        !table.contains("among others"),
+        "shortened in the table: {table}"
+    );
+    let mut seen = String::new();
+    for _ in 0..20 {
+        app.on_key(key('>'), now);
+        seen.push_str(&pane(
+            &app.view(),
+            100,
+            7,
+            crate::tui::panes::parity::render,
+        ));
+    }
+    assert!(
+        seen.contains("among others (first differing keys shown by `cutover check`)"),
+        "{seen}"
+    );
+    for _ in 0..20 {
+        app.on_key(key('<'), now);
+    }
+    assert_eq!(
+        pane(&app.view(), 100, 7, crate::tui::panes::parity::render),
+        table
+    );
+}
