@@ -4,6 +4,7 @@
 mod authz;
 mod backfill;
 mod backfill_copy;
+mod backfill_guard;
 mod backfill_partitions;
 mod cdc;
 mod cdc_in_place;
