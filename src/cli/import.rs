@@ -180,7 +180,8 @@ pub fn run(cmd: ImportCmd, ctx: &Context) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(e) => {
             eprintln!(
-                "{text}\n{e}\nthe imported plan above does not validate; nothing was written"
+                "{text}\n{}\nthe imported plan above does not validate; nothing was written",
+                with_sources(&e.to_string(), &shown, &text)
             );
             return Ok(ExitCode::from(exit::BLOCKED));
         }
@@ -232,4 +233,24 @@ fn refuse(errors: &[ImportError]) -> anyhow::Result<ExitCode> {
     }
     eprintln!("nothing was written");
     Ok(ExitCode::from(exit::BLOCKED))
+}
+
+/// `errors` of the rendered plan `text` (shown as `shown`), each `shown:line:col:` line followed
+/// by the source statement its operation comes from.
+fn with_sources(errors: &str, shown: &str, text: &str) -> String {
+    let prefix = format!("{shown}:");
+    errors
+        .lines()
+        .map(|l| {
+            let line = l
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split(':').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            match line.and_then(|n| import::source_of_line(text, n)) {
+                Some(source) => format!("{l}\n  from: {source}"),
+                None => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

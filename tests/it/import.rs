@@ -531,6 +531,19 @@ async fn a_refused_import_writes_nothing_and_an_existing_plan_is_kept() {
         cli::text(&refused)
     );
     assert!(!out.exists(), "a refused import wrote {out_arg}");
+    // A plan that does not validate names the statement each error comes from.
+    let invalid = file(
+        "invalid.sql",
+        "ALTER TABLE t ADD COLUMN c integer;\nALTER TABLE t ALTER COLUMN c SET NOT NULL;\n",
+    );
+    let refused = run(import(&invalid)).await;
+    assert_ne!(cli::code(&refused), 0, "{}", cli::text(&refused));
+    assert!(
+        cli::text(&refused).contains(&format!("from: {invalid}:1 (operation 1)")),
+        "{}",
+        cli::text(&refused)
+    );
+    assert!(!out.exists(), "a refused import wrote {out_arg}");
 
     std::fs::write(&out, "kept\n").expect("write");
     let over = run(import(&good)).await;
@@ -540,4 +553,29 @@ async fn a_refused_import_writes_nothing_and_an_existing_plan_is_kept() {
     std::fs::remove_file(&out).expect("remove");
     cli::ok(&run(import(&good)).await);
     Plan::load(&out).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Several statements on one column fold into one operation per column, and the result is the
+/// one the statements leave: the added column with its final type, the existing rows filled by
+/// the add's default and new rows by the later one; two in-place changes of another column.
+#[tokio::test]
+async fn statements_on_one_column_fold_and_end_as_written() {
+    let db = lifecycle(
+        || sql("sql/knex_columns.sql"),
+        "CREATE TABLE public.users (id bigint PRIMARY KEY, name text NOT NULL);
+         INSERT INTO public.users SELECT g, 'u' || g FROM generate_series(1, 300) g;",
+    )
+    .await;
+    let cat = db.catalog();
+    cat.assert_column("users", "age", "bigint", false).await;
+    cat.assert_column("users", "name", "text", true).await;
+    db.exec("INSERT INTO public.users (id) VALUES (1000)").await;
+    let rows: String = db
+        .scalar(
+            "SELECT format('%s %s %s', count(*) FILTER (WHERE age = 0), \
+             (SELECT age FROM public.users WHERE id = 1000), \
+             (SELECT name FROM public.users WHERE id = 1000)) FROM public.users",
+        )
+        .await;
+    assert_eq!(rows, "300 18 anon");
 }

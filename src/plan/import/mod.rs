@@ -6,6 +6,7 @@
 //! the text with [`Plan::parse`](crate::plan::Plan::parse), so an import that does not validate
 //! is never written.
 
+mod fold;
 mod locate;
 pub mod pgroll;
 mod pgroll_table;
@@ -304,3 +305,17 @@ pub fn render(items: &[Item], h: &Header, what: &str) -> Result<String, RenderEr
 
 #[cfg(test)]
 mod tests;
+
+/// The source of line `line` (1-based) of a plan written by [`render`]: the `file:line` and
+/// number of the operation it belongs to, read from the comment above the operation.
+pub fn source_of_line(plan: &str, line: usize) -> Option<String> {
+    plan.lines()
+        .take(line)
+        .collect::<Vec<_>>()
+        .iter()
+        .rev()
+        .find_map(|l| {
+            let (at, n) = l.strip_prefix("# ")?.split_once(" — operation ")?;
+            Some(format!("{at} (operation {n})"))
+        })
+}

@@ -83,6 +83,7 @@ pub fn import(path: &str, text: &str, downs: &Downs) -> Result<Imported, ImportE
             message: e.to_string(),
         })?;
     }
+    cx.out.items = super::fold::fold(cx.out.items);
     Ok(cx.out)
 }
 

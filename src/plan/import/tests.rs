@@ -340,3 +340,66 @@ fn backfills_of_two_tables_are_refused_naming_both_and_the_split() {
     check_backfills(&i.items).expect("a constant default needs no backfill");
     plan_of(&i.items);
 }
+
+/// Statements on one column folded into one operation (see `fold`).
+fn folded(text: &str) -> Vec<Item> {
+    sql::import("m.sql", text, &[]).expect("imports").items
+}
+
+#[test]
+fn a_new_columns_later_changes_join_its_add() {
+    let items = folded(
+        "ALTER TABLE users ADD COLUMN age integer;\n\
+         ALTER TABLE users ALTER COLUMN age TYPE bigint;\n\
+         ALTER TABLE public.users ALTER COLUMN age SET NOT NULL;\n\
+         COMMENT ON COLUMN users.age IS 'years';\n\
+         ALTER TABLE users ALTER COLUMN age SET DEFAULT 0;\n",
+    );
+    let kinds: Vec<&str> = items.iter().map(|i| i.op.op.as_str()).collect();
+    assert_eq!(kinds, ["add_column", "sql", "sql"], "{items:#?}");
+    let add = &items[0].op;
+    assert_eq!(add.kind.as_deref(), Some("bigint"));
+    assert_eq!(add.nullable, Some(false));
+    assert_eq!(
+        add.default, None,
+        "existing rows are not filled by a later default"
+    );
+    let note = items[0].note.as_deref().unwrap_or_default();
+    assert!(
+        note.contains("also m.sql:2") && note.contains("also m.sql:3"),
+        "{note}"
+    );
+    let default = items[2].op.up.as_deref().unwrap_or_default();
+    assert!(default.ends_with("SET DEFAULT 0"), "{default}");
+    assert_eq!(items[2].at, "m.sql:5");
+}
+
+#[test]
+fn in_place_changes_of_one_column_become_one_operation() {
+    let items = folded(
+        "ALTER TABLE t ALTER COLUMN c SET DEFAULT 1;\n\
+         ALTER TABLE t ALTER COLUMN c DROP NOT NULL;\n\
+         ALTER TABLE t ALTER COLUMN d SET DEFAULT 2;\n\
+         ALTER TABLE t ALTER COLUMN c SET DEFAULT 3;\n",
+    );
+    let kinds: Vec<&str> = items.iter().map(|i| i.op.op.as_str()).collect();
+    // The second default of `c` changes what the first did: left for validation to name.
+    assert_eq!(kinds, ["alter_column", "alter_column", "alter_column"]);
+    assert_eq!(items[0].op.default.as_deref(), Some("1"));
+    assert_eq!(items[0].op.nullable, Some(true));
+    assert_eq!(items[2].op.default.as_deref(), Some("3"));
+}
+
+#[test]
+fn a_rename_ends_the_fold() {
+    let items = folded(
+        "ALTER TABLE t ADD COLUMN c integer;\n\
+         ALTER TABLE t RENAME COLUMN c TO e;\n\
+         ALTER TABLE t ADD COLUMN c text;\n\
+         ALTER TABLE t ALTER COLUMN c TYPE varchar(10);\n",
+    );
+    let kinds: Vec<&str> = items.iter().map(|i| i.op.op.as_str()).collect();
+    assert_eq!(kinds, ["add_column", "rename_column", "add_column"]);
+    assert_eq!(items[0].op.kind.as_deref(), Some("integer"));
+    assert_eq!(items[2].op.kind.as_deref(), Some("varchar(10)"));
+}
