@@ -579,3 +579,22 @@ async fn statements_on_one_column_fold_and_end_as_written() {
         .await;
     assert_eq!(rows, "300 18 anon");
 }
+
+/// A type, a sequence, a function, a trigger and a view created beside a column: every
+/// rollback drops them (the harness compares the catalog, types and functions included).
+#[tokio::test]
+async fn created_objects_are_dropped_by_the_rollback() {
+    let db = lifecycle(
+        || sql("sql/objects.sql"),
+        "CREATE TABLE public.users (id bigint PRIMARY KEY, seen timestamptz);
+         INSERT INTO public.users SELECT g, NULL FROM generate_series(1, 300) g;",
+    )
+    .await;
+    db.catalog()
+        .assert_column("users", "role", "\"Role\"", false)
+        .await;
+    db.exec("UPDATE public.users SET id = id WHERE id = 1")
+        .await;
+    let seen: i64 = db.scalar("SELECT count(*) FROM public.active_users").await;
+    assert_eq!(seen, 1, "the trigger ran");
+}

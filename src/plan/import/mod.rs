@@ -12,6 +12,7 @@ pub mod pgroll;
 mod pgroll_table;
 mod reader;
 pub mod sql;
+mod sql_creates;
 mod sql_syntax;
 mod sql_table;
 

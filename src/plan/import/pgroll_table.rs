@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::reader::{check, identity_rewrites, raw, Cx, Obj};
+use super::reader::{check, identity_rewrites, primary_key_steps, raw, Cx, Obj};
 use super::ImportError;
 use crate::plan::operations::idents::{ident, Table};
 use crate::plan::operations::{Check, ColumnDef, ColumnItem, OperationSpec, Unique};
@@ -444,36 +444,9 @@ pub(super) fn create_constraint(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<()
             });
         }
         "primary_key" => {
-            let t = Table::parse(&table);
-            let index = format!(
-                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})",
-                ident(&name),
-                t.sql(),
-                list(&cols)
-            );
-            cx.push(
-                at,
-                raw(
-                    index,
-                    Some(format!(
-                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                        t.sibling(&name)
-                    )),
-                    Phase::Expand,
-                ),
-                Some("primary key, step 1: its unique index, built concurrently".into()),
-            );
-            let attach = format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}",
-                t.sql(),
-                ident(&name),
-                ident(&name)
-            );
-            cx.push(
-                at,
-                raw(attach, None, Phase::Contract),
-                Some("primary key, step 2: the index becomes the key at contract (its columns must be NOT NULL)".into()),
-            );
+            for (step, note) in primary_key_steps(&Table::parse(&table), &name, &cols) {
+                cx.push(at, step, Some(note.into()));
+            }
             return Ok(());
         }
         other => {

@@ -192,3 +192,36 @@ pub(super) fn check(cx: &Cx, mut c: Obj) -> Result<Check, ImportError> {
     c.done(cx)?;
     Ok(Check::Named { name, constraint })
 }
+
+/// A primary key added without a long lock: its unique index built concurrently in expand
+/// (dropped by the rollback), attached as the key at contract. Each step with its note.
+pub(super) fn primary_key_steps(
+    t: &crate::plan::operations::idents::Table,
+    name: &str,
+    cols: &[String],
+) -> [(OperationSpec, &'static str); 2] {
+    use crate::plan::operations::idents::ident;
+    let list = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+    let index = format!(
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({list})",
+        ident(name),
+        t.sql()
+    );
+    let drop = format!("DROP INDEX CONCURRENTLY IF EXISTS {}", t.sibling(name));
+    let attach = format!(
+        "ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}",
+        t.sql(),
+        ident(name),
+        ident(name)
+    );
+    [
+        (
+            raw(index, Some(drop), Phase::Expand),
+            "primary key, step 1: its unique index, built concurrently",
+        ),
+        (
+            raw(attach, None, Phase::Contract),
+            "primary key, step 2: the index becomes the key at contract (its columns must be NOT NULL)",
+        ),
+    ]
+}

@@ -7,7 +7,7 @@
 use squawk_syntax::ast::{self, AstNode};
 use squawk_syntax::SourceFile;
 
-use super::reader::raw;
+use super::reader::{primary_key_steps, raw};
 use super::sql_syntax::{columns, name, on_delete_only, text_of};
 use super::{ImportError, Item};
 use crate::plan::operations::idents::{ident, Table};
@@ -193,10 +193,16 @@ fn statement(cx: &mut Cx, stmt: ast::Stmt) -> Result<(), Unmappable> {
                 Some("metadata only"),
             );
         }
-        _ => {
-            let sql = cx.source.clone();
-            cx.risky(sql, "no Cutover operation expresses this statement, so nothing keeps the old and new versions working across it and its locks are not checked");
-        }
+        other => match super::sql_creates::inverse(&other) {
+            Some((down, note)) => {
+                let sql = cx.source.clone();
+                cx.push(raw(sql, Some(down), Phase::Expand), Some(note));
+            }
+            None => {
+                let sql = cx.source.clone();
+                cx.risky(sql, "no Cutover operation expresses this statement, so nothing keeps the old and new versions working across it and its locks are not checked");
+            }
+        },
     }
     Ok(())
 }
@@ -663,6 +669,16 @@ fn add_constraint(
             o.kind = Some("check".into());
             o.check = k.expr().map(|e| Check::Expr(text_of(&e)));
             cx.push(o, Some("NOT VALID in dual_write, VALIDATE in read_switch"));
+        }
+        C::PrimaryKeyConstraint(p) => {
+            let cols = columns(p.syntax(), 0);
+            if p.using_index().is_some() || cols.is_empty() {
+                return Ok(false);
+            }
+            let name = given(p.constraint_name_clause()).unwrap_or_else(|| format!("{bare}_pkey"));
+            for (step, note) in primary_key_steps(t, &name, &cols) {
+                cx.push(step, Some(note));
+            }
         }
         C::UniqueConstraint(u) => {
             let cols = columns(u.syntax(), 0);

@@ -196,8 +196,8 @@ impl Catalog<'_> {
     }
 
     /// A fingerprint of schema `public`: columns (type, nullability, default, comment),
-    /// relations (with replica identity), triggers, functions (by source), constraints and
-    /// indexes (with validity), one sorted line each.
+    /// relations (with replica identity and persistence), triggers, functions (by source), enum
+    /// and domain types, constraints and indexes (with validity), one sorted line each.
     pub async fn fingerprint(&self) -> String {
         self.0
             .query_one(
@@ -221,6 +221,9 @@ impl Catalog<'_> {
                     WHERE NOT tgisinternal AND tgrelid::regclass::text NOT LIKE 'cutover.%'
                    UNION ALL
                    SELECT 'function ' || proname || ' ' || md5(prosrc) FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+                   UNION ALL
+                   SELECT 'type ' || typname || ' ' || typtype::text FROM pg_type
+                    WHERE typnamespace = 'public'::regnamespace AND typtype IN ('e', 'd')
                    UNION ALL
                    SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
                     WHERE connamespace = 'public'::regnamespace
