@@ -198,7 +198,13 @@ pub fn evaluate(plan: &Plan, facts: &Facts, phase: Phase) -> GateEvaluation {
     if let Some(observe) = spec.observe {
         items.push(observe_item(observe, prev_applied, now));
     }
-    for (slot, why) in super::slots::blockers(&facts.slots, facts.max_slot_wal_keep_size) {
+    let min_percent = plan.spec.backfill.as_ref().map_or(
+        crate::plan::DEFAULT_MIN_SLOT_SAFE_WAL_PERCENT,
+        |b| b.throttle.min_slot_safe_wal_percent,
+    );
+    for (slot, why) in
+        super::slots::blockers(&facts.slots, facts.max_slot_wal_keep_size, min_percent)
+    {
         items.push(item(ItemKind::Slot, &slot, Outcome::Fail, why));
     }
 

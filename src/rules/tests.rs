@@ -155,6 +155,29 @@ fn a_slot_about_to_lose_its_wal_blocks_an_otherwise_complete_gate() {
 }
 
 #[test]
+fn the_gate_blocks_on_the_slot_share_the_plan_sets() {
+    let mut plan = plan();
+    let mut f = expand_ready(&plan);
+    let mb = 1i64 << 20;
+    f.slots = vec![crate::control::slots::Slot {
+        name: "analytics".into(),
+        kind: "logical".into(),
+        active: true,
+        retained_bytes: 40 * mb,
+        lag_bytes: Some(40 * mb),
+        wal_status: Some("extended".into()),
+        safe_wal_size: Some(24 * mb),
+    }];
+    f.max_slot_wal_keep_size = Some(64 * mb);
+    assert!(evaluate(&plan, &f, Phase::Expand).passed, "37.5 % left");
+    let backfill = plan.spec.backfill.as_mut().expect("the demo plan backfills");
+    backfill.throttle.min_slot_safe_wal_percent = 50.0;
+    let g = evaluate(&plan, &f, Phase::Expand);
+    assert_eq!(item(&g, ItemKind::Slot, "analytics").outcome, Outcome::Fail);
+    assert!(g.blockers[0].contains("under 50% left"), "{:?}", g.blockers);
+}
+
+#[test]
 fn the_previous_phase_must_be_applied_and_an_override_does_not_skip_it() {
     let plan = plan();
     let sha = plan.sha256();
