@@ -45,11 +45,7 @@ pub fn at_risk(slot: &Slot, keep_size: Option<i64>, min_percent: f64) -> Option<
 }
 
 /// Every slot at risk, by name, with why (arguments as for [`at_risk`]).
-pub fn blockers(
-    slots: &[Slot],
-    keep_size: Option<i64>,
-    min_percent: f64,
-) -> Vec<(String, String)> {
+pub fn blockers(slots: &[Slot], keep_size: Option<i64>, min_percent: f64) -> Vec<(String, String)> {
     slots
         .iter()
         .filter_map(|s| at_risk(s, keep_size, min_percent).map(|why| (s.name.clone(), why)))
@@ -78,19 +74,32 @@ mod tests {
     #[test]
     fn a_slot_with_most_of_its_allowance_left_does_not_block() {
         assert_eq!(
-            at_risk(&slot("reserved", 10 * MB, Some(54 * MB)), Some(64 * MB), QUARTER),
+            at_risk(
+                &slot("reserved", 10 * MB, Some(54 * MB)),
+                Some(64 * MB),
+                QUARTER
+            ),
             None
         );
         // Exactly a quarter left is still enough.
         assert_eq!(
-            at_risk(&slot("extended", 48 * MB, Some(16 * MB)), Some(64 * MB), QUARTER),
+            at_risk(
+                &slot("extended", 48 * MB, Some(16 * MB)),
+                Some(64 * MB),
+                QUARTER
+            ),
             None
         );
     }
 
     #[test]
     fn a_slot_under_a_quarter_of_its_allowance_left_blocks() {
-        let why = at_risk(&slot("extended", 50 * MB, Some(14 * MB)), Some(64 * MB), QUARTER).unwrap();
+        let why = at_risk(
+            &slot("extended", 50 * MB, Some(14 * MB)),
+            Some(64 * MB),
+            QUARTER,
+        )
+        .unwrap();
         assert_eq!(
             why,
             "logical slot `analytics` is 14MB of WAL away from being lost (50MB retained, \
@@ -101,7 +110,11 @@ mod tests {
 
     #[test]
     fn unreserved_and_lost_slots_block_whatever_is_left() {
-        let unreserved = at_risk(&slot("unreserved", 70 * MB, Some(-6 * MB)), Some(64 * MB), QUARTER);
+        let unreserved = at_risk(
+            &slot("unreserved", 70 * MB, Some(-6 * MB)),
+            Some(64 * MB),
+            QUARTER,
+        );
         assert!(
             unreserved
                 .as_deref()
@@ -119,7 +132,10 @@ mod tests {
 
     #[test]
     fn without_a_limit_no_slot_is_at_risk_by_size() {
-        assert_eq!(at_risk(&slot("reserved", 1 << 40, None), None, QUARTER), None);
+        assert_eq!(
+            at_risk(&slot("reserved", 1 << 40, None), None, QUARTER),
+            None
+        );
         let slots = [
             slot("reserved", MB, Some(63 * MB)),
             Slot {

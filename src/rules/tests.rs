@@ -85,6 +85,7 @@ fn check(f: &mut Facts, name: &str, outcome: Outcome, sha: &str, at: DateTime<Ut
         duration_ms: 10,
         rows_scanned: 100,
         mismatches: None,
+        partitions: Vec::new(),
         plan_sha256: sha.into(),
     });
 }
@@ -170,7 +171,11 @@ fn the_gate_blocks_on_the_slot_share_the_plan_sets() {
     }];
     f.max_slot_wal_keep_size = Some(64 * mb);
     assert!(evaluate(&plan, &f, Phase::Expand).passed, "37.5 % left");
-    let backfill = plan.spec.backfill.as_mut().expect("the demo plan backfills");
+    let backfill = plan
+        .spec
+        .backfill
+        .as_mut()
+        .expect("the demo plan backfills");
     backfill.throttle.min_slot_safe_wal_percent = 50.0;
     let g = evaluate(&plan, &f, Phase::Expand);
     assert_eq!(item(&g, ItemKind::Slot, "analytics").outcome, Outcome::Fail);

@@ -81,6 +81,7 @@ fn check(name: &str, kind: &str, outcome: Outcome, summary: &str, sha: &str) -> 
         } else {
             None
         },
+        partitions: Vec::new(),
         plan_sha256: sha.into(),
     }
 }

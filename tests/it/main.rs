@@ -7,6 +7,7 @@ mod backfill_copy;
 mod backfill_partitions;
 mod cdc;
 mod checks;
+mod checks_partitions;
 mod common;
 mod connect;
 mod engine;
