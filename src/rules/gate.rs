@@ -202,13 +202,7 @@ pub fn evaluate(plan: &Plan, facts: &Facts, phase: Phase) -> GateEvaluation {
     if let Some(observe) = spec.observe {
         items.push(observe_item(observe, prev_applied, now));
     }
-    let min_percent = plan
-        .spec
-        .backfill
-        .as_ref()
-        .map_or(crate::plan::DEFAULT_MIN_SLOT_SAFE_WAL_PERCENT, |b| {
-            b.throttle.min_slot_safe_wal_percent
-        });
+    let min_percent = super::slots::min_percent(plan);
     for (slot, why) in
         super::slots::blockers(&facts.slots, facts.max_slot_wal_keep_size, min_percent)
     {

@@ -6,6 +6,17 @@
 //! `[backfill.throttle]`'s `min_slot_safe_wal_percent` (25 by default).
 
 use crate::control::slots::{bytes, Slot};
+use crate::plan::{Plan, DEFAULT_MIN_SLOT_SAFE_WAL_PERCENT};
+
+/// The share of `max_slot_wal_keep_size` (percent) a slot must have left under `plan`.
+pub fn min_percent(plan: &Plan) -> f64 {
+    plan.spec
+        .backfill
+        .as_ref()
+        .map_or(DEFAULT_MIN_SLOT_SAFE_WAL_PERCENT, |b| {
+            b.throttle.min_slot_safe_wal_percent
+        })
+}
 
 /// Why `slot` blocks the gates, if it does; `keep_size` is `max_slot_wal_keep_size` in bytes
 /// (`None`: unlimited, and no slot is ever invalidated); a slot with less than `min_percent` of

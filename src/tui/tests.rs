@@ -1282,3 +1282,4 @@ fn one_migration_has_no_switcher() {
 }
 
 mod screens;
+mod slots;
