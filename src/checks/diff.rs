@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 
 use super::chunk::{Range, Walker};
 use super::keys::{relation_sql, Bound, Key};
-use super::leaves::{self, Leaves};
+use super::leaves::{self, Leaves, Picked};
 use super::pace::Pacer;
 use super::side::{both, row_change, sides, Agg, Side};
 pub use super::side::{ChangedRow, ColumnChange, DiffSpec};
@@ -144,10 +144,10 @@ async fn by_leaf(
         .chain(report.changed.iter().map(|c| c.key.clone()))
         .collect();
     let s = leaves
-        .count(ro, &srel, Some((skey.as_str(), at_source.as_slice())))
+        .count(ro, &srel, Picked::Keys(&skey, &at_source))
         .await?;
     let t = leaves
-        .count(ro, &trel, Some((tkey.as_str(), report.extra.as_slice())))
+        .count(ro, &trel, Picked::Keys(&tkey, &report.extra))
         .await?;
     Ok(leaves.results(&s, &t, |s, t| s.1 + t.1))
 }

@@ -1,7 +1,8 @@
 //! A check on a partitioned table, reported per leaf partition so an operator sees which one
-//! disagrees. The leaves are the catalog's ([`crate::db::partitions`]); each row is placed in
-//! its leaf by the leaves' partition constraints, evaluated on both sides (the target carries
-//! the partition columns under the same names), one `GROUP BY` statement per side, read-only.
+//! disagrees. The leaves are the catalog's ([`crate::db::partitions`]); a row of the table
+//! itself is placed in its leaf by its `tableoid`, a row of another relation (the target) by the
+//! leaves' partition constraints (the target carries the partition columns under the same
+//! names): one `GROUP BY` statement per side, read-only.
 //! The check's verdict is its own: the breakdown only says where the disagreement lies, and a
 //! breakdown that cannot be read (say the target lacks a partition column) is left out with why.
 
@@ -23,8 +24,23 @@ pub(crate) const NO_PARTITION: &str = "(no partition)";
 /// Rows of one side per leaf: (rows, rows carrying one of the listed keys).
 pub(crate) type PerLeaf = BTreeMap<String, (i64, i64)>;
 
+/// Which rows of a side [`Leaves::count`] counts apart, besides all of them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Picked<'a> {
+    /// None.
+    None,
+    /// Rows whose canonical key text (the side's expression) is one of these.
+    Keys(&'a str, &'a [String]),
+    /// Rows matching this predicate.
+    Rows(&'a str),
+}
+
 /// The leaf partitions of a checked table.
-pub(crate) struct Leaves(Vec<Leaf>);
+pub(crate) struct Leaves {
+    /// The partitioned table, as SQL.
+    table: String,
+    leaves: Vec<Leaf>,
+}
 
 impl Leaves {
     /// The leaves of the plan's relation `name`; `None` when it is not a partitioned table
@@ -33,39 +49,57 @@ impl Leaves {
         if !is_plain_name(name) {
             return Ok(None);
         }
-        Ok(leaves(client, &relation_sql(name)).await?.map(Leaves))
+        let table = relation_sql(name);
+        Ok(leaves(client, &table)
+            .await?
+            .map(|leaves| Leaves { table, leaves }))
     }
 
-    /// `CASE WHEN <constraint> THEN '<leaf>' … ELSE '(no partition)' END`.
-    fn label_sql(&self) -> String {
+    /// The leaf of a row of `rel`: `CASE tableoid WHEN <oid> THEN '<leaf>' …` on the table
+    /// itself, else `CASE WHEN <constraint> THEN '<leaf>' …`, `(no partition)` otherwise.
+    fn label_sql(&self, rel: &str) -> String {
+        let own = rel == self.table;
         let arms: String = self
-            .0
+            .leaves
             .iter()
-            .map(|l| format!(" WHEN ({}) THEN {}", l.constraint, quote_literal(&l.name)))
+            .map(|l| {
+                let name = quote_literal(&l.name);
+                if own {
+                    format!(" WHEN {} THEN {name}", l.oid)
+                } else {
+                    format!(" WHEN ({}) THEN {name}", l.constraint)
+                }
+            })
             .collect();
-        format!("CASE{arms} ELSE {} END", quote_literal(NO_PARTITION))
+        let subject = if own { " tableoid::int8" } else { "" };
+        format!(
+            "CASE{subject}{arms} ELSE {} END",
+            quote_literal(NO_PARTITION)
+        )
     }
 
-    /// Rows of `rel` per leaf and, with `keys` (the side's canonical key text expression and
-    /// the listed key texts), how many of them carry one of those keys.
+    /// Rows of `rel` per leaf, and how many of them `picked` picks out.
     pub(crate) async fn count(
         &self,
         ro: &ReadOnly<'_>,
         rel: &str,
-        keys: Option<(&str, &[String])>,
+        picked: Picked<'_>,
     ) -> Result<PerLeaf, CheckError> {
-        let listed = match keys {
-            Some((text, _)) => format!("count(*) FILTER (WHERE {text} = ANY($1::text[]))::int8"),
-            None => "0::int8".to_string(),
+        let filter = match picked {
+            Picked::None => "0::int8".to_string(),
+            Picked::Keys(text, _) => {
+                format!("count(*) FILTER (WHERE {text} = ANY($1::text[]))::int8")
+            }
+            Picked::Rows(predicate) => format!("count(*) FILTER (WHERE {predicate})::int8"),
         };
         let sql = format!(
-            "{OWN_TAG}SELECT {} AS leaf, count(*)::int8 AS n, {listed} AS listed FROM {rel} \
+            "{OWN_TAG}SELECT {} AS leaf, count(*)::int8 AS n, {filter} AS listed FROM {rel} \
              GROUP BY 1",
-            self.label_sql()
+            self.label_sql(rel)
         );
-        let rows = match keys {
-            Some((_, list)) => ro.query(&sql, &[&list]).await,
-            None => ro.query(&sql, &[]).await,
+        let rows = match picked {
+            Picked::Keys(_, keys) => ro.query(&sql, &[&keys]).await,
+            Picked::None | Picked::Rows(_) => ro.query(&sql, &[]).await,
         }
         .map_err(|e| CheckError::Db(format!("per partition on {rel}: {e}")))?;
         Ok(rows
@@ -82,7 +116,7 @@ impl Leaves {
         target: &PerLeaf,
         mismatches: impl Fn((i64, i64), (i64, i64)) -> i64,
     ) -> Vec<PartitionResult> {
-        let mut names: Vec<&str> = self.0.iter().map(|l| l.name.as_str()).collect();
+        let mut names: Vec<&str> = self.leaves.iter().map(|l| l.name.as_str()).collect();
         if source.contains_key(NO_PARTITION) || target.contains_key(NO_PARTITION) {
             names.push(NO_PARTITION);
         }
@@ -140,15 +174,33 @@ mod tests {
     use super::*;
 
     fn leaves(names: &[&str]) -> Leaves {
-        Leaves(
-            names
+        Leaves {
+            table: "\"public\".\"t\"".into(),
+            leaves: names
                 .iter()
-                .map(|n| Leaf {
+                .zip(16_384..)
+                .map(|(n, oid)| Leaf {
                     name: (*n).to_string(),
-                    constraint: "true".into(),
+                    oid,
+                    constraint: format!("id % 3 = {}", oid % 3),
                 })
                 .collect(),
-        )
+        }
+    }
+
+    #[test]
+    fn rows_of_the_table_go_by_tableoid_others_by_the_constraint() {
+        let l = leaves(&["public.t_p0", "public.t_p1"]);
+        assert_eq!(
+            l.label_sql("\"public\".\"t\""),
+            "CASE tableoid::int8 WHEN 16384 THEN 'public.t_p0' WHEN 16385 THEN 'public.t_p1' \
+             ELSE '(no partition)' END"
+        );
+        assert_eq!(
+            l.label_sql("\"public\".\"t_copy\""),
+            "CASE WHEN (id % 3 = 1) THEN 'public.t_p0' WHEN (id % 3 = 2) THEN 'public.t_p1' \
+             ELSE '(no partition)' END"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::chunk::{Range, Walker};
 use super::keys::{column_sql, relation_sql, Key};
-use super::leaves::{self, Leaves};
+use super::leaves::{self, Leaves, Picked};
 use super::{CheckError, Ctx, Verdict};
 use crate::plan::CheckKind;
 use crate::Outcome;
@@ -53,8 +53,8 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     if let Some(leaves) = Leaves::of(ctx.client, source).await.transpose() {
         let per_leaf = async {
             let leaves = leaves?;
-            let s = leaves.count(&ctx.ro, &src, None).await?;
-            let t = leaves.count(&ctx.ro, &tgt, None).await?;
+            let s = leaves.count(&ctx.ro, &src, Picked::None).await?;
+            let t = leaves.count(&ctx.ro, &tgt, Picked::None).await?;
             Ok(leaves.results(&s, &t, |s, t| (s.0 - t.0).abs()))
         };
         leaves::attach(&mut v.details, &mut v.summary, per_leaf.await);

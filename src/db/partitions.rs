@@ -8,6 +8,8 @@ use tokio_postgres::{Error, GenericClient};
 pub struct Leaf {
     /// Qualified name, quoted where needed (`public.orders_2024`).
     pub name: String,
+    /// Its `pg_class` oid (the `tableoid` of its rows).
+    pub oid: u32,
     /// The partition constraint (its ancestors' included) as a boolean SQL expression over the
     /// table's columns, unqualified (`pg_get_partition_constraintdef`).
     pub constraint: String,
@@ -28,7 +30,7 @@ pub async fn leaves(c: &impl GenericClient, table: &str) -> Result<Option<Vec<Le
     }
     let rows = c
         .query(
-            "SELECT format('%I.%I', n.nspname, c.relname) AS leaf, \
+            "SELECT format('%I.%I', n.nspname, c.relname) AS leaf, c.oid, \
              coalesce(pg_get_partition_constraintdef(c.oid), 'true') AS constraint_sql \
              FROM pg_partition_tree(to_regclass($1)) t JOIN pg_class c ON c.oid = t.relid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -40,6 +42,7 @@ pub async fn leaves(c: &impl GenericClient, table: &str) -> Result<Option<Vec<Le
         rows.iter()
             .map(|r| Leaf {
                 name: r.get("leaf"),
+                oid: r.get("oid"),
                 constraint: r.get("constraint_sql"),
             })
             .collect(),

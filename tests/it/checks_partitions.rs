@@ -1,6 +1,6 @@
-//! Checks on a partitioned table report one entry per leaf partition: a planted difference in
-//! one (sub-partitioned) leaf is named there, and only there, in the check's details, in
-//! `cutover check`, in `cutover status` and in `status --json`.
+//! Checks on a partitioned table (row counts, the exact diff, NULL drift) report one entry per
+//! leaf partition: a planted difference in one (sub-partitioned) leaf is named there, and only
+//! there, in the check's details, in `cutover check`, in `cutover status` and in `status --json`.
 
 use cutover::checks::{self, Cancel, CheckRecord, PartitionResult};
 use cutover::Outcome;
@@ -12,7 +12,7 @@ use crate::common::TestDb;
 /// Four range partitions of `orders`, the last split by region; `orders_copy` holds the same
 /// rows in one plain table.
 const SCHEMA: &str = "
-CREATE TABLE orders (id int NOT NULL, region text NOT NULL, v int, PRIMARY KEY (id, region))
+CREATE TABLE orders (id int NOT NULL, region text NOT NULL, v int, w int, PRIMARY KEY (id, region))
   PARTITION BY RANGE (id);
 CREATE TABLE orders_p0 PARTITION OF orders FOR VALUES FROM (MINVALUE) TO (101);
 CREATE TABLE orders_p1 PARTITION OF orders FOR VALUES FROM (101) TO (201);
@@ -21,7 +21,7 @@ CREATE TABLE orders_p3 PARTITION OF orders FOR VALUES FROM (301) TO (MAXVALUE)
   PARTITION BY LIST (region);
 CREATE TABLE orders_p3_eu PARTITION OF orders_p3 FOR VALUES IN ('eu');
 CREATE TABLE orders_p3_us PARTITION OF orders_p3 DEFAULT;
-INSERT INTO orders SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g * 10
+INSERT INTO orders SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g * 10, g * 10
   FROM generate_series(1, 400) g;
 CREATE TABLE orders_copy AS SELECT * FROM orders;
 ";
@@ -51,6 +51,12 @@ source = "public.orders"
 target = "public.orders_copy"
 key = ["id"]
 columns = ["region", "v"]
+[[checks]]
+name = "drift"
+kind = "null_drift"
+table = "public.orders"
+old = "v"
+new = "w"
 [gates.expand]
 checks = ["counts", "diff"]
 "#,
@@ -93,17 +99,19 @@ async fn a_difference_in_one_leaf_partition_is_named_there_and_only_there() {
     let db = TestDb::new().await;
     db.exec(SCHEMA).await;
     let client = db.control_client().await;
-    for name in ["counts", "diff"] {
+    for name in ["counts", "diff", "drift"] {
         let r = run(&client, name).await;
         assert_eq!(r.outcome, Outcome::Pass, "{}", r.summary);
         assert_eq!(by_leaf(&r), expected(0), "{name}: {}", r.details);
     }
 
-    // Two rows missing, one extra and one changed, all in the sub-partition of odd ids ≥ 301.
+    // Two rows missing, one extra and one changed, all in the sub-partition of odd ids ≥ 301;
+    // there too, one new value went NULL.
     db.exec(
         "DELETE FROM orders_copy WHERE id IN (301, 303);
          UPDATE orders_copy SET v = -1 WHERE id = 305;
-         INSERT INTO orders_copy VALUES (1001, 'us', 1);",
+         INSERT INTO orders_copy VALUES (1001, 'us', 1, 1);
+         UPDATE orders SET w = NULL WHERE id = 307;",
     )
     .await;
     let counts = run(&client, "counts").await;
@@ -112,6 +120,8 @@ async fn a_difference_in_one_leaf_partition_is_named_there_and_only_there() {
     let diff = run(&client, "diff").await;
     assert_eq!(diff.outcome, Outcome::Fail, "{}", diff.summary);
     assert_eq!(by_leaf(&diff), expected(4), "{}", diff.details);
+    let drift = run(&client, "drift").await;
+    assert_eq!(by_leaf(&drift), expected(1), "{}", drift.details);
     let us = PartitionResult::from_details(&diff.details)
         .into_iter()
         .find(|p| p.partition == "public.orders_p3_us")
