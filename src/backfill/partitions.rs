@@ -82,27 +82,9 @@ impl std::fmt::Display for PartitionProgress {
 
 /// The leaf partitions of `table` by name, `None` when it is not a partitioned table.
 async fn leaves(c: &impl GenericClient, table: &str) -> Result<Option<Vec<String>>, BackfillError> {
-    let partitioned: bool = c
-        .query_one(
-            "SELECT COALESCE((SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)), \
-             false) AS partitioned",
-            &[&table],
-        )
+    Ok(crate::db::partitions::leaves(c, table)
         .await?
-        .get("partitioned");
-    if !partitioned {
-        return Ok(None);
-    }
-    let rows = c
-        .query(
-            "SELECT format('%I.%I', n.nspname, c.relname) AS leaf \
-             FROM pg_partition_tree(to_regclass($1)) t JOIN pg_class c ON c.oid = t.relid \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE t.isleaf AND c.relkind <> 'p' ORDER BY 1",
-            &[&table],
-        )
-        .await?;
-    Ok(Some(rows.iter().map(|r| r.get("leaf")).collect()))
+        .map(|all| all.into_iter().map(|l| l.name).collect()))
 }
 
 /// `keys` aimed at one leaf partition instead of the table.

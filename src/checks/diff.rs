@@ -10,6 +10,8 @@
 //! exactly: keys only in the source are *missing*, keys only in the target *extra*, keys on both
 //! sides with different hashes *changed*, with the columns that differ.
 //!
+//! On a partitioned source the result is also given per leaf partition ([`super::leaves`]).
+//!
 //! Values are compared by type (`1.50 = 1.5` for numerics, NULL is distinct from every value);
 //! when a target column's type differs from the source's it is cast to the source's type.
 
@@ -21,11 +23,12 @@ use serde_json::json;
 use tokio_postgres::Client;
 
 use super::chunk::{Range, Walker};
-use super::keys::Bound;
+use super::keys::{relation_sql, Bound, Key};
+use super::leaves::{self, Leaves, Picked};
 use super::pace::Pacer;
 use super::side::{both, row_change, sides, Agg, Side};
 pub use super::side::{ChangedRow, ColumnChange, DiffSpec};
-use super::{CheckError, Ctx, RunOptions, Verdict, MAX_LISTED};
+use super::{CheckError, Ctx, PartitionResult, RunOptions, Verdict, MAX_LISTED};
 use crate::db::{DbConfig, SessionSettings};
 use crate::read_only::ReadOnly;
 use crate::Outcome;
@@ -108,7 +111,45 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
         ctx.chunk_time,
     )
     .await?;
-    Ok(verdict(&spec, &report))
+    let mut v = verdict(&spec, &report);
+    if let Some(leaves) = Leaves::of(ctx.client, &spec.source).await.transpose() {
+        let per_leaf = by_leaf(&ctx.ro, leaves, &spec, &report);
+        leaves::attach(&mut v.details, &mut v.summary, per_leaf.await);
+    }
+    Ok(v)
+}
+
+/// The diff per leaf partition of the source: rows on each side, and the differing keys kept
+/// in the report (missing and changed ones placed by the source row, extra ones by the target
+/// row).
+async fn by_leaf(
+    ro: &ReadOnly<'_>,
+    leaves: Result<Leaves, CheckError>,
+    spec: &DiffSpec,
+    report: &DiffReport,
+) -> Result<Vec<PartitionResult>, CheckError> {
+    let leaves = leaves?;
+    let (srel, trel) = (relation_sql(&spec.source), relation_sql(&spec.target));
+    let tkey = if spec.target_key.is_empty() {
+        &spec.key
+    } else {
+        &spec.target_key
+    };
+    let skey = Key::resolve(ro.client(), &srel, &spec.key).await?.text();
+    let tkey = Key::resolve(ro.client(), &trel, tkey).await?.text();
+    let at_source: Vec<String> = report
+        .missing
+        .iter()
+        .cloned()
+        .chain(report.changed.iter().map(|c| c.key.clone()))
+        .collect();
+    let s = leaves
+        .count(ro, &srel, Picked::Keys(&skey, &at_source))
+        .await?;
+    let t = leaves
+        .count(ro, &trel, Picked::Keys(&tkey, &report.extra))
+        .await?;
+    Ok(leaves.results(&s, &t, |s, t| s.1 + t.1))
 }
 
 /// Runs the exact diff outside of any plan (no windows or load throttle; cancellation and

@@ -1,7 +1,8 @@
 //! NULL/default and distribution drift: per partition, the new column's share of NULLs (and of
 //! a default value) and its distribution — min, max, mean, distinct count, quantiles — compared
 //! with the old column's, against thresholds. Catches truncation, rounding and misapplied
-//! filters that row counts miss.
+//! filters that row counts miss. On a partitioned table each leaf partition also counts its rows
+//! whose new value is NULL where the old one is not ([`super::leaves`]).
 //!
 //! Numeric columns are compared as `float8`, dates and timestamps as epoch seconds; other types
 //! only by NULL/default share, distinct count and (exact) min/max. One grouped statement per
@@ -11,7 +12,8 @@
 use serde_json::{json, Value};
 
 use super::keys::{column_sql, is_numeric_type, is_temporal_type, relation_sql, types_of};
-use super::{CheckError, Ctx, Verdict, MAX_LISTED};
+use super::leaves::{self, Leaves, Picked};
+use super::{CheckError, Ctx, PartitionResult, Verdict, MAX_LISTED};
 use crate::plan::CheckKind;
 use crate::Outcome;
 
@@ -89,7 +91,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
         headlines,
     } = judge_partitions(&rows, &limits);
     let bad = failing.len();
-    let summary = if bad == 0 {
+    let mut summary = if bad == 0 {
         format!(
             "{new} matches {old} in {} partition(s), {total} rows (NULL share within {max_share_increase_pp} pp, statistics within {})",
             rows.len(),
@@ -106,6 +108,16 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     let mut partitions = failing;
     partitions.extend(passing);
     partitions.truncate(MAX_LISTED);
+    let mut details = json!({
+        "rows": total,
+        "partitions_total": rows.len(),
+        "partitions_drifting": bad,
+        "partitions": partitions,
+    });
+    if let Some(leaves) = Leaves::of(ctx.client, table).await.transpose() {
+        let per_leaf = went_null(ctx, leaves, &rel, &old_sql, &new_sql).await;
+        leaves::attach(&mut details, &mut summary, per_leaf);
+    }
     Ok(Verdict {
         outcome: if bad == 0 {
             Outcome::Pass
@@ -114,13 +126,23 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
         },
         summary,
         rows_scanned: total,
-        details: json!({
-            "rows": total,
-            "partitions_total": rows.len(),
-            "partitions_drifting": bad,
-            "partitions": partitions,
-        }),
+        details,
     })
+}
+
+/// Per leaf partition, its rows whose new value is NULL while the old one is not: the drift a
+/// leaf shows.
+async fn went_null(
+    ctx: &Ctx<'_>,
+    leaves: Result<Leaves, CheckError>,
+    rel: &str,
+    old: &str,
+    new: &str,
+) -> Result<Vec<PartitionResult>, CheckError> {
+    let leaves = leaves?;
+    let predicate = format!("({new}) IS NULL AND ({old}) IS NOT NULL");
+    let counts = leaves.count(&ctx.ro, rel, Picked::Rows(&predicate)).await?;
+    Ok(leaves.results(&counts, &counts, |s, _| s.1))
 }
 
 /// The partitions judged: failing and passing entries for the details, the first few failures

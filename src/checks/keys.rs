@@ -111,16 +111,20 @@ pub(crate) fn column_sql(col: &str) -> String {
     }
 }
 
-/// A relation name as SQL: quoted when it is `schema.table` or `table` made of plain words,
-/// otherwise verbatim (so already-quoted names work).
-pub(crate) fn relation_sql(name: &str) -> String {
-    let plain = name.split('.').all(|part| {
+/// `name` is a (qualified) table name, not a subquery or other SQL.
+pub(crate) fn is_plain_name(name: &str) -> bool {
+    name.split('.').all(|part| {
         !part.is_empty()
             && part
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-    });
-    if plain {
+    })
+}
+
+/// A relation name as SQL: quoted when it is `schema.table` or `table` made of plain words,
+/// otherwise verbatim (so already-quoted names work).
+pub(crate) fn relation_sql(name: &str) -> String {
+    if is_plain_name(name) {
         quote_qualified(name)
     } else {
         name.to_string()

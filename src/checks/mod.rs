@@ -27,6 +27,7 @@ mod expression;
 mod golden;
 mod invariant;
 mod keys;
+mod leaves;
 mod pace;
 mod partition_key;
 mod row_count;
@@ -47,7 +48,7 @@ use crate::plan::{CheckKind, CheckSpec, Phase, Plan};
 use crate::read_only::{ReadOnly, ReadOnlyError};
 use crate::Outcome;
 
-pub use crate::control::checks::{CheckRecord, GoldenSnapshot};
+pub use crate::control::checks::{CheckRecord, GoldenSnapshot, PartitionResult};
 pub use golden::snapshot_golden;
 pub use store::{history, latest};
 

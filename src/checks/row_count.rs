@@ -1,5 +1,6 @@
 //! Row-count parity by partition: counts of a source and a target relation per partition — an
-//! expression's value (e.g. `date_trunc('month', created_at)`) or a key range.
+//! expression's value (e.g. `date_trunc('month', created_at)`) or a key range. On a partitioned
+//! source the counts are also compared per leaf partition ([`super::leaves`]).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -8,6 +9,7 @@ use serde_json::json;
 
 use super::chunk::{Range, Walker};
 use super::keys::{column_sql, relation_sql, Key};
+use super::leaves::{self, Leaves, Picked};
 use super::{CheckError, Ctx, Verdict};
 use crate::plan::CheckKind;
 use crate::Outcome;
@@ -47,7 +49,17 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
             ))
         }
     };
-    Ok(verdict(source, target, &counts))
+    let mut v = verdict(source, target, &counts);
+    if let Some(leaves) = Leaves::of(ctx.client, source).await.transpose() {
+        let per_leaf = async {
+            let leaves = leaves?;
+            let s = leaves.count(&ctx.ro, &src, Picked::None).await?;
+            let t = leaves.count(&ctx.ro, &tgt, Picked::None).await?;
+            Ok(leaves.results(&s, &t, |s, t| (s.0 - t.0).abs()))
+        };
+        leaves::attach(&mut v.details, &mut v.summary, per_leaf.await);
+    }
+    Ok(v)
 }
 
 async fn by_expression(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::{exit, Context};
-use crate::checks::{self, Cancel, CheckRecord, RunOptions};
+use crate::checks::{self, Cancel, CheckRecord, PartitionResult, RunOptions};
 use crate::plan::Plan;
 use crate::Outcome;
 
@@ -143,6 +143,9 @@ fn print(records: &[CheckRecord], json: bool) -> anyhow::Result<()> {
             r.started_at.format("%Y-%m-%d %H:%M:%S"),
             r.summary
         );
+        let mut leaves = String::new();
+        super::status::partitions(&mut leaves, &PartitionResult::from_details(&r.details));
+        print!("{leaves}");
     }
     Ok(())
 }

@@ -162,6 +162,21 @@ fn phases(out: &mut String, st: &engine::Status) {
     }
 }
 
+/// A check's leaf partitions: each that disagrees, then how many agree.
+pub(super) fn partitions(out: &mut String, all: &[crate::checks::PartitionResult]) {
+    let differing: Vec<_> = all.iter().filter(|p| p.mismatches != 0).collect();
+    for p in &differing {
+        push(out, format!("      partition {p}"));
+    }
+    let agreeing = all.len() - differing.len();
+    if agreeing > 0 {
+        push(
+            out,
+            format!("      {agreeing} other leaf partition(s) agree"),
+        );
+    }
+}
+
 /// The next phase's gate, item by item, and any override of it.
 fn gate(out: &mut String, st: &engine::Status) {
     match &st.gate {
@@ -181,6 +196,7 @@ fn gate(out: &mut String, st: &engine::Status) {
                 for e in &i.evidence {
                     push(out, format!("      {e}"));
                 }
+                partitions(out, &i.partitions);
             }
             if let Some(o) = &g.overridden {
                 push(

@@ -36,6 +36,49 @@ pub struct CheckRecord {
     pub plan_sha256: String,
 }
 
+/// One leaf partition's share of a check on a partitioned table (`details.leaf_partitions`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionResult {
+    /// The leaf (qualified name, quoted where needed); `(no partition)` for target rows that
+    /// fall in none of the source's leaves.
+    pub partition: String,
+    /// Rows of the checked (source) side in it.
+    pub source_rows: i64,
+    /// Rows of the target side that fall in it (same as `source_rows` for one-table checks).
+    pub target_rows: i64,
+    /// Rows in it that disagree (missing, extra or changed keys; the count difference for row
+    /// counts).
+    pub mismatches: i64,
+}
+
+impl PartitionResult {
+    /// The leaf partitions recorded in a check's details (none for an unpartitioned table).
+    pub fn from_details(details: &Value) -> Vec<PartitionResult> {
+        details
+            .get("leaf_partitions")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for PartitionResult {
+    /// `public.orders_p2: 3 mismatches (250 source rows, 247 target rows)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} ({} source rows, {} target rows)",
+            self.partition,
+            match self.mismatches {
+                0 => "matches".to_string(),
+                1 => "1 mismatch".to_string(),
+                n => format!("{n} mismatches"),
+            },
+            self.source_rows,
+            self.target_rows
+        )
+    }
+}
+
 /// A check result to store.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NewResult<'a> {

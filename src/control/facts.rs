@@ -78,6 +78,9 @@ pub struct CheckFact {
     pub rows_scanned: i64,
     /// Mismatching rows, when the check reports them.
     pub mismatches: Option<i64>,
+    /// One entry per leaf partition when the checked table is partitioned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<crate::control::checks::PartitionResult>,
     /// The plan version it ran against.
     pub plan_sha256: String,
 }
@@ -282,7 +285,9 @@ SELECT json_build_object(
                  'started_at', started_at, 'duration_ms', duration_ms,
                  'rows_scanned', rows_scanned, 'plan_sha256', plan_sha256,
                  'mismatches', CASE WHEN jsonb_typeof(details->'mismatches') = 'number'
-                                    THEN (details->>'mismatches')::numeric::bigint END))
+                                    THEN (details->>'mismatches')::numeric::bigint END,
+                 'partitions', CASE WHEN jsonb_typeof(details->'leaf_partitions') = 'array'
+                                    THEN details->'leaf_partitions' ELSE '[]' END))
                FROM (SELECT DISTINCT ON (check_name) * FROM cutover.check_results
                       WHERE plan_id = $1 ORDER BY check_name, id DESC) c), '[]'),
   'probes', coalesce((SELECT json_agg(json_build_object(

@@ -8,6 +8,7 @@ mod connect;
 mod conninfo;
 mod env;
 pub(crate) mod error;
+pub mod partitions;
 mod pgpass;
 mod resolve;
 mod service;

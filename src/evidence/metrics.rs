@@ -1,6 +1,6 @@
 //! Prometheus metrics endpoint (`--metrics-addr`): phase and state, gate probe outcomes,
 //! backfill progress (rows, rate, chunk-time histogram, throttle state and seconds), check
-//! outcomes and durations — all read from the control schema at scrape time, so every Cutover
+//! outcomes and durations, replication slots (retained WAL, lag, `wal_status`) — all read from the control schema at scrape time, so every Cutover
 //! process (TUI, CLI, worker) serves the same truth.
 //!
 //! Each scrape is recorded in `cutover.metrics_scrapes`: the Observability evidence is that the
@@ -199,7 +199,10 @@ async fn collect(client: &Client, plan: &Plan) -> Result<Registry, tokio_postgre
     phases(client, plan, &mut registry).await?;
     probes(client, plan, &mut registry).await?;
     match Facts::load(client, plan.id()).await {
-        Ok(facts) => gates(plan, &facts, &mut registry),
+        Ok(facts) => {
+            gates(plan, &facts, &mut registry);
+            slots(plan, &facts, &mut registry);
+        }
         Err(e) => tracing::warn!("metrics: the gate verdicts are unavailable: {e}"),
     }
     backfill(client, plan, &mut registry).await?;
@@ -353,6 +356,60 @@ fn gates(plan: &Plan, facts: &Facts, registry: &mut Registry) {
         "gate_passed",
         "1 when the gate lets its phase be applied now (pass, or a lead's override)",
         passed,
+    );
+}
+
+/// Per replication slot of the cluster: WAL retained, a logical consumer's lag, WAL left before
+/// it is lost, its `wal_status`, and whether it blocks the gates (as `cutover status` judges).
+fn slots(plan: &Plan, facts: &Facts, registry: &mut Registry) {
+    let retained = Family::<Labels, GaugeF>::default();
+    let lag = Family::<Labels, GaugeF>::default();
+    let safe = Family::<Labels, GaugeF>::default();
+    let status = Family::<Labels, GaugeF>::default();
+    let blocks = Family::<Labels, GaugeF>::default();
+    let min = rules::slots::min_percent(plan);
+    for s in &facts.slots {
+        let slot = labels(&[("slot", &s.name), ("kind", &s.kind)]);
+        retained.get_or_create(&slot).set(s.retained_bytes as f64);
+        if let Some(l) = s.lag_bytes {
+            lag.get_or_create(&slot).set(l as f64);
+        }
+        if let Some(b) = s.safe_wal_size {
+            safe.get_or_create(&slot).set(b as f64);
+        }
+        let wal_status = s.wal_status.as_deref().unwrap_or("unknown");
+        status
+            .get_or_create(&labels(&[("slot", &s.name), ("status", wal_status)]))
+            .set(1.0);
+        let at_risk = rules::slots::at_risk(s, facts.max_slot_wal_keep_size, min).is_some();
+        blocks
+            .get_or_create(&slot)
+            .set(if at_risk { 1.0 } else { 0.0 });
+    }
+    registry.register(
+        "slot_retained_wal_bytes",
+        "WAL a replication slot retains (restart_lsn behind the current WAL), in bytes",
+        retained,
+    );
+    registry.register(
+        "slot_lag_bytes",
+        "WAL a logical slot's consumer has not confirmed (confirmed_flush_lsn behind), in bytes",
+        lag,
+    );
+    registry.register(
+        "slot_safe_wal_bytes",
+        "WAL that can still be written before the slot is lost (max_slot_wal_keep_size set)",
+        safe,
+    );
+    registry.register(
+        "slot_wal_status",
+        "1 for each slot's wal_status (reserved, extended, unreserved, lost)",
+        status,
+    );
+    registry.register(
+        "slot_blocks_gates",
+        "1 when the slot is about to lose its WAL and every gate blocks",
+        blocks,
     );
 }
 
@@ -598,5 +655,51 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape_label("a \"b\"\\c\nd"), "a \\\"b\\\"\\\\c\\nd");
+    }
+    #[test]
+    fn every_slot_has_its_series() {
+        let plan = Plan::parse(
+            "plans/accounts-balance-cents.toml",
+            include_str!("../../plans/accounts-balance-cents.toml"),
+        )
+        .expect("the demo plan parses");
+        let now = chrono::Utc::now();
+        let mut facts = Facts::unregistered(plan.id(), now);
+        let mb = 1i64 << 20;
+        let slot = |name: &str, kind: &str, status: &str, safe: i64| control::slots::Slot {
+            name: name.into(),
+            kind: kind.into(),
+            active: false,
+            retained_bytes: 64 * mb - safe,
+            lag_bytes: (kind == "logical").then_some(64 * mb - safe),
+            wal_status: Some(status.into()),
+            safe_wal_size: Some(safe),
+        };
+        facts.slots = vec![
+            slot("analytics", "logical", "extended", 3 * mb),
+            slot("standby_1", "physical", "reserved", 60 * mb),
+        ];
+        facts.max_slot_wal_keep_size = Some(64 * mb);
+        let mut registry = plan_registry(&plan);
+        slots(&plan, &facts, &mut registry);
+        let text = encode(&registry);
+        let p = "plan=\"accounts-balance-cents\"";
+        for line in [
+            format!("cutover_slot_retained_wal_bytes{{{p},slot=\"analytics\",kind=\"logical\"}} 63963136.0"),
+            format!("cutover_slot_lag_bytes{{{p},slot=\"analytics\",kind=\"logical\"}} 63963136.0"),
+            format!("cutover_slot_safe_wal_bytes{{{p},slot=\"analytics\",kind=\"logical\"}} 3145728.0"),
+            format!("cutover_slot_wal_status{{{p},slot=\"analytics\",status=\"extended\"}} 1.0"),
+            format!("cutover_slot_wal_status{{{p},slot=\"standby_1\",status=\"reserved\"}} 1.0"),
+            format!("cutover_slot_blocks_gates{{{p},slot=\"analytics\",kind=\"logical\"}} 1.0"),
+            format!("cutover_slot_blocks_gates{{{p},slot=\"standby_1\",kind=\"physical\"}} 0.0"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+        assert!(
+            !text.contains(
+                "cutover_slot_lag_bytes{plan=\"accounts-balance-cents\",slot=\"standby_1\""
+            ),
+            "a physical slot has no consumer lag:\n{text}"
+        );
     }
 }

@@ -88,6 +88,9 @@ fn default_idle_workers() -> u32 {
     2
 }
 
+/// The default of [`ThrottleSpec::min_slot_safe_wal_percent`].
+pub const DEFAULT_MIN_SLOT_SAFE_WAL_PERCENT: f64 = 25.0;
+
 /// Throttle limits evaluated between chunks; a signal above its limit pauses the backfill.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,6 +120,9 @@ pub struct ThrottleSpec {
     pub max_slot_retained_wal: Option<Size>,
     /// Most WAL a logical slot's consumer may lag behind (`confirmed_flush_lsn`).
     pub max_slot_lag: Option<Size>,
+    /// Share of `max_slot_wal_keep_size` (in percent) a slot must have left before it is lost;
+    /// a slot with less blocks every gate.
+    pub min_slot_safe_wal_percent: f64,
 }
 
 impl Default for ThrottleSpec {
@@ -134,6 +140,7 @@ impl Default for ThrottleSpec {
             max_app_latency_ratio: 1.25,
             max_slot_retained_wal: None,
             max_slot_lag: None,
+            min_slot_safe_wal_percent: DEFAULT_MIN_SLOT_SAFE_WAL_PERCENT,
         }
     }
 }

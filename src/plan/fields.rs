@@ -361,6 +361,16 @@ fn backfill(spec: &PlanSpec, o: &mut Out<'_>) {
             ),
         );
     }
+    let share = t.min_slot_safe_wal_percent;
+    if !share.is_finite() || share <= 0.0 || share >= 100.0 {
+        o.push(
+            at("min_slot_safe_wal_percent"),
+            format!(
+                "`min_slot_safe_wal_percent` is {share}; it must be a percentage above 0 and below 100"
+            ),
+            Some("25 blocks the gates once a slot has under a quarter of max_slot_wal_keep_size left"),
+        );
+    }
     if t.max_active_backends == 0 {
         o.push(
             at("max_active_backends"),

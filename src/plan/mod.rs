@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use authorization::{Action, Authorization, Denied, Governance};
-pub use backfill::{BackfillSpec, ThrottleSpec};
+pub use backfill::{BackfillSpec, ThrottleSpec, DEFAULT_MIN_SLOT_SAFE_WAL_PERCENT};
 pub use cdc::{DualWriteMode, DualWriteSpec};
 pub use checks::{CheckKind, CheckSpec};
 pub use copy::BackfillMode;

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::{age, fmt_time, human, short};
 use crate::control::backfill::State as BackfillState;
+use crate::control::checks::PartitionResult;
 use crate::control::facts::{Facts, ProbeFact};
 use crate::control::phases::PhaseState;
 use crate::outcome::Outcome;
@@ -72,6 +73,9 @@ pub struct GateItem {
     /// A recorded result judged before the facts it depends on changed: awaiting re-evaluation.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// A check on a partitioned table: its result per leaf partition.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionResult>,
 }
 
 /// A break-glass override in force.
@@ -198,7 +202,10 @@ pub fn evaluate(plan: &Plan, facts: &Facts, phase: Phase) -> GateEvaluation {
     if let Some(observe) = spec.observe {
         items.push(observe_item(observe, prev_applied, now));
     }
-    for (slot, why) in super::slots::blockers(&facts.slots, facts.max_slot_wal_keep_size) {
+    let min_percent = super::slots::min_percent(plan);
+    for (slot, why) in
+        super::slots::blockers(&facts.slots, facts.max_slot_wal_keep_size, min_percent)
+    {
         items.push(item(ItemKind::Slot, &slot, Outcome::Fail, why));
     }
 
@@ -264,6 +271,7 @@ fn item(kind: ItemKind, name: &str, outcome: Outcome, detail: String) -> GateIte
         detail,
         evidence: Vec::new(),
         stale: false,
+        partitions: Vec::new(),
     }
 }
 
@@ -416,12 +424,15 @@ fn check_item(
             ),
         );
     }
-    item(
-        ItemKind::Check,
-        name,
-        c.outcome,
-        format!("{} (at {})", c.summary, fmt_time(c.started_at)),
-    )
+    GateItem {
+        partitions: c.partitions.clone(),
+        ..item(
+            ItemKind::Check,
+            name,
+            c.outcome,
+            format!("{} (at {})", c.summary, fmt_time(c.started_at)),
+        )
+    }
 }
 
 /// The latest evaluation of `kind` at gate `phase` for plan version `sha`.
@@ -486,6 +497,7 @@ fn probe_item(facts: &Facts, sha: &str, phase: Phase, kind: ProbeKind) -> GateIt
             ),
             evidence: Vec::new(),
             stale: true,
+            partitions: Vec::new(),
         },
         None => GateItem {
             kind: ItemKind::Probe,
@@ -494,6 +506,7 @@ fn probe_item(facts: &Facts, sha: &str, phase: Phase, kind: ProbeKind) -> GateIt
             detail: p.summary.clone(),
             evidence: p.evidence.clone(),
             stale: false,
+            partitions: Vec::new(),
         },
     }
 }

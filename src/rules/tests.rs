@@ -85,6 +85,7 @@ fn check(f: &mut Facts, name: &str, outcome: Outcome, sha: &str, at: DateTime<Ut
         duration_ms: 10,
         rows_scanned: 100,
         mismatches: None,
+        partitions: Vec::new(),
         plan_sha256: sha.into(),
     });
 }
@@ -152,6 +153,33 @@ fn a_slot_about_to_lose_its_wal_blocks_an_otherwise_complete_gate() {
         evaluate(&plan, &f, Phase::Expand).passed,
         "no limit, no slot is lost"
     );
+}
+
+#[test]
+fn the_gate_blocks_on_the_slot_share_the_plan_sets() {
+    let mut plan = plan();
+    let mut f = expand_ready(&plan);
+    let mb = 1i64 << 20;
+    f.slots = vec![crate::control::slots::Slot {
+        name: "analytics".into(),
+        kind: "logical".into(),
+        active: true,
+        retained_bytes: 40 * mb,
+        lag_bytes: Some(40 * mb),
+        wal_status: Some("extended".into()),
+        safe_wal_size: Some(24 * mb),
+    }];
+    f.max_slot_wal_keep_size = Some(64 * mb);
+    assert!(evaluate(&plan, &f, Phase::Expand).passed, "37.5 % left");
+    let backfill = plan
+        .spec
+        .backfill
+        .as_mut()
+        .expect("the demo plan backfills");
+    backfill.throttle.min_slot_safe_wal_percent = 50.0;
+    let g = evaluate(&plan, &f, Phase::Expand);
+    assert_eq!(item(&g, ItemKind::Slot, "analytics").outcome, Outcome::Fail);
+    assert!(g.blockers[0].contains("under 50% left"), "{:?}", g.blockers);
 }
 
 #[test]

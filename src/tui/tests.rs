@@ -81,6 +81,7 @@ fn check(name: &str, kind: &str, outcome: Outcome, summary: &str, sha: &str) -> 
         } else {
             None
         },
+        partitions: Vec::new(),
         plan_sha256: sha.into(),
     }
 }
@@ -1281,3 +1282,4 @@ fn one_migration_has_no_switcher() {
 }
 
 mod screens;
+mod slots;

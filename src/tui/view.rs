@@ -223,6 +223,8 @@ pub struct BackfillView {
     pub copy_into: Option<String>,
     /// The dual-write is CDC: its lag, `None` until the applier's slot exists.
     pub cdc: Option<Option<CdcLagView>>,
+    /// The cluster's replication slots.
+    pub slots: Vec<super::slots::SlotView>,
 }
 
 /// How far the CDC applier is behind.
@@ -589,12 +591,14 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
             slot_exists: l.slot_exists,
         })
     });
+    let slots = super::slots::views(plan, &s.facts);
     let Some(b) = &s.backfill else {
         return BackfillView {
             configured,
             target_ms: target,
             copy_into,
             cdc,
+            slots,
             ..BackfillView::default()
         };
     };
@@ -661,6 +665,7 @@ fn backfill(plan: &Plan, s: &Snapshot) -> BackfillView {
         latency: latency(s),
         copy_into,
         cdc,
+        slots,
     }
 }
 

@@ -9,6 +9,7 @@ mod backfill_partitions;
 mod cdc;
 mod cdc_in_place;
 mod checks;
+mod checks_partitions;
 mod common;
 mod connect;
 mod engine;

@@ -329,7 +329,7 @@ fn limits_numbers_and_names_are_checked_in_one_run() {
         ("expect = 0", "min = 5.0\nmax = 1.0"),
         (
             "pause_on_vacuum = true",
-            "pause_on_vacuum = true\nmax_wal_mib_per_second = inf\nmax_app_latency_ratio = 1.00\nmax_chunk_wal_mib = -0.25",
+            "pause_on_vacuum = true\nmax_wal_mib_per_second = inf\nmax_app_latency_ratio = 1.00\nmax_chunk_wal_mib = -0.25\nmin_slot_safe_wal_percent = 250.5",
         ),
         (
             "flag = \"accounts.read_balance_cents\"",
@@ -351,6 +351,7 @@ fn limits_numbers_and_names_are_checked_in_one_run() {
     points_at(&source, &diags, "inf", "finite");
     points_at(&source, &diags, "1.00", "finite number above 1");
     points_at(&source, &diags, "-0.25", "finite number above 0");
+    points_at(&source, &diags, "250.5", "above 0 and below 100");
     points_at(&source, &diags, "\\u0007bell", "control character");
     points_at(&source, &diags, "\"\"]\nset", "must not be empty");
     points_at(&source, &diags, "\"0s\"", "greater than zero");

@@ -131,6 +131,22 @@ async fn a_logical_slot_that_stops_consuming_is_shown_then_blocks_the_gate() {
     assert_eq!(backfill["slots"][0]["name"], "analytics", "{backfill}");
     assert!(backfill["slots"][0]["retained_bytes"].as_i64().is_some());
     assert!(backfill["slots"][0]["lag_bytes"].as_i64().is_some());
+    // The metrics endpoint has its series.
+    let metrics = cutover::evidence::metrics::render(&control, &plan().plan())
+        .await
+        .unwrap();
+    let series = |name: &str, tail: &str| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with(name) && l.contains("slot=\"analytics\"") && l.ends_with(tail))
+    };
+    assert!(series("cutover_slot_retained_wal_bytes{", ""), "{metrics}");
+    assert!(series("cutover_slot_lag_bytes{", ""), "{metrics}");
+    assert!(
+        series("cutover_slot_wal_status{", "status=\"reserved\"} 1.0"),
+        "{metrics}"
+    );
+    assert!(series("cutover_slot_blocks_gates{", "} 0.0"), "{metrics}");
 
     // The consumer is gone and WAL keeps coming: under a quarter of the allowance left.
     let mut healthy = 0;
@@ -181,6 +197,23 @@ async fn a_logical_slot_that_stops_consuming_is_shown_then_blocks_the_gate() {
             .any(|i| i.kind == ItemKind::Slot && i.name == "analytics"),
         "{:?}",
         gate.items
+    );
+    // Its Backfill pane lists the slot, marked as the one blocking; so do the metrics.
+    let listed = &view.backfill.slots;
+    assert!(
+        listed.len() == 1 && listed[0].name == "analytics" && listed[0].at_risk.is_some(),
+        "{listed:?}"
+    );
+    let metrics = cutover::evidence::metrics::render(&control, &plan)
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("cutover_slot_blocks_gates{")
+                && l.contains("slot=\"analytics\"")
+                && l.ends_with("} 1.0")),
+        "{metrics}"
     );
 
     // Past the allowance, a checkpoint invalidates it: lost, and still blocking.

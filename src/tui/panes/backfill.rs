@@ -1,7 +1,7 @@
 //! The backfill pane: progress bar with its figures beside it, rows/s over time (a
 //! chart with its scale when there is room, else a sparkline), ETA band, chunk size and time
 //! against the target, whether it is held back or pacing, workers and their ranges, checkpoint
-//! age; on wide screens a slot for the application's latency beside it. Text wraps at words.
+//! age, the cluster's replication slots; on wide screens a slot for the application's latency beside it. Text wraps at words.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -57,16 +57,21 @@ pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Them
     }
     if b.state.is_none() {
         frame.render_widget(
-            Paragraph::new(vec![
-                Line::from(Span::styled(
-                    "starts when the backfill phase is applied",
-                    theme.dim,
-                )),
-                Line::from(Span::styled(
-                    format!("target chunk time {} ms", b.target_ms),
-                    theme.dim,
-                )),
-            ])
+            Paragraph::new(
+                vec![
+                    Line::from(Span::styled(
+                        "starts when the backfill phase is applied",
+                        theme.dim,
+                    )),
+                    Line::from(Span::styled(
+                        format!("target chunk time {} ms", b.target_ms),
+                        theme.dim,
+                    )),
+                ]
+                .into_iter()
+                .chain(super::slots::lines(&b.slots, theme))
+                .collect::<Vec<_>>(),
+            )
             .wrap(Wrap { trim: false }),
             inner,
         );
@@ -375,6 +380,7 @@ fn text_lines<'a>(b: &BackfillView, theme: &Theme) -> Vec<Line<'a>> {
         ),
     ]));
     lines.extend(super::partitions::lines(&b.partitions, theme));
+    lines.extend(super::slots::lines(&b.slots, theme));
     for r in &b.ranges {
         lines.push(Line::from(vec![
             Span::styled(

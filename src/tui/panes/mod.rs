@@ -16,6 +16,7 @@ pub mod parity;
 pub mod partitions;
 pub mod roster;
 pub mod scorecard;
+pub mod slots;
 pub mod timeline;
 
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
