@@ -377,10 +377,6 @@ pub(super) fn create_index(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<(), Imp
 
 /// `create_constraint`: unique, check and foreign keys through Cutover's operation (lock-safe
 /// steps); a primary key as a unique index built concurrently, attached at contract.
-#[expect(
-    clippy::too_many_lines,
-    reason = "every pgroll constraint field is read once, in one place, so none is dropped"
-)]
 pub(super) fn create_constraint(cx: &mut Cx, at: &str, o: &mut Obj) -> Result<(), ImportError> {
     let table = o.need(cx, "table")?;
     let name = o.need(cx, "name")?;

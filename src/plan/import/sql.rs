@@ -646,6 +646,19 @@ fn alter_column(
     Ok(true)
 }
 
+/// `ADD PRIMARY KEY (…)`: its unique index built concurrently, attached at contract; false
+/// for `USING INDEX` or no columns.
+fn primary_key(cx: &mut Cx, t: &Table, name: &str, p: &ast::PrimaryKeyConstraint) -> bool {
+    let cols = columns(p.syntax(), 0);
+    if p.using_index().is_some() || cols.is_empty() {
+        return false;
+    }
+    for (step, note) in primary_key_steps(t, name, &cols) {
+        cx.push(step, Some(note));
+    }
+    true
+}
+
 fn add_constraint(
     cx: &mut Cx,
     table: &str,
@@ -671,14 +684,8 @@ fn add_constraint(
             cx.push(o, Some("NOT VALID in dual_write, VALIDATE in read_switch"));
         }
         C::PrimaryKeyConstraint(p) => {
-            let cols = columns(p.syntax(), 0);
-            if p.using_index().is_some() || cols.is_empty() {
-                return Ok(false);
-            }
             let name = given(p.constraint_name_clause()).unwrap_or_else(|| format!("{bare}_pkey"));
-            for (step, note) in primary_key_steps(t, &name, &cols) {
-                cx.push(step, Some(note));
-            }
+            return Ok(primary_key(cx, t, &name, &p));
         }
         C::UniqueConstraint(u) => {
             let cols = columns(u.syntax(), 0);
