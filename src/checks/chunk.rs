@@ -9,6 +9,7 @@ use crate::read_only::ReadOnly;
 
 use super::keys::{Bound, Key};
 use super::CheckError;
+use crate::sql::OWN_TAG;
 
 /// A key range: `lo < key <= hi`; `None` is unbounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +165,7 @@ impl Walker {
             let row = ro
                 .query_one(
                     &format!(
-                        "SELECT min({k})::int8 AS min, max({k})::int8 AS max, \
+                        "{OWN_TAG}SELECT min({k})::int8 AS min, max({k})::int8 AS max, \
                          (SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = {lit}::regclass) \
                          AS estimate FROM {table}",
                         lit = crate::sql::quote_literal(table)
@@ -240,7 +241,7 @@ impl Walker {
                 };
                 let offset = (self.rows.round() as i64).max(1) - 1;
                 let sql = format!(
-                    "SELECT {} FROM {} WHERE {} ORDER BY {} OFFSET {offset} LIMIT 1",
+                    "{OWN_TAG}SELECT {} FROM {} WHERE {} ORDER BY {} OFFSET {offset} LIMIT 1",
                     self.key.select_texts(),
                     self.table,
                     lower.predicate(&self.key),

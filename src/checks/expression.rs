@@ -9,6 +9,7 @@ use super::chunk::Walker;
 use super::keys::{column_sql, relation_sql, Key};
 use super::{CheckError, Ctx, Verdict, MAX_LISTED};
 use crate::plan::CheckKind;
+use crate::sql::OWN_TAG;
 use crate::Outcome;
 
 pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
@@ -39,7 +40,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
     while let Some(range) = walker.next(&ctx.ro).await? {
         let clock = Instant::now();
         let sql = format!(
-            "SELECT count(*)::int8 AS n, count(*) FILTER (WHERE bad)::int8 AS bad, \
+            "{OWN_TAG}SELECT count(*)::int8 AS n, count(*) FILTER (WHERE bad)::int8 AS bad, \
                     (array_agg(jsonb_build_array(k, new_value, expected)) FILTER (WHERE bad))[1:{MAX_LISTED}] \
                     AS found \
              FROM (SELECT {ktext} AS k, ({col}) IS DISTINCT FROM ({expression}) AS bad, \

@@ -9,6 +9,7 @@ use super::{CheckError, Ctx, GoldenSnapshot, Verdict};
 use crate::control::checks;
 use crate::plan::{CheckKind, Plan};
 use crate::read_only::ReadOnly;
+use crate::sql::OWN_TAG;
 use crate::Outcome;
 
 /// Takes the baseline of every golden query of `plan` that has none yet for its current text
@@ -105,7 +106,7 @@ async fn stored(
 async fn measure(ro: &ReadOnly<'_>, query: &str) -> Result<(i64, String), CheckError> {
     let body = query.trim().trim_end_matches(';').trim_end();
     let sql = format!(
-        "SELECT count(*)::int8 AS row_count, \
+        "{OWN_TAG}SELECT count(*)::int8 AS row_count, \
          coalesce(sum(hashtextextended(golden::text, 0)), 0)::text AS checksum \
          FROM ({body}) AS golden"
     );

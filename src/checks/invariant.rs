@@ -6,6 +6,7 @@ use serde_json::json;
 use super::{CheckError, Ctx, Verdict};
 use crate::plan::CheckKind;
 use crate::read_only::ReadOnly;
+use crate::sql::OWN_TAG;
 use crate::Outcome;
 
 pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Verdict, CheckError> {
@@ -71,7 +72,8 @@ pub(crate) fn judge(
 /// Runs `sql` (one row, one column) and reads its value as a float.
 pub(crate) async fn scalar(ro: &ReadOnly<'_>, sql: &str) -> Result<Option<f64>, CheckError> {
     let body = sql.trim().trim_end_matches(';').trim_end();
-    let wrapped = format!("SELECT (SELECT * FROM ({body}) AS invariant_query)::float8 AS value");
+    let wrapped =
+        format!("{OWN_TAG}SELECT (SELECT * FROM ({body}) AS invariant_query)::float8 AS value");
     let row = ro.query_one(&wrapped, &[]).await?;
     Ok(row.get::<_, Option<f64>>("value"))
 }

@@ -12,6 +12,7 @@ use super::keys::{column_sql, relation_sql, Key};
 use super::leaves::{self, Leaves, Picked};
 use super::{CheckError, Ctx, Verdict};
 use crate::plan::CheckKind;
+use crate::sql::OWN_TAG;
 use crate::Outcome;
 
 /// Largest count statement, in rows: bigger key-range partitions are counted in chunks.
@@ -104,7 +105,7 @@ async fn count_groups(
         None => "TRUE".to_string(),
     };
     let sql = format!(
-        "SELECT ({expr})::text AS label, count(*)::int8 AS n FROM {table} WHERE {predicate} \
+        "{OWN_TAG}SELECT ({expr})::text AS label, count(*)::int8 AS n FROM {table} WHERE {predicate} \
          GROUP BY 1",
         expr = column_sql(expr)
     );
@@ -156,7 +157,7 @@ async fn by_key_range(
     } else {
         let n: i64 = ctx
             .ro
-            .query_one(&format!("SELECT count(*) AS n FROM {src}"), &[])
+            .query_one(&format!("{OWN_TAG}SELECT count(*) AS n FROM {src}"), &[])
             .await?
             .get("n");
         n as f64

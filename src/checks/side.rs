@@ -14,6 +14,7 @@ use super::keys::{column_sql, relation_sql, types_of, Bound, Key};
 use super::CheckError;
 use crate::plan::CheckKind;
 use crate::read_only::ReadOnly;
+use crate::sql::OWN_TAG;
 
 /// Hash seed of row hashes.
 const SEED: i64 = 0x6375_746f;
@@ -218,7 +219,7 @@ impl Side<'_> {
     async fn prepare(&mut self) -> Result<(), CheckError> {
         for shape in Shape::ALL {
             let sql = format!(
-                "SELECT count(*)::int8 AS rows, coalesce(sum({}), 0)::text AS sum FROM {} WHERE {}",
+                "{OWN_TAG}SELECT count(*)::int8 AS rows, coalesce(sum({}), 0)::text AS sum FROM {} WHERE {}",
                 self.hash,
                 self.rel,
                 shape.predicate(&self.key)
@@ -251,7 +252,7 @@ impl Side<'_> {
             }
         };
         let sql = format!(
-            "SELECT agg.rows, agg.sum FROM unnest({arrays}) WITH ORDINALITY AS cutover_bounds({cols}, ord) \
+            "{OWN_TAG}SELECT agg.rows, agg.sum FROM unnest({arrays}) WITH ORDINALITY AS cutover_bounds({cols}, ord) \
              CROSS JOIN LATERAL (SELECT count(*)::int8 AS rows, coalesce(sum({hash}), 0)::text AS sum \
                                  FROM {rel} WHERE {k} > {lo} AND {k} <= {hi}) AS agg \
              ORDER BY cutover_bounds.ord",
@@ -351,7 +352,7 @@ impl Side<'_> {
             .collect();
         let outer: Vec<String> = names.iter().map(|n| format!("{n}::text AS {n}")).collect();
         let sql = format!(
-            "SELECT {outer} FROM (SELECT {inner}, row_number() OVER (ORDER BY {order}) AS rn \
+            "{OWN_TAG}SELECT {outer} FROM (SELECT {inner}, row_number() OVER (ORDER BY {order}) AS rn \
              FROM {rel} WHERE {pred}) AS s WHERE rn % {step} = 0 ORDER BY rn LIMIT {limit}",
             outer = outer.join(", "),
             inner = inner.join(", "),
@@ -407,7 +408,7 @@ impl Side<'_> {
             format!(", {}", self.key.select_texts())
         };
         let sql = format!(
-            "SELECT {} AS row_key, {} AS row_hash{bound_texts} FROM {} WHERE {}",
+            "{OWN_TAG}SELECT {} AS row_key, {} AS row_hash{bound_texts} FROM {} WHERE {}",
             self.key.text(),
             self.hash,
             self.rel,
@@ -444,7 +445,7 @@ impl Side<'_> {
         let rows = if self.key.exprs.len() == 1 {
             let values: Vec<String> = keys.iter().map(|b| b[0].clone()).collect();
             let sql = format!(
-                "SELECT {} FROM {} WHERE {} = ANY($1::text[]::{}[])",
+                "{OWN_TAG}SELECT {} FROM {} WHERE {} = ANY($1::text[]::{}[])",
                 self.row_select(),
                 self.rel,
                 self.key.exprs[0],
@@ -454,7 +455,7 @@ impl Side<'_> {
         } else {
             let list: Vec<String> = keys.iter().map(|b| self.key.literal(b)).collect();
             let sql = format!(
-                "SELECT {} FROM {} WHERE {} IN ({})",
+                "{OWN_TAG}SELECT {} FROM {} WHERE {} IN ({})",
                 self.row_select(),
                 self.rel,
                 self.key.tuple(),
