@@ -19,8 +19,11 @@ pub(super) const TAG: &str = crate::sql::OWN_TAG;
 /// The key columns of the backfilled table and the SQL built from them.
 #[derive(Debug, Clone)]
 pub(super) struct KeySpec {
-    /// The quoted table name.
+    /// The quoted table name (a leaf partition's, for a range of one).
     pub table: String,
+    /// On a leaf partition, the plan's table's own name (quoted, unqualified): the chunk reads
+    /// the leaf under it, so `set`, `columns` and `pending` that name the table still resolve.
+    pub alias: Option<String>,
     /// Key column names (unquoted).
     pub columns: Vec<String>,
     /// Their SQL types (`format_type`).
@@ -89,11 +92,20 @@ impl KeySpec {
         }
         Ok(KeySpec {
             table: quote_qualified(&spec.table),
+            alias: None,
             columns: spec.key.clone(),
             types,
             write: Write::of(spec),
             pending: spec.pending_predicate(),
         })
+    }
+
+    /// The relation a chunk reads: the table, or a leaf partition under the table's name.
+    pub(super) fn from(&self) -> String {
+        match &self.alias {
+            Some(alias) => format!("{} AS {alias}", self.table),
+            None => self.table.clone(),
+        }
     }
 
     /// `"a", "b"`.
@@ -148,7 +160,7 @@ impl KeySpec {
         format!(
             "{TAG}SELECT {} FROM {} WHERE {} ORDER BY {} OFFSET {offset} LIMIT 1",
             self.text_cols(),
-            self.table,
+            self.from(),
             self.between(lo, hi),
             self.cols()
         )
@@ -158,7 +170,7 @@ impl KeySpec {
     pub(super) fn count_sql(&self, lo: Option<&Key>, hi: Option<&Key>) -> String {
         format!(
             "{TAG}SELECT count(*) AS keys FROM {} WHERE {}",
-            self.table,
+            self.from(),
             self.between(lo, hi)
         )
     }
@@ -169,14 +181,14 @@ impl KeySpec {
         match &self.write {
             Write::Update(set) => format!(
                 "{TAG}UPDATE {} SET {set} WHERE {} AND ({})",
-                self.table,
+                self.from(),
                 self.between(lo, hi),
                 self.pending
             ),
             Write::Copy { head, conflict } => format!(
                 "{TAG}{head} FROM {} WHERE {} AND ({}) ORDER BY {} FOR KEY SHARE \
                  ON CONFLICT ({conflict}) DO NOTHING",
-                self.table,
+                self.from(),
                 self.between(lo, hi),
                 self.pending,
                 self.cols()
@@ -195,7 +207,7 @@ impl KeySpec {
         format!(
             "{TAG}SELECT {} FROM {} ORDER BY {desc} LIMIT 1",
             self.text_cols(),
-            self.table
+            self.from()
         )
     }
 
@@ -203,7 +215,7 @@ impl KeySpec {
     pub(super) fn pending_count_sql(&self, hi: Option<&Key>) -> String {
         format!(
             "{TAG}SELECT count(*) AS pending FROM {} WHERE {} AND ({})",
-            self.table,
+            self.from(),
             self.between(None, hi),
             self.pending
         )
@@ -216,7 +228,8 @@ impl KeySpec {
              FROM (SELECT tableoid, count(*) AS pending FROM {} WHERE ({}) GROUP BY tableoid) p \
              JOIN pg_class c ON c.oid = p.tableoid JOIN pg_namespace n ON n.oid = c.relnamespace \
              ORDER BY 1",
-            self.table, self.pending
+            self.from(),
+            self.pending
         )
     }
 
@@ -229,12 +242,12 @@ impl KeySpec {
         };
         format!(
             "{TAG}SELECT {text} FROM (SELECT {cols}, row_number() OVER (ORDER BY {cols}) AS cutover_rn, \
-             count(*) OVER () AS cutover_n FROM {table}{sample}) s \
+             count(*) OVER () AS cutover_n FROM {from}{sample}) s \
              WHERE cutover_rn % greatest(1, cutover_n / {parts}) = 0 AND cutover_rn < cutover_n \
              ORDER BY cutover_rn LIMIT {limit}",
             text = self.text_cols(),
             cols = self.cols(),
-            table = self.table,
+            from = self.from(),
             limit = parts.saturating_sub(1)
         )
     }
@@ -293,6 +306,7 @@ mod tests {
     fn spec() -> KeySpec {
         KeySpec {
             table: "\"public\".\"t\"".into(),
+            alias: None,
             columns: vec!["a".into(), "b".into()],
             types: vec!["bigint".into(), "text".into()],
             write: Write::Update("\"n\" = (n + 1)".into()),

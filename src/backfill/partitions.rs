@@ -87,9 +87,11 @@ async fn leaves(c: &impl GenericClient, table: &str) -> Result<Option<Vec<String
         .map(|all| all.into_iter().map(|l| l.name).collect()))
 }
 
-/// `keys` aimed at one leaf partition instead of the table.
+/// `keys` aimed at one leaf partition instead of the table, read under the table's name.
 fn on_leaf(keys: &KeySpec, leaf: &str) -> KeySpec {
     let mut k = keys.clone();
+    let bare = keys.table.rsplit('.').next().unwrap_or(&keys.table);
+    k.alias = Some(bare.to_string());
     k.table = leaf.to_string();
     k
 }
@@ -157,7 +159,7 @@ async fn plan_leaves(
 }
 
 /// Plans the ranges per leaf when the table is partitioned (the caller holds the range lock
-/// and found no ranges); `false` for a plain table or copy mode.
+/// and found no ranges); `false` for a plain table.
 pub(super) async fn plan(
     c: &impl GenericClient,
     plan: &Plan,
@@ -165,10 +167,6 @@ pub(super) async fn plan(
     workers: u32,
     parts: Option<u32>,
 ) -> Result<bool, BackfillError> {
-    // Copy mode's `pending` names the table itself, so it stays one key space on the parent.
-    if plan.spec.backfill.as_ref().is_some_and(|b| b.is_copy()) {
-        return Ok(false);
-    }
     let Some(leaves) = leaves(c, &keys.table).await? else {
         return Ok(false);
     };

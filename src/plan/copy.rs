@@ -67,7 +67,14 @@ impl BackfillSpec {
         if !self.is_copy() {
             return self.pending.trim().trim_end_matches(';').to_string();
         }
-        let source = quote_qualified(&self.table);
+        // By its bare name: a chunk on a leaf partition reads the leaf under that name.
+        let source = quote_ident(
+            self.table
+                .rsplit('.')
+                .next()
+                .unwrap_or(&self.table)
+                .trim_matches('"'),
+        );
         let into = quote_qualified(self.into.as_deref().unwrap_or_default());
         let on = self
             .target_key()

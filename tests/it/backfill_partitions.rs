@@ -1,5 +1,6 @@
 //! Backfill of a partitioned table: ranges per leaf partition (sub-partitions too), progress
-//! per leaf, exactly once under concurrent writes, and leaves attached or detached mid-run.
+//! per leaf, exactly once under concurrent writes, leaves attached or detached mid-run, and a
+//! partitioned source copied per leaf.
 
 use std::time::Duration;
 
@@ -212,6 +213,77 @@ async fn partitions_attached_mid_run_are_covered_and_detached_ones_reported() {
     assert!(detached.to_string().contains("DETACHED"));
     let dropped = by_name("public.items_r2").expect("dropped leaf is listed");
     assert!(dropped.detached, "{dropped}");
+}
+
+/// Copy mode from a partitioned table: ranges per leaf too, each chunk reading its leaf under
+/// the table's name (the generated `pending` names `items`), every row copied once while the
+/// application inserts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_source_is_copied_per_leaf() {
+    let db = TestDb::new().await;
+    let client = setup(&db, 4000).await;
+    db.exec(
+        "CREATE TABLE public.items_v2 (id bigint, region integer, n2 integer NOT NULL, \
+         PRIMARY KEY (id, region))",
+    )
+    .await;
+    let toml = PlanToml::new(PLAN_ID)
+        .role("data_owner", "postgres")
+        .with(
+            r#"[backfill]
+mode = "copy"
+table = "public.items"
+key = ["id", "region"]
+into = "public.items_v2"
+columns = { id = "id", region = "region", n2 = "n * 2 + 1" }
+target_chunk_time = "20ms"
+initial_chunk_rows = 50
+max_chunk_rows = 400
+workers = 4
+"#,
+        )
+        .toml();
+    let plan = Plan::parse("bf-test.toml", &toml).unwrap();
+    let opts = RunOptions {
+        ranges: Some(12),
+        ..RunOptions::default()
+    };
+    let (_stop, handle) = spawn_run(&db, &plan, opts);
+    let app = db.client().await;
+    let writer = tokio::spawn(async move {
+        for i in 0..200 {
+            app.execute(
+                "INSERT INTO public.items (region, n, todo) VALUES ($1 % 4, $1, false)",
+                &[&i],
+            )
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let summary = tokio::time::timeout(Duration::from_secs(90), handle)
+        .await
+        .expect("copy did not finish")
+        .unwrap()
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Done);
+    let differ: i64 = client
+        .query_one(
+            "SELECT count(*) FROM public.items s FULL JOIN public.items_v2 t USING (id, region) \
+             WHERE s.id IS NULL OR t.id IS NULL OR t.n2 <> s.n * 2 + 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(differ, 0);
+    let mut first = first_range_leaves(&client, LEAVES.len() as i64).await;
+    first.sort();
+    assert_eq!(first, LEAVES);
+    let p = backfill::progress(&client, &plan).await.unwrap();
+    let names: Vec<&str> = p.partitions.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, LEAVES);
 }
 
 #[tokio::test]
