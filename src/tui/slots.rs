@@ -3,24 +3,15 @@
 //! the share of `max_slot_wal_keep_size` still left, with the gates' verdict on each.
 
 use crate::control::facts::Facts;
+use crate::control::slots::Slot;
 use crate::plan::Plan;
 use crate::rules::slots::{at_risk, min_percent};
 
-/// One replication slot.
+/// One replication slot as the pane shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlotView {
-    /// Slot name.
-    pub name: String,
-    /// `physical` or `logical`.
-    pub kind: String,
-    /// A consumer is connected.
-    pub active: bool,
-    /// WAL retained for it, in bytes.
-    pub retained_bytes: i64,
-    /// WAL its (logical) consumer has not confirmed, in bytes.
-    pub lag_bytes: Option<i64>,
-    /// `reserved`, `extended`, `unreserved` or `lost`.
-    pub wal_status: Option<String>,
+    /// The slot as the worker read it.
+    pub slot: Slot,
     /// Percent of `max_slot_wal_keep_size` left before the slot is lost (`None`: unlimited).
     pub left_percent: Option<f64>,
     /// Why it blocks every gate, if it does.
@@ -35,12 +26,7 @@ pub(crate) fn views(plan: &Plan, facts: &Facts) -> Vec<SlotView> {
         .slots
         .iter()
         .map(|s| SlotView {
-            name: s.name.clone(),
-            kind: s.kind.clone(),
-            active: s.active,
-            retained_bytes: s.retained_bytes,
-            lag_bytes: s.lag_bytes,
-            wal_status: s.wal_status.clone(),
+            slot: s.clone(),
             left_percent: keep
                 .filter(|k| *k > 0)
                 .zip(s.safe_wal_size)

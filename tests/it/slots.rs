@@ -201,7 +201,7 @@ async fn a_logical_slot_that_stops_consuming_is_shown_then_blocks_the_gate() {
     // Its Backfill pane lists the slot, marked as the one blocking; so do the metrics.
     let listed = &view.backfill.slots;
     assert!(
-        listed.len() == 1 && listed[0].name == "analytics" && listed[0].at_risk.is_some(),
+        listed.len() == 1 && listed[0].slot.name == "analytics" && listed[0].at_risk.is_some(),
         "{listed:?}"
     );
     let metrics = cutover::evidence::metrics::render(&control, &plan)

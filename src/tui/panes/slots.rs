@@ -35,13 +35,13 @@ pub(crate) fn lines<'a>(slots: &[SlotView], theme: &Theme) -> Vec<Line<'a>> {
         } else {
             ("·", theme.accent)
         };
-        let mut figures = format!("retains {}", bytes(s.retained_bytes));
-        if let Some(lag) = s.lag_bytes {
+        let mut figures = format!("retains {}", bytes(s.slot.retained_bytes));
+        if let Some(lag) = s.slot.lag_bytes {
             figures.push_str(&format!(" · lag {}", bytes(lag)));
         }
         figures.push_str(&format!(
             " · {}",
-            s.wal_status.as_deref().unwrap_or("no wal_status")
+            s.slot.wal_status.as_deref().unwrap_or("no wal_status")
         ));
         figures.push_str(&match s.left_percent {
             Some(p) => format!(" · {p:.0}% of keep size left"),
@@ -49,12 +49,12 @@ pub(crate) fn lines<'a>(slots: &[SlotView], theme: &Theme) -> Vec<Line<'a>> {
         });
         lines.push(Line::from(vec![
             Span::styled(format!("{mark} "), style),
-            Span::raw(format!("{} ", s.name)),
+            Span::raw(format!("{} ", s.slot.name)),
             Span::styled(
                 format!(
                     "{} {} ",
-                    s.kind,
-                    if s.active { "active" } else { "inactive" }
+                    s.slot.kind,
+                    if s.slot.active { "active" } else { "inactive" }
                 ),
                 theme.dim,
             ),
