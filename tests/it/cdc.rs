@@ -74,6 +74,52 @@ pub(crate) async fn seeded(cluster: &ThrowawayCluster, schema: &str) -> (String,
     (url, cfg, control)
 }
 
+/// Runs `statements` in turn on an application connection to `url`, each on a random id of
+/// the seeded 8,000, until told to stop; the task returns how many it ran.
+pub(crate) async fn app_writes(
+    url: &str,
+    statements: [&'static str; 4],
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<u32>) {
+    let app = connect(url).await;
+    let (stop, stopped) = watch::channel(false);
+    let writer = tokio::spawn(async move {
+        let mut ops = 0u32;
+        while !*stopped.borrow() {
+            let id = 1 + (rand::random::<u32>() % 8000) as i64;
+            let sql = statements[ops as usize % statements.len()];
+            app.execute(sql, &[&id])
+                .await
+                .unwrap_or_else(|e| panic!("application write {sql}: {e:?}"));
+            ops += 1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ops
+    });
+    (stop, writer)
+}
+
+/// Starts the plan's backfill and waits until it has created the CDC slot.
+pub(crate) async fn run_with_slot(
+    cfg: &DbConfig,
+    plan: &Plan,
+    control: &Client,
+) -> tokio::task::JoinHandle<Result<backfill::RunSummary, backfill::BackfillError>> {
+    let (stop, rx) = watch::channel(false);
+    let run = tokio::spawn({
+        let (cfg, plan) = (cfg.clone(), plan.clone());
+        async move {
+            let _stop = stop;
+            backfill::run(cfg, plan, RunOptions::default(), rx).await
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while cdc::lag(control, PLAN_ID).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the backfill created no slot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    run
+}
+
 pub(crate) fn spawn_applier(url: &str, plan: &std::path::Path) -> Child {
     Command::new(cutover_bin())
         .args(["cdc", "run"])
@@ -118,39 +164,18 @@ async fn copy_and_stream_converge_under_writes_and_an_applier_killed_mid_stream(
     let plan = Plan::parse("plan.toml", &plan_toml()).unwrap();
 
     // The application writes throughout: inserts, updates (some to a NULL note), deletes.
-    let app = connect(&url).await;
-    let (stop_app, app_stopped) = watch::channel(false);
-    let writer = tokio::spawn(async move {
-        let mut ops = 0u32;
-        while !*app_stopped.borrow() {
-            let id = 1 + (rand::random::<u32>() % 8000) as i64;
-            let sql = match ops % 4 {
-                0 => "UPDATE public.items SET n = n + 1, note = note || '+' WHERE id = $1",
-                1 => "DELETE FROM public.items WHERE id = $1",
-                2 => "UPDATE public.items SET note = NULL WHERE id = $1",
-                _ => "INSERT INTO public.items (n, note) VALUES ($1::bigint::int, 'new')",
-            };
-            app.execute(sql, &[&id])
-                .await
-                .unwrap_or_else(|e| panic!("application write {sql}: {e:?}"));
-            ops += 1;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        ops
-    });
+    let (stop_app, writer) = app_writes(
+        &url,
+        [
+            "UPDATE public.items SET n = n + 1, note = note || '+' WHERE id = $1",
+            "DELETE FROM public.items WHERE id = $1",
+            "UPDATE public.items SET note = NULL WHERE id = $1",
+            "INSERT INTO public.items (n, note) VALUES ($1::bigint::int, 'new')",
+        ],
+    )
+    .await;
 
-    let (_stop, rx) = watch::channel(false);
-    let copy = tokio::spawn(backfill::run(
-        cfg.clone(),
-        plan.clone(),
-        RunOptions::default(),
-        rx,
-    ));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while cdc::lag(&control, PLAN_ID).await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the copy created no slot");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let copy = run_with_slot(&cfg, &plan, &control).await;
     let mut applier = spawn_applier(&url, &path);
     let applied =
         || async { scalar_i64(&control, "SELECT applied_changes FROM cutover.cdc").await };

@@ -5,13 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use cutover::backfill::{self, RunOptions, RunOutcome};
-use cutover::cdc;
+use cutover::backfill::RunOutcome;
 use cutover::plan::Plan;
 use cutover::throwaway::{ClusterOptions, ThrowawayCluster};
-use tokio::sync::watch;
 
-use crate::cdc::{scalar_i64, seeded, sigkill, spawn_applier, PLAN_ID};
+use crate::cdc::{app_writes, run_with_slot, scalar_i64, seeded, sigkill, spawn_applier, PLAN_ID};
 use crate::common::connect;
 use crate::common::plans::PlanToml;
 
@@ -64,38 +62,17 @@ async fn the_stream_sets_the_new_column_of_every_changed_row_and_comes_to_rest()
     let plan = Plan::parse("plan.toml", &plan_toml()).unwrap();
 
     // The old version writes `n` only: updates of rows done and not yet done, inserts, deletes.
-    let app = connect(&url).await;
-    let (stop_app, app_stopped) = watch::channel(false);
-    let writer = tokio::spawn(async move {
-        let mut ops = 0u32;
-        while !*app_stopped.borrow() {
-            let id = 1 + (rand::random::<u32>() % 8000) as i64;
-            let sql = match ops % 4 {
-                0 | 2 => "UPDATE public.items SET n = n + 7 WHERE id = $1",
-                1 => "DELETE FROM public.items WHERE id = $1",
-                _ => "INSERT INTO public.items (n) VALUES ($1::bigint::int)",
-            };
-            app.execute(sql, &[&id])
-                .await
-                .unwrap_or_else(|e| panic!("application write {sql}: {e:?}"));
-            ops += 1;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        ops
-    });
-
-    let (_stop, rx) = watch::channel(false);
-    let fill = tokio::spawn(backfill::run(
-        cfg.clone(),
-        plan.clone(),
-        RunOptions::default(),
-        rx,
-    ));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while cdc::lag(&control, PLAN_ID).await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the backfill created no slot");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (stop_app, writer) = app_writes(
+        &url,
+        [
+            "UPDATE public.items SET n = n + 7 WHERE id = $1",
+            "DELETE FROM public.items WHERE id = $1",
+            "UPDATE public.items SET n = n + 7 WHERE id = $1",
+            "INSERT INTO public.items (n) VALUES ($1::bigint::int)",
+        ],
+    )
+    .await;
+    let fill = run_with_slot(&cfg, &plan, &control).await;
     let mut applier = spawn_applier(&url, &path);
     let summary = tokio::time::timeout(Duration::from_secs(300), fill)
         .await
