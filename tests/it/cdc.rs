@@ -10,7 +10,7 @@ use cutover::backfill::{self, RunOptions, RunOutcome};
 use cutover::cdc;
 use cutover::db::DbConfig;
 use cutover::plan::Plan;
-use cutover::throwaway::{ClusterOptions, ThrowawayCluster};
+use cutover::throwaway::ThrowawayCluster;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 
@@ -149,13 +149,7 @@ pub(crate) fn sigkill(child: &mut Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn copy_and_stream_converge_under_writes_and_an_applier_killed_mid_stream() {
-    let cluster = ThrowawayCluster::start_with(&ClusterOptions {
-        logical_decoding: true,
-        without_stat_statements: true,
-        ..ClusterOptions::default()
-    })
-    .await
-    .unwrap();
+    let cluster = crate::common::logical_cluster().await;
     let (url, cfg, control) = seeded(&cluster, SCHEMA).await;
     let client = connect(&url).await;
     let dir = tempfile::tempdir().unwrap();
@@ -409,13 +403,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_applier_recovers_by_itself_from_a_server_crash_mid_stream() {
-    let mut cluster = ThrowawayCluster::start_with(&ClusterOptions {
-        logical_decoding: true,
-        without_stat_statements: true,
-        ..ClusterOptions::default()
-    })
-    .await
-    .unwrap();
+    let mut cluster = crate::common::logical_cluster().await;
     let (url, cfg, control) = seeded(&cluster, SCHEMA).await;
     let plan = Plan::parse("plan.toml", &plan_toml()).unwrap();
 

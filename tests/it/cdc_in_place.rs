@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use cutover::backfill::RunOutcome;
 use cutover::plan::Plan;
-use cutover::throwaway::{ClusterOptions, ThrowawayCluster};
 
 use crate::cdc::{app_writes, run_with_slot, scalar_i64, seeded, sigkill, spawn_applier, PLAN_ID};
 use crate::common::connect;
@@ -47,13 +46,7 @@ const WRONG: &str = "SELECT count(*) FROM public.items WHERE n2 IS DISTINCT FROM
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_stream_sets_the_new_column_of_every_changed_row_and_comes_to_rest() {
-    let cluster = ThrowawayCluster::start_with(&ClusterOptions {
-        logical_decoding: true,
-        without_stat_statements: true,
-        ..ClusterOptions::default()
-    })
-    .await
-    .unwrap();
+    let cluster = crate::common::logical_cluster().await;
     let (url, cfg, control) = seeded(&cluster, SCHEMA).await;
     let client = connect(&url).await;
     let dir = tempfile::tempdir().unwrap();

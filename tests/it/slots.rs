@@ -6,7 +6,6 @@
 use std::process::Command;
 
 use cutover::rules::ItemKind;
-use cutover::throwaway::{ClusterOptions, ThrowawayCluster};
 use tokio_postgres::Client;
 
 use crate::common::plans::PlanToml;
@@ -81,13 +80,7 @@ fn slot_blockers(status: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logical_slot_that_stops_consuming_is_shown_then_blocks_the_gate() {
-    let cluster = ThrowawayCluster::start_with(&ClusterOptions {
-        logical_decoding: true,
-        without_stat_statements: true,
-        ..ClusterOptions::default()
-    })
-    .await
-    .unwrap();
+    let cluster = crate::common::logical_cluster().await;
     let url = cluster.url();
     let client = connect(&url).await;
     client

@@ -90,6 +90,17 @@ extern "C" fn stop_shared_cluster() {
     drop(cluster);
 }
 
+/// A private cluster with `wal_level = logical` (for replication slots and CDC).
+pub async fn logical_cluster() -> ThrowawayCluster {
+    ThrowawayCluster::start_with(&cutover::throwaway::ClusterOptions {
+        logical_decoding: true,
+        without_stat_statements: true,
+        ..cutover::throwaway::ClusterOptions::default()
+    })
+    .await
+    .expect("a throwaway cluster with wal_level = logical")
+}
+
 /// Connect to `url`, spawn the connection task on the current runtime, and
 /// return the client. Panics (with the URL and the error) on failure.
 pub async fn connect(url: &str) -> tokio_postgres::Client {

@@ -8,7 +8,7 @@ use cutover::cdc::apply::{self, ApplySummary};
 use cutover::db::DbConfig;
 use cutover::engine::{self, PhaseState, RunOptions};
 use cutover::plan::Phase;
-use cutover::throwaway::{ClusterOptions, ThrowawayCluster};
+use cutover::throwaway::ThrowawayCluster;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -45,13 +45,7 @@ mode = "cdc"
 
 /// A cluster of the test's own with `wal_level = logical` (slots are cluster-wide).
 async fn logical_cluster() -> ThrowawayCluster {
-    ThrowawayCluster::start_with(&ClusterOptions {
-        logical_decoding: true,
-        without_stat_statements: true,
-        ..ClusterOptions::default()
-    })
-    .await
-    .unwrap()
+    crate::common::logical_cluster().await
 }
 
 /// Replication slots and publications in the cluster's database.
