@@ -548,3 +548,23 @@ fn version_schemas_are_opt_in_and_dropped_before_columns() {
     let column = c.find("DROP COLUMN total").unwrap_or_else(|| panic!("{c}"));
     assert!(views < column, "{c}");
 }
+
+/// `version_schemas = true` without `[[operations]]` would be ignored: it is an error at the key.
+#[test]
+fn version_schemas_without_operations_is_an_error_at_its_key() {
+    let source = std::fs::read_to_string("plans/accounts-balance-cents.toml").expect("plan");
+    assert!(Plan::parse("hand.toml", &source).is_ok());
+    let line = source.lines().take_while(|l| !l.starts_with('[')).count() + 1;
+    let with = source.replacen("\n[", "\nversion_schemas = true\n[", 1);
+    let diags: Vec<String> = match Plan::parse("hand.toml", &with) {
+        Err(PlanError::Invalid(d)) => d.iter().map(ToString::to_string).collect(),
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert!(
+        diags[0].starts_with(&format!("hand.toml:{line}:19: error: "))
+            && diags[0].contains("without `[[operations]]`")
+            && diags[0].contains("remove `version_schemas`"),
+        "{diags:?}"
+    );
+}
