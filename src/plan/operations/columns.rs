@@ -192,7 +192,7 @@ fn in_place(
         Phase::Expand,
         Stage::Schema,
         format!("{}\n{change}", m.save(&read)),
-        m.restore(&restore.replace("{col}", &name)),
+        m.restore(&restore.replace("{col}", &name), &change),
     );
     x.part(i, Phase::Contract, Stage::Schema, m.forget(), String::new());
 }

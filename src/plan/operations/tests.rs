@@ -568,3 +568,51 @@ fn version_schemas_without_operations_is_an_error_at_its_key() {
         "{diags:?}"
     );
 }
+
+/// The memo blocks are dynamic SQL; each declares its lock, so `plan show` names it: saving
+/// locks no table, restoring takes the lock of the change it undoes.
+#[test]
+fn memo_blocks_show_the_lock_they_take() {
+    use super::locks::classify_script;
+    let p = plan(
+        r#"
+[[operations]]
+op = "alter_column"
+table = "public.orders"
+column = "code"
+default = "'x'"
+nullable = true
+comment = "c"
+
+[[operations]]
+op = "set_replica_identity"
+table = "public.orders"
+identity = "full"
+"#,
+    );
+    let locks = |script: &str| -> Vec<(String, &'static str, Option<String>)> {
+        classify_script(script)
+            .into_iter()
+            .filter(|(text, _)| text.starts_with("DO "))
+            .map(|(text, l)| (text, l.mode, l.object))
+            .collect()
+    };
+    let saves = locks(apply(&p, Phase::Expand));
+    assert_eq!(saves.len(), 4, "{saves:?}");
+    assert!(saves.iter().all(|(_, mode, object)| *mode == "none" && object.is_none()), "{saves:?}");
+    let restores = locks(rollback(&p, Phase::Expand));
+    let modes: Vec<(&str, Option<&str>)> = restores
+        .iter()
+        .map(|(_, mode, object)| (*mode, object.as_deref()))
+        .collect();
+    assert_eq!(
+        modes,
+        vec![
+            ("ACCESS EXCLUSIVE", Some("public.orders")),
+            ("SHARE UPDATE EXCLUSIVE", Some("public.orders.code")),
+            ("ACCESS EXCLUSIVE", Some("public.orders")),
+            ("ACCESS EXCLUSIVE", Some("public.orders")),
+        ],
+        "{restores:?}"
+    );
+}
