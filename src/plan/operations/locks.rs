@@ -137,6 +137,18 @@ pub fn classify(stmt: &str) -> Lock {
         | S::CreateSchema(_)
         | S::CreateSequence(_)
         | S::CreateType(_) => lock("none", None, "a new or unused object: no table is locked"),
+        S::DropSchema(d) => match d.drop_behavior() {
+            Some(ast::DropBehavior::Cascade(_)) => lock(
+                ACCESS_EXCLUSIVE,
+                d.schema_refs().last().map(|r| text_of(&r)),
+                "drops every object in the schema, each under its own lock",
+            ),
+            _ => lock(
+                "none",
+                None,
+                "an empty schema (it fails if anything is left in it): no table is locked",
+            ),
+        },
         S::Update(u) => lock(
             ROW_EXCLUSIVE,
             u.relation_name().map(|r| text_of(&r)),
@@ -186,6 +198,11 @@ pub(crate) fn declaration(lock: &Lock) -> String {
         ),
         None => format!("{DECLARES}{}", lock.mode),
     }
+}
+
+/// The line for a generated `DO` block that runs `stmt` (or a statement of its kind).
+pub(crate) fn declare_as(stmt: &str) -> String {
+    declaration(&classify(stmt))
 }
 
 /// The lock a `DO` block declares on a line of its own, if it names a known mode.
@@ -414,6 +431,8 @@ mod tests {
                 Some("public.t.c"),
             ),
             ("SELECT 1", "ACCESS SHARE", None),
+            ("DROP SCHEMA IF EXISTS s_old", "none", None),
+            ("DROP SCHEMA s_old CASCADE", "ACCESS EXCLUSIVE", Some("s_old")),
             ("DO $$ BEGIN END $$", "unknown", None),
             // A DO block is taken at its declared word, when the mode is one it knows.
             (

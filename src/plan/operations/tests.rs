@@ -616,3 +616,49 @@ identity = "full"
         "{restores:?}"
     );
 }
+
+/// No statement any operation generates shows an `unknown` lock in `plan show`: the dynamic
+/// SQL blocks (memos, NOT NULL kept through a type change, a duplicate of the same type,
+/// version-schema views) each declare theirs.
+#[test]
+fn every_generated_statement_has_a_known_lock() {
+    let source = format!(
+        "version_schemas = true\n{HEAD}{TYPE_CHANGE}{}",
+        r#"
+[[operations]]
+op = "alter_column"
+table = "public.orders"
+column = "qty"
+name = "quantity"
+
+[[operations]]
+op = "alter_column"
+table = "public.orders"
+column = "code"
+default = "'x'"
+nullable = true
+comment = "c"
+
+[[operations]]
+op = "set_replica_identity"
+table = "public.orders"
+identity = "full"
+
+[[operations]]
+op = "add_column"
+table = "public.orders"
+column = "tax"
+type = "bigint"
+up = "0"
+nullable = false
+"#
+    );
+    let p = Plan::parse("ops.toml", &source).unwrap_or_else(|e| panic!("{e}"));
+    for phase in Phase::ALL {
+        for script in [apply(&p, phase), rollback(&p, phase)] {
+            for (text, lock) in super::locks::classify_script(script) {
+                assert_ne!(lock.mode, "unknown", "{phase}: {text}");
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::idents::{ident, limit, Table};
+use super::locks::declare_as;
 use super::memo::literal;
 use super::{Expansion, Stage};
 use crate::plan::Phase;
@@ -128,7 +129,8 @@ fn create_view(t: &Table, view: &str, hidden: &[String], renamed: &[(String, Str
         format!("CASE attname{cases} ELSE quote_ident(attname) END")
     };
     format!(
-        "DO $cutover$ DECLARE cols text; BEGIN SELECT string_agg({column}, ', ' ORDER BY attnum) INTO cols FROM pg_attribute WHERE attrelid = {table}::regclass AND attnum > 0 AND NOT attisdropped AND attname <> ALL ({hidden}); EXECUTE format('CREATE VIEW %s AS SELECT %s FROM %s', {view}, cols, {table}); END $cutover$;",
+        "DO $cutover$\n{declares}\nDECLARE cols text; BEGIN SELECT string_agg({column}, ', ' ORDER BY attnum) INTO cols FROM pg_attribute WHERE attrelid = {table}::regclass AND attnum > 0 AND NOT attisdropped AND attname <> ALL ({hidden}); EXECUTE format('CREATE VIEW %s AS SELECT %s FROM %s', {view}, cols, {table}); END $cutover$;",
+        declares = declare_as(&format!("CREATE VIEW {view} AS SELECT * FROM {}", t.sql())),
         table = literal(&t.sql()),
         hidden = array(hidden),
         view = literal(view),
