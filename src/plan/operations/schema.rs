@@ -153,6 +153,7 @@ pub(crate) fn rename_table(x: &mut Expansion, i: usize, op: &OperationSpec) {
         format!("DROP VIEW {};", f.sql()),
         String::new(),
     );
+    x.shapes.renamed_table(&t, i, &f);
     x.acks.push(crate::plan::LintAck {
         rule: "renaming-table".into(),
         phase: Phase::Expand,
