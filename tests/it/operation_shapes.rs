@@ -90,8 +90,10 @@ type = "bigint"
     let new_rows: (i64, i64) = (
         db.scalar("SELECT count(*) FROM public.orders WHERE status = 'new'")
             .await,
-        db.scalar("SELECT count(*) FROM public.orders WHERE status = 'new' AND total = 5555 AND qty = 7")
-            .await,
+        db.scalar(
+            "SELECT count(*) FROM public.orders WHERE status = 'new' AND total = 5555 AND qty = 7",
+        )
+        .await,
     );
     assert!(new_rows.0 > 0, "the new version wrote");
     assert_eq!(new_rows.0, new_rows.1, "its values are the final ones");
@@ -232,7 +234,10 @@ op = "rename_table"
 from = "public.notes"
 to = "public.memos"
 "#;
-    let source = format!("version_schemas = true\n{}{ops}", crate::operation_kinds::HEAD);
+    let source = format!(
+        "version_schemas = true\n{}{ops}",
+        crate::operation_kinds::HEAD
+    );
     let p = cutover::plan::Plan::parse("ops.toml", &source).unwrap_or_else(|e| panic!("{e}"));
     let views = async |db: &LifecycleDb| -> Vec<String> {
         db.scalar::<Option<String>>(
@@ -299,6 +304,10 @@ to = "public.memos"
         lc = lc.after(Stage::Applied(phase), served);
     }
     let db = lc.run_with_rollbacks().await;
-    assert_eq!(views(&db).await, Vec::<String>::new(), "contract drops them");
+    assert_eq!(
+        views(&db).await,
+        Vec::<String>::new(),
+        "contract drops them"
+    );
     seeded_rows_kept(&db, "public.memos", 20).await;
 }

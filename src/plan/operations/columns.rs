@@ -324,7 +324,11 @@ fn keep_not_null(x: &mut Expansion, i: usize, t: &Table, col: &str, dup: &str, f
         Stage::Constraint,
         format!(
             "DO $cutover$\n{}\nBEGIN IF {exists} THEN {set} END IF; END $cutover$;",
-            declare_as(&format!("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL", t.sql(), ident(finale)))
+            declare_as(&format!(
+                "ALTER TABLE {} ALTER COLUMN {} SET NOT NULL",
+                t.sql(),
+                ident(finale)
+            ))
         ),
         String::new(),
     );

@@ -137,18 +137,7 @@ pub fn classify(stmt: &str) -> Lock {
         | S::CreateSchema(_)
         | S::CreateSequence(_)
         | S::CreateType(_) => lock("none", None, "a new or unused object: no table is locked"),
-        S::DropSchema(d) => match d.drop_behavior() {
-            Some(ast::DropBehavior::Cascade(_)) => lock(
-                ACCESS_EXCLUSIVE,
-                d.schema_refs().last().map(|r| text_of(&r)),
-                "drops every object in the schema, each under its own lock",
-            ),
-            _ => lock(
-                "none",
-                None,
-                "an empty schema (it fails if anything is left in it): no table is locked",
-            ),
-        },
+        S::DropSchema(d) => drop_schema(&d),
         S::Update(u) => lock(
             ROW_EXCLUSIVE,
             u.relation_name().map(|r| text_of(&r)),
@@ -170,15 +159,36 @@ pub fn classify(stmt: &str) -> Lock {
             None,
             "reads only; conflicts with ACCESS EXCLUSIVE alone",
         ),
-        S::Do(d) => declared(&text_of(&d)).unwrap_or_else(|| {
-            lock(
-                "unknown",
-                None,
-                "dynamic SQL: the lock depends on what it runs (declare it with a `-- lock: <mode> on <table>` line)",
-            )
-        }),
+        S::Do(d) => do_block(&d),
         _ => lock("unknown", None, "not classified"),
     }
+}
+
+/// `DROP SCHEMA`: an empty one locks no table; `CASCADE` drops what is in it.
+fn drop_schema(d: &ast::DropSchema) -> Lock {
+    match d.drop_behavior() {
+        Some(ast::DropBehavior::Cascade(_)) => lock(
+            ACCESS_EXCLUSIVE,
+            d.schema_refs().last().map(|r| text_of(&r)),
+            "drops every object in the schema, each under its own lock",
+        ),
+        _ => lock(
+            "none",
+            None,
+            "an empty schema (it fails if anything is left in it): no table is locked",
+        ),
+    }
+}
+
+/// A `DO` block: the lock it declares, else `unknown`.
+fn do_block(d: &ast::Do) -> Lock {
+    declared(&text_of(d)).unwrap_or_else(|| {
+        lock(
+            "unknown",
+            None,
+            "dynamic SQL: the lock depends on what it runs (declare it with a `-- lock: <mode> on <table>` line)",
+        )
+    })
 }
 
 /// How a `DO` block declares its lock, as the line [`classify`] reads.

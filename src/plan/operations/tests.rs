@@ -120,7 +120,10 @@ nullable = false
     let dw = apply(&p, Phase::DualWrite);
     assert_eq!(dw.matches("CREATE TRIGGER").count(), 1, "{dw}");
     // Every update fires it: one of another column must still fill a row not backfilled yet.
-    assert!(dw.contains("BEFORE INSERT OR UPDATE ON public.orders"), "{dw}");
+    assert!(
+        dw.contains("BEFORE INSERT OR UPDATE ON public.orders"),
+        "{dw}"
+    );
     assert!(
         dw.contains("OR NEW.total_new IS NULL THEN") && dw.contains("OR NEW.remark IS NULL THEN"),
         "{dw}"
@@ -599,7 +602,12 @@ identity = "full"
     };
     let saves = locks(apply(&p, Phase::Expand));
     assert_eq!(saves.len(), 4, "{saves:?}");
-    assert!(saves.iter().all(|(_, mode, object)| *mode == "none" && object.is_none()), "{saves:?}");
+    assert!(
+        saves
+            .iter()
+            .all(|(_, mode, object)| *mode == "none" && object.is_none()),
+        "{saves:?}"
+    );
     let restores = locks(rollback(&p, Phase::Expand));
     let modes: Vec<(&str, Option<&str>)> = restores
         .iter()

@@ -167,7 +167,12 @@ impl Lifecycle {
         let client = test.client().await;
         let gate = Arc::new(RwLock::new(()));
         let old = match &self.workloads {
-            Some(w) => Some(Runner::start("old", w.old, test.client().await, gate.clone())),
+            Some(w) => Some(Runner::start(
+                "old",
+                w.old,
+                test.client().await,
+                gate.clone(),
+            )),
             None => None,
         };
         LifecycleRun {
@@ -373,7 +378,11 @@ impl LifecycleRun {
         for runner in [&self.old, &self.new].into_iter().flatten() {
             ids.extend(runner.ids());
         }
-        let table = if self.contracted { w.new_table } else { w.old_table };
+        let table = if self.contracted {
+            w.new_table
+        } else {
+            w.old_table
+        };
         assert_rows_kept(&self.db.client, table, &ids, at).await;
     }
 

@@ -49,7 +49,12 @@ pub struct Runner {
 impl Runner {
     /// Starts `sql` in a loop on `client`. Each iteration holds `gate` for reading: whoever
     /// holds it for writing has the database quiet.
-    pub fn start(what: &'static str, sql: &'static str, client: Client, gate: Arc<RwLock<()>>) -> Runner {
+    pub fn start(
+        what: &'static str,
+        sql: &'static str,
+        client: Client,
+        gate: Arc<RwLock<()>>,
+    ) -> Runner {
         let (stop, mut stopped) = watch::channel(false);
         let iterations = Arc::new(AtomicU64::new(0));
         let ids = Arc::new(Mutex::new(Vec::new()));
@@ -61,7 +66,10 @@ impl Runner {
                     match client.simple_query(sql).await {
                         Ok(messages) => {
                             let mut new_ids = returned_ids(&messages)?;
-                            written.lock().unwrap_or_else(|e| e.into_inner()).append(&mut new_ids);
+                            written
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .append(&mut new_ids);
                             count.fetch_add(1, Ordering::SeqCst);
                         }
                         Err(e) if retried(&e) => {}
