@@ -311,3 +311,47 @@ to = "public.memos"
     );
     seeded_rows_kept(&db, "public.memos", 20).await;
 }
+
+/// The harness itself: a rollback that deletes what the old version wrote is caught.
+#[tokio::test]
+#[should_panic(expected = "rows written by the workloads missing from public.items")]
+async fn the_harness_catches_a_rollback_that_loses_writes() {
+    Lifecycle::of(plan(
+        r#"
+[[operations]]
+op = "sql"
+phase = "dual_write"
+up = "SELECT 1"
+down = "DELETE FROM public.items WHERE id > 10"
+"#,
+    ))
+    .schema("CREATE TABLE public.items (id bigserial PRIMARY KEY, sku text)")
+    .workloads(Workloads {
+        old: "INSERT INTO public.items (sku) VALUES ('old') RETURNING id",
+        new: "INSERT INTO public.items (sku) VALUES ('new') RETURNING id",
+        old_table: "public.items",
+        new_table: "public.items",
+        parity: "SELECT 0::bigint",
+    })
+    .run_with_rollbacks()
+    .await;
+}
+
+/// The harness itself: a parity query that finds a row fails the lifecycle from the backfill on.
+#[tokio::test]
+#[should_panic(expected = "parity at Applied(Backfill)")]
+async fn the_harness_catches_broken_parity() {
+    Lifecycle::of(plan(
+        "[[operations]]\nop = \"add_column\"\ntable = \"public.items\"\ncolumn = \"code\"\ntype = \"text\"\nup = \"'c-' || sku\"\n",
+    ))
+    .schema("CREATE TABLE public.items (id bigserial PRIMARY KEY, sku text)")
+    .workloads(Workloads {
+        old: "INSERT INTO public.items (sku) VALUES ('old') RETURNING id",
+        new: "INSERT INTO public.items (sku, code) VALUES ('new', 'c-new') RETURNING id",
+        old_table: "public.items",
+        new_table: "public.items",
+        parity: "SELECT count(*) FROM public.items WHERE code IS DISTINCT FROM 'wrong'",
+    })
+    .run_with_rollbacks()
+    .await;
+}
