@@ -204,10 +204,13 @@ impl Lifecycle {
     }
 
     /// For each reversible phase in order: apply; roll back (the catalog must be as before the
-    /// apply); apply again (the catalog must be as after the first apply). Then contract, which must refuse a rollback.
-    /// Returns the database for more checks.
+    /// apply); apply again (the catalog must be as after the first apply). With workloads, the
+    /// read switch applied, every phase is then rolled back at once (after the new version
+    /// wrote: the catalog must be the one found, its rows kept in the old shape) and applied
+    /// again. Then contract, which must refuse a rollback. Returns the database for more checks.
     pub async fn run_with_rollbacks(self) -> LifecycleDb {
         let mut run = self.start().await;
+        let pristine = run.fingerprint().await;
         for phase in Phase::ALL {
             if phase == Phase::Contract {
                 break;
@@ -231,6 +234,9 @@ impl Lifecycle {
                 applied,
                 "re-applying {phase} built something else than the first apply"
             );
+        }
+        if run.workloads.is_some() {
+            run.roll_back_all_and_reapply(&pristine).await;
         }
         run.reach(Phase::Contract).await;
         let refused = engine::rollback(
@@ -352,6 +358,32 @@ impl LifecycleRun {
             if *at == stage {
                 hook.call(&self.db).await;
             }
+        }
+    }
+
+    /// From the read switch, with the new version's rows written: rolls every phase back in one
+    /// call (the catalog must be `pristine`; the hooks of the expand rollback run), then applies
+    /// them all again.
+    async fn roll_back_all_and_reapply(&mut self, pristine: &str) {
+        self.stop_new().await;
+        engine::rollback(
+            &mut self.engine,
+            &self.db.plan,
+            &self.actor,
+            Some(Phase::Expand),
+            &RunOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("rolling back every phase after the new version wrote: {e}"));
+        self.backfilled = false;
+        assert_eq!(
+            self.fingerprint().await,
+            pristine,
+            "rolling back every phase did not restore the catalog found before expand"
+        );
+        self.stage(Stage::RolledBack(Phase::Expand)).await;
+        for phase in Phase::ALL.into_iter().filter(|p| *p != Phase::Contract) {
+            self.reach(phase).await;
         }
     }
 
