@@ -292,6 +292,7 @@ table = "public.orders"
 column = "status"
 default = "'pending'"
 nullable = true
+down = "'lost'"
 comment = "lifecycle state"
 
 [[operations]]
@@ -337,22 +338,31 @@ comment = "units"
              INSERT INTO public.orders (qty) SELECT g FROM generate_series(1, 40) g;",
         )
         .workloads(Workloads {
-            // The old version relies on the old default; the new one on the new default.
+            // The old version relies on the old default; the new one on the new default, and
+            // writes NULLs, which `down` fills when the rollback makes the column NOT NULL again.
             old: "INSERT INTO public.orders (qty) VALUES (2) RETURNING id;
                   UPDATE public.orders SET qty = qty + 1 WHERE id = 1 + (random() * 39)::int;",
             new: "INSERT INTO public.orders DEFAULT VALUES RETURNING id;
+                  INSERT INTO public.orders (status, qty) VALUES (NULL, -1) RETURNING id;
                   UPDATE public.orders SET status = 'shipped' WHERE id = 1 + (random() * 39)::int;",
             old_table: "public.orders",
             new_table: "public.orders",
             parity: "SELECT count(*) FROM public.orders
-                      WHERE status NOT IN ('new', 'pending', 'shipped') OR status IS NULL
-                         OR (id > 40 AND qty IS NULL AND status <> 'pending')",
+                      WHERE status NOT IN ('new', 'pending', 'shipped', 'lost')
+                         OR (status IS NULL AND qty IS DISTINCT FROM -1)",
         })
         .after(Stage::RolledBack(Phase::Expand), found);
     for phase in REVERSIBLE {
         lc = lc.after(Stage::Applied(phase), applied);
     }
     let db = lc.run_with_rollbacks().await;
+    let filled: bool = db
+        .scalar("SELECT EXISTS (SELECT 1 FROM public.orders WHERE status = 'lost' AND qty = -1)")
+        .await;
+    assert!(
+        filled,
+        "rolling back every phase filled the new version's NULLs with `down`"
+    );
     assert_eq!(
         column_state(&db, "status").await,
         (

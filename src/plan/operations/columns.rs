@@ -122,6 +122,18 @@ pub(crate) fn alter_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
         }
     }
     if op.nullable == Some(true) {
+        // NULLs the new version wrote would make the rollback's SET NOT NULL fail: `down`
+        // fills them first.
+        let fill = match op.down.as_deref() {
+            Some(down) => {
+                x.expr(i, "down", down);
+                format!(
+                    "EXECUTE format('UPDATE %s SET %I = ({}) WHERE %I IS NULL', tbl, {{col}}, {{col}}); ",
+                    down.replace('\'', "''").replace('%', "%%")
+                )
+            }
+            None => String::new(),
+        };
         in_place(
             x,
             i,
@@ -130,7 +142,7 @@ pub(crate) fn alter_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
             "not_null",
             "attnotnull::text",
             format!("ALTER TABLE {} ALTER COLUMN {c} DROP NOT NULL;", t.sql()),
-            "IF prev = 'true' THEN EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, {col}); END IF;",
+            &format!("IF prev = 'true' THEN {fill}EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, {{col}}); END IF;"),
         );
     }
     if let Some(d) = op.default.as_deref() {

@@ -670,3 +670,25 @@ nullable = false
         }
     }
 }
+
+/// `nullable = true` in place with `down`: the rollback fills the NULLs written meanwhile
+/// before it restores NOT NULL (quotes and `%` survive the dynamic SQL).
+#[test]
+fn relaxed_not_null_rolls_back_through_down() {
+    let p = plan(
+        r#"
+[[operations]]
+op = "alter_column"
+table = "public.orders"
+column = "status"
+nullable = true
+down = "'100% lost'"
+"#,
+    );
+    let r = rollback(&p, Phase::Expand);
+    let fill = r
+        .find("EXECUTE format('UPDATE %s SET %I = (''100%% lost'') WHERE %I IS NULL', tbl, 'status', 'status');")
+        .unwrap_or_else(|| panic!("{r}"));
+    let set = r.find("SET NOT NULL").unwrap_or_else(|| panic!("{r}"));
+    assert!(fill < set, "{r}");
+}
