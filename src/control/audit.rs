@@ -639,3 +639,26 @@ impl Entry {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    /// Details are hashed as written and verified as read back from jsonb's text: every float
+    /// must parse back to the very value written (a backfill's `throttled_seconds` of
+    /// 2.6995906769999998 came back one unit off and the intact chain read as edited).
+    #[test]
+    fn floats_in_details_read_back_exactly() {
+        for x in [
+            2.699_590_677,
+            2.699_590_676_999_999_8_f64,
+            0.1 + 0.2,
+            1e-7,
+            123_456.789_012_345_67,
+        ] {
+            let written = json!({ "throttled_seconds": x });
+            let read: Value = serde_json::from_str(&written.to_string()).expect("json");
+            assert_eq!(read, written, "{x:?}");
+        }
+    }
+}

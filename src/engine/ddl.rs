@@ -2,8 +2,9 @@
 //!
 //! Every statement runs under `lock_timeout` and `statement_timeout` (set with `SET LOCAL` inside
 //! a transaction, per session for statements that cannot run in one). When the lock timeout fires
-//! (SQLSTATE 55P03) the whole transaction is rolled back — so no lock is held while waiting — and
-//! retried after a jittered exponential back-off, bounded in attempts and in total time; every
+//! (SQLSTATE 55P03), or the server breaks a deadlock with an application's transaction by aborting
+//! ours (40P01: the app took the same tables in another order), the whole transaction is rolled
+//! back — so no lock is held while waiting — and retried after a jittered exponential back-off, bounded in attempts and in total time; every
 //! attempt has the timeout, the last one included. While a statement waits, a second connection
 //! polls `pg_blocking_pids` and reports who blocks it.
 //!
@@ -131,7 +132,7 @@ fn of(operation: Option<&OperationRef>) -> String {
 
 /// Why one attempt of a statement failed.
 pub(crate) enum AttemptError {
-    /// SQLSTATE 55P03: retry.
+    /// SQLSTATE 55P03 (lock timeout) or 40P01 (deadlock, this side aborted): retry.
     LockTimeout { index: usize },
     /// Anything from the statement itself: give up.
     Statement {
@@ -355,7 +356,10 @@ impl<'o> Runner<'o> {
         };
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+            Err(e)
+                if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+                    || e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) =>
+            {
                 Err(AttemptError::LockTimeout { index })
             }
             Err(error) => Err(AttemptError::Statement { index, error }),

@@ -20,6 +20,7 @@ mod import;
 mod notify;
 mod operation_kinds;
 mod operation_schema_kinds;
+mod operation_shapes;
 mod operations;
 mod plan;
 mod read_only;

@@ -6,6 +6,7 @@
 use cutover::plan::{Phase, Plan};
 
 use crate::common::lifecycle::{Lifecycle, LifecycleDb, Stage};
+use crate::common::workload::Workloads;
 
 pub(crate) const HEAD: &str = r#"
 id = "op-kind"
@@ -114,7 +115,17 @@ async fn rename_table_serves_both_names_until_contract() {
     .schema(
         "CREATE TABLE public.notes (id bigserial PRIMARY KEY, body text);
          INSERT INTO public.notes (body) SELECT 'n' || g FROM generate_series(1, 50) g;",
-    );
+    )
+    .workloads(Workloads {
+        old: "INSERT INTO public.notes (body) VALUES ('old app') RETURNING id;
+              UPDATE public.notes SET body = body || '.' WHERE id = 1 + (random() * 49)::int;",
+        new: "INSERT INTO public.memos (body) VALUES ('new app') RETURNING id;
+              UPDATE public.memos SET body = body || ':' WHERE id = 1 + (random() * 49)::int;",
+        old_table: "public.notes",
+        new_table: "public.memos",
+        parity: "SELECT count(*) FROM public.memos m FULL JOIN public.notes n USING (id)
+                  WHERE m IS NULL OR n IS NULL OR m.body IS DISTINCT FROM n.body",
+    });
     for phase in REVERSIBLE {
         lc = lc.after(Stage::Applied(phase), both);
     }
@@ -281,6 +292,7 @@ table = "public.orders"
 column = "status"
 default = "'pending'"
 nullable = true
+down = "'lost'"
 comment = "lifecycle state"
 
 [[operations]]
@@ -325,11 +337,32 @@ comment = "units"
              COMMENT ON COLUMN public.orders.status IS 'order state';
              INSERT INTO public.orders (qty) SELECT g FROM generate_series(1, 40) g;",
         )
+        .workloads(Workloads {
+            // The old version relies on the old default; the new one on the new default, and
+            // writes NULLs, which `down` fills when the rollback makes the column NOT NULL again.
+            old: "INSERT INTO public.orders (qty) VALUES (2) RETURNING id;
+                  UPDATE public.orders SET qty = qty + 1 WHERE id = 1 + (random() * 39)::int;",
+            new: "INSERT INTO public.orders DEFAULT VALUES RETURNING id;
+                  INSERT INTO public.orders (status, qty) VALUES (NULL, -1) RETURNING id;
+                  UPDATE public.orders SET status = 'shipped' WHERE id = 1 + (random() * 39)::int;",
+            old_table: "public.orders",
+            new_table: "public.orders",
+            parity: "SELECT count(*) FROM public.orders
+                      WHERE status NOT IN ('new', 'pending', 'shipped', 'lost')
+                         OR (status IS NULL AND qty IS DISTINCT FROM -1)",
+        })
         .after(Stage::RolledBack(Phase::Expand), found);
     for phase in REVERSIBLE {
         lc = lc.after(Stage::Applied(phase), applied);
     }
     let db = lc.run_with_rollbacks().await;
+    let filled: bool = db
+        .scalar("SELECT EXISTS (SELECT 1 FROM public.orders WHERE status = 'lost' AND qty = -1)")
+        .await;
+    assert!(
+        filled,
+        "rolling back every phase filled the new version's NULLs with `down`"
+    );
     assert_eq!(
         column_state(&db, "status").await,
         (

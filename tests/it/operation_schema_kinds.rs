@@ -1,10 +1,12 @@
 //! One operation kind per test, continued ([`super::operation_kinds`]): indexes, constraints,
 //! tables, columns and raw SQL, each through the lifecycle harness with the catalog asserted
-//! after every stage and every seeded row kept.
+//! after every stage and every seeded row kept. Operations that change a shape the application
+//! writes through run with both versions' workloads at work.
 
 use cutover::plan::Phase;
 
 use crate::common::lifecycle::{Lifecycle, LifecycleDb, Stage};
+use crate::common::workload::Workloads;
 use crate::operation_kinds::{plan, seeded_rows_kept, HEAD, REVERSIBLE};
 
 const ITEMS: &str = "CREATE TABLE public.items (id bigserial PRIMARY KEY, sku text, qty int, owner_id bigint);
@@ -34,7 +36,7 @@ async fn create_table_exists_from_expand_and_rollback_drops_it() {
             .await;
         c.assert_constraint("public.labels", "labels_pkey", true)
             .await;
-        db.exec("INSERT INTO public.labels (id, name) VALUES ((SELECT coalesce(max(id), 0) + 1 FROM public.labels), 'x')")
+        db.exec("INSERT INTO public.labels (id, name) VALUES ((SELECT least(min(id), 0) - 1 FROM public.labels), 'x')")
             .await;
     };
     let lc = Lifecycle::of(plan(
@@ -45,6 +47,16 @@ table = "public.labels"
 columns = [{ name = "id", type = "bigint", pk = true }, { name = "name", type = "text", nullable = false }]
 "#,
     ))
+    .schema(ITEMS)
+    .workloads(Workloads {
+        old: "INSERT INTO public.items (sku, qty) VALUES ('old', 1) RETURNING id",
+        new: "WITH i AS (INSERT INTO public.items (sku, qty) VALUES ('new', 2) RETURNING id)
+              INSERT INTO public.labels (id, name) SELECT id, 'label ' || id FROM i RETURNING id",
+        old_table: "public.items",
+        new_table: "public.items",
+        parity: "SELECT count(*) FROM public.items i JOIN public.labels l USING (id)
+                  WHERE l.name IS DISTINCT FROM 'label ' || i.id",
+    })
     .after(Stage::RolledBack(Phase::Expand), async |db: &LifecycleDb| {
         db.catalog().assert_no_table("public.labels").await;
     });
@@ -231,6 +243,17 @@ async fn add_column_is_filled_by_the_backfill_and_the_trigger() {
     ))
     .schema(ITEMS)
     .schema("UPDATE public.items SET sku = 's0' WHERE sku IS NULL")
+    .workloads(Workloads {
+        // An update of another column on a row the backfill has not reached must not break
+        // the NOT VALID `code IS NOT NULL` check (`up` fills only what is NULL, so `sku` stays).
+        old: "INSERT INTO public.items (sku, qty) VALUES ('o' || clock_timestamp(), 1) RETURNING id;
+              UPDATE public.items SET qty = qty + 1 WHERE id = 11 + (random() * 49)::int;",
+        new: "INSERT INTO public.items (sku, qty, code) VALUES ('n', 2, 'c-n') RETURNING id;
+              UPDATE public.items SET sku = 'v' || id, code = 'c-v' || id WHERE id = 11 + (random() * 49)::int;",
+        old_table: "public.items",
+        new_table: "public.items",
+        parity: "SELECT count(*) FROM public.items WHERE code IS DISTINCT FROM 'c-' || sku",
+    })
     .after(Stage::RolledBack(Phase::Expand), async |db: &LifecycleDb| {
         db.catalog().assert_no_column("public.items", "code").await;
         seeded_rows_kept(db, "public.items", 60).await;
@@ -266,7 +289,17 @@ async fn drop_column_is_filled_by_down_until_contract() {
     let mut lc = Lifecycle::of(plan(
         "[[operations]]\nop = \"drop_column\"\ntable = \"public.items\"\ncolumn = \"qty\"\ndown = \"7\"\n",
     ))
-    .schema(ITEMS);
+    .schema(ITEMS)
+    .workloads(Workloads {
+        old: "INSERT INTO public.items (sku, qty) VALUES ('old', 3) RETURNING id;
+              UPDATE public.items SET qty = qty + 1 WHERE id = 11 + (random() * 49)::int;",
+        new: "INSERT INTO public.items (sku) VALUES ('new') RETURNING id;
+              UPDATE public.items SET sku = 'new' WHERE id = 11 + (random() * 49)::int;",
+        old_table: "public.items",
+        new_table: "public.items",
+        parity: "SELECT count(*) FROM public.items
+                  WHERE qty IS NULL OR (sku = 'new' AND qty < 7) OR (sku = 'old' AND qty < 3)",
+    });
     for phase in REVERSIBLE {
         lc = lc.after(Stage::RolledBack(phase), kept);
     }
@@ -296,6 +329,15 @@ async fn rename_column_keeps_both_names_in_step() {
         "[[operations]]\nop = \"rename_column\"\ntable = \"public.items\"\nfrom = \"sku\"\nto = \"article\"\n",
     ))
     .schema(ITEMS)
+    .workloads(Workloads {
+        old: "INSERT INTO public.items (sku, qty) VALUES ('o' || clock_timestamp(), 1) RETURNING id;
+              UPDATE public.items SET sku = 'u' || clock_timestamp() WHERE id = 11 + (random() * 49)::int;",
+        new: "INSERT INTO public.items (article, qty) VALUES ('n' || clock_timestamp(), 2) RETURNING id;
+              UPDATE public.items SET article = 'v' || clock_timestamp() WHERE id = 11 + (random() * 49)::int;",
+        old_table: "public.items",
+        new_table: "public.items",
+        parity: "SELECT count(*) FROM public.items WHERE article IS DISTINCT FROM sku",
+    })
     .after(Stage::RolledBack(Phase::Expand), async |db: &LifecycleDb| {
         db.catalog().assert_no_column("public.items", "article").await;
         seeded_rows_kept(db, "public.items", 60).await;

@@ -9,6 +9,7 @@
 //! `CREATE UNIQUE INDEX CONCURRENTLY` in `expand`, then `UNIQUE USING INDEX` at contract.
 
 use super::idents::{ident, is_constant, limit, Table};
+use super::locks::declare_as;
 use super::memo::{self, Memo};
 use super::sync::{over_duplicates, Group};
 use super::{need, Check, ColumnItem, Expansion, OperationSpec, References, Stage, Unique};
@@ -121,6 +122,18 @@ pub(crate) fn alter_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
         }
     }
     if op.nullable == Some(true) {
+        // NULLs the new version wrote would make the rollback's SET NOT NULL fail: `down`
+        // fills them first.
+        let fill = match op.down.as_deref() {
+            Some(down) => {
+                x.expr(i, "down", down);
+                format!(
+                    "EXECUTE format('UPDATE %s SET %I = ({}) WHERE %I IS NULL', tbl, {{col}}, {{col}}); ",
+                    down.replace('\'', "''").replace('%', "%%")
+                )
+            }
+            None => String::new(),
+        };
         in_place(
             x,
             i,
@@ -129,7 +142,7 @@ pub(crate) fn alter_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
             "not_null",
             "attnotnull::text",
             format!("ALTER TABLE {} ALTER COLUMN {c} DROP NOT NULL;", t.sql()),
-            "IF prev = 'true' THEN EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, {col}); END IF;",
+            &format!("IF prev = 'true' THEN {fill}EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, {{col}}); END IF;"),
         );
     }
     if let Some(d) = op.default.as_deref() {
@@ -192,7 +205,7 @@ fn in_place(
         Phase::Expand,
         Stage::Schema,
         format!("{}\n{change}", m.save(&read)),
-        m.restore(&restore.replace("{col}", &name)),
+        m.restore(&restore.replace("{col}", &name), &change),
     );
     x.part(i, Phase::Contract, Stage::Schema, m.forget(), String::new());
 }
@@ -281,6 +294,17 @@ fn keep_not_null(x: &mut Expansion, i: usize, t: &Table, col: &str, dup: &str, f
     let name = limit(format!("{}_{dup}_not_null", t.name));
     let lit = |s: &str| s.replace('\'', "''");
     let (table, n) = (lit(&t.sql()), ident(&name));
+    let add = format!(
+        "ALTER TABLE {} ADD CONSTRAINT {n} CHECK ({} IS NOT NULL) NOT VALID;",
+        t.sql(),
+        ident(dup)
+    );
+    let validate = format!("ALTER TABLE {} VALIDATE CONSTRAINT {n};", t.sql());
+    let set = format!(
+        "ALTER TABLE {0} ALTER COLUMN {1} SET NOT NULL; ALTER TABLE {0} DROP CONSTRAINT {n};",
+        t.sql(),
+        ident(finale)
+    );
     let exists = format!(
         "EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '{table}'::regclass AND conname = '{}')",
         lit(&name)
@@ -290,10 +314,9 @@ fn keep_not_null(x: &mut Expansion, i: usize, t: &Table, col: &str, dup: &str, f
         Phase::DualWrite,
         Stage::Constraint,
         format!(
-            "DO $cutover$ BEGIN IF (SELECT attnotnull FROM pg_attribute WHERE attrelid = '{table}'::regclass AND attname = '{}' AND NOT attisdropped) THEN ALTER TABLE {} ADD CONSTRAINT {n} CHECK ({} IS NOT NULL) NOT VALID; END IF; END $cutover$;",
+            "DO $cutover$\n{}\nBEGIN IF (SELECT attnotnull FROM pg_attribute WHERE attrelid = '{table}'::regclass AND attname = '{}' AND NOT attisdropped) THEN {add} END IF; END $cutover$;",
+            declare_as(&add),
             lit(col),
-            t.sql(),
-            ident(dup)
         ),
         format!("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {n};", t.sql()),
     );
@@ -302,8 +325,8 @@ fn keep_not_null(x: &mut Expansion, i: usize, t: &Table, col: &str, dup: &str, f
         Phase::ReadSwitch,
         Stage::Constraint,
         format!(
-            "DO $cutover$ BEGIN IF {exists} THEN ALTER TABLE {} VALIDATE CONSTRAINT {n}; END IF; END $cutover$;",
-            t.sql()
+            "DO $cutover$\n{}\nBEGIN IF {exists} THEN {validate} END IF; END $cutover$;",
+            declare_as(&validate)
         ),
         String::new(),
     );
@@ -312,9 +335,12 @@ fn keep_not_null(x: &mut Expansion, i: usize, t: &Table, col: &str, dup: &str, f
         Phase::Contract,
         Stage::Constraint,
         format!(
-            "DO $cutover$ BEGIN IF {exists} THEN ALTER TABLE {0} ALTER COLUMN {1} SET NOT NULL; ALTER TABLE {0} DROP CONSTRAINT {n}; END IF; END $cutover$;",
-            t.sql(),
-            ident(finale)
+            "DO $cutover$\n{}\nBEGIN IF {exists} THEN {set} END IF; END $cutover$;",
+            declare_as(&format!(
+                "ALTER TABLE {} ALTER COLUMN {} SET NOT NULL",
+                t.sql(),
+                ident(finale)
+            ))
         ),
         String::new(),
     );
@@ -323,7 +349,8 @@ fn keep_not_null(x: &mut Expansion, i: usize, t: &Table, col: &str, dup: &str, f
 /// `ADD COLUMN new` with the type of `col`, read from the catalog when the phase runs.
 fn same_type(t: &Table, col: &str, new: &str) -> String {
     format!(
-        "DO $cutover$ BEGIN EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', '{table}', '{new}', (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '{table}'::regclass AND attname = '{col}' AND NOT attisdropped)); END $cutover$;",
+        "DO $cutover$\n{declares}\nBEGIN EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', '{table}', '{new}', (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '{table}'::regclass AND attname = '{col}' AND NOT attisdropped)); END $cutover$;",
+        declares = declare_as(&format!("ALTER TABLE {} ADD COLUMN {} text", t.sql(), ident(new))),
         table = t.sql().replace('\'', "''"),
         new = new.replace('\'', "''"),
         col = col.replace('\'', "''"),

@@ -2,8 +2,11 @@
 //! squawk's PostgreSQL parser builds for each statement of a script (see
 //! [`crate::sql::split_statements`] and [`crate::sql::statement_tree`]), following the lock
 //! levels PostgreSQL's documentation gives each command and `ALTER TABLE` form; an `ALTER TABLE`
-//! with several actions takes the strongest of their locks. What it cannot tell it says so
-//! (`unknown`): a statement that does not parse, dynamic SQL (`DO`), commands outside the table.
+//! with several actions takes the strongest of their locks. A `DO` block runs dynamic SQL no
+//! parser sees: it is classified by the lock it declares in a line of its body,
+//! `-- lock: <mode>[ on <table>]` (what the generator writes for the blocks it emits, see
+//! [`declaration`]). What it cannot tell it says so (`unknown`): a statement that does not
+//! parse, a `DO` block that declares nothing, commands outside the table.
 
 use serde::Serialize;
 use squawk_syntax::ast::{self, AstNode};
@@ -134,6 +137,7 @@ pub fn classify(stmt: &str) -> Lock {
         | S::CreateSchema(_)
         | S::CreateSequence(_)
         | S::CreateType(_) => lock("none", None, "a new or unused object: no table is locked"),
+        S::DropSchema(d) => drop_schema(&d),
         S::Update(u) => lock(
             ROW_EXCLUSIVE,
             u.relation_name().map(|r| text_of(&r)),
@@ -155,13 +159,84 @@ pub fn classify(stmt: &str) -> Lock {
             None,
             "reads only; conflicts with ACCESS EXCLUSIVE alone",
         ),
-        S::Do(_) => lock(
-            "unknown",
-            None,
-            "dynamic SQL: the lock depends on what it runs",
-        ),
+        S::Do(d) => do_block(&d),
         _ => lock("unknown", None, "not classified"),
     }
+}
+
+/// `DROP SCHEMA`: an empty one locks no table; `CASCADE` drops what is in it.
+fn drop_schema(d: &ast::DropSchema) -> Lock {
+    match d.drop_behavior() {
+        Some(ast::DropBehavior::Cascade(_)) => lock(
+            ACCESS_EXCLUSIVE,
+            d.schema_refs().last().map(|r| text_of(&r)),
+            "drops every object in the schema, each under its own lock",
+        ),
+        _ => lock(
+            "none",
+            None,
+            "an empty schema (it fails if anything is left in it): no table is locked",
+        ),
+    }
+}
+
+/// A `DO` block: the lock it declares, else `unknown`.
+fn do_block(d: &ast::Do) -> Lock {
+    declared(&text_of(d)).unwrap_or_else(|| {
+        lock(
+            "unknown",
+            None,
+            "dynamic SQL: the lock depends on what it runs (declare it with a `-- lock: <mode> on <table>` line)",
+        )
+    })
+}
+
+/// How a `DO` block declares its lock, as the line [`classify`] reads.
+const DECLARES: &str = "-- lock: ";
+
+/// What a `DO` block declared as it reads: its lock taken to be the dynamic SQL's.
+const DECLARED_NOTE: &str = "declared by the DO block for the dynamic SQL it runs";
+
+/// The line a generated `DO` block carries so that its lock is `lock` (mode and object).
+pub(crate) fn declaration(lock: &Lock) -> String {
+    match &lock.object {
+        // A quoted name may hold a line break: it must not end the comment.
+        Some(object) => format!(
+            "{DECLARES}{} on {}",
+            lock.mode,
+            object.replace(['\n', '\r'], " ")
+        ),
+        None => format!("{DECLARES}{}", lock.mode),
+    }
+}
+
+/// The line for a generated `DO` block that runs `stmt` (or a statement of its kind).
+pub(crate) fn declare_as(stmt: &str) -> String {
+    declaration(&classify(stmt))
+}
+
+/// The lock a `DO` block declares on a line of its own, if it names a known mode.
+fn declared(block: &str) -> Option<Lock> {
+    let line = block
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(DECLARES.trim_end()))?
+        .trim();
+    let (mode, object) = match line.split_once(" on ") {
+        Some((mode, object)) => (mode.trim(), Some(object.trim().to_string())),
+        None => (line, None),
+    };
+    let mode = [
+        ACCESS_EXCLUSIVE,
+        SHARE_ROW_EXCLUSIVE,
+        SHARE,
+        SHARE_UPDATE_EXCLUSIVE,
+        ROW_EXCLUSIVE,
+        ACCESS_SHARE,
+        "none",
+    ]
+    .into_iter()
+    .find(|m| m.eq_ignore_ascii_case(mode))?;
+    Some(lock(mode, object.filter(|o| !o.is_empty()), DECLARED_NOTE))
 }
 
 /// The name after the first keyword of `COLUMN a.b.c` / `TABLE a.b` / `TRUNCATE [TABLE] t`.
@@ -366,7 +441,17 @@ mod tests {
                 Some("public.t.c"),
             ),
             ("SELECT 1", "ACCESS SHARE", None),
+            ("DROP SCHEMA IF EXISTS s_old", "none", None),
+            ("DROP SCHEMA s_old CASCADE", "ACCESS EXCLUSIVE", Some("s_old")),
             ("DO $$ BEGIN END $$", "unknown", None),
+            // A DO block is taken at its declared word, when the mode is one it knows.
+            (
+                "DO $$\n-- lock: SHARE UPDATE EXCLUSIVE on public.t\nBEGIN EXECUTE 'COMMENT ON TABLE public.t IS NULL'; END $$",
+                "SHARE UPDATE EXCLUSIVE",
+                Some("public.t"),
+            ),
+            ("DO $$\n-- lock: none\nBEGIN END $$", "none", None),
+            ("DO $$\n-- lock: a little\nBEGIN END $$", "unknown", None),
             ("ALTER TABLE t ADD COLUMN", "unknown", None),
         ];
         for (stmt, mode, object) in cases {

@@ -8,8 +8,13 @@
 //! none), in the same transaction as the change. The rollback reads the memo, restores the value
 //! and drops the memo; contract drops it. A memo already present is kept: the first value seen
 //! is the one restored.
+//!
+//! Saving and restoring run dynamic SQL (`DO`), so each block declares its lock for `plan show`
+//! (see [`super::locks`]): saving reads the catalog and creates a function — no table lock;
+//! restoring takes the lock of the change it undoes.
 
 use super::idents::{limit, Table};
+use super::locks::{self, Lock};
 
 /// A memo of one value of `table`.
 pub(crate) struct Memo {
@@ -32,19 +37,28 @@ impl Memo {
     /// is there already.
     pub(crate) fn save(&self, read: &str) -> String {
         format!(
-            "DO $cutover$ BEGIN IF to_regprocedure({sig}) IS NULL THEN EXECUTE format('CREATE FUNCTION %s() RETURNS text LANGUAGE sql IMMUTABLE AS %L', {func}, format('SELECT %L::text', ({read}))); END IF; END $cutover$;",
+            "DO $cutover$ -- save the memo {name}\n{declares}\nBEGIN IF to_regprocedure({sig}) IS NULL THEN EXECUTE format('CREATE FUNCTION %s() RETURNS text LANGUAGE sql IMMUTABLE AS %L', {func}, format('SELECT %L::text', ({read}))); END IF; END $cutover$;",
+            declares = locks::declaration(&Lock {
+                mode: "none",
+                object: None,
+                note: "",
+            }),
+            name = self.function.replace(['\n', '\r'], " "),
             sig = literal(&format!("{}()", self.function)),
             func = literal(&self.function),
         )
     }
 
     /// Restores the saved value: `body` is PL/pgSQL that sees it as `prev` (text, NULL for
-    /// none) and the table as `tbl` (its name as SQL). Nothing happens without a memo: the change
-    /// it records did not run.
-    pub(crate) fn restore(&self, body: &str) -> String {
+    /// none) and the table as `tbl` (its name as SQL), and undoes `change` (the statement that
+    /// overwrote the value: the restore takes its lock). Nothing happens without a memo: the
+    /// change it records did not run.
+    pub(crate) fn restore(&self, body: &str, change: &str) -> String {
         format!(
-            "DO $cutover$ DECLARE prev text; tbl text := {tbl}; BEGIN IF to_regprocedure({sig}) IS NULL THEN RETURN; END IF; EXECUTE format('SELECT %s()', {func}) INTO prev; {body} EXECUTE format('DROP FUNCTION %s()', {func}); END $cutover$;",
+            "DO $cutover$ -- restore from the memo {name}\n{declares}\nDECLARE prev text; tbl text := {tbl}; BEGIN IF to_regprocedure({sig}) IS NULL THEN RETURN; END IF; EXECUTE format('SELECT %s()', {func}) INTO prev; {body} EXECUTE format('DROP FUNCTION %s()', {func}); END $cutover$;",
+            declares = locks::declaration(&locks::classify(change)),
             tbl = literal(&self.table.sql()),
+            name = self.function.replace(['\n', '\r'], " "),
             sig = literal(&format!("{}()", self.function)),
             func = literal(&self.function),
         )

@@ -508,7 +508,14 @@ fn written(source: &str) -> Written {
 /// problems of the operations themselves.
 pub fn expand(spec: &mut PlanSpec, source: &str) -> Vec<Problem> {
     if spec.operations.is_empty() {
-        return Vec::new();
+        return match spec.version_schemas {
+            true => vec![Problem::new(
+                vec![Seg::from("version_schemas")],
+                "`version_schemas = true` does nothing in a plan without `[[operations]]`: the version schemas are views of the shapes operations change",
+                Some("describe the change with `[[operations]]`, or remove `version_schemas`".into()),
+            )],
+            false => Vec::new(),
+        };
     }
     let w = written(source);
     let x = generate(spec);

@@ -6,7 +6,8 @@
 //! column from the source for rows the old version inserts, and sends writes of the new version
 //! back to the source. Each trigger acts only on statements of the application
 //! (`pg_trigger_depth() = 1`) and only on rows whose value differs: no loops. The target's rows
-//! are backfilled with one pass; contract drops the triggers and the source column.
+//! are backfilled with one pass; contract drops the triggers and the source column. With version
+//! schemas the old version sees the column in the source's view, the new one in the target's.
 
 use super::columns::target;
 use super::idents::{ident, limit, Table};
@@ -40,6 +41,8 @@ pub(crate) fn move_column(x: &mut Expansion, i: usize, op: &OperationSpec) {
     let new = op.name.as_deref().unwrap_or(col);
     x.touch(i, "column", &src.plain(), col);
     x.touch(i, "to_table", &dst.plain(), new);
+    x.shapes.dropped(&src, i, col);
+    x.shapes.added(&dst, i, new);
     let (c, n, j, k) = (ident(col), ident(new), ident(join), ident(src_key));
     x.part(
         i,

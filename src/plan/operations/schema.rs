@@ -153,6 +153,7 @@ pub(crate) fn rename_table(x: &mut Expansion, i: usize, op: &OperationSpec) {
         format!("DROP VIEW {};", f.sql()),
         String::new(),
     );
+    x.shapes.renamed_table(&t, i, &f);
     x.acks.push(crate::plan::LintAck {
         rule: "renaming-table".into(),
         phase: Phase::Expand,
@@ -355,16 +356,16 @@ pub(crate) fn set_replica_identity(x: &mut Expansion, i: usize, op: &OperationSp
          WHERE ix.indrelid = c.oid AND ix.indisreplident) END FROM pg_class c WHERE c.oid = {}::regclass",
         m.table_literal()
     );
+    let change = format!("ALTER TABLE {} REPLICA IDENTITY {clause};", t.sql());
     x.part(
         i,
         Phase::Expand,
         Stage::Schema,
-        format!(
-            "{}\nALTER TABLE {} REPLICA IDENTITY {clause};",
-            m.save(&read),
-            t.sql()
+        format!("{}\n{change}", m.save(&read)),
+        m.restore(
+            "EXECUTE format('ALTER TABLE %s REPLICA IDENTITY %s', tbl, prev);",
+            &change,
         ),
-        m.restore("EXECUTE format('ALTER TABLE %s REPLICA IDENTITY %s', tbl, prev);"),
     );
     x.part(i, Phase::Contract, Stage::Schema, m.forget(), String::new());
 }

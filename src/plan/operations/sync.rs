@@ -1,12 +1,15 @@
-//! The two-version mechanism: per table ONE `BEFORE INSERT OR UPDATE OF <every involved column>`
-//! row trigger that keeps old and new columns in step, ONE shared backfill pass, and the checks
+//! The two-version mechanism: per table ONE `BEFORE INSERT OR UPDATE` row trigger that keeps old
+//! and new columns in step, ONE shared backfill pass, and the checks
 //! that prove it.
 //!
 //! For a group of old columns and their new counterparts the trigger picks the direction from
 //! what the writer changed: new columns changed and old ones did not (on INSERT: a new column
 //! set — the old ones may hold their defaults) means a new-version writer, and `down` fills the old columns unless the
 //! new values already equal `up(old)` (the backfill writes exactly that, so it never rewrites old
-//! data); every other write is an old-version writer, and `up` fills the new columns. The trigger
+//! data); every other write is an old-version writer, and `up` fills the new columns. An update
+//! that changes none of them (say of another column, by either version) fills only new columns
+//! still NULL: a row the backfill has not reached yet must not break a `NOT NULL` check added
+//! `NOT VALID` — which is why the trigger fires on every update, not only on its columns. The trigger
 //! assigns to `NEW` only and runs no statement on the table: no loops. Expressions see the row as
 //! it will be written, through `(SELECT <expr> FROM (SELECT NEW.*) AS r)`.
 
@@ -155,7 +158,6 @@ fn trigger(table: &Table, groups: &[Group]) -> (String, String) {
     let func = table.sibling(&limit(format!("{}_cutover_sync", table.name)));
     let name = ident(&limit(format!("{}_cutover_sync", table.name)));
     let mut body = String::new();
-    let mut cols: Vec<String> = Vec::new();
     for g in groups {
         match g {
             Group::Fill { trigger: false, .. } | Group::Copy { .. } => {}
@@ -165,7 +167,6 @@ fn trigger(table: &Table, groups: &[Group]) -> (String, String) {
                     "    IF NEW.{c} IS NULL THEN\n        NEW.{c} := {};\n    END IF;\n",
                     over_new(expr)
                 ));
-                cols.push(col.clone());
             }
             Group::Pair {
                 olds, news, downs, ..
@@ -175,6 +176,11 @@ fn trigger(table: &Table, groups: &[Group]) -> (String, String) {
                 let any_set = new
                     .iter()
                     .map(|c| format!("NEW.{} IS NOT NULL", ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                let any_null = new
+                    .iter()
+                    .map(|c| format!("NEW.{} IS NULL", ident(c)))
                     .collect::<Vec<_>>()
                     .join(" OR ");
                 let consistent = news
@@ -196,20 +202,19 @@ fn trigger(table: &Table, groups: &[Group]) -> (String, String) {
                         over_new(down)
                     ));
                 }
-                body.push_str("        END IF;\n    ELSE\n");
+                body.push_str(&format!(
+                    "        END IF;\n    ELSIF TG_OP = 'INSERT' OR ({}) OR {any_null} THEN\n",
+                    changed(&old)
+                ));
                 for (c, up) in news {
                     body.push_str(&format!("        NEW.{} := {};\n", ident(c), over_new(up)));
                 }
                 body.push_str("    END IF;\n");
-                cols.extend(olds.iter().cloned());
-                cols.extend(new.iter().map(|c| c.to_string()));
             }
         }
     }
-    cols.dedup();
-    let of = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
     let apply = format!(
-        "CREATE FUNCTION {func}() RETURNS trigger\nLANGUAGE plpgsql AS $cutover$\nBEGIN\n{body}    RETURN NEW;\nEND\n$cutover$;\nCREATE TRIGGER {name}\n    BEFORE INSERT OR UPDATE OF {of} ON {}\n    FOR EACH ROW EXECUTE FUNCTION {func}();",
+        "CREATE FUNCTION {func}() RETURNS trigger\nLANGUAGE plpgsql AS $cutover$\nBEGIN\n{body}    RETURN NEW;\nEND\n$cutover$;\nCREATE TRIGGER {name}\n    BEFORE INSERT OR UPDATE ON {}\n    FOR EACH ROW EXECUTE FUNCTION {func}();",
         table.sql()
     );
     let rollback = format!(

@@ -50,7 +50,7 @@ fn alter_column_type_duplicates_syncs_backfills_and_checks() {
     assert!(rollback(&p, Phase::Expand).contains("DROP COLUMN IF EXISTS total_new"));
     let dw = apply(&p, Phase::DualWrite);
     assert!(
-        dw.contains("BEFORE INSERT OR UPDATE OF total, total_new ON public.orders"),
+        dw.contains("BEFORE INSERT OR UPDATE ON public.orders"),
         "{dw}"
     );
     assert_eq!(dw.matches("CREATE TRIGGER").count(), 1);
@@ -119,8 +119,13 @@ nullable = false
     ));
     let dw = apply(&p, Phase::DualWrite);
     assert_eq!(dw.matches("CREATE TRIGGER").count(), 1, "{dw}");
+    // Every update fires it: one of another column must still fill a row not backfilled yet.
     assert!(
-        dw.contains("OF total, total_new, note, remark, tax ON"),
+        dw.contains("BEFORE INSERT OR UPDATE ON public.orders"),
+        "{dw}"
+    );
+    assert!(
+        dw.contains("OR NEW.total_new IS NULL THEN") && dw.contains("OR NEW.remark IS NULL THEN"),
         "{dw}"
     );
     let b = p.spec.backfill.as_ref().expect("backfill");
@@ -545,4 +550,145 @@ fn version_schemas_are_opt_in_and_dropped_before_columns() {
         .unwrap_or_else(|| panic!("{c}"));
     let column = c.find("DROP COLUMN total").unwrap_or_else(|| panic!("{c}"));
     assert!(views < column, "{c}");
+}
+
+/// `version_schemas = true` without `[[operations]]` would be ignored: it is an error at the key.
+#[test]
+fn version_schemas_without_operations_is_an_error_at_its_key() {
+    let source = std::fs::read_to_string("plans/accounts-balance-cents.toml").expect("plan");
+    assert!(Plan::parse("hand.toml", &source).is_ok());
+    let line = source.lines().take_while(|l| !l.starts_with('[')).count() + 1;
+    let with = source.replacen("\n[", "\nversion_schemas = true\n[", 1);
+    let diags: Vec<String> = match Plan::parse("hand.toml", &with) {
+        Err(PlanError::Invalid(d)) => d.iter().map(ToString::to_string).collect(),
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert!(
+        diags[0].starts_with(&format!("hand.toml:{line}:19: error: "))
+            && diags[0].contains("without `[[operations]]`")
+            && diags[0].contains("remove `version_schemas`"),
+        "{diags:?}"
+    );
+}
+
+/// The memo blocks are dynamic SQL; each declares its lock, so `plan show` names it: saving
+/// locks no table, restoring takes the lock of the change it undoes.
+#[test]
+fn memo_blocks_show_the_lock_they_take() {
+    use super::locks::classify_script;
+    let p = plan(
+        r#"
+[[operations]]
+op = "alter_column"
+table = "public.orders"
+column = "code"
+default = "'x'"
+nullable = true
+comment = "c"
+
+[[operations]]
+op = "set_replica_identity"
+table = "public.orders"
+identity = "full"
+"#,
+    );
+    let locks = |script: &str| -> Vec<(String, &'static str, Option<String>)> {
+        classify_script(script)
+            .into_iter()
+            .filter(|(text, _)| text.starts_with("DO "))
+            .map(|(text, l)| (text, l.mode, l.object))
+            .collect()
+    };
+    let saves = locks(apply(&p, Phase::Expand));
+    assert_eq!(saves.len(), 4, "{saves:?}");
+    assert!(
+        saves
+            .iter()
+            .all(|(_, mode, object)| *mode == "none" && object.is_none()),
+        "{saves:?}"
+    );
+    let restores = locks(rollback(&p, Phase::Expand));
+    let modes: Vec<(&str, Option<&str>)> = restores
+        .iter()
+        .map(|(_, mode, object)| (*mode, object.as_deref()))
+        .collect();
+    assert_eq!(
+        modes,
+        vec![
+            ("ACCESS EXCLUSIVE", Some("public.orders")),
+            ("SHARE UPDATE EXCLUSIVE", Some("public.orders.code")),
+            ("ACCESS EXCLUSIVE", Some("public.orders")),
+            ("ACCESS EXCLUSIVE", Some("public.orders")),
+        ],
+        "{restores:?}"
+    );
+}
+
+/// No statement any operation generates shows an `unknown` lock in `plan show`: the dynamic
+/// SQL blocks (memos, NOT NULL kept through a type change, a duplicate of the same type,
+/// version-schema views) each declare theirs.
+#[test]
+fn every_generated_statement_has_a_known_lock() {
+    let source = format!(
+        "version_schemas = true\n{HEAD}{TYPE_CHANGE}{}",
+        r#"
+[[operations]]
+op = "alter_column"
+table = "public.orders"
+column = "qty"
+name = "quantity"
+
+[[operations]]
+op = "alter_column"
+table = "public.orders"
+column = "code"
+default = "'x'"
+nullable = true
+comment = "c"
+
+[[operations]]
+op = "set_replica_identity"
+table = "public.orders"
+identity = "full"
+
+[[operations]]
+op = "add_column"
+table = "public.orders"
+column = "tax"
+type = "bigint"
+up = "0"
+nullable = false
+"#
+    );
+    let p = Plan::parse("ops.toml", &source).unwrap_or_else(|e| panic!("{e}"));
+    for phase in Phase::ALL {
+        for script in [apply(&p, phase), rollback(&p, phase)] {
+            for (text, lock) in super::locks::classify_script(script) {
+                assert_ne!(lock.mode, "unknown", "{phase}: {text}");
+            }
+        }
+    }
+}
+
+/// `nullable = true` in place with `down`: the rollback fills the NULLs written meanwhile
+/// before it restores NOT NULL (quotes and `%` survive the dynamic SQL).
+#[test]
+fn relaxed_not_null_rolls_back_through_down() {
+    let p = plan(
+        r#"
+[[operations]]
+op = "alter_column"
+table = "public.orders"
+column = "status"
+nullable = true
+down = "'100% lost'"
+"#,
+    );
+    let r = rollback(&p, Phase::Expand);
+    let fill = r
+        .find("EXECUTE format('UPDATE %s SET %I = (''100%% lost'') WHERE %I IS NULL', tbl, 'status', 'status');")
+        .unwrap_or_else(|| panic!("{r}"));
+    let set = r.find("SET NOT NULL").unwrap_or_else(|| panic!("{r}"));
+    assert!(fill < set, "{r}");
 }

@@ -3,15 +3,17 @@
 //! creates a view of the old shape in `<schema>_<id>_old` and one of the new shape in
 //! `<schema>_<id>_new` (id with `-` as `_`): the old view hides the columns the operations add,
 //! the new view hides the columns they drop or replace and shows duplicates under their final
-//! names. Both are simple views, so PostgreSQL updates through them, and every write reaches the
+//! names; a column moved to another table shows in the old view of its source and the new view
+//! of its target; a renamed table's old view has its old name. Both are simple views, so PostgreSQL updates through them, and every write reaches the
 //! table and its sync trigger. The column lists are read from the catalog when the phase runs
 //! (the plan does not know the table's other columns). dual_write's rollback and contract (before
 //! any column goes) drop the views and the schemas; a schema holding anything else makes that
 //! fail rather than lose it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::idents::{ident, limit, Table};
+use super::locks::declare_as;
 use super::memo::literal;
 use super::{Expansion, Stage};
 use crate::plan::Phase;
@@ -25,6 +27,8 @@ pub(crate) struct Shape {
     old_only: Vec<String>,
     /// (physical column, name the new version sees it by).
     renamed: Vec<(String, String)>,
+    /// The table's name in the old version, when the operations rename it.
+    old_name: Option<String>,
     /// The first operation on the table.
     op: usize,
 }
@@ -61,41 +65,55 @@ impl Shapes {
         }
     }
 
+    /// The table `to` was called `from` (same schema): the old version sees it by that name.
+    pub(crate) fn renamed_table(&mut self, to: &Table, op: usize, from: &Table) {
+        self.shape(to, op).old_name = Some(from.name.clone());
+    }
+
     /// The views and schemas, in dual_write and contract.
     pub(crate) fn generate(self, x: &mut Expansion, id: &str) {
         let tag = crate::plan::identifier_tag(id);
+        let (Some(first), Some(last)) = (
+            self.0.values().map(|s| s.op).min(),
+            self.0.values().map(|s| s.op).max(),
+        ) else {
+            return;
+        };
+        // Tables of one schema share its version schemas: created before any view, dropped
+        // after every view (a rollback runs parts last first; contract in order).
+        let mut schemas = BTreeSet::new();
+        let mut views = Vec::new();
         for (t, shape) in self.0 {
             let mut apply = Vec::new();
             let mut drop = Vec::new();
-            for (version, hidden, renamed) in [
-                ("old", &shape.new_only, &[][..]),
-                ("new", &shape.old_only, &shape.renamed[..]),
+            let old_name = shape.old_name.as_deref().unwrap_or(&t.name);
+            for (version, name, hidden, renamed) in [
+                ("old", old_name, &shape.new_only, &[][..]),
+                ("new", t.name.as_str(), &shape.old_only, &shape.renamed[..]),
             ] {
-                let schema = limit(format!("{}_{tag}_{version}", t.schema));
-                let view = format!("{}.{}", ident(&schema), ident(&t.name));
-                apply.push(format!("CREATE SCHEMA IF NOT EXISTS {};", ident(&schema)));
+                let schema = ident(&limit(format!("{}_{tag}_{version}", t.schema)));
+                let view = format!("{schema}.{}", ident(name));
                 apply.push(create_view(&t, &view, hidden, renamed));
-                drop.push(format!(
-                    "DROP VIEW IF EXISTS {view};\nDROP SCHEMA IF EXISTS {};",
-                    ident(&schema)
-                ));
+                drop.push(format!("DROP VIEW IF EXISTS {view};"));
+                schemas.insert(schema);
             }
-            let drop = drop.join("\n");
-            x.part(
-                shape.op,
-                Phase::DualWrite,
-                Stage::Sync,
-                apply.join("\n"),
-                drop.clone(),
-            );
-            x.part(
-                shape.op,
-                Phase::Contract,
-                Stage::Unsync,
-                drop,
-                String::new(),
-            );
+            views.push((shape.op, apply.join("\n"), drop.join("\n")));
         }
+        let create: Vec<String> = schemas
+            .iter()
+            .map(|s| format!("CREATE SCHEMA IF NOT EXISTS {s};"))
+            .collect();
+        let drop: Vec<String> = schemas
+            .iter()
+            .map(|s| format!("DROP SCHEMA IF EXISTS {s};"))
+            .collect();
+        let (create, drop) = (create.join("\n"), drop.join("\n"));
+        x.part(first, Phase::DualWrite, Stage::Sync, create, drop.clone());
+        for (op, apply, drop) in views {
+            x.part(op, Phase::DualWrite, Stage::Sync, apply, drop.clone());
+            x.part(op, Phase::Contract, Stage::Unsync, drop, String::new());
+        }
+        x.part(last, Phase::Contract, Stage::Unsync, drop, String::new());
     }
 }
 
@@ -128,7 +146,8 @@ fn create_view(t: &Table, view: &str, hidden: &[String], renamed: &[(String, Str
         format!("CASE attname{cases} ELSE quote_ident(attname) END")
     };
     format!(
-        "DO $cutover$ DECLARE cols text; BEGIN SELECT string_agg({column}, ', ' ORDER BY attnum) INTO cols FROM pg_attribute WHERE attrelid = {table}::regclass AND attnum > 0 AND NOT attisdropped AND attname <> ALL ({hidden}); EXECUTE format('CREATE VIEW %s AS SELECT %s FROM %s', {view}, cols, {table}); END $cutover$;",
+        "DO $cutover$\n{declares}\nDECLARE cols text; BEGIN SELECT string_agg({column}, ', ' ORDER BY attnum) INTO cols FROM pg_attribute WHERE attrelid = {table}::regclass AND attnum > 0 AND NOT attisdropped AND attname <> ALL ({hidden}); EXECUTE format('CREATE VIEW %s AS SELECT %s FROM %s', {view}, cols, {table}); END $cutover$;",
+        declares = declare_as(&format!("CREATE VIEW {view} AS SELECT * FROM {}", t.sql())),
         table = literal(&t.sql()),
         hidden = array(hidden),
         view = literal(view),

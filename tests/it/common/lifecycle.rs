@@ -17,22 +17,34 @@
 //!     .await;
 //! ```
 //!
+//! With [`Lifecycle::workloads`], an old-version application writes through the old shape from
+//! before expand until contract and a new-version one through the new shape while the read
+//! switch is applied, each on its own connection, concurrently with the engine; at every stage
+//! the harness checks that neither failed, that the test's exact parity query finds nothing from
+//! the backfill on, and that every row either wrote is there; before contract the plan's
+//! generated checks must all pass (see [`super::workload`]).
+//!
 //! [`Lifecycle::start`] gives a [`LifecycleRun`] to drive step by step instead. Gates are not
 //! under test here: each apply goes through a lead's override. At the end the audit chain must
 //! be intact.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use cutover::backfill;
+use cutover::checks;
 use cutover::control::audit::{self, Actor};
 use cutover::db::DbConfig;
 use cutover::engine::{self, EngineError, PhaseState, RunOptions};
 use cutover::plan::{Phase, Plan};
+use cutover::Outcome;
+use tokio::sync::RwLock;
 use tokio_postgres::Client;
 
 use super::catalog::Catalog;
 use super::plans::PlanToml;
+use super::workload::{assert_rows_kept, Runner, Workloads};
 use super::TestDb;
 
 /// A point in the lifecycle where hooks run.
@@ -94,6 +106,7 @@ pub struct Lifecycle {
     server: Option<String>,
     setup: Vec<String>,
     hooks: Vec<(Stage, Box<dyn Hook>)>,
+    workloads: Option<Workloads>,
 }
 
 impl Lifecycle {
@@ -109,6 +122,7 @@ impl Lifecycle {
             server: None,
             setup: Vec::new(),
             hooks: Vec::new(),
+            workloads: None,
         }
     }
 
@@ -130,7 +144,14 @@ impl Lifecycle {
         self
     }
 
-    /// Creates the database and runs the schema SQL; the returned run is driven step by step.
+    /// Runs the workloads of both versions during the lifecycle (see the module docs).
+    pub fn workloads(mut self, workloads: Workloads) -> Self {
+        self.workloads = Some(workloads);
+        self
+    }
+
+    /// Creates the database and runs the schema SQL, then starts the old version's workload;
+    /// the returned run is driven step by step.
     pub async fn start(self) -> LifecycleRun {
         let test = match self.server {
             Some(url) => TestDb::on(url).await,
@@ -144,6 +165,16 @@ impl Lifecycle {
             .await
             .unwrap_or_else(|e| panic!("reading the current login: {e}"));
         let client = test.client().await;
+        let gate = Arc::new(RwLock::new(()));
+        let old = match &self.workloads {
+            Some(w) => Some(Runner::start(
+                "old",
+                w.old,
+                test.client().await,
+                gate.clone(),
+            )),
+            None => None,
+        };
         LifecycleRun {
             db: LifecycleDb {
                 db: test,
@@ -153,6 +184,13 @@ impl Lifecycle {
             engine,
             actor,
             hooks: self.hooks,
+            workloads: self.workloads,
+            gate,
+            old,
+            new: None,
+            written: Vec::new(),
+            backfilled: false,
+            contracted: false,
         }
     }
 
@@ -166,10 +204,13 @@ impl Lifecycle {
     }
 
     /// For each reversible phase in order: apply; roll back (the catalog must be as before the
-    /// apply); apply again (the catalog must be as after the first apply). Then contract, which must refuse a rollback.
-    /// Returns the database for more checks.
+    /// apply); apply again (the catalog must be as after the first apply). With workloads, the
+    /// read switch applied, every phase is then rolled back at once (after the new version
+    /// wrote: the catalog must be the one found, its rows kept in the old shape) and applied
+    /// again. Then contract, which must refuse a rollback. Returns the database for more checks.
     pub async fn run_with_rollbacks(self) -> LifecycleDb {
         let mut run = self.start().await;
+        let pristine = run.fingerprint().await;
         for phase in Phase::ALL {
             if phase == Phase::Contract {
                 break;
@@ -186,13 +227,16 @@ impl Lifecycle {
                 validation_kept(&before, &applied, &after),
                 "rolling back {phase} did not restore the catalog"
             );
-            run.hooks(Stage::RolledBack(phase)).await;
+            run.stage(Stage::RolledBack(phase)).await;
             run.reach(phase).await;
             assert_eq!(
                 run.fingerprint().await,
                 applied,
                 "re-applying {phase} built something else than the first apply"
             );
+        }
+        if run.workloads.is_some() {
+            run.roll_back_all_and_reapply(&pristine).await;
         }
         run.reach(Phase::Contract).await;
         let refused = engine::rollback(
@@ -222,6 +266,7 @@ impl Lifecycle {
         for phase in &reversible {
             run.reach(*phase).await;
         }
+        run.stop_new().await;
         let r = engine::rollback(
             &mut run.engine,
             &run.db.plan,
@@ -231,6 +276,7 @@ impl Lifecycle {
         )
         .await
         .unwrap_or_else(|e| panic!("rolling back every phase: {e}"));
+        run.backfilled = false;
         reversible.reverse();
         let order: Vec<Phase> = r.rolled_back.iter().map(|p| p.phase).collect();
         assert_eq!(order, reversible, "phases roll back last first");
@@ -243,7 +289,7 @@ impl Lifecycle {
             "the catalog is not the one found before expand"
         );
         for phase in order {
-            run.hooks(Stage::RolledBack(phase)).await;
+            run.stage(Stage::RolledBack(phase)).await;
         }
         run.finish().await
     }
@@ -280,6 +326,17 @@ pub struct LifecycleRun {
     /// The operator: the login the tests connect as, a lead of the plan.
     pub actor: Actor,
     hooks: Vec<(Stage, Box<dyn Hook>)>,
+    workloads: Option<Workloads>,
+    /// Held for writing while the harness checks and hooks run: the workloads wait.
+    gate: Arc<RwLock<()>>,
+    old: Option<Runner>,
+    new: Option<Runner>,
+    /// Ids written by workloads already stopped.
+    written: Vec<i64>,
+    /// The backfill phase is applied and contract is not (parity must hold).
+    backfilled: bool,
+    /// Contract is applied (rows are in the new shape).
+    contracted: bool,
 }
 
 impl LifecycleRun {
@@ -288,7 +345,15 @@ impl LifecycleRun {
         self.db.catalog().fingerprint().await
     }
 
-    async fn hooks(&self, stage: Stage) {
+    /// Lets each running workload write a few times in the new state, then — the workloads
+    /// held — checks what they wrote and runs the hooks of `stage`.
+    async fn stage(&mut self, stage: Stage) {
+        for runner in [&self.old, &self.new].into_iter().flatten() {
+            runner.settle(runner.iterations(), 3).await;
+        }
+        self.fail_fast(&format!("{stage:?}")).await;
+        let _quiet = self.gate.write().await;
+        self.verify_writes(&format!("at {stage:?}")).await;
         for (at, hook) in &self.hooks {
             if *at == stage {
                 hook.call(&self.db).await;
@@ -296,13 +361,120 @@ impl LifecycleRun {
         }
     }
 
-    /// Applies `phase`, runs the backfill to done after the backfill phase, then the hooks.
+    /// From the read switch, with the new version's rows written: rolls every phase back in one
+    /// call (the catalog must be `pristine`; the hooks of the expand rollback run), then applies
+    /// them all again.
+    async fn roll_back_all_and_reapply(&mut self, pristine: &str) {
+        self.stop_new().await;
+        engine::rollback(
+            &mut self.engine,
+            &self.db.plan,
+            &self.actor,
+            Some(Phase::Expand),
+            &RunOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("rolling back every phase after the new version wrote: {e}"));
+        self.backfilled = false;
+        assert_eq!(
+            self.fingerprint().await,
+            pristine,
+            "rolling back every phase did not restore the catalog found before expand"
+        );
+        self.stage(Stage::RolledBack(Phase::Expand)).await;
+        for phase in Phase::ALL.into_iter().filter(|p| *p != Phase::Contract) {
+            self.reach(phase).await;
+        }
+    }
+
+    /// Stops (and so reports) a workload whose loop ended on an error.
+    async fn fail_fast(&mut self, at: &str) {
+        if self.old.as_ref().is_some_and(Runner::is_finished) {
+            self.stop_old(at).await;
+        }
+        if self.new.as_ref().is_some_and(Runner::is_finished) {
+            self.stop_new().await;
+        }
+    }
+
+    /// Parity (once the backfill is applied) and every written row kept.
+    async fn verify_writes(&self, at: &str) {
+        let Some(w) = &self.workloads else {
+            return;
+        };
+        if self.backfilled {
+            let off: i64 = self.db.scalar(w.parity).await;
+            assert_eq!(off, 0, "parity {at}: {}", w.parity);
+        }
+        let mut ids = self.written.clone();
+        for runner in [&self.old, &self.new].into_iter().flatten() {
+            ids.extend(runner.ids());
+        }
+        let table = if self.contracted {
+            w.new_table
+        } else {
+            w.old_table
+        };
+        assert_rows_kept(&self.db.client, table, &ids, at).await;
+    }
+
+    async fn stop_old(&mut self, at: &str) {
+        if let Some(runner) = self.old.take() {
+            let (ids, iterations) = runner.stop(at).await;
+            assert!(iterations > 0, "the old workload never ran");
+            self.written.extend(ids);
+        }
+    }
+
+    /// Stops the new version's workload (before its shape may go: a read-switch rollback).
+    async fn stop_new(&mut self) {
+        if let Some(runner) = self.new.take() {
+            let (ids, _) = runner.stop("the read switch was left").await;
+            self.written.extend(ids);
+        }
+    }
+
+    /// With workloads, before contract: both stop, and the plan's generated checks must pass.
+    async fn before_contract(&mut self) {
+        if self.workloads.is_none() {
+            return;
+        }
+        self.stop_new().await;
+        self.stop_old("contract").await;
+        self.verify_writes("before contract").await;
+        let records = checks::run(&self.engine, &self.db.plan, None, &checks::Cancel::new())
+            .await
+            .unwrap_or_else(|e| panic!("running the generated checks: {e}"));
+        for r in &records {
+            assert_eq!(r.outcome, Outcome::Pass, "check {}: {}", r.name, r.summary);
+        }
+    }
+
+    /// Applies `phase`, runs the backfill to done after the backfill phase, starts the new
+    /// version's workload after the read switch, then checks the writes and runs the hooks.
     async fn reach(&mut self, phase: Phase) {
+        if phase == Phase::Contract {
+            self.before_contract().await;
+        }
         self.apply(phase).await;
         if phase == Phase::Backfill && self.db.plan.spec.backfill.is_some() {
             self.run_backfill().await;
         }
-        self.hooks(Stage::Applied(phase)).await;
+        match phase {
+            Phase::Backfill => self.backfilled = true,
+            Phase::ReadSwitch => {
+                if let Some(w) = &self.workloads {
+                    let client = self.db.db.client().await;
+                    self.new = Some(Runner::start("new", w.new, client, self.gate.clone()));
+                }
+            }
+            Phase::Contract => {
+                self.contracted = true;
+                self.backfilled = false;
+            }
+            _ => {}
+        }
+        self.stage(Stage::Applied(phase)).await;
     }
 
     /// Overrides `phase`'s gate and applies it (nothing else: no backfill run, no hook).
@@ -360,8 +532,12 @@ impl LifecycleRun {
         assert_eq!(summary.outcome, backfill::RunOutcome::Done, "{summary:?}");
     }
 
-    /// Rolls back the current phase, which must be `phase` (no hook).
+    /// Rolls back the current phase, which must be `phase` (no hook). The new version's
+    /// workload stops before the read switch is rolled back.
     pub async fn rollback(&mut self, phase: Phase) {
+        if phase == Phase::ReadSwitch {
+            self.stop_new().await;
+        }
         let r = engine::rollback(
             &mut self.engine,
             &self.db.plan,
@@ -374,6 +550,9 @@ impl LifecycleRun {
         let order: Vec<Phase> = r.rolled_back.iter().map(|p| p.phase).collect();
         assert_eq!(order, vec![phase], "{}", r.message);
         self.assert_state(phase, PhaseState::RolledBack).await;
+        if phase == Phase::Backfill {
+            self.backfilled = false;
+        }
     }
 
     /// Panics unless `phase` is in state `want`.
@@ -384,8 +563,12 @@ impl LifecycleRun {
         assert_eq!(st.phase(phase).state, want, "{phase}");
     }
 
-    /// Checks the audit chain is intact and hands the database over.
-    pub async fn finish(self) -> LifecycleDb {
+    /// Stops the workloads (their rows must be kept), checks the audit chain is intact and
+    /// hands the database over.
+    pub async fn finish(mut self) -> LifecycleDb {
+        self.stop_new().await;
+        self.stop_old("the end").await;
+        self.verify_writes("at the end").await;
         let verdict = audit::verify(&self.engine)
             .await
             .unwrap_or_else(|e| panic!("verifying the audit chain: {e}"));

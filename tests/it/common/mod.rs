@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod cli;
 pub mod lifecycle;
 pub mod plans;
+pub mod workload;
 
 pub use cli::{code, cutover, cutover_bin, ok, override_gate, signoff, status_json, text};
 

@@ -1,5 +1,6 @@
 //! Locks and crashes: lock-timeout retries that name the blocker, a lock that never clears, a
-//! process killed mid-apply, and two operators advancing at once.
+//! deadlock with the application, a process killed mid-apply, and two operators advancing at
+//! once.
 
 use std::time::{Duration, Instant};
 
@@ -296,4 +297,69 @@ async fn two_operators_advancing_at_once_apply_the_phase_once() {
         .unwrap()
         .get(0);
     assert_eq!(applies, 1);
+}
+
+/// An application transaction that takes two tables in the other order than a phase's
+/// statements: the server breaks the deadlock by aborting the phase's transaction (its wait
+/// began first), which is retried like a lock timeout, and the application's commit goes
+/// through.
+#[tokio::test]
+async fn a_deadlock_with_the_application_is_retried() {
+    use crate::common::lifecycle::Lifecycle;
+    let source = format!(
+        "{}[settings]\nlock_timeout = \"5s\"\n{}",
+        crate::operation_kinds::HEAD,
+        r#"
+[[operations]]
+op = "sql"
+up = "ALTER TABLE public.a ADD COLUMN x int; ALTER TABLE public.b ADD COLUMN x int"
+down = "ALTER TABLE public.b DROP COLUMN x; ALTER TABLE public.a DROP COLUMN x"
+"#
+    );
+    let plan = Plan::parse("ops.toml", &source).unwrap_or_else(|e| panic!("{e}"));
+    let mut run = Lifecycle::of(plan)
+        .schema("CREATE TABLE public.a (id int); CREATE TABLE public.b (id int)")
+        .start()
+        .await;
+    let app = run.db.db.client().await;
+    app.batch_execute("BEGIN; INSERT INTO public.b VALUES (1)")
+        .await
+        .unwrap();
+    let watcher = run.db.db.client().await;
+    let application = async {
+        // Once the phase holds `a` (and waits for `b`, which the app holds), the app wants `a`.
+        loop {
+            let held: bool = watcher
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'public.a'::regclass
+                        AND mode = 'AccessExclusiveLock' AND granted) AS held",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get("held");
+            if held {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        app.batch_execute("INSERT INTO public.a VALUES (1); COMMIT")
+            .await
+            .unwrap_or_else(|e| panic!("the application's transaction: {e}"));
+    };
+    let started = Instant::now();
+    tokio::join!(run.apply(Phase::Expand), application);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let rows: i64 = watcher
+        .query_one(
+            "SELECT (SELECT count(*) FROM public.a) + (SELECT count(*) FROM public.b) AS n",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(rows, 2, "the application's transaction committed");
+    Catalog(&watcher)
+        .assert_column("public.b", "x", "integer", true)
+        .await;
 }
