@@ -230,6 +230,7 @@ fn create_table(cx: &mut Cx, c: &ast::CreateTable) -> Result<(), Unmappable> {
                     let existed = format!("to_regclass({}) IS NOT NULL", memo.table_literal());
                     let undo = memo.restore(
                         "IF NOT prev::boolean THEN EXECUTE format('DROP TABLE IF EXISTS %s', tbl); END IF;",
+                        &format!("DROP TABLE IF EXISTS {}", t.sql()),
                     );
                     (
                         raw(format!("{}\n{sql}", memo.save(&existed)), Some(undo), Phase::Expand),
@@ -400,6 +401,7 @@ fn set_persistence(cx: &mut Cx, t: &Table, action: &ast::AlterTableAction) {
     let undo = memo.restore(
         "IF prev = 'p' THEN EXECUTE format('ALTER TABLE %s SET LOGGED', tbl); \
          ELSIF prev = 'u' THEN EXECUTE format('ALTER TABLE %s SET UNLOGGED', tbl); END IF;",
+        &format!("ALTER TABLE {} SET LOGGED", t.sql()),
     );
     let sql = format!(
         "{}\nALTER TABLE {} {}",
