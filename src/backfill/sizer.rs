@@ -8,7 +8,8 @@
 //! at a quarter of its size.
 //!
 //! A WAL byte budget bounds the size too: with `b` the decayed WAL bytes per row of recent
-//! chunks, a chunk covers at most `budget / b` rows (never below the floor).
+//! chunks, a chunk covers at most `budget / b` rows (never below the floor); while the latency
+//! guard yields with pause `p`, at most `budget / (1 + p) / b`.
 
 use std::time::Duration;
 
@@ -57,10 +58,18 @@ impl Sizer {
 
     /// The next chunk's size in rows.
     pub fn size(&self) -> u32 {
+        self.size_yielding(1.0)
+    }
+
+    /// The next chunk's size in rows while the latency guard yields: the WAL budget shrinks by
+    /// `1 + pause` like the chunk time, so that an application commit waiting for the WAL flush
+    /// behind a chunk waits for a small one.
+    pub fn size_yielding(&self, one_plus_pause: f64) -> u32 {
         let mut size = self.size;
         if self.wal_budget > 0.0 && self.wal.0 > 0.0 && self.wal.1 > 0.0 {
             let per_row = self.wal.0 / self.wal.1;
-            size = size.min((self.wal_budget / per_row).max(self.floor));
+            let budget = self.wal_budget / one_plus_pause.max(1.0);
+            size = size.min((budget / per_row).max(self.floor));
         }
         size.round() as u32
     }
@@ -166,5 +175,14 @@ mod tests {
             s.observe(100, MS(1), MS(300));
         }
         assert_eq!(s.size(), 100);
+    }
+
+    #[test]
+    fn a_yielding_guard_shrinks_the_wal_budget_with_its_pause() {
+        let mut s = Sizer::new(10_000, 10, 100_000).with_wal_budget(1_000_000.0);
+        s.observe_wal(1000, 500_000);
+        assert_eq!(s.size(), 2000, "1 MB at 500 B per row");
+        assert_eq!(s.size_yielding(4.0), 500);
+        assert_eq!(s.size_yielding(1_000.0), 10, "never below the floor");
     }
 }

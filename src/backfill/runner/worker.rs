@@ -343,7 +343,7 @@ impl Worker {
             Verdict::Yield { pause, .. } => *pause,
             _ => 0.0,
         };
-        let rows = self.sizer.size();
+        let rows = self.sizer.size_yielding(1.0 + pause);
         let target = ctl.target_chunk_time;
         let effective = target
             .mul_f64(self.contention / (1.0 + pause))
