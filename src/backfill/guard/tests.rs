@@ -361,3 +361,23 @@ fn a_quiet_window_inside_a_write_back_stall_does_not_raise_the_baselines() {
         g.baseline()
     );
 }
+
+#[test]
+fn a_commit_baseline_taken_at_a_slow_moment_comes_down_to_a_faster_window() {
+    let (mut g, t) = started(0.0);
+    assert_eq!(g.tail.commit_baseline(), Some(1.0));
+    // Chunks running, but the probe commits in 0.6 ms: the start was a slow moment.
+    for i in 1..=20 {
+        reading(&mut g, ms(t, i), 0.6, (0.0, 0.0), 0.0);
+    }
+    assert_eq!(g.tail.commit_baseline(), Some(0.6));
+    // A commit spike is now judged against it.
+    let mut reason = None;
+    for i in 21..=28 {
+        if let Advice::Yield { reason: r, .. } = reading(&mut g, ms(t, i), 1.5, (0.0, 0.0), 0.0) {
+            reason = Some(r);
+        }
+    }
+    let reason = reason.expect("must yield");
+    assert!(reason.contains("vs 0.60 ms"), "{reason}");
+}
