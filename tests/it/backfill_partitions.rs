@@ -217,14 +217,20 @@ async fn partitions_attached_mid_run_are_covered_and_detached_ones_reported() {
 
 /// Copy mode from a partitioned table: ranges per leaf too, each chunk reading its leaf under
 /// the table's name (the generated `pending` names `items`), every row copied once while the
-/// application inserts.
+/// application inserts through its dual-write trigger.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partitioned_source_is_copied_per_leaf() {
     let db = TestDb::new().await;
     let client = setup(&db, 4000).await;
+    // The dual-write path a copy needs: new rows reach the target as they are inserted.
     db.exec(
         "CREATE TABLE public.items_v2 (id bigint, region integer, n2 integer NOT NULL, \
-         PRIMARY KEY (id, region))",
+         PRIMARY KEY (id, region));
+         CREATE FUNCTION public.items_mirror() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         INSERT INTO public.items_v2 VALUES (NEW.id, NEW.region, NEW.n * 2 + 1) ON CONFLICT DO NOTHING; \
+         RETURN NEW; END $$;
+         CREATE TRIGGER items_mirror AFTER INSERT ON public.items \
+         FOR EACH ROW EXECUTE FUNCTION public.items_mirror();",
     )
     .await;
     let toml = PlanToml::new(PLAN_ID)

@@ -327,12 +327,15 @@ down = "ALTER TABLE public.b DROP COLUMN x; ALTER TABLE public.a DROP COLUMN x"
         .unwrap();
     let watcher = run.db.db.client().await;
     let application = async {
-        // Once the phase holds `a` (and waits for `b`, which the app holds), the app wants `a`.
+        // Once the phase holds `a` and waits for `b` (which the app holds), the app wants `a`:
+        // the phase's wait began first, so its deadlock check fires first.
         loop {
             let held: bool = watcher
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'public.a'::regclass
-                        AND mode = 'AccessExclusiveLock' AND granted) AS held",
+                        AND mode = 'AccessExclusiveLock' AND granted)
+                        AND EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'public.b'::regclass
+                        AND mode = 'AccessExclusiveLock' AND NOT granted) AS held",
                     &[],
                 )
                 .await
