@@ -10,6 +10,7 @@ pub mod app;
 pub(crate) mod next;
 pub(crate) mod panes;
 pub(crate) mod progress;
+pub mod roster;
 pub mod slots;
 pub mod switcher;
 pub(crate) mod theme;

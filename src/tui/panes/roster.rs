@@ -8,8 +8,9 @@ use ratatui::Frame;
 
 use super::{block, title};
 use crate::tui::progress::human_secs;
+use crate::tui::roster::{NotifyView, RoleView};
 use crate::tui::theme::Theme;
-use crate::tui::view::{Focus, NotifyView, RoleView, ViewModel};
+use crate::tui::view::{Focus, ViewModel};
 
 /// Renders the roster pane.
 pub(crate) fn render(frame: &mut Frame, area: Rect, vm: &ViewModel, theme: &Theme) {
