@@ -52,9 +52,7 @@ struct PlanFile {
 
 impl PlanFile {
     fn new(db: &TestDb, toml: &str) -> PlanFile {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plan.toml");
-        std::fs::write(&path, toml).unwrap();
+        let (dir, path) = crate::common::plans::write_temp(toml);
         PlanFile {
             _dir: dir,
             path,
@@ -283,9 +281,8 @@ fn sigkill(child: &mut Child) {
 async fn sigkill_at_random_moments_loses_and_repeats_nothing() {
     let db = TestDb::new().await;
     let client = setup(&db, 12_000).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.toml");
-    std::fs::write(&path, plan_toml("max_rows_per_second = 6000", "")).unwrap();
+    let (_dir, path) =
+        crate::common::plans::write_temp(&plan_toml("max_rows_per_second = 6000", ""));
     let mut kills = 0;
     for _ in 0..5 {
         let before = chunks(&client).await;
@@ -355,9 +352,8 @@ async fn pause_resume_retune_and_stop_take_effect_before_the_next_chunk() {
     assert!(p.paused_by.as_deref().unwrap_or("").contains("postgres"));
 
     // A second process finds the work leased and says by whom.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.toml");
-    std::fs::write(&path, plan_toml("max_rows_per_second = 2000", "")).unwrap();
+    let (_dir, path) =
+        crate::common::plans::write_temp(&plan_toml("max_rows_per_second = 2000", ""));
     let out = spawn_binary(&db, &path, &["--no-wait"])
         .wait_with_output()
         .unwrap();
@@ -571,9 +567,7 @@ async fn run_refuses_until_the_backfill_phase_is_applied() {
         )
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.toml");
-    std::fs::write(&path, plan_toml("", "")).unwrap();
+    let (_dir, path) = crate::common::plans::write_temp(&plan_toml("", ""));
     let out = spawn_binary(&db, &path, &[]).wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");

@@ -164,9 +164,7 @@ async fn sigkill_mid_copy_then_resume_copies_every_row_once_and_writes_no_source
         )
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.toml");
-    std::fs::write(&path, plan_toml("max_rows_per_second = 6000")).unwrap();
+    let (_dir, path) = crate::common::plans::write_temp(&plan_toml("max_rows_per_second = 6000"));
     let copied = || scalar_i64(&client, "SELECT count(*) FROM public.items_v2");
     let mut kills = 0;
     for _ in 0..4 {

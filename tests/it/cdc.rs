@@ -152,9 +152,7 @@ async fn copy_and_stream_converge_under_writes_and_an_applier_killed_mid_stream(
     let cluster = crate::common::logical_cluster().await;
     let (url, cfg, control) = seeded(&cluster, SCHEMA).await;
     let client = connect(&url).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.toml");
-    std::fs::write(&path, plan_toml()).unwrap();
+    let (_dir, path) = crate::common::plans::write_temp(&plan_toml());
     let plan = Plan::parse("plan.toml", &plan_toml()).unwrap();
 
     // The application writes throughout: inserts, updates (some to a NULL note), deletes.
@@ -309,9 +307,7 @@ async fn a_server_without_logical_wal_is_refused_with_what_to_set() {
         return;
     }
     client.batch_execute(SCHEMA).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.toml");
-    std::fs::write(&path, plan_toml()).unwrap();
+    let (_dir, path) = crate::common::plans::write_temp(&plan_toml());
     let out = Command::new(cutover_bin())
         .args(["cdc", "run"])
         .arg(&path)

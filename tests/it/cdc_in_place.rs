@@ -49,9 +49,7 @@ async fn the_stream_sets_the_new_column_of_every_changed_row_and_comes_to_rest()
     let cluster = crate::common::logical_cluster().await;
     let (url, cfg, control) = seeded(&cluster, SCHEMA).await;
     let client = connect(&url).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.toml");
-    std::fs::write(&path, plan_toml()).unwrap();
+    let (_dir, path) = crate::common::plans::write_temp(&plan_toml());
     let plan = Plan::parse("plan.toml", &plan_toml()).unwrap();
 
     // The old version writes `n` only: updates of rows done and not yet done, inserts, deletes.

@@ -75,6 +75,13 @@ pub fn write(dir: &Path, name: &str, source: &str) -> PathBuf {
     path
 }
 
+/// `source` written as `plan.toml` in a new temp dir (kept while the returned dir lives).
+pub fn write_temp(source: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write(dir.path(), "plan.toml", source);
+    (dir, path)
+}
+
 /// The smallest valid plan: every phase present and empty (contract irreversible), `lead` held
 /// by `postgres`, a read-switch flag `<id>.flag`. Builders add the rest.
 #[derive(Debug, Clone)]
