@@ -255,39 +255,13 @@ impl KeySpec {
 
 impl Write {
     fn of(spec: &BackfillSpec) -> Write {
-        if !spec.is_copy() {
-            let set = spec
-                .set
-                .iter()
-                .map(|(col, expr)| format!("{} = ({expr})", quote_ident(col)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Write::Update(set);
-        }
-        let targets = spec
-            .columns
-            .keys()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let exprs = spec
-            .columns
-            .values()
-            .map(|e| format!("({e})"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let conflict = spec
-            .target_key()
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        Write::Copy {
-            head: format!(
-                "INSERT INTO {} ({targets}) SELECT {exprs}",
-                quote_qualified(spec.into.as_deref().unwrap_or_default())
-            ),
-            conflict,
+        if spec.is_copy() {
+            Write::Copy {
+                head: spec.copy_insert_head(),
+                conflict: spec.target_key_list(),
+            }
+        } else {
+            Write::Update(spec.assignments())
         }
     }
 }

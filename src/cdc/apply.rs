@@ -402,17 +402,7 @@ impl Applier {
 /// and upserted from it otherwise.
 fn copy_refresh(b: &BackfillSpec, source: &str) -> Refresh {
     let into = quote_qualified(b.into.as_deref().unwrap_or_default());
-    let quoted = |cols: &mut dyn Iterator<Item = &String>| {
-        cols.map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
-    };
-    let targets = quoted(&mut b.columns.keys());
-    let exprs = b
-        .columns
-        .values()
-        .map(|e| format!("({e})"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let target_key = quoted(&mut b.target_key().iter());
+    let target_key = b.target_key_list();
     let updates: Vec<String> = b
         .columns
         .keys()
@@ -435,7 +425,7 @@ fn copy_refresh(b: &BackfillSpec, source: &str) -> Refresh {
         .collect::<Vec<_>>()
         .join(" AND ");
     Refresh::Copy {
-        upsert_head: format!("INSERT INTO {into} ({targets}) SELECT {exprs} FROM {source}"),
+        upsert_head: format!("{} FROM {source}", b.copy_insert_head()),
         upsert_tail,
         delete_head: format!(
             "DELETE FROM {into} cutover_t WHERE NOT EXISTS (SELECT 1 FROM {source} WHERE {matches})"
@@ -451,18 +441,13 @@ fn copy_refresh(b: &BackfillSpec, source: &str) -> Refresh {
 
 /// Update mode: the backfill's assignments, on the touched rows whose new columns differ.
 fn in_place_refresh(b: &BackfillSpec, source: &str) -> Refresh {
-    let sets: Vec<String> = b
-        .set
-        .iter()
-        .map(|(c, e)| format!("{} = ({e})", quote_ident(c)))
-        .collect();
     let differs: Vec<String> = b
         .set
         .iter()
         .map(|(c, e)| format!("{} IS DISTINCT FROM ({e})", quote_ident(c)))
         .collect();
     Refresh::InPlace {
-        update_head: format!("UPDATE {source} SET {}", sets.join(", ")),
+        update_head: format!("UPDATE {source} SET {}", b.assignments()),
         differs: differs.join(" OR "),
     }
 }

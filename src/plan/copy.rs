@@ -55,6 +55,45 @@ impl BackfillSpec {
         }
     }
 
+    /// Update mode: the `set` assignments as SQL (`"c" = (expr), …`).
+    pub fn assignments(&self) -> String {
+        self.set
+            .iter()
+            .map(|(col, expr)| format!("{} = ({expr})", quote_ident(col)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Copy mode: `INSERT INTO into ("c", …) SELECT (expr), …` — the mapping's insert, up to its
+    /// `FROM`.
+    pub fn copy_insert_head(&self) -> String {
+        let targets = self
+            .columns
+            .keys()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let exprs = self
+            .columns
+            .values()
+            .map(|e| format!("({e})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO {} ({targets}) SELECT {exprs}",
+            quote_qualified(self.into.as_deref().unwrap_or_default())
+        )
+    }
+
+    /// Copy mode: the target key's columns, quoted (`ON CONFLICT (…)`).
+    pub fn target_key_list(&self) -> String {
+        self.target_key()
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The source column a target key column is mapped from, when its expression is a bare
     /// column name (`id` or `"Id"`).
     pub fn mapped_source_column(&self, target: &str) -> Option<String> {
