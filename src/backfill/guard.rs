@@ -12,8 +12,13 @@
 //!
 //! - the tail signals ([`super::tail`]): the commit probe's p95, lock waits on the backfill's
 //!   sessions, the WAL rate — counted only while application traffic has been seen lately.
+//! - the application's transaction time: twice the median age of its open transactions
+//!   (`xact_start`), sampled with the activity.
 //!
-//! Each signal is compared with its own baseline; the worst ratio counts (and is named).
+//! Each signal is compared with its own baseline, on the application's scale where its
+//! transaction time is known: a signal Δ ms above its baseline counts as `(t + Δ) / t` for
+//! transactions of `t` ms (a probe commit 0.3 ms slower is 1.6× its own 0.5 ms, but 1.15× for
+//! 2-ms transactions). The worst ratio counts (and is named).
 //!
 //! Baseline: measured before the first chunk, and again whenever no chunk has run for a whole
 //! window — never while another throttle signal holds the backfill back ([`Guard::observe`]).
@@ -24,15 +29,16 @@
 //! maximum for a while, starts the history afresh (so a baseline taken at a fast moment cannot
 //! hold the backfill back for ever).
 //!
-//! Slow start: when the application is there, the backfill starts at pause [`START_PAUSE`]
-//! and eases off reading by reading.
+//! Slow start: when the application is there, the backfill starts at [`START_DUTY`] (chunks
+//! run a tenth of the time) and speeds up window by window while the latency stays within
+//! budget.
 //!
-//! Control law (a duty cycle): after each chunk a worker pauses `pause × chunk time` and aims
-//! its chunks at `target / (1 + pause)` (shorter lock holds). Each tick with the latency over
-//! budget raises `pause` (×1.25 to ×1.75, by how far over; at least 0.25); each tick
-//! comfortably under (below half the allowed rise) lowers it by 15 %, each other tick within the
-//! budget by 5 %, to 0 below 0.05.
-//! `pause` is at most [`MAX_PAUSE`] (the backfill then runs about 5 % of the time).
+//! Control law ([`law`]): after each chunk a worker pauses `pause × chunk time` (the pause
+//! follows from the duty, the share of the time chunks run) and aims its chunks at
+//! `target / (1 + pause)` (shorter lock holds, less WAL at a time). Over budget the duty is cut,
+//! at most once per [`law::CUT_HOLD`]; within budget it steps back up at most once per window,
+//! slowly near the duty it was last cut from. The duty is at least [`MIN_DUTY`] (pause
+//! [`MAX_PAUSE`]: chunks run about 5 % of the time).
 
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -42,17 +48,18 @@ use tokio_postgres::Client;
 use super::tail::{GuardError, Tail, TailSignal, BASELINE_HORIZON};
 use crate::db::describe_error;
 
-/// Largest pause factor: chunks then run 1/(1+20) ≈ 5 % of the time.
-pub const MAX_PAUSE: f64 = 20.0;
-/// The pause factor a backfill starts with when the application is there (a slow start: chunks
-/// run half the time, and speed up reading by reading while the latency stays within budget).
-pub const START_PAUSE: f64 = 1.0;
+mod law;
+pub use law::{DutyCycle, MAX_PAUSE, MIN_DUTY, START_DUTY};
 /// Window of the `pg_stat_statements` mean.
 const STATEMENTS_WINDOW: Duration = Duration::from_secs(1);
 /// Window of the activity sampling.
 const ACTIVITY_WINDOW: Duration = Duration::from_secs(2);
 /// Fewest statement calls in a window for a reading.
 const MIN_CALLS: f64 = 20.0;
+/// Window of the application's transaction time.
+const XACT_WINDOW: Duration = Duration::from_secs(30);
+/// Fewest open transactions sampled for the application's transaction time.
+const MIN_XACTS: usize = 20;
 /// Fewest sampled active backends in a window for a reading.
 const MIN_SAMPLED: f64 = 6.0;
 /// How long the first baseline may take before the backfill starts without one.
@@ -102,27 +109,6 @@ pub enum Advice {
     Hold(String),
 }
 
-/// Raises or lowers the pause factor from one reading (`ratio` = latency / baseline).
-pub fn next_pause(pause: f64, ratio: f64, limit: f64) -> f64 {
-    if ratio > limit {
-        let over = ((ratio - limit) / (limit - 1.0).max(0.01)).clamp(0.0, 1.0);
-        (pause * (1.25 + 0.5 * over)).clamp(0.25, MAX_PAUSE)
-    } else {
-        // Within the budget the backfill speeds up again: quickly when comfortably under, slowly
-        // near the limit (so a baseline taken at a fast moment cannot hold it back for ever).
-        let p = if ratio < 1.0 + (limit - 1.0) / 2.0 {
-            pause * 0.85
-        } else {
-            pause * 0.95
-        };
-        if p < 0.05 {
-            0.0
-        } else {
-            p
-        }
-    }
-}
-
 /// The signal that counted in a reading, on the latency-ratio scale.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judged {
@@ -164,7 +150,8 @@ pub struct Guard {
     baselines: VecDeque<(Instant, Reading)>,
     /// True once the first baseline window is over (with or without a baseline).
     started_chunks: bool,
-    pause: f64,
+    /// The control law's state.
+    cycle: DutyCycle,
     at_max_since: Option<Instant>,
     /// Why the guard waits for a quiet window to measure the baseline again.
     remeasure: Option<String>,
@@ -172,6 +159,8 @@ pub struct Guard {
     last_traffic: Option<Instant>,
     /// Application sessions idle inside a transaction in the latest sample.
     in_transaction: f64,
+    /// Ages (ms) of the application's open transactions, sampled while no chunk ran.
+    xact_ages: VecDeque<(Instant, f64)>,
     /// The tail signals (sampled once [`Guard::probing`] names the plan).
     tail: Tail,
     /// The plan whose probe row the commit probe writes.
@@ -206,11 +195,12 @@ impl Guard {
             samples: VecDeque::new(),
             baselines: VecDeque::new(),
             started_chunks: false,
-            pause: 0.0,
+            cycle: DutyCycle::free(),
             at_max_since: None,
             remeasure: None,
             last_traffic: None,
             in_transaction: 0.0,
+            xact_ages: VecDeque::new(),
             tail: Tail::new(0.0),
             plan_id: None,
             last: None,
@@ -242,7 +232,7 @@ impl Guard {
 
     /// The current pause factor.
     pub fn pause(&self) -> f64 {
-        self.pause
+        self.cycle.pause()
     }
 
     /// True when the samples show no application traffic at all (no active application
@@ -342,13 +332,14 @@ impl Guard {
                 .set_baseline(now, quiet_for, self.remeasure.is_some());
             if !readings.is_empty() {
                 if !self.started_chunks {
-                    self.pause = self.pause.max(START_PAUSE);
+                    self.cycle = self.cycle.at_most(START_DUTY, now);
                 }
                 let fresh = self.remeasure.is_some();
                 self.set_baselines(now, quiet_for, &readings, fresh);
                 self.started_chunks = true;
                 if self.remeasure.take().is_some() {
-                    self.pause = (self.pause / 2.0).clamp(START_PAUSE, MAX_PAUSE / 4.0);
+                    // A new baseline: the duty the latency went over at no longer tells.
+                    self.cycle = self.cycle.without_ceiling();
                     self.at_max_since = None;
                 }
             }
@@ -366,7 +357,7 @@ impl Guard {
             {
                 self.set_baselines(now, waited, &readings, false);
                 self.started_chunks = true;
-                self.pause = self.pause.max(START_PAUSE);
+                self.cycle = self.cycle.at_most(START_DUTY, now);
             } else if (!traffic && self.settled()) || waited >= FIRST_BASELINE {
                 self.tail.set_baseline(now, waited, false);
                 self.started_chunks = true;
@@ -391,13 +382,13 @@ impl Guard {
         let worst = self.worst(now, &readings);
         self.last = worst.clone();
         let Some(judged) = worst else {
-            self.pause = next_pause(self.pause, 1.0, self.limit);
+            self.cycle = self.cycle.step(1.0, self.limit, now);
             return self.advice(None);
         };
         if !quiet {
-            self.pause = next_pause(self.pause, judged.ratio, self.limit);
+            self.cycle = self.cycle.step(judged.ratio, self.limit, now);
         }
-        if self.pause >= MAX_PAUSE {
+        if self.cycle.at_minimum() {
             let since = *self.at_max_since.get_or_insert(now);
             if now.duration_since(since) >= REMEASURE_AFTER {
                 self.remeasure = Some(format!(
@@ -415,13 +406,26 @@ impl Guard {
     /// The worst of the signals that have a baseline of their own: the statement and activity
     /// means, and — while the application is there — the tail signals.
     fn worst(&self, now: Instant, readings: &[Reading]) -> Option<Judged> {
+        let app_ms = self.app_transaction_ms();
         let means = readings.iter().filter_map(|r| {
             let base = self.base_of(r.source)?.ms;
+            let (ratio, scale) = match app_ms.filter(|t| *t > base) {
+                Some(t) => (
+                    (t + (r.ms - base).max(0.0)) / t,
+                    format!(" on {t:.2}-ms transactions"),
+                ),
+                None => (r.ms / base.max(1e-3), String::new()),
+            };
             Some(Judged {
-                ratio: r.ms / base.max(1e-3),
+                ratio,
                 signal: "app latency",
                 of: "baseline",
-                detail: format!("{}: {:.2} ms vs {:.2} ms", r.source.label(), r.ms, base),
+                detail: format!(
+                    "{}: {:.2} ms vs {:.2} ms{scale}",
+                    r.source.label(),
+                    r.ms,
+                    base
+                ),
             })
         });
         let present = self
@@ -429,7 +433,7 @@ impl Guard {
             .is_some_and(|t| now.duration_since(t) < IDLE_AFTER_TRAFFIC);
         let tail = self
             .tail
-            .pressures(now, self.limit)
+            .pressures(now, self.limit, app_ms)
             .into_iter()
             .filter(|_| present)
             .map(|p| Judged {
@@ -462,30 +466,39 @@ impl Guard {
         self.baselines.extend(readings.iter().map(|r| (now, *r)));
     }
 
+    /// The application's transaction time (ms) — the scale on which the guard judges a rise:
+    /// twice the median age of its open transactions sampled over the last [`XACT_WINDOW`] with
+    /// no chunk running (a transaction caught at a random moment is, in the median, halfway
+    /// through), once [`MIN_XACTS`] were sampled.
+    pub fn app_transaction_ms(&self) -> Option<f64> {
+        if self.xact_ages.len() < MIN_XACTS {
+            return None;
+        }
+        super::tail::quantile(self.xact_ages.iter().map(|(_, age)| *age), 0.5).map(|m| 2.0 * m)
+    }
+
     fn advice(&self, last: Option<Judged>) -> Advice {
-        if self.pause <= 0.0 {
+        let pause = self.cycle.pause();
+        if pause <= 0.0 {
             return Advice::Clear;
         }
         let reason = match last {
             Some(j) if j.ratio > self.limit => format!(
                 "yielding: {} {:.2}× {} > {:.2}× ({}); pausing {:.1}× each chunk's time",
-                j.signal, j.ratio, j.of, self.limit, j.detail, self.pause
+                j.signal, j.ratio, j.of, self.limit, j.detail, pause
             ),
             Some(j) => format!(
                 "yielding: {} {:.2}× {} (limit {:.2}×, {}); easing off, pausing {:.1}× each \
                  chunk's time",
-                j.signal, j.ratio, j.of, self.limit, j.detail, self.pause
+                j.signal, j.ratio, j.of, self.limit, j.detail, pause
             ),
             None => format!(
                 "yielding: easing off (no application latency reading), pausing {:.1}× each \
                  chunk's time",
-                self.pause
+                pause
             ),
         };
-        Advice::Yield {
-            pause: self.pause,
-            reason,
-        }
+        Advice::Yield { pause, reason }
     }
 
     /// True once the samples can tell whether the application runs statements: an activity
@@ -557,7 +570,9 @@ impl Guard {
                    AND application_name LIKE 'cutover/backfill/%')::int8 AS chunking, \
                  array_remove(array_agg(DISTINCT query_id) FILTER (WHERE NOT app), NULL) AS ids, \
                  count(*) FILTER (WHERE app AND state LIKE 'idle in transaction%')::float8 \
-                   AS in_transaction \
+                   AS in_transaction, \
+                 coalesce(array_agg(extract(epoch FROM clock_timestamp() - xact_start)::float8 \
+                   * 1000) FILTER (WHERE app AND xact_start IS NOT NULL), '{}') AS xact_ages \
                  FROM (SELECT *, application_name NOT LIKE 'cutover/%' AS app \
                        FROM pg_stat_activity WHERE datname = current_database() \
                        AND backend_type = 'client backend' AND pid <> pg_backend_pid() \
@@ -574,6 +589,17 @@ impl Guard {
         self.in_transaction = row
             .try_get("in_transaction")
             .map_err(GuardError::Activity)?;
+        let ages: Vec<f64> = row.try_get("xact_ages").map_err(GuardError::Activity)?;
+        if chunking == 0 {
+            self.xact_ages.extend(ages.into_iter().map(|a| (now, a)));
+        }
+        while self
+            .xact_ages
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > XACT_WINDOW)
+        {
+            self.xact_ages.pop_front();
+        }
         for id in ids {
             if self.excluded.insert(id) {
                 self.ids.retain(|i| *i != id);

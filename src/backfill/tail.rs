@@ -1,19 +1,23 @@
 //! The latency guard's tail signals: what the application feels beyond its statements' means.
 //!
 //! - **Commit latency**: every reading, the monitoring connection commits a one-row write
-//!   (`cutover.guard_probe`, `synchronous_commit = on`) and times it. A commit waits for the WAL
-//!   flush up to its own record, backfill WAL included, like the application's. Judged on the
-//!   p95 over [`COMMIT_WINDOW`] against the baseline: the lowest p95 of the quiet windows within
-//!   [`BASELINE_HORIZON`], or of any window faster than that.
+//!   (`cutover.guard_probe`, `synchronous_commit = on`) twice and times each. A commit waits for
+//!   the WAL flush up to its own record, backfill WAL included, like the application's. Judged on
+//!   the p95 over [`COMMIT_WINDOW`] against the baseline: the lowest p95 of the quiet windows
+//!   within [`BASELINE_HORIZON`], or of any window faster than that.
 //! - **Lock waits on the backfill**: application sessions waiting on a lock held by a backfill
 //!   session (`pg_blocking_pids`), their count and the longest wait (since its statement
-//!   started), the worst over [`WAIT_WINDOW`]. A wait adds to its transaction's latency: it counts
-//!   as `(commit baseline + longest wait) / commit baseline`.
+//!   started), the worst over [`WAIT_WINDOW`].
 //! - **WAL rate** (`pg_current_wal_lsn()` deltas over [`WAL_WINDOW`]), when
 //!   `max_wal_mib_per_second` is set: it counts as `limit × rate / max` so that a rate over the
 //!   maximum yields like a latency over budget.
 //!
-//! Each gives a [`Pressure`] on the scale of the latency ratio, with its own wording.
+//! Each gives a [`Pressure`] on the scale of the latency ratio, with its own wording. Where the
+//! application's transaction time is known (the guard samples it), a commit slower by Δ ms and a
+//! wait of Δ ms count as the application's transactions taking Δ ms longer: `(t + Δ) / t`; the
+//! probe is a bare one-row commit, and the same Δ on its own sub-millisecond baseline would read
+//! as a rise the application, whose transactions take longer, does not feel. Without it, the
+//! commit counts against its own baseline and a wait against the commit baseline.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -52,6 +56,9 @@ pub const WAIT_WINDOW: Duration = Duration::from_secs(1);
 pub const WAL_WINDOW: Duration = Duration::from_secs(2);
 /// Fewest probe commits in a window for a reading.
 const MIN_COMMITS: usize = 4;
+/// Probe commits per reading: at four readings a second, 32 in a window, so that its p95 is not
+/// just its slowest commit.
+const PROBES_PER_READING: usize = 2;
 /// Smallest commit baseline (ms): below it, scheduling noise would read as a rise.
 const COMMIT_FLOOR_MS: f64 = 0.3;
 
@@ -227,22 +234,37 @@ impl Tail {
         (secs >= 0.5).then(|| (last.1 - first.1).max(0.0) / secs / 1_048_576.0)
     }
 
-    /// The tail signals judged against `limit` (only those with a reading).
-    pub fn pressures(&self, now: Instant, limit: f64) -> Vec<Pressure> {
+    /// The tail signals judged against `limit` (only those with a reading); `app_ms`: the
+    /// application's transaction time (ms), when known.
+    pub fn pressures(&self, now: Instant, limit: f64, app_ms: Option<f64>) -> Vec<Pressure> {
         let mut out = Vec::new();
         let measured = self.commit_baseline();
         let base = measured.map(|b| b.max(COMMIT_FLOOR_MS));
         if let (Some(p95), Some(base)) = (self.commit_p95(now), base) {
+            let shown = measured.unwrap_or(base);
+            let (ratio, detail) = match app_ms.filter(|t| *t > base) {
+                Some(t) => {
+                    let added = (p95 - base).max(0.0);
+                    (
+                        (t + added) / t,
+                        format!(
+                            "p95 {p95:.2} ms vs {shown:.2} ms: +{added:.2} ms on {t:.2}-ms \
+                             transactions"
+                        ),
+                    )
+                }
+                None => (p95 / base, format!("p95 {p95:.2} ms vs {shown:.2} ms")),
+            };
             out.push(Pressure {
                 signal: TailSignal::Commit,
-                ratio: p95 / base,
-                detail: format!("p95 {p95:.2} ms vs {:.2} ms", measured.unwrap_or(base)),
+                ratio,
+                detail,
             });
         }
         let (n, longest) = within(&self.waits, now, WAIT_WINDOW)
             .fold((0.0f64, 0.0f64), |(n, l), (a, b)| (n.max(a), l.max(b)));
         if n > 0.0 {
-            let base = base.unwrap_or(1.0);
+            let base = app_ms.or(base).unwrap_or(1.0);
             out.push(Pressure {
                 signal: TailSignal::LockWaits,
                 ratio: (base + longest) / base,
@@ -269,13 +291,15 @@ impl Tail {
         plan_id: &str,
         now: Instant,
     ) -> Result<(), GuardError> {
-        let took = crate::control::backfill::guard::commit_probe(client, plan_id)
-            .await
-            .map_err(|e| GuardError::Signal {
-                signal: TailSignal::Commit.label(),
-                source: e,
-            })?;
-        self.push_commit(now, took.as_secs_f64() * 1000.0);
+        for _ in 0..PROBES_PER_READING {
+            let took = crate::control::backfill::guard::commit_probe(client, plan_id)
+                .await
+                .map_err(|e| GuardError::Signal {
+                    signal: TailSignal::Commit.label(),
+                    source: e,
+                })?;
+            self.push_commit(now, took.as_secs_f64() * 1000.0);
+        }
         let row = client
             .query_one(
                 "SELECT count(DISTINCT a.pid)::float8 AS n, coalesce(max(extract(epoch FROM \
@@ -326,10 +350,38 @@ mod tests {
         for i in 16..32 {
             t.push_commit(at(t0, 250 * i), if i % 5 == 0 { 5.0 } else { 0.9 });
         }
-        let p = t.pressures(at(t0, 7750), 1.25);
+        let p = t.pressures(at(t0, 7750), 1.25, None);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].signal, TailSignal::Commit);
         assert!((p[0].ratio - 5.0).abs() < 1e-9, "{p:?}");
+    }
+
+    #[test]
+    fn on_the_applications_scale_a_small_commit_rise_on_a_fast_probe_counts_as_small() {
+        let t0 = Instant::now();
+        let mut t = Tail::new(0.0);
+        for i in 0..16 {
+            t.push_commit(at(t0, 250 * i), 0.5);
+        }
+        t.set_baseline(at(t0, 3750), COMMIT_WINDOW, false);
+        for i in 16..32 {
+            t.push_commit(at(t0, 250 * i), 0.8);
+        }
+        let now = at(t0, 7750);
+        // +0.3 ms is 1.6× a 0.5-ms probe, but 1.15× 2-ms transactions.
+        let own = t.pressures(now, 1.25, None);
+        assert!((own[0].ratio - 1.6).abs() < 1e-9, "{own:?}");
+        let app = t.pressures(now, 1.25, Some(2.0));
+        assert!((app[0].ratio - 1.15).abs() < 1e-9, "{app:?}");
+        assert!(
+            app[0].detail.ends_with("+0.30 ms on 2.00-ms transactions"),
+            "{app:?}"
+        );
+        // A wait counts on the same scale: 8 ms on 2-ms transactions is 5×.
+        t.push_waits(now, 1.0, 8.0);
+        let w = t.pressures(now, 1.25, Some(2.0));
+        assert_eq!(w[1].signal, TailSignal::LockWaits);
+        assert!((w[1].ratio - 5.0).abs() < 1e-9, "{w:?}");
     }
 
     #[test]
@@ -341,11 +393,11 @@ mod tests {
         }
         t.set_baseline(at(t0, 1750), COMMIT_WINDOW, false);
         t.push_waits(at(t0, 2000), 3.0, 8.0);
-        let p = t.pressures(at(t0, 2000), 1.25);
+        let p = t.pressures(at(t0, 2000), 1.25, None);
         let w = p.iter().find(|p| p.signal == TailSignal::LockWaits);
         assert_eq!(w.map(|w| w.ratio), Some(5.0), "{p:?}");
         t.push_waits(at(t0, 3500), 0.0, 0.0);
-        let p = t.pressures(at(t0, 3500), 1.25);
+        let p = t.pressures(at(t0, 3500), 1.25, None);
         assert!(p.iter().all(|p| p.signal != TailSignal::LockWaits), "{p:?}");
     }
 
@@ -361,8 +413,8 @@ mod tests {
             capped.push_wal(at(t0, 250 * u64::from(i)), bytes);
         }
         let now = at(t0, 2000);
-        assert!(free.pressures(now, 1.25).is_empty());
-        let p = capped.pressures(now, 1.25);
+        assert!(free.pressures(now, 1.25, None).is_empty());
+        let p = capped.pressures(now, 1.25, None);
         assert_eq!(p[0].signal, TailSignal::WalRate);
         assert!((p[0].ratio - 2.5).abs() < 1e-9, "{p:?}");
     }
@@ -379,7 +431,7 @@ mod tests {
                 t.set_baseline(at(t0, 250 * i), COMMIT_WINDOW, false);
             }
         }
-        for p in t.pressures(at(t0, 7750), 1.25) {
+        for p in t.pressures(at(t0, 7750), 1.25, None) {
             assert!(p.ratio <= 1.01, "{p:?}");
         }
         assert_eq!(quantile([3.0, 1.0, 2.0].into_iter(), 0.95), Some(3.0));

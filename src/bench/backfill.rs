@@ -388,7 +388,7 @@ fn print_c(measured: &[Measured], unthrottled: f64, guard_signal: &str) {
                 .join(", ")
         };
         println!(
-            "    {}: backfill {} in {:.1} s under load{}, {} keys; {} / {} transactions before / during; WAL {} per row, at most {} per chunk; held by signal: {held}; throttled/yielded {:.1} s; after it: p95 {:.2}× p99 {:.2}× before; wrong rows {}, unset {}",
+            "    {}: backfill {} in {:.1} s under load{}, {} keys; {} / {} transactions before / during; WAL {} per row, at most {} per chunk; held by signal: {held}; throttled/yielded {:.1} s; after it: p95 {:.2}× p99 {:.2}× before; wrong rows {}, unset {}; {}",
             m.workload.name,
             if m.finished { "finished" } else { "DID NOT FINISH" },
             m.took.as_secs_f64(),
@@ -409,7 +409,8 @@ fn print_c(measured: &[Measured], unthrottled: f64, guard_signal: &str) {
             percentile(&m.after, 0.95) / percentile(&m.before, 0.95).max(1e-9),
             percentile(&m.after, 0.99) / percentile(&m.before, 0.99).max(1e-9),
             m.wrong,
-            m.unset
+            m.unset,
+            m.written
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Benchmarks: each prints ratios measured side by side in one run.
 
 pub(crate) mod backfill;
+mod host;
 pub mod parity;
 pub mod patterns;
 mod timeline;

@@ -1,5 +1,5 @@
 //! `cutover bench backfill --timeline`: one workload's run second by second — the application's
-//! p95, how much of the time chunks ran, and the guard's reading — to see which signal held the
+//! p95 and p99, how much of the time chunks ran, and the guard's reading — to see which signal held the
 //! backfill when, and what the application felt meanwhile.
 
 use anyhow::Context as _;
@@ -16,6 +16,7 @@ pub async fn lines(
     client: &Client,
     plan_id: &str,
     all: &[(f64, f64)],
+    dirty: &[(f64, f64)],
     from: f64,
     to: f64,
 ) -> anyhow::Result<Vec<String>> {
@@ -55,8 +56,8 @@ pub async fn lines(
         })
         .collect::<Result<_, tokio_postgres::Error>>()?;
     let mut out = vec![format!(
-        "      {:>5} {:>5} {:>8} {:>6} {:>7} {:>6} {:>6}  reason",
-        "t (s)", "txns", "p95 ms", "busy", "rows", "ratio", "pause"
+        "      {:>5} {:>5} {:>8} {:>8} {:>6} {:>7} {:>6} {:>6} {:>6}  reason",
+        "t (s)", "txns", "p95 ms", "p99 ms", "busy", "rows", "ratio", "pause", "dirty"
     )];
     let mut t = from;
     while t < to {
@@ -80,14 +81,21 @@ pub async fn lines(
             (format!("{:.2}", r.1), format!("{:.2}", r.2), r.3.as_str())
         });
         out.push(format!(
-            "      {:>5.0} {:>5} {:>8.2} {:>5.0}% {:>7} {:>6} {:>6}  {}",
+            "      {:>5.0} {:>5} {:>8.2} {:>8.2} {:>5.0}% {:>7} {:>6} {:>6} {:>6}  {}",
             t - from,
             lat.len(),
             quantile(lat.iter().copied(), 0.95).unwrap_or(0.0),
+            quantile(lat.iter().copied(), 0.99).unwrap_or(0.0),
             100.0 * busy / BUCKET,
             rows,
             ratio,
             pause,
+            dirty
+                .iter()
+                .filter(|(at, _)| *at >= t && *at < end)
+                .map(|(_, mib)| *mib)
+                .max_by(f64::total_cmp)
+                .map_or("–".to_string(), |m| format!("{m:.0}M")),
             reason.chars().take(90).collect::<String>()
         ));
         t = end;

@@ -121,6 +121,8 @@ pub struct Measured {
     pub wrong: i64,
     /// Rows of the column not set afterwards (a backfill that did not finish).
     pub unset: i64,
+    /// What the server wrote back during the backfill ([`super::host::Writes::since`]).
+    pub written: String,
     /// The run second by second, from the load's start to its end ([`super::timeline`]).
     pub timeline: Vec<String>,
 }
@@ -149,10 +151,12 @@ pub async fn measure(
     tokio::time::sleep(SETTLE).await;
     let prefix = logs.join(w.name);
     let mut load = spawn_load(pgbench, cfg, logs, &prefix, w, Duration::from_secs(900))?;
+    let dirty = super::host::DirtySampler::start();
     let t0 = epoch_now();
     tokio::time::sleep(BEFORE).await;
     let from = epoch_now();
     let started = Instant::now();
+    let writes_from = super::host::Writes::read(client).await?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let run = tokio::spawn(backfill::run(
         cfg.clone(),
@@ -170,9 +174,11 @@ pub async fn measure(
     };
     let took = started.elapsed();
     let to = epoch_now();
+    let written = super::host::Writes::read(client).await?.since(&writes_from);
     tokio::time::sleep(AFTER).await;
     let t3 = epoch_now();
     stop(&mut load).await;
+    let dirty = dirty.finish().await;
     let all = latencies(logs, w.name)?;
     let pick = |a: f64, b: f64| -> Vec<f64> {
         all.iter()
@@ -221,7 +227,8 @@ pub async fn measure(
         throttled: progress.throttled_seconds,
         wrong,
         unset,
-        timeline: super::timeline::lines(client, plan.id(), &all, t0, t3).await?,
+        written,
+        timeline: super::timeline::lines(client, plan.id(), &all, &dirty, t0, t3).await?,
     })
 }
 
@@ -296,7 +303,7 @@ async fn stop(child: &mut Child) {
     }
 }
 
-fn epoch_now() -> f64 {
+pub(super) fn epoch_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -89,7 +89,7 @@ async fn short_committing_transactions_slowed_by_wal_make_the_guard_yield() {
         let advice = guard.tick(&monitor, Duration::ZERO).await.expect("tick");
         commit_over |= guard
             .tail()
-            .pressures(Instant::now(), 1.25)
+            .pressures(Instant::now(), 1.25, guard.app_transaction_ms())
             .iter()
             .any(|p| p.signal == TailSignal::Commit && p.ratio > 1.25);
         if let Advice::Yield { reason: r, .. } = advice {

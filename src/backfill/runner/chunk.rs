@@ -3,12 +3,14 @@
 //! trips: {BEGIN + session limits, lease fence, upper bound, WAL position}, the UPDATE,
 //! {checkpoint + stats, COMMIT}.
 //!
-//! The chunk commits with `synchronous_commit = off`: it does not wait for its WAL flush (its
-//! row locks are released sooner). Safe because the checkpoint commits in the same
-//! transaction: a crash loses the chunk and its checkpoint together, and the chunk is redone
-//! exactly once from the stored checkpoint (the fence of the next chunk sees that it moved back
-//! and the range is claimed again); any later synchronous commit (a state change, a lease
-//! release) flushes the WAL before it, the chunk's included.
+//! With nobody to protect, the chunk commits with `synchronous_commit = off`: it does not wait
+//! for its WAL flush. Safe because the checkpoint commits in the same transaction: a crash loses
+//! the chunk and its checkpoint together, and the chunk is redone exactly once from the stored
+//! checkpoint (the fence of the next chunk sees that it moved back and the range is claimed
+//! again); any later synchronous commit (a state change, a lease release) flushes the WAL before
+//! it, the chunk's included. While the latency guard yields to the application, the chunk
+//! commits with `synchronous_commit = local` instead ([`ChunkJob::flush`]): it flushes its own
+//! WAL, rather than leaving the flush to whichever application commit comes next.
 
 use std::time::{Duration, Instant};
 
@@ -56,6 +58,8 @@ pub(super) struct ChunkJob<'a> {
     pub(super) lock: Duration,
     /// How long the lease lasts after the chunk.
     pub(super) lease: Duration,
+    /// Commit synchronously (flush the chunk's own WAL).
+    pub(super) flush: bool,
 }
 
 impl ChunkJob<'_> {
@@ -74,9 +78,10 @@ impl ChunkJob<'_> {
         let begin = format!(
             "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
              SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
-             SET LOCAL synchronous_commit = off",
+             SET LOCAL synchronous_commit = {}",
             self.cap.as_millis(),
-            self.lock.as_millis()
+            self.lock.as_millis(),
+            if self.flush { "local" } else { "off" }
         );
         let bound_sql = keys.bound_sql(lo, hi, i64::from(limit) - 1);
         // The fence locks the range row (a reclaimer skips it) and proves the lease and the

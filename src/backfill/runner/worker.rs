@@ -350,7 +350,9 @@ impl Worker {
             .max(MIN_EFFECTIVE_TARGET)
             .min(target);
         self.shared.activity.begin();
-        let result = self.chunk(&range, rows, target, effective).await;
+        let result = self
+            .chunk(&range, rows, target, effective, pause > 0.0)
+            .await;
         self.shared.activity.end();
         let done = match result {
             Ok(Some(d)) => d,
@@ -486,13 +488,15 @@ impl Worker {
         }
     }
 
-    /// Runs one chunk transaction. `Ok(None)` when the lease was lost.
+    /// Runs one chunk transaction (committing synchronously when `yielding`). `Ok(None)` when
+    /// the lease was lost.
     async fn chunk(
         &mut self,
         range: &Claimed,
         limit: u32,
         target: Duration,
         effective: Duration,
+        yielding: bool,
     ) -> Result<Option<ChunkDone>, StepError> {
         let settings = &self.shared.plan.spec.settings;
         let cap = (target * 5)
@@ -519,6 +523,7 @@ impl Worker {
             cap,
             lock,
             lease: self.shared.opts.lease,
+            flush: yielding,
         };
         let result = job.run(client).await;
         if !matches!(result, Ok(Some(_))) && !client.is_closed() {
