@@ -57,7 +57,7 @@ const ACTIVITY_WINDOW: Duration = Duration::from_secs(2);
 /// Fewest statement calls in a window for a reading.
 const MIN_CALLS: f64 = 20.0;
 /// Window of the application's transaction time.
-const XACT_WINDOW: Duration = Duration::from_secs(30);
+const XACT_WINDOW: Duration = Duration::from_secs(60);
 /// Fewest open transactions sampled for the application's transaction time.
 const MIN_XACTS: usize = 20;
 /// Fewest sampled active backends in a window for a reading.
@@ -161,6 +161,8 @@ pub struct Guard {
     in_transaction: f64,
     /// Ages (ms) of the application's open transactions, sampled while no chunk ran.
     xact_ages: VecDeque<(Instant, f64)>,
+    /// The application's transaction time (ms) last read from enough of them.
+    xact_ms: Option<f64>,
     /// The tail signals (sampled once [`Guard::probing`] names the plan).
     tail: Tail,
     /// The plan whose probe row the commit probe writes.
@@ -201,6 +203,7 @@ impl Guard {
             last_traffic: None,
             in_transaction: 0.0,
             xact_ages: VecDeque::new(),
+            xact_ms: None,
             tail: Tail::new(0.0),
             plan_id: None,
             last: None,
@@ -469,12 +472,17 @@ impl Guard {
     /// The application's transaction time (ms) — the scale on which the guard judges a rise:
     /// twice the median age of its open transactions sampled over the last [`XACT_WINDOW`] with
     /// no chunk running (a transaction caught at a random moment is, in the median, halfway
-    /// through), once [`MIN_XACTS`] were sampled.
+    /// through), read once [`MIN_XACTS`] were sampled and kept while fewer are.
     pub fn app_transaction_ms(&self) -> Option<f64> {
-        if self.xact_ages.len() < MIN_XACTS {
-            return None;
+        self.xact_ms
+    }
+
+    /// Reads the application's transaction time from the sampled ages, when there are enough.
+    fn read_transaction_ms(&mut self) {
+        if self.xact_ages.len() >= MIN_XACTS {
+            self.xact_ms =
+                super::tail::quantile(self.xact_ages.iter().map(|(_, a)| *a), 0.5).map(|m| 2.0 * m);
         }
-        super::tail::quantile(self.xact_ages.iter().map(|(_, age)| *age), 0.5).map(|m| 2.0 * m)
     }
 
     fn advice(&self, last: Option<Judged>) -> Advice {
@@ -600,6 +608,7 @@ impl Guard {
         {
             self.xact_ages.pop_front();
         }
+        self.read_transaction_ms();
         for id in ids {
             if self.excluded.insert(id) {
                 self.ids.retain(|i| *i != id);

@@ -29,7 +29,7 @@ const SETTLE: Duration = Duration::from_secs(3);
 /// Load after each backfill.
 const AFTER: Duration = Duration::from_secs(10);
 /// A backfill under load still running after this is stopped (and reported unfinished).
-const GIVE_UP: Duration = Duration::from_secs(150);
+const GIVE_UP: Duration = Duration::from_secs(480);
 
 /// A workload's name on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -368,8 +368,8 @@ fn a_commit_baseline_taken_at_a_slow_moment_comes_down_to_a_faster_window() {
 fn a_commit_rise_counts_on_the_applications_transaction_time() {
     let mut g = Guard::new("t", 1.25);
     let t0 = g.started;
-    // Quiet: 0.5-ms probe commits; the application's open transactions sampled at 1 ms of age
-    // (2-ms transactions, sampled halfway through).
+    // Quiet: 0.5-ms probe commits; the application's open transactions sampled at a median
+    // age of 1 ms (2-ms transactions, caught halfway through in the median).
     for i in 1..=8u64 {
         let at = t0 + Duration::from_millis(250 * i);
         let (calls, ms) = g.cumulative.back().map_or((0.0, 0.0), |b| (b.1, b.2));
@@ -377,6 +377,10 @@ fn a_commit_rise_counts_on_the_applications_transaction_time() {
         g.tail.push_commit(at, 0.5);
         g.xact_ages
             .extend([(at, 0.6), (at, 0.8), (at, 1.0), (at, 1.2), (at, 1.4)]);
+        g.read_transaction_ms();
+        if i == 3 {
+            assert_eq!(g.app_transaction_ms(), None, "15 ages are too few");
+        }
     }
     let at = t0 + Duration::from_secs(2);
     g.advise(at, Duration::from_secs(5));
