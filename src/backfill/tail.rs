@@ -338,14 +338,19 @@ mod tests {
         t0 + Duration::from_millis(ms)
     }
 
+    /// Four quiet seconds of probe commits of `ms` from `t0`, then the baseline.
+    fn quiet(t: &mut Tail, t0: Instant, ms: f64) {
+        for i in 0..16 {
+            t.push_commit(at(t0, 250 * i), ms);
+        }
+        t.set_baseline(at(t0, 3750), COMMIT_WINDOW, false);
+    }
+
     #[test]
     fn a_commit_spike_in_the_tail_reads_while_the_mean_hardly_moves() {
         let t0 = Instant::now();
         let mut t = Tail::new(0.0);
-        for i in 0..16 {
-            t.push_commit(at(t0, 250 * i), 1.0);
-        }
-        t.set_baseline(at(t0, 3750), COMMIT_WINDOW, false);
+        quiet(&mut t, t0, 1.0);
         // Three slow commits in sixteen: the mean rises 40 %, the p95 5×.
         for i in 16..32 {
             t.push_commit(at(t0, 250 * i), if i % 5 == 0 { 5.0 } else { 0.9 });
@@ -360,10 +365,7 @@ mod tests {
     fn on_the_applications_scale_a_small_commit_rise_on_a_fast_probe_counts_as_small() {
         let t0 = Instant::now();
         let mut t = Tail::new(0.0);
-        for i in 0..16 {
-            t.push_commit(at(t0, 250 * i), 0.5);
-        }
-        t.set_baseline(at(t0, 3750), COMMIT_WINDOW, false);
+        quiet(&mut t, t0, 0.5);
         for i in 16..32 {
             t.push_commit(at(t0, 250 * i), 0.8);
         }

@@ -2,7 +2,7 @@
 //! dirty pages back, how many checkpoints) and, for a cluster on this machine, the kernel's dirty
 //! page cache sampled every half second (write-back the disk has yet to absorb).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -75,7 +75,7 @@ impl DirtySampler {
             let mut out = Vec::new();
             loop {
                 if let Some(mib) = dirty_mib() {
-                    out.push((super::workloads::epoch_now(), mib));
+                    out.push((epoch_now(), mib));
                 }
                 tokio::select! {
                     _ = stopped.changed() => return out,
@@ -105,4 +105,12 @@ fn dirty_mib() -> Option<f64> {
             .ok()
     };
     Some((kb("Dirty:")? + kb("Writeback:")?) / 1024.0)
+}
+
+/// Now, in seconds since the Unix epoch (pgbench logs transactions so).
+pub(super) fn epoch_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }

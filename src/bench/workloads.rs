@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use tokio::process::{Child, Command};
@@ -17,6 +17,8 @@ use crate::backfill::{self, RunOptions, RunOutcome};
 use crate::control;
 use crate::db::DbConfig;
 use crate::plan::Plan;
+
+use super::host::epoch_now;
 
 /// Fixed transaction rate of the load (transactions per second).
 pub const RATE: u32 = 200;
@@ -301,13 +303,6 @@ async fn stop(child: &mut Child) {
     {
         let _ = child.kill().await;
     }
-}
-
-pub(super) fn epoch_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
 }
 
 /// (end epoch s, latency ms) of every transaction in pgbench's per-transaction logs under

@@ -178,18 +178,28 @@ fn reading(g: &mut Guard, at: Instant, commit_ms: f64, waits: (f64, f64), wal: f
 fn started(wal_limit: f64) -> (Guard, Instant) {
     let mut g = Guard::new("t", 1.25);
     g.tail = Tail::new(wal_limit);
+    let at = quiet_baseline(&mut g, 1.0, &[]);
+    assert_eq!(g.tail.commit_baseline(), Some(1.0));
+    (g, at)
+}
+
+/// Two quiet seconds from the guard's start (statements of 0.5 ms, probe commits of
+/// `commit_ms`, these open-transaction `ages` sampled each reading), then the baseline; returns
+/// its time.
+fn quiet_baseline(g: &mut Guard, commit_ms: f64, ages: &[f64]) -> Instant {
     let t0 = g.started;
     for i in 1..=8u64 {
         let at = t0 + Duration::from_millis(250 * i);
         let (calls, ms) = g.cumulative.back().map_or((0.0, 0.0), |b| (b.1, b.2));
         g.cumulative.push_back((at, calls + 100.0, ms + 50.0));
-        g.tail.push_commit(at, 1.0);
+        g.tail.push_commit(at, commit_ms);
         g.tail.push_wal(at, 0.0);
+        g.xact_ages.extend(ages.iter().map(|a| (at, *a)));
+        g.read_transaction_ms();
     }
     let at = t0 + Duration::from_secs(2);
     g.advise(at, Duration::from_secs(5));
-    assert_eq!(g.tail.commit_baseline(), Some(1.0));
-    (g, at)
+    at
 }
 
 fn ms(t: Instant, i: u64) -> Instant {
@@ -366,24 +376,14 @@ fn a_commit_baseline_taken_at_a_slow_moment_comes_down_to_a_faster_window() {
 
 #[test]
 fn a_commit_rise_counts_on_the_applications_transaction_time() {
-    let mut g = Guard::new("t", 1.25);
-    let t0 = g.started;
+    // Two ages a reading: 16 are too few for a transaction time.
+    let mut few = Guard::new("t", 1.25);
+    quiet_baseline(&mut few, 0.5, &[0.8, 1.2]);
+    assert_eq!(few.app_transaction_ms(), None);
     // Quiet: 0.5-ms probe commits; the application's open transactions sampled at a median
     // age of 1 ms (2-ms transactions, caught halfway through in the median).
-    for i in 1..=8u64 {
-        let at = t0 + Duration::from_millis(250 * i);
-        let (calls, ms) = g.cumulative.back().map_or((0.0, 0.0), |b| (b.1, b.2));
-        g.cumulative.push_back((at, calls + 100.0, ms + 50.0));
-        g.tail.push_commit(at, 0.5);
-        g.xact_ages
-            .extend([(at, 0.6), (at, 0.8), (at, 1.0), (at, 1.2), (at, 1.4)]);
-        g.read_transaction_ms();
-        if i == 3 {
-            assert_eq!(g.app_transaction_ms(), None, "15 ages are too few");
-        }
-    }
-    let at = t0 + Duration::from_secs(2);
-    g.advise(at, Duration::from_secs(5));
+    let mut g = Guard::new("t", 1.25);
+    let at = quiet_baseline(&mut g, 0.5, &[0.6, 0.8, 1.0, 1.2, 1.4]);
     assert_eq!(g.app_transaction_ms(), Some(2.0));
     let start = g.pause();
     // The probe commits 0.3 ms slower: 1.6× its own baseline, 1.15× the application's 2 ms.
