@@ -601,13 +601,7 @@ impl Guard {
         if chunking == 0 {
             self.xact_ages.extend(ages.into_iter().map(|a| (now, a)));
         }
-        while self
-            .xact_ages
-            .front()
-            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > XACT_WINDOW)
-        {
-            self.xact_ages.pop_front();
-        }
+        super::tail::keep(&mut self.xact_ages, now, XACT_WINDOW);
         self.read_transaction_ms();
         for id in ids {
             if self.excluded.insert(id) {

@@ -132,7 +132,8 @@ fn within<T: Copy>(
         .map(|s| s.1)
 }
 
-fn keep<T>(q: &mut VecDeque<(Instant, T)>, now: Instant, w: Duration) {
+/// Drops the samples older than `w`.
+pub(super) fn keep<T>(q: &mut VecDeque<(Instant, T)>, now: Instant, w: Duration) {
     while q
         .front()
         .is_some_and(|s| now.saturating_duration_since(s.0) > w)
