@@ -10,9 +10,8 @@
 //!   `cutover/%`) over the last two seconds. It also sees time outside statements on the table
 //!   (commits waiting on WAL flushes, lock waits anywhere).
 //!
-//! - the tail signals ([`super::tail`]): the commit probe's lasting p95, lock waits on the
-//!   backfill's sessions, the WAL rate — counted only while application traffic has been seen
-//!   lately.
+//! - the tail signals ([`super::tail`]): the commit probe's p95, lock waits on the backfill's
+//!   sessions, the WAL rate — counted only while application traffic has been seen lately.
 //! - the application's transaction time: twice the median age of its open transactions
 //!   (`xact_start`), sampled with the activity.
 //!

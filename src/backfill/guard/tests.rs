@@ -209,9 +209,9 @@ fn ms(t: Instant, i: u64) -> Instant {
 #[test]
 fn a_commit_spike_yields_naming_commit_latency_and_clears_after_it() {
     let (mut g, t) = started(0.0);
-    // Commits take 3 ms in one reading out of four for two windows: the lasting p95 triples.
+    // Commits take 3 ms in one reading out of four: the p95 triples.
     let mut reason = None;
-    for i in 1..=32 {
+    for i in 1..=16 {
         let c = if i % 4 == 0 { 3.0 } else { 1.0 };
         if let Advice::Yield { reason: r, .. } = reading(&mut g, ms(t, i), c, (0.0, 0.0), 0.0) {
             reason = Some(r);
@@ -227,7 +227,7 @@ fn a_commit_spike_yields_naming_commit_latency_and_clears_after_it() {
     let high = g.pause();
     assert!(high >= 1.0, "{high}");
     // Back within budget it speeds up window by window: free again within two minutes.
-    for i in 33..=480 {
+    for i in 17..=480 {
         reading(&mut g, ms(t, i), 1.0, (0.0, 0.0), 0.0);
     }
     assert_eq!(
@@ -358,15 +358,14 @@ fn a_quiet_window_inside_a_write_back_stall_does_not_raise_the_baselines() {
 fn a_commit_baseline_taken_at_a_slow_moment_comes_down_to_a_faster_window() {
     let (mut g, t) = started(0.0);
     assert_eq!(g.tail.commit_baseline(), Some(1.0));
-    // Chunks running, but the probe commits in 0.6 ms for two windows: the start was a slow
-    // moment.
-    for i in 1..=36 {
+    // Chunks running, but the probe commits in 0.6 ms: the start was a slow moment.
+    for i in 1..=20 {
         reading(&mut g, ms(t, i), 0.6, (0.0, 0.0), 0.0);
     }
     assert_eq!(g.tail.commit_baseline(), Some(0.6));
-    // A lasting commit rise is now judged against it.
+    // A commit spike is now judged against it.
     let mut reason = None;
-    for i in 37..=72 {
+    for i in 21..=28 {
         if let Advice::Yield { reason: r, .. } = reading(&mut g, ms(t, i), 1.5, (0.0, 0.0), 0.0) {
             reason = Some(r);
         }
@@ -388,7 +387,7 @@ fn a_commit_rise_counts_on_the_applications_transaction_time() {
     assert_eq!(g.app_transaction_ms(), Some(2.0));
     let start = g.pause();
     // The probe commits 0.3 ms slower: 1.6× its own baseline, 1.15× the application's 2 ms.
-    for i in 1..=36 {
+    for i in 1..=16 {
         reading(&mut g, ms(at, i), 0.8, (0.0, 0.0), 0.0);
     }
     let judged = g.last().cloned().expect("a reading");
@@ -396,7 +395,7 @@ fn a_commit_rise_counts_on_the_applications_transaction_time() {
     assert!((judged.ratio - 1.15).abs() < 1e-9, "{judged:?}");
     assert!(g.pause() <= start, "within budget: no slowing down");
     // 1.5 ms slower is 1.75× for the application: it yields.
-    for i in 37..=72 {
+    for i in 17..=32 {
         reading(&mut g, ms(at, i), 2.0, (0.0, 0.0), 0.0);
     }
     assert!(g.last().is_some_and(|j| j.ratio > 1.25), "{:?}", g.last());
