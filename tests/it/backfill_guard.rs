@@ -68,7 +68,12 @@ async fn latency_guard_yields_when_the_app_slows_and_names_its_signal() {
     // The application is there: a slow start, easing off while the latency stays in budget.
     match guard.tick(&monitor, Duration::ZERO).await.expect("tick") {
         Advice::Yield { pause, reason } => {
-            let start = 1.0 / cutover::backfill::guard::START_DUTY - 1.0;
+            let start = cutover::backfill::guard::DutyCycle::free()
+                .at_most(
+                    cutover::backfill::guard::START_DUTY,
+                    std::time::Instant::now(),
+                )
+                .pause();
             assert!(pause >= start - 1e-9, "{pause}");
             assert!(reason.contains("easing off"), "{reason}");
         }
