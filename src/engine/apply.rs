@@ -472,7 +472,9 @@ async fn run_tx(
         .await;
         match result {
             Ok(seq) => return Ok((seq, attempt)),
-            Err(AttemptError::LockTimeout { .. }) if runner.back_off(&backoff).await => continue,
+            Err(AttemptError::Lock { loss, .. }) if runner.back_off(&mut backoff, loss).await => {
+                continue
+            }
             Err(e) => return Err(runner.fail(e, stmts, &backoff)),
         }
     }
@@ -520,7 +522,9 @@ async fn run_own(
                 mark(&*client, runner, index, stmt, StatementState::Done, attempt).await?;
                 return Ok(attempt);
             }
-            Err(AttemptError::LockTimeout { .. }) if runner.back_off(&backoff).await => continue,
+            Err(AttemptError::Lock { loss, .. }) if runner.back_off(&mut backoff, loss).await => {
+                continue
+            }
             Err(e) => return Err(runner.fail(e, &one, &backoff)),
         }
     }

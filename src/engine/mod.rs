@@ -39,7 +39,7 @@ pub use crate::control::phases::{MigrationState, PhaseState};
 pub use crate::rules::Status;
 pub use apply::{advance, apply_phase, Applied};
 pub use attest::{attest, AttestOutcome};
-pub use ddl::{Blocker, DdlError, LockPolicy};
+pub use ddl::{Blocker, DdlError, LockLoss, LockPolicy};
 pub use flags::{get_flag, set_flag, Flag, FlagChange};
 pub use gate::evaluate_gate;
 pub use notes::{note, NoteOutcome};
@@ -146,10 +146,13 @@ pub enum EngineEvent {
         /// Where it is.
         build: crate::control::index_builds::IndexBuild,
     },
-    /// The lock timeout fired; the runner backs off and retries.
+    /// An attempt lost its lock (timed out, or aborted to break a deadlock); the runner backs
+    /// off and retries.
     Retry {
-        /// Attempt that timed out.
+        /// Attempt that lost it.
         attempt: u32,
+        /// How.
+        loss: LockLoss,
         /// Back-off before the next attempt, ms.
         backoff_ms: u64,
     },

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cutover::control::audit::Actor;
 use cutover::db::DbConfig;
-use cutover::engine::{self, DdlError, EngineError, EngineEvent, PhaseState, RunOptions};
+use cutover::engine::{self, DdlError, EngineError, EngineEvent, LockLoss, PhaseState, RunOptions};
 use cutover::plan::{Phase, Plan};
 use tokio_postgres::Client;
 
@@ -84,7 +84,10 @@ async fn lock_timeout_retries_name_the_blocker_and_succeed_once_released() {
                         && b.query.contains("LOCK TABLE")
                 });
             }
-            EngineEvent::Retry { .. } => retries += 1,
+            EngineEvent::Retry {
+                loss: LockLoss::Timeout,
+                ..
+            } => retries += 1,
             _ => {}
         }
     }
@@ -165,7 +168,8 @@ async fn lock_timeout_that_never_clears_fails_cleanly_within_bounds() {
         .error
         .as_deref()
         .unwrap_or("")
-        .contains("could not get its lock"));
+        .contains("could not get its lock: 4 attempts over"));
+    assert!(err.to_string().contains("(4 timed out)"), "{err}");
     blocker.batch_execute("ROLLBACK").await.unwrap();
 
     // Once the lock is free, advance retries the failed phase.
@@ -299,15 +303,20 @@ async fn two_operators_advancing_at_once_apply_the_phase_once() {
     assert_eq!(applies, 1);
 }
 
-/// An application transaction that takes two tables in the other order than a phase's
-/// statements: the server breaks the deadlock by aborting the phase's transaction (its wait
-/// began first), which is retried like a lock timeout, and the application's commit goes
-/// through.
-#[tokio::test]
-async fn a_deadlock_with_the_application_is_retried() {
+/// Applies expand while an application transaction takes the two tables in the other order
+/// than the phase's statements: the server breaks the deadlock by aborting the phase's
+/// transaction (its wait began first), and the application's commit goes through. Returns the
+/// phase's outcome, the engine's events and the run.
+async fn deadlock_with_the_application(
+    max_attempts: u32,
+) -> (
+    Result<engine::Applied, EngineError>,
+    Vec<EngineEvent>,
+    crate::common::lifecycle::LifecycleRun,
+) {
     use crate::common::lifecycle::Lifecycle;
     let source = format!(
-        "{}[settings]\nlock_timeout = \"5s\"\n{}",
+        "{}[settings]\nlock_timeout = \"5s\"\nddl_max_attempts = {max_attempts}\n{}",
         crate::operation_kinds::HEAD,
         r#"
 [[operations]]
@@ -350,19 +359,80 @@ down = "ALTER TABLE public.b DROP COLUMN x; ALTER TABLE public.a DROP COLUMN x"
             .await
             .unwrap_or_else(|e| panic!("the application's transaction: {e}"));
     };
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let opts = RunOptions {
+        monitor: None,
+        events: Some(tx),
+    };
+    let plan = run.db.plan.clone();
+    engine::override_gate(
+        &mut run.engine,
+        &plan,
+        &run.actor,
+        Phase::Expand,
+        "test: locks",
+    )
+    .await
+    .unwrap();
     let started = Instant::now();
-    tokio::join!(run.apply(Phase::Expand), application);
+    let (applied, ()) = tokio::join!(
+        engine::apply_phase(&mut run.engine, &plan, &run.actor, Phase::Expand, &opts),
+        application
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
-    let rows: i64 = watcher
-        .query_one(
-            "SELECT (SELECT count(*) FROM public.a) + (SELECT count(*) FROM public.b) AS n",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get("n");
+    let rows: i64 = run
+        .db
+        .scalar("SELECT (SELECT count(*) FROM public.a) + (SELECT count(*) FROM public.b)")
+        .await;
     assert_eq!(rows, 2, "the application's transaction committed");
-    Catalog(&watcher)
+    let mut seen = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        seen.push(ev);
+    }
+    (applied, seen, run)
+}
+
+/// The deadlock is retried like a lock timeout, and the retry says it was a deadlock.
+#[tokio::test]
+async fn a_deadlock_with_the_application_is_retried() {
+    let (applied, events, run) = deadlock_with_the_application(8).await;
+    let applied = applied.unwrap_or_else(|e| panic!("{e}"));
+    assert!(applied.changed);
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            EngineEvent::Retry {
+                loss: LockLoss::Deadlock,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    run.db
+        .catalog()
         .assert_column("public.b", "x", "integer", true)
         .await;
+}
+
+/// A deadlock on the last attempt fails the phase, named as a deadlock (not a lock timeout).
+#[tokio::test]
+async fn a_deadlock_on_the_last_attempt_is_named() {
+    let (applied, _, run) = deadlock_with_the_application(1).await;
+    let err = applied.map(|a| a.message).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::Ddl(DdlError::LockTimeout { deadlocks: 1, .. })
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("1 attempts over")
+            && err
+                .to_string()
+                .contains("(1 aborted by the server to break a deadlock)"),
+        "{err}"
+    );
+    run.assert_state(Phase::Expand, PhaseState::Failed).await;
+    run.db.catalog().assert_no_column("public.a", "x").await;
 }
