@@ -239,10 +239,27 @@ fn throttled() -> Snapshot {
 }
 
 fn app_with(s: Snapshot) -> App {
-    let mut app = App::new(plan(), DB.into(), false);
+    app_of(plan(), s)
+}
+
+/// A connected app of `plan` showing `s`.
+fn app_of(plan: Plan, s: Snapshot) -> App {
+    let mut app = App::new(plan, DB.into(), false);
     app.on_worker(WorkerEvent::Conn(ConnState::Connected));
     app.on_worker(WorkerEvent::Snapshot(Box::new(s)));
     app
+}
+
+/// Marks the backfill done (all 1,000,000 rows), in the facts and in its row.
+fn backfill_done(s: &mut Snapshot) {
+    if let Some(b) = s.facts.backfill.as_mut() {
+        b.state = BackfillState::Done;
+        b.rows_done = 1_000_000;
+    }
+    if let Some(b) = s.backfill.as_mut() {
+        b.state = BackfillState::Done;
+        b.rows_done = 1_000_000;
+    }
 }
 
 const LOG: &[&str] = &[
@@ -288,14 +305,7 @@ fn at_contract(secs: i64) -> Snapshot {
         to_state: PhaseState::Applied,
         at: switched,
     });
-    if let Some(b) = s.facts.backfill.as_mut() {
-        b.state = BackfillState::Done;
-        b.rows_done = 1_000_000;
-    }
-    if let Some(b) = s.backfill.as_mut() {
-        b.state = BackfillState::Done;
-        b.rows_done = 1_000_000;
-    }
+    backfill_done(&mut s);
     s.facts
         .signoffs
         .push(signoff(Phase::ReadSwitch, "data_owner", at(5, 19, 0), &sha));

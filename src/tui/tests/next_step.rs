@@ -105,9 +105,7 @@ fn next_step_puts_a_slot_about_to_lose_its_wal_first() {
         safe_wal_size: Some(3 << 20),
     }];
     s.facts.max_slot_wal_keep_size = Some(64 << 20);
-    let mut app = App::new(plan(), DB.into(), false);
-    app.on_worker(WorkerEvent::Conn(ConnState::Connected));
-    app.on_worker(WorkerEvent::Snapshot(Box::new(judged(s))));
+    let app = app_of(plan(), judged(s));
     let next = app.view().next.unwrap();
     assert!(
         next.text
@@ -116,21 +114,25 @@ fn next_step_puts_a_slot_about_to_lose_its_wal_first() {
     );
 }
 
-#[test]
-fn next_step_names_whoever_must_sign_when_it_is_not_me() {
-    let mut s = on_v2(at_contract(30), false);
+/// The app of `lee` (on host ops-2) showing `s`, with `leads` holding the lead role.
+fn lee_leading(mut s: Snapshot, leads: &[&str]) -> App {
     s.actor = Some(Actor {
         login: "lee".into(),
         os_user: "lee".into(),
         host: "ops-2".into(),
     });
     let mut p = plan();
-    p.spec
-        .roster
-        .insert(Role("lead".into()), vec!["lee".into(), "postgres".into()]);
-    let mut app = App::new(p, DB.into(), false);
-    app.on_worker(WorkerEvent::Conn(ConnState::Connected));
-    app.on_worker(WorkerEvent::Snapshot(Box::new(s)));
+    p.spec.roster.insert(
+        Role("lead".into()),
+        leads.iter().map(|l| l.to_string()).collect(),
+    );
+    app_of(p, s)
+}
+
+#[test]
+fn next_step_names_whoever_must_sign_when_it_is_not_me() {
+    let s = on_v2(at_contract(30), false);
+    let app = lee_leading(s, &["lee", "postgres"]);
     let next = app.view().next.unwrap();
     assert_eq!(next.text, "next: sign off contract as lead (s)");
     let mut s = on_v2(at_contract(30), false);
@@ -140,18 +142,7 @@ fn next_step_names_whoever_must_sign_when_it_is_not_me() {
         at(5, 20, 1),
         &plan().sha256(),
     ));
-    s.actor = Some(Actor {
-        login: "lee".into(),
-        os_user: "lee".into(),
-        host: "ops-2".into(),
-    });
-    let mut p = plan();
-    p.spec
-        .roster
-        .insert(Role("lead".into()), vec!["lee".into()]);
-    let mut app = App::new(p, DB.into(), false);
-    app.on_worker(WorkerEvent::Conn(ConnState::Connected));
-    app.on_worker(WorkerEvent::Snapshot(Box::new(judged(s))));
+    let app = lee_leading(judged(s), &["lee"]);
     let next = app.view().next.unwrap();
     assert!(
         next.text

@@ -4,9 +4,7 @@ use super::*;
 
 #[test]
 fn roster_shows_the_notifications_of_a_plan_with_targets() {
-    let mut app = App::new(plan_with_targets(), DB.into(), false);
-    app.on_worker(WorkerEvent::Conn(ConnState::Connected));
-    app.on_worker(WorkerEvent::Snapshot(Box::new(notifying())));
+    let mut app = app_of(plan_with_targets(), notifying());
     let vm = app.view();
     let roster = pane(&vm, 100, 10, crate::tui::panes::roster::render);
     assert!(

@@ -9,13 +9,8 @@ use crate::backfill::Share;
 /// The backfill finished, but a check still fails: the read switch gate blocks.
 fn gate_blocked() -> Snapshot {
     let mut s = backfill_running();
-    if let Some(b) = s.facts.backfill.as_mut() {
-        b.state = BackfillState::Done;
-        b.rows_done = 1_000_000;
-    }
+    backfill_done(&mut s);
     if let Some(b) = s.backfill.as_mut() {
-        b.state = BackfillState::Done;
-        b.rows_done = 1_000_000;
         b.eta = None;
         b.finished_at = Some(at(5, 9, 0));
     }
