@@ -388,7 +388,7 @@ fn print_c(measured: &[Measured], unthrottled: f64, guard_signal: &str) {
                 .join(", ")
         };
         println!(
-            "    {}: backfill {} in {:.1} s under load{}, {} keys; {} / {} transactions before / during; WAL {} per row, at most {} per chunk; held by signal: {held}; throttled/yielded {:.1} s; after it: p95 {:.2}× p99 {:.2}× before; wrong rows {}, unset {}; {}",
+            "    {}: backfill {} in {:.1} s under load{}, {} keys; {} / {} transactions before / during; WAL {} per row, at most {} per chunk; {}; held by signal: {held}; throttled/yielded {:.1} s; after it: p95 {:.2}× p99 {:.2}× before; wrong rows {}, unset {}; {}",
             m.workload.name,
             if m.finished { "finished" } else { "DID NOT FINISH" },
             m.took.as_secs_f64(),
@@ -405,6 +405,7 @@ fn print_c(measured: &[Measured], unthrottled: f64, guard_signal: &str) {
             m.during.len(),
             m.wal_per_row.map_or("–".to_string(), |b| format!("{b:.0} B")),
             m.max_chunk_wal.map_or("–".to_string(), |b| format!("{:.2} MiB", b as f64 / 1_048_576.0)),
+            m.pace.describe(),
             m.throttled,
             percentile(&m.after, 0.95) / percentile(&m.before, 0.95).max(1e-9),
             percentile(&m.after, 0.99) / percentile(&m.before, 0.99).max(1e-9),

@@ -117,6 +117,8 @@ pub struct Measured {
     pub wal_per_row: Option<f64>,
     /// The most WAL one chunk wrote (bytes).
     pub max_chunk_wal: Option<i64>,
+    /// How much of the time chunks ran, against what finishing needed ([`ChunkPace`]).
+    pub pace: ChunkPace,
     /// Time held per signal (seconds, from the guard's readings: pause share per reading).
     pub held: Vec<(String, f64)>,
     /// Time throttled or yielded in total (s), as the state row counts it.
@@ -129,6 +131,62 @@ pub struct Measured {
     pub written: String,
     /// The run second by second, from the load's start to its end ([`super::timeline`]).
     pub timeline: Vec<String>,
+}
+
+/// How much of a run chunks took, and how much finishing within [`GIVE_UP`] needed at the rate
+/// they ran: when the second is larger than the first, the guard kept the application's budget
+/// at the cost of finishing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChunkPace {
+    /// Time inside chunks (ms).
+    pub chunk_ms: f64,
+    /// Keys the chunks covered.
+    pub chunk_rows: f64,
+    /// How long the run took (ms).
+    pub run_ms: f64,
+    /// Keys the backfill had to cover in all.
+    pub total_rows: f64,
+}
+
+impl ChunkPace {
+    /// The chunks of plan `plan_id` in a run that took `run` and had `total_rows` to cover.
+    async fn read(
+        client: &Client,
+        plan_id: &str,
+        run: Duration,
+        total_rows: f64,
+    ) -> Result<ChunkPace, tokio_postgres::Error> {
+        let chunks = client
+            .query_one(
+                "SELECT coalesce(sum(duration_ms), 0)::float8 AS ms, \
+                 coalesce(sum(rows_scanned), 0)::float8 AS rows \
+                 FROM cutover.backfill_chunks WHERE plan_id = $1",
+                &[&plan_id],
+            )
+            .await?;
+        Ok(ChunkPace {
+            chunk_ms: chunks.try_get("ms")?,
+            chunk_rows: chunks.try_get("rows")?,
+            run_ms: run.as_secs_f64() * 1000.0,
+            total_rows,
+        })
+    }
+
+    /// `chunks ran 3.1 % of the time at 72 rows/ms; all 2000000 rows within 480 s need 5.8 %`.
+    pub fn describe(&self) -> String {
+        if self.chunk_ms <= 0.0 || self.run_ms <= 0.0 {
+            return "no chunk ran".to_string();
+        }
+        let rate = self.chunk_rows / self.chunk_ms;
+        let needed = self.total_rows / rate.max(1e-9) / GIVE_UP.as_millis() as f64;
+        format!(
+            "chunks ran {:.1} % of the time at {rate:.0} rows/ms; all {:.0} rows within {} s need {:.1} %",
+            100.0 * self.chunk_ms / self.run_ms,
+            self.total_rows,
+            GIVE_UP.as_secs(),
+            100.0 * needed
+        )
+    }
 }
 
 /// The column workload `w` backfills.
@@ -211,12 +269,15 @@ pub async fn measure(
         .query_one(
             &format!(
                 "SELECT count(*) FILTER (WHERE {col} <> abalance::bigint * 100) AS wrong, \
-                 count(*) FILTER (WHERE {col} IS NULL) AS unset FROM pgbench_accounts"
+                 count(*) FILTER (WHERE {col} IS NULL) AS unset, count(*) AS rows \
+                 FROM pgbench_accounts"
             ),
             &[],
         )
         .await?;
     let (wrong, unset): (i64, i64) = (row.try_get("wrong")?, row.try_get("unset")?);
+    let total: i64 = row.try_get("rows")?;
+    let pace = ChunkPace::read(client, plan.id(), took, total as f64).await?;
     Ok(Measured {
         workload: w,
         before,
@@ -227,6 +288,7 @@ pub async fn measure(
         keys: progress.rows_done.max(0) as u64,
         wal_per_row: (wal_rows > 0).then(|| wal as f64 / wal_rows as f64),
         max_chunk_wal: (wal_rows > 0).then_some(max_wal),
+        pace,
         held,
         throttled: progress.throttled_seconds,
         wrong,
@@ -355,6 +417,23 @@ mod tests {
         assert_eq!(percentile(&v, 0.95), 95.0);
         assert_eq!(percentile(&v, 0.5), 50.0);
         assert_eq!(percentile(&[3.0], 0.99), 3.0);
+    }
+
+    #[test]
+    fn the_pace_says_what_finishing_needed() {
+        // 14.4 s of chunks covering 1,036,800 keys in 480 s; 2,000,000 to cover.
+        let p = ChunkPace {
+            chunk_ms: 14_400.0,
+            chunk_rows: 1_036_800.0,
+            run_ms: 480_000.0,
+            total_rows: 2_000_000.0,
+        };
+        assert_eq!(
+            p.describe(),
+            "chunks ran 3.0 % of the time at 72 rows/ms; all 2000000 rows within 480 s need 5.8 %"
+        );
+        let none = ChunkPace { chunk_ms: 0.0, ..p };
+        assert_eq!(none.describe(), "no chunk ran");
     }
 
     #[test]
