@@ -1,6 +1,7 @@
 //! Keys and what they do, overlays, single panes, and whole screens in three states.
 
 use super::*;
+use crate::tui::panes;
 
 #[test]
 fn whole_screen_gate_blocked_80x24() {
@@ -98,7 +99,7 @@ fn disconnected_header_and_refused_keys() {
     let vm = app.view();
     let (status, is_error) = vm.ui.status.clone().unwrap();
     assert!(is_error && status.contains("unreachable"), "{status}");
-    insta::assert_snapshot!(pane(&vm, 120, 2, crate::tui::panes::header::render));
+    insta::assert_snapshot!(pane(&vm, 120, 2, panes::header::render));
 }
 
 #[test]
@@ -112,45 +113,30 @@ fn production_and_read_only_header() {
     let vm = app.view();
     assert!(vm.header.is_production());
     assert!(vm.ui.status.as_ref().unwrap().0.contains("read-only"));
-    insta::assert_snapshot!(pane(&vm, 120, 2, crate::tui::panes::header::render));
+    insta::assert_snapshot!(pane(&vm, 120, 2, panes::header::render));
 }
 
 #[test]
 fn panes_backfill_running() {
     let vm = app_with(backfill_running()).view();
-    insta::assert_snapshot!(
-        "timeline",
-        pane(&vm, 100, 6, crate::tui::panes::timeline::render)
-    );
-    insta::assert_snapshot!(
-        "scorecard",
-        pane(&vm, 70, 22, crate::tui::panes::scorecard::render)
-    );
-    insta::assert_snapshot!(
-        "backfill",
-        pane(&vm, 70, 12, crate::tui::panes::backfill::render)
-    );
-    insta::assert_snapshot!(
-        "parity",
-        pane(&vm, 100, 7, crate::tui::panes::parity::render)
-    );
-    insta::assert_snapshot!(
-        "roster",
-        pane(&vm, 70, 12, crate::tui::panes::roster::render)
-    );
+    insta::assert_snapshot!("timeline", pane(&vm, 100, 6, panes::timeline::render));
+    insta::assert_snapshot!("scorecard", pane(&vm, 70, 22, panes::scorecard::render));
+    insta::assert_snapshot!("backfill", pane(&vm, 70, 12, panes::backfill::render));
+    insta::assert_snapshot!("parity", pane(&vm, 100, 7, panes::parity::render));
+    insta::assert_snapshot!("roster", pane(&vm, 70, 12, panes::roster::render));
 }
 
 #[test]
 fn pane_backfill_throttled() {
     let vm = app_with(throttled()).view();
-    insta::assert_snapshot!(pane(&vm, 70, 10, crate::tui::panes::backfill::render));
+    insta::assert_snapshot!(pane(&vm, 70, 10, panes::backfill::render));
 }
 
 /// A copy into a new table with CDC names both and how far the applier is behind.
 #[test]
 fn backfill_pane_shows_the_mode_and_the_cdc_lag() {
     let mut vm = app_with(backfill_running()).view();
-    let plain = pane(&vm, 90, 12, crate::tui::panes::backfill::render);
+    let plain = pane(&vm, 90, 12, panes::backfill::render);
     assert!(
         !plain.contains("CDC") && !plain.contains("copy into"),
         "{plain}"
@@ -161,13 +147,13 @@ fn backfill_pane_shows_the_mode_and_the_cdc_lag() {
         seconds: Some(0.4),
         slot_exists: true,
     }));
-    let text = pane(&vm, 90, 12, crate::tui::panes::backfill::render);
+    let text = pane(&vm, 90, 12, panes::backfill::render);
     assert!(
         text.contains("copy into public.orders_v2 · CDC 12.0 KiB behind, caught up 0.4s ago"),
         "{text}"
     );
     vm.backfill.cdc = Some(None);
-    let text = pane(&vm, 90, 12, crate::tui::panes::backfill::render);
+    let text = pane(&vm, 90, 12, panes::backfill::render);
     assert!(text.contains("CDC no slot yet"), "{text}");
 }
 
@@ -182,12 +168,7 @@ fn backfill_pane_says_done_only_when_done() {
         b.rate = Some(22_804.0);
         b.max_rows_per_sec = 20_000;
     }
-    let text = pane(
-        &app_with(s.clone()).view(),
-        70,
-        10,
-        crate::tui::panes::backfill::render,
-    );
+    let text = pane(&app_with(s.clone()).view(), 70, 10, panes::backfill::render);
     assert!(!text.contains("done"), "{text}");
     assert!(text.contains("99.9%") && !text.contains("100.0%"), "{text}");
     assert!(
@@ -199,12 +180,7 @@ fn backfill_pane_says_done_only_when_done() {
         b.rows_done = 1_000_000;
         b.eta = None;
     }
-    let text = pane(
-        &app_with(s).view(),
-        70,
-        10,
-        crate::tui::panes::backfill::render,
-    );
+    let text = pane(&app_with(s).view(), 70, 10, panes::backfill::render);
     assert!(
         text.contains("ETA done") && text.contains("100.0%"),
         "{text}"

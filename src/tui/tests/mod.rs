@@ -306,12 +306,12 @@ fn at_contract(secs: i64) -> Snapshot {
         at: switched,
     });
     backfill_done(&mut s);
-    s.facts
-        .signoffs
-        .push(signoff(Phase::ReadSwitch, "data_owner", at(5, 19, 0), &sha));
-    s.facts
-        .signoffs
-        .push(signoff(Phase::ReadSwitch, "lead", at(5, 19, 0), &sha));
+    sign(
+        &mut s,
+        Phase::ReadSwitch,
+        &["data_owner", "lead"],
+        at(5, 19, 0),
+    );
     s.facts.checks = [
         "balance-parity",
         "balance-drift",
@@ -355,14 +355,16 @@ fn with_probe(mut s: Snapshot, name: &str, outcome: Outcome) -> Snapshot {
     judged(s)
 }
 
-fn signed_contract(mut s: Snapshot) -> Snapshot {
+/// Sign-offs of `gate` by `roles` at `t`, on the demo plan's hash.
+fn sign(s: &mut Snapshot, gate: Phase, roles: &[&str], t: DateTime<Utc>) {
     let sha = plan().sha256();
-    s.facts
-        .signoffs
-        .push(signoff(Phase::Contract, "lead", at(5, 20, 1), &sha));
-    s.facts
-        .signoffs
-        .push(signoff(Phase::Contract, "sre", at(5, 20, 1), &sha));
+    for role in roles {
+        s.facts.signoffs.push(signoff(gate, role, t, &sha));
+    }
+}
+
+fn signed_contract(mut s: Snapshot) -> Snapshot {
+    sign(&mut s, Phase::Contract, &["lead", "sre"], at(5, 20, 1));
     judged(s)
 }
 

@@ -1,6 +1,7 @@
 //! The next-step hint in each phase, zoom at 80×24, and the wide layout.
 
 use super::*;
+use crate::tui::panes;
 
 #[test]
 fn next_step_hint_in_each_phase() {
@@ -86,7 +87,7 @@ fn next_step_hint_in_each_phase() {
         let vm = app.view();
         out.push_str(&format!(
             "{label}:\n{}\n",
-            pane(&vm, 80, 2, crate::tui::panes::footer::render)
+            pane(&vm, 80, 2, panes::footer::render)
         ));
     }
     insta::assert_snapshot!(out);

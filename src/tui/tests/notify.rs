@@ -1,12 +1,13 @@
 //! The roster's notifications of a plan with `[[notify]]` targets.
 
 use super::*;
+use crate::tui::panes;
 
 #[test]
 fn roster_shows_the_notifications_of_a_plan_with_targets() {
     let mut app = app_of(plan_with_targets(), notifying());
     let vm = app.view();
-    let roster = pane(&vm, 100, 10, crate::tui::panes::roster::render);
+    let roster = pane(&vm, 100, 10, panes::roster::render);
     assert!(
         roster.contains(
             "notify: 12 sent · 1 retrying (slack-oncall, attempt 3, next in 40s: HTTP 500)"
@@ -29,7 +30,7 @@ fn roster_shows_the_notifications_of_a_plan_with_targets() {
         }
     }
     app.on_worker(WorkerEvent::Snapshot(Box::new(s)));
-    let roster = pane(&app.view(), 100, 10, crate::tui::panes::roster::render);
+    let roster = pane(&app.view(), 100, 10, panes::roster::render);
     assert!(
         roster.contains(
             "notify: 12 sent · 2 pending · 1 gave up (slack-oncall, attempt 10: HTTP 500)"
@@ -42,7 +43,7 @@ fn roster_shows_the_notifications_of_a_plan_with_targets() {
         &app_with(notifying()).view(),
         100,
         10,
-        crate::tui::panes::roster::render,
+        panes::roster::render,
     );
     assert!(!roster.contains("notify:"), "{roster}");
 }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use super::*;
 use crate::backfill::Share;
+use crate::tui::panes;
 
 /// The backfill finished, but a check still fails: the read switch gate blocks.
 fn gate_blocked() -> Snapshot {
@@ -287,7 +288,7 @@ fn one_percentage_everywhere() {
 #[test]
 fn parity_draws_each_checks_recent_runs() {
     let vm = app_with(checked_often()).view();
-    let text = pane(&vm, 100, 7, crate::tui::panes::parity::render);
+    let text = pane(&vm, 100, 7, panes::parity::render);
     insta::assert_snapshot!("parity_recent_runs", text);
     let row = |name: &str| {
         text.lines()
@@ -302,7 +303,7 @@ fn parity_draws_each_checks_recent_runs() {
     );
     // A check that never ran has no bar; a pane too narrow for the picture leaves it out.
     assert!(!row("balance-drift").contains('█'), "{text}");
-    let narrow = pane(&vm, 44, 7, crate::tui::panes::parity::render);
+    let narrow = pane(&vm, 44, 7, panes::parity::render);
     assert!(!narrow.contains("recent"), "{narrow}");
     insta::assert_snapshot!("screen_checked_often_120x40", screen(&vm, 120, 40));
 }
@@ -361,7 +362,7 @@ fn the_parity_table_scrolls_sideways_to_a_whole_summary() {
     while app.view().ui.focus != Focus::Parity {
         app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE), now);
     }
-    let table = pane(&app.view(), 100, 7, crate::tui::panes::parity::render);
+    let table = pane(&app.view(), 100, 7, panes::parity::render);
     assert!(
         !table.contains("among others"),
         "shortened in the table: {table}"
@@ -369,12 +370,7 @@ fn the_parity_table_scrolls_sideways_to_a_whole_summary() {
     let mut seen = String::new();
     for _ in 0..20 {
         app.on_key(key('>'), now);
-        seen.push_str(&pane(
-            &app.view(),
-            100,
-            7,
-            crate::tui::panes::parity::render,
-        ));
+        seen.push_str(&pane(&app.view(), 100, 7, panes::parity::render));
     }
     assert!(
         seen.contains("among others (first differing keys shown by `cutover check`)"),
@@ -383,8 +379,5 @@ fn the_parity_table_scrolls_sideways_to_a_whole_summary() {
     for _ in 0..20 {
         app.on_key(key('<'), now);
     }
-    assert_eq!(
-        pane(&app.view(), 100, 7, crate::tui::panes::parity::render),
-        table
-    );
+    assert_eq!(pane(&app.view(), 100, 7, panes::parity::render), table);
 }

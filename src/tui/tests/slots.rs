@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::control::slots::Slot;
+use crate::tui::panes;
 
 const MB: i64 = 1 << 20;
 
@@ -35,7 +36,7 @@ fn with_slots(mut s: Snapshot) -> Snapshot {
 #[test]
 fn backfill_pane_lists_replication_slots() {
     let vm = app_with(with_slots(backfill_running())).view();
-    let text = pane(&vm, 90, 30, crate::tui::panes::backfill::render);
+    let text = pane(&vm, 90, 30, panes::backfill::render);
     insta::assert_snapshot!(text);
     assert!(
         text.contains("2 replication slots · 1 about to lose its WAL: gates blocked"),
@@ -62,18 +63,13 @@ fn backfill_pane_lists_replication_slots() {
         &app_with(with_slots(fresh())).view(),
         90,
         12,
-        crate::tui::panes::backfill::render,
+        panes::backfill::render,
     );
     assert!(
         before.contains("starts when the backfill phase is applied"),
         "{before}"
     );
     assert!(before.contains("! analytics logical inactive"), "{before}");
-    let none = pane(
-        &app_with(fresh()).view(),
-        90,
-        12,
-        crate::tui::panes::backfill::render,
-    );
+    let none = pane(&app_with(fresh()).view(), 90, 12, panes::backfill::render);
     assert!(!none.contains("replication slot"), "{none}");
 }
