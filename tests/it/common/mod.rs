@@ -153,7 +153,15 @@ impl TestDb {
     /// A new database with the demo schema (`assets/demo/schema.sql`), seeded with that many
     /// accounts, customers and orders.
     pub async fn demo(accounts: u32, customers: u32, orders: u32) -> TestDb {
-        let db = TestDb::new().await;
+        TestDb::seeded(TestDb::new().await, accounts, customers, orders).await
+    }
+
+    /// [`TestDb::demo`] on the server at `server_url`.
+    pub async fn demo_on(server_url: String, accounts: u32, customers: u32, orders: u32) -> TestDb {
+        TestDb::seeded(TestDb::on(server_url).await, accounts, customers, orders).await
+    }
+
+    async fn seeded(db: TestDb, accounts: u32, customers: u32, orders: u32) -> TestDb {
         db.exec(include_str!("../../../assets/demo/schema.sql"))
             .await;
         db.exec(&format!(
